@@ -1,0 +1,29 @@
+//! The `Backend` trait and the domain types every part of mkclone speaks.
+//!
+//! A backend is one node of a cloning ceremony: one CCA coprocessor (APQN), one PKCS#11
+//! token, or one simulated card. This crate knows no device and no byte format: CCA
+//! structures cross it as opaque, minimally validated byte newtypes ([`PublicKeyToken`],
+//! [`Certificate`], [`SealedShare`]); `mkclone-formats` gives them meaning.
+//!
+//! Every domain type validates on construction, so a value that exists is a legal value.
+
+mod backend;
+mod error;
+mod outcome;
+mod status;
+mod types;
+
+pub use backend::{
+    Backend, Capabilities, GenerateRequest, InstallRequest, ObtainRequest, Operation, SubjectInfo,
+};
+pub use error::{BackendError, DomainError, Result};
+pub use outcome::{Applied, InstallProgress};
+pub use status::{
+    CurrentState, GenerationState, Identity, NewState, NodeStatus, ReceptionState, RegisterStatus,
+    ShareStatus, ShareTables,
+};
+pub use types::{
+    Certificate, CloneableKind, Eid, HashAlgorithm, KeyLabel, KeyRole, KeyUsage, MasterKeyKind,
+    MofN, PatternAlgorithm, PublicKeyHash, PublicKeyToken, Registration, RetainedKeyInfo,
+    RsaModulusBits, SealedShare, SerialNumber, ShareIndex, VerificationPattern,
+};

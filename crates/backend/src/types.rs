@@ -1,0 +1,869 @@
+//! Domain types. Each constructor enforces the rule CCA (or the protocol) imposes and
+//! says, on refusal, what a legal value looks like.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::DomainError;
+
+/// Largest number of shares CCA supports (CSUACFC SET-MOFN: 1 <= m <= n <= 15).
+pub const MAX_SHARES: u8 = 15;
+
+// ---------------------------------------------------------------------------------------
+// Key labels
+// ---------------------------------------------------------------------------------------
+
+/// A CCA key label: the name of a retained key or of a registered public key.
+///
+/// Rules (CCA Basic Services Reference, key-label conventions; see
+/// `reference/cca-cloning.md`): at most 64 characters, made of up to 8 period-separated
+/// tokens of 1-8 characters each; characters are `A-Z 0-9 # $ @`; each token starts with a
+/// letter or one of `# $ @`. On the wire a label is 64 bytes, blank padded.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct KeyLabel(String);
+
+impl KeyLabel {
+    /// Wire width of a label field.
+    pub const WIRE_LEN: usize = 64;
+
+    pub fn new(label: &str) -> Result<Self, DomainError> {
+        let bad = |why: &str| DomainError::KeyLabel {
+            label: label.chars().take(80).collect(),
+            reason: why.to_string(),
+        };
+        if label.is_empty() {
+            return Err(bad("a label may not be empty"));
+        }
+        if label.len() > Self::WIRE_LEN {
+            return Err(bad("a label has at most 64 characters"));
+        }
+        if label.bytes().any(|b| b.is_ascii_lowercase()) {
+            return Err(bad("CCA labels are upper case: write it in capitals"));
+        }
+        let tokens: Vec<&str> = label.split('.').collect();
+        if tokens.len() > 8 {
+            return Err(bad("a label has at most 8 period-separated tokens"));
+        }
+        for token in tokens {
+            if token.is_empty() || token.len() > 8 {
+                return Err(bad(
+                    "each period-separated token has 1 to 8 characters (e.g. MKCLONE.SA.KEY)",
+                ));
+            }
+            let first = token.as_bytes()[0];
+            if !(first.is_ascii_uppercase() || matches!(first, b'#' | b'$' | b'@')) {
+                return Err(bad("each token starts with a letter A-Z or one of # $ @"));
+            }
+            if !token.bytes().all(|b| {
+                b.is_ascii_uppercase() || b.is_ascii_digit() || matches!(b, b'#' | b'$' | b'@')
+            }) {
+                return Err(bad("allowed characters are A-Z 0-9 # $ @ and the period"));
+            }
+        }
+        Ok(Self(label.to_string()))
+    }
+
+    /// Decode a 64-byte blank-padded wire field.
+    pub fn from_wire(field: &[u8]) -> Result<Self, DomainError> {
+        if field.len() != Self::WIRE_LEN {
+            return Err(DomainError::KeyLabel {
+                label: String::from_utf8_lossy(field).chars().take(80).collect(),
+                reason: format!("a label field is {} bytes", Self::WIRE_LEN),
+            });
+        }
+        let text = std::str::from_utf8(field).map_err(|_| DomainError::KeyLabel {
+            label: hex::encode(&field[..16]),
+            reason: "the label field is not ASCII".into(),
+        })?;
+        Self::new(text.trim_end_matches(' '))
+    }
+
+    /// The 64-byte blank-padded wire form.
+    pub fn to_wire(&self) -> [u8; 64] {
+        let mut out = [b' '; 64];
+        out[..self.0.len()].copy_from_slice(self.0.as_bytes());
+        out
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl fmt::Debug for KeyLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyLabel({})", self.0)
+    }
+}
+impl TryFrom<String> for KeyLabel {
+    type Error = DomainError;
+    fn try_from(s: String) -> Result<Self, DomainError> {
+        Self::new(&s)
+    }
+}
+impl From<KeyLabel> for String {
+    fn from(l: KeyLabel) -> String {
+        l.0
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Environment ID and serial number
+// ---------------------------------------------------------------------------------------
+
+/// A node's Environment ID: 16 characters, set once per coprocessor (CSUACFC), read back
+/// with CSUACFQ STATEID. Given shorter, it is blank padded to 16.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Eid([u8; 16]);
+
+impl Eid {
+    pub const LEN: usize = 16;
+
+    pub fn new(text: &str) -> Result<Self, DomainError> {
+        let bad = |why: &str| DomainError::Eid {
+            eid: text.chars().take(40).collect(),
+            reason: why.to_string(),
+        };
+        if text.len() > Self::LEN {
+            return Err(bad("an EID has at most 16 characters"));
+        }
+        if text.trim().is_empty() {
+            return Err(bad("an EID may not be blank"));
+        }
+        if !text.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(b, b' ' | b'.' | b'-' | b'_' | b'@' | b'#' | b'$' | b'&')
+        }) {
+            return Err(bad("use letters, digits, blanks and . - _ @ # $ &"));
+        }
+        let mut out = [b' '; 16];
+        out[..text.len()].copy_from_slice(text.as_bytes());
+        Ok(Self(out))
+    }
+
+    pub fn from_wire(field: &[u8]) -> Result<Self, DomainError> {
+        if field.len() != Self::LEN {
+            return Err(DomainError::Eid {
+                eid: String::from_utf8_lossy(field).into_owned(),
+                reason: "an EID field is 16 bytes".into(),
+            });
+        }
+        let text = std::str::from_utf8(field).map_err(|_| DomainError::Eid {
+            eid: hex::encode(field),
+            reason: "the EID field is not ASCII".into(),
+        })?;
+        Self::new(text.trim_end_matches(' '))
+    }
+
+    pub fn to_wire(&self) -> [u8; 16] {
+        self.0
+    }
+
+    /// The EID without its blank padding.
+    pub fn as_str(&self) -> &str {
+        // Constructed from ASCII only.
+        std::str::from_utf8(&self.0)
+            .unwrap_or("")
+            .trim_end_matches(' ')
+    }
+}
+
+impl fmt::Display for Eid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl fmt::Debug for Eid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Eid({:?})", self.as_str())
+    }
+}
+impl TryFrom<String> for Eid {
+    type Error = DomainError;
+    fn try_from(s: String) -> Result<Self, DomainError> {
+        Self::new(&s)
+    }
+}
+impl From<Eid> for String {
+    fn from(e: Eid) -> String {
+        e.as_str().to_string()
+    }
+}
+
+/// A coprocessor's 8-character serial number (CCA reports it blank padded).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SerialNumber([u8; 8]);
+
+impl SerialNumber {
+    pub const LEN: usize = 8;
+
+    pub fn new(text: &str) -> Result<Self, DomainError> {
+        if text.trim().is_empty()
+            || text.len() > Self::LEN
+            || !text.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        {
+            return Err(DomainError::Serial {
+                serial: text.chars().take(20).collect(),
+                reason: "a serial number is 1 to 8 printable ASCII characters".into(),
+            });
+        }
+        let mut out = [b' '; 8];
+        out[..text.len()].copy_from_slice(text.as_bytes());
+        Ok(Self(out))
+    }
+
+    pub fn from_wire(field: &[u8]) -> Result<Self, DomainError> {
+        let text = std::str::from_utf8(field).map_err(|_| DomainError::Serial {
+            serial: hex::encode(field),
+            reason: "the serial-number field is not ASCII".into(),
+        })?;
+        if field.len() != Self::LEN {
+            return Err(DomainError::Serial {
+                serial: text.into(),
+                reason: "a serial-number field is 8 bytes".into(),
+            });
+        }
+        Self::new(text.trim_end_matches(' '))
+    }
+
+    pub fn to_wire(&self) -> [u8; 8] {
+        self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0)
+            .unwrap_or("")
+            .trim_end_matches(' ')
+    }
+}
+
+impl fmt::Display for SerialNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl fmt::Debug for SerialNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SerialNumber({:?})", self.as_str())
+    }
+}
+impl TryFrom<String> for SerialNumber {
+    type Error = DomainError;
+    fn try_from(s: String) -> Result<Self, DomainError> {
+        Self::new(&s)
+    }
+}
+impl From<SerialNumber> for String {
+    fn from(s: SerialNumber) -> String {
+        s.as_str().to_string()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// m-of-n and share index
+// ---------------------------------------------------------------------------------------
+
+/// The share threshold: any `m` of `n` shares rebuild the key; 1 <= m <= n <= 15.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "(u8, u8)", into = "(u8, u8)")]
+pub struct MofN {
+    m: u8,
+    n: u8,
+}
+
+impl MofN {
+    pub fn new(m: u8, n: u8) -> Result<Self, DomainError> {
+        if n == 0 || n > MAX_SHARES {
+            return Err(DomainError::MofN {
+                m,
+                n,
+                reason: format!("n (the number of shares) must be 1 to {MAX_SHARES}"),
+            });
+        }
+        if m == 0 {
+            return Err(DomainError::MofN {
+                m,
+                n,
+                reason: "m (the threshold) must be at least 1".into(),
+            });
+        }
+        if m > n {
+            return Err(DomainError::MofN {
+                m,
+                n,
+                reason:
+                    "m (the threshold) cannot exceed n (the number of shares): lower m or raise n"
+                        .into(),
+            });
+        }
+        Ok(Self { m, n })
+    }
+    pub fn m(&self) -> u8 {
+        self.m
+    }
+    pub fn n(&self) -> u8 {
+        self.n
+    }
+    /// Every index 1..=n.
+    pub fn indices(&self) -> impl Iterator<Item = ShareIndex> + use<> {
+        (1..=self.n).map(ShareIndex)
+    }
+}
+
+impl fmt::Display for MofN {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-of-{}", self.m, self.n)
+    }
+}
+impl fmt::Debug for MofN {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MofN({}-of-{})", self.m, self.n)
+    }
+}
+impl TryFrom<(u8, u8)> for MofN {
+    type Error = DomainError;
+    fn try_from((m, n): (u8, u8)) -> Result<Self, DomainError> {
+        Self::new(m, n)
+    }
+}
+impl From<MofN> for (u8, u8) {
+    fn from(v: MofN) -> (u8, u8) {
+        (v.m, v.n)
+    }
+}
+
+/// A share index, 1..=15. Where an m-of-n applies, [`ShareIndex::check_against`] also
+/// enforces index <= n.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub struct ShareIndex(u8);
+
+impl ShareIndex {
+    pub fn new(index: u8) -> Result<Self, DomainError> {
+        if index == 0 || index > MAX_SHARES {
+            return Err(DomainError::ShareIndex {
+                index: u32::from(index),
+                reason: format!("a share index is 1 to {MAX_SHARES}"),
+            });
+        }
+        Ok(Self(index))
+    }
+    /// From a wider wire field (CSUAMKD carries the index as a 4-byte integer).
+    pub fn from_u32(index: u32) -> Result<Self, DomainError> {
+        u8::try_from(index)
+            .map_err(|_| DomainError::ShareIndex {
+                index,
+                reason: format!("a share index is 1 to {MAX_SHARES}"),
+            })
+            .and_then(Self::new)
+    }
+    pub fn get(&self) -> u8 {
+        self.0
+    }
+    pub fn check_against(self, mofn: MofN) -> Result<Self, DomainError> {
+        if self.0 > mofn.n {
+            return Err(DomainError::ShareIndex {
+                index: u32::from(self.0),
+                reason: format!(
+                    "this node's setting is {mofn}, so the index must be 1 to {}",
+                    mofn.n
+                ),
+            });
+        }
+        Ok(self)
+    }
+}
+
+impl fmt::Display for ShareIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+impl fmt::Debug for ShareIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ShareIndex({})", self.0)
+    }
+}
+impl TryFrom<u8> for ShareIndex {
+    type Error = DomainError;
+    fn try_from(v: u8) -> Result<Self, DomainError> {
+        Self::new(v)
+    }
+}
+impl From<ShareIndex> for u8 {
+    fn from(v: ShareIndex) -> u8 {
+        v.0
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Master keys and verification patterns
+// ---------------------------------------------------------------------------------------
+
+/// Every master-key register set a CCA coprocessor reports.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MasterKeyKind {
+    /// The DES master key (24 bytes).
+    Sym,
+    /// The RSA master key (24 bytes).
+    Asym,
+    /// The AES master key (32 bytes); reported, never cloned.
+    Aes,
+    /// The ECC (APKA) master key (32 bytes); reported, never cloned.
+    Apka,
+}
+
+impl MasterKeyKind {
+    pub const ALL: [MasterKeyKind; 4] = [Self::Sym, Self::Asym, Self::Aes, Self::Apka];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sym => "SYM",
+            Self::Asym => "ASYM",
+            Self::Aes => "AES",
+            Self::Apka => "APKA",
+        }
+    }
+
+    /// Parse a user's spelling ("sym", "ASYM", "des", "rsa", ...).
+    pub fn parse(text: &str) -> Result<Self, DomainError> {
+        match text.to_ascii_uppercase().as_str() {
+            "SYM" | "DES" | "SYM-MK" => Ok(Self::Sym),
+            "ASYM" | "RSA" | "PKA" | "ASYM-MK" => Ok(Self::Asym),
+            "AES" | "AES-MK" => Ok(Self::Aes),
+            "APKA" | "ECC" | "APKA-MK" => Ok(Self::Apka),
+            _ => Err(DomainError::MasterKeyKind {
+                text: text.chars().take(20).collect(),
+            }),
+        }
+    }
+
+    /// The kinds CCA can clone. AES and APKA are refused: IBM documents that cloning does
+    /// not support them.
+    pub fn cloneable(self) -> Result<CloneableKind, DomainError> {
+        match self {
+            Self::Sym => Ok(CloneableKind::Sym),
+            Self::Asym => Ok(CloneableKind::Asym),
+            Self::Aes | Self::Apka => Err(DomainError::CloningNotSupported { kind: self }),
+        }
+    }
+}
+
+impl fmt::Display for MasterKeyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A master-key kind that CCA's cloning verbs accept: the 24-byte SYM and ASYM keys.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CloneableKind {
+    Sym,
+    Asym,
+}
+
+impl CloneableKind {
+    pub const ALL: [CloneableKind; 2] = [Self::Sym, Self::Asym];
+    /// Master-key length in bytes (both are triple-length DES keys).
+    pub const KEY_LEN: usize = 24;
+
+    pub fn kind(self) -> MasterKeyKind {
+        match self {
+            Self::Sym => MasterKeyKind::Sym,
+            Self::Asym => MasterKeyKind::Asym,
+        }
+    }
+    /// The CSUAMKD / CSNBMKP rule keyword selecting this register.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Self::Sym => "SYM-MK",
+            Self::Asym => "ASYM-MK",
+        }
+    }
+    pub fn parse(text: &str) -> Result<Self, DomainError> {
+        MasterKeyKind::parse(text)?.cloneable()
+    }
+}
+
+impl fmt::Display for CloneableKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind().name())
+    }
+}
+
+/// How a verification pattern was computed; only patterns of one algorithm compare.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PatternAlgorithm {
+    /// First 8 bytes of SHA-1(X'01' || key): SYM and ASYM.
+    Sha1Method,
+    /// 16-byte MDC-4 pattern (ASYM, as STATICSA and sysfs `mkvps` report it).
+    Mdc4,
+    /// First 8 bytes of SHA-256(X'01' || key): AES and APKA.
+    Sha256Method,
+}
+
+impl PatternAlgorithm {
+    /// Pattern length in bytes.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(self) -> usize {
+        match self {
+            Self::Sha1Method | Self::Sha256Method => 8,
+            Self::Mdc4 => 16,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sha1Method => "SHA-1",
+            Self::Mdc4 => "MDC-4",
+            Self::Sha256Method => "SHA-256",
+        }
+    }
+}
+
+/// A master-key verification pattern with the algorithm that made it.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VerificationPattern {
+    algorithm: PatternAlgorithm,
+    #[serde(with = "hex::serde")]
+    bytes: Vec<u8>,
+}
+
+impl VerificationPattern {
+    pub fn new(algorithm: PatternAlgorithm, bytes: &[u8]) -> Result<Self, DomainError> {
+        if bytes.len() != algorithm.len() {
+            return Err(DomainError::Pattern {
+                reason: format!(
+                    "a {} verification pattern is {} bytes, not {}",
+                    algorithm.name(),
+                    algorithm.len(),
+                    bytes.len()
+                ),
+            });
+        }
+        Ok(Self {
+            algorithm,
+            bytes: bytes.to_vec(),
+        })
+    }
+    pub fn algorithm(&self) -> PatternAlgorithm {
+        self.algorithm
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    /// `Some(equal)` when both patterns use one algorithm, `None` when they cannot be
+    /// compared.
+    pub fn matches(&self, other: &VerificationPattern) -> Option<bool> {
+        (self.algorithm == other.algorithm).then(|| self.bytes == other.bytes)
+    }
+}
+
+impl fmt::Display for VerificationPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}",
+            self.algorithm.name(),
+            hex::encode_upper(&self.bytes)
+        )
+    }
+}
+impl fmt::Debug for VerificationPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VerificationPattern({self})")
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Retained keys, roles, registrations
+// ---------------------------------------------------------------------------------------
+
+/// The role a retained key plays in cloning.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyRole {
+    /// Share administration: certifies CSS and CSR keys.
+    Sa,
+    /// Coprocessor share signing (source).
+    Css,
+    /// Coprocessor share receiving (target).
+    Csr,
+}
+
+impl KeyRole {
+    /// The usage CCA gives a key of this role: SA and CSS sign; CSR unwraps the key that
+    /// encrypts a share (CSNDPKB KEY-MGMT, without signature use: KM-ONLY).
+    pub fn usage(self) -> KeyUsage {
+        match self {
+            Self::Sa | Self::Css => KeyUsage::SignatureOnly,
+            Self::Csr => KeyUsage::KeyManagementOnly,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sa => "SA",
+            Self::Css => "CSS",
+            Self::Csr => "CSR",
+        }
+    }
+}
+
+impl fmt::Display for KeyRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Key usage of an RSA key (CSNDPKB keywords SIG-ONLY and KM-ONLY).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyUsage {
+    SignatureOnly,
+    KeyManagementOnly,
+}
+
+impl KeyUsage {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Self::SignatureOnly => "SIG-ONLY",
+            Self::KeyManagementOnly => "KM-ONLY",
+        }
+    }
+}
+
+/// RSA modulus sizes mkclone generates. On CCA for IBM Z retained keys are at most 2048
+/// bits; the simulator and PKCS#11 tokens also take 3072 and 4096.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize)]
+#[serde(try_from = "u16", into = "u16")]
+pub enum RsaModulusBits {
+    #[default]
+    B2048,
+    B3072,
+    B4096,
+}
+
+impl RsaModulusBits {
+    pub fn bits(self) -> u16 {
+        match self {
+            Self::B2048 => 2048,
+            Self::B3072 => 3072,
+            Self::B4096 => 4096,
+        }
+    }
+    pub fn bytes(self) -> usize {
+        usize::from(self.bits() / 8)
+    }
+    pub fn from_bits(bits: u16) -> Result<Self, DomainError> {
+        match bits {
+            2048 => Ok(Self::B2048),
+            3072 => Ok(Self::B3072),
+            4096 => Ok(Self::B4096),
+            _ => Err(DomainError::ModulusBits { bits }),
+        }
+    }
+}
+impl TryFrom<u16> for RsaModulusBits {
+    type Error = DomainError;
+    fn try_from(v: u16) -> Result<Self, DomainError> {
+        Self::from_bits(v)
+    }
+}
+impl From<RsaModulusBits> for u16 {
+    fn from(v: RsaModulusBits) -> u16 {
+        v.bits()
+    }
+}
+
+/// A retained key as the node lists it (CSNDRKL plus the role mkclone gave it).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RetainedKeyInfo {
+    pub label: KeyLabel,
+    pub usage: KeyUsage,
+    pub clone: bool,
+    pub bits: u16,
+}
+
+/// The hash algorithm of a registered public-key hash.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HashAlgorithm {
+    /// CCA's CSNDPKH "SHA-1" rule.
+    Sha1,
+    /// The hash mkclone's simulator and PKCS#11 path use.
+    Sha256,
+}
+
+impl HashAlgorithm {
+    /// Digest length in bytes.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(self) -> usize {
+        match self {
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sha1 => "SHA-1",
+            Self::Sha256 => "SHA-256",
+        }
+    }
+}
+
+/// The hash of a public key's certificate section (signatures excluded), as registered by
+/// CSNDPKH before the key itself.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PublicKeyHash {
+    algorithm: HashAlgorithm,
+    #[serde(with = "hex::serde")]
+    bytes: Vec<u8>,
+}
+
+impl PublicKeyHash {
+    pub fn new(algorithm: HashAlgorithm, bytes: &[u8]) -> Result<Self, DomainError> {
+        if bytes.len() != algorithm.len() {
+            return Err(DomainError::Hash {
+                reason: format!(
+                    "a {} hash is {} bytes, not {}",
+                    algorithm.name(),
+                    algorithm.len(),
+                    bytes.len()
+                ),
+            });
+        }
+        Ok(Self {
+            algorithm,
+            bytes: bytes.to_vec(),
+        })
+    }
+    pub fn algorithm(&self) -> HashAlgorithm {
+        self.algorithm
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    /// Upper-case hex in groups of four, for reading aloud under dual control.
+    pub fn fingerprint(&self) -> String {
+        let hex = hex::encode_upper(&self.bytes);
+        hex.as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl fmt::Display for PublicKeyHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}",
+            self.algorithm.name(),
+            hex::encode_upper(&self.bytes)
+        )
+    }
+}
+impl fmt::Debug for PublicKeyHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKeyHash({self})")
+    }
+}
+
+/// A name in a node's public-key registry: its hash (CSNDPKH) and, once registered, the
+/// key's certificate (CSNDPKR), with the CLONE mark.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Registration {
+    pub name: KeyLabel,
+    pub hash: PublicKeyHash,
+    pub clone: bool,
+    pub key: Option<Certificate>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Opaque byte newtypes: CCA structures crossing the trait
+// ---------------------------------------------------------------------------------------
+
+macro_rules! opaque_bytes {
+    ($(#[$doc:meta])* $name:ident, first = $first:expr, min = $min:expr, max = $max:expr, what = $what:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "HexBytes", into = "HexBytes")]
+        pub struct $name(Vec<u8>);
+
+        impl $name {
+            /// Checks the leading identifier byte and the length bounds only; the full
+            /// structure is parsed by `mkclone-formats`.
+            pub fn new(bytes: Vec<u8>) -> Result<Self, DomainError> {
+                if bytes.len() < $min || bytes.len() > $max {
+                    return Err(DomainError::Structure {
+                        what: $what,
+                        reason: format!("length {} is outside {}..={} bytes", bytes.len(), $min, $max),
+                    });
+                }
+                if let Some(first) = $first {
+                    if bytes[0] != first {
+                        return Err(DomainError::Structure {
+                            what: $what,
+                            reason: format!("starts with X'{:02X}', expected X'{:02X}'", bytes[0], first),
+                        });
+                    }
+                }
+                Ok(Self(bytes))
+            }
+            pub fn as_bytes(&self) -> &[u8] {
+                &self.0
+            }
+            pub fn into_bytes(self) -> Vec<u8> {
+                self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({} bytes)"), self.0.len())
+            }
+        }
+        impl TryFrom<HexBytes> for $name {
+            type Error = DomainError;
+            fn try_from(v: HexBytes) -> Result<Self, DomainError> {
+                Self::new(v.0)
+            }
+        }
+        impl From<$name> for HexBytes {
+            fn from(v: $name) -> HexBytes {
+                HexBytes(v.0)
+            }
+        }
+    };
+}
+
+/// Bytes serialized as a hex string.
+#[derive(Serialize, Deserialize)]
+struct HexBytes(#[serde(with = "hex::serde")] Vec<u8>);
+
+opaque_bytes!(
+    /// A CCA PKA public-key token (X'1E' header, RSA public section, optional X'40'
+    /// certificate section).
+    PublicKeyToken, first = Some(0x1E_u8), min = 8, max = 8192, what = "public-key token"
+);
+opaque_bytes!(
+    /// A CCA certificate section (X'40'): public key, EID/serial, signature(s).
+    Certificate, first = Some(0x40_u8), min = 4, max = 8192, what = "certificate section"
+);
+opaque_bytes!(
+    /// A sealed share as it travels from source to target: the header naming the target,
+    /// the RSA-wrapped triple-DES key and the encrypted cloning-information token.
+    SealedShare, first = None::<u8>, min = 1, max = 16384, what = "sealed share"
+);

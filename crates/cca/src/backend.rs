@@ -1,0 +1,835 @@
+//! `CcaBackend`: the `Backend` trait spoken in CCA requests over a [`Transport`].
+//!
+//! Each operation is one or a few verbs. Return/reason codes become typed errors; a
+//! "name already exists" becomes `AlreadyDone` or `Conflict` after reading the node's
+//! real state, so that a rerun of an interrupted ceremony converges.
+
+use std::collections::BTreeSet;
+
+use log::{debug, warn};
+use mkclone_backend::{
+    Applied, Backend, BackendError, Capabilities, Certificate, CloneableKind, CurrentState, Eid,
+    GenerateRequest, Identity, InstallProgress, InstallRequest, KeyLabel, MasterKeyKind, MofN,
+    NewState, NodeStatus, ObtainRequest, Operation, PublicKeyHash, PublicKeyToken, RegisterStatus,
+    Registration, Result, RetainedKeyInfo, SealedShare, ShareIndex, ShareStatus, SubjectInfo,
+};
+use mkclone_formats::pka::PublicKeyTokenView;
+use mkclone_formats::seal::SealedShareParts;
+
+use crate::REPLY_CAPACITY;
+use crate::function::FunctionCode;
+use crate::parm::Keyword;
+use crate::rc::{self, rs, rt};
+use crate::transport::{Transport, TransportError};
+use crate::verbs::{MkAction, Query, Register, Reply, ReplyBody, Request};
+
+/// A CCA node: a coprocessor domain behind a transport.
+pub struct CcaBackend<T: Transport> {
+    transport: T,
+}
+
+/// What a failure message needs to name.
+#[derive(Default)]
+struct Ctx<'a> {
+    name: Option<&'a KeyLabel>,
+    kind: Option<CloneableKind>,
+    index: Option<ShareIndex>,
+}
+
+impl<T: Transport> CcaBackend<T> {
+    pub fn new(transport: T) -> Self {
+        Self { transport }
+    }
+
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    pub fn transport_mut(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// Whether this node can send `function` at all (the provenance guard).
+    fn may_send(&self, function: FunctionCode) -> bool {
+        !(self.transport.is_real_device() && function.is_project_assigned())
+    }
+
+    /// Send one request and decode its reply (codes not yet interpreted).
+    fn call(&mut self, op: Operation, request: &Request) -> Result<Reply> {
+        let function = request.function();
+        if !self.may_send(function) {
+            return Err(BackendError::NotSupported {
+                operation: op,
+                backend: self.transport.backend_name(),
+                hint: format!(
+                    "IBM has not published the encoding of {}; mkclone's encoding for it is its own and runs only \
+                     on the simulator (backend = \"sim\"). On this coprocessor use IBM's CNM utility or TKE for this step",
+                    function.info().verb
+                ),
+            });
+        }
+        let message = request
+            .to_message(self.transport.domain(), REPLY_CAPACITY)
+            .map_err(|e| BackendError::Transport {
+                operation: op,
+                cause: format!("the request could not be encoded: {e}"),
+            })?;
+        debug!(
+            "{}: sending {} ({} bytes)",
+            self.transport.backend_name(),
+            function,
+            message.len()
+        );
+        let idempotent = request.is_idempotent();
+        let reply_bytes = self
+            .transport
+            .send(&message, REPLY_CAPACITY, idempotent)
+            .map_err(|e| match e {
+                TransportError::NotSent(cause) => BackendError::Transport {
+                    operation: op,
+                    cause,
+                },
+                TransportError::OutcomeUnknown(cause) => BackendError::OutcomeUnknown {
+                    operation: op,
+                    cause,
+                },
+            })?;
+        let reply = Reply::from_message(&reply_bytes, request).map_err(|e| {
+            if idempotent {
+                BackendError::MalformedReply {
+                    operation: op,
+                    detail: e.to_string(),
+                }
+            } else {
+                BackendError::OutcomeUnknown {
+                    operation: op,
+                    cause: format!("the reply is malformed ({e})"),
+                }
+            }
+        })?;
+        debug!(
+            "{}: {} answered {}/{}",
+            self.transport.backend_name(),
+            function,
+            reply.return_code,
+            reply.reason_code
+        );
+        Ok(reply)
+    }
+
+    /// A call that must succeed with return code 0.
+    fn call_ok(&mut self, op: Operation, request: &Request, ctx: Ctx<'_>) -> Result<ReplyBody> {
+        let reply = self.call(op, request)?;
+        if reply.return_code == rt::OK {
+            Ok(reply.body)
+        } else {
+            Err(self.failure(op, &reply, ctx))
+        }
+    }
+
+    /// Turn a failing reply into the most specific error.
+    fn failure(&mut self, op: Operation, reply: &Reply, ctx: Ctx<'_>) -> BackendError {
+        let name = || ctx.name.cloned();
+        let kind = ctx.kind.unwrap_or(CloneableKind::Sym);
+        let typed = match reply.reason_code {
+            rs::HASH_NOT_REGISTERED => name().map(|name| BackendError::HashNotRegistered { name }),
+            rs::KEY_NOT_REGISTERED => name().map(|name| BackendError::KeyNotRegistered { name }),
+            rs::KEY_DOES_NOT_MATCH_HASH => {
+                name().map(|name| BackendError::KeyDoesNotMatchHash { name })
+            }
+            rs::HASH_NOT_FOR_CLONING => {
+                name().map(|name| BackendError::NotMarkedForCloning { name })
+            }
+            rs::CLONE_MARK_MISMATCH => name().map(|name| BackendError::CloneMarkMismatch { name }),
+            rs::NAME_NOT_FOUND => name().map(|label| BackendError::RetainedKeyNotFound { label }),
+            rs::WRONG_KEY_USAGE => name().map(|label| BackendError::WrongKeyUsage {
+                label,
+                needed: match op {
+                    Operation::InstallShare => "unwrapping a share key",
+                    _ => "signing",
+                },
+                usage: "different-usage",
+            }),
+            rs::CERTIFICATE_NOT_VERIFIED | rs::CERTIFICATE_REJECTED => {
+                Some(BackendError::CertificateRejected {
+                    reason: rc::message(reply.return_code, reply.reason_code)
+                        .trim_start_matches("[mkclone] ")
+                        .to_string(),
+                })
+            }
+            rs::SHARE_DATA_ERROR => Some(BackendError::ShareRejected),
+            rs::WRONG_TARGET => Some(BackendError::WrongTarget {
+                expected_eid: "(named in the share)".into(),
+                expected_key: "(named in the share)".into(),
+                actual_eid: "(this node)".into(),
+                actual_key: "(this node's CSR key)".into(),
+            }),
+            rs::SHARE_INDEX_CONFLICT => ctx
+                .index
+                .map(|index| BackendError::DuplicateShare { kind, index }),
+            rs::KEY_ALREADY_COMPLETE => Some(BackendError::KeyAlreadyComplete { kind }),
+            rs::NEW_NOT_FULL => Some(BackendError::NewNotFull { kind }),
+            rs::NEW_NOT_EMPTY => Some(BackendError::NewNotEmpty { kind }),
+            rs::CURRENT_NOT_VALID => Some(BackendError::CurrentNotValid { kind }),
+            rs::MOFN_NOT_SET => Some(BackendError::MofNNotSet),
+            rs::INDEX_OUT_OF_RANGE => ctx.index.map(|index| {
+                let n = self
+                    .share_status()
+                    .ok()
+                    .and_then(|s| s.m_of_n)
+                    .map(|mn| mn.n())
+                    .unwrap_or(0);
+                BackendError::IndexOutOfRange { index, n }
+            }),
+            _ => None,
+        };
+        typed.unwrap_or_else(|| BackendError::Device {
+            operation: op,
+            return_code: reply.return_code,
+            reason_code: reply.reason_code,
+            message: rc::message(reply.return_code, reply.reason_code).to_string(),
+        })
+    }
+
+    fn query(&mut self, query: Query) -> Result<Vec<Keyword>> {
+        match self.call_ok(Operation::Status, &Request::Query(query), Ctx::default())? {
+            ReplyBody::Elements(e) => Ok(e),
+            other => Err(unexpected(Operation::Status, &other)),
+        }
+    }
+
+    fn registration(&mut self, name: &KeyLabel) -> Result<Option<Registration>> {
+        Ok(self
+            .list_registrations()?
+            .into_iter()
+            .find(|r| &r.name == name))
+    }
+}
+
+fn unexpected(op: Operation, body: &ReplyBody) -> BackendError {
+    BackendError::MalformedReply {
+        operation: op,
+        detail: format!("unexpected reply body {body:?}"),
+    }
+}
+
+/// STATCCAE elements carry one ASCII digit each, in the first byte.
+fn new_state(element: Option<&Keyword>) -> Result<NewState> {
+    match element.map(|k| k.bytes()[0]) {
+        Some(b'1') => Ok(NewState::Empty),
+        Some(b'2') => Ok(NewState::Partial),
+        Some(b'3') => Ok(NewState::Full),
+        other => Err(BackendError::MalformedReply {
+            operation: Operation::Status,
+            detail: format!("STATCCAE NEW-register state {other:?} is not 1, 2 or 3"),
+        }),
+    }
+}
+
+fn current_state(element: Option<&Keyword>) -> Result<CurrentState> {
+    match element.map(|k| k.bytes()[0]) {
+        Some(b'1') => Ok(CurrentState::Invalid),
+        Some(b'2') => Ok(CurrentState::Valid),
+        other => Err(BackendError::MalformedReply {
+            operation: Operation::Status,
+            detail: format!("STATCCAE register state {other:?} is not 1 or 2"),
+        }),
+    }
+}
+
+impl<T: Transport> Backend for CcaBackend<T> {
+    fn backend_name(&self) -> &'static str {
+        self.transport.backend_name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let needs = |op: Operation| -> &'static [FunctionCode] {
+            match op {
+                Operation::Status => &[FunctionCode::FacilityQuery, FunctionCode::Patterns],
+                Operation::SetEid => &[FunctionCode::SetEid, FunctionCode::FacilityQuery],
+                Operation::SetMofN => &[FunctionCode::SetMofN],
+                Operation::ShareStatus => &[FunctionCode::ShareTables],
+                Operation::GenerateRetainedKey => &[
+                    FunctionCode::GenerateRetained,
+                    FunctionCode::RetainedPublicKey,
+                ],
+                Operation::RetainedPublicKey => &[FunctionCode::RetainedPublicKey],
+                Operation::ListRetainedKeys => &[FunctionCode::ListRetained],
+                Operation::DeleteRetainedKey => &[FunctionCode::DeleteRetained],
+                Operation::RegisterPublicKeyHash => {
+                    &[FunctionCode::RegisterHash, FunctionCode::ListRegistrations]
+                }
+                Operation::RegisterPublicKey => {
+                    &[FunctionCode::RegisterKey, FunctionCode::ListRegistrations]
+                }
+                Operation::ListRegistrations => &[FunctionCode::ListRegistrations],
+                Operation::CertifyPublicKey => &[FunctionCode::Certify],
+                Operation::ObtainShare => &[FunctionCode::MasterKeyDistribution],
+                Operation::InstallShare => &[
+                    FunctionCode::MasterKeyDistribution,
+                    FunctionCode::RetainedPublicKey,
+                ],
+                Operation::SetMasterKey | Operation::ClearNew | Operation::LoadRandomMasterKey => {
+                    &[FunctionCode::MasterKeyProcess]
+                }
+            }
+        };
+        let operations: BTreeSet<Operation> = Operation::ALL
+            .into_iter()
+            .filter(|op| needs(*op).iter().all(|f| self.may_send(*f)))
+            .collect();
+        Capabilities {
+            backend: self.transport.backend_name(),
+            operations,
+            key_stays_in_device: true,
+            rehearsal_only: !self.transport.is_real_device(),
+        }
+    }
+
+    fn status(&mut self) -> Result<NodeStatus> {
+        let states = self.query(Query::StatCcae)?;
+        let eid_elements = self.query(Query::StatEid)?;
+        let eid_bytes: Vec<u8> = eid_elements.iter().flat_map(|k| k.bytes()).collect();
+        let eid = if eid_bytes.iter().all(|&b| b == b' ' || b == 0) {
+            None
+        } else {
+            Some(
+                Eid::from_wire(&eid_bytes).map_err(|e| BackendError::MalformedReply {
+                    operation: Operation::Status,
+                    detail: format!("STATEID: {e}"),
+                })?,
+            )
+        };
+        let (serial, entries) =
+            match self.call_ok(Operation::Status, &Request::Patterns, Ctx::default())? {
+                ReplyBody::Patterns { serial, entries } => (serial, entries),
+                other => return Err(unexpected(Operation::Status, &other)),
+            };
+        let mut registers = Vec::new();
+        for (kind, first) in [(MasterKeyKind::Sym, 0usize), (MasterKeyKind::Asym, 6usize)] {
+            let patterns = |reg: Register| {
+                entries
+                    .iter()
+                    .filter(|e| e.kind == kind && e.register == reg)
+                    .map(|e| e.pattern.clone())
+                    .collect()
+            };
+            registers.push(RegisterStatus {
+                kind,
+                new: new_state(states.get(first))?,
+                current: current_state(states.get(first + 1))?,
+                old: current_state(states.get(first + 2))?,
+                new_patterns: patterns(Register::New),
+                current_patterns: patterns(Register::Current),
+                old_patterns: patterns(Register::Old),
+            });
+        }
+        Ok(NodeStatus {
+            identity: Identity { serial, eid },
+            registers,
+        })
+    }
+
+    fn set_eid(&mut self, eid: &Eid) -> Result<Applied<()>> {
+        let reply = self.call(Operation::SetEid, &Request::SetEid(eid.clone()))?;
+        match (reply.return_code, reply.reason_code) {
+            (rt::OK, _) => Ok(Applied::Done(())),
+            (_, rs::EID_ALREADY_SET) => {
+                let current = self.status()?.identity.eid;
+                match current {
+                    Some(current) if &current == eid => Ok(Applied::AlreadyDone(())),
+                    Some(current) => Err(BackendError::EidAlreadySet {
+                        current,
+                        requested: eid.clone(),
+                    }),
+                    None => Err(self.failure(Operation::SetEid, &reply, Ctx::default())),
+                }
+            }
+            _ => Err(self.failure(Operation::SetEid, &reply, Ctx::default())),
+        }
+    }
+
+    fn set_m_of_n(&mut self, m_of_n: MofN) -> Result<Applied<()>> {
+        let reply = self.call(
+            Operation::SetMofN,
+            &Request::SetMofN {
+                m: m_of_n.m(),
+                n: m_of_n.n(),
+            },
+        )?;
+        match (reply.return_code, reply.reason_code) {
+            (rt::OK, _) => Ok(Applied::Done(())),
+            (rt::WARNING, rs::ALREADY_IN_STATE) => Ok(Applied::AlreadyDone(())),
+            _ => Err(self.failure(Operation::SetMofN, &reply, Ctx::default())),
+        }
+    }
+
+    fn share_status(&mut self) -> Result<ShareStatus> {
+        match self.call_ok(
+            Operation::ShareStatus,
+            &Request::ShareTables,
+            Ctx::default(),
+        )? {
+            ReplyBody::ShareTables { m_of_n, tables } => {
+                let m_of_n = m_of_n
+                    .map(|(m, n)| MofN::new(m, n))
+                    .transpose()
+                    .map_err(|e| BackendError::MalformedReply {
+                        operation: Operation::ShareStatus,
+                        detail: e.to_string(),
+                    })?;
+                Ok(ShareStatus { m_of_n, tables })
+            }
+            other => Err(unexpected(Operation::ShareStatus, &other)),
+        }
+    }
+
+    fn generate_retained_key(
+        &mut self,
+        request: &GenerateRequest,
+    ) -> Result<Applied<PublicKeyToken>> {
+        let op = Operation::GenerateRetainedKey;
+        let usage = request.role.usage();
+        let req = Request::GenerateRetained {
+            label: request.label.clone(),
+            usage,
+            clone: request.clone,
+            bits: request.bits.bits(),
+        };
+        let reply = self.call(op, &req)?;
+        match (reply.return_code, reply.reason_code, reply.body) {
+            (rt::OK, _, ReplyBody::PublicKey(token)) => Ok(Applied::Done(token)),
+            (rt::ERROR, rs::NAME_EXISTS, _) => {
+                // A rerun: the key of this deterministic label exists. It is ours if it
+                // has the usage and CLONE mark we asked for.
+                let existing = self
+                    .list_retained_keys()?
+                    .into_iter()
+                    .find(|k| k.label == request.label);
+                match existing {
+                    Some(info)
+                        if info.usage == usage
+                            && info.clone == request.clone
+                            && info.bits == request.bits.bits() =>
+                    {
+                        let token = self.retained_public_key(&request.label)?.ok_or_else(|| {
+                            BackendError::Conflict {
+                                what: format!("retained key {}", request.label),
+                                detail: "listed but its public key cannot be read".into(),
+                            }
+                        })?;
+                        Ok(Applied::AlreadyDone(token))
+                    }
+                    Some(info) => Err(BackendError::Conflict {
+                        what: format!("retained key {}", request.label),
+                        detail: format!(
+                            "it is a {}-bit {} key{}; delete it or choose another ceremony id",
+                            info.bits,
+                            info.usage.keyword(),
+                            if info.clone {
+                                " marked CLONE"
+                            } else {
+                                " without CLONE"
+                            }
+                        ),
+                    }),
+                    None => Err(BackendError::Device {
+                        operation: op,
+                        return_code: rt::ERROR,
+                        reason_code: rs::NAME_EXISTS,
+                        message: rc::message(rt::ERROR, rs::NAME_EXISTS).into(),
+                    }),
+                }
+            }
+            (rt::OK, _, other) => Err(unexpected(op, &other)),
+            (return_code, reason_code, _) => Err(self.failure(
+                op,
+                &Reply::code(return_code, reason_code),
+                Ctx {
+                    name: Some(&request.label),
+                    ..Ctx::default()
+                },
+            )),
+        }
+    }
+
+    fn retained_public_key(&mut self, label: &KeyLabel) -> Result<Option<PublicKeyToken>> {
+        let op = Operation::RetainedPublicKey;
+        let reply = self.call(
+            op,
+            &Request::RetainedPublicKey {
+                label: label.clone(),
+            },
+        )?;
+        match (reply.return_code, reply.reason_code, reply.body) {
+            (rt::OK, _, ReplyBody::PublicKey(token)) => Ok(Some(token)),
+            (rt::ERROR, rs::NAME_NOT_FOUND, _) => Ok(None),
+            (rt::OK, _, other) => Err(unexpected(op, &other)),
+            (a, b, _) => Err(self.failure(
+                op,
+                &Reply::code(a, b),
+                Ctx {
+                    name: Some(label),
+                    ..Ctx::default()
+                },
+            )),
+        }
+    }
+
+    fn list_retained_keys(&mut self) -> Result<Vec<RetainedKeyInfo>> {
+        match self.call_ok(
+            Operation::ListRetainedKeys,
+            &Request::ListRetained,
+            Ctx::default(),
+        )? {
+            ReplyBody::RetainedKeys(list) => Ok(list),
+            other => Err(unexpected(Operation::ListRetainedKeys, &other)),
+        }
+    }
+
+    fn delete_retained_key(&mut self, label: &KeyLabel) -> Result<Applied<()>> {
+        let op = Operation::DeleteRetainedKey;
+        let reply = self.call(
+            op,
+            &Request::DeleteRetained {
+                label: label.clone(),
+            },
+        )?;
+        match (reply.return_code, reply.reason_code) {
+            (rt::OK, _) => Ok(Applied::Done(())),
+            (rt::ERROR, rs::NAME_NOT_FOUND) => Ok(Applied::AlreadyDone(())),
+            _ => Err(self.failure(
+                op,
+                &reply,
+                Ctx {
+                    name: Some(label),
+                    ..Ctx::default()
+                },
+            )),
+        }
+    }
+
+    fn register_public_key_hash(
+        &mut self,
+        name: &KeyLabel,
+        hash: &PublicKeyHash,
+        clone: bool,
+    ) -> Result<Applied<()>> {
+        let op = Operation::RegisterPublicKeyHash;
+        let reply = self.call(
+            op,
+            &Request::RegisterHash {
+                name: name.clone(),
+                hash: hash.clone(),
+                clone,
+            },
+        )?;
+        match (reply.return_code, reply.reason_code) {
+            (rt::OK, _) => Ok(Applied::Done(())),
+            (rt::ERROR, rs::NAME_EXISTS) => match self.registration(name)? {
+                Some(r) if &r.hash == hash && r.clone == clone => Ok(Applied::AlreadyDone(())),
+                Some(r) => Err(BackendError::Conflict {
+                    what: format!("registered hash {name}"),
+                    detail: format!(
+                        "registered: {}{}; requested: {}{}. Unregister it first if the old one is wrong",
+                        r.hash.fingerprint(),
+                        if r.clone { " CLONE" } else { "" },
+                        hash.fingerprint(),
+                        if clone { " CLONE" } else { "" }
+                    ),
+                }),
+                None => Err(self.failure(
+                    op,
+                    &reply,
+                    Ctx {
+                        name: Some(name),
+                        ..Ctx::default()
+                    },
+                )),
+            },
+            _ => Err(self.failure(
+                op,
+                &reply,
+                Ctx {
+                    name: Some(name),
+                    ..Ctx::default()
+                },
+            )),
+        }
+    }
+
+    fn register_public_key(
+        &mut self,
+        name: &KeyLabel,
+        certificate: &Certificate,
+        clone: bool,
+    ) -> Result<Applied<()>> {
+        let op = Operation::RegisterPublicKey;
+        let request = Request::RegisterKey {
+            name: name.clone(),
+            certificate: certificate.clone(),
+            clone,
+        };
+        let reply = self.call(op, &request)?;
+        match (reply.return_code, reply.reason_code) {
+            (rt::OK, _) => Ok(Applied::Done(())),
+            (rt::ERROR, rs::NAME_EXISTS) => match self.registration(name)? {
+                Some(Registration {
+                    key: Some(key),
+                    clone: c,
+                    ..
+                }) if &key == certificate && c == clone => Ok(Applied::AlreadyDone(())),
+                Some(_) => Err(BackendError::Conflict {
+                    what: format!("registered public key {name}"),
+                    detail: "another key is registered under this name".into(),
+                }),
+                None => Err(self.failure(
+                    op,
+                    &reply,
+                    Ctx {
+                        name: Some(name),
+                        ..Ctx::default()
+                    },
+                )),
+            },
+            _ => Err(self.failure(
+                op,
+                &reply,
+                Ctx {
+                    name: Some(name),
+                    ..Ctx::default()
+                },
+            )),
+        }
+    }
+
+    fn list_registrations(&mut self) -> Result<Vec<Registration>> {
+        match self.call_ok(
+            Operation::ListRegistrations,
+            &Request::ListRegistrations,
+            Ctx::default(),
+        )? {
+            ReplyBody::Registrations(list) => Ok(list),
+            other => Err(unexpected(Operation::ListRegistrations, &other)),
+        }
+    }
+
+    fn certify_public_key(
+        &mut self,
+        signer: &KeyLabel,
+        subject: &PublicKeyToken,
+        info: &SubjectInfo,
+    ) -> Result<Certificate> {
+        let op = Operation::CertifyPublicKey;
+        let request = Request::Certify {
+            signer: signer.clone(),
+            subject: subject.clone(),
+            eid: info.eid.clone(),
+            serial: info.serial.clone(),
+        };
+        match self.call_ok(
+            op,
+            &request,
+            Ctx {
+                name: Some(signer),
+                ..Ctx::default()
+            },
+        )? {
+            ReplyBody::Certificate(c) => Ok(c),
+            other => Err(unexpected(op, &other)),
+        }
+    }
+
+    fn obtain_share(&mut self, request: &ObtainRequest) -> Result<SealedShare> {
+        let op = Operation::ObtainShare;
+        let req = Request::Obtain {
+            kind: request.kind,
+            index: u32::from(request.index.get()),
+            css_label: request.css_label.clone(),
+            sa_name: request.sa_name.clone(),
+            csr_certificate: request.csr_certificate.clone(),
+        };
+        let reply = self.call(op, &req)?;
+        if reply.return_code == rt::OK {
+            return match reply.body {
+                ReplyBody::Share(s) => Ok(s),
+                other => Err(unexpected(op, &other)),
+            };
+        }
+        // The SA name is what registry errors are about; the CSS label what key errors are.
+        let name = match reply.reason_code {
+            rs::NAME_NOT_FOUND | rs::WRONG_KEY_USAGE => &request.css_label,
+            _ => &request.sa_name,
+        };
+        Err(self.failure(
+            op,
+            &reply,
+            Ctx {
+                name: Some(name),
+                kind: Some(request.kind),
+                index: Some(request.index),
+            },
+        ))
+    }
+
+    fn install_share(&mut self, request: &InstallRequest) -> Result<Applied<InstallProgress>> {
+        let op = Operation::InstallShare;
+        // The header is checked first, on the host, so that a share for another node gets
+        // its own error before any cryptography runs.
+        let parts =
+            SealedShareParts::decode(&request.share).map_err(|_| BackendError::ShareRejected)?;
+        let eid = self.status()?.identity.eid;
+        let csr = self
+            .retained_public_key(&request.csr_label)?
+            .ok_or_else(|| BackendError::RetainedKeyNotFound {
+                label: request.csr_label.clone(),
+            })?;
+        let csr_view =
+            PublicKeyTokenView::decode(&csr).map_err(|e| BackendError::MalformedReply {
+                operation: op,
+                detail: format!("CSR public-key token: {e}"),
+            })?;
+        let fingerprint = csr_view.key.fingerprint();
+        let Some(eid) = eid else {
+            return Err(BackendError::Conflict {
+                what: "this node's EID".into(),
+                detail: "no EID is set, so no share can be addressed to it: set the EID first (phase 3a)".into(),
+            });
+        };
+        parts
+            .header
+            .check_addressed_to(&eid, &fingerprint)
+            .map_err(|_| BackendError::WrongTarget {
+                expected_eid: parts.header.target_eid.to_string(),
+                expected_key: short_hex(&parts.header.csr_fingerprint),
+                actual_eid: eid.to_string(),
+                actual_key: short_hex(&fingerprint),
+            })?;
+        if parts.header.kind != request.kind {
+            warn!(
+                "share header names the {} master key, the request {}",
+                parts.header.kind, request.kind
+            );
+            return Err(BackendError::ShareRejected);
+        }
+
+        let req = Request::Install {
+            kind: request.kind,
+            csr_label: request.csr_label.clone(),
+            sa_name: request.sa_name.clone(),
+            css_certificate: request.css_certificate.clone(),
+            share: request.share.clone(),
+        };
+        let reply = self.call(op, &req)?;
+        let progress = |body: &ReplyBody| match body {
+            ReplyBody::InstallProgress { received, m } if received >= m => {
+                Some(InstallProgress::Complete)
+            }
+            ReplyBody::InstallProgress { received, m } => Some(InstallProgress::NeedMore {
+                received: *received,
+                m: *m,
+            }),
+            _ => None,
+        };
+        match (reply.return_code, reply.reason_code) {
+            (rt::OK, _) | (rt::WARNING, rs::SUFFICIENT_SHARES) => progress(&reply.body)
+                .map(Applied::Done)
+                .ok_or_else(|| unexpected(op, &reply.body)),
+            (rt::WARNING, rs::SHARE_ALREADY_RECEIVED) => progress(&reply.body)
+                .map(Applied::AlreadyDone)
+                .ok_or_else(|| unexpected(op, &reply.body)),
+            _ => {
+                let name = match reply.reason_code {
+                    rs::NAME_NOT_FOUND | rs::WRONG_KEY_USAGE => &request.csr_label,
+                    _ => &request.sa_name,
+                };
+                Err(self.failure(
+                    op,
+                    &reply,
+                    Ctx {
+                        name: Some(name),
+                        kind: Some(request.kind),
+                        index: Some(parts.header.index),
+                    },
+                ))
+            }
+        }
+    }
+
+    fn set_master_key(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
+        let op = Operation::SetMasterKey;
+        self.call_ok(
+            op,
+            &Request::MasterKey {
+                action: MkAction::Set,
+                kind,
+            },
+            Ctx {
+                kind: Some(kind),
+                ..Ctx::default()
+            },
+        )?;
+        Ok(Applied::Done(()))
+    }
+
+    fn clear_new(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
+        let op = Operation::ClearNew;
+        let reply = self.call(
+            op,
+            &Request::MasterKey {
+                action: MkAction::Clear,
+                kind,
+            },
+        )?;
+        match (reply.return_code, reply.reason_code) {
+            (rt::OK, _) => Ok(Applied::Done(())),
+            (rt::WARNING, rs::ALREADY_IN_STATE) => Ok(Applied::AlreadyDone(())),
+            _ => Err(self.failure(
+                op,
+                &reply,
+                Ctx {
+                    kind: Some(kind),
+                    ..Ctx::default()
+                },
+            )),
+        }
+    }
+
+    fn load_random_master_key(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
+        let op = Operation::LoadRandomMasterKey;
+        let ctx = || Ctx {
+            kind: Some(kind),
+            ..Ctx::default()
+        };
+        self.call_ok(
+            op,
+            &Request::MasterKey {
+                action: MkAction::Random,
+                kind,
+            },
+            ctx(),
+        )?;
+        self.call_ok(
+            op,
+            &Request::MasterKey {
+                action: MkAction::Set,
+                kind,
+            },
+            ctx(),
+        )?;
+        Ok(Applied::Done(()))
+    }
+}
+
+fn short_hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02X}"))
+        .collect::<String>()
+        + "…"
+}

@@ -1,0 +1,25 @@
+//! CCA's request/reply blocks and `CcaBackend`.
+//!
+//! - [`cprb`]: the 220-byte CPRBX header, big-endian fields written explicitly;
+//! - [`parm`]: the parameter block (function code, rule array, verb data, key block);
+//! - [`function`]: THE table of function codes, each with its provenance;
+//! - [`rc`]: return/reason codes with messages;
+//! - [`verbs`]: typed requests and replies of every verb, shared with the simulator;
+//! - [`CcaBackend`]: the `Backend` trait over any [`Transport`].
+
+mod backend;
+pub mod cprb;
+mod error;
+pub mod function;
+pub mod parm;
+pub mod rc;
+mod transport;
+pub mod verbs;
+
+pub use backend::CcaBackend;
+pub use error::CodecError;
+pub use transport::{Transport, TransportError};
+
+/// Reply capacity offered with each request: the zcrypt driver's default card message
+/// size limit (12 KiB, `reference/zcrypt-abi.md`).
+pub const REPLY_CAPACITY: usize = 12 * 1024;

@@ -1,0 +1,143 @@
+//! CCA return and reason codes, with messages.
+//!
+//! IBM's codes come from the IBM 4758 CCA Basic Services Reference, release 2.54
+//! (`reference/cca-cloning.md`, "Return / reason codes"). Conditions the simulator must
+//! report for which no IBM reason code is published use PROJECT-ASSIGNED reason codes
+//! from 0xF000 up; they are never presented as IBM's.
+
+/// Return codes.
+pub mod rt {
+    pub const OK: u16 = 0;
+    pub const WARNING: u16 = 4;
+    pub const ERROR: u16 = 8;
+    pub const SEVERE: u16 = 12;
+}
+
+/// Reason codes.
+pub mod rs {
+    // --- IBM, CCA Basic Services Reference 2.54 ---
+    /// 4/1024: sufficient shares processed; the new master key is complete.
+    pub const SUFFICIENT_SHARES: u16 = 1024;
+    pub const NAME_EXISTS: u16 = 1025;
+    pub const NAME_NOT_FOUND: u16 = 1026;
+    pub const EID_ALREADY_SET: u16 = 1027;
+    pub const SHARE_DATA_ALREADY_SET: u16 = 1028;
+    pub const EID_DATA_ERROR: u16 = 1029;
+    pub const SHARE_DATA_ERROR: u16 = 1030;
+    pub const KEY_USE_ERROR: u16 = 1031;
+    pub const HASH_USE_ERROR: u16 = 1032;
+    pub const HASH_NOT_REGISTERED: u16 = 1033;
+    pub const KEY_NOT_REGISTERED: u16 = 1034;
+    pub const CERTIFICATE_NOT_VERIFIED: u16 = 1035;
+    pub const SHARE_DISTRIBUTION_ERROR: u16 = 1037;
+    pub const HASH_NOT_FOR_CLONING: u16 = 1038;
+    pub const KEY_DOES_NOT_MATCH_HASH: u16 = 1039;
+
+    // --- project-assigned (no IBM code published for these conditions) ---
+    pub const PROJECT_BASE: u16 = 0xF000;
+    /// The share's header names another node.
+    pub const WRONG_TARGET: u16 = 0xF001;
+    /// m-of-n data out of range (1 <= m <= n <= 15).
+    pub const BAD_MOFN: u16 = 0xF002;
+    /// Share index outside 1..=n.
+    pub const INDEX_OUT_OF_RANGE: u16 = 0xF003;
+    /// INSTALL after the NEW key is complete.
+    pub const KEY_ALREADY_COMPLETE: u16 = 0xF004;
+    /// SET with the NEW register not full.
+    pub const NEW_NOT_FULL: u16 = 0xF005;
+    /// OBTAIN with the CURRENT register not valid.
+    pub const CURRENT_NOT_VALID: u16 = 0xF006;
+    /// First INSTALL with the NEW register not empty.
+    pub const NEW_NOT_EMPTY: u16 = 0xF007;
+    /// OBTAIN/INSTALL before SET-MOFN.
+    pub const MOFN_NOT_SET: u16 = 0xF008;
+    /// (return code 4) This share index was already received, with the same share.
+    pub const SHARE_ALREADY_RECEIVED: u16 = 0xF009;
+    /// This share index was already received with a different share.
+    pub const SHARE_INDEX_CONFLICT: u16 = 0xF00A;
+    /// The key's CLONE mark differs from the one on its registered hash.
+    pub const CLONE_MARK_MISMATCH: u16 = 0xF00B;
+    /// The retained key's usage does not allow the operation.
+    pub const WRONG_KEY_USAGE: u16 = 0xF00C;
+    /// (return code 4) The register was already in the requested state.
+    pub const ALREADY_IN_STATE: u16 = 0xF00D;
+    /// The request is malformed for this verb.
+    pub const MALFORMED_REQUEST: u16 = 0xF00E;
+    /// A function code the card does not implement.
+    pub const UNKNOWN_FUNCTION: u16 = 0xF00F;
+    /// The certificate section is malformed or its signature does not verify.
+    pub const CERTIFICATE_REJECTED: u16 = 0xF010;
+}
+
+/// Whether a reason code is IBM's or mkclone's.
+pub fn is_project_assigned(reason: u16) -> bool {
+    reason >= rs::PROJECT_BASE
+}
+
+/// A human message for a return/reason pair.
+pub fn message(return_code: u16, reason_code: u16) -> &'static str {
+    use rs::*;
+    match (return_code, reason_code) {
+        (0, 0) => "success",
+        (4, SUFFICIENT_SHARES) => "sufficient shares processed: the new master key is complete",
+        (_, NAME_EXISTS) => "a key or registration with this name already exists",
+        (_, NAME_NOT_FOUND) => "no key or registration with this name exists",
+        (_, EID_ALREADY_SET) => "the environment ID is already set",
+        (_, SHARE_DATA_ALREADY_SET) => "share data already set",
+        (_, EID_DATA_ERROR) => "environment ID data error",
+        (_, SHARE_DATA_ERROR) => "error using the share data",
+        (_, KEY_USE_ERROR) => "error using a registered or retained key",
+        (_, HASH_USE_ERROR) => "error using a registered hash",
+        (_, HASH_NOT_REGISTERED) => "the public-key hash is not registered",
+        (_, KEY_NOT_REGISTERED) => "the public key is not registered",
+        (_, CERTIFICATE_NOT_VERIFIED) => "the certificate's signature does not verify",
+        (_, SHARE_DISTRIBUTION_ERROR) => "share distribution error",
+        (_, HASH_NOT_FOR_CLONING) => "the registered hash is not marked for cloning",
+        (_, KEY_DOES_NOT_MATCH_HASH) => "the registered key does not match the registered hash",
+        (_, WRONG_TARGET) => "[mkclone] the share is addressed to another node",
+        (_, BAD_MOFN) => "[mkclone] m-of-n out of range",
+        (_, INDEX_OUT_OF_RANGE) => "[mkclone] share index outside 1..n",
+        (_, KEY_ALREADY_COMPLETE) => "[mkclone] the new master key is already complete",
+        (_, NEW_NOT_FULL) => "[mkclone] the NEW master-key register is not full",
+        (_, CURRENT_NOT_VALID) => "[mkclone] the CURRENT master-key register is not valid",
+        (_, NEW_NOT_EMPTY) => "[mkclone] the NEW master-key register is not empty",
+        (_, MOFN_NOT_SET) => "[mkclone] m-of-n is not set",
+        (_, SHARE_ALREADY_RECEIVED) => "[mkclone] this share was already received",
+        (_, SHARE_INDEX_CONFLICT) => {
+            "[mkclone] a different share with this index was already received"
+        }
+        (_, CLONE_MARK_MISMATCH) => "[mkclone] the CLONE mark differs from the registered hash's",
+        (_, WRONG_KEY_USAGE) => "[mkclone] the retained key's usage does not allow this",
+        (_, ALREADY_IN_STATE) => "[mkclone] already in the requested state",
+        (_, MALFORMED_REQUEST) => "[mkclone] the request is malformed",
+        (_, UNKNOWN_FUNCTION) => "[mkclone] the card does not implement this function code",
+        (_, CERTIFICATE_REJECTED) => "[mkclone] the certificate is malformed or does not verify",
+        _ => "no message known for this code; see the CCA Basic Services Reference",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_reason_codes_never_collide_with_ibm_ranges() {
+        for code in [
+            rs::WRONG_TARGET,
+            rs::BAD_MOFN,
+            rs::CERTIFICATE_REJECTED,
+            rs::UNKNOWN_FUNCTION,
+        ] {
+            assert!(is_project_assigned(code));
+            assert!(message(8, code).starts_with("[mkclone]"));
+        }
+        for code in [
+            rs::NAME_EXISTS,
+            rs::KEY_DOES_NOT_MATCH_HASH,
+            rs::SUFFICIENT_SHARES,
+        ] {
+            assert!(!is_project_assigned(code));
+            assert!(!message(8, code).starts_with("[mkclone]"));
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! The seam between `CcaBackend` and whatever carries CPRB bytes: the zcrypt ioctl on a
+//! real coprocessor, or the simulator.
+
+use thiserror::Error;
+
+/// What carries a request message (CPRBX + parameter block) to a coprocessor and brings
+/// the reply message back.
+pub trait Transport {
+    /// "sim" or "zcrypt".
+    fn backend_name(&self) -> &'static str;
+
+    /// True when a real CCA coprocessor is behind this transport. `CcaBackend` then never
+    /// sends a project-assigned function code: IBM has not published those encodings.
+    fn is_real_device(&self) -> bool;
+
+    /// The usage domain written into each CPRBX.
+    fn domain(&self) -> u16;
+
+    /// Send one request message and return the reply message. `idempotent` tells the
+    /// transport whether a transient failure may be retried.
+    fn send(
+        &mut self,
+        request: &[u8],
+        reply_capacity: usize,
+        idempotent: bool,
+    ) -> Result<Vec<u8>, TransportError>;
+}
+
+/// A transport failure, split by whether the device may have acted.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TransportError {
+    /// The request never reached the device: nothing changed.
+    #[error("{0}")]
+    NotSent(String),
+    /// The request left; no reply came back. The device may or may not have acted.
+    #[error("{0}")]
+    OutcomeUnknown(String),
+}
+
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    fn backend_name(&self) -> &'static str {
+        (**self).backend_name()
+    }
+    fn is_real_device(&self) -> bool {
+        (**self).is_real_device()
+    }
+    fn domain(&self) -> u16 {
+        (**self).domain()
+    }
+    fn send(
+        &mut self,
+        request: &[u8],
+        reply_capacity: usize,
+        idempotent: bool,
+    ) -> Result<Vec<u8>, TransportError> {
+        (**self).send(request, reply_capacity, idempotent)
+    }
+}

@@ -1,0 +1,187 @@
+//! Sealing and opening one share, as ARCHITECTURE.md "Shares" specifies for every backend
+//! that uses the project's share format (simulator, PKCS#11).
+//!
+//! Sealing ([`seal`]): build the X'1D' cloning-information token; the source's device signs
+//! its signed bytes with the CSS key (SHA-256, RSA PKCS#1 v1.5); a fresh triple-DES key
+//! (odd parity) encrypts the token's bytes from offset 36 with EDE3-CBC, zero IV, no
+//! padding; the 24-byte key is wrapped raw with RSA-OAEP (SHA-1, MGF1-SHA1, no label) to the
+//! target's CSR public key. CCA documents the triple-DES encryption of the token; it does not
+//! document the RSA padding that wraps the key (reference/cca-cloning.md), so OAEP is the
+//! project's choice (the one SoftHSM supports).
+//!
+//! Opening, in the order an installer must follow:
+//! 1. [`SealedShareParts::decode`]: a [`FormatError`] here means the container is damaged.
+//!    Callers report it as a rejected share (`BackendError::ShareRejected`); it is a
+//!    separate type only so that a tool can say "this is not a sealed share" to a human.
+//! 2. [`ShareHeader::check_addressed_to`]: the share names another node ([`WrongTarget`],
+//!    its own error, checked first).
+//! 3. [`open`]: unwrap (by the target's device, with the CSR private key), decrypt, decode,
+//!    check the pad, verify the CSS signature, compare the header with the token. Every
+//!    failure here is the one [`OpenError::Rejected`], with no detail in `Debug` or
+//!    `Display`, so that errors are no padding oracle.
+//!
+//! This crate never performs an RSA private-key operation outside tests: signing and
+//! unwrapping are closures the caller's device implements.
+
+mod container;
+mod tdes;
+
+use mkclone_backend::{Eid, KeyLabel};
+use rsa::Oaep;
+use sha1::Sha1;
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+pub use container::{FORMAT_VERSION, MAGIC, SealedShareParts, ShareHeader, WrongTarget};
+pub use tdes::TdesKey;
+
+use crate::clone_info::{CLEAR_HEADER_LEN, CloneInfo, SignedCloneInfo};
+use crate::error::FormatError;
+use crate::pka::RsaPublicKey;
+
+/// Why a share could not be sealed.
+#[derive(Debug, Error)]
+pub enum SealError<E> {
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("the source's CSS key could not sign the share: {0}")]
+    Sign(E),
+    #[error("the share key could not be wrapped to the target's CSR key: {reason}")]
+    Wrap { reason: String },
+    #[error("the random generator produced only weak triple-DES keys; it is not working")]
+    WeakRng,
+}
+
+/// The one error of [`open`]: the share does not decrypt and verify as a share from the
+/// certified source. Deliberately without detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum OpenError {
+    #[error(
+        "the share was rejected: it does not decrypt and verify as a share from the certified source"
+    )]
+    Rejected,
+}
+
+/// Seal `info` for the target named by `target_eid` and its CSR public key.
+///
+/// `sign` receives the bytes to be signed (they contain the share: the closure should hand
+/// them to the device holding the CSS key and not keep them) and returns a
+/// `signature_len`-byte SHA-256 / PKCS#1 v1.5 signature by the CSS key labelled
+/// `css_label`. `rng` draws the triple-DES key and the OAEP seed.
+pub fn seal<E, R>(
+    info: &CloneInfo,
+    css_label: &KeyLabel,
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+    signature_len: usize,
+    target_eid: &Eid,
+    csr_key: &RsaPublicKey,
+    rng: &mut R,
+) -> Result<SealedShareParts, SealError<E>>
+where
+    R: rand::CryptoRng + ?Sized,
+{
+    let key = TdesKey::generate(rng).ok_or(SealError::WeakRng)?;
+    seal_with_key(
+        info,
+        css_label,
+        sign,
+        signature_len,
+        target_eid,
+        csr_key,
+        &key,
+        rng,
+    )
+}
+
+/// [`seal`] with a triple-DES key drawn by the caller (golden vectors; a device that draws
+/// its own key). The key must never be used for another share.
+#[allow(clippy::too_many_arguments)]
+pub fn seal_with_key<E, R>(
+    info: &CloneInfo,
+    css_label: &KeyLabel,
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+    signature_len: usize,
+    target_eid: &Eid,
+    csr_key: &RsaPublicKey,
+    key: &TdesKey,
+    rng: &mut R,
+) -> Result<SealedShareParts, SealError<E>>
+where
+    R: rand::CryptoRng + ?Sized,
+{
+    let unsigned = info.to_be_signed(css_label, signature_len)?;
+    let signature = sign(unsigned.signed_bytes()).map_err(SealError::Sign)?;
+    let signed = unsigned.finish(signature)?;
+    let mut token = signed.encode()?;
+    let area = token.get_mut(CLEAR_HEADER_LEN..).unwrap_or(&mut []);
+    key.encrypt_cbc(area).ok_or(FormatError::Unencodable {
+        structure: "cloning-information token",
+        field: "TLV area",
+        reason: "not a multiple of 8 bytes".into(),
+    })?;
+    let wrapped_key = csr_key
+        .to_rsa()?
+        .encrypt(rng, Oaep::<Sha1>::new(), key.as_bytes())
+        .map_err(|e| SealError::Wrap {
+            reason: e.to_string(),
+        })?;
+    // Past offset 36 the token is now ciphertext; the clear header holds no secret.
+    let encrypted_clone_info = std::mem::take(&mut *token);
+    Ok(SealedShareParts {
+        header: container::ShareHeader {
+            target_eid: target_eid.clone(),
+            csr_fingerprint: csr_key.fingerprint(),
+            kind: info.kind,
+            index: info.index,
+            origin_eid: info.origin_eid.clone(),
+        },
+        wrapped_key,
+        encrypted_clone_info,
+    })
+}
+
+/// Open a sealed share whose header was already checked with
+/// [`ShareHeader::check_addressed_to`].
+///
+/// `unwrap` receives the wrapped key and returns the 24-byte triple-DES key; the target's
+/// device does it (RSA-OAEP with SHA-1, MGF1-SHA1, no label, under the CSR private key).
+/// The share must verify under `css_key` (the source's CSS public key, taken from its
+/// SA-certified certificate); with `css_label`, its signature must also name that label.
+/// (A target knows the CSS key from its certificate, which does not carry the label: it
+/// passes `None` and the label the token names is used to find the signature.)
+///
+/// Every failure, including an error returned by `unwrap`, is [`OpenError::Rejected`]. A
+/// caller that must tell a device it could not reach (outcome unknown) from a key that did
+/// not unwrap keeps that distinction itself, e.g. by storing the transport error in a
+/// variable the closure captures; only the caller knows which of its errors are
+/// cryptographic.
+pub fn open<E>(
+    parts: &SealedShareParts,
+    unwrap: impl FnOnce(&[u8]) -> Result<Zeroizing<Vec<u8>>, E>,
+    css_key: &RsaPublicKey,
+    css_label: Option<&KeyLabel>,
+) -> Result<CloneInfo, OpenError> {
+    let key = {
+        let raw = unwrap(&parts.wrapped_key).map_err(|_| OpenError::Rejected)?;
+        TdesKey::from_unwrapped(&raw).ok_or(OpenError::Rejected)?
+    };
+    let mut clear = Zeroizing::new(parts.encrypted_clone_info.clone());
+    let area = clear
+        .get_mut(CLEAR_HEADER_LEN..)
+        .ok_or(OpenError::Rejected)?;
+    key.decrypt_cbc(area).ok_or(OpenError::Rejected)?;
+    let signed = SignedCloneInfo::decode(&clear).map_err(|_| OpenError::Rejected)?;
+    let signer = css_label.unwrap_or(&signed.signature.signer);
+    signed
+        .verify(signer, css_key)
+        .map_err(|_| OpenError::Rejected)?;
+    let info = signed.info;
+    let header = &parts.header;
+    if header.kind != info.kind
+        || header.index != info.index
+        || header.origin_eid != info.origin_eid
+    {
+        return Err(OpenError::Rejected);
+    }
+    Ok(info)
+}

@@ -1,0 +1,290 @@
+//! Sealing and opening shares: the happy path, wrong targets, and every single-byte change
+//! of a sealed share.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::*;
+use mkclone_backend::{Eid, SealedShare, ShareIndex};
+use mkclone_formats::clone_info::CloneInfo;
+use mkclone_formats::seal::{OpenError, SealError, SealedShareParts, open, seal};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+fn target() -> Eid {
+    eid("TARGET.1")
+}
+
+fn seal_sample(info: &CloneInfo) -> SealedShareParts {
+    let k = keys();
+    let mut rng = StdRng::seed_from_u64(u64::from(info.index.get()));
+    seal(
+        info,
+        &css_label(),
+        |bytes| Ok::<_, std::convert::Infallible>(sign(&k.css, bytes)),
+        256,
+        &target(),
+        &public(&k.csr),
+        &mut rng,
+    )
+    .unwrap()
+}
+
+/// One sealed share per test binary.
+fn sealed() -> &'static SealedShare {
+    static SEALED: OnceLock<SealedShare> = OnceLock::new();
+    SEALED.get_or_init(|| seal_sample(&sample_info(2)).encode().unwrap())
+}
+
+/// What an installer does: decode, check the target, open.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Opened(Box<CloneInfo>),
+    Undecodable,
+    WrongTarget,
+    Rejected,
+}
+
+fn install(bytes: &[u8]) -> Outcome {
+    let k = keys();
+    let Ok(parts) = SealedShareParts::from_bytes(bytes) else {
+        return Outcome::Undecodable;
+    };
+    if parts
+        .header
+        .check_addressed_to(&target(), &public(&k.csr).fingerprint())
+        .is_err()
+    {
+        return Outcome::WrongTarget;
+    }
+    match open(
+        &parts,
+        |w| unwrap_key(&k.csr, w),
+        &public(&k.css),
+        Some(&css_label()),
+    ) {
+        Ok(info) => Outcome::Opened(Box::new(info)),
+        Err(OpenError::Rejected) => Outcome::Rejected,
+    }
+}
+
+#[test]
+fn a_sealed_share_opens_at_its_target() {
+    assert_eq!(
+        install(sealed().as_bytes()),
+        Outcome::Opened(Box::new(sample_info(2)))
+    );
+}
+
+#[test]
+fn every_single_byte_change_is_caught() {
+    // Layout: magic 8, version 2, target EID 16 (offset 10), fingerprint 32 (offset 26),
+    // kind, index, origin EID 16, ...
+    const TARGET: std::ops::Range<usize> = 10..58;
+    let bytes = sealed().as_bytes();
+    let mut counts = [0usize; 3];
+    for i in 0..bytes.len() {
+        for flip in [0x01u8, 0xFF] {
+            let mut changed = bytes.to_vec();
+            changed[i] ^= flip;
+            let outcome = install(&changed);
+            if TARGET.contains(&i) {
+                // A changed EID byte may leave the EID alphabet (then the container does
+                // not decode); otherwise the share names another node.
+                assert!(
+                    matches!(outcome, Outcome::WrongTarget | Outcome::Undecodable),
+                    "byte {i} ^ {flip:#04x}: {outcome:?}"
+                );
+            } else {
+                assert!(
+                    matches!(outcome, Outcome::Rejected | Outcome::Undecodable),
+                    "byte {i} ^ {flip:#04x}: {outcome:?}"
+                );
+            }
+            match outcome {
+                Outcome::WrongTarget => counts[0] += 1,
+                Outcome::Undecodable => counts[1] += 1,
+                _ => counts[2] += 1,
+            }
+        }
+    }
+    // Every fingerprint change is a wrong target, and most bytes reach `open`.
+    assert!(counts[0] >= 64, "{counts:?}");
+    assert!(counts[2] > bytes.len(), "{counts:?}");
+}
+
+#[test]
+fn a_share_for_another_node_names_both() {
+    let k = keys();
+    let parts = SealedShareParts::decode(sealed()).unwrap();
+    let err = parts
+        .header
+        .check_addressed_to(&eid("TARGET.2"), &public(&k.csr).fingerprint())
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("TARGET.1") && text.contains("TARGET.2"),
+        "{text}"
+    );
+    assert!(
+        parts
+            .header
+            .check_addressed_to(&target(), &public(&k.other).fingerprint())
+            .is_err()
+    );
+}
+
+#[test]
+fn the_wrong_signer_or_key_is_rejected() {
+    let k = keys();
+    let parts = SealedShareParts::decode(sealed()).unwrap();
+    let unwrap = |w: &[u8]| unwrap_key(&k.csr, w);
+    assert_eq!(
+        open(&parts, unwrap, &public(&k.sa), Some(&css_label())),
+        Err(OpenError::Rejected)
+    );
+    assert_eq!(
+        open(&parts, unwrap, &public(&k.css), Some(&label("OTHER.CSS"))),
+        Err(OpenError::Rejected)
+    );
+    // Another target's CSR key cannot unwrap it.
+    assert_eq!(
+        open(
+            &parts,
+            |w| unwrap_key(&k.other, w),
+            &public(&k.css),
+            Some(&css_label())
+        ),
+        Err(OpenError::Rejected)
+    );
+    // An unwrap that fails for any reason is the same rejection.
+    assert_eq!(
+        open(
+            &parts,
+            |_| Err("device busy"),
+            &public(&k.css),
+            Some(&css_label())
+        ),
+        Err(OpenError::Rejected)
+    );
+}
+
+#[test]
+fn a_header_that_disagrees_with_the_token_is_rejected() {
+    let k = keys();
+    let good = SealedShareParts::decode(sealed()).unwrap();
+    let try_open = |p: &SealedShareParts| {
+        open(
+            p,
+            |w| unwrap_key(&k.csr, w),
+            &public(&k.css),
+            Some(&css_label()),
+        )
+    };
+    assert!(try_open(&good).is_ok());
+
+    let mut p = good.clone();
+    p.header.index = ShareIndex::new(3).unwrap();
+    assert_eq!(try_open(&p), Err(OpenError::Rejected));
+    let mut p = good.clone();
+    p.header.kind = mkclone_backend::CloneableKind::Sym;
+    assert_eq!(try_open(&p), Err(OpenError::Rejected));
+    let mut p = good.clone();
+    p.header.origin_eid = eid("SOURCE.2");
+    assert_eq!(try_open(&p), Err(OpenError::Rejected));
+}
+
+#[test]
+fn swapping_parts_between_shares_is_rejected() {
+    let k = keys();
+    let a = SealedShareParts::decode(sealed()).unwrap();
+    let b = seal_sample(&sample_info(4));
+    let mut mixed = a.clone();
+    mixed.wrapped_key = b.wrapped_key.clone();
+    assert_eq!(
+        open(
+            &mixed,
+            |w| unwrap_key(&k.csr, w),
+            &public(&k.css),
+            Some(&css_label())
+        ),
+        Err(OpenError::Rejected)
+    );
+    let mut truncated = a.clone();
+    truncated.encrypted_clone_info.truncate(35);
+    assert_eq!(
+        open(
+            &truncated,
+            |w| unwrap_key(&k.csr, w),
+            &public(&k.css),
+            Some(&css_label())
+        ),
+        Err(OpenError::Rejected)
+    );
+}
+
+#[test]
+fn rejection_says_nothing_more() {
+    assert_eq!(format!("{:?}", OpenError::Rejected), "Rejected");
+    let text = OpenError::Rejected.to_string();
+    for word in ["pad", "OAEP", "signature verif", "offset", "decrypt failed"] {
+        assert!(!text.contains(word), "{text}");
+    }
+}
+
+#[test]
+fn sealing_reports_the_signer_failure_and_a_wrong_signature_length() {
+    let k = keys();
+    let mut rng = StdRng::seed_from_u64(1);
+    let info = sample_info(1);
+    let err = seal(
+        &info,
+        &css_label(),
+        |_| Err("CSS key not found"),
+        256,
+        &target(),
+        &public(&k.csr),
+        &mut rng,
+    )
+    .unwrap_err();
+    assert!(matches!(err, SealError::Sign("CSS key not found")));
+    let err = seal(
+        &info,
+        &css_label(),
+        |_| Ok::<_, std::convert::Infallible>(vec![0; 255]),
+        256,
+        &target(),
+        &public(&k.csr),
+        &mut rng,
+    )
+    .unwrap_err();
+    assert!(matches!(err, SealError::Format(_)));
+}
+
+#[test]
+fn each_seal_uses_a_fresh_key() {
+    let k = keys();
+    let info = sample_info(2);
+    let mut rng = StdRng::seed_from_u64(99);
+    let mut seal_once = || {
+        seal(
+            &info,
+            &css_label(),
+            |bytes| Ok::<_, std::convert::Infallible>(sign(&k.css, bytes)),
+            256,
+            &target(),
+            &public(&k.csr),
+            &mut rng,
+        )
+        .unwrap()
+    };
+    let a = seal_once();
+    let b = seal_once();
+    assert_ne!(a.encrypted_clone_info[36..], b.encrypted_clone_info[36..]);
+    assert_eq!(a.encrypted_clone_info[..36], b.encrypted_clone_info[..36]);
+    assert_ne!(
+        unwrap_key(&k.csr, &a.wrapped_key).unwrap(),
+        unwrap_key(&k.csr, &b.wrapped_key).unwrap()
+    );
+}

@@ -1,0 +1,733 @@
+//! The simulated card's firmware: runs one decoded request on the card's state, making
+//! every check CCA makes, and answers with CCA's return/reason codes.
+//!
+//! The card does its own cryptography (RSA, triple-DES, SHA-256, OAEP): private keys
+//! never leave it. A failing request leaves the state exactly as it was: each verb
+//! checks everything first and changes the state last.
+
+use log::debug;
+use mkclone_backend::{
+    CloneableKind, Eid, KeyLabel, KeyUsage, MofN, PublicKeyHash, PublicKeyToken, ReceptionState,
+    Registration, RetainedKeyInfo, SealedShare, SerialNumber, ShareIndex, ShareTables,
+};
+use mkclone_cca::parm::Keyword;
+use mkclone_cca::rc::{rs, rt};
+use mkclone_cca::verbs::{MkAction, PatternEntry, Query, Register, Reply, ReplyBody, Request};
+use mkclone_formats::ShareValue;
+use mkclone_formats::clone_info::CloneInfo;
+use mkclone_formats::mkvp;
+use mkclone_formats::pka::{
+    CertInfo, CertificateBuilder, CertificateSection, PublicKeyTokenView, RsaPublicKey,
+    registration_hash,
+};
+use mkclone_formats::seal::{self, SealedShareParts};
+use mkclone_formats::shamir::{self, Polynomial};
+use rand::{CryptoRng, Rng};
+use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
+use rsa::traits::PublicKeyParts;
+use rsa::{Oaep, Pkcs1v15Sign, PrivateKey};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::keygen;
+use crate::state::{CardState, ReceivedShare, RetainedKey, Secret24};
+
+/// The result of running a verb: the reply, and whether the state changed (and must be
+/// saved).
+pub struct Outcome {
+    pub reply: Reply,
+    pub changed: bool,
+}
+
+fn fail(reason: u16) -> Outcome {
+    Outcome {
+        reply: Reply::code(rt::ERROR, reason),
+        changed: false,
+    }
+}
+fn read(body: ReplyBody) -> Outcome {
+    Outcome {
+        reply: Reply::ok(body),
+        changed: false,
+    }
+}
+fn done(body: ReplyBody) -> Outcome {
+    Outcome {
+        reply: Reply::ok(body),
+        changed: true,
+    }
+}
+fn warn_same() -> Outcome {
+    Outcome {
+        reply: Reply::code(rt::WARNING, rs::ALREADY_IN_STATE),
+        changed: false,
+    }
+}
+
+type Step<T> = Result<T, Outcome>;
+
+/// Run `request` on `card`.
+pub fn execute<R: Rng + CryptoRng>(card: &mut CardState, request: Request, rng: &mut R) -> Outcome {
+    debug!("card {}: {:?}", card.serial, request.function());
+    let result = match request {
+        Request::Query(q) => Ok(query(card, q)),
+        Request::Patterns => Ok(patterns(card)),
+        Request::SetEid(eid) => Ok(set_eid(card, eid)),
+        Request::SetMofN { m, n } => Ok(set_m_of_n(card, m, n)),
+        Request::ShareTables => Ok(share_tables(card)),
+        Request::GenerateRetained {
+            label,
+            usage,
+            clone,
+            bits,
+        } => generate(card, label, usage, clone, bits, rng),
+        Request::RetainedPublicKey { label } => Ok(match card.retained(&label) {
+            Some(k) => read(ReplyBody::PublicKey(k.public_token.clone())),
+            None => fail(rs::NAME_NOT_FOUND),
+        }),
+        Request::ListRetained => Ok(read(ReplyBody::RetainedKeys(
+            card.retained
+                .iter()
+                .map(|k| RetainedKeyInfo {
+                    label: k.label.clone(),
+                    usage: k.usage,
+                    clone: k.clone,
+                    bits: k.bits,
+                })
+                .collect(),
+        ))),
+        Request::DeleteRetained { label } => {
+            Ok(match card.retained.iter().position(|k| k.label == label) {
+                Some(i) => {
+                    card.retained.remove(i);
+                    done(ReplyBody::Empty)
+                }
+                None => fail(rs::NAME_NOT_FOUND),
+            })
+        }
+        Request::RegisterHash { name, hash, clone } => Ok(register_hash(card, name, hash, clone)),
+        Request::RegisterKey {
+            name,
+            certificate,
+            clone,
+        } => Ok(register_key(card, name, certificate, clone)),
+        Request::ListRegistrations => Ok(read(ReplyBody::Registrations(card.registry.clone()))),
+        Request::Certify {
+            signer,
+            subject,
+            eid,
+            serial,
+        } => certify(card, &signer, &subject, eid, serial),
+        Request::Obtain {
+            kind,
+            index,
+            css_label,
+            sa_name,
+            csr_certificate,
+        } => obtain(
+            card,
+            kind,
+            index,
+            &css_label,
+            &sa_name,
+            &csr_certificate,
+            rng,
+        ),
+        Request::Install {
+            kind,
+            csr_label,
+            sa_name,
+            css_certificate,
+            share,
+        } => install(card, kind, &csr_label, &sa_name, &css_certificate, &share),
+        Request::MasterKey { action, kind } => Ok(master_key(card, action, kind, rng)),
+    };
+    result.unwrap_or_else(|failure| failure)
+}
+
+// ------------------------------------------------------------------------------------
+// Queries
+// ------------------------------------------------------------------------------------
+
+fn digit(d: u8) -> Keyword {
+    let mut k = [b' '; 8];
+    k[0] = d;
+    Keyword::from_bytes(k)
+}
+
+fn query(card: &CardState, q: Query) -> Outcome {
+    match q {
+        Query::StatCcae => {
+            let mut elements = Vec::with_capacity(9);
+            for kind in CloneableKind::ALL {
+                let set = card.keys(kind);
+                elements.push(digit(if set.new.is_some() { b'3' } else { b'1' }));
+                elements.push(digit(if set.current.is_some() { b'2' } else { b'1' }));
+                elements.push(digit(if set.old.is_some() { b'2' } else { b'1' }));
+                if kind == CloneableKind::Sym {
+                    // Elements 4-6 are not described in the reference we follow; the
+                    // simulator leaves them blank rather than invent their meaning.
+                    elements.extend([Keyword::new(""), Keyword::new(""), Keyword::new("")]);
+                }
+            }
+            read(ReplyBody::Elements(elements))
+        }
+        Query::StatEid => {
+            let eid = card.eid.as_ref().map(Eid::to_wire).unwrap_or([b' '; 16]);
+            let mut a = [0u8; 8];
+            let mut b = [0u8; 8];
+            a.copy_from_slice(&eid[..8]);
+            b.copy_from_slice(&eid[8..]);
+            read(ReplyBody::Elements(vec![
+                Keyword::from_bytes(a),
+                Keyword::from_bytes(b),
+            ]))
+        }
+    }
+}
+
+fn patterns(card: &CardState) -> Outcome {
+    let mut entries = Vec::new();
+    for kind in CloneableKind::ALL {
+        let set = card.keys(kind);
+        for (register, key) in [
+            (Register::New, &set.new),
+            (Register::Current, &set.current),
+            (Register::Old, &set.old),
+        ] {
+            if let Some(key) = key {
+                entries.push(PatternEntry {
+                    kind: kind.kind(),
+                    register,
+                    pattern: mkvp::sha1_method(&key.0),
+                });
+            }
+        }
+    }
+    read(ReplyBody::Patterns {
+        serial: card.serial.clone(),
+        entries,
+    })
+}
+
+fn share_tables(card: &CardState) -> Outcome {
+    let tables = CloneableKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let set = card.keys(kind);
+            let mut generation = [mkclone_backend::GenerationState::Cannot; 15];
+            for (g, c) in generation.iter_mut().zip(&set.generation) {
+                *g = match c {
+                    b'1' => mkclone_backend::GenerationState::Can,
+                    b'2' => mkclone_backend::GenerationState::Generated,
+                    b'3' => mkclone_backend::GenerationState::DistributedOnce,
+                    b'4' => mkclone_backend::GenerationState::DistributedMore,
+                    _ => mkclone_backend::GenerationState::Cannot,
+                };
+            }
+            let n = card.m_of_n.map(|mn| mn.n()).unwrap_or(0);
+            let mut reception = [ReceptionState::Cannot; 15];
+            for (i, r) in reception.iter_mut().enumerate() {
+                let index = i as u8 + 1;
+                *r = if set.received_more.contains(&index) {
+                    ReceptionState::ReceivedMore
+                } else if set.received.iter().any(|s| s.index.get() == index) {
+                    ReceptionState::Received
+                } else if index <= n {
+                    ReceptionState::Can
+                } else {
+                    ReceptionState::Cannot
+                };
+            }
+            ShareTables {
+                kind,
+                generation,
+                reception,
+            }
+        })
+        .collect();
+    read(ReplyBody::ShareTables {
+        m_of_n: card.m_of_n.map(|mn| (mn.m(), mn.n())),
+        tables,
+    })
+}
+
+// ------------------------------------------------------------------------------------
+// Facility control
+// ------------------------------------------------------------------------------------
+
+fn set_eid(card: &mut CardState, eid: Eid) -> Outcome {
+    if card.eid.is_some() {
+        // Set once per coprocessor; the host compares and reports already-done/conflict.
+        return fail(rs::EID_ALREADY_SET);
+    }
+    card.eid = Some(eid);
+    done(ReplyBody::Empty)
+}
+
+fn set_m_of_n(card: &mut CardState, m: u8, n: u8) -> Outcome {
+    let Ok(m_of_n) = MofN::new(m, n) else {
+        return fail(rs::BAD_MOFN);
+    };
+    if card.m_of_n == Some(m_of_n) {
+        // Not resetting keeps the polynomial, so shares already issued stay valid.
+        return warn_same();
+    }
+    card.m_of_n = Some(m_of_n);
+    for kind in CloneableKind::ALL {
+        card.keys_mut(kind).clear_share_tables(Some(m_of_n));
+    }
+    done(ReplyBody::Empty)
+}
+
+// ------------------------------------------------------------------------------------
+// Retained keys and certificates
+// ------------------------------------------------------------------------------------
+
+fn private_key(key: &RetainedKey) -> Step<PrivateKey> {
+    let der = Zeroizing::new(
+        hex::decode(key.private_pkcs1.as_str()).map_err(|_| fail(rs::KEY_USE_ERROR))?,
+    );
+    PrivateKey::from_pkcs1_der(&der).map_err(|_| fail(rs::KEY_USE_ERROR))
+}
+
+fn public_of(key: &PrivateKey) -> Step<RsaPublicKey> {
+    RsaPublicKey::from_rsa(&key.to_public_key()).map_err(|_| fail(rs::KEY_USE_ERROR))
+}
+
+/// SHA-256, RSA PKCS#1 v1.5: how the simulator signs (docs/ARCHITECTURE.md, "Formats").
+fn sign(key: &PrivateKey, bytes: &[u8]) -> Step<Vec<u8>> {
+    key.sign(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(bytes))
+        .map_err(|_| fail(rs::KEY_USE_ERROR))
+}
+
+/// Build and sign a certificate section for `subject` with `signer`.
+fn make_certificate(
+    signer_label: &KeyLabel,
+    signer: &PrivateKey,
+    subject: RsaPublicKey,
+    info: CertInfo,
+) -> Step<CertificateSection> {
+    let signature_len = signer.to_public_key().size();
+    let unsigned = CertificateBuilder::new(subject, info)
+        .to_be_signed(signer_label, signature_len)
+        .map_err(|_| fail(rs::MALFORMED_REQUEST))?;
+    let signature = sign(signer, unsigned.signed_bytes())?;
+    unsigned
+        .finish(signature)
+        .map_err(|_| fail(rs::KEY_USE_ERROR))
+}
+
+fn generate<R: Rng + CryptoRng>(
+    card: &mut CardState,
+    label: KeyLabel,
+    usage: KeyUsage,
+    clone: bool,
+    bits: u16,
+    rng: &mut R,
+) -> Step<Outcome> {
+    if card.retained(&label).is_some() {
+        return Err(fail(rs::NAME_EXISTS));
+    }
+    let bits_ok = mkclone_backend::RsaModulusBits::from_bits(bits)
+        .map_err(|_| fail(rs::MALFORMED_REQUEST))?;
+    let key = keygen::generate(bits_ok, rng).map_err(|_| fail(rs::KEY_USE_ERROR))?;
+    let public = public_of(&key)?;
+    // The token carries a certificate section self-signed by the new key, naming this
+    // card: what CSNDPKH hashes and CSNDPKR registers on other nodes.
+    let info = CertInfo {
+        user_data: None,
+        eid: card.eid.clone(),
+        serial: Some(card.serial.clone()),
+    };
+    let certificate = make_certificate(&label, &key, public.clone(), info)?;
+    let token = PublicKeyTokenView {
+        key: public,
+        certificate: Some(certificate),
+    }
+    .encode()
+    .map_err(|_| fail(rs::KEY_USE_ERROR))?;
+    let der = key.to_pkcs1_der().map_err(|_| fail(rs::KEY_USE_ERROR))?;
+    card.retained.push(RetainedKey {
+        label,
+        usage,
+        clone,
+        bits,
+        private_pkcs1: Zeroizing::new(hex::encode(der.as_bytes())),
+        public_token: token.clone(),
+    });
+    Ok(done(ReplyBody::PublicKey(token)))
+}
+
+fn certify(
+    card: &CardState,
+    signer_label: &KeyLabel,
+    subject: &PublicKeyToken,
+    eid: Option<Eid>,
+    serial: Option<SerialNumber>,
+) -> Step<Outcome> {
+    let signer = card
+        .retained(signer_label)
+        .ok_or_else(|| fail(rs::NAME_NOT_FOUND))?;
+    if signer.usage != KeyUsage::SignatureOnly {
+        return Err(fail(rs::WRONG_KEY_USAGE));
+    }
+    let subject = PublicKeyTokenView::decode(subject).map_err(|_| fail(rs::MALFORMED_REQUEST))?;
+    let key = private_key(signer)?;
+    let section = make_certificate(
+        signer_label,
+        &key,
+        subject.key,
+        CertInfo {
+            user_data: None,
+            eid,
+            serial,
+        },
+    )?;
+    let cert = section.encode().map_err(|_| fail(rs::KEY_USE_ERROR))?;
+    Ok(read(ReplyBody::Certificate(cert)))
+}
+
+// ------------------------------------------------------------------------------------
+// Public-key registry (CSNDPKH, CSNDPKR)
+// ------------------------------------------------------------------------------------
+
+fn register_hash(
+    card: &mut CardState,
+    name: KeyLabel,
+    hash: PublicKeyHash,
+    clone: bool,
+) -> Outcome {
+    if card.registration(&name).is_some() {
+        return fail(rs::NAME_EXISTS);
+    }
+    card.registry.push(Registration {
+        name,
+        hash,
+        clone,
+        key: None,
+    });
+    done(ReplyBody::Empty)
+}
+
+fn register_key(
+    card: &mut CardState,
+    name: KeyLabel,
+    certificate: mkclone_backend::Certificate,
+    clone: bool,
+) -> Outcome {
+    let Some(i) = card.registry.iter().position(|r| r.name == name) else {
+        return fail(rs::HASH_NOT_REGISTERED);
+    };
+    let entry = &card.registry[i];
+    if entry.key.is_some() {
+        return fail(rs::NAME_EXISTS);
+    }
+    let Ok(section) = CertificateSection::decode(&certificate) else {
+        return fail(rs::CERTIFICATE_REJECTED);
+    };
+    // The key must be the one whose hash was registered before it (dual control).
+    match registration_hash(&section) {
+        Ok(h) if h == entry.hash => {}
+        _ => return fail(rs::KEY_DOES_NOT_MATCH_HASH),
+    }
+    if entry.clone != clone {
+        return fail(rs::CLONE_MARK_MISMATCH);
+    }
+    // A registered key certifies itself: its self-signature must verify.
+    let self_signed = section
+        .signatures
+        .iter()
+        .any(|s| section.verify(&s.signer, &section.key).is_ok());
+    if !self_signed {
+        return fail(rs::CERTIFICATE_NOT_VERIFIED);
+    }
+    card.registry[i].key = Some(certificate);
+    done(ReplyBody::Empty)
+}
+
+/// The registered SA key under `sa_name`, usable for cloning.
+fn sa_key(card: &CardState, sa_name: &KeyLabel) -> Step<RsaPublicKey> {
+    let entry = card
+        .registration(sa_name)
+        .ok_or_else(|| fail(rs::HASH_NOT_REGISTERED))?;
+    let cert = entry
+        .key
+        .as_ref()
+        .ok_or_else(|| fail(rs::KEY_NOT_REGISTERED))?;
+    if !entry.clone {
+        return Err(fail(rs::HASH_NOT_FOR_CLONING));
+    }
+    let section = CertificateSection::decode(cert).map_err(|_| fail(rs::KEY_USE_ERROR))?;
+    Ok(section.key)
+}
+
+/// A certificate issued by the registered SA key: its subject key and information.
+fn certified(
+    cert: &mkclone_backend::Certificate,
+    sa_name: &KeyLabel,
+    sa: &RsaPublicKey,
+) -> Step<CertificateSection> {
+    let section = CertificateSection::decode(cert).map_err(|_| fail(rs::CERTIFICATE_REJECTED))?;
+    section
+        .verify(sa_name, sa)
+        .map_err(|_| fail(rs::CERTIFICATE_NOT_VERIFIED))?;
+    Ok(section)
+}
+
+fn usable(card: &CardState, label: &KeyLabel, usage: KeyUsage) -> Step<PrivateKey> {
+    let key = card
+        .retained(label)
+        .ok_or_else(|| fail(rs::NAME_NOT_FOUND))?;
+    if key.usage != usage || !key.clone {
+        return Err(fail(rs::WRONG_KEY_USAGE));
+    }
+    private_key(key)
+}
+
+// ------------------------------------------------------------------------------------
+// Master_Key_Distribution
+// ------------------------------------------------------------------------------------
+
+fn obtain<R: Rng + CryptoRng>(
+    card: &mut CardState,
+    kind: CloneableKind,
+    index: u32,
+    css_label: &KeyLabel,
+    sa_name: &KeyLabel,
+    csr_certificate: &mkclone_backend::Certificate,
+    rng: &mut R,
+) -> Step<Outcome> {
+    let current = card
+        .keys(kind)
+        .current
+        .clone()
+        .ok_or_else(|| fail(rs::CURRENT_NOT_VALID))?;
+    let m_of_n = card.m_of_n.ok_or_else(|| fail(rs::MOFN_NOT_SET))?;
+    let index = ShareIndex::from_u32(index)
+        .and_then(|i| i.check_against(m_of_n))
+        .map_err(|_| fail(rs::INDEX_OUT_OF_RANGE))?;
+    let origin_eid = card.eid.clone().ok_or_else(|| fail(rs::EID_DATA_ERROR))?;
+    let css = usable(card, css_label, KeyUsage::SignatureOnly)?;
+    let sa = sa_key(card, sa_name)?;
+    let csr = certified(csr_certificate, sa_name, &sa)?;
+    let target_eid = csr
+        .info
+        .eid
+        .clone()
+        .ok_or_else(|| fail(rs::CERTIFICATE_REJECTED))?;
+
+    // The polynomial is made once and kept, so share i is the same every time.
+    let set = card.keys_mut(kind);
+    if set.polynomial.is_none() {
+        let rows = (1..m_of_n.m())
+            .map(|_| {
+                let mut row = [0u8; 24];
+                rng.fill_bytes(&mut row);
+                Secret24(row)
+            })
+            .collect();
+        set.polynomial = Some(rows);
+    }
+    let rows: Vec<[u8; 24]> = set.polynomial.iter().flatten().map(|r| r.0).collect();
+    let polynomial =
+        Polynomial::new(&current.0, rows).map_err(|_| fail(rs::SHARE_DISTRIBUTION_ERROR))?;
+    let share: ShareValue = polynomial.share(index);
+
+    let info = CloneInfo {
+        index,
+        origin_eid,
+        origin_serial: card.serial.clone(),
+        kind,
+        m_of_n,
+        source_pattern: mkvp::sha1_method(&current.0),
+        share,
+    };
+    let signature_len = css.to_public_key().size();
+    let parts = seal::seal(
+        &info,
+        css_label,
+        |bytes| sign(&css, bytes).map_err(|_| ()),
+        signature_len,
+        &target_eid,
+        &csr.key,
+        rng,
+    )
+    .map_err(|_| fail(rs::SHARE_DISTRIBUTION_ERROR))?;
+    let sealed = parts
+        .encode()
+        .map_err(|_| fail(rs::SHARE_DISTRIBUTION_ERROR))?;
+
+    let slot = &mut card.keys_mut(kind).generation[usize::from(index.get() - 1)];
+    *slot = if *slot >= b'3' { b'4' } else { b'3' };
+    Ok(done(ReplyBody::Share(sealed)))
+}
+
+fn install(
+    card: &mut CardState,
+    kind: CloneableKind,
+    csr_label: &KeyLabel,
+    sa_name: &KeyLabel,
+    css_certificate: &mkclone_backend::Certificate,
+    share: &SealedShare,
+) -> Step<Outcome> {
+    let parts = SealedShareParts::decode(share).map_err(|_| fail(rs::SHARE_DATA_ERROR))?;
+    // The header is checked first: a share for another card gets its own answer.
+    let eid = card.eid.clone().ok_or_else(|| fail(rs::EID_DATA_ERROR))?;
+    let csr = usable(card, csr_label, KeyUsage::KeyManagementOnly)?;
+    let csr_public = public_of(&csr)?;
+    parts
+        .header
+        .check_addressed_to(&eid, &csr_public.fingerprint())
+        .map_err(|_| fail(rs::WRONG_TARGET))?;
+    let m_of_n = card.m_of_n.ok_or_else(|| fail(rs::MOFN_NOT_SET))?;
+    let sa = sa_key(card, sa_name)?;
+    let css = certified(css_certificate, sa_name, &sa)?;
+
+    // Every failure from here on is one answer: no padding oracle.
+    let info = seal::open(
+        &parts,
+        |wrapped| {
+            csr.decrypt(Oaep::<sha1::Sha1>::new(), wrapped)
+                .map(Zeroizing::new)
+                .map_err(|_| ())
+        },
+        &css.key,
+        None,
+    )
+    .map_err(|_| fail(rs::SHARE_DATA_ERROR))?;
+    if info.kind != kind {
+        return Err(fail(rs::SHARE_DATA_ERROR));
+    }
+    if info.m_of_n != m_of_n {
+        return Err(fail(rs::SHARE_DISTRIBUTION_ERROR));
+    }
+    info.index
+        .check_against(m_of_n)
+        .map_err(|_| fail(rs::INDEX_OUT_OF_RANGE))?;
+
+    let set = card.keys(kind);
+    // All shares of one key come from one source and one master key.
+    if let Some(first) = set.received.first()
+        && (first.origin_eid != info.origin_eid || first.source_pattern != info.source_pattern)
+    {
+        return Err(fail(rs::SHARE_DISTRIBUTION_ERROR));
+    }
+    let progress = |received: usize| ReplyBody::InstallProgress {
+        received: received as u8,
+        m: m_of_n.m(),
+    };
+    if let Some(prev) = set.received.iter().find(|s| s.index == info.index) {
+        if prev.value.0 != *info.share.as_bytes() {
+            return Err(fail(rs::SHARE_INDEX_CONFLICT));
+        }
+        let count = set.received.len();
+        let set = card.keys_mut(kind);
+        if !set.received_more.contains(&info.index.get()) {
+            set.received_more.push(info.index.get());
+        }
+        return Ok(Outcome {
+            reply: Reply {
+                return_code: rt::WARNING,
+                reason_code: rs::SHARE_ALREADY_RECEIVED,
+                body: progress(count),
+            },
+            changed: true,
+        });
+    }
+    if set.received.len() >= usize::from(m_of_n.m()) {
+        return Err(fail(rs::KEY_ALREADY_COMPLETE));
+    }
+    if set.new.is_some() {
+        return Err(fail(rs::NEW_NOT_EMPTY));
+    }
+
+    let mut received: Vec<(ShareIndex, ShareValue)> = set
+        .received
+        .iter()
+        .map(|s| (s.index, ShareValue::new(s.value.0)))
+        .collect();
+    received.push((info.index, info.share.clone()));
+    let complete = received.len() == usize::from(m_of_n.m());
+    let new_key = if complete {
+        let key = shamir::combine(&received).map_err(|_| fail(rs::SHARE_DISTRIBUTION_ERROR))?;
+        // The rebuilt key must be the source's: its pattern travelled signed in the share.
+        if mkvp::sha1_method(key.as_bytes()) != info.source_pattern {
+            return Err(fail(rs::SHARE_DISTRIBUTION_ERROR));
+        }
+        Some(Secret24(*key.as_bytes()))
+    } else {
+        None
+    };
+
+    let count = received.len();
+    let set = card.keys_mut(kind);
+    set.received.push(ReceivedShare {
+        index: info.index,
+        value: Secret24(*info.share.as_bytes()),
+        origin_eid: info.origin_eid.clone(),
+        origin_serial: info.origin_serial.clone(),
+        source_pattern: info.source_pattern.clone(),
+    });
+    if let Some(key) = new_key {
+        set.new = Some(key);
+        return Ok(Outcome {
+            reply: Reply {
+                return_code: rt::WARNING,
+                reason_code: rs::SUFFICIENT_SHARES,
+                body: progress(count),
+            },
+            changed: true,
+        });
+    }
+    Ok(done(progress(count)))
+}
+
+// ------------------------------------------------------------------------------------
+// Master_Key_Process
+// ------------------------------------------------------------------------------------
+
+fn master_key<R: Rng + CryptoRng>(
+    card: &mut CardState,
+    action: MkAction,
+    kind: CloneableKind,
+    rng: &mut R,
+) -> Outcome {
+    let m_of_n = card.m_of_n;
+    let set = card.keys_mut(kind);
+    match action {
+        MkAction::Set => {
+            let Some(new) = set.new.take() else {
+                return fail(rs::NEW_NOT_FULL);
+            };
+            set.old = set.current.take();
+            set.current = Some(new);
+            set.clear_share_tables(m_of_n);
+            done(ReplyBody::Empty)
+        }
+        MkAction::Clear => {
+            if set.new.is_none() && set.received.is_empty() {
+                return warn_same();
+            }
+            set.new = None;
+            set.received.clear();
+            set.received_more.clear();
+            done(ReplyBody::Empty)
+        }
+        MkAction::Random => {
+            let mut key = [0u8; 24];
+            rng.fill_bytes(&mut key);
+            fix_des_parity(&mut key);
+            set.new = Some(Secret24(key));
+            zeroize::Zeroize::zeroize(&mut key);
+            done(ReplyBody::Empty)
+        }
+    }
+}
+
+/// DES keys carry odd parity in the low bit of each byte.
+fn fix_des_parity(key: &mut [u8]) {
+    for b in key {
+        *b = (*b & 0xFE) | u8::from((*b >> 1).count_ones() % 2 == 0);
+    }
+}

@@ -1,0 +1,50 @@
+//! RSA key generation for the simulated card.
+//!
+//! Real generation (`rsa`, 2048/3072/4096 bits) everywhere except in debug test builds
+//! with the `test-keys` feature, where 2048-bit keys come from a pool pre-generated with a
+//! seeded RNG (hw-sim/test-keys/pool-2048.hex), so that the suite stays fast on 2 cores.
+//! A release build cannot enable that pool.
+
+use mkclone_backend::RsaModulusBits;
+use rand::{CryptoRng, Rng};
+use rsa::PrivateKey;
+
+#[cfg(all(feature = "test-keys", not(debug_assertions)))]
+compile_error!("the `test-keys` feature (a fixed pool of RSA keys) is for debug test builds only");
+
+#[derive(Debug, thiserror::Error)]
+#[error("RSA key generation failed: {0}")]
+pub struct KeygenError(String);
+
+pub fn generate<R: Rng + CryptoRng>(
+    bits: RsaModulusBits,
+    rng: &mut R,
+) -> Result<PrivateKey, KeygenError> {
+    #[cfg(all(feature = "test-keys", debug_assertions))]
+    if bits == RsaModulusBits::B2048 {
+        return pool::next();
+    }
+    PrivateKey::new(rng, usize::from(bits.bits())).map_err(|e| KeygenError(e.to_string()))
+}
+
+#[cfg(all(feature = "test-keys", debug_assertions))]
+mod pool {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use rsa::PrivateKey;
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+
+    use super::KeygenError;
+
+    const POOL: &str = include_str!("../test-keys/pool-2048.hex");
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+    /// Keys are handed out in turn, so the keys of one test are distinct (the pool has
+    /// 64; tests run at most a few at a time).
+    pub fn next() -> Result<PrivateKey, KeygenError> {
+        let lines: Vec<&str> = POOL.lines().filter(|l| !l.is_empty()).collect();
+        let i = NEXT.fetch_add(1, Ordering::Relaxed) % lines.len();
+        let der = hex::decode(lines[i]).map_err(|e| KeygenError(e.to_string()))?;
+        PrivateKey::from_pkcs1_der(&der).map_err(|e| KeygenError(e.to_string()))
+    }
+}

@@ -1,0 +1,78 @@
+//! Simulated CCA coprocessors for rehearsals and tests.
+//!
+//! A simulated card answers the same CPRB bytes the zcrypt ioctl would carry
+//! ([`SimTransport`] implements `mkclone_cca::Transport`), so `CcaBackend` drives it
+//! exactly as it would drive a real coprocessor. The card keeps its state (serial, EID,
+//! master-key registers, retained keys, registrations, m-of-n, share polynomial and
+//! tables) in memory or in one file per card.
+//!
+//! REHEARSAL ONLY: keys live in plain files and the card signs on the host
+//! (docs/ARCHITECTURE.md, "Rehearsal and production").
+
+pub mod apqn;
+mod card;
+pub mod fault;
+mod keygen;
+pub mod state;
+pub mod store;
+mod transport;
+
+use std::path::{Path, PathBuf};
+
+use mkclone_backend::SerialNumber;
+use mkclone_cca::CcaBackend;
+
+pub use apqn::Apqn;
+pub use fault::{Fault, FaultPlan};
+pub use state::CardState;
+pub use store::{Store, StoreError};
+pub use transport::SimTransport;
+
+/// A `Backend` over a simulated card.
+pub type SimBackend = CcaBackend<SimTransport>;
+
+/// A fresh in-memory card as a backend.
+pub fn memory_card(apqn: Apqn, serial: &str) -> Result<SimBackend, mkclone_backend::DomainError> {
+    let state = CardState::new(SerialNumber::new(serial)?);
+    Ok(CcaBackend::new(SimTransport::new(
+        apqn,
+        Store::memory(state),
+    )))
+}
+
+/// The cards of one simulated machine: one file per APQN in a directory.
+#[derive(Clone, Debug)]
+pub struct SimBus {
+    dir: PathBuf,
+}
+
+impl SimBus {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file of the card at `apqn`.
+    pub fn card_path(&self, apqn: Apqn) -> PathBuf {
+        self.dir.join(format!("card-{apqn}.json"))
+    }
+
+    /// Install a factory-fresh card at `apqn`.
+    pub fn create_card(&self, apqn: Apqn, serial: &SerialNumber) -> Result<SimBackend, StoreError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| StoreError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let store = Store::create_file(&self.card_path(apqn), &CardState::new(serial.clone()))?;
+        Ok(CcaBackend::new(SimTransport::new(apqn, store)))
+    }
+
+    /// Open the card at `apqn`.
+    pub fn open_card(&self, apqn: Apqn) -> Result<SimBackend, StoreError> {
+        let store = Store::open_file(&self.card_path(apqn))?;
+        Ok(CcaBackend::new(SimTransport::new(apqn, store)))
+    }
+}

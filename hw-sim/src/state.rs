@@ -1,0 +1,191 @@
+//! What a simulated card remembers. Serialized as one JSON file per card.
+//!
+//! REHEARSAL ONLY: the master keys and RSA private keys are stored here in plain hex
+//! (docs/ARCHITECTURE.md, "Rehearsal and production"). The file is created 0600.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use mkclone_backend::{
+    CloneableKind, Eid, KeyLabel, KeyUsage, MofN, PublicKeyToken, Registration, SerialNumber,
+    ShareIndex, VerificationPattern,
+};
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+/// `format` field of a card file.
+pub const FORMAT: &str = "mkclone-hw-sim-card";
+/// Current `version` of a card file.
+pub const VERSION: u32 = 1;
+/// The notice every card file carries.
+pub const NOTICE: &str = "REHEARSAL ONLY: simulated coprocessor; master keys and private keys are kept in this file in the clear";
+
+/// 24 secret bytes (a master key, a share, a polynomial row): zeroized on drop,
+/// hex in the card file, redacted in Debug.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop, Serialize, Deserialize)]
+pub struct Secret24(#[serde(with = "hex::serde")] pub [u8; 24]);
+
+impl fmt::Debug for Secret24 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret24(<redacted>)")
+    }
+}
+
+/// One master key's registers and share state.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MasterKeySet {
+    pub new: Option<Secret24>,
+    pub current: Option<Secret24>,
+    pub old: Option<Secret24>,
+    /// The share polynomial's coefficient rows (m-1 of them), made at the first OBTAIN
+    /// and kept until SET or a new SET-MOFN, so that share i is the same every time.
+    pub polynomial: Option<Vec<Secret24>>,
+    /// STATMOFN generation states, one ASCII digit per index ('0'..'4').
+    pub generation: Vec<u8>,
+    /// Shares received so far.
+    pub received: Vec<ReceivedShare>,
+    /// Indices received more than once (STATMOFN reception state 4).
+    pub received_more: Vec<u8>,
+}
+
+/// A share held by a target until the m-th arrives.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReceivedShare {
+    pub index: ShareIndex,
+    pub value: Secret24,
+    pub origin_eid: Eid,
+    pub origin_serial: SerialNumber,
+    pub source_pattern: VerificationPattern,
+}
+
+/// A retained RSA key pair.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct RetainedKey {
+    pub label: KeyLabel,
+    pub usage: KeyUsage,
+    pub clone: bool,
+    pub bits: u16,
+    /// PKCS#1 DER of the private key, hex.
+    pub private_pkcs1: Zeroizing<String>,
+    /// The public-key token returned at generation (with its self-signed certificate).
+    pub public_token: PublicKeyToken,
+}
+
+impl fmt::Debug for RetainedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetainedKey")
+            .field("label", &self.label)
+            .field("usage", &self.usage)
+            .field("clone", &self.clone)
+            .field("bits", &self.bits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything a simulated card holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CardState {
+    pub format: String,
+    pub version: u32,
+    pub notice: String,
+    pub serial: SerialNumber,
+    pub eid: Option<Eid>,
+    pub m_of_n: Option<MofN>,
+    pub master_keys: BTreeMap<CloneableKind, MasterKeySet>,
+    pub retained: Vec<RetainedKey>,
+    pub registry: Vec<Registration>,
+}
+
+impl CardState {
+    /// A factory-fresh card: no EID, no master keys, nothing retained or registered.
+    pub fn new(serial: SerialNumber) -> Self {
+        let master_keys = CloneableKind::ALL
+            .into_iter()
+            .map(|k| (k, MasterKeySet::fresh()))
+            .collect();
+        Self {
+            format: FORMAT.into(),
+            version: VERSION,
+            notice: NOTICE.into(),
+            serial,
+            eid: None,
+            m_of_n: None,
+            master_keys,
+            retained: Vec::new(),
+            registry: Vec::new(),
+        }
+    }
+
+    pub fn keys(&self, kind: CloneableKind) -> &MasterKeySet {
+        // Both kinds are created in `new` and checked in `validate`.
+        &self.master_keys[&kind]
+    }
+
+    pub fn keys_mut(&mut self, kind: CloneableKind) -> &mut MasterKeySet {
+        self.master_keys
+            .entry(kind)
+            .or_insert_with(MasterKeySet::fresh)
+    }
+
+    pub fn retained(&self, label: &KeyLabel) -> Option<&RetainedKey> {
+        self.retained.iter().find(|k| &k.label == label)
+    }
+
+    pub fn registration(&self, name: &KeyLabel) -> Option<&Registration> {
+        self.registry.iter().find(|r| &r.name == name)
+    }
+
+    /// Checks a state read from a file: format, version, internal consistency.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.format != FORMAT {
+            return Err(format!("format is {:?}, expected {FORMAT:?}", self.format));
+        }
+        if self.version > VERSION {
+            return Err(format!(
+                "version {} was written by a newer mkclone (this one reads up to {VERSION}); upgrade mkclone",
+                self.version
+            ));
+        }
+        if self.version == 0 {
+            return Err("version 0 is not valid".into());
+        }
+        for kind in CloneableKind::ALL {
+            let set = self
+                .master_keys
+                .get(&kind)
+                .ok_or_else(|| format!("the {kind} master-key set is missing"))?;
+            if set.generation.len() != 15
+                || !set.generation.iter().all(|c| (b'0'..=b'4').contains(c))
+            {
+                return Err(format!("the {kind} generation table is malformed"));
+            }
+            if let Some(p) = &set.polynomial {
+                let m = self.m_of_n.map(|mn| mn.m()).unwrap_or(0);
+                if p.len() + 1 != usize::from(m) {
+                    return Err(format!("the {kind} share polynomial does not match m-of-n"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl MasterKeySet {
+    pub fn fresh() -> Self {
+        Self {
+            generation: vec![b'0'; 15],
+            ..Self::default()
+        }
+    }
+
+    /// Forget the polynomial and both share tables (SET, SET-MOFN).
+    pub fn clear_share_tables(&mut self, m_of_n: Option<MofN>) {
+        self.polynomial = None;
+        self.received.clear();
+        self.received_more.clear();
+        let n = m_of_n.map(|mn| mn.n()).unwrap_or(0);
+        self.generation = (1..=15u8)
+            .map(|i| if i <= n { b'1' } else { b'0' })
+            .collect();
+    }
+}

@@ -1,0 +1,155 @@
+//! `SimTransport`: a simulated card behind `cca::Transport`. It receives the very bytes
+//! the zcrypt ioctl would carry (CPRBX + parameter block), decodes them, runs the verb on
+//! the card's state, and encodes the reply.
+
+use log::debug;
+use mkclone_cca::rc::{rs, rt};
+use mkclone_cca::verbs::{Reply, Request};
+use mkclone_cca::{Transport, TransportError};
+
+use crate::apqn::Apqn;
+use crate::card;
+use crate::fault::{Fault, FaultPlan};
+use crate::store::Store;
+
+/// One simulated coprocessor domain.
+pub struct SimTransport {
+    apqn: Apqn,
+    store: Store,
+    faults: FaultPlan,
+    requests: u64,
+}
+
+impl SimTransport {
+    pub fn new(apqn: Apqn, store: Store) -> Self {
+        Self {
+            apqn,
+            store,
+            faults: FaultPlan::new(),
+            requests: 0,
+        }
+    }
+
+    pub fn with_faults(mut self, faults: FaultPlan) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    pub fn set_faults(&mut self, faults: FaultPlan) {
+        self.faults = faults;
+        self.requests = 0;
+    }
+
+    pub fn apqn(&self) -> Apqn {
+        self.apqn
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Requests sent so far (what fault numbers count).
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+
+    /// Decode, run and encode one request on the card.
+    fn run(&mut self, message: &[u8]) -> Result<Vec<u8>, TransportError> {
+        let decoded = Request::from_message(message);
+        let mut rng = rand::rng();
+        let (function, domain, reply) = match decoded {
+            Ok((header, request)) => {
+                let function = request.function();
+                let reply = self
+                    .store
+                    .with_state(|state| {
+                        let out = card::execute(state, request, &mut rng);
+                        (out.reply, out.changed)
+                    })
+                    .map_err(|e| TransportError::NotSent(e.to_string()))?;
+                (function, header.domain, reply)
+            }
+            Err(e) => {
+                debug!("card {}: malformed request: {e}", self.apqn);
+                // A request the card cannot parse is answered, as CCA does, with codes
+                // only; the function code is echoed when it is known.
+                let function = message
+                    .get(mkclone_cca::cprb::CPRBX_LEN..mkclone_cca::cprb::CPRBX_LEN + 2)
+                    .and_then(|c| {
+                        mkclone_cca::function::FunctionCode::from_bytes([c[0], c[1]]).ok()
+                    });
+                let reason = if function.is_some() {
+                    rs::MALFORMED_REQUEST
+                } else {
+                    rs::UNKNOWN_FUNCTION
+                };
+                let Some(function) = function else {
+                    return Err(TransportError::NotSent(format!(
+                        "card {} rejected a request with an unknown function code",
+                        self.apqn
+                    )));
+                };
+                (function, self.apqn.domain, Reply::code(rt::ERROR, reason))
+            }
+        };
+        reply
+            .to_message(function, domain)
+            .map_err(|e| TransportError::OutcomeUnknown(e.to_string()))
+    }
+}
+
+impl Transport for SimTransport {
+    fn backend_name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn is_real_device(&self) -> bool {
+        false
+    }
+
+    fn domain(&self) -> u16 {
+        self.apqn.domain
+    }
+
+    fn send(
+        &mut self,
+        request: &[u8],
+        _reply_capacity: usize,
+        _idempotent: bool,
+    ) -> Result<Vec<u8>, TransportError> {
+        self.requests += 1;
+        match self.faults.take(self.requests) {
+            None => self.run(request),
+            Some(Fault::Reply {
+                return_code,
+                reason_code,
+            }) => {
+                let function = Request::from_message(request)
+                    .map(|(_, r)| r.function())
+                    .map_err(|e| TransportError::NotSent(e.to_string()))?;
+                Reply::code(return_code, reason_code)
+                    .to_message(function, self.apqn.domain)
+                    .map_err(|e| TransportError::NotSent(e.to_string()))
+            }
+            Some(Fault::BeforeCard) => Err(TransportError::NotSent(format!(
+                "injected fault: request {} to card {} was not delivered",
+                self.requests, self.apqn
+            ))),
+            Some(Fault::AfterCard) => {
+                self.run(request)?;
+                Err(TransportError::OutcomeUnknown(format!(
+                    "injected fault: card {} ran request {} but the reply was lost",
+                    self.apqn, self.requests
+                )))
+            }
+            Some(Fault::CorruptReply { offset }) => {
+                let mut reply = self.run(request)?;
+                if !reply.is_empty() {
+                    let at = offset % reply.len();
+                    reply[at] ^= 0x5A;
+                }
+                Ok(reply)
+            }
+        }
+    }
+}

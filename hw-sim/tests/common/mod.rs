@@ -1,0 +1,232 @@
+//! A minimal driver of the cloning phases over the `Backend` trait, for protocol tests.
+//! (The production orchestrator is crates/ceremony; this one is deliberately plain so
+//! that each test reads as the protocol itself.)
+#![allow(dead_code)]
+
+use mkclone_backend::{
+    Applied, Backend, Certificate, CloneableKind, Eid, GenerateRequest, InstallProgress,
+    InstallRequest, KeyLabel, KeyRole, MofN, ObtainRequest, PublicKeyHash, RsaModulusBits,
+    SealedShare, ShareIndex, SubjectInfo, VerificationPattern,
+};
+use mkclone_formats::pka::{PublicKeyTokenView, registration_hash};
+pub use mkclone_hw_sim::{Apqn, SimBackend, memory_card};
+
+pub fn label(s: &str) -> KeyLabel {
+    KeyLabel::new(s).unwrap()
+}
+
+pub fn card(n: u8, eid: &str) -> SimBackend {
+    let mut b = memory_card(Apqn::new(n, 0x0d).unwrap(), &format!("SIM{n:05}")).unwrap();
+    b.set_eid(&Eid::new(eid).unwrap()).unwrap();
+    b
+}
+
+pub const SA_LABEL: &str = "MKCLONE.SA";
+pub const CSS_LABEL: &str = "MKCLONE.CSS";
+pub const CSR_LABEL: &str = "MKCLONE.CSR";
+
+/// The SA node after phase 1: its key's self-signed certificate and registration hash.
+pub struct Sa {
+    pub node: SimBackend,
+    pub certificate: Certificate,
+    pub hash: PublicKeyHash,
+}
+
+pub fn phase1(mut node: SimBackend) -> Sa {
+    let token = node
+        .generate_retained_key(&GenerateRequest {
+            label: label(SA_LABEL),
+            role: KeyRole::Sa,
+            bits: RsaModulusBits::B2048,
+            clone: true,
+        })
+        .unwrap()
+        .value();
+    let view = PublicKeyTokenView::decode(&token).unwrap();
+    let section = view
+        .certificate
+        .expect("the SA token carries its self-signed certificate");
+    let hash = registration_hash(&section).unwrap();
+    Sa {
+        node,
+        certificate: section.encode().unwrap(),
+        hash,
+    }
+}
+
+/// Install the SA public key: hash first, then key (dual control).
+pub fn install_sa(node: &mut SimBackend, sa: &Sa) {
+    node.register_public_key_hash(&label(SA_LABEL), &sa.hash, true)
+        .unwrap();
+    node.register_public_key(&label(SA_LABEL), &sa.certificate, true)
+        .unwrap();
+}
+
+fn certify(sa: &mut Sa, node: &mut SimBackend, key: &str, role: KeyRole) -> Certificate {
+    let token = node
+        .generate_retained_key(&GenerateRequest {
+            label: label(key),
+            role,
+            bits: RsaModulusBits::B2048,
+            clone: true,
+        })
+        .unwrap()
+        .value();
+    let identity = node.status().unwrap().identity;
+    sa.node
+        .certify_public_key(
+            &label(SA_LABEL),
+            &token,
+            &SubjectInfo {
+                eid: identity.eid,
+                serial: Some(identity.serial),
+            },
+        )
+        .unwrap()
+}
+
+/// Phases 2a + 2b: CSS key on the source, SA key installed there, CSS certified by SA.
+pub fn phase2(sa: &mut Sa, source: &mut SimBackend, m_of_n: MofN) -> Certificate {
+    source.set_m_of_n(m_of_n).unwrap();
+    install_sa(source, sa);
+    certify(sa, source, CSS_LABEL, KeyRole::Css)
+}
+
+/// Phases 3a + 3b: CSR key on the target, SA key installed there, CSR certified by SA.
+pub fn phase3ab(sa: &mut Sa, target: &mut SimBackend, m_of_n: MofN) -> Certificate {
+    target.set_m_of_n(m_of_n).unwrap();
+    install_sa(target, sa);
+    certify(sa, target, CSR_LABEL, KeyRole::Csr)
+}
+
+pub fn obtain(
+    source: &mut SimBackend,
+    kind: CloneableKind,
+    index: u8,
+    csr_certificate: &Certificate,
+) -> SealedShare {
+    source
+        .obtain_share(&ObtainRequest {
+            kind,
+            index: ShareIndex::new(index).unwrap(),
+            css_label: label(CSS_LABEL),
+            sa_name: label(SA_LABEL),
+            csr_certificate: csr_certificate.clone(),
+        })
+        .unwrap()
+}
+
+pub fn install_request(
+    kind: CloneableKind,
+    css_certificate: &Certificate,
+    share: SealedShare,
+) -> InstallRequest {
+    InstallRequest {
+        kind,
+        csr_label: label(CSR_LABEL),
+        sa_name: label(SA_LABEL),
+        css_certificate: css_certificate.clone(),
+        share,
+    }
+}
+
+pub fn install(
+    target: &mut SimBackend,
+    kind: CloneableKind,
+    css_certificate: &Certificate,
+    share: SealedShare,
+) -> Applied<InstallProgress> {
+    target
+        .install_share(&install_request(kind, css_certificate, share))
+        .unwrap()
+}
+
+pub fn current_pattern(node: &mut SimBackend, kind: CloneableKind) -> Option<VerificationPattern> {
+    node.status()
+        .unwrap()
+        .register(kind.kind())
+        .unwrap()
+        .current_patterns
+        .first()
+        .cloned()
+}
+
+pub fn new_pattern(node: &mut SimBackend, kind: CloneableKind) -> Option<VerificationPattern> {
+    node.status()
+        .unwrap()
+        .register(kind.kind())
+        .unwrap()
+        .new_patterns
+        .first()
+        .cloned()
+}
+
+/// Everything up to 3b for one source and `targets` targets.
+pub struct Rig {
+    pub sa: Sa,
+    pub source: SimBackend,
+    pub css_certificate: Certificate,
+    pub targets: Vec<(SimBackend, Certificate)>,
+    pub m_of_n: MofN,
+}
+
+pub fn rig(m: u8, n: u8, targets: usize) -> Rig {
+    let m_of_n = MofN::new(m, n).unwrap();
+    let mut sa = phase1(card(1, "SA NODE"));
+    let mut source = card(2, "SOURCE");
+    for kind in CloneableKind::ALL {
+        source.load_random_master_key(kind).unwrap();
+    }
+    let css_certificate = phase2(&mut sa, &mut source, m_of_n);
+    let targets = (0..targets)
+        .map(|i| {
+            let mut t = card(10 + i as u8, &format!("TARGET {}", i + 1));
+            let csr = phase3ab(&mut sa, &mut t, m_of_n);
+            (t, csr)
+        })
+        .collect();
+    Rig {
+        sa,
+        source,
+        css_certificate,
+        targets,
+        m_of_n,
+    }
+}
+
+/// 3c + 3d for one target and one kind with the shares `indices`, then SET.
+pub fn clone_into(rig: &mut Rig, target: usize, kind: CloneableKind, indices: &[u8]) {
+    let csr = rig.targets[target].1.clone();
+    let shares: Vec<SealedShare> = indices
+        .iter()
+        .map(|&i| obtain(&mut rig.source, kind, i, &csr))
+        .collect();
+    let m = usize::from(rig.m_of_n.m());
+    for (k, share) in shares.into_iter().enumerate() {
+        let progress = install(
+            &mut rig.targets[target].0,
+            kind,
+            &rig.css_certificate,
+            share,
+        )
+        .value();
+        if k + 1 < m {
+            assert_eq!(
+                progress,
+                InstallProgress::NeedMore {
+                    received: k as u8 + 1,
+                    m: m as u8
+                }
+            );
+        } else {
+            assert_eq!(progress, InstallProgress::Complete);
+        }
+    }
+    // Confirm before SET: NEW equals the source's CURRENT.
+    let source_pattern = current_pattern(&mut rig.source, kind).unwrap();
+    assert_eq!(
+        new_pattern(&mut rig.targets[target].0, kind),
+        Some(source_pattern)
+    );
+    rig.targets[target].0.set_master_key(kind).unwrap();
+}

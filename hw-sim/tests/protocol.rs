@@ -1,0 +1,301 @@
+//! Phases 1-3d through `CcaBackend` over the simulated card: every request crosses the
+//! CPRB codec as bytes.
+
+mod common;
+
+use common::*;
+use mkclone_backend::{
+    Applied, Backend, BackendError, CloneableKind, CurrentState, InstallProgress, MasterKeyKind,
+    NewState, ReceptionState, ShareIndex,
+};
+
+#[test]
+fn clone_sym_and_asym_3_of_5_into_two_targets() {
+    let mut rig = rig(3, 5, 2);
+    let before = rig.source.status().unwrap();
+    for target in 0..2 {
+        for kind in CloneableKind::ALL {
+            clone_into(&mut rig, target, kind, &[1, 3, 5]);
+        }
+    }
+    let after = rig.source.status().unwrap();
+    assert_eq!(before, after, "the source's registers are unchanged");
+    for (target, _) in rig.targets.iter_mut() {
+        let status = target.status().unwrap();
+        for kind in CloneableKind::ALL {
+            let reg = status.register(kind.kind()).unwrap();
+            assert_eq!(reg.current, CurrentState::Valid);
+            assert_eq!(reg.new, NewState::Empty);
+            assert_eq!(
+                reg.current_patterns,
+                after.register(kind.kind()).unwrap().current_patterns,
+                "{kind}: target CURRENT equals source CURRENT"
+            );
+        }
+    }
+    // SET cleared the target's share tables.
+    let tables = rig.targets[0].0.share_status().unwrap();
+    assert!(
+        tables
+            .tables(CloneableKind::Sym)
+            .unwrap()
+            .received()
+            .is_empty()
+    );
+}
+
+#[test]
+fn one_of_one_and_fifteen_of_fifteen() {
+    let mut rig = rig(1, 1, 1);
+    clone_into(&mut rig, 0, CloneableKind::Sym, &[1]);
+    let all: Vec<u8> = (1..=15).collect();
+    let mut rig = rig_15();
+    clone_into(&mut rig, 0, CloneableKind::Asym, &all);
+    let source = current_pattern(&mut rig.source, CloneableKind::Asym);
+    assert_eq!(
+        current_pattern(&mut rig.targets[0].0, CloneableKind::Asym),
+        source
+    );
+}
+
+fn rig_15() -> Rig {
+    rig(15, 15, 1)
+}
+
+#[test]
+fn any_m_of_the_n_shares_in_any_order_rebuild_the_key() {
+    let mut rig = rig(3, 5, 1);
+    let kind = CloneableKind::Sym;
+    let csr = rig.targets[0].1.clone();
+    let shares: Vec<_> = (1..=5)
+        .map(|i| obtain(&mut rig.source, kind, i, &csr))
+        .collect();
+    let expected = current_pattern(&mut rig.source, kind);
+    // Every 3-subset of 5, each in a different order.
+    let mut subsets = Vec::new();
+    for a in 0..5 {
+        for b in a + 1..5 {
+            for c in b + 1..5 {
+                subsets.push([a, b, c]);
+            }
+        }
+    }
+    for (n, subset) in subsets.iter().enumerate() {
+        let mut order = subset.to_vec();
+        order.rotate_left(n % 3);
+        if n % 2 == 1 {
+            order.reverse();
+        }
+        let target = &mut rig.targets[0].0;
+        for (k, &i) in order.iter().enumerate() {
+            let progress = install(target, kind, &rig.css_certificate, shares[i].clone()).value();
+            assert_eq!(
+                progress == InstallProgress::Complete,
+                k == 2,
+                "subset {order:?}"
+            );
+        }
+        assert_eq!(new_pattern(target, kind), expected, "subset {order:?}");
+        assert!(matches!(target.clear_new(kind).unwrap(), Applied::Done(())));
+    }
+}
+
+#[test]
+fn share_i_is_the_same_share_however_often_and_for_whichever_target() {
+    let mut rig = rig(2, 3, 2);
+    let kind = CloneableKind::Asym;
+    let csr_a = rig.targets[0].1.clone();
+    let csr_b = rig.targets[1].1.clone();
+    let first = obtain(&mut rig.source, kind, 2, &csr_a);
+    let again = obtain(&mut rig.source, kind, 2, &csr_a);
+    let other = obtain(&mut rig.source, kind, 2, &csr_b);
+    assert_ne!(first, again, "each sealing uses a fresh triple-DES key");
+
+    let received = |t: &mut SimBackend| {
+        let state = t.transport().store().snapshot().unwrap();
+        state.keys(kind).received[0].value.clone()
+    };
+    install(&mut rig.targets[0].0, kind, &rig.css_certificate, first);
+    let value_first = received(&mut rig.targets[0].0);
+    rig.targets[0].0.clear_new(kind).unwrap();
+    install(&mut rig.targets[0].0, kind, &rig.css_certificate, again);
+    let value_again = received(&mut rig.targets[0].0);
+    install(&mut rig.targets[1].0, kind, &rig.css_certificate, other);
+    let value_other = received(&mut rig.targets[1].0);
+    assert_eq!(value_first, value_again);
+    assert_eq!(value_first, value_other);
+
+    // STATMOFN: share 2 was distributed more than once.
+    let tables = rig.source.share_status().unwrap();
+    let t = tables.tables(kind).unwrap();
+    assert_eq!(
+        t.generation_of(ShareIndex::new(2).unwrap()),
+        mkclone_backend::GenerationState::DistributedMore
+    );
+    assert_eq!(
+        t.generation_of(ShareIndex::new(1).unwrap()),
+        mkclone_backend::GenerationState::Can
+    );
+}
+
+#[test]
+fn a_repeated_install_is_reported_and_not_counted_twice() {
+    let mut rig = rig(2, 3, 1);
+    let kind = CloneableKind::Sym;
+    let csr = rig.targets[0].1.clone();
+    let s1 = obtain(&mut rig.source, kind, 1, &csr);
+    let target = &mut rig.targets[0].0;
+    assert_eq!(
+        install(target, kind, &rig.css_certificate, s1.clone()),
+        Applied::Done(InstallProgress::NeedMore { received: 1, m: 2 })
+    );
+    assert_eq!(
+        install(target, kind, &rig.css_certificate, s1.clone()),
+        Applied::AlreadyDone(InstallProgress::NeedMore { received: 1, m: 2 })
+    );
+    let t = target.share_status().unwrap();
+    assert_eq!(
+        t.tables(kind)
+            .unwrap()
+            .reception_of(ShareIndex::new(1).unwrap()),
+        ReceptionState::ReceivedMore
+    );
+    // After the key is complete, a share already received is reported as already done,
+    // a new index is refused.
+    let s2 = obtain(&mut rig.source, kind, 2, &csr);
+    let s3 = obtain(&mut rig.source, kind, 3, &csr);
+    let target = &mut rig.targets[0].0;
+    assert_eq!(
+        install(target, kind, &rig.css_certificate, s2.clone()),
+        Applied::Done(InstallProgress::Complete)
+    );
+    assert_eq!(
+        install(target, kind, &rig.css_certificate, s2),
+        Applied::AlreadyDone(InstallProgress::Complete)
+    );
+    let err = target
+        .install_share(&install_request(kind, &rig.css_certificate, s3))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BackendError::KeyAlreadyComplete {
+                kind: CloneableKind::Sym
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_state_changing_operations_are_idempotent() {
+    let mut rig = rig(2, 2, 1);
+    let source = &mut rig.source;
+    let eid = source.status().unwrap().identity.eid.unwrap();
+    assert!(source.set_eid(&eid).unwrap().was_already_done());
+    let other = mkclone_backend::Eid::new("ANOTHER").unwrap();
+    assert!(matches!(
+        source.set_eid(&other),
+        Err(BackendError::EidAlreadySet { .. })
+    ));
+    assert!(source.set_m_of_n(rig.m_of_n).unwrap().was_already_done());
+    assert!(
+        source
+            .register_public_key_hash(&label(SA_LABEL), &rig.sa.hash, true)
+            .unwrap()
+            .was_already_done()
+    );
+    assert!(
+        source
+            .register_public_key(&label(SA_LABEL), &rig.sa.certificate, true)
+            .unwrap()
+            .was_already_done()
+    );
+    assert!(matches!(
+        source.register_public_key_hash(&label(SA_LABEL), &rig.sa.hash, false),
+        Err(BackendError::Conflict { .. })
+    ));
+    let again = source
+        .generate_retained_key(&mkclone_backend::GenerateRequest {
+            label: label(CSS_LABEL),
+            role: mkclone_backend::KeyRole::Css,
+            bits: mkclone_backend::RsaModulusBits::B2048,
+            clone: true,
+        })
+        .unwrap();
+    assert!(again.was_already_done());
+    assert_eq!(
+        Some(again.value()),
+        source.retained_public_key(&label(CSS_LABEL)).unwrap()
+    );
+    let conflicting = source.generate_retained_key(&mkclone_backend::GenerateRequest {
+        label: label(CSS_LABEL),
+        role: mkclone_backend::KeyRole::Csr,
+        bits: mkclone_backend::RsaModulusBits::B2048,
+        clone: true,
+    });
+    assert!(matches!(conflicting, Err(BackendError::Conflict { .. })));
+    let kind = CloneableKind::Sym;
+    assert!(rig.targets[0].0.clear_new(kind).unwrap().was_already_done());
+    assert!(
+        source
+            .delete_retained_key(&label("NO.SUCH.KEY"))
+            .unwrap()
+            .was_already_done()
+    );
+    assert_eq!(
+        source.retained_public_key(&label("NO.SUCH.KEY")).unwrap(),
+        None
+    );
+}
+
+#[test]
+fn registers_follow_the_cca_state_machine() {
+    let mut node = card(7, "REGS");
+    let kind = CloneableKind::Sym;
+    let reg = |n: &mut SimBackend| {
+        n.status()
+            .unwrap()
+            .register(MasterKeyKind::Sym)
+            .unwrap()
+            .clone()
+    };
+    let r = reg(&mut node);
+    assert_eq!(
+        (r.new, r.current, r.old),
+        (
+            NewState::Empty,
+            CurrentState::Invalid,
+            CurrentState::Invalid
+        )
+    );
+    node.load_random_master_key(kind).unwrap();
+    let first = reg(&mut node);
+    assert_eq!(
+        (first.new, first.current, first.old),
+        (NewState::Empty, CurrentState::Valid, CurrentState::Invalid)
+    );
+    node.load_random_master_key(kind).unwrap();
+    let second = reg(&mut node);
+    assert_eq!(
+        (second.new, second.current, second.old),
+        (NewState::Empty, CurrentState::Valid, CurrentState::Valid)
+    );
+    assert_eq!(
+        second.old_patterns, first.current_patterns,
+        "SET moved CURRENT to OLD"
+    );
+    assert_ne!(second.current_patterns, first.current_patterns);
+    // ASYM untouched.
+    let asym = node
+        .status()
+        .unwrap()
+        .register(MasterKeyKind::Asym)
+        .unwrap()
+        .clone();
+    assert_eq!(asym.current, CurrentState::Invalid);
+    assert_eq!(
+        second.current_patterns[0].algorithm(),
+        mkclone_backend::PatternAlgorithm::Sha1Method
+    );
+}

@@ -1,0 +1,122 @@
+//! Every single byte of a sealed share and of a certificate, flipped: each is refused,
+//! with wrong-target for the header bytes that name the target and share-rejected or
+//! certificate-rejected otherwise, and the node is unchanged afterwards.
+
+mod common;
+
+use common::*;
+use mkclone_backend::{
+    Backend, BackendError, Certificate, CloneableKind, Eid, ObtainRequest, SealedShare, ShareIndex,
+};
+
+/// Offsets of the target's EID and CSR fingerprint in the sealed-share container:
+/// magic (8), version (2), target EID (16), fingerprint (32).
+const TARGET_FIELDS: std::ops::Range<usize> = 10..58;
+const EID_FIELD: std::ops::Range<usize> = 10..26;
+
+fn tampered_eid(bytes: &[u8], at: usize) -> Vec<u8> {
+    let mut eid = bytes[EID_FIELD].to_vec();
+    eid[at - EID_FIELD.start] ^= 0x01;
+    eid
+}
+
+fn state_json(node: &SimBackend) -> String {
+    serde_json::to_string(&node.transport().store().snapshot().unwrap()).unwrap()
+}
+
+#[test]
+fn every_flipped_byte_of_a_sealed_share_is_refused() {
+    let mut rig = rig(2, 3, 1);
+    let kind = CloneableKind::Asym;
+    let csr = rig.targets[0].1.clone();
+    let share = obtain(&mut rig.source, kind, 2, &csr);
+    let target = &mut rig.targets[0].0;
+    let before = state_json(target);
+    let bytes = share.as_bytes().to_vec();
+    for at in 0..bytes.len() {
+        let mut tampered = bytes.clone();
+        tampered[at] ^= 0x01;
+        let Ok(tampered) = SealedShare::new(tampered) else {
+            continue;
+        };
+        let err = target
+            .install_share(&install_request(kind, &rig.css_certificate, tampered))
+            .unwrap_err();
+        // A flipped EID byte outside the EID alphabet leaves a header that names no node
+        // at all: that container is malformed, hence rejected.
+        let names_a_node =
+            !EID_FIELD.contains(&at) || Eid::from_wire(&tampered_eid(&bytes, at)).is_ok();
+        if TARGET_FIELDS.contains(&at) && names_a_node {
+            assert!(
+                matches!(err, BackendError::WrongTarget { .. }),
+                "byte {at}: {err}"
+            );
+        } else {
+            assert!(
+                matches!(err, BackendError::ShareRejected),
+                "byte {at}: {err}"
+            );
+        }
+    }
+    assert_eq!(before, state_json(target), "the target is unchanged");
+    // The untampered share still installs.
+    install(target, kind, &rig.css_certificate, share);
+}
+
+#[test]
+fn every_flipped_byte_of_a_certificate_is_refused() {
+    let mut rig = rig(2, 3, 1);
+    let kind = CloneableKind::Sym;
+    let csr = rig.targets[0].1.clone();
+    let share = obtain(&mut rig.source, kind, 1, &csr);
+
+    // The CSS certificate presented at INSTALL.
+    let target = &mut rig.targets[0].0;
+    let before = state_json(target);
+    let css = rig.css_certificate.as_bytes().to_vec();
+    for at in 0..css.len() {
+        let mut tampered = css.clone();
+        tampered[at] ^= 0x01;
+        let Ok(tampered) = Certificate::new(tampered) else {
+            continue;
+        };
+        let err = target
+            .install_share(&install_request(kind, &tampered, share.clone()))
+            .unwrap_err();
+        assert!(
+            matches!(err, BackendError::CertificateRejected { .. }),
+            "CSS byte {at}: {err}"
+        );
+    }
+    assert_eq!(before, state_json(target));
+
+    // The CSR certificate presented at OBTAIN.
+    let source_before = state_json(&rig.source);
+    let csr_bytes = csr.as_bytes().to_vec();
+    for at in 0..csr_bytes.len() {
+        let mut tampered = csr_bytes.clone();
+        tampered[at] ^= 0x01;
+        let Ok(tampered) = Certificate::new(tampered) else {
+            continue;
+        };
+        let err = rig
+            .source
+            .obtain_share(&ObtainRequest {
+                kind,
+                index: ShareIndex::new(3).unwrap(),
+                css_label: label(CSS_LABEL),
+                sa_name: label(SA_LABEL),
+                csr_certificate: tampered,
+            })
+            .unwrap_err();
+        assert!(
+            matches!(err, BackendError::CertificateRejected { .. }),
+            "CSR byte {at}: {err}"
+        );
+    }
+    assert_eq!(
+        source_before,
+        state_json(&rig.source),
+        "the source is unchanged"
+    );
+}
