@@ -81,7 +81,7 @@ pub fn run(mut progress: impl FnMut(&LogEntry)) -> Result<DemoReport, DemoError>
 
     let mut sa = node("sa", 1, "DEMO SA")?;
     let mut source = node("source", 2, "DEMO SOURCE")?;
-    let mut targets = vec![
+    let mut targets = [
         node("target1", 3, "DEMO TARGET 1")?,
         node("target2", 4, "DEMO TARGET 2")?,
     ];
