@@ -299,3 +299,46 @@ fn registers_follow_the_cca_state_machine() {
         mkclone_backend::PatternAlgorithm::Sha1Method
     );
 }
+
+#[test]
+fn a_3072_bit_csr_key_receives_shares() {
+    use mkclone_backend::{GenerateRequest, KeyRole, RsaModulusBits, SubjectInfo};
+    let mut rig = rig(1, 2, 0);
+    let mut target = card(20, "BIG KEY TARGET");
+    target.set_m_of_n(rig.m_of_n).unwrap();
+    install_sa(&mut target, &rig.sa);
+    let token = target
+        .generate_retained_key(&GenerateRequest {
+            label: label(CSR_LABEL),
+            role: KeyRole::Csr,
+            bits: RsaModulusBits::B3072,
+            clone: true,
+        })
+        .unwrap()
+        .value();
+    let keys = target.list_retained_keys().unwrap();
+    assert_eq!(keys[0].bits, 3072);
+    let id = target.status().unwrap().identity;
+    let csr = rig
+        .sa
+        .node
+        .certify_public_key(
+            &label(SA_LABEL),
+            &token,
+            &SubjectInfo {
+                eid: id.eid,
+                serial: Some(id.serial),
+            },
+        )
+        .unwrap();
+    let share = obtain(&mut rig.source, CloneableKind::Sym, 2, &csr);
+    assert_eq!(
+        install(&mut target, CloneableKind::Sym, &rig.css_certificate, share).value(),
+        InstallProgress::Complete
+    );
+    target.set_master_key(CloneableKind::Sym).unwrap();
+    assert_eq!(
+        current_pattern(&mut target, CloneableKind::Sym),
+        current_pattern(&mut rig.source, CloneableKind::Sym)
+    );
+}
