@@ -13,10 +13,6 @@ use mkclone_cca::rc::{rs, rt};
 use mkclone_cca::verbs::{Reply, Request};
 use mkclone_formats::pka::{PublicKeyTokenView, registration_hash};
 
-fn state_json(node: &SimBackend) -> String {
-    serde_json::to_string(&node.transport().store().snapshot().unwrap()).unwrap()
-}
-
 #[test]
 fn wrong_target() {
     let mut rig = rig(2, 3, 2);
@@ -134,14 +130,7 @@ fn sa_key_without_clone_mark_and_clone_marks_that_disagree() {
 
     let mut target = card(3, "TARGET");
     let csr = phase3ab(&mut sa, &mut target, MofN::new(1, 1).unwrap());
-    source
-        .generate_retained_key(&GenerateRequest {
-            label: label(CSS_LABEL),
-            role: KeyRole::Css,
-            bits: RsaModulusBits::B2048,
-            clone: true,
-        })
-        .unwrap();
+    generate_css(&mut source);
     let err = source
         .obtain_share(&ObtainRequest {
             kind: CloneableKind::Sym,
@@ -241,14 +230,7 @@ fn set_with_new_not_full_and_obtain_with_current_empty() {
     let mut source = card(6, "NO KEY");
     source.set_m_of_n(rig.m_of_n).unwrap();
     install_sa(&mut source, &rig.sa);
-    source
-        .generate_retained_key(&GenerateRequest {
-            label: label(CSS_LABEL),
-            role: KeyRole::Css,
-            bits: RsaModulusBits::B2048,
-            clone: true,
-        })
-        .unwrap();
+    generate_css(&mut source);
     let err = source
         .obtain_share(&ObtainRequest {
             kind: CloneableKind::Asym,

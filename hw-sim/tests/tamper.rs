@@ -20,10 +20,6 @@ fn tampered_eid(bytes: &[u8], at: usize) -> Vec<u8> {
     eid
 }
 
-fn state_json(node: &SimBackend) -> String {
-    serde_json::to_string(&node.transport().store().snapshot().unwrap()).unwrap()
-}
-
 #[test]
 fn every_flipped_byte_of_a_sealed_share_is_refused() {
     let mut rig = rig(2, 3, 1);

@@ -36,6 +36,15 @@ struct Ctx<'a> {
     index: Option<ShareIndex>,
 }
 
+impl<'a> Ctx<'a> {
+    fn named(name: &'a KeyLabel) -> Self {
+        Self {
+            name: Some(name),
+            ..Self::default()
+        }
+    }
+}
+
 impl<T: Transport> CcaBackend<T> {
     pub fn new(transport: T) -> Self {
         Self { transport }
@@ -449,10 +458,7 @@ impl<T: Transport> Backend for CcaBackend<T> {
             (return_code, reason_code, _) => Err(self.failure(
                 op,
                 &Reply::code(return_code, reason_code),
-                Ctx {
-                    name: Some(&request.label),
-                    ..Ctx::default()
-                },
+                Ctx::named(&request.label),
             )),
         }
     }
@@ -469,14 +475,7 @@ impl<T: Transport> Backend for CcaBackend<T> {
             (rt::OK, _, ReplyBody::PublicKey(token)) => Ok(Some(token)),
             (rt::ERROR, rs::NAME_NOT_FOUND, _) => Ok(None),
             (rt::OK, _, other) => Err(unexpected(op, &other)),
-            (a, b, _) => Err(self.failure(
-                op,
-                &Reply::code(a, b),
-                Ctx {
-                    name: Some(label),
-                    ..Ctx::default()
-                },
-            )),
+            (a, b, _) => Err(self.failure(op, &Reply::code(a, b), Ctx::named(label))),
         }
     }
 
@@ -502,14 +501,7 @@ impl<T: Transport> Backend for CcaBackend<T> {
         match (reply.return_code, reply.reason_code) {
             (rt::OK, _) => Ok(Applied::Done(())),
             (rt::ERROR, rs::NAME_NOT_FOUND) => Ok(Applied::AlreadyDone(())),
-            _ => Err(self.failure(
-                op,
-                &reply,
-                Ctx {
-                    name: Some(label),
-                    ..Ctx::default()
-                },
-            )),
+            _ => Err(self.failure(op, &reply, Ctx::named(label))),
         }
     }
 
@@ -542,23 +534,9 @@ impl<T: Transport> Backend for CcaBackend<T> {
                         if clone { " CLONE" } else { "" }
                     ),
                 }),
-                None => Err(self.failure(
-                    op,
-                    &reply,
-                    Ctx {
-                        name: Some(name),
-                        ..Ctx::default()
-                    },
-                )),
+                None => Err(self.failure(op, &reply, Ctx::named(name))),
             },
-            _ => Err(self.failure(
-                op,
-                &reply,
-                Ctx {
-                    name: Some(name),
-                    ..Ctx::default()
-                },
-            )),
+            _ => Err(self.failure(op, &reply, Ctx::named(name))),
         }
     }
 
@@ -587,23 +565,9 @@ impl<T: Transport> Backend for CcaBackend<T> {
                     what: format!("registered public key {name}"),
                     detail: "another key is registered under this name".into(),
                 }),
-                None => Err(self.failure(
-                    op,
-                    &reply,
-                    Ctx {
-                        name: Some(name),
-                        ..Ctx::default()
-                    },
-                )),
+                None => Err(self.failure(op, &reply, Ctx::named(name))),
             },
-            _ => Err(self.failure(
-                op,
-                &reply,
-                Ctx {
-                    name: Some(name),
-                    ..Ctx::default()
-                },
-            )),
+            _ => Err(self.failure(op, &reply, Ctx::named(name))),
         }
     }
 
@@ -631,14 +595,7 @@ impl<T: Transport> Backend for CcaBackend<T> {
             eid: info.eid.clone(),
             serial: info.serial.clone(),
         };
-        match self.call_ok(
-            op,
-            &request,
-            Ctx {
-                name: Some(signer),
-                ..Ctx::default()
-            },
-        )? {
+        match self.call_ok(op, &request, Ctx::named(signer))? {
             ReplyBody::Certificate(c) => Ok(c),
             other => Err(unexpected(op, &other)),
         }

@@ -230,3 +230,19 @@ pub fn clone_into(rig: &mut Rig, target: usize, kind: CloneableKind, indices: &[
     );
     rig.targets[target].0.set_master_key(kind).unwrap();
 }
+
+/// The whole card state, for before/after comparisons.
+pub fn state_json(node: &SimBackend) -> String {
+    serde_json::to_string(&node.transport().store().snapshot().unwrap()).unwrap()
+}
+
+/// Generate the CSS key on `node`.
+pub fn generate_css(node: &mut SimBackend) {
+    node.generate_retained_key(&GenerateRequest {
+        label: label(CSS_LABEL),
+        role: KeyRole::Css,
+        bits: RsaModulusBits::B2048,
+        clone: true,
+    })
+    .unwrap();
+}
