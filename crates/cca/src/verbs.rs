@@ -244,6 +244,31 @@ fn label_entry(label: &KeyLabel) -> KeyEntry {
     KeyEntry::new(label.to_wire().to_vec())
 }
 
+/// A 0/1 byte (anything else would give two encodings one meaning).
+fn flag_byte(r: &mut Reader<'_>, field: &'static str) -> Result<bool, CodecError> {
+    match r.u8(field)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        v => Err(CodecError::Field {
+            what: "reply",
+            field,
+            detail: format!("{v}, expected 0 or 1"),
+        }),
+    }
+}
+
+/// mkclone's verbs carry no key-block flags: every entry's flag is 0.
+fn expect_zero_flags(p: &ParmBlock, what: &'static str) -> Result<(), CodecError> {
+    match p.keys.iter().find(|k| k.flag != 0) {
+        Some(k) => Err(CodecError::Field {
+            what,
+            field: "key-block entry flag",
+            detail: format!("X'{:04X}', expected 0", k.flag),
+        }),
+        None => Ok(()),
+    }
+}
+
 fn key_at<'a>(p: &'a ParmBlock, i: usize, what: &'static str) -> Result<&'a [u8], CodecError> {
     p.keys
         .get(i)
@@ -427,6 +452,7 @@ impl Request {
     }
 
     pub fn from_parm(p: &ParmBlock) -> Result<Self, CodecError> {
+        expect_zero_flags(p, "request")?;
         let expect_rules = |n: usize, what: &'static str| -> Result<(), CodecError> {
             if p.rules.len() != n {
                 return Err(CodecError::Field {
@@ -585,6 +611,14 @@ impl Request {
                         what: "certify request",
                         field: "flags",
                         detail: format!("X'{flags:02X}'"),
+                    });
+                }
+                // An absent field is all zeros: one encoding per meaning.
+                if (flags & 1 == 0 && eid != [0; 16]) || (flags & 2 == 0 && serial != [0; 8]) {
+                    return Err(CodecError::Field {
+                        what: "certify request",
+                        field: "EID/serial",
+                        detail: "a field whose flag bit is clear must be zeros".into(),
                     });
                 }
                 let eid = if flags & 1 != 0 {
@@ -775,7 +809,11 @@ impl ReplyBody {
             }
             Self::ShareTables { m_of_n, tables } => {
                 let (m, n) = m_of_n.unwrap_or((0, 0));
-                p.verb_data.extend_from_slice(&[m, n, tables.len() as u8]);
+                let count = u8::try_from(tables.len()).map_err(|_| CodecError::TooLong {
+                    what: "share-table list",
+                    len: tables.len(),
+                })?;
+                p.verb_data.extend_from_slice(&[m, n, count]);
                 for t in tables {
                     p.verb_data.push(cloneable_code(t.kind));
                     p.verb_data
@@ -837,6 +875,7 @@ impl ReplyBody {
 
     /// Decode the body of a successful reply to `request`.
     fn from_parm(p: &ParmBlock, request: &Request) -> Result<Self, CodecError> {
+        expect_zero_flags(p, "reply")?;
         let only_key = |what: &'static str| -> Result<Vec<u8>, CodecError> {
             expect_keys(p, 1, what)?;
             expect_no_verb_data(p, what)?;
@@ -925,7 +964,7 @@ impl ReplyBody {
                             });
                         }
                     };
-                    let clone = r.u8("clone")? != 0;
+                    let clone = flag_byte(&mut r, "clone")?;
                     let bits = r.u16("bits")?;
                     list.push(RetainedKeyInfo {
                         label,
@@ -945,7 +984,7 @@ impl ReplyBody {
                 for _ in 0..count {
                     let name = KeyLabel::from_wire(r.take(64, "name")?)
                         .map_err(domain("registration name"))?;
-                    let clone = r.u8("clone")? != 0;
+                    let clone = flag_byte(&mut r, "clone")?;
                     let algorithm = match r.u8("hash algorithm")? {
                         1 => HashAlgorithm::Sha1,
                         2 => HashAlgorithm::Sha256,

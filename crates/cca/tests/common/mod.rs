@@ -24,32 +24,32 @@ pub fn cprbx(
     domain: u16,
 ) -> Vec<u8> {
     let h = cat(&[
-        &[0x00, 0xDC],               //   0 cprb_len = 220
-        &[0x02],                     //   2 cprb_ver_id
-        &[0x00],                     //   3 ctfm
-        &[0x00, 0x00],               //   4 pad
-        b"T2",                       //   6 func_id
-        &[0x00; 4],                  //   8 cprb_flags
-        &req_parml.to_be_bytes(),    //  12 req_parml
-        &[0x00; 4],                  //  16 req_datal
-        &rpl_msgbl.to_be_bytes(),    //  20 rpl_msgbl
-        &rpld_parml.to_be_bytes(),   //  24 rpld_parml
-        &[0x00; 4],                  //  28 rpl_datal
-        &[0x00; 4],                  //  32 rpld_datal
-        &[0x00; 4],                  //  36 req_extbl
-        &[0x00; 4],                  //  40 pad
-        &[0x00; 4],                  //  44 rpld_extbl
-        &[0x00; 96],                 //  48 six 16-byte address slots
-        &ccp_rtcode.to_be_bytes(),   // 144 ccp_rtcode
-        &ccp_rscode.to_be_bytes(),   // 146 ccp_rscode
-        &[0x00; 4],                  // 148 mac_data_len
-        &[0x00; 8],                  // 152 logon_id
-        &[0x00; 8],                  // 160 mac_value
-        &[0x00],                     // 168 mac_content_flgs
-        &[0x00],                     // 169 pad
-        &domain.to_be_bytes(),       // 170 domain
-        &[0x00; 12],                 // 172 reserved
-        &[0x00; 36],                 // 184 pad
+        &[0x00, 0xDC],             //   0 cprb_len = 220
+        &[0x02],                   //   2 cprb_ver_id
+        &[0x00],                   //   3 ctfm
+        &[0x00, 0x00],             //   4 pad
+        b"T2",                     //   6 func_id
+        &[0x00; 4],                //   8 cprb_flags
+        &req_parml.to_be_bytes(),  //  12 req_parml
+        &[0x00; 4],                //  16 req_datal
+        &rpl_msgbl.to_be_bytes(),  //  20 rpl_msgbl
+        &rpld_parml.to_be_bytes(), //  24 rpld_parml
+        &[0x00; 4],                //  28 rpl_datal
+        &[0x00; 4],                //  32 rpld_datal
+        &[0x00; 4],                //  36 req_extbl
+        &[0x00; 4],                //  40 pad
+        &[0x00; 4],                //  44 rpld_extbl
+        &[0x00; 96],               //  48 six 16-byte address slots
+        &ccp_rtcode.to_be_bytes(), // 144 ccp_rtcode
+        &ccp_rscode.to_be_bytes(), // 146 ccp_rscode
+        &[0x00; 4],                // 148 mac_data_len
+        &[0x00; 8],                // 152 logon_id
+        &[0x00; 8],                // 160 mac_value
+        &[0x00],                   // 168 mac_content_flgs
+        &[0x00],                   // 169 pad
+        &domain.to_be_bytes(),     // 170 domain
+        &[0x00; 12],               // 172 reserved
+        &[0x00; 36],               // 184 pad
     ]);
     assert_eq!(h.len(), 220);
     h
@@ -81,7 +81,11 @@ pub fn rules(len: u16, keywords: &[&str]) -> Vec<u8> {
     for k in keywords {
         out.extend_from_slice(&keyword(k));
     }
-    assert_eq!(out.len(), usize::from(len), "hand-written rule-array length");
+    assert_eq!(
+        out.len(),
+        usize::from(len),
+        "hand-written rule-array length"
+    );
     out
 }
 
