@@ -31,7 +31,7 @@ fn demo_json_reports_equal_current_patterns() {
     let out = mkclone().args(["demo", "--json"]).output().unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let nodes = v["nodes"].as_array().unwrap();
+    let nodes = v["summary"]["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 4);
     let current = |i: usize, kind: usize| {
         nodes[i][1]["registers"][kind]["current_patterns"][0]["bytes"].clone()

@@ -94,19 +94,26 @@ impl<T: Transport> CcaBackend<T> {
             message.len()
         );
         let idempotent = request.is_idempotent();
-        let reply_bytes = self
-            .transport
-            .send(&message, REPLY_CAPACITY, idempotent)
-            .map_err(|e| match e {
-                TransportError::NotSent(cause) => BackendError::Transport {
-                    operation: op,
-                    cause,
-                },
-                TransportError::OutcomeUnknown(cause) => BackendError::OutcomeUnknown {
-                    operation: op,
-                    cause,
-                },
-            })?;
+        // A read may be repeated at no risk: one transport failure of a read is retried.
+        let mut sent = self.transport.send(&message, REPLY_CAPACITY, idempotent);
+        if idempotent && sent.is_err() {
+            debug!(
+                "{}: {} failed in transport, retrying the read once",
+                self.transport.backend_name(),
+                function
+            );
+            sent = self.transport.send(&message, REPLY_CAPACITY, idempotent);
+        }
+        let reply_bytes = sent.map_err(|e| match e {
+            TransportError::NotSent(cause) => BackendError::Transport {
+                operation: op,
+                cause,
+            },
+            TransportError::OutcomeUnknown(cause) => BackendError::OutcomeUnknown {
+                operation: op,
+                cause,
+            },
+        })?;
         let reply = Reply::from_message(&reply_bytes, request).map_err(|e| {
             if idempotent {
                 BackendError::MalformedReply {

@@ -1,0 +1,138 @@
+//! The files a ceremony carries between nodes: `sa.db`, `<target>.csr.db` (names from
+//! IBM's CNM utility) and one share bundle per (target, master key, index). Each is an
+//! envelope (crate::envelope): versioned, canonical, digest-protected, bound to its
+//! ceremony, written atomically.
+
+use std::path::{Path, PathBuf};
+
+use mkclone_backend::{
+    Certificate, CloneableKind, Eid, PublicKeyHash, PublicKeyToken, SealedShare, ShareIndex,
+    VerificationPattern,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::durable::Sensitivity;
+use crate::envelope;
+use crate::error::FileError;
+
+pub const SA_DB_FORMAT: &str = "mkclone-sa-db";
+pub const CSR_DB_FORMAT: &str = "mkclone-csr-db";
+pub const BUNDLE_FORMAT: &str = "mkclone-share-bundle";
+pub const VERSION: u32 = 1;
+
+/// `sa.db`: the SA key and the certificates it issued (CNM's SA database).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaDb {
+    pub sa_node: String,
+    pub sa_eid: Eid,
+    /// The SA key's self-signed certificate section: what nodes register.
+    pub sa_certificate: Certificate,
+    /// Its registration hash, compared in person under dual control.
+    pub sa_hash: PublicKeyHash,
+    /// The source's CSS key (phase 2a) and its SA certificate (phase 2b).
+    pub css: Option<CssEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CssEntry {
+    pub node: String,
+    pub eid: Eid,
+    pub public_key: PublicKeyToken,
+    pub certificate: Option<Certificate>,
+}
+
+/// `<target>.csr.db`: a target's CSR key (phase 3a) and its SA certificate (phase 3b).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CsrDb {
+    pub target: String,
+    pub eid: Eid,
+    pub public_key: PublicKeyToken,
+    pub certificate: Option<Certificate>,
+}
+
+/// One sealed share, from the source to one target (phase 3c → 3d). Created 0600.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareBundle {
+    pub target: String,
+    pub target_eid: Eid,
+    pub kind: CloneableKind,
+    pub index: ShareIndex,
+    pub source: String,
+    pub source_eid: Eid,
+    /// The source's CURRENT pattern when the share was obtained (the same pattern travels
+    /// signed inside the share; the target's card checks the rebuilt key against it).
+    pub source_pattern: VerificationPattern,
+    pub sealed: SealedShare,
+}
+
+/// Paths of a ceremony directory.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub dir: PathBuf,
+}
+
+impl Layout {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+    pub fn sa_db(&self) -> PathBuf {
+        self.dir.join("sa.db")
+    }
+    pub fn csr_db(&self, target: &str) -> PathBuf {
+        self.dir.join(format!("{target}.csr.db"))
+    }
+    pub fn shares_dir(&self) -> PathBuf {
+        self.dir.join("shares")
+    }
+    pub fn bundle(&self, target: &str, kind: CloneableKind, index: ShareIndex) -> PathBuf {
+        self.shares_dir().join(format!(
+            "{target}.{}.{}.share",
+            kind.kind().name().to_ascii_lowercase(),
+            index.get()
+        ))
+    }
+    pub fn journal(&self) -> PathBuf {
+        self.dir.join("journal.jsonl")
+    }
+}
+
+/// Read `path` if it exists.
+pub fn read_optional<T: Serialize + for<'de> Deserialize<'de>>(
+    path: &Path,
+    format: &str,
+    ceremony: &str,
+) -> Result<Option<T>, FileError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(
+        envelope::read_file::<T>(path, format, VERSION, Some(ceremony))?.body,
+    ))
+}
+
+/// Write `body` atomically.
+pub fn write<T: Serialize + for<'de> Deserialize<'de>>(
+    path: &Path,
+    format: &str,
+    ceremony: &str,
+    rehearsal: bool,
+    body: &T,
+    sensitivity: Sensitivity,
+) -> Result<(), FileError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| FileError::Io {
+            path: parent.into(),
+            action: "create the directory",
+            source,
+        })?;
+    }
+    envelope::write_file(
+        path,
+        format,
+        VERSION,
+        ceremony,
+        rehearsal,
+        body,
+        sensitivity,
+    )
+}

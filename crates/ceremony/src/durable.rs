@@ -1,0 +1,723 @@
+//! Durable file primitives: atomic replacement, exclusive creation, and the directory lock.
+//!
+//! - [`write_atomic`] replaces a file so that a reader (or a crash) sees either the old
+//!   contents or the new, never a mix: a temporary file in the same directory is written and
+//!   fsynced, renamed over the target, and the directory is fsynced.
+//! - [`create_new_exclusive`] creates a file that must never be overwritten (share bundles):
+//!   the same temporary file, then a hard link to the target name, which fails atomically when
+//!   the target exists; the target is therefore either absent or complete.
+//! - [`DirLock`] is the exclusive lock of a ceremony directory (`<dir>/.mkclone.lock`). Every
+//!   write of a ceremony file and every journal append happens while the caller holds it.
+//!
+//! Temporary files are named `.<target name>.<pid>.<counter>.mkclone-tmp`. A crash can leave
+//! one behind; readers never look at them (they read the target name only), and the next
+//! write of the same target removes those whose process no longer exists
+//! ([`remove_stale_temps`] does it for a whole directory). "No longer exists" is judged by
+//! `/proc/<pid>` in this host's process namespace; without `/proc` nothing is removed.
+
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions, Permissions, TryLockError};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::FileError;
+use crate::error::io_error;
+
+/// Who may read a file: decides its mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Sensitivity {
+    /// Mode 0600, from creation on (the temporary file too): never wider at any moment.
+    Secret,
+    /// Mode 0644.
+    Public,
+}
+
+impl Sensitivity {
+    /// The permission bits a file of this sensitivity gets.
+    pub const fn mode(self) -> u32 {
+        match self {
+            Self::Secret => 0o600,
+            Self::Public => 0o644,
+        }
+    }
+}
+
+/// Name of the lock file inside a locked directory.
+pub const LOCK_FILE_NAME: &str = ".mkclone.lock";
+
+const TEMP_SUFFIX: &[u8] = b".mkclone-tmp";
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Replace `path` atomically with `bytes`, created with the mode of `sensitivity`.
+///
+/// On success no temporary file is left; on failure the temporary file is removed and the
+/// target is unchanged (unless the failure is the final fsync of the directory, after the
+/// rename: then the new contents are in place but possibly not yet durable).
+pub fn write_atomic(path: &Path, bytes: &[u8], sensitivity: Sensitivity) -> Result<(), FileError> {
+    let (dir, name) = split_target(path)?;
+    clean_before_write(dir, name);
+    let mut tmp = TempFile::create(dir, name, sensitivity)?;
+    tmp.write_and_sync(bytes)?;
+    tmp.rename_onto(path)?;
+    sync_dir(dir)
+}
+
+/// Create `path` with `bytes`, refusing ([`FileError::AlreadyExists`]) when it exists, in
+/// which case it is left untouched. The file is complete or absent, even after a crash:
+/// the contents are written to a temporary file first and linked to `path` (O_EXCL
+/// semantics: the link fails if the name exists). On a filesystem without hard links (FAT),
+/// `path` is created directly with O_EXCL instead, and a crash may leave it incomplete (a
+/// warning is logged).
+pub fn create_new_exclusive(
+    path: &Path,
+    bytes: &[u8],
+    sensitivity: Sensitivity,
+) -> Result<(), FileError> {
+    let (dir, name) = split_target(path)?;
+    if fs::symlink_metadata(path).is_ok() {
+        return Err(FileError::AlreadyExists { path: path.into() });
+    }
+    clean_before_write(dir, name);
+    let mut tmp = TempFile::create(dir, name, sensitivity)?;
+    tmp.write_and_sync(bytes)?;
+    match fs::hard_link(&tmp.path, path) {
+        Ok(()) => {
+            tmp.remove();
+            sync_dir(dir)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            tmp.remove();
+            Err(FileError::AlreadyExists { path: path.into() })
+        }
+        Err(e) => {
+            log::warn!(
+                "{}: cannot hard-link a temporary file ({e}); creating the file directly, which \
+                 a crash could leave incomplete",
+                path.display()
+            );
+            tmp.remove();
+            create_direct(path, bytes, sensitivity)?;
+            sync_dir(dir)
+        }
+    }
+}
+
+/// The O_EXCL fallback of [`create_new_exclusive`]: removes what it created on failure.
+fn create_direct(path: &Path, bytes: &[u8], sensitivity: Sensitivity) -> Result<(), FileError> {
+    let file = match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(sensitivity.mode())
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(FileError::AlreadyExists { path: path.into() });
+        }
+        Err(e) => return Err(io_error(path, "create the file")(e)),
+    };
+    let written = set_exact_mode(&file, path, sensitivity).and_then(|()| {
+        (&file)
+            .write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(io_error(path, "write and sync the file"))
+    });
+    if written.is_err()
+        && let Err(e) = fs::remove_file(path)
+    {
+        log::warn!(
+            "{}: could not remove the incomplete file: {e}",
+            path.display()
+        );
+    }
+    written
+}
+
+/// Remove the temporary files that crashed writers left in `dir` (all targets). Only files
+/// whose writer process no longer exists are removed; returns their paths. Call it while
+/// holding the directory's [`DirLock`].
+pub fn remove_stale_temps(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
+    remove_stale_temps_for(dir, None)
+}
+
+/// Best-effort cleaning before a write: failures are logged, never fatal.
+fn clean_before_write(dir: &Path, name: &OsStr) {
+    if let Err(e) = remove_stale_temps_for(dir, Some(name)) {
+        log::warn!("could not look for stale temporary files: {e}");
+    }
+}
+
+fn remove_stale_temps_for(dir: &Path, target: Option<&OsStr>) -> Result<Vec<PathBuf>, FileError> {
+    let entries = fs::read_dir(dir).map_err(io_error(dir, "list the directory"))?;
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error(dir, "list the directory"))?;
+        let file_name = entry.file_name();
+        let Some((name, pid)) = parse_temp_name(file_name.as_bytes()) else {
+            continue;
+        };
+        if target.is_some_and(|t| t.as_bytes() != name) || pid_may_be_alive(pid) {
+            continue;
+        }
+        let path = entry.path();
+        // Only plain files: never follow or remove anything else that happens to match.
+        if !fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file()) {
+            continue;
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                log::warn!(
+                    "removed {}, a temporary file left by an interrupted mkclone (pid {pid})",
+                    path.display()
+                );
+                removed.push(path);
+            }
+            Err(e) => log::warn!(
+                "could not remove stale temporary file {}: {e}",
+                path.display()
+            ),
+        }
+    }
+    Ok(removed)
+}
+
+/// `.<name>.<pid>.<counter>.mkclone-tmp` → (name, pid).
+fn parse_temp_name(file_name: &[u8]) -> Option<(&[u8], u32)> {
+    let inner = file_name.strip_prefix(b".")?.strip_suffix(TEMP_SUFFIX)?;
+    let mut parts = inner.rsplitn(3, |&b| b == b'.');
+    let counter = parts.next()?;
+    let pid = parts.next()?;
+    let name = parts.next()?;
+    if name.is_empty() || counter.is_empty() || !counter.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let pid = std::str::from_utf8(pid).ok()?.parse::<u32>().ok()?;
+    Some((name, pid))
+}
+
+fn temp_name(name: &OsStr, pid: u32, counter: u64) -> std::ffi::OsString {
+    let mut s = std::ffi::OsString::from(".");
+    s.push(name);
+    s.push(format!(".{pid}.{counter}"));
+    s.push(OsStr::from_bytes(TEMP_SUFFIX));
+    s
+}
+
+/// False only when we are sure the process is gone.
+fn pid_may_be_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return true;
+    }
+    proc.join(pid.to_string()).exists()
+}
+
+/// Directory and file name of a target path (the directory of a bare name is ".").
+fn split_target(path: &Path) -> Result<(&Path, &OsStr), FileError> {
+    let name = path.file_name().ok_or_else(|| FileError::Io {
+        path: path.into(),
+        action: "use the path",
+        source: io::Error::new(io::ErrorKind::InvalidInput, "it does not name a file"),
+    })?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Ok((dir, name))
+}
+
+/// fsync a directory, so that a rename or creation in it is durable. Filesystems that cannot
+/// sync a directory (EINVAL) are tolerated.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), FileError> {
+    let d = File::open(dir).map_err(io_error(dir, "open the directory to sync it"))?;
+    match d.sync_all() {
+        Ok(()) => Ok(()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported
+            ) =>
+        {
+            log::debug!("{}: directory fsync not supported: {e}", dir.display());
+            Ok(())
+        }
+        Err(e) => Err(io_error(dir, "sync the directory")(e)),
+    }
+}
+
+/// Give a freshly created file exactly the mode of `sensitivity`, whatever the umask.
+/// A secret file whose group/other bits cannot be cleared is an error; a public file that
+/// cannot be widened only logs a warning.
+pub(crate) fn set_exact_mode(
+    file: &File,
+    path: &Path,
+    sensitivity: Sensitivity,
+) -> Result<(), FileError> {
+    let want = sensitivity.mode();
+    let mode_of = |f: &File| -> Result<u32, FileError> {
+        Ok(f.metadata()
+            .map_err(io_error(path, "read the file's mode"))?
+            .permissions()
+            .mode()
+            & 0o7777)
+    };
+    if mode_of(file)? == want {
+        return Ok(());
+    }
+    let set = file.set_permissions(Permissions::from_mode(want));
+    let have = mode_of(file)?;
+    match sensitivity {
+        Sensitivity::Secret if have & 0o077 != 0 => Err(FileError::Io {
+            path: path.into(),
+            action: "restrict the file to mode 0600 (secret files need a filesystem with Unix \
+                     permissions)",
+            source: set.err().unwrap_or_else(|| {
+                io::Error::new(io::ErrorKind::Unsupported, format!("mode is {have:o}"))
+            }),
+        }),
+        _ => {
+            if have != want {
+                log::warn!(
+                    "{}: mode is {have:o} instead of {want:o}{}",
+                    path.display(),
+                    set.err().map(|e| format!(" ({e})")).unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A temporary file next to its target; removed on drop unless renamed or linked away.
+pub(crate) struct TempFile {
+    path: PathBuf,
+    file: File,
+    armed: bool,
+}
+
+impl TempFile {
+    fn create(dir: &Path, name: &OsStr, sensitivity: Sensitivity) -> Result<Self, FileError> {
+        Self::create_for_pid(dir, name, sensitivity, std::process::id())
+    }
+
+    /// `pid` is part of the name; tests pass another one to simulate a crashed process.
+    pub(crate) fn create_for_pid(
+        dir: &Path,
+        name: &OsStr,
+        sensitivity: Sensitivity,
+        pid: u32,
+    ) -> Result<Self, FileError> {
+        let mut attempts = 0;
+        loop {
+            let counter = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = dir.join(temp_name(name, pid, counter));
+            // create_new: O_EXCL, so never an existing file nor a symlink planted there.
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(sensitivity.mode())
+                .open(&path)
+            {
+                Ok(file) => {
+                    let tmp = Self {
+                        path,
+                        file,
+                        armed: true,
+                    };
+                    set_exact_mode(&tmp.file, &tmp.path, sensitivity)?;
+                    return Ok(tmp);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 64 => {
+                    attempts += 1;
+                }
+                Err(e) => return Err(io_error(&path, "create a temporary file")(e)),
+            }
+        }
+    }
+
+    pub(crate) fn write_and_sync(&mut self, bytes: &[u8]) -> Result<(), FileError> {
+        self.file
+            .write_all(bytes)
+            .and_then(|()| self.file.sync_all())
+            .map_err(io_error(&self.path, "write and sync the temporary file"))
+    }
+
+    fn rename_onto(mut self, target: &Path) -> Result<(), FileError> {
+        fs::rename(&self.path, target)
+            .map_err(io_error(target, "rename the temporary file onto"))?;
+        self.armed = false;
+        Ok(())
+    }
+
+    /// Remove now (logging a failure) instead of silently on drop.
+    fn remove(mut self) {
+        self.armed = false;
+        if let Err(e) = fs::remove_file(&self.path) {
+            log::warn!(
+                "could not remove temporary file {}: {e}",
+                self.path.display()
+            );
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Simulate a crash: leave the file where it is.
+    #[cfg(test)]
+    pub(crate) fn abandon(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The exclusive lock of a ceremony directory, held until dropped.
+///
+/// An advisory lock (`flock` through [`File::lock`]) on `<dir>/.mkclone.lock`, so it is
+/// released when the holder exits, even by a crash: a stale lock file never blocks anyone.
+/// The holder writes its pid into the file, for the message of a refused [`try_acquire`].
+/// Two `DirLock`s exclude each other also within one process.
+///
+/// [`try_acquire`]: DirLock::try_acquire
+#[derive(Debug)]
+pub struct DirLock {
+    file: File,
+    dir: PathBuf,
+    lock_path: PathBuf,
+}
+
+impl DirLock {
+    /// Wait until the directory's lock is free, then take it.
+    pub fn acquire(dir: &Path) -> Result<Self, FileError> {
+        let (file, lock_path) = Self::open(dir)?;
+        file.lock().map_err(io_error(&lock_path, "lock"))?;
+        Ok(Self::held(file, dir, lock_path))
+    }
+
+    /// Take the directory's lock, or fail at once with [`FileError::Locked`] (naming the
+    /// holder's pid) when another holder has it.
+    pub fn try_acquire(dir: &Path) -> Result<Self, FileError> {
+        let (file, lock_path) = Self::open(dir)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self::held(file, dir, lock_path)),
+            Err(TryLockError::WouldBlock) => {
+                let pid = fs::read_to_string(&lock_path)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u32>().ok());
+                Err(FileError::Locked {
+                    dir: dir.into(),
+                    lock_file: lock_path,
+                    pid,
+                })
+            }
+            Err(TryLockError::Error(e)) => Err(io_error(&lock_path, "lock")(e)),
+        }
+    }
+
+    /// The locked directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The lock file.
+    pub fn lock_path(&self) -> &Path {
+        &self.lock_path
+    }
+
+    fn open(dir: &Path) -> Result<(File, PathBuf), FileError> {
+        let lock_path = dir.join(LOCK_FILE_NAME);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(io_error(&lock_path, "open the lock file"))?;
+        Ok((file, lock_path))
+    }
+
+    fn held(file: File, dir: &Path, lock_path: PathBuf) -> Self {
+        // The pid only serves messages: failing to record it is not fatal.
+        let pid = format!("{}\n", std::process::id());
+        if let Err(e) = file
+            .set_len(0)
+            .and_then(|()| file.write_all_at(pid.as_bytes(), 0))
+        {
+            log::warn!("{}: could not record this pid: {e}", lock_path.display());
+        }
+        Self {
+            file,
+            dir: dir.into(),
+            lock_path,
+        }
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Clear the pid before releasing, so a later holder's message is never about us.
+        let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// A pid no process can have (above Linux's PID_MAX_LIMIT of 2^22).
+    const DEAD_PID: u32 = 999_999_999;
+
+    #[test]
+    fn atomic_write_modes_and_no_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("bundle");
+        let public = dir.path().join("sa.db");
+        write_atomic(&secret, b"s1", Sensitivity::Secret).unwrap();
+        write_atomic(&public, b"p1", Sensitivity::Public).unwrap();
+        assert_eq!(mode(&secret), 0o600);
+        assert_eq!(mode(&public), 0o644);
+        assert_eq!(fs::read(&secret).unwrap(), b"s1");
+        assert_eq!(names(dir.path()), ["bundle", "sa.db"]);
+
+        // Overwrite: new contents, and the new sensitivity's mode.
+        write_atomic(&public, b"p2", Sensitivity::Secret).unwrap();
+        assert_eq!(fs::read(&public).unwrap(), b"p2");
+        assert_eq!(mode(&public), 0o600);
+        assert_eq!(names(dir.path()), ["bundle", "sa.db"]);
+    }
+
+    #[test]
+    fn modes_do_not_depend_on_a_wide_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        fs::write(&p, b"old").unwrap();
+        fs::set_permissions(&p, Permissions::from_mode(0o666)).unwrap();
+        write_atomic(&p, b"new", Sensitivity::Secret).unwrap();
+        assert_eq!(mode(&p), 0o600);
+    }
+
+    #[test]
+    fn temp_file_is_secret_from_creation() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = TempFile::create(dir.path(), OsStr::new("t"), Sensitivity::Secret).unwrap();
+        assert_eq!(mode(tmp.path()), 0o600);
+        let p = tmp.path().to_path_buf();
+        drop(tmp);
+        assert!(!p.exists(), "an unused temp file is removed on drop");
+    }
+
+    #[test]
+    fn crash_before_rename_leaves_target_alone_and_next_write_cleans() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("sa.db");
+        write_atomic(&target, b"old", Sensitivity::Public).unwrap();
+
+        // A process (now dead) wrote and synced its temp file, then crashed before renaming.
+        let mut tmp = TempFile::create_for_pid(
+            dir.path(),
+            OsStr::new("sa.db"),
+            Sensitivity::Public,
+            DEAD_PID,
+        )
+        .unwrap();
+        tmp.write_and_sync(b"half-done").unwrap();
+        let stale = tmp.path().to_path_buf();
+        tmp.abandon();
+        // A temp file of this (live) process for another target, and an unrelated dotfile.
+        let mut mine =
+            TempFile::create(dir.path(), OsStr::new("other"), Sensitivity::Public).unwrap();
+        mine.write_and_sync(b"in progress").unwrap();
+        let mine_path = mine.path().to_path_buf();
+        mine.abandon();
+        fs::write(dir.path().join(".notes"), b"keep").unwrap();
+
+        assert!(stale.exists());
+        assert_eq!(
+            fs::read(&target).unwrap(),
+            b"old",
+            "readers see the old contents"
+        );
+
+        write_atomic(&target, b"new", Sensitivity::Public).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        assert!(!stale.exists(), "the dead writer's temp file is removed");
+        assert!(
+            mine_path.exists(),
+            "a live process's temp file is left alone"
+        );
+        assert!(dir.path().join(".notes").exists());
+    }
+
+    #[test]
+    fn remove_stale_temps_whole_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a", "b.db"] {
+            TempFile::create_for_pid(dir.path(), OsStr::new(name), Sensitivity::Secret, DEAD_PID)
+                .unwrap()
+                .abandon();
+        }
+        let removed = remove_stale_temps(dir.path()).unwrap();
+        assert_eq!(removed.len(), 2);
+        assert!(names(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn temp_names_parse() {
+        let n = temp_name(OsStr::new("a.b.db"), 42, 7);
+        assert_eq!(n, ".a.b.db.42.7.mkclone-tmp");
+        assert_eq!(parse_temp_name(n.as_bytes()), Some((&b"a.b.db"[..], 42)));
+        for bad in [
+            &b".x.1.mkclone-tmp"[..],
+            b"x.1.2.mkclone-tmp",
+            b"..1.2.mkclone-tmp",
+            b".x.y.2.mkclone-tmp",
+            b".x.1.z.mkclone-tmp",
+            b".x.1.2.tmp",
+        ] {
+            assert_eq!(
+                parse_temp_name(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn failed_rename_removes_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("d");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("inside"), b"x").unwrap();
+        let err = write_atomic(&target, b"x", Sensitivity::Secret).unwrap_err();
+        assert!(matches!(err, FileError::Io { .. }), "{err}");
+        assert!(err.to_string().contains(&*target.to_string_lossy()));
+        assert_eq!(names(dir.path()), ["d"]);
+    }
+
+    #[test]
+    fn missing_directory_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("nope").join("f");
+        let err = write_atomic(&target, b"x", Sensitivity::Public).unwrap_err();
+        assert!(matches!(err, FileError::Io { .. }), "{err}");
+    }
+
+    #[test]
+    fn exclusive_create_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("share-1");
+        create_new_exclusive(&p, b"first", Sensitivity::Secret).unwrap();
+        assert_eq!(mode(&p), 0o600);
+        let err = create_new_exclusive(&p, b"second", Sensitivity::Secret).unwrap_err();
+        assert!(matches!(err, FileError::AlreadyExists { .. }), "{err}");
+        assert_eq!(fs::read(&p).unwrap(), b"first");
+        assert_eq!(names(dir.path()), ["share-1"]);
+
+        let q = dir.path().join("pub");
+        create_new_exclusive(&q, b"x", Sensitivity::Public).unwrap();
+        assert_eq!(mode(&q), 0o644);
+        assert_eq!(names(dir.path()), ["pub", "share-1"]);
+    }
+
+    #[test]
+    fn exclusive_create_refuses_a_dangling_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &p).unwrap();
+        let err = create_new_exclusive(&p, b"x", Sensitivity::Secret).unwrap_err();
+        assert!(matches!(err, FileError::AlreadyExists { .. }), "{err}");
+        assert!(!dir.path().join("elsewhere").exists());
+    }
+
+    #[test]
+    fn direct_fallback_creates_and_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        create_direct(&p, b"x", Sensitivity::Secret).unwrap();
+        assert_eq!(mode(&p), 0o600);
+        let err = create_direct(&p, b"y", Sensitivity::Secret).unwrap_err();
+        assert!(matches!(err, FileError::AlreadyExists { .. }), "{err}");
+        assert_eq!(fs::read(&p).unwrap(), b"x");
+    }
+
+    #[test]
+    fn dir_lock_excludes_a_second_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = DirLock::try_acquire(dir.path()).unwrap();
+        assert_eq!(mode(lock.lock_path()), 0o600);
+        let err = DirLock::try_acquire(dir.path()).unwrap_err();
+        match &err {
+            FileError::Locked { pid, dir: d, .. } => {
+                assert_eq!(*pid, Some(std::process::id()));
+                assert_eq!(d, dir.path());
+            }
+            other => panic!("{other}"),
+        }
+        let msg = err.to_string();
+        assert!(msg.contains("another mkclone is working in"), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
+        drop(lock);
+        let again = DirLock::try_acquire(dir.path()).unwrap();
+        assert_eq!(again.dir(), dir.path());
+    }
+
+    #[test]
+    fn dir_lock_acquire_waits_for_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DirLock::acquire(dir.path()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = dir.path().to_path_buf();
+        let waiter = std::thread::spawn(move || {
+            let lock = DirLock::acquire(&path).unwrap();
+            tx.send(()).unwrap();
+            drop(lock);
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(rx.try_recv().is_err(), "the second acquire must wait");
+        drop(first);
+        rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        waiter.join().unwrap();
+    }
+
+    #[test]
+    fn dir_lock_on_missing_directory_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = DirLock::try_acquire(&dir.path().join("nope")).unwrap_err();
+        assert!(matches!(err, FileError::Io { .. }), "{err}");
+    }
+}

@@ -1,0 +1,719 @@
+//! Versioned, canonical, digest-protected ceremony files.
+//!
+//! Every ceremony file except the journal is one JSON document, the *envelope*:
+//!
+//! ```text
+//! {"format":"<name>","version":<u32>,"ceremony":"<id>","rehearsal":<bool>,"body":<T>,"digest":"sha256:<hex>"}\n
+//! ```
+//!
+//! **Canonical bytes.** The file is exactly the compact `serde_json` encoding of those six
+//! members, in that order, with the body encoded by its `Serialize` implementation (struct
+//! fields in declaration order), followed by one `\n`. No other whitespace, no BOM, the
+//! escapes serde_json writes and no others. [`decode`] re-encodes what it decoded
+//! and compares byte for byte: any changed byte is refused, never "harmlessly" re-read.
+//!
+//! **Digest.** `digest` is `"sha256:"` followed by the 64 lowercase hex digits of SHA-256
+//! over the compact encoding of the first five members, i.e. over
+//! `{"format":…,"version":…,"ceremony":…,"rehearsal":…,"body":…}` (no newline). These bytes
+//! are the file's bytes up to, not including, `,"digest":`, followed by `}`. The `format`,
+//! `version`, `ceremony` and `rehearsal` are thus covered: a rehearsal file keeps saying so.
+//!
+//! **Body types** must encode deterministically, one byte string per value: use `BTreeMap`
+//! (never `HashMap`, whose order varies), no floating-point numbers, and no
+//! `serde_json::Value` objects unless their keys are sorted. [`encode`] checks
+//! that the body re-encodes identically after a decode and refuses it otherwise
+//! ([`FileError::Encode`]). Unknown envelope members are refused; unknown body fields make
+//! the file non-canonical (re-encoding drops them) and are refused too.
+//!
+//! **Versions.** `version` ≥ 1. A reader states the highest version it understands; a newer
+//! file is refused ("upgrade mkclone"). To read several versions with different body types,
+//! [`peek`] the header first and decode with the matching type.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::FileError;
+use crate::durable::{self, Sensitivity};
+use crate::error::io_error;
+
+/// Prefix of the `digest` member.
+pub const DIGEST_PREFIX: &str = "sha256:";
+
+/// The header of an envelope, as [`peek`] reads it (unverified) or as a [`Decoded`] file
+/// carried it (verified).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub format: String,
+    pub version: u32,
+    pub ceremony: String,
+    pub rehearsal: bool,
+}
+
+/// A verified file: canonical, digest matching, format/version/ceremony as required.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decoded<T> {
+    pub format: String,
+    pub version: u32,
+    pub ceremony: String,
+    pub rehearsal: bool,
+    /// The `digest` member as written (`sha256:<hex>`): identifies the file's contents, e.g.
+    /// in a journal record or the report.
+    pub digest: String,
+    pub body: T,
+}
+
+impl<T> Decoded<T> {
+    /// Refuse ([`FileError::RehearsalMismatch`]) unless the file's rehearsal mark is
+    /// `rehearsal`. `path` is for the message.
+    pub fn require_rehearsal(&self, path: &Path, rehearsal: bool) -> Result<(), FileError> {
+        if self.rehearsal == rehearsal {
+            Ok(())
+        } else {
+            Err(FileError::RehearsalMismatch {
+                path: path.into(),
+                file_rehearsal: self.rehearsal,
+            })
+        }
+    }
+
+    /// The header of the file.
+    pub fn header(&self) -> Header {
+        Header {
+            format: self.format.clone(),
+            version: self.version,
+            ceremony: self.ceremony.clone(),
+            rehearsal: self.rehearsal,
+        }
+    }
+}
+
+/// The digest input: the first five members, in file order.
+#[derive(Serialize)]
+struct Signed<'a, T> {
+    format: &'a str,
+    version: u32,
+    ceremony: &'a str,
+    rehearsal: bool,
+    body: &'a T,
+}
+
+/// The whole document as read.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document<T> {
+    format: String,
+    version: u32,
+    ceremony: String,
+    rehearsal: bool,
+    body: T,
+    digest: String,
+}
+
+/// The canonical bytes of an envelope (see the module documentation). Fails only when
+/// `version` is 0 or the body does not encode deterministically (a bug in its type).
+///
+/// ```
+/// # use mkclone_ceremony::envelope;
+/// # use std::path::Path;
+/// let bytes = envelope::encode("mkclone-example", 1, "C1", false, &vec![1u8, 2]).unwrap();
+/// let d = envelope::decode::<Vec<u8>>(Path::new("example"), &bytes, "mkclone-example", 1, Some("C1")).unwrap();
+/// assert_eq!(d.body, [1, 2]);
+/// assert!(bytes.starts_with(br#"{"format":"mkclone-example","version":1,"ceremony":"C1","rehearsal":false,"body":[1,2],"digest":"sha256:"#));
+/// ```
+pub fn encode<T: Serialize + DeserializeOwned>(
+    format: &str,
+    version: u32,
+    ceremony: &str,
+    rehearsal: bool,
+    body: &T,
+) -> Result<Vec<u8>, FileError> {
+    let encode_error = |detail: String| FileError::Encode {
+        what: format!("a {format} file"),
+        detail,
+    };
+    if version == 0 {
+        return Err(encode_error("version 0 is reserved".into()));
+    }
+    // The body must survive a decode unchanged, or the file could never be read back.
+    let first = Zeroizing::new(serde_json::to_vec(body).map_err(|e| encode_error(e.to_string()))?);
+    let back: T = serde_json::from_slice(&first)
+        .map_err(|e| encode_error(format!("the encoded body does not decode again: {e}")))?;
+    let second =
+        Zeroizing::new(serde_json::to_vec(&back).map_err(|e| encode_error(e.to_string()))?);
+    if *first != *second {
+        return Err(encode_error(
+            "the body does not encode to the same bytes twice".into(),
+        ));
+    }
+    encode_unchecked(format, version, ceremony, rehearsal, body)
+        .map(|(bytes, _)| bytes)
+        .map_err(encode_error)
+}
+
+/// Canonical bytes and digest, without the determinism check.
+fn encode_unchecked<T: Serialize>(
+    format: &str,
+    version: u32,
+    ceremony: &str,
+    rehearsal: bool,
+    body: &T,
+) -> Result<(Vec<u8>, String), String> {
+    let signed = signed_bytes(format, version, ceremony, rehearsal, body)?;
+    let digest = digest_of(&signed);
+    let bytes = assemble(&signed, &digest)?;
+    Ok((bytes, digest))
+}
+
+/// The digest input: `{"format":…,"version":…,"ceremony":…,"rehearsal":…,"body":…}`.
+fn signed_bytes<T: Serialize>(
+    format: &str,
+    version: u32,
+    ceremony: &str,
+    rehearsal: bool,
+    body: &T,
+) -> Result<Zeroizing<Vec<u8>>, String> {
+    serde_json::to_vec(&Signed {
+        format,
+        version,
+        ceremony,
+        rehearsal,
+        body,
+    })
+    .map(Zeroizing::new)
+    .map_err(|e| e.to_string())
+}
+
+/// The file bytes: the digest input without its `}`, then `,"digest":"<digest>"}` and `\n`.
+/// `digest` is written as a JSON string (escaped as serde_json does), so that a recorded
+/// digest of any content re-assembles to the bytes it was read from.
+fn assemble(signed: &[u8], digest: &str) -> Result<Vec<u8>, String> {
+    let open = signed
+        .strip_suffix(b"}")
+        .ok_or_else(|| "the encoding does not end with }".to_owned())?;
+    let digest = serde_json::to_vec(digest).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(signed.len() + digest.len() + 14);
+    out.extend_from_slice(open);
+    out.extend_from_slice(b",\"digest\":");
+    out.extend_from_slice(&digest);
+    out.extend_from_slice(b"}\n");
+    Ok(out)
+}
+
+/// Verify and decode the bytes of the file at `path` (used in messages only).
+///
+/// Refusals, in the order checked: [`FileError::Corrupt`] (not JSON, truncated, not an
+/// envelope), [`FileError::WrongFormat`], [`FileError::InvalidVersion`] (0),
+/// [`FileError::NewerVersion`] (above `max_version`), [`FileError::ForeignCeremony`]
+/// (when `ceremony` is given), [`FileError::Corrupt`] (body not of type `T`),
+/// [`FileError::NonCanonical`], [`FileError::DigestMismatch`].
+pub fn decode<T: Serialize + DeserializeOwned>(
+    path: &Path,
+    bytes: &[u8],
+    format: &str,
+    max_version: u32,
+    ceremony: Option<&str>,
+) -> Result<Decoded<T>, FileError> {
+    let header = peek(path, bytes)?;
+    if header.format != format {
+        return Err(FileError::WrongFormat {
+            path: path.into(),
+            expected: format.into(),
+            found: header.format,
+        });
+    }
+    if header.version == 0 {
+        return Err(FileError::InvalidVersion {
+            path: path.into(),
+            format: header.format,
+        });
+    }
+    if header.version > max_version {
+        return Err(FileError::NewerVersion {
+            path: path.into(),
+            format: header.format,
+            found: header.version,
+            supported: max_version,
+        });
+    }
+    if let Some(expected) = ceremony
+        && header.ceremony != expected
+    {
+        return Err(FileError::ForeignCeremony {
+            path: path.into(),
+            found: header.ceremony,
+            expected: expected.into(),
+        });
+    }
+    let doc: Document<T> = serde_json::from_slice(bytes).map_err(|e| FileError::Corrupt {
+        path: path.into(),
+        detail: format!(
+            "it does not have the layout of {format} version {}: {e}",
+            header.version
+        ),
+    })?;
+    // Re-encode what was read, with the digest as recorded: any byte that differs is a
+    // non-canonical file; then the digest is checked against the canonical contents.
+    let encode_error = |detail| FileError::Encode {
+        what: path.display().to_string(),
+        detail,
+    };
+    let signed = signed_bytes(
+        &doc.format,
+        doc.version,
+        &doc.ceremony,
+        doc.rehearsal,
+        &doc.body,
+    )
+    .map_err(encode_error)?;
+    let canonical = Zeroizing::new(assemble(&signed, &doc.digest).map_err(encode_error)?);
+    let computed = digest_of(&signed);
+    if let Some(offset) = first_difference(&canonical, bytes) {
+        return Err(FileError::NonCanonical {
+            path: path.into(),
+            offset,
+        });
+    }
+    if computed != doc.digest {
+        return Err(FileError::DigestMismatch {
+            path: path.into(),
+            recorded: doc.digest,
+            computed,
+        });
+    }
+    Ok(Decoded {
+        format: doc.format,
+        version: doc.version,
+        ceremony: doc.ceremony,
+        rehearsal: doc.rehearsal,
+        digest: doc.digest,
+        body: doc.body,
+    })
+}
+
+/// Read and [`decode`] the file at `path`.
+pub fn read_file<T: Serialize + DeserializeOwned>(
+    path: &Path,
+    format: &str,
+    max_version: u32,
+    ceremony: Option<&str>,
+) -> Result<Decoded<T>, FileError> {
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(io_error(path, "read the file"))?);
+    decode(path, &bytes, format, max_version, ceremony)
+}
+
+/// [`encode`] and replace `path` atomically
+/// ([`durable::write_atomic`]). Call it holding the directory's
+/// [`DirLock`](crate::durable::DirLock).
+pub fn write_file<T: Serialize + DeserializeOwned>(
+    path: &Path,
+    format: &str,
+    version: u32,
+    ceremony: &str,
+    rehearsal: bool,
+    body: &T,
+    sensitivity: Sensitivity,
+) -> Result<(), FileError> {
+    let bytes = Zeroizing::new(encode(format, version, ceremony, rehearsal, body)?);
+    durable::write_atomic(path, &bytes, sensitivity)
+}
+
+/// [`encode`] and create `path`, which must not exist
+/// ([`durable::create_new_exclusive`]): for files never overwritten, such as share
+/// bundles.
+pub fn create_file<T: Serialize + DeserializeOwned>(
+    path: &Path,
+    format: &str,
+    version: u32,
+    ceremony: &str,
+    rehearsal: bool,
+    body: &T,
+    sensitivity: Sensitivity,
+) -> Result<(), FileError> {
+    let bytes = Zeroizing::new(encode(format, version, ceremony, rehearsal, body)?);
+    durable::create_new_exclusive(path, &bytes, sensitivity)
+}
+
+/// Read an envelope's header WITHOUT verifying the file (no digest, no canonical check): to
+/// choose how to decode it (e.g. by version) or to name it in a message, never to trust it.
+pub fn peek(path: &Path, bytes: &[u8]) -> Result<Header, FileError> {
+    let corrupt = |detail: String| FileError::Corrupt {
+        path: path.into(),
+        detail,
+    };
+    if bytes.is_empty() {
+        return Err(corrupt("the file is empty".into()));
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        corrupt(match e.classify() {
+            serde_json::error::Category::Eof => {
+                format!("truncated: it ends in the middle of the document ({e})")
+            }
+            _ => format!("not JSON: {e}"),
+        })
+    })?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| corrupt("not a ceremony file: not a JSON object".into()))?;
+    let text = |name: &str| -> Result<String, FileError> {
+        object
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| corrupt(format!("not a ceremony file: no {name:?} text member")))
+    };
+    let format = text("format")?;
+    let version = object
+        .get("version")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| corrupt("the version member is missing or not a whole number".into()))?;
+    let version = u32::try_from(version)
+        .map_err(|_| corrupt(format!("version {version} is out of range")))?;
+    let ceremony = text("ceremony")?;
+    let rehearsal = object
+        .get("rehearsal")
+        .and_then(serde_json::Value::as_bool)
+        .ok_or_else(|| corrupt("the rehearsal member is missing or not true/false".into()))?;
+    Ok(Header {
+        format,
+        version,
+        ceremony,
+        rehearsal,
+    })
+}
+
+fn digest_of(signed: &[u8]) -> String {
+    format!("{DIGEST_PREFIX}{}", hex::encode(Sha256::digest(signed)))
+}
+
+fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(i) => Some(i),
+        None if a.len() != b.len() => Some(a.len().min(b.len())),
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    struct Body {
+        name: String,
+        count: u32,
+        #[serde(with = "hex::serde")]
+        blob: Vec<u8>,
+        map: BTreeMap<String, u64>,
+        note: Option<String>,
+        inner: Inner,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    struct Inner {
+        flag: bool,
+        list: Vec<String>,
+    }
+
+    const FMT: &str = "mkclone-test-db";
+
+    fn body() -> Body {
+        Body {
+            name: "tärget \"1\"\n\\ alpha".into(),
+            count: 7,
+            blob: vec![0, 1, 0xfe, 0xff],
+            map: [("b".to_owned(), 2), ("a".to_owned(), 1)].into(),
+            note: None,
+            inner: Inner {
+                flag: true,
+                list: vec!["x".into(), "".into(), "\u{1}".into()],
+            },
+        }
+    }
+
+    fn encoded() -> Vec<u8> {
+        encode(FMT, 2, "C-1", true, &body()).unwrap()
+    }
+
+    fn dec(bytes: &[u8]) -> Result<Decoded<Body>, FileError> {
+        decode::<Body>(Path::new("test.db"), bytes, FMT, 2, Some("C-1"))
+    }
+
+    fn replace(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+        let s = std::str::from_utf8(bytes).unwrap();
+        assert!(s.contains(from), "{from} not in {s}");
+        s.replacen(from, to, 1).into_bytes()
+    }
+
+    #[test]
+    fn round_trip() {
+        let bytes = encoded();
+        let d = dec(&bytes).unwrap();
+        assert_eq!(d.body, body());
+        assert_eq!(
+            d.header(),
+            Header {
+                format: FMT.into(),
+                version: 2,
+                ceremony: "C-1".into(),
+                rehearsal: true
+            }
+        );
+        assert!(d.digest.starts_with("sha256:") && d.digest.len() == 7 + 64);
+        // Older versions are read too, and the ceremony check is optional.
+        let v1 = encode(FMT, 1, "C-9", false, &body()).unwrap();
+        let d = decode::<Body>(Path::new("x"), &v1, FMT, 2, None).unwrap();
+        assert_eq!(
+            (d.version, d.ceremony.as_str(), d.rehearsal),
+            (1, "C-9", false)
+        );
+        assert!(d.require_rehearsal(Path::new("x"), false).is_ok());
+        assert!(matches!(
+            d.require_rehearsal(Path::new("x"), true),
+            Err(FileError::RehearsalMismatch {
+                file_rehearsal: false,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn documented_layout_and_digest() {
+        let bytes = encoded();
+        let body_json = String::from_utf8(serde_json::to_vec(&body()).unwrap()).unwrap();
+        let signed = format!(
+            "{{\"format\":\"{FMT}\",\"version\":2,\"ceremony\":\"C-1\",\"rehearsal\":true,\"body\":{body_json}}}"
+        );
+        let digest = hex::encode(Sha256::digest(signed.as_bytes()));
+        let expected = format!(
+            "{},\"digest\":\"sha256:{digest}\"}}\n",
+            &signed[..signed.len() - 1]
+        );
+        assert_eq!(String::from_utf8(bytes).unwrap(), expected);
+        // Map keys sorted; one trailing newline.
+        assert!(expected.contains(r#""map":{"a":1,"b":2}"#));
+    }
+
+    #[test]
+    fn encode_refuses_version_zero_and_unstable_bodies() {
+        assert!(matches!(
+            encode(FMT, 0, "C", false, &body()),
+            Err(FileError::Encode { .. })
+        ));
+        // A HashMap's order differs between instances; with enough keys it shows.
+        let map: HashMap<String, u32> = (0..64).map(|i| (format!("k{i}"), i)).collect();
+        let err = encode(FMT, 1, "C", false, &map).unwrap_err();
+        assert!(err.to_string().contains("BTreeMap"), "{err}");
+        // NaN does not survive JSON.
+        assert!(encode(FMT, 1, "C", false, &f64::NAN).is_err());
+    }
+
+    #[test]
+    fn corrupt_and_truncated() {
+        let bytes = encoded();
+        for bad in [
+            &b""[..],
+            b"not json",
+            b"[1,2]",
+            b"{}",
+            b"{\"format\":\"mkclone-test-db\"}",
+            &bytes[..bytes.len() / 2],
+            &bytes[..bytes.len() - 3],
+        ] {
+            let err = dec(bad).unwrap_err();
+            assert!(matches!(err, FileError::Corrupt { .. }), "{err}");
+            assert!(err.to_string().contains("test.db"), "{err}");
+        }
+        let err = dec(&bytes[..bytes.len() / 2]).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn wrong_format() {
+        let bytes = encode("mkclone-other", 1, "C-1", true, &body()).unwrap();
+        let err = dec(&bytes).unwrap_err();
+        assert!(
+            matches!(&err, FileError::WrongFormat { found, .. } if found == "mkclone-other"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn newer_and_zero_version() {
+        let bytes = encode(FMT, 3, "C-1", true, &body()).unwrap();
+        let err = dec(&bytes).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FileError::NewerVersion {
+                    found: 3,
+                    supported: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("newer mkclone"), "{err}");
+        let zero = replace(&encoded(), "\"version\":2", "\"version\":0");
+        assert!(matches!(dec(&zero), Err(FileError::InvalidVersion { .. })));
+        let huge = replace(&encoded(), "\"version\":2", "\"version\":4294967296");
+        assert!(matches!(dec(&huge), Err(FileError::Corrupt { .. })));
+        let float = replace(&encoded(), "\"version\":2", "\"version\":2.0");
+        assert!(matches!(dec(&float), Err(FileError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn foreign_ceremony() {
+        let bytes = encode(FMT, 1, "C-2", true, &body()).unwrap();
+        let err = dec(&bytes).unwrap_err();
+        assert!(
+            matches!(&err, FileError::ForeignCeremony { found, expected, .. } if found == "C-2" && expected == "C-1"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("belongs to ceremony \"C-2\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn digest_mismatch() {
+        let bytes = encoded();
+        // A changed value, still canonical.
+        let changed = replace(&bytes, "\"count\":7", "\"count\":8");
+        assert!(matches!(
+            dec(&changed),
+            Err(FileError::DigestMismatch { .. })
+        ));
+        // The rehearsal mark is covered by the digest.
+        let production = replace(&bytes, "\"rehearsal\":true", "\"rehearsal\":false");
+        assert!(matches!(
+            dec(&production),
+            Err(FileError::DigestMismatch { .. })
+        ));
+        // The digest itself changed.
+        let s = String::from_utf8(bytes.clone()).unwrap();
+        let at = s.find("sha256:").unwrap() + 7;
+        let mut d = bytes.clone();
+        d[at] = if d[at] == b'0' { b'1' } else { b'0' };
+        assert!(matches!(dec(&d), Err(FileError::DigestMismatch { .. })));
+        let upper = replace(&bytes, &s[at..at + 64], &s[at..at + 64].to_uppercase());
+        assert!(dec(&upper).is_err());
+    }
+
+    #[test]
+    fn non_canonical() {
+        let bytes = encoded();
+        let cases = [
+            replace(&bytes, "\"count\":7", "\"count\": 7"),
+            replace(&bytes, "{\"format\"", "{ \"format\""),
+            replace(
+                &bytes,
+                "\"map\":{\"a\":1,\"b\":2}",
+                "\"map\":{\"b\":2,\"a\":1}",
+            ),
+            replace(&bytes, "\"map\":{\"a\":1", "\"map\":{\"\\u0061\":1"),
+            replace(&bytes, "\"count\":7", "\"count\":7e0"),
+            replace(&bytes, "\"note\":null,", ""),
+            replace(&bytes, "\"note\":null,", "\"note\":null,\"extra\":1,"),
+            replace(&bytes, "\"map\":{\"a\":1,", "\"map\":{\"a\":0,\"a\":1,"),
+            bytes[..bytes.len() - 1].to_vec(),
+            [&bytes[..], b"\n"].concat(),
+            [&bytes[..bytes.len() - 1], b"\r\n"].concat(),
+            [b" ", &bytes[..]].concat(),
+        ];
+        for (i, case) in cases.iter().enumerate() {
+            match dec(case) {
+                Err(FileError::NonCanonical { .. }) => {}
+                // serde refuses some (e.g. a float for a u32, a missing field) as corrupt.
+                Err(FileError::Corrupt { .. }) if [4, 5].contains(&i) => {}
+                other => panic!("case {i}: {other:?}"),
+            }
+        }
+        // Key order of the envelope itself.
+        let swapped = replace(
+            &bytes,
+            "\"ceremony\":\"C-1\",\"rehearsal\":true",
+            "\"rehearsal\":true,\"ceremony\":\"C-1\"",
+        );
+        assert!(matches!(dec(&swapped), Err(FileError::NonCanonical { .. })));
+        // An unknown envelope member.
+        let extra = replace(&bytes, "{\"format\"", "{\"x\":1,\"format\"");
+        assert!(matches!(dec(&extra), Err(FileError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn files_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sa.db");
+        write_file(&p, FMT, 2, "C-1", true, &body(), Sensitivity::Public).unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        let d = read_file::<Body>(&p, FMT, 2, Some("C-1")).unwrap();
+        assert_eq!(d.body, body());
+
+        let b = dir.path().join("bundle");
+        create_file(&b, FMT, 1, "C-1", true, &body(), Sensitivity::Secret).unwrap();
+        assert_eq!(
+            fs::metadata(&b).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(matches!(
+            create_file(&b, FMT, 1, "C-1", true, &body(), Sensitivity::Secret),
+            Err(FileError::AlreadyExists { .. })
+        ));
+        let err = read_file::<Body>(&dir.path().join("none"), FMT, 2, None).unwrap_err();
+        assert!(matches!(err, FileError::Io { .. }), "{err}");
+    }
+
+    proptest! {
+        #[test]
+        fn flipped_byte_is_always_refused(pos in any::<prop::sample::Index>(), mask in 1u8..=255) {
+            let bytes = encoded();
+            let mut bad = bytes.clone();
+            let i = pos.index(bad.len());
+            bad[i] ^= mask;
+            prop_assert!(dec(&bad).is_err(), "flip at {} accepted", i);
+        }
+
+        #[test]
+        fn truncation_is_always_refused(pos in any::<prop::sample::Index>()) {
+            let bytes = encoded();
+            let i = pos.index(bytes.len());
+            prop_assert!(dec(&bytes[..i]).is_err());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = dec(&bytes);
+            let _ = peek(Path::new("x"), &bytes);
+        }
+
+        #[test]
+        fn arbitrary_json_like_text_never_panics(s in "\\{(\"[a-z]{1,8}\":(\"[a-zA-Z0-9-]{0,8}\"|[0-9]{1,11}|true|null|\\{\\}),?){0,7}\\}\n?") {
+            let _ = dec(s.as_bytes());
+        }
+
+        #[test]
+        fn any_body_round_trips(name in ".*", count in any::<u32>(), blob in proptest::collection::vec(any::<u8>(), 0..40),
+                                map in proptest::collection::btree_map(".{0,6}", any::<u64>(), 0..5),
+                                rehearsal in any::<bool>(), ceremony in ".{0,20}") {
+            let b = Body { name, count, blob, map, note: Some("n".into()), inner: Inner { flag: false, list: vec![] } };
+            let bytes = encode(FMT, 1, &ceremony, rehearsal, &b).unwrap();
+            let d = decode::<Body>(Path::new("x"), &bytes, FMT, 1, Some(&ceremony)).unwrap();
+            prop_assert_eq!(d.body, b);
+            prop_assert_eq!(d.rehearsal, rehearsal);
+        }
+    }
+}

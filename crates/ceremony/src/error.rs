@@ -1,0 +1,188 @@
+//! The one error type of the durable-file layer.
+//!
+//! Every variant names the file (or directory) concerned and says what to do. A file that
+//! is refused is always left untouched: nothing in this layer "repairs" a file it does not
+//! trust.
+
+use std::io;
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Why a ceremony file could not be written, read or trusted.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum FileError {
+    /// An operating-system call failed.
+    #[error(
+        "{path}: could not {action}: {source}. Check that the directory exists and is writable, \
+         that there is free space, and run the command again"
+    )]
+    Io {
+        path: PathBuf,
+        /// What was being done, e.g. "create a temporary file".
+        action: &'static str,
+        #[source]
+        source: io::Error,
+    },
+
+    /// Another process holds the directory's lock (`DirLock::try_acquire`).
+    #[error(
+        "another mkclone is working in {dir} ({}, from the lock file {lock_file}); wait for it to \
+         finish and run this command again (the lock is released as soon as that process exits)",
+        holder_text(.pid)
+    )]
+    Locked {
+        dir: PathBuf,
+        lock_file: PathBuf,
+        /// The holder's process id as it wrote it into the lock file, if it had.
+        pid: Option<u32>,
+    },
+
+    /// A file that must never be overwritten already exists.
+    #[error(
+        "{path} already exists and is never overwritten; it was left untouched. If it is left \
+         over from an earlier run of this step, move it away after checking it, then run the \
+         command again"
+    )]
+    AlreadyExists { path: PathBuf },
+
+    /// Not JSON, truncated, or not shaped like a ceremony file.
+    #[error(
+        "{path} is corrupt ({detail}); it was left untouched and not used. Restore it from the \
+         copy it was carried from, or rerun the phase that wrote it"
+    )]
+    Corrupt { path: PathBuf, detail: String },
+
+    /// A ceremony file of another kind.
+    #[error(
+        "{path} is not a {expected} file (it says format {found:?}): another kind of file is in \
+         its place; it was not used. Check the file name and the directory"
+    )]
+    WrongFormat {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+
+    /// Written by a newer mkclone.
+    #[error(
+        "{path} is a {format} file of version {found}, written by a newer mkclone (this one reads \
+         versions up to {supported}); it was not used. Upgrade mkclone on this machine to the \
+         release that wrote it"
+    )]
+    NewerVersion {
+        path: PathBuf,
+        format: String,
+        found: u32,
+        supported: u32,
+    },
+
+    /// Version 0, which no mkclone writes.
+    #[error(
+        "{path} says version 0 of {format}, which no mkclone writes: the file is corrupt or was \
+         made by hand; it was not used. Restore it from the copy it was carried from"
+    )]
+    InvalidVersion { path: PathBuf, format: String },
+
+    /// The file belongs to another ceremony.
+    #[error(
+        "{path} belongs to ceremony {found:?}, this is ceremony {expected:?}; it was not used. \
+         Use the files of this ceremony, or run the plan of that one"
+    )]
+    ForeignCeremony {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+
+    /// A rehearsal file met a production run or the other way round.
+    #[error(
+        "{path} was written by a {} ceremony but this run is {}; rehearsal and production files \
+         never mix, and it was not used. Use the files of this kind of run",
+        rehearsal_text(*.file_rehearsal), rehearsal_text(!*.file_rehearsal)
+    )]
+    RehearsalMismatch { path: PathBuf, file_rehearsal: bool },
+
+    /// The recorded digest does not match the contents.
+    #[error(
+        "{path}: the digest does not match the contents (recorded {recorded}, computed \
+         {computed}): the file was changed or damaged after it was written, and it was not used. \
+         Restore it from the copy it was carried from, or rerun the phase that wrote it"
+    )]
+    DigestMismatch {
+        path: PathBuf,
+        recorded: String,
+        computed: String,
+    },
+
+    /// The bytes are not the canonical encoding of what they say.
+    #[error(
+        "{path} is not in canonical form (byte {offset} differs from the encoding mkclone \
+         writes): it was reformatted or edited after it was written, and a changed file is never \
+         re-read; it was not used. Restore the original copy, or rerun the phase that wrote it"
+    )]
+    NonCanonical {
+        path: PathBuf,
+        /// Offset of the first byte that differs from the canonical encoding.
+        offset: usize,
+    },
+
+    /// The journal's chain is broken before its last line.
+    #[error(
+        "journal {path} is corrupt at line {line}: {reason}. mkclone did not change it: keep it \
+         as evidence and compare it with a copy (the head hash printed at the end of each run \
+         identifies the last good state) before going on"
+    )]
+    JournalCorrupt {
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        reason: String,
+    },
+
+    /// The journal changed on disk while this process had it open.
+    #[error(
+        "journal {path} changed while this mkclone had it open ({reason}): another process wrote \
+         it without holding the directory lock. Stop that process, then run the command again \
+         (the journal is verified again on opening)"
+    )]
+    JournalChanged { path: PathBuf, reason: String },
+
+    /// A value could not be encoded canonically: a bug in the caller's types.
+    #[error(
+        "cannot encode {what}: {detail}. This is a bug in mkclone (body types must encode \
+         deterministically: BTreeMap, not HashMap; no floating-point numbers); please report it"
+    )]
+    Encode { what: String, detail: String },
+
+    /// A journal entry the caller built is not acceptable: a bug in the caller.
+    #[error(
+        "cannot append to journal {path}: {reason}. This is a bug in mkclone; please report it"
+    )]
+    InvalidEntry { path: PathBuf, reason: String },
+}
+
+fn holder_text(pid: &Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("pid {pid}"),
+        None => "its pid is not recorded yet".to_owned(),
+    }
+}
+
+fn rehearsal_text(rehearsal: bool) -> &'static str {
+    if rehearsal { "REHEARSAL" } else { "production" }
+}
+
+/// `map_err` helper: an I/O error on `path` while doing `action`.
+pub(crate) fn io_error(
+    path: &std::path::Path,
+    action: &'static str,
+) -> impl FnOnce(io::Error) -> FileError {
+    let path = path.to_path_buf();
+    move |source| FileError::Io {
+        path,
+        action,
+        source,
+    }
+}

@@ -1,0 +1,107 @@
+//! Why a ceremony step stopped, and what to do.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use mkclone_backend::{BackendError, CloneableKind, DomainError, VerificationPattern};
+use thiserror::Error;
+
+use crate::error::FileError;
+
+/// One problem found by a preflight.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub node: String,
+    pub what: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.node, self.what)
+    }
+}
+
+/// Every problem of a preflight, reported at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum CeremonyError {
+    #[error(transparent)]
+    File(#[from] FileError),
+
+    #[error("{node}: {step}: {source}")]
+    Backend {
+        node: String,
+        step: &'static str,
+        #[source]
+        source: Box<BackendError>,
+    },
+
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+
+    #[error("{what} is malformed: {detail}")]
+    Format { what: String, detail: String },
+
+    #[error("the preflight found {} problem(s); nothing was changed:\n{problems}", problems.0.len())]
+    Preflight { problems: Problems },
+
+    #[error(
+        "{target}: SET refused for the {kind} master key: the NEW register holds {new}, \
+         the source's CURRENT is {source_pattern}. Clear NEW on the target (abort) and install the shares again"
+    )]
+    PatternMismatch {
+        target: String,
+        kind: CloneableKind,
+        new: VerificationPattern,
+        source_pattern: VerificationPattern,
+    },
+
+    #[error("{path} is missing: it is made by {made_by}. {hint}")]
+    MissingFile {
+        path: PathBuf,
+        made_by: String,
+        hint: String,
+    },
+
+    #[error("{what}: {detail}")]
+    Conflict { what: String, detail: String },
+
+    /// Tests only: the crash injected by `Ceremony::inject_crash_after`.
+    #[error("injected crash after journal record {after}")]
+    InjectedCrash { after: u64 },
+
+    #[error("node {node} cannot be used: {message}")]
+    NodeUnavailable { node: String, message: String },
+
+    #[error("node {node:?} is not part of this ceremony's plan ({role})")]
+    NotInPlan { node: String, role: &'static str },
+}
+
+impl CeremonyError {
+    pub fn backend<'a>(
+        node: &'a str,
+        step: &'static str,
+    ) -> impl FnOnce(BackendError) -> CeremonyError + 'a {
+        move |source| CeremonyError::Backend {
+            node: node.to_string(),
+            step,
+            source: Box::new(source),
+        }
+    }
+}
+
+pub type Result<T, E = CeremonyError> = std::result::Result<T, E>;

@@ -1,0 +1,36 @@
+//! mkclone's ceremony: the phases of a cloning ceremony and the files that carry its state
+//! between machines.
+//!
+//! The durable-file layer:
+//! - [`durable`]: atomic replacement, exclusive creation, the directory lock;
+//! - [`envelope`]: versioned, canonical, digest-protected JSON files (`sa.db`,
+//!   `<target>.csr.db`, share bundles…);
+//! - [`journal`]: the write-ahead, hash-chained journal of a ceremony.
+//!
+//! Every error is a [`FileError`] naming the file and saying what to do.
+//!
+//! The orchestrator:
+//! - [`plan`]: the validated plan and its deterministic key labels;
+//! - [`dbs`]: `sa.db`, `<target>.csr.db`, share bundles;
+//! - [`phases`]: phases 1, 2a, 2b, 3a, 3b, 3c, 3d and their preflights;
+//! - [`run`]: `clone`, every phase for every target, resumable.
+
+pub mod durable;
+pub mod envelope;
+pub mod journal;
+
+mod error;
+
+pub use error::FileError;
+
+// The orchestrator: the plan, the ceremony's files, the phases and `clone`.
+mod ceremony;
+pub mod dbs;
+mod failure;
+pub mod phases;
+pub mod plan;
+pub mod run;
+
+pub use ceremony::{CRASH_HOOK_ENV, Ceremony, PhaseReport, needed_operations};
+pub use failure::{CeremonyError, Problem, Problems};
+pub use plan::{Plan, PlanError, PlanNode, PlanSpec};

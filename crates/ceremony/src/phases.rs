@@ -1,0 +1,1044 @@
+//! The phases of IBM's CNM utility, as functions over one node and the ceremony's files.
+//!
+//! 1 (SA): SA key, `sa.db`. 2a (source): EID, m-of-n, SA key installed (hash, then key),
+//! CSS key into `sa.db`. 2b (SA): CSS certified. Per target: 3a (target): EID, m-of-n, SA
+//! key installed, CSR key into `<target>.csr.db`; 3b (SA): CSR certified; 3c (source):
+//! preflight, shares obtained into bundles; 3d (target): preflight, shares installed, NEW
+//! confirmed equal to the source's CURRENT, SET.
+//!
+//! Every phase can be run again after an interruption: keys are found by their
+//! deterministic labels, and every request is reconciled with the node's real state
+//! (`Applied::AlreadyDone`), so nothing is duplicated or lost.
+
+use mkclone_backend::{
+    Applied, Backend, BackendError, Certificate, CloneableKind, CurrentState, Eid, GenerateRequest,
+    InstallProgress, InstallRequest, KeyRole, NewState, NodeStatus, ObtainRequest, PublicKeyToken,
+    SubjectInfo, VerificationPattern,
+};
+use mkclone_formats::pka::{
+    CertificateSection, PublicKeyTokenView, RsaPublicKey, registration_hash,
+};
+use serde_json::json;
+
+use crate::ceremony::{Ceremony, PhaseReport};
+use crate::dbs::{
+    self, BUNDLE_FORMAT, CSR_DB_FORMAT, CsrDb, CssEntry, SA_DB_FORMAT, SaDb, ShareBundle,
+};
+use crate::durable::Sensitivity;
+use crate::failure::{CeremonyError, Problem, Problems, Result};
+use crate::journal::Kind;
+use crate::plan::PlanNode;
+
+fn applied_word<T>(a: &Applied<T>) -> &'static str {
+    if a.was_already_done() {
+        "already done"
+    } else {
+        "done"
+    }
+}
+
+fn format_err(what: &str) -> impl FnOnce(mkclone_formats::FormatError) -> CeremonyError + '_ {
+    move |e| CeremonyError::Format {
+        what: what.into(),
+        detail: e.to_string(),
+    }
+}
+
+fn status(node: &mut dyn Backend, name: &str) -> Result<NodeStatus> {
+    node.status()
+        .map_err(CeremonyError::backend(name, "read status"))
+}
+
+fn current_pattern(status: &NodeStatus, kind: CloneableKind) -> Option<VerificationPattern> {
+    let reg = status.register(kind.kind())?;
+    (reg.current == CurrentState::Valid)
+        .then(|| reg.current_patterns.first().cloned())
+        .flatten()
+}
+
+fn new_pattern(status: &NodeStatus, kind: CloneableKind) -> Option<VerificationPattern> {
+    let reg = status.register(kind.kind())?;
+    (reg.new == NewState::Full)
+        .then(|| reg.new_patterns.first().cloned())
+        .flatten()
+}
+
+// ----------------------------------------------------------------------------------------
+// Files
+// ----------------------------------------------------------------------------------------
+
+pub fn read_sa_db(c: &Ceremony) -> Result<SaDb> {
+    let path = c.layout.sa_db();
+    dbs::read_optional(&path, SA_DB_FORMAT, &c.plan.id)?.ok_or_else(|| CeremonyError::MissingFile {
+        path,
+        made_by: format!("phase 1 on the SA node ({})", c.plan.sa.name),
+        hint: "Run phase 1 there, or copy sa.db from the SA node into this ceremony directory"
+            .into(),
+    })
+}
+
+fn write_sa_db(c: &Ceremony, db: &SaDb) -> Result<()> {
+    Ok(dbs::write(
+        &c.layout.sa_db(),
+        SA_DB_FORMAT,
+        &c.plan.id,
+        c.plan.rehearsal,
+        db,
+        Sensitivity::Public,
+    )?)
+}
+
+pub fn read_csr_db(c: &Ceremony, target: &str) -> Result<CsrDb> {
+    let path = c.layout.csr_db(target);
+    dbs::read_optional(&path, CSR_DB_FORMAT, &c.plan.id)?.ok_or_else(|| {
+        CeremonyError::MissingFile {
+            path,
+            made_by: format!("phase 3a on the target {target}"),
+            hint:
+                "Run phase 3a there, or copy the file from the target into this ceremony directory"
+                    .into(),
+        }
+    })
+}
+
+fn write_csr_db(c: &Ceremony, db: &CsrDb) -> Result<()> {
+    let path = c.layout.csr_db(&db.target);
+    Ok(dbs::write(
+        &path,
+        CSR_DB_FORMAT,
+        &c.plan.id,
+        c.plan.rehearsal,
+        db,
+        Sensitivity::Public,
+    )?)
+}
+
+fn sa_key(db: &SaDb) -> Result<RsaPublicKey> {
+    Ok(CertificateSection::decode(&db.sa_certificate)
+        .map_err(format_err("sa.db: the SA certificate"))?
+        .key)
+}
+
+/// Decode a certificate issued by SA and check it verifies under the SA key in `sa.db`.
+fn verify_issued(
+    c: &Ceremony,
+    db: &SaDb,
+    cert: &Certificate,
+    what: &str,
+) -> Result<CertificateSection> {
+    let section = CertificateSection::decode(cert).map_err(format_err(what))?;
+    section
+        .verify(&c.plan.sa_label(), &sa_key(db)?)
+        .map_err(|e| CeremonyError::Format {
+            what: what.into(),
+            detail: format!("does not verify under the SA key in sa.db: {e}"),
+        })?;
+    Ok(section)
+}
+
+// ----------------------------------------------------------------------------------------
+// Shared steps
+// ----------------------------------------------------------------------------------------
+
+/// The node carries the plan's EID: set it when unset, refuse when different.
+fn ensure_eid(
+    c: &mut Ceremony,
+    phase: &'static str,
+    node: &mut dyn Backend,
+    plan: &PlanNode,
+    report: &mut PhaseReport,
+) -> Result<()> {
+    let current = status(node, &plan.name)?.identity.eid;
+    match current {
+        Some(eid) if eid == plan.eid => {
+            report.did(format!("EID {} (already set)", plan.eid));
+            Ok(())
+        }
+        Some(eid) => Err(CeremonyError::Conflict {
+            what: format!("{}: EID", plan.name),
+            detail: format!(
+                "the node's EID is {eid:?}, the plan says {:?}: fix the plan or use the right node",
+                plan.eid
+            ),
+        }),
+        None => {
+            let eid: Eid = plan.eid.clone();
+            let a = c.step(
+                phase,
+                &plan.name,
+                "set-eid",
+                json!({"eid": eid.as_str()}),
+                || node.set_eid(&eid),
+                |_| json!({}),
+            )?;
+            report.did(format!("EID {} ({})", plan.eid, applied_word(&a)));
+            Ok(())
+        }
+    }
+}
+
+/// m-of-n, then the SA public key: hash first, then the key (dual control).
+fn install_sa_key(
+    c: &mut Ceremony,
+    phase: &'static str,
+    node: &mut dyn Backend,
+    name: &str,
+    db: &SaDb,
+    report: &mut PhaseReport,
+) -> Result<()> {
+    let m_of_n = c.plan.m_of_n;
+    let a = c.step(
+        phase,
+        name,
+        "set-m-of-n",
+        json!({"m": m_of_n.m(), "n": m_of_n.n()}),
+        || node.set_m_of_n(m_of_n),
+        |_| json!({}),
+    )?;
+    report.did(format!("m-of-n {m_of_n} ({})", applied_word(&a)));
+    let sa_name = c.plan.sa_label();
+    let hash = db.sa_hash.clone();
+    let a = c.step(
+        phase,
+        name,
+        "register-sa-hash",
+        json!({"name": sa_name.as_str(), "fingerprint": hash.fingerprint(), "clone": true}),
+        || node.register_public_key_hash(&sa_name, &hash, true),
+        |_| json!({}),
+    )?;
+    report.did(format!(
+        "SA public-key hash registered, CLONE ({}): {}",
+        applied_word(&a),
+        hash.fingerprint()
+    ));
+    let cert = db.sa_certificate.clone();
+    let a = c.step(
+        phase,
+        name,
+        "register-sa-key",
+        json!({"name": sa_name.as_str(), "clone": true}),
+        || node.register_public_key(&sa_name, &cert, true),
+        |_| json!({}),
+    )?;
+    report.did(format!(
+        "SA public key registered, CLONE, matching its hash ({})",
+        applied_word(&a)
+    ));
+    Ok(())
+}
+
+fn generate(
+    c: &mut Ceremony,
+    phase: &'static str,
+    node: &mut dyn Backend,
+    name: &str,
+    role: KeyRole,
+) -> Result<Applied<PublicKeyToken>> {
+    let request = GenerateRequest {
+        label: match role {
+            KeyRole::Sa => c.plan.sa_label(),
+            KeyRole::Css => c.plan.css_label(),
+            KeyRole::Csr => c.plan.csr_label(),
+        },
+        role,
+        bits: c.plan.bits,
+        clone: true,
+    };
+    let detail =
+        json!({"label": request.label.as_str(), "role": role.name(), "bits": request.bits.bits()});
+    c.step(
+        phase,
+        name,
+        "generate-retained-key",
+        detail,
+        || node.generate_retained_key(&request),
+        |_| json!({}),
+    )
+}
+
+fn certify(
+    c: &mut Ceremony,
+    phase: &'static str,
+    sa: &mut dyn Backend,
+    subject: &PublicKeyToken,
+    node: &PlanNode,
+) -> Result<Certificate> {
+    let label = c.plan.sa_label();
+    let serial = PublicKeyTokenView::decode(subject)
+        .map_err(format_err("public-key token"))?
+        .certificate
+        .and_then(|cert| cert.info.serial);
+    let info = SubjectInfo {
+        eid: Some(node.eid.clone()),
+        serial,
+    };
+    let sa_name = c.plan.sa.name.clone();
+    c.step(
+        phase,
+        &sa_name,
+        "certify",
+        json!({"subject": node.name, "eid": node.eid.as_str()}),
+        || sa.certify_public_key(&label, subject, &info),
+        |_| json!({}),
+    )
+}
+
+fn begin(c: &mut Ceremony, phase: &'static str, node: &str) -> Result<PhaseReport> {
+    c.record(phase, node, Kind::Note, "phase-start", json!({}))?;
+    Ok(PhaseReport::new(phase, node))
+}
+
+fn end(c: &mut Ceremony, report: PhaseReport) -> Result<PhaseReport> {
+    c.record(
+        report.phase,
+        &report.node,
+        Kind::Note,
+        "phase-done",
+        json!({"actions": report.actions}),
+    )?;
+    Ok(report)
+}
+
+// ----------------------------------------------------------------------------------------
+// Phases
+// ----------------------------------------------------------------------------------------
+
+/// Phase 1, on the SA node: the SA key and `sa.db`.
+pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
+    let plan_node = c.plan.sa.clone();
+    let mut report = begin(c, "1", &plan_node.name)?;
+    ensure_eid(c, "1", sa, &plan_node, &mut report)?;
+    let token = generate(c, "1", sa, &plan_node.name, KeyRole::Sa)?;
+    report.did(format!(
+        "SA key {} ({})",
+        c.plan.sa_label(),
+        applied_word(&token)
+    ));
+    let token = token.value();
+    let section = PublicKeyTokenView::decode(&token)
+        .map_err(format_err("the SA public-key token"))?
+        .certificate
+        .ok_or_else(|| CeremonyError::Format {
+            what: "the SA public-key token".into(),
+            detail: "it carries no certificate section".into(),
+        })?;
+    let sa_hash = registration_hash(&section).map_err(format_err("the SA certificate"))?;
+    let sa_certificate = section.encode().map_err(format_err("the SA certificate"))?;
+    let fresh = SaDb {
+        sa_node: plan_node.name.clone(),
+        sa_eid: plan_node.eid.clone(),
+        sa_certificate,
+        sa_hash: sa_hash.clone(),
+        css: None,
+    };
+    match dbs::read_optional::<SaDb>(&c.layout.sa_db(), SA_DB_FORMAT, &c.plan.id)? {
+        Some(existing) if existing.sa_certificate == fresh.sa_certificate => {
+            report.did("sa.db (already written)")
+        }
+        Some(_) => {
+            return Err(CeremonyError::Conflict {
+                what: c.layout.sa_db().display().to_string(),
+                detail:
+                    "it holds another SA key than the one on the SA node; it was left untouched. \
+                         Use a fresh ceremony directory or the SA node this sa.db came from"
+                        .into(),
+            });
+        }
+        None => {
+            write_sa_db(c, &fresh)?;
+            report.did("sa.db written");
+        }
+    }
+    report.did(format!(
+        "SA key fingerprint (compare in person): {}",
+        sa_hash.fingerprint()
+    ));
+    report.carry.push((
+        c.layout.sa_db(),
+        c.plan.source.name.clone(),
+        "phase 2a installs the SA key".into(),
+    ));
+    for t in &c.plan.targets {
+        report.carry.push((
+            c.layout.sa_db(),
+            t.name.clone(),
+            "phase 3a installs the SA key".into(),
+        ));
+    }
+    end(c, report)
+}
+
+/// Phase 2a, on the source: EID, m-of-n, the SA key installed, the CSS key.
+pub fn phase2a(c: &mut Ceremony, source: &mut dyn Backend) -> Result<PhaseReport> {
+    let plan_node = c.plan.source.clone();
+    let mut db = read_sa_db(c)?;
+    let mut report = begin(c, "2a", &plan_node.name)?;
+    ensure_eid(c, "2a", source, &plan_node, &mut report)?;
+    install_sa_key(c, "2a", source, &plan_node.name, &db, &mut report)?;
+    let token = generate(c, "2a", source, &plan_node.name, KeyRole::Css)?;
+    report.did(format!(
+        "CSS key {} ({})",
+        c.plan.css_label(),
+        applied_word(&token)
+    ));
+    let token = token.value();
+    match &db.css {
+        Some(css) if css.public_key == token && css.node == plan_node.name => {
+            report.did("CSS public key in sa.db (already)")
+        }
+        Some(css) if css.certificate.is_some() => {
+            return Err(CeremonyError::Conflict {
+                what: "sa.db: the CSS key".into(),
+                detail: format!(
+                    "sa.db certifies another CSS key (of {}); it was left untouched",
+                    css.node
+                ),
+            });
+        }
+        _ => {
+            db.css = Some(CssEntry {
+                node: plan_node.name.clone(),
+                eid: plan_node.eid.clone(),
+                public_key: token,
+                certificate: None,
+            });
+            write_sa_db(c, &db)?;
+            report.did("CSS public key added to sa.db");
+        }
+    }
+    report.carry.push((
+        c.layout.sa_db(),
+        c.plan.sa.name.clone(),
+        "phase 2b certifies the CSS key".into(),
+    ));
+    end(c, report)
+}
+
+/// Phase 2b, on the SA node: the CSS key certified into `sa.db`.
+pub fn phase2b(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
+    let name = c.plan.sa.name.clone();
+    let mut db = read_sa_db(c)?;
+    let mut report = begin(c, "2b", &name)?;
+    let Some(css) = db.css.clone() else {
+        return Err(CeremonyError::MissingFile {
+            path: c.layout.sa_db(),
+            made_by: format!(
+                "phase 2a on the source ({}) (sa.db holds no CSS key yet)",
+                c.plan.source.name
+            ),
+            hint: "Run phase 2a and bring its sa.db back".into(),
+        });
+    };
+    if let Some(cert) = &css.certificate {
+        verify_issued(c, &db, cert, "sa.db: the CSS certificate")?;
+        report.did("CSS key certified (already)");
+    } else {
+        let plan_source = c.plan.source.clone();
+        let cert = certify(c, "2b", sa, &css.public_key, &plan_source)?;
+        verify_issued(c, &db, &cert, "the new CSS certificate")?;
+        if let Some(entry) = db.css.as_mut() {
+            entry.certificate = Some(cert);
+        }
+        write_sa_db(c, &db)?;
+        report.did("CSS key certified by SA into sa.db");
+    }
+    report.carry.push((
+        c.layout.sa_db(),
+        c.plan.source.name.clone(),
+        "phase 3c signs shares with the certified CSS key".into(),
+    ));
+    for t in &c.plan.targets {
+        report.carry.push((
+            c.layout.sa_db(),
+            t.name.clone(),
+            "phase 3d checks shares against the CSS certificate".into(),
+        ));
+    }
+    end(c, report)
+}
+
+fn plan_target(c: &Ceremony, target: &str) -> Result<PlanNode> {
+    c.plan
+        .target(target)
+        .cloned()
+        .ok_or_else(|| CeremonyError::NotInPlan {
+            node: target.into(),
+            role: "target",
+        })
+}
+
+/// Phase 3a, on a target: EID, m-of-n, the SA key installed, the CSR key into its csr.db.
+pub fn phase3a(
+    c: &mut Ceremony,
+    target_node: &mut dyn Backend,
+    target: &str,
+) -> Result<PhaseReport> {
+    let plan_node = plan_target(c, target)?;
+    let db = read_sa_db(c)?;
+    let mut report = begin(c, "3a", target)?;
+    ensure_eid(c, "3a", target_node, &plan_node, &mut report)?;
+    install_sa_key(c, "3a", target_node, target, &db, &mut report)?;
+    let token = generate(c, "3a", target_node, target, KeyRole::Csr)?;
+    report.did(format!(
+        "CSR key {} ({})",
+        c.plan.csr_label(),
+        applied_word(&token)
+    ));
+    let token = token.value();
+    let path = c.layout.csr_db(target);
+    match dbs::read_optional::<CsrDb>(&path, CSR_DB_FORMAT, &c.plan.id)? {
+        Some(existing) if existing.public_key == token => {
+            report.did(format!("{} (already written)", path.display()))
+        }
+        Some(_) => {
+            return Err(CeremonyError::Conflict {
+                what: path.display().to_string(),
+                detail: "it holds another CSR key than the target's; it was left untouched".into(),
+            });
+        }
+        None => {
+            write_csr_db(
+                c,
+                &CsrDb {
+                    target: target.into(),
+                    eid: plan_node.eid.clone(),
+                    public_key: token,
+                    certificate: None,
+                },
+            )?;
+            report.did(format!("{} written", path.display()));
+        }
+    }
+    report.carry.push((
+        path,
+        c.plan.sa.name.clone(),
+        "phase 3b certifies the CSR key".into(),
+    ));
+    end(c, report)
+}
+
+/// Phase 3b, on the SA node: a target's CSR key certified into its csr.db.
+pub fn phase3b(c: &mut Ceremony, sa: &mut dyn Backend, target: &str) -> Result<PhaseReport> {
+    let plan_node = plan_target(c, target)?;
+    let sa_db = read_sa_db(c)?;
+    let mut db = read_csr_db(c, target)?;
+    let sa_name = c.plan.sa.name.clone();
+    let mut report = begin(c, "3b", &sa_name)?;
+    if let Some(cert) = &db.certificate {
+        verify_issued(c, &sa_db, cert, "the CSR certificate")?;
+        report.did(format!("CSR key of {target} certified (already)"));
+    } else {
+        let cert = certify(c, "3b", sa, &db.public_key, &plan_node)?;
+        verify_issued(c, &sa_db, &cert, "the new CSR certificate")?;
+        db.certificate = Some(cert);
+        write_csr_db(c, &db)?;
+        report.did(format!("CSR key of {target} certified by SA"));
+    }
+    report.carry.push((
+        c.layout.csr_db(target),
+        c.plan.source.name.clone(),
+        "phase 3c seals shares for this CSR key".into(),
+    ));
+    end(c, report)
+}
+
+/// What phase 3c needs, checked all at once before any share leaves the source.
+pub struct SourceReady {
+    pub css_certificate: Certificate,
+    pub csr_certificate: Certificate,
+}
+
+/// The preflight of phase 3c (and of `clone`, for every target): every problem at once.
+pub fn preflight_source(
+    c: &Ceremony,
+    source: &mut dyn Backend,
+    target: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<SourceReady> {
+    let src = c.plan.source.name.clone();
+    let mut p = |node: &str, what: String| {
+        problems.push(Problem {
+            node: node.into(),
+            what,
+        })
+    };
+    let caps = source.capabilities();
+    for op in caps.missing(crate::ceremony::needed_operations("3c")) {
+        p(&src, format!("the {} backend cannot {op}", caps.backend));
+    }
+    let sa_db = match read_sa_db(c) {
+        Ok(db) => Some(db),
+        Err(e) => {
+            p(&src, e.to_string());
+            None
+        }
+    };
+    let css_certificate = match sa_db
+        .as_ref()
+        .map(|db| db.css.as_ref().and_then(|css| css.certificate.clone()))
+    {
+        Some(Some(cert)) => Some(cert),
+        Some(None) => {
+            p(
+                &src,
+                "sa.db holds no certified CSS key: run phases 2a and 2b first".into(),
+            );
+            None
+        }
+        None => None,
+    };
+    let csr = match read_csr_db(c, target) {
+        Ok(db) => Some(db),
+        Err(e) => {
+            p(target, e.to_string());
+            None
+        }
+    };
+    let mut csr_certificate = None;
+    if let (Some(sa_db), Some(csr)) = (&sa_db, &csr) {
+        match &csr.certificate {
+            None => p(
+                target,
+                format!(
+                    "{}.csr.db holds no certificate: run phase 3b on the SA node",
+                    target
+                ),
+            ),
+            Some(cert) => match verify_issued(c, sa_db, cert, "the CSR certificate") {
+                Ok(section) => {
+                    let planned = c.plan.target(target).map(|t| t.eid.clone());
+                    if section.info.eid != planned {
+                        p(
+                            target,
+                            format!(
+                                "the CSR certificate names EID {:?}, the plan {:?}",
+                                section.info.eid, planned
+                            ),
+                        );
+                    }
+                    csr_certificate = Some(cert.clone());
+                }
+                Err(e) => p(target, e.to_string()),
+            },
+        }
+        if let Some(css) = &sa_db.css
+            && let Some(cert) = &css.certificate
+            && let Err(e) = verify_issued(c, sa_db, cert, "the CSS certificate")
+        {
+            p(&css.node, e.to_string());
+        }
+    }
+    match source.status() {
+        Err(e) => p(&src, format!("cannot read status: {e}")),
+        Ok(st) => {
+            if st.identity.eid.as_ref() != Some(&c.plan.source.eid) {
+                p(
+                    &src,
+                    format!(
+                        "EID is {:?}, the plan says {:?}",
+                        st.identity.eid, c.plan.source.eid
+                    ),
+                );
+            }
+            for kind in &c.plan.kinds {
+                if current_pattern(&st, *kind).is_none() {
+                    p(
+                        &src,
+                        format!(
+                            "the {kind} CURRENT master-key register is not valid: there is nothing to clone"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    match source.share_status() {
+        Err(e) => p(&src, format!("cannot read share tables: {e}")),
+        Ok(s) if s.m_of_n != Some(c.plan.m_of_n) => p(
+            &src,
+            format!(
+                "m-of-n is {:?}, the plan says {}: run phase 2a",
+                s.m_of_n.map(|x| x.to_string()),
+                c.plan.m_of_n
+            ),
+        ),
+        Ok(_) => {}
+    }
+    match source.list_registrations() {
+        Err(e) => p(&src, format!("cannot list registrations: {e}")),
+        Ok(list) => match list.iter().find(|r| r.name == c.plan.sa_label()) {
+            None => p(
+                &src,
+                "the SA public key is not registered: run phase 2a".into(),
+            ),
+            Some(r) if r.key.is_none() => p(
+                &src,
+                "the SA public-key hash is registered but not the key: complete phase 2a".into(),
+            ),
+            Some(r) if !r.clone => p(
+                &src,
+                "the SA public key is registered without the CLONE mark".into(),
+            ),
+            Some(r) => {
+                if let Some(db) = &sa_db
+                    && r.hash != db.sa_hash
+                {
+                    p(&src, "the registered SA key is not the one in sa.db".into());
+                }
+            }
+        },
+    }
+    Some(SourceReady {
+        css_certificate: css_certificate?,
+        csr_certificate: csr_certificate?,
+    })
+}
+
+/// Phase 3c, on the source: the preflight, then the shares for one target into bundles.
+pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Result<PhaseReport> {
+    let plan_target = plan_target(c, target)?;
+    let src = c.plan.source.clone();
+    let mut problems = Vec::new();
+    let ready = preflight_source(c, source, target, &mut problems);
+    let ready = match (ready, problems.is_empty()) {
+        (Some(r), true) => r,
+        _ => {
+            return Err(CeremonyError::Preflight {
+                problems: Problems(problems),
+            });
+        }
+    };
+    let mut report = begin(c, "3c", &src.name)?;
+    let st = status(source, &src.name)?;
+    for kind in c.plan.kinds.clone() {
+        let pattern = current_pattern(&st, kind).ok_or_else(|| CeremonyError::Conflict {
+            what: format!("{}: {kind} CURRENT", src.name),
+            detail: "became invalid during the phase".into(),
+        })?;
+        for index in c.plan.share_indices.clone() {
+            let path = c.layout.bundle(target, kind, index);
+            if let Some(b) = dbs::read_optional::<ShareBundle>(&path, BUNDLE_FORMAT, &c.plan.id)?
+                && b.source_pattern == pattern
+                && b.target == target
+            {
+                report.did(format!(
+                    "{kind} share {index} for {target} (already obtained)"
+                ));
+                continue;
+            }
+            let request = ObtainRequest {
+                kind,
+                index,
+                css_label: c.plan.css_label(),
+                sa_name: c.plan.sa_label(),
+                csr_certificate: ready.csr_certificate.clone(),
+            };
+            let sealed = c.step(
+                "3c",
+                &src.name,
+                "obtain-share",
+                json!({"target": target, "kind": kind, "index": index.get()}),
+                || source.obtain_share(&request),
+                |s| json!({"bytes": s.as_bytes().len()}),
+            )?;
+            let bundle = ShareBundle {
+                target: target.into(),
+                target_eid: plan_target.eid.clone(),
+                kind,
+                index,
+                source: src.name.clone(),
+                source_eid: src.eid.clone(),
+                source_pattern: pattern.clone(),
+                sealed,
+            };
+            dbs::write(
+                &path,
+                BUNDLE_FORMAT,
+                &c.plan.id,
+                c.plan.rehearsal,
+                &bundle,
+                Sensitivity::Secret,
+            )?;
+            c.record(
+                "3c",
+                &src.name,
+                Kind::Note,
+                "bundle-written",
+                json!({"file": path.display().to_string()}),
+            )?;
+            report.did(format!("{kind} share {index} for {target} obtained"));
+        }
+    }
+    let _ = ready.css_certificate;
+    report.carry.push((
+        c.layout.shares_dir(),
+        target.into(),
+        format!("phase 3d installs the files {target}.*.share"),
+    ));
+    end(c, report)
+}
+
+/// The bundles of one target and kind, checked.
+fn bundles(
+    c: &Ceremony,
+    target: &str,
+    kind: CloneableKind,
+    problems: &mut Vec<Problem>,
+) -> Vec<ShareBundle> {
+    let mut out = Vec::new();
+    for index in &c.plan.share_indices {
+        let path = c.layout.bundle(target, kind, *index);
+        match dbs::read_optional::<ShareBundle>(&path, BUNDLE_FORMAT, &c.plan.id) {
+            Ok(Some(b)) if b.target == target && b.kind == kind && b.index == *index => out.push(b),
+            Ok(Some(_)) => problems.push(Problem {
+                node: target.into(),
+                what: format!("{} is not the bundle its name says", path.display()),
+            }),
+            Ok(None) => problems.push(Problem {
+                node: target.into(),
+                what: format!(
+                    "{} is missing: run phase 3c on the source and carry the shares here",
+                    path.display()
+                ),
+            }),
+            Err(e) => problems.push(Problem {
+                node: target.into(),
+                what: e.to_string(),
+            }),
+        }
+    }
+    if let Some(first) = out.first()
+        && out.iter().any(|b| b.source_pattern != first.source_pattern)
+    {
+        problems.push(Problem {
+            node: target.into(),
+            what: format!("the {kind} bundles come from different source keys"),
+        });
+    }
+    out
+}
+
+/// The preflight of phase 3d: every problem at once.
+pub fn preflight_target(
+    c: &Ceremony,
+    node: &mut dyn Backend,
+    target: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Certificate> {
+    let mut p = |what: String| {
+        problems.push(Problem {
+            node: target.into(),
+            what,
+        })
+    };
+    let caps = node.capabilities();
+    for op in caps.missing(crate::ceremony::needed_operations("3d")) {
+        p(format!("the {} backend cannot {op}", caps.backend));
+    }
+    let css_cert = match read_sa_db(c) {
+        Err(e) => {
+            p(e.to_string());
+            None
+        }
+        Ok(db) => match db.css.as_ref().and_then(|css| css.certificate.clone()) {
+            None => {
+                p("sa.db holds no certified CSS key: carry the sa.db of phase 2b here".into());
+                None
+            }
+            Some(cert) => match verify_issued(c, &db, &cert, "the CSS certificate") {
+                Ok(_) => Some(cert),
+                Err(e) => {
+                    p(e.to_string());
+                    None
+                }
+            },
+        },
+    };
+    let plan = c.plan.target(target).cloned();
+    match node.status() {
+        Err(e) => p(format!("cannot read status: {e}")),
+        Ok(st) => {
+            if st.identity.eid.as_ref() != plan.as_ref().map(|t| &t.eid) {
+                p(format!(
+                    "EID is {:?}, the plan says {:?}",
+                    st.identity.eid,
+                    plan.map(|t| t.eid)
+                ));
+            }
+            for kind in &c.plan.kinds {
+                let reg = st.register(kind.kind());
+                if let Some(reg) = reg
+                    && reg.new == NewState::Partial
+                {
+                    p(format!(
+                        "the {kind} NEW register is partially loaded: clear it first"
+                    ));
+                }
+            }
+        }
+    }
+    match node.share_status() {
+        Err(e) => p(format!("cannot read share tables: {e}")),
+        Ok(s) if s.m_of_n != Some(c.plan.m_of_n) => p(format!(
+            "m-of-n is {:?}, the plan says {}: run phase 3a",
+            s.m_of_n.map(|x| x.to_string()),
+            c.plan.m_of_n
+        )),
+        Ok(_) => {}
+    }
+    match node.list_registrations() {
+        Err(e) => p(format!("cannot list registrations: {e}")),
+        Ok(list) => match list.iter().find(|r| r.name == c.plan.sa_label()) {
+            Some(r) if r.key.is_some() && r.clone => {}
+            Some(_) => p(
+                "the SA public key is not fully registered with CLONE: complete phase 3a".into(),
+            ),
+            None => p("the SA public key is not registered: run phase 3a".into()),
+        },
+    }
+    css_cert
+}
+
+/// Phase 3d, on a target: install the shares, confirm NEW equals the source's CURRENT,
+/// SET.
+pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result<PhaseReport> {
+    plan_target(c, target)?;
+    let mut problems = Vec::new();
+    let css_cert = preflight_target(c, node, target, &mut problems);
+    let per_kind: Vec<(CloneableKind, Vec<ShareBundle>)> = c
+        .plan
+        .kinds
+        .clone()
+        .into_iter()
+        .map(|k| (k, bundles(c, target, k, &mut problems)))
+        .collect();
+    // Registers that hold something else than the incoming key stop the ceremony here.
+    if let Ok(st) = node.status() {
+        for (kind, list) in &per_kind {
+            if let (Some(new), Some(b)) = (new_pattern(&st, *kind), list.first())
+                && new != b.source_pattern
+            {
+                problems.push(Problem {
+                    node: target.into(),
+                    what: format!(
+                        "the {kind} NEW register holds another key ({new}); clear it first"
+                    ),
+                });
+            }
+        }
+    }
+    let css_cert = match (css_cert, problems.is_empty()) {
+        (Some(cert), true) => cert,
+        _ => {
+            return Err(CeremonyError::Preflight {
+                problems: Problems(problems),
+            });
+        }
+    };
+    let mut report = begin(c, "3d", target)?;
+    for (kind, list) in per_kind {
+        let source_pattern = list
+            .first()
+            .map(|b| b.source_pattern.clone())
+            .ok_or_else(|| CeremonyError::Conflict {
+                what: format!("{target}: {kind}"),
+                detail: "no share bundles".into(),
+            })?;
+        let st = status(node, target)?;
+        if current_pattern(&st, kind).as_ref() == Some(&source_pattern)
+            && new_pattern(&st, kind).is_none()
+        {
+            report.did(format!(
+                "{kind}: CURRENT already equals the source's ({source_pattern})"
+            ));
+            continue;
+        }
+        if new_pattern(&st, kind).is_none() {
+            let mut complete = false;
+            for b in &list {
+                let request = InstallRequest {
+                    kind,
+                    csr_label: c.plan.csr_label(),
+                    sa_name: c.plan.sa_label(),
+                    css_certificate: css_cert.clone(),
+                    share: b.sealed.clone(),
+                };
+                let progress = c.step(
+                    "3d",
+                    target,
+                    "install-share",
+                    json!({"kind": kind, "index": b.index.get()}),
+                    || node.install_share(&request),
+                    |p| json!({"progress": format!("{:?}", p.value_ref()), "already": p.was_already_done()}),
+                )?;
+                report.did(format!(
+                    "{kind} share {} installed ({})",
+                    b.index,
+                    applied_word(&progress)
+                ));
+                if progress.value() == InstallProgress::Complete {
+                    complete = true;
+                    break;
+                }
+            }
+            if !complete {
+                return Err(CeremonyError::Conflict {
+                    what: format!("{target}: {kind} NEW register"),
+                    detail: "all bundles were installed but the key is not complete".into(),
+                });
+            }
+        }
+        // Confirm before SET.
+        let st = status(node, target)?;
+        let new = new_pattern(&st, kind).ok_or_else(|| CeremonyError::Conflict {
+            what: format!("{target}: {kind} NEW register"),
+            detail: "empty after the last share".into(),
+        })?;
+        if new != source_pattern {
+            return Err(CeremonyError::PatternMismatch {
+                target: target.into(),
+                kind,
+                new,
+                source_pattern,
+            });
+        }
+        c.record(
+            "3d",
+            target,
+            Kind::Note,
+            "confirmed",
+            json!({"kind": kind, "pattern": new.to_string()}),
+        )?;
+        report.did(format!(
+            "{kind}: NEW confirmed equal to the source's CURRENT ({new})"
+        ));
+        let expected = source_pattern.clone();
+        c.step(
+            "3d",
+            target,
+            "set-master-key",
+            json!({"kind": kind}),
+            || match node.set_master_key(kind) {
+                // A SET whose reply was lost: the repetition finds NEW empty; the key is
+                // set when CURRENT now holds the incoming key.
+                Err(BackendError::NewNotFull { .. }) => match node.status() {
+                    Ok(st) if current_pattern(&st, kind).as_ref() == Some(&expected) => {
+                        Ok(Applied::AlreadyDone(()))
+                    }
+                    _ => Err(BackendError::NewNotFull { kind }),
+                },
+                other => other,
+            },
+            |_| json!({}),
+        )?;
+        let st = status(node, target)?;
+        if current_pattern(&st, kind).as_ref() != Some(&source_pattern) {
+            return Err(CeremonyError::Conflict {
+                what: format!("{target}: {kind} CURRENT"),
+                detail: "after SET it does not hold the source's key".into(),
+            });
+        }
+        report.did(format!("{kind}: SET; CURRENT = {source_pattern}"));
+    }
+    end(c, report)
+}

@@ -1,0 +1,143 @@
+//! The ceremony plan: who is SA, source and targets, which master keys, m-of-n, and the
+//! deterministic key labels that let a rerun find what an earlier run made.
+
+use mkclone_backend::{
+    CloneableKind, DomainError, Eid, KeyLabel, MofN, RsaModulusBits, ShareIndex,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What a plan is made from (the configuration's `[ceremony]` table, validated there).
+#[derive(Debug, Clone)]
+pub struct PlanSpec {
+    pub id: String,
+    pub sa: (String, Eid),
+    pub source: (String, Eid),
+    pub targets: Vec<(String, Eid)>,
+    pub kinds: Vec<CloneableKind>,
+    pub m_of_n: MofN,
+    pub bits: RsaModulusBits,
+    pub rehearsal: bool,
+    pub share_indices: Vec<ShareIndex>,
+}
+
+/// A node of the plan: its name in the configuration and the EID it must carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanNode {
+    pub name: String,
+    pub eid: Eid,
+}
+
+/// A validated plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub id: String,
+    pub sa: PlanNode,
+    pub source: PlanNode,
+    pub targets: Vec<PlanNode>,
+    pub kinds: Vec<CloneableKind>,
+    pub m_of_n: MofN,
+    pub bits: RsaModulusBits,
+    pub rehearsal: bool,
+    /// The share indices every target receives (m of them, each <= n).
+    pub share_indices: Vec<ShareIndex>,
+}
+
+/// Why a plan is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("ceremony id {0:?} must be 1 to 40 characters of letters, digits, '-' and '_'")]
+    Id(String),
+    #[error("node names must be 1 to 32 characters of letters, digits, '-' and '_': {0:?}")]
+    NodeName(String),
+    #[error("{0}")]
+    Indices(String),
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+}
+
+fn valid_name(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Validate the share indices a target receives: exactly m distinct indices within 1..=n.
+pub fn share_indices(indices: &[u8], m_of_n: MofN) -> Result<Vec<ShareIndex>, PlanError> {
+    let mut out = Vec::new();
+    for &i in indices {
+        let index = ShareIndex::new(i)?.check_against(m_of_n)?;
+        if out.contains(&index) {
+            return Err(PlanError::Indices(format!("index {i} is listed twice")));
+        }
+        out.push(index);
+    }
+    if out.len() != usize::from(m_of_n.m()) {
+        return Err(PlanError::Indices(format!(
+            "each target needs exactly m = {} shares; {} indices are listed",
+            m_of_n.m(),
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
+impl Plan {
+    pub fn new(spec: PlanSpec) -> Result<Self, PlanError> {
+        if !valid_name(&spec.id, 40) {
+            return Err(PlanError::Id(spec.id));
+        }
+        let node = |(name, eid): (String, Eid)| {
+            if valid_name(&name, 32) {
+                Ok(PlanNode { name, eid })
+            } else {
+                Err(PlanError::NodeName(name))
+            }
+        };
+        Ok(Self {
+            id: spec.id,
+            sa: node(spec.sa)?,
+            source: node(spec.source)?,
+            targets: spec
+                .targets
+                .into_iter()
+                .map(node)
+                .collect::<Result<_, _>>()?,
+            kinds: spec.kinds,
+            m_of_n: spec.m_of_n,
+            bits: spec.bits,
+            rehearsal: spec.rehearsal,
+            share_indices: spec.share_indices,
+        })
+    }
+
+    pub fn target(&self, name: &str) -> Option<&PlanNode> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+
+    /// The label token naming this ceremony: "C" and 7 hex digits of SHA-256(id), so that
+    /// it obeys CCA's label rules whatever the id.
+    pub fn label_token(&self) -> String {
+        let digest = Sha256::digest(self.id.as_bytes());
+        format!("C{}", &hex::encode_upper(digest)[..7])
+    }
+
+    fn label(&self, role: &str) -> KeyLabel {
+        // Not input-dependent: "MKCLONE", "C" + 7 hex digits and a fixed role name are
+        // always a valid CCA label.
+        KeyLabel::new(&format!("MKCLONE.{}.{role}", self.label_token()))
+            .expect("ceremony labels are valid by construction")
+    }
+
+    /// The SA key's label (on the SA node) and the name it is registered under elsewhere.
+    pub fn sa_label(&self) -> KeyLabel {
+        self.label("SA")
+    }
+    pub fn css_label(&self) -> KeyLabel {
+        self.label("CSS")
+    }
+    pub fn csr_label(&self) -> KeyLabel {
+        self.label("CSR")
+    }
+}

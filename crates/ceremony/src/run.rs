@@ -1,0 +1,91 @@
+//! `clone`: every phase of a plan, for every target, resumable.
+//!
+//! Run it again after an interruption at any point and it finishes the ceremony: every
+//! phase reconciles with the nodes' real state and with the files already written.
+
+use mkclone_backend::{Backend, NodeStatus};
+
+use crate::ceremony::{Ceremony, PhaseReport};
+use crate::failure::{CeremonyError, Problems, Result};
+use crate::phases;
+
+/// Where the orchestrator finds a node by its name in the plan.
+pub trait Nodes {
+    fn node(&mut self, name: &str) -> Result<&mut dyn Backend>;
+}
+
+/// The outcome of a whole `clone`.
+#[derive(Debug, serde::Serialize)]
+pub struct CloneSummary {
+    pub phases: Vec<PhaseReport>,
+    /// Every node's status at the end, by name.
+    pub nodes: Vec<(String, NodeStatus)>,
+    /// The journal's final hash (for the ceremony report).
+    pub journal_head: String,
+}
+
+/// The number of phases `clone` runs for a plan (for progress bars).
+pub fn phase_count(targets: usize) -> u64 {
+    3 + 4 * targets as u64
+}
+
+/// Run every phase. `on_phase` sees each phase's report as it completes.
+pub fn run_clone(
+    c: &mut Ceremony,
+    nodes: &mut dyn Nodes,
+    on_phase: &mut dyn FnMut(&PhaseReport),
+) -> Result<CloneSummary> {
+    let plan = c.plan.clone();
+    let mut reports = Vec::new();
+    let mut done = |r: PhaseReport, reports: &mut Vec<PhaseReport>| {
+        on_phase(&r);
+        reports.push(r);
+    };
+    let r = phases::phase1(c, nodes.node(&plan.sa.name)?)?;
+    done(r, &mut reports);
+    let r = phases::phase2a(c, nodes.node(&plan.source.name)?)?;
+    done(r, &mut reports);
+    let r = phases::phase2b(c, nodes.node(&plan.sa.name)?)?;
+    done(r, &mut reports);
+    for t in &plan.targets {
+        let r = phases::phase3a(c, nodes.node(&t.name)?, &t.name)?;
+        done(r, &mut reports);
+        let r = phases::phase3b(c, nodes.node(&plan.sa.name)?, &t.name)?;
+        done(r, &mut reports);
+    }
+    // Before any share leaves the source: every problem of every node, at once.
+    let mut problems = Vec::new();
+    for t in &plan.targets {
+        phases::preflight_source(c, nodes.node(&plan.source.name)?, &t.name, &mut problems);
+        phases::preflight_target(c, nodes.node(&t.name)?, &t.name, &mut problems);
+    }
+    // Bundles are made by 3c: their absence is not a problem yet.
+    problems.dedup();
+    if !problems.is_empty() {
+        return Err(CeremonyError::Preflight {
+            problems: Problems(problems),
+        });
+    }
+    for t in &plan.targets {
+        let r = phases::phase3c(c, nodes.node(&plan.source.name)?, &t.name)?;
+        done(r, &mut reports);
+        let r = phases::phase3d(c, nodes.node(&t.name)?, &t.name)?;
+        done(r, &mut reports);
+    }
+    let mut statuses = Vec::new();
+    let mut names = vec![plan.sa.name.clone(), plan.source.name.clone()];
+    names.extend(plan.targets.iter().map(|t| t.name.clone()));
+    names.dedup();
+    for name in names {
+        let st = nodes
+            .node(&name)?
+            .status()
+            .map_err(CeremonyError::backend(&name, "read status"))?;
+        statuses.push((name, st));
+    }
+    Ok(CloneSummary {
+        phases: reports,
+        nodes: statuses,
+        journal_head: c.journal().head_hash(),
+    })
+}

@@ -1,0 +1,174 @@
+//! Interrupt `clone` after every journal record — every step of the ceremony — and run it
+//! again from the files and the cards alone: it must finish, with nothing duplicated.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use mkclone_backend::{Backend, CloneableKind, Eid, MofN, RsaModulusBits, SerialNumber};
+use mkclone_ceremony::run::{Nodes, run_clone};
+use mkclone_ceremony::{Ceremony, CeremonyError, Plan, PlanSpec};
+use mkclone_hw_sim::{Apqn, SimBackend, SimBus};
+
+const NODES: [(&str, u8); 3] = [("sa", 1), ("source", 2), ("target1", 3)];
+
+struct Cards(BTreeMap<String, SimBackend>);
+
+impl Nodes for Cards {
+    fn node(&mut self, name: &str) -> Result<&mut dyn Backend, CeremonyError> {
+        self.0
+            .get_mut(name)
+            .map(|b| b as &mut dyn Backend)
+            .ok_or_else(|| CeremonyError::NodeUnavailable {
+                node: name.into(),
+                message: "unknown".into(),
+            })
+    }
+}
+
+fn bus(root: &Path) -> SimBus {
+    SimBus::new(root.join("cards"))
+}
+
+fn apqn(card: u8) -> Apqn {
+    Apqn::new(card, 0x0d).unwrap()
+}
+
+fn plan(kinds: Vec<CloneableKind>, m: u8, n: u8) -> Plan {
+    let m_of_n = MofN::new(m, n).unwrap();
+    let eid = |s: &str| Eid::new(&s.to_uppercase()).unwrap();
+    Plan::new(PlanSpec {
+        id: "resume-test".into(),
+        sa: ("sa".into(), eid("sa")),
+        source: ("source".into(), eid("source")),
+        targets: vec![("target1".into(), eid("target1"))],
+        kinds,
+        m_of_n,
+        bits: RsaModulusBits::B2048,
+        rehearsal: true,
+        share_indices: mkclone_ceremony::plan::share_indices(&(1..=m).collect::<Vec<_>>(), m_of_n)
+            .unwrap(),
+    })
+    .unwrap()
+}
+
+/// Fresh cards; the source gets random master keys.
+fn setup(root: &Path) {
+    let bus = bus(root);
+    for (name, card) in NODES {
+        let mut b = bus
+            .create_card(apqn(card), &SerialNumber::new(&format!("S{card}")).unwrap())
+            .unwrap();
+        if name == "source" {
+            for kind in CloneableKind::ALL {
+                b.load_random_master_key(kind).unwrap();
+            }
+        }
+    }
+}
+
+/// Everything opened anew, as a new process would.
+fn open(root: &Path) -> Cards {
+    let bus = bus(root);
+    Cards(
+        NODES
+            .iter()
+            .map(|(name, card)| (name.to_string(), bus.open_card(apqn(*card)).unwrap()))
+            .collect(),
+    )
+}
+
+fn run(root: &Path, plan: &Plan, crash_after: Option<u64>) -> Result<u64, CeremonyError> {
+    let mut ceremony = Ceremony::open(&root.join("ceremony"), plan.clone())?;
+    if let Some(k) = crash_after {
+        ceremony.inject_crash_after(k);
+    }
+    let mut cards = open(root);
+    let result = run_clone(&mut ceremony, &mut cards, &mut |_| {});
+    let appended = ceremony.records_appended();
+    result.map(|_| appended)
+}
+
+fn check_finished(root: &Path, plan: &Plan) {
+    let mut cards = open(root);
+    let source = cards.0.get_mut("source").unwrap().status().unwrap();
+    let target = cards.0.get_mut("target1").unwrap();
+    let status = target.status().unwrap();
+    for kind in &plan.kinds {
+        let s = source.register(kind.kind()).unwrap();
+        let t = status.register(kind.kind()).unwrap();
+        assert_eq!(
+            t.current_patterns, s.current_patterns,
+            "{kind}: target CURRENT equals source CURRENT"
+        );
+        assert_eq!(t.new, mkclone_backend::NewState::Empty);
+        // SET ran exactly once: OLD is still empty.
+        assert_eq!(
+            t.old,
+            mkclone_backend::CurrentState::Invalid,
+            "{kind}: SET ran once"
+        );
+    }
+    // Nothing duplicated: one key per role, one registration per node.
+    for name in ["sa", "source", "target1"] {
+        let node = cards.0.get_mut(name).unwrap();
+        assert_eq!(
+            node.list_retained_keys().unwrap().len(),
+            1,
+            "{name}: retained keys"
+        );
+        let regs = node.list_registrations().unwrap().len();
+        assert_eq!(regs, usize::from(name != "sa"), "{name}: registrations");
+    }
+    // The journal's chain is intact.
+    let journal =
+        mkclone_ceremony::journal::Journal::open(&root.join("ceremony"), &plan.id, true).unwrap();
+    assert!(journal.torn_tail().is_none());
+}
+
+#[test]
+fn a_crash_after_any_journal_record_is_finished_by_a_rerun() {
+    let plan = plan(CloneableKind::ALL.to_vec(), 2, 3);
+    // How many records does an uninterrupted run write?
+    let clean = tempfile::tempdir().unwrap();
+    setup(clean.path());
+    let total = run(clean.path(), &plan, None).unwrap();
+    check_finished(clean.path(), &plan);
+    assert!(total > 40, "a whole ceremony writes many records ({total})");
+
+    for k in 1..total {
+        let dir = tempfile::tempdir().unwrap();
+        setup(dir.path());
+        match run(dir.path(), &plan, Some(k)) {
+            Err(CeremonyError::InjectedCrash { after }) => assert_eq!(after, k),
+            other => panic!("crash point {k}: expected the injected crash, got {other:?}"),
+        }
+        run(dir.path(), &plan, None).unwrap_or_else(|e| panic!("rerun after crash point {k}: {e}"));
+        check_finished(dir.path(), &plan);
+        // And a third run changes nothing.
+        run(dir.path(), &plan, None).unwrap();
+        check_finished(dir.path(), &plan);
+    }
+}
+
+#[test]
+fn lost_replies_are_reconciled() {
+    use mkclone_hw_sim::{Fault, FaultPlan};
+    let plan = plan(vec![CloneableKind::Sym], 1, 1);
+    for k in [1u64, 3, 5, 8] {
+        let dir = tempfile::tempdir().unwrap();
+        setup(dir.path());
+        let mut ceremony = Ceremony::open(&dir.path().join("ceremony"), plan.clone()).unwrap();
+        let mut cards = open(dir.path());
+        // The k-th request to the target runs on the card, then its reply is lost.
+        cards
+            .0
+            .get_mut("target1")
+            .unwrap()
+            .transport_mut()
+            .set_faults(FaultPlan::new().at(k, Fault::AfterCard));
+        run_clone(&mut ceremony, &mut cards, &mut |_| {})
+            .unwrap_or_else(|e| panic!("lost reply {k}: {e}"));
+        drop(ceremony);
+        check_finished(dir.path(), &plan);
+    }
+}

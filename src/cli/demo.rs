@@ -1,0 +1,36 @@
+//! `mkclone demo`.
+
+use super::output::{Failure, pattern_table};
+
+pub fn run(json: bool) -> Result<(), Failure> {
+    if !json {
+        println!(
+            "mkclone demo: REHEARSAL on temporary simulated cards (keys in plain files in a temporary directory)\n"
+        );
+    }
+    let report = mkclone::demo::run(|r| {
+        if !json {
+            for a in &r.actions {
+                println!("  phase {:<3} {:<8} {a}", r.phase, r.node);
+            }
+        }
+    })
+    .map_err(|e| Failure::failed(format!("demo: {e}")))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| Failure::failed(e.to_string()))?
+        );
+    } else {
+        println!(
+            "\n{}",
+            pattern_table(
+                &report.summary.nodes,
+                "source",
+                &["target1".into(), "target2".into()]
+            )
+        );
+        println!("Journal final hash: {}", report.summary.journal_head);
+    }
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! `mkclone sim init`: simulated cards for a rehearsal.
+
+use std::path::Path;
+
+use mkclone_backend::CurrentState;
+
+use super::output::Failure;
+use mkclone::config::{Config, NodeBackend};
+use mkclone::nodes;
+
+pub fn init(config_path: &Path, load_source_keys: bool) -> Result<(), Failure> {
+    let config = Config::load(config_path)?;
+    for node in config.nodes.values() {
+        match &node.backend {
+            NodeBackend::Sim { sim_dir, apqn, .. } => {
+                let created =
+                    nodes::create_sim_card(node).map_err(|e| Failure::failed(e.to_string()))?;
+                println!(
+                    "{:<10} simulated card {apqn} in {}: {}",
+                    node.name,
+                    sim_dir.display(),
+                    if created { "created" } else { "exists" }
+                );
+            }
+        }
+    }
+    if load_source_keys {
+        let source = config.node(&config.plan.source.name)?;
+        let mut backend = nodes::open(source).map_err(|e| Failure::failed(e.to_string()))?;
+        let status = backend
+            .status()
+            .map_err(|e| Failure::failed(e.to_string()))?;
+        for kind in &config.plan.kinds {
+            let valid = status
+                .register(kind.kind())
+                .map(|r| r.current == CurrentState::Valid)
+                .unwrap_or(false);
+            if valid {
+                println!(
+                    "{:<10} {kind} CURRENT already valid: left as is",
+                    source.name
+                );
+                continue;
+            }
+            backend
+                .load_random_master_key(*kind)
+                .map_err(|e| Failure::failed(format!("{}: {e}", source.name)))?;
+            println!(
+                "{:<10} random {kind} master key loaded and set",
+                source.name
+            );
+        }
+    }
+    Ok(())
+}

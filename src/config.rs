@@ -1,0 +1,297 @@
+//! The ceremony configuration: one TOML file naming the nodes (each with its backend) and
+//! the plan.
+//!
+//! ```toml
+//! [ceremony]
+//! id = "2026-Q4"                  # names the ceremony's files and key labels
+//! directory = "ceremony"          # relative to this file
+//! sa = "sa"
+//! source = "source"
+//! targets = ["target1", "target2"]
+//! master_keys = ["sym", "asym"]
+//! threshold = 3                   # m
+//! shares = 5                      # n
+//!
+//! [nodes.source]
+//! backend = "sim"
+//! sim_dir = "cards"               # the simulated machine: one file per card
+//! apqn = "02.000d"
+//! eid = "SOURCE NODE"
+//! ```
+//!
+//! Unknown keys are refused with their name and line. A plan that mixes simulated nodes
+//! with any other backend is a rehearsal and is refused unless it says
+//! `rehearsal = true` (docs/ARCHITECTURE.md, "Rehearsal and production").
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use mkclone_backend::{CloneableKind, DomainError, Eid, MofN, RsaModulusBits, SerialNumber};
+use mkclone_hw_sim::Apqn;
+use serde::Deserialize;
+use thiserror::Error;
+
+/// What can be wrong with a configuration file.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("configuration file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("configuration file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    ceremony: RawPlan,
+    nodes: BTreeMap<String, RawNode>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    id: String,
+    #[serde(default = "default_directory")]
+    directory: PathBuf,
+    sa: String,
+    source: String,
+    targets: Vec<String>,
+    master_keys: Vec<String>,
+    threshold: u8,
+    shares: u8,
+    #[serde(default)]
+    key_bits: Option<u16>,
+    #[serde(default)]
+    rehearsal: bool,
+    /// Which share indices each target receives (default 1..=threshold).
+    #[serde(default)]
+    share_indices: Option<Vec<u8>>,
+}
+
+fn default_directory() -> PathBuf {
+    PathBuf::from("ceremony")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "backend", rename_all = "lowercase")]
+enum RawNode {
+    Sim(RawSimNode),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSimNode {
+    sim_dir: PathBuf,
+    apqn: String,
+    eid: String,
+    #[serde(default)]
+    serial: Option<String>,
+}
+
+/// A node's backend and where to find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeBackend {
+    /// A simulated card: `<sim_dir>/card-<apqn>.json`.
+    Sim {
+        sim_dir: PathBuf,
+        apqn: Apqn,
+        serial: Option<SerialNumber>,
+    },
+}
+
+impl NodeBackend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sim { .. } => "sim",
+        }
+    }
+}
+
+/// One configured node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub name: String,
+    pub eid: Eid,
+    pub backend: NodeBackend,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub plan: mkclone_ceremony::Plan,
+    /// Where the ceremony's files live (absolute or relative to the working directory).
+    pub directory: PathBuf,
+    pub nodes: BTreeMap<String, NodeConfig>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.into(),
+            message,
+        };
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+
+        let mut nodes = BTreeMap::new();
+        for (name, node) in raw.nodes {
+            let RawNode::Sim(sim) = node;
+            let eid =
+                Eid::new(&sim.eid).map_err(|e| invalid(format!("[nodes.{name}] eid: {e}")))?;
+            let apqn: Apqn = sim
+                .apqn
+                .parse()
+                .map_err(|e| invalid(format!("[nodes.{name}] apqn: {e}")))?;
+            let serial = sim
+                .serial
+                .as_deref()
+                .map(SerialNumber::new)
+                .transpose()
+                .map_err(|e| invalid(format!("[nodes.{name}] serial: {e}")))?;
+            let backend = NodeBackend::Sim {
+                sim_dir: base.join(sim.sim_dir),
+                apqn,
+                serial,
+            };
+            nodes.insert(name.clone(), NodeConfig { name, eid, backend });
+        }
+
+        let p = raw.ceremony;
+        let known = |role: &str, name: &str| -> Result<(), ConfigError> {
+            if nodes.contains_key(name) {
+                Ok(())
+            } else {
+                Err(invalid(format!(
+                    "[ceremony] {role} = {name:?} names no node; define [nodes.{name}] or fix the name (nodes: {})",
+                    nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+                )))
+            }
+        };
+        known("sa", &p.sa)?;
+        known("source", &p.source)?;
+        if p.targets.is_empty() {
+            return Err(invalid(
+                "[ceremony] targets is empty: name at least one target node".into(),
+            ));
+        }
+        for t in &p.targets {
+            known("targets", t)?;
+            if *t == p.source {
+                return Err(invalid(format!(
+                    "[ceremony] {t:?} is both the source and a target"
+                )));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for t in &p.targets {
+            if !seen.insert(t) {
+                return Err(invalid(format!("[ceremony] target {t:?} is named twice")));
+            }
+        }
+        let m_of_n = MofN::new(p.threshold, p.shares)
+            .map_err(|e| invalid(format!("[ceremony] threshold/shares: {e}")))?;
+        if p.master_keys.is_empty() {
+            return Err(invalid(
+                "[ceremony] master_keys is empty: use [\"sym\"], [\"asym\"] or both".into(),
+            ));
+        }
+        let mut kinds = Vec::new();
+        for k in &p.master_keys {
+            let kind = CloneableKind::parse(k)
+                .map_err(|e| invalid(format!("[ceremony] master_keys: {e}")))?;
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        let bits = RsaModulusBits::from_bits(p.key_bits.unwrap_or(2048))
+            .map_err(|e: DomainError| invalid(format!("[ceremony] key_bits: {e}")))?;
+        let indices = match p.share_indices {
+            None => (1..=m_of_n.m()).collect::<Vec<u8>>(),
+            Some(list) => list,
+        };
+        let share_indices = mkclone_ceremony::plan::share_indices(&indices, m_of_n)
+            .map_err(|e| invalid(format!("[ceremony] share_indices: {e}")))?;
+
+        // The rehearsal rule: simulated nodes keep keys in plain files.
+        let backends: std::collections::BTreeSet<&str> =
+            nodes.values().map(|n| n.backend.name()).collect();
+        let any_sim = backends.contains("sim");
+        let mixed = any_sim && backends.len() > 1;
+        if mixed && !p.rehearsal {
+            return Err(invalid(
+                "this plan mixes simulated nodes (keys in plain files) with other backends: that is a rehearsal. \
+                 Add `rehearsal = true` to [ceremony] to run it as one, or replace the simulated nodes"
+                    .into(),
+            ));
+        }
+        let rehearsal = p.rehearsal || any_sim;
+
+        let eid_of = |name: &str| nodes.get(name).map(|n| n.eid.clone());
+        let plan = mkclone_ceremony::Plan::new(mkclone_ceremony::PlanSpec {
+            id: p.id,
+            sa: (
+                p.sa.clone(),
+                eid_of(&p.sa).ok_or_else(|| invalid("sa node missing".into()))?,
+            ),
+            source: (
+                p.source.clone(),
+                eid_of(&p.source).ok_or_else(|| invalid("source node missing".into()))?,
+            ),
+            targets: p
+                .targets
+                .iter()
+                .map(|t| {
+                    Ok((
+                        t.clone(),
+                        eid_of(t).ok_or_else(|| invalid(format!("target {t} missing")))?,
+                    ))
+                })
+                .collect::<Result<_, ConfigError>>()?,
+            kinds,
+            m_of_n,
+            bits,
+            rehearsal,
+            share_indices,
+        })
+        .map_err(|e| invalid(format!("[ceremony] {e}")))?;
+
+        Ok(Self {
+            path: path.into(),
+            plan,
+            directory: base.join(p.directory),
+            nodes,
+        })
+    }
+
+    pub fn node(&self, name: &str) -> Result<&NodeConfig, ConfigError> {
+        self.nodes.get(name).ok_or_else(|| ConfigError::Invalid {
+            path: self.path.clone(),
+            message: format!(
+                "no node named {name:?} (nodes: {})",
+                self.nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        })
+    }
+}

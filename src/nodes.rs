@@ -1,0 +1,104 @@
+//! Opening the nodes a configuration names, each with its backend.
+
+use std::collections::BTreeMap;
+
+use mkclone_backend::{Backend, SerialNumber};
+use mkclone_ceremony::CeremonyError;
+use mkclone_ceremony::run::Nodes;
+use mkclone_hw_sim::SimBus;
+
+use crate::config::{Config, NodeBackend, NodeConfig};
+
+/// Why a node could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("node {node}: {message}")]
+    Open { node: String, message: String },
+}
+
+/// Open one node.
+pub fn open(node: &NodeConfig) -> Result<Box<dyn Backend>, NodeError> {
+    match &node.backend {
+        NodeBackend::Sim { sim_dir, apqn, .. } => {
+            let bus = SimBus::new(sim_dir);
+            let backend = bus.open_card(*apqn).map_err(|e| NodeError::Open {
+                node: node.name.clone(),
+                message: format!(
+                    "{e} (run `mkclone sim init --config ...` to create the simulated cards)"
+                ),
+            })?;
+            Ok(Box::new(backend))
+        }
+    }
+}
+
+/// Create the simulated card of `node` if its file does not exist yet. Returns whether
+/// a card was created.
+pub fn create_sim_card(node: &NodeConfig) -> Result<bool, NodeError> {
+    let NodeBackend::Sim {
+        sim_dir,
+        apqn,
+        serial,
+    } = &node.backend;
+    let bus = SimBus::new(sim_dir);
+    if bus.card_path(*apqn).exists() {
+        return Ok(false);
+    }
+    let serial = match serial {
+        Some(s) => s.clone(),
+        None => {
+            // A stable made-up serial: "SIM" and the APQN's digits.
+            SerialNumber::new(&format!("SIM{:02X}{:03X}", apqn.card, apqn.domain)).map_err(|e| {
+                NodeError::Open {
+                    node: node.name.clone(),
+                    message: e.to_string(),
+                }
+            })?
+        }
+    };
+    bus.create_card(*apqn, &serial)
+        .map_err(|e| NodeError::Open {
+            node: node.name.clone(),
+            message: e.to_string(),
+        })?;
+    Ok(true)
+}
+
+/// The nodes of a configuration, opened on first use.
+pub struct ConfiguredNodes<'a> {
+    config: &'a Config,
+    open: BTreeMap<String, Box<dyn Backend>>,
+}
+
+impl<'a> ConfiguredNodes<'a> {
+    pub fn new(config: &'a Config) -> Self {
+        Self {
+            config,
+            open: BTreeMap::new(),
+        }
+    }
+}
+
+impl Nodes for ConfiguredNodes<'_> {
+    fn node(&mut self, name: &str) -> Result<&mut dyn Backend, CeremonyError> {
+        if !self.open.contains_key(name) {
+            let unavailable = |message: String| CeremonyError::NodeUnavailable {
+                node: name.into(),
+                message,
+            };
+            let cfg = self
+                .config
+                .node(name)
+                .map_err(|e| unavailable(e.to_string()))?;
+            let backend = open(cfg).map_err(|e| unavailable(e.to_string()))?;
+            self.open.insert(name.to_string(), backend);
+        }
+        match self.open.get_mut(name) {
+            Some(b) => Ok(b.as_mut()),
+            None => Err(CeremonyError::NodeUnavailable {
+                node: name.into(),
+                message: "could not be opened".into(),
+            }),
+        }
+    }
+}

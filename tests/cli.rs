@@ -1,0 +1,368 @@
+//! End-to-end tests of the `mkclone` binary on simulated cards: `clone` from a config,
+//! the per-phase flow as separate processes carrying files between "servers", real kills
+//! followed by a rerun, tampered files, and configuration errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn mkclone(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mkclone"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = mkclone(args);
+    assert!(o.status.success(), "mkclone {args:?} failed:\n{}", text(&o));
+    text(&o)
+}
+
+/// A plan for `targets` targets whose cards live in `cards` and files in `ceremony`.
+fn config(cards: &Path, ceremony: &str, targets: usize, extra: &str) -> String {
+    let mut s = format!(
+        "[ceremony]\nid = \"e2e\"\ndirectory = \"{ceremony}\"\nsa = \"sa\"\nsource = \"source\"\n\
+         targets = [{}]\nmaster_keys = [\"sym\", \"asym\"]\nthreshold = 2\nshares = 3\n{extra}\n",
+        (1..=targets)
+            .map(|i| format!("\"target{i}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut nodes = vec![("sa".to_string(), 1), ("source".to_string(), 2)];
+    nodes.extend((1..=targets).map(|i| (format!("target{i}"), 2 + i)));
+    for (name, card) in nodes {
+        s.push_str(&format!(
+            "\n[nodes.{name}]\nbackend = \"sim\"\nsim_dir = \"{}\"\napqn = \"{card:02x}.000d\"\neid = \"{}\"\n",
+            cards.display(),
+            name.to_uppercase()
+        ));
+    }
+    s
+}
+
+fn write_config(dir: &Path, body: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("mkclone.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+fn status_json(cfg: &Path, node: &str) -> serde_json::Value {
+    let out = ok(&["status", "--config", cfg.to_str().unwrap(), node, "--json"]);
+    serde_json::from_str(
+        out.lines()
+            .skip_while(|l| !l.starts_with('{'))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .as_str(),
+    )
+    .unwrap()
+}
+
+fn current(cfg: &Path, node: &str, kind: usize) -> serde_json::Value {
+    status_json(cfg, node)["status"]["registers"][kind]["current_patterns"].clone()
+}
+
+#[test]
+fn clone_from_a_config_clones_into_every_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &config(&dir.path().join("cards"), "ceremony", 2, ""),
+    );
+    let c = cfg.to_str().unwrap();
+    ok(&["sim", "init", "--config", c, "--load-source-keys"]);
+    let out = ok(&["clone", "--config", c]);
+    assert_eq!(out.matches("= source").count(), 2, "{out}");
+    assert!(out.contains("REHEARSAL"), "{out}");
+    for kind in 0..2 {
+        let source = current(&cfg, "source", kind);
+        assert!(source.as_array().is_some_and(|a| !a.is_empty()));
+        assert_eq!(current(&cfg, "target1", kind), source);
+        assert_eq!(current(&cfg, "target2", kind), source);
+    }
+    // Running it again finds everything done and changes nothing.
+    let again = ok(&["clone", "--config", c, "--json"]);
+    let summary: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert!(
+        summary["journal_head"]
+            .as_str()
+            .is_some_and(|h| h.len() == 64)
+    );
+    let status = ok(&["status", "--config", c, "target1"]);
+    assert!(
+        status.contains("MKCLONE.") && status.contains("KM-ONLY CLONE"),
+        "{status}"
+    );
+    // The bundles hold shares: owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let shares = dir.path().join("ceremony/shares");
+    let bundle = std::fs::read_dir(&shares)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::metadata(&bundle).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+/// Copy `name` (a file or directory) from one server's ceremony directory to another's.
+fn carry(from: &Path, to: &Path, name: &str) {
+    let src = from.join("ceremony").join(name);
+    let dst = to.join("ceremony").join(name);
+    if src.is_dir() {
+        std::fs::create_dir_all(&dst).unwrap();
+        for e in std::fs::read_dir(&src).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    } else {
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(src, dst).unwrap();
+    }
+}
+
+#[test]
+fn the_per_phase_flow_runs_as_separate_processes_on_separate_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cards = dir.path().join("cards");
+    let servers: Vec<PathBuf> = ["sa-server", "source-server", "target-server"]
+        .iter()
+        .map(|s| dir.path().join(s))
+        .collect();
+    let cfgs: Vec<PathBuf> = servers
+        .iter()
+        .map(|s| write_config(s, &config(&cards, "ceremony", 1, "")))
+        .collect();
+    let (sa, src, tgt) = (
+        cfgs[0].to_str().unwrap(),
+        cfgs[1].to_str().unwrap(),
+        cfgs[2].to_str().unwrap(),
+    );
+    ok(&["sim", "init", "--config", sa, "--load-source-keys"]);
+
+    let out = ok(&["phase1", "--config", sa]);
+    assert!(
+        out.contains("Next, carry") && out.contains("sa.db"),
+        "{out}"
+    );
+    carry(&servers[0], &servers[1], "sa.db");
+    carry(&servers[0], &servers[2], "sa.db");
+    ok(&["phase2a", "--config", src]);
+    carry(&servers[1], &servers[0], "sa.db");
+    ok(&["phase2b", "--config", sa]);
+    carry(&servers[0], &servers[1], "sa.db");
+    carry(&servers[0], &servers[2], "sa.db");
+    ok(&["phase3a", "--config", tgt, "--target", "target1"]);
+    carry(&servers[2], &servers[0], "target1.csr.db");
+    ok(&["phase3b", "--config", sa, "--target", "target1"]);
+    carry(&servers[0], &servers[1], "target1.csr.db");
+    // 3d before the shares arrive: a preflight refusal, nothing changed.
+    let early = mkclone(&["phase3d", "--config", tgt, "--target", "target1"]);
+    assert_eq!(early.status.code(), Some(4), "{}", text(&early));
+    assert!(
+        text(&early).contains("run phase 3c on the source"),
+        "{}",
+        text(&early)
+    );
+    ok(&["phase3c", "--config", src, "--target", "target1"]);
+    carry(&servers[1], &servers[2], "shares");
+    let out = ok(&["phase3d", "--config", tgt, "--target", "target1"]);
+    assert!(out.contains("SET"), "{out}");
+    for kind in 0..2 {
+        assert_eq!(
+            current(&cfgs[2], "target1", kind),
+            current(&cfgs[1], "source", kind)
+        );
+    }
+    // Each server journaled its own phases.
+    for s in &servers {
+        let journal = std::fs::read_to_string(s.join("ceremony/journal.jsonl")).unwrap();
+        assert!(journal.lines().count() > 3, "{}", s.display());
+        assert!(journal.contains("\"rehearsal\":true"));
+    }
+}
+
+#[test]
+fn a_killed_clone_is_finished_by_a_rerun() {
+    for k in [3u32, 17, 40, 60] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write_config(
+            dir.path(),
+            &config(&dir.path().join("cards"), "ceremony", 1, ""),
+        );
+        let c = cfg.to_str().unwrap();
+        ok(&["sim", "init", "--config", c, "--load-source-keys"]);
+        let killed = Command::new(env!("CARGO_BIN_EXE_mkclone"))
+            .args(["clone", "--config", c])
+            .env(
+                "MKCLONE_TEST_ONLY_ABORT_AFTER_JOURNAL_RECORD",
+                k.to_string(),
+            )
+            .output()
+            .unwrap();
+        assert!(
+            !killed.status.success(),
+            "crash point {k} should have killed the process"
+        );
+        let out = ok(&["clone", "--config", c]);
+        assert_eq!(
+            out.matches("= source").count(),
+            1,
+            "after crash point {k}:\n{out}"
+        );
+        let keys = status_json(&cfg, "target1")["retained_keys"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!(keys, 1, "no duplicate keys after crash point {k}");
+    }
+}
+
+#[test]
+fn a_tampered_bundle_is_refused_and_the_target_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &config(&dir.path().join("cards"), "ceremony", 1, ""),
+    );
+    let c = cfg.to_str().unwrap();
+    ok(&["sim", "init", "--config", c, "--load-source-keys"]);
+    for phase in ["phase1", "phase2a", "phase2b"] {
+        ok(&[phase, "--config", c]);
+    }
+    for phase in ["phase3a", "phase3b", "phase3c"] {
+        ok(&[phase, "--config", c, "--target", "target1"]);
+    }
+    let before = status_json(&cfg, "target1");
+    let bundle = dir.path().join("ceremony/shares/target1.sym.1.share");
+    let original = std::fs::read(&bundle).unwrap();
+
+    // One byte changed anywhere: the file's digest refuses it.
+    let mut bytes = original.clone();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&bundle, &bytes).unwrap();
+    let out = mkclone(&["phase3d", "--config", c, "--target", "target1"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("target1.sym.1.share"), "{}", text(&out));
+    assert_eq!(
+        status_json(&cfg, "target1"),
+        before,
+        "the target is unchanged"
+    );
+    assert_eq!(
+        std::fs::read(&bundle).unwrap(),
+        bytes,
+        "the file is left as it was"
+    );
+
+    // A share changed by someone who also fixed the digest: the card refuses it.
+    use mkclone::ceremony::dbs::{BUNDLE_FORMAT, ShareBundle};
+    let decoded =
+        mkclone::ceremony::envelope::decode::<ShareBundle>(&bundle, &original, BUNDLE_FORMAT, 1, None).unwrap();
+    let mut body = decoded.body;
+    let mut raw = body.sealed.as_bytes().to_vec();
+    let last = raw.len() - 1;
+    raw[last] ^= 0x01;
+    body.sealed = mkclone::backend::SealedShare::new(raw).unwrap();
+    let forged = mkclone::ceremony::envelope::encode(BUNDLE_FORMAT, 1, &decoded.ceremony, true, &body).unwrap();
+    std::fs::write(&bundle, &forged).unwrap();
+    let out = mkclone(&["phase3d", "--config", c, "--target", "target1"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("share was rejected"), "{}", text(&out));
+    assert_eq!(
+        status_json(&cfg, "target1")["status"],
+        before["status"],
+        "the target's registers are unchanged"
+    );
+
+    // With the real share back, 3d completes.
+    std::fs::write(&bundle, &original).unwrap();
+    ok(&["phase3d", "--config", c, "--target", "target1"]);
+}
+
+#[test]
+fn a_corrupt_sa_db_is_a_clear_error_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &config(&dir.path().join("cards"), "ceremony", 1, ""),
+    );
+    let c = cfg.to_str().unwrap();
+    ok(&["sim", "init", "--config", c, "--load-source-keys"]);
+    ok(&["phase1", "--config", c]);
+    let sa_db = dir.path().join("ceremony/sa.db");
+    let mut bytes = std::fs::read(&sa_db).unwrap();
+    bytes.truncate(bytes.len() - 10);
+    std::fs::write(&sa_db, &bytes).unwrap();
+    let out = mkclone(&["phase2a", "--config", c]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("sa.db"), "{}", text(&out));
+    assert_eq!(std::fs::read(&sa_db).unwrap(), bytes);
+    let out = mkclone(&["phase1", "--config", c]);
+    assert!(
+        !out.status.success(),
+        "phase 1 does not overwrite a corrupt sa.db"
+    );
+    assert_eq!(std::fs::read(&sa_db).unwrap(), bytes);
+}
+
+#[test]
+fn configuration_errors_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cards = dir.path().join("cards");
+    let base = config(&cards, "ceremony", 1, "");
+
+    let cfg = write_config(
+        &dir.path().join("a"),
+        &base.replace("threshold = 2", "threshold = 2\ncolour = \"red\""),
+    );
+    let out = mkclone(&["clone", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out).contains("colour") && text(&out).contains("line"),
+        "{}",
+        text(&out)
+    );
+
+    let cfg = write_config(
+        &dir.path().join("b"),
+        &base.replace("threshold = 2", "threshold = 4"),
+    );
+    let out = mkclone(&["clone", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out).contains("cannot exceed n"), "{}", text(&out));
+
+    let cfg = write_config(
+        &dir.path().join("c"),
+        &base.replace("apqn = \"03.000d\"", "apqn = \"3.13\""),
+    );
+    let out = mkclone(&["clone", "--config", cfg.to_str().unwrap()]);
+    assert!(text(&out).contains("APQN"), "{}", text(&out));
+
+    let cfg = write_config(
+        &dir.path().join("d"),
+        &base.replace(
+            "backend = \"sim\"\nsim_dir",
+            "backend = \"sim\"\nsimdir = 1\nsim_dir",
+        ),
+    );
+    let out = mkclone(&["clone", "--config", cfg.to_str().unwrap()]);
+    assert!(text(&out).contains("simdir"), "{}", text(&out));
+
+    let missing = mkclone(&["clone", "--config", "/nonexistent/mkclone.toml"]);
+    assert_eq!(missing.status.code(), Some(3));
+    assert!(text(&missing).contains("/nonexistent/mkclone.toml"));
+}
