@@ -270,14 +270,22 @@ fn a_tampered_bundle_is_refused_and_the_target_is_unchanged() {
 
     // A share changed by someone who also fixed the digest: the card refuses it.
     use mkclone::ceremony::dbs::{BUNDLE_FORMAT, ShareBundle};
-    let decoded =
-        mkclone::ceremony::envelope::decode::<ShareBundle>(&bundle, &original, BUNDLE_FORMAT, 1, None).unwrap();
+    let decoded = mkclone::ceremony::envelope::decode::<ShareBundle>(
+        &bundle,
+        &original,
+        BUNDLE_FORMAT,
+        1,
+        None,
+    )
+    .unwrap();
     let mut body = decoded.body;
     let mut raw = body.sealed.as_bytes().to_vec();
     let last = raw.len() - 1;
     raw[last] ^= 0x01;
     body.sealed = mkclone::backend::SealedShare::new(raw).unwrap();
-    let forged = mkclone::ceremony::envelope::encode(BUNDLE_FORMAT, 1, &decoded.ceremony, true, &body).unwrap();
+    let forged =
+        mkclone::ceremony::envelope::encode(BUNDLE_FORMAT, 1, &decoded.ceremony, true, &body)
+            .unwrap();
     std::fs::write(&bundle, &forged).unwrap();
     let out = mkclone(&["phase3d", "--config", c, "--target", "target1"]);
     assert!(!out.status.success());
