@@ -82,9 +82,11 @@ fn generate(out_dir: &std::path::Path) -> String {
         .allowlist_var(
             "ZSECSENDCPRB|ZSENDEP11CPRB|ICARSAMODEXPO|ICARSACRT|ZCRYPT_DEVICE_STATUS|ZCRYPT_STATUS_MASK\
              |ZCRYPT_QDEPTH_MASK|ZCRYPT_PERDEV_REQCNT|ZCRYPT_IOCTL_MAGIC|AUTOSELECT|AUTOSEL_DOM\
-             |MAX_ZDEV_CARDIDS_EXT|MAX_ZDEV_DOMAINS_EXT",
+             |MAX_ZDEV_CARDIDS_EXT|MAX_ZDEV_DOMAINS_EXT|ZCRYPT_STATUS_.*",
         )
-        .derive_default(true)
+        // Default would be an unsafe zeroing impl (the structures hold raw pointers):
+        // src/zcrypt builds them field by field instead.
+        .derive_default(false)
         .derive_debug(true)
         .layout_tests(true)
         .generate_comments(true)

@@ -17,3 +17,4 @@ pub use mkclone_hw_sim as sim;
 pub mod config;
 pub mod demo;
 pub mod nodes;
+pub mod zcrypt;

@@ -135,15 +135,28 @@ struct ica_xcRB {
 } __attribute__((packed));
 
 /* ---- device status (ZCRYPT_DEVICE_STATUS) ------------------------------------------- */
-/* One entry per APQN. functions is the AP function bit field 'abcdef': d = CCA
- * coprocessor, e = accelerator, f = EP11 coprocessor (a, b, c reserved). */
+/* One 32-bit entry per APQN. The kernel declares it with C bit-fields
+ *     unsigned int hwtype:8, qid:16, online:1, functions:6, reserved:1;
+ * which s390x (big-endian) allocates from the most significant bit. It is written here
+ * as one word with the bit positions of that allocation, so that the bindings need no
+ * bit-field accessors (bindgen's contain unsafe code): read the word in host order and
+ * shift. qid is the card index (high 8 bits) and the domain (low 8 bits). functions is
+ * the AP function field 'abcdef': d = CCA coprocessor, e = accelerator, f = EP11
+ * coprocessor (a, b, c reserved). */
 struct zcrypt_device_status_ext {
-    unsigned int hwtype : 8;
-    unsigned int qid : 16; /* card index (8 bits), domain (8 bits) */
-    unsigned int online : 1;
-    unsigned int functions : 6;
-    unsigned int reserved : 1;
+    mkc_u32 word;
 };
+#define ZCRYPT_STATUS_HWTYPE_SHIFT 24U
+#define ZCRYPT_STATUS_HWTYPE_MASK 0xFFU
+#define ZCRYPT_STATUS_QID_SHIFT 8U
+#define ZCRYPT_STATUS_QID_MASK 0xFFFFU
+#define ZCRYPT_STATUS_ONLINE_SHIFT 7U
+#define ZCRYPT_STATUS_ONLINE_MASK 0x1U
+#define ZCRYPT_STATUS_FUNCTIONS_SHIFT 1U
+#define ZCRYPT_STATUS_FUNCTIONS_MASK 0x3FU
+#define ZCRYPT_STATUS_FUNC_CCA 0x04U
+#define ZCRYPT_STATUS_FUNC_ACCEL 0x02U
+#define ZCRYPT_STATUS_FUNC_EP11 0x01U
 
 /* The whole matrix ZCRYPT_DEVICE_STATUS fills: every card x every domain. */
 struct zcrypt_device_matrix_ext {

@@ -12,6 +12,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use mkclone_backend::timing::{self, Category};
 use thiserror::Error;
 
 use crate::state::CardState;
@@ -176,11 +177,11 @@ fn write_atomically(path: &Path, state: &CardState) -> Result<(), StoreError> {
             .open(&tmp)
             .map_err(io(&tmp))?;
         f.write_all(&json).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
+        timing::measure(Category::FileSync, || f.sync_all()).map_err(io(&tmp))?;
     }
     fs::rename(&tmp, path).map_err(io(path))?;
     File::open(dir)
-        .and_then(|d| d.sync_all())
+        .and_then(|d| timing::measure(Category::FileSync, || d.sync_all()))
         .map_err(io(dir))?;
     Ok(())
 }

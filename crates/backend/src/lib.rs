@@ -11,6 +11,7 @@ mod backend;
 mod error;
 mod outcome;
 mod status;
+pub mod timing;
 mod types;
 
 pub use backend::{

@@ -17,6 +17,7 @@ use mkclone_formats::pka::PublicKeyTokenView;
 use mkclone_formats::seal::SealedShareParts;
 
 use crate::REPLY_CAPACITY;
+use crate::facility::{MasterKeyRegisters, StaticsA, StaticsB};
 use crate::function::FunctionCode;
 use crate::parm::Keyword;
 use crate::rc::{self, rs, rt};
@@ -62,9 +63,11 @@ impl<T: Transport> CcaBackend<T> {
         self.transport
     }
 
-    /// Whether this node can send `function` at all (the provenance guard).
+    /// Whether this node can send `function` at all (the provenance guard): a
+    /// project-assigned code goes only where the transport allows it, which by default
+    /// means only where no real device is behind it.
     fn may_send(&self, function: FunctionCode) -> bool {
-        !(self.transport.is_real_device() && function.is_project_assigned())
+        !function.is_project_assigned() || self.transport.allows_project_encodings()
     }
 
     /// Send one request and decode its reply (codes not yet interpreted).
@@ -218,12 +221,99 @@ impl<T: Transport> CcaBackend<T> {
         }
     }
 
+    fn statics_a(&mut self) -> Result<StaticsA> {
+        match self.call_ok(
+            Operation::Status,
+            &Request::Query(Query::StatIcsa),
+            Ctx::default(),
+        )? {
+            ReplyBody::StaticsA(a) => Ok(*a),
+            other => Err(unexpected(Operation::Status, &other)),
+        }
+    }
+
+    fn statics_b(&mut self) -> Result<StaticsB> {
+        match self.call_ok(
+            Operation::Status,
+            &Request::Query(Query::StatIcsb),
+            Ctx::default(),
+        )? {
+            ReplyBody::StaticsB(b) => Ok(*b),
+            other => Err(unexpected(Operation::Status, &other)),
+        }
+    }
+
+    /// The EID from STATEID (`None` when blank).
+    fn eid(&mut self) -> Result<Option<Eid>> {
+        let eid_elements = self.query(Query::StatEid)?;
+        let eid_bytes: Vec<u8> = eid_elements.iter().flat_map(|k| k.bytes()).collect();
+        if eid_bytes.iter().all(|&b| b == b' ' || b == 0) {
+            return Ok(None);
+        }
+        Eid::from_wire(&eid_bytes)
+            .map(Some)
+            .map_err(|e| BackendError::MalformedReply {
+                operation: Operation::Status,
+                detail: format!("STATEID: {e}"),
+            })
+    }
+
+    /// Status on a real coprocessor, from public encodings only: STATCCAE (SYM register
+    /// states), STATEID (EID), STATICSA (serial; ASYM and AES states and patterns) and
+    /// STATICSB (APKA states and patterns; SYM patterns). AES and APKA are listed when
+    /// the card reports states mkclone knows.
+    fn status_public(&mut self) -> Result<NodeStatus> {
+        let states = self.query(Query::StatCcae)?;
+        let eid = self.eid()?;
+        let a = self.statics_a()?;
+        let b = self.statics_b()?;
+        let mut registers = vec![RegisterStatus {
+            kind: MasterKeyKind::Sym,
+            new: new_state(states.first())?,
+            current: current_state(states.get(1))?,
+            old: current_state(states.get(2))?,
+            new_patterns: b.sym_new_pattern.into_iter().collect(),
+            current_patterns: b.sym_current_pattern.into_iter().collect(),
+            old_patterns: Vec::new(),
+        }];
+        let asym = register_status(&a.asym).ok_or_else(|| BackendError::MalformedReply {
+            operation: Operation::Status,
+            detail: format!(
+                "STATICSA reports ASYM register states mkclone does not know ({:?}, {:?}, {:?})",
+                a.asym.new, a.asym.current, a.asym.old
+            ),
+        })?;
+        registers.push(asym);
+        registers.extend(register_status(&a.aes));
+        registers.extend(register_status(&b.apka));
+        Ok(NodeStatus {
+            identity: Identity {
+                serial: a.serial,
+                eid,
+            },
+            registers,
+        })
+    }
+
     fn registration(&mut self, name: &KeyLabel) -> Result<Option<Registration>> {
         Ok(self
             .list_registrations()?
             .into_iter()
             .find(|r| &r.name == name))
     }
+}
+
+/// A register set with every state known, as `RegisterStatus`.
+fn register_status(r: &MasterKeyRegisters) -> Option<RegisterStatus> {
+    Some(RegisterStatus {
+        kind: r.kind,
+        new: r.new?,
+        current: r.current?,
+        old: r.old?,
+        new_patterns: r.new_pattern.iter().cloned().collect(),
+        current_patterns: r.current_pattern.iter().cloned().collect(),
+        old_patterns: r.old_pattern.iter().cloned().collect(),
+    })
 }
 
 fn unexpected(op: Operation, body: &ReplyBody) -> BackendError {
@@ -265,6 +355,10 @@ impl<T: Transport> Backend for CcaBackend<T> {
     fn capabilities(&self) -> Capabilities {
         let needs = |op: Operation| -> &'static [FunctionCode] {
             match op {
+                // A real device's status uses public encodings only (`status_public`).
+                Operation::Status if self.transport.is_real_device() => {
+                    &[FunctionCode::FacilityQuery]
+                }
                 Operation::Status => &[FunctionCode::FacilityQuery, FunctionCode::Patterns],
                 Operation::SetEid => &[FunctionCode::SetEid, FunctionCode::FacilityQuery],
                 Operation::SetMofN => &[FunctionCode::SetMofN],
@@ -306,20 +400,15 @@ impl<T: Transport> Backend for CcaBackend<T> {
         }
     }
 
+    /// On a real coprocessor: public encodings only (FQ STATCCAE, STATEID, STATICSA,
+    /// STATICSB). On the simulator: STATCCAE, STATEID and the project's `vp` (SHA-1-method
+    /// patterns of SYM and ASYM, and the serial).
     fn status(&mut self) -> Result<NodeStatus> {
+        if self.transport.is_real_device() {
+            return self.status_public();
+        }
         let states = self.query(Query::StatCcae)?;
-        let eid_elements = self.query(Query::StatEid)?;
-        let eid_bytes: Vec<u8> = eid_elements.iter().flat_map(|k| k.bytes()).collect();
-        let eid = if eid_bytes.iter().all(|&b| b == b' ' || b == 0) {
-            None
-        } else {
-            Some(
-                Eid::from_wire(&eid_bytes).map_err(|e| BackendError::MalformedReply {
-                    operation: Operation::Status,
-                    detail: format!("STATEID: {e}"),
-                })?,
-            )
-        };
+        let eid = self.eid()?;
         let (serial, entries) =
             match self.call_ok(Operation::Status, &Request::Patterns, Ctx::default())? {
                 ReplyBody::Patterns { serial, entries } => (serial, entries),

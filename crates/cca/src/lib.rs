@@ -5,17 +5,23 @@
 //! - [`function`]: THE table of function codes, each with its provenance;
 //! - [`rc`]: return/reason codes with messages;
 //! - [`verbs`]: typed requests and replies of every verb, shared with the simulator;
-//! - [`CcaBackend`]: the `Backend` trait over any [`Transport`].
+//! - [`facility`]: the public FQ STATICSA/STATICSB reply layouts (serial, register states
+//!   and verification patterns of real coprocessors);
+//! - [`CcaBackend`]: the `Backend` trait over any [`Transport`];
+//! - [`apqn`]: the APQN ("03.000d") that names a card and domain.
 
+pub mod apqn;
 mod backend;
 pub mod cprb;
 mod error;
+pub mod facility;
 pub mod function;
 pub mod parm;
 pub mod rc;
 mod transport;
 pub mod verbs;
 
+pub use apqn::Apqn;
 pub use backend::CcaBackend;
 pub use error::CodecError;
 pub use transport::{Transport, TransportError};

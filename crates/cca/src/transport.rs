@@ -13,6 +13,15 @@ pub trait Transport {
     /// sends a project-assigned function code: IBM has not published those encodings.
     fn is_real_device(&self) -> bool;
 
+    /// Whether project-assigned function codes may be sent through this transport. By
+    /// default only where no real device is behind it. A transport to a real device may
+    /// answer `true` only when its user asked for it explicitly, under a name nobody sets
+    /// by accident (the zcrypt transport's experiment override): CCA would receive
+    /// encodings IBM never published.
+    fn allows_project_encodings(&self) -> bool {
+        !self.is_real_device()
+    }
+
     /// The usage domain written into each CPRBX.
     fn domain(&self) -> u16;
 
@@ -43,6 +52,9 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
     fn is_real_device(&self) -> bool {
         (**self).is_real_device()
+    }
+    fn allows_project_encodings(&self) -> bool {
+        (**self).allows_project_encodings()
     }
     fn domain(&self) -> u16 {
         (**self).domain()

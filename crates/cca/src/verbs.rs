@@ -2,9 +2,10 @@
 //! encodings. Shared by `CcaBackend` (encodes requests, decodes replies) and the
 //! simulator (decodes requests, encodes replies).
 //!
-//! Only `FQ` (Cryptographic_Facility_Query, rules STATCCAE and STATEID) follows a public
-//! layout: rule keywords in, 8-byte rule-array elements out (IBM CCA Basic Services
-//! Reference 2.54, CSUACFQ). Every other verb here is project-assigned (see
+//! Only `FQ` (Cryptographic_Facility_Query) follows a public layout: rules STATCCAE and
+//! STATEID (rule keywords in, 8-byte rule-array elements out; IBM CCA Basic Services
+//! Reference 2.54, CSUACFQ), and STATICSA and STATICSB (as the Linux kernel sends and reads
+//! them; [`crate::facility`]). Every other verb here is project-assigned (see
 //! [`crate::function`]); its layout is mkclone's own, documented on each variant and in
 //! docs/ARCHITECTURE.md, and valid only between mkclone and its simulator.
 
@@ -16,6 +17,7 @@ use mkclone_backend::{
 
 use crate::cprb::{CPRBX_LEN, Cprbx};
 use crate::error::CodecError;
+use crate::facility::{FQ_VERB_DATA_SPACE, StaticsA, StaticsB};
 use crate::function::FunctionCode;
 use crate::parm::{KeyEntry, Keyword, ParmBlock, Reader};
 
@@ -26,6 +28,8 @@ pub mod kw {
     use crate::parm::Keyword;
     pub const STATCCAE: Keyword = Keyword::new("STATCCAE");
     pub const STATEID: Keyword = Keyword::new("STATEID");
+    pub const STATICSA: Keyword = Keyword::new("STATICSA");
+    pub const STATICSB: Keyword = Keyword::new("STATICSB");
     pub const SET_MOFN: Keyword = Keyword::new("SET-MOFN");
     pub const RETAIN: Keyword = Keyword::new("RETAIN");
     pub const CLONE: Keyword = Keyword::new("CLONE");
@@ -49,6 +53,13 @@ pub enum Query {
     StatCcae,
     /// STATEID: the EID in elements 1-2.
     StatEid,
+    /// STATICSA: adapter serial, ASYM and AES register states and patterns
+    /// ([`StaticsA`]). The request carries [`FQ_VERB_DATA_SPACE`] zero bytes of verb data,
+    /// the room the card may fill, as the Linux kernel's request does.
+    StatIcsa,
+    /// STATICSB: APKA register states and patterns, SYM patterns ([`StaticsB`]). Same
+    /// request shape as STATICSA.
+    StatIcsb,
 }
 
 /// Which CSNBMKP action.
@@ -161,8 +172,12 @@ pub enum Register {
 pub enum ReplyBody {
     /// Failure replies and verbs that return nothing.
     Empty,
-    /// FQ: 8-byte rule-array elements.
+    /// FQ STATCCAE, STATEID: 8-byte rule-array elements.
     Elements(Vec<Keyword>),
+    /// FQ STATICSA: rule-array elements and verb data, decoded (boxed: it is large).
+    StaticsA(Box<StaticsA>),
+    /// FQ STATICSB: rule-array elements and verb data, decoded (boxed: it is large).
+    StaticsB(Box<StaticsB>),
     /// `vp`: verb data = serial (8), count (1), entries of kind (1: SYM 1, ASYM 2, AES 3,
     /// APKA 4), register (1: NEW 1, CURRENT 2, OLD 3), algorithm (1: SHA-1 method 1,
     /// MDC-4 2, SHA-256 method 3), length (1), pattern.
@@ -347,6 +362,14 @@ impl Request {
         match self {
             Self::Query(Query::StatCcae) => p.rules.push(kw::STATCCAE),
             Self::Query(Query::StatEid) => p.rules.push(kw::STATEID),
+            Self::Query(Query::StatIcsa) => {
+                p.rules.push(kw::STATICSA);
+                p.verb_data = vec![0; FQ_VERB_DATA_SPACE];
+            }
+            Self::Query(Query::StatIcsb) => {
+                p.rules.push(kw::STATICSB);
+                p.verb_data = vec![0; FQ_VERB_DATA_SPACE];
+            }
             Self::Patterns | Self::ShareTables | Self::ListRetained | Self::ListRegistrations => {}
             Self::SetEid(eid) => p.verb_data = eid.to_wire().to_vec(),
             Self::SetMofN { m, n } => {
@@ -477,12 +500,31 @@ impl Request {
         let req = match p.function {
             FunctionCode::FacilityQuery => {
                 expect_rules(1, "FQ request")?;
-                expect_no_verb_data(p, "FQ request")?;
                 expect_keys(p, 0, "FQ request")?;
+                let space = |what: &'static str| -> Result<(), CodecError> {
+                    if p.verb_data.len() != FQ_VERB_DATA_SPACE
+                        || p.verb_data.iter().any(|&b| b != 0)
+                    {
+                        return Err(CodecError::Field {
+                            what,
+                            field: "verb data",
+                            detail: format!("must be {FQ_VERB_DATA_SPACE} zero bytes"),
+                        });
+                    }
+                    Ok(())
+                };
                 if p.rules[0] == kw::STATCCAE {
+                    expect_no_verb_data(p, "FQ request")?;
                     Self::Query(Query::StatCcae)
                 } else if p.rules[0] == kw::STATEID {
+                    expect_no_verb_data(p, "FQ request")?;
                     Self::Query(Query::StatEid)
+                } else if p.rules[0] == kw::STATICSA {
+                    space("FQ STATICSA request")?;
+                    Self::Query(Query::StatIcsa)
+                } else if p.rules[0] == kw::STATICSB {
+                    space("FQ STATICSB request")?;
+                    Self::Query(Query::StatIcsb)
                 } else {
                     return Err(CodecError::Field {
                         what: "FQ request",
@@ -791,6 +833,8 @@ impl ReplyBody {
         match self {
             Self::Empty => {}
             Self::Elements(e) => p.rules = e.clone(),
+            Self::StaticsA(a) => (p.rules, p.verb_data) = a.encode(),
+            Self::StaticsB(b) => (p.rules, p.verb_data) = b.encode(),
             Self::Patterns { serial, entries } => {
                 p.verb_data.extend_from_slice(&serial.to_wire());
                 p.verb_data.push(
@@ -882,10 +926,18 @@ impl ReplyBody {
             Ok(p.keys[0].token.clone())
         };
         let body = match request {
-            Request::Query(_) => {
+            Request::Query(Query::StatCcae | Query::StatEid) => {
                 expect_no_verb_data(p, "FQ reply")?;
                 expect_keys(p, 0, "FQ reply")?;
                 Self::Elements(p.rules.clone())
+            }
+            Request::Query(Query::StatIcsa) => {
+                expect_keys(p, 0, "FQ STATICSA reply")?;
+                Self::StaticsA(Box::new(StaticsA::decode(&p.rules, &p.verb_data)?))
+            }
+            Request::Query(Query::StatIcsb) => {
+                expect_keys(p, 0, "FQ STATICSB reply")?;
+                Self::StaticsB(Box::new(StaticsB::decode(&p.rules, &p.verb_data)?))
             }
             Request::Patterns => {
                 let mut r = Reader::new(&p.verb_data);

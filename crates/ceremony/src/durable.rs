@@ -123,7 +123,12 @@ fn create_direct(path: &Path, bytes: &[u8], sensitivity: Sensitivity) -> Result<
     let written = set_exact_mode(&file, path, sensitivity).and_then(|()| {
         (&file)
             .write_all(bytes)
-            .and_then(|()| file.sync_all())
+            .and_then(|()| {
+                mkclone_backend::timing::measure(
+                    mkclone_backend::timing::Category::FileSync,
+                    || file.sync_all(),
+                )
+            })
             .map_err(io_error(path, "write and sync the file"))
     });
     if written.is_err()
@@ -237,7 +242,9 @@ fn split_target(path: &Path) -> Result<(&Path, &OsStr), FileError> {
 /// sync a directory (EINVAL) are tolerated.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), FileError> {
     let d = File::open(dir).map_err(io_error(dir, "open the directory to sync it"))?;
-    match d.sync_all() {
+    match mkclone_backend::timing::measure(mkclone_backend::timing::Category::FileSync, || {
+        d.sync_all()
+    }) {
         Ok(()) => Ok(()),
         Err(e)
             if matches!(
@@ -345,7 +352,12 @@ impl TempFile {
     pub(crate) fn write_and_sync(&mut self, bytes: &[u8]) -> Result<(), FileError> {
         self.file
             .write_all(bytes)
-            .and_then(|()| self.file.sync_all())
+            .and_then(|()| {
+                mkclone_backend::timing::measure(
+                    mkclone_backend::timing::Category::FileSync,
+                    || self.file.sync_all(),
+                )
+            })
             .map_err(io_error(&self.path, "write and sync the temporary file"))
     }
 

@@ -406,9 +406,10 @@ impl Journal {
         self.file
             .write_all(&buf)
             .map_err(io_error(&self.path, "append to the journal"))?;
-        self.file
-            .sync_data()
-            .map_err(io_error(&self.path, "sync the journal"))?;
+        mkclone_backend::timing::measure(mkclone_backend::timing::Category::FileSync, || {
+            self.file.sync_data()
+        })
+        .map_err(io_error(&self.path, "sync the journal"))?;
         self.failed_append = false;
 
         self.verified_len += buf.len() as u64;

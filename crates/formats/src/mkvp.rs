@@ -17,18 +17,24 @@ use sha2::{Digest, Sha256};
 
 /// The SHA-1-method pattern of a 24-byte master key.
 pub fn sha1_method(key: &[u8; 24]) -> VerificationPattern {
-    let mut h = Sha1::new();
-    h.update([0x01]);
-    h.update(key);
-    pattern(PatternAlgorithm::Sha1Method, &h.finalize())
+    let digest = mkclone_backend::timing::measure(mkclone_backend::timing::Category::Sha, || {
+        let mut h = Sha1::new();
+        h.update([0x01]);
+        h.update(key);
+        h.finalize()
+    });
+    pattern(PatternAlgorithm::Sha1Method, &digest)
 }
 
 /// The SHA-256-method pattern of a 32-byte master key.
 pub fn sha256_method(key: &[u8; 32]) -> VerificationPattern {
-    let mut h = Sha256::new();
-    h.update([0x01]);
-    h.update(key);
-    pattern(PatternAlgorithm::Sha256Method, &h.finalize())
+    let digest = mkclone_backend::timing::measure(mkclone_backend::timing::Category::Sha, || {
+        let mut h = Sha256::new();
+        h.update([0x01]);
+        h.update(key);
+        h.finalize()
+    });
+    pattern(PatternAlgorithm::Sha256Method, &digest)
 }
 
 fn pattern(algorithm: PatternAlgorithm, digest: &[u8]) -> VerificationPattern {

@@ -200,9 +200,13 @@ pub(crate) fn verify(
         });
     }
     let key = signer_key.to_rsa()?;
-    let digest = Sha256::digest(signed_bytes);
-    key.verify(Pkcs1v15Sign::new::<Sha256>(), &digest, &sub.signature)
-        .map_err(|_| SignatureError::Invalid {
-            signer: sub.signer.clone(),
-        })
+    let digest = mkclone_backend::timing::measure(mkclone_backend::timing::Category::Sha, || {
+        Sha256::digest(signed_bytes)
+    });
+    mkclone_backend::timing::measure(mkclone_backend::timing::Category::Rsa, || {
+        key.verify(Pkcs1v15Sign::new::<Sha256>(), &digest, &sub.signature)
+    })
+    .map_err(|_| SignatureError::Invalid {
+        signer: sub.signer.clone(),
+    })
 }

@@ -288,3 +288,53 @@ fn each_seal_uses_a_fresh_key() {
         unwrap_key(&k.csr, &b.wrapped_key).unwrap()
     );
 }
+
+#[test]
+fn opening_inside_a_device_gives_the_same_share() {
+    use cbc::cipher::{BlockModeDecrypt, KeyIvInit};
+    use mkclone_formats::seal::open_in_device;
+    let k = keys();
+    let parts = SealedShareParts::decode(sealed()).unwrap();
+    // The device unwraps and decrypts; here, the host plays it with the same primitives.
+    let device = |wrapped: &[u8], area: &[u8]| {
+        let key = unwrap_key(&k.csr, wrapped).map_err(|_| ())?;
+        let mut clear = zeroize::Zeroizing::new(area.to_vec());
+        let mut dec =
+            cbc::Decryptor::<des::TdesEde3>::new_from_slices(&key, &[0u8; 8]).map_err(|_| ())?;
+        for block in clear.chunks_exact_mut(8) {
+            dec.decrypt_block(block.try_into().map_err(|_| ())?);
+        }
+        Ok::<_, ()>(clear)
+    };
+    let opened = open_in_device(&parts, device, &public(&k.css), None).unwrap();
+    assert_eq!(opened, sample_info(2));
+    // A device that answers a different length, or fails, is a rejection like any other.
+    assert_eq!(
+        open_in_device(
+            &parts,
+            |_, area: &[u8]| Ok::<_, ()>(zeroize::Zeroizing::new(area[8..].to_vec())),
+            &public(&k.css),
+            None
+        ),
+        Err(OpenError::Rejected)
+    );
+    assert_eq!(
+        open_in_device(
+            &parts,
+            |_, _| Err::<zeroize::Zeroizing<Vec<u8>>, _>("device error"),
+            &public(&k.css),
+            None
+        ),
+        Err(OpenError::Rejected)
+    );
+    // Undecrypted bytes do not pass for a share.
+    assert_eq!(
+        open_in_device(
+            &parts,
+            |_, area: &[u8]| Ok::<_, ()>(zeroize::Zeroizing::new(area.to_vec())),
+            &public(&k.css),
+            None
+        ),
+        Err(OpenError::Rejected)
+    );
+}

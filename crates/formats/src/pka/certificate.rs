@@ -408,7 +408,9 @@ pub fn registration_hash(section: &CertificateSection) -> Result<PublicKeyHash> 
         .key
         .write_subsection(&mut w, ids::CERT_PUBLIC_KEY, STRUCTURE)?;
     section.info.write(&mut w)?;
-    let digest = Sha256::digest(w.as_slice());
+    let digest = mkclone_backend::timing::measure(mkclone_backend::timing::Category::Sha, || {
+        Sha256::digest(w.as_slice())
+    });
     PublicKeyHash::new(HashAlgorithm::Sha256, &digest).map_err(|e| FormatError::Unencodable {
         structure: STRUCTURE,
         field: "registration hash",

@@ -59,10 +59,13 @@ impl RsaPublicKey {
 
     /// The key for the `rsa` crate (verification and OAEP encryption only).
     pub fn to_rsa(&self) -> Result<rsa::PublicKey> {
-        rsa::PublicKey::new(
-            BoxedUint::from_be_slice_vartime(&self.modulus),
-            BoxedUint::from_be_slice_vartime(&self.exponent),
-        )
+        // Building the key precomputes its Montgomery parameters: RSA work.
+        mkclone_backend::timing::measure(mkclone_backend::timing::Category::Rsa, || {
+            rsa::PublicKey::new(
+                BoxedUint::from_be_slice_vartime(&self.modulus),
+                BoxedUint::from_be_slice_vartime(&self.exponent),
+            )
+        })
         .map_err(|e| FormatError::InvalidKey {
             reason: format!("the rsa crate refuses it: {e}"),
         })
@@ -81,7 +84,9 @@ impl RsaPublicKey {
         let mut w = Writer::with_capacity(self.x41_len());
         // Cannot fail: a validated key's subsection is at most 12 + 8 + 512 bytes.
         let _ = self.write_subsection(&mut w, ids::CERT_PUBLIC_KEY, "public-key subsection");
-        Sha256::digest(w.as_slice()).into()
+        mkclone_backend::timing::measure(mkclone_backend::timing::Category::Sha, || {
+            Sha256::digest(w.as_slice()).into()
+        })
     }
 
     fn x41_len(&self) -> usize {

@@ -119,9 +119,11 @@ where
         field: "TLV area",
         reason: "not a multiple of 8 bytes".into(),
     })?;
-    let wrapped_key = csr_key
-        .to_rsa()?
-        .encrypt(rng, Oaep::<Sha1>::new(), key.as_bytes())
+    let csr_rsa = csr_key.to_rsa()?;
+    let wrapped_key =
+        mkclone_backend::timing::measure(mkclone_backend::timing::Category::Rsa, || {
+            csr_rsa.encrypt(rng, Oaep::<Sha1>::new(), key.as_bytes())
+        })
         .map_err(|e| SealError::Wrap {
             reason: e.to_string(),
         })?;
@@ -161,15 +163,48 @@ pub fn open<E>(
     css_key: &RsaPublicKey,
     css_label: Option<&KeyLabel>,
 ) -> Result<CloneInfo, OpenError> {
-    let key = {
-        let raw = unwrap(&parts.wrapped_key).map_err(|_| OpenError::Rejected)?;
-        TdesKey::from_unwrapped(&raw).ok_or(OpenError::Rejected)?
-    };
-    let mut clear = Zeroizing::new(parts.encrypted_clone_info.clone());
-    let area = clear
-        .get_mut(CLEAR_HEADER_LEN..)
+    open_in_device(
+        parts,
+        |wrapped, area| {
+            let key = {
+                let raw = unwrap(wrapped).map_err(|_| ())?;
+                TdesKey::from_unwrapped(&raw).ok_or(())?
+            };
+            let mut clear = Zeroizing::new(area.to_vec());
+            key.decrypt_cbc(&mut clear).ok_or(())?;
+            Ok::<_, ()>(clear)
+        },
+        css_key,
+        css_label,
+    )
+}
+
+/// [`open`] for a device that keeps the triple-DES key inside: `decrypt` receives the
+/// wrapped key and the encrypted TLV area (the token's bytes from offset
+/// [`CLEAR_HEADER_LEN`]) and returns that area in the clear, the same length. The device
+/// unwraps the key with the CSR private key (RSA-OAEP, SHA-1, MGF1-SHA1, no label) and
+/// decrypts with EDE3-CBC, zero IV, no padding; the key never reaches the caller.
+///
+/// What the device cannot check (the DES parity of the unwrapped key) is covered by the
+/// signature: a share whose key was not made by [`seal`] does not decrypt to a token the
+/// CSS key signed. Every failure is [`OpenError::Rejected`], as in [`open`].
+pub fn open_in_device<E>(
+    parts: &SealedShareParts,
+    decrypt: impl FnOnce(&[u8], &[u8]) -> Result<Zeroizing<Vec<u8>>, E>,
+    css_key: &RsaPublicKey,
+    css_label: Option<&KeyLabel>,
+) -> Result<CloneInfo, OpenError> {
+    let (head, area) = parts
+        .encrypted_clone_info
+        .split_at_checked(CLEAR_HEADER_LEN)
         .ok_or(OpenError::Rejected)?;
-    key.decrypt_cbc(area).ok_or(OpenError::Rejected)?;
+    let clear_area = decrypt(&parts.wrapped_key, area).map_err(|_| OpenError::Rejected)?;
+    if clear_area.len() != area.len() {
+        return Err(OpenError::Rejected);
+    }
+    let mut clear = Zeroizing::new(Vec::with_capacity(parts.encrypted_clone_info.len()));
+    clear.extend_from_slice(head);
+    clear.extend_from_slice(&clear_area);
     let signed = SignedCloneInfo::decode(&clear).map_err(|_| OpenError::Rejected)?;
     let signer = css_label.unwrap_or(&signed.signature.signer);
     signed

@@ -59,12 +59,14 @@ impl TdesKey {
         if !data.len().is_multiple_of(BLOCK) {
             return None;
         }
-        let mut enc = cbc::Encryptor::<TdesEde3>::new(&self.0.into(), &[0u8; BLOCK].into());
-        for chunk in data.chunks_exact_mut(BLOCK) {
-            let block = <&mut cbc::cipher::Block<TdesEde3>>::try_from(chunk).ok()?;
-            enc.encrypt_block(block);
-        }
-        Some(())
+        mkclone_backend::timing::measure(mkclone_backend::timing::Category::Tdes, || {
+            let mut enc = cbc::Encryptor::<TdesEde3>::new(&self.0.into(), &[0u8; BLOCK].into());
+            for chunk in data.chunks_exact_mut(BLOCK) {
+                let block = <&mut cbc::cipher::Block<TdesEde3>>::try_from(chunk).ok()?;
+                enc.encrypt_block(block);
+            }
+            Some(())
+        })
     }
 
     /// The inverse of [`TdesKey::encrypt_cbc`].
@@ -72,12 +74,14 @@ impl TdesKey {
         if !data.len().is_multiple_of(BLOCK) {
             return None;
         }
-        let mut dec = cbc::Decryptor::<TdesEde3>::new(&self.0.into(), &[0u8; BLOCK].into());
-        for chunk in data.chunks_exact_mut(BLOCK) {
-            let block = <&mut cbc::cipher::Block<TdesEde3>>::try_from(chunk).ok()?;
-            dec.decrypt_block(block);
-        }
-        Some(())
+        mkclone_backend::timing::measure(mkclone_backend::timing::Category::Tdes, || {
+            let mut dec = cbc::Decryptor::<TdesEde3>::new(&self.0.into(), &[0u8; BLOCK].into());
+            for chunk in data.chunks_exact_mut(BLOCK) {
+                let block = <&mut cbc::cipher::Block<TdesEde3>>::try_from(chunk).ok()?;
+                dec.decrypt_block(block);
+            }
+            Some(())
+        })
     }
 }
 

@@ -1,0 +1,124 @@
+//! Where the time of a ceremony goes: cumulative wall time spent in cryptographic
+//! primitives and in durable file I/O, so that a benchmark can tell them from mkclone's own
+//! CPU (everything else).
+//!
+//! Process-wide atomic counters; a measurement costs two `Instant::now()` calls. Nested
+//! measurements of the same category are not double-counted by the callers (each call
+//! site wraps one primitive).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// What a measured span was doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Category {
+    /// RSA: key generation, signing, verification, OAEP wrap/unwrap, key loading.
+    Rsa,
+    /// Triple-DES (EDE3-CBC) of shares.
+    Tdes,
+    /// SHA-1/SHA-256 hashing (patterns, fingerprints, digests, signature inputs).
+    Sha,
+    /// fsync of files and directories (durability).
+    FileSync,
+}
+
+impl Category {
+    pub const ALL: [Category; 4] = [Self::Rsa, Self::Tdes, Self::Sha, Self::FileSync];
+
+    fn slot(self) -> usize {
+        match self {
+            Self::Rsa => 0,
+            Self::Tdes => 1,
+            Self::Sha => 2,
+            Self::FileSync => 3,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rsa => "RSA",
+            Self::Tdes => "3DES",
+            Self::Sha => "SHA",
+            Self::FileSync => "fsync",
+        }
+    }
+}
+
+static NANOS: [AtomicU64; 4] = [
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+];
+static CALLS: [AtomicU64; 4] = [
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+];
+
+/// Run `f`, adding its wall time to `category`.
+pub fn measure<T>(category: Category, f: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let out = f();
+    let elapsed = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    NANOS[category.slot()].fetch_add(elapsed, Ordering::Relaxed);
+    CALLS[category.slot()].fetch_add(1, Ordering::Relaxed);
+    out
+}
+
+/// Totals since the start of the process (or the last [`reset`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub nanos: [u64; 4],
+    pub calls: [u64; 4],
+}
+
+impl Totals {
+    pub fn nanos(&self, category: Category) -> u64 {
+        self.nanos[category.slot()]
+    }
+    pub fn calls(&self, category: Category) -> u64 {
+        self.calls[category.slot()]
+    }
+    /// Sum of every category.
+    pub fn measured_nanos(&self) -> u64 {
+        self.nanos.iter().sum()
+    }
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &Totals) -> Totals {
+        let mut out = Totals::default();
+        for i in 0..4 {
+            out.nanos[i] = self.nanos[i].saturating_sub(earlier.nanos[i]);
+            out.calls[i] = self.calls[i].saturating_sub(earlier.calls[i]);
+        }
+        out
+    }
+}
+
+pub fn snapshot() -> Totals {
+    let mut t = Totals::default();
+    for i in 0..4 {
+        t.nanos[i] = NANOS[i].load(Ordering::Relaxed);
+        t.calls[i] = CALLS[i].load(Ordering::Relaxed);
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measures_accumulate_per_category() {
+        let before = snapshot();
+        let v = measure(Category::Tdes, || {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            7
+        });
+        assert_eq!(v, 7);
+        let d = snapshot().since(&before);
+        assert!(d.nanos(Category::Tdes) >= 2_000_000);
+        assert!(d.calls(Category::Tdes) >= 1);
+    }
+}

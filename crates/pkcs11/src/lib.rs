@@ -1,0 +1,39 @@
+//! `Pkcs11Backend`: a cloning node on a PKCS#11 token, over the cryptoki crate.
+//!
+//! A node is a token found by label in a PKCS#11 module. All of the node's state lives in
+//! the token (docs/ARCHITECTURE.md, "PKCS#11", lists every object): retained RSA key pairs, the master-key
+//! registers as triple-DES key objects, the EID, m-of-n, registry and share tables as
+//! private data objects, all reached from one register map that is replaced last, so that
+//! every operation survives a crash between any two PKCS#11 calls (the next open finishes
+//! or undoes it).
+//!
+//! Shares are byte for byte those of the simulated coprocessor (`mkclone-formats` builds
+//! and reads them); signatures are made inside the token (CKM_SHA256_RSA_PKCS), a received
+//! share's key is unwrapped inside the token with the CSR key (CKM_RSA_PKCS_OAEP, SHA-1) and
+//! the share decrypted there (CKM_DES3_CBC).
+//!
+//! **What reaches host memory** ([`KEY_EXPOSURE_NOTICE`]): PKCS#11 has no secret-sharing
+//! mechanism, so the master key is whole in host memory while a share is obtained
+//! (source) and when the m-th share is installed (target), in zeroizing buffers. The
+//! documentation of each operation says what else does (docs/ARCHITECTURE.md, "PKCS#11").
+//!
+//! Tested against SoftHSM 2.6.1 (tests/common/mod.rs: a hermetic SoftHSM per test binary).
+
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+#![forbid(unsafe_code)]
+
+mod backend;
+mod config;
+mod error;
+mod module;
+mod objects;
+mod session;
+
+pub use backend::{KEY_EXPOSURE_NOTICE, Pkcs11Backend};
+pub use config::{PinSource, Pkcs11NodeConfig, resolve_pin};
+pub use error::{PinOrigin, PinTries, Pkcs11Error};
+pub use module::{SlotInfo, TokenSummary, list_slots, shared_module};
+pub use session::CallStats;

@@ -1,0 +1,479 @@
+//! The token object model: what mkclone keeps in a token, under which labels, in which
+//! encoding (docs/ARCHITECTURE.md, "PKCS#11").
+//!
+//! Every object is a token object (`CKA_TOKEN`), private (`CKA_PRIVATE`: readable only after
+//! the user logs in). Data objects carry `CKA_APPLICATION` = `mkclone` and a JSON value
+//! with a `format` and `version`; no data object holds a secret.
+//!
+//! | label | class | what |
+//! |---|---|---|
+//! | `<retained label>` | RSA private + public key, `CKA_ID` = `mkclone/` + id | a retained key pair |
+//! | `mkclone/key/<label>` | data | its companion: role, CLONE, bits, id, public-key token (commit point of generation) |
+//! | `mkclone/eid` | data | the EID (set once) |
+//! | `mkclone/reg/<name>` | data | a registered public-key hash and CLONE mark |
+//! | `mkclone/regkey/<name>` | data | the public key (certificate) registered under that name |
+//! | `mkclone/map/<generation>` | data | the register map: the one root of everything below |
+//! | `mkclone/mofn/<id>` | data | m-of-n and the id of the coefficient seed |
+//! | `mkclone/seed/<id>` | generic secret, sensitive, never extractable, sign only | the HMAC seed of the share polynomials |
+//! | `mkclone/mk/<id>` | DES3 secret key, sensitive, extractable only by wrapping | a master-key register value |
+//! | `mkclone/mkvp/<id>` | data | its SHA-1-method pattern and `CKA_CHECK_VALUE` |
+//! | `mkclone/table/<id>` | data | one master key's share tables and received-share records |
+//! | `mkclone/sharekey/<id>` | DES3 secret key, sensitive, never extractable, decrypt only | a received share's triple-DES key, unwrapped in the token |
+//! | `mkclone/share/<id>` | data | that share's still-encrypted cloning-information token |
+//!
+//! Objects below the map are immutable and named by a random 8-byte id; a change creates
+//! new objects, then a new map of the next generation (the commit: one C_CreateObject),
+//! then destroys what the old map referenced and the new one does not. SoftHSM 2.6.1
+//! refuses to modify a data object's `CKA_VALUE`, so nothing is ever updated in place.
+
+use std::fmt;
+
+use mkclone_backend::{
+    Certificate, CloneableKind, Eid, KeyRole, MofN, PublicKeyHash, PublicKeyToken, SerialNumber,
+    ShareIndex, VerificationPattern,
+};
+use rand::Rng;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// `CKA_APPLICATION` of every data object mkclone makes.
+pub(crate) const APPLICATION: &[u8] = b"mkclone";
+/// Prefix of every label mkclone gives its own objects.
+pub(crate) const PREFIX: &str = "mkclone/";
+/// Prefix of the `CKA_ID` of retained key pairs.
+pub(crate) const KEY_ID_PREFIX: &[u8] = b"mkclone/";
+
+/// A random 8-byte object id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub(crate) struct ObjId([u8; 8]);
+
+impl ObjId {
+    pub fn random() -> Self {
+        let mut id = [0u8; 8];
+        rand::rng().fill_bytes(&mut id);
+        Self(id)
+    }
+    pub fn bytes(&self) -> &[u8; 8] {
+        &self.0
+    }
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut id = [0u8; 8];
+        hex::decode_to_slice(text, &mut id).ok()?;
+        Some(Self(id))
+    }
+}
+
+impl fmt::Display for ObjId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+impl fmt::Debug for ObjId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ObjId({self})")
+    }
+}
+impl TryFrom<String> for ObjId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s).ok_or_else(|| format!("{s:?} is not a 16-hex-digit object id"))
+    }
+}
+impl From<ObjId> for String {
+    fn from(id: ObjId) -> String {
+        id.to_string()
+    }
+}
+
+/// The kinds of objects that hang below the register map (and are garbage when no map
+/// references them).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub(crate) enum Managed {
+    MofN,
+    Seed,
+    MasterKey,
+    Pattern,
+    Table,
+    ShareKey,
+    Share,
+}
+
+impl Managed {
+    pub const ALL: [Managed; 7] = [
+        Self::MofN,
+        Self::Seed,
+        Self::MasterKey,
+        Self::Pattern,
+        Self::Table,
+        Self::ShareKey,
+        Self::Share,
+    ];
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::MofN => "mofn",
+            Self::Seed => "seed",
+            Self::MasterKey => "mk",
+            Self::Pattern => "mkvp",
+            Self::Table => "table",
+            Self::ShareKey => "sharekey",
+            Self::Share => "share",
+        }
+    }
+    /// Secret-key objects (the rest are data objects).
+    pub fn is_key(self) -> bool {
+        matches!(self, Self::Seed | Self::MasterKey | Self::ShareKey)
+    }
+    pub fn label(self, id: ObjId) -> String {
+        format!("{PREFIX}{}/{id}", self.word())
+    }
+    /// Parse a label made by [`Managed::label`].
+    pub fn parse(label: &str) -> Option<(Managed, ObjId)> {
+        let rest = label.strip_prefix(PREFIX)?;
+        let (word, id) = rest.split_once('/')?;
+        let kind = Self::ALL.into_iter().find(|k| k.word() == word)?;
+        Some((kind, ObjId::parse(id)?))
+    }
+}
+
+pub(crate) const EID_LABEL: &str = "mkclone/eid";
+pub(crate) const MAP_PREFIX: &str = "mkclone/map/";
+
+pub(crate) fn map_label(generation: u64) -> String {
+    format!("{MAP_PREFIX}{generation:016x}")
+}
+pub(crate) fn parse_map_label(label: &str) -> Option<u64> {
+    let digits = label.strip_prefix(MAP_PREFIX)?;
+    if digits.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(digits, 16).ok()
+}
+pub(crate) fn key_companion_label(label: &str) -> String {
+    format!("{PREFIX}key/{label}")
+}
+pub(crate) fn registration_label(name: &str) -> String {
+    format!("{PREFIX}reg/{name}")
+}
+pub(crate) fn registered_key_label(name: &str) -> String {
+    format!("{PREFIX}regkey/{name}")
+}
+pub(crate) const KEY_COMPANION_PREFIX: &str = "mkclone/key/";
+pub(crate) const REGISTRATION_PREFIX: &str = "mkclone/reg/";
+
+/// A data object's value: a JSON body with a format name and version.
+pub(crate) trait Stored: Serialize + DeserializeOwned {
+    const FORMAT: &'static str;
+    const VERSION: u32 = 1;
+
+    fn encode(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Out<'a, T> {
+            format: &'static str,
+            version: u32,
+            #[serde(flatten)]
+            body: &'a T,
+        }
+        // Serializing these plain structs cannot fail.
+        serde_json::to_vec(&Out {
+            format: Self::FORMAT,
+            version: Self::VERSION,
+            body: self,
+        })
+        .unwrap_or_default()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let serde_json::Value::Object(mut fields) = value else {
+            return Err("not a JSON object".into());
+        };
+        let format = fields.remove("format");
+        if format.as_ref().and_then(|f| f.as_str()) != Some(Self::FORMAT) {
+            return Err(format!("format {format:?}, expected {:?}", Self::FORMAT));
+        }
+        let version = fields.remove("version").and_then(|v| v.as_u64());
+        if version != Some(u64::from(Self::VERSION)) {
+            return Err(format!(
+                "{} version {version:?} (this mkclone reads version {}); use a matching mkclone",
+                Self::FORMAT,
+                Self::VERSION
+            ));
+        }
+        serde_json::from_value(serde_json::Value::Object(fields)).map_err(|e| e.to_string())
+    }
+}
+
+/// One master key's registers and share tables in the map.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Registers {
+    pub new: Option<ObjId>,
+    pub current: Option<ObjId>,
+    pub old: Option<ObjId>,
+    pub table: Option<ObjId>,
+}
+
+/// The register map: the root of everything that changes together.
+#[derive(Clone, Default, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegisterMap {
+    pub generation: u64,
+    pub mofn: Option<ObjId>,
+    pub sym: Registers,
+    pub asym: Registers,
+}
+
+impl Stored for RegisterMap {
+    const FORMAT: &'static str = "mkclone-pkcs11-register-map";
+}
+
+impl RegisterMap {
+    pub fn registers(&self, kind: CloneableKind) -> &Registers {
+        match kind {
+            CloneableKind::Sym => &self.sym,
+            CloneableKind::Asym => &self.asym,
+        }
+    }
+    pub fn registers_mut(&mut self, kind: CloneableKind) -> &mut Registers {
+        match kind {
+            CloneableKind::Sym => &mut self.sym,
+            CloneableKind::Asym => &mut self.asym,
+        }
+    }
+}
+
+/// `mkclone/mofn/<id>`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MofNObject {
+    pub m_of_n: MofN,
+    pub seed: ObjId,
+}
+impl Stored for MofNObject {
+    const FORMAT: &'static str = "mkclone-pkcs11-m-of-n";
+}
+
+/// `mkclone/mkvp/<id>`: what a master-key register object must be.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PatternObject {
+    pub kind: CloneableKind,
+    pub pattern: VerificationPattern,
+    /// The token's `CKA_CHECK_VALUE` of the key (first 3 bytes of EDE3(key, 0^8)).
+    #[serde(with = "hex::serde")]
+    pub check_value: Vec<u8>,
+}
+impl Stored for PatternObject {
+    const FORMAT: &'static str = "mkclone-pkcs11-pattern";
+}
+
+/// A share received and counted (until SET, SET-MOFN or CLEAR forgets it).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Received {
+    pub index: ShareIndex,
+    pub origin_eid: Eid,
+    pub origin_serial: SerialNumber,
+    pub source_pattern: VerificationPattern,
+    /// SHA-256 over a domain string and the share value: tells a repeated share from a
+    /// different one under the same index without keeping the share readable.
+    #[serde(with = "hex::serde")]
+    pub digest: [u8; 32],
+    /// The share's objects in the token until the key is complete.
+    pub share: Option<ObjId>,
+}
+
+/// `mkclone/table/<id>`: one master key's STATMOFN tables and received shares.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TableObject {
+    pub kind: CloneableKind,
+    /// Generation states, one ASCII digit per index ('0'..'4'), as the simulator keeps them.
+    pub generation: String,
+    pub received: Vec<Received>,
+    /// Indices received more than once (reception state 4).
+    pub received_more: Vec<u8>,
+}
+impl Stored for TableObject {
+    const FORMAT: &'static str = "mkclone-pkcs11-share-table";
+}
+
+impl TableObject {
+    /// Fresh tables: indices 1..=n can be generated, nothing received.
+    pub fn fresh(kind: CloneableKind, m_of_n: Option<MofN>) -> Self {
+        let n = m_of_n.map(|mn| mn.n()).unwrap_or(0);
+        Self {
+            kind,
+            generation: (1..=15u8).map(|i| if i <= n { '1' } else { '0' }).collect(),
+            received: Vec::new(),
+            received_more: Vec::new(),
+        }
+    }
+    pub fn generation_digit(&self, index: ShareIndex) -> u8 {
+        self.generation
+            .as_bytes()
+            .get(usize::from(index.get()).saturating_sub(1))
+            .copied()
+            .unwrap_or(b'0')
+    }
+    pub fn set_generation_digit(&mut self, index: ShareIndex, digit: u8) {
+        let mut bytes = self.generation.clone().into_bytes();
+        if let Some(slot) = bytes.get_mut(usize::from(index.get()).saturating_sub(1)) {
+            *slot = digit;
+        }
+        self.generation = String::from_utf8(bytes).unwrap_or_else(|_| self.generation.clone());
+    }
+    pub fn check(&self) -> Result<(), String> {
+        if self.generation.len() != 15
+            || !self.generation.bytes().all(|c| (b'0'..=b'4').contains(&c))
+        {
+            return Err(format!("the {} generation table is malformed", self.kind));
+        }
+        Ok(())
+    }
+}
+
+/// `mkclone/share/<id>`: a received share, still encrypted under its key object.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ShareObject {
+    pub kind: CloneableKind,
+    pub index: ShareIndex,
+    /// The X'1D' token as it arrived: clear 36-byte header, then EDE3-CBC ciphertext.
+    #[serde(with = "hex::serde")]
+    pub encrypted_clone_info: Vec<u8>,
+}
+impl Stored for ShareObject {
+    const FORMAT: &'static str = "mkclone-pkcs11-share";
+}
+
+/// `mkclone/key/<label>`: a retained key's companion.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KeyCompanion {
+    pub role: KeyRole,
+    pub clone: bool,
+    pub bits: u16,
+    /// The key pair's `CKA_ID` after the `mkclone/` prefix.
+    pub id: ObjId,
+    /// The public-key token returned at generation (with its self-signed certificate).
+    pub token: PublicKeyToken,
+}
+impl Stored for KeyCompanion {
+    const FORMAT: &'static str = "mkclone-pkcs11-retained-key";
+}
+
+impl KeyCompanion {
+    pub fn key_id(id: ObjId) -> Vec<u8> {
+        let mut out = KEY_ID_PREFIX.to_vec();
+        out.extend_from_slice(id.bytes());
+        out
+    }
+}
+
+/// `mkclone/eid`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EidObject {
+    pub eid: Eid,
+}
+impl Stored for EidObject {
+    const FORMAT: &'static str = "mkclone-pkcs11-eid";
+}
+
+/// `mkclone/reg/<name>`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegistrationObject {
+    pub hash: PublicKeyHash,
+    pub clone: bool,
+}
+impl Stored for RegistrationObject {
+    const FORMAT: &'static str = "mkclone-pkcs11-registered-hash";
+}
+
+/// `mkclone/regkey/<name>`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegisteredKeyObject {
+    pub certificate: Certificate,
+}
+impl Stored for RegisteredKeyObject {
+    const FORMAT: &'static str = "mkclone-pkcs11-registered-key";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mkclone_backend::PatternAlgorithm;
+
+    #[test]
+    fn managed_labels_round_trip() {
+        let id = ObjId::parse("0011223344556677").unwrap();
+        for kind in Managed::ALL {
+            let label = kind.label(id);
+            assert_eq!(Managed::parse(&label), Some((kind, id)), "{label}");
+        }
+        assert_eq!(
+            Managed::label(Managed::Table, id),
+            "mkclone/table/0011223344556677"
+        );
+        assert_eq!(Managed::parse("mkclone/table/0011"), None);
+        assert_eq!(Managed::parse("mkclone/other/0011223344556677"), None);
+        assert_eq!(Managed::parse("MKCLONE.SA"), None);
+        assert_eq!(parse_map_label(&map_label(42)), Some(42));
+        assert_eq!(map_label(42), "mkclone/map/000000000000002a");
+        assert_eq!(parse_map_label("mkclone/map/2a"), None);
+    }
+
+    #[test]
+    fn stored_values_carry_format_and_version() {
+        let mut map = RegisterMap {
+            generation: 7,
+            ..RegisterMap::default()
+        };
+        map.sym.current = Some(ObjId::parse("0102030405060708").unwrap());
+        let bytes = map.encode();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.starts_with(r#"{"format":"mkclone-pkcs11-register-map","version":1,"#));
+        assert_eq!(RegisterMap::decode(&bytes).unwrap(), map);
+        // Another object's bytes, a newer version, junk: refused with a reason.
+        let table = TableObject::fresh(CloneableKind::Sym, Some(MofN::new(2, 3).unwrap()));
+        assert!(
+            RegisterMap::decode(&table.encode())
+                .unwrap_err()
+                .contains("expected \"mkclone-pkcs11-register-map\"")
+        );
+        let newer = text.replace("\"version\":1", "\"version\":2");
+        assert!(
+            RegisterMap::decode(newer.as_bytes())
+                .unwrap_err()
+                .contains("version Some(2)")
+        );
+        assert!(RegisterMap::decode(b"{").is_err());
+        let extra = text.replacen('{', r#"{"surprise":1,"#, 1);
+        assert!(RegisterMap::decode(extra.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn fresh_tables_follow_n() {
+        let t = TableObject::fresh(CloneableKind::Asym, Some(MofN::new(3, 5).unwrap()));
+        assert_eq!(t.generation, "111110000000000");
+        let mut t2 = t.clone();
+        t2.set_generation_digit(ShareIndex::new(2).unwrap(), b'3');
+        assert_eq!(t2.generation, "131110000000000");
+        assert_eq!(t2.generation_digit(ShareIndex::new(2).unwrap()), b'3');
+        assert!(t2.check().is_ok());
+        assert_eq!(
+            TableObject::fresh(CloneableKind::Sym, None).generation,
+            "0".repeat(15)
+        );
+        let p = PatternObject {
+            kind: CloneableKind::Sym,
+            pattern: VerificationPattern::new(PatternAlgorithm::Sha1Method, &[1; 8]).unwrap(),
+            check_value: vec![1, 2, 3],
+        };
+        assert_eq!(PatternObject::decode(&p.encode()).unwrap(), p);
+    }
+}

@@ -1,0 +1,291 @@
+//! The session wrapper: every PKCS#11 call mkclone makes on a token goes through
+//! [`Token::call`], which counts it, times it (for the benchmark: time inside the token
+//! against our own CPU), and, with the `test-seams` feature, can stop the process's work
+//! after the k-th call (a crash between two calls).
+//!
+//! A "call" is one operation of this wrapper: one C_ function for every state change
+//! (C_CreateObject, C_DestroyObject, C_GenerateKey[Pair], C_CopyObject, C_UnwrapKey), and
+//! the Init/Update/Final group for a search or a digest.
+
+use std::time::{Duration, Instant};
+
+use cryptoki::error::{Error as CkError, Result as CkResult};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
+use cryptoki::session::Session;
+use zeroize::{Zeroize, Zeroizing};
+
+/// How many PKCS#11 calls a node made and how long they took.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct CallStats {
+    pub calls: u64,
+    pub time_in_calls: Duration,
+}
+
+impl std::ops::AddAssign for CallStats {
+    fn add_assign(&mut self, other: Self) {
+        self.calls = self.calls.saturating_add(other.calls);
+        self.time_in_calls = self.time_in_calls.saturating_add(other.time_in_calls);
+    }
+}
+
+/// A failed call.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// The token answered an error.
+    Token {
+        function: &'static str,
+        error: CkError,
+        /// The call would have changed the token's state.
+        mutating: bool,
+    },
+    /// The test seam stopped the work before this call (the "crash").
+    Stopped { function: &'static str, after: u64 },
+}
+
+impl CallError {
+    pub fn function(&self) -> &'static str {
+        match self {
+            Self::Token { function, .. } | Self::Stopped { function, .. } => function,
+        }
+    }
+    pub fn is_stop(&self) -> bool {
+        matches!(self, Self::Stopped { .. })
+    }
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Token { error, .. } => crate::error::explain(error),
+            Self::Stopped { function, after } => format!(
+                "the work stopped after PKCS#11 call {after}, before {function} (injected crash)"
+            ),
+        }
+    }
+}
+
+pub(crate) type CallResult<T> = Result<T, CallError>;
+
+/// A logged-in read/write session on one token.
+pub(crate) struct Token {
+    session: Session,
+    stats: CallStats,
+    /// Test seam: stop before call number `limit + 1` counted from arming.
+    stop_after: Option<u64>,
+    since_armed: u64,
+    stopped: bool,
+}
+
+impl Token {
+    pub fn new(session: Session) -> Self {
+        Self {
+            session,
+            stats: CallStats::default(),
+            stop_after: None,
+            since_armed: 0,
+            stopped: false,
+        }
+    }
+
+    pub fn stats(&self) -> CallStats {
+        self.stats
+    }
+
+    /// Stop all work after `calls` more calls (test seam).
+    #[cfg(feature = "test-seams")]
+    pub fn stop_after(&mut self, calls: u64) {
+        self.stop_after = Some(calls);
+        self.since_armed = 0;
+        self.stopped = false;
+    }
+
+    /// Calls made since the seam was armed.
+    #[cfg(feature = "test-seams")]
+    pub fn calls_since_armed(&self) -> u64 {
+        self.since_armed
+    }
+
+    fn call<T>(
+        &mut self,
+        function: &'static str,
+        mutating: bool,
+        f: impl FnOnce(&Session) -> CkResult<T>,
+    ) -> CallResult<T> {
+        if self.stopped
+            || self
+                .stop_after
+                .is_some_and(|limit| self.since_armed >= limit)
+        {
+            self.stopped = true;
+            return Err(CallError::Stopped {
+                function,
+                after: self.since_armed,
+            });
+        }
+        self.since_armed = self.since_armed.saturating_add(1);
+        let start = Instant::now();
+        let result = f(&self.session);
+        self.stats.time_in_calls = self.stats.time_in_calls.saturating_add(start.elapsed());
+        self.stats.calls = self.stats.calls.saturating_add(1);
+        result.map_err(|error| CallError::Token {
+            function,
+            error,
+            mutating,
+        })
+    }
+
+    pub fn find(&mut self, template: &[Attribute]) -> CallResult<Vec<ObjectHandle>> {
+        self.call("C_FindObjects", false, |s| s.find_objects(template))
+    }
+
+    pub fn attributes(
+        &mut self,
+        object: ObjectHandle,
+        types: &[AttributeType],
+    ) -> CallResult<Vec<Attribute>> {
+        self.call("C_GetAttributeValue", false, |s| {
+            s.get_attributes(object, types)
+        })
+    }
+
+    /// `CKA_LABEL` as text (empty when absent or not UTF-8).
+    pub fn label(&mut self, object: ObjectHandle) -> CallResult<String> {
+        let attrs = self.attributes(object, &[AttributeType::Label])?;
+        Ok(attrs
+            .into_iter()
+            .find_map(|a| match a {
+                Attribute::Label(l) => String::from_utf8(l).ok(),
+                _ => None,
+            })
+            .unwrap_or_default())
+    }
+
+    /// `CKA_VALUE` of a non-sensitive object (empty when the token withholds it).
+    pub fn value(&mut self, object: ObjectHandle) -> CallResult<Vec<u8>> {
+        let attrs = self.attributes(object, &[AttributeType::Value])?;
+        Ok(attrs
+            .into_iter()
+            .find_map(|a| match a {
+                Attribute::Value(v) => Some(v),
+                _ => None,
+            })
+            .unwrap_or_default())
+    }
+
+    /// Create an object. `CKA_VALUE` bytes in the template are zeroized afterwards
+    /// whatever the outcome.
+    pub fn create(&mut self, mut template: Vec<Attribute>) -> CallResult<ObjectHandle> {
+        let result = self.call("C_CreateObject", true, |s| s.create_object(&template));
+        for attribute in template.iter_mut() {
+            if let Attribute::Value(v) = attribute {
+                v.zeroize();
+            }
+        }
+        result
+    }
+
+    pub fn destroy(&mut self, object: ObjectHandle) -> CallResult<()> {
+        self.call("C_DestroyObject", true, |s| s.destroy_object(object))
+    }
+
+    pub fn copy(
+        &mut self,
+        object: ObjectHandle,
+        template: &[Attribute],
+    ) -> CallResult<ObjectHandle> {
+        self.call("C_CopyObject", true, |s| s.copy_object(object, template))
+    }
+
+    pub fn update(&mut self, object: ObjectHandle, template: &[Attribute]) -> CallResult<()> {
+        self.call("C_SetAttributeValue", true, |s| {
+            s.update_attributes(object, template)
+        })
+    }
+
+    pub fn generate_key(
+        &mut self,
+        mechanism: &Mechanism,
+        template: &[Attribute],
+    ) -> CallResult<ObjectHandle> {
+        self.call("C_GenerateKey", true, |s| {
+            s.generate_key(mechanism, template)
+        })
+    }
+
+    pub fn generate_key_pair(
+        &mut self,
+        mechanism: &Mechanism,
+        public: &[Attribute],
+        private: &[Attribute],
+    ) -> CallResult<(ObjectHandle, ObjectHandle)> {
+        self.call("C_GenerateKeyPair", true, |s| {
+            s.generate_key_pair(mechanism, public, private)
+        })
+    }
+
+    pub fn sign(
+        &mut self,
+        mechanism: &Mechanism,
+        key: ObjectHandle,
+        data: &[u8],
+    ) -> CallResult<Vec<u8>> {
+        self.call("C_Sign", false, |s| s.sign(mechanism, key, data))
+    }
+
+    /// A signature whose value is secret (an HMAC under the seed): zeroizing.
+    pub fn sign_secret(
+        &mut self,
+        mechanism: &Mechanism,
+        key: ObjectHandle,
+        data: &[u8],
+    ) -> CallResult<Zeroizing<Vec<u8>>> {
+        self.call("C_Sign", false, |s| {
+            s.sign(mechanism, key, data).map(Zeroizing::new)
+        })
+    }
+
+    pub fn decrypt(
+        &mut self,
+        mechanism: &Mechanism,
+        key: ObjectHandle,
+        data: &[u8],
+    ) -> CallResult<Zeroizing<Vec<u8>>> {
+        self.call("C_Decrypt", false, |s| {
+            s.decrypt(mechanism, key, data).map(Zeroizing::new)
+        })
+    }
+
+    pub fn wrap(
+        &mut self,
+        mechanism: &Mechanism,
+        wrapping: ObjectHandle,
+        key: ObjectHandle,
+    ) -> CallResult<Vec<u8>> {
+        self.call("C_WrapKey", false, |s| s.wrap_key(mechanism, wrapping, key))
+    }
+
+    /// Unwrap into a new object; session objects (`CKA_TOKEN` false) leave no trace.
+    pub fn unwrap(
+        &mut self,
+        mechanism: &Mechanism,
+        unwrapping: ObjectHandle,
+        wrapped: &[u8],
+        template: &[Attribute],
+    ) -> CallResult<ObjectHandle> {
+        let mutating = template.iter().any(|a| matches!(a, Attribute::Token(true)));
+        self.call("C_UnwrapKey", mutating, |s| {
+            s.unwrap_key(mechanism, unwrapping, wrapped, template)
+        })
+    }
+
+    /// SHA-1 over `prefix` then the value of `key`, inside the token (C_DigestKey).
+    pub fn digest_with_key(
+        &mut self,
+        mechanism: &Mechanism,
+        prefix: &[u8],
+        key: ObjectHandle,
+    ) -> CallResult<Vec<u8>> {
+        self.call("C_DigestInit", false, |s| s.digest_init(mechanism))?;
+        self.call("C_DigestUpdate", false, |s| s.digest_update(prefix))?;
+        self.call("C_DigestKey", false, |s| s.digest_key(key))?;
+        self.call("C_DigestFinal", false, |s| s.digest_final())
+    }
+}

@@ -1,0 +1,376 @@
+//! A hermetic SoftHSM for one test binary, and a minimal driver of the cloning phases over
+//! the `Backend` trait (as hw-sim/tests/common does for simulated cards), so that each test
+//! reads as the protocol itself and any node may be a token or a simulated card.
+//!
+//! The SoftHSM: one configuration file and token directory per test binary, in a fresh
+//! directory under cargo's CARGO_TARGET_TMPDIR; SOFTHSM2_CONF points there before the
+//! module is initialized. Nothing outside that directory is read or written (no
+//! /etc/softhsm, no /var/lib/softhsm). Each test makes its own tokens, by label, in free
+//! slots (under a mutex: SoftHSM offers one free slot at a time).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use cryptoki::session::UserType;
+use cryptoki::types::AuthPin;
+use mkclone_backend::{
+    Applied, Backend, BackendError, Certificate, CloneableKind, Eid, GenerateRequest,
+    InstallProgress, InstallRequest, KeyLabel, KeyRole, MofN, NodeStatus, ObtainRequest,
+    PublicKeyHash, RsaModulusBits, SealedShare, ShareIndex, ShareStatus, SubjectInfo,
+    VerificationPattern,
+};
+use mkclone_formats::pka::{PublicKeyTokenView, registration_hash};
+use mkclone_hw_sim::{Apqn, SimBackend, memory_card};
+use mkclone_pkcs11::{PinSource, Pkcs11Backend, Pkcs11NodeConfig};
+use zeroize::Zeroizing;
+
+pub const SO_PIN: &str = "so-pin-for-tests";
+pub const USER_PIN: &str = "user-pin-1234";
+
+/// Where Debian's softhsm2 package puts the module (either path; one is a symlink).
+const MODULE_CANDIDATES: [&str; 2] = [
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+];
+
+pub struct SoftHsm {
+    pub module: PathBuf,
+    pub dir: PathBuf,
+}
+
+static HSM: OnceLock<SoftHsm> = OnceLock::new();
+static TOKEN_INIT: Mutex<()> = Mutex::new(());
+
+/// The test binary's SoftHSM. Fails (never skips) when the module is missing.
+pub fn softhsm() -> &'static SoftHsm {
+    HSM.get_or_init(|| {
+        let module = std::env::var_os("MKCLONE_TEST_PKCS11_MODULE")
+            .map(PathBuf::from)
+            .or_else(|| {
+                MODULE_CANDIDATES
+                    .iter()
+                    .map(PathBuf::from)
+                    .find(|p| p.exists())
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "libsofthsm2.so was not found (looked in {}). These tests need SoftHSM 2: \
+                     install it with `apt-get install softhsm2` (scripts/test does this), or set \
+                     MKCLONE_TEST_PKCS11_MODULE to the module's path",
+                    MODULE_CANDIDATES.join(", ")
+                )
+            });
+        let dir = tempfile::Builder::new()
+            .prefix("softhsm-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("a temporary directory under CARGO_TARGET_TMPDIR")
+            .keep();
+        std::fs::create_dir(dir.join("tokens")).expect("the token directory");
+        let conf = dir.join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+                dir.join("tokens").display()
+            ),
+        )
+        .expect("the SoftHSM configuration file");
+        // SAFETY: runs once, inside this OnceLock, before any PKCS#11 module is loaded in
+        // this process (every test reaches a module only through this fixture, so no
+        // C code reads the environment concurrently); std's own environment accesses are
+        // serialized by std.
+        unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
+        SoftHsm { module, dir }
+    })
+}
+
+/// Initialize a fresh token labelled `label` (SO PIN, then the user PIN) and return the
+/// configuration of a node on it, its PIN from the environment variable `pin_var`.
+pub fn new_token(label: &str) -> Pkcs11NodeConfig {
+    let hsm = softhsm();
+    let _guard = TOKEN_INIT.lock().unwrap_or_else(|p| p.into_inner());
+    let pkcs11 = mkclone_pkcs11::shared_module(&hsm.module).expect("the SoftHSM module");
+    let free = pkcs11
+        .get_all_slots()
+        .unwrap()
+        .into_iter()
+        .find(|s| !pkcs11.get_token_info(*s).unwrap().token_initialized())
+        .expect("SoftHSM always offers a free slot");
+    let so = AuthPin::new(SO_PIN.into());
+    pkcs11.init_token(free, &so, label).unwrap();
+    // Tokens move between slots after initialization: find it again by label.
+    let slot = pkcs11
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| pkcs11.get_token_info(*s).unwrap().label().trim_end() == label)
+        .expect("the token just initialized");
+    let session = pkcs11.open_rw_session(slot).unwrap();
+    session.login(UserType::So, Some(&so)).unwrap();
+    session.init_pin(&AuthPin::new(USER_PIN.into())).unwrap();
+    session.logout().unwrap();
+    drop(session);
+    Pkcs11NodeConfig {
+        module: hsm.module.clone(),
+        token: label.into(),
+        expect_token_serial: None,
+        pin: PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
+    }
+}
+
+pub fn open(config: &Pkcs11NodeConfig) -> Pkcs11Backend {
+    Pkcs11Backend::open(config, Zeroizing::new(USER_PIN.into()))
+        .unwrap_or_else(|e| panic!("opening token {}: {e}", config.token))
+}
+
+/// A fresh token with its EID set.
+pub fn token_node(label: &str, eid: &str) -> (Pkcs11NodeConfig, Pkcs11Backend) {
+    let config = new_token(label);
+    let mut node = open(&config);
+    node.set_eid(&Eid::new(eid).unwrap()).unwrap();
+    (config, node)
+}
+
+/// A simulated card with its EID set.
+pub fn sim_node(n: u8, eid: &str) -> SimBackend {
+    let mut b = memory_card(Apqn::new(n, 0x0d).unwrap(), &format!("SIM{n:05}")).unwrap();
+    b.set_eid(&Eid::new(eid).unwrap()).unwrap();
+    b
+}
+
+// ---------------------------------------------------------------------------------------
+// The phases
+// ---------------------------------------------------------------------------------------
+
+pub fn label(s: &str) -> KeyLabel {
+    KeyLabel::new(s).unwrap()
+}
+
+pub const SA_LABEL: &str = "MKCLONE.SA";
+pub const CSS_LABEL: &str = "MKCLONE.CSS";
+pub const CSR_LABEL: &str = "MKCLONE.CSR";
+
+/// The SA key after phase 1: its self-signed certificate and registration hash.
+#[derive(Clone)]
+pub struct SaKey {
+    pub certificate: Certificate,
+    pub hash: PublicKeyHash,
+}
+
+pub fn generate(
+    node: &mut dyn Backend,
+    key: &str,
+    role: KeyRole,
+) -> mkclone_backend::PublicKeyToken {
+    node.generate_retained_key(&GenerateRequest {
+        label: label(key),
+        role,
+        bits: RsaModulusBits::B2048,
+        clone: true,
+    })
+    .unwrap()
+    .value()
+}
+
+/// Phase 1 on the SA node.
+pub fn phase1(sa: &mut dyn Backend) -> SaKey {
+    let token = generate(sa, SA_LABEL, KeyRole::Sa);
+    let section = PublicKeyTokenView::decode(&token)
+        .unwrap()
+        .certificate
+        .expect("the SA token carries its self-signed certificate");
+    SaKey {
+        hash: registration_hash(&section).unwrap(),
+        certificate: section.encode().unwrap(),
+    }
+}
+
+/// Install the SA public key on a node: hash first, then key (dual control).
+pub fn install_sa(node: &mut dyn Backend, sa: &SaKey) {
+    node.register_public_key_hash(&label(SA_LABEL), &sa.hash, true)
+        .unwrap();
+    node.register_public_key(&label(SA_LABEL), &sa.certificate, true)
+        .unwrap();
+}
+
+/// Generate `key` with `role` on `node` and have the SA node certify it.
+pub fn certify(
+    sa: &mut dyn Backend,
+    node: &mut dyn Backend,
+    key: &str,
+    role: KeyRole,
+) -> Certificate {
+    let token = generate(node, key, role);
+    let identity = node.status().unwrap().identity;
+    sa.certify_public_key(
+        &label(SA_LABEL),
+        &token,
+        &SubjectInfo {
+            eid: identity.eid,
+            serial: Some(identity.serial),
+        },
+    )
+    .unwrap()
+}
+
+/// Phases 2a + 2b on the source: m-of-n, SA key installed, CSS certified.
+pub fn phase2(
+    sa_node: &mut dyn Backend,
+    sa: &SaKey,
+    source: &mut dyn Backend,
+    m_of_n: MofN,
+) -> Certificate {
+    source.set_m_of_n(m_of_n).unwrap();
+    install_sa(source, sa);
+    certify(sa_node, source, CSS_LABEL, KeyRole::Css)
+}
+
+/// Phases 3a + 3b on a target: m-of-n, SA key installed, CSR certified.
+pub fn phase3ab(
+    sa_node: &mut dyn Backend,
+    sa: &SaKey,
+    target: &mut dyn Backend,
+    m_of_n: MofN,
+) -> Certificate {
+    target.set_m_of_n(m_of_n).unwrap();
+    install_sa(target, sa);
+    certify(sa_node, target, CSR_LABEL, KeyRole::Csr)
+}
+
+pub fn obtain(
+    source: &mut dyn Backend,
+    kind: CloneableKind,
+    index: u8,
+    csr: &Certificate,
+) -> SealedShare {
+    source
+        .obtain_share(&ObtainRequest {
+            kind,
+            index: ShareIndex::new(index).unwrap(),
+            css_label: label(CSS_LABEL),
+            sa_name: label(SA_LABEL),
+            csr_certificate: csr.clone(),
+        })
+        .unwrap()
+}
+
+pub fn install_request(
+    kind: CloneableKind,
+    css: &Certificate,
+    share: SealedShare,
+) -> InstallRequest {
+    InstallRequest {
+        kind,
+        csr_label: label(CSR_LABEL),
+        sa_name: label(SA_LABEL),
+        css_certificate: css.clone(),
+        share,
+    }
+}
+
+pub fn install(
+    target: &mut dyn Backend,
+    kind: CloneableKind,
+    css: &Certificate,
+    share: SealedShare,
+) -> Result<Applied<InstallProgress>, BackendError> {
+    target.install_share(&install_request(kind, css, share))
+}
+
+pub fn pattern(
+    node: &mut dyn Backend,
+    kind: CloneableKind,
+    register: &str,
+) -> Option<VerificationPattern> {
+    let status = node.status().unwrap();
+    let reg = status.register(kind.kind()).unwrap();
+    match register {
+        "new" => reg.new_patterns.first().cloned(),
+        "current" => reg.current_patterns.first().cloned(),
+        "old" => reg.old_patterns.first().cloned(),
+        other => panic!("no register {other}"),
+    }
+}
+
+/// 3c + 3d: obtain `indices` from the source, install them, confirm NEW, SET.
+pub fn clone_into(
+    source: &mut dyn Backend,
+    css: &Certificate,
+    target: &mut dyn Backend,
+    csr: &Certificate,
+    kind: CloneableKind,
+    indices: &[u8],
+    m: u8,
+) {
+    let shares: Vec<SealedShare> = indices
+        .iter()
+        .map(|&i| obtain(source, kind, i, csr))
+        .collect();
+    for (k, share) in shares.into_iter().enumerate() {
+        let progress = install(target, kind, css, share).unwrap();
+        assert!(!progress.was_already_done());
+        let received = k as u8 + 1;
+        if received < m {
+            assert_eq!(progress.value(), InstallProgress::NeedMore { received, m });
+        } else {
+            assert_eq!(progress.value(), InstallProgress::Complete);
+        }
+    }
+    let expected = pattern(source, kind, "current").unwrap();
+    assert_eq!(
+        pattern(target, kind, "new"),
+        Some(expected.clone()),
+        "{kind}: NEW equals the source's CURRENT"
+    );
+    target.set_master_key(kind).unwrap();
+    assert_eq!(
+        pattern(target, kind, "current"),
+        Some(expected),
+        "{kind}: CURRENT after SET"
+    );
+}
+
+/// Everything a node reports about its state, for before/after comparisons.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub status: NodeStatus,
+    pub shares: ShareStatus,
+    pub registrations: Vec<mkclone_backend::Registration>,
+    pub retained: Vec<mkclone_backend::RetainedKeyInfo>,
+}
+
+pub fn snapshot(node: &mut dyn Backend) -> Snapshot {
+    Snapshot {
+        status: node.status().unwrap(),
+        shares: node.share_status().unwrap(),
+        registrations: node.list_registrations().unwrap(),
+        retained: node.list_retained_keys().unwrap(),
+    }
+}
+
+/// A token's object labels with the random ids and map generations blanked: the shape of
+/// its state, comparable between two runs.
+pub fn object_shape(node: &mut Pkcs11Backend) -> Vec<String> {
+    let mut shape: Vec<String> = node
+        .managed_objects()
+        .unwrap()
+        .into_iter()
+        .map(|l| match l.rsplit_once('/') {
+            Some((head, tail))
+                if head.starts_with("mkclone/")
+                    && tail.len() == 16
+                    && tail.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                format!("{head}/*")
+            }
+            _ => l,
+        })
+        .collect();
+    shape.sort();
+    shape
+}
+
+pub fn module_path() -> &'static Path {
+    &softhsm().module
+}

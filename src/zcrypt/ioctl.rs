@@ -1,0 +1,264 @@
+//! The one system call mkclone makes on a coprocessor, `ZSECSENDCPRB`, behind a narrow
+//! seam ([`ZcryptDevice`]) so that tests can stand a fake kernel in for it.
+//!
+//! This is the only module of mkclone with `unsafe` code: the ioctl itself.
+//!
+//! [`XcrbCall`] owns the `ica_xcRB` and borrows the request and reply buffers its pointers
+//! describe, for exactly as long as the call lasts. Its fields are private and only
+//! [`XcrbCall::new`] sets the pointers, each from the slice whose length goes next to it,
+//! so that the kernel can never be handed a pointer that outlives or overruns its buffer.
+//! A fake kernel reaches the buffers through [`XcrbCall::request_block`] and
+//! [`XcrbCall::reply_block`], which resolve the pointers in the `ica_xcRB` the way the
+//! kernel's `copy_from_user` would, but only inside the borrowed buffers: a wrong pointer
+//! or length is EFAULT there as it would be in the kernel.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, open};
+use nix::sys::stat::Mode;
+
+use super::abi::{self, ica_xcRB};
+
+/// `ZSECSENDCPRB`: read|write, magic 'z', number 0x81, size 0 (the structure's size is
+/// not part of the number). Taken from the bindings, where bindgen evaluated the header's
+/// `_IOC`-style macro; a test checks it against nix's `request_code_readwrite!`.
+pub const ZSECSENDCPRB: u32 = abi::ZSECSENDCPRB;
+
+/// `ica_xcRB.agent_ID`: the bytes "CA", as the kernel's own callers write it
+/// (zcrypt_ccamisc.c, `prep_xcrb`: `memcpy(&agent_ID, "CA", 2)`).
+pub const AGENT_ID: [u8; 2] = *b"CA";
+
+// nix's `ioctl_readwrite!` would encode sizeof(ica_xcRB) into the number (0xC05E7A81);
+// the kernel expects size 0, so the request code is given literally
+// (reference/toolchain-notes.md, "bindgen and ioctls").
+nix::ioctl_readwrite_bad!(zsecsendcprb, ZSECSENDCPRB, ica_xcRB);
+
+/// Something that answers `ZSECSENDCPRB`: the kernel through a device file, or a test's
+/// fake kernel.
+pub trait ZcryptDevice {
+    /// The device node, for messages.
+    fn path(&self) -> &Path;
+
+    /// Issue `ZSECSENDCPRB` for `call`. `Ok` when the ioctl returned 0 (the card
+    /// answered; its CCA return code is in the reply CPRBX), the errno otherwise.
+    fn send_cprb(&mut self, call: &mut XcrbCall<'_>) -> Result<(), Errno>;
+}
+
+/// One `ZSECSENDCPRB` call: the control block and the buffers it points to.
+pub struct XcrbCall<'a> {
+    xcrb: ica_xcRB,
+    request: &'a [u8],
+    reply: &'a mut [u8],
+}
+
+/// A buffer too large for a 32-bit length field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LengthTooLarge {
+    pub len: usize,
+}
+
+impl<'a> XcrbCall<'a> {
+    /// A call sending `request` (CPRBX and parameter block) to `card` (or
+    /// [`abi::AUTOSELECT`]) and offering `reply` for the reply CPRBX and parameter block.
+    /// No data blocks: mkclone carries everything in the parameter blocks.
+    pub fn new(card: u32, request: &'a [u8], reply: &'a mut [u8]) -> Result<Self, LengthTooLarge> {
+        let request_len =
+            u32::try_from(request.len()).map_err(|_| LengthTooLarge { len: request.len() })?;
+        let reply_len =
+            u32::try_from(reply.len()).map_err(|_| LengthTooLarge { len: reply.len() })?;
+        let xcrb = ica_xcRB {
+            agent_ID: u16::from_ne_bytes(AGENT_ID),
+            user_defined: card,
+            request_ID: 0,
+            request_control_blk_length: request_len,
+            padding1: [0; 8],
+            // The kernel only reads the request; the field is `char *` in the ABI.
+            request_control_blk_addr: request.as_ptr().cast_mut().cast(),
+            request_data_length: 0,
+            padding2: [0; 8],
+            request_data_address: std::ptr::null_mut(),
+            reply_control_blk_length: reply_len,
+            padding3: [0; 8],
+            reply_control_blk_addr: reply.as_mut_ptr().cast(),
+            reply_data_length: 0,
+            padding4: [0; 8],
+            reply_data_addr: std::ptr::null_mut(),
+            priority_window: 0,
+            status: 0,
+        };
+        Ok(Self {
+            xcrb,
+            request,
+            reply,
+        })
+    }
+
+    /// The control block as it stands (after the call: with the lengths the kernel wrote
+    /// back). Read its fields by value: the structure is packed.
+    pub fn xcrb(&self) -> &ica_xcRB {
+        &self.xcrb
+    }
+
+    /// `agent_ID` as the bytes in memory.
+    pub fn agent_id(&self) -> [u8; 2] {
+        let id = self.xcrb.agent_ID;
+        id.to_ne_bytes()
+    }
+
+    /// `user_defined`: the card index, or AUTOSELECT.
+    pub fn card(&self) -> u32 {
+        self.xcrb.user_defined
+    }
+
+    /// The request control block the `ica_xcRB` describes, resolved as `copy_from_user`
+    /// would: EFAULT unless address and length lie inside the request buffer.
+    pub fn request_block(&self) -> Result<&[u8], Errno> {
+        let addr = self.xcrb.request_control_blk_addr as usize;
+        let len = self.xcrb.request_control_blk_length as usize;
+        let base = self.request.as_ptr() as usize;
+        let start = addr.checked_sub(base).ok_or(Errno::EFAULT)?;
+        let end = start.checked_add(len).ok_or(Errno::EFAULT)?;
+        self.request.get(start..end).ok_or(Errno::EFAULT)
+    }
+
+    /// The request data block (mkclone sends none: empty when the address is null and the
+    /// length 0, EFAULT otherwise).
+    pub fn request_data_block(&self) -> Result<&[u8], Errno> {
+        let addr = self.xcrb.request_data_address;
+        let len = self.xcrb.request_data_length;
+        if addr.is_null() && len == 0 {
+            Ok(&[])
+        } else {
+            Err(Errno::EFAULT)
+        }
+    }
+
+    /// The address the reply control block starts at, as a number (for checking the
+    /// CPRBX's reply-parameter-block address slot).
+    pub fn reply_address(&self) -> usize {
+        self.xcrb.reply_control_blk_addr as usize
+    }
+
+    /// The address the request control block starts at, as a number.
+    pub fn request_address(&self) -> usize {
+        self.xcrb.request_control_blk_addr as usize
+    }
+
+    /// The reply control block the `ica_xcRB` describes (its capacity is
+    /// `reply_control_blk_length`), resolved as `copy_to_user` would: EFAULT unless
+    /// address and length lie inside the reply buffer.
+    pub fn reply_block(&mut self) -> Result<&mut [u8], Errno> {
+        let addr = self.xcrb.reply_control_blk_addr as usize;
+        let len = self.xcrb.reply_control_blk_length as usize;
+        let base = self.reply.as_ptr() as usize;
+        let start = addr.checked_sub(base).ok_or(Errno::EFAULT)?;
+        let end = start.checked_add(len).ok_or(Errno::EFAULT)?;
+        self.reply.get_mut(start..end).ok_or(Errno::EFAULT)
+    }
+
+    /// What the kernel writes back after the card answered: the lengths of the reply
+    /// control block and reply data block.
+    pub fn set_reply_lengths(&mut self, control: u32, data: u32) {
+        self.xcrb.reply_control_blk_length = control;
+        self.xcrb.reply_data_length = data;
+    }
+
+    /// What the kernel writes into `status` when the card reports an AP-level failure.
+    pub fn set_status(&mut self, status: u32) {
+        self.xcrb.status = status;
+    }
+
+    /// The reply control block length (after the call: what the kernel wrote back).
+    pub fn reply_control_len(&self) -> u32 {
+        self.xcrb.reply_control_blk_length
+    }
+
+    /// The reply data length (after the call: what the kernel wrote back).
+    pub fn reply_data_len(&self) -> u32 {
+        self.xcrb.reply_data_length
+    }
+
+    /// `status` as the kernel left it.
+    pub fn status(&self) -> u32 {
+        self.xcrb.status
+    }
+
+    /// The reply buffer (after the call: with what the kernel copied into it).
+    pub fn reply_buffer(&self) -> &[u8] {
+        self.reply
+    }
+}
+
+/// A zcrypt device node opened read-write: `/dev/z90crypt` or a `/dev/zcrypt-*` node.
+#[derive(Debug)]
+pub struct DeviceFile {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl DeviceFile {
+    /// Open `path` read-write (close-on-exec).
+    pub fn open(path: &Path) -> Result<Self, Errno> {
+        let fd = open(path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())?;
+        Ok(Self {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl ZcryptDevice for DeviceFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn send_cprb(&mut self, call: &mut XcrbCall<'_>) -> Result<(), Errno> {
+        let xcrb: *mut ica_xcRB = &mut call.xcrb;
+        // SAFETY: `xcrb` points to the live ica_xcRB inside `call`, borrowed mutably for
+        // the whole ioctl. Its request pointer and length come from `call.request` and its
+        // reply pointer and length from `call.reply` (XcrbCall::new sets both from the same
+        // slices, and nothing else can change them), both borrowed by `call` for the
+        // duration of this call; the data-block pointers are null with length 0. The
+        // kernel reads at most request_control_blk_length bytes of the request, writes at
+        // most reply_control_blk_length bytes of the reply, and writes back only fields of
+        // the ica_xcRB; the fd is open and owned by `self`.
+        unsafe { zsecsendcprb(self.fd.as_raw_fd(), xcrb) }.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_call_describes_its_buffers_and_resolves_only_inside_them() {
+        let request = vec![7u8; 224];
+        let mut reply = vec![0u8; 300];
+        let mut call = XcrbCall::new(3, &request, &mut reply).unwrap();
+        assert_eq!(call.agent_id(), *b"CA");
+        assert_eq!(call.card(), 3);
+        assert_eq!(call.request_block().unwrap().len(), 224);
+        assert_eq!(call.request_data_block().unwrap().len(), 0);
+        assert_eq!(call.reply_block().unwrap().len(), 300);
+
+        // A length past the buffer is EFAULT, as copy_from_user would make it.
+        call.xcrb.request_control_blk_length = 225;
+        assert_eq!(call.request_block(), Err(Errno::EFAULT));
+        call.xcrb.request_control_blk_length = 224;
+        // So is an address outside it.
+        call.xcrb.reply_control_blk_addr = std::ptr::null_mut();
+        assert_eq!(call.reply_block().map(|b| b.len()), Err(Errno::EFAULT));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_zcrypt_device_answers_enotty() {
+        let mut dev = DeviceFile::open(Path::new("/dev/null")).unwrap();
+        let request = vec![0u8; 224];
+        let mut reply = vec![0u8; 224];
+        let mut call = XcrbCall::new(0, &request, &mut reply).unwrap();
+        assert_eq!(dev.send_cprb(&mut call), Err(Errno::ENOTTY));
+        assert_eq!(dev.path(), Path::new("/dev/null"));
+    }
+}

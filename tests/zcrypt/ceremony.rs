@@ -1,0 +1,224 @@
+//! A whole cloning ceremony through CcaBackend -> IoctlTransport -> ica_xcRB pointers ->
+//! fake kernel -> hw-sim: SA node, a source, two targets, SYM and ASYM, 3-of-5.
+//!
+//! The phase driver is hw-sim/tests/common/mod.rs's, made generic over `Backend`. The
+//! transports say they are real devices, so this runs with the experiment override
+//! (ProjectEncodings::SendAnywayIKnowTheyAreNotIbms): the cloning verbs' encodings are the
+//! project's own, which only the simulator understands. Status takes the real-device path:
+//! FQ STATCCAE, STATEID, STATICSA, STATICSB.
+
+use mkclone::backend::{
+    Applied, Backend, Certificate, CloneableKind, Eid, GenerateRequest, InstallProgress,
+    InstallRequest, KeyLabel, KeyRole, MasterKeyKind, MofN, ObtainRequest, PatternAlgorithm,
+    PublicKeyHash, RsaModulusBits, SealedShare, ShareIndex, SubjectInfo, VerificationPattern,
+};
+use mkclone::cca::Apqn;
+use mkclone::formats::pka::{PublicKeyTokenView, registration_hash};
+use mkclone::zcrypt::ProjectEncodings;
+
+use crate::fake_kernel::{Bus, BusExt, backend};
+
+const SA_LABEL: &str = "MKCLONE.SA";
+const CSS_LABEL: &str = "MKCLONE.CSS";
+const CSR_LABEL: &str = "MKCLONE.CSR";
+
+fn label(s: &str) -> KeyLabel {
+    KeyLabel::new(s).unwrap()
+}
+
+fn generate<B: Backend>(
+    node: &mut B,
+    key: &str,
+    role: KeyRole,
+) -> mkclone::backend::PublicKeyToken {
+    node.generate_retained_key(&GenerateRequest {
+        label: label(key),
+        role,
+        bits: RsaModulusBits::B2048,
+        clone: true,
+    })
+    .unwrap()
+    .value()
+}
+
+fn install_sa<B: Backend>(node: &mut B, hash: &PublicKeyHash, certificate: &Certificate) {
+    node.register_public_key_hash(&label(SA_LABEL), hash, true)
+        .unwrap();
+    node.register_public_key(&label(SA_LABEL), certificate, true)
+        .unwrap();
+}
+
+fn certify<S: Backend, N: Backend>(
+    sa: &mut S,
+    node: &mut N,
+    key: &str,
+    role: KeyRole,
+) -> Certificate {
+    let token = generate(node, key, role);
+    let identity = node.status().unwrap().identity;
+    sa.certify_public_key(
+        &label(SA_LABEL),
+        &token,
+        &SubjectInfo {
+            eid: identity.eid,
+            serial: Some(identity.serial),
+        },
+    )
+    .unwrap()
+}
+
+fn pattern<B: Backend>(
+    node: &mut B,
+    kind: CloneableKind,
+    new: bool,
+) -> Option<VerificationPattern> {
+    let status = node.status().unwrap();
+    let reg = status.register(kind.kind()).unwrap();
+    if new {
+        reg.new_patterns.first().cloned()
+    } else {
+        reg.current_patterns.first().cloned()
+    }
+}
+
+#[test]
+fn a_whole_ceremony_runs_through_the_ioctl_transport_and_a_fake_kernel() {
+    let bus = Bus::new();
+    let apqn = |card: u8| Apqn::new(card, 0x0d).unwrap();
+    for (card, serial) in [
+        (1, "SA000001"),
+        (2, "SRC00002"),
+        (3, "TGT00003"),
+        (4, "TGT00004"),
+    ] {
+        bus.add_card(apqn(card), serial);
+    }
+    let open = |card: u8| {
+        backend(
+            &bus,
+            apqn(card),
+            ProjectEncodings::SendAnywayIKnowTheyAreNotIbms,
+        )
+    };
+    let mut sa = open(1);
+    let mut source = open(2);
+    let mut targets = [open(3), open(4)];
+    let m_of_n = MofN::new(3, 5).unwrap();
+
+    // Every node reports itself through the public encodings.
+    assert_eq!(sa.status().unwrap().identity.serial.as_str(), "SA000001");
+    assert!(sa.capabilities().operations.len() > 1);
+    assert!(
+        !sa.capabilities().rehearsal_only,
+        "the transport says: real device"
+    );
+
+    for (node, eid) in [(&mut sa, "SA NODE"), (&mut source, "SOURCE")] {
+        node.set_eid(&Eid::new(eid).unwrap()).unwrap();
+    }
+    for (i, t) in targets.iter_mut().enumerate() {
+        t.set_eid(&Eid::new(&format!("TARGET {}", i + 1)).unwrap())
+            .unwrap();
+    }
+
+    // Phase 1: the SA key and its self-signed certificate.
+    let sa_token = generate(&mut sa, SA_LABEL, KeyRole::Sa);
+    let section = PublicKeyTokenView::decode(&sa_token)
+        .unwrap()
+        .certificate
+        .expect("the SA token carries its certificate");
+    let sa_hash = registration_hash(&section).unwrap();
+    let sa_certificate = section.encode().unwrap();
+
+    // Phase 2: the source's master keys, m-of-n, SA installed, CSS certified.
+    for kind in CloneableKind::ALL {
+        source.load_random_master_key(kind).unwrap();
+    }
+    source.set_m_of_n(m_of_n).unwrap();
+    install_sa(&mut source, &sa_hash, &sa_certificate);
+    let css_certificate = certify(&mut sa, &mut source, CSS_LABEL, KeyRole::Css);
+
+    // Phases 3a-3d for each target and each key, with shares 1, 3 and 5.
+    for target in targets.iter_mut() {
+        target.set_m_of_n(m_of_n).unwrap();
+        install_sa(target, &sa_hash, &sa_certificate);
+        let csr_certificate = certify(&mut sa, target, CSR_LABEL, KeyRole::Csr);
+        for kind in CloneableKind::ALL {
+            let shares: Vec<SealedShare> = [1u8, 3, 5]
+                .iter()
+                .map(|&i| {
+                    source
+                        .obtain_share(&ObtainRequest {
+                            kind,
+                            index: ShareIndex::new(i).unwrap(),
+                            css_label: label(CSS_LABEL),
+                            sa_name: label(SA_LABEL),
+                            csr_certificate: csr_certificate.clone(),
+                        })
+                        .unwrap()
+                })
+                .collect();
+            for (k, share) in shares.into_iter().enumerate() {
+                let progress = target
+                    .install_share(&InstallRequest {
+                        kind,
+                        csr_label: label(CSR_LABEL),
+                        sa_name: label(SA_LABEL),
+                        css_certificate: css_certificate.clone(),
+                        share,
+                    })
+                    .unwrap();
+                let expected = if k < 2 {
+                    InstallProgress::NeedMore {
+                        received: k as u8 + 1,
+                        m: 3,
+                    }
+                } else {
+                    InstallProgress::Complete
+                };
+                assert_eq!(progress, Applied::Done(expected));
+            }
+            // Confirm before SET: NEW on the target equals CURRENT on the source, as
+            // read through STATICSB (SYM) and STATICSA (ASYM).
+            let source_current = pattern(&mut source, kind, false).unwrap();
+            assert_eq!(pattern(target, kind, true), Some(source_current.clone()));
+            let algorithm = match kind {
+                CloneableKind::Sym => PatternAlgorithm::Sha1Method,
+                CloneableKind::Asym => PatternAlgorithm::Mdc4,
+            };
+            assert_eq!(source_current.algorithm(), algorithm);
+            target.set_master_key(kind).unwrap();
+            assert_eq!(pattern(target, kind, false), Some(source_current));
+        }
+    }
+
+    // The status of a real device lists AES and APKA too (empty on a simulated card).
+    let status = targets[0].status().unwrap();
+    let kinds: Vec<MasterKeyKind> = status.registers.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            MasterKeyKind::Sym,
+            MasterKeyKind::Asym,
+            MasterKeyKind::Aes,
+            MasterKeyKind::Apka
+        ]
+    );
+    assert_eq!(status.identity.serial.as_str(), "TGT00003");
+
+    // Every request crossed the fake kernel, addressed to its card and domain 0x0d, and
+    // none failed.
+    let calls = bus.calls();
+    assert!(calls.len() > 100, "{} calls", calls.len());
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.errno.is_none() && c.card_ran && c.domain == 0x0d)
+    );
+    assert!(calls.iter().any(|c| c.card == 4 && &c.function == b"md"));
+    assert!(calls.iter().any(|c| &c.function == b"FQ"));
+    assert!(
+        calls.iter().all(|c| &c.function != b"vp"),
+        "status on a real device uses public encodings only"
+    );
+}

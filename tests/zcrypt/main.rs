@@ -1,0 +1,9 @@
+//! The zcrypt driver, tested without a coprocessor: the ioctl transport over a fake
+//! kernel that enforces ZSECSENDCPRB's rules and hands requests to hw-sim, real file
+//! descriptors that are not zcrypt devices, and fake sysfs trees.
+
+mod ceremony;
+mod errno;
+mod fake_kernel;
+mod guard;
+mod sysfs;
