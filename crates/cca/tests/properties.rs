@@ -22,7 +22,7 @@ fn key_label() -> impl Strategy<Value = KeyLabel> {
     prop_oneof![
         "[A-Z][A-Z0-9]{0,7}(\\.[A-Z][A-Z0-9]{0,7}){0,3}",
         // The full alphabet and the 64-character maximum (8 tokens of 7 + 7 periods).
-        "[A-Z#$@][A-Z0-9#$@]{0,7}(\\.[A-Z#$@][A-Z0-9#$@]{0,7}){0,7}",
+        "[A-Z#$@][A-Z0-9#$@]{0,6}(\\.[A-Z#$@][A-Z0-9#$@]{0,6}){0,7}",
         "[A-Z]{7}(\\.[A-Z]{7}){7}",
     ]
     .prop_map(|s| KeyLabel::new(&s).expect("strategy makes valid labels"))
