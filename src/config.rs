@@ -83,6 +83,34 @@ fn default_directory() -> PathBuf {
 #[serde(tag = "backend", rename_all = "lowercase")]
 enum RawNode {
     Sim(RawSimNode),
+    Zcrypt(RawZcryptNode),
+    Pkcs11(RawPkcs11Node),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPkcs11Node {
+    module: PathBuf,
+    token: String,
+    #[serde(default)]
+    expect_token_serial: Option<String>,
+    /// `{ env = "VAR" }`, `{ file = "path" }` or `"prompt"`; never the PIN itself.
+    pin: mkclone_pkcs11::PinSource,
+    #[serde(default)]
+    eid: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZcryptNode {
+    apqn: String,
+    #[serde(default)]
+    device: Option<PathBuf>,
+    #[serde(default)]
+    expect_serial: Option<String>,
+    /// The EID the node must carry when it takes part in the ceremony.
+    #[serde(default)]
+    eid: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,12 +132,18 @@ pub enum NodeBackend {
         apqn: Apqn,
         serial: Option<SerialNumber>,
     },
+    /// A real Crypto Express coprocessor domain through the Linux zcrypt driver.
+    Zcrypt(crate::zcrypt::ZcryptNodeConfig),
+    /// A PKCS#11 token, found by label in a module.
+    Pkcs11(mkclone_pkcs11::Pkcs11NodeConfig),
 }
 
 impl NodeBackend {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Sim { .. } => "sim",
+            Self::Zcrypt(_) => "zcrypt",
+            Self::Pkcs11(_) => "pkcs11",
         }
     }
 }
@@ -118,7 +152,8 @@ impl NodeBackend {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeConfig {
     pub name: String,
-    pub eid: Eid,
+    /// The EID the node must carry (required for the nodes of the plan).
+    pub eid: Option<Eid>,
     pub backend: NodeBackend,
 }
 
@@ -157,23 +192,59 @@ impl Config {
 
         let mut nodes = BTreeMap::new();
         for (name, node) in raw.nodes {
-            let RawNode::Sim(sim) = node;
-            let eid =
-                Eid::new(&sim.eid).map_err(|e| invalid(format!("[nodes.{name}] eid: {e}")))?;
-            let apqn: Apqn = sim
-                .apqn
-                .parse()
-                .map_err(|e| invalid(format!("[nodes.{name}] apqn: {e}")))?;
-            let serial = sim
-                .serial
-                .as_deref()
-                .map(SerialNumber::new)
-                .transpose()
-                .map_err(|e| invalid(format!("[nodes.{name}] serial: {e}")))?;
-            let backend = NodeBackend::Sim {
-                sim_dir: base.join(sim.sim_dir),
-                apqn,
-                serial,
+            let apqn_of = |text: &str| -> Result<Apqn, ConfigError> {
+                text.parse()
+                    .map_err(|e| invalid(format!("[nodes.{name}] apqn: {e}")))
+            };
+            let serial_of =
+                |text: Option<&str>, key: &str| -> Result<Option<SerialNumber>, ConfigError> {
+                    text.map(SerialNumber::new)
+                        .transpose()
+                        .map_err(|e| invalid(format!("[nodes.{name}] {key}: {e}")))
+                };
+            let eid_of = |text: Option<&str>| -> Result<Option<Eid>, ConfigError> {
+                text.map(Eid::new)
+                    .transpose()
+                    .map_err(|e| invalid(format!("[nodes.{name}] eid: {e}")))
+            };
+            let (eid, backend) = match node {
+                RawNode::Sim(sim) => {
+                    let backend = NodeBackend::Sim {
+                        sim_dir: base.join(&sim.sim_dir),
+                        apqn: apqn_of(&sim.apqn)?,
+                        serial: serial_of(sim.serial.as_deref(), "serial")?,
+                    };
+                    (eid_of(Some(&sim.eid))?, backend)
+                }
+                RawNode::Zcrypt(z) => {
+                    let mut cfg = crate::zcrypt::ZcryptNodeConfig::new(apqn_of(&z.apqn)?);
+                    cfg.device = z.device;
+                    cfg.expect_serial = serial_of(z.expect_serial.as_deref(), "expect_serial")?;
+                    cfg.validate()
+                        .map_err(|e| invalid(format!("[nodes.{name}] {e}")))?;
+                    (eid_of(z.eid.as_deref())?, NodeBackend::Zcrypt(cfg))
+                }
+                RawNode::Pkcs11(t) => {
+                    if t.token.trim().is_empty() {
+                        return Err(invalid(format!(
+                            "[nodes.{name}] token: the token label may not be empty"
+                        )));
+                    }
+                    let pin = match t.pin {
+                        // A PIN file named relative to the configuration file.
+                        mkclone_pkcs11::PinSource::File(f) => {
+                            mkclone_pkcs11::PinSource::File(base.join(f))
+                        }
+                        other => other,
+                    };
+                    let cfg = mkclone_pkcs11::Pkcs11NodeConfig {
+                        module: t.module,
+                        token: t.token,
+                        expect_token_serial: t.expect_token_serial,
+                        pin,
+                    };
+                    (eid_of(t.eid.as_deref())?, NodeBackend::Pkcs11(cfg))
+                }
             };
             nodes.insert(name.clone(), NodeConfig { name, eid, backend });
         }
@@ -248,7 +319,17 @@ impl Config {
         }
         let rehearsal = p.rehearsal || any_sim;
 
-        let eid_of = |name: &str| nodes.get(name).map(|n| n.eid.clone());
+        let eid_of = |name: &str| nodes.get(name).and_then(|n| n.eid.clone());
+        for role in std::iter::once(&p.sa)
+            .chain(std::iter::once(&p.source))
+            .chain(p.targets.iter())
+        {
+            if eid_of(role).is_none() {
+                return Err(invalid(format!(
+                    "[nodes.{role}] takes part in the ceremony and needs `eid = \"...\"` (the Environment ID it must carry)"
+                )));
+            }
+        }
         let plan = mkclone_ceremony::Plan::new(mkclone_ceremony::PlanSpec {
             id: p.id,
             sa: (

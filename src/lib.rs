@@ -13,8 +13,10 @@ pub use mkclone_cca as cca;
 pub use mkclone_ceremony as ceremony;
 pub use mkclone_formats as formats;
 pub use mkclone_hw_sim as sim;
+pub use mkclone_pkcs11 as pkcs11;
 
 pub mod config;
 pub mod demo;
 pub mod nodes;
+mod pin;
 pub mod zcrypt;

@@ -29,6 +29,28 @@ pub fn open(node: &NodeConfig) -> Result<Box<dyn Backend>, NodeError> {
             })?;
             Ok(Box::new(backend))
         }
+        NodeBackend::Zcrypt(cfg) => {
+            let backend = crate::zcrypt::open_backend(cfg).map_err(|e| NodeError::Open {
+                node: node.name.clone(),
+                message: e.to_string(),
+            })?;
+            Ok(Box::new(backend))
+        }
+        NodeBackend::Pkcs11(cfg) => {
+            let fail = |message: String| NodeError::Open {
+                node: node.name.clone(),
+                message,
+            };
+            let pin = match &cfg.pin {
+                mkclone_pkcs11::PinSource::Prompt => {
+                    crate::pin::prompt(&node.name, &cfg.token).map_err(fail)?
+                }
+                source => mkclone_pkcs11::resolve_pin(source).map_err(|e| fail(e.to_string()))?,
+            };
+            let backend =
+                mkclone_pkcs11::Pkcs11Backend::open(cfg, pin).map_err(|e| fail(e.to_string()))?;
+            Ok(Box::new(backend))
+        }
     }
 }
 
@@ -39,7 +61,10 @@ pub fn create_sim_card(node: &NodeConfig) -> Result<bool, NodeError> {
         sim_dir,
         apqn,
         serial,
-    } = &node.backend;
+    } = &node.backend
+    else {
+        return Ok(false);
+    };
     let bus = SimBus::new(sim_dir);
     if bus.card_path(*apqn).exists() {
         return Ok(false);

@@ -8,8 +8,8 @@
 use log::debug;
 use mkclone_backend::{
     CloneableKind, CurrentState, Eid, KeyLabel, KeyUsage, MasterKeyKind, MofN, NewState,
-    PatternAlgorithm, PublicKeyHash, PublicKeyToken, ReceptionState, Registration, RetainedKeyInfo,
-    SealedShare, SerialNumber, ShareIndex, ShareTables, VerificationPattern,
+    PublicKeyHash, PublicKeyToken, ReceptionState, Registration, RetainedKeyInfo, SealedShare,
+    SerialNumber, ShareIndex, ShareTables,
 };
 use mkclone_cca::facility::{MasterKeyRegisters, StaticsA, StaticsB};
 use mkclone_cca::parm::Keyword;
@@ -205,23 +205,11 @@ fn absent(kind: MasterKeyKind) -> MasterKeyRegisters {
     }
 }
 
-/// The 16-byte value the simulator puts where a real card's STATICSA reply carries the
-/// ASYM master key's MDC-4 verification pattern. It is NOT MDC-4: mkclone has no tested
-/// MDC-4 implementation (no published vectors; docs/ARCHITECTURE.md, "Formats"). It is a
-/// stand-in, SHA-256 over a label and the key, first 16 bytes, so that status read
-/// through the public STATICSA encoding (the zcrypt driver's path, tested against the
-/// simulator behind a fake kernel) still tells keys apart. It is only ever compared with
-/// another simulated card's stand-in.
-fn mdc4_stand_in(key: &[u8; 24]) -> Option<VerificationPattern> {
-    let digest = Sha256::new()
-        .chain_update(b"MKCLONE-SIM-NOT-MDC4")
-        .chain_update(key)
-        .finalize();
-    VerificationPattern::new(PatternAlgorithm::Mdc4, &digest[..16]).ok()
-}
-
-/// FQ STATICSA as the simulated card answers it: serial, ASYM registers (with the
-/// stand-in patterns), AES absent.
+/// FQ STATICSA as the simulated card answers it: serial, ASYM registers, AES absent.
+/// The ASYM pattern fields are left zero ("not reported"): a real card puts the MDC-4
+/// pattern there, and mkclone has no tested MDC-4 implementation (no published vectors;
+/// docs/ARCHITECTURE.md, "Formats"), so the simulator reports none rather than a value
+/// that only looks like one.
 fn statics_a(card: &CardState) -> StaticsA {
     let set = card.keys(CloneableKind::Asym);
     let valid = |k: &Option<Secret24>| {
@@ -242,9 +230,9 @@ fn statics_a(card: &CardState) -> StaticsA {
             }),
             current: Some(valid(&set.current)),
             old: Some(valid(&set.old)),
-            new_pattern: set.new.as_ref().and_then(|k| mdc4_stand_in(&k.0)),
-            current_pattern: set.current.as_ref().and_then(|k| mdc4_stand_in(&k.0)),
-            old_pattern: set.old.as_ref().and_then(|k| mdc4_stand_in(&k.0)),
+            new_pattern: None,
+            current_pattern: None,
+            old_pattern: None,
         },
         aes: absent(MasterKeyKind::Aes),
     }

@@ -33,6 +33,25 @@ fn rehearsal_banner(config: &Config) {
             "REHEARSAL: this plan uses simulated nodes (keys in plain files); its files and journal say so."
         );
     }
+    // Say plainly where the key is exposed: PKCS#11 has no secret-sharing mechanism.
+    let plan = &config.plan;
+    let exposed: Vec<&str> = std::iter::once(&plan.source)
+        .chain(plan.targets.iter())
+        .filter(|n| {
+            config
+                .nodes
+                .get(&n.name)
+                .is_some_and(|c| matches!(c.backend, mkclone::config::NodeBackend::Pkcs11(_)))
+        })
+        .map(|n| n.name.as_str())
+        .collect();
+    if !exposed.is_empty() {
+        eprintln!(
+            "NOTE for {}: {}",
+            exposed.join(", "),
+            mkclone::pkcs11::KEY_EXPOSURE_NOTICE
+        );
+    }
 }
 
 /// `mkclone clone`.

@@ -4,6 +4,7 @@
 
 mod ceremony_cmds;
 mod demo;
+mod devices;
 mod output;
 mod sim;
 mod status;
@@ -120,6 +121,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The CCA coprocessors this machine sees and the PKCS#11 tokens of a configuration.
+    Devices {
+        /// Also list the slots and tokens of the PKCS#11 modules this configuration names.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The sysfs root (for tests and chroots).
+        #[arg(long, default_value = "/sys", value_name = "DIR")]
+        sysfs: PathBuf,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Simulated cards: create them for a rehearsal.
     #[command(subcommand)]
     Sim(SimCommand),
@@ -159,6 +172,11 @@ pub fn run(command: Command) -> Result<(), Failure> {
             ceremony_cmds::phase(&config.config, "3d", Some(&target.target))
         }
         Command::Status { config, node, json } => status::run(&config.config, &node, json),
+        Command::Devices {
+            config,
+            sysfs,
+            json,
+        } => devices::run(&sysfs, config.as_deref(), json),
         Command::Sim(SimCommand::Init {
             config,
             load_source_keys,

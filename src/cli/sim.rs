@@ -22,6 +22,7 @@ pub fn init(config_path: &Path, load_source_keys: bool) -> Result<(), Failure> {
                     if created { "created" } else { "exists" }
                 );
             }
+            NodeBackend::Zcrypt(_) | NodeBackend::Pkcs11(_) => {}
         }
     }
     if load_source_keys {

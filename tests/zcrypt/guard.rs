@@ -153,7 +153,9 @@ fn status_on_a_real_device_uses_public_encodings_only() {
     assert_eq!(sym.current_patterns.len(), 1);
     let asym = status.register(MasterKeyKind::Asym).unwrap();
     assert_eq!(asym.current, CurrentState::Valid);
-    assert_eq!(asym.current_patterns[0].bytes().len(), 16);
+    // A real card reports the ASYM MDC-4 pattern here; the simulator computes no MDC-4
+    // and leaves the field zero, which is "not reported" - never a made-up value.
+    assert!(asym.current_patterns.is_empty());
     let codes: Vec<[u8; 2]> = bus.calls()[before..].iter().map(|c| c.function).collect();
     assert_eq!(codes, [*b"FQ"; 4], "STATCCAE, STATEID, STATICSA, STATICSB");
 }

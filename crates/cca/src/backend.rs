@@ -11,7 +11,8 @@ use mkclone_backend::{
     Applied, Backend, BackendError, Capabilities, Certificate, CloneableKind, CurrentState, Eid,
     GenerateRequest, Identity, InstallProgress, InstallRequest, KeyLabel, MasterKeyKind, MofN,
     NewState, NodeStatus, ObtainRequest, Operation, PublicKeyHash, PublicKeyToken, RegisterStatus,
-    Registration, Result, RetainedKeyInfo, SealedShare, ShareIndex, ShareStatus, SubjectInfo,
+    Registration, Result, RetainedKeyInfo, SealedShare, SerialNumber, ShareIndex, ShareStatus,
+    SubjectInfo,
 };
 use mkclone_formats::pka::PublicKeyTokenView;
 use mkclone_formats::seal::SealedShareParts;
@@ -286,6 +287,28 @@ impl<T: Transport> CcaBackend<T> {
         registers.push(asym);
         registers.extend(register_status(&a.aes));
         registers.extend(register_status(&b.apka));
+        // Where project encodings may be sent (an experiment, or the simulator behind a
+        // fake kernel), add the SHA-1-method patterns of `vp`: the public replies carry
+        // MDC-4 for ASYM, which the simulator does not compute.
+        if self.transport.allows_project_encodings() {
+            let (_, entries) = self.patterns()?;
+            for reg in registers.iter_mut() {
+                for (register, list) in [
+                    (Register::New, &mut reg.new_patterns),
+                    (Register::Current, &mut reg.current_patterns),
+                    (Register::Old, &mut reg.old_patterns),
+                ] {
+                    for e in entries
+                        .iter()
+                        .filter(|e| e.kind == reg.kind && e.register == register)
+                    {
+                        if !list.contains(&e.pattern) {
+                            list.push(e.pattern.clone());
+                        }
+                    }
+                }
+            }
+        }
         Ok(NodeStatus {
             identity: Identity {
                 serial: a.serial,
@@ -293,6 +316,14 @@ impl<T: Transport> CcaBackend<T> {
             },
             registers,
         })
+    }
+
+    /// `vp`: the serial and the SHA-1-method patterns (project encoding).
+    fn patterns(&mut self) -> Result<(SerialNumber, Vec<crate::verbs::PatternEntry>)> {
+        match self.call_ok(Operation::Status, &Request::Patterns, Ctx::default())? {
+            ReplyBody::Patterns { serial, entries } => Ok((serial, entries)),
+            other => Err(unexpected(Operation::Status, &other)),
+        }
     }
 
     fn registration(&mut self, name: &KeyLabel) -> Result<Option<Registration>> {
@@ -409,11 +440,7 @@ impl<T: Transport> Backend for CcaBackend<T> {
         }
         let states = self.query(Query::StatCcae)?;
         let eid = self.eid()?;
-        let (serial, entries) =
-            match self.call_ok(Operation::Status, &Request::Patterns, Ctx::default())? {
-                ReplyBody::Patterns { serial, entries } => (serial, entries),
-                other => return Err(unexpected(Operation::Status, &other)),
-            };
+        let (serial, entries) = self.patterns()?;
         let mut registers = Vec::new();
         for (kind, first) in [(MasterKeyKind::Sym, 0usize), (MasterKeyKind::Asym, 6usize)] {
             let patterns = |reg: Register| {

@@ -201,9 +201,13 @@ fn registers(
     let new = new_state(digit(states[0]));
     let current = current_state(digit(states[1]));
     let old = current_state(digit(states[2]));
+    // A field of zeros is "no pattern reported" (a device that does not compute this
+    // pattern, such as mkclone's simulator for MDC-4): a real pattern of all zeros would
+    // be a 2^-64 (or 2^-128) accident.
     let take = |held: bool, at: usize| -> Result<Option<VerificationPattern>, CodecError> {
         if held {
-            pattern_at(verb_data, at, algorithm, what).map(Some)
+            let p = pattern_at(verb_data, at, algorithm, what)?;
+            Ok((!p.bytes().iter().all(|&b| b == 0)).then_some(p))
         } else {
             Ok(None)
         }

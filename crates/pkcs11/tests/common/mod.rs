@@ -3,10 +3,13 @@
 //! reads as the protocol itself and any node may be a token or a simulated card.
 //!
 //! The SoftHSM: one configuration file and token directory per test binary, in a fresh
-//! directory under cargo's CARGO_TARGET_TMPDIR; SOFTHSM2_CONF points there before the
-//! module is initialized. Nothing outside that directory is read or written (no
-//! /etc/softhsm, no /var/lib/softhsm). Each test makes its own tokens, by label, in free
-//! slots (under a mutex: SoftHSM offers one free slot at a time).
+//! directory `mkclone-softhsm-<pid>-<random>` on tmpfs (/dev/shm: SoftHSM rewrites an object
+//! file on every change, which a busy disk makes slow) or, without it, under cargo's
+//! CARGO_TARGET_TMPDIR; SOFTHSM2_CONF points there before the module is initialized. Nothing
+//! outside that directory is read or written (no /etc/softhsm, no /var/lib/softhsm), except
+//! that directories of this name left by test processes that no longer run are removed.
+//! Each test makes its own tokens, by label, in free slots (under a mutex: SoftHSM offers
+//! one free slot at a time).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -61,10 +64,15 @@ pub fn softhsm() -> &'static SoftHsm {
                     MODULE_CANDIDATES.join(", ")
                 )
             });
+        let base = [Path::new("/dev/shm"), Path::new(env!("CARGO_TARGET_TMPDIR"))]
+            .into_iter()
+            .find(|p| p.is_dir() && tempfile::tempdir_in(p).is_ok())
+            .expect("a writable temporary directory");
+        remove_stale(base);
         let dir = tempfile::Builder::new()
-            .prefix("softhsm-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .expect("a temporary directory under CARGO_TARGET_TMPDIR")
+            .prefix(&format!("{PREFIX}{}-", std::process::id()))
+            .tempdir_in(base)
+            .expect("a temporary directory")
             .keep();
         std::fs::create_dir(dir.join("tokens")).expect("the token directory");
         let conf = dir.join("softhsm2.conf");
@@ -83,6 +91,30 @@ pub fn softhsm() -> &'static SoftHsm {
         unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
         SoftHsm { module, dir }
     })
+}
+
+const PREFIX: &str = "mkclone-softhsm-";
+
+/// Remove the SoftHSM directories of test processes that have ended (the directory of a
+/// test binary lives as long as its process: statics are not dropped).
+fn remove_stale(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Initialize a fresh token labelled `label` (SO PIN, then the user PIN) and return the

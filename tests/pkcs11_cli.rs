@@ -1,0 +1,204 @@
+//! End-to-end tests of the binary with PKCS#11 nodes on SoftHSM 2: a whole `clone`, a
+//! mixed rehearsal (simulated source, SoftHSM target) and the rehearsal rule, PIN errors,
+//! and `devices` listing the tokens. Each test has its own SoftHSM configuration and token
+//! directory; nothing outside its temporary directory is touched.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const PIN: &str = "user-pin-5678";
+const MODULES: [&str; 2] = [
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+];
+
+fn module() -> PathBuf {
+    MODULES.iter().map(PathBuf::from).find(|p| p.exists()).unwrap_or_else(|| {
+        panic!("libsofthsm2.so not found in {MODULES:?}: install softhsm2 (scripts/test does) to run these tests")
+    })
+}
+
+/// A private SoftHSM with the given tokens.
+fn softhsm(dir: &Path, tokens: &[&str]) -> PathBuf {
+    let tokdir = dir.join("tokens");
+    std::fs::create_dir_all(&tokdir).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokdir.display()
+        ),
+    )
+    .unwrap();
+    for t in tokens {
+        let out = Command::new("softhsm2-util")
+            .env("SOFTHSM2_CONF", &conf)
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                t,
+                "--so-pin",
+                "so-pin-0000",
+                "--pin",
+                PIN,
+            ])
+            .output()
+            .expect("softhsm2-util is missing: install softhsm2 (scripts/test does)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    conf
+}
+
+fn run(conf: &Path, args: &[&str], pin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mkclone"));
+    cmd.args(args)
+        .env("SOFTHSM2_CONF", conf)
+        .env_remove("MKCLONE_TEST_PIN");
+    if let Some(p) = pin {
+        cmd.env("MKCLONE_TEST_PIN", p);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn token_node(name: &str, eid: &str) -> String {
+    format!(
+        "\n[nodes.{name}]\nbackend = \"pkcs11\"\nmodule = \"{}\"\ntoken = \"{name}\"\npin = {{ env = \"MKCLONE_TEST_PIN\" }}\neid = \"{eid}\"\n",
+        module().display()
+    )
+}
+
+fn sim_node(name: &str, cards: &Path, card: u8, eid: &str) -> String {
+    format!(
+        "\n[nodes.{name}]\nbackend = \"sim\"\nsim_dir = \"{}\"\napqn = \"{card:02x}.000d\"\neid = \"{eid}\"\n",
+        cards.display()
+    )
+}
+
+fn plan(extra: &str) -> String {
+    format!(
+        "[ceremony]\nid = \"p11\"\nsa = \"sa\"\nsource = \"source\"\ntargets = [\"target1\"]\n\
+         master_keys = [\"sym\", \"asym\"]\nthreshold = 2\nshares = 3\n{extra}\n"
+    )
+}
+
+#[test]
+fn a_whole_clone_on_softhsm_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = softhsm(dir.path(), &["sa", "source", "target1"]);
+    let cfg = dir.path().join("mkclone.toml");
+    std::fs::write(
+        &cfg,
+        plan("")
+            + &token_node("sa", "SA TOKEN")
+            + &token_node("source", "SOURCE TOKEN")
+            + &token_node("target1", "TARGET TOKEN"),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let setup = run(
+        &conf,
+        &["sim", "init", "--config", c, "--load-source-keys"],
+        Some(PIN),
+    );
+    assert!(setup.status.success(), "{}", text(&setup));
+    let out = run(&conf, &["clone", "--config", c], Some(PIN));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("= source"), "{}", text(&out));
+    assert!(
+        text(&out).contains("host memory"),
+        "the key-exposure notice is shown:\n{}",
+        text(&out)
+    );
+    let devices = run(&conf, &["devices", "--config", c], None);
+    assert!(text(&devices).contains("\"target1\""), "{}", text(&devices));
+}
+
+#[test]
+fn a_mixed_plan_is_a_rehearsal_and_must_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = softhsm(dir.path(), &["target1"]);
+    let cards = dir.path().join("cards");
+    let nodes = sim_node("sa", &cards, 1, "SIM SA")
+        + &sim_node("source", &cards, 2, "SIM SOURCE")
+        + &token_node("target1", "TOKEN TARGET");
+    let cfg = dir.path().join("mkclone.toml");
+    std::fs::write(&cfg, plan("") + &nodes).unwrap();
+    let c = cfg.to_str().unwrap();
+    let refused = run(&conf, &["clone", "--config", c], Some(PIN));
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("rehearsal = true"),
+        "{}",
+        text(&refused)
+    );
+
+    std::fs::write(&cfg, plan("rehearsal = true") + &nodes).unwrap();
+    let setup = run(
+        &conf,
+        &["sim", "init", "--config", c, "--load-source-keys"],
+        Some(PIN),
+    );
+    assert!(setup.status.success(), "{}", text(&setup));
+    let out = run(&conf, &["clone", "--config", c], Some(PIN));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("= source") && text(&out).contains("REHEARSAL"),
+        "{}",
+        text(&out)
+    );
+    let journal = std::fs::read_to_string(dir.path().join("ceremony/journal.jsonl")).unwrap();
+    assert!(journal.lines().all(|l| l.contains("\"rehearsal\":true")));
+}
+
+#[test]
+fn pin_problems_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = softhsm(dir.path(), &["source"]);
+    let cfg = dir.path().join("mkclone.toml");
+    let cards = dir.path().join("cards");
+    let nodes = sim_node("sa", &cards, 1, "SIM SA")
+        + &token_node("source", "SOURCE")
+        + &sim_node("target1", &cards, 3, "SIM T1");
+    std::fs::write(&cfg, plan("rehearsal = true") + &nodes).unwrap();
+    let c = cfg.to_str().unwrap();
+    let missing = run(&conf, &["status", "--config", c, "source"], None);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing).contains("MKCLONE_TEST_PIN"),
+        "{}",
+        text(&missing)
+    );
+    assert!(!text(&missing).contains(PIN));
+    let wrong = run(
+        &conf,
+        &["status", "--config", c, "source"],
+        Some("not-the-pin"),
+    );
+    assert!(!wrong.status.success());
+    assert!(
+        text(&wrong).to_lowercase().contains("pin"),
+        "{}",
+        text(&wrong)
+    );
+    assert!(
+        !text(&wrong).contains("not-the-pin"),
+        "the PIN is never printed"
+    );
+    let ok = run(&conf, &["status", "--config", c, "source"], Some(PIN));
+    assert!(ok.status.success(), "{}", text(&ok));
+    assert!(text(&ok).contains("pkcs11 backend"), "{}", text(&ok));
+}
