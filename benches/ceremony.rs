@@ -51,6 +51,8 @@ fn plan() -> Plan {
         bits: RsaModulusBits::B2048,
         rehearsal: true,
         share_indices: mkclone::ceremony::plan::share_indices(&[1, 2, 3], m_of_n).unwrap(),
+        dual_control: false,
+        pinned_serials: Default::default(),
     })
     .unwrap()
 }

@@ -70,6 +70,9 @@ struct RawPlan {
     key_bits: Option<u16>,
     #[serde(default)]
     rehearsal: bool,
+    /// Register the SA key only through the two dual-control commands (default true).
+    #[serde(default)]
+    dual_control: Option<bool>,
     /// Which share indices each target receives (default 1..=threshold).
     #[serde(default)]
     share_indices: Option<Vec<u8>>,
@@ -121,6 +124,9 @@ struct RawSimNode {
     eid: String,
     #[serde(default)]
     serial: Option<String>,
+    /// The serial the card must report (identity pinning).
+    #[serde(default)]
+    expect_serial: Option<String>,
 }
 
 /// A node's backend and where to find it.
@@ -191,6 +197,7 @@ impl Config {
             .unwrap_or(Path::new("."));
 
         let mut nodes = BTreeMap::new();
+        let mut pins = BTreeMap::new();
         for (name, node) in raw.nodes {
             let apqn_of = |text: &str| -> Result<Apqn, ConfigError> {
                 text.parse()
@@ -214,12 +221,18 @@ impl Config {
                         apqn: apqn_of(&sim.apqn)?,
                         serial: serial_of(sim.serial.as_deref(), "serial")?,
                     };
+                    if let Some(pin) = serial_of(sim.expect_serial.as_deref(), "expect_serial")? {
+                        pins.insert(name.clone(), pin);
+                    }
                     (eid_of(Some(&sim.eid))?, backend)
                 }
                 RawNode::Zcrypt(z) => {
                     let mut cfg = crate::zcrypt::ZcryptNodeConfig::new(apqn_of(&z.apqn)?);
                     cfg.device = z.device;
                     cfg.expect_serial = serial_of(z.expect_serial.as_deref(), "expect_serial")?;
+                    if let Some(pin) = &cfg.expect_serial {
+                        pins.insert(name.clone(), pin.clone());
+                    }
                     cfg.validate()
                         .map_err(|e| invalid(format!("[nodes.{name}] {e}")))?;
                     (eid_of(z.eid.as_deref())?, NodeBackend::Zcrypt(cfg))
@@ -355,6 +368,8 @@ impl Config {
             bits,
             rehearsal,
             share_indices,
+            dual_control: p.dual_control.unwrap_or(true),
+            pinned_serials: pins,
         })
         .map_err(|e| invalid(format!("[ceremony] {e}")))?;
 

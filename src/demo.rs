@@ -82,6 +82,9 @@ pub fn run(mut progress: impl FnMut(&PhaseReport)) -> Result<DemoReport, DemoErr
         rehearsal: true,
         share_indices: mkclone_ceremony::plan::share_indices(&[1, 3, 5], m_of_n)
             .map_err(|e| DemoError::Setup(e.to_string()))?,
+        // One operator runs the demo: no dual control (a real plan keeps it on).
+        dual_control: false,
+        pinned_serials: Default::default(),
     })
     .map_err(|e| DemoError::Setup(e.to_string()))?;
 

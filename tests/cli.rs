@@ -28,6 +28,12 @@ fn ok(args: &[&str]) -> String {
 
 /// A plan for `targets` targets whose cards live in `cards` and files in `ceremony`.
 fn config(cards: &Path, ceremony: &str, targets: usize, extra: &str) -> String {
+    // One operator runs these tests: dual control off unless a test turns it on.
+    let extra = if extra.contains("dual_control") {
+        extra.to_string()
+    } else {
+        format!("dual_control = false\n{extra}")
+    };
     let mut s = format!(
         "[ceremony]\nid = \"e2e\"\ndirectory = \"{ceremony}\"\nsa = \"sa\"\nsource = \"source\"\n\
          targets = [{}]\nmaster_keys = [\"sym\", \"asym\"]\nthreshold = 2\nshares = 3\n{extra}\n",
@@ -143,7 +149,7 @@ fn the_per_phase_flow_runs_as_separate_processes_on_separate_servers() {
         .collect();
     let cfgs: Vec<PathBuf> = servers
         .iter()
-        .map(|s| write_config(s, &config(&cards, "ceremony", 1, "")))
+        .map(|s| write_config(s, &config(&cards, "ceremony", 1, "dual_control = true")))
         .collect();
     let (sa, src, tgt) = (
         cfgs[0].to_str().unwrap(),
@@ -159,12 +165,70 @@ fn the_per_phase_flow_runs_as_separate_processes_on_separate_servers() {
     );
     carry(&servers[0], &servers[1], "sa.db");
     carry(&servers[0], &servers[2], "sa.db");
-    ok(&["phase2a", "--config", src]);
+    let out = ok(&["phase2a", "--config", src, "--operator", "carol"]);
+    assert!(out.contains("dual control"), "{out}");
+    // Dual control on the source: the hash by one person, the key by another.
+    let same = mkclone(&[
+        "register-sa-hash",
+        "--config",
+        src,
+        "--node",
+        "source",
+        "--operator",
+        "alice",
+    ]);
+    assert!(same.status.success(), "{}", text(&same));
+    assert!(text(&same).contains("fingerprint"), "{}", text(&same));
+    let refused = mkclone(&[
+        "register-sa-key",
+        "--config",
+        src,
+        "--node",
+        "source",
+        "--operator",
+        "alice",
+    ]);
+    assert!(
+        !refused.status.success(),
+        "the same person may not register both"
+    );
+    assert!(
+        text(&refused).contains("someone else"),
+        "{}",
+        text(&refused)
+    );
+    ok(&[
+        "register-sa-key",
+        "--config",
+        src,
+        "--node",
+        "source",
+        "--operator",
+        "bob",
+    ]);
     carry(&servers[1], &servers[0], "sa.db");
     ok(&["phase2b", "--config", sa]);
     carry(&servers[0], &servers[1], "sa.db");
     carry(&servers[0], &servers[2], "sa.db");
     ok(&["phase3a", "--config", tgt, "--target", "target1"]);
+    ok(&[
+        "register-sa-hash",
+        "--config",
+        tgt,
+        "--node",
+        "target1",
+        "--operator",
+        "dave",
+    ]);
+    ok(&[
+        "register-sa-key",
+        "--config",
+        tgt,
+        "--node",
+        "target1",
+        "--operator",
+        "erin",
+    ]);
     carry(&servers[2], &servers[0], "target1.csr.db");
     ok(&["phase3b", "--config", sa, "--target", "target1"]);
     carry(&servers[0], &servers[1], "target1.csr.db");
@@ -186,6 +250,18 @@ fn the_per_phase_flow_runs_as_separate_processes_on_separate_servers() {
             current(&cfgs[1], "source", kind)
         );
     }
+    // The source's journal names who registered what.
+    let journal = std::fs::read_to_string(servers[1].join("ceremony/journal.jsonl")).unwrap();
+    assert!(
+        journal
+            .lines()
+            .any(|l| l.contains("\"register-sa-hash\"") && l.contains("\"operator\":\"alice\""))
+    );
+    assert!(
+        journal
+            .lines()
+            .any(|l| l.contains("\"register-sa-key\"") && l.contains("\"operator\":\"bob\""))
+    );
     // Each server journaled its own phases.
     for s in &servers {
         let journal = std::fs::read_to_string(s.join("ceremony/journal.jsonl")).unwrap();

@@ -91,7 +91,7 @@ fn sim_node(name: &str, cards: &Path, card: u8, eid: &str) -> String {
 fn plan(extra: &str) -> String {
     format!(
         "[ceremony]\nid = \"p11\"\nsa = \"sa\"\nsource = \"source\"\ntargets = [\"target1\"]\n\
-         master_keys = [\"sym\", \"asym\"]\nthreshold = 2\nshares = 3\n{extra}\n"
+         master_keys = [\"sym\", \"asym\"]\nthreshold = 2\nshares = 3\ndual_control = false\n{extra}\n"
     )
 }
 

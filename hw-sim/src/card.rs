@@ -115,6 +115,15 @@ pub fn execute<R: Rng + CryptoRng>(card: &mut CardState, request: Request, rng: 
             certificate,
             clone,
         } => Ok(register_key(card, name, certificate, clone)),
+        Request::UnregisterKey { name } => {
+            Ok(match card.registry.iter().position(|r| r.name == name) {
+                Some(i) => {
+                    card.registry.remove(i);
+                    done(ReplyBody::Empty)
+                }
+                None => fail(rs::NAME_NOT_FOUND),
+            })
+        }
         Request::ListRegistrations => Ok(read(ReplyBody::Registrations(card.registry.clone()))),
         Request::Certify {
             signer,

@@ -3,9 +3,12 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
+use mkclone_ceremony::dbs::Layout;
+use mkclone_ceremony::dry_run::{self, DryRunOptions, DryRunScope};
 use mkclone_ceremony::run::{self, Nodes};
 use mkclone_ceremony::{Ceremony, PhaseReport, phases};
 
+use super::RunArgs;
 use super::output::{Failure, pattern_table};
 use mkclone::config::Config;
 use mkclone::nodes::ConfiguredNodes;
@@ -54,13 +57,96 @@ fn rehearsal_banner(config: &Config) {
     }
 }
 
+/// `--dry-run`: every check, every problem at once, nothing changed.
+fn dry_run(config: &Config, scope: DryRunScope, replace_current: bool) -> Result<(), Failure> {
+    let mut nodes = ConfiguredNodes::new(config);
+    let layout = Layout::new(&config.directory);
+    let problems = dry_run::dry_run(
+        &config.plan,
+        &layout,
+        &mut nodes,
+        &scope,
+        DryRunOptions { replace_current },
+    );
+    if problems.is_empty() {
+        println!(
+            "dry run: phases {} for {}: no problem found; nothing was changed",
+            scope.phases.join(", "),
+            if scope.targets.is_empty() {
+                "the plan".to_string()
+            } else {
+                scope.targets.join(", ")
+            }
+        );
+        return Ok(());
+    }
+    Err(Failure {
+        code: 4,
+        message: format!(
+            "dry run found {} problem(s); nothing was changed:\n{}",
+            problems.len(),
+            mkclone::ceremony::Problems(problems)
+        ),
+    })
+}
+
+/// Identity pinning: every node this command uses reports the pinned serial and no other
+/// EID, checked before anything is written (not even the ceremony directory).
+fn check_identities(config: &Config, names: &[&str]) -> Result<(), Failure> {
+    let mut nodes = ConfiguredNodes::new(config);
+    for plan_node in config.plan.nodes() {
+        if !names.contains(&plan_node.name.as_str()) {
+            continue;
+        }
+        let backend = nodes.node(&plan_node.name)?;
+        phases::check_identity(plan_node, backend)?;
+    }
+    Ok(())
+}
+
+/// The nodes a phase command talks to.
+fn phase_nodes<'a>(config: &'a Config, phase: &str, target: &'a str) -> Vec<&'a str> {
+    let plan = &config.plan;
+    match phase {
+        "1" | "2b" | "3b" => vec![plan.sa.name.as_str()],
+        "2a" | "3c" => vec![plan.source.name.as_str()],
+        _ => vec![target],
+    }
+}
+
+fn open_ceremony(
+    config: &Config,
+    run: &RunArgs,
+    replace_current: bool,
+) -> Result<Ceremony, Failure> {
+    let mut ceremony = Ceremony::open(&config.directory, config.plan.clone())?;
+    ceremony.set_operator(run.operator.clone());
+    ceremony.set_replace_current(replace_current);
+    Ok(ceremony)
+}
+
 /// `mkclone clone`.
-pub fn clone(config_path: &Path, json: bool) -> Result<(), Failure> {
+pub fn clone(
+    config_path: &Path,
+    run: &RunArgs,
+    replace_current: bool,
+    json: bool,
+) -> Result<(), Failure> {
     let config = Config::load(config_path)?;
     if !json {
         rehearsal_banner(&config);
     }
-    let mut ceremony = Ceremony::open(&config.directory, config.plan.clone())?;
+    if run.dry_run {
+        return dry_run(&config, DryRunScope::whole(&config.plan), replace_current);
+    }
+    let all: Vec<&str> = config
+        .plan
+        .nodes()
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
+    check_identities(&config, &all)?;
+    let mut ceremony = open_ceremony(&config, run, replace_current)?;
     let mut nodes = ConfiguredNodes::new(&config);
     let bar = (!json && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(run::phase_count(config.plan.targets.len()));
@@ -112,7 +198,13 @@ pub fn clone(config_path: &Path, json: bool) -> Result<(), Failure> {
 }
 
 /// One phase command.
-pub fn phase(config_path: &Path, phase: &str, target: Option<&str>) -> Result<(), Failure> {
+pub fn phase(
+    config_path: &Path,
+    phase: &'static str,
+    target: Option<&str>,
+    run: &RunArgs,
+    replace_current: bool,
+) -> Result<(), Failure> {
     let config = Config::load(config_path)?;
     rehearsal_banner(&config);
     let plan = config.plan.clone();
@@ -128,7 +220,18 @@ pub fn phase(config_path: &Path, phase: &str, target: Option<&str>) -> Result<()
                 .join(", ")
         )));
     }
-    let mut ceremony = Ceremony::open(&config.directory, plan.clone())?;
+    if run.dry_run {
+        let scope = DryRunScope {
+            phases: vec![phase],
+            targets: target.map(|t| vec![t.to_string()]).unwrap_or_default(),
+        };
+        return dry_run(&config, scope, replace_current);
+    }
+    check_identities(
+        &config,
+        &phase_nodes(&config, phase, target.unwrap_or_default()),
+    )?;
+    let mut ceremony = open_ceremony(&config, run, replace_current)?;
     let mut nodes = ConfiguredNodes::new(&config);
     let t = target.unwrap_or_default();
     let report = match phase {
@@ -143,6 +246,63 @@ pub fn phase(config_path: &Path, phase: &str, target: Option<&str>) -> Result<()
     };
     print_report(&report);
     print_carry(&report);
+    if phase == "3d" {
+        println!(
+            "\nThe ceremony for {t} is complete. Its consumed files (its csr.db and share bundles) can now be erased:\n  \
+             mkclone abort --config {} --target {t} --erase-files",
+            config_path.display()
+        );
+    }
+    println!(
+        "\nJournal: {} (hash {})",
+        ceremony.layout.journal().display(),
+        ceremony.journal().head_hash()
+    );
+    Ok(())
+}
+
+/// `register-sa-hash` / `register-sa-key`: dual control.
+pub fn register_sa(
+    config_path: &Path,
+    node: &str,
+    operator: &str,
+    key: bool,
+) -> Result<(), Failure> {
+    let config = Config::load(config_path)?;
+    rehearsal_banner(&config);
+    let mut ceremony = Ceremony::open(&config.directory, config.plan.clone())?;
+    let mut nodes = ConfiguredNodes::new(&config);
+    let backend = nodes.node(node)?;
+    let report = if key {
+        phases::register_sa_key(&mut ceremony, backend, node, operator)?
+    } else {
+        phases::register_sa_hash(&mut ceremony, backend, node, operator)?
+    };
+    print_report(&report);
+    println!(
+        "\nJournal: {} (hash {})",
+        ceremony.layout.journal().display(),
+        ceremony.journal().head_hash()
+    );
+    Ok(())
+}
+
+/// `abort`.
+pub fn abort(
+    config_path: &Path,
+    steps: &mkclone::ceremony::abort::AbortSteps,
+    operator: Option<String>,
+) -> Result<(), Failure> {
+    let config = Config::load(config_path)?;
+    rehearsal_banner(&config);
+    let mut ceremony = Ceremony::open(&config.directory, config.plan.clone())?;
+    ceremony.set_operator(operator);
+    let mut nodes = ConfiguredNodes::new(&config);
+    let report = mkclone::ceremony::abort::abort(&mut ceremony, &mut nodes, steps)?;
+    println!("abort:");
+    for a in &report.actions {
+        println!("  {a}");
+    }
     println!(
         "\nJournal: {} (hash {})",
         ceremony.layout.journal().display(),

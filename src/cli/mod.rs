@@ -45,6 +45,18 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
+/// Options every ceremony command takes.
+#[derive(clap::Args, Clone, Default)]
+pub struct RunArgs {
+    /// Check everything this command would need, on every node and file, report every
+    /// problem at once, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Who runs this command: recorded in the journal (never assumed).
+    #[arg(long, value_name = "NAME")]
+    pub operator: Option<String>,
+}
+
 #[derive(clap::Args, Clone)]
 pub struct TargetArg {
     /// The target node (as named in the configuration).
@@ -64,6 +76,11 @@ pub enum Command {
     Clone {
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Allow SET over a target's valid, different CURRENT master key (it becomes OLD).
+        #[arg(long)]
+        replace_current: bool,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -72,16 +89,22 @@ pub enum Command {
     Phase1 {
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Phase 2a, on the source: EID, m-of-n, SA key installed, CSS key into sa.db.
     Phase2a {
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Phase 2b, on the SA node: certify the CSS key into sa.db.
     Phase2b {
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Phase 3a, on a target: EID, m-of-n, SA key installed, CSR key into <target>.csr.db.
     Phase3a {
@@ -89,6 +112,8 @@ pub enum Command {
         config: ConfigArg,
         #[command(flatten)]
         target: TargetArg,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Phase 3b, on the SA node: certify a target's CSR key.
     Phase3b {
@@ -96,6 +121,8 @@ pub enum Command {
         config: ConfigArg,
         #[command(flatten)]
         target: TargetArg,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Phase 3c, on the source: preflight, then obtain the shares for a target.
     Phase3c {
@@ -103,6 +130,8 @@ pub enum Command {
         config: ConfigArg,
         #[command(flatten)]
         target: TargetArg,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Phase 3d, on a target: preflight, install the shares, confirm, SET.
     Phase3d {
@@ -110,6 +139,58 @@ pub enum Command {
         config: ConfigArg,
         #[command(flatten)]
         target: TargetArg,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Allow SET over the target's valid, different CURRENT master key (it becomes OLD).
+        #[arg(long)]
+        replace_current: bool,
+    },
+    /// Dual control, step 1: register the SA public key's hash on a source or target
+    /// (one person; shows the fingerprint to compare in person).
+    RegisterSaHash {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The source or target node.
+        #[arg(long, value_name = "NODE")]
+        node: String,
+        /// Who registers it (recorded in the journal).
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
+    /// Dual control, step 2: register the SA public key itself (a second person; the node
+    /// checks it matches the hash).
+    RegisterSaKey {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The source or target node.
+        #[arg(long, value_name = "NODE")]
+        node: String,
+        /// Who registers it (recorded in the journal; not the person who registered the hash).
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
+    /// Undo what the ceremony left: only the steps asked for, each journaled.
+    Abort {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Targets concerned (repeatable; default: every target of the plan).
+        #[arg(long, value_name = "NODE")]
+        target: Vec<String>,
+        /// Clear NEW on targets that received shares.
+        #[arg(long)]
+        clear_new: bool,
+        /// Delete the ceremony's CSS key (source) and CSR keys (targets).
+        #[arg(long)]
+        delete_keys: bool,
+        /// Erase the targets' csr.db and share bundles (overwritten, then removed).
+        #[arg(long)]
+        erase_files: bool,
+        /// Unregister the SA public key from the source and the targets.
+        #[arg(long)]
+        unregister_sa: bool,
+        /// Who runs this (recorded in the journal).
+        #[arg(long, value_name = "NAME")]
+        operator: Option<String>,
     },
     /// A node's registers, patterns, EID, m-of-n, share tables, retained and registered keys.
     Status {
@@ -155,21 +236,75 @@ pub enum SimCommand {
 pub fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::Demo { json } => demo::run(json),
-        Command::Clone { config, json } => ceremony_cmds::clone(&config.config, json),
-        Command::Phase1 { config } => ceremony_cmds::phase(&config.config, "1", None),
-        Command::Phase2a { config } => ceremony_cmds::phase(&config.config, "2a", None),
-        Command::Phase2b { config } => ceremony_cmds::phase(&config.config, "2b", None),
-        Command::Phase3a { config, target } => {
-            ceremony_cmds::phase(&config.config, "3a", Some(&target.target))
+        Command::Clone {
+            config,
+            run,
+            replace_current,
+            json,
+        } => ceremony_cmds::clone(&config.config, &run, replace_current, json),
+        Command::Phase1 { config, run } => {
+            ceremony_cmds::phase(&config.config, "1", None, &run, false)
         }
-        Command::Phase3b { config, target } => {
-            ceremony_cmds::phase(&config.config, "3b", Some(&target.target))
+        Command::Phase2a { config, run } => {
+            ceremony_cmds::phase(&config.config, "2a", None, &run, false)
         }
-        Command::Phase3c { config, target } => {
-            ceremony_cmds::phase(&config.config, "3c", Some(&target.target))
+        Command::Phase2b { config, run } => {
+            ceremony_cmds::phase(&config.config, "2b", None, &run, false)
         }
-        Command::Phase3d { config, target } => {
-            ceremony_cmds::phase(&config.config, "3d", Some(&target.target))
+        Command::Phase3a {
+            config,
+            target,
+            run,
+        } => ceremony_cmds::phase(&config.config, "3a", Some(&target.target), &run, false),
+        Command::Phase3b {
+            config,
+            target,
+            run,
+        } => ceremony_cmds::phase(&config.config, "3b", Some(&target.target), &run, false),
+        Command::Phase3c {
+            config,
+            target,
+            run,
+        } => ceremony_cmds::phase(&config.config, "3c", Some(&target.target), &run, false),
+        Command::Phase3d {
+            config,
+            target,
+            run,
+            replace_current,
+        } => ceremony_cmds::phase(
+            &config.config,
+            "3d",
+            Some(&target.target),
+            &run,
+            replace_current,
+        ),
+        Command::RegisterSaHash {
+            config,
+            node,
+            operator,
+        } => ceremony_cmds::register_sa(&config.config, &node, &operator, false),
+        Command::RegisterSaKey {
+            config,
+            node,
+            operator,
+        } => ceremony_cmds::register_sa(&config.config, &node, &operator, true),
+        Command::Abort {
+            config,
+            target,
+            clear_new,
+            delete_keys,
+            erase_files,
+            unregister_sa,
+            operator,
+        } => {
+            let steps = mkclone::ceremony::abort::AbortSteps {
+                targets: target,
+                clear_new,
+                delete_keys,
+                erase_files,
+                unregister_sa,
+            };
+            ceremony_cmds::abort(&config.config, &steps, operator)
         }
         Command::Status { config, node, json } => status::run(&config.config, &node, json),
         Command::Devices {

@@ -34,7 +34,7 @@ impl From<mkclone::config::ConfigError> for Failure {
 impl From<CeremonyError> for Failure {
     fn from(e: CeremonyError) -> Self {
         let code = match &e {
-            CeremonyError::Preflight { .. } => 4,
+            CeremonyError::Preflight { .. } | CeremonyError::IdentityMismatch { .. } => 4,
             CeremonyError::File(_)
             | CeremonyError::MissingFile { .. }
             | CeremonyError::NotInPlan { .. } => 3,

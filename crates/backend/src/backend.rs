@@ -28,6 +28,7 @@ pub enum Operation {
     RegisterPublicKeyHash,
     RegisterPublicKey,
     ListRegistrations,
+    UnregisterPublicKey,
     CertifyPublicKey,
     ObtainShare,
     InstallShare,
@@ -37,7 +38,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 17] = [
+    pub const ALL: [Operation; 18] = [
         Self::Status,
         Self::SetEid,
         Self::SetMofN,
@@ -49,6 +50,7 @@ impl Operation {
         Self::RegisterPublicKeyHash,
         Self::RegisterPublicKey,
         Self::ListRegistrations,
+        Self::UnregisterPublicKey,
         Self::CertifyPublicKey,
         Self::ObtainShare,
         Self::InstallShare,
@@ -71,6 +73,7 @@ impl Operation {
             Self::RegisterPublicKeyHash => "register a public-key hash (CSNDPKH)",
             Self::RegisterPublicKey => "register a public key (CSNDPKR)",
             Self::ListRegistrations => "list registered hashes and keys",
+            Self::UnregisterPublicKey => "unregister a public key and its hash",
             Self::CertifyPublicKey => "certify a public key with a retained key",
             Self::ObtainShare => "obtain a share (CSUAMKD OBTAIN)",
             Self::InstallShare => "install a share (CSUAMKD INSTALL)",
@@ -243,6 +246,12 @@ pub trait Backend {
     ) -> Result<Applied<()>> {
         let _ = (name, certificate, clone);
         unsupported(self.backend_name(), Operation::RegisterPublicKey)
+    }
+
+    /// Remove a registered public key and its hash (abort and clean-up).
+    fn unregister_public_key(&mut self, name: &KeyLabel) -> Result<Applied<()>> {
+        let _ = name;
+        unsupported(self.backend_name(), Operation::UnregisterPublicKey)
     }
 
     fn list_registrations(&mut self) -> Result<Vec<Registration>> {

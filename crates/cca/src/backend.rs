@@ -408,6 +408,7 @@ impl<T: Transport> Backend for CcaBackend<T> {
                     &[FunctionCode::RegisterKey, FunctionCode::ListRegistrations]
                 }
                 Operation::ListRegistrations => &[FunctionCode::ListRegistrations],
+                Operation::UnregisterPublicKey => &[FunctionCode::UnregisterKey],
                 Operation::CertifyPublicKey => &[FunctionCode::Certify],
                 Operation::ObtainShare => &[FunctionCode::MasterKeyDistribution],
                 Operation::InstallShare => &[
@@ -690,6 +691,16 @@ impl<T: Transport> Backend for CcaBackend<T> {
                 }),
                 None => Err(self.failure(op, &reply, Ctx::named(name))),
             },
+            _ => Err(self.failure(op, &reply, Ctx::named(name))),
+        }
+    }
+
+    fn unregister_public_key(&mut self, name: &KeyLabel) -> Result<Applied<()>> {
+        let op = Operation::UnregisterPublicKey;
+        let reply = self.call(op, &Request::UnregisterKey { name: name.clone() })?;
+        match (reply.return_code, reply.reason_code) {
+            (rt::OK, _) => Ok(Applied::Done(())),
+            (rt::ERROR, rs::NAME_NOT_FOUND) => Ok(Applied::AlreadyDone(())),
             _ => Err(self.failure(op, &reply, Ctx::named(name))),
         }
     }

@@ -49,6 +49,8 @@ pub enum FunctionCode {
     RegisterKey,
     /// List registered hashes and keys.
     ListRegistrations,
+    /// Remove a registered public key and its hash.
+    UnregisterKey,
     /// Certify a public key with a retained key (on CCA: a signature by the retained SA
     /// key over a certificate section; inferred, not documented).
     Certify,
@@ -143,6 +145,12 @@ pub const TABLE: &[FunctionInfo] = &[
         provenance: Provenance::ProjectAssigned,
     },
     FunctionInfo {
+        function: FunctionCode::UnregisterKey,
+        code: *b"rd",
+        verb: "remove a registered public key and its hash",
+        provenance: Provenance::ProjectAssigned,
+    },
+    FunctionInfo {
         function: FunctionCode::Certify,
         code: *b"ce",
         verb: "certify a public key with a retained key",
@@ -199,7 +207,7 @@ impl fmt::Display for FunctionCode {
 mod tests {
     use super::*;
 
-    const ALL: [FunctionCode; 15] = [
+    const ALL: [FunctionCode; 16] = [
         FunctionCode::FacilityQuery,
         FunctionCode::Patterns,
         FunctionCode::SetEid,
@@ -212,6 +220,7 @@ mod tests {
         FunctionCode::RegisterHash,
         FunctionCode::RegisterKey,
         FunctionCode::ListRegistrations,
+        FunctionCode::UnregisterKey,
         FunctionCode::Certify,
         FunctionCode::MasterKeyDistribution,
         FunctionCode::MasterKeyProcess,

@@ -104,6 +104,10 @@ pub enum Request {
     DeleteRetained {
         label: KeyLabel,
     },
+    /// `rd`: key block = name. Removes the registered key and its hash.
+    UnregisterKey {
+        name: KeyLabel,
+    },
     /// `hr`: rules SHA-1|SHA-256, [CLONE]; verb data = hash; key block = name.
     RegisterHash {
         name: KeyLabel,
@@ -333,6 +337,7 @@ impl Request {
             Self::RetainedPublicKey { .. } => FunctionCode::RetainedPublicKey,
             Self::ListRetained => FunctionCode::ListRetained,
             Self::DeleteRetained { .. } => FunctionCode::DeleteRetained,
+            Self::UnregisterKey { .. } => FunctionCode::UnregisterKey,
             Self::RegisterHash { .. } => FunctionCode::RegisterHash,
             Self::RegisterKey { .. } => FunctionCode::RegisterKey,
             Self::ListRegistrations => FunctionCode::ListRegistrations,
@@ -393,9 +398,9 @@ impl Request {
                 p.verb_data = bits.to_be_bytes().to_vec();
                 p.keys.push(label_entry(label));
             }
-            Self::RetainedPublicKey { label } | Self::DeleteRetained { label } => {
-                p.keys.push(label_entry(label))
-            }
+            Self::RetainedPublicKey { label }
+            | Self::DeleteRetained { label }
+            | Self::UnregisterKey { name: label } => p.keys.push(label_entry(label)),
             Self::RegisterHash { name, hash, clone } => {
                 p.rules.push(match hash.algorithm() {
                     HashAlgorithm::Sha1 => kw::SHA_1,
@@ -596,15 +601,17 @@ impl Request {
                     bits,
                 }
             }
-            FunctionCode::RetainedPublicKey | FunctionCode::DeleteRetained => {
+            FunctionCode::RetainedPublicKey
+            | FunctionCode::DeleteRetained
+            | FunctionCode::UnregisterKey => {
                 expect_rules(0, "retained-key request")?;
                 expect_no_verb_data(p, "retained-key request")?;
                 expect_keys(p, 1, "retained-key request")?;
                 let label = label_at(p, 0, "retained key label")?;
-                if p.function == FunctionCode::RetainedPublicKey {
-                    Self::RetainedPublicKey { label }
-                } else {
-                    Self::DeleteRetained { label }
+                match p.function {
+                    FunctionCode::RetainedPublicKey => Self::RetainedPublicKey { label },
+                    FunctionCode::DeleteRetained => Self::DeleteRetained { label },
+                    _ => Self::UnregisterKey { name: label },
                 }
             }
             FunctionCode::RegisterHash => {
@@ -1105,6 +1112,7 @@ impl ReplyBody {
             Request::SetEid(_)
             | Request::SetMofN { .. }
             | Request::DeleteRetained { .. }
+            | Request::UnregisterKey { .. }
             | Request::RegisterHash { .. }
             | Request::RegisterKey { .. }
             | Request::MasterKey { .. } => {

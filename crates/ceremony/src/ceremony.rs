@@ -51,6 +51,7 @@ pub struct Ceremony {
     appended: u64,
     crash_after: Option<u64>,
     fail_after: Option<u64>,
+    replace_current: bool,
     _lock: DirLock,
 }
 
@@ -83,6 +84,7 @@ impl Ceremony {
             appended: 0,
             crash_after,
             fail_after: None,
+            replace_current: false,
             _lock: lock,
         })
     }
@@ -97,6 +99,15 @@ impl Ceremony {
     /// Journal records this handle appended.
     pub fn records_appended(&self) -> u64 {
         self.appended
+    }
+
+    /// Allow SET over a valid, different CURRENT (which becomes OLD).
+    pub fn set_replace_current(&mut self, yes: bool) {
+        self.replace_current = yes;
+    }
+
+    pub fn replace_current(&self) -> bool {
+        self.replace_current
     }
 
     pub fn set_operator(&mut self, operator: Option<String>) {

@@ -80,6 +80,32 @@ pub enum CeremonyError {
     #[error("{what}: {detail}")]
     Conflict { what: String, detail: String },
 
+    #[error(
+        "{node}: the {what} is {actual:?}, the plan pins {expected:?}. Nothing was written. \
+         Check that this is the right node, or correct the plan"
+    )]
+    IdentityMismatch {
+        node: String,
+        what: &'static str,
+        expected: String,
+        actual: String,
+    },
+
+    #[error(
+        "{target}: SET refused for the {kind} master key: CURRENT holds another valid key ({current}), \
+         which SET would move to OLD, destroying the OLD key now there. Every key enciphered under \
+         the current master key must be re-enciphered under the new one. Rerun with --replace-current \
+         if that is intended"
+    )]
+    WouldReplaceCurrent {
+        target: String,
+        kind: CloneableKind,
+        current: Box<VerificationPattern>,
+    },
+
+    #[error("{0}")]
+    DualControl(String),
+
     /// Tests only: the crash injected by `Ceremony::inject_crash_after`.
     #[error("injected crash after journal record {after}")]
     InjectedCrash { after: u64 },

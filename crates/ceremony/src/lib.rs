@@ -24,8 +24,10 @@ mod error;
 pub use error::FileError;
 
 // The orchestrator: the plan, the ceremony's files, the phases and `clone`.
+pub mod abort;
 mod ceremony;
 pub mod dbs;
+pub mod dry_run;
 mod failure;
 pub mod phases;
 pub mod plan;

@@ -196,6 +196,16 @@ fn install_sa_key(
         |_| json!({}),
     )?;
     report.did(format!("m-of-n {m_of_n} ({})", applied_word(&a)));
+    if c.plan.dual_control {
+        report.did(format!(
+            "SA public key: registered under dual control, by two people: \
+             `mkclone register-sa-hash --node {name} --operator NAME`, then \
+             `mkclone register-sa-key --node {name} --operator NAME` (fingerprint {})",
+            db.sa_hash.fingerprint()
+        ));
+        return Ok(());
+    }
+    c.record(phase, name, Kind::Note, "dual-control-off", json!({"note": "the plan sets dual_control = false: one command registers the SA hash and key"}))?;
     let sa_name = c.plan.sa_label();
     let hash = db.sa_hash.clone();
     let a = c.step(
@@ -283,9 +293,56 @@ fn certify(
     )
 }
 
-fn begin(c: &mut Ceremony, phase: &'static str, node: &str) -> Result<PhaseReport> {
-    c.record(phase, node, Kind::Note, "phase-start", json!({}))?;
-    Ok(PhaseReport::new(phase, node))
+/// Check a node's identity against the plan (pinned serial, EID) before anything is
+/// written; returns its status.
+pub fn check_identity(plan: &PlanNode, node: &mut dyn Backend) -> Result<NodeStatus> {
+    let st = status(node, &plan.name)?;
+    if let Some(expected) = &plan.expect_serial
+        && &st.identity.serial != expected
+    {
+        return Err(CeremonyError::IdentityMismatch {
+            node: plan.name.clone(),
+            what: "serial number",
+            expected: expected.to_string(),
+            actual: st.identity.serial.to_string(),
+        });
+    }
+    if let Some(eid) = &st.identity.eid
+        && eid != &plan.eid
+    {
+        return Err(CeremonyError::IdentityMismatch {
+            node: plan.name.clone(),
+            what: "EID",
+            expected: plan.eid.to_string(),
+            actual: eid.to_string(),
+        });
+    }
+    Ok(st)
+}
+
+/// The node's status as a journal detail (for the report's "before" column).
+fn status_detail(st: &NodeStatus) -> serde_json::Value {
+    serde_json::to_value(st).unwrap_or_else(|e| json!({"unavailable": e.to_string()}))
+}
+
+/// Start a phase on a node: identity first (nothing written before it passes), then the
+/// journal's phase-start record with the node's status.
+fn begin(
+    c: &mut Ceremony,
+    phase: &'static str,
+    plan_node: &PlanNode,
+    node: &mut dyn Backend,
+) -> Result<PhaseReport> {
+    let st = check_identity(plan_node, node)?;
+    c.record(phase, &plan_node.name, Kind::Note, "phase-start", json!({}))?;
+    c.record(
+        phase,
+        &plan_node.name,
+        Kind::Note,
+        "node-status",
+        status_detail(&st),
+    )?;
+    Ok(PhaseReport::new(phase, &plan_node.name))
 }
 
 fn end(c: &mut Ceremony, report: PhaseReport) -> Result<PhaseReport> {
@@ -306,7 +363,7 @@ fn end(c: &mut Ceremony, report: PhaseReport) -> Result<PhaseReport> {
 /// Phase 1, on the SA node: the SA key and `sa.db`.
 pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
     let plan_node = c.plan.sa.clone();
-    let mut report = begin(c, "1", &plan_node.name)?;
+    let mut report = begin(c, "1", &plan_node, sa)?;
     ensure_eid(c, "1", sa, &plan_node, &mut report)?;
     let token = generate(c, "1", sa, &plan_node.name, KeyRole::Sa)?;
     report.did(format!(
@@ -372,7 +429,7 @@ pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
 pub fn phase2a(c: &mut Ceremony, source: &mut dyn Backend) -> Result<PhaseReport> {
     let plan_node = c.plan.source.clone();
     let mut db = read_sa_db(c)?;
-    let mut report = begin(c, "2a", &plan_node.name)?;
+    let mut report = begin(c, "2a", &plan_node, source)?;
     ensure_eid(c, "2a", source, &plan_node, &mut report)?;
     install_sa_key(c, "2a", source, &plan_node.name, &db, &mut report)?;
     let token = generate(c, "2a", source, &plan_node.name, KeyRole::Css)?;
@@ -416,9 +473,9 @@ pub fn phase2a(c: &mut Ceremony, source: &mut dyn Backend) -> Result<PhaseReport
 
 /// Phase 2b, on the SA node: the CSS key certified into `sa.db`.
 pub fn phase2b(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
-    let name = c.plan.sa.name.clone();
     let mut db = read_sa_db(c)?;
-    let mut report = begin(c, "2b", &name)?;
+    let sa_plan = c.plan.sa.clone();
+    let mut report = begin(c, "2b", &sa_plan, sa)?;
     let Some(css) = db.css.clone() else {
         return Err(CeremonyError::MissingFile {
             path: c.layout.sa_db(),
@@ -475,7 +532,7 @@ pub fn phase3a(
 ) -> Result<PhaseReport> {
     let plan_node = plan_target(c, target)?;
     let db = read_sa_db(c)?;
-    let mut report = begin(c, "3a", target)?;
+    let mut report = begin(c, "3a", &plan_node, target_node)?;
     ensure_eid(c, "3a", target_node, &plan_node, &mut report)?;
     install_sa_key(c, "3a", target_node, target, &db, &mut report)?;
     let token = generate(c, "3a", target_node, target, KeyRole::Csr)?;
@@ -522,8 +579,8 @@ pub fn phase3b(c: &mut Ceremony, sa: &mut dyn Backend, target: &str) -> Result<P
     let plan_node = plan_target(c, target)?;
     let sa_db = read_sa_db(c)?;
     let mut db = read_csr_db(c, target)?;
-    let sa_name = c.plan.sa.name.clone();
-    let mut report = begin(c, "3b", &sa_name)?;
+    let sa_plan = c.plan.sa.clone();
+    let mut report = begin(c, "3b", &sa_plan, sa)?;
     if let Some(cert) = &db.certificate {
         verify_issued(c, &sa_db, cert, "the CSR certificate")?;
         report.did(format!("CSR key of {target} certified (already)"));
@@ -708,7 +765,7 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
             });
         }
     };
-    let mut report = begin(c, "3c", &src.name)?;
+    let mut report = begin(c, "3c", &src, source)?;
     let st = status(source, &src.name)?;
     for kind in c.plan.kinds.clone() {
         let pattern = current_pattern(&st, kind).ok_or_else(|| CeremonyError::Conflict {
@@ -925,6 +982,20 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
                     ),
                 });
             }
+            // The overwrite guard: SET would turn a valid, different CURRENT into OLD.
+            if let (Some(current), Some(b)) = (current_pattern(&st, *kind), list.first())
+                && current != b.source_pattern
+                && !c.replace_current()
+            {
+                problems.push(Problem {
+                    node: target.into(),
+                    what: format!(
+                        "the {kind} CURRENT register holds another valid key ({current}): SET would make it OLD \
+                         and destroy the OLD key. Keys enciphered under it must be re-enciphered afterwards; \
+                         rerun with --replace-current if that is intended"
+                    ),
+                });
+            }
         }
     }
     let css_cert = match (css_cert, problems.is_empty()) {
@@ -935,7 +1006,8 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
             });
         }
     };
-    let mut report = begin(c, "3d", target)?;
+    let target_plan = plan_target(c, target)?;
+    let mut report = begin(c, "3d", &target_plan, node)?;
     for (kind, list) in per_kind {
         let source_pattern = list
             .first()
@@ -1013,6 +1085,28 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
             "{kind}: NEW confirmed equal to the source's CURRENT ({new})"
         ));
         let expected = source_pattern.clone();
+        let st = status(node, target)?;
+        if let Some(current) = current_pattern(&st, kind)
+            && current != source_pattern
+        {
+            if !c.replace_current() {
+                return Err(CeremonyError::WouldReplaceCurrent {
+                    target: target.into(),
+                    kind,
+                    current: Box::new(current),
+                });
+            }
+            c.record(
+                "3d",
+                target,
+                Kind::Note,
+                "replace-current",
+                json!({"kind": kind, "current": current.to_string(), "note": "--replace-current: CURRENT becomes OLD; re-encipher keys under the new master key"}),
+            )?;
+            report.did(format!(
+                "{kind}: CURRENT {current} becomes OLD (--replace-current): re-encipher the keys enciphered under it"
+            ));
+        }
         c.step(
             "3d",
             target,
@@ -1040,5 +1134,124 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
         }
         report.did(format!("{kind}: SET; CURRENT = {source_pattern}"));
     }
+    end(c, report)
+}
+
+// ----------------------------------------------------------------------------------------
+// Dual control: the SA key registered by two commands, two people
+// ----------------------------------------------------------------------------------------
+
+fn dual_control_node(c: &Ceremony, node_name: &str) -> Result<PlanNode> {
+    let plan = &c.plan;
+    std::iter::once(&plan.source)
+        .chain(plan.targets.iter())
+        .find(|n| n.name == node_name)
+        .cloned()
+        .ok_or_else(|| CeremonyError::NotInPlan {
+            node: node_name.into(),
+            role: "source or target",
+        })
+}
+
+fn require_operator(operator: &str) -> Result<()> {
+    if operator.trim().is_empty() {
+        return Err(CeremonyError::DualControl(
+            "dual control: say who you are with --operator NAME; it is recorded in the journal"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Dual control, step 1 (one person): register the SA public key's hash on `node`.
+pub fn register_sa_hash(
+    c: &mut Ceremony,
+    node: &mut dyn Backend,
+    node_name: &str,
+    operator: &str,
+) -> Result<PhaseReport> {
+    require_operator(operator)?;
+    let plan_node = dual_control_node(c, node_name)?;
+    let db = read_sa_db(c)?;
+    c.set_operator(Some(operator.to_string()));
+    let phase = if plan_node.name == c.plan.source.name {
+        "2a"
+    } else {
+        "3a"
+    };
+    let mut report = begin(c, phase, &plan_node, node)?;
+    let sa_name = c.plan.sa_label();
+    let hash = db.sa_hash.clone();
+    report.did(format!(
+        "SA key fingerprint to compare in person: {}",
+        hash.fingerprint()
+    ));
+    let a = c.step(
+        phase,
+        node_name,
+        "register-sa-hash",
+        json!({"name": sa_name.as_str(), "fingerprint": hash.fingerprint(), "clone": true, "dual_control": true}),
+        || node.register_public_key_hash(&sa_name, &hash, true),
+        |_| json!({}),
+    )?;
+    report.did(format!(
+        "SA public-key hash registered by {operator}, CLONE ({})",
+        applied_word(&a)
+    ));
+    report.did(
+        "next: a second person registers the key itself with `mkclone register-sa-key`".to_string(),
+    );
+    end(c, report)
+}
+
+/// Dual control, step 2 (a second person): register the SA public key itself on `node`;
+/// the node checks it matches the hash registered in step 1.
+pub fn register_sa_key(
+    c: &mut Ceremony,
+    node: &mut dyn Backend,
+    node_name: &str,
+    operator: &str,
+) -> Result<PhaseReport> {
+    require_operator(operator)?;
+    let plan_node = dual_control_node(c, node_name)?;
+    let db = read_sa_db(c)?;
+    // Who registered the hash here? Dual control means another person does the key.
+    let hash_by = c
+        .journal()
+        .records()
+        .iter()
+        .rev()
+        .find(|r| r.event == "register-sa-hash" && r.node == node_name && r.kind == Kind::Outcome)
+        .and_then(|r| r.operator.clone());
+    if hash_by.as_deref() == Some(operator) {
+        return Err(CeremonyError::DualControl(format!(
+            "dual control: {operator} registered the SA key's hash on {node_name}; the key must be registered by someone else"
+        )));
+    }
+    c.set_operator(Some(operator.to_string()));
+    let phase = if plan_node.name == c.plan.source.name {
+        "2a"
+    } else {
+        "3a"
+    };
+    let mut report = begin(c, phase, &plan_node, node)?;
+    let sa_name = c.plan.sa_label();
+    let cert = db.sa_certificate.clone();
+    report.did(format!(
+        "SA key fingerprint to compare in person: {}",
+        db.sa_hash.fingerprint()
+    ));
+    let a = c.step(
+        phase,
+        node_name,
+        "register-sa-key",
+        json!({"name": sa_name.as_str(), "clone": true, "dual_control": true, "hash_registered_by": hash_by}),
+        || node.register_public_key(&sa_name, &cert, true),
+        |_| json!({}),
+    )?;
+    report.did(format!(
+        "SA public key registered by {operator}, CLONE, matching its hash ({})",
+        applied_word(&a)
+    ));
     end(c, report)
 }

@@ -1,8 +1,10 @@
 //! The ceremony plan: who is SA, source and targets, which master keys, m-of-n, and the
 //! deterministic key labels that let a rerun find what an earlier run made.
 
+use std::collections::BTreeMap;
+
 use mkclone_backend::{
-    CloneableKind, DomainError, Eid, KeyLabel, MofN, RsaModulusBits, ShareIndex,
+    CloneableKind, DomainError, Eid, KeyLabel, MofN, RsaModulusBits, SerialNumber, ShareIndex,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -19,6 +21,12 @@ pub struct PlanSpec {
     pub bits: RsaModulusBits,
     pub rehearsal: bool,
     pub share_indices: Vec<ShareIndex>,
+    /// Register the SA key on source and targets only through the two dual-control
+    /// commands (hash, then key, each by a named operator). `clone` registers both itself
+    /// only when this is false.
+    pub dual_control: bool,
+    /// Serial numbers nodes must report (identity pinning), by node name.
+    pub pinned_serials: BTreeMap<String, SerialNumber>,
 }
 
 /// A node of the plan: its name in the configuration and the EID it must carry.
@@ -26,6 +34,8 @@ pub struct PlanSpec {
 pub struct PlanNode {
     pub name: String,
     pub eid: Eid,
+    /// The serial number the node must report, when pinned.
+    pub expect_serial: Option<SerialNumber>,
 }
 
 /// A validated plan.
@@ -41,6 +51,8 @@ pub struct Plan {
     pub rehearsal: bool,
     /// The share indices every target receives (m of them, each <= n).
     pub share_indices: Vec<ShareIndex>,
+    /// See [`PlanSpec::dual_control`].
+    pub dual_control: bool,
 }
 
 /// Why a plan is not valid.
@@ -88,9 +100,15 @@ impl Plan {
         if !valid_name(&spec.id, 40) {
             return Err(PlanError::Id(spec.id));
         }
+        let pins = spec.pinned_serials;
         let node = |(name, eid): (String, Eid)| {
             if valid_name(&name, 32) {
-                Ok(PlanNode { name, eid })
+                let expect_serial = pins.get(&name).cloned();
+                Ok(PlanNode {
+                    name,
+                    eid,
+                    expect_serial,
+                })
             } else {
                 Err(PlanError::NodeName(name))
             }
@@ -109,7 +127,19 @@ impl Plan {
             bits: spec.bits,
             rehearsal: spec.rehearsal,
             share_indices: spec.share_indices,
+            dual_control: spec.dual_control,
         })
+    }
+
+    /// Every node of the plan, each once (SA, source, targets).
+    pub fn nodes(&self) -> Vec<&PlanNode> {
+        let mut out: Vec<&PlanNode> = vec![&self.sa];
+        for n in std::iter::once(&self.source).chain(self.targets.iter()) {
+            if !out.iter().any(|o| o.name == n.name) {
+                out.push(n);
+            }
+        }
+        out
     }
 
     pub fn target(&self, name: &str) -> Option<&PlanNode> {

@@ -47,6 +47,8 @@ fn plan(kinds: Vec<CloneableKind>, m: u8, n: u8) -> Plan {
         rehearsal: true,
         share_indices: mkclone_ceremony::plan::share_indices(&(1..=m).collect::<Vec<_>>(), m_of_n)
             .unwrap(),
+        dual_control: false,
+        pinned_serials: Default::default(),
     })
     .unwrap()
 }

@@ -1,0 +1,225 @@
+//! `abort` and clean-up: undo what a ceremony left behind, only the steps asked for, each
+//! journaled.
+//!
+//! - clear NEW on targets that received shares of this ceremony;
+//! - delete the ceremony's CSS and CSR keys (retained-key storage is small);
+//! - erase `<target>.csr.db` and the share bundles (CNM erases csr.db after 3d): each file
+//!   is overwritten with zeros, synced, then removed;
+//! - unregister the SA key from source and targets.
+//!
+//! After a successful 3d the same erasing of the consumed files is the clean-up.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+
+use mkclone_backend::NewState;
+use serde_json::json;
+
+use crate::ceremony::{Ceremony, PhaseReport};
+use crate::error::FileError;
+use crate::failure::{CeremonyError, Result};
+use crate::journal::Kind;
+use crate::run::Nodes;
+
+/// The clean-up steps to run. Nothing else is done.
+#[derive(Debug, Clone, Default)]
+pub struct AbortSteps {
+    /// Targets concerned (empty: every target of the plan).
+    pub targets: Vec<String>,
+    pub clear_new: bool,
+    pub delete_keys: bool,
+    pub erase_files: bool,
+    pub unregister_sa: bool,
+}
+
+impl AbortSteps {
+    pub fn is_empty(&self) -> bool {
+        !(self.clear_new || self.delete_keys || self.erase_files || self.unregister_sa)
+    }
+}
+
+fn word(a: &mkclone_backend::Applied<()>) -> &'static str {
+    if a.was_already_done() {
+        "nothing to do"
+    } else {
+        "done"
+    }
+}
+
+/// Overwrite a file with zeros, sync it, remove it, sync its directory.
+pub fn erase_file(path: &Path) -> std::result::Result<bool, FileError> {
+    let io = |action: &'static str| {
+        move |source| FileError::Io {
+            path: path.into(),
+            action,
+            source,
+        }
+    };
+    let len = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io("read the file's size")(e)),
+    };
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io("open the file to erase it"))?;
+        let zeros = vec![0u8; 4096];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            f.write_all(&zeros[..n]).map_err(io("overwrite the file"))?;
+            left -= n as u64;
+        }
+        f.sync_all().map_err(io("sync the overwritten file"))?;
+    }
+    std::fs::remove_file(path).map_err(io("remove the file"))?;
+    if let Some(dir) = path.parent() {
+        crate::durable::sync_dir(dir)?;
+    }
+    Ok(true)
+}
+
+/// Run the asked steps.
+pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Result<PhaseReport> {
+    if steps.is_empty() {
+        return Err(CeremonyError::Conflict {
+            what: "abort".into(),
+            detail: "no step was asked for: choose among --clear-new, --delete-keys, --erase-files, --unregister-sa".into(),
+        });
+    }
+    let plan = c.plan.clone();
+    let targets: Vec<String> = if steps.targets.is_empty() {
+        plan.targets.iter().map(|t| t.name.clone()).collect()
+    } else {
+        steps.targets.clone()
+    };
+    for t in &targets {
+        if plan.target(t).is_none() {
+            return Err(CeremonyError::NotInPlan {
+                node: t.clone(),
+                role: "target",
+            });
+        }
+    }
+    let mut report = PhaseReport::new("abort", "");
+    c.record(
+        "abort",
+        "",
+        Kind::Note,
+        "abort-start",
+        json!({"steps": {
+        "targets": targets, "clear_new": steps.clear_new, "delete_keys": steps.delete_keys,
+        "erase_files": steps.erase_files, "unregister_sa": steps.unregister_sa}}),
+    )?;
+
+    if steps.clear_new {
+        for t in &targets {
+            let node = nodes.node(t)?;
+            let st = node
+                .status()
+                .map_err(CeremonyError::backend(t, "read status"))?;
+            let shares = node
+                .share_status()
+                .map_err(CeremonyError::backend(t, "read share tables"))?;
+            for kind in plan.kinds.clone() {
+                let received = shares
+                    .tables(kind)
+                    .map(|tb| !tb.received().is_empty())
+                    .unwrap_or(false);
+                let new_full = st
+                    .register(kind.kind())
+                    .map(|r| r.new != NewState::Empty)
+                    .unwrap_or(false);
+                if !(received || new_full) {
+                    report.did(format!(
+                        "{t}: {kind} NEW: no share received, nothing to clear"
+                    ));
+                    continue;
+                }
+                let a = c.step(
+                    "abort",
+                    t,
+                    "clear-new",
+                    json!({"kind": kind}),
+                    || node.clear_new(kind),
+                    |_| json!({}),
+                )?;
+                report.did(format!("{t}: {kind} NEW cleared ({})", word(&a)));
+            }
+        }
+    }
+    if steps.delete_keys {
+        let mut keys: Vec<(String, mkclone_backend::KeyLabel)> =
+            vec![(plan.source.name.clone(), plan.css_label())];
+        keys.extend(targets.iter().map(|t| (t.clone(), plan.csr_label())));
+        for (name, label) in keys {
+            let node = nodes.node(&name)?;
+            let a = c.step(
+                "abort",
+                &name,
+                "delete-retained-key",
+                json!({"label": label.as_str()}),
+                || node.delete_retained_key(&label),
+                |_| json!({}),
+            )?;
+            report.did(format!(
+                "{name}: retained key {label} deleted ({})",
+                word(&a)
+            ));
+        }
+    }
+    if steps.unregister_sa {
+        let label = plan.sa_label();
+        let names: Vec<String> = std::iter::once(plan.source.name.clone())
+            .chain(targets.iter().cloned())
+            .collect();
+        for name in names {
+            let node = nodes.node(&name)?;
+            let a = c.step(
+                "abort",
+                &name,
+                "unregister-sa-key",
+                json!({"name": label.as_str()}),
+                || node.unregister_public_key(&label),
+                |_| json!({}),
+            )?;
+            report.did(format!(
+                "{name}: SA public key {label} unregistered ({})",
+                word(&a)
+            ));
+        }
+    }
+    if steps.erase_files {
+        for t in &targets {
+            let mut files = vec![c.layout.csr_db(t)];
+            for kind in &plan.kinds {
+                for index in &plan.share_indices {
+                    files.push(c.layout.bundle(t, *kind, *index));
+                }
+            }
+            for f in files {
+                if erase_file(&f)? {
+                    c.record(
+                        "abort",
+                        t,
+                        Kind::Note,
+                        "file-erased",
+                        json!({"file": f.display().to_string()}),
+                    )?;
+                    report.did(format!("{} erased", f.display()));
+                }
+            }
+        }
+    }
+    c.record(
+        "abort",
+        "",
+        Kind::Note,
+        "abort-done",
+        json!({"actions": report.actions}),
+    )?;
+    Ok(report)
+}

@@ -1,0 +1,306 @@
+//! `--dry-run`: every check of the phases in scope, on every node they touch, reported
+//! all at once; nothing is changed anywhere (no node request that writes, no file written,
+//! not even the ceremony directory created).
+
+use mkclone_backend::{Backend, CloneableKind, CurrentState, NewState, NodeStatus, Operation};
+use mkclone_formats::pka::{CertificateSection, PublicKeyTokenView};
+
+use crate::ceremony::needed_operations;
+use crate::dbs::{
+    self, BUNDLE_FORMAT, CSR_DB_FORMAT, CsrDb, Layout, SA_DB_FORMAT, SaDb, ShareBundle,
+};
+use crate::failure::Problem;
+use crate::phases::check_identity;
+use crate::plan::{Plan, PlanNode};
+use crate::run::Nodes;
+
+/// Which phases (and for which targets) a dry run covers.
+#[derive(Debug, Clone)]
+pub struct DryRunScope {
+    /// Phase names: "1", "2a", "2b", "3a", "3b", "3c", "3d".
+    pub phases: Vec<&'static str>,
+    pub targets: Vec<String>,
+}
+
+impl DryRunScope {
+    /// What `clone` does: every phase, every target.
+    pub fn whole(plan: &Plan) -> Self {
+        Self {
+            phases: vec!["1", "2a", "2b", "3a", "3b", "3c", "3d"],
+            targets: plan.targets.iter().map(|t| t.name.clone()).collect(),
+        }
+    }
+    fn has(&self, phase: &str) -> bool {
+        self.phases.contains(&phase)
+    }
+}
+
+/// What the dry run needs to know beyond the plan.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DryRunOptions {
+    pub replace_current: bool,
+}
+
+fn problem(problems: &mut Vec<Problem>, node: &str, what: impl Into<String>) {
+    problems.push(Problem {
+        node: node.into(),
+        what: what.into(),
+    });
+}
+
+/// Open a node and check its identity; `None` (with the problem recorded) when it cannot
+/// be used.
+fn reach(
+    nodes: &mut dyn Nodes,
+    plan_node: &PlanNode,
+    problems: &mut Vec<Problem>,
+) -> Option<NodeStatus> {
+    let node = match nodes.node(&plan_node.name) {
+        Ok(n) => n,
+        Err(e) => {
+            problem(problems, &plan_node.name, format!("unreachable: {e}"));
+            return None;
+        }
+    };
+    match check_identity(plan_node, node) {
+        Ok(st) => Some(st),
+        Err(e) => {
+            problem(problems, &plan_node.name, e.to_string());
+            None
+        }
+    }
+}
+
+fn capabilities(node: &mut dyn Backend, name: &str, phases: &[&str], problems: &mut Vec<Problem>) {
+    let caps = node.capabilities();
+    let mut missing: Vec<Operation> = Vec::new();
+    for phase in phases {
+        for op in caps.missing(needed_operations(phase)) {
+            if !missing.contains(&op) {
+                missing.push(op);
+            }
+        }
+    }
+    for op in missing {
+        problem(
+            problems,
+            name,
+            format!(
+                "the {} backend cannot {op}, which phase(s) {} need{}",
+                caps.backend,
+                phases.join(", "),
+                if caps.backend == "zcrypt" {
+                    " (IBM has not published the encoding of this verb; rehearse on the simulator, run this step with IBM's CNM/TKE)"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
+}
+
+fn current(st: &NodeStatus, kind: CloneableKind) -> Option<mkclone_backend::VerificationPattern> {
+    let reg = st.register(kind.kind())?;
+    (reg.current == CurrentState::Valid)
+        .then(|| reg.current_patterns.first().cloned())
+        .flatten()
+}
+
+/// Run every check in scope; the list is empty when the plan can run.
+pub fn dry_run(
+    plan: &Plan,
+    layout: &Layout,
+    nodes: &mut dyn Nodes,
+    scope: &DryRunScope,
+    options: DryRunOptions,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let p = &mut problems;
+
+    // Files already there must be readable and belong to this ceremony.
+    let sa_db = match dbs::read_optional::<SaDb>(&layout.sa_db(), SA_DB_FORMAT, &plan.id) {
+        Ok(db) => db,
+        Err(e) => {
+            problem(p, &plan.sa.name, e.to_string());
+            None
+        }
+    };
+    for t in &scope.targets {
+        if plan.target(t).is_none() {
+            problem(p, t, "is not a target of this plan");
+            continue;
+        }
+        if let Err(e) = dbs::read_optional::<CsrDb>(&layout.csr_db(t), CSR_DB_FORMAT, &plan.id) {
+            problem(p, t, e.to_string());
+        }
+        for kind in &plan.kinds {
+            for index in &plan.share_indices {
+                if let Err(e) = dbs::read_optional::<ShareBundle>(
+                    &layout.bundle(t, *kind, *index),
+                    BUNDLE_FORMAT,
+                    &plan.id,
+                ) {
+                    problem(p, t, e.to_string());
+                }
+            }
+        }
+    }
+
+    // The SA node.
+    let sa_phases: Vec<&str> = ["1", "2b", "3b"]
+        .into_iter()
+        .filter(|ph| scope.has(ph))
+        .collect();
+    if !sa_phases.is_empty()
+        && reach(nodes, &plan.sa, p).is_some()
+        && let Ok(node) = nodes.node(&plan.sa.name)
+    {
+        capabilities(node, &plan.sa.name, &sa_phases, p);
+        // sa.db must hold the SA key this node retains.
+        if let Some(db) = &sa_db
+            && let Ok(Some(token)) = node.retained_public_key(&plan.sa_label())
+        {
+            let in_db = CertificateSection::decode(&db.sa_certificate).map(|c| c.key);
+            let on_node = PublicKeyTokenView::decode(&token).map(|t| t.key);
+            if let (Ok(a), Ok(b)) = (in_db, on_node)
+                && a != b
+            {
+                problem(
+                    p,
+                    &plan.sa.name,
+                    "sa.db holds another SA key than the one this node retains",
+                );
+            }
+        }
+    }
+
+    // The source.
+    let source_phases: Vec<&str> = ["2a", "3c"]
+        .into_iter()
+        .filter(|ph| scope.has(ph))
+        .collect();
+    let mut source_patterns = Vec::new();
+    if source_phases.is_empty() {
+        // On a target's server the source is out of reach: its pattern travels in the bundles.
+        for kind in &plan.kinds {
+            let found = scope.targets.iter().find_map(|t| {
+                plan.share_indices.iter().find_map(|i| {
+                    dbs::read_optional::<ShareBundle>(
+                        &layout.bundle(t, *kind, *i),
+                        BUNDLE_FORMAT,
+                        &plan.id,
+                    )
+                    .ok()
+                    .flatten()
+                    .map(|b| b.source_pattern)
+                })
+            });
+            if let Some(pattern) = found {
+                source_patterns.push((*kind, pattern));
+            }
+        }
+    } else {
+        if let Some(st) = reach(nodes, &plan.source, p) {
+            for kind in &plan.kinds {
+                match current(&st, *kind) {
+                    Some(pattern) => source_patterns.push((*kind, pattern)),
+                    None => problem(
+                        p,
+                        &plan.source.name,
+                        format!("the {kind} CURRENT register is not valid: nothing to clone"),
+                    ),
+                }
+            }
+            if let Ok(node) = nodes.node(&plan.source.name) {
+                capabilities(node, &plan.source.name, &source_phases, p);
+                if scope.has("3c") && plan.dual_control {
+                    dual_control_pending(node, plan, &plan.source.name, p);
+                }
+            }
+        }
+    }
+
+    // The targets.
+    let target_phases: Vec<&str> = ["3a", "3d"]
+        .into_iter()
+        .filter(|ph| scope.has(ph))
+        .collect();
+    if !target_phases.is_empty() {
+        for t in &scope.targets {
+            let Some(plan_node) = plan.target(t).cloned() else {
+                continue;
+            };
+            let Some(st) = reach(nodes, &plan_node, p) else {
+                continue;
+            };
+            for kind in &plan.kinds {
+                let Some(reg) = st.register(kind.kind()) else {
+                    continue;
+                };
+                let source = source_patterns
+                    .iter()
+                    .find(|(k, _)| k == kind)
+                    .map(|(_, pat)| pat);
+                if reg.new == NewState::Partial {
+                    problem(
+                        p,
+                        t,
+                        format!("the {kind} NEW register is partially loaded: clear it first"),
+                    );
+                }
+                if reg.new == NewState::Full && reg.new_patterns.first() != source {
+                    problem(
+                        p,
+                        t,
+                        format!(
+                            "the {kind} NEW register holds another key: clear it first (mkclone abort --clear-new)"
+                        ),
+                    );
+                }
+                if let (Some(cur), Some(src)) = (current(&st, *kind), source)
+                    && &cur != src
+                    && !options.replace_current
+                {
+                    problem(
+                        p,
+                        t,
+                        format!(
+                            "the {kind} CURRENT register holds another valid key ({cur}): SET would make it OLD; \
+                             keys enciphered under it must then be re-enciphered. Use --replace-current if intended"
+                        ),
+                    );
+                }
+            }
+            if let Ok(node) = nodes.node(t) {
+                capabilities(node, t, &target_phases, p);
+                if scope.has("3d") && plan.dual_control {
+                    dual_control_pending(node, plan, t, p);
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Under dual control `clone` does not register the SA key itself: say so where it is
+/// still missing.
+fn dual_control_pending(node: &mut dyn Backend, plan: &Plan, name: &str, p: &mut Vec<Problem>) {
+    let registered = node
+        .list_registrations()
+        .map(|list| {
+            list.iter()
+                .any(|r| r.name == plan.sa_label() && r.key.is_some() && r.clone)
+        })
+        .unwrap_or(false);
+    if !registered {
+        problem(
+            p,
+            name,
+            format!(
+                "dual control: the SA key is not registered yet; two people run `mkclone register-sa-hash --node {name}` \
+                 and `mkclone register-sa-key --node {name}` (after phase {}), or the plan sets dual_control = false",
+                if name == plan.source.name { "2a" } else { "3a" }
+            ),
+        );
+    }
+}
