@@ -17,6 +17,7 @@ pub use mkclone_pkcs11 as pkcs11;
 
 pub mod config;
 pub mod demo;
+pub mod hardening;
 pub mod nodes;
 mod pin;
 pub mod zcrypt;

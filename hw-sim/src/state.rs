@@ -78,7 +78,9 @@ impl fmt::Debug for RetainedKey {
             .field("usage", &self.usage)
             .field("clone", &self.clone)
             .field("bits", &self.bits)
-            .finish_non_exhaustive()
+            .field("private_pkcs1", &format_args!("<redacted>"))
+            .field("public_token", &self.public_token)
+            .finish()
     }
 }
 

@@ -31,6 +31,7 @@ pub mod dry_run;
 mod failure;
 pub mod phases;
 pub mod plan;
+pub mod report;
 pub mod run;
 
 pub use ceremony::{CRASH_HOOK_ENV, Ceremony, PhaseReport, needed_operations};
