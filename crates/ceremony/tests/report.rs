@@ -1,0 +1,462 @@
+//! The ceremony report over real ceremonies on file-backed simulated cards: finished,
+//! rehearsal, unfinished (stopped with `inject_crash_after`), tampered, and one with hostile
+//! text in its journal.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use mkclone_backend::{
+    Backend, CloneableKind, CurrentState, Eid, MofN, NodeStatus, RsaModulusBits, SerialNumber,
+};
+use mkclone_ceremony::dbs::{Layout, SA_DB_FORMAT, SaDb, read_optional};
+use mkclone_ceremony::journal::{Journal, Kind};
+use mkclone_ceremony::report::{self, Report};
+use mkclone_ceremony::run::{Nodes, run_clone};
+use mkclone_ceremony::{Ceremony, CeremonyError, Plan, PlanSpec};
+use mkclone_hw_sim::{Apqn, SimBus};
+use serde_json::json;
+
+const NODES: [(&str, u8); 4] = [("sa", 1), ("source", 2), ("target1", 3), ("target2", 4)];
+
+struct Cards(BTreeMap<String, mkclone_hw_sim::SimBackend>);
+
+impl Nodes for Cards {
+    fn node(&mut self, name: &str) -> Result<&mut dyn Backend, CeremonyError> {
+        self.0
+            .get_mut(name)
+            .map(|b| b as &mut dyn Backend)
+            .ok_or_else(|| CeremonyError::NodeUnavailable {
+                node: name.into(),
+                message: "unknown".into(),
+            })
+    }
+}
+
+fn apqn(card: u8) -> Apqn {
+    Apqn::new(card, 0x0d).unwrap()
+}
+
+fn eid(s: &str) -> Eid {
+    Eid::new(&s.to_uppercase()).unwrap()
+}
+
+fn plan(targets: &[&str], kinds: &[CloneableKind], m: u8, n: u8, rehearsal: bool) -> Plan {
+    let m_of_n = MofN::new(m, n).unwrap();
+    Plan::new(PlanSpec {
+        id: "report-test".into(),
+        sa: ("sa".into(), eid("sa")),
+        source: ("source".into(), eid("source")),
+        targets: targets.iter().map(|t| (t.to_string(), eid(t))).collect(),
+        kinds: kinds.to_vec(),
+        m_of_n,
+        bits: RsaModulusBits::B2048,
+        rehearsal,
+        share_indices: mkclone_ceremony::plan::share_indices(&(1..=m).collect::<Vec<_>>(), m_of_n)
+            .unwrap(),
+        dual_control: false,
+        pinned_serials: Default::default(),
+    })
+    .unwrap()
+}
+
+/// Fresh cards (serials S1..S4); the source gets random master keys.
+fn setup(root: &Path) {
+    let bus = SimBus::new(root.join("cards"));
+    for (name, card) in NODES {
+        let mut b = bus
+            .create_card(apqn(card), &SerialNumber::new(&format!("S{card}")).unwrap())
+            .unwrap();
+        if name == "source" {
+            for kind in CloneableKind::ALL {
+                b.load_random_master_key(kind).unwrap();
+            }
+        }
+    }
+}
+
+fn open_cards(root: &Path) -> Cards {
+    let bus = SimBus::new(root.join("cards"));
+    Cards(
+        NODES
+            .iter()
+            .map(|(name, card)| (name.to_string(), bus.open_card(apqn(*card)).unwrap()))
+            .collect(),
+    )
+}
+
+fn statuses(root: &Path, names: &[&str]) -> Vec<(String, NodeStatus)> {
+    let mut cards = open_cards(root);
+    names
+        .iter()
+        .map(|n| (n.to_string(), cards.0.get_mut(*n).unwrap().status().unwrap()))
+        .collect()
+}
+
+/// Run `clone` (stopped after `crash_after` records when given) with operator "Alice Operator".
+fn run(root: &Path, plan: &Plan, crash_after: Option<u64>) -> Result<(), CeremonyError> {
+    let mut ceremony = Ceremony::open(&root.join("ceremony"), plan.clone())?;
+    ceremony.set_operator(Some("Alice Operator".into()));
+    if let Some(k) = crash_after {
+        ceremony.inject_crash_after(k);
+    }
+    let mut cards = open_cards(root);
+    run_clone(&mut ceremony, &mut cards, &mut |_| {}).map(|_| ())
+}
+
+fn current_pattern(st: &NodeStatus, kind: CloneableKind) -> String {
+    let reg = st.register(kind.kind()).unwrap();
+    assert_eq!(reg.current, CurrentState::Valid);
+    reg.current_patterns[0].to_string()
+}
+
+fn node<'a>(r: &'a Report, name: &str) -> &'a report::NodeView {
+    r.nodes.iter().find(|n| n.name == name).unwrap()
+}
+
+#[test]
+fn a_finished_ceremony_report_names_every_node_share_and_set() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    setup(root);
+    let kinds = CloneableKind::ALL;
+    let plan = plan(&["target1", "target2"], &kinds, 2, 3, false);
+    run(root, &plan, None).unwrap();
+    let dir = root.join("ceremony");
+    let names = ["sa", "source", "target1", "target2"];
+    let nodes = statuses(root, &names);
+    let source = &nodes[1].1;
+    let r = report::build(&dir, &plan, &nodes).unwrap();
+
+    assert!(r.complete, "missing: {:?}", r.missing);
+    assert!(r.missing.is_empty());
+    assert!(!r.rehearsal);
+    assert_eq!(r.ceremony, "report-test");
+    assert_eq!((r.plan.m, r.plan.n), (2, 3));
+    assert_eq!(r.plan.kinds, ["SYM", "ASYM"]);
+    assert_eq!(r.plan.share_indices, [1, 2]);
+    assert!(!r.plan.dual_control);
+
+    // Every node with its identity and its patterns before -> after.
+    assert_eq!(r.nodes.len(), 4);
+    for (i, name) in names.iter().enumerate() {
+        let n = node(&r, name);
+        assert_eq!(n.status, "read");
+        assert_eq!(n.serial.as_deref(), Some(format!("S{}", i + 1).as_str()));
+        assert_eq!(n.eid.as_deref(), Some(name.to_uppercase().as_str()));
+        let before = n.before.as_ref().expect("node-status recorded in the journal");
+        assert!(before.seq.is_some());
+        assert_eq!(n.kinds.len(), 2);
+    }
+    for kind in kinds {
+        let src = current_pattern(source, kind);
+        let s = node(&r, "source").kinds.iter().find(|k| k.kind == kind.to_string()).unwrap();
+        assert_eq!(s.current_before, src, "the source's CURRENT is unchanged");
+        assert_eq!(s.current_after, src);
+        assert_eq!(s.mark, "source");
+        for t in ["target1", "target2"] {
+            let k = node(&r, t).kinds.iter().find(|k| k.kind == kind.to_string()).unwrap();
+            assert_eq!(k.current_before, "empty", "{t} {kind}");
+            assert_eq!(k.current_after, src, "{t} {kind}");
+            assert_eq!(k.new_after, "empty");
+            assert_eq!(k.old_after, "empty");
+            assert_eq!(k.equals_source, Some(true));
+            assert_eq!(k.mark, "= source");
+        }
+    }
+
+    // Every share issued and installed; SET for each target and kind.
+    assert_eq!(r.shares.len(), 2 * 2 * 2);
+    for s in &r.shares {
+        assert!(s.planned);
+        assert_eq!(s.bundle, "present", "{s:?}");
+        assert!(s.issued());
+        assert!(s.obtained.is_some(), "{s:?}");
+        assert!(s.installed.is_some(), "{s:?}");
+    }
+    assert_eq!(r.set.len(), 4);
+    for s in &r.set {
+        assert!(s.set.is_some(), "{s:?}");
+        assert_eq!(s.current_equals_source, Some(true));
+        let kind = CloneableKind::parse(&s.kind).unwrap();
+        assert_eq!(s.confirmed.as_deref(), Some(current_pattern(source, kind).as_str()));
+    }
+
+    // Keys and certificates; the SA fingerprint is sa.db's.
+    let sa_db: SaDb = read_optional(&Layout::new(&dir).sa_db(), SA_DB_FORMAT, &plan.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.sa_fingerprint, Some(sa_db.sa_hash.fingerprint()));
+    let roles: Vec<&str> = r.keys.iter().map(|k| k.role).collect();
+    assert_eq!(roles, ["SA", "CSS", "CSR", "CSR"]);
+    for k in r.keys.iter().filter(|k| k.role != "SA") {
+        assert!(k.certified && k.verified == Some(true), "{k:?}");
+        assert!(k.fingerprint.is_some());
+    }
+    for g in &r.sa_registrations {
+        assert!(g.hash_at.is_some() && g.key_at.is_some(), "{g:?}");
+        assert_eq!(g.control, "one command (the plan sets dual_control = false)");
+    }
+
+    // The journal: every record, its final hash and count, verified.
+    let journal = Journal::open(&dir, &plan.id, false).unwrap();
+    assert!(r.journal.verified);
+    assert_eq!(r.journal.head_hash, Some(journal.head_hash()));
+    assert_eq!(r.journal.records, journal.records().len());
+    let shown: usize = r
+        .timeline
+        .iter()
+        .map(|e| 1 + usize::from(e.outcome.is_some()))
+        .sum();
+    assert_eq!(shown, journal.records().len(), "every record is in the timeline");
+    assert!(r.timeline.iter().all(|e| e.result != "NO OUTCOME RECORDED"));
+    assert_eq!(r.operators, ["Alice Operator"]);
+    assert!(
+        r.timeline
+            .iter()
+            .filter(|e| e.entry == "action")
+            .all(|e| e.operator.as_deref() == Some("Alice Operator"))
+    );
+
+    // The page says it all, and never REHEARSAL.
+    let md = report::render_markdown(&r);
+    let html = report::render_html(&r);
+    for page in [&md, &html] {
+        assert!(!page.contains("REHEARSAL"));
+        assert!(page.contains(&journal.head_hash()));
+        assert!(page.contains("Alice Operator"));
+        assert!(page.contains(&sa_db.sa_hash.fingerprint()));
+        assert!(page.contains("COMPLETE"));
+        for name in names {
+            assert!(page.contains(name));
+        }
+        for i in 1..=4 {
+            assert!(page.contains(&format!("S{i}")));
+        }
+        for kind in kinds {
+            assert!(page.contains(&current_pattern(source, kind)));
+        }
+        assert!(page.contains("= source"));
+    }
+    assert!(md.starts_with("# mkclone ceremony report: report-test\n"));
+    assert!(md.contains("## Signatures"));
+    assert!(md.contains("Name: Alice Operator"));
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains("@media print"));
+
+    // JSON: the same data.
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["format"], report::FORMAT);
+    assert_eq!(v["journal"]["head_hash"], json!(journal.head_hash()));
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn a_rehearsal_report_says_rehearsal_in_its_title_and_every_section() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    setup(root);
+    let plan = plan(&["target1"], &[CloneableKind::Sym], 1, 1, true);
+    run(root, &plan, None).unwrap();
+    let nodes = statuses(root, &["sa", "source", "target1"]);
+    let r = report::build(&root.join("ceremony"), &plan, &nodes).unwrap();
+    assert!(r.rehearsal && r.complete, "{:?}", r.missing);
+
+    let md = report::render_markdown(&r);
+    let first = md.lines().next().unwrap();
+    assert!(first.starts_with("# REHEARSAL"), "{first}");
+    assert!(md.contains("> **REHEARSAL"));
+    let sections: Vec<&str> = md.lines().filter(|l| l.starts_with("## ")).collect();
+    assert!(sections.len() >= 6, "{sections:?}");
+    for s in &sections {
+        assert!(s.contains("REHEARSAL"), "{s}");
+    }
+
+    let html = report::render_html(&r);
+    assert!(html.contains("<title>REHEARSAL"));
+    assert!(html.contains("<h1>REHEARSAL"));
+    assert!(html.contains("class=\"rehearsal\""));
+    let h2: Vec<&str> = html.lines().filter(|l| l.starts_with("<h2>")).collect();
+    assert_eq!(h2.len(), sections.len());
+    for h in h2 {
+        assert!(h.contains("REHEARSAL"), "{h}");
+    }
+}
+
+#[test]
+fn an_unfinished_ceremony_report_shows_what_is_missing() {
+    let plan = plan(&["target1"], &CloneableKind::ALL, 2, 3, false);
+    // Where does a whole run write its first install-share intent?
+    let clean = tempfile::tempdir().unwrap();
+    setup(clean.path());
+    run(clean.path(), &plan, None).unwrap();
+    let records = Journal::open(&clean.path().join("ceremony"), &plan.id, false)
+        .unwrap()
+        .records()
+        .to_vec();
+    let first_install = records
+        .iter()
+        .find(|r| r.event == "install-share" && r.kind == Kind::Intent)
+        .unwrap()
+        .seq;
+
+    // The same ceremony, stopped right after that intent.
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    setup(root);
+    match run(root, &plan, Some(first_install)) {
+        Err(CeremonyError::InjectedCrash { after }) => assert_eq!(after, first_install),
+        other => panic!("expected the injected crash, got {other:?}"),
+    }
+    let dir = root.join("ceremony");
+    let nodes = statuses(root, &["sa", "source"]);
+    let unavailable = [("target1".to_string(), "powered off".to_string())];
+    let r = report::build_with(&dir, &plan, &nodes, &unavailable).unwrap();
+
+    assert!(!r.complete);
+    assert!(r.journal.verified);
+    assert_eq!(r.journal.records as u64, first_install);
+    for kind in ["SYM", "ASYM"] {
+        assert!(
+            r.missing
+                .iter()
+                .any(|m| m.contains(&format!("SET of the {kind} master key"))),
+            "{:?}",
+            r.missing
+        );
+    }
+    for index in [1, 2] {
+        assert!(
+            r.missing
+                .iter()
+                .any(|m| m == &format!("SYM share {index} for target1: not installed (phase 3d on target1)")),
+            "{:?}",
+            r.missing
+        );
+    }
+    // The shares were obtained (3c is done), none installed.
+    for s in &r.shares {
+        assert_eq!(s.bundle, "present");
+        assert!(s.obtained.is_some());
+        assert!(s.installed.is_none());
+    }
+    // The interrupted step: an intent without its outcome.
+    let stopped = r.timeline.iter().find(|e| e.seq == first_install).unwrap();
+    assert_eq!(stopped.event, "install-share");
+    assert_eq!(stopped.result, "NO OUTCOME RECORDED");
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains(&format!("record {first_install} (install-share on target1")))
+    );
+    let t = node(&r, "target1");
+    assert_eq!(t.status, "unavailable: powered off");
+    assert!(t.after.is_none());
+    assert!(t.before.is_some(), "phase 3a journaled its status");
+    assert_eq!(t.serial.as_deref(), Some("S3"), "from the journal");
+    assert_eq!(t.kinds[0].current_after, "not read");
+    assert!(r.set.iter().all(|s| s.set.is_none()));
+
+    let md = report::render_markdown(&r);
+    assert!(md.contains("NOT COMPLETE"));
+    assert!(md.contains("## What is missing"));
+    assert!(md.contains("unavailable: powered off"));
+    assert!(md.contains("NO OUTCOME RECORDED"));
+    assert!(md.contains("SET of the ASYM master key (phase 3d on target1)"));
+
+    // A journal changed afterwards: the report says it does not verify.
+    let path = dir.join("journal.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("\"phase\":\"1\"", "\"phase\":\"9\"", 1)).unwrap();
+    let r = report::build_with(&dir, &plan, &nodes, &unavailable).unwrap();
+    assert!(!r.journal.verified && !r.complete);
+    assert_eq!(r.journal.head_hash, None);
+    assert!(r.journal.problem.as_deref().unwrap().contains("line 1"));
+    assert!(r.missing[0].starts_with("a journal that verifies"), "{:?}", r.missing);
+    assert!(report::render_markdown(&r).contains("chain NOT verified") || report::render_markdown(&r).contains("NO: "));
+}
+
+#[test]
+fn a_ceremony_not_started_lists_every_step() {
+    let root = tempfile::tempdir().unwrap();
+    let plan = plan(&["target1"], &[CloneableKind::Sym], 1, 1, false);
+    let r = report::build(root.path(), &plan, &[]).unwrap();
+    assert!(!r.complete && !r.journal.present);
+    for expected in [
+        "the journal: no phase has run in this directory",
+        "sa.db: the SA key (phase 1 on sa)",
+        "target1.csr.db: the CSR key of target1 (phase 3a on target1)",
+        "SYM share 1 for target1: not obtained (phase 3c on source)",
+        "target1: SET of the SYM master key (phase 3d on target1)",
+    ] {
+        assert!(r.missing.iter().any(|m| m == expected), "{expected}: {:?}", r.missing);
+    }
+    assert!(node(&r, "sa").status == "not read");
+    // A missing directory is an error, not an empty report.
+    assert!(report::build(&root.path().join("nope"), &plan, &[]).is_err());
+}
+
+#[test]
+fn hostile_text_is_escaped_in_html_and_markdown() {
+    let root = tempfile::tempdir().unwrap();
+    let plan = plan(&["target1"], &[CloneableKind::Sym], 1, 1, false);
+    let hostile = "</td><script>alert(\"x\")</script><img src=x onerror=alert(1)> | **b** & 'q'\n# h";
+    let mut j = Journal::open(root.path(), &plan.id, false).unwrap();
+    j.append(
+        "1",
+        "sa",
+        Kind::Intent,
+        Some(hostile),
+        "set-eid",
+        json!({"eid": hostile}),
+    )
+    .unwrap();
+    j.append(
+        "1",
+        "sa",
+        Kind::Outcome,
+        Some(hostile),
+        "set-eid",
+        json!({"result": "failed", "error": hostile}),
+    )
+    .unwrap();
+    drop(j);
+    let r = report::build(root.path(), &plan, &[]).unwrap();
+    assert_eq!(r.operators, [hostile]);
+
+    let html = report::render_html(&r);
+    assert!(!html.contains("<script>"), "{html}");
+    assert!(!html.contains("<img"));
+    assert!(!html.contains("</td><script"));
+    assert!(html.contains("&lt;/td&gt;&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"));
+    assert!(html.contains("&amp; &#39;q&#39;"));
+    // Only our own tags: every '<' opens a tag mkclone writes.
+    for (i, _) in html.match_indices('<') {
+        let rest = &html[i + 1..];
+        assert!(
+            [
+                "!DOCTYPE", "html", "/html", "head", "/head", "meta", "title", "/title", "style",
+                "/style", "body", "/body", "h1", "/h1", "h2", "/h2", "h3", "/h3", "p", "/p", "ul",
+                "/ul", "li", "/li", "table", "/table", "thead", "/thead", "tbody", "/tbody", "tr",
+                "/tr", "th", "/th", "td", "/td", "section", "/section", "span", "/span", "div",
+                "/div",
+            ]
+            .iter()
+            .any(|t| rest.starts_with(t)),
+            "unexpected tag at {}",
+            &html[i..(i + 40).min(html.len())]
+        );
+    }
+
+    let md = report::render_markdown(&r);
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| 1 |"))
+        .expect("the timeline row");
+    let unescaped_pipes = row
+        .char_indices()
+        .filter(|(i, c)| *c == '|' && (*i == 0 || row.as_bytes()[i - 1] != b'\\'))
+        .count();
+    assert_eq!(unescaped_pipes, 9, "8 columns stay 8 columns: {row}");
+    assert!(row.contains("\\<script>") && !row.contains(" <script"));
+    assert!(!md.lines().any(|l| l.starts_with("# h")), "no injected heading");
+}
