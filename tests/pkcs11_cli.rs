@@ -125,6 +125,29 @@ fn a_whole_clone_on_softhsm_tokens() {
     );
     let devices = run(&conf, &["devices", "--config", c], None);
     assert!(text(&devices).contains("\"target1\""), "{}", text(&devices));
+    // Clean-up on tokens: the ceremony's keys and the SA registrations go.
+    let abort = run(
+        &conf,
+        &[
+            "abort",
+            "--config",
+            c,
+            "--delete-keys",
+            "--unregister-sa",
+            "--erase-files",
+        ],
+        Some(PIN),
+    );
+    assert!(abort.status.success(), "{}", text(&abort));
+    let status = run(
+        &conf,
+        &["status", "--config", c, "target1", "--json"],
+        Some(PIN),
+    );
+    let out = String::from_utf8_lossy(&status.stdout).to_string();
+    let v: serde_json::Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+    assert!(v["retained_keys"].as_array().unwrap().is_empty(), "{v}");
+    assert!(v["registrations"].as_array().unwrap().is_empty(), "{v}");
 }
 
 #[test]

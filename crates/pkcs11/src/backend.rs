@@ -1567,6 +1567,30 @@ impl Backend for Pkcs11Backend {
         Ok(Applied::Done(()))
     }
 
+    fn unregister_public_key(&mut self, name: &KeyLabel) -> Result<Applied<()>> {
+        let op = Operation::UnregisterPublicKey;
+        // The key goes before its hash: a crash in between leaves a hash without a key,
+        // which is what a half-done registration looks like and a rerun finishes.
+        let mut removed = false;
+        for (application, label) in [
+            (REGKEY_APPLICATION, registered_key_label(name.as_str())),
+            (REG_APPLICATION, registration_label(name.as_str())),
+        ] {
+            let handles = self
+                .find_data(application, &label)
+                .map_err(|e| self.device(op, e))?;
+            for h in handles {
+                self.token.destroy(h).map_err(|e| self.device(op, e))?;
+                removed = true;
+            }
+        }
+        Ok(if removed {
+            Applied::Done(())
+        } else {
+            Applied::AlreadyDone(())
+        })
+    }
+
     fn list_registrations(&mut self) -> Result<Vec<Registration>> {
         let op = Operation::ListRegistrations;
         let handles = self
