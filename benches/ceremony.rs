@@ -15,23 +15,11 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, Criterion, criterion_group};
 use mkclone::backend::timing::{self, Category};
 use mkclone::backend::{Backend, CloneableKind, Eid, MofN, RsaModulusBits, SerialNumber};
-use mkclone::ceremony::run::{Nodes, run_clone};
-use mkclone::ceremony::{Ceremony, CeremonyError, Plan, PlanSpec};
+use mkclone::ceremony::run::run_clone;
+use mkclone::ceremony::{Ceremony, Plan, PlanSpec};
 use mkclone::sim::{Apqn, SimBackend, SimBus};
 
-struct Cards(BTreeMap<String, SimBackend>);
-
-impl Nodes for Cards {
-    fn node(&mut self, name: &str) -> Result<&mut dyn Backend, CeremonyError> {
-        self.0
-            .get_mut(name)
-            .map(|b| b as &mut dyn Backend)
-            .ok_or_else(|| CeremonyError::NodeUnavailable {
-                node: name.into(),
-                message: "unknown".into(),
-            })
-    }
-}
+type Cards = BTreeMap<String, SimBackend>;
 
 const NODES: [(&str, u8); 5] = [("sa", 1), ("source", 2), ("t1", 3), ("t2", 4), ("t3", 5)];
 
@@ -75,7 +63,7 @@ fn setup(dir: &Path) -> Cards {
         }
         cards.insert(name.to_string(), b);
     }
-    Cards(cards)
+    cards
 }
 
 fn one_ceremony(dir: &Path, cards: &mut Cards) {

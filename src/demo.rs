@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use mkclone_backend::{
     Backend, CloneableKind, DomainError, Eid, MofN, RsaModulusBits, SerialNumber,
 };
-use mkclone_ceremony::run::{CloneSummary, Nodes, run_clone};
+use mkclone_ceremony::run::{CloneSummary, run_clone};
 use mkclone_ceremony::{Ceremony, CeremonyError, PhaseReport, Plan, PlanSpec};
-use mkclone_hw_sim::{Apqn, SimBackend, SimBus, StoreError};
+use mkclone_hw_sim::{Apqn, SimBus, StoreError};
 
 /// What can stop the demo.
 #[derive(Debug, thiserror::Error)]
@@ -32,20 +32,6 @@ pub enum DemoError {
 pub struct DemoReport {
     pub m_of_n: MofN,
     pub summary: CloneSummary,
-}
-
-struct DemoNodes(BTreeMap<String, SimBackend>);
-
-impl Nodes for DemoNodes {
-    fn node(&mut self, name: &str) -> Result<&mut dyn Backend, CeremonyError> {
-        match self.0.get_mut(name) {
-            Some(b) => Ok(b),
-            None => Err(CeremonyError::NodeUnavailable {
-                node: name.into(),
-                message: "not in the demo".into(),
-            }),
-        }
-    }
 }
 
 /// Run the demo; `progress` sees each phase's report as it completes.
@@ -100,7 +86,6 @@ pub fn run(mut progress: impl FnMut(&PhaseReport)) -> Result<DemoReport, DemoErr
     progress(&setup);
 
     let mut ceremony = Ceremony::open(&dir.path().join("ceremony"), plan)?;
-    let mut demo_nodes = DemoNodes(nodes);
-    let summary = run_clone(&mut ceremony, &mut demo_nodes, &mut progress)?;
+    let summary = run_clone(&mut ceremony, &mut nodes, &mut progress)?;
     Ok(DemoReport { m_of_n, summary })
 }

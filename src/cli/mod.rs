@@ -6,6 +6,7 @@ mod ceremony_cmds;
 mod demo;
 mod devices;
 mod output;
+mod report;
 mod sim;
 mod status;
 
@@ -214,6 +215,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the ceremony report: nodes and identities, who did what and when, patterns
+    /// before and after, shares issued and installed, the journal's final hash.
+    Report {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Where to write it (default: report.md or report.html in the ceremony directory).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// HTML instead of Markdown.
+        #[arg(long)]
+        html: bool,
+        /// Print the report's data as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Simulated cards: create them for a rehearsal.
     #[command(subcommand)]
     Sim(SimCommand),
@@ -307,6 +323,12 @@ pub fn run(command: Command) -> Result<(), Failure> {
             ceremony_cmds::abort(&config.config, &steps, operator)
         }
         Command::Status { config, node, json } => status::run(&config.config, &node, json),
+        Command::Report {
+            config,
+            out,
+            html,
+            json,
+        } => report::run(&config.config, out.as_deref(), html, json),
         Command::Devices {
             config,
             sysfs,

@@ -40,6 +40,10 @@ impl PhaseReport {
     pub fn did(&mut self, what: impl Into<String>) {
         self.actions.push(what.into());
     }
+    /// A file to carry to a node, and why.
+    pub fn carry(&mut self, file: PathBuf, to: &str, why: &str) {
+        self.carry.push((file, to.into(), why.into()));
+    }
 }
 
 /// An open ceremony directory.

@@ -410,17 +410,13 @@ pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
         "SA key fingerprint (compare in person): {}",
         sa_hash.fingerprint()
     ));
-    report.carry.push((
+    report.carry(
         c.layout.sa_db(),
-        c.plan.source.name.clone(),
-        "phase 2a installs the SA key".into(),
-    ));
+        &c.plan.source.name,
+        "phase 2a installs the SA key",
+    );
     for t in &c.plan.targets {
-        report.carry.push((
-            c.layout.sa_db(),
-            t.name.clone(),
-            "phase 3a installs the SA key".into(),
-        ));
+        report.carry(c.layout.sa_db(), &t.name, "phase 3a installs the SA key");
     }
     end(c, report)
 }
@@ -463,11 +459,11 @@ pub fn phase2a(c: &mut Ceremony, source: &mut dyn Backend) -> Result<PhaseReport
             report.did("CSS public key added to sa.db");
         }
     }
-    report.carry.push((
+    report.carry(
         c.layout.sa_db(),
-        c.plan.sa.name.clone(),
-        "phase 2b certifies the CSS key".into(),
-    ));
+        &c.plan.sa.name,
+        "phase 2b certifies the CSS key",
+    );
     end(c, report)
 }
 
@@ -499,17 +495,17 @@ pub fn phase2b(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
         write_sa_db(c, &db)?;
         report.did("CSS key certified by SA into sa.db");
     }
-    report.carry.push((
+    report.carry(
         c.layout.sa_db(),
-        c.plan.source.name.clone(),
-        "phase 3c signs shares with the certified CSS key".into(),
-    ));
+        &c.plan.source.name,
+        "phase 3c signs shares with the certified CSS key",
+    );
     for t in &c.plan.targets {
-        report.carry.push((
+        report.carry(
             c.layout.sa_db(),
-            t.name.clone(),
-            "phase 3d checks shares against the CSS certificate".into(),
-        ));
+            &t.name,
+            "phase 3d checks shares against the CSS certificate",
+        );
     }
     end(c, report)
 }
@@ -566,11 +562,7 @@ pub fn phase3a(
             report.did(format!("{} written", path.display()));
         }
     }
-    report.carry.push((
-        path,
-        c.plan.sa.name.clone(),
-        "phase 3b certifies the CSR key".into(),
-    ));
+    report.carry(path, &c.plan.sa.name, "phase 3b certifies the CSR key");
     end(c, report)
 }
 
@@ -591,11 +583,11 @@ pub fn phase3b(c: &mut Ceremony, sa: &mut dyn Backend, target: &str) -> Result<P
         write_csr_db(c, &db)?;
         report.did(format!("CSR key of {target} certified by SA"));
     }
-    report.carry.push((
+    report.carry(
         c.layout.csr_db(target),
-        c.plan.source.name.clone(),
-        "phase 3c seals shares for this CSR key".into(),
-    ));
+        &c.plan.source.name,
+        "phase 3c seals shares for this CSR key",
+    );
     end(c, report)
 }
 
@@ -827,11 +819,11 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
         }
     }
     let _ = ready.css_certificate;
-    report.carry.push((
+    report.carry(
         c.layout.shares_dir(),
-        target.into(),
-        format!("phase 3d installs the files {target}.*.share"),
-    ));
+        target,
+        &format!("phase 3d installs the files {target}.*.share"),
+    );
     end(c, report)
 }
 

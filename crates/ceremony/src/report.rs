@@ -546,7 +546,6 @@ pub fn build_with(
         }
     }
 
-
     // The SA key's registrations (dual control).
     let mut sa_registrations = Vec::new();
     let mut registering: Vec<&PlanNode> = vec![&plan.source];
@@ -2021,9 +2020,11 @@ thead { display: table-header-group; }
 .rehearsal { border: 3px solid #b00000; color: #b00000; font-weight: bold; font-size: 13pt; padding: 0.4em; text-align: center; margin: 0.5em 0 1em; }
 .tag { color: #b00000; font-weight: bold; }
 .strong { font-weight: bold; }
+.rehearsal-mark { display: none; }
 table.signatures td { height: 2.6em; }
 @media print {
   body { margin: 0; }
+  .rehearsal-mark { display: block; position: fixed; top: 0; right: 0; color: #b00000; font-weight: bold; border: 2px solid #b00000; padding: 1px 6px; background: #fff; }
   .rehearsal, .tag { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
   section { page-break-inside: auto; }
 }
@@ -2040,6 +2041,8 @@ pub fn render_html(report: &Report) -> String {
     );
     let _ = writeln!(out, "<h1>{}</h1>", html(&page.title));
     if page.rehearsal {
+        // Repeated on every printed page (a fixed element prints on each page).
+        out.push_str("<div class=\"rehearsal-mark\">REHEARSAL</div>\n");
         let _ = writeln!(
             out,
             "<div class=\"rehearsal\">{}</div>",

@@ -14,6 +14,19 @@ pub trait Nodes {
     fn node(&mut self, name: &str) -> Result<&mut dyn Backend>;
 }
 
+/// Nodes already open, by name (tests, benchmarks, the demo).
+impl<B: Backend> Nodes for std::collections::BTreeMap<String, B> {
+    fn node(&mut self, name: &str) -> Result<&mut dyn Backend> {
+        match self.get_mut(name) {
+            Some(b) => Ok(b),
+            None => Err(CeremonyError::NodeUnavailable {
+                node: name.into(),
+                message: "no such node is open".into(),
+            }),
+        }
+    }
+}
+
 /// The outcome of a whole `clone`.
 #[derive(Debug, serde::Serialize)]
 pub struct CloneSummary {

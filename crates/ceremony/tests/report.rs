@@ -88,7 +88,12 @@ fn statuses(root: &Path, names: &[&str]) -> Vec<(String, NodeStatus)> {
     let mut cards = open_cards(root);
     names
         .iter()
-        .map(|n| (n.to_string(), cards.0.get_mut(*n).unwrap().status().unwrap()))
+        .map(|n| {
+            (
+                n.to_string(),
+                cards.0.get_mut(*n).unwrap().status().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -143,18 +148,29 @@ fn a_finished_ceremony_report_names_every_node_share_and_set() {
         assert_eq!(n.status, "read");
         assert_eq!(n.serial.as_deref(), Some(format!("S{}", i + 1).as_str()));
         assert_eq!(n.eid.as_deref(), Some(name.to_uppercase().as_str()));
-        let before = n.before.as_ref().expect("node-status recorded in the journal");
+        let before = n
+            .before
+            .as_ref()
+            .expect("node-status recorded in the journal");
         assert!(before.seq.is_some());
         assert_eq!(n.kinds.len(), 2);
     }
     for kind in kinds {
         let src = current_pattern(source, kind);
-        let s = node(&r, "source").kinds.iter().find(|k| k.kind == kind.to_string()).unwrap();
+        let s = node(&r, "source")
+            .kinds
+            .iter()
+            .find(|k| k.kind == kind.to_string())
+            .unwrap();
         assert_eq!(s.current_before, src, "the source's CURRENT is unchanged");
         assert_eq!(s.current_after, src);
         assert_eq!(s.mark, "source");
         for t in ["target1", "target2"] {
-            let k = node(&r, t).kinds.iter().find(|k| k.kind == kind.to_string()).unwrap();
+            let k = node(&r, t)
+                .kinds
+                .iter()
+                .find(|k| k.kind == kind.to_string())
+                .unwrap();
             assert_eq!(k.current_before, "empty", "{t} {kind}");
             assert_eq!(k.current_after, src, "{t} {kind}");
             assert_eq!(k.new_after, "empty");
@@ -178,7 +194,10 @@ fn a_finished_ceremony_report_names_every_node_share_and_set() {
         assert!(s.set.is_some(), "{s:?}");
         assert_eq!(s.current_equals_source, Some(true));
         let kind = CloneableKind::parse(&s.kind).unwrap();
-        assert_eq!(s.confirmed.as_deref(), Some(current_pattern(source, kind).as_str()));
+        assert_eq!(
+            s.confirmed.as_deref(),
+            Some(current_pattern(source, kind).as_str())
+        );
     }
 
     // Keys and certificates; the SA fingerprint is sa.db's.
@@ -194,7 +213,10 @@ fn a_finished_ceremony_report_names_every_node_share_and_set() {
     }
     for g in &r.sa_registrations {
         assert!(g.hash_at.is_some() && g.key_at.is_some(), "{g:?}");
-        assert_eq!(g.control, "one command (the plan sets dual_control = false)");
+        assert_eq!(
+            g.control,
+            "one command (the plan sets dual_control = false)"
+        );
     }
 
     // The journal: every record, its final hash and count, verified.
@@ -207,7 +229,11 @@ fn a_finished_ceremony_report_names_every_node_share_and_set() {
         .iter()
         .map(|e| 1 + usize::from(e.outcome.is_some()))
         .sum();
-    assert_eq!(shown, journal.records().len(), "every record is in the timeline");
+    assert_eq!(
+        shown,
+        journal.records().len(),
+        "every record is in the timeline"
+    );
     assert!(r.timeline.iter().all(|e| e.result != "NO OUTCOME RECORDED"));
     assert_eq!(r.operators, ["Alice Operator"]);
     assert!(
@@ -275,6 +301,7 @@ fn a_rehearsal_report_says_rehearsal_in_its_title_and_every_section() {
     assert!(html.contains("<title>REHEARSAL"));
     assert!(html.contains("<h1>REHEARSAL"));
     assert!(html.contains("class=\"rehearsal\""));
+    assert!(html.contains("<div class=\"rehearsal-mark\">REHEARSAL</div>"));
     let h2: Vec<&str> = html.lines().filter(|l| l.starts_with("<h2>")).collect();
     assert_eq!(h2.len(), sections.len());
     for h in h2 {
@@ -326,9 +353,8 @@ fn an_unfinished_ceremony_report_shows_what_is_missing() {
     }
     for index in [1, 2] {
         assert!(
-            r.missing
-                .iter()
-                .any(|m| m == &format!("SYM share {index} for target1: not installed (phase 3d on target1)")),
+            r.missing.iter().any(|m| m
+                == &format!("SYM share {index} for target1: not installed (phase 3d on target1)")),
             "{:?}",
             r.missing
         );
@@ -366,13 +392,24 @@ fn an_unfinished_ceremony_report_shows_what_is_missing() {
     // A journal changed afterwards: the report says it does not verify.
     let path = dir.join("journal.jsonl");
     let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replacen("\"phase\":\"1\"", "\"phase\":\"9\"", 1)).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen("\"phase\":\"1\"", "\"phase\":\"9\"", 1),
+    )
+    .unwrap();
     let r = report::build_with(&dir, &plan, &nodes, &unavailable).unwrap();
     assert!(!r.journal.verified && !r.complete);
     assert_eq!(r.journal.head_hash, None);
     assert!(r.journal.problem.as_deref().unwrap().contains("line 1"));
-    assert!(r.missing[0].starts_with("a journal that verifies"), "{:?}", r.missing);
-    assert!(report::render_markdown(&r).contains("chain NOT verified") || report::render_markdown(&r).contains("NO: "));
+    assert!(
+        r.missing[0].starts_with("a journal that verifies"),
+        "{:?}",
+        r.missing
+    );
+    assert!(
+        report::render_markdown(&r).contains("chain NOT verified")
+            || report::render_markdown(&r).contains("NO: ")
+    );
 }
 
 #[test]
@@ -388,7 +425,11 @@ fn a_ceremony_not_started_lists_every_step() {
         "SYM share 1 for target1: not obtained (phase 3c on source)",
         "target1: SET of the SYM master key (phase 3d on target1)",
     ] {
-        assert!(r.missing.iter().any(|m| m == expected), "{expected}: {:?}", r.missing);
+        assert!(
+            r.missing.iter().any(|m| m == expected),
+            "{expected}: {:?}",
+            r.missing
+        );
     }
     assert!(node(&r, "sa").status == "not read");
     // A missing directory is an error, not an empty report.
@@ -399,7 +440,8 @@ fn a_ceremony_not_started_lists_every_step() {
 fn hostile_text_is_escaped_in_html_and_markdown() {
     let root = tempfile::tempdir().unwrap();
     let plan = plan(&["target1"], &[CloneableKind::Sym], 1, 1, false);
-    let hostile = "</td><script>alert(\"x\")</script><img src=x onerror=alert(1)> | **b** & 'q'\n# h";
+    let hostile =
+        "</td><script>alert(\"x\")</script><img src=x onerror=alert(1)> | **b** & 'q'\n# h";
     let mut j = Journal::open(root.path(), &plan.id, false).unwrap();
     j.append(
         "1",
@@ -458,5 +500,8 @@ fn hostile_text_is_escaped_in_html_and_markdown() {
         .count();
     assert_eq!(unescaped_pipes, 9, "8 columns stay 8 columns: {row}");
     assert!(row.contains("\\<script>") && !row.contains(" <script"));
-    assert!(!md.lines().any(|l| l.starts_with("# h")), "no injected heading");
+    assert!(
+        !md.lines().any(|l| l.starts_with("# h")),
+        "no injected heading"
+    );
 }

@@ -5,25 +5,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use mkclone_backend::{Backend, CloneableKind, Eid, MofN, RsaModulusBits, SerialNumber};
-use mkclone_ceremony::run::{Nodes, run_clone};
+use mkclone_ceremony::run::run_clone;
 use mkclone_ceremony::{Ceremony, CeremonyError, Plan, PlanSpec};
 use mkclone_hw_sim::{Apqn, SimBackend, SimBus};
 
 const NODES: [(&str, u8); 3] = [("sa", 1), ("source", 2), ("target1", 3)];
 
-struct Cards(BTreeMap<String, SimBackend>);
-
-impl Nodes for Cards {
-    fn node(&mut self, name: &str) -> Result<&mut dyn Backend, CeremonyError> {
-        self.0
-            .get_mut(name)
-            .map(|b| b as &mut dyn Backend)
-            .ok_or_else(|| CeremonyError::NodeUnavailable {
-                node: name.into(),
-                message: "unknown".into(),
-            })
-    }
-}
+type Cards = BTreeMap<String, SimBackend>;
 
 fn bus(root: &Path) -> SimBus {
     SimBus::new(root.join("cards"))
@@ -71,12 +59,10 @@ fn setup(root: &Path) {
 /// Everything opened anew, as a new process would.
 fn open(root: &Path) -> Cards {
     let bus = bus(root);
-    Cards(
-        NODES
-            .iter()
-            .map(|(name, card)| (name.to_string(), bus.open_card(apqn(*card)).unwrap()))
-            .collect(),
-    )
+    NODES
+        .iter()
+        .map(|(name, card)| (name.to_string(), bus.open_card(apqn(*card)).unwrap()))
+        .collect()
 }
 
 fn run(root: &Path, plan: &Plan, crash_after: Option<u64>) -> Result<u64, CeremonyError> {
@@ -92,8 +78,8 @@ fn run(root: &Path, plan: &Plan, crash_after: Option<u64>) -> Result<u64, Ceremo
 
 fn check_finished(root: &Path, plan: &Plan) {
     let mut cards = open(root);
-    let source = cards.0.get_mut("source").unwrap().status().unwrap();
-    let target = cards.0.get_mut("target1").unwrap();
+    let source = cards.get_mut("source").unwrap().status().unwrap();
+    let target = cards.get_mut("target1").unwrap();
     let status = target.status().unwrap();
     for kind in &plan.kinds {
         let s = source.register(kind.kind()).unwrap();
@@ -112,7 +98,7 @@ fn check_finished(root: &Path, plan: &Plan) {
     }
     // Nothing duplicated: one key per role, one registration per node.
     for name in ["sa", "source", "target1"] {
-        let node = cards.0.get_mut(name).unwrap();
+        let node = cards.get_mut(name).unwrap();
         assert_eq!(
             node.list_retained_keys().unwrap().len(),
             1,
@@ -163,7 +149,6 @@ fn lost_replies_are_reconciled() {
         let mut cards = open(dir.path());
         // The k-th request to the target runs on the card, then its reply is lost.
         cards
-            .0
             .get_mut("target1")
             .unwrap()
             .transport_mut()
