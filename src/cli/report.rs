@@ -16,8 +16,11 @@ use super::output::Failure;
 use mkclone::config::Config;
 use mkclone::nodes;
 
+/// Nodes read (name, status) and nodes that could not be (name, reason).
+type NodesRead = (Vec<(String, NodeStatus)>, Vec<(String, String)>);
+
 /// Read every node of the plan that can be read; the others with the reason.
-fn read_nodes(config: &Config) -> (Vec<(String, NodeStatus)>, Vec<(String, String)>) {
+fn read_nodes(config: &Config) -> NodesRead {
     let mut read = Vec::new();
     let mut unavailable = Vec::new();
     for plan_node in config.plan.nodes() {
