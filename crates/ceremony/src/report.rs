@@ -73,6 +73,8 @@ pub struct Report {
     /// Every planned step is recorded as done, the target patterns equal the source's
     /// where they could be read, and the journal verified.
     pub complete: bool,
+    /// When the journal last recorded the start of an abort or clean-up (`abort-start`).
+    pub aborted: Option<String>,
     pub plan: PlanView,
     pub nodes: Vec<NodeView>,
     /// The SA key's registration-hash fingerprint from `sa.db` (compared in person).
@@ -382,7 +384,7 @@ pub fn build_with(
     }
     let operators = operators(&records);
 
-    let (keys, sa_fingerprint) = keys(&layout, plan, &mut missing, &mut warnings);
+    let (keys, sa_fingerprint) = keys(&layout, plan, &timeline, &mut missing, &mut warnings);
     let bundles = bundles(&layout, plan, &mut warnings);
 
     // The source's CURRENT patterns, per kind: read now, else as the bundles or the
@@ -603,7 +605,10 @@ pub fn build_with(
                     Some(_) => "present".to_string(),
                     None => match bundle_problem(&path, &warnings) {
                         Some(problem) => problem,
-                        None => "absent".to_string(),
+                        None => match erased(&timeline, &path) {
+                            Some(e) => format!("erased (record {}, {})", e.seq, e.time),
+                            None => "absent".to_string(),
+                        },
                     },
                 };
                 let obtained = actions(&timeline, "obtain-share")
@@ -726,6 +731,11 @@ pub fn build_with(
     }
 
     let complete = missing.is_empty() && journal_view.verified;
+    let aborted = timeline
+        .iter()
+        .rev()
+        .find(|e| e.event == "abort-start")
+        .map(|e| e.time.clone());
     Ok(Report {
         format: FORMAT,
         version: VERSION,
@@ -734,6 +744,7 @@ pub fn build_with(
         generated: journal::rfc3339_utc(SystemTime::now()),
         directory: dir.to_path_buf(),
         complete,
+        aborted,
         plan: plan_view(plan),
         nodes: node_views,
         sa_fingerprint,
@@ -746,6 +757,20 @@ pub fn build_with(
         journal: journal_view,
         missing,
         warnings,
+    })
+}
+
+/// The journal's `file-erased` note of `path` (matched by file name: the journal records
+/// the path as the ceremony that erased it named it).
+fn erased<'a>(timeline: &'a [TimelineEntry], path: &Path) -> Option<&'a TimelineEntry> {
+    let name = path.file_name()?;
+    timeline.iter().rev().find(|e| {
+        e.event == "file-erased"
+            && e.detail
+                .get("file")
+                .and_then(Value::as_str)
+                .and_then(|f| Path::new(f).file_name())
+                == Some(name)
     })
 }
 
@@ -1223,6 +1248,7 @@ fn certified_state(
 fn keys(
     layout: &Layout,
     plan: &Plan,
+    timeline: &[TimelineEntry],
     missing: &mut Vec<String>,
     warnings: &mut Vec<String>,
 ) -> (Vec<KeyView>, Option<String>) {
@@ -1313,15 +1339,22 @@ fn keys(
                 });
             }
             Ok(None) => {
-                missing.push(format!(
-                    "{file}: the CSR key of {} (phase 3a on {})",
-                    t.name, t.name
-                ));
+                // Erased by the clean-up after 3d or by an abort: recorded, not missing.
+                let state = match erased(timeline, &path) {
+                    Some(e) => format!("erased (record {}, {})", e.seq, e.time),
+                    None => {
+                        missing.push(format!(
+                            "{file}: the CSR key of {} (phase 3a on {})",
+                            t.name, t.name
+                        ));
+                        "absent".into()
+                    }
+                };
                 out.push(KeyView {
                     role: "CSR",
                     node: t.name.clone(),
                     file,
-                    state: "absent".into(),
+                    state,
                     fingerprint: None,
                     certified: false,
                     verified: None,
@@ -1508,6 +1541,11 @@ fn page(r: &Report) -> Page {
         r.generated,
         r.directory.display()
     ))];
+    if let Some(at) = &r.aborted {
+        intro.push(Block::Strong(format!(
+            "ABORT / CLEAN-UP recorded at {at}: its steps are in \"Who did what and when\"."
+        )));
+    }
     intro.push(Block::Strong(if r.complete {
         "Status: COMPLETE. Every planned step is recorded as done and the journal verified."
             .to_string()

@@ -505,3 +505,35 @@ fn hostile_text_is_escaped_in_html_and_markdown() {
         "no injected heading"
     );
 }
+
+#[test]
+fn files_erased_by_the_clean_up_are_recorded_not_missing() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    setup(root);
+    let plan = plan(&["target1"], &[CloneableKind::Sym], 2, 2, false);
+    run(root, &plan, None).unwrap();
+    let dir = root.join("ceremony");
+    {
+        let mut ceremony = Ceremony::open(&dir, plan.clone()).unwrap();
+        let mut cards = open_cards(root);
+        let steps = mkclone_ceremony::abort::AbortSteps {
+            erase_files: true,
+            ..Default::default()
+        };
+        mkclone_ceremony::abort::abort(&mut ceremony, &mut cards, &steps).unwrap();
+    }
+    assert!(!dir.join("target1.csr.db").exists());
+    let nodes = statuses(root, &["sa", "source", "target1"]);
+    let r = report::build(&dir, &plan, &nodes).unwrap();
+    assert!(r.aborted.is_some());
+    assert!(r.complete, "{:?}", r.missing);
+    let csr = r.keys.iter().find(|k| k.role == "CSR").unwrap();
+    assert!(csr.state.starts_with("erased (record "), "{csr:?}");
+    for s in &r.shares {
+        assert!(s.bundle.starts_with("erased (record "), "{s:?}");
+        assert!(s.issued() && s.installed.is_some());
+    }
+    let md = report::render_markdown(&r);
+    assert!(md.contains("ABORT / CLEAN-UP recorded at"));
+}
