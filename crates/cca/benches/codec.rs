@@ -5,7 +5,11 @@ use mkclone_backend::{
     Certificate, CloneableKind, Eid, HashAlgorithm, KeyLabel, KeyUsage, PublicKeyHash,
     PublicKeyToken, SealedShare, SerialNumber,
 };
-use mkclone_cca::verbs::{MkAction, Query, Reply, ReplyBody, Request};
+use mkclone_backend::{
+    GenerationState, MasterKeyKind, PatternAlgorithm, ReceptionState, Registration,
+    RetainedKeyInfo, ShareTables, VerificationPattern,
+};
+use mkclone_cca::verbs::{MkAction, PatternEntry, Query, Register, Reply, ReplyBody, Request};
 
 fn requests() -> Vec<(&'static str, Request, ReplyBody)> {
     let label = KeyLabel::new("MKCLONE.CABCDEF1.CSS").unwrap();
@@ -91,7 +95,119 @@ fn requests() -> Vec<(&'static str, Request, ReplyBody)> {
             },
             ReplyBody::Empty,
         ),
+        (
+            "FQ STATEID",
+            Request::Query(Query::StatEid),
+            ReplyBody::Elements(vec![mkclone_cca::parm::Keyword::new("NODE"); 2]),
+        ),
+        (
+            "vp",
+            Request::Patterns,
+            ReplyBody::Patterns {
+                serial: SerialNumber::new("93AB0001").unwrap(),
+                entries: vec![
+                    PatternEntry {
+                        kind: MasterKeyKind::Sym,
+                        register: Register::Current,
+                        pattern: VerificationPattern::new(PatternAlgorithm::Sha1Method, &[1; 8])
+                            .unwrap(),
+                    };
+                    4
+                ],
+            },
+        ),
+        (
+            "ei",
+            Request::SetEid(Eid::new("NODE 1").unwrap()),
+            ReplyBody::Empty,
+        ),
+        ("mn", Request::SetMofN { m: 3, n: 5 }, ReplyBody::Empty),
+        (
+            "st",
+            Request::ShareTables,
+            ReplyBody::ShareTables {
+                m_of_n: Some((3, 5)),
+                tables: CloneableKind::ALL
+                    .into_iter()
+                    .map(|kind| ShareTables {
+                        kind,
+                        generation: [GenerationState::Can; 15],
+                        reception: [ReceptionState::Can; 15],
+                    })
+                    .collect(),
+            },
+        ),
+        (
+            "kp",
+            Request::RetainedPublicKey { label: label2() },
+            ReplyBody::PublicKey(token2()),
+        ),
+        (
+            "kl",
+            Request::ListRetained,
+            ReplyBody::RetainedKeys(vec![
+                RetainedKeyInfo {
+                    label: label2(),
+                    usage: KeyUsage::KeyManagementOnly,
+                    clone: true,
+                    bits: 2048
+                };
+                3
+            ]),
+        ),
+        (
+            "kd",
+            Request::DeleteRetained { label: label2() },
+            ReplyBody::Empty,
+        ),
+        (
+            "rg",
+            Request::ListRegistrations,
+            ReplyBody::Registrations(vec![Registration {
+                name: label2(),
+                hash: PublicKeyHash::new(HashAlgorithm::Sha256, &[9; 32]).unwrap(),
+                clone: true,
+                key: Some(cert2()),
+            }]),
+        ),
+        (
+            "rd",
+            Request::UnregisterKey { name: label2() },
+            ReplyBody::Empty,
+        ),
+        (
+            "mp CLEAR",
+            Request::MasterKey {
+                action: MkAction::Clear,
+                kind: CloneableKind::Asym,
+            },
+            ReplyBody::Empty,
+        ),
+        (
+            "mp RANDOM",
+            Request::MasterKey {
+                action: MkAction::Random,
+                kind: CloneableKind::Sym,
+            },
+            ReplyBody::Empty,
+        ),
     ]
+}
+
+fn label2() -> KeyLabel {
+    KeyLabel::new("MKCLONE.CABCDEF1.CSR").unwrap()
+}
+
+fn token2() -> PublicKeyToken {
+    let mut token = vec![0x1E, 0x00, 0x03, 0x00];
+    token.resize(768, 0xA5);
+    PublicKeyToken::new(token).unwrap()
+}
+
+fn cert2() -> Certificate {
+    let mut cert = vec![0x40, 0x00, 0x02, 0x80];
+    cert.resize(640, 0x5A);
+    Certificate::new(cert).unwrap()
 }
 
 fn bench(c: &mut Criterion) {
