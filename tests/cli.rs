@@ -26,6 +26,36 @@ fn ok(args: &[&str]) -> String {
     text(&o)
 }
 
+/// The key fingerprint a phase printed on the line starting with `what`.
+fn fingerprint_in(out: &str, what: &str) -> String {
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with(what))
+        .unwrap_or_else(|| panic!("no {what} in:\n{out}"));
+    line.rsplit("): ").next().unwrap().trim().to_string()
+}
+
+/// Phases 1 to 3c for one target, as the per-phase commands, each key fingerprint read out
+/// and confirmed at certification.
+fn phases_to_3c(c: &str, target: &str) {
+    ok(&["phase1", "--config", c]);
+    let out = ok(&["phase2a", "--config", c]);
+    let css = fingerprint_in(&out, "CSS key fingerprint");
+    ok(&["phase2b", "--config", c, "--css-fingerprint", &css]);
+    let out = ok(&["phase3a", "--config", c, "--target", target]);
+    let csr = fingerprint_in(&out, "CSR key fingerprint");
+    ok(&[
+        "phase3b",
+        "--config",
+        c,
+        "--target",
+        target,
+        "--csr-fingerprint",
+        &csr,
+    ]);
+    ok(&["phase3c", "--config", c, "--target", target]);
+}
+
 /// A plan for `targets` targets whose cards live in `cards` and files in `ceremony`.
 fn config(cards: &Path, ceremony: &str, targets: usize, extra: &str) -> String {
     // One operator runs these tests: dual control off unless a test turns it on.
@@ -166,6 +196,7 @@ fn the_per_phase_flow_runs_as_separate_processes_on_separate_servers() {
     carry(&servers[0], &servers[1], "sa.db");
     carry(&servers[0], &servers[2], "sa.db");
     let out = ok(&["phase2a", "--config", src, "--operator", "carol"]);
+    let css = fingerprint_in(&out, "CSS key fingerprint");
     assert!(out.contains("dual control"), "{out}");
     // Dual control on the source: the hash by one person, the key by another.
     let same = mkclone(&[
@@ -207,10 +238,19 @@ fn the_per_phase_flow_runs_as_separate_processes_on_separate_servers() {
         "bob",
     ]);
     carry(&servers[1], &servers[0], "sa.db");
-    ok(&["phase2b", "--config", sa]);
+    // Without the fingerprint read out from the source, the SA refuses to certify.
+    let unconfirmed = mkclone(&["phase2b", "--config", sa]);
+    assert!(!unconfirmed.status.success());
+    assert!(
+        text(&unconfirmed).contains("--css-fingerprint"),
+        "{}",
+        text(&unconfirmed)
+    );
+    ok(&["phase2b", "--config", sa, "--css-fingerprint", &css]);
     carry(&servers[0], &servers[1], "sa.db");
     carry(&servers[0], &servers[2], "sa.db");
-    ok(&["phase3a", "--config", tgt, "--target", "target1"]);
+    let out = ok(&["phase3a", "--config", tgt, "--target", "target1"]);
+    let csr = fingerprint_in(&out, "CSR key fingerprint");
     ok(&[
         "register-sa-hash",
         "--config",
@@ -230,7 +270,27 @@ fn the_per_phase_flow_runs_as_separate_processes_on_separate_servers() {
         "erin",
     ]);
     carry(&servers[2], &servers[0], "target1.csr.db");
-    ok(&["phase3b", "--config", sa, "--target", "target1"]);
+    // A fingerprint that is not the carried key's (a swapped csr.db) is refused.
+    let wrong = mkclone(&[
+        "phase3b",
+        "--config",
+        sa,
+        "--target",
+        "target1",
+        "--csr-fingerprint",
+        "0123456789ABCDEF",
+    ]);
+    assert!(!wrong.status.success());
+    assert!(text(&wrong).contains("swapped"), "{}", text(&wrong));
+    ok(&[
+        "phase3b",
+        "--config",
+        sa,
+        "--target",
+        "target1",
+        "--csr-fingerprint",
+        &csr,
+    ]);
     carry(&servers[0], &servers[1], "target1.csr.db");
     // 3d before the shares arrive: a preflight refusal, nothing changed.
     let early = mkclone(&["phase3d", "--config", tgt, "--target", "target1"]);
@@ -315,12 +375,7 @@ fn a_tampered_bundle_is_refused_and_the_target_is_unchanged() {
     );
     let c = cfg.to_str().unwrap();
     ok(&["sim", "init", "--config", c, "--load-source-keys"]);
-    for phase in ["phase1", "phase2a", "phase2b"] {
-        ok(&[phase, "--config", c]);
-    }
-    for phase in ["phase3a", "phase3b", "phase3c"] {
-        ok(&[phase, "--config", c, "--target", "target1"]);
-    }
+    phases_to_3c(c, "target1");
     let before = status_json(&cfg, "target1");
     let bundle = dir.path().join("ceremony/shares/target1.sym.1.share");
     let original = std::fs::read(&bundle).unwrap();

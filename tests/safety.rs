@@ -31,6 +31,36 @@ fn ok(args: &[&str]) -> String {
     text(&o)
 }
 
+/// The key fingerprint a phase printed on the line starting with `what`.
+fn fingerprint_in(out: &str, what: &str) -> String {
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with(what))
+        .unwrap_or_else(|| panic!("no {what} in:\n{out}"));
+    line.rsplit("): ").next().unwrap().trim().to_string()
+}
+
+/// Phases 1 to 3c for one target, as the per-phase commands, each key fingerprint read out
+/// and confirmed at certification.
+fn phases_to_3c(c: &str, target: &str) {
+    ok(&["phase1", "--config", c]);
+    let out = ok(&["phase2a", "--config", c]);
+    let css = fingerprint_in(&out, "CSS key fingerprint");
+    ok(&["phase2b", "--config", c, "--css-fingerprint", &css]);
+    let out = ok(&["phase3a", "--config", c, "--target", target]);
+    let csr = fingerprint_in(&out, "CSR key fingerprint");
+    ok(&[
+        "phase3b",
+        "--config",
+        c,
+        "--target",
+        target,
+        "--csr-fingerprint",
+        &csr,
+    ]);
+    ok(&["phase3c", "--config", c, "--target", target]);
+}
+
 struct Node<'a> {
     name: &'a str,
     card: u8,
@@ -246,12 +276,7 @@ fn abort_at_several_points_does_only_what_is_asked() {
     );
     let c = cfg.to_str().unwrap();
     ok(&["sim", "init", "--config", c, "--load-source-keys"]);
-    for p in ["phase1", "phase2a", "phase2b"] {
-        ok(&[p, "--config", c]);
-    }
-    for p in ["phase3a", "phase3b", "phase3c"] {
-        ok(&[p, "--config", c, "--target", "t1"]);
-    }
+    phases_to_3c(c, "t1");
     let status = |n: &str| -> serde_json::Value {
         let out = ok(&["status", "--config", c, n, "--json"]);
         serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap()

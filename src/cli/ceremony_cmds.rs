@@ -92,8 +92,11 @@ fn dry_run(config: &Config, scope: DryRunScope, replace_current: bool) -> Result
 
 /// Identity pinning: every node this command uses reports the pinned serial and no other
 /// EID, checked before anything is written (not even the ceremony directory).
-fn check_identities(config: &Config, names: &[&str]) -> Result<(), Failure> {
-    let mut nodes = ConfiguredNodes::new(config);
+fn check_identities(
+    config: &Config,
+    nodes: &mut ConfiguredNodes<'_>,
+    names: &[&str],
+) -> Result<(), Failure> {
     for plan_node in config.plan.nodes() {
         if !names.contains(&plan_node.name.as_str()) {
             continue;
@@ -145,9 +148,11 @@ pub fn clone(
         .iter()
         .map(|n| n.name.as_str())
         .collect();
-    check_identities(&config, &all)?;
-    let mut ceremony = open_ceremony(&config, run, replace_current)?;
+    // Each node is opened once (a PIN is asked once) and its identity checked before
+    // anything is written.
     let mut nodes = ConfiguredNodes::new(&config);
+    check_identities(&config, &mut nodes, &all)?;
+    let mut ceremony = open_ceremony(&config, run, replace_current)?;
     let bar = (!json && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(run::phase_count(config.plan.targets.len()));
         bar.set_style(
@@ -204,7 +209,11 @@ pub fn phase(
     target: Option<&str>,
     run: &RunArgs,
     replace_current: bool,
+    fingerprint: Option<String>,
 ) -> Result<(), Failure> {
+    let confirmation = fingerprint
+        .map(phases::KeyConfirmation::Fingerprint)
+        .unwrap_or(phases::KeyConfirmation::None);
     let config = Config::load(config_path)?;
     rehearsal_banner(&config);
     let plan = config.plan.clone();
@@ -227,19 +236,20 @@ pub fn phase(
         };
         return dry_run(&config, scope, replace_current);
     }
+    let mut nodes = ConfiguredNodes::new(&config);
     check_identities(
         &config,
+        &mut nodes,
         &phase_nodes(&config, phase, target.unwrap_or_default()),
     )?;
     let mut ceremony = open_ceremony(&config, run, replace_current)?;
-    let mut nodes = ConfiguredNodes::new(&config);
     let t = target.unwrap_or_default();
     let report = match phase {
         "1" => phases::phase1(&mut ceremony, nodes.node(&plan.sa.name)?)?,
         "2a" => phases::phase2a(&mut ceremony, nodes.node(&plan.source.name)?)?,
-        "2b" => phases::phase2b(&mut ceremony, nodes.node(&plan.sa.name)?)?,
+        "2b" => phases::phase2b(&mut ceremony, nodes.node(&plan.sa.name)?, &confirmation)?,
         "3a" => phases::phase3a(&mut ceremony, nodes.node(t)?, t)?,
-        "3b" => phases::phase3b(&mut ceremony, nodes.node(&plan.sa.name)?, t)?,
+        "3b" => phases::phase3b(&mut ceremony, nodes.node(&plan.sa.name)?, t, &confirmation)?,
         "3c" => phases::phase3c(&mut ceremony, nodes.node(&plan.source.name)?, t)?,
         "3d" => phases::phase3d(&mut ceremony, nodes.node(t)?, t)?,
         other => return Err(Failure::invalid(format!("unknown phase {other}"))),

@@ -106,6 +106,10 @@ pub enum Command {
         config: ConfigArg,
         #[command(flatten)]
         run: RunArgs,
+        /// The CSS key's fingerprint as phase 2a printed it on the source (at least 16
+        /// hex digits), compared with the key in the carried sa.db before certifying.
+        #[arg(long, value_name = "HEX")]
+        css_fingerprint: Option<String>,
     },
     /// Phase 3a, on a target: EID, m-of-n, SA key installed, CSR key into <target>.csr.db.
     Phase3a {
@@ -124,6 +128,10 @@ pub enum Command {
         target: TargetArg,
         #[command(flatten)]
         run: RunArgs,
+        /// The CSR key's fingerprint as phase 3a printed it on the target (at least 16
+        /// hex digits), compared with the key in the carried csr.db before certifying.
+        #[arg(long, value_name = "HEX")]
+        csr_fingerprint: Option<String>,
     },
     /// Phase 3c, on the source: preflight, then obtain the shares for a target.
     Phase3c {
@@ -259,29 +267,53 @@ pub fn run(command: Command) -> Result<(), Failure> {
             json,
         } => ceremony_cmds::clone(&config.config, &run, replace_current, json),
         Command::Phase1 { config, run } => {
-            ceremony_cmds::phase(&config.config, "1", None, &run, false)
+            ceremony_cmds::phase(&config.config, "1", None, &run, false, None)
         }
         Command::Phase2a { config, run } => {
-            ceremony_cmds::phase(&config.config, "2a", None, &run, false)
+            ceremony_cmds::phase(&config.config, "2a", None, &run, false, None)
         }
-        Command::Phase2b { config, run } => {
-            ceremony_cmds::phase(&config.config, "2b", None, &run, false)
-        }
+        Command::Phase2b {
+            config,
+            run,
+            css_fingerprint,
+        } => ceremony_cmds::phase(&config.config, "2b", None, &run, false, css_fingerprint),
         Command::Phase3a {
             config,
             target,
             run,
-        } => ceremony_cmds::phase(&config.config, "3a", Some(&target.target), &run, false),
+        } => ceremony_cmds::phase(
+            &config.config,
+            "3a",
+            Some(&target.target),
+            &run,
+            false,
+            None,
+        ),
         Command::Phase3b {
             config,
             target,
             run,
-        } => ceremony_cmds::phase(&config.config, "3b", Some(&target.target), &run, false),
+            csr_fingerprint,
+        } => ceremony_cmds::phase(
+            &config.config,
+            "3b",
+            Some(&target.target),
+            &run,
+            false,
+            csr_fingerprint,
+        ),
         Command::Phase3c {
             config,
             target,
             run,
-        } => ceremony_cmds::phase(&config.config, "3c", Some(&target.target), &run, false),
+        } => ceremony_cmds::phase(
+            &config.config,
+            "3c",
+            Some(&target.target),
+            &run,
+            false,
+            None,
+        ),
         Command::Phase3d {
             config,
             target,
@@ -293,6 +325,7 @@ pub fn run(command: Command) -> Result<(), Failure> {
             Some(&target.target),
             &run,
             replace_current,
+            None,
         ),
         Command::RegisterSaHash {
             config,

@@ -70,7 +70,8 @@ impl Ceremony {
                 source,
             })
         })?;
-        let lock = DirLock::acquire(dir)?;
+        // Never wait silently: name the other holder and let the user decide.
+        let lock = DirLock::try_acquire(dir)?;
         let journal = Journal::open(dir, &plan.id, plan.rehearsal)?;
         if let Some(bytes) = journal.torn_tail() {
             warn!(

@@ -96,18 +96,19 @@ impl Layout {
     }
 }
 
-/// Read `path` if it exists.
+/// Read `path` if it exists. It must belong to `plan`'s ceremony and carry its rehearsal
+/// mark (a rehearsal's files are never read by a production run, nor the other way).
 pub fn read_optional<T: Serialize + for<'de> Deserialize<'de>>(
     path: &Path,
     format: &str,
-    ceremony: &str,
+    plan: &crate::plan::Plan,
 ) -> Result<Option<T>, FileError> {
     if !path.exists() {
         return Ok(None);
     }
-    Ok(Some(
-        envelope::read_file::<T>(path, format, VERSION, Some(ceremony))?.body,
-    ))
+    let decoded = envelope::read_file::<T>(path, format, VERSION, Some(&plan.id))?;
+    decoded.require_rehearsal(path, plan.rehearsal)?;
+    Ok(Some(decoded.body))
 }
 
 /// Write `body` atomically.

@@ -118,7 +118,7 @@ pub fn dry_run(
     let p = &mut problems;
 
     // Files already there must be readable and belong to this ceremony.
-    let sa_db = match dbs::read_optional::<SaDb>(&layout.sa_db(), SA_DB_FORMAT, &plan.id) {
+    let sa_db = match dbs::read_optional::<SaDb>(&layout.sa_db(), SA_DB_FORMAT, plan) {
         Ok(db) => db,
         Err(e) => {
             problem(p, &plan.sa.name, e.to_string());
@@ -130,7 +130,7 @@ pub fn dry_run(
             problem(p, t, "is not a target of this plan");
             continue;
         }
-        if let Err(e) = dbs::read_optional::<CsrDb>(&layout.csr_db(t), CSR_DB_FORMAT, &plan.id) {
+        if let Err(e) = dbs::read_optional::<CsrDb>(&layout.csr_db(t), CSR_DB_FORMAT, plan) {
             problem(p, t, e.to_string());
         }
         for kind in &plan.kinds {
@@ -138,7 +138,7 @@ pub fn dry_run(
                 if let Err(e) = dbs::read_optional::<ShareBundle>(
                     &layout.bundle(t, *kind, *index),
                     BUNDLE_FORMAT,
-                    &plan.id,
+                    plan,
                 ) {
                     problem(p, t, e.to_string());
                 }
@@ -188,7 +188,7 @@ pub fn dry_run(
                     dbs::read_optional::<ShareBundle>(
                         &layout.bundle(t, *kind, *i),
                         BUNDLE_FORMAT,
-                        &plan.id,
+                        plan,
                     )
                     .ok()
                     .flatten()

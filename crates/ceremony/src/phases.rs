@@ -69,7 +69,7 @@ fn new_pattern(status: &NodeStatus, kind: CloneableKind) -> Option<VerificationP
 
 pub fn read_sa_db(c: &Ceremony) -> Result<SaDb> {
     let path = c.layout.sa_db();
-    dbs::read_optional(&path, SA_DB_FORMAT, &c.plan.id)?.ok_or_else(|| CeremonyError::MissingFile {
+    dbs::read_optional(&path, SA_DB_FORMAT, &c.plan)?.ok_or_else(|| CeremonyError::MissingFile {
         path,
         made_by: format!("phase 1 on the SA node ({})", c.plan.sa.name),
         hint: "Run phase 1 there, or copy sa.db from the SA node into this ceremony directory"
@@ -90,14 +90,11 @@ fn write_sa_db(c: &Ceremony, db: &SaDb) -> Result<()> {
 
 pub fn read_csr_db(c: &Ceremony, target: &str) -> Result<CsrDb> {
     let path = c.layout.csr_db(target);
-    dbs::read_optional(&path, CSR_DB_FORMAT, &c.plan.id)?.ok_or_else(|| {
-        CeremonyError::MissingFile {
-            path,
-            made_by: format!("phase 3a on the target {target}"),
-            hint:
-                "Run phase 3a there, or copy the file from the target into this ceremony directory"
-                    .into(),
-        }
+    dbs::read_optional(&path, CSR_DB_FORMAT, &c.plan)?.ok_or_else(|| CeremonyError::MissingFile {
+        path,
+        made_by: format!("phase 3a on the target {target}"),
+        hint: "Run phase 3a there, or copy the file from the target into this ceremony directory"
+            .into(),
     })
 }
 
@@ -388,7 +385,7 @@ pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
         sa_hash: sa_hash.clone(),
         css: None,
     };
-    match dbs::read_optional::<SaDb>(&c.layout.sa_db(), SA_DB_FORMAT, &c.plan.id)? {
+    match dbs::read_optional::<SaDb>(&c.layout.sa_db(), SA_DB_FORMAT, &c.plan)? {
         Some(existing) if existing.sa_certificate == fresh.sa_certificate => {
             report.did("sa.db (already written)")
         }
@@ -430,6 +427,10 @@ pub fn phase2a(c: &mut Ceremony, source: &mut dyn Backend) -> Result<PhaseReport
     install_sa_key(c, "2a", source, &plan_node.name, &db, &mut report)?;
     let token = generate(c, "2a", source, &plan_node.name, KeyRole::Css)?;
     report.did(format!(
+        "CSS key fingerprint (read it to the SA operator for phase 2b): {}",
+        key_fingerprint(token.value_ref())?
+    ));
+    report.did(format!(
         "CSS key {} ({})",
         c.plan.css_label(),
         applied_word(&token)
@@ -467,8 +468,98 @@ pub fn phase2a(c: &mut Ceremony, source: &mut dyn Backend) -> Result<PhaseReport
     end(c, report)
 }
 
+/// How the SA node knows that the public key it is about to certify is the one the
+/// source (CSS) or target (CSR) generated, and not one swapped into the carried file.
+#[derive(Debug, Clone)]
+pub enum KeyConfirmation {
+    /// Read from the key's own node just now (`clone`, where every node is reachable).
+    FromNode(PublicKeyToken),
+    /// The fingerprint the key's node printed (phase 2a/3a), read out and typed by the SA
+    /// operator: at least 16 hexadecimal digits of it, spaces ignored.
+    Fingerprint(String),
+    /// Nothing: certification is refused.
+    None,
+}
+
+/// A public key's fingerprint in groups of four, as the phases print it.
+pub fn key_fingerprint(token: &PublicKeyToken) -> Result<String> {
+    let key = PublicKeyTokenView::decode(token)
+        .map_err(format_err("public-key token"))?
+        .key;
+    let hex: String = key
+        .fingerprint()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    Ok(hex
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" "))
+}
+
+fn confirm_key(
+    token: &PublicKeyToken,
+    confirmation: &KeyConfirmation,
+    what: &str,
+    shown_by: &str,
+    flag: &str,
+) -> Result<()> {
+    let expected = key_fingerprint(token)?;
+    let bare = |s: &str| {
+        s.chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_uppercase()
+    };
+    match confirmation {
+        KeyConfirmation::FromNode(on_node) if on_node == token => Ok(()),
+        KeyConfirmation::FromNode(_) => Err(CeremonyError::Conflict {
+            what: what.into(),
+            detail: format!(
+                "the key in the carried file ({expected}) is not the one its node holds; the file was changed \
+                 or comes from elsewhere. Nothing was certified"
+            ),
+        }),
+        KeyConfirmation::Fingerprint(given) => {
+            let given = bare(given);
+            if given.len() < 16 || !given.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(CeremonyError::Conflict {
+                    what: what.into(),
+                    detail: format!(
+                        "{flag} needs at least 16 hexadecimal digits of the fingerprint {shown_by} printed"
+                    ),
+                });
+            }
+            if bare(&expected).starts_with(&given) {
+                Ok(())
+            } else {
+                Err(CeremonyError::Conflict {
+                    what: what.into(),
+                    detail: format!(
+                        "the fingerprint given ({given}) is not that of the key in the carried file ({expected}): \
+                         the file may have been swapped. Nothing was certified"
+                    ),
+                })
+            }
+        }
+        KeyConfirmation::None => Err(CeremonyError::Conflict {
+            what: what.into(),
+            detail: format!(
+                "before certifying, compare the key's fingerprint with the one {shown_by} printed, and give it with \
+                 {flag} (the file carried here shows {expected})"
+            ),
+        }),
+    }
+}
+
 /// Phase 2b, on the SA node: the CSS key certified into `sa.db`.
-pub fn phase2b(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
+pub fn phase2b(
+    c: &mut Ceremony,
+    sa: &mut dyn Backend,
+    confirmation: &KeyConfirmation,
+) -> Result<PhaseReport> {
     let mut db = read_sa_db(c)?;
     let sa_plan = c.plan.sa.clone();
     let mut report = begin(c, "2b", &sa_plan, sa)?;
@@ -486,6 +577,17 @@ pub fn phase2b(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
         verify_issued(c, &db, cert, "sa.db: the CSS certificate")?;
         report.did("CSS key certified (already)");
     } else {
+        confirm_key(
+            &css.public_key,
+            confirmation,
+            "sa.db: the CSS key",
+            "phase 2a on the source",
+            "--css-fingerprint",
+        )?;
+        report.did(format!(
+            "CSS key fingerprint confirmed: {}",
+            key_fingerprint(&css.public_key)?
+        ));
         let plan_source = c.plan.source.clone();
         let cert = certify(c, "2b", sa, &css.public_key, &plan_source)?;
         verify_issued(c, &db, &cert, "the new CSS certificate")?;
@@ -533,13 +635,17 @@ pub fn phase3a(
     install_sa_key(c, "3a", target_node, target, &db, &mut report)?;
     let token = generate(c, "3a", target_node, target, KeyRole::Csr)?;
     report.did(format!(
+        "CSR key fingerprint (read it to the SA operator for phase 3b): {}",
+        key_fingerprint(token.value_ref())?
+    ));
+    report.did(format!(
         "CSR key {} ({})",
         c.plan.csr_label(),
         applied_word(&token)
     ));
     let token = token.value();
     let path = c.layout.csr_db(target);
-    match dbs::read_optional::<CsrDb>(&path, CSR_DB_FORMAT, &c.plan.id)? {
+    match dbs::read_optional::<CsrDb>(&path, CSR_DB_FORMAT, &c.plan)? {
         Some(existing) if existing.public_key == token => {
             report.did(format!("{} (already written)", path.display()))
         }
@@ -567,7 +673,12 @@ pub fn phase3a(
 }
 
 /// Phase 3b, on the SA node: a target's CSR key certified into its csr.db.
-pub fn phase3b(c: &mut Ceremony, sa: &mut dyn Backend, target: &str) -> Result<PhaseReport> {
+pub fn phase3b(
+    c: &mut Ceremony,
+    sa: &mut dyn Backend,
+    target: &str,
+    confirmation: &KeyConfirmation,
+) -> Result<PhaseReport> {
     let plan_node = plan_target(c, target)?;
     let sa_db = read_sa_db(c)?;
     let mut db = read_csr_db(c, target)?;
@@ -577,6 +688,17 @@ pub fn phase3b(c: &mut Ceremony, sa: &mut dyn Backend, target: &str) -> Result<P
         verify_issued(c, &sa_db, cert, "the CSR certificate")?;
         report.did(format!("CSR key of {target} certified (already)"));
     } else {
+        confirm_key(
+            &db.public_key,
+            confirmation,
+            &format!("{target}.csr.db: the CSR key"),
+            &format!("phase 3a on {target}"),
+            "--csr-fingerprint",
+        )?;
+        report.did(format!(
+            "CSR key fingerprint of {target} confirmed: {}",
+            key_fingerprint(&db.public_key)?
+        ));
         let cert = certify(c, "3b", sa, &db.public_key, &plan_node)?;
         verify_issued(c, &sa_db, &cert, "the new CSR certificate")?;
         db.certificate = Some(cert);
@@ -766,7 +888,7 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
         })?;
         for index in c.plan.share_indices.clone() {
             let path = c.layout.bundle(target, kind, index);
-            if let Some(b) = dbs::read_optional::<ShareBundle>(&path, BUNDLE_FORMAT, &c.plan.id)?
+            if let Some(b) = dbs::read_optional::<ShareBundle>(&path, BUNDLE_FORMAT, &c.plan)?
                 && b.source_pattern == pattern
                 && b.target == target
             {
@@ -837,7 +959,7 @@ fn bundles(
     let mut out = Vec::new();
     for index in &c.plan.share_indices {
         let path = c.layout.bundle(target, kind, *index);
-        match dbs::read_optional::<ShareBundle>(&path, BUNDLE_FORMAT, &c.plan.id) {
+        match dbs::read_optional::<ShareBundle>(&path, BUNDLE_FORMAT, &c.plan) {
             Ok(Some(b)) if b.target == target && b.kind == kind && b.index == *index => out.push(b),
             Ok(Some(_)) => problems.push(Problem {
                 node: target.into(),

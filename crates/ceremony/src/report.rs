@@ -1262,7 +1262,7 @@ fn keys(
         certified: false,
         verified: None,
     };
-    let db = match dbs::read_optional::<SaDb>(&layout.sa_db(), SA_DB_FORMAT, &plan.id) {
+    let db = match dbs::read_optional::<SaDb>(&layout.sa_db(), SA_DB_FORMAT, plan) {
         Ok(Some(db)) => Some(db),
         Ok(None) => {
             missing.push(format!("sa.db: the SA key (phase 1 on {})", plan.sa.name));
@@ -1324,7 +1324,7 @@ fn keys(
     for t in &plan.targets {
         let path = layout.csr_db(&t.name);
         let file = file_name(&path);
-        match dbs::read_optional::<CsrDb>(&path, CSR_DB_FORMAT, &plan.id) {
+        match dbs::read_optional::<CsrDb>(&path, CSR_DB_FORMAT, plan) {
             Err(e) => {
                 warnings.push(e.to_string());
                 missing.push(format!("a readable {file}"));
@@ -1402,7 +1402,7 @@ fn bundles(
     paths.sort();
     let mut out = Vec::new();
     for path in paths {
-        match dbs::read_optional::<ShareBundle>(&path, BUNDLE_FORMAT, &plan.id) {
+        match dbs::read_optional::<ShareBundle>(&path, BUNDLE_FORMAT, plan) {
             Ok(Some(b)) => out.push((path, b)),
             Ok(None) => {}
             Err(e) => warnings.push(format!("{}: unreadable: {e}", path.display())),

@@ -37,6 +37,21 @@ pub struct CloneSummary {
     pub journal_head: String,
 }
 
+/// A retained public key, read from its node, as the confirmation of a key to certify.
+fn read_retained(
+    nodes: &mut dyn Nodes,
+    name: &str,
+    label: &mkclone_backend::KeyLabel,
+) -> Result<phases::KeyConfirmation> {
+    let token = nodes
+        .node(name)?
+        .retained_public_key(label)
+        .map_err(CeremonyError::backend(name, "read a retained public key"))?;
+    Ok(token
+        .map(phases::KeyConfirmation::FromNode)
+        .unwrap_or(phases::KeyConfirmation::None))
+}
+
 /// The number of phases `clone` runs for a plan (for progress bars).
 pub fn phase_count(targets: usize) -> u64 {
     3 + 4 * targets as u64
@@ -58,12 +73,16 @@ pub fn run_clone(
     done(r, &mut reports);
     let r = phases::phase2a(c, nodes.node(&plan.source.name)?)?;
     done(r, &mut reports);
-    let r = phases::phase2b(c, nodes.node(&plan.sa.name)?)?;
+    // Every node is reachable here: the key to certify is compared with the one its node
+    // holds, so a changed file cannot slip another key in.
+    let css = read_retained(nodes, &plan.source.name, &plan.css_label())?;
+    let r = phases::phase2b(c, nodes.node(&plan.sa.name)?, &css)?;
     done(r, &mut reports);
     for t in &plan.targets {
         let r = phases::phase3a(c, nodes.node(&t.name)?, &t.name)?;
         done(r, &mut reports);
-        let r = phases::phase3b(c, nodes.node(&plan.sa.name)?, &t.name)?;
+        let csr = read_retained(nodes, &t.name, &plan.csr_label())?;
+        let r = phases::phase3b(c, nodes.node(&plan.sa.name)?, &t.name, &csr)?;
         done(r, &mut reports);
     }
     // Before any share leaves the source: every problem of every node, at once.

@@ -201,7 +201,7 @@ fn a_finished_ceremony_report_names_every_node_share_and_set() {
     }
 
     // Keys and certificates; the SA fingerprint is sa.db's.
-    let sa_db: SaDb = read_optional(&Layout::new(&dir).sa_db(), SA_DB_FORMAT, &plan.id)
+    let sa_db: SaDb = read_optional(&Layout::new(&dir).sa_db(), SA_DB_FORMAT, &plan)
         .unwrap()
         .unwrap();
     assert_eq!(r.sa_fingerprint, Some(sa_db.sa_hash.fingerprint()));
