@@ -37,11 +37,15 @@ mod pool {
     const POOL: &str = include_str!("../test-keys/pool-2048.hex");
     static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-    /// Keys are handed out in turn, so the keys of one test are distinct (the pool has
-    /// 64; tests run at most a few at a time).
+    /// Keys are handed out in turn, so the keys of one test process are distinct (the
+    /// pool has 64; tests run at most a few at a time). Each process starts at an offset
+    /// drawn from its pid (37 is coprime with 64, so processes spawned one after another
+    /// start far apart), so that the processes of one multi-process test - `mkclone`
+    /// runs, one phase each - do not all hand out the same first key.
     pub fn next() -> Result<PrivateKey, KeygenError> {
         let lines: Vec<&str> = POOL.lines().filter(|l| !l.is_empty()).collect();
-        let i = NEXT.fetch_add(1, Ordering::Relaxed) % lines.len();
+        let start = (std::process::id() as usize).wrapping_mul(37);
+        let i = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % lines.len();
         let der = hex::decode(lines[i]).map_err(|e| KeygenError(e.to_string()))?;
         PrivateKey::from_pkcs1_der(&der).map_err(|e| KeygenError(e.to_string()))
     }

@@ -58,7 +58,12 @@ fn rehearsal_banner(config: &Config) {
 }
 
 /// `--dry-run`: every check, every problem at once, nothing changed.
-fn dry_run(config: &Config, scope: DryRunScope, replace_current: bool) -> Result<(), Failure> {
+fn dry_run(
+    config: &Config,
+    scope: DryRunScope,
+    replace_current: bool,
+    json: bool,
+) -> Result<(), Failure> {
     let mut nodes = ConfiguredNodes::new(config);
     let layout = Layout::new(&config.directory);
     let problems = dry_run::dry_run(
@@ -68,6 +73,30 @@ fn dry_run(config: &Config, scope: DryRunScope, replace_current: bool) -> Result
         &scope,
         DryRunOptions { replace_current },
     );
+    if json {
+        let doc = serde_json::json!({
+            "dry_run": true,
+            "phases": scope.phases,
+            "targets": scope.targets,
+            "changed": false,
+            "problems": problems,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).map_err(|e| Failure::failed(e.to_string()))?
+        );
+        return if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Failure {
+                code: 4,
+                message: format!(
+                    "dry run found {} problem(s); nothing was changed",
+                    problems.len()
+                ),
+            })
+        };
+    }
     if problems.is_empty() {
         println!(
             "dry run: phases {} for {}: no problem found; nothing was changed",
@@ -140,7 +169,12 @@ pub fn clone(
         rehearsal_banner(&config);
     }
     if run.dry_run {
-        return dry_run(&config, DryRunScope::whole(&config.plan), replace_current);
+        return dry_run(
+            &config,
+            DryRunScope::whole(&config.plan),
+            replace_current,
+            json,
+        );
     }
     let all: Vec<&str> = config
         .plan
@@ -234,7 +268,7 @@ pub fn phase(
             phases: vec![phase],
             targets: target.map(|t| vec![t.to_string()]).unwrap_or_default(),
         };
-        return dry_run(&config, scope, replace_current);
+        return dry_run(&config, scope, replace_current, false);
     }
     let mut nodes = ConfiguredNodes::new(&config);
     check_identities(

@@ -37,7 +37,8 @@ impl From<CeremonyError> for Failure {
             CeremonyError::Preflight { .. } | CeremonyError::IdentityMismatch { .. } => 4,
             CeremonyError::File(_)
             | CeremonyError::MissingFile { .. }
-            | CeremonyError::NotInPlan { .. } => 3,
+            | CeremonyError::NotInPlan { .. }
+            | CeremonyError::Format { .. } => 3,
             _ => 1,
         };
         Self {

@@ -75,13 +75,24 @@ pub enum BackendError {
     ShareRejected,
     #[error("the certificate was rejected: {reason}. Certify the key again on the SA node")]
     CertificateRejected { reason: String },
+    /// A different share under an index already received.
     #[error(
-        "share {index} for the {kind} master key was already installed here; it is not counted twice"
+        "a different share with index {index} was already installed here for the {kind} master key: the shares \
+         come from different sources, keys or m-of-n settings. Clear NEW (mkclone abort --clear-new) and install \
+         shares of one source and one key"
     )]
     DuplicateShare {
         kind: CloneableKind,
         index: ShareIndex,
     },
+    /// The shares do not fit together (m-of-n, source, or rebuilt key).
+    #[error(
+        "the {kind} share does not fit the shares already installed or this node's setting: its m-of-n differs \
+         from this node's, it comes from another source or key, or the rebuilt key does not match the pattern the \
+         source signed. Nothing was loaded; check m-of-n on both nodes, clear NEW (mkclone abort --clear-new) and \
+         install shares of one source"
+    )]
+    ShareMismatch { kind: CloneableKind },
     #[error(
         "the {kind} master key in the NEW register is already complete; no more shares are needed. \
          Confirm and set it, or clear NEW to start again"

@@ -192,6 +192,9 @@ impl<T: Transport> CcaBackend<T> {
                 .index
                 .map(|index| BackendError::DuplicateShare { kind, index }),
             rs::KEY_ALREADY_COMPLETE => Some(BackendError::KeyAlreadyComplete { kind }),
+            rs::SHARE_DISTRIBUTION_ERROR if op == Operation::InstallShare => {
+                Some(BackendError::ShareMismatch { kind })
+            }
             rs::NEW_NOT_FULL => Some(BackendError::NewNotFull { kind }),
             rs::NEW_NOT_EMPTY => Some(BackendError::NewNotEmpty { kind }),
             rs::CURRENT_NOT_VALID => Some(BackendError::CurrentNotValid { kind }),

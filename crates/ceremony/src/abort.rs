@@ -133,9 +133,20 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
                     .register(kind.kind())
                     .map(|r| r.new != NewState::Empty)
                     .unwrap_or(false);
+                // NEW is this ceremony's when it holds the key the bundles carry.
+                let ours = st
+                    .register(kind.kind())
+                    .and_then(|r| r.new_patterns.first().cloned())
+                    .is_some_and(|new| bundle_patterns(c, t, kind).contains(&new));
                 if !(received || new_full) {
                     report.did(format!(
                         "{t}: {kind} NEW: no share received, nothing to clear"
+                    ));
+                    continue;
+                }
+                if new_full && !received && !ours {
+                    report.did(format!(
+                        "{t}: {kind} NEW holds a key that is not this ceremony's: left as is"
                     ));
                     continue;
                 }
@@ -151,9 +162,14 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
             }
         }
     }
+    // The source is touched only by an abort of the whole ceremony (no target named):
+    // aborting one target must leave the others able to finish.
+    let whole = steps.targets.is_empty();
     if steps.delete_keys {
-        let mut keys: Vec<(String, mkclone_backend::KeyLabel)> =
-            vec![(plan.source.name.clone(), plan.css_label())];
+        let mut keys: Vec<(String, mkclone_backend::KeyLabel)> = Vec::new();
+        if whole {
+            keys.push((plan.source.name.clone(), plan.css_label()));
+        }
         keys.extend(targets.iter().map(|t| (t.clone(), plan.csr_label())));
         for (name, label) in keys {
             let node = nodes.node(&name)?;
@@ -173,7 +189,9 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
     }
     if steps.unregister_sa {
         let label = plan.sa_label();
-        let names: Vec<String> = std::iter::once(plan.source.name.clone())
+        let names: Vec<String> = whole
+            .then(|| plan.source.name.clone())
+            .into_iter()
             .chain(targets.iter().cloned())
             .collect();
         for name in names {
@@ -222,4 +240,26 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
         json!({"actions": report.actions}),
     )?;
     Ok(report)
+}
+
+/// The source patterns the bundles of `target` and `kind` carry.
+fn bundle_patterns(
+    c: &Ceremony,
+    target: &str,
+    kind: mkclone_backend::CloneableKind,
+) -> Vec<mkclone_backend::VerificationPattern> {
+    c.plan
+        .share_indices
+        .iter()
+        .filter_map(|i| {
+            crate::dbs::read_optional::<crate::dbs::ShareBundle>(
+                &c.layout.bundle(target, kind, *i),
+                crate::dbs::BUNDLE_FORMAT,
+                &c.plan,
+            )
+            .ok()
+            .flatten()
+            .map(|b| b.source_pattern)
+        })
+        .collect()
 }

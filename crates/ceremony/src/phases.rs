@@ -21,6 +21,8 @@ use mkclone_formats::pka::{
 use serde_json::json;
 
 use crate::ceremony::{Ceremony, PhaseReport};
+use mkclone_formats::seal::SealedShareParts;
+
 use crate::dbs::{
     self, BUNDLE_FORMAT, CSR_DB_FORMAT, CsrDb, CssEntry, SA_DB_FORMAT, SaDb, ShareBundle,
 };
@@ -799,6 +801,28 @@ pub fn preflight_source(
             p(&css.node, e.to_string());
         }
     }
+    // The certified CSS key must be the one this source holds.
+    if let Some(cert) = &css_certificate {
+        let certified = CertificateSection::decode(cert).map(|s| s.key);
+        match source.retained_public_key(&c.plan.css_label()) {
+            Ok(Some(token)) => {
+                let held = PublicKeyTokenView::decode(&token).map(|t| t.key);
+                if let (Ok(a), Ok(b)) = (&certified, &held)
+                    && a != b
+                {
+                    p(&src, "the CSS key certified in sa.db is not the one this source holds: sa.db comes from elsewhere".into());
+                }
+            }
+            Ok(None) => p(
+                &src,
+                format!(
+                    "the CSS key {} is not on this source: run phase 2a",
+                    c.plan.css_label()
+                ),
+            ),
+            Err(e) => p(&src, format!("cannot read the CSS key: {e}")),
+        }
+    }
     match source.status() {
         Err(e) => p(&src, format!("cannot read status: {e}")),
         Ok(st) => {
@@ -879,6 +903,10 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
             });
         }
     };
+    let csr_fingerprint = CertificateSection::decode(&ready.csr_certificate)
+        .map_err(format_err("the CSR certificate"))?
+        .key
+        .fingerprint();
     let mut report = begin(c, "3c", &src, source)?;
     let st = status(source, &src.name)?;
     for kind in c.plan.kinds.clone() {
@@ -888,14 +916,25 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
         })?;
         for index in c.plan.share_indices.clone() {
             let path = c.layout.bundle(target, kind, index);
-            if let Some(b) = dbs::read_optional::<ShareBundle>(&path, BUNDLE_FORMAT, &c.plan)?
-                && b.source_pattern == pattern
-                && b.target == target
-            {
-                report.did(format!(
-                    "{kind} share {index} for {target} (already obtained)"
-                ));
-                continue;
+            if let Some(b) = dbs::read_optional::<ShareBundle>(&path, BUNDLE_FORMAT, &c.plan)? {
+                if b.source_pattern == pattern
+                    && b.target == target
+                    && sealed_for(&b, csr_fingerprint, kind, index)
+                {
+                    report.did(format!(
+                        "{kind} share {index} for {target} (already obtained)"
+                    ));
+                    continue;
+                }
+                // Never overwritten: it may be the only copy of something someone needs.
+                return Err(CeremonyError::Conflict {
+                    what: path.display().to_string(),
+                    detail: format!(
+                        "this bundle was made for another key (another CSR key of {target}, or another source \
+                         master key); it was left untouched. Erase it with `mkclone abort --target {target} \
+                         --erase-files` and run phase 3c again"
+                    ),
+                });
             }
             let request = ObtainRequest {
                 kind,
@@ -950,6 +989,25 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
 }
 
 /// The bundles of one target and kind, checked.
+/// Does the sealed header of `b` say what its JSON says, and name this CSR key?
+fn sealed_for(
+    b: &ShareBundle,
+    csr_fingerprint: [u8; 32],
+    kind: CloneableKind,
+    index: mkclone_backend::ShareIndex,
+) -> bool {
+    match SealedShareParts::decode(&b.sealed) {
+        Ok(parts) => {
+            let h = &parts.header;
+            h.csr_fingerprint == csr_fingerprint
+                && h.kind == kind
+                && h.index == index
+                && h.target_eid == b.target_eid
+        }
+        Err(_) => false,
+    }
+}
+
 fn bundles(
     c: &Ceremony,
     target: &str,
@@ -960,7 +1018,19 @@ fn bundles(
     for index in &c.plan.share_indices {
         let path = c.layout.bundle(target, kind, *index);
         match dbs::read_optional::<ShareBundle>(&path, BUNDLE_FORMAT, &c.plan) {
-            Ok(Some(b)) if b.target == target && b.kind == kind && b.index == *index => out.push(b),
+            Ok(Some(b))
+                if b.target == target
+                    && b.kind == kind
+                    && b.index == *index
+                    && c.plan.target(target).is_some_and(|t| t.eid == b.target_eid)
+                    && SealedShareParts::decode(&b.sealed).is_ok_and(|p| {
+                        p.header.kind == kind
+                            && p.header.index == *index
+                            && p.header.target_eid == b.target_eid
+                    }) =>
+            {
+                out.push(b)
+            }
             Ok(Some(_)) => problems.push(Problem {
                 node: target.into(),
                 what: format!("{} is not the bundle its name says", path.display()),
@@ -1083,6 +1153,25 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
         .into_iter()
         .map(|k| (k, bundles(c, target, k, &mut problems)))
         .collect();
+    // Every bundle must be sealed to the CSR key this target holds.
+    if let Ok(Some(token)) = node.retained_public_key(&c.plan.csr_label())
+        && let Ok(view) = PublicKeyTokenView::decode(&token)
+    {
+        let fingerprint = view.key.fingerprint();
+        for (_, list) in &per_kind {
+            for b in list {
+                if !sealed_for(b, fingerprint, b.kind, b.index) {
+                    problems.push(Problem {
+                        node: target.into(),
+                        what: format!(
+                            "the {} share {} is sealed to another CSR key than this target's: it came from another run of phase 3c",
+                            b.kind, b.index
+                        ),
+                    });
+                }
+            }
+        }
+    }
     // Registers that hold something else than the incoming key stop the ceremony here.
     if let Ok(st) = node.status() {
         for (kind, list) in &per_kind {
@@ -1330,14 +1419,29 @@ pub fn register_sa_key(
     let plan_node = dual_control_node(c, node_name)?;
     let db = read_sa_db(c)?;
     // Who registered the hash here? Dual control means another person does the key.
+    // Who registered the hash here (a successful outcome, with a name)? Dual control means
+    // another person registers the key; names are compared trimmed and case-folded.
+    let normal = |s: &str| s.trim().to_lowercase();
     let hash_by = c
         .journal()
         .records()
         .iter()
         .rev()
-        .find(|r| r.event == "register-sa-hash" && r.node == node_name && r.kind == Kind::Outcome)
+        .find(|r| {
+            r.event == "register-sa-hash"
+                && r.node == node_name
+                && r.kind == Kind::Outcome
+                && r.detail.get("result").and_then(|v| v.as_str()) == Some("ok")
+        })
         .and_then(|r| r.operator.clone());
-    if hash_by.as_deref() == Some(operator) {
+    let Some(hash_by) = hash_by else {
+        return Err(CeremonyError::DualControl(format!(
+            "dual control: this ceremony's journal does not show who registered the SA key's hash on {node_name}. \
+             The person who did runs `mkclone register-sa-hash --node {node_name} --operator NAME` here (it is \
+             already done on the node, so only the name is recorded), then a second person registers the key"
+        )));
+    };
+    if normal(&hash_by) == normal(operator) {
         return Err(CeremonyError::DualControl(format!(
             "dual control: {operator} registered the SA key's hash on {node_name}; the key must be registered by someone else"
         )));
@@ -1359,7 +1463,7 @@ pub fn register_sa_key(
         phase,
         node_name,
         "register-sa-key",
-        json!({"name": sa_name.as_str(), "clone": true, "dual_control": true, "hash_registered_by": hash_by}),
+        json!({"name": sa_name.as_str(), "clone": true, "dual_control": true, "hash_registered_by": hash_by.clone()}),
         || node.register_public_key(&sa_name, &cert, true),
         |_| json!({}),
     )?;
@@ -1368,4 +1472,33 @@ pub fn register_sa_key(
         applied_word(&a)
     ));
     end(c, report)
+}
+
+/// The overwrite guard, before any share leaves the source: a target whose CURRENT holds
+/// a valid key other than the source's would lose it to OLD at SET.
+pub fn overwrite_guard(
+    c: &Ceremony,
+    source: &NodeStatus,
+    target: &NodeStatus,
+    target_name: &str,
+    problems: &mut Vec<Problem>,
+) {
+    if c.replace_current() {
+        return;
+    }
+    for kind in &c.plan.kinds {
+        if let (Some(cur), Some(src)) = (
+            current_pattern(target, *kind),
+            current_pattern(source, *kind),
+        ) && cur != src
+        {
+            problems.push(Problem {
+                node: target_name.into(),
+                what: format!(
+                    "the {kind} CURRENT register holds another valid key ({cur}): SET would make it OLD and destroy \
+                     the OLD key; keys enciphered under it must then be re-enciphered. Use --replace-current if intended"
+                ),
+            });
+        }
+    }
 }

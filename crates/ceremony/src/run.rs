@@ -91,6 +91,13 @@ pub fn run_clone(
         phases::preflight_source(c, nodes.node(&plan.source.name)?, &t.name, &mut problems);
         phases::preflight_target(c, nodes.node(&t.name)?, &t.name, &mut problems);
     }
+    if let Ok(source_status) = nodes.node(&plan.source.name)?.status() {
+        for t in &plan.targets {
+            if let Ok(st) = nodes.node(&t.name)?.status() {
+                phases::overwrite_guard(c, &source_status, &st, &t.name, &mut problems);
+            }
+        }
+    }
     // Bundles are made by 3c: their absence is not a problem yet.
     problems.dedup();
     if !problems.is_empty() {
