@@ -159,3 +159,82 @@ fn lost_replies_are_reconciled() {
         check_finished(dir.path(), &plan);
     }
 }
+
+#[test]
+fn a_key_swapped_into_a_carried_file_is_never_certified() {
+    use mkclone_ceremony::dbs::{self, CSR_DB_FORMAT, CsrDb};
+    use mkclone_ceremony::durable::Sensitivity;
+    use mkclone_ceremony::phases::{self, KeyConfirmation};
+
+    let plan = plan(vec![CloneableKind::Sym], 1, 1);
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let mut cards = open(dir.path());
+    let mut c = Ceremony::open(&dir.path().join("ceremony"), plan.clone()).unwrap();
+    phases::phase1(&mut c, cards.get_mut("sa").unwrap()).unwrap();
+    phases::phase3a(&mut c, cards.get_mut("target1").unwrap(), "target1").unwrap();
+    let genuine: CsrDb = dbs::read_optional(&c.layout.csr_db("target1"), CSR_DB_FORMAT, &plan)
+        .unwrap()
+        .unwrap();
+
+    // Someone replaces the key in the carried csr.db by one they hold (a key made on
+    // another card), with a valid digest.
+    let mut other = bus(dir.path())
+        .create_card(apqn(9), &SerialNumber::new("S9").unwrap())
+        .unwrap();
+    let foreign = other
+        .generate_retained_key(&mkclone_backend::GenerateRequest {
+            label: plan.csr_label(),
+            role: mkclone_backend::KeyRole::Csr,
+            bits: RsaModulusBits::B2048,
+            clone: true,
+        })
+        .unwrap()
+        .value();
+    assert_ne!(foreign, genuine.public_key);
+    let swapped = CsrDb {
+        public_key: foreign,
+        ..genuine.clone()
+    };
+    dbs::write(
+        &c.layout.csr_db("target1"),
+        CSR_DB_FORMAT,
+        &plan.id,
+        plan.rehearsal,
+        &swapped,
+        Sensitivity::Public,
+    )
+    .unwrap();
+
+    let sa = cards.get_mut("sa").unwrap();
+    for confirmation in [
+        KeyConfirmation::FromNode(genuine.public_key.clone()),
+        KeyConfirmation::Fingerprint(phases::key_fingerprint(&genuine.public_key).unwrap()),
+        KeyConfirmation::None,
+    ] {
+        let err = phases::phase3b(&mut c, sa, "target1", &confirmation).unwrap_err();
+        assert!(matches!(err, CeremonyError::Conflict { .. }), "{err}");
+    }
+    let still: CsrDb = dbs::read_optional(&c.layout.csr_db("target1"), CSR_DB_FORMAT, &plan)
+        .unwrap()
+        .unwrap();
+    assert!(still.certificate.is_none(), "nothing was certified");
+    // The genuine file with the genuine fingerprint is certified.
+    dbs::write(
+        &c.layout.csr_db("target1"),
+        CSR_DB_FORMAT,
+        &plan.id,
+        plan.rehearsal,
+        &genuine,
+        Sensitivity::Public,
+    )
+    .unwrap();
+    let fp = phases::key_fingerprint(&genuine.public_key).unwrap();
+    phases::phase3b(
+        &mut c,
+        sa,
+        "target1",
+        &KeyConfirmation::Fingerprint(fp[..19].to_lowercase()),
+    )
+    .unwrap();
+}
