@@ -262,6 +262,24 @@ impl Config {
             nodes.insert(name.clone(), NodeConfig { name, eid, backend });
         }
 
+        // One device, one node name: a role shared by one device (SA + source, say) names
+        // the same node twice in the plan, not two nodes for one device.
+        let mut devices: BTreeMap<String, &str> = BTreeMap::new();
+        for n in nodes.values() {
+            let id = match &n.backend {
+                NodeBackend::Sim { sim_dir, apqn, .. } => {
+                    format!("sim card {apqn} in {}", sim_dir.display())
+                }
+                NodeBackend::Zcrypt(z) => format!("coprocessor {}", z.apqn),
+                NodeBackend::Pkcs11(t) => format!("token {:?} of {}", t.token, t.module.display()),
+            };
+            if let Some(other) = devices.insert(id.clone(), &n.name) {
+                return Err(invalid(format!(
+                    "[nodes.{other}] and [nodes.{}] are the same device ({id}): keep one node and name it in every role it plays",
+                    n.name
+                )));
+            }
+        }
         let p = raw.ceremony;
         let known = |role: &str, name: &str| -> Result<(), ConfigError> {
             if nodes.contains_key(name) {

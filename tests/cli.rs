@@ -453,6 +453,14 @@ fn configuration_errors_name_the_problem() {
     let out = mkclone(&["clone", "--config", cfg.to_str().unwrap()]);
     assert!(text(&out).contains("simdir"), "{}", text(&out));
 
+    let cfg = write_config(
+        &dir.path().join("e"),
+        &base.replace("apqn = \"03.000d\"", "apqn = \"02.000d\""),
+    );
+    let out = mkclone(&["clone", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out).contains("are the same device"), "{}", text(&out));
+
     let missing = mkclone(&["clone", "--config", "/nonexistent/mkclone.toml"]);
     assert_eq!(missing.status.code(), Some(3));
     assert!(text(&missing).contains("/nonexistent/mkclone.toml"));

@@ -35,6 +35,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::config::Pkcs11NodeConfig;
 use crate::error::{PinTries, Pkcs11Error, explain};
+use crate::lock::TokenLock;
 use crate::module::{find_token, shared_module};
 use crate::objects::{
     APPLICATION, EID_LABEL, EidObject, KEY_COMPANION_PREFIX, KeyCompanion, Managed, MofNObject,
@@ -111,11 +112,14 @@ pub struct Pkcs11Backend {
     module: PathBuf,
     token_serial: String,
     serial: SerialNumber,
-    /// The register map in force (this process is the token's one writer).
+    /// The register map in force (this backend is the token's one writer: it holds `lock`).
     map: RegisterMap,
     map_handle: Option<ObjectHandle>,
     /// Session key pair the master key is wrapped to, to be split (obtain).
     export_pair: Option<(ObjectHandle, ObjectHandle)>,
+    /// The token's exclusive lock, held as long as this backend lives (declared last: it is
+    /// released after the session is closed).
+    lock: TokenLock,
 }
 
 impl std::fmt::Debug for Pkcs11Backend {
@@ -124,6 +128,7 @@ impl std::fmt::Debug for Pkcs11Backend {
             .field("module", &self.module)
             .field("token", &self.label)
             .field("token_serial", &self.token_serial)
+            .field("lock", &self.lock.path())
             .finish_non_exhaustive()
     }
 }
@@ -225,6 +230,10 @@ struct Opened {
 impl Pkcs11Backend {
     /// Open the token `config.token` names in `config.module`, log in with `pin`, and
     /// recover mkclone's state (finish or undo an operation a crash interrupted).
+    ///
+    /// The backend holds the token's exclusive lock until it is dropped (`lock.rs`): while
+    /// another backend, in this process or another, has the token open, this fails with
+    /// [`Pkcs11Error::TokenInUse`] before touching the token.
     pub fn open(config: &Pkcs11NodeConfig, pin: Zeroizing<String>) -> Result<Self, Pkcs11Error> {
         let pkcs11 = shared_module(&config.module)?;
         let (slot, info) = find_token(
@@ -234,6 +243,10 @@ impl Pkcs11Backend {
             config.expect_token_serial.as_deref(),
         )?;
         let label = config.token.clone();
+        let token_serial = info.serial_number().trim().to_string();
+        // Before anything else, and above all before recovery destroys what no map
+        // references: another process may be between creating objects and committing them.
+        let lock = TokenLock::acquire(&config.module, &label, &token_serial)?;
         if !info.user_pin_initialized() {
             return Err(Pkcs11Error::UserPinNotInitialized { label });
         }
@@ -296,7 +309,6 @@ impl Pkcs11Backend {
             }
         }
         drop(auth);
-        let token_serial = info.serial_number().trim().to_string();
         let mut backend = Self {
             token: Token::new(session),
             serial: node_serial(&token_serial),
@@ -306,6 +318,7 @@ impl Pkcs11Backend {
             map: RegisterMap::default(),
             map_handle: None,
             export_pair: None,
+            lock,
         };
         backend.recover()?;
         info!(

@@ -178,10 +178,43 @@ pub enum Pkcs11Error {
         detail: String,
     },
     #[error(
+        "token {label:?} (serial {serial}) is in use by {holder} (lock file {path}): wait for that \
+         command to finish, then run this one again",
+        holder = holder_text(*.holder_pid)
+    )]
+    TokenInUse {
+        label: String,
+        serial: String,
+        /// The pid the holder wrote into the lock file (`None` if it had not yet).
+        holder_pid: Option<u32>,
+        path: PathBuf,
+    },
+    #[error(
+        "cannot take the lock of token {label:?} ({path}): {source}. mkclone locks each token it \
+         opens so that two commands never change it at once"
+    )]
+    TokenLockFailed {
+        label: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
         "token {label:?}: mkclone's state on this token is damaged ({detail}); it was changed outside mkclone. \
          Nothing was modified; inspect the token's objects"
     )]
     Corrupt { label: String, detail: String },
+}
+
+/// Who holds a token's lock, for [`Pkcs11Error::TokenInUse`].
+fn holder_text(pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) if pid == std::process::id() => format!(
+            "this mkclone process itself, pid {pid}, which has the token open already (a node opened twice)"
+        ),
+        Some(pid) => format!("another mkclone command, pid {pid}"),
+        None => "another mkclone command (its pid is not written yet)".into(),
+    }
 }
 
 /// A readable name and, where it helps, advice for a PKCS#11 return value.

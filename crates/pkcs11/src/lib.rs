@@ -28,6 +28,7 @@
 mod backend;
 mod config;
 mod error;
+mod lock;
 mod module;
 mod objects;
 mod session;

@@ -1,0 +1,259 @@
+//! The per-token lock: while a backend has a token open, no other open of that token (in
+//! this process or another) may proceed, and above all its recovery may not destroy the
+//! objects an operation in progress has created but not yet committed.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use common::*;
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::object::{Attribute, AttributeType};
+use cryptoki::session::UserType;
+use cryptoki::types::AuthPin;
+use mkclone_backend::{Backend, BackendError, CloneableKind};
+use mkclone_pkcs11::{Pkcs11Backend, Pkcs11Error, Pkcs11NodeConfig, shared_module};
+use zeroize::Zeroizing;
+
+fn open_with(config: &Pkcs11NodeConfig) -> Result<Pkcs11Backend, Pkcs11Error> {
+    Pkcs11Backend::open(config, Zeroizing::new(USER_PIN.into()))
+}
+
+/// Every token object's label, read around mkclone (a session of the test's own), sorted.
+fn raw_objects(label: &str) -> Vec<String> {
+    let pkcs11 = shared_module(module_path()).unwrap();
+    let slot = pkcs11
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| pkcs11.get_token_info(*s).unwrap().label().trim_end() == label)
+        .unwrap();
+    let session = pkcs11.open_rw_session(slot).unwrap();
+    match session.login(UserType::User, Some(&AuthPin::new(USER_PIN.into()))) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(e) => panic!("login: {e}"),
+    }
+    let mut labels: Vec<String> = session
+        .find_objects(&[Attribute::Token(true)])
+        .unwrap()
+        .into_iter()
+        .map(|h| {
+            match session
+                .get_attributes(h, &[AttributeType::Label])
+                .unwrap()
+                .pop()
+            {
+                Some(Attribute::Label(l)) => String::from_utf8(l).unwrap(),
+                other => panic!("no label: {other:?}"),
+            }
+        })
+        .collect();
+    labels.sort();
+    labels
+}
+
+fn in_flight(objects: &[String]) -> bool {
+    objects.iter().any(|l| l.starts_with("mkclone/mk/"))
+        && !objects.iter().any(|l| l.starts_with("mkclone/map/"))
+}
+
+/// The token's lock file, from the error of an open it refused.
+fn refused(config: &Pkcs11NodeConfig) -> (Pkcs11Error, String, Option<u32>, std::path::PathBuf) {
+    let err = open_with(config).expect_err("the token is in use");
+    let Pkcs11Error::TokenInUse {
+        label,
+        serial,
+        holder_pid,
+        path,
+    } = &err
+    else {
+        panic!("expected TokenInUse, got {err:?}");
+    };
+    assert_eq!(label, &config.token);
+    let (serial, holder_pid, path) = (serial.clone(), *holder_pid, path.clone());
+    (err, serial, holder_pid, path)
+}
+
+#[test]
+fn a_second_open_while_an_operation_is_in_flight_is_refused_and_destroys_nothing() {
+    let (config, mut first) = token_node("lock-busy", "FIRST");
+    let serial = first.token_serial().to_string();
+
+    // Stop RANDOM (a new register value, its pattern and share table, then the map) after
+    // each number of calls until its new objects exist and the map does not: the state of a
+    // process between creating objects and committing them.
+    let mut found = false;
+    for k in 0..32 {
+        first.stop_after_calls(k);
+        let result = first.load_random_master_key(CloneableKind::Sym);
+        assert!(
+            matches!(result, Err(BackendError::OutcomeUnknown { .. })),
+            "stopped after {k} calls: {result:?}"
+        );
+        if in_flight(&raw_objects("lock-busy")) {
+            found = true;
+            break;
+        }
+        drop(first);
+        first = open(&config);
+    }
+    assert!(found, "RANDOM never left uncommitted objects");
+    let before = raw_objects("lock-busy");
+
+    let (err, err_serial, holder_pid, path) = refused(&config);
+    assert_eq!(err_serial, serial);
+    assert_eq!(holder_pid, Some(std::process::id()));
+    let text = err.to_string();
+    for part in [
+        "\"lock-busy\"",
+        serial.as_str(),
+        &format!("pid {}", std::process::id()),
+        "wait for that command to finish",
+    ] {
+        assert!(text.contains(part), "{part:?} missing from: {text}");
+    }
+    assert_eq!(
+        raw_objects("lock-busy"),
+        before,
+        "a refused open destroys nothing"
+    );
+
+    // The lock file: the holder's pid, mode 0600.
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap().trim(),
+        std::process::id().to_string()
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+
+    // Once the first is gone, the token opens and its recovery removes what the stopped
+    // operation left (it was never committed).
+    drop(first);
+    assert!(!path.exists(), "the holder removes its lock file");
+    let mut second = open_with(&config).unwrap();
+    let after = second.managed_objects().unwrap();
+    assert!(!in_flight(&after), "{after:?}");
+    assert!(
+        !after.iter().any(|l| l.starts_with("mkclone/mk/")),
+        "{after:?}"
+    );
+    // And it works.
+    second.load_random_master_key(CloneableKind::Sym).unwrap();
+    assert!(
+        pattern(&mut second, CloneableKind::Sym, "current").is_some(),
+        "RANDOM completes once the token is free"
+    );
+}
+
+#[test]
+fn a_token_open_in_this_process_is_refused_until_dropped() {
+    let config = new_token("lock-twice");
+    let first = open(&config);
+    let before = raw_objects("lock-twice");
+    let (err, _, holder_pid, _) = refused(&config);
+    assert_eq!(holder_pid, Some(std::process::id()));
+    assert!(
+        err.to_string().contains(&format!(
+            "in use by this mkclone process itself, pid {}",
+            std::process::id()
+        )),
+        "{err}"
+    );
+    // Refused again: a refusal leaves no lock behind.
+    let _ = refused(&config);
+    assert_eq!(raw_objects("lock-twice"), before);
+    drop(first);
+    let second = open_with(&config).unwrap();
+    drop(second);
+    drop(open_with(&config).unwrap());
+}
+
+#[test]
+fn two_tokens_can_be_open_at_once() {
+    let (_, mut a) = token_node("lock-a", "NODE A");
+    let (_, mut b) = token_node("lock-b", "NODE B");
+    assert_ne!(a.token_serial(), b.token_serial());
+    a.load_random_master_key(CloneableKind::Sym).unwrap();
+    b.load_random_master_key(CloneableKind::Asym).unwrap();
+    assert!(pattern(&mut a, CloneableKind::Sym, "current").is_some());
+    assert!(pattern(&mut b, CloneableKind::Asym, "current").is_some());
+}
+
+const HELPER_TOKEN: &str = "MKCLONE_TEST_LOCK_HELPER_TOKEN";
+
+/// The child's part of `a_token_open_in_another_process_is_refused` (the test binary runs
+/// itself with the token's label in the environment): open the token (this process shares
+/// the parent's SoftHSM through SOFTHSM2_CONF), say so, and hold it until standard input
+/// closes.
+fn hold_a_token_open(label: String) {
+    let module = std::env::var_os("MKCLONE_TEST_LOCK_HELPER_MODULE").unwrap();
+    let config = Pkcs11NodeConfig {
+        module: module.into(),
+        token: label,
+        expect_token_serial: None,
+        pin: mkclone_pkcs11::PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
+    };
+    let node = open_with(&config).unwrap();
+    println!("HOLDING {}", node.token_serial());
+    std::io::stdout().flush().unwrap();
+    let mut rest = String::new();
+    while std::io::stdin().read_line(&mut rest).unwrap() > 0 {}
+    drop(node);
+}
+
+#[test]
+fn a_token_open_in_another_process_is_refused() {
+    // In the child this test is the holder.
+    if let Ok(label) = std::env::var(HELPER_TOKEN) {
+        hold_a_token_open(label);
+        return;
+    }
+    let config = new_token("lock-other");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_token_open_in_another_process_is_refused",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HELPER_TOKEN, &config.token)
+        .env("MKCLONE_TEST_LOCK_HELPER_MODULE", module_path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let serial = loop {
+        let line = lines
+            .next()
+            .expect("the helper exited before opening the token")
+            .unwrap();
+        // libtest writes "test a_token_open_in_another_process_is_refused ... " before it.
+        if let Some((_, serial)) = line.split_once("HOLDING ") {
+            break serial.trim().to_string();
+        }
+    };
+    let before = raw_objects("lock-other");
+    let (err, err_serial, holder_pid, _) = refused(&config);
+    assert_eq!(err_serial, serial);
+    assert_eq!(holder_pid, Some(child.id()), "{err}");
+    assert!(
+        err.to_string().contains(&format!(
+            "in use by another mkclone command, pid {} (lock file",
+            child.id()
+        )),
+        "{err}"
+    );
+    assert_eq!(raw_objects("lock-other"), before);
+
+    drop(child.stdin.take());
+    for _ in lines {}
+    assert!(child.wait().unwrap().success());
+    drop(open_with(&config).unwrap());
+}
