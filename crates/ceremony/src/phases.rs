@@ -1356,6 +1356,29 @@ fn dual_control_node(c: &Ceremony, node_name: &str) -> Result<PlanNode> {
         })
 }
 
+/// Start a dual-control step: the operator is recorded, the phase (2a on the source, 3a on
+/// a target) begins, and the SA key's fingerprint is shown for comparison in person.
+fn dual_control_begin(
+    c: &mut Ceremony,
+    node: &mut dyn Backend,
+    plan_node: &PlanNode,
+    operator: &str,
+    db: &SaDb,
+) -> Result<(&'static str, PhaseReport)> {
+    c.set_operator(Some(operator.to_string()));
+    let phase = if plan_node.name == c.plan.source.name {
+        "2a"
+    } else {
+        "3a"
+    };
+    let mut report = begin(c, phase, plan_node, node)?;
+    report.did(format!(
+        "SA key fingerprint to compare in person: {}",
+        db.sa_hash.fingerprint()
+    ));
+    Ok((phase, report))
+}
+
 fn require_operator(operator: &str) -> Result<()> {
     if operator.trim().is_empty() {
         return Err(CeremonyError::DualControl(
@@ -1376,19 +1399,9 @@ pub fn register_sa_hash(
     require_operator(operator)?;
     let plan_node = dual_control_node(c, node_name)?;
     let db = read_sa_db(c)?;
-    c.set_operator(Some(operator.to_string()));
-    let phase = if plan_node.name == c.plan.source.name {
-        "2a"
-    } else {
-        "3a"
-    };
-    let mut report = begin(c, phase, &plan_node, node)?;
+    let (phase, mut report) = dual_control_begin(c, node, &plan_node, operator, &db)?;
     let sa_name = c.plan.sa_label();
     let hash = db.sa_hash.clone();
-    report.did(format!(
-        "SA key fingerprint to compare in person: {}",
-        hash.fingerprint()
-    ));
     let a = c.step(
         phase,
         node_name,
@@ -1446,19 +1459,9 @@ pub fn register_sa_key(
             "dual control: {operator} registered the SA key's hash on {node_name}; the key must be registered by someone else"
         )));
     }
-    c.set_operator(Some(operator.to_string()));
-    let phase = if plan_node.name == c.plan.source.name {
-        "2a"
-    } else {
-        "3a"
-    };
-    let mut report = begin(c, phase, &plan_node, node)?;
+    let (phase, mut report) = dual_control_begin(c, node, &plan_node, operator, &db)?;
     let sa_name = c.plan.sa_label();
     let cert = db.sa_certificate.clone();
-    report.did(format!(
-        "SA key fingerprint to compare in person: {}",
-        db.sa_hash.fingerprint()
-    ));
     let a = c.step(
         phase,
         node_name,
