@@ -794,15 +794,7 @@ impl<T: Transport> Backend for CcaBackend<T> {
                 detail: "no EID is set, so no share can be addressed to it: set the EID first (phase 3a)".into(),
             });
         };
-        parts
-            .header
-            .check_addressed_to(&eid, &fingerprint)
-            .map_err(|_| BackendError::WrongTarget {
-                expected_eid: parts.header.target_eid.to_string(),
-                expected_key: short_hex(&parts.header.csr_fingerprint),
-                actual_eid: eid.to_string(),
-                actual_key: short_hex(&fingerprint),
-            })?;
+        parts.header.check_addressed_to(&eid, &fingerprint)?;
         if parts.header.kind != request.kind {
             warn!(
                 "share header names the {} master key, the request {}",
@@ -917,13 +909,4 @@ impl<T: Transport> Backend for CcaBackend<T> {
         )?;
         Ok(Applied::Done(()))
     }
-}
-
-fn short_hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02X}"))
-        .collect::<String>()
-        + "…"
 }

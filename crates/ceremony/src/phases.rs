@@ -265,6 +265,31 @@ fn generate(
     )
 }
 
+/// Generate the CSS or CSR key and report it with the fingerprint its node's operator
+/// reads out to the SA operator (who confirms it at 2b/3b before certifying).
+fn generate_announced(
+    c: &mut Ceremony,
+    phase: &'static str,
+    node: &mut dyn Backend,
+    name: &str,
+    role: KeyRole,
+    report: &mut PhaseReport,
+) -> Result<PublicKeyToken> {
+    let token = generate(c, phase, node, name, role)?;
+    let certified_at = if role == KeyRole::Css { "2b" } else { "3b" };
+    report.did(format!(
+        "{role} key fingerprint (read it to the SA operator for phase {certified_at}): {}",
+        key_fingerprint(token.value_ref())?
+    ));
+    let label = if role == KeyRole::Css {
+        c.plan.css_label()
+    } else {
+        c.plan.csr_label()
+    };
+    report.did(format!("{role} key {label} ({})", applied_word(&token)));
+    Ok(token.value())
+}
+
 fn certify(
     c: &mut Ceremony,
     phase: &'static str,
@@ -427,17 +452,7 @@ pub fn phase2a(c: &mut Ceremony, source: &mut dyn Backend) -> Result<PhaseReport
     let mut report = begin(c, "2a", &plan_node, source)?;
     ensure_eid(c, "2a", source, &plan_node, &mut report)?;
     install_sa_key(c, "2a", source, &plan_node.name, &db, &mut report)?;
-    let token = generate(c, "2a", source, &plan_node.name, KeyRole::Css)?;
-    report.did(format!(
-        "CSS key fingerprint (read it to the SA operator for phase 2b): {}",
-        key_fingerprint(token.value_ref())?
-    ));
-    report.did(format!(
-        "CSS key {} ({})",
-        c.plan.css_label(),
-        applied_word(&token)
-    ));
-    let token = token.value();
+    let token = generate_announced(c, "2a", source, &plan_node.name, KeyRole::Css, &mut report)?;
     match &db.css {
         Some(css) if css.public_key == token && css.node == plan_node.name => {
             report.did("CSS public key in sa.db (already)")
@@ -635,17 +650,7 @@ pub fn phase3a(
     let mut report = begin(c, "3a", &plan_node, target_node)?;
     ensure_eid(c, "3a", target_node, &plan_node, &mut report)?;
     install_sa_key(c, "3a", target_node, target, &db, &mut report)?;
-    let token = generate(c, "3a", target_node, target, KeyRole::Csr)?;
-    report.did(format!(
-        "CSR key fingerprint (read it to the SA operator for phase 3b): {}",
-        key_fingerprint(token.value_ref())?
-    ));
-    report.did(format!(
-        "CSR key {} ({})",
-        c.plan.csr_label(),
-        applied_word(&token)
-    ));
-    let token = token.value();
+    let token = generate_announced(c, "3a", target_node, target, KeyRole::Csr, &mut report)?;
     let path = c.layout.csr_db(target);
     match dbs::read_optional::<CsrDb>(&path, CSR_DB_FORMAT, &c.plan)? {
         Some(existing) if existing.public_key == token => {

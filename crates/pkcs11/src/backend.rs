@@ -573,6 +573,35 @@ impl Pkcs11Backend {
     }
 
     /// A table, its share objects.
+    /// The end of SET (and of loading a random key): `current` becomes CURRENT, the old
+    /// CURRENT becomes OLD, NEW is empty and the share tables start afresh; one commit.
+    fn commit_as_current(
+        &mut self,
+        op: Operation,
+        kind: CloneableKind,
+        regs: crate::objects::Registers,
+        current: ObjId,
+        m_of_n: Option<MofN>,
+        garbage: Vec<(Managed, ObjId)>,
+    ) -> Result<Applied<()>> {
+        let table_id = ObjId::random();
+        self.create_data(
+            op,
+            APPLICATION,
+            &Managed::Table.label(table_id),
+            &TableObject::fresh(kind, m_of_n),
+        )?;
+        let mut map = self.map.clone();
+        *map.registers_mut(kind) = crate::objects::Registers {
+            new: None,
+            current: Some(current),
+            old: regs.current,
+            table: Some(table_id),
+        };
+        self.commit(op, map, garbage)?;
+        Ok(Applied::Done(()))
+    }
+
     fn table_objects(table_id: Option<ObjId>, table: &TableObject) -> Vec<(Managed, ObjId)> {
         let mut out: Vec<(Managed, ObjId)> = table_id
             .map(|id| vec![(Managed::Table, id)])
@@ -1815,15 +1844,7 @@ impl Backend for Pkcs11Backend {
         let csr_view = PublicKeyTokenView::decode(&csr.token)
             .map_err(|e| self.corrupt(op, format!("the token of {}: {e}", request.csr_label)))?;
         let fingerprint = csr_view.key.fingerprint();
-        parts
-            .header
-            .check_addressed_to(&eid, &fingerprint)
-            .map_err(|_| BackendError::WrongTarget {
-                expected_eid: parts.header.target_eid.to_string(),
-                expected_key: short_hex(&parts.header.csr_fingerprint),
-                actual_eid: eid.to_string(),
-                actual_key: short_hex(&fingerprint),
-            })?;
+        parts.header.check_addressed_to(&eid, &fingerprint)?;
         if parts.header.kind != kind {
             warn!(
                 "share header names the {} master key, the request {kind}",
@@ -1894,22 +1915,7 @@ impl Backend for Pkcs11Backend {
         if let Some(old) = regs.old {
             garbage.extend(Self::register_objects(old));
         }
-        let table_id = ObjId::random();
-        self.create_data(
-            op,
-            APPLICATION,
-            &Managed::Table.label(table_id),
-            &TableObject::fresh(kind, m_of_n),
-        )?;
-        let mut map = self.map.clone();
-        *map.registers_mut(kind) = crate::objects::Registers {
-            new: None,
-            current: Some(new),
-            old: regs.current,
-            table: Some(table_id),
-        };
-        self.commit(op, map, garbage)?;
-        Ok(Applied::Done(()))
+        self.commit_as_current(op, kind, regs, new, m_of_n, garbage)
     }
 
     fn clear_new(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
@@ -1996,22 +2002,7 @@ impl Backend for Pkcs11Backend {
                 check_value,
             },
         )?;
-        let table_id = ObjId::random();
-        self.create_data(
-            op,
-            APPLICATION,
-            &Managed::Table.label(table_id),
-            &TableObject::fresh(kind, m_of_n),
-        )?;
-        let mut map = self.map.clone();
-        *map.registers_mut(kind) = crate::objects::Registers {
-            new: None,
-            current: Some(id),
-            old: regs.current,
-            table: Some(table_id),
-        };
-        self.commit(op, map, garbage)?;
-        Ok(Applied::Done(()))
+        self.commit_as_current(op, kind, regs, id, m_of_n, garbage)
     }
 }
 
@@ -2193,15 +2184,6 @@ impl Pkcs11Backend {
         self.commit(op, map, garbage)?;
         Ok(Applied::Done(progress(count)))
     }
-}
-
-fn short_hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02X}"))
-        .collect::<String>()
-        + "…"
 }
 
 #[cfg(test)]

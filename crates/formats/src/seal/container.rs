@@ -57,6 +57,26 @@ pub struct WrongTarget {
     pub node_fingerprint: [u8; 32],
 }
 
+/// How every backend reports a share for another node: the two EIDs and the first 8 bytes
+/// of the two CSR-key fingerprints.
+impl From<WrongTarget> for mkclone_backend::BackendError {
+    fn from(w: WrongTarget) -> Self {
+        let short = |f: &[u8; 32]| {
+            f.iter()
+                .take(8)
+                .map(|b| format!("{b:02X}"))
+                .collect::<String>()
+                + "…"
+        };
+        mkclone_backend::BackendError::WrongTarget {
+            expected_eid: w.target_eid,
+            expected_key: short(&w.target_fingerprint),
+            actual_eid: w.node_eid,
+            actual_key: short(&w.node_fingerprint),
+        }
+    }
+}
+
 impl ShareHeader {
     /// Is this share for the node with `eid` and CSR key fingerprint `csr_fingerprint`?
     pub fn check_addressed_to(
