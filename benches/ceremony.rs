@@ -41,6 +41,8 @@ fn plan() -> Plan {
         share_indices: mkclone::ceremony::plan::share_indices(&[1, 2, 3], m_of_n).unwrap(),
         dual_control: false,
         pinned_serials: Default::default(),
+        sa_fingerprint: None,
+        source_patterns: Vec::new(),
     })
     .unwrap()
 }

@@ -76,6 +76,13 @@ struct RawPlan {
     /// Which share indices each target receives (default 1..=threshold).
     #[serde(default)]
     share_indices: Option<Vec<u8>>,
+    /// The SA key's fingerprint as phase 1 printed it: the ceremony's trust anchor.
+    #[serde(default)]
+    sa_fingerprint: Option<String>,
+    /// The source's CURRENT verification patterns by master key ("sym" = "SHA-1 0123…"),
+    /// read out by the source's operator: what targets confirm before SET.
+    #[serde(default)]
+    source_patterns: Option<BTreeMap<String, String>>,
 }
 
 fn default_directory() -> PathBuf {
@@ -336,6 +343,26 @@ impl Config {
         let share_indices = mkclone_ceremony::plan::share_indices(&indices, m_of_n)
             .map_err(|e| invalid(format!("[ceremony] share_indices: {e}")))?;
 
+        let sa_fingerprint = p
+            .sa_fingerprint
+            .as_deref()
+            .map(mkclone_ceremony::trust::SaFingerprint::parse)
+            .transpose()
+            .map_err(|e| invalid(format!("[ceremony] sa_fingerprint: {e}")))?;
+        let mut source_patterns = Vec::new();
+        for (k, text) in p.source_patterns.unwrap_or_default() {
+            let kind = CloneableKind::parse(&k)
+                .map_err(|e| invalid(format!("[ceremony] source_patterns: {e}")))?;
+            if !kinds.contains(&kind) {
+                return Err(invalid(format!(
+                    "[ceremony] source_patterns names {k:?}, which is not in master_keys"
+                )));
+            }
+            let pattern = mkclone_ceremony::trust::parse_pattern(&text)
+                .map_err(|e| invalid(format!("[ceremony] source_patterns.{k}: {e}")))?;
+            source_patterns.push((kind, pattern));
+        }
+
         // The rehearsal rule: simulated nodes keep keys in plain files.
         let backends: std::collections::BTreeSet<&str> =
             nodes.values().map(|n| n.backend.name()).collect();
@@ -388,6 +415,8 @@ impl Config {
             share_indices,
             dual_control: p.dual_control.unwrap_or(true),
             pinned_serials: pins,
+            sa_fingerprint,
+            source_patterns,
         })
         .map_err(|e| invalid(format!("[ceremony] {e}")))?;
 

@@ -71,6 +71,8 @@ pub fn run(mut progress: impl FnMut(&PhaseReport)) -> Result<DemoReport, DemoErr
         // One operator runs the demo: no dual control (a real plan keeps it on).
         dual_control: false,
         pinned_serials: Default::default(),
+        sa_fingerprint: None,
+        source_patterns: Vec::new(),
     })
     .map_err(|e| DemoError::Setup(e.to_string()))?;
 

@@ -147,6 +147,17 @@ fn the_per_phase_flow_runs_as_separate_processes_on_separate_servers() {
     );
     carry(&servers[0], &servers[1], "sa.db");
     carry(&servers[0], &servers[2], "sa.db");
+    // Every server pins the SA key phase 1 printed; without it, 2a refuses.
+    let unpinned = mkclone(&["phase2a", "--config", src]);
+    assert!(!unpinned.status.success());
+    assert!(
+        text(&unpinned).contains("sa_fingerprint") && text(&unpinned).contains("--sa-fingerprint"),
+        "{}",
+        text(&unpinned)
+    );
+    for cfg in &cfgs {
+        pin_sa(cfg, &sa_pin_line(&out));
+    }
     let out = ok(&["phase2a", "--config", src, "--operator", "carol"]);
     let css = fingerprint_in(&out, "CSS key fingerprint");
     assert!(out.contains("dual control"), "{out}");
@@ -352,12 +363,12 @@ fn a_tampered_bundle_is_refused_and_the_target_is_unchanged() {
     );
 
     // A share changed by someone who also fixed the digest: the card refuses it.
-    use mkclone::ceremony::dbs::{BUNDLE_FORMAT, ShareBundle};
+    use mkclone::ceremony::dbs::{BUNDLE_FORMAT, ShareBundle, VERSION};
     let decoded = mkclone::ceremony::envelope::decode::<ShareBundle>(
         &bundle,
         &original,
         BUNDLE_FORMAT,
-        1,
+        VERSION,
         None,
     )
     .unwrap();
@@ -367,7 +378,7 @@ fn a_tampered_bundle_is_refused_and_the_target_is_unchanged() {
     raw[last] ^= 0x01;
     body.sealed = mkclone::backend::SealedShare::new(raw).unwrap();
     let forged =
-        mkclone::ceremony::envelope::encode(BUNDLE_FORMAT, 1, &decoded.ceremony, true, &body)
+        mkclone::ceremony::envelope::encode(BUNDLE_FORMAT, VERSION, &decoded.ceremony, true, &body)
             .unwrap();
     std::fs::write(&bundle, &forged).unwrap();
     let out = mkclone(&["phase3d", "--config", c, "--target", "target1"]);

@@ -13,6 +13,26 @@ use super::output::{Failure, pattern_table};
 use mkclone::config::Config;
 use mkclone::nodes::ConfiguredNodes;
 
+/// Load the configuration and pin the SA key's fingerprint given on the command line
+/// (which must agree with the configuration's, when both say one).
+fn load_config(path: &Path, sa_fingerprint: Option<&str>) -> Result<Config, Failure> {
+    let mut config = Config::load(path)?;
+    if let Some(text) = sa_fingerprint {
+        let given = mkclone::ceremony::trust::SaFingerprint::parse(text)
+            .map_err(|e| Failure::invalid(format!("--sa-fingerprint: {e}")))?;
+        match &config.plan.sa_fingerprint {
+            Some(pinned) if *pinned != given => {
+                return Err(Failure::invalid(format!(
+                    "--sa-fingerprint {given} differs from the configuration's sa_fingerprint {pinned}: \
+                     check both with the SA operator"
+                )));
+            }
+            _ => config.plan.sa_fingerprint = Some(given),
+        }
+    }
+    Ok(config)
+}
+
 fn print_report(r: &PhaseReport) {
     println!("phase {} on {}:", r.phase, r.node);
     for a in &r.actions {
@@ -164,7 +184,7 @@ pub fn clone(
     replace_current: bool,
     json: bool,
 ) -> Result<(), Failure> {
-    let config = Config::load(config_path)?;
+    let config = load_config(config_path, run.sa_fingerprint.as_deref())?;
     if !json {
         rehearsal_banner(&config);
     }
@@ -248,7 +268,7 @@ pub fn phase(
     let confirmation = fingerprint
         .map(phases::KeyConfirmation::Fingerprint)
         .unwrap_or(phases::KeyConfirmation::None);
-    let config = Config::load(config_path)?;
+    let config = load_config(config_path, run.sa_fingerprint.as_deref())?;
     rehearsal_banner(&config);
     let plan = config.plan.clone();
     if let Some(t) = target
@@ -311,8 +331,9 @@ pub fn register_sa(
     node: &str,
     operator: &str,
     key: bool,
+    sa_fingerprint: Option<&str>,
 ) -> Result<(), Failure> {
-    let config = Config::load(config_path)?;
+    let config = load_config(config_path, sa_fingerprint)?;
     rehearsal_banner(&config);
     let mut ceremony = Ceremony::open(&config.directory, config.plan.clone())?;
     let mut nodes = ConfiguredNodes::new(&config);

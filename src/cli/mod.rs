@@ -56,6 +56,11 @@ pub struct RunArgs {
     /// Who runs this command: recorded in the journal (never assumed).
     #[arg(long, value_name = "NAME")]
     pub operator: Option<String>,
+    /// The SA key's fingerprint as phase 1 printed it on the SA node (64 hex digits,
+    /// spaces allowed): the trust anchor, when the configuration does not pin it with
+    /// `sa_fingerprint`. Take it from the SA operator, never from the carried sa.db.
+    #[arg(long, value_name = "HEX")]
+    pub sa_fingerprint: Option<String>,
 }
 
 #[derive(clap::Args, Clone)]
@@ -165,6 +170,9 @@ pub enum Command {
         /// Who registers it (recorded in the journal).
         #[arg(long, value_name = "NAME")]
         operator: String,
+        /// The SA key's fingerprint (see `phase2a --help`), unless the configuration pins it.
+        #[arg(long, value_name = "HEX")]
+        sa_fingerprint: Option<String>,
     },
     /// Dual control, step 2: register the SA public key itself (a second person; the node
     /// checks it matches the hash).
@@ -177,6 +185,9 @@ pub enum Command {
         /// Who registers it (recorded in the journal; not the person who registered the hash).
         #[arg(long, value_name = "NAME")]
         operator: String,
+        /// The SA key's fingerprint (see `phase2a --help`), unless the configuration pins it.
+        #[arg(long, value_name = "HEX")]
+        sa_fingerprint: Option<String>,
     },
     /// Undo what the ceremony left: only the steps asked for, each journaled.
     Abort {
@@ -331,12 +342,26 @@ pub fn run(command: Command) -> Result<(), Failure> {
             config,
             node,
             operator,
-        } => ceremony_cmds::register_sa(&config.config, &node, &operator, false),
+            sa_fingerprint,
+        } => ceremony_cmds::register_sa(
+            &config.config,
+            &node,
+            &operator,
+            false,
+            sa_fingerprint.as_deref(),
+        ),
         Command::RegisterSaKey {
             config,
             node,
             operator,
-        } => ceremony_cmds::register_sa(&config.config, &node, &operator, true),
+            sa_fingerprint,
+        } => ceremony_cmds::register_sa(
+            &config.config,
+            &node,
+            &operator,
+            true,
+            sa_fingerprint.as_deref(),
+        ),
         Command::Abort {
             config,
             target,

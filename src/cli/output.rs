@@ -38,7 +38,12 @@ impl From<CeremonyError> for Failure {
             CeremonyError::File(_)
             | CeremonyError::MissingFile { .. }
             | CeremonyError::NotInPlan { .. }
-            | CeremonyError::Format { .. } => 3,
+            | CeremonyError::Format { .. }
+            | CeremonyError::UntrustedFile { .. }
+            | CeremonyError::SaKeyNotPinned { .. }
+            | CeremonyError::SaAnchorMissing { .. }
+            | CeremonyError::JournalGap(_)
+            | CeremonyError::ForeignJournal { .. } => 3,
             _ => 1,
         };
         Self {

@@ -100,6 +100,12 @@ pub struct Capabilities {
     pub key_stays_in_device: bool,
     /// True when keys are kept in plain files (the simulator): rehearsal only.
     pub rehearsal_only: bool,
+    /// True when INSTALL itself compares the rebuilt key with the source's pattern that
+    /// travels signed (by the CSS key) inside every share, before loading NEW: then the
+    /// NEW pattern a target reports is vouched for by the source's signature. (True where
+    /// the share format is mkclone's and the check is ours: the simulator, PKCS#11. Not
+    /// claimed for a real coprocessor, whose firmware's shares are not documented.)
+    pub install_checks_signed_pattern: bool,
 }
 
 impl Capabilities {

@@ -8,11 +8,15 @@ use log::{info, warn};
 use mkclone_backend::{BackendError, Operation};
 use serde_json::{Value, json};
 
-use crate::dbs::Layout;
+use crate::dbs::{
+    self, BUNDLE_FORMAT, CSR_DB_FORMAT, Carried, CsrDb, JournalMark, Layout, Provenance,
+    SA_DB_FORMAT, SaDb, ShareBundle,
+};
 use crate::durable::DirLock;
-use crate::failure::{CeremonyError, Result};
+use crate::failure::{CeremonyError, JournalGap, Result};
 use crate::journal::{Journal, Kind};
 use crate::plan::Plan;
+use crate::trust::SaFingerprint;
 
 /// Environment variable for crash-injection tests: abort the process right after the
 /// n-th journal record this process appends. Its name is long on purpose.
@@ -56,6 +60,9 @@ pub struct Ceremony {
     crash_after: Option<u64>,
     fail_after: Option<u64>,
     replace_current: bool,
+    /// The SA key's pinned fingerprint: the plan's, `--sa-fingerprint`, or (in `clone`,
+    /// and on the SA node) read from the SA node itself.
+    sa_anchor: Option<SaFingerprint>,
     _lock: DirLock,
 }
 
@@ -72,7 +79,26 @@ impl Ceremony {
         })?;
         // Never wait silently: name the other holder and let the user decide.
         let lock = DirLock::try_acquire(dir)?;
-        let journal = Journal::open(dir, &plan.id, plan.rehearsal)?;
+        let mut journal = Journal::open(dir, &plan.id, plan.rehearsal)?;
+        let layout = Layout::new(dir);
+        // The ceremony nonce: the journal's and sa.db's must be one (a journal of another
+        // run of a ceremony with this id has another). An sa.db that does not decode is
+        // left to the phases, which report it.
+        if let Ok(Some(db)) = dbs::read_optional::<SaDb>(&layout.sa_db(), SA_DB_FORMAT, &plan) {
+            let file_nonce = db.provenance.nonce;
+            match journal.nonce() {
+                Some(j) if j != file_nonce => {
+                    return Err(CeremonyError::ForeignJournal {
+                        journal: journal.path().display().to_string(),
+                        id: plan.id.clone(),
+                        journal_nonce: j.to_string(),
+                        file_nonce,
+                    });
+                }
+                Some(_) => {}
+                None => journal.set_nonce(&file_nonce)?,
+            }
+        }
         if let Some(bytes) = journal.torn_tail() {
             warn!(
                 "the journal's last record was torn ({bytes} bytes): an earlier run stopped mid-write; it is dropped"
@@ -82,8 +108,9 @@ impl Ceremony {
             .ok()
             .and_then(|v| v.parse().ok());
         Ok(Self {
+            sa_anchor: plan.sa_fingerprint.clone(),
             plan,
-            layout: Layout::new(dir),
+            layout,
             journal,
             operator: None,
             appended: 0,
@@ -113,6 +140,139 @@ impl Ceremony {
 
     pub fn replace_current(&self) -> bool {
         self.replace_current
+    }
+
+    /// Pin the SA key's fingerprint for this command (`--sa-fingerprint`, or the key
+    /// `clone` read from the SA node). Refused when the plan pins another.
+    pub fn set_sa_fingerprint(&mut self, fingerprint: SaFingerprint) -> Result<()> {
+        match &self.sa_anchor {
+            Some(pinned) if *pinned != fingerprint => Err(CeremonyError::SaKeyNotPinned {
+                pinned: pinned.grouped(),
+                found: fingerprint.grouped(),
+            }),
+            _ => {
+                self.sa_anchor = Some(fingerprint);
+                Ok(())
+            }
+        }
+    }
+
+    /// The SA key's pinned fingerprint, if any.
+    pub fn sa_anchor(&self) -> Option<&SaFingerprint> {
+        self.sa_anchor.as_ref()
+    }
+
+    /// The ceremony nonce (from the journal or sa.db), if this directory has one yet.
+    pub fn nonce(&self) -> Option<&str> {
+        self.journal.nonce()
+    }
+
+    /// Phase 1 on a fresh directory: draw the ceremony nonce (16 random bytes).
+    pub fn ensure_nonce(&mut self) -> Result<String> {
+        if let Some(n) = self.journal.nonce() {
+            return Ok(n.to_string());
+        }
+        let nonce = hex::encode(rand::random::<[u8; 16]>());
+        self.journal.set_nonce(&nonce)?;
+        Ok(nonce)
+    }
+
+    /// Stamp a file about to be written by a phase on `node`: the ceremony nonce, and
+    /// where this server's journal stands (its last record, written before the file).
+    pub fn stamp<T: Carried>(&self, body: &mut T, phase: &str, node: &str) -> Result<()> {
+        let nonce = self.nonce().ok_or_else(|| CeremonyError::Conflict {
+            what: "the ceremony nonce".into(),
+            detail: "unknown: carry sa.db here first".into(),
+        })?;
+        let seq = self.journal.records().len() as u64;
+        let p = body.provenance_mut();
+        p.nonce = nonce.to_string();
+        p.written.insert(
+            node.to_string(),
+            JournalMark {
+                phase: phase.to_string(),
+                seq,
+                hash: self.journal.head_hash(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Before a phase on `node` writes anything: every ceremony file here that a phase on
+    /// `node` wrote names a journal record this journal must still hold (unless its loss
+    /// was recorded with `journal accept-loss`).
+    pub fn check_journal_marks(&self, node: &str) -> Result<()> {
+        let accepted = self.accepted_losses();
+        for (file, provenance) in self.carried_files() {
+            let Some(mark) = provenance.written.get(node) else {
+                continue;
+            };
+            if accepted.contains(&(mark.seq, mark.hash.clone())) {
+                continue;
+            }
+            let found = match self.journal.hash_of(mark.seq) {
+                Some(h) if h == mark.hash => continue,
+                Some(h) => format!("holds another record {} (hash {h})", mark.seq),
+                None if self.journal.records().is_empty() => "is empty".to_string(),
+                None => format!("ends at record {}", self.journal.records().len()),
+            };
+            return Err(CeremonyError::JournalGap(Box::new(JournalGap {
+                file,
+                phase: mark.phase.clone(),
+                node: node.into(),
+                seq: mark.seq,
+                hash: mark.hash.clone(),
+                journal: self.journal.path().display().to_string(),
+                found,
+            })));
+        }
+        Ok(())
+    }
+
+    /// Journal marks named by files here that this journal lacks, for every node (what
+    /// `journal accept-loss` records, and what the report shows).
+    pub fn missing_marks(&self) -> Vec<(String, String, JournalMark)> {
+        let mut out = Vec::new();
+        for (file, provenance) in self.carried_files() {
+            for (node, mark) in &provenance.written {
+                if self.journal.hash_of(mark.seq).as_deref() != Some(mark.hash.as_str()) {
+                    out.push((file.clone(), node.clone(), mark.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// The (seq, hash) marks whose loss an operator recorded.
+    fn accepted_losses(&self) -> Vec<(u64, String)> {
+        accepted_losses(self.journal.records())
+    }
+
+    /// The ceremony files of this directory that decode, with their provenance (files that
+    /// do not decode are the phases' to report).
+    fn carried_files(&self) -> Vec<(String, Provenance)> {
+        let mut out = Vec::new();
+        let plan = &self.plan;
+        let mut push = |path: std::path::PathBuf, p: Option<Provenance>| {
+            if let Some(p) = p {
+                out.push((path.display().to_string(), p));
+            }
+        };
+        let sa = dbs::read_optional::<SaDb>(&self.layout.sa_db(), SA_DB_FORMAT, plan);
+        push(self.layout.sa_db(), sa.ok().flatten().map(|d| d.provenance));
+        for t in &plan.targets {
+            let path = self.layout.csr_db(&t.name);
+            let db = dbs::read_optional::<CsrDb>(&path, CSR_DB_FORMAT, plan);
+            push(path, db.ok().flatten().map(|d| d.provenance));
+            for kind in &plan.kinds {
+                for index in &plan.share_indices {
+                    let path = self.layout.bundle(&t.name, *kind, *index);
+                    let b = dbs::read_optional::<ShareBundle>(&path, BUNDLE_FORMAT, plan);
+                    push(path, b.ok().flatten().map(|b| b.provenance));
+                }
+            }
+        }
+        out
     }
 
     pub fn set_operator(&mut self, operator: Option<String>) {
@@ -204,6 +364,25 @@ impl Ceremony {
             }
         }
     }
+}
+
+/// The journal event recording an operator's acceptance of lost journal records.
+pub const LOSS_ACCEPTED_EVENT: &str = "journal-loss-accepted";
+
+/// The (seq, hash) marks listed by `journal-loss-accepted` notes in `records`.
+pub fn accepted_losses(records: &[crate::journal::Record]) -> Vec<(u64, String)> {
+    records
+        .iter()
+        .filter(|r| r.event == LOSS_ACCEPTED_EVENT)
+        .filter_map(|r| r.detail.get("marks")?.as_array().cloned())
+        .flatten()
+        .filter_map(|m| {
+            Some((
+                m.get("seq")?.as_u64()?,
+                m.get("hash")?.as_str()?.to_string(),
+            ))
+        })
+        .collect()
 }
 
 /// The operations each phase needs from its node, for capability checks.

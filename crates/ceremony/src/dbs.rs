@@ -3,6 +3,7 @@
 //! envelope (crate::envelope): versioned, canonical, digest-protected, bound to its
 //! ceremony, written atomically.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use mkclone_backend::{
@@ -18,7 +19,47 @@ use crate::error::FileError;
 pub const SA_DB_FORMAT: &str = "mkclone-sa-db";
 pub const CSR_DB_FORMAT: &str = "mkclone-csr-db";
 pub const BUNDLE_FORMAT: &str = "mkclone-share-bundle";
-pub const VERSION: u32 = 1;
+/// Version 2 added [`Provenance`] (ceremony nonce, journal marks); version 1 files are
+/// refused with [`FileError::OlderVersion`].
+pub const VERSION: u32 = 2;
+
+/// Where a file comes from: the run of the ceremony (the nonce phase 1 drew) and, for each
+/// node whose phase wrote it, where that server's journal stood at the time. A server
+/// whose own journal lacks a mark it made has lost records (deleted, truncated, replaced).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Provenance {
+    pub nonce: String,
+    /// By node name.
+    pub written: BTreeMap<String, JournalMark>,
+}
+
+/// A journal record, by position and hash, as the writer's journal held it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalMark {
+    pub phase: String,
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// The ceremony files, which all carry a [`Provenance`].
+pub trait Carried {
+    fn provenance(&self) -> &Provenance;
+    fn provenance_mut(&mut self) -> &mut Provenance;
+}
+
+macro_rules! carried {
+    ($($t:ty),*) => {$(
+        impl Carried for $t {
+            fn provenance(&self) -> &Provenance {
+                &self.provenance
+            }
+            fn provenance_mut(&mut self) -> &mut Provenance {
+                &mut self.provenance
+            }
+        }
+    )*};
+}
+carried!(SaDb, CsrDb, ShareBundle);
 
 /// `sa.db`: the SA key and the certificates it issued (CNM's SA database).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +72,7 @@ pub struct SaDb {
     pub sa_hash: PublicKeyHash,
     /// The source's CSS key (phase 2a) and its SA certificate (phase 2b).
     pub css: Option<CssEntry>,
+    pub provenance: Provenance,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +90,7 @@ pub struct CsrDb {
     pub eid: Eid,
     pub public_key: PublicKeyToken,
     pub certificate: Option<Certificate>,
+    pub provenance: Provenance,
 }
 
 /// One sealed share, from the source to one target (phase 3c → 3d). Created 0600.
@@ -63,6 +106,7 @@ pub struct ShareBundle {
     /// signed inside the share; the target's card checks the rebuilt key against it).
     pub source_pattern: VerificationPattern,
     pub sealed: SealedShare,
+    pub provenance: Provenance,
 }
 
 /// Paths of a ceremony directory.
@@ -106,7 +150,23 @@ pub fn read_optional<T: Serialize + for<'de> Deserialize<'de>>(
     if !path.exists() {
         return Ok(None);
     }
-    let decoded = envelope::read_file::<T>(path, format, VERSION, Some(&plan.id))?;
+    let decoded = envelope::read_file::<T>(path, format, VERSION, Some(&plan.id)).map_err(|e| {
+        // A file of an older version fails as a body of another layout: say so plainly.
+        match std::fs::read(path)
+            .ok()
+            .and_then(|bytes| envelope::peek(path, &bytes).ok())
+        {
+            Some(h) if h.format == format && h.version >= 1 && h.version < VERSION => {
+                FileError::OlderVersion {
+                    path: path.into(),
+                    format: h.format,
+                    found: h.version,
+                    supported: VERSION,
+                }
+            }
+            _ => e,
+        }
+    })?;
     decoded.require_rehearsal(path, plan.rehearsal)?;
     Ok(Some(decoded.body))
 }

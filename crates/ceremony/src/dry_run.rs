@@ -125,6 +125,26 @@ pub fn dry_run(
             None
         }
     };
+    // The trust anchor: phases that rely on the SA key away from the SA node need it
+    // pinned, and sa.db must hold the pinned key.
+    let relies_on_sa = scope
+        .phases
+        .iter()
+        .any(|ph| matches!(*ph, "2a" | "3a" | "3c" | "3d"));
+    let in_clone = scope.phases.contains(&"1");
+    // (Before phase 1 has run, there is nothing to pin yet.)
+    if relies_on_sa && !in_clone && plan.sa_fingerprint.is_none() && sa_db.is_some() {
+        problem(
+            p,
+            &plan.sa.name,
+            "no SA fingerprint is pinned: add the sa_fingerprint line phase 1 printed to [ceremony], or give --sa-fingerprint",
+        );
+    }
+    if let Some(db) = &sa_db
+        && let Err(e) = crate::trust::check_sa_db(plan, db, plan.sa_fingerprint.as_ref())
+    {
+        problem(p, &plan.sa.name, e.to_string());
+    }
     for t in &scope.targets {
         if plan.target(t).is_none() {
             problem(p, t, "is not a target of this plan");

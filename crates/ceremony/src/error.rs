@@ -78,6 +78,19 @@ pub enum FileError {
         supported: u32,
     },
 
+    /// A version this mkclone no longer reads.
+    #[error(
+        "{path} is version {found} of {format}, written by an older mkclone (before ceremony nonces and \
+         journal marks, version {supported}); it was not used. Finish that ceremony with the mkclone \
+         that began it, or begin this one in a new directory"
+    )]
+    OlderVersion {
+        path: PathBuf,
+        format: String,
+        found: u32,
+        supported: u32,
+    },
+
     /// Version 0, which no mkclone writes.
     #[error(
         "{path} says version 0 of {format}, which no mkclone writes: the file is corrupt or was \

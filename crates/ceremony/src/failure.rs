@@ -115,6 +115,57 @@ pub enum CeremonyError {
 
     #[error("node {node:?} is not part of this ceremony's plan ({role})")]
     NotInPlan { node: String, role: &'static str },
+
+    /// A carried file says something the plan or its anchors do not vouch for.
+    #[error("{file} is refused: {detail}")]
+    UntrustedFile { file: String, detail: String },
+
+    #[error(
+        "the SA key in sa.db is not the pinned one: the plan or --sa-fingerprint pins {pinned}, sa.db holds {found}. \
+         sa.db was swapped or comes from another ceremony; nothing was changed on any node. Get sa.db again from \
+         the SA node, and check the pinned fingerprint with the SA operator"
+    )]
+    SaKeyNotPinned { pinned: String, found: String },
+
+    #[error(
+        "{command} relies on the SA key, and no SA fingerprint is pinned: add the line phase 1 printed on the SA \
+         node (sa_fingerprint = \"…\") to the [ceremony] table of the configuration, or give it with \
+         --sa-fingerprint. Take it from the SA operator, never from the carried sa.db{shown}"
+    )]
+    SaAnchorMissing { command: String, shown: String },
+
+    #[error(transparent)]
+    JournalGap(Box<JournalGap>),
+
+    #[error(
+        "{journal} belongs to another run of ceremony {id}: its nonce is {journal_nonce}, sa.db's is {file_nonce}. \
+         Nothing was changed. Move that journal aside and restore this ceremony's own; if it is lost for good, \
+         start an empty journal and record the loss with `mkclone journal accept-loss`"
+    )]
+    ForeignJournal {
+        journal: String,
+        id: String,
+        journal_nonce: String,
+        file_nonce: String,
+    },
+}
+
+/// A file names a journal record this server's journal lacks.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{file} says this server's journal held record {seq} (hash {hash}) when phase {phase} on {node} wrote it, \
+     but {journal} {found}: the journal was deleted, truncated or replaced. Restore this ceremony's journal \
+     from its copy and run again. If it is lost for good, record the loss with `mkclone journal accept-loss \
+     --config FILE --operator NAME` (journaled; the report then says the chain is not verified end to end)"
+)]
+pub struct JournalGap {
+    pub file: String,
+    pub phase: String,
+    pub node: String,
+    pub seq: u64,
+    pub hash: String,
+    pub journal: String,
+    pub found: String,
 }
 
 impl CeremonyError {

@@ -4,7 +4,7 @@
 //! compact `serde_json` encoding of a [`Record`], members in this order, then `\n`:
 //!
 //! ```text
-//! {"seq":1,"prev":"000…000","time":"2026-05-01T10:20:30.123Z","ceremony":"C-1","rehearsal":false,"phase":"1","node":"source","kind":"intent","operator":null,"event":"obtain-share","detail":{"index":1}}
+//! {"seq":1,"prev":"000…000","time":"2026-05-01T10:20:30.123Z","ceremony":"C-1","nonce":"9f…","rehearsal":false,"phase":"1","node":"source","kind":"intent","operator":null,"event":"obtain-share","detail":{"index":1}}
 //! ```
 //!
 //! - `seq` counts from 1, by 1.
@@ -12,7 +12,11 @@
 //!   64 zeros ([`GENESIS_PREV`]) for the first record.
 //! - `time` is RFC 3339 UTC with milliseconds (`YYYY-MM-DDTHH:MM:SS.mmmZ`), from this host's
 //!   clock: informative only, never checked for order (machines' clocks differ).
-//! - `ceremony` and `rehearsal` are the same on every line.
+//! - `ceremony`, `nonce` and `rehearsal` are the same on every line. The nonce (32 hex
+//!   digits) is drawn at random by phase 1 and carried in `sa.db` and every other ceremony
+//!   file: a journal of another run of a ceremony with the same id has another nonce.
+//!   Journals written before nonces existed (mkclone 0.1) are refused with a message
+//!   saying so.
 //! - `phase` is `1`, `2a`, `2b`, `3a`…`3d`, `setup`, `abort`…; `node` the node's name or
 //!   empty; `kind` `intent` (written before an action), `outcome` (after it) or `note`;
 //!   `operator` a name or null; `event` a short machine name (`obtain-share`).
@@ -80,6 +84,7 @@ pub struct Record {
     pub prev: String,
     pub time: String,
     pub ceremony: String,
+    pub nonce: String,
     pub rehearsal: bool,
     pub phase: String,
     pub node: String,
@@ -127,6 +132,7 @@ pub fn verify(
     let mut torn_tail = None;
     let mut ceremony = ceremony.map(str::to_owned);
     let mut rehearsal = rehearsal;
+    let mut nonce: Option<String> = None;
     let mut rest = bytes;
     let mut line_no = 0usize;
     while !rest.is_empty() {
@@ -148,8 +154,21 @@ pub fn verify(
             }
             return Err(corrupt(line_no, "the line is not JSON".into()));
         }
-        let record: Record = serde_json::from_slice(line)
-            .map_err(|e| corrupt(line_no, format!("not a journal record: {e}")))?;
+        let record: Record = serde_json::from_slice(line).map_err(|e| {
+            let old = serde_json::from_slice::<Value>(line)
+                .ok()
+                .is_some_and(|v| v.get("seq").is_some() && v.get("nonce").is_none());
+            if old {
+                corrupt(
+                    line_no,
+                    "written by an older mkclone (0.1, before ceremony nonces): finish that ceremony \
+                     with the mkclone that began it, or begin this one in a new directory"
+                        .into(),
+                )
+            } else {
+                corrupt(line_no, format!("not a journal record: {e}"))
+            }
+        })?;
         let canonical = encode_line(&record)
             .map_err(|e| corrupt(line_no, format!("the record cannot be re-encoded: {e}")))?;
         if canonical != line {
@@ -218,6 +237,20 @@ pub fn verify(
             Some(_) => {}
             None => ceremony = Some(record.ceremony.clone()),
         }
+        match &nonce {
+            Some(expected) if *expected != record.nonce => {
+                return Err(corrupt(
+                    line_no,
+                    format!(
+                        "the record carries ceremony nonce {}, the journal's first record {expected}: \
+                         lines of another run of this ceremony were mixed in",
+                        record.nonce
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => nonce = Some(record.nonce.clone()),
+        }
         match rehearsal {
             Some(expected) if expected != record.rehearsal => {
                 return Err(if line_no == 1 {
@@ -258,6 +291,8 @@ pub struct Journal {
     file: File,
     ceremony: String,
     rehearsal: bool,
+    /// The ceremony nonce: the first record's, or set before the first append.
+    nonce: Option<String>,
     records: Vec<Record>,
     head: String,
     /// Bytes of verified (or appended by us) content: the file's length when all is well.
@@ -291,6 +326,7 @@ impl Journal {
             file,
             ceremony: ceremony.into(),
             rehearsal,
+            nonce: v.records.first().map(|r| r.nonce.clone()),
             records: v.records,
             head: v.head_hash,
             verified_len: v.verified_len,
@@ -338,6 +374,36 @@ impl Journal {
         &self.records
     }
 
+    /// The ceremony nonce its records carry (`None` for an empty journal not yet given one).
+    pub fn nonce(&self) -> Option<&str> {
+        self.nonce.as_deref()
+    }
+
+    /// Give an empty journal the ceremony nonce its records will carry. Refused when the
+    /// journal already carries another.
+    pub fn set_nonce(&mut self, nonce: &str) -> Result<(), FileError> {
+        match &self.nonce {
+            Some(n) if n != nonce => Err(FileError::InvalidEntry {
+                path: self.path.clone(),
+                reason: format!("the journal carries ceremony nonce {n}, not {nonce}"),
+            }),
+            _ => {
+                self.nonce = Some(nonce.into());
+                Ok(())
+            }
+        }
+    }
+
+    /// The hash of record `seq` (1-based), if the journal has it.
+    pub fn hash_of(&self, seq: u64) -> Option<String> {
+        let i = usize::try_from(seq).ok()?.checked_sub(1)?;
+        self.records.get(i)?;
+        Some(match self.records.get(i + 1) {
+            Some(next) => next.prev.clone(),
+            None => self.head.clone(),
+        })
+    }
+
     /// Hash of the last line: 64 zeros for an empty journal.
     pub fn head_hash(&self) -> String {
         self.head.clone()
@@ -378,11 +444,19 @@ impl Journal {
         if phase.is_empty() || event.is_empty() {
             return Err(invalid("phase and event must not be empty".into()));
         }
+        let Some(nonce) = self.nonce.clone() else {
+            return Err(invalid(
+                "the journal has no ceremony nonce yet: phase 1 draws it, and sa.db carries it to the other \
+                 nodes (carry sa.db here first)"
+                    .into(),
+            ));
+        };
         let record = Record {
             seq: self.records.len() as u64 + 1,
             prev: self.head.clone(),
             time: rfc3339_utc(SystemTime::now()),
             ceremony: self.ceremony.clone(),
+            nonce,
             rehearsal: self.rehearsal,
             phase: phase.into(),
             node: node.into(),
@@ -602,7 +676,11 @@ mod tests {
     use super::*;
 
     fn open(dir: &Path) -> Result<Journal, FileError> {
-        Journal::open(dir, "C-1", false)
+        let mut j = Journal::open(dir, "C-1", false)?;
+        if j.nonce().is_none() {
+            j.set_nonce("00112233445566778899aabbccddeeff")?;
+        }
+        Ok(j)
     }
 
     /// A journal with `n` records; returns its bytes.
@@ -683,7 +761,7 @@ mod tests {
         );
         assert!(
             first.ends_with(
-                "\",\"ceremony\":\"C-1\",\"rehearsal\":false,\"phase\":\"2a\",\"node\":\"target1\",\
+                "\",\"ceremony\":\"C-1\",\"nonce\":\"00112233445566778899aabbccddeeff\",\"rehearsal\":false,\"phase\":\"2a\",\"node\":\"target1\",\
                  \"kind\":\"intent\",\"operator\":null,\"event\":\"event-0\",\
                  \"detail\":{\"index\":0,\"z\":[1,{\"a\":\"x\",\"b\":2}]}}"
             ),
@@ -866,7 +944,7 @@ mod tests {
 
         // A foreign line in the middle of a chain (re-chained so only the id differs).
         let other = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(other.path(), "C-1", false).unwrap();
+        let mut j = open(other.path()).unwrap();
         j.note("1", "", "a", json!({})).unwrap();
         let mut ls = lines(&fs::read(other.path().join(FILE_NAME)).unwrap());
         let forged = Record {
@@ -874,6 +952,7 @@ mod tests {
             prev: line_hash(&ls[0]),
             time: rfc3339_utc(SystemTime::now()),
             ceremony: "C-9".into(),
+            nonce: "00112233445566778899aabbccddeeff".into(),
             rehearsal: false,
             phase: "1".into(),
             node: String::new(),

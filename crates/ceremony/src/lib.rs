@@ -33,6 +33,7 @@ pub mod phases;
 pub mod plan;
 pub mod report;
 pub mod run;
+pub mod trust;
 
 pub use ceremony::{CRASH_HOOK_ENV, Ceremony, PhaseReport, needed_operations};
 pub use failure::{CeremonyError, Problem, Problems};

@@ -30,6 +30,7 @@ use crate::durable::Sensitivity;
 use crate::failure::{CeremonyError, Problem, Problems, Result};
 use crate::journal::Kind;
 use crate::plan::PlanNode;
+use crate::trust::{self, PatternAuthority, SaFingerprint};
 
 fn applied_word<T>(a: &Applied<T>) -> &'static str {
     if a.was_already_done() {
@@ -77,6 +78,57 @@ pub fn read_sa_db(c: &Ceremony) -> Result<SaDb> {
         hint: "Run phase 1 there, or copy sa.db from the SA node into this ceremony directory"
             .into(),
     })
+}
+
+/// `sa.db`, held to the plan and to the pinned SA key (refused without a pin: `command`
+/// names what needs it). Every other file's trust derives from this one.
+pub fn trusted_sa_db(c: &Ceremony, command: &str) -> Result<SaDb> {
+    let db = read_sa_db(c)?;
+    let Some(anchor) = c.sa_anchor() else {
+        return Err(CeremonyError::SaAnchorMissing {
+            command: command.into(),
+            shown: String::new(),
+        });
+    };
+    trust::check_sa_db(&c.plan, &db, Some(anchor))?;
+    Ok(db)
+}
+
+/// On the SA node (2b, 3b): the SA key the node retains is the anchor; sa.db must hold it.
+fn anchor_from_sa_node(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<()> {
+    let name = c.plan.sa.name.clone();
+    let token = sa
+        .retained_public_key(&c.plan.sa_label())
+        .map_err(CeremonyError::backend(&name, "read the SA public key"))?
+        .ok_or_else(|| CeremonyError::Conflict {
+            what: format!("{name}: the SA key {}", c.plan.sa_label()),
+            detail: "is not on this node: run phase 1 here".into(),
+        })?;
+    c.set_sa_fingerprint(SaFingerprint::of_token(&token)?)
+}
+
+/// A carried file must come from this run of the ceremony (its nonce is sa.db's).
+fn check_nonce(c: &Ceremony, file: &std::path::Path, p: &dbs::Provenance) -> Result<()> {
+    match c.nonce() {
+        Some(n) if n != p.nonce => Err(CeremonyError::UntrustedFile {
+            file: file.display().to_string(),
+            detail: format!(
+                "it carries ceremony nonce {}, this ceremony's (sa.db's) is {n}: it comes from another run \
+                 of a ceremony with this id. Nothing was changed on any node",
+                p.nonce
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A target's csr.db, held to the plan and to this run of the ceremony.
+fn trusted_csr_db(c: &Ceremony, target: &str) -> Result<CsrDb> {
+    let plan_node = plan_target(c, target)?;
+    let db = read_csr_db(c, target)?;
+    check_nonce(c, &c.layout.csr_db(target), &db.provenance)?;
+    trust::check_csr_db(&c.plan, &plan_node, &db)?;
+    Ok(db)
 }
 
 fn write_sa_db(c: &Ceremony, db: &SaDb) -> Result<()> {
@@ -195,6 +247,7 @@ fn install_sa_key(
         |_| json!({}),
     )?;
     report.did(format!("m-of-n {m_of_n} ({})", applied_word(&a)));
+    check_registered_sa(c, node, name, db)?;
     if c.plan.dual_control {
         report.did(format!(
             "SA public key: registered under dual control, by two people: \
@@ -233,6 +286,34 @@ fn install_sa_key(
         "SA public key registered, CLONE, matching its hash ({})",
         applied_word(&a)
     ));
+    Ok(())
+}
+
+/// An SA key already registered on `node` under the ceremony's name must be the pinned
+/// one (sa.db's, checked against the anchor); another is refused with the way out.
+fn check_registered_sa(c: &Ceremony, node: &mut dyn Backend, name: &str, db: &SaDb) -> Result<()> {
+    let list = node
+        .list_registrations()
+        .map_err(CeremonyError::backend(name, "list registrations"))?;
+    if let Some(r) = list.iter().find(|r| r.name == c.plan.sa_label())
+        && r.hash != db.sa_hash
+    {
+        let target = if name == c.plan.source.name {
+            String::new()
+        } else {
+            format!(" --target {name}")
+        };
+        return Err(CeremonyError::Conflict {
+            what: format!("{name}: the SA key registered as {}", c.plan.sa_label()),
+            detail: format!(
+                "it is another key ({}) than the pinned one ({}): it came from another sa.db. Nothing was \
+                 changed. Remove it with `mkclone abort --config FILE{target} --unregister-sa`, then run this \
+                 command again",
+                r.hash.fingerprint(),
+                db.sa_hash.fingerprint()
+            ),
+        });
+    }
     Ok(())
 }
 
@@ -358,6 +439,7 @@ fn begin(
     node: &mut dyn Backend,
 ) -> Result<PhaseReport> {
     let st = check_identity(plan_node, node)?;
+    c.check_journal_marks(&plan_node.name)?;
     c.record(phase, &plan_node.name, Kind::Note, "phase-start", json!({}))?;
     c.record(
         phase,
@@ -387,6 +469,38 @@ fn end(c: &mut Ceremony, report: PhaseReport) -> Result<PhaseReport> {
 /// Phase 1, on the SA node: the SA key and `sa.db`.
 pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
     let plan_node = c.plan.sa.clone();
+    // A pinned SA key must be the one this node holds: a fresh key could never match it.
+    if let Some(pinned) = c.sa_anchor().cloned() {
+        let held = sa
+            .retained_public_key(&c.plan.sa_label())
+            .map_err(CeremonyError::backend(
+                &plan_node.name,
+                "read the SA public key",
+            ))?;
+        match held {
+            Some(token) => {
+                let found = SaFingerprint::of_token(&token)?;
+                if found != pinned {
+                    return Err(CeremonyError::SaKeyNotPinned {
+                        pinned: pinned.grouped(),
+                        found: found.grouped(),
+                    });
+                }
+            }
+            None => {
+                return Err(CeremonyError::Conflict {
+                    what: format!("{}: the SA key", plan_node.name),
+                    detail: format!(
+                        "the plan pins SA fingerprint {pinned}, but this node holds no SA key {}: phase 1 would \
+                         make a new key, which cannot match. Use the SA node that key is on, or remove \
+                         sa_fingerprint from the plan to begin a new ceremony",
+                        c.plan.sa_label()
+                    ),
+                });
+            }
+        }
+    }
+    c.ensure_nonce()?;
     let mut report = begin(c, "1", &plan_node, sa)?;
     ensure_eid(c, "1", sa, &plan_node, &mut report)?;
     let token = generate(c, "1", sa, &plan_node.name, KeyRole::Sa)?;
@@ -405,15 +519,19 @@ pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
         })?;
     let sa_hash = registration_hash(&section).map_err(format_err("the SA certificate"))?;
     let sa_certificate = section.encode().map_err(format_err("the SA certificate"))?;
-    let fresh = SaDb {
+    let fingerprint = SaFingerprint::of_certificate(&sa_certificate)?;
+    c.set_sa_fingerprint(fingerprint.clone())?;
+    let mut fresh = SaDb {
         sa_node: plan_node.name.clone(),
         sa_eid: plan_node.eid.clone(),
         sa_certificate,
         sa_hash: sa_hash.clone(),
         css: None,
+        provenance: Default::default(),
     };
     match dbs::read_optional::<SaDb>(&c.layout.sa_db(), SA_DB_FORMAT, &c.plan)? {
         Some(existing) if existing.sa_certificate == fresh.sa_certificate => {
+            trust::check_sa_db(&c.plan, &existing, Some(&fingerprint))?;
             report.did("sa.db (already written)")
         }
         Some(_) => {
@@ -426,6 +544,7 @@ pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
             });
         }
         None => {
+            c.stamp(&mut fresh, "1", &plan_node.name)?;
             write_sa_db(c, &fresh)?;
             report.did("sa.db written");
         }
@@ -433,6 +552,11 @@ pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
     report.did(format!(
         "SA key fingerprint (compare in person): {}",
         sa_hash.fingerprint()
+    ));
+    report.did(format!(
+        "pin it on every server: add this line to the [ceremony] table of the configuration \
+         (or give it with --sa-fingerprint): {}",
+        fingerprint.config_line()
     ));
     report.carry(
         c.layout.sa_db(),
@@ -448,7 +572,7 @@ pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
 /// Phase 2a, on the source: EID, m-of-n, the SA key installed, the CSS key.
 pub fn phase2a(c: &mut Ceremony, source: &mut dyn Backend) -> Result<PhaseReport> {
     let plan_node = c.plan.source.clone();
-    let mut db = read_sa_db(c)?;
+    let mut db = trusted_sa_db(c, "phase 2a")?;
     let mut report = begin(c, "2a", &plan_node, source)?;
     ensure_eid(c, "2a", source, &plan_node, &mut report)?;
     install_sa_key(c, "2a", source, &plan_node.name, &db, &mut report)?;
@@ -473,6 +597,7 @@ pub fn phase2a(c: &mut Ceremony, source: &mut dyn Backend) -> Result<PhaseReport
                 public_key: token,
                 certificate: None,
             });
+            c.stamp(&mut db, "2a", &plan_node.name)?;
             write_sa_db(c, &db)?;
             report.did("CSS public key added to sa.db");
         }
@@ -577,7 +702,8 @@ pub fn phase2b(
     sa: &mut dyn Backend,
     confirmation: &KeyConfirmation,
 ) -> Result<PhaseReport> {
-    let mut db = read_sa_db(c)?;
+    anchor_from_sa_node(c, sa)?;
+    let mut db = trusted_sa_db(c, "phase 2b")?;
     let sa_plan = c.plan.sa.clone();
     let mut report = begin(c, "2b", &sa_plan, sa)?;
     let Some(css) = db.css.clone() else {
@@ -611,6 +737,7 @@ pub fn phase2b(
         if let Some(entry) = db.css.as_mut() {
             entry.certificate = Some(cert);
         }
+        c.stamp(&mut db, "2b", &sa_plan.name)?;
         write_sa_db(c, &db)?;
         report.did("CSS key certified by SA into sa.db");
     }
@@ -646,7 +773,7 @@ pub fn phase3a(
     target: &str,
 ) -> Result<PhaseReport> {
     let plan_node = plan_target(c, target)?;
-    let db = read_sa_db(c)?;
+    let db = trusted_sa_db(c, "phase 3a")?;
     let mut report = begin(c, "3a", &plan_node, target_node)?;
     ensure_eid(c, "3a", target_node, &plan_node, &mut report)?;
     install_sa_key(c, "3a", target_node, target, &db, &mut report)?;
@@ -654,6 +781,8 @@ pub fn phase3a(
     let path = c.layout.csr_db(target);
     match dbs::read_optional::<CsrDb>(&path, CSR_DB_FORMAT, &c.plan)? {
         Some(existing) if existing.public_key == token => {
+            check_nonce(c, &path, &existing.provenance)?;
+            trust::check_csr_db(&c.plan, &plan_node, &existing)?;
             report.did(format!("{} (already written)", path.display()))
         }
         Some(_) => {
@@ -663,15 +792,15 @@ pub fn phase3a(
             });
         }
         None => {
-            write_csr_db(
-                c,
-                &CsrDb {
-                    target: target.into(),
-                    eid: plan_node.eid.clone(),
-                    public_key: token,
-                    certificate: None,
-                },
-            )?;
+            let mut db = CsrDb {
+                target: target.into(),
+                eid: plan_node.eid.clone(),
+                public_key: token,
+                certificate: None,
+                provenance: Default::default(),
+            };
+            c.stamp(&mut db, "3a", target)?;
+            write_csr_db(c, &db)?;
             report.did(format!("{} written", path.display()));
         }
     }
@@ -687,8 +816,9 @@ pub fn phase3b(
     confirmation: &KeyConfirmation,
 ) -> Result<PhaseReport> {
     let plan_node = plan_target(c, target)?;
-    let sa_db = read_sa_db(c)?;
-    let mut db = read_csr_db(c, target)?;
+    anchor_from_sa_node(c, sa)?;
+    let sa_db = trusted_sa_db(c, "phase 3b")?;
+    let mut db = trusted_csr_db(c, target)?;
     let sa_plan = c.plan.sa.clone();
     let mut report = begin(c, "3b", &sa_plan, sa)?;
     if let Some(cert) = &db.certificate {
@@ -709,6 +839,7 @@ pub fn phase3b(
         let cert = certify(c, "3b", sa, &db.public_key, &plan_node)?;
         verify_issued(c, &sa_db, &cert, "the new CSR certificate")?;
         db.certificate = Some(cert);
+        c.stamp(&mut db, "3b", &sa_plan.name)?;
         write_csr_db(c, &db)?;
         report.did(format!("CSR key of {target} certified by SA"));
     }
@@ -744,7 +875,7 @@ pub fn preflight_source(
     for op in caps.missing(crate::ceremony::needed_operations("3c")) {
         p(&src, format!("the {} backend cannot {op}", caps.backend));
     }
-    let sa_db = match read_sa_db(c) {
+    let sa_db = match trusted_sa_db(c, "phase 3c") {
         Ok(db) => Some(db),
         Err(e) => {
             p(&src, e.to_string());
@@ -765,7 +896,7 @@ pub fn preflight_source(
         }
         None => None,
     };
-    let csr = match read_csr_db(c, target) {
+    let csr = match trusted_csr_db(c, target) {
         Ok(db) => Some(db),
         Err(e) => {
             p(target, e.to_string());
@@ -841,13 +972,21 @@ pub fn preflight_source(
                 );
             }
             for kind in &c.plan.kinds {
-                if current_pattern(&st, *kind).is_none() {
-                    p(
+                match (current_pattern(&st, *kind), c.plan.source_pattern(*kind)) {
+                    (None, _) => p(
                         &src,
                         format!(
                             "the {kind} CURRENT master-key register is not valid: there is nothing to clone"
                         ),
-                    );
+                    ),
+                    (Some(current), Some(planned)) if &current != planned => p(
+                        &src,
+                        format!(
+                            "the {kind} CURRENT master key is {current}, the plan's source_patterns say {planned}: \
+                             this is not the key the plan clones"
+                        ),
+                    ),
+                    _ => {}
                 }
             }
         }
@@ -925,6 +1064,8 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
                 if b.source_pattern == pattern
                     && b.target == target
                     && sealed_for(&b, csr_fingerprint, kind, index)
+                    && check_nonce(c, &path, &b.provenance).is_ok()
+                    && trust::check_bundle(&c.plan, &plan_target, kind, index, &b).is_ok()
                 {
                     report.did(format!(
                         "{kind} share {index} for {target} (already obtained)"
@@ -956,7 +1097,7 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
                 || source.obtain_share(&request),
                 |s| json!({"bytes": s.as_bytes().len()}),
             )?;
-            let bundle = ShareBundle {
+            let mut bundle = ShareBundle {
                 target: target.into(),
                 target_eid: plan_target.eid.clone(),
                 kind,
@@ -965,7 +1106,9 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
                 source_eid: src.eid.clone(),
                 source_pattern: pattern.clone(),
                 sealed,
+                provenance: Default::default(),
             };
+            c.stamp(&mut bundle, "3c", &src.name)?;
             dbs::write(
                 &path,
                 BUNDLE_FORMAT,
@@ -1020,46 +1163,38 @@ fn bundles(
     problems: &mut Vec<Problem>,
 ) -> Vec<ShareBundle> {
     let mut out = Vec::new();
+    let mut problem = |what: String| {
+        problems.push(Problem {
+            node: target.into(),
+            what,
+        })
+    };
+    let Some(plan_node) = c.plan.target(target).cloned() else {
+        problem(format!("{target} is not a target of the plan"));
+        return out;
+    };
     for index in &c.plan.share_indices {
         let path = c.layout.bundle(target, kind, *index);
         match dbs::read_optional::<ShareBundle>(&path, BUNDLE_FORMAT, &c.plan) {
-            Ok(Some(b))
-                if b.target == target
-                    && b.kind == kind
-                    && b.index == *index
-                    && c.plan.target(target).is_some_and(|t| t.eid == b.target_eid)
-                    && SealedShareParts::decode(&b.sealed).is_ok_and(|p| {
-                        p.header.kind == kind
-                            && p.header.index == *index
-                            && p.header.target_eid == b.target_eid
-                    }) =>
+            Ok(Some(b)) => match check_nonce(c, &path, &b.provenance)
+                .and_then(|()| trust::check_bundle(&c.plan, &plan_node, kind, *index, &b))
             {
-                out.push(b)
-            }
-            Ok(Some(_)) => problems.push(Problem {
-                node: target.into(),
-                what: format!("{} is not the bundle its name says", path.display()),
-            }),
-            Ok(None) => problems.push(Problem {
-                node: target.into(),
-                what: format!(
-                    "{} is missing: run phase 3c on the source and carry the shares here",
-                    path.display()
-                ),
-            }),
-            Err(e) => problems.push(Problem {
-                node: target.into(),
-                what: e.to_string(),
-            }),
+                Ok(()) => out.push(b),
+                Err(e) => problem(e.to_string()),
+            },
+            Ok(None) => problem(format!(
+                "{} is missing: run phase 3c on the source and carry the shares here",
+                path.display()
+            )),
+            Err(e) => problem(e.to_string()),
         }
     }
     if let Some(first) = out.first()
         && out.iter().any(|b| b.source_pattern != first.source_pattern)
     {
-        problems.push(Problem {
-            node: target.into(),
-            what: format!("the {kind} bundles come from different source keys"),
-        });
+        problem(format!(
+            "the {kind} bundles come from different source keys"
+        ));
     }
     out
 }
@@ -1081,7 +1216,9 @@ pub fn preflight_target(
     for op in caps.missing(crate::ceremony::needed_operations("3d")) {
         p(format!("the {} backend cannot {op}", caps.backend));
     }
-    let css_cert = match read_sa_db(c) {
+    let sa_db = trusted_sa_db(c, "phase 3d");
+    let sa_hash = sa_db.as_ref().ok().map(|db| db.sa_hash.clone());
+    let css_cert = match sa_db {
         Err(e) => {
             p(e.to_string());
             None
@@ -1135,6 +1272,11 @@ pub fn preflight_target(
     match node.list_registrations() {
         Err(e) => p(format!("cannot list registrations: {e}")),
         Ok(list) => match list.iter().find(|r| r.name == c.plan.sa_label()) {
+            Some(r) if sa_hash.as_ref().is_some_and(|h| &r.hash != h) => p(format!(
+                "the SA key registered here ({}) is not the pinned one: remove it with \
+                 `mkclone abort --target {target} --unregister-sa` and register the pinned key",
+                r.hash.fingerprint()
+            )),
             Some(r) if r.key.is_some() && r.clone => {}
             Some(_) => p(
                 "the SA public key is not fully registered with CLONE: complete phase 3a".into(),
@@ -1145,8 +1287,26 @@ pub fn preflight_target(
     css_cert
 }
 
-/// Phase 3d, on a target: install the shares, confirm NEW equals the source's CURRENT,
-/// SET.
+/// The pattern this journal recorded as confirmed for a target's master key (the NEW
+/// pattern checked before SET), if any: how a rerun recognizes a SET it already made.
+fn confirmed_in_journal(
+    c: &Ceremony,
+    target: &str,
+    kind: CloneableKind,
+) -> Option<VerificationPattern> {
+    c.journal()
+        .records()
+        .iter()
+        .rev()
+        .filter(|r| r.event == "confirmed" && r.node == target)
+        .find(|r| r.detail.get("kind") == serde_json::to_value(kind).ok().as_ref())
+        .and_then(|r| r.detail.get("pattern")?.as_str().map(str::to_owned))
+        .and_then(|p| trust::parse_pattern(&p).ok())
+}
+
+/// Phase 3d, on a target: every share of every master key installed and each NEW
+/// confirmed equal to the source's CURRENT, then SET — no SET before every key is
+/// confirmed, so a bad bundle of one key leaves the other unSET too.
 pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result<PhaseReport> {
     plan_target(c, target)?;
     let mut problems = Vec::new();
@@ -1177,11 +1337,40 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
             }
         }
     }
+    // What the target confirms NEW against: the plan's pattern, or the pattern signed
+    // inside the shares, which only a device that checks it vouches for.
+    let authority = if c
+        .plan
+        .kinds
+        .iter()
+        .all(|k| c.plan.source_pattern(*k).is_some())
+    {
+        PatternAuthority::Plan
+    } else {
+        if !node.capabilities().install_checks_signed_pattern {
+            problems.push(Problem {
+                node: target.into(),
+                what: format!(
+                    "the {} backend does not report checking the rebuilt key against the source's signed pattern, \
+                     so NEW cannot be confirmed from the shares: add source_patterns to the plan (the source's \
+                     operator reads them from `mkclone status {}`)",
+                    node.capabilities().backend,
+                    c.plan.source.name
+                ),
+            });
+        }
+        PatternAuthority::SignedShares
+    };
     // Registers that hold something else than the incoming key stop the ceremony here.
     if let Ok(st) = node.status() {
         for (kind, list) in &per_kind {
-            if let (Some(new), Some(b)) = (new_pattern(&st, *kind), list.first())
-                && new != b.source_pattern
+            let incoming = c
+                .plan
+                .source_pattern(*kind)
+                .cloned()
+                .or_else(|| list.first().map(|b| b.source_pattern.clone()));
+            if let (Some(new), Some(incoming)) = (new_pattern(&st, *kind), &incoming)
+                && &new != incoming
             {
                 problems.push(Problem {
                     node: target.into(),
@@ -1191,8 +1380,8 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
                 });
             }
             // The overwrite guard: SET would turn a valid, different CURRENT into OLD.
-            if let (Some(current), Some(b)) = (current_pattern(&st, *kind), list.first())
-                && current != b.source_pattern
+            if let (Some(current), Some(incoming)) = (current_pattern(&st, *kind), &incoming)
+                && &current != incoming
                 && !c.replace_current()
             {
                 problems.push(Problem {
@@ -1216,57 +1405,73 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
     };
     let target_plan = plan_target(c, target)?;
     let mut report = begin(c, "3d", &target_plan, node)?;
+
+    // Stage 1: every key installed and confirmed.
+    let mut to_set: Vec<(CloneableKind, VerificationPattern)> = Vec::new();
     for (kind, list) in per_kind {
-        let source_pattern = list
+        let claimed = list
             .first()
             .map(|b| b.source_pattern.clone())
             .ok_or_else(|| CeremonyError::Conflict {
                 what: format!("{target}: {kind}"),
                 detail: "no share bundles".into(),
             })?;
+        let expected = c.plan.source_pattern(kind).cloned().unwrap_or(claimed);
         let st = status(node, target)?;
-        if current_pattern(&st, kind).as_ref() == Some(&source_pattern)
-            && new_pattern(&st, kind).is_none()
+        // A SET an earlier run made: CURRENT holds the key this journal confirmed (or the
+        // plan names), NEW is empty. The bundles' own claim is never enough.
+        let known = match authority {
+            PatternAuthority::Plan => Some(expected.clone()),
+            PatternAuthority::SignedShares => confirmed_in_journal(c, target, kind),
+        };
+        if new_pattern(&st, kind).is_none()
+            && let Some(current) = current_pattern(&st, kind)
+            && known.as_ref() == Some(&current)
         {
             report.did(format!(
-                "{kind}: CURRENT already equals the source's ({source_pattern})"
+                "{kind}: CURRENT already equals the source's ({current}; confirmed by the {})",
+                if authority == PatternAuthority::Plan {
+                    "plan"
+                } else {
+                    "journal of this ceremony"
+                }
             ));
             continue;
         }
-        if new_pattern(&st, kind).is_none() {
-            let mut complete = false;
-            for b in &list {
-                let request = InstallRequest {
-                    kind,
-                    csr_label: c.plan.csr_label(),
-                    sa_name: c.plan.sa_label(),
-                    css_certificate: css_cert.clone(),
-                    share: b.sealed.clone(),
-                };
-                let progress = c.step(
-                    "3d",
-                    target,
-                    "install-share",
-                    json!({"kind": kind, "index": b.index.get()}),
-                    || node.install_share(&request),
-                    |p| json!({"progress": format!("{:?}", p.value_ref()), "already": p.was_already_done()}),
-                )?;
-                report.did(format!(
-                    "{kind} share {} installed ({})",
-                    b.index,
-                    applied_word(&progress)
-                ));
-                if progress.value() == InstallProgress::Complete {
-                    complete = true;
-                    break;
-                }
+        // Every share is installed, also when NEW is already full: the device answers
+        // "already received" for a share it holds, so NEW is proven built from these.
+        let mut complete = false;
+        for b in &list {
+            let request = InstallRequest {
+                kind,
+                csr_label: c.plan.csr_label(),
+                sa_name: c.plan.sa_label(),
+                css_certificate: css_cert.clone(),
+                share: b.sealed.clone(),
+            };
+            let progress = c.step(
+                "3d",
+                target,
+                "install-share",
+                json!({"kind": kind, "index": b.index.get()}),
+                || node.install_share(&request),
+                |p| json!({"progress": format!("{:?}", p.value_ref()), "already": p.was_already_done()}),
+            )?;
+            report.did(format!(
+                "{kind} share {} installed ({})",
+                b.index,
+                applied_word(&progress)
+            ));
+            if progress.value() == InstallProgress::Complete {
+                complete = true;
+                break;
             }
-            if !complete {
-                return Err(CeremonyError::Conflict {
-                    what: format!("{target}: {kind} NEW register"),
-                    detail: "all bundles were installed but the key is not complete".into(),
-                });
-            }
+        }
+        if !complete {
+            return Err(CeremonyError::Conflict {
+                what: format!("{target}: {kind} NEW register"),
+                detail: "all bundles were installed but the key is not complete".into(),
+            });
         }
         // Confirm before SET.
         let st = status(node, target)?;
@@ -1274,12 +1479,12 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
             what: format!("{target}: {kind} NEW register"),
             detail: "empty after the last share".into(),
         })?;
-        if new != source_pattern {
+        if new != expected {
             return Err(CeremonyError::PatternMismatch {
                 target: target.into(),
                 kind,
                 new,
-                source_pattern,
+                source_pattern: expected,
             });
         }
         c.record(
@@ -1287,20 +1492,29 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
             target,
             Kind::Note,
             "confirmed",
-            json!({"kind": kind, "pattern": new.to_string()}),
+            json!({"kind": kind, "pattern": new.to_string(), "authority": authority.name()}),
         )?;
         report.did(format!(
-            "{kind}: NEW confirmed equal to the source's CURRENT ({new})"
+            "{kind}: NEW confirmed equal to the source's CURRENT ({new}; {})",
+            match authority {
+                PatternAuthority::Plan => "the plan's source_patterns",
+                PatternAuthority::SignedShares =>
+                    "the pattern the source's CSS key signed in every share, checked by this device",
+            }
         ));
-        let expected = source_pattern.clone();
-        let st = status(node, target)?;
-        if let Some(current) = current_pattern(&st, kind)
-            && current != source_pattern
+        to_set.push((kind, new));
+    }
+
+    // Stage 2: the overwrite guard for every key, then SET.
+    let st = status(node, target)?;
+    for (kind, incoming) in &to_set {
+        if let Some(current) = current_pattern(&st, *kind)
+            && &current != incoming
         {
             if !c.replace_current() {
                 return Err(CeremonyError::WouldReplaceCurrent {
                     target: target.into(),
-                    kind,
+                    kind: *kind,
                     current: Box::new(current),
                 });
             }
@@ -1315,6 +1529,9 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
                 "{kind}: CURRENT {current} becomes OLD (--replace-current): re-encipher the keys enciphered under it"
             ));
         }
+    }
+    for (kind, incoming) in to_set {
+        let expected = incoming.clone();
         c.step(
             "3d",
             target,
@@ -1334,13 +1551,13 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
             |_| json!({}),
         )?;
         let st = status(node, target)?;
-        if current_pattern(&st, kind).as_ref() != Some(&source_pattern) {
+        if current_pattern(&st, kind).as_ref() != Some(&incoming) {
             return Err(CeremonyError::Conflict {
                 what: format!("{target}: {kind} CURRENT"),
                 detail: "after SET it does not hold the source's key".into(),
             });
         }
-        report.did(format!("{kind}: SET; CURRENT = {source_pattern}"));
+        report.did(format!("{kind}: SET; CURRENT = {incoming}"));
     }
     end(c, report)
 }
@@ -1403,8 +1620,9 @@ pub fn register_sa_hash(
 ) -> Result<PhaseReport> {
     require_operator(operator)?;
     let plan_node = dual_control_node(c, node_name)?;
-    let db = read_sa_db(c)?;
+    let db = trusted_sa_db(c, "register-sa-hash")?;
     let (phase, mut report) = dual_control_begin(c, node, &plan_node, operator, &db)?;
+    check_registered_sa(c, node, node_name, &db)?;
     let sa_name = c.plan.sa_label();
     let hash = db.sa_hash.clone();
     let a = c.step(
@@ -1435,8 +1653,7 @@ pub fn register_sa_key(
 ) -> Result<PhaseReport> {
     require_operator(operator)?;
     let plan_node = dual_control_node(c, node_name)?;
-    let db = read_sa_db(c)?;
-    // Who registered the hash here? Dual control means another person does the key.
+    let db = trusted_sa_db(c, "register-sa-key")?;
     // Who registered the hash here (a successful outcome, with a name)? Dual control means
     // another person registers the key; names are compared trimmed and case-folded.
     let normal = |s: &str| s.trim().to_lowercase();

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 
 use mkclone_backend::{
     CloneableKind, DomainError, Eid, KeyLabel, MofN, RsaModulusBits, SerialNumber, ShareIndex,
+    VerificationPattern,
 };
+
+use crate::trust::SaFingerprint;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -27,6 +30,10 @@ pub struct PlanSpec {
     pub dual_control: bool,
     /// Serial numbers nodes must report (identity pinning), by node name.
     pub pinned_serials: BTreeMap<String, SerialNumber>,
+    /// The SA key's fingerprint, pinned (`sa_fingerprint`): the ceremony's trust anchor.
+    pub sa_fingerprint: Option<SaFingerprint>,
+    /// The source's CURRENT patterns, read out by its operator (`source_patterns`).
+    pub source_patterns: Vec<(CloneableKind, VerificationPattern)>,
 }
 
 /// A node of the plan: its name in the configuration and the EID it must carry.
@@ -53,6 +60,10 @@ pub struct Plan {
     pub share_indices: Vec<ShareIndex>,
     /// See [`PlanSpec::dual_control`].
     pub dual_control: bool,
+    /// See [`PlanSpec::sa_fingerprint`].
+    pub sa_fingerprint: Option<SaFingerprint>,
+    /// See [`PlanSpec::source_patterns`].
+    pub source_patterns: Vec<(CloneableKind, VerificationPattern)>,
 }
 
 /// Why a plan is not valid.
@@ -128,6 +139,8 @@ impl Plan {
             rehearsal: spec.rehearsal,
             share_indices: spec.share_indices,
             dual_control: spec.dual_control,
+            sa_fingerprint: spec.sa_fingerprint,
+            source_patterns: spec.source_patterns,
         })
     }
 
@@ -140,6 +153,14 @@ impl Plan {
             }
         }
         out
+    }
+
+    /// The source's CURRENT pattern for `kind`, when the plan gives it.
+    pub fn source_pattern(&self, kind: CloneableKind) -> Option<&VerificationPattern> {
+        self.source_patterns
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, p)| p)
     }
 
     pub fn target(&self, name: &str) -> Option<&PlanNode> {

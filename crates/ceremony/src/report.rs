@@ -2170,6 +2170,7 @@ mod tests {
             prev: journal::GENESIS_PREV.into(),
             time: format!("2026-05-01T10:00:{seq:02}.000Z"),
             ceremony: "C-1".into(),
+            nonce: "00112233445566778899aabbccddeeff".into(),
             rehearsal: false,
             phase: "3d".into(),
             node: node.into(),

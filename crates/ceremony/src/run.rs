@@ -69,6 +69,18 @@ pub fn run_clone(
         on_phase(&r);
         reports.push(r);
     };
+    // The trust anchor: the SA key the SA node holds (when phase 1 made it already) must
+    // be the plan's pinned one; phase 1 pins the key it makes. sa.db is checked against it.
+    if let Some(token) = nodes
+        .node(&plan.sa.name)?
+        .retained_public_key(&plan.sa_label())
+        .map_err(CeremonyError::backend(
+            &plan.sa.name,
+            "read the SA public key",
+        ))?
+    {
+        c.set_sa_fingerprint(crate::trust::SaFingerprint::of_token(&token)?)?;
+    }
     let r = phases::phase1(c, nodes.node(&plan.sa.name)?)?;
     done(r, &mut reports);
     let r = phases::phase2a(c, nodes.node(&plan.source.name)?)?;

@@ -55,6 +55,8 @@ fn plan(targets: &[&str], kinds: &[CloneableKind], m: u8, n: u8, rehearsal: bool
             .unwrap(),
         dual_control: false,
         pinned_serials: Default::default(),
+        sa_fingerprint: None,
+        source_patterns: Vec::new(),
     })
     .unwrap()
 }
@@ -443,6 +445,7 @@ fn hostile_text_is_escaped_in_html_and_markdown() {
     let hostile =
         "</td><script>alert(\"x\")</script><img src=x onerror=alert(1)> | **b** & 'q'\n# h";
     let mut j = Journal::open(root.path(), &plan.id, false).unwrap();
+    j.set_nonce("00112233445566778899aabbccddeeff").unwrap();
     j.append(
         "1",
         "sa",

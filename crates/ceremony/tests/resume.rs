@@ -37,6 +37,8 @@ fn plan(kinds: Vec<CloneableKind>, m: u8, n: u8) -> Plan {
             .unwrap(),
         dual_control: false,
         pinned_serials: Default::default(),
+        sa_fingerprint: None,
+        source_patterns: Vec::new(),
     })
     .unwrap()
 }

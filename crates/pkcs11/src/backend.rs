@@ -1155,6 +1155,8 @@ impl Backend for Pkcs11Backend {
             operations: Operation::ALL.into_iter().collect(),
             key_stays_in_device: false,
             rehearsal_only: false,
+            // `install_share` compares the rebuilt key's pattern with the signed one.
+            install_checks_signed_pattern: true,
         }
     }
 
