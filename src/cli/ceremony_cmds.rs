@@ -375,3 +375,36 @@ pub fn abort(
     );
     Ok(())
 }
+
+/// `journal accept-loss`.
+pub fn accept_journal_loss(config_path: &Path, node: &str, operator: &str) -> Result<(), Failure> {
+    if operator.trim().is_empty() {
+        return Err(Failure::invalid(
+            "--operator NAME: say who accepts the loss; it is recorded".to_string(),
+        ));
+    }
+    let config = Config::load(config_path)?;
+    config.node(node)?;
+    let mut ceremony = Ceremony::open(&config.directory, config.plan.clone())?;
+    ceremony.set_operator(Some(operator.to_string()));
+    let accepted = ceremony.accept_journal_loss(node)?;
+    if accepted.is_empty() {
+        println!(
+            "nothing to accept: every journal mark of {node} in the ceremony files is in the journal"
+        );
+        return Ok(());
+    }
+    println!("recorded by {operator}: these journal records of {node} are lost for good:");
+    for (file, mark) in &accepted {
+        println!(
+            "  record {} (phase {}, hash {}), named by {file}",
+            mark.seq, mark.phase, mark.hash
+        );
+    }
+    println!(
+        "\nThe report will say the chain is not verified end to end.\nJournal: {} (hash {})",
+        ceremony.layout.journal().display(),
+        ceremony.journal().head_hash()
+    );
+    Ok(())
+}

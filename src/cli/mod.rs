@@ -252,6 +252,27 @@ pub enum Command {
     /// Simulated cards: create them for a rehearsal.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// The ceremony journal of this server.
+    #[command(subcommand)]
+    Journal(JournalCommand),
+}
+
+#[derive(Subcommand)]
+pub enum JournalCommand {
+    /// Record that journal records a phase on NODE wrote here are lost for good (the
+    /// journal was deleted or truncated and no copy exists), so that the ceremony can go
+    /// on; the note names the operator, and the report then says the chain is not verified
+    /// end to end. Restore the journal from a copy instead whenever one exists.
+    AcceptLoss {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The node whose phases ran on this server (as the error named it).
+        #[arg(long, value_name = "NODE")]
+        node: String,
+        /// Who accepts the loss (recorded in the journal).
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -392,6 +413,11 @@ pub fn run(command: Command) -> Result<(), Failure> {
             sysfs,
             json,
         } => devices::run(&sysfs, config.as_deref(), json),
+        Command::Journal(JournalCommand::AcceptLoss {
+            config,
+            node,
+            operator,
+        }) => ceremony_cmds::accept_journal_loss(&config.config, &node, &operator),
         Command::Sim(SimCommand::Init {
             config,
             load_source_keys,

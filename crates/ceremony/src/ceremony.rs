@@ -8,10 +8,7 @@ use log::{info, warn};
 use mkclone_backend::{BackendError, Operation};
 use serde_json::{Value, json};
 
-use crate::dbs::{
-    self, BUNDLE_FORMAT, CSR_DB_FORMAT, Carried, CsrDb, JournalMark, Layout, Provenance,
-    SA_DB_FORMAT, SaDb, ShareBundle,
-};
+use crate::dbs::{self, Carried, JournalMark, Layout, Provenance, SA_DB_FORMAT, SaDb};
 use crate::durable::DirLock;
 use crate::failure::{CeremonyError, JournalGap, Result};
 use crate::journal::{Journal, Kind};
@@ -210,8 +207,20 @@ impl Ceremony {
             if accepted.contains(&(mark.seq, mark.hash.clone())) {
                 continue;
             }
+            let phase_of = |seq: u64| {
+                let i = usize::try_from(seq).ok()?.checked_sub(1)?;
+                self.journal.records().get(i).map(|r| r.phase.clone())
+            };
             let found = match self.journal.hash_of(mark.seq) {
-                Some(h) if h == mark.hash => continue,
+                Some(h) if h == mark.hash && phase_of(mark.seq).as_ref() == Some(&mark.phase) => {
+                    continue;
+                }
+                Some(h) if h == mark.hash => format!(
+                    "has record {} of phase {}, not {}",
+                    mark.seq,
+                    phase_of(mark.seq).unwrap_or_default(),
+                    mark.phase
+                ),
                 Some(h) => format!("holds another record {} (hash {h})", mark.seq),
                 None if self.journal.records().is_empty() => "is empty".to_string(),
                 None => format!("ends at record {}", self.journal.records().len()),
@@ -248,31 +257,36 @@ impl Ceremony {
         accepted_losses(self.journal.records())
     }
 
-    /// The ceremony files of this directory that decode, with their provenance (files that
-    /// do not decode are the phases' to report).
     fn carried_files(&self) -> Vec<(String, Provenance)> {
-        let mut out = Vec::new();
-        let plan = &self.plan;
-        let mut push = |path: std::path::PathBuf, p: Option<Provenance>| {
-            if let Some(p) = p {
-                out.push((path.display().to_string(), p));
-            }
-        };
-        let sa = dbs::read_optional::<SaDb>(&self.layout.sa_db(), SA_DB_FORMAT, plan);
-        push(self.layout.sa_db(), sa.ok().flatten().map(|d| d.provenance));
-        for t in &plan.targets {
-            let path = self.layout.csr_db(&t.name);
-            let db = dbs::read_optional::<CsrDb>(&path, CSR_DB_FORMAT, plan);
-            push(path, db.ok().flatten().map(|d| d.provenance));
-            for kind in &plan.kinds {
-                for index in &plan.share_indices {
-                    let path = self.layout.bundle(&t.name, *kind, *index);
-                    let b = dbs::read_optional::<ShareBundle>(&path, BUNDLE_FORMAT, plan);
-                    push(path, b.ok().flatten().map(|b| b.provenance));
-                }
-            }
+        dbs::carried_files(&self.layout, &self.plan)
+    }
+
+    /// `journal accept-loss`: record, as a note by the operator, that the marks of `node`
+    /// which this journal lacks are lost for good; later phases then accept them, and the
+    /// report says the chain is not verified end to end. Returns the marks recorded.
+    pub fn accept_journal_loss(&mut self, node: &str) -> Result<Vec<(String, JournalMark)>> {
+        let accepted = self.accepted_losses();
+        let missing: Vec<(String, JournalMark)> = self
+            .missing_marks()
+            .into_iter()
+            .filter(|(_, n, m)| n == node && !accepted.contains(&(m.seq, m.hash.clone())))
+            .map(|(file, _, m)| (file, m))
+            .collect();
+        if missing.is_empty() {
+            return Ok(missing);
         }
-        out
+        let marks: Vec<Value> = missing
+            .iter()
+            .map(|(file, m)| json!({"file": file, "phase": m.phase, "seq": m.seq, "hash": m.hash}))
+            .collect();
+        self.record(
+            "journal",
+            node,
+            Kind::Note,
+            LOSS_ACCEPTED_EVENT,
+            json!({"marks": marks, "records_now": self.journal.records().len()}),
+        )?;
+        Ok(missing)
     }
 
     pub fn set_operator(&mut self, operator: Option<String>) {

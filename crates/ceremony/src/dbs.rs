@@ -197,3 +197,29 @@ pub fn write<T: Serialize + for<'de> Deserialize<'de>>(
         sensitivity,
     )
 }
+
+/// The ceremony files of a directory that decode, with their provenance (files that do not
+/// decode are for the phases to report), by path.
+pub fn carried_files(layout: &Layout, plan: &crate::plan::Plan) -> Vec<(String, Provenance)> {
+    let mut out = Vec::new();
+    let mut push = |path: PathBuf, p: Option<Provenance>| {
+        if let Some(p) = p {
+            out.push((path.display().to_string(), p));
+        }
+    };
+    let sa = read_optional::<SaDb>(&layout.sa_db(), SA_DB_FORMAT, plan);
+    push(layout.sa_db(), sa.ok().flatten().map(|d| d.provenance));
+    for t in &plan.targets {
+        let path = layout.csr_db(&t.name);
+        let db = read_optional::<CsrDb>(&path, CSR_DB_FORMAT, plan);
+        push(path, db.ok().flatten().map(|d| d.provenance));
+        for kind in &plan.kinds {
+            for index in &plan.share_indices {
+                let path = layout.bundle(&t.name, *kind, *index);
+                let b = read_optional::<ShareBundle>(&path, BUNDLE_FORMAT, plan);
+                push(path, b.ok().flatten().map(|b| b.provenance));
+            }
+        }
+    }
+    out
+}

@@ -156,7 +156,7 @@ pub enum CeremonyError {
     "{file} says this server's journal held record {seq} (hash {hash}) when phase {phase} on {node} wrote it, \
      but {journal} {found}: the journal was deleted, truncated or replaced. Restore this ceremony's journal \
      from its copy and run again. If it is lost for good, record the loss with `mkclone journal accept-loss \
-     --config FILE --operator NAME` (journaled; the report then says the chain is not verified end to end)"
+     --config FILE --node {node} --operator NAME` (journaled; the report then says the chain is not verified end to end)"
 )]
 pub struct JournalGap {
     pub file: String,

@@ -534,13 +534,17 @@ pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
             trust::check_sa_db(&c.plan, &existing, Some(&fingerprint))?;
             report.did("sa.db (already written)")
         }
-        Some(_) => {
+        Some(other) => {
+            let found = SaFingerprint::of_certificate(&other.sa_certificate)
+                .map(|f| f.grouped())
+                .unwrap_or_else(|_| "an undecodable key".into());
             return Err(CeremonyError::Conflict {
                 what: c.layout.sa_db().display().to_string(),
-                detail:
-                    "it holds another SA key than the one on the SA node; it was left untouched. \
-                         Use a fresh ceremony directory or the SA node this sa.db came from"
-                        .into(),
+                detail: format!(
+                    "it holds SA key {found}, not the SA node's key {fingerprint}; it was left untouched and \
+                     nothing was changed on any node. Use a fresh ceremony directory or the SA node this sa.db \
+                     came from"
+                ),
             });
         }
         None => {

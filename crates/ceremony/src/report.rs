@@ -258,6 +258,10 @@ pub struct SetView {
     pub set: Option<String>,
     /// The NEW pattern confirmed equal to the source's before SET.
     pub confirmed: Option<String>,
+    /// What it was confirmed against: "plan" (the plan's source_patterns) or
+    /// "signed-shares" (the pattern the source's CSS key signed in every share, checked
+    /// by the target's device).
+    pub confirmed_against: Option<String>,
     /// The target's CURRENT now equals the source's (None: not comparable).
     pub current_equals_source: Option<bool>,
 }
@@ -312,6 +316,12 @@ pub struct JournalView {
     pub problem: Option<String>,
     /// A torn last line, never acknowledged (an interrupted append).
     pub torn_tail_bytes: Option<usize>,
+    /// Verified, and every journal mark the ceremony files carry for the nodes whose
+    /// phases ran here is in it, and no loss was accepted: nothing is missing before the
+    /// final hash.
+    pub end_to_end: bool,
+    /// Why not end to end: marks this journal lacks, losses accepted with who and when.
+    pub gaps: Vec<String>,
 }
 
 // ----------------------------------------------------------------------------------------
@@ -352,7 +362,9 @@ pub fn build_with(
     let mut missing = Vec::new();
     let mut warnings = Vec::new();
 
-    let (journal_view, records) = read_journal(&layout, plan)?;
+    let (mut journal_view, records) = read_journal(&layout, plan)?;
+    journal_view.gaps = chain_gaps(&layout, plan, &records, journal_view.head_hash.as_deref());
+    journal_view.end_to_end = journal_view.verified && journal_view.gaps.is_empty();
     if !journal_view.present {
         missing.push("the journal: no phase has run in this directory".to_string());
     } else if let Some(problem) = journal_view
@@ -667,11 +679,15 @@ pub fn build_with(
             let done = actions(&timeline, "set-master-key")
                 .filter(|e| e.node == t.name && detail_kind(&e.detail) == Some(*kind))
                 .find_map(TimelineEntry::done_at);
-            let confirmed = timeline
+            let confirmation = timeline
                 .iter()
                 .filter(|e| e.entry == "note" && e.event == "confirmed" && e.node == t.name)
-                .filter(|e| detail_kind(&e.detail) == Some(*kind))
-                .find_map(|e| e.detail.get("pattern").and_then(Value::as_str))
+                .find(|e| detail_kind(&e.detail) == Some(*kind));
+            let confirmed = confirmation
+                .and_then(|e| e.detail.get("pattern").and_then(Value::as_str))
+                .map(str::to_owned);
+            let confirmed_against = confirmation
+                .and_then(|e| e.detail.get("authority").and_then(Value::as_str))
                 .map(str::to_owned);
             let current_equals_source = view
                 .and_then(|v| v.kinds.iter().find(|k| k.kind == kind.to_string()))
@@ -681,6 +697,7 @@ pub fn build_with(
                 kind: kind.to_string(),
                 set: done,
                 confirmed,
+                confirmed_against,
                 current_equals_source,
             });
         }
@@ -809,6 +826,55 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
+/// What keeps the chain from being verified end to end: journal marks that files carry for
+/// the nodes whose phases ran in this journal but that it lacks, and accepted losses.
+fn chain_gaps(layout: &Layout, plan: &Plan, records: &[Record], head: Option<&str>) -> Vec<String> {
+    let local: Vec<&str> = records
+        .iter()
+        .filter(|r| r.event == "phase-start")
+        .map(|r| r.node.as_str())
+        .collect();
+    let hash_of = |seq: u64| -> Option<&str> {
+        let i = usize::try_from(seq).ok()?.checked_sub(1)?;
+        records.get(i)?;
+        match records.get(i + 1) {
+            Some(next) => Some(next.prev.as_str()),
+            None => head,
+        }
+    };
+    let mut gaps = Vec::new();
+    for (file, provenance) in crate::dbs::carried_files(layout, plan) {
+        for (node, mark) in &provenance.written {
+            if local.contains(&node.as_str()) && hash_of(mark.seq) != Some(mark.hash.as_str()) {
+                gaps.push(format!(
+                    "{}: record {} of this journal (phase {} on {node}) is not in it",
+                    file_name(Path::new(&file)),
+                    mark.seq,
+                    mark.phase
+                ));
+            }
+        }
+    }
+    for r in records
+        .iter()
+        .filter(|r| r.event == crate::ceremony::LOSS_ACCEPTED_EVENT)
+    {
+        let count = r
+            .detail
+            .get("marks")
+            .and_then(|m| m.as_array())
+            .map_or(0, Vec::len);
+        gaps.push(format!(
+            "lost records accepted at record {} by {} at {} ({count} file mark(s) of {})",
+            r.seq,
+            r.operator.as_deref().unwrap_or("an unnamed operator"),
+            r.time,
+            r.node
+        ));
+    }
+    gaps
+}
+
 /// Read and verify the journal's bytes; an unverifiable journal is read leniently.
 fn read_journal(layout: &Layout, plan: &Plan) -> Result<(JournalView, Vec<Record>), CeremonyError> {
     let path = layout.journal();
@@ -824,6 +890,8 @@ fn read_journal(layout: &Layout, plan: &Plan) -> Result<(JournalView, Vec<Record
                     verified: false,
                     problem: Some("there is no journal: no phase has run in this directory".into()),
                     torn_tail_bytes: None,
+                    end_to_end: false,
+                    gaps: Vec::new(),
                 },
                 Vec::new(),
             ));
@@ -848,6 +916,8 @@ fn read_journal(layout: &Layout, plan: &Plan) -> Result<(JournalView, Vec<Record
                     verified: true,
                     problem: None,
                     torn_tail_bytes: v.torn_tail,
+                    end_to_end: false,
+                    gaps: Vec::new(),
                 },
                 v.records,
             ),
@@ -865,6 +935,8 @@ fn read_journal(layout: &Layout, plan: &Plan) -> Result<(JournalView, Vec<Record
                         verified: false,
                         problem: Some(e.to_string()),
                         torn_tail_bytes: None,
+                        end_to_end: false,
+                        gaps: Vec::new(),
                     },
                     records,
                 )
@@ -1559,8 +1631,10 @@ fn page(r: &Report) -> Page {
         intro.push(Block::Text(format!(
             "Journal final hash: {hash} ({} records{}).",
             r.journal.records,
-            if r.journal.verified {
-                ", chain verified"
+            if r.journal.end_to_end {
+                ", chain verified end to end"
+            } else if r.journal.verified {
+                ", chain verified, but NOT end to end: see \"Journal\""
             } else {
                 ", chain NOT verified"
             }
@@ -1776,6 +1850,7 @@ fn page(r: &Report) -> Page {
                     "key",
                     "SET",
                     "NEW confirmed before SET",
+                    "against",
                     "CURRENT = source now",
                 ],
                 rows: r
@@ -1787,6 +1862,14 @@ fn page(r: &Report) -> Page {
                             s.kind.clone(),
                             s.set.clone().unwrap_or_else(|| "NOT RECORDED".into()),
                             or_dash(s.confirmed.as_deref()),
+                            match s.confirmed_against.as_deref() {
+                                Some("plan") => "the plan's source_patterns".to_string(),
+                                Some("signed-shares") => {
+                                    "the pattern signed in the shares (checked by the device)"
+                                        .to_string()
+                                }
+                                other => or_dash(other),
+                            },
                             yes_no(s.current_equals_source),
                         ]
                     })
@@ -1879,6 +1962,17 @@ fn page(r: &Report) -> Page {
                         "yes".to_string()
                     } else {
                         format!("NO: {}", or_dash(j.problem.as_deref()))
+                    },
+                ],
+                vec![
+                    "verified end to end".into(),
+                    if j.end_to_end {
+                        "yes: every journal mark the ceremony files carry for this server is in it"
+                            .to_string()
+                    } else if j.gaps.is_empty() {
+                        "no".to_string()
+                    } else {
+                        format!("NO: {}", j.gaps.join("; "))
                     },
                 ],
                 vec![

@@ -214,6 +214,21 @@ pub fn check_sa_db(plan: &Plan, db: &SaDb, anchor: Option<&SaFingerprint>) -> Re
     let file = "sa.db";
     same_node(file, "sa_node", &db.sa_node, "sa_eid", &db.sa_eid, &plan.sa)?;
     let computed = SaFingerprint::of_certificate(&db.sa_certificate)?;
+    // Self-signed by the SA key: the signature covers what the hash does not.
+    let section =
+        CertificateSection::decode(&db.sa_certificate).map_err(|e| CeremonyError::Format {
+            what: "sa.db: the SA certificate".into(),
+            detail: e.to_string(),
+        })?;
+    section
+        .verify(&plan.sa_label(), &section.key)
+        .map_err(|e| CeremonyError::UntrustedFile {
+            file: file.into(),
+            detail: format!(
+                "its SA certificate's self-signature does not verify ({e}): the file was changed. Nothing was \
+                 changed on any node; get sa.db again from the SA node"
+            ),
+        })?;
     if SaFingerprint::of_hash(&db.sa_hash).as_ref() != Some(&computed) {
         return Err(CeremonyError::UntrustedFile {
             file: file.into(),
@@ -240,7 +255,15 @@ pub fn check_sa_db(plan: &Plan, db: &SaDb, anchor: Option<&SaFingerprint>) -> Re
             &plan.source,
         )?;
         if let Some(cert) = &css.certificate {
-            certificate_names(file, "css.certificate", cert, &css.public_key, &plan.source)?;
+            certificate_names(
+                file,
+                "css.certificate",
+                cert,
+                &css.public_key,
+                &plan.source,
+                &plan.css_label(),
+            )?;
+            issued_by_sa(file, "css.certificate", cert, plan, &section.key)?;
         }
     }
     Ok(())
@@ -255,6 +278,7 @@ fn certificate_names(
     cert: &Certificate,
     key: &PublicKeyToken,
     node: &PlanNode,
+    signer: &mkclone_backend::KeyLabel,
 ) -> Result<()> {
     let format = |e: mkclone_formats::FormatError| CeremonyError::Format {
         what: format!("{file}: {field}"),
@@ -262,6 +286,7 @@ fn certificate_names(
     };
     let section = CertificateSection::decode(cert).map_err(format)?;
     let view = PublicKeyTokenView::decode(key).map_err(format)?;
+    self_signed(file, field, &view, signer)?;
     if section.key != view.key {
         return Err(CeremonyError::UntrustedFile {
             file: file.into(),
@@ -292,15 +317,65 @@ fn certificate_names(
     Ok(())
 }
 
+/// A public-key token's own certificate section, when it carries one, is signed by the
+/// key itself (its node made it so): any edit of it is refused.
+fn self_signed(
+    file: &str,
+    field: &str,
+    view: &PublicKeyTokenView,
+    signer: &mkclone_backend::KeyLabel,
+) -> Result<()> {
+    if let Some(own) = &view.certificate {
+        own.verify(signer, &view.key)
+            .map_err(|e| CeremonyError::UntrustedFile {
+                file: file.into(),
+                detail: format!(
+                    "the public key beside {field} is not self-signed as its node made it ({e}): the file was \
+                     changed. Nothing was changed on any node"
+                ),
+            })?;
+    }
+    Ok(())
+}
+
+/// A certificate must verify under the (anchored) SA key.
+pub fn issued_by_sa(
+    file: &str,
+    field: &str,
+    cert: &Certificate,
+    plan: &Plan,
+    sa_key: &mkclone_formats::pka::RsaPublicKey,
+) -> Result<()> {
+    let section = CertificateSection::decode(cert).map_err(|e| CeremonyError::Format {
+        what: format!("{file}: {field}"),
+        detail: e.to_string(),
+    })?;
+    section
+        .verify(&plan.sa_label(), sa_key)
+        .map_err(|e| CeremonyError::UntrustedFile {
+            file: file.into(),
+            detail: format!(
+                "{field} does not verify under the SA key ({e}): the file was changed or certified by another SA. \
+                 Nothing was changed on any node"
+            ),
+        })
+}
+
 /// Hold a `<target>.csr.db` to the plan: it names the target its file name says, with the
 /// planned EID, and a certificate (when present) for its own key naming that target.
 pub fn check_csr_db(plan: &Plan, target: &PlanNode, db: &CsrDb) -> Result<()> {
     let file = format!("{}.csr.db", target.name);
     same_node(&file, "target", &db.target, "eid", &db.eid, target)?;
     if let Some(cert) = &db.certificate {
-        certificate_names(&file, "certificate", cert, &db.public_key, target)?;
+        certificate_names(
+            &file,
+            "certificate",
+            cert,
+            &db.public_key,
+            target,
+            &plan.csr_label(),
+        )?;
     }
-    let _ = plan;
     Ok(())
 }
 

@@ -1,0 +1,773 @@
+//! The ceremony's trust, attacked as an insider with the carried files would attack it:
+//! a foreign SA key swapped in (per-phase commands and `clone`, with and without dual
+//! control), every carried field edited with its digest recomputed, the journal deleted,
+//! cut at a record or swapped for another run's, and a bad ASYM bundle behind a good SYM
+//! one. Every attack must be refused before a node changes.
+
+use std::path::{Path, PathBuf};
+
+mod common;
+use common::*;
+
+use mkclone::ceremony::dbs::{
+    BUNDLE_FORMAT, CSR_DB_FORMAT, CsrDb, SA_DB_FORMAT, SaDb, ShareBundle, VERSION,
+};
+use mkclone::ceremony::envelope;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+const ID: &str = "trust";
+
+/// A plan with one target; every node's card in `cards`.
+fn config(cards: &Path, extra: &str) -> String {
+    let mut s = format!(
+        "[ceremony]\nid = \"{ID}\"\nsa = \"sa\"\nsource = \"source\"\ntargets = [\"target1\"]\n\
+         master_keys = [\"sym\", \"asym\"]\nthreshold = 2\nshares = 3\n{extra}\n"
+    );
+    for (name, card) in [("sa", 1), ("source", 2), ("target1", 3)] {
+        s.push_str(&format!(
+            "\n[nodes.{name}]\nbackend = \"sim\"\nsim_dir = \"{}\"\napqn = \"{card:02x}.000d\"\neid = \"{}\"\n",
+            cards.display(),
+            name.to_uppercase()
+        ));
+    }
+    s
+}
+
+/// A server: its directory (cards, ceremony, mkclone.toml) and configuration path.
+struct Server {
+    dir: PathBuf,
+    cfg: PathBuf,
+    dual: bool,
+}
+
+impl Server {
+    fn new(dir: PathBuf, dual: bool) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("mkclone.toml");
+        let extra = format!("dual_control = {dual}");
+        std::fs::write(&cfg, config(&dir.join("cards"), &extra)).unwrap();
+        ok(&[
+            "sim",
+            "init",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--load-source-keys",
+        ]);
+        Self { dir, cfg, dual }
+    }
+    fn c(&self) -> &str {
+        self.cfg.to_str().unwrap()
+    }
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join("ceremony").join(name)
+    }
+    /// Every card file's bytes: what a node holds.
+    fn cards(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out: Vec<_> = std::fs::read_dir(self.dir.join("cards"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+            .collect();
+        out.sort();
+        out
+    }
+    /// The SA key installed on `node` under dual control, by two people.
+    fn register_sa(&self, node: &str) {
+        if self.dual {
+            ok(&[
+                "register-sa-hash",
+                "--config",
+                self.c(),
+                "--node",
+                node,
+                "--operator",
+                "alice",
+            ]);
+            ok(&[
+                "register-sa-key",
+                "--config",
+                self.c(),
+                "--node",
+                node,
+                "--operator",
+                "bob",
+            ]);
+        }
+    }
+    /// Phases 1, 2a, 2b; the SA key pinned in the configuration.
+    fn to_2b(&self) {
+        let out = ok(&["phase1", "--config", self.c()]);
+        pin_sa(&self.cfg, &sa_pin_line(&out));
+        let out = ok(&["phase2a", "--config", self.c()]);
+        self.register_sa("source");
+        let css = fingerprint_in(&out, "CSS key fingerprint");
+        ok(&["phase2b", "--config", self.c(), "--css-fingerprint", &css]);
+    }
+    /// Phases 3a and 3b for target1; returns the CSR fingerprint 3a printed.
+    fn to_3b(&self) -> String {
+        let out = ok(&["phase3a", "--config", self.c(), "--target", "target1"]);
+        self.register_sa("target1");
+        let csr = fingerprint_in(&out, "CSR key fingerprint");
+        ok(&[
+            "phase3b",
+            "--config",
+            self.c(),
+            "--target",
+            "target1",
+            "--csr-fingerprint",
+            &csr,
+        ]);
+        csr
+    }
+    fn nonce(&self) -> String {
+        read::<SaDb>(&self.file("sa.db"), SA_DB_FORMAT)
+            .provenance
+            .nonce
+    }
+    fn current(&self, node: &str) -> serde_json::Value {
+        let out = ok(&["status", "--config", self.c(), node, "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+        v["status"]["registers"].clone()
+    }
+}
+
+fn read<T: Serialize + DeserializeOwned>(path: &Path, format: &str) -> T {
+    envelope::read_file::<T>(path, format, VERSION, None)
+        .unwrap()
+        .body
+}
+
+/// Rewrite a ceremony file with `edit` applied and its digest recomputed, as anyone can.
+fn forge<T: Serialize + DeserializeOwned>(path: &Path, format: &str, edit: impl FnOnce(&mut T)) {
+    let d = envelope::read_file::<T>(path, format, VERSION, None).unwrap();
+    let mut body = d.body;
+    edit(&mut body);
+    let bytes = envelope::encode(format, VERSION, &d.ceremony, d.rehearsal, &body).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::copy(from, to).unwrap();
+}
+
+fn bundles(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("ceremony/shares"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The SA key's fingerprint in a server's sa.db, as mkclone prints it.
+fn sa_fingerprint(s: &Server) -> String {
+    let db = read::<SaDb>(&s.file("sa.db"), SA_DB_FORMAT);
+    mkclone::ceremony::trust::SaFingerprint::of_certificate(&db.sa_certificate)
+        .unwrap()
+        .grouped()
+}
+
+fn refused(args: &[&str]) -> String {
+    let o = mkclone(args);
+    assert!(
+        !o.status.success(),
+        "mkclone {args:?} must be refused:\n{}",
+        text(&o)
+    );
+    text(&o)
+}
+
+/// The attack of issue 9: an insider runs his own ceremony with the same id and node names
+/// on his own SA and source, swaps his sa.db in before the victim's 3a, then certifies the
+/// victim's public csr.db with his SA, makes shares on his source, and hands the victim his
+/// sa.db and bundles before 3d.
+fn foreign_sa_attack_per_phase(dual: bool) {
+    let root = tempfile::tempdir().unwrap();
+    let victim = Server::new(root.path().join("victim"), dual);
+    let attacker = Server::new(root.path().join("attacker"), dual);
+    victim.to_2b();
+    attacker.to_2b();
+    let victim_sa_db = std::fs::read(victim.file("sa.db")).unwrap();
+    // The attacker copies the victim's provenance too: only the anchor stands between.
+    let provenance = read::<SaDb>(&victim.file("sa.db"), SA_DB_FORMAT).provenance;
+    let victim_nonce = provenance.nonce.clone();
+
+    // Before 3a: his sa.db (with the victim's nonce, so that only the anchor stands between).
+    copy(&attacker.file("sa.db"), &victim.file("sa.db"));
+    forge::<SaDb>(&victim.file("sa.db"), SA_DB_FORMAT, |db| {
+        db.provenance = provenance.clone()
+    });
+    let before = victim.cards();
+    let out = refused(&["phase3a", "--config", victim.c(), "--target", "target1"]);
+    assert!(out.contains("not the pinned one"), "{out}");
+    for fingerprint in [sa_fingerprint(&victim), sa_fingerprint(&attacker)] {
+        assert!(out.contains(&fingerprint), "both fingerprints named: {out}");
+    }
+    let out = refused(&[
+        "register-sa-hash",
+        "--config",
+        victim.c(),
+        "--node",
+        "target1",
+        "--operator",
+        "alice",
+    ]);
+    assert!(out.contains("not the pinned one"), "{out}");
+    assert_eq!(victim.cards(), before, "no node changed");
+
+    // The victim carries the right sa.db and goes on to 3b.
+    std::fs::write(victim.file("sa.db"), &victim_sa_db).unwrap();
+    let csr = victim.to_3b();
+
+    // He takes the victim's public csr.db, certifies it with his SA, makes shares.
+    let stolen = attacker.file("target1.csr.db");
+    copy(&victim.file("target1.csr.db"), &stolen);
+    let attacker_nonce = attacker.nonce();
+    forge::<CsrDb>(&stolen, CSR_DB_FORMAT, |db| {
+        db.certificate = None;
+        db.provenance.nonce = attacker_nonce.clone();
+        db.provenance.written.clear();
+    });
+    ok(&[
+        "phase3b",
+        "--config",
+        attacker.c(),
+        "--target",
+        "target1",
+        "--csr-fingerprint",
+        &csr,
+    ]);
+    ok(&["phase3c", "--config", attacker.c(), "--target", "target1"]);
+
+    // ...and hands the victim his sa.db and bundles, all with the victim's nonce.
+    let provenance = read::<SaDb>(&victim.file("sa.db"), SA_DB_FORMAT).provenance;
+    copy(&attacker.file("sa.db"), &victim.file("sa.db"));
+    forge::<SaDb>(&victim.file("sa.db"), SA_DB_FORMAT, |db| {
+        db.provenance = provenance
+    });
+    for b in bundles(&attacker.dir) {
+        let to = victim.file("shares").join(b.file_name().unwrap());
+        copy(&b, &to);
+        forge::<ShareBundle>(&to, BUNDLE_FORMAT, |s| {
+            s.provenance.nonce = victim_nonce.clone();
+            s.provenance.written.clear();
+        });
+    }
+    let before = victim.cards();
+    let target_before = victim.current("target1");
+    let out = refused(&["phase3d", "--config", victim.c(), "--target", "target1"]);
+    assert!(out.contains("not the pinned one"), "{out}");
+    assert_eq!(victim.cards(), before, "no node changed");
+    assert_eq!(victim.current("target1"), target_before);
+
+    // His bundles behind the victim's own sa.db fare no better.
+    std::fs::write(victim.file("sa.db"), &victim_sa_db).unwrap();
+    let _ = mkclone(&["phase3d", "--config", victim.c(), "--target", "target1"]);
+    let after = victim.current("target1");
+    for kind in 0..2 {
+        assert_ne!(
+            after[kind]["current_patterns"],
+            attacker.current("source")[kind]["current_patterns"],
+            "the attacker's master key never reaches the victim's target"
+        );
+    }
+}
+
+#[test]
+fn a_foreign_sa_is_refused_in_the_per_phase_flow() {
+    foreign_sa_attack_per_phase(false);
+}
+
+#[test]
+fn a_foreign_sa_is_refused_in_the_per_phase_flow_under_dual_control() {
+    foreign_sa_attack_per_phase(true);
+}
+
+fn foreign_sa_attack_on_clone(dual: bool) {
+    let root = tempfile::tempdir().unwrap();
+    let victim = Server::new(root.path().join("victim"), dual);
+    let attacker = Server::new(root.path().join("attacker"), dual);
+    victim.to_2b();
+    attacker.to_2b();
+    let (victim_fp, attacker_fp) = (sa_fingerprint(&victim), sa_fingerprint(&attacker));
+    let provenance = read::<SaDb>(&victim.file("sa.db"), SA_DB_FORMAT).provenance;
+    copy(&attacker.file("sa.db"), &victim.file("sa.db"));
+    forge::<SaDb>(&victim.file("sa.db"), SA_DB_FORMAT, |db| {
+        db.provenance = provenance
+    });
+    let before = victim.cards();
+    let out = refused(&["clone", "--config", victim.c()]);
+    for fingerprint in [victim_fp.as_str(), attacker_fp.as_str()] {
+        assert!(out.contains(fingerprint), "both fingerprints named: {out}");
+    }
+    assert_eq!(victim.cards(), before, "no node changed");
+    // Even without a pin in the configuration: clone reads the SA key from the SA node.
+    let text = std::fs::read_to_string(&victim.cfg).unwrap();
+    let unpinned: String = text
+        .lines()
+        .filter(|l| !l.starts_with("sa_fingerprint"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&victim.cfg, unpinned).unwrap();
+    let out = refused(&["clone", "--config", victim.c()]);
+    for fingerprint in [victim_fp.as_str(), attacker_fp.as_str()] {
+        assert!(out.contains(fingerprint), "both fingerprints named: {out}");
+    }
+    assert_eq!(victim.cards(), before, "no node changed");
+}
+
+#[test]
+fn a_foreign_sa_is_refused_by_clone() {
+    foreign_sa_attack_on_clone(false);
+}
+
+#[test]
+fn a_foreign_sa_is_refused_by_clone_under_dual_control() {
+    foreign_sa_attack_on_clone(true);
+}
+
+// ------------------------------------------------------------------------------------
+// Every carried field, edited with the digest recomputed
+// ------------------------------------------------------------------------------------
+
+/// Every leaf of a JSON value, as a path of keys and indices.
+fn leaves(v: &serde_json::Value, path: Vec<String>, out: &mut Vec<Vec<String>>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                let mut p = path.clone();
+                p.push(k.clone());
+                leaves(x, p, out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                let mut p = path.clone();
+                p.push(i.to_string());
+                leaves(x, p, out);
+            }
+        }
+        serde_json::Value::Null => {}
+        _ => out.push(path),
+    }
+}
+
+fn at<'a>(v: &'a mut serde_json::Value, path: &[String]) -> &'a mut serde_json::Value {
+    path.iter().fold(v, |v, k| match v {
+        serde_json::Value::Array(a) => &mut a[k.parse::<usize>().unwrap()],
+        other => &mut other[k.as_str()],
+    })
+}
+
+/// Plausible edits of a leaf: a hex string gets a digit changed (at the end, and in the
+/// middle when long), text a letter, a number +1, a flag flipped.
+fn edits(v: &serde_json::Value) -> Vec<serde_json::Value> {
+    use serde_json::Value;
+    let flip = |s: &str, i: usize| -> String {
+        let mut c: Vec<char> = s.chars().collect();
+        c[i] = match c[i] {
+            '0' => '1',
+            'A' => 'B',
+            'a' => 'b',
+            _ if c[i].is_ascii_hexdigit() => '0',
+            _ if c[i].is_ascii_uppercase() => 'Q',
+            _ => 'q',
+        };
+        c.into_iter().collect()
+    };
+    match v {
+        Value::String(s) if s.is_empty() => vec![Value::String("X".into())],
+        Value::String(s) => {
+            let mut out = vec![Value::String(flip(s, s.len() - 1))];
+            if s.len() > 64 {
+                out.push(Value::String(flip(s, s.len() / 2)));
+            }
+            out
+        }
+        Value::Number(n) => vec![Value::from(n.as_u64().unwrap_or(0) + 1)],
+        Value::Bool(b) => vec![Value::Bool(!b)],
+        _ => vec![],
+    }
+}
+
+/// For each leaf of the file's body (journal marks of nodes other than `consumer`'s are
+/// evidence that only their writer's server checks: left out), each edit: restore the
+/// checkpoint, plant the edited file, run `args` on the node `consumer`, and require a
+/// refusal with no card changed (for the enciphered part of a sealed share, which only
+/// the device can read: the device's refusal and no SET).
+fn every_edit_refused<T: Serialize + DeserializeOwned>(
+    server: &Server,
+    checkpoint: &Path,
+    file: &str,
+    format: &str,
+    consumer: &str,
+    args: &[&str],
+) -> usize {
+    let path = server.file(file);
+    let original: serde_json::Value =
+        serde_json::to_value(read::<T>(&checkpoint.join("ceremony").join(file), format)).unwrap();
+    let mut paths = Vec::new();
+    leaves(&original, Vec::new(), &mut paths);
+    let mut tried = 0;
+    for leaf in paths {
+        if leaf[0] == "provenance" && leaf[1] == "written" && leaf[2] != consumer {
+            continue;
+        }
+        let mut value = original.clone();
+        for edit in edits(at(&mut value, &leaf)) {
+            restore(checkpoint, &server.dir);
+            *at(&mut value, &leaf) = edit.clone();
+            let edited: Result<T, _> = serde_json::from_value(value.clone());
+            let bytes = match edited {
+                // Re-encoded with the digest recomputed.
+                Ok(body) => {
+                    let d = envelope::read_file::<T>(&path, format, VERSION, None).unwrap();
+                    envelope::encode(format, VERSION, &d.ceremony, d.rehearsal, &body).unwrap()
+                }
+                // Not even of its type: write it as JSON anyway (a hand-made file).
+                Err(_) => serde_json::to_vec(&value).unwrap(),
+            };
+            std::fs::write(&path, bytes).unwrap();
+            let before = server.cards();
+            let registers = server.current(consumer);
+            let o = mkclone(args);
+            assert!(
+                !o.status.success(),
+                "{file}: {} edited was accepted by {args:?}:\n{}",
+                leaf.join("."),
+                text(&o)
+            );
+            let after = server.cards();
+            let changed: Vec<_> = before
+                .iter()
+                .zip(&after)
+                .filter(|(b, a)| b != a)
+                .map(|(b, _)| b.0.display().to_string())
+                .collect();
+            if leaf[0] == "sealed" {
+                // The enciphered part of a share: only the target's device can read it, and
+                // it refuses the share (that request changes nothing). Shares of a key
+                // installed before it in the same 3d stay received, but no key is SET.
+                assert!(text(&o).contains("the share was rejected"), "{}", text(&o));
+                let now = server.current(consumer);
+                for kind in 0..2 {
+                    assert_eq!(now[kind]["current"], registers[kind]["current"], "no SET");
+                    assert_eq!(
+                        now[kind]["current_patterns"],
+                        registers[kind]["current_patterns"]
+                    );
+                }
+            } else {
+                assert!(
+                    changed.is_empty(),
+                    "{file}: {} edited: {changed:?} changed; the command said:\n{}",
+                    leaf.join("."),
+                    text(&o)
+                );
+            }
+            tried += 1;
+            value = original.clone();
+        }
+    }
+    tried
+}
+
+/// Copy a server's directory (cards and ceremony) aside, or back.
+fn save(dir: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    copy_tree(dir, to);
+}
+
+fn restore(from: &Path, dir: &Path) {
+    for sub in ["cards", "ceremony"] {
+        let _ = std::fs::remove_dir_all(dir.join(sub));
+        copy_tree(&from.join(sub), &dir.join(sub));
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        if p.is_dir() {
+            copy_tree(&p, &to.join(e.file_name()));
+        } else if !p.to_string_lossy().ends_with(".lock") {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn every_carried_field_edited_with_its_digest_recomputed_is_refused_before_a_node_changes() {
+    let root = tempfile::tempdir().unwrap();
+    let s = Server::new(root.path().join("server"), false);
+    let cp = |name: &str| root.path().join(name);
+    let c = s.c().to_string();
+    let t = ["--target", "target1"];
+
+    let out = ok(&["phase1", "--config", &c]);
+    pin_sa(&s.cfg, &sa_pin_line(&out));
+    save(&s.dir, &cp("after1"));
+    let mut tried = every_edit_refused::<SaDb>(
+        &s,
+        &cp("after1"),
+        "sa.db",
+        SA_DB_FORMAT,
+        "source",
+        &["phase2a", "--config", &c],
+    );
+    tried += every_edit_refused::<SaDb>(
+        &s,
+        &cp("after1"),
+        "sa.db",
+        SA_DB_FORMAT,
+        "target1",
+        &["phase3a", "--config", &c, t[0], t[1]],
+    );
+    restore(&cp("after1"), &s.dir);
+
+    let out = ok(&["phase2a", "--config", &c]);
+    let css = fingerprint_in(&out, "CSS key fingerprint");
+    ok(&["phase2b", "--config", &c, "--css-fingerprint", &css]);
+    save(&s.dir, &cp("after2b"));
+    tried += every_edit_refused::<SaDb>(
+        &s,
+        &cp("after2b"),
+        "sa.db",
+        SA_DB_FORMAT,
+        "target1",
+        &["phase3a", "--config", &c, t[0], t[1]],
+    );
+    restore(&cp("after2b"), &s.dir);
+
+    let out = ok(&["phase3a", "--config", &c, t[0], t[1]]);
+    let csr = fingerprint_in(&out, "CSR key fingerprint");
+    ok(&[
+        "phase3b",
+        "--config",
+        &c,
+        t[0],
+        t[1],
+        "--csr-fingerprint",
+        &csr,
+    ]);
+    save(&s.dir, &cp("after3b"));
+    tried += every_edit_refused::<CsrDb>(
+        &s,
+        &cp("after3b"),
+        "target1.csr.db",
+        CSR_DB_FORMAT,
+        "source",
+        &["phase3c", "--config", &c, t[0], t[1]],
+    );
+    tried += every_edit_refused::<SaDb>(
+        &s,
+        &cp("after3b"),
+        "sa.db",
+        SA_DB_FORMAT,
+        "source",
+        &["phase3c", "--config", &c, t[0], t[1]],
+    );
+    restore(&cp("after3b"), &s.dir);
+
+    ok(&["phase3c", "--config", &c, t[0], t[1]]);
+    save(&s.dir, &cp("after3c"));
+    for b in ["target1.sym.1.share", "target1.asym.2.share"] {
+        tried += every_edit_refused::<ShareBundle>(
+            &s,
+            &cp("after3c"),
+            &format!("shares/{b}"),
+            BUNDLE_FORMAT,
+            "target1",
+            &["phase3d", "--config", &c, t[0], t[1]],
+        );
+    }
+    tried += every_edit_refused::<SaDb>(
+        &s,
+        &cp("after3c"),
+        "sa.db",
+        SA_DB_FORMAT,
+        "target1",
+        &["phase3d", "--config", &c, t[0], t[1]],
+    );
+    assert!(tried > 60, "{tried} edits tried");
+    // And unedited, the ceremony completes.
+    restore(&cp("after3c"), &s.dir);
+    ok(&["phase3d", "--config", &c, t[0], t[1]]);
+    let (src, tgt) = (s.current("source"), s.current("target1"));
+    for kind in 0..2 {
+        assert_eq!(tgt[kind]["current_patterns"], src[kind]["current_patterns"]);
+    }
+}
+
+// ------------------------------------------------------------------------------------
+// Evidence that vanishes
+// ------------------------------------------------------------------------------------
+
+/// A server after phases 1 to 3c (one directory for every node).
+fn to_3c() -> (tempfile::TempDir, Server) {
+    let root = tempfile::tempdir().unwrap();
+    let s = Server::new(root.path().join("server"), false);
+    s.to_2b();
+    s.to_3b();
+    ok(&["phase3c", "--config", s.c(), "--target", "target1"]);
+    (root, s)
+}
+
+#[test]
+fn a_deleted_journal_is_noticed_and_accepting_the_loss_is_recorded() {
+    let (_root, s) = to_3c();
+    let journal = s.file("journal.jsonl");
+    std::fs::remove_file(&journal).unwrap();
+    let before = s.cards();
+    let out = refused(&["phase3d", "--config", s.c(), "--target", "target1"]);
+    assert!(
+        out.contains("journal") && out.contains("is empty") && out.contains("accept-loss"),
+        "{out}"
+    );
+    assert_eq!(s.cards(), before, "no node changed");
+    // The documented way forward when no copy exists.
+    let out = ok(&[
+        "journal",
+        "accept-loss",
+        "--config",
+        s.c(),
+        "--node",
+        "target1",
+        "--operator",
+        "carol",
+    ]);
+    assert!(
+        out.contains("carol") && out.contains("lost for good"),
+        "{out}"
+    );
+    ok(&["phase3d", "--config", s.c(), "--target", "target1"]);
+    let report = ok(&["report", "--config", s.c(), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&report[report.find('{').unwrap()..]).unwrap();
+    assert_eq!(v["journal"]["end_to_end"], false, "{report}");
+    assert!(
+        v["journal"]["gaps"].to_string().contains("carol"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_journal_cut_at_a_record_is_noticed() {
+    let (_root, s) = to_3c();
+    let journal = s.file("journal.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    // Cut right after phase 2b: the records of 3a (which wrote target1.csr.db) are gone.
+    let keep: String = text
+        .lines()
+        .take_while(|l| !l.contains("\"phase\":\"3a\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&journal, &keep).unwrap();
+    let before = s.cards();
+    let out = refused(&["phase3d", "--config", s.c(), "--target", "target1"]);
+    assert!(out.contains("ends at record"), "{out}");
+    assert_eq!(s.cards(), before, "no node changed");
+}
+
+#[test]
+fn a_journal_swapped_from_another_run_with_the_same_id_is_noticed() {
+    let (root, s) = to_3c();
+    let other = Server::new(root.path().join("other"), false);
+    other.to_2b();
+    copy(&other.file("journal.jsonl"), &s.file("journal.jsonl"));
+    let before = s.cards();
+    let out = refused(&["phase3d", "--config", s.c(), "--target", "target1"]);
+    assert!(out.contains("another run of ceremony"), "{out}");
+    assert_eq!(s.cards(), before, "no node changed");
+}
+
+#[test]
+fn a_clean_run_reports_its_chain_verified_end_to_end() {
+    let (_root, s) = to_3c();
+    ok(&["phase3d", "--config", s.c(), "--target", "target1"]);
+    let report = ok(&["report", "--config", s.c(), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&report[report.find('{').unwrap()..]).unwrap();
+    assert_eq!(v["journal"]["end_to_end"], true, "{report}");
+    assert_eq!(
+        v["set"][0]["confirmed_against"], "signed-shares",
+        "{report}"
+    );
+}
+
+#[test]
+fn source_patterns_in_the_plan_are_what_targets_confirm_against() {
+    let root = tempfile::tempdir().unwrap();
+    let s = Server::new(root.path().join("server"), false);
+    let regs = s.current("source");
+    let pattern = |kind: usize| {
+        let p = &regs[kind]["current_patterns"][0];
+        format!("SHA-1 {}", p["bytes"].as_str().unwrap())
+    };
+    // A wrong pattern (another key than the source holds) stops 3c before any share leaves.
+    let wrong = format!(
+        "source_patterns = {{ sym = \"SHA-1 0000000000000000\", asym = \"{}\" }}",
+        pattern(1)
+    );
+    pin_sa(&s.cfg, &wrong);
+    s.to_2b();
+    s.to_3b();
+    let before = s.cards();
+    let out = refused(&["phase3c", "--config", s.c(), "--target", "target1"]);
+    assert!(out.contains("source_patterns"), "{out}");
+    assert_eq!(s.cards(), before, "no share left the source");
+    // The right ones: 3c, then 3d confirms against them, and the report says so.
+    let text = std::fs::read_to_string(&s.cfg).unwrap();
+    let right = format!(
+        "source_patterns = {{ sym = \"{}\", asym = \"{}\" }}",
+        pattern(0),
+        pattern(1)
+    );
+    std::fs::write(&s.cfg, text.replace(&wrong, &right)).unwrap();
+    ok(&["phase3c", "--config", s.c(), "--target", "target1"]);
+    let out = ok(&["phase3d", "--config", s.c(), "--target", "target1"]);
+    assert!(out.contains("the plan's source_patterns"), "{out}");
+    let report = ok(&["report", "--config", s.c(), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&report[report.find('{').unwrap()..]).unwrap();
+    assert_eq!(v["set"][0]["confirmed_against"], "plan", "{report}");
+}
+
+// ------------------------------------------------------------------------------------
+// 3d is all or nothing across master keys
+// ------------------------------------------------------------------------------------
+
+#[test]
+fn a_bad_asym_bundle_leaves_sym_unset() {
+    let (_root, s) = to_3c();
+    // Damage the enciphered part of an ASYM share (its header stays right): only the
+    // target's device can tell, at INSTALL.
+    let path = s.file("shares/target1.asym.2.share");
+    forge::<ShareBundle>(&path, BUNDLE_FORMAT, |b| {
+        let mut raw = b.sealed.as_bytes().to_vec();
+        let last = raw.len() - 1;
+        raw[last] ^= 0x40;
+        b.sealed = mkclone::backend::SealedShare::new(raw).unwrap();
+    });
+    let before = s.current("target1");
+    refused(&["phase3d", "--config", s.c(), "--target", "target1"]);
+    let after = s.current("target1");
+    for kind in 0..2 {
+        assert_eq!(
+            after[kind]["current"], before[kind]["current"],
+            "no SET: {after}"
+        );
+        assert_eq!(
+            after[kind]["current_patterns"],
+            before[kind]["current_patterns"]
+        );
+    }
+    let journal = std::fs::read_to_string(s.file("journal.jsonl")).unwrap();
+    assert!(
+        journal.contains("\"confirmed\""),
+        "SYM was installed and confirmed first"
+    );
+    assert!(!journal.contains("\"set-master-key\""), "and never SET");
+}
