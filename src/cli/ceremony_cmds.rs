@@ -156,6 +156,14 @@ fn check_identities(
     Ok(())
 }
 
+/// The ceremony directory, if it exists, must be usable before any node is opened (no PIN
+/// asked for nothing); `Ceremony::open` checks it again.
+fn check_directory(config: &Config) -> Result<(), Failure> {
+    Layout::new(&config.directory)
+        .check_dirs()
+        .map_err(|e| mkclone_ceremony::CeremonyError::from(e).into())
+}
+
 /// The nodes a phase command talks to.
 fn phase_nodes<'a>(config: &'a Config, phase: &str, target: &'a str) -> Vec<&'a str> {
     let plan = &config.plan;
@@ -196,6 +204,7 @@ pub fn clone(
             json,
         );
     }
+    check_directory(&config)?;
     let all: Vec<&str> = config
         .plan
         .nodes()
@@ -290,6 +299,7 @@ pub fn phase(
         };
         return dry_run(&config, scope, replace_current, false);
     }
+    check_directory(&config)?;
     let mut nodes = ConfiguredNodes::new(&config);
     check_identities(
         &config,

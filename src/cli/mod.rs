@@ -239,9 +239,14 @@ pub enum Command {
     Report {
         #[command(flatten)]
         config: ConfigArg,
-        /// Where to write it (default: report.md or report.html in the ceremony directory).
+        /// Write it into FILE instead of standard output (`-`, the default). FILE must be
+        /// outside the ceremony directory and must not exist unless --force is given;
+        /// otherwise nothing is written and the exit code is 2 (usage).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Replace FILE if it exists (atomically). Never a file of the ceremony directory.
+        #[arg(long, requires = "out")]
+        force: bool,
         /// HTML instead of Markdown.
         #[arg(long)]
         html: bool,
@@ -405,9 +410,10 @@ pub fn run(command: Command) -> Result<(), Failure> {
         Command::Report {
             config,
             out,
+            force,
             html,
             json,
-        } => report::run(&config.config, out.as_deref(), html, json),
+        } => report::run(&config.config, out.as_deref(), force, html, json),
         Command::Devices {
             config,
             sysfs,

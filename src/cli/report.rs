@@ -1,4 +1,6 @@
-//! `mkclone report`: the ceremony report, as a printable page (Markdown or HTML) or JSON.
+//! `mkclone report`: the ceremony report, as a printable page (Markdown or HTML) or JSON,
+//! on standard output or into a file outside the ceremony directory (`--out`), never over
+//! an existing file without `--force`.
 //!
 //! Reads only: the configuration, the ceremony directory (journal verified, never opened
 //! for appending) and each node's status. A node that cannot be opened or read is shown as
@@ -9,7 +11,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use mkclone_backend::NodeStatus;
-use mkclone_ceremony::durable::{Sensitivity, write_atomic};
+use mkclone_ceremony::FileError;
+use mkclone_ceremony::durable::{Sensitivity, create_new_exclusive, write_atomic};
 use mkclone_ceremony::report;
 
 use super::output::Failure;
@@ -51,64 +54,149 @@ fn read_nodes(config: &Config) -> NodesRead {
     (read, unavailable)
 }
 
-/// `mkclone report`: JSON on standard output (`json`, or into `out` when given), else the
-/// Markdown (or `html`) page written atomically to `out`, by default
-/// `<ceremony directory>/report.md` (`.html`).
-pub fn run(config: &Path, out: Option<&Path>, html: bool, json: bool) -> Result<(), Failure> {
+/// Where the report goes.
+enum Destination {
+    Stdout,
+    File { path: PathBuf, force: bool },
+}
+
+/// A refused `--out`: a usage error (exit code 2), nothing written.
+fn usage(message: String) -> Failure {
+    Failure { code: 2, message }
+}
+
+/// Where `--out` sends the report: standard output without it or for `-`; else a file
+/// that is not in the ceremony directory `ceremony` (the parent's canonical path, and the
+/// file's own when it exists, are compared, so `..` and links are seen through) and that
+/// does not exist, unless `force`.
+fn destination(out: Option<&Path>, force: bool, ceremony: &Path) -> Result<Destination, Failure> {
+    let Some(path) = out.filter(|p| *p != Path::new("-")) else {
+        return Ok(Destination::Stdout);
+    };
+    // Without a ceremony directory there is nothing to protect (and the report fails).
+    if let Ok(ceremony) = std::fs::canonicalize(ceremony) {
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let parent = std::fs::canonicalize(parent).map_err(|e| {
+            usage(format!(
+                "--out {}: cannot find its directory {} ({e}); give a file in an existing \
+                 directory, or `-` for standard output",
+                path.display(),
+                parent.display()
+            ))
+        })?;
+        let inside = parent.starts_with(&ceremony)
+            || std::fs::canonicalize(path).is_ok_and(|p| p.starts_with(&ceremony));
+        if inside {
+            return Err(usage(format!(
+                "--out {} is in the ceremony directory {}: the report is never written among \
+                 the ceremony's files (it could replace the journal or a carried file); nothing \
+                 was written. Give a file outside it, or `-` for standard output",
+                path.display(),
+                ceremony.display()
+            )));
+        }
+    }
+    if !force && std::fs::symlink_metadata(path).is_ok() {
+        return Err(exists(path));
+    }
+    Ok(Destination::File {
+        path: path.into(),
+        force,
+    })
+}
+
+fn exists(path: &Path) -> Failure {
+    usage(format!(
+        "--out {} exists and was left untouched; give --force to replace it, or another file",
+        path.display()
+    ))
+}
+
+/// Write `text` to `destination`: a file atomically, created exclusively (never over a
+/// file that appeared meanwhile) unless forced; standard output as is.
+fn write(destination: &Destination, text: &str) -> Result<(), Failure> {
+    match destination {
+        Destination::File { path, force: true } => {
+            write_atomic(path, text.as_bytes(), Sensitivity::Public)
+                .map_err(|e| Failure::failed(e.to_string()))
+        }
+        Destination::File { path, force: false } => {
+            match create_new_exclusive(path, text.as_bytes(), Sensitivity::Public) {
+                Err(FileError::AlreadyExists { .. }) => Err(exists(path)),
+                other => other.map_err(|e| Failure::failed(e.to_string())),
+            }
+        }
+        Destination::Stdout => {
+            let mut stdout = std::io::stdout().lock();
+            match stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                // A reader that stopped early (`| head`) is not a failure.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(Failure::failed(format!("cannot write the report: {e}")))
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+/// `mkclone report`: the Markdown (or `html`) page, or the JSON data (`json`), on standard
+/// output, or written into `out` (see [`destination`]; replaced only with `force`).
+pub fn run(
+    config: &Path,
+    out: Option<&Path>,
+    force: bool,
+    html: bool,
+    json: bool,
+) -> Result<(), Failure> {
     let config = Config::load(config)?;
+    let destination = destination(out, force, &config.directory)?;
     let (read, unavailable) = read_nodes(&config);
     let report = report::build_with(&config.directory, &config.plan, &read, &unavailable)?;
-    let write = |path: &Path, text: &str| {
-        write_atomic(path, text.as_bytes(), Sensitivity::Public)
-            .map_err(|e| Failure::failed(e.to_string()))
-    };
     if json {
         let text =
             serde_json::to_string_pretty(&report).map_err(|e| Failure::failed(e.to_string()))?;
-        match out {
-            Some(path) => {
-                write(path, &format!("{text}\n"))?;
-                println!("Report (JSON) written to {}", path.display());
-            }
-            None => {
-                let mut stdout = std::io::stdout().lock();
-                match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
-                    // A reader that stopped early (`| head`) is not a failure.
-                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                        return Err(Failure::failed(format!("cannot write the report: {e}")));
-                    }
-                    _ => {}
-                }
-            }
+        write(&destination, &format!("{text}\n"))?;
+        if let Destination::File { path, .. } = &destination {
+            println!("Report (JSON) written to {}", path.display());
         }
         return Ok(());
     }
-    let (text, ext) = if html {
-        (report::render_html(&report), "html")
+    let text = if html {
+        report::render_html(&report)
     } else {
-        (report::render_markdown(&report), "md")
+        report::render_markdown(&report)
     };
-    let path: PathBuf = out
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| config.directory.join(format!("report.{ext}")));
-    write(&path, &text)?;
+    write(&destination, &text)?;
+    // The summary goes where it does not mix with the report.
+    let say = |line: String| match &destination {
+        Destination::Stdout => eprintln!("{line}"),
+        Destination::File { .. } => println!("{line}"),
+    };
     if report.rehearsal {
-        println!("REHEARSAL report of ceremony {}", report.ceremony);
+        say(format!("REHEARSAL report of ceremony {}", report.ceremony));
     }
-    println!("Report written to {}", path.display());
+    if let Destination::File { path, .. } = &destination {
+        say(format!("Report written to {}", path.display()));
+    }
     if report.complete {
-        println!("The ceremony is complete.");
+        say("The ceremony is complete.".into());
     } else {
-        println!(
+        say(format!(
             "The ceremony is NOT complete: {} item(s) missing (listed in the report).",
             report.missing.len()
-        );
+        ));
     }
     for (node, why) in &unavailable {
-        println!("  node {node}: unavailable ({why})");
+        say(format!("  node {node}: unavailable ({why})"));
     }
     match &report.journal.head_hash {
-        Some(hash) => println!(
+        Some(hash) => say(format!(
             "Journal: {} records, final hash {hash}{}",
             report.journal.records,
             if report.journal.verified {
@@ -116,11 +204,11 @@ pub fn run(config: &Path, out: Option<&Path>, html: bool, json: bool) -> Result<
             } else {
                 " (NOT verified)"
             }
-        ),
-        None => println!(
+        )),
+        None => say(format!(
             "Journal: {}",
             report.journal.problem.as_deref().unwrap_or("not verified")
-        ),
+        )),
     }
     Ok(())
 }

@@ -4,12 +4,12 @@
 //! - clear NEW on targets that received shares of this ceremony;
 //! - delete the ceremony's CSS and CSR keys (retained-key storage is small);
 //! - erase `<target>.csr.db` and the share bundles (CNM erases csr.db after 3d): each file
-//!   is overwritten with zeros, synced, then removed;
+//!   is overwritten with zeros, synced, then removed; only regular files of this user with
+//!   no other hard link, never through a link, all checked before any is erased;
 //! - unregister the SA key from source and targets.
 //!
 //! After a successful 3d the same erasing of the consumed files is the clean-up.
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 
@@ -17,6 +17,7 @@ use mkclone_backend::NewState;
 use serde_json::json;
 
 use crate::ceremony::{Ceremony, PhaseReport};
+use crate::durable::{self, Access};
 use crate::error::FileError;
 use crate::failure::{CeremonyError, Result};
 use crate::journal::Kind;
@@ -47,7 +48,10 @@ fn word(a: &mkclone_backend::Applied<()>) -> &'static str {
     }
 }
 
-/// Overwrite a file with zeros, sync it, remove it, sync its directory.
+/// Overwrite a file with zeros, sync it, remove it, sync its directory. Only a regular
+/// file of this user with no other hard link, never through a symbolic link
+/// ([`durable::open_regular`] with [`Access::Erase`]); anything else is refused and left
+/// untouched. `Ok(false)` when there is no file.
 pub fn erase_file(path: &Path) -> std::result::Result<bool, FileError> {
     let io = |action: &'static str| {
         move |source| FileError::Io {
@@ -56,30 +60,34 @@ pub fn erase_file(path: &Path) -> std::result::Result<bool, FileError> {
             source,
         }
     };
-    let len = match std::fs::metadata(path) {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(io("read the file's size")(e)),
+    let mut f = match durable::open_regular(path, Access::Erase) {
+        Ok(f) => f,
+        Err(e) if e.is_not_found() => return Ok(false),
+        Err(e) => return Err(e),
     };
-    {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(io("open the file to erase it"))?;
-        let zeros = vec![0u8; 4096];
-        let mut left = len;
-        while left > 0 {
-            let n = left.min(zeros.len() as u64) as usize;
-            f.write_all(&zeros[..n]).map_err(io("overwrite the file"))?;
-            left -= n as u64;
-        }
-        f.sync_all().map_err(io("sync the overwritten file"))?;
+    let len = f.metadata().map_err(io("read the file's size"))?.len();
+    let zeros = vec![0u8; 4096];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n]).map_err(io("overwrite the file"))?;
+        left -= n as u64;
     }
+    f.sync_all().map_err(io("sync the overwritten file"))?;
+    drop(f);
     std::fs::remove_file(path).map_err(io("remove the file"))?;
     if let Some(dir) = path.parent() {
-        crate::durable::sync_dir(dir)?;
+        durable::sync_dir(dir)?;
     }
     Ok(true)
+}
+
+/// Check that [`erase_file`] would accept `path` (or that it is absent), changing nothing.
+fn check_erasable(path: &Path) -> std::result::Result<(), FileError> {
+    match durable::open_regular(path, Access::Erase) {
+        Err(e) if !e.is_not_found() => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Run the asked steps.
@@ -102,6 +110,22 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
                 node: t.clone(),
                 role: "target",
             });
+        }
+    }
+    // The files to erase are all checked before anything is done: a link, FIFO or hard
+    // link planted at one of their paths refuses the whole abort, and nothing is erased.
+    let mut erasable = Vec::new();
+    if steps.erase_files {
+        for t in &targets {
+            erasable.push((t, c.layout.csr_db(t)));
+            for kind in &plan.kinds {
+                for index in &plan.share_indices {
+                    erasable.push((t, c.layout.bundle(t, *kind, *index)));
+                }
+            }
+        }
+        for (_, f) in &erasable {
+            check_erasable(f)?;
         }
     }
     let mut report = PhaseReport::new("abort", "");
@@ -211,24 +235,16 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
         }
     }
     if steps.erase_files {
-        for t in &targets {
-            let mut files = vec![c.layout.csr_db(t)];
-            for kind in &plan.kinds {
-                for index in &plan.share_indices {
-                    files.push(c.layout.bundle(t, *kind, *index));
-                }
-            }
-            for f in files {
-                if erase_file(&f)? {
-                    c.record(
-                        "abort",
-                        t,
-                        Kind::Note,
-                        "file-erased",
-                        json!({"file": f.display().to_string()}),
-                    )?;
-                    report.did(format!("{} erased", f.display()));
-                }
+        for (t, f) in erasable {
+            if erase_file(&f)? {
+                c.record(
+                    "abort",
+                    t,
+                    Kind::Note,
+                    "file-erased",
+                    json!({"file": f.display().to_string()}),
+                )?;
+                report.did(format!("{} erased", f.display()));
             }
         }
     }

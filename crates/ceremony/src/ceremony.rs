@@ -64,16 +64,12 @@ pub struct Ceremony {
 }
 
 impl Ceremony {
-    /// Open (creating if needed) the ceremony directory `dir` for `plan`, lock it, and
-    /// open its journal.
+    /// Open (creating if needed, mode 0700) the ceremony directory `dir` for `plan`, check
+    /// it and its `shares/` ([`durable::check_private_dir`](crate::durable::check_private_dir)),
+    /// lock it, and open its journal.
     pub fn open(dir: &Path, plan: Plan) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|source| {
-            CeremonyError::File(crate::error::FileError::Io {
-                path: dir.into(),
-                action: "create the ceremony directory",
-                source,
-            })
-        })?;
+        crate::durable::create_private_dir(dir)?;
+        Layout::new(dir).check_dirs()?;
         // Never wait silently: name the other holder and let the user decide.
         let lock = DirLock::try_acquire(dir)?;
         let mut journal = Journal::open(dir, &plan.id, plan.rehearsal)?;

@@ -12,7 +12,7 @@ use mkclone_backend::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::durable::Sensitivity;
+use crate::durable::{self, Sensitivity};
 use crate::envelope;
 use crate::error::FileError;
 
@@ -138,6 +138,18 @@ impl Layout {
     pub fn journal(&self) -> PathBuf {
         self.dir.join("journal.jsonl")
     }
+
+    /// [`durable::check_private_dir`] the ceremony directory and its `shares/`, those that
+    /// exist: for every command that works in the directory, before it reads or writes.
+    pub fn check_dirs(&self) -> Result<(), FileError> {
+        for dir in [self.dir.clone(), self.shares_dir()] {
+            match std::fs::symlink_metadata(&dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                _ => durable::check_private_dir(&dir)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Read `path` if it exists. It must belong to `plan`'s ceremony and carry its rehearsal
@@ -147,26 +159,31 @@ pub fn read_optional<T: Serialize + for<'de> Deserialize<'de>>(
     format: &str,
     plan: &crate::plan::Plan,
 ) -> Result<Option<T>, FileError> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    let decoded = envelope::read_file::<T>(path, format, VERSION, Some(&plan.id)).map_err(|e| {
+    // A link (even a dangling one) is not "absent": reading refuses it.
+    let decoded = match envelope::read_file::<T>(path, format, VERSION, Some(&plan.id)) {
+        Err(e) if e.is_not_found() => return Ok(None),
         // A file of an older version fails as a body of another layout: say so plainly.
-        match std::fs::read(path)
-            .ok()
-            .and_then(|bytes| envelope::peek(path, &bytes).ok())
-        {
-            Some(h) if h.format == format && h.version >= 1 && h.version < VERSION => {
-                FileError::OlderVersion {
+        Err(e @ FileError::Corrupt { .. }) => {
+            let older = durable::open_regular(path, durable::Access::Read)
+                .ok()
+                .and_then(|mut f| {
+                    let mut bytes = Vec::new();
+                    std::io::Read::read_to_end(&mut f, &mut bytes).ok()?;
+                    envelope::peek(path, &bytes).ok()
+                })
+                .filter(|h| h.format == format && h.version >= 1 && h.version < VERSION);
+            return Err(match older {
+                Some(h) => FileError::OlderVersion {
                     path: path.into(),
                     format: h.format,
                     found: h.version,
                     supported: VERSION,
-                }
-            }
-            _ => e,
+                },
+                None => e,
+            });
         }
-    })?;
+        other => other?,
+    };
     decoded.require_rehearsal(path, plan.rehearsal)?;
     Ok(Some(decoded.body))
 }
@@ -180,12 +197,9 @@ pub fn write<T: Serialize + for<'de> Deserialize<'de>>(
     body: &T,
     sensitivity: Sensitivity,
 ) -> Result<(), FileError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| FileError::Io {
-            path: parent.into(),
-            action: "create the directory",
-            source,
-        })?;
+    // `shares/` is created like the ceremony directory: 0700, and checked when it exists.
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        durable::create_private_dir(parent)?;
     }
     envelope::write_file(
         path,

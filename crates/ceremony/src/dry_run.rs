@@ -117,6 +117,12 @@ pub fn dry_run(
     let mut problems = Vec::new();
     let p = &mut problems;
 
+    // The ceremony directory, when there is one, must be usable (a real directory of this
+    // user that nobody else can write into).
+    if let Err(e) = layout.check_dirs() {
+        problem(p, "ceremony directory", e.to_string());
+    }
+
     // Files already there must be readable and belong to this ceremony.
     let sa_db = match dbs::read_optional::<SaDb>(&layout.sa_db(), SA_DB_FORMAT, plan) {
         Ok(db) => db,

@@ -9,6 +9,13 @@
 //! - [`DirLock`] is the exclusive lock of a ceremony directory (`<dir>/.mkclone.lock`). Every
 //!   write of a ceremony file and every journal append happens while the caller holds it.
 //!
+//! - [`open_regular`] opens a ceremony file to read, append or erase it: never through a
+//!   symbolic link, never a FIFO, device, directory or socket, never in a linked directory;
+//!   to erase, never a file with other hard links or of another user.
+//! - [`check_private_dir`] is the one check of a ceremony directory (and of its `shares/`):
+//!   a real directory, this user's, writable by nobody else. [`create_private_dir`] creates
+//!   one (and the missing directories above it) mode 0700 whatever the umask, then checks it.
+//!
 //! Temporary files are named `.<target name>.<pid>.<counter>.mkclone-tmp`. A crash can leave
 //! one behind; readers never look at them (they read the target name only), and the next
 //! write of the same target removes those whose process no longer exists
@@ -16,10 +23,12 @@
 //! `/proc/<pid>` in this host's process namespace; without `/proc` nothing is removed.
 
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions, Permissions, TryLockError};
+use std::fs::{self, File, FileType, Metadata, OpenOptions, Permissions, TryLockError};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{
+    DirBuilderExt, FileExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt,
+};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -299,6 +308,221 @@ pub(crate) fn set_exact_mode(
             }
             Ok(())
         }
+    }
+}
+
+/// What [`open_regular`] opens a file for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Reading (a carried file: `sa.db`, a `csr.db`, a share bundle, the journal).
+    Read,
+    /// Reading and appending (the journal).
+    Append,
+    /// Writing, to overwrite it with zeros before removing it. The file must moreover have
+    /// no other hard link (zero-filling would destroy the other name's content) and belong
+    /// to this user.
+    Erase,
+}
+
+/// Open the regular file `path` of a ceremony directory for `access`, refusing anything
+/// else, and return the open file. Refused, each with its own [`FileError`] naming the
+/// path: a symbolic link ([`FileError::SymbolicLink`]: never followed, by `O_NOFOLLOW`),
+/// a file whose directory is a symbolic link (`shares/`), a FIFO, device, directory or
+/// socket ([`FileError::NotRegularFile`]: looked at with `lstat` before opening, so never
+/// even opened, and checked again with `fstat` on what was opened, `O_NONBLOCK` so that
+/// opening can never block); for [`Access::Erase`] also a file with more than one hard
+/// link ([`FileError::HardLinked`]) or owned by another user ([`FileError::NotOwned`]).
+/// A missing file is an [`FileError::Io`] for which [`FileError::is_not_found`] holds.
+pub fn open_regular(path: &Path, access: Access) -> Result<File, FileError> {
+    open_regular_as(path, access, effective_uid())
+}
+
+/// [`open_regular`] for a process of effective uid `euid` (tests pass another one).
+fn open_regular_as(path: &Path, access: Access, euid: u32) -> Result<File, FileError> {
+    // O_NOFOLLOW covers the last component only: the directory holding the file (shares/)
+    // must not be a link either. A missing directory is reported by the lstat below.
+    let (dir, _) = split_target(path)?;
+    if fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(FileError::SymbolicLink {
+            path: dir.into(),
+            what: "directory",
+        });
+    }
+    let named = fs::symlink_metadata(path).map_err(io_error(path, "examine the file"))?;
+    check_regular(path, &named, access, euid)?;
+    let mut options = OpenOptions::new();
+    match access {
+        Access::Read => options.read(true),
+        Access::Append => options.read(true).append(true),
+        Access::Erase => options.write(true),
+    };
+    options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
+    let file = match options.open(path) {
+        Ok(f) => f,
+        // Replaced by a link since the lstat.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(FileError::SymbolicLink {
+                path: path.into(),
+                what: "file",
+            });
+        }
+        Err(e) => return Err(io_error(path, "open the file")(e)),
+    };
+    // What was opened, whatever the name points to now.
+    let opened = file
+        .metadata()
+        .map_err(io_error(path, "examine the opened file"))?;
+    check_regular(path, &opened, access, euid)?;
+    Ok(file)
+}
+
+fn check_regular(path: &Path, meta: &Metadata, access: Access, euid: u32) -> Result<(), FileError> {
+    let file_type = meta.file_type();
+    if file_type.is_symlink() {
+        return Err(FileError::SymbolicLink {
+            path: path.into(),
+            what: "file",
+        });
+    }
+    if !file_type.is_file() {
+        return Err(FileError::NotRegularFile {
+            path: path.into(),
+            kind: kind_of(file_type),
+        });
+    }
+    if access == Access::Erase {
+        if meta.uid() != euid {
+            return Err(FileError::NotOwned {
+                path: path.into(),
+                what: "file",
+                owner: meta.uid(),
+                euid,
+            });
+        }
+        if meta.nlink() > 1 {
+            return Err(FileError::HardLinked {
+                path: path.into(),
+                links: meta.nlink(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What a file of `file_type` is, for messages.
+fn kind_of(file_type: FileType) -> &'static str {
+    if file_type.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_symlink() {
+        "a symbolic link"
+    } else if file_type.is_file() {
+        "a regular file"
+    } else {
+        "of an unknown kind"
+    }
+}
+
+/// The effective user id of this process.
+pub fn effective_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+/// The check of a ceremony directory (and of its `shares/`), made whenever one is opened
+/// for work: `dir` must be a directory, not a symbolic link to one
+/// ([`FileError::SymbolicLink`]), owned by this process's effective uid
+/// ([`FileError::NotOwned`]), and writable by nobody else: no group or other write bit
+/// ([`FileError::DirectoryNotPrivate`], whose message gives the `chmod`). Nothing is changed.
+pub fn check_private_dir(dir: &Path) -> Result<(), FileError> {
+    check_private_dir_as(dir, effective_uid())
+}
+
+fn check_private_dir_as(dir: &Path, euid: u32) -> Result<(), FileError> {
+    let meta =
+        fs::symlink_metadata(dir).map_err(io_error(dir, "examine the ceremony directory"))?;
+    let file_type = meta.file_type();
+    if file_type.is_symlink() {
+        return Err(FileError::SymbolicLink {
+            path: dir.into(),
+            what: "directory",
+        });
+    }
+    if !file_type.is_dir() {
+        return Err(FileError::NotADirectory {
+            path: dir.into(),
+            kind: kind_of(file_type),
+        });
+    }
+    if meta.uid() != euid {
+        return Err(FileError::NotOwned {
+            path: dir.into(),
+            what: "directory",
+            owner: meta.uid(),
+            euid,
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(FileError::DirectoryNotPrivate {
+            path: dir.into(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// Create the ceremony directory `dir` if it is missing, with the missing directories
+/// above it, each mode 0700 whatever the umask (set explicitly after creating it, as
+/// [`set_exact_mode`] does for files), then [`check_private_dir`] it. An existing
+/// directory is only checked, never changed.
+pub fn create_private_dir(dir: &Path) -> Result<(), FileError> {
+    let mut missing = Vec::new();
+    let mut next = Some(dir);
+    while let Some(d) = next.filter(|d| !d.as_os_str().is_empty()) {
+        match fs::symlink_metadata(d) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                missing.push(d);
+                next = d.parent();
+            }
+            Err(e) => return Err(io_error(d, "examine the directory")(e)),
+        }
+    }
+    for d in missing.into_iter().rev() {
+        match fs::DirBuilder::new().mode(0o700).create(d) {
+            Ok(()) => {
+                restrict_dir(d);
+                let parent = d
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                sync_dir(parent)?;
+            }
+            // Made meanwhile by someone else: the check of `dir` below decides.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_error(d, "create the directory")(e)),
+        }
+    }
+    check_private_dir(dir)
+}
+
+/// Set mode 0700 on the directory just created at `dir` (never through a link). A failure
+/// is only logged: [`check_private_dir`] then refuses the directory with the fix.
+fn restrict_dir(dir: &Path) {
+    let restricted = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
+        .and_then(|d| d.set_permissions(Permissions::from_mode(0o700)));
+    if let Err(e) = restricted {
+        log::warn!("{}: could not set mode 0700: {e}", dir.display());
     }
 }
 
@@ -682,6 +906,293 @@ mod tests {
         let err = create_direct(&p, b"y", Sensitivity::Secret).unwrap_err();
         assert!(matches!(err, FileError::AlreadyExists { .. }), "{err}");
         assert_eq!(fs::read(&p).unwrap(), b"x");
+    }
+
+    fn mkfifo(path: &Path) {
+        let st = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    const ACCESSES: [Access; 3] = [Access::Read, Access::Append, Access::Erase];
+
+    #[test]
+    fn open_regular_opens_a_regular_file_for_each_access() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sa.db");
+        fs::write(&p, b"content").unwrap();
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut open_regular(&p, Access::Read).unwrap(), &mut s)
+            .unwrap();
+        assert_eq!(s, "content");
+        open_regular(&p, Access::Append)
+            .unwrap()
+            .write_all(b"+")
+            .unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"content+");
+        open_regular(&p, Access::Erase)
+            .unwrap()
+            .write_all(b"00")
+            .unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"00ntent+");
+    }
+
+    #[test]
+    fn open_regular_never_follows_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("outside");
+        fs::write(&target, b"precious").unwrap();
+        let link = dir.path().join("journal.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let dangling = dir.path().join("sa.db");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        for access in ACCESSES {
+            for p in [&link, &dangling] {
+                let err = open_regular(p, access).unwrap_err();
+                assert!(
+                    matches!(&err, FileError::SymbolicLink { path, what: "file" } if path == p),
+                    "{access:?}: {err}"
+                );
+                assert!(!err.is_not_found());
+                let msg = err.to_string();
+                assert!(
+                    msg.contains(&*p.to_string_lossy())
+                        && msg.contains("is a symbolic link; mkclone never follows links in a ceremony directory: replace it with the real file"),
+                    "{msg}"
+                );
+            }
+        }
+        assert_eq!(fs::read(&target).unwrap(), b"precious");
+        assert!(!dir.path().join("nowhere").exists());
+    }
+
+    #[test]
+    fn open_regular_refuses_a_file_in_a_linked_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("elsewhere");
+        fs::create_dir(&real).unwrap();
+        fs::write(real.join("t1.sym.1.share"), b"x").unwrap();
+        let shares = dir.path().join("shares");
+        std::os::unix::fs::symlink(&real, &shares).unwrap();
+        for access in ACCESSES {
+            let err = open_regular(&shares.join("t1.sym.1.share"), access).unwrap_err();
+            assert!(
+                matches!(&err, FileError::SymbolicLink { path, what: "directory" } if *path == shares),
+                "{err}"
+            );
+        }
+        assert_eq!(fs::read(real.join("t1.sym.1.share")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn open_regular_refuses_fifos_directories_and_sockets_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        mkfifo(&fifo);
+        let sub = dir.path().join("sub");
+        fs::create_dir(&sub).unwrap();
+        let socket = dir.path().join("socket");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        for (p, kind) in [
+            (&fifo, "a named pipe (FIFO)"),
+            (&sub, "a directory"),
+            (&socket, "a socket"),
+        ] {
+            for access in ACCESSES {
+                let err = open_regular(p, access).unwrap_err();
+                match &err {
+                    FileError::NotRegularFile { path, kind: k } => {
+                        assert_eq!(path, p);
+                        assert_eq!(*k, kind);
+                    }
+                    other => panic!("{access:?} {}: {other}", p.display()),
+                }
+                assert!(err.to_string().contains("not a regular file"), "{err}");
+            }
+        }
+        // What is opened is checked too, not only what the name showed before.
+        let null = Path::new("/dev/null");
+        let meta = fs::metadata(null).unwrap();
+        let err = check_regular(null, &meta, Access::Read, effective_uid()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FileError::NotRegularFile {
+                    kind: "a character device",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn erase_access_refuses_hard_links_and_other_users_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"precious").unwrap();
+        let inside = dir.path().join("t1.csr.db");
+        fs::hard_link(&outside, &inside).unwrap();
+        // Reading through another name is harmless; zero-filling is not.
+        open_regular(&inside, Access::Read).unwrap();
+        let err = open_regular(&inside, Access::Erase).unwrap_err();
+        assert!(
+            matches!(&err, FileError::HardLinked { path, links: 2 } if *path == inside),
+            "{err}"
+        );
+        assert!(err.to_string().contains("hard links"), "{err}");
+        fs::remove_file(&outside).unwrap();
+        open_regular(&inside, Access::Erase).unwrap();
+
+        let other = effective_uid().wrapping_add(1);
+        open_regular_as(&inside, Access::Read, other).unwrap();
+        let err = open_regular_as(&inside, Access::Erase, other).unwrap_err();
+        assert!(
+            matches!(&err, FileError::NotOwned { what: "file", euid, .. } if *euid == other),
+            "{err}"
+        );
+        assert_eq!(fs::read(&inside).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn open_regular_says_when_a_file_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        for p in [dir.path().join("none"), dir.path().join("no/dir")] {
+            for access in ACCESSES {
+                let err = open_regular(&p, access).unwrap_err();
+                assert!(err.is_not_found(), "{err}");
+            }
+        }
+        assert!(!dir.path().join("none").exists(), "nothing created");
+    }
+
+    #[test]
+    fn the_journal_and_carried_files_are_opened_safely() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("journal");
+        fs::write(&target, b"").unwrap();
+        let journal = dir.path().join(crate::journal::FILE_NAME);
+        std::os::unix::fs::symlink(&target, &journal).unwrap();
+        let err = crate::journal::Journal::open(dir.path(), "C-1", false).unwrap_err();
+        assert!(
+            matches!(&err, FileError::SymbolicLink { path, .. } if *path == journal),
+            "{err}"
+        );
+        assert_eq!(fs::read(&target).unwrap(), b"", "the link target untouched");
+        fs::remove_file(&journal).unwrap();
+        mkfifo(&journal);
+        let err = crate::journal::Journal::open(dir.path(), "C-1", false).unwrap_err();
+        assert!(matches!(err, FileError::NotRegularFile { .. }), "{err}");
+
+        let sa_db = dir.path().join("sa.db");
+        std::os::unix::fs::symlink(&target, &sa_db).unwrap();
+        let err = crate::envelope::read_file::<serde_json::Value>(&sa_db, "mkclone-sa-db", 1, None)
+            .unwrap_err();
+        assert!(
+            matches!(&err, FileError::SymbolicLink { path, .. } if *path == sa_db),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_private_directory_passes_and_others_are_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("ceremony");
+        fs::create_dir(&d).unwrap();
+        for ok in [0o700, 0o750, 0o755, 0o500] {
+            fs::set_permissions(&d, Permissions::from_mode(ok)).unwrap();
+            check_private_dir(&d).unwrap();
+        }
+        for wide in [0o770, 0o720, 0o702, 0o777, 0o1777] {
+            fs::set_permissions(&d, Permissions::from_mode(wide)).unwrap();
+            let err = check_private_dir(&d).unwrap_err();
+            assert!(
+                matches!(&err, FileError::DirectoryNotPrivate { path, mode } if *path == d && *mode == wide),
+                "{wide:o}: {err}"
+            );
+            let msg = err.to_string();
+            assert!(
+                msg.contains(&format!("mode {wide:04o}"))
+                    && msg.contains(&format!("chmod 700 {}", d.display())),
+                "{msg}"
+            );
+            assert_eq!(mode(&d), wide, "the check changes nothing");
+        }
+        fs::set_permissions(&d, Permissions::from_mode(0o700)).unwrap();
+
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&d, &link).unwrap();
+        let err = check_private_dir(&link).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                FileError::SymbolicLink {
+                    what: "directory",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let file = dir.path().join("file");
+        fs::write(&file, b"").unwrap();
+        let err = check_private_dir(&file).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                FileError::NotADirectory {
+                    kind: "a regular file",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let other = effective_uid().wrapping_add(1);
+        let err = check_private_dir_as(&d, other).unwrap_err();
+        assert!(
+            matches!(&err, FileError::NotOwned { what: "directory", owner, euid, .. }
+                if *owner == effective_uid() && *euid == other),
+            "{err}"
+        );
+        assert!(
+            check_private_dir(&dir.path().join("none"))
+                .unwrap_err()
+                .is_not_found()
+        );
+    }
+
+    #[test]
+    fn create_private_dir_makes_every_missing_level_0700_and_only_checks_existing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("a/b/ceremony");
+        create_private_dir(&d).unwrap();
+        for p in ["a", "a/b", "a/b/ceremony"] {
+            assert_eq!(mode(&dir.path().join(p)), 0o700, "{p}");
+        }
+        create_private_dir(&d).unwrap();
+        create_private_dir(&d.join("shares")).unwrap();
+        assert_eq!(mode(&d.join("shares")), 0o700);
+
+        let wide = dir.path().join("wide");
+        fs::create_dir(&wide).unwrap();
+        fs::set_permissions(&wide, Permissions::from_mode(0o777)).unwrap();
+        let err = create_private_dir(&wide).unwrap_err();
+        assert!(
+            matches!(err, FileError::DirectoryNotPrivate { .. }),
+            "{err}"
+        );
+        assert_eq!(mode(&wide), 0o777, "never changed behind the user's back");
+
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path().join("target"), &link).unwrap();
+        let err = create_private_dir(&link).unwrap_err();
+        assert!(matches!(err, FileError::SymbolicLink { .. }), "{err}");
+        assert!(
+            !dir.path().join("target").exists(),
+            "nothing made through it"
+        );
     }
 
     #[test]

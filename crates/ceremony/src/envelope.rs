@@ -294,14 +294,24 @@ pub fn decode<T: Serialize + DeserializeOwned>(
     })
 }
 
-/// Read and [`decode`] the file at `path`.
+/// Read and [`decode`] the file at `path`, a regular file opened without following a
+/// link ([`durable::open_regular`]: a link, FIFO, device… is refused and never read).
 pub fn read_file<T: Serialize + DeserializeOwned>(
     path: &Path,
     format: &str,
     max_version: u32,
     ceremony: Option<&str>,
 ) -> Result<Decoded<T>, FileError> {
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(io_error(path, "read the file"))?);
+    let mut file = durable::open_regular(path, durable::Access::Read)?;
+    // Sized once, so that no copy of a share is left behind by a reallocation.
+    let len = file
+        .metadata()
+        .map_err(io_error(path, "read the file's size"))?
+        .len();
+    let mut bytes = Zeroizing::new(Vec::with_capacity(
+        usize::try_from(len).unwrap_or(0).saturating_add(1),
+    ));
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io_error(path, "read the file"))?;
     decode(path, &bytes, format, max_version, ceremony)
 }
 

@@ -162,6 +162,74 @@ pub enum FileError {
     )]
     JournalChanged { path: PathBuf, reason: String },
 
+    /// A symbolic link where a ceremony file or directory must be (never followed).
+    #[error(
+        "{path} is a symbolic link; mkclone never follows links in a ceremony directory: \
+         replace it with the real {what} (and find out who put the link there), then run the \
+         command again"
+    )]
+    SymbolicLink {
+        path: PathBuf,
+        /// "file" or "directory".
+        what: &'static str,
+    },
+
+    /// A FIFO, device, directory or socket where a ceremony file must be.
+    #[error(
+        "{path} is {kind}, not a regular file; mkclone reads and erases only regular files in a \
+         ceremony directory, and left it untouched. Remove it, put the real file in its place \
+         (and find out who put it there), then run the command again"
+    )]
+    NotRegularFile {
+        path: PathBuf,
+        /// What it is, e.g. "a named pipe (FIFO)".
+        kind: &'static str,
+    },
+
+    /// Something else where a ceremony directory must be.
+    #[error(
+        "{path} is {kind}, not a directory, so it cannot be a ceremony directory; it was left \
+         untouched. Move it away, or name another directory in the configuration"
+    )]
+    NotADirectory { path: PathBuf, kind: &'static str },
+
+    /// A file to erase that has other names: zero-filling it would destroy their content.
+    #[error(
+        "{path} has {links} hard links: zero-filling it would also destroy the content of its \
+         other name(s), so it was not erased (nothing was). Find them (`find / -xdev -samefile \
+         {path}`) and why they exist; remove them, or replace this name with a copy (`cp -p`), \
+         then run the command again"
+    )]
+    HardLinked { path: PathBuf, links: u64 },
+
+    /// A ceremony directory, or a file to erase, owned by another user.
+    #[error(
+        "{path} is owned by uid {owner}, not by uid {euid} who runs mkclone; mkclone only uses a \
+         ceremony {what} of its own user, and left it untouched. Find out who put it there, then \
+         run mkclone as its owner or replace it with a {what} of your own"
+    )]
+    NotOwned {
+        path: PathBuf,
+        /// "file" or "directory".
+        what: &'static str,
+        owner: u32,
+        euid: u32,
+    },
+
+    /// A ceremony directory that other local users can write into.
+    #[error(
+        "the ceremony directory {path} is writable by {} (mode {mode:04o}): another local user \
+         could plant links or swap files in it, so mkclone does not use it. Restrict it with \
+         `chmod 700 {path}` (and check that nothing was planted in it), then run the command \
+         again; on a filesystem without Unix permissions (FAT), mount it with dmask=077",
+        writable_by(*.mode)
+    )]
+    DirectoryNotPrivate {
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+
     /// A value could not be encoded canonically: a bug in the caller's types.
     #[error(
         "cannot encode {what}: {detail}. This is a bug in mkclone (body types must encode \
@@ -174,6 +242,22 @@ pub enum FileError {
         "cannot append to journal {path}: {reason}. This is a bug in mkclone; please report it"
     )]
     InvalidEntry { path: PathBuf, reason: String },
+}
+
+impl FileError {
+    /// The file (or a directory on its path) does not exist: an I/O error of kind
+    /// `NotFound`, for callers to which a missing file is not an error.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+fn writable_by(mode: u32) -> &'static str {
+    match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (true, true) => "its group and by every user",
+        (true, false) => "its group",
+        _ => "every user",
+    }
 }
 
 fn holder_text(pid: &Option<u32>) -> String {

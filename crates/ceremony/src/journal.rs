@@ -55,7 +55,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::FileError;
-use crate::durable::sync_dir;
+use crate::durable::{self, sync_dir};
 use crate::error::io_error;
 
 /// Name of the journal inside the ceremony directory.
@@ -336,23 +336,29 @@ impl Journal {
         })
     }
 
+    /// An existing journal is opened by [`durable::open_regular`]: a link, FIFO… is refused.
     fn open_or_create(dir: &Path, path: &Path) -> Result<File, FileError> {
-        let mut options = OpenOptions::new();
-        options.read(true).append(true);
-        match options.open(path) {
-            Ok(f) => return Ok(f),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error(path, "open the journal")(e)),
+        match durable::open_regular(path, durable::Access::Append) {
+            Err(e) if e.is_not_found() => {}
+            other => return other,
         }
-        match options.clone().create_new(true).mode(0o600).open(path) {
+        // create_new (O_EXCL) never follows a link planted meanwhile: it fails instead.
+        match OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+        {
             Ok(f) => {
                 sync_dir(dir)?;
                 Ok(f)
             }
             // Created meanwhile by someone else: use theirs.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => options
-                .open(path)
-                .map_err(io_error(path, "open the journal")),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                durable::open_regular(path, durable::Access::Append)
+            }
             Err(e) => Err(io_error(path, "create the journal")(e)),
         }
     }

@@ -2,7 +2,8 @@
 //! between machines.
 //!
 //! The durable-file layer:
-//! - [`durable`]: atomic replacement, exclusive creation, the directory lock;
+//! - [`durable`]: atomic replacement, exclusive creation, the directory lock, the safe
+//!   opening of ceremony files and the check of ceremony directories;
 //! - [`envelope`]: versioned, canonical, digest-protected JSON files (`sa.db`,
 //!   `<target>.csr.db`, share bundles…);
 //! - [`journal`]: the write-ahead, hash-chained journal of a ceremony.

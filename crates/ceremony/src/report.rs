@@ -43,6 +43,7 @@ use serde_json::Value;
 use crate::dbs::{
     self, BUNDLE_FORMAT, CSR_DB_FORMAT, CsrDb, Layout, SA_DB_FORMAT, SaDb, ShareBundle,
 };
+use crate::durable;
 use crate::error::FileError;
 use crate::failure::CeremonyError;
 use crate::journal::{self, Kind, Record};
@@ -341,8 +342,10 @@ pub fn build(
 /// [`build`], with the nodes that could not be opened or read and why (`unavailable`, by
 /// plan name): their status is "unavailable: <reason>".
 ///
-/// Fails only when `dir` is not a directory or the journal exists but cannot be read;
-/// every other problem is in the report.
+/// Fails only when `dir` is not a directory, fails the check of a ceremony directory
+/// ([`durable::check_private_dir`]: a link, another user's, writable by others), or the
+/// journal exists but cannot be read (a link, a FIFO…); every other problem is in the
+/// report.
 pub fn build_with(
     dir: &Path,
     plan: &Plan,
@@ -359,6 +362,7 @@ pub fn build_with(
         });
     }
     let layout = Layout::new(dir);
+    layout.check_dirs()?;
     let mut missing = Vec::new();
     let mut warnings = Vec::new();
 
@@ -878,9 +882,19 @@ fn chain_gaps(layout: &Layout, plan: &Plan, records: &[Record], head: Option<&st
 /// Read and verify the journal's bytes; an unverifiable journal is read leniently.
 fn read_journal(layout: &Layout, plan: &Plan) -> Result<(JournalView, Vec<Record>), CeremonyError> {
     let path = layout.journal();
-    let bytes = match std::fs::read(&path) {
+    let read = durable::open_regular(&path, durable::Access::Read).and_then(|mut file| {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes)
+            .map(|_| bytes)
+            .map_err(|source| FileError::Io {
+                path: path.clone(),
+                action: "read the journal",
+                source,
+            })
+    });
+    let bytes = match read {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) if e.is_not_found() => {
             return Ok((
                 JournalView {
                     file: path,
@@ -896,14 +910,7 @@ fn read_journal(layout: &Layout, plan: &Plan) -> Result<(JournalView, Vec<Record
                 Vec::new(),
             ));
         }
-        Err(source) => {
-            return Err(FileError::Io {
-                path,
-                action: "read the journal",
-                source,
-            }
-            .into());
-        }
+        Err(e) => return Err(e.into()),
     };
     Ok(
         match journal::verify(&path, &bytes, Some(&plan.id), Some(plan.rehearsal)) {
