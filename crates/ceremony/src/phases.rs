@@ -247,7 +247,6 @@ fn install_sa_key(
         |_| json!({}),
     )?;
     report.did(format!("m-of-n {m_of_n} ({})", applied_word(&a)));
-    check_registered_sa(c, node, name, db)?;
     if c.plan.dual_control {
         report.did(format!(
             "SA public key: registered under dual control, by two people: \
@@ -578,6 +577,7 @@ pub fn phase2a(c: &mut Ceremony, source: &mut dyn Backend) -> Result<PhaseReport
     let plan_node = c.plan.source.clone();
     let mut db = trusted_sa_db(c, "phase 2a")?;
     let mut report = begin(c, "2a", &plan_node, source)?;
+    check_registered_sa(c, source, &plan_node.name, &db)?;
     ensure_eid(c, "2a", source, &plan_node, &mut report)?;
     install_sa_key(c, "2a", source, &plan_node.name, &db, &mut report)?;
     let token = generate_announced(c, "2a", source, &plan_node.name, KeyRole::Css, &mut report)?;
@@ -779,6 +779,7 @@ pub fn phase3a(
     let plan_node = plan_target(c, target)?;
     let db = trusted_sa_db(c, "phase 3a")?;
     let mut report = begin(c, "3a", &plan_node, target_node)?;
+    check_registered_sa(c, target_node, target, &db)?;
     ensure_eid(c, "3a", target_node, &plan_node, &mut report)?;
     install_sa_key(c, "3a", target_node, target, &db, &mut report)?;
     let token = generate_announced(c, "3a", target_node, target, KeyRole::Csr, &mut report)?;
