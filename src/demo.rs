@@ -83,7 +83,7 @@ pub fn run(mut progress: impl FnMut(&PhaseReport)) -> Result<DemoReport, DemoErr
                 .map_err(|e| DemoError::Setup(format!("source: {e}")))?;
         }
     }
-    let mut setup = PhaseReport::new("setup", "source");
+    let mut setup = PhaseReport::new(mkclone_ceremony::Phase::Setup, "source");
     setup.did("random SYM and ASYM master keys loaded and set");
     progress(&setup);
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use mkclone_ceremony::dbs::Layout;
 use mkclone_ceremony::dry_run::{self, DryRunOptions, DryRunScope};
 use mkclone_ceremony::run::{self, Nodes};
-use mkclone_ceremony::{Ceremony, PhaseReport, phases};
+use mkclone_ceremony::{Ceremony, Phase, PhaseReport, Role, phases};
 
 use super::RunArgs;
 use super::output::{Failure, pattern_table};
@@ -120,7 +120,12 @@ fn dry_run(
     if problems.is_empty() {
         println!(
             "dry run: phases {} for {}: no problem found; nothing was changed",
-            scope.phases.join(", "),
+            scope
+                .phases
+                .iter()
+                .map(|p| p.name())
+                .collect::<Vec<_>>()
+                .join(", "),
             if scope.targets.is_empty() {
                 "the plan".to_string()
             } else {
@@ -165,11 +170,11 @@ fn check_directory(config: &Config) -> Result<(), Failure> {
 }
 
 /// The nodes a phase command talks to.
-fn phase_nodes<'a>(config: &'a Config, phase: &str, target: &'a str) -> Vec<&'a str> {
+fn phase_nodes<'a>(config: &'a Config, phase: Phase, target: &'a str) -> Vec<&'a str> {
     let plan = &config.plan;
-    match phase {
-        "1" | "2b" | "3b" => vec![plan.sa.name.as_str()],
-        "2a" | "3c" => vec![plan.source.name.as_str()],
+    match phase.role() {
+        Some(Role::Sa) => vec![plan.sa.name.as_str()],
+        Some(Role::Source) => vec![plan.source.name.as_str()],
         _ => vec![target],
     }
 }
@@ -268,7 +273,7 @@ pub fn clone(
 /// One phase command.
 pub fn phase(
     config_path: &Path,
-    phase: &'static str,
+    phase: Phase,
     target: Option<&str>,
     run: &RunArgs,
     replace_current: bool,
@@ -309,18 +314,18 @@ pub fn phase(
     let mut ceremony = open_ceremony(&config, run, replace_current)?;
     let t = target.unwrap_or_default();
     let report = match phase {
-        "1" => phases::phase1(&mut ceremony, nodes.node(&plan.sa.name)?)?,
-        "2a" => phases::phase2a(&mut ceremony, nodes.node(&plan.source.name)?)?,
-        "2b" => phases::phase2b(&mut ceremony, nodes.node(&plan.sa.name)?, &confirmation)?,
-        "3a" => phases::phase3a(&mut ceremony, nodes.node(t)?, t)?,
-        "3b" => phases::phase3b(&mut ceremony, nodes.node(&plan.sa.name)?, t, &confirmation)?,
-        "3c" => phases::phase3c(&mut ceremony, nodes.node(&plan.source.name)?, t)?,
-        "3d" => phases::phase3d(&mut ceremony, nodes.node(t)?, t)?,
-        other => return Err(Failure::invalid(format!("unknown phase {other}"))),
+        Phase::P1 => phases::phase1(&mut ceremony, nodes.node(&plan.sa.name)?)?,
+        Phase::P2a => phases::phase2a(&mut ceremony, nodes.node(&plan.source.name)?)?,
+        Phase::P2b => phases::phase2b(&mut ceremony, nodes.node(&plan.sa.name)?, &confirmation)?,
+        Phase::P3a => phases::phase3a(&mut ceremony, nodes.node(t)?, t)?,
+        Phase::P3b => phases::phase3b(&mut ceremony, nodes.node(&plan.sa.name)?, t, &confirmation)?,
+        Phase::P3c => phases::phase3c(&mut ceremony, nodes.node(&plan.source.name)?, t)?,
+        Phase::P3d => phases::phase3d(&mut ceremony, nodes.node(t)?, t)?,
+        other => return Err(Failure::invalid(format!("{other} is not a phase command"))),
     };
     print_report(&report);
     print_carry(&report);
-    if phase == "3d" {
+    if phase == Phase::P3d {
         println!(
             "\nThe ceremony for {t} is complete. Its consumed files (its csr.db and share bundles) can now be erased:\n  \
              mkclone abort --config {} --target {t} --erase-files",

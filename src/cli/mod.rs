@@ -13,6 +13,7 @@ mod status;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use mkclone_ceremony::Phase;
 
 pub use output::Failure;
 
@@ -304,23 +305,30 @@ pub fn run(command: Command) -> Result<(), Failure> {
             json,
         } => ceremony_cmds::clone(&config.config, &run, replace_current, json),
         Command::Phase1 { config, run } => {
-            ceremony_cmds::phase(&config.config, "1", None, &run, false, None)
+            ceremony_cmds::phase(&config.config, Phase::P1, None, &run, false, None)
         }
         Command::Phase2a { config, run } => {
-            ceremony_cmds::phase(&config.config, "2a", None, &run, false, None)
+            ceremony_cmds::phase(&config.config, Phase::P2a, None, &run, false, None)
         }
         Command::Phase2b {
             config,
             run,
             css_fingerprint,
-        } => ceremony_cmds::phase(&config.config, "2b", None, &run, false, css_fingerprint),
+        } => ceremony_cmds::phase(
+            &config.config,
+            Phase::P2b,
+            None,
+            &run,
+            false,
+            css_fingerprint,
+        ),
         Command::Phase3a {
             config,
             target,
             run,
         } => ceremony_cmds::phase(
             &config.config,
-            "3a",
+            Phase::P3a,
             Some(&target.target),
             &run,
             false,
@@ -333,7 +341,7 @@ pub fn run(command: Command) -> Result<(), Failure> {
             csr_fingerprint,
         } => ceremony_cmds::phase(
             &config.config,
-            "3b",
+            Phase::P3b,
             Some(&target.target),
             &run,
             false,
@@ -345,7 +353,7 @@ pub fn run(command: Command) -> Result<(), Failure> {
             run,
         } => ceremony_cmds::phase(
             &config.config,
-            "3c",
+            Phase::P3c,
             Some(&target.target),
             &run,
             false,
@@ -358,7 +366,7 @@ pub fn run(command: Command) -> Result<(), Failure> {
             replace_current,
         } => ceremony_cmds::phase(
             &config.config,
-            "3d",
+            Phase::P3d,
             Some(&target.target),
             &run,
             replace_current,

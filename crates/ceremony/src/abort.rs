@@ -14,13 +14,13 @@ use std::io::Write;
 use std::path::Path;
 
 use mkclone_backend::NewState;
-use serde_json::json;
 
-use crate::ceremony::{Ceremony, PhaseReport};
+use crate::ceremony::{Ceremony, Done, PhaseReport};
 use crate::durable::{self, Access};
 use crate::error::FileError;
+use crate::event::{Action, Note};
 use crate::failure::{CeremonyError, Result};
-use crate::journal::Kind;
+use crate::phase::Phase;
 use crate::run::Nodes;
 
 /// The clean-up steps to run. Nothing else is done.
@@ -128,15 +128,19 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
             check_erasable(f)?;
         }
     }
-    let mut report = PhaseReport::new("abort", "");
-    c.record(
-        "abort",
+    let mut report = PhaseReport::new(Phase::Abort, "");
+    c.note(
+        Phase::Abort,
         "",
-        Kind::Note,
-        "abort-start",
-        json!({"steps": {
-        "targets": targets, "clear_new": steps.clear_new, "delete_keys": steps.delete_keys,
-        "erase_files": steps.erase_files, "unregister_sa": steps.unregister_sa}}),
+        Note::AbortStart {
+            steps: crate::event::AbortSteps {
+                clear_new: steps.clear_new,
+                delete_keys: steps.delete_keys,
+                erase_files: steps.erase_files,
+                targets: targets.clone(),
+                unregister_sa: steps.unregister_sa,
+            },
+        },
     )?;
 
     if steps.clear_new {
@@ -175,12 +179,11 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
                     continue;
                 }
                 let a = c.step(
-                    "abort",
+                    Phase::Abort,
                     t,
-                    "clear-new",
-                    json!({"kind": kind}),
+                    Action::ClearNew { kind },
                     || node.clear_new(kind),
-                    |_| json!({}),
+                    Done::applied,
                 )?;
                 report.did(format!("{t}: {kind} NEW cleared ({})", word(&a)));
             }
@@ -198,12 +201,13 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
         for (name, label) in keys {
             let node = nodes.node(&name)?;
             let a = c.step(
-                "abort",
+                Phase::Abort,
                 &name,
-                "delete-retained-key",
-                json!({"label": label.as_str()}),
+                Action::DeleteRetainedKey {
+                    label: label.clone(),
+                },
                 || node.delete_retained_key(&label),
-                |_| json!({}),
+                Done::applied,
             )?;
             report.did(format!(
                 "{name}: retained key {label} deleted ({})",
@@ -221,12 +225,13 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
         for name in names {
             let node = nodes.node(&name)?;
             let a = c.step(
-                "abort",
+                Phase::Abort,
                 &name,
-                "unregister-sa-key",
-                json!({"name": label.as_str()}),
+                Action::UnregisterSaKey {
+                    name: label.clone(),
+                },
                 || node.unregister_public_key(&label),
-                |_| json!({}),
+                Done::applied,
             )?;
             report.did(format!(
                 "{name}: SA public key {label} unregistered ({})",
@@ -237,23 +242,23 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
     if steps.erase_files {
         for (t, f) in erasable {
             if erase_file(&f)? {
-                c.record(
-                    "abort",
+                c.note(
+                    Phase::Abort,
                     t,
-                    Kind::Note,
-                    "file-erased",
-                    json!({"file": f.display().to_string()}),
+                    Note::FileErased {
+                        file: f.display().to_string(),
+                    },
                 )?;
                 report.did(format!("{} erased", f.display()));
             }
         }
     }
-    c.record(
-        "abort",
+    c.note(
+        Phase::Abort,
         "",
-        Kind::Note,
-        "abort-done",
-        json!({"actions": report.actions}),
+        Note::AbortDone {
+            actions: report.actions.clone(),
+        },
     )?;
     Ok(report)
 }

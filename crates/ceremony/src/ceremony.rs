@@ -5,13 +5,15 @@
 use std::path::{Path, PathBuf};
 
 use log::{info, warn};
-use mkclone_backend::{BackendError, Operation};
-use serde_json::{Value, json};
+use mkclone_backend::BackendError;
+use serde_json::Value;
 
 use crate::dbs::{self, Carried, JournalMark, Layout, Provenance, SA_DB_FORMAT, SaDb};
 use crate::durable::DirLock;
+use crate::event::{Action, LostMark, Note, Outcome, StepResult};
 use crate::failure::{CeremonyError, JournalGap, Result};
 use crate::journal::{Journal, Kind};
+use crate::phase::Phase;
 use crate::plan::Plan;
 use crate::trust::SaFingerprint;
 
@@ -20,9 +22,9 @@ use crate::trust::SaFingerprint;
 pub const CRASH_HOOK_ENV: &str = "MKCLONE_TEST_ONLY_ABORT_AFTER_JOURNAL_RECORD";
 
 /// What a phase did, for the command line to show.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct PhaseReport {
-    pub phase: &'static str,
+    pub phase: Phase,
     pub node: String,
     /// What happened, one line each ("done" or "already done").
     pub actions: Vec<String>,
@@ -31,11 +33,12 @@ pub struct PhaseReport {
 }
 
 impl PhaseReport {
-    pub fn new(phase: &'static str, node: &str) -> Self {
+    pub fn new(phase: Phase, node: &str) -> Self {
         Self {
             phase,
             node: node.into(),
-            ..Self::default()
+            actions: Vec::new(),
+            carry: Vec::new(),
         }
     }
     pub fn did(&mut self, what: impl Into<String>) {
@@ -271,16 +274,20 @@ impl Ceremony {
         if missing.is_empty() {
             return Ok(missing);
         }
-        let marks: Vec<Value> = missing
+        let marks = missing
             .iter()
-            .map(|(file, m)| json!({"file": file, "phase": m.phase, "seq": m.seq, "hash": m.hash}))
+            .map(|(file, m)| LostMark {
+                file: file.clone(),
+                hash: m.hash.clone(),
+                phase: m.phase.clone(),
+                seq: m.seq,
+            })
             .collect();
-        self.record(
-            "journal",
+        let records_now = self.journal.records().len() as u64;
+        self.note(
+            Phase::Journal,
             node,
-            Kind::Note,
-            LOSS_ACCEPTED_EVENT,
-            json!({"marks": marks, "records_now": self.journal.records().len()}),
+            Note::JournalLossAccepted { marks, records_now },
         )?;
         Ok(missing)
     }
@@ -297,17 +304,30 @@ impl Ceremony {
         &self.layout.dir
     }
 
-    /// Append one journal record.
-    pub fn record(
+    /// Append one note.
+    pub fn note(&mut self, phase: Phase, node: &str, note: Note) -> Result<()> {
+        let (event, detail) = note.parts();
+        self.append(phase, node, Kind::Note, &event, detail)
+            .map(|_| ())
+    }
+
+    /// Append one record; returns its seq.
+    fn append(
         &mut self,
-        phase: &str,
+        phase: Phase,
         node: &str,
         kind: Kind,
         event: &str,
         detail: Value,
-    ) -> Result<()> {
-        self.journal
-            .append(phase, node, kind, self.operator.as_deref(), event, detail)?;
+    ) -> Result<u64> {
+        let at = self.journal.append(
+            phase.name(),
+            node,
+            kind,
+            self.operator.as_deref(),
+            event,
+            detail,
+        )?;
         self.appended += 1;
         if self.crash_after == Some(self.appended) {
             // Crash-injection tests only (see CRASH_HOOK_ENV).
@@ -318,57 +338,71 @@ impl Ceremony {
                 after: self.appended,
             });
         }
-        Ok(())
+        Ok(at.seq)
     }
 
-    /// Run one state-changing request: intent, request, outcome. A request whose outcome
-    /// is unknown is repeated once (every step is idempotent by reconciliation) and the
-    /// repetition is journaled.
+    /// Run one state-changing request: intent, request, outcome (naming the intent's seq).
+    /// A request whose outcome is unknown is repeated once (every step is idempotent by
+    /// reconciliation) and the repetition is journaled.
     pub fn step<T>(
         &mut self,
-        phase: &'static str,
+        phase: Phase,
         node: &str,
-        event: &'static str,
-        detail: Value,
+        action: Action,
         mut request: impl FnMut() -> std::result::Result<T, BackendError>,
-        describe: impl Fn(&T) -> Value,
+        describe: impl Fn(&T) -> Done,
     ) -> Result<T> {
-        self.record(phase, node, Kind::Intent, event, detail.clone())?;
+        let (event, detail) = action.parts();
+        let intent = self.append(phase, node, Kind::Intent, &event, detail)?;
         let mut result = request();
         if let Err(e) = &result
             && e.is_outcome_unknown()
         {
             warn!("{node}: {event}: outcome unknown ({e}); repeating it once");
-            self.record(
+            self.note(
                 phase,
                 node,
-                Kind::Note,
-                event,
-                json!({"retry": "outcome unknown", "error": e.to_string()}),
+                Note::OutcomeUnknownRetry {
+                    error: e.to_string(),
+                    intent,
+                },
             )?;
             result = request();
         }
+        let outcome = |result| {
+            serde_json::to_value(Outcome { intent, result })
+                .unwrap_or_else(|_| Value::Object(Default::default()))
+        };
         match result {
             Ok(value) => {
-                let mut out = describe(&value);
-                if let Value::Object(map) = &mut out {
-                    map.insert("result".into(), json!("ok"));
-                }
-                self.record(phase, node, Kind::Outcome, event, out)?;
+                let done = describe(&value);
+                self.append(
+                    phase,
+                    node,
+                    Kind::Outcome,
+                    &event,
+                    outcome(StepResult::Ok {
+                        already_done: done.already_done,
+                        progress: done.progress,
+                        share_bytes: done.share_bytes,
+                    }),
+                )?;
                 info!("{node}: {event}: ok");
                 Ok(value)
             }
             Err(e) => {
-                self.record(
+                self.append(
                     phase,
                     node,
                     Kind::Outcome,
-                    event,
-                    json!({"result": "failed", "error": e.to_string()}),
+                    &event,
+                    outcome(StepResult::Failed {
+                        error: e.to_string(),
+                    }),
                 )?;
                 Err(CeremonyError::Backend {
                     node: node.into(),
-                    step: event,
+                    step: action_name(&action),
                     source: Box::new(e),
                 })
             }
@@ -376,49 +410,51 @@ impl Ceremony {
     }
 }
 
-/// The journal event recording an operator's acceptance of lost journal records.
-pub const LOSS_ACCEPTED_EVENT: &str = "journal-loss-accepted";
+/// What a successful request did, for its outcome record.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Done {
+    pub already_done: bool,
+    pub progress: Option<mkclone_backend::InstallProgress>,
+    pub share_bytes: Option<usize>,
+}
 
-/// The (seq, hash) marks listed by `journal-loss-accepted` notes in `records`.
+impl Done {
+    /// The outcome of a request answered `Applied::Done` or `AlreadyDone`.
+    pub fn applied<T>(a: &mkclone_backend::Applied<T>) -> Self {
+        Self {
+            already_done: a.was_already_done(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A short name of an action, for error messages.
+fn action_name(action: &Action) -> &'static str {
+    match action {
+        Action::SetEid { .. } => "set the EID",
+        Action::SetMOfN { .. } => "set m-of-n",
+        Action::GenerateRetainedKey { .. } => "generate a retained key",
+        Action::RegisterSaHash { .. } => "register the SA key's hash",
+        Action::RegisterSaKey { .. } => "register the SA key",
+        Action::Certify { .. } => "certify",
+        Action::ObtainShare { .. } => "obtain-share",
+        Action::InstallShare { .. } => "install-share",
+        Action::SetMasterKey { .. } => "set-master-key",
+        Action::ClearNew { .. } => "clear NEW",
+        Action::DeleteRetainedKey { .. } => "delete a retained key",
+        Action::UnregisterSaKey { .. } => "unregister the SA key",
+    }
+}
+
+/// The (seq, hash) marks whose loss `journal-loss-accepted` notes in `records` accept.
 pub fn accepted_losses(records: &[crate::journal::Record]) -> Vec<(u64, String)> {
     records
         .iter()
-        .filter(|r| r.event == LOSS_ACCEPTED_EVENT)
-        .filter_map(|r| r.detail.get("marks")?.as_array().cloned())
-        .flatten()
-        .filter_map(|m| {
-            Some((
-                m.get("seq")?.as_u64()?,
-                m.get("hash")?.as_str()?.to_string(),
-            ))
+        .filter_map(|r| match r.note() {
+            Some(Note::JournalLossAccepted { marks, .. }) => Some(marks),
+            _ => None,
         })
+        .flatten()
+        .map(|m| (m.seq, m.hash))
         .collect()
-}
-
-/// The operations each phase needs from its node, for capability checks.
-pub fn needed_operations(phase: &str) -> &'static [Operation] {
-    use Operation::*;
-    match phase {
-        "1" => &[Status, SetEid, GenerateRetainedKey],
-        "2a" => &[
-            Status,
-            SetEid,
-            SetMofN,
-            RegisterPublicKeyHash,
-            RegisterPublicKey,
-            GenerateRetainedKey,
-        ],
-        "2b" | "3b" => &[CertifyPublicKey, RetainedPublicKey],
-        "3a" => &[
-            Status,
-            SetEid,
-            SetMofN,
-            RegisterPublicKeyHash,
-            RegisterPublicKey,
-            GenerateRetainedKey,
-        ],
-        "3c" => &[Status, ShareStatus, ListRegistrations, ObtainShare],
-        "3d" => &[Status, ShareStatus, InstallShare, SetMasterKey],
-        _ => &[],
-    }
 }

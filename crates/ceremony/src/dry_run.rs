@@ -5,11 +5,11 @@
 use mkclone_backend::{Backend, CloneableKind, CurrentState, NewState, NodeStatus, Operation};
 use mkclone_formats::pka::{CertificateSection, PublicKeyTokenView};
 
-use crate::ceremony::needed_operations;
 use crate::dbs::{
     self, BUNDLE_FORMAT, CSR_DB_FORMAT, CsrDb, Layout, SA_DB_FORMAT, SaDb, ShareBundle,
 };
 use crate::failure::Problem;
+use crate::phase::Phase;
 use crate::phases::check_identity;
 use crate::plan::{Plan, PlanNode};
 use crate::run::Nodes;
@@ -17,8 +17,7 @@ use crate::run::Nodes;
 /// Which phases (and for which targets) a dry run covers.
 #[derive(Debug, Clone)]
 pub struct DryRunScope {
-    /// Phase names: "1", "2a", "2b", "3a", "3b", "3c", "3d".
-    pub phases: Vec<&'static str>,
+    pub phases: Vec<Phase>,
     pub targets: Vec<String>,
 }
 
@@ -26,12 +25,17 @@ impl DryRunScope {
     /// What `clone` does: every phase, every target.
     pub fn whole(plan: &Plan) -> Self {
         Self {
-            phases: vec!["1", "2a", "2b", "3a", "3b", "3c", "3d"],
+            phases: Phase::CLONING.to_vec(),
             targets: plan.targets.iter().map(|t| t.name.clone()).collect(),
         }
     }
-    fn has(&self, phase: &str) -> bool {
+    fn has(&self, phase: Phase) -> bool {
         self.phases.contains(&phase)
+    }
+
+    /// Those of `phases` in scope.
+    fn of(&self, phases: &[Phase]) -> Vec<Phase> {
+        phases.iter().copied().filter(|p| self.has(*p)).collect()
     }
 }
 
@@ -71,11 +75,11 @@ fn reach(
     }
 }
 
-fn capabilities(node: &mut dyn Backend, name: &str, phases: &[&str], problems: &mut Vec<Problem>) {
+fn capabilities(node: &mut dyn Backend, name: &str, phases: &[Phase], problems: &mut Vec<Problem>) {
     let caps = node.capabilities();
     let mut missing: Vec<Operation> = Vec::new();
     for phase in phases {
-        for op in caps.missing(needed_operations(phase)) {
+        for op in caps.missing(phase.needed_operations()) {
             if !missing.contains(&op) {
                 missing.push(op);
             }
@@ -88,7 +92,11 @@ fn capabilities(node: &mut dyn Backend, name: &str, phases: &[&str], problems: &
             format!(
                 "the {} backend cannot {op}, which phase(s) {} need{}",
                 caps.backend,
-                phases.join(", "),
+                phases
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 if caps.backend == "zcrypt" {
                     " (IBM has not published the encoding of this verb; rehearse on the simulator, run this step with IBM's CNM/TKE)"
                 } else {
@@ -136,8 +144,8 @@ pub fn dry_run(
     let relies_on_sa = scope
         .phases
         .iter()
-        .any(|ph| matches!(*ph, "2a" | "3a" | "3c" | "3d"));
-    let in_clone = scope.phases.contains(&"1");
+        .any(|ph| matches!(ph, Phase::P2a | Phase::P3a | Phase::P3c | Phase::P3d));
+    let in_clone = scope.has(Phase::P1);
     // (Before phase 1 has run, there is nothing to pin yet.)
     if relies_on_sa && !in_clone && plan.sa_fingerprint.is_none() && sa_db.is_some() {
         problem(
@@ -173,10 +181,7 @@ pub fn dry_run(
     }
 
     // The SA node.
-    let sa_phases: Vec<&str> = ["1", "2b", "3b"]
-        .into_iter()
-        .filter(|ph| scope.has(ph))
-        .collect();
+    let sa_phases = scope.of(&[Phase::P1, Phase::P2b, Phase::P3b]);
     if !sa_phases.is_empty()
         && reach(nodes, &plan.sa, p).is_some()
         && let Ok(node) = nodes.node(&plan.sa.name)
@@ -201,10 +206,7 @@ pub fn dry_run(
     }
 
     // The source.
-    let source_phases: Vec<&str> = ["2a", "3c"]
-        .into_iter()
-        .filter(|ph| scope.has(ph))
-        .collect();
+    let source_phases = scope.of(&[Phase::P2a, Phase::P3c]);
     let mut source_patterns = Vec::new();
     if source_phases.is_empty() {
         // On a target's server the source is out of reach: its pattern travels in the bundles.
@@ -239,7 +241,7 @@ pub fn dry_run(
             }
             if let Ok(node) = nodes.node(&plan.source.name) {
                 capabilities(node, &plan.source.name, &source_phases, p);
-                if scope.has("3c") && plan.dual_control {
+                if scope.has(Phase::P3c) && plan.dual_control {
                     dual_control_pending(node, plan, &plan.source.name, p);
                 }
             }
@@ -247,10 +249,7 @@ pub fn dry_run(
     }
 
     // The targets.
-    let target_phases: Vec<&str> = ["3a", "3d"]
-        .into_iter()
-        .filter(|ph| scope.has(ph))
-        .collect();
+    let target_phases = scope.of(&[Phase::P3a, Phase::P3d]);
     if !target_phases.is_empty() {
         for t in &scope.targets {
             let Some(plan_node) = plan.target(t).cloned() else {
@@ -299,7 +298,7 @@ pub fn dry_run(
             }
             if let Ok(node) = nodes.node(t) {
                 capabilities(node, t, &target_phases, p);
-                if scope.has("3d") && plan.dual_control {
+                if scope.has(Phase::P3d) && plan.dual_control {
                     dual_control_pending(node, plan, t, p);
                 }
             }
@@ -325,7 +324,11 @@ fn dual_control_pending(node: &mut dyn Backend, plan: &Plan, name: &str, p: &mut
             format!(
                 "dual control: the SA key is not registered yet; two people run `mkclone register-sa-hash --node {name}` \
                  and `mkclone register-sa-key --node {name}` (after phase {}), or the plan sets dual_control = false",
-                if name == plan.source.name { "2a" } else { "3a" }
+                if name == plan.source.name {
+                    Phase::P2a
+                } else {
+                    Phase::P3a
+                }
             ),
         );
     }

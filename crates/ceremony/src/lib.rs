@@ -29,13 +29,16 @@ pub mod abort;
 mod ceremony;
 pub mod dbs;
 pub mod dry_run;
+pub mod event;
 mod failure;
+pub mod phase;
 pub mod phases;
 pub mod plan;
 pub mod report;
 pub mod run;
 pub mod trust;
 
-pub use ceremony::{CRASH_HOOK_ENV, Ceremony, PhaseReport, needed_operations};
+pub use ceremony::{CRASH_HOOK_ENV, Ceremony, Done, PhaseReport};
 pub use failure::{CeremonyError, Problem, Problems};
+pub use phase::{Phase, Role};
 pub use plan::{Plan, PlanError, PlanNode, PlanSpec};

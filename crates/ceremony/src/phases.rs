@@ -18,9 +18,10 @@ use mkclone_backend::{
 use mkclone_formats::pka::{
     CertificateSection, PublicKeyTokenView, RsaPublicKey, registration_hash,
 };
-use serde_json::json;
 
-use crate::ceremony::{Ceremony, PhaseReport};
+use crate::ceremony::{Ceremony, Done, PhaseReport};
+use crate::event::{Action, Note};
+use crate::phase::Phase;
 use mkclone_formats::seal::SealedShareParts;
 
 use crate::dbs::{
@@ -28,7 +29,6 @@ use crate::dbs::{
 };
 use crate::durable::Sensitivity;
 use crate::failure::{CeremonyError, Problem, Problems, Result};
-use crate::journal::Kind;
 use crate::plan::PlanNode;
 use crate::trust::{self, PatternAuthority, SaFingerprint};
 
@@ -194,7 +194,7 @@ fn verify_issued(
 /// The node carries the plan's EID: set it when unset, refuse when different.
 fn ensure_eid(
     c: &mut Ceremony,
-    phase: &'static str,
+    phase: Phase,
     node: &mut dyn Backend,
     plan: &PlanNode,
     report: &mut PhaseReport,
@@ -217,10 +217,9 @@ fn ensure_eid(
             let a = c.step(
                 phase,
                 &plan.name,
-                "set-eid",
-                json!({"eid": eid.as_str()}),
+                Action::SetEid { eid: eid.clone() },
                 || node.set_eid(&eid),
-                |_| json!({}),
+                Done::applied,
             )?;
             report.did(format!("EID {} ({})", plan.eid, applied_word(&a)));
             Ok(())
@@ -231,7 +230,7 @@ fn ensure_eid(
 /// m-of-n, then the SA public key: hash first, then the key (dual control).
 fn install_sa_key(
     c: &mut Ceremony,
-    phase: &'static str,
+    phase: Phase,
     node: &mut dyn Backend,
     name: &str,
     db: &SaDb,
@@ -241,10 +240,12 @@ fn install_sa_key(
     let a = c.step(
         phase,
         name,
-        "set-m-of-n",
-        json!({"m": m_of_n.m(), "n": m_of_n.n()}),
+        Action::SetMOfN {
+            m: m_of_n.m(),
+            n: m_of_n.n(),
+        },
         || node.set_m_of_n(m_of_n),
-        |_| json!({}),
+        Done::applied,
     )?;
     report.did(format!("m-of-n {m_of_n} ({})", applied_word(&a)));
     if c.plan.dual_control {
@@ -256,16 +257,27 @@ fn install_sa_key(
         ));
         return Ok(());
     }
-    c.record(phase, name, Kind::Note, "dual-control-off", json!({"note": "the plan sets dual_control = false: one command registers the SA hash and key"}))?;
+    c.note(
+        phase,
+        name,
+        Note::DualControlOff {
+            note: "the plan sets dual_control = false: one command registers the SA hash and key"
+                .into(),
+        },
+    )?;
     let sa_name = c.plan.sa_label();
     let hash = db.sa_hash.clone();
     let a = c.step(
         phase,
         name,
-        "register-sa-hash",
-        json!({"name": sa_name.as_str(), "fingerprint": hash.fingerprint(), "clone": true}),
+        Action::RegisterSaHash {
+            clone: true,
+            dual_control: false,
+            fingerprint: hash.fingerprint(),
+            name: sa_name.clone(),
+        },
         || node.register_public_key_hash(&sa_name, &hash, true),
-        |_| json!({}),
+        Done::applied,
     )?;
     report.did(format!(
         "SA public-key hash registered, CLONE ({}): {}",
@@ -276,10 +288,14 @@ fn install_sa_key(
     let a = c.step(
         phase,
         name,
-        "register-sa-key",
-        json!({"name": sa_name.as_str(), "clone": true}),
+        Action::RegisterSaKey {
+            clone: true,
+            dual_control: false,
+            hash_registered_by: None,
+            name: sa_name.clone(),
+        },
         || node.register_public_key(&sa_name, &cert, true),
-        |_| json!({}),
+        Done::applied,
     )?;
     report.did(format!(
         "SA public key registered, CLONE, matching its hash ({})",
@@ -318,7 +334,7 @@ fn check_registered_sa(c: &Ceremony, node: &mut dyn Backend, name: &str, db: &Sa
 
 fn generate(
     c: &mut Ceremony,
-    phase: &'static str,
+    phase: Phase,
     node: &mut dyn Backend,
     name: &str,
     role: KeyRole,
@@ -333,15 +349,17 @@ fn generate(
         bits: c.plan.bits,
         clone: true,
     };
-    let detail =
-        json!({"label": request.label.as_str(), "role": role.name(), "bits": request.bits.bits()});
+    let action = Action::GenerateRetainedKey {
+        bits: request.bits.bits(),
+        label: request.label.clone(),
+        role,
+    };
     c.step(
         phase,
         name,
-        "generate-retained-key",
-        detail,
+        action,
         || node.generate_retained_key(&request),
-        |_| json!({}),
+        Done::applied,
     )
 }
 
@@ -349,14 +367,18 @@ fn generate(
 /// reads out to the SA operator (who confirms it at 2b/3b before certifying).
 fn generate_announced(
     c: &mut Ceremony,
-    phase: &'static str,
+    phase: Phase,
     node: &mut dyn Backend,
     name: &str,
     role: KeyRole,
     report: &mut PhaseReport,
 ) -> Result<PublicKeyToken> {
     let token = generate(c, phase, node, name, role)?;
-    let certified_at = if role == KeyRole::Css { "2b" } else { "3b" };
+    let certified_at = if role == KeyRole::Css {
+        Phase::P2b
+    } else {
+        Phase::P3b
+    };
     report.did(format!(
         "{role} key fingerprint (read it to the SA operator for phase {certified_at}): {}",
         key_fingerprint(token.value_ref())?
@@ -372,7 +394,7 @@ fn generate_announced(
 
 fn certify(
     c: &mut Ceremony,
-    phase: &'static str,
+    phase: Phase,
     sa: &mut dyn Backend,
     subject: &PublicKeyToken,
     node: &PlanNode,
@@ -390,10 +412,12 @@ fn certify(
     c.step(
         phase,
         &sa_name,
-        "certify",
-        json!({"subject": node.name, "eid": node.eid.as_str()}),
+        Action::Certify {
+            eid: node.eid.clone(),
+            subject: node.name.clone(),
+        },
         || sa.certify_public_key(&label, subject, &info),
-        |_| json!({}),
+        |_| Done::default(),
     )
 }
 
@@ -424,39 +448,28 @@ pub fn check_identity(plan: &PlanNode, node: &mut dyn Backend) -> Result<NodeSta
     Ok(st)
 }
 
-/// The node's status as a journal detail (for the report's "before" column).
-fn status_detail(st: &NodeStatus) -> serde_json::Value {
-    serde_json::to_value(st).unwrap_or_else(|e| json!({"unavailable": e.to_string()}))
-}
-
 /// Start a phase on a node: identity first (nothing written before it passes), then the
 /// journal's phase-start record with the node's status.
 fn begin(
     c: &mut Ceremony,
-    phase: &'static str,
+    phase: Phase,
     plan_node: &PlanNode,
     node: &mut dyn Backend,
 ) -> Result<PhaseReport> {
     let st = check_identity(plan_node, node)?;
     c.check_journal_marks(&plan_node.name)?;
-    c.record(phase, &plan_node.name, Kind::Note, "phase-start", json!({}))?;
-    c.record(
-        phase,
-        &plan_node.name,
-        Kind::Note,
-        "node-status",
-        status_detail(&st),
-    )?;
+    c.note(phase, &plan_node.name, Note::PhaseStart {})?;
+    c.note(phase, &plan_node.name, Note::NodeStatus(Box::new(st)))?;
     Ok(PhaseReport::new(phase, &plan_node.name))
 }
 
 fn end(c: &mut Ceremony, report: PhaseReport) -> Result<PhaseReport> {
-    c.record(
+    c.note(
         report.phase,
         &report.node,
-        Kind::Note,
-        "phase-done",
-        json!({"actions": report.actions}),
+        Note::PhaseDone {
+            actions: report.actions.clone(),
+        },
     )?;
     Ok(report)
 }
@@ -500,9 +513,9 @@ pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
         }
     }
     c.ensure_nonce()?;
-    let mut report = begin(c, "1", &plan_node, sa)?;
-    ensure_eid(c, "1", sa, &plan_node, &mut report)?;
-    let token = generate(c, "1", sa, &plan_node.name, KeyRole::Sa)?;
+    let mut report = begin(c, Phase::P1, &plan_node, sa)?;
+    ensure_eid(c, Phase::P1, sa, &plan_node, &mut report)?;
+    let token = generate(c, Phase::P1, sa, &plan_node.name, KeyRole::Sa)?;
     report.did(format!(
         "SA key {} ({})",
         c.plan.sa_label(),
@@ -547,7 +560,7 @@ pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
             });
         }
         None => {
-            c.stamp(&mut fresh, "1", &plan_node.name)?;
+            c.stamp(&mut fresh, Phase::P1.name(), &plan_node.name)?;
             write_sa_db(c, &fresh)?;
             report.did("sa.db written");
         }
@@ -576,11 +589,18 @@ pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
 pub fn phase2a(c: &mut Ceremony, source: &mut dyn Backend) -> Result<PhaseReport> {
     let plan_node = c.plan.source.clone();
     let mut db = trusted_sa_db(c, "phase 2a")?;
-    let mut report = begin(c, "2a", &plan_node, source)?;
+    let mut report = begin(c, Phase::P2a, &plan_node, source)?;
     check_registered_sa(c, source, &plan_node.name, &db)?;
-    ensure_eid(c, "2a", source, &plan_node, &mut report)?;
-    install_sa_key(c, "2a", source, &plan_node.name, &db, &mut report)?;
-    let token = generate_announced(c, "2a", source, &plan_node.name, KeyRole::Css, &mut report)?;
+    ensure_eid(c, Phase::P2a, source, &plan_node, &mut report)?;
+    install_sa_key(c, Phase::P2a, source, &plan_node.name, &db, &mut report)?;
+    let token = generate_announced(
+        c,
+        Phase::P2a,
+        source,
+        &plan_node.name,
+        KeyRole::Css,
+        &mut report,
+    )?;
     match &db.css {
         Some(css) if css.public_key == token && css.node == plan_node.name => {
             report.did("CSS public key in sa.db (already)")
@@ -601,7 +621,7 @@ pub fn phase2a(c: &mut Ceremony, source: &mut dyn Backend) -> Result<PhaseReport
                 public_key: token,
                 certificate: None,
             });
-            c.stamp(&mut db, "2a", &plan_node.name)?;
+            c.stamp(&mut db, Phase::P2a.name(), &plan_node.name)?;
             write_sa_db(c, &db)?;
             report.did("CSS public key added to sa.db");
         }
@@ -709,7 +729,7 @@ pub fn phase2b(
     anchor_from_sa_node(c, sa)?;
     let mut db = trusted_sa_db(c, "phase 2b")?;
     let sa_plan = c.plan.sa.clone();
-    let mut report = begin(c, "2b", &sa_plan, sa)?;
+    let mut report = begin(c, Phase::P2b, &sa_plan, sa)?;
     let Some(css) = db.css.clone() else {
         return Err(CeremonyError::MissingFile {
             path: c.layout.sa_db(),
@@ -736,12 +756,12 @@ pub fn phase2b(
             key_fingerprint(&css.public_key)?
         ));
         let plan_source = c.plan.source.clone();
-        let cert = certify(c, "2b", sa, &css.public_key, &plan_source)?;
+        let cert = certify(c, Phase::P2b, sa, &css.public_key, &plan_source)?;
         verify_issued(c, &db, &cert, "the new CSS certificate")?;
         if let Some(entry) = db.css.as_mut() {
             entry.certificate = Some(cert);
         }
-        c.stamp(&mut db, "2b", &sa_plan.name)?;
+        c.stamp(&mut db, Phase::P2b.name(), &sa_plan.name)?;
         write_sa_db(c, &db)?;
         report.did("CSS key certified by SA into sa.db");
     }
@@ -778,11 +798,18 @@ pub fn phase3a(
 ) -> Result<PhaseReport> {
     let plan_node = plan_target(c, target)?;
     let db = trusted_sa_db(c, "phase 3a")?;
-    let mut report = begin(c, "3a", &plan_node, target_node)?;
+    let mut report = begin(c, Phase::P3a, &plan_node, target_node)?;
     check_registered_sa(c, target_node, target, &db)?;
-    ensure_eid(c, "3a", target_node, &plan_node, &mut report)?;
-    install_sa_key(c, "3a", target_node, target, &db, &mut report)?;
-    let token = generate_announced(c, "3a", target_node, target, KeyRole::Csr, &mut report)?;
+    ensure_eid(c, Phase::P3a, target_node, &plan_node, &mut report)?;
+    install_sa_key(c, Phase::P3a, target_node, target, &db, &mut report)?;
+    let token = generate_announced(
+        c,
+        Phase::P3a,
+        target_node,
+        target,
+        KeyRole::Csr,
+        &mut report,
+    )?;
     let path = c.layout.csr_db(target);
     match dbs::read_optional::<CsrDb>(&path, CSR_DB_FORMAT, &c.plan)? {
         Some(existing) if existing.public_key == token => {
@@ -804,7 +831,7 @@ pub fn phase3a(
                 certificate: None,
                 provenance: Default::default(),
             };
-            c.stamp(&mut db, "3a", target)?;
+            c.stamp(&mut db, Phase::P3a.name(), target)?;
             write_csr_db(c, &db)?;
             report.did(format!("{} written", path.display()));
         }
@@ -825,7 +852,7 @@ pub fn phase3b(
     let sa_db = trusted_sa_db(c, "phase 3b")?;
     let mut db = trusted_csr_db(c, target)?;
     let sa_plan = c.plan.sa.clone();
-    let mut report = begin(c, "3b", &sa_plan, sa)?;
+    let mut report = begin(c, Phase::P3b, &sa_plan, sa)?;
     if let Some(cert) = &db.certificate {
         verify_issued(c, &sa_db, cert, "the CSR certificate")?;
         report.did(format!("CSR key of {target} certified (already)"));
@@ -841,10 +868,10 @@ pub fn phase3b(
             "CSR key fingerprint of {target} confirmed: {}",
             key_fingerprint(&db.public_key)?
         ));
-        let cert = certify(c, "3b", sa, &db.public_key, &plan_node)?;
+        let cert = certify(c, Phase::P3b, sa, &db.public_key, &plan_node)?;
         verify_issued(c, &sa_db, &cert, "the new CSR certificate")?;
         db.certificate = Some(cert);
-        c.stamp(&mut db, "3b", &sa_plan.name)?;
+        c.stamp(&mut db, Phase::P3b.name(), &sa_plan.name)?;
         write_csr_db(c, &db)?;
         report.did(format!("CSR key of {target} certified by SA"));
     }
@@ -877,7 +904,7 @@ pub fn preflight_source(
         })
     };
     let caps = source.capabilities();
-    for op in caps.missing(crate::ceremony::needed_operations("3c")) {
+    for op in caps.missing(Phase::P3c.needed_operations()) {
         p(&src, format!("the {} backend cannot {op}", caps.backend));
     }
     let sa_db = match trusted_sa_db(c, "phase 3c") {
@@ -1056,7 +1083,7 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
         .map_err(format_err("the CSR certificate"))?
         .key
         .fingerprint();
-    let mut report = begin(c, "3c", &src, source)?;
+    let mut report = begin(c, Phase::P3c, &src, source)?;
     let st = status(source, &src.name)?;
     for kind in c.plan.kinds.clone() {
         let pattern = current_pattern(&st, kind).ok_or_else(|| CeremonyError::Conflict {
@@ -1095,12 +1122,18 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
                 csr_certificate: ready.csr_certificate.clone(),
             };
             let sealed = c.step(
-                "3c",
+                Phase::P3c,
                 &src.name,
-                "obtain-share",
-                json!({"target": target, "kind": kind, "index": index.get()}),
+                Action::ObtainShare {
+                    index: index.get(),
+                    kind,
+                    target: target.into(),
+                },
                 || source.obtain_share(&request),
-                |s| json!({"bytes": s.as_bytes().len()}),
+                |s| Done {
+                    share_bytes: Some(s.as_bytes().len()),
+                    ..Done::default()
+                },
             )?;
             let mut bundle = ShareBundle {
                 target: target.into(),
@@ -1113,7 +1146,7 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
                 sealed,
                 provenance: Default::default(),
             };
-            c.stamp(&mut bundle, "3c", &src.name)?;
+            c.stamp(&mut bundle, Phase::P3c.name(), &src.name)?;
             dbs::write(
                 &path,
                 BUNDLE_FORMAT,
@@ -1122,12 +1155,12 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
                 &bundle,
                 Sensitivity::Secret,
             )?;
-            c.record(
-                "3c",
+            c.note(
+                Phase::P3c,
                 &src.name,
-                Kind::Note,
-                "bundle-written",
-                json!({"file": path.display().to_string()}),
+                Note::BundleWritten {
+                    file: path.display().to_string(),
+                },
             )?;
             report.did(format!("{kind} share {index} for {target} obtained"));
         }
@@ -1218,7 +1251,7 @@ pub fn preflight_target(
         })
     };
     let caps = node.capabilities();
-    for op in caps.missing(crate::ceremony::needed_operations("3d")) {
+    for op in caps.missing(Phase::P3d.needed_operations()) {
         p(format!("the {} backend cannot {op}", caps.backend));
     }
     let sa_db = trusted_sa_db(c, "phase 3d");
@@ -1303,10 +1336,13 @@ fn confirmed_in_journal(
         .records()
         .iter()
         .rev()
-        .filter(|r| r.event == "confirmed" && r.node == target)
-        .find(|r| r.detail.get("kind") == serde_json::to_value(kind).ok().as_ref())
-        .and_then(|r| r.detail.get("pattern")?.as_str().map(str::to_owned))
-        .and_then(|p| trust::parse_pattern(&p).ok())
+        .filter(|r| r.node == target)
+        .find_map(|r| match r.note() {
+            Some(Note::Confirmed {
+                kind: k, pattern, ..
+            }) if k == kind => Some(pattern),
+            _ => None,
+        })
 }
 
 /// Phase 3d, on a target: every share of every master key installed and each NEW
@@ -1409,7 +1445,7 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
         }
     };
     let target_plan = plan_target(c, target)?;
-    let mut report = begin(c, "3d", &target_plan, node)?;
+    let mut report = begin(c, Phase::P3d, &target_plan, node)?;
 
     // Stage 1: every key installed and confirmed.
     let mut to_set: Vec<(CloneableKind, VerificationPattern)> = Vec::new();
@@ -1455,12 +1491,17 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
                 share: b.sealed.clone(),
             };
             let progress = c.step(
-                "3d",
+                Phase::P3d,
                 target,
-                "install-share",
-                json!({"kind": kind, "index": b.index.get()}),
+                Action::InstallShare {
+                    index: b.index.get(),
+                    kind,
+                },
                 || node.install_share(&request),
-                |p| json!({"progress": format!("{:?}", p.value_ref()), "already": p.was_already_done()}),
+                |p| Done {
+                    progress: Some(*p.value_ref()),
+                    ..Done::applied(p)
+                },
             )?;
             report.did(format!(
                 "{kind} share {} installed ({})",
@@ -1492,12 +1533,14 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
                 source_pattern: expected,
             });
         }
-        c.record(
-            "3d",
+        c.note(
+            Phase::P3d,
             target,
-            Kind::Note,
-            "confirmed",
-            json!({"kind": kind, "pattern": new.to_string(), "authority": authority.name()}),
+            Note::Confirmed {
+                authority,
+                kind,
+                pattern: new.clone(),
+            },
         )?;
         report.did(format!(
             "{kind}: NEW confirmed equal to the source's CURRENT ({new}; {})",
@@ -1523,12 +1566,13 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
                     current: Box::new(current),
                 });
             }
-            c.record(
-                "3d",
+            c.note(
+                Phase::P3d,
                 target,
-                Kind::Note,
-                "replace-current",
-                json!({"kind": kind, "current": current.to_string(), "note": "--replace-current: CURRENT becomes OLD; re-encipher keys under the new master key"}),
+                Note::ReplaceCurrent {
+                    current: current.clone(),
+                    kind: *kind,
+                },
             )?;
             report.did(format!(
                 "{kind}: CURRENT {current} becomes OLD (--replace-current): re-encipher the keys enciphered under it"
@@ -1538,10 +1582,9 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
     for (kind, incoming) in to_set {
         let expected = incoming.clone();
         c.step(
-            "3d",
+            Phase::P3d,
             target,
-            "set-master-key",
-            json!({"kind": kind}),
+            Action::SetMasterKey { kind },
             || match node.set_master_key(kind) {
                 // A SET whose reply was lost: the repetition finds NEW empty; the key is
                 // set when CURRENT now holds the incoming key.
@@ -1553,7 +1596,7 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
                 },
                 other => other,
             },
-            |_| json!({}),
+            Done::applied,
         )?;
         let st = status(node, target)?;
         if current_pattern(&st, kind).as_ref() != Some(&incoming) {
@@ -1591,12 +1634,12 @@ fn dual_control_begin(
     plan_node: &PlanNode,
     operator: &str,
     db: &SaDb,
-) -> Result<(&'static str, PhaseReport)> {
+) -> Result<(Phase, PhaseReport)> {
     c.set_operator(Some(operator.to_string()));
     let phase = if plan_node.name == c.plan.source.name {
-        "2a"
+        Phase::P2a
     } else {
-        "3a"
+        Phase::P3a
     };
     let mut report = begin(c, phase, plan_node, node)?;
     report.did(format!(
@@ -1633,10 +1676,14 @@ pub fn register_sa_hash(
     let a = c.step(
         phase,
         node_name,
-        "register-sa-hash",
-        json!({"name": sa_name.as_str(), "fingerprint": hash.fingerprint(), "clone": true, "dual_control": true}),
+        Action::RegisterSaHash {
+            clone: true,
+            dual_control: true,
+            fingerprint: hash.fingerprint(),
+            name: sa_name.clone(),
+        },
         || node.register_public_key_hash(&sa_name, &hash, true),
-        |_| json!({}),
+        Done::applied,
     )?;
     report.did(format!(
         "SA public-key hash registered by {operator}, CLONE ({})",
@@ -1662,16 +1709,19 @@ pub fn register_sa_key(
     // Who registered the hash here (a successful outcome, with a name)? Dual control means
     // another person registers the key; names are compared trimmed and case-folded.
     let normal = |s: &str| s.trim().to_lowercase();
-    let hash_by = c
-        .journal()
-        .records()
+    let records = c.journal().records();
+    let hash_by = records
         .iter()
         .rev()
+        .filter(|r| r.node == node_name)
         .find(|r| {
-            r.event == "register-sa-hash"
-                && r.node == node_name
-                && r.kind == Kind::Outcome
-                && r.detail.get("result").and_then(|v| v.as_str()) == Some("ok")
+            r.outcome().is_some_and(|o| {
+                o.ok()
+                    && records.iter().any(|i| {
+                        i.seq == o.intent
+                            && matches!(i.action(), Some(Action::RegisterSaHash { .. }))
+                    })
+            })
         })
         .and_then(|r| r.operator.clone());
     let Some(hash_by) = hash_by else {
@@ -1692,10 +1742,14 @@ pub fn register_sa_key(
     let a = c.step(
         phase,
         node_name,
-        "register-sa-key",
-        json!({"name": sa_name.as_str(), "clone": true, "dual_control": true, "hash_registered_by": hash_by.clone()}),
+        Action::RegisterSaKey {
+            clone: true,
+            dual_control: true,
+            hash_registered_by: Some(hash_by.clone()),
+            name: sa_name.clone(),
+        },
         || node.register_public_key(&sa_name, &cert, true),
-        |_| json!({}),
+        Done::applied,
     )?;
     report.did(format!(
         "SA public key registered by {operator}, CLONE, matching its hash ({})",

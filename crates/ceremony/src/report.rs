@@ -25,7 +25,6 @@
 //!
 //! Rehearsals say REHEARSAL in the title, in a banner and in every section's heading.
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -38,24 +37,24 @@ use mkclone_formats::pka::{
     CertificateSection, PublicKeyTokenView, RsaPublicKey, registration_hash,
 };
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::dbs::{
     self, BUNDLE_FORMAT, CSR_DB_FORMAT, CsrDb, Layout, SA_DB_FORMAT, SaDb, ShareBundle,
 };
 use crate::durable;
 use crate::error::FileError;
+#[cfg(test)]
+use crate::event::StepResult;
+use crate::event::{Action, Entry, Note, Outcome};
 use crate::failure::CeremonyError;
-use crate::journal::{self, Kind, Record};
+use crate::journal::{self, Record};
 use crate::plan::{Plan, PlanNode};
 
 /// `format` of the JSON report.
 pub const FORMAT: &str = "mkclone-ceremony-report";
-/// `version` of the JSON report.
-pub const VERSION: u32 = 1;
-
-/// The journal event of a node's status at the start of a phase (written by the phases).
-pub const NODE_STATUS_EVENT: &str = "node-status";
+/// `version` of the JSON report (2: timeline entries carry typed `action`, `note` and
+/// `outcome` instead of a raw `detail`).
+pub const VERSION: u32 = 2;
 
 /// Shown where the journal holds no `node-status` record of a node.
 pub const NOT_RECORDED: &str = "not recorded";
@@ -169,6 +168,9 @@ pub struct Snapshot {
     pub serial: Option<String>,
     pub eid: Option<String>,
     pub registers: Vec<RegisterView>,
+    /// The status it was made from, for comparisons (its text is in `registers`).
+    #[serde(skip)]
+    status: Option<NodeStatus>,
 }
 
 /// One master key's registers: states ("empty", "partial", "full" for NEW; "valid",
@@ -275,24 +277,33 @@ pub struct TimelineEntry {
     pub phase: String,
     pub node: String,
     pub operator: Option<String>,
-    /// "action" (an intent), "note", or "outcome" (an outcome without its intent).
+    /// "action" (an intent), "note", "outcome" (an outcome without its intent), or
+    /// "unreadable" (a record that is not one mkclone writes: `unreadable` says why).
     pub entry: &'static str,
     pub event: String,
-    pub detail: Value,
+    /// An intent's action, typed.
+    pub action: Option<Action>,
+    /// A note, typed.
+    pub note: Option<Note>,
     pub outcome: Option<OutcomeView>,
+    pub unreadable: Option<String>,
     /// "ok", "ok (already done)", "FAILED: …", "NO OUTCOME RECORDED", "note".
     pub result: String,
 }
 
 impl TimelineEntry {
     fn ok(&self) -> bool {
-        self.outcome.as_ref().is_some_and(|o| outcome_ok(&o.detail))
+        self.outcome.as_ref().is_some_and(|o| o.outcome.ok())
     }
     fn done_at(&self) -> Option<String> {
         self.outcome
             .as_ref()
-            .filter(|o| outcome_ok(&o.detail))
+            .filter(|o| o.outcome.ok())
             .map(|o| o.time.clone())
+    }
+    /// The master key of an action, if it concerns one.
+    fn kind(&self) -> Option<CloneableKind> {
+        self.action.as_ref().and_then(Action::kind)
     }
 }
 
@@ -301,7 +312,7 @@ pub struct OutcomeView {
     pub seq: u64,
     pub time: String,
     pub operator: Option<String>,
-    pub detail: Value,
+    pub outcome: Outcome,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -409,37 +420,39 @@ pub fn build_with(
         .iter()
         .find(|(n, _)| *n == plan.source.name)
         .map(|(_, st)| st);
-    let source_ref: Vec<(CloneableKind, Vec<String>)> = plan
+    let source_ref: Vec<(CloneableKind, Vec<VerificationPattern>)> = plan
         .kinds
         .iter()
         .map(|kind| {
-            let now: Vec<String> = source_status
+            let now: Vec<VerificationPattern> = source_status
                 .and_then(|st| st.register(kind.kind()))
                 .filter(|r| r.current == CurrentState::Valid)
-                .map(|r| r.current_patterns.iter().map(ToString::to_string).collect())
+                .map(|r| r.current_patterns.clone())
                 .unwrap_or_default();
-            let recorded = || -> Vec<String> {
-                bundles
+            let recorded = || -> Vec<VerificationPattern> {
+                let mut out: Vec<VerificationPattern> = Vec::new();
+                let confirmed = timeline.iter().filter_map(|e| match &e.note {
+                    Some(Note::Confirmed {
+                        kind: k, pattern, ..
+                    }) if k == kind => Some(pattern.clone()),
+                    _ => None,
+                });
+                for p in bundles
                     .iter()
                     .filter(|(_, b)| b.kind == *kind)
-                    .map(|(_, b)| b.source_pattern.to_string())
-                    .chain(
-                        timeline
-                            .iter()
-                            .filter(|e| {
-                                e.event == "confirmed" && detail_kind(&e.detail) == Some(*kind)
-                            })
-                            .filter_map(|e| e.detail.get("pattern").and_then(Value::as_str))
-                            .map(str::to_owned),
-                    )
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect()
+                    .map(|(_, b)| b.source_pattern.clone())
+                    .chain(confirmed)
+                {
+                    if !out.contains(&p) {
+                        out.push(p);
+                    }
+                }
+                out
             };
             (*kind, if now.is_empty() { recorded() } else { now })
         })
         .collect();
-    let reference = |kind: CloneableKind| -> &[String] {
+    let reference = |kind: CloneableKind| -> &[VerificationPattern] {
         source_ref
             .iter()
             .find(|(k, _)| *k == kind)
@@ -508,9 +521,12 @@ pub fn build_with(
                 let before = v.before.as_ref().map(|s| register_of(s, *kind));
                 let after = v.after.as_ref().map(|s| register_of(s, *kind));
                 let equals_source = match (&after, is_target && !is_source) {
-                    (Some(Some(reg)), true) if reg.current == "valid" => {
-                        compare(&reg.current_patterns, reference(*kind))
-                    }
+                    (Some(Some(reg)), true) if reg.current == "valid" => v
+                        .after
+                        .as_ref()
+                        .and_then(|s| s.status.as_ref())
+                        .and_then(|st| st.register(kind.kind()))
+                        .and_then(|r| compare(&r.current_patterns, reference(*kind))),
                     _ => None,
                 };
                 let mark = if is_source {
@@ -575,23 +591,27 @@ pub fn build_with(
         {
             continue;
         }
-        let done = |event: &str| {
-            actions(&timeline, event)
-                .filter(|e| e.node == n.name && e.ok())
-                .map(|e| {
-                    let by = e
-                        .operator
-                        .clone()
-                        .or_else(|| e.outcome.as_ref().and_then(|o| o.operator.clone()));
-                    (by, e.done_at())
-                })
-                .next()
+        let done = |hash: bool| {
+            actions(&timeline, |a| match a {
+                Action::RegisterSaHash { .. } => hash,
+                Action::RegisterSaKey { .. } => !hash,
+                _ => false,
+            })
+            .filter(|e| e.node == n.name && e.ok())
+            .map(|e| {
+                let by = e
+                    .operator
+                    .clone()
+                    .or_else(|| e.outcome.as_ref().and_then(|o| o.operator.clone()));
+                (by, e.done_at())
+            })
+            .next()
         };
-        let hash = done("register-sa-hash");
-        let key = done("register-sa-key");
+        let hash = done(true);
+        let key = done(false);
         let off = timeline
             .iter()
-            .any(|e| e.entry == "note" && e.event == "dual-control-off" && e.node == n.name);
+            .any(|e| matches!(e.note, Some(Note::DualControlOff { .. })) && e.node == n.name);
         let control = match (&hash, &key) {
             (None, _) | (_, None) => "not recorded in this journal".to_string(),
             _ if off => "one command (the plan sets dual_control = false)".to_string(),
@@ -627,17 +647,18 @@ pub fn build_with(
                         },
                     },
                 };
-                let obtained = actions(&timeline, "obtain-share")
-                    .filter(|e| e.node == plan.source.name)
-                    .filter(|e| e.detail.get("target").and_then(Value::as_str) == Some(&t.name))
-                    .filter(|e| detail_kind(&e.detail) == Some(*kind))
-                    .filter(|e| detail_index(&e.detail) == Some(index.get()))
-                    .find_map(TimelineEntry::done_at);
-                let installed = actions(&timeline, "install-share")
-                    .filter(|e| e.node == t.name)
-                    .filter(|e| detail_kind(&e.detail) == Some(*kind))
-                    .filter(|e| detail_index(&e.detail) == Some(index.get()))
-                    .find_map(TimelineEntry::done_at);
+                let obtained = actions(&timeline, |a| {
+                    matches!(a, Action::ObtainShare { target, kind: k, index: i }
+                        if *target == t.name && k == kind && *i == index.get())
+                })
+                .filter(|e| e.node == plan.source.name)
+                .find_map(TimelineEntry::done_at);
+                let installed = actions(&timeline, |a| {
+                    matches!(a, Action::InstallShare { kind: k, index: i }
+                        if k == kind && *i == index.get())
+                })
+                .filter(|e| e.node == t.name)
+                .find_map(TimelineEntry::done_at);
                 shares.push(ShareView {
                     target: t.name.clone(),
                     kind: kind.to_string(),
@@ -680,19 +701,22 @@ pub fn build_with(
     for t in &plan.targets {
         let view = node_views.iter().find(|v| v.name == t.name);
         for kind in &plan.kinds {
-            let done = actions(&timeline, "set-master-key")
-                .filter(|e| e.node == t.name && detail_kind(&e.detail) == Some(*kind))
+            let done = actions(&timeline, |a| matches!(a, Action::SetMasterKey { .. }))
+                .filter(|e| e.node == t.name && e.kind() == Some(*kind))
                 .find_map(TimelineEntry::done_at);
             let confirmation = timeline
                 .iter()
-                .filter(|e| e.entry == "note" && e.event == "confirmed" && e.node == t.name)
-                .find(|e| detail_kind(&e.detail) == Some(*kind));
-            let confirmed = confirmation
-                .and_then(|e| e.detail.get("pattern").and_then(Value::as_str))
-                .map(str::to_owned);
-            let confirmed_against = confirmation
-                .and_then(|e| e.detail.get("authority").and_then(Value::as_str))
-                .map(str::to_owned);
+                .filter(|e| e.node == t.name)
+                .find_map(|e| match &e.note {
+                    Some(Note::Confirmed {
+                        authority,
+                        kind: k,
+                        pattern,
+                    }) if k == kind => Some((authority, pattern)),
+                    _ => None,
+                });
+            let confirmed = confirmation.map(|(_, p)| p.to_string());
+            let confirmed_against = confirmation.map(|(a, _)| a.name().to_string());
             let current_equals_source = view
                 .and_then(|v| v.kinds.iter().find(|k| k.kind == kind.to_string()))
                 .and_then(|k| k.equals_source);
@@ -755,7 +779,7 @@ pub fn build_with(
     let aborted = timeline
         .iter()
         .rev()
-        .find(|e| e.event == "abort-start")
+        .find(|e| matches!(e.note, Some(Note::AbortStart { .. })))
         .map(|e| e.time.clone());
     Ok(Report {
         format: FORMAT,
@@ -785,24 +809,20 @@ pub fn build_with(
 /// the path as the ceremony that erased it named it).
 fn erased<'a>(timeline: &'a [TimelineEntry], path: &Path) -> Option<&'a TimelineEntry> {
     let name = path.file_name()?;
-    timeline.iter().rev().find(|e| {
-        e.event == "file-erased"
-            && e.detail
-                .get("file")
-                .and_then(Value::as_str)
-                .and_then(|f| Path::new(f).file_name())
-                == Some(name)
+    timeline.iter().rev().find(|e| match &e.note {
+        Some(Note::FileErased { file }) => Path::new(file).file_name() == Some(name),
+        _ => false,
     })
 }
 
-/// The intents (with their outcomes) of one event.
+/// The intents (with their outcomes) whose action `which` selects.
 fn actions<'a>(
     timeline: &'a [TimelineEntry],
-    event: &'a str,
+    which: impl Fn(&Action) -> bool + 'a,
 ) -> impl Iterator<Item = &'a TimelineEntry> + 'a {
     timeline
         .iter()
-        .filter(move |e| e.entry == "action" && e.event == event)
+        .filter(move |e| e.action.as_ref().is_some_and(&which))
 }
 
 fn plan_view(plan: &Plan) -> PlanView {
@@ -835,7 +855,7 @@ fn file_name(path: &Path) -> String {
 fn chain_gaps(layout: &Layout, plan: &Plan, records: &[Record], head: Option<&str>) -> Vec<String> {
     let local: Vec<&str> = records
         .iter()
-        .filter(|r| r.event == "phase-start")
+        .filter(|r| matches!(r.note(), Some(Note::PhaseStart {})))
         .map(|r| r.node.as_str())
         .collect();
     let hash_of = |seq: u64| -> Option<&str> {
@@ -859,15 +879,11 @@ fn chain_gaps(layout: &Layout, plan: &Plan, records: &[Record], head: Option<&st
             }
         }
     }
-    for r in records
-        .iter()
-        .filter(|r| r.event == crate::ceremony::LOSS_ACCEPTED_EVENT)
-    {
-        let count = r
-            .detail
-            .get("marks")
-            .and_then(|m| m.as_array())
-            .map_or(0, Vec::len);
+    for r in records {
+        let Some(Note::JournalLossAccepted { marks, .. }) = r.note() else {
+            continue;
+        };
+        let count = marks.len();
         gaps.push(format!(
             "lost records accepted at record {} by {} at {} ({count} file mark(s) of {})",
             r.seq,
@@ -962,119 +978,70 @@ fn operators(records: &[Record]) -> Vec<String> {
     out
 }
 
-fn outcome_ok(detail: &Value) -> bool {
-    detail.get("result").and_then(Value::as_str) == Some("ok")
-}
-
-fn result_text(detail: &Value) -> String {
-    match detail.get("result").and_then(Value::as_str) {
-        Some("ok") if detail.get("already") == Some(&Value::Bool(true)) => {
-            "ok (already done)".into()
-        }
-        Some("ok") => "ok".into(),
-        Some("failed") => format!(
-            "FAILED: {}",
-            detail
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("no reason recorded")
-        ),
-        Some(other) => other.to_string(),
-        None => "recorded".into(),
-    }
-}
-
-/// Every record, intents paired with their outcomes: the outcome naming the intent's seq
-/// (`detail.intent`), else the next outcome of the same phase, node and event.
+/// Every record, intents paired with their outcomes (the outcome names its intent's seq).
 fn timeline(records: &[Record]) -> Vec<TimelineEntry> {
     let mut out: Vec<TimelineEntry> = Vec::new();
     // Indices into `out` of intents still waiting for their outcome.
     let mut open: Vec<usize> = Vec::new();
     for r in records {
-        match r.kind {
-            Kind::Intent => {
+        let base = |entry: &'static str, result: String| TimelineEntry {
+            seq: r.seq,
+            time: r.time.clone(),
+            phase: r.phase.clone(),
+            node: r.node.clone(),
+            operator: r.operator.clone(),
+            entry,
+            event: r.event.clone(),
+            action: None,
+            note: None,
+            outcome: None,
+            unreadable: None,
+            result,
+        };
+        match r.entry() {
+            Err(why) => out.push(TimelineEntry {
+                unreadable: Some(why),
+                ..base("unreadable", "NOT READABLE".into())
+            }),
+            Ok(Entry::Intent(action)) => {
                 open.push(out.len());
                 out.push(TimelineEntry {
-                    seq: r.seq,
-                    time: r.time.clone(),
-                    phase: r.phase.clone(),
-                    node: r.node.clone(),
-                    operator: r.operator.clone(),
-                    entry: "action",
-                    event: r.event.clone(),
-                    detail: r.detail.clone(),
-                    outcome: None,
-                    result: "NO OUTCOME RECORDED".into(),
+                    action: Some(action),
+                    ..base("action", "NO OUTCOME RECORDED".into())
                 });
             }
-            Kind::Outcome => {
-                let named = r.detail.get("intent").and_then(Value::as_u64);
-                let position = match named {
-                    Some(seq) => open
-                        .iter()
-                        .position(|&i| out.get(i).is_some_and(|e| e.seq == seq)),
-                    None => open.iter().rposition(|&i| {
-                        out.get(i).is_some_and(|e| {
-                            e.phase == r.phase && e.node == r.node && e.event == r.event
-                        })
-                    }),
+            Ok(Entry::Note(note)) => out.push(TimelineEntry {
+                note: Some(note),
+                ..base("note", "note".into())
+            }),
+            Ok(Entry::Outcome(outcome)) => {
+                let position = open
+                    .iter()
+                    .position(|&i| out.get(i).is_some_and(|e| e.seq == outcome.intent));
+                let result = outcome.describe();
+                let view = OutcomeView {
+                    seq: r.seq,
+                    time: r.time.clone(),
+                    operator: r.operator.clone(),
+                    outcome,
                 };
-                let paired = position
+                match position
                     .map(|p| open.remove(p))
-                    .and_then(|i| out.get_mut(i));
-                match paired {
+                    .and_then(|i| out.get_mut(i))
+                {
                     Some(entry) => {
-                        entry.result = result_text(&r.detail);
-                        entry.outcome = Some(OutcomeView {
-                            seq: r.seq,
-                            time: r.time.clone(),
-                            operator: r.operator.clone(),
-                            detail: r.detail.clone(),
-                        });
+                        entry.result = result;
+                        entry.outcome = Some(view);
                     }
                     None => out.push(TimelineEntry {
-                        seq: r.seq,
-                        time: r.time.clone(),
-                        phase: r.phase.clone(),
-                        node: r.node.clone(),
-                        operator: r.operator.clone(),
-                        entry: "outcome",
-                        event: r.event.clone(),
-                        detail: r.detail.clone(),
-                        outcome: None,
-                        result: result_text(&r.detail),
+                        outcome: Some(view),
+                        ..base("outcome", result)
                     }),
                 }
             }
-            Kind::Note => out.push(TimelineEntry {
-                seq: r.seq,
-                time: r.time.clone(),
-                phase: r.phase.clone(),
-                node: r.node.clone(),
-                operator: r.operator.clone(),
-                entry: "note",
-                event: r.event.clone(),
-                detail: r.detail.clone(),
-                outcome: None,
-                result: "note".into(),
-            }),
         }
     }
     out
-}
-
-fn detail_kind(detail: &Value) -> Option<CloneableKind> {
-    detail
-        .get("kind")
-        .and_then(Value::as_str)
-        .and_then(|k| CloneableKind::parse(k).ok())
-}
-
-fn detail_index(detail: &Value) -> Option<u8> {
-    detail
-        .get("index")
-        .and_then(Value::as_u64)
-        .and_then(|i| u8::try_from(i).ok())
 }
 
 // ----------------------------------------------------------------------------------------
@@ -1117,6 +1084,7 @@ fn snapshot_of(st: &NodeStatus) -> Snapshot {
         serial: Some(st.identity.serial.to_string()),
         eid: st.identity.eid.as_ref().map(ToString::to_string),
         registers: st.registers.iter().map(register_view).collect(),
+        status: Some(st.clone()),
     }
 }
 
@@ -1153,106 +1121,36 @@ fn new_text(reg: Option<&RegisterView>) -> String {
     }
 }
 
-/// Whether `patterns` hold the key `reference` names: compared per algorithm ("SHA-1
-/// 0123…"); None when no two are of one algorithm.
-fn compare(patterns: &[String], reference: &[String]) -> Option<bool> {
-    let split = |p: &str| {
-        p.rsplit_once(' ')
-            .map(|(a, h)| (a.to_string(), h.to_string()))
-    };
+/// Whether `patterns` hold the key `reference` names (patterns of one algorithm compared);
+/// None when no two are of one algorithm.
+fn compare(patterns: &[VerificationPattern], reference: &[VerificationPattern]) -> Option<bool> {
     let mut comparable = false;
-    for p in patterns.iter().filter_map(|p| split(p)) {
-        for r in reference.iter().filter_map(|r| split(r)) {
-            if p.0 == r.0 {
-                if p.1.eq_ignore_ascii_case(&r.1) {
-                    return Some(true);
-                }
-                comparable = true;
+    for p in patterns {
+        for r in reference {
+            match p.matches(r) {
+                Some(true) => return Some(true),
+                Some(false) => comparable = true,
+                None => {}
             }
         }
     }
     comparable.then_some(false)
 }
 
-/// The first `node-status` note of `node` that can be read. Its `detail` is expected as
-/// `{"serial", "eid", "registers": [{kind, new, current, old, new_patterns,
-/// current_patterns, old_patterns}]}`, serial and EID also accepted under `identity` (a
-/// serialised `NodeStatus`); patterns as serialised by the backend types
-/// (`{"algorithm": "sha1-method", "bytes": "…"}`) or as text ("SHA-1 0123…"). A record
-/// without a `registers` list is skipped.
+/// The first `node-status` note of `node`: the node before the ceremony touched it.
 fn first_node_status(records: &[Record], node: &str) -> Option<Snapshot> {
     records
         .iter()
-        .filter(|r| r.event == NODE_STATUS_EVENT && r.node == node)
-        .find_map(|r| {
-            let registers = r
-                .detail
-                .get("registers")?
-                .as_array()?
-                .iter()
-                .filter_map(parse_register)
-                .collect();
-            Some(Snapshot {
+        .filter(|r| r.node == node)
+        .find_map(|r| match r.note() {
+            Some(Note::NodeStatus(st)) => Some(Snapshot {
                 seq: Some(r.seq),
                 time: Some(r.time.clone()),
                 phase: Some(r.phase.clone()),
-                serial: identity_field(&r.detail, "serial"),
-                eid: identity_field(&r.detail, "eid"),
-                registers,
-            })
+                ..snapshot_of(&st)
+            }),
+            _ => None,
         })
-}
-
-/// `serial` / `eid` at the top of the detail or under `identity` (a serialised
-/// `NodeStatus`).
-fn identity_field(detail: &Value, key: &str) -> Option<String> {
-    detail
-        .get(key)
-        .or_else(|| detail.get("identity").and_then(|i| i.get(key)))
-        .and_then(text_of)
-}
-
-fn text_of(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.trim_end().to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn parse_register(v: &Value) -> Option<RegisterView> {
-    let kind = v.get("kind")?.as_str()?.to_ascii_uppercase();
-    let state = |key: &str| {
-        v.get(key)
-            .and_then(Value::as_str)
-            .map(str::to_ascii_lowercase)
-            .unwrap_or_else(|| "unknown".into())
-    };
-    let patterns = |key: &str| -> Vec<String> {
-        v.get(key)
-            .and_then(Value::as_array)
-            .map(|list| list.iter().filter_map(parse_pattern).collect())
-            .unwrap_or_default()
-    };
-    Some(RegisterView {
-        kind,
-        new: state("new"),
-        current: state("current"),
-        old: state("old"),
-        new_patterns: patterns("new_patterns"),
-        current_patterns: patterns("current_patterns"),
-        old_patterns: patterns("old_patterns"),
-    })
-}
-
-fn parse_pattern(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Value::Object(_) => serde_json::from_value::<VerificationPattern>(v.clone())
-            .ok()
-            .map(|p| p.to_string()),
-        _ => None,
-    }
 }
 
 // ----------------------------------------------------------------------------------------
@@ -1543,58 +1441,6 @@ fn yes_no(v: Option<bool>) -> String {
     }
 }
 
-/// A JSON detail in words: `key=value` pairs, lists joined by "; ".
-fn detail_text(v: &Value, skip: &[&str]) -> String {
-    let one = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items
-            .iter()
-            .map(|i| match i {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        other => other.to_string(),
-    };
-    match v {
-        Value::Object(map) => map
-            .iter()
-            .filter(|(k, _)| !skip.contains(&k.as_str()))
-            .map(|(k, v)| format!("{k}={}", one(v)))
-            .collect::<Vec<_>>()
-            .join(", "),
-        other => one(other),
-    }
-}
-
-/// A `node-status` detail in words: identity, then each master key's registers.
-fn node_status_text(detail: &Value) -> String {
-    let registers: Vec<RegisterView> = detail
-        .get("registers")
-        .and_then(Value::as_array)
-        .map(|list| list.iter().filter_map(parse_register).collect())
-        .unwrap_or_default();
-    if registers.is_empty() && detail.get("registers").is_none() {
-        return detail_text(detail, &[]);
-    }
-    let mut parts = vec![format!(
-        "serial {}, EID {}",
-        identity_field(detail, "serial").unwrap_or_else(|| "-".into()),
-        identity_field(detail, "eid").unwrap_or_else(|| "not set".into())
-    )];
-    for r in &registers {
-        parts.push(format!(
-            "{}: NEW {}, CURRENT {}, OLD {}",
-            r.kind,
-            new_text(Some(r)),
-            current_text(Some(r), |r| (&r.current, &r.current_patterns)),
-            current_text(Some(r), |r| (&r.old, &r.old_patterns)),
-        ));
-    }
-    parts.join("; ")
-}
-
 fn outcome_cell(e: &TimelineEntry) -> String {
     match &e.outcome {
         None => e.result.clone(),
@@ -1602,10 +1448,6 @@ fn outcome_cell(e: &TimelineEntry) -> String {
             let mut s = format!("{} (record {}, {})", e.result, o.seq, o.time);
             if o.operator != e.operator {
                 let _ = write!(s, " by {}", or_dash(o.operator.as_deref()));
-            }
-            let rest = detail_text(&o.detail, &["result", "error", "intent"]);
-            if !rest.is_empty() {
-                let _ = write!(s, "; {rest}");
             }
             s
         }
@@ -1922,10 +1764,11 @@ fn page(r: &Report) -> Page {
                                 "action" => e.event.clone(),
                                 other => format!("{} ({other})", e.event),
                             },
-                            if e.event == NODE_STATUS_EVENT {
-                                node_status_text(&e.detail)
-                            } else {
-                                detail_text(&e.detail, &["result"])
+                            match (&e.action, &e.note, &e.unreadable) {
+                                (Some(a), _, _) => a.describe(),
+                                (_, Some(n), _) => n.describe(),
+                                (_, _, Some(why)) => why.clone(),
+                                _ => String::new(),
                             },
                             outcome_cell(e),
                         ]
@@ -2263,7 +2106,8 @@ fn html_block(out: &mut String, b: &Block) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::journal::Kind;
+    use serde_json::{Value, json};
 
     fn record(seq: u64, kind: Kind, node: &str, event: &str, detail: Value) -> Record {
         Record {
@@ -2282,122 +2126,112 @@ mod tests {
         }
     }
 
-    #[test]
-    fn node_status_is_parsed_defensively() {
-        let records = vec![
-            // Not an object with registers: skipped.
-            record(
-                1,
-                Kind::Note,
-                "t1",
-                NODE_STATUS_EVENT,
-                json!({"error": "unavailable"}),
-            ),
-            record(
-                2,
-                Kind::Note,
-                "t1",
-                NODE_STATUS_EVENT,
-                json!({"registers": "garbage"}),
-            ),
-            record(
-                3,
-                Kind::Note,
-                "t1",
-                NODE_STATUS_EVENT,
-                json!({
-                    "serial": "S1      ",
-                    "eid": null,
-                    "registers": [
-                        {"kind": "sym", "new": "empty", "current": "valid", "old": "invalid",
-                         "current_patterns": [{"algorithm": "sha1-method", "bytes": "0102030405060708"}]},
-                        {"kind": "ASYM", "current": "valid", "current_patterns": ["SHA-1 AABBCCDDEEFF0011", 7, null]},
-                        {"no kind": true},
-                        "junk"
-                    ]
-                }),
-            ),
-            record(
-                4,
-                Kind::Note,
-                "t1",
-                NODE_STATUS_EVENT,
-                json!({"registers": []}),
-            ),
-        ];
-        let s = first_node_status(&records, "t1").unwrap();
-        assert_eq!(s.seq, Some(3));
-        assert_eq!(s.serial.as_deref(), Some("S1"));
-        assert_eq!(s.eid, None);
-        assert_eq!(s.registers.len(), 2);
-        assert_eq!(s.registers[0].kind, "SYM");
-        assert_eq!(s.registers[0].current_patterns, ["SHA-1 0102030405060708"]);
-        assert_eq!(s.registers[1].new, "unknown");
-        assert_eq!(s.registers[1].current_patterns, ["SHA-1 AABBCCDDEEFF0011"]);
-        let sym = register_of(&s, CloneableKind::Sym);
-        assert_eq!(
-            current_text(sym.as_ref(), |r| (&r.current, &r.current_patterns)),
-            "SHA-1 0102030405060708"
-        );
-        assert!(first_node_status(&records, "other").is_none());
+    fn status(serial: &str, pattern: u8) -> NodeStatus {
+        use mkclone_backend::{
+            Identity, MasterKeyKind, PatternAlgorithm, RegisterStatus, SerialNumber,
+        };
+        NodeStatus {
+            identity: Identity {
+                serial: SerialNumber::new(serial).unwrap(),
+                eid: None,
+            },
+            registers: vec![RegisterStatus {
+                kind: MasterKeyKind::Sym,
+                new: NewState::Empty,
+                current: CurrentState::Valid,
+                old: CurrentState::Invalid,
+                new_patterns: vec![],
+                current_patterns: vec![
+                    VerificationPattern::new(PatternAlgorithm::Sha1Method, &[pattern; 8]).unwrap(),
+                ],
+                old_patterns: vec![],
+            }],
+        }
+    }
+
+    fn note(seq: u64, node: &str, n: Note) -> Record {
+        let (event, detail) = n.parts();
+        record(seq, Kind::Note, node, &event, detail)
+    }
+
+    fn intent(seq: u64, a: Action) -> Record {
+        let (event, detail) = a.parts();
+        record(seq, Kind::Intent, "t1", &event, detail)
+    }
+
+    fn outcome(seq: u64, event: &str, intent: u64, result: StepResult) -> Record {
+        let detail = serde_json::to_value(Outcome { intent, result }).unwrap();
+        record(seq, Kind::Outcome, "t1", event, detail)
     }
 
     #[test]
-    fn intents_pair_with_their_outcomes() {
+    fn the_first_readable_node_status_is_the_before() {
         let records = vec![
+            // Not what mkclone writes: reported, not guessed at.
             record(
                 1,
-                Kind::Intent,
-                "t1",
-                "install-share",
-                json!({"kind": "sym", "index": 1}),
-            ),
-            // Interrupted: no outcome; the rerun does it again.
-            record(
-                2,
-                Kind::Intent,
-                "t1",
-                "install-share",
-                json!({"kind": "sym", "index": 1}),
-            ),
-            record(
-                3,
                 Kind::Note,
                 "t1",
-                "install-share",
-                json!({"retry": "outcome unknown"}),
+                "node-status",
+                json!({"registers": "garbage"}),
             ),
-            record(
-                4,
-                Kind::Outcome,
+            note(2, "t1", Note::NodeStatus(Box::new(status("S1", 1)))),
+            note(3, "t1", Note::NodeStatus(Box::new(status("S1", 2)))),
+        ];
+        let s = first_node_status(&records, "t1").unwrap();
+        assert_eq!(s.seq, Some(2));
+        assert_eq!(s.serial.as_deref(), Some("S1"));
+        assert_eq!(s.registers[0].current_patterns, ["SHA-1 0101010101010101"]);
+        let sym = register_of(&s, CloneableKind::Sym);
+        assert_eq!(
+            current_text(sym.as_ref(), |r| (&r.current, &r.current_patterns)),
+            "SHA-1 0101010101010101"
+        );
+        assert!(first_node_status(&records, "other").is_none());
+        let t = timeline(&records);
+        assert_eq!(t[0].entry, "unreadable");
+        assert!(t[0].unreadable.as_deref().unwrap().contains("record 1"));
+    }
+
+    #[test]
+    fn intents_pair_with_the_outcome_that_names_them() {
+        let ok = |already_done| StepResult::Ok {
+            already_done,
+            progress: None,
+            share_bytes: None,
+        };
+        let install = Action::InstallShare {
+            index: 1,
+            kind: CloneableKind::Sym,
+        };
+        let records = vec![
+            intent(1, install.clone()),
+            // Interrupted: no outcome; the rerun does it again.
+            intent(2, install.clone()),
+            note(
+                3,
                 "t1",
-                "install-share",
-                json!({"result": "ok", "already": true}),
+                Note::OutcomeUnknownRetry {
+                    error: "lost".into(),
+                    intent: 2,
+                },
             ),
-            record(
+            outcome(4, "install-share", 2, ok(true)),
+            intent(
                 5,
-                Kind::Intent,
-                "t1",
-                "set-master-key",
-                json!({"kind": "sym"}),
+                Action::SetMasterKey {
+                    kind: CloneableKind::Sym,
+                },
             ),
-            record(
+            outcome(
                 6,
-                Kind::Outcome,
-                "t1",
                 "set-master-key",
-                json!({"result": "failed", "error": "boom"}),
+                5,
+                StepResult::Failed {
+                    error: "boom".into(),
+                },
             ),
-            record(7, Kind::Outcome, "t1", "orphan", json!({"result": "ok"})),
-            record(8, Kind::Intent, "t1", "x", json!({})),
-            record(9, Kind::Intent, "t1", "x", json!({})),
-            record(
-                10,
-                Kind::Outcome,
-                "t1",
-                "x",
-                json!({"intent": 8, "result": "ok"}),
-            ),
+            outcome(7, "orphan", 99, ok(false)),
         ];
         let t = timeline(&records);
         let by_seq = |s: u64| t.iter().find(|e| e.seq == s).unwrap();
@@ -2405,26 +2239,34 @@ mod tests {
         assert_eq!(by_seq(1).result, "NO OUTCOME RECORDED");
         assert_eq!(by_seq(2).outcome.as_ref().unwrap().seq, 4);
         assert_eq!(by_seq(2).result, "ok (already done)");
+        assert_eq!(by_seq(2).action, Some(install));
         assert_eq!(by_seq(3).entry, "note");
         assert_eq!(by_seq(5).result, "FAILED: boom");
         assert!(!by_seq(5).ok());
         assert_eq!(by_seq(7).entry, "outcome");
-        assert_eq!(by_seq(8).outcome.as_ref().unwrap().seq, 10);
-        assert!(by_seq(9).outcome.is_none());
-        assert!(t.iter().all(|e| e.seq != 4 && e.seq != 6 && e.seq != 10));
+        assert!(t.iter().all(|e| e.seq != 4 && e.seq != 6));
     }
 
     #[test]
     fn patterns_compare_per_algorithm() {
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(compare(&s(&["SHA-1 AB"]), &s(&["SHA-1 ab"])), Some(true));
-        assert_eq!(compare(&s(&["SHA-1 AB"]), &s(&["SHA-1 CD"])), Some(false));
-        assert_eq!(compare(&s(&["MDC-4 AB"]), &s(&["SHA-1 AB"])), None);
+        use mkclone_backend::PatternAlgorithm::{Mdc4, Sha1Method};
+        let p = |a, b: u8| {
+            VerificationPattern::new(a, &vec![b; if a == Mdc4 { 16 } else { 8 }]).unwrap()
+        };
         assert_eq!(
-            compare(&s(&["MDC-4 AB", "SHA-1 CD"]), &s(&["SHA-1 CD"])),
+            compare(&[p(Sha1Method, 1)], &[p(Sha1Method, 1)]),
             Some(true)
         );
-        assert_eq!(compare(&[], &s(&["SHA-1 CD"])), None);
+        assert_eq!(
+            compare(&[p(Sha1Method, 1)], &[p(Sha1Method, 2)]),
+            Some(false)
+        );
+        assert_eq!(compare(&[p(Mdc4, 1)], &[p(Sha1Method, 1)]), None);
+        assert_eq!(
+            compare(&[p(Mdc4, 1), p(Sha1Method, 2)], &[p(Sha1Method, 2)]),
+            Some(true)
+        );
+        assert_eq!(compare(&[], &[p(Sha1Method, 2)]), None);
     }
 
     #[test]

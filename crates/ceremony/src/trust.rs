@@ -146,7 +146,7 @@ pub fn parse_pattern(text: &str) -> std::result::Result<VerificationPattern, Str
 
 /// Where the source pattern a target confirms before SET comes from (shown in the
 /// journal and the report).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PatternAuthority {
     /// The plan's `source_patterns`, read out by the source's operator.
