@@ -1,0 +1,491 @@
+//! Building the report from the ceremony directory, the journal and the nodes' statuses.
+
+use super::*;
+
+// ----------------------------------------------------------------------------------------
+// Building
+// ----------------------------------------------------------------------------------------
+
+/// Build the report of the ceremony in `dir` for `plan`, with the statuses of the nodes
+/// the caller could read (`nodes`, by plan name). Nodes not given are "not read".
+pub fn build(
+    dir: &Path,
+    plan: &Plan,
+    nodes: &[(String, NodeStatus)],
+) -> Result<Report, CeremonyError> {
+    build_with(dir, plan, nodes, &[])
+}
+
+/// [`build`], with the nodes that could not be opened or read and why (`unavailable`, by
+/// plan name): their status is "unavailable: <reason>".
+///
+/// Fails only when `dir` is not a directory, fails the check of a ceremony directory
+/// ([`durable::check_private_dir`]: a link, another user's, writable by others), or the
+/// journal exists but cannot be read (a link, a FIFO…); every other problem is in the
+/// report.
+pub fn build_with(
+    dir: &Path,
+    plan: &Plan,
+    nodes: &[(String, NodeStatus)],
+    unavailable: &[(String, String)],
+) -> Result<Report, CeremonyError> {
+    if !dir.is_dir() {
+        return Err(CeremonyError::MissingFile {
+            path: dir.into(),
+            made_by: "the first phase run for this plan".into(),
+            hint: "Give the ceremony directory of the configuration, or carry the ceremony's \
+                   files here"
+                .into(),
+        });
+    }
+    let layout = Layout::new(dir);
+    layout.check_dirs()?;
+    let mut missing = Vec::new();
+    let mut warnings = Vec::new();
+
+    let (mut journal_view, records) = read_journal(&layout, plan)?;
+    journal_view.gaps = chain_gaps(&layout, plan, &records, journal_view.head_hash.as_deref());
+    journal_view.end_to_end = journal_view.verified && journal_view.gaps.is_empty();
+    if !journal_view.present {
+        missing.push("the journal: no phase has run in this directory".to_string());
+    } else if let Some(problem) = journal_view
+        .problem
+        .as_ref()
+        .filter(|_| !journal_view.verified)
+    {
+        missing.push(format!(
+            "a journal that verifies: {problem} (the records below are shown as found, unverified)"
+        ));
+    }
+    if let Some(n) = journal_view.torn_tail_bytes {
+        warnings.push(format!(
+            "the journal ends with a torn line ({n} bytes) left by an interrupted append; it was \
+             never acknowledged and is not counted"
+        ));
+    }
+    let rehearsal = plan.rehearsal || records.iter().any(|r| r.rehearsal);
+    let timeline = timeline(&records);
+    for e in timeline
+        .iter()
+        .filter(|e| e.entry == "action" && e.outcome.is_none())
+    {
+        warnings.push(format!(
+            "record {} ({} on {}, phase {}) has no outcome: the run stopped there; a later run \
+             may have done it again",
+            e.seq, e.event, e.node, e.phase
+        ));
+    }
+    let operators = operators(&records);
+
+    let (keys, sa_fingerprint) = keys(&layout, plan, &timeline, &mut missing, &mut warnings);
+    let bundles = bundles(&layout, plan, &mut warnings);
+
+    // The source's CURRENT patterns, per kind: read now, else as the bundles or the
+    // journal's confirmations recorded them.
+    let source_status = nodes
+        .iter()
+        .find(|(n, _)| *n == plan.source.name)
+        .map(|(_, st)| st);
+    let source_ref: Vec<(CloneableKind, Vec<VerificationPattern>)> = plan
+        .kinds
+        .iter()
+        .map(|kind| {
+            let now: Vec<VerificationPattern> = source_status
+                .and_then(|st| st.register(kind.kind()))
+                .filter(|r| r.current == CurrentState::Valid)
+                .map(|r| r.current_patterns.clone())
+                .unwrap_or_default();
+            let recorded = || -> Vec<VerificationPattern> {
+                let mut out: Vec<VerificationPattern> = Vec::new();
+                let confirmed = timeline.iter().filter_map(|e| match &e.note {
+                    Some(Note::Confirmed {
+                        kind: k, pattern, ..
+                    }) if k == kind => Some(pattern.clone()),
+                    _ => None,
+                });
+                for p in bundles
+                    .iter()
+                    .filter(|(_, b)| b.kind == *kind)
+                    .map(|(_, b)| b.source_pattern.clone())
+                    .chain(confirmed)
+                {
+                    if !out.contains(&p) {
+                        out.push(p);
+                    }
+                }
+                out
+            };
+            (*kind, if now.is_empty() { recorded() } else { now })
+        })
+        .collect();
+    let reference = |kind: CloneableKind| -> &[VerificationPattern] {
+        source_ref
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or(&[])
+    };
+
+    // Nodes.
+    let mut names: Vec<(&str, &'static str, &PlanNode)> = vec![
+        (plan.sa.name.as_str(), "SA", &plan.sa),
+        (plan.source.name.as_str(), "source", &plan.source),
+    ];
+    names.extend(plan.targets.iter().map(|t| (t.name.as_str(), "target", t)));
+    let mut node_views: Vec<NodeView> = Vec::new();
+    for (name, role, planned) in names {
+        if let Some(v) = node_views.iter_mut().find(|v| v.name == name) {
+            v.roles.push(role);
+            continue;
+        }
+        let after_status = nodes.iter().find(|(n, _)| n == name).map(|(_, st)| st);
+        let status = match (after_status, unavailable.iter().find(|(n, _)| n == name)) {
+            (Some(_), _) => "read".to_string(),
+            (None, Some((_, why))) => format!("unavailable: {why}"),
+            (None, None) => "not read".to_string(),
+        };
+        if after_status.is_none() {
+            warnings.push(format!(
+                "node {name}: {status}; its patterns after the ceremony are not in this report"
+            ));
+        }
+        let before = first_node_status(&records, name);
+        if before.is_none() && journal_view.present {
+            warnings.push(format!(
+                "node {name}: its patterns before the ceremony are {NOT_RECORDED} in the journal"
+            ));
+        }
+        let after = after_status.map(snapshot_of);
+        let serial = after
+            .as_ref()
+            .and_then(|s| s.serial.clone())
+            .or_else(|| before.as_ref().and_then(|s| s.serial.clone()));
+        let eid = after
+            .as_ref()
+            .and_then(|s| s.eid.clone())
+            .or_else(|| before.as_ref().and_then(|s| s.eid.clone()));
+        node_views.push(NodeView {
+            name: name.to_string(),
+            roles: vec![role],
+            planned_eid: planned.eid.to_string(),
+            pinned_serial: planned.expect_serial.as_ref().map(ToString::to_string),
+            status,
+            serial,
+            eid,
+            before,
+            after,
+            kinds: Vec::new(),
+        });
+    }
+    for v in &mut node_views {
+        let is_target = v.roles.contains(&"target");
+        let is_source = v.roles.contains(&"source");
+        v.kinds = plan
+            .kinds
+            .iter()
+            .map(|kind| {
+                let before = v.before.as_ref().map(|s| register_of(s, *kind));
+                let after = v.after.as_ref().map(|s| register_of(s, *kind));
+                let equals_source = match (&after, is_target && !is_source) {
+                    (Some(Some(reg)), true) if reg.current == "valid" => v
+                        .after
+                        .as_ref()
+                        .and_then(|s| s.status.as_ref())
+                        .and_then(|st| st.register(kind.kind()))
+                        .and_then(|r| compare(&r.current_patterns, reference(*kind))),
+                    _ => None,
+                };
+                let mark = if is_source {
+                    "source".to_string()
+                } else {
+                    match equals_source {
+                        Some(true) => "= source".to_string(),
+                        Some(false) => "DIFFERS from source".to_string(),
+                        None => String::new(),
+                    }
+                };
+                KindPatterns {
+                    kind: kind.to_string(),
+                    current_before: match &before {
+                        None => NOT_RECORDED.to_string(),
+                        Some(reg) => {
+                            current_text(reg.as_ref(), |r| (&r.current, &r.current_patterns))
+                        }
+                    },
+                    current_after: match &after {
+                        None => "not read".to_string(),
+                        Some(reg) => {
+                            current_text(reg.as_ref(), |r| (&r.current, &r.current_patterns))
+                        }
+                    },
+                    new_after: match &after {
+                        None => "not read".to_string(),
+                        Some(reg) => new_text(reg.as_ref()),
+                    },
+                    old_after: match &after {
+                        None => "not read".to_string(),
+                        Some(reg) => current_text(reg.as_ref(), |r| (&r.old, &r.old_patterns)),
+                    },
+                    equals_source,
+                    mark,
+                }
+            })
+            .collect();
+    }
+
+    // Identity pinning.
+    for v in &node_views {
+        if let (Some(pinned), Some(after)) = (&v.pinned_serial, &v.after)
+            && after.serial.as_deref() != Some(pinned.as_str())
+        {
+            missing.push(format!(
+                "node {}: it reports serial {}, the plan pins {pinned}: it is not the planned node",
+                v.name,
+                or_dash(after.serial.as_deref())
+            ));
+        }
+    }
+
+    // The SA key's registrations (dual control).
+    let mut sa_registrations = Vec::new();
+    let mut registering: Vec<&PlanNode> = vec![&plan.source];
+    registering.extend(plan.targets.iter());
+    for n in registering {
+        if sa_registrations
+            .iter()
+            .any(|r: &SaRegistrationView| r.node == n.name)
+        {
+            continue;
+        }
+        let done = |hash: bool| {
+            actions(&timeline, |a| match a {
+                Action::RegisterSaHash { .. } => hash,
+                Action::RegisterSaKey { .. } => !hash,
+                _ => false,
+            })
+            .filter(|e| e.node == n.name && e.ok())
+            .map(|e| {
+                let by = e
+                    .operator
+                    .clone()
+                    .or_else(|| e.outcome.as_ref().and_then(|o| o.operator.clone()));
+                (by, e.done_at())
+            })
+            .next()
+        };
+        let hash = done(true);
+        let key = done(false);
+        let off = timeline
+            .iter()
+            .any(|e| matches!(e.note, Some(Note::DualControlOff { .. })) && e.node == n.name);
+        let control = match (&hash, &key) {
+            (None, _) | (_, None) => "not recorded in this journal".to_string(),
+            _ if off => "one command (the plan sets dual_control = false)".to_string(),
+            (Some((Some(a), _)), Some((Some(b), _))) if a != b => "two operators".to_string(),
+            (Some((Some(a), _)), Some((Some(_), _))) => format!("ONE operator ({a}) did both"),
+            _ => "operators not recorded".to_string(),
+        };
+        let (hash_by, hash_at) = hash.unwrap_or((None, None));
+        let (key_by, key_at) = key.unwrap_or((None, None));
+        sa_registrations.push(SaRegistrationView {
+            node: n.name.clone(),
+            hash_by,
+            hash_at,
+            key_by,
+            key_at,
+            control,
+        });
+    }
+
+    // Shares.
+    let mut shares = Vec::new();
+    for t in &plan.targets {
+        for kind in &plan.kinds {
+            for index in &plan.share_indices {
+                let path = layout.bundle(&t.name, *kind, *index);
+                let bundle = match bundles.iter().find(|(p, _)| *p == path) {
+                    Some(_) => "present".to_string(),
+                    None => match bundle_problem(&path, &warnings) {
+                        Some(problem) => problem,
+                        None => match erased(&timeline, &path) {
+                            Some(e) => format!("erased (record {}, {})", e.seq, e.time),
+                            None => "absent".to_string(),
+                        },
+                    },
+                };
+                let obtained = actions(&timeline, |a| {
+                    matches!(a, Action::ObtainShare { target, kind: k, index: i }
+                        if *target == t.name && k == kind && *i == index.get())
+                })
+                .filter(|e| e.node == plan.source.name)
+                .find_map(TimelineEntry::done_at);
+                let installed = actions(&timeline, |a| {
+                    matches!(a, Action::InstallShare { kind: k, index: i }
+                        if k == kind && *i == index.get())
+                })
+                .filter(|e| e.node == t.name)
+                .find_map(TimelineEntry::done_at);
+                shares.push(ShareView {
+                    target: t.name.clone(),
+                    kind: kind.to_string(),
+                    index: index.get(),
+                    planned: true,
+                    bundle,
+                    obtained,
+                    installed,
+                });
+            }
+        }
+    }
+    for (path, b) in &bundles {
+        let planned = plan.target(&b.target).is_some()
+            && plan.kinds.contains(&b.kind)
+            && plan.share_indices.contains(&b.index)
+            && *path == layout.bundle(&b.target, b.kind, b.index);
+        if !planned {
+            warnings.push(format!(
+                "{} is a share bundle the plan does not name (target {}, {} share {})",
+                path.display(),
+                b.target,
+                b.kind,
+                b.index
+            ));
+            shares.push(ShareView {
+                target: b.target.clone(),
+                kind: b.kind.to_string(),
+                index: b.index.get(),
+                planned: false,
+                bundle: format!("present ({})", file_name(path)),
+                obtained: None,
+                installed: None,
+            });
+        }
+    }
+
+    // SET.
+    let mut set = Vec::new();
+    for t in &plan.targets {
+        let view = node_views.iter().find(|v| v.name == t.name);
+        for kind in &plan.kinds {
+            let done = actions(&timeline, |a| matches!(a, Action::SetMasterKey { .. }))
+                .filter(|e| e.node == t.name && e.kind() == Some(*kind))
+                .find_map(TimelineEntry::done_at);
+            let confirmation = timeline
+                .iter()
+                .filter(|e| e.node == t.name)
+                .find_map(|e| match &e.note {
+                    Some(Note::Confirmed {
+                        authority,
+                        kind: k,
+                        pattern,
+                    }) if k == kind => Some((authority, pattern)),
+                    _ => None,
+                });
+            let confirmed = confirmation.map(|(_, p)| p.to_string());
+            let confirmed_against = confirmation.map(|(a, _)| a.name().to_string());
+            let current_equals_source = view
+                .and_then(|v| v.kinds.iter().find(|k| k.kind == kind.to_string()))
+                .and_then(|k| k.equals_source);
+            set.push(SetView {
+                target: t.name.clone(),
+                kind: kind.to_string(),
+                set: done,
+                confirmed,
+                confirmed_against,
+                current_equals_source,
+            });
+        }
+    }
+
+    // What is missing, in ceremony order.
+    for t in &plan.targets {
+        for kind in &plan.kinds {
+            let of = |s: &&ShareView| s.planned && s.target == t.name && s.kind == kind.to_string();
+            let s = set
+                .iter()
+                .find(|s| s.target == t.name && s.kind == kind.to_string());
+            let was_set = s.is_some_and(|s| s.set.is_some());
+            let equal_now = s.and_then(|s| s.current_equals_source);
+            for share in shares.iter().filter(of) {
+                if !share.issued() && !was_set && equal_now != Some(true) {
+                    missing.push(format!(
+                        "{} share {} for {}: not obtained (phase 3c on {})",
+                        share.kind, share.index, share.target, plan.source.name
+                    ));
+                }
+            }
+            for share in shares.iter().filter(of) {
+                if share.installed.is_none() && !was_set && equal_now != Some(true) {
+                    missing.push(format!(
+                        "{} share {} for {}: not installed (phase 3d on {})",
+                        share.kind, share.index, share.target, share.target
+                    ));
+                }
+            }
+            match (was_set, equal_now) {
+                (_, Some(false)) => missing.push(format!(
+                    "{}: the {kind} CURRENT register does not hold the source's key",
+                    t.name
+                )),
+                (false, Some(true)) => warnings.push(format!(
+                    "{}: SET of the {kind} master key is not recorded in this journal, but its \
+                     CURRENT equals the source's (done from another directory?)",
+                    t.name
+                )),
+                (false, None) => missing.push(format!(
+                    "{}: SET of the {kind} master key (phase 3d on {})",
+                    t.name, t.name
+                )),
+                (true, _) => {}
+            }
+        }
+    }
+
+    let complete = missing.is_empty() && journal_view.verified;
+    let aborted = timeline
+        .iter()
+        .rev()
+        .find(|e| matches!(e.note, Some(Note::AbortStart { .. })))
+        .map(|e| e.time.clone());
+    Ok(Report {
+        format: FORMAT,
+        version: VERSION,
+        ceremony: plan.id.clone(),
+        rehearsal,
+        generated: journal::rfc3339_utc(SystemTime::now()),
+        directory: dir.to_path_buf(),
+        complete,
+        aborted,
+        plan: plan_view(plan),
+        nodes: node_views,
+        sa_fingerprint,
+        keys,
+        sa_registrations,
+        shares,
+        set,
+        timeline,
+        operators,
+        journal: journal_view,
+        missing,
+        warnings,
+    })
+}
+
+pub(super) fn plan_view(plan: &Plan) -> PlanView {
+    PlanView {
+        id: plan.id.clone(),
+        m: plan.m_of_n.m(),
+        n: plan.m_of_n.n(),
+        kinds: plan.kinds.iter().map(ToString::to_string).collect(),
+        share_indices: plan.share_indices.iter().map(|i| i.get()).collect(),
+        rsa_bits: plan.bits.bits(),
+        rehearsal: plan.rehearsal,
+        dual_control: plan.dual_control,
+        sa: (&plan.sa).into(),
+        source: (&plan.source).into(),
+        targets: plan.targets.iter().map(Into::into).collect(),
+        sa_label: plan.sa_label().to_string(),
+        css_label: plan.css_label().to_string(),
+        csr_label: plan.csr_label().to_string(),
+    }
+}
