@@ -1,0 +1,151 @@
+//! Dual control: the SA key registered by two commands, two people.
+
+use super::*;
+
+// ----------------------------------------------------------------------------------------
+// Dual control: the SA key registered by two commands, two people
+// ----------------------------------------------------------------------------------------
+
+pub(super) fn dual_control_node(c: &Ceremony, node_name: &str) -> Result<PlanNode> {
+    let plan = &c.plan;
+    std::iter::once(&plan.source)
+        .chain(plan.targets.iter())
+        .find(|n| n.name == node_name)
+        .cloned()
+        .ok_or_else(|| CeremonyError::NotInPlan {
+            node: node_name.into(),
+            role: "source or target",
+        })
+}
+
+/// Start a dual-control step: the operator is recorded, the phase (2a on the source, 3a on
+/// a target) begins, and the SA key's fingerprint is shown for comparison in person.
+pub(super) fn dual_control_begin(
+    c: &mut Ceremony,
+    node: &mut dyn Backend,
+    plan_node: &PlanNode,
+    operator: &str,
+    db: &SaDb,
+) -> Result<(Phase, PhaseReport)> {
+    c.set_operator(Some(operator.to_string()));
+    let phase = if plan_node.name == c.plan.source.name {
+        Phase::P2a
+    } else {
+        Phase::P3a
+    };
+    let mut report = begin(c, phase, plan_node, node)?;
+    report.did(format!(
+        "SA key fingerprint to compare in person: {}",
+        db.sa_hash.fingerprint()
+    ));
+    Ok((phase, report))
+}
+
+pub(super) fn require_operator(operator: &str) -> Result<()> {
+    if operator.trim().is_empty() {
+        return Err(CeremonyError::DualControl(
+            "dual control: say who you are with --operator NAME; it is recorded in the journal"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Dual control, step 1 (one person): register the SA public key's hash on `node`.
+pub fn register_sa_hash(
+    c: &mut Ceremony,
+    node: &mut dyn Backend,
+    node_name: &str,
+    operator: &str,
+) -> Result<PhaseReport> {
+    require_operator(operator)?;
+    let plan_node = dual_control_node(c, node_name)?;
+    let db = trusted_sa_db(c, "register-sa-hash")?;
+    let (phase, mut report) = dual_control_begin(c, node, &plan_node, operator, &db)?;
+    check_registered_sa(c, node, node_name, &db)?;
+    let sa_name = c.plan.sa_label();
+    let hash = db.sa_hash.clone();
+    let a = c.step(
+        phase,
+        node_name,
+        Action::RegisterSaHash {
+            clone: true,
+            dual_control: true,
+            fingerprint: hash.fingerprint(),
+            name: sa_name.clone(),
+        },
+        || node.register_public_key_hash(&sa_name, &hash, true),
+        Done::applied,
+    )?;
+    report.did(format!(
+        "SA public-key hash registered by {operator}, CLONE ({})",
+        applied_word(&a)
+    ));
+    report.did(
+        "next: a second person registers the key itself with `mkclone register-sa-key`".to_string(),
+    );
+    end(c, report)
+}
+
+/// Dual control, step 2 (a second person): register the SA public key itself on `node`;
+/// the node checks it matches the hash registered in step 1.
+pub fn register_sa_key(
+    c: &mut Ceremony,
+    node: &mut dyn Backend,
+    node_name: &str,
+    operator: &str,
+) -> Result<PhaseReport> {
+    require_operator(operator)?;
+    let plan_node = dual_control_node(c, node_name)?;
+    let db = trusted_sa_db(c, "register-sa-key")?;
+    // Who registered the hash here (a successful outcome, with a name)? Dual control means
+    // another person registers the key; names are compared trimmed and case-folded.
+    let normal = |s: &str| s.trim().to_lowercase();
+    let records = c.journal().records();
+    let hash_by = records
+        .iter()
+        .rev()
+        .filter(|r| r.node == node_name)
+        .find(|r| {
+            r.outcome().is_some_and(|o| {
+                o.ok()
+                    && records.iter().any(|i| {
+                        i.seq == o.intent
+                            && matches!(i.action(), Some(Action::RegisterSaHash { .. }))
+                    })
+            })
+        })
+        .and_then(|r| r.operator.clone());
+    let Some(hash_by) = hash_by else {
+        return Err(CeremonyError::DualControl(format!(
+            "dual control: this ceremony's journal does not show who registered the SA key's hash on {node_name}. \
+             The person who did runs `mkclone register-sa-hash --node {node_name} --operator NAME` here (it is \
+             already done on the node, so only the name is recorded), then a second person registers the key"
+        )));
+    };
+    if normal(&hash_by) == normal(operator) {
+        return Err(CeremonyError::DualControl(format!(
+            "dual control: {operator} registered the SA key's hash on {node_name}; the key must be registered by someone else"
+        )));
+    }
+    let (phase, mut report) = dual_control_begin(c, node, &plan_node, operator, &db)?;
+    let sa_name = c.plan.sa_label();
+    let cert = db.sa_certificate.clone();
+    let a = c.step(
+        phase,
+        node_name,
+        Action::RegisterSaKey {
+            clone: true,
+            dual_control: true,
+            hash_registered_by: Some(hash_by.clone()),
+            name: sa_name.clone(),
+        },
+        || node.register_public_key(&sa_name, &cert, true),
+        Done::applied,
+    )?;
+    report.did(format!(
+        "SA public key registered by {operator}, CLONE, matching its hash ({})",
+        applied_word(&a)
+    ));
+    end(c, report)
+}

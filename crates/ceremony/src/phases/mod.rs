@@ -1,0 +1,153 @@
+//! The phases of IBM's CNM utility, as functions over one node and the ceremony's files.
+//!
+//! 1 (SA): SA key, `sa.db`. 2a (source): EID, m-of-n, SA key installed (hash, then key),
+//! CSS key into `sa.db`. 2b (SA): CSS certified. Per target: 3a (target): EID, m-of-n, SA
+//! key installed, CSR key into `<target>.csr.db`; 3b (SA): CSR certified; 3c (source):
+//! preflight, shares obtained into bundles; 3d (target): preflight, shares installed, NEW
+//! confirmed equal to the source's CURRENT, SET.
+//!
+//! Every phase can be run again after an interruption: keys are found by their
+//! deterministic labels, and every request is reconciled with the node's real state
+//! (`Applied::AlreadyDone`), so nothing is duplicated or lost.
+
+use mkclone_backend::{
+    Applied, Backend, BackendError, Certificate, CloneableKind, CurrentState, Eid, GenerateRequest,
+    InstallProgress, InstallRequest, KeyRole, NewState, NodeStatus, ObtainRequest, PublicKeyToken,
+    SubjectInfo, VerificationPattern,
+};
+use mkclone_formats::pka::{
+    CertificateSection, PublicKeyTokenView, RsaPublicKey, registration_hash,
+};
+
+use crate::ceremony::{Ceremony, Done, PhaseReport};
+use crate::event::{Action, Note};
+use crate::phase::Phase;
+use mkclone_formats::seal::SealedShareParts;
+
+use crate::dbs::{
+    self, BUNDLE_FORMAT, CSR_DB_FORMAT, CsrDb, CssEntry, SA_DB_FORMAT, SaDb, ShareBundle,
+};
+use crate::durable::Sensitivity;
+use crate::failure::{CeremonyError, Problem, Problems, Result};
+use crate::plan::PlanNode;
+use crate::trust::{self, PatternAuthority, SaFingerprint};
+
+mod dual_control;
+mod files;
+mod keys;
+mod preflight;
+mod shares;
+mod steps;
+
+pub use dual_control::{register_sa_hash, register_sa_key};
+pub use files::{read_csr_db, read_sa_db, trusted_sa_db};
+pub use keys::{phase1, phase2a, phase2b, phase3a, phase3b};
+pub use preflight::{SourceReady, overwrite_guard, preflight_source, preflight_target};
+pub use shares::{phase3c, phase3d};
+pub use steps::{KeyConfirmation, key_fingerprint};
+
+use files::*;
+use preflight::*;
+use steps::*;
+
+pub(super) fn applied_word<T>(a: &Applied<T>) -> &'static str {
+    if a.was_already_done() {
+        "already done"
+    } else {
+        "done"
+    }
+}
+
+pub(super) fn format_err(
+    what: &str,
+) -> impl FnOnce(mkclone_formats::FormatError) -> CeremonyError + '_ {
+    move |e| CeremonyError::Format {
+        what: what.into(),
+        detail: e.to_string(),
+    }
+}
+
+pub(super) fn status(node: &mut dyn Backend, name: &str) -> Result<NodeStatus> {
+    node.status()
+        .map_err(CeremonyError::backend(name, "read status"))
+}
+
+pub(super) fn current_pattern(
+    status: &NodeStatus,
+    kind: CloneableKind,
+) -> Option<VerificationPattern> {
+    let reg = status.register(kind.kind())?;
+    (reg.current == CurrentState::Valid)
+        .then(|| reg.current_patterns.first().cloned())
+        .flatten()
+}
+
+pub(super) fn new_pattern(status: &NodeStatus, kind: CloneableKind) -> Option<VerificationPattern> {
+    let reg = status.register(kind.kind())?;
+    (reg.new == NewState::Full)
+        .then(|| reg.new_patterns.first().cloned())
+        .flatten()
+}
+
+/// Check a node's identity against the plan (pinned serial, EID) before anything is
+/// written; returns its status.
+pub fn check_identity(plan: &PlanNode, node: &mut dyn Backend) -> Result<NodeStatus> {
+    let st = status(node, &plan.name)?;
+    if let Some(expected) = &plan.expect_serial
+        && &st.identity.serial != expected
+    {
+        return Err(CeremonyError::IdentityMismatch {
+            node: plan.name.clone(),
+            what: "serial number",
+            expected: expected.to_string(),
+            actual: st.identity.serial.to_string(),
+        });
+    }
+    if let Some(eid) = &st.identity.eid
+        && eid != &plan.eid
+    {
+        return Err(CeremonyError::IdentityMismatch {
+            node: plan.name.clone(),
+            what: "EID",
+            expected: plan.eid.to_string(),
+            actual: eid.to_string(),
+        });
+    }
+    Ok(st)
+}
+
+/// Start a phase on a node: identity first (nothing written before it passes), then the
+/// journal's phase-start record with the node's status.
+pub(super) fn begin(
+    c: &mut Ceremony,
+    phase: Phase,
+    plan_node: &PlanNode,
+    node: &mut dyn Backend,
+) -> Result<PhaseReport> {
+    let st = check_identity(plan_node, node)?;
+    c.check_journal_marks(&plan_node.name)?;
+    c.note(phase, &plan_node.name, Note::PhaseStart {})?;
+    c.note(phase, &plan_node.name, Note::NodeStatus(Box::new(st)))?;
+    Ok(PhaseReport::new(phase, &plan_node.name))
+}
+
+pub(super) fn end(c: &mut Ceremony, report: PhaseReport) -> Result<PhaseReport> {
+    c.note(
+        report.phase,
+        &report.node,
+        Note::PhaseDone {
+            actions: report.actions.clone(),
+        },
+    )?;
+    Ok(report)
+}
+
+pub(super) fn plan_target(c: &Ceremony, target: &str) -> Result<PlanNode> {
+    c.plan
+        .target(target)
+        .cloned()
+        .ok_or_else(|| CeremonyError::NotInPlan {
+            node: target.into(),
+            role: "target",
+        })
+}

@@ -1,0 +1,398 @@
+//! Phases 3c and 3d: the shares obtained on the source, installed on a target, NEW
+//! confirmed, SET.
+
+use super::*;
+
+/// Phase 3c, on the source: the preflight, then the shares for one target into bundles.
+pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Result<PhaseReport> {
+    let plan_target = plan_target(c, target)?;
+    let src = c.plan.source.clone();
+    let mut problems = Vec::new();
+    let ready = preflight_source(c, source, target, &mut problems);
+    let ready = match (ready, problems.is_empty()) {
+        (Some(r), true) => r,
+        _ => {
+            return Err(CeremonyError::Preflight {
+                problems: Problems(problems),
+            });
+        }
+    };
+    let csr_fingerprint = CertificateSection::decode(&ready.csr_certificate)
+        .map_err(format_err("the CSR certificate"))?
+        .key
+        .fingerprint();
+    let mut report = begin(c, Phase::P3c, &src, source)?;
+    let st = status(source, &src.name)?;
+    for kind in c.plan.kinds.clone() {
+        let pattern = current_pattern(&st, kind).ok_or_else(|| CeremonyError::Conflict {
+            what: format!("{}: {kind} CURRENT", src.name),
+            detail: "became invalid during the phase".into(),
+        })?;
+        for index in c.plan.share_indices.clone() {
+            let path = c.layout.bundle(target, kind, index);
+            if let Some(b) = dbs::read_optional::<ShareBundle>(&path, BUNDLE_FORMAT, &c.plan)? {
+                if b.source_pattern == pattern
+                    && b.target == target
+                    && sealed_for(&b, csr_fingerprint, kind, index)
+                    && check_nonce(c, &path, &b.provenance).is_ok()
+                    && trust::check_bundle(&c.plan, &plan_target, kind, index, &b).is_ok()
+                {
+                    report.did(format!(
+                        "{kind} share {index} for {target} (already obtained)"
+                    ));
+                    continue;
+                }
+                // Never overwritten: it may be the only copy of something someone needs.
+                return Err(CeremonyError::Conflict {
+                    what: path.display().to_string(),
+                    detail: format!(
+                        "this bundle was made for another key (another CSR key of {target}, or another source \
+                         master key); it was left untouched. Erase it with `mkclone abort --target {target} \
+                         --erase-files` and run phase 3c again"
+                    ),
+                });
+            }
+            let request = ObtainRequest {
+                kind,
+                index,
+                css_label: c.plan.css_label(),
+                sa_name: c.plan.sa_label(),
+                csr_certificate: ready.csr_certificate.clone(),
+            };
+            let sealed = c.step(
+                Phase::P3c,
+                &src.name,
+                Action::ObtainShare {
+                    index: index.get(),
+                    kind,
+                    target: target.into(),
+                },
+                || source.obtain_share(&request),
+                |s| Done {
+                    share_bytes: Some(s.as_bytes().len()),
+                    ..Done::default()
+                },
+            )?;
+            let mut bundle = ShareBundle {
+                target: target.into(),
+                target_eid: plan_target.eid.clone(),
+                kind,
+                index,
+                source: src.name.clone(),
+                source_eid: src.eid.clone(),
+                source_pattern: pattern.clone(),
+                sealed,
+                provenance: Default::default(),
+            };
+            c.stamp(&mut bundle, Phase::P3c.name(), &src.name)?;
+            dbs::write(
+                &path,
+                BUNDLE_FORMAT,
+                &c.plan.id,
+                c.plan.rehearsal,
+                &bundle,
+                Sensitivity::Secret,
+            )?;
+            c.note(
+                Phase::P3c,
+                &src.name,
+                Note::BundleWritten {
+                    file: path.display().to_string(),
+                },
+            )?;
+            report.did(format!("{kind} share {index} for {target} obtained"));
+        }
+    }
+    let _ = ready.css_certificate;
+    report.carry(
+        c.layout.shares_dir(),
+        target,
+        &format!("phase 3d installs the files {target}.*.share"),
+    );
+    end(c, report)
+}
+
+/// The pattern this journal recorded as confirmed for a target's master key (the NEW
+/// pattern checked before SET), if any: how a rerun recognizes a SET it already made.
+pub(super) fn confirmed_in_journal(
+    c: &Ceremony,
+    target: &str,
+    kind: CloneableKind,
+) -> Option<VerificationPattern> {
+    c.journal()
+        .records()
+        .iter()
+        .rev()
+        .filter(|r| r.node == target)
+        .find_map(|r| match r.note() {
+            Some(Note::Confirmed {
+                kind: k, pattern, ..
+            }) if k == kind => Some(pattern),
+            _ => None,
+        })
+}
+
+/// Phase 3d, on a target: every share of every master key installed and each NEW
+/// confirmed equal to the source's CURRENT, then SET — no SET before every key is
+/// confirmed, so a bad bundle of one key leaves the other unSET too.
+pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result<PhaseReport> {
+    plan_target(c, target)?;
+    let mut problems = Vec::new();
+    let css_cert = preflight_target(c, node, target, &mut problems);
+    let per_kind: Vec<(CloneableKind, Vec<ShareBundle>)> = c
+        .plan
+        .kinds
+        .clone()
+        .into_iter()
+        .map(|k| (k, bundles(c, target, k, &mut problems)))
+        .collect();
+    // Every bundle must be sealed to the CSR key this target holds.
+    if let Ok(Some(token)) = node.retained_public_key(&c.plan.csr_label())
+        && let Ok(view) = PublicKeyTokenView::decode(&token)
+    {
+        let fingerprint = view.key.fingerprint();
+        for (_, list) in &per_kind {
+            for b in list {
+                if !sealed_for(b, fingerprint, b.kind, b.index) {
+                    problems.push(Problem {
+                        node: target.into(),
+                        what: format!(
+                            "the {} share {} is sealed to another CSR key than this target's: it came from another run of phase 3c",
+                            b.kind, b.index
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    // What the target confirms NEW against: the plan's pattern, or the pattern signed
+    // inside the shares, which only a device that checks it vouches for.
+    let authority = if c
+        .plan
+        .kinds
+        .iter()
+        .all(|k| c.plan.source_pattern(*k).is_some())
+    {
+        PatternAuthority::Plan
+    } else {
+        if !node.capabilities().install_checks_signed_pattern {
+            problems.push(Problem {
+                node: target.into(),
+                what: format!(
+                    "the {} backend does not report checking the rebuilt key against the source's signed pattern, \
+                     so NEW cannot be confirmed from the shares: add source_patterns to the plan (the source's \
+                     operator reads them from `mkclone status {}`)",
+                    node.capabilities().backend,
+                    c.plan.source.name
+                ),
+            });
+        }
+        PatternAuthority::SignedShares
+    };
+    // Registers that hold something else than the incoming key stop the ceremony here.
+    if let Ok(st) = node.status() {
+        for (kind, list) in &per_kind {
+            let incoming = c
+                .plan
+                .source_pattern(*kind)
+                .cloned()
+                .or_else(|| list.first().map(|b| b.source_pattern.clone()));
+            if let (Some(new), Some(incoming)) = (new_pattern(&st, *kind), &incoming)
+                && &new != incoming
+            {
+                problems.push(Problem {
+                    node: target.into(),
+                    what: format!(
+                        "the {kind} NEW register holds another key ({new}); clear it first"
+                    ),
+                });
+            }
+            // The overwrite guard: SET would turn a valid, different CURRENT into OLD.
+            if let (Some(current), Some(incoming)) = (current_pattern(&st, *kind), &incoming)
+                && &current != incoming
+                && !c.replace_current()
+            {
+                problems.push(Problem {
+                    node: target.into(),
+                    what: format!(
+                        "the {kind} CURRENT register holds another valid key ({current}): SET would make it OLD \
+                         and destroy the OLD key. Keys enciphered under it must be re-enciphered afterwards; \
+                         rerun with --replace-current if that is intended"
+                    ),
+                });
+            }
+        }
+    }
+    let css_cert = match (css_cert, problems.is_empty()) {
+        (Some(cert), true) => cert,
+        _ => {
+            return Err(CeremonyError::Preflight {
+                problems: Problems(problems),
+            });
+        }
+    };
+    let target_plan = plan_target(c, target)?;
+    let mut report = begin(c, Phase::P3d, &target_plan, node)?;
+
+    // Stage 1: every key installed and confirmed.
+    let mut to_set: Vec<(CloneableKind, VerificationPattern)> = Vec::new();
+    for (kind, list) in per_kind {
+        let claimed = list
+            .first()
+            .map(|b| b.source_pattern.clone())
+            .ok_or_else(|| CeremonyError::Conflict {
+                what: format!("{target}: {kind}"),
+                detail: "no share bundles".into(),
+            })?;
+        let expected = c.plan.source_pattern(kind).cloned().unwrap_or(claimed);
+        let st = status(node, target)?;
+        // A SET an earlier run made: CURRENT holds the key this journal confirmed (or the
+        // plan names), NEW is empty. The bundles' own claim is never enough.
+        let known = match authority {
+            PatternAuthority::Plan => Some(expected.clone()),
+            PatternAuthority::SignedShares => confirmed_in_journal(c, target, kind),
+        };
+        if new_pattern(&st, kind).is_none()
+            && let Some(current) = current_pattern(&st, kind)
+            && known.as_ref() == Some(&current)
+        {
+            report.did(format!(
+                "{kind}: CURRENT already equals the source's ({current}; confirmed by the {})",
+                if authority == PatternAuthority::Plan {
+                    "plan"
+                } else {
+                    "journal of this ceremony"
+                }
+            ));
+            continue;
+        }
+        // Every share is installed, also when NEW is already full: the device answers
+        // "already received" for a share it holds, so NEW is proven built from these.
+        let mut complete = false;
+        for b in &list {
+            let request = InstallRequest {
+                kind,
+                csr_label: c.plan.csr_label(),
+                sa_name: c.plan.sa_label(),
+                css_certificate: css_cert.clone(),
+                share: b.sealed.clone(),
+            };
+            let progress = c.step(
+                Phase::P3d,
+                target,
+                Action::InstallShare {
+                    index: b.index.get(),
+                    kind,
+                },
+                || node.install_share(&request),
+                |p| Done {
+                    progress: Some(*p.value_ref()),
+                    ..Done::applied(p)
+                },
+            )?;
+            report.did(format!(
+                "{kind} share {} installed ({})",
+                b.index,
+                applied_word(&progress)
+            ));
+            if progress.value() == InstallProgress::Complete {
+                complete = true;
+                break;
+            }
+        }
+        if !complete {
+            return Err(CeremonyError::Conflict {
+                what: format!("{target}: {kind} NEW register"),
+                detail: "all bundles were installed but the key is not complete".into(),
+            });
+        }
+        // Confirm before SET.
+        let st = status(node, target)?;
+        let new = new_pattern(&st, kind).ok_or_else(|| CeremonyError::Conflict {
+            what: format!("{target}: {kind} NEW register"),
+            detail: "empty after the last share".into(),
+        })?;
+        if new != expected {
+            return Err(CeremonyError::PatternMismatch {
+                target: target.into(),
+                kind,
+                new,
+                source_pattern: expected,
+            });
+        }
+        c.note(
+            Phase::P3d,
+            target,
+            Note::Confirmed {
+                authority,
+                kind,
+                pattern: new.clone(),
+            },
+        )?;
+        report.did(format!(
+            "{kind}: NEW confirmed equal to the source's CURRENT ({new}; {})",
+            match authority {
+                PatternAuthority::Plan => "the plan's source_patterns",
+                PatternAuthority::SignedShares =>
+                    "the pattern the source's CSS key signed in every share, checked by this device",
+            }
+        ));
+        to_set.push((kind, new));
+    }
+
+    // Stage 2: the overwrite guard for every key, then SET.
+    let st = status(node, target)?;
+    for (kind, incoming) in &to_set {
+        if let Some(current) = current_pattern(&st, *kind)
+            && &current != incoming
+        {
+            if !c.replace_current() {
+                return Err(CeremonyError::WouldReplaceCurrent {
+                    target: target.into(),
+                    kind: *kind,
+                    current: Box::new(current),
+                });
+            }
+            c.note(
+                Phase::P3d,
+                target,
+                Note::ReplaceCurrent {
+                    current: current.clone(),
+                    kind: *kind,
+                },
+            )?;
+            report.did(format!(
+                "{kind}: CURRENT {current} becomes OLD (--replace-current): re-encipher the keys enciphered under it"
+            ));
+        }
+    }
+    for (kind, incoming) in to_set {
+        let expected = incoming.clone();
+        c.step(
+            Phase::P3d,
+            target,
+            Action::SetMasterKey { kind },
+            || match node.set_master_key(kind) {
+                // A SET whose reply was lost: the repetition finds NEW empty; the key is
+                // set when CURRENT now holds the incoming key.
+                Err(BackendError::NewNotFull { .. }) => match node.status() {
+                    Ok(st) if current_pattern(&st, kind).as_ref() == Some(&expected) => {
+                        Ok(Applied::AlreadyDone(()))
+                    }
+                    _ => Err(BackendError::NewNotFull { kind }),
+                },
+                other => other,
+            },
+            Done::applied,
+        )?;
+        let st = status(node, target)?;
+        if current_pattern(&st, kind).as_ref() != Some(&incoming) {
+            return Err(CeremonyError::Conflict {
+                what: format!("{target}: {kind} CURRENT"),
+                detail: "after SET it does not hold the source's key".into(),
+            });
+        }
+        report.did(format!("{kind}: SET; CURRENT = {incoming}"));
+    }
+    end(c, report)
+}

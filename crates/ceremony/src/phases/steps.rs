@@ -1,0 +1,329 @@
+//! Steps the phases share: EID, m-of-n and the SA key installed, key generation and
+//! certification, and the confirmation of a key before it is certified.
+
+use super::*;
+
+// ----------------------------------------------------------------------------------------
+// Shared steps
+// ----------------------------------------------------------------------------------------
+
+/// The node carries the plan's EID: set it when unset, refuse when different.
+pub(super) fn ensure_eid(
+    c: &mut Ceremony,
+    phase: Phase,
+    node: &mut dyn Backend,
+    plan: &PlanNode,
+    report: &mut PhaseReport,
+) -> Result<()> {
+    let current = status(node, &plan.name)?.identity.eid;
+    match current {
+        Some(eid) if eid == plan.eid => {
+            report.did(format!("EID {} (already set)", plan.eid));
+            Ok(())
+        }
+        Some(eid) => Err(CeremonyError::Conflict {
+            what: format!("{}: EID", plan.name),
+            detail: format!(
+                "the node's EID is {eid:?}, the plan says {:?}: fix the plan or use the right node",
+                plan.eid
+            ),
+        }),
+        None => {
+            let eid: Eid = plan.eid.clone();
+            let a = c.step(
+                phase,
+                &plan.name,
+                Action::SetEid { eid: eid.clone() },
+                || node.set_eid(&eid),
+                Done::applied,
+            )?;
+            report.did(format!("EID {} ({})", plan.eid, applied_word(&a)));
+            Ok(())
+        }
+    }
+}
+
+/// m-of-n, then the SA public key: hash first, then the key (dual control).
+pub(super) fn install_sa_key(
+    c: &mut Ceremony,
+    phase: Phase,
+    node: &mut dyn Backend,
+    name: &str,
+    db: &SaDb,
+    report: &mut PhaseReport,
+) -> Result<()> {
+    let m_of_n = c.plan.m_of_n;
+    let a = c.step(
+        phase,
+        name,
+        Action::SetMOfN {
+            m: m_of_n.m(),
+            n: m_of_n.n(),
+        },
+        || node.set_m_of_n(m_of_n),
+        Done::applied,
+    )?;
+    report.did(format!("m-of-n {m_of_n} ({})", applied_word(&a)));
+    if c.plan.dual_control {
+        report.did(format!(
+            "SA public key: registered under dual control, by two people: \
+             `mkclone register-sa-hash --node {name} --operator NAME`, then \
+             `mkclone register-sa-key --node {name} --operator NAME` (fingerprint {})",
+            db.sa_hash.fingerprint()
+        ));
+        return Ok(());
+    }
+    c.note(
+        phase,
+        name,
+        Note::DualControlOff {
+            note: "the plan sets dual_control = false: one command registers the SA hash and key"
+                .into(),
+        },
+    )?;
+    let sa_name = c.plan.sa_label();
+    let hash = db.sa_hash.clone();
+    let a = c.step(
+        phase,
+        name,
+        Action::RegisterSaHash {
+            clone: true,
+            dual_control: false,
+            fingerprint: hash.fingerprint(),
+            name: sa_name.clone(),
+        },
+        || node.register_public_key_hash(&sa_name, &hash, true),
+        Done::applied,
+    )?;
+    report.did(format!(
+        "SA public-key hash registered, CLONE ({}): {}",
+        applied_word(&a),
+        hash.fingerprint()
+    ));
+    let cert = db.sa_certificate.clone();
+    let a = c.step(
+        phase,
+        name,
+        Action::RegisterSaKey {
+            clone: true,
+            dual_control: false,
+            hash_registered_by: None,
+            name: sa_name.clone(),
+        },
+        || node.register_public_key(&sa_name, &cert, true),
+        Done::applied,
+    )?;
+    report.did(format!(
+        "SA public key registered, CLONE, matching its hash ({})",
+        applied_word(&a)
+    ));
+    Ok(())
+}
+
+/// An SA key already registered on `node` under the ceremony's name must be the pinned
+/// one (sa.db's, checked against the anchor); another is refused with the way out.
+pub(super) fn check_registered_sa(
+    c: &Ceremony,
+    node: &mut dyn Backend,
+    name: &str,
+    db: &SaDb,
+) -> Result<()> {
+    let list = node
+        .list_registrations()
+        .map_err(CeremonyError::backend(name, "list registrations"))?;
+    if let Some(r) = list.iter().find(|r| r.name == c.plan.sa_label())
+        && r.hash != db.sa_hash
+    {
+        let target = if name == c.plan.source.name {
+            String::new()
+        } else {
+            format!(" --target {name}")
+        };
+        return Err(CeremonyError::Conflict {
+            what: format!("{name}: the SA key registered as {}", c.plan.sa_label()),
+            detail: format!(
+                "it is another key ({}) than the pinned one ({}): it came from another sa.db. Nothing was \
+                 changed. Remove it with `mkclone abort --config FILE{target} --unregister-sa`, then run this \
+                 command again",
+                r.hash.fingerprint(),
+                db.sa_hash.fingerprint()
+            ),
+        });
+    }
+    Ok(())
+}
+
+pub(super) fn generate(
+    c: &mut Ceremony,
+    phase: Phase,
+    node: &mut dyn Backend,
+    name: &str,
+    role: KeyRole,
+) -> Result<Applied<PublicKeyToken>> {
+    let request = GenerateRequest {
+        label: match role {
+            KeyRole::Sa => c.plan.sa_label(),
+            KeyRole::Css => c.plan.css_label(),
+            KeyRole::Csr => c.plan.csr_label(),
+        },
+        role,
+        bits: c.plan.bits,
+        clone: true,
+    };
+    let action = Action::GenerateRetainedKey {
+        bits: request.bits.bits(),
+        label: request.label.clone(),
+        role,
+    };
+    c.step(
+        phase,
+        name,
+        action,
+        || node.generate_retained_key(&request),
+        Done::applied,
+    )
+}
+
+/// Generate the CSS or CSR key and report it with the fingerprint its node's operator
+/// reads out to the SA operator (who confirms it at 2b/3b before certifying).
+pub(super) fn generate_announced(
+    c: &mut Ceremony,
+    phase: Phase,
+    node: &mut dyn Backend,
+    name: &str,
+    role: KeyRole,
+    report: &mut PhaseReport,
+) -> Result<PublicKeyToken> {
+    let token = generate(c, phase, node, name, role)?;
+    let certified_at = if role == KeyRole::Css {
+        Phase::P2b
+    } else {
+        Phase::P3b
+    };
+    report.did(format!(
+        "{role} key fingerprint (read it to the SA operator for phase {certified_at}): {}",
+        key_fingerprint(token.value_ref())?
+    ));
+    let label = if role == KeyRole::Css {
+        c.plan.css_label()
+    } else {
+        c.plan.csr_label()
+    };
+    report.did(format!("{role} key {label} ({})", applied_word(&token)));
+    Ok(token.value())
+}
+
+pub(super) fn certify(
+    c: &mut Ceremony,
+    phase: Phase,
+    sa: &mut dyn Backend,
+    subject: &PublicKeyToken,
+    node: &PlanNode,
+) -> Result<Certificate> {
+    let label = c.plan.sa_label();
+    let serial = PublicKeyTokenView::decode(subject)
+        .map_err(format_err("public-key token"))?
+        .certificate
+        .and_then(|cert| cert.info.serial);
+    let info = SubjectInfo {
+        eid: Some(node.eid.clone()),
+        serial,
+    };
+    let sa_name = c.plan.sa.name.clone();
+    c.step(
+        phase,
+        &sa_name,
+        Action::Certify {
+            eid: node.eid.clone(),
+            subject: node.name.clone(),
+        },
+        || sa.certify_public_key(&label, subject, &info),
+        |_| Done::default(),
+    )
+}
+
+/// How the SA node knows that the public key it is about to certify is the one the
+/// source (CSS) or target (CSR) generated, and not one swapped into the carried file.
+#[derive(Debug, Clone)]
+pub enum KeyConfirmation {
+    /// Read from the key's own node just now (`clone`, where every node is reachable).
+    FromNode(PublicKeyToken),
+    /// The fingerprint the key's node printed (phase 2a/3a), read out and typed by the SA
+    /// operator: at least 16 hexadecimal digits of it, spaces ignored.
+    Fingerprint(String),
+    /// Nothing: certification is refused.
+    None,
+}
+
+/// A public key's fingerprint in groups of four, as the phases print it.
+pub fn key_fingerprint(token: &PublicKeyToken) -> Result<String> {
+    let key = PublicKeyTokenView::decode(token)
+        .map_err(format_err("public-key token"))?
+        .key;
+    let hex: String = key
+        .fingerprint()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    Ok(hex
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" "))
+}
+
+pub(super) fn confirm_key(
+    token: &PublicKeyToken,
+    confirmation: &KeyConfirmation,
+    what: &str,
+    shown_by: &str,
+    flag: &str,
+) -> Result<()> {
+    let expected = key_fingerprint(token)?;
+    let bare = |s: &str| {
+        s.chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_uppercase()
+    };
+    match confirmation {
+        KeyConfirmation::FromNode(on_node) if on_node == token => Ok(()),
+        KeyConfirmation::FromNode(_) => Err(CeremonyError::Conflict {
+            what: what.into(),
+            detail: format!(
+                "the key in the carried file ({expected}) is not the one its node holds; the file was changed \
+                 or comes from elsewhere. Nothing was certified"
+            ),
+        }),
+        KeyConfirmation::Fingerprint(given) => {
+            let given = bare(given);
+            if given.len() < 16 || !given.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(CeremonyError::Conflict {
+                    what: what.into(),
+                    detail: format!(
+                        "{flag} needs at least 16 hexadecimal digits of the fingerprint {shown_by} printed"
+                    ),
+                });
+            }
+            if bare(&expected).starts_with(&given) {
+                Ok(())
+            } else {
+                Err(CeremonyError::Conflict {
+                    what: what.into(),
+                    detail: format!(
+                        "the fingerprint given ({given}) is not that of the key in the carried file ({expected}): \
+                         the file may have been swapped. Nothing was certified"
+                    ),
+                })
+            }
+        }
+        KeyConfirmation::None => Err(CeremonyError::Conflict {
+            what: what.into(),
+            detail: format!(
+                "before certifying, compare the key's fingerprint with the one {shown_by} printed, and give it with \
+                 {flag} (the file carried here shows {expected})"
+            ),
+        }),
+    }
+}
