@@ -9,7 +9,6 @@
 //! REHEARSAL ONLY: keys live in plain files and the card signs on the host
 //! (docs/ARCHITECTURE.md, "Rehearsal and production").
 
-pub mod apqn;
 mod card;
 pub mod fault;
 mod keygen;
@@ -22,8 +21,10 @@ use std::path::{Path, PathBuf};
 use mkclone_backend::SerialNumber;
 use mkclone_cca::CcaBackend;
 
-pub use apqn::Apqn;
 pub use fault::{Fault, FaultPlan};
+/// Cards are addressed by APQN; the type lives in the codec crate (the zcrypt driver uses
+/// it too, without the simulator).
+pub use mkclone_cca::apqn::Apqn;
 pub use state::CardState;
 pub use store::{Store, StoreError};
 pub use transport::SimTransport;

@@ -7,10 +7,10 @@ use mkclone_cca::rc::{rs, rt};
 use mkclone_cca::verbs::{Reply, Request};
 use mkclone_cca::{Transport, TransportError};
 
-use crate::apqn::Apqn;
 use crate::card;
 use crate::fault::{Fault, FaultPlan};
 use crate::store::Store;
+use mkclone_cca::apqn::Apqn;
 
 /// One simulated coprocessor domain.
 pub struct SimTransport {

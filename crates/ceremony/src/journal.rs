@@ -301,7 +301,6 @@ pub struct Journal {
     torn_tail: Option<usize>,
     /// An append of ours failed after it may have written bytes.
     failed_append: bool,
-    operator: Option<String>,
 }
 
 impl Journal {
@@ -332,7 +331,6 @@ impl Journal {
             verified_len: v.verified_len,
             torn_tail: v.torn_tail,
             failed_append: false,
-            operator: None,
         })
     }
 
@@ -419,12 +417,6 @@ impl Journal {
     /// A caller may record its removal with a `note` (which is that next append).
     pub fn torn_tail(&self) -> Option<usize> {
         self.torn_tail
-    }
-
-    /// The operator recorded by [`intent`](Self::intent), [`outcome`](Self::outcome) and
-    /// [`note`](Self::note) from now on.
-    pub fn set_operator(&mut self, operator: Option<String>) {
-        self.operator = operator;
     }
 
     /// Append one record, fsync, and return its seq and hash (the new head). `detail` must
@@ -540,56 +532,6 @@ impl Journal {
         self.torn_tail = None;
         self.failed_append = false;
         Ok(())
-    }
-
-    /// Append an `intent` record (before the action).
-    pub fn intent(
-        &mut self,
-        phase: &str,
-        node: &str,
-        event: &str,
-        detail: Value,
-    ) -> Result<RecordHash, FileError> {
-        let operator = self.operator.clone();
-        self.append(
-            phase,
-            node,
-            Kind::Intent,
-            operator.as_deref(),
-            event,
-            detail,
-        )
-    }
-
-    /// Append an `outcome` record (after the action).
-    pub fn outcome(
-        &mut self,
-        phase: &str,
-        node: &str,
-        event: &str,
-        detail: Value,
-    ) -> Result<RecordHash, FileError> {
-        let operator = self.operator.clone();
-        self.append(
-            phase,
-            node,
-            Kind::Outcome,
-            operator.as_deref(),
-            event,
-            detail,
-        )
-    }
-
-    /// Append a `note` record.
-    pub fn note(
-        &mut self,
-        phase: &str,
-        node: &str,
-        event: &str,
-        detail: Value,
-    ) -> Result<RecordHash, FileError> {
-        let operator = self.operator.clone();
-        self.append(phase, node, Kind::Note, operator.as_deref(), event, detail)
     }
 }
 
@@ -780,23 +722,39 @@ mod tests {
     }
 
     #[test]
-    fn convenience_methods_and_operator() {
+    fn kinds_and_operator() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = open(dir.path()).unwrap();
-        j.set_operator(Some("alice".into()));
         let a = j
-            .intent("1", "source", "obtain-share", json!({"index": 1}))
-            .unwrap();
-        let b = j
-            .outcome(
+            .append(
                 "1",
                 "source",
+                Kind::Intent,
+                Some("alice"),
+                "obtain-share",
+                json!({"index": 1}),
+            )
+            .unwrap();
+        let b = j
+            .append(
+                "1",
+                "source",
+                Kind::Outcome,
+                Some("alice"),
                 "obtain-share",
                 json!({"intent": a.seq, "result": "done"}),
             )
             .unwrap();
-        j.set_operator(None);
-        let c = j.note("setup", "", "torn-tail-removed", json!({})).unwrap();
+        let c = j
+            .append(
+                "setup",
+                "",
+                Kind::Note,
+                None,
+                "torn-tail-removed",
+                json!({}),
+            )
+            .unwrap();
         assert_eq!((a.seq, b.seq, c.seq), (1, 2, 3));
         assert_eq!(j.head_hash(), c.hash);
         let r = j.records();
@@ -835,7 +793,9 @@ mod tests {
                 bytes,
                 "open must not modify the file"
             );
-            let h = j.note("3a", "", "resumed", json!({})).unwrap();
+            let h = j
+                .append("3a", "", Kind::Note, None, "resumed", json!({}))
+                .unwrap();
             assert_eq!(j.torn_tail(), None);
             let after = fs::read(&p).unwrap();
             assert!(after.starts_with(&good));
@@ -865,7 +825,8 @@ mod tests {
         let mut j = open(dir.path()).unwrap();
         assert_eq!(j.torn_tail(), Some(8));
         assert!(j.records().is_empty());
-        j.note("1", "", "start", json!({})).unwrap();
+        j.append("1", "", Kind::Note, None, "start", json!({}))
+            .unwrap();
         assert_eq!(open(dir.path()).unwrap().records().len(), 1);
     }
 
@@ -951,7 +912,7 @@ mod tests {
         // A foreign line in the middle of a chain (re-chained so only the id differs).
         let other = tempfile::tempdir().unwrap();
         let mut j = open(other.path()).unwrap();
-        j.note("1", "", "a", json!({})).unwrap();
+        j.append("1", "", Kind::Note, None, "a", json!({})).unwrap();
         let mut ls = lines(&fs::read(other.path().join(FILE_NAME)).unwrap());
         let forged = Record {
             seq: 2,
@@ -991,8 +952,12 @@ mod tests {
         journal_with(dir.path(), 1);
         let mut j = open(dir.path()).unwrap();
         let mut other = open(dir.path()).unwrap();
-        other.note("1", "", "sneaky", json!({})).unwrap();
-        let err = j.note("1", "", "mine", json!({})).unwrap_err();
+        other
+            .append("1", "", Kind::Note, None, "sneaky", json!({}))
+            .unwrap();
+        let err = j
+            .append("1", "", Kind::Note, None, "mine", json!({}))
+            .unwrap_err();
         assert!(matches!(err, FileError::JournalChanged { .. }), "{err}");
         assert_eq!(open(dir.path()).unwrap().records().len(), 2);
     }

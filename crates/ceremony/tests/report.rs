@@ -132,7 +132,7 @@ fn a_finished_ceremony_report_names_every_node_share_and_set() {
     let names = ["sa", "source", "target1", "target2"];
     let nodes = statuses(root, &names);
     let source = &nodes[1].1;
-    let r = report::build(&dir, &plan, &nodes).unwrap();
+    let r = report::build_with(&dir, &plan, &nodes, &[]).unwrap();
 
     assert!(r.complete, "missing: {:?}", r.missing);
     assert!(r.missing.is_empty());
@@ -286,7 +286,7 @@ fn a_rehearsal_report_says_rehearsal_in_its_title_and_every_section() {
     let plan = plan(&["target1"], &[CloneableKind::Sym], 1, 1, true);
     run(root, &plan, None).unwrap();
     let nodes = statuses(root, &["sa", "source", "target1"]);
-    let r = report::build(&root.join("ceremony"), &plan, &nodes).unwrap();
+    let r = report::build_with(&root.join("ceremony"), &plan, &nodes, &[]).unwrap();
     assert!(r.rehearsal && r.complete, "{:?}", r.missing);
 
     let md = report::render_markdown(&r);
@@ -418,7 +418,7 @@ fn an_unfinished_ceremony_report_shows_what_is_missing() {
 fn a_ceremony_not_started_lists_every_step() {
     let root = tempfile::tempdir().unwrap();
     let plan = plan(&["target1"], &[CloneableKind::Sym], 1, 1, false);
-    let r = report::build(root.path(), &plan, &[]).unwrap();
+    let r = report::build_with(root.path(), &plan, &[], &[]).unwrap();
     assert!(!r.complete && !r.journal.present);
     for expected in [
         "the journal: no phase has run in this directory",
@@ -435,7 +435,7 @@ fn a_ceremony_not_started_lists_every_step() {
     }
     assert!(node(&r, "sa").status == "not read");
     // A missing directory is an error, not an empty report.
-    assert!(report::build(&root.path().join("nope"), &plan, &[]).is_err());
+    assert!(report::build_with(&root.path().join("nope"), &plan, &[], &[]).is_err());
 }
 
 #[test]
@@ -465,7 +465,7 @@ fn hostile_text_is_escaped_in_html_and_markdown() {
     )
     .unwrap();
     drop(j);
-    let r = report::build(root.path(), &plan, &[]).unwrap();
+    let r = report::build_with(root.path(), &plan, &[], &[]).unwrap();
     assert_eq!(r.operators, [hostile]);
 
     let html = report::render_html(&r);
@@ -528,7 +528,7 @@ fn files_erased_by_the_clean_up_are_recorded_not_missing() {
     }
     assert!(!dir.join("target1.csr.db").exists());
     let nodes = statuses(root, &["sa", "source", "target1"]);
-    let r = report::build(&dir, &plan, &nodes).unwrap();
+    let r = report::build_with(&dir, &plan, &nodes, &[]).unwrap();
     assert!(r.aborted.is_some());
     assert!(r.complete, "{:?}", r.missing);
     let csr = r.keys.iter().find(|k| k.role == "CSR").unwrap();

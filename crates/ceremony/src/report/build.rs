@@ -7,17 +7,8 @@ use super::*;
 // ----------------------------------------------------------------------------------------
 
 /// Build the report of the ceremony in `dir` for `plan`, with the statuses of the nodes
-/// the caller could read (`nodes`, by plan name). Nodes not given are "not read".
-pub fn build(
-    dir: &Path,
-    plan: &Plan,
-    nodes: &[(String, NodeStatus)],
-) -> Result<Report, CeremonyError> {
-    build_with(dir, plan, nodes, &[])
-}
-
-/// [`build`], with the nodes that could not be opened or read and why (`unavailable`, by
-/// plan name): their status is "unavailable: <reason>".
+/// the caller could read (`nodes`, by plan name) and the nodes that could not be opened or
+/// read and why (`unavailable`, by plan name): their status is "unavailable: <reason>".
 ///
 /// Fails only when `dir` is not a directory, fails the check of a ceremony directory
 /// ([`durable::check_private_dir`]: a link, another user's, writable by others), or the

@@ -2,7 +2,7 @@
 //! ceremony, as data ([`Report`], serialisable for `--json`) and as a printable page
 //! ([`render_markdown`], [`render_html`]).
 //!
-//! [`build`] only reads: the journal is verified with [`journal::verify`] over its bytes
+//! [`build_with`] only reads: the journal is verified with [`journal::verify`] over its bytes
 //! (never opened for appending, never created), `sa.db`, the `<target>.csr.db` files and the
 //! share bundles are read as they are, and the nodes' statuses are passed in by the caller.
 //! A file that cannot be trusted is not a failure of the report: the report says so.
@@ -61,7 +61,7 @@ mod page;
 mod tests;
 mod timeline;
 
-pub use build::{build, build_with};
+pub use build::build_with;
 pub use html::render_html;
 pub use markdown::render_markdown;
 pub use model::*;
