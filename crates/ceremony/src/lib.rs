@@ -34,6 +34,6 @@ pub mod plan;
 pub mod report;
 pub mod run;
 
-pub use ceremony::{CRASH_HOOK_ENV, Ceremony, PhaseReport, needed_operations};
+pub use ceremony::{CRASH_HOOK_ENV, Ceremony, PAUSE_HOOK_ENV, PhaseReport, needed_operations};
 pub use failure::{CeremonyError, Problem, Problems};
 pub use plan::{Plan, PlanError, PlanNode, PlanSpec};
