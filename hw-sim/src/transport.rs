@@ -9,7 +9,7 @@ use mkclone_cca::{Transport, TransportError};
 
 use crate::card;
 use crate::fault::{Fault, FaultPlan};
-use crate::store::Store;
+use crate::store::{LOCK_WAIT, Store, StoreError};
 use mkclone_cca::apqn::Apqn;
 
 /// One simulated coprocessor domain.
@@ -18,6 +18,10 @@ pub struct SimTransport {
     store: Store,
     faults: FaultPlan,
     requests: u64,
+    /// The last request found the card held by another process: the next one does not
+    /// wait again (a read is retried at once by `CcaBackend`, and a command reading a
+    /// busy card several times must not wait each time).
+    card_busy: bool,
 }
 
 impl SimTransport {
@@ -27,6 +31,7 @@ impl SimTransport {
             store,
             faults: FaultPlan::new(),
             requests: 0,
+            card_busy: false,
         }
     }
 
@@ -60,13 +65,17 @@ impl SimTransport {
         let (function, domain, reply) = match decoded {
             Ok((header, request)) => {
                 let function = request.function();
-                let reply = self
-                    .store
-                    .with_state(|state| {
-                        let out = card::execute(state, request, &mut rng);
-                        (out.reply, out.changed)
-                    })
-                    .map_err(|e| TransportError::NotSent(e.to_string()))?;
+                let wait = if self.card_busy {
+                    std::time::Duration::ZERO
+                } else {
+                    LOCK_WAIT
+                };
+                let result = self.store.with_state_within(wait, |state| {
+                    let out = card::execute(state, request, &mut rng);
+                    (out.reply, out.changed)
+                });
+                self.card_busy = matches!(result, Err(StoreError::InUse { .. }));
+                let reply = result.map_err(|e| TransportError::NotSent(e.to_string()))?;
                 (function, header.domain, reply)
             }
             Err(e) => {

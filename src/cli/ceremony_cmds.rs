@@ -5,11 +5,13 @@ use std::path::Path;
 
 use mkclone_ceremony::dbs::Layout;
 use mkclone_ceremony::dry_run::{self, DryRunOptions, DryRunScope};
+use mkclone_ceremony::durable::DirLock;
 use mkclone_ceremony::run::{self, Nodes};
-use mkclone_ceremony::{Ceremony, Phase, PhaseReport, Role, phases};
+use mkclone_ceremony::{Ceremony, CeremonyError, Phase, PhaseReport, Role, phases};
 
 use super::RunArgs;
 use super::output::{Failure, pattern_table};
+use super::signals;
 use mkclone::config::Config;
 use mkclone::nodes::ConfiguredNodes;
 
@@ -179,14 +181,37 @@ fn phase_nodes<'a>(config: &'a Config, phase: Phase, target: &'a str) -> Vec<&'a
     }
 }
 
+/// Locks in order: the ceremony's first, the nodes' second. Where the ceremony directory
+/// exists, its lock is taken before any node is opened, so that a second command fails at
+/// once naming the holder instead of waiting on a card the holder uses. A directory that
+/// does not exist yet is created (and locked) only after the identity checks, since nothing
+/// is written before them; no ceremony can be running in it meanwhile.
+fn lock_existing_ceremony(config: &Config) -> Result<Option<DirLock>, Failure> {
+    // A directory (or shares/) that is a link, another user's or writable by others is
+    // refused before any node is opened (no PIN asked for nothing).
+    check_directory(config)?;
+    if !config.directory.is_dir() {
+        return Ok(None);
+    }
+    let lock = DirLock::try_acquire(&config.directory).map_err(CeremonyError::from)?;
+    Ok(Some(lock))
+}
+
+/// Open the ceremony (under `lock` when taken already) and, the nodes being open (any PIN
+/// asked), install the SIGINT/SIGTERM handlers whose flag the ceremony checks.
 fn open_ceremony(
     config: &Config,
     run: &RunArgs,
     replace_current: bool,
+    lock: Option<DirLock>,
 ) -> Result<Ceremony, Failure> {
-    let mut ceremony = Ceremony::open(&config.directory, config.plan.clone())?;
+    let mut ceremony = match lock {
+        Some(lock) => Ceremony::open_locked(lock, config.plan.clone())?,
+        None => Ceremony::open(&config.directory, config.plan.clone())?,
+    };
     ceremony.set_operator(run.operator.clone());
     ceremony.set_replace_current(replace_current);
+    ceremony.set_interrupt_flag(signals::install()?);
     Ok(ceremony)
 }
 
@@ -209,18 +234,18 @@ pub fn clone(
             json,
         );
     }
-    check_directory(&config)?;
     let all: Vec<&str> = config
         .plan
         .nodes()
         .iter()
         .map(|n| n.name.as_str())
         .collect();
+    let lock = lock_existing_ceremony(&config)?;
     // Each node is opened once (a PIN is asked once) and its identity checked before
     // anything is written.
     let mut nodes = ConfiguredNodes::new(&config);
     check_identities(&config, &mut nodes, &all)?;
-    let mut ceremony = open_ceremony(&config, run, replace_current)?;
+    let mut ceremony = open_ceremony(&config, run, replace_current, lock)?;
     let bar = (!json && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(run::phase_count(config.plan.targets.len()));
         bar.set_style(
@@ -304,14 +329,14 @@ pub fn phase(
         };
         return dry_run(&config, scope, replace_current, false);
     }
-    check_directory(&config)?;
+    let lock = lock_existing_ceremony(&config)?;
     let mut nodes = ConfiguredNodes::new(&config);
     check_identities(
         &config,
         &mut nodes,
         &phase_nodes(&config, phase, target.unwrap_or_default()),
     )?;
-    let mut ceremony = open_ceremony(&config, run, replace_current)?;
+    let mut ceremony = open_ceremony(&config, run, replace_current, lock)?;
     let t = target.unwrap_or_default();
     let report = match phase {
         Phase::P1 => phases::phase1(&mut ceremony, nodes.node(&plan.sa.name)?)?,
@@ -350,9 +375,11 @@ pub fn register_sa(
 ) -> Result<(), Failure> {
     let config = load_config(config_path, sa_fingerprint)?;
     rehearsal_banner(&config);
+    // The ceremony lock first, then the node.
     let mut ceremony = Ceremony::open(&config.directory, config.plan.clone())?;
     let mut nodes = ConfiguredNodes::new(&config);
     let backend = nodes.node(node)?;
+    ceremony.set_interrupt_flag(signals::install()?);
     let report = if key {
         phases::register_sa_key(&mut ceremony, backend, node, operator)?
     } else {
@@ -375,9 +402,15 @@ pub fn abort(
 ) -> Result<(), Failure> {
     let config = Config::load(config_path)?;
     rehearsal_banner(&config);
+    // The ceremony lock first, then the nodes: every node the steps touch is opened (any
+    // PIN asked) before the signal handlers are installed.
     let mut ceremony = Ceremony::open(&config.directory, config.plan.clone())?;
     ceremony.set_operator(operator);
     let mut nodes = ConfiguredNodes::new(&config);
+    for name in abort_nodes(&config, steps) {
+        nodes.node(name)?;
+    }
+    ceremony.set_interrupt_flag(signals::install()?);
     let report = mkclone::ceremony::abort::abort(&mut ceremony, &mut nodes, steps)?;
     println!("abort:");
     for a in &report.actions {
@@ -422,4 +455,33 @@ pub fn accept_journal_loss(config_path: &Path, node: &str, operator: &str) -> Re
         ceremony.journal().head_hash()
     );
     Ok(())
+}
+
+/// The nodes an abort's steps talk to: the targets concerned (those of the plan), and the
+/// source when no target is named (see `abort::abort`).
+fn abort_nodes<'a>(
+    config: &'a Config,
+    steps: &'a mkclone::ceremony::abort::AbortSteps,
+) -> Vec<&'a str> {
+    let plan = &config.plan;
+    let mut names = Vec::new();
+    if !(steps.clear_new || steps.delete_keys || steps.unregister_sa) {
+        return names;
+    }
+    let whole = steps.targets.is_empty();
+    if whole && (steps.delete_keys || steps.unregister_sa) {
+        names.push(plan.source.name.as_str());
+    }
+    if whole {
+        names.extend(plan.targets.iter().map(|t| t.name.as_str()));
+    } else {
+        names.extend(
+            steps
+                .targets
+                .iter()
+                .filter(|t| plan.target(t).is_some())
+                .map(String::as_str),
+        );
+    }
+    names
 }

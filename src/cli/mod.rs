@@ -7,6 +7,7 @@ mod demo;
 mod devices;
 mod output;
 mod report;
+mod signals;
 mod sim;
 mod status;
 
@@ -23,7 +24,12 @@ Exit codes:
   1  the operation failed (the message says why and what to do)
   2  usage error (bad arguments)
   3  the configuration or a ceremony file is invalid
-  4  a preflight found problems; nothing was changed";
+  4  a preflight found problems; nothing was changed
+  130  interrupted by SIGINT (Ctrl-C) at a safe point, journaled; nothing is half-done:
+       run the same command to resume
+  143  interrupted by SIGTERM, likewise
+A second Ctrl-C (or SIGTERM) ends the process at once, with the same code, as a crash
+would: run the same command to resume.";
 
 /// Clone a cryptographic coprocessor's master key into others by m-of-n shares.
 ///

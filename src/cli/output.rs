@@ -1,7 +1,7 @@
 //! Failures with their exit codes, and the tables commands print.
 
 use mkclone_backend::{CloneableKind, NodeStatus};
-use mkclone_ceremony::CeremonyError;
+use mkclone_ceremony::{CeremonyError, FileError};
 
 /// A command's failure: what to print and the exit code.
 #[derive(Debug)]
@@ -35,6 +35,12 @@ impl From<CeremonyError> for Failure {
     fn from(e: CeremonyError) -> Self {
         let code = match &e {
             CeremonyError::Preflight { .. } | CeremonyError::IdentityMismatch { .. } => 4,
+            // 128 + the signal, as a shell reports a process the signal ended: 130, 143.
+            CeremonyError::Interrupted { signal, .. } => {
+                u8::try_from(128 + i64::from(*signal)).unwrap_or(1)
+            }
+            // Another process holds the ceremony: nothing is wrong with the files.
+            CeremonyError::File(FileError::Locked { .. }) => 1,
             CeremonyError::File(_)
             | CeremonyError::MissingFile { .. }
             | CeremonyError::NotInPlan { .. }

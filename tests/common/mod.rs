@@ -77,3 +77,72 @@ pub fn phases_to_3c(c: &str, target: &str) {
     ]);
     ok(&["phase3c", "--config", c, "--target", target]);
 }
+
+/// A plan on simulated cards in `cards`: SA card 01, source 02, targets 03.. (`targets` of
+/// them), dual control off, the ceremony directory `ceremony` (relative to the config).
+pub fn sim_plan(cards: &std::path::Path, ceremony: &str, targets: usize) -> String {
+    let mut s = format!(
+        "[ceremony]\nid = \"e2e\"\ndirectory = \"{ceremony}\"\nsa = \"sa\"\nsource = \"source\"\n\
+         targets = [{}]\nmaster_keys = [\"sym\", \"asym\"]\nthreshold = 2\nshares = 3\n\
+         dual_control = false\n",
+        (1..=targets)
+            .map(|i| format!("\"target{i}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut nodes = vec![("sa".to_string(), 1), ("source".to_string(), 2)];
+    nodes.extend((1..=targets).map(|i| (format!("target{i}"), 2 + i)));
+    for (name, card) in nodes {
+        s.push_str(&format!(
+            "\n[nodes.{name}]\nbackend = \"sim\"\nsim_dir = \"{}\"\napqn = \"{card:02x}.000d\"\neid = \"{}\"\n",
+            cards.display(),
+            name.to_uppercase()
+        ));
+    }
+    s
+}
+
+/// `mkclone status NODE --json`, parsed.
+pub fn node_status(config: &str, node: &str) -> serde_json::Value {
+    let out = ok(&["status", "--config", config, node, "--json"]);
+    serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap()
+}
+
+/// After a finished `clone` of `targets` targets: every target's CURRENT equals the
+/// source's for both kinds, and nothing was done twice (one retained key per node, one SA
+/// registration on the source and each target, SET once: OLD still empty).
+pub fn check_clone_finished(config: &str, targets: usize) {
+    let source = node_status(config, "source");
+    for t in 1..=targets {
+        let name = format!("target{t}");
+        let target = node_status(config, &name);
+        for kind in 0..2 {
+            let s = &source["status"]["registers"][kind];
+            let r = &target["status"]["registers"][kind];
+            assert!(
+                s["current_patterns"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty()),
+                "{s}"
+            );
+            assert_eq!(r["current_patterns"], s["current_patterns"], "{name}");
+            assert_eq!(r["new"], "empty", "{name}: {r}");
+            assert_eq!(r["old"], "invalid", "{name}: SET ran once: {r}");
+        }
+    }
+    let mut names = vec!["sa".to_string(), "source".to_string()];
+    names.extend((1..=targets).map(|t| format!("target{t}")));
+    for name in names {
+        let st = node_status(config, &name);
+        assert_eq!(
+            st["retained_keys"].as_array().unwrap().len(),
+            1,
+            "{name}: one retained key"
+        );
+        assert_eq!(
+            st["registrations"].as_array().unwrap().len(),
+            usize::from(name != "sa"),
+            "{name}: registrations"
+        );
+    }
+}

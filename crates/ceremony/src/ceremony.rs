@@ -3,6 +3,9 @@
 //! `outcome` record, written ahead (the intent is durable before the request leaves).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use log::{info, warn};
 use mkclone_backend::BackendError;
@@ -11,7 +14,7 @@ use serde_json::Value;
 use crate::dbs::{self, Carried, JournalMark, Layout, Provenance, SA_DB_FORMAT, SaDb};
 use crate::durable::DirLock;
 use crate::event::{Action, LostMark, Note, Outcome, StepResult};
-use crate::failure::{CeremonyError, JournalGap, Result};
+use crate::failure::{CeremonyError, JournalGap, Result, signal_name};
 use crate::journal::{Journal, Kind};
 use crate::phase::Phase;
 use crate::plan::Plan;
@@ -20,6 +23,13 @@ use crate::trust::SaFingerprint;
 /// Environment variable for crash-injection tests: abort the process right after the
 /// n-th journal record this process appends. Its name is long on purpose.
 pub const CRASH_HOOK_ENV: &str = "MKCLONE_TEST_ONLY_ABORT_AFTER_JOURNAL_RECORD";
+
+/// Environment variable for interruption tests: `<n>` or `<n>:<milliseconds>`. Right after
+/// the n-th journal record this process appends, print
+/// "mkclone: test hook: paused after journal record <n> (pid <pid>)" on standard error and
+/// sleep (10 s by default) or until the interrupt flag is raised, so that a test can send
+/// a real signal, or SIGSTOP, at a known point. Its name is long on purpose.
+pub const PAUSE_HOOK_ENV: &str = "MKCLONE_TEST_ONLY_PAUSE_AFTER_JOURNAL_RECORD";
 
 /// What a phase did, for the command line to show.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -59,10 +69,12 @@ pub struct Ceremony {
     appended: u64,
     crash_after: Option<u64>,
     fail_after: Option<u64>,
+    pause_after: Option<(u64, Duration)>,
     replace_current: bool,
     /// The SA key's pinned fingerprint: the plan's, `--sa-fingerprint`, or (in `clone`,
     /// and on the SA node) read from the SA node itself.
     sa_anchor: Option<SaFingerprint>,
+    interrupt: Arc<AtomicUsize>,
     _lock: DirLock,
 }
 
@@ -75,6 +87,15 @@ impl Ceremony {
         Layout::new(dir).check_dirs()?;
         // Never wait silently: name the other holder and let the user decide.
         let lock = DirLock::try_acquire(dir)?;
+        Self::open_locked(lock, plan)
+    }
+
+    /// Open the ceremony directory whose lock the caller already holds, for `plan`. A
+    /// command takes the ceremony lock before it opens any node (whose locks come second),
+    /// so that it never waits on a node for a ceremony it could not enter anyway.
+    pub fn open_locked(lock: DirLock, plan: Plan) -> Result<Self> {
+        let dir = lock.dir().to_path_buf();
+        let dir = dir.as_path();
         let mut journal = Journal::open(dir, &plan.id, plan.rehearsal)?;
         let layout = Layout::new(dir);
         // The ceremony nonce: the journal's and sa.db's must be one (a journal of another
@@ -103,6 +124,10 @@ impl Ceremony {
         let crash_after = std::env::var(CRASH_HOOK_ENV)
             .ok()
             .and_then(|v| v.parse().ok());
+        let pause_after = std::env::var(PAUSE_HOOK_ENV).ok().and_then(|v| {
+            let (n, ms) = v.split_once(':').unwrap_or((&v, "10000"));
+            Some((n.parse().ok()?, Duration::from_millis(ms.parse().ok()?)))
+        });
         Ok(Self {
             sa_anchor: plan.sa_fingerprint.clone(),
             plan,
@@ -112,9 +137,53 @@ impl Ceremony {
             appended: 0,
             crash_after,
             fail_after: None,
+            pause_after,
             replace_current: false,
+            interrupt: Arc::new(AtomicUsize::new(0)),
             _lock: lock,
         })
+    }
+
+    /// The flag a signal handler raises: it holds the signal's number (0: none). The
+    /// ceremony installs no handler itself; it checks the flag at its safe points (before
+    /// each intent, that is before a state-changing request leaves, and before each phase
+    /// begins) and stops there with [`CeremonyError::Interrupted`] after journaling an
+    /// `interrupted` note.
+    pub fn set_interrupt_flag(&mut self, flag: Arc<AtomicUsize>) {
+        self.interrupt = flag;
+    }
+
+    /// Stop here if a signal asked for it: journal it and return `Interrupted`.
+    fn check_interrupt(&mut self, phase: Phase, node: &str, before: &str) -> Result<()> {
+        let signal = self.interrupt.load(Ordering::SeqCst);
+        if signal == 0 {
+            return Ok(());
+        }
+        let signal = i32::try_from(signal).unwrap_or(i32::MAX);
+        let place = if phase.role().is_some() {
+            format!("phase {phase}")
+        } else {
+            phase.to_string()
+        };
+        let during = if node.is_empty() {
+            format!("{place} (before {before})")
+        } else {
+            format!("{place} on {node} (before {before})")
+        };
+        info!(
+            "interrupted by {}: stopping before {before}",
+            signal_name(signal)
+        );
+        self.note(
+            phase,
+            node,
+            Note::Interrupted {
+                before: before.to_string(),
+                during: during.clone(),
+                signal: signal_name(signal).to_string(),
+            },
+        )?;
+        Err(CeremonyError::Interrupted { signal, during })
     }
 
     /// Tests: stop with [`CeremonyError::InjectedCrash`] right after the n-th journal
@@ -306,6 +375,10 @@ impl Ceremony {
 
     /// Append one note.
     pub fn note(&mut self, phase: Phase, node: &str, note: Note) -> Result<()> {
+        // A safe point: the phase has not begun.
+        if matches!(note, Note::PhaseStart {}) {
+            self.check_interrupt(phase, node, "the phase starts")?;
+        }
         let (event, detail) = note.parts();
         self.append(phase, node, Kind::Note, &event, detail)
             .map(|_| ())
@@ -333,6 +406,19 @@ impl Ceremony {
             // Crash-injection tests only (see CRASH_HOOK_ENV).
             std::process::abort();
         }
+        if let Some((after, longest)) = self.pause_after
+            && after == self.appended
+        {
+            // Interruption tests only (see PAUSE_HOOK_ENV).
+            eprintln!(
+                "mkclone: test hook: paused after journal record {after} (pid {})",
+                std::process::id()
+            );
+            let start = Instant::now();
+            while start.elapsed() < longest && self.interrupt.load(Ordering::SeqCst) == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         if self.fail_after == Some(self.appended) {
             return Err(CeremonyError::InjectedCrash {
                 after: self.appended,
@@ -353,6 +439,8 @@ impl Ceremony {
         describe: impl Fn(&T) -> Done,
     ) -> Result<T> {
         let (event, detail) = action.parts();
+        // A safe point: nothing of this step has begun.
+        self.check_interrupt(phase, node, &event)?;
         let intent = self.append(phase, node, Kind::Intent, &event, detail)?;
         let mut result = request();
         if let Err(e) = &result
@@ -457,4 +545,151 @@ pub fn accepted_losses(records: &[crate::journal::Record]) -> Vec<(u64, String)>
         .flatten()
         .map(|m| (m.seq, m.hash))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use mkclone_backend::{CloneableKind, Eid, MofN, RsaModulusBits};
+
+    use super::*;
+    use crate::plan::PlanSpec;
+
+    fn plan() -> Plan {
+        let m_of_n = MofN::new(2, 3).unwrap();
+        let eid = |s: &str| Eid::new(s).unwrap();
+        Plan::new(PlanSpec {
+            id: "interrupt-test".into(),
+            sa: ("sa".into(), eid("SA")),
+            source: ("source".into(), eid("SOURCE")),
+            targets: vec![("target1".into(), eid("TARGET1"))],
+            kinds: vec![CloneableKind::Sym],
+            m_of_n,
+            bits: RsaModulusBits::B2048,
+            rehearsal: true,
+            share_indices: crate::plan::share_indices(&[1, 2], m_of_n).unwrap(),
+            dual_control: false,
+            pinned_serials: Default::default(),
+            sa_fingerprint: None,
+            source_patterns: Vec::new(),
+        })
+        .unwrap()
+    }
+
+    fn events(c: &Ceremony) -> Vec<(Kind, String)> {
+        c.journal()
+            .records()
+            .iter()
+            .map(|r| (r.kind, r.event.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn an_interrupt_stops_before_the_next_intent_and_is_journaled() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Ceremony::open(dir.path(), plan()).unwrap();
+        c.ensure_nonce().unwrap();
+        let flag = Arc::new(AtomicUsize::new(0));
+        c.set_interrupt_flag(flag.clone());
+
+        // A signal arriving while a request is out: the request's outcome is journaled,
+        // the step completes.
+        let sym = CloneableKind::Sym;
+        let out = c
+            .step(
+                Phase::P3c,
+                "source",
+                Action::SetMasterKey { kind: sym },
+                || {
+                    flag.store(2, Ordering::SeqCst);
+                    Ok(7)
+                },
+                |_| Done::default(),
+            )
+            .unwrap();
+        assert_eq!(out, 7);
+        // Notes and outcomes are still written: only new actions are refused.
+        c.note(
+            Phase::P3c,
+            "source",
+            Note::BundleWritten { file: "f".into() },
+        )
+        .unwrap();
+
+        let mut sent = false;
+        let err = c
+            .step(
+                Phase::P3c,
+                "source",
+                Action::ObtainShare {
+                    index: 1,
+                    kind: sym,
+                    target: "target1".into(),
+                },
+                || {
+                    sent = true;
+                    Ok(())
+                },
+                |_| Done::default(),
+            )
+            .unwrap_err();
+        assert!(!sent, "the request never left");
+        match &err {
+            CeremonyError::Interrupted { signal, during } => {
+                assert_eq!(*signal, 2);
+                assert_eq!(during, "phase 3c on source (before obtain-share)");
+            }
+            other => panic!("{other}"),
+        }
+        assert_eq!(
+            err.to_string(),
+            "interrupted by SIGINT during phase 3c on source (before obtain-share); nothing is \
+             half-done: run the same command to resume"
+        );
+        assert_eq!(
+            events(&c),
+            [
+                (Kind::Intent, "set-master-key".to_string()),
+                (Kind::Outcome, "set-master-key".to_string()),
+                (Kind::Note, "bundle-written".to_string()),
+                (Kind::Note, "interrupted".to_string()),
+            ]
+        );
+        let note = c.journal().records().last().unwrap().note();
+        assert!(
+            matches!(&note, Some(Note::Interrupted { signal, before, .. })
+                if signal == "SIGINT" && before == "obtain-share"),
+            "{note:?}"
+        );
+    }
+
+    #[test]
+    fn an_interrupt_stops_before_a_phase_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Ceremony::open(dir.path(), plan()).unwrap();
+        c.ensure_nonce().unwrap();
+        c.note(Phase::P2a, "source", Note::PhaseStart {}).unwrap();
+        c.set_interrupt_flag(Arc::new(AtomicUsize::new(15)));
+        let err = c.note(Phase::P2b, "sa", Note::PhaseStart {}).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "interrupted by SIGTERM during phase 2b on sa (before the phase starts)"
+            ),
+            "{err}"
+        );
+        let last = c.journal().records().last().unwrap();
+        assert_eq!(
+            (last.kind, last.event.as_str()),
+            (Kind::Note, "interrupted")
+        );
+        assert_eq!(last.phase, "2b");
+        assert_eq!(
+            c.journal()
+                .records()
+                .iter()
+                .filter(|r| r.note() == Some(Note::PhaseStart {}))
+                .count(),
+            1,
+            "phase 2b never started"
+        );
+    }
 }

@@ -627,7 +627,8 @@ impl Drop for TempFile {
 ///
 /// An advisory lock (`flock` through [`File::lock`]) on `<dir>/.mkclone.lock`, so it is
 /// released when the holder exits, even by a crash: a stale lock file never blocks anyone.
-/// The holder writes its pid into the file, for the message of a refused [`try_acquire`].
+/// The holder writes its pid and command (`<pid>\n<program> <subcommand>\n`, never other
+/// arguments) into the file, for the message of a refused [`try_acquire`].
 /// Two `DirLock`s exclude each other also within one process.
 ///
 /// [`try_acquire`]: DirLock::try_acquire
@@ -653,13 +654,19 @@ impl DirLock {
         match file.try_lock() {
             Ok(()) => Ok(Self::held(file, dir, lock_path)),
             Err(TryLockError::WouldBlock) => {
-                let pid = fs::read_to_string(&lock_path)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u32>().ok());
+                let text = fs::read_to_string(&lock_path).unwrap_or_default();
+                let mut lines = text.lines();
+                let pid = lines.next().and_then(|l| l.trim().parse::<u32>().ok());
+                let command = lines
+                    .next()
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned);
                 Err(FileError::Locked {
                     dir: dir.into(),
                     lock_file: lock_path,
                     pid,
+                    command,
                 })
             }
             Err(TryLockError::Error(e)) => Err(io_error(&lock_path, "lock")(e)),
@@ -690,11 +697,11 @@ impl DirLock {
     }
 
     fn held(file: File, dir: &Path, lock_path: PathBuf) -> Self {
-        // The pid only serves messages: failing to record it is not fatal.
-        let pid = format!("{}\n", std::process::id());
+        // The holder only serves messages: failing to record it is not fatal.
+        let holder = format!("{}\n{}\n", std::process::id(), holder_command());
         if let Err(e) = file
             .set_len(0)
-            .and_then(|()| file.write_all_at(pid.as_bytes(), 0))
+            .and_then(|()| file.write_all_at(holder.as_bytes(), 0))
         {
             log::warn!("{}: could not record this pid: {e}", lock_path.display());
         }
@@ -703,6 +710,32 @@ impl DirLock {
             dir: dir.into(),
             lock_path,
         }
+    }
+}
+
+/// This process as a lock holder names itself: the program's file name and the first
+/// argument that is not an option (mkclone's subcommand), e.g. "mkclone clone". Never the
+/// other arguments. Twin of `holder_command` in hw-sim/src/store.rs (a later refactor will
+/// merge them).
+fn holder_command() -> String {
+    let mut args = std::env::args_os();
+    let clean = |s: &OsStr| -> String {
+        String::from_utf8_lossy(s.as_bytes())
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(64)
+            .collect()
+    };
+    let program = args
+        .next()
+        .map(|a| {
+            let p = PathBuf::from(a);
+            clean(p.file_name().unwrap_or(p.as_os_str()))
+        })
+        .unwrap_or_default();
+    match args.find(|a| !a.as_bytes().starts_with(b"-")) {
+        Some(sub) => format!("{program} {}", clean(&sub)),
+        None => program,
     }
 }
 
@@ -1202,8 +1235,14 @@ mod tests {
         assert_eq!(mode(lock.lock_path()), 0o600);
         let err = DirLock::try_acquire(dir.path()).unwrap_err();
         match &err {
-            FileError::Locked { pid, dir: d, .. } => {
+            FileError::Locked {
+                pid,
+                command,
+                dir: d,
+                ..
+            } => {
                 assert_eq!(*pid, Some(std::process::id()));
+                assert_eq!(command.as_deref(), Some(holder_command().as_str()));
                 assert_eq!(d, dir.path());
             }
             other => panic!("{other}"),
@@ -1211,8 +1250,18 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("another mkclone is working in"), "{msg}");
         assert!(
-            msg.contains(&format!("pid {}", std::process::id())),
+            msg.contains(&format!(
+                "pid {} ({})",
+                std::process::id(),
+                holder_command()
+            )),
             "{msg}"
+        );
+        let exe = std::env::current_exe().unwrap();
+        assert!(
+            holder_command().starts_with(&*exe.file_name().unwrap().to_string_lossy()),
+            "the program's name, without its directory: {}",
+            holder_command()
         );
         drop(lock);
         let again = DirLock::try_acquire(dir.path()).unwrap();

@@ -30,13 +30,15 @@ pub enum FileError {
     #[error(
         "another mkclone is working in {dir} ({}, from the lock file {lock_file}); wait for it to \
          finish and run this command again (the lock is released as soon as that process exits)",
-        holder_text(.pid)
+        holder_text(.pid, .command)
     )]
     Locked {
         dir: PathBuf,
         lock_file: PathBuf,
         /// The holder's process id as it wrote it into the lock file, if it had.
         pid: Option<u32>,
+        /// The holder's program and subcommand ("mkclone clone"), if it wrote them.
+        command: Option<String>,
     },
 
     /// A file that must never be overwritten already exists.
@@ -260,10 +262,11 @@ fn writable_by(mode: u32) -> &'static str {
     }
 }
 
-fn holder_text(pid: &Option<u32>) -> String {
-    match pid {
-        Some(pid) => format!("pid {pid}"),
-        None => "its pid is not recorded yet".to_owned(),
+fn holder_text(pid: &Option<u32>, command: &Option<String>) -> String {
+    match (pid, command) {
+        (Some(pid), Some(command)) => format!("pid {pid} ({command})"),
+        (Some(pid), None) => format!("pid {pid}"),
+        (None, _) => "its pid is not recorded yet".to_owned(),
     }
 }
 

@@ -141,6 +141,12 @@ pub enum Note {
         marks: Vec<LostMark>,
         records_now: u64,
     },
+    /// A signal stopped the command at a safe point.
+    Interrupted {
+        before: String,
+        during: String,
+        signal: String,
+    },
 }
 
 /// The result of an action, as its outcome record carries it.
@@ -421,6 +427,9 @@ impl Note {
                     }
                 }
                 format!("{} for {}", asked.join(", "), steps.targets.join(", "))
+            }
+            Self::Interrupted { during, signal, .. } => {
+                format!("interrupted by {signal} during {during}")
             }
             Self::JournalLossAccepted { marks, records_now } => format!(
                 "{} lost record(s) accepted ({}); the journal then had {records_now} records",

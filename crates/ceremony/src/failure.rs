@@ -106,6 +106,19 @@ pub enum CeremonyError {
     #[error("{0}")]
     DualControl(String),
 
+    /// A signal (SIGINT, SIGTERM: `signal` is its number) asked the process to stop, and it
+    /// stopped at a safe point (before a request left, or before a phase began) after
+    /// journaling an `interrupted` note. Every step before is complete, none after began.
+    #[error(
+        "interrupted by {} during {during}; nothing is half-done: run the same command to resume",
+        signal_name(*.signal)
+    )]
+    Interrupted {
+        signal: i32,
+        /// Where: "phase 3c on source (before obtain-share)".
+        during: String,
+    },
+
     /// Tests only: the crash injected by `Ceremony::inject_crash_after`.
     #[error("injected crash after journal record {after}")]
     InjectedCrash { after: u64 },
@@ -178,6 +191,16 @@ impl CeremonyError {
             step,
             source: Box::new(source),
         }
+    }
+}
+
+/// "SIGINT", "SIGTERM", "SIGHUP", or "signal N".
+pub(crate) fn signal_name(signal: i32) -> String {
+    match signal {
+        1 => "SIGHUP".into(),
+        2 => "SIGINT".into(),
+        15 => "SIGTERM".into(),
+        n => format!("signal {n}"),
     }
 }
 

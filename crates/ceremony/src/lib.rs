@@ -38,7 +38,7 @@ pub mod report;
 pub mod run;
 pub mod trust;
 
-pub use ceremony::{CRASH_HOOK_ENV, Ceremony, Done, PhaseReport};
+pub use ceremony::{CRASH_HOOK_ENV, Ceremony, Done, PAUSE_HOOK_ENV, PhaseReport};
 pub use failure::{CeremonyError, Problem, Problems};
 pub use phase::{Phase, Role};
 pub use plan::{Plan, PlanError, PlanNode, PlanSpec};
