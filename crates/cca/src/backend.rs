@@ -188,6 +188,8 @@ impl<T: Transport> CcaBackend<T> {
                 actual_eid: "(this node)".into(),
                 actual_key: "(this node's CSR key)".into(),
             }),
+            // Share refusals: the codes `rc::refusal_reason` gives each rule, back to the
+            // error `BackendError::from(Refusal)` gives it on every backend.
             rs::SHARE_INDEX_CONFLICT => ctx
                 .index
                 .map(|index| BackendError::DuplicateShare { kind, index }),
