@@ -4,6 +4,9 @@
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use log::{debug, warn};
+use mkclone_backend::rules::{
+    Admission, HeldShares, IncomingShare, Refusal, ShareFacts, admission,
+};
 use mkclone_backend::{
     Applied, BackendError, CloneableKind, InstallProgress, InstallRequest, KeyUsage, MofN,
     Operation, Result, ShareIndex,
@@ -19,6 +22,12 @@ use zeroize::Zeroizing;
 use super::{Pkcs11Backend, is_session_failure, kind_code, oaep};
 use crate::objects::{APPLICATION, Managed, ObjId, Received, ShareObject};
 use crate::session::CallError;
+
+/// A share refused by the rules: the typed error every backend gives it.
+fn refused(refusal: Refusal) -> BackendError {
+    debug!("pkcs11: {refusal}");
+    BackendError::from(refusal)
+}
 
 /// Domain string of the share digest (a project definition).
 const SHARE_DIGEST_DOMAIN: &[u8] = b"mkclone-pkcs11-share-digest";
@@ -136,58 +145,31 @@ impl Pkcs11Backend {
         }
         let info = opened.map_err(|_| BackendError::ShareRejected)?;
         let session_key = session_key.ok_or(BackendError::ShareRejected)?;
-        if info.kind != kind {
-            return Err(BackendError::ShareRejected);
-        }
-        if info.m_of_n != m_of_n {
-            return Err(BackendError::Conflict {
-                what: format!("{kind} share {}", info.index),
-                detail: format!(
-                    "it was made for {} on the source; this node is set to {m_of_n}. Set the same m-of-n on both",
-                    info.m_of_n
-                ),
-            });
-        }
-        let index =
-            info.index
-                .check_against(m_of_n)
-                .map_err(|_| BackendError::IndexOutOfRange {
-                    index: info.index,
-                    n: m_of_n.n(),
-                })?;
-
         let regs = *self.map.registers(kind);
         let table = self.table(op, kind, Some(m_of_n))?;
-        // All shares of one key come from one source and one master key.
-        if let Some(first) = table.received.first()
-            && (first.origin_eid != info.origin_eid || first.source_pattern != info.source_pattern)
-        {
-            return Err(BackendError::Conflict {
-                what: format!("the {kind} shares received"),
-                detail: format!(
-                    "this share comes from EID {} (key {}); those received so far from EID {} (key {}). \
-                     Clear NEW (clear-new) to start again with one source",
-                    info.origin_eid, info.source_pattern, first.origin_eid, first.source_pattern
-                ),
-            });
-        }
-        let progress = |received: usize| {
-            let received = u8::try_from(received).unwrap_or(u8::MAX);
-            if received >= m_of_n.m() {
-                InstallProgress::Complete
-            } else {
-                InstallProgress::NeedMore {
-                    received,
-                    m: m_of_n.m(),
-                }
-            }
-        };
-        let digest = share_digest(kind, index, &info.share);
-        if let Some(prev) = table.received.iter().find(|r| r.index == index) {
-            if prev.digest != digest {
-                return Err(BackendError::DuplicateShare { kind, index });
-            }
-            let count = table.received.len();
+        let digest = share_digest(kind, info.index, &info.share);
+        let held: Vec<ShareFacts<'_>> = table.received.iter().map(Received::facts).collect();
+        let admission = admission::admit(
+            &HeldShares {
+                kind,
+                m_of_n,
+                new_empty: regs.new.is_none(),
+                received: &held,
+            },
+            &IncomingShare {
+                kind: info.kind,
+                m_of_n: info.m_of_n,
+                share: ShareFacts {
+                    index: info.index,
+                    origin_eid: &info.origin_eid,
+                    source_pattern: &info.source_pattern,
+                    value_digest: &digest,
+                },
+            },
+        )
+        .map_err(refused)?;
+        let index = info.index;
+        if let Admission::AlreadyReceived { .. } = admission {
             if !table.received_more.contains(&index.get()) {
                 let mut updated = table.clone();
                 updated.received_more.push(index.get());
@@ -201,17 +183,11 @@ impl Pkcs11Backend {
                     .unwrap_or_default();
                 self.commit(op, map, garbage)?;
             }
-            return Ok(Applied::AlreadyDone(progress(count)));
-        }
-        if table.received.len() >= usize::from(m_of_n.m()) {
-            return Err(BackendError::KeyAlreadyComplete { kind });
-        }
-        if regs.new.is_some() {
-            return Err(BackendError::NewNotEmpty { kind });
+            return Ok(admission.applied());
         }
 
-        let count = table.received.len().saturating_add(1);
-        let complete = count == usize::from(m_of_n.m());
+        let count = usize::from(admission.received());
+        let complete = admission.is_complete();
         let mut record = Received {
             index,
             origin_eid: info.origin_eid.clone(),
@@ -240,17 +216,13 @@ impl Pkcs11Backend {
             let key = shamir::combine(&shares)
                 .map_err(|e| self.corrupt(op, format!("combining the shares: {e}")))?;
             drop(shares);
-            if mkvp::sha1_method(key.as_bytes()) != info.source_pattern {
-                return Err(BackendError::Conflict {
-                    what: format!("the rebuilt {kind} master key"),
-                    detail: format!(
-                        "its pattern {} is not the source's {}: the shares are not of one key. \
-                         Clear NEW (clear-new) and obtain the shares again",
-                        mkvp::sha1_method(key.as_bytes()),
-                        info.source_pattern
-                    ),
-                });
-            }
+            admission::check_rebuilt(
+                kind,
+                index,
+                &mkvp::sha1_method(key.as_bytes()),
+                &info.source_pattern,
+            )
+            .map_err(refused)?;
             let id = self.create_register(op, kind, key.as_bytes())?;
             drop(key);
             map.registers_mut(kind).new = Some(id);
@@ -291,7 +263,7 @@ impl Pkcs11Backend {
         self.create_data(op, APPLICATION, &Managed::Table.label(table_id), &updated)?;
         map.registers_mut(kind).table = Some(table_id);
         self.commit(op, map, garbage)?;
-        Ok(Applied::Done(progress(count)))
+        Ok(admission.applied())
     }
 
     /// Decrypt a held share inside the token (its key never leaves) and decode it.

@@ -3,6 +3,7 @@
 
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectHandle};
+use mkclone_backend::rules;
 use mkclone_backend::{
     BackendError, CloneableKind, KeyUsage, ObtainRequest, Operation, Result, SealedShare,
     VerificationPattern,
@@ -112,13 +113,9 @@ impl Pkcs11Backend {
         // STATMOFN: distributed once (3), more than once (4).
         let table_id = self.map.registers(kind).table;
         let mut table = self.table(op, kind, Some(m_of_n))?;
-        let digit = if table.generation_digit(index) >= b'3' {
-            b'4'
-        } else {
-            b'3'
-        };
-        if table.generation_digit(index) != b'4' {
-            table.set_generation_digit(index, digit);
+        let mut generation = table.generation_row().map_err(|e| self.corrupt(op, e))?;
+        if rules::tables::distribute(&mut generation, index) {
+            table.set_generation_row(&generation);
             let id = ObjId::random();
             self.create_data(op, APPLICATION, &Managed::Table.label(id), &table)?;
             let mut map = self.map.clone();

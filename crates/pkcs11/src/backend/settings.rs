@@ -2,9 +2,9 @@
 
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
+use mkclone_backend::rules;
 use mkclone_backend::{
-    Applied, BackendError, CloneableKind, Eid, GenerationState, MofN, Operation, ReceptionState,
-    Result, ShareStatus, ShareTables,
+    Applied, BackendError, CloneableKind, Eid, MofN, Operation, Result, ShareIndex, ShareStatus,
 };
 
 use super::Pkcs11Backend;
@@ -123,42 +123,21 @@ impl Pkcs11Backend {
     pub(super) fn share_status_internal(&mut self) -> Result<ShareStatus> {
         let op = Operation::ShareStatus;
         let m_of_n = self.m_of_n(op)?.map(|p| p.m_of_n);
-        let n = m_of_n.map(|mn| mn.n()).unwrap_or(0);
         let mut tables = Vec::new();
         for kind in CloneableKind::ALL {
             let table = self.table(op, kind, m_of_n)?;
-            let mut generation = [GenerationState::Cannot; 15];
-            for (g, digit) in generation.iter_mut().zip(table.generation.bytes()) {
-                *g = generation_state(digit);
-            }
-            let mut reception = [ReceptionState::Cannot; 15];
-            for (i, r) in (1u8..).zip(reception.iter_mut()) {
-                *r = if table.received_more.contains(&i) {
-                    ReceptionState::ReceivedMore
-                } else if table.received.iter().any(|s| s.index.get() == i) {
-                    ReceptionState::Received
-                } else if i <= n {
-                    ReceptionState::Can
-                } else {
-                    ReceptionState::Cannot
-                };
-            }
-            tables.push(ShareTables {
+            let generation = table.generation_row().map_err(|e| self.corrupt(op, e))?;
+            tables.push(rules::tables::share_tables(
                 kind,
                 generation,
-                reception,
-            });
+                m_of_n,
+                table.received.iter().map(|r| r.index),
+                table
+                    .received_more
+                    .iter()
+                    .filter_map(|i| ShareIndex::new(*i).ok()),
+            ));
         }
         Ok(ShareStatus { m_of_n, tables })
-    }
-}
-
-fn generation_state(digit: u8) -> GenerationState {
-    match digit {
-        b'1' => GenerationState::Can,
-        b'2' => GenerationState::Generated,
-        b'3' => GenerationState::DistributedOnce,
-        b'4' => GenerationState::DistributedMore,
-        _ => GenerationState::Cannot,
     }
 }
