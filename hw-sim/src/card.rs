@@ -6,14 +6,17 @@
 //! checks everything first and changes the state last.
 
 use log::debug;
+use mkclone_backend::rules::{
+    self, Admission, HeldShares, IncomingShare, ShareFacts, admission, statmofn,
+};
 use mkclone_backend::{
     CloneableKind, CurrentState, Eid, KeyLabel, KeyUsage, MasterKeyKind, MofN, NewState,
-    PublicKeyHash, PublicKeyToken, ReceptionState, Registration, RetainedKeyInfo, SealedShare,
-    SerialNumber, ShareIndex, ShareTables,
+    PublicKeyHash, PublicKeyToken, Registration, RetainedKeyInfo, SealedShare, SerialNumber,
+    ShareIndex,
 };
 use mkclone_cca::facility::{MasterKeyRegisters, StaticsA, StaticsB};
 use mkclone_cca::parm::Keyword;
-use mkclone_cca::rc::{rs, rt};
+use mkclone_cca::rc::{self as rc, rs, rt};
 use mkclone_cca::verbs::{MkAction, PatternEntry, Query, Register, Reply, ReplyBody, Request};
 use mkclone_formats::ShareValue;
 use mkclone_formats::clone_info::CloneInfo;
@@ -282,41 +285,24 @@ fn patterns(card: &CardState) -> Outcome {
 }
 
 fn share_tables(card: &CardState) -> Outcome {
-    let tables = CloneableKind::ALL
-        .into_iter()
-        .map(|kind| {
-            let set = card.keys(kind);
-            let mut generation = [mkclone_backend::GenerationState::Cannot; 15];
-            for (g, c) in generation.iter_mut().zip(&set.generation) {
-                *g = match c {
-                    b'1' => mkclone_backend::GenerationState::Can,
-                    b'2' => mkclone_backend::GenerationState::Generated,
-                    b'3' => mkclone_backend::GenerationState::DistributedOnce,
-                    b'4' => mkclone_backend::GenerationState::DistributedMore,
-                    _ => mkclone_backend::GenerationState::Cannot,
-                };
-            }
-            let n = card.m_of_n.map(|mn| mn.n()).unwrap_or(0);
-            let mut reception = [ReceptionState::Cannot; 15];
-            for (i, r) in reception.iter_mut().enumerate() {
-                let index = i as u8 + 1;
-                *r = if set.received_more.contains(&index) {
-                    ReceptionState::ReceivedMore
-                } else if set.received.iter().any(|s| s.index.get() == index) {
-                    ReceptionState::Received
-                } else if index <= n {
-                    ReceptionState::Can
-                } else {
-                    ReceptionState::Cannot
-                };
-            }
-            ShareTables {
-                kind,
-                generation,
-                reception,
-            }
-        })
-        .collect();
+    let mut tables = Vec::with_capacity(CloneableKind::ALL.len());
+    for kind in CloneableKind::ALL {
+        let set = card.keys(kind);
+        // Checked when the card was loaded (`CardState::validate`) and written only by
+        // the rules since.
+        let Ok(generation) = statmofn::parse_generation(&set.generation) else {
+            return fail(rs::SHARE_DISTRIBUTION_ERROR);
+        };
+        tables.push(rules::tables::share_tables(
+            kind,
+            generation,
+            card.m_of_n,
+            set.received.iter().map(|s| s.index),
+            set.received_more
+                .iter()
+                .filter_map(|i| ShareIndex::new(*i).ok()),
+        ));
+    }
     read(ReplyBody::ShareTables {
         m_of_n: card.m_of_n.map(|mn| (mn.m(), mn.n())),
         tables,
@@ -634,8 +620,11 @@ fn obtain<R: Rng + CryptoRng>(
         .encode()
         .map_err(|_| fail(rs::SHARE_DISTRIBUTION_ERROR))?;
 
-    let slot = &mut card.keys_mut(kind).generation[usize::from(index.get() - 1)];
-    *slot = if *slot >= b'3' { b'4' } else { b'3' };
+    let set = card.keys_mut(kind);
+    let mut generation = statmofn::parse_generation(&set.generation)
+        .map_err(|_| fail(rs::SHARE_DISTRIBUTION_ERROR))?;
+    rules::tables::distribute(&mut generation, index);
+    set.generation = statmofn::generation_digits(&generation).to_vec();
     Ok(done(ReplyBody::Share(sealed)))
 }
 
@@ -674,32 +663,32 @@ fn install(
         None,
     )
     .map_err(|_| fail(rs::SHARE_DATA_ERROR))?;
-    if info.kind != kind {
-        return Err(fail(rs::SHARE_DATA_ERROR));
-    }
-    if info.m_of_n != m_of_n {
-        return Err(fail(rs::SHARE_DISTRIBUTION_ERROR));
-    }
-    info.index
-        .check_against(m_of_n)
-        .map_err(|_| fail(rs::INDEX_OUT_OF_RANGE))?;
-
     let set = card.keys(kind);
-    // All shares of one key come from one source and one master key.
-    if let Some(first) = set.received.first()
-        && (first.origin_eid != info.origin_eid || first.source_pattern != info.source_pattern)
-    {
-        return Err(fail(rs::SHARE_DISTRIBUTION_ERROR));
-    }
-    let progress = |received: usize| ReplyBody::InstallProgress {
-        received: received as u8,
+    let held: Vec<ShareFacts<'_>> = set.received.iter().map(ReceivedShare::facts).collect();
+    let admission = admission::admit(
+        &HeldShares {
+            kind,
+            m_of_n,
+            new_empty: set.new.is_none(),
+            received: &held,
+        },
+        &IncomingShare {
+            kind: info.kind,
+            m_of_n: info.m_of_n,
+            share: ShareFacts {
+                index: info.index,
+                origin_eid: &info.origin_eid,
+                source_pattern: &info.source_pattern,
+                value_digest: info.share.as_bytes(),
+            },
+        },
+    )
+    .map_err(refused)?;
+    let progress = ReplyBody::InstallProgress {
+        received: admission.received(),
         m: m_of_n.m(),
     };
-    if let Some(prev) = set.received.iter().find(|s| s.index == info.index) {
-        if prev.value.0 != *info.share.as_bytes() {
-            return Err(fail(rs::SHARE_INDEX_CONFLICT));
-        }
-        let count = set.received.len();
+    if let Admission::AlreadyReceived { .. } = admission {
         let set = card.keys_mut(kind);
         if !set.received_more.contains(&info.index.get()) {
             set.received_more.push(info.index.get());
@@ -708,37 +697,33 @@ fn install(
             reply: Reply {
                 return_code: rt::WARNING,
                 reason_code: rs::SHARE_ALREADY_RECEIVED,
-                body: progress(count),
+                body: progress,
             },
             changed: true,
         });
     }
-    if set.received.len() >= usize::from(m_of_n.m()) {
-        return Err(fail(rs::KEY_ALREADY_COMPLETE));
-    }
-    if set.new.is_some() {
-        return Err(fail(rs::NEW_NOT_EMPTY));
-    }
 
-    let mut received: Vec<(ShareIndex, ShareValue)> = set
-        .received
-        .iter()
-        .map(|s| (s.index, ShareValue::new(s.value.0)))
-        .collect();
-    received.push((info.index, info.share.clone()));
-    let complete = received.len() == usize::from(m_of_n.m());
-    let new_key = if complete {
+    let new_key = if admission.is_complete() {
+        let mut received: Vec<(ShareIndex, ShareValue)> = set
+            .received
+            .iter()
+            .map(|s| (s.index, ShareValue::new(s.value.0)))
+            .collect();
+        received.push((info.index, info.share.clone()));
         let key = shamir::combine(&received).map_err(|_| fail(rs::SHARE_DISTRIBUTION_ERROR))?;
         // The rebuilt key must be the source's: its pattern travelled signed in the share.
-        if mkvp::sha1_method(key.as_bytes()) != info.source_pattern {
-            return Err(fail(rs::SHARE_DISTRIBUTION_ERROR));
-        }
+        admission::check_rebuilt(
+            kind,
+            info.index,
+            &mkvp::sha1_method(key.as_bytes()),
+            &info.source_pattern,
+        )
+        .map_err(refused)?;
         Some(Secret24(*key.as_bytes()))
     } else {
         None
     };
 
-    let count = received.len();
     let set = card.keys_mut(kind);
     set.received.push(ReceivedShare {
         index: info.index,
@@ -753,12 +738,18 @@ fn install(
             reply: Reply {
                 return_code: rt::WARNING,
                 reason_code: rs::SUFFICIENT_SHARES,
-                body: progress(count),
+                body: progress,
             },
             changed: true,
         });
     }
-    Ok(done(progress(count)))
+    Ok(done(progress))
+}
+
+/// A share refused by the rules, answered with its reason code.
+fn refused(refusal: admission::Refusal) -> Outcome {
+    debug!("{refusal}");
+    fail(rc::refusal_reason(&refusal.reason))
 }
 
 // ------------------------------------------------------------------------------------

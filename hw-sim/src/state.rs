@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use mkclone_backend::rules::{ShareFacts, statmofn, tables};
 use mkclone_backend::{
     CloneableKind, Eid, KeyLabel, KeyUsage, MofN, PublicKeyToken, Registration, SerialNumber,
     ShareIndex, VerificationPattern,
@@ -56,6 +57,19 @@ pub struct ReceivedShare {
     pub origin_eid: Eid,
     pub origin_serial: SerialNumber,
     pub source_pattern: VerificationPattern,
+}
+
+impl ReceivedShare {
+    /// What the share-admission rules compare (the simulator compares share values
+    /// themselves).
+    pub fn facts(&self) -> ShareFacts<'_> {
+        ShareFacts {
+            index: self.index,
+            origin_eid: &self.origin_eid,
+            source_pattern: &self.source_pattern,
+            value_digest: &self.value.0,
+        }
+    }
 }
 
 /// A retained RSA key pair.
@@ -156,10 +170,8 @@ impl CardState {
                 .master_keys
                 .get(&kind)
                 .ok_or_else(|| format!("the {kind} master-key set is missing"))?;
-            if set.generation.len() != 15
-                || !set.generation.iter().all(|c| (b'0'..=b'4').contains(c))
-            {
-                return Err(format!("the {kind} generation table is malformed"));
+            if let Err(e) = statmofn::parse_generation(&set.generation) {
+                return Err(format!("the {kind} generation table is malformed: {e}"));
             }
             if let Some(p) = &set.polynomial {
                 let m = self.m_of_n.map(|mn| mn.m()).unwrap_or(0);
@@ -175,7 +187,7 @@ impl CardState {
 impl MasterKeySet {
     pub fn fresh() -> Self {
         Self {
-            generation: vec![b'0'; 15],
+            generation: generation_row(None),
             ..Self::default()
         }
     }
@@ -185,9 +197,11 @@ impl MasterKeySet {
         self.polynomial = None;
         self.received.clear();
         self.received_more.clear();
-        let n = m_of_n.map(|mn| mn.n()).unwrap_or(0);
-        self.generation = (1..=15u8)
-            .map(|i| if i <= n { b'1' } else { b'0' })
-            .collect();
+        self.generation = generation_row(m_of_n);
     }
+}
+
+/// A fresh generation row as the card file keeps it: STATMOFN digits.
+fn generation_row(m_of_n: Option<MofN>) -> Vec<u8> {
+    statmofn::generation_digits(&tables::fresh_generation(m_of_n)).to_vec()
 }

@@ -3,6 +3,7 @@
 //! descriptors that are not zcrypt devices, and fake sysfs trees.
 
 mod ceremony;
+mod conformance;
 mod errno;
 mod fake_kernel;
 mod guard;

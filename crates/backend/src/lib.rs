@@ -10,6 +10,7 @@
 mod backend;
 mod error;
 mod outcome;
+pub mod rules;
 mod status;
 pub mod timing;
 mod types;

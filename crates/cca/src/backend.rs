@@ -71,20 +71,26 @@ impl<T: Transport> CcaBackend<T> {
         !function.is_project_assigned() || self.transport.allows_project_encodings()
     }
 
+    /// `NotSupported` for `op` when `function` may not be sent here (the provenance guard).
+    fn guard(&self, op: Operation, function: FunctionCode) -> Result<()> {
+        if self.may_send(function) {
+            return Ok(());
+        }
+        Err(BackendError::NotSupported {
+            operation: op,
+            backend: self.transport.backend_name(),
+            hint: format!(
+                "IBM has not published the encoding of {}; mkclone's encoding for it is its own and runs only \
+                 on the simulator (backend = \"sim\"). On this coprocessor use IBM's CNM utility or TKE for this step",
+                function.info().verb
+            ),
+        })
+    }
+
     /// Send one request and decode its reply (codes not yet interpreted).
     fn call(&mut self, op: Operation, request: &Request) -> Result<Reply> {
         let function = request.function();
-        if !self.may_send(function) {
-            return Err(BackendError::NotSupported {
-                operation: op,
-                backend: self.transport.backend_name(),
-                hint: format!(
-                    "IBM has not published the encoding of {}; mkclone's encoding for it is its own and runs only \
-                     on the simulator (backend = \"sim\"). On this coprocessor use IBM's CNM utility or TKE for this step",
-                    function.info().verb
-                ),
-            });
-        }
+        self.guard(op, function)?;
         let message = request
             .to_message(self.transport.domain(), REPLY_CAPACITY)
             .map_err(|e| BackendError::Transport {
@@ -188,6 +194,8 @@ impl<T: Transport> CcaBackend<T> {
                 actual_eid: "(this node)".into(),
                 actual_key: "(this node's CSR key)".into(),
             }),
+            // Share refusals: the codes `rc::refusal_reason` gives each rule, back to the
+            // error `BackendError::from(Refusal)` gives it on every backend.
             rs::SHARE_INDEX_CONFLICT => ctx
                 .index
                 .map(|index| BackendError::DuplicateShare { kind, index }),
@@ -773,6 +781,8 @@ impl<T: Transport> Backend for CcaBackend<T> {
 
     fn install_share(&mut self, request: &InstallRequest) -> Result<Applied<InstallProgress>> {
         let op = Operation::InstallShare;
+        // Where the verb cannot be sent, say so whatever the share (before reading it).
+        self.guard(op, FunctionCode::MasterKeyDistribution)?;
         // The header is checked first, on the host, so that a share for another node gets
         // its own error before any cryptography runs.
         let parts =

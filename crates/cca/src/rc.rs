@@ -5,6 +5,8 @@
 //! report for which no IBM reason code is published use PROJECT-ASSIGNED reason codes
 //! from 0xF000 up; they are never presented as IBM's.
 
+use mkclone_backend::rules::RefusalReason;
+
 /// Return codes.
 pub mod rt {
     pub const OK: u16 = 0;
@@ -69,6 +71,23 @@ pub mod rs {
     pub const CERTIFICATE_REJECTED: u16 = 0xF010;
 }
 
+/// The reason code a card answers (return code 8) when it refuses a share by the rules
+/// (`mkclone_backend::rules::admission`). `CcaBackend` maps each back to the typed error
+/// `BackendError::from(refusal)` gives, so that a refusal reads the same on every backend.
+pub fn refusal_reason(reason: &RefusalReason) -> u16 {
+    match reason {
+        // The signed content disagrees with the request: as any other unusable share.
+        RefusalReason::WrongKind { .. } => rs::SHARE_DATA_ERROR,
+        RefusalReason::MofNMismatch { .. }
+        | RefusalReason::OtherSource { .. }
+        | RefusalReason::RebuiltKeyMismatch { .. } => rs::SHARE_DISTRIBUTION_ERROR,
+        RefusalReason::IndexOutOfRange { .. } => rs::INDEX_OUT_OF_RANGE,
+        RefusalReason::IndexConflict => rs::SHARE_INDEX_CONFLICT,
+        RefusalReason::KeyAlreadyComplete => rs::KEY_ALREADY_COMPLETE,
+        RefusalReason::NewNotEmpty => rs::NEW_NOT_EMPTY,
+    }
+}
+
 /// Whether a reason code is IBM's or mkclone's.
 pub fn is_project_assigned(reason: u16) -> bool {
     reason >= rs::PROJECT_BASE
@@ -119,6 +138,64 @@ pub fn message(return_code: u16, reason_code: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mkclone_backend::rules::Refusal;
+    use mkclone_backend::{
+        BackendError, CloneableKind, Eid, MofN, PatternAlgorithm, ShareIndex, VerificationPattern,
+    };
+
+    fn every_refusal() -> Vec<RefusalReason> {
+        let mofn = MofN::new(2, 3).unwrap();
+        let eid = Eid::new("SOURCE").unwrap();
+        let pattern = VerificationPattern::new(PatternAlgorithm::Sha1Method, &[1; 8]).unwrap();
+        vec![
+            RefusalReason::WrongKind {
+                share: CloneableKind::Asym,
+            },
+            RefusalReason::MofNMismatch {
+                share: mofn,
+                node: mofn,
+            },
+            RefusalReason::IndexOutOfRange { n: 3 },
+            RefusalReason::OtherSource {
+                origin: eid.clone(),
+                pattern: pattern.clone(),
+                held_origin: eid,
+                held_pattern: pattern.clone(),
+            },
+            RefusalReason::IndexConflict,
+            RefusalReason::KeyAlreadyComplete,
+            RefusalReason::NewNotEmpty,
+            RefusalReason::RebuiltKeyMismatch {
+                rebuilt: pattern.clone(),
+                signed: pattern,
+            },
+        ]
+    }
+
+    /// Two refusals share a reason code exactly when they are one typed error, so the
+    /// code carries everything `CcaBackend` needs to give the error the rules give.
+    #[test]
+    fn refusal_codes_keep_the_typed_errors_apart() {
+        let error = |reason: &RefusalReason| {
+            std::mem::discriminant(&BackendError::from(Refusal {
+                kind: CloneableKind::Sym,
+                index: ShareIndex::new(1).unwrap(),
+                reason: reason.clone(),
+            }))
+        };
+        let all = every_refusal();
+        for a in &all {
+            let text = message(rt::ERROR, refusal_reason(a));
+            assert!(!text.starts_with("no message known"), "{a:?}: {text}");
+            for b in &all {
+                assert_eq!(
+                    refusal_reason(a) == refusal_reason(b),
+                    error(a) == error(b),
+                    "{a:?} / {b:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn project_reason_codes_never_collide_with_ibm_ranges() {

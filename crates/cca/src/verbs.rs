@@ -9,6 +9,7 @@
 //! [`crate::function`]); its layout is mkclone's own, documented on each variant and in
 //! docs/ARCHITECTURE.md, and valid only between mkclone and its simulator.
 
+use mkclone_backend::rules::statmofn;
 use mkclone_backend::{
     Certificate, CloneableKind, DomainError, Eid, GenerationState, HashAlgorithm, KeyLabel,
     KeyUsage, MasterKeyKind, PatternAlgorithm, PublicKeyHash, PublicKeyToken, ReceptionState,
@@ -820,19 +821,18 @@ fn cloneable_code(kind: CloneableKind) -> u8 {
     code_of(&KINDS, kind.kind())
 }
 
-const GEN_STATES: [(u8, GenerationState); 5] = [
-    (b'0', GenerationState::Cannot),
-    (b'1', GenerationState::Can),
-    (b'2', GenerationState::Generated),
-    (b'3', GenerationState::DistributedOnce),
-    (b'4', GenerationState::DistributedMore),
-];
-const RECV_STATES: [(u8, ReceptionState); 4] = [
-    (b'0', ReceptionState::Cannot),
-    (b'1', ReceptionState::Can),
-    (b'3', ReceptionState::Received),
-    (b'4', ReceptionState::ReceivedMore),
-];
+/// A STATMOFN digit of an `st` reply (the digits are `mkclone_backend::rules::statmofn`'s).
+fn statmofn_state<S>(
+    digit: u8,
+    field: &'static str,
+    state: impl FnOnce(u8) -> Result<S, DomainError>,
+) -> Result<S, CodecError> {
+    state(digit).map_err(|_| CodecError::Field {
+        what: "reply",
+        field,
+        detail: format!("unknown code {digit}"),
+    })
+}
 
 impl ReplyBody {
     fn to_parm(&self, function: FunctionCode) -> Result<ParmBlock, CodecError> {
@@ -868,9 +868,9 @@ impl ReplyBody {
                 for t in tables {
                     p.verb_data.push(cloneable_code(t.kind));
                     p.verb_data
-                        .extend(t.generation.iter().map(|s| code_of(&GEN_STATES, *s)));
+                        .extend_from_slice(&statmofn::generation_digits(&t.generation));
                     p.verb_data
-                        .extend(t.reception.iter().map(|s| code_of(&RECV_STATES, *s)));
+                        .extend_from_slice(&statmofn::reception_digits(&t.reception));
                 }
             }
             Self::PublicKey(t) => p.keys.push(KeyEntry::new(t.as_bytes())),
@@ -979,13 +979,21 @@ impl ReplyBody {
                     let kind = from_code(&KINDS, r.u8("kind")?, "kind")?
                         .cloneable()
                         .map_err(domain("share-table kind"))?;
-                    let mut generation = [GenerationState::Cannot; 15];
+                    let mut generation = [GenerationState::Cannot; statmofn::ROW_LEN];
                     for g in generation.iter_mut() {
-                        *g = from_code(&GEN_STATES, r.u8("generation state")?, "generation state")?;
+                        *g = statmofn_state(
+                            r.u8("generation state")?,
+                            "generation state",
+                            GenerationState::from_digit,
+                        )?;
                     }
-                    let mut reception = [ReceptionState::Cannot; 15];
+                    let mut reception = [ReceptionState::Cannot; statmofn::ROW_LEN];
                     for s in reception.iter_mut() {
-                        *s = from_code(&RECV_STATES, r.u8("reception state")?, "reception state")?;
+                        *s = statmofn_state(
+                            r.u8("reception state")?,
+                            "reception state",
+                            ReceptionState::from_digit,
+                        )?;
                     }
                     tables.push(ShareTables {
                         kind,

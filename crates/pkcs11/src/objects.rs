@@ -28,9 +28,10 @@
 
 use std::fmt;
 
+use mkclone_backend::rules::{ShareFacts, statmofn, tables};
 use mkclone_backend::{
-    Certificate, CloneableKind, Eid, KeyRole, MofN, PublicKeyHash, PublicKeyToken, SerialNumber,
-    ShareIndex, VerificationPattern,
+    Certificate, CloneableKind, Eid, GenerationState, KeyRole, MofN, PublicKeyHash, PublicKeyToken,
+    SerialNumber, ShareIndex, VerificationPattern,
 };
 use rand::Rng;
 use serde::de::DeserializeOwned;
@@ -284,6 +285,18 @@ pub(crate) struct Received {
     pub share: Option<ObjId>,
 }
 
+impl Received {
+    /// What the share-admission rules compare.
+    pub fn facts(&self) -> ShareFacts<'_> {
+        ShareFacts {
+            index: self.index,
+            origin_eid: &self.origin_eid,
+            source_pattern: &self.source_pattern,
+            value_digest: &self.digest,
+        }
+    }
+}
+
 /// `mkclone/table/<id>`: one master key's STATMOFN tables and received shares.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -302,35 +315,28 @@ impl Stored for TableObject {
 impl TableObject {
     /// Fresh tables: indices 1..=n can be generated, nothing received.
     pub fn fresh(kind: CloneableKind, m_of_n: Option<MofN>) -> Self {
-        let n = m_of_n.map(|mn| mn.n()).unwrap_or(0);
-        Self {
+        let mut table = Self {
             kind,
-            generation: (1..=15u8).map(|i| if i <= n { '1' } else { '0' }).collect(),
+            generation: String::new(),
             received: Vec::new(),
             received_more: Vec::new(),
-        }
+        };
+        table.set_generation_row(&tables::fresh_generation(m_of_n));
+        table
     }
-    pub fn generation_digit(&self, index: ShareIndex) -> u8 {
-        self.generation
-            .as_bytes()
-            .get(usize::from(index.get()).saturating_sub(1))
-            .copied()
-            .unwrap_or(b'0')
+    /// The generation states, from their STATMOFN digits.
+    pub fn generation_row(&self) -> Result<[GenerationState; statmofn::ROW_LEN], String> {
+        statmofn::parse_generation(self.generation.as_bytes())
+            .map_err(|e| format!("the {} generation table is malformed: {e}", self.kind))
     }
-    pub fn set_generation_digit(&mut self, index: ShareIndex, digit: u8) {
-        let mut bytes = self.generation.clone().into_bytes();
-        if let Some(slot) = bytes.get_mut(usize::from(index.get()).saturating_sub(1)) {
-            *slot = digit;
-        }
-        self.generation = String::from_utf8(bytes).unwrap_or_else(|_| self.generation.clone());
+    pub fn set_generation_row(&mut self, row: &[GenerationState; statmofn::ROW_LEN]) {
+        self.generation = statmofn::generation_digits(row)
+            .into_iter()
+            .map(char::from)
+            .collect();
     }
     pub fn check(&self) -> Result<(), String> {
-        if self.generation.len() != 15
-            || !self.generation.bytes().all(|c| (b'0'..=b'4').contains(&c))
-        {
-            return Err(format!("the {} generation table is malformed", self.kind));
-        }
-        Ok(())
+        self.generation_row().map(|_| ())
     }
 }
 
@@ -461,10 +467,24 @@ mod tests {
         let t = TableObject::fresh(CloneableKind::Asym, Some(MofN::new(3, 5).unwrap()));
         assert_eq!(t.generation, "111110000000000");
         let mut t2 = t.clone();
-        t2.set_generation_digit(ShareIndex::new(2).unwrap(), b'3');
+        let mut row = t2.generation_row().unwrap();
+        row[1] = GenerationState::DistributedOnce;
+        t2.set_generation_row(&row);
         assert_eq!(t2.generation, "131110000000000");
-        assert_eq!(t2.generation_digit(ShareIndex::new(2).unwrap()), b'3');
+        assert_eq!(
+            t2.generation_row().unwrap()[1],
+            GenerationState::DistributedOnce
+        );
         assert!(t2.check().is_ok());
+        let mut bad = t2.clone();
+        bad.generation = "13111000000000".into();
+        assert!(
+            bad.check()
+                .unwrap_err()
+                .contains("ASYM generation table is malformed")
+        );
+        bad.generation = "131110000000009".into();
+        assert!(bad.check().is_err());
         assert_eq!(
             TableObject::fresh(CloneableKind::Sym, None).generation,
             "0".repeat(15)

@@ -212,12 +212,18 @@ fn shares_of_another_polynomial_or_key_are_refused() {
         "{result:?}"
     );
     assert_eq!(snapshot(&mut r.target), before);
-    // The source's key changed since share 1: the next share is of another key.
+    // The source's key changed since share 1: the next share is of another key, refused
+    // as the simulated card refuses it (through CcaBackend: ShareMismatch).
     r.source.load_random_master_key(kind).unwrap();
     let other_key = obtain(&mut r.source, kind, 2, &r.csr);
     let result = install(&mut r.target, kind, &r.css, other_key);
     assert!(
-        matches!(result, Err(BackendError::Conflict { .. })),
+        matches!(
+            result,
+            Err(BackendError::ShareMismatch {
+                kind: CloneableKind::Sym
+            })
+        ),
         "{result:?}"
     );
     assert_eq!(snapshot(&mut r.target), before);

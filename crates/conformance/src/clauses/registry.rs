@@ -1,0 +1,168 @@
+//! The public-key registry (CSNDPKH, CSNDPKR).
+
+use mkclone_backend::{
+    Applied, Backend, BackendError, Certificate, HashAlgorithm, KeyRole, Operation, PublicKeyHash,
+    Registration,
+};
+use mkclone_formats::pka::registration_hash;
+
+use crate::factory::NodeFactory;
+use crate::rig::{generate, self_signed};
+use crate::support::{assert_refused, label, ok, supports};
+
+const NEEDED: [Operation; 5] = [
+    Operation::GenerateRetainedKey,
+    Operation::RegisterPublicKeyHash,
+    Operation::RegisterPublicKey,
+    Operation::ListRegistrations,
+    Operation::UnregisterPublicKey,
+];
+
+/// A key pair's self-signed certificate and its registration hash.
+fn registrable<N: mkclone_backend::Backend>(node: &mut N) -> (Certificate, PublicKeyHash) {
+    let token = generate(node, "REG.KEY", KeyRole::Sa);
+    let section = self_signed(&token);
+    let hash = registration_hash(&section).unwrap_or_else(|e| panic!("the registration hash: {e}"));
+    let certificate = section
+        .encode()
+        .unwrap_or_else(|e| panic!("the certificate encodes: {e}"));
+    (certificate, hash)
+}
+
+fn other_hash() -> PublicKeyHash {
+    PublicKeyHash::new(HashAlgorithm::Sha256, &[0x5A; 32])
+        .unwrap_or_else(|e| panic!("a SHA-256 hash: {e}"))
+}
+
+/// Hash then key: each again is `AlreadyDone`; another hash or CLONE mark under a name
+/// is a `Conflict`; the registration is listed with its hash, mark and key; unregistering
+/// removes both, and again is `AlreadyDone`.
+pub fn registrations_are_idempotent_and_listed<F: NodeFactory>(factory: &F) {
+    let mut node = factory.fresh_node();
+    if !supports(
+        &mut node,
+        "registrations_are_idempotent_and_listed",
+        &NEEDED,
+    ) {
+        return;
+    }
+    let (certificate, hash) = registrable(&mut node);
+    let name = label("REG.SA");
+    assert_eq!(
+        ok(
+            node.register_public_key_hash(&name, &hash, true),
+            "register the hash"
+        ),
+        Applied::Done(())
+    );
+    assert_eq!(
+        ok(node.register_public_key_hash(&name, &hash, true), "again"),
+        Applied::AlreadyDone(())
+    );
+    assert_refused!(
+        node.register_public_key_hash(&name, &hash, false),
+        BackendError::Conflict { .. },
+        "the same hash without CLONE"
+    );
+    assert_refused!(
+        node.register_public_key_hash(&name, &other_hash(), true),
+        BackendError::Conflict { .. },
+        "another hash under the name"
+    );
+    assert_eq!(
+        ok(node.list_registrations(), "list"),
+        [Registration {
+            name: name.clone(),
+            hash: hash.clone(),
+            clone: true,
+            key: None
+        }],
+        "a hash without its key yet"
+    );
+    assert_eq!(
+        ok(
+            node.register_public_key(&name, &certificate, true),
+            "register the key"
+        ),
+        Applied::Done(())
+    );
+    assert_eq!(
+        ok(node.register_public_key(&name, &certificate, true), "again"),
+        Applied::AlreadyDone(())
+    );
+    assert_eq!(
+        ok(node.list_registrations(), "list"),
+        [Registration {
+            name: name.clone(),
+            hash,
+            clone: true,
+            key: Some(certificate)
+        }]
+    );
+    assert_eq!(
+        ok(node.unregister_public_key(&name), "unregister"),
+        Applied::Done(())
+    );
+    assert_eq!(
+        ok(node.unregister_public_key(&name), "again"),
+        Applied::AlreadyDone(())
+    );
+    assert_eq!(ok(node.list_registrations(), "list"), []);
+}
+
+/// A key without its hash is `HashNotRegistered`, a key that is not the hashed one
+/// `KeyDoesNotMatchHash`, another CLONE mark `CloneMarkMismatch`, a certificate whose
+/// self-signature does not verify `CertificateRejected`; none is registered.
+pub fn registrations_refuse_what_does_not_match<F: NodeFactory>(factory: &F) {
+    let mut node = factory.fresh_node();
+    if !supports(
+        &mut node,
+        "registrations_refuse_what_does_not_match",
+        &NEEDED,
+    ) {
+        return;
+    }
+    let (certificate, hash) = registrable(&mut node);
+    assert_refused!(
+        node.register_public_key(&label("NO.HASH"), &certificate, true),
+        BackendError::HashNotRegistered { ref name } if name.as_str() == "NO.HASH",
+        "a key without its hash"
+    );
+    ok(
+        node.register_public_key_hash(&label("OTHER.KEY"), &other_hash(), true),
+        "register another hash",
+    );
+    assert_refused!(
+        node.register_public_key(&label("OTHER.KEY"), &certificate, true),
+        BackendError::KeyDoesNotMatchHash { .. },
+        "a key that is not the hashed one"
+    );
+    ok(
+        node.register_public_key_hash(&label("NO.CLONE"), &hash, false),
+        "register the hash without CLONE",
+    );
+    assert_refused!(
+        node.register_public_key(&label("NO.CLONE"), &certificate, true),
+        BackendError::CloneMarkMismatch { .. },
+        "the key with CLONE"
+    );
+    ok(
+        node.register_public_key_hash(&label("BAD.SIG"), &hash, true),
+        "register the hash",
+    );
+    let mut bytes = certificate.into_bytes();
+    if let Some(last) = bytes.last_mut() {
+        *last ^= 0x01; // inside the signature, outside what the hash covers
+    }
+    let damaged = Certificate::new(bytes).unwrap_or_else(|e| panic!("{e}"));
+    assert_refused!(
+        node.register_public_key(&label("BAD.SIG"), &damaged, true),
+        BackendError::CertificateRejected { .. },
+        "a certificate whose self-signature does not verify"
+    );
+    let registrations = ok(node.list_registrations(), "list");
+    assert!(
+        registrations.iter().all(|r| r.key.is_none()),
+        "no key was registered: {registrations:?}"
+    );
+}

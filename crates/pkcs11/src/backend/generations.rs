@@ -1,0 +1,227 @@
+//! Generations of the register map and recovery: every change that touches more than one
+//! object commits by creating the next map, and opening a token finishes or undoes
+//! what a crash interrupted (docs/ARCHITECTURE.md, "Crash-safety protocol").
+
+use std::collections::BTreeSet;
+
+use cryptoki::object::{Attribute, ObjectClass};
+use log::{debug, info, warn};
+use mkclone_backend::{Applied, CloneableKind, MofN, Operation, Result};
+
+use super::Pkcs11Backend;
+use crate::error::Pkcs11Error;
+use crate::objects::{
+    APPLICATION, Managed, MofNObject, ObjId, RegisterMap, Stored, TableObject, map_label,
+    parse_map_label,
+};
+
+impl Pkcs11Backend {
+    /// Destroy managed objects after a commit. A failure leaves garbage that the next
+    /// open removes; only the crash seam is reported (the work stops there).
+    fn destroy_garbage(&mut self, op: Operation, garbage: &[(Managed, ObjId)]) -> Result<()> {
+        for (kind, id) in garbage {
+            let label = kind.label(*id);
+            let found = if kind.is_key() {
+                self.token.find(&[
+                    Attribute::Class(ObjectClass::SECRET_KEY),
+                    Attribute::Token(true),
+                    Attribute::Label(label.as_bytes().to_vec()),
+                ])
+            } else {
+                self.find_data(APPLICATION, &label)
+            };
+            let handles = match found {
+                Ok(h) => h,
+                Err(e) if e.is_stop() => return Err(self.device(op, e)),
+                Err(e) => {
+                    warn!(
+                        "pkcs11: {label} stays until the next open: {}",
+                        e.describe()
+                    );
+                    continue;
+                }
+            };
+            for h in handles {
+                match self.token.destroy(h) {
+                    Ok(()) => {}
+                    Err(e) if e.is_stop() => return Err(self.device(op, e)),
+                    Err(e) => warn!(
+                        "pkcs11: {label} stays until the next open: {}",
+                        e.describe()
+                    ),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Make `map` the node's state: create it as the next generation (one
+    /// C_CreateObject: the commit), then destroy the previous map and `garbage`.
+    pub(super) fn commit(
+        &mut self,
+        op: Operation,
+        mut map: RegisterMap,
+        garbage: Vec<(Managed, ObjId)>,
+    ) -> Result<()> {
+        map.generation = self.map.generation.saturating_add(1);
+        let label = map_label(map.generation);
+        let handle = self.create_data(op, APPLICATION, &label, &map)?;
+        debug!("pkcs11: {:?} committed {label}", self.label);
+        let previous = self.map_handle.replace(handle);
+        self.map = map;
+        if let Some(old) = previous {
+            match self.token.destroy(old) {
+                Ok(()) => {}
+                Err(e) if e.is_stop() => return Err(self.device(op, e)),
+                Err(e) => warn!(
+                    "pkcs11: the previous register map stays until the next open: {}",
+                    e.describe()
+                ),
+            }
+        }
+        self.destroy_garbage(op, &garbage)
+    }
+
+    /// Objects of one register value (the key and its pattern companion).
+    pub(super) fn register_objects(id: ObjId) -> [(Managed, ObjId); 2] {
+        [(Managed::MasterKey, id), (Managed::Pattern, id)]
+    }
+
+    /// The end of SET (and of loading a random key): `current` becomes CURRENT, the old
+    /// CURRENT becomes OLD, NEW is empty and the share tables start afresh; one commit.
+    pub(super) fn commit_as_current(
+        &mut self,
+        op: Operation,
+        kind: CloneableKind,
+        regs: crate::objects::Registers,
+        current: ObjId,
+        m_of_n: Option<MofN>,
+        garbage: Vec<(Managed, ObjId)>,
+    ) -> Result<Applied<()>> {
+        let table_id = ObjId::random();
+        self.create_data(
+            op,
+            APPLICATION,
+            &Managed::Table.label(table_id),
+            &TableObject::fresh(kind, m_of_n),
+        )?;
+        let mut map = self.map.clone();
+        *map.registers_mut(kind) = crate::objects::Registers {
+            new: None,
+            current: Some(current),
+            old: regs.current,
+            table: Some(table_id),
+        };
+        self.commit(op, map, garbage)?;
+        Ok(Applied::Done(()))
+    }
+
+    /// A table, its share objects.
+    pub(super) fn table_objects(
+        table_id: Option<ObjId>,
+        table: &TableObject,
+    ) -> Vec<(Managed, ObjId)> {
+        let mut out: Vec<(Managed, ObjId)> = table_id
+            .map(|id| vec![(Managed::Table, id)])
+            .unwrap_or_default();
+        for r in &table.received {
+            if let Some(s) = r.share {
+                out.extend([(Managed::ShareKey, s), (Managed::Share, s)]);
+            }
+        }
+        out
+    }
+
+    /// Find the register map in force (the highest generation), and destroy everything
+    /// an interrupted operation left: older maps and managed objects no map references.
+    pub(super) fn recover(&mut self) -> Result<(), Pkcs11Error> {
+        let data = self
+            .token
+            .find(&[
+                Attribute::Class(ObjectClass::DATA),
+                Attribute::Token(true),
+                Attribute::Application(APPLICATION.to_vec()),
+            ])
+            .map_err(|e| self.open_error(e))?;
+        let keys = self
+            .token
+            .find(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Token(true),
+            ])
+            .map_err(|e| self.open_error(e))?;
+        let mut maps = Vec::new();
+        let mut managed = Vec::new();
+        for h in data.into_iter().chain(keys) {
+            let label = self.token.label(h).map_err(|e| self.open_error(e))?;
+            if let Some(generation) = parse_map_label(&label) {
+                maps.push((generation, h));
+            } else if let Some((kind, id)) = Managed::parse(&label) {
+                managed.push((kind, id, h));
+            }
+        }
+        maps.sort_by_key(|(g, _)| *g);
+        let token_label = self.label.clone();
+        let corrupt = |detail: String| Pkcs11Error::Corrupt {
+            label: token_label.clone(),
+            detail,
+        };
+        if let Some((generation, handle)) = maps.pop() {
+            let bytes = self.token.value(handle).map_err(|e| self.open_error(e))?;
+            let map = RegisterMap::decode(&bytes)
+                .map_err(|e| corrupt(format!("{}: {e}", map_label(generation))))?;
+            if map.generation != generation {
+                return Err(corrupt(format!(
+                    "{} says it is generation {}",
+                    map_label(generation),
+                    map.generation
+                )));
+            }
+            self.map = map;
+            self.map_handle = Some(handle);
+        }
+        let referenced = self.referenced().map_err(|e| corrupt(e.to_string()))?;
+        let mut removed = 0usize;
+        for (_, handle) in maps {
+            self.token.destroy(handle).map_err(|e| self.open_error(e))?;
+            removed += 1;
+        }
+        for (kind, id, handle) in managed {
+            if !referenced.contains(&(kind, id)) {
+                debug!("pkcs11: removing unreferenced {}", kind.label(id));
+                self.token.destroy(handle).map_err(|e| self.open_error(e))?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            info!(
+                "pkcs11: token {:?}: removed {removed} object(s) an interrupted operation left behind",
+                self.label
+            );
+        }
+        Ok(())
+    }
+
+    /// Every managed object the map in force reaches.
+    fn referenced(&mut self) -> Result<BTreeSet<(Managed, ObjId)>> {
+        let op = Operation::Status;
+        let mut out = BTreeSet::new();
+        let map = self.map.clone();
+        if let Some(id) = map.mofn {
+            out.insert((Managed::MofN, id));
+            let mofn: MofNObject = self.read_managed(op, Managed::MofN, id)?;
+            out.insert((Managed::Seed, mofn.seed));
+        }
+        for kind in CloneableKind::ALL {
+            let regs = *map.registers(kind);
+            for id in [regs.new, regs.current, regs.old].into_iter().flatten() {
+                out.extend(Self::register_objects(id));
+            }
+            if let Some(id) = regs.table {
+                let table: TableObject = self.read_managed(op, Managed::Table, id)?;
+                out.extend(Self::table_objects(Some(id), &table));
+            }
+        }
+        Ok(out)
+    }
+}

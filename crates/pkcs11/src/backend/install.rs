@@ -1,0 +1,348 @@
+//! INSTALL (target): a share opened inside the token, admitted, held until the m-th, and
+//! the key rebuilt into NEW.
+
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
+use log::{debug, warn};
+use mkclone_backend::rules::{
+    Admission, HeldShares, IncomingShare, Refusal, ShareFacts, admission,
+};
+use mkclone_backend::{
+    Applied, BackendError, CloneableKind, InstallProgress, InstallRequest, KeyUsage, MofN,
+    Operation, Result, ShareIndex,
+};
+use mkclone_formats::clone_info::{CLEAR_HEADER_LEN, CloneInfo, SignedCloneInfo};
+use mkclone_formats::pka::PublicKeyTokenView;
+use mkclone_formats::seal::{self, SealedShareParts};
+use mkclone_formats::shamir;
+use mkclone_formats::{ShareValue, mkvp};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::{Pkcs11Backend, is_session_failure, kind_code, oaep};
+use crate::objects::{APPLICATION, Managed, ObjId, Received, ShareObject};
+use crate::session::CallError;
+
+/// A share refused by the rules: the typed error every backend gives it.
+fn refused(refusal: Refusal) -> BackendError {
+    debug!("pkcs11: {refusal}");
+    BackendError::from(refusal)
+}
+
+/// Domain string of the share digest (a project definition).
+const SHARE_DIGEST_DOMAIN: &[u8] = b"mkclone-pkcs11-share-digest";
+
+/// The shares of one key held until the m-th arrives, as they come out of the token.
+struct Opened {
+    index: ShareIndex,
+    value: ShareValue,
+}
+
+impl Pkcs11Backend {
+    pub(super) fn install_share_internal(
+        &mut self,
+        request: &InstallRequest,
+    ) -> Result<Applied<InstallProgress>> {
+        let op = Operation::InstallShare;
+        let kind = request.kind;
+        let parts =
+            SealedShareParts::decode(&request.share).map_err(|_| BackendError::ShareRejected)?;
+        // The header is checked first, so that a share for another node gets its own
+        // error before any cryptography runs.
+        let eid = self.eid(op)?.ok_or_else(|| BackendError::Conflict {
+            what: "this node's EID".into(),
+            detail:
+                "no EID is set, so no share can be addressed to it: set the EID first (phase 3a)"
+                    .into(),
+        })?;
+        let (csr, csr_handle) = self.usable(
+            op,
+            &request.csr_label,
+            KeyUsage::KeyManagementOnly,
+            "unwrapping a share key",
+        )?;
+        let csr_view = PublicKeyTokenView::decode(&csr.token)
+            .map_err(|e| self.corrupt(op, format!("the token of {}: {e}", request.csr_label)))?;
+        let fingerprint = csr_view.key.fingerprint();
+        parts.header.check_addressed_to(&eid, &fingerprint)?;
+        if parts.header.kind != kind {
+            warn!(
+                "share header names the {} master key, the request {kind}",
+                parts.header.kind
+            );
+            return Err(BackendError::ShareRejected);
+        }
+        let mofn = self.m_of_n(op)?.ok_or(BackendError::MofNNotSet)?;
+        let m_of_n = mofn.m_of_n;
+        let sa = self.sa_key(op, &request.sa_name)?;
+        let css = Self::certified(&request.css_certificate, &request.sa_name, &sa)?;
+
+        // Unwrap the share key inside the token (a session object: nothing stays if the
+        // share is refused) and decrypt the token there. Every failure from here on is one
+        // answer: no padding oracle.
+        let mut session_key = None;
+        let mut failure = None;
+        let opened = seal::open_in_device(
+            &parts,
+            |wrapped, area| {
+                let key = self
+                    .token
+                    .unwrap(
+                        &oaep(),
+                        csr_handle,
+                        wrapped,
+                        &[
+                            Attribute::Class(ObjectClass::SECRET_KEY),
+                            Attribute::KeyType(KeyType::DES3),
+                            Attribute::Token(false),
+                            Attribute::Private(true),
+                            Attribute::Sensitive(true),
+                            Attribute::Extractable(false),
+                            Attribute::Decrypt(true),
+                            Attribute::Encrypt(false),
+                        ],
+                    )
+                    .map_err(|e| failure = Some(e))?;
+                session_key = Some(key);
+                self.token
+                    .decrypt(&Mechanism::Des3Cbc([0; 8]), key, area)
+                    .map_err(|e| failure = Some(e))
+            },
+            &css.key,
+            None,
+        );
+        let result = self.install_opened(op, request, &parts, opened, failure, session_key, m_of_n);
+        if let Some(key) = session_key {
+            match self.token.destroy(key) {
+                Ok(()) => {}
+                Err(e) if e.is_stop() => return Err(self.device(op, e)),
+                Err(e) => debug!(
+                    "pkcs11: session key stays until the session ends: {}",
+                    e.describe()
+                ),
+            }
+        }
+        result
+    }
+
+    /// The rest of INSTALL once the share was opened (or refused) inside the token.
+    #[allow(clippy::too_many_arguments)]
+    fn install_opened(
+        &mut self,
+        op: Operation,
+        request: &InstallRequest,
+        parts: &SealedShareParts,
+        opened: std::result::Result<CloneInfo, seal::OpenError>,
+        failure: Option<CallError>,
+        session_key: Option<ObjectHandle>,
+        m_of_n: MofN,
+    ) -> Result<Applied<InstallProgress>> {
+        let kind = request.kind;
+        if let Some(e) = failure
+            && is_session_failure(&e)
+        {
+            return Err(self.device(op, e));
+        }
+        let info = opened.map_err(|_| BackendError::ShareRejected)?;
+        let session_key = session_key.ok_or(BackendError::ShareRejected)?;
+        let regs = *self.map.registers(kind);
+        let table = self.table(op, kind, Some(m_of_n))?;
+        let digest = share_digest(kind, info.index, &info.share);
+        let held: Vec<ShareFacts<'_>> = table.received.iter().map(Received::facts).collect();
+        let admission = admission::admit(
+            &HeldShares {
+                kind,
+                m_of_n,
+                new_empty: regs.new.is_none(),
+                received: &held,
+            },
+            &IncomingShare {
+                kind: info.kind,
+                m_of_n: info.m_of_n,
+                share: ShareFacts {
+                    index: info.index,
+                    origin_eid: &info.origin_eid,
+                    source_pattern: &info.source_pattern,
+                    value_digest: &digest,
+                },
+            },
+        )
+        .map_err(refused)?;
+        let index = info.index;
+        if let Admission::AlreadyReceived { .. } = admission {
+            if !table.received_more.contains(&index.get()) {
+                let mut updated = table.clone();
+                updated.received_more.push(index.get());
+                let id = ObjId::random();
+                self.create_data(op, APPLICATION, &Managed::Table.label(id), &updated)?;
+                let mut map = self.map.clone();
+                map.registers_mut(kind).table = Some(id);
+                let garbage = regs
+                    .table
+                    .map(|t| vec![(Managed::Table, t)])
+                    .unwrap_or_default();
+                self.commit(op, map, garbage)?;
+            }
+            return Ok(admission.applied());
+        }
+
+        let count = usize::from(admission.received());
+        let complete = admission.is_complete();
+        let mut record = Received {
+            index,
+            origin_eid: info.origin_eid.clone(),
+            origin_serial: info.origin_serial.clone(),
+            source_pattern: info.source_pattern.clone(),
+            digest,
+            share: None,
+        };
+        let mut map = self.map.clone();
+        let mut garbage: Vec<(Managed, ObjId)> = regs
+            .table
+            .map(|t| vec![(Managed::Table, t)])
+            .unwrap_or_default();
+        if complete {
+            // The m-th share: the held shares are decrypted inside the token and the key
+            // is whole in host memory until the NEW register object is created.
+            let mut shares = Vec::with_capacity(count);
+            for r in &table.received {
+                let held = self.open_held(op, kind, r)?;
+                shares.push((held.index, held.value));
+                if let Some(s) = r.share {
+                    garbage.extend([(Managed::ShareKey, s), (Managed::Share, s)]);
+                }
+            }
+            shares.push((index, info.share.clone()));
+            let key = shamir::combine(&shares)
+                .map_err(|e| self.corrupt(op, format!("combining the shares: {e}")))?;
+            drop(shares);
+            admission::check_rebuilt(
+                kind,
+                index,
+                &mkvp::sha1_method(key.as_bytes()),
+                &info.source_pattern,
+            )
+            .map_err(refused)?;
+            let id = self.create_register(op, kind, key.as_bytes())?;
+            drop(key);
+            map.registers_mut(kind).new = Some(id);
+        } else {
+            // Keep the share encrypted, its key a token object that never leaves.
+            let id = ObjId::random();
+            self.token
+                .copy(
+                    session_key,
+                    &[
+                        Attribute::Token(true),
+                        Attribute::Label(Managed::ShareKey.label(id).into_bytes()),
+                        Attribute::Id(id.bytes().to_vec()),
+                    ],
+                )
+                .map_err(|e| self.device(op, e))?;
+            self.create_data(
+                op,
+                APPLICATION,
+                &Managed::Share.label(id),
+                &ShareObject {
+                    kind,
+                    index,
+                    encrypted_clone_info: parts.encrypted_clone_info.clone(),
+                },
+            )?;
+            record.share = Some(id);
+        }
+        let mut updated = table;
+        if complete {
+            // The held shares' objects are destroyed with this commit.
+            for r in updated.received.iter_mut() {
+                r.share = None;
+            }
+        }
+        updated.received.push(record);
+        let table_id = ObjId::random();
+        self.create_data(op, APPLICATION, &Managed::Table.label(table_id), &updated)?;
+        map.registers_mut(kind).table = Some(table_id);
+        self.commit(op, map, garbage)?;
+        Ok(admission.applied())
+    }
+
+    /// Decrypt a held share inside the token (its key never leaves) and decode it.
+    fn open_held(
+        &mut self,
+        op: Operation,
+        kind: CloneableKind,
+        received: &Received,
+    ) -> Result<Opened> {
+        let id = received.share.ok_or_else(|| {
+            self.corrupt(op, format!("{kind} share {} is not held", received.index))
+        })?;
+        let stored: ShareObject = self.read_managed(op, Managed::Share, id)?;
+        let key = self.managed_key(op, Managed::ShareKey, id)?;
+        let area = stored
+            .encrypted_clone_info
+            .get(CLEAR_HEADER_LEN..)
+            .unwrap_or(&[]);
+        let clear_area = self
+            .token
+            .decrypt(&Mechanism::Des3Cbc([0; 8]), key, area)
+            .map_err(|e| self.device(op, e))?;
+        let mut clear = Zeroizing::new(
+            stored
+                .encrypted_clone_info
+                .get(..CLEAR_HEADER_LEN)
+                .unwrap_or(&[])
+                .to_vec(),
+        );
+        clear.extend_from_slice(&clear_area);
+        let signed = SignedCloneInfo::decode(&clear).map_err(|_| {
+            self.corrupt(
+                op,
+                format!("held {kind} share {} no longer decodes", received.index),
+            )
+        })?;
+        let info = signed.info;
+        if info.kind != kind
+            || info.index != received.index
+            || share_digest(kind, info.index, &info.share) != received.digest
+        {
+            return Err(self.corrupt(
+                op,
+                format!(
+                    "held {kind} share {} is not the share recorded",
+                    received.index
+                ),
+            ));
+        }
+        Ok(Opened {
+            index: info.index,
+            value: info.share.clone(),
+        })
+    }
+}
+
+fn share_digest(kind: CloneableKind, index: ShareIndex, share: &ShareValue) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(SHARE_DIGEST_DOMAIN);
+    h.update([kind_code(kind), index.get()]);
+    h.update(share.as_bytes());
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_digests_separate_kind_index_and_value() {
+        let i1 = ShareIndex::new(1).unwrap();
+        let i2 = ShareIndex::new(2).unwrap();
+        let v = ShareValue::new([7; 24]);
+        let d = share_digest(CloneableKind::Sym, i1, &v);
+        assert_ne!(d, share_digest(CloneableKind::Asym, i1, &v));
+        assert_ne!(d, share_digest(CloneableKind::Sym, i2, &v));
+        assert_ne!(
+            d,
+            share_digest(CloneableKind::Sym, i1, &ShareValue::new([8; 24]))
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! The master-key registers: status, SET, CLEAR NEW, a random key, and the objects that
+//! hold a register's value.
+
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use mkclone_backend::{
+    Applied, BackendError, CloneableKind, CurrentState, Identity, NewState, NodeStatus, Operation,
+    RegisterStatus, Result, VerificationPattern,
+};
+use mkclone_formats::mkvp;
+use zeroize::Zeroize;
+
+use super::{Pkcs11Backend, attribute_bytes};
+use crate::objects::{APPLICATION, Managed, ObjId, PatternObject, TableObject};
+
+impl Pkcs11Backend {
+    pub(super) fn status_internal(&mut self) -> Result<NodeStatus> {
+        let op = Operation::Status;
+        let eid = self.eid(op)?;
+        let mut registers = Vec::new();
+        for kind in CloneableKind::ALL {
+            let regs = *self.map.registers(kind);
+            let mut pattern_of = |id: Option<ObjId>| -> Result<Vec<VerificationPattern>> {
+                match id {
+                    Some(id) => Ok(vec![self.register_pattern(op, kind, id)?.1]),
+                    None => Ok(Vec::new()),
+                }
+            };
+            let new_patterns = pattern_of(regs.new)?;
+            let current_patterns = pattern_of(regs.current)?;
+            let old_patterns = pattern_of(regs.old)?;
+            registers.push(RegisterStatus {
+                kind: kind.kind(),
+                new: if regs.new.is_some() {
+                    NewState::Full
+                } else {
+                    NewState::Empty
+                },
+                current: if regs.current.is_some() {
+                    CurrentState::Valid
+                } else {
+                    CurrentState::Invalid
+                },
+                old: if regs.old.is_some() {
+                    CurrentState::Valid
+                } else {
+                    CurrentState::Invalid
+                },
+                new_patterns,
+                current_patterns,
+                old_patterns,
+            });
+        }
+        Ok(NodeStatus {
+            identity: Identity {
+                serial: self.serial.clone(),
+                eid,
+            },
+            registers,
+        })
+    }
+
+    /// A register's pattern, cross-checked: the key object must exist and its
+    /// `CKA_CHECK_VALUE` must equal the one recorded when it was made.
+    pub(super) fn register_pattern(
+        &mut self,
+        op: Operation,
+        kind: CloneableKind,
+        id: ObjId,
+    ) -> Result<(ObjectHandle, VerificationPattern)> {
+        let recorded: PatternObject = self.read_managed(op, Managed::Pattern, id)?;
+        let key = self.managed_key(op, Managed::MasterKey, id)?;
+        if recorded.kind != kind {
+            return Err(self.corrupt(
+                op,
+                format!(
+                    "{} belongs to the {}",
+                    Managed::Pattern.label(id),
+                    recorded.kind
+                ),
+            ));
+        }
+        let attrs = self
+            .token
+            .attributes(key, &[AttributeType::CheckValue])
+            .map_err(|e| self.device(op, e))?;
+        let actual = attribute_bytes(attrs, AttributeType::CheckValue).unwrap_or_default();
+        if !recorded.check_value.is_empty() && actual != recorded.check_value {
+            return Err(self.corrupt(
+                op,
+                format!(
+                    "the {kind} register key {} has check value {} but its pattern object records {}: \
+                     the key object was replaced outside mkclone",
+                    Managed::MasterKey.label(id),
+                    hex::encode_upper(&actual),
+                    hex::encode_upper(&recorded.check_value)
+                ),
+            ));
+        }
+        Ok((key, recorded.pattern))
+    }
+
+    /// Create a master-key register object holding `key`, and its pattern companion.
+    pub(super) fn create_register(
+        &mut self,
+        op: Operation,
+        kind: CloneableKind,
+        key: &[u8; 24],
+    ) -> Result<ObjId> {
+        let id = ObjId::random();
+        let handle = self
+            .token
+            .create(vec![
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::DES3),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(true),
+                Attribute::Encrypt(false),
+                Attribute::Decrypt(false),
+                Attribute::Wrap(false),
+                Attribute::Unwrap(false),
+                Attribute::Label(Managed::MasterKey.label(id).into_bytes()),
+                Attribute::Id(id.bytes().to_vec()),
+                Attribute::Value(key.to_vec()),
+            ])
+            .map_err(|e| self.device(op, e))?;
+        let expected = des3_check_value(key);
+        let attrs = self
+            .token
+            .attributes(handle, &[AttributeType::CheckValue])
+            .map_err(|e| self.device(op, e))?;
+        let actual = attribute_bytes(attrs, AttributeType::CheckValue).unwrap_or_default();
+        if !actual.is_empty() && actual != expected {
+            return Err(self.corrupt(
+                op,
+                "the token computes another CKA_CHECK_VALUE for the new register than EDE3(key, 0)",
+            ));
+        }
+        self.create_data(
+            op,
+            APPLICATION,
+            &Managed::Pattern.label(id),
+            &PatternObject {
+                kind,
+                pattern: mkvp::sha1_method(key),
+                check_value: expected.to_vec(),
+            },
+        )?;
+        Ok(id)
+    }
+
+    pub(super) fn set_master_key_internal(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
+        let op = Operation::SetMasterKey;
+        let regs = *self.map.registers(kind);
+        let new = regs.new.ok_or(BackendError::NewNotFull { kind })?;
+        let m_of_n = self.m_of_n(op)?.map(|p| p.m_of_n);
+        let table = self.table(op, kind, m_of_n)?;
+        let mut garbage = Self::table_objects(regs.table, &table);
+        if let Some(old) = regs.old {
+            garbage.extend(Self::register_objects(old));
+        }
+        self.commit_as_current(op, kind, regs, new, m_of_n, garbage)
+    }
+
+    pub(super) fn clear_new_internal(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
+        let op = Operation::ClearNew;
+        let regs = *self.map.registers(kind);
+        let m_of_n = self.m_of_n(op)?.map(|p| p.m_of_n);
+        let table = self.table(op, kind, m_of_n)?;
+        if regs.new.is_none() && table.received.is_empty() {
+            return Ok(Applied::AlreadyDone(()));
+        }
+        let mut garbage = Self::table_objects(regs.table, &table);
+        if let Some(new) = regs.new {
+            garbage.extend(Self::register_objects(new));
+        }
+        let cleared = TableObject {
+            received: Vec::new(),
+            received_more: Vec::new(),
+            ..table
+        };
+        let table_id = ObjId::random();
+        self.create_data(op, APPLICATION, &Managed::Table.label(table_id), &cleared)?;
+        let mut map = self.map.clone();
+        let r = map.registers_mut(kind);
+        r.new = None;
+        r.table = Some(table_id);
+        self.commit(op, map, garbage)?;
+        Ok(Applied::Done(()))
+    }
+
+    pub(super) fn load_random_master_key_internal(
+        &mut self,
+        kind: CloneableKind,
+    ) -> Result<Applied<()>> {
+        let op = Operation::LoadRandomMasterKey;
+        let regs = *self.map.registers(kind);
+        let m_of_n = self.m_of_n(op)?.map(|p| p.m_of_n);
+        let table = self.table(op, kind, m_of_n)?;
+        let mut garbage = Self::table_objects(regs.table, &table);
+        for id in [regs.new, regs.old].into_iter().flatten() {
+            garbage.extend(Self::register_objects(id));
+        }
+        // Generated inside the token: this key never reaches the host here. Its pattern
+        // is computed inside too (C_DigestKey).
+        let id = ObjId::random();
+        let key = self
+            .token
+            .generate_key(
+                &Mechanism::Des3KeyGen,
+                &[
+                    Attribute::Class(ObjectClass::SECRET_KEY),
+                    Attribute::KeyType(KeyType::DES3),
+                    Attribute::Token(true),
+                    Attribute::Private(true),
+                    Attribute::Sensitive(true),
+                    Attribute::Extractable(true),
+                    Attribute::Encrypt(false),
+                    Attribute::Decrypt(false),
+                    Attribute::Wrap(false),
+                    Attribute::Unwrap(false),
+                    Attribute::Label(Managed::MasterKey.label(id).into_bytes()),
+                    Attribute::Id(id.bytes().to_vec()),
+                ],
+            )
+            .map_err(|e| self.device(op, e))?;
+        let attrs = self
+            .token
+            .attributes(key, &[AttributeType::CheckValue])
+            .map_err(|e| self.device(op, e))?;
+        let check_value = attribute_bytes(attrs, AttributeType::CheckValue).unwrap_or_default();
+        let digest = self
+            .token
+            .digest_with_key(&Mechanism::Sha1, &[0x01], key)
+            .map_err(|e| self.device(op, e))?;
+        let pattern = digest
+            .get(..8)
+            .and_then(|p| {
+                VerificationPattern::new(mkclone_backend::PatternAlgorithm::Sha1Method, p).ok()
+            })
+            .ok_or_else(|| self.corrupt(op, "the token's SHA-1 digest is short"))?;
+        self.create_data(
+            op,
+            APPLICATION,
+            &Managed::Pattern.label(id),
+            &PatternObject {
+                kind,
+                pattern,
+                check_value,
+            },
+        )?;
+        self.commit_as_current(op, kind, regs, id, m_of_n, garbage)
+    }
+}
+
+/// `CKA_CHECK_VALUE` of a triple-DES key: the first 3 bytes of EDE3(key, 0^8).
+fn des3_check_value(key: &[u8; 24]) -> [u8; 3] {
+    use des::cipher::{BlockCipherEncrypt, KeyInit};
+    let mut block = des::cipher::Block::<des::TdesEde3>::default();
+    if let Ok(cipher) = des::TdesEde3::new_from_slice(key) {
+        cipher.encrypt_block(&mut block);
+    }
+    let out = [block[0], block[1], block[2]];
+    block.zeroize();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_value_is_ede3_of_zero() {
+        // Key and expected value from SoftHSM 2.6.1 (CKA_CHECK_VALUE of a created key),
+        // confirmed with `openssl enc -des-ede3 -nopad` over 8 zero bytes.
+        let key: [u8; 24] = std::array::from_fn(|i| {
+            let h = (i as u8).wrapping_mul(37) & 0xfe;
+            h | u8::from(h.count_ones().is_multiple_of(2))
+        });
+        assert_eq!(des3_check_value(&key), [251, 47, 147]);
+    }
+}

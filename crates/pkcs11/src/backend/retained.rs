@@ -1,0 +1,370 @@
+//! Retained RSA keys: generation, listing, reading, deletion, and certifying a public key
+//! with one.
+
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
+use log::{debug, warn};
+use mkclone_backend::{
+    Applied, BackendError, Certificate, DomainError, GenerateRequest, KeyLabel, KeyUsage,
+    Operation, PublicKeyToken, Result, RetainedKeyInfo, SubjectInfo,
+};
+use mkclone_formats::pka::{
+    CertInfo, CertificateBuilder, CertificateSection, PublicKeyTokenView, RsaPublicKey,
+};
+
+use super::{KEY_APPLICATION, Pkcs11Backend, attribute_bytes, strip_zeros};
+use crate::objects::{KEY_COMPANION_PREFIX, KeyCompanion, ObjId, Stored, key_companion_label};
+use crate::session::CallResult;
+
+impl Pkcs11Backend {
+    pub(super) fn generate_retained_key_internal(
+        &mut self,
+        request: &GenerateRequest,
+    ) -> Result<Applied<PublicKeyToken>> {
+        let op = Operation::GenerateRetainedKey;
+        let label = &request.label;
+        let usage = request.role.usage();
+        if let Some(existing) = self.companion(op, label)? {
+            // A rerun: the key of this deterministic label exists. It is ours if it has
+            // the usage, CLONE mark and size we asked for.
+            if existing.role.usage() == usage
+                && existing.clone == request.clone
+                && existing.bits == request.bits.bits()
+            {
+                return Ok(Applied::AlreadyDone(existing.token));
+            }
+            return Err(BackendError::Conflict {
+                what: format!("retained key {label}"),
+                detail: format!(
+                    "it is a {}-bit {} key{}; delete it or choose another ceremony id",
+                    existing.bits,
+                    existing.role.usage().keyword(),
+                    if existing.clone {
+                        " marked CLONE"
+                    } else {
+                        " without CLONE"
+                    }
+                ),
+            });
+        }
+        // Halves of a generation a crash interrupted (no companion): remove them. A key
+        // with this label that mkclone did not make is left alone, and refused.
+        for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+            let handles = self
+                .token
+                .find(&[
+                    Attribute::Class(class),
+                    Attribute::Token(true),
+                    Attribute::Label(label.as_str().as_bytes().to_vec()),
+                ])
+                .map_err(|e| self.device(op, e))?;
+            for h in handles {
+                let attrs = self
+                    .token
+                    .attributes(h, &[AttributeType::Id])
+                    .map_err(|e| self.device(op, e))?;
+                let id = attribute_bytes(attrs, AttributeType::Id).unwrap_or_default();
+                if !id.starts_with(crate::objects::KEY_ID_PREFIX) {
+                    return Err(BackendError::Conflict {
+                        what: format!("retained key {label}"),
+                        detail: "the token holds a key with this label that mkclone did not make; \
+                                 relabel or remove it, or choose another ceremony id"
+                            .into(),
+                    });
+                }
+                debug!("pkcs11: removing the remains of an interrupted generation of {label}");
+                self.token.destroy(h).map_err(|e| self.device(op, e))?;
+            }
+        }
+
+        let id = ObjId::random();
+        let key_id = KeyCompanion::key_id(id);
+        let csr = usage == KeyUsage::KeyManagementOnly;
+        let label_bytes = label.as_str().as_bytes().to_vec();
+        let public = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Label(label_bytes.clone()),
+            Attribute::Id(key_id.clone()),
+            Attribute::ModulusBits(u64::from(request.bits.bits()).into()),
+            Attribute::PublicExponent(vec![1, 0, 1]),
+            Attribute::Verify(!csr),
+            Attribute::Encrypt(false),
+            Attribute::Wrap(csr),
+        ];
+        // The private key signs its own certificate, then a CSR key loses CKA_SIGN: it
+        // only unwraps share keys (KM-ONLY).
+        let private = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Label(label_bytes),
+            Attribute::Id(key_id),
+            Attribute::Sign(true),
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(csr),
+        ];
+        let (public_handle, private_handle) = self
+            .token
+            .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
+            .map_err(|e| self.device(op, e))?;
+        let key = self.public_key_of(op, public_handle)?;
+        let info = CertInfo {
+            user_data: None,
+            eid: self.eid(op)?,
+            serial: Some(self.serial.clone()),
+        };
+        let certificate = self.make_certificate(
+            op,
+            label,
+            private_handle,
+            key.modulus_len(),
+            key.clone(),
+            info,
+        )?;
+        let token = PublicKeyTokenView {
+            key,
+            certificate: Some(certificate),
+        }
+        .encode()
+        .map_err(|e| self.corrupt(op, format!("the new key's token: {e}")))?;
+        if csr {
+            self.token
+                .update(private_handle, &[Attribute::Sign(false)])
+                .map_err(|e| self.device(op, e))?;
+        }
+        self.create_data(
+            op,
+            KEY_APPLICATION,
+            &key_companion_label(label.as_str()),
+            &KeyCompanion {
+                role: request.role,
+                clone: request.clone,
+                bits: request.bits.bits(),
+                id,
+                token: token.clone(),
+            },
+        )?;
+        Ok(Applied::Done(token))
+    }
+
+    pub(super) fn retained_public_key_internal(
+        &mut self,
+        label: &KeyLabel,
+    ) -> Result<Option<PublicKeyToken>> {
+        Ok(self
+            .companion(Operation::RetainedPublicKey, label)?
+            .map(|c| c.token))
+    }
+
+    pub(super) fn list_retained_keys_internal(&mut self) -> Result<Vec<RetainedKeyInfo>> {
+        let op = Operation::ListRetainedKeys;
+        let handles = self
+            .token
+            .find(&[
+                Attribute::Class(ObjectClass::DATA),
+                Attribute::Token(true),
+                Attribute::Application(KEY_APPLICATION.to_vec()),
+            ])
+            .map_err(|e| self.device(op, e))?;
+        let mut out = Vec::new();
+        for h in handles {
+            let attrs = self
+                .token
+                .attributes(h, &[AttributeType::Label, AttributeType::Value])
+                .map_err(|e| self.device(op, e))?;
+            let text = attribute_bytes(attrs.clone(), AttributeType::Label)
+                .and_then(|l| String::from_utf8(l).ok())
+                .unwrap_or_default();
+            let value = attribute_bytes(attrs, AttributeType::Value).unwrap_or_default();
+            let name = text
+                .strip_prefix(KEY_COMPANION_PREFIX)
+                .and_then(|n| KeyLabel::new(n).ok())
+                .ok_or_else(|| self.corrupt(op, format!("retained-key companion {text:?}")))?;
+            let companion = KeyCompanion::decode(&value)
+                .map_err(|e| self.corrupt(op, format!("{text}: {e}")))?;
+            out.push(RetainedKeyInfo {
+                label: name,
+                usage: companion.role.usage(),
+                clone: companion.clone,
+                bits: companion.bits,
+            });
+        }
+        out.sort_by(|a, b| a.label.cmp(&b.label));
+        Ok(out)
+    }
+
+    pub(super) fn delete_retained_key_internal(&mut self, label: &KeyLabel) -> Result<Applied<()>> {
+        let op = Operation::DeleteRetainedKey;
+        let Some((handle, companion)) =
+            self.read::<KeyCompanion>(op, KEY_APPLICATION, &key_companion_label(label.as_str()))?
+        else {
+            return Ok(Applied::AlreadyDone(()));
+        };
+        // The companion goes first: without it the key is no longer mkclone's, and a
+        // crash after this leaves only halves that the next generation removes.
+        self.token.destroy(handle).map_err(|e| self.device(op, e))?;
+        for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+            let handles = self
+                .token
+                .find(&[
+                    Attribute::Class(class),
+                    Attribute::Token(true),
+                    Attribute::Id(KeyCompanion::key_id(companion.id)),
+                ])
+                .map_err(|e| self.device(op, e))?;
+            for h in handles {
+                if let Err(e) = self.token.destroy(h) {
+                    if e.is_stop() {
+                        return Err(self.device(op, e));
+                    }
+                    warn!(
+                        "pkcs11: a half of deleted key {label} stays: {}",
+                        e.describe()
+                    );
+                }
+            }
+        }
+        Ok(Applied::Done(()))
+    }
+
+    fn companion(&mut self, op: Operation, label: &KeyLabel) -> Result<Option<KeyCompanion>> {
+        Ok(self
+            .read::<KeyCompanion>(op, KEY_APPLICATION, &key_companion_label(label.as_str()))?
+            .map(|(_, c)| c))
+    }
+
+    /// A retained key's private half.
+    fn private_key(&mut self, op: Operation, label: &KeyLabel, id: ObjId) -> Result<ObjectHandle> {
+        self.find_key(
+            op,
+            ObjectClass::PRIVATE_KEY,
+            vec![Attribute::Id(KeyCompanion::key_id(id))],
+            &format!("the private key of {label}"),
+        )?
+        .ok_or_else(|| {
+            self.corrupt(
+                op,
+                format!("the private key of retained key {label} is missing"),
+            )
+        })
+    }
+
+    /// A retained key with `usage` and the CLONE mark (what OBTAIN and INSTALL need).
+    pub(super) fn usable(
+        &mut self,
+        op: Operation,
+        label: &KeyLabel,
+        usage: KeyUsage,
+        needed: &'static str,
+    ) -> Result<(KeyCompanion, ObjectHandle)> {
+        let companion =
+            self.companion(op, label)?
+                .ok_or_else(|| BackendError::RetainedKeyNotFound {
+                    label: label.clone(),
+                })?;
+        if companion.role.usage() != usage || !companion.clone {
+            return Err(BackendError::WrongKeyUsage {
+                label: label.clone(),
+                needed,
+                usage: if companion.role.usage() != usage {
+                    companion.role.usage().keyword()
+                } else {
+                    "non-CLONE"
+                },
+            });
+        }
+        let handle = self.private_key(op, label, companion.id)?;
+        Ok((companion, handle))
+    }
+
+    pub(super) fn certify_public_key_internal(
+        &mut self,
+        signer: &KeyLabel,
+        subject: &PublicKeyToken,
+        info: &SubjectInfo,
+    ) -> Result<Certificate> {
+        let op = Operation::CertifyPublicKey;
+        let companion =
+            self.companion(op, signer)?
+                .ok_or_else(|| BackendError::RetainedKeyNotFound {
+                    label: signer.clone(),
+                })?;
+        if companion.role.usage() != KeyUsage::SignatureOnly {
+            return Err(BackendError::WrongKeyUsage {
+                label: signer.clone(),
+                needed: "signing",
+                usage: companion.role.usage().keyword(),
+            });
+        }
+        let subject = PublicKeyTokenView::decode(subject).map_err(|e| {
+            BackendError::Invalid(DomainError::Structure {
+                what: "subject public-key token",
+                reason: e.to_string(),
+            })
+        })?;
+        let signer_view = PublicKeyTokenView::decode(&companion.token)
+            .map_err(|e| self.corrupt(op, format!("the token of {signer}: {e}")))?;
+        let handle = self.private_key(op, signer, companion.id)?;
+        let section = self.make_certificate(
+            op,
+            signer,
+            handle,
+            signer_view.key.modulus_len(),
+            subject.key,
+            CertInfo {
+                user_data: None,
+                eid: info.eid.clone(),
+                serial: info.serial.clone(),
+            },
+        )?;
+        section
+            .encode()
+            .map_err(|e| self.corrupt(op, format!("the new certificate: {e}")))
+    }
+
+    /// Sign `bytes` (SHA-256, PKCS#1 v1.5) inside the token.
+    fn sign(&mut self, key: ObjectHandle, bytes: &[u8]) -> CallResult<Vec<u8>> {
+        self.token.sign(&Mechanism::Sha256RsaPkcs, key, bytes)
+    }
+
+    fn make_certificate(
+        &mut self,
+        op: Operation,
+        signer_label: &KeyLabel,
+        signer: ObjectHandle,
+        signature_len: usize,
+        subject: RsaPublicKey,
+        info: CertInfo,
+    ) -> Result<CertificateSection> {
+        let unsigned = CertificateBuilder::new(subject, info)
+            .to_be_signed(signer_label, signature_len)
+            .map_err(|e| {
+                BackendError::Invalid(DomainError::Structure {
+                    what: "certificate section",
+                    reason: e.to_string(),
+                })
+            })?;
+        let signature = self
+            .sign(signer, unsigned.signed_bytes())
+            .map_err(|e| self.device(op, e))?;
+        unsigned
+            .finish(signature)
+            .map_err(|e| self.corrupt(op, format!("the token's signature: {e}")))
+    }
+
+    fn public_key_of(&mut self, op: Operation, public: ObjectHandle) -> Result<RsaPublicKey> {
+        let attrs = self
+            .token
+            .attributes(
+                public,
+                &[AttributeType::Modulus, AttributeType::PublicExponent],
+            )
+            .map_err(|e| self.device(op, e))?;
+        let modulus = attribute_bytes(attrs.clone(), AttributeType::Modulus).unwrap_or_default();
+        let exponent = attribute_bytes(attrs, AttributeType::PublicExponent).unwrap_or_default();
+        RsaPublicKey::new(strip_zeros(&modulus), strip_zeros(&exponent))
+            .map_err(|e| self.corrupt(op, format!("the token's RSA public key: {e}")))
+    }
+}
