@@ -1,26 +1,26 @@
 //! Where a card's state lives: in memory (unit tests) or in one file per card, shared by
 //! separate processes.
 //!
-//! A file card is locked (an exclusive `flock` on `<file>.lock`) for the whole of each
-//! request: read, run the verb, write. Writes are atomic (temporary file in the same
-//! directory, fsync, rename, fsync of the directory) and the file is created 0600: it
-//! holds keys in the clear (REHEARSAL ONLY).
+//! A file card is locked for the whole of each request: read, run the verb, write. The
+//! lock, the writes and the clean-up are mkclone's one durable module (`mkclone_durable`):
+//! the lock is its [`LockFile`] on `<file>.lock`; writes are its atomic replacement
+//! (temporary file in the same directory, created 0600, fsync, rename, fsync of the
+//! directory), and the card file is 0600: it holds keys in the clear (REHEARSAL ONLY).
 //!
 //! The lock is never waited for silently without end: a request whose card is locked by
 //! another process polls for at most [`LOCK_WAIT`], then fails with
 //! [`StoreError::InUse`], naming the holder (its pid and command, which every holder writes
-//! into the lock file). A temporary file (`card-XX.json.tmp.<pid>`) that a killed process
-//! left behind is removed when the card is next opened, once its process is gone.
+//! into the lock file). A temporary file (`.card-XX.json.<pid>.<n>.mkclone-tmp`, or
+//! `card-XX.json.tmp.<pid>` as an earlier mkclone named them) that a killed process left
+//! behind is removed when the card is next opened, once its process is gone.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mkclone_backend::timing::{self, Category};
+use mkclone_durable::{DurableError, LockFile, Sensitivity};
 use thiserror::Error;
 
 use crate::state::CardState;
@@ -56,6 +56,31 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// Another refusal of the durable module, e.g. something other than a lock file at the
+    /// card's lock path (a link, a FIFO…).
+    #[error(transparent)]
+    File(DurableError),
+}
+
+impl StoreError {
+    /// The durable module's error on the card file `path`, as the simulator says it.
+    fn from_durable(path: &Path, e: DurableError) -> Self {
+        match e {
+            DurableError::Locked {
+                lock_file,
+                pid,
+                command,
+            } => Self::InUse {
+                path: path.into(),
+                lock_file,
+                pid,
+                command,
+            },
+            DurableError::AlreadyExists { .. } => Self::Exists { path: path.into() },
+            DurableError::Io { path, source, .. } => Self::Io { path, source },
+            other => Self::File(other),
+        }
+    }
 }
 
 /// A card's storage.
@@ -73,10 +98,7 @@ impl Store {
     /// Create a card file (refusing to overwrite one).
     pub fn create_file(path: &Path, state: &CardState) -> Result<Self, StoreError> {
         let _lock = lock(path)?;
-        if path.exists() {
-            return Err(StoreError::Exists { path: path.into() });
-        }
-        write_atomically(path, state)?;
+        write(path, state, mkclone_durable::create_new_exclusive)?;
         Ok(Self::File(path.into()))
     }
 
@@ -119,7 +141,7 @@ impl Store {
                 let mut state = read(path)?;
                 let (out, changed) = f(&mut state);
                 if changed {
-                    write_atomically(path, &state)?;
+                    write(path, &state, mkclone_durable::write_atomic)?;
                 }
                 Ok(out)
             }
@@ -149,76 +171,14 @@ fn lock_path(path: &Path) -> PathBuf {
 /// the lock for milliseconds; a longer wait means the holder is stopped or stuck.
 pub const LOCK_WAIT: Duration = Duration::from_secs(2);
 
-const LOCK_POLL: Duration = Duration::from_millis(20);
-
-/// Holds the card's exclusive lock until dropped.
-struct CardLock(File);
-
-impl Drop for CardLock {
-    fn drop(&mut self) {
-        // Clear the holder before releasing, so a later message is never about us.
-        let _ = self.0.set_len(0);
-        let _ = self.0.unlock();
-    }
-}
-
-fn lock(path: &Path) -> Result<CardLock, StoreError> {
+fn lock(path: &Path) -> Result<LockFile, StoreError> {
     lock_within(path, LOCK_WAIT)
 }
 
-/// Take the card's lock, polling for at most `wait` while another process holds it; then
-/// record this process (pid and command) in the lock file for the messages of others.
-fn lock_within(path: &Path, wait: Duration) -> Result<CardLock, StoreError> {
-    let lp = lock_path(path);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .open(&lp)
-        .map_err(io(&lp))?;
-    let start = Instant::now();
-    loop {
-        match file.try_lock() {
-            Ok(()) => break,
-            Err(TryLockError::WouldBlock) if start.elapsed() < wait => {
-                std::thread::sleep(LOCK_POLL);
-            }
-            Err(TryLockError::WouldBlock) => {
-                let (pid, command) = read_holder(&lp);
-                return Err(StoreError::InUse {
-                    path: path.into(),
-                    lock_file: lp,
-                    pid,
-                    command,
-                });
-            }
-            Err(TryLockError::Error(e)) => return Err(io(&lp)(e)),
-        }
-    }
-    // The holder only serves messages: failing to record it is not fatal.
-    let holder = format!("{}\n{}\n", std::process::id(), holder_command());
-    if let Err(e) = file
-        .set_len(0)
-        .and_then(|()| file.write_all_at(holder.as_bytes(), 0))
-    {
-        log::debug!("{}: could not record this process: {e}", lp.display());
-    }
-    Ok(CardLock(file))
-}
-
-/// The pid and command a lock's holder wrote (`<pid>\n<command>\n`), as far as readable.
-fn read_holder(lock_file: &Path) -> (Option<u32>, Option<String>) {
-    let text = fs::read_to_string(lock_file).unwrap_or_default();
-    let mut lines = text.lines();
-    let pid = lines.next().and_then(|l| l.trim().parse::<u32>().ok());
-    let command = lines
-        .next()
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .map(str::to_owned);
-    (pid, command)
+/// Take the card's lock, polling for at most `wait` while another process holds it (the
+/// holder records its pid and command in the lock file for the messages of others).
+fn lock_within(path: &Path, wait: Duration) -> Result<LockFile, StoreError> {
+    LockFile::acquire_within(&lock_path(path), wait).map_err(|e| StoreError::from_durable(path, e))
 }
 
 fn holder_text(pid: Option<u32>, command: Option<&str>) -> String {
@@ -229,40 +189,10 @@ fn holder_text(pid: Option<u32>, command: Option<&str>) -> String {
     }
 }
 
-/// This process as a lock holder names itself: the program's file name and the first
-/// argument that is not an option (mkclone's subcommand), e.g. "mkclone clone". Never the
-/// other arguments. Twin of `holder_command` in crates/ceremony/src/durable.rs (hw-sim
-/// cannot depend on the ceremony crate).
-fn holder_command() -> String {
-    let mut args = std::env::args_os();
-    let clean = |s: &std::ffi::OsStr| -> String {
-        String::from_utf8_lossy(s.as_bytes())
-            .chars()
-            .filter(|c| c.is_ascii_graphic())
-            .take(64)
-            .collect()
-    };
-    let program = args
-        .next()
-        .map(|a| {
-            let p = PathBuf::from(a);
-            clean(p.file_name().unwrap_or(p.as_os_str()))
-        })
-        .unwrap_or_default();
-    match args.find(|a| !a.as_bytes().starts_with(b"-")) {
-        Some(sub) => format!("{program} {}", clean(&sub)),
-        None => program,
-    }
-}
-
-/// Remove the temporary files (`<card file>.tmp.<pid>`, keys in the clear) that a killed
-/// process left next to the card file, when that process no longer exists. Done under the
-/// card's lock, only if it is free at once (a live writer holds it); best effort: failures
-/// are logged. Twin of `remove_stale_temps` in crates/ceremony/src/durable.rs.
+/// Remove the temporary files (keys in the clear) that a killed process left next to the
+/// card file, when that process no longer exists. Done under the card's lock, only if it
+/// is free at once (a live writer holds it); best effort: failures are logged.
 fn remove_stale_temps(path: &Path) {
-    let Some(card_name) = path.file_name() else {
-        return;
-    };
     let _lock = match lock_within(path, Duration::ZERO) {
         Ok(lock) => lock,
         Err(e) => {
@@ -277,61 +207,30 @@ fn remove_stale_temps(path: &Path) {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut prefix = card_name.as_bytes().to_vec();
-    prefix.extend_from_slice(b".tmp.");
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) => {
-            log::warn!(
-                "could not look for stale temporary files in {}: {e}",
-                dir.display()
-            );
-            return;
-        }
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .as_bytes()
-            .strip_prefix(prefix.as_slice())
-            .filter(|d| !d.is_empty() && d.iter().all(u8::is_ascii_digit))
-            .and_then(|d| std::str::from_utf8(d).ok()?.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid_may_be_alive(pid) {
-            continue;
-        }
-        let tmp = entry.path();
-        // Only plain files: never follow or remove anything else that happens to match.
-        if !fs::symlink_metadata(&tmp).is_ok_and(|m| m.file_type().is_file()) {
-            continue;
-        }
-        match fs::remove_file(&tmp) {
-            Ok(()) => log::info!(
-                "removed {}, a temporary card file left by a stopped process (pid {pid})",
-                tmp.display()
-            ),
-            Err(e) => log::warn!(
-                "could not remove stale temporary file {}: {e}",
-                tmp.display()
-            ),
-        }
+    let removed = mkclone_durable::remove_stale_temps_of(path).and_then(|_| {
+        mkclone_durable::remove_stale_files(dir, |name| earlier_temp_writer(path, name))
+    });
+    if let Err(e) = removed {
+        log::warn!(
+            "could not look for stale temporary files of {}: {e}",
+            path.display()
+        );
     }
 }
 
-/// False only when we are sure the process is gone (judged by `/proc/<pid>` in this host's
-/// process namespace; without `/proc`, every process may be alive). Twin of
-/// `pid_may_be_alive` in crates/ceremony/src/durable.rs.
-fn pid_may_be_alive(pid: u32) -> bool {
-    if pid == std::process::id() {
-        return true;
+/// The writer's pid in the name of a temporary file of the card file `path` as mkclone
+/// named them before its one durable module: `<card file>.tmp.<pid>`. Such files (keys in
+/// the clear) may remain from a process killed before an upgrade.
+fn earlier_temp_writer(path: &Path, name: &std::ffi::OsStr) -> Option<u32> {
+    let card_name = path.file_name()?.as_encoded_bytes();
+    let digits = name
+        .as_encoded_bytes()
+        .strip_prefix(card_name)?
+        .strip_prefix(b".tmp.")?;
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
     }
-    let proc = Path::new("/proc");
-    if !proc.join("self").exists() {
-        return true;
-    }
-    proc.join(pid.to_string()).exists()
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 fn read(path: &Path) -> Result<CardState, StoreError> {
@@ -353,44 +252,30 @@ fn read(path: &Path) -> Result<CardState, StoreError> {
     Ok(state)
 }
 
-fn write_atomically(path: &Path, state: &CardState) -> Result<(), StoreError> {
+/// Write the card's state with `how` (atomic replacement, or exclusive creation), 0600.
+fn write(
+    path: &Path,
+    state: &CardState,
+    how: fn(&Path, &[u8], Sensitivity) -> Result<(), DurableError>,
+) -> Result<(), StoreError> {
     let json = zeroize::Zeroizing::new(serde_json::to_vec_pretty(state).map_err(|e| {
         StoreError::Corrupt {
             path: path.into(),
             detail: e.to_string(),
         }
     })?);
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp.{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    {
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        f.write_all(&json).map_err(io(&tmp))?;
-        timing::measure(Category::FileSync, || f.sync_all()).map_err(io(&tmp))?;
-    }
-    fs::rename(&tmp, path).map_err(io(path))?;
-    File::open(dir)
-        .and_then(|d| timing::measure(Category::FileSync, || d.sync_all()))
-        .map_err(io(dir))?;
-    Ok(())
+    timing::measure(Category::FileSync, || how(path, &json, Sensitivity::Secret))
+        .map_err(|e| StoreError::from_durable(path, e))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::io::{BufRead, BufReader};
+    use std::io::{BufRead, BufReader, Write};
     use std::process::{Command, Stdio};
+    use std::time::Instant;
 
     use mkclone_backend::SerialNumber;
+    use mkclone_durable::holder_command;
 
     use super::*;
 
@@ -566,37 +451,28 @@ mod tests {
         backend.status().unwrap();
     }
 
-    #[test]
-    fn holder_command_is_the_program_and_the_first_non_option_argument_only() {
-        let cmd = holder_command();
-        let exe = std::env::current_exe().unwrap();
-        assert!(
-            cmd.starts_with(&*exe.file_name().unwrap().to_string_lossy()),
-            "{cmd}"
-        );
-        assert!(!cmd.contains('/'), "no directory: {cmd}");
-        assert!(cmd.split(' ').count() <= 2, "{cmd}");
-    }
-
-    #[test]
-    fn stale_temp_files_of_dead_processes_are_removed_on_open() {
+    /// Temporary files of a card named `name(card file, pid)`: those of dead processes are
+    /// removed when the card is opened, and nothing else.
+    fn stale_temps_are_removed_on_open(name: fn(&str, &str) -> String) {
         let dir = tempfile::tempdir().unwrap();
         let path = card(dir.path());
         let live = std::os::unix::process::parent_id();
-        let with = |suffix: &str| {
-            let p = dir.path().join(format!("card-03.000d.json{suffix}"));
+        let with = |pid: &str| {
+            let p = dir.path().join(name("card-03.000d.json", pid));
             fs::write(&p, b"{\"keys\": \"in the clear\"}").unwrap();
             p
         };
-        let dead = with(&format!(".tmp.{DEAD_PID}"));
-        let alive = with(&format!(".tmp.{live}"));
-        let not_a_pid = with(".tmp.12x");
-        let other_card = dir.path().join(format!("card-04.000d.json.tmp.{DEAD_PID}"));
+        let dead = with(&DEAD_PID.to_string());
+        let alive = with(&live.to_string());
+        let not_a_pid = with("12x");
+        let other_card = dir
+            .path()
+            .join(name("card-04.000d.json", &DEAD_PID.to_string()));
         fs::write(&other_card, b"x").unwrap();
         // A directory that happens to match is never removed.
         let dir_match = dir
             .path()
-            .join(format!("card-03.000d.json.tmp.{}", DEAD_PID - 1));
+            .join(name("card-03.000d.json", &(DEAD_PID - 1).to_string()));
         fs::create_dir(&dir_match).unwrap();
 
         // While a live process holds the card (it may be writing), nothing is removed.
@@ -623,5 +499,17 @@ mod tests {
             .with_state(|s| (s.validate(), false))
             .unwrap()
             .unwrap();
+    }
+
+    #[test]
+    fn stale_temp_files_of_dead_processes_are_removed_on_open() {
+        // As the durable module names them: `.<card file>.<pid>.<counter>.mkclone-tmp`.
+        stale_temps_are_removed_on_open(|card, pid| format!(".{card}.{pid}.0.mkclone-tmp"));
+    }
+
+    #[test]
+    fn stale_temp_files_of_an_earlier_mkclone_are_removed_on_open() {
+        // As mkclone named them before: `<card file>.tmp.<pid>`.
+        stale_temps_are_removed_on_open(|card, pid| format!("{card}.tmp.{pid}"));
     }
 }

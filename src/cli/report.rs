@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use mkclone_backend::NodeStatus;
 use mkclone_ceremony::FileError;
-use mkclone_ceremony::durable::{Sensitivity, create_new_exclusive, write_atomic};
+use mkclone_ceremony::durable::{DurableError, Sensitivity, create_new_exclusive, write_atomic};
 use mkclone_ceremony::report;
 
 use super::output::Failure;
@@ -125,7 +125,7 @@ fn write(destination: &Destination, text: &str) -> Result<(), Failure> {
         }
         Destination::File { path, force: false } => {
             match create_new_exclusive(path, text.as_bytes(), Sensitivity::Public) {
-                Err(FileError::AlreadyExists { .. }) => Err(exists(path)),
+                Err(FileError::Durable(DurableError::AlreadyExists { .. })) => Err(exists(path)),
                 other => other.map_err(|e| Failure::failed(e.to_string())),
             }
         }

@@ -17,7 +17,7 @@ use mkclone_backend::NewState;
 
 use crate::ceremony::{Ceremony, Done, PhaseReport};
 use crate::durable::{self, Access};
-use crate::error::FileError;
+use crate::error::{FileError, io_error};
 use crate::event::{Action, Note};
 use crate::failure::{CeremonyError, Result};
 use crate::phase::Phase;
@@ -53,13 +53,7 @@ fn word(a: &mkclone_backend::Applied<()>) -> &'static str {
 /// ([`durable::open_regular`] with [`Access::Erase`]); anything else is refused and left
 /// untouched. `Ok(false)` when there is no file.
 pub fn erase_file(path: &Path) -> std::result::Result<bool, FileError> {
-    let io = |action: &'static str| {
-        move |source| FileError::Io {
-            path: path.into(),
-            action,
-            source,
-        }
-    };
+    let io = |action: &'static str| io_error(path, action);
     let mut f = match durable::open_regular(path, Access::Erase) {
         Ok(f) => f,
         Err(e) if e.is_not_found() => return Ok(false),

@@ -416,6 +416,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::durable::DurableError;
 
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     struct Body {
@@ -681,10 +682,13 @@ mod tests {
         );
         assert!(matches!(
             create_file(&b, FMT, 1, "C-1", true, &body(), Sensitivity::Secret),
-            Err(FileError::AlreadyExists { .. })
+            Err(FileError::Durable(DurableError::AlreadyExists { .. }))
         ));
         let err = read_file::<Body>(&dir.path().join("none"), FMT, 2, None).unwrap_err();
-        assert!(matches!(err, FileError::Io { .. }), "{err}");
+        assert!(
+            matches!(err, FileError::Durable(DurableError::Io { .. })),
+            "{err}"
+        );
     }
 
     proptest! {

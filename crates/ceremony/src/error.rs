@@ -1,4 +1,6 @@
-//! The one error type of the durable-file layer.
+//! The one error type of the durable-file layer: the ceremony's files (their formats, the
+//! journal, the directory lock) and, wrapped, the errors of the durable primitives
+//! (`mkclone_durable::DurableError`).
 //!
 //! Every variant names the file (or directory) concerned and says what to do. A file that
 //! is refused is always left untouched: nothing in this layer "repairs" a file it does not
@@ -7,24 +9,19 @@
 use std::io;
 use std::path::PathBuf;
 
+use mkclone_durable::DurableError;
 use thiserror::Error;
 
 /// Why a ceremony file could not be written, read or trusted.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum FileError {
-    /// An operating-system call failed.
-    #[error(
-        "{path}: could not {action}: {source}. Check that the directory exists and is writable, \
-         that there is free space, and run the command again"
-    )]
-    Io {
-        path: PathBuf,
-        /// What was being done, e.g. "create a temporary file".
-        action: &'static str,
-        #[source]
-        source: io::Error,
-    },
+    /// A file or directory refused, or an operating-system call that failed, by the
+    /// durable-file primitives (`mkclone_durable`): an I/O error, a file that already exists
+    /// and is never overwritten, a symbolic link, a FIFO or device, a hard-linked file to
+    /// erase, another user's file or directory, a ceremony directory others can write in.
+    #[error(transparent)]
+    Durable(#[from] DurableError),
 
     /// Another process holds the directory's lock (`DirLock::try_acquire`).
     #[error(
@@ -40,14 +37,6 @@ pub enum FileError {
         /// The holder's program and subcommand ("mkclone clone"), if it wrote them.
         command: Option<String>,
     },
-
-    /// A file that must never be overwritten already exists.
-    #[error(
-        "{path} already exists and is never overwritten; it was left untouched. If it is left \
-         over from an earlier run of this step, move it away after checking it, then run the \
-         command again"
-    )]
-    AlreadyExists { path: PathBuf },
 
     /// Not JSON, truncated, or not shaped like a ceremony file.
     #[error(
@@ -164,74 +153,6 @@ pub enum FileError {
     )]
     JournalChanged { path: PathBuf, reason: String },
 
-    /// A symbolic link where a ceremony file or directory must be (never followed).
-    #[error(
-        "{path} is a symbolic link; mkclone never follows links in a ceremony directory: \
-         replace it with the real {what} (and find out who put the link there), then run the \
-         command again"
-    )]
-    SymbolicLink {
-        path: PathBuf,
-        /// "file" or "directory".
-        what: &'static str,
-    },
-
-    /// A FIFO, device, directory or socket where a ceremony file must be.
-    #[error(
-        "{path} is {kind}, not a regular file; mkclone reads and erases only regular files in a \
-         ceremony directory, and left it untouched. Remove it, put the real file in its place \
-         (and find out who put it there), then run the command again"
-    )]
-    NotRegularFile {
-        path: PathBuf,
-        /// What it is, e.g. "a named pipe (FIFO)".
-        kind: &'static str,
-    },
-
-    /// Something else where a ceremony directory must be.
-    #[error(
-        "{path} is {kind}, not a directory, so it cannot be a ceremony directory; it was left \
-         untouched. Move it away, or name another directory in the configuration"
-    )]
-    NotADirectory { path: PathBuf, kind: &'static str },
-
-    /// A file to erase that has other names: zero-filling it would destroy their content.
-    #[error(
-        "{path} has {links} hard links: zero-filling it would also destroy the content of its \
-         other name(s), so it was not erased (nothing was). Find them (`find / -xdev -samefile \
-         {path}`) and why they exist; remove them, or replace this name with a copy (`cp -p`), \
-         then run the command again"
-    )]
-    HardLinked { path: PathBuf, links: u64 },
-
-    /// A ceremony directory, or a file to erase, owned by another user.
-    #[error(
-        "{path} is owned by uid {owner}, not by uid {euid} who runs mkclone; mkclone only uses a \
-         ceremony {what} of its own user, and left it untouched. Find out who put it there, then \
-         run mkclone as its owner or replace it with a {what} of your own"
-    )]
-    NotOwned {
-        path: PathBuf,
-        /// "file" or "directory".
-        what: &'static str,
-        owner: u32,
-        euid: u32,
-    },
-
-    /// A ceremony directory that other local users can write into.
-    #[error(
-        "the ceremony directory {path} is writable by {} (mode {mode:04o}): another local user \
-         could plant links or swap files in it, so mkclone does not use it. Restrict it with \
-         `chmod 700 {path}` (and check that nothing was planted in it), then run the command \
-         again; on a filesystem without Unix permissions (FAT), mount it with dmask=077",
-        writable_by(*.mode)
-    )]
-    DirectoryNotPrivate {
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
-
     /// A value could not be encoded canonically: a bug in the caller's types.
     #[error(
         "cannot encode {what}: {detail}. This is a bug in mkclone (body types must encode \
@@ -250,15 +171,7 @@ impl FileError {
     /// The file (or a directory on its path) does not exist: an I/O error of kind
     /// `NotFound`, for callers to which a missing file is not an error.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
-    }
-}
-
-fn writable_by(mode: u32) -> &'static str {
-    match (mode & 0o020 != 0, mode & 0o002 != 0) {
-        (true, true) => "its group and by every user",
-        (true, false) => "its group",
-        _ => "every user",
+        matches!(self, Self::Durable(e) if e.is_not_found())
     }
 }
 
@@ -279,10 +192,6 @@ pub(crate) fn io_error(
     path: &std::path::Path,
     action: &'static str,
 ) -> impl FnOnce(io::Error) -> FileError {
-    let path = path.to_path_buf();
-    move |source| FileError::Io {
-        path,
-        action,
-        source,
-    }
+    let io_error = mkclone_durable::io_error(path, action);
+    move |source| FileError::Durable(io_error(source))
 }

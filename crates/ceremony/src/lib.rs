@@ -2,8 +2,9 @@
 //! between machines.
 //!
 //! The durable-file layer:
-//! - [`durable`]: atomic replacement, exclusive creation, the directory lock, the safe
-//!   opening of ceremony files and the check of ceremony directories;
+//! - [`durable`]: the durable primitives of `mkclone_durable` (atomic replacement,
+//!   exclusive creation, the safe opening of ceremony files, the check of ceremony
+//!   directories) with [`FileError`]s, and the directory lock [`durable::DirLock`];
 //! - [`envelope`]: versioned, canonical, digest-protected JSON files (`sa.db`,
 //!   `<target>.csr.db`, share bundles…);
 //! - [`journal`]: the write-ahead, hash-chained journal of a ceremony.

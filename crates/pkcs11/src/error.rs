@@ -178,15 +178,18 @@ pub enum Pkcs11Error {
         detail: String,
     },
     #[error(
-        "token {label:?} (serial {serial}) is in use by {holder} (lock file {path}): wait for that \
-         command to finish, then run this one again",
-        holder = holder_text(*.holder_pid)
+        "token {label:?} (serial {serial}) is in use by {holder} (lock file {path}{command}): wait \
+         for that command to finish, then run this one again",
+        holder = holder_text(*.holder_pid),
+        command = command_text(.holder_command.as_deref())
     )]
     TokenInUse {
         label: String,
         serial: String,
         /// The pid the holder wrote into the lock file (`None` if it had not yet).
         holder_pid: Option<u32>,
+        /// The holder's program and subcommand ("mkclone clone"), if it wrote them.
+        holder_command: Option<String>,
         path: PathBuf,
     },
     #[error(
@@ -215,6 +218,13 @@ fn holder_text(pid: Option<u32>) -> String {
         Some(pid) => format!("another mkclone command, pid {pid}"),
         None => "another mkclone command (its pid is not written yet)".into(),
     }
+}
+
+/// The holder's command, for [`Pkcs11Error::TokenInUse`]: after the lock file's path.
+fn command_text(command: Option<&str>) -> String {
+    command
+        .map(|c| format!(", held by {c}"))
+        .unwrap_or_default()
 }
 
 /// A readable name and, where it helps, advice for a PKCS#11 return value.

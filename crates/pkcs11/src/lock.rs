@@ -7,32 +7,29 @@
 //! objects. So a backend holds an exclusive lock on the token for its whole life, taken
 //! before recovery.
 //!
-//! The lock is `flock(2)` (std's [`File::try_lock`]) on a file named by the module path's
-//! hash and the token serial, in `$XDG_RUNTIME_DIR` if set and writable, else `/run/lock`
-//! if writable, else the temporary directory; mode 0600; it holds the holder's pid. Locks
-//! on separate open file descriptions conflict even within one process, so a second open of
-//! the same token in one process is refused too. The holder removes the file when it is
-//! done, while still holding the lock; whoever takes the lock checks that the file is still
-//! the one at the path (else it was removed by its last holder, and it tries again).
+//! The lock is mkclone's one lock ([`mkclone_durable::LockFile`]: `flock(2)`, mode 0600,
+//! never through a link, the holder's pid and command inside) on a file named by the
+//! module path's hash and the token serial, in `$XDG_RUNTIME_DIR` if set and writable, else
+//! `/run/lock` if writable, else the temporary directory. Locks on separate open file
+//! descriptions conflict even within one process, so a second open of the same token in one
+//! process is refused too. The holder removes the file when it is done, while still holding
+//! the lock ([`LockFile::remove_on_release`]); whoever takes the lock checks that the file
+//! is still the one at the path (else it was removed by its last holder, and it tries
+//! again).
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use log::{debug, warn};
+use log::debug;
+use mkclone_durable::{DurableError, LockFile};
 use sha2::{Digest, Sha256};
 
 use crate::error::Pkcs11Error;
 
-/// How many times the lock file may be found replaced before giving up (each replacement is
-/// a holder removing it between our open and our lock: another command just finished).
-const ATTEMPTS: usize = 8;
-
 /// An exclusive lock on one token, released (and its file removed) on drop.
 #[derive(Debug)]
 pub(crate) struct TokenLock {
-    path: PathBuf,
-    file: File,
+    lock: LockFile,
 }
 
 /// The directories the lock file may live in, in order of preference.
@@ -120,134 +117,48 @@ impl TokenLock {
             path,
             source,
         };
-        for _ in 0..ATTEMPTS {
-            let file = match open_lock_file(&path) {
-                Ok(file) => file,
-                Err(e) if std::fs::symlink_metadata(&path).is_err() => return Ok(Err((path, e))),
-                // The file is there and cannot be used: never fall back to another
-                // directory, where the other holder would not see this lock.
-                Err(e) => return Err(failed(path, e)),
-            };
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(TryLockError::WouldBlock) => {
-                    return Err(Pkcs11Error::TokenInUse {
-                        label: label.into(),
-                        serial: token_serial.into(),
-                        holder_pid: holder_pid(&file),
-                        path,
-                    });
-                }
-                Err(TryLockError::Error(e)) => return Err(failed(path, e)),
+        match LockFile::try_acquire(&path) {
+            Ok(mut lock) => {
+                lock.remove_on_release();
+                Ok(Ok(Self { lock }))
             }
-            if still_at(&file, &path) {
-                let lock = Self { path, file };
-                lock.write_pid();
-                return Ok(Ok(lock));
+            Err(DurableError::Locked { pid, command, .. }) => Err(Pkcs11Error::TokenInUse {
+                label: label.into(),
+                serial: token_serial.into(),
+                holder_pid: pid,
+                holder_command: command,
+                path,
+            }),
+            Err(DurableError::Io { source, .. }) if std::fs::symlink_metadata(&path).is_err() => {
+                Ok(Err((path, source)))
             }
-            // Its last holder removed it between our open and our lock: take the new one.
-            debug!("pkcs11: {} was replaced; trying again", path.display());
-        }
-        Err(failed(
-            path,
-            io::Error::other(format!(
-                "the lock file was replaced {ATTEMPTS} times while taking it"
+            // The file is there and cannot be used: never fall back to another directory,
+            // where the other holder would not see this lock.
+            Err(DurableError::Io { source, .. }) => Err(failed(path, source)),
+            Err(DurableError::NotALockFile { what, .. }) => Err(failed(
+                path,
+                io::Error::other(format!("it is {what}, not mkclone's lock file: remove it")),
             )),
-        ))
+            Err(DurableError::LockFileReplaced { attempts, .. }) => Err(failed(
+                path,
+                io::Error::other(format!(
+                    "the lock file was replaced {attempts} times while taking it"
+                )),
+            )),
+            Err(other) => Err(failed(path, io::Error::other(other.to_string()))),
+        }
     }
 
     /// The lock file's path.
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        self.lock.path()
     }
-
-    fn write_pid(&self) {
-        let mut file = &self.file;
-        let written = file
-            .set_len(0)
-            .and_then(|()| file.write_all(format!("{}\n", std::process::id()).as_bytes()))
-            .and_then(|()| file.flush());
-        if let Err(e) = written {
-            warn!(
-                "pkcs11: could not write this process's pid into {}: {e}",
-                self.path.display()
-            );
-        }
-    }
-}
-
-impl Drop for TokenLock {
-    fn drop(&mut self) {
-        // Removed while still held, and only if it is still ours; the lock goes with the file
-        // descriptor, right after.
-        if still_at(&self.file, &self.path)
-            && let Err(e) = std::fs::remove_file(&self.path)
-        {
-            debug!("pkcs11: {} stays: {e}", self.path.display());
-        }
-    }
-}
-
-/// Open (or create, mode 0600) the lock file at `path`, refusing anything but a plain file
-/// of its own (a symbolic or hard link, in a shared directory, could point elsewhere).
-fn open_lock_file(path: &Path) -> io::Result<File> {
-    if let Ok(meta) = std::fs::symlink_metadata(path)
-        && meta.file_type().is_symlink()
-    {
-        return Err(io::Error::other(
-            "it is a symbolic link, not mkclone's lock file: remove it",
-        ));
-    }
-    let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let file = options.open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::other(
-            "it is not a regular file, not mkclone's lock file: remove it",
-        ));
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        if meta.nlink() > 1 {
-            return Err(io::Error::other(
-                "it has more than one name (a hard link), not mkclone's lock file: remove it",
-            ));
-        }
-    }
-    Ok(file)
-}
-
-/// Whether `path` still names the file `file` has open.
-#[cfg(unix)]
-fn still_at(file: &File, path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (file.metadata(), std::fs::symlink_metadata(path)) {
-        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
-        _ => false,
-    }
-}
-
-#[cfg(not(unix))]
-fn still_at(_file: &File, path: &Path) -> bool {
-    path.is_file()
-}
-
-/// The pid the holder wrote into the lock file, if it has yet.
-fn holder_pid(mut file: &File) -> Option<u32> {
-    let mut text = String::new();
-    file.read_to_string(&mut text).ok()?;
-    text.trim().parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
+    use mkclone_durable::holder_command;
+
     use super::*;
 
     #[test]
@@ -278,18 +189,29 @@ mod tests {
         assert_eq!(lock.path().parent(), Some(dir.path()));
         assert_eq!(
             std::fs::read_to_string(lock.path()).unwrap(),
-            format!("{}\n", std::process::id())
+            format!("{}\n{}\n", std::process::id(), holder_command())
         );
         // A second take, on its own open file description, conflicts even in this process.
         match take(&dirs, "0001") {
             Err(Pkcs11Error::TokenInUse {
-                holder_pid, path, ..
+                holder_pid,
+                holder_command: command,
+                path,
+                ..
             }) => {
                 assert_eq!(holder_pid, Some(std::process::id()));
                 assert_eq!(path, lock.path());
+                assert_eq!(command.as_deref(), Some(holder_command().as_str()));
             }
             other => panic!("expected TokenInUse, got {other:?}"),
         }
+        // The message names the holder's command too.
+        let err = take(&dirs, "0001").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!(", held by {}): wait", holder_command())),
+            "{err}"
+        );
         // Another token is another lock.
         let other = take(&dirs, "0002").unwrap();
         let path = lock.path().to_path_buf();
@@ -310,7 +232,7 @@ mod tests {
         let lock = take(&dirs, "0003").unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
-            format!("{}\n", std::process::id())
+            format!("{}\n{}\n", std::process::id(), holder_command())
         );
         drop(lock);
         let none = [dir.path().join("absent")];

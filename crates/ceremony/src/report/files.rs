@@ -69,11 +69,7 @@ pub(super) fn read_journal(
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut file, &mut bytes)
             .map(|_| bytes)
-            .map_err(|source| FileError::Io {
-                path: path.clone(),
-                action: "read the journal",
-                source,
-            })
+            .map_err(io_error(&path, "read the journal"))
     });
     let bytes = match read {
         Ok(bytes) => bytes,

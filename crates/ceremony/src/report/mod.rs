@@ -42,7 +42,7 @@ use crate::dbs::{
     self, BUNDLE_FORMAT, CSR_DB_FORMAT, CsrDb, Layout, SA_DB_FORMAT, SaDb, ShareBundle,
 };
 use crate::durable;
-use crate::error::FileError;
+use crate::error::io_error;
 #[cfg(test)]
 use crate::event::StepResult;
 use crate::event::{Action, Entry, Note, Outcome};

@@ -1,0 +1,72 @@
+//! Durable files of mkclone: atomic replacement, exclusive creation, the safe opening of
+//! files and directories, and the one lock. Used by the ceremony (its directory's files),
+//! the simulator (its card files) and the PKCS#11 backend (its token lock).
+//!
+//! - [`write_atomic`] replaces a file so that a reader (or a crash) sees either the old
+//!   contents or the new, never a mix: a temporary file in the same directory, created
+//!   `O_EXCL` with the final mode ([`Sensitivity`]), is written and fsynced, renamed over the
+//!   target, and the directory is fsynced ([`sync_dir`]).
+//! - [`create_new_exclusive`] creates a file that must never be overwritten (share bundles):
+//!   the same temporary file, then a hard link to the target name, which fails atomically
+//!   when the target exists; the target is therefore either absent or complete.
+//! - [`LockFile`] is the one lock: an exclusive `flock` on a lock file whose path the caller
+//!   chooses, created 0600, in which the holder names itself (pid and command).
+//! - [`open_regular`] opens a file to read, append or erase it: never through a symbolic
+//!   link, never a FIFO, device, directory or socket, never in a linked directory; to
+//!   erase, never a file with other hard links or of another user.
+//! - [`check_private_dir`] is the one check of a private directory (a ceremony directory
+//!   and its `shares/`): a real directory, this user's, writable by nobody else.
+//!   [`create_private_dir`] creates one (and the missing directories above it) mode 0700
+//!   whatever the umask, then checks it.
+//!
+//! Temporary files are named `.<target name>.<pid>.<counter>.mkclone-tmp`. A crash can leave
+//! one behind; readers never look at them (they read the target name only), and the next
+//! write of the same target removes those whose process no longer exists
+//! ([`remove_stale_temps`] does it for a whole directory, [`remove_stale_temps_of`] for one
+//! target). "No longer exists" is judged by `/proc/<pid>` in this host's process namespace
+//! ([`pid_may_be_alive`]); without `/proc` nothing is removed.
+//!
+//! Every error is a [`DurableError`] naming the file and saying what to do. This crate
+//! depends on no other crate of mkclone.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod dir;
+mod error;
+mod lock;
+mod mode;
+mod open;
+mod process;
+mod temp;
+mod write;
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::Path;
+
+pub use dir::{check_private_dir, create_private_dir, sync_dir};
+pub use error::{DurableError, io_error};
+pub use lock::LockFile;
+pub use mode::{Sensitivity, set_exact_mode};
+pub use open::{Access, effective_uid, open_regular};
+pub use process::{holder_command, pid_may_be_alive};
+pub use temp::{remove_stale_files, remove_stale_temps, remove_stale_temps_of};
+pub use write::{create_new_exclusive, write_atomic};
+
+/// Directory and file name of a target path (the directory of a bare name is ".").
+fn split_target(path: &Path) -> Result<(&Path, &OsStr), DurableError> {
+    let name = path.file_name().ok_or_else(|| DurableError::Io {
+        path: path.into(),
+        action: "use the path",
+        source: io::Error::new(io::ErrorKind::InvalidInput, "it does not name a file"),
+    })?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Ok((dir, name))
+}

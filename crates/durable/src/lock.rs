@@ -1,0 +1,435 @@
+//! The one lock of mkclone's files: an exclusive `flock(2)` on a lock file whose holder
+//! names itself in it.
+//!
+//! The lock file's path is the caller's choice (a ceremony directory's `.mkclone.lock`, a
+//! simulated card's `<file>.lock`, a PKCS#11 token's file in a runtime directory). It is
+//! created mode 0600 and only ever opened as a plain file of its own: a symbolic link, a
+//! hard link, a FIFO, device, directory or socket at its path is refused
+//! ([`DurableError::NotALockFile`]), never followed. The lock is advisory
+//! ([`File::try_lock`]), so it is released when its holder exits, even by a crash: a stale
+//! lock file never blocks anyone. Locks on separate open file descriptions conflict even
+//! within one process, so two [`LockFile`]s on one path exclude each other there too.
+//!
+//! The holder writes `<pid>\n<program> <subcommand>\n` into the file ([`holder_command`]:
+//! never other arguments), for the [`DurableError::Locked`] of whoever finds it held, and
+//! clears it when it releases the lock. A holder may instead remove the file on release
+//! ([`LockFile::remove_on_release`], for lock files in shared directories); whoever takes
+//! the lock therefore checks that the file it locked is still the one at the path, and
+//! tries again if its last holder removed it meanwhile.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::Read;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{DurableError, io_error};
+use crate::open::kind_of;
+use crate::process::holder_command;
+
+/// How often a waiting [`LockFile::acquire_within`] tries the lock again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// How many times the lock file may be found replaced before giving up (each replacement is
+/// a holder removing it between our open and our lock: another command just finished).
+const ATTEMPTS: usize = 8;
+
+/// The most of a lock file read for its holder's name.
+const HOLDER_MAX: u64 = 4096;
+
+/// An exclusive lock on a lock file, held until dropped.
+#[derive(Debug)]
+pub struct LockFile {
+    file: File,
+    path: PathBuf,
+    remove_on_release: bool,
+}
+
+/// How long to wait for a held lock.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Poll until this instant, then fail with [`DurableError::Locked`].
+    Until(Instant),
+    /// Block until the holder releases it.
+    Forever,
+}
+
+impl LockFile {
+    /// Take the lock at `path`, or fail at once with [`DurableError::Locked`] naming the
+    /// holder (its pid and command, as far as it wrote them) when another holder has it.
+    pub fn try_acquire(path: &Path) -> Result<Self, DurableError> {
+        Self::acquire_within(path, Duration::ZERO)
+    }
+
+    /// Take the lock at `path`, polling for at most `wait` while another holder has it;
+    /// then fail with [`DurableError::Locked`] as [`try_acquire`](Self::try_acquire) does.
+    pub fn acquire_within(path: &Path, wait: Duration) -> Result<Self, DurableError> {
+        let deadline = Instant::now().checked_add(wait);
+        Self::take(path, deadline.map_or(Wait::Forever, Wait::Until))
+    }
+
+    /// Wait as long as it takes for the lock at `path`, then take it.
+    pub fn acquire(path: &Path) -> Result<Self, DurableError> {
+        Self::take(path, Wait::Forever)
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Remove the lock file on release (while still holding the lock) instead of clearing
+    /// it: for a lock file in a shared directory, which should not outlive its use.
+    pub fn remove_on_release(&mut self) {
+        self.remove_on_release = true;
+    }
+
+    fn take(path: &Path, wait: Wait) -> Result<Self, DurableError> {
+        for _ in 0..ATTEMPTS {
+            let file = open_lock_file(path)?;
+            match wait {
+                Wait::Forever => file.lock().map_err(io_error(path, "lock"))?,
+                Wait::Until(deadline) => loop {
+                    match file.try_lock() {
+                        Ok(()) => break,
+                        Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                            std::thread::sleep(POLL);
+                        }
+                        Err(TryLockError::WouldBlock) => {
+                            let (pid, command) = read_holder(&file);
+                            return Err(DurableError::Locked {
+                                lock_file: path.into(),
+                                pid,
+                                command,
+                            });
+                        }
+                        Err(TryLockError::Error(e)) => return Err(io_error(path, "lock")(e)),
+                    }
+                },
+            }
+            if still_at(&file, path) {
+                return Ok(Self::held(file, path));
+            }
+            // Its last holder removed it between our open and our lock: take the new one.
+            log::debug!("{} was replaced; trying again", path.display());
+        }
+        Err(DurableError::LockFileReplaced {
+            path: path.into(),
+            attempts: ATTEMPTS,
+        })
+    }
+
+    /// Record this process (pid and command) in the lock file just taken.
+    fn held(file: File, path: &Path) -> Self {
+        // The holder only serves messages: failing to record it is not fatal.
+        let holder = format!("{}\n{}\n", std::process::id(), holder_command());
+        if let Err(e) = file
+            .set_len(0)
+            .and_then(|()| file.write_all_at(holder.as_bytes(), 0))
+        {
+            log::warn!("{}: could not record this process: {e}", path.display());
+        }
+        Self {
+            file,
+            path: path.into(),
+            remove_on_release: false,
+        }
+    }
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        if self.remove_on_release {
+            // Removed while still held, and only if it is still ours.
+            if still_at(&self.file, &self.path)
+                && let Err(e) = fs::remove_file(&self.path)
+            {
+                log::debug!("{} stays: {e}", self.path.display());
+            }
+        } else {
+            // Clear the holder before releasing, so a later message is never about us.
+            let _ = self.file.set_len(0);
+        }
+        let _ = self.file.unlock();
+    }
+}
+
+/// Open (or create, mode 0600) the lock file at `path`, refusing anything but a plain file
+/// of its own: a symbolic or hard link could point elsewhere, a FIFO or device could block.
+fn open_lock_file(path: &Path) -> Result<File, DurableError> {
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        check_lock_file(path, &meta)?;
+    }
+    let file = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(file) => file,
+        // Replaced by a link since the lstat.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(DurableError::NotALockFile {
+                path: path.into(),
+                what: "a symbolic link",
+            });
+        }
+        Err(e) => return Err(io_error(path, "open the lock file")(e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(io_error(path, "examine the lock file"))?;
+    check_lock_file(path, &meta)?;
+    Ok(file)
+}
+
+fn check_lock_file(path: &Path, meta: &fs::Metadata) -> Result<(), DurableError> {
+    let what = if meta.file_type().is_symlink() {
+        "a symbolic link"
+    } else if !meta.is_file() {
+        kind_of(meta.file_type())
+    } else if meta.nlink() > 1 {
+        "a file with more than one name (a hard link)"
+    } else {
+        return Ok(());
+    };
+    Err(DurableError::NotALockFile {
+        path: path.into(),
+        what,
+    })
+}
+
+/// Whether `path` still names the file `file` has open.
+fn still_at(file: &File, path: &Path) -> bool {
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
+    }
+}
+
+/// The pid and command a lock's holder wrote (`<pid>\n<command>\n`), as far as readable.
+fn read_holder(file: &File) -> (Option<u32>, Option<String>) {
+    let mut bytes = Vec::new();
+    if let Err(e) = file.take(HOLDER_MAX).read_to_end(&mut bytes) {
+        log::debug!("could not read a lock's holder: {e}");
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines = text.lines();
+    let pid = lines.next().and_then(|l| l.trim().parse::<u32>().ok());
+    let command = lines
+        .next()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned);
+    (pid, command)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::mpsc;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn the_holder_names_itself_is_named_to_others_and_clears_its_name_on_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let lock = LockFile::try_acquire(&path).unwrap();
+        assert_eq!(lock.path(), path);
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            format!("{}\n{}\n", std::process::id(), holder_command())
+        );
+        // A second holder, even in this process, fails at once naming the first.
+        let start = Instant::now();
+        let err = LockFile::try_acquire(&path).unwrap_err();
+        assert!(start.elapsed() < Duration::from_millis(500));
+        match &err {
+            DurableError::Locked {
+                lock_file,
+                pid,
+                command,
+            } => {
+                assert_eq!(lock_file, &path);
+                assert_eq!(*pid, Some(std::process::id()));
+                assert_eq!(command.as_deref(), Some(holder_command().as_str()));
+            }
+            other => panic!("{other}"),
+        }
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!(
+                "is held by pid {} ({})",
+                std::process::id(),
+                holder_command()
+            )),
+            "{msg}"
+        );
+        drop(lock);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "", "cleared on release");
+        drop(LockFile::try_acquire(&path).unwrap());
+        assert!(path.exists(), "the file stays for the next holder");
+    }
+
+    #[test]
+    fn a_holder_that_wrote_nothing_yet_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let held = File::create(&path).unwrap();
+        held.lock().unwrap();
+        let err = LockFile::try_acquire(&path).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DurableError::Locked {
+                    pid: None,
+                    command: None,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("it has not written its pid yet"));
+    }
+
+    #[test]
+    fn acquire_within_polls_then_fails_or_takes_the_released_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let held = LockFile::try_acquire(&path).unwrap();
+        let start = Instant::now();
+        let err = LockFile::acquire_within(&path, Duration::from_millis(200)).unwrap_err();
+        let waited = start.elapsed();
+        assert!(matches!(err, DurableError::Locked { .. }), "{err}");
+        assert!(waited >= Duration::from_millis(200), "{waited:?}");
+        assert!(waited < Duration::from_secs(2), "{waited:?}");
+
+        // Released while it polls: taken.
+        let (tx, rx) = mpsc::channel();
+        let p = path.clone();
+        let waiter = std::thread::spawn(move || {
+            let lock = LockFile::acquire_within(&p, Duration::from_secs(10));
+            tx.send(lock.is_ok()).unwrap();
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(rx.try_recv().is_err(), "it waits");
+        drop(held);
+        assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap());
+        waiter.join().unwrap();
+    }
+
+    #[test]
+    fn acquire_waits_for_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let first = LockFile::acquire(&path).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let p = path.clone();
+        let waiter = std::thread::spawn(move || {
+            let lock = LockFile::acquire(&p).unwrap();
+            tx.send(()).unwrap();
+            drop(lock);
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(rx.try_recv().is_err(), "the second acquire must wait");
+        drop(first);
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        waiter.join().unwrap();
+    }
+
+    #[test]
+    fn a_removed_lock_file_is_taken_anew_by_who_waited_on_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let mut first = LockFile::try_acquire(&path).unwrap();
+        first.remove_on_release();
+        let (tx, rx) = mpsc::channel();
+        let p = path.clone();
+        let waiter = std::thread::spawn(move || {
+            // Opened (and waiting on) the file the first holder then removes.
+            let lock = LockFile::acquire_within(&p, Duration::from_secs(10)).unwrap();
+            tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            drop(lock);
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        drop(first);
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        // The waiter holds a new file at the path, not the removed one.
+        assert!(
+            fs::read_to_string(&path)
+                .unwrap()
+                .starts_with(&format!("{}\n", std::process::id()))
+        );
+        assert!(matches!(
+            LockFile::try_acquire(&path),
+            Err(DurableError::Locked { .. })
+        ));
+        waiter.join().unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "");
+    }
+
+    #[test]
+    fn links_and_special_files_are_never_used_as_lock_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep me").unwrap();
+        let path = dir.path().join("x.lock");
+        let dangling = dir.path().join("dangling.lock");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        for p in [&path, &dangling] {
+            let err = LockFile::try_acquire(p).unwrap_err();
+            assert!(
+                matches!(&err, DurableError::NotALockFile { what: "a symbolic link", path } if path == p),
+                "{err}"
+            );
+            assert!(err.to_string().contains("not mkclone's lock file"), "{err}");
+        }
+        assert!(!dir.path().join("nowhere").exists());
+        fs::remove_file(&path).unwrap();
+        fs::hard_link(&victim, &path).unwrap();
+        let err = LockFile::try_acquire(&path).unwrap_err();
+        assert!(err.to_string().contains("hard link"), "{err}");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        let err = LockFile::try_acquire(&path).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DurableError::NotALockFile {
+                    what: "a directory",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_lock_in_a_missing_directory_is_an_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = LockFile::try_acquire(&dir.path().join("nope/x.lock")).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DurableError::Io {
+                    action: "open the lock file",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.is_not_found());
+    }
+}

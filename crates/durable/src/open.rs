@@ -1,0 +1,306 @@
+//! The safe opening of an existing file: never through a symbolic link, never a FIFO,
+//! device, directory or socket, never in a linked directory; to erase, never a file with
+//! other hard links or of another user.
+
+use std::fs::{self, File, FileType, Metadata, OpenOptions};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use crate::error::{DurableError, io_error};
+use crate::split_target;
+
+/// What [`open_regular`] opens a file for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Reading (a carried file: `sa.db`, a `csr.db`, a share bundle, the journal).
+    Read,
+    /// Reading and appending (the journal).
+    Append,
+    /// Writing, to overwrite it with zeros before removing it. The file must moreover have
+    /// no other hard link (zero-filling would destroy the other name's content) and belong
+    /// to this user.
+    Erase,
+}
+
+/// Open the regular file `path` of a ceremony directory for `access`, refusing anything
+/// else, and return the open file. Refused, each with its own [`DurableError`] naming the
+/// path: a symbolic link ([`DurableError::SymbolicLink`]: never followed, by `O_NOFOLLOW`),
+/// a file whose directory is a symbolic link (`shares/`), a FIFO, device, directory or
+/// socket ([`DurableError::NotRegularFile`]: looked at with `lstat` before opening, so never
+/// even opened, and checked again with `fstat` on what was opened, `O_NONBLOCK` so that
+/// opening can never block); for [`Access::Erase`] also a file with more than one hard
+/// link ([`DurableError::HardLinked`]) or owned by another user ([`DurableError::NotOwned`]).
+/// A missing file is an [`DurableError::Io`] for which [`DurableError::is_not_found`] holds.
+pub fn open_regular(path: &Path, access: Access) -> Result<File, DurableError> {
+    open_regular_as(path, access, effective_uid())
+}
+
+/// [`open_regular`] for a process of effective uid `euid` (tests pass another one).
+fn open_regular_as(path: &Path, access: Access, euid: u32) -> Result<File, DurableError> {
+    // O_NOFOLLOW covers the last component only: the directory holding the file (shares/)
+    // must not be a link either. A missing directory is reported by the lstat below.
+    let (dir, _) = split_target(path)?;
+    if fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(DurableError::SymbolicLink {
+            path: dir.into(),
+            what: "directory",
+        });
+    }
+    let named = fs::symlink_metadata(path).map_err(io_error(path, "examine the file"))?;
+    check_regular(path, &named, access, euid)?;
+    let mut options = OpenOptions::new();
+    match access {
+        Access::Read => options.read(true),
+        Access::Append => options.read(true).append(true),
+        Access::Erase => options.write(true),
+    };
+    options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
+    let file = match options.open(path) {
+        Ok(f) => f,
+        // Replaced by a link since the lstat.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(DurableError::SymbolicLink {
+                path: path.into(),
+                what: "file",
+            });
+        }
+        Err(e) => return Err(io_error(path, "open the file")(e)),
+    };
+    // What was opened, whatever the name points to now.
+    let opened = file
+        .metadata()
+        .map_err(io_error(path, "examine the opened file"))?;
+    check_regular(path, &opened, access, euid)?;
+    Ok(file)
+}
+
+fn check_regular(
+    path: &Path,
+    meta: &Metadata,
+    access: Access,
+    euid: u32,
+) -> Result<(), DurableError> {
+    let file_type = meta.file_type();
+    if file_type.is_symlink() {
+        return Err(DurableError::SymbolicLink {
+            path: path.into(),
+            what: "file",
+        });
+    }
+    if !file_type.is_file() {
+        return Err(DurableError::NotRegularFile {
+            path: path.into(),
+            kind: kind_of(file_type),
+        });
+    }
+    if access == Access::Erase {
+        if meta.uid() != euid {
+            return Err(DurableError::NotOwned {
+                path: path.into(),
+                what: "file",
+                owner: meta.uid(),
+                euid,
+            });
+        }
+        if meta.nlink() > 1 {
+            return Err(DurableError::HardLinked {
+                path: path.into(),
+                links: meta.nlink(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What a file of `file_type` is, for messages.
+pub(crate) fn kind_of(file_type: FileType) -> &'static str {
+    if file_type.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_symlink() {
+        "a symbolic link"
+    } else if file_type.is_file() {
+        "a regular file"
+    } else {
+        "of an unknown kind"
+    }
+}
+
+/// The effective user id of this process.
+pub fn effective_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn mkfifo(path: &Path) {
+        let st = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    const ACCESSES: [Access; 3] = [Access::Read, Access::Append, Access::Erase];
+
+    #[test]
+    fn open_regular_opens_a_regular_file_for_each_access() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sa.db");
+        fs::write(&p, b"content").unwrap();
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut open_regular(&p, Access::Read).unwrap(), &mut s)
+            .unwrap();
+        assert_eq!(s, "content");
+        open_regular(&p, Access::Append)
+            .unwrap()
+            .write_all(b"+")
+            .unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"content+");
+        open_regular(&p, Access::Erase)
+            .unwrap()
+            .write_all(b"00")
+            .unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"00ntent+");
+    }
+
+    #[test]
+    fn open_regular_never_follows_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("outside");
+        fs::write(&target, b"precious").unwrap();
+        let link = dir.path().join("journal.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let dangling = dir.path().join("sa.db");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        for access in ACCESSES {
+            for p in [&link, &dangling] {
+                let err = open_regular(p, access).unwrap_err();
+                assert!(
+                    matches!(&err, DurableError::SymbolicLink { path, what: "file" } if path == p),
+                    "{access:?}: {err}"
+                );
+                assert!(!err.is_not_found());
+                let msg = err.to_string();
+                assert!(
+                    msg.contains(&*p.to_string_lossy())
+                        && msg.contains("is a symbolic link; mkclone never follows links in a ceremony directory: replace it with the real file"),
+                    "{msg}"
+                );
+            }
+        }
+        assert_eq!(fs::read(&target).unwrap(), b"precious");
+        assert!(!dir.path().join("nowhere").exists());
+    }
+
+    #[test]
+    fn open_regular_refuses_a_file_in_a_linked_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("elsewhere");
+        fs::create_dir(&real).unwrap();
+        fs::write(real.join("t1.sym.1.share"), b"x").unwrap();
+        let shares = dir.path().join("shares");
+        std::os::unix::fs::symlink(&real, &shares).unwrap();
+        for access in ACCESSES {
+            let err = open_regular(&shares.join("t1.sym.1.share"), access).unwrap_err();
+            assert!(
+                matches!(&err, DurableError::SymbolicLink { path, what: "directory" } if *path == shares),
+                "{err}"
+            );
+        }
+        assert_eq!(fs::read(real.join("t1.sym.1.share")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn open_regular_refuses_fifos_directories_and_sockets_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        mkfifo(&fifo);
+        let sub = dir.path().join("sub");
+        fs::create_dir(&sub).unwrap();
+        let socket = dir.path().join("socket");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        for (p, kind) in [
+            (&fifo, "a named pipe (FIFO)"),
+            (&sub, "a directory"),
+            (&socket, "a socket"),
+        ] {
+            for access in ACCESSES {
+                let err = open_regular(p, access).unwrap_err();
+                match &err {
+                    DurableError::NotRegularFile { path, kind: k } => {
+                        assert_eq!(path, p);
+                        assert_eq!(*k, kind);
+                    }
+                    other => panic!("{access:?} {}: {other}", p.display()),
+                }
+                assert!(err.to_string().contains("not a regular file"), "{err}");
+            }
+        }
+        // What is opened is checked too, not only what the name showed before.
+        let null = Path::new("/dev/null");
+        let meta = fs::metadata(null).unwrap();
+        let err = check_regular(null, &meta, Access::Read, effective_uid()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DurableError::NotRegularFile {
+                    kind: "a character device",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn erase_access_refuses_hard_links_and_other_users_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"precious").unwrap();
+        let inside = dir.path().join("t1.csr.db");
+        fs::hard_link(&outside, &inside).unwrap();
+        // Reading through another name is harmless; zero-filling is not.
+        open_regular(&inside, Access::Read).unwrap();
+        let err = open_regular(&inside, Access::Erase).unwrap_err();
+        assert!(
+            matches!(&err, DurableError::HardLinked { path, links: 2 } if *path == inside),
+            "{err}"
+        );
+        assert!(err.to_string().contains("hard links"), "{err}");
+        fs::remove_file(&outside).unwrap();
+        open_regular(&inside, Access::Erase).unwrap();
+
+        let other = effective_uid().wrapping_add(1);
+        open_regular_as(&inside, Access::Read, other).unwrap();
+        let err = open_regular_as(&inside, Access::Erase, other).unwrap_err();
+        assert!(
+            matches!(&err, DurableError::NotOwned { what: "file", euid, .. } if *euid == other),
+            "{err}"
+        );
+        assert_eq!(fs::read(&inside).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn open_regular_says_when_a_file_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        for p in [dir.path().join("none"), dir.path().join("no/dir")] {
+            for access in ACCESSES {
+                let err = open_regular(&p, access).unwrap_err();
+                assert!(err.is_not_found(), "{err}");
+            }
+        }
+        assert!(!dir.path().join("none").exists(), "nothing created");
+    }
+}

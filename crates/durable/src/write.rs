@@ -1,0 +1,213 @@
+//! Writing a file durably: atomic replacement and exclusive creation.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::dir::sync_dir;
+use crate::error::{DurableError, io_error};
+use crate::mode::{Sensitivity, set_exact_mode};
+use crate::split_target;
+use crate::temp::{TempFile, clean_before_write};
+
+/// Replace `path` atomically with `bytes`, created with the mode of `sensitivity`: a
+/// temporary file in the same directory (created `O_EXCL` with the final mode) is written
+/// and fsynced, renamed over the target, and the directory is fsynced. A reader (or a
+/// crash) sees either the old contents or the new, never a mix. Stale temporary files of
+/// the same target are removed first.
+///
+/// On success no temporary file is left; on failure the temporary file is removed and the
+/// target is unchanged (unless the failure is the final fsync of the directory, after the
+/// rename: then the new contents are in place but possibly not yet durable).
+pub fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    sensitivity: Sensitivity,
+) -> Result<(), DurableError> {
+    let (dir, name) = split_target(path)?;
+    clean_before_write(dir, name);
+    let mut tmp = TempFile::create(dir, name, sensitivity)?;
+    tmp.write_and_sync(bytes)?;
+    tmp.rename_onto(path)?;
+    sync_dir(dir)
+}
+
+/// Create `path` with `bytes`, refusing ([`DurableError::AlreadyExists`]) when it exists, in
+/// which case it is left untouched. The file is complete or absent, even after a crash:
+/// the contents are written to a temporary file first and linked to `path` (O_EXCL
+/// semantics: the link fails if the name exists). On a filesystem without hard links (FAT),
+/// `path` is created directly with O_EXCL instead, and a crash may leave it incomplete (a
+/// warning is logged).
+pub fn create_new_exclusive(
+    path: &Path,
+    bytes: &[u8],
+    sensitivity: Sensitivity,
+) -> Result<(), DurableError> {
+    let (dir, name) = split_target(path)?;
+    if fs::symlink_metadata(path).is_ok() {
+        return Err(DurableError::AlreadyExists { path: path.into() });
+    }
+    clean_before_write(dir, name);
+    let mut tmp = TempFile::create(dir, name, sensitivity)?;
+    tmp.write_and_sync(bytes)?;
+    match fs::hard_link(&tmp.path, path) {
+        Ok(()) => {
+            tmp.remove();
+            sync_dir(dir)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            tmp.remove();
+            Err(DurableError::AlreadyExists { path: path.into() })
+        }
+        Err(e) => {
+            log::warn!(
+                "{}: cannot hard-link a temporary file ({e}); creating the file directly, which \
+                 a crash could leave incomplete",
+                path.display()
+            );
+            tmp.remove();
+            create_direct(path, bytes, sensitivity)?;
+            sync_dir(dir)
+        }
+    }
+}
+
+/// The O_EXCL fallback of [`create_new_exclusive`]: removes what it created on failure.
+fn create_direct(path: &Path, bytes: &[u8], sensitivity: Sensitivity) -> Result<(), DurableError> {
+    let file = match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(sensitivity.mode())
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(DurableError::AlreadyExists { path: path.into() });
+        }
+        Err(e) => return Err(io_error(path, "create the file")(e)),
+    };
+    let written = set_exact_mode(&file, path, sensitivity).and_then(|()| {
+        (&file)
+            .write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(io_error(path, "write and sync the file"))
+    });
+    if written.is_err()
+        && let Err(e) = fs::remove_file(path)
+    {
+        log::warn!(
+            "{}: could not remove the incomplete file: {e}",
+            path.display()
+        );
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::Permissions;
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn atomic_write_modes_and_no_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("bundle");
+        let public = dir.path().join("sa.db");
+        write_atomic(&secret, b"s1", Sensitivity::Secret).unwrap();
+        write_atomic(&public, b"p1", Sensitivity::Public).unwrap();
+        assert_eq!(mode(&secret), 0o600);
+        assert_eq!(mode(&public), 0o644);
+        assert_eq!(fs::read(&secret).unwrap(), b"s1");
+        assert_eq!(names(dir.path()), ["bundle", "sa.db"]);
+
+        // Overwrite: new contents, and the new sensitivity's mode.
+        write_atomic(&public, b"p2", Sensitivity::Secret).unwrap();
+        assert_eq!(fs::read(&public).unwrap(), b"p2");
+        assert_eq!(mode(&public), 0o600);
+        assert_eq!(names(dir.path()), ["bundle", "sa.db"]);
+    }
+
+    #[test]
+    fn modes_do_not_depend_on_a_wide_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        fs::write(&p, b"old").unwrap();
+        fs::set_permissions(&p, Permissions::from_mode(0o666)).unwrap();
+        write_atomic(&p, b"new", Sensitivity::Secret).unwrap();
+        assert_eq!(mode(&p), 0o600);
+    }
+
+    #[test]
+    fn failed_rename_removes_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("d");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("inside"), b"x").unwrap();
+        let err = write_atomic(&target, b"x", Sensitivity::Secret).unwrap_err();
+        assert!(matches!(err, DurableError::Io { .. }), "{err}");
+        assert!(err.to_string().contains(&*target.to_string_lossy()));
+        assert_eq!(names(dir.path()), ["d"]);
+    }
+
+    #[test]
+    fn missing_directory_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("nope").join("f");
+        let err = write_atomic(&target, b"x", Sensitivity::Public).unwrap_err();
+        assert!(matches!(err, DurableError::Io { .. }), "{err}");
+    }
+
+    #[test]
+    fn exclusive_create_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("share-1");
+        create_new_exclusive(&p, b"first", Sensitivity::Secret).unwrap();
+        assert_eq!(mode(&p), 0o600);
+        let err = create_new_exclusive(&p, b"second", Sensitivity::Secret).unwrap_err();
+        assert!(matches!(err, DurableError::AlreadyExists { .. }), "{err}");
+        assert_eq!(fs::read(&p).unwrap(), b"first");
+        assert_eq!(names(dir.path()), ["share-1"]);
+
+        let q = dir.path().join("pub");
+        create_new_exclusive(&q, b"x", Sensitivity::Public).unwrap();
+        assert_eq!(mode(&q), 0o644);
+        assert_eq!(names(dir.path()), ["pub", "share-1"]);
+    }
+
+    #[test]
+    fn exclusive_create_refuses_a_dangling_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &p).unwrap();
+        let err = create_new_exclusive(&p, b"x", Sensitivity::Secret).unwrap_err();
+        assert!(matches!(err, DurableError::AlreadyExists { .. }), "{err}");
+        assert!(!dir.path().join("elsewhere").exists());
+    }
+
+    #[test]
+    fn direct_fallback_creates_and_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        create_direct(&p, b"x", Sensitivity::Secret).unwrap();
+        assert_eq!(mode(&p), 0o600);
+        let err = create_direct(&p, b"y", Sensitivity::Secret).unwrap_err();
+        assert!(matches!(err, DurableError::AlreadyExists { .. }), "{err}");
+        assert_eq!(fs::read(&p).unwrap(), b"x");
+    }
+}
