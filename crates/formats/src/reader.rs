@@ -38,6 +38,18 @@ pub struct Tlv<'a> {
     pub body: Reader<'a>,
 }
 
+impl Tlv<'_> {
+    /// This subsection is not the one expected here, for `reason`.
+    pub fn unexpected(&self, structure: &'static str, reason: &'static str) -> FormatError {
+        FormatError::UnexpectedSubsection {
+            structure,
+            id: self.id,
+            offset: self.offset,
+            reason,
+        }
+    }
+}
+
 impl<'a> Reader<'a> {
     /// A reader over `buf`, reporting errors against `structure`.
     pub fn new(structure: &'static str, buf: &'a [u8]) -> Self {
@@ -129,6 +141,25 @@ impl<'a> Reader<'a> {
             });
         }
         Ok(())
+    }
+
+    /// A token header: identifier `id`, version X'00', a 2-byte total length that must be
+    /// the whole buffer's, and 4 reserved zero bytes.
+    pub fn token_header(&mut self, id: u8) -> Result<()> {
+        self.expect_u8("token identifier", id)?;
+        self.expect_u8("token version", ids::VERSION)?;
+        let len_at = self.offset();
+        let total = usize::from(self.u16("token length")?);
+        if total != self.buf.len() {
+            return Err(FormatError::LengthMismatch {
+                structure: self.structure,
+                field: "token length",
+                offset: len_at,
+                claimed: total,
+                actual: self.buf.len(),
+            });
+        }
+        self.reserved_zeros("reserved bytes of the token header", 4)
     }
 
     /// Read `n` reserved bytes and require them to be zero.
@@ -332,6 +363,25 @@ impl Writer {
             ),
         })?;
         self.patch_u16(mark.start.saturating_add(2), v);
+        Ok(())
+    }
+
+    /// Overwrite the 2-byte length at `at` with `len`, refusing values above 65535.
+    pub fn patch_len16(
+        &mut self,
+        structure: &'static str,
+        field: &'static str,
+        at: usize,
+        len: usize,
+    ) -> Result<()> {
+        let v = u16::try_from(len).map_err(|_| {
+            FormatError::unencodable(
+                structure,
+                field,
+                format!("{len} bytes do not fit a 2-byte length"),
+            )
+        })?;
+        self.patch_u16(at, v);
         Ok(())
     }
 
