@@ -256,8 +256,7 @@ impl SignedCloneInfo {
 
     /// Decode a token in the clear that must fill `bytes` exactly.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(STRUCTURE, bytes);
-        r.token_header(ids::CLONE_INFO_TOKEN)?;
+        let mut r = Reader::token(STRUCTURE, bytes, ids::CLONE_INFO_TOKEN)?;
         let index_at = r.offset();
         let index = ShareIndex::from_u32(r.u32("share index")?)
             .map_err(|e| r.invalid("share index", index_at, e.to_string()))?;

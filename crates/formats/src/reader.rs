@@ -143,23 +143,25 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    /// A token header: identifier `id`, version X'00', a 2-byte total length that must be
-    /// the whole buffer's, and 4 reserved zero bytes.
-    pub fn token_header(&mut self, id: u8) -> Result<()> {
-        self.expect_u8("token identifier", id)?;
-        self.expect_u8("token version", ids::VERSION)?;
-        let len_at = self.offset();
-        let total = usize::from(self.u16("token length")?);
-        if total != self.buf.len() {
+    /// A reader over a whole token, past its header: identifier `id`, version X'00', a
+    /// 2-byte total length that must be `buf`'s, and 4 reserved zero bytes.
+    pub fn token(structure: &'static str, buf: &'a [u8], id: u8) -> Result<Self> {
+        let mut r = Self::new(structure, buf);
+        r.expect_u8("token identifier", id)?;
+        r.expect_u8("token version", ids::VERSION)?;
+        let len_at = r.offset();
+        let total = usize::from(r.u16("token length")?);
+        if total != buf.len() {
             return Err(FormatError::LengthMismatch {
-                structure: self.structure,
+                structure,
                 field: "token length",
                 offset: len_at,
                 claimed: total,
-                actual: self.buf.len(),
+                actual: buf.len(),
             });
         }
-        self.reserved_zeros("reserved bytes of the token header", 4)
+        r.reserved_zeros("reserved bytes of the token header", 4)?;
+        Ok(r)
     }
 
     /// Read `n` reserved bytes and require them to be zero.

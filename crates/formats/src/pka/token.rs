@@ -52,8 +52,7 @@ impl PublicKeyTokenView {
 
     /// Decode a token that must fill `bytes` exactly.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(STRUCTURE, bytes);
-        r.token_header(ids::PKA_PUBLIC_TOKEN)?;
+        let mut r = Reader::token(STRUCTURE, bytes, ids::PKA_PUBLIC_TOKEN)?;
 
         if r.is_empty() {
             return Err(FormatError::Missing {
