@@ -42,12 +42,8 @@ impl TdesKey {
 
     /// A key unwrapped from a sealed share: exactly 24 bytes with odd parity, or `None`.
     pub(crate) fn from_unwrapped(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != 24 || !has_odd_parity(bytes) {
-            return None;
-        }
-        let mut key = Self([0; 24]);
-        key.0.copy_from_slice(bytes);
-        Some(key)
+        let bytes: &[u8; 24] = bytes.try_into().ok()?;
+        has_odd_parity(bytes).then(|| Self(*bytes))
     }
 
     pub fn as_bytes(&self) -> &[u8; 24] {
