@@ -310,24 +310,24 @@ fn configuration_errors_name_the_problem() {
     let cards = dir.path().join("cards");
     let base = sim_plan(&cards, "ceremony", 1);
     // (directory, the edit of the plan, the exit code if checked, what the message names)
-    let cases: [(&str, (&str, &str), Option<i32>, &[&str]); 5] = [
+    let cases = [
         (
             "a",
             ("threshold = 2", "threshold = 2\ncolour = \"red\""),
             Some(3),
-            &["colour", "line"],
+            &["colour", "line"][..],
         ),
         (
             "b",
             ("threshold = 2", "threshold = 4"),
             Some(3),
-            &["cannot exceed n"],
+            &["cannot exceed n"][..],
         ),
         (
             "c",
             ("apqn = \"03.000d\"", "apqn = \"3.13\""),
             None,
-            &["APQN"],
+            &["APQN"][..],
         ),
         (
             "d",
@@ -336,13 +336,13 @@ fn configuration_errors_name_the_problem() {
                 "backend = \"sim\"\nsimdir = 1\nsim_dir",
             ),
             None,
-            &["simdir"],
+            &["simdir"][..],
         ),
         (
             "e",
             ("apqn = \"03.000d\"", "apqn = \"02.000d\""),
             Some(3),
-            &["are the same device"],
+            &["are the same device"][..],
         ),
     ];
     for (sub, (from, to), code, names) in cases {

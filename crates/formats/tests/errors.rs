@@ -30,10 +30,15 @@ fn cert_bytes() -> Vec<u8> {
         .into_bytes()
 }
 
+/// Which errors a test accepts.
+type Expected = fn(&FormatError) -> bool;
+/// A change made to valid bytes.
+type Change = fn(&mut [u8]);
+
 /// Decoding `bytes` as a cloning-information token fails with an error `expected`
 /// accepts; the error.
 #[track_caller]
-fn decode_refused(bytes: &[u8], expected: fn(&FormatError) -> bool) -> FormatError {
+fn decode_refused(bytes: &[u8], expected: Expected) -> FormatError {
     let err = SignedCloneInfo::decode(bytes).unwrap_err();
     assert!(expected(&err), "{err}");
     err
@@ -105,7 +110,7 @@ fn clone_info_pad_must_be_zero_and_exact() {
 fn clone_info_fields_are_checked() {
     let b = token_bytes();
     // (what is changed, the change, the error it must give)
-    let cases: [(&str, fn(&mut [u8]), fn(&FormatError) -> bool); 6] = [
+    let cases: [(&str, Change, Expected); 6] = [
         (
             "token length",
             |b| b[3] ^= 1,
