@@ -8,66 +8,16 @@ use std::process::Command;
 mod common;
 use common::*;
 
-/// A plan for `targets` targets whose cards live in `cards` and files in `ceremony`.
-fn config(cards: &Path, ceremony: &str, targets: usize, extra: &str) -> String {
-    // One operator runs these tests: dual control off unless a test turns it on.
-    let extra = if extra.contains("dual_control") {
-        extra.to_string()
-    } else {
-        format!("dual_control = false\n{extra}")
-    };
-    let mut s = format!(
-        "[ceremony]\nid = \"e2e\"\ndirectory = \"{ceremony}\"\nsa = \"sa\"\nsource = \"source\"\n\
-         targets = [{}]\nmaster_keys = [\"sym\", \"asym\"]\nthreshold = 2\nshares = 3\n{extra}\n",
-        (1..=targets)
-            .map(|i| format!("\"target{i}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let mut nodes = vec![("sa".to_string(), 1), ("source".to_string(), 2)];
-    nodes.extend((1..=targets).map(|i| (format!("target{i}"), 2 + i)));
-    for (name, card) in nodes {
-        s.push_str(&format!(
-            "\n[nodes.{name}]\nbackend = \"sim\"\nsim_dir = \"{}\"\napqn = \"{card:02x}.000d\"\neid = \"{}\"\n",
-            cards.display(),
-            name.to_uppercase()
-        ));
-    }
-    s
-}
-
-fn write_config(dir: &Path, body: &str) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join("mkclone.toml");
-    std::fs::write(&path, body).unwrap();
-    path
-}
-
-fn status_json(cfg: &Path, node: &str) -> serde_json::Value {
-    let out = ok(&["status", "--config", cfg.to_str().unwrap(), node, "--json"]);
-    serde_json::from_str(
-        out.lines()
-            .skip_while(|l| !l.starts_with('{'))
-            .collect::<Vec<_>>()
-            .join("\n")
-            .as_str(),
-    )
-    .unwrap()
-}
-
 fn current(cfg: &Path, node: &str, kind: usize) -> serde_json::Value {
-    status_json(cfg, node)["status"]["registers"][kind]["current_patterns"].clone()
+    node_status(cfg.to_str().unwrap(), node)["status"]["registers"][kind]["current_patterns"]
+        .clone()
 }
 
 #[test]
 fn clone_from_a_config_clones_into_every_target() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &config(&dir.path().join("cards"), "ceremony", 2, ""),
-    );
+    let cfg = rehearsal(dir.path(), 2);
     let c = cfg.to_str().unwrap();
-    ok(&["sim", "init", "--config", c, "--load-source-keys"]);
     let out = ok(&["clone", "--config", c]);
     assert_eq!(out.matches("= source").count(), 2, "{out}");
     assert!(out.contains("REHEARSAL"), "{out}");
@@ -131,7 +81,12 @@ fn the_per_phase_flow_runs_as_separate_processes_on_separate_servers() {
         .collect();
     let cfgs: Vec<PathBuf> = servers
         .iter()
-        .map(|s| write_config(s, &config(&cards, "ceremony", 1, "dual_control = true")))
+        .map(|s| {
+            write_plan(
+                s,
+                &sim_plan_with(&cards, "ceremony", 1, "dual_control = true"),
+            )
+        })
         .collect();
     let (sa, src, tgt) = (
         cfgs[0].to_str().unwrap(),
@@ -162,26 +117,10 @@ fn the_per_phase_flow_runs_as_separate_processes_on_separate_servers() {
     let css = fingerprint_in(&out, "CSS key fingerprint");
     assert!(out.contains("dual control"), "{out}");
     // Dual control on the source: the hash by one person, the key by another.
-    let same = mkclone(&[
-        "register-sa-hash",
-        "--config",
-        src,
-        "--node",
-        "source",
-        "--operator",
-        "alice",
-    ]);
+    let same = mkclone(&register("register-sa-hash", src, "source", "alice"));
     assert!(same.status.success(), "{}", text(&same));
     assert!(text(&same).contains("fingerprint"), "{}", text(&same));
-    let refused = mkclone(&[
-        "register-sa-key",
-        "--config",
-        src,
-        "--node",
-        "source",
-        "--operator",
-        "alice",
-    ]);
+    let refused = mkclone(&register("register-sa-key", src, "source", "alice"));
     assert!(
         !refused.status.success(),
         "the same person may not register both"
@@ -191,15 +130,7 @@ fn the_per_phase_flow_runs_as_separate_processes_on_separate_servers() {
         "{}",
         text(&refused)
     );
-    ok(&[
-        "register-sa-key",
-        "--config",
-        src,
-        "--node",
-        "source",
-        "--operator",
-        "bob",
-    ]);
+    ok(&register("register-sa-key", src, "source", "bob"));
     carry(&servers[1], &servers[0], "sa.db");
     // Without the fingerprint read out from the source, the SA refuses to certify.
     let unconfirmed = mkclone(&["phase2b", "--config", sa]);
@@ -214,50 +145,18 @@ fn the_per_phase_flow_runs_as_separate_processes_on_separate_servers() {
     carry(&servers[0], &servers[2], "sa.db");
     let out = ok(&["phase3a", "--config", tgt, "--target", "target1"]);
     let csr = fingerprint_in(&out, "CSR key fingerprint");
-    ok(&[
-        "register-sa-hash",
-        "--config",
-        tgt,
-        "--node",
-        "target1",
-        "--operator",
-        "dave",
-    ]);
-    ok(&[
-        "register-sa-key",
-        "--config",
-        tgt,
-        "--node",
-        "target1",
-        "--operator",
-        "erin",
-    ]);
+    ok(&register("register-sa-hash", tgt, "target1", "dave"));
+    ok(&register("register-sa-key", tgt, "target1", "erin"));
     carry(&servers[2], &servers[0], "target1.csr.db");
     // A fingerprint that is not the carried key's (a swapped csr.db) is refused.
-    let wrong = mkclone(&[
-        "phase3b",
-        "--config",
-        sa,
-        "--target",
-        "target1",
-        "--csr-fingerprint",
-        "0123456789ABCDEF",
-    ]);
+    let wrong = mkclone(&phase3b(sa, "target1", "0123456789ABCDEF"));
     assert!(!wrong.status.success());
     assert!(text(&wrong).contains("swapped"), "{}", text(&wrong));
-    ok(&[
-        "phase3b",
-        "--config",
-        sa,
-        "--target",
-        "target1",
-        "--csr-fingerprint",
-        &csr,
-    ]);
+    ok(&phase3b(sa, "target1", &csr));
     carry(&servers[0], &servers[1], "target1.csr.db");
     // 3d before the shares arrive: a preflight refusal, nothing changed.
     let early = mkclone(&["phase3d", "--config", tgt, "--target", "target1"]);
-    assert_eq!(early.status.code(), Some(4), "{}", text(&early));
+    exit_code(&early, 4);
     assert!(
         text(&early).contains("run phase 3c on the source"),
         "{}",
@@ -297,12 +196,8 @@ fn the_per_phase_flow_runs_as_separate_processes_on_separate_servers() {
 fn a_killed_clone_is_finished_by_a_rerun() {
     for k in [3u32, 17, 40, 60] {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = write_config(
-            dir.path(),
-            &config(&dir.path().join("cards"), "ceremony", 1, ""),
-        );
+        let cfg = rehearsal(dir.path(), 1);
         let c = cfg.to_str().unwrap();
-        ok(&["sim", "init", "--config", c, "--load-source-keys"]);
         let killed = Command::new(env!("CARGO_BIN_EXE_mkclone"))
             .args(["clone", "--config", c])
             .env(
@@ -321,7 +216,7 @@ fn a_killed_clone_is_finished_by_a_rerun() {
             1,
             "after crash point {k}:\n{out}"
         );
-        let keys = status_json(&cfg, "target1")["retained_keys"]
+        let keys = node_status(c, "target1")["retained_keys"]
             .as_array()
             .unwrap()
             .len();
@@ -332,14 +227,10 @@ fn a_killed_clone_is_finished_by_a_rerun() {
 #[test]
 fn a_tampered_bundle_is_refused_and_the_target_is_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &config(&dir.path().join("cards"), "ceremony", 1, ""),
-    );
+    let cfg = rehearsal(dir.path(), 1);
     let c = cfg.to_str().unwrap();
-    ok(&["sim", "init", "--config", c, "--load-source-keys"]);
     phases_to_3c(c, "target1");
-    let before = status_json(&cfg, "target1");
+    let before = node_status(c, "target1");
     let bundle = dir.path().join("ceremony/shares/target1.sym.1.share");
     let original = std::fs::read(&bundle).unwrap();
 
@@ -351,11 +242,7 @@ fn a_tampered_bundle_is_refused_and_the_target_is_unchanged() {
     let out = mkclone(&["phase3d", "--config", c, "--target", "target1"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("target1.sym.1.share"), "{}", text(&out));
-    assert_eq!(
-        status_json(&cfg, "target1"),
-        before,
-        "the target is unchanged"
-    );
+    assert_eq!(node_status(c, "target1"), before, "the target is unchanged");
     assert_eq!(
         std::fs::read(&bundle).unwrap(),
         bytes,
@@ -385,7 +272,7 @@ fn a_tampered_bundle_is_refused_and_the_target_is_unchanged() {
     assert!(!out.status.success());
     assert!(text(&out).contains("share was rejected"), "{}", text(&out));
     assert_eq!(
-        status_json(&cfg, "target1")["status"],
+        node_status(c, "target1")["status"],
         before["status"],
         "the target's registers are unchanged"
     );
@@ -398,19 +285,15 @@ fn a_tampered_bundle_is_refused_and_the_target_is_unchanged() {
 #[test]
 fn a_corrupt_sa_db_is_a_clear_error_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &config(&dir.path().join("cards"), "ceremony", 1, ""),
-    );
+    let cfg = rehearsal(dir.path(), 1);
     let c = cfg.to_str().unwrap();
-    ok(&["sim", "init", "--config", c, "--load-source-keys"]);
     ok(&["phase1", "--config", c]);
     let sa_db = dir.path().join("ceremony/sa.db");
     let mut bytes = std::fs::read(&sa_db).unwrap();
     bytes.truncate(bytes.len() - 10);
     std::fs::write(&sa_db, &bytes).unwrap();
     let out = mkclone(&["phase2a", "--config", c]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    exit_code(&out, 3);
     assert!(text(&out).contains("sa.db"), "{}", text(&out));
     assert_eq!(std::fs::read(&sa_db).unwrap(), bytes);
     let out = mkclone(&["phase1", "--config", c]);
@@ -425,52 +308,55 @@ fn a_corrupt_sa_db_is_a_clear_error_and_left_untouched() {
 fn configuration_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let cards = dir.path().join("cards");
-    let base = config(&cards, "ceremony", 1, "");
-
-    let cfg = write_config(
-        &dir.path().join("a"),
-        &base.replace("threshold = 2", "threshold = 2\ncolour = \"red\""),
-    );
-    let out = mkclone(&["clone", "--config", cfg.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(3));
-    assert!(
-        text(&out).contains("colour") && text(&out).contains("line"),
-        "{}",
-        text(&out)
-    );
-
-    let cfg = write_config(
-        &dir.path().join("b"),
-        &base.replace("threshold = 2", "threshold = 4"),
-    );
-    let out = mkclone(&["clone", "--config", cfg.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(3));
-    assert!(text(&out).contains("cannot exceed n"), "{}", text(&out));
-
-    let cfg = write_config(
-        &dir.path().join("c"),
-        &base.replace("apqn = \"03.000d\"", "apqn = \"3.13\""),
-    );
-    let out = mkclone(&["clone", "--config", cfg.to_str().unwrap()]);
-    assert!(text(&out).contains("APQN"), "{}", text(&out));
-
-    let cfg = write_config(
-        &dir.path().join("d"),
-        &base.replace(
-            "backend = \"sim\"\nsim_dir",
-            "backend = \"sim\"\nsimdir = 1\nsim_dir",
+    let base = sim_plan(&cards, "ceremony", 1);
+    // (directory, the edit of the plan, the exit code if checked, what the message names)
+    let cases = [
+        (
+            "a",
+            ("threshold = 2", "threshold = 2\ncolour = \"red\""),
+            Some(3),
+            &["colour", "line"][..],
         ),
-    );
-    let out = mkclone(&["clone", "--config", cfg.to_str().unwrap()]);
-    assert!(text(&out).contains("simdir"), "{}", text(&out));
-
-    let cfg = write_config(
-        &dir.path().join("e"),
-        &base.replace("apqn = \"03.000d\"", "apqn = \"02.000d\""),
-    );
-    let out = mkclone(&["clone", "--config", cfg.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(3));
-    assert!(text(&out).contains("are the same device"), "{}", text(&out));
+        (
+            "b",
+            ("threshold = 2", "threshold = 4"),
+            Some(3),
+            &["cannot exceed n"][..],
+        ),
+        (
+            "c",
+            ("apqn = \"03.000d\"", "apqn = \"3.13\""),
+            None,
+            &["APQN"][..],
+        ),
+        (
+            "d",
+            (
+                "backend = \"sim\"\nsim_dir",
+                "backend = \"sim\"\nsimdir = 1\nsim_dir",
+            ),
+            None,
+            &["simdir"][..],
+        ),
+        (
+            "e",
+            ("apqn = \"03.000d\"", "apqn = \"02.000d\""),
+            Some(3),
+            &["are the same device"][..],
+        ),
+    ];
+    for (sub, (from, to), code, names) in cases {
+        let cfg = write_plan(&dir.path().join(sub), &base.replace(from, to));
+        let out = mkclone(&["clone", "--config", cfg.to_str().unwrap()]);
+        if let Some(code) = code {
+            exit_code(&out, code);
+        }
+        assert!(
+            names.iter().all(|n| text(&out).contains(n)),
+            "{names:?}: {}",
+            text(&out)
+        );
+    }
 
     let missing = mkclone(&["clone", "--config", "/nonexistent/mkclone.toml"]);
     assert_eq!(missing.status.code(), Some(3));

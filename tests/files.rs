@@ -31,6 +31,17 @@ fn write_config(dir: &Path, directory: &str) -> PathBuf {
     path
 }
 
+/// A temporary directory with the plan of [`write_config`]; with `init`, its cards created
+/// and the source's master keys loaded.
+fn server(directory: &str, init: bool) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), directory);
+    if init {
+        sim_init(&cfg);
+    }
+    (dir, cfg)
+}
+
 /// Run the binary in `cwd` (under `umask` when given), failing the test instead of
 /// hanging when it blocks (a FIFO opened without O_NONBLOCK would block forever).
 fn run(cwd: &Path, umask: Option<&str>, args: &[&str]) -> Output {
@@ -69,6 +80,15 @@ fn run(cwd: &Path, umask: Option<&str>, args: &[&str]) -> Output {
         stdout: fs::read(&out).unwrap(),
         stderr: fs::read(&err).unwrap(),
     }
+}
+
+/// `abort --erase-files` run in `dir`.
+fn erase_files(dir: &Path, cfg: &Path) -> Output {
+    run(
+        dir,
+        None,
+        &["abort", "--config", cfg.to_str().unwrap(), "--erase-files"],
+    )
 }
 
 fn mode(path: &Path) -> u32 {
@@ -125,9 +145,7 @@ enum Plant {
 /// with a message naming the file and `expect`, the outside file and every ceremony file
 /// untouched, nothing erased.
 fn erase_refuses(plant: Plant, at: &str, expect: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "ceremony");
-    let c = cfg.to_str().unwrap();
+    let (dir, cfg) = server("ceremony", false);
     let ceremony = dir.path().join("ceremony");
     private_dir(&ceremony.join("shares"));
     // The file the attacker wants destroyed, outside the ceremony.
@@ -146,7 +164,7 @@ fn erase_refuses(plant: Plant, at: &str, expect: &str) {
         Plant::HardLink => fs::hard_link(&victim, &planted).unwrap(),
         Plant::Fifo => mkfifo(&planted),
     }
-    let out = run(dir.path(), None, &["abort", "--config", c, "--erase-files"]);
+    let out = erase_files(dir.path(), &cfg);
     let t = text(&out);
     assert!(!out.status.success(), "{plant:?} at {at}: {t}");
     assert_eq!(out.status.code(), Some(3), "{plant:?} at {at}: {t}");
@@ -199,9 +217,7 @@ fn erase_refuses_a_fifo_at_a_bundle_and_at_a_csr_db_without_blocking() {
 
 #[test]
 fn erase_refuses_a_symlinked_shares_directory() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "ceremony");
-    let c = cfg.to_str().unwrap();
+    let (dir, cfg) = server("ceremony", false);
     let ceremony = dir.path().join("ceremony");
     private_dir(&ceremony);
     let elsewhere = dir.path().join("elsewhere");
@@ -210,9 +226,8 @@ fn erase_refuses_a_symlinked_shares_directory() {
     fs::write(&victim, b"not a ceremony's\n").unwrap();
     symlink(&elsewhere, ceremony.join("shares")).unwrap();
 
-    let out = run(dir.path(), None, &["abort", "--config", c, "--erase-files"]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(3), "{t}");
+    let out = erase_files(dir.path(), &cfg);
+    let t = exit_code(&out, 3);
     assert!(
         t.contains(&ceremony.join("shares").display().to_string()) && t.contains("symbolic link"),
         "{t}"
@@ -226,10 +241,8 @@ fn erase_refuses_a_symlinked_shares_directory() {
 
 #[test]
 fn a_symlinked_journal_or_sa_db_is_refused_on_reading() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "ceremony");
+    let (dir, cfg) = server("ceremony", true);
     let c = cfg.to_str().unwrap();
-    ok(&["sim", "init", "--config", c, "--load-source-keys"]);
     let ceremony = dir.path().join("ceremony");
     let outside = dir.path().join("outside");
     fs::create_dir(&outside).unwrap();
@@ -241,8 +254,7 @@ fn a_symlinked_journal_or_sa_db_is_refused_on_reading() {
     symlink(&victim, ceremony.join("journal.jsonl")).unwrap();
     let cards = tree(&dir.path().join("cards"));
     let out = run(dir.path(), None, &["phase1", "--config", c]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(3), "{t}");
+    let t = exit_code(&out, 3);
     assert!(
         t.contains(&ceremony.join("journal.jsonl").display().to_string())
             && t.contains("is a symbolic link; mkclone never follows links")
@@ -262,8 +274,7 @@ fn a_symlinked_journal_or_sa_db_is_refused_on_reading() {
     let before = fs::read(&real).unwrap();
     let cards = tree(&dir.path().join("cards"));
     let out = run(dir.path(), None, &["phase2a", "--config", c]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(3), "{t}");
+    let t = exit_code(&out, 3);
     assert!(
         t.contains(&ceremony.join("sa.db").display().to_string())
             && t.contains("is a symbolic link"),
@@ -277,18 +288,15 @@ fn a_symlinked_journal_or_sa_db_is_refused_on_reading() {
     assert_eq!(tree(&dir.path().join("cards")), cards, "no node changed");
     // The dry run says so too, and changes nothing.
     let out = run(dir.path(), None, &["phase2a", "--config", c, "--dry-run"]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(4), "{t}");
+    let t = exit_code(&out, 4);
     assert!(t.contains("is a symbolic link"), "{t}");
 }
 
 #[test]
 fn ceremony_directories_are_private_whatever_the_umask() {
-    let dir = tempfile::tempdir().unwrap();
     // Two levels that do not exist yet: mkclone creates both.
-    let cfg = write_config(dir.path(), "run/ceremony");
+    let (dir, cfg) = server("run/ceremony", true);
     let c = cfg.to_str().unwrap();
-    ok(&["sim", "init", "--config", c, "--load-source-keys"]);
     let out = run(dir.path(), Some("000"), &["clone", "--config", c]);
     assert!(out.status.success(), "{}", text(&out));
     let ceremony = dir.path().join("run/ceremony");
@@ -302,10 +310,8 @@ fn ceremony_directories_are_private_whatever_the_umask() {
 
 #[test]
 fn a_ceremony_directory_others_can_write_or_a_link_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "ceremony");
+    let (dir, cfg) = server("ceremony", true);
     let c = cfg.to_str().unwrap();
-    ok(&["sim", "init", "--config", c, "--load-source-keys"]);
     let ceremony = dir.path().join("ceremony");
     let cards = tree(&dir.path().join("cards"));
     let name = ceremony.display().to_string();
@@ -359,7 +365,7 @@ fn a_ceremony_directory_others_can_write_or_a_link_is_refused() {
         }
         // The dry run reports it (exit 4) and changes nothing.
         let out = run(dir.path(), None, &["clone", "--config", c, "--dry-run"]);
-        assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+        exit_code(&out, 4);
         assert!(text(&out).contains("chmod 700"), "{}", text(&out));
         assert_eq!(tree(&dir.path().join("cards")), cards, "no node changed");
     }
@@ -370,8 +376,7 @@ fn a_ceremony_directory_others_can_write_or_a_link_is_refused() {
     private_dir(&real);
     symlink(&real, &ceremony).unwrap();
     let out = run(dir.path(), None, &["phase1", "--config", c]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(3), "{t}");
+    let t = exit_code(&out, 3);
     assert!(t.contains(&name) && t.contains("symbolic link"), "{t}");
     assert!(fs::read_dir(&real).unwrap().next().is_none());
     assert_eq!(tree(&dir.path().join("cards")), cards, "no node changed");
@@ -381,7 +386,7 @@ fn a_ceremony_directory_others_can_write_or_a_link_is_refused() {
     fs::create_dir(&ceremony).unwrap();
     fs::set_permissions(&ceremony, fs::Permissions::from_mode(0o777)).unwrap();
     let out = run(dir.path(), None, &["phase1", "--config", c]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    exit_code(&out, 3);
     fs::set_permissions(&ceremony, fs::Permissions::from_mode(0o700)).unwrap();
     ok(&["phase1", "--config", c]);
     assert!(ceremony.join("sa.db").is_file());
@@ -389,15 +394,12 @@ fn a_ceremony_directory_others_can_write_or_a_link_is_refused() {
 
 #[test]
 fn a_group_writable_shares_directory_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "ceremony");
-    let c = cfg.to_str().unwrap();
+    let (dir, cfg) = server("ceremony", false);
     let shares = dir.path().join("ceremony/shares");
     private_dir(&shares);
     fs::set_permissions(&shares, fs::Permissions::from_mode(0o775)).unwrap();
-    let out = run(dir.path(), None, &["abort", "--config", c, "--erase-files"]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(3), "{t}");
+    let out = erase_files(dir.path(), &cfg);
+    let t = exit_code(&out, 3);
     assert!(
         t.contains(&format!("chmod 700 {}", shares.display())) && t.contains("0775"),
         "{t}"
@@ -406,10 +408,8 @@ fn a_group_writable_shares_directory_is_refused() {
 
 #[test]
 fn report_out_never_writes_into_the_ceremony_nor_over_a_file_without_force() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "ceremony");
+    let (dir, cfg) = server("ceremony", true);
     let c = cfg.to_str().unwrap();
-    ok(&["sim", "init", "--config", c, "--load-source-keys"]);
     ok(&["clone", "--config", c]);
     let ceremony = dir.path().join("ceremony");
     let before = tree(&ceremony);
@@ -459,8 +459,7 @@ fn report_out_never_writes_into_the_ceremony_nor_over_a_file_without_force() {
         None,
         &["report", "--config", c, "--out", "existing.md"],
     );
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{t}");
+    let t = exit_code(&out, 2);
     assert!(t.contains("--force") && t.contains("existing.md"), "{t}");
     assert_eq!(fs::read(&existing).unwrap(), b"keep me\n");
     let out = run(

@@ -158,7 +158,8 @@ fn report_of(json: &serde_json::Value) -> HardeningReport {
     }
 }
 
-fn check_core_and_dumpable(r: &ChildResult) {
+/// Core files and dumping are off, as the child's report says too; the report.
+fn check_core_and_dumpable(r: &ChildResult) -> HardeningReport {
     assert_eq!(r.json["core"], serde_json::json!([0, 0]), "RLIMIT_CORE 0/0");
     assert_eq!(r.json["dumpable"], false, "PR_GET_DUMPABLE 0");
     assert_eq!(
@@ -175,13 +176,13 @@ fn check_core_and_dumpable(r: &ChildResult) {
             "{report:?}"
         );
     }
+    report
 }
 
 #[test]
 fn harden_process_disables_core_files_and_dumping_and_skips_a_small_memlock() {
     let r = harden_in_a_child("low");
-    check_core_and_dumpable(&r);
-    let report = report_of(&r.json);
+    let report = check_core_and_dumpable(&r);
     let step = report.step("memory-lock").unwrap();
     match &step.result {
         StepResult::Skipped(why) => {
@@ -196,8 +197,7 @@ fn harden_process_disables_core_files_and_dumping_and_skips_a_small_memlock() {
 #[test]
 fn harden_process_locks_memory_when_the_limit_allows_it() {
     let r = harden_in_a_child("high");
-    check_core_and_dumpable(&r);
-    let report = report_of(&r.json);
+    let report = check_core_and_dumpable(&r);
     let step = report.step("memory-lock").unwrap();
     let allows = match r.json["memlock_soft"].as_u64() {
         None => true,

@@ -66,6 +66,20 @@ fn run(conf: &Path, args: &[&str], pin: Option<&str>) -> Output {
     cmd.output().unwrap()
 }
 
+/// `sim init --load-source-keys`, then `clone`, both with the PIN and both successful;
+/// the clone's output.
+fn init_and_clone(conf: &Path, c: &str) -> Output {
+    let setup = run(
+        conf,
+        &["sim", "init", "--config", c, "--load-source-keys"],
+        Some(PIN),
+    );
+    assert!(setup.status.success(), "{}", text(&setup));
+    let out = run(conf, &["clone", "--config", c], Some(PIN));
+    assert!(out.status.success(), "{}", text(&out));
+    out
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -109,14 +123,7 @@ fn a_whole_clone_on_softhsm_tokens() {
     )
     .unwrap();
     let c = cfg.to_str().unwrap();
-    let setup = run(
-        &conf,
-        &["sim", "init", "--config", c, "--load-source-keys"],
-        Some(PIN),
-    );
-    assert!(setup.status.success(), "{}", text(&setup));
-    let out = run(&conf, &["clone", "--config", c], Some(PIN));
-    assert!(out.status.success(), "{}", text(&out));
+    let out = init_and_clone(&conf, c);
     assert!(text(&out).contains("= source"), "{}", text(&out));
     assert!(
         text(&out).contains("host memory"),
@@ -170,14 +177,7 @@ fn a_mixed_plan_is_a_rehearsal_and_must_say_so() {
     );
 
     std::fs::write(&cfg, plan("rehearsal = true") + &nodes).unwrap();
-    let setup = run(
-        &conf,
-        &["sim", "init", "--config", c, "--load-source-keys"],
-        Some(PIN),
-    );
-    assert!(setup.status.success(), "{}", text(&setup));
-    let out = run(&conf, &["clone", "--config", c], Some(PIN));
-    assert!(out.status.success(), "{}", text(&out));
+    let out = init_and_clone(&conf, c);
     assert!(
         text(&out).contains("= source") && text(&out).contains("REHEARSAL"),
         "{}",

@@ -77,22 +77,27 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 fn current(cfg: &Path, node: &str, kind: usize) -> serde_json::Value {
-    let out = ok(&["status", "--config", cfg.to_str().unwrap(), node, "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
-    v["status"]["registers"][kind].clone()
+    node_status(cfg.to_str().unwrap(), node)["status"]["registers"][kind].clone()
+}
+
+/// The plan sa / source / t1 written in `dir`, its cards created and the source's master
+/// keys loaded; the configuration's path.
+fn one_target(dir: &Path) -> PathBuf {
+    let cfg = write_config(
+        dir,
+        &["t1"],
+        &[node("sa", 1), node("source", 2), node("t1", 3)],
+        "",
+    );
+    sim_init(&cfg);
+    cfg
 }
 
 #[test]
 fn a_dry_run_of_a_healthy_plan_finds_nothing_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &["t1"],
-        &[node("sa", 1), node("source", 2), node("t1", 3)],
-        "",
-    );
+    let cfg = one_target(dir.path());
     let c = cfg.to_str().unwrap();
-    ok(&["sim", "init", "--config", c, "--load-source-keys"]);
     let before = snapshot(dir.path());
     let out = ok(&["clone", "--config", c, "--dry-run"]);
     assert!(out.contains("no problem found"), "{out}");
@@ -157,8 +162,7 @@ fn a_dry_run_reports_every_kind_of_problem_at_once_and_changes_nothing() {
 
     let before = snapshot(dir.path());
     let out = mkclone(&["clone", "--config", c, "--dry-run"]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(4), "{t}");
+    let t = exit_code(&out, 4);
     for expected in [
         "t_missing: unreachable",
         "t_pinned: the serial number",
@@ -176,14 +180,8 @@ fn a_dry_run_reports_every_kind_of_problem_at_once_and_changes_nothing() {
 #[test]
 fn the_overwrite_guard_refuses_set_over_a_different_current_unless_asked() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &["t1"],
-        &[node("sa", 1), node("source", 2), node("t1", 3)],
-        "",
-    );
+    let cfg = one_target(dir.path());
     let c = cfg.to_str().unwrap();
-    ok(&["sim", "init", "--config", c, "--load-source-keys"]);
     // t1 has a valid CURRENT key of its own.
     let bus = SimBus::new(dir.path().join("cards"));
     let mut t1 = bus.open_card(Apqn::new(3, 0x0d).unwrap()).unwrap();
@@ -193,7 +191,7 @@ fn the_overwrite_guard_refuses_set_over_a_different_current_unless_asked() {
     let own_current = current(&cfg, "t1", 0)["current_patterns"].clone();
 
     let refused = mkclone(&["clone", "--config", c]);
-    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    exit_code(&refused, 4);
     assert!(
         text(&refused).contains("re-enciphered"),
         "{}",
@@ -220,19 +218,10 @@ fn the_overwrite_guard_refuses_set_over_a_different_current_unless_asked() {
 #[test]
 fn abort_at_several_points_does_only_what_is_asked() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &["t1"],
-        &[node("sa", 1), node("source", 2), node("t1", 3)],
-        "",
-    );
+    let cfg = one_target(dir.path());
     let c = cfg.to_str().unwrap();
-    ok(&["sim", "init", "--config", c, "--load-source-keys"]);
     phases_to_3c(c, "t1");
-    let status = |n: &str| -> serde_json::Value {
-        let out = ok(&["status", "--config", c, n, "--json"]);
-        serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap()
-    };
+    let status = |n: &str| node_status(c, n);
     // Nothing asked: refused.
     let none = mkclone(&["abort", "--config", c]);
     assert!(!none.status.success());
@@ -326,7 +315,7 @@ fn a_pinned_identity_mismatch_stops_before_anything_is_written() {
     ok(&["sim", "init", "--config", c, "--load-source-keys"]);
     let before = snapshot(dir.path());
     let out = mkclone(&["clone", "--config", c]);
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    exit_code(&out, 4);
     let t = text(&out);
     assert!(
         t.contains("WRONG01") && t.contains("SIM0100D"),

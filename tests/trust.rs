@@ -10,7 +10,7 @@ mod common;
 use common::*;
 
 use mkclone::ceremony::dbs::{
-    BUNDLE_FORMAT, CSR_DB_FORMAT, CsrDb, SA_DB_FORMAT, SaDb, ShareBundle, VERSION,
+    BUNDLE_FORMAT, CSR_DB_FORMAT, CsrDb, Provenance, SA_DB_FORMAT, SaDb, ShareBundle, VERSION,
 };
 use mkclone::ceremony::envelope;
 use serde::Serialize;
@@ -43,17 +43,9 @@ struct Server {
 
 impl Server {
     fn new(dir: PathBuf, dual: bool) -> Self {
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("mkclone.toml");
         let extra = format!("dual_control = {dual}");
-        std::fs::write(&cfg, config(&dir.join("cards"), &extra)).unwrap();
-        ok(&[
-            "sim",
-            "init",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--load-source-keys",
-        ]);
+        let cfg = write_plan(&dir, &config(&dir.join("cards"), &extra));
+        sim_init(&cfg);
         Self { dir, cfg, dual }
     }
     fn c(&self) -> &str {
@@ -76,24 +68,8 @@ impl Server {
     /// The SA key installed on `node` under dual control, by two people.
     fn register_sa(&self, node: &str) {
         if self.dual {
-            ok(&[
-                "register-sa-hash",
-                "--config",
-                self.c(),
-                "--node",
-                node,
-                "--operator",
-                "alice",
-            ]);
-            ok(&[
-                "register-sa-key",
-                "--config",
-                self.c(),
-                "--node",
-                node,
-                "--operator",
-                "bob",
-            ]);
+            ok(&register("register-sa-hash", self.c(), node, "alice"));
+            ok(&register("register-sa-key", self.c(), node, "bob"));
         }
     }
     /// Phases 1, 2a, 2b; the SA key pinned in the configuration.
@@ -107,19 +83,23 @@ impl Server {
     }
     /// Phases 3a and 3b for target1; returns the CSR fingerprint 3a printed.
     fn to_3b(&self) -> String {
-        let out = ok(&["phase3a", "--config", self.c(), "--target", "target1"]);
+        let out = ok(&self.on_target1("phase3a"));
         self.register_sa("target1");
         let csr = fingerprint_in(&out, "CSR key fingerprint");
-        ok(&[
-            "phase3b",
-            "--config",
-            self.c(),
-            "--target",
-            "target1",
-            "--csr-fingerprint",
-            &csr,
-        ]);
+        ok(&phase3b(self.c(), "target1", &csr));
         csr
+    }
+    /// `PHASE --config C --target target1`.
+    fn on_target1<'a>(&'a self, phase: &'a str) -> [&'a str; 5] {
+        [phase, "--config", self.c(), "--target", "target1"]
+    }
+    /// `args` refused with no card changed; what the command said.
+    #[track_caller]
+    fn refused_unchanged(&self, args: &[&str]) -> String {
+        let before = self.cards();
+        let out = refused(args);
+        assert!(self.cards() == before, "no node changed");
+        out
     }
     fn nonce(&self) -> String {
         read::<SaDb>(&self.file("sa.db"), SA_DB_FORMAT)
@@ -127,9 +107,7 @@ impl Server {
             .nonce
     }
     fn current(&self, node: &str) -> serde_json::Value {
-        let out = ok(&["status", "--config", self.c(), node, "--json"]);
-        let v: serde_json::Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
-        v["status"]["registers"].clone()
+        node_status(self.c(), node)["status"]["registers"].clone()
     }
 }
 
@@ -180,41 +158,50 @@ fn refused(args: &[&str]) -> String {
     text(&o)
 }
 
-/// The attack of issue 9: an insider runs his own ceremony with the same id and node names
-/// on his own SA and source, swaps his sa.db in before the victim's 3a, then certifies the
-/// victim's public csr.db with his SA, makes shares on his source, and hands the victim his
-/// sa.db and bundles before 3d.
-fn foreign_sa_attack_per_phase(dual: bool) {
+/// Two servers of one ceremony (same id, same node names) after phase 2b: the victim's and
+/// an insider's own.
+fn victim_and_attacker(dual: bool) -> (tempfile::TempDir, Server, Server) {
     let root = tempfile::tempdir().unwrap();
     let victim = Server::new(root.path().join("victim"), dual);
     let attacker = Server::new(root.path().join("attacker"), dual);
     victim.to_2b();
     attacker.to_2b();
+    (root, victim, attacker)
+}
+
+/// The attacker's sa.db in place of the victim's, forged to carry `provenance`.
+fn plant_attackers_sa_db(victim: &Server, attacker: &Server, provenance: Provenance) {
+    copy(&attacker.file("sa.db"), &victim.file("sa.db"));
+    forge::<SaDb>(&victim.file("sa.db"), SA_DB_FORMAT, |db| {
+        db.provenance = provenance
+    });
+}
+
+/// The attack of issue 9: an insider runs his own ceremony with the same id and node names
+/// on his own SA and source, swaps his sa.db in before the victim's 3a, then certifies the
+/// victim's public csr.db with his SA, makes shares on his source, and hands the victim his
+/// sa.db and bundles before 3d.
+fn foreign_sa_attack_per_phase(dual: bool) {
+    let (_root, victim, attacker) = victim_and_attacker(dual);
     let victim_sa_db = std::fs::read(victim.file("sa.db")).unwrap();
     // The attacker copies the victim's provenance too: only the anchor stands between.
     let provenance = read::<SaDb>(&victim.file("sa.db"), SA_DB_FORMAT).provenance;
     let victim_nonce = provenance.nonce.clone();
 
     // Before 3a: his sa.db (with the victim's nonce, so that only the anchor stands between).
-    copy(&attacker.file("sa.db"), &victim.file("sa.db"));
-    forge::<SaDb>(&victim.file("sa.db"), SA_DB_FORMAT, |db| {
-        db.provenance = provenance.clone()
-    });
+    plant_attackers_sa_db(&victim, &attacker, provenance.clone());
     let before = victim.cards();
-    let out = refused(&["phase3a", "--config", victim.c(), "--target", "target1"]);
+    let out = refused(&victim.on_target1("phase3a"));
     assert!(out.contains("not the pinned one"), "{out}");
     for fingerprint in [sa_fingerprint(&victim), sa_fingerprint(&attacker)] {
         assert!(out.contains(&fingerprint), "both fingerprints named: {out}");
     }
-    let out = refused(&[
+    let out = refused(&register(
         "register-sa-hash",
-        "--config",
         victim.c(),
-        "--node",
         "target1",
-        "--operator",
         "alice",
-    ]);
+    ));
     assert!(out.contains("not the pinned one"), "{out}");
     assert!(victim.cards() == before, "no node changed");
 
@@ -231,23 +218,12 @@ fn foreign_sa_attack_per_phase(dual: bool) {
         db.provenance.nonce = attacker_nonce.clone();
         db.provenance.written.clear();
     });
-    ok(&[
-        "phase3b",
-        "--config",
-        attacker.c(),
-        "--target",
-        "target1",
-        "--csr-fingerprint",
-        &csr,
-    ]);
-    ok(&["phase3c", "--config", attacker.c(), "--target", "target1"]);
+    ok(&phase3b(attacker.c(), "target1", &csr));
+    ok(&attacker.on_target1("phase3c"));
 
     // ...and hands the victim his sa.db and bundles, all with the victim's nonce.
     let provenance = read::<SaDb>(&victim.file("sa.db"), SA_DB_FORMAT).provenance;
-    copy(&attacker.file("sa.db"), &victim.file("sa.db"));
-    forge::<SaDb>(&victim.file("sa.db"), SA_DB_FORMAT, |db| {
-        db.provenance = provenance
-    });
+    plant_attackers_sa_db(&victim, &attacker, provenance);
     for b in bundles(&attacker.dir) {
         let to = victim.file("shares").join(b.file_name().unwrap());
         copy(&b, &to);
@@ -258,14 +234,14 @@ fn foreign_sa_attack_per_phase(dual: bool) {
     }
     let before = victim.cards();
     let target_before = victim.current("target1");
-    let out = refused(&["phase3d", "--config", victim.c(), "--target", "target1"]);
+    let out = refused(&victim.on_target1("phase3d"));
     assert!(out.contains("not the pinned one"), "{out}");
     assert!(victim.cards() == before, "no node changed");
     assert_eq!(victim.current("target1"), target_before);
 
     // His bundles behind the victim's own sa.db fare no better.
     std::fs::write(victim.file("sa.db"), &victim_sa_db).unwrap();
-    let _ = mkclone(&["phase3d", "--config", victim.c(), "--target", "target1"]);
+    let _ = mkclone(&victim.on_target1("phase3d"));
     let after = victim.current("target1");
     for kind in 0..2 {
         assert_ne!(
@@ -287,36 +263,26 @@ fn a_foreign_sa_is_refused_in_the_per_phase_flow_under_dual_control() {
 }
 
 fn foreign_sa_attack_on_clone(dual: bool) {
-    let root = tempfile::tempdir().unwrap();
-    let victim = Server::new(root.path().join("victim"), dual);
-    let attacker = Server::new(root.path().join("attacker"), dual);
-    victim.to_2b();
-    attacker.to_2b();
+    let (_root, victim, attacker) = victim_and_attacker(dual);
     let (victim_fp, attacker_fp) = (sa_fingerprint(&victim), sa_fingerprint(&attacker));
     let provenance = read::<SaDb>(&victim.file("sa.db"), SA_DB_FORMAT).provenance;
-    copy(&attacker.file("sa.db"), &victim.file("sa.db"));
-    forge::<SaDb>(&victim.file("sa.db"), SA_DB_FORMAT, |db| {
-        db.provenance = provenance
-    });
-    let before = victim.cards();
-    let out = refused(&["clone", "--config", victim.c()]);
-    for fingerprint in [victim_fp.as_str(), attacker_fp.as_str()] {
-        assert!(out.contains(fingerprint), "both fingerprints named: {out}");
+    plant_attackers_sa_db(&victim, &attacker, provenance);
+    for pinned in [true, false] {
+        if !pinned {
+            // Even without a pin in the configuration: clone reads the SA key from the SA node.
+            let text = std::fs::read_to_string(&victim.cfg).unwrap();
+            let unpinned: String = text
+                .lines()
+                .filter(|l| !l.starts_with("sa_fingerprint"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            std::fs::write(&victim.cfg, unpinned).unwrap();
+        }
+        let out = victim.refused_unchanged(&["clone", "--config", victim.c()]);
+        for fingerprint in [victim_fp.as_str(), attacker_fp.as_str()] {
+            assert!(out.contains(fingerprint), "both fingerprints named: {out}");
+        }
     }
-    assert!(victim.cards() == before, "no node changed");
-    // Even without a pin in the configuration: clone reads the SA key from the SA node.
-    let text = std::fs::read_to_string(&victim.cfg).unwrap();
-    let unpinned: String = text
-        .lines()
-        .filter(|l| !l.starts_with("sa_fingerprint"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(&victim.cfg, unpinned).unwrap();
-    let out = refused(&["clone", "--config", victim.c()]);
-    for fingerprint in [victim_fp.as_str(), attacker_fp.as_str()] {
-        assert!(out.contains(fingerprint), "both fingerprints named: {out}");
-    }
-    assert!(victim.cards() == before, "no node changed");
 }
 
 #[test]
@@ -501,103 +467,101 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// How to read a carried file's body.
+#[derive(Clone, Copy)]
+enum Carried {
+    SaDb,
+    CsrDb,
+    Bundle,
+}
+
+/// Save the server aside at `checkpoint`; for each (kind, file, consumer, command), every
+/// edit of the file refused ([`every_edit_refused`]); then the server restored. How many
+/// edits were tried.
+fn edits_at_checkpoint(
+    s: &Server,
+    checkpoint: &Path,
+    cases: &[(Carried, &str, &str, &[&str])],
+) -> usize {
+    save(&s.dir, checkpoint);
+    let mut tried = 0;
+    for &(kind, file, consumer, args) in cases {
+        let (cp, c) = (checkpoint, consumer);
+        tried += match kind {
+            Carried::SaDb => every_edit_refused::<SaDb>(s, cp, file, SA_DB_FORMAT, c, args),
+            Carried::CsrDb => every_edit_refused::<CsrDb>(s, cp, file, CSR_DB_FORMAT, c, args),
+            Carried::Bundle => {
+                every_edit_refused::<ShareBundle>(s, cp, file, BUNDLE_FORMAT, c, args)
+            }
+        };
+    }
+    restore(checkpoint, &s.dir);
+    tried
+}
+
 #[test]
 fn every_carried_field_edited_with_its_digest_recomputed_is_refused_before_a_node_changes() {
     let root = tempfile::tempdir().unwrap();
     let s = Server::new(root.path().join("server"), false);
     let cp = |name: &str| root.path().join(name);
-    let c = s.c().to_string();
-    let t = ["--target", "target1"];
+    let p2a = ["phase2a", "--config", s.c()];
+    let [p3a, p3c, p3d] = ["phase3a", "phase3c", "phase3d"].map(|p| s.on_target1(p));
 
-    let out = ok(&["phase1", "--config", &c]);
+    let out = ok(&["phase1", "--config", s.c()]);
     pin_sa(&s.cfg, &sa_pin_line(&out));
-    save(&s.dir, &cp("after1"));
-    let mut tried = every_edit_refused::<SaDb>(
+    let mut tried = edits_at_checkpoint(
         &s,
         &cp("after1"),
-        "sa.db",
-        SA_DB_FORMAT,
-        "source",
-        &["phase2a", "--config", &c],
+        &[
+            (Carried::SaDb, "sa.db", "source", &p2a),
+            (Carried::SaDb, "sa.db", "target1", &p3a),
+        ],
     );
-    tried += every_edit_refused::<SaDb>(
-        &s,
-        &cp("after1"),
-        "sa.db",
-        SA_DB_FORMAT,
-        "target1",
-        &["phase3a", "--config", &c, t[0], t[1]],
-    );
-    restore(&cp("after1"), &s.dir);
 
-    let out = ok(&["phase2a", "--config", &c]);
+    let out = ok(&p2a);
     let css = fingerprint_in(&out, "CSS key fingerprint");
-    ok(&["phase2b", "--config", &c, "--css-fingerprint", &css]);
-    save(&s.dir, &cp("after2b"));
-    tried += every_edit_refused::<SaDb>(
+    ok(&["phase2b", "--config", s.c(), "--css-fingerprint", &css]);
+    tried += edits_at_checkpoint(
         &s,
         &cp("after2b"),
-        "sa.db",
-        SA_DB_FORMAT,
-        "target1",
-        &["phase3a", "--config", &c, t[0], t[1]],
+        &[(Carried::SaDb, "sa.db", "target1", &p3a)],
     );
-    restore(&cp("after2b"), &s.dir);
 
-    let out = ok(&["phase3a", "--config", &c, t[0], t[1]]);
+    let out = ok(&p3a);
     let csr = fingerprint_in(&out, "CSR key fingerprint");
-    ok(&[
-        "phase3b",
-        "--config",
-        &c,
-        t[0],
-        t[1],
-        "--csr-fingerprint",
-        &csr,
-    ]);
-    save(&s.dir, &cp("after3b"));
-    tried += every_edit_refused::<CsrDb>(
+    ok(&phase3b(s.c(), "target1", &csr));
+    tried += edits_at_checkpoint(
         &s,
         &cp("after3b"),
-        "target1.csr.db",
-        CSR_DB_FORMAT,
-        "source",
-        &["phase3c", "--config", &c, t[0], t[1]],
+        &[
+            (Carried::CsrDb, "target1.csr.db", "source", &p3c),
+            (Carried::SaDb, "sa.db", "source", &p3c),
+        ],
     );
-    tried += every_edit_refused::<SaDb>(
-        &s,
-        &cp("after3b"),
-        "sa.db",
-        SA_DB_FORMAT,
-        "source",
-        &["phase3c", "--config", &c, t[0], t[1]],
-    );
-    restore(&cp("after3b"), &s.dir);
 
-    ok(&["phase3c", "--config", &c, t[0], t[1]]);
-    save(&s.dir, &cp("after3c"));
-    for b in ["target1.sym.1.share", "target1.asym.2.share"] {
-        tried += every_edit_refused::<ShareBundle>(
-            &s,
-            &cp("after3c"),
-            &format!("shares/{b}"),
-            BUNDLE_FORMAT,
-            "target1",
-            &["phase3d", "--config", &c, t[0], t[1]],
-        );
-    }
-    tried += every_edit_refused::<SaDb>(
+    ok(&p3c);
+    tried += edits_at_checkpoint(
         &s,
         &cp("after3c"),
-        "sa.db",
-        SA_DB_FORMAT,
-        "target1",
-        &["phase3d", "--config", &c, t[0], t[1]],
+        &[
+            (
+                Carried::Bundle,
+                "shares/target1.sym.1.share",
+                "target1",
+                &p3d,
+            ),
+            (
+                Carried::Bundle,
+                "shares/target1.asym.2.share",
+                "target1",
+                &p3d,
+            ),
+            (Carried::SaDb, "sa.db", "target1", &p3d),
+        ],
     );
     assert!(tried > 60, "{tried} edits tried");
-    // And unedited, the ceremony completes.
-    restore(&cp("after3c"), &s.dir);
-    ok(&["phase3d", "--config", &c, t[0], t[1]]);
+    // And unedited (restored), the ceremony completes.
+    ok(&p3d);
     let (src, tgt) = (s.current("source"), s.current("target1"));
     for kind in 0..2 {
         assert_eq!(tgt[kind]["current_patterns"], src[kind]["current_patterns"]);
@@ -614,7 +578,7 @@ fn to_3c() -> (tempfile::TempDir, Server) {
     let s = Server::new(root.path().join("server"), false);
     s.to_2b();
     s.to_3b();
-    ok(&["phase3c", "--config", s.c(), "--target", "target1"]);
+    ok(&s.on_target1("phase3c"));
     (root, s)
 }
 
@@ -623,13 +587,11 @@ fn a_deleted_journal_is_noticed_and_accepting_the_loss_is_recorded() {
     let (_root, s) = to_3c();
     let journal = s.file("journal.jsonl");
     std::fs::remove_file(&journal).unwrap();
-    let before = s.cards();
-    let out = refused(&["phase3d", "--config", s.c(), "--target", "target1"]);
+    let out = s.refused_unchanged(&s.on_target1("phase3d"));
     assert!(
         out.contains("journal") && out.contains("is empty") && out.contains("accept-loss"),
         "{out}"
     );
-    assert!(s.cards() == before, "no node changed");
     // The documented way forward when no copy exists.
     let out = ok(&[
         "journal",
@@ -645,9 +607,9 @@ fn a_deleted_journal_is_noticed_and_accepting_the_loss_is_recorded() {
         out.contains("carol") && out.contains("lost for good"),
         "{out}"
     );
-    ok(&["phase3d", "--config", s.c(), "--target", "target1"]);
+    ok(&s.on_target1("phase3d"));
     let report = ok(&["report", "--config", s.c(), "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&report[report.find('{').unwrap()..]).unwrap();
+    let v = json_in(&report);
     assert_eq!(v["journal"]["end_to_end"], false, "{report}");
     assert!(
         v["journal"]["gaps"].to_string().contains("carol"),
@@ -667,10 +629,8 @@ fn a_journal_cut_at_a_record_is_noticed() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&journal, &keep).unwrap();
-    let before = s.cards();
-    let out = refused(&["phase3d", "--config", s.c(), "--target", "target1"]);
+    let out = s.refused_unchanged(&s.on_target1("phase3d"));
     assert!(out.contains("ends at record"), "{out}");
-    assert!(s.cards() == before, "no node changed");
 }
 
 #[test]
@@ -679,18 +639,16 @@ fn a_journal_swapped_from_another_run_with_the_same_id_is_noticed() {
     let other = Server::new(root.path().join("other"), false);
     other.to_2b();
     copy(&other.file("journal.jsonl"), &s.file("journal.jsonl"));
-    let before = s.cards();
-    let out = refused(&["phase3d", "--config", s.c(), "--target", "target1"]);
+    let out = s.refused_unchanged(&s.on_target1("phase3d"));
     assert!(out.contains("another run of ceremony"), "{out}");
-    assert!(s.cards() == before, "no node changed");
 }
 
 #[test]
 fn a_clean_run_reports_its_chain_verified_end_to_end() {
     let (_root, s) = to_3c();
-    ok(&["phase3d", "--config", s.c(), "--target", "target1"]);
+    ok(&s.on_target1("phase3d"));
     let report = ok(&["report", "--config", s.c(), "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&report[report.find('{').unwrap()..]).unwrap();
+    let v = json_in(&report);
     assert_eq!(v["journal"]["end_to_end"], true, "{report}");
     assert_eq!(
         v["set"][0]["confirmed_against"], "signed-shares",
@@ -716,7 +674,7 @@ fn source_patterns_in_the_plan_are_what_targets_confirm_against() {
     s.to_2b();
     s.to_3b();
     let before = s.cards();
-    let out = refused(&["phase3c", "--config", s.c(), "--target", "target1"]);
+    let out = refused(&s.on_target1("phase3c"));
     assert!(out.contains("source_patterns"), "{out}");
     assert!(s.cards() == before, "no share left the source");
     // The right ones: 3c, then 3d confirms against them, and the report says so.
@@ -727,11 +685,11 @@ fn source_patterns_in_the_plan_are_what_targets_confirm_against() {
         pattern(1)
     );
     std::fs::write(&s.cfg, text.replace(&wrong, &right)).unwrap();
-    ok(&["phase3c", "--config", s.c(), "--target", "target1"]);
-    let out = ok(&["phase3d", "--config", s.c(), "--target", "target1"]);
+    ok(&s.on_target1("phase3c"));
+    let out = ok(&s.on_target1("phase3d"));
     assert!(out.contains("the plan's source_patterns"), "{out}");
     let report = ok(&["report", "--config", s.c(), "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&report[report.find('{').unwrap()..]).unwrap();
+    let v = json_in(&report);
     assert_eq!(v["set"][0]["confirmed_against"], "plan", "{report}");
 }
 
@@ -752,7 +710,7 @@ fn a_bad_asym_bundle_leaves_sym_unset() {
         b.sealed = mkclone::backend::SealedShare::new(raw).unwrap();
     });
     let before = s.current("target1");
-    refused(&["phase3d", "--config", s.c(), "--target", "target1"]);
+    refused(&s.on_target1("phase3d"));
     let after = s.current("target1");
     for kind in 0..2 {
         assert_eq!(
@@ -790,13 +748,11 @@ fn a_foreign_sa_already_registered_names_the_way_out() {
     card.register_public_key_hash(&plan.sa_label(), &foreign, true)
         .unwrap();
     drop(card);
-    let before = s.cards();
-    let out = refused(&["phase3a", "--config", s.c(), "--target", "target1"]);
+    let out = s.refused_unchanged(&s.on_target1("phase3a"));
     assert!(
         out.contains("abort") && out.contains("--target target1 --unregister-sa"),
         "{out}"
     );
-    assert!(s.cards() == before, "no node changed");
     // The way out named, then 3a again.
     ok(&[
         "abort",
@@ -806,7 +762,7 @@ fn a_foreign_sa_already_registered_names_the_way_out() {
         "target1",
         "--unregister-sa",
     ]);
-    ok(&["phase3a", "--config", s.c(), "--target", "target1"]);
+    ok(&s.on_target1("phase3a"));
 }
 
 #[test]
@@ -835,7 +791,7 @@ fn files_and_journals_of_mkclone_0_1_are_named_as_such() {
     let old = envelope::encode(SA_DB_FORMAT, 1, &d.ceremony, d.rehearsal, &v1).unwrap();
     let good = std::fs::read(&path).unwrap();
     std::fs::write(&path, old).unwrap();
-    let out = refused(&["phase3a", "--config", s.c(), "--target", "target1"]);
+    let out = refused(&s.on_target1("phase3a"));
     assert!(out.contains("older mkclone"), "{out}");
     std::fs::write(&path, good).unwrap();
     // A journal as 0.1 wrote it: no nonce.
@@ -843,6 +799,6 @@ fn files_and_journals_of_mkclone_0_1_are_named_as_such() {
     let text = std::fs::read_to_string(&journal).unwrap();
     let nonce = format!(",\"nonce\":\"{}\"", s.nonce());
     std::fs::write(&journal, text.replace(&nonce, "")).unwrap();
-    let out = refused(&["phase3a", "--config", s.c(), "--target", "target1"]);
+    let out = refused(&s.on_target1("phase3a"));
     assert!(out.contains("older mkclone"), "{out}");
 }

@@ -2,23 +2,23 @@
 //! was.
 
 mod common;
+mod support;
 
 use common::*;
 use mkclone_backend::{
-    Backend, BackendError, CloneableKind, DomainError, GenerateRequest, KeyRole, MasterKeyKind,
-    MofN, ObtainRequest, RsaModulusBits, ShareIndex,
+    Backend, BackendError, CloneableKind, DomainError, KeyRole, MasterKeyKind, MofN, ObtainRequest,
+    RsaModulusBits, ShareIndex,
 };
 use mkclone_cca::Transport;
 use mkclone_cca::rc::{rs, rt};
 use mkclone_cca::verbs::{Reply, Request};
 use mkclone_formats::pka::{PublicKeyTokenView, registration_hash};
+use support::*;
 
 #[test]
 fn wrong_target() {
-    let mut rig = rig(2, 3, 2);
     let kind = CloneableKind::Sym;
-    let csr_a = rig.targets[0].1.clone();
-    let share_for_a = obtain(&mut rig.source, kind, 1, &csr_a);
+    let (mut rig, _, share_for_a) = rig_with_a_share(2, kind, 1);
     let b = &mut rig.targets[1].0;
     let before = state_json(b);
     let err = b
@@ -49,11 +49,8 @@ fn unregistered_sa_hash() {
     let err = rig
         .source
         .obtain_share(&ObtainRequest {
-            kind: CloneableKind::Sym,
-            index: ShareIndex::new(1).unwrap(),
-            css_label: label(CSS_LABEL),
             sa_name: label("OTHER.SA"),
-            csr_certificate: csr,
+            ..obtain_request(CloneableKind::Sym, 1, &csr)
         })
         .unwrap_err();
     assert!(
@@ -68,12 +65,11 @@ fn key_not_matching_its_registered_hash() {
     let mut sa = phase1(card(1, "SA"));
     let mut other = card(3, "OTHER");
     let token = other
-        .generate_retained_key(&GenerateRequest {
-            label: label("IMPOSTOR"),
-            role: KeyRole::Sa,
-            bits: RsaModulusBits::B2048,
-            clone: true,
-        })
+        .generate_retained_key(&generate_request(
+            "IMPOSTOR",
+            KeyRole::Sa,
+            RsaModulusBits::B2048,
+        ))
         .unwrap()
         .value();
     let impostor = PublicKeyTokenView::decode(&token)
@@ -131,15 +127,7 @@ fn sa_key_without_clone_mark_and_clone_marks_that_disagree() {
     let mut target = card(3, "TARGET");
     let csr = phase3ab(&mut sa, &mut target, MofN::new(1, 1).unwrap());
     generate_css(&mut source);
-    let err = source
-        .obtain_share(&ObtainRequest {
-            kind: CloneableKind::Sym,
-            index: ShareIndex::new(1).unwrap(),
-            css_label: label(CSS_LABEL),
-            sa_name: label(SA_LABEL),
-            csr_certificate: csr,
-        })
-        .unwrap_err();
+    let err = obtain_refused(&mut source, CloneableKind::Sym, 1, &csr);
     assert!(
         matches!(err, BackendError::NotMarkedForCloning { .. }),
         "{err}"
@@ -194,16 +182,7 @@ fn share_index_zero_and_beyond_n() {
     ));
     let mut rig = rig(2, 3, 1);
     let csr = rig.targets[0].1.clone();
-    let err = rig
-        .source
-        .obtain_share(&ObtainRequest {
-            kind: CloneableKind::Sym,
-            index: ShareIndex::new(4).unwrap(),
-            css_label: label(CSS_LABEL),
-            sa_name: label(SA_LABEL),
-            csr_certificate: csr,
-        })
-        .unwrap_err();
+    let err = obtain_refused(&mut rig.source, CloneableKind::Sym, 4, &csr);
     assert!(
         matches!(err, BackendError::IndexOutOfRange { n: 3, .. }),
         "{err}"
@@ -231,15 +210,7 @@ fn set_with_new_not_full_and_obtain_with_current_empty() {
     source.set_m_of_n(rig.m_of_n).unwrap();
     install_sa(&mut source, &rig.sa);
     generate_css(&mut source);
-    let err = source
-        .obtain_share(&ObtainRequest {
-            kind: CloneableKind::Asym,
-            index: ShareIndex::new(1).unwrap(),
-            css_label: label(CSS_LABEL),
-            sa_name: label(SA_LABEL),
-            csr_certificate: rig.targets[0].1.clone(),
-        })
-        .unwrap_err();
+    let err = obtain_refused(&mut source, CloneableKind::Asym, 1, &rig.targets[0].1);
     assert!(
         matches!(
             err,
@@ -254,10 +225,8 @@ fn set_with_new_not_full_and_obtain_with_current_empty() {
 
 #[test]
 fn install_with_new_not_empty() {
-    let mut rig = rig(2, 3, 1);
     let kind = CloneableKind::Sym;
-    let csr = rig.targets[0].1.clone();
-    let share = obtain(&mut rig.source, kind, 1, &csr);
+    let (mut rig, _, share) = rig_with_a_share(1, kind, 1);
     let target = &mut rig.targets[0].0;
     target.load_random_master_key(kind).unwrap();
     // RANDOM without SET leaves NEW full.

@@ -1,12 +1,14 @@
 //! Fault injection and file-backed cards.
 
 mod common;
+mod support;
 
 use common::*;
 use mkclone_backend::{
     Backend, BackendError, CloneableKind, CurrentState, Eid, MasterKeyKind, SerialNumber,
 };
 use mkclone_hw_sim::{Apqn, Fault, FaultPlan, SimBus, StoreError};
+use support::*;
 
 #[test]
 fn a_reply_fault_is_a_device_error_and_changes_nothing() {
@@ -29,12 +31,7 @@ fn a_reply_fault_is_a_device_error_and_changes_nothing() {
         ),
         "{err}"
     );
-    let reg = node
-        .status()
-        .unwrap()
-        .register(MasterKeyKind::Sym)
-        .unwrap()
-        .clone();
+    let reg = register_of(&mut node, MasterKeyKind::Sym);
     assert_eq!(reg.current, CurrentState::Invalid);
 }
 
@@ -93,12 +90,7 @@ fn a_corrupted_reply_is_never_taken_for_an_answer() {
             Ok(_) => {
                 // A flip that leaves a well-formed success (e.g. in a reserved byte the
                 // codec ignores) is only acceptable if the card really succeeded.
-                let reg = node
-                    .status()
-                    .unwrap()
-                    .register(MasterKeyKind::Asym)
-                    .unwrap()
-                    .clone();
+                let reg = register_of(&mut node, MasterKeyKind::Asym);
                 assert_eq!(reg.current, CurrentState::Valid, "offset {offset}");
             }
         }

@@ -2,12 +2,15 @@
 //! CPRB codec as bytes.
 
 mod common;
+mod support;
 
+use RsaModulusBits::B2048;
 use common::*;
 use mkclone_backend::{
-    Applied, Backend, BackendError, CloneableKind, CurrentState, InstallProgress, MasterKeyKind,
-    NewState, ReceptionState, ShareIndex,
+    Applied, Backend, BackendError, CloneableKind, CurrentState, InstallProgress, KeyRole,
+    MasterKeyKind, NewState, ReceptionState, RsaModulusBits, ShareIndex,
 };
+use support::*;
 
 #[test]
 fn clone_sym_and_asym_3_of_5_into_two_targets() {
@@ -140,10 +143,8 @@ fn share_i_is_the_same_share_however_often_and_for_whichever_target() {
 
 #[test]
 fn a_repeated_install_is_reported_and_not_counted_twice() {
-    let mut rig = rig(2, 3, 1);
     let kind = CloneableKind::Sym;
-    let csr = rig.targets[0].1.clone();
-    let s1 = obtain(&mut rig.source, kind, 1, &csr);
+    let (mut rig, csr, s1) = rig_with_a_share(1, kind, 1);
     let target = &mut rig.targets[0].0;
     assert_eq!(
         install(target, kind, &rig.css_certificate, s1.clone()),
@@ -216,24 +217,15 @@ fn the_state_changing_operations_are_idempotent() {
         Err(BackendError::Conflict { .. })
     ));
     let again = source
-        .generate_retained_key(&mkclone_backend::GenerateRequest {
-            label: label(CSS_LABEL),
-            role: mkclone_backend::KeyRole::Css,
-            bits: mkclone_backend::RsaModulusBits::B2048,
-            clone: true,
-        })
+        .generate_retained_key(&generate_request(CSS_LABEL, KeyRole::Css, B2048))
         .unwrap();
     assert!(again.was_already_done());
     assert_eq!(
         Some(again.value()),
         source.retained_public_key(&label(CSS_LABEL)).unwrap()
     );
-    let conflicting = source.generate_retained_key(&mkclone_backend::GenerateRequest {
-        label: label(CSS_LABEL),
-        role: mkclone_backend::KeyRole::Csr,
-        bits: mkclone_backend::RsaModulusBits::B2048,
-        clone: true,
-    });
+    let conflicting =
+        source.generate_retained_key(&generate_request(CSS_LABEL, KeyRole::Csr, B2048));
     assert!(matches!(conflicting, Err(BackendError::Conflict { .. })));
     let kind = CloneableKind::Sym;
     assert!(rig.targets[0].0.clear_new(kind).unwrap().was_already_done());
@@ -253,13 +245,7 @@ fn the_state_changing_operations_are_idempotent() {
 fn registers_follow_the_cca_state_machine() {
     let mut node = card(7, "REGS");
     let kind = CloneableKind::Sym;
-    let reg = |n: &mut SimBackend| {
-        n.status()
-            .unwrap()
-            .register(MasterKeyKind::Sym)
-            .unwrap()
-            .clone()
-    };
+    let reg = |n: &mut SimBackend| register_of(n, MasterKeyKind::Sym);
     let r = reg(&mut node);
     assert_eq!(
         (r.new, r.current, r.old),
@@ -287,12 +273,7 @@ fn registers_follow_the_cca_state_machine() {
     );
     assert_ne!(second.current_patterns, first.current_patterns);
     // ASYM untouched.
-    let asym = node
-        .status()
-        .unwrap()
-        .register(MasterKeyKind::Asym)
-        .unwrap()
-        .clone();
+    let asym = register_of(&mut node, MasterKeyKind::Asym);
     assert_eq!(asym.current, CurrentState::Invalid);
     assert_eq!(
         second.current_patterns[0].algorithm(),
@@ -302,18 +283,17 @@ fn registers_follow_the_cca_state_machine() {
 
 #[test]
 fn a_3072_bit_csr_key_receives_shares() {
-    use mkclone_backend::{GenerateRequest, KeyRole, RsaModulusBits, SubjectInfo};
+    use mkclone_backend::SubjectInfo;
     let mut rig = rig(1, 2, 0);
     let mut target = card(20, "BIG KEY TARGET");
     target.set_m_of_n(rig.m_of_n).unwrap();
     install_sa(&mut target, &rig.sa);
     let token = target
-        .generate_retained_key(&GenerateRequest {
-            label: label(CSR_LABEL),
-            role: KeyRole::Csr,
-            bits: RsaModulusBits::B3072,
-            clone: true,
-        })
+        .generate_retained_key(&generate_request(
+            CSR_LABEL,
+            KeyRole::Csr,
+            RsaModulusBits::B3072,
+        ))
         .unwrap()
         .value();
     let keys = target.list_retained_keys().unwrap();

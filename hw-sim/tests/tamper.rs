@@ -3,11 +3,11 @@
 //! certificate-rejected otherwise, and the node is unchanged afterwards.
 
 mod common;
+mod support;
 
 use common::*;
-use mkclone_backend::{
-    Backend, BackendError, Certificate, CloneableKind, Eid, ObtainRequest, SealedShare, ShareIndex,
-};
+use mkclone_backend::{Backend, BackendError, Certificate, CloneableKind, Eid, SealedShare};
+use support::*;
 
 /// Offsets of the target's EID and CSR fingerprint in the sealed-share container:
 /// magic (8), version (2), target EID (16), fingerprint (32).
@@ -20,21 +20,27 @@ fn tampered_eid(bytes: &[u8], at: usize) -> Vec<u8> {
     eid
 }
 
+/// `bytes` with one byte flipped (its low bit), at each offset in turn, as `new` accepts
+/// them (a flip it refuses is skipped): the offset and the value.
+fn flips<T, E>(
+    bytes: &[u8],
+    new: impl Fn(Vec<u8>) -> Result<T, E>,
+) -> impl Iterator<Item = (usize, T)> {
+    (0..bytes.len()).filter_map(move |at| {
+        let mut tampered = bytes.to_vec();
+        tampered[at] ^= 0x01;
+        new(tampered).ok().map(|t| (at, t))
+    })
+}
+
 #[test]
 fn every_flipped_byte_of_a_sealed_share_is_refused() {
-    let mut rig = rig(2, 3, 1);
     let kind = CloneableKind::Asym;
-    let csr = rig.targets[0].1.clone();
-    let share = obtain(&mut rig.source, kind, 2, &csr);
+    let (mut rig, _, share) = rig_with_a_share(1, kind, 2);
+    let bytes = share.as_bytes().to_vec();
     let target = &mut rig.targets[0].0;
     let before = state_json(target);
-    let bytes = share.as_bytes().to_vec();
-    for at in 0..bytes.len() {
-        let mut tampered = bytes.clone();
-        tampered[at] ^= 0x01;
-        let Ok(tampered) = SealedShare::new(tampered) else {
-            continue;
-        };
+    for (at, tampered) in flips(&bytes, SealedShare::new) {
         let err = target
             .install_share(&install_request(kind, &rig.css_certificate, tampered))
             .unwrap_err();
@@ -61,21 +67,14 @@ fn every_flipped_byte_of_a_sealed_share_is_refused() {
 
 #[test]
 fn every_flipped_byte_of_a_certificate_is_refused() {
-    let mut rig = rig(2, 3, 1);
     let kind = CloneableKind::Sym;
-    let csr = rig.targets[0].1.clone();
-    let share = obtain(&mut rig.source, kind, 1, &csr);
+    let (mut rig, csr, share) = rig_with_a_share(1, kind, 1);
 
     // The CSS certificate presented at INSTALL.
+    let css = rig.css_certificate.as_bytes().to_vec();
     let target = &mut rig.targets[0].0;
     let before = state_json(target);
-    let css = rig.css_certificate.as_bytes().to_vec();
-    for at in 0..css.len() {
-        let mut tampered = css.clone();
-        tampered[at] ^= 0x01;
-        let Ok(tampered) = Certificate::new(tampered) else {
-            continue;
-        };
+    for (at, tampered) in flips(&css, Certificate::new) {
         let err = target
             .install_share(&install_request(kind, &tampered, share.clone()))
             .unwrap_err();
@@ -89,22 +88,8 @@ fn every_flipped_byte_of_a_certificate_is_refused() {
     // The CSR certificate presented at OBTAIN.
     let source_before = state_json(&rig.source);
     let csr_bytes = csr.as_bytes().to_vec();
-    for at in 0..csr_bytes.len() {
-        let mut tampered = csr_bytes.clone();
-        tampered[at] ^= 0x01;
-        let Ok(tampered) = Certificate::new(tampered) else {
-            continue;
-        };
-        let err = rig
-            .source
-            .obtain_share(&ObtainRequest {
-                kind,
-                index: ShareIndex::new(3).unwrap(),
-                css_label: label(CSS_LABEL),
-                sa_name: label(SA_LABEL),
-                csr_certificate: tampered,
-            })
-            .unwrap_err();
+    for (at, tampered) in flips(&csr_bytes, Certificate::new) {
+        let err = obtain_refused(&mut rig.source, kind, 3, &tampered);
         assert!(
             matches!(err, BackendError::CertificateRejected { .. }),
             "CSR byte {at}: {err}"

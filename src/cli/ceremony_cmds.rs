@@ -357,11 +357,7 @@ pub fn phase(
             config_path.display()
         );
     }
-    println!(
-        "\nJournal: {} (hash {})",
-        ceremony.layout.journal().display(),
-        ceremony.journal().head_hash()
-    );
+    println!("\n{}", journal_line(&ceremony));
     Ok(())
 }
 
@@ -386,11 +382,7 @@ pub fn register_sa(
         phases::register_sa_hash(&mut ceremony, backend, node, operator)?
     };
     print_report(&report);
-    println!(
-        "\nJournal: {} (hash {})",
-        ceremony.layout.journal().display(),
-        ceremony.journal().head_hash()
-    );
+    println!("\n{}", journal_line(&ceremony));
     Ok(())
 }
 
@@ -416,11 +408,7 @@ pub fn abort(
     for a in &report.actions {
         println!("  {a}");
     }
-    println!(
-        "\nJournal: {} (hash {})",
-        ceremony.layout.journal().display(),
-        ceremony.journal().head_hash()
-    );
+    println!("\n{}", journal_line(&ceremony));
     Ok(())
 }
 
@@ -450,9 +438,8 @@ pub fn accept_journal_loss(config_path: &Path, node: &str, operator: &str) -> Re
         );
     }
     println!(
-        "\nThe report will say the chain is not verified end to end.\nJournal: {} (hash {})",
-        ceremony.layout.journal().display(),
-        ceremony.journal().head_hash()
+        "\nThe report will say the chain is not verified end to end.\n{}",
+        journal_line(&ceremony)
     );
     Ok(())
 }
@@ -484,4 +471,13 @@ fn abort_nodes<'a>(
         );
     }
     names
+}
+
+/// `Journal: PATH (hash HASH)`, printed after a command that appended to the journal.
+fn journal_line(ceremony: &Ceremony) -> String {
+    format!(
+        "Journal: {} (hash {})",
+        ceremony.layout.journal().display(),
+        ceremony.journal().head_hash()
+    )
 }

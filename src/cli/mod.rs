@@ -77,6 +77,85 @@ pub struct TargetArg {
     pub target: String,
 }
 
+/// What a phase on no particular target takes: the configuration and the run options.
+#[derive(clap::Args, Clone)]
+pub struct PhaseArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl PhaseArgs {
+    fn run(&self, phase: Phase, fingerprint: Option<String>) -> Result<(), Failure> {
+        ceremony_cmds::phase(
+            &self.config.config,
+            phase,
+            None,
+            &self.run,
+            false,
+            fingerprint,
+        )
+    }
+}
+
+/// What a phase for one target takes: the configuration, the target and the run options.
+#[derive(clap::Args, Clone)]
+pub struct TargetPhaseArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub target: TargetArg,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl TargetPhaseArgs {
+    fn run(
+        &self,
+        phase: Phase,
+        replace_current: bool,
+        fingerprint: Option<String>,
+    ) -> Result<(), Failure> {
+        ceremony_cmds::phase(
+            &self.config.config,
+            phase,
+            Some(&self.target.target),
+            &self.run,
+            replace_current,
+            fingerprint,
+        )
+    }
+}
+
+/// What both dual-control steps take.
+#[derive(clap::Args, Clone)]
+pub struct RegisterSaArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The source or target node.
+    #[arg(long, value_name = "NODE")]
+    pub node: String,
+    /// Who registers it (recorded in the journal).
+    #[arg(long, value_name = "NAME")]
+    pub operator: String,
+    /// The SA key's fingerprint (see `phase2a --help`), unless the configuration pins it.
+    #[arg(long, value_name = "HEX")]
+    pub sa_fingerprint: Option<String>,
+}
+
+impl RegisterSaArgs {
+    fn run(&self, key: bool) -> Result<(), Failure> {
+        ceremony_cmds::register_sa(
+            &self.config.config,
+            &self.node,
+            &self.operator,
+            key,
+            self.sa_fingerprint.as_deref(),
+        )
+    }
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Rehearse a whole ceremony on temporary simulated cards (needs no file).
@@ -88,9 +167,7 @@ pub enum Command {
     /// Run every phase of the plan for every target; run it again to resume.
     Clone {
         #[command(flatten)]
-        config: ConfigArg,
-        #[command(flatten)]
-        run: RunArgs,
+        args: PhaseArgs,
         /// Allow SET over a target's valid, different CURRENT master key (it becomes OLD).
         #[arg(long)]
         replace_current: bool,
@@ -99,103 +176,48 @@ pub enum Command {
         json: bool,
     },
     /// Phase 1, on the SA node: generate the SA key, write sa.db.
-    Phase1 {
-        #[command(flatten)]
-        config: ConfigArg,
-        #[command(flatten)]
-        run: RunArgs,
-    },
+    Phase1(PhaseArgs),
     /// Phase 2a, on the source: EID, m-of-n, SA key installed, CSS key into sa.db.
-    Phase2a {
-        #[command(flatten)]
-        config: ConfigArg,
-        #[command(flatten)]
-        run: RunArgs,
-    },
+    Phase2a(PhaseArgs),
     /// Phase 2b, on the SA node: certify the CSS key into sa.db.
     Phase2b {
         #[command(flatten)]
-        config: ConfigArg,
-        #[command(flatten)]
-        run: RunArgs,
+        args: PhaseArgs,
         /// The CSS key's fingerprint as phase 2a printed it on the source (at least 16
         /// hex digits), compared with the key in the carried sa.db before certifying.
         #[arg(long, value_name = "HEX")]
         css_fingerprint: Option<String>,
     },
     /// Phase 3a, on a target: EID, m-of-n, SA key installed, CSR key into <target>.csr.db.
-    Phase3a {
-        #[command(flatten)]
-        config: ConfigArg,
-        #[command(flatten)]
-        target: TargetArg,
-        #[command(flatten)]
-        run: RunArgs,
-    },
+    Phase3a(TargetPhaseArgs),
     /// Phase 3b, on the SA node: certify a target's CSR key.
     Phase3b {
         #[command(flatten)]
-        config: ConfigArg,
-        #[command(flatten)]
-        target: TargetArg,
-        #[command(flatten)]
-        run: RunArgs,
+        args: TargetPhaseArgs,
         /// The CSR key's fingerprint as phase 3a printed it on the target (at least 16
         /// hex digits), compared with the key in the carried csr.db before certifying.
         #[arg(long, value_name = "HEX")]
         csr_fingerprint: Option<String>,
     },
     /// Phase 3c, on the source: preflight, then obtain the shares for a target.
-    Phase3c {
-        #[command(flatten)]
-        config: ConfigArg,
-        #[command(flatten)]
-        target: TargetArg,
-        #[command(flatten)]
-        run: RunArgs,
-    },
+    Phase3c(TargetPhaseArgs),
     /// Phase 3d, on a target: preflight, install the shares, confirm, SET.
     Phase3d {
         #[command(flatten)]
-        config: ConfigArg,
-        #[command(flatten)]
-        target: TargetArg,
-        #[command(flatten)]
-        run: RunArgs,
+        args: TargetPhaseArgs,
         /// Allow SET over the target's valid, different CURRENT master key (it becomes OLD).
         #[arg(long)]
         replace_current: bool,
     },
     /// Dual control, step 1: register the SA public key's hash on a source or target
     /// (one person; shows the fingerprint to compare in person).
-    RegisterSaHash {
-        #[command(flatten)]
-        config: ConfigArg,
-        /// The source or target node.
-        #[arg(long, value_name = "NODE")]
-        node: String,
-        /// Who registers it (recorded in the journal).
-        #[arg(long, value_name = "NAME")]
-        operator: String,
-        /// The SA key's fingerprint (see `phase2a --help`), unless the configuration pins it.
-        #[arg(long, value_name = "HEX")]
-        sa_fingerprint: Option<String>,
-    },
+    RegisterSaHash(RegisterSaArgs),
     /// Dual control, step 2: register the SA public key itself (a second person; the node
     /// checks it matches the hash).
-    RegisterSaKey {
-        #[command(flatten)]
-        config: ConfigArg,
-        /// The source or target node.
-        #[arg(long, value_name = "NODE")]
-        node: String,
-        /// Who registers it (recorded in the journal; not the person who registered the hash).
-        #[arg(long, value_name = "NAME")]
-        operator: String,
-        /// The SA key's fingerprint (see `phase2a --help`), unless the configuration pins it.
-        #[arg(long, value_name = "HEX")]
-        sa_fingerprint: Option<String>,
-    },
+    #[command(mut_arg("operator", |a| a.help(
+        "Who registers it (recorded in the journal; not the person who registered the hash)"
+    )))]
+    RegisterSaKey(RegisterSaArgs),
     /// Undo what the ceremony left: only the steps asked for, each journaled.
     Abort {
         #[command(flatten)]
@@ -305,103 +327,28 @@ pub fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::Demo { json } => demo::run(json),
         Command::Clone {
-            config,
-            run,
+            args,
             replace_current,
             json,
-        } => ceremony_cmds::clone(&config.config, &run, replace_current, json),
-        Command::Phase1 { config, run } => {
-            ceremony_cmds::phase(&config.config, Phase::P1, None, &run, false, None)
-        }
-        Command::Phase2a { config, run } => {
-            ceremony_cmds::phase(&config.config, Phase::P2a, None, &run, false, None)
-        }
+        } => ceremony_cmds::clone(&args.config.config, &args.run, replace_current, json),
+        Command::Phase1(args) => args.run(Phase::P1, None),
+        Command::Phase2a(args) => args.run(Phase::P2a, None),
         Command::Phase2b {
-            config,
-            run,
+            args,
             css_fingerprint,
-        } => ceremony_cmds::phase(
-            &config.config,
-            Phase::P2b,
-            None,
-            &run,
-            false,
-            css_fingerprint,
-        ),
-        Command::Phase3a {
-            config,
-            target,
-            run,
-        } => ceremony_cmds::phase(
-            &config.config,
-            Phase::P3a,
-            Some(&target.target),
-            &run,
-            false,
-            None,
-        ),
+        } => args.run(Phase::P2b, css_fingerprint),
+        Command::Phase3a(args) => args.run(Phase::P3a, false, None),
         Command::Phase3b {
-            config,
-            target,
-            run,
+            args,
             csr_fingerprint,
-        } => ceremony_cmds::phase(
-            &config.config,
-            Phase::P3b,
-            Some(&target.target),
-            &run,
-            false,
-            csr_fingerprint,
-        ),
-        Command::Phase3c {
-            config,
-            target,
-            run,
-        } => ceremony_cmds::phase(
-            &config.config,
-            Phase::P3c,
-            Some(&target.target),
-            &run,
-            false,
-            None,
-        ),
+        } => args.run(Phase::P3b, false, csr_fingerprint),
+        Command::Phase3c(args) => args.run(Phase::P3c, false, None),
         Command::Phase3d {
-            config,
-            target,
-            run,
+            args,
             replace_current,
-        } => ceremony_cmds::phase(
-            &config.config,
-            Phase::P3d,
-            Some(&target.target),
-            &run,
-            replace_current,
-            None,
-        ),
-        Command::RegisterSaHash {
-            config,
-            node,
-            operator,
-            sa_fingerprint,
-        } => ceremony_cmds::register_sa(
-            &config.config,
-            &node,
-            &operator,
-            false,
-            sa_fingerprint.as_deref(),
-        ),
-        Command::RegisterSaKey {
-            config,
-            node,
-            operator,
-            sa_fingerprint,
-        } => ceremony_cmds::register_sa(
-            &config.config,
-            &node,
-            &operator,
-            true,
-            sa_fingerprint.as_deref(),
-        ),
+        } => args.run(Phase::P3d, replace_current, None),
+        Command::RegisterSaHash(args) => args.run(false),
+        Command::RegisterSaKey(args) => args.run(true),
         Command::Abort {
             config,
             target,

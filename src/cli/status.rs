@@ -107,22 +107,20 @@ pub fn render(v: &NodeView) -> String {
         }
     }
     if let Some(keys) = &v.retained_keys {
-        out.push_str(&format!("  retained keys ({}):\n", keys.len()));
-        for k in keys {
-            out.push_str(&format!(
-                "    {:<30} {}-bit {}{}\n",
+        list(&mut out, "retained keys", keys, |k| {
+            format!(
+                "{:<30} {}-bit {}{}",
                 k.label.as_str(),
                 k.bits,
                 k.usage.keyword(),
                 if k.clone { " CLONE" } else { "" }
-            ));
-        }
+            )
+        });
     }
     if let Some(regs) = &v.registrations {
-        out.push_str(&format!("  registered public keys ({}):\n", regs.len()));
-        for r in regs {
-            out.push_str(&format!(
-                "    {:<30} hash {}{}{}\n",
+        list(&mut out, "registered public keys", regs, |r| {
+            format!(
+                "{:<30} hash {}{}{}",
                 r.name.as_str(),
                 r.hash.fingerprint(),
                 if r.clone { " CLONE" } else { "" },
@@ -131,10 +129,18 @@ pub fn render(v: &NodeView) -> String {
                 } else {
                     ", key NOT registered yet"
                 }
-            ));
-        }
+            )
+        });
     }
     out
+}
+
+/// A titled list: `  TITLE (N):`, then one indented line per item.
+fn list<T>(out: &mut String, title: &str, items: &[T], line: impl Fn(&T) -> String) {
+    out.push_str(&format!("  {title} ({}):\n", items.len()));
+    for item in items {
+        out.push_str(&format!("    {}\n", line(item)));
+    }
 }
 
 pub fn run(config_path: &Path, node: &str, json: bool) -> Result<(), Failure> {

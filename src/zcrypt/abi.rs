@@ -62,106 +62,83 @@ mod tests {
 
     use super::*;
 
+    /// `T` is packed (alignment 1) into `size` bytes, with each `field` at its offset.
+    macro_rules! assert_packed {
+        ($t:ident, $size:expr, { $($field:ident: $offset:expr,)* }) => {
+            assert_eq!(size_of::<$t>(), $size);
+            assert_eq!(align_of::<$t>(), 1);
+            $(assert_eq!(
+                offset_of!($t, $field),
+                $offset,
+                concat!(stringify!($t), ".", stringify!($field))
+            );)*
+        };
+    }
+
     #[test]
     fn ica_xcrb_is_packed_94_bytes_with_every_field_where_the_uapi_puts_it() {
-        assert_eq!(size_of::<ica_xcRB>(), 94);
-        assert_eq!(align_of::<ica_xcRB>(), 1);
-        for (field, at, expected) in [
-            ("agent_ID", offset_of!(ica_xcRB, agent_ID), 0),
-            ("user_defined", offset_of!(ica_xcRB, user_defined), 2),
-            ("request_ID", offset_of!(ica_xcRB, request_ID), 6),
-            (
-                "request_control_blk_length",
-                offset_of!(ica_xcRB, request_control_blk_length),
-                8,
-            ),
-            ("padding1", offset_of!(ica_xcRB, padding1), 12),
-            (
-                "request_control_blk_addr",
-                offset_of!(ica_xcRB, request_control_blk_addr),
-                20,
-            ),
-            (
-                "request_data_length",
-                offset_of!(ica_xcRB, request_data_length),
-                28,
-            ),
-            ("padding2", offset_of!(ica_xcRB, padding2), 32),
-            (
-                "request_data_address",
-                offset_of!(ica_xcRB, request_data_address),
-                40,
-            ),
-            (
-                "reply_control_blk_length",
-                offset_of!(ica_xcRB, reply_control_blk_length),
-                48,
-            ),
-            ("padding3", offset_of!(ica_xcRB, padding3), 52),
-            (
-                "reply_control_blk_addr",
-                offset_of!(ica_xcRB, reply_control_blk_addr),
-                60,
-            ),
-            (
-                "reply_data_length",
-                offset_of!(ica_xcRB, reply_data_length),
-                68,
-            ),
-            ("padding4", offset_of!(ica_xcRB, padding4), 72),
-            ("reply_data_addr", offset_of!(ica_xcRB, reply_data_addr), 80),
-            ("priority_window", offset_of!(ica_xcRB, priority_window), 88),
-            ("status", offset_of!(ica_xcRB, status), 90),
-        ] {
-            assert_eq!(at, expected, "ica_xcRB.{field}");
-        }
+        assert_packed!(ica_xcRB, 94, {
+            agent_ID: 0,
+            user_defined: 2,
+            request_ID: 6,
+            request_control_blk_length: 8,
+            padding1: 12,
+            request_control_blk_addr: 20,
+            request_data_length: 28,
+            padding2: 32,
+            request_data_address: 40,
+            reply_control_blk_length: 48,
+            padding3: 52,
+            reply_control_blk_addr: 60,
+            reply_data_length: 68,
+            padding4: 72,
+            reply_data_addr: 80,
+            priority_window: 88,
+            status: 90,
+        });
     }
 
     #[test]
     fn cprbx_is_packed_220_bytes_with_every_field_where_the_uapi_puts_it() {
-        assert_eq!(size_of::<CPRBX>(), 220);
-        assert_eq!(align_of::<CPRBX>(), 1);
-        for (field, at, expected) in [
-            ("cprb_len", offset_of!(CPRBX, cprb_len), 0),
-            ("cprb_ver_id", offset_of!(CPRBX, cprb_ver_id), 2),
-            ("ctfm", offset_of!(CPRBX, ctfm), 3),
-            ("pad_000", offset_of!(CPRBX, pad_000), 4),
-            ("func_id", offset_of!(CPRBX, func_id), 6),
-            ("cprb_flags", offset_of!(CPRBX, cprb_flags), 8),
-            ("req_parml", offset_of!(CPRBX, req_parml), 12),
-            ("req_datal", offset_of!(CPRBX, req_datal), 16),
-            ("rpl_msgbl", offset_of!(CPRBX, rpl_msgbl), 20),
-            ("rpld_parml", offset_of!(CPRBX, rpld_parml), 24),
-            ("rpl_datal", offset_of!(CPRBX, rpl_datal), 28),
-            ("rpld_datal", offset_of!(CPRBX, rpld_datal), 32),
-            ("req_extbl", offset_of!(CPRBX, req_extbl), 36),
-            ("pad_001", offset_of!(CPRBX, pad_001), 40),
-            ("rpld_extbl", offset_of!(CPRBX, rpld_extbl), 44),
-            ("padx000", offset_of!(CPRBX, padx000), 48),
-            ("req_parmb", offset_of!(CPRBX, req_parmb), 56),
-            ("padx001", offset_of!(CPRBX, padx001), 64),
-            ("req_datab", offset_of!(CPRBX, req_datab), 72),
-            ("padx002", offset_of!(CPRBX, padx002), 80),
-            ("rpl_parmb", offset_of!(CPRBX, rpl_parmb), 88),
-            ("padx003", offset_of!(CPRBX, padx003), 96),
-            ("rpl_datab", offset_of!(CPRBX, rpl_datab), 104),
-            ("padx004", offset_of!(CPRBX, padx004), 112),
-            ("req_extb", offset_of!(CPRBX, req_extb), 120),
-            ("padx005", offset_of!(CPRBX, padx005), 128),
-            ("rpl_extb", offset_of!(CPRBX, rpl_extb), 136),
-            ("ccp_rtcode", offset_of!(CPRBX, ccp_rtcode), 144),
-            ("ccp_rscode", offset_of!(CPRBX, ccp_rscode), 146),
-            ("mac_data_len", offset_of!(CPRBX, mac_data_len), 148),
-            ("logon_id", offset_of!(CPRBX, logon_id), 152),
-            ("mac_value", offset_of!(CPRBX, mac_value), 160),
-            ("mac_content_flgs", offset_of!(CPRBX, mac_content_flgs), 168),
-            ("pad_002", offset_of!(CPRBX, pad_002), 169),
-            ("domain", offset_of!(CPRBX, domain), 170),
-            ("reserved", offset_of!(CPRBX, reserved), 172),
-            ("pad_004", offset_of!(CPRBX, pad_004), 184),
-        ] {
-            assert_eq!(at, expected, "CPRBX.{field}");
-        }
+        assert_packed!(CPRBX, 220, {
+            cprb_len: 0,
+            cprb_ver_id: 2,
+            ctfm: 3,
+            pad_000: 4,
+            func_id: 6,
+            cprb_flags: 8,
+            req_parml: 12,
+            req_datal: 16,
+            rpl_msgbl: 20,
+            rpld_parml: 24,
+            rpl_datal: 28,
+            rpld_datal: 32,
+            req_extbl: 36,
+            pad_001: 40,
+            rpld_extbl: 44,
+            padx000: 48,
+            req_parmb: 56,
+            padx001: 64,
+            req_datab: 72,
+            padx002: 80,
+            rpl_parmb: 88,
+            padx003: 96,
+            rpl_datab: 104,
+            padx004: 112,
+            req_extb: 120,
+            padx005: 128,
+            rpl_extb: 136,
+            ccp_rtcode: 144,
+            ccp_rscode: 146,
+            mac_data_len: 148,
+            logon_id: 152,
+            mac_value: 160,
+            mac_content_flgs: 168,
+            pad_002: 169,
+            domain: 170,
+            reserved: 172,
+            pad_004: 184,
+        });
         // The CPRBX the codec writes (mkclone_cca::cprb) has the same length.
         assert_eq!(size_of::<CPRBX>(), mkclone_cca::cprb::CPRBX_LEN);
     }

@@ -112,15 +112,36 @@ impl<'a> XcrbCall<'a> {
         self.xcrb.user_defined
     }
 
+    /// Where the request (or, with `reply`, the reply) control block the `ica_xcRB`
+    /// describes lies in its buffer, as `copy_from_user` / `copy_to_user` resolve it:
+    /// EFAULT when the address lies below the buffer or the end overflows (the caller's
+    /// `get` refuses an end past the buffer).
+    fn control_block(&self, reply: bool) -> Result<std::ops::Range<usize>, Errno> {
+        let x = &self.xcrb;
+        let (addr, len, buffer): (_, _, &[u8]) = if reply {
+            (
+                x.reply_control_blk_addr,
+                x.reply_control_blk_length,
+                self.reply,
+            )
+        } else {
+            (
+                x.request_control_blk_addr,
+                x.request_control_blk_length,
+                self.request,
+            )
+        };
+        let (addr, base) = (addr as usize, buffer.as_ptr() as usize);
+        let start = addr.checked_sub(base).ok_or(Errno::EFAULT)?;
+        let end = start.checked_add(len as usize).ok_or(Errno::EFAULT)?;
+        Ok(start..end)
+    }
+
     /// The request control block the `ica_xcRB` describes, resolved as `copy_from_user`
     /// would: EFAULT unless address and length lie inside the request buffer.
     pub fn request_block(&self) -> Result<&[u8], Errno> {
-        let addr = self.xcrb.request_control_blk_addr as usize;
-        let len = self.xcrb.request_control_blk_length as usize;
-        let base = self.request.as_ptr() as usize;
-        let start = addr.checked_sub(base).ok_or(Errno::EFAULT)?;
-        let end = start.checked_add(len).ok_or(Errno::EFAULT)?;
-        self.request.get(start..end).ok_or(Errno::EFAULT)
+        let range = self.control_block(false)?;
+        self.request.get(range).ok_or(Errno::EFAULT)
     }
 
     /// The request data block (mkclone sends none: empty when the address is null and the
@@ -150,12 +171,8 @@ impl<'a> XcrbCall<'a> {
     /// `reply_control_blk_length`), resolved as `copy_to_user` would: EFAULT unless
     /// address and length lie inside the reply buffer.
     pub fn reply_block(&mut self) -> Result<&mut [u8], Errno> {
-        let addr = self.xcrb.reply_control_blk_addr as usize;
-        let len = self.xcrb.reply_control_blk_length as usize;
-        let base = self.reply.as_ptr() as usize;
-        let start = addr.checked_sub(base).ok_or(Errno::EFAULT)?;
-        let end = start.checked_add(len).ok_or(Errno::EFAULT)?;
-        self.reply.get_mut(start..end).ok_or(Errno::EFAULT)
+        let range = self.control_block(true)?;
+        self.reply.get_mut(range).ok_or(Errno::EFAULT)
     }
 
     /// What the kernel writes back after the card answered: the lengths of the reply

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests of the binary.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Run the binary under test.
@@ -17,6 +18,14 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// The output's text, once its exit code is checked.
+#[track_caller]
+pub fn exit_code(out: &Output, code: i32) -> String {
+    let t = text(out);
+    assert_eq!(out.status.code(), Some(code), "{t}");
+    t
 }
 
 pub fn ok(args: &[&str]) -> String {
@@ -46,7 +55,7 @@ pub fn sa_pin_line(out: &str) -> String {
 
 /// Pin the SA key in a configuration file: the line goes into its `[ceremony]` table, as
 /// an operator adds it on every server after phase 1.
-pub fn pin_sa(config: &std::path::Path, line: &str) {
+pub fn pin_sa(config: &Path, line: &str) {
     let text = std::fs::read_to_string(config).unwrap();
     assert!(text.contains("[ceremony]\n"), "{text}");
     std::fs::write(
@@ -60,31 +69,34 @@ pub fn pin_sa(config: &std::path::Path, line: &str) {
 /// and confirmed at certification.
 pub fn phases_to_3c(c: &str, target: &str) {
     let out = ok(&["phase1", "--config", c]);
-    pin_sa(std::path::Path::new(c), &sa_pin_line(&out));
+    pin_sa(Path::new(c), &sa_pin_line(&out));
     let out = ok(&["phase2a", "--config", c]);
     let css = fingerprint_in(&out, "CSS key fingerprint");
     ok(&["phase2b", "--config", c, "--css-fingerprint", &css]);
     let out = ok(&["phase3a", "--config", c, "--target", target]);
     let csr = fingerprint_in(&out, "CSR key fingerprint");
-    ok(&[
-        "phase3b",
-        "--config",
-        c,
-        "--target",
-        target,
-        "--csr-fingerprint",
-        &csr,
-    ]);
+    ok(&phase3b(c, target, &csr));
     ok(&["phase3c", "--config", c, "--target", target]);
 }
 
 /// A plan on simulated cards in `cards`: SA card 01, source 02, targets 03.. (`targets` of
 /// them), dual control off, the ceremony directory `ceremony` (relative to the config).
-pub fn sim_plan(cards: &std::path::Path, ceremony: &str, targets: usize) -> String {
+pub fn sim_plan(cards: &Path, ceremony: &str, targets: usize) -> String {
+    sim_plan_with(cards, ceremony, targets, "")
+}
+
+/// [`sim_plan`] with `extra` lines in its `[ceremony]` table; dual control stays off
+/// unless they set it.
+pub fn sim_plan_with(cards: &Path, ceremony: &str, targets: usize, extra: &str) -> String {
+    // One operator runs these tests: dual control off unless a test turns it on.
+    let extra = if extra.contains("dual_control") {
+        extra.to_string()
+    } else {
+        format!("dual_control = false\n{extra}")
+    };
     let mut s = format!(
         "[ceremony]\nid = \"e2e\"\ndirectory = \"{ceremony}\"\nsa = \"sa\"\nsource = \"source\"\n\
-         targets = [{}]\nmaster_keys = [\"sym\", \"asym\"]\nthreshold = 2\nshares = 3\n\
-         dual_control = false\n",
+         targets = [{}]\nmaster_keys = [\"sym\", \"asym\"]\nthreshold = 2\nshares = 3\n{extra}\n",
         (1..=targets)
             .map(|i| format!("\"target{i}\""))
             .collect::<Vec<_>>()
@@ -102,10 +114,73 @@ pub fn sim_plan(cards: &std::path::Path, ceremony: &str, targets: usize) -> Stri
     s
 }
 
+/// Write `body` as `dir/mkclone.toml` (creating `dir`); its path.
+pub fn write_plan(dir: &Path, body: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("mkclone.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+/// `sim init --load-source-keys`: the cards of the plan's simulated nodes created, the
+/// source's master keys loaded.
+pub fn sim_init(config: &Path) {
+    ok(&[
+        "sim",
+        "init",
+        "--config",
+        config.to_str().unwrap(),
+        "--load-source-keys",
+    ]);
+}
+
+/// A rehearsal in `dir`: the [`sim_plan`] of `targets` targets written, its cards created
+/// and the source's master keys loaded; the configuration's path.
+pub fn rehearsal(dir: &Path, targets: usize) -> PathBuf {
+    let cfg = write_plan(dir, &sim_plan(&dir.join("cards"), "ceremony", targets));
+    sim_init(&cfg);
+    cfg
+}
+
+/// The JSON document in a command's output (after anything printed before it).
+pub fn json_in(out: &str) -> serde_json::Value {
+    serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap()
+}
+
+/// A dual-control step (`register-sa-hash` or `register-sa-key`) on `node` by `operator`.
+pub fn register<'a>(
+    step: &'a str,
+    config: &'a str,
+    node: &'a str,
+    operator: &'a str,
+) -> [&'a str; 7] {
+    [
+        step,
+        "--config",
+        config,
+        "--node",
+        node,
+        "--operator",
+        operator,
+    ]
+}
+
+/// Phase 3b for `target`, confirming the CSR key's fingerprint.
+pub fn phase3b<'a>(config: &'a str, target: &'a str, csr: &'a str) -> [&'a str; 7] {
+    [
+        "phase3b",
+        "--config",
+        config,
+        "--target",
+        target,
+        "--csr-fingerprint",
+        csr,
+    ]
+}
+
 /// `mkclone status NODE --json`, parsed.
 pub fn node_status(config: &str, node: &str) -> serde_json::Value {
-    let out = ok(&["status", "--config", config, node, "--json"]);
-    serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap()
+    json_in(&ok(&["status", "--config", config, node, "--json"]))
 }
 
 /// After a finished `clone` of `targets` targets: every target's CURRENT equals the

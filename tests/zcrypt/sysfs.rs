@@ -9,7 +9,7 @@ use std::time::Duration;
 use mkclone::backend::{MasterKeyKind, PatternAlgorithm};
 use mkclone::zcrypt::sysfs::discover_with;
 use mkclone::zcrypt::{
-    DiscoveryError, RegisterName, RegisterState, cca_apqns, discover, format_devices,
+    CcaCard, DiscoveryError, RegisterName, RegisterState, cca_apqns, discover, format_devices,
 };
 
 const MKVPS_FULL: &str = "AES NEW: empty 0x0000000000000000
@@ -255,15 +255,16 @@ fn mkvps_is_parsed_into_states_and_patterns() {
     assert_eq!(cards[2].queues[0].master_keys, None);
 }
 
-#[test]
-fn an_interrupted_mkvps_read_is_retried() {
+/// Discover the [`machine`] counting the reads of `queue`'s mkvps, the first of them
+/// interrupted when `interrupted`: the cards and how many times the file was read.
+fn discover_counting(queue: &str, interrupted: bool) -> (Vec<CcaCard>, usize) {
     let dir = machine();
-    let target = dir.path().join("bus/ap/devices/03.000d/mkvps");
+    let target = dir.path().join(format!("bus/ap/devices/{queue}/mkvps"));
     let reads = Cell::new(0);
     let mut reader = |path: &Path| {
         if path == target {
             reads.set(reads.get() + 1);
-            if reads.get() == 1 {
+            if interrupted && reads.get() == 1 {
                 // The first read is interrupted: success, but "- -" everywhere.
                 return Ok(MKVPS_INTERRUPTED.to_string());
             }
@@ -271,7 +272,13 @@ fn an_interrupted_mkvps_read_is_retried() {
         std::fs::read_to_string(path)
     };
     let cards = discover_with(dir.path(), &mut reader, Duration::ZERO).unwrap();
-    assert_eq!(reads.get(), 2, "read again after the interrupted read");
+    (cards, reads.get())
+}
+
+#[test]
+fn an_interrupted_mkvps_read_is_retried() {
+    let (cards, reads) = discover_counting("03.000d", true);
+    assert_eq!(reads, 2, "read again after the interrupted read");
     let regs = cards[0].queues[1].master_keys.as_ref().unwrap();
     assert_eq!(regs[1].state, RegisterState::Valid);
     assert!(regs.iter().all(|r| r.state != RegisterState::Unknown));
@@ -279,17 +286,8 @@ fn an_interrupted_mkvps_read_is_retried() {
 
 #[test]
 fn mkvps_that_stays_unknown_is_reported_unknown_not_guessed() {
-    let dir = machine();
-    let target = dir.path().join("bus/ap/devices/05.000d/mkvps");
-    let reads = Cell::new(0);
-    let mut reader = |path: &Path| {
-        if path == target {
-            reads.set(reads.get() + 1);
-        }
-        std::fs::read_to_string(path)
-    };
-    let cards = discover_with(dir.path(), &mut reader, Duration::ZERO).unwrap();
-    assert_eq!(reads.get(), 3, "every attempt was made");
+    let (cards, reads) = discover_counting("05.000d", false);
+    assert_eq!(reads, 3, "every attempt was made");
     let regs = cards[1].queues[0].master_keys.as_ref().unwrap();
     assert_eq!(regs.len(), 6);
     assert!(

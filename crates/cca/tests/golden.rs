@@ -87,10 +87,29 @@ fn bare_parm(code: &[u8; 2]) -> Vec<u8> {
 
 /// Check an `Empty` success reply for `request`, which carries `code`.
 fn check_empty_reply(code: &[u8; 2], request: &Request) {
-    let msg = reply(0x0008, 0, 0, &bare_parm(code));
+    check_bodyless_reply(code, 0, 0, request);
+}
+
+/// Check a reply with return code `rt`, reason code `rs` and a bare parameter block for
+/// `request`, which carries `code`: its body is `Empty`.
+fn check_bodyless_reply(code: &[u8; 2], rt: u16, rs: u16, request: &Request) {
+    let msg = reply(0x0008, rt, rs, &bare_parm(code));
     let r = golden_reply(&msg, request);
-    assert_eq!((r.return_code, r.reason_code), (0, 0));
+    assert_eq!((r.return_code, r.reason_code), (rt, rs));
     assert_eq!(r.body, ReplyBody::Empty);
+}
+
+/// A CPRBX written byte by byte: cprb_len 220, version X'02', func_id "T2", then each
+/// (offset, bytes) of `fields`; every other byte zero.
+fn header(fields: &[(usize, &[u8])]) -> [u8; 220] {
+    let mut golden = [0u8; 220];
+    golden[0..2].copy_from_slice(&[0x00, 0xDC]); // 0 cprb_len 220
+    golden[2] = 0x02; //                             2 cprb_ver_id
+    golden[6..8].copy_from_slice(b"T2"); //          6 func_id
+    for (at, bytes) in fields {
+        golden[*at..at + bytes.len()].copy_from_slice(bytes);
+    }
+    golden
 }
 
 fn text(k: &Keyword) -> String {
@@ -104,13 +123,11 @@ fn text(k: &Keyword) -> String {
 #[test]
 fn cprbx_request_header() {
     // Every byte written out; only the four non-zero fields differ from zero.
-    let mut golden = [0u8; 220];
-    golden[0..2].copy_from_slice(&[0x00, 0xDC]); //   0 cprb_len 220
-    golden[2] = 0x02; //                                2 cprb_ver_id
-    golden[6..8].copy_from_slice(b"T2"); //             6 func_id
-    golden[12..16].copy_from_slice(&[0x00, 0x00, 0x00, 0x10]); // 12 req_parml 16
-    golden[20..24].copy_from_slice(&[0x00, 0x00, 0x30, 0x00]); // 20 rpl_msgbl 12288
-    golden[170..172].copy_from_slice(&[0x00, 0x0D]); // 170 domain 13
+    let golden = header(&[
+        (12, &[0x00, 0x00, 0x00, 0x10]), //  12 req_parml 16
+        (20, &[0x00, 0x00, 0x30, 0x00]), //  20 rpl_msgbl 12288
+        (170, &[0x00, 0x0D]),            // 170 domain 13
+    ]);
     assert_eq!(&golden[..], &cprbx(16, RPL_MSGBL, 0, 0, 0, DOMAIN)[..]);
 
     let h = Cprbx::decode(&golden).expect("request header decodes");
@@ -136,13 +153,11 @@ fn cprbx_request_header() {
 
 #[test]
 fn cprbx_request_header_autoselect_domain() {
-    let mut golden = [0u8; 220];
-    golden[0..2].copy_from_slice(&[0x00, 0xDC]); //   0 cprb_len 220
-    golden[2] = 0x02; //                                2 cprb_ver_id
-    golden[6..8].copy_from_slice(b"T2"); //             6 func_id
-    golden[12..16].copy_from_slice(&[0x00, 0x01, 0x02, 0x03]); // 12 req_parml
-    golden[20..24].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]); // 20 rpl_msgbl
-    golden[170..172].copy_from_slice(&[0xFF, 0xFF]); // 170 domain AUTOSEL_DOM
+    let golden = header(&[
+        (12, &[0x00, 0x01, 0x02, 0x03]), //  12 req_parml
+        (20, &[0xFF, 0xFF, 0xFF, 0xFF]), //  20 rpl_msgbl
+        (170, &[0xFF, 0xFF]),            // 170 domain AUTOSEL_DOM
+    ]);
     let h = Cprbx::decode(&golden).unwrap();
     assert_eq!(h.req_parml, 0x0001_0203);
     assert_eq!(h.rpl_msgbl, u32::MAX);
@@ -152,14 +167,12 @@ fn cprbx_request_header_autoselect_domain() {
 
 #[test]
 fn cprbx_reply_header() {
-    let mut golden = [0u8; 220];
-    golden[0..2].copy_from_slice(&[0x00, 0xDC]); //   0 cprb_len 220
-    golden[2] = 0x02; //                                2 cprb_ver_id
-    golden[6..8].copy_from_slice(b"T2"); //             6 func_id
-    golden[24..28].copy_from_slice(&[0x00, 0x00, 0x01, 0x2C]); // 24 rpld_parml 300
-    golden[144..146].copy_from_slice(&[0x00, 0x08]); // 144 ccp_rtcode 8
-    golden[146..148].copy_from_slice(&[0x04, 0x09]); // 146 ccp_rscode 1033
-    golden[170..172].copy_from_slice(&[0x00, 0x0D]); // 170 domain 13
+    let golden = header(&[
+        (24, &[0x00, 0x00, 0x01, 0x2C]), //  24 rpld_parml 300
+        (144, &[0x00, 0x08]),            // 144 ccp_rtcode 8
+        (146, &[0x04, 0x09]),            // 146 ccp_rscode 1033
+        (170, &[0x00, 0x0D]),            // 170 domain 13
+    ]);
     assert_eq!(&golden[..], &cprbx(0, 0, 300, 8, 1033, DOMAIN)[..]);
 
     let h = Cprbx::decode(&golden).expect("reply header decodes");
@@ -185,21 +198,19 @@ fn cprbx_reply_header() {
 #[test]
 fn cprbx_every_length_field_at_its_offset() {
     // Distinct values in every u32/u16 field mkclone models, so a swapped offset shows.
-    let mut golden = [0u8; 220];
-    golden[0..2].copy_from_slice(&[0x00, 0xDC]); //   0 cprb_len
-    golden[2] = 0x02; //                                2 cprb_ver_id
-    golden[6..8].copy_from_slice(b"T2"); //             6 func_id
-    golden[12..16].copy_from_slice(&[0x11, 0x11, 0x11, 0x11]); // 12 req_parml
-    golden[16..20].copy_from_slice(&[0x22, 0x22, 0x22, 0x22]); // 16 req_datal
-    golden[20..24].copy_from_slice(&[0x33, 0x33, 0x33, 0x33]); // 20 rpl_msgbl
-    golden[24..28].copy_from_slice(&[0x44, 0x44, 0x44, 0x44]); // 24 rpld_parml
-    golden[28..32].copy_from_slice(&[0x55, 0x55, 0x55, 0x55]); // 28 rpl_datal
-    golden[32..36].copy_from_slice(&[0x66, 0x66, 0x66, 0x66]); // 32 rpld_datal
-    golden[36..40].copy_from_slice(&[0x77, 0x77, 0x77, 0x77]); // 36 req_extbl
-    golden[44..48].copy_from_slice(&[0x88, 0x88, 0x88, 0x88]); // 44 rpld_extbl
-    golden[144..146].copy_from_slice(&[0x99, 0x99]); // 144 ccp_rtcode
-    golden[146..148].copy_from_slice(&[0xAA, 0xAA]); // 146 ccp_rscode
-    golden[170..172].copy_from_slice(&[0xBB, 0xBB]); // 170 domain
+    let golden = header(&[
+        (12, &[0x11; 4]),  //  12 req_parml
+        (16, &[0x22; 4]),  //  16 req_datal
+        (20, &[0x33; 4]),  //  20 rpl_msgbl
+        (24, &[0x44; 4]),  //  24 rpld_parml
+        (28, &[0x55; 4]),  //  28 rpl_datal
+        (32, &[0x66; 4]),  //  32 rpld_datal
+        (36, &[0x77; 4]),  //  36 req_extbl
+        (44, &[0x88; 4]),  //  44 rpld_extbl
+        (144, &[0x99; 2]), // 144 ccp_rtcode
+        (146, &[0xAA; 2]), // 146 ccp_rscode
+        (170, &[0xBB; 2]), // 170 domain
+    ]);
     let h = Cprbx::decode(&golden).unwrap();
     assert_eq!(
         h,
@@ -545,6 +556,25 @@ fn public_key_reply(code: &[u8; 2]) -> Vec<u8> {
     reply(0x18, 0, 0, &parm)
 }
 
+/// Decode a golden kg request: it generates `label` with `usage`, `clone` and `bits`.
+fn check_generate(msg: &[u8], label: &str, usage: KeyUsage, clone: bool, bits: u16) -> Request {
+    let req = golden_request(msg);
+    let Request::GenerateRetained {
+        label: l,
+        usage: u,
+        clone: c,
+        bits: b,
+    } = &req
+    else {
+        panic!("{req:?}")
+    };
+    assert_eq!(l.as_str(), label);
+    assert_eq!(*u, usage);
+    assert_eq!(*c, clone);
+    assert_eq!(*b, bits);
+    req
+}
+
 #[test]
 fn kg_generate_retained() {
     let parm = cat(&[
@@ -560,20 +590,13 @@ fn kg_generate_retained() {
         &[0x00, 0x00],            //  36 entry flag
         &label("MKCLONE.SA.KEY"), //  38 label (64)
     ]);
-    let req = golden_request(&request(0x66, &parm));
-    let Request::GenerateRetained {
-        label,
-        usage,
-        clone,
-        bits,
-    } = &req
-    else {
-        panic!("{req:?}")
-    };
-    assert_eq!(label.as_str(), "MKCLONE.SA.KEY");
-    assert_eq!(*usage, KeyUsage::SignatureOnly);
-    assert!(*clone);
-    assert_eq!(*bits, 2048);
+    let req = check_generate(
+        &request(0x66, &parm),
+        "MKCLONE.SA.KEY",
+        KeyUsage::SignatureOnly,
+        true,
+        2048,
+    );
 
     let r = golden_reply(&public_key_reply(b"kg"), &req);
     let ReplyBody::PublicKey(t) = &r.body else {
@@ -590,20 +613,13 @@ fn kg_generate_retained_km_only_without_clone() {
         &verb(0x0004, &[0x10, 0x00]),                   // 20 modulus bits 4096
         &keys(0x0046, &[entry(0x0044, &label("CSR"))]), // 24 key block
     ]);
-    let req = golden_request(&request(0x5E, &parm));
-    let Request::GenerateRetained {
-        label,
-        usage,
-        clone,
-        bits,
-    } = &req
-    else {
-        panic!("{req:?}")
-    };
-    assert_eq!(label.as_str(), "CSR");
-    assert_eq!(*usage, KeyUsage::KeyManagementOnly);
-    assert!(!*clone);
-    assert_eq!(*bits, 4096);
+    check_generate(
+        &request(0x5E, &parm),
+        "CSR",
+        KeyUsage::KeyManagementOnly,
+        false,
+        4096,
+    );
 }
 
 #[test]
@@ -701,6 +717,30 @@ fn kd_delete_retained() {
 // hr, pr, rg, ce
 // ---------------------------------------------------------------------------------------
 
+/// Decode a golden hr request: it registers `hash` (`algorithm`) under `name`, `clone`.
+fn check_register_hash(
+    msg: &[u8],
+    name: &str,
+    algorithm: HashAlgorithm,
+    hash: &[u8],
+    clone: bool,
+) -> Request {
+    let req = golden_request(msg);
+    let Request::RegisterHash {
+        name: n,
+        hash: h,
+        clone: c,
+    } = &req
+    else {
+        panic!("{req:?}")
+    };
+    assert_eq!(n.as_str(), name);
+    assert_eq!(h.algorithm(), algorithm);
+    assert_eq!(h.bytes(), hash);
+    assert_eq!(*c, clone);
+    req
+}
+
 #[test]
 fn hr_register_hash_sha256_clone() {
     let parm = cat(&[
@@ -715,14 +755,13 @@ fn hr_register_hash_sha256_clone() {
         &[0x00, 0x00],        //  58 entry flag
         &label("TARGET.CSR"), //  60 name
     ]);
-    let req = golden_request(&request(0x7C, &parm));
-    let Request::RegisterHash { name, hash, clone } = &req else {
-        panic!("{req:?}")
-    };
-    assert_eq!(name.as_str(), "TARGET.CSR");
-    assert_eq!(hash.algorithm(), HashAlgorithm::Sha256);
-    assert_eq!(hash.bytes(), &hash32()[..]);
-    assert!(*clone);
+    let req = check_register_hash(
+        &request(0x7C, &parm),
+        "TARGET.CSR",
+        HashAlgorithm::Sha256,
+        &hash32(),
+        true,
+    );
     check_empty_reply(b"hr", &req);
 }
 
@@ -734,14 +773,13 @@ fn hr_register_hash_sha1() {
         &verb(0x0016, &hash20()),                          // 12 hash (20)
         &keys(0x0046, &[entry(0x0044, &label("SA.KEY"))]), // 34 key block
     ]);
-    let req = golden_request(&request(0x68, &parm));
-    let Request::RegisterHash { name, hash, clone } = &req else {
-        panic!("{req:?}")
-    };
-    assert_eq!(name.as_str(), "SA.KEY");
-    assert_eq!(hash.algorithm(), HashAlgorithm::Sha1);
-    assert_eq!(hash.bytes(), &hash20()[..]);
-    assert!(!*clone);
+    check_register_hash(
+        &request(0x68, &parm),
+        "SA.KEY",
+        HashAlgorithm::Sha1,
+        &hash20(),
+        false,
+    );
 }
 
 fn pr_request() -> Vec<u8> {
@@ -810,18 +848,12 @@ fn failure_reply_8_1033_is_empty() {
 fn failure_reply_carries_no_body_even_for_a_verb_with_one() {
     // Return code 12 on a vp request: the body is Empty although vp's success reply has
     // verb data.
-    let msg = reply(0x08, 12, 0x0123, &bare_parm(b"vp"));
-    let r = golden_reply(&msg, &Request::Patterns);
-    assert_eq!((r.return_code, r.reason_code), (12, 0x0123));
-    assert_eq!(r.body, ReplyBody::Empty);
+    check_bodyless_reply(b"vp", 12, 0x0123, &Request::Patterns);
 }
 
 #[test]
 fn warning_reply_without_parameters_is_empty() {
-    let msg = reply(0x08, 4, 0x0401, &bare_parm(b"st"));
-    let r = golden_reply(&msg, &Request::ShareTables);
-    assert_eq!((r.return_code, r.reason_code), (4, 0x0401));
-    assert_eq!(r.body, ReplyBody::Empty);
+    check_bodyless_reply(b"st", 4, 0x0401, &Request::ShareTables);
 }
 
 #[test]
@@ -907,6 +939,25 @@ fn rg_certificates_follow_the_entries_with_a_key_in_order() {
     assert!(list[2].clone && !list[1].clone);
 }
 
+/// Decode a golden ce request: `signer` certifies [`PK_TOKEN`] for `eid` and `serial`.
+fn check_certify(msg: &[u8], signer: &str, eid: Option<&str>, serial: Option<&str>) -> Request {
+    let req = golden_request(msg);
+    let Request::Certify {
+        signer: s,
+        subject,
+        eid: e,
+        serial: n,
+    } = &req
+    else {
+        panic!("{req:?}")
+    };
+    assert_eq!(s.as_str(), signer);
+    assert_eq!(subject.as_bytes(), PK_TOKEN);
+    assert_eq!(e.as_ref().map(|e| e.as_str()), eid);
+    assert_eq!(n.as_ref().map(|s| s.as_str()), serial);
+    req
+}
+
 #[test]
 fn ce_certify_with_eid_and_serial() {
     let parm = cat(&[
@@ -924,20 +975,12 @@ fn ce_certify_with_eid_and_serial() {
         &[0x00, 0x00],            // 103 entry 2 flag
         &PK_TOKEN,                // 105 subject token (12)
     ]);
-    let req = golden_request(&request(0x75, &parm));
-    let Request::Certify {
-        signer,
-        subject,
-        eid,
-        serial,
-    } = &req
-    else {
-        panic!("{req:?}")
-    };
-    assert_eq!(signer.as_str(), "MKCLONE.SA.KEY");
-    assert_eq!(subject.as_bytes(), PK_TOKEN);
-    assert_eq!(eid.as_ref().map(|e| e.as_str()), Some("TARGETNODE02"));
-    assert_eq!(serial.as_ref().map(|s| s.as_str()), Some("93AABC12"));
+    let req = check_certify(
+        &request(0x75, &parm),
+        "MKCLONE.SA.KEY",
+        Some("TARGETNODE02"),
+        Some("93AABC12"),
+    );
 
     let parm = cat(&[
         b"ce",         //  0 function code
@@ -957,44 +1000,14 @@ fn ce_certify_with_eid_and_serial() {
 
 #[test]
 fn ce_certify_without_eid_or_serial() {
-    let parm = cat(&[
-        &b"ce"[..],                 // 0 function code
-        &EMPTY,                     // 2 rule-array length 2
-        &verb(0x001B, &[0x00; 25]), // 4 flags 0, EID and serial zero
-        &keys(
-            0x0056,
-            &[entry(0x0044, &label("SA")), entry(0x0010, &PK_TOKEN)],
-        ),
-    ]);
-    let req = golden_request(&request(0x75, &parm));
-    let Request::Certify {
-        signer,
-        subject,
-        eid,
-        serial,
-    } = &req
-    else {
-        panic!("{req:?}")
-    };
-    assert_eq!(signer.as_str(), "SA");
-    assert_eq!(subject.as_bytes(), PK_TOKEN);
-    assert!(eid.is_none());
-    assert!(serial.is_none());
+    // Flags 0, EID and serial zero.
+    check_certify(&request(0x75, &ce_parm(&[0x00; 25])), "SA", None, None);
 }
 
 #[test]
 fn ce_certify_with_serial_only() {
     let data = cat(&[&[0x02], &[0x00; 16], b"S1      "]);
-    let parm = cat(&[
-        &b"ce"[..],
-        &EMPTY,
-        &verb(0x001B, &data),
-        &keys(
-            0x0056,
-            &[entry(0x0044, &label("SA")), entry(0x0010, &PK_TOKEN)],
-        ),
-    ]);
-    let req = golden_request(&request(0x75, &parm));
+    let req = golden_request(&request(0x75, &ce_parm(&data)));
     let Request::Certify { eid, serial, .. } = &req else {
         panic!("{req:?}")
     };

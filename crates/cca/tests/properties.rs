@@ -244,6 +244,15 @@ fn empty_body_request() -> impl Strategy<Value = Request> {
 }
 
 /// Return codes below 8 (a body is decoded).
+/// A reply with return code `rt`, reason code `rs` and `body`.
+fn reply_with(rt: u16, rs: u16, body: ReplyBody) -> Reply {
+    Reply {
+        return_code: rt,
+        reason_code: rs,
+        body,
+    }
+}
+
 fn ok_rc() -> impl Strategy<Value = u16> {
     prop_oneof![Just(0u16), Just(4u16), 0u16..8]
 }
@@ -312,14 +321,8 @@ fn request_and_reply() -> impl Strategy<Value = (Request, Reply)> {
     let rs = any::<u16>();
     prop_oneof![
         // Empty: a verb without a reply body, any non-failing code...
-        (empty_body_request(), ok_rc(), rs).prop_map(|(req, rt, rs)| (
-            req,
-            Reply {
-                return_code: rt,
-                reason_code: rs,
-                body: ReplyBody::Empty
-            }
-        )),
+        (empty_body_request(), ok_rc(), rs)
+            .prop_map(|(req, rt, rs)| (req, reply_with(rt, rs, ReplyBody::Empty))),
         // ...or any verb with a failing code.
         (request(), 8u16.., rs).prop_map(|(req, rt, rs)| (req, Reply::code(rt, rs))),
         // Elements (FQ). An empty rule array under return code 4 reads as Empty, so at
@@ -332,11 +335,7 @@ fn request_and_reply() -> impl Strategy<Value = (Request, Reply)> {
         )
             .prop_map(|(q, e, rt, rs)| (
                 Request::Query(q),
-                Reply {
-                    return_code: rt,
-                    reason_code: rs,
-                    body: ReplyBody::Elements(e)
-                }
+                reply_with(rt, rs, ReplyBody::Elements(e))
             )),
         (
             serial(),
@@ -365,11 +364,7 @@ fn request_and_reply() -> impl Strategy<Value = (Request, Reply)> {
                     .collect();
                 (
                     Request::Patterns,
-                    Reply {
-                        return_code: rt,
-                        reason_code: 0,
-                        body: ReplyBody::Patterns { serial, entries },
-                    },
+                    reply_with(rt, 0, ReplyBody::Patterns { serial, entries }),
                 )
             }),
         (
@@ -381,65 +376,30 @@ fn request_and_reply() -> impl Strategy<Value = (Request, Reply)> {
         )
             .prop_map(|(m_of_n, tables, rt)| (
                 Request::ShareTables,
-                Reply {
-                    return_code: rt,
-                    reason_code: 0,
-                    body: ReplyBody::ShareTables { m_of_n, tables }
-                }
+                reply_with(rt, 0, ReplyBody::ShareTables { m_of_n, tables })
             )),
         (
             prop_oneof![generate_retained(), retained_public_key(),],
             public_key_token(),
             ok_rc()
         )
-            .prop_map(|(req, t, rt)| (
-                req,
-                Reply {
-                    return_code: rt,
-                    reason_code: 0,
-                    body: ReplyBody::PublicKey(t)
-                }
-            )),
+            .prop_map(|(req, t, rt)| (req, reply_with(rt, 0, ReplyBody::PublicKey(t)))),
         (vec(retained_key(), 0..=6), ok_rc()).prop_map(|(list, rt)| (
             Request::ListRetained,
-            Reply {
-                return_code: rt,
-                reason_code: 0,
-                body: ReplyBody::RetainedKeys(list)
-            }
+            reply_with(rt, 0, ReplyBody::RetainedKeys(list))
         )),
         (vec(registration(), 0..=6), ok_rc()).prop_map(|(list, rt)| (
             Request::ListRegistrations,
-            Reply {
-                return_code: rt,
-                reason_code: 0,
-                body: ReplyBody::Registrations(list)
-            }
+            reply_with(rt, 0, ReplyBody::Registrations(list))
         )),
-        (certify(), certificate(), ok_rc()).prop_map(|(req, c, rt)| (
-            req,
-            Reply {
-                return_code: rt,
-                reason_code: 0,
-                body: ReplyBody::Certificate(c)
-            }
-        )),
-        (obtain(), sealed_share(), ok_rc()).prop_map(|(req, s, rt)| (
-            req,
-            Reply {
-                return_code: rt,
-                reason_code: 0,
-                body: ReplyBody::Share(s)
-            }
-        )),
+        (certify(), certificate(), ok_rc())
+            .prop_map(|(req, c, rt)| (req, reply_with(rt, 0, ReplyBody::Certificate(c)))),
+        (obtain(), sealed_share(), ok_rc())
+            .prop_map(|(req, s, rt)| (req, reply_with(rt, 0, ReplyBody::Share(s)))),
         (install(), any::<u8>(), any::<u8>(), ok_rc(), rs).prop_map(
             |(req, received, m, rt, rs)| (
                 req,
-                Reply {
-                    return_code: rt,
-                    reason_code: rs,
-                    body: ReplyBody::InstallProgress { received, m }
-                }
+                reply_with(rt, rs, ReplyBody::InstallProgress { received, m })
             )
         ),
     ]
@@ -474,6 +434,21 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         1 => (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
         1 => any::<Index>().prop_map(Mutation::Remove),
     ]
+}
+
+/// `msg` with `mutations` applied, inside the parameter block when `in_parm`. Then (when
+/// `in_parm`) the CPRBX's parameter length at `parml_at` is kept consistent with the bytes
+/// after the header, so that the parameter-block and verb decoders see the mutation
+/// instead of the length check: half of the time.
+fn mutated(mut msg: Vec<u8>, mutations: &[Mutation], in_parm: bool, parml_at: usize) -> Vec<u8> {
+    for m in mutations {
+        msg = apply(msg, m, if in_parm { CPRBX_LEN } else { 0 });
+    }
+    if in_parm && msg.len() >= CPRBX_LEN {
+        let len = (msg.len() - CPRBX_LEN) as u32;
+        msg[parml_at..parml_at + 4].copy_from_slice(&len.to_be_bytes());
+    }
+    msg
 }
 
 fn apply(mut bytes: Vec<u8>, m: &Mutation, from: usize) -> Vec<u8> {
@@ -662,16 +637,9 @@ proptest! {
         mutations in vec(mutation(), 1..=3),
         in_parm in any::<bool>(),
     ) {
-        let mut msg = req.to_message(0x000D, 12 * 1024).unwrap();
-        for m in &mutations {
-            msg = apply(msg, m, if in_parm { CPRBX_LEN } else { 0 });
-        }
-        // Keep req_parml consistent half of the time, so the parameter-block and verb
-        // decoders see the mutation instead of the length check.
-        if in_parm && msg.len() >= CPRBX_LEN {
-            let len = (msg.len() - CPRBX_LEN) as u32;
-            msg[12..16].copy_from_slice(&len.to_be_bytes());
-        }
+        let msg = req.to_message(0x000D, 12 * 1024).unwrap();
+        // req_parml at 12.
+        let msg = mutated(msg, &mutations, in_parm, 12);
         decode_everything(&msg, &[&req]);
         if let Ok((_, back)) = Request::from_message(&msg) {
             // Whatever decodes re-encodes without error.
@@ -685,14 +653,9 @@ proptest! {
         mutations in vec(mutation(), 1..=3),
         in_parm in any::<bool>(),
     ) {
-        let mut msg = reply.to_message(req.function(), 0x000D).unwrap();
-        for m in &mutations {
-            msg = apply(msg, m, if in_parm { CPRBX_LEN } else { 0 });
-        }
-        if in_parm && msg.len() >= CPRBX_LEN {
-            let len = (msg.len() - CPRBX_LEN) as u32;
-            msg[24..28].copy_from_slice(&len.to_be_bytes());
-        }
+        let msg = reply.to_message(req.function(), 0x000D).unwrap();
+        // rpld_parml at 24.
+        let msg = mutated(msg, &mutations, in_parm, 24);
         decode_everything(&msg, &[&req]);
         if let Ok(back) = Reply::from_message(&msg, &req) {
             prop_assert!(back.to_message(req.function(), 0x000D).is_ok());

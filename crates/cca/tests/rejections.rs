@@ -58,6 +58,28 @@ fn assert_trailing(result: Result<impl std::fmt::Debug, CodecError>, what: &str,
     }
 }
 
+/// Refused with some `Field` error; otherwise the panic says `accepted` was accepted.
+#[track_caller]
+fn assert_field_refused(result: Result<impl std::fmt::Debug, CodecError>, accepted: &str) {
+    match result {
+        Err(CodecError::Field { .. }) => {}
+        other => panic!("accepted {accepted}: {other:?}"),
+    }
+}
+
+#[track_caller]
+fn assert_truncated(result: Result<impl std::fmt::Debug, CodecError>, what: &str) {
+    match result {
+        Err(CodecError::Truncated { what: w, .. }) if w == what => {}
+        other => panic!("expected Truncated {{ what: {what:?} }}, got {other:?}"),
+    }
+}
+
+/// The request a hand-made message decodes to.
+fn decoded(msg: &[u8]) -> Request {
+    Request::from_message(msg).unwrap().1
+}
+
 /// Sanity: the base vectors of this file are accepted.
 #[test]
 fn base_vectors_decode() {
@@ -104,72 +126,62 @@ fn bytes_beyond_req_parml_are_refused() {
 
 #[test]
 fn verb_data_rejects_trailing_bytes() {
-    // mn: verb data m, n and one byte more.
-    let parm = cat(&[
-        b"mn",               //  0 function code
-        &[0x00, 0x0A],       //  2 rule-array length 10
-        b"SET-MOFN",         //  4 keyword
-        &[0x00, 0x05],       // 12 verb-data length 5
-        &[0x03, 0x05, 0x00], // 14 m, n, extra
-        &EMPTY,              // 17 key-block length 2
-    ]);
-    assert_trailing(
-        Request::from_message(&request(0x13, &parm)),
-        "SET-MOFN verb data",
-        1,
-    );
-
-    // kg: modulus bits and one byte more.
-    let parm = cat(&[
-        &b"kg"[..],
-        &rules(0x0012, &["RETAIN", "SIG-ONLY"]),
-        &verb(0x0005, &[0x08, 0x00, 0x00]),
-        &keys(0x0046, &[entry(0x0044, &label("SA"))]),
-    ]);
-    assert_trailing(
-        Request::from_message(&request(0x5F, &parm)),
-        "PKA_Key_Generate verb data",
-        1,
-    );
-
-    // md OBTAIN: index u32 and two bytes more.
-    let parm = cat(&[
-        &b"md"[..],
-        &rules(0x0012, &["OBTAIN", "SYM-MK"]),
-        &verb(0x0008, &[0, 0, 0, 1, 0, 0]),
-        &keys(
-            0x0096,
-            &[
-                entry(0x0044, &label("CSS")),
-                entry(0x0044, &label("SA")),
-                entry(0x000C, &CERT),
-            ],
+    // (parameter block, its length, what has the trailing bytes, how many)
+    let cases = [
+        // mn: verb data m, n and one byte more.
+        (
+            cat(&[
+                b"mn",               //  0 function code
+                &[0x00, 0x0A],       //  2 rule-array length 10
+                b"SET-MOFN",         //  4 keyword
+                &[0x00, 0x05],       // 12 verb-data length 5
+                &[0x03, 0x05, 0x00], // 14 m, n, extra
+                &EMPTY,              // 17 key-block length 2
+            ]),
+            0x13,
+            "SET-MOFN verb data",
+            1,
         ),
-    ]);
-    assert_trailing(
-        Request::from_message(&request(0xB2, &parm)),
-        "OBTAIN verb data",
-        2,
-    );
+        // kg: modulus bits and one byte more.
+        (
+            cat(&[
+                &b"kg"[..],
+                &rules(0x0012, &["RETAIN", "SIG-ONLY"]),
+                &verb(0x0005, &[0x08, 0x00, 0x00]),
+                &keys(0x0046, &[entry(0x0044, &label("SA"))]),
+            ]),
+            0x5F,
+            "PKA_Key_Generate verb data",
+            1,
+        ),
+        // md OBTAIN: index u32 and two bytes more.
+        (
+            cat(&[
+                &b"md"[..],
+                &rules(0x0012, &["OBTAIN", "SYM-MK"]),
+                &verb(0x0008, &[0, 0, 0, 1, 0, 0]),
+                &keys(
+                    0x0096,
+                    &[
+                        entry(0x0044, &label("CSS")),
+                        entry(0x0044, &label("SA")),
+                        entry(0x000C, &CERT),
+                    ],
+                ),
+            ]),
+            0xB2,
+            "OBTAIN verb data",
+            2,
+        ),
+    ];
+    for (parm, len, what, count) in cases {
+        assert_trailing(Request::from_message(&request(len, &parm)), what, count);
+    }
 }
 
 #[test]
 fn reply_verb_data_rejects_trailing_bytes() {
-    // vp reply with one byte after the (zero) entries.
-    let parm = cat(&[
-        &b"vp"[..],
-        &EMPTY,
-        &verb(0x000C, &cat(&[b"SER1    ", &[0x00], &[0xEE]])),
-        &EMPTY,
-    ]);
-    assert_trailing(
-        Reply::from_message(&reply(0x12, 0, 0, &parm), &Request::Patterns),
-        "patterns reply",
-        1,
-    );
-
-    // md INSTALL reply with three bytes instead of two.
-    let install = Request::from_message(&request(
+    let install = decoded(&request(
         0xB8,
         &cat(&[
             &b"md"[..],
@@ -185,37 +197,68 @@ fn reply_verb_data_rejects_trailing_bytes() {
                 ],
             ),
         ]),
-    ))
-    .unwrap()
-    .1;
-    let parm = cat(&[&b"md"[..], &EMPTY, &verb(0x0005, &[1, 3, 0]), &EMPTY]);
-    assert_trailing(
-        Reply::from_message(&reply(0x0B, 0, 0, &parm), &install),
-        "INSTALL reply",
-        1,
-    );
-
-    // rg reply with a certificate that no entry claims.
-    let parm = cat(&[
-        &b"rg"[..],
-        &EMPTY,
-        &verb(
-            0x005C,
-            &cat(&[
-                &[0x00, 0x01],
-                &label("A"),
-                &[0x00, 0x01, 0x14],
-                &hash20(),
-                &[0x00],
-            ]),
+    ));
+    // (reply, the request it answers, what has the trailing bytes, how many)
+    let cases = [
+        // vp reply with one byte after the (zero) entries.
+        (
+            reply(
+                0x12,
+                0,
+                0,
+                &cat(&[
+                    &b"vp"[..],
+                    &EMPTY,
+                    &verb(0x000C, &cat(&[b"SER1    ", &[0x00], &[0xEE]])),
+                    &EMPTY,
+                ]),
+            ),
+            Request::Patterns,
+            "patterns reply",
+            1,
         ),
-        &keys(0x000E, &[entry(0x000C, &CERT)]),
-    ]);
-    assert_trailing(
-        Reply::from_message(&reply(0x6E, 0, 0, &parm), &Request::ListRegistrations),
-        "registered certificates",
-        1,
-    );
+        // md INSTALL reply with three bytes instead of two.
+        (
+            reply(
+                0x0B,
+                0,
+                0,
+                &cat(&[&b"md"[..], &EMPTY, &verb(0x0005, &[1, 3, 0]), &EMPTY]),
+            ),
+            install,
+            "INSTALL reply",
+            1,
+        ),
+        // rg reply with a certificate that no entry claims.
+        (
+            reply(
+                0x6E,
+                0,
+                0,
+                &cat(&[
+                    &b"rg"[..],
+                    &EMPTY,
+                    &verb(
+                        0x005C,
+                        &cat(&[
+                            &[0x00, 0x01],
+                            &label("A"),
+                            &[0x00, 0x01, 0x14],
+                            &hash20(),
+                            &[0x00],
+                        ]),
+                    ),
+                    &keys(0x000E, &[entry(0x000C, &CERT)]),
+                ]),
+            ),
+            Request::ListRegistrations,
+            "registered certificates",
+            1,
+        ),
+    ];
+    for (msg, req, what, count) in cases {
+        assert_trailing(Reply::from_message(&msg, &req), what, count);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -346,13 +389,7 @@ fn truncated_header_is_refused() {
 fn header_alone_has_no_function_code() {
     // A CPRBX with req_parml 0 and nothing after it: the parameter block lacks its code.
     let msg = cprbx(0, RPL_MSGBL, 0, 0, 0, DOMAIN);
-    assert!(matches!(
-        Request::from_message(&msg),
-        Err(CodecError::Truncated {
-            what: "function code",
-            ..
-        })
-    ));
+    assert_truncated(Request::from_message(&msg), "function code");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -368,13 +405,8 @@ fn reply_for_another_function_is_refused() {
         "function code",
     );
     // A kp public-key reply offered for kg: same body layout, other function.
-    let parm = cat(&[
-        &b"kp"[..],
-        &EMPTY,
-        &EMPTY,
-        &keys(0x0012, &[entry(0x0010, &PK_TOKEN)]),
-    ]);
-    let kg = Request::from_message(&request(
+    let parm = keys_only(b"kp", &keys(0x0012, &[entry(0x0010, &PK_TOKEN)]));
+    let kg = decoded(&request(
         0x5E,
         &cat(&[
             &b"kg"[..],
@@ -382,9 +414,7 @@ fn reply_for_another_function_is_refused() {
             &verb(0x0004, &[0x08, 0x00]),
             &keys(0x0046, &[entry(0x0044, &label("SA"))]),
         ]),
-    ))
-    .unwrap()
-    .1;
+    ));
     assert_field(
         Reply::from_message(&reply(0x18, 0, 0, &parm), &kg),
         "reply",
@@ -446,31 +476,31 @@ fn parameter_block_length_fields_are_checked() {
             "rule-array length",
         );
     }
-    // Verb-data and key-block lengths smaller than the length field itself.
-    let parm = cat(&[&b"vp"[..], &EMPTY, &[0x00, 0x01], &EMPTY]);
-    assert_field(
-        ParmBlock::decode(&parm),
-        "parameter block",
-        "verb-data length",
-    );
-    let parm = cat(&[&b"vp"[..], &EMPTY, &EMPTY, &[0x00, 0x00]]);
-    assert_field(
-        ParmBlock::decode(&parm),
-        "parameter block",
-        "key-block length",
-    );
-    // A key-block entry shorter than its own length + flag.
-    let parm = cat(&[
-        &b"vp"[..],
-        &EMPTY,
-        &EMPTY,
-        &[0x00, 0x06, 0x00, 0x03, 0x00, 0x00],
-    ]);
-    assert_field(
-        ParmBlock::decode(&parm),
-        "parameter block",
-        "key-block entry length",
-    );
+    // (parameter block, the length field it gets wrong)
+    let cases = [
+        // Verb-data and key-block lengths smaller than the length field itself.
+        (
+            cat(&[&b"vp"[..], &EMPTY, &[0x00, 0x01], &EMPTY]),
+            "verb-data length",
+        ),
+        (
+            cat(&[&b"vp"[..], &EMPTY, &EMPTY, &[0x00, 0x00]]),
+            "key-block length",
+        ),
+        // A key-block entry shorter than its own length + flag.
+        (
+            cat(&[
+                &b"vp"[..],
+                &EMPTY,
+                &EMPTY,
+                &[0x00, 0x06, 0x00, 0x03, 0x00, 0x00],
+            ]),
+            "key-block entry length",
+        ),
+    ];
+    for (parm, field) in cases {
+        assert_field(ParmBlock::decode(&parm), "parameter block", field);
+    }
     // An entry running past the key block.
     let parm = cat(&[
         &b"vp"[..],
@@ -478,80 +508,60 @@ fn parameter_block_length_fields_are_checked() {
         &EMPTY,
         &[0x00, 0x06, 0x00, 0x08, 0x00, 0x00],
     ]);
-    assert!(matches!(
-        ParmBlock::decode(&parm),
-        Err(CodecError::Truncated {
-            what: "key-block entry",
-            ..
-        })
-    ));
+    assert_truncated(ParmBlock::decode(&parm), "key-block entry");
 }
 
 #[test]
 fn missing_or_wrong_rules_are_refused() {
     // mn with another keyword.
-    let parm = cat(&[
-        &b"mn"[..],
-        &rules(0x000A, &["SET"]),
-        &verb(0x0004, &[3, 5]),
-        &EMPTY,
-    ]);
-    assert!(matches!(
-        Request::from_message(&request(0x12, &parm)),
-        Err(CodecError::MissingRule { .. })
-    ));
+    let mut cases = vec![(
+        cat(&[
+            &b"mn"[..],
+            &rules(0x000A, &["SET"]),
+            &verb(0x0004, &[3, 5]),
+            &EMPTY,
+        ]),
+        0x12,
+    )];
     // mp naming both registers, or none.
     for kws in [["SET", "SET"], ["SYM-MK", "ASYM-MK"], ["SET", "AES-MK"]] {
-        let parm = cat(&[&b"mp"[..], &rules(0x0012, &kws), &EMPTY, &EMPTY]);
-        assert!(matches!(
-            Request::from_message(&request(0x18, &parm)),
-            Err(CodecError::MissingRule { .. })
+        cases.push((
+            cat(&[&b"mp"[..], &rules(0x0012, &kws), &EMPTY, &EMPTY]),
+            0x18,
         ));
     }
     // md with neither OBTAIN nor INSTALL.
-    let parm = cat(&[
-        &b"md"[..],
-        &rules(0x0012, &["RANDOM", "SYM-MK"]),
-        &EMPTY,
-        &EMPTY,
-    ]);
-    assert!(matches!(
-        Request::from_message(&request(0x18, &parm)),
-        Err(CodecError::MissingRule { .. })
+    cases.push((
+        cat(&[
+            &b"md"[..],
+            &rules(0x0012, &["RANDOM", "SYM-MK"]),
+            &EMPTY,
+            &EMPTY,
+        ]),
+        0x18,
     ));
+    for (parm, len) in cases {
+        assert!(matches!(
+            Request::from_message(&request(len, &parm)),
+            Err(CodecError::MissingRule { .. })
+        ));
+    }
 }
 
 #[test]
 fn invalid_domain_values_are_refused() {
     // A lower-case label in the kp key block.
-    let parm = cat(&[
-        &b"kp"[..],
-        &EMPTY,
-        &EMPTY,
-        &keys(0x0046, &[entry(0x0044, &label("sa.key"))]),
-    ]);
+    let parm = keys_only(b"kp", &keys(0x0046, &[entry(0x0044, &label("sa.key"))]));
     assert!(matches!(
         Request::from_message(&request(0x4C, &parm)),
         Err(CodecError::Domain { .. })
     ));
     // A kg reply whose token does not start with X'1E'.
-    let kp = Request::from_message(&request(
+    let kp = decoded(&request(
         0x4C,
-        &cat(&[
-            &b"kp"[..],
-            &EMPTY,
-            &EMPTY,
-            &keys(0x0046, &[entry(0x0044, &label("SA"))]),
-        ]),
-    ))
-    .unwrap()
-    .1;
-    let parm = cat(&[
-        &b"kp"[..],
-        &EMPTY,
-        &EMPTY,
-        &keys(0x000E, &[entry(0x000C, &CERT)]),
-    ]);
+        &keys_only(b"kp", &keys(0x0046, &[entry(0x0044, &label("SA"))])),
+    ));
+    let parm = keys_only(b"kp", &keys(0x000E, &[entry(0x000C, &CERT)]));
     assert!(matches!(
         Reply::from_message(&reply(0x14, 0, 0, &parm), &kp),
         Err(CodecError::Domain { .. })
@@ -569,20 +579,8 @@ fn certify_refuses_eid_bytes_when_the_eid_flag_is_clear() {
     // flags 0 (no EID, no serial) but an EID in the EID field: decodes as `eid: None`,
     // and re-encodes with zeros there, so two encodings share one meaning.
     let data = cat(&[&[0x00], &eid16("GHOST"), &[0x00; 8]]);
-    let parm = cat(&[
-        &b"ce"[..],
-        &EMPTY,
-        &verb(0x001B, &data),
-        &keys(
-            0x0056,
-            &[entry(0x0044, &label("SA")), entry(0x0010, &PK_TOKEN)],
-        ),
-    ]);
-    let msg = request(0x75, &parm);
-    match Request::from_message(&msg) {
-        Err(CodecError::Field { .. }) => {}
-        other => panic!("accepted an EID whose flag is clear: {other:?}"),
-    }
+    let msg = request(0x75, &ce_parm(&data));
+    assert_field_refused(Request::from_message(&msg), "an EID whose flag is clear");
 }
 
 #[test]
@@ -597,23 +595,21 @@ fn clone_byte_other_than_0_or_1_is_refused() {
         &EMPTY,
     ]);
     let msg = reply(0x4E, 0, 0, &parm);
-    match Reply::from_message(&msg, &Request::ListRetained) {
-        Err(CodecError::Field { .. }) => {}
-        other => panic!("accepted clone byte 2: {other:?}"),
-    }
+    assert_field_refused(
+        Reply::from_message(&msg, &Request::ListRetained),
+        "clone byte 2",
+    );
 }
 
 #[test]
 fn non_zero_key_entry_flag_is_refused() {
-    let parm = cat(&[
-        &b"kd"[..],
-        &EMPTY,
-        &EMPTY,
+    let block = cat(&[
         &[0x00, 0x46], // key-block length 70
         &[0x00, 0x44], // entry length 68
         &[0x12, 0x34], // entry flag X'1234'
         &label("SA"),
     ]);
+    let parm = keys_only(b"kd", &block);
     let msg = request(0x4C, &parm);
     match Request::from_message(&msg) {
         Err(_) => {}

@@ -13,7 +13,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use mkclone_backend::NewState;
+use mkclone_backend::{Applied, BackendError, NewState};
 
 use crate::ceremony::{Ceremony, Done, PhaseReport};
 use crate::durable::{self, Access};
@@ -40,12 +40,24 @@ impl AbortSteps {
     }
 }
 
-fn word(a: &mkclone_backend::Applied<()>) -> &'static str {
-    if a.was_already_done() {
+/// One journaled abort step on node `name`, reported as `what` and whether it had anything
+/// to do.
+fn reported_step(
+    c: &mut Ceremony,
+    report: &mut PhaseReport,
+    name: &str,
+    action: Action,
+    request: impl FnMut() -> std::result::Result<Applied<()>, BackendError>,
+    what: String,
+) -> Result<()> {
+    let a = c.step(Phase::Abort, name, action, request, Done::applied)?;
+    let word = if a.was_already_done() {
         "nothing to do"
     } else {
         "done"
-    }
+    };
+    report.did(format!("{what} ({word})"));
+    Ok(())
 }
 
 /// Overwrite a file with zeros, sync it, remove it, sync its directory. Only a regular
@@ -172,14 +184,14 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
                     ));
                     continue;
                 }
-                let a = c.step(
-                    Phase::Abort,
+                reported_step(
+                    c,
+                    &mut report,
                     t,
                     Action::ClearNew { kind },
                     || node.clear_new(kind),
-                    Done::applied,
+                    format!("{t}: {kind} NEW cleared"),
                 )?;
-                report.did(format!("{t}: {kind} NEW cleared ({})", word(&a)));
             }
         }
     }
@@ -194,19 +206,16 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
         keys.extend(targets.iter().map(|t| (t.clone(), plan.csr_label())));
         for (name, label) in keys {
             let node = nodes.node(&name)?;
-            let a = c.step(
-                Phase::Abort,
+            reported_step(
+                c,
+                &mut report,
                 &name,
                 Action::DeleteRetainedKey {
                     label: label.clone(),
                 },
                 || node.delete_retained_key(&label),
-                Done::applied,
+                format!("{name}: retained key {label} deleted"),
             )?;
-            report.did(format!(
-                "{name}: retained key {label} deleted ({})",
-                word(&a)
-            ));
         }
     }
     if steps.unregister_sa {
@@ -218,19 +227,16 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
             .collect();
         for name in names {
             let node = nodes.node(&name)?;
-            let a = c.step(
-                Phase::Abort,
+            reported_step(
+                c,
+                &mut report,
                 &name,
                 Action::UnregisterSaKey {
                     name: label.clone(),
                 },
                 || node.unregister_public_key(&label),
-                Done::applied,
+                format!("{name}: SA public key {label} unregistered"),
             )?;
-            report.did(format!(
-                "{name}: SA public key {label} unregistered ({})",
-                word(&a)
-            ));
         }
     }
     if steps.erase_files {

@@ -437,6 +437,12 @@ mod tests {
 
     const FMT: &str = "mkclone-test-db";
 
+    /// The error's message contains `text`.
+    #[track_caller]
+    fn says(err: &FileError, text: &str) {
+        assert!(err.to_string().contains(text), "{err}");
+    }
+
     fn body() -> Body {
         Body {
             name: "tärget \"1\"\n\\ alpha".into(),
@@ -523,7 +529,7 @@ mod tests {
         // A HashMap's order differs between instances; with enough keys it shows.
         let map: HashMap<String, u32> = (0..64).map(|i| (format!("k{i}"), i)).collect();
         let err = encode(FMT, 1, "C", false, &map).unwrap_err();
-        assert!(err.to_string().contains("BTreeMap"), "{err}");
+        says(&err, "BTreeMap");
         // NaN does not survive JSON.
         assert!(encode(FMT, 1, "C", false, &f64::NAN).is_err());
     }
@@ -542,10 +548,10 @@ mod tests {
         ] {
             let err = dec(bad).unwrap_err();
             assert!(matches!(err, FileError::Corrupt { .. }), "{err}");
-            assert!(err.to_string().contains("test.db"), "{err}");
+            says(&err, "test.db");
         }
         let err = dec(&bytes[..bytes.len() / 2]).unwrap_err();
-        assert!(err.to_string().contains("truncated"), "{err}");
+        says(&err, "truncated");
     }
 
     #[test]
@@ -573,7 +579,7 @@ mod tests {
             ),
             "{err}"
         );
-        assert!(err.to_string().contains("newer mkclone"), "{err}");
+        says(&err, "newer mkclone");
         let zero = replace(&encoded(), "\"version\":2", "\"version\":0");
         assert!(matches!(dec(&zero), Err(FileError::InvalidVersion { .. })));
         let huge = replace(&encoded(), "\"version\":2", "\"version\":4294967296");
@@ -590,10 +596,7 @@ mod tests {
             matches!(&err, FileError::ForeignCeremony { found, expected, .. } if found == "C-2" && expected == "C-1"),
             "{err}"
         );
-        assert!(
-            err.to_string().contains("belongs to ceremony \"C-2\""),
-            "{err}"
-        );
+        says(&err, "belongs to ceremony \"C-2\"");
     }
 
     #[test]

@@ -5,16 +5,16 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use mkclone_backend::{
-    Backend, CloneableKind, CurrentState, Eid, MofN, NodeStatus, RsaModulusBits, SerialNumber,
-};
+use mkclone_backend::{Backend, CloneableKind, CurrentState, NodeStatus};
 use mkclone_ceremony::dbs::{Layout, SA_DB_FORMAT, SaDb, read_optional};
 use mkclone_ceremony::journal::{Journal, Kind};
 use mkclone_ceremony::report::{self, Report};
 use mkclone_ceremony::run::{Nodes, run_clone};
-use mkclone_ceremony::{Ceremony, CeremonyError, Plan, PlanSpec};
-use mkclone_hw_sim::{Apqn, SimBus};
+use mkclone_ceremony::{Ceremony, CeremonyError, Plan};
 use serde_json::json;
+
+mod common;
+use common::*;
 
 const NODES: [(&str, u8); 4] = [("sa", 1), ("source", 2), ("target1", 3), ("target2", 4)];
 
@@ -32,58 +32,25 @@ impl Nodes for Cards {
     }
 }
 
-fn apqn(card: u8) -> Apqn {
-    Apqn::new(card, 0x0d).unwrap()
-}
-
-fn eid(s: &str) -> Eid {
-    Eid::new(&s.to_uppercase()).unwrap()
-}
-
 fn plan(targets: &[&str], kinds: &[CloneableKind], m: u8, n: u8, rehearsal: bool) -> Plan {
-    let m_of_n = MofN::new(m, n).unwrap();
-    Plan::new(PlanSpec {
-        id: "report-test".into(),
-        sa: ("sa".into(), eid("sa")),
-        source: ("source".into(), eid("source")),
-        targets: targets.iter().map(|t| (t.to_string(), eid(t))).collect(),
-        kinds: kinds.to_vec(),
-        m_of_n,
-        bits: RsaModulusBits::B2048,
-        rehearsal,
-        share_indices: mkclone_ceremony::plan::share_indices(&(1..=m).collect::<Vec<_>>(), m_of_n)
-            .unwrap(),
-        dual_control: false,
-        pinned_serials: Default::default(),
-        sa_fingerprint: None,
-        source_patterns: Vec::new(),
-    })
-    .unwrap()
+    common::plan("report-test", targets, kinds, m, n, rehearsal)
 }
 
 /// Fresh cards (serials S1..S4); the source gets random master keys.
 fn setup(root: &Path) {
-    let bus = SimBus::new(root.join("cards"));
-    for (name, card) in NODES {
-        let mut b = bus
-            .create_card(apqn(card), &SerialNumber::new(&format!("S{card}")).unwrap())
-            .unwrap();
-        if name == "source" {
-            for kind in CloneableKind::ALL {
-                b.load_random_master_key(kind).unwrap();
-            }
-        }
-    }
+    create_cards(root, &NODES);
 }
 
 fn open_cards(root: &Path) -> Cards {
-    let bus = SimBus::new(root.join("cards"));
-    Cards(
-        NODES
-            .iter()
-            .map(|(name, card)| (name.to_string(), bus.open_card(apqn(*card)).unwrap()))
-            .collect(),
-    )
+    Cards(common::open_cards(root, &NODES))
+}
+
+/// A new directory where a ceremony of `plan` ran to its end, on fresh cards.
+fn finished(plan: &Plan) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    setup(root.path());
+    run(root.path(), plan, None).unwrap();
+    root
 }
 
 fn statuses(root: &Path, names: &[&str]) -> Vec<(String, NodeStatus)> {
@@ -122,12 +89,10 @@ fn node<'a>(r: &'a Report, name: &str) -> &'a report::NodeView {
 
 #[test]
 fn a_finished_ceremony_report_names_every_node_share_and_set() {
-    let root = tempfile::tempdir().unwrap();
-    let root = root.path();
-    setup(root);
     let kinds = CloneableKind::ALL;
     let plan = plan(&["target1", "target2"], &kinds, 2, 3, false);
-    run(root, &plan, None).unwrap();
+    let root = finished(&plan);
+    let root = root.path();
     let dir = root.join("ceremony");
     let names = ["sa", "source", "target1", "target2"];
     let nodes = statuses(root, &names);
@@ -280,11 +245,9 @@ fn a_finished_ceremony_report_names_every_node_share_and_set() {
 
 #[test]
 fn a_rehearsal_report_says_rehearsal_in_its_title_and_every_section() {
-    let root = tempfile::tempdir().unwrap();
-    let root = root.path();
-    setup(root);
     let plan = plan(&["target1"], &[CloneableKind::Sym], 1, 1, true);
-    run(root, &plan, None).unwrap();
+    let root = finished(&plan);
+    let root = root.path();
     let nodes = statuses(root, &["sa", "source", "target1"]);
     let r = report::build_with(&root.join("ceremony"), &plan, &nodes, &[]).unwrap();
     assert!(r.rehearsal && r.complete, "{:?}", r.missing);
@@ -511,11 +474,9 @@ fn hostile_text_is_escaped_in_html_and_markdown() {
 
 #[test]
 fn files_erased_by_the_clean_up_are_recorded_not_missing() {
-    let root = tempfile::tempdir().unwrap();
-    let root = root.path();
-    setup(root);
     let plan = plan(&["target1"], &[CloneableKind::Sym], 2, 2, false);
-    run(root, &plan, None).unwrap();
+    let root = finished(&plan);
+    let root = root.path();
     let dir = root.join("ceremony");
     {
         let mut ceremony = Ceremony::open(&dir, plan.clone()).unwrap();

@@ -4,67 +4,30 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use mkclone_backend::{Backend, CloneableKind, Eid, MofN, RsaModulusBits, SerialNumber};
+use mkclone_backend::{Backend, CloneableKind, RsaModulusBits, SerialNumber};
 use mkclone_ceremony::run::run_clone;
-use mkclone_ceremony::{Ceremony, CeremonyError, Plan, PlanSpec};
-use mkclone_hw_sim::{Apqn, SimBackend, SimBus};
+use mkclone_ceremony::{Ceremony, CeremonyError, Plan};
+use mkclone_hw_sim::SimBackend;
+
+mod common;
+use common::*;
 
 const NODES: [(&str, u8); 3] = [("sa", 1), ("source", 2), ("target1", 3)];
 
 type Cards = BTreeMap<String, SimBackend>;
 
-fn bus(root: &Path) -> SimBus {
-    SimBus::new(root.join("cards"))
-}
-
-fn apqn(card: u8) -> Apqn {
-    Apqn::new(card, 0x0d).unwrap()
-}
-
 fn plan(kinds: Vec<CloneableKind>, m: u8, n: u8) -> Plan {
-    let m_of_n = MofN::new(m, n).unwrap();
-    let eid = |s: &str| Eid::new(&s.to_uppercase()).unwrap();
-    Plan::new(PlanSpec {
-        id: "resume-test".into(),
-        sa: ("sa".into(), eid("sa")),
-        source: ("source".into(), eid("source")),
-        targets: vec![("target1".into(), eid("target1"))],
-        kinds,
-        m_of_n,
-        bits: RsaModulusBits::B2048,
-        rehearsal: true,
-        share_indices: mkclone_ceremony::plan::share_indices(&(1..=m).collect::<Vec<_>>(), m_of_n)
-            .unwrap(),
-        dual_control: false,
-        pinned_serials: Default::default(),
-        sa_fingerprint: None,
-        source_patterns: Vec::new(),
-    })
-    .unwrap()
+    common::plan("resume-test", &["target1"], &kinds, m, n, true)
 }
 
 /// Fresh cards; the source gets random master keys.
 fn setup(root: &Path) {
-    let bus = bus(root);
-    for (name, card) in NODES {
-        let mut b = bus
-            .create_card(apqn(card), &SerialNumber::new(&format!("S{card}")).unwrap())
-            .unwrap();
-        if name == "source" {
-            for kind in CloneableKind::ALL {
-                b.load_random_master_key(kind).unwrap();
-            }
-        }
-    }
+    create_cards(root, &NODES);
 }
 
 /// Everything opened anew, as a new process would.
 fn open(root: &Path) -> Cards {
-    let bus = bus(root);
-    NODES
-        .iter()
-        .map(|(name, card)| (name.to_string(), bus.open_card(apqn(*card)).unwrap()))
-        .collect()
+    open_cards(root, &NODES)
 }
 
 fn run(root: &Path, plan: &Plan, crash_after: Option<u64>) -> Result<u64, CeremonyError> {

@@ -204,17 +204,7 @@ impl UnsignedCloneInfo {
 
     /// Insert the signature (not verified here).
     pub fn finish(self, signature: Vec<u8>) -> Result<SignedCloneInfo> {
-        if signature.len() != self.signature_len {
-            return Err(FormatError::Unencodable {
-                structure: STRUCTURE,
-                field: "signature",
-                reason: format!(
-                    "the signature is {} bytes; the token was laid out for {}",
-                    signature.len(),
-                    self.signature_len
-                ),
-            });
-        }
+        FormatError::check_signature_len(STRUCTURE, "token", self.signature_len, signature.len())?;
         Ok(SignedCloneInfo {
             info: self.info,
             signature: SignatureSubsection::sha256_pkcs1(self.signer, signature),
@@ -266,21 +256,7 @@ impl SignedCloneInfo {
 
     /// Decode a token in the clear that must fill `bytes` exactly.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(STRUCTURE, bytes);
-        r.expect_u8("token identifier", ids::CLONE_INFO_TOKEN)?;
-        r.expect_u8("token version", ids::VERSION)?;
-        let len_at = r.offset();
-        let total = usize::from(r.u16("token length")?);
-        if total != bytes.len() {
-            return Err(FormatError::LengthMismatch {
-                structure: STRUCTURE,
-                field: "token length",
-                offset: len_at,
-                claimed: total,
-                actual: bytes.len(),
-            });
-        }
-        r.reserved_zeros("reserved bytes of the token header", 4)?;
+        let mut r = Reader::token(STRUCTURE, bytes, ids::CLONE_INFO_TOKEN)?;
         let index_at = r.offset();
         let index = ShareIndex::from_u32(r.u32("share index")?)
             .map_err(|e| r.invalid("share index", index_at, e.to_string()))?;
@@ -432,12 +408,7 @@ fn expect_tlv<'a>(
     }
     let tlv = r.tlv()?;
     if tlv.id != id {
-        return Err(FormatError::UnexpectedSubsection {
-            structure: STRUCTURE,
-            id: tlv.id,
-            offset: tlv.offset,
-            reason,
-        });
+        return Err(tlv.unexpected(STRUCTURE, reason));
     }
     Ok(tlv)
 }

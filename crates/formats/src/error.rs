@@ -88,3 +88,36 @@ pub enum FormatError {
     #[error("RSA public key is not usable: {reason}")]
     InvalidKey { reason: String },
 }
+
+impl FormatError {
+    /// `structure` cannot encode `field`, for `reason`.
+    pub fn unencodable(
+        structure: &'static str,
+        field: &'static str,
+        reason: impl std::fmt::Display,
+    ) -> Self {
+        Self::Unencodable {
+            structure,
+            field,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A signature of `len` bytes for a `what` laid out for `expected`: refused unless
+    /// they match.
+    pub(crate) fn check_signature_len(
+        structure: &'static str,
+        what: &str,
+        expected: usize,
+        len: usize,
+    ) -> Result<()> {
+        if len != expected {
+            return Err(Self::unencodable(
+                structure,
+                "signature",
+                format!("the signature is {len} bytes; the {what} was laid out for {expected}"),
+            ));
+        }
+        Ok(())
+    }
+}

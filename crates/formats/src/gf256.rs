@@ -25,20 +25,14 @@ pub(crate) fn mul(a: u8, b: u8) -> u8 {
 
 /// Multiplicative inverse: a^254 (= a^-1 for a != 0); 0 maps to 0.
 pub(crate) fn inv(a: u8) -> u8 {
-    // 254 = 0b1111_1110: square-and-multiply with a fixed sequence of operations.
-    let a2 = mul(a, a);
-    let a3 = mul(a2, a);
-    let a6 = mul(a3, a3);
-    let a7 = mul(a6, a);
-    let a14 = mul(a7, a7);
-    let a15 = mul(a14, a);
-    let a30 = mul(a15, a15);
-    let a31 = mul(a30, a);
-    let a62 = mul(a31, a31);
-    let a63 = mul(a62, a);
-    let a126 = mul(a63, a63);
-    let a127 = mul(a126, a);
-    mul(a127, a127)
+    // 254 = 0b1111_1110: square-and-multiply with a fixed sequence of operations. Each
+    // round squares and multiplies by `a`: a^3, a^7, a^15, a^31, a^63, a^127; the last
+    // bit (0) only squares.
+    let mut x = a;
+    for _ in 0..6 {
+        x = mul(mul(x, x), a);
+    }
+    mul(x, x)
 }
 
 /// Division a / b (b != 0).

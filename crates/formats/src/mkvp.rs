@@ -17,24 +17,23 @@ use sha2::{Digest, Sha256};
 
 /// The SHA-1-method pattern of a 24-byte master key.
 pub fn sha1_method(key: &[u8; 24]) -> VerificationPattern {
-    let digest = mkclone_backend::timing::measure(mkclone_backend::timing::Category::Sha, || {
-        let mut h = Sha1::new();
-        h.update([0x01]);
-        h.update(key);
-        h.finalize()
-    });
-    pattern(PatternAlgorithm::Sha1Method, &digest)
+    method::<Sha1>(PatternAlgorithm::Sha1Method, key)
 }
 
 /// The SHA-256-method pattern of a 32-byte master key.
 pub fn sha256_method(key: &[u8; 32]) -> VerificationPattern {
+    method::<Sha256>(PatternAlgorithm::Sha256Method, key)
+}
+
+/// The first 8 bytes of `D`(X'01' || key), as an `algorithm` pattern.
+fn method<D: Digest>(algorithm: PatternAlgorithm, key: &[u8]) -> VerificationPattern {
     let digest = mkclone_backend::timing::measure(mkclone_backend::timing::Category::Sha, || {
-        let mut h = Sha256::new();
+        let mut h = D::new();
         h.update([0x01]);
         h.update(key);
         h.finalize()
     });
-    pattern(PatternAlgorithm::Sha256Method, &digest)
+    pattern(algorithm, &digest)
 }
 
 fn pattern(algorithm: PatternAlgorithm, digest: &[u8]) -> VerificationPattern {
@@ -55,27 +54,41 @@ mod tests {
     //   python3 -c 'import hashlib; k=bytes(range(24)); print(hashlib.sha1(b"\x01"+k).hexdigest()[:16])'
     // (and likewise for the other keys; sha256 for the 32-byte ones).
 
+    /// `method` of the N-byte key 00 01 .. is an `algorithm` pattern `counting`; of the
+    /// key 01 01 .., `ones`.
+    #[track_caller]
+    fn check_vectors<const N: usize>(
+        method: fn(&[u8; N]) -> VerificationPattern,
+        algorithm: PatternAlgorithm,
+        counting: &str,
+        ones: &str,
+    ) {
+        let key: [u8; N] = std::array::from_fn(|i| i as u8);
+        let p = method(&key);
+        assert_eq!(p.algorithm(), algorithm);
+        assert_eq!(hex::encode(p.bytes()), counting);
+        assert_eq!(hex::encode(method(&[0x01; N]).bytes()), ones);
+    }
+
     #[test]
     fn sha1_method_vectors() {
-        let key: [u8; 24] = std::array::from_fn(|i| i as u8); // 00 01 .. 17
-        let p = sha1_method(&key);
-        assert_eq!(p.algorithm(), PatternAlgorithm::Sha1Method);
-        assert_eq!(hex::encode(p.bytes()), "cf5f3c9201ae70a9");
-        assert_eq!(
-            hex::encode(sha1_method(&[0x01; 24]).bytes()),
-            "752b5e49f80534fb"
+        // 00 01 .. 17
+        check_vectors(
+            sha1_method,
+            PatternAlgorithm::Sha1Method,
+            "cf5f3c9201ae70a9",
+            "752b5e49f80534fb",
         );
     }
 
     #[test]
     fn sha256_method_vectors() {
-        let key: [u8; 32] = std::array::from_fn(|i| i as u8); // 00 01 .. 1F
-        let p = sha256_method(&key);
-        assert_eq!(p.algorithm(), PatternAlgorithm::Sha256Method);
-        assert_eq!(hex::encode(p.bytes()), "491176b0f443c65a");
-        assert_eq!(
-            hex::encode(sha256_method(&[0x01; 32]).bytes()),
-            "ce041765675ad4d9"
+        // 00 01 .. 1F
+        check_vectors(
+            sha256_method,
+            PatternAlgorithm::Sha256Method,
+            "491176b0f443c65a",
+            "ce041765675ad4d9",
         );
     }
 

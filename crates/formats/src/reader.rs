@@ -38,6 +38,18 @@ pub struct Tlv<'a> {
     pub body: Reader<'a>,
 }
 
+impl Tlv<'_> {
+    /// This subsection is not the one expected here, for `reason`.
+    pub fn unexpected(&self, structure: &'static str, reason: &'static str) -> FormatError {
+        FormatError::UnexpectedSubsection {
+            structure,
+            id: self.id,
+            offset: self.offset,
+            reason,
+        }
+    }
+}
+
 impl<'a> Reader<'a> {
     /// A reader over `buf`, reporting errors against `structure`.
     pub fn new(structure: &'static str, buf: &'a [u8]) -> Self {
@@ -129,6 +141,27 @@ impl<'a> Reader<'a> {
             });
         }
         Ok(())
+    }
+
+    /// A reader over a whole token, past its header: identifier `id`, version X'00', a
+    /// 2-byte total length that must be `buf`'s, and 4 reserved zero bytes.
+    pub fn token(structure: &'static str, buf: &'a [u8], id: u8) -> Result<Self> {
+        let mut r = Self::new(structure, buf);
+        r.expect_u8("token identifier", id)?;
+        r.expect_u8("token version", ids::VERSION)?;
+        let len_at = r.offset();
+        let total = usize::from(r.u16("token length")?);
+        if total != buf.len() {
+            return Err(FormatError::LengthMismatch {
+                structure,
+                field: "token length",
+                offset: len_at,
+                claimed: total,
+                actual: buf.len(),
+            });
+        }
+        r.reserved_zeros("reserved bytes of the token header", 4)?;
+        Ok(r)
     }
 
     /// Read `n` reserved bytes and require them to be zero.
@@ -332,6 +365,25 @@ impl Writer {
             ),
         })?;
         self.patch_u16(mark.start.saturating_add(2), v);
+        Ok(())
+    }
+
+    /// Overwrite the 2-byte length at `at` with `len`, refusing values above 65535.
+    pub fn patch_len16(
+        &mut self,
+        structure: &'static str,
+        field: &'static str,
+        at: usize,
+        len: usize,
+    ) -> Result<()> {
+        let v = u16::try_from(len).map_err(|_| {
+            FormatError::unencodable(
+                structure,
+                field,
+                format!("{len} bytes do not fit a 2-byte length"),
+            )
+        })?;
+        self.patch_u16(at, v);
         Ok(())
     }
 

@@ -17,12 +17,8 @@ impl ShareValue {
 
     /// Copy from a slice of exactly 24 bytes.
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != Self::LEN {
-            return None;
-        }
-        let mut v = Self([0; 24]);
-        v.0.copy_from_slice(bytes);
-        Some(v)
+        let bytes: &[u8; Self::LEN] = bytes.try_into().ok()?;
+        Some(Self(*bytes))
     }
 
     pub fn as_bytes(&self) -> &[u8; 24] {

@@ -30,22 +30,34 @@ fn cert_bytes() -> Vec<u8> {
         .into_bytes()
 }
 
+/// Which errors a test accepts.
+type Expected = fn(&FormatError) -> bool;
+/// A change made to valid bytes.
+type Change = fn(&mut [u8]);
+
+/// Decoding `bytes` as a cloning-information token fails with an error `expected`
+/// accepts; the error.
+#[track_caller]
+fn decode_refused(bytes: &[u8], expected: Expected) -> FormatError {
+    let err = SignedCloneInfo::decode(bytes).unwrap_err();
+    assert!(expected(&err), "{err}");
+    err
+}
+
 #[test]
 fn clone_info_share_index_must_match_the_header() {
     let mut b = token_bytes();
     b[40] = 4; // the X'01' TLV's index byte (offset 36 + 4)
-    let err = SignedCloneInfo::decode(&b).unwrap_err();
-    assert!(
+    let err = decode_refused(&b, |e| {
         matches!(
-            err,
+            e,
             FormatError::Invalid {
                 field: "share TLV index",
                 offset: 40,
                 ..
             }
-        ),
-        "{err}"
-    );
+        )
+    });
     assert!(
         err.to_string().contains("the header's share index is 3"),
         "{err}"
@@ -58,105 +70,133 @@ fn clone_info_pad_must_be_zero_and_exact() {
     assert_eq!(b.len(), 412);
     let mut nonzero = b.clone();
     nonzero[410] = 1;
-    let err = SignedCloneInfo::decode(&nonzero).unwrap_err();
-    assert!(
+    decode_refused(&nonzero, |e| {
         matches!(
-            err,
+            e,
             FormatError::UnexpectedByte {
                 field: "pad",
                 offset: 410,
                 found: 1,
                 ..
             }
-        ),
-        "{err}"
-    );
+        )
+    });
 
     // Eight more zero bytes (length field adjusted): still a multiple of 8, but too long.
     let mut long = b.clone();
     long.extend_from_slice(&[0; 8]);
     long[2..4].copy_from_slice(&420u16.to_be_bytes());
-    let err = SignedCloneInfo::decode(&long).unwrap_err();
-    assert!(
+    decode_refused(&long, |e| {
         matches!(
-            err,
+            e,
             FormatError::Invalid {
                 field: "pad",
                 offset: 407,
                 ..
             }
-        ),
-        "{err}"
-    );
+        )
+    });
 
     // One pad byte fewer: the area is no longer a multiple of 8.
     let mut short = b.clone();
     short.pop();
     short[2..4].copy_from_slice(&411u16.to_be_bytes());
-    assert!(matches!(
-        SignedCloneInfo::decode(&short),
-        Err(FormatError::Invalid { field: "pad", .. })
-    ));
+    decode_refused(&short, |e| {
+        matches!(e, FormatError::Invalid { field: "pad", .. })
+    });
 }
 
 #[test]
 fn clone_info_fields_are_checked() {
     let b = token_bytes();
-    let mut wrong_len = b.clone();
-    wrong_len[3] ^= 1;
-    assert!(matches!(
-        SignedCloneInfo::decode(&wrong_len),
-        Err(FormatError::LengthMismatch {
-            field: "token length",
-            offset: 2,
-            ..
-        })
-    ));
-    let mut reserved = b.clone();
-    reserved[5] = 1;
-    assert!(matches!(
-        SignedCloneInfo::decode(&reserved),
-        Err(FormatError::UnexpectedByte { offset: 5, .. })
-    ));
-    let mut kind = b.clone();
-    kind[65 + 4] = 3; // X'6D' TLV at 65: kind byte
-    assert!(matches!(
-        SignedCloneInfo::decode(&kind),
-        Err(FormatError::Invalid {
-            field: "master-key kind",
-            offset: 69,
-            ..
-        })
-    ));
-    let mut m_gt_n = b.clone();
-    m_gt_n[70] = 6; // m = 6 > n = 5
-    assert!(matches!(
-        SignedCloneInfo::decode(&m_gt_n),
-        Err(FormatError::Invalid {
-            field: "m and n",
-            ..
-        })
-    ));
-    let mut alg = b.clone();
-    alg[72] = 2; // pattern algorithm
-    assert!(matches!(
-        SignedCloneInfo::decode(&alg),
-        Err(FormatError::Invalid {
-            field: "verification-pattern algorithm",
-            offset: 72,
-            ..
-        })
-    ));
-    let mut order = b.clone();
-    order[65] = 0x6E; // the X'6D' TLV's id
-    assert!(matches!(
-        SignedCloneInfo::decode(&order),
-        Err(FormatError::UnexpectedSubsection {
-            id: 0x6E,
-            offset: 65,
-            ..
-        })
-    ));
+    // (what is changed, the change, the error it must give)
+    let cases: [(&str, Change, Expected); 6] = [
+        (
+            "token length",
+            |b| b[3] ^= 1,
+            |e| {
+                matches!(
+                    e,
+                    FormatError::LengthMismatch {
+                        field: "token length",
+                        offset: 2,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "reserved byte",
+            |b| b[5] = 1,
+            |e| matches!(e, FormatError::UnexpectedByte { offset: 5, .. }),
+        ),
+        // X'6D' TLV at 65: kind byte
+        (
+            "master-key kind",
+            |b| b[65 + 4] = 3,
+            |e| {
+                matches!(
+                    e,
+                    FormatError::Invalid {
+                        field: "master-key kind",
+                        offset: 69,
+                        ..
+                    }
+                )
+            },
+        ),
+        // m = 6 > n = 5
+        (
+            "m",
+            |b| b[70] = 6,
+            |e| {
+                matches!(
+                    e,
+                    FormatError::Invalid {
+                        field: "m and n",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "pattern algorithm",
+            |b| b[72] = 2,
+            |e| {
+                matches!(
+                    e,
+                    FormatError::Invalid {
+                        field: "verification-pattern algorithm",
+                        offset: 72,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "the X'6D' TLV's id",
+            |b| b[65] = 0x6E,
+            |e| {
+                matches!(
+                    e,
+                    FormatError::UnexpectedSubsection {
+                        id: 0x6E,
+                        offset: 65,
+                        ..
+                    }
+                )
+            },
+        ),
+    ];
+    for (what, change, expected) in cases {
+        let mut changed = b.clone();
+        change(&mut changed);
+        let result = SignedCloneInfo::decode(&changed);
+        assert!(
+            matches!(&result, Err(e) if expected(e)),
+            "{what}: {result:?}"
+        );
+    }
 }
 
 #[test]

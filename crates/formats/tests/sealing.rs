@@ -16,19 +16,42 @@ fn target() -> Eid {
     eid("TARGET.1")
 }
 
+/// Seal `info` for [`target`]'s CSR key, signed by `signer` as the CSS key (256 bytes).
+fn seal_signed_by<E>(
+    info: &CloneInfo,
+    signer: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+    rng: &mut StdRng,
+) -> Result<SealedShareParts, SealError<E>> {
+    let csr = public(&keys().csr);
+    seal(info, &css_label(), signer, 256, &target(), &csr, rng)
+}
+
+/// The CSS key's signature.
+fn css_signs(bytes: &[u8]) -> Result<Vec<u8>, std::convert::Infallible> {
+    Ok(sign(&keys().css, bytes))
+}
+
 fn seal_sample(info: &CloneInfo) -> SealedShareParts {
-    let k = keys();
     let mut rng = StdRng::seed_from_u64(u64::from(info.index.get()));
-    seal(
-        info,
-        &css_label(),
-        |bytes| Ok::<_, std::convert::Infallible>(sign(&k.css, bytes)),
-        256,
-        &target(),
-        &public(&k.csr),
-        &mut rng,
+    seal_signed_by(info, css_signs, &mut rng).unwrap()
+}
+
+/// Open `parts` with `key` unwrapping, checking the CSS key's signature and label.
+fn open_with(parts: &SealedShareParts, key: &rsa::PrivateKey) -> Result<CloneInfo, OpenError> {
+    open(
+        parts,
+        |w| unwrap_key(key, w),
+        &public(&keys().css),
+        Some(&css_label()),
     )
-    .unwrap()
+}
+
+/// Open `parts` with `device` unwrapping and decrypting, checking the CSS key's signature.
+fn open_by_device<E>(
+    parts: &SealedShareParts,
+    device: impl FnOnce(&[u8], &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, E>,
+) -> Result<CloneInfo, OpenError> {
+    mkclone_formats::seal::open_in_device(parts, device, &public(&keys().css), None)
 }
 
 /// One sealed share per test binary.
@@ -58,12 +81,7 @@ fn install(bytes: &[u8]) -> Outcome {
     {
         return Outcome::WrongTarget;
     }
-    match open(
-        &parts,
-        |w| unwrap_key(&k.csr, w),
-        &public(&k.css),
-        Some(&css_label()),
-    ) {
+    match open_with(&parts, &k.csr) {
         Ok(info) => Outcome::Opened(Box::new(info)),
         Err(OpenError::Rejected) => Outcome::Rejected,
     }
@@ -149,15 +167,7 @@ fn the_wrong_signer_or_key_is_rejected() {
         Err(OpenError::Rejected)
     );
     // Another target's CSR key cannot unwrap it.
-    assert_eq!(
-        open(
-            &parts,
-            |w| unwrap_key(&k.other, w),
-            &public(&k.css),
-            Some(&css_label())
-        ),
-        Err(OpenError::Rejected)
-    );
+    assert_eq!(open_with(&parts, &k.other), Err(OpenError::Rejected));
     // An unwrap that fails for any reason is the same rejection.
     assert_eq!(
         open(
@@ -174,14 +184,7 @@ fn the_wrong_signer_or_key_is_rejected() {
 fn a_header_that_disagrees_with_the_token_is_rejected() {
     let k = keys();
     let good = SealedShareParts::decode(sealed()).unwrap();
-    let try_open = |p: &SealedShareParts| {
-        open(
-            p,
-            |w| unwrap_key(&k.csr, w),
-            &public(&k.css),
-            Some(&css_label()),
-        )
-    };
+    let try_open = |p: &SealedShareParts| open_with(p, &k.csr);
     assert!(try_open(&good).is_ok());
 
     let mut p = good.clone();
@@ -202,26 +205,10 @@ fn swapping_parts_between_shares_is_rejected() {
     let b = seal_sample(&sample_info(4));
     let mut mixed = a.clone();
     mixed.wrapped_key = b.wrapped_key.clone();
-    assert_eq!(
-        open(
-            &mixed,
-            |w| unwrap_key(&k.csr, w),
-            &public(&k.css),
-            Some(&css_label())
-        ),
-        Err(OpenError::Rejected)
-    );
+    assert_eq!(open_with(&mixed, &k.csr), Err(OpenError::Rejected));
     let mut truncated = a.clone();
     truncated.encrypted_clone_info.truncate(35);
-    assert_eq!(
-        open(
-            &truncated,
-            |w| unwrap_key(&k.csr, w),
-            &public(&k.css),
-            Some(&css_label())
-        ),
-        Err(OpenError::Rejected)
-    );
+    assert_eq!(open_with(&truncated, &k.csr), Err(OpenError::Rejected));
 }
 
 #[test]
@@ -235,27 +222,13 @@ fn rejection_says_nothing_more() {
 
 #[test]
 fn sealing_reports_the_signer_failure_and_a_wrong_signature_length() {
-    let k = keys();
     let mut rng = StdRng::seed_from_u64(1);
     let info = sample_info(1);
-    let err = seal(
-        &info,
-        &css_label(),
-        |_| Err("CSS key not found"),
-        256,
-        &target(),
-        &public(&k.csr),
-        &mut rng,
-    )
-    .unwrap_err();
+    let err = seal_signed_by(&info, |_| Err("CSS key not found"), &mut rng).unwrap_err();
     assert!(matches!(err, SealError::Sign("CSS key not found")));
-    let err = seal(
+    let err = seal_signed_by(
         &info,
-        &css_label(),
         |_| Ok::<_, std::convert::Infallible>(vec![0; 255]),
-        256,
-        &target(),
-        &public(&k.csr),
         &mut rng,
     )
     .unwrap_err();
@@ -267,18 +240,7 @@ fn each_seal_uses_a_fresh_key() {
     let k = keys();
     let info = sample_info(2);
     let mut rng = StdRng::seed_from_u64(99);
-    let mut seal_once = || {
-        seal(
-            &info,
-            &css_label(),
-            |bytes| Ok::<_, std::convert::Infallible>(sign(&k.css, bytes)),
-            256,
-            &target(),
-            &public(&k.csr),
-            &mut rng,
-        )
-        .unwrap()
-    };
+    let mut seal_once = || seal_signed_by(&info, css_signs, &mut rng).unwrap();
     let a = seal_once();
     let b = seal_once();
     assert_ne!(a.encrypted_clone_info[36..], b.encrypted_clone_info[36..]);
@@ -292,7 +254,6 @@ fn each_seal_uses_a_fresh_key() {
 #[test]
 fn opening_inside_a_device_gives_the_same_share() {
     use cbc::cipher::{BlockModeDecrypt, KeyIvInit};
-    use mkclone_formats::seal::open_in_device;
     let k = keys();
     let parts = SealedShareParts::decode(sealed()).unwrap();
     // The device unwraps and decrypts; here, the host plays it with the same primitives.
@@ -306,35 +267,26 @@ fn opening_inside_a_device_gives_the_same_share() {
         }
         Ok::<_, ()>(clear)
     };
-    let opened = open_in_device(&parts, device, &public(&k.css), None).unwrap();
+    let opened = open_by_device(&parts, device).unwrap();
     assert_eq!(opened, sample_info(2));
     // A device that answers a different length, or fails, is a rejection like any other.
     assert_eq!(
-        open_in_device(
-            &parts,
-            |_, area: &[u8]| Ok::<_, ()>(zeroize::Zeroizing::new(area[8..].to_vec())),
-            &public(&k.css),
-            None
-        ),
+        open_by_device(&parts, |_, area: &[u8]| Ok::<_, ()>(
+            zeroize::Zeroizing::new(area[8..].to_vec())
+        )),
         Err(OpenError::Rejected)
     );
     assert_eq!(
-        open_in_device(
-            &parts,
-            |_, _| Err::<zeroize::Zeroizing<Vec<u8>>, _>("device error"),
-            &public(&k.css),
-            None
-        ),
+        open_by_device(&parts, |_, _| Err::<zeroize::Zeroizing<Vec<u8>>, _>(
+            "device error"
+        )),
         Err(OpenError::Rejected)
     );
     // Undecrypted bytes do not pass for a share.
     assert_eq!(
-        open_in_device(
-            &parts,
-            |_, area: &[u8]| Ok::<_, ()>(zeroize::Zeroizing::new(area.to_vec())),
-            &public(&k.css),
-            None
-        ),
+        open_by_device(&parts, |_, area: &[u8]| Ok::<_, ()>(
+            zeroize::Zeroizing::new(area.to_vec())
+        )),
         Err(OpenError::Rejected)
     );
 }

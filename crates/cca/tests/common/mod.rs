@@ -141,6 +141,25 @@ pub const CERT: [u8; 8] = [0x40, 0x00, 0x00, 0x08, 0xCA, 0xFE, 0xBA, 0xBE];
 /// An opaque 8-byte stand-in sealed share.
 pub const SHARE: [u8; 8] = [0x00, 0x01, 0x53, 0x48, 0x41, 0x52, 0x45, 0xFF];
 
+/// A parameter block with no rules and no verb data: `code`, then `key_block`.
+pub fn keys_only(code: &[u8; 2], key_block: &[u8]) -> Vec<u8> {
+    cat(&[code, &EMPTY, &EMPTY, key_block])
+}
+
+/// A ce (certify) parameter block: no rules, the 25 bytes of verb data `data` (flags, EID,
+/// serial), signer "SA" and subject [`PK_TOKEN`] in the key block.
+pub fn ce_parm(data: &[u8]) -> Vec<u8> {
+    cat(&[
+        &b"ce"[..],          // 0 function code
+        &EMPTY,              // 2 rule-array length 2
+        &verb(0x001B, data), // 4 verb data (25)
+        &keys(
+            0x0056,
+            &[entry(0x0044, &label("SA")), entry(0x0010, &PK_TOKEN)],
+        ),
+    ])
+}
+
 /// A 32-byte stand-in SHA-256 hash: 0x00, 0x01, ..., 0x1F.
 pub fn hash32() -> Vec<u8> {
     (0u8..32).collect()

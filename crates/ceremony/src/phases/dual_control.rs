@@ -51,6 +51,20 @@ pub(super) fn require_operator(operator: &str) -> Result<()> {
     Ok(())
 }
 
+/// What a dual-control `command` needs before it starts: a named operator, the node (the
+/// source or a target of the plan) and the trusted sa.db.
+fn dual_control_inputs(
+    c: &Ceremony,
+    node_name: &str,
+    operator: &str,
+    command: &str,
+) -> Result<(PlanNode, SaDb)> {
+    require_operator(operator)?;
+    let plan_node = dual_control_node(c, node_name)?;
+    let db = trusted_sa_db(c, command)?;
+    Ok((plan_node, db))
+}
+
 /// Dual control, step 1 (one person): register the SA public key's hash on `node`.
 pub fn register_sa_hash(
     c: &mut Ceremony,
@@ -58,25 +72,10 @@ pub fn register_sa_hash(
     node_name: &str,
     operator: &str,
 ) -> Result<PhaseReport> {
-    require_operator(operator)?;
-    let plan_node = dual_control_node(c, node_name)?;
-    let db = trusted_sa_db(c, "register-sa-hash")?;
+    let (plan_node, db) = dual_control_inputs(c, node_name, operator, "register-sa-hash")?;
     let (phase, mut report) = dual_control_begin(c, node, &plan_node, operator, &db)?;
     check_registered_sa(c, node, node_name, &db)?;
-    let sa_name = c.plan.sa_label();
-    let hash = db.sa_hash.clone();
-    let a = c.step(
-        phase,
-        node_name,
-        Action::RegisterSaHash {
-            clone: true,
-            dual_control: true,
-            fingerprint: hash.fingerprint(),
-            name: sa_name.clone(),
-        },
-        || node.register_public_key_hash(&sa_name, &hash, true),
-        Done::applied,
-    )?;
+    let a = register_sa_hash_step(c, phase, node, node_name, &db, true)?;
     report.did(format!(
         "SA public-key hash registered by {operator}, CLONE ({})",
         applied_word(&a)
@@ -95,9 +94,7 @@ pub fn register_sa_key(
     node_name: &str,
     operator: &str,
 ) -> Result<PhaseReport> {
-    require_operator(operator)?;
-    let plan_node = dual_control_node(c, node_name)?;
-    let db = trusted_sa_db(c, "register-sa-key")?;
+    let (plan_node, db) = dual_control_inputs(c, node_name, operator, "register-sa-key")?;
     // Who registered the hash here (a successful outcome, with a name)? Dual control means
     // another person registers the key; names are compared trimmed and case-folded.
     let normal = |s: &str| s.trim().to_lowercase();
@@ -129,20 +126,7 @@ pub fn register_sa_key(
         )));
     }
     let (phase, mut report) = dual_control_begin(c, node, &plan_node, operator, &db)?;
-    let sa_name = c.plan.sa_label();
-    let cert = db.sa_certificate.clone();
-    let a = c.step(
-        phase,
-        node_name,
-        Action::RegisterSaKey {
-            clone: true,
-            dual_control: true,
-            hash_registered_by: Some(hash_by.clone()),
-            name: sa_name.clone(),
-        },
-        || node.register_public_key(&sa_name, &cert, true),
-        Done::applied,
-    )?;
+    let a = register_sa_key_step(c, phase, node, node_name, &db, Some(hash_by.clone()))?;
     report.did(format!(
         "SA public key registered by {operator}, CLONE, matching its hash ({})",
         applied_word(&a)

@@ -68,7 +68,9 @@ pub(super) fn trusted_csr_db(c: &Ceremony, target: &str) -> Result<CsrDb> {
     Ok(db)
 }
 
-pub(super) fn write_sa_db(c: &Ceremony, db: &SaDb) -> Result<()> {
+/// Stamp `db` with `phase`'s mark on `node` and write it as this ceremony's sa.db.
+pub(super) fn write_sa_db(c: &Ceremony, db: &mut SaDb, phase: Phase, node: &str) -> Result<()> {
+    c.stamp(db, phase.name(), node)?;
     Ok(dbs::write(
         &c.layout.sa_db(),
         SA_DB_FORMAT,

@@ -88,8 +88,7 @@ pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
             });
         }
         None => {
-            c.stamp(&mut fresh, Phase::P1.name(), &plan_node.name)?;
-            write_sa_db(c, &fresh)?;
+            write_sa_db(c, &mut fresh, Phase::P1, &plan_node.name)?;
             report.did("sa.db written");
         }
     }
@@ -149,8 +148,7 @@ pub fn phase2a(c: &mut Ceremony, source: &mut dyn Backend) -> Result<PhaseReport
                 public_key: token,
                 certificate: None,
             });
-            c.stamp(&mut db, Phase::P2a.name(), &plan_node.name)?;
-            write_sa_db(c, &db)?;
+            write_sa_db(c, &mut db, Phase::P2a, &plan_node.name)?;
             report.did("CSS public key added to sa.db");
         }
     }
@@ -203,8 +201,7 @@ pub fn phase2b(
         if let Some(entry) = db.css.as_mut() {
             entry.certificate = Some(cert);
         }
-        c.stamp(&mut db, Phase::P2b.name(), &sa_plan.name)?;
-        write_sa_db(c, &db)?;
+        write_sa_db(c, &mut db, Phase::P2b, &sa_plan.name)?;
         report.did("CSS key certified by SA into sa.db");
     }
     report.carry(

@@ -81,43 +81,70 @@ pub(super) fn install_sa_key(
                 .into(),
         },
     )?;
-    let sa_name = c.plan.sa_label();
-    let hash = db.sa_hash.clone();
-    let a = c.step(
-        phase,
-        name,
-        Action::RegisterSaHash {
-            clone: true,
-            dual_control: false,
-            fingerprint: hash.fingerprint(),
-            name: sa_name.clone(),
-        },
-        || node.register_public_key_hash(&sa_name, &hash, true),
-        Done::applied,
-    )?;
+    let a = register_sa_hash_step(c, phase, node, name, db, false)?;
     report.did(format!(
         "SA public-key hash registered, CLONE ({}): {}",
         applied_word(&a),
-        hash.fingerprint()
+        db.sa_hash.fingerprint()
     ));
-    let cert = db.sa_certificate.clone();
-    let a = c.step(
-        phase,
-        name,
-        Action::RegisterSaKey {
-            clone: true,
-            dual_control: false,
-            hash_registered_by: None,
-            name: sa_name.clone(),
-        },
-        || node.register_public_key(&sa_name, &cert, true),
-        Done::applied,
-    )?;
+    let a = register_sa_key_step(c, phase, node, name, db, None)?;
     report.did(format!(
         "SA public key registered, CLONE, matching its hash ({})",
         applied_word(&a)
     ));
     Ok(())
+}
+
+/// Register the SA public key's hash (CLONE) on `node`, journaled as one step.
+pub(super) fn register_sa_hash_step(
+    c: &mut Ceremony,
+    phase: Phase,
+    node: &mut dyn Backend,
+    name: &str,
+    db: &SaDb,
+    dual_control: bool,
+) -> Result<Applied<()>> {
+    let sa_name = c.plan.sa_label();
+    let hash = db.sa_hash.clone();
+    c.step(
+        phase,
+        name,
+        Action::RegisterSaHash {
+            clone: true,
+            dual_control,
+            fingerprint: hash.fingerprint(),
+            name: sa_name.clone(),
+        },
+        || node.register_public_key_hash(&sa_name, &hash, true),
+        Done::applied,
+    )
+}
+
+/// Register the SA public key itself (CLONE) on `node`, which checks it against the
+/// registered hash, journaled as one step; under dual control, `hash_registered_by` names
+/// who registered the hash.
+pub(super) fn register_sa_key_step(
+    c: &mut Ceremony,
+    phase: Phase,
+    node: &mut dyn Backend,
+    name: &str,
+    db: &SaDb,
+    hash_registered_by: Option<String>,
+) -> Result<Applied<()>> {
+    let sa_name = c.plan.sa_label();
+    let cert = db.sa_certificate.clone();
+    c.step(
+        phase,
+        name,
+        Action::RegisterSaKey {
+            clone: true,
+            dual_control: hash_registered_by.is_some(),
+            hash_registered_by,
+            name: sa_name.clone(),
+        },
+        || node.register_public_key(&sa_name, &cert, true),
+        Done::applied,
+    )
 }
 
 /// An SA key already registered on `node` under the ceremony's name must be the pinned

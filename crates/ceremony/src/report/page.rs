@@ -31,6 +31,14 @@ pub(super) enum Block {
     Signatures(Vec<String>),
 }
 
+/// A table of one row per item.
+fn table<T>(head: Vec<&'static str>, items: &[T], row: impl Fn(&T) -> Vec<String>) -> Block {
+    Block::Table {
+        head,
+        rows: items.iter().map(row).collect(),
+    }
+}
+
 pub(super) const REHEARSAL_BANNER: &str = "REHEARSAL: this ceremony was planned as a rehearsal (simulated \
     nodes keep their keys in plain files); it did not clone a production master key.";
 
@@ -230,44 +238,38 @@ pub(super) fn page(r: &Report) -> Page {
         Some(f) => format!("SA key fingerprint (compare in person): {f}"),
         None => "SA key fingerprint: sa.db is not here".into(),
     })];
-    key_blocks.push(Block::Table {
-        head: vec!["key", "node", "file", "state", "fingerprint"],
-        rows: r
-            .keys
-            .iter()
-            .map(|k| {
-                vec![
-                    k.role.to_string(),
-                    k.node.clone(),
-                    k.file.clone(),
-                    k.state.clone(),
-                    or_dash(k.fingerprint.as_deref()),
-                ]
-            })
-            .collect(),
-    });
+    key_blocks.push(table(
+        vec!["key", "node", "file", "state", "fingerprint"],
+        &r.keys,
+        |k| {
+            vec![
+                k.role.to_string(),
+                k.node.clone(),
+                k.file.clone(),
+                k.state.clone(),
+                or_dash(k.fingerprint.as_deref()),
+            ]
+        },
+    ));
     key_blocks.push(Block::Subheading(
         "SA key registration on each node: its hash, then the key (dual control)".into(),
     ));
-    key_blocks.push(Block::Table {
-        head: vec!["node", "hash registered", "key registered", "control"],
-        rows: r
-            .sa_registrations
-            .iter()
-            .map(|g| {
-                let who = |by: &Option<String>, at: &Option<String>| match at {
-                    None => "-".to_string(),
-                    Some(at) => format!("{at} by {}", or_dash(by.as_deref())),
-                };
-                vec![
-                    g.node.clone(),
-                    who(&g.hash_by, &g.hash_at),
-                    who(&g.key_by, &g.key_at),
-                    g.control.clone(),
-                ]
-            })
-            .collect(),
-    });
+    key_blocks.push(table(
+        vec!["node", "hash registered", "key registered", "control"],
+        &r.sa_registrations,
+        |g| {
+            let who = |by: &Option<String>, at: &Option<String>| match at {
+                None => "-".to_string(),
+                Some(at) => format!("{at} by {}", or_dash(by.as_deref())),
+            };
+            vec![
+                g.node.clone(),
+                who(&g.hash_by, &g.hash_at),
+                who(&g.key_by, &g.key_at),
+                g.control.clone(),
+            ]
+        },
+    ));
     let keys = Section {
         title: "Keys and certificates".into(),
         blocks: key_blocks,
@@ -276,30 +278,27 @@ pub(super) fn page(r: &Report) -> Page {
     let shares = Section {
         title: "Shares".into(),
         blocks: vec![
-            Block::Table {
-                head: vec!["target", "key", "index", "bundle", "obtained", "installed"],
-                rows: r
-                    .shares
-                    .iter()
-                    .map(|s| {
-                        vec![
-                            s.target.clone(),
-                            s.kind.clone(),
-                            if s.planned {
-                                s.index.to_string()
-                            } else {
-                                format!("{} (not in the plan)", s.index)
-                            },
-                            s.bundle.clone(),
-                            or_dash(s.obtained.as_deref()),
-                            or_dash(s.installed.as_deref()),
-                        ]
-                    })
-                    .collect(),
-            },
+            table(
+                vec!["target", "key", "index", "bundle", "obtained", "installed"],
+                &r.shares,
+                |s| {
+                    vec![
+                        s.target.clone(),
+                        s.kind.clone(),
+                        if s.planned {
+                            s.index.to_string()
+                        } else {
+                            format!("{} (not in the plan)", s.index)
+                        },
+                        s.bundle.clone(),
+                        or_dash(s.obtained.as_deref()),
+                        or_dash(s.installed.as_deref()),
+                    ]
+                },
+            ),
             Block::Subheading("SET per target and master key".into()),
-            Block::Table {
-                head: vec![
+            table(
+                vec![
                     "target",
                     "key",
                     "SET",
@@ -307,28 +306,25 @@ pub(super) fn page(r: &Report) -> Page {
                     "against",
                     "CURRENT = source now",
                 ],
-                rows: r
-                    .set
-                    .iter()
-                    .map(|s| {
-                        vec![
-                            s.target.clone(),
-                            s.kind.clone(),
-                            s.set.clone().unwrap_or_else(|| "NOT RECORDED".into()),
-                            or_dash(s.confirmed.as_deref()),
-                            match s.confirmed_against.as_deref() {
-                                Some("plan") => "the plan's source_patterns".to_string(),
-                                Some("signed-shares") => {
-                                    "the pattern signed in the shares (checked by the device)"
-                                        .to_string()
-                                }
-                                other => or_dash(other),
-                            },
-                            yes_no(s.current_equals_source),
-                        ]
-                    })
-                    .collect(),
-            },
+                &r.set,
+                |s| {
+                    vec![
+                        s.target.clone(),
+                        s.kind.clone(),
+                        s.set.clone().unwrap_or_else(|| "NOT RECORDED".into()),
+                        or_dash(s.confirmed.as_deref()),
+                        match s.confirmed_against.as_deref() {
+                            Some("plan") => "the plan's source_patterns".to_string(),
+                            Some("signed-shares") => {
+                                "the pattern signed in the shares (checked by the device)"
+                                    .to_string()
+                            }
+                            other => or_dash(other),
+                        },
+                        yes_no(s.current_equals_source),
+                    ]
+                },
+            ),
         ],
     };
 
@@ -344,8 +340,8 @@ pub(super) fn page(r: &Report) -> Page {
                     r.operators.join(", ")
                 }
             )),
-            Block::Table {
-                head: vec![
+            table(
+                vec![
                     "#",
                     "time (UTC)",
                     "phase",
@@ -355,31 +351,28 @@ pub(super) fn page(r: &Report) -> Page {
                     "detail",
                     "outcome",
                 ],
-                rows: r
-                    .timeline
-                    .iter()
-                    .map(|e| {
-                        vec![
-                            e.seq.to_string(),
-                            e.time.clone(),
-                            e.phase.clone(),
-                            or_dash(Some(&e.node)),
-                            or_dash(e.operator.as_deref()),
-                            match e.entry {
-                                "action" => e.event.clone(),
-                                other => format!("{} ({other})", e.event),
-                            },
-                            match (&e.action, &e.note, &e.unreadable) {
-                                (Some(a), _, _) => a.describe(),
-                                (_, Some(n), _) => n.describe(),
-                                (_, _, Some(why)) => why.clone(),
-                                _ => String::new(),
-                            },
-                            outcome_cell(e),
-                        ]
-                    })
-                    .collect(),
-            },
+                &r.timeline,
+                |e| {
+                    vec![
+                        e.seq.to_string(),
+                        e.time.clone(),
+                        e.phase.clone(),
+                        or_dash(Some(&e.node)),
+                        or_dash(e.operator.as_deref()),
+                        match e.entry {
+                            "action" => e.event.clone(),
+                            other => format!("{} ({other})", e.event),
+                        },
+                        match (&e.action, &e.note, &e.unreadable) {
+                            (Some(a), _, _) => a.describe(),
+                            (_, Some(n), _) => n.describe(),
+                            (_, _, Some(why)) => why.clone(),
+                            _ => String::new(),
+                        },
+                        outcome_cell(e),
+                    ]
+                },
+            ),
         ],
     };
 

@@ -94,12 +94,10 @@ impl CertInfo {
         while !body.is_empty() {
             let mut tlv = body.tlv()?;
             if tlv.id <= last_id && last_id != 0 {
-                return Err(FormatError::UnexpectedSubsection {
-                    structure: body.structure(),
-                    id: tlv.id,
-                    offset: tlv.offset,
-                    reason: "X'42' holds X'50', X'51', X'52' at most once each, in that order",
-                });
+                return Err(tlv.unexpected(
+                    body.structure(),
+                    "X'42' holds X'50', X'51', X'52' at most once each, in that order",
+                ));
             }
             last_id = tlv.id;
             let at = tlv.body.offset();
@@ -132,12 +130,9 @@ impl CertInfo {
                         })?);
                 }
                 _ => {
-                    return Err(FormatError::UnexpectedSubsection {
-                        structure: body.structure(),
-                        id: tlv.id,
-                        offset: tlv.offset,
-                        reason: "X'42' holds only X'50', X'51' and X'52'",
-                    });
+                    return Err(
+                        tlv.unexpected(body.structure(), "X'42' holds only X'50', X'51' and X'52'")
+                    );
                 }
             }
         }
@@ -189,11 +184,7 @@ impl CertificateSection {
 
     pub fn encode(&self) -> Result<Certificate> {
         let (bytes, _) = self.encode_parts()?;
-        Certificate::new(bytes).map_err(|e| FormatError::Unencodable {
-            structure: STRUCTURE,
-            field: "section",
-            reason: e.to_string(),
-        })
+        Certificate::new(bytes).map_err(|e| FormatError::unencodable(STRUCTURE, "section", e))
     }
 
     pub fn decode(cert: &Certificate) -> Result<Self> {
@@ -243,12 +234,9 @@ impl CertificateSection {
             false => body.tlv()?,
         };
         if key_tlv.id != ids::CERT_PUBLIC_KEY {
-            return Err(FormatError::UnexpectedSubsection {
-                structure: r.structure(),
-                id: key_tlv.id,
-                offset: key_tlv.offset,
-                reason: "the X'41' public-key subsection comes first",
-            });
+            return Err(
+                key_tlv.unexpected(r.structure(), "the X'41' public-key subsection comes first")
+            );
         }
         let key = RsaPublicKey::read_body(key_tlv.body)?;
 
@@ -262,12 +250,10 @@ impl CertificateSection {
         while !body.is_empty() {
             let tlv = body.tlv()?;
             if tlv.id != ids::SIGNATURE {
-                return Err(FormatError::UnexpectedSubsection {
-                    structure: r.structure(),
-                    id: tlv.id,
-                    offset: tlv.offset,
-                    reason: "after X'41' and an optional X'42' only X'45' signature subsections may follow",
-                });
+                return Err(tlv.unexpected(
+                    r.structure(),
+                    "after X'41' and an optional X'42' only X'45' signature subsections may follow",
+                ));
             }
             signatures.push(SignatureSubsection::read_body(tlv.body)?);
         }
@@ -336,12 +322,7 @@ impl CertificateBuilder {
             signature_len,
         )?;
         let total = w.len().saturating_add(signature_len);
-        let total = u16::try_from(total).map_err(|_| FormatError::Unencodable {
-            structure: STRUCTURE,
-            field: "section length",
-            reason: format!("{total} bytes do not fit a 2-byte length"),
-        })?;
-        w.patch_u16(2, total);
+        w.patch_len16(STRUCTURE, "section length", 2, total)?;
         Ok(UnsignedCertificate {
             prefix: w.into_vec(),
             key: self.key.clone(),
@@ -375,17 +356,12 @@ impl UnsignedCertificate {
 
     /// Insert the signature. Does not verify it (the caller holds the signer's key).
     pub fn finish(self, signature: Vec<u8>) -> Result<CertificateSection> {
-        if signature.len() != self.signature_len {
-            return Err(FormatError::Unencodable {
-                structure: STRUCTURE,
-                field: "signature",
-                reason: format!(
-                    "the signature is {} bytes; the section was laid out for {}",
-                    signature.len(),
-                    self.signature_len
-                ),
-            });
-        }
+        FormatError::check_signature_len(
+            STRUCTURE,
+            "section",
+            self.signature_len,
+            signature.len(),
+        )?;
         Ok(CertificateSection {
             key: self.key,
             info: self.info,
@@ -411,9 +387,6 @@ pub fn registration_hash(section: &CertificateSection) -> Result<PublicKeyHash> 
     let digest = mkclone_backend::timing::measure(mkclone_backend::timing::Category::Sha, || {
         Sha256::digest(w.as_slice())
     });
-    PublicKeyHash::new(HashAlgorithm::Sha256, &digest).map_err(|e| FormatError::Unencodable {
-        structure: STRUCTURE,
-        field: "registration hash",
-        reason: e.to_string(),
-    })
+    PublicKeyHash::new(HashAlgorithm::Sha256, &digest)
+        .map_err(|e| FormatError::unencodable(STRUCTURE, "registration hash", e))
 }

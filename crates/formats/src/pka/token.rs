@@ -41,18 +41,9 @@ impl PublicKeyTokenView {
             let bytes = cert.encode()?;
             w.bytes(bytes.as_bytes());
         }
-        let total = w.len();
-        let total16 = u16::try_from(total).map_err(|_| FormatError::Unencodable {
-            structure: STRUCTURE,
-            field: "token length",
-            reason: format!("{total} bytes do not fit a 2-byte length"),
-        })?;
-        w.patch_u16(2, total16);
-        PublicKeyToken::new(w.into_vec()).map_err(|e| FormatError::Unencodable {
-            structure: STRUCTURE,
-            field: "token",
-            reason: e.to_string(),
-        })
+        w.patch_len16(STRUCTURE, "token length", 2, w.len())?;
+        PublicKeyToken::new(w.into_vec())
+            .map_err(|e| FormatError::unencodable(STRUCTURE, "token", e))
     }
 
     pub fn decode(token: &PublicKeyToken) -> Result<Self> {
@@ -61,21 +52,7 @@ impl PublicKeyTokenView {
 
     /// Decode a token that must fill `bytes` exactly.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(STRUCTURE, bytes);
-        r.expect_u8("token identifier", ids::PKA_PUBLIC_TOKEN)?;
-        r.expect_u8("token version", ids::VERSION)?;
-        let len_at = r.offset();
-        let total = usize::from(r.u16("token length")?);
-        if total != bytes.len() {
-            return Err(FormatError::LengthMismatch {
-                structure: STRUCTURE,
-                field: "token length",
-                offset: len_at,
-                claimed: total,
-                actual: bytes.len(),
-            });
-        }
-        r.reserved_zeros("reserved bytes of the token header", 4)?;
+        let mut r = Reader::token(STRUCTURE, bytes, ids::PKA_PUBLIC_TOKEN)?;
 
         if r.is_empty() {
             return Err(FormatError::Missing {
@@ -86,12 +63,10 @@ impl PublicKeyTokenView {
         }
         let section = r.tlv()?;
         if section.id != ids::RSA_PUBLIC_SECTION {
-            return Err(FormatError::UnexpectedSubsection {
-                structure: STRUCTURE,
-                id: section.id,
-                offset: section.offset,
-                reason: "the X'04' RSA public-key section follows the header",
-            });
+            return Err(section.unexpected(
+                STRUCTURE,
+                "the X'04' RSA public-key section follows the header",
+            ));
         }
         let key = RsaPublicKey::read_body(section.body)?;
 

@@ -131,11 +131,8 @@ impl SealedShareParts {
         })?;
         w.u32(ci_len);
         w.bytes(&self.encrypted_clone_info);
-        SealedShare::new(w.into_vec()).map_err(|e| FormatError::Unencodable {
-            structure: STRUCTURE,
-            field: "container",
-            reason: e.to_string(),
-        })
+        SealedShare::new(w.into_vec())
+            .map_err(|e| FormatError::unencodable(STRUCTURE, "container", e))
     }
 
     pub fn decode(share: &SealedShare) -> Result<Self> {

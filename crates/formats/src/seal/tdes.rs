@@ -42,12 +42,8 @@ impl TdesKey {
 
     /// A key unwrapped from a sealed share: exactly 24 bytes with odd parity, or `None`.
     pub(crate) fn from_unwrapped(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != 24 || !has_odd_parity(bytes) {
-            return None;
-        }
-        let mut key = Self([0; 24]);
-        key.0.copy_from_slice(bytes);
-        Some(key)
+        let bytes: &[u8; 24] = bytes.try_into().ok()?;
+        has_odd_parity(bytes).then(|| Self(*bytes))
     }
 
     pub fn as_bytes(&self) -> &[u8; 24] {
@@ -56,32 +52,20 @@ impl TdesKey {
 
     /// EDE3-CBC, zero IV, no padding; `None` when `data` is not whole blocks.
     pub(crate) fn encrypt_cbc(&self, data: &mut [u8]) -> Option<()> {
-        if !data.len().is_multiple_of(BLOCK) {
-            return None;
-        }
-        mkclone_backend::timing::measure(mkclone_backend::timing::Category::Tdes, || {
-            let mut enc = cbc::Encryptor::<TdesEde3>::new(&self.0.into(), &[0u8; BLOCK].into());
-            for chunk in data.chunks_exact_mut(BLOCK) {
-                let block = <&mut cbc::cipher::Block<TdesEde3>>::try_from(chunk).ok()?;
-                enc.encrypt_block(block);
-            }
-            Some(())
-        })
+        cbc_blocks(
+            data,
+            || cbc::Encryptor::<TdesEde3>::new(&self.0.into(), &[0u8; BLOCK].into()),
+            |enc, block| enc.encrypt_block(block),
+        )
     }
 
     /// The inverse of [`TdesKey::encrypt_cbc`].
     pub(crate) fn decrypt_cbc(&self, data: &mut [u8]) -> Option<()> {
-        if !data.len().is_multiple_of(BLOCK) {
-            return None;
-        }
-        mkclone_backend::timing::measure(mkclone_backend::timing::Category::Tdes, || {
-            let mut dec = cbc::Decryptor::<TdesEde3>::new(&self.0.into(), &[0u8; BLOCK].into());
-            for chunk in data.chunks_exact_mut(BLOCK) {
-                let block = <&mut cbc::cipher::Block<TdesEde3>>::try_from(chunk).ok()?;
-                dec.decrypt_block(block);
-            }
-            Some(())
-        })
+        cbc_blocks(
+            data,
+            || cbc::Decryptor::<TdesEde3>::new(&self.0.into(), &[0u8; BLOCK].into()),
+            |dec, block| dec.decrypt_block(block),
+        )
     }
 }
 
@@ -89,6 +73,26 @@ impl fmt::Debug for TdesKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("TdesKey(<redacted>)")
     }
+}
+
+/// Run a CBC mode (made by `mode`, timed with it) over `data` block by block with
+/// `apply`; `None` when `data` is not whole blocks.
+fn cbc_blocks<M>(
+    data: &mut [u8],
+    mode: impl FnOnce() -> M,
+    mut apply: impl FnMut(&mut M, &mut cbc::cipher::Block<TdesEde3>),
+) -> Option<()> {
+    if !data.len().is_multiple_of(BLOCK) {
+        return None;
+    }
+    mkclone_backend::timing::measure(mkclone_backend::timing::Category::Tdes, || {
+        let mut m = mode();
+        for chunk in data.chunks_exact_mut(BLOCK) {
+            let block = <&mut cbc::cipher::Block<TdesEde3>>::try_from(chunk).ok()?;
+            apply(&mut m, block);
+        }
+        Some(())
+    })
 }
 
 /// Set each byte's low bit so that the byte has an odd number of one bits (DES parity).
