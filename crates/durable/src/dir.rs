@@ -123,10 +123,7 @@ fn restrict_dir(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn mode(path: &Path) -> u32 {
-        fs::metadata(path).unwrap().permissions().mode() & 0o7777
-    }
+    use crate::test_support::mode;
 
     #[test]
     fn a_private_directory_passes_and_others_are_refused_with_the_fix() {

@@ -42,6 +42,8 @@ mod mode;
 mod open;
 mod process;
 mod temp;
+#[cfg(test)]
+mod test_support;
 mod write;
 
 use std::ffi::OsStr;

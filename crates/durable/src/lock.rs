@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::{DurableError, io_error};
-use crate::open::kind_of;
+use crate::open::{kind_of, open_no_follow};
 use crate::process::holder_command;
 
 /// How often a waiting [`LockFile::acquire_within`] tries the lock again.
@@ -160,28 +160,19 @@ fn open_lock_file(path: &Path) -> Result<File, DurableError> {
     if let Ok(meta) = fs::symlink_metadata(path) {
         check_lock_file(path, &meta)?;
     }
-    let file = match OpenOptions::new()
+    let mut options = OpenOptions::new();
+    options
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(file) => file,
-        // Replaced by a link since the lstat.
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(DurableError::NotALockFile {
-                path: path.into(),
-                what: "a symbolic link",
-            });
-        }
-        Err(e) => return Err(io_error(path, "open the lock file")(e)),
-    };
-    let meta = file
-        .metadata()
-        .map_err(io_error(path, "examine the lock file"))?;
+        .mode(0o600);
+    let actions = ("open the lock file", "examine the lock file");
+    let (file, meta) =
+        open_no_follow(&mut options, path, actions, || DurableError::NotALockFile {
+            path: path.into(),
+            what: "a symbolic link",
+        })?;
     check_lock_file(path, &meta)?;
     Ok(file)
 }
@@ -229,14 +220,11 @@ fn read_holder(file: &File) -> (Option<u32>, Option<String>) {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
+
     use std::sync::mpsc;
 
     use super::*;
-
-    fn mode(path: &Path) -> u32 {
-        fs::metadata(path).unwrap().permissions().mode() & 0o7777
-    }
+    use crate::test_support::mode;
 
     #[test]
     fn the_holder_names_itself_is_named_to_others_and_clears_its_name_on_release() {

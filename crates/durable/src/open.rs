@@ -54,24 +54,34 @@ fn open_regular_as(path: &Path, access: Access, euid: u32) -> Result<File, Durab
         Access::Append => options.read(true).append(true),
         Access::Erase => options.write(true),
     };
+    let actions = ("open the file", "examine the opened file");
+    let (file, opened) =
+        open_no_follow(&mut options, path, actions, || DurableError::SymbolicLink {
+            path: path.into(),
+            what: "file",
+        })?;
+    check_regular(path, &opened, access, euid)?;
+    Ok(file)
+}
+
+/// Open `path` with `options` never through a symbolic link and never blocking
+/// (`O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC`), and return what was opened with its `fstat`,
+/// whatever the name points to now. A link put there since the caller's `lstat` is
+/// `on_link`'s error; `(open, examine)` say what failed in the others.
+pub(crate) fn open_no_follow(
+    options: &mut OpenOptions,
+    path: &Path,
+    (open, examine): (&'static str, &'static str),
+    on_link: impl FnOnce() -> DurableError,
+) -> Result<(File, Metadata), DurableError> {
     options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
     let file = match options.open(path) {
         Ok(f) => f,
-        // Replaced by a link since the lstat.
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(DurableError::SymbolicLink {
-                path: path.into(),
-                what: "file",
-            });
-        }
-        Err(e) => return Err(io_error(path, "open the file")(e)),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(on_link()),
+        Err(e) => return Err(io_error(path, open)(e)),
     };
-    // What was opened, whatever the name points to now.
-    let opened = file
-        .metadata()
-        .map_err(io_error(path, "examine the opened file"))?;
-    check_regular(path, &opened, access, euid)?;
-    Ok(file)
+    let meta = file.metadata().map_err(io_error(path, examine))?;
+    Ok((file, meta))
 }
 
 fn check_regular(
@@ -143,14 +153,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-
-    fn mkfifo(path: &Path) {
-        let st = std::process::Command::new("mkfifo")
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
+    use crate::test_support::mkfifo;
 
     const ACCESSES: [Access; 3] = [Access::Read, Access::Append, Access::Erase];
 

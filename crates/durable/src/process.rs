@@ -47,9 +47,7 @@ pub fn holder_command() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A pid no process can have (above Linux's PID_MAX_LIMIT of 2^22).
-    const DEAD_PID: u32 = 999_999_999;
+    use crate::test_support::DEAD_PID;
 
     #[test]
     fn this_process_and_its_parent_may_be_alive_a_pid_beyond_the_limit_is_not() {

@@ -209,26 +209,10 @@ impl Drop for TempFile {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+    use crate::test_support::{DEAD_PID, mode, names};
     use crate::write_atomic;
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-
-    fn mode(path: &Path) -> u32 {
-        fs::metadata(path).unwrap().permissions().mode() & 0o7777
-    }
-
-    /// A pid no process can have (above Linux's PID_MAX_LIMIT of 2^22).
-    const DEAD_PID: u32 = 999_999_999;
 
     #[test]
     fn temp_file_is_secret_from_creation() {
