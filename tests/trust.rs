@@ -693,6 +693,44 @@ fn source_patterns_in_the_plan_are_what_targets_confirm_against() {
     assert_eq!(v["set"][0]["confirmed_against"], "plan", "{report}");
 }
 
+#[test]
+fn a_key_without_a_planned_pattern_is_confirmed_against_the_signed_shares() {
+    let root = tempfile::tempdir().unwrap();
+    let s = Server::new(root.path().join("server"), false);
+    let sym = &s.current("source")[0]["current_patterns"][0]["bytes"];
+    let line = format!(
+        "source_patterns = {{ sym = \"SHA-1 {}\" }}",
+        sym.as_str().unwrap()
+    );
+    pin_sa(&s.cfg, &line);
+    s.to_2b();
+    s.to_3b();
+    ok(&s.on_target1("phase3c"));
+    let out = ok(&s.on_target1("phase3d"));
+    assert!(
+        out.contains("SYM: NEW confirmed") && out.contains("the plan's source_patterns"),
+        "{out}"
+    );
+    assert!(out.contains("signed in every share"), "{out}");
+    let v = json_in(&ok(&["report", "--config", s.c(), "--json"]));
+    let against: Vec<_> = v["set"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["kind"].clone(), x["confirmed_against"].clone()))
+        .collect();
+    assert_eq!(
+        against,
+        [
+            (serde_json::json!("SYM"), serde_json::json!("plan")),
+            (
+                serde_json::json!("ASYM"),
+                serde_json::json!("signed-shares")
+            )
+        ]
+    );
+}
+
 // ------------------------------------------------------------------------------------
 // 3d is all or nothing across master keys
 // ------------------------------------------------------------------------------------

@@ -157,6 +157,15 @@ pub enum PatternAuthority {
 }
 
 impl PatternAuthority {
+    /// What a target confirms its NEW `kind` key against under `plan`.
+    pub fn of(plan: &Plan, kind: CloneableKind) -> Self {
+        if plan.source_pattern(kind).is_some() {
+            Self::Plan
+        } else {
+            Self::SignedShares
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Plan => "plan",

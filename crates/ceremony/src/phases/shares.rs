@@ -165,30 +165,28 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
             }
         }
     }
-    // What the target confirms NEW against: the plan's pattern, or the pattern signed
+    // What the target confirms each NEW against: the plan's pattern, or the pattern signed
     // inside the shares, which only a device that checks it vouches for.
-    let authority = if c
+    let unpinned: Vec<String> = c
         .plan
         .kinds
         .iter()
-        .all(|k| c.plan.source_pattern(*k).is_some())
-    {
-        PatternAuthority::Plan
-    } else {
-        if !node.capabilities().install_checks_signed_pattern {
-            problems.push(Problem {
-                node: target.into(),
-                what: format!(
-                    "the {} backend does not report checking the rebuilt key against the source's signed pattern, \
-                     so NEW cannot be confirmed from the shares: add source_patterns to the plan (the source's \
-                     operator reads them from `mkclone status {}`)",
-                    node.capabilities().backend,
-                    c.plan.source.name
-                ),
-            });
-        }
-        PatternAuthority::SignedShares
-    };
+        .filter(|k| PatternAuthority::of(&c.plan, **k) == PatternAuthority::SignedShares)
+        .map(ToString::to_string)
+        .collect();
+    if !unpinned.is_empty() && !node.capabilities().install_checks_signed_pattern {
+        problems.push(Problem {
+            node: target.into(),
+            what: format!(
+                "the {} backend does not report checking the rebuilt key against the source's signed pattern, \
+                 so NEW ({}) cannot be confirmed from the shares: add source_patterns to the plan (the source's \
+                 operator reads them from `mkclone status {}`)",
+                node.capabilities().backend,
+                unpinned.join(", "),
+                c.plan.source.name
+            ),
+        });
+    }
     // Registers that hold something else than the incoming key stop the ceremony here.
     if let Ok(st) = node.status() {
         for (kind, list) in &per_kind {
@@ -245,6 +243,7 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
                 detail: "no share bundles".into(),
             })?;
         let expected = c.plan.source_pattern(kind).cloned().unwrap_or(claimed);
+        let authority = PatternAuthority::of(&c.plan, kind);
         let st = status(node, target)?;
         // A SET an earlier run made: CURRENT holds the key this journal confirmed (or the
         // plan names), NEW is empty. The bundles' own claim is never enough.
