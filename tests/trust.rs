@@ -587,6 +587,13 @@ fn a_deleted_journal_is_noticed_and_accepting_the_loss_is_recorded() {
     let (_root, s) = to_3c();
     let journal = s.file("journal.jsonl");
     std::fs::remove_file(&journal).unwrap();
+    // The dry run says so too, among every other problem.
+    let target1 = s.on_target1("phase3d");
+    let out = s.refused_unchanged(&[&target1[..], &["--dry-run"]].concat());
+    assert!(
+        out.contains("is empty") && out.contains("accept-loss"),
+        "{out}"
+    );
     let out = s.refused_unchanged(&s.on_target1("phase3d"));
     assert!(
         out.contains("journal") && out.contains("is empty") && out.contains("accept-loss"),
@@ -639,6 +646,9 @@ fn a_journal_swapped_from_another_run_with_the_same_id_is_noticed() {
     let other = Server::new(root.path().join("other"), false);
     other.to_2b();
     copy(&other.file("journal.jsonl"), &s.file("journal.jsonl"));
+    let target1 = s.on_target1("phase3d");
+    let out = s.refused_unchanged(&[&target1[..], &["--dry-run"]].concat());
+    assert!(out.contains("another run of ceremony"), "{out}");
     let out = s.refused_unchanged(&s.on_target1("phase3d"));
     assert!(out.contains("another run of ceremony"), "{out}");
 }

@@ -11,11 +11,12 @@ use log::{info, warn};
 use mkclone_backend::BackendError;
 use serde_json::Value;
 
-use crate::dbs::{self, Carried, JournalMark, Layout, Provenance, SA_DB_FORMAT, SaDb};
+use crate::dbs::{self, Carried, JournalMark, Layout, SA_DB_FORMAT, SaDb};
 use crate::durable::DirLock;
 use crate::event::{Action, LostMark, Note, Outcome, StepResult};
-use crate::failure::{CeremonyError, JournalGap, Result, signal_name};
+use crate::failure::{CeremonyError, Result, signal_name};
 use crate::journal::{Journal, Kind};
+use crate::marks::Chain;
 use crate::phase::Phase;
 use crate::plan::Plan;
 use crate::trust::SaFingerprint;
@@ -267,78 +268,33 @@ impl Ceremony {
     /// `node` wrote names a journal record this journal must still hold (unless its loss
     /// was recorded with `journal accept-loss`).
     pub fn check_journal_marks(&self, node: &str) -> Result<()> {
-        let accepted = self.accepted_losses();
-        for (file, provenance) in self.carried_files() {
-            let Some(mark) = provenance.written.get(node) else {
-                continue;
-            };
-            if accepted.contains(&(mark.seq, mark.hash.clone())) {
-                continue;
-            }
-            let phase_of = |seq: u64| {
-                let i = usize::try_from(seq).ok()?.checked_sub(1)?;
-                self.journal.records().get(i).map(|r| r.phase.clone())
-            };
-            let found = match self.journal.hash_of(mark.seq) {
-                Some(h) if h == mark.hash && phase_of(mark.seq).as_ref() == Some(&mark.phase) => {
-                    continue;
-                }
-                Some(h) if h == mark.hash => format!(
-                    "has record {} of phase {}, not {}",
-                    mark.seq,
-                    phase_of(mark.seq).unwrap_or_default(),
-                    mark.phase
-                ),
-                Some(h) => format!("holds another record {} (hash {h})", mark.seq),
-                None if self.journal.records().is_empty() => "is empty".to_string(),
-                None => format!("ends at record {}", self.journal.records().len()),
-            };
-            return Err(CeremonyError::JournalGap(Box::new(JournalGap {
-                file,
-                phase: mark.phase.clone(),
-                node: node.into(),
-                seq: mark.seq,
-                hash: mark.hash.clone(),
-                journal: self.journal.path().display().to_string(),
-                found,
-            })));
+        let files = dbs::carried_files(&self.layout, &self.plan);
+        let journal = self.journal.path().display().to_string();
+        match self.chain().first_gap(&files, node, &journal) {
+            Some(gap) => Err(CeremonyError::JournalGap(Box::new(gap))),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    /// Journal marks named by files here that this journal lacks, for every node (what
-    /// `journal accept-loss` records, and what the report shows).
-    pub fn missing_marks(&self) -> Vec<(String, String, JournalMark)> {
-        let mut out = Vec::new();
-        for (file, provenance) in self.carried_files() {
-            for (node, mark) in &provenance.written {
-                if self.journal.hash_of(mark.seq).as_deref() != Some(mark.hash.as_str()) {
-                    out.push((file.clone(), node.clone(), mark.clone()));
-                }
-            }
+    fn chain(&self) -> Chain<'_> {
+        Chain {
+            records: self.journal.records(),
+            head: self.journal.head(),
         }
-        out
-    }
-
-    /// The (seq, hash) marks whose loss an operator recorded.
-    fn accepted_losses(&self) -> Vec<(u64, String)> {
-        accepted_losses(self.journal.records())
-    }
-
-    fn carried_files(&self) -> Vec<(String, Provenance)> {
-        dbs::carried_files(&self.layout, &self.plan)
     }
 
     /// `journal accept-loss`: record, as a note by the operator, that the marks of `node`
     /// which this journal lacks are lost for good; later phases then accept them, and the
     /// report says the chain is not verified end to end. Returns the marks recorded.
     pub fn accept_journal_loss(&mut self, node: &str) -> Result<Vec<(String, JournalMark)>> {
-        let accepted = self.accepted_losses();
-        let missing: Vec<(String, JournalMark)> = self
-            .missing_marks()
+        let chain = self.chain();
+        let accepted = chain.accepted_losses();
+        let files = dbs::carried_files(&self.layout, &self.plan);
+        let missing: Vec<(String, JournalMark)> = chain
+            .missing(&files, |n| n == node)
             .into_iter()
-            .filter(|(_, n, m)| n == node && !accepted.contains(&(m.seq, m.hash.clone())))
-            .map(|(file, _, m)| (file, m))
+            .filter(|(_, _, m)| !accepted.contains(&(m.seq, m.hash.clone())))
+            .map(|(file, _, m)| (file.to_string(), m.clone()))
             .collect();
         if missing.is_empty() {
             return Ok(missing);
@@ -532,19 +488,6 @@ fn action_name(action: &Action) -> &'static str {
         Action::DeleteRetainedKey { .. } => "delete a retained key",
         Action::UnregisterSaKey { .. } => "unregister the SA key",
     }
-}
-
-/// The (seq, hash) marks whose loss `journal-loss-accepted` notes in `records` accept.
-pub fn accepted_losses(records: &[crate::journal::Record]) -> Vec<(u64, String)> {
-    records
-        .iter()
-        .filter_map(|r| match r.note() {
-            Some(Note::JournalLossAccepted { marks, .. }) => Some(marks),
-            _ => None,
-        })
-        .flatten()
-        .map(|m| (m.seq, m.hash))
-        .collect()
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ use crate::dbs::{
     self, BUNDLE_FORMAT, CSR_DB_FORMAT, CsrDb, Layout, SA_DB_FORMAT, SaDb, ShareBundle,
 };
 use crate::failure::Problem;
+use crate::journal;
+use crate::marks::Chain;
 use crate::phase::Phase;
 use crate::phases::check_identity;
 use crate::plan::{Plan, PlanNode};
@@ -114,6 +116,78 @@ fn current(st: &NodeStatus, kind: CloneableKind) -> Option<mkclone_backend::Veri
         .flatten()
 }
 
+/// The journal of this directory, when there is one: it verifies, belongs to this run of
+/// the ceremony (sa.db's nonce), and holds every journal mark the files carry for the
+/// nodes whose phases are in scope (else a phase would refuse to start).
+fn journal_problems(
+    plan: &Plan,
+    layout: &Layout,
+    scope: &DryRunScope,
+    sa_db: Option<&SaDb>,
+    p: &mut Vec<Problem>,
+) {
+    let path = layout.journal();
+    let bytes = match crate::durable::open_regular(&path, crate::durable::Access::Read) {
+        Ok(mut f) => {
+            let mut bytes = Vec::new();
+            if let Err(e) = std::io::Read::read_to_end(&mut f, &mut bytes) {
+                problem(p, "journal", format!("{}: {e}", path.display()));
+                return;
+            }
+            bytes
+        }
+        // No journal: as an empty one (files that name its records show the loss).
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) => {
+            problem(p, "journal", e.to_string());
+            return;
+        }
+    };
+    let verified = match journal::verify(&path, &bytes, Some(&plan.id), Some(plan.rehearsal)) {
+        Ok(v) => v,
+        Err(e) => {
+            problem(p, "journal", e.to_string());
+            return;
+        }
+    };
+    if let (Some(first), Some(db)) = (verified.records.first(), sa_db)
+        && first.nonce != db.provenance.nonce
+    {
+        let e = crate::CeremonyError::ForeignJournal {
+            journal: path.display().to_string(),
+            id: plan.id.clone(),
+            journal_nonce: first.nonce.clone(),
+            file_nonce: db.provenance.nonce.clone(),
+        };
+        problem(p, "journal", e.to_string());
+        return;
+    }
+    let chain = Chain {
+        records: &verified.records,
+        head: &verified.head_hash,
+    };
+    let files = dbs::carried_files(layout, plan);
+    let mut nodes: Vec<&str> = Vec::new();
+    for phase in &scope.phases {
+        let names: Vec<&str> = match phase.role() {
+            Some(crate::Role::Sa) => vec![plan.sa.name.as_str()],
+            Some(crate::Role::Source) => vec![plan.source.name.as_str()],
+            Some(crate::Role::Target) => scope.targets.iter().map(String::as_str).collect(),
+            None => Vec::new(),
+        };
+        for n in names {
+            if !nodes.contains(&n) {
+                nodes.push(n);
+            }
+        }
+    }
+    for node in nodes {
+        if let Some(gap) = chain.first_gap(&files, node, &path.display().to_string()) {
+            problem(p, node, gap.to_string());
+        }
+    }
+}
+
 /// Run every check in scope; the list is empty when the plan can run.
 pub fn dry_run(
     plan: &Plan,
@@ -159,6 +233,7 @@ pub fn dry_run(
     {
         problem(p, &plan.sa.name, e.to_string());
     }
+    journal_problems(plan, layout, scope, sa_db.as_ref(), p);
     for t in &scope.targets {
         if plan.target(t).is_none() {
             problem(p, t, "is not a target of this plan");

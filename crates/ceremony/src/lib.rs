@@ -20,6 +20,7 @@
 pub mod durable;
 pub mod envelope;
 pub mod journal;
+pub mod marks;
 
 mod error;
 

@@ -22,27 +22,23 @@ pub(super) fn chain_gaps(
         .filter(|r| matches!(r.note(), Some(Note::PhaseStart {})))
         .map(|r| r.node.as_str())
         .collect();
-    let hash_of = |seq: u64| -> Option<&str> {
-        let i = usize::try_from(seq).ok()?.checked_sub(1)?;
-        records.get(i)?;
-        match records.get(i + 1) {
-            Some(next) => Some(next.prev.as_str()),
-            None => head,
-        }
+    let chain = Chain {
+        records,
+        head: head.unwrap_or(journal::GENESIS_PREV),
     };
-    let mut gaps = Vec::new();
-    for (file, provenance) in crate::dbs::carried_files(layout, plan) {
-        for (node, mark) in &provenance.written {
-            if local.contains(&node.as_str()) && hash_of(mark.seq) != Some(mark.hash.as_str()) {
-                gaps.push(format!(
-                    "{}: record {} of this journal (phase {} on {node}) is not in it",
-                    file_name(Path::new(&file)),
-                    mark.seq,
-                    mark.phase
-                ));
-            }
-        }
-    }
+    let files = crate::dbs::carried_files(layout, plan);
+    let mut gaps: Vec<String> = chain
+        .missing(&files, |n| local.contains(&n))
+        .into_iter()
+        .map(|(file, node, mark)| {
+            format!(
+                "{}: record {} of this journal (phase {} on {node}) is not in it",
+                file_name(Path::new(file)),
+                mark.seq,
+                mark.phase
+            )
+        })
+        .collect();
     for r in records {
         let Some(Note::JournalLossAccepted { marks, .. }) = r.note() else {
             continue;

@@ -48,6 +48,7 @@ use crate::event::StepResult;
 use crate::event::{Action, Entry, Note, Outcome};
 use crate::failure::CeremonyError;
 use crate::journal::{self, Record};
+use crate::marks::Chain;
 use crate::plan::{Plan, PlanNode};
 
 mod build;
