@@ -1,7 +1,6 @@
 //! The one trait every node implements.
 
 use std::collections::BTreeSet;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -84,11 +83,7 @@ impl Operation {
     }
 }
 
-impl fmt::Display for Operation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.description())
-    }
-}
+display_as!(Operation, description);
 
 /// What a backend can run, and what it guarantees about the master key's exposure.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
