@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 
 use log::{debug, warn};
+use mkclone_backend::rules::rerun;
 use mkclone_backend::{
     Applied, Backend, BackendError, Capabilities, Certificate, CloneableKind, CurrentState, Eid,
     GenerateRequest, Identity, InstallProgress, InstallRequest, KeyLabel, MasterKeyKind, MofN,
@@ -45,6 +46,46 @@ impl<'a> Ctx<'a> {
             ..Self::default()
         }
     }
+
+    fn of_kind(kind: CloneableKind) -> Self {
+        Self {
+            kind: Some(kind),
+            ..Self::default()
+        }
+    }
+
+    /// A share verb's failure: key errors are about the retained key `key` (CSS or CSR),
+    /// registry errors about the SA name.
+    fn share(
+        reason_code: u16,
+        key: &'a KeyLabel,
+        sa_name: &'a KeyLabel,
+        kind: CloneableKind,
+        index: ShareIndex,
+    ) -> Self {
+        let name = match reason_code {
+            rs::NAME_NOT_FOUND | rs::WRONG_KEY_USAGE => key,
+            _ => sa_name,
+        };
+        Self {
+            name: Some(name),
+            kind: Some(kind),
+            index: Some(index),
+        }
+    }
+}
+
+/// The value `$value` of a reply that must be `$body`, from a call that must succeed
+/// (`CcaBackend::call_ok` with no names for its errors); another body is a malformed
+/// reply. Evaluates to a `Result`.
+macro_rules! read_reply {
+    ($backend:expr, $op:expr, $request:expr, $body:pat => $value:expr) => {
+        match $backend.call_ok($op, &$request, Ctx::default()) {
+            Ok($body) => Ok($value),
+            Ok(other) => Err(unexpected($op, &other)),
+            Err(e) => Err(e),
+        }
+    };
 }
 
 impl<T: Transport> CcaBackend<T> {
@@ -226,33 +267,31 @@ impl<T: Transport> CcaBackend<T> {
         })
     }
 
+    /// A state change that answers `already` (return and reason code) when it is in place:
+    /// `Done`, `AlreadyDone`, or the most specific error.
+    fn change(
+        &mut self,
+        op: Operation,
+        request: &Request,
+        already: (u16, u16),
+        ctx: Ctx<'_>,
+    ) -> Result<Applied<()>> {
+        let reply = self.call(op, request)?;
+        match (reply.return_code, reply.reason_code) {
+            (rt::OK, _) => Ok(Applied::Done(())),
+            codes if codes == already => Ok(Applied::AlreadyDone(())),
+            _ => Err(self.failure(op, &reply, ctx)),
+        }
+    }
+
+    /// CSNBMKP `action` on `kind`'s registers, which must succeed.
+    fn master_key(&mut self, op: Operation, action: MkAction, kind: CloneableKind) -> Result<()> {
+        let request = Request::MasterKey { action, kind };
+        self.call_ok(op, &request, Ctx::of_kind(kind)).map(drop)
+    }
+
     fn query(&mut self, query: Query) -> Result<Vec<Keyword>> {
-        match self.call_ok(Operation::Status, &Request::Query(query), Ctx::default())? {
-            ReplyBody::Elements(e) => Ok(e),
-            other => Err(unexpected(Operation::Status, &other)),
-        }
-    }
-
-    fn statics_a(&mut self) -> Result<StaticsA> {
-        match self.call_ok(
-            Operation::Status,
-            &Request::Query(Query::StatIcsa),
-            Ctx::default(),
-        )? {
-            ReplyBody::StaticsA(a) => Ok(*a),
-            other => Err(unexpected(Operation::Status, &other)),
-        }
-    }
-
-    fn statics_b(&mut self) -> Result<StaticsB> {
-        match self.call_ok(
-            Operation::Status,
-            &Request::Query(Query::StatIcsb),
-            Ctx::default(),
-        )? {
-            ReplyBody::StaticsB(b) => Ok(*b),
-            other => Err(unexpected(Operation::Status, &other)),
-        }
+        read_reply!(self, Operation::Status, Request::Query(query), ReplyBody::Elements(e) => e)
     }
 
     /// The EID from STATEID (`None` when blank).
@@ -277,8 +316,10 @@ impl<T: Transport> CcaBackend<T> {
     fn status_public(&mut self) -> Result<NodeStatus> {
         let states = self.query(Query::StatCcae)?;
         let eid = self.eid()?;
-        let a = self.statics_a()?;
-        let b = self.statics_b()?;
+        let a: StaticsA = read_reply!(self, Operation::Status, Request::Query(Query::StatIcsa),
+            ReplyBody::StaticsA(a) => *a)?;
+        let b: StaticsB = read_reply!(self, Operation::Status, Request::Query(Query::StatIcsb),
+            ReplyBody::StaticsB(b) => *b)?;
         let mut registers = vec![RegisterStatus {
             kind: MasterKeyKind::Sym,
             new: new_state(states.first())?,
@@ -331,10 +372,8 @@ impl<T: Transport> CcaBackend<T> {
 
     /// `vp`: the serial and the SHA-1-method patterns (project encoding).
     fn patterns(&mut self) -> Result<(SerialNumber, Vec<crate::verbs::PatternEntry>)> {
-        match self.call_ok(Operation::Status, &Request::Patterns, Ctx::default())? {
-            ReplyBody::Patterns { serial, entries } => Ok((serial, entries)),
-            other => Err(unexpected(Operation::Status, &other)),
-        }
+        read_reply!(self, Operation::Status, Request::Patterns,
+            ReplyBody::Patterns { serial, entries } => (serial, entries))
     }
 
     fn registration(&mut self, name: &KeyLabel) -> Result<Option<Registration>> {
@@ -483,54 +522,37 @@ impl<T: Transport> Backend for CcaBackend<T> {
         let reply = self.call(Operation::SetEid, &Request::SetEid(eid.clone()))?;
         match (reply.return_code, reply.reason_code) {
             (rt::OK, _) => Ok(Applied::Done(())),
-            (_, rs::EID_ALREADY_SET) => {
-                let current = self.status()?.identity.eid;
-                match current {
-                    Some(current) if &current == eid => Ok(Applied::AlreadyDone(())),
-                    Some(current) => Err(BackendError::EidAlreadySet {
-                        current,
-                        requested: eid.clone(),
-                    }),
-                    None => Err(self.failure(Operation::SetEid, &reply, Ctx::default())),
-                }
-            }
+            (_, rs::EID_ALREADY_SET) => match self.status()?.identity.eid {
+                Some(current) => rerun::eid(eid, current),
+                None => Err(self.failure(Operation::SetEid, &reply, Ctx::default())),
+            },
             _ => Err(self.failure(Operation::SetEid, &reply, Ctx::default())),
         }
     }
 
     fn set_m_of_n(&mut self, m_of_n: MofN) -> Result<Applied<()>> {
-        let reply = self.call(
+        let (m, n) = (m_of_n.m(), m_of_n.n());
+        let already = (rt::WARNING, rs::ALREADY_IN_STATE);
+        self.change(
             Operation::SetMofN,
-            &Request::SetMofN {
-                m: m_of_n.m(),
-                n: m_of_n.n(),
-            },
-        )?;
-        match (reply.return_code, reply.reason_code) {
-            (rt::OK, _) => Ok(Applied::Done(())),
-            (rt::WARNING, rs::ALREADY_IN_STATE) => Ok(Applied::AlreadyDone(())),
-            _ => Err(self.failure(Operation::SetMofN, &reply, Ctx::default())),
-        }
+            &Request::SetMofN { m, n },
+            already,
+            Ctx::default(),
+        )
     }
 
     fn share_status(&mut self) -> Result<ShareStatus> {
-        match self.call_ok(
-            Operation::ShareStatus,
-            &Request::ShareTables,
-            Ctx::default(),
-        )? {
-            ReplyBody::ShareTables { m_of_n, tables } => {
-                let m_of_n = m_of_n
-                    .map(|(m, n)| MofN::new(m, n))
-                    .transpose()
-                    .map_err(|e| BackendError::MalformedReply {
-                        operation: Operation::ShareStatus,
-                        detail: e.to_string(),
-                    })?;
-                Ok(ShareStatus { m_of_n, tables })
-            }
-            other => Err(unexpected(Operation::ShareStatus, &other)),
-        }
+        let op = Operation::ShareStatus;
+        let (m_of_n, tables) = read_reply!(self, op, Request::ShareTables,
+            ReplyBody::ShareTables { m_of_n, tables } => (m_of_n, tables))?;
+        let m_of_n = m_of_n
+            .map(|(m, n)| MofN::new(m, n))
+            .transpose()
+            .map_err(|e| BackendError::MalformedReply {
+                operation: op,
+                detail: e.to_string(),
+            })?;
+        Ok(ShareStatus { m_of_n, tables })
     }
 
     fn generate_retained_key(
@@ -538,10 +560,9 @@ impl<T: Transport> Backend for CcaBackend<T> {
         request: &GenerateRequest,
     ) -> Result<Applied<PublicKeyToken>> {
         let op = Operation::GenerateRetainedKey;
-        let usage = request.role.usage();
         let req = Request::GenerateRetained {
             label: request.label.clone(),
-            usage,
+            usage: request.role.usage(),
             clone: request.clone,
             bits: request.bits.bits(),
         };
@@ -550,17 +571,14 @@ impl<T: Transport> Backend for CcaBackend<T> {
             (rt::OK, _, ReplyBody::PublicKey(token)) => Ok(Applied::Done(token)),
             (rt::ERROR, rs::NAME_EXISTS, _) => {
                 // A rerun: the key of this deterministic label exists. It is ours if it
-                // has the usage and CLONE mark we asked for.
+                // has the usage, CLONE mark and size we asked for.
                 let existing = self
                     .list_retained_keys()?
                     .into_iter()
                     .find(|k| k.label == request.label);
                 match existing {
-                    Some(info)
-                        if info.usage == usage
-                            && info.clone == request.clone
-                            && info.bits == request.bits.bits() =>
-                    {
+                    Some(info) => {
+                        rerun::retained_key(request, &info)?;
                         let token = self.retained_public_key(&request.label)?.ok_or_else(|| {
                             BackendError::Conflict {
                                 what: format!("retained key {}", request.label),
@@ -569,19 +587,6 @@ impl<T: Transport> Backend for CcaBackend<T> {
                         })?;
                         Ok(Applied::AlreadyDone(token))
                     }
-                    Some(info) => Err(BackendError::Conflict {
-                        what: format!("retained key {}", request.label),
-                        detail: format!(
-                            "it is a {}-bit {} key{}; delete it or choose another ceremony id",
-                            info.bits,
-                            info.usage.keyword(),
-                            if info.clone {
-                                " marked CLONE"
-                            } else {
-                                " without CLONE"
-                            }
-                        ),
-                    }),
                     None => Err(BackendError::Device {
                         operation: op,
                         return_code: rt::ERROR,
@@ -616,29 +621,21 @@ impl<T: Transport> Backend for CcaBackend<T> {
     }
 
     fn list_retained_keys(&mut self) -> Result<Vec<RetainedKeyInfo>> {
-        match self.call_ok(
-            Operation::ListRetainedKeys,
-            &Request::ListRetained,
-            Ctx::default(),
-        )? {
-            ReplyBody::RetainedKeys(list) => Ok(list),
-            other => Err(unexpected(Operation::ListRetainedKeys, &other)),
-        }
+        read_reply!(self, Operation::ListRetainedKeys, Request::ListRetained,
+            ReplyBody::RetainedKeys(list) => list)
     }
 
     fn delete_retained_key(&mut self, label: &KeyLabel) -> Result<Applied<()>> {
-        let op = Operation::DeleteRetainedKey;
-        let reply = self.call(
-            op,
-            &Request::DeleteRetained {
-                label: label.clone(),
-            },
-        )?;
-        match (reply.return_code, reply.reason_code) {
-            (rt::OK, _) => Ok(Applied::Done(())),
-            (rt::ERROR, rs::NAME_NOT_FOUND) => Ok(Applied::AlreadyDone(())),
-            _ => Err(self.failure(op, &reply, Ctx::named(label))),
-        }
+        let request = Request::DeleteRetained {
+            label: label.clone(),
+        };
+        let already = (rt::ERROR, rs::NAME_NOT_FOUND);
+        self.change(
+            Operation::DeleteRetainedKey,
+            &request,
+            already,
+            Ctx::named(label),
+        )
     }
 
     fn register_public_key_hash(
@@ -659,17 +656,7 @@ impl<T: Transport> Backend for CcaBackend<T> {
         match (reply.return_code, reply.reason_code) {
             (rt::OK, _) => Ok(Applied::Done(())),
             (rt::ERROR, rs::NAME_EXISTS) => match self.registration(name)? {
-                Some(r) if &r.hash == hash && r.clone == clone => Ok(Applied::AlreadyDone(())),
-                Some(r) => Err(BackendError::Conflict {
-                    what: format!("registered hash {name}"),
-                    detail: format!(
-                        "registered: {}{}; requested: {}{}. Unregister it first if the old one is wrong",
-                        r.hash.fingerprint(),
-                        if r.clone { " CLONE" } else { "" },
-                        hash.fingerprint(),
-                        if clone { " CLONE" } else { "" }
-                    ),
-                }),
+                Some(r) => rerun::registered_hash(name, (hash, clone), (&r.hash, r.clone)),
                 None => Err(self.failure(op, &reply, Ctx::named(name))),
             },
             _ => Err(self.failure(op, &reply, Ctx::named(name))),
@@ -692,15 +679,9 @@ impl<T: Transport> Backend for CcaBackend<T> {
         match (reply.return_code, reply.reason_code) {
             (rt::OK, _) => Ok(Applied::Done(())),
             (rt::ERROR, rs::NAME_EXISTS) => match self.registration(name)? {
-                Some(Registration {
-                    key: Some(key),
-                    clone: c,
-                    ..
-                }) if &key == certificate && c == clone => Ok(Applied::AlreadyDone(())),
-                Some(_) => Err(BackendError::Conflict {
-                    what: format!("registered public key {name}"),
-                    detail: "another key is registered under this name".into(),
-                }),
+                Some(r) => {
+                    rerun::registered_key(name, (certificate, clone), (r.key.as_ref(), r.clone))
+                }
                 None => Err(self.failure(op, &reply, Ctx::named(name))),
             },
             _ => Err(self.failure(op, &reply, Ctx::named(name))),
@@ -708,24 +689,19 @@ impl<T: Transport> Backend for CcaBackend<T> {
     }
 
     fn unregister_public_key(&mut self, name: &KeyLabel) -> Result<Applied<()>> {
-        let op = Operation::UnregisterPublicKey;
-        let reply = self.call(op, &Request::UnregisterKey { name: name.clone() })?;
-        match (reply.return_code, reply.reason_code) {
-            (rt::OK, _) => Ok(Applied::Done(())),
-            (rt::ERROR, rs::NAME_NOT_FOUND) => Ok(Applied::AlreadyDone(())),
-            _ => Err(self.failure(op, &reply, Ctx::named(name))),
-        }
+        let request = Request::UnregisterKey { name: name.clone() };
+        let already = (rt::ERROR, rs::NAME_NOT_FOUND);
+        self.change(
+            Operation::UnregisterPublicKey,
+            &request,
+            already,
+            Ctx::named(name),
+        )
     }
 
     fn list_registrations(&mut self) -> Result<Vec<Registration>> {
-        match self.call_ok(
-            Operation::ListRegistrations,
-            &Request::ListRegistrations,
-            Ctx::default(),
-        )? {
-            ReplyBody::Registrations(list) => Ok(list),
-            other => Err(unexpected(Operation::ListRegistrations, &other)),
-        }
+        read_reply!(self, Operation::ListRegistrations, Request::ListRegistrations,
+            ReplyBody::Registrations(list) => list)
     }
 
     fn certify_public_key(
@@ -763,20 +739,14 @@ impl<T: Transport> Backend for CcaBackend<T> {
                 other => Err(unexpected(op, &other)),
             };
         }
-        // The SA name is what registry errors are about; the CSS label what key errors are.
-        let name = match reply.reason_code {
-            rs::NAME_NOT_FOUND | rs::WRONG_KEY_USAGE => &request.css_label,
-            _ => &request.sa_name,
-        };
-        Err(self.failure(
-            op,
-            &reply,
-            Ctx {
-                name: Some(name),
-                kind: Some(request.kind),
-                index: Some(request.index),
-            },
-        ))
+        let ctx = Ctx::share(
+            reply.reason_code,
+            &request.css_label,
+            &request.sa_name,
+            request.kind,
+            request.index,
+        );
+        Err(self.failure(op, &reply, ctx))
     }
 
     fn install_share(&mut self, request: &InstallRequest) -> Result<Applied<InstallProgress>> {
@@ -840,84 +810,36 @@ impl<T: Transport> Backend for CcaBackend<T> {
                 .map(Applied::AlreadyDone)
                 .ok_or_else(|| unexpected(op, &reply.body)),
             _ => {
-                let name = match reply.reason_code {
-                    rs::NAME_NOT_FOUND | rs::WRONG_KEY_USAGE => &request.csr_label,
-                    _ => &request.sa_name,
-                };
-                Err(self.failure(
-                    op,
-                    &reply,
-                    Ctx {
-                        name: Some(name),
-                        kind: Some(request.kind),
-                        index: Some(parts.header.index),
-                    },
-                ))
+                let ctx = Ctx::share(
+                    reply.reason_code,
+                    &request.csr_label,
+                    &request.sa_name,
+                    request.kind,
+                    parts.header.index,
+                );
+                Err(self.failure(op, &reply, ctx))
             }
         }
     }
 
     fn set_master_key(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
-        let op = Operation::SetMasterKey;
-        self.call_ok(
-            op,
-            &Request::MasterKey {
-                action: MkAction::Set,
-                kind,
-            },
-            Ctx {
-                kind: Some(kind),
-                ..Ctx::default()
-            },
-        )?;
+        self.master_key(Operation::SetMasterKey, MkAction::Set, kind)?;
         Ok(Applied::Done(()))
     }
 
     fn clear_new(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
-        let op = Operation::ClearNew;
-        let reply = self.call(
-            op,
-            &Request::MasterKey {
-                action: MkAction::Clear,
-                kind,
-            },
-        )?;
-        match (reply.return_code, reply.reason_code) {
-            (rt::OK, _) => Ok(Applied::Done(())),
-            (rt::WARNING, rs::ALREADY_IN_STATE) => Ok(Applied::AlreadyDone(())),
-            _ => Err(self.failure(
-                op,
-                &reply,
-                Ctx {
-                    kind: Some(kind),
-                    ..Ctx::default()
-                },
-            )),
-        }
+        let request = Request::MasterKey {
+            action: MkAction::Clear,
+            kind,
+        };
+        let already = (rt::WARNING, rs::ALREADY_IN_STATE);
+        self.change(Operation::ClearNew, &request, already, Ctx::of_kind(kind))
     }
 
     fn load_random_master_key(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
         let op = Operation::LoadRandomMasterKey;
-        let ctx = || Ctx {
-            kind: Some(kind),
-            ..Ctx::default()
-        };
-        self.call_ok(
-            op,
-            &Request::MasterKey {
-                action: MkAction::Random,
-                kind,
-            },
-            ctx(),
-        )?;
-        self.call_ok(
-            op,
-            &Request::MasterKey {
-                action: MkAction::Set,
-                kind,
-            },
-            ctx(),
-        )?;
+        self.master_key(op, MkAction::Random, kind)?;
+        self.master_key(op, MkAction::Set, kind)?;
         Ok(Applied::Done(()))
     }
 }
