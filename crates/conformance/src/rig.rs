@@ -12,7 +12,9 @@ use mkclone_formats::pka::{
 };
 
 use crate::factory::NodeFactory;
-use crate::support::{CSR_LABEL, CSS_LABEL, SA_LABEL, eid, index, label, m_of_n, ok, supports};
+use crate::support::{
+    CSR_LABEL, CSS_LABEL, SA_LABEL, eid, index, label, m_of_n, ok, register_hash, supports,
+};
 
 /// What building a rig and moving a share between its nodes need.
 pub const RIG_OPERATIONS: [Operation; 8] = [
@@ -71,16 +73,32 @@ pub fn sa_key<N: Backend>(node: &mut N) -> SaKey {
     }
 }
 
-/// Register the SA key on `node`: hash first, then key (dual control), both CLONE.
+/// Register the SA key on `node` under `name`: hash first, then key (dual control), both
+/// with the CLONE mark `clone`.
+pub fn register_sa<N: Backend>(node: &mut N, name: &str, sa: &SaKey, clone: bool) {
+    register_hash(node, name, &sa.hash, clone);
+    ok(
+        node.register_public_key(&label(name), &sa.certificate, clone),
+        &format!("register the key under {name}"),
+    );
+}
+
+/// Register the SA key on `node` as the phases do: under its label, with CLONE.
 pub fn install_sa<N: Backend>(node: &mut N, sa: &SaKey) {
-    ok(
-        node.register_public_key_hash(&label(SA_LABEL), &sa.hash, true),
-        "register the SA hash",
-    );
-    ok(
-        node.register_public_key(&label(SA_LABEL), &sa.certificate, true),
-        "register the SA key",
-    );
+    register_sa(node, SA_LABEL, sa, true);
+}
+
+/// The self-signed certificate of the key `node` retains under `key`: a certificate the
+/// SA key did not sign.
+pub fn self_signed_certificate<N: Backend>(node: &mut N, key: &str) -> Certificate {
+    let token = ok(
+        node.retained_public_key(&label(key)),
+        &format!("read {key}"),
+    )
+    .unwrap_or_else(|| panic!("the node retains {key}"));
+    self_signed(&token)
+        .encode()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Generate `key` on `node` and have the SA node certify it, naming the node.
@@ -184,6 +202,21 @@ impl<N: Backend> Rig<N> {
         Self::build(factory, clause, also_needed, F::source_node)
     }
 
+    /// A rig with the factory's source, for a clause that installs shares and reads the
+    /// share tables (and needs `also_needed` besides).
+    pub fn installing<F: NodeFactory<Node = N>>(
+        factory: &F,
+        clause: &str,
+        also_needed: &[Operation],
+    ) -> Option<Self> {
+        let needed: Vec<Operation> = [Operation::InstallShare, Operation::ShareStatus]
+            .iter()
+            .chain(also_needed)
+            .copied()
+            .collect();
+        Self::with_keys(factory, clause, &needed)
+    }
+
     pub fn obtain_request(&self, kind: CloneableKind, i: u8) -> ObtainRequest {
         ObtainRequest {
             kind,
@@ -201,6 +234,12 @@ impl<N: Backend> Rig<N> {
             self.source.obtain_share(&request),
             &format!("obtain {kind} share {i}"),
         )
+    }
+
+    /// Share `i` of `kind` obtained and installed on the target, which accepts it.
+    pub fn transfer(&mut self, kind: CloneableKind, i: u8) -> Applied<InstallProgress> {
+        let share = self.obtain(kind, i);
+        ok(self.install(kind, share), &format!("install {i}"))
     }
 
     pub fn install_request(&self, kind: CloneableKind, share: SealedShare) -> InstallRequest {
