@@ -140,10 +140,7 @@ impl Pkcs11Backend {
             Attribute::Sign(false),
             Attribute::Unwrap(false),
         ]);
-        let pair = self
-            .token
-            .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
-            .map_err(|e| self.device(op, e))?;
+        let pair = self.generate_rsa_pair(op, &public, &private)?;
         self.export_pair = Some(pair);
         Ok(pair)
     }

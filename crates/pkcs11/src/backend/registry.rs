@@ -120,10 +120,7 @@ impl Pkcs11Backend {
         let mut names = Vec::new();
         for h in handles {
             let text = self.token.label(h).map_err(|e| self.device(op, e))?;
-            let name = text
-                .strip_prefix(REGISTRATION_PREFIX)
-                .and_then(|n| KeyLabel::new(n).ok())
-                .ok_or_else(|| self.corrupt(op, format!("registration {text:?}")))?;
+            let name = self.listed_name(op, &text, REGISTRATION_PREFIX, "registration")?;
             names.push(name);
         }
         names.sort();

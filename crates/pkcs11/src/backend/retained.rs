@@ -84,10 +84,7 @@ impl Pkcs11Backend {
             Attribute::Decrypt(false),
             Attribute::Unwrap(csr),
         ]);
-        let (public_handle, private_handle) = self
-            .token
-            .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
-            .map_err(|e| self.device(op, e))?;
+        let (public_handle, private_handle) = self.generate_rsa_pair(op, &public, &private)?;
         let key = self.public_key_of(op, public_handle)?;
         let info = CertInfo {
             user_data: None,
@@ -152,10 +149,8 @@ impl Pkcs11Backend {
                 .and_then(|l| String::from_utf8(l).ok())
                 .unwrap_or_default();
             let value = attribute_bytes(attrs, AttributeType::Value).unwrap_or_default();
-            let name = text
-                .strip_prefix(KEY_COMPANION_PREFIX)
-                .and_then(|n| KeyLabel::new(n).ok())
-                .ok_or_else(|| self.corrupt(op, format!("retained-key companion {text:?}")))?;
+            let name =
+                self.listed_name(op, &text, KEY_COMPANION_PREFIX, "retained-key companion")?;
             let companion = KeyCompanion::decode(&value)
                 .map_err(|e| self.corrupt(op, format!("{text}: {e}")))?;
             out.push(companion.info(name));

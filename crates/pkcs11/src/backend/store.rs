@@ -1,9 +1,10 @@
 //! The object store: finding, reading and creating the token objects mkclone keeps
 //! (`crate::objects` describes them).
 
+use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use log::{Level, log};
-use mkclone_backend::{Operation, Result};
+use mkclone_backend::{KeyLabel, Operation, Result};
 
 use super::Pkcs11Backend;
 use crate::objects::{APPLICATION, Managed, ObjId, Stored};
@@ -54,6 +55,32 @@ impl Pkcs11Backend {
         ];
         template.extend(Self::key_protection(token, extractable));
         template
+    }
+
+    /// Generate an RSA key pair with these templates.
+    pub(super) fn generate_rsa_pair(
+        &mut self,
+        op: Operation,
+        public: &[Attribute],
+        private: &[Attribute],
+    ) -> Result<(ObjectHandle, ObjectHandle)> {
+        self.token
+            .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, public, private)
+            .map_err(|e| self.device(op, e))
+    }
+
+    /// The key label in the object label `text` after `prefix` (one of mkclone's lists
+    /// names its objects so); another label is damage, `what` says of which list.
+    pub(super) fn listed_name(
+        &self,
+        op: Operation,
+        text: &str,
+        prefix: &str,
+        what: &str,
+    ) -> Result<KeyLabel> {
+        text.strip_prefix(prefix)
+            .and_then(|n| KeyLabel::new(n).ok())
+            .ok_or_else(|| self.corrupt(op, format!("{what} {text:?}")))
     }
 
     fn data_template(application: &[u8], label: &str) -> Vec<Attribute> {
