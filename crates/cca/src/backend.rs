@@ -26,6 +26,11 @@ use crate::rc::{self, rs, rt};
 use crate::transport::{Transport, TransportError};
 use crate::verbs::{MkAction, Query, Register, Reply, ReplyBody, Request};
 
+/// The codes of a deletion that finds nothing to delete: already done.
+const NAME_NOT_FOUND: (u16, u16) = (rt::ERROR, rs::NAME_NOT_FOUND);
+/// The codes of a setting already in place: already done.
+const ALREADY_IN_STATE: (u16, u16) = (rt::WARNING, rs::ALREADY_IN_STATE);
+
 /// A CCA node: a coprocessor domain behind a transport.
 pub struct CcaBackend<T: Transport> {
     transport: T,
@@ -138,21 +143,13 @@ impl<T: Transport> CcaBackend<T> {
                 operation: op,
                 cause: format!("the request could not be encoded: {e}"),
             })?;
-        debug!(
-            "{}: sending {} ({} bytes)",
-            self.transport.backend_name(),
-            function,
-            message.len()
-        );
+        let backend = self.transport.backend_name();
+        debug!("{backend}: sending {function} ({} bytes)", message.len());
         let idempotent = request.is_idempotent();
         // A read may be repeated at no risk: one transport failure of a read is retried.
         let mut sent = self.transport.send(&message, REPLY_CAPACITY, idempotent);
         if idempotent && sent.is_err() {
-            debug!(
-                "{}: {} failed in transport, retrying the read once",
-                self.transport.backend_name(),
-                function
-            );
+            debug!("{backend}: {function} failed in transport, retrying the read once");
             sent = self.transport.send(&message, REPLY_CAPACITY, idempotent);
         }
         let reply_bytes = sent.map_err(|e| match e {
@@ -178,13 +175,8 @@ impl<T: Transport> CcaBackend<T> {
                 }
             }
         })?;
-        debug!(
-            "{}: {} answered {}/{}",
-            self.transport.backend_name(),
-            function,
-            reply.return_code,
-            reply.reason_code
-        );
+        let (return_code, reason_code) = (reply.return_code, reply.reason_code);
+        debug!("{backend}: {function} answered {return_code}/{reason_code}");
         Ok(reply)
     }
 
@@ -265,6 +257,26 @@ impl<T: Transport> CcaBackend<T> {
             reason_code: reply.reason_code,
             message: rc::message(reply.return_code, reply.reason_code).to_string(),
         })
+    }
+
+    /// A registration under `name` (hash or key): `Done`, or after "name already exists"
+    /// what `rerun` makes of the registration found there.
+    fn register(
+        &mut self,
+        op: Operation,
+        request: &Request,
+        name: &KeyLabel,
+        rerun: impl FnOnce(Registration) -> Result<Applied<()>>,
+    ) -> Result<Applied<()>> {
+        let reply = self.call(op, request)?;
+        match (reply.return_code, reply.reason_code) {
+            (rt::OK, _) => Ok(Applied::Done(())),
+            (rt::ERROR, rs::NAME_EXISTS) => match self.registration(name)? {
+                Some(found) => rerun(found),
+                None => Err(self.failure(op, &reply, Ctx::named(name))),
+            },
+            _ => Err(self.failure(op, &reply, Ctx::named(name))),
+        }
     }
 
     /// A state change that answers `already` (return and reason code) when it is in place:
@@ -532,11 +544,11 @@ impl<T: Transport> Backend for CcaBackend<T> {
 
     fn set_m_of_n(&mut self, m_of_n: MofN) -> Result<Applied<()>> {
         let (m, n) = (m_of_n.m(), m_of_n.n());
-        let already = (rt::WARNING, rs::ALREADY_IN_STATE);
+        let request = Request::SetMofN { m, n };
         self.change(
             Operation::SetMofN,
-            &Request::SetMofN { m, n },
-            already,
+            &request,
+            ALREADY_IN_STATE,
             Ctx::default(),
         )
     }
@@ -629,13 +641,8 @@ impl<T: Transport> Backend for CcaBackend<T> {
         let request = Request::DeleteRetained {
             label: label.clone(),
         };
-        let already = (rt::ERROR, rs::NAME_NOT_FOUND);
-        self.change(
-            Operation::DeleteRetainedKey,
-            &request,
-            already,
-            Ctx::named(label),
-        )
+        let op = Operation::DeleteRetainedKey;
+        self.change(op, &request, NAME_NOT_FOUND, Ctx::named(label))
     }
 
     fn register_public_key_hash(
@@ -644,23 +651,14 @@ impl<T: Transport> Backend for CcaBackend<T> {
         hash: &PublicKeyHash,
         clone: bool,
     ) -> Result<Applied<()>> {
-        let op = Operation::RegisterPublicKeyHash;
-        let reply = self.call(
-            op,
-            &Request::RegisterHash {
-                name: name.clone(),
-                hash: hash.clone(),
-                clone,
-            },
-        )?;
-        match (reply.return_code, reply.reason_code) {
-            (rt::OK, _) => Ok(Applied::Done(())),
-            (rt::ERROR, rs::NAME_EXISTS) => match self.registration(name)? {
-                Some(r) => rerun::registered_hash(name, (hash, clone), (&r.hash, r.clone)),
-                None => Err(self.failure(op, &reply, Ctx::named(name))),
-            },
-            _ => Err(self.failure(op, &reply, Ctx::named(name))),
-        }
+        let request = Request::RegisterHash {
+            name: name.clone(),
+            hash: hash.clone(),
+            clone,
+        };
+        self.register(Operation::RegisterPublicKeyHash, &request, name, |r| {
+            rerun::registered_hash(name, (hash, clone), (&r.hash, r.clone))
+        })
     }
 
     fn register_public_key(
@@ -669,34 +667,20 @@ impl<T: Transport> Backend for CcaBackend<T> {
         certificate: &Certificate,
         clone: bool,
     ) -> Result<Applied<()>> {
-        let op = Operation::RegisterPublicKey;
         let request = Request::RegisterKey {
             name: name.clone(),
             certificate: certificate.clone(),
             clone,
         };
-        let reply = self.call(op, &request)?;
-        match (reply.return_code, reply.reason_code) {
-            (rt::OK, _) => Ok(Applied::Done(())),
-            (rt::ERROR, rs::NAME_EXISTS) => match self.registration(name)? {
-                Some(r) => {
-                    rerun::registered_key(name, (certificate, clone), (r.key.as_ref(), r.clone))
-                }
-                None => Err(self.failure(op, &reply, Ctx::named(name))),
-            },
-            _ => Err(self.failure(op, &reply, Ctx::named(name))),
-        }
+        self.register(Operation::RegisterPublicKey, &request, name, |r| {
+            rerun::registered_key(name, (certificate, clone), (r.key.as_ref(), r.clone))
+        })
     }
 
     fn unregister_public_key(&mut self, name: &KeyLabel) -> Result<Applied<()>> {
         let request = Request::UnregisterKey { name: name.clone() };
-        let already = (rt::ERROR, rs::NAME_NOT_FOUND);
-        self.change(
-            Operation::UnregisterPublicKey,
-            &request,
-            already,
-            Ctx::named(name),
-        )
+        let op = Operation::UnregisterPublicKey;
+        self.change(op, &request, NAME_NOT_FOUND, Ctx::named(name))
     }
 
     fn list_registrations(&mut self) -> Result<Vec<Registration>> {
@@ -832,8 +816,12 @@ impl<T: Transport> Backend for CcaBackend<T> {
             action: MkAction::Clear,
             kind,
         };
-        let already = (rt::WARNING, rs::ALREADY_IN_STATE);
-        self.change(Operation::ClearNew, &request, already, Ctx::of_kind(kind))
+        self.change(
+            Operation::ClearNew,
+            &request,
+            ALREADY_IN_STATE,
+            Ctx::of_kind(kind),
+        )
     }
 
     fn load_random_master_key(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
