@@ -73,7 +73,12 @@ macro_rules! clause_name {
 pub(crate) use clause_name;
 
 /// Register `hash` under `name` with the CLONE mark `clone`, which must succeed.
-pub fn register_hash<N: Backend>(node: &mut N, name: &str, hash: &PublicKeyHash, clone: bool) {
+pub fn register_hash<N: Backend + ?Sized>(
+    node: &mut N,
+    name: &str,
+    hash: &PublicKeyHash,
+    clone: bool,
+) {
     ok(
         node.register_public_key_hash(&label(name), hash, clone),
         &format!("register a hash under {name}"),
@@ -218,7 +223,7 @@ pub struct Snapshot {
     pub retained: Vec<RetainedKeyInfo>,
 }
 
-pub fn snapshot<N: Backend>(node: &mut N) -> Snapshot {
+pub fn snapshot<N: Backend + ?Sized>(node: &mut N) -> Snapshot {
     Snapshot {
         status: ok(node.status(), "status"),
         shares: ok(node.share_status(), "share_status"),
