@@ -47,6 +47,45 @@ pub mod kw {
     pub const RANDOM: Keyword = Keyword::new("RANDOM");
 }
 
+/// The rule keywords that choose a key usage, a hash algorithm, a CSNBMKP action.
+const USAGE_RULES: [(Keyword, KeyUsage); 2] = [
+    (kw::SIG_ONLY, KeyUsage::SignatureOnly),
+    (kw::KM_ONLY, KeyUsage::KeyManagementOnly),
+];
+const HASH_RULES: [(Keyword, HashAlgorithm); 2] = [
+    (kw::SHA_1, HashAlgorithm::Sha1),
+    (kw::SHA_256, HashAlgorithm::Sha256),
+];
+const ACTION_RULES: [(Keyword, MkAction); 3] = [
+    (kw::SET, MkAction::Set),
+    (kw::CLEAR, MkAction::Clear),
+    (kw::RANDOM, MkAction::Random),
+];
+
+/// The keyword that chooses `choice` in `rules`.
+fn rule_for<T: PartialEq>(rules: &[(Keyword, T)], choice: T) -> Keyword {
+    rules
+        .iter()
+        .find(|(_, t)| *t == choice)
+        .map(|(k, _)| *k)
+        .unwrap_or(Keyword::new(""))
+}
+
+/// What `rule` chooses in `rules`; no rule, or another, is the `missing` rule of
+/// `function`.
+fn chosen<T: Copy>(
+    rules: &[(Keyword, T)],
+    rule: Option<&Keyword>,
+    function: &'static str,
+    missing: &'static str,
+) -> Result<T, CodecError> {
+    rules
+        .iter()
+        .find(|(k, _)| Some(k) == rule)
+        .map(|(_, t)| *t)
+        .ok_or(CodecError::MissingRule { function, missing })
+}
+
 /// Which facility query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Query {
@@ -444,10 +483,7 @@ impl Request {
                 bits,
             } => {
                 p.rules.push(kw::RETAIN);
-                p.rules.push(match usage {
-                    KeyUsage::SignatureOnly => kw::SIG_ONLY,
-                    KeyUsage::KeyManagementOnly => kw::KM_ONLY,
-                });
+                p.rules.push(rule_for(&USAGE_RULES, *usage));
                 p.rules.extend(clone.then_some(kw::CLONE));
                 p.verb_data = bits.to_be_bytes().to_vec();
                 p.keys.push(label_entry(label));
@@ -456,10 +492,7 @@ impl Request {
             | Self::DeleteRetained { label }
             | Self::UnregisterKey { name: label } => p.keys.push(label_entry(label)),
             Self::RegisterHash { name, hash, clone } => {
-                p.rules.push(match hash.algorithm() {
-                    HashAlgorithm::Sha1 => kw::SHA_1,
-                    HashAlgorithm::Sha256 => kw::SHA_256,
-                });
+                p.rules.push(rule_for(&HASH_RULES, hash.algorithm()));
                 p.rules.extend(clone.then_some(kw::CLONE));
                 p.verb_data = hash.bytes().to_vec();
                 p.keys.push(label_entry(name));
@@ -520,11 +553,7 @@ impl Request {
                 ]);
             }
             Self::MasterKey { action, kind } => {
-                p.rules.push(match action {
-                    MkAction::Set => kw::SET,
-                    MkAction::Clear => kw::CLEAR,
-                    MkAction::Random => kw::RANDOM,
-                });
+                p.rules.push(rule_for(&ACTION_RULES, *action));
                 p.rules.push(kind_keyword(*kind));
             }
         }
@@ -624,16 +653,12 @@ impl Request {
                         missing: "RETAIN, SIG-ONLY|KM-ONLY",
                     });
                 }
-                let usage = if p.rules[1] == kw::SIG_ONLY {
-                    KeyUsage::SignatureOnly
-                } else if p.rules[1] == kw::KM_ONLY {
-                    KeyUsage::KeyManagementOnly
-                } else {
-                    return Err(CodecError::MissingRule {
-                        function: "PKA_Key_Generate",
-                        missing: "SIG-ONLY|KM-ONLY",
-                    });
-                };
+                let usage = chosen(
+                    &USAGE_RULES,
+                    p.rules.get(1),
+                    "PKA_Key_Generate",
+                    "SIG-ONLY|KM-ONLY",
+                )?;
                 let clone = clone_flag(2, "PKA_Key_Generate request")?;
                 expect_keys(p, 1, "PKA_Key_Generate request")?;
                 let mut r = Reader::new(&p.verb_data);
@@ -660,16 +685,12 @@ impl Request {
                 }
             }
             FunctionCode::RegisterHash => {
-                let algorithm = match p.rules.first() {
-                    Some(k) if *k == kw::SHA_1 => HashAlgorithm::Sha1,
-                    Some(k) if *k == kw::SHA_256 => HashAlgorithm::Sha256,
-                    _ => {
-                        return Err(CodecError::MissingRule {
-                            function: "PKA_Public_Key_Hash_Register",
-                            missing: "SHA-1|SHA-256",
-                        });
-                    }
-                };
+                let algorithm = chosen(
+                    &HASH_RULES,
+                    p.rules.first(),
+                    "PKA_Public_Key_Hash_Register",
+                    "SHA-1|SHA-256",
+                )?;
                 let clone = clone_flag(1, "PKA_Public_Key_Hash_Register request")?;
                 expect_keys(p, 1, "PKA_Public_Key_Hash_Register request")?;
                 let hash = PublicKeyHash::new(algorithm, &p.verb_data)
@@ -769,18 +790,12 @@ impl Request {
                 expect_no_verb_data(p, "Master_Key_Process request")?;
                 expect_keys(p, 0, "Master_Key_Process request")?;
                 let kind = kind_from_rules(p, "Master_Key_Process")?;
-                let action = if p.rules[0] == kw::SET {
-                    MkAction::Set
-                } else if p.rules[0] == kw::CLEAR {
-                    MkAction::Clear
-                } else if p.rules[0] == kw::RANDOM {
-                    MkAction::Random
-                } else {
-                    return Err(CodecError::MissingRule {
-                        function: "Master_Key_Process",
-                        missing: "SET|CLEAR|RANDOM",
-                    });
-                };
+                let action = chosen(
+                    &ACTION_RULES,
+                    p.rules.first(),
+                    "Master_Key_Process",
+                    "SET|CLEAR|RANDOM",
+                )?;
                 Self::MasterKey { action, kind }
             }
         };
