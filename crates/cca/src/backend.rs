@@ -27,9 +27,9 @@ use crate::transport::{Transport, TransportError};
 use crate::verbs::{MkAction, Query, Register, Reply, ReplyBody, Request};
 
 /// The codes of a deletion that finds nothing to delete: already done.
-const NAME_NOT_FOUND: (u16, u16) = (rt::ERROR, rs::NAME_NOT_FOUND);
+const ALREADY_DELETED: (u16, u16) = (rt::ERROR, rs::NAME_NOT_FOUND);
 /// The codes of a setting already in place: already done.
-const ALREADY_IN_STATE: (u16, u16) = (rt::WARNING, rs::ALREADY_IN_STATE);
+const ALREADY_IN_PLACE: (u16, u16) = (rt::WARNING, rs::ALREADY_IN_STATE);
 
 /// A CCA node: a coprocessor domain behind a transport.
 pub struct CcaBackend<T: Transport> {
@@ -260,19 +260,19 @@ impl<T: Transport> CcaBackend<T> {
     }
 
     /// A registration under `name` (hash or key): `Done`, or after "name already exists"
-    /// what `rerun` makes of the registration found there.
+    /// what `reconcile` makes of the registration found there.
     fn register(
         &mut self,
         op: Operation,
         request: &Request,
         name: &KeyLabel,
-        rerun: impl FnOnce(Registration) -> Result<Applied<()>>,
+        reconcile: impl FnOnce(Registration) -> Result<Applied<()>>,
     ) -> Result<Applied<()>> {
         let reply = self.call(op, request)?;
         match (reply.return_code, reply.reason_code) {
             (rt::OK, _) => Ok(Applied::Done(())),
             (rt::ERROR, rs::NAME_EXISTS) => match self.registration(name)? {
-                Some(found) => rerun(found),
+                Some(found) => reconcile(found),
                 None => Err(self.failure(op, &reply, Ctx::named(name))),
             },
             _ => Err(self.failure(op, &reply, Ctx::named(name))),
@@ -545,12 +545,8 @@ impl<T: Transport> Backend for CcaBackend<T> {
     fn set_m_of_n(&mut self, m_of_n: MofN) -> Result<Applied<()>> {
         let (m, n) = (m_of_n.m(), m_of_n.n());
         let request = Request::SetMofN { m, n };
-        self.change(
-            Operation::SetMofN,
-            &request,
-            ALREADY_IN_STATE,
-            Ctx::default(),
-        )
+        let op = Operation::SetMofN;
+        self.change(op, &request, ALREADY_IN_PLACE, Ctx::default())
     }
 
     fn share_status(&mut self) -> Result<ShareStatus> {
@@ -642,7 +638,7 @@ impl<T: Transport> Backend for CcaBackend<T> {
             label: label.clone(),
         };
         let op = Operation::DeleteRetainedKey;
-        self.change(op, &request, NAME_NOT_FOUND, Ctx::named(label))
+        self.change(op, &request, ALREADY_DELETED, Ctx::named(label))
     }
 
     fn register_public_key_hash(
@@ -680,7 +676,7 @@ impl<T: Transport> Backend for CcaBackend<T> {
     fn unregister_public_key(&mut self, name: &KeyLabel) -> Result<Applied<()>> {
         let request = Request::UnregisterKey { name: name.clone() };
         let op = Operation::UnregisterPublicKey;
-        self.change(op, &request, NAME_NOT_FOUND, Ctx::named(name))
+        self.change(op, &request, ALREADY_DELETED, Ctx::named(name))
     }
 
     fn list_registrations(&mut self) -> Result<Vec<Registration>> {
@@ -816,12 +812,8 @@ impl<T: Transport> Backend for CcaBackend<T> {
             action: MkAction::Clear,
             kind,
         };
-        self.change(
-            Operation::ClearNew,
-            &request,
-            ALREADY_IN_STATE,
-            Ctx::of_kind(kind),
-        )
+        let op = Operation::ClearNew;
+        self.change(op, &request, ALREADY_IN_PLACE, Ctx::of_kind(kind))
     }
 
     fn load_random_master_key(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
