@@ -73,6 +73,18 @@ fn warn_same() -> Outcome {
 
 type Step<T> = Result<T, Outcome>;
 
+/// Remove the entry of `list` that `named` picks (a retained key, a registration), or
+/// answer that no such name exists.
+fn remove_named<T>(list: &mut Vec<T>, named: impl Fn(&T) -> bool) -> Outcome {
+    match list.iter().position(named) {
+        Some(i) => {
+            list.remove(i);
+            done(ReplyBody::Empty)
+        }
+        None => fail(rs::NAME_NOT_FOUND),
+    }
+}
+
 /// Run `request` on `card`.
 pub fn execute<R: Rng + CryptoRng>(card: &mut CardState, request: Request, rng: &mut R) -> Outcome {
     debug!("card {}: {:?}", card.serial, request.function());
@@ -104,13 +116,7 @@ pub fn execute<R: Rng + CryptoRng>(card: &mut CardState, request: Request, rng: 
                 .collect(),
         ))),
         Request::DeleteRetained { label } => {
-            Ok(match card.retained.iter().position(|k| k.label == label) {
-                Some(i) => {
-                    card.retained.remove(i);
-                    done(ReplyBody::Empty)
-                }
-                None => fail(rs::NAME_NOT_FOUND),
-            })
+            Ok(remove_named(&mut card.retained, |k| k.label == label))
         }
         Request::RegisterHash { name, hash, clone } => Ok(register_hash(card, name, hash, clone)),
         Request::RegisterKey {
@@ -118,15 +124,7 @@ pub fn execute<R: Rng + CryptoRng>(card: &mut CardState, request: Request, rng: 
             certificate,
             clone,
         } => Ok(register_key(card, name, certificate, clone)),
-        Request::UnregisterKey { name } => {
-            Ok(match card.registry.iter().position(|r| r.name == name) {
-                Some(i) => {
-                    card.registry.remove(i);
-                    done(ReplyBody::Empty)
-                }
-                None => fail(rs::NAME_NOT_FOUND),
-            })
-        }
+        Request::UnregisterKey { name } => Ok(remove_named(&mut card.registry, |r| r.name == name)),
         Request::ListRegistrations => Ok(read(ReplyBody::Registrations(card.registry.clone()))),
         Request::Certify {
             signer,

@@ -1,7 +1,6 @@
 //! The one trait every node implements.
 
 use std::collections::BTreeSet;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -84,11 +83,7 @@ impl Operation {
     }
 }
 
-impl fmt::Display for Operation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.description())
-    }
-}
+display_as!(Operation, description);
 
 /// What a backend can run, and what it guarantees about the master key's exposure.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -173,6 +168,23 @@ fn unsupported<T>(backend: &'static str, operation: Operation) -> Result<T> {
     })
 }
 
+/// The operations of [`Backend`], each written once: its signature and the [`Operation`]
+/// its default body reports as `NotSupported` (the arguments unused).
+macro_rules! not_supported_by_default {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident(&mut self $(, $arg:ident: $ty:ty)*) -> $ret:ty = $operation:ident;
+    )*) => {
+        $(
+            $(#[$doc])*
+            fn $name(&mut self $(, $arg: $ty)*) -> $ret {
+                $(let _ = $arg;)*
+                unsupported(self.backend_name(), Operation::$operation)
+            }
+        )*
+    };
+}
+
 /// One node of a cloning ceremony.
 ///
 /// Every state-changing method is safe to repeat: doing again what is already in place
@@ -189,119 +201,62 @@ pub trait Backend {
 
     fn capabilities(&self) -> Capabilities;
 
-    fn status(&mut self) -> Result<NodeStatus> {
-        unsupported(self.backend_name(), Operation::Status)
-    }
+    not_supported_by_default! {
+        fn status(&mut self) -> Result<NodeStatus> = Status;
 
-    fn set_eid(&mut self, eid: &Eid) -> Result<Applied<()>> {
-        let _ = eid;
-        unsupported(self.backend_name(), Operation::SetEid)
-    }
+        fn set_eid(&mut self, eid: &Eid) -> Result<Applied<()>> = SetEid;
 
-    fn set_m_of_n(&mut self, m_of_n: MofN) -> Result<Applied<()>> {
-        let _ = m_of_n;
-        unsupported(self.backend_name(), Operation::SetMofN)
-    }
+        fn set_m_of_n(&mut self, m_of_n: MofN) -> Result<Applied<()>> = SetMofN;
 
-    fn share_status(&mut self) -> Result<ShareStatus> {
-        unsupported(self.backend_name(), Operation::ShareStatus)
-    }
+        fn share_status(&mut self) -> Result<ShareStatus> = ShareStatus;
 
-    /// Generate a retained RSA key pair; returns its public-key token, which carries a
-    /// certificate section self-signed by the new key (what CSNDPKH/CSNDPKR register).
-    fn generate_retained_key(
-        &mut self,
-        request: &GenerateRequest,
-    ) -> Result<Applied<PublicKeyToken>> {
-        let _ = request;
-        unsupported(self.backend_name(), Operation::GenerateRetainedKey)
-    }
+        /// Generate a retained RSA key pair; returns its public-key token, which carries a
+        /// certificate section self-signed by the new key (what CSNDPKH/CSNDPKR register).
+        fn generate_retained_key(&mut self, request: &GenerateRequest)
+            -> Result<Applied<PublicKeyToken>> = GenerateRetainedKey;
 
-    /// The public-key token of a retained key, `None` when no key has that label.
-    fn retained_public_key(&mut self, label: &KeyLabel) -> Result<Option<PublicKeyToken>> {
-        let _ = label;
-        unsupported(self.backend_name(), Operation::RetainedPublicKey)
-    }
+        /// The public-key token of a retained key, `None` when no key has that label.
+        fn retained_public_key(&mut self, label: &KeyLabel)
+            -> Result<Option<PublicKeyToken>> = RetainedPublicKey;
 
-    fn list_retained_keys(&mut self) -> Result<Vec<RetainedKeyInfo>> {
-        unsupported(self.backend_name(), Operation::ListRetainedKeys)
-    }
+        fn list_retained_keys(&mut self) -> Result<Vec<RetainedKeyInfo>> = ListRetainedKeys;
 
-    fn delete_retained_key(&mut self, label: &KeyLabel) -> Result<Applied<()>> {
-        let _ = label;
-        unsupported(self.backend_name(), Operation::DeleteRetainedKey)
-    }
+        fn delete_retained_key(&mut self, label: &KeyLabel)
+            -> Result<Applied<()>> = DeleteRetainedKey;
 
-    fn register_public_key_hash(
-        &mut self,
-        name: &KeyLabel,
-        hash: &PublicKeyHash,
-        clone: bool,
-    ) -> Result<Applied<()>> {
-        let _ = (name, hash, clone);
-        unsupported(self.backend_name(), Operation::RegisterPublicKeyHash)
-    }
+        fn register_public_key_hash(&mut self, name: &KeyLabel, hash: &PublicKeyHash, clone: bool)
+            -> Result<Applied<()>> = RegisterPublicKeyHash;
 
-    /// Register the key in `certificate` under `name`; it must match the hash registered
-    /// under that name, with the same CLONE mark.
-    fn register_public_key(
-        &mut self,
-        name: &KeyLabel,
-        certificate: &Certificate,
-        clone: bool,
-    ) -> Result<Applied<()>> {
-        let _ = (name, certificate, clone);
-        unsupported(self.backend_name(), Operation::RegisterPublicKey)
-    }
+        /// Register the key in `certificate` under `name`; it must match the hash registered
+        /// under that name, with the same CLONE mark.
+        fn register_public_key(&mut self, name: &KeyLabel, certificate: &Certificate, clone: bool)
+            -> Result<Applied<()>> = RegisterPublicKey;
 
-    /// Remove a registered public key and its hash (abort and clean-up).
-    fn unregister_public_key(&mut self, name: &KeyLabel) -> Result<Applied<()>> {
-        let _ = name;
-        unsupported(self.backend_name(), Operation::UnregisterPublicKey)
-    }
+        /// Remove a registered public key and its hash (abort and clean-up).
+        fn unregister_public_key(&mut self, name: &KeyLabel)
+            -> Result<Applied<()>> = UnregisterPublicKey;
 
-    fn list_registrations(&mut self) -> Result<Vec<Registration>> {
-        unsupported(self.backend_name(), Operation::ListRegistrations)
-    }
+        fn list_registrations(&mut self) -> Result<Vec<Registration>> = ListRegistrations;
 
-    /// Certify `subject`'s public key with the retained key `signer`: a certificate
-    /// section naming the subject's EID/serial, signed by `signer`.
-    fn certify_public_key(
-        &mut self,
-        signer: &KeyLabel,
-        subject: &PublicKeyToken,
-        info: &SubjectInfo,
-    ) -> Result<Certificate> {
-        let _ = (signer, subject, info);
-        unsupported(self.backend_name(), Operation::CertifyPublicKey)
-    }
+        /// Certify `subject`'s public key with the retained key `signer`: a certificate
+        /// section naming the subject's EID/serial, signed by `signer`.
+        fn certify_public_key(&mut self, signer: &KeyLabel, subject: &PublicKeyToken,
+            info: &SubjectInfo) -> Result<Certificate> = CertifyPublicKey;
 
-    fn obtain_share(&mut self, request: &ObtainRequest) -> Result<SealedShare> {
-        let _ = request;
-        unsupported(self.backend_name(), Operation::ObtainShare)
-    }
+        fn obtain_share(&mut self, request: &ObtainRequest) -> Result<SealedShare> = ObtainShare;
 
-    /// Install one share. Installing a share already received returns
-    /// `AlreadyDone` with the current progress.
-    fn install_share(&mut self, request: &InstallRequest) -> Result<Applied<InstallProgress>> {
-        let _ = request;
-        unsupported(self.backend_name(), Operation::InstallShare)
-    }
+        /// Install one share. Installing a share already received returns
+        /// `AlreadyDone` with the current progress.
+        fn install_share(&mut self, request: &InstallRequest)
+            -> Result<Applied<InstallProgress>> = InstallShare;
 
-    /// CSNBMKP SET: CURRENT → OLD, NEW → CURRENT, NEW cleared, share tables cleared.
-    fn set_master_key(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
-        let _ = kind;
-        unsupported(self.backend_name(), Operation::SetMasterKey)
-    }
+        /// CSNBMKP SET: CURRENT → OLD, NEW → CURRENT, NEW cleared, share tables cleared.
+        fn set_master_key(&mut self, kind: CloneableKind) -> Result<Applied<()>> = SetMasterKey;
 
-    fn clear_new(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
-        let _ = kind;
-        unsupported(self.backend_name(), Operation::ClearNew)
-    }
+        fn clear_new(&mut self, kind: CloneableKind) -> Result<Applied<()>> = ClearNew;
 
-    /// Setup and tests: a random key into NEW, then SET.
-    fn load_random_master_key(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
-        let _ = kind;
-        unsupported(self.backend_name(), Operation::LoadRandomMasterKey)
+        /// Setup and tests: a random key into NEW, then SET.
+        fn load_random_master_key(&mut self, kind: CloneableKind)
+            -> Result<Applied<()>> = LoadRandomMasterKey;
     }
 }

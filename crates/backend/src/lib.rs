@@ -7,6 +7,17 @@
 //!
 //! Every domain type validates on construction, so a value that exists is a legal value.
 
+/// `Display` as the text the type's `$method` gives (a name or a description).
+macro_rules! display_as {
+    ($name:ident, $method:ident) => {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.$method())
+            }
+        }
+    };
+}
+
 mod backend;
 mod error;
 mod outcome;

@@ -10,6 +10,58 @@ use crate::error::DomainError;
 /// Largest number of shares CCA supports (CSUACFC SET-MOFN: 1 <= m <= n <= 15).
 pub const MAX_SHARES: u8 = 15;
 
+/// `text` in a wire field of `N` bytes, blank padded (the caller checked that it fits).
+fn blank_padded<const N: usize>(text: &str) -> [u8; N] {
+    let mut out = [b' '; N];
+    out[..text.len()].copy_from_slice(text.as_bytes());
+    out
+}
+
+/// A blank-padded wire field's text without the padding (the fields built with
+/// [`blank_padded`] hold ASCII only).
+fn unpadded(field: &[u8]) -> &str {
+    std::str::from_utf8(field)
+        .unwrap_or("")
+        .trim_end_matches(' ')
+}
+
+/// The conversions `#[serde(try_from, into)]` goes through: from `$repr` by the checked
+/// constructor, back to `$repr`.
+macro_rules! serde_conversions {
+    ($name:ident <-> $repr:ty, from |$v:pat_param| $new:expr, into |$s:ident| $into:expr) => {
+        impl TryFrom<$repr> for $name {
+            type Error = DomainError;
+            fn try_from($v: $repr) -> Result<Self, DomainError> {
+                $new
+            }
+        }
+        impl From<$name> for $repr {
+            fn from($s: $name) -> $repr {
+                $into
+            }
+        }
+    };
+}
+
+/// What the text types (`KeyLabel`, `Eid`, `SerialNumber`) have alike: shown and turned
+/// into a `String` as `as_str()` gives them, made from one through `new`, and a `Debug`
+/// form written `$debug` around `as_str()`.
+macro_rules! text_type {
+    ($name:ident, debug = $debug:literal) => {
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, $debug, self.as_str())
+            }
+        }
+        serde_conversions!($name <-> String, from |s| Self::new(&s), into |v| v.as_str().to_string());
+    };
+}
+
 // ---------------------------------------------------------------------------------------
 // Key labels
 // ---------------------------------------------------------------------------------------
@@ -82,9 +134,7 @@ impl KeyLabel {
 
     /// The 64-byte blank-padded wire form.
     pub fn to_wire(&self) -> [u8; 64] {
-        let mut out = [b' '; 64];
-        out[..self.0.len()].copy_from_slice(self.0.as_bytes());
-        out
+        blank_padded(&self.0)
     }
 
     pub fn as_str(&self) -> &str {
@@ -92,41 +142,45 @@ impl KeyLabel {
     }
 }
 
-impl fmt::Display for KeyLabel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl fmt::Debug for KeyLabel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyLabel({})", self.0)
-    }
-}
-impl TryFrom<String> for KeyLabel {
-    type Error = DomainError;
-    fn try_from(s: String) -> Result<Self, DomainError> {
-        Self::new(&s)
-    }
-}
-impl From<KeyLabel> for String {
-    fn from(l: KeyLabel) -> String {
-        l.0
-    }
-}
+text_type!(KeyLabel, debug = "KeyLabel({})");
 
 // ---------------------------------------------------------------------------------------
 // Environment ID and serial number
 // ---------------------------------------------------------------------------------------
 
-/// A node's Environment ID: 16 characters, set once per coprocessor (CSUACFC), read back
-/// with CSUACFQ STATEID. Given shorter, it is blank padded to 16.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Eid([u8; 16]);
+/// A text type kept as its `LEN`-byte wire field, blank padded: the struct, its width,
+/// the wire form, the text without the padding, and the [`text_type!`] impls.
+macro_rules! blank_padded_text {
+    ($(#[$doc:meta])* $name:ident, len = $len:literal, debug = $debug:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name([u8; $len]);
+
+        impl $name {
+            pub const LEN: usize = $len;
+
+            pub fn to_wire(&self) -> [u8; $len] {
+                self.0
+            }
+
+            /// The text without its blank padding.
+            pub fn as_str(&self) -> &str {
+                unpadded(&self.0)
+            }
+        }
+
+        text_type!($name, debug = $debug);
+    };
+}
+
+blank_padded_text!(
+    /// A node's Environment ID: 16 characters, set once per coprocessor (CSUACFC), read
+    /// back with CSUACFQ STATEID. Given shorter, it is blank padded to 16.
+    Eid, len = 16, debug = "Eid({:?})"
+);
 
 impl Eid {
-    pub const LEN: usize = 16;
-
     pub fn new(text: &str) -> Result<Self, DomainError> {
         let bad = |why: &str| DomainError::Eid {
             eid: text.chars().take(40).collect(),
@@ -144,9 +198,7 @@ impl Eid {
         }) {
             return Err(bad("use letters, digits, blanks and . - _ @ # $ &"));
         }
-        let mut out = [b' '; 16];
-        out[..text.len()].copy_from_slice(text.as_bytes());
-        Ok(Self(out))
+        Ok(Self(blank_padded(text)))
     }
 
     pub fn from_wire(field: &[u8]) -> Result<Self, DomainError> {
@@ -162,50 +214,14 @@ impl Eid {
         })?;
         Self::new(text.trim_end_matches(' '))
     }
-
-    pub fn to_wire(&self) -> [u8; 16] {
-        self.0
-    }
-
-    /// The EID without its blank padding.
-    pub fn as_str(&self) -> &str {
-        // Constructed from ASCII only.
-        std::str::from_utf8(&self.0)
-            .unwrap_or("")
-            .trim_end_matches(' ')
-    }
 }
 
-impl fmt::Display for Eid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-impl fmt::Debug for Eid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Eid({:?})", self.as_str())
-    }
-}
-impl TryFrom<String> for Eid {
-    type Error = DomainError;
-    fn try_from(s: String) -> Result<Self, DomainError> {
-        Self::new(&s)
-    }
-}
-impl From<Eid> for String {
-    fn from(e: Eid) -> String {
-        e.as_str().to_string()
-    }
-}
-
-/// A coprocessor's 8-character serial number (CCA reports it blank padded).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct SerialNumber([u8; 8]);
+blank_padded_text!(
+    /// A coprocessor's 8-character serial number (CCA reports it blank padded).
+    SerialNumber, len = 8, debug = "SerialNumber({:?})"
+);
 
 impl SerialNumber {
-    pub const LEN: usize = 8;
-
     pub fn new(text: &str) -> Result<Self, DomainError> {
         if text.trim().is_empty()
             || text.len() > Self::LEN
@@ -216,9 +232,7 @@ impl SerialNumber {
                 reason: "a serial number is 1 to 8 printable ASCII characters".into(),
             });
         }
-        let mut out = [b' '; 8];
-        out[..text.len()].copy_from_slice(text.as_bytes());
-        Ok(Self(out))
+        Ok(Self(blank_padded(text)))
     }
 
     pub fn from_wire(field: &[u8]) -> Result<Self, DomainError> {
@@ -233,38 +247,6 @@ impl SerialNumber {
             });
         }
         Self::new(text.trim_end_matches(' '))
-    }
-
-    pub fn to_wire(&self) -> [u8; 8] {
-        self.0
-    }
-
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0)
-            .unwrap_or("")
-            .trim_end_matches(' ')
-    }
-}
-
-impl fmt::Display for SerialNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-impl fmt::Debug for SerialNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SerialNumber({:?})", self.as_str())
-    }
-}
-impl TryFrom<String> for SerialNumber {
-    type Error = DomainError;
-    fn try_from(s: String) -> Result<Self, DomainError> {
-        Self::new(&s)
-    }
-}
-impl From<SerialNumber> for String {
-    fn from(s: SerialNumber) -> String {
-        s.as_str().to_string()
     }
 }
 
@@ -329,17 +311,7 @@ impl fmt::Debug for MofN {
         write!(f, "MofN({}-of-{})", self.m, self.n)
     }
 }
-impl TryFrom<(u8, u8)> for MofN {
-    type Error = DomainError;
-    fn try_from((m, n): (u8, u8)) -> Result<Self, DomainError> {
-        Self::new(m, n)
-    }
-}
-impl From<MofN> for (u8, u8) {
-    fn from(v: MofN) -> (u8, u8) {
-        (v.m, v.n)
-    }
-}
+serde_conversions!(MofN <-> (u8, u8), from |(m, n)| Self::new(m, n), into |v| (v.m, v.n));
 
 /// A share index, 1..=15. Where an m-of-n applies, [`ShareIndex::check_against`] also
 /// enforces index <= n.
@@ -393,17 +365,7 @@ impl fmt::Debug for ShareIndex {
         write!(f, "ShareIndex({})", self.0)
     }
 }
-impl TryFrom<u8> for ShareIndex {
-    type Error = DomainError;
-    fn try_from(v: u8) -> Result<Self, DomainError> {
-        Self::new(v)
-    }
-}
-impl From<ShareIndex> for u8 {
-    fn from(v: ShareIndex) -> u8 {
-        v.0
-    }
-}
+serde_conversions!(ShareIndex <-> u8, from |v| Self::new(v), into |v| v.0);
 
 // ---------------------------------------------------------------------------------------
 // Master keys and verification patterns
@@ -459,11 +421,7 @@ impl MasterKeyKind {
     }
 }
 
-impl fmt::Display for MasterKeyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+display_as!(MasterKeyKind, name);
 
 /// A master-key kind that CCA's cloning verbs accept: the 24-byte SYM and ASYM keys.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
@@ -540,49 +498,66 @@ pub struct VerificationPattern {
     bytes: Vec<u8>,
 }
 
-impl VerificationPattern {
-    pub fn new(algorithm: PatternAlgorithm, bytes: &[u8]) -> Result<Self, DomainError> {
-        if bytes.len() != algorithm.len() {
-            return Err(DomainError::Pattern {
-                reason: format!(
-                    "a {} verification pattern is {} bytes, not {}",
-                    algorithm.name(),
-                    algorithm.len(),
-                    bytes.len()
-                ),
-            });
+/// What a verification pattern and a public-key hash have alike: bytes of the length
+/// their algorithm gives (refused otherwise with `DomainError::$error`, naming `$what`),
+/// shown as the algorithm's name and upper-case hex.
+macro_rules! algorithm_bytes {
+    ($name:ident, $algorithm:ty, $error:ident, what = $what:literal) => {
+        impl $name {
+            pub fn new(algorithm: $algorithm, bytes: &[u8]) -> Result<Self, DomainError> {
+                if bytes.len() != algorithm.len() {
+                    return Err(DomainError::$error {
+                        reason: format!(
+                            concat!("a {} ", $what, " is {} bytes, not {}"),
+                            algorithm.name(),
+                            algorithm.len(),
+                            bytes.len()
+                        ),
+                    });
+                }
+                Ok(Self {
+                    algorithm,
+                    bytes: bytes.to_vec(),
+                })
+            }
+            pub fn algorithm(&self) -> $algorithm {
+                self.algorithm
+            }
+            pub fn bytes(&self) -> &[u8] {
+                &self.bytes
+            }
         }
-        Ok(Self {
-            algorithm,
-            bytes: bytes.to_vec(),
-        })
-    }
-    pub fn algorithm(&self) -> PatternAlgorithm {
-        self.algorithm
-    }
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(
+                    f,
+                    "{} {}",
+                    self.algorithm.name(),
+                    hex::encode_upper(&self.bytes)
+                )
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self)
+            }
+        }
+    };
+}
+
+algorithm_bytes!(
+    VerificationPattern,
+    PatternAlgorithm,
+    Pattern,
+    what = "verification pattern"
+);
+
+impl VerificationPattern {
     /// `Some(equal)` when both patterns use one algorithm, `None` when they cannot be
     /// compared.
     pub fn matches(&self, other: &VerificationPattern) -> Option<bool> {
         (self.algorithm == other.algorithm).then(|| self.bytes == other.bytes)
-    }
-}
-
-impl fmt::Display for VerificationPattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {}",
-            self.algorithm.name(),
-            hex::encode_upper(&self.bytes)
-        )
-    }
-}
-impl fmt::Debug for VerificationPattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "VerificationPattern({self})")
     }
 }
 
@@ -620,11 +595,7 @@ impl KeyRole {
     }
 }
 
-impl fmt::Display for KeyRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+display_as!(KeyRole, name);
 
 /// Key usage of an RSA key (CSNDPKB keywords SIG-ONLY and KM-ONLY).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
@@ -674,17 +645,7 @@ impl RsaModulusBits {
         }
     }
 }
-impl TryFrom<u16> for RsaModulusBits {
-    type Error = DomainError;
-    fn try_from(v: u16) -> Result<Self, DomainError> {
-        Self::from_bits(v)
-    }
-}
-impl From<RsaModulusBits> for u16 {
-    fn from(v: RsaModulusBits) -> u16 {
-        v.bits()
-    }
-}
+serde_conversions!(RsaModulusBits <-> u16, from |v| Self::from_bits(v), into |v| v.bits());
 
 /// A retained key as the node lists it (CSNDRKL plus the role mkclone gave it).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -731,29 +692,9 @@ pub struct PublicKeyHash {
     bytes: Vec<u8>,
 }
 
+algorithm_bytes!(PublicKeyHash, HashAlgorithm, Hash, what = "hash");
+
 impl PublicKeyHash {
-    pub fn new(algorithm: HashAlgorithm, bytes: &[u8]) -> Result<Self, DomainError> {
-        if bytes.len() != algorithm.len() {
-            return Err(DomainError::Hash {
-                reason: format!(
-                    "a {} hash is {} bytes, not {}",
-                    algorithm.name(),
-                    algorithm.len(),
-                    bytes.len()
-                ),
-            });
-        }
-        Ok(Self {
-            algorithm,
-            bytes: bytes.to_vec(),
-        })
-    }
-    pub fn algorithm(&self) -> HashAlgorithm {
-        self.algorithm
-    }
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
     /// Upper-case hex in groups of four, for reading aloud under dual control.
     pub fn fingerprint(&self) -> String {
         let hex = hex::encode_upper(&self.bytes);
@@ -762,22 +703,6 @@ impl PublicKeyHash {
             .map(|c| std::str::from_utf8(c).unwrap_or(""))
             .collect::<Vec<_>>()
             .join(" ")
-    }
-}
-
-impl fmt::Display for PublicKeyHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {}",
-            self.algorithm.name(),
-            hex::encode_upper(&self.bytes)
-        )
-    }
-}
-impl fmt::Debug for PublicKeyHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PublicKeyHash({self})")
     }
 }
 

@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 
 use log::{debug, warn};
+use mkclone_backend::rules::rerun;
 use mkclone_backend::{
     Applied, Backend, BackendError, Capabilities, Certificate, CloneableKind, CurrentState, Eid,
     GenerateRequest, Identity, InstallProgress, InstallRequest, KeyLabel, MasterKeyKind, MofN,
@@ -24,6 +25,11 @@ use crate::parm::Keyword;
 use crate::rc::{self, rs, rt};
 use crate::transport::{Transport, TransportError};
 use crate::verbs::{MkAction, Query, Register, Reply, ReplyBody, Request};
+
+/// The codes of a deletion that finds nothing to delete: already done.
+const ALREADY_DELETED: (u16, u16) = (rt::ERROR, rs::NAME_NOT_FOUND);
+/// The codes of a setting already in place: already done.
+const ALREADY_IN_PLACE: (u16, u16) = (rt::WARNING, rs::ALREADY_IN_STATE);
 
 /// A CCA node: a coprocessor domain behind a transport.
 pub struct CcaBackend<T: Transport> {
@@ -45,6 +51,46 @@ impl<'a> Ctx<'a> {
             ..Self::default()
         }
     }
+
+    fn of_kind(kind: CloneableKind) -> Self {
+        Self {
+            kind: Some(kind),
+            ..Self::default()
+        }
+    }
+
+    /// A share verb's failure: key errors are about the retained key `key` (CSS or CSR),
+    /// registry errors about the SA name.
+    fn share(
+        reason_code: u16,
+        key: &'a KeyLabel,
+        sa_name: &'a KeyLabel,
+        kind: CloneableKind,
+        index: ShareIndex,
+    ) -> Self {
+        let name = match reason_code {
+            rs::NAME_NOT_FOUND | rs::WRONG_KEY_USAGE => key,
+            _ => sa_name,
+        };
+        Self {
+            name: Some(name),
+            kind: Some(kind),
+            index: Some(index),
+        }
+    }
+}
+
+/// The value `$value` of a reply that must be `$body`, from a call that must succeed
+/// (`CcaBackend::call_ok` with no names for its errors); another body is a malformed
+/// reply. Evaluates to a `Result`.
+macro_rules! read_reply {
+    ($backend:expr, $op:expr, $request:expr, $body:pat => $value:expr) => {
+        match $backend.call_ok($op, &$request, Ctx::default()) {
+            Ok($body) => Ok($value),
+            Ok(other) => Err(unexpected($op, &other)),
+            Err(e) => Err(e),
+        }
+    };
 }
 
 impl<T: Transport> CcaBackend<T> {
@@ -97,21 +143,13 @@ impl<T: Transport> CcaBackend<T> {
                 operation: op,
                 cause: format!("the request could not be encoded: {e}"),
             })?;
-        debug!(
-            "{}: sending {} ({} bytes)",
-            self.transport.backend_name(),
-            function,
-            message.len()
-        );
+        let backend = self.transport.backend_name();
+        debug!("{backend}: sending {function} ({} bytes)", message.len());
         let idempotent = request.is_idempotent();
         // A read may be repeated at no risk: one transport failure of a read is retried.
         let mut sent = self.transport.send(&message, REPLY_CAPACITY, idempotent);
         if idempotent && sent.is_err() {
-            debug!(
-                "{}: {} failed in transport, retrying the read once",
-                self.transport.backend_name(),
-                function
-            );
+            debug!("{backend}: {function} failed in transport, retrying the read once");
             sent = self.transport.send(&message, REPLY_CAPACITY, idempotent);
         }
         let reply_bytes = sent.map_err(|e| match e {
@@ -137,13 +175,8 @@ impl<T: Transport> CcaBackend<T> {
                 }
             }
         })?;
-        debug!(
-            "{}: {} answered {}/{}",
-            self.transport.backend_name(),
-            function,
-            reply.return_code,
-            reply.reason_code
-        );
+        let (return_code, reason_code) = (reply.return_code, reply.reason_code);
+        debug!("{backend}: {function} answered {return_code}/{reason_code}");
         Ok(reply)
     }
 
@@ -226,33 +259,51 @@ impl<T: Transport> CcaBackend<T> {
         })
     }
 
+    /// A registration under `name` (hash or key): `Done`, or after "name already exists"
+    /// what `reconcile` makes of the registration found there.
+    fn register(
+        &mut self,
+        op: Operation,
+        request: &Request,
+        name: &KeyLabel,
+        reconcile: impl FnOnce(Registration) -> Result<Applied<()>>,
+    ) -> Result<Applied<()>> {
+        let reply = self.call(op, request)?;
+        match (reply.return_code, reply.reason_code) {
+            (rt::OK, _) => Ok(Applied::Done(())),
+            (rt::ERROR, rs::NAME_EXISTS) => match self.registration(name)? {
+                Some(found) => reconcile(found),
+                None => Err(self.failure(op, &reply, Ctx::named(name))),
+            },
+            _ => Err(self.failure(op, &reply, Ctx::named(name))),
+        }
+    }
+
+    /// A state change that answers `already` (return and reason code) when it is in place:
+    /// `Done`, `AlreadyDone`, or the most specific error.
+    fn change(
+        &mut self,
+        op: Operation,
+        request: &Request,
+        already: (u16, u16),
+        ctx: Ctx<'_>,
+    ) -> Result<Applied<()>> {
+        let reply = self.call(op, request)?;
+        match (reply.return_code, reply.reason_code) {
+            (rt::OK, _) => Ok(Applied::Done(())),
+            codes if codes == already => Ok(Applied::AlreadyDone(())),
+            _ => Err(self.failure(op, &reply, ctx)),
+        }
+    }
+
+    /// CSNBMKP `action` on `kind`'s registers, which must succeed.
+    fn master_key(&mut self, op: Operation, action: MkAction, kind: CloneableKind) -> Result<()> {
+        let request = Request::MasterKey { action, kind };
+        self.call_ok(op, &request, Ctx::of_kind(kind)).map(drop)
+    }
+
     fn query(&mut self, query: Query) -> Result<Vec<Keyword>> {
-        match self.call_ok(Operation::Status, &Request::Query(query), Ctx::default())? {
-            ReplyBody::Elements(e) => Ok(e),
-            other => Err(unexpected(Operation::Status, &other)),
-        }
-    }
-
-    fn statics_a(&mut self) -> Result<StaticsA> {
-        match self.call_ok(
-            Operation::Status,
-            &Request::Query(Query::StatIcsa),
-            Ctx::default(),
-        )? {
-            ReplyBody::StaticsA(a) => Ok(*a),
-            other => Err(unexpected(Operation::Status, &other)),
-        }
-    }
-
-    fn statics_b(&mut self) -> Result<StaticsB> {
-        match self.call_ok(
-            Operation::Status,
-            &Request::Query(Query::StatIcsb),
-            Ctx::default(),
-        )? {
-            ReplyBody::StaticsB(b) => Ok(*b),
-            other => Err(unexpected(Operation::Status, &other)),
-        }
+        read_reply!(self, Operation::Status, Request::Query(query), ReplyBody::Elements(e) => e)
     }
 
     /// The EID from STATEID (`None` when blank).
@@ -277,8 +328,10 @@ impl<T: Transport> CcaBackend<T> {
     fn status_public(&mut self) -> Result<NodeStatus> {
         let states = self.query(Query::StatCcae)?;
         let eid = self.eid()?;
-        let a = self.statics_a()?;
-        let b = self.statics_b()?;
+        let a: StaticsA = read_reply!(self, Operation::Status, Request::Query(Query::StatIcsa),
+            ReplyBody::StaticsA(a) => *a)?;
+        let b: StaticsB = read_reply!(self, Operation::Status, Request::Query(Query::StatIcsb),
+            ReplyBody::StaticsB(b) => *b)?;
         let mut registers = vec![RegisterStatus {
             kind: MasterKeyKind::Sym,
             new: new_state(states.first())?,
@@ -331,10 +384,8 @@ impl<T: Transport> CcaBackend<T> {
 
     /// `vp`: the serial and the SHA-1-method patterns (project encoding).
     fn patterns(&mut self) -> Result<(SerialNumber, Vec<crate::verbs::PatternEntry>)> {
-        match self.call_ok(Operation::Status, &Request::Patterns, Ctx::default())? {
-            ReplyBody::Patterns { serial, entries } => Ok((serial, entries)),
-            other => Err(unexpected(Operation::Status, &other)),
-        }
+        read_reply!(self, Operation::Status, Request::Patterns,
+            ReplyBody::Patterns { serial, entries } => (serial, entries))
     }
 
     fn registration(&mut self, name: &KeyLabel) -> Result<Option<Registration>> {
@@ -483,54 +534,33 @@ impl<T: Transport> Backend for CcaBackend<T> {
         let reply = self.call(Operation::SetEid, &Request::SetEid(eid.clone()))?;
         match (reply.return_code, reply.reason_code) {
             (rt::OK, _) => Ok(Applied::Done(())),
-            (_, rs::EID_ALREADY_SET) => {
-                let current = self.status()?.identity.eid;
-                match current {
-                    Some(current) if &current == eid => Ok(Applied::AlreadyDone(())),
-                    Some(current) => Err(BackendError::EidAlreadySet {
-                        current,
-                        requested: eid.clone(),
-                    }),
-                    None => Err(self.failure(Operation::SetEid, &reply, Ctx::default())),
-                }
-            }
+            (_, rs::EID_ALREADY_SET) => match self.status()?.identity.eid {
+                Some(current) => rerun::eid(eid, current),
+                None => Err(self.failure(Operation::SetEid, &reply, Ctx::default())),
+            },
             _ => Err(self.failure(Operation::SetEid, &reply, Ctx::default())),
         }
     }
 
     fn set_m_of_n(&mut self, m_of_n: MofN) -> Result<Applied<()>> {
-        let reply = self.call(
-            Operation::SetMofN,
-            &Request::SetMofN {
-                m: m_of_n.m(),
-                n: m_of_n.n(),
-            },
-        )?;
-        match (reply.return_code, reply.reason_code) {
-            (rt::OK, _) => Ok(Applied::Done(())),
-            (rt::WARNING, rs::ALREADY_IN_STATE) => Ok(Applied::AlreadyDone(())),
-            _ => Err(self.failure(Operation::SetMofN, &reply, Ctx::default())),
-        }
+        let (m, n) = (m_of_n.m(), m_of_n.n());
+        let request = Request::SetMofN { m, n };
+        let op = Operation::SetMofN;
+        self.change(op, &request, ALREADY_IN_PLACE, Ctx::default())
     }
 
     fn share_status(&mut self) -> Result<ShareStatus> {
-        match self.call_ok(
-            Operation::ShareStatus,
-            &Request::ShareTables,
-            Ctx::default(),
-        )? {
-            ReplyBody::ShareTables { m_of_n, tables } => {
-                let m_of_n = m_of_n
-                    .map(|(m, n)| MofN::new(m, n))
-                    .transpose()
-                    .map_err(|e| BackendError::MalformedReply {
-                        operation: Operation::ShareStatus,
-                        detail: e.to_string(),
-                    })?;
-                Ok(ShareStatus { m_of_n, tables })
-            }
-            other => Err(unexpected(Operation::ShareStatus, &other)),
-        }
+        let op = Operation::ShareStatus;
+        let (m_of_n, tables) = read_reply!(self, op, Request::ShareTables,
+            ReplyBody::ShareTables { m_of_n, tables } => (m_of_n, tables))?;
+        let m_of_n = m_of_n
+            .map(|(m, n)| MofN::new(m, n))
+            .transpose()
+            .map_err(|e| BackendError::MalformedReply {
+                operation: op,
+                detail: e.to_string(),
+            })?;
+        Ok(ShareStatus { m_of_n, tables })
     }
 
     fn generate_retained_key(
@@ -538,10 +568,9 @@ impl<T: Transport> Backend for CcaBackend<T> {
         request: &GenerateRequest,
     ) -> Result<Applied<PublicKeyToken>> {
         let op = Operation::GenerateRetainedKey;
-        let usage = request.role.usage();
         let req = Request::GenerateRetained {
             label: request.label.clone(),
-            usage,
+            usage: request.role.usage(),
             clone: request.clone,
             bits: request.bits.bits(),
         };
@@ -550,17 +579,14 @@ impl<T: Transport> Backend for CcaBackend<T> {
             (rt::OK, _, ReplyBody::PublicKey(token)) => Ok(Applied::Done(token)),
             (rt::ERROR, rs::NAME_EXISTS, _) => {
                 // A rerun: the key of this deterministic label exists. It is ours if it
-                // has the usage and CLONE mark we asked for.
+                // has the usage, CLONE mark and size we asked for.
                 let existing = self
                     .list_retained_keys()?
                     .into_iter()
                     .find(|k| k.label == request.label);
                 match existing {
-                    Some(info)
-                        if info.usage == usage
-                            && info.clone == request.clone
-                            && info.bits == request.bits.bits() =>
-                    {
+                    Some(info) => {
+                        rerun::retained_key(request, &info)?;
                         let token = self.retained_public_key(&request.label)?.ok_or_else(|| {
                             BackendError::Conflict {
                                 what: format!("retained key {}", request.label),
@@ -569,19 +595,6 @@ impl<T: Transport> Backend for CcaBackend<T> {
                         })?;
                         Ok(Applied::AlreadyDone(token))
                     }
-                    Some(info) => Err(BackendError::Conflict {
-                        what: format!("retained key {}", request.label),
-                        detail: format!(
-                            "it is a {}-bit {} key{}; delete it or choose another ceremony id",
-                            info.bits,
-                            info.usage.keyword(),
-                            if info.clone {
-                                " marked CLONE"
-                            } else {
-                                " without CLONE"
-                            }
-                        ),
-                    }),
                     None => Err(BackendError::Device {
                         operation: op,
                         return_code: rt::ERROR,
@@ -616,29 +629,16 @@ impl<T: Transport> Backend for CcaBackend<T> {
     }
 
     fn list_retained_keys(&mut self) -> Result<Vec<RetainedKeyInfo>> {
-        match self.call_ok(
-            Operation::ListRetainedKeys,
-            &Request::ListRetained,
-            Ctx::default(),
-        )? {
-            ReplyBody::RetainedKeys(list) => Ok(list),
-            other => Err(unexpected(Operation::ListRetainedKeys, &other)),
-        }
+        read_reply!(self, Operation::ListRetainedKeys, Request::ListRetained,
+            ReplyBody::RetainedKeys(list) => list)
     }
 
     fn delete_retained_key(&mut self, label: &KeyLabel) -> Result<Applied<()>> {
+        let request = Request::DeleteRetained {
+            label: label.clone(),
+        };
         let op = Operation::DeleteRetainedKey;
-        let reply = self.call(
-            op,
-            &Request::DeleteRetained {
-                label: label.clone(),
-            },
-        )?;
-        match (reply.return_code, reply.reason_code) {
-            (rt::OK, _) => Ok(Applied::Done(())),
-            (rt::ERROR, rs::NAME_NOT_FOUND) => Ok(Applied::AlreadyDone(())),
-            _ => Err(self.failure(op, &reply, Ctx::named(label))),
-        }
+        self.change(op, &request, ALREADY_DELETED, Ctx::named(label))
     }
 
     fn register_public_key_hash(
@@ -647,33 +647,14 @@ impl<T: Transport> Backend for CcaBackend<T> {
         hash: &PublicKeyHash,
         clone: bool,
     ) -> Result<Applied<()>> {
-        let op = Operation::RegisterPublicKeyHash;
-        let reply = self.call(
-            op,
-            &Request::RegisterHash {
-                name: name.clone(),
-                hash: hash.clone(),
-                clone,
-            },
-        )?;
-        match (reply.return_code, reply.reason_code) {
-            (rt::OK, _) => Ok(Applied::Done(())),
-            (rt::ERROR, rs::NAME_EXISTS) => match self.registration(name)? {
-                Some(r) if &r.hash == hash && r.clone == clone => Ok(Applied::AlreadyDone(())),
-                Some(r) => Err(BackendError::Conflict {
-                    what: format!("registered hash {name}"),
-                    detail: format!(
-                        "registered: {}{}; requested: {}{}. Unregister it first if the old one is wrong",
-                        r.hash.fingerprint(),
-                        if r.clone { " CLONE" } else { "" },
-                        hash.fingerprint(),
-                        if clone { " CLONE" } else { "" }
-                    ),
-                }),
-                None => Err(self.failure(op, &reply, Ctx::named(name))),
-            },
-            _ => Err(self.failure(op, &reply, Ctx::named(name))),
-        }
+        let request = Request::RegisterHash {
+            name: name.clone(),
+            hash: hash.clone(),
+            clone,
+        };
+        self.register(Operation::RegisterPublicKeyHash, &request, name, |r| {
+            rerun::registered_hash(name, (hash, clone), (&r.hash, r.clone))
+        })
     }
 
     fn register_public_key(
@@ -682,50 +663,25 @@ impl<T: Transport> Backend for CcaBackend<T> {
         certificate: &Certificate,
         clone: bool,
     ) -> Result<Applied<()>> {
-        let op = Operation::RegisterPublicKey;
         let request = Request::RegisterKey {
             name: name.clone(),
             certificate: certificate.clone(),
             clone,
         };
-        let reply = self.call(op, &request)?;
-        match (reply.return_code, reply.reason_code) {
-            (rt::OK, _) => Ok(Applied::Done(())),
-            (rt::ERROR, rs::NAME_EXISTS) => match self.registration(name)? {
-                Some(Registration {
-                    key: Some(key),
-                    clone: c,
-                    ..
-                }) if &key == certificate && c == clone => Ok(Applied::AlreadyDone(())),
-                Some(_) => Err(BackendError::Conflict {
-                    what: format!("registered public key {name}"),
-                    detail: "another key is registered under this name".into(),
-                }),
-                None => Err(self.failure(op, &reply, Ctx::named(name))),
-            },
-            _ => Err(self.failure(op, &reply, Ctx::named(name))),
-        }
+        self.register(Operation::RegisterPublicKey, &request, name, |r| {
+            rerun::registered_key(name, (certificate, clone), (r.key.as_ref(), r.clone))
+        })
     }
 
     fn unregister_public_key(&mut self, name: &KeyLabel) -> Result<Applied<()>> {
+        let request = Request::UnregisterKey { name: name.clone() };
         let op = Operation::UnregisterPublicKey;
-        let reply = self.call(op, &Request::UnregisterKey { name: name.clone() })?;
-        match (reply.return_code, reply.reason_code) {
-            (rt::OK, _) => Ok(Applied::Done(())),
-            (rt::ERROR, rs::NAME_NOT_FOUND) => Ok(Applied::AlreadyDone(())),
-            _ => Err(self.failure(op, &reply, Ctx::named(name))),
-        }
+        self.change(op, &request, ALREADY_DELETED, Ctx::named(name))
     }
 
     fn list_registrations(&mut self) -> Result<Vec<Registration>> {
-        match self.call_ok(
-            Operation::ListRegistrations,
-            &Request::ListRegistrations,
-            Ctx::default(),
-        )? {
-            ReplyBody::Registrations(list) => Ok(list),
-            other => Err(unexpected(Operation::ListRegistrations, &other)),
-        }
+        read_reply!(self, Operation::ListRegistrations, Request::ListRegistrations,
+            ReplyBody::Registrations(list) => list)
     }
 
     fn certify_public_key(
@@ -763,20 +719,14 @@ impl<T: Transport> Backend for CcaBackend<T> {
                 other => Err(unexpected(op, &other)),
             };
         }
-        // The SA name is what registry errors are about; the CSS label what key errors are.
-        let name = match reply.reason_code {
-            rs::NAME_NOT_FOUND | rs::WRONG_KEY_USAGE => &request.css_label,
-            _ => &request.sa_name,
-        };
-        Err(self.failure(
-            op,
-            &reply,
-            Ctx {
-                name: Some(name),
-                kind: Some(request.kind),
-                index: Some(request.index),
-            },
-        ))
+        let ctx = Ctx::share(
+            reply.reason_code,
+            &request.css_label,
+            &request.sa_name,
+            request.kind,
+            request.index,
+        );
+        Err(self.failure(op, &reply, ctx))
     }
 
     fn install_share(&mut self, request: &InstallRequest) -> Result<Applied<InstallProgress>> {
@@ -840,84 +790,36 @@ impl<T: Transport> Backend for CcaBackend<T> {
                 .map(Applied::AlreadyDone)
                 .ok_or_else(|| unexpected(op, &reply.body)),
             _ => {
-                let name = match reply.reason_code {
-                    rs::NAME_NOT_FOUND | rs::WRONG_KEY_USAGE => &request.csr_label,
-                    _ => &request.sa_name,
-                };
-                Err(self.failure(
-                    op,
-                    &reply,
-                    Ctx {
-                        name: Some(name),
-                        kind: Some(request.kind),
-                        index: Some(parts.header.index),
-                    },
-                ))
+                let ctx = Ctx::share(
+                    reply.reason_code,
+                    &request.csr_label,
+                    &request.sa_name,
+                    request.kind,
+                    parts.header.index,
+                );
+                Err(self.failure(op, &reply, ctx))
             }
         }
     }
 
     fn set_master_key(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
-        let op = Operation::SetMasterKey;
-        self.call_ok(
-            op,
-            &Request::MasterKey {
-                action: MkAction::Set,
-                kind,
-            },
-            Ctx {
-                kind: Some(kind),
-                ..Ctx::default()
-            },
-        )?;
+        self.master_key(Operation::SetMasterKey, MkAction::Set, kind)?;
         Ok(Applied::Done(()))
     }
 
     fn clear_new(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
+        let request = Request::MasterKey {
+            action: MkAction::Clear,
+            kind,
+        };
         let op = Operation::ClearNew;
-        let reply = self.call(
-            op,
-            &Request::MasterKey {
-                action: MkAction::Clear,
-                kind,
-            },
-        )?;
-        match (reply.return_code, reply.reason_code) {
-            (rt::OK, _) => Ok(Applied::Done(())),
-            (rt::WARNING, rs::ALREADY_IN_STATE) => Ok(Applied::AlreadyDone(())),
-            _ => Err(self.failure(
-                op,
-                &reply,
-                Ctx {
-                    kind: Some(kind),
-                    ..Ctx::default()
-                },
-            )),
-        }
+        self.change(op, &request, ALREADY_IN_PLACE, Ctx::of_kind(kind))
     }
 
     fn load_random_master_key(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
         let op = Operation::LoadRandomMasterKey;
-        let ctx = || Ctx {
-            kind: Some(kind),
-            ..Ctx::default()
-        };
-        self.call_ok(
-            op,
-            &Request::MasterKey {
-                action: MkAction::Random,
-                kind,
-            },
-            ctx(),
-        )?;
-        self.call_ok(
-            op,
-            &Request::MasterKey {
-                action: MkAction::Set,
-                kind,
-            },
-            ctx(),
-        )?;
+        self.master_key(op, MkAction::Random, kind)?;
+        self.master_key(op, MkAction::Set, kind)?;
         Ok(Applied::Done(()))
     }
 }

@@ -431,6 +431,24 @@ mod tests {
         VerificationPattern::new(algorithm, &hex::decode(hex).unwrap()).unwrap()
     }
 
+    /// `kind`'s registers with a key in each: NEW full, CURRENT and OLD valid, and these
+    /// patterns (NEW, CURRENT, OLD).
+    fn all_held(
+        kind: MasterKeyKind,
+        algorithm: PatternAlgorithm,
+        [new, current, old]: [&str; 3],
+    ) -> MasterKeyRegisters {
+        MasterKeyRegisters {
+            kind,
+            new: Some(NewState::Full),
+            current: Some(CurrentState::Valid),
+            old: Some(CurrentState::Valid),
+            new_pattern: Some(pattern(algorithm, new)),
+            current_pattern: Some(pattern(algorithm, current)),
+            old_pattern: Some(pattern(algorithm, old)),
+        }
+    }
+
     const ASYM_OLD: &str = "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf";
     const ASYM_CUR: &str = "b0b1b2b3b4b5b6b7b8b9babbbcbdbebf";
     const ASYM_NEW: &str = "c0c1c2c3c4c5c6c7c8c9cacbcccdcecf";
@@ -472,30 +490,22 @@ mod tests {
     fn staticsa_decodes_serial_states_and_patterns_from_the_documented_offsets() {
         let a = decode_a(&staticsa_vector(*b"322322")).unwrap();
         assert_eq!(a.serial.as_str(), "93AABEG5");
-        assert_eq!(
-            a.asym,
-            MasterKeyRegisters {
-                kind: MasterKeyKind::Asym,
-                new: Some(NewState::Full),
-                current: Some(CurrentState::Valid),
-                old: Some(CurrentState::Valid),
-                new_pattern: Some(pattern(PatternAlgorithm::Mdc4, ASYM_NEW)),
-                current_pattern: Some(pattern(PatternAlgorithm::Mdc4, ASYM_CUR)),
-                old_pattern: Some(pattern(PatternAlgorithm::Mdc4, ASYM_OLD)),
-            }
-        );
-        assert_eq!(
-            a.aes,
-            MasterKeyRegisters {
-                kind: MasterKeyKind::Aes,
-                new: Some(NewState::Full),
-                current: Some(CurrentState::Valid),
-                old: Some(CurrentState::Valid),
-                new_pattern: Some(pattern(PatternAlgorithm::Sha256Method, AES_NEW)),
-                current_pattern: Some(pattern(PatternAlgorithm::Sha256Method, AES_CUR)),
-                old_pattern: Some(pattern(PatternAlgorithm::Sha256Method, AES_OLD)),
-            }
-        );
+        for (registers, kind, algorithm, patterns) in [
+            (
+                &a.asym,
+                MasterKeyKind::Asym,
+                PatternAlgorithm::Mdc4,
+                [ASYM_NEW, ASYM_CUR, ASYM_OLD],
+            ),
+            (
+                &a.aes,
+                MasterKeyKind::Aes,
+                PatternAlgorithm::Sha256Method,
+                [AES_NEW, AES_CUR, AES_OLD],
+            ),
+        ] {
+            assert_eq!(*registers, all_held(kind, algorithm, patterns));
+        }
     }
 
     #[test]
@@ -581,17 +591,10 @@ mod tests {
     #[test]
     fn staticsb_decodes_apka_states_and_patterns_and_the_sym_patterns() {
         let b = decode_b(&staticsb_vector(*b"322", (0x0F07, 0x0F06))).unwrap();
+        let apka = [APKA_NEW, APKA_CUR, APKA_OLD];
         assert_eq!(
             b.apka,
-            MasterKeyRegisters {
-                kind: MasterKeyKind::Apka,
-                new: Some(NewState::Full),
-                current: Some(CurrentState::Valid),
-                old: Some(CurrentState::Valid),
-                new_pattern: Some(pattern(PatternAlgorithm::Sha256Method, APKA_NEW)),
-                current_pattern: Some(pattern(PatternAlgorithm::Sha256Method, APKA_CUR)),
-                old_pattern: Some(pattern(PatternAlgorithm::Sha256Method, APKA_OLD)),
-            }
+            all_held(MasterKeyKind::Apka, PatternAlgorithm::Sha256Method, apka)
         );
         assert_eq!(
             b.sym_current_pattern,

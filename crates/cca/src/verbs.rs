@@ -47,6 +47,45 @@ pub mod kw {
     pub const RANDOM: Keyword = Keyword::new("RANDOM");
 }
 
+/// The rule keywords that choose a key usage, a hash algorithm, a CSNBMKP action.
+const USAGE_RULES: [(Keyword, KeyUsage); 2] = [
+    (kw::SIG_ONLY, KeyUsage::SignatureOnly),
+    (kw::KM_ONLY, KeyUsage::KeyManagementOnly),
+];
+const HASH_RULES: [(Keyword, HashAlgorithm); 2] = [
+    (kw::SHA_1, HashAlgorithm::Sha1),
+    (kw::SHA_256, HashAlgorithm::Sha256),
+];
+const ACTION_RULES: [(Keyword, MkAction); 3] = [
+    (kw::SET, MkAction::Set),
+    (kw::CLEAR, MkAction::Clear),
+    (kw::RANDOM, MkAction::Random),
+];
+
+/// The keyword that chooses `choice` in `rules`.
+fn rule_for<T: PartialEq>(rules: &[(Keyword, T)], choice: T) -> Keyword {
+    rules
+        .iter()
+        .find(|(_, t)| *t == choice)
+        .map(|(k, _)| *k)
+        .unwrap_or(Keyword::new(""))
+}
+
+/// What `rule` chooses in `rules`; no rule, or another, is the `missing` rule of
+/// `function`.
+fn chosen<T: Copy>(
+    rules: &[(Keyword, T)],
+    rule: Option<&Keyword>,
+    function: &'static str,
+    missing: &'static str,
+) -> Result<T, CodecError> {
+    rules
+        .iter()
+        .find(|(k, _)| Some(k) == rule)
+        .map(|(_, t)| *t)
+        .ok_or(CodecError::MissingRule { function, missing })
+}
+
 /// Which facility query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Query {
@@ -304,15 +343,70 @@ fn label_at(p: &ParmBlock, i: usize, what: &'static str) -> Result<KeyLabel, Cod
     KeyLabel::from_wire(key_at(p, i, what)?).map_err(domain(what))
 }
 
-fn expect_keys(p: &ParmBlock, n: usize, what: &'static str) -> Result<(), CodecError> {
-    if p.keys.len() != n {
+/// Key-block entry `i` as one of the opaque byte types (`new` checks it).
+fn bytes_at<T>(
+    p: &ParmBlock,
+    i: usize,
+    what: &'static str,
+    new: impl FnOnce(Vec<u8>) -> Result<T, DomainError>,
+) -> Result<T, CodecError> {
+    new(key_at(p, i, what)?.to_vec()).map_err(domain(what))
+}
+
+/// A list's length in its count field (`u8` or `u16`), or `TooLong`.
+fn count<N: TryFrom<usize>>(len: usize, what: &'static str) -> Result<N, CodecError> {
+    N::try_from(len).map_err(|_| CodecError::TooLong { what, len })
+}
+
+/// A message: the CPRBX, then the parameter block.
+fn message(header: &Cprbx, parm: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(CPRBX_LEN + parm.len());
+    out.extend_from_slice(&header.encode());
+    out.extend_from_slice(parm);
+    out
+}
+
+/// A message's CPRBX and parameter bytes, which must be as many as its `field` (the
+/// length `declared` reads from it) says.
+fn split_message<'a>(
+    bytes: &'a [u8],
+    what: &'static str,
+    field: &'static str,
+    declared: impl FnOnce(&Cprbx) -> u32,
+) -> Result<(Cprbx, &'a [u8]), CodecError> {
+    let header = Cprbx::decode(bytes)?;
+    let parm = &bytes[CPRBX_LEN..];
+    let declared = declared(&header);
+    if declared as usize != parm.len() {
         return Err(CodecError::Field {
             what,
-            field: "key block",
-            detail: format!("{} entries, expected {n}", p.keys.len()),
+            field,
+            detail: format!("{declared} but {} parameter bytes follow", parm.len()),
+        });
+    }
+    Ok((header, parm))
+}
+
+/// A `field` of `what` holding `actual` items (`unit`), which must be `expected`.
+fn expect_count(
+    what: &'static str,
+    field: &'static str,
+    unit: &str,
+    actual: usize,
+    expected: usize,
+) -> Result<(), CodecError> {
+    if actual != expected {
+        return Err(CodecError::Field {
+            what,
+            field,
+            detail: format!("{actual} {unit}, expected {expected}"),
         });
     }
     Ok(())
+}
+
+fn expect_keys(p: &ParmBlock, n: usize, what: &'static str) -> Result<(), CodecError> {
+    expect_count(what, "key block", "entries", p.keys.len(), n)
 }
 
 fn expect_no_verb_data(p: &ParmBlock, what: &'static str) -> Result<(), CodecError> {
@@ -389,13 +483,8 @@ impl Request {
                 bits,
             } => {
                 p.rules.push(kw::RETAIN);
-                p.rules.push(match usage {
-                    KeyUsage::SignatureOnly => kw::SIG_ONLY,
-                    KeyUsage::KeyManagementOnly => kw::KM_ONLY,
-                });
-                if *clone {
-                    p.rules.push(kw::CLONE);
-                }
+                p.rules.push(rule_for(&USAGE_RULES, *usage));
+                p.rules.extend(clone.then_some(kw::CLONE));
                 p.verb_data = bits.to_be_bytes().to_vec();
                 p.keys.push(label_entry(label));
             }
@@ -403,13 +492,8 @@ impl Request {
             | Self::DeleteRetained { label }
             | Self::UnregisterKey { name: label } => p.keys.push(label_entry(label)),
             Self::RegisterHash { name, hash, clone } => {
-                p.rules.push(match hash.algorithm() {
-                    HashAlgorithm::Sha1 => kw::SHA_1,
-                    HashAlgorithm::Sha256 => kw::SHA_256,
-                });
-                if *clone {
-                    p.rules.push(kw::CLONE);
-                }
+                p.rules.push(rule_for(&HASH_RULES, hash.algorithm()));
+                p.rules.extend(clone.then_some(kw::CLONE));
                 p.verb_data = hash.bytes().to_vec();
                 p.keys.push(label_entry(name));
             }
@@ -418,11 +502,9 @@ impl Request {
                 certificate,
                 clone,
             } => {
-                if *clone {
-                    p.rules.push(kw::CLONE);
-                }
-                p.keys.push(label_entry(name));
-                p.keys.push(KeyEntry::new(certificate.as_bytes()));
+                p.rules.extend(clone.then_some(kw::CLONE));
+                p.keys
+                    .extend([label_entry(name), KeyEntry::new(certificate.as_bytes())]);
             }
             Self::Certify {
                 signer,
@@ -437,8 +519,8 @@ impl Request {
                 p.verb_data.extend_from_slice(
                     &serial.as_ref().map(SerialNumber::to_wire).unwrap_or([0; 8]),
                 );
-                p.keys.push(label_entry(signer));
-                p.keys.push(KeyEntry::new(subject.as_bytes()));
+                p.keys
+                    .extend([label_entry(signer), KeyEntry::new(subject.as_bytes())]);
             }
             Self::Obtain {
                 kind,
@@ -447,12 +529,13 @@ impl Request {
                 sa_name,
                 csr_certificate,
             } => {
-                p.rules.push(kw::OBTAIN);
-                p.rules.push(kind_keyword(*kind));
+                p.rules.extend([kw::OBTAIN, kind_keyword(*kind)]);
                 p.verb_data = index.to_be_bytes().to_vec();
-                p.keys.push(label_entry(css_label));
-                p.keys.push(label_entry(sa_name));
-                p.keys.push(KeyEntry::new(csr_certificate.as_bytes()));
+                p.keys.extend([
+                    label_entry(css_label),
+                    label_entry(sa_name),
+                    KeyEntry::new(csr_certificate.as_bytes()),
+                ]);
             }
             Self::Install {
                 kind,
@@ -461,19 +544,16 @@ impl Request {
                 css_certificate,
                 share,
             } => {
-                p.rules.push(kw::INSTALL);
-                p.rules.push(kind_keyword(*kind));
-                p.keys.push(label_entry(csr_label));
-                p.keys.push(label_entry(sa_name));
-                p.keys.push(KeyEntry::new(css_certificate.as_bytes()));
-                p.keys.push(KeyEntry::new(share.as_bytes()));
+                p.rules.extend([kw::INSTALL, kind_keyword(*kind)]);
+                p.keys.extend([
+                    label_entry(csr_label),
+                    label_entry(sa_name),
+                    KeyEntry::new(css_certificate.as_bytes()),
+                    KeyEntry::new(share.as_bytes()),
+                ]);
             }
             Self::MasterKey { action, kind } => {
-                p.rules.push(match action {
-                    MkAction::Set => kw::SET,
-                    MkAction::Clear => kw::CLEAR,
-                    MkAction::Random => kw::RANDOM,
-                });
+                p.rules.push(rule_for(&ACTION_RULES, *action));
                 p.rules.push(kind_keyword(*kind));
             }
         }
@@ -482,15 +562,8 @@ impl Request {
 
     pub fn from_parm(p: &ParmBlock) -> Result<Self, CodecError> {
         expect_zero_flags(p, "request")?;
-        let expect_rules = |n: usize, what: &'static str| -> Result<(), CodecError> {
-            if p.rules.len() != n {
-                return Err(CodecError::Field {
-                    what,
-                    field: "rule array",
-                    detail: format!("{} keywords, expected {n}", p.rules.len()),
-                });
-            }
-            Ok(())
+        let expect_rules = |n: usize, what: &'static str| {
+            expect_count(what, "rule array", "keywords", p.rules.len(), n)
         };
         let clone_flag = |base: usize, what: &'static str| -> Result<bool, CodecError> {
             match p.rules.len() - base.min(p.rules.len()) {
@@ -580,16 +653,12 @@ impl Request {
                         missing: "RETAIN, SIG-ONLY|KM-ONLY",
                     });
                 }
-                let usage = if p.rules[1] == kw::SIG_ONLY {
-                    KeyUsage::SignatureOnly
-                } else if p.rules[1] == kw::KM_ONLY {
-                    KeyUsage::KeyManagementOnly
-                } else {
-                    return Err(CodecError::MissingRule {
-                        function: "PKA_Key_Generate",
-                        missing: "SIG-ONLY|KM-ONLY",
-                    });
-                };
+                let usage = chosen(
+                    &USAGE_RULES,
+                    p.rules.get(1),
+                    "PKA_Key_Generate",
+                    "SIG-ONLY|KM-ONLY",
+                )?;
                 let clone = clone_flag(2, "PKA_Key_Generate request")?;
                 expect_keys(p, 1, "PKA_Key_Generate request")?;
                 let mut r = Reader::new(&p.verb_data);
@@ -616,16 +685,12 @@ impl Request {
                 }
             }
             FunctionCode::RegisterHash => {
-                let algorithm = match p.rules.first() {
-                    Some(k) if *k == kw::SHA_1 => HashAlgorithm::Sha1,
-                    Some(k) if *k == kw::SHA_256 => HashAlgorithm::Sha256,
-                    _ => {
-                        return Err(CodecError::MissingRule {
-                            function: "PKA_Public_Key_Hash_Register",
-                            missing: "SHA-1|SHA-256",
-                        });
-                    }
-                };
+                let algorithm = chosen(
+                    &HASH_RULES,
+                    p.rules.first(),
+                    "PKA_Public_Key_Hash_Register",
+                    "SHA-1|SHA-256",
+                )?;
                 let clone = clone_flag(1, "PKA_Public_Key_Hash_Register request")?;
                 expect_keys(p, 1, "PKA_Public_Key_Hash_Register request")?;
                 let hash = PublicKeyHash::new(algorithm, &p.verb_data)
@@ -640,8 +705,7 @@ impl Request {
                 let clone = clone_flag(0, "PKA_Public_Key_Register request")?;
                 expect_no_verb_data(p, "PKA_Public_Key_Register request")?;
                 expect_keys(p, 2, "PKA_Public_Key_Register request")?;
-                let certificate = Certificate::new(key_at(p, 1, "certificate")?.to_vec())
-                    .map_err(domain("certificate"))?;
+                let certificate = bytes_at(p, 1, "certificate", Certificate::new)?;
                 Self::RegisterKey {
                     name: label_at(p, 0, "registration name")?,
                     certificate,
@@ -681,8 +745,7 @@ impl Request {
                 } else {
                     None
                 };
-                let subject = PublicKeyToken::new(key_at(p, 1, "subject token")?.to_vec())
-                    .map_err(domain("subject token"))?;
+                let subject = bytes_at(p, 1, "subject token", PublicKeyToken::new)?;
                 Self::Certify {
                     signer: label_at(p, 0, "signer label")?,
                     subject,
@@ -703,10 +766,7 @@ impl Request {
                         index,
                         css_label: label_at(p, 0, "CSS key label")?,
                         sa_name: label_at(p, 1, "SA key name")?,
-                        csr_certificate: Certificate::new(
-                            key_at(p, 2, "CSR certificate")?.to_vec(),
-                        )
-                        .map_err(domain("CSR certificate"))?,
+                        csr_certificate: bytes_at(p, 2, "CSR certificate", Certificate::new)?,
                     }
                 } else if p.rules[0] == kw::INSTALL {
                     expect_keys(p, 4, "INSTALL request")?;
@@ -715,12 +775,8 @@ impl Request {
                         kind,
                         csr_label: label_at(p, 0, "CSR key label")?,
                         sa_name: label_at(p, 1, "SA key name")?,
-                        css_certificate: Certificate::new(
-                            key_at(p, 2, "CSS certificate")?.to_vec(),
-                        )
-                        .map_err(domain("CSS certificate"))?,
-                        share: SealedShare::new(key_at(p, 3, "sealed share")?.to_vec())
-                            .map_err(domain("sealed share"))?,
+                        css_certificate: bytes_at(p, 2, "CSS certificate", Certificate::new)?,
+                        share: bytes_at(p, 3, "sealed share", SealedShare::new)?,
                     }
                 } else {
                     return Err(CodecError::MissingRule {
@@ -734,18 +790,12 @@ impl Request {
                 expect_no_verb_data(p, "Master_Key_Process request")?;
                 expect_keys(p, 0, "Master_Key_Process request")?;
                 let kind = kind_from_rules(p, "Master_Key_Process")?;
-                let action = if p.rules[0] == kw::SET {
-                    MkAction::Set
-                } else if p.rules[0] == kw::CLEAR {
-                    MkAction::Clear
-                } else if p.rules[0] == kw::RANDOM {
-                    MkAction::Random
-                } else {
-                    return Err(CodecError::MissingRule {
-                        function: "Master_Key_Process",
-                        missing: "SET|CLEAR|RANDOM",
-                    });
-                };
+                let action = chosen(
+                    &ACTION_RULES,
+                    p.rules.first(),
+                    "Master_Key_Process",
+                    "SET|CLEAR|RANDOM",
+                )?;
                 Self::MasterKey { action, kind }
             }
         };
@@ -756,27 +806,12 @@ impl Request {
     pub fn to_message(&self, domain: u16, reply_capacity: usize) -> Result<Vec<u8>, CodecError> {
         let parm = self.to_parm().encode()?;
         let header = Cprbx::request(domain, parm.len(), reply_capacity)?;
-        let mut out = Vec::with_capacity(CPRBX_LEN + parm.len());
-        out.extend_from_slice(&header.encode());
-        out.extend_from_slice(&parm);
-        Ok(out)
+        Ok(message(&header, &parm))
     }
 
     /// Decode a request message; the CPRBX's parameter length must match.
     pub fn from_message(bytes: &[u8]) -> Result<(Cprbx, Self), CodecError> {
-        let header = Cprbx::decode(bytes)?;
-        let parm = &bytes[CPRBX_LEN..];
-        if header.req_parml as usize != parm.len() {
-            return Err(CodecError::Field {
-                what: "CPRBX",
-                field: "req_parml",
-                detail: format!(
-                    "{} but {} parameter bytes follow",
-                    header.req_parml,
-                    parm.len()
-                ),
-            });
-        }
+        let (header, parm) = split_message(bytes, "CPRBX", "req_parml", |h| h.req_parml)?;
         Ok((header, Self::from_parm(&ParmBlock::decode(parm)?)?))
     }
 }
@@ -798,6 +833,12 @@ const REGS: [(u8, Register); 3] = [
     (3, Register::Old),
 ];
 
+const USAGES: [(u8, KeyUsage); 2] = [
+    (1, KeyUsage::SignatureOnly),
+    (2, KeyUsage::KeyManagementOnly),
+];
+const HASH_ALGS: [(u8, HashAlgorithm); 2] = [(1, HashAlgorithm::Sha1), (2, HashAlgorithm::Sha256)];
+
 fn code_of<T: PartialEq + Copy>(table: &[(u8, T)], v: T) -> u8 {
     table
         .iter()
@@ -805,16 +846,38 @@ fn code_of<T: PartialEq + Copy>(table: &[(u8, T)], v: T) -> u8 {
         .map(|(c, _)| *c)
         .unwrap_or(0)
 }
+fn value_of<T: Copy>(table: &[(u8, T)], c: u8) -> Option<T> {
+    table.iter().find(|(k, _)| *k == c).map(|(_, t)| *t)
+}
 fn from_code<T: Copy>(table: &[(u8, T)], c: u8, what: &'static str) -> Result<T, CodecError> {
-    table
-        .iter()
-        .find(|(k, _)| *k == c)
-        .map(|(_, t)| *t)
-        .ok_or(CodecError::Field {
-            what: "reply",
-            field: what,
-            detail: format!("unknown code {c}"),
-        })
+    value_of(table, c).ok_or(CodecError::Field {
+        what: "reply",
+        field: what,
+        detail: format!("unknown code {c}"),
+    })
+}
+/// The value of a list entry's `field` (its code read from `r`), or an error naming the
+/// list (`what`).
+fn listed_code<T: Copy>(
+    r: &mut Reader<'_>,
+    table: &[(u8, T)],
+    what: &'static str,
+    field: &'static str,
+) -> Result<T, CodecError> {
+    let c = r.u8(field)?;
+    value_of(table, c).ok_or(CodecError::Field {
+        what,
+        field,
+        detail: format!("code {c}"),
+    })
+}
+/// A list entry's 64-byte label (its `field`).
+fn listed_label(
+    r: &mut Reader<'_>,
+    field: &'static str,
+    what: &'static str,
+) -> Result<KeyLabel, CodecError> {
+    KeyLabel::from_wire(r.take(64, field)?).map_err(domain(what))
 }
 
 fn cloneable_code(kind: CloneableKind) -> u8 {
@@ -844,12 +907,8 @@ impl ReplyBody {
             Self::StaticsB(b) => (p.rules, p.verb_data) = b.encode(),
             Self::Patterns { serial, entries } => {
                 p.verb_data.extend_from_slice(&serial.to_wire());
-                p.verb_data.push(
-                    u8::try_from(entries.len()).map_err(|_| CodecError::TooLong {
-                        what: "pattern list",
-                        len: entries.len(),
-                    })?,
-                );
+                p.verb_data
+                    .push(count::<u8>(entries.len(), "pattern list")?);
                 for e in entries {
                     p.verb_data.push(code_of(&KINDS, e.kind));
                     p.verb_data.push(code_of(&REGS, e.register));
@@ -860,10 +919,7 @@ impl ReplyBody {
             }
             Self::ShareTables { m_of_n, tables } => {
                 let (m, n) = m_of_n.unwrap_or((0, 0));
-                let count = u8::try_from(tables.len()).map_err(|_| CodecError::TooLong {
-                    what: "share-table list",
-                    len: tables.len(),
-                })?;
+                let count = count::<u8>(tables.len(), "share-table list")?;
                 p.verb_data.extend_from_slice(&[m, n, count]);
                 for t in tables {
                     p.verb_data.push(cloneable_code(t.kind));
@@ -875,40 +931,22 @@ impl ReplyBody {
             }
             Self::PublicKey(t) => p.keys.push(KeyEntry::new(t.as_bytes())),
             Self::RetainedKeys(list) => {
-                p.verb_data.extend_from_slice(
-                    &u16::try_from(list.len())
-                        .map_err(|_| CodecError::TooLong {
-                            what: "key list",
-                            len: list.len(),
-                        })?
-                        .to_be_bytes(),
-                );
+                p.verb_data
+                    .extend_from_slice(&count::<u16>(list.len(), "key list")?.to_be_bytes());
                 for k in list {
                     p.verb_data.extend_from_slice(&k.label.to_wire());
-                    p.verb_data.push(match k.usage {
-                        KeyUsage::SignatureOnly => 1,
-                        KeyUsage::KeyManagementOnly => 2,
-                    });
+                    p.verb_data.push(code_of(&USAGES, k.usage));
                     p.verb_data.push(u8::from(k.clone));
                     p.verb_data.extend_from_slice(&k.bits.to_be_bytes());
                 }
             }
             Self::Registrations(list) => {
-                p.verb_data.extend_from_slice(
-                    &u16::try_from(list.len())
-                        .map_err(|_| CodecError::TooLong {
-                            what: "registration list",
-                            len: list.len(),
-                        })?
-                        .to_be_bytes(),
-                );
+                let count = count::<u16>(list.len(), "registration list")?;
+                p.verb_data.extend_from_slice(&count.to_be_bytes());
                 for r in list {
                     p.verb_data.extend_from_slice(&r.name.to_wire());
                     p.verb_data.push(u8::from(r.clone));
-                    p.verb_data.push(match r.hash.algorithm() {
-                        HashAlgorithm::Sha1 => 1,
-                        HashAlgorithm::Sha256 => 2,
-                    });
+                    p.verb_data.push(code_of(&HASH_ALGS, r.hash.algorithm()));
                     p.verb_data.push(r.hash.bytes().len() as u8);
                     p.verb_data.extend_from_slice(r.hash.bytes());
                     p.verb_data.push(u8::from(r.key.is_some()));
@@ -1018,19 +1056,8 @@ impl ReplyBody {
                 let count = r.u16("key count")?;
                 let mut list = Vec::new();
                 for _ in 0..count {
-                    let label = KeyLabel::from_wire(r.take(64, "label")?)
-                        .map_err(domain("retained key label"))?;
-                    let usage = match r.u8("usage")? {
-                        1 => KeyUsage::SignatureOnly,
-                        2 => KeyUsage::KeyManagementOnly,
-                        u => {
-                            return Err(CodecError::Field {
-                                what: "key list",
-                                field: "usage",
-                                detail: format!("code {u}"),
-                            });
-                        }
-                    };
+                    let label = listed_label(&mut r, "label", "retained key label")?;
+                    let usage = listed_code(&mut r, &USAGES, "key list", "usage")?;
                     let clone = flag_byte(&mut r, "clone")?;
                     let bits = r.u16("bits")?;
                     list.push(RetainedKeyInfo {
@@ -1049,20 +1076,10 @@ impl ReplyBody {
                 let mut keys = p.keys.iter();
                 let mut list = Vec::new();
                 for _ in 0..count {
-                    let name = KeyLabel::from_wire(r.take(64, "name")?)
-                        .map_err(domain("registration name"))?;
+                    let name = listed_label(&mut r, "name", "registration name")?;
                     let clone = flag_byte(&mut r, "clone")?;
-                    let algorithm = match r.u8("hash algorithm")? {
-                        1 => HashAlgorithm::Sha1,
-                        2 => HashAlgorithm::Sha256,
-                        a => {
-                            return Err(CodecError::Field {
-                                what: "registration list",
-                                field: "hash algorithm",
-                                detail: format!("code {a}"),
-                            });
-                        }
-                    };
+                    let algorithm =
+                        listed_code(&mut r, &HASH_ALGS, "registration list", "hash algorithm")?;
                     let len = r.u8("hash length")?;
                     let hash = PublicKeyHash::new(algorithm, r.take(usize::from(len), "hash")?)
                         .map_err(domain("hash"))?;
@@ -1145,27 +1162,13 @@ impl Reply {
             domain,
             ..Cprbx::default()
         };
-        let mut out = Vec::with_capacity(CPRBX_LEN + parm.len());
-        out.extend_from_slice(&header.encode());
-        out.extend_from_slice(&parm);
-        Ok(out)
+        Ok(message(&header, &parm))
     }
 
     /// Decode a reply to `request`. A reply with return code 8 or more carries no body.
     pub fn from_message(bytes: &[u8], request: &Request) -> Result<Self, CodecError> {
-        let header = Cprbx::decode(bytes)?;
-        let parm_bytes = &bytes[CPRBX_LEN..];
-        if header.rpld_parml as usize != parm_bytes.len() {
-            return Err(CodecError::Field {
-                what: "reply CPRBX",
-                field: "rpld_parml",
-                detail: format!(
-                    "{} but {} parameter bytes follow",
-                    header.rpld_parml,
-                    parm_bytes.len()
-                ),
-            });
-        }
+        let (header, parm_bytes) =
+            split_message(bytes, "reply CPRBX", "rpld_parml", |h| h.rpld_parml)?;
         let parm = ParmBlock::decode(parm_bytes)?;
         if parm.function != request.function() {
             return Err(CodecError::Field {

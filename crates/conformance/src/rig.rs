@@ -12,7 +12,9 @@ use mkclone_formats::pka::{
 };
 
 use crate::factory::NodeFactory;
-use crate::support::{CSR_LABEL, CSS_LABEL, SA_LABEL, eid, index, label, m_of_n, ok, supports};
+use crate::support::{
+    CSR_LABEL, CSS_LABEL, SA_LABEL, eid, index, label, m_of_n, ok, register_hash, supports,
+};
 
 /// What building a rig and moving a share between its nodes need.
 pub const RIG_OPERATIONS: [Operation; 8] = [
@@ -35,7 +37,7 @@ pub struct SaKey {
 }
 
 /// Generate a 2048-bit retained key marked CLONE.
-pub fn generate<N: Backend>(node: &mut N, key: &str, role: KeyRole) -> PublicKeyToken {
+pub fn generate<N: Backend + ?Sized>(node: &mut N, key: &str, role: KeyRole) -> PublicKeyToken {
     ok(
         node.generate_retained_key(&GenerateRequest {
             label: label(key),
@@ -57,7 +59,7 @@ pub fn self_signed(token: &PublicKeyToken) -> CertificateSection {
 }
 
 /// Phase 1 on `node`: the SA key.
-pub fn sa_key<N: Backend>(node: &mut N) -> SaKey {
+pub fn sa_key<N: Backend + ?Sized>(node: &mut N) -> SaKey {
     let token = generate(node, SA_LABEL, KeyRole::Sa);
     let section = self_signed(&token);
     SaKey {
@@ -71,20 +73,41 @@ pub fn sa_key<N: Backend>(node: &mut N) -> SaKey {
     }
 }
 
-/// Register the SA key on `node`: hash first, then key (dual control), both CLONE.
-pub fn install_sa<N: Backend>(node: &mut N, sa: &SaKey) {
+/// Register the SA key on `node` under `name`: hash first, then key (dual control), both
+/// with the CLONE mark `clone`.
+pub fn register_sa<N: Backend + ?Sized>(node: &mut N, name: &str, sa: &SaKey, clone: bool) {
+    register_hash(node, name, &sa.hash, clone);
     ok(
-        node.register_public_key_hash(&label(SA_LABEL), &sa.hash, true),
-        "register the SA hash",
-    );
-    ok(
-        node.register_public_key(&label(SA_LABEL), &sa.certificate, true),
-        "register the SA key",
+        node.register_public_key(&label(name), &sa.certificate, clone),
+        &format!("register the key under {name}"),
     );
 }
 
+/// Register the SA key on `node` as the phases do: under its label, with CLONE.
+pub fn install_sa<N: Backend + ?Sized>(node: &mut N, sa: &SaKey) {
+    register_sa(node, SA_LABEL, sa, true);
+}
+
+/// The self-signed certificate of the key `node` retains under `key`: a certificate the
+/// SA key did not sign.
+pub fn self_signed_certificate<N: Backend + ?Sized>(node: &mut N, key: &str) -> Certificate {
+    let token = ok(
+        node.retained_public_key(&label(key)),
+        &format!("read {key}"),
+    )
+    .unwrap_or_else(|| panic!("the node retains {key}"));
+    self_signed(&token)
+        .encode()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Generate `key` on `node` and have the SA node certify it, naming the node.
-pub fn certify<N: Backend>(sa_node: &mut N, node: &mut N, key: &str, role: KeyRole) -> Certificate {
+pub fn certify<S: Backend + ?Sized, N: Backend + ?Sized>(
+    sa_node: &mut S,
+    node: &mut N,
+    key: &str,
+    role: KeyRole,
+) -> Certificate {
     let token = generate(node, key, role);
     let identity = ok(node.status(), "status").identity;
     ok(
@@ -114,6 +137,34 @@ pub fn prepare<N: Backend>(
     ok(node.set_m_of_n(m_of_n), "set m-of-n");
     install_sa(node, sa);
     certify(sa_node, node, key, role)
+}
+
+/// The OBTAIN request of share `i` of `kind` for the target whose CSR key `csr` certifies,
+/// under the phases' labels.
+pub fn obtain_request(kind: CloneableKind, i: u8, csr: &Certificate) -> ObtainRequest {
+    ObtainRequest {
+        kind,
+        index: index(i),
+        css_label: label(CSS_LABEL),
+        sa_name: label(SA_LABEL),
+        csr_certificate: csr.clone(),
+    }
+}
+
+/// The INSTALL request of `share` of `kind`, from the source whose CSS key `css`
+/// certifies, under the phases' labels.
+pub fn install_request(
+    kind: CloneableKind,
+    css: &Certificate,
+    share: SealedShare,
+) -> InstallRequest {
+    InstallRequest {
+        kind,
+        csr_label: label(CSR_LABEL),
+        sa_name: label(SA_LABEL),
+        css_certificate: css.clone(),
+        share,
+    }
 }
 
 /// SA, source, target, ready for shares (2-of-3).
@@ -184,14 +235,23 @@ impl<N: Backend> Rig<N> {
         Self::build(factory, clause, also_needed, F::source_node)
     }
 
+    /// A rig with the factory's source, for a clause that installs shares and reads the
+    /// share tables (and needs `also_needed` besides).
+    pub fn installing<F: NodeFactory<Node = N>>(
+        factory: &F,
+        clause: &str,
+        also_needed: &[Operation],
+    ) -> Option<Self> {
+        let needed: Vec<Operation> = [Operation::InstallShare, Operation::ShareStatus]
+            .iter()
+            .chain(also_needed)
+            .copied()
+            .collect();
+        Self::with_keys(factory, clause, &needed)
+    }
+
     pub fn obtain_request(&self, kind: CloneableKind, i: u8) -> ObtainRequest {
-        ObtainRequest {
-            kind,
-            index: index(i),
-            css_label: label(CSS_LABEL),
-            sa_name: label(SA_LABEL),
-            csr_certificate: self.csr.clone(),
-        }
+        obtain_request(kind, i, &self.csr)
     }
 
     /// Share `i` of `kind` for the target.
@@ -203,14 +263,14 @@ impl<N: Backend> Rig<N> {
         )
     }
 
+    /// Share `i` of `kind` obtained and installed on the target, which accepts it.
+    pub fn transfer(&mut self, kind: CloneableKind, i: u8) -> Applied<InstallProgress> {
+        let share = self.obtain(kind, i);
+        ok(self.install(kind, share), &format!("install {i}"))
+    }
+
     pub fn install_request(&self, kind: CloneableKind, share: SealedShare) -> InstallRequest {
-        InstallRequest {
-            kind,
-            csr_label: label(CSR_LABEL),
-            sa_name: label(SA_LABEL),
-            css_certificate: self.css.clone(),
-            share,
-        }
+        install_request(kind, &self.css, share)
     }
 
     pub fn install(

@@ -3,10 +3,10 @@
 use std::fmt::Debug;
 
 use mkclone_backend::{
-    Backend, BackendError, Certificate, CloneableKind, Eid, GenerateRequest, HashAlgorithm,
-    InstallRequest, KeyLabel, KeyRole, MofN, NodeStatus, ObtainRequest, Operation, PublicKeyHash,
-    PublicKeyToken, RegisterStatus, Registration, RetainedKeyInfo, RsaModulusBits, SealedShare,
-    ShareIndex, ShareStatus, SubjectInfo, VerificationPattern,
+    Applied, Backend, BackendError, Certificate, CloneableKind, Eid, GenerateRequest,
+    HashAlgorithm, InstallRequest, KeyLabel, KeyRole, MofN, NodeStatus, ObtainRequest, Operation,
+    PublicKeyHash, PublicKeyToken, RegisterStatus, Registration, RetainedKeyInfo, RsaModulusBits,
+    SealedShare, ShareIndex, ShareStatus, SubjectInfo, VerificationPattern,
 };
 
 pub const SA_LABEL: &str = "MKCLONE.SA";
@@ -58,6 +58,49 @@ macro_rules! assert_refused {
     }};
 }
 pub(crate) use assert_refused;
+
+/// The name of the function it is written in: a clause names itself in what it says on
+/// standard error.
+macro_rules! clause_name {
+    () => {{
+        fn here() {}
+        let path = std::any::type_name_of_val(&here);
+        path.strip_suffix("::here")
+            .and_then(|clause| clause.rsplit("::").next())
+            .unwrap_or(path)
+    }};
+}
+pub(crate) use clause_name;
+
+/// Register `hash` under `name` with the CLONE mark `clone`, which must succeed.
+pub fn register_hash<N: Backend + ?Sized>(
+    node: &mut N,
+    name: &str,
+    hash: &PublicKeyHash,
+    clone: bool,
+) {
+    ok(
+        node.register_public_key_hash(&label(name), hash, clone),
+        &format!("register a hash under {name}"),
+    );
+}
+
+/// `change` is `Done` the first time and, asked again, `AlreadyDone`.
+#[track_caller]
+pub fn assert_done_then_already_done(
+    mut change: impl FnMut() -> Result<Applied<()>, BackendError>,
+    what: &str,
+    again: &str,
+) {
+    assert_eq!(ok(change(), what), Applied::Done(()), "{what}");
+    assert_eq!(ok(change(), again), Applied::AlreadyDone(()), "{again}");
+}
+
+/// `node` for `clause`, or `None` when it lacks an operation in `needed` (see
+/// [`supports`]).
+pub fn supporting<N: Backend>(mut node: N, clause: &str, needed: &[Operation]) -> Option<N> {
+    supports(&mut node, clause, needed).then_some(node)
+}
 
 /// True when `node` lists every operation in `needed`. Otherwise each missing one must
 /// answer `NotSupported` (checked here), the clause says so on standard error and
@@ -163,6 +206,14 @@ pub fn call_with_placeholders<N: Backend>(node: &mut N, op: Operation) -> Result
     }
 }
 
+/// The reads a [`Snapshot`] is made of.
+pub const SNAPSHOT_READS: [Operation; 4] = [
+    Operation::Status,
+    Operation::ShareStatus,
+    Operation::ListRetainedKeys,
+    Operation::ListRegistrations,
+];
+
 /// Everything a node reports about its state, for "nothing changed" comparisons.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Snapshot {
@@ -172,7 +223,7 @@ pub struct Snapshot {
     pub retained: Vec<RetainedKeyInfo>,
 }
 
-pub fn snapshot<N: Backend>(node: &mut N) -> Snapshot {
+pub fn snapshot<N: Backend + ?Sized>(node: &mut N) -> Snapshot {
     Snapshot {
         status: ok(node.status(), "status"),
         shares: ok(node.share_status(), "share_status"),

@@ -154,20 +154,15 @@ mod tests {
     fn a_pin_file_loses_one_trailing_newline_only() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pin");
-        std::fs::write(&path, "12 34\n").unwrap();
-        assert_eq!(
-            resolve_pin(&PinSource::File(path.clone()))
-                .unwrap()
-                .as_str(),
-            "12 34"
-        );
-        std::fs::write(&path, "1234\r\n").unwrap();
-        assert_eq!(
-            resolve_pin(&PinSource::File(path.clone()))
-                .unwrap()
-                .as_str(),
-            "1234"
-        );
+        for (content, pin) in [("12 34\n", "12 34"), ("1234\r\n", "1234")] {
+            std::fs::write(&path, content).unwrap();
+            assert_eq!(
+                resolve_pin(&PinSource::File(path.clone()))
+                    .unwrap()
+                    .as_str(),
+                pin
+            );
+        }
         std::fs::write(&path, "\n").unwrap();
         assert!(matches!(
             resolve_pin(&PinSource::File(path.clone())),

@@ -30,8 +30,8 @@ use std::fmt;
 
 use mkclone_backend::rules::{ShareFacts, statmofn, tables};
 use mkclone_backend::{
-    Certificate, CloneableKind, Eid, GenerationState, KeyRole, MofN, PublicKeyHash, PublicKeyToken,
-    SerialNumber, ShareIndex, VerificationPattern,
+    Certificate, CloneableKind, Eid, GenerationState, KeyLabel, KeyRole, MofN, PublicKeyHash,
+    PublicKeyToken, RetainedKeyInfo, SerialNumber, ShareIndex, VerificationPattern,
 };
 use rand::Rng;
 use serde::de::DeserializeOwned;
@@ -371,6 +371,16 @@ impl Stored for KeyCompanion {
 }
 
 impl KeyCompanion {
+    /// The retained key `label` as the node lists it.
+    pub fn info(&self, label: KeyLabel) -> RetainedKeyInfo {
+        RetainedKeyInfo {
+            label,
+            usage: self.role.usage(),
+            clone: self.clone,
+            bits: self.bits,
+        }
+    }
+
     pub fn key_id(id: ObjId) -> Vec<u8> {
         let mut out = KEY_ID_PREFIX.to_vec();
         out.extend_from_slice(id.bytes());

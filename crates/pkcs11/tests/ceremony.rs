@@ -289,17 +289,9 @@ fn registry_and_retained_keys_converge_on_rerun() {
         node.register_public_key(&label(SA_LABEL), &sa.certificate, true),
         Err(BackendError::HashNotRegistered { .. })
     ));
-    assert!(
-        !node
-            .register_public_key_hash(&label(SA_LABEL), &sa.hash, true)
-            .unwrap()
-            .was_already_done()
-    );
-    assert!(
+    assert_done_then_already_done(|| {
         node.register_public_key_hash(&label(SA_LABEL), &sa.hash, true)
-            .unwrap()
-            .was_already_done()
-    );
+    });
     assert!(matches!(
         node.register_public_key_hash(&label(SA_LABEL), &sa.hash, false),
         Err(BackendError::Conflict { .. })
@@ -314,17 +306,9 @@ fn registry_and_retained_keys_converge_on_rerun() {
         node.register_public_key(&label(SA_LABEL), &other_key.certificate, true),
         Err(BackendError::KeyDoesNotMatchHash { .. })
     ));
-    assert!(
-        !node
-            .register_public_key(&label(SA_LABEL), &sa.certificate, true)
-            .unwrap()
-            .was_already_done()
-    );
-    assert!(
+    assert_done_then_already_done(|| {
         node.register_public_key(&label(SA_LABEL), &sa.certificate, true)
-            .unwrap()
-            .was_already_done()
-    );
+    });
     let regs = node.list_registrations().unwrap();
     assert_eq!(regs.len(), 1);
     assert_eq!(regs[0].key.as_ref(), Some(&sa.certificate));

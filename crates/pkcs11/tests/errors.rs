@@ -38,11 +38,7 @@ fn a_wrong_pin_says_what_the_token_flags_say() {
     // The right PIN still works, and the flag clears.
     drop(open(&config));
     let slots = list_slots(module_path()).unwrap();
-    let summary = slots
-        .iter()
-        .filter_map(|s| s.token.as_ref())
-        .find(|t| t.label == "err-pin")
-        .unwrap();
+    let summary = listed_token(&slots, "err-pin");
     assert!(!summary.pin.count_low, "{summary:?}");
 }
 
@@ -88,13 +84,7 @@ fn a_missing_token_lists_the_tokens_present() {
 fn an_unexpected_serial_is_refused() {
     let mut config = new_token("err-serial");
     let slots = list_slots(module_path()).unwrap();
-    let actual = slots
-        .iter()
-        .filter_map(|s| s.token.as_ref())
-        .find(|t| t.label == "err-serial")
-        .unwrap()
-        .serial
-        .clone();
+    let actual = listed_token(&slots, "err-serial").serial.clone();
     config.expect_token_serial = Some("0000000000000000".into());
     let err = open_with(&config, USER_PIN).unwrap_err();
     match &err {
@@ -157,11 +147,7 @@ fn modules_that_are_missing_or_not_pkcs11_are_named() {
 fn devices_lists_slots_and_tokens() {
     let _ = new_token("err-listed");
     let slots = list_slots(module_path()).unwrap();
-    let token = slots
-        .iter()
-        .filter_map(|s| s.token.as_ref())
-        .find(|t| t.label == "err-listed")
-        .unwrap();
+    let token = listed_token(&slots, "err-listed");
     assert!(token.initialized && token.user_pin_initialized && token.login_required);
     assert_eq!(token.model, "SoftHSM v2");
     assert_eq!(token.serial.len(), 16);

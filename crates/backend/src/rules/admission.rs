@@ -303,6 +303,15 @@ mod tests {
         }
     }
 
+    /// `result` is refused for `reason`, and that refusal is the typed error `error`.
+    macro_rules! assert_refusal {
+        ($result:expr, $reason:expr, $error:pat $(if $guard:expr)?) => {{
+            let refusal = $result.unwrap_err();
+            assert_eq!(refusal.reason, $reason);
+            assert!(matches!(BackendError::from(refusal), $error $(if $guard)?));
+        }};
+    }
+
     fn reason(result: Result<Admission, Refusal>) -> RefusalReason {
         let refusal = result.unwrap_err();
         assert_eq!(refusal.kind, SYM);
@@ -352,17 +361,13 @@ mod tests {
         let w = world();
         let mut share = incoming(facts(&w, 1, b"one"));
         share.kind = CloneableKind::Asym;
-        let refusal = admit(&held(&[], true), &share).unwrap_err();
-        assert_eq!(
-            refusal.reason,
+        assert_refusal!(
+            admit(&held(&[], true), &share),
             RefusalReason::WrongKind {
                 share: CloneableKind::Asym
-            }
-        );
-        assert!(matches!(
-            BackendError::from(refusal),
+            },
             BackendError::ShareRejected
-        ));
+        );
     }
 
     #[test]
@@ -370,29 +375,24 @@ mod tests {
         let w = world();
         let mut share = incoming(facts(&w, 1, b"one"));
         share.m_of_n = mofn(2, 4);
-        let refusal = admit(&held(&[], true), &share).unwrap_err();
-        assert_eq!(
-            refusal.reason,
+        assert_refusal!(
+            admit(&held(&[], true), &share),
             RefusalReason::MofNMismatch {
                 share: mofn(2, 4),
                 node: mofn(2, 3)
-            }
-        );
-        assert!(matches!(
-            BackendError::from(refusal),
+            },
             BackendError::ShareMismatch { kind: SYM }
-        ));
+        );
     }
 
     #[test]
     fn an_index_beyond_n_is_out_of_range() {
         let w = world();
-        let refusal = admit(&held(&[], true), &incoming(facts(&w, 4, b"four"))).unwrap_err();
-        assert_eq!(refusal.reason, RefusalReason::IndexOutOfRange { n: 3 });
-        assert!(matches!(
-            BackendError::from(refusal),
+        assert_refusal!(
+            admit(&held(&[], true), &incoming(facts(&w, 4, b"four"))),
+            RefusalReason::IndexOutOfRange { n: 3 },
             BackendError::IndexOutOfRange { index, n: 3 } if index == idx(4)
-        ));
+        );
     }
 
     #[test]
@@ -427,35 +427,32 @@ mod tests {
     fn a_different_share_under_a_received_index_is_a_conflict() {
         let w = world();
         let kept = [facts(&w, 1, b"one")];
-        let refusal = admit(&held(&kept, true), &incoming(facts(&w, 1, b"not one"))).unwrap_err();
-        assert_eq!(refusal.reason, RefusalReason::IndexConflict);
-        assert!(matches!(
-            BackendError::from(refusal),
+        assert_refusal!(
+            admit(&held(&kept, true), &incoming(facts(&w, 1, b"not one"))),
+            RefusalReason::IndexConflict,
             BackendError::DuplicateShare { kind: SYM, index } if index == idx(1)
-        ));
+        );
     }
 
     #[test]
     fn a_new_index_after_completion_is_refused() {
         let w = world();
         let kept = [facts(&w, 1, b"one"), facts(&w, 2, b"two")];
-        let refusal = admit(&held(&kept, false), &incoming(facts(&w, 3, b"three"))).unwrap_err();
-        assert_eq!(refusal.reason, RefusalReason::KeyAlreadyComplete);
-        assert!(matches!(
-            BackendError::from(refusal),
+        assert_refusal!(
+            admit(&held(&kept, false), &incoming(facts(&w, 3, b"three"))),
+            RefusalReason::KeyAlreadyComplete,
             BackendError::KeyAlreadyComplete { kind: SYM }
-        ));
+        );
     }
 
     #[test]
     fn a_first_share_needs_new_empty() {
         let w = world();
-        let refusal = admit(&held(&[], false), &incoming(facts(&w, 1, b"one"))).unwrap_err();
-        assert_eq!(refusal.reason, RefusalReason::NewNotEmpty);
-        assert!(matches!(
-            BackendError::from(refusal),
+        assert_refusal!(
+            admit(&held(&[], false), &incoming(facts(&w, 1, b"one"))),
+            RefusalReason::NewNotEmpty,
             BackendError::NewNotEmpty { kind: SYM }
-        ));
+        );
     }
 
     #[test]

@@ -8,8 +8,11 @@
 //!   OBTAIN does to an index's generation state, the reception states of what was received.
 //! - [`admission`]: whether an incoming share is admitted as new, is one already received,
 //!   or is refused, and the one [`crate::BackendError`] each refusal is.
+//! - [`rerun`]: what a rerun of a state change makes of what it finds in place
+//!   (`AlreadyDone` or a conflict), for the backends that reconcile on the host.
 
 pub mod admission;
+pub mod rerun;
 pub mod statmofn;
 pub mod tables;
 

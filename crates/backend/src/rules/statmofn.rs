@@ -43,43 +43,45 @@ fn bad_digit(row: &'static str, digit: u8) -> DomainError {
     }
 }
 
+/// `state`'s digit in `table`.
+fn digit_of<S: PartialEq>(table: &[(u8, S)], state: S) -> u8 {
+    table
+        .iter()
+        .find(|(_, s)| *s == state)
+        .map(|(d, _)| *d)
+        .unwrap_or(b'0')
+}
+
+/// The state `digit` stands for in `table` (`row` names the row, should it not).
+fn state_of<S: Copy>(table: &[(u8, S)], digit: u8, row: &'static str) -> Result<S, DomainError> {
+    table
+        .iter()
+        .find(|(d, _)| *d == digit)
+        .map(|(_, s)| *s)
+        .ok_or_else(|| bad_digit(row, digit))
+}
+
 impl GenerationState {
     /// The STATMOFN digit ('0'..='4').
     pub fn digit(self) -> u8 {
-        GENERATION
-            .iter()
-            .find(|(_, s)| *s == self)
-            .map(|(d, _)| *d)
-            .unwrap_or(b'0')
+        digit_of(&GENERATION, self)
     }
 
     /// The state a STATMOFN generation digit stands for.
     pub fn from_digit(digit: u8) -> Result<Self, DomainError> {
-        GENERATION
-            .iter()
-            .find(|(d, _)| *d == digit)
-            .map(|(_, s)| *s)
-            .ok_or_else(|| bad_digit("STATMOFN generation state", digit))
+        state_of(&GENERATION, digit, "STATMOFN generation state")
     }
 }
 
 impl ReceptionState {
     /// The STATMOFN digit ('0', '1', '3' or '4').
     pub fn digit(self) -> u8 {
-        RECEPTION
-            .iter()
-            .find(|(_, s)| *s == self)
-            .map(|(d, _)| *d)
-            .unwrap_or(b'0')
+        digit_of(&RECEPTION, self)
     }
 
     /// The state a STATMOFN reception digit stands for.
     pub fn from_digit(digit: u8) -> Result<Self, DomainError> {
-        RECEPTION
-            .iter()
-            .find(|(d, _)| *d == digit)
-            .map(|(_, s)| *s)
-            .ok_or_else(|| bad_digit("STATMOFN reception state", digit))
+        state_of(&RECEPTION, digit, "STATMOFN reception state")
     }
 }
 

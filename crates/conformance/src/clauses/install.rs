@@ -7,10 +7,10 @@ use mkclone_backend::{
 };
 
 use crate::factory::NodeFactory;
-use crate::rig::{Rig, generate, prepare, self_signed};
+use crate::rig::{Rig, generate, prepare, self_signed_certificate};
 use crate::support::{
-    CSR_LABEL, CSS_LABEL, assert_refused, current_pattern, eid, index, label, m_of_n, new_pattern,
-    ok, registers, snapshot, tables,
+    CSR_LABEL, CSS_LABEL, assert_refused, clause_name, current_pattern, eid, index, label, m_of_n,
+    new_pattern, ok, registers, snapshot, tables,
 };
 
 const NEED_ONE: InstallProgress = InstallProgress::NeedMore { received: 1, m: 2 };
@@ -20,15 +20,8 @@ const NEED_ONE: InstallProgress = InstallProgress::NeedMore { received: 1, m: 2 
 /// progress, before and after completion; a new index after completion is
 /// `KeyAlreadyComplete`; SET makes NEW CURRENT and starts the tables afresh.
 pub fn install_counts_to_m_and_is_idempotent<F: NodeFactory>(factory: &F) {
-    let Some(mut rig) = Rig::with_keys(
-        factory,
-        "install_counts_to_m_and_is_idempotent",
-        &[
-            Operation::InstallShare,
-            Operation::ShareStatus,
-            Operation::SetMasterKey,
-        ],
-    ) else {
+    let needed = [Operation::SetMasterKey];
+    let Some(mut rig) = Rig::installing(factory, clause_name!(), &needed) else {
         return;
     };
     for kind in CloneableKind::ALL {
@@ -99,16 +92,11 @@ pub fn install_counts_to_m_and_is_idempotent<F: NodeFactory>(factory: &F) {
 /// A different share under an index already received (here: the source's polynomial
 /// changed) is `DuplicateShare` and changes nothing.
 pub fn install_refuses_a_different_share_under_a_received_index<F: NodeFactory>(factory: &F) {
-    let Some(mut rig) = Rig::with_keys(
-        factory,
-        "install_refuses_a_different_share_under_a_received_index",
-        &[Operation::InstallShare, Operation::ShareStatus],
-    ) else {
+    let Some(mut rig) = Rig::installing(factory, clause_name!(), &[]) else {
         return;
     };
     let kind = CloneableKind::Sym;
-    let first = rig.obtain(kind, 1);
-    ok(rig.install(kind, first), "install 1");
+    rig.transfer(kind, 1);
     let before = snapshot(&mut rig.target);
     // A new m-of-n makes the source forget its polynomial; back to 2-of-3, share 1 of
     // the same key is another value.
@@ -127,21 +115,12 @@ pub fn install_refuses_a_different_share_under_a_received_index<F: NodeFactory>(
 /// another key of the source, of another source, or made for another m-of-n is
 /// `ShareMismatch`, and changes nothing.
 pub fn install_refuses_shares_of_another_source_key_or_m_of_n<F: NodeFactory>(factory: &F) {
-    let Some(mut rig) = Rig::with_keys(
-        factory,
-        "install_refuses_shares_of_another_source_key_or_m_of_n",
-        &[
-            Operation::InstallShare,
-            Operation::ShareStatus,
-            Operation::LoadRandomMasterKey,
-            Operation::ClearNew,
-        ],
-    ) else {
+    let needed = [Operation::LoadRandomMasterKey, Operation::ClearNew];
+    let Some(mut rig) = Rig::installing(factory, clause_name!(), &needed) else {
         return;
     };
     let kind = CloneableKind::Sym;
-    let first = rig.obtain(kind, 1);
-    ok(rig.install(kind, first), "install 1");
+    rig.transfer(kind, 1);
     let before = snapshot(&mut rig.target);
 
     // Another source, set up as the first, certified by the same SA.
@@ -201,11 +180,7 @@ pub fn install_refuses_shares_of_another_source_key_or_m_of_n<F: NodeFactory>(fa
 /// A share sealed to one target is `WrongTarget` on another, before any cryptography,
 /// and changes nothing there.
 pub fn install_refuses_a_share_for_another_target<F: NodeFactory>(factory: &F) {
-    let Some(mut rig) = Rig::with_keys(
-        factory,
-        "install_refuses_a_share_for_another_target",
-        &[Operation::InstallShare, Operation::ShareStatus],
-    ) else {
+    let Some(mut rig) = Rig::installing(factory, clause_name!(), &[]) else {
         return;
     };
     let kind = CloneableKind::Asym;
@@ -226,11 +201,7 @@ pub fn install_refuses_a_share_for_another_target<F: NodeFactory>(factory: &F) {
 /// A share damaged in transit, or installed as the other master key, is
 /// `ShareRejected` and changes nothing.
 pub fn install_refuses_a_damaged_or_mislabelled_share<F: NodeFactory>(factory: &F) {
-    let Some(mut rig) = Rig::with_keys(
-        factory,
-        "install_refuses_a_damaged_or_mislabelled_share",
-        &[Operation::InstallShare, Operation::ShareStatus],
-    ) else {
+    let Some(mut rig) = Rig::installing(factory, clause_name!(), &[]) else {
         return;
     };
     let share = rig.obtain(CloneableKind::Sym, 1);
@@ -256,15 +227,8 @@ pub fn install_refuses_a_damaged_or_mislabelled_share<F: NodeFactory>(factory: &
 /// INSTALL needs the SA key registered under the name given (`HashNotRegistered`) and a
 /// CSS certificate that key signed (`CertificateRejected`); neither changes anything.
 pub fn install_refuses_without_the_registered_sa_key<F: NodeFactory>(factory: &F) {
-    let Some(mut rig) = Rig::with_keys(
-        factory,
-        "install_refuses_without_the_registered_sa_key",
-        &[
-            Operation::InstallShare,
-            Operation::ShareStatus,
-            Operation::RetainedPublicKey,
-        ],
-    ) else {
+    let needed = [Operation::RetainedPublicKey];
+    let Some(mut rig) = Rig::installing(factory, clause_name!(), &needed) else {
         return;
     };
     let kind = CloneableKind::Sym;
@@ -277,15 +241,8 @@ pub fn install_refuses_without_the_registered_sa_key<F: NodeFactory>(factory: &F
         BackendError::HashNotRegistered { ref name } if name.as_str() == "NO.SUCH.SA",
         "an SA name with no hash registered"
     );
-    let css_token = ok(
-        rig.source.retained_public_key(&label(CSS_LABEL)),
-        "read the CSS key",
-    )
-    .unwrap_or_else(|| panic!("the source retains its CSS key"));
     let mut request = rig.install_request(kind, share);
-    request.css_certificate = self_signed(&css_token)
-        .encode()
-        .unwrap_or_else(|e| panic!("{e}"));
+    request.css_certificate = self_signed_certificate(&mut rig.source, CSS_LABEL);
     assert_refused!(
         rig.target.install_share(&request),
         BackendError::CertificateRejected { .. },
@@ -297,15 +254,8 @@ pub fn install_refuses_without_the_registered_sa_key<F: NodeFactory>(factory: &F
 /// A first share needs NEW empty (`NewNotEmpty`): here NEW holds a complete key whose
 /// share tables a new SET-MOFN cleared. CLEAR NEW lets the shares in again.
 pub fn install_needs_new_empty<F: NodeFactory>(factory: &F) {
-    let Some(mut rig) = Rig::with_keys(
-        factory,
-        "install_needs_new_empty",
-        &[
-            Operation::InstallShare,
-            Operation::ShareStatus,
-            Operation::ClearNew,
-        ],
-    ) else {
+    let needed = [Operation::ClearNew];
+    let Some(mut rig) = Rig::installing(factory, clause_name!(), &needed) else {
         return;
     };
     let kind = CloneableKind::Asym;

@@ -8,26 +8,25 @@ use mkclone_formats::pka::{CertificateSection, PublicKeyTokenView};
 
 use crate::factory::NodeFactory;
 use crate::rig::{generate, self_signed};
-use crate::support::{SA_LABEL, assert_refused, eid, label, ok, supports};
+use crate::support::{
+    SA_LABEL, assert_done_then_already_done, assert_refused, clause_name, eid, label, ok,
+    supporting,
+};
 
 /// A retained key is generated once (the same request again is `AlreadyDone` with the
 /// same token, another request under its label a `Conflict`), listed with the usage its
 /// role gives it, read back by label, and deleted once (`AlreadyDone` after).
 pub fn retained_keys_are_generated_listed_read_and_deleted<F: NodeFactory>(factory: &F) {
-    let mut node = factory.fresh_node();
-    if !supports(
-        &mut node,
-        "retained_keys_are_generated_listed_read_and_deleted",
-        &[
-            Operation::SetEid,
-            Operation::GenerateRetainedKey,
-            Operation::ListRetainedKeys,
-            Operation::RetainedPublicKey,
-            Operation::DeleteRetainedKey,
-        ],
-    ) {
+    let needed = [
+        Operation::SetEid,
+        Operation::GenerateRetainedKey,
+        Operation::ListRetainedKeys,
+        Operation::RetainedPublicKey,
+        Operation::DeleteRetainedKey,
+    ];
+    let Some(mut node) = supporting(factory.fresh_node(), clause_name!(), &needed) else {
         return;
-    }
+    };
     ok(node.set_eid(&eid("KEYS")), "set the EID");
     let css = GenerateRequest {
         label: label("KEYS.CSS"),
@@ -100,13 +99,10 @@ pub fn retained_keys_are_generated_listed_read_and_deleted<F: NodeFactory>(facto
         None
     );
 
-    assert_eq!(
-        ok(node.delete_retained_key(&css.label), "delete"),
-        Applied::Done(())
-    );
-    assert_eq!(
-        ok(node.delete_retained_key(&css.label), "delete again"),
-        Applied::AlreadyDone(())
+    assert_done_then_already_done(
+        || node.delete_retained_key(&css.label),
+        "delete",
+        "delete again",
     );
     assert_eq!(ok(node.retained_public_key(&css.label), "read"), None);
     let listed = ok(node.list_retained_keys(), "list");
@@ -120,19 +116,15 @@ pub fn retained_keys_are_generated_listed_read_and_deleted<F: NodeFactory>(facto
 /// given, signed by the retained signature key; an unknown signer is
 /// `RetainedKeyNotFound`, a key-management key `WrongKeyUsage`.
 pub fn certify_signs_with_a_retained_signature_key<F: NodeFactory>(factory: &F) {
-    let mut node = factory.sa_node();
-    if !supports(
-        &mut node,
-        "certify_signs_with_a_retained_signature_key",
-        &[
-            Operation::SetEid,
-            Operation::Status,
-            Operation::GenerateRetainedKey,
-            Operation::CertifyPublicKey,
-        ],
-    ) {
+    let needed = [
+        Operation::SetEid,
+        Operation::Status,
+        Operation::GenerateRetainedKey,
+        Operation::CertifyPublicKey,
+    ];
+    let Some(mut node) = supporting(factory.sa_node(), clause_name!(), &needed) else {
         return;
-    }
+    };
     ok(node.set_eid(&eid("SA NODE")), "set the EID");
     let sa = generate(&mut node, SA_LABEL, KeyRole::Sa);
     let sa_public = self_signed(&sa).key;

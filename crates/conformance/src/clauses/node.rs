@@ -1,13 +1,14 @@
 //! The node itself: capabilities, a fresh node's reports, EID, m-of-n.
 
 use mkclone_backend::{
-    Applied, Backend, BackendError, CloneableKind, CurrentState, DomainError, GenerationState,
-    MofN, NewState, Operation, ReceptionState,
+    Backend, BackendError, CloneableKind, CurrentState, DomainError, GenerationState, MofN,
+    NewState, Operation, ReceptionState,
 };
 
 use crate::factory::NodeFactory;
 use crate::support::{
-    assert_not_supported, assert_refused, eid, label, m_of_n, ok, registers, supports, tables,
+    SNAPSHOT_READS, assert_done_then_already_done, assert_not_supported, assert_refused,
+    clause_name, eid, label, m_of_n, ok, registers, supporting, tables,
 };
 
 /// `capabilities()` names the backend, every operation it leaves out answers
@@ -40,16 +41,9 @@ pub fn capabilities_are_honest<F: NodeFactory>(factory: &F) {
 /// A fresh node reports no EID, empty registers, no m-of-n, empty share tables, no
 /// retained key and no registration.
 pub fn a_fresh_node_reports_nothing<F: NodeFactory>(factory: &F) {
-    let mut node = factory.fresh_node();
-    let reads = [
-        Operation::Status,
-        Operation::ShareStatus,
-        Operation::ListRetainedKeys,
-        Operation::ListRegistrations,
-    ];
-    if !supports(&mut node, "a_fresh_node_reports_nothing", &reads) {
+    let Some(mut node) = supporting(factory.fresh_node(), clause_name!(), &SNAPSHOT_READS) else {
         return;
-    }
+    };
     let status = ok(node.status(), "status");
     assert_eq!(status.identity.eid, None, "no EID: {status:?}");
     for kind in CloneableKind::ALL {
@@ -74,20 +68,12 @@ pub fn a_fresh_node_reports_nothing<F: NodeFactory>(factory: &F) {
 
 /// The EID is set once: the same EID again is `AlreadyDone`, another is `EidAlreadySet`.
 pub fn set_eid_is_idempotent_and_set_once<F: NodeFactory>(factory: &F) {
-    let mut node = factory.fresh_node();
-    if !supports(
-        &mut node,
-        "set_eid_is_idempotent_and_set_once",
-        &[Operation::SetEid, Operation::Status],
-    ) {
+    let needed = [Operation::SetEid, Operation::Status];
+    let Some(mut node) = supporting(factory.fresh_node(), clause_name!(), &needed) else {
         return;
-    }
+    };
     let first = eid("NODE ONE");
-    assert_eq!(ok(node.set_eid(&first), "set the EID"), Applied::Done(()));
-    assert_eq!(
-        ok(node.set_eid(&first), "set the same EID"),
-        Applied::AlreadyDone(())
-    );
+    assert_done_then_already_done(|| node.set_eid(&first), "set the EID", "set the same EID");
     let other = eid("NODE TWO");
     assert_refused!(
         node.set_eid(&other),
@@ -101,25 +87,16 @@ pub fn set_eid_is_idempotent_and_set_once<F: NodeFactory>(factory: &F) {
 /// SET-MOFN: the same setting again is `AlreadyDone`; a setting starts the share tables
 /// afresh (indices 1..=n can be generated and received, the rest cannot).
 pub fn set_m_of_n_is_idempotent_and_starts_the_tables<F: NodeFactory>(factory: &F) {
-    let mut node = factory.fresh_node();
-    if !supports(
-        &mut node,
-        "set_m_of_n_is_idempotent_and_starts_the_tables",
-        &[Operation::SetMofN, Operation::ShareStatus],
-    ) {
+    let needed = [Operation::SetMofN, Operation::ShareStatus];
+    let Some(mut node) = supporting(factory.fresh_node(), clause_name!(), &needed) else {
         return;
-    }
+    };
     for (m, n) in [(2, 3), (3, 5)] {
         let setting = m_of_n(m, n);
-        assert_eq!(
-            ok(node.set_m_of_n(setting), "set m-of-n"),
-            Applied::Done(()),
-            "{setting}"
-        );
-        assert_eq!(
-            ok(node.set_m_of_n(setting), "set the same m-of-n"),
-            Applied::AlreadyDone(()),
-            "{setting}"
+        assert_done_then_already_done(
+            || node.set_m_of_n(setting),
+            &format!("set m-of-n {setting}"),
+            &format!("set the same m-of-n {setting}"),
         );
         assert_eq!(
             ok(node.share_status(), "share_status").m_of_n,
@@ -163,14 +140,10 @@ pub fn m_greater_than_n_cannot_be_asked<F: NodeFactory>(factory: &F) {
             "{m}-of-{n} must be refused"
         );
     }
-    let mut node = factory.fresh_node();
-    if !supports(
-        &mut node,
-        "m_greater_than_n_cannot_be_asked",
-        &[Operation::SetMofN, Operation::ShareStatus],
-    ) {
+    let needed = [Operation::SetMofN, Operation::ShareStatus];
+    let Some(mut node) = supporting(factory.fresh_node(), clause_name!(), &needed) else {
         return;
-    }
+    };
     ok(node.set_m_of_n(m_of_n(2, 2)), "set 2-of-2");
     assert_eq!(
         ok(node.share_status(), "share_status").m_of_n,

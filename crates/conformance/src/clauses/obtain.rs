@@ -7,21 +7,17 @@ use mkclone_backend::{
 use mkclone_formats::pka::{CertificateSection, registration_hash};
 
 use crate::factory::NodeFactory;
-use crate::rig::{Rig, generate, install_sa, self_signed};
+use crate::rig::{Rig, generate, install_sa, register_sa, self_signed, self_signed_certificate};
 use crate::support::{
-    CSR_LABEL, CSS_LABEL, SA_LABEL, assert_refused, eid, index, label, m_of_n, ok, registers,
-    tables,
+    CSR_LABEL, CSS_LABEL, SA_LABEL, assert_refused, clause_name, eid, index, label, m_of_n, ok,
+    register_hash, registers, tables,
 };
 
 /// OBTAIN with CURRENT empty is `CurrentNotValid`, for each master key; once a key is
 /// loaded the same request is served.
 pub fn obtain_needs_a_valid_current<F: NodeFactory>(factory: &F) {
-    let Some(mut rig) = Rig::build(
-        factory,
-        "obtain_needs_a_valid_current",
-        &[Operation::LoadRandomMasterKey],
-        F::fresh_node,
-    ) else {
+    let needed = [Operation::LoadRandomMasterKey];
+    let Some(mut rig) = Rig::build(factory, clause_name!(), &needed, F::fresh_node) else {
         return;
     };
     for kind in CloneableKind::ALL {
@@ -56,11 +52,8 @@ pub fn obtain_needs_a_valid_current<F: NodeFactory>(factory: &F) {
 /// (`KeyNotRegistered`), registered without CLONE (`NotMarkedForCloning`), and a CSR
 /// certificate the SA key did not sign (`CertificateRejected`).
 pub fn obtain_refuses_what_it_cannot_vouch_for<F: NodeFactory>(factory: &F) {
-    let Some(mut rig) = Rig::with_keys(
-        factory,
-        "obtain_refuses_what_it_cannot_vouch_for",
-        &[Operation::ShareStatus, Operation::RetainedPublicKey],
-    ) else {
+    let needed = [Operation::ShareStatus, Operation::RetainedPublicKey];
+    let Some(mut rig) = Rig::with_keys(factory, clause_name!(), &needed) else {
         return;
     };
     let kind = CloneableKind::Asym;
@@ -93,39 +86,19 @@ pub fn obtain_refuses_what_it_cannot_vouch_for<F: NodeFactory>(factory: &F) {
         BackendError::HashNotRegistered { ref name } if name.as_str() == "NO.SUCH.SA",
         "an SA name with no hash registered"
     );
-    ok(
-        rig.source
-            .register_public_key_hash(&label("HALF.SA"), &rig.sa_key.hash, true),
-        "register a hash alone",
-    );
+    register_hash(&mut rig.source, "HALF.SA", &rig.sa_key.hash, true);
     assert_refused!(
         rig.source.obtain_share(&with(&|r| r.sa_name = label("HALF.SA"))),
         BackendError::KeyNotRegistered { ref name } if name.as_str() == "HALF.SA",
         "an SA name with a hash but no key"
     );
-    ok(
-        rig.source
-            .register_public_key_hash(&label("NOCLONE.SA"), &rig.sa_key.hash, false),
-        "register the hash without CLONE",
-    );
-    ok(
-        rig.source
-            .register_public_key(&label("NOCLONE.SA"), &rig.sa_key.certificate, false),
-        "register the key without CLONE",
-    );
+    register_sa(&mut rig.source, "NOCLONE.SA", &rig.sa_key, false);
     assert_refused!(
         rig.source.obtain_share(&with(&|r| r.sa_name = label("NOCLONE.SA"))),
         BackendError::NotMarkedForCloning { ref name } if name.as_str() == "NOCLONE.SA",
         "an SA key registered without CLONE"
     );
-    let csr_token = ok(
-        rig.target.retained_public_key(&label(CSR_LABEL)),
-        "read the CSR key",
-    )
-    .unwrap_or_else(|| panic!("the target retains its CSR key"));
-    let self_signed_csr = self_signed(&csr_token)
-        .encode()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let self_signed_csr = self_signed_certificate(&mut rig.target, CSR_LABEL);
     assert_refused!(
         rig.source
             .obtain_share(&with(&|r| r.csr_certificate = self_signed_csr.clone())),
@@ -154,11 +127,8 @@ pub fn obtain_refuses_what_it_cannot_vouch_for<F: NodeFactory>(factory: &F) {
 /// `AlreadyDone`. STATMOFN counts it: distributed once (3), then more than once (4), on
 /// the source; received (3), then more than once (4), on the target.
 pub fn obtain_gives_the_same_share_and_counts_it<F: NodeFactory>(factory: &F) {
-    let Some(mut rig) = Rig::with_keys(
-        factory,
-        "obtain_gives_the_same_share_and_counts_it",
-        &[Operation::ShareStatus, Operation::InstallShare],
-    ) else {
+    let needed = [Operation::ShareStatus, Operation::InstallShare];
+    let Some(mut rig) = Rig::with_keys(factory, clause_name!(), &needed) else {
         return;
     };
     let kind = CloneableKind::Asym;
@@ -205,16 +175,13 @@ pub fn obtain_gives_the_same_share_and_counts_it<F: NodeFactory>(factory: &F) {
 /// registrations (hash, CLONE, key), identity, m-of-n and registers, as the phases left
 /// them; the certificates the SA made verify under its key and name each node.
 pub fn reads_reflect_the_ceremony<F: NodeFactory>(factory: &F) {
-    let Some(mut rig) = Rig::with_keys(
-        factory,
-        "reads_reflect_the_ceremony",
-        &[
-            Operation::ListRetainedKeys,
-            Operation::ListRegistrations,
-            Operation::RetainedPublicKey,
-            Operation::ShareStatus,
-        ],
-    ) else {
+    let needed = [
+        Operation::ListRetainedKeys,
+        Operation::ListRegistrations,
+        Operation::RetainedPublicKey,
+        Operation::ShareStatus,
+    ];
+    let Some(mut rig) = Rig::with_keys(factory, clause_name!(), &needed) else {
         return;
     };
     let registration = Registration {

@@ -6,20 +6,19 @@ use mkclone_backend::{
 
 use crate::factory::NodeFactory;
 use crate::rig::Rig;
-use crate::support::{assert_refused, current_pattern, ok, registers, supports, tables};
+use crate::support::{
+    assert_refused, clause_name, current_pattern, ok, registers, supporting, tables,
+};
 
 /// CLEAR NEW with nothing to clear is `AlreadyDone`; with shares held it is `Done`, drops
 /// them (the indices can be received again), and again is `AlreadyDone`.
 pub fn clear_new_is_idempotent<F: NodeFactory>(factory: &F) {
-    let Some(mut rig) = Rig::with_keys(
-        factory,
-        "clear_new_is_idempotent",
-        &[
-            Operation::ClearNew,
-            Operation::InstallShare,
-            Operation::ShareStatus,
-        ],
-    ) else {
+    let needed = [
+        Operation::ClearNew,
+        Operation::InstallShare,
+        Operation::ShareStatus,
+    ];
+    let Some(mut rig) = Rig::with_keys(factory, clause_name!(), &needed) else {
         return;
     };
     for kind in CloneableKind::ALL {
@@ -50,14 +49,10 @@ pub fn clear_new_is_idempotent<F: NodeFactory>(factory: &F) {
 
 /// SET with NEW not full is `NewNotFull`, for each master key, and changes nothing.
 pub fn set_needs_a_full_new<F: NodeFactory>(factory: &F) {
-    let mut node = factory.fresh_node();
-    if !supports(
-        &mut node,
-        "set_needs_a_full_new",
-        &[Operation::SetMasterKey, Operation::Status],
-    ) {
+    let needed = [Operation::SetMasterKey, Operation::Status];
+    let Some(mut node) = supporting(factory.fresh_node(), clause_name!(), &needed) else {
         return;
-    }
+    };
     let before = ok(node.status(), "status");
     for kind in CloneableKind::ALL {
         assert_refused!(
@@ -72,14 +67,10 @@ pub fn set_needs_a_full_new<F: NodeFactory>(factory: &F) {
 /// A random key goes to CURRENT (through NEW, which is empty after); the previous
 /// CURRENT becomes OLD.
 pub fn load_random_master_key_moves_current_to_old<F: NodeFactory>(factory: &F) {
-    let mut node = factory.fresh_node();
-    if !supports(
-        &mut node,
-        "load_random_master_key_moves_current_to_old",
-        &[Operation::LoadRandomMasterKey, Operation::Status],
-    ) {
+    let needed = [Operation::LoadRandomMasterKey, Operation::Status];
+    let Some(mut node) = supporting(factory.fresh_node(), clause_name!(), &needed) else {
         return;
-    }
+    };
     for kind in CloneableKind::ALL {
         assert_eq!(
             ok(node.load_random_master_key(kind), "load a random key"),

@@ -1,14 +1,17 @@
 //! The public-key registry (CSNDPKH, CSNDPKR).
 
 use mkclone_backend::{
-    Applied, Backend, BackendError, Certificate, HashAlgorithm, KeyRole, Operation, PublicKeyHash,
+    Backend, BackendError, Certificate, HashAlgorithm, KeyRole, Operation, PublicKeyHash,
     Registration,
 };
 use mkclone_formats::pka::registration_hash;
 
 use crate::factory::NodeFactory;
 use crate::rig::{generate, self_signed};
-use crate::support::{assert_refused, label, ok, supports};
+use crate::support::{
+    assert_done_then_already_done, assert_refused, clause_name, label, ok, register_hash,
+    supporting,
+};
 
 const NEEDED: [Operation; 5] = [
     Operation::GenerateRetainedKey,
@@ -38,26 +41,15 @@ fn other_hash() -> PublicKeyHash {
 /// is a `Conflict`; the registration is listed with its hash, mark and key; unregistering
 /// removes both, and again is `AlreadyDone`.
 pub fn registrations_are_idempotent_and_listed<F: NodeFactory>(factory: &F) {
-    let mut node = factory.fresh_node();
-    if !supports(
-        &mut node,
-        "registrations_are_idempotent_and_listed",
-        &NEEDED,
-    ) {
+    let Some(mut node) = supporting(factory.fresh_node(), clause_name!(), &NEEDED) else {
         return;
-    }
+    };
     let (certificate, hash) = registrable(&mut node);
     let name = label("REG.SA");
-    assert_eq!(
-        ok(
-            node.register_public_key_hash(&name, &hash, true),
-            "register the hash"
-        ),
-        Applied::Done(())
-    );
-    assert_eq!(
-        ok(node.register_public_key_hash(&name, &hash, true), "again"),
-        Applied::AlreadyDone(())
+    assert_done_then_already_done(
+        || node.register_public_key_hash(&name, &hash, true),
+        "register the hash",
+        "again",
     );
     assert_refused!(
         node.register_public_key_hash(&name, &hash, false),
@@ -79,16 +71,10 @@ pub fn registrations_are_idempotent_and_listed<F: NodeFactory>(factory: &F) {
         }],
         "a hash without its key yet"
     );
-    assert_eq!(
-        ok(
-            node.register_public_key(&name, &certificate, true),
-            "register the key"
-        ),
-        Applied::Done(())
-    );
-    assert_eq!(
-        ok(node.register_public_key(&name, &certificate, true), "again"),
-        Applied::AlreadyDone(())
+    assert_done_then_already_done(
+        || node.register_public_key(&name, &certificate, true),
+        "register the key",
+        "again",
     );
     assert_eq!(
         ok(node.list_registrations(), "list"),
@@ -99,14 +85,7 @@ pub fn registrations_are_idempotent_and_listed<F: NodeFactory>(factory: &F) {
             key: Some(certificate)
         }]
     );
-    assert_eq!(
-        ok(node.unregister_public_key(&name), "unregister"),
-        Applied::Done(())
-    );
-    assert_eq!(
-        ok(node.unregister_public_key(&name), "again"),
-        Applied::AlreadyDone(())
-    );
+    assert_done_then_already_done(|| node.unregister_public_key(&name), "unregister", "again");
     assert_eq!(ok(node.list_registrations(), "list"), []);
 }
 
@@ -114,42 +93,28 @@ pub fn registrations_are_idempotent_and_listed<F: NodeFactory>(factory: &F) {
 /// `KeyDoesNotMatchHash`, another CLONE mark `CloneMarkMismatch`, a certificate whose
 /// self-signature does not verify `CertificateRejected`; none is registered.
 pub fn registrations_refuse_what_does_not_match<F: NodeFactory>(factory: &F) {
-    let mut node = factory.fresh_node();
-    if !supports(
-        &mut node,
-        "registrations_refuse_what_does_not_match",
-        &NEEDED,
-    ) {
+    let Some(mut node) = supporting(factory.fresh_node(), clause_name!(), &NEEDED) else {
         return;
-    }
+    };
     let (certificate, hash) = registrable(&mut node);
     assert_refused!(
         node.register_public_key(&label("NO.HASH"), &certificate, true),
         BackendError::HashNotRegistered { ref name } if name.as_str() == "NO.HASH",
         "a key without its hash"
     );
-    ok(
-        node.register_public_key_hash(&label("OTHER.KEY"), &other_hash(), true),
-        "register another hash",
-    );
+    register_hash(&mut node, "OTHER.KEY", &other_hash(), true);
     assert_refused!(
         node.register_public_key(&label("OTHER.KEY"), &certificate, true),
         BackendError::KeyDoesNotMatchHash { .. },
         "a key that is not the hashed one"
     );
-    ok(
-        node.register_public_key_hash(&label("NO.CLONE"), &hash, false),
-        "register the hash without CLONE",
-    );
+    register_hash(&mut node, "NO.CLONE", &hash, false);
     assert_refused!(
         node.register_public_key(&label("NO.CLONE"), &certificate, true),
         BackendError::CloneMarkMismatch { .. },
         "the key with CLONE"
     );
-    ok(
-        node.register_public_key_hash(&label("BAD.SIG"), &hash, true),
-        "register the hash",
-    );
+    register_hash(&mut node, "BAD.SIG", &hash, true);
     let mut bytes = certificate.into_bytes();
     if let Some(last) = bytes.last_mut() {
         *last ^= 0x01; // inside the signature, outside what the hash covers

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use cryptoki::object::{Attribute, ObjectClass};
-use log::{debug, info, warn};
+use log::{Level, debug, info, warn};
 use mkclone_backend::{Applied, CloneableKind, MofN, Operation, Result};
 
 use super::Pkcs11Backend;
@@ -22,34 +22,24 @@ impl Pkcs11Backend {
         for (kind, id) in garbage {
             let label = kind.label(*id);
             let found = if kind.is_key() {
-                self.token.find(&[
-                    Attribute::Class(ObjectClass::SECRET_KEY),
-                    Attribute::Token(true),
-                    Attribute::Label(label.as_bytes().to_vec()),
-                ])
+                self.find_objects(
+                    ObjectClass::SECRET_KEY,
+                    [Attribute::Label(label.as_bytes().to_vec())],
+                )
             } else {
                 self.find_data(APPLICATION, &label)
             };
+            let stays = format!("{label} stays until the next open");
             let handles = match found {
                 Ok(h) => h,
                 Err(e) if e.is_stop() => return Err(self.device(op, e)),
                 Err(e) => {
-                    warn!(
-                        "pkcs11: {label} stays until the next open: {}",
-                        e.describe()
-                    );
+                    warn!("pkcs11: {stays}: {}", e.describe());
                     continue;
                 }
             };
             for h in handles {
-                match self.token.destroy(h) {
-                    Ok(()) => {}
-                    Err(e) if e.is_stop() => return Err(self.device(op, e)),
-                    Err(e) => warn!(
-                        "pkcs11: {label} stays until the next open: {}",
-                        e.describe()
-                    ),
-                }
+                self.destroy_or_leave(op, h, Level::Warn, &stays)?;
             }
         }
         Ok(())
@@ -70,16 +60,45 @@ impl Pkcs11Backend {
         let previous = self.map_handle.replace(handle);
         self.map = map;
         if let Some(old) = previous {
-            match self.token.destroy(old) {
-                Ok(()) => {}
-                Err(e) if e.is_stop() => return Err(self.device(op, e)),
-                Err(e) => warn!(
-                    "pkcs11: the previous register map stays until the next open: {}",
-                    e.describe()
-                ),
-            }
+            let stays = "the previous register map stays until the next open";
+            self.destroy_or_leave(op, old, Level::Warn, stays)?;
         }
         self.destroy_garbage(op, &garbage)
+    }
+
+    /// Commit `table` as `kind`'s share table: a new table object, then `map` (the map in
+    /// force, or one with other changes too) naming it as the next generation.
+    pub(super) fn commit_table(
+        &mut self,
+        op: Operation,
+        kind: CloneableKind,
+        table: &TableObject,
+        mut map: RegisterMap,
+        garbage: Vec<(Managed, ObjId)>,
+    ) -> Result<()> {
+        let table_id = ObjId::random();
+        self.create_data(op, APPLICATION, &Managed::Table.label(table_id), table)?;
+        map.registers_mut(kind).table = Some(table_id);
+        self.commit(op, map, garbage)
+    }
+
+    /// Replace `kind`'s share table by `table`, which keeps the shares the old one held:
+    /// only the old table object goes.
+    pub(super) fn replace_table(
+        &mut self,
+        op: Operation,
+        kind: CloneableKind,
+        table: &TableObject,
+    ) -> Result<()> {
+        let garbage = Self::table_object(self.map.registers(kind).table);
+        self.commit_table(op, kind, table, self.map.clone(), garbage)
+    }
+
+    /// The table object `table_id` names, if any.
+    pub(super) fn table_object(table_id: Option<ObjId>) -> Vec<(Managed, ObjId)> {
+        table_id
+            .map(|id| vec![(Managed::Table, id)])
+            .unwrap_or_default()
     }
 
     /// Objects of one register value (the key and its pattern companion).
@@ -98,21 +117,15 @@ impl Pkcs11Backend {
         m_of_n: Option<MofN>,
         garbage: Vec<(Managed, ObjId)>,
     ) -> Result<Applied<()>> {
-        let table_id = ObjId::random();
-        self.create_data(
-            op,
-            APPLICATION,
-            &Managed::Table.label(table_id),
-            &TableObject::fresh(kind, m_of_n),
-        )?;
         let mut map = self.map.clone();
         *map.registers_mut(kind) = crate::objects::Registers {
             new: None,
             current: Some(current),
             old: regs.current,
-            table: Some(table_id),
+            // `commit_table` names the fresh table.
+            table: None,
         };
-        self.commit(op, map, garbage)?;
+        self.commit_table(op, kind, &TableObject::fresh(kind, m_of_n), map, garbage)?;
         Ok(Applied::Done(()))
     }
 
@@ -121,9 +134,7 @@ impl Pkcs11Backend {
         table_id: Option<ObjId>,
         table: &TableObject,
     ) -> Vec<(Managed, ObjId)> {
-        let mut out: Vec<(Managed, ObjId)> = table_id
-            .map(|id| vec![(Managed::Table, id)])
-            .unwrap_or_default();
+        let mut out = Self::table_object(table_id);
         for r in &table.received {
             if let Some(s) = r.share {
                 out.extend([(Managed::ShareKey, s), (Managed::Share, s)]);
@@ -136,19 +147,10 @@ impl Pkcs11Backend {
     /// an interrupted operation left: older maps and managed objects no map references.
     pub(super) fn recover(&mut self) -> Result<(), Pkcs11Error> {
         let data = self
-            .token
-            .find(&[
-                Attribute::Class(ObjectClass::DATA),
-                Attribute::Token(true),
-                Attribute::Application(APPLICATION.to_vec()),
-            ])
+            .find_application(APPLICATION)
             .map_err(|e| self.open_error(e))?;
         let keys = self
-            .token
-            .find(&[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::Token(true),
-            ])
+            .find_objects(ObjectClass::SECRET_KEY, [])
             .map_err(|e| self.open_error(e))?;
         let mut maps = Vec::new();
         let mut managed = Vec::new();

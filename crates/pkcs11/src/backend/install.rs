@@ -2,8 +2,8 @@
 //! the key rebuilt into NEW.
 
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
-use log::{debug, warn};
+use cryptoki::object::{Attribute, KeyType, ObjectHandle};
+use log::{Level, debug, warn};
 use mkclone_backend::rules::{
     Admission, HeldShares, IncomingShare, Refusal, ShareFacts, admission,
 };
@@ -82,26 +82,14 @@ impl Pkcs11Backend {
         // answer: no padding oracle.
         let mut session_key = None;
         let mut failure = None;
+        let mut share_key = Self::secret_key_template(KeyType::DES3, false, false);
+        share_key.extend([Attribute::Decrypt(true), Attribute::Encrypt(false)]);
         let opened = seal::open_in_device(
             &parts,
             |wrapped, area| {
                 let key = self
                     .token
-                    .unwrap(
-                        &oaep(),
-                        csr_handle,
-                        wrapped,
-                        &[
-                            Attribute::Class(ObjectClass::SECRET_KEY),
-                            Attribute::KeyType(KeyType::DES3),
-                            Attribute::Token(false),
-                            Attribute::Private(true),
-                            Attribute::Sensitive(true),
-                            Attribute::Extractable(false),
-                            Attribute::Decrypt(true),
-                            Attribute::Encrypt(false),
-                        ],
-                    )
+                    .unwrap(&oaep(), csr_handle, wrapped, &share_key)
                     .map_err(|e| failure = Some(e))?;
                 session_key = Some(key);
                 self.token
@@ -113,14 +101,8 @@ impl Pkcs11Backend {
         );
         let result = self.install_opened(op, request, &parts, opened, failure, session_key, m_of_n);
         if let Some(key) = session_key {
-            match self.token.destroy(key) {
-                Ok(()) => {}
-                Err(e) if e.is_stop() => return Err(self.device(op, e)),
-                Err(e) => debug!(
-                    "pkcs11: session key stays until the session ends: {}",
-                    e.describe()
-                ),
-            }
+            let stays = "session key stays until the session ends";
+            self.destroy_or_leave(op, key, Level::Debug, stays)?;
         }
         result
     }
@@ -173,15 +155,7 @@ impl Pkcs11Backend {
             if !table.received_more.contains(&index.get()) {
                 let mut updated = table.clone();
                 updated.received_more.push(index.get());
-                let id = ObjId::random();
-                self.create_data(op, APPLICATION, &Managed::Table.label(id), &updated)?;
-                let mut map = self.map.clone();
-                map.registers_mut(kind).table = Some(id);
-                let garbage = regs
-                    .table
-                    .map(|t| vec![(Managed::Table, t)])
-                    .unwrap_or_default();
-                self.commit(op, map, garbage)?;
+                self.replace_table(op, kind, &updated)?;
             }
             return Ok(admission.applied());
         }
@@ -197,10 +171,7 @@ impl Pkcs11Backend {
             share: None,
         };
         let mut map = self.map.clone();
-        let mut garbage: Vec<(Managed, ObjId)> = regs
-            .table
-            .map(|t| vec![(Managed::Table, t)])
-            .unwrap_or_default();
+        let mut garbage = Self::table_object(regs.table);
         if complete {
             // The m-th share: the held shares are decrypted inside the token and the key
             // is whole in host memory until the NEW register object is created.
@@ -259,10 +230,7 @@ impl Pkcs11Backend {
             }
         }
         updated.received.push(record);
-        let table_id = ObjId::random();
-        self.create_data(op, APPLICATION, &Managed::Table.label(table_id), &updated)?;
-        map.registers_mut(kind).table = Some(table_id);
-        self.commit(op, map, garbage)?;
+        self.commit_table(op, kind, &updated, map, garbage)?;
         Ok(admission.applied())
     }
 

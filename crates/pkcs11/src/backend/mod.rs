@@ -368,6 +368,18 @@ impl Pkcs11Backend {
     }
 }
 
+/// The `Backend` operations, each forwarded (as parsec's providers do) to the method of the
+/// `impl Pkcs11Backend` that implements it in its family's file.
+macro_rules! forward {
+    ($($operation:ident($($arg:ident: $ty:ty),*) -> $ret:ty => $method:ident;)*) => {
+        $(
+            fn $operation(&mut self $(, $arg: $ty)*) -> $ret {
+                self.$method($($arg),*)
+            }
+        )*
+    };
+}
+
 impl Backend for Pkcs11Backend {
     fn backend_name(&self) -> &'static str {
         "pkcs11"
@@ -384,94 +396,34 @@ impl Backend for Pkcs11Backend {
         }
     }
 
-    fn status(&mut self) -> Result<NodeStatus> {
-        self.status_internal()
-    }
-
-    fn set_eid(&mut self, eid: &Eid) -> Result<Applied<()>> {
-        self.set_eid_internal(eid)
-    }
-
-    fn set_m_of_n(&mut self, m_of_n: MofN) -> Result<Applied<()>> {
-        self.set_m_of_n_internal(m_of_n)
-    }
-
-    fn share_status(&mut self) -> Result<ShareStatus> {
-        self.share_status_internal()
-    }
-
-    fn generate_retained_key(
-        &mut self,
-        request: &GenerateRequest,
-    ) -> Result<Applied<PublicKeyToken>> {
-        self.generate_retained_key_internal(request)
-    }
-
-    fn retained_public_key(&mut self, label: &KeyLabel) -> Result<Option<PublicKeyToken>> {
-        self.retained_public_key_internal(label)
-    }
-
-    fn list_retained_keys(&mut self) -> Result<Vec<RetainedKeyInfo>> {
-        self.list_retained_keys_internal()
-    }
-
-    fn delete_retained_key(&mut self, label: &KeyLabel) -> Result<Applied<()>> {
-        self.delete_retained_key_internal(label)
-    }
-
-    fn register_public_key_hash(
-        &mut self,
-        name: &KeyLabel,
-        hash: &PublicKeyHash,
-        clone: bool,
-    ) -> Result<Applied<()>> {
-        self.register_public_key_hash_internal(name, hash, clone)
-    }
-
-    fn register_public_key(
-        &mut self,
-        name: &KeyLabel,
-        certificate: &Certificate,
-        clone: bool,
-    ) -> Result<Applied<()>> {
-        self.register_public_key_internal(name, certificate, clone)
-    }
-
-    fn unregister_public_key(&mut self, name: &KeyLabel) -> Result<Applied<()>> {
-        self.unregister_public_key_internal(name)
-    }
-
-    fn list_registrations(&mut self) -> Result<Vec<Registration>> {
-        self.list_registrations_internal()
-    }
-
-    fn certify_public_key(
-        &mut self,
-        signer: &KeyLabel,
-        subject: &PublicKeyToken,
-        info: &SubjectInfo,
-    ) -> Result<Certificate> {
-        self.certify_public_key_internal(signer, subject, info)
-    }
-
-    fn obtain_share(&mut self, request: &ObtainRequest) -> Result<SealedShare> {
-        self.obtain_share_internal(request)
-    }
-
-    fn install_share(&mut self, request: &InstallRequest) -> Result<Applied<InstallProgress>> {
-        self.install_share_internal(request)
-    }
-
-    fn set_master_key(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
-        self.set_master_key_internal(kind)
-    }
-
-    fn clear_new(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
-        self.clear_new_internal(kind)
-    }
-
-    fn load_random_master_key(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
-        self.load_random_master_key_internal(kind)
+    forward! {
+        status() -> Result<NodeStatus> => status_internal;
+        set_eid(eid: &Eid) -> Result<Applied<()>> => set_eid_internal;
+        set_m_of_n(m_of_n: MofN) -> Result<Applied<()>> => set_m_of_n_internal;
+        share_status() -> Result<ShareStatus> => share_status_internal;
+        generate_retained_key(request: &GenerateRequest) -> Result<Applied<PublicKeyToken>>
+            => generate_retained_key_internal;
+        retained_public_key(label: &KeyLabel) -> Result<Option<PublicKeyToken>>
+            => retained_public_key_internal;
+        list_retained_keys() -> Result<Vec<RetainedKeyInfo>> => list_retained_keys_internal;
+        delete_retained_key(label: &KeyLabel) -> Result<Applied<()>>
+            => delete_retained_key_internal;
+        register_public_key_hash(name: &KeyLabel, hash: &PublicKeyHash, clone: bool)
+            -> Result<Applied<()>> => register_public_key_hash_internal;
+        register_public_key(name: &KeyLabel, certificate: &Certificate, clone: bool)
+            -> Result<Applied<()>> => register_public_key_internal;
+        unregister_public_key(name: &KeyLabel) -> Result<Applied<()>>
+            => unregister_public_key_internal;
+        list_registrations() -> Result<Vec<Registration>> => list_registrations_internal;
+        certify_public_key(signer: &KeyLabel, subject: &PublicKeyToken, info: &SubjectInfo)
+            -> Result<Certificate> => certify_public_key_internal;
+        obtain_share(request: &ObtainRequest) -> Result<SealedShare> => obtain_share_internal;
+        install_share(request: &InstallRequest) -> Result<Applied<InstallProgress>>
+            => install_share_internal;
+        set_master_key(kind: CloneableKind) -> Result<Applied<()>> => set_master_key_internal;
+        clear_new(kind: CloneableKind) -> Result<Applied<()>> => clear_new_internal;
+        load_random_master_key(kind: CloneableKind) -> Result<Applied<()>>
+            => load_random_master_key_internal;
     }
 }
 

@@ -16,7 +16,7 @@ use mkclone_formats::shamir::Polynomial;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{Pkcs11Backend, kind_code, oaep};
-use crate::objects::{APPLICATION, Managed, ObjId};
+use crate::objects::Managed;
 
 /// Domain string of the coefficient HMAC (a project definition).
 const COEFFICIENT_DOMAIN: &[u8] = b"mkclone-pkcs11-coefficient";
@@ -111,19 +111,11 @@ impl Pkcs11Backend {
             })?;
 
         // STATMOFN: distributed once (3), more than once (4).
-        let table_id = self.map.registers(kind).table;
         let mut table = self.table(op, kind, Some(m_of_n))?;
         let mut generation = table.generation_row().map_err(|e| self.corrupt(op, e))?;
         if rules::tables::distribute(&mut generation, index) {
             table.set_generation_row(&generation);
-            let id = ObjId::random();
-            self.create_data(op, APPLICATION, &Managed::Table.label(id), &table)?;
-            let mut map = self.map.clone();
-            map.registers_mut(kind).table = Some(id);
-            let garbage = table_id
-                .map(|t| vec![(Managed::Table, t)])
-                .unwrap_or_default();
-            self.commit(op, map, garbage)?;
+            self.replace_table(op, kind, &table)?;
         }
         Ok(sealed)
     }
@@ -142,19 +134,13 @@ impl Pkcs11Backend {
             Attribute::Encrypt(false),
             Attribute::Verify(false),
         ];
-        let private = [
-            Attribute::Token(false),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
+        let mut private = Self::key_protection(false, false).to_vec();
+        private.extend([
             Attribute::Decrypt(true),
             Attribute::Sign(false),
             Attribute::Unwrap(false),
-        ];
-        let pair = self
-            .token
-            .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
-            .map_err(|e| self.device(op, e))?;
+        ]);
+        let pair = self.generate_rsa_pair(op, &public, &private)?;
         self.export_pair = Some(pair);
         Ok(pair)
     }

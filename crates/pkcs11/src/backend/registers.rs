@@ -2,10 +2,10 @@
 //! hold a register's value.
 
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectHandle};
 use mkclone_backend::{
-    Applied, BackendError, CloneableKind, CurrentState, Identity, NewState, NodeStatus, Operation,
-    RegisterStatus, Result, VerificationPattern,
+    Applied, BackendError, CloneableKind, CurrentState, Identity, MofN, NewState, NodeStatus,
+    Operation, RegisterStatus, Result, VerificationPattern,
 };
 use mkclone_formats::mkvp;
 use zeroize::Zeroize;
@@ -80,11 +80,7 @@ impl Pkcs11Backend {
                 ),
             ));
         }
-        let attrs = self
-            .token
-            .attributes(key, &[AttributeType::CheckValue])
-            .map_err(|e| self.device(op, e))?;
-        let actual = attribute_bytes(attrs, AttributeType::CheckValue).unwrap_or_default();
+        let actual = self.check_value(op, key)?;
         if !recorded.check_value.is_empty() && actual != recorded.check_value {
             return Err(self.corrupt(
                 op,
@@ -100,6 +96,22 @@ impl Pkcs11Backend {
         Ok((key, recorded.pattern))
     }
 
+    /// The template of master-key register `id`'s key object (its value given or
+    /// generated): triple DES, extractable only by wrapping (no encrypt, decrypt, wrap or
+    /// unwrap use).
+    fn register_key_template(id: ObjId) -> Vec<Attribute> {
+        let mut template = Self::secret_key_template(KeyType::DES3, true, true);
+        template.extend([
+            Attribute::Encrypt(false),
+            Attribute::Decrypt(false),
+            Attribute::Wrap(false),
+            Attribute::Unwrap(false),
+            Attribute::Label(Managed::MasterKey.label(id).into_bytes()),
+            Attribute::Id(id.bytes().to_vec()),
+        ]);
+        template
+    }
+
     /// Create a master-key register object holding `key`, and its pattern companion.
     pub(super) fn create_register(
         &mut self,
@@ -108,55 +120,69 @@ impl Pkcs11Backend {
         key: &[u8; 24],
     ) -> Result<ObjId> {
         let id = ObjId::random();
+        let mut template = Self::register_key_template(id);
+        template.push(Attribute::Value(key.to_vec()));
         let handle = self
             .token
-            .create(vec![
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::DES3),
-                Attribute::Token(true),
-                Attribute::Private(true),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(true),
-                Attribute::Encrypt(false),
-                Attribute::Decrypt(false),
-                Attribute::Wrap(false),
-                Attribute::Unwrap(false),
-                Attribute::Label(Managed::MasterKey.label(id).into_bytes()),
-                Attribute::Id(id.bytes().to_vec()),
-                Attribute::Value(key.to_vec()),
-            ])
+            .create(template)
             .map_err(|e| self.device(op, e))?;
         let expected = des3_check_value(key);
-        let attrs = self
-            .token
-            .attributes(handle, &[AttributeType::CheckValue])
-            .map_err(|e| self.device(op, e))?;
-        let actual = attribute_bytes(attrs, AttributeType::CheckValue).unwrap_or_default();
+        let actual = self.check_value(op, handle)?;
         if !actual.is_empty() && actual != expected {
             return Err(self.corrupt(
                 op,
                 "the token computes another CKA_CHECK_VALUE for the new register than EDE3(key, 0)",
             ));
         }
-        self.create_data(
-            op,
-            APPLICATION,
-            &Managed::Pattern.label(id),
-            &PatternObject {
-                kind,
-                pattern: mkvp::sha1_method(key),
-                check_value: expected.to_vec(),
-            },
-        )?;
+        let pattern = mkvp::sha1_method(key);
+        self.create_pattern(op, kind, id, pattern, expected.to_vec())?;
         Ok(id)
+    }
+
+    /// The node's m-of-n and `kind`'s share table in force.
+    fn table_in_force(
+        &mut self,
+        op: Operation,
+        kind: CloneableKind,
+    ) -> Result<(Option<MofN>, TableObject)> {
+        let m_of_n = self.m_of_n(op)?.map(|p| p.m_of_n);
+        let table = self.table(op, kind, m_of_n)?;
+        Ok((m_of_n, table))
+    }
+
+    /// `key`'s `CKA_CHECK_VALUE` (empty where the token gives none).
+    fn check_value(&mut self, op: Operation, key: ObjectHandle) -> Result<Vec<u8>> {
+        let attrs = self
+            .token
+            .attributes(key, &[AttributeType::CheckValue])
+            .map_err(|e| self.device(op, e))?;
+        Ok(attribute_bytes(attrs, AttributeType::CheckValue).unwrap_or_default())
+    }
+
+    /// Record register `id`'s pattern and check value: the companion `status` reads and
+    /// cross-checks.
+    fn create_pattern(
+        &mut self,
+        op: Operation,
+        kind: CloneableKind,
+        id: ObjId,
+        pattern: VerificationPattern,
+        check_value: Vec<u8>,
+    ) -> Result<()> {
+        let companion = PatternObject {
+            kind,
+            pattern,
+            check_value,
+        };
+        self.create_data(op, APPLICATION, &Managed::Pattern.label(id), &companion)
+            .map(drop)
     }
 
     pub(super) fn set_master_key_internal(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
         let op = Operation::SetMasterKey;
         let regs = *self.map.registers(kind);
         let new = regs.new.ok_or(BackendError::NewNotFull { kind })?;
-        let m_of_n = self.m_of_n(op)?.map(|p| p.m_of_n);
-        let table = self.table(op, kind, m_of_n)?;
+        let (m_of_n, table) = self.table_in_force(op, kind)?;
         let mut garbage = Self::table_objects(regs.table, &table);
         if let Some(old) = regs.old {
             garbage.extend(Self::register_objects(old));
@@ -167,8 +193,7 @@ impl Pkcs11Backend {
     pub(super) fn clear_new_internal(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
         let op = Operation::ClearNew;
         let regs = *self.map.registers(kind);
-        let m_of_n = self.m_of_n(op)?.map(|p| p.m_of_n);
-        let table = self.table(op, kind, m_of_n)?;
+        let (_, table) = self.table_in_force(op, kind)?;
         if regs.new.is_none() && table.received.is_empty() {
             return Ok(Applied::AlreadyDone(()));
         }
@@ -181,13 +206,9 @@ impl Pkcs11Backend {
             received_more: Vec::new(),
             ..table
         };
-        let table_id = ObjId::random();
-        self.create_data(op, APPLICATION, &Managed::Table.label(table_id), &cleared)?;
         let mut map = self.map.clone();
-        let r = map.registers_mut(kind);
-        r.new = None;
-        r.table = Some(table_id);
-        self.commit(op, map, garbage)?;
+        map.registers_mut(kind).new = None;
+        self.commit_table(op, kind, &cleared, map, garbage)?;
         Ok(Applied::Done(()))
     }
 
@@ -197,8 +218,7 @@ impl Pkcs11Backend {
     ) -> Result<Applied<()>> {
         let op = Operation::LoadRandomMasterKey;
         let regs = *self.map.registers(kind);
-        let m_of_n = self.m_of_n(op)?.map(|p| p.m_of_n);
-        let table = self.table(op, kind, m_of_n)?;
+        let (m_of_n, table) = self.table_in_force(op, kind)?;
         let mut garbage = Self::table_objects(regs.table, &table);
         for id in [regs.new, regs.old].into_iter().flatten() {
             garbage.extend(Self::register_objects(id));
@@ -208,29 +228,9 @@ impl Pkcs11Backend {
         let id = ObjId::random();
         let key = self
             .token
-            .generate_key(
-                &Mechanism::Des3KeyGen,
-                &[
-                    Attribute::Class(ObjectClass::SECRET_KEY),
-                    Attribute::KeyType(KeyType::DES3),
-                    Attribute::Token(true),
-                    Attribute::Private(true),
-                    Attribute::Sensitive(true),
-                    Attribute::Extractable(true),
-                    Attribute::Encrypt(false),
-                    Attribute::Decrypt(false),
-                    Attribute::Wrap(false),
-                    Attribute::Unwrap(false),
-                    Attribute::Label(Managed::MasterKey.label(id).into_bytes()),
-                    Attribute::Id(id.bytes().to_vec()),
-                ],
-            )
+            .generate_key(&Mechanism::Des3KeyGen, &Self::register_key_template(id))
             .map_err(|e| self.device(op, e))?;
-        let attrs = self
-            .token
-            .attributes(key, &[AttributeType::CheckValue])
-            .map_err(|e| self.device(op, e))?;
-        let check_value = attribute_bytes(attrs, AttributeType::CheckValue).unwrap_or_default();
+        let check_value = self.check_value(op, key)?;
         let digest = self
             .token
             .digest_with_key(&Mechanism::Sha1, &[0x01], key)
@@ -241,16 +241,7 @@ impl Pkcs11Backend {
                 VerificationPattern::new(mkclone_backend::PatternAlgorithm::Sha1Method, p).ok()
             })
             .ok_or_else(|| self.corrupt(op, "the token's SHA-1 digest is short"))?;
-        self.create_data(
-            op,
-            APPLICATION,
-            &Managed::Pattern.label(id),
-            &PatternObject {
-                kind,
-                pattern,
-                check_value,
-            },
-        )?;
+        self.create_pattern(op, kind, id, pattern, check_value)?;
         self.commit_as_current(op, kind, regs, id, m_of_n, garbage)
     }
 }

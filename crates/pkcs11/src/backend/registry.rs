@@ -1,7 +1,7 @@
 //! The public-key registry: hashes and keys registered by name (CSNDPKH, CSNDPKR), and
 //! the SA key and certificates it vouches for.
 
-use cryptoki::object::{Attribute, ObjectClass};
+use mkclone_backend::rules::rerun;
 use mkclone_backend::{
     Applied, BackendError, Certificate, KeyLabel, Operation, PublicKeyHash, Registration, Result,
 };
@@ -22,17 +22,7 @@ impl Pkcs11Backend {
     ) -> Result<Applied<()>> {
         let op = Operation::RegisterPublicKeyHash;
         match self.registration(op, name)? {
-            Some((r, _)) if &r.hash == hash && r.clone == clone => Ok(Applied::AlreadyDone(())),
-            Some((r, _)) => Err(BackendError::Conflict {
-                what: format!("registered hash {name}"),
-                detail: format!(
-                    "registered: {}{}; requested: {}{}. Unregister it first if the old one is wrong",
-                    r.hash.fingerprint(),
-                    if r.clone { " CLONE" } else { "" },
-                    hash.fingerprint(),
-                    if clone { " CLONE" } else { "" }
-                ),
-            }),
+            Some((r, _)) => rerun::registered_hash(name, (hash, clone), (&r.hash, r.clone)),
             None => {
                 self.create_data(
                     op,
@@ -59,13 +49,7 @@ impl Pkcs11Backend {
             .registration(op, name)?
             .ok_or_else(|| BackendError::HashNotRegistered { name: name.clone() })?;
         if let Some(key) = key {
-            if &key == certificate && reg.clone == clone {
-                return Ok(Applied::AlreadyDone(()));
-            }
-            return Err(BackendError::Conflict {
-                what: format!("registered public key {name}"),
-                detail: "another key is registered under this name".into(),
-            });
+            return rerun::registered_key(name, (certificate, clone), (Some(&key), reg.clone));
         }
         let section = CertificateSection::decode(certificate).map_err(|e| {
             BackendError::CertificateRejected {
@@ -131,20 +115,12 @@ impl Pkcs11Backend {
     pub(super) fn list_registrations_internal(&mut self) -> Result<Vec<Registration>> {
         let op = Operation::ListRegistrations;
         let handles = self
-            .token
-            .find(&[
-                Attribute::Class(ObjectClass::DATA),
-                Attribute::Token(true),
-                Attribute::Application(REG_APPLICATION.to_vec()),
-            ])
+            .find_application(REG_APPLICATION)
             .map_err(|e| self.device(op, e))?;
         let mut names = Vec::new();
         for h in handles {
             let text = self.token.label(h).map_err(|e| self.device(op, e))?;
-            let name = text
-                .strip_prefix(REGISTRATION_PREFIX)
-                .and_then(|n| KeyLabel::new(n).ok())
-                .ok_or_else(|| self.corrupt(op, format!("registration {text:?}")))?;
+            let name = self.listed_name(op, &text, REGISTRATION_PREFIX, "registration")?;
             names.push(name);
         }
         names.sort();

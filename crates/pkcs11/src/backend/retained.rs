@@ -3,7 +3,8 @@
 
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
-use log::{debug, warn};
+use log::{Level, debug};
+use mkclone_backend::rules::rerun;
 use mkclone_backend::{
     Applied, BackendError, Certificate, DomainError, GenerateRequest, KeyLabel, KeyUsage,
     Operation, PublicKeyToken, Result, RetainedKeyInfo, SubjectInfo,
@@ -27,36 +28,17 @@ impl Pkcs11Backend {
         if let Some(existing) = self.companion(op, label)? {
             // A rerun: the key of this deterministic label exists. It is ours if it has
             // the usage, CLONE mark and size we asked for.
-            if existing.role.usage() == usage
-                && existing.clone == request.clone
-                && existing.bits == request.bits.bits()
-            {
-                return Ok(Applied::AlreadyDone(existing.token));
-            }
-            return Err(BackendError::Conflict {
-                what: format!("retained key {label}"),
-                detail: format!(
-                    "it is a {}-bit {} key{}; delete it or choose another ceremony id",
-                    existing.bits,
-                    existing.role.usage().keyword(),
-                    if existing.clone {
-                        " marked CLONE"
-                    } else {
-                        " without CLONE"
-                    }
-                ),
-            });
+            rerun::retained_key(request, &existing.info(label.clone()))?;
+            return Ok(Applied::AlreadyDone(existing.token));
         }
         // Halves of a generation a crash interrupted (no companion): remove them. A key
         // with this label that mkclone did not make is left alone, and refused.
         for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
             let handles = self
-                .token
-                .find(&[
-                    Attribute::Class(class),
-                    Attribute::Token(true),
-                    Attribute::Label(label.as_str().as_bytes().to_vec()),
-                ])
+                .find_objects(
+                    class,
+                    [Attribute::Label(label.as_str().as_bytes().to_vec())],
+                )
                 .map_err(|e| self.device(op, e))?;
             for h in handles {
                 let attrs = self
@@ -94,21 +76,15 @@ impl Pkcs11Backend {
         ];
         // The private key signs its own certificate, then a CSR key loses CKA_SIGN: it
         // only unwraps share keys (KM-ONLY).
-        let private = [
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
+        let mut private = Self::key_protection(true, false).to_vec();
+        private.extend([
             Attribute::Label(label_bytes),
             Attribute::Id(key_id),
             Attribute::Sign(true),
             Attribute::Decrypt(false),
             Attribute::Unwrap(csr),
-        ];
-        let (public_handle, private_handle) = self
-            .token
-            .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
-            .map_err(|e| self.device(op, e))?;
+        ]);
+        let (public_handle, private_handle) = self.generate_rsa_pair(op, &public, &private)?;
         let key = self.public_key_of(op, public_handle)?;
         let info = CertInfo {
             user_data: None,
@@ -161,12 +137,7 @@ impl Pkcs11Backend {
     pub(super) fn list_retained_keys_internal(&mut self) -> Result<Vec<RetainedKeyInfo>> {
         let op = Operation::ListRetainedKeys;
         let handles = self
-            .token
-            .find(&[
-                Attribute::Class(ObjectClass::DATA),
-                Attribute::Token(true),
-                Attribute::Application(KEY_APPLICATION.to_vec()),
-            ])
+            .find_application(KEY_APPLICATION)
             .map_err(|e| self.device(op, e))?;
         let mut out = Vec::new();
         for h in handles {
@@ -178,18 +149,11 @@ impl Pkcs11Backend {
                 .and_then(|l| String::from_utf8(l).ok())
                 .unwrap_or_default();
             let value = attribute_bytes(attrs, AttributeType::Value).unwrap_or_default();
-            let name = text
-                .strip_prefix(KEY_COMPANION_PREFIX)
-                .and_then(|n| KeyLabel::new(n).ok())
-                .ok_or_else(|| self.corrupt(op, format!("retained-key companion {text:?}")))?;
+            let name =
+                self.listed_name(op, &text, KEY_COMPANION_PREFIX, "retained-key companion")?;
             let companion = KeyCompanion::decode(&value)
                 .map_err(|e| self.corrupt(op, format!("{text}: {e}")))?;
-            out.push(RetainedKeyInfo {
-                label: name,
-                usage: companion.role.usage(),
-                clone: companion.clone,
-                bits: companion.bits,
-            });
+            out.push(companion.info(name));
         }
         out.sort_by(|a, b| a.label.cmp(&b.label));
         Ok(out)
@@ -205,25 +169,13 @@ impl Pkcs11Backend {
         // The companion goes first: without it the key is no longer mkclone's, and a
         // crash after this leaves only halves that the next generation removes.
         self.token.destroy(handle).map_err(|e| self.device(op, e))?;
+        let stays = format!("a half of deleted key {label} stays");
         for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
             let handles = self
-                .token
-                .find(&[
-                    Attribute::Class(class),
-                    Attribute::Token(true),
-                    Attribute::Id(KeyCompanion::key_id(companion.id)),
-                ])
+                .find_objects(class, [Attribute::Id(KeyCompanion::key_id(companion.id))])
                 .map_err(|e| self.device(op, e))?;
             for h in handles {
-                if let Err(e) = self.token.destroy(h) {
-                    if e.is_stop() {
-                        return Err(self.device(op, e));
-                    }
-                    warn!(
-                        "pkcs11: a half of deleted key {label} stays: {}",
-                        e.describe()
-                    );
-                }
+                self.destroy_or_leave(op, h, Level::Warn, &stays)?;
             }
         }
         Ok(Applied::Done(()))

@@ -1,10 +1,10 @@
 //! The node's settings: its EID, m-of-n, and the share tables m-of-n governs.
 
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, KeyType, ObjectClass};
-use mkclone_backend::rules;
+use cryptoki::object::{Attribute, KeyType};
+use mkclone_backend::rules::{self, rerun};
 use mkclone_backend::{
-    Applied, BackendError, CloneableKind, Eid, MofN, Operation, Result, ShareIndex, ShareStatus,
+    Applied, CloneableKind, Eid, MofN, Operation, Result, ShareIndex, ShareStatus,
 };
 
 use super::Pkcs11Backend;
@@ -20,11 +20,7 @@ impl Pkcs11Backend {
     pub(super) fn set_eid_internal(&mut self, eid: &Eid) -> Result<Applied<()>> {
         let op = Operation::SetEid;
         match self.eid(op)? {
-            Some(current) if &current == eid => Ok(Applied::AlreadyDone(())),
-            Some(current) => Err(BackendError::EidAlreadySet {
-                current,
-                requested: eid.clone(),
-            }),
+            Some(current) => rerun::eid(eid, current),
             None => {
                 self.create_data(op, APPLICATION, EID_LABEL, &EidObject { eid: eid.clone() })?;
                 Ok(Applied::Done(()))
@@ -57,26 +53,19 @@ impl Pkcs11Backend {
         }
 
         let seed = ObjId::random();
+        let mut template = Self::secret_key_template(KeyType::GENERIC_SECRET, true, false);
+        template.extend([
+            Attribute::Sign(true),
+            Attribute::Verify(false),
+            Attribute::Encrypt(false),
+            Attribute::Decrypt(false),
+            Attribute::Derive(false),
+            Attribute::ValueLen(32.into()),
+            Attribute::Label(Managed::Seed.label(seed).into_bytes()),
+            Attribute::Id(seed.bytes().to_vec()),
+        ]);
         self.token
-            .generate_key(
-                &Mechanism::GenericSecretKeyGen,
-                &[
-                    Attribute::Class(ObjectClass::SECRET_KEY),
-                    Attribute::KeyType(KeyType::GENERIC_SECRET),
-                    Attribute::Token(true),
-                    Attribute::Private(true),
-                    Attribute::Sensitive(true),
-                    Attribute::Extractable(false),
-                    Attribute::Sign(true),
-                    Attribute::Verify(false),
-                    Attribute::Encrypt(false),
-                    Attribute::Decrypt(false),
-                    Attribute::Derive(false),
-                    Attribute::ValueLen(32.into()),
-                    Attribute::Label(Managed::Seed.label(seed).into_bytes()),
-                    Attribute::Id(seed.bytes().to_vec()),
-                ],
-            )
+            .generate_key(&Mechanism::GenericSecretKeyGen, &template)
             .map_err(|e| self.device(op, e))?;
         let mofn_id = ObjId::random();
         self.create_data(

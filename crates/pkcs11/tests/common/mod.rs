@@ -18,14 +18,11 @@ use std::sync::{Mutex, OnceLock};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
 use mkclone_backend::{
-    Applied, Backend, BackendError, Certificate, CloneableKind, Eid, GenerateRequest,
-    InstallProgress, InstallRequest, KeyLabel, KeyRole, MofN, NodeStatus, ObtainRequest,
-    PublicKeyHash, RsaModulusBits, SealedShare, ShareIndex, ShareStatus, SubjectInfo,
-    VerificationPattern,
+    Applied, Backend, BackendError, Certificate, CloneableKind, Eid, InstallProgress, KeyLabel,
+    KeyRole, MofN, SealedShare, VerificationPattern,
 };
-use mkclone_formats::pka::{PublicKeyTokenView, registration_hash};
 use mkclone_hw_sim::{Apqn, SimBackend, memory_card};
-use mkclone_pkcs11::{PinSource, Pkcs11Backend, Pkcs11NodeConfig};
+use mkclone_pkcs11::{PinSource, Pkcs11Backend, Pkcs11NodeConfig, SlotInfo, TokenSummary};
 use zeroize::Zeroizing;
 
 pub const SO_PIN: &str = "so-pin-for-tests";
@@ -183,68 +180,14 @@ pub const SA_LABEL: &str = "MKCLONE.SA";
 pub const CSS_LABEL: &str = "MKCLONE.CSS";
 pub const CSR_LABEL: &str = "MKCLONE.CSR";
 
-/// The SA key after phase 1: its self-signed certificate and registration hash.
-#[derive(Clone)]
-pub struct SaKey {
-    pub certificate: Certificate,
-    pub hash: PublicKeyHash,
-}
-
-pub fn generate(
-    node: &mut dyn Backend,
-    key: &str,
-    role: KeyRole,
-) -> mkclone_backend::PublicKeyToken {
-    node.generate_retained_key(&GenerateRequest {
-        label: label(key),
-        role,
-        bits: RsaModulusBits::B2048,
-        clone: true,
-    })
-    .unwrap()
-    .value()
-}
-
-/// Phase 1 on the SA node.
-pub fn phase1(sa: &mut dyn Backend) -> SaKey {
-    let token = generate(sa, SA_LABEL, KeyRole::Sa);
-    let section = PublicKeyTokenView::decode(&token)
-        .unwrap()
-        .certificate
-        .expect("the SA token carries its self-signed certificate");
-    SaKey {
-        hash: registration_hash(&section).unwrap(),
-        certificate: section.encode().unwrap(),
-    }
-}
-
-/// Install the SA public key on a node: hash first, then key (dual control).
-pub fn install_sa(node: &mut dyn Backend, sa: &SaKey) {
-    node.register_public_key_hash(&label(SA_LABEL), &sa.hash, true)
-        .unwrap();
-    node.register_public_key(&label(SA_LABEL), &sa.certificate, true)
-        .unwrap();
-}
-
-/// Generate `key` with `role` on `node` and have the SA node certify it.
-pub fn certify(
-    sa: &mut dyn Backend,
-    node: &mut dyn Backend,
-    key: &str,
-    role: KeyRole,
-) -> Certificate {
-    let token = generate(node, key, role);
-    let identity = node.status().unwrap().identity;
-    sa.certify_public_key(
-        &label(SA_LABEL),
-        &token,
-        &SubjectInfo {
-            eid: identity.eid,
-            serial: Some(identity.serial),
-        },
-    )
-    .unwrap()
-}
+// The SA key after phase 1 (its self-signed certificate and registration hash), a key
+// generated, the SA key registered (hash first, then key: dual control), a key certified
+// by the SA node, and before/after comparisons: the conformance suite's own driver.
+#[allow(unused_imports)] // each test binary uses some of them
+pub use mkclone_conformance::{
+    SaKey, Snapshot, certify, generate, install_request, install_sa, obtain_request,
+    sa_key as phase1, snapshot,
+};
 
 /// Phases 2a + 2b on the source: m-of-n, SA key installed, CSS certified.
 pub fn phase2(
@@ -277,28 +220,8 @@ pub fn obtain(
     csr: &Certificate,
 ) -> SealedShare {
     source
-        .obtain_share(&ObtainRequest {
-            kind,
-            index: ShareIndex::new(index).unwrap(),
-            css_label: label(CSS_LABEL),
-            sa_name: label(SA_LABEL),
-            csr_certificate: csr.clone(),
-        })
+        .obtain_share(&obtain_request(kind, index, csr))
         .unwrap()
-}
-
-pub fn install_request(
-    kind: CloneableKind,
-    css: &Certificate,
-    share: SealedShare,
-) -> InstallRequest {
-    InstallRequest {
-        kind,
-        csr_label: label(CSR_LABEL),
-        sa_name: label(SA_LABEL),
-        css_certificate: css.clone(),
-        share,
-    }
 }
 
 pub fn install(
@@ -363,24 +286,6 @@ pub fn clone_into(
     );
 }
 
-/// Everything a node reports about its state, for before/after comparisons.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Snapshot {
-    pub status: NodeStatus,
-    pub shares: ShareStatus,
-    pub registrations: Vec<mkclone_backend::Registration>,
-    pub retained: Vec<mkclone_backend::RetainedKeyInfo>,
-}
-
-pub fn snapshot(node: &mut dyn Backend) -> Snapshot {
-    Snapshot {
-        status: node.status().unwrap(),
-        shares: node.share_status().unwrap(),
-        registrations: node.list_registrations().unwrap(),
-        retained: node.list_retained_keys().unwrap(),
-    }
-}
-
 /// A token's object labels with the random ids and map generations blanked: the shape of
 /// its state, comparable between two runs.
 pub fn object_shape(node: &mut Pkcs11Backend) -> Vec<String> {
@@ -405,4 +310,22 @@ pub fn object_shape(node: &mut Pkcs11Backend) -> Vec<String> {
 
 pub fn module_path() -> &'static Path {
     &softhsm().module
+}
+
+/// The token labelled `label` among `slots` (as `list_slots` reports them).
+pub fn listed_token<'a>(slots: &'a [SlotInfo], label: &str) -> &'a TokenSummary {
+    slots
+        .iter()
+        .filter_map(|s| s.token.as_ref())
+        .find(|t| t.label == label)
+        .unwrap_or_else(|| panic!("token {label} is listed: {slots:?}"))
+}
+
+/// `change` does the work the first time and finds it done when asked again.
+#[track_caller]
+pub fn assert_done_then_already_done<T>(
+    mut change: impl FnMut() -> Result<Applied<T>, BackendError>,
+) {
+    assert!(!change().unwrap().was_already_done());
+    assert!(change().unwrap().was_already_done());
 }
