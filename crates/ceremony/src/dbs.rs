@@ -188,7 +188,7 @@ pub fn read_optional<T: Serialize + for<'de> Deserialize<'de>>(
     Ok(Some(decoded.body))
 }
 
-/// Write `body` atomically.
+/// Write `body` as a file of this format and version, put in place as `put` says.
 pub fn write<T: Serialize + for<'de> Deserialize<'de>>(
     path: &Path,
     format: &str,
@@ -196,20 +196,19 @@ pub fn write<T: Serialize + for<'de> Deserialize<'de>>(
     rehearsal: bool,
     body: &T,
     sensitivity: Sensitivity,
+    put: envelope::Put,
 ) -> Result<(), FileError> {
     // `shares/` is created like the ceremony directory: 0700, and checked when it exists.
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         durable::create_private_dir(parent)?;
     }
-    envelope::write_file(
-        path,
-        format,
-        VERSION,
-        ceremony,
+    let header = envelope::Header {
+        format: format.into(),
+        version: VERSION,
+        ceremony: ceremony.into(),
         rehearsal,
-        body,
-        sensitivity,
-    )
+    };
+    envelope::write_file(path, &header, body, sensitivity, put)
 }
 
 /// The ceremony files of a directory that decode, with their provenance (files that do not

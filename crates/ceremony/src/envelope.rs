@@ -315,36 +315,36 @@ pub fn read_file<T: Serialize + DeserializeOwned>(
     decode(path, &bytes, format, max_version, ceremony)
 }
 
-/// [`encode`] and replace `path` atomically
-/// ([`durable::write_atomic`]). Call it holding the directory's
-/// [`DirLock`](crate::durable::DirLock).
-pub fn write_file<T: Serialize + DeserializeOwned>(
-    path: &Path,
-    format: &str,
-    version: u32,
-    ceremony: &str,
-    rehearsal: bool,
-    body: &T,
-    sensitivity: Sensitivity,
-) -> Result<(), FileError> {
-    let bytes = Zeroizing::new(encode(format, version, ceremony, rehearsal, body)?);
-    durable::write_atomic(path, &bytes, sensitivity)
+/// How [`write_file`] puts a file in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Put {
+    /// Replace `path` atomically ([`durable::write_atomic`]).
+    Replace,
+    /// Create `path`, which must not exist ([`durable::create_new_exclusive`]): for files
+    /// never overwritten, such as share bundles.
+    CreateNew,
 }
 
-/// [`encode`] and create `path`, which must not exist
-/// ([`durable::create_new_exclusive`]): for files never overwritten, such as share
-/// bundles.
-pub fn create_file<T: Serialize + DeserializeOwned>(
+/// [`encode`] the file `header` describes and put it at `path` as `put` says. Call it
+/// holding the directory's [`DirLock`](crate::durable::DirLock).
+pub fn write_file<T: Serialize + DeserializeOwned>(
     path: &Path,
-    format: &str,
-    version: u32,
-    ceremony: &str,
-    rehearsal: bool,
+    header: &Header,
     body: &T,
     sensitivity: Sensitivity,
+    put: Put,
 ) -> Result<(), FileError> {
-    let bytes = Zeroizing::new(encode(format, version, ceremony, rehearsal, body)?);
-    durable::create_new_exclusive(path, &bytes, sensitivity)
+    let bytes = Zeroizing::new(encode(
+        &header.format,
+        header.version,
+        &header.ceremony,
+        header.rehearsal,
+        body,
+    )?);
+    match put {
+        Put::Replace => durable::write_atomic(path, &bytes, sensitivity),
+        Put::CreateNew => durable::create_new_exclusive(path, &bytes, sensitivity),
+    }
 }
 
 /// Read an envelope's header WITHOUT verifying the file (no digest, no canonical check): to
@@ -669,7 +669,13 @@ mod tests {
     fn files_on_disk() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("sa.db");
-        write_file(&p, FMT, 2, "C-1", true, &body(), Sensitivity::Public).unwrap();
+        let header = |version| Header {
+            format: FMT.into(),
+            version,
+            ceremony: "C-1".into(),
+            rehearsal: true,
+        };
+        write_file(&p, &header(2), &body(), Sensitivity::Public, Put::Replace).unwrap();
         assert_eq!(
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o644
@@ -678,13 +684,14 @@ mod tests {
         assert_eq!(d.body, body());
 
         let b = dir.path().join("bundle");
-        create_file(&b, FMT, 1, "C-1", true, &body(), Sensitivity::Secret).unwrap();
+        let create = || write_file(&b, &header(1), &body(), Sensitivity::Secret, Put::CreateNew);
+        create().unwrap();
         assert_eq!(
             fs::metadata(&b).unwrap().permissions().mode() & 0o777,
             0o600
         );
         assert!(matches!(
-            create_file(&b, FMT, 1, "C-1", true, &body(), Sensitivity::Secret),
+            create(),
             Err(FileError::Durable(DurableError::AlreadyExists { .. }))
         ));
         let err = read_file::<Body>(&dir.path().join("none"), FMT, 2, None).unwrap_err();

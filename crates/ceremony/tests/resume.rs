@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use mkclone_backend::{Backend, CloneableKind, RsaModulusBits, SerialNumber};
+use mkclone_ceremony::envelope::Put;
 use mkclone_ceremony::run::run_clone;
 use mkclone_ceremony::{Ceremony, CeremonyError, Plan};
 use mkclone_hw_sim::SimBackend;
@@ -168,6 +169,7 @@ fn a_key_swapped_into_a_carried_file_is_never_certified() {
         plan.rehearsal,
         &swapped,
         Sensitivity::Public,
+        Put::Replace,
     )
     .unwrap();
 
@@ -192,6 +194,7 @@ fn a_key_swapped_into_a_carried_file_is_never_certified() {
         plan.rehearsal,
         &genuine,
         Sensitivity::Public,
+        Put::Replace,
     )
     .unwrap();
     let fp = phases::key_fingerprint(&genuine.public_key).unwrap();

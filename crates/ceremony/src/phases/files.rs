@@ -71,13 +71,34 @@ pub(super) fn trusted_csr_db(c: &Ceremony, target: &str) -> Result<CsrDb> {
 /// Stamp `db` with `phase`'s mark on `node` and write it as this ceremony's sa.db.
 pub(super) fn write_sa_db(c: &Ceremony, db: &mut SaDb, phase: Phase, node: &str) -> Result<()> {
     c.stamp(db, phase.name(), node)?;
-    Ok(dbs::write(
+    put_file(
+        c,
         &c.layout.sa_db(),
         SA_DB_FORMAT,
-        &c.plan.id,
-        c.plan.rehearsal,
         db,
         Sensitivity::Public,
+        Put::Replace,
+    )
+}
+
+/// Write `body` as this ceremony's `format` file at `path`, put there as `put` says.
+pub(super) fn put_file<T: serde::Serialize + serde::de::DeserializeOwned>(
+    c: &Ceremony,
+    path: &std::path::Path,
+    format: &str,
+    body: &T,
+    sensitivity: Sensitivity,
+    put: Put,
+) -> Result<()> {
+    let (id, rehearsal) = (&c.plan.id, c.plan.rehearsal);
+    Ok(dbs::write(
+        path,
+        format,
+        id,
+        rehearsal,
+        body,
+        sensitivity,
+        put,
     )?)
 }
 
@@ -93,14 +114,14 @@ pub fn read_csr_db(c: &Ceremony, target: &str) -> Result<CsrDb> {
 
 pub(super) fn write_csr_db(c: &Ceremony, db: &CsrDb) -> Result<()> {
     let path = c.layout.csr_db(&db.target);
-    Ok(dbs::write(
+    put_file(
+        c,
         &path,
         CSR_DB_FORMAT,
-        &c.plan.id,
-        c.plan.rehearsal,
         db,
         Sensitivity::Public,
-    )?)
+        Put::Replace,
+    )
 }
 
 pub(super) fn sa_key(db: &SaDb) -> Result<RsaPublicKey> {

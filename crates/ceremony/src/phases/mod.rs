@@ -28,6 +28,7 @@ use crate::dbs::{
     self, BUNDLE_FORMAT, CSR_DB_FORMAT, CsrDb, CssEntry, SA_DB_FORMAT, SaDb, ShareBundle,
 };
 use crate::durable::Sensitivity;
+use crate::envelope::Put;
 use crate::failure::{CeremonyError, Problem, Problems, Result};
 use crate::plan::PlanNode;
 use crate::trust::{self, PatternAuthority, SaFingerprint};

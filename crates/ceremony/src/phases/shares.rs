@@ -85,13 +85,14 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
                 provenance: Default::default(),
             };
             c.stamp(&mut bundle, Phase::P3c.name(), &src.name)?;
-            dbs::write(
+            // Never over an existing file, even one that appeared meanwhile.
+            put_file(
+                c,
                 &path,
                 BUNDLE_FORMAT,
-                &c.plan.id,
-                c.plan.rehearsal,
                 &bundle,
                 Sensitivity::Secret,
+                Put::CreateNew,
             )?;
             c.note(
                 Phase::P3c,
