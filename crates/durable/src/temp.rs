@@ -214,6 +214,15 @@ mod tests {
     use crate::test_support::{DEAD_PID, mode, names};
     use crate::write_atomic;
 
+    /// Leave in `dir` a temporary file for each of `targets`, as a crashed (dead) writer would.
+    fn leave_dead_temps(dir: &Path, targets: &[&str]) {
+        for name in targets {
+            TempFile::create_for_pid(dir, OsStr::new(name), Sensitivity::Secret, DEAD_PID)
+                .unwrap()
+                .abandon();
+        }
+    }
+
     #[test]
     fn temp_file_is_secret_from_creation() {
         let dir = tempfile::tempdir().unwrap();
@@ -269,11 +278,7 @@ mod tests {
     #[test]
     fn remove_stale_temps_whole_directory() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["a", "b.db"] {
-            TempFile::create_for_pid(dir.path(), OsStr::new(name), Sensitivity::Secret, DEAD_PID)
-                .unwrap()
-                .abandon();
-        }
+        leave_dead_temps(dir.path(), &["a", "b.db"]);
         let removed = remove_stale_temps(dir.path()).unwrap();
         assert_eq!(removed.len(), 2);
         assert!(names(dir.path()).is_empty());
@@ -282,11 +287,7 @@ mod tests {
     #[test]
     fn remove_stale_temps_of_one_target_leaves_the_others() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["card-03.json", "card-04.json"] {
-            TempFile::create_for_pid(dir.path(), OsStr::new(name), Sensitivity::Secret, DEAD_PID)
-                .unwrap()
-                .abandon();
-        }
+        leave_dead_temps(dir.path(), &["card-03.json", "card-04.json"]);
         // A directory that happens to match is never removed.
         let dir_match = dir
             .path()

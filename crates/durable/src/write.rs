@@ -112,6 +112,19 @@ mod tests {
     use super::*;
     use crate::test_support::{mode, names};
 
+    /// `create` makes `p` secret (0600) with its bytes, then refuses to make it again
+    /// ([`DurableError::AlreadyExists`]), leaving the first contents.
+    fn creates_once_then_refuses(
+        create: fn(&Path, &[u8], Sensitivity) -> Result<(), DurableError>,
+        p: &Path,
+    ) {
+        create(p, b"first", Sensitivity::Secret).unwrap();
+        assert_eq!(mode(p), 0o600);
+        let err = create(p, b"second", Sensitivity::Secret).unwrap_err();
+        assert!(matches!(err, DurableError::AlreadyExists { .. }), "{err}");
+        assert_eq!(fs::read(p).unwrap(), b"first");
+    }
+
     #[test]
     fn atomic_write_modes_and_no_leftovers() {
         let dir = tempfile::tempdir().unwrap();
@@ -165,11 +178,7 @@ mod tests {
     fn exclusive_create_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("share-1");
-        create_new_exclusive(&p, b"first", Sensitivity::Secret).unwrap();
-        assert_eq!(mode(&p), 0o600);
-        let err = create_new_exclusive(&p, b"second", Sensitivity::Secret).unwrap_err();
-        assert!(matches!(err, DurableError::AlreadyExists { .. }), "{err}");
-        assert_eq!(fs::read(&p).unwrap(), b"first");
+        creates_once_then_refuses(create_new_exclusive, &p);
         assert_eq!(names(dir.path()), ["share-1"]);
 
         let q = dir.path().join("pub");
@@ -192,10 +201,6 @@ mod tests {
     fn direct_fallback_creates_and_refuses() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
-        create_direct(&p, b"x", Sensitivity::Secret).unwrap();
-        assert_eq!(mode(&p), 0o600);
-        let err = create_direct(&p, b"y", Sensitivity::Secret).unwrap_err();
-        assert!(matches!(err, DurableError::AlreadyExists { .. }), "{err}");
-        assert_eq!(fs::read(&p).unwrap(), b"x");
+        creates_once_then_refuses(create_direct, &p);
     }
 }

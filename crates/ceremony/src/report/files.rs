@@ -204,10 +204,11 @@ pub(super) fn keys(
     warnings: &mut Vec<String>,
 ) -> (Vec<KeyView>, Option<String>) {
     let mut out = Vec::new();
-    let absent = |role: &'static str, node: &str, state: String| KeyView {
+    // A key no file vouches for (absent, unreadable, erased): no fingerprint, not certified.
+    let absent = |role: &'static str, node: &str, file: String, state: String| KeyView {
         role,
         node: node.to_string(),
-        file: "sa.db".into(),
+        file,
         state,
         fingerprint: None,
         certified: false,
@@ -217,13 +218,18 @@ pub(super) fn keys(
         Ok(Some(db)) => Some(db),
         Ok(None) => {
             missing.push(format!("sa.db: the SA key (phase 1 on {})", plan.sa.name));
-            out.push(absent("SA", &plan.sa.name, "absent".into()));
+            out.push(absent("SA", &plan.sa.name, "sa.db".into(), "absent".into()));
             None
         }
         Err(e) => {
             warnings.push(e.to_string());
             missing.push("a readable sa.db".into());
-            out.push(absent("SA", &plan.sa.name, format!("unreadable: {e}")));
+            out.push(absent(
+                "SA",
+                &plan.sa.name,
+                "sa.db".into(),
+                format!("unreadable: {e}"),
+            ));
             None
         }
     };
@@ -250,7 +256,12 @@ pub(super) fn keys(
                 "the CSS key in sa.db (phase 2a on {})",
                 plan.source.name
             ));
-            out.push(absent("CSS", &plan.source.name, "absent".into()));
+            out.push(absent(
+                "CSS",
+                &plan.source.name,
+                "sa.db".into(),
+                "absent".into(),
+            ));
         }
         Some(css) => {
             let (state, certified, verified) = certified_state(
@@ -279,15 +290,7 @@ pub(super) fn keys(
             Err(e) => {
                 warnings.push(e.to_string());
                 missing.push(format!("a readable {file}"));
-                out.push(KeyView {
-                    role: "CSR",
-                    node: t.name.clone(),
-                    file,
-                    state: format!("unreadable: {e}"),
-                    fingerprint: None,
-                    certified: false,
-                    verified: None,
-                });
+                out.push(absent("CSR", &t.name, file, format!("unreadable: {e}")));
             }
             Ok(None) => {
                 // Erased by the clean-up after 3d or by an abort: recorded, not missing.
@@ -301,15 +304,7 @@ pub(super) fn keys(
                         "absent".into()
                     }
                 };
-                out.push(KeyView {
-                    role: "CSR",
-                    node: t.name.clone(),
-                    file,
-                    state,
-                    fingerprint: None,
-                    certified: false,
-                    verified: None,
-                });
+                out.push(absent("CSR", &t.name, file, state));
             }
             Ok(Some(db)) => {
                 let (state, certified, verified) = certified_state(
