@@ -556,6 +556,15 @@ fn public_key_reply(code: &[u8; 2]) -> Vec<u8> {
     reply(0x18, 0, 0, &parm)
 }
 
+/// Check the golden reply to `request`, which carries `code`: its body is [`PK_TOKEN`].
+fn check_public_key_reply(code: &[u8; 2], request: &Request) {
+    let r = golden_reply(&public_key_reply(code), request);
+    let ReplyBody::PublicKey(t) = &r.body else {
+        panic!("{:?}", r.body)
+    };
+    assert_eq!(t.as_bytes(), PK_TOKEN);
+}
+
 /// Decode a golden kg request: it generates `label` with `usage`, `clone` and `bits`.
 fn check_generate(msg: &[u8], label: &str, usage: KeyUsage, clone: bool, bits: u16) -> Request {
     let req = golden_request(msg);
@@ -598,11 +607,7 @@ fn kg_generate_retained() {
         2048,
     );
 
-    let r = golden_reply(&public_key_reply(b"kg"), &req);
-    let ReplyBody::PublicKey(t) = &r.body else {
-        panic!("{:?}", r.body)
-    };
-    assert_eq!(t.as_bytes(), PK_TOKEN);
+    check_public_key_reply(b"kg", &req);
 }
 
 #[test]
@@ -624,26 +629,17 @@ fn kg_generate_retained_km_only_without_clone() {
 
 #[test]
 fn kp_retained_public_key() {
-    let parm = cat(&[
-        b"kp",                     //  0 function code
-        &EMPTY,                    //  2 rule-array length 2
-        &EMPTY,                    //  4 verb-data length 2
-        &[0x00, 0x46],             //  6 key-block length 70
-        &[0x00, 0x44],             //  8 entry length 68
-        &[0x00, 0x00],             // 10 entry flag
-        &label("MKCLONE.CSS.KEY"), // 12 label
-    ]);
+    let parm = keys_only(
+        b"kp",
+        &keys(0x0046, &[entry(0x0044, &label("MKCLONE.CSS.KEY"))]),
+    );
     let req = golden_request(&request(0x4C, &parm));
     let Request::RetainedPublicKey { label } = &req else {
         panic!("{req:?}")
     };
     assert_eq!(label.as_str(), "MKCLONE.CSS.KEY");
 
-    let r = golden_reply(&public_key_reply(b"kp"), &req);
-    let ReplyBody::PublicKey(t) = &r.body else {
-        panic!("{:?}", r.body)
-    };
-    assert_eq!(t.as_bytes(), PK_TOKEN);
+    check_public_key_reply(b"kp", &req);
 }
 
 #[test]
@@ -696,15 +692,10 @@ fn kl_list_retained_empty() {
 
 #[test]
 fn kd_delete_retained() {
-    let parm = cat(&[
-        b"kd",                  //  0 function code
-        &EMPTY,                 //  2 rule-array length 2
-        &EMPTY,                 //  4 verb-data length 2
-        &[0x00, 0x46],          //  6 key-block length 70
-        &[0x00, 0x44],          //  8 entry length 68
-        &[0x00, 0x00],          // 10 entry flag
-        &label("#OLD.$KEY.@1"), // 12 label
-    ]);
+    let parm = keys_only(
+        b"kd",
+        &keys(0x0046, &[entry(0x0044, &label("#OLD.$KEY.@1"))]),
+    );
     let req = golden_request(&request(0x4C, &parm));
     let Request::DeleteRetained { label } = &req else {
         panic!("{req:?}")
