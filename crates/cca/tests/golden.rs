@@ -565,6 +565,13 @@ fn check_public_key_reply(code: &[u8; 2], request: &Request) {
     assert_eq!(t.as_bytes(), PK_TOKEN);
 }
 
+/// Decode a golden request of `code` with no rules or verb data and one key-block entry,
+/// the label `name` (kp, kd).
+fn one_key_request(code: &[u8; 2], name: &str) -> Request {
+    let parm = keys_only(code, &keys(0x0046, &[entry(0x0044, &label(name))]));
+    golden_request(&request(0x4C, &parm))
+}
+
 /// Decode a golden kg request: it generates `label` with `usage`, `clone` and `bits`.
 fn check_generate(msg: &[u8], label: &str, usage: KeyUsage, clone: bool, bits: u16) -> Request {
     let req = golden_request(msg);
@@ -629,11 +636,7 @@ fn kg_generate_retained_km_only_without_clone() {
 
 #[test]
 fn kp_retained_public_key() {
-    let parm = keys_only(
-        b"kp",
-        &keys(0x0046, &[entry(0x0044, &label("MKCLONE.CSS.KEY"))]),
-    );
-    let req = golden_request(&request(0x4C, &parm));
+    let req = one_key_request(b"kp", "MKCLONE.CSS.KEY");
     let Request::RetainedPublicKey { label } = &req else {
         panic!("{req:?}")
     };
@@ -692,11 +695,7 @@ fn kl_list_retained_empty() {
 
 #[test]
 fn kd_delete_retained() {
-    let parm = keys_only(
-        b"kd",
-        &keys(0x0046, &[entry(0x0044, &label("#OLD.$KEY.@1"))]),
-    );
-    let req = golden_request(&request(0x4C, &parm));
+    let req = one_key_request(b"kd", "#OLD.$KEY.@1");
     let Request::DeleteRetained { label } = &req else {
         panic!("{req:?}")
     };
