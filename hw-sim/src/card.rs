@@ -6,9 +6,7 @@
 //! checks everything first and changes the state last.
 
 use log::debug;
-use mkclone_backend::rules::{
-    self, Admission, HeldShares, IncomingShare, ShareFacts, admission, statmofn,
-};
+use mkclone_backend::rules::{self, Admission, HeldShares, ShareFacts, admission, statmofn};
 use mkclone_backend::{
     CloneableKind, CurrentState, Eid, KeyLabel, KeyUsage, MasterKeyKind, MofN, NewState,
     PublicKeyHash, PublicKeyToken, Registration, RetainedKeyInfo, SealedShare, SerialNumber,
@@ -670,16 +668,7 @@ fn install(
             new_empty: set.new.is_none(),
             received: &held,
         },
-        &IncomingShare {
-            kind: info.kind,
-            m_of_n: info.m_of_n,
-            share: ShareFacts {
-                index: info.index,
-                origin_eid: &info.origin_eid,
-                source_pattern: &info.source_pattern,
-                value_digest: info.share.as_bytes(),
-            },
-        },
+        &info.incoming(info.share.as_bytes()),
     )
     .map_err(refused)?;
     let progress = ReplyBody::InstallProgress {

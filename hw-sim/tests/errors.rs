@@ -79,7 +79,7 @@ fn key_not_matching_its_registered_hash() {
         .encode()
         .unwrap();
     let mut node = card(2, "NODE");
-    node.register_public_key_hash(&label(SA_LABEL), &sa.hash, true)
+    node.register_public_key_hash(&label(SA_LABEL), &sa.key.hash, true)
         .unwrap();
     let before = state_json(&node);
     let err = node
@@ -91,12 +91,12 @@ fn key_not_matching_its_registered_hash() {
     );
     assert_eq!(before, state_json(&node));
     // The right key registers.
-    node.register_public_key(&label(SA_LABEL), &sa.certificate, true)
+    node.register_public_key(&label(SA_LABEL), &sa.key.certificate, true)
         .unwrap();
     // A key registered before its hash:
     let err = sa
         .node
-        .register_public_key(&label("NO.HASH"), &sa.certificate, true)
+        .register_public_key(&label("NO.HASH"), &sa.key.certificate, true)
         .unwrap_err();
     assert!(
         matches!(err, BackendError::HashNotRegistered { .. }),
@@ -111,17 +111,17 @@ fn sa_key_without_clone_mark_and_clone_marks_that_disagree() {
     source.load_random_master_key(CloneableKind::Sym).unwrap();
     source.set_m_of_n(MofN::new(1, 1).unwrap()).unwrap();
     source
-        .register_public_key_hash(&label(SA_LABEL), &sa.hash, false)
+        .register_public_key_hash(&label(SA_LABEL), &sa.key.hash, false)
         .unwrap();
     let err = source
-        .register_public_key(&label(SA_LABEL), &sa.certificate, true)
+        .register_public_key(&label(SA_LABEL), &sa.key.certificate, true)
         .unwrap_err();
     assert!(
         matches!(err, BackendError::CloneMarkMismatch { .. }),
         "{err}"
     );
     source
-        .register_public_key(&label(SA_LABEL), &sa.certificate, false)
+        .register_public_key(&label(SA_LABEL), &sa.key.certificate, false)
         .unwrap();
 
     let mut target = card(3, "TARGET");
@@ -208,7 +208,7 @@ fn set_with_new_not_full_and_obtain_with_current_empty() {
     // A source whose ASYM CURRENT was never loaded.
     let mut source = card(6, "NO KEY");
     source.set_m_of_n(rig.m_of_n).unwrap();
-    install_sa(&mut source, &rig.sa);
+    install_sa(&mut source, &rig.sa.key);
     generate_css(&mut source);
     let err = obtain_refused(&mut source, CloneableKind::Asym, 1, &rig.targets[0].1);
     assert!(
@@ -259,6 +259,6 @@ fn aes_and_apka_cloning_is_refused_with_the_reason() {
 #[test]
 fn registration_hash_is_what_the_card_checks() {
     let sa = phase1(card(1, "SA"));
-    let section = mkclone_formats::pka::CertificateSection::decode(&sa.certificate).unwrap();
-    assert_eq!(registration_hash(&section).unwrap(), sa.hash);
+    let section = mkclone_formats::pka::CertificateSection::decode(&sa.key.certificate).unwrap();
+    assert_eq!(registration_hash(&section).unwrap(), sa.key.hash);
 }

@@ -202,18 +202,18 @@ fn the_state_changing_operations_are_idempotent() {
     assert!(source.set_m_of_n(rig.m_of_n).unwrap().was_already_done());
     assert!(
         source
-            .register_public_key_hash(&label(SA_LABEL), &rig.sa.hash, true)
+            .register_public_key_hash(&label(SA_LABEL), &rig.sa.key.hash, true)
             .unwrap()
             .was_already_done()
     );
     assert!(
         source
-            .register_public_key(&label(SA_LABEL), &rig.sa.certificate, true)
+            .register_public_key(&label(SA_LABEL), &rig.sa.key.certificate, true)
             .unwrap()
             .was_already_done()
     );
     assert!(matches!(
-        source.register_public_key_hash(&label(SA_LABEL), &rig.sa.hash, false),
+        source.register_public_key_hash(&label(SA_LABEL), &rig.sa.key.hash, false),
         Err(BackendError::Conflict { .. })
     ));
     let again = source
@@ -287,7 +287,7 @@ fn a_3072_bit_csr_key_receives_shares() {
     let mut rig = rig(1, 2, 0);
     let mut target = card(20, "BIG KEY TARGET");
     target.set_m_of_n(rig.m_of_n).unwrap();
-    install_sa(&mut target, &rig.sa);
+    install_sa(&mut target, &rig.sa.key);
     let token = target
         .generate_retained_key(&generate_request(
             CSR_LABEL,

@@ -1,71 +1,24 @@
 //! A whole cloning ceremony through CcaBackend -> IoctlTransport -> ica_xcRB pointers ->
 //! fake kernel -> hw-sim: SA node, a source, two targets, SYM and ASYM, 3-of-5.
 //!
-//! The phase driver is hw-sim/tests/common/mod.rs's, made generic over `Backend`. The
+//! The phase driver is the conformance suite's (`mkclone_conformance`). The
 //! transports say they are real devices, so this runs with the experiment override
 //! (ProjectEncodings::SendAnywayIKnowTheyAreNotIbms): the cloning verbs' encodings are the
 //! project's own, which only the simulator understands. Status takes the real-device path:
 //! FQ STATCCAE, STATEID, STATICSA, STATICSB.
 
 use mkclone::backend::{
-    Applied, Backend, Certificate, CloneableKind, Eid, GenerateRequest, InstallProgress,
-    InstallRequest, KeyLabel, KeyRole, MasterKeyKind, MofN, ObtainRequest, PatternAlgorithm,
-    PublicKeyHash, RsaModulusBits, SealedShare, ShareIndex, SubjectInfo, VerificationPattern,
+    Applied, Backend, CloneableKind, Eid, InstallProgress, KeyRole, MasterKeyKind, MofN,
+    PatternAlgorithm, SealedShare, VerificationPattern,
 };
 use mkclone::cca::Apqn;
-use mkclone::formats::pka::{PublicKeyTokenView, registration_hash};
 use mkclone::zcrypt::ProjectEncodings;
+use mkclone_conformance::{certify, install_request, install_sa, obtain_request, sa_key};
 
 use crate::fake_kernel::{Bus, BusExt, backend};
 
-const SA_LABEL: &str = "MKCLONE.SA";
 const CSS_LABEL: &str = "MKCLONE.CSS";
 const CSR_LABEL: &str = "MKCLONE.CSR";
-
-fn label(s: &str) -> KeyLabel {
-    KeyLabel::new(s).unwrap()
-}
-
-fn generate<B: Backend>(
-    node: &mut B,
-    key: &str,
-    role: KeyRole,
-) -> mkclone::backend::PublicKeyToken {
-    node.generate_retained_key(&GenerateRequest {
-        label: label(key),
-        role,
-        bits: RsaModulusBits::B2048,
-        clone: true,
-    })
-    .unwrap()
-    .value()
-}
-
-fn install_sa<B: Backend>(node: &mut B, hash: &PublicKeyHash, certificate: &Certificate) {
-    node.register_public_key_hash(&label(SA_LABEL), hash, true)
-        .unwrap();
-    node.register_public_key(&label(SA_LABEL), certificate, true)
-        .unwrap();
-}
-
-fn certify<S: Backend, N: Backend>(
-    sa: &mut S,
-    node: &mut N,
-    key: &str,
-    role: KeyRole,
-) -> Certificate {
-    let token = generate(node, key, role);
-    let identity = node.status().unwrap().identity;
-    sa.certify_public_key(
-        &label(SA_LABEL),
-        &token,
-        &SubjectInfo {
-            eid: identity.eid,
-            serial: Some(identity.serial),
-        },
-    )
-    .unwrap()
-}
 
 fn pattern<B: Backend>(
     node: &mut B,
@@ -122,51 +75,33 @@ fn a_whole_ceremony_runs_through_the_ioctl_transport_and_a_fake_kernel() {
     }
 
     // Phase 1: the SA key and its self-signed certificate.
-    let sa_token = generate(&mut sa, SA_LABEL, KeyRole::Sa);
-    let section = PublicKeyTokenView::decode(&sa_token)
-        .unwrap()
-        .certificate
-        .expect("the SA token carries its certificate");
-    let sa_hash = registration_hash(&section).unwrap();
-    let sa_certificate = section.encode().unwrap();
+    let sa_public = sa_key(&mut sa);
 
     // Phase 2: the source's master keys, m-of-n, SA installed, CSS certified.
     for kind in CloneableKind::ALL {
         source.load_random_master_key(kind).unwrap();
     }
     source.set_m_of_n(m_of_n).unwrap();
-    install_sa(&mut source, &sa_hash, &sa_certificate);
+    install_sa(&mut source, &sa_public);
     let css_certificate = certify(&mut sa, &mut source, CSS_LABEL, KeyRole::Css);
 
     // Phases 3a-3d for each target and each key, with shares 1, 3 and 5.
     for target in targets.iter_mut() {
         target.set_m_of_n(m_of_n).unwrap();
-        install_sa(target, &sa_hash, &sa_certificate);
+        install_sa(target, &sa_public);
         let csr_certificate = certify(&mut sa, target, CSR_LABEL, KeyRole::Csr);
         for kind in CloneableKind::ALL {
             let shares: Vec<SealedShare> = [1u8, 3, 5]
                 .iter()
                 .map(|&i| {
                     source
-                        .obtain_share(&ObtainRequest {
-                            kind,
-                            index: ShareIndex::new(i).unwrap(),
-                            css_label: label(CSS_LABEL),
-                            sa_name: label(SA_LABEL),
-                            csr_certificate: csr_certificate.clone(),
-                        })
+                        .obtain_share(&obtain_request(kind, i, &csr_certificate))
                         .unwrap()
                 })
                 .collect();
             for (k, share) in shares.into_iter().enumerate() {
                 let progress = target
-                    .install_share(&InstallRequest {
-                        kind,
-                        csr_label: label(CSR_LABEL),
-                        sa_name: label(SA_LABEL),
-                        css_certificate: css_certificate.clone(),
-                        share,
-                    })
+                    .install_share(&install_request(kind, &css_certificate, share))
                     .unwrap();
                 let expected = if k < 2 {
                     InstallProgress::NeedMore {

@@ -556,6 +556,22 @@ fn public_key_reply(code: &[u8; 2]) -> Vec<u8> {
     reply(0x18, 0, 0, &parm)
 }
 
+/// Check the golden reply to `request`, which carries `code`: its body is [`PK_TOKEN`].
+fn check_public_key_reply(code: &[u8; 2], request: &Request) {
+    let r = golden_reply(&public_key_reply(code), request);
+    let ReplyBody::PublicKey(t) = &r.body else {
+        panic!("{:?}", r.body)
+    };
+    assert_eq!(t.as_bytes(), PK_TOKEN);
+}
+
+/// Decode a golden request of `code` with no rules or verb data and one key-block entry,
+/// the label `name` (kp, kd).
+fn one_key_request(code: &[u8; 2], name: &str) -> Request {
+    let parm = keys_only(code, &keys(0x0046, &[entry(0x0044, &label(name))]));
+    golden_request(&request(0x4C, &parm))
+}
+
 /// Decode a golden kg request: it generates `label` with `usage`, `clone` and `bits`.
 fn check_generate(msg: &[u8], label: &str, usage: KeyUsage, clone: bool, bits: u16) -> Request {
     let req = golden_request(msg);
@@ -598,11 +614,7 @@ fn kg_generate_retained() {
         2048,
     );
 
-    let r = golden_reply(&public_key_reply(b"kg"), &req);
-    let ReplyBody::PublicKey(t) = &r.body else {
-        panic!("{:?}", r.body)
-    };
-    assert_eq!(t.as_bytes(), PK_TOKEN);
+    check_public_key_reply(b"kg", &req);
 }
 
 #[test]
@@ -624,26 +636,13 @@ fn kg_generate_retained_km_only_without_clone() {
 
 #[test]
 fn kp_retained_public_key() {
-    let parm = cat(&[
-        b"kp",                     //  0 function code
-        &EMPTY,                    //  2 rule-array length 2
-        &EMPTY,                    //  4 verb-data length 2
-        &[0x00, 0x46],             //  6 key-block length 70
-        &[0x00, 0x44],             //  8 entry length 68
-        &[0x00, 0x00],             // 10 entry flag
-        &label("MKCLONE.CSS.KEY"), // 12 label
-    ]);
-    let req = golden_request(&request(0x4C, &parm));
+    let req = one_key_request(b"kp", "MKCLONE.CSS.KEY");
     let Request::RetainedPublicKey { label } = &req else {
         panic!("{req:?}")
     };
     assert_eq!(label.as_str(), "MKCLONE.CSS.KEY");
 
-    let r = golden_reply(&public_key_reply(b"kp"), &req);
-    let ReplyBody::PublicKey(t) = &r.body else {
-        panic!("{:?}", r.body)
-    };
-    assert_eq!(t.as_bytes(), PK_TOKEN);
+    check_public_key_reply(b"kp", &req);
 }
 
 #[test]
@@ -696,16 +695,7 @@ fn kl_list_retained_empty() {
 
 #[test]
 fn kd_delete_retained() {
-    let parm = cat(&[
-        b"kd",                  //  0 function code
-        &EMPTY,                 //  2 rule-array length 2
-        &EMPTY,                 //  4 verb-data length 2
-        &[0x00, 0x46],          //  6 key-block length 70
-        &[0x00, 0x44],          //  8 entry length 68
-        &[0x00, 0x00],          // 10 entry flag
-        &label("#OLD.$KEY.@1"), // 12 label
-    ]);
-    let req = golden_request(&request(0x4C, &parm));
+    let req = one_key_request(b"kd", "#OLD.$KEY.@1");
     let Request::DeleteRetained { label } = &req else {
         panic!("{req:?}")
     };

@@ -30,6 +30,7 @@
 //! exactly that long and all zero. (The reference says "TLVs padded to a multiple of 8";
 //! we read that as the TLV area, since the 36-byte clear header is not a multiple of 8.)
 
+use mkclone_backend::rules::{IncomingShare, ShareFacts};
 use mkclone_backend::{
     CloneableKind, Eid, KeyLabel, MofN, PatternAlgorithm, SerialNumber, ShareIndex,
     VerificationPattern,
@@ -93,6 +94,22 @@ pub(crate) fn kind_from_code(code: u8) -> Option<CloneableKind> {
 }
 
 impl CloneInfo {
+    /// This opened share as the admission rules see it
+    /// ([`mkclone_backend::rules::admission`]); `value_digest` is whatever digest of the
+    /// share value the node compares shares by.
+    pub fn incoming<'a>(&'a self, value_digest: &'a [u8]) -> IncomingShare<'a> {
+        IncomingShare {
+            kind: self.kind,
+            m_of_n: self.m_of_n,
+            share: ShareFacts {
+                index: self.index,
+                origin_eid: &self.origin_eid,
+                source_pattern: &self.source_pattern,
+                value_digest,
+            },
+        }
+    }
+
     /// Write everything up to the signature field into a writer sized for the whole token.
     fn write_prefix(
         &self,

@@ -4,11 +4,9 @@
 #![allow(dead_code)]
 
 use mkclone_backend::{
-    Applied, Backend, Certificate, CloneableKind, Eid, GenerateRequest, InstallProgress,
-    InstallRequest, KeyLabel, KeyRole, MofN, ObtainRequest, PublicKeyHash, RsaModulusBits,
-    SealedShare, ShareIndex, SubjectInfo, VerificationPattern,
+    Applied, Backend, Certificate, CloneableKind, Eid, InstallProgress, KeyLabel, KeyRole, MofN,
+    SealedShare, VerificationPattern,
 };
-use mkclone_formats::pka::{PublicKeyTokenView, registration_hash};
 pub use mkclone_hw_sim::{Apqn, SimBackend, memory_card};
 
 pub fn label(s: &str) -> KeyLabel {
@@ -25,78 +23,33 @@ pub const SA_LABEL: &str = "MKCLONE.SA";
 pub const CSS_LABEL: &str = "MKCLONE.CSS";
 pub const CSR_LABEL: &str = "MKCLONE.CSR";
 
-/// The SA node after phase 1: its key's self-signed certificate and registration hash.
+// Phase 1, the SA key registered, keys generated and certified by the SA node, and the
+// requests that move a share: the conformance suite's own driver.
+pub use mkclone_conformance::{SaKey, certify, generate, install_request, install_sa, sa_key};
+
+/// The SA node after phase 1, with its key.
 pub struct Sa {
     pub node: SimBackend,
-    pub certificate: Certificate,
-    pub hash: PublicKeyHash,
+    pub key: SaKey,
 }
 
 pub fn phase1(mut node: SimBackend) -> Sa {
-    let token = node
-        .generate_retained_key(&GenerateRequest {
-            label: label(SA_LABEL),
-            role: KeyRole::Sa,
-            bits: RsaModulusBits::B2048,
-            clone: true,
-        })
-        .unwrap()
-        .value();
-    let view = PublicKeyTokenView::decode(&token).unwrap();
-    let section = view
-        .certificate
-        .expect("the SA token carries its self-signed certificate");
-    let hash = registration_hash(&section).unwrap();
-    Sa {
-        node,
-        certificate: section.encode().unwrap(),
-        hash,
-    }
-}
-
-/// Install the SA public key: hash first, then key (dual control).
-pub fn install_sa(node: &mut SimBackend, sa: &Sa) {
-    node.register_public_key_hash(&label(SA_LABEL), &sa.hash, true)
-        .unwrap();
-    node.register_public_key(&label(SA_LABEL), &sa.certificate, true)
-        .unwrap();
-}
-
-fn certify(sa: &mut Sa, node: &mut SimBackend, key: &str, role: KeyRole) -> Certificate {
-    let token = node
-        .generate_retained_key(&GenerateRequest {
-            label: label(key),
-            role,
-            bits: RsaModulusBits::B2048,
-            clone: true,
-        })
-        .unwrap()
-        .value();
-    let identity = node.status().unwrap().identity;
-    sa.node
-        .certify_public_key(
-            &label(SA_LABEL),
-            &token,
-            &SubjectInfo {
-                eid: identity.eid,
-                serial: Some(identity.serial),
-            },
-        )
-        .unwrap()
+    let key = sa_key(&mut node);
+    Sa { node, key }
 }
 
 /// Phases 2a + 2b: CSS key on the source, SA key installed there, CSS certified by SA.
 pub fn phase2(sa: &mut Sa, source: &mut SimBackend, m_of_n: MofN) -> Certificate {
     source.set_m_of_n(m_of_n).unwrap();
-    install_sa(source, sa);
-    certify(sa, source, CSS_LABEL, KeyRole::Css)
+    install_sa(source, &sa.key);
+    certify(&mut sa.node, source, CSS_LABEL, KeyRole::Css)
 }
 
 /// Phases 3a + 3b: CSR key on the target, SA key installed there, CSR certified by SA.
 pub fn phase3ab(sa: &mut Sa, target: &mut SimBackend, m_of_n: MofN) -> Certificate {
     target.set_m_of_n(m_of_n).unwrap();
-    install_sa(target, sa);
-    certify(sa, target, CSR_LABEL, KeyRole::Csr)
+    install_sa(target, &sa.key);
+    certify(&mut sa.node, target, CSR_LABEL, KeyRole::Csr)
 }
 
 pub fn obtain(
@@ -106,28 +59,12 @@ pub fn obtain(
     csr_certificate: &Certificate,
 ) -> SealedShare {
     source
-        .obtain_share(&ObtainRequest {
+        .obtain_share(&mkclone_conformance::obtain_request(
             kind,
-            index: ShareIndex::new(index).unwrap(),
-            css_label: label(CSS_LABEL),
-            sa_name: label(SA_LABEL),
-            csr_certificate: csr_certificate.clone(),
-        })
+            index,
+            csr_certificate,
+        ))
         .unwrap()
-}
-
-pub fn install_request(
-    kind: CloneableKind,
-    css_certificate: &Certificate,
-    share: SealedShare,
-) -> InstallRequest {
-    InstallRequest {
-        kind,
-        csr_label: label(CSR_LABEL),
-        sa_name: label(SA_LABEL),
-        css_certificate: css_certificate.clone(),
-        share,
-    }
 }
 
 pub fn install(
@@ -238,11 +175,5 @@ pub fn state_json(node: &SimBackend) -> String {
 
 /// Generate the CSS key on `node`.
 pub fn generate_css(node: &mut SimBackend) {
-    node.generate_retained_key(&GenerateRequest {
-        label: label(CSS_LABEL),
-        role: KeyRole::Css,
-        bits: RsaModulusBits::B2048,
-        clone: true,
-    })
-    .unwrap();
+    generate(node, CSS_LABEL, KeyRole::Css);
 }

@@ -4,9 +4,7 @@
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectHandle};
 use log::{Level, debug, warn};
-use mkclone_backend::rules::{
-    Admission, HeldShares, IncomingShare, Refusal, ShareFacts, admission,
-};
+use mkclone_backend::rules::{Admission, HeldShares, Refusal, ShareFacts, admission};
 use mkclone_backend::{
     Applied, BackendError, CloneableKind, InstallProgress, InstallRequest, KeyUsage, MofN,
     Operation, Result, ShareIndex,
@@ -138,16 +136,7 @@ impl Pkcs11Backend {
                 new_empty: regs.new.is_none(),
                 received: &held,
             },
-            &IncomingShare {
-                kind: info.kind,
-                m_of_n: info.m_of_n,
-                share: ShareFacts {
-                    index: info.index,
-                    origin_eid: &info.origin_eid,
-                    source_pattern: &info.source_pattern,
-                    value_digest: &digest,
-                },
-            },
+            &info.incoming(&digest),
         )
         .map_err(refused)?;
         let index = info.index;
