@@ -38,5 +38,5 @@ pub use status::{
 pub use types::{
     Certificate, CloneableKind, Eid, HashAlgorithm, KeyLabel, KeyRole, KeyUsage, MasterKeyKind,
     MofN, PatternAlgorithm, PublicKeyHash, PublicKeyToken, Registration, RetainedKeyInfo,
-    RsaModulusBits, SealedShare, SerialNumber, ShareIndex, VerificationPattern,
+    RsaModulusBits, SealedShare, SerialNumber, ShareIndex, VerificationPattern, grouped_hex,
 };

@@ -697,13 +697,19 @@ algorithm_bytes!(PublicKeyHash, HashAlgorithm, Hash, what = "hash");
 impl PublicKeyHash {
     /// Upper-case hex in groups of four, for reading aloud under dual control.
     pub fn fingerprint(&self) -> String {
-        let hex = hex::encode_upper(&self.bytes);
-        hex.as_bytes()
-            .chunks(4)
-            .map(|c| std::str::from_utf8(c).unwrap_or(""))
-            .collect::<Vec<_>>()
-            .join(" ")
+        grouped_hex(&self.bytes)
     }
+}
+
+/// Bytes as upper-case hex in groups of four digits ("0A1B 2C3D …"): how every fingerprint
+/// is shown, so that one read aloud compares with one printed elsewhere.
+pub fn grouped_hex(bytes: &[u8]) -> String {
+    let hex = hex::encode_upper(bytes);
+    hex.as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A name in a node's public-key registry: its hash (CSNDPKH) and, once registered, the

@@ -87,12 +87,7 @@ impl SaFingerprint {
 
     /// Upper-case hex in groups of four, as phase 1 prints it.
     pub fn grouped(&self) -> String {
-        hex::encode_upper(self.0)
-            .as_bytes()
-            .chunks(4)
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect::<Vec<_>>()
-            .join(" ")
+        mkclone_backend::grouped_hex(&self.0)
     }
 
     /// The configuration line that pins it.

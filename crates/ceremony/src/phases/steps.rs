@@ -287,17 +287,7 @@ pub fn key_fingerprint(token: &PublicKeyToken) -> Result<String> {
     let key = PublicKeyTokenView::decode(token)
         .map_err(format_err("public-key token"))?
         .key;
-    let hex: String = key
-        .fingerprint()
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect();
-    Ok(hex
-        .as_bytes()
-        .chunks(4)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join(" "))
+    Ok(mkclone_backend::grouped_hex(&key.fingerprint()))
 }
 
 pub(super) fn confirm_key(
