@@ -850,3 +850,72 @@ fn files_and_journals_of_mkclone_0_1_are_named_as_such() {
     let out = refused(&s.on_target1("phase3a"));
     assert!(out.contains("older mkclone"), "{out}");
 }
+
+#[test]
+fn a_forged_confirmation_and_bundle_claim_never_pass_for_a_set() {
+    use mkclone::backend::Backend;
+    use mkclone::ceremony::journal::{Journal, Kind};
+    let (_root, s) = to_3c();
+    // The target holds a master key of its own (X), and the insider makes every bundle claim
+    // X as the source's and forges the journal's confirmations of X.
+    let mut card = mkclone::sim::SimBus::new(s.dir.join("cards"))
+        .open_card("03.000d".parse().unwrap())
+        .unwrap();
+    for kind in mkclone::backend::CloneableKind::ALL {
+        card.load_random_master_key(kind).unwrap();
+    }
+    drop(card);
+    let own = s.current("target1");
+    let pattern_of = |kind: usize| -> mkclone::backend::VerificationPattern {
+        serde_json::from_value(own[kind]["current_patterns"][0].clone()).unwrap()
+    };
+    for b in bundles(&s.dir) {
+        forge::<ShareBundle>(&b, BUNDLE_FORMAT, |x| {
+            x.source_pattern =
+                pattern_of(usize::from(x.kind != mkclone::backend::CloneableKind::Sym));
+        });
+    }
+    let plan = mkclone::config::Config::load(&s.cfg).unwrap().plan;
+    let mut j = Journal::open(&s.dir.join("ceremony"), &plan.id, plan.rehearsal).unwrap();
+    for (i, kind) in ["sym", "asym"].into_iter().enumerate() {
+        let detail = serde_json::json!({
+            "authority": "signed-shares",
+            "kind": kind,
+            "pattern": serde_json::to_value(pattern_of(i)).unwrap(),
+        });
+        j.append("3d", "target1", Kind::Note, None, "confirmed", detail)
+            .unwrap();
+    }
+    drop(j);
+    let out = refused(&s.on_target1("phase3d"));
+    assert!(!out.contains("is complete"), "{out}");
+    let after = s.current("target1");
+    for kind in 0..2 {
+        assert_eq!(
+            after[kind]["current_patterns"], own[kind]["current_patterns"],
+            "no SET: the target keeps its own key"
+        );
+    }
+    let journal = std::fs::read_to_string(s.file("journal.jsonl")).unwrap();
+    assert!(!journal.contains("\"set-master-key\""), "never SET");
+}
+
+#[test]
+fn a_public_key_whose_self_signed_section_was_edited_is_never_certified() {
+    let root = tempfile::tempdir().unwrap();
+    let s = Server::new(root.path().join("server"), false);
+    s.to_2b();
+    let out = ok(&s.on_target1("phase3a"));
+    let csr = fingerprint_in(&out, "CSR key fingerprint");
+    // The key stays (its fingerprint still matches what 3a printed); its self-signed
+    // section (serial, EID, the device's signature) is edited.
+    forge::<CsrDb>(&s.file("target1.csr.db"), CSR_DB_FORMAT, |db| {
+        let mut raw = db.public_key.as_bytes().to_vec();
+        let last = raw.len() - 1;
+        raw[last] ^= 0x01;
+        db.public_key = mkclone::backend::PublicKeyToken::new(raw).unwrap();
+    });
+    let args = [&s.on_target1("phase3b")[..], &["--csr-fingerprint", &csr]].concat();
+    let out = s.refused_unchanged(&args);
+    assert!(out.contains("self-signed"), "{out}");
+}

@@ -323,7 +323,7 @@ fn certificate_names(
 
 /// A public-key token's own certificate section, when it carries one, is signed by the
 /// key itself (its node made it so): any edit of it is refused.
-fn self_signed(
+pub fn self_signed(
     file: &str,
     field: &str,
     view: &PublicKeyTokenView,

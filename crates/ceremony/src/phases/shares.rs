@@ -113,26 +113,6 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
     end(c, report)
 }
 
-/// The pattern this journal recorded as confirmed for a target's master key (the NEW
-/// pattern checked before SET), if any: how a rerun recognizes a SET it already made.
-pub(super) fn confirmed_in_journal(
-    c: &Ceremony,
-    target: &str,
-    kind: CloneableKind,
-) -> Option<VerificationPattern> {
-    c.journal()
-        .records()
-        .iter()
-        .rev()
-        .filter(|r| r.node == target)
-        .find_map(|r| match r.note() {
-            Some(Note::Confirmed {
-                kind: k, pattern, ..
-            }) if k == kind => Some(pattern),
-            _ => None,
-        })
-}
-
 /// Phase 3d, on a target: every share of every master key installed and each NEW
 /// confirmed equal to the source's CURRENT, then SET — no SET before every key is
 /// confirmed, so a bad bundle of one key leaves the other unSET too.
@@ -246,23 +226,17 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
         let expected = c.plan.source_pattern(kind).cloned().unwrap_or(claimed);
         let authority = PatternAuthority::of(&c.plan, kind);
         let st = status(node, target)?;
-        // A SET an earlier run made: CURRENT holds the key this journal confirmed (or the
-        // plan names), NEW is empty. The bundles' own claim is never enough.
-        let known = match authority {
-            PatternAuthority::Plan => Some(expected.clone()),
-            PatternAuthority::SignedShares => confirmed_in_journal(c, target, kind),
-        };
-        if new_pattern(&st, kind).is_none()
+        // A SET an earlier run made, known without the device only from the plan: CURRENT
+        // holds the planned key and NEW is empty. Neither the bundles' claim nor the
+        // journal (both can be edited) is enough: otherwise the device rebuilds the key
+        // below and says whether CURRENT already holds it.
+        if authority == PatternAuthority::Plan
+            && new_pattern(&st, kind).is_none()
             && let Some(current) = current_pattern(&st, kind)
-            && known.as_ref() == Some(&current)
+            && current == expected
         {
             report.did(format!(
-                "{kind}: CURRENT already equals the source's ({current}; confirmed by the {})",
-                if authority == PatternAuthority::Plan {
-                    "plan"
-                } else {
-                    "journal of this ceremony"
-                }
+                "{kind}: CURRENT already equals the source's ({current}; the plan's source_patterns)"
             ));
             continue;
         }
@@ -337,6 +311,22 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
                     "the pattern the source's CSS key signed in every share, checked by this device",
             }
         ));
+        // CURRENT already holds that very key (a SET an earlier run made, whose outcome
+        // this run cannot otherwise trust): NEW is cleared and no SET is made, which would
+        // destroy the OLD key.
+        if current_pattern(&st, kind).as_ref() == Some(&new) {
+            c.step(
+                Phase::P3d,
+                target,
+                Action::ClearNew { kind },
+                || node.clear_new(kind),
+                Done::applied,
+            )?;
+            report.did(format!(
+                "{kind}: CURRENT already holds it (an earlier SET): NEW cleared, no SET"
+            ));
+            continue;
+        }
         to_set.push((kind, new));
     }
 

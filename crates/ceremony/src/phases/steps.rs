@@ -248,10 +248,36 @@ pub(super) fn certify(
     node: &PlanNode,
 ) -> Result<Certificate> {
     let label = c.plan.sa_label();
-    let serial = PublicKeyTokenView::decode(subject)
-        .map_err(format_err("public-key token"))?
-        .certificate
-        .and_then(|cert| cert.info.serial);
+    // The serial the certificate names comes from the key's own self-signed section (made
+    // by the device that holds the private key: an edit of it is refused), or from the plan
+    // when it pins one; the two must agree.
+    let key_label = if phase == Phase::P2b {
+        c.plan.css_label()
+    } else {
+        c.plan.csr_label()
+    };
+    let view = PublicKeyTokenView::decode(subject).map_err(format_err("public-key token"))?;
+    if view.certificate.is_none() {
+        return Err(CeremonyError::UntrustedFile {
+            file: node.name.clone(),
+            detail: "the public key to certify carries no self-signed section (its node always makes one): \
+                     it was stripped. Nothing was certified"
+                .into(),
+        });
+    }
+    trust::self_signed(&node.name, "the public key to certify", &view, &key_label)?;
+    let serial = view.certificate.and_then(|cert| cert.info.serial);
+    if let (Some(pinned), Some(found)) = (&node.expect_serial, &serial)
+        && pinned != found
+    {
+        return Err(CeremonyError::IdentityMismatch {
+            node: node.name.clone(),
+            what: "serial number in its public key",
+            expected: pinned.to_string(),
+            actual: found.to_string(),
+        });
+    }
+    let serial = node.expect_serial.clone().or(serial);
     let info = SubjectInfo {
         eid: Some(node.eid.clone()),
         serial,
