@@ -919,3 +919,41 @@ fn a_public_key_whose_self_signed_section_was_edited_is_never_certified() {
     let out = s.refused_unchanged(&args);
     assert!(out.contains("self-signed"), "{out}");
 }
+
+#[test]
+fn a_deleted_journal_is_noticed_even_with_the_files_marks_stripped() {
+    let (_root, s) = to_3c();
+    std::fs::remove_file(s.file("journal.jsonl")).unwrap();
+    // The insider also strips target1's journal marks from every file (digests recomputed).
+    forge::<SaDb>(&s.file("sa.db"), SA_DB_FORMAT, |db| {
+        db.provenance.written.remove("target1");
+    });
+    forge::<CsrDb>(&s.file("target1.csr.db"), CSR_DB_FORMAT, |db| {
+        db.provenance.written.remove("target1");
+    });
+    for b in bundles(&s.dir) {
+        forge::<ShareBundle>(&b, BUNDLE_FORMAT, |x| {
+            x.provenance.written.remove("target1");
+        });
+    }
+    // target1 holds this ceremony's CSR key, and the journal knows nothing of it.
+    let out = s.refused_unchanged(&s.on_target1("phase3d"));
+    assert!(
+        out.contains("no record of any phase on target1") && out.contains("accept-loss"),
+        "{out}"
+    );
+    // The documented way forward, recorded; the report then says "not end to end".
+    ok(&[
+        "journal",
+        "accept-loss",
+        "--config",
+        s.c(),
+        "--node",
+        "target1",
+        "--operator",
+        "carol",
+    ]);
+    ok(&s.on_target1("phase3d"));
+    let v = json_in(&ok(&["report", "--config", s.c(), "--json"]));
+    assert_eq!(v["journal"]["end_to_end"], false);
+}

@@ -423,14 +423,14 @@ pub fn accept_journal_loss(config_path: &Path, node: &str, operator: &str) -> Re
     config.node(node)?;
     let mut ceremony = Ceremony::open(&config.directory, config.plan.clone())?;
     ceremony.set_operator(Some(operator.to_string()));
-    let accepted = ceremony.accept_journal_loss(node)?;
-    if accepted.is_empty() {
+    let Some(accepted) = ceremony.accept_journal_loss(node)? else {
         println!(
-            "nothing to accept: every journal mark of {node} in the ceremony files is in the journal"
+            "nothing to accept: the journal holds {node}'s records and every journal mark of {node} \
+             the ceremony files name"
         );
         return Ok(());
-    }
-    println!("recorded by {operator}: these journal records of {node} are lost for good:");
+    };
+    println!("recorded by {operator}: the journal records of {node} are lost for good");
     for (file, mark) in &accepted {
         println!(
             "  record {} (phase {}, hash {}), named by {file}",

@@ -49,6 +49,7 @@ impl From<CeremonyError> for Failure {
             | CeremonyError::SaKeyNotPinned { .. }
             | CeremonyError::SaAnchorMissing { .. }
             | CeremonyError::JournalGap(_)
+            | CeremonyError::JournalLacksNode { .. }
             | CeremonyError::ForeignJournal { .. } => 3,
             _ => 1,
         };

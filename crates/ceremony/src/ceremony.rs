@@ -285,8 +285,12 @@ impl Ceremony {
 
     /// `journal accept-loss`: record, as a note by the operator, that the marks of `node`
     /// which this journal lacks are lost for good; later phases then accept them, and the
-    /// report says the chain is not verified end to end. Returns the marks recorded.
-    pub fn accept_journal_loss(&mut self, node: &str) -> Result<Vec<(String, JournalMark)>> {
+    /// report says the chain is not verified end to end. Returns the marks recorded, or
+    /// `None` when there was nothing to accept (no note written).
+    pub fn accept_journal_loss(
+        &mut self,
+        node: &str,
+    ) -> Result<Option<Vec<(String, JournalMark)>>> {
         let chain = self.chain();
         let accepted = chain.accepted_losses();
         let files = dbs::carried_files(&self.layout, &self.plan);
@@ -296,8 +300,12 @@ impl Ceremony {
             .filter(|(_, _, m)| !accepted.contains(&(m.seq, m.hash.clone())))
             .map(|(file, _, m)| (file.to_string(), m.clone()))
             .collect();
-        if missing.is_empty() {
-            return Ok(missing);
+        // A journal without any record of `node` (deleted, cut, replaced) is accepted as a
+        // loss too, even when no file names a mark of it (marks can be stripped).
+        let records = self.journal.records();
+        let no_record = !records.iter().any(|r| r.node == node);
+        if missing.is_empty() && !no_record {
+            return Ok(None);
         }
         let marks = missing
             .iter()
@@ -314,7 +322,7 @@ impl Ceremony {
             node,
             Note::JournalLossAccepted { marks, records_now },
         )?;
-        Ok(missing)
+        Ok(Some(missing))
     }
 
     pub fn set_operator(&mut self, operator: Option<String>) {

@@ -151,6 +151,18 @@ pub enum CeremonyError {
     JournalGap(Box<JournalGap>),
 
     #[error(
+        "{node} already holds this ceremony's key {key}, but {journal} has no record of any phase on {node}: \
+         the journal was deleted, cut before its first record or replaced. Nothing was changed. Restore this \
+         ceremony's journal from its copy and run again. If it is lost for good, record the loss with \
+         `mkclone journal accept-loss --config FILE --node {node} --operator NAME`"
+    )]
+    JournalLacksNode {
+        node: String,
+        key: String,
+        journal: String,
+    },
+
+    #[error(
         "{journal} belongs to another run of ceremony {id}: its nonce is {journal_nonce}, sa.db's is {file_nonce}. \
          Nothing was changed. Move that journal aside and restore this ceremony's own; if it is lost for good, \
          start an empty journal and record the loss with `mkclone journal accept-loss`"

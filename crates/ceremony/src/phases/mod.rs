@@ -127,9 +127,51 @@ pub(super) fn begin(
 ) -> Result<PhaseReport> {
     let st = check_identity(plan_node, node)?;
     c.check_journal_marks(&plan_node.name)?;
+    check_node_history(c, phase, plan_node, node)?;
     c.note(phase, &plan_node.name, Note::PhaseStart {})?;
     c.note(phase, &plan_node.name, Note::NodeStatus(Box::new(st)))?;
     Ok(PhaseReport::new(phase, &plan_node.name))
+}
+
+/// A node that already holds this ceremony's key for its role (the SA, CSS or CSR key)
+/// must appear in this journal: a phase on it ran here before. A journal without any
+/// record of it was deleted, cut before its first record or replaced (even when the files'
+/// journal marks were stripped too), unless an operator recorded the loss.
+fn check_node_history(
+    c: &Ceremony,
+    phase: Phase,
+    plan_node: &PlanNode,
+    node: &mut dyn Backend,
+) -> Result<()> {
+    let name = plan_node.name.as_str();
+    let records = c.journal().records();
+    let known = records.iter().any(|r| {
+        r.node == name
+            && matches!(
+                r.note(),
+                Some(Note::PhaseStart {}) | Some(Note::JournalLossAccepted { .. })
+            )
+    });
+    if known {
+        return Ok(());
+    }
+    let label = match phase.role() {
+        Some(crate::Role::Sa) => c.plan.sa_label(),
+        Some(crate::Role::Source) => c.plan.css_label(),
+        Some(crate::Role::Target) => c.plan.csr_label(),
+        None => return Ok(()),
+    };
+    let held = node
+        .retained_public_key(&label)
+        .map_err(CeremonyError::backend(name, "read a retained public key"))?;
+    if held.is_some() {
+        return Err(CeremonyError::JournalLacksNode {
+            node: name.into(),
+            key: label.to_string(),
+            journal: c.journal().path().display().to_string(),
+        });
+    }
+    Ok(())
 }
 
 pub(super) fn end(c: &mut Ceremony, report: PhaseReport) -> Result<PhaseReport> {
