@@ -245,7 +245,7 @@ impl Ceremony {
 
     /// Stamp a file about to be written by a phase on `node`: the ceremony nonce, and
     /// where this server's journal stands (its last record, written before the file).
-    pub fn stamp<T: Carried>(&self, body: &mut T, phase: &str, node: &str) -> Result<()> {
+    pub fn stamp<T: Carried>(&self, body: &mut T, phase: Phase, node: &str) -> Result<()> {
         let nonce = self.nonce().ok_or_else(|| CeremonyError::Conflict {
             what: "the ceremony nonce".into(),
             detail: "unknown: carry sa.db here first".into(),

@@ -109,6 +109,15 @@ pub struct ShareBundle {
     pub provenance: Provenance,
 }
 
+/// The file name of the share bundle of (`target`, `kind`, `index`) in `shares/`.
+pub fn bundle_name(target: &str, kind: CloneableKind, index: ShareIndex) -> String {
+    format!(
+        "{target}.{}.{}.share",
+        kind.kind().name().to_ascii_lowercase(),
+        index.get()
+    )
+}
+
 /// Paths of a ceremony directory.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -129,11 +138,7 @@ impl Layout {
         self.dir.join("shares")
     }
     pub fn bundle(&self, target: &str, kind: CloneableKind, index: ShareIndex) -> PathBuf {
-        self.shares_dir().join(format!(
-            "{target}.{}.{}.share",
-            kind.kind().name().to_ascii_lowercase(),
-            index.get()
-        ))
+        self.shares_dir().join(bundle_name(target, kind, index))
     }
     pub fn journal(&self) -> PathBuf {
         self.dir.join("journal.jsonl")
@@ -160,30 +165,30 @@ pub fn read_optional<T: Serialize + for<'de> Deserialize<'de>>(
     plan: &crate::plan::Plan,
 ) -> Result<Option<T>, FileError> {
     // A link (even a dangling one) is not "absent": reading refuses it.
-    let decoded = match envelope::read_file::<T>(path, format, VERSION, Some(&plan.id)) {
+    let bytes = match envelope::read_bytes(path) {
         Err(e) if e.is_not_found() => return Ok(None),
-        // A file of an older version fails as a body of another layout: say so plainly.
-        Err(e @ FileError::Corrupt { .. }) => {
-            let older = durable::open_regular(path, durable::Access::Read)
-                .ok()
-                .and_then(|mut f| {
-                    let mut bytes = Vec::new();
-                    std::io::Read::read_to_end(&mut f, &mut bytes).ok()?;
-                    envelope::peek(path, &bytes).ok()
-                })
-                .filter(|h| h.format == format && h.version >= 1 && h.version < VERSION);
-            return Err(match older {
-                Some(h) => FileError::OlderVersion {
-                    path: path.into(),
-                    format: h.format,
-                    found: h.version,
-                    supported: VERSION,
-                },
-                None => e,
-            });
-        }
         other => other?,
     };
+    let decoded =
+        envelope::decode::<T>(path, &bytes, format, VERSION, Some(&plan.id)).map_err(|e| {
+            // A file of an older version fails as a body of another layout: say so plainly.
+            match envelope::peek(path, &bytes) {
+                Ok(h)
+                    if matches!(e, FileError::Corrupt { .. })
+                        && h.format == format
+                        && h.version >= 1
+                        && h.version < VERSION =>
+                {
+                    FileError::OlderVersion {
+                        path: path.into(),
+                        format: h.format,
+                        found: h.version,
+                        supported: VERSION,
+                    }
+                }
+                _ => e,
+            }
+        })?;
     decoded.require_rehearsal(path, plan.rehearsal)?;
     Ok(Some(decoded.body))
 }

@@ -127,17 +127,10 @@ fn journal_problems(
     p: &mut Vec<Problem>,
 ) {
     let path = layout.journal();
-    let bytes = match crate::durable::open_regular(&path, crate::durable::Access::Read) {
-        Ok(mut f) => {
-            let mut bytes = Vec::new();
-            if let Err(e) = std::io::Read::read_to_end(&mut f, &mut bytes) {
-                problem(p, "journal", format!("{}: {e}", path.display()));
-                return;
-            }
-            bytes
-        }
+    let bytes = match crate::envelope::read_bytes(&path) {
+        Ok(bytes) => bytes,
         // No journal: as an empty one (files that name its records show the loss).
-        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) if e.is_not_found() => Default::default(),
         Err(e) => {
             problem(p, "journal", e.to_string());
             return;

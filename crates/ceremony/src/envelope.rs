@@ -302,8 +302,15 @@ pub fn read_file<T: Serialize + DeserializeOwned>(
     max_version: u32,
     ceremony: Option<&str>,
 ) -> Result<Decoded<T>, FileError> {
+    let bytes = read_bytes(path)?;
+    decode(path, &bytes, format, max_version, ceremony)
+}
+
+/// The bytes of the ceremony file (or journal) at `path`, opened safely
+/// ([`durable::open_regular`]: never through a link, never a FIFO or device) and read into
+/// a buffer sized once, so that no copy of a share is left behind by a reallocation.
+pub fn read_bytes(path: &Path) -> Result<Zeroizing<Vec<u8>>, FileError> {
     let mut file = durable::open_regular(path, durable::Access::Read)?;
-    // Sized once, so that no copy of a share is left behind by a reallocation.
     let len = file
         .metadata()
         .map_err(io_error(path, "read the file's size"))?
@@ -312,7 +319,7 @@ pub fn read_file<T: Serialize + DeserializeOwned>(
         usize::try_from(len).unwrap_or(0).saturating_add(1),
     ));
     std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io_error(path, "read the file"))?;
-    decode(path, &bytes, format, max_version, ceremony)
+    Ok(bytes)
 }
 
 /// How [`write_file`] puts a file in place.

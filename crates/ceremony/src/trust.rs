@@ -394,10 +394,8 @@ pub fn check_bundle(
     b: &ShareBundle,
 ) -> Result<()> {
     let file = format!(
-        "shares/{}.{}.{}.share",
-        target.name,
-        kind.kind().name().to_ascii_lowercase(),
-        index.get()
+        "shares/{}",
+        crate::dbs::bundle_name(&target.name, kind, index)
     );
     same_node(
         &file,

@@ -70,7 +70,7 @@ pub(super) fn trusted_csr_db(c: &Ceremony, target: &str) -> Result<CsrDb> {
 
 /// Stamp `db` with `phase`'s mark on `node` and write it as this ceremony's sa.db.
 pub(super) fn write_sa_db(c: &Ceremony, db: &mut SaDb, phase: Phase, node: &str) -> Result<()> {
-    c.stamp(db, phase.name(), node)?;
+    c.stamp(db, phase, node)?;
     put_file(
         c,
         &c.layout.sa_db(),

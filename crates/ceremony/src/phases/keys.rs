@@ -260,7 +260,7 @@ pub fn phase3a(
                 certificate: None,
                 provenance: Default::default(),
             };
-            c.stamp(&mut db, Phase::P3a.name(), target)?;
+            c.stamp(&mut db, Phase::P3a, target)?;
             write_csr_db(c, &db)?;
             report.did(format!("{} written", path.display()));
         }
@@ -300,7 +300,7 @@ pub fn phase3b(
         let cert = certify(c, Phase::P3b, sa, &db.public_key, &plan_node)?;
         verify_issued(c, &sa_db, &cert, "the new CSR certificate")?;
         db.certificate = Some(cert);
-        c.stamp(&mut db, Phase::P3b.name(), &sa_plan.name)?;
+        c.stamp(&mut db, Phase::P3b, &sa_plan.name)?;
         write_csr_db(c, &db)?;
         report.did(format!("CSR key of {target} certified by SA"));
     }

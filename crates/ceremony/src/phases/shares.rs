@@ -84,7 +84,7 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
                 sealed,
                 provenance: Default::default(),
             };
-            c.stamp(&mut bundle, Phase::P3c.name(), &src.name)?;
+            c.stamp(&mut bundle, Phase::P3c, &src.name)?;
             // Never over an existing file, even one that appeared meanwhile.
             put_file(
                 c,

@@ -61,13 +61,7 @@ pub(super) fn read_journal(
     plan: &Plan,
 ) -> Result<(JournalView, Vec<Record>), CeremonyError> {
     let path = layout.journal();
-    let read = durable::open_regular(&path, durable::Access::Read).and_then(|mut file| {
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut file, &mut bytes)
-            .map(|_| bytes)
-            .map_err(io_error(&path, "read the journal"))
-    });
-    let bytes = match read {
+    let bytes = match crate::envelope::read_bytes(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.is_not_found() => {
             return Ok((

@@ -41,8 +41,6 @@ use serde::Serialize;
 use crate::dbs::{
     self, BUNDLE_FORMAT, CSR_DB_FORMAT, CsrDb, Layout, SA_DB_FORMAT, SaDb, ShareBundle,
 };
-use crate::durable;
-use crate::error::io_error;
 #[cfg(test)]
 use crate::event::StepResult;
 use crate::event::{Action, Entry, Note, Outcome};
