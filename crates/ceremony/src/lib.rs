@@ -33,6 +33,8 @@ pub mod dbs;
 pub mod dry_run;
 pub mod event;
 mod failure;
+pub mod host;
+pub mod operator;
 pub mod phase;
 pub mod phases;
 pub mod plan;
