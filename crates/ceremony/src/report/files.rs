@@ -39,26 +39,51 @@ pub(super) fn verify_cert(
     })
 }
 
+/// What a CSS or CSR key's certification is checked against.
+pub(super) struct Certification<'a> {
+    /// "the CSR key of target1", for `missing`.
+    pub(super) what: String,
+    /// The phase that certifies it ("phase 3b on sa").
+    pub(super) step: String,
+    /// The record of a journal where the SA certified it, if any.
+    pub(super) recorded: Option<String>,
+    pub(super) missing: &'a mut Vec<String>,
+}
+
 /// A CSS or CSR key as its file holds it: `who` (role, node, file), `key` (its public-key
 /// token and the SA's certificate, if any). A missing or failing certificate is added to
-/// `missing` as `what`, with `missing_step` (the phase that certifies it).
+/// the missing steps, unless (missing) a journal records the SA certifying the key: the
+/// certified copy of the file is then on another server, as in a ceremony whose nodes sit
+/// in different servers.
 pub(super) fn certified_key(
     plan: &Plan,
     sa: Option<&RsaPublicKey>,
     who: (&'static str, &str, String),
     key: (&PublicKeyToken, Option<&Certificate>),
-    missing_step: String,
-    missing: &mut Vec<String>,
-    what: &str,
+    c: Certification<'_>,
 ) -> KeyView {
     let (role, node, file) = who;
     let (token, cert) = key;
-    let (state, certified, verified) = match cert {
-        None => {
+    let Certification {
+        what,
+        step: missing_step,
+        recorded,
+        missing,
+    } = c;
+    let (state, certified, verified) = match (cert, recorded) {
+        (None, Some(record)) => (
+            format!(
+                "public key present; the SA certified it (record {record}), this copy of the \
+                 file predates that"
+            ),
+            true,
+            None,
+        ),
+        (None, None) => {
             missing.push(format!("{what}: not certified yet ({missing_step})"));
             ("public key present, not certified yet".into(), false, None)
         }
-        Some(cert) => match verify_cert(plan, sa, cert) {
+        (Some(cert), _) => match verify_cert(plan, sa, cert) {
             None => (
                 "certified (not checked: the SA key is not readable)".into(),
                 true,
@@ -130,6 +155,15 @@ pub(super) fn keys(
         }
     };
     let sa_key = db.as_ref().and_then(sa_key_of);
+    // The SA's certification of `node`'s key, as a journal recorded it.
+    let certified = |node: &str| {
+        actions(
+            timeline,
+            |a| matches!(a, Action::Certify { subject, .. } if subject == node),
+        )
+        .find(|e| e.ok())
+        .map(|e| record_name(&e.journal, e.seq, single))
+    };
     let fingerprint = db.as_ref().map(|db| db.sa_hash.fingerprint());
     if let Some(db) = &db {
         out.push(KeyView {
@@ -164,9 +198,12 @@ pub(super) fn keys(
             sa_key.as_ref(),
             ("CSS", &css.node, "sa.db".into()),
             (&css.public_key, css.certificate.as_ref()),
-            format!("phase 2b on {}", plan.sa.name),
-            missing,
-            "the CSS key",
+            Certification {
+                what: "the CSS key".into(),
+                step: format!("phase 2b on {}", plan.sa.name),
+                recorded: certified(&css.node),
+                missing,
+            },
         )),
     }
     for t in &plan.targets {
@@ -197,9 +234,12 @@ pub(super) fn keys(
                 sa_key.as_ref(),
                 ("CSR", &db.target, file),
                 (&db.public_key, db.certificate.as_ref()),
-                format!("phase 3b on {}", plan.sa.name),
-                missing,
-                &format!("the CSR key of {}", t.name),
+                Certification {
+                    what: format!("the CSR key of {}", t.name),
+                    step: format!("phase 3b on {}", plan.sa.name),
+                    recorded: certified(&db.target),
+                    missing,
+                },
             )),
         }
     }

@@ -44,7 +44,7 @@ pub(super) const CSS: &str = "\
 body { font-family: 'DejaVu Sans', 'Liberation Sans', Arial, sans-serif; font-size: 8.5pt; color: #000; background: #fff; margin: 0; line-height: 1.25; }
 @media screen { body { max-width: 19cm; margin: 1.5cm auto; } }
 h1 { font-size: 14pt; margin: 0 0 0.4em; }
-h2 { font-size: 11pt; border-bottom: 1px solid #000; margin: 1.1em 0 0.4em; break-after: avoid; page-break-after: avoid; }
+h2 { font-size: 11pt; border-bottom: 1px solid #000; margin: 0.9em 0 0.35em; break-after: avoid; page-break-after: avoid; }
 h3 { font-size: 9pt; margin: 0.8em 0 0.3em; break-after: avoid; page-break-after: avoid; }
 p { margin: 0.3em 0; }
 ul { margin: 0.2em 0 0.4em; padding-left: 1.4em; }

@@ -785,9 +785,8 @@ fn runs_section(r: &Report, rec: &dyn Fn(&str, u64) -> String) -> Section {
     );
     let mut blocks = vec![
         Block::Para(vec![t(
-            "Each command that worked in a ceremony directory, as its journal's run-start \
-             note recorded it (host, mkclone version, configuration digest, UTC offset); local \
-             times use the offset its host recorded.",
+            "One row per command that worked in a ceremony directory, from its run-start \
+             note; local times use the UTC offset its host recorded.",
         )]),
         runs,
     ];
@@ -858,8 +857,8 @@ fn journals_section(r: &Report) -> Section {
         "The journals of the ceremony's servers, merged in time order (each server's clock; \
          each journal's own order kept); record B14 is record 14 of journal B."
     } else {
-        "This directory's journal; in a ceremony whose nodes sit in different servers, give \
-         the other servers' journals with --journal to merge them into one record."
+        "This directory's journal; give the other servers' journals with --journal to merge \
+         them into one record."
     };
     Section {
         title: "Journals".into(),
