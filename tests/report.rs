@@ -68,15 +68,7 @@ fn operator_names_outside_the_safe_set_are_refused_where_they_enter() {
     for args in [
         vec!["clone", "--config", c, "--operator", "~~x~~"],
         vec!["phase1", "--config", c, "--operator", "http://evil.example"],
-        vec![
-            "register-sa-hash",
-            "--config",
-            c,
-            "--node",
-            "source",
-            "--operator",
-            "Tom & Jerry",
-        ],
+        register("register-sa-hash", c, "source", "Tom & Jerry").to_vec(),
         vec![
             "abort",
             "--config",

@@ -519,30 +519,12 @@ fn action_name(action: &Action) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use mkclone_backend::{CloneableKind, Eid, MofN, RsaModulusBits};
+    use mkclone_backend::CloneableKind;
 
     use super::*;
-    use crate::plan::PlanSpec;
 
     fn plan() -> Plan {
-        let m_of_n = MofN::new(2, 3).unwrap();
-        let eid = |s: &str| Eid::new(s).unwrap();
-        Plan::new(PlanSpec {
-            id: "interrupt-test".into(),
-            sa: ("sa".into(), eid("SA")),
-            source: ("source".into(), eid("SOURCE")),
-            targets: vec![("target1".into(), eid("TARGET1"))],
-            kinds: vec![CloneableKind::Sym],
-            m_of_n,
-            bits: RsaModulusBits::B2048,
-            rehearsal: true,
-            share_indices: crate::plan::share_indices(&[1, 2], m_of_n).unwrap(),
-            dual_control: false,
-            pinned_serials: Default::default(),
-            sa_fingerprint: None,
-            source_patterns: Vec::new(),
-        })
-        .unwrap()
+        crate::plan::test_plan("interrupt-test", true)
     }
 
     fn events(c: &Ceremony) -> Vec<(Kind, String)> {

@@ -623,18 +623,7 @@ fn open_items(
         }
         held
     };
-    let registered = still(
-        &|a| match a {
-            Action::RegisterSaHash { name, .. } | Action::RegisterSaKey { name, .. } => {
-                Some(name.to_string())
-            }
-            _ => None,
-        },
-        &|a| match a {
-            Action::UnregisterSaKey { name } => Some(name.to_string()),
-            _ => None,
-        },
-    );
+    let registered = still(&sa_registered, &sa_unregistered);
     if !registered.is_empty() {
         let nodes: Vec<&str> = registered.iter().map(|(n, _)| n.as_str()).collect();
         out.push(format!(
@@ -643,18 +632,7 @@ fn open_items(
             nodes.join(", ")
         ));
     }
-    let retained = still(
-        &|a| match a {
-            Action::GenerateRetainedKey { label, role, .. } if *role != KeyRole::Sa => {
-                Some(label.to_string())
-            }
-            _ => None,
-        },
-        &|a| match a {
-            Action::DeleteRetainedKey { label } => Some(label.to_string()),
-            _ => None,
-        },
-    );
+    let retained = still(&retained_key, &deleted_key);
     if !retained.is_empty() {
         out.push(format!(
             "the ceremony's retained keys are still on the nodes ({}): delete them with \
@@ -667,6 +645,40 @@ fn open_items(
         ));
     }
     out
+}
+
+/// The SA key an action registers (its hash or the key) on its node.
+fn sa_registered(a: &Action) -> Option<String> {
+    match a {
+        Action::RegisterSaHash { name, .. } | Action::RegisterSaKey { name, .. } => {
+            Some(name.to_string())
+        }
+        _ => None,
+    }
+}
+
+fn sa_unregistered(a: &Action) -> Option<String> {
+    match a {
+        Action::UnregisterSaKey { name } => Some(name.to_string()),
+        _ => None,
+    }
+}
+
+/// The CSS or CSR key an action generates (the SA key stays: it is the SA node's).
+fn retained_key(a: &Action) -> Option<String> {
+    match a {
+        Action::GenerateRetainedKey { label, role, .. } if *role != KeyRole::Sa => {
+            Some(label.to_string())
+        }
+        _ => None,
+    }
+}
+
+fn deleted_key(a: &Action) -> Option<String> {
+    match a {
+        Action::DeleteRetainedKey { label } => Some(label.to_string()),
+        _ => None,
+    }
 }
 
 pub(super) fn plan_view(plan: &Plan) -> PlanView {

@@ -359,18 +359,23 @@ impl TimelineEntry {
                     ..
                 }
             ),
-            ("note", Some(n), _) => matches!(
-                n,
-                Note::RunStart(_)
-                    | Note::PhaseStart {}
-                    | Note::NodeStatus(_)
-                    | Note::PhaseDone { .. }
-                    | Note::DualControlOff { .. }
-                    | Note::Confirmed { .. }
-            ),
+            ("note", Some(n), _) => bookkeeping(n) || matches!(n, Note::Confirmed { .. }),
             _ => false,
         }
     }
+}
+
+/// A note that records where things stand or what runs, not a change: a run or phase
+/// begins or ends, a node's status, dual control off.
+pub(super) fn bookkeeping(note: &Note) -> bool {
+    matches!(
+        note,
+        Note::RunStart(_)
+            | Note::PhaseStart {}
+            | Note::NodeStatus(_)
+            | Note::PhaseDone { .. }
+            | Note::DualControlOff { .. }
+    )
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -578,13 +578,16 @@ fn keys_section(r: &Report, rec: &dyn Fn(&str, u64) -> String) -> Section {
 }
 
 /// Records as ids, one after another ("68, 71, 74"), "-" for a step not recorded.
-fn records(ats: &[Option<&At>], rec: &dyn Fn(&str, u64) -> String) -> Rich {
+fn records<'a>(
+    ats: impl Iterator<Item = Option<&'a At>>,
+    rec: &dyn Fn(&str, u64) -> String,
+) -> Rich {
     let mut out = Vec::new();
-    for (i, at) in ats.iter().enumerate() {
+    for (i, at) in ats.enumerate() {
         if i > 0 {
             out.push(t(", "));
         }
-        out.extend(record_or_dash(*at, rec));
+        out.extend(record_or_dash(at, rec));
     }
     out
 }
@@ -633,20 +636,8 @@ fn shares_section(r: &Report, rec: &dyn Fn(&str, u64) -> String) -> Section {
                     .collect::<Vec<_>>()
                     .join(", "))],
                 bundle_states(&shares),
-                records(
-                    &shares
-                        .iter()
-                        .map(|x| x.obtained.as_ref())
-                        .collect::<Vec<_>>(),
-                    rec,
-                ),
-                records(
-                    &shares
-                        .iter()
-                        .map(|x| x.installed.as_ref())
-                        .collect::<Vec<_>>(),
-                    rec,
-                ),
+                records(shares.iter().map(|x| x.obtained.as_ref()), rec),
+                records(shares.iter().map(|x| x.installed.as_ref()), rec),
                 set,
                 confirmed,
                 vec![t(yes_no(s.current_equals_source))],
@@ -877,17 +868,9 @@ fn journals_section(r: &Report) -> Section {
 /// Notes the condensed timeline counts but does not show: what the sections above show
 /// (node status, bundles, dual control off) or the group headings say (run, phase).
 fn shown_in_timeline(e: &TimelineEntry) -> bool {
-    !matches!(
-        e.note,
-        Some(
-            Note::RunStart(_)
-                | Note::PhaseStart {}
-                | Note::NodeStatus(_)
-                | Note::PhaseDone { .. }
-                | Note::BundleWritten { .. }
-                | Note::DualControlOff { .. }
-        )
-    )
+    !e.note
+        .as_ref()
+        .is_some_and(|n| bookkeeping(n) || matches!(n, Note::BundleWritten { .. }))
 }
 
 /// Two fingerprints as printed are one (spaces and case aside).

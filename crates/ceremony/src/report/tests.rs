@@ -253,28 +253,6 @@ fn journal_labels() {
     assert_eq!(record_name("A", 14, true), "14");
 }
 
-fn test_plan() -> Plan {
-    use mkclone_backend::{Eid, MofN, RsaModulusBits};
-    let m_of_n = MofN::new(1, 1).unwrap();
-    let eid = |s: &str| Eid::new(s).unwrap();
-    Plan::new(crate::plan::PlanSpec {
-        id: "C-1".into(),
-        sa: ("sa".into(), eid("SA")),
-        source: ("source".into(), eid("SOURCE")),
-        targets: vec![("t1".into(), eid("T1"))],
-        kinds: vec![CloneableKind::Sym],
-        m_of_n,
-        bits: RsaModulusBits::B2048,
-        rehearsal: false,
-        share_indices: crate::plan::share_indices(&[1], m_of_n).unwrap(),
-        dual_control: false,
-        pinned_serials: Default::default(),
-        sa_fingerprint: None,
-        source_patterns: Vec::new(),
-    })
-    .unwrap()
-}
-
 /// A journal of `n` notes on `node` in a new directory, with ceremony nonce `nonce`.
 fn journal_dir(nonce: &str, node: &str, n: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -298,7 +276,7 @@ fn journal_dir(nonce: &str, node: &str, n: usize) -> tempfile::TempDir {
 fn read_journal(dir: &Path, label: &str) -> Source {
     read(
         &dir.join(journal::FILE_NAME),
-        &test_plan(),
+        &crate::plan::test_plan("C-1", false),
         label.into(),
         true,
         false,
@@ -349,36 +327,29 @@ fn merged_journals_must_be_one_run_and_each_server_once() {
         copy.path().join(journal::FILE_NAME),
     )
     .unwrap();
-    {
-        let mut j = Journal::open(a.path(), "C-1", false).unwrap();
-        let (event, detail) = Note::PhaseStart {}.parts();
+    let append = |dir: &Path, note: Note| {
+        let mut j = Journal::open(dir, "C-1", false).unwrap();
+        let (event, detail) = note.parts();
         j.append("3c", "source", Kind::Note, None, &event, detail)
             .unwrap();
-    }
-    let err = check_one_ceremony(
-        &[read_journal(a.path(), "A"), read_journal(copy.path(), "B")],
-        None,
-        "C-1",
-    )
-    .unwrap_err()
-    .to_string();
+    };
+    let a_and_copy = || {
+        check_one_ceremony(
+            &[read_journal(a.path(), "A"), read_journal(copy.path(), "B")],
+            None,
+            "C-1",
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    append(a.path(), Note::PhaseStart {});
+    let err = a_and_copy();
     assert!(err.starts_with("journal B"), "{err}");
     assert!(err.contains("older copy of journal A"), "{err}");
 
     // Two versions of one journal: the copy went on differently.
-    {
-        let mut j = Journal::open(copy.path(), "C-1", false).unwrap();
-        let (event, detail) = Note::FileErased { file: "x".into() }.parts();
-        j.append("abort", "source", Kind::Note, None, &event, detail)
-            .unwrap();
-    }
-    let err = check_one_ceremony(
-        &[read_journal(a.path(), "A"), read_journal(copy.path(), "B")],
-        None,
-        "C-1",
-    )
-    .unwrap_err()
-    .to_string();
+    append(copy.path(), Note::FileErased { file: "x".into() });
+    let err = a_and_copy();
     assert!(err.contains("record 4") && err.contains("altered"), "{err}");
 }
 
