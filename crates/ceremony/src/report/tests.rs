@@ -353,13 +353,9 @@ fn merged_journals_must_be_one_run_and_each_server_once() {
     assert!(err.contains("record 4") && err.contains("altered"), "{err}");
 }
 
-#[test]
-fn merged_records_keep_each_journal_s_order_by_time() {
-    let rec = |seq: u64, time: &str| Record {
-        time: time.into(),
-        ..record(seq, Kind::Note, "n", "phase-start", json!({}))
-    };
-    let view = |label: &str| JournalView {
+/// A verified journal's view, for records made by hand.
+fn view(label: &str) -> JournalView {
+    JournalView {
         label: label.into(),
         file: PathBuf::from(label),
         present: true,
@@ -371,6 +367,14 @@ fn merged_records_keep_each_journal_s_order_by_time() {
         torn_tail_bytes: None,
         end_to_end: false,
         gaps: Vec::new(),
+    }
+}
+
+#[test]
+fn merged_records_keep_each_journal_s_order_by_time() {
+    let rec = |seq: u64, time: &str| Record {
+        time: time.into(),
+        ..record(seq, Kind::Note, "n", "phase-start", json!({}))
     };
     let a = Source::new(
         view("A"),
@@ -410,22 +414,7 @@ fn local_times_come_from_the_run_that_wrote_the_record() {
         run(4, "-05:00"),
         record(5, Kind::Note, "t1", "phase-start", json!({})),
     ];
-    let source = Source::new(
-        JournalView {
-            label: "A".into(),
-            file: PathBuf::from("j"),
-            present: true,
-            hosts: Vec::new(),
-            records: 5,
-            head_hash: None,
-            verified: true,
-            problem: None,
-            torn_tail_bytes: None,
-            end_to_end: false,
-            gaps: Vec::new(),
-        },
-        records,
-    );
+    let source = Source::new(view("A"), records);
     let sources = [source];
     let t = timeline(&merged(&sources));
     let local: Vec<Option<&str>> = t.iter().map(|e| e.time.local.as_deref()).collect();
