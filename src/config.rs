@@ -159,6 +159,17 @@ impl NodeBackend {
             Self::Pkcs11(_) => "pkcs11",
         }
     }
+
+    /// The device this backend reaches, in words: two nodes may not name the same one.
+    pub fn device(&self) -> String {
+        match self {
+            Self::Sim { sim_dir, apqn, .. } => {
+                format!("sim card {apqn} in {}", sim_dir.display())
+            }
+            Self::Zcrypt(z) => format!("coprocessor {}", z.apqn),
+            Self::Pkcs11(t) => format!("token {:?} of {}", t.token, t.module.display()),
+        }
+    }
 }
 
 /// One configured node.
@@ -273,13 +284,7 @@ impl Config {
         // the same node twice in the plan, not two nodes for one device.
         let mut devices: BTreeMap<String, &str> = BTreeMap::new();
         for n in nodes.values() {
-            let id = match &n.backend {
-                NodeBackend::Sim { sim_dir, apqn, .. } => {
-                    format!("sim card {apqn} in {}", sim_dir.display())
-                }
-                NodeBackend::Zcrypt(z) => format!("coprocessor {}", z.apqn),
-                NodeBackend::Pkcs11(t) => format!("token {:?} of {}", t.token, t.module.display()),
-            };
+            let id = n.backend.device();
             if let Some(other) = devices.insert(id.clone(), &n.name) {
                 return Err(invalid(format!(
                     "[nodes.{other}] and [nodes.{}] are the same device ({id}): keep one node and name it in every role it plays",

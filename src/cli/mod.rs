@@ -7,9 +7,11 @@ mod demo;
 mod devices;
 mod output;
 mod report;
+mod shell;
 mod signals;
 mod sim;
 mod status;
+mod worksheet;
 
 use std::path::PathBuf;
 
@@ -48,8 +50,8 @@ pub struct Cli {
 
 #[derive(clap::Args, Clone)]
 pub struct ConfigArg {
-    /// The ceremony configuration (TOML).
-    #[arg(long, short = 'c', value_name = "FILE")]
+    /// The ceremony configuration (TOML). Default: the MKCLONE_CONFIG environment variable.
+    #[arg(long, short = 'c', value_name = "FILE", env = "MKCLONE_CONFIG")]
     pub config: PathBuf,
 }
 
@@ -253,8 +255,9 @@ pub enum Command {
     },
     /// The CCA coprocessors this machine sees and the PKCS#11 tokens of a configuration.
     Devices {
-        /// Also list the slots and tokens of the PKCS#11 modules this configuration names.
-        #[arg(long, short = 'c', value_name = "FILE")]
+        /// Also list the slots and tokens of the PKCS#11 modules this configuration names
+        /// (default: the MKCLONE_CONFIG environment variable, when set).
+        #[arg(long, short = 'c', value_name = "FILE", env = "MKCLONE_CONFIG")]
         config: Option<PathBuf>,
         /// The sysfs root (for tests and chroots).
         #[arg(long, default_value = "/sys", value_name = "DIR")]
@@ -283,12 +286,38 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the ceremony's worksheet before it starts: every task with its node, and blanks
+    /// for the profile, role and responsible individual (as CNM's cloning procedure asks),
+    /// then the cloning information each operator needs.
+    Worksheet {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// HTML (printable) instead of text.
+        #[arg(long, conflicts_with = "json")]
+        html: bool,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Simulated cards: create them for a rehearsal.
     #[command(subcommand)]
     Sim(SimCommand),
     /// The ceremony journal of this server.
     #[command(subcommand)]
     Journal(JournalCommand),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell), e.g.
+    /// `mkclone completions bash > /etc/bash_completion.d/mkclone`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a directory, e.g.
+    /// `mkclone man --out /usr/local/share/man/man1`.
+    Man {
+        /// Write mkclone.1 and mkclone-COMMAND.1 into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -365,6 +394,10 @@ pub fn run(command: Command) -> Result<(), Failure> {
                 erase_files,
                 unregister_sa,
             };
+            // Naming no step is a usage error (exit 2), found before any file or node.
+            if steps.is_empty() {
+                return Err(Failure::usage(mkclone::ceremony::abort::NO_STEP));
+            }
             ceremony_cmds::abort(&config.config, &steps, operator)
         }
         Command::Status { config, node, json } => status::run(&config.config, &node, json),
@@ -385,6 +418,9 @@ pub fn run(command: Command) -> Result<(), Failure> {
             node,
             operator,
         }) => ceremony_cmds::accept_journal_loss(&config.config, &node, &operator),
+        Command::Worksheet { config, html, json } => worksheet::run(&config.config, html, json),
+        Command::Completions { shell } => shell::completions(shell),
+        Command::Man { out } => shell::man(out.as_deref()),
         Command::Sim(SimCommand::Init {
             config,
             load_source_keys,
