@@ -286,3 +286,67 @@ fn the_html_worksheet_escapes_what_it_prints() {
     assert!(!html.contains("a&b<c>"), "unescaped: {html}");
     assert!(html.contains("@page { size: A4"), "{html}");
 }
+
+#[test]
+fn a_value_error_names_the_line_and_column_of_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = sim_plan(&dir.path().join("cards"), "ceremony", 2);
+    // (what to change, the message it gives, the text whose position the error names)
+    let cases = [
+        (
+            "apqn = \"04.000d\"",
+            "apqn = \"zz.000d\"",
+            "\"zz.000d\"",
+            "apqn",
+        ),
+        ("threshold = 2", "threshold = 7", "7", "cannot exceed n"),
+        (
+            "sa = \"sa\"",
+            "sa = \"nobody\"",
+            "\"nobody\"",
+            "names no node",
+        ),
+        (
+            "master_keys = [\"sym\", \"asym\"]",
+            "master_keys = [\"sym\", \"aes\"]",
+            "[\"sym\", \"aes\"]",
+            "master_keys",
+        ),
+    ];
+    for (from, to, value, message) in cases {
+        assert!(good.contains(from), "{from}");
+        let body = good.replacen(from, to, 1);
+        let cfg = write_plan(dir.path(), &body);
+        let out = mkclone(&["worksheet", "--config", cfg.to_str().unwrap()]);
+        let t = exit_code(&out, 3);
+        let offset = body.find(value).unwrap();
+        let line = body[..offset].matches('\n').count() + 1;
+        let column = offset - body[..offset].rfind('\n').map_or(0, |i| i + 1) + 1;
+        assert!(
+            t.contains(&format!("mkclone.toml:{line}:{column}: ")) && t.contains(message),
+            "{to}: expected line {line} column {column}: {t}"
+        );
+    }
+    // An error about a whole node names its table: a zcrypt target without an EID.
+    let mut body = sim_plan_with(
+        &dir.path().join("cards"),
+        "ceremony",
+        1,
+        "rehearsal = true\n",
+    )
+    .replace("targets = [\"target1\"]", "targets = [\"target1\", \"z\"]");
+    body.push_str("\n[nodes.z]\nbackend = \"zcrypt\"\napqn = \"07.000d\"\n");
+    let cfg = write_plan(dir.path(), &body);
+    let t = exit_code(
+        &mkclone(&["worksheet", "--config", cfg.to_str().unwrap()]),
+        3,
+    );
+    let line = body[..body.find("[nodes.z]").unwrap()]
+        .matches('\n')
+        .count()
+        + 1;
+    assert!(
+        t.contains(&format!("mkclone.toml:{line}:")) && t.contains("[nodes.z] takes part"),
+        "line {line}: {t}"
+    );
+}
