@@ -92,12 +92,35 @@ mod tests {
         (File::from(pair.master), File::from(pair.slave))
     }
 
+    /// The person at `person`: waits for the question, then types `typed`; returns what
+    /// the screen showed (the question and anything echoed after it).
+    /// (The thread has its own handle on the pty's master: the caller keeps one open,
+    /// since the terminal's side fails with EIO once every master handle is closed.)
+    fn type_after_question(person: &File, typed: Vec<u8>) -> std::thread::JoinHandle<String> {
+        let mut person = person.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut shown = Vec::new();
+            let mut chunk = [0u8; 64];
+            while !String::from_utf8_lossy(&shown).contains("PIN: ") {
+                let n = person.read(&mut chunk).unwrap();
+                shown.extend_from_slice(&chunk[..n]);
+            }
+            person.write_all(&typed).unwrap();
+            // The newline mkclone writes after reading: anything echoed comes before it.
+            while !String::from_utf8_lossy(&shown).ends_with('\n') {
+                let n = person.read(&mut chunk).unwrap();
+                shown.extend_from_slice(&chunk[..n]);
+            }
+            String::from_utf8_lossy(&shown).into_owned()
+        })
+    }
+
     #[test]
     fn the_pin_is_read_from_the_terminal_with_echo_off_and_echo_comes_back() {
-        let (mut person, tty) = pty();
+        let (person, tty) = pty();
         let before = termios::tcgetattr(&tty).unwrap();
         assert!(before.local_flags.contains(LocalFlags::ECHO));
-        person.write_all(b"1234-pin\n").unwrap();
+        let screen = type_after_question(&person, b"1234-pin\n".to_vec());
         let pin = prompt_on(&tty, "PIN: ").unwrap();
         assert_eq!(pin.as_str(), "1234-pin");
         let after = termios::tcgetattr(&tty).unwrap();
@@ -106,24 +129,23 @@ mod tests {
             "echo restored"
         );
         // What the person's screen shows: the question and a newline, never the PIN.
-        let mut shown = vec![0u8; 256];
-        let n = person.read(&mut shown).unwrap();
-        let shown = String::from_utf8_lossy(&shown[..n]);
+        let shown = screen.join().unwrap();
         assert!(shown.starts_with("PIN: "), "{shown:?}");
         assert!(!shown.contains("1234"), "the PIN was echoed: {shown:?}");
     }
 
     #[test]
     fn an_empty_or_overlong_pin_is_refused_and_echo_still_comes_back() {
-        let (mut person, tty) = pty();
-        person.write_all(b"\n").unwrap();
+        let (person, tty) = pty();
+        let screen = type_after_question(&person, b"\n".to_vec());
         assert_eq!(prompt_on(&tty, "PIN: ").unwrap_err(), "no PIN was entered");
-        person
-            .write_all(format!("{}\n", "9".repeat(MAX_PIN + 1)).as_bytes())
-            .unwrap();
+        screen.join().unwrap();
+        let long = format!("{}\n", "9".repeat(MAX_PIN + 1)).into_bytes();
+        let screen = type_after_question(&person, long);
         let err = prompt_on(&tty, "PIN: ").unwrap_err();
         assert!(err.contains("longer than 256 bytes"), "{err}");
         assert!(!err.contains("999"), "the PIN is not in the message: {err}");
+        assert!(!screen.join().unwrap().contains("999"), "not echoed");
         assert!(
             termios::tcgetattr(&tty)
                 .unwrap()

@@ -5,6 +5,7 @@
 mod ceremony_cmds;
 mod demo;
 mod devices;
+mod master_key;
 mod output;
 mod report;
 mod shell;
@@ -299,6 +300,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A node's master key, outside the cloning ceremony.
+    #[command(subcommand)]
+    MasterKey(MasterKeyCommand),
     /// Simulated cards: create them for a rehearsal.
     #[command(subcommand)]
     Sim(SimCommand),
@@ -336,6 +340,42 @@ pub enum JournalCommand {
         #[arg(long, value_name = "NAME")]
         operator: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum MasterKeyCommand {
+    /// Generate a random master key inside NODE and set it (CSNBMKP RANDOM, then SET),
+    /// journaled: how a fresh source gets the key the ceremony clones. Refused over a
+    /// valid CURRENT unless --replace-current. Under the plan's dual control one person
+    /// requests it and a second person (another --operator) runs the same command. A run
+    /// cut short is resumed by running the same command again.
+    Random {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The node (as named in the configuration).
+        #[arg(long, value_name = "NODE")]
+        node: String,
+        /// Only this master key (sym or asym; repeatable). Default: the plan's.
+        #[arg(long, value_name = "KIND", value_parser = parse_kind)]
+        kind: Vec<mkclone_backend::CloneableKind>,
+        /// Allow a valid CURRENT to be replaced (it becomes OLD; every key enciphered under
+        /// it must then be re-enciphered).
+        #[arg(long)]
+        replace_current: bool,
+        /// Who runs this (recorded in the journal; required under dual control).
+        #[arg(long, value_name = "NAME")]
+        operator: Option<String>,
+        /// Cancel the request open on NODE instead (journaled).
+        #[arg(long, conflicts_with_all = ["kind", "replace_current"])]
+        cancel: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_kind(text: &str) -> Result<mkclone_backend::CloneableKind, String> {
+    mkclone_backend::CloneableKind::parse(text).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -421,6 +461,23 @@ pub fn run(command: Command) -> Result<(), Failure> {
         Command::Worksheet { config, html, json } => worksheet::run(&config.config, html, json),
         Command::Completions { shell } => shell::completions(shell),
         Command::Man { out } => shell::man(out.as_deref()),
+        Command::MasterKey(MasterKeyCommand::Random {
+            config,
+            node,
+            kind,
+            replace_current,
+            operator,
+            cancel,
+            json,
+        }) => master_key::random(master_key::RandomArgs {
+            config: &config.config,
+            node: &node,
+            kinds: kind,
+            replace_current,
+            operator,
+            cancel,
+            json,
+        }),
         Command::Sim(SimCommand::Init {
             config,
             load_source_keys,
