@@ -144,6 +144,8 @@ mod tests {
             (generated, GENERATION.map(|(d, _)| d).to_vec()),
             (received, RECEPTION.map(|(d, _)| d).to_vec()),
         ] {
+            // Each digit stands after a space (or a row's start) and before one.
+            let row = format!(" {row}");
             for d in b'0'..=b'9' {
                 let named = row.matches(&format!(" {} ", char::from(d))).count();
                 assert_eq!(named, usize::from(table.contains(&d)), "{d} in {row:?}");
