@@ -199,7 +199,7 @@ fn lock_existing_ceremony(config: &Config) -> Result<Option<DirLock>, Failure> {
 
 /// What the journal's `run-start` note of `command` records: this host, this mkclone, the
 /// configuration's SHA-256.
-fn run_start(config: &Config, command: &str) -> mkclone_ceremony::event::RunStart {
+pub(super) fn run_start(config: &Config, command: &str) -> mkclone_ceremony::event::RunStart {
     mkclone_ceremony::event::RunStart::here(command, Some(config.sha256.clone()))
 }
 

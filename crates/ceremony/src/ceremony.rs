@@ -344,6 +344,11 @@ impl Ceremony {
         self.run_start = Some(run);
     }
 
+    /// Who runs this command, as given (recorded in every record it appends).
+    pub fn operator(&self) -> Option<&str> {
+        self.operator.as_deref()
+    }
+
     pub fn journal(&self) -> &Journal {
         &self.journal
     }
@@ -514,6 +519,7 @@ fn action_name(action: &Action) -> &'static str {
         Action::ClearNew { .. } => "clear NEW",
         Action::DeleteRetainedKey { .. } => "delete a retained key",
         Action::UnregisterSaKey { .. } => "unregister the SA key",
+        Action::LoadRandomMasterKey { .. } => "load a random master key",
     }
 }
 

@@ -34,6 +34,7 @@ pub mod dry_run;
 pub mod event;
 mod failure;
 pub mod host;
+pub mod master_key;
 pub mod operator;
 pub mod phase;
 pub mod phases;

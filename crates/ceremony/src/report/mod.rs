@@ -69,7 +69,7 @@ mod tests;
 mod timeline;
 
 pub use build::{Inputs, build, build_with};
-pub use html::render_html;
+pub use html::{html as escape_html, render_html};
 pub use markdown::render_markdown;
 pub use model::*;
 pub use page::status_line;
