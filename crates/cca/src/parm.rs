@@ -128,8 +128,8 @@ impl ParmBlock {
     }
 
     /// Decode a reply parameter block as the kernel reads one: the function code, the
-    /// rule array and the verb data by their length fields; the key block when at least
-    /// its length field follows (an absent key block is an empty one); whatever follows
+    /// rule array and the verb data by their length fields; the key block when what
+    /// follows reads as one (else, or when absent, an empty one); whatever follows
     /// the last field is left alone and counted (the returned `usize`). The kernel reads
     /// no more than the rule-array and verb-data lengths (drivers/s390/crypto/
     /// zcrypt_ccamisc.c, `cca_query_crypto_facility`: "check and possibly copy reply rule
@@ -172,33 +172,22 @@ impl ParmBlock {
             )?
             .to_vec();
 
-        let mut keys = Vec::new();
-        if key_block == KeyBlock::Required || r.remaining() >= 2 {
-            let keys_len = usize::from(r.u16("key-block length")?);
-            let key_bytes = r.take(
-                keys_len
-                    .checked_sub(2)
-                    .ok_or_else(|| short("key-block length", keys_len))?,
-                "key block",
-            )?;
-            let mut kr = Reader {
-                bytes: key_bytes,
-                at: 0,
-            };
-            while kr.remaining() > 0 {
-                let len = usize::from(kr.u16("key-block entry length")?);
-                let flag = kr.u16("key-block entry flag")?;
-                let token = kr.take(
-                    len.checked_sub(4)
-                        .ok_or_else(|| short("key-block entry length", len))?,
-                    "key-block entry",
-                )?;
-                keys.push(KeyEntry {
-                    flag,
-                    token: token.to_vec(),
-                });
+        let keys = match key_block {
+            KeyBlock::Required => read_key_block(&mut r)?,
+            // What follows the verb data of a reply is a key block only if it reads as
+            // one; otherwise it is left alone like any other trailing bytes (the kernel
+            // reads nothing after the verb data).
+            KeyBlock::Optional => {
+                let mut attempt = Reader { bytes, at: r.at };
+                match read_key_block(&mut attempt) {
+                    Ok(keys) => {
+                        r.at = attempt.at;
+                        keys
+                    }
+                    Err(_) => Vec::new(),
+                }
             }
-        }
+        };
         let block = Self {
             function,
             rules,
@@ -207,6 +196,37 @@ impl ParmBlock {
         };
         Ok((block, r.remaining()))
     }
+}
+
+/// The key block at `r`: its length (counting itself), then entries of u16 length
+/// (counting itself), u16 flag and token.
+fn read_key_block(r: &mut Reader<'_>) -> Result<Vec<KeyEntry>, CodecError> {
+    let keys_len = usize::from(r.u16("key-block length")?);
+    let key_bytes = r.take(
+        keys_len
+            .checked_sub(2)
+            .ok_or_else(|| short("key-block length", keys_len))?,
+        "key block",
+    )?;
+    let mut kr = Reader {
+        bytes: key_bytes,
+        at: 0,
+    };
+    let mut keys = Vec::new();
+    while kr.remaining() > 0 {
+        let len = usize::from(kr.u16("key-block entry length")?);
+        let flag = kr.u16("key-block entry flag")?;
+        let token = kr.take(
+            len.checked_sub(4)
+                .ok_or_else(|| short("key-block entry length", len))?,
+            "key-block entry",
+        )?;
+        keys.push(KeyEntry {
+            flag,
+            token: token.to_vec(),
+        });
+    }
+    Ok(keys)
 }
 
 /// Whether a parameter block must end with a key block (requests) or may stop after the
