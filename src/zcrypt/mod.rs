@@ -11,10 +11,11 @@
 //!   states from sysfs, listed as lszcrypt users expect;
 //! - [`ZcryptNodeConfig`]: a node's configuration; [`open_backend`] opens it.
 //!
-//! What works on real hardware: discovery, and status through public encodings only
-//! (FQ STATCCAE, STATEID, STATICSA, STATICSB). The cloning verbs' encodings are not
-//! public; mkclone refuses to send its own (project-assigned) encodings to a real card
-//! (docs/ARCHITECTURE.md, "Provenance" and "zcrypt").
+//! What works on real hardware: discovery, and the public facility queries (FQ STATICSA,
+//! STATICSB: serial, ASYM/AES/APKA registers). The cloning verbs' encodings are not
+//! public, nor are those of FQ STATCCAE and STATEID; mkclone refuses to send its own
+//! (project-assigned) encodings to a real card (docs/ARCHITECTURE.md, "Provenance" and
+//! "zcrypt").
 
 pub mod abi;
 pub mod config;
@@ -23,7 +24,6 @@ pub mod ioctl;
 pub mod sysfs;
 mod transport;
 
-use mkclone_backend::Backend;
 use mkclone_cca::CcaBackend;
 
 pub use config::{DEFAULT_DEVICE, ZcryptConfigError, ZcryptNodeConfig};
@@ -53,7 +53,10 @@ pub fn open_backend(cfg: &ZcryptNodeConfig) -> Result<ZcryptBackend, ZcryptError
     Ok(backend)
 }
 
-/// Compare the serial the node reports with `cfg.expect_serial`, if set.
+/// Compare the serial the node reports with `cfg.expect_serial`, if set. The serial is
+/// read through FQ STATICSA, a public encoding (the same query that fills sysfs
+/// `serialnr`: zcrypt_cex4.c `cca_serialnr_show` -> zcrypt_ccamisc.c `cca_get_info`), so
+/// this works on a real device without project encodings.
 pub fn check_serial<D: ZcryptDevice>(
     backend: &mut CcaBackend<IoctlTransport<D>>,
     cfg: &ZcryptNodeConfig,
@@ -61,15 +64,17 @@ pub fn check_serial<D: ZcryptDevice>(
     let Some(expected) = &cfg.expect_serial else {
         return Ok(());
     };
-    let status = backend.status().map_err(|source| ZcryptError::Status {
-        apqn: cfg.apqn,
-        source,
-    })?;
-    if &status.identity.serial != expected {
+    let (facility, _) = backend
+        .facility_query()
+        .map_err(|source| ZcryptError::Status {
+            apqn: cfg.apqn,
+            source,
+        })?;
+    if &facility.serial != expected {
         return Err(ZcryptError::SerialMismatch {
             apqn: cfg.apqn,
             expected: expected.clone(),
-            actual: status.identity.serial,
+            actual: facility.serial,
         });
     }
     Ok(())

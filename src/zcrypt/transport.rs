@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use log::{debug, warn};
 use mkclone_cca::cprb::CPRBX_LEN;
-use mkclone_cca::function::{FunctionCode, Provenance};
+use mkclone_cca::function::{Encoding, Provenance};
 use mkclone_cca::{Apqn, Transport, TransportError};
 use nix::errno::Errno;
 
@@ -107,7 +107,7 @@ pub struct IoctlTransport<D: ZcryptDevice = DeviceFile> {
 }
 
 impl IoctlTransport<DeviceFile> {
-    /// Open `path` (`/dev/z90crypt` or a `/dev/zcrypt-*` node) for the coprocessor
+    /// Open `path` (`/dev/z90crypt` or a zcdn node `/dev/<name>`) for the coprocessor
     /// domain `apqn`.
     pub fn open(path: &Path, apqn: Apqn) -> Result<Self, ZcryptError> {
         let device = DeviceFile::open(path)
@@ -163,9 +163,9 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
         self.encodings
     }
 
-    /// The function code of `request`, refused when its encoding is not IBM's (unless
-    /// the override is on).
-    fn check_function(&self, request: &[u8]) -> Result<FunctionCode, ZcryptError> {
+    /// What `request` asks for (its function code, and for FQ its rule form), refused
+    /// when no public source shows its encoding (unless the override is on).
+    fn check_function(&self, request: &[u8]) -> Result<Encoding, ZcryptError> {
         if request.len() < CPRBX_LEN + 2 {
             return Err(ZcryptError::MalformedRequest {
                 detail: format!(
@@ -175,25 +175,29 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
                 ),
             });
         }
-        let code = [request[CPRBX_LEN], request[CPRBX_LEN + 1]];
-        let function =
-            FunctionCode::from_bytes(code).map_err(|_| ZcryptError::UnknownFunction {
-                code: String::from_utf8_lossy(&code).into_owned(),
-            })?;
-        match function.provenance() {
-            Provenance::Public { .. } => Ok(function),
+        let parm = &request[CPRBX_LEN..];
+        let code = |n: usize| String::from_utf8_lossy(&parm[..n.min(parm.len())]).into_owned();
+        let encoding = Encoding::of(parm).map_err(|_| ZcryptError::UnknownFunction {
+            code: if parm.starts_with(b"FQ") {
+                format!("FQ {}", code(12).get(4..).unwrap_or("").trim_end())
+            } else {
+                code(2)
+            },
+        })?;
+        match encoding.provenance {
+            Provenance::Public { .. } => Ok(encoding),
             Provenance::ProjectAssigned
                 if self.encodings == ProjectEncodings::SendAnywayIKnowTheyAreNotIbms =>
             {
                 warn!(
-                    "APQN {}: sending project-assigned {function} to a real device (override {OVERRIDE_ENV})",
-                    self.apqn
+                    "APQN {}: sending the project's encoding of {} to a real device (override {OVERRIDE_ENV})",
+                    self.apqn, encoding.what
                 );
-                Ok(function)
+                Ok(encoding)
             }
             Provenance::ProjectAssigned => Err(ZcryptError::ProjectAssigned {
-                verb: function.info().verb,
-                code: String::from_utf8_lossy(&code).into_owned(),
+                what: encoding.what,
+                code: code(2),
                 apqn: self.apqn,
             }),
         }
@@ -207,7 +211,7 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
         reply_capacity: usize,
         idempotent: bool,
     ) -> Result<CprbReply, ZcryptError> {
-        let function = self.check_function(request)?;
+        let function = self.check_function(request)?.what;
         let domain = u16::from_be_bytes([request[cprbx::DOMAIN], request[cprbx::DOMAIN + 1]]);
         if domain != self.apqn.domain {
             return Err(ZcryptError::MalformedRequest {
@@ -256,7 +260,7 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
             );
             match self.device.send_cprb(&mut call) {
                 Ok(()) => return self.read_reply(&call, function, idempotent),
-                Err(errno @ (Errno::EAGAIN | Errno::EIO)) if attempt < attempts => {
+                Err(errno @ (Errno::EAGAIN | Errno::EIO | Errno::EINTR)) if attempt < attempts => {
                     warn!(
                         "APQN {}: {function} failed with {errno}; retrying (attempt {attempt} of {attempts}, \
                          the request only reads)",
@@ -265,7 +269,13 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
                     std::thread::sleep(self.retry.backoff);
                 }
                 Err(errno) => {
-                    return Err(self.map_errno(errno, function, idempotent, attempt, capacity));
+                    let failure = Failure {
+                        errno,
+                        status: call.status(),
+                        attempts: attempt,
+                        capacity,
+                    };
+                    return Err(self.map_errno(failure, function, idempotent));
                 }
             }
         }
@@ -274,7 +284,7 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
     fn read_reply(
         &self,
         call: &XcrbCall<'_>,
-        function: FunctionCode,
+        function: &str,
         idempotent: bool,
     ) -> Result<CprbReply, ZcryptError> {
         let malformed = |detail: String| ZcryptError::MalformedReply {
@@ -325,16 +335,19 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
         })
     }
 
-    fn map_errno(
-        &self,
-        errno: Errno,
-        function: FunctionCode,
-        idempotent: bool,
-        attempts: u32,
-        capacity: usize,
-    ) -> ZcryptError {
+    /// The error for a failed ZSECSENDCPRB, split by whether the request may have
+    /// reached the card (`reached_card_before_failing`): for a state-changing request
+    /// every errno the kernel can return after delivery is "outcome unknown".
+    fn map_errno(&self, failure: Failure, function: &str, idempotent: bool) -> ZcryptError {
         let path = self.device.path().to_path_buf();
         let name = function.to_string();
+        let Failure {
+            errno,
+            status,
+            attempts,
+            capacity,
+        } = failure;
+        let outcome_unknown = !idempotent && reached_card_before_failing(errno);
         match errno {
             Errno::ENODEV => ZcryptError::NotOnline {
                 path,
@@ -344,12 +357,13 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
             Errno::EPERM => ZcryptError::IoctlNotAllowed { path },
             Errno::EACCES => ZcryptError::PermissionDenied { path },
             Errno::ENOTTY => ZcryptError::NotZcrypt { path },
-            Errno::EAGAIN | Errno::EIO if idempotent => ZcryptError::CardFailure {
+            Errno::EOPNOTSUPP => ZcryptError::Unsupported { path },
+            Errno::EAGAIN | Errno::EIO | Errno::EINTR if idempotent => ZcryptError::CardFailure {
                 apqn: self.apqn,
                 errno,
                 attempts,
             },
-            Errno::EAGAIN | Errno::EIO => ZcryptError::CardFailureOutcomeUnknown {
+            Errno::EAGAIN | Errno::EIO | Errno::EINTR => ZcryptError::CardFailureOutcomeUnknown {
                 apqn: self.apqn,
                 errno,
                 function: name,
@@ -357,13 +371,62 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
             Errno::EMSGSIZE => ZcryptError::ReplyTooLarge {
                 function: name,
                 capacity,
-                outcome_unknown: !idempotent,
+                outcome_unknown,
             },
-            Errno::EINVAL => ZcryptError::Rejected { function: name },
-            Errno::EFAULT => ZcryptError::BadAddress,
-            errno => ZcryptError::Ioctl { path, errno },
+            Errno::EINVAL => ZcryptError::Rejected {
+                function: name,
+                status,
+                outcome_unknown,
+            },
+            Errno::EFAULT => ZcryptError::BadAddress {
+                function: name,
+                outcome_unknown,
+            },
+            errno => ZcryptError::Ioctl {
+                path,
+                errno,
+                outcome_unknown,
+            },
         }
     }
+}
+
+/// What a failed ioctl left: its errno, `ica_xcRB.status` as the kernel wrote it back
+/// (zsecsendcprb_ioctl copies the structure back on failure too), the attempts made and
+/// the reply capacity offered.
+struct Failure {
+    errno: Errno,
+    status: u32,
+    attempts: u32,
+    capacity: usize,
+}
+
+/// Whether ZSECSENDCPRB can fail with `errno` after the request reached the card, by
+/// the kernel's code paths (drivers/s390/crypto, current mainline):
+/// - ENOTTY: not a zcrypt device, or an ioctl number the driver does not know
+///   (`zcrypt_unlocked_ioctl`: -ENOIOCTLCMD); EPERM: the node's ioctlmask
+///   (`zcrypt_check_ioctl`, before anything else); ENODEV: no eligible card or queue, or
+///   the domain outside a zcdn node's masks; EOPNOTSUPP: a zcdn node and a CPRB that is
+///   neither usage nor administrative (`_zcrypt_send_cprb`, before `send_cprb`). All
+///   before delivery.
+/// - EINVAL: malformed lengths or header (`xcrb_msg_to_type6cprb_msgx`), before; but also
+///   an error reply from the card or the AP firmware (`convert_response_xcrb` ->
+///   `convert_error` in zcrypt_error.h: reply codes 0x82, 0x8A, 0x8B "filtered by
+///   hypervisor", ...), after.
+/// - EFAULT: copying the ica_xcRB or the request in, before; copying the reply out
+///   (`convert_type86_xcrb`) or the ica_xcRB back (`zsecsendcprb_ioctl`), after the card
+///   ran the request.
+/// - EINTR: the wait for the reply was interrupted (`zcrypt_msgtype6_send_cprb`:
+///   `wait_for_completion_interruptible`, then `ap_cancel_message`, which drops the
+///   reply, not a request the card already has).
+/// - EIO: a failure the kernel retried itself (EAGAIN, up to TRACK_AGAIN_MAX times in
+///   `zsecsendcprb_ioctl`) before giving up; EMSGSIZE: the reply did not fit, after.
+/// - anything else: not known to come only before delivery, so treated as after.
+pub(crate) fn reached_card_before_failing(errno: Errno) -> bool {
+    !matches!(
+        errno,
+        Errno::ENOTTY | Errno::EPERM | Errno::ENODEV | Errno::EOPNOTSUPP | Errno::EACCES
+    )
 }
 
 /// Round up to a multiple of 4 (the kernel's CEIL4).
