@@ -111,33 +111,13 @@ impl Cprbx {
     /// the reply parameter block at reply + 220 whatever cprb_len says
     /// (zcrypt_ccamisc.c, `cca_query_crypto_facility`).
     pub fn decode_reply(bytes: &[u8]) -> Result<Self, CodecError> {
-        let b: &[u8; CPRBX_LEN] = bytes
-            .get(..CPRBX_LEN)
-            .and_then(|s| s.try_into().ok())
-            .ok_or(CodecError::Truncated {
-                what: "CPRBX",
-                needed: CPRBX_LEN,
-                available: bytes.len(),
-            })?;
-        if b[off::VER_ID] != CPRBX_VERSION {
-            return Err(CodecError::Field {
-                what: "CPRBX",
-                field: "cprb_ver_id",
-                detail: format!("X'{:02X}', expected X'02'", b[off::VER_ID]),
-            });
-        }
+        let b = header(bytes)?;
+        check_version(b)?;
         Ok(Self::fields(b))
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
-        let b: &[u8; CPRBX_LEN] = bytes
-            .get(..CPRBX_LEN)
-            .and_then(|s| s.try_into().ok())
-            .ok_or(CodecError::Truncated {
-                what: "CPRBX",
-                needed: CPRBX_LEN,
-                available: bytes.len(),
-            })?;
+        let b = header(bytes)?;
         let cprb_len = get_u16(b, off::CPRB_LEN);
         if usize::from(cprb_len) != CPRBX_LEN {
             return Err(CodecError::Field {
@@ -146,13 +126,7 @@ impl Cprbx {
                 detail: format!("{cprb_len}, expected 220"),
             });
         }
-        if b[off::VER_ID] != CPRBX_VERSION {
-            return Err(CodecError::Field {
-                what: "CPRBX",
-                field: "cprb_ver_id",
-                detail: format!("X'{:02X}', expected X'02'", b[off::VER_ID]),
-            });
-        }
+        check_version(b)?;
         if b[off::FUNC_ID..off::FUNC_ID + 2] != FUNC_ID_T2 {
             return Err(CodecError::Field {
                 what: "CPRBX",
@@ -191,6 +165,30 @@ impl Cprbx {
             domain: get_u16(b, off::DOMAIN),
         }
     }
+}
+
+/// The first 220 bytes of `bytes`.
+fn header(bytes: &[u8]) -> Result<&[u8; CPRBX_LEN], CodecError> {
+    bytes
+        .get(..CPRBX_LEN)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(CodecError::Truncated {
+            what: "CPRBX",
+            needed: CPRBX_LEN,
+            available: bytes.len(),
+        })
+}
+
+/// cprb_ver_id must be X'02', in requests and replies alike.
+fn check_version(b: &[u8; CPRBX_LEN]) -> Result<(), CodecError> {
+    if b[off::VER_ID] != CPRBX_VERSION {
+        return Err(CodecError::Field {
+            what: "CPRBX",
+            field: "cprb_ver_id",
+            detail: format!("X'{:02X}', expected X'02'", b[off::VER_ID]),
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn len_u32(len: usize, what: &'static str) -> Result<u32, CodecError> {
