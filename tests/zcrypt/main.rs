@@ -6,5 +6,6 @@ mod ceremony;
 mod conformance;
 mod errno;
 mod fake_kernel;
+mod fuse_node;
 mod guard;
 mod sysfs;
