@@ -6,6 +6,7 @@ mod ceremony;
 mod conformance;
 mod errno;
 mod fake_kernel;
+mod fuse_ceremony;
 mod fuse_node;
 mod guard;
 mod sysfs;
