@@ -120,6 +120,16 @@ pub struct CallRecord {
     pub errno: Option<Errno>,
     /// `ica_xcRB.status` as written back.
     pub status: u32,
+    /// The signals the calling thread had blocked while it waited (`SigBlk` of
+    /// /proc/<tid>/status; bit n-1 for signal n), read when the call arrived.
+    pub blocked_signals: Option<u64>,
+}
+
+/// The signal mask of thread `tid`, from /proc/<tid>/status.
+fn blocked_signals(tid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("SigBlk:"))?;
+    u64::from_str_radix(line.trim(), 16).ok()
 }
 
 /// A queue: one domain of a card.
@@ -267,6 +277,7 @@ impl ZcryptModel {
             card_ran: false,
             errno: None,
             status: 0,
+            blocked_signals: blocked_signals(pid),
         };
         let result = self.zsecsendcprb_recorded(memory, arg, fault.as_ref(), &mut record);
         record.errno = result.err();

@@ -21,7 +21,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -80,6 +80,7 @@ pub struct ZcryptNode {
     path: PathBuf,
     model: Arc<Mutex<ZcryptModel>>,
     stop: Arc<AtomicBool>,
+    interrupts: Arc<AtomicU64>,
     server: Option<JoinHandle<()>>,
 }
 
@@ -126,10 +127,12 @@ impl ZcryptNode {
         })?;
         let model = Arc::new(Mutex::new(model));
         let stop = Arc::new(AtomicBool::new(false));
+        let interrupts = Arc::new(AtomicU64::new(0));
         let server = Server {
             fuse,
             model: model.clone(),
             stop: stop.clone(),
+            interrupts: interrupts.clone(),
             kind,
             attr: wire::Attr {
                 ino: 1,
@@ -150,6 +153,7 @@ impl ZcryptNode {
             path: path.to_path_buf(),
             model,
             stop,
+            interrupts,
             server: Some(handle),
         })
     }
@@ -157,6 +161,12 @@ impl ZcryptNode {
     /// The node's path: what a configuration names as `device`.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How many FUSE_INTERRUPT requests the kernel sent: one for each signal that
+    /// interrupted a caller waiting on the node (fs/fuse/dev.c, `request_wait_answer`).
+    pub fn interrupts(&self) -> u64 {
+        self.interrupts.load(Ordering::SeqCst)
     }
 
     /// The model, to set faults, change cards or read the calls.
@@ -187,6 +197,7 @@ struct Server {
     fuse: File,
     model: Arc<Mutex<ZcryptModel>>,
     stop: Arc<AtomicBool>,
+    interrupts: Arc<AtomicU64>,
     kind: NodeKind,
     attr: wire::Attr,
     next_fh: u64,
@@ -285,7 +296,13 @@ impl Server {
             opcode::READ | opcode::WRITE => Answer::Error(Errno::EPERM),
             opcode::FLUSH | opcode::RELEASE => Answer::Reply(Vec::new()),
             opcode::STATFS => Answer::Reply(wire::statfs_out()),
-            opcode::FORGET | opcode::BATCH_FORGET | opcode::INTERRUPT => Answer::Nothing,
+            opcode::INTERRUPT => {
+                // Requests are answered in order, so the interrupted one is answered
+                // already or will be: nothing to do but count it.
+                self.interrupts.fetch_add(1, Ordering::SeqCst);
+                Answer::Nothing
+            }
+            opcode::FORGET | opcode::BATCH_FORGET => Answer::Nothing,
             opcode::DESTROY => Answer::Last,
             opcode::IOCTL => self.ioctl(header, arg),
             _ => Answer::Error(Errno::ENOSYS),
