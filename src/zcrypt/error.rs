@@ -192,6 +192,21 @@ pub enum ZcryptError {
         outcome_unknown: bool,
     },
 
+    #[error(
+        "capture is on ({}): while it is, only facility queries (FQ) are sent and captured, and {what} \
+         is not one; a capture never holds key material. Drop --capture (or unset \
+         MKCLONE_CAPTURE_DIR) for this command. Nothing was sent",
+        dir.display()
+    )]
+    CaptureRefused { what: &'static str, dir: PathBuf },
+
+    #[error("the exchange with APQN {apqn} could not be captured: {source}")]
+    Capture {
+        apqn: Apqn,
+        #[source]
+        source: super::capture::CaptureError,
+    },
+
     #[error(transparent)]
     Config(#[from] ZcryptConfigError),
 

@@ -21,10 +21,11 @@ use std::time::Duration;
 
 use log::{debug, warn};
 use mkclone_cca::cprb::CPRBX_LEN;
-use mkclone_cca::function::{Encoding, Provenance};
+use mkclone_cca::function::{Encoding, FunctionCode, Provenance};
 use mkclone_cca::{Apqn, Transport, TransportError};
 use nix::errno::Errno;
 
+use super::capture::{CAPTURE_FORMAT, Capture, Exchange, Machine};
 use super::error::ZcryptError;
 use super::ioctl::{DeviceFile, XcrbCall, ZcryptDevice};
 
@@ -104,6 +105,7 @@ pub struct IoctlTransport<D: ZcryptDevice = DeviceFile> {
     apqn: Apqn,
     encodings: ProjectEncodings,
     retry: RetryPolicy,
+    capture: Option<Capture>,
 }
 
 impl IoctlTransport<DeviceFile> {
@@ -124,7 +126,19 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
             apqn,
             encodings: ProjectEncodings::Refuse,
             retry: RetryPolicy::default(),
+            capture: None,
         }
+    }
+
+    /// Capture every exchange into `capture`; with a capture on, only FQ is sent
+    /// (`capture` module).
+    pub fn with_capture(mut self, capture: Capture) -> Self {
+        self.capture = Some(capture);
+        self
+    }
+
+    pub fn capture(&self) -> Option<&Capture> {
+        self.capture.as_ref()
     }
 
     pub fn with_project_encodings(mut self, encodings: ProjectEncodings) -> Self {
@@ -211,7 +225,16 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
         reply_capacity: usize,
         idempotent: bool,
     ) -> Result<CprbReply, ZcryptError> {
-        let function = self.check_function(request)?.what;
+        let encoding = self.check_function(request)?;
+        let function = encoding.what;
+        if let Some(capture) = &self.capture
+            && encoding.function != FunctionCode::FacilityQuery
+        {
+            return Err(ZcryptError::CaptureRefused {
+                what: function,
+                dir: capture.dir().to_path_buf(),
+            });
+        }
         let domain = u16::from_be_bytes([request[cprbx::DOMAIN], request[cprbx::DOMAIN + 1]]);
         if domain != self.apqn.domain {
             return Err(ZcryptError::MalformedRequest {
@@ -258,7 +281,9 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
                 request.len(),
                 capacity
             );
-            match self.device.send_cprb(&mut call) {
+            let sent = self.device.send_cprb(&mut call);
+            self.record(request, function, &call, sent.err())?;
+            match sent {
                 Ok(()) => return self.read_reply(&call, function, idempotent),
                 Err(errno @ (Errno::EAGAIN | Errno::EIO | Errno::EINTR)) if attempt < attempts => {
                     warn!(
@@ -279,6 +304,49 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
                 }
             }
         }
+    }
+
+    /// Write the exchange to the capture, when one is on.
+    fn record(
+        &self,
+        request: &[u8],
+        what: &str,
+        call: &XcrbCall<'_>,
+        errno: Option<Errno>,
+    ) -> Result<(), ZcryptError> {
+        let Some(capture) = &self.capture else {
+            return Ok(());
+        };
+        let written = call.reply_control_len() as usize;
+        let reply = match errno {
+            None => call.reply_buffer()[..written.min(call.reply_buffer().len())].to_vec(),
+            Some(_) => Vec::new(),
+        };
+        let exchange = Exchange {
+            format: CAPTURE_FORMAT.into(),
+            version: 1,
+            mkclone: env!("CARGO_PKG_VERSION").into(),
+            captured_at_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            device: self.device.path().to_path_buf(),
+            apqn: self.apqn.to_string(),
+            machine: Machine::default(),
+            what: what.to_string(),
+            request: request.to_vec(),
+            errno: errno.map(|e| format!("{e}")),
+            status: call.status(),
+            reply_length: call.reply_control_len(),
+            reply,
+        };
+        capture
+            .record(exchange)
+            .map(drop)
+            .map_err(|source| ZcryptError::Capture {
+                apqn: self.apqn,
+                source,
+            })
     }
 
     fn read_reply(

@@ -2,6 +2,7 @@
 //! kernel that enforces ZSECSENDCPRB's rules and hands requests to hw-sim, real file
 //! descriptors that are not zcrypt devices, and fake sysfs trees.
 
+mod capture;
 mod ceremony;
 mod conformance;
 mod errno;
