@@ -8,6 +8,7 @@ mod conformance;
 mod errno;
 mod fake_kernel;
 mod fuse_ceremony;
+mod fuse_cli;
 mod fuse_errno;
 mod fuse_node;
 mod guard;
