@@ -456,10 +456,156 @@ fn shape_like_a_real_card(reply: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
+    //! The driver's rules on an in-memory caller: the ica_xcRB and its buffers laid out
+    //! by hand at made-up addresses.
+
+    use std::cell::RefCell;
+
+    use mkclone_cca::verbs::{Query, Request};
+
     use super::*;
+
+    /// A caller whose memory is one buffer at address `BASE`.
+    struct Arena(RefCell<Vec<u8>>);
+    const BASE: u64 = 0x1000;
+    const XCRB_AT: u64 = BASE;
+    const REQUEST_AT: u64 = BASE + 0x100;
+    const REPLY_AT: u64 = BASE + 0x2000;
+
+    impl UserMemory for Arena {
+        fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
+            let start = addr.checked_sub(BASE).ok_or(Errno::EFAULT)? as usize;
+            self.0
+                .borrow()
+                .get(start..start + len)
+                .map(<[u8]>::to_vec)
+                .ok_or(Errno::EFAULT)
+        }
+        fn write(&self, addr: u64, bytes: &[u8]) -> Result<(), Errno> {
+            let start = addr.checked_sub(BASE).ok_or(Errno::EFAULT)? as usize;
+            let mut m = self.0.borrow_mut();
+            let slot = m.get_mut(start..start + bytes.len()).ok_or(Errno::EFAULT)?;
+            slot.copy_from_slice(bytes);
+            Ok(())
+        }
+    }
+
+    /// An arena holding an ica_xcRB for card `card` with `request` and a reply buffer of
+    /// `capacity` bytes.
+    fn caller(card: u32, request: &[u8], capacity: u32) -> Arena {
+        let mut m = vec![0u8; 0x6000];
+        let x = &mut m[..XCRB_LEN];
+        x[0..2].copy_from_slice(b"CA");
+        x[2..6].copy_from_slice(&card.to_ne_bytes());
+        x[8..12].copy_from_slice(&(request.len() as u32).to_ne_bytes());
+        x[20..28].copy_from_slice(&REQUEST_AT.to_ne_bytes());
+        x[48..52].copy_from_slice(&capacity.to_ne_bytes());
+        x[60..68].copy_from_slice(&REPLY_AT.to_ne_bytes());
+        let at = (REQUEST_AT - BASE) as usize;
+        m[at..at + request.len()].copy_from_slice(request);
+        Arena(RefCell::new(m))
+    }
+
+    fn fq(domain: u16) -> Vec<u8> {
+        Request::Query(Query::StatIcsa)
+            .to_message(domain, 4096)
+            .unwrap()
+    }
+
+    fn model() -> ZcryptModel {
+        let mut m = ZcryptModel::new();
+        let serial = SerialNumber::new("UNIT0003").unwrap();
+        m.add_domain(Apqn::new(3, 0x0d).unwrap(), &serial);
+        m.add_domain(Apqn::new(3, 0x0e).unwrap(), &serial);
+        m
+    }
+
+    fn errno_of(result: i32) -> Option<Errno> {
+        (result != 0).then(|| Errno::from_raw(-result))
+    }
 
     #[test]
     fn zsecsendcprb_is_the_uapi_number() {
         assert_eq!(ZSECSENDCPRB, 0xC000_7A81);
+    }
+
+    #[test]
+    fn a_reply_is_copied_back_with_its_length_and_any_domain_is_chosen() {
+        let mut m = model();
+        let user = caller(AUTOSELECT, &fq(AUTOSEL_DOM), 8192);
+        assert_eq!(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT), 0);
+        let xcrb = user.read(XCRB_AT, XCRB_LEN).unwrap();
+        let written = u32::from_ne_bytes(xcrb[48..52].try_into().unwrap()) as usize;
+        assert_eq!(written % 4, 0);
+        let reply = user.read(REPLY_AT, written).unwrap();
+        assert_eq!(&reply[170..172], &[0x00, 0x0d], "the first domain took it");
+        assert_eq!(m.calls()[0].domain, 0x0d);
+        assert_eq!(m.calls()[0].rule.as_ref(), Some(b"STATICSA"));
+    }
+
+    #[test]
+    fn the_kernels_refusals_before_delivery() {
+        let mut m = model();
+        // Another ioctl number: ENOTTY; a bad ica_xcRB address: EFAULT.
+        let user = caller(3, &fq(0x0d), 8192);
+        assert_eq!(errno_of(m.ioctl(&user, 7, 0xC000_7A05, XCRB_AT)), Some(Errno::ENOTTY));
+        assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, 0x10)), Some(Errno::EFAULT));
+        // A control block shorter than a CPRBX, a reply buffer too: EINVAL.
+        let user = caller(3, &fq(0x0d)[..200], 8192);
+        assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)), Some(Errno::EINVAL));
+        let user = caller(3, &fq(0x0d), 100);
+        assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)), Some(Errno::EINVAL));
+        // cprb_len pointing past the block: EINVAL.
+        let mut bad = fq(0x0d);
+        bad[0..2].copy_from_slice(&0x2000u16.to_be_bytes());
+        let user = caller(3, &bad, 8192);
+        assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)), Some(Errno::EINVAL));
+        // No such card, no such domain, a checkstopped card: ENODEV.
+        for (card, domain) in [(4, 0x0d), (3, 0x0f)] {
+            let user = caller(card, &fq(domain), 8192);
+            assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)), Some(Errno::ENODEV));
+        }
+        m.card_mut(3).unwrap().chkstop = true;
+        let user = caller(3, &fq(0x0d), 8192);
+        assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)), Some(Errno::ENODEV));
+        assert!(m.calls().iter().all(|c| !c.card_ran));
+    }
+
+    #[test]
+    fn a_zcdn_node_checks_its_ioctl_mask_first_and_its_cprb_classes() {
+        let mut m = model();
+        m.set_masks(Some(ZcdnMasks {
+            ioctls: [0x81].into_iter().collect(),
+            cards: [3].into_iter().collect(),
+            domains: [0x0d, 0x0e].into_iter().collect(),
+            control_domains: [0x0e].into_iter().collect(),
+        }));
+        let user = caller(3, &fq(0x0d), 8192);
+        assert_eq!(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT), 0);
+        // An administrative CPRB ("T3") for a domain outside the control mask: ENODEV; a
+        // CPRB of no known class: EOPNOTSUPP.
+        let mut admin = fq(0x0d);
+        admin[6..8].copy_from_slice(b"T3");
+        let user = caller(3, &admin, 8192);
+        assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)), Some(Errno::ENODEV));
+        let mut other = fq(0x0d);
+        other[6..8].copy_from_slice(b"X9");
+        let user = caller(3, &other, 8192);
+        assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)), Some(Errno::EOPNOTSUPP));
+        // Without ZSECSENDCPRB in the mask: EPERM, before anything is read.
+        m.set_masks(Some(ZcdnMasks::default()));
+        assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, 0x10)), Some(Errno::EPERM));
+    }
+
+    #[test]
+    fn eagain_is_sent_again_by_the_kernel_and_becomes_eio_after_ten_attempts() {
+        let mut m = model();
+        m.fault(1, Fault::Again(9));
+        m.fault(2, Fault::Again(10));
+        let user = caller(3, &fq(0x0d), 8192);
+        assert_eq!(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT), 0);
+        assert_eq!((m.calls()[0].attempts, m.calls()[0].card_ran), (10, true));
+        assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)), Some(Errno::EIO));
+        assert_eq!((m.calls()[1].attempts, m.calls()[1].card_ran), (10, false));
     }
 }
