@@ -49,9 +49,8 @@ pub fn run(
     };
     let config = config.map(Config::load).transpose()?;
     let capture_dir = capture.or_else(mkclone::zcrypt::capture_dir_from_env);
-    let capture = capture_dir.map(|dir| {
-        capture_kit(&dir, sysfs, config.as_ref(), cca.as_deref().unwrap_or(&[]))
-    });
+    let capture = capture_dir
+        .map(|dir| capture_kit(&dir, sysfs, config.as_ref(), cca.as_deref().unwrap_or(&[])));
     let mut pkcs11 = Vec::new();
     if let Some(config) = &config {
         let modules: BTreeSet<PathBuf> = config

@@ -141,7 +141,10 @@ impl Capture {
 
     /// The files written so far.
     pub fn written(&self) -> Vec<PathBuf> {
-        self.written.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Write one exchange; the file's path.

@@ -125,7 +125,9 @@ fn check_node_path(path: &Path) -> Result<(), &'static str> {
         return Err("a zcrypt node's name has at most 31 bytes");
     }
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("the kernel strips blanks from a node name and a name holds no control character");
+        return Err(
+            "the kernel strips blanks from a node name and a name holds no control character",
+        );
     }
     Ok(())
 }

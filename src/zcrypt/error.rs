@@ -270,6 +270,8 @@ fn status_note(status: u32) -> String {
     if status == 0 {
         String::new()
     } else {
-        format!(" (ica_xcRB.status 0x{status:08X}: the card or the AP firmware answered with an error reply)")
+        format!(
+            " (ica_xcRB.status 0x{status:08X}: the card or the AP firmware answered with an error reply)"
+        )
     }
 }

@@ -83,7 +83,8 @@ pub fn capture_facility(
     apqn: Apqn,
     device: &Path,
 ) -> Result<Vec<PathBuf>, ZcryptError> {
-    let transport = IoctlTransport::open(device, apqn)?.with_capture(open_capture(dir, sysfs, apqn)?);
+    let transport =
+        IoctlTransport::open(device, apqn)?.with_capture(open_capture(dir, sysfs, apqn)?);
     let mut backend = CcaBackend::new(transport);
     let queried = backend.facility_query();
     let written = backend

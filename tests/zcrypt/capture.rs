@@ -114,10 +114,18 @@ fn the_capture_kit_writes_each_fq_exchange_and_the_decoder_reads_the_files_back(
 
     let decoded = decode_all(&capture);
     assert_eq!(decoded.len(), 6, "{decoded:?}");
-    for (card, serial) in [("01.000d", "CAPT0001"), ("02.000d", "CAPT0002"), ("03.000d", "CAPT0003")] {
+    for (card, serial) in [
+        ("01.000d", "CAPT0001"),
+        ("02.000d", "CAPT0002"),
+        ("03.000d", "CAPT0003"),
+    ] {
         let of_card: Vec<_> = decoded.iter().filter(|(a, _, _)| a == card).collect();
         assert_eq!(of_card.len(), 2, "{card}");
-        assert!(of_card.iter().any(|(_, q, s)| *q == Query::StatIcsa && s.as_deref() == Some(serial)));
+        assert!(
+            of_card
+                .iter()
+                .any(|(_, q, s)| *q == Query::StatIcsa && s.as_deref() == Some(serial))
+        );
         assert!(of_card.iter().any(|(_, q, _)| *q == Query::StatIcsb));
     }
     // The binary was another process: the node read its memory, not this one's.
@@ -135,7 +143,11 @@ fn the_capture_kit_writes_each_fq_exchange_and_the_decoder_reads_the_files_back(
         .map(|p| read_exchange(p).unwrap())
         .filter(|e| e.apqn == "02.000d")
         .collect();
-    assert!(shaped.iter().all(|e| e.reply[172..184].iter().any(|&b| b != 0)));
+    assert!(
+        shaped
+            .iter()
+            .all(|e| e.reply[172..184].iter().any(|&b| b != 0))
+    );
 }
 
 #[test]
@@ -151,7 +163,11 @@ fn the_environment_variable_turns_the_capture_on_too() {
         .env("MKCLONE_CAPTURE_DIR", &capture)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["capture"].as_array().unwrap().len(), 3);
     assert_eq!(decode_all(&capture).len(), 6);

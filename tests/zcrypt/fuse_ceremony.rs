@@ -17,7 +17,12 @@ fn a_whole_ceremony_runs_through_a_fuse_served_zcrypt_node() {
         .map(|(card, serial)| (apqn(*card, 0x0d), *serial))
         .collect();
     let m = Machine::new(&cards);
-    let open = |card: u8| m.backend(apqn(card, 0x0d), ProjectEncodings::SendAnywayIKnowTheyAreNotIbms);
+    let open = |card: u8| {
+        m.backend(
+            apqn(card, 0x0d),
+            ProjectEncodings::SendAnywayIKnowTheyAreNotIbms,
+        )
+    };
     run_ceremony(open(1), open(2), [open(3), open(4)]);
 
     // Every request was one ioctl on the node by this process, addressed to its card
@@ -43,7 +48,9 @@ fn a_whole_ceremony_runs_through_a_fuse_served_zcrypt_node() {
     }
     for (card, function) in [(4u32, b"md"), (2, b"md"), (1, b"ce"), (3, b"mp")] {
         assert!(
-            calls.iter().any(|c| c.card == card && &c.function == function),
+            calls
+                .iter()
+                .any(|c| c.card == card && &c.function == function),
             "no {} on card {card}",
             String::from_utf8_lossy(function)
         );

@@ -40,7 +40,12 @@ fn mkclone_clone_runs_on_zcrypt_nodes_served_through_fuse() {
         .map(|(card, serial)| (apqn(*card, 0x0d), *serial))
         .collect();
     let m = Machine::new(&cards);
-    let open = |card: u8| m.backend(apqn(card, 0x0d), ProjectEncodings::SendAnywayIKnowTheyAreNotIbms);
+    let open = |card: u8| {
+        m.backend(
+            apqn(card, 0x0d),
+            ProjectEncodings::SendAnywayIKnowTheyAreNotIbms,
+        )
+    };
     // The source's master keys, loaded through the node; their CURRENT patterns go into
     // the plan as the source's operator reads them out.
     let mut source = open(2);
@@ -49,7 +54,10 @@ fn mkclone_clone_runs_on_zcrypt_nodes_served_through_fuse() {
         source.load_random_master_key(kind).unwrap();
         let status = source.status().unwrap();
         let current = status.register(kind.kind()).unwrap().current_patterns[0].clone();
-        patterns.push(format!("{} = \"{current}\"", kind.kind().name().to_lowercase()));
+        patterns.push(format!(
+            "{} = \"{current}\"",
+            kind.kind().name().to_lowercase()
+        ));
     }
     let before = m.node.model().calls().len();
     let config = plan(m.path(), &m.device(), &patterns.join(", "));

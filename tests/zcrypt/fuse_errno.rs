@@ -82,12 +82,18 @@ fn outcome_unknown(r: Result<Vec<u8>, TransportError>) -> String {
 fn enodev_comes_before_delivery_and_is_not_sent_even_for_a_change() {
     let m = machine();
     // No such card, then the card offline: no queue is eligible.
-    let mut t = m.transport(apqn(5, 0x0d), ProjectEncodings::SendAnywayIKnowTheyAreNotIbms);
+    let mut t = m.transport(
+        apqn(5, 0x0d),
+        ProjectEncodings::SendAnywayIKnowTheyAreNotIbms,
+    );
     let msg = Request::SetMofN { m: 2, n: 3 }
         .to_message(0x0d, CAPACITY)
         .unwrap();
     let text = not_sent(t.send(&msg, CAPACITY, false));
-    assert!(text.contains("(ENODEV)") && text.contains("chzcrypt -e 0x05"), "{text}");
+    assert!(
+        text.contains("(ENODEV)") && text.contains("chzcrypt -e 0x05"),
+        "{text}"
+    );
     m.node.model().card_mut(3).unwrap().online = false;
     let e = send_cprb(&m, &change_request(), false);
     assert!(matches!(e, ZcryptError::NotOnline { .. }), "{e:?}");
@@ -103,7 +109,12 @@ fn eperm_from_a_node_whose_ioctlmask_leaves_zsecsendcprb_out() {
         domains: [0x0d].into_iter().collect(),
         control_domains: Default::default(),
     };
-    let m = Machine::with("mkclone", &[(card(), "ERRNO003")], NodeKind::Zcrypt, Some(masks));
+    let m = Machine::with(
+        "mkclone",
+        &[(card(), "ERRNO003")],
+        NodeKind::Zcrypt,
+        Some(masks),
+    );
     let e = send_cprb(&m, &change_request(), false);
     assert!(matches!(e, ZcryptError::IoctlNotAllowed { .. }), "{e:?}");
     assert!(e.to_string().contains("ioctlmask"), "{e}");
@@ -120,7 +131,12 @@ fn a_zcdn_node_passes_only_the_domains_in_its_masks() {
         domains: [0x0e].into_iter().collect(),
         control_domains: Default::default(),
     };
-    let m = Machine::with("mkclone", &[(card(), "ERRNO003")], NodeKind::Zcrypt, Some(masks));
+    let m = Machine::with(
+        "mkclone",
+        &[(card(), "ERRNO003")],
+        NodeKind::Zcrypt,
+        Some(masks),
+    );
     let e = send_cprb(&m, &read_request(), true);
     assert!(matches!(e, ZcryptError::NotOnline { .. }), "{e:?}");
     assert!(e.to_string().contains("aqmask"), "{e}");
@@ -129,10 +145,18 @@ fn a_zcdn_node_passes_only_the_domains_in_its_masks() {
 #[test]
 fn enotty_from_a_file_that_is_not_a_zcrypt_device() {
     // Its server has no ioctl; the kernel's FUSE module answers ENOTTY (fs/fuse/ioctl.c).
-    let m = Machine::with("not-zcrypt", &[(card(), "ERRNO003")], NodeKind::NotZcrypt, None);
+    let m = Machine::with(
+        "not-zcrypt",
+        &[(card(), "ERRNO003")],
+        NodeKind::NotZcrypt,
+        None,
+    );
     let e = send_cprb(&m, &change_request(), false);
     assert!(matches!(e, ZcryptError::NotZcrypt { .. }), "{e:?}");
-    assert!(e.to_string().contains("is not a zcrypt device (ENOTTY)"), "{e}");
+    assert!(
+        e.to_string().contains("is not a zcrypt device (ENOTTY)"),
+        "{e}"
+    );
     not_sent(send(&m, &change_request(), false));
 }
 
@@ -142,13 +166,26 @@ fn emsgsize_comes_after_the_card_ran() {
     let mut t = m.transport(card(), ProjectEncodings::SendAnywayIKnowTheyAreNotIbms);
     let e = t.send_cprb(&read_request(), 224, true).unwrap_err();
     assert!(
-        matches!(e, ZcryptError::ReplyTooLarge { outcome_unknown: false, capacity: 224, .. }),
+        matches!(
+            e,
+            ZcryptError::ReplyTooLarge {
+                outcome_unknown: false,
+                capacity: 224,
+                ..
+            }
+        ),
         "{e:?}"
     );
-    let change = Request::SetMofN { m: 2, n: 3 }.to_message(0x0d, 224).unwrap();
+    let change = Request::SetMofN { m: 2, n: 3 }
+        .to_message(0x0d, 224)
+        .unwrap();
     outcome_unknown(t.send(&change, 224, false));
     let calls = m.node.model().calls().to_vec();
-    assert!(calls.iter().all(|c| c.card_ran && c.errno == Some(Errno::EMSGSIZE)));
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.card_ran && c.errno == Some(Errno::EMSGSIZE))
+    );
     // The card did run it.
     assert!(m_of_n_is_set(&m));
 }
@@ -163,13 +200,24 @@ fn eio_after_the_kernels_own_retries() {
     }
     let e = send_cprb(&m, &read_request(), true);
     assert!(
-        matches!(e, ZcryptError::CardFailure { errno: Errno::EIO, attempts: 3, .. }),
+        matches!(
+            e,
+            ZcryptError::CardFailure {
+                errno: Errno::EIO,
+                attempts: 3,
+                ..
+            }
+        ),
         "{e:?}"
     );
     assert!(!e.outcome_unknown());
     let calls = m.node.model().calls().to_vec();
     assert_eq!(calls.len(), 3);
-    assert!(calls.iter().all(|c| c.attempts == 10 && c.errno == Some(Errno::EIO)));
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.attempts == 10 && c.errno == Some(Errno::EIO))
+    );
 
     // A change: outcome unknown, not repeated.
     m.node.model().fault_next(Fault::Again(10));
@@ -206,12 +254,28 @@ fn einval_before_delivery_from_a_malformed_control_block() {
     m.node.model().fault_next(Fault::Before(Errno::EINVAL));
     let e = send_cprb(&m, &change_request(), false);
     assert!(
-        matches!(e, ZcryptError::Rejected { status: 0, outcome_unknown: true, .. }),
+        matches!(
+            e,
+            ZcryptError::Rejected {
+                status: 0,
+                outcome_unknown: true,
+                ..
+            }
+        ),
         "{e:?}"
     );
     m.node.model().fault_next(Fault::Before(Errno::EINVAL));
     let e = send_cprb(&m, &read_request(), true);
-    assert!(matches!(e, ZcryptError::Rejected { outcome_unknown: false, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            ZcryptError::Rejected {
+                outcome_unknown: false,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("Nothing was changed"), "{e}");
 }
 
@@ -223,12 +287,21 @@ fn einval_after_delivery_from_an_error_reply_is_outcome_unknown_for_a_change() {
     assert!(
         matches!(
             e,
-            ZcryptError::Rejected { status: STATUS_INVALID_PARM, outcome_unknown: true, .. }
+            ZcryptError::Rejected {
+                status: STATUS_INVALID_PARM,
+                outcome_unknown: true,
+                ..
+            }
         ),
         "{e:?}"
     );
     let text = e.to_string();
-    for says in ["EINVAL", "0x0008044D", "0x8B filtered by the hypervisor", "may have reached the card"] {
+    for says in [
+        "EINVAL",
+        "0x0008044D",
+        "0x8B filtered by the hypervisor",
+        "may have reached the card",
+    ] {
         assert!(text.contains(says), "{text}");
     }
     m.node.model().fault_next(Fault::ErrorReply);
@@ -246,7 +319,16 @@ fn efault_on_the_reply_copy_comes_after_the_card_ran() {
     let m = machine();
     m.node.model().fault_next(Fault::ReplyCopy);
     let e = send_cprb(&m, &change_request(), false);
-    assert!(matches!(e, ZcryptError::BadAddress { outcome_unknown: true, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            ZcryptError::BadAddress {
+                outcome_unknown: true,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(m.node.model().calls()[0].card_ran);
     assert!(m_of_n_is_set(&m), "the card ran the request");
 
@@ -259,7 +341,16 @@ fn efault_on_the_reply_copy_comes_after_the_card_ran() {
     // A read: a defect, nothing changed.
     m.node.model().fault_next(Fault::ReplyCopy);
     let e = send_cprb(&m, &read_request(), true);
-    assert!(matches!(e, ZcryptError::BadAddress { outcome_unknown: false, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            ZcryptError::BadAddress {
+                outcome_unknown: false,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -270,7 +361,13 @@ fn eintr_leaves_a_change_with_the_card_and_a_read_is_asked_again() {
     m.node.model().fault_next(Fault::After(Errno::EINTR));
     let e = send_cprb(&m, &change_request(), false);
     assert!(
-        matches!(e, ZcryptError::CardFailureOutcomeUnknown { errno: Errno::EINTR, .. }),
+        matches!(
+            e,
+            ZcryptError::CardFailureOutcomeUnknown {
+                errno: Errno::EINTR,
+                ..
+            }
+        ),
         "{e:?}"
     );
     assert!(e.to_string().contains("interrupted"), "{e}");
@@ -280,7 +377,11 @@ fn eintr_leaves_a_change_with_the_card_and_a_read_is_asked_again() {
     m.node.model().fault_next(Fault::After(Errno::EINTR));
     let before = m.node.model().calls().len();
     send(&m, &read_request(), true).unwrap();
-    assert_eq!(m.node.model().calls().len(), before + 2, "the read was asked again");
+    assert_eq!(
+        m.node.model().calls().len(),
+        before + 2,
+        "the read was asked again"
+    );
 }
 
 /// A signal during a state-changing request neither interrupts it nor sends it again:
@@ -291,7 +392,9 @@ fn a_signal_during_a_request_waits_for_the_reply() {
     let m = machine();
     let raised = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, raised.clone()).unwrap();
-    m.node.model().fault_next(Fault::Delay(Duration::from_millis(800)));
+    m.node
+        .model()
+        .fault_next(Fault::Delay(Duration::from_millis(800)));
     let device = m.device();
     let (tx, rx) = std::sync::mpsc::channel();
     let caller = std::thread::spawn(move || {
@@ -306,13 +409,20 @@ fn a_signal_during_a_request_waits_for_the_reply() {
     nix::sys::pthread::pthread_kill(thread, nix::sys::signal::Signal::SIGUSR1).unwrap();
     let reply = caller.join().unwrap();
     assert!(reply.is_ok(), "{reply:?}");
-    assert!(raised.load(Ordering::SeqCst), "the handler ran after the reply");
+    assert!(
+        raised.load(Ordering::SeqCst),
+        "the handler ran after the reply"
+    );
     let calls = m.node.model().calls().to_vec();
     assert_eq!(calls.len(), 1, "sent once");
     // While the caller waited, its signals were blocked: SIGINT, SIGTERM, SIGUSR1.
     let blocked = calls[0].blocked_signals.expect("the caller's SigBlk");
     for signal in [2, 15, 10] {
-        assert_ne!(blocked & (1 << (signal - 1)), 0, "signal {signal}: {blocked:#x}");
+        assert_ne!(
+            blocked & (1 << (signal - 1)),
+            0,
+            "signal {signal}: {blocked:#x}"
+        );
     }
     assert_eq!(m.node.interrupts(), 0, "no FUSE_INTERRUPT reached the node");
     assert!(m_of_n_is_set(&m));

@@ -173,7 +173,9 @@ fn the_transport_itself_refuses_fq_statccae_and_stateid_on_a_real_device() {
     bus.add_card(apqn(), "CARD0003");
     let mut t = transport(&bus, apqn());
     for query in [Query::StatCcae, Query::StatEid] {
-        let message = Request::Query(query).to_message(apqn().domain, 4096).unwrap();
+        let message = Request::Query(query)
+            .to_message(apqn().domain, 4096)
+            .unwrap();
         let e = t.send_cprb(&message, 4096, true).unwrap_err();
         assert!(matches!(e, ZcryptError::ProjectAssigned { .. }), "{e:?}");
         assert!(e.to_string().contains("IBM has not published"), "{e}");

@@ -420,11 +420,23 @@ fn a_checkstopped_card_or_queue_reads_chkstop_as_lszcrypt_prints_it() {
         ]
     );
     let text = format_devices(&cards);
-    assert!(text.contains("01           CEX8C  CCA-Coproc  chkstop"), "{text}");
+    assert!(
+        text.contains("01           CEX8C  CCA-Coproc  chkstop"),
+        "{text}"
+    );
     // A checkstopped card's domains show the card's status.
-    assert!(text.contains("01.000d      CEX8C  CCA-Coproc  chkstop"), "{text}");
-    assert!(text.contains("02.000d      CEX8C  CCA-Coproc  chkstop"), "{text}");
-    assert!(text.contains("02.000e      CEX8C  CCA-Coproc  deconfig"), "{text}");
+    assert!(
+        text.contains("01.000d      CEX8C  CCA-Coproc  chkstop"),
+        "{text}"
+    );
+    assert!(
+        text.contains("02.000d      CEX8C  CCA-Coproc  chkstop"),
+        "{text}"
+    );
+    assert!(
+        text.contains("02.000e      CEX8C  CCA-Coproc  deconfig"),
+        "{text}"
+    );
     assert!(!text.contains("checkstop"), "{text}");
 }
 
@@ -464,7 +476,9 @@ fn the_asym_lines_of_newer_kernels_are_parsed() {
         .filter(|r| r.kind == MasterKeyKind::Asym)
         .collect();
     assert_eq!(
-        asym.iter().map(|r| (r.register, r.state)).collect::<Vec<_>>(),
+        asym.iter()
+            .map(|r| (r.register, r.state))
+            .collect::<Vec<_>>(),
         [
             (RegisterName::New, RegisterState::Full),
             (RegisterName::Current, RegisterState::Valid),
@@ -482,5 +496,8 @@ fn the_asym_lines_of_newer_kernels_are_parsed() {
         &0x1122_3344_5566_7788u64.to_be_bytes()
     );
     assert_eq!(regs[2].state, RegisterState::Unknown);
-    assert_eq!((regs[3].state, &regs[3].pattern), (RegisterState::Partial, &None));
+    assert_eq!(
+        (regs[3].state, &regs[3].pattern),
+        (RegisterState::Partial, &None)
+    );
 }

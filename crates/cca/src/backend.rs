@@ -523,9 +523,7 @@ impl<T: Transport> Backend for CcaBackend<T> {
         let operations: BTreeSet<Operation> = Operation::ALL
             .into_iter()
             .filter(|op| needs(*op).iter().all(|f| self.may_send(*f)))
-            .filter(|op| {
-                project_queries || !matches!(op, Operation::Status | Operation::SetEid)
-            })
+            .filter(|op| project_queries || !matches!(op, Operation::Status | Operation::SetEid))
             .collect();
         Capabilities {
             backend: self.transport.backend_name(),

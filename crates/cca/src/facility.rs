@@ -675,7 +675,11 @@ mod tests {
             (Query::StatEid, false),
         ] {
             let request = Request::Query(query);
-            assert_eq!(request.encoding().is_project_assigned(), !public, "{query:?}");
+            assert_eq!(
+                request.encoding().is_project_assigned(),
+                !public,
+                "{query:?}"
+            );
             // The same answer from the bytes, as the zcrypt transport reads them.
             let m = request.to_message(0x000d, 4096).unwrap();
             assert_eq!(Encoding::of(&m[220..]).unwrap(), request.encoding());

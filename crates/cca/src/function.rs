@@ -237,14 +237,14 @@ impl Encoding {
         if function != FunctionCode::FacilityQuery {
             return Ok(function.encoding());
         }
-        let keyword: [u8; 8] = parm
-            .get(4..12)
-            .and_then(|k| k.try_into().ok())
-            .ok_or(CodecError::Truncated {
-                what: "FQ rule array",
-                needed: 12,
-                available: parm.len(),
-            })?;
+        let keyword: [u8; 8] =
+            parm.get(4..12)
+                .and_then(|k| k.try_into().ok())
+                .ok_or(CodecError::Truncated {
+                    what: "FQ rule array",
+                    needed: 12,
+                    available: parm.len(),
+                })?;
         let rule = QueryRule::find(keyword).ok_or_else(|| CodecError::Field {
             what: "FQ request",
             field: "rule array",
@@ -367,7 +367,10 @@ mod tests {
         assert!(Encoding::of(&unknown).is_err());
         assert!(Encoding::of(b"F").is_err());
         assert!(Encoding::of(b"FQ\x00\x02").is_err(), "an FQ without a rule");
-        assert_eq!(Encoding::of(b"vp").unwrap().function, FunctionCode::Patterns);
+        assert_eq!(
+            Encoding::of(b"vp").unwrap().function,
+            FunctionCode::Patterns
+        );
         assert!(Encoding::of(b"vp").unwrap().is_project_assigned());
     }
 

@@ -2,12 +2,15 @@
 //! encodings. Shared by `CcaBackend` (encodes requests, decodes replies) and the
 //! simulator (decodes requests, encodes replies).
 //!
-//! Only `FQ` (Cryptographic_Facility_Query) follows a public layout: rules STATCCAE and
-//! STATEID (rule keywords in, 8-byte rule-array elements out; IBM CCA Basic Services
-//! Reference 2.54, CSUACFQ), and STATICSA and STATICSB (as the Linux kernel sends and reads
-//! them; [`crate::facility`]). Every other verb here is project-assigned (see
-//! [`crate::function`]); its layout is mkclone's own, documented on each variant and in
-//! docs/ARCHITECTURE.md, and valid only between mkclone and its simulator.
+//! Only `FQ` (Cryptographic_Facility_Query) with the rules STATICSA and STATICSB follows a
+//! public layout down to the bytes: as the Linux kernel sends and reads them
+//! ([`crate::facility`]). STATCCAE and STATEID are CCA's keywords, and their reply as the
+//! host library returns it (8-byte rule-array elements) is documented (IBM CCA Basic
+//! Services Reference 2.54, CSUACFQ), but not their CPRB encoding: mkclone's form of them
+//! is a project encoding (`crate::function::QUERY_RULES`). Every other verb here is
+//! project-assigned (see [`crate::function`]); its layout is mkclone's own, documented on
+//! each variant and in docs/ARCHITECTURE.md, and valid only between mkclone and its
+//! simulator.
 
 use mkclone_backend::rules::statmofn;
 use mkclone_backend::{

@@ -548,26 +548,47 @@ mod tests {
         let mut m = model();
         // Another ioctl number: ENOTTY; a bad ica_xcRB address: EFAULT.
         let user = caller(3, &fq(0x0d), 8192);
-        assert_eq!(errno_of(m.ioctl(&user, 7, 0xC000_7A05, XCRB_AT)), Some(Errno::ENOTTY));
-        assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, 0x10)), Some(Errno::EFAULT));
+        assert_eq!(
+            errno_of(m.ioctl(&user, 7, 0xC000_7A05, XCRB_AT)),
+            Some(Errno::ENOTTY)
+        );
+        assert_eq!(
+            errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, 0x10)),
+            Some(Errno::EFAULT)
+        );
         // A control block shorter than a CPRBX, a reply buffer too: EINVAL.
         let user = caller(3, &fq(0x0d)[..200], 8192);
-        assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)), Some(Errno::EINVAL));
+        assert_eq!(
+            errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)),
+            Some(Errno::EINVAL)
+        );
         let user = caller(3, &fq(0x0d), 100);
-        assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)), Some(Errno::EINVAL));
+        assert_eq!(
+            errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)),
+            Some(Errno::EINVAL)
+        );
         // cprb_len pointing past the block: EINVAL.
         let mut bad = fq(0x0d);
         bad[0..2].copy_from_slice(&0x2000u16.to_be_bytes());
         let user = caller(3, &bad, 8192);
-        assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)), Some(Errno::EINVAL));
+        assert_eq!(
+            errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)),
+            Some(Errno::EINVAL)
+        );
         // No such card, no such domain, a checkstopped card: ENODEV.
         for (card, domain) in [(4, 0x0d), (3, 0x0f)] {
             let user = caller(card, &fq(domain), 8192);
-            assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)), Some(Errno::ENODEV));
+            assert_eq!(
+                errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)),
+                Some(Errno::ENODEV)
+            );
         }
         m.card_mut(3).unwrap().chkstop = true;
         let user = caller(3, &fq(0x0d), 8192);
-        assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)), Some(Errno::ENODEV));
+        assert_eq!(
+            errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)),
+            Some(Errno::ENODEV)
+        );
         assert!(m.calls().iter().all(|c| !c.card_ran));
     }
 
@@ -587,14 +608,23 @@ mod tests {
         let mut admin = fq(0x0d);
         admin[6..8].copy_from_slice(b"T3");
         let user = caller(3, &admin, 8192);
-        assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)), Some(Errno::ENODEV));
+        assert_eq!(
+            errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)),
+            Some(Errno::ENODEV)
+        );
         let mut other = fq(0x0d);
         other[6..8].copy_from_slice(b"X9");
         let user = caller(3, &other, 8192);
-        assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)), Some(Errno::EOPNOTSUPP));
+        assert_eq!(
+            errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)),
+            Some(Errno::EOPNOTSUPP)
+        );
         // Without ZSECSENDCPRB in the mask: EPERM, before anything is read.
         m.set_masks(Some(ZcdnMasks::default()));
-        assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, 0x10)), Some(Errno::EPERM));
+        assert_eq!(
+            errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, 0x10)),
+            Some(Errno::EPERM)
+        );
     }
 
     #[test]
@@ -605,7 +635,10 @@ mod tests {
         let user = caller(3, &fq(0x0d), 8192);
         assert_eq!(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT), 0);
         assert_eq!((m.calls()[0].attempts, m.calls()[0].card_ran), (10, true));
-        assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)), Some(Errno::EIO));
+        assert_eq!(
+            errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)),
+            Some(Errno::EIO)
+        );
         assert_eq!((m.calls()[1].attempts, m.calls()[1].card_ran), (10, false));
     }
 }

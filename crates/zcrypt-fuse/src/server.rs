@@ -171,7 +171,9 @@ impl ZcryptNode {
 
     /// The model, to set faults, change cards or read the calls.
     pub fn model(&self) -> MutexGuard<'_, ZcryptModel> {
-        self.model.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.model
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
