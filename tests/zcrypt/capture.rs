@@ -4,7 +4,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use mkclone::cca::verbs::{Query, Reply, ReplyBody, Request};
 use mkclone::zcrypt::{
@@ -12,7 +11,7 @@ use mkclone::zcrypt::{
 };
 use mkclone_zcrypt_fuse::Fault;
 
-use crate::fuse_node::{Machine, apqn};
+use crate::fuse_node::{Machine, apqn, mkclone, run_mkclone};
 
 /// A plan whose SA, source and target are zcrypt nodes on `device`, cards 1 to 3.
 fn zcrypt_plan(dir: &Path, device: &Path) -> PathBuf {
@@ -90,21 +89,16 @@ fn the_capture_kit_writes_each_fq_exchange_and_the_decoder_reads_the_files_back(
     // Card 2's replies come back shaped as a real kernel may hand them over.
     m.node.model().fault(3, Fault::KernelShapedReply);
     m.node.model().fault(4, Fault::KernelShapedReply);
-    let out = Command::new(env!("CARGO_BIN_EXE_mkclone"))
-        .args(["devices", "--config"])
-        .arg(&plan)
-        .arg("--sysfs")
-        .arg(m.sysfs())
-        .arg("--capture")
-        .arg(&capture)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = run_mkclone(
+        mkclone()
+            .args(["devices", "--config"])
+            .arg(&plan)
+            .arg("--sysfs")
+            .arg(m.sysfs())
+            .arg("--capture")
+            .arg(&capture),
     );
-    assert!(out.status.success(), "{text}");
+    assert!(ok, "{text}");
     assert!(
         text.contains("capture: 02.000d through") && text.contains("2 exchanges written"),
         "{text}"
@@ -155,7 +149,7 @@ fn the_environment_variable_turns_the_capture_on_too() {
     let m = machine();
     let plan = zcrypt_plan(m.path(), &m.device());
     let capture = m.path().join("env-capture");
-    let out = Command::new(env!("CARGO_BIN_EXE_mkclone"))
+    let out = mkclone()
         .args(["devices", "--json", "--config"])
         .arg(&plan)
         .arg("--sysfs")

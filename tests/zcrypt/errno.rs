@@ -202,32 +202,6 @@ fn eagain_on_an_idempotent_request_is_retried() {
 }
 
 #[test]
-fn a_card_failure_that_persists_on_an_idempotent_request_is_reported_after_the_retries() {
-    let bus = bus_with_card();
-    for k in 1..=3 {
-        bus.fault(k, KernelFault::Before(Errno::EIO));
-    }
-    let mut t = transport(&bus, apqn());
-    let e = t
-        .send_cprb(&query(Query::StatIcsa), 12 * 1024, true)
-        .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            ZcryptError::CardFailure {
-                errno: Errno::EIO,
-                attempts: 3,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
-    assert!(!e.outcome_unknown());
-    assert!(e.to_string().contains("Nothing was changed"), "{e}");
-    assert_eq!(bus.calls().len(), 3);
-}
-
-#[test]
 fn eio_on_a_state_changing_request_is_outcome_unknown_and_not_repeated() {
     let bus = bus_with_card();
     let mut node = backend(

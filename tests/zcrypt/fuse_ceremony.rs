@@ -5,24 +5,13 @@
 //! machine; the run uses the experiment override, as the cloning verbs' encodings are the
 //! project's own.
 
-use mkclone::zcrypt::ProjectEncodings;
-
-use crate::ceremony::{CARDS, run_ceremony};
-use crate::fuse_node::{Machine, apqn};
+use crate::ceremony::run_ceremony;
+use crate::fuse_node::Machine;
 
 #[test]
 fn a_whole_ceremony_runs_through_a_fuse_served_zcrypt_node() {
-    let cards: Vec<_> = CARDS
-        .iter()
-        .map(|(card, serial)| (apqn(*card, 0x0d), *serial))
-        .collect();
-    let m = Machine::new(&cards);
-    let open = |card: u8| {
-        m.backend(
-            apqn(card, 0x0d),
-            ProjectEncodings::SendAnywayIKnowTheyAreNotIbms,
-        )
-    };
+    let m = Machine::for_ceremony();
+    let open = |card: u8| m.sim_node(card);
     run_ceremony(open(1), open(2), [open(3), open(4)]);
 
     // Every request was one ioctl on the node by this process, addressed to its card

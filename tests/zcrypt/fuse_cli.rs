@@ -6,13 +6,11 @@
 //! real coprocessors must (their INSTALL is not known to check the signed pattern).
 
 use std::path::Path;
-use std::process::Command;
 
 use mkclone::backend::{Backend, CloneableKind, MasterKeyKind};
-use mkclone::zcrypt::{OVERRIDE_ENV, ProjectEncodings};
+use mkclone::zcrypt::OVERRIDE_ENV;
 
-use crate::ceremony::CARDS;
-use crate::fuse_node::{Machine, apqn};
+use crate::fuse_node::{Machine, mkclone, run_mkclone};
 
 fn plan(dir: &Path, device: &Path, patterns: &str) -> std::path::PathBuf {
     let mut s = format!(
@@ -35,17 +33,8 @@ fn plan(dir: &Path, device: &Path, patterns: &str) -> std::path::PathBuf {
 
 #[test]
 fn mkclone_clone_runs_on_zcrypt_nodes_served_through_fuse() {
-    let cards: Vec<_> = CARDS
-        .iter()
-        .map(|(card, serial)| (apqn(*card, 0x0d), *serial))
-        .collect();
-    let m = Machine::new(&cards);
-    let open = |card: u8| {
-        m.backend(
-            apqn(card, 0x0d),
-            ProjectEncodings::SendAnywayIKnowTheyAreNotIbms,
-        )
-    };
+    let m = Machine::for_ceremony();
+    let open = |card: u8| m.sim_node(card);
     // The source's master keys, loaded through the node; their CURRENT patterns go into
     // the plan as the source's operator reads them out.
     let mut source = open(2);
@@ -62,19 +51,14 @@ fn mkclone_clone_runs_on_zcrypt_nodes_served_through_fuse() {
     let before = m.node.model().calls().len();
     let config = plan(m.path(), &m.device(), &patterns.join(", "));
 
-    let out = Command::new(env!("CARGO_BIN_EXE_mkclone"))
-        .args(["clone", "--config"])
-        .arg(&config)
-        .env(OVERRIDE_ENV, "1")
-        .current_dir(m.path())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = run_mkclone(
+        mkclone()
+            .args(["clone", "--config"])
+            .arg(&config)
+            .env(OVERRIDE_ENV, "1")
+            .current_dir(m.path()),
     );
-    assert!(out.status.success(), "mkclone clone failed:\n{text}");
+    assert!(ok, "mkclone clone failed:\n{text}");
     let calls = m.node.model().calls()[before..].to_vec();
 
     // Both targets hold the source's keys in CURRENT.

@@ -29,6 +29,23 @@ fn machine() -> Machine {
     Machine::new(&[(card(), "ERRNO003")])
 }
 
+/// The card behind a node made through /sys/class/zcrypt/create, `/dev/mkclone`, whose
+/// masks pass the ioctls `ioctls`, card 3 and the usage domain `domain`.
+fn zcdn_machine(ioctls: &[u8], domain: u16) -> Machine {
+    let masks = ZcdnMasks {
+        ioctls: ioctls.iter().copied().collect(),
+        cards: [3].into_iter().collect(),
+        domains: [domain].into_iter().collect(),
+        control_domains: Default::default(),
+    };
+    Machine::with(
+        "mkclone",
+        &[(card(), "ERRNO003")],
+        NodeKind::Zcrypt,
+        Some(masks),
+    )
+}
+
 /// A read: FQ STATICSA.
 fn read_request() -> Vec<u8> {
     Request::Query(Query::StatIcsa)
@@ -103,18 +120,8 @@ fn enodev_comes_before_delivery_and_is_not_sent_even_for_a_change() {
 
 #[test]
 fn eperm_from_a_node_whose_ioctlmask_leaves_zsecsendcprb_out() {
-    let masks = ZcdnMasks {
-        ioctls: [0x05, 0x06].into_iter().collect(), // ICARSAMODEXPO, ICARSACRT only
-        cards: [3].into_iter().collect(),
-        domains: [0x0d].into_iter().collect(),
-        control_domains: Default::default(),
-    };
-    let m = Machine::with(
-        "mkclone",
-        &[(card(), "ERRNO003")],
-        NodeKind::Zcrypt,
-        Some(masks),
-    );
+    // ICARSAMODEXPO and ICARSACRT only.
+    let m = zcdn_machine(&[0x05, 0x06], 0x0d);
     let e = send_cprb(&m, &change_request(), false);
     assert!(matches!(e, ZcryptError::IoctlNotAllowed { .. }), "{e:?}");
     assert!(e.to_string().contains("ioctlmask"), "{e}");
@@ -125,18 +132,7 @@ fn eperm_from_a_node_whose_ioctlmask_leaves_zsecsendcprb_out() {
 
 #[test]
 fn a_zcdn_node_passes_only_the_domains_in_its_masks() {
-    let masks = ZcdnMasks {
-        ioctls: [0x81].into_iter().collect(),
-        cards: [3].into_iter().collect(),
-        domains: [0x0e].into_iter().collect(),
-        control_domains: Default::default(),
-    };
-    let m = Machine::with(
-        "mkclone",
-        &[(card(), "ERRNO003")],
-        NodeKind::Zcrypt,
-        Some(masks),
-    );
+    let m = zcdn_machine(&[0x81], 0x0e);
     let e = send_cprb(&m, &read_request(), true);
     assert!(matches!(e, ZcryptError::NotOnline { .. }), "{e:?}");
     assert!(e.to_string().contains("aqmask"), "{e}");
@@ -211,6 +207,7 @@ fn eio_after_the_kernels_own_retries() {
         "{e:?}"
     );
     assert!(!e.outcome_unknown());
+    assert!(e.to_string().contains("Nothing was changed"), "{e}");
     let calls = m.node.model().calls().to_vec();
     assert_eq!(calls.len(), 3);
     assert!(

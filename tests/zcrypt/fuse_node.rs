@@ -87,6 +87,44 @@ pub fn apqn(card: u8, domain: u16) -> Apqn {
     Apqn::new(card, domain).unwrap()
 }
 
+impl Machine {
+    /// The four cards of `ceremony::run_ceremony` (SA 1, source 2, targets 3 and 4, domain
+    /// 0x0d) behind one node.
+    pub fn for_ceremony() -> Self {
+        let cards: Vec<_> = crate::ceremony::CARDS
+            .iter()
+            .map(|(card, serial)| (apqn(*card, 0x0d), *serial))
+            .collect();
+        Self::new(&cards)
+    }
+
+    /// A node's backend for card `card`, domain 0x0d, with the experiment override (the
+    /// simulator is behind the node).
+    pub fn sim_node(&self, card: u8) -> CcaBackend<IoctlTransport> {
+        self.backend(
+            apqn(card, 0x0d),
+            ProjectEncodings::SendAnywayIKnowTheyAreNotIbms,
+        )
+    }
+}
+
+/// Run the mkclone binary as `command` describes it (its arguments and environment set);
+/// whether it succeeded, and its standard output and error.
+pub fn run_mkclone(command: &mut std::process::Command) -> (bool, String) {
+    let out = command.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A command for the mkclone binary under test.
+pub fn mkclone() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mkclone"))
+}
+
 #[test]
 fn the_node_answers_the_public_facility_query_through_open_and_ioctl() {
     let m = Machine::new(&[(apqn(3, 0x0d), "FUSE0003")]);
