@@ -66,18 +66,30 @@ fn run(conf: &Path, args: &[&str], pin: Option<&str>) -> Output {
     cmd.output().unwrap()
 }
 
-/// `sim init --load-source-keys`, then `clone`, both with the PIN and both successful;
-/// the clone's output.
+/// `sim init` (the simulated nodes' cards), phase 1 (the ceremony's nonce),
+/// `master-key random` on the source, then `clone`, all successful; the clone's output.
 fn init_and_clone(conf: &Path, c: &str) -> Output {
-    let setup = run(
+    let setup = run(conf, &["sim", "init", "--config", c], None);
+    assert!(setup.status.success(), "{}", text(&setup));
+    let phase1 = run(conf, &["phase1", "--config", c], Some(PIN));
+    assert!(phase1.status.success(), "{}", text(&phase1));
+    let key = run(
         conf,
-        &["sim", "init", "--config", c, "--load-source-keys"],
+        &["master-key", "random", "--config", c, "--node", "source"],
         Some(PIN),
     );
-    assert!(setup.status.success(), "{}", text(&setup));
+    assert!(key.status.success(), "{}", text(&key));
     let out = run(conf, &["clone", "--config", c], Some(PIN));
     assert!(out.status.success(), "{}", text(&out));
     out
+}
+
+/// `status NODE --json`, successful, as JSON.
+fn status_json(conf: &Path, c: &str, node: &str) -> serde_json::Value {
+    let status = run(conf, &["status", "--config", c, node, "--json"], Some(PIN));
+    assert!(status.status.success(), "{}", text(&status));
+    let out = String::from_utf8_lossy(&status.stdout).to_string();
+    serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap()
 }
 
 fn text(o: &Output) -> String {
@@ -109,11 +121,11 @@ fn plan(extra: &str) -> String {
     )
 }
 
-#[test]
-fn a_whole_clone_on_softhsm_tokens() {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = softhsm(dir.path(), &["sa", "source", "target1"]);
-    let cfg = dir.path().join("mkclone.toml");
+/// A private SoftHSM with tokens sa, source and target1, and the plan naming them as those
+/// roles: (the SoftHSM configuration, the plan's path).
+fn three_tokens(dir: &Path) -> (PathBuf, PathBuf) {
+    let conf = softhsm(dir, &["sa", "source", "target1"]);
+    let cfg = dir.join("mkclone.toml");
     std::fs::write(
         &cfg,
         plan("")
@@ -122,6 +134,13 @@ fn a_whole_clone_on_softhsm_tokens() {
             + &token_node("target1", "TARGET TOKEN"),
     )
     .unwrap();
+    (conf, cfg)
+}
+
+#[test]
+fn a_whole_clone_on_softhsm_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conf, cfg) = three_tokens(dir.path());
     let c = cfg.to_str().unwrap();
     let out = init_and_clone(&conf, c);
     assert!(text(&out).contains("= source"), "{}", text(&out));
@@ -146,13 +165,7 @@ fn a_whole_clone_on_softhsm_tokens() {
         Some(PIN),
     );
     assert!(abort.status.success(), "{}", text(&abort));
-    let status = run(
-        &conf,
-        &["status", "--config", c, "target1", "--json"],
-        Some(PIN),
-    );
-    let out = String::from_utf8_lossy(&status.stdout).to_string();
-    let v: serde_json::Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+    let v = status_json(&conf, c, "target1");
     assert!(v["retained_keys"].as_array().unwrap().is_empty(), "{v}");
     assert!(v["registrations"].as_array().unwrap().is_empty(), "{v}");
 }
@@ -224,4 +237,28 @@ fn pin_problems_are_named() {
     let ok = run(&conf, &["status", "--config", c, "source"], Some(PIN));
     assert!(ok.status.success(), "{}", text(&ok));
     assert!(text(&ok).contains("pkcs11 backend"), "{}", text(&ok));
+}
+
+#[test]
+fn sim_init_leaves_a_token_source_alone_and_names_master_key_random() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conf, cfg) = three_tokens(dir.path());
+    let c = cfg.to_str().unwrap();
+    let refused = run(
+        &conf,
+        &["sim", "init", "--config", c, "--load-source-keys"],
+        Some(PIN),
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("is a pkcs11 node, and `sim init` touches simulated nodes only")
+            && text(&refused).contains("mkclone master-key random --config"),
+        "{}",
+        text(&refused)
+    );
+    let v = status_json(&conf, c, "source");
+    for register in v["status"]["registers"].as_array().unwrap() {
+        assert_eq!(register["current"], "invalid", "nothing loaded: {v}");
+    }
+    assert!(!dir.path().join("ceremony").exists(), "nothing journaled");
 }
