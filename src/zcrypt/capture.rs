@@ -5,7 +5,7 @@
 //! Only Cryptographic_Facility_Query (FQ) is captured, and with a capture on, nothing
 //! else is sent: its replies carry the serial, register states and verification patterns,
 //! never key material. Any other request is refused before it leaves
-//! ([`ZcryptError::CaptureRefused`]).
+//! (`ZcryptError::CaptureRefused`).
 //!
 //! One file per exchange, `<unix seconds>-<pid>-<n>-<APQN>-<what>.json`, created 0600 and
 //! exclusively (never over an existing file) in a directory created 0700

@@ -85,7 +85,7 @@ impl ZcryptNodeConfig {
 
     /// Check what serde cannot: the device is an absolute path without `.` or `..`
     /// components whose name a zcrypt node can have. Where it lives is not checked: the
-    /// kernel makes /dev/z90crypt and /dev/<name>, but a container or a udev rule may
+    /// kernel makes /dev/z90crypt and `/dev/<name>`, but a container or a udev rule may
     /// place a node elsewhere; a file that is not a zcrypt device answers the first
     /// request with ENOTTY, which mkclone reports as such.
     pub fn validate(&self) -> Result<(), ZcryptConfigError> {

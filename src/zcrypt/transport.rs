@@ -10,8 +10,12 @@
 //! them. After the ioctl the reply is the reply CPRBX plus `rpld_parml` bytes of reply
 //! parameter block at +220, within the length the kernel wrote back.
 //!
-//! The transport refuses project-assigned function codes itself (the provenance guard;
-//! `CcaBackend` refuses them earlier), unless the experiment override is on.
+//! The transport refuses project encodings itself, by the bytes (function code, and for
+//! FQ the rule form; the provenance guard, `CcaBackend` refuses them earlier), unless the
+//! experiment override is on. An errno is "outcome unknown" for a state-changing request
+//! whenever the kernel can return it after the request reached the card
+//! ([`reached_card_before_failing`]). With a capture on (`capture`), only FQ is sent and
+//! every exchange is written.
 
 // Only src/zcrypt/ioctl.rs may hold unsafe code (docs/ARCHITECTURE.md, "zcrypt").
 #![forbid(unsafe_code)]

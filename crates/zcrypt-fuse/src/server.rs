@@ -342,3 +342,26 @@ impl ZcryptNode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A machine without /dev/fuse gets the reason and the fix, never a silent skip.
+    #[test]
+    fn the_errors_say_what_is_missing_and_how_to_get_it() {
+        let text = ServeError::NoFuse.to_string();
+        for says in ["/dev/fuse does not exist", "modprobe fuse", "scripts/test"] {
+            assert!(text.contains(says), "{text}");
+        }
+        let text = ServeError::Mount {
+            path: PathBuf::from("/tmp/x/zcrypt_0"),
+            errno: Errno::EPERM,
+        }
+        .to_string();
+        assert!(
+            text.contains("CAP_SYS_ADMIN") && text.contains("/tmp/x/zcrypt_0"),
+            "{text}"
+        );
+    }
+}
