@@ -23,7 +23,9 @@
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
-#![forbid(unsafe_code)]
+// `unsafe` only in raw.rs (the module's own function list, for the one attribute cryptoki
+// cannot carry), which allows it for itself.
+#![deny(unsafe_code)]
 
 mod backend;
 mod config;
@@ -31,10 +33,18 @@ mod error;
 mod lock;
 mod module;
 mod objects;
+mod raw;
 mod session;
+mod templates;
 
 pub use backend::{KEY_EXPOSURE_NOTICE, Pkcs11Backend};
 pub use config::{PinSource, Pkcs11NodeConfig, resolve_pin};
-pub use error::{PinOrigin, PinTries, Pkcs11Error};
+pub use error::{ObjectChange, PinOrigin, PinTries, Pkcs11Error};
 pub use module::{SlotInfo, TokenSummary, list_slots, shared_module};
 pub use session::CallStats;
+
+/// Test seams (the `test-seams` feature; never in a release of mkclone).
+#[cfg(feature = "test-seams")]
+pub mod test_seams {
+    pub use crate::backend::leave_objects_modifiable;
+}

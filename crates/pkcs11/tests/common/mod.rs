@@ -26,6 +26,8 @@ use mkclone_pkcs11::{PinSource, Pkcs11Backend, Pkcs11NodeConfig, SlotInfo, Token
 use zeroize::Zeroizing;
 
 pub const SO_PIN: &str = "so-pin-for-tests";
+/// The environment variable the test tokens' `so_pin` names.
+pub const SO_PIN_VARIABLE: &str = "MKCLONE_TEST_SO_PIN";
 pub const USER_PIN: &str = "user-pin-1234";
 
 /// Where Debian's softhsm2 package puts the module (either path; one is a symlink).
@@ -85,7 +87,11 @@ pub fn softhsm() -> &'static SoftHsm {
         // this process (every test reaches a module only through this fixture, so no
         // C code reads the environment concurrently); std's own environment accesses are
         // serialized by std.
-        unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
+        unsafe {
+            std::env::set_var("SOFTHSM2_CONF", &conf);
+            // Every test token's SO PIN, which a source's share export reads (`so_pin`).
+            std::env::set_var(SO_PIN_VARIABLE, SO_PIN);
+        }
         SoftHsm { module, dir }
     })
 }
@@ -115,7 +121,8 @@ fn remove_stale(base: &Path) {
 }
 
 /// Initialize a fresh token labelled `label` (SO PIN, then the user PIN) and return the
-/// configuration of a node on it, its PIN from the environment variable `pin_var`.
+/// configuration of a node on it (`open` gives the user PIN; the SO PIN comes from
+/// `SO_PIN_VARIABLE`).
 pub fn new_token(label: &str) -> Pkcs11NodeConfig {
     let hsm = softhsm();
     let _guard = TOKEN_INIT.lock().unwrap_or_else(|p| p.into_inner());
@@ -145,6 +152,7 @@ pub fn new_token(label: &str) -> Pkcs11NodeConfig {
         token: label.into(),
         expect_token_serial: None,
         pin: PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
+        so_pin: Some(PinSource::Env(SO_PIN_VARIABLE.into())),
     }
 }
 
