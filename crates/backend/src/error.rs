@@ -176,7 +176,10 @@ pub enum BackendError {
     /// The operation needs a credential the node does not have or that was refused (the
     /// PKCS#11 security officer's PIN); nothing changed.
     #[error("{operation}: {detail}")]
-    Credential { operation: Operation, detail: String },
+    Credential {
+        operation: Operation,
+        detail: String,
+    },
 
     // --- device and transport ----------------------------------------------------------
     /// The request may or may not have been carried out. Read the node's state to learn.

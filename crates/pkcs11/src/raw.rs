@@ -219,7 +219,9 @@ impl RawModule {
             return match Rv::from(rv) {
                 Rv::Ok => Ok(None),
                 Rv::Error(cryptoki::error::RvError::AttributeTypeInvalid) => Ok(None),
-                other => other.into_result(Function::GetAttributeValue).map(|()| None),
+                other => other
+                    .into_result(Function::GetAttributeValue)
+                    .map(|()| None),
             };
         }
         let size = std::mem::size_of::<CK_ATTRIBUTE>();

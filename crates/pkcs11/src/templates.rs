@@ -145,7 +145,12 @@ impl Made {
                 Attribute::Application(application.to_vec()),
             ],
             Self::MasterKey => secret(KeyType::DES3, true, true, None),
-            Self::Seed => secret(KeyType::GENERIC_SECRET, true, false, Some(AttributeType::Sign)),
+            Self::Seed => secret(
+                KeyType::GENERIC_SECRET,
+                true,
+                false,
+                Some(AttributeType::Sign),
+            ),
             Self::ShareKey => secret(KeyType::DES3, false, false, Some(AttributeType::Decrypt)),
             Self::SigningKey => private(true, true, Some(AttributeType::Sign)),
             Self::CsrKey => private(true, true, Some(AttributeType::Unwrap)),
@@ -428,7 +433,10 @@ mod tests {
             }
         }
         assert_eq!(
-            value_of(&Made::ExportPublic.attributes(&support), AttributeType::Trusted),
+            value_of(
+                &Made::ExportPublic.attributes(&support),
+                AttributeType::Trusted
+            ),
             Some(&Attribute::Trusted(true))
         );
     }
@@ -448,8 +456,14 @@ mod tests {
         assert_eq!(Made::SigningKey.unwrap_template(&support), None);
         // Generated as a session key that signs once; copied as the final key.
         let g = csr_generation(&support);
-        assert_eq!(value_of(&g, AttributeType::Token), Some(&Attribute::Token(false)));
-        assert_eq!(value_of(&g, AttributeType::Sign), Some(&Attribute::Sign(true)));
+        assert_eq!(
+            value_of(&g, AttributeType::Token),
+            Some(&Attribute::Token(false))
+        );
+        assert_eq!(
+            value_of(&g, AttributeType::Sign),
+            Some(&Attribute::Sign(true))
+        );
         let mut copied = g.clone();
         copied = replaced(copied, &csr_copy(&support));
         assert_eq!(copied, Made::CsrKey.attributes(&support));
@@ -463,7 +477,10 @@ mod tests {
     fn drift_names_the_object_the_attribute_and_both_values() {
         let support = TokenSupport::default();
         let expected = Made::MasterKey.attributes(&support);
-        assert_eq!(first_drift("mkclone/mk/1", Made::MasterKey, &expected, &expected), None);
+        assert_eq!(
+            first_drift("mkclone/mk/1", Made::MasterKey, &expected, &expected),
+            None
+        );
         let changed = replaced(expected.clone(), &[Attribute::Decrypt(true)]);
         let drift = first_drift("mkclone/mk/1", Made::MasterKey, &expected, &changed).unwrap();
         assert_eq!(

@@ -8,15 +8,17 @@ mod common;
 use common::*;
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
-use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
 use cryptoki::mechanism::MechanismType;
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
-use mkclone_backend::{Backend, CloneableKind, InstallProgress, MofN, SealedShare};
+use mkclone_backend::{
+    Backend, BackendError, CloneableKind, InstallProgress, KeyRole, MofN, SealedShare,
+};
 use mkclone_formats::clone_info::CLEAR_HEADER_LEN;
 use mkclone_formats::seal::SealedShareParts;
-use mkclone_pkcs11::{Pkcs11Backend, Pkcs11NodeConfig, shared_module};
+use mkclone_pkcs11::{PinSource, Pkcs11Backend, Pkcs11Error, Pkcs11NodeConfig, shared_module};
 use zeroize::Zeroizing;
 
 /// A finished ceremony: a SoftHSM source and target, SYM cloned and SET on the target,
@@ -400,7 +402,9 @@ fn a_held_share_cannot_be_decrypted_with_any_key_the_token_keeps() {
     let keys = attacker.mkclone_keys();
     for (key, label, class) in keys {
         let result = if class == ObjectClass::SECRET_KEY {
-            attacker.session.decrypt(&Mechanism::Des3Cbc([0; 8]), key, area)
+            attacker
+                .session
+                .decrypt(&Mechanism::Des3Cbc([0; 8]), key, area)
         } else if class == ObjectClass::PRIVATE_KEY {
             attacker.session.decrypt(&oaep(), key, &parts.wrapped_key)
         } else {
@@ -459,7 +463,422 @@ fn a_look_alike_in_place_of_an_mkclone_object_is_detected_at_the_next_open() {
     }
     let err = open_error(&config);
     assert!(
-        err.contains("mkclone/eid") && err.contains("CKA_PRIVATE") && err.contains("outside mkclone"),
+        err.contains("mkclone/eid")
+            && err.contains("CKA_PRIVATE")
+            && err.contains("outside mkclone"),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The security officer's step
+// ---------------------------------------------------------------------------------------
+
+/// A source ready to export: m-of-n, a SYM key, the SA key and a CSS key; and a CSR
+/// certificate of a simulated target.
+fn source_ready(label: &str) -> (Pkcs11NodeConfig, mkclone_backend::Certificate) {
+    let m_of_n = MofN::new(2, 3).unwrap();
+    let mut sa_node = sim_node(1, "SA NODE");
+    let (config, mut source) = token_node(label, "SOURCE");
+    source.load_random_master_key(CloneableKind::Sym).unwrap();
+    let sa = phase1(&mut sa_node);
+    phase2(&mut sa_node, &sa, &mut source, m_of_n);
+    let mut target = sim_node(3, "TARGET");
+    let csr = phase3ab(&mut sa_node, &sa, &mut target, m_of_n);
+    (config, csr)
+}
+
+fn with_so_pin(config: &Pkcs11NodeConfig, so_pin: Option<PinSource>) -> Pkcs11NodeConfig {
+    Pkcs11NodeConfig {
+        so_pin,
+        ..config.clone()
+    }
+}
+
+fn credential_detail(result: mkclone_backend::Result<SealedShare>) -> String {
+    match result {
+        Err(e @ BackendError::Credential { .. }) => e.to_string(),
+        other => panic!("expected a credential error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_share_export_needs_the_security_officer() {
+    let (config, csr) = source_ready("priv-so");
+    let request = obtain_request(CloneableKind::Sym, 1, &csr);
+    let before = {
+        let mut node = open(&config);
+        node.share_status().unwrap()
+    };
+
+    // No so_pin: refused before anything happens, naming the setting.
+    let mut node = open(&with_so_pin(&config, None));
+    let err = credential_detail(node.obtain_share(&request));
+    assert!(err.contains("so_pin = { env"), "{err}");
+    assert_eq!(node.share_status().unwrap(), before);
+    drop(node);
+
+    // A wrong SO PIN: refused; the user is logged in again and the node works on.
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("so.pin");
+    std::fs::write(&wrong, "not-the-so-pin\n").unwrap();
+    let mut node = open(&with_so_pin(&config, Some(PinSource::File(wrong))));
+    let err = credential_detail(node.obtain_share(&request));
+    assert!(
+        err.contains("refused the security officer's PIN (so_pin)")
+            && !err.contains("not-the-so-pin"),
+        "{err}"
+    );
+    assert_eq!(node.share_status().unwrap(), before);
+    assert!(node.status().is_ok());
+    drop(node);
+
+    // "prompt": the caller's prompt, asked once per session.
+    let mut node = open(&with_so_pin(&config, Some(PinSource::Prompt)));
+    let err = credential_detail(node.obtain_share(&request));
+    assert!(err.contains("set_so_pin_prompt"), "{err}");
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&asked);
+    node.set_so_pin_prompt(move || {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Zeroizing::new(SO_PIN.to_string()))
+    });
+    node.obtain_share(&request).unwrap();
+    node.obtain_share(&obtain_request(CloneableKind::Sym, 2, &csr))
+        .unwrap();
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+const ATTACKER_TOKEN: &str = "MKCLONE_TEST_PRIVILEGE_ATTACKER_TOKEN";
+const ATTACKER_MODULE: &str = "MKCLONE_TEST_PRIVILEGE_ATTACKER_MODULE";
+
+/// The child's part of `the_export_key_is_out_of_reach_of_every_other_process`: a user
+/// who knows the PIN, in a process of their own, while mkclone's session holds the export
+/// key. It reports what it saw and what it wrapped out.
+fn attack_from_another_process(token: String, module: String) {
+    let config = Pkcs11NodeConfig {
+        module: module.into(),
+        token,
+        expect_token_serial: None,
+        pin: PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
+        so_pin: None,
+    };
+    let attacker = Attacker::login(&config);
+    let exports = attacker
+        .session
+        .find_objects(&[Attribute::Label(b"mkclone/export".to_vec())])
+        .unwrap();
+    let publics = attacker
+        .session
+        .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY)])
+        .unwrap();
+    let mut wrapped = 0;
+    for (key, _) in attacker.master_keys() {
+        for public in &publics {
+            if attacker.session.wrap_key(&oaep(), *public, key).is_ok() {
+                wrapped += 1;
+            }
+        }
+        for (_, result) in attacker.wrap_out(key) {
+            wrapped += usize::from(result.is_ok());
+        }
+    }
+    println!("ATTACKER SAW {} WRAPPED {wrapped}", exports.len());
+}
+
+#[test]
+fn the_export_key_is_out_of_reach_of_every_other_process() {
+    if let (Ok(token), Ok(module)) = (
+        std::env::var(ATTACKER_TOKEN),
+        std::env::var(ATTACKER_MODULE),
+    ) {
+        attack_from_another_process(token, module);
+        return;
+    }
+    let (config, csr) = source_ready("priv-export");
+    let mut node = open(&config);
+    obtain(&mut node, CloneableKind::Sym, 1, &csr);
+    // mkclone's own process sees its session's export key (both halves)...
+    let mine = Attacker::login(&config)
+        .session
+        .find_objects(&[Attribute::Label(b"mkclone/export".to_vec())])
+        .unwrap();
+    assert_eq!(mine.len(), 2);
+    // ...another process, with the user PIN, neither sees nor uses it.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "the_export_key_is_out_of_reach_of_every_other_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ATTACKER_TOKEN, &config.token)
+        .env(ATTACKER_MODULE, &config.module)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ATTACKER SAW 0 WRAPPED 0"), "{stdout}");
+    // The export key goes with mkclone's session.
+    drop(node);
+    let after = Attacker::login(&config)
+        .session
+        .find_objects(&[Attribute::Label(b"mkclone/export".to_vec())])
+        .unwrap();
+    assert!(after.is_empty());
+}
+
+#[test]
+fn a_trusted_key_left_under_the_export_label_is_removed_at_open() {
+    let (config, node) = token_node("priv-left", "LEFT BEHIND");
+    drop(node);
+    // The security officer makes a token object that looks like an export key.
+    {
+        let attacker = Attacker::login(&config);
+        attacker.session.logout().unwrap();
+        attacker
+            .session
+            .login(UserType::So, Some(&AuthPin::new(SO_PIN.into())))
+            .unwrap();
+        attacker
+            .session
+            .generate_key_pair(
+                &Mechanism::RsaPkcsKeyPairGen,
+                &[
+                    Attribute::Token(true),
+                    Attribute::Private(false),
+                    Attribute::ModulusBits(1024.into()),
+                    Attribute::Trusted(true),
+                    Attribute::Wrap(true),
+                    Attribute::Label(b"mkclone/export".to_vec()),
+                ],
+                &[
+                    Attribute::Token(true),
+                    Attribute::Private(false),
+                    Attribute::Label(b"mkclone/export".to_vec()),
+                ],
+            )
+            .unwrap();
+        attacker.session.logout().unwrap();
+    }
+    let node = open(&config);
+    drop(node);
+    let attacker = Attacker::login(&config);
+    assert!(
+        attacker
+            .session
+            .find_objects(&[Attribute::Label(b"mkclone/export".to_vec())])
+            .unwrap()
+            .is_empty()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// What SoftHSM enforces, and what mkclone says it cannot
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn softhsm_enforces_what_mkclone_relies_on_and_the_rest_is_said() {
+    let (config, node) = token_node("priv-probe", "PROBE");
+    // The probe at open found every protection enforced: what is left is what every
+    // token leaves to its PIN holders, and SoftHSM's own.
+    let limits = node.limits().to_vec();
+    assert_eq!(node.capabilities().limits, limits);
+    assert_eq!(limits.len(), 4, "{limits:#?}");
+    assert!(
+        limits
+            .iter()
+            .any(|l| l.contains("SO PIN") || l.contains("security officer's PIN"))
+    );
+    assert!(limits.iter().any(|l| l.contains("SoftHSM is software")));
+    assert!(
+        !limits
+            .iter()
+            .any(|l| l.starts_with("this token") || l.contains("could not check")),
+        "{limits:#?}"
+    );
+    drop(node);
+    // And directly: a user cannot mark a key trusted.
+    let attacker = Attacker::login(&config);
+    let trusted = attacker.session.generate_key(
+        &Mechanism::AesKeyGen,
+        &[
+            Attribute::Token(false),
+            Attribute::ValueLen(32.into()),
+            Attribute::Wrap(true),
+            Attribute::Trusted(true),
+        ],
+    );
+    assert!(trusted.is_err(), "{trusted:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Changed outside mkclone
+// ---------------------------------------------------------------------------------------
+
+/// The one object of `class` labelled `label` (or whose label starts with it).
+fn object(attacker: &Attacker, class: ObjectClass, label: &str) -> ObjectHandle {
+    let found: Vec<ObjectHandle> = attacker
+        .session
+        .find_objects(&[Attribute::Token(true), Attribute::Class(class)])
+        .unwrap()
+        .into_iter()
+        .filter(|h| attacker.label(*h).starts_with(label))
+        .collect();
+    assert_eq!(found.len(), 1, "{class} {label}");
+    found[0]
+}
+
+#[test]
+fn a_flag_changed_on_a_test_token_is_named_at_the_next_open_and_before_the_next_step() {
+    // A test-only token: mkclone makes its objects CKA_MODIFIABLE (SoftHSM refuses every
+    // change otherwise), so that the change an attacker could make on a token that does
+    // not enforce it can be made here.
+    let token = "priv-drift";
+    mkclone_pkcs11::test_seams::leave_objects_modifiable(token);
+    let (config, mut node) = token_node(token, "DRIFT");
+    node.set_m_of_n(MofN::new(2, 3).unwrap()).unwrap();
+    node.load_random_master_key(CloneableKind::Sym).unwrap();
+    generate(&mut node, CSS_LABEL, KeyRole::Css);
+    generate(&mut node, CSR_LABEL, KeyRole::Csr);
+    drop(node);
+
+    let changes: [(ObjectClass, &str, Attribute, Attribute, &str); 5] = [
+        (
+            ObjectClass::SECRET_KEY,
+            "mkclone/mk/",
+            Attribute::Decrypt(true),
+            Attribute::Decrypt(false),
+            "CKA_DECRYPT",
+        ),
+        (
+            ObjectClass::SECRET_KEY,
+            "mkclone/seed/",
+            Attribute::Derive(true),
+            Attribute::Derive(false),
+            "CKA_DERIVE",
+        ),
+        (
+            ObjectClass::PRIVATE_KEY,
+            CSS_LABEL,
+            Attribute::Decrypt(true),
+            Attribute::Decrypt(false),
+            "CKA_DECRYPT",
+        ),
+        (
+            ObjectClass::PRIVATE_KEY,
+            CSR_LABEL,
+            Attribute::Sign(true),
+            Attribute::Sign(false),
+            "CKA_SIGN",
+        ),
+        (
+            ObjectClass::PUBLIC_KEY,
+            CSR_LABEL,
+            Attribute::Wrap(true),
+            Attribute::Wrap(false),
+            "CKA_WRAP",
+        ),
+    ];
+    for (class, label, change, undo, attribute) in changes {
+        let attacker = Attacker::login(&config);
+        let h = object(&attacker, class, label);
+        attacker.session.update_attributes(h, &[change]).unwrap();
+        drop(attacker);
+        match Pkcs11Backend::open(&config, Zeroizing::new(USER_PIN.into())) {
+            Err(Pkcs11Error::ChangedOutside { label: t, change }) => {
+                assert_eq!(t, token);
+                assert_eq!(change.attribute, attribute, "{change}");
+                assert!(change.object.starts_with(label), "{change}");
+                assert_eq!(
+                    (change.expected.as_str(), change.found.as_str()),
+                    ("false", "true")
+                );
+            }
+            other => panic!("{class} {label} changed ({attribute}): the open answered {other:?}"),
+        }
+        // Undone, the token opens again (handles do not outlive a logout: found again).
+        let attacker = Attacker::login(&config);
+        let h = object(&attacker, class, label);
+        attacker.session.update_attributes(h, &[undo]).unwrap();
+        drop(attacker);
+        drop(open(&config));
+    }
+
+    // While mkclone has the token open: the next step that uses the key, and status, refuse.
+    let mut node = open(&config);
+    let attacker = Attacker::login(&config);
+    let mk = object(&attacker, ObjectClass::SECRET_KEY, "mkclone/mk/");
+    attacker
+        .session
+        .update_attributes(mk, &[Attribute::Wrap(true)])
+        .unwrap();
+    for result in [
+        node.status().map(drop),
+        node.load_random_master_key(CloneableKind::Sym)
+            .map(drop)
+            .and(node.status().map(drop)),
+    ] {
+        match result {
+            Err(e @ BackendError::ChangedOutsideMkclone { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("mkclone/mk/") && text.contains("CKA_WRAP"),
+                    "{text}"
+                );
+                assert!(text.contains("treat that key as exposed"), "{text}");
+            }
+            other => panic!("expected the change to be named, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_look_alike_key_in_place_of_the_seed_is_named_at_the_next_open() {
+    let (config, mut node) = token_node("priv-seed", "SEED");
+    node.set_m_of_n(MofN::new(2, 3).unwrap()).unwrap();
+    drop(node);
+    let attacker = Attacker::login(&config);
+    let seed = object(&attacker, ObjectClass::SECRET_KEY, "mkclone/seed/");
+    let label = attacker.label(seed);
+    attacker.session.destroy_object(seed).unwrap();
+    // The same template as mkclone's, but for one flag.
+    attacker
+        .session
+        .generate_key(
+            &Mechanism::GenericSecretKeyGen,
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::GENERIC_SECRET),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::WrapWithTrusted(true),
+                Attribute::Encrypt(false),
+                Attribute::Decrypt(false),
+                Attribute::Wrap(false),
+                Attribute::Unwrap(false),
+                Attribute::Sign(true),
+                Attribute::Verify(true),
+                Attribute::Derive(false),
+                Attribute::Copyable(false),
+                Attribute::Modifiable(false),
+                Attribute::ValueLen(32.into()),
+                Attribute::Label(label.clone().into_bytes()),
+            ],
+        )
+        .unwrap();
+    drop(attacker);
+    let err = open_error(&config);
+    assert!(
+        err.contains(&label)
+            && err.contains("CKA_VERIFY is true")
+            && err.contains("changed outside mkclone"),
         "{err}"
     );
 }

@@ -82,7 +82,12 @@ impl Pkcs11Backend {
 
     /// Check every object mkclone keeps on the token.
     pub(super) fn check_all(&mut self) -> Result<(), CheckError> {
-        for application in [APPLICATION, KEY_APPLICATION, REG_APPLICATION, REGKEY_APPLICATION] {
+        for application in [
+            APPLICATION,
+            KEY_APPLICATION,
+            REG_APPLICATION,
+            REGKEY_APPLICATION,
+        ] {
             for h in self.find_application(application)? {
                 let label = self.token.label(h)?;
                 self.check_object(h, &label, Made::Data(application))?;

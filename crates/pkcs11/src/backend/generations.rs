@@ -207,7 +207,9 @@ impl Pkcs11Backend {
             ])
             .map_err(|e| self.open_error(e))?
         {
-            warn!("pkcs11: removing a token object labelled {EXPORT_LABEL}, which mkclone never makes");
+            warn!(
+                "pkcs11: removing a token object labelled {EXPORT_LABEL}, which mkclone never makes"
+            );
             self.token.destroy(h).map_err(|e| self.open_error(e))?;
             removed += 1;
         }

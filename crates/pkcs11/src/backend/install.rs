@@ -242,8 +242,8 @@ impl Pkcs11Backend {
                 received.index
             )
         };
-        let parts = SealedShareParts::decode(&stored.sealed)
-            .map_err(|_| self.corrupt(op, no_longer()))?;
+        let parts =
+            SealedShareParts::decode(&stored.sealed).map_err(|_| self.corrupt(op, no_longer()))?;
         let info = self
             .open_sealed(op, &parts, csr, css_key)?
             .ok_or_else(|| self.corrupt(op, no_longer()))?;

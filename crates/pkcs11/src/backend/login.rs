@@ -8,6 +8,7 @@ use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use mkclone_backend::{BackendError, Operation};
 
+use super::Pkcs11Backend;
 use crate::error::{PinTries, Pkcs11Error};
 use crate::session::{CallError, Token};
 
@@ -130,8 +131,13 @@ impl LoginFailure {
         }
     }
 
-    /// The error of `operation` on token `label`, which needed this login.
-    pub(super) fn in_operation(self, operation: Operation, label: &str) -> BackendError {
+    /// The error of `operation` on `backend`'s token, which needed this login.
+    pub(super) fn in_operation(
+        self,
+        operation: Operation,
+        backend: &Pkcs11Backend,
+    ) -> BackendError {
+        let label = &backend.label;
         let whose = |who: Who| match who {
             Who::User => "user PIN",
             Who::SecurityOfficer => "security officer's PIN (so_pin)",
@@ -157,10 +163,7 @@ impl LoginFailure {
                     }
                 ),
             },
-            Self::Call(e) => BackendError::Transport {
-                operation,
-                cause: format!("token {label:?}: {}", e.describe()),
-            },
+            Self::Call(e) => backend.device(operation, e),
         }
     }
 }

@@ -31,11 +31,11 @@ pub use probe::leave_objects_modifiable;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
-use cryptoki::context::Pkcs11;
 use cryptoki::slot::Slot;
 use log::info;
 use mkclone_backend::{
@@ -307,7 +307,9 @@ impl Pkcs11Backend {
         };
         backend.probe()?;
         backend.recover()?;
-        backend.check_all().map_err(|e| backend.check_error_at_open(e))?;
+        backend
+            .check_all()
+            .map_err(|e| backend.check_error_at_open(e))?;
         for limit in &backend.limits {
             info!("pkcs11: token {:?}: {limit}", backend.label);
         }

@@ -33,10 +33,12 @@ impl Pkcs11Backend {
             return Ok(pair);
         }
         let so_pin = self.so_pin_value(op)?;
-        let user_pin = self
-            .user_pin
-            .clone()
-            .ok_or_else(|| self.credential(op, "the user PIN was not kept for the login after the SO's step"))?;
+        let user_pin = self.user_pin.clone().ok_or_else(|| {
+            self.credential(
+                op,
+                "the user PIN was not kept for the login after the SO's step",
+            )
+        })?;
         login::log_out(&mut self.token).map_err(|e| self.device(op, e))?;
         let made = self.make_export_key_as_officer(op, &so_pin);
         drop(so_pin);
@@ -65,7 +67,7 @@ impl Pkcs11Backend {
             Who::SecurityOfficer,
             so_pin,
         )
-        .map_err(|f| f.in_operation(op, &self.label))?;
+        .map_err(|f| f.in_operation(op, self))?;
         let label = || Attribute::Label(EXPORT_LABEL.as_bytes().to_vec());
         let mut public = Made::ExportPublic.attributes(&self.support);
         public.extend([
@@ -83,7 +85,7 @@ impl Pkcs11Backend {
     fn log_in_again(&mut self, op: Operation, pin: &str) -> Result<()> {
         login::log_out(&mut self.token).map_err(|e| self.device(op, e))?;
         login::log_in(&mut self.token, &self.pkcs11, self.slot, Who::User, pin)
-            .map_err(|f| f.in_operation(op, &self.label))?;
+            .map_err(|f| f.in_operation(op, self))?;
         self.map_handle = self.find_map_handle(op)?;
         Ok(())
     }

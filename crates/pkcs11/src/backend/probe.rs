@@ -107,8 +107,10 @@ impl Pkcs11Backend {
                  keeps every attribute, since none can be changed)"
                     .into(),
             );
-            self.token
-                .generate_key(&Mechanism::Des3KeyGen, &des3(&[Attribute::Modifiable(false)]))
+            self.token.generate_key(
+                &Mechanism::Des3KeyGen,
+                &des3(&[Attribute::Modifiable(false)]),
+            )
         } else {
             fixed
         };
@@ -172,9 +174,9 @@ impl Pkcs11Backend {
         ] {
             match check {
                 Check::Enforced => {}
-                Check::NotEnforced => limits.push(format!(
-                    "this token does not enforce {what}: {consequence}"
-                )),
+                Check::NotEnforced => {
+                    limits.push(format!("this token does not enforce {what}: {consequence}"))
+                }
                 Check::Unchecked(why) => limits.push(format!(
                     "mkclone could not check whether this token enforces {what} ({why})"
                 )),
@@ -192,10 +194,7 @@ impl Pkcs11Backend {
             .get_token_info(self.slot)
             .map(|i| i.manufacturer_id().trim() == "SoftHSM project")
             .unwrap_or(false);
-        let inherent = INHERENT
-            .iter()
-            .copied()
-            .chain(softhsm.then_some(SOFTHSM));
+        let inherent = INHERENT.iter().copied().chain(softhsm.then_some(SOFTHSM));
         for limit in inherent.clone() {
             info!("pkcs11: token {:?}: {limit}", self.label);
         }
@@ -208,8 +207,13 @@ impl Pkcs11Backend {
     /// what was made in `made`.
     fn probe_wrapping(&mut self, made: &mut Vec<ObjectHandle>) -> (Check, Check) {
         for mechanism in [MechanismType::AES_KEY_GEN, MechanismType::AES_KEY_WRAP] {
-            if self.pkcs11.get_mechanism_info(self.slot, mechanism).is_err() {
-                let why = || Check::Unchecked(format!("the check needs {mechanism}, which it lacks"));
+            if self
+                .pkcs11
+                .get_mechanism_info(self.slot, mechanism)
+                .is_err()
+            {
+                let why =
+                    || Check::Unchecked(format!("the check needs {mechanism}, which it lacks"));
                 return (why(), why());
             }
         }
@@ -247,7 +251,8 @@ impl Pkcs11Backend {
             ]
         };
         let (Ok(plain), Ok(guarded)) = (
-            self.token.generate_key(&Mechanism::Des3KeyGen, &des3(false)),
+            self.token
+                .generate_key(&Mechanism::Des3KeyGen, &des3(false)),
             self.token.generate_key(&Mechanism::Des3KeyGen, &des3(true)),
         ) else {
             let why = || Check::Unchecked("the token did not make the test keys".into());

@@ -17,6 +17,8 @@ use crate::templates::Made;
 impl Pkcs11Backend {
     pub(super) fn status_internal(&mut self) -> Result<NodeStatus> {
         let op = Operation::Status;
+        // Every object against its template: a change made since open shows here.
+        self.check_all().map_err(|e| self.check_error(op, e))?;
         let eid = self.eid(op)?;
         let mut registers = Vec::new();
         for kind in CloneableKind::ALL {

@@ -119,7 +119,12 @@ impl Pkcs11Backend {
             return Ok(None);
         };
         let attrs = self
-            .read_checked(handle, label, Made::Data(application), &[AttributeType::Value])
+            .read_checked(
+                handle,
+                label,
+                Made::Data(application),
+                &[AttributeType::Value],
+            )
             .map_err(|e| self.check_error(op, e))?;
         let bytes = attribute_bytes(attrs, AttributeType::Value).unwrap_or_default();
         let value = T::decode(&bytes).map_err(|e| self.corrupt(op, format!("{label}: {e}")))?;
