@@ -1,22 +1,48 @@
 //! Asking for a PIN on the terminal, without echo. A PIN never comes from the command
-//! line; when the configuration says `pin = "prompt"`, this is where it comes from.
+//! line; when the configuration says `pin = "prompt"` (or `so_pin = "prompt"`), this is
+//! where it comes from.
 
 use std::io::{BufRead, IsTerminal, Write};
 
 use nix::sys::termios::{self, LocalFlags, SetArg};
 use zeroize::Zeroizing;
 
-/// Prompt on the terminal for the user PIN of `token` (node `node`).
-pub fn prompt(node: &str, token: &str) -> Result<Zeroizing<String>, String> {
+/// Whose PIN is asked for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Whose {
+    /// The token's user PIN (`pin`).
+    User,
+    /// The token's security officer's PIN (`so_pin`), for the source's share export.
+    SecurityOfficer,
+}
+
+impl Whose {
+    fn name(self) -> &'static str {
+        match self {
+            Self::User => "PIN",
+            Self::SecurityOfficer => "security officer's (SO) PIN",
+        }
+    }
+    fn setting(self) -> &'static str {
+        match self {
+            Self::User => "pin",
+            Self::SecurityOfficer => "so_pin",
+        }
+    }
+}
+
+/// Prompt on the terminal for `whose` PIN of `token` (node `node`).
+pub fn prompt(node: &str, token: &str, whose: Whose) -> Result<Zeroizing<String>, String> {
+    let (what, setting) = (whose.name(), whose.setting());
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         return Err(format!(
-            "the PIN of token {token:?} is to be prompted for, but standard input is not a terminal: \
-             use pin = {{ env = \"VAR\" }} or pin = {{ file = \"path\" }} for unattended runs"
+            "the {what} of token {token:?} is to be prompted for, but standard input is not a terminal: \
+             use {setting} = {{ env = \"VAR\" }} or {setting} = {{ file = \"path\" }} for unattended runs"
         ));
     }
     let mut stderr = std::io::stderr();
-    let _ = write!(stderr, "PIN for token {token:?} (node {node}): ");
+    let _ = write!(stderr, "{what} for token {token:?} (node {node}): ");
     let _ = stderr.flush();
     let original = termios::tcgetattr(&stdin)
         .map_err(|e| format!("cannot read the terminal settings: {e}"))?;
