@@ -225,8 +225,10 @@ fn strip_zeros(bytes: &[u8]) -> Vec<u8> {
 }
 
 impl Pkcs11Backend {
-    /// Open the token `config.token` names in `config.module`, log in with `pin`, and
-    /// recover mkclone's state (finish or undo an operation a crash interrupted).
+    /// Open the token `config.token` names in `config.module`, log in with `pin`, find
+    /// what the token enforces (`limits`), check every object mkclone keeps against its
+    /// template ([`Pkcs11Error::ChangedOutside`] names one that differs), and recover
+    /// mkclone's state (finish or undo an operation a crash interrupted).
     ///
     /// The backend holds the token's exclusive lock until it is dropped (`lock.rs`): while
     /// another backend, in this process or another, has the token open, this fails with
@@ -305,14 +307,13 @@ impl Pkcs11Backend {
             user_pin,
             lock,
         };
+        // What the token enforces (said in the log), then every object against its
+        // template, before recovery destroys or anything uses one.
         backend.probe()?;
-        backend.recover()?;
         backend
             .check_all()
             .map_err(|e| backend.check_error_at_open(e))?;
-        for limit in &backend.limits {
-            info!("pkcs11: token {:?}: {limit}", backend.label);
-        }
+        backend.recover()?;
         info!(
             "pkcs11: token {:?} (serial {}) open, register map generation {}",
             backend.label, backend.token_serial, backend.map.generation
