@@ -106,6 +106,11 @@ fn token_node_without_so_pin(name: &str, eid: &str) -> String {
     )
 }
 
+/// A simulated SA and target around the token node `source` (a rehearsal).
+fn around_a_token_source(cards: &Path, source: String) -> String {
+    sim_node("sa", cards, 1, "SIM SA") + &source + &sim_node("target1", cards, 3, "SIM T1")
+}
+
 fn sim_node(name: &str, cards: &Path, card: u8, eid: &str) -> String {
     format!(
         "\n[nodes.{name}]\nbackend = \"sim\"\nsim_dir = \"{}\"\napqn = \"{card:02x}.000d\"\neid = \"{eid}\"\n",
@@ -204,9 +209,7 @@ fn pin_problems_are_named() {
     let conf = softhsm(dir.path(), &["source"]);
     let cfg = dir.path().join("mkclone.toml");
     let cards = dir.path().join("cards");
-    let nodes = sim_node("sa", &cards, 1, "SIM SA")
-        + &token_node("source", "SOURCE")
-        + &sim_node("target1", &cards, 3, "SIM T1");
+    let nodes = around_a_token_source(&cards, token_node("source", "SOURCE"));
     std::fs::write(&cfg, plan("rehearsal = true") + &nodes).unwrap();
     let c = cfg.to_str().unwrap();
     let missing = run(&conf, &["status", "--config", c, "source"], None);
@@ -250,21 +253,21 @@ fn a_source_without_so_pin_stops_at_its_share_export_and_resumes_once_it_has_one
     let conf = softhsm(dir.path(), &["source"]);
     let cards = dir.path().join("cards");
     let cfg = dir.path().join("mkclone.toml");
-    let nodes = |source: String| {
-        sim_node("sa", &cards, 1, "SIM SA") + &source + &sim_node("target1", &cards, 3, "SIM T1")
-    };
+    let nodes = |source| around_a_token_source(&cards, source);
     std::fs::write(
         &cfg,
         plan("rehearsal = true") + &nodes(token_node_without_so_pin("source", "SOURCE")),
     )
     .unwrap();
     let c = cfg.to_str().unwrap();
-    let setup = run(
-        &conf,
-        &["sim", "init", "--config", c, "--load-source-keys"],
-        Some(PIN),
-    );
-    assert!(setup.status.success(), "{}", text(&setup));
+    for args in [
+        &["sim", "init", "--config", c][..],
+        &["phase1", "--config", c],
+        &["master-key", "random", "--config", c, "--node", "source"],
+    ] {
+        let setup = run(&conf, args, Some(PIN));
+        assert!(setup.status.success(), "{}", text(&setup));
+    }
     let stopped = run(&conf, &["clone", "--config", c], Some(PIN));
     assert!(!stopped.status.success(), "{}", text(&stopped));
     assert!(

@@ -101,39 +101,37 @@ impl Made {
     /// The attributes mkclone sets on the object and checks afterwards, without its label,
     /// id, value or size.
     pub fn attributes(self, support: &TokenSupport) -> Vec<Attribute> {
-        let secret = |key_type: KeyType, token: bool, extractable: bool, usage| {
-            let mut t = vec![
-                Attribute::Class(ObjectClass::SECRET_KEY),
+        // Class, type, token or session object, private; then for a secret or private
+        // key how it is kept; then its usage flags, true only for `usage`.
+        let key = |class: ObjectClass, key_type: KeyType, token: bool, private: bool| {
+            vec![
+                Attribute::Class(class),
                 Attribute::KeyType(key_type),
                 Attribute::Token(token),
-                Attribute::Private(true),
+                Attribute::Private(private),
+            ]
+        };
+        let kept = |extractable: bool| {
+            [
                 Attribute::Sensitive(true),
                 Attribute::Extractable(extractable),
                 Attribute::WrapWithTrusted(true),
-            ];
+            ]
+        };
+        let secret = |key_type, token, extractable, usage| {
+            let mut t = key(ObjectClass::SECRET_KEY, key_type, token, true);
+            t.extend(kept(extractable));
             t.extend(usages(&SECRET_USAGES, usage));
             t
         };
-        let private = |token: bool, private: bool, usage| {
-            let mut t = vec![
-                Attribute::Class(ObjectClass::PRIVATE_KEY),
-                Attribute::KeyType(KeyType::RSA),
-                Attribute::Token(token),
-                Attribute::Private(private),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(false),
-                Attribute::WrapWithTrusted(true),
-            ];
+        let private = |token, private, usage| {
+            let mut t = key(ObjectClass::PRIVATE_KEY, KeyType::RSA, token, private);
+            t.extend(kept(false));
             t.extend(usages(&PRIVATE_USAGES, usage));
             t
         };
-        let public = |token: bool, private: bool, usage| {
-            let mut t = vec![
-                Attribute::Class(ObjectClass::PUBLIC_KEY),
-                Attribute::KeyType(KeyType::RSA),
-                Attribute::Token(token),
-                Attribute::Private(private),
-            ];
+        let public = |token, private, usage| {
+            let mut t = key(ObjectClass::PUBLIC_KEY, KeyType::RSA, token, private);
             t.extend(usages(&PUBLIC_USAGES, usage));
             t
         };

@@ -229,15 +229,7 @@ fn set_mofn_survives_a_crash_at_every_call() {
 /// Every object with the export key's label the token shows any session of this process
 /// (session objects of open sessions included).
 fn export_keys(config: &Pkcs11NodeConfig) -> usize {
-    let pkcs11 = mkclone_pkcs11::shared_module(&config.module).unwrap();
-    let slot = pkcs11
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| pkcs11.get_token_info(*s).unwrap().label().trim_end() == config.token)
-        .unwrap();
-    let session = pkcs11.open_ro_session(slot).unwrap();
-    session
+    user_session(config)
         .find_objects(&[cryptoki::object::Attribute::Label(
             b"mkclone/export".to_vec(),
         )])

@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::MechanismType;
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
@@ -18,7 +17,7 @@ use mkclone_backend::{
 };
 use mkclone_formats::clone_info::CLEAR_HEADER_LEN;
 use mkclone_formats::seal::SealedShareParts;
-use mkclone_pkcs11::{PinSource, Pkcs11Backend, Pkcs11Error, Pkcs11NodeConfig, shared_module};
+use mkclone_pkcs11::{PinSource, Pkcs11Backend, Pkcs11Error, Pkcs11NodeConfig};
 use zeroize::Zeroizing;
 
 /// A finished ceremony: a SoftHSM source and target, SYM cloned and SET on the target,
@@ -74,19 +73,9 @@ struct Attacker {
 
 impl Attacker {
     fn login(config: &Pkcs11NodeConfig) -> Self {
-        let pkcs11 = shared_module(&config.module).unwrap();
-        let slot = pkcs11
-            .get_slots_with_token()
-            .unwrap()
-            .into_iter()
-            .find(|s| pkcs11.get_token_info(*s).unwrap().label().trim_end() == config.token)
-            .unwrap();
-        let session = pkcs11.open_rw_session(slot).unwrap();
-        match session.login(UserType::User, Some(&AuthPin::new(USER_PIN.into()))) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(e) => panic!("login: {e}"),
+        Self {
+            session: user_session(config),
         }
-        Self { session }
     }
 
     fn label(&self, h: ObjectHandle) -> String {
@@ -277,7 +266,9 @@ fn no_key_mkclone_made_can_be_changed() {
                 Attribute::Derive(true),
                 Attribute::Label(b"renamed".to_vec()),
             ] {
-                let result = attacker.session.update_attributes(key, &[change.clone()]);
+                let result = attacker
+                    .session
+                    .update_attributes(key, std::slice::from_ref(&change));
                 assert!(
                     result.is_err(),
                     "token {}: {class} {label}: C_SetAttributeValue({change:?}) succeeded",

@@ -18,7 +18,7 @@ use mkclone_formats::pka::{
 
 use super::check::retained_private;
 use super::{KEY_APPLICATION, Pkcs11Backend, attribute_bytes, strip_zeros};
-use crate::objects::{KEY_COMPANION_PREFIX, KeyCompanion, ObjId, Stored, key_companion_label};
+use crate::objects::{KEY_COMPANION_PREFIX, KeyCompanion, ObjId, key_companion_label};
 use crate::session::CallResult;
 use crate::templates::{self, Made};
 
@@ -156,26 +156,17 @@ impl Pkcs11Backend {
 
     pub(super) fn list_retained_keys_internal(&mut self) -> Result<Vec<RetainedKeyInfo>> {
         let op = Operation::ListRetainedKeys;
-        let handles = self
-            .find_application(KEY_APPLICATION)
-            .map_err(|e| self.device(op, e))?;
         let mut out = Vec::new();
-        for h in handles {
-            let attrs = self
-                .token
-                .attributes(h, &[AttributeType::Label, AttributeType::Value])
-                .map_err(|e| self.device(op, e))?;
-            let text = attribute_bytes(attrs.clone(), AttributeType::Label)
-                .and_then(|l| String::from_utf8(l).ok())
-                .unwrap_or_default();
-            let value = attribute_bytes(attrs, AttributeType::Value).unwrap_or_default();
-            let name =
-                self.listed_name(op, &text, KEY_COMPANION_PREFIX, "retained-key companion")?;
-            let companion = KeyCompanion::decode(&value)
-                .map_err(|e| self.corrupt(op, format!("{text}: {e}")))?;
-            out.push(companion.info(name));
+        for name in self.listed(
+            op,
+            KEY_APPLICATION,
+            KEY_COMPANION_PREFIX,
+            "retained-key companion",
+        )? {
+            if let Some(companion) = self.companion(op, &name)? {
+                out.push(companion.info(name));
+            }
         }
-        out.sort_by(|a, b| a.label.cmp(&b.label));
         Ok(out)
     }
 
@@ -215,19 +206,15 @@ impl Pkcs11Backend {
         id: ObjId,
         usage: KeyUsage,
     ) -> Result<ObjectHandle> {
-        self.find_key(
+        let what = format!("the private key of retained key {label}");
+        let found = self.find_key(
             op,
             ObjectClass::PRIVATE_KEY,
             vec![Attribute::Id(KeyCompanion::key_id(id))],
             retained_private(usage),
-            &format!("the private key of {label}"),
-        )?
-        .ok_or_else(|| {
-            self.corrupt(
-                op,
-                format!("the private key of retained key {label} is missing"),
-            )
-        })
+            &what,
+        )?;
+        self.required(op, found, &what)
     }
 
     /// A retained key with `usage` and the CLONE mark (what OBTAIN and INSTALL need).

@@ -43,18 +43,34 @@ impl Pkcs11Backend {
             .map_err(|e| self.device(op, e))
     }
 
-    /// The key label in the object label `text` after `prefix` (one of mkclone's lists
-    /// names its objects so); another label is damage, `what` says of which list.
-    pub(super) fn listed_name(
-        &self,
+    /// The names in one of mkclone's lists, sorted: the labels of `application`'s data
+    /// objects after `prefix`; another label is damage (`what` says of which list).
+    pub(super) fn listed(
+        &mut self,
         op: Operation,
-        text: &str,
+        application: &[u8],
         prefix: &str,
         what: &str,
-    ) -> Result<KeyLabel> {
-        text.strip_prefix(prefix)
-            .and_then(|n| KeyLabel::new(n).ok())
-            .ok_or_else(|| self.corrupt(op, format!("{what} {text:?}")))
+    ) -> Result<Vec<KeyLabel>> {
+        let handles = self
+            .find_application(application)
+            .map_err(|e| self.device(op, e))?;
+        let mut names = Vec::with_capacity(handles.len());
+        for h in handles {
+            let text = self.token.label(h).map_err(|e| self.device(op, e))?;
+            let name = text
+                .strip_prefix(prefix)
+                .and_then(|n| KeyLabel::new(n).ok())
+                .ok_or_else(|| self.corrupt(op, format!("{what} {text:?}")))?;
+            names.push(name);
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// `found`, or damage: `label` is missing.
+    pub(super) fn required<T>(&self, op: Operation, found: Option<T>, label: &str) -> Result<T> {
+        found.ok_or_else(|| self.corrupt(op, format!("{label} is missing")))
     }
 
     pub(super) fn find_data(
@@ -139,9 +155,8 @@ impl Pkcs11Backend {
         id: ObjId,
     ) -> Result<T> {
         let label = kind.label(id);
-        self.read::<T>(op, APPLICATION, &label)?
-            .map(|(_, v)| v)
-            .ok_or_else(|| self.corrupt(op, format!("{label} is missing")))
+        let found = self.read::<T>(op, APPLICATION, &label)?;
+        self.required(op, found.map(|(_, v)| v), &label)
     }
 
     pub(super) fn create_data<T: Stored>(
@@ -168,10 +183,8 @@ impl Pkcs11Backend {
         let handles = self
             .find_data(APPLICATION, &label)
             .map_err(|e| self.device(op, e))?;
-        match self.one_of(op, handles, &format!("labelled {label}"))? {
-            Some(h) => Ok(Some(h)),
-            None => Err(self.corrupt(op, format!("{label} is missing"))),
-        }
+        let found = self.one_of(op, handles, &format!("labelled {label}"))?;
+        self.required(op, found, &label).map(Some)
     }
 
     /// The one key of `class` with `template`, checked against `made`'s template; `what`
@@ -204,13 +217,13 @@ impl Pkcs11Backend {
         id: ObjId,
     ) -> Result<ObjectHandle> {
         let label = kind.label(id);
-        self.find_key(
+        let found = self.find_key(
             op,
             ObjectClass::SECRET_KEY,
             vec![Attribute::Label(label.as_bytes().to_vec())],
             kind.made(),
             &label,
-        )?
-        .ok_or_else(|| self.corrupt(op, format!("{label} is missing")))
+        )?;
+        self.required(op, found, &label)
     }
 }

@@ -15,7 +15,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use cryptoki::session::UserType;
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use mkclone_backend::{
     Applied, Backend, BackendError, Certificate, CloneableKind, Eid, InstallProgress, KeyLabel,
@@ -154,6 +155,25 @@ pub fn new_token(label: &str) -> Pkcs11NodeConfig {
         pin: PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
         so_pin: Some(PinSource::Env(SO_PIN_VARIABLE.into())),
     }
+}
+
+/// A session of the test's own on the token `config` names, logged in with the user PIN
+/// (around mkclone, as any program with the PIN could). Sessions of one process share their
+/// login: one already made is success.
+pub fn user_session(config: &Pkcs11NodeConfig) -> Session {
+    let pkcs11 = mkclone_pkcs11::shared_module(&config.module).expect("the module");
+    let slot = pkcs11
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| pkcs11.get_token_info(*s).unwrap().label().trim_end() == config.token)
+        .unwrap_or_else(|| panic!("token {} is present", config.token));
+    let session = pkcs11.open_rw_session(slot).unwrap();
+    match session.login(UserType::User, Some(&AuthPin::new(USER_PIN.into()))) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(e) => panic!("login: {e}"),
+    }
+    session
 }
 
 pub fn open(config: &Pkcs11NodeConfig) -> Pkcs11Backend {
