@@ -873,3 +873,43 @@ fn a_look_alike_key_in_place_of_the_seed_is_named_at_the_next_open() {
         "{err}"
     );
 }
+
+#[test]
+fn a_changed_retained_key_is_left_behind_by_deleting_its_companion_and_made_again() {
+    // The README's way forward for a retained key that changed: delete its companion
+    // record; the token opens, the key is no longer mkclone's, and generating it again
+    // removes its halves.
+    let token = "priv-again";
+    mkclone_pkcs11::test_seams::leave_objects_modifiable(token);
+    let (config, mut node) = token_node(token, "AGAIN");
+    let before = generate(&mut node, CSR_LABEL, KeyRole::Csr);
+    drop(node);
+    let attacker = Attacker::login(&config);
+    let csr = object(&attacker, ObjectClass::PRIVATE_KEY, CSR_LABEL);
+    attacker
+        .session
+        .update_attributes(csr, &[Attribute::Decrypt(true)])
+        .unwrap();
+    drop(attacker);
+    assert!(open_error(&config).contains("CKA_DECRYPT"));
+    let attacker = Attacker::login(&config);
+    let companion = object(
+        &attacker,
+        ObjectClass::DATA,
+        &format!("mkclone/key/{CSR_LABEL}"),
+    );
+    attacker.session.destroy_object(companion).unwrap();
+    drop(attacker);
+    let mut node = open(&config);
+    assert!(node.list_retained_keys().unwrap().is_empty());
+    let again = generate(&mut node, CSR_LABEL, KeyRole::Csr);
+    assert_ne!(again, before, "a new key");
+    drop(node);
+    let attacker = Attacker::login(&config);
+    let csr = object(&attacker, ObjectClass::PRIVATE_KEY, CSR_LABEL);
+    assert_eq!(
+        flag(&attacker, csr, AttributeType::Decrypt),
+        Some(false),
+        "the changed key is gone"
+    );
+}
