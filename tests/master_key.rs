@@ -40,10 +40,7 @@ fn random(c: &str, extra: &[&str]) -> std::process::Output {
 #[test]
 fn before_phase_1_the_command_says_to_run_it_first() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_plan(
-        dir.path(),
-        &sim_plan(&dir.path().join("cards"), "ceremony", 1),
-    );
+    let cfg = plan_in(dir.path(), 1);
     let c = cfg.to_str().unwrap();
     ok(&["sim", "init", "--config", c]);
     let t = exit_code(&random(c, &[]), 1);
