@@ -111,6 +111,9 @@ struct RawPkcs11Node {
     expect_token_serial: Option<String>,
     /// `{ env = "VAR" }`, `{ file = "path" }` or `"prompt"`; never the PIN itself.
     pin: mkclone_pkcs11::PinSource,
+    /// The security officer's PIN, in the same forms: the source's share export needs it.
+    #[serde(default)]
+    so_pin: Option<mkclone_pkcs11::PinSource>,
     #[serde(default)]
     eid: Option<String>,
 }
@@ -282,8 +285,8 @@ impl Config {
                             format!("[nodes.{name}] token: the token label may not be empty"),
                         ));
                     }
-                    let pin = match t.pin {
-                        // A PIN file named relative to the configuration file.
+                    // A PIN file named relative to the configuration file.
+                    let relative = |source| match source {
                         mkclone_pkcs11::PinSource::File(f) => {
                             mkclone_pkcs11::PinSource::File(base.join(f))
                         }
@@ -293,7 +296,8 @@ impl Config {
                         module: t.module,
                         token: t.token,
                         expect_token_serial: t.expect_token_serial,
-                        pin,
+                        pin: relative(t.pin),
+                        so_pin: t.so_pin.map(relative),
                     };
                     (eid_of(t.eid.as_deref())?, NodeBackend::Pkcs11(cfg))
                 }

@@ -531,6 +531,7 @@ impl<T: Transport> Backend for CcaBackend<T> {
             key_stays_in_device: true,
             rehearsal_only: !self.transport.is_real_device(),
             install_checks_signed_pattern: !self.transport.is_real_device(),
+            limits: Vec::new(),
         }
     }
 
