@@ -17,3 +17,7 @@ pub mod trace;
 pub mod verbs;
 
 pub use error::HostlibError;
+mod backend;
+pub mod transport;
+
+pub use backend::{HostlibBackend, HostlibNodeConfig};
