@@ -22,7 +22,7 @@ pub fn init(config_path: &Path, load_source_keys: bool) -> Result<(), Failure> {
                     if created { "created" } else { "exists" }
                 );
             }
-            NodeBackend::Zcrypt(_) | NodeBackend::Pkcs11(_) => {}
+            NodeBackend::Zcrypt(_) | NodeBackend::Pkcs11(_) | NodeBackend::Cca(_) => {}
         }
     }
     if load_source_keys {
