@@ -136,8 +136,7 @@ fn injected_return_codes_become_the_typed_errors() {
         m.control(serde_json::json!({ "fail": { verb: [codes.0, codes.1] } }));
         let e = node
             .set_master_key(CloneableKind::Sym)
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert!(check(&e), "{verb} {codes:?}: {e:?}");
     }
     m.control(serde_json::json!({ "fail": { "CSUAMKD": [8, 1040] } }));

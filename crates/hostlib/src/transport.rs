@@ -26,6 +26,9 @@ use crate::verbs;
 /// What the reply of a failed step carries: the verb's codes.
 type Step<T> = Result<T, Reply>;
 
+/// CSUACFQ's answer: the output rule-array elements and the verb data.
+type QueryAnswer = (Vec<Keyword>, Vec<u8>);
+
 pub struct LibTransport {
     pub(crate) shared: Arc<Mutex<Shared>>,
     pub(crate) adapter: u8,
@@ -72,7 +75,7 @@ impl LibTransport {
         shared: &mut Shared,
         keyword: &str,
         room: usize,
-    ) -> Result<Step<(Vec<Keyword>, Vec<u8>)>, TransportError> {
+    ) -> Result<Step<QueryAnswer>, TransportError> {
         let args = match self.verb(shared, verbs::query(keyword, room))? {
             Ok(a) => a,
             Err(r) => return Ok(Err(r)),
