@@ -151,4 +151,13 @@ typedef void (*mkclone_simlib_ext_t)(long *return_code, long *reason_code,
                                      long *request_length, unsigned char *request,
                                      long *reply_length, unsigned char *reply);
 
+/*
+ * PROJECT-ASSIGNED, not IBM's: the second extra entry point of mkclone's simulated library
+ * (`mkclone sim init` for backend = "cca" nodes): create a factory-fresh simulated card with
+ * this serial number in the library's domain, as the next adapter. Return code 0: created;
+ * 4: a card with this serial already exists (nothing changed).
+ */
+typedef void (*mkclone_simlib_create_card_t)(long *return_code, long *reason_code,
+                                             long *serial_length, unsigned char *serial);
+
 #endif

@@ -64,7 +64,7 @@ fn generate() -> String {
         .rust_target(rust_target)
         .formatter(bindgen::Formatter::Prettyplease)
         .ctypes_prefix("libc")
-        .allowlist_type("CSU[A-Z]+_t|CSN[BD][A-Z]+_t|mkclone_simlib_ext_t")
+        .allowlist_type("CSU[A-Z]+_t|CSN[BD][A-Z]+_t|mkclone_simlib_[a-z_]+_t")
         .derive_default(false)
         .derive_debug(true)
         .layout_tests(true)

@@ -558,3 +558,33 @@ pub unsafe extern "C" fn mkclone_simlib_ext(
         })
     }
 }
+
+/// PROJECT-ASSIGNED (never in IBM's library): create a factory-fresh simulated card with
+/// this serial number as the next adapter of the library's domain (`mkclone sim init`).
+/// Return code 0: created; 4/0: a card with this serial exists already.
+///
+/// # Safety
+/// `serial` holds `*serial_length` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mkclone_simlib_create_card(
+    rc: *mut c_long,
+    rs: *mut c_long,
+    serial_length: *mut c_long,
+    serial: *mut c_uchar,
+) {
+    // SAFETY: the C contract above.
+    unsafe {
+        enter("mkclone_simlib_create_card", rc, rs, |m| {
+            let text = slice(serial_length, serial)?;
+            let serial = std::str::from_utf8(text)
+                .ok()
+                .and_then(|t| mkclone_backend::SerialNumber::new(t.trim_end()).ok())
+                .ok_or(machine::project::UNSUPPORTED)?;
+            Ok(if m.create_card(&serial)? {
+                OK
+            } else {
+                machine::codes(4, 0)
+            })
+        })
+    }
+}

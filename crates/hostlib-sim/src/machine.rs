@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use mkclone_backend::SerialNumber;
 use mkclone_cca::verbs::{Reply, Request};
 use mkclone_cca::{REPLY_CAPACITY, Transport};
 use mkclone_hw_sim::{Apqn, SimBus, SimTransport, Store};
@@ -157,6 +158,31 @@ impl Machine {
         };
         card.and_then(|c| Apqn::new(c, self.domain).ok())
             .ok_or(project::NO_ADAPTER)
+    }
+
+    /// `mkclone sim init`: a factory-fresh card with `serial` in the library's domain, as
+    /// the next adapter (card number one above the highest of the domain, so the adapters
+    /// already there keep their CRPnn). `Ok(false)` when a card of the domain already has
+    /// this serial.
+    pub fn create_card(&self, serial: &SerialNumber) -> Result<bool, Codes> {
+        let bus = SimBus::new(&self.home);
+        let cards = self.adapters();
+        for card in &cards {
+            let apqn = Apqn::new(*card, self.domain).map_err(|_| project::NO_ADAPTER)?;
+            let state = Store::open_file(&bus.card_path(apqn))
+                .and_then(|s| s.snapshot())
+                .map_err(|_| project::CARD_UNAVAILABLE)?;
+            if &state.serial == serial {
+                return Ok(false);
+            }
+        }
+        let next = cards.last().map_or(Some(1), |c| c.checked_add(1));
+        let apqn = next
+            .and_then(|c| Apqn::new(c, self.domain).ok())
+            .ok_or(project::NO_ADAPTER)?;
+        bus.create_card(apqn, serial)
+            .map_err(|_| project::CARD_UNAVAILABLE)?;
+        Ok(true)
     }
 
     /// Run one of mkclone's requests on the selected card: the card model answers it as

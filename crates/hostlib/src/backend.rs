@@ -95,6 +95,30 @@ fn serial_of(shared: &mut crate::library::Shared, adapter: u8) -> Result<String,
     Ok(String::from_utf8_lossy(e).trim_end().to_string())
 }
 
+/// `mkclone sim init` for a `backend = "cca"` node: when its library is mkclone's
+/// simulation, the simulated card with the node's `expect_serial` (created when missing).
+/// `Ok(true)` created, `Ok(false)` it existed. IBM's library is refused: its cards are real.
+pub fn create_simulated_card(cfg: &HostlibNodeConfig) -> std::result::Result<bool, HostlibError> {
+    let library = cfg
+        .library
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_LIBRARY));
+    let mk_library = cfg
+        .mk_library
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_MK_LIBRARY));
+    let Some(serial) = &cfg.expect_serial else {
+        return Err(HostlibError::Config(
+            "`mkclone sim init` creates the simulated card a node names by `expect_serial`; this node \
+             names only an adapter: add `expect_serial = \"...\"`"
+                .into(),
+        ));
+    };
+    let shared = open_shared(&library, &mk_library)?;
+    let mut guard = shared.lock().unwrap_or_else(|p| p.into_inner());
+    guard.create_simulated_card(serial.as_str())
+}
+
 impl HostlibBackend {
     pub fn open(cfg: &HostlibNodeConfig) -> std::result::Result<Self, HostlibError> {
         let library = cfg

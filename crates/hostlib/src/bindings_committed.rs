@@ -259,3 +259,11 @@ pub type mkclone_simlib_ext_t = ::std::option::Option<
         reply: *mut libc::c_uchar,
     ),
 >;
+pub type mkclone_simlib_create_card_t = ::std::option::Option<
+    unsafe extern "C" fn(
+        return_code: *mut libc::c_long,
+        reason_code: *mut libc::c_long,
+        serial_length: *mut libc::c_long,
+        serial: *mut libc::c_uchar,
+    ),
+>;

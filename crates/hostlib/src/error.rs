@@ -56,6 +56,11 @@ pub enum HostlibError {
     },
     #[error("the CCA host library's answer to {verb} is malformed: {detail}")]
     Malformed { verb: &'static str, detail: String },
+    #[error(
+        "{path:?} is not mkclone's simulated CCA host library (it does not export \
+         mkclone_simlib_create_card): its adapters are real cards, and `mkclone sim init` creates none"
+    )]
+    NotSimulated { path: PathBuf },
     #[error("node configuration: {0}")]
     Config(String),
     #[error("internal error: {0}")]

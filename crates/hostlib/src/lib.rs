@@ -20,4 +20,4 @@ pub use error::HostlibError;
 mod backend;
 pub mod transport;
 
-pub use backend::{HostlibBackend, HostlibNodeConfig};
+pub use backend::{HostlibBackend, HostlibNodeConfig, create_simulated_card};

@@ -30,6 +30,8 @@ pub const INSTALL_HINT: &str = "install IBM's CCA host libraries and tools for t
 /// The symbol only mkclone's simulated library exports: it marks the library as a
 /// simulation (rehearsal only) and carries the project's own encodings.
 pub const SIM_EXT_SYMBOL: &str = "mkclone_simlib_ext";
+/// The simulated library's second extra symbol: create a simulated card (`sim init`).
+pub const SIM_CREATE_CARD_SYMBOL: &str = "mkclone_simlib_create_card";
 
 /// One opened library file with the verbs resolved from it.
 pub struct Loaded {
@@ -38,6 +40,7 @@ pub struct Loaded {
     _lib: Library,
     verbs: BTreeMap<Verb, *const ()>,
     ext: ffi::mkclone_simlib_ext_t,
+    create_card: ffi::mkclone_simlib_create_card_t,
 }
 
 // SAFETY: the raw pointers are addresses of functions in a library that stays loaded as
@@ -75,11 +78,18 @@ impl Loaded {
         let ext = unsafe { lib.get::<ffi::mkclone_simlib_ext_t>(ext_name.as_bytes()) }
             .ok()
             .and_then(|s| *s);
+        let create_name = format!("{SIM_CREATE_CARD_SYMBOL}\0");
+        // SAFETY: as above; typed as mkclone_simlib_create_card_t, the header's declaration.
+        let create_card =
+            unsafe { lib.get::<ffi::mkclone_simlib_create_card_t>(create_name.as_bytes()) }
+                .ok()
+                .and_then(|s| *s);
         Ok(Self {
             path: name.to_path_buf(),
             _lib: lib,
             verbs: resolved,
             ext,
+            create_card,
         })
     }
 }
@@ -157,6 +167,38 @@ impl Shared {
             trace.record(args, &rules_in, &lengths_in);
         }
         Ok(())
+    }
+
+    /// The simulated library's card factory (`mkclone sim init`): a factory-fresh card with
+    /// `serial` as the next adapter. `Ok(true)` created, `Ok(false)` one with this serial
+    /// exists already.
+    pub fn create_simulated_card(&mut self, serial: &str) -> Result<bool, HostlibError> {
+        let Some(f) = self.main.create_card else {
+            return Err(HostlibError::NotSimulated {
+                path: self.main.path.clone(),
+            });
+        };
+        let mut text = serial.as_bytes().to_vec();
+        let mut len = text.len() as libc::c_long;
+        let (mut rc, mut rs): (libc::c_long, libc::c_long) = (-1, -1);
+        // SAFETY: the buffer is as long as the length passed with it; the function is the
+        // simulated library's, typed as the header declares it.
+        unsafe { f(&mut rc, &mut rs, &mut len, text.as_mut_ptr()) };
+        match (rc, rs) {
+            (0, _) => Ok(true),
+            (4, 0) => Ok(false),
+            _ => Err(HostlibError::Verb {
+                verb: SIM_CREATE_CARD_SYMBOL,
+                during: format!("creating a simulated card with serial {serial}"),
+                return_code: rc,
+                reason_code: rs,
+                message: mkclone_cca::rc::message(
+                    u16::try_from(rc).unwrap_or(u16::MAX),
+                    u16::try_from(rs).unwrap_or(u16::MAX),
+                )
+                .into(),
+            }),
+        }
     }
 
     /// The simulated library's extension: one request message in, the reply message out.
