@@ -171,3 +171,260 @@ fn cca_nodes_mixed_with_sim_and_softhsm_nodes_under_the_rehearsal_rule() {
         &[("SOFTHSM2_CONF", conf), ("MKCLONE_TEST_PIN", PIN)],
     );
 }
+
+// ---- a crash at every verb call, then a rerun -------------------------------------------
+
+/// The plan of the crash test: all four roles on CCA nodes of one simulated library, one
+/// target, SYM and ASYM, 2-of-3 (every verb the ceremony uses, in fewer calls than 3-of-5
+/// with two targets).
+fn crash_plan(library: &Path) -> String {
+    let mut s = "[ceremony]\nid = \"crash\"\ndirectory = \"ceremony\"\nsa = \"sa\"\nsource = \"source\"\n\
+                 targets = [\"target1\"]\nmaster_keys = [\"sym\", \"asym\"]\nthreshold = 2\nshares = 3\n\
+                 dual_control = false\nrehearsal = true\n"
+        .to_string();
+    for (name, serial) in [
+        ("sa", "CCA00001"),
+        ("source", "CCA00002"),
+        ("target1", "CCA00003"),
+    ] {
+        s.push_str(&format!(
+            "\n[nodes.{name}]\nbackend = \"cca\"\nlibrary = \"{lib}\"\nmk_library = \"{lib}\"\n\
+             expect_serial = \"{serial}\"\neid = \"{}\"\n",
+            name.to_uppercase(),
+            lib = library.display()
+        ));
+    }
+    s
+}
+
+/// A copy of the prepared machine (configuration and card files) in `to`.
+fn copy_machine(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.join("cards")).unwrap();
+    std::fs::copy(from.join("mkclone.toml"), to.join("mkclone.toml")).unwrap();
+    for e in std::fs::read_dir(from.join("cards")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join("cards").join(e.file_name())).unwrap();
+    }
+}
+
+/// Run `args` on the machine in `dir` (its cards in `dir/cards`).
+fn on_machine(dir: &Path, args: &[&str], trace: Option<&Path>) -> Output {
+    let cards = dir.join("cards");
+    let trace_env;
+    let mut env: Vec<(&str, &Path)> = vec![("MKCLONE_SIMLIB_DIR", &cards)];
+    if let Some(t) = trace {
+        trace_env = t.to_path_buf();
+        env.push(("MKCLONE_CCA_TRACE", &trace_env));
+    }
+    run(&dir.join("mkclone.toml"), args, &env)
+}
+
+fn status_on(dir: &Path, node: &str) -> serde_json::Value {
+    let out = on_machine(dir, &["status", node, "--json"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    common::json_in(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// What a finished clone must look like after any crash and rerun: the target's CURRENT
+/// is the source's for both kinds, set once (OLD still empty, NEW cleared), the source's
+/// registers as they were before the ceremony, one retained key per node, one SA
+/// registration on the source and the target, and share tables that agree with the
+/// plan (m-of-n 2-of-3; the source distributed shares 1 and 2 and no other; the
+/// target's reception table cleared by SET).
+fn check_after_rerun(dir: &Path, source_before: &serde_json::Value, what: &str) {
+    let source = status_on(dir, "source");
+    let target = status_on(dir, "target1");
+    assert_eq!(
+        source["status"]["registers"], source_before["status"]["registers"],
+        "{what}: the source's registers changed"
+    );
+    for kind in 0..2 {
+        let s = &source["status"]["registers"][kind];
+        let t = &target["status"]["registers"][kind];
+        assert_eq!(t["current_patterns"], s["current_patterns"], "{what}: {t}");
+        assert_eq!(t["new"], "empty", "{what}: {t}");
+        assert_eq!(t["old"], "invalid", "{what}: SET ran more than once: {t}");
+        assert_eq!(t["old_patterns"], serde_json::json!([]), "{what}: {t}");
+    }
+    for (node, st, registrations) in [
+        ("sa", status_on(dir, "sa"), 0),
+        ("source", source.clone(), 1),
+        ("target1", target.clone(), 1),
+    ] {
+        assert_eq!(
+            st["retained_keys"].as_array().map(Vec::len),
+            Some(1),
+            "{what}: {node} holds one retained key: {}",
+            st["retained_keys"]
+        );
+        assert_eq!(
+            st["registrations"].as_array().map(Vec::len),
+            Some(registrations),
+            "{what}: {node}: {}",
+            st["registrations"]
+        );
+    }
+    for st in [&source, &target] {
+        assert_eq!(st["shares"]["m_of_n"], serde_json::json!([2, 3]), "{what}");
+    }
+    for table in source["shares"]["tables"].as_array().unwrap() {
+        let generation = table["generation"].as_array().unwrap();
+        for (i, state) in generation.iter().enumerate() {
+            let allowed: &[&str] = match i {
+                0 | 1 => &["distributed-once", "distributed-more"],
+                2 => &["can"],
+                _ => &["cannot"],
+            };
+            assert!(
+                allowed.contains(&state.as_str().unwrap_or("")),
+                "{what}: source share {} is {state}: {table}",
+                i + 1
+            );
+        }
+    }
+    for table in target["shares"]["tables"].as_array().unwrap() {
+        let reception = table["reception"].as_array().unwrap();
+        for (i, state) in reception.iter().enumerate() {
+            let expected = if i < 3 { "can" } else { "cannot" };
+            assert_eq!(
+                state,
+                expected,
+                "{what}: target reception {}: {table}",
+                i + 1
+            );
+        }
+    }
+}
+
+/// For every verb call of a `clone` (counted by the simulated library: every call of
+/// every verb, in the order the process makes them), the process dies at that call —
+/// after the card ran it (the reply is lost), and for the calls that change the card
+/// also before — and a rerun of `clone` finishes the ceremony with nothing done twice.
+#[test]
+fn a_crash_at_every_verb_call_is_finished_by_a_rerun() {
+    let root = tempfile::tempdir().unwrap();
+    let library = root.path().join("lib").join("libcsulcca.so");
+    std::fs::create_dir_all(library.parent().unwrap()).unwrap();
+    std::fs::copy(simulated_cca_library(), &library).unwrap();
+    let template = root.path().join("template");
+    std::fs::create_dir_all(template.join("cards")).unwrap();
+    std::fs::write(template.join("mkclone.toml"), crash_plan(&library)).unwrap();
+    let init = on_machine(&template, &["sim", "init", "--load-source-keys"], None);
+    assert!(init.status.success(), "{}", text(&init));
+    let source_before = status_on(&template, "source");
+
+    // The reference run: how many verb calls a whole clone makes.
+    let reference = root.path().join("reference");
+    copy_machine(&template, &reference);
+    let trace = root.path().join("reference.trace");
+    let out = on_machine(&reference, &["clone"], Some(&trace));
+    assert!(out.status.success(), "{}", text(&out));
+    check_after_rerun(&reference, &source_before, "the reference run");
+    let verbs: Vec<String> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["verb"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let calls = verbs.len();
+    assert!(calls > 100, "a clone makes {calls} verb calls?");
+    // Every call is crashed after the card ran it; the calls that can change the card are
+    // also crashed before (for a read, before and after leave the same card).
+    let reads = [
+        "CSUACFQ", "CSUACFV", "CSUACRA", "CSUACRD", "CSUAACM", "CSNDPKB", "CSNDPKX",
+    ];
+    let points: Vec<(usize, bool)> = verbs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, verb)| {
+            let k = i + 1;
+            let both = !reads.contains(&verb.as_str());
+            std::iter::once((k, false)).chain(both.then_some((k, true)))
+        })
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::<String>::new());
+    std::thread::scope(|scope| {
+        // The clones wait on fsync more than on the CPU: eight at a time.
+        for _ in 0..8 {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(&(k, before)) = points.get(i) else {
+                        break;
+                    };
+                    let what = format!(
+                        "crash at call {k} of {calls} ({} the card ran it)",
+                        if before { "before" } else { "after" }
+                    );
+                    let run = std::panic::catch_unwind(|| {
+                        crash_and_rerun(root.path(), &template, &source_before, k, before, &what)
+                    });
+                    if let Err(e) = run {
+                        let message = e
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default();
+                        failures.lock().unwrap().push(format!("{what}: {message}"));
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {} crash points failed:\n{}",
+        failures.len(),
+        points.len(),
+        failures.join("\n\n")
+    );
+}
+
+fn crash_and_rerun(
+    root: &Path,
+    template: &Path,
+    source_before: &serde_json::Value,
+    k: usize,
+    before: bool,
+    what: &str,
+) {
+    let dir = root.join(format!("crash-{k}-{}", if before { "b" } else { "a" }));
+    copy_machine(template, &dir);
+    std::fs::write(
+        dir.join("cards/simlib.json"),
+        serde_json::json!({ "crash_at": k, "crash_before": before }).to_string(),
+    )
+    .unwrap();
+    let killed = on_machine(&dir, &["clone"], None);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        killed.status.signal(),
+        Some(libc_sigabrt()),
+        "{what}: the process should have died there:\n{}",
+        text(&killed)
+    );
+    assert!(
+        text(&killed).contains(&format!("injected crash at call {k} ")),
+        "{what}: {}",
+        text(&killed)
+    );
+    std::fs::remove_file(dir.join("cards/simlib.json")).unwrap();
+    let rerun = on_machine(&dir, &["clone"], None);
+    assert!(
+        rerun.status.success(),
+        "{what}: the rerun failed:\n{}",
+        text(&rerun)
+    );
+    check_after_rerun(&dir, source_before, what);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// SIGABRT: the simulated library ends the process with abort(3), as a power cut would
+/// end it (no destructors, no reply).
+fn libc_sigabrt() -> i32 {
+    6
+}
