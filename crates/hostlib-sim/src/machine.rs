@@ -26,19 +26,21 @@ pub const fn codes(rc: i64, rs: i64) -> Codes {
     Codes { rc, rs }
 }
 
-/// IBM's codes the library answers itself ([BSR 2.54] Appendix A, Figure A-4; [LZ]).
+/// IBM's codes the library answers itself (the one table: crates/cca `rc`, from [BSR 2.54]
+/// Appendix A, Figure A-4, and [LZ]).
 pub mod ibm {
     use super::{Codes, codes};
+    use mkclone_cca::rc::rs;
     /// A rule array or other parameter specifies a keyword that is not valid.
-    pub const BAD_KEYWORD: Codes = codes(8, 33);
+    pub const BAD_KEYWORD: Codes = codes(8, rs::BAD_KEYWORD as i64);
     /// A rule-array keyword combination is not valid.
-    pub const BAD_COMBINATION: Codes = codes(8, 34);
+    pub const BAD_COMBINATION: Codes = codes(8, rs::BAD_KEYWORD_COMBINATION as i64);
     /// A rule-array count is not valid.
-    pub const BAD_COUNT: Codes = codes(8, 35);
+    pub const BAD_COUNT: Codes = codes(8, rs::BAD_RULE_COUNT as i64);
     /// The verb data (or its length) is not valid: IBM documents it for CSUACFQ's verb data
     /// ("Verb data returned for CSUACFQ keywords"); the simulated library answers it for
     /// every output buffer too small for the result, with the length needed written back.
-    pub const TOO_SMALL: Codes = codes(8, 72);
+    pub const TOO_SMALL: Codes = codes(8, rs::BAD_VERB_DATA_LENGTH as i64);
 }
 
 /// Codes the simulated library answers where IBM publishes none (project-assigned, from

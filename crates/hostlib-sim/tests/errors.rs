@@ -3,7 +3,7 @@
 mod common;
 
 use common::SimMachine;
-use mkclone_backend::{Backend, BackendError, CloneableKind};
+use mkclone_backend::CloneableKind;
 use mkclone_hostlib::args::Verb;
 use mkclone_hostlib::library::open_shared;
 use mkclone_hostlib::{HostlibBackend, HostlibError, verbs};
@@ -98,47 +98,4 @@ fn a_too_small_output_buffer_gets_8_72_and_the_length_needed() {
         q.output(0).is_err(),
         "a length beyond the buffer is never read"
     );
-}
-
-/// Each verb answering a documented failure becomes the typed error of the other backends.
-#[test]
-fn injected_return_codes_become_the_typed_errors() {
-    let m = SimMachine::new();
-    let mut node = m.node();
-    for (verb, codes, check) in [
-        (
-            "CSNBMKP",
-            (8, 1026),
-            Box::new(|e: &BackendError| {
-                matches!(
-                    e,
-                    BackendError::Device {
-                        reason_code: 1026,
-                        ..
-                    }
-                )
-            }) as Box<dyn Fn(&BackendError) -> bool>,
-        ),
-        (
-            "CSNBMKP",
-            (8, 90),
-            Box::new(|e: &BackendError| {
-                matches!(
-                    e,
-                    BackendError::Device {
-                        reason_code: 90,
-                        ..
-                    }
-                )
-            }),
-        ),
-    ] {
-        m.control(serde_json::json!({ "fail": { verb: [codes.0, codes.1] } }));
-        let e = node
-            .set_master_key(CloneableKind::Sym)
-            .expect_err("refused");
-        assert!(check(&e), "{verb} {codes:?}: {e:?}");
-    }
-    m.control(serde_json::json!({ "fail": { "CSUAMKD": [8, 1040] } }));
-    m.control(serde_json::json!({}));
 }
