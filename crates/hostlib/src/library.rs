@@ -545,3 +545,307 @@ fn dispatch(address: *const (), args: &mut Args) -> Result<(), HostlibError> {
     args.rule_count = h.count;
     Ok(())
 }
+
+/// `dispatch` hands each parameter to the C function in the position the header gives it:
+/// fake verbs with the header's signatures record what they receive (read through the
+/// pointers, as a library would) and answer through the output pointers; the records
+/// are compared with what the published parameter list says each position holds.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verbs;
+    use mkclone_backend::CloneableKind;
+    use std::cell::RefCell;
+
+    thread_local! {
+        static SEEN: RefCell<Vec<(String, Vec<u8>)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn seen(name: &str, bytes: &[u8]) {
+        SEEN.with(|s| s.borrow_mut().push((name.to_string(), bytes.to_vec())));
+    }
+
+    fn take() -> Vec<(String, Vec<u8>)> {
+        SEEN.with(|s| std::mem::take(&mut *s.borrow_mut()))
+    }
+
+    /// # Safety
+    /// `len` points to a `long` and `p` to that many bytes.
+    unsafe fn bytes(len: *mut Long, p: *mut Bytes) -> Vec<u8> {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts(p, *len as usize).to_vec() }
+    }
+
+    /// The common head: codes answered, no exit data, the rule array recorded.
+    ///
+    /// # Safety
+    /// The head's pointers as the header declares them.
+    unsafe fn head(
+        rc: *mut Long,
+        rs: *mut Long,
+        exit_len: *mut Long,
+        count: *mut Long,
+        rules: *mut Bytes,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            seen("exit_data_length", &(*exit_len).to_be_bytes());
+            seen("rules", &bytes(&mut (*count * 8), rules));
+            *rc = 4;
+            *rs = 1024;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe extern "C" fn fake_csuamkd(
+        rc: *mut Long,
+        rs: *mut Long,
+        exit_len: *mut Long,
+        _exit: *mut Bytes,
+        count: *mut Long,
+        rules: *mut Bytes,
+        share_index: *mut Long,
+        private_key_name: *mut Bytes,
+        certifying_key_name: *mut Bytes,
+        certificate_length: *mut Long,
+        certificate: *mut Bytes,
+        key_length: *mut Long,
+        key: *mut Bytes,
+        info_length: *mut Long,
+        info: *mut Bytes,
+    ) {
+        // SAFETY: called by `dispatch` with the header's CSUAMKD parameters.
+        unsafe {
+            head(rc, rs, exit_len, count, rules);
+            seen("share_index", &(*share_index).to_be_bytes());
+            seen("private_key_name", &bytes(&mut 64, private_key_name));
+            seen("certifying_key_name", &bytes(&mut 64, certifying_key_name));
+            seen("certificate", &bytes(certificate_length, certificate));
+            seen("key room", &(*key_length).to_be_bytes());
+            seen("info room", &(*info_length).to_be_bytes());
+            // OBTAIN's outputs: 3 bytes of key, 2 of clone info, lengths written back.
+            *key = 0xC1;
+            *key.add(1) = 0xC2;
+            *key.add(2) = 0xC3;
+            *key_length = 3;
+            *info = 0xD1;
+            *info.add(1) = 0xD2;
+            *info_length = 2;
+        }
+    }
+
+    #[test]
+    fn csuamkd_parameters_arrive_in_the_published_order() {
+        let mut args = verbs::obtain(
+            CloneableKind::Sym,
+            2,
+            "MKCLONE.CSS",
+            "MKCLONE.SA",
+            &[0x40, 0, 0, 4],
+        );
+        dispatch(fake_csuamkd as *const (), &mut args).expect("dispatched");
+        let mut css = b"MKCLONE.CSS".to_vec();
+        css.resize(64, b' ');
+        let mut sa = b"MKCLONE.SA".to_vec();
+        sa.resize(64, b' ');
+        let expected: Vec<(String, Vec<u8>)> = vec![
+            ("exit_data_length".into(), 0i64.to_be_bytes().to_vec()),
+            ("rules".into(), b"OBTAIN  SYM-MK  ".to_vec()),
+            ("share_index".into(), 2i64.to_be_bytes().to_vec()),
+            ("private_key_name".into(), css),
+            ("certifying_key_name".into(), sa),
+            ("certificate".into(), vec![0x40, 0, 0, 4]),
+            ("key room".into(), 4096i64.to_be_bytes().to_vec()),
+            ("info room".into(), 4096i64.to_be_bytes().to_vec()),
+        ];
+        assert_eq!(take(), expected);
+        assert_eq!((args.return_code, args.reason_code), (4, 1024));
+        assert_eq!(args.output(4).expect("key"), [0xC1, 0xC2, 0xC3]);
+        assert_eq!(args.output(5).expect("info"), [0xD1, 0xD2]);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe extern "C" fn fake_csndpkb(
+        rc: *mut Long,
+        rs: *mut Long,
+        exit_len: *mut Long,
+        _exit: *mut Bytes,
+        count: *mut Long,
+        rules: *mut Bytes,
+        kvs_len: *mut Long,
+        kvs: *mut Bytes,
+        name_len: *mut Long,
+        name: *mut Bytes,
+        cd_len: *mut Long,
+        _cd: *mut Bytes,
+        r2_len: *mut Long,
+        _r2: *mut Bytes,
+        r3_len: *mut Long,
+        _r3: *mut Bytes,
+        r4_len: *mut Long,
+        _r4: *mut Bytes,
+        r5_len: *mut Long,
+        _r5: *mut Bytes,
+        token_len: *mut Long,
+        token: *mut Bytes,
+    ) {
+        // SAFETY: called by `dispatch` with the header's CSNDPKB parameters.
+        unsafe {
+            head(rc, rs, exit_len, count, rules);
+            seen("key_values_structure", &bytes(kvs_len, kvs));
+            seen("key_name", &bytes(name_len, name));
+            let reserved = [*cd_len, *r2_len, *r3_len, *r4_len, *r5_len];
+            seen(
+                "customer data and reserved lengths",
+                &reserved.map(|l| l as u8),
+            );
+            seen("token room", &(*token_len).to_be_bytes());
+            *token = 0x1E;
+            *token_len = 1;
+        }
+    }
+
+    #[test]
+    fn csndpkb_parameters_arrive_in_the_published_order() {
+        let mut args =
+            verbs::build_skeleton("MKCLONE.SA", mkclone_backend::KeyUsage::SignatureOnly, 2048);
+        dispatch(fake_csndpkb as *const (), &mut args).expect("dispatched");
+        let mut name = b"MKCLONE.SA".to_vec();
+        name.resize(64, b' ');
+        let expected: Vec<(String, Vec<u8>)> = vec![
+            ("exit_data_length".into(), 0i64.to_be_bytes().to_vec()),
+            ("rules".into(), b"RSA-CRT SIG-ONLY".to_vec()),
+            (
+                "key_values_structure".into(),
+                vec![
+                    8, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1,
+                ],
+            ),
+            ("key_name".into(), name),
+            ("customer data and reserved lengths".into(), vec![0; 5]),
+            ("token room".into(), 8000i64.to_be_bytes().to_vec()),
+        ];
+        assert_eq!(take(), expected);
+        assert_eq!(args.output(7).expect("token"), [0x1E]);
+    }
+
+    unsafe extern "C" fn fake_csuacfq(
+        rc: *mut Long,
+        rs: *mut Long,
+        exit_len: *mut Long,
+        _exit: *mut Bytes,
+        count: *mut Long,
+        rules: *mut Bytes,
+        data_len: *mut Long,
+        _data: *mut Bytes,
+    ) {
+        // SAFETY: called by `dispatch` with the header's CSUACFQ parameters.
+        unsafe {
+            head(rc, rs, exit_len, count, rules);
+            seen("verb data room", &(*data_len).to_be_bytes());
+            // The answer goes over the rule array, the count updated (two elements).
+            std::ptr::copy_nonoverlapping(b"3       CCA00001".as_ptr(), rules, 16);
+            *count = 2;
+            *data_len = 0;
+            *rc = 0;
+            *rs = 0;
+        }
+    }
+
+    #[test]
+    fn csuacfq_answers_over_the_rule_array() {
+        let mut args = verbs::query("STATCRD2", 0);
+        dispatch(fake_csuacfq as *const (), &mut args).expect("dispatched");
+        let seen = take();
+        assert_eq!(seen[1], ("rules".to_string(), b"STATCRD2".to_vec()));
+        assert_eq!(
+            seen[2],
+            ("verb data room".to_string(), 0i64.to_be_bytes().to_vec())
+        );
+        assert_eq!(args.rule_keywords(), ["3", "CCA00001"]);
+        assert_eq!(args.element(1), Some(&b"CCA00001"[..]));
+        assert_eq!(args.element(2), None);
+    }
+
+    unsafe extern "C" fn fake_csndrkl(
+        rc: *mut Long,
+        rs: *mut Long,
+        exit_len: *mut Long,
+        _exit: *mut Bytes,
+        count: *mut Long,
+        rules: *mut Bytes,
+        mask: *mut Bytes,
+        retained_keys_count: *mut Long,
+        key_labels_count: *mut Long,
+        labels: *mut Bytes,
+    ) {
+        // SAFETY: called by `dispatch` with the header's CSNDRKL parameters.
+        unsafe {
+            head(rc, rs, exit_len, count, rules);
+            seen("key_label_mask", &bytes(&mut 64, mask));
+            seen("key_labels_count", &(*key_labels_count).to_be_bytes());
+            *retained_keys_count = 7;
+            *key_labels_count = 1;
+            std::ptr::copy_nonoverlapping(b"MKCLONE.SA".as_ptr(), labels, 10);
+        }
+    }
+
+    #[test]
+    fn csndrkl_counts_go_in_and_out_through_their_own_pointers() {
+        let mut args = verbs::list_retained("*");
+        dispatch(fake_csndrkl as *const (), &mut args).expect("dispatched");
+        let mut mask = b"*".to_vec();
+        mask.resize(64, b' ');
+        let seen = take();
+        assert_eq!(seen[1], ("rules".to_string(), Vec::new()));
+        assert_eq!(seen[2], ("key_label_mask".to_string(), mask));
+        assert_eq!(
+            seen[3],
+            (
+                "key_labels_count".to_string(),
+                256i64.to_be_bytes().to_vec()
+            )
+        );
+        assert_eq!((args.int(1), args.int(2)), (Some(7), Some(1)));
+        assert_eq!(&args.output(3).expect("labels")[..10], b"MKCLONE.SA");
+    }
+
+    /// A length the library writes back beyond the buffer is never read.
+    unsafe extern "C" fn fake_csndpkx_overlong(
+        rc: *mut Long,
+        rs: *mut Long,
+        _exit_len: *mut Long,
+        _exit: *mut Bytes,
+        _count: *mut Long,
+        _rules: *mut Bytes,
+        _src_len: *mut Long,
+        _src: *mut Bytes,
+        out_len: *mut Long,
+        _out: *mut Bytes,
+    ) {
+        // SAFETY: called by `dispatch` with the header's CSNDPKX parameters.
+        unsafe {
+            *rc = 0;
+            *rs = 0;
+            *out_len = 1_000_000;
+        }
+    }
+
+    #[test]
+    fn an_overlong_returned_length_is_refused_not_read() {
+        let mut args = verbs::public_key_extract("MKCLONE.CSR");
+        dispatch(fake_csndpkx_overlong as *const (), &mut args).expect("dispatched");
+        let e = args.output(1).expect_err("refused");
+        assert!(e.contains("larger than its buffer"), "{e}");
+    }
+
+    #[test]
+    fn a_vector_whose_length_exceeds_its_buffer_is_never_handed_over() {
+        let mut args = verbs::public_key_extract("MKCLONE.CSR");
+        args.params[1] = Param::Buf {
+            len: 9000,
+            data: vec![0; 10],
+        };
+        assert!(args.check_shape().is_err());
+    }
+}

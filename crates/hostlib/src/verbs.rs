@@ -223,3 +223,281 @@ pub fn master_key(action: &str, kind: CloneableKind) -> Args {
         vec![Param::Field(vec![0; 24])],
     )
 }
+
+/// Each builder against an argument vector assembled by hand from the verb's published
+/// parameter list (vendor-headers/csulcca.h cites each): rule arrays written out byte by
+/// byte as 8-byte blank-padded keywords, 64-byte blank-padded names, lengths as the
+/// buffers they describe. None of it comes from `args::keyword`/`name64`.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `text` left-justified in `n` blanks, spelled out (not `args::name64`).
+    fn padded(text: &[u8], n: usize) -> Vec<u8> {
+        let mut v = text.to_vec();
+        v.extend(std::iter::repeat_n(b' ', n - text.len()));
+        v
+    }
+
+    fn buf(data: Vec<u8>) -> Param {
+        Param::Buf {
+            len: data.len() as i64,
+            data,
+        }
+    }
+
+    fn room(n: usize) -> Param {
+        Param::Buf {
+            len: n as i64,
+            data: vec![0; n],
+        }
+    }
+
+    fn none() -> Param {
+        Param::Buf {
+            len: 0,
+            data: vec![],
+        }
+    }
+
+    fn call(verb: Verb, rules: &[u8], count: i64, params: Vec<Param>) -> Args {
+        Args {
+            verb,
+            rule_array: rules.to_vec(),
+            rule_count: count,
+            params,
+            return_code: -1,
+            reason_code: -1,
+        }
+    }
+
+    #[test]
+    fn csuacfq_one_keyword_room_for_the_answer() {
+        // rule_array_count 1, "STATICSA", then verb_data_length/verb_data (4096 of room);
+        // the rule array has room for 32 returned elements.
+        let mut rules = b"STATICSA".to_vec();
+        rules.extend(std::iter::repeat_n(b' ', 31 * 8));
+        assert_eq!(
+            query("STATICSA", 4096),
+            call(Verb::Csuacfq, &rules, 1, vec![room(4096)])
+        );
+        let mut rules = b"STATEID ".to_vec();
+        rules.extend(std::iter::repeat_n(b' ', 31 * 8));
+        assert_eq!(
+            query("STATEID", 0),
+            call(Verb::Csuacfq, &rules, 1, vec![none()])
+        );
+    }
+
+    #[test]
+    fn csuacfv_has_no_rule_array() {
+        assert_eq!(version(), call(Verb::Csuacfv, b"", 0, vec![room(20)]));
+    }
+
+    #[test]
+    fn csuacra_and_csuacrd_name_the_resource() {
+        assert_eq!(
+            resource(Verb::Csuacra, Some(3)),
+            call(Verb::Csuacra, b"DEVICE  ", 1, vec![buf(b"CRP03".to_vec())])
+        );
+        assert_eq!(
+            resource(Verb::Csuacrd, None),
+            call(Verb::Csuacrd, b"DEV-ANY ", 1, vec![buf(b"CRP00".to_vec())])
+        );
+    }
+
+    #[test]
+    fn csuaacm_get_role_names_the_role_in_8_bytes() {
+        assert_eq!(
+            get_role(b"DEFAULT "),
+            call(
+                Verb::Csuaacm,
+                b"GET-ROLE",
+                1,
+                vec![Param::Field(b"DEFAULT ".to_vec()), room(4096)]
+            )
+        );
+    }
+
+    #[test]
+    fn csndpkb_rsa_crt_skeleton() {
+        // Key-values structure: modulus bits 2048 = X'0800' at 0, modulus field length 0 at
+        // 2, public-exponent length 3 at 4, the other lengths zero, exponent X'010001' at 18.
+        let kvs: Vec<u8> = vec![
+            0x08, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01,
+        ];
+        assert_eq!(rsa_key_values(2048), kvs);
+        let name = padded(b"MKCLONE.CSS", 64);
+        assert_eq!(
+            build_skeleton("MKCLONE.CSS", KeyUsage::KeyManagementOnly, 2048),
+            call(
+                Verb::Csndpkb,
+                b"RSA-CRT KM-ONLY ",
+                2,
+                vec![
+                    buf(kvs),
+                    buf(name),
+                    none(),
+                    none(),
+                    none(),
+                    none(),
+                    none(),
+                    room(8000),
+                ]
+            )
+        );
+    }
+
+    #[test]
+    fn csndpkg_retain_clone_with_a_null_transport_key() {
+        let skeleton = vec![7u8; 75];
+        assert_eq!(
+            generate_retained(&skeleton, true),
+            call(
+                Verb::Csndpkg,
+                b"RETAIN  CLONE   ",
+                2,
+                vec![
+                    none(),
+                    buf(skeleton.clone()),
+                    Param::Field(vec![0; 64]),
+                    room(8000)
+                ]
+            )
+        );
+        assert_eq!(generate_retained(&skeleton, false).rule_array, b"RETAIN  ");
+    }
+
+    #[test]
+    fn csndpkx_csndrkl_csndrkd_name_keys_in_64_bytes() {
+        assert_eq!(
+            public_key_extract("MKCLONE.CSR"),
+            call(
+                Verb::Csndpkx,
+                b"",
+                0,
+                vec![buf(padded(b"MKCLONE.CSR", 64)), room(8000)]
+            )
+        );
+        assert_eq!(
+            list_retained("MKCLONE.*"),
+            call(
+                Verb::Csndrkl,
+                b"",
+                0,
+                vec![
+                    Param::Field(padded(b"MKCLONE.*", 64)),
+                    Param::Int(0),
+                    Param::Int(256),
+                    Param::Field(vec![b' '; 64 * 256]),
+                ]
+            )
+        );
+        assert_eq!(
+            delete_retained("MKCLONE.SA"),
+            call(
+                Verb::Csndrkd,
+                b"",
+                0,
+                vec![Param::Field(padded(b"MKCLONE.SA", 64))]
+            )
+        );
+    }
+
+    #[test]
+    fn csndpkh_and_csndpkr() {
+        let hash = vec![0xAB; 20];
+        assert_eq!(
+            register_hash("MKCLONE.SA", HashAlgorithm::Sha1, &hash, true),
+            call(
+                Verb::Csndpkh,
+                b"SHA-1   CLONE   ",
+                2,
+                vec![Param::Field(padded(b"MKCLONE.SA", 64)), buf(hash)]
+            )
+        );
+        let cert = vec![0x40, 0x00, 0x00, 0x04];
+        // rule_array_count zero: no keyword.
+        assert_eq!(
+            register_key("MKCLONE.SA", &cert, false),
+            call(
+                Verb::Csndpkr,
+                b"",
+                0,
+                vec![Param::Field(padded(b"MKCLONE.SA", 64)), buf(cert.clone())]
+            )
+        );
+        assert_eq!(
+            register_key("MKCLONE.SA", &cert, true).rule_array,
+            b"CLONE   "
+        );
+    }
+
+    #[test]
+    fn csuamkd_obtain_and_install() {
+        let cert = vec![0x40, 0x00, 0x00, 0x04];
+        // share_index, private_key_name, certifying_key_name, certificate_length,
+        // certificate, clone_info_encrypting_key_length, clone_info_encrypting_key,
+        // clone_info_length, clone_info.
+        assert_eq!(
+            obtain(CloneableKind::Asym, 3, "MKCLONE.CSS", "MKCLONE.SA", &cert),
+            call(
+                Verb::Csuamkd,
+                b"OBTAIN  ASYM-MK ",
+                2,
+                vec![
+                    Param::Int(3),
+                    Param::Field(padded(b"MKCLONE.CSS", 64)),
+                    Param::Field(padded(b"MKCLONE.SA", 64)),
+                    buf(cert.clone()),
+                    room(4096),
+                    room(4096),
+                ]
+            )
+        );
+        let key = vec![1u8; 256];
+        let info = vec![2u8; 96];
+        assert_eq!(
+            install(
+                CloneableKind::Sym,
+                2,
+                "MKCLONE.CSR",
+                "MKCLONE.SA",
+                &cert,
+                &key,
+                &info
+            ),
+            call(
+                Verb::Csuamkd,
+                b"INSTALL SYM-MK  ",
+                2,
+                vec![
+                    Param::Int(2),
+                    Param::Field(padded(b"MKCLONE.CSR", 64)),
+                    Param::Field(padded(b"MKCLONE.SA", 64)),
+                    buf(cert),
+                    buf(key),
+                    buf(info),
+                ]
+            )
+        );
+    }
+
+    #[test]
+    fn csnbmkp_with_an_unused_24_byte_key_part() {
+        assert_eq!(
+            master_key("SET", CloneableKind::Asym),
+            call(
+                Verb::Csnbmkp,
+                b"SET     ASYM-MK ",
+                2,
+                vec![Param::Field(vec![0; 24])]
+            )
+        );
+        assert_eq!(
+            master_key("RANDOM", CloneableKind::Sym).rule_array,
+            b"RANDOM  SYM-MK  "
+        );
+    }
+}
