@@ -115,6 +115,9 @@ struct RawCcaNode {
     domain: Option<u16>,
     #[serde(default)]
     trace: Option<PathBuf>,
+    /// The role the dry run's access-control audit reads (default DEFAULT).
+    #[serde(default)]
+    role: Option<String>,
     #[serde(default)]
     eid: Option<String>,
 }
@@ -321,6 +324,7 @@ impl Config {
                         expect_serial: serial_of(c.expect_serial.as_deref(), "expect_serial")?,
                         domain: c.domain,
                         trace: c.trace.map(|t| base.join(t)),
+                        role: c.role,
                     };
                     if cfg.adapter.is_none() && cfg.expect_serial.is_none() {
                         return Err(invalid(format!(

@@ -428,3 +428,59 @@ fn crash_and_rerun(
 fn libc_sigabrt() -> i32 {
     6
 }
+
+// ---- the access-control audit in the dry run ----------------------------------------------
+
+/// `clone --dry-run` audits each CCA node's role: every point its steps need (cited) with
+/// whether the role enables it, the points it lacks as problems, and what the operator
+/// must check by hand; nothing is changed.
+#[test]
+fn the_dry_run_audits_the_access_controls_of_cca_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let library = library_in(dir.path());
+    let cfg = common::write_plan(dir.path(), &(plan("rehearsal = true") + &all_cca_nodes()));
+    ok(&cfg, &["sim", "init", "--load-source-keys"], &[]);
+    // The simulated cards' role lacks "RSA Master Key - Set master key".
+    std::fs::write(
+        library.parent().unwrap().join("simlib.json"),
+        r#"{"disabled_acps": [87]}"#,
+    )
+    .unwrap();
+    let out = run(&cfg, &["clone", "--dry-run"], &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    for expected in [
+        "access controls of target1 (role DEFAULT, phases 3a, 3d):",
+        "MISSING  X'0057' RSA Master Key - Set master key (CSNBMKP SET ASYM-MK) for set the master key",
+        "enabled  X'001A' DES Master Key - Set master key (CSNBMKP SET SYM-MK)",
+        "enabled  X'0204' PKA Key Generate - Clone (CSNDPKG CLONE)",
+        "by hand  obtain a share (CSUAMKD OBTAIN): CSUAMKD OBTAIN",
+        "role DEFAULT does not enable access-control point X'0057'",
+    ] {
+        assert!(t.contains(expected), "missing {expected:?} in:\n{t}");
+    }
+    // Every target is audited; the source's steps (2a, 3c) do not need SET.
+    assert!(t.contains("access controls of target2"), "{t}");
+    assert_eq!(t.matches("MISSING").count(), 2, "{t}");
+    let json = run(&cfg, &["clone", "--dry-run", "--json"], &[]);
+    let doc = common::json_in(&String::from_utf8_lossy(&json.stdout));
+    let nodes: Vec<&str> = doc["access_controls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["sa", "source", "target1", "target2"], "{doc}");
+    let missing: Vec<&serde_json::Value> = doc["access_controls"][2]["audit"]["checked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["enabled"] == false)
+        .collect();
+    assert_eq!(missing.len(), 1, "{doc}");
+    assert_eq!(missing[0]["point"]["offset"], 0x57);
+    // Nothing was changed: no ceremony directory, the targets still fresh.
+    assert!(!dir.path().join("ceremony").exists());
+    let st = node_status(cfg.to_str().unwrap(), "target1");
+    assert!(st["retained_keys"].as_array().unwrap().is_empty(), "{st}");
+}

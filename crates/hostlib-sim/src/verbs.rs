@@ -223,11 +223,14 @@ pub fn resource(
     Ok(())
 }
 
-/// CSUAACM GET-ROLE: the role structure of [BSR 2.54] Access_Control_Maintenance
-/// (version 2, comment 20, authentication strength 2, time limits 2+2, days 1) and the
-/// access-control-point list ([LZ] "Access control point list": segment count 2,
-/// reserved 2, then per segment start 2, end 2, byte count 2, reserved 2, bitmap). One
-/// segment X'0000'-X'03FF', every point enabled except `simlib.json`'s `disabled_acps`.
+/// CSUAACM GET-ROLE: the role as IBM's "Role data structure example" lays it out
+/// (version X'0100', length including itself, comment 20, checksum 2, reserved 2, role ID
+/// 8, authentication strength 2, time limits 2 + 2, valid days 1, reserved 1) and the
+/// access-control-point list (segment count 2, reserved 2; per segment first point 2,
+/// last point 2, bitmap bytes 2, reserved 2, bitmap most significant bit first). The
+/// simulated card has one role, DEFAULT, with one segment X'0000'-X'03FF': every point
+/// enabled except `simlib.json`'s `disabled_acps`. Another role ID: 8/772, "the requested
+/// role was not found" ([BSR 2.54] Figure A-4).
 pub fn get_role(
     m: &mut Machine,
     count: i64,
@@ -236,24 +239,27 @@ pub fn get_role(
     out: Out<'_>,
 ) -> Result<(), Codes> {
     parse_rules(count, rules, &[(&["GET-ROLE"], true)], 1)?;
-    if name.iter().all(|b| *b == b' ' || *b == 0) {
+    if name != b"DEFAULT " {
         return Err(codes(8, 772));
     }
     let disabled = m.control().disabled_acps;
-    let mut role = Vec::new();
-    role.extend_from_slice(&[1, 1]);
-    role.extend_from_slice(&[b' '; 20]);
-    role.extend_from_slice(&[0, 0, 0, 0, 0x17, 0x3B, 0xFE]);
-    role.extend_from_slice(&[0, 1, 0, 0]);
     let mut bitmap = vec![0xFFu8; 0x400 / 8];
     for acp in disabled.into_iter().filter(|a| *a < 0x400) {
         bitmap[usize::from(acp / 8)] &= !(0x80 >> (acp % 8));
     }
+    let mut role = vec![0x01, 0x00, 0x00, 0x00];
+    role.extend_from_slice(b"MKCLONE SIMULATED   ");
+    role.extend_from_slice(&[0, 0, 0, 0]);
+    role.extend_from_slice(b"DEFAULT ");
+    role.extend_from_slice(&[0x00, 0x00, 0x00, 0x00, 0x17, 0x3B, 0xFE, 0x00]);
+    role.extend_from_slice(&[0x00, 0x01, 0x00, 0x00]);
     role.extend_from_slice(&0u16.to_be_bytes());
     role.extend_from_slice(&0x03FFu16.to_be_bytes());
     role.extend_from_slice(&(bitmap.len() as u16).to_be_bytes());
     role.extend_from_slice(&[0, 0]);
     role.extend_from_slice(&bitmap);
+    let length = role.len() as u16;
+    role[2..4].copy_from_slice(&length.to_be_bytes());
     put(out, &role)
 }
 

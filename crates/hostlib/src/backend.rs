@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use mkclone_backend::access::{AccessAudit, ManualCheck, PointCheck};
 use mkclone_backend::{
     Applied, Backend, BackendError, Capabilities, Certificate, CloneableKind, Eid, GenerateRequest,
     InstallProgress, InstallRequest, KeyLabel, MofN, NodeStatus, ObtainRequest, Operation,
@@ -12,6 +13,8 @@ use mkclone_backend::{
     SerialNumber, ShareStatus, SubjectInfo,
 };
 use mkclone_cca::CcaBackend;
+
+use crate::access;
 
 use crate::HostlibError;
 use crate::args::Verb;
@@ -35,6 +38,9 @@ pub struct HostlibNodeConfig {
     pub domain: Option<u16>,
     /// Append a trace of every verb call to this file.
     pub trace: Option<PathBuf>,
+    /// The role whose access-control points the dry run audits (default DEFAULT, the
+    /// role of a user who is not logged on: IBM's "Role data structure example").
+    pub role: Option<String>,
 }
 
 /// The operations no public document gives the verb parameters of, each with why.
@@ -71,7 +77,11 @@ pub struct HostlibBackend {
     inner: CcaBackend<LibTransport>,
     simulated: bool,
     serial: Option<SerialNumber>,
+    role: String,
 }
+
+/// The role audited when the node names none.
+pub const DEFAULT_ROLE: &str = "DEFAULT";
 
 /// The adapter whose serial (CSUACFQ STATCRD2 element 15) is `serial`, trying CRP01..CRPn
 /// where n is STATCRD2's element 1 (s390-tools zkey/cca.c, select_cca_adapter).
@@ -215,10 +225,17 @@ impl HostlibBackend {
             domain: cfg.domain.unwrap_or(0),
             simulated,
         };
+        let role = cfg.role.clone().unwrap_or_else(|| DEFAULT_ROLE.to_string());
+        if role.is_empty() || role.len() > 8 || !role.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(HostlibError::Config(format!(
+                "role {role:?} is not a CCA role ID: at most 8 printable characters, e.g. \"DEFAULT\""
+            )));
+        }
         Ok(Self {
             inner: CcaBackend::new(transport),
             simulated,
             serial: cfg.expect_serial.clone(),
+            role,
         })
     }
 
@@ -279,6 +296,83 @@ impl Backend for HostlibBackend {
 
     fn status(&mut self) -> Result<NodeStatus> {
         self.inner.status()
+    }
+
+    /// The points each step's verb needs (crate::access, each cited), read from the role
+    /// with CSUAACM GET-ROLE; what no public document gives, or the role cannot tell, is
+    /// listed for the operator to check by hand.
+    fn access_audit(
+        &mut self,
+        operations: &[Operation],
+        kinds: &[CloneableKind],
+    ) -> Result<AccessAudit> {
+        let mut audit = AccessAudit {
+            role: Some(self.role.clone()),
+            ..AccessAudit::default()
+        };
+        let mut ops: Vec<Operation> = Vec::new();
+        for op in operations {
+            if !ops.contains(op) {
+                ops.push(*op);
+            }
+        }
+        for op in &ops {
+            let outside = matches!(
+                op,
+                Operation::SetEid | Operation::SetMofN | Operation::CertifyPublicKey
+            );
+            if outside && self.simulated {
+                continue;
+            }
+            if let Some(m) = access::by_hand(*op) {
+                audit.by_hand.push(m);
+            }
+        }
+        let mut name = [b' '; 8];
+        name[..self.role.len()].copy_from_slice(self.role.as_bytes());
+        let read = self
+            .inner
+            .transport()
+            .get_role(&name)
+            .map_err(|e| BackendError::Transport {
+                operation: Operation::Status,
+                cause: e.to_string(),
+            })?;
+        let role = if read.return_code != 0 {
+            Err(format!(
+                "CSUAACM GET-ROLE of role {} answered {}/{} ({}); reading a role needs {}",
+                self.role,
+                read.return_code,
+                read.reason_code,
+                mkclone_cca::rc::message(
+                    u16::try_from(read.return_code).unwrap_or(u16::MAX),
+                    u16::try_from(read.reason_code).unwrap_or(u16::MAX)
+                ),
+                access::READ_ROLE
+            ))
+        } else {
+            read.output(1)
+                .map_err(|e| format!("CSUAACM GET-ROLE: {e}"))
+                .and_then(|bytes| {
+                    access::Role::decode(bytes).map_err(|e| format!("the role {}: {e}", self.role))
+                })
+        };
+        for op in ops {
+            for point in access::required(op, kinds) {
+                match &role {
+                    Ok(r) => audit.checked.push(PointCheck {
+                        operation: op,
+                        point,
+                        enabled: r.enables(point.offset),
+                    }),
+                    Err(why) => audit.by_hand.push(ManualCheck {
+                        operation: op,
+                        what: format!("{why}: check by hand that the role enables {point}"),
+                    }),
+                }
+            }
+        }
+        Ok(audit)
     }
 
     fn set_eid(&mut self, eid: &Eid) -> Result<Applied<()>> {

@@ -9,6 +9,7 @@
 //! - [`trace`]: the opt-in trace of every call (lengths and codes, never contents);
 //! - [`HostlibBackend`]: the `Backend` trait mapped to the documented verbs.
 
+pub mod access;
 pub mod args;
 mod error;
 pub mod ffi;

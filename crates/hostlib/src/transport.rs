@@ -342,6 +342,18 @@ impl LibTransport {
     }
 }
 
+impl LibTransport {
+    /// CSUAACM GET-ROLE of `role` on this node's adapter: the call, with its codes.
+    pub(crate) fn get_role(&self, role: &[u8; 8]) -> Result<Args, crate::HostlibError> {
+        let shared = self.shared.clone();
+        let mut guard = shared.lock().unwrap_or_else(|p| p.into_inner());
+        select(&mut guard, self.adapter)?;
+        let mut args = verbs::get_role(role);
+        guard.call(&mut args)?;
+        Ok(args)
+    }
+}
+
 /// Allocate `adapter` unless it is the one allocated: the first time, autoselect is
 /// turned off (CSUACRD DEV-ANY), as zkey does before walking the adapters.
 pub(crate) fn select(shared: &mut Shared, adapter: u8) -> Result<(), crate::HostlibError> {
