@@ -484,3 +484,135 @@ fn the_dry_run_audits_the_access_controls_of_cca_nodes() {
     let st = node_status(cfg.to_str().unwrap(), "target1");
     assert!(st["retained_keys"].as_array().unwrap().is_empty(), "{st}");
 }
+
+// ---- the trace ------------------------------------------------------------------------------
+
+/// Every hex string of at least 32 digits in `text` (key material as the card files and
+/// sa.db hold it).
+fn long_hex_strings(text: &str) -> Vec<String> {
+    text.split('"')
+        .filter(|s| s.len() >= 32 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Phase 1 with `MKCLONE_CCA_TRACE`: one JSON line per verb call with the verb, the rule
+/// keywords, the parameter lengths and the return/reason codes, and nothing else: no
+/// byte of a buffer (the SA key's certificate, the private keys in the card files) is in
+/// the file, which is the owner's alone.
+#[test]
+fn the_trace_records_every_call_and_no_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let library = library_in(dir.path());
+    let cfg = common::write_plan(dir.path(), &(plan("rehearsal = true") + &all_cca_nodes()));
+    ok(&cfg, &["sim", "init"], &[]);
+    let trace = dir.path().join("trace.jsonl");
+    ok(&cfg, &["phase1"], &[("MKCLONE_CCA_TRACE", &trace)]);
+
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&trace).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let text_of_trace = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<serde_json::Value> = text_of_trace
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.len() > 10, "{text_of_trace}");
+    let verbs = [
+        "CSUACFQ",
+        "CSUACRA",
+        "CSUACRD",
+        "CSUAACM",
+        "CSNDPKB",
+        "CSNDPKG",
+        "CSNDPKX",
+        "CSNDRKD",
+        "CSNDPKH",
+        "CSNDPKR",
+        "CSUAMKD",
+        "CSNBMKP",
+        "mkclone_simlib_ext",
+    ];
+    for (i, line) in lines.iter().enumerate() {
+        let obj = line.as_object().unwrap();
+        assert_eq!(obj["seq"], serde_json::json!(i + 1), "{line}");
+        let verb = obj["verb"].as_str().unwrap();
+        assert!(verbs.contains(&verb), "{line}");
+        let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let expected: &[&str] = if verb == "mkclone_simlib_ext" {
+            &[
+                "lengths_in",
+                "lengths_out",
+                "reason_code",
+                "return_code",
+                "seq",
+                "verb",
+            ]
+        } else {
+            &[
+                "lengths_in",
+                "lengths_out",
+                "reason_code",
+                "return_code",
+                "rules_in",
+                "rules_out",
+                "seq",
+                "verb",
+            ]
+        };
+        assert_eq!(keys, expected, "{line}");
+        assert!(obj["return_code"].is_i64() && obj["reason_code"].is_i64());
+        for k in ["lengths_in", "lengths_out"] {
+            let v = obj[k].as_array().unwrap();
+            assert!(v.len() <= 8 && v.iter().all(|n| n.is_i64()), "{line}");
+        }
+        for k in ["rules_in", "rules_out"] {
+            if let Some(rules) = obj.get(k) {
+                assert!(
+                    rules
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|r| r.as_str().is_some_and(|s| s.len() <= 8)),
+                    "{line}"
+                );
+            }
+        }
+    }
+    // The SA key was generated: CSNDPKG RETAIN CLONE, its output length recorded.
+    let pkg = lines
+        .iter()
+        .find(|l| l["verb"] == "CSNDPKG")
+        .expect("CSNDPKG traced");
+    assert_eq!(pkg["rules_in"], serde_json::json!(["RETAIN", "CLONE"]));
+    assert!(pkg["lengths_out"][3].as_i64().unwrap() > 100, "{pkg}");
+    assert_eq!(pkg["return_code"], 0);
+
+    // No buffer: no 8-byte run of the SA certificate or of a card's keys appears.
+    let mut secrets =
+        long_hex_strings(&std::fs::read_to_string(dir.path().join("ceremony/sa.db")).unwrap());
+    for e in std::fs::read_dir(library.parent().unwrap()).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "json") {
+            secrets.extend(long_hex_strings(&std::fs::read_to_string(&path).unwrap()));
+        }
+    }
+    assert!(
+        secrets.iter().any(|s| s.len() > 1000),
+        "the SA key's private key and certificate are among the strings checked"
+    );
+    let lower = text_of_trace.to_lowercase();
+    for s in &secrets {
+        let s = s.to_lowercase();
+        for window in (0..s.len().saturating_sub(16)).step_by(16) {
+            assert!(
+                !lower.contains(&s[window..window + 16]),
+                "key material in the trace: {}",
+                &s[window..window + 16]
+            );
+        }
+    }
+}

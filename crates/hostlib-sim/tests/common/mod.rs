@@ -84,3 +84,63 @@ impl SimMachine {
         std::fs::write(self.home().join("simlib.json"), json.to_string()).expect("simlib.json");
     }
 }
+
+/// The verbs IBM's library exports (and this project's header declares), with their number
+/// of parameters: what a library "like IBM's" must export.
+const IBM_VERBS: [(&str, usize); 14] = [
+    ("CSUACFQ", 8),
+    ("CSUACFV", 6),
+    ("CSUACRA", 8),
+    ("CSUACRD", 8),
+    ("CSUAACM", 9),
+    ("CSNDPKB", 22),
+    ("CSNDPKG", 13),
+    ("CSNDPKX", 10),
+    ("CSNDRKL", 10),
+    ("CSNDRKD", 7),
+    ("CSNDPKH", 9),
+    ("CSNDPKR", 9),
+    ("CSUAMKD", 15),
+    ("CSNBMKP", 7),
+];
+
+impl SimMachine {
+    /// A library that looks like IBM's to mkclone: a tiny C shared object exporting every
+    /// verb (each forwarding its pointers to this machine's simulated library) and neither
+    /// of the simulated library's own symbols. Compiled with the C compiler cargo links
+    /// with (`cc`).
+    pub fn ibm_like_library(&self) -> PathBuf {
+        let mut c = String::from(
+            "#include <dlfcn.h>\n\
+             static void *target(const char *name) {\n\
+             \x20   static void *h;\n\
+             \x20   if (!h) h = dlopen(TARGET, RTLD_NOW | RTLD_LOCAL);\n\
+             \x20   return h ? dlsym(h, name) : 0;\n\
+             }\n",
+        );
+        for (verb, n) in IBM_VERBS {
+            let params: Vec<String> = (0..n).map(|i| format!("void *p{i}")).collect();
+            let types = vec!["void *"; n].join(", ");
+            let args: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+            c.push_str(&format!(
+                "void {verb}({}) {{\n    void (*f)({types}) = (void (*)({types}))target(\"{verb}\");\n    \
+                 if (!f) {{ *(long *)p0 = 12; *(long *)p1 = 338; return; }}\n    f({});\n}}\n",
+                params.join(", "),
+                args.join(", ")
+            ));
+        }
+        let source = self.dir.path().join("ibmlike.c");
+        std::fs::write(&source, c).expect("write the shim's source");
+        let out = self.dir.path().join("libibmlike.so");
+        let status = std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-O0", "-o"])
+            .arg(&out)
+            .arg(format!("-DTARGET=\"{}\"", self.library.display()))
+            .arg(&source)
+            .arg("-ldl")
+            .status()
+            .expect("`cc` (the C compiler cargo links with) is needed to build the IBM-like test library");
+        assert!(status.success(), "cc failed to build the IBM-like library");
+        out
+    }
+}
