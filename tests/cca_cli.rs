@@ -102,6 +102,14 @@ fn a_whole_ceremony_on_cca_nodes_through_the_simulated_host_library() {
     assert!(init.contains("simulated CCA card CCA00003"), "{init}");
     let again = ok(&cfg, &["sim", "init"], &[]);
     assert_eq!(again.matches(": exists").count(), 4, "{again}");
+    // `devices --config` lists the library's adapters by serial, and says what it is.
+    let devices = ok(&cfg, &["devices"], &[]);
+    assert!(
+        devices.contains("(mkclone's simulated library: rehearsal only)")
+            && devices.contains("CRP01  serial CCA00001")
+            && devices.contains("CRP04  serial CCA00004"),
+        "{devices}"
+    );
 
     // The configuration cannot see that the library is a simulation; opening the node
     // does, and a plan that does not say it is a rehearsal is refused.

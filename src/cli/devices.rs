@@ -17,11 +17,20 @@ struct ModuleSlots {
 }
 
 #[derive(Serialize)]
+struct HostLibrary {
+    library: PathBuf,
+    found: Option<mkclone_hostlib::LibraryAdapters>,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
 struct Devices {
     /// CCA coprocessors; `None` with the reason when there is no AP bus here.
     cca: Option<Vec<mkclone::zcrypt::CcaCard>>,
     cca_error: Option<String>,
     pkcs11: Vec<ModuleSlots>,
+    /// The adapters of the CCA host libraries `backend = "cca"` nodes name.
+    cca_host_libraries: Vec<HostLibrary>,
 }
 
 pub fn run(sysfs: &Path, config: Option<&Path>, json: bool) -> Result<(), Failure> {
@@ -30,8 +39,35 @@ pub fn run(sysfs: &Path, config: Option<&Path>, json: bool) -> Result<(), Failur
         Err(e) => (None, Some(e.to_string())),
     };
     let mut pkcs11 = Vec::new();
+    let mut cca_host_libraries = Vec::new();
     if let Some(path) = config {
         let config = Config::load(path)?;
+        let libraries: BTreeSet<(PathBuf, PathBuf)> = config
+            .nodes
+            .values()
+            .filter_map(|n| match &n.backend {
+                NodeBackend::Cca(c) => Some((
+                    c.library.clone().unwrap_or_else(|| {
+                        PathBuf::from(mkclone_hostlib::library::DEFAULT_LIBRARY)
+                    }),
+                    c.mk_library.clone().unwrap_or_else(|| {
+                        PathBuf::from(mkclone_hostlib::library::DEFAULT_MK_LIBRARY)
+                    }),
+                )),
+                _ => None,
+            })
+            .collect();
+        for (library, mk_library) in libraries {
+            let (found, error) = match mkclone_hostlib::list_adapters(&library, &mk_library) {
+                Ok(found) => (Some(found), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            cca_host_libraries.push(HostLibrary {
+                library,
+                found,
+                error,
+            });
+        }
         let modules: BTreeSet<PathBuf> = config
             .nodes
             .values()
@@ -59,6 +95,7 @@ pub fn run(sysfs: &Path, config: Option<&Path>, json: bool) -> Result<(), Failur
         cca,
         cca_error,
         pkcs11,
+        cca_host_libraries,
     };
     if json {
         println!(
@@ -96,6 +133,29 @@ pub fn run(sysfs: &Path, config: Option<&Path>, json: bool) -> Result<(), Failur
                 }
             }
             (None, Some(e)) => println!("  {e}"),
+            (None, None) => {}
+        }
+    }
+    for h in &devices.cca_host_libraries {
+        match (&h.found, &h.error) {
+            (Some(found), _) => {
+                println!(
+                    "\nCCA host library {}{}:",
+                    h.library.display(),
+                    if found.simulated {
+                        " (mkclone's simulated library: rehearsal only)"
+                    } else {
+                        ""
+                    }
+                );
+                if found.adapters.is_empty() {
+                    println!("  no adapters");
+                }
+                for (a, serial) in &found.adapters {
+                    println!("  CRP{a:02}  serial {serial}");
+                }
+            }
+            (None, Some(e)) => println!("\nCCA host library {}: {e}", h.library.display()),
             (None, None) => {}
         }
     }

@@ -129,6 +129,55 @@ pub fn create_simulated_card(cfg: &HostlibNodeConfig) -> std::result::Result<boo
     guard.create_simulated_card(serial.as_str())
 }
 
+/// What `mkclone devices --config` shows of a CCA host library: whether it is mkclone's
+/// simulation, and its adapters CRP01..CRPn (n from CSUACFQ STATCRD2 element 1) with each
+/// one's serial number (element 15), as zkey walks them.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LibraryAdapters {
+    pub library: PathBuf,
+    pub simulated: bool,
+    /// (adapter number, serial number).
+    pub adapters: Vec<(u8, String)>,
+}
+
+pub fn list_adapters(
+    library: &std::path::Path,
+    mk_library: &std::path::Path,
+) -> std::result::Result<LibraryAdapters, HostlibError> {
+    let shared = open_shared(library, mk_library)?;
+    let mut guard = shared.lock().unwrap_or_else(|p| p.into_inner());
+    let simulated = guard.is_simulated();
+    let mut count = verbs::query("STATCRD2", 0);
+    select(&mut guard, 1)?;
+    guard.call(&mut count)?;
+    if count.return_code != 0 {
+        return Err(HostlibError::Verb {
+            verb: "CSUACFQ",
+            during: "counting the adapters (STATCRD2)".into(),
+            return_code: count.return_code,
+            reason_code: count.reason_code,
+            message: mkclone_cca::rc::message(
+                u16::try_from(count.return_code).unwrap_or(u16::MAX),
+                u16::try_from(count.reason_code).unwrap_or(u16::MAX),
+            )
+            .into(),
+        });
+    }
+    let n: u8 = count
+        .element(0)
+        .and_then(|e| String::from_utf8_lossy(e).trim().parse().ok())
+        .unwrap_or(0);
+    let mut adapters = Vec::new();
+    for a in 1..=n {
+        adapters.push((a, serial_of(&mut guard, a)?));
+    }
+    Ok(LibraryAdapters {
+        library: library.to_path_buf(),
+        simulated,
+        adapters,
+    })
+}
+
 impl HostlibBackend {
     pub fn open(cfg: &HostlibNodeConfig) -> std::result::Result<Self, HostlibError> {
         let library = cfg

@@ -21,4 +21,6 @@ pub use error::HostlibError;
 mod backend;
 pub mod transport;
 
-pub use backend::{HostlibBackend, HostlibNodeConfig, create_simulated_card};
+pub use backend::{
+    HostlibBackend, HostlibNodeConfig, LibraryAdapters, create_simulated_card, list_adapters,
+};
