@@ -46,14 +46,7 @@ pub fn run(sysfs: &Path, config: Option<&Path>, json: bool) -> Result<(), Failur
             .nodes
             .values()
             .filter_map(|n| match &n.backend {
-                NodeBackend::Cca(c) => Some((
-                    c.library.clone().unwrap_or_else(|| {
-                        PathBuf::from(mkclone_hostlib::library::DEFAULT_LIBRARY)
-                    }),
-                    c.mk_library.clone().unwrap_or_else(|| {
-                        PathBuf::from(mkclone_hostlib::library::DEFAULT_MK_LIBRARY)
-                    }),
-                )),
+                NodeBackend::Cca(c) => Some(c.library_paths()),
                 _ => None,
             })
             .collect();

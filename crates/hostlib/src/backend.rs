@@ -43,6 +43,21 @@ pub struct HostlibNodeConfig {
     pub role: Option<String>,
 }
 
+impl HostlibNodeConfig {
+    /// The host library and CSNBMKP's library: the node's, or IBM's names (found by the
+    /// dynamic loader where IBM's package installed them).
+    pub fn library_paths(&self) -> (PathBuf, PathBuf) {
+        (
+            self.library
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_LIBRARY)),
+            self.mk_library
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_MK_LIBRARY)),
+        )
+    }
+}
+
 /// The operations no public document gives the verb parameters of, each with why.
 fn unpublished(op: Operation) -> Option<&'static str> {
     Some(match op {
@@ -109,14 +124,7 @@ fn serial_of(shared: &mut crate::library::Shared, adapter: u8) -> Result<String,
 /// simulation, the simulated card with the node's `expect_serial` (created when missing).
 /// `Ok(true)` created, `Ok(false)` it existed. IBM's library is refused: its cards are real.
 pub fn create_simulated_card(cfg: &HostlibNodeConfig) -> std::result::Result<bool, HostlibError> {
-    let library = cfg
-        .library
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_LIBRARY));
-    let mk_library = cfg
-        .mk_library
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_MK_LIBRARY));
+    let (library, mk_library) = cfg.library_paths();
     let Some(serial) = &cfg.expect_serial else {
         return Err(HostlibError::Config(
             "`mkclone sim init` creates the simulated card a node names by `expect_serial`; this node \
@@ -180,14 +188,7 @@ pub fn list_adapters(
 
 impl HostlibBackend {
     pub fn open(cfg: &HostlibNodeConfig) -> std::result::Result<Self, HostlibError> {
-        let library = cfg
-            .library
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_LIBRARY));
-        let mk_library = cfg
-            .mk_library
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_MK_LIBRARY));
+        let (library, mk_library) = cfg.library_paths();
         if let Some(domain) = cfg.domain {
             // The library takes its domain from CSU_DEFAULT_DOMAIN when it is loaded (zkey
             // sets it and reloads the library; opencryptoki reads it the same way).
