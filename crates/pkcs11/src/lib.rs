@@ -23,18 +23,25 @@
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
-#![forbid(unsafe_code)]
+// `unsafe` only in `ffi` (one raw C_GetTokenInfo), each block with its SAFETY line.
+#![deny(unsafe_code)]
 
 mod backend;
 mod config;
 mod error;
+mod ffi;
+mod identity;
 mod lock;
 mod module;
 mod objects;
 mod session;
+mod uri;
 
 pub use backend::{KEY_EXPOSURE_NOTICE, Pkcs11Backend};
-pub use config::{PinSource, Pkcs11NodeConfig, resolve_pin};
-pub use error::{PinOrigin, PinTries, Pkcs11Error};
+pub use config::{PinSource, Pkcs11NodeConfig, TokenMatch, resolve_pin};
+pub use error::{PinOrigin, PinTries, Pkcs11Error, TokenPlace};
+pub use identity::{DERIVED_PREFIX, TokenIdentity};
+pub use lock::{LOCK_DIR_ENV, lock_dir};
 pub use module::{SlotInfo, TokenSummary, list_slots, shared_module};
 pub use session::CallStats;
+pub use uri::{LibraryVersion, Pkcs11Uri, UriError};

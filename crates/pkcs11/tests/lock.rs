@@ -198,6 +198,7 @@ fn hold_a_token_open(label: String) {
         token: label,
         expect_token_serial: None,
         pin: mkclone_pkcs11::PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
+        token_match: Default::default(),
     };
     let node = open_with(&config).unwrap();
     println!("HOLDING {}", node.token_serial());

@@ -1,7 +1,6 @@
 //! Retained RSA keys: generation, listing, reading, deletion, and certifying a public key
 //! with one.
 
-use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use log::{Level, debug};
 use mkclone_backend::rules::rerun;
@@ -278,7 +277,7 @@ impl Pkcs11Backend {
 
     /// Sign `bytes` (SHA-256, PKCS#1 v1.5) inside the token.
     fn sign(&mut self, key: ObjectHandle, bytes: &[u8]) -> CallResult<Vec<u8>> {
-        self.token.sign(&Mechanism::Sha256RsaPkcs, key, bytes)
+        self.token.sign_sha256_rsa(self.signing, key, bytes)
     }
 
     fn make_certificate(

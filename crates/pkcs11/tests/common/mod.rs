@@ -86,6 +86,10 @@ pub fn softhsm() -> &'static SoftHsm {
         // C code reads the environment concurrently); std's own environment accesses are
         // serialized by std.
         unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
+        // Token locks in this directory too, not the machine's /run/lock/mkclone (a child
+        // process of a test inherits it, so it sees the same locks).
+        // SAFETY: as above.
+        unsafe { std::env::set_var(mkclone_pkcs11::LOCK_DIR_ENV, dir.join("locks")) };
         SoftHsm { module, dir }
     })
 }
@@ -145,6 +149,7 @@ pub fn new_token(label: &str) -> Pkcs11NodeConfig {
         token: label.into(),
         expect_token_serial: None,
         pin: PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
+        token_match: Default::default(),
     }
 }
 
