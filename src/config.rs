@@ -100,12 +100,18 @@ enum RawNode {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPkcs11Node {
-    module: PathBuf,
+    /// The module's path, or a `pkcs11:` URI with `module-path` (or in `token`'s URI).
+    #[serde(default)]
+    module: Option<String>,
+    /// The token's label, or a `pkcs11:` URI (RFC 7512; mkclone_pkcs11's config.rs says
+    /// what each attribute means).
     token: String,
     #[serde(default)]
     expect_token_serial: Option<String>,
-    /// `{ env = "VAR" }`, `{ file = "path" }` or `"prompt"`; never the PIN itself.
-    pin: mkclone_pkcs11::PinSource,
+    /// `{ env = "VAR" }`, `{ file = "path" }` or `"prompt"`; never the PIN itself (or
+    /// `pin-source=file:/path` in `token`'s URI).
+    #[serde(default)]
+    pin: Option<mkclone_pkcs11::PinSource>,
     #[serde(default)]
     eid: Option<String>,
 }
@@ -245,24 +251,20 @@ impl Config {
                     (eid_of(z.eid.as_deref())?, NodeBackend::Zcrypt(cfg))
                 }
                 RawNode::Pkcs11(t) => {
-                    if t.token.trim().is_empty() {
-                        return Err(invalid(format!(
-                            "[nodes.{name}] token: the token label may not be empty"
-                        )));
-                    }
-                    let pin = match t.pin {
+                    let pin = t.pin.map(|pin| match pin {
                         // A PIN file named relative to the configuration file.
                         mkclone_pkcs11::PinSource::File(f) => {
                             mkclone_pkcs11::PinSource::File(base.join(f))
                         }
                         other => other,
-                    };
-                    let cfg = mkclone_pkcs11::Pkcs11NodeConfig {
-                        module: t.module,
-                        token: t.token,
-                        expect_token_serial: t.expect_token_serial,
+                    });
+                    let cfg = mkclone_pkcs11::Pkcs11NodeConfig::from_fields(
+                        t.module.as_deref(),
+                        &t.token,
+                        t.expect_token_serial,
                         pin,
-                    };
+                    )
+                    .map_err(|e| invalid(format!("[nodes.{name}] {e}")))?;
                     (eid_of(t.eid.as_deref())?, NodeBackend::Pkcs11(cfg))
                 }
             };
@@ -278,7 +280,11 @@ impl Config {
                     format!("sim card {apqn} in {}", sim_dir.display())
                 }
                 NodeBackend::Zcrypt(z) => format!("coprocessor {}", z.apqn),
-                NodeBackend::Pkcs11(t) => format!("token {:?} of {}", t.token, t.module.display()),
+                // A pinned serial names the token whatever module reaches it.
+                NodeBackend::Pkcs11(t) => match &t.expect_token_serial {
+                    Some(serial) => format!("token {:?} with serial {}", t.token, serial.trim()),
+                    None => format!("token {:?} of {}", t.token, t.module.display()),
+                },
             };
             if let Some(other) = devices.insert(id.clone(), &n.name) {
                 return Err(invalid(format!(

@@ -57,8 +57,11 @@ fn softhsm(dir: &Path, tokens: &[&str]) -> PathBuf {
 
 fn run(conf: &Path, args: &[&str], pin: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mkclone"));
+    // Token locks beside the test's SoftHSM, not in the machine's /run/lock/mkclone.
+    let locks = conf.parent().unwrap().join("locks");
     cmd.args(args)
         .env("SOFTHSM2_CONF", conf)
+        .env(mkclone::pkcs11::LOCK_DIR_ENV, locks)
         .env_remove("MKCLONE_TEST_PIN");
     if let Some(p) = pin {
         cmd.env("MKCLONE_TEST_PIN", p);
@@ -224,4 +227,91 @@ fn pin_problems_are_named() {
     let ok = run(&conf, &["status", "--config", c, "source"], Some(PIN));
     assert!(ok.status.success(), "{}", text(&ok));
     assert!(text(&ok).contains("pkcs11 backend"), "{}", text(&ok));
+}
+
+#[test]
+fn devices_prints_each_tokens_uri_and_a_node_may_name_its_token_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = softhsm(dir.path(), &["source", "R&D; 100%"]);
+    let cfg = dir.path().join("mkclone.toml");
+    let cards = dir.path().join("cards");
+    let sims = sim_node("sa", &cards, 1, "SIM SA") + &sim_node("target1", &cards, 3, "SIM T1");
+    std::fs::write(
+        &cfg,
+        plan("rehearsal = true") + &sims + &token_node("source", "SOURCE"),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let devices = run(&conf, &["devices", "--config", c, "--json"], None);
+    assert!(devices.status.success(), "{}", text(&devices));
+    let v: serde_json::Value = serde_json::from_slice(&devices.stdout).unwrap();
+    let tokens: Vec<&serde_json::Value> = v["pkcs11"][0]["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["token"].as_object().map(|_| &s["token"]))
+        .filter(|t| t["initialized"] == true)
+        .collect();
+    assert_eq!(tokens.len(), 2, "{v}");
+    let uri_of = |label: &str| {
+        tokens
+            .iter()
+            .find(|t| t["label"] == label)
+            .unwrap_or_else(|| panic!("no token {label:?}: {v}"))["uri"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let source = uri_of("source");
+    let serial = tokens.iter().find(|t| t["label"] == "source").unwrap()["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        source,
+        format!(
+            "pkcs11:token=source;manufacturer=SoftHSM%20project;model=SoftHSM%20v2;serial={serial}\
+             ?module-path={}",
+            module().display()
+        )
+    );
+    // A label with characters a URI must encode.
+    assert!(
+        uri_of("R&D; 100%").starts_with("pkcs11:token=R%26D%3B%20100%25;"),
+        "{}",
+        uri_of("R&D; 100%")
+    );
+    // The text listing shows the URI under each token.
+    let listing = run(&conf, &["devices", "--config", c], None);
+    assert!(text(&listing).contains(&source), "{}", text(&listing));
+
+    // The node names its token by the URI alone: module, label and serial from it.
+    let by_uri = format!(
+        "\n[nodes.source]\nbackend = \"pkcs11\"\ntoken = \"{source}\"\n\
+         pin = {{ env = \"MKCLONE_TEST_PIN\" }}\neid = \"SOURCE\"\n"
+    );
+    std::fs::write(&cfg, plan("rehearsal = true") + &sims + &by_uri).unwrap();
+    let ok = run(&conf, &["status", "--config", c, "source"], Some(PIN));
+    assert!(ok.status.success(), "{}", text(&ok));
+    // Another serial in the URI: refused, both serials named.
+    let wrong = by_uri.replace(&format!("serial={serial}"), "serial=0000000000000000");
+    std::fs::write(&cfg, plan("rehearsal = true") + &sims + &wrong).unwrap();
+    let refused = run(&conf, &["status", "--config", c, "source"], Some(PIN));
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("0000000000000000") && text(&refused).contains(&serial),
+        "{}",
+        text(&refused)
+    );
+    // A PIN in the URI: the configuration is refused, the PIN never shown.
+    let with_pin = by_uri.replace("?module-path", "?pin-value=31337&module-path");
+    std::fs::write(&cfg, plan("rehearsal = true") + &sims + &with_pin).unwrap();
+    let refused = run(&conf, &["status", "--config", c, "source"], Some(PIN));
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("[nodes.source] `token`: pin-value is refused"),
+        "{}",
+        text(&refused)
+    );
+    assert!(!text(&refused).contains("31337"), "{}", text(&refused));
 }
