@@ -1,16 +1,22 @@
 //! The one PKCS#11 call mkclone makes beside cryptoki: `C_GetTokenInfo`, into a
 //! `CK_TOKEN_INFO` read field by field here.
 //!
-//! Why not cryptoki's `Pkcs11::get_token_info`: it converts every field, and fails the whole
-//! call when a token that sets `CKF_CLOCK_ON_TOKEN` reports a `utcTime` it cannot parse.
+//! Why: cryptoki's `Pkcs11::get_token_info` converts every field, and fails the whole call
+//! when a token that sets `CKF_CLOCK_ON_TOKEN` reports a `utcTime` it cannot parse.
 //! opencryptoki 3.8.1 (Debian 12) reports `"03:02:26        "` (a time of day, not the
 //! `YYYYMMDDhhmmss00` PKCS#11 v2.40 §3.2 prescribes), so no token of that module could even
 //! be listed. mkclone needs the label, manufacturer, model, serial number and flags, never the
-//! clock, so it reads those itself.
+//! clock, so where cryptoki cannot parse a token's information it reads those here
+//! (`module.rs` asks cryptoki first).
 //!
 //! The function pointer comes from the module's own `C_GetFunctionList` (PKCS#11 v2.40 §5.2:
 //! the one entry point every module exports), called on a second `dlopen` of the library
-//! cryptoki already loaded: the dynamic loader returns the same, already initialized, copy.
+//! cryptoki already loaded: the dynamic loader returns the same copy. Most modules return
+//! their one function list, already initialized by cryptoki; a proxy may return a fresh
+//! instance (p11-kit's proxy makes one per `C_GetFunctionList`), so the list is initialized
+//! here too (`CKR_CRYPTOKI_ALREADY_INITIALIZED` is the usual answer), right after cryptoki's,
+//! so that both instances number the slots alike (p11-kit fixes its slot numbering when an
+//! instance is initialized). It is never finalized, as no module is (`module.rs`).
 
 #![allow(unsafe_code)]
 
@@ -19,7 +25,10 @@ use std::ptr;
 
 use cryptoki::context::Function;
 use cryptoki::error::{Error as CkError, Rv};
-use cryptoki_sys::{CK_FLAGS, CK_FUNCTION_LIST, CK_RV, CK_SLOT_ID, CK_TOKEN_INFO};
+use cryptoki_sys::{
+    CK_C_INITIALIZE_ARGS, CK_FLAGS, CK_FUNCTION_LIST, CK_RV, CK_SLOT_ID, CK_TOKEN_INFO,
+    CKF_OS_LOCKING_OK, CKR_CRYPTOKI_ALREADY_INITIALIZED, CKR_OK,
+};
 
 /// `C_GetTokenInfo` as the module exports it.
 type GetTokenInfo = unsafe extern "C" fn(CK_SLOT_ID, *mut CK_TOKEN_INFO) -> CK_RV;
@@ -60,6 +69,37 @@ impl RawTokenInfo {
         }
     }
 
+    /// The same fields from cryptoki's parse (for tokens it can parse); the flags mkclone
+    /// reads are rebuilt from its accessors.
+    pub fn from_cryptoki(info: &cryptoki::slot::TokenInfo) -> Self {
+        use cryptoki_sys::*;
+        let flags = [
+            (info.token_initialized(), CKF_TOKEN_INITIALIZED),
+            (info.user_pin_initialized(), CKF_USER_PIN_INITIALIZED),
+            (info.login_required(), CKF_LOGIN_REQUIRED),
+            (info.user_pin_count_low(), CKF_USER_PIN_COUNT_LOW),
+            (info.user_pin_final_try(), CKF_USER_PIN_FINAL_TRY),
+            (info.user_pin_locked(), CKF_USER_PIN_LOCKED),
+            (info.user_pin_to_be_changed(), CKF_USER_PIN_TO_BE_CHANGED),
+        ]
+        .into_iter()
+        .filter(|(set, _)| *set)
+        .fold(0, |flags, (_, flag)| flags | flag);
+        Self {
+            label: info.label().trim_end_matches([' ', '\0']).to_string(),
+            manufacturer: info
+                .manufacturer_id()
+                .trim_end_matches([' ', '\0'])
+                .to_string(),
+            model: info.model().trim_end_matches([' ', '\0']).to_string(),
+            serial: info
+                .serial_number()
+                .trim_end_matches([' ', '\0'])
+                .to_string(),
+            flags,
+        }
+    }
+
     pub fn has(&self, flag: CK_FLAGS) -> bool {
         self.flags & flag != 0
     }
@@ -96,10 +136,33 @@ impl RawModule {
             return Err("C_GetFunctionList returned no function list".into());
         }
         // SAFETY: `list` is non-null and points to the module's function list, which stays
-        // valid while the library is loaded (PKCS#11 v2.40 §5.2: "the function list ... is
-        // owned by the Cryptoki library"); only one field is copied out.
-        let get_token_info = unsafe { (*list).C_GetTokenInfo }
+        // valid while the library is loaded (PKCS#11 v2.40 §5.2: the function list is owned
+        // by the Cryptoki library); two fields are copied out.
+        let (initialize, get_token_info) =
+            unsafe { ((*list).C_Initialize, (*list).C_GetTokenInfo) };
+        let get_token_info = get_token_info
             .ok_or_else(|| "the module's function list has no C_GetTokenInfo".to_string())?;
+        let initialize = initialize
+            .ok_or_else(|| "the module's function list has no C_Initialize".to_string())?;
+        let mut args = CK_C_INITIALIZE_ARGS {
+            CreateMutex: None,
+            DestroyMutex: None,
+            LockMutex: None,
+            UnlockMutex: None,
+            flags: CKF_OS_LOCKING_OK,
+            pReserved: ptr::null_mut(),
+        };
+        // SAFETY: C_Initialize takes a pointer to a valid CK_C_INITIALIZE_ARGS (no mutex
+        // callbacks, the OS's locking), which lives across the call; the module keeps no
+        // reference to it (PKCS#11 v2.40 §5.4).
+        let rv = unsafe { initialize((&mut args as *mut CK_C_INITIALIZE_ARGS).cast()) };
+        if rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED {
+            let detail = match Rv::from(rv) {
+                Rv::Error(e) => e.to_string(),
+                Rv::Ok => rv.to_string(),
+            };
+            return Err(format!("C_Initialize (of its function list): {detail}"));
+        }
         Ok(Self {
             get_token_info,
             _library: library,

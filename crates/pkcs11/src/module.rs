@@ -5,8 +5,8 @@
 //! library shares its state, and finalizing either breaks the other. So every module is
 //! kept in one process-wide table ([`shared_module`]) and lives until the process ends.
 //!
-//! Token information is read through [`crate::ffi`], never through cryptoki's
-//! `get_token_info`, which refuses a token whose clock it cannot parse (opencryptoki 3.8.1).
+//! Token information that cryptoki cannot parse (opencryptoki 3.8.1's clock) is read
+//! through [`crate::ffi`] instead ([`Loaded::token_info`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::slot::Slot;
 use cryptoki_sys::{CKF_LOGIN_REQUIRED, CKF_TOKEN_INITIALIZED, CKF_USER_PIN_INITIALIZED};
+use log::debug;
 use serde::Serialize;
 
 use crate::config::{Pkcs11NodeConfig, TokenMatch};
@@ -93,15 +94,27 @@ fn initialize_hint(path: &Path) -> &'static str {
 }
 
 impl Loaded {
-    /// The token information of `slot` (never cryptoki's parse of it).
+    /// The token information of `slot`: cryptoki's, or where cryptoki cannot parse what the
+    /// token says (opencryptoki 3.8.1's clock), the raw read of [`crate::ffi`].
     pub(crate) fn token_info(
         &self,
         module: &Path,
         slot: Slot,
     ) -> Result<RawTokenInfo, Pkcs11Error> {
-        self.raw
-            .token_info(slot.id())
-            .map_err(|e| call_failure(module, Some(slot.id()), None, "C_GetTokenInfo", &e))
+        let failed = |e: &CkError| call_failure(module, Some(slot.id()), None, "C_GetTokenInfo", e);
+        match self.pkcs11.get_token_info(slot) {
+            Ok(info) => Ok(RawTokenInfo::from_cryptoki(&info)),
+            Err(e @ (CkError::Pkcs11(..) | CkError::NullFunctionPointer)) => Err(failed(&e)),
+            Err(unparsed) => {
+                debug!(
+                    "pkcs11: cryptoki cannot parse the token information of slot {} of {} \
+                     ({unparsed}); reading the fields mkclone needs itself",
+                    slot.id(),
+                    module.display()
+                );
+                self.raw.token_info(slot.id()).map_err(|e| failed(&e))
+            }
+        }
     }
 }
 

@@ -259,3 +259,123 @@ fn a_token_open_in_another_process_is_refused() {
     assert!(child.wait().unwrap().success());
     drop(open_with(&config).unwrap());
 }
+
+const TRY_TOKEN: &str = "MKCLONE_TEST_LOCK_TRY_TOKEN";
+const TRY_MODULE: &str = "MKCLONE_TEST_LOCK_TRY_MODULE";
+
+/// Where p11-kit's proxy module is (Debian's p11-kit-modules): it offers every module p11-kit
+/// is configured with, SoftHSM among them (/usr/share/p11-kit/modules/softhsm2.module).
+const P11_KIT_PROXY: &str = "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so";
+
+/// Run this test binary's `another_path_to_a_held_token_is_refused` as a child that opens
+/// token `label` through `module` (sharing this process's SoftHSM through SOFTHSM2_CONF and
+/// its lock directory through the environment) and reports what happened.
+fn try_in_child(label: &str, module: &std::path::Path) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "another_path_to_a_held_token_is_refused",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(TRY_TOKEN, label)
+        .env(TRY_MODULE, module)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "the child failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r.to_string()))
+        .unwrap_or_else(|| panic!("the child reported nothing: {stdout}"))
+}
+
+#[test]
+fn another_path_to_a_held_token_is_refused() {
+    // In the child: try to open the token through the module named, and say what happened.
+    if let (Ok(label), Some(module)) = (std::env::var(TRY_TOKEN), std::env::var_os(TRY_MODULE)) {
+        let config = Pkcs11NodeConfig {
+            module: module.into(),
+            token: label,
+            expect_token_serial: None,
+            pin: mkclone_pkcs11::PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
+            token_match: Default::default(),
+        };
+        match open_with(&config) {
+            Ok(node) => println!("RESULT OPENED {}", node.token_serial()),
+            Err(e) => println!("RESULT REFUSED {e}"),
+        }
+        return;
+    }
+    assert!(
+        std::path::Path::new(P11_KIT_PROXY).exists(),
+        "{P11_KIT_PROXY} is missing: install p11-kit-modules (scripts/test does)"
+    );
+    let (config, mut holder) = token_node("lock-paths", "HOLDER");
+    // The holder is between creating objects and committing them (as in
+    // a_second_open_while_an_operation_is_in_flight_is_refused_and_destroys_nothing).
+    let mut stopped = false;
+    for k in 0..32 {
+        holder.stop_after_calls(k);
+        let _ = holder.load_random_master_key(CloneableKind::Sym);
+        if in_flight(&raw_objects("lock-paths")) {
+            stopped = true;
+            break;
+        }
+        drop(holder);
+        holder = open(&config);
+    }
+    assert!(stopped, "RANDOM never left uncommitted objects");
+    let before = raw_objects("lock-paths");
+
+    // Other files that lead to the same token: a copy of the module (another inode, so
+    // another instance of SoftHSM in the child), a link to that copy, and p11-kit's proxy.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("libsofthsm2-copy.so");
+    std::fs::copy(module_path(), &copy).unwrap();
+    let link = dir.path().join("link-to-copy.so");
+    std::os::unix::fs::symlink(&copy, &link).unwrap();
+    for module in [
+        copy.as_path(),
+        link.as_path(),
+        std::path::Path::new(P11_KIT_PROXY),
+    ] {
+        let result = try_in_child("lock-paths", module);
+        for part in [
+            "REFUSED token \"lock-paths\"".to_string(),
+            format!("(serial {})", holder.token_serial()),
+            format!(
+                "is in use by another mkclone command, pid {}",
+                std::process::id()
+            ),
+            "wait for that command to finish".into(),
+        ] {
+            assert!(
+                result.contains(&part),
+                "{}: {part:?} missing from: {result}",
+                module.display()
+            );
+        }
+        assert_eq!(
+            raw_objects("lock-paths"),
+            before,
+            "{}: the refused open destroyed nothing",
+            module.display()
+        );
+    }
+    // Once the holder is gone, each path opens the token (and its recovery tidies up).
+    drop(holder);
+    for module in [copy.as_path(), std::path::Path::new(P11_KIT_PROXY)] {
+        let result = try_in_child("lock-paths", module);
+        assert!(
+            result.starts_with("OPENED "),
+            "{}: {result}",
+            module.display()
+        );
+    }
+    assert!(!in_flight(&raw_objects("lock-paths")));
+}

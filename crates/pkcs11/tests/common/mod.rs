@@ -12,6 +12,8 @@
 //! one free slot at a time).
 #![allow(dead_code)]
 
+pub mod opencryptoki;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
