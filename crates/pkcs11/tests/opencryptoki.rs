@@ -72,7 +72,10 @@ fn what_opencryptoki_3_8_1_can_and_cannot_do() {
     let token = listed_token(&slots, "facts");
     assert_eq!(token.manufacturer, "IBM Corp.");
     assert_eq!(token.model, "IBM SoftTok");
-    assert_eq!(token.serial, "123", "every 3.8.1 soft token reports serial 123");
+    assert_eq!(
+        token.serial, "123",
+        "every 3.8.1 soft token reports serial 123"
+    );
     assert_eq!(token.identity, "123");
     assert!(token.initialized && token.user_pin_initialized && token.login_required);
     assert_eq!(
@@ -152,7 +155,10 @@ fn what_opencryptoki_3_8_1_can_and_cannot_do() {
     // Neither can be set on a key by the user: CKA_WRAP_WITH_TRUSTED is unknown to 3.8.1,
     // CKA_TRUSTED is refused in a secret key's template.
     for (refused, rv) in [
-        (Attribute::WrapWithTrusted(true), RvError::AttributeTypeInvalid),
+        (
+            Attribute::WrapWithTrusted(true),
+            RvError::AttributeTypeInvalid,
+        ),
         (Attribute::Trusted(true), RvError::TemplateInconsistent),
     ] {
         let result = des3(std::slice::from_ref(&refused));
@@ -263,8 +269,24 @@ fn opencryptoki_as_the_source() {
     let mut sim_target = sim_node(3, "SIM TARGET");
     let sim_csr = phase3ab(&mut sa_node, &sa, &mut sim_target, m_of_n);
     for kind in CloneableKind::ALL {
-        clone_into(&mut source, &css, &mut hsm_target, &hsm_csr, kind, &[2, 3], 2);
-        clone_into(&mut source, &css, &mut sim_target, &sim_csr, kind, &[1, 2], 2);
+        clone_into(
+            &mut source,
+            &css,
+            &mut hsm_target,
+            &hsm_csr,
+            kind,
+            &[2, 3],
+            2,
+        );
+        clone_into(
+            &mut source,
+            &css,
+            &mut sim_target,
+            &sim_csr,
+            kind,
+            &[1, 2],
+            2,
+        );
     }
 }
 

@@ -307,8 +307,8 @@ impl Pkcs11Backend {
         self.token.stop_after(calls);
     }
 
-    /// Answer every `CKA_CHECK_VALUE` as absent from now on, as some tokens do (test seam:
-    /// opencryptoki 3.27 returns an empty one for a created triple-DES key).
+    /// Answer every `CKA_CHECK_VALUE` as empty from now on, as opencryptoki 3.27 does for a
+    /// created triple-DES key (test seam; 3.8.1 gives none at all).
     #[cfg(feature = "test-seams")]
     pub fn withhold_check_values(&mut self) {
         self.token.withhold_check_values();
