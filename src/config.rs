@@ -153,8 +153,8 @@ pub enum NodeBackend {
     },
     /// A real Crypto Express coprocessor domain through the Linux zcrypt driver.
     Zcrypt(crate::zcrypt::ZcryptNodeConfig),
-    /// A PKCS#11 token, found by label in a module.
-    Pkcs11(mkclone_pkcs11::Pkcs11NodeConfig),
+    /// A PKCS#11 token, found by label in a module (boxed: it is the largest by far).
+    Pkcs11(Box<mkclone_pkcs11::Pkcs11NodeConfig>),
 }
 
 impl NodeBackend {
@@ -265,7 +265,7 @@ impl Config {
                         pin,
                     )
                     .map_err(|e| invalid(format!("[nodes.{name}] {e}")))?;
-                    (eid_of(t.eid.as_deref())?, NodeBackend::Pkcs11(cfg))
+                    (eid_of(t.eid.as_deref())?, NodeBackend::Pkcs11(Box::new(cfg)))
                 }
             };
             nodes.insert(name.clone(), NodeConfig { name, eid, backend });
