@@ -265,7 +265,10 @@ impl Config {
                         pin,
                     )
                     .map_err(|e| invalid(format!("[nodes.{name}] {e}")))?;
-                    (eid_of(t.eid.as_deref())?, NodeBackend::Pkcs11(Box::new(cfg)))
+                    (
+                        eid_of(t.eid.as_deref())?,
+                        NodeBackend::Pkcs11(Box::new(cfg)),
+                    )
                 }
             };
             nodes.insert(name.clone(), NodeConfig { name, eid, backend });

@@ -315,3 +315,95 @@ fn devices_prints_each_tokens_uri_and_a_node_may_name_its_token_by_it() {
     );
     assert!(!text(&refused).contains("31337"), "{}", text(&refused));
 }
+
+/// The private opencryptoki fixture of crates/pkcs11's tests (private namespaces, its own
+/// pkcsslotd; fails, never skips, without opencryptoki).
+#[path = "../crates/pkcs11/tests/common/opencryptoki.rs"]
+mod opencryptoki;
+
+#[test]
+fn a_clone_onto_an_opencryptoki_target_then_abort() {
+    if !opencryptoki::in_private_opencryptoki("a_clone_onto_an_opencryptoki_target_then_abort") {
+        return;
+    }
+    let ock = opencryptoki::Opencryptoki::start();
+    ock.init_token("ocktarget");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = softhsm(dir.path(), &["sa", "source"]);
+    let cfg = dir.path().join("mkclone.toml");
+    let ock_node = format!(
+        "\n[nodes.target1]\nbackend = \"pkcs11\"\n\
+         token = \"pkcs11:token=ocktarget?module-path={}\"\n\
+         pin = {{ env = \"MKCLONE_TEST_OCK_PIN\" }}\neid = \"OCK TARGET\"\n",
+        opencryptoki::MODULE
+    );
+    std::fs::write(
+        &cfg,
+        plan("")
+            + &token_node("sa", "SA TOKEN")
+            + &token_node("source", "SOURCE TOKEN")
+            + &ock_node,
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let mkclone = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mkclone"))
+            .args(args)
+            .env("SOFTHSM2_CONF", &conf)
+            .env(mkclone::pkcs11::LOCK_DIR_ENV, dir.path().join("locks"))
+            .env("MKCLONE_TEST_PIN", PIN)
+            .env("MKCLONE_TEST_OCK_PIN", opencryptoki::USER_PIN)
+            .output()
+            .unwrap()
+    };
+    let setup = mkclone(&["sim", "init", "--config", c, "--load-source-keys"]);
+    assert!(setup.status.success(), "{}", text(&setup));
+    let clone = mkclone(&["clone", "--config", c]);
+    assert!(clone.status.success(), "{}", text(&clone));
+    // The target's CURRENT is the source's, read through the CLI on both tokens.
+    let current = |node: &str| {
+        let out = mkclone(&["status", "--config", c, node, "--json"]);
+        assert!(out.status.success(), "{node}: {}", text(&out));
+        let s = String::from_utf8_lossy(&out.stdout).to_string();
+        let v: serde_json::Value = serde_json::from_str(&s[s.find('{').unwrap()..]).unwrap();
+        v["status"]["registers"].clone()
+    };
+    let source = current("source");
+    let target = current("target1");
+    for kind in 0..2 {
+        assert!(
+            source[kind]["current_patterns"]
+                .as_array()
+                .is_some_and(|p| p.len() == 1),
+            "{source}"
+        );
+        assert_eq!(
+            target[kind]["current_patterns"], source[kind]["current_patterns"],
+            "source {source}\ntarget {target}"
+        );
+    }
+    // Abort on the opencryptoki target (no CKA_CHECK_VALUE there): every step runs.
+    let abort = mkclone(&[
+        "abort",
+        "--config",
+        c,
+        "--target",
+        "target1",
+        "--clear-new",
+        "--delete-keys",
+        "--unregister-sa",
+    ]);
+    assert!(abort.status.success(), "{}", text(&abort));
+    let after = mkclone(&["status", "--config", c, "target1", "--json"]);
+    assert!(after.status.success(), "{}", text(&after));
+    let devices = mkclone(&["devices", "--config", c]);
+    assert!(
+        text(&devices).contains(&format!(
+            "pkcs11:token=ocktarget;manufacturer=IBM%20Corp.;model=IBM%20SoftTok;serial=123\
+             ?module-path={}",
+            opencryptoki::MODULE
+        )),
+        "{}",
+        text(&devices)
+    );
+}
