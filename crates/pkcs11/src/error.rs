@@ -364,4 +364,34 @@ mod tests {
              Check the PIN source and try again"
         );
     }
+
+    #[test]
+    fn a_failing_call_names_the_module_and_the_slot_and_label_it_knows() {
+        let place = |slot, label: Option<&str>| TokenPlace {
+            module: "/usr/lib/x.so".into(),
+            slot,
+            label: label.map(String::from),
+        };
+        let e = Pkcs11Error::TokenCall {
+            place: place(Some(3), None),
+            function: "C_GetTokenInfo",
+            detail: "CKR_DEVICE_ERROR".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the token in slot 3 of PKCS#11 module /usr/lib/x.so: C_GetTokenInfo failed: CKR_DEVICE_ERROR"
+        );
+        assert_eq!(
+            place(Some(3), Some("src")).to_string(),
+            "token \"src\" in slot 3 of PKCS#11 module /usr/lib/x.so"
+        );
+        assert_eq!(
+            place(None, Some("src")).to_string(),
+            "token \"src\" of PKCS#11 module /usr/lib/x.so"
+        );
+        assert_eq!(
+            place(None, None).to_string(),
+            "PKCS#11 module /usr/lib/x.so"
+        );
+    }
 }

@@ -8,12 +8,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 use common::*;
-use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::object::{Attribute, AttributeType};
-use cryptoki::session::UserType;
-use cryptoki::types::AuthPin;
 use mkclone_backend::{Backend, BackendError, CloneableKind};
-use mkclone_pkcs11::{Pkcs11Backend, Pkcs11Error, Pkcs11NodeConfig, shared_module};
+use mkclone_pkcs11::{Pkcs11Backend, Pkcs11Error, Pkcs11NodeConfig};
 use zeroize::Zeroizing;
 
 fn open_with(config: &Pkcs11NodeConfig) -> Result<Pkcs11Backend, Pkcs11Error> {
@@ -22,18 +19,7 @@ fn open_with(config: &Pkcs11NodeConfig) -> Result<Pkcs11Backend, Pkcs11Error> {
 
 /// Every token object's label, read around mkclone (a session of the test's own), sorted.
 fn raw_objects(label: &str) -> Vec<String> {
-    let pkcs11 = shared_module(module_path()).unwrap();
-    let slot = pkcs11
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| pkcs11.get_token_info(*s).unwrap().label().trim_end() == label)
-        .unwrap();
-    let session = pkcs11.open_rw_session(slot).unwrap();
-    match session.login(UserType::User, Some(&AuthPin::new(USER_PIN.into()))) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-        Err(e) => panic!("login: {e}"),
-    }
+    let session = raw_session(label);
     let mut labels: Vec<String> = session
         .find_objects(&[Attribute::Token(true)])
         .unwrap()
@@ -58,6 +44,27 @@ fn in_flight(objects: &[String]) -> bool {
         && !objects.iter().any(|l| l.starts_with("mkclone/map/"))
 }
 
+/// `node` (on the token of `config`) stopped in the middle of RANDOM (a new register value,
+/// its pattern and share table, then the map): stopped after each number of calls until its
+/// new objects exist and the map does not, the state of a process between creating objects
+/// and committing them.
+fn stopped_in_flight(config: &Pkcs11NodeConfig, mut node: Pkcs11Backend) -> Pkcs11Backend {
+    for k in 0..32 {
+        node.stop_after_calls(k);
+        let result = node.load_random_master_key(CloneableKind::Sym);
+        assert!(
+            matches!(result, Err(BackendError::OutcomeUnknown { .. })),
+            "stopped after {k} calls: {result:?}"
+        );
+        if in_flight(&raw_objects(&config.token)) {
+            return node;
+        }
+        drop(node);
+        node = open(config);
+    }
+    panic!("RANDOM never left uncommitted objects");
+}
+
 /// The token's lock file, from the error of an open it refused.
 fn refused(config: &Pkcs11NodeConfig) -> (Pkcs11Error, String, Option<u32>, std::path::PathBuf) {
     let err = open_with(config).expect_err("the token is in use");
@@ -78,28 +85,10 @@ fn refused(config: &Pkcs11NodeConfig) -> (Pkcs11Error, String, Option<u32>, std:
 
 #[test]
 fn a_second_open_while_an_operation_is_in_flight_is_refused_and_destroys_nothing() {
-    let (config, mut first) = token_node("lock-busy", "FIRST");
+    let (config, first) = token_node("lock-busy", "FIRST");
     let serial = first.token_serial().to_string();
 
-    // Stop RANDOM (a new register value, its pattern and share table, then the map) after
-    // each number of calls until its new objects exist and the map does not: the state of a
-    // process between creating objects and committing them.
-    let mut found = false;
-    for k in 0..32 {
-        first.stop_after_calls(k);
-        let result = first.load_random_master_key(CloneableKind::Sym);
-        assert!(
-            matches!(result, Err(BackendError::OutcomeUnknown { .. })),
-            "stopped after {k} calls: {result:?}"
-        );
-        if in_flight(&raw_objects("lock-busy")) {
-            found = true;
-            break;
-        }
-        drop(first);
-        first = open(&config);
-    }
-    assert!(found, "RANDOM never left uncommitted objects");
+    let first = stopped_in_flight(&config, first);
     let before = raw_objects("lock-busy");
 
     let (err, err_serial, holder_pid, path) = refused(&config);
@@ -315,21 +304,9 @@ fn another_path_to_a_held_token_is_refused() {
         std::path::Path::new(P11_KIT_PROXY).exists(),
         "{P11_KIT_PROXY} is missing: install p11-kit-modules (scripts/test does)"
     );
-    let (config, mut holder) = token_node("lock-paths", "HOLDER");
-    // The holder is between creating objects and committing them (as in
-    // a_second_open_while_an_operation_is_in_flight_is_refused_and_destroys_nothing).
-    let mut stopped = false;
-    for k in 0..32 {
-        holder.stop_after_calls(k);
-        let _ = holder.load_random_master_key(CloneableKind::Sym);
-        if in_flight(&raw_objects("lock-paths")) {
-            stopped = true;
-            break;
-        }
-        drop(holder);
-        holder = open(&config);
-    }
-    assert!(stopped, "RANDOM never left uncommitted objects");
+    let (config, holder) = token_node("lock-paths", "HOLDER");
+    // The holder is between creating objects and committing them.
+    let holder = stopped_in_flight(&config, holder);
     let before = raw_objects("lock-paths");
 
     // Other files that lead to the same token: a copy of the module (another inode, so

@@ -196,12 +196,9 @@ fn opencryptoki_as_the_target() {
     let mut target = ock_node(&ock, "ock-target", "OCK TARGET");
     let m_of_n = MofN::new(2, 3).unwrap();
     let mut sa_node = sim_node(1, "SA NODE");
-    let (_, mut source) = token_node("hsm-source", "HSM SOURCE");
-    for kind in CloneableKind::ALL {
-        source.load_random_master_key(kind).unwrap();
-    }
     let sa = phase1(&mut sa_node);
-    let css = phase2(&mut sa_node, &sa, &mut source, m_of_n);
+    let (_, mut source) = token_node("hsm-source", "HSM SOURCE");
+    let css = random_source(&mut sa_node, &sa, &mut source, m_of_n);
     let csr = phase3ab(&mut sa_node, &sa, &mut target, m_of_n);
     for kind in CloneableKind::ALL {
         clone_into(&mut source, &css, &mut target, &csr, kind, &[1, 3], 2);
@@ -257,13 +254,10 @@ fn opencryptoki_as_the_source() {
     }
     let ock = Opencryptoki::start();
     let mut source = ock_node(&ock, "ock-source", "OCK SOURCE");
-    for kind in CloneableKind::ALL {
-        source.load_random_master_key(kind).unwrap();
-    }
     let m_of_n = MofN::new(2, 3).unwrap();
     let mut sa_node = sim_node(1, "SA NODE");
     let sa = phase1(&mut sa_node);
-    let css = phase2(&mut sa_node, &sa, &mut source, m_of_n);
+    let css = random_source(&mut sa_node, &sa, &mut source, m_of_n);
     let (_, mut hsm_target) = token_node("hsm-target", "HSM TARGET");
     let hsm_csr = phase3ab(&mut sa_node, &sa, &mut hsm_target, m_of_n);
     let mut sim_target = sim_node(3, "SIM TARGET");
@@ -300,10 +294,7 @@ fn opencryptoki_as_the_sa() {
     let m_of_n = MofN::new(2, 2).unwrap();
     let sa = phase1(&mut sa_node);
     let (_, mut source) = token_node("hsm-source", "HSM SOURCE");
-    for kind in CloneableKind::ALL {
-        source.load_random_master_key(kind).unwrap();
-    }
-    let css = phase2(&mut sa_node, &sa, &mut source, m_of_n);
+    let css = random_source(&mut sa_node, &sa, &mut source, m_of_n);
     let mut target = sim_node(3, "SIM TARGET");
     let csr = phase3ab(&mut sa_node, &sa, &mut target, m_of_n);
     for kind in CloneableKind::ALL {

@@ -8,12 +8,8 @@
 mod common;
 
 use common::*;
-use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
-use cryptoki::session::UserType;
-use cryptoki::types::AuthPin;
 use mkclone_backend::{Backend, BackendError, CloneableKind, InstallProgress, KeyRole, MofN};
-use mkclone_pkcs11::shared_module;
 
 /// A SoftHSM token opened with every CKA_CHECK_VALUE answered empty.
 fn without_check_values(label: &str, eid: &str) -> mkclone_pkcs11::Pkcs11Backend {
@@ -29,12 +25,9 @@ fn without_check_values(label: &str, eid: &str) -> mkclone_pkcs11::Pkcs11Backend
 fn a_target_without_check_values_completes_a_ceremony_and_can_be_aborted() {
     let m_of_n = MofN::new(2, 3).unwrap();
     let mut sa_node = sim_node(1, "SA NODE");
-    let mut source = sim_node(2, "SIM SOURCE");
-    for kind in CloneableKind::ALL {
-        source.load_random_master_key(kind).unwrap();
-    }
     let sa = phase1(&mut sa_node);
-    let css = phase2(&mut sa_node, &sa, &mut source, m_of_n);
+    let mut source = sim_node(2, "SIM SOURCE");
+    let css = random_source(&mut sa_node, &sa, &mut source, m_of_n);
     let mut target = without_check_values("nocv-target", "TARGET");
     let csr = phase3ab(&mut sa_node, &sa, &mut target, m_of_n);
     for kind in CloneableKind::ALL {
@@ -65,8 +58,7 @@ fn a_target_without_check_values_completes_a_ceremony_and_can_be_aborted() {
     assert_eq!(pattern(&mut target, kind, "current"), current);
     // The source without check values too: RANDOM, shares, a SET on the target.
     let mut hsm_source = without_check_values("nocv-source", "HSM SOURCE");
-    hsm_source.load_random_master_key(kind).unwrap();
-    let hsm_css = phase2(&mut sa_node, &sa, &mut hsm_source, m_of_n);
+    let hsm_css = random_source(&mut sa_node, &sa, &mut hsm_source, m_of_n);
     clone_into(
         &mut hsm_source,
         &hsm_css,
@@ -97,18 +89,7 @@ fn registers_recorded_with_check_values_stay_sound_when_the_token_stops_giving_t
 /// Replace the `CURRENT` register key of token `label` outside mkclone: a new triple-DES
 /// key with the same label and id (another value), the original destroyed.
 fn replace_register_key(label: &str) {
-    let pkcs11 = shared_module(module_path()).unwrap();
-    let slot = pkcs11
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| pkcs11.get_token_info(*s).unwrap().label().trim_end() == label)
-        .unwrap();
-    let session = pkcs11.open_rw_session(slot).unwrap();
-    match session.login(UserType::User, Some(&AuthPin::new(USER_PIN.into()))) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-        Err(e) => panic!("login: {e}"),
-    }
+    let session = raw_session(label);
     let keys = session
         .find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY)])
         .unwrap();

@@ -196,6 +196,39 @@ pub use mkclone_conformance::{
     sa_key as phase1, snapshot,
 };
 
+/// Every master key loaded at random on `source`, then phase 2 on it: the CSS certificate.
+pub fn random_source(
+    sa_node: &mut dyn Backend,
+    sa: &SaKey,
+    source: &mut dyn Backend,
+    m_of_n: MofN,
+) -> Certificate {
+    for kind in CloneableKind::ALL {
+        source.load_random_master_key(kind).unwrap();
+    }
+    phase2(sa_node, sa, source, m_of_n)
+}
+
+/// A read/write session of the test's own on the SoftHSM token labelled `label`, logged in
+/// as its user: to look at or change the token around mkclone.
+pub fn raw_session(label: &str) -> cryptoki::session::Session {
+    let pkcs11 = mkclone_pkcs11::shared_module(module_path()).unwrap();
+    let slot = pkcs11
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| pkcs11.get_token_info(*s).unwrap().label().trim_end() == label)
+        .unwrap_or_else(|| panic!("no token {label:?}"));
+    let session = pkcs11.open_rw_session(slot).unwrap();
+    match session.login(UserType::User, Some(&AuthPin::new(USER_PIN.into()))) {
+        Ok(())
+        | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {
+        }
+        Err(e) => panic!("login: {e}"),
+    }
+    session
+}
+
 /// Phases 2a + 2b on the source: m-of-n, SA key installed, CSS certified.
 pub fn phase2(
     sa_node: &mut dyn Backend,
