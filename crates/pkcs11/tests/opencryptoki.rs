@@ -19,7 +19,7 @@ use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
-use mkclone_backend::{Backend, CloneableKind, Eid, InstallProgress, MofN};
+use mkclone_backend::{Backend, CloneableKind, Eid, MofN};
 use mkclone_pkcs11::{Pkcs11Backend, Pkcs11NodeConfig, list_slots, shared_module};
 use zeroize::Zeroizing;
 
@@ -204,31 +204,11 @@ fn opencryptoki_as_the_target() {
         clone_into(&mut source, &css, &mut target, &csr, kind, &[1, 3], 2);
     }
 
-    // A new key on the source, one share of it installed, then cleaned up as `abort
-    // --clear-new` does: a token without CKA_CHECK_VALUE keeps working through it.
+    // CLEAR NEW, as `abort --clear-new` runs it, after one share of a new key and after the
+    // whole key: a token without CKA_CHECK_VALUE keeps working through it.
     let kind = CloneableKind::Sym;
     let current = pattern(&mut target, kind, "current");
-    source.load_random_master_key(kind).unwrap();
-    let share = obtain(&mut source, kind, 2, &csr);
-    assert_eq!(
-        install(&mut target, kind, &css, share).unwrap().value(),
-        InstallProgress::NeedMore { received: 1, m: 2 }
-    );
-    assert!(!target.clear_new(kind).unwrap().was_already_done());
-    assert!(target.clear_new(kind).unwrap().was_already_done());
-    assert_eq!(pattern(&mut target, kind, "new"), None);
-    assert_eq!(pattern(&mut target, kind, "current"), current);
-    // The full key, NEW full, then cleared: NEW goes, CURRENT stays.
-    for i in [1, 2] {
-        let share = obtain(&mut source, kind, i, &csr);
-        install(&mut target, kind, &css, share).unwrap();
-    }
-    assert_eq!(
-        pattern(&mut target, kind, "new"),
-        pattern(&mut source, kind, "current")
-    );
-    target.clear_new(kind).unwrap();
-    assert_eq!(pattern(&mut target, kind, "new"), None);
+    clear_new_after_one_share_and_after_all(&mut source, &css, &mut target, &csr, kind);
     // After a reopen (recovery on this token) the state reads the same.
     drop(target);
     let mut target = open_ock(&ock_config("ock-target"));

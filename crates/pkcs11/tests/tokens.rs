@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
-use mkclone_backend::{Backend, BackendError, CloneableKind, InstallProgress, KeyRole, MofN};
+use mkclone_backend::{Backend, BackendError, CloneableKind, KeyRole, MofN};
 
 /// A SoftHSM token opened with every CKA_CHECK_VALUE answered empty.
 fn without_check_values(label: &str, eid: &str) -> mkclone_pkcs11::Pkcs11Backend {
@@ -36,26 +36,7 @@ fn a_target_without_check_values_completes_a_ceremony_and_can_be_aborted() {
     // Every command still works: status, share status, and CLEAR NEW (`abort
     // --clear-new`) after a share of a new key, then after the whole new key.
     let kind = CloneableKind::Asym;
-    let current = pattern(&mut target, kind, "current");
-    source.load_random_master_key(kind).unwrap();
-    let one = obtain(&mut source, kind, 3, &csr);
-    assert_eq!(
-        install(&mut target, kind, &css, one).unwrap().value(),
-        InstallProgress::NeedMore { received: 1, m: 2 }
-    );
-    target.share_status().unwrap();
-    assert!(!target.clear_new(kind).unwrap().was_already_done());
-    for i in [1, 2] {
-        let share = obtain(&mut source, kind, i, &csr);
-        install(&mut target, kind, &css, share).unwrap();
-    }
-    assert_eq!(
-        pattern(&mut target, kind, "new"),
-        pattern(&mut source, kind, "current")
-    );
-    assert!(!target.clear_new(kind).unwrap().was_already_done());
-    assert_eq!(pattern(&mut target, kind, "new"), None);
-    assert_eq!(pattern(&mut target, kind, "current"), current);
+    clear_new_after_one_share_and_after_all(&mut source, &css, &mut target, &csr, kind);
     // The source without check values too: RANDOM, shares, a SET on the target.
     let mut hsm_source = without_check_values("nocv-source", "HSM SOURCE");
     let hsm_css = random_source(&mut sa_node, &sa, &mut hsm_source, m_of_n);

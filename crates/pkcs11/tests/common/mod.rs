@@ -326,6 +326,44 @@ pub fn clone_into(
     );
 }
 
+/// CLEAR NEW (as `abort --clear-new` runs it) on a target whose `kind` CURRENT is the
+/// source's, m = 2: a new key on the source and one share of it installed, cleared; then the
+/// whole new key (shares 1 and 2, NEW full), cleared. NEW ends empty and CURRENT unchanged
+/// each time, and share status reads throughout.
+pub fn clear_new_after_one_share_and_after_all(
+    source: &mut dyn Backend,
+    css: &Certificate,
+    target: &mut dyn Backend,
+    csr: &Certificate,
+    kind: CloneableKind,
+) {
+    let current = pattern(target, kind, "current");
+    assert!(current.is_some());
+    source.load_random_master_key(kind).unwrap();
+    let one = obtain(source, kind, 3, csr);
+    assert_eq!(
+        install(target, kind, css, one).unwrap().value(),
+        InstallProgress::NeedMore { received: 1, m: 2 }
+    );
+    target.share_status().unwrap();
+    assert!(!target.clear_new(kind).unwrap().was_already_done());
+    assert!(target.clear_new(kind).unwrap().was_already_done());
+    assert_eq!(pattern(target, kind, "new"), None);
+    assert_eq!(pattern(target, kind, "current"), current);
+    for i in [1, 2] {
+        let share = obtain(source, kind, i, csr);
+        install(target, kind, css, share).unwrap();
+    }
+    assert_eq!(
+        pattern(target, kind, "new"),
+        pattern(source, kind, "current")
+    );
+    assert!(!target.clear_new(kind).unwrap().was_already_done());
+    assert_eq!(pattern(target, kind, "new"), None);
+    assert_eq!(pattern(target, kind, "current"), current);
+    target.share_status().unwrap();
+}
+
 /// A token's object labels with the random ids and map generations blanked: the shape of
 /// its state, comparable between two runs.
 pub fn object_shape(node: &mut Pkcs11Backend) -> Vec<String> {
