@@ -182,13 +182,7 @@ const HELPER_TOKEN: &str = "MKCLONE_TEST_LOCK_HELPER_TOKEN";
 /// closes.
 fn hold_a_token_open(label: String) {
     let module = std::env::var_os("MKCLONE_TEST_LOCK_HELPER_MODULE").unwrap();
-    let config = Pkcs11NodeConfig {
-        module: module.into(),
-        token: label,
-        expect_token_serial: None,
-        pin: mkclone_pkcs11::PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
-        token_match: Default::default(),
-    };
+    let config = node_config(std::path::Path::new(&module), &label);
     let node = open_with(&config).unwrap();
     println!("HOLDING {}", node.token_serial());
     std::io::stdout().flush().unwrap();
@@ -287,14 +281,7 @@ fn try_in_child(label: &str, module: &std::path::Path) -> String {
 fn another_path_to_a_held_token_is_refused() {
     // In the child: try to open the token through the module named, and say what happened.
     if let (Ok(label), Some(module)) = (std::env::var(TRY_TOKEN), std::env::var_os(TRY_MODULE)) {
-        let config = Pkcs11NodeConfig {
-            module: module.into(),
-            token: label,
-            expect_token_serial: None,
-            pin: mkclone_pkcs11::PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
-            token_match: Default::default(),
-        };
-        match open_with(&config) {
+        match open_with(&node_config(std::path::Path::new(&module), &label)) {
             Ok(node) => println!("RESULT OPENED {}", node.token_serial()),
             Err(e) => println!("RESULT REFUSED {e}"),
         }

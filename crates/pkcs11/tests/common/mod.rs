@@ -146,8 +146,14 @@ pub fn new_token(label: &str) -> Pkcs11NodeConfig {
     session.init_pin(&AuthPin::new(USER_PIN.into())).unwrap();
     session.logout().unwrap();
     drop(session);
+    node_config(&hsm.module, label)
+}
+
+/// A node's configuration for the token labelled `label` in `module` (its PIN is passed to
+/// `open` directly).
+pub fn node_config(module: &Path, label: &str) -> Pkcs11NodeConfig {
     Pkcs11NodeConfig {
-        module: hsm.module.clone(),
+        module: module.into(),
         token: label.into(),
         expect_token_serial: None,
         pin: PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
