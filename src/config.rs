@@ -42,8 +42,13 @@ pub enum ConfigError {
     },
     #[error("configuration file {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("configuration file {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    /// `at`: the line and column of the value (or table) at fault, when the file has it.
+    #[error("configuration file {path}{}: {message}", line_column(.at))]
+    Invalid {
+        path: PathBuf,
+        message: String,
+        at: Option<(usize, usize)>,
+    },
 }
 
 /// The file as written.
@@ -165,6 +170,21 @@ impl NodeBackend {
             Self::Pkcs11(_) => "pkcs11",
         }
     }
+
+    /// The device this backend reaches, in words: two nodes may not name the same one.
+    pub fn device(&self) -> String {
+        match self {
+            Self::Sim { sim_dir, apqn, .. } => {
+                format!("sim card {apqn} in {}", sim_dir.display())
+            }
+            Self::Zcrypt(z) => format!("coprocessor {}", z.apqn),
+            // A pinned serial names the token whatever module reaches it.
+            Self::Pkcs11(t) => match &t.expect_token_serial {
+                Some(serial) => format!("token {:?} with serial {}", t.token, serial.trim()),
+                None => format!("token {:?} of {}", t.token, t.module.display()),
+            },
+        }
+    }
 }
 
 /// One configured node.
@@ -200,10 +220,17 @@ impl Config {
             path: path.into(),
             message: e.to_string().trim_end().replace('\n', "\n  "),
         })?;
-        let invalid = |message: String| ConfigError::Invalid {
+        // A value error names the key path it is about; the file gives its line and column.
+        let document = toml::de::DeTable::parse(text).ok();
+        let invalid_at = |keys: &[&str], message: String| ConfigError::Invalid {
             path: path.into(),
             message,
+            at: document
+                .as_ref()
+                .and_then(|d| locate(d.get_ref(), keys))
+                .map(|offset| line_and_column(text, offset)),
         };
+        let invalid = |message: String| invalid_at(&[], message);
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -213,19 +240,23 @@ impl Config {
         let mut pins = BTreeMap::new();
         for (name, node) in raw.nodes {
             let apqn_of = |text: &str| -> Result<Apqn, ConfigError> {
-                text.parse()
-                    .map_err(|e| invalid(format!("[nodes.{name}] apqn: {e}")))
+                text.parse().map_err(|e| {
+                    invalid_at(
+                        &["nodes", &name, "apqn"],
+                        format!("[nodes.{name}] apqn: {e}"),
+                    )
+                })
             };
             let serial_of =
                 |text: Option<&str>, key: &str| -> Result<Option<SerialNumber>, ConfigError> {
-                    text.map(SerialNumber::new)
-                        .transpose()
-                        .map_err(|e| invalid(format!("[nodes.{name}] {key}: {e}")))
+                    text.map(SerialNumber::new).transpose().map_err(|e| {
+                        invalid_at(&["nodes", &name, key], format!("[nodes.{name}] {key}: {e}"))
+                    })
                 };
             let eid_of = |text: Option<&str>| -> Result<Option<Eid>, ConfigError> {
-                text.map(Eid::new)
-                    .transpose()
-                    .map_err(|e| invalid(format!("[nodes.{name}] eid: {e}")))
+                text.map(Eid::new).transpose().map_err(|e| {
+                    invalid_at(&["nodes", &name, "eid"], format!("[nodes.{name}] eid: {e}"))
+                })
             };
             let (eid, backend) = match node {
                 RawNode::Sim(sim) => {
@@ -246,8 +277,9 @@ impl Config {
                     if let Some(pin) = &cfg.expect_serial {
                         pins.insert(name.clone(), pin.clone());
                     }
-                    cfg.validate()
-                        .map_err(|e| invalid(format!("[nodes.{name}] {e}")))?;
+                    cfg.validate().map_err(|e| {
+                        invalid_at(&["nodes", &name], format!("[nodes.{name}] {e}"))
+                    })?;
                     (eid_of(z.eid.as_deref())?, NodeBackend::Zcrypt(cfg))
                 }
                 RawNode::Pkcs11(t) => {
@@ -264,7 +296,13 @@ impl Config {
                         t.expect_token_serial,
                         pin,
                     )
-                    .map_err(|e| invalid(format!("[nodes.{name}] {e}")))?;
+                    .map_err(|e| {
+                        let field = match &e {
+                            mkclone_pkcs11::Pkcs11Error::Config { field, .. } => *field,
+                            _ => "token",
+                        };
+                        invalid_at(&["nodes", &name, field], format!("[nodes.{name}] {e}"))
+                    })?;
                     (
                         eid_of(t.eid.as_deref())?,
                         NodeBackend::Pkcs11(Box::new(cfg)),
@@ -278,22 +316,15 @@ impl Config {
         // the same node twice in the plan, not two nodes for one device.
         let mut devices: BTreeMap<String, &str> = BTreeMap::new();
         for n in nodes.values() {
-            let id = match &n.backend {
-                NodeBackend::Sim { sim_dir, apqn, .. } => {
-                    format!("sim card {apqn} in {}", sim_dir.display())
-                }
-                NodeBackend::Zcrypt(z) => format!("coprocessor {}", z.apqn),
-                // A pinned serial names the token whatever module reaches it.
-                NodeBackend::Pkcs11(t) => match &t.expect_token_serial {
-                    Some(serial) => format!("token {:?} with serial {}", t.token, serial.trim()),
-                    None => format!("token {:?} of {}", t.token, t.module.display()),
-                },
-            };
+            let id = n.backend.device();
             if let Some(other) = devices.insert(id.clone(), &n.name) {
-                return Err(invalid(format!(
-                    "[nodes.{other}] and [nodes.{}] are the same device ({id}): keep one node and name it in every role it plays",
-                    n.name
-                )));
+                return Err(invalid_at(
+                    &["nodes", &n.name],
+                    format!(
+                        "[nodes.{other}] and [nodes.{}] are the same device ({id}): keep one node and name it in every role it plays",
+                        n.name
+                    ),
+                ));
             }
         }
         let p = raw.ceremony;
@@ -301,74 +332,115 @@ impl Config {
             if nodes.contains_key(name) {
                 Ok(())
             } else {
-                Err(invalid(format!(
-                    "[ceremony] {role} = {name:?} names no node; define [nodes.{name}] or fix the name (nodes: {})",
-                    nodes.keys().cloned().collect::<Vec<_>>().join(", ")
-                )))
+                Err(invalid_at(
+                    &["ceremony", role],
+                    format!(
+                        "[ceremony] {role} = {name:?} names no node; define [nodes.{name}] or fix the name (nodes: {})",
+                        nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ))
             }
         };
         known("sa", &p.sa)?;
         known("source", &p.source)?;
         if p.targets.is_empty() {
-            return Err(invalid(
+            return Err(invalid_at(
+                &["ceremony", "targets"],
                 "[ceremony] targets is empty: name at least one target node".into(),
             ));
         }
         for t in &p.targets {
             known("targets", t)?;
             if *t == p.source {
-                return Err(invalid(format!(
-                    "[ceremony] {t:?} is both the source and a target"
-                )));
+                return Err(invalid_at(
+                    &["ceremony", "targets"],
+                    format!("[ceremony] {t:?} is both the source and a target"),
+                ));
             }
         }
         let mut seen = std::collections::BTreeSet::new();
         for t in &p.targets {
             if !seen.insert(t) {
-                return Err(invalid(format!("[ceremony] target {t:?} is named twice")));
+                return Err(invalid_at(
+                    &["ceremony", "targets"],
+                    format!("[ceremony] target {t:?} is named twice"),
+                ));
             }
         }
-        let m_of_n = MofN::new(p.threshold, p.shares)
-            .map_err(|e| invalid(format!("[ceremony] threshold/shares: {e}")))?;
+        let m_of_n = MofN::new(p.threshold, p.shares).map_err(|e| {
+            invalid_at(
+                &["ceremony", "threshold"],
+                format!("[ceremony] threshold/shares: {e}"),
+            )
+        })?;
         if p.master_keys.is_empty() {
-            return Err(invalid(
+            return Err(invalid_at(
+                &["ceremony", "master_keys"],
                 "[ceremony] master_keys is empty: use [\"sym\"], [\"asym\"] or both".into(),
             ));
         }
         let mut kinds = Vec::new();
         for k in &p.master_keys {
-            let kind = CloneableKind::parse(k)
-                .map_err(|e| invalid(format!("[ceremony] master_keys: {e}")))?;
+            let kind = CloneableKind::parse(k).map_err(|e| {
+                invalid_at(
+                    &["ceremony", "master_keys"],
+                    format!("[ceremony] master_keys: {e}"),
+                )
+            })?;
             if !kinds.contains(&kind) {
                 kinds.push(kind);
             }
         }
-        let bits = RsaModulusBits::from_bits(p.key_bits.unwrap_or(2048))
-            .map_err(|e: DomainError| invalid(format!("[ceremony] key_bits: {e}")))?;
+        let bits =
+            RsaModulusBits::from_bits(p.key_bits.unwrap_or(2048)).map_err(|e: DomainError| {
+                invalid_at(
+                    &["ceremony", "key_bits"],
+                    format!("[ceremony] key_bits: {e}"),
+                )
+            })?;
         let indices = match p.share_indices {
             None => (1..=m_of_n.m()).collect::<Vec<u8>>(),
             Some(list) => list,
         };
-        let share_indices = mkclone_ceremony::plan::share_indices(&indices, m_of_n)
-            .map_err(|e| invalid(format!("[ceremony] share_indices: {e}")))?;
+        let share_indices =
+            mkclone_ceremony::plan::share_indices(&indices, m_of_n).map_err(|e| {
+                invalid_at(
+                    &["ceremony", "share_indices"],
+                    format!("[ceremony] share_indices: {e}"),
+                )
+            })?;
 
         let sa_fingerprint = p
             .sa_fingerprint
             .as_deref()
             .map(mkclone_ceremony::trust::SaFingerprint::parse)
             .transpose()
-            .map_err(|e| invalid(format!("[ceremony] sa_fingerprint: {e}")))?;
+            .map_err(|e| {
+                invalid_at(
+                    &["ceremony", "sa_fingerprint"],
+                    format!("[ceremony] sa_fingerprint: {e}"),
+                )
+            })?;
         let mut source_patterns = Vec::new();
         for (k, text) in p.source_patterns.unwrap_or_default() {
-            let kind = CloneableKind::parse(&k)
-                .map_err(|e| invalid(format!("[ceremony] source_patterns: {e}")))?;
+            let kind = CloneableKind::parse(&k).map_err(|e| {
+                invalid_at(
+                    &["ceremony", "source_patterns", &k],
+                    format!("[ceremony] source_patterns: {e}"),
+                )
+            })?;
             if !kinds.contains(&kind) {
-                return Err(invalid(format!(
-                    "[ceremony] source_patterns names {k:?}, which is not in master_keys"
-                )));
+                return Err(invalid_at(
+                    &["ceremony", "source_patterns", &k],
+                    format!("[ceremony] source_patterns names {k:?}, which is not in master_keys"),
+                ));
             }
-            let pattern = mkclone_ceremony::trust::parse_pattern(&text)
-                .map_err(|e| invalid(format!("[ceremony] source_patterns.{k}: {e}")))?;
+            let pattern = mkclone_ceremony::trust::parse_pattern(&text).map_err(|e| {
+                invalid_at(
+                    &["ceremony", "source_patterns", &k],
+                    format!("[ceremony] source_patterns.{k}: {e}"),
+                )
+            })?;
             source_patterns.push((kind, pattern));
         }
 
@@ -392,9 +464,12 @@ impl Config {
             .chain(p.targets.iter())
         {
             if eid_of(role).is_none() {
-                return Err(invalid(format!(
-                    "[nodes.{role}] takes part in the ceremony and needs `eid = \"...\"` (the Environment ID it must carry)"
-                )));
+                return Err(invalid_at(
+                    &["nodes", role],
+                    format!(
+                        "[nodes.{role}] takes part in the ceremony and needs `eid = \"...\"` (the Environment ID it must carry)"
+                    ),
+                ));
             }
         }
         let plan = mkclone_ceremony::Plan::new(mkclone_ceremony::PlanSpec {
@@ -427,7 +502,7 @@ impl Config {
             sa_fingerprint,
             source_patterns,
         })
-        .map_err(|e| invalid(format!("[ceremony] {e}")))?;
+        .map_err(|e| invalid_at(&["ceremony"], format!("[ceremony] {e}")))?;
 
         Ok(Self {
             path: path.into(),
@@ -444,6 +519,35 @@ impl Config {
                 "no node named {name:?} (nodes: {})",
                 self.nodes.keys().cloned().collect::<Vec<_>>().join(", ")
             ),
+            at: None,
         })
     }
+}
+
+/// `:LINE:COLUMN` for an error's location, or nothing.
+fn line_column(at: &Option<(usize, usize)>) -> String {
+    at.map(|(line, column)| format!(":{line}:{column}"))
+        .unwrap_or_default()
+}
+
+/// The byte offset of the value at `keys` in `table` (of the table itself for a key path
+/// naming one, e.g. `[nodes.x]`); the deepest key found when the path goes further.
+fn locate(table: &toml::de::DeTable<'_>, keys: &[&str]) -> Option<usize> {
+    let (first, rest) = keys.split_first()?;
+    let (_, value) = table.iter().find(|(k, _)| k.get_ref() == first)?;
+    let nested = match value.get_ref() {
+        toml::de::DeValue::Table(inner) => locate(inner, rest),
+        _ => None,
+    };
+    nested.or(Some(value.span().start))
+}
+
+/// The 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
 }

@@ -69,15 +69,19 @@ fn run(conf: &Path, args: &[&str], pin: Option<&str>) -> Output {
     cmd.output().unwrap()
 }
 
-/// `sim init --load-source-keys`, then `clone`, both with the PIN and both successful;
-/// the clone's output.
+/// `sim init` (the simulated nodes' cards), phase 1 (the ceremony's nonce),
+/// `master-key random` on the source, then `clone`, all successful; the clone's output.
 fn init_and_clone(conf: &Path, c: &str) -> Output {
-    let setup = run(
+    let setup = run(conf, &["sim", "init", "--config", c], None);
+    assert!(setup.status.success(), "{}", text(&setup));
+    let phase1 = run(conf, &["phase1", "--config", c], Some(PIN));
+    assert!(phase1.status.success(), "{}", text(&phase1));
+    let key = run(
         conf,
-        &["sim", "init", "--config", c, "--load-source-keys"],
+        &["master-key", "random", "--config", c, "--node", "source"],
         Some(PIN),
     );
-    assert!(setup.status.success(), "{}", text(&setup));
+    assert!(key.status.success(), "{}", text(&key));
     let out = run(conf, &["clone", "--config", c], Some(PIN));
     assert!(out.status.success(), "{}", text(&out));
     out
@@ -230,6 +234,45 @@ fn pin_problems_are_named() {
 }
 
 #[test]
+fn sim_init_leaves_a_token_source_alone_and_names_master_key_random() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = softhsm(dir.path(), &["sa", "source", "target1"]);
+    let cfg = dir.path().join("mkclone.toml");
+    std::fs::write(
+        &cfg,
+        plan("")
+            + &token_node("sa", "SA TOKEN")
+            + &token_node("source", "SOURCE TOKEN")
+            + &token_node("target1", "TARGET TOKEN"),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let refused = run(
+        &conf,
+        &["sim", "init", "--config", c, "--load-source-keys"],
+        Some(PIN),
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("is a pkcs11 node, and `sim init` touches simulated nodes only")
+            && text(&refused).contains("mkclone master-key random --config"),
+        "{}",
+        text(&refused)
+    );
+    let status = run(
+        &conf,
+        &["status", "--config", c, "source", "--json"],
+        Some(PIN),
+    );
+    let out = String::from_utf8_lossy(&status.stdout).to_string();
+    let v: serde_json::Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+    for register in v["status"]["registers"].as_array().unwrap() {
+        assert_eq!(register["current"], "invalid", "nothing loaded: {v}");
+    }
+    assert!(!dir.path().join("ceremony").exists(), "nothing journaled");
+}
+
+#[test]
 fn devices_prints_each_tokens_uri_and_a_node_may_name_its_token_by_it() {
     let dir = tempfile::tempdir().unwrap();
     let conf = softhsm(dir.path(), &["source", "R&D; 100%"]);
@@ -356,8 +399,13 @@ fn a_clone_onto_an_opencryptoki_target_then_abort() {
             .output()
             .unwrap()
     };
-    let setup = mkclone(&["sim", "init", "--config", c, "--load-source-keys"]);
-    assert!(setup.status.success(), "{}", text(&setup));
+    for step in [
+        &["phase1", "--config", c][..],
+        &["master-key", "random", "--config", c, "--node", "source"],
+    ] {
+        let out = mkclone(step);
+        assert!(out.status.success(), "{step:?}: {}", text(&out));
+    }
     let clone = mkclone(&["clone", "--config", c]);
     assert!(clone.status.success(), "{}", text(&clone));
     // The target's CURRENT is the source's, read through the CLI on both tokens.

@@ -224,7 +224,12 @@ fn abort_at_several_points_does_only_what_is_asked() {
     let status = |n: &str| node_status(c, n);
     // Nothing asked: refused.
     let none = mkclone(&["abort", "--config", c]);
-    assert!(!none.status.success());
+    assert_eq!(
+        none.status.code(),
+        Some(2),
+        "a usage error: {}",
+        text(&none)
+    );
     assert!(text(&none).contains("no step was asked"), "{}", text(&none));
 
     // Interrupt 3d after its first share is installed (a real abort of the process).

@@ -5,11 +5,14 @@
 mod ceremony_cmds;
 mod demo;
 mod devices;
+mod master_key;
 mod output;
 mod report;
+mod shell;
 mod signals;
 mod sim;
 mod status;
+mod worksheet;
 
 use std::path::PathBuf;
 
@@ -48,8 +51,8 @@ pub struct Cli {
 
 #[derive(clap::Args, Clone)]
 pub struct ConfigArg {
-    /// The ceremony configuration (TOML).
-    #[arg(long, short = 'c', value_name = "FILE")]
+    /// The ceremony configuration (TOML). Default: the MKCLONE_CONFIG environment variable.
+    #[arg(long, short = 'c', value_name = "FILE", env = "MKCLONE_CONFIG")]
     pub config: PathBuf,
 }
 
@@ -253,8 +256,9 @@ pub enum Command {
     },
     /// The CCA coprocessors this machine sees and the PKCS#11 tokens of a configuration.
     Devices {
-        /// Also list the slots and tokens of the PKCS#11 modules this configuration names.
-        #[arg(long, short = 'c', value_name = "FILE")]
+        /// Also list the slots and tokens of the PKCS#11 modules this configuration names
+        /// (default: the MKCLONE_CONFIG environment variable, when set).
+        #[arg(long, short = 'c', value_name = "FILE", env = "MKCLONE_CONFIG")]
         config: Option<PathBuf>,
         /// The sysfs root (for tests and chroots).
         #[arg(long, default_value = "/sys", value_name = "DIR")]
@@ -283,12 +287,41 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the ceremony's worksheet before it starts: every task with its node, and blanks
+    /// for the profile, role and responsible individual (as CNM's cloning procedure asks),
+    /// then the cloning information each operator needs.
+    Worksheet {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// HTML (printable) instead of text.
+        #[arg(long, conflicts_with = "json")]
+        html: bool,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A node's master key, outside the cloning ceremony.
+    #[command(subcommand)]
+    MasterKey(MasterKeyCommand),
     /// Simulated cards: create them for a rehearsal.
     #[command(subcommand)]
     Sim(SimCommand),
     /// The ceremony journal of this server.
     #[command(subcommand)]
     Journal(JournalCommand),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell), e.g.
+    /// `mkclone completions bash > /etc/bash_completion.d/mkclone`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a directory, e.g.
+    /// `mkclone man --out /usr/local/share/man/man1`.
+    Man {
+        /// Write mkclone.1 and mkclone-COMMAND.1 into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -307,6 +340,42 @@ pub enum JournalCommand {
         #[arg(long, value_name = "NAME")]
         operator: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum MasterKeyCommand {
+    /// Generate a random master key inside NODE and set it (CSNBMKP RANDOM, then SET),
+    /// journaled: how a fresh source gets the key the ceremony clones. Refused over a
+    /// valid CURRENT unless --replace-current. Under the plan's dual control one person
+    /// requests it and a second person (another --operator) runs the same command. A run
+    /// cut short is resumed by running the same command again.
+    Random {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The node (as named in the configuration).
+        #[arg(long, value_name = "NODE")]
+        node: String,
+        /// Only this master key (sym or asym; repeatable). Default: the plan's.
+        #[arg(long, value_name = "KIND", value_parser = parse_kind)]
+        kind: Vec<mkclone_backend::CloneableKind>,
+        /// Allow a valid CURRENT to be replaced (it becomes OLD; every key enciphered under
+        /// it must then be re-enciphered).
+        #[arg(long)]
+        replace_current: bool,
+        /// Who runs this (recorded in the journal; required under dual control).
+        #[arg(long, value_name = "NAME")]
+        operator: Option<String>,
+        /// Cancel the request open on NODE instead (journaled).
+        #[arg(long, conflicts_with_all = ["kind", "replace_current"])]
+        cancel: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_kind(text: &str) -> Result<mkclone_backend::CloneableKind, String> {
+    mkclone_backend::CloneableKind::parse(text).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -365,6 +434,10 @@ pub fn run(command: Command) -> Result<(), Failure> {
                 erase_files,
                 unregister_sa,
             };
+            // Naming no step is a usage error (exit 2), found before any file or node.
+            if steps.is_empty() {
+                return Err(Failure::usage(mkclone::ceremony::abort::NO_STEP));
+            }
             ceremony_cmds::abort(&config.config, &steps, operator)
         }
         Command::Status { config, node, json } => status::run(&config.config, &node, json),
@@ -385,6 +458,26 @@ pub fn run(command: Command) -> Result<(), Failure> {
             node,
             operator,
         }) => ceremony_cmds::accept_journal_loss(&config.config, &node, &operator),
+        Command::Worksheet { config, html, json } => worksheet::run(&config.config, html, json),
+        Command::Completions { shell } => shell::completions(shell),
+        Command::Man { out } => shell::man(out.as_deref()),
+        Command::MasterKey(MasterKeyCommand::Random {
+            config,
+            node,
+            kind,
+            replace_current,
+            operator,
+            cancel,
+            json,
+        }) => master_key::random(master_key::RandomArgs {
+            config: &config.config,
+            node: &node,
+            kinds: kind,
+            replace_current,
+            operator,
+            cancel,
+            json,
+        }),
         Command::Sim(SimCommand::Init {
             config,
             load_source_keys,

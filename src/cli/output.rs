@@ -17,6 +17,12 @@ impl Failure {
             message: message.into(),
         }
     }
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: 2,
+            message: message.into(),
+        }
+    }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self {
             code: 3,
@@ -58,6 +64,11 @@ impl From<CeremonyError> for Failure {
             message: e.to_string(),
         }
     }
+}
+
+/// A command's JSON document, pretty-printed.
+pub fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Failure> {
+    serde_json::to_string_pretty(value).map_err(|e| Failure::failed(e.to_string()))
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -329,6 +329,11 @@ impl Ceremony {
         self.operator = operator;
     }
 
+    /// Who runs this command, as given (recorded in every record it appends).
+    pub fn operator(&self) -> Option<&str> {
+        self.operator.as_deref()
+    }
+
     pub fn journal(&self) -> &Journal {
         &self.journal
     }
@@ -495,6 +500,7 @@ fn action_name(action: &Action) -> &'static str {
         Action::ClearNew { .. } => "clear NEW",
         Action::DeleteRetainedKey { .. } => "delete a retained key",
         Action::UnregisterSaKey { .. } => "unregister the SA key",
+        Action::LoadRandomMasterKey { .. } => "load a random master key",
     }
 }
 

@@ -76,6 +76,14 @@ pub enum Action {
     UnregisterSaKey {
         name: KeyLabel,
     },
+    /// `master-key random`: CSNBMKP RANDOM then SET, inside the node.
+    LoadRandomMasterKey {
+        kind: CloneableKind,
+        /// The valid CURRENT this replaces (it becomes OLD), if any.
+        replaces: Option<VerificationPattern>,
+        /// Under dual control: who requested it (another person).
+        requested_by: Option<String>,
+    },
 }
 
 /// What an abort was asked to do.
@@ -140,6 +148,22 @@ pub enum Note {
     JournalLossAccepted {
         marks: Vec<LostMark>,
         records_now: u64,
+    },
+    /// `master-key random` under dual control: the first person's request; a second runs it.
+    RandomKeyRequested {
+        kinds: Vec<CloneableKind>,
+        replace_current: bool,
+        /// The valid CURRENT patterns the request would replace.
+        replaces: Vec<VerificationPattern>,
+    },
+    /// `master-key random --cancel`: the open request of record `request` is dropped.
+    RandomKeyRequestCancelled {
+        request: u64,
+    },
+    /// `master-key random`: an interrupted step's key was found CURRENT on the node.
+    RandomKeyReconciled {
+        kind: CloneableKind,
+        current: VerificationPattern,
     },
     /// A signal stopped the command at a safe point.
     Interrupted {
@@ -282,7 +306,8 @@ impl Action {
             Self::ObtainShare { kind, .. }
             | Self::InstallShare { kind, .. }
             | Self::SetMasterKey { kind }
-            | Self::ClearNew { kind } => Some(*kind),
+            | Self::ClearNew { kind }
+            | Self::LoadRandomMasterKey { kind, .. } => Some(*kind),
             _ => None,
         }
     }
@@ -340,6 +365,21 @@ impl Action {
             Self::ClearNew { kind } => format!("clear {kind} NEW"),
             Self::DeleteRetainedKey { label } => format!("delete {label}"),
             Self::UnregisterSaKey { name } => format!("unregister {name}"),
+            Self::LoadRandomMasterKey {
+                kind,
+                replaces,
+                requested_by,
+            } => format!(
+                "random {kind} master key, SET{}{}",
+                replaces
+                    .as_ref()
+                    .map(|p| format!(" (CURRENT {p} becomes OLD)"))
+                    .unwrap_or_default(),
+                requested_by
+                    .as_ref()
+                    .map(|b| format!(", requested by {b}"))
+                    .unwrap_or_default()
+            ),
         }
     }
 }
@@ -431,6 +471,29 @@ impl Note {
             Self::Interrupted { during, signal, .. } => {
                 format!("interrupted by {signal} during {during}")
             }
+            Self::RandomKeyRequestCancelled { request } => {
+                format!("the random master-key request of record {request} is cancelled")
+            }
+            Self::RandomKeyReconciled { kind, current } => {
+                format!("{kind}: the interrupted random-key step took effect: CURRENT {current}")
+            }
+            Self::RandomKeyRequested {
+                kinds,
+                replace_current,
+                replaces,
+            } => format!(
+                "random {} master key requested{}",
+                kinds
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                if *replace_current && !replaces.is_empty() {
+                    format!(", replacing CURRENT {}", patterns_text(replaces))
+                } else {
+                    String::new()
+                }
+            ),
             Self::JournalLossAccepted { marks, records_now } => format!(
                 "{} lost record(s) accepted ({}); the journal then had {records_now} records",
                 marks.len(),

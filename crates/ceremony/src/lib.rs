@@ -33,6 +33,7 @@ pub mod dbs;
 pub mod dry_run;
 pub mod event;
 mod failure;
+pub mod master_key;
 pub mod phase;
 pub mod phases;
 pub mod plan;

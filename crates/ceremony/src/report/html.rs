@@ -3,7 +3,7 @@
 use super::*;
 
 /// Escape text for HTML (content and attribute values).
-pub(super) fn html(text: &str) -> String {
+pub fn html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -61,7 +61,7 @@ mod tests;
 mod timeline;
 
 pub use build::build_with;
-pub use html::render_html;
+pub use html::{html as escape_html, render_html};
 pub use markdown::render_markdown;
 pub use model::*;
 
