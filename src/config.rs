@@ -204,6 +204,9 @@ pub struct Config {
     /// Where the ceremony's files live (absolute or relative to the working directory).
     pub directory: PathBuf,
     pub nodes: BTreeMap<String, NodeConfig>,
+    /// Lowercase hex SHA-256 of the file's bytes as read: journaled at the start of each
+    /// run (`run-start`) and printed in the report.
+    pub sha256: String,
 }
 
 impl Config {
@@ -509,6 +512,7 @@ impl Config {
             plan,
             directory: base.join(p.directory),
             nodes,
+            sha256: mkclone_ceremony::host::config_sha256(text.as_bytes()),
         })
     }
 

@@ -81,10 +81,7 @@ fn the_manual_pages_render_without_a_warning() {
 #[test]
 fn mkclone_config_names_the_configuration_and_an_option_overrides_it() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_plan(
-        dir.path(),
-        &sim_plan(&dir.path().join("cards"), "ceremony", 1),
-    );
+    let cfg = plan_in(dir.path(), 1);
     let run = |env: Option<&Path>, args: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mkclone"));
         cmd.args(args).env_remove("MKCLONE_CONFIG");
@@ -209,9 +206,7 @@ fn without_a_terminal_the_prompt_says_how_to_run_unattended() {
 fn status_explains_the_statmofn_digits() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = rehearsal(dir.path(), 1);
-    let c = cfg.to_str().unwrap();
-    ok(&["phase1", "--config", c]);
-    let out = ok(&["status", "--config", c, "source"]);
+    let out = ok(&["status", "--config", cfg.to_str().unwrap(), "source"]);
     assert!(
         out.contains("(STATMOFN digits: generated: 0 cannot be, 1 can be, 2 generated"),
         "{out}"
@@ -221,12 +216,13 @@ fn status_explains_the_statmofn_digits() {
 #[test]
 fn the_worksheet_lists_every_task_and_what_to_fill_in() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_plan(
-        dir.path(),
-        &sim_plan(&dir.path().join("cards"), "ceremony", 2),
-    );
-    let c = cfg.to_str().unwrap();
-    let out = ok(&["worksheet", "--config", c]);
+    let cfg = plan_in(dir.path(), 2);
+    let worksheet = |extra: &[&str]| {
+        let mut args = vec!["worksheet", "--config", cfg.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        ok(&args)
+    };
+    let out = worksheet(&[]);
     for needle in [
         "Audit access controls",
         "Generate the SA key",
@@ -245,7 +241,7 @@ fn the_worksheet_lists_every_task_and_what_to_fill_in() {
     assert!(!dir.path().join("cards").exists());
     assert!(!dir.path().join("ceremony").exists());
 
-    let json = json_in(&ok(&["worksheet", "--config", c, "--json"]));
+    let json = json_in(&worksheet(&["--json"]));
     assert_eq!(json["format"], "mkclone.worksheet");
     assert_eq!(json["version"], 1);
     let tasks = json["tasks"].as_array().unwrap();
@@ -279,7 +275,7 @@ fn the_worksheet_lists_every_task_and_what_to_fill_in() {
 fn the_html_worksheet_escapes_what_it_prints() {
     let dir = tempfile::tempdir().unwrap();
     let odd = dir.path().join("a&b<c>");
-    let cfg = write_plan(&odd, &sim_plan(&odd.join("cards"), "ceremony", 1));
+    let cfg = plan_in(&odd, 1);
     let html = ok(&["worksheet", "--config", cfg.to_str().unwrap(), "--html"]);
     assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
     assert!(html.contains("a&amp;b&lt;c&gt;"), "{html}");

@@ -40,10 +40,7 @@ fn random(c: &str, extra: &[&str]) -> std::process::Output {
 #[test]
 fn before_phase_1_the_command_says_to_run_it_first() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_plan(
-        dir.path(),
-        &sim_plan(&dir.path().join("cards"), "ceremony", 1),
-    );
+    let cfg = plan_in(dir.path(), 1);
     let c = cfg.to_str().unwrap();
     ok(&["sim", "init", "--config", c]);
     let t = exit_code(&random(c, &[]), 1);
@@ -155,10 +152,11 @@ fn an_open_request_can_be_cancelled() {
 
 #[test]
 fn a_run_cut_short_is_resumed_without_a_second_set() {
-    // Records of a run after phase 1: 1 the request, 2 SYM's intent, 3 its outcome, 4 ASYM's
-    // intent, 5 its outcome. Cut after each, rerun, and the source ends with both keys
-    // set once: OLD stays empty (a second SET would have moved the first key there).
-    for cut in 1..=4 {
+    // Records of a run after phase 1: 1 its run-start, 2 the request, 3 SYM's intent, 4 its
+    // outcome, 5 ASYM's intent, 6 its outcome. Cut after each, rerun, and the source ends
+    // with both keys set once: OLD stays empty (a second SET would have moved the first key
+    // there).
+    for cut in 1..=5 {
         let dir = tempfile::tempdir().unwrap();
         let c = fresh(dir.path(), false);
         let killed = Command::new(env!("CARGO_BIN_EXE_mkclone"))
@@ -168,7 +166,7 @@ fn a_run_cut_short_is_resumed_without_a_second_set() {
             .unwrap();
         assert!(!killed.status.success(), "cut {cut}: {}", text(&killed));
         let journal = dir.path().join("ceremony/journal.jsonl");
-        if cut == 3 {
+        if cut == 4 {
             // The request reached the card, but its outcome was never written: the line
             // is lost (a crash before it reached the disk).
             let text = std::fs::read_to_string(&journal).unwrap();
@@ -181,7 +179,7 @@ fn a_run_cut_short_is_resumed_without_a_second_set() {
             std::fs::write(&journal, kept.join("\n") + "\n").unwrap();
         }
         let out = exit_code(&random(&c, &[]), 0);
-        if cut == 3 {
+        if cut == 4 {
             assert!(
                 out.contains("SYM: the interrupted step took effect"),
                 "{out}"

@@ -87,6 +87,14 @@ fn init_and_clone(conf: &Path, c: &str) -> Output {
     out
 }
 
+/// `status NODE --json`, successful, as JSON.
+fn status_json(conf: &Path, c: &str, node: &str) -> serde_json::Value {
+    let status = run(conf, &["status", "--config", c, node, "--json"], Some(PIN));
+    assert!(status.status.success(), "{}", text(&status));
+    let out = String::from_utf8_lossy(&status.stdout).to_string();
+    serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap()
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -116,11 +124,11 @@ fn plan(extra: &str) -> String {
     )
 }
 
-#[test]
-fn a_whole_clone_on_softhsm_tokens() {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = softhsm(dir.path(), &["sa", "source", "target1"]);
-    let cfg = dir.path().join("mkclone.toml");
+/// A private SoftHSM with tokens sa, source and target1, and the plan naming them as those
+/// roles: (the SoftHSM configuration, the plan's path).
+fn three_tokens(dir: &Path) -> (PathBuf, PathBuf) {
+    let conf = softhsm(dir, &["sa", "source", "target1"]);
+    let cfg = dir.join("mkclone.toml");
     std::fs::write(
         &cfg,
         plan("")
@@ -129,6 +137,13 @@ fn a_whole_clone_on_softhsm_tokens() {
             + &token_node("target1", "TARGET TOKEN"),
     )
     .unwrap();
+    (conf, cfg)
+}
+
+#[test]
+fn a_whole_clone_on_softhsm_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conf, cfg) = three_tokens(dir.path());
     let c = cfg.to_str().unwrap();
     let out = init_and_clone(&conf, c);
     assert!(text(&out).contains("= source"), "{}", text(&out));
@@ -153,13 +168,7 @@ fn a_whole_clone_on_softhsm_tokens() {
         Some(PIN),
     );
     assert!(abort.status.success(), "{}", text(&abort));
-    let status = run(
-        &conf,
-        &["status", "--config", c, "target1", "--json"],
-        Some(PIN),
-    );
-    let out = String::from_utf8_lossy(&status.stdout).to_string();
-    let v: serde_json::Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+    let v = status_json(&conf, c, "target1");
     assert!(v["retained_keys"].as_array().unwrap().is_empty(), "{v}");
     assert!(v["registrations"].as_array().unwrap().is_empty(), "{v}");
 }
@@ -236,16 +245,7 @@ fn pin_problems_are_named() {
 #[test]
 fn sim_init_leaves_a_token_source_alone_and_names_master_key_random() {
     let dir = tempfile::tempdir().unwrap();
-    let conf = softhsm(dir.path(), &["sa", "source", "target1"]);
-    let cfg = dir.path().join("mkclone.toml");
-    std::fs::write(
-        &cfg,
-        plan("")
-            + &token_node("sa", "SA TOKEN")
-            + &token_node("source", "SOURCE TOKEN")
-            + &token_node("target1", "TARGET TOKEN"),
-    )
-    .unwrap();
+    let (conf, cfg) = three_tokens(dir.path());
     let c = cfg.to_str().unwrap();
     let refused = run(
         &conf,
@@ -259,13 +259,7 @@ fn sim_init_leaves_a_token_source_alone_and_names_master_key_random() {
         "{}",
         text(&refused)
     );
-    let status = run(
-        &conf,
-        &["status", "--config", c, "source", "--json"],
-        Some(PIN),
-    );
-    let out = String::from_utf8_lossy(&status.stdout).to_string();
-    let v: serde_json::Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+    let v = status_json(&conf, c, "source");
     for register in v["status"]["registers"].as_array().unwrap() {
         assert_eq!(register["current"], "invalid", "nothing loaded: {v}");
     }

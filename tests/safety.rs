@@ -232,10 +232,11 @@ fn abort_at_several_points_does_only_what_is_asked() {
     );
     assert!(text(&none).contains("no step was asked"), "{}", text(&none));
 
-    // Interrupt 3d after its first share is installed (a real abort of the process).
+    // Interrupt 3d after its first share is installed (a real abort of the process): its
+    // records are run-start, phase-start, node-status, the install's intent and outcome.
     let killed = Command::new(env!("CARGO_BIN_EXE_mkclone"))
         .args(["phase3d", "--config", c, "--target", "t1"])
-        .env("MKCLONE_TEST_ONLY_ABORT_AFTER_JOURNAL_RECORD", "4")
+        .env("MKCLONE_TEST_ONLY_ABORT_AFTER_JOURNAL_RECORD", "5")
         .output()
         .unwrap();
     assert!(!killed.status.success());

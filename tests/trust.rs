@@ -622,11 +622,11 @@ fn a_deleted_journal_is_noticed_and_accepting_the_loss_is_recorded() {
         "{out}"
     );
     ok(&s.on_target1("phase3d"));
-    let report = ok(&["report", "--config", s.c(), "--json"]);
-    let v = json_in(&report);
-    assert_eq!(v["journal"]["end_to_end"], false, "{report}");
+    let v = report_json(s.c());
+    let report = v.to_string();
+    assert_eq!(v["journals"][0]["end_to_end"], false, "{report}");
     assert!(
-        v["journal"]["gaps"].to_string().contains("carol"),
+        v["journals"][0]["gaps"].to_string().contains("carol"),
         "{report}"
     );
 }
@@ -662,9 +662,9 @@ fn a_journal_swapped_from_another_run_with_the_same_id_is_noticed() {
 fn a_clean_run_reports_its_chain_verified_end_to_end() {
     let (_root, s) = to_3c();
     ok(&s.on_target1("phase3d"));
-    let report = ok(&["report", "--config", s.c(), "--json"]);
-    let v = json_in(&report);
-    assert_eq!(v["journal"]["end_to_end"], true, "{report}");
+    let v = report_json(s.c());
+    let report = v.to_string();
+    assert_eq!(v["journals"][0]["end_to_end"], true, "{report}");
     assert_eq!(
         v["set"][0]["confirmed_against"], "signed-shares",
         "{report}"
@@ -703,8 +703,8 @@ fn source_patterns_in_the_plan_are_what_targets_confirm_against() {
     ok(&s.on_target1("phase3c"));
     let out = ok(&s.on_target1("phase3d"));
     assert!(out.contains("the plan's source_patterns"), "{out}");
-    let report = ok(&["report", "--config", s.c(), "--json"]);
-    let v = json_in(&report);
+    let v = report_json(s.c());
+    let report = v.to_string();
     assert_eq!(v["set"][0]["confirmed_against"], "plan", "{report}");
 }
 
@@ -727,7 +727,7 @@ fn a_key_without_a_planned_pattern_is_confirmed_against_the_signed_shares() {
         "{out}"
     );
     assert!(out.contains("signed in every share"), "{out}");
-    let v = json_in(&ok(&["report", "--config", s.c(), "--json"]));
+    let v = report_json(s.c());
     let against: Vec<_> = v["set"]
         .as_array()
         .unwrap()
@@ -946,6 +946,6 @@ fn a_deleted_journal_is_noticed_even_with_the_files_marks_stripped() {
     // The documented way forward, recorded; the report then says "not end to end".
     s.accept_loss();
     ok(&phase3d);
-    let v = json_in(&ok(&["report", "--config", s.c(), "--json"]));
-    assert_eq!(v["journal"]["end_to_end"], false);
+    let v = report_json(s.c());
+    assert_eq!(v["journals"][0]["end_to_end"], false);
 }

@@ -62,7 +62,11 @@ pub fn random(args: RandomArgs<'_>) -> Result<(), Failure> {
     // The ceremony's lock first, then the node (any PIN asked), then the identity check
     // of a node of the plan, before anything is written.
     let mut ceremony = Ceremony::open(&config.directory, config.plan.clone())?;
-    ceremony.set_operator(args.operator.clone());
+    ceremony.set_operator(args.operator.clone())?;
+    ceremony.set_run_start(super::ceremony_cmds::run_start(
+        &config,
+        "master-key random",
+    ));
     let outcome = if args.cancel {
         master_key::cancel_request(&mut ceremony, args.node)?
     } else {

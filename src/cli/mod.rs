@@ -28,6 +28,8 @@ Exit codes:
   2  usage error (bad arguments)
   3  the configuration or a ceremony file is invalid
   4  a preflight found problems; nothing was changed
+  5  report: the record was written; the ceremony is NOT complete
+  6  report: the record was written; the ceremony is complete, with open items
   130  interrupted by SIGINT (Ctrl-C) at a safe point, journaled; nothing is half-done:
        run the same command to resume
   143  interrupted by SIGTERM, likewise
@@ -56,6 +58,14 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
+/// `--operator NAME`: held to the safe character set of operator names (a usage error
+/// otherwise, before anything is opened).
+fn operator_name(name: &str) -> Result<String, String> {
+    mkclone_ceremony::operator::check(name)
+        .map(|()| name.to_string())
+        .map_err(|e| e.to_string())
+}
+
 /// Options every ceremony command takes.
 #[derive(clap::Args, Clone, Default)]
 pub struct RunArgs {
@@ -64,7 +74,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Who runs this command: recorded in the journal (never assumed).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = operator_name)]
     pub operator: Option<String>,
     /// The SA key's fingerprint as phase 1 printed it on the SA node (64 hex digits,
     /// spaces allowed): the trust anchor, when the configuration does not pin it with
@@ -140,7 +150,7 @@ pub struct RegisterSaArgs {
     #[arg(long, value_name = "NODE")]
     pub node: String,
     /// Who registers it (recorded in the journal).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = operator_name)]
     pub operator: String,
     /// The SA key's fingerprint (see `phase2a --help`), unless the configuration pins it.
     #[arg(long, value_name = "HEX")]
@@ -241,7 +251,7 @@ pub enum Command {
         #[arg(long)]
         unregister_sa: bool,
         /// Who runs this (recorded in the journal).
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", value_parser = operator_name)]
         operator: Option<String>,
     },
     /// A node's registers, patterns, EID, m-of-n, share tables, retained and registered keys.
@@ -267,8 +277,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write the ceremony report: nodes and identities, who did what and when, patterns
-    /// before and after, shares issued and installed, the journal's final hash.
+    /// Write the ceremony record: nodes and identities, who did what and when, patterns
+    /// before and after, shares issued and installed, open items, the journals' final
+    /// hashes. Exit code 0 when complete with nothing open, 5 when not complete, 6 when
+    /// complete with open items (the record is written in every case).
     Report {
         #[command(flatten)]
         config: ConfigArg,
@@ -286,6 +298,11 @@ pub enum Command {
         /// Print the report's data as JSON instead.
         #[arg(long)]
         json: bool,
+        /// A copy of another server's journal of this ceremony (repeatable): each is
+        /// verified, checked to be this run of the ceremony and against the journal marks
+        /// the carried files record, and merged with this directory's into one record.
+        #[arg(long, value_name = "FILE")]
+        journal: Vec<PathBuf>,
     },
     /// Print the ceremony's worksheet before it starts: every task with its node, and blanks
     /// for the profile, role and responsible individual (as CNM's cloning procedure asks),
@@ -337,7 +354,7 @@ pub enum JournalCommand {
         #[arg(long, value_name = "NODE")]
         node: String,
         /// Who accepts the loss (recorded in the journal).
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", value_parser = operator_name)]
         operator: String,
     },
 }
@@ -363,7 +380,7 @@ pub enum MasterKeyCommand {
         #[arg(long)]
         replace_current: bool,
         /// Who runs this (recorded in the journal; required under dual control).
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", value_parser = operator_name)]
         operator: Option<String>,
         /// Cancel the request open on NODE instead (journaled).
         #[arg(long, conflicts_with_all = ["kind", "replace_current"])]
@@ -447,7 +464,15 @@ pub fn run(command: Command) -> Result<(), Failure> {
             force,
             html,
             json,
-        } => report::run(&config.config, out.as_deref(), force, html, json),
+            journal,
+        } => report::run(&report::ReportArgs {
+            config: &config.config,
+            out: out.as_deref(),
+            force,
+            html,
+            json,
+            journals: &journal,
+        }),
         Command::Devices {
             config,
             sysfs,

@@ -45,6 +45,7 @@ impl From<CeremonyError> for Failure {
             CeremonyError::Interrupted { signal, .. } => {
                 u8::try_from(128 + i64::from(*signal)).unwrap_or(1)
             }
+            CeremonyError::InvalidOperator(_) => 2,
             // Another process holds the ceremony: nothing is wrong with the files.
             CeremonyError::File(FileError::Locked { .. }) => 1,
             CeremonyError::File(_)
@@ -56,7 +57,8 @@ impl From<CeremonyError> for Failure {
             | CeremonyError::SaAnchorMissing { .. }
             | CeremonyError::JournalGap(_)
             | CeremonyError::JournalLacksNode { .. }
-            | CeremonyError::ForeignJournal { .. } => 3,
+            | CeremonyError::ForeignJournal { .. }
+            | CeremonyError::JournalMerge { .. } => 3,
             _ => 1,
         };
         Self {

@@ -11,8 +11,8 @@
 use std::path::Path;
 
 use mkclone_backend::CloneableKind;
-use mkclone_ceremony::Plan;
 use mkclone_ceremony::dbs::{Layout, bundle_name};
+use mkclone_ceremony::{Plan, PlanNode};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -36,14 +36,31 @@ pub struct Task {
     pub device: String,
 }
 
-/// A node as the information worksheet lists it.
+/// A node of the plan (name, EID, pinned serial) as the worksheet lists it.
 #[derive(Serialize, Debug)]
 pub struct NodeLine {
     pub role: &'static str,
-    pub node: String,
     pub device: String,
-    pub eid: String,
-    pub expect_serial: Option<String>,
+    #[serde(flatten)]
+    pub node: PlanNode,
+}
+
+impl NodeLine {
+    const HEADER: [&'static str; 5] = ["role", "node", "EID", "serial", "device"];
+
+    /// The cells of the node's row, as [`Self::HEADER`] names them.
+    fn cells(&self) -> [String; 5] {
+        [
+            self.role.to_string(),
+            self.node.name.clone(),
+            self.node.eid.to_string().trim_end().to_string(),
+            self.node
+                .expect_serial
+                .as_ref()
+                .map_or("(not pinned)".into(), ToString::to_string),
+            self.device.clone(),
+        ]
+    }
 }
 
 /// What the worksheet shows of one target.
@@ -205,12 +222,10 @@ pub fn build(config: &Config, text: &[u8]) -> Worksheet {
             .map(|n| n.backend.device())
             .unwrap_or_default()
     };
-    let node_line = |role: &'static str, n: &mkclone_ceremony::PlanNode| NodeLine {
+    let node_line = |role: &'static str, n: &PlanNode| NodeLine {
         role,
-        node: n.name.clone(),
         device: device(&n.name),
-        eid: n.eid.to_string(),
-        expect_serial: n.expect_serial.as_ref().map(|s| s.to_string()),
+        node: n.clone(),
     };
     let mut nodes = vec![node_line("SA", &plan.sa), node_line("source", &plan.source)];
     nodes.extend(plan.targets.iter().map(|t| node_line("target", t)));
@@ -317,23 +332,12 @@ pub fn render_text(w: &Worksheet) -> String {
         out.push_str(&format!("  {k:<width$}  {v}\n"));
     }
     out.push_str("\n  nodes:\n");
-    let rows: Vec<[&str; 5]> = w
-        .nodes
+    let cells: Vec<[String; 5]> = w.nodes.iter().map(NodeLine::cells).collect();
+    let rows: Vec<[&str; 5]> = cells
         .iter()
-        .map(|n| {
-            [
-                n.role,
-                n.node.as_str(),
-                n.eid.as_str(),
-                n.expect_serial.as_deref().unwrap_or("(not pinned)"),
-                n.device.as_str(),
-            ]
-        })
+        .map(|c| c.each_ref().map(String::as_str))
         .collect();
-    out.push_str(&indent(&table(
-        &["role", "node", "EID", "serial", "device"],
-        &rows,
-    )));
+    out.push_str(&indent(&table(&NodeLine::HEADER, &rows)));
     for t in &w.targets {
         out.push_str(&format!(
             "\n  target {}: CSR fingerprint (phase 3a) {BLANK}\n    carried: {} (3a -> SA -> source), {}\n    patterns after SET {BLANK}  date/time {BLANK}\n",
@@ -460,15 +464,15 @@ pub fn render_html(w: &Worksheet) -> String {
         };
         out.push_str(&format!("<tr><th>{}</th>{cell}</tr>\n", e(k)));
     }
-    out.push_str("</table>\n<h3>Nodes</h3>\n<table><tr><th>role</th><th>node</th><th>EID</th><th>serial</th><th>device</th></tr>\n");
+    out.push_str("</table>\n<h3>Nodes</h3>\n<table><tr>");
+    for h in NodeLine::HEADER {
+        out.push_str(&format!("<th>{h}</th>"));
+    }
+    out.push_str("</tr>\n");
     for n in &w.nodes {
+        let [role, name, eid, serial, device] = n.cells().map(|c| e(&c));
         out.push_str(&format!(
-            "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td></tr>\n",
-            n.role,
-            e(&n.node),
-            e(&n.eid),
-            e(n.expect_serial.as_deref().unwrap_or("(not pinned)")),
-            e(&n.device)
+            "<tr><td>{role}</td><td><code>{name}</code></td><td><code>{eid}</code></td><td><code>{serial}</code></td><td>{device}</td></tr>\n"
         ));
     }
     out.push_str("</table>\n<h3>Targets</h3>\n<table><tr><th>target</th><th>carried files</th><th>CSR fingerprint (3a)</th><th>patterns after SET</th><th>date/time</th></tr>\n");

@@ -105,10 +105,40 @@ pub struct LostMark {
     pub seq: u64,
 }
 
+/// The version of the journal's typed events that this mkclone writes, recorded in every
+/// [`RunStart`]: 1, the events of the first journals with ceremony nonces; 2 adds
+/// `run-start`. A reader meets a higher version's unknown events as unreadable records
+/// (shown, never guessed at); journals of version 1 stay readable (they have no
+/// `run-start`: the report says where, and with what, their runs ran is not recorded).
+pub const EVENTS_VERSION: u32 = 2;
+
+/// A command began working in this ceremony directory: the first record it appends. Where
+/// it ran and with what, for the printed record (host, mkclone version, configuration
+/// digest, local time beside UTC).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStart {
+    /// The command: `clone`, `phase3d`, `register-sa-hash`, `abort`…
+    pub command: String,
+    /// Lowercase hex SHA-256 of the configuration file's bytes as this command read them.
+    pub config_sha256: Option<String>,
+    /// [`EVENTS_VERSION`] of the mkclone that wrote this run's records.
+    pub events_version: u32,
+    /// This host's name (as the kernel reports it).
+    pub host: String,
+    pub mkclone_version: String,
+    /// The host's IANA time zone, when it can be named.
+    pub time_zone: Option<String>,
+    /// The host's UTC offset when the run began, `+HH:MM` or `-HH:MM`: the local time of
+    /// this run's records.
+    pub utc_offset: String,
+}
+
 /// Everything else worth recording.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", content = "detail", rename_all = "kebab-case")]
 pub enum Note {
+    /// Before the first record a command appends (events version 2).
+    RunStart(RunStart),
     PhaseStart {},
     /// The node's status when the phase began (the report's "before").
     NodeStatus(Box<NodeStatus>),
@@ -433,6 +463,14 @@ impl Note {
     pub fn describe(&self) -> String {
         match self {
             Self::PhaseStart {} => String::new(),
+            Self::RunStart(r) => format!(
+                "{} on {}, mkclone {}, configuration SHA-256 {}, UTC{}",
+                r.command,
+                r.host,
+                r.mkclone_version,
+                r.config_sha256.as_deref().unwrap_or("not recorded"),
+                r.utc_offset
+            ),
             Self::NodeStatus(st) => status_text(st),
             Self::PhaseDone { actions } | Self::AbortDone { actions } => actions.join("; "),
             Self::DualControlOff { note } => note.clone(),
