@@ -117,6 +117,9 @@ struct RawPkcs11Node {
     /// `pin-source=file:/path` in `token`'s URI).
     #[serde(default)]
     pin: Option<mkclone_pkcs11::PinSource>,
+    /// The security officer's PIN, in the same forms: the source's share export needs it.
+    #[serde(default)]
+    so_pin: Option<mkclone_pkcs11::PinSource>,
     #[serde(default)]
     eid: Option<String>,
 }
@@ -286,18 +289,19 @@ impl Config {
                     (eid_of(z.eid.as_deref())?, NodeBackend::Zcrypt(cfg))
                 }
                 RawNode::Pkcs11(t) => {
-                    let pin = t.pin.map(|pin| match pin {
-                        // A PIN file named relative to the configuration file.
+                    // A PIN file named relative to the configuration file.
+                    let relative = |source| match source {
                         mkclone_pkcs11::PinSource::File(f) => {
                             mkclone_pkcs11::PinSource::File(base.join(f))
                         }
                         other => other,
-                    });
+                    };
                     let cfg = mkclone_pkcs11::Pkcs11NodeConfig::from_fields(
                         t.module.as_deref(),
                         &t.token,
                         t.expect_token_serial,
-                        pin,
+                        t.pin.map(relative),
+                        t.so_pin.map(relative),
                     )
                     .map_err(|e| {
                         let field = match &e {

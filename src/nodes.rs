@@ -43,12 +43,20 @@ pub fn open(node: &NodeConfig) -> Result<Box<dyn Backend>, NodeError> {
             };
             let pin = match &cfg.pin {
                 mkclone_pkcs11::PinSource::Prompt => {
-                    crate::pin::prompt(&node.name, &cfg.token).map_err(fail)?
+                    crate::pin::prompt(&node.name, &cfg.token, crate::pin::Whose::User)
+                        .map_err(fail)?
                 }
                 source => mkclone_pkcs11::resolve_pin(source).map_err(|e| fail(e.to_string()))?,
             };
-            let backend =
+            let mut backend =
                 mkclone_pkcs11::Pkcs11Backend::open(cfg, pin).map_err(|e| fail(e.to_string()))?;
+            if cfg.so_pin == Some(mkclone_pkcs11::PinSource::Prompt) {
+                // Asked at the source's first share export, not before.
+                let (name, token) = (node.name.clone(), cfg.token.clone());
+                backend.set_so_pin_prompt(move || {
+                    crate::pin::prompt(&name, &token, crate::pin::Whose::SecurityOfficer)
+                });
+            }
             Ok(Box::new(backend))
         }
     }

@@ -1,5 +1,6 @@
 //! Asking for a PIN on the terminal, without echo. A PIN never comes from the command
-//! line; when the configuration says `pin = "prompt"`, this is where it comes from.
+//! line; when the configuration says `pin = "prompt"` (or `so_pin = "prompt"`), this is
+//! where it comes from.
 //!
 //! The prompt talks to the process's controlling terminal (`/dev/tty`), as passwd and
 //! ssh do, not to standard input and error: `mkclone status … < list` or `2> log` still
@@ -16,8 +17,33 @@ use zeroize::Zeroizing;
 /// The longest PIN line read (PKCS#11 tokens take far shorter PINs).
 const MAX_PIN: usize = 256;
 
-/// Prompt on the terminal for the user PIN of `token` (node `node`).
-pub fn prompt(node: &str, token: &str) -> Result<Zeroizing<String>, String> {
+/// Whose PIN is asked for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Whose {
+    /// The token's user PIN (`pin`).
+    User,
+    /// The token's security officer's PIN (`so_pin`), for the source's share export.
+    SecurityOfficer,
+}
+
+impl Whose {
+    fn name(self) -> &'static str {
+        match self {
+            Self::User => "PIN",
+            Self::SecurityOfficer => "security officer's (SO) PIN",
+        }
+    }
+    fn setting(self) -> &'static str {
+        match self {
+            Self::User => "pin",
+            Self::SecurityOfficer => "so_pin",
+        }
+    }
+}
+
+/// Prompt on the terminal for `whose` PIN of `token` (node `node`).
+pub fn prompt(node: &str, token: &str, whose: Whose) -> Result<Zeroizing<String>, String> {
+    let (what, setting) = (whose.name(), whose.setting());
     let tty = nix::fcntl::open(
         "/dev/tty",
         OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
@@ -26,12 +52,12 @@ pub fn prompt(node: &str, token: &str) -> Result<Zeroizing<String>, String> {
     .map(File::from)
     .map_err(|e| {
         format!(
-            "the PIN of token {token:?} is to be prompted for, but this process has no terminal \
-             (/dev/tty: {e}): use pin = {{ env = \"VAR\" }} or pin = {{ file = \"path\" }} for \
-             unattended runs"
+            "the {what} of token {token:?} is to be prompted for, but this process has no terminal \
+             (/dev/tty: {e}): use {setting} = {{ env = \"VAR\" }} or {setting} = {{ file = \"path\" }} \
+             for unattended runs"
         )
     })?;
-    prompt_on(&tty, &format!("PIN for token {token:?} (node {node}): "))
+    prompt_on(&tty, &format!("{what} for token {token:?} (node {node}): "))
 }
 
 /// Turn echo off on `tty`, write `question`, read one line, and restore the terminal's

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const PIN: &str = "user-pin-5678";
+const SO_PIN: &str = "so-pin-0000";
 const MODULES: [&str; 2] = [
     "/usr/lib/softhsm/libsofthsm2.so",
     "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
@@ -40,7 +41,7 @@ fn softhsm(dir: &Path, tokens: &[&str]) -> PathBuf {
                 "--label",
                 t,
                 "--so-pin",
-                "so-pin-0000",
+                SO_PIN,
                 "--pin",
                 PIN,
             ])
@@ -62,6 +63,7 @@ fn run(conf: &Path, args: &[&str], pin: Option<&str>) -> Output {
     cmd.args(args)
         .env("SOFTHSM2_CONF", conf)
         .env(mkclone::pkcs11::LOCK_DIR_ENV, locks)
+        .env("MKCLONE_TEST_SO_PIN", SO_PIN)
         .env_remove("MKCLONE_TEST_PIN");
     if let Some(p) = pin {
         cmd.env("MKCLONE_TEST_PIN", p);
@@ -103,11 +105,21 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// A token node; the source's share export reads its SO PIN from `MKCLONE_TEST_SO_PIN`.
 fn token_node(name: &str, eid: &str) -> String {
+    token_node_without_so_pin(name, eid) + "so_pin = { env = \"MKCLONE_TEST_SO_PIN\" }\n"
+}
+
+fn token_node_without_so_pin(name: &str, eid: &str) -> String {
     format!(
         "\n[nodes.{name}]\nbackend = \"pkcs11\"\nmodule = \"{}\"\ntoken = \"{name}\"\npin = {{ env = \"MKCLONE_TEST_PIN\" }}\neid = \"{eid}\"\n",
         module().display()
     )
+}
+
+/// A simulated SA and target around the token node `source` (a rehearsal).
+fn around_a_token_source(cards: &Path, source: String) -> String {
+    sim_node("sa", cards, 1, "SIM SA") + &source + &sim_node("target1", cards, 3, "SIM T1")
 }
 
 fn sim_node(name: &str, cards: &Path, card: u8, eid: &str) -> String {
@@ -209,9 +221,7 @@ fn pin_problems_are_named() {
     let conf = softhsm(dir.path(), &["source"]);
     let cfg = dir.path().join("mkclone.toml");
     let cards = dir.path().join("cards");
-    let nodes = sim_node("sa", &cards, 1, "SIM SA")
-        + &token_node("source", "SOURCE")
-        + &sim_node("target1", &cards, 3, "SIM T1");
+    let nodes = around_a_token_source(&cards, token_node("source", "SOURCE"));
     std::fs::write(&cfg, plan("rehearsal = true") + &nodes).unwrap();
     let c = cfg.to_str().unwrap();
     let missing = run(&conf, &["status", "--config", c, "source"], None);
@@ -240,6 +250,52 @@ fn pin_problems_are_named() {
     let ok = run(&conf, &["status", "--config", c, "source"], Some(PIN));
     assert!(ok.status.success(), "{}", text(&ok));
     assert!(text(&ok).contains("pkcs11 backend"), "{}", text(&ok));
+    // What the token cannot protect is said with its status.
+    assert!(
+        text(&ok).contains("what this node cannot protect (4):")
+            && text(&ok).contains("SoftHSM is software"),
+        "{}",
+        text(&ok)
+    );
+}
+
+#[test]
+fn a_source_without_so_pin_stops_at_its_share_export_and_resumes_once_it_has_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = softhsm(dir.path(), &["source"]);
+    let cards = dir.path().join("cards");
+    let cfg = dir.path().join("mkclone.toml");
+    let nodes = |source| around_a_token_source(&cards, source);
+    std::fs::write(
+        &cfg,
+        plan("rehearsal = true") + &nodes(token_node_without_so_pin("source", "SOURCE")),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    for args in [
+        &["sim", "init", "--config", c][..],
+        &["phase1", "--config", c],
+        &["master-key", "random", "--config", c, "--node", "source"],
+    ] {
+        let setup = run(&conf, args, Some(PIN));
+        assert!(setup.status.success(), "{}", text(&setup));
+    }
+    let stopped = run(&conf, &["clone", "--config", c], Some(PIN));
+    assert!(!stopped.status.success(), "{}", text(&stopped));
+    assert!(
+        text(&stopped).contains("security officer") && text(&stopped).contains("so_pin"),
+        "{}",
+        text(&stopped)
+    );
+    assert!(!text(&stopped).contains(SO_PIN));
+    std::fs::write(
+        &cfg,
+        plan("rehearsal = true") + &nodes(token_node("source", "SOURCE")),
+    )
+    .unwrap();
+    let resumed = run(&conf, &["clone", "--config", c], Some(PIN));
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert!(!text(&resumed).contains(SO_PIN));
 }
 
 #[test]
@@ -390,6 +446,7 @@ fn a_clone_onto_an_opencryptoki_target_then_abort() {
             .env(mkclone::pkcs11::LOCK_DIR_ENV, dir.path().join("locks"))
             .env("MKCLONE_TEST_PIN", PIN)
             .env("MKCLONE_TEST_OCK_PIN", opencryptoki::USER_PIN)
+            .env("MKCLONE_TEST_SO_PIN", SO_PIN)
             .output()
             .unwrap()
     };
@@ -402,6 +459,15 @@ fn a_clone_onto_an_opencryptoki_target_then_abort() {
     }
     let clone = mkclone(&["clone", "--config", c]);
     assert!(clone.status.success(), "{}", text(&clone));
+    // What opencryptoki 3.8.1 cannot protect is said when the token is opened, and by status.
+    let limit = "this token does not know CKA_WRAP_WITH_TRUSTED";
+    assert!(text(&clone).contains(limit), "{}", text(&clone));
+    let status = mkclone(&["status", "--config", c, "target1"]);
+    assert!(
+        text(&status).contains("cannot protect") && text(&status).contains(limit),
+        "{}",
+        text(&status)
+    );
     // The target's CURRENT is the source's, read through the CLI on both tokens.
     let current = |node: &str| {
         let out = mkclone(&["status", "--config", c, node, "--json"]);

@@ -77,6 +77,17 @@ fn rehearsal_banner(config: &Config) {
             mkclone::pkcs11::KEY_EXPOSURE_NOTICE
         );
     }
+    // A PKCS#11 source exports its key only through its security officer's key (phase 3c).
+    if let Some(mkclone::config::NodeBackend::Pkcs11(source)) =
+        config.nodes.get(&plan.source.name).map(|n| &n.backend)
+        && source.so_pin.is_none()
+    {
+        eprintln!(
+            "NOTE for {}: its share export (phase 3c) needs the token's security officer's PIN: set so_pin \
+             in [nodes.{}] (env, file or \"prompt\"; read for that step only)",
+            plan.source.name, plan.source.name
+        );
+    }
 }
 
 /// `--dry-run`: every check, every problem at once, nothing changed.

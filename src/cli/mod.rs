@@ -276,6 +276,13 @@ pub enum Command {
         /// Print as JSON.
         #[arg(long)]
         json: bool,
+        /// Capture kit: send the public facility queries (FQ STATICSA, STATICSB) to each
+        /// CCA domain (the configuration's zcrypt nodes, else every online one in sysfs)
+        /// and write every request and reply into DIR (0700; files 0600), with the kernel
+        /// and card versions, for golden vectors. Only FQ is sent. Also
+        /// MKCLONE_CAPTURE_DIR=DIR.
+        #[arg(long, value_name = "DIR")]
+        capture: Option<PathBuf>,
     },
     /// Write the ceremony record: nodes and identities, who did what and when, patterns
     /// before and after, shares issued and installed, open items, the journals' final
@@ -477,7 +484,8 @@ pub fn run(command: Command) -> Result<(), Failure> {
             config,
             sysfs,
             json,
-        } => devices::run(&sysfs, config.as_deref(), json),
+            capture,
+        } => devices::run(&sysfs, config.as_deref(), json, capture),
         Command::Journal(JournalCommand::AcceptLoss {
             config,
             node,

@@ -118,6 +118,14 @@ pub fn render(v: &NodeView) -> String {
             )
         });
     }
+    if !v.capabilities.limits.is_empty() {
+        list(
+            &mut out,
+            "what this node cannot protect",
+            &v.capabilities.limits,
+            |l| l.clone(),
+        );
+    }
     out
 }
 

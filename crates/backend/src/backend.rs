@@ -101,6 +101,10 @@ pub struct Capabilities {
     /// the share format is mkclone's and the check is ours: the simulator, PKCS#11. Not
     /// claimed for a real coprocessor, whose firmware's shares are not documented.)
     pub install_checks_signed_pattern: bool,
+    /// What this node cannot protect, in sentences (a PKCS#11 token: what a holder of its
+    /// user PIN, or of its SO PIN, can still do). Said when it is opened and by `status`.
+    #[serde(default)]
+    pub limits: Vec<String>,
 }
 
 impl Capabilities {

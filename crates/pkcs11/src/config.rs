@@ -7,6 +7,7 @@
 //! token = "source"
 //! expect_token_serial = "d8e157d09f375158"   # optional
 //! pin = { env = "SOURCE_PIN" }                # or { file = "/run/keys/source.pin" }, or "prompt"
+//! so_pin = "prompt"                           # the source only: its share export (optional)
 //! ```
 //!
 //! or, with a `pkcs11:` URI (RFC 7512; `mkclone devices` prints each token's):
@@ -18,7 +19,10 @@
 //! pin = { env = "SOURCE_PIN" }
 //! ```
 //!
-//! A PIN is never taken from the command line, nor from the configuration itself.
+//! A PIN is never taken from the command line, nor from the configuration itself. The
+//! security officer's PIN (`so_pin`, the same three forms) is read only when the source
+//! exports its master key to split it (phase 3c): the SO makes the one key the master keys
+//! may be wrapped with.
 //!
 //! What each URI attribute means here ([`Pkcs11NodeConfig::from_fields`]):
 //! - `token` (required: mkclone finds tokens by label, since slot numbers change), `serial`
@@ -60,6 +64,10 @@ pub struct Pkcs11NodeConfig {
     pub expect_token_serial: Option<String>,
     /// Where the user PIN comes from.
     pub pin: PinSource,
+    /// Where the security officer's PIN comes from, on a node that exports its master key
+    /// (the source); read only for that export.
+    #[serde(default)]
+    pub so_pin: Option<PinSource>,
     /// Further attributes the token, its slot and its module must have (from a URI).
     #[serde(default, skip_serializing_if = "TokenMatch::is_empty")]
     pub token_match: TokenMatch,
@@ -240,14 +248,15 @@ fn library_match(
 impl Pkcs11NodeConfig {
     /// A node's configuration from its fields as written: `module` (a path, or a
     /// `pkcs11:` URI with `module-path`), `token` (a label, or a `pkcs11:` URI),
-    /// `expect_token_serial` and `pin` (either may instead come from `token`'s URI). Every
-    /// error names the field and, for a URI, the attribute (the module documentation lists
-    /// what each attribute means here).
+    /// `expect_token_serial` and `pin` (either may instead come from `token`'s URI), and
+    /// `so_pin`. Every error names the field and, for a URI, the attribute (the module
+    /// documentation lists what each attribute means here).
     pub fn from_fields(
         module: Option<&str>,
         token: &str,
         expect_token_serial: Option<String>,
         pin: Option<PinSource>,
+        so_pin: Option<PinSource>,
     ) -> Result<Self, Pkcs11Error> {
         let mut module_path_value: Option<PathBuf> = None;
         let mut token_match = TokenMatch::default();
@@ -360,6 +369,7 @@ impl Pkcs11NodeConfig {
             token: label,
             expect_token_serial: expect,
             pin,
+            so_pin,
             token_match,
         })
     }
@@ -518,7 +528,7 @@ mod tests {
         serial: Option<&str>,
         pin: Option<PinSource>,
     ) -> Result<Pkcs11NodeConfig, Pkcs11Error> {
-        Pkcs11NodeConfig::from_fields(module, token, serial.map(String::from), pin)
+        Pkcs11NodeConfig::from_fields(module, token, serial.map(String::from), pin, None)
     }
 
     fn env() -> Option<PinSource> {

@@ -24,7 +24,7 @@ use mkclone_backend::SerialNumber;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::ffi::RawTokenInfo;
+use crate::raw::RawTokenInfo;
 
 /// The prefix of a derived identity.
 pub const DERIVED_PREFIX: &str = "mkclone-";

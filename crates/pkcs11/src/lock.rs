@@ -171,7 +171,7 @@ mod tests {
     use mkclone_durable::holder_command;
 
     use super::*;
-    use crate::ffi::RawTokenInfo;
+    use crate::raw::RawTokenInfo;
 
     fn identity(module: &str, label: &str, serial: &str) -> TokenIdentity {
         TokenIdentity::of(

@@ -6,7 +6,7 @@
 //! kept in one process-wide table ([`shared_module`]) and lives until the process ends.
 //!
 //! Token information that cryptoki cannot parse (opencryptoki 3.8.1's clock) is read
-//! through [`crate::ffi`] instead ([`Loaded::token_info`]).
+//! through [`crate::raw`] instead ([`Loaded::token_info`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,15 +21,15 @@ use serde::Serialize;
 
 use crate::config::{Pkcs11NodeConfig, TokenMatch};
 use crate::error::{PinTries, Pkcs11Error, TokenPlace, explain};
-use crate::ffi::{RawModule, RawTokenInfo};
 use crate::identity::TokenIdentity;
+use crate::raw::{RawModule, RawTokenInfo, raw_module};
 use crate::uri::{LibraryVersion, Pkcs11Uri};
 
 /// A module as this process loaded it: cryptoki's context and the raw `C_GetTokenInfo`.
 #[derive(Clone)]
 pub(crate) struct Loaded {
     pub pkcs11: Pkcs11,
-    raw: Arc<RawModule>,
+    pub raw: Arc<RawModule>,
 }
 
 static MODULES: OnceLock<Mutex<HashMap<PathBuf, Loaded>>> = OnceLock::new();
@@ -70,11 +70,9 @@ pub(crate) fn loaded(path: &Path) -> Result<Loaded, Pkcs11Error> {
             });
         }
     }
-    let raw = RawModule::load(&key).map_err(not_a_library)?;
-    let module = Loaded {
-        pkcs11,
-        raw: Arc::new(raw),
-    };
+    // Right after cryptoki's C_Initialize (raw.rs says why).
+    let raw = raw_module(&key).map_err(not_a_library)?;
+    let module = Loaded { pkcs11, raw };
     table.insert(key, module.clone());
     Ok(module)
 }
@@ -94,26 +92,36 @@ fn initialize_hint(path: &Path) -> &'static str {
 }
 
 impl Loaded {
-    /// The token information of `slot`: cryptoki's, or where cryptoki cannot parse what the
-    /// token says (opencryptoki 3.8.1's clock), the raw read of [`crate::ffi`].
+    /// The token information of `slot` ([`token_info`]).
     pub(crate) fn token_info(
         &self,
         module: &Path,
         slot: Slot,
     ) -> Result<RawTokenInfo, Pkcs11Error> {
-        let failed = |e: &CkError| call_failure(module, Some(slot.id()), None, "C_GetTokenInfo", e);
-        match self.pkcs11.get_token_info(slot) {
-            Ok(info) => Ok(RawTokenInfo::from_cryptoki(&info)),
-            Err(e @ (CkError::Pkcs11(..) | CkError::NullFunctionPointer)) => Err(failed(&e)),
-            Err(unparsed) => {
-                debug!(
-                    "pkcs11: cryptoki cannot parse the token information of slot {} of {} \
-                     ({unparsed}); reading the fields mkclone needs itself",
-                    slot.id(),
-                    module.display()
-                );
-                self.raw.token_info(slot.id()).map_err(|e| failed(&e))
-            }
+        token_info(&self.pkcs11, &self.raw, module, slot)
+    }
+}
+
+/// The token information of `slot` of `module`: cryptoki's, or where cryptoki cannot parse
+/// what the token says (opencryptoki 3.8.1's clock), the raw read of [`crate::raw`].
+pub(crate) fn token_info(
+    pkcs11: &Pkcs11,
+    raw: &RawModule,
+    module: &Path,
+    slot: Slot,
+) -> Result<RawTokenInfo, Pkcs11Error> {
+    let failed = |e: &CkError| call_failure(module, Some(slot.id()), None, "C_GetTokenInfo", e);
+    match pkcs11.get_token_info(slot) {
+        Ok(info) => Ok(RawTokenInfo::from_cryptoki(&info)),
+        Err(e @ (CkError::Pkcs11(..) | CkError::NullFunctionPointer)) => Err(failed(&e)),
+        Err(unparsed) => {
+            debug!(
+                "pkcs11: cryptoki cannot parse the token information of slot {} of {} \
+                 ({unparsed}); reading the fields mkclone needs itself",
+                slot.id(),
+                module.display()
+            );
+            raw.token_info(slot.id()).map_err(|e| failed(&e))
         }
     }
 }

@@ -19,7 +19,7 @@ fn open_with(config: &Pkcs11NodeConfig) -> Result<Pkcs11Backend, Pkcs11Error> {
 
 /// Every token object's label, read around mkclone (a session of the test's own), sorted.
 fn raw_objects(label: &str) -> Vec<String> {
-    let session = raw_session(label);
+    let session = user_session(&node_config(module_path(), label));
     let mut labels: Vec<String> = session
         .find_objects(&[Attribute::Token(true)])
         .unwrap()

@@ -34,6 +34,32 @@ fn ock_node(ock: &Opencryptoki, label: &str, eid: &str) -> Pkcs11Backend {
     node.set_eid(&Eid::new(eid).unwrap()).unwrap();
     // 3.8.1 has no CKM_SHA256_RSA_PKCS: every signature below goes through CKM_RSA_PKCS.
     assert!(node.signs_through_rsa_pkcs());
+    // What 3.8.1 cannot protect, said at open (and by `status`): it knows none of the three
+    // attributes, so the templates leave them out.
+    for unknown in [
+        "this token does not know CKA_COPYABLE",
+        "this token does not know CKA_WRAP_WITH_TRUSTED, so mkclone's templates leave it out: \
+         a user-PIN holder can wrap the master keys out with a key of their own",
+        "this token does not know CKA_UNWRAP_TEMPLATE, so mkclone's templates leave it out: \
+         a user-PIN holder can unwrap a share key with the CSR key as a key they can read",
+    ] {
+        assert!(
+            node.limits().iter().any(|l| l.starts_with(unknown)),
+            "{unknown:?} is not among {:#?}",
+            node.limits()
+        );
+    }
+    // It does enforce what it knows: no limit says a CKA_MODIFIABLE-false key changes, or
+    // that the user can mark a key CKA_TRUSTED.
+    assert!(
+        !node
+            .limits()
+            .iter()
+            .any(|l| l.contains("CKA_MODIFIABLE-false objects be changed")
+                || l.contains("lets the user mark a key CKA_TRUSTED")),
+        "{:#?}",
+        node.limits()
+    );
     node
 }
 
@@ -119,7 +145,7 @@ fn what_opencryptoki_3_8_1_can_and_cannot_do() {
     // A triple-DES key created with its value: no CKA_CHECK_VALUE at all (mkclone then
     // checks a register by its pattern, computed in the token by C_DigestKey, which 3.8.1
     // does for a sensitive key); no CKA_WRAP_WITH_TRUSTED, CKA_TRUSTED,
-    // CKA_ALLOWED_MECHANISMS, CKA_COPYABLE or CKA_DESTROYABLE (PKCS#11 2.20 and earlier).
+    // CKA_ALLOWED_MECHANISMS, CKA_COPYABLE or CKA_DESTROYABLE.
     let session = pkcs11.open_rw_session(slot).unwrap();
     session
         .login(UserType::User, Some(&AuthPin::new(USER_PIN.into())))
@@ -223,6 +249,7 @@ fn ock_config(label: &str) -> Pkcs11NodeConfig {
         label,
         None,
         Some(mkclone_pkcs11::PinSource::Env("UNUSED".into())),
+        None,
     )
     .unwrap()
 }

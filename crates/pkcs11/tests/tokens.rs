@@ -67,10 +67,11 @@ fn registers_recorded_with_check_values_stay_sound_when_the_token_stops_giving_t
     assert_eq!(snapshot(&mut node), before);
 }
 
-/// Replace the `CURRENT` register key of token `label` outside mkclone: a new triple-DES
-/// key with the same label and id (another value), the original destroyed.
+/// Replace the `CURRENT` register key of token `label` outside mkclone: a look-alike, a new
+/// triple-DES key with every attribute of mkclone's template, the same label and id, and
+/// another value; the original destroyed.
 fn replace_register_key(label: &str) {
-    let session = raw_session(label);
+    let session = user_session(&node_config(module_path(), label));
     let keys = session
         .find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY)])
         .unwrap();
@@ -98,9 +99,19 @@ fn replace_register_key(label: &str) {
                 Attribute::Private(true),
                 Attribute::Sensitive(true),
                 Attribute::Extractable(true),
+                Attribute::WrapWithTrusted(true),
+                Attribute::Encrypt(false),
+                Attribute::Decrypt(false),
+                Attribute::Wrap(false),
+                Attribute::Unwrap(false),
+                Attribute::Sign(false),
+                Attribute::Verify(false),
+                Attribute::Derive(false),
+                Attribute::Copyable(false),
                 Attribute::Label(name),
                 Attribute::Id(id),
                 Attribute::Value((0u8..24).map(|i| i.wrapping_mul(13) | 1).collect()),
+                Attribute::Modifiable(false),
             ])
             .unwrap();
         session.destroy_object(key).unwrap();

@@ -17,7 +17,8 @@ pub mod opencryptoki;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use cryptoki::session::UserType;
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use mkclone_backend::{
     Applied, Backend, BackendError, Certificate, CloneableKind, Eid, InstallProgress, KeyLabel,
@@ -28,6 +29,8 @@ use mkclone_pkcs11::{PinSource, Pkcs11Backend, Pkcs11NodeConfig, SlotInfo, Token
 use zeroize::Zeroizing;
 
 pub const SO_PIN: &str = "so-pin-for-tests";
+/// The environment variable the test tokens' `so_pin` names.
+pub const SO_PIN_VARIABLE: &str = "MKCLONE_TEST_SO_PIN";
 pub const USER_PIN: &str = "user-pin-1234";
 
 /// Where Debian's softhsm2 package puts the module (either path; one is a symlink).
@@ -87,11 +90,14 @@ pub fn softhsm() -> &'static SoftHsm {
         // this process (every test reaches a module only through this fixture, so no
         // C code reads the environment concurrently); std's own environment accesses are
         // serialized by std.
-        unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
-        // Token locks in this directory too, not the machine's /run/lock/mkclone (a child
-        // process of a test inherits it, so it sees the same locks).
-        // SAFETY: as above.
-        unsafe { std::env::set_var(mkclone_pkcs11::LOCK_DIR_ENV, dir.join("locks")) };
+        unsafe {
+            std::env::set_var("SOFTHSM2_CONF", &conf);
+            // Every test token's SO PIN, which a source's share export reads (`so_pin`).
+            std::env::set_var(SO_PIN_VARIABLE, SO_PIN);
+            // Token locks in this directory too, not the machine's /run/lock/mkclone (a
+            // child process of a test inherits it, so it sees the same locks).
+            std::env::set_var(mkclone_pkcs11::LOCK_DIR_ENV, dir.join("locks"));
+        }
         SoftHsm { module, dir }
     })
 }
@@ -121,7 +127,8 @@ fn remove_stale(base: &Path) {
 }
 
 /// Initialize a fresh token labelled `label` (SO PIN, then the user PIN) and return the
-/// configuration of a node on it, its PIN from the environment variable `pin_var`.
+/// configuration of a node on it (`open` gives the user PIN; the SO PIN comes from
+/// `SO_PIN_VARIABLE`).
 pub fn new_token(label: &str) -> Pkcs11NodeConfig {
     let hsm = softhsm();
     let _guard = TOKEN_INIT.lock().unwrap_or_else(|p| p.into_inner());
@@ -157,8 +164,28 @@ pub fn node_config(module: &Path, label: &str) -> Pkcs11NodeConfig {
         token: label.into(),
         expect_token_serial: None,
         pin: PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
+        so_pin: Some(PinSource::Env(SO_PIN_VARIABLE.into())),
         token_match: Default::default(),
     }
+}
+
+/// A session of the test's own on the token `config` names, logged in with the user PIN
+/// (around mkclone, as any program with the PIN could). Sessions of one process share their
+/// login: one already made is success.
+pub fn user_session(config: &Pkcs11NodeConfig) -> Session {
+    let pkcs11 = mkclone_pkcs11::shared_module(&config.module).expect("the module");
+    let slot = pkcs11
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| pkcs11.get_token_info(*s).unwrap().label().trim_end() == config.token)
+        .unwrap_or_else(|| panic!("token {} is present", config.token));
+    let session = pkcs11.open_rw_session(slot).unwrap();
+    match session.login(UserType::User, Some(&AuthPin::new(USER_PIN.into()))) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(e) => panic!("login: {e}"),
+    }
+    session
 }
 
 pub fn open(config: &Pkcs11NodeConfig) -> Pkcs11Backend {
@@ -213,26 +240,6 @@ pub fn random_source(
         source.load_random_master_key(kind).unwrap();
     }
     phase2(sa_node, sa, source, m_of_n)
-}
-
-/// A read/write session of the test's own on the SoftHSM token labelled `label`, logged in
-/// as its user: to look at or change the token around mkclone.
-pub fn raw_session(label: &str) -> cryptoki::session::Session {
-    let pkcs11 = mkclone_pkcs11::shared_module(module_path()).unwrap();
-    let slot = pkcs11
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| pkcs11.get_token_info(*s).unwrap().label().trim_end() == label)
-        .unwrap_or_else(|| panic!("no token {label:?}"));
-    let session = pkcs11.open_rw_session(slot).unwrap();
-    match session.login(UserType::User, Some(&AuthPin::new(USER_PIN.into()))) {
-        Ok(())
-        | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {
-        }
-        Err(e) => panic!("login: {e}"),
-    }
-    session
 }
 
 /// Phases 2a + 2b on the source: m-of-n, SA key installed, CSS certified.

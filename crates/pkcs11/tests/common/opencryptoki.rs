@@ -95,7 +95,7 @@ pub fn in_private_opencryptoki(test: &str) -> bool {
 /// The private opencryptoki of this (child) process: its directory lives as long as the
 /// process.
 pub struct Opencryptoki {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn run(what: &str, cmd: &mut Command) {
@@ -174,7 +174,7 @@ impl Opencryptoki {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Self { _dir: dir }
+        Self { dir }
     }
 
     /// Initialize the soft token labelled `label` (C_InitToken with the default SO PIN,
@@ -205,11 +205,16 @@ impl Opencryptoki {
             .expect("C_InitPIN");
         session.logout().unwrap();
         drop(session);
+        let so_pin = self.dir.path().join("so.pin");
+        std::fs::write(&so_pin, SO_PIN).unwrap();
+        std::fs::set_permissions(&so_pin, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         Pkcs11NodeConfig {
             module: MODULE.into(),
             token: label.into(),
             expect_token_serial: None,
             pin: PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
+            so_pin: Some(PinSource::File(so_pin)),
             token_match: Default::default(),
         }
     }
