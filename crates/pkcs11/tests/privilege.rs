@@ -839,26 +839,15 @@ fn a_look_alike_key_in_place_of_the_seed_is_named_at_the_next_open() {
         .session
         .generate_key(
             &Mechanism::GenericSecretKeyGen,
-            &[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::GENERIC_SECRET),
-                Attribute::Token(true),
-                Attribute::Private(true),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(false),
-                Attribute::WrapWithTrusted(true),
-                Attribute::Encrypt(false),
-                Attribute::Decrypt(false),
-                Attribute::Wrap(false),
-                Attribute::Unwrap(false),
-                Attribute::Sign(true),
-                Attribute::Verify(true),
-                Attribute::Derive(false),
-                Attribute::Copyable(false),
-                Attribute::Modifiable(false),
-                Attribute::ValueLen(32.into()),
-                Attribute::Label(label.clone().into_bytes()),
-            ],
+            &look_alike_secret(
+                KeyType::GENERIC_SECRET,
+                false,
+                &[AttributeType::Sign, AttributeType::Verify],
+                vec![
+                    Attribute::ValueLen(32.into()),
+                    Attribute::Label(label.clone().into_bytes()),
+                ],
+            ),
         )
         .unwrap();
     drop(attacker);

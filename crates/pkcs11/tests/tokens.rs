@@ -92,27 +92,16 @@ fn replace_register_key(label: &str) {
             continue;
         }
         session
-            .create_object(&[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::DES3),
-                Attribute::Token(true),
-                Attribute::Private(true),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(true),
-                Attribute::WrapWithTrusted(true),
-                Attribute::Encrypt(false),
-                Attribute::Decrypt(false),
-                Attribute::Wrap(false),
-                Attribute::Unwrap(false),
-                Attribute::Sign(false),
-                Attribute::Verify(false),
-                Attribute::Derive(false),
-                Attribute::Copyable(false),
-                Attribute::Label(name),
-                Attribute::Id(id),
-                Attribute::Value((0u8..24).map(|i| i.wrapping_mul(13) | 1).collect()),
-                Attribute::Modifiable(false),
-            ])
+            .create_object(&look_alike_secret(
+                KeyType::DES3,
+                true,
+                &[],
+                vec![
+                    Attribute::Label(name),
+                    Attribute::Id(id),
+                    Attribute::Value((0u8..24).map(|i| i.wrapping_mul(13) | 1).collect()),
+                ],
+            ))
             .unwrap();
         session.destroy_object(key).unwrap();
         replaced += 1;

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use mkclone_backend::{
@@ -186,6 +187,44 @@ pub fn user_session(config: &Pkcs11NodeConfig) -> Session {
         Err(e) => panic!("login: {e}"),
     }
     session
+}
+
+/// A secret key's template as mkclone makes its keys (crates/pkcs11/src/templates.rs), with
+/// `usage` the usage flags that are true and `extra` (label, id, value or size): the
+/// look-alike a user-PIN holder can make in place of one of mkclone's keys.
+pub fn look_alike_secret(
+    key_type: KeyType,
+    extractable: bool,
+    usage: &[AttributeType],
+    extra: Vec<Attribute>,
+) -> Vec<Attribute> {
+    let flags: [fn(bool) -> Attribute; 7] = [
+        Attribute::Encrypt,
+        Attribute::Decrypt,
+        Attribute::Wrap,
+        Attribute::Unwrap,
+        Attribute::Sign,
+        Attribute::Verify,
+        Attribute::Derive,
+    ];
+    let mut template = vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(key_type),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(extractable),
+        Attribute::WrapWithTrusted(true),
+    ];
+    template.extend(
+        flags
+            .iter()
+            .map(|make| make(usage.contains(&make(true).attribute_type()))),
+    );
+    template.extend(extra);
+    // Last, as in mkclone's templates (SoftHSM applies a template in order).
+    template.extend([Attribute::Copyable(false), Attribute::Modifiable(false)]);
+    template
 }
 
 pub fn open(config: &Pkcs11NodeConfig) -> Pkcs11Backend {
