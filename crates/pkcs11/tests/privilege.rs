@@ -548,11 +548,8 @@ const ATTACKER_MODULE: &str = "MKCLONE_TEST_PRIVILEGE_ATTACKER_MODULE";
 /// key. It reports what it saw and what it wrapped out.
 fn attack_from_another_process(token: String, module: String) {
     let config = Pkcs11NodeConfig {
-        module: module.into(),
-        token,
-        expect_token_serial: None,
-        pin: PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
         so_pin: None,
+        ..node_config(std::path::Path::new(&module), &token)
     };
     let attacker = Attacker::login(&config);
     let exports = attacker
@@ -842,26 +839,15 @@ fn a_look_alike_key_in_place_of_the_seed_is_named_at_the_next_open() {
         .session
         .generate_key(
             &Mechanism::GenericSecretKeyGen,
-            &[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::GENERIC_SECRET),
-                Attribute::Token(true),
-                Attribute::Private(true),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(false),
-                Attribute::WrapWithTrusted(true),
-                Attribute::Encrypt(false),
-                Attribute::Decrypt(false),
-                Attribute::Wrap(false),
-                Attribute::Unwrap(false),
-                Attribute::Sign(true),
-                Attribute::Verify(true),
-                Attribute::Derive(false),
-                Attribute::Copyable(false),
-                Attribute::Modifiable(false),
-                Attribute::ValueLen(32.into()),
-                Attribute::Label(label.clone().into_bytes()),
-            ],
+            &look_alike_secret(
+                KeyType::GENERIC_SECRET,
+                false,
+                &[AttributeType::Sign, AttributeType::Verify],
+                vec![
+                    Attribute::ValueLen(32.into()),
+                    Attribute::Label(label.clone().into_bytes()),
+                ],
+            ),
         )
         .unwrap();
     drop(attacker);

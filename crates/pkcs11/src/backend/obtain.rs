@@ -83,12 +83,13 @@ impl Pkcs11Backend {
         };
         let mut rng = rand::rng();
         let mut sign_failure = None;
+        let signing = self.signing;
         let parts = seal::seal(
             &info,
             &request.css_label,
             |bytes| {
                 self.token
-                    .sign(&Mechanism::Sha256RsaPkcs, css_handle, bytes)
+                    .sign_sha256_rsa(signing, css_handle, bytes)
                     .map_err(|e| {
                         sign_failure = Some(e);
                     })
