@@ -70,7 +70,7 @@ fn setup(dir: &Path) -> Cards {
 
 fn one_ceremony(dir: &Path, cards: &mut Cards) {
     let mut ceremony = Ceremony::open(&dir.join("ceremony"), plan()).unwrap();
-    run_clone(&mut ceremony, cards, &mut |_| {}).unwrap();
+    run_clone(&mut ceremony, cards, &Default::default()).unwrap();
 }
 
 fn bench_clone(c: &mut Criterion) {

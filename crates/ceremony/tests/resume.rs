@@ -6,7 +6,7 @@ use std::path::Path;
 
 use mkclone_backend::{Backend, CloneableKind, RsaModulusBits, SerialNumber};
 use mkclone_ceremony::envelope::Put;
-use mkclone_ceremony::run::run_clone;
+use mkclone_ceremony::run::{CloneOptions, run_clone};
 use mkclone_ceremony::{Ceremony, CeremonyError, Plan};
 use mkclone_hw_sim::SimBackend;
 
@@ -37,7 +37,7 @@ fn run(root: &Path, plan: &Plan, crash_after: Option<u64>) -> Result<u64, Ceremo
         ceremony.inject_crash_after(k);
     }
     let mut cards = open(root);
-    let result = run_clone(&mut ceremony, &mut cards, &mut |_| {});
+    let result = run_clone(&mut ceremony, &mut cards, &CloneOptions::serial());
     let appended = ceremony.records_appended();
     result.map(|_| appended)
 }
@@ -119,7 +119,7 @@ fn lost_replies_are_reconciled() {
             .unwrap()
             .transport_mut()
             .set_faults(FaultPlan::new().at(k, Fault::AfterCard));
-        run_clone(&mut ceremony, &mut cards, &mut |_| {})
+        run_clone(&mut ceremony, &mut cards, &CloneOptions::serial())
             .unwrap_or_else(|e| panic!("lost reply {k}: {e}"));
         drop(ceremony);
         check_finished(dir.path(), &plan);
