@@ -337,13 +337,12 @@ fn dual_control_stop(
     for p in &wait.pending {
         out.push_str(&format!("\n  {}:\n", p.node));
         if p.hash_registered {
-            let by = p
-                .hash_registered_by
-                .as_deref()
-                .map(|b| format!(" by {b}"))
-                .unwrap_or_default();
+            let (by, other) = match p.hash_registered_by.as_deref() {
+                Some(b) => (format!(" by {b}"), format!("someone other than {b}")),
+                None => (String::new(), "a second person".to_string()),
+            };
             out.push_str(&format!(
-                "    (hash registered{by}; the key by someone else)\n"
+                "    (the hash is registered{by}; now {other} registers the key:)\n"
             ));
         } else {
             out.push_str(&format!(

@@ -41,7 +41,7 @@ impl Console {
         let bar = (verbosity == Verbosity::Actions && bar_possible()).then(|| {
             let bar = ProgressBar::new(phases);
             bar.set_style(
-                ProgressStyle::with_template("{bar:30} {pos}/{len} phases  {msg}")
+                ProgressStyle::with_template("{bar:30} {pos}/{len} phases  {wide_msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar
