@@ -69,7 +69,10 @@ fn check_every_action_shown(dir: &Path, out: &str) {
             .iter()
             .any(|l| l.starts_with(prefix) && l.contains(text))
     };
-    assert!(has("sa       1   ", "SA key fingerprint (compare in person): "));
+    assert!(has(
+        "sa       1   ",
+        "SA key fingerprint (compare in person): "
+    ));
     assert!(has(
         "source   2a  ",
         "CSS key fingerprint (read it to the SA operator for phase 2b): "
@@ -166,8 +169,7 @@ fn every_action_is_a_plain_line_on_a_pipe() {
 }
 
 #[test]
-fn standard_output_redirected_from_a_terminal_gets_every_line_and_the_bar_stays_on_the_terminal()
-{
+fn standard_output_redirected_from_a_terminal_gets_every_line_and_the_bar_stays_on_the_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = two_targets(dir.path(), "");
     let exe = env!("CARGO_BIN_EXE_mkclone");
@@ -190,14 +192,14 @@ fn a_dumb_terminal_gets_every_line_and_no_bar() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = two_targets(dir.path(), "");
     let exe = env!("CARGO_BIN_EXE_mkclone");
-    let (terminal, code) = on_a_terminal(
-        dir.path(),
-        "dumb",
-        &format!("{exe} clone --config {cfg}"),
-    );
+    let (terminal, code) =
+        on_a_terminal(dir.path(), "dumb", &format!("{exe} clone --config {cfg}"));
     assert_eq!(code, Some(0), "{terminal}");
     check_every_action_shown(dir.path(), &terminal);
-    assert!(!terminal.contains("phases  "), "no bar on a dumb terminal: {terminal}");
+    assert!(
+        !terminal.contains("phases  "),
+        "no bar on a dumb terminal: {terminal}"
+    );
     assert!(!terminal.contains("\x1b["), "{terminal}");
 }
 
@@ -253,9 +255,16 @@ fn stop_commands(out: &str, node: &str) -> Vec<String> {
 /// Run a printed command through the shell, the operator's name in place of the
 /// placeholder.
 fn run_printed(dir: &Path, command: &str, placeholder: &str, name: &str) -> Output {
-    assert!(command.contains(&format!("--operator {placeholder}")), "{command}");
+    assert!(
+        command.contains(&format!("--operator {placeholder}")),
+        "{command}"
+    );
     let command = command
-        .replacen("mkclone ", &format!("{} ", env!("CARGO_BIN_EXE_mkclone")), 1)
+        .replacen(
+            "mkclone ",
+            &format!("{} ", env!("CARGO_BIN_EXE_mkclone")),
+            1,
+        )
         .replace(
             &format!("--operator {placeholder}"),
             &format!("--operator {name}"),
@@ -272,7 +281,10 @@ fn dual_control_stops_with_the_commands_and_a_rerun_after_them_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = two_targets(dir.path(), "dual_control = true");
 
-    let out = clone_in(dir.path(), &["clone", "--config", &cfg, "--operator", "carol"]);
+    let out = clone_in(
+        dir.path(),
+        &["clone", "--config", &cfg, "--operator", "carol"],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(5), "{stdout}\n{stderr}");
@@ -285,7 +297,11 @@ fn dual_control_stops_with_the_commands_and_a_rerun_after_them_finishes() {
         assert!(stdout.contains(&format!("{t}  3b  on sa: CSR key of {t} certified by SA")));
     }
     assert!(!stdout.contains("  3c  "), "{stdout}");
-    assert!(!dir.path().join("ceremony/shares/target1.sym.1.share").exists());
+    assert!(
+        !dir.path()
+            .join("ceremony/shares/target1.sym.1.share")
+            .exists()
+    );
     // The fingerprint to compare, and the anchor in every command (the configuration
     // does not pin it).
     let fingerprint = sa_pin_line(&stdout)
@@ -321,7 +337,10 @@ fn dual_control_stops_with_the_commands_and_a_rerun_after_them_finishes() {
         let o = run_printed(dir.path(), hash, "NAME", "alice");
         assert!(o.status.success(), "{}", text(&o));
     }
-    let again = clone_in(dir.path(), &["clone", "--config", &cfg, "--operator", "carol"]);
+    let again = clone_in(
+        dir.path(),
+        &["clone", "--config", &cfg, "--operator", "carol"],
+    );
     let again_out = String::from_utf8_lossy(&again.stdout).to_string();
     assert_eq!(again.status.code(), Some(5), "{}", text(&again));
     for node in ["source", "target1", "target2"] {
@@ -337,7 +356,11 @@ fn dual_control_stops_with_the_commands_and_a_rerun_after_them_finishes() {
     let key = &stop_commands(&again_out, "source")[0];
     let refused = run_printed(dir.path(), key, "OTHER-NAME", "alice");
     assert!(!refused.status.success());
-    assert!(text(&refused).contains("someone else"), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("someone else"),
+        "{}",
+        text(&refused)
+    );
     for node in ["source", "target1", "target2"] {
         let key = &stop_commands(&again_out, node)[0];
         let o = run_printed(dir.path(), key, "OTHER-NAME", "bob");
@@ -345,7 +368,10 @@ fn dual_control_stops_with_the_commands_and_a_rerun_after_them_finishes() {
     }
 
     // Both registrations made everywhere: the same command finishes the ceremony.
-    let done = clone_in(dir.path(), &["clone", "--config", &cfg, "--operator", "carol"]);
+    let done = clone_in(
+        dir.path(),
+        &["clone", "--config", &cfg, "--operator", "carol"],
+    );
     let done_out = text(&done);
     assert!(done.status.success(), "{done_out}");
     assert_eq!(done_out.matches("= source").count(), 2, "{done_out}");

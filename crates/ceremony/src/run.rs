@@ -288,7 +288,13 @@ pub fn run_clone(
     let mut reports = Vec::new();
     {
         let slots = node_slots(nodes, &names)?;
-        run_stage(c, &slots, &keys_stage(plan.targets.len()), jobs, &mut reports)?;
+        run_stage(
+            c,
+            &slots,
+            &keys_stage(plan.targets.len()),
+            jobs,
+            &mut reports,
+        )?;
     }
     // The SA key must be on every node before shares move. Under dual control, two
     // people register it with their own commands: stop here until they have.
@@ -330,10 +336,7 @@ pub fn run_clone(
 /// Each node behind a lock of its own: the scheduler hands a node to one phase at a time,
 /// and the lock makes sure of it. A name that appears twice (one node in two roles)
 /// shares its slot.
-fn node_slots<'a>(
-    nodes: &'a mut dyn Nodes,
-    names: &[&str],
-) -> Result<Vec<SlotRef<'a>>> {
+fn node_slots<'a>(nodes: &'a mut dyn Nodes, names: &[&str]) -> Result<Vec<SlotRef<'a>>> {
     let mut distinct: Vec<&str> = Vec::new();
     for n in names {
         if !distinct.contains(n) {
@@ -565,10 +568,7 @@ fn preflight(c: &Ceremony, nodes: &mut dyn Nodes) -> Result<()> {
 }
 
 /// Dual control: the source and targets whose SA-key registration is not complete.
-fn pending_registrations(
-    c: &Ceremony,
-    nodes: &mut dyn Nodes,
-) -> Result<Vec<PendingRegistration>> {
+fn pending_registrations(c: &Ceremony, nodes: &mut dyn Nodes) -> Result<Vec<PendingRegistration>> {
     let plan = c.plan.clone();
     let label = plan.sa_label();
     let mut pending = Vec::new();
@@ -584,7 +584,8 @@ fn pending_registrations(
         pending.push(PendingRegistration {
             node: node.name.clone(),
             hash_registered: registration.is_some(),
-            hash_registered_by: registration.and_then(|_| phases::hash_registered_by(c, &node.name)),
+            hash_registered_by: registration
+                .and_then(|_| phases::hash_registered_by(c, &node.name)),
         });
     }
     Ok(pending)

@@ -31,7 +31,10 @@ impl Nodes for Cards {
             })
     }
 
-    fn nodes_mut(&mut self, names: &[&str]) -> Result<Vec<&mut (dyn Backend + Send)>, CeremonyError> {
+    fn nodes_mut(
+        &mut self,
+        names: &[&str],
+    ) -> Result<Vec<&mut (dyn Backend + Send)>, CeremonyError> {
         self.0.nodes_mut(names)
     }
 }
