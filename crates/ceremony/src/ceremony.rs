@@ -114,6 +114,8 @@ struct Shared {
     /// and on the SA node) read from the SA node itself. One for every handle: phase 1 on
     /// one thread pins the key the phases on the others check.
     sa_anchor: Mutex<Option<SaFingerprint>>,
+    /// The ceremony files' provenance, for the journal marks checked at each phase start.
+    provenance: dbs::ProvenanceCache,
     _lock: DirLock,
 }
 
@@ -203,6 +205,7 @@ impl Ceremony {
                     pause_after,
                 }),
                 sa_anchor: Mutex::new(anchor),
+                provenance: dbs::ProvenanceCache::default(),
                 _lock: lock,
             }),
             operator: None,
@@ -394,7 +397,11 @@ impl Ceremony {
     /// `node` wrote names a journal record this journal must still hold (unless its loss
     /// was recorded with `journal accept-loss`).
     pub fn check_journal_marks(&self, node: &str) -> Result<()> {
-        let files = dbs::carried_files(&self.layout, &self.plan);
+        // Only the files a phase on `node` writes can carry its marks.
+        let files = self
+            .shared
+            .provenance
+            .written_by(&self.layout, &self.plan, node);
         let journal = self.journal();
         let path = journal.path().display().to_string();
         match chain(&journal).first_gap(&files, node, &path) {
