@@ -96,7 +96,10 @@ pub enum Store {
 /// only when its bytes differ: most requests of a ceremony read a card that has not changed
 /// since the last one.
 #[derive(Clone, Debug, Default)]
-pub struct Parsed(Arc<Mutex<Option<(Zeroizing<Vec<u8>>, CardState)>>>);
+pub struct Parsed(Arc<Mutex<Option<LastRead>>>);
+
+/// The bytes of a card file and the state parsed from them.
+type LastRead = (Zeroizing<Vec<u8>>, CardState);
 
 impl Store {
     pub fn memory(state: CardState) -> Self {

@@ -259,8 +259,11 @@ pub fn files_written_by(
 /// most of them have not changed. Keyed by the SHA-256 of the bytes read, so never stale.
 #[derive(Debug, Default)]
 pub struct ProvenanceCache {
-    decoded: std::sync::Mutex<BTreeMap<PathBuf, ([u8; 32], Option<Provenance>)>>,
+    decoded: std::sync::Mutex<BTreeMap<PathBuf, Decoded>>,
 }
+
+/// The SHA-256 of a file's bytes, and its provenance if it decoded.
+type Decoded = ([u8; 32], Option<Provenance>);
 
 impl ProvenanceCache {
     /// The files of [`files_written_by`] `node` that decode, with their provenance (files
