@@ -154,6 +154,16 @@ fn on_a_terminal(dir: &Path, term: &str, command: &str) -> (String, Option<i32>)
     )
 }
 
+/// A fresh two-target rehearsal in `dir`, then `mkclone clone --config … <more>` run there
+/// on a terminal of type `term`: what the terminal showed (the command succeeded).
+fn clone_on_a_terminal(dir: &Path, term: &str, more: &str) -> String {
+    let cfg = two_targets(dir, "");
+    let exe = env!("CARGO_BIN_EXE_mkclone");
+    let (terminal, code) = on_a_terminal(dir, term, &format!("{exe} clone --config {cfg}{more}"));
+    assert_eq!(code, Some(0), "{terminal}");
+    terminal
+}
+
 #[test]
 fn every_action_is_a_plain_line_on_a_pipe() {
     let dir = tempfile::tempdir().unwrap();
@@ -171,14 +181,7 @@ fn every_action_is_a_plain_line_on_a_pipe() {
 #[test]
 fn standard_output_redirected_from_a_terminal_gets_every_line_and_the_bar_stays_on_the_terminal() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = two_targets(dir.path(), "");
-    let exe = env!("CARGO_BIN_EXE_mkclone");
-    let (terminal, code) = on_a_terminal(
-        dir.path(),
-        "xterm",
-        &format!("{exe} clone --config {cfg} > out.txt"),
-    );
-    assert_eq!(code, Some(0), "{terminal}");
+    let terminal = clone_on_a_terminal(dir.path(), "xterm", " > out.txt");
     let stdout = std::fs::read_to_string(dir.path().join("out.txt")).unwrap();
     check_every_action_shown(dir.path(), &stdout);
     assert!(!stdout.contains('\x1b'), "{stdout}");
@@ -190,11 +193,7 @@ fn standard_output_redirected_from_a_terminal_gets_every_line_and_the_bar_stays_
 #[test]
 fn a_dumb_terminal_gets_every_line_and_no_bar() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = two_targets(dir.path(), "");
-    let exe = env!("CARGO_BIN_EXE_mkclone");
-    let (terminal, code) =
-        on_a_terminal(dir.path(), "dumb", &format!("{exe} clone --config {cfg}"));
-    assert_eq!(code, Some(0), "{terminal}");
+    let terminal = clone_on_a_terminal(dir.path(), "dumb", "");
     check_every_action_shown(dir.path(), &terminal);
     assert!(
         !terminal.contains("phases  "),
@@ -206,14 +205,7 @@ fn a_dumb_terminal_gets_every_line_and_no_bar() {
 #[test]
 fn a_terminal_gets_every_line_with_the_bar_suspended_around_them() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = two_targets(dir.path(), "");
-    let exe = env!("CARGO_BIN_EXE_mkclone");
-    let (terminal, code) = on_a_terminal(
-        dir.path(),
-        "xterm",
-        &format!("{exe} clone --config {cfg} --jobs 2"),
-    );
-    assert_eq!(code, Some(0), "{terminal}");
+    let terminal = clone_on_a_terminal(dir.path(), "xterm", " --jobs 2");
     // The bar is cleared before each line (ESC [2K) and drawn again after: stripped of
     // the bar's redraws, every line is whole.
     let plain: String = terminal

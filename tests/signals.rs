@@ -34,13 +34,16 @@ struct Setup {
 }
 
 impl Setup {
+    /// One target.
     fn new() -> Self {
+        Self::with_targets(1)
+    }
+
+    /// A rehearsal of `targets` targets, its cards made.
+    fn with_targets(targets: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("mkclone.toml");
-        std::fs::write(&config, sim_plan(&dir.path().join("cards"), "ceremony", 1)).unwrap();
-        let s = Self { dir, config };
-        ok(&["sim", "init", "--config", s.c(), "--load-source-keys"]);
-        s
+        let config = rehearsal(dir.path(), targets);
+        Self { dir, config }
     }
 
     fn c(&self) -> &str {
@@ -337,28 +340,11 @@ fn a_stale_card_temp_file_is_removed_on_the_next_opening() {
 }
 
 /// A `clone` of three targets, every target's phases at once.
-struct Parallel {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
+type Parallel = Setup;
 
-impl Parallel {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("mkclone.toml");
-        std::fs::write(&config, sim_plan(&dir.path().join("cards"), "ceremony", 3)).unwrap();
-        ok(&[
-            "sim",
-            "init",
-            "--config",
-            config.to_str().unwrap(),
-            "--load-source-keys",
-        ]);
-        Self { dir, config }
-    }
-
-    fn c(&self) -> &str {
-        self.config.to_str().unwrap()
+impl Setup {
+    fn parallel() -> Self {
+        Self::with_targets(3)
     }
 
     fn clone(&self, env: (&str, &str)) -> std::process::Output {
@@ -422,7 +408,7 @@ fn kill_points(total: usize, count: usize) -> Vec<u64> {
 #[test]
 fn a_parallel_clone_killed_at_random_points_finishes_on_rerun_with_nothing_twice() {
     // How long is a whole parallel ceremony's journal?
-    let clean = Parallel::new();
+    let clean = Parallel::parallel();
     let out = clean.clone(("MKCLONE_UNUSED", ""));
     assert!(out.status.success(), "{}", text(&out));
     let total = clean.records();
@@ -431,7 +417,7 @@ fn a_parallel_clone_killed_at_random_points_finishes_on_rerun_with_nothing_twice
     // The process dies (abort, as a kill -9 would) right after record k: the other
     // threads may be in the middle of a request to their card, or of a file write.
     for k in kill_points(total, 6) {
-        let s = Parallel::new();
+        let s = Parallel::parallel();
         let out = s.clone((CRASH_HOOK, &k.to_string()));
         assert!(!out.status.success(), "k={k}: it did not die");
         assert!(s.records() as u64 >= k, "k={k}");
@@ -444,7 +430,7 @@ fn a_parallel_clone_killed_while_phases_run_at_once_finishes_on_rerun() {
     // SIGKILL while paused right after record k, the other threads blocked on the
     // journal or in a request: 3a on every target, then 3c/3d overlapping.
     for k in [30u64, 70, 160] {
-        let s = Parallel::new();
+        let s = Parallel::parallel();
         let mut run = Running::clone_with(s.c(), &k.to_string(), &["--jobs", "3"]);
         run.wait_for_pause();
         kill(run.pid(), Signal::SIGKILL).unwrap();
@@ -456,7 +442,7 @@ fn a_parallel_clone_killed_while_phases_run_at_once_finishes_on_rerun() {
 
 #[test]
 fn sigint_stops_every_parallel_phase_at_a_safe_point() {
-    let s = Parallel::new();
+    let s = Parallel::parallel();
     // Record 20: phase 1 is done, 2a and 3a run on the source and the three targets.
     let mut run = Running::clone_with(s.c(), "20", &["--jobs", "3"]);
     run.wait_for_pause();
