@@ -7,11 +7,15 @@
 //!   10 ms on every card request (`SimTransport::set_latency`): the time a real card spends
 //!   on a request outside this process, which parallel targets overlap;
 //! - `demo_binary`: the `mkclone demo` binary, wall time;
+//! - in the breakdown only, 1 → 3 with the cards in memory (`memory_card`): what the
+//!   simulator's card files (a lock, a read and, after a change, a durable write per
+//!   request) cost, which a real card does not;
 //!
 //! and, after criterion's runs, a breakdown of each configuration: wall time, the process's
 //! CPU time, each category of primitives (RSA, 3DES, SHA: calls, wall and CPU time) and
 //! fsync (calls, wall), and our own CPU (the process's CPU time minus the primitives' and
-//! fsync's CPU time); then the demo's wall time and peak memory. Figures are recorded in
+//! fsync's CPU time), and, for serial runs, the rest of the wall time (wall minus every
+//! category's wall: the figure tracked before); then the demo's wall time and peak memory. Figures are recorded in
 //! docs/PERFORMANCE.md.
 //!
 //!     cargo bench --bench ceremony            # everything
@@ -36,18 +40,25 @@ type Cards = BTreeMap<String, SimBackend>;
 /// The simulated device latency of the `clone_latency_*` runs.
 const LATENCY: Duration = Duration::from_millis(10);
 
-/// One configuration: targets, phases at once, device latency.
+/// One configuration: targets, phases at once, device latency, and (breakdown only)
+/// cards kept in memory instead of files, to tell the simulator's card files apart.
 #[derive(Clone, Copy)]
 struct Config {
     targets: usize,
     jobs: usize,
     latency: Duration,
+    memory_cards: bool,
 }
 
 impl Config {
     fn name(&self) -> String {
         let mode = if self.jobs == 1 { "serial" } else { "parallel" };
-        format!("1_to_{}_{mode}", self.targets)
+        let cards = if self.memory_cards {
+            "_memory_cards"
+        } else {
+            ""
+        };
+        format!("1_to_{}_{mode}{cards}", self.targets)
     }
 }
 
@@ -61,6 +72,7 @@ fn configs(latency: Duration, targets: &[usize]) -> Vec<Config> {
                 targets,
                 jobs,
                 latency,
+                memory_cards: false,
             })
         })
         .collect()
@@ -106,12 +118,14 @@ fn setup(dir: &Path, config: Config) -> Cards {
         .chain(target_names(config.targets));
     for (i, name) in names.enumerate() {
         let card = u8::try_from(i + 1).unwrap();
-        let mut b = bus
-            .create_card(
-                Apqn::new(card, 0x0d).unwrap(),
-                &SerialNumber::new(&format!("B{card}")).unwrap(),
-            )
-            .unwrap();
+        let apqn = Apqn::new(card, 0x0d).unwrap();
+        let serial = format!("B{card}");
+        let mut b = if config.memory_cards {
+            mkclone::sim::memory_card(apqn, &serial).unwrap()
+        } else {
+            bus.create_card(apqn, &SerialNumber::new(&serial).unwrap())
+                .unwrap()
+        };
         if name == "source" {
             for kind in CloneableKind::ALL {
                 b.load_random_master_key(kind).unwrap();
@@ -223,6 +237,10 @@ fn breakdown(runs: u32) {
     let all: Vec<Config> = configs(Duration::ZERO, &[1, 3, 10])
         .into_iter()
         .chain(configs(LATENCY, &[3, 10]))
+        .chain(configs(Duration::ZERO, &[3]).into_iter().map(|c| Config {
+            memory_cards: true,
+            ..c
+        }))
         .filter(|c| c.name().contains(&only))
         .collect();
     println!(
@@ -230,7 +248,7 @@ fn breakdown(runs: u32) {
          categories: calls, wall summed over threads / CPU)"
     );
     println!(
-        "{:<28} {:>8} {:>8} {:>22} {:>13} {:>9} {:>16} {:>9} {:>14} {:>7} {:>7}",
+        "{:<28} {:>8} {:>8} {:>22} {:>13} {:>9} {:>16} {:>9} {:>14} {:>7} {:>7} {:>13}",
         "configuration",
         "wall",
         "CPU",
@@ -241,7 +259,8 @@ fn breakdown(runs: u32) {
         "requests",
         "ours CPU",
         "%wall",
-        "%CPU"
+        "%CPU",
+        "rest of wall"
     );
     let mut serial_wall = BTreeMap::new();
     for config in all {
@@ -266,6 +285,14 @@ fn breakdown(runs: u32) {
         } else {
             format!("{} +{}ms", config.name(), config.latency.as_millis())
         };
+        // Serial, no latency: the figure docs/PERFORMANCE.md tracked before CPU clocks,
+        // wall time minus the wall time of every category, as a share of the wall.
+        let rest = if config.jobs == 1 && config.latency.is_zero() {
+            let rest = b.wall - b.totals.measured_nanos() as f64 / n;
+            format!("{:.1} {:.1}%", rest / 1e6, 100.0 * rest / b.wall)
+        } else {
+            String::new()
+        };
         let key = (config.targets, config.latency);
         let vs_serial = if config.jobs == 1 {
             serial_wall.insert(key, b.wall);
@@ -277,7 +304,7 @@ fn breakdown(runs: u32) {
                 .unwrap_or_default()
         };
         println!(
-            "{label:<28} {:>8.1} {:>8.1} {:>5.0} {:>7.1}/{:>7.1} {:>3.0} {:>4.1}/{:>4.1} {:>3.0} {:>4.1} {:>4.0} {:>10.1} {:>9.0} {:>14.1} {:>6.1}% {:>6.1}%{vs_serial}",
+            "{label:<28} {:>8.1} {:>8.1} {:>5.0} {:>7.1}/{:>7.1} {:>3.0} {:>4.1}/{:>4.1} {:>3.0} {:>4.1} {:>4.0} {:>10.1} {:>9.0} {:>14.1} {:>6.1}% {:>6.1}% {rest:>13}{vs_serial}",
             b.wall / 1e6,
             b.process_cpu / 1e6,
             rsa.0,
