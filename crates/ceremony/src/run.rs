@@ -448,10 +448,18 @@ fn work(c: &Ceremony, slots: &[SlotRef<'_>], tasks: &[Task], board: &Mutex<Board
         let task = &tasks[i];
         b.started[i] = true;
         b.running += 1;
-        for n in &task.nodes {
-            b.busy[slots[*n].index] = true;
+        let nodes: Vec<usize> = task.nodes.iter().map(|n| slots[*n].index).collect();
+        for n in &nodes {
+            b.busy[*n] = true;
         }
         drop(b);
+        let running = Running {
+            board,
+            wake,
+            index: i,
+            nodes,
+            result: None,
+        };
 
         let target = task.step.target().map(|t| c.plan.targets[t].name.clone());
         let mut handle = c.worker();
@@ -465,30 +473,56 @@ fn work(c: &Ceremony, slots: &[SlotRef<'_>], tasks: &[Task], board: &Mutex<Board
                 }),
                 Err(error) => o.emit(&Progress::PhaseFailed {
                     phase: phase_of(task.step),
-                    node: &node_name(c, slots, task),
+                    node: &node_name(c, task),
                     target: o.target(),
                     error,
                 }),
             }
         }
 
-        let mut b = lock();
+        let mut running = running;
+        running.finish(result);
+    }
+}
+
+/// A task taken off the board: whatever happens to its thread, even a panic, the board is
+/// told it ended (its nodes freed, no other task started after a failure) and the other
+/// workers are woken, so none waits forever.
+struct Running<'a> {
+    board: &'a Mutex<Board>,
+    wake: &'a Condvar,
+    index: usize,
+    nodes: Vec<usize>,
+    result: Option<Result<PhaseReport>>,
+}
+
+impl Running<'_> {
+    fn finish(&mut self, result: Result<PhaseReport>) {
+        self.result = Some(result);
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut b = self.board.lock().unwrap_or_else(PoisonError::into_inner);
         b.running -= 1;
-        for n in &task.nodes {
-            b.busy[slots[*n].index] = false;
+        for n in &self.nodes {
+            b.busy[*n] = false;
         }
-        match result {
-            Ok(report) => {
-                b.done[i] = true;
+        match self.result.take() {
+            Some(Ok(report)) => {
+                b.done[self.index] = true;
                 b.reports.push(report);
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 b.stop = true;
                 b.errors.push(e);
             }
+            // The thread is unwinding from a panic: stop; the scope re-raises it.
+            None => b.stop = true,
         }
         drop(b);
-        wake.notify_all();
+        self.wake.notify_all();
     }
 }
 
@@ -505,7 +539,7 @@ fn phase_of(step: Step) -> Phase {
 }
 
 /// The node a step runs on (its first slot), by name.
-fn node_name(c: &Ceremony, _slots: &[SlotRef<'_>], task: &Task) -> String {
+fn node_name(c: &Ceremony, task: &Task) -> String {
     let plan = &c.plan;
     match task.nodes[0] {
         SA => plan.sa.name.clone(),
