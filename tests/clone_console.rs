@@ -3,7 +3,7 @@
 //! its target (or node); the same plain lines whether standard output is a pipe, a file
 //! while standard error is a terminal, or a terminal with `TERM=dumb` (terminals through
 //! `script`, util-linux, which gives the command a pseudo-terminal); `-q`; and dual control
-//! inside `clone`: it stops (exit 5) with the exact commands, which run as printed, and a
+//! inside `clone`: it stops (exit 7) with the exact commands, which run as printed, and a
 //! rerun finishes.
 
 use std::path::Path;
@@ -279,7 +279,7 @@ fn dual_control_stops_with_the_commands_and_a_rerun_after_them_finishes() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(5), "{stdout}\n{stderr}");
+    assert_eq!(out.status.code(), Some(7), "{stdout}\n{stderr}");
     assert!(
         stderr.contains("stopped for dual control") && stderr.contains("run the same command"),
         "{stderr}"
@@ -334,7 +334,7 @@ fn dual_control_stops_with_the_commands_and_a_rerun_after_them_finishes() {
         &["clone", "--config", &cfg, "--operator", "carol"],
     );
     let again_out = String::from_utf8_lossy(&again.stdout).to_string();
-    assert_eq!(again.status.code(), Some(5), "{}", text(&again));
+    assert_eq!(again.status.code(), Some(7), "{}", text(&again));
     for node in ["source", "target1", "target2"] {
         assert!(
             again_out.contains(&format!(
@@ -375,7 +375,7 @@ fn dual_control_json_names_what_waits() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = two_targets(dir.path(), "dual_control = true");
     let out = clone_in(dir.path(), &["clone", "--config", &cfg, "--json"]);
-    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let pending: Vec<&str> = doc["waiting"]["pending"]
         .as_array()
