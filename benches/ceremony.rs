@@ -1,11 +1,27 @@
 //! Whole-ceremony benchmarks on the simulator (release build):
-//! - `clone_1_source_3_targets`: phases 1-3d, SYM+ASYM, 3-of-5, RSA-2048, file-backed cards
-//!   (every card request read, run, fsynced) and a real ceremony directory;
-//! - `demo`: the `mkclone demo` binary, wall time;
+//! - `clone/1_to_N_serial` and `clone/1_to_N_parallel` for N = 1, 3, 10: phases 1-3d, SYM +
+//!   ASYM, 3-of-5, RSA-2048, file-backed cards (every card request read, run, fsynced) and
+//!   a real ceremony directory; serial is `--jobs 1` (the order of the per-phase commands),
+//!   parallel `--jobs N` (the default; 2 for one target);
+//! - `clone_latency_10ms/…`: the same for N = 3 and 10 with a simulated device latency of
+//!   10 ms on every card request (`SimTransport::set_latency`): the time a real card spends
+//!   on a request outside this process, which parallel targets overlap;
+//! - `demo_binary`: the `mkclone demo` binary, wall time;
+//! - in the breakdown only, 1 → 3 with the cards in memory (`memory_card`): what the
+//!   simulator's card files (a lock, a read and, after a change, a durable write per
+//!   request) cost, which a real card does not;
 //!
-//! and, after criterion's runs, a breakdown of one ceremony's wall time into RSA, 3DES,
-//! SHA, fsync and everything else (mkclone's own CPU), plus the demo's peak memory.
-//! Figures are recorded in docs/PERFORMANCE.md.
+//! and, after criterion's runs, a breakdown of each configuration: wall time, the process's
+//! CPU time, each category of primitives (RSA, 3DES, SHA: calls, wall and CPU time) and
+//! fsync (calls, wall), and our own CPU (the process's CPU time minus the primitives' and
+//! fsync's CPU time), and, for serial runs, the rest of the wall time (wall minus every
+//! category's wall: the figure tracked before); then the demo's wall time and peak memory. Figures are recorded in
+//! docs/PERFORMANCE.md.
+//!
+//!     cargo bench --bench ceremony            # everything
+//!     cargo bench --bench ceremony -- none    # only the breakdown and the demo figures
+//!     MKCLONE_BENCH_RUNS=3 cargo bench --bench ceremony -- none   # fewer breakdown runs
+//!     MKCLONE_BENCH_ONLY=1_to_10 cargo bench --bench ceremony -- none   # those breakdowns only
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,24 +31,70 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, Criterion, criterion_group};
 use mkclone::backend::timing::{self, Category};
 use mkclone::backend::{Backend, CloneableKind, Eid, MofN, RsaModulusBits, SerialNumber};
-use mkclone::ceremony::run::run_clone;
+use mkclone::ceremony::run::{CloneOptions, run_clone};
 use mkclone::ceremony::{Ceremony, Plan, PlanSpec};
 use mkclone::sim::{Apqn, SimBackend, SimBus};
 
 type Cards = BTreeMap<String, SimBackend>;
 
-const NODES: [(&str, u8); 5] = [("sa", 1), ("source", 2), ("t1", 3), ("t2", 4), ("t3", 5)];
+/// The simulated device latency of the `clone_latency_*` runs.
+const LATENCY: Duration = Duration::from_millis(10);
 
-fn plan() -> Plan {
+/// One configuration: targets, phases at once, device latency, and (breakdown only)
+/// cards kept in memory instead of files, to tell the simulator's card files apart.
+#[derive(Clone, Copy)]
+struct Config {
+    targets: usize,
+    jobs: usize,
+    latency: Duration,
+    memory_cards: bool,
+}
+
+impl Config {
+    fn name(&self) -> String {
+        let mode = if self.jobs == 1 { "serial" } else { "parallel" };
+        let cards = if self.memory_cards {
+            "_memory_cards"
+        } else {
+            ""
+        };
+        format!("1_to_{}_{mode}{cards}", self.targets)
+    }
+}
+
+/// Serial (`--jobs 1`) and parallel (the default `--jobs`, one per target; 2 for one
+/// target, so that 2a on the source overlaps 3a on the target) for each number of targets.
+fn configs(latency: Duration, targets: &[usize]) -> Vec<Config> {
+    targets
+        .iter()
+        .flat_map(|&targets| {
+            [1, targets.max(2)].into_iter().map(move |jobs| Config {
+                targets,
+                jobs,
+                latency,
+                memory_cards: false,
+            })
+        })
+        .collect()
+}
+
+fn target_names(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("t{i}")).collect()
+}
+
+fn plan(targets: usize) -> Plan {
     let m_of_n = MofN::new(3, 5).unwrap();
     let eid = |s: &str| Eid::new(&s.to_uppercase()).unwrap();
     Plan::new(PlanSpec {
         id: "bench".into(),
         sa: ("sa".into(), eid("sa")),
         source: ("source".into(), eid("source")),
-        targets: ["t1", "t2", "t3"]
-            .iter()
-            .map(|t| (t.to_string(), eid(t)))
+        targets: target_names(targets)
+            .into_iter()
+            .map(|t| {
+                let e = eid(&t);
+                (t, e)
+            })
             .collect(),
         kinds: CloneableKind::ALL.to_vec(),
         m_of_n,
@@ -47,49 +109,74 @@ fn plan() -> Plan {
     .unwrap()
 }
 
-/// Fresh cards with a random source key, in `dir`.
-fn setup(dir: &Path) -> Cards {
+/// Fresh cards (SA 1, source 2 with random master keys, targets 3..) in `dir`.
+fn setup(dir: &Path, config: Config) -> Cards {
     let bus = SimBus::new(dir.join("cards"));
     let mut cards = BTreeMap::new();
-    for (name, card) in NODES {
-        let mut b = bus
-            .create_card(
-                Apqn::new(card, 0x0d).unwrap(),
-                &SerialNumber::new(&format!("B{card}")).unwrap(),
-            )
-            .unwrap();
+    let names = ["sa".to_string(), "source".to_string()]
+        .into_iter()
+        .chain(target_names(config.targets));
+    for (i, name) in names.enumerate() {
+        let card = u8::try_from(i + 1).unwrap();
+        let apqn = Apqn::new(card, 0x0d).unwrap();
+        let serial = format!("B{card}");
+        let mut b = if config.memory_cards {
+            mkclone::sim::memory_card(apqn, &serial).unwrap()
+        } else {
+            bus.create_card(apqn, &SerialNumber::new(&serial).unwrap())
+                .unwrap()
+        };
         if name == "source" {
             for kind in CloneableKind::ALL {
                 b.load_random_master_key(kind).unwrap();
             }
         }
-        cards.insert(name.to_string(), b);
+        b.transport_mut().set_latency(config.latency);
+        cards.insert(name, b);
     }
     cards
 }
 
-fn one_ceremony(dir: &Path, cards: &mut Cards) {
-    let mut ceremony = Ceremony::open(&dir.join("ceremony"), plan()).unwrap();
-    run_clone(&mut ceremony, cards, &mut |_| {}).unwrap();
+fn one_ceremony(dir: &Path, cards: &mut Cards, config: Config) {
+    let mut ceremony = Ceremony::open(&dir.join("ceremony"), plan(config.targets)).unwrap();
+    let options = CloneOptions {
+        jobs: std::num::NonZeroUsize::new(config.jobs),
+        observer: None,
+    };
+    run_clone(&mut ceremony, cards, &options).unwrap();
+}
+
+fn bench_group(c: &mut Criterion, group: &str, configs: &[Config]) {
+    let mut g = c.benchmark_group(group);
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    for &config in configs {
+        g.bench_function(config.name(), |b| {
+            b.iter_batched(
+                || {
+                    let dir = tempfile::tempdir().unwrap();
+                    let cards = setup(dir.path(), config);
+                    (dir, cards)
+                },
+                |(dir, mut cards)| {
+                    one_ceremony(dir.path(), &mut cards, config);
+                    dir
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
 }
 
 fn bench_clone(c: &mut Criterion) {
+    bench_group(c, "clone", &configs(Duration::ZERO, &[1, 3, 10]));
+    bench_group(
+        c,
+        &format!("clone_latency_{}ms", LATENCY.as_millis()),
+        &configs(LATENCY, &[3, 10]),
+    );
     let mut g = c.benchmark_group("ceremony");
-    g.sample_size(10).measurement_time(Duration::from_secs(20));
-    g.bench_function("clone_1_source_3_targets", |b| {
-        b.iter_batched(
-            || {
-                let dir = tempfile::tempdir().unwrap();
-                let cards = setup(dir.path());
-                (dir, cards)
-            },
-            |(dir, mut cards)| {
-                one_ceremony(dir.path(), &mut cards);
-                dir
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    g.sample_size(10);
     g.bench_function("demo_binary", |b| {
         b.iter(|| {
             let out = Command::new(env!("CARGO_BIN_EXE_mkclone"))
@@ -102,45 +189,140 @@ fn bench_clone(c: &mut Criterion) {
     g.finish();
 }
 
-/// One ceremony's wall time split by category, averaged over `runs`.
-fn breakdown(runs: u32) {
+/// One configuration's means over `runs` ceremonies.
+struct Breakdown {
+    wall: f64,
+    process_cpu: f64,
+    totals: timing::Totals,
+    requests: f64,
+}
+
+fn measure(config: Config, runs: u32) -> Breakdown {
     let mut wall = Duration::ZERO;
+    let mut process_cpu = 0u64;
     let mut totals = timing::Totals::default();
+    let mut requests = 0u64;
     for _ in 0..runs {
         let dir = tempfile::tempdir().unwrap();
-        let mut cards = setup(dir.path());
+        let mut cards = setup(dir.path(), config);
         let before = timing::snapshot();
+        let cpu_before = timing::process_cpu_nanos();
         let start = Instant::now();
-        one_ceremony(dir.path(), &mut cards);
+        one_ceremony(dir.path(), &mut cards, config);
         wall += start.elapsed();
+        process_cpu += timing::process_cpu_nanos() - cpu_before;
         let d = timing::snapshot().since(&before);
         for i in 0..4 {
             totals.nanos[i] += d.nanos[i];
+            totals.cpu_nanos[i] += d.cpu_nanos[i];
             totals.calls[i] += d.calls[i];
         }
+        requests += cards
+            .values()
+            .map(|c| c.transport().requests())
+            .sum::<u64>();
     }
-    let wall_ns = wall.as_nanos() as f64 / f64::from(runs);
-    println!("\nclone 1 source -> 3 targets, SYM+ASYM, 3-of-5, RSA-2048 (mean of {runs} runs)");
-    println!("  wall                     {:>9.1} ms", wall_ns / 1e6);
-    let mut measured = 0.0;
-    for cat in Category::ALL {
-        let ns = totals.nanos(cat) as f64 / f64::from(runs);
-        measured += ns;
+    let n = f64::from(runs);
+    Breakdown {
+        wall: wall.as_nanos() as f64 / n,
+        process_cpu: process_cpu as f64 / n,
+        totals,
+        requests: requests as f64 / n,
+    }
+}
+
+/// Every configuration's breakdown, `runs` ceremonies each.
+fn breakdown(runs: u32) {
+    let only = std::env::var("MKCLONE_BENCH_ONLY").unwrap_or_default();
+    let all: Vec<Config> = configs(Duration::ZERO, &[1, 3, 10])
+        .into_iter()
+        .chain(configs(LATENCY, &[3, 10]))
+        .chain(configs(Duration::ZERO, &[3]).into_iter().map(|c| Config {
+            memory_cards: true,
+            ..c
+        }))
+        .filter(|c| c.name().contains(&only))
+        .collect();
+    println!(
+        "\nclone, SYM+ASYM, 3-of-5, RSA-2048, file-backed simulated cards: mean of {runs} runs (ms; \
+         categories: calls, wall summed over threads / CPU)"
+    );
+    println!(
+        "{:<28} {:>8} {:>8} {:>22} {:>13} {:>9} {:>16} {:>9} {:>14} {:>7} {:>7} {:>13}",
+        "configuration",
+        "wall",
+        "CPU",
+        "RSA",
+        "3DES",
+        "SHA",
+        "fsync",
+        "requests",
+        "ours CPU",
+        "%wall",
+        "%CPU",
+        "rest of wall"
+    );
+    let mut serial_wall = BTreeMap::new();
+    for config in all {
+        let b = measure(config, runs);
+        let n = f64::from(runs);
+        let cat = |c: Category| {
+            (
+                b.totals.calls(c) as f64 / n,
+                b.totals.nanos(c) as f64 / n / 1e6,
+                b.totals.cpu_nanos(c) as f64 / n / 1e6,
+            )
+        };
+        let (rsa, tdes, sha, fsync) = (
+            cat(Category::Rsa),
+            cat(Category::Tdes),
+            cat(Category::Sha),
+            cat(Category::FileSync),
+        );
+        let ours = (b.process_cpu - b.totals.measured_cpu_nanos() as f64 / n) / 1e6;
+        let label = if config.latency.is_zero() {
+            config.name()
+        } else {
+            format!("{} +{}ms", config.name(), config.latency.as_millis())
+        };
+        // Serial, no latency: the figure docs/PERFORMANCE.md tracked before CPU clocks,
+        // wall time minus the wall time of every category, as a share of the wall.
+        let rest = if config.jobs == 1 && config.latency.is_zero() {
+            let rest = b.wall - b.totals.measured_nanos() as f64 / n;
+            format!("{:.1} {:.1}%", rest / 1e6, 100.0 * rest / b.wall)
+        } else {
+            String::new()
+        };
+        let key = (config.targets, config.latency);
+        let vs_serial = if config.jobs == 1 {
+            serial_wall.insert(key, b.wall);
+            String::new()
+        } else {
+            serial_wall
+                .get(&key)
+                .map(|s| format!("  = {:.2} x serial", b.wall / s))
+                .unwrap_or_default()
+        };
         println!(
-            "  {:<24} {:>9.1} ms  {:>5.1} %  ({} calls)",
-            cat.name(),
-            ns / 1e6,
-            100.0 * ns / wall_ns,
-            totals.calls(cat) / u64::from(runs)
+            "{label:<28} {:>8.1} {:>8.1} {:>5.0} {:>7.1}/{:>7.1} {:>3.0} {:>4.1}/{:>4.1} {:>3.0} {:>4.1} {:>4.0} {:>10.1} {:>9.0} {:>14.1} {:>6.1}% {:>6.1}% {rest:>13}{vs_serial}",
+            b.wall / 1e6,
+            b.process_cpu / 1e6,
+            rsa.0,
+            rsa.1,
+            rsa.2,
+            tdes.0,
+            tdes.1,
+            tdes.2,
+            sha.0,
+            sha.1,
+            fsync.0,
+            fsync.1,
+            b.requests,
+            ours,
+            100.0 * ours * 1e6 / b.wall,
+            100.0 * ours * 1e6 / b.process_cpu,
         );
     }
-    let other = wall_ns - measured;
-    println!(
-        "  {:<24} {:>9.1} ms  {:>5.1} %",
-        "everything else (ours)",
-        other / 1e6,
-        100.0 * other / wall_ns
-    );
 }
 
 /// The demo binary's wall time, and its peak resident memory measured by GNU time (a
@@ -190,6 +372,12 @@ fn main() {
     criterion::Criterion::default()
         .configure_from_args()
         .final_summary();
-    breakdown(5);
-    demo_figures(10);
+    let runs = std::env::var("MKCLONE_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    breakdown(runs);
+    if std::env::var_os("MKCLONE_BENCH_ONLY").is_none() {
+        demo_figures(10);
+    }
 }

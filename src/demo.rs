@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use mkclone_backend::{
     Backend, CloneableKind, DomainError, Eid, MofN, RsaModulusBits, SerialNumber,
 };
-use mkclone_ceremony::run::{CloneSummary, run_clone};
+use mkclone_ceremony::progress::{Observer, Progress};
+use mkclone_ceremony::run::{CloneOptions, CloneSummary, run_clone};
 use mkclone_ceremony::{Ceremony, CeremonyError, PhaseReport, Plan, PlanSpec};
 use mkclone_hw_sim::{Apqn, SimBus, StoreError};
 
@@ -34,8 +35,11 @@ pub struct DemoReport {
     pub summary: CloneSummary,
 }
 
-/// Run the demo; `progress` sees each phase's report as it completes.
-pub fn run(mut progress: impl FnMut(&PhaseReport)) -> Result<DemoReport, DemoError> {
+/// Run the demo (the targets in parallel, as `clone` does); `progress` sees each phase's
+/// report as it completes.
+pub fn run(
+    progress: impl Fn(&PhaseReport) + Send + Sync + 'static,
+) -> Result<DemoReport, DemoError> {
     let dir = tempfile::tempdir()
         .map_err(|e| DemoError::Setup(format!("cannot create a temporary directory: {e}")))?;
     let bus = SimBus::new(dir.path().join("cards"));
@@ -88,6 +92,14 @@ pub fn run(mut progress: impl FnMut(&PhaseReport)) -> Result<DemoReport, DemoErr
     progress(&setup);
 
     let mut ceremony = Ceremony::open(&dir.path().join("ceremony"), plan)?;
-    let summary = run_clone(&mut ceremony, &mut nodes, &mut progress)?;
+    let options = CloneOptions {
+        jobs: None,
+        observer: Some(Observer::new(move |event| {
+            if let Progress::PhaseDone { report, .. } = event {
+                progress(report);
+            }
+        })),
+    };
+    let summary = run_clone(&mut ceremony, &mut nodes, &options)?;
     Ok(DemoReport { m_of_n, summary })
 }

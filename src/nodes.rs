@@ -17,7 +17,7 @@ pub enum NodeError {
 }
 
 /// Open one node.
-pub fn open(node: &NodeConfig) -> Result<Box<dyn Backend>, NodeError> {
+pub fn open(node: &NodeConfig) -> Result<Box<dyn Backend + Send>, NodeError> {
     match &node.backend {
         NodeBackend::Sim { sim_dir, apqn, .. } => {
             let bus = SimBus::new(sim_dir);
@@ -108,7 +108,7 @@ pub fn create_sim_card(node: &NodeConfig) -> Result<bool, NodeError> {
 /// The nodes of a configuration, opened on first use.
 pub struct ConfiguredNodes<'a> {
     config: &'a Config,
-    open: BTreeMap<String, Box<dyn Backend>>,
+    open: BTreeMap<String, Box<dyn Backend + Send>>,
 }
 
 impl<'a> ConfiguredNodes<'a> {
@@ -120,8 +120,9 @@ impl<'a> ConfiguredNodes<'a> {
     }
 }
 
-impl Nodes for ConfiguredNodes<'_> {
-    fn node(&mut self, name: &str) -> Result<&mut dyn Backend, CeremonyError> {
+impl ConfiguredNodes<'_> {
+    /// Open `name` unless it is open already.
+    fn ensure_open(&mut self, name: &str) -> Result<(), CeremonyError> {
         if !self.open.contains_key(name) {
             let unavailable = |message: String| CeremonyError::NodeUnavailable {
                 node: name.into(),
@@ -143,6 +144,13 @@ impl Nodes for ConfiguredNodes<'_> {
             }
             self.open.insert(name.to_string(), backend);
         }
+        Ok(())
+    }
+}
+
+impl Nodes for ConfiguredNodes<'_> {
+    fn node(&mut self, name: &str) -> Result<&mut dyn Backend, CeremonyError> {
+        self.ensure_open(name)?;
         match self.open.get_mut(name) {
             Some(b) => Ok(b.as_mut()),
             None => Err(CeremonyError::NodeUnavailable {
@@ -150,5 +158,20 @@ impl Nodes for ConfiguredNodes<'_> {
                 message: "could not be opened".into(),
             }),
         }
+    }
+
+    fn nodes_mut(
+        &mut self,
+        names: &[&str],
+    ) -> Result<Vec<&mut (dyn Backend + Send)>, CeremonyError> {
+        for name in names {
+            self.ensure_open(name)?;
+        }
+        mkclone_ceremony::run::pick(
+            self.open
+                .iter_mut()
+                .map(|(n, b)| (n.as_str(), b.as_mut() as &mut (dyn Backend + Send))),
+            names,
+        )
     }
 }

@@ -26,6 +26,7 @@ mod common;
 use common::*;
 
 const PAUSE_HOOK: &str = "MKCLONE_TEST_ONLY_PAUSE_AFTER_JOURNAL_RECORD";
+const CRASH_HOOK: &str = "MKCLONE_TEST_ONLY_ABORT_AFTER_JOURNAL_RECORD";
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -33,13 +34,16 @@ struct Setup {
 }
 
 impl Setup {
+    /// One target.
     fn new() -> Self {
+        Self::with_targets(1)
+    }
+
+    /// A rehearsal of `targets` targets, its cards made.
+    fn with_targets(targets: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("mkclone.toml");
-        std::fs::write(&config, sim_plan(&dir.path().join("cards"), "ceremony", 1)).unwrap();
-        let s = Self { dir, config };
-        ok(&["sim", "init", "--config", s.c(), "--load-source-keys"]);
-        s
+        let config = rehearsal(dir.path(), targets);
+        Self { dir, config }
     }
 
     fn c(&self) -> &str {
@@ -71,8 +75,14 @@ struct Running {
 impl Running {
     /// `clone` that pauses after journal record `pause` (the hook's value).
     fn clone(config: &str, pause: &str) -> Self {
+        Self::clone_with(config, pause, &[])
+    }
+
+    /// The same, with more arguments.
+    fn clone_with(config: &str, pause: &str, more: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mkclone"))
             .args(["clone", "--config", config])
+            .args(more)
             .env(PAUSE_HOOK, pause)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -327,4 +337,151 @@ fn a_stale_card_temp_file_is_removed_on_the_next_opening() {
     assert!(!dead.exists(), "the dead process's file is removed");
     assert!(live.exists(), "a live process's file is kept");
     assert!(Path::new(&card).exists());
+}
+
+/// A `clone` of three targets, every target's phases at once.
+type Parallel = Setup;
+
+impl Setup {
+    fn parallel() -> Self {
+        Self::with_targets(3)
+    }
+
+    fn clone(&self, env: (&str, &str)) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_mkclone"))
+            .args(["clone", "--config", self.c(), "--jobs", "3"])
+            .env(env.0, env.1)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn records(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("ceremony/journal.jsonl"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// Run it again to the end: every target equals the source, nothing done twice, and
+    /// the journal verifies (the report reads and checks it).
+    fn finish(&self, what: &str) {
+        let out = mkclone(&["clone", "--config", self.c(), "--jobs", "3"]);
+        let t = text(&out);
+        assert!(out.status.success(), "{what}: the rerun failed:\n{t}");
+        assert_eq!(t.matches("= source").count(), 3, "{what}: {t}");
+        check_clone_finished(self.c(), 3);
+        // 0, or 6: complete with open items (the share bundles are still on disk).
+        let report = mkclone(&["report", "--config", self.c(), "--json"]);
+        assert!(
+            matches!(report.status.code(), Some(0 | 6)),
+            "{what}: {}",
+            text(&report)
+        );
+        let doc = json_in(&String::from_utf8_lossy(&report.stdout));
+        assert_eq!(doc["journals"][0]["verified"], true, "{what}: {doc}");
+        assert_eq!(doc["journals"][0]["end_to_end"], true, "{what}: {doc}");
+        assert_eq!(doc["complete"], true, "{what}: {}", doc["missing"]);
+    }
+}
+
+/// A few record numbers spread over `1..total`, drawn anew each run (the seed is printed,
+/// and `MKCLONE_TEST_SEED` replays it).
+fn kill_points(total: usize, count: usize) -> Vec<u64> {
+    let seed: u64 = std::env::var("MKCLONE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos() as u64
+        });
+    eprintln!("kill points drawn with MKCLONE_TEST_SEED={seed}");
+    let mut x = seed | 1;
+    (0..count)
+        .map(|i| {
+            // xorshift64*, one draw in each of `count` equal slices of the journal.
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            let slice = total / count;
+            (i * slice + 1 + (r as usize) % slice.max(1)) as u64
+        })
+        .collect()
+}
+
+#[test]
+fn a_parallel_clone_killed_at_random_points_finishes_on_rerun_with_nothing_twice() {
+    // How long is a whole parallel ceremony's journal?
+    let clean = Parallel::parallel();
+    let out = clean.clone(("MKCLONE_UNUSED", ""));
+    assert!(out.status.success(), "{}", text(&out));
+    let total = clean.records();
+    assert!(total > 150, "{total}");
+
+    // The process dies (abort, as a kill -9 would) right after record k: the other
+    // threads may be in the middle of a request to their card, or of a file write.
+    for k in kill_points(total, 6) {
+        let s = Parallel::parallel();
+        let out = s.clone((CRASH_HOOK, &k.to_string()));
+        assert!(!out.status.success(), "k={k}: it did not die");
+        assert!(s.records() as u64 >= k, "k={k}");
+        s.finish(&format!("crash after record {k}"));
+    }
+}
+
+#[test]
+fn a_parallel_clone_killed_while_phases_run_at_once_finishes_on_rerun() {
+    // SIGKILL while paused right after record k, the other threads blocked on the
+    // journal or in a request: 3a on every target, then 3c/3d overlapping.
+    for k in [30u64, 70, 160] {
+        let s = Parallel::parallel();
+        let mut run = Running::clone_with(s.c(), &k.to_string(), &["--jobs", "3"]);
+        run.wait_for_pause();
+        kill(run.pid(), Signal::SIGKILL).unwrap();
+        let (status, _, _) = run.finish();
+        assert_eq!(status.code(), None, "k={k}: killed by a signal");
+        s.finish(&format!("SIGKILL after record {k}"));
+    }
+}
+
+#[test]
+fn sigint_stops_every_parallel_phase_at_a_safe_point() {
+    let s = Parallel::parallel();
+    // Record 20: phase 1 is done, 2a and 3a run on the source and the three targets.
+    let mut run = Running::clone_with(s.c(), "20", &["--jobs", "3"]);
+    run.wait_for_pause();
+    kill(run.pid(), Signal::SIGINT).unwrap();
+    let (status, stdout, stderr) = run.finish();
+    assert_eq!(status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("nothing is half-done: run the same command to resume"),
+        "{stderr}"
+    );
+    let journal: Vec<serde_json::Value> =
+        std::fs::read_to_string(s.dir.path().join("ceremony/journal.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    // Every thread stopped at a safe point: each intent has its outcome (naming it).
+    let intents: Vec<u64> = journal
+        .iter()
+        .filter(|r| r["kind"] == "intent")
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    let mut answered: Vec<u64> = journal
+        .iter()
+        .filter(|r| r["kind"] == "outcome")
+        .map(|r| r["detail"]["intent"].as_u64().unwrap())
+        .collect();
+    // Concurrent phases' outcomes come in any order; each names its intent.
+    answered.sort_unstable();
+    assert_eq!(intents, answered, "every intent has exactly one outcome");
+    assert!(
+        journal.iter().any(|r| r["event"] == "interrupted"),
+        "journaled"
+    );
+    s.finish("SIGINT at record 20");
 }

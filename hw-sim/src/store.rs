@@ -22,6 +22,7 @@ use std::time::Duration;
 use mkclone_backend::timing::{self, Category};
 use mkclone_durable::{DurableError, LockFile, Sensitivity};
 use thiserror::Error;
+use zeroize::Zeroizing;
 
 use crate::state::CardState;
 
@@ -87,8 +88,18 @@ impl StoreError {
 #[derive(Clone, Debug)]
 pub enum Store {
     Memory(Arc<Mutex<CardState>>),
-    File(PathBuf),
+    File(PathBuf, Parsed),
 }
+
+/// The last state parsed from a card file, with the bytes it was parsed from. Every request
+/// reads the file again (another process may have changed it) but parses it, and checks it,
+/// only when its bytes differ: most requests of a ceremony read a card that has not changed
+/// since the last one.
+#[derive(Clone, Debug, Default)]
+pub struct Parsed(Arc<Mutex<Option<LastRead>>>);
+
+/// The bytes of a card file and the state parsed from them.
+type LastRead = (Zeroizing<Vec<u8>>, CardState);
 
 impl Store {
     pub fn memory(state: CardState) -> Self {
@@ -99,7 +110,7 @@ impl Store {
     pub fn create_file(path: &Path, state: &CardState) -> Result<Self, StoreError> {
         let _lock = lock(path)?;
         write(path, state, mkclone_durable::create_new_exclusive)?;
-        Ok(Self::File(path.into()))
+        Ok(Self::File(path.into(), Parsed::default()))
     }
 
     /// Open an existing card file (checked on every request). Temporary files that killed
@@ -109,7 +120,7 @@ impl Store {
             return Err(StoreError::Missing { path: path.into() });
         }
         remove_stale_temps(path);
-        Ok(Self::File(path.into()))
+        Ok(Self::File(path.into(), Parsed::default()))
     }
 
     /// Run `f` on the card's state under the card's lock; save when `f` says the state
@@ -136,9 +147,9 @@ impl Store {
                 let (out, _) = f(&mut guard);
                 Ok(out)
             }
-            Self::File(path) => {
+            Self::File(path, parsed) => {
                 let _lock = lock_within(path, wait)?;
-                let mut state = read(path)?;
+                let mut state = parsed.read(path)?;
                 let (out, changed) = f(&mut state);
                 if changed {
                     write(path, &state, mkclone_durable::write_atomic)?;
@@ -233,23 +244,33 @@ fn earlier_temp_writer(path: &Path, name: &std::ffi::OsStr) -> Option<u32> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
-fn read(path: &Path) -> Result<CardState, StoreError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(StoreError::Missing { path: path.into() });
+impl Parsed {
+    /// The card's state as its file holds it now (read under the card's lock).
+    fn read(&self, path: &Path) -> Result<CardState, StoreError> {
+        let bytes = match fs::read(path) {
+            Ok(b) => Zeroizing::new(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing { path: path.into() });
+            }
+            Err(e) => return Err(io(path)(e)),
+        };
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, state)) = last.as_ref()
+            && *seen == bytes
+        {
+            return Ok(state.clone());
         }
-        Err(e) => return Err(io(path)(e)),
-    };
-    let state: CardState = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-        path: path.into(),
-        detail: e.to_string(),
-    })?;
-    state.validate().map_err(|detail| StoreError::Corrupt {
-        path: path.into(),
-        detail,
-    })?;
-    Ok(state)
+        let state: CardState = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            path: path.into(),
+            detail: e.to_string(),
+        })?;
+        state.validate().map_err(|detail| StoreError::Corrupt {
+            path: path.into(),
+            detail,
+        })?;
+        *last = Some((bytes, state.clone()));
+        Ok(state)
+    }
 }
 
 /// Write the card's state with `how` (atomic replacement, or exclusive creation), 0600.

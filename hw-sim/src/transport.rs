@@ -22,6 +22,8 @@ pub struct SimTransport {
     /// wait again (a read is retried at once by `CcaBackend`, and a command reading a
     /// busy card several times must not wait each time).
     card_busy: bool,
+    /// A simulated device latency added to every request (none by default).
+    latency: std::time::Duration,
 }
 
 impl SimTransport {
@@ -32,7 +34,17 @@ impl SimTransport {
             faults: FaultPlan::new(),
             requests: 0,
             card_busy: false,
+            latency: std::time::Duration::ZERO,
         }
+    }
+
+    /// Add `latency` to every request, as the time a real coprocessor spends on it
+    /// outside this process (the card's own work, the adapter's queue): the thread waits
+    /// without using the CPU. For benchmarks that show what running targets in parallel
+    /// gives on real cards, where each target's work happens in its own device; the
+    /// simulator otherwise does the card's work (RSA) on this machine's CPU.
+    pub fn set_latency(&mut self, latency: std::time::Duration) {
+        self.latency = latency;
     }
 
     pub fn with_faults(mut self, faults: FaultPlan) -> Self {
@@ -127,6 +139,9 @@ impl Transport for SimTransport {
         _idempotent: bool,
     ) -> Result<Vec<u8>, TransportError> {
         self.requests += 1;
+        if !self.latency.is_zero() {
+            std::thread::sleep(self.latency);
+        }
         match self.faults.take(self.requests) {
             None => self.run(request),
             Some(Fault::Reply {

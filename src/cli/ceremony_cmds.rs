@@ -1,15 +1,17 @@
 //! `clone` and the per-phase commands.
 
-use std::io::IsTerminal;
 use std::path::Path;
+use std::sync::Arc;
 
 use mkclone_ceremony::dbs::Layout;
 use mkclone_ceremony::dry_run::{self, DryRunOptions, DryRunScope};
 use mkclone_ceremony::durable::DirLock;
+use mkclone_ceremony::progress::Observer;
 use mkclone_ceremony::run::{self, Nodes};
 use mkclone_ceremony::{Ceremony, CeremonyError, Phase, PhaseReport, Role, phases};
 
 use super::RunArgs;
+use super::console::{Console, Verbosity};
 use super::output::{Failure, pattern_table};
 use super::signals;
 use mkclone::config::Config;
@@ -261,23 +263,28 @@ fn open_ceremony(
     Ok(ceremony)
 }
 
+/// How `clone` runs and what it shows.
+pub struct CloneArgs {
+    pub replace_current: bool,
+    pub json: bool,
+    /// No action lines, no progress bar (`-q`).
+    pub quiet: bool,
+    /// Phases at once (`--jobs`; default one per target).
+    pub jobs: Option<std::num::NonZeroUsize>,
+}
+
 /// `mkclone clone`.
-pub fn clone(
-    config_path: &Path,
-    run: &RunArgs,
-    replace_current: bool,
-    json: bool,
-) -> Result<(), Failure> {
+pub fn clone(config_path: &Path, run: &RunArgs, args: &CloneArgs) -> Result<(), Failure> {
     let config = load_config(config_path, run.sa_fingerprint.as_deref())?;
-    if !json {
+    if !args.json {
         rehearsal_banner(&config);
     }
     if run.dry_run {
         return dry_run(
             &config,
             DryRunScope::whole(&config.plan),
-            replace_current,
-            json,
+            args.replace_current,
+            args.json,
         );
     }
     let all: Vec<&str> = config
@@ -291,41 +298,32 @@ pub fn clone(
     // anything is written.
     let mut nodes = ConfiguredNodes::new(&config);
     check_identities(&config, &mut nodes, &all)?;
-    let mut ceremony = open_ceremony(&config, "clone", run, replace_current, lock)?;
-    let bar = (!json && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new(run::phase_count(config.plan.targets.len()));
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} phases  {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    });
-    let summary = run::run_clone(&mut ceremony, &mut nodes, &mut |r| {
-        if let Some(bar) = &bar {
-            bar.inc(1);
-            bar.set_message(format!("phase {} on {}", r.phase, r.node));
-        }
-        if !json {
-            let line = format!(
-                "phase {:<3} {:<10} {}",
-                r.phase,
-                r.node,
-                r.actions.last().cloned().unwrap_or_default()
-            );
-            match &bar {
-                Some(bar) => bar.println(line),
-                None => println!("{line}"),
-            }
-        }
-    });
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
+    let mut ceremony = open_ceremony(&config, "clone", run, args.replace_current, lock)?;
+    let verbosity = if args.json || args.quiet {
+        Verbosity::Quiet
+    } else {
+        Verbosity::Actions
+    };
+    let console = Arc::new(Console::new(
+        run::phase_count(config.plan.targets.len()),
+        verbosity,
+        &all,
+    ));
+    let shown = console.clone();
+    let options = run::CloneOptions {
+        jobs: args.jobs,
+        observer: Some(Observer::new(move |event| shown.observe(event))),
+    };
+    let summary = run::run_clone(&mut ceremony, &mut nodes, &options);
+    console.finish();
     let summary = summary?;
-    if json {
+    if args.json {
         let text =
             serde_json::to_string_pretty(&summary).map_err(|e| Failure::failed(e.to_string()))?;
         println!("{text}");
+    } else if let Some(wait) = &summary.waiting {
+        println!("\n{}", dual_control_stop(config_path, run, &config, wait));
+        println!("{}", journal_line(&ceremony));
     } else {
         let targets: Vec<String> = config.plan.targets.iter().map(|t| t.name.clone()).collect();
         println!(
@@ -338,7 +336,89 @@ pub fn clone(
             summary.journal_head
         );
     }
-    Ok(())
+    match &summary.waiting {
+        Some(wait) => Err(Failure {
+            code: super::EXIT_DUAL_CONTROL,
+            message: format!(
+                "stopped for dual control: the SA key's registration waits for two people on {} \
+                 (the commands are above); then run the same command again to finish",
+                wait.pending
+                    .iter()
+                    .map(|p| p.node.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// What the operators do when a dual-control `clone` stops: for each node still missing
+/// the SA key's registration, the exact commands, and the fingerprint to compare.
+fn dual_control_stop(
+    config_path: &Path,
+    run: &RunArgs,
+    config: &Config,
+    wait: &run::DualControlWait,
+) -> String {
+    let config_arg = shell_word(&config_path.display().to_string());
+    // The register commands need the anchor unless the configuration file pins it.
+    let anchor = if run.sa_fingerprint.is_some() || config.plan.sa_fingerprint.is_none() {
+        format!(" --sa-fingerprint \"{}\"", wait.sa_fingerprint)
+    } else {
+        String::new()
+    };
+    let command = |step: &str, node: &str, who: &str| {
+        format!("mkclone {step} --config {config_arg} --node {node} --operator {who}{anchor}")
+    };
+    let mut out = String::from(
+        "Dual control: every phase one person may run is done. Before any share leaves the source, \
+         the SA public key must be registered on each node below by two people: one registers its \
+         hash, a second person the key itself.\n",
+    );
+    out.push_str(&format!(
+        "Compare in person, with the SA operator, the SA key fingerprint each command shows: {}\n",
+        wait.registration_fingerprint
+    ));
+    for p in &wait.pending {
+        out.push_str(&format!("\n  {}:\n", p.node));
+        if p.hash_registered {
+            let (by, other) = match p.hash_registered_by.as_deref() {
+                Some(b) => (format!(" by {b}"), format!("someone other than {b}")),
+                None => (String::new(), "a second person".to_string()),
+            };
+            out.push_str(&format!(
+                "    (the hash is registered{by}; now {other} registers the key:)\n"
+            ));
+        } else {
+            out.push_str(&format!(
+                "    {}\n",
+                command("register-sa-hash", &p.node, "NAME")
+            ));
+        }
+        out.push_str(&format!(
+            "    {}\n",
+            command("register-sa-key", &p.node, "OTHER-NAME")
+        ));
+    }
+    out.push_str(
+        "\nThen run the same `mkclone clone` command again: it checks what is done and goes on \
+         from here to the end.",
+    );
+    out
+}
+
+/// `word`, quoted for a POSIX shell when it needs to be.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+,:=@%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// One phase command.

@@ -8,7 +8,7 @@ pub fn run(json: bool) -> Result<(), Failure> {
             "mkclone demo: REHEARSAL on temporary simulated cards (keys in plain files in a temporary directory)\n"
         );
     }
-    let report = mkclone::demo::run(|r| {
+    let report = mkclone::demo::run(move |r| {
         if !json {
             for a in &r.actions {
                 println!("  phase {:<3} {:<8} {a}", r.phase, r.node);

@@ -3,6 +3,7 @@
 //! an exit code.
 
 mod ceremony_cmds;
+mod console;
 mod demo;
 mod devices;
 mod master_key;
@@ -30,6 +31,8 @@ Exit codes:
   4  a preflight found problems; nothing was changed
   5  report: the record was written; the ceremony is NOT complete
   6  report: the record was written; the ceremony is complete, with open items
+  7  clone: stopped for dual control; it printed the register-sa-hash /
+     register-sa-key commands two people run: then run the same command again
   130  interrupted by SIGINT (Ctrl-C) at a safe point, journaled; nothing is half-done:
        run the same command to resume
   143  interrupted by SIGTERM, likewise
@@ -41,6 +44,9 @@ would: run the same command to resume.";
 /// Phases follow IBM's CNM utility: 1 (SA node), 2a (source), 2b (SA), then per target
 /// 3a (target), 3b (SA), 3c (source), 3d (target). `clone` runs them all; the phase
 /// commands run one each, for ceremonies whose nodes sit in different servers.
+/// `clone` stopped for dual control (see [`EXIT_CODES`]).
+pub const EXIT_DUAL_CONTROL: u8 = 7;
+
 #[derive(Parser)]
 #[command(version, about, long_about, after_help = EXIT_CODES)]
 pub struct Cli {
@@ -177,7 +183,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run every phase of the plan for every target; run it again to resume.
+    /// Run every phase of the plan for every target, the targets in parallel; run it again
+    /// to resume.
+    ///
+    /// Every action is printed as it happens, one line each, prefixed with its target (or
+    /// node), fingerprints and files to carry included; on a terminal a progress bar names
+    /// the phases running. Under dual control it runs every phase one person may, then stops
+    /// (exit code 7) with the register-sa-hash / register-sa-key commands two people run.
     Clone {
         #[command(flatten)]
         args: PhaseArgs,
@@ -187,6 +199,15 @@ pub enum Command {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+        /// Quiet: no action lines and no progress bar; the result, errors and what the
+        /// operators must do are still printed.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+        /// Phases running at once, each on nodes of its own (a node never serves two at
+        /// once): default one per target; 1 runs them one after another in the order of
+        /// the per-phase commands.
+        #[arg(long, short = 'j', value_name = "N")]
+        jobs: Option<std::num::NonZeroUsize>,
     },
     /// Phase 1, on the SA node: generate the SA key, write sa.db.
     Phase1(PhaseArgs),
@@ -423,7 +444,18 @@ pub fn run(command: Command) -> Result<(), Failure> {
             args,
             replace_current,
             json,
-        } => ceremony_cmds::clone(&args.config.config, &args.run, replace_current, json),
+            quiet,
+            jobs,
+        } => ceremony_cmds::clone(
+            &args.config.config,
+            &args.run,
+            &ceremony_cmds::CloneArgs {
+                replace_current,
+                json,
+                quiet,
+                jobs,
+            },
+        ),
         Command::Phase1(args) => args.run(Phase::P1, None),
         Command::Phase2a(args) => args.run(Phase::P2a, None),
         Command::Phase2b {

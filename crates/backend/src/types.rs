@@ -494,7 +494,7 @@ impl PatternAlgorithm {
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct VerificationPattern {
     algorithm: PatternAlgorithm,
-    #[serde(with = "hex::serde")]
+    #[serde(with = "lower_hex")]
     bytes: Vec<u8>,
 }
 
@@ -688,7 +688,7 @@ impl HashAlgorithm {
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PublicKeyHash {
     algorithm: HashAlgorithm,
-    #[serde(with = "hex::serde")]
+    #[serde(with = "lower_hex")]
     bytes: Vec<u8>,
 }
 
@@ -780,9 +780,26 @@ macro_rules! opaque_bytes {
     };
 }
 
+/// Bytes as a lowercase hex string in serde formats: `hex::serde`'s text, written through a
+/// byte buffer (`hex::encode_to_slice`) rather than a `char` at a time; every certificate,
+/// token and sealed share of every ceremony file, card file and journal record goes
+/// through it.
+mod lower_hex {
+    use serde::{Serializer, ser::Error};
+
+    pub fn serialize<S: Serializer, T: AsRef<[u8]>>(data: &T, s: S) -> Result<S::Ok, S::Error> {
+        let bytes = data.as_ref();
+        let mut text = vec![0u8; bytes.len() * 2];
+        hex::encode_to_slice(bytes, &mut text).map_err(S::Error::custom)?;
+        s.serialize_str(std::str::from_utf8(&text).map_err(S::Error::custom)?)
+    }
+
+    pub use hex::serde::deserialize;
+}
+
 /// Bytes serialized as a hex string.
 #[derive(Serialize, Deserialize)]
-struct HexBytes(#[serde(with = "hex::serde")] Vec<u8>);
+struct HexBytes(#[serde(with = "lower_hex")] Vec<u8>);
 
 opaque_bytes!(
     /// A CCA PKA public-key token (X'1E' header, RSA public section, optional X'40'
@@ -798,3 +815,24 @@ opaque_bytes!(
     /// the RSA-wrapped triple-DES key and the encrypted cloning-information token.
     SealedShare, first = None::<u8>, min = 1, max = 16384, what = "sealed share"
 );
+
+#[cfg(test)]
+mod lower_hex_tests {
+    use super::*;
+
+    /// The text is `hex::serde`'s, byte for byte (files written before read the same).
+    #[test]
+    fn lower_hex_writes_what_hex_serde_wrote() {
+        #[derive(Serialize)]
+        struct Old(#[serde(with = "hex::serde")] Vec<u8>);
+        let bytes: Vec<u8> = (0..=255u8).chain([0x1E, 0x40, 0xAB]).collect();
+        let new = serde_json::to_string(&HexBytes(bytes.clone())).unwrap();
+        assert_eq!(new, serde_json::to_string(&Old(bytes.clone())).unwrap());
+        let back: HexBytes = serde_json::from_str(&new).unwrap();
+        assert_eq!(back.0, bytes);
+        assert_eq!(
+            serde_json::to_string(&HexBytes(Vec::new())).unwrap(),
+            "\"\""
+        );
+    }
+}

@@ -3,8 +3,8 @@
 //! `outcome` record, written ahead (the intent is durable before the request leaves).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
@@ -19,6 +19,7 @@ use crate::journal::{Journal, Kind};
 use crate::marks::Chain;
 use crate::phase::Phase;
 use crate::plan::Plan;
+use crate::progress::{Observer, Progress};
 use crate::trust::SaFingerprint;
 
 /// Environment variable for crash-injection tests: abort the process right after the
@@ -41,6 +42,9 @@ pub struct PhaseReport {
     pub actions: Vec<String>,
     /// Files to carry: (file, to which node, why).
     pub carry: Vec<(PathBuf, String, String)>,
+    /// Where each action goes as it happens (`clone`'s console), besides `actions`.
+    #[serde(skip)]
+    observer: Option<Observer>,
 }
 
 impl PhaseReport {
@@ -50,35 +54,93 @@ impl PhaseReport {
             node: node.into(),
             actions: Vec::new(),
             carry: Vec::new(),
+            observer: None,
+        }
+    }
+    /// A report whose actions are also shown, as they happen, to `observer`.
+    pub(crate) fn observed(phase: Phase, node: &str, observer: Option<Observer>) -> Self {
+        Self {
+            observer,
+            ..Self::new(phase, node)
         }
     }
     pub fn did(&mut self, what: impl Into<String>) {
-        self.actions.push(what.into());
+        let what = what.into();
+        if let Some(o) = &self.observer {
+            o.emit(&Progress::Action {
+                phase: self.phase,
+                node: &self.node,
+                target: o.target(),
+                text: &what,
+            });
+        }
+        self.actions.push(what);
     }
     /// A file to carry to a node, and why.
     pub fn carry(&mut self, file: PathBuf, to: &str, why: &str) {
+        if let Some(o) = &self.observer {
+            o.emit(&Progress::Carry {
+                phase: self.phase,
+                node: &self.node,
+                target: o.target(),
+                file: &file,
+                to,
+                why,
+            });
+        }
         self.carry.push((file, to.into(), why.into()));
     }
 }
 
-/// An open ceremony directory.
+/// An open ceremony directory: a handle on it. `clone` gives each of its worker threads a
+/// handle of its own ([`Ceremony::worker`]); every handle of one directory shares the
+/// directory lock and one journal writer, so records are appended whole, one at a time,
+/// each synced before the next, whatever thread writes it.
 pub struct Ceremony {
     pub plan: Plan,
     pub layout: Layout,
-    journal: Journal,
+    shared: Arc<Shared>,
     operator: Option<String>,
-    /// Journaled right before the first record this handle appends.
+    replace_current: bool,
+    interrupt: Arc<AtomicUsize>,
+    /// Where phases show their actions as they happen, if anywhere.
+    observer: Option<Observer>,
+}
+
+/// What every handle of one open ceremony directory shares.
+struct Shared {
+    writer: Mutex<Writer>,
+    /// The SA key's pinned fingerprint: the plan's, `--sa-fingerprint`, or (in `clone`,
+    /// and on the SA node) read from the SA node itself. One for every handle: phase 1 on
+    /// one thread pins the key the phases on the others check.
+    sa_anchor: Mutex<Option<SaFingerprint>>,
+    /// The ceremony files' provenance, for the journal marks checked at each phase start.
+    provenance: dbs::ProvenanceCache,
+    _lock: DirLock,
+}
+
+/// The journal's one writer, and the test hooks that count its records.
+struct Writer {
+    journal: Journal,
+    /// Journaled right before the first record appended through this open directory.
     run_start: Option<RunStart>,
+    /// Records appended through this open directory (every handle, every thread).
     appended: u64,
     crash_after: Option<u64>,
     fail_after: Option<u64>,
+    /// An injected crash happened: nothing more is appended, as after a real one.
+    crashed: Option<u64>,
     pause_after: Option<(u64, Duration)>,
-    replace_current: bool,
-    /// The SA key's pinned fingerprint: the plan's, `--sa-fingerprint`, or (in `clone`,
-    /// and on the SA node) read from the SA node itself.
-    sa_anchor: Option<SaFingerprint>,
-    interrupt: Arc<AtomicUsize>,
-    _lock: DirLock,
+}
+
+/// The journal, borrowed from the writer: no other record is appended while it is held.
+pub struct JournalGuard<'a>(MutexGuard<'a, Writer>);
+
+impl std::ops::Deref for JournalGuard<'_> {
+    type Target = Journal;
+    fn deref(&self) -> &Journal {
+        &self.0.journal
+    }
 }
 
 impl Ceremony {
@@ -124,6 +186,7 @@ impl Ceremony {
                 "the journal's last record was torn ({bytes} bytes): an earlier run stopped mid-write; it is dropped"
             );
         }
+        let anchor = plan.sa_fingerprint.clone();
         let crash_after = std::env::var(CRASH_HOOK_ENV)
             .ok()
             .and_then(|v| v.parse().ok());
@@ -132,20 +195,59 @@ impl Ceremony {
             Some((n.parse().ok()?, Duration::from_millis(ms.parse().ok()?)))
         });
         Ok(Self {
-            sa_anchor: plan.sa_fingerprint.clone(),
             plan,
             layout,
-            journal,
+            shared: Arc::new(Shared {
+                writer: Mutex::new(Writer {
+                    journal,
+                    run_start: None,
+                    appended: 0,
+                    crash_after,
+                    fail_after: None,
+                    crashed: None,
+                    pause_after,
+                }),
+                sa_anchor: Mutex::new(anchor),
+                provenance: dbs::ProvenanceCache::default(),
+                _lock: lock,
+            }),
             operator: None,
-            run_start: None,
-            appended: 0,
-            crash_after,
-            fail_after: None,
-            pause_after,
             replace_current: false,
             interrupt: Arc::new(AtomicUsize::new(0)),
-            _lock: lock,
+            observer: None,
         })
+    }
+
+    /// Another handle on this open directory, for a worker thread: the same lock, journal
+    /// writer, interrupt flag and observer; the same operator, anchor and options.
+    pub fn worker(&self) -> Ceremony {
+        Ceremony {
+            plan: self.plan.clone(),
+            layout: self.layout.clone(),
+            shared: self.shared.clone(),
+            operator: self.operator.clone(),
+            replace_current: self.replace_current,
+            interrupt: self.interrupt.clone(),
+            observer: self.observer.clone(),
+        }
+    }
+
+    /// Show every action of the phases this handle runs, as it happens, to `observer`.
+    pub fn set_observer(&mut self, observer: Option<Observer>) {
+        self.observer = observer;
+    }
+
+    pub(crate) fn observer(&self) -> Option<&Observer> {
+        self.observer.as_ref()
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        // A thread that panicked while appending left the journal as a crash would: the
+        // next append removes whatever a failed write left.
+        self.shared
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The flag a signal handler raises: it holds the signal's number (0: none). The
@@ -193,13 +295,16 @@ impl Ceremony {
     /// Tests: stop with [`CeremonyError::InjectedCrash`] right after the n-th journal
     /// record this handle appends, as if the process had died there (all state is in the
     /// files and the nodes, so dropping everything and starting again is a restart).
+    /// In `clone`'s parallel mode the other threads stop too: no record is appended after
+    /// that one, by any handle.
     pub fn inject_crash_after(&mut self, records: u64) {
-        self.fail_after = Some(self.appended + records);
+        let mut w = self.writer();
+        w.fail_after = Some(w.appended + records);
     }
 
-    /// Journal records this handle appended.
+    /// Journal records appended through this open directory (by every handle).
     pub fn records_appended(&self) -> u64 {
-        self.appended
+        self.writer().appended
     }
 
     /// Allow SET over a valid, different CURRENT (which becomes OLD).
@@ -214,46 +319,70 @@ impl Ceremony {
     /// Pin the SA key's fingerprint for this command (`--sa-fingerprint`, or the key
     /// `clone` read from the SA node). Refused when the plan pins another.
     pub fn set_sa_fingerprint(&mut self, fingerprint: SaFingerprint) -> Result<()> {
-        match &self.sa_anchor {
+        let mut anchor = self.anchor();
+        match &*anchor {
             Some(pinned) if *pinned != fingerprint => Err(CeremonyError::SaKeyNotPinned {
                 pinned: pinned.grouped(),
                 found: fingerprint.grouped(),
             }),
             _ => {
-                self.sa_anchor = Some(fingerprint);
+                *anchor = Some(fingerprint);
                 Ok(())
             }
         }
     }
 
+    fn anchor(&self) -> MutexGuard<'_, Option<SaFingerprint>> {
+        self.shared
+            .sa_anchor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The SA key's pinned fingerprint, if any.
-    pub fn sa_anchor(&self) -> Option<&SaFingerprint> {
-        self.sa_anchor.as_ref()
+    pub fn sa_anchor(&self) -> Option<SaFingerprint> {
+        self.anchor().clone()
     }
 
     /// The ceremony nonce (from the journal or sa.db), if this directory has one yet.
-    pub fn nonce(&self) -> Option<&str> {
-        self.journal.nonce()
+    pub fn nonce(&self) -> Option<String> {
+        self.journal().nonce().map(str::to_owned)
     }
 
     /// Phase 1 on a fresh directory: draw the ceremony nonce (16 random bytes).
     pub fn ensure_nonce(&mut self) -> Result<String> {
-        if let Some(n) = self.journal.nonce() {
+        let mut w = self.writer();
+        if let Some(n) = w.journal.nonce() {
             return Ok(n.to_string());
         }
         let nonce = hex::encode(rand::random::<[u8; 16]>());
-        self.journal.set_nonce(&nonce)?;
+        w.journal.set_nonce(&nonce)?;
         Ok(nonce)
     }
 
     /// Stamp a file about to be written by a phase on `node`: the ceremony nonce, and
-    /// where this server's journal stands (its last record, written before the file).
+    /// where this server's journal stands for that phase: its last record of `phase` on
+    /// `node`, written before the file. (In `clone`'s parallel mode the journal's very
+    /// last record may be another thread's, of another phase; the mark names a record of
+    /// the phase that writes the file, which is what [`Chain::holds`] checks.)
     pub fn stamp<T: Carried>(&self, body: &mut T, phase: Phase, node: &str) -> Result<()> {
-        let nonce = self.nonce().ok_or_else(|| CeremonyError::Conflict {
+        let journal = self.journal();
+        let nonce = journal.nonce().ok_or_else(|| CeremonyError::Conflict {
             what: "the ceremony nonce".into(),
             detail: "unknown: carry sa.db here first".into(),
         })?;
-        let seq = self.journal.records().len() as u64;
+        let records = journal.records();
+        let chain = Chain {
+            records,
+            head: journal.head(),
+        };
+        let seq = records
+            .iter()
+            .rposition(|r| r.phase == phase.name() && r.node == node)
+            .map_or(records.len(), |i| i + 1) as u64;
+        let hash = chain
+            .hash_of(seq)
+            .map_or_else(|| journal.head_hash(), str::to_owned);
         let p = body.provenance_mut();
         p.nonce = nonce.to_string();
         p.written.insert(
@@ -261,7 +390,7 @@ impl Ceremony {
             JournalMark {
                 phase: phase.to_string(),
                 seq,
-                hash: self.journal.head_hash(),
+                hash,
             },
         );
         Ok(())
@@ -271,18 +400,16 @@ impl Ceremony {
     /// `node` wrote names a journal record this journal must still hold (unless its loss
     /// was recorded with `journal accept-loss`).
     pub fn check_journal_marks(&self, node: &str) -> Result<()> {
-        let files = dbs::carried_files(&self.layout, &self.plan);
-        let journal = self.journal.path().display().to_string();
-        match self.chain().first_gap(&files, node, &journal) {
+        // Only the files a phase on `node` writes can carry its marks.
+        let files = self
+            .shared
+            .provenance
+            .written_by(&self.layout, &self.plan, node);
+        let journal = self.journal();
+        let path = journal.path().display().to_string();
+        match chain(&journal).first_gap(&files, node, &path) {
             Some(gap) => Err(CeremonyError::JournalGap(Box::new(gap))),
             None => Ok(()),
-        }
-    }
-
-    fn chain(&self) -> Chain<'_> {
-        Chain {
-            records: self.journal.records(),
-            head: self.journal.head(),
         }
     }
 
@@ -294,9 +421,10 @@ impl Ceremony {
         &mut self,
         node: &str,
     ) -> Result<Option<Vec<(String, JournalMark)>>> {
-        let chain = self.chain();
-        let accepted = chain.accepted_losses();
         let files = dbs::carried_files(&self.layout, &self.plan);
+        let journal = self.journal();
+        let chain = chain(&journal);
+        let accepted = chain.accepted_losses();
         let missing: Vec<(String, JournalMark)> = chain
             .missing(&files, |n| n == node)
             .into_iter()
@@ -305,8 +433,9 @@ impl Ceremony {
             .collect();
         // A journal without any record of `node` (deleted, cut, replaced) is accepted as a
         // loss too, even when no file names a mark of it (marks can be stripped).
-        let records = self.journal.records();
-        let no_record = !records.iter().any(|r| r.node == node);
+        let no_record = !journal.records().iter().any(|r| r.node == node);
+        let records_now = journal.records().len() as u64;
+        drop(journal);
         if missing.is_empty() && !no_record {
             return Ok(None);
         }
@@ -319,7 +448,6 @@ impl Ceremony {
                 seq: m.seq,
             })
             .collect();
-        let records_now = self.journal.records().len() as u64;
         self.note(
             Phase::Journal,
             node,
@@ -341,7 +469,7 @@ impl Ceremony {
     /// Where and with what this command runs: journaled as a `run-start` note right
     /// before the first record it appends (a command that appends nothing leaves none).
     pub fn set_run_start(&mut self, run: RunStart) {
-        self.run_start = Some(run);
+        self.writer().run_start = Some(run);
     }
 
     /// Who runs this command, as given (recorded in every record it appends).
@@ -349,8 +477,10 @@ impl Ceremony {
         self.operator.as_deref()
     }
 
-    pub fn journal(&self) -> &Journal {
-        &self.journal
+    /// The journal, read under the writer's lock (hold it briefly: no thread appends
+    /// meanwhile).
+    pub fn journal(&self) -> JournalGuard<'_> {
+        JournalGuard(self.writer())
     }
 
     pub fn dir(&self) -> &Path {
@@ -368,7 +498,9 @@ impl Ceremony {
             .map(|_| ())
     }
 
-    /// Append one record; returns its seq.
+    /// Append one record; returns its seq. One writer at a time: the record is whole and
+    /// synced before any other thread appends. The run-start note, when one waits, goes
+    /// first.
     fn append(
         &mut self,
         phase: Phase,
@@ -377,11 +509,29 @@ impl Ceremony {
         event: &str,
         detail: Value,
     ) -> Result<u64> {
-        if let Some(run) = self.run_start.take() {
+        let mut w = self.writer();
+        if let Some(run) = w.run_start.take() {
             let (event, detail) = Note::RunStart(run).parts();
-            self.append(phase, "", Kind::Note, &event, detail)?;
+            self.append_locked(&mut w, phase, "", Kind::Note, &event, detail)?;
         }
-        let at = self.journal.append(
+        self.append_locked(&mut w, phase, node, kind, event, detail)
+    }
+
+    /// Append one record through the held writer, and run the test hooks that count it.
+    fn append_locked(
+        &self,
+        w: &mut Writer,
+        phase: Phase,
+        node: &str,
+        kind: Kind,
+        event: &str,
+        detail: Value,
+    ) -> Result<u64> {
+        if let Some(after) = w.crashed {
+            // Tests: the "process" died at that record; no thread writes after it.
+            return Err(CeremonyError::InjectedCrash { after });
+        }
+        let at = w.journal.append(
             phase.name(),
             node,
             kind,
@@ -389,15 +539,17 @@ impl Ceremony {
             event,
             detail,
         )?;
-        self.appended += 1;
-        if self.crash_after == Some(self.appended) {
+        w.appended += 1;
+        let appended = w.appended;
+        if w.crash_after == Some(appended) {
             // Crash-injection tests only (see CRASH_HOOK_ENV).
             std::process::abort();
         }
-        if let Some((after, longest)) = self.pause_after
-            && after == self.appended
+        if let Some((after, longest)) = w.pause_after
+            && after == appended
         {
-            // Interruption tests only (see PAUSE_HOOK_ENV).
+            // Interruption tests only (see PAUSE_HOOK_ENV). The writer stays held: no
+            // other thread appends while the process waits here.
             eprintln!(
                 "mkclone: test hook: paused after journal record {after} (pid {})",
                 std::process::id()
@@ -407,10 +559,9 @@ impl Ceremony {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        if self.fail_after == Some(self.appended) {
-            return Err(CeremonyError::InjectedCrash {
-                after: self.appended,
-            });
+        if w.fail_after == Some(appended) {
+            w.crashed = Some(appended);
+            return Err(CeremonyError::InjectedCrash { after: appended });
         }
         Ok(at.seq)
     }
@@ -483,6 +634,14 @@ impl Ceremony {
                 })
             }
         }
+    }
+}
+
+/// The chain of a journal, for its marks.
+fn chain(journal: &Journal) -> Chain<'_> {
+    Chain {
+        records: journal.records(),
+        head: journal.head(),
     }
 }
 
@@ -634,14 +793,15 @@ mod tests {
             ),
             "{err}"
         );
-        let last = c.journal().records().last().unwrap();
+        let journal = c.journal();
+        let last = journal.records().last().unwrap();
         assert_eq!(
             (last.kind, last.event.as_str()),
             (Kind::Note, "interrupted")
         );
         assert_eq!(last.phase, "2b");
         assert_eq!(
-            c.journal()
+            journal
                 .records()
                 .iter()
                 .filter(|r| r.note() == Some(Note::PhaseStart {}))

@@ -169,10 +169,20 @@ pub fn read_optional<T: Serialize + for<'de> Deserialize<'de>>(
         Err(e) if e.is_not_found() => return Ok(None),
         other => other?,
     };
+    decode_bytes(path, &bytes, format, plan).map(Some)
+}
+
+/// Decode the bytes of `path` (see [`read_optional`]).
+fn decode_bytes<T: Serialize + for<'de> Deserialize<'de>>(
+    path: &Path,
+    bytes: &[u8],
+    format: &str,
+    plan: &crate::plan::Plan,
+) -> Result<T, FileError> {
     let decoded =
-        envelope::decode::<T>(path, &bytes, format, VERSION, Some(&plan.id)).map_err(|e| {
+        envelope::decode::<T>(path, bytes, format, VERSION, Some(&plan.id)).map_err(|e| {
             // A file of an older version fails as a body of another layout: say so plainly.
-            match envelope::peek(path, &bytes) {
+            match envelope::peek(path, bytes) {
                 Ok(h)
                     if matches!(e, FileError::Corrupt { .. })
                         && h.format == format
@@ -190,7 +200,7 @@ pub fn read_optional<T: Serialize + for<'de> Deserialize<'de>>(
             }
         })?;
     decoded.require_rehearsal(path, plan.rehearsal)?;
-    Ok(Some(decoded.body))
+    Ok(decoded.body)
 }
 
 /// Write `body` as a file of this format and version, put in place as `put` says.
@@ -214,6 +224,102 @@ pub fn write<T: Serialize + for<'de> Deserialize<'de>>(
         rehearsal,
     };
     envelope::write_file(path, &header, body, sensitivity, put)
+}
+
+/// The ceremony files a phase on `node` writes, which alone can carry its journal marks:
+/// sa.db and every csr.db for the SA node (1, 2b, 3b), sa.db and every share bundle for the
+/// source (2a, 3c), its csr.db for a target (3a); with their format. A node named in two
+/// roles gets both lists.
+pub fn files_written_by(
+    layout: &Layout,
+    plan: &crate::plan::Plan,
+    node: &str,
+) -> Vec<(PathBuf, &'static str)> {
+    let mut out = Vec::new();
+    if node == plan.sa.name || node == plan.source.name {
+        out.push((layout.sa_db(), SA_DB_FORMAT));
+    }
+    for t in &plan.targets {
+        if node == plan.sa.name || node == t.name {
+            out.push((layout.csr_db(&t.name), CSR_DB_FORMAT));
+        }
+        if node == plan.source.name {
+            for kind in &plan.kinds {
+                for index in &plan.share_indices {
+                    out.push((layout.bundle(&t.name, *kind, *index), BUNDLE_FORMAT));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The provenance of ceremony files, decoded once for each version of their bytes: a phase
+/// start reads again every file its node wrote (the journal marks), and in a long `clone`
+/// most of them have not changed. Keyed by the SHA-256 of the bytes read, so never stale.
+#[derive(Debug, Default)]
+pub struct ProvenanceCache {
+    decoded: std::sync::Mutex<BTreeMap<PathBuf, Decoded>>,
+}
+
+/// The SHA-256 of a file's bytes, and its provenance if it decoded.
+type Decoded = ([u8; 32], Option<Provenance>);
+
+impl ProvenanceCache {
+    /// The files of [`files_written_by`] `node` that decode, with their provenance (files
+    /// that do not decode are for the phases to report), by path.
+    pub fn written_by(
+        &self,
+        layout: &Layout,
+        plan: &crate::plan::Plan,
+        node: &str,
+    ) -> Vec<(String, Provenance)> {
+        use sha2::Digest;
+        let mut decoded = self
+            .decoded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out = Vec::new();
+        for (path, format) in files_written_by(layout, plan, node) {
+            let Ok(bytes) = envelope::read_bytes(&path) else {
+                decoded.remove(&path);
+                continue;
+            };
+            let digest: [u8; 32] = sha2::Sha256::digest(&bytes[..]).into();
+            let provenance = match decoded.get(&path) {
+                Some((d, p)) if *d == digest => p.clone(),
+                _ => {
+                    let p = provenance_of(&path, &bytes, format, plan);
+                    decoded.insert(path.clone(), (digest, p.clone()));
+                    p
+                }
+            };
+            if let Some(p) = provenance {
+                out.push((path.display().to_string(), p));
+            }
+        }
+        out
+    }
+}
+
+/// The provenance of a ceremony file of `format`, if it decodes.
+fn provenance_of(
+    path: &Path,
+    bytes: &[u8],
+    format: &str,
+    plan: &crate::plan::Plan,
+) -> Option<Provenance> {
+    match format {
+        SA_DB_FORMAT => decode_bytes::<SaDb>(path, bytes, format, plan)
+            .ok()
+            .map(|d| d.provenance),
+        CSR_DB_FORMAT => decode_bytes::<CsrDb>(path, bytes, format, plan)
+            .ok()
+            .map(|d| d.provenance),
+        _ => decode_bytes::<ShareBundle>(path, bytes, format, plan)
+            .ok()
+            .map(|b| b.provenance),
+    }
 }
 
 /// The ceremony files of a directory that decode, with their provenance (files that do not

@@ -15,7 +15,8 @@
 //! - [`plan`]: the validated plan and its deterministic key labels;
 //! - [`dbs`]: `sa.db`, `<target>.csr.db`, share bundles;
 //! - [`phases`]: phases 1, 2a, 2b, 3a, 3b, 3c, 3d and their preflights;
-//! - [`run`]: `clone`, every phase for every target, resumable.
+//! - [`run`]: `clone`, every phase for every target, resumable, targets in parallel;
+//! - [`progress`]: what a ceremony shows as it goes.
 
 pub mod durable;
 pub mod envelope;
@@ -39,11 +40,12 @@ pub mod operator;
 pub mod phase;
 pub mod phases;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod trust;
 
-pub use ceremony::{CRASH_HOOK_ENV, Ceremony, Done, PAUSE_HOOK_ENV, PhaseReport};
+pub use ceremony::{CRASH_HOOK_ENV, Ceremony, Done, JournalGuard, PAUSE_HOOK_ENV, PhaseReport};
 pub use failure::{CeremonyError, Problem, Problems};
 pub use phase::{Phase, Role};
 pub use plan::{Plan, PlanError, PlanNode, PlanSpec};

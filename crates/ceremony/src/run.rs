@@ -1,50 +1,163 @@
-//! `clone`: every phase of a plan, for every target, resumable.
+//! `clone`: every phase of a plan, for every target, resumable, the targets' independent
+//! steps at once.
 //!
 //! Run it again after an interruption at any point and it finishes the ceremony: every
 //! phase reconciles with the nodes' real state and with the files already written.
+//!
+//! **Parallel targets.** The phases form a graph: 1 (SA) → 2a (source) → 2b (SA); 1 → 3a
+//! (each target) → 3b (SA, for that target); then, once every problem of every node is
+//! known at once (the preflight, before any share leaves the source), 3c (source, for a
+//! target) → 3d (that target). A phase starts when the phases it needs are done and its
+//! nodes are free: a node is never used by two threads at once, so the SA's steps (1, 2b,
+//! every 3b) and the source's (2a, every 3c) stay one after another, while 3a runs on every
+//! target at once, and 3d on one target overlaps 3c for the next and 3d on the others.
+//! `jobs` bounds the phases running at once; with 1 the order is exactly that of the
+//! per-phase commands (1, 2a, 2b, then 3a and 3b per target, then 3c and 3d per target).
+//!
+//! **The journal stays one ordered chain**: every thread appends through the ceremony's one
+//! writer, each record whole and synced before the next (see [`Ceremony::worker`]). Records
+//! of concurrent phases interleave; each names its phase and node, and an outcome names its
+//! intent's seq, so the report pairs them whatever lies between. A signal stops every
+//! thread at its next safe point; a failure lets the running phases finish and starts no
+//! other.
+//!
+//! **Dual control.** With the plan's `dual_control` on, the SA key's registration on the
+//! source and each target needs two people and two commands. `clone` runs everything one
+//! person may (every phase up to 3b), then, before any share leaves, stops with the
+//! registrations still missing ([`CloneSummary::waiting`]); run again after them, it
+//! finishes.
+
+use std::num::NonZeroUsize;
+use std::sync::{Condvar, Mutex, PoisonError};
 
 use mkclone_backend::{Backend, NodeStatus};
 
 use crate::ceremony::{Ceremony, PhaseReport};
 use crate::failure::{CeremonyError, Problems, Result};
+use crate::phase::Phase;
 use crate::phases;
+use crate::progress::{Observer, Progress};
 
 /// Where the orchestrator finds a node by its name in the plan.
 pub trait Nodes {
     fn node(&mut self, name: &str) -> Result<&mut dyn Backend>;
+
+    /// Every node named (distinct names), each usable from its own thread, in that order.
+    fn nodes_mut(&mut self, names: &[&str]) -> Result<Vec<&mut (dyn Backend + Send)>>;
 }
 
 /// Nodes already open, by name (tests, benchmarks, the demo).
-impl<B: Backend> Nodes for std::collections::BTreeMap<String, B> {
+impl<B: Backend + Send> Nodes for std::collections::BTreeMap<String, B> {
     fn node(&mut self, name: &str) -> Result<&mut dyn Backend> {
         match self.get_mut(name) {
             Some(b) => Ok(b),
-            None => Err(CeremonyError::NodeUnavailable {
-                node: name.into(),
-                message: "no such node is open".into(),
-            }),
+            None => Err(unavailable(name)),
         }
+    }
+
+    fn nodes_mut(&mut self, names: &[&str]) -> Result<Vec<&mut (dyn Backend + Send)>> {
+        pick(
+            self.iter_mut()
+                .map(|(n, b)| (n.as_str(), b as &mut (dyn Backend + Send))),
+            names,
+        )
+    }
+}
+
+/// The backends of `all` that `names` names, in the order of `names`.
+pub fn pick<'a>(
+    all: impl Iterator<Item = (&'a str, &'a mut (dyn Backend + Send))>,
+    names: &[&str],
+) -> Result<Vec<&'a mut (dyn Backend + Send)>> {
+    let mut slots: Vec<Option<&'a mut (dyn Backend + Send)>> =
+        std::iter::repeat_with(|| None).take(names.len()).collect();
+    for (name, backend) in all {
+        if let Some(i) = names.iter().position(|n| *n == name) {
+            slots[i] = Some(backend);
+        }
+    }
+    slots
+        .into_iter()
+        .zip(names)
+        .map(|(slot, name)| slot.ok_or_else(|| unavailable(name)))
+        .collect()
+}
+
+fn unavailable(name: &str) -> CeremonyError {
+    CeremonyError::NodeUnavailable {
+        node: name.into(),
+        message: "no such node is open".into(),
+    }
+}
+
+/// How `clone` runs.
+#[derive(Clone, Debug, Default)]
+pub struct CloneOptions {
+    /// Phases running at once, each on nodes of its own: `None` for one per target; 1 for
+    /// the order of the per-phase commands.
+    pub jobs: Option<NonZeroUsize>,
+    /// Where every action is shown as it happens.
+    pub observer: Option<Observer>,
+}
+
+impl CloneOptions {
+    /// One phase at a time, in the order of the per-phase commands.
+    pub fn serial() -> Self {
+        Self {
+            jobs: NonZeroUsize::new(1),
+            observer: None,
+        }
+    }
+
+    /// The number of phases running at once for a plan of `targets` targets.
+    pub fn jobs_for(&self, targets: usize) -> usize {
+        self.jobs.map_or(targets.max(1), NonZeroUsize::get)
     }
 }
 
 /// The outcome of a whole `clone`.
 #[derive(Debug, serde::Serialize)]
 pub struct CloneSummary {
+    /// Every phase that ran, in the order they finished.
     pub phases: Vec<PhaseReport>,
     /// Every node's status at the end, by name.
     pub nodes: Vec<(String, NodeStatus)>,
     /// The journal's final hash (for the ceremony report).
     pub journal_head: String,
+    /// Dual control: the registrations two people must make before `clone` can go on
+    /// (`None` when the ceremony went to its end).
+    pub waiting: Option<DualControlWait>,
+}
+
+/// Where a dual-control `clone` stopped: the SA key's registrations still missing.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DualControlWait {
+    /// The SA key's fingerprint, the trust anchor (`--sa-fingerprint`).
+    pub sa_fingerprint: String,
+    /// The SA public-key hash's fingerprint, which `register-sa-hash` shows and the two
+    /// people compare in person with the SA operator's.
+    pub registration_fingerprint: String,
+    /// Each node still missing a registration, in plan order.
+    pub pending: Vec<PendingRegistration>,
+}
+
+/// One node's missing SA-key registration steps.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PendingRegistration {
+    pub node: String,
+    /// The hash is registered (step 1 done).
+    pub hash_registered: bool,
+    /// Who registered the hash, as the journal says: the key's registrant must be another.
+    pub hash_registered_by: Option<String>,
 }
 
 /// A retained public key, read from its node, as the confirmation of a key to certify.
 fn read_retained(
-    nodes: &mut dyn Nodes,
+    node: &mut dyn Backend,
     name: &str,
     label: &mkclone_backend::KeyLabel,
 ) -> Result<phases::KeyConfirmation> {
-    let token = nodes
-        .node(name)?
+    let token = node
         .retained_public_key(label)
         .map_err(CeremonyError::backend(name, "read a retained public key"))?;
     Ok(token
@@ -57,18 +170,104 @@ pub fn phase_count(targets: usize) -> u64 {
     3 + 4 * targets as u64
 }
 
-/// Run every phase. `on_phase` sees each phase's report as it completes.
+/// One phase of `clone` for the scheduler: what it runs and on which nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    P1,
+    P2a,
+    P2b,
+    P3a(usize),
+    P3b(usize),
+    P3c(usize),
+    P3d(usize),
+}
+
+impl Step {
+    fn target(self) -> Option<usize> {
+        match self {
+            Self::P3a(t) | Self::P3b(t) | Self::P3c(t) | Self::P3d(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// A step, the node slots it holds, and the steps (indices) it waits for.
+struct Task {
+    step: Step,
+    nodes: Vec<usize>,
+    after: Vec<usize>,
+}
+
+/// Node slots: 0 the SA, 1 the source, 2.. the targets.
+const SA: usize = 0;
+const SOURCE: usize = 1;
+
+/// Up to the preflight: 1, 2a, 2b, and 3a then 3b for each target, in that order.
+fn keys_stage(targets: usize) -> Vec<Task> {
+    let mut tasks = vec![
+        Task {
+            step: Step::P1,
+            nodes: vec![SA],
+            after: vec![],
+        },
+        Task {
+            step: Step::P2a,
+            nodes: vec![SOURCE],
+            after: vec![0],
+        },
+        // 2b reads the CSS key from the source to confirm it.
+        Task {
+            step: Step::P2b,
+            nodes: vec![SA, SOURCE],
+            after: vec![1],
+        },
+    ];
+    for t in 0..targets {
+        let a = tasks.len();
+        tasks.push(Task {
+            step: Step::P3a(t),
+            nodes: vec![2 + t],
+            after: vec![0],
+        });
+        // 3b reads the CSR key from the target to confirm it.
+        tasks.push(Task {
+            step: Step::P3b(t),
+            nodes: vec![SA, 2 + t],
+            after: vec![a],
+        });
+    }
+    tasks
+}
+
+/// After the preflight: 3c then 3d for each target, in that order.
+fn shares_stage(targets: usize) -> Vec<Task> {
+    let mut tasks = Vec::new();
+    for t in 0..targets {
+        let c = tasks.len();
+        tasks.push(Task {
+            step: Step::P3c(t),
+            nodes: vec![SOURCE],
+            after: vec![],
+        });
+        tasks.push(Task {
+            step: Step::P3d(t),
+            nodes: vec![2 + t],
+            after: vec![c],
+        });
+    }
+    tasks
+}
+
+/// Run every phase. Each phase's actions go to `options.observer` as they happen.
 pub fn run_clone(
     c: &mut Ceremony,
     nodes: &mut dyn Nodes,
-    on_phase: &mut dyn FnMut(&PhaseReport),
+    options: &CloneOptions,
 ) -> Result<CloneSummary> {
     let plan = c.plan.clone();
-    let mut reports = Vec::new();
-    let mut done = |r: PhaseReport, reports: &mut Vec<PhaseReport>| {
-        on_phase(&r);
-        reports.push(r);
-    };
+    if let Some(o) = &options.observer {
+        c.set_observer(Some(o.clone()));
+    }
     // The trust anchor: the SA key the SA node holds (when phase 1 made it already) must
     // be the plan's pinned one; phase 1 pins the key it makes. sa.db is checked against it.
     if let Some(token) = nodes
@@ -81,23 +280,304 @@ pub fn run_clone(
     {
         c.set_sa_fingerprint(crate::trust::SaFingerprint::of_token(&token)?)?;
     }
-    let r = phases::phase1(c, nodes.node(&plan.sa.name)?)?;
-    done(r, &mut reports);
-    let r = phases::phase2a(c, nodes.node(&plan.source.name)?)?;
-    done(r, &mut reports);
-    // Every node is reachable here: the key to certify is compared with the one its node
-    // holds, so a changed file cannot slip another key in.
-    let css = read_retained(nodes, &plan.source.name, &plan.css_label())?;
-    let r = phases::phase2b(c, nodes.node(&plan.sa.name)?, &css)?;
-    done(r, &mut reports);
-    for t in &plan.targets {
-        let r = phases::phase3a(c, nodes.node(&t.name)?, &t.name)?;
-        done(r, &mut reports);
-        let csr = read_retained(nodes, &t.name, &plan.csr_label())?;
-        let r = phases::phase3b(c, nodes.node(&plan.sa.name)?, &t.name, &csr)?;
-        done(r, &mut reports);
+    let names: Vec<&str> = [plan.sa.name.as_str(), plan.source.name.as_str()]
+        .into_iter()
+        .chain(plan.targets.iter().map(|t| t.name.as_str()))
+        .collect();
+    let jobs = options.jobs_for(plan.targets.len());
+    let mut reports = Vec::new();
+    {
+        let slots = node_slots(nodes, &names)?;
+        run_stage(
+            c,
+            &slots,
+            &keys_stage(plan.targets.len()),
+            jobs,
+            &mut reports,
+        )?;
     }
-    // Before any share leaves the source: every problem of every node, at once.
+    // The SA key must be on every node before shares move. Under dual control, two
+    // people register it with their own commands: stop here until they have.
+    if plan.dual_control {
+        let pending = pending_registrations(c, nodes)?;
+        if !pending.is_empty() {
+            let db = phases::trusted_sa_db(c, "clone")?;
+            return Ok(CloneSummary {
+                phases: reports,
+                nodes: statuses(nodes, &names)?,
+                journal_head: c.journal().head_hash(),
+                waiting: Some(DualControlWait {
+                    sa_fingerprint: c.sa_anchor().map(|a| a.grouped()).unwrap_or_default(),
+                    registration_fingerprint: db.sa_hash.fingerprint(),
+                    pending,
+                }),
+            });
+        }
+    }
+    preflight(c, nodes)?;
+    {
+        let slots = node_slots(nodes, &names)?;
+        run_stage(
+            c,
+            &slots,
+            &shares_stage(plan.targets.len()),
+            jobs,
+            &mut reports,
+        )?;
+    }
+    Ok(CloneSummary {
+        phases: reports,
+        nodes: statuses(nodes, &names)?,
+        journal_head: c.journal().head_hash(),
+        waiting: None,
+    })
+}
+
+/// Each node behind a lock of its own: the scheduler hands a node to one phase at a time,
+/// and the lock makes sure of it. A name that appears twice (one node in two roles)
+/// shares its slot.
+fn node_slots<'a>(nodes: &'a mut dyn Nodes, names: &[&str]) -> Result<Vec<SlotRef<'a>>> {
+    let mut distinct: Vec<&str> = Vec::new();
+    for n in names {
+        if !distinct.contains(n) {
+            distinct.push(n);
+        }
+    }
+    let backends = nodes.nodes_mut(&distinct)?;
+    let locks: Vec<std::sync::Arc<Slot<'a>>> = backends
+        .into_iter()
+        .map(|b| std::sync::Arc::new(Mutex::new(b)))
+        .collect();
+    Ok(names
+        .iter()
+        .map(|n| {
+            let i = distinct.iter().position(|d| d == n).unwrap_or_default();
+            SlotRef {
+                index: i,
+                slot: locks[i].clone(),
+            }
+        })
+        .collect())
+}
+
+type Slot<'a> = Mutex<&'a mut (dyn Backend + Send)>;
+
+/// A role's node: the lock of its (distinct) node, and that node's index.
+struct SlotRef<'a> {
+    index: usize,
+    slot: std::sync::Arc<Slot<'a>>,
+}
+
+/// What the scheduler knows, under its lock.
+struct Board {
+    started: Vec<bool>,
+    done: Vec<bool>,
+    /// Distinct nodes in use.
+    busy: Vec<bool>,
+    running: usize,
+    /// A phase failed: no other starts.
+    stop: bool,
+    reports: Vec<PhaseReport>,
+    errors: Vec<CeremonyError>,
+}
+
+/// Run `tasks` on up to `jobs` threads; each phase's report goes into `reports` as it
+/// finishes. The first failure is returned once the running phases have finished.
+fn run_stage(
+    c: &Ceremony,
+    slots: &[SlotRef<'_>],
+    tasks: &[Task],
+    jobs: usize,
+    reports: &mut Vec<PhaseReport>,
+) -> Result<()> {
+    let distinct = slots.iter().map(|s| s.index).max().map_or(0, |m| m + 1);
+    let board = Mutex::new(Board {
+        started: vec![false; tasks.len()],
+        done: vec![false; tasks.len()],
+        busy: vec![false; distinct],
+        running: 0,
+        stop: false,
+        reports: Vec::new(),
+        errors: Vec::new(),
+    });
+    let wake = Condvar::new();
+    let workers = jobs.clamp(1, tasks.len().max(1));
+    if workers == 1 {
+        work(c, slots, tasks, &board, &wake);
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| work(c, slots, tasks, &board, &wake));
+            }
+        });
+    }
+    let board = board.into_inner().unwrap_or_else(PoisonError::into_inner);
+    reports.extend(board.reports);
+    match board.errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// One worker: take the first task (in list order) whose predecessors are done and whose
+/// nodes are free, run it, repeat; stop when none is left or a phase failed.
+fn work(c: &Ceremony, slots: &[SlotRef<'_>], tasks: &[Task], board: &Mutex<Board>, wake: &Condvar) {
+    let lock = || board.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        let mut b = lock();
+        let next = loop {
+            if b.stop || b.started.iter().all(|s| *s) {
+                break None;
+            }
+            let ready = tasks.iter().enumerate().position(|(i, t)| {
+                !b.started[i]
+                    && t.after.iter().all(|a| b.done[*a])
+                    && t.nodes.iter().all(|n| !b.busy[slots[*n].index])
+            });
+            match ready {
+                Some(i) => break Some(i),
+                // Nothing can start and nothing runs: what is left waits for a failed phase.
+                None if b.running == 0 => break None,
+                None => b = wake.wait(b).unwrap_or_else(PoisonError::into_inner),
+            }
+        };
+        let Some(i) = next else {
+            wake.notify_all();
+            return;
+        };
+        let task = &tasks[i];
+        b.started[i] = true;
+        b.running += 1;
+        let nodes: Vec<usize> = task.nodes.iter().map(|n| slots[*n].index).collect();
+        for n in &nodes {
+            b.busy[*n] = true;
+        }
+        drop(b);
+        let running = Running {
+            board,
+            wake,
+            index: i,
+            nodes,
+            result: None,
+        };
+
+        let target = task.step.target().map(|t| c.plan.targets[t].name.clone());
+        let mut handle = c.worker();
+        handle.set_observer(c.observer().map(|o| o.for_target(target.as_deref())));
+        let result = run_step(&mut handle, slots, task);
+        if let Some(o) = handle.observer() {
+            match &result {
+                Ok(report) => o.emit(&Progress::PhaseDone {
+                    report,
+                    target: o.target(),
+                }),
+                Err(error) => o.emit(&Progress::PhaseFailed {
+                    phase: phase_of(task.step),
+                    node: &node_name(c, task),
+                    target: o.target(),
+                    error,
+                }),
+            }
+        }
+
+        let mut running = running;
+        running.finish(result);
+    }
+}
+
+/// A task taken off the board: whatever happens to its thread, even a panic, the board is
+/// told it ended (its nodes freed, no other task started after a failure) and the other
+/// workers are woken, so none waits forever.
+struct Running<'a> {
+    board: &'a Mutex<Board>,
+    wake: &'a Condvar,
+    index: usize,
+    nodes: Vec<usize>,
+    result: Option<Result<PhaseReport>>,
+}
+
+impl Running<'_> {
+    fn finish(&mut self, result: Result<PhaseReport>) {
+        self.result = Some(result);
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut b = self.board.lock().unwrap_or_else(PoisonError::into_inner);
+        b.running -= 1;
+        for n in &self.nodes {
+            b.busy[*n] = false;
+        }
+        match self.result.take() {
+            Some(Ok(report)) => {
+                b.done[self.index] = true;
+                b.reports.push(report);
+            }
+            Some(Err(e)) => {
+                b.stop = true;
+                b.errors.push(e);
+            }
+            // The thread is unwinding from a panic: stop; the scope re-raises it.
+            None => b.stop = true,
+        }
+        drop(b);
+        self.wake.notify_all();
+    }
+}
+
+fn phase_of(step: Step) -> Phase {
+    match step {
+        Step::P1 => Phase::P1,
+        Step::P2a => Phase::P2a,
+        Step::P2b => Phase::P2b,
+        Step::P3a(_) => Phase::P3a,
+        Step::P3b(_) => Phase::P3b,
+        Step::P3c(_) => Phase::P3c,
+        Step::P3d(_) => Phase::P3d,
+    }
+}
+
+/// The node a step runs on (its first slot), by name.
+fn node_name(c: &Ceremony, task: &Task) -> String {
+    let plan = &c.plan;
+    match task.nodes[0] {
+        SA => plan.sa.name.clone(),
+        SOURCE => plan.source.name.clone(),
+        t => plan.targets[t - 2].name.clone(),
+    }
+}
+
+/// Run one step with its nodes locked.
+fn run_step(c: &mut Ceremony, slots: &[SlotRef<'_>], task: &Task) -> Result<PhaseReport> {
+    let plan = c.plan.clone();
+    let guard = |slot: usize| {
+        slots[slot]
+            .slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    };
+    let target = |t: usize| plan.targets[t].name.as_str();
+    match task.step {
+        Step::P1 => phases::phase1(c, *guard(SA)),
+        Step::P2a => phases::phase2a(c, *guard(SOURCE)),
+        Step::P2b => {
+            let css = read_retained(*guard(SOURCE), &plan.source.name, &plan.css_label())?;
+            phases::phase2b(c, *guard(SA), &css)
+        }
+        Step::P3a(t) => phases::phase3a(c, *guard(2 + t), target(t)),
+        Step::P3b(t) => {
+            let csr = read_retained(*guard(2 + t), target(t), &plan.csr_label())?;
+            phases::phase3b(c, *guard(SA), target(t), &csr)
+        }
+        Step::P3c(t) => phases::phase3c(c, *guard(SOURCE), target(t)),
+        Step::P3d(t) => phases::phase3d(c, *guard(2 + t), target(t)),
+    }
+}
+
+/// Before any share leaves the source: every problem of every node, at once.
+fn preflight(c: &Ceremony, nodes: &mut dyn Nodes) -> Result<()> {
+    let plan = c.plan.clone();
     let mut problems = Vec::new();
     for t in &plan.targets {
         phases::preflight_source(c, nodes.node(&plan.source.name)?, &t.name, &mut problems);
@@ -112,31 +592,85 @@ pub fn run_clone(
     }
     // Bundles are made by 3c: their absence is not a problem yet.
     problems.dedup();
-    if !problems.is_empty() {
-        return Err(CeremonyError::Preflight {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CeremonyError::Preflight {
             problems: Problems(problems),
+        })
+    }
+}
+
+/// Dual control: the source and targets whose SA-key registration is not complete.
+fn pending_registrations(c: &Ceremony, nodes: &mut dyn Nodes) -> Result<Vec<PendingRegistration>> {
+    let plan = c.plan.clone();
+    let label = plan.sa_label();
+    let mut pending = Vec::new();
+    for node in std::iter::once(&plan.source).chain(plan.targets.iter()) {
+        let registrations = nodes
+            .node(&node.name)?
+            .list_registrations()
+            .map_err(CeremonyError::backend(&node.name, "list registrations"))?;
+        let registration = registrations.iter().find(|r| r.name == label);
+        if registration.is_some_and(|r| r.key.is_some()) {
+            continue;
+        }
+        pending.push(PendingRegistration {
+            node: node.name.clone(),
+            hash_registered: registration.is_some(),
+            hash_registered_by: registration
+                .and_then(|_| phases::hash_registered_by(c, &node.name)),
         });
     }
-    for t in &plan.targets {
-        let r = phases::phase3c(c, nodes.node(&plan.source.name)?, &t.name)?;
-        done(r, &mut reports);
-        let r = phases::phase3d(c, nodes.node(&t.name)?, &t.name)?;
-        done(r, &mut reports);
-    }
-    let mut statuses = Vec::new();
-    let mut names = vec![plan.sa.name.clone(), plan.source.name.clone()];
-    names.extend(plan.targets.iter().map(|t| t.name.clone()));
-    names.dedup();
+    Ok(pending)
+}
+
+fn statuses(nodes: &mut dyn Nodes, names: &[&str]) -> Result<Vec<(String, NodeStatus)>> {
+    let mut out: Vec<(String, NodeStatus)> = Vec::new();
     for name in names {
+        if out.iter().any(|(n, _)| n == name) {
+            continue;
+        }
         let st = nodes
-            .node(&name)?
+            .node(name)?
             .status()
-            .map_err(CeremonyError::backend(&name, "read status"))?;
-        statuses.push((name, st));
+            .map_err(CeremonyError::backend(name, "read status"))?;
+        out.push((name.to_string(), st));
     }
-    Ok(CloneSummary {
-        phases: reports,
-        nodes: statuses,
-        journal_head: c.journal().head_hash(),
-    })
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With one worker, the first ready task in list order is the list itself: the order
+    /// of the per-phase commands.
+    #[test]
+    fn the_stages_list_every_phase_after_what_it_needs() {
+        for targets in [1, 3, 10] {
+            for stage in [keys_stage(targets), shares_stage(targets)] {
+                for (i, t) in stage.iter().enumerate() {
+                    assert!(t.after.iter().all(|a| *a < i), "{:?}", t.step);
+                }
+            }
+            assert_eq!(
+                (keys_stage(targets).len() + shares_stage(targets).len()) as u64,
+                phase_count(targets)
+            );
+        }
+        let order: Vec<Step> = keys_stage(2).iter().map(|t| t.step).collect();
+        assert_eq!(
+            order,
+            [
+                Step::P1,
+                Step::P2a,
+                Step::P2b,
+                Step::P3a(0),
+                Step::P3b(0),
+                Step::P3a(1),
+                Step::P3b(1)
+            ]
+        );
+    }
 }

@@ -10,7 +10,7 @@ use mkclone_ceremony::dbs::{Layout, SA_DB_FORMAT, SaDb, read_optional};
 use mkclone_ceremony::event::RunStart;
 use mkclone_ceremony::journal::{Journal, Kind, Record};
 use mkclone_ceremony::report::{self, Report};
-use mkclone_ceremony::run::{Nodes, run_clone};
+use mkclone_ceremony::run::{CloneOptions, Nodes, run_clone};
 use mkclone_ceremony::{Ceremony, CeremonyError, Plan};
 use serde_json::json;
 
@@ -30,6 +30,13 @@ impl Nodes for Cards {
                 node: name.into(),
                 message: "unknown".into(),
             })
+    }
+
+    fn nodes_mut(
+        &mut self,
+        names: &[&str],
+    ) -> Result<Vec<&mut (dyn Backend + Send)>, CeremonyError> {
+        self.0.nodes_mut(names)
     }
 }
 
@@ -88,7 +95,7 @@ fn run_as(
         ceremony.inject_crash_after(k);
     }
     let mut cards = open_cards(root);
-    run_clone(&mut ceremony, &mut cards, &mut |_| {}).map(|_| ())
+    run_clone(&mut ceremony, &mut cards, &CloneOptions::default()).map(|_| ())
 }
 
 fn current_pattern(st: &NodeStatus, kind: CloneableKind) -> String {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use mkclone_backend::{Backend, CloneableKind, RsaModulusBits, SerialNumber};
 use mkclone_ceremony::envelope::Put;
-use mkclone_ceremony::run::run_clone;
+use mkclone_ceremony::run::{CloneOptions, run_clone};
 use mkclone_ceremony::{Ceremony, CeremonyError, Plan};
 use mkclone_hw_sim::SimBackend;
 
@@ -37,7 +37,7 @@ fn run(root: &Path, plan: &Plan, crash_after: Option<u64>) -> Result<u64, Ceremo
         ceremony.inject_crash_after(k);
     }
     let mut cards = open(root);
-    let result = run_clone(&mut ceremony, &mut cards, &mut |_| {});
+    let result = run_clone(&mut ceremony, &mut cards, &CloneOptions::serial());
     let appended = ceremony.records_appended();
     result.map(|_| appended)
 }
@@ -119,7 +119,7 @@ fn lost_replies_are_reconciled() {
             .unwrap()
             .transport_mut()
             .set_faults(FaultPlan::new().at(k, Fault::AfterCard));
-        run_clone(&mut ceremony, &mut cards, &mut |_| {})
+        run_clone(&mut ceremony, &mut cards, &CloneOptions::serial())
             .unwrap_or_else(|e| panic!("lost reply {k}: {e}"));
         drop(ceremony);
         check_finished(dir.path(), &plan);
@@ -205,4 +205,90 @@ fn a_key_swapped_into_a_carried_file_is_never_certified() {
         &KeyConfirmation::Fingerprint(fp[..19].to_lowercase()),
     )
     .unwrap();
+}
+
+const PARALLEL_NODES: [(&str, u8); 5] = [
+    ("sa", 1),
+    ("source", 2),
+    ("target1", 3),
+    ("target2", 4),
+    ("target3", 5),
+];
+
+/// `clone` of three targets, every phase that can run at once doing so; the "process"
+/// dies right after the journal's k-th record (no thread appends after it; the others may
+/// be in the middle of a request or a file write).
+fn run_parallel(root: &Path, plan: &Plan, crash_after: Option<u64>) -> Result<u64, CeremonyError> {
+    let mut ceremony = Ceremony::open(&root.join("ceremony"), plan.clone())?;
+    if let Some(k) = crash_after {
+        ceremony.inject_crash_after(k);
+    }
+    let mut cards = open_cards(root, &PARALLEL_NODES);
+    let options = CloneOptions {
+        jobs: std::num::NonZeroUsize::new(3),
+        observer: None,
+    };
+    let result = run_clone(&mut ceremony, &mut cards, &options);
+    let appended = ceremony.records_appended();
+    result.map(|_| appended)
+}
+
+/// Every target equals the source, SET once, one key and one registration per node.
+fn check_parallel_finished(root: &Path, plan: &Plan) {
+    let mut cards = open_cards(root, &PARALLEL_NODES);
+    let source = cards.get_mut("source").unwrap().status().unwrap();
+    for (name, _) in &PARALLEL_NODES[2..] {
+        let st = cards.get_mut(*name).unwrap().status().unwrap();
+        for kind in &plan.kinds {
+            let s = source.register(kind.kind()).unwrap();
+            let t = st.register(kind.kind()).unwrap();
+            assert_eq!(t.current_patterns, s.current_patterns, "{name} {kind}");
+            assert_eq!(
+                t.old,
+                mkclone_backend::CurrentState::Invalid,
+                "{name}: SET once"
+            );
+        }
+    }
+    for (name, _) in PARALLEL_NODES {
+        let node = cards.get_mut(name).unwrap();
+        assert_eq!(node.list_retained_keys().unwrap().len(), 1, "{name}");
+        let regs = node.list_registrations().unwrap().len();
+        assert_eq!(regs, usize::from(name != "sa"), "{name}: registrations");
+    }
+}
+
+#[test]
+fn a_crash_at_any_point_of_a_parallel_clone_is_finished_by_a_rerun() {
+    let plan = common::plan(
+        "parallel-resume",
+        &["target1", "target2", "target3"],
+        &[CloneableKind::Sym],
+        2,
+        3,
+        true,
+    );
+    let clean = tempfile::tempdir().unwrap();
+    create_cards(clean.path(), &PARALLEL_NODES);
+    let total = run_parallel(clean.path(), &plan, None).unwrap();
+    check_parallel_finished(clean.path(), &plan);
+    // Every fourth record (a different phase of the interleaving each time), and the last.
+    let points: Vec<u64> = (1..total).step_by(4).chain([total - 1]).collect();
+    for k in points {
+        let dir = tempfile::tempdir().unwrap();
+        create_cards(dir.path(), &PARALLEL_NODES);
+        match run_parallel(dir.path(), &plan, Some(k)) {
+            Err(CeremonyError::InjectedCrash { after }) => assert_eq!(after, k),
+            other => panic!("crash point {k}: expected the injected crash, got {other:?}"),
+        }
+        // Nothing was appended after the crash point, by any thread.
+        let journal =
+            mkclone_ceremony::journal::Journal::open(&dir.path().join("ceremony"), &plan.id, true)
+                .unwrap();
+        assert_eq!(journal.records().len() as u64, k, "crash point {k}");
+        drop(journal);
+        run_parallel(dir.path(), &plan, None)
+            .unwrap_or_else(|e| panic!("rerun after crash point {k}: {e}"));
+        check_parallel_finished(dir.path(), &plan);
+    }
 }

@@ -87,6 +87,27 @@ pub fn register_sa_hash(
     end(c, report)
 }
 
+/// Who registered the SA key's hash on `node`: the operator of the last successful
+/// outcome of a hash registration there, as this ceremony's journal says.
+pub fn hash_registered_by(c: &Ceremony, node: &str) -> Option<String> {
+    let journal = c.journal();
+    let records = journal.records();
+    records
+        .iter()
+        .rev()
+        .filter(|r| r.node == node)
+        .find(|r| {
+            r.outcome().is_some_and(|o| {
+                o.ok()
+                    && records.iter().any(|i| {
+                        i.seq == o.intent
+                            && matches!(i.action(), Some(Action::RegisterSaHash { .. }))
+                    })
+            })
+        })
+        .and_then(|r| r.operator.clone())
+}
+
 /// Dual control, step 2 (a second person): register the SA public key itself on `node`;
 /// the node checks it matches the hash registered in step 1.
 pub fn register_sa_key(
@@ -99,21 +120,7 @@ pub fn register_sa_key(
     // Who registered the hash here (a successful outcome, with a name)? Dual control means
     // another person registers the key; names are compared trimmed and case-folded.
     let normal = |s: &str| s.trim().to_lowercase();
-    let records = c.journal().records();
-    let hash_by = records
-        .iter()
-        .rev()
-        .filter(|r| r.node == node_name)
-        .find(|r| {
-            r.outcome().is_some_and(|o| {
-                o.ok()
-                    && records.iter().any(|i| {
-                        i.seq == o.intent
-                            && matches!(i.action(), Some(Action::RegisterSaHash { .. }))
-                    })
-            })
-        })
-        .and_then(|r| r.operator.clone());
+    let hash_by = hash_registered_by(c, node_name);
     let Some(hash_by) = hash_by else {
         return Err(CeremonyError::DualControl(format!(
             "dual control: this ceremony's journal does not show who registered the SA key's hash on {node_name}. \

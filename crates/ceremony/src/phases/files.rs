@@ -27,7 +27,7 @@ pub fn trusted_sa_db(c: &Ceremony, command: &str) -> Result<SaDb> {
             shown: String::new(),
         });
     };
-    trust::check_sa_db(&c.plan, &db, Some(anchor))?;
+    trust::check_sa_db(&c.plan, &db, Some(&anchor))?;
     Ok(db)
 }
 

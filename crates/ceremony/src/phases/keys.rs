@@ -10,7 +10,7 @@ use super::*;
 pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
     let plan_node = c.plan.sa.clone();
     // A pinned SA key must be the one this node holds: a fresh key could never match it.
-    if let Some(pinned) = c.sa_anchor().cloned() {
+    if let Some(pinned) = c.sa_anchor() {
         let held = sa
             .retained_public_key(&c.plan.sa_label())
             .map_err(CeremonyError::backend(

@@ -40,7 +40,7 @@ mod preflight;
 mod shares;
 mod steps;
 
-pub use dual_control::{register_sa_hash, register_sa_key};
+pub use dual_control::{hash_registered_by, register_sa_hash, register_sa_key};
 pub use files::{read_csr_db, read_sa_db, trusted_sa_db};
 pub use keys::{phase1, phase2a, phase2b, phase3a, phase3b};
 pub use preflight::{SourceReady, overwrite_guard, preflight_source, preflight_target};
@@ -130,7 +130,15 @@ pub(super) fn begin(
     check_node_history(c, phase, plan_node, node)?;
     c.note(phase, &plan_node.name, Note::PhaseStart {})?;
     c.note(phase, &plan_node.name, Note::NodeStatus(Box::new(st)))?;
-    Ok(PhaseReport::new(phase, &plan_node.name))
+    let observer = c.observer().cloned();
+    if let Some(o) = &observer {
+        o.emit(&crate::progress::Progress::PhaseStarted {
+            phase,
+            node: &plan_node.name,
+            target: o.target(),
+        });
+    }
+    Ok(PhaseReport::observed(phase, &plan_node.name, observer))
 }
 
 /// A node that already holds this ceremony's key for its role (the SA, CSS or CSR key)
@@ -144,8 +152,7 @@ fn check_node_history(
     node: &mut dyn Backend,
 ) -> Result<()> {
     let name = plan_node.name.as_str();
-    let records = c.journal().records();
-    let known = records.iter().any(|r| {
+    let known = c.journal().records().iter().any(|r| {
         r.node == name
             && matches!(
                 r.note(),

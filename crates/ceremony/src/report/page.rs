@@ -884,15 +884,43 @@ fn same_fingerprint(a: Option<&str>, b: Option<&str>) -> bool {
     matches!((a, b), (Some(a), Some(b)) if norm(a) == norm(b))
 }
 
-/// Where a new group of the timeline begins: a run, a phase, or another journal.
-fn starts_group(prev: Option<&TimelineEntry>, e: &TimelineEntry) -> bool {
-    let Some(prev) = prev else { return true };
-    match e.note {
-        _ if prev.journal != e.journal => true,
-        Some(Note::RunStart(_)) => true,
-        Some(Note::PhaseStart {}) => !matches!(prev.note, Some(Note::RunStart(_))),
-        _ => false,
+/// The timeline's groups, in the order they begin: one per run of a phase on a node (its
+/// `phase-start` to the next `phase-start` of that phase on that node), per journal. `clone`
+/// runs targets in parallel, so the records of concurrent phases interleave: a group is
+/// made of its own phase's records (every record names its phase and node), not of the
+/// records that happen to lie between two phase starts. A `run-start` note heads the group
+/// of the record that follows it.
+fn timeline_groups(timeline: &[TimelineEntry]) -> Vec<Vec<TimelineEntry>> {
+    let mut groups: Vec<Vec<TimelineEntry>> = Vec::new();
+    // The open group of each (journal, phase, node), by index into `groups`.
+    let mut open: Vec<((&str, &str, &str), usize)> = Vec::new();
+    let mut pending: Vec<TimelineEntry> = Vec::new();
+    for e in timeline {
+        if matches!(e.note, Some(Note::RunStart(_))) {
+            pending.push(e.clone());
+            continue;
+        }
+        let key = (e.journal.as_str(), e.phase.as_str(), e.node.as_str());
+        let at = open.iter().position(|(k, _)| *k == key);
+        let starts = matches!(e.note, Some(Note::PhaseStart {})) || !pending.is_empty();
+        match at {
+            Some(i) if !starts => groups[open[i].1].push(e.clone()),
+            _ => {
+                let mut g = std::mem::take(&mut pending);
+                g.push(e.clone());
+                groups.push(g);
+                let index = groups.len() - 1;
+                match at {
+                    Some(i) => open[i].1 = index,
+                    None => open.push((key, index)),
+                }
+            }
+        }
     }
+    if !pending.is_empty() {
+        groups.push(pending);
+    }
+    groups
 }
 
 /// "records 86–106" of a group (its intents' outcomes included).
@@ -952,14 +980,8 @@ fn recheck(g: &[TimelineEntry]) -> Option<Vec<(CloneableKind, VerificationPatter
 }
 
 fn timeline_section(r: &Report, rec: &dyn Fn(&str, u64) -> String) -> Section {
-    let mut groups: Vec<&[TimelineEntry]> = Vec::new();
-    let mut begin = 0;
-    for i in 1..=r.timeline.len() {
-        if i == r.timeline.len() || starts_group(r.timeline.get(i - 1), &r.timeline[i]) {
-            groups.push(&r.timeline[begin..i]);
-            begin = i;
-        }
-    }
+    let owned = timeline_groups(&r.timeline);
+    let groups: Vec<&[TimelineEntry]> = owned.iter().map(Vec::as_slice).collect();
     let quiet = |g: &[TimelineEntry]| g.iter().all(TimelineEntry::changes_nothing);
     let mut rows = Vec::new();
     let mut shown = 0usize;
