@@ -105,13 +105,12 @@ fn serial_of(shared: &mut crate::library::Shared, adapter: u8) -> Result<String,
     let mut q = verbs::query("STATCRD2", 0);
     shared.call(&mut q)?;
     if q.return_code != 0 {
-        return Err(HostlibError::Verb {
-            verb: "CSUACFQ",
-            during: "reading the adapter's serial number (STATCRD2)".into(),
-            return_code: q.return_code,
-            reason_code: q.reason_code,
-            message: mkclone_cca::rc::message(q.return_code as u16, q.reason_code as u16).into(),
-        });
+        return Err(HostlibError::verb(
+            "CSUACFQ",
+            "reading the adapter's serial number (STATCRD2)",
+            q.return_code,
+            q.reason_code,
+        ));
     }
     let e = q.element(14).ok_or_else(|| HostlibError::Malformed {
         verb: "CSUACFQ",
@@ -159,17 +158,12 @@ pub fn list_adapters(
     select(&mut guard, 1)?;
     guard.call(&mut count)?;
     if count.return_code != 0 {
-        return Err(HostlibError::Verb {
-            verb: "CSUACFQ",
-            during: "counting the adapters (STATCRD2)".into(),
-            return_code: count.return_code,
-            reason_code: count.reason_code,
-            message: mkclone_cca::rc::message(
-                u16::try_from(count.return_code).unwrap_or(u16::MAX),
-                u16::try_from(count.reason_code).unwrap_or(u16::MAX),
-            )
-            .into(),
-        });
+        return Err(HostlibError::verb(
+            "CSUACFQ",
+            "counting the adapters (STATCRD2)",
+            count.return_code,
+            count.reason_code,
+        ));
     }
     let n: u8 = count
         .element(0)

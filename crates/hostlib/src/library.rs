@@ -187,17 +187,12 @@ impl Shared {
         match (rc, rs) {
             (0, _) => Ok(true),
             (4, 0) => Ok(false),
-            _ => Err(HostlibError::Verb {
-                verb: SIM_CREATE_CARD_SYMBOL,
-                during: format!("creating a simulated card with serial {serial}"),
-                return_code: rc,
-                reason_code: rs,
-                message: mkclone_cca::rc::message(
-                    u16::try_from(rc).unwrap_or(u16::MAX),
-                    u16::try_from(rs).unwrap_or(u16::MAX),
-                )
-                .into(),
-            }),
+            _ => Err(HostlibError::verb(
+                SIM_CREATE_CARD_SYMBOL,
+                format!("creating a simulated card with serial {serial}"),
+                rc,
+                rs,
+            )),
         }
     }
 
