@@ -141,108 +141,103 @@ unsafe fn rules<'a>(count: *mut c_long, rules: *mut c_uchar) -> Result<(i64, &'a
 
 const OK: Codes = machine::codes(0, 0);
 
-/// CSUACFQ. The output elements are written over the rule array, which (as IBM documents)
-/// the caller sized for them; the count is updated.
-///
-/// # Safety
-/// The C contract of CSUACFQ (vendor-headers/csulcca.h).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSUACFQ(
-    rc: *mut c_long,
-    rs: *mut c_long,
-    _exit_len: *mut c_long,
-    _exit: *mut c_uchar,
-    count: *mut c_long,
-    rule_array: *mut c_uchar,
-    verb_data_length: *mut c_long,
-    verb_data: *mut c_uchar,
-) {
-    // SAFETY: the C contract.
-    unsafe {
-        enter("CSUACFQ", rc, rs, |m| {
-            let (n, input) = rules(count, rule_array)?;
-            let input = input.to_vec();
-            let data = slice(verb_data_length, verb_data)?;
-            let mut none = 0i64;
-            let len = match long(verb_data_length) {
-                Ok(l) => l,
-                Err(_) => &mut none,
-            };
-            let elements = verbs::csuacfq(m, n, &input, (len, data))?;
-            let out = std::slice::from_raw_parts_mut(rule_array, elements.len() * 8);
-            for (i, e) in elements.iter().enumerate() {
-                out[i * 8..i * 8 + 8].copy_from_slice(e);
-            }
-            *count = elements.len() as c_long;
-            Ok(OK)
-        })
-    }
-}
-
-/// CSUACFV: the version string (zkey parses "%u.%u.%uz%s").
-///
-/// # Safety
-/// The C contract of CSUACFV.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSUACFV(
-    rc: *mut c_long,
-    rs: *mut c_long,
-    _exit_len: *mut c_long,
-    _exit: *mut c_uchar,
-    len: *mut c_long,
-    data: *mut c_uchar,
-) {
-    // SAFETY: the C contract.
-    unsafe {
-        enter("CSUACFV", rc, rs, |_| {
-            let out = slice(len, data)?;
-            verbs::put((long(len)?, out), b"0.0.0zMKCLONE-SIMULATED\0")?;
-            Ok(OK)
-        })
-    }
-}
-
-/// Exports one CCA verb: `#[no_mangle] extern "C"` with the head every verb but CSUACFV
-/// shares in vendor-headers/csulcca.h (return and reason codes, exit data, which mkclone's
-/// callers never pass, the rule-array count and the rule array), then the verb's own
-/// `$param`s. The body runs through `enter` on the machine (`$m`) with the rule array
-/// already read (`$n` keywords in `$r`) and answers the codes.
+/// Exports one function of the library: `#[no_mangle] extern "C"` with the return and
+/// reason codes first (every export of csulcca.h has them), then `$param`s; the body runs
+/// through `enter` on the machine (`$m`) and answers the codes it stores.
 ///
 /// A macro only because an exported C function's parameter list cannot be produced by a
-/// Rust function or generic: it writes the export boilerplate and nothing else; each verb's
-/// logic is its body below (and hostlib-sim's verbs.rs).
+/// Rust function or generic: it writes the export boilerplate (signature, `enter`, the
+/// unsafe block) and nothing else; each function's logic is its body below (and
+/// hostlib-sim's verbs.rs). The caller's `# Safety` section is the C contract: every
+/// pointer null or as the header describes it, and the body reads the pointers only
+/// through `slice`, `fixed` and `long`, which hold it.
+macro_rules! export {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident(|$m:pat_param| $($param:ident: $ty:ty),* $(,)?)
+        $body:block
+    ) => {
+        $(#[$doc])*
+        #[unsafe(no_mangle)]
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe extern "C" fn $name(rc: *mut c_long, rs: *mut c_long, $($param: $ty),*) {
+            // SAFETY: the C contract in the function's `# Safety` section.
+            unsafe { enter(stringify!($name), rc, rs, |$m| $body) }
+        }
+    };
+}
+
+/// A CCA verb: `export!` with the head every verb but CSUACFV shares in
+/// vendor-headers/csulcca.h after the codes (exit data, which mkclone's callers never
+/// pass, the rule-array count and the rule array), the rule array already read (`$n`
+/// keywords in `$r`) when the body runs.
 macro_rules! cca_verb {
     (
         $(#[$doc:meta])*
         fn $name:ident(|$m:pat_param, $n:ident, $r:ident| $($param:ident: $ty:ty),* $(,)?)
         $body:block
     ) => {
-        $(#[$doc])*
-        ///
-        /// # Safety
-        /// The C contract of the verb (vendor-headers/csulcca.h): every pointer is null or
-        /// points to what the header says, lengths included.
-        #[unsafe(no_mangle)]
-        #[allow(clippy::too_many_arguments)]
-        pub unsafe extern "C" fn $name(
-            rc: *mut c_long,
-            rs: *mut c_long,
-            _exit_len: *mut c_long,
-            _exit: *mut c_uchar,
-            count: *mut c_long,
-            rule_array: *mut c_uchar,
-            $($param: $ty),*
-        ) {
-            // SAFETY: the C contract above; the body reads the pointers only through
-            // `slice`, `fixed` and `long`, which hold it.
-            unsafe {
-                enter(stringify!($name), rc, rs, |$m| {
-                    let ($n, $r) = rules(count, rule_array)?;
-                    $body
-                })
+        export! {
+            $(#[$doc])*
+            ///
+            /// # Safety
+            /// The C contract of the verb (vendor-headers/csulcca.h).
+            fn $name(|$m|
+                _exit_len: *mut c_long,
+                _exit: *mut c_uchar,
+                count: *mut c_long,
+                rule_array: *mut c_uchar,
+                $($param: $ty),*
+            ) {
+                let ($n, $r) = rules(count, rule_array)?;
+                $body
             }
         }
     };
+}
+
+export! {
+    /// CSUACFQ. The output elements are written over the rule array, which (as IBM
+    /// documents) the caller sized for them; the count is updated.
+    ///
+    /// # Safety
+    /// The C contract of CSUACFQ (vendor-headers/csulcca.h).
+    fn CSUACFQ(|m|
+        _exit_len: *mut c_long,
+        _exit: *mut c_uchar,
+        count: *mut c_long,
+        rule_array: *mut c_uchar,
+        verb_data_length: *mut c_long,
+        verb_data: *mut c_uchar,
+    ) {
+        let (n, input) = rules(count, rule_array)?;
+        let input = input.to_vec();
+        let data = slice(verb_data_length, verb_data)?;
+        let mut none = 0i64;
+        let len = match long(verb_data_length) {
+            Ok(l) => l,
+            Err(_) => &mut none,
+        };
+        let elements = verbs::csuacfq(m, n, &input, (len, data))?;
+        let out = std::slice::from_raw_parts_mut(rule_array, elements.len() * 8);
+        for (i, e) in elements.iter().enumerate() {
+            out[i * 8..i * 8 + 8].copy_from_slice(e);
+        }
+        *count = elements.len() as c_long;
+        Ok(OK)
+    }
+}
+
+export! {
+    /// CSUACFV: the version string (zkey parses "%u.%u.%uz%s").
+    ///
+    /// # Safety
+    /// The C contract of CSUACFV.
+    fn CSUACFV(|_| _exit_len: *mut c_long, _exit: *mut c_uchar, len: *mut c_long, data: *mut c_uchar) {
+        let out = slice(len, data)?;
+        verbs::put((long(len)?, out), b"0.0.0zMKCLONE-SIMULATED\0")?;
+        Ok(OK)
+    }
 }
 
 /// CSUACRA and CSUACRD: one body, `allocate` telling them apart.
@@ -385,59 +380,44 @@ cca_verb! {
     }
 }
 
-/// PROJECT-ASSIGNED (never in IBM's library): one request message in mkclone's own
-/// encoding (crates/cca) to the allocated card, the reply message back.
-///
-/// # Safety
-/// `request` holds `*request_length` bytes; `reply` has room for `*reply_length` bytes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn mkclone_simlib_ext(
-    rc: *mut c_long,
-    rs: *mut c_long,
-    request_length: *mut c_long,
-    request: *mut c_uchar,
-    reply_length: *mut c_long,
-    reply: *mut c_uchar,
-) {
-    // SAFETY: the C contract above.
-    unsafe {
-        enter("mkclone_simlib_ext", rc, rs, |m| {
-            let message = slice(request_length, request)?.to_vec();
-            let out = slice(reply_length, reply)?;
-            let apqn = m.apqn()?;
-            let answer = m.exchange(apqn, &message)?;
-            verbs::put((long(reply_length)?, out), &answer)?;
-            Ok(OK)
-        })
+export! {
+    /// PROJECT-ASSIGNED (never in IBM's library): one request message in mkclone's own
+    /// encoding (crates/cca) to the allocated card, the reply message back.
+    ///
+    /// # Safety
+    /// `request` holds `*request_length` bytes; `reply` has room for `*reply_length` bytes.
+    fn mkclone_simlib_ext(|m|
+        request_length: *mut c_long,
+        request: *mut c_uchar,
+        reply_length: *mut c_long,
+        reply: *mut c_uchar,
+    ) {
+        let message = slice(request_length, request)?.to_vec();
+        let out = slice(reply_length, reply)?;
+        let apqn = m.apqn()?;
+        let answer = m.exchange(apqn, &message)?;
+        verbs::put((long(reply_length)?, out), &answer)?;
+        Ok(OK)
     }
 }
 
-/// PROJECT-ASSIGNED (never in IBM's library): create a factory-fresh simulated card with
-/// this serial number as the next adapter of the library's domain (`mkclone sim init`).
-/// Return code 0: created; 4/0: a card with this serial exists already.
-///
-/// # Safety
-/// `serial` holds `*serial_length` bytes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn mkclone_simlib_create_card(
-    rc: *mut c_long,
-    rs: *mut c_long,
-    serial_length: *mut c_long,
-    serial: *mut c_uchar,
-) {
-    // SAFETY: the C contract above.
-    unsafe {
-        enter("mkclone_simlib_create_card", rc, rs, |m| {
-            let text = slice(serial_length, serial)?;
-            let serial = std::str::from_utf8(text)
-                .ok()
-                .and_then(|t| mkclone_backend::SerialNumber::new(t.trim_end()).ok())
-                .ok_or(machine::project::UNSUPPORTED)?;
-            Ok(if m.create_card(&serial)? {
-                OK
-            } else {
-                machine::codes(4, 0)
-            })
+export! {
+    /// PROJECT-ASSIGNED (never in IBM's library): create a factory-fresh simulated card
+    /// with this serial number as the next adapter of the library's domain (`mkclone sim
+    /// init`). Return code 0: created; 4/0: a card with this serial exists already.
+    ///
+    /// # Safety
+    /// `serial` holds `*serial_length` bytes.
+    fn mkclone_simlib_create_card(|m| serial_length: *mut c_long, serial: *mut c_uchar) {
+        let text = slice(serial_length, serial)?;
+        let serial = std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| mkclone_backend::SerialNumber::new(t.trim_end()).ok())
+            .ok_or(machine::project::UNSUPPORTED)?;
+        Ok(if m.create_card(&serial)? {
+            OK
+        } else {
+            machine::codes(4, 0)
         })
     }
 }
