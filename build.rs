@@ -20,7 +20,6 @@ fn main() {
         committed: "src/zcrypt/bindings_committed.rs",
         generated: "zcrypt_bindings.rs",
         env: "MKCLONE_ZCRYPT_BINDINGS",
-        cfg: "zcrypt_bindgen",
         what: "zcrypt",
     };
     zcrypt.run(|builder, out_dir| {

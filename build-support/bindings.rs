@@ -6,7 +6,7 @@
 //! bindgen needs libclang at build time and panics when it cannot load it, so libclang is
 //! probed first. Where it is missing, or the `env` variable is `committed`, the committed
 //! copy is used instead with a cargo warning; the crate's test
-//! `bindings_check::committed_bindings_match_a_fresh_generation` then fails, loudly, because it cannot
+//! `generated::bindings_check::committed_bindings_match_a_fresh_generation` then fails, loudly, because it cannot
 //! prove that the copy still matches the header (build-support/bindings_check.rs).
 //! `LIBCLANG_PATH` is honoured by the libclang probe and by bindgen.
 
@@ -24,8 +24,6 @@ pub struct Bindings {
     pub generated: &'static str,
     /// The variable that, set to `committed`, skips bindgen.
     pub env: &'static str,
-    /// The cfg set when the bindings in OUT_DIR are a fresh generation.
-    pub cfg: &'static str,
     /// What the bindings are, for the warning ("zcrypt", "CCA host-library").
     pub what: &'static str,
 }
@@ -39,7 +37,6 @@ impl Bindings {
             committed,
             generated,
             env,
-            cfg,
             what,
         } = self;
         println!("cargo:rerun-if-changed={header}");
@@ -47,8 +44,9 @@ impl Bindings {
         println!("cargo:rerun-if-changed=build.rs");
         println!("cargo:rerun-if-env-changed={env}");
         println!("cargo:rerun-if-env-changed=LIBCLANG_PATH");
-        println!("cargo::rustc-check-cfg=cfg({cfg})");
-        // For the test build-support/bindings_check.rs compiles into the crate.
+        // Set when the bindings in OUT_DIR are a fresh generation (build-support/generated.rs).
+        println!("cargo::rustc-check-cfg=cfg(mkclone_bindings_fresh)");
+        // For build-support/generated.rs and bindings_check.rs, compiled into the crate.
         println!("cargo:rustc-env=MKCLONE_BINDINGS_HEADER={header}");
         println!("cargo:rustc-env=MKCLONE_BINDINGS_COMMITTED={committed}");
         println!("cargo:rustc-env=MKCLONE_BINDINGS_GENERATED={generated}");
@@ -65,7 +63,7 @@ impl Bindings {
         match probe {
             Ok(()) => {
                 write(&target, &self.generate(configure, &out_dir));
-                println!("cargo:rustc-cfg={cfg}");
+                println!("cargo:rustc-cfg=mkclone_bindings_fresh");
             }
             Err(why) => {
                 println!(

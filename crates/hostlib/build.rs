@@ -14,7 +14,6 @@ fn main() {
         committed: "src/bindings_committed.rs",
         generated: "csulcca_bindings.rs",
         env: "MKCLONE_CSULCCA_BINDINGS",
-        cfg: "csulcca_bindgen",
         what: "CCA host-library",
     };
     csulcca.run(|builder, _| {

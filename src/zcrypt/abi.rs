@@ -4,32 +4,15 @@
 //!
 //! Where libclang is missing at build time, the committed copy
 //! `src/zcrypt/bindings_committed.rs` is used instead (with a cargo warning), and the test
-//! `bindings_check::committed_bindings_match_a_fresh_generation` fails.
+//! `generated::bindings_check::committed_bindings_match_a_fresh_generation` fails.
 
 // Only src/zcrypt/ioctl.rs may hold unsafe code (docs/ARCHITECTURE.md, "zcrypt").
 #![forbid(unsafe_code)]
 
-#[allow(
-    non_camel_case_types,
-    non_snake_case,
-    non_upper_case_globals,
-    dead_code,
-    clippy::all
-)]
-mod generated {
-    include!(concat!(env!("OUT_DIR"), "/zcrypt_bindings.rs"));
-}
+#[path = "../../build-support/generated.rs"]
+mod generated;
 
 pub use generated::*;
-
-/// Whether the bindings in this build are a fresh bindgen run (false: the committed copy).
-pub const FRESHLY_GENERATED: bool = cfg!(zcrypt_bindgen);
-
-/// The committed copy is checked against a fresh generation (shared with the other
-/// bindings: build-support/).
-#[cfg(test)]
-#[path = "../../build-support/bindings_check.rs"]
-mod bindings_check;
 
 /// One entry of the `ZCRYPT_DEVICE_STATUS` matrix, decoded from its word (bit positions
 /// of s390x's big-endian bit-field allocation, vendor-headers/zcrypt.h).
