@@ -141,91 +141,113 @@ unsafe fn rules<'a>(count: *mut c_long, rules: *mut c_uchar) -> Result<(i64, &'a
 
 const OK: Codes = machine::codes(0, 0);
 
-/// CSUACFQ. The output elements are written over the rule array, which (as IBM documents)
-/// the caller sized for them; the count is updated.
+/// Exports one function of the library: `#[no_mangle] extern "C"` with the return and
+/// reason codes first (every export of csulcca.h has them), then `$param`s; the body runs
+/// through `enter` on the machine (`$m`) and answers the codes it stores.
 ///
-/// # Safety
-/// The C contract of CSUACFQ (vendor-headers/csulcca.h).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSUACFQ(
-    rc: *mut c_long,
-    rs: *mut c_long,
-    _exit_len: *mut c_long,
-    _exit: *mut c_uchar,
-    count: *mut c_long,
-    rule_array: *mut c_uchar,
-    verb_data_length: *mut c_long,
-    verb_data: *mut c_uchar,
-) {
-    // SAFETY: the C contract.
-    unsafe {
-        enter("CSUACFQ", rc, rs, |m| {
-            let (n, input) = rules(count, rule_array)?;
-            let input = input.to_vec();
-            let data = slice(verb_data_length, verb_data)?;
-            let mut none = 0i64;
-            let len = match long(verb_data_length) {
-                Ok(l) => l,
-                Err(_) => &mut none,
-            };
-            let elements = verbs::csuacfq(m, n, &input, (len, data))?;
-            let out = std::slice::from_raw_parts_mut(rule_array, elements.len() * 8);
-            for (i, e) in elements.iter().enumerate() {
-                out[i * 8..i * 8 + 8].copy_from_slice(e);
+/// A macro only because an exported C function's parameter list cannot be produced by a
+/// Rust function or generic: it writes the export boilerplate (signature, `enter`, the
+/// unsafe block) and nothing else; each function's logic is its body below (and
+/// hostlib-sim's verbs.rs). The caller's `# Safety` section is the C contract: every
+/// pointer null or as the header describes it, and the body reads the pointers only
+/// through `slice`, `fixed` and `long`, which hold it.
+macro_rules! export {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident(|$m:pat_param| $($param:ident: $ty:ty),* $(,)?)
+        $body:block
+    ) => {
+        $(#[$doc])*
+        #[unsafe(no_mangle)]
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe extern "C" fn $name(rc: *mut c_long, rs: *mut c_long, $($param: $ty),*) {
+            // SAFETY: the C contract in the function's `# Safety` section.
+            unsafe { enter(stringify!($name), rc, rs, |$m| $body) }
+        }
+    };
+}
+
+/// A CCA verb: `export!` with the head every verb but CSUACFV shares in
+/// vendor-headers/csulcca.h after the codes (exit data, which mkclone's callers never
+/// pass, the rule-array count and the rule array), the rule array already read (`$n`
+/// keywords in `$r`) when the body runs.
+macro_rules! cca_verb {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident(|$m:pat_param, $n:ident, $r:ident| $($param:ident: $ty:ty),* $(,)?)
+        $body:block
+    ) => {
+        export! {
+            $(#[$doc])*
+            ///
+            /// # Safety
+            /// The C contract of the verb (vendor-headers/csulcca.h).
+            fn $name(|$m|
+                _exit_len: *mut c_long,
+                _exit: *mut c_uchar,
+                count: *mut c_long,
+                rule_array: *mut c_uchar,
+                $($param: $ty),*
+            ) {
+                let ($n, $r) = rules(count, rule_array)?;
+                $body
             }
-            *count = elements.len() as c_long;
-            Ok(OK)
-        })
+        }
+    };
+}
+
+export! {
+    /// CSUACFQ. The output elements are written over the rule array, which (as IBM
+    /// documents) the caller sized for them; the count is updated.
+    ///
+    /// # Safety
+    /// The C contract of CSUACFQ (vendor-headers/csulcca.h).
+    fn CSUACFQ(|m|
+        _exit_len: *mut c_long,
+        _exit: *mut c_uchar,
+        count: *mut c_long,
+        rule_array: *mut c_uchar,
+        verb_data_length: *mut c_long,
+        verb_data: *mut c_uchar,
+    ) {
+        let (n, input) = rules(count, rule_array)?;
+        let input = input.to_vec();
+        let data = slice(verb_data_length, verb_data)?;
+        let mut none = 0i64;
+        let len = match long(verb_data_length) {
+            Ok(l) => l,
+            Err(_) => &mut none,
+        };
+        let elements = verbs::csuacfq(m, n, &input, (len, data))?;
+        let out = std::slice::from_raw_parts_mut(rule_array, elements.len() * 8);
+        for (i, e) in elements.iter().enumerate() {
+            out[i * 8..i * 8 + 8].copy_from_slice(e);
+        }
+        *count = elements.len() as c_long;
+        Ok(OK)
     }
 }
 
-/// CSUACFV: the version string (zkey parses "%u.%u.%uz%s").
-///
-/// # Safety
-/// The C contract of CSUACFV.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSUACFV(
-    rc: *mut c_long,
-    rs: *mut c_long,
-    _exit_len: *mut c_long,
-    _exit: *mut c_uchar,
-    len: *mut c_long,
-    data: *mut c_uchar,
-) {
-    // SAFETY: the C contract.
-    unsafe {
-        enter("CSUACFV", rc, rs, |_| {
-            let out = slice(len, data)?;
-            verbs::put((long(len)?, out), b"0.0.0zMKCLONE-SIMULATED\0")?;
-            Ok(OK)
-        })
+export! {
+    /// CSUACFV: the version string (zkey parses "%u.%u.%uz%s").
+    ///
+    /// # Safety
+    /// The C contract of CSUACFV.
+    fn CSUACFV(|_| _exit_len: *mut c_long, _exit: *mut c_uchar, len: *mut c_long, data: *mut c_uchar) {
+        let out = slice(len, data)?;
+        verbs::put((long(len)?, out), b"0.0.0zMKCLONE-SIMULATED\0")?;
+        Ok(OK)
     }
 }
 
+/// CSUACRA and CSUACRD: one body, `allocate` telling them apart.
 macro_rules! resource_verb {
     ($name:ident, $allocate:expr) => {
-        /// CSUACRA / CSUACRD.
-        ///
-        /// # Safety
-        /// The C contract of the verb.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(
-            rc: *mut c_long,
-            rs: *mut c_long,
-            _exit_len: *mut c_long,
-            _exit: *mut c_uchar,
-            count: *mut c_long,
-            rule_array: *mut c_uchar,
-            name_len: *mut c_long,
-            name: *mut c_uchar,
-        ) {
-            // SAFETY: the C contract.
-            unsafe {
-                enter(stringify!($name), rc, rs, |m| {
-                    let (n, r) = rules(count, rule_array)?;
-                    verbs::resource(m, $allocate, n, r, slice(name_len, name)?)?;
-                    Ok(OK)
-                })
+        cca_verb! {
+            /// CSUACRA / CSUACRD.
+            fn $name(|m, n, r| name_len: *mut c_long, name: *mut c_uchar) {
+                verbs::resource(m, $allocate, n, r, slice(name_len, name)?)?;
+                Ok(OK)
             }
         }
     };
@@ -233,230 +255,98 @@ macro_rules! resource_verb {
 resource_verb!(CSUACRA, true);
 resource_verb!(CSUACRD, false);
 
-/// CSUAACM.
-///
-/// # Safety
-/// The C contract of CSUAACM.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSUAACM(
-    rc: *mut c_long,
-    rs: *mut c_long,
-    _exit_len: *mut c_long,
-    _exit: *mut c_uchar,
-    count: *mut c_long,
-    rule_array: *mut c_uchar,
-    name: *mut c_uchar,
-    out_len: *mut c_long,
-    out: *mut c_uchar,
-) {
-    // SAFETY: the C contract.
-    unsafe {
-        enter("CSUAACM", rc, rs, |m| {
-            let (n, r) = rules(count, rule_array)?;
-            let data = slice(out_len, out)?;
-            verbs::get_role(m, n, r, fixed(name, 8)?, (long(out_len)?, data))?;
-            Ok(OK)
-        })
+cca_verb! {
+    /// CSUAACM.
+    fn CSUAACM(|m, n, r| name: *mut c_uchar, out_len: *mut c_long, out: *mut c_uchar) {
+        let data = slice(out_len, out)?;
+        verbs::get_role(m, n, r, fixed(name, 8)?, (long(out_len)?, data))?;
+        Ok(OK)
     }
 }
 
-/// CSNDPKB.
-///
-/// # Safety
-/// The C contract of CSNDPKB.
-#[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn CSNDPKB(
-    rc: *mut c_long,
-    rs: *mut c_long,
-    _exit_len: *mut c_long,
-    _exit: *mut c_uchar,
-    count: *mut c_long,
-    rule_array: *mut c_uchar,
-    kvs_len: *mut c_long,
-    kvs: *mut c_uchar,
-    name_len: *mut c_long,
-    name: *mut c_uchar,
-    _cd_len: *mut c_long,
-    _cd: *mut c_uchar,
-    _r2_len: *mut c_long,
-    _r2: *mut c_uchar,
-    _r3_len: *mut c_long,
-    _r3: *mut c_uchar,
-    _r4_len: *mut c_long,
-    _r4: *mut c_uchar,
-    _r5_len: *mut c_long,
-    _r5: *mut c_uchar,
-    token_len: *mut c_long,
-    token: *mut c_uchar,
-) {
-    // SAFETY: the C contract.
-    unsafe {
-        enter("CSNDPKB", rc, rs, |_| {
-            let (n, r) = rules(count, rule_array)?;
-            let out = slice(token_len, token)?;
-            verbs::csndpkb(
-                n,
-                r,
-                slice(kvs_len, kvs)?,
-                slice(name_len, name)?,
-                (long(token_len)?, out),
-            )?;
-            Ok(OK)
-        })
+// One line per CCA parameter: a (length, buffer) pair or a fixed field.
+cca_verb! {
+    /// CSNDPKB.
+    fn CSNDPKB(|_, n, r|
+        kvs_len: *mut c_long, kvs: *mut c_uchar,
+        name_len: *mut c_long, name: *mut c_uchar,
+        _cd_len: *mut c_long, _cd: *mut c_uchar,
+        _r2_len: *mut c_long, _r2: *mut c_uchar,
+        _r3_len: *mut c_long, _r3: *mut c_uchar,
+        _r4_len: *mut c_long, _r4: *mut c_uchar,
+        _r5_len: *mut c_long, _r5: *mut c_uchar,
+        token_len: *mut c_long, token: *mut c_uchar,
+    ) {
+        let out = slice(token_len, token)?;
+        let (kvs, name) = (slice(kvs_len, kvs)?, slice(name_len, name)?);
+        verbs::csndpkb(n, r, kvs, name, (long(token_len)?, out))?;
+        Ok(OK)
     }
 }
 
-/// CSNDPKG.
-///
-/// # Safety
-/// The C contract of CSNDPKG.
-#[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn CSNDPKG(
-    rc: *mut c_long,
-    rs: *mut c_long,
-    _exit_len: *mut c_long,
-    _exit: *mut c_uchar,
-    count: *mut c_long,
-    rule_array: *mut c_uchar,
-    regen_len: *mut c_long,
-    regen: *mut c_uchar,
-    skel_len: *mut c_long,
-    skel: *mut c_uchar,
-    _transport: *mut c_uchar,
-    out_len: *mut c_long,
-    out: *mut c_uchar,
-) {
-    // SAFETY: the C contract.
-    unsafe {
-        enter("CSNDPKG", rc, rs, |m| {
-            let (n, r) = rules(count, rule_array)?;
-            let o = slice(out_len, out)?;
-            verbs::csndpkg(
-                m,
-                n,
-                r,
-                slice(regen_len, regen)?,
-                slice(skel_len, skel)?,
-                (long(out_len)?, o),
-            )?;
-            Ok(OK)
-        })
+cca_verb! {
+    /// CSNDPKG.
+    fn CSNDPKG(|m, n, r|
+        regen_len: *mut c_long, regen: *mut c_uchar,
+        skel_len: *mut c_long, skel: *mut c_uchar,
+        _transport: *mut c_uchar,
+        out_len: *mut c_long, out: *mut c_uchar,
+    ) {
+        let o = slice(out_len, out)?;
+        let (regen, skel) = (slice(regen_len, regen)?, slice(skel_len, skel)?);
+        verbs::csndpkg(m, n, r, regen, skel, (long(out_len)?, o))?;
+        Ok(OK)
     }
 }
 
-/// CSNDPKX.
-///
-/// # Safety
-/// The C contract of CSNDPKX.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDPKX(
-    rc: *mut c_long,
-    rs: *mut c_long,
-    _exit_len: *mut c_long,
-    _exit: *mut c_uchar,
-    count: *mut c_long,
-    rule_array: *mut c_uchar,
-    src_len: *mut c_long,
-    src: *mut c_uchar,
-    out_len: *mut c_long,
-    out: *mut c_uchar,
-) {
-    // SAFETY: the C contract.
-    unsafe {
-        enter("CSNDPKX", rc, rs, |m| {
-            let (n, r) = rules(count, rule_array)?;
-            let o = slice(out_len, out)?;
-            verbs::csndpkx(m, n, r, slice(src_len, src)?, (long(out_len)?, o))?;
-            Ok(OK)
-        })
+cca_verb! {
+    /// CSNDPKX.
+    fn CSNDPKX(|m, n, r|
+        src_len: *mut c_long, src: *mut c_uchar,
+        out_len: *mut c_long, out: *mut c_uchar,
+    ) {
+        let o = slice(out_len, out)?;
+        verbs::csndpkx(m, n, r, slice(src_len, src)?, (long(out_len)?, o))?;
+        Ok(OK)
     }
 }
 
-/// CSNDRKL.
-///
-/// # Safety
-/// The C contract of CSNDRKL: `key_labels` holds `*key_labels_count` 64-byte labels.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDRKL(
-    rc: *mut c_long,
-    rs: *mut c_long,
-    _exit_len: *mut c_long,
-    _exit: *mut c_uchar,
-    count: *mut c_long,
-    rule_array: *mut c_uchar,
-    mask: *mut c_uchar,
-    total: *mut c_long,
-    listed: *mut c_long,
-    labels: *mut c_uchar,
-) {
-    // SAFETY: the C contract.
-    unsafe {
-        enter("CSNDRKL", rc, rs, |m| {
-            let (n, r) = rules(count, rule_array)?;
-            let listed = long(listed)?;
-            let room = usize::try_from(*listed).unwrap_or(0);
-            let labels = if room == 0 {
-                &mut [][..]
-            } else {
-                fixed(labels, room * 64)?
-            };
-            verbs::csndrkl(m, n, r, fixed(mask, 64)?, long(total)?, listed, labels)?;
-            Ok(OK)
-        })
+cca_verb! {
+    /// CSNDRKL: `labels` holds `*listed` 64-byte labels.
+    fn CSNDRKL(|m, n, r|
+        mask: *mut c_uchar,
+        total: *mut c_long,
+        listed: *mut c_long,
+        labels: *mut c_uchar,
+    ) {
+        let listed = long(listed)?;
+        let room = usize::try_from(*listed).unwrap_or(0);
+        let labels = if room == 0 {
+            &mut [][..]
+        } else {
+            fixed(labels, room * 64)?
+        };
+        verbs::csndrkl(m, n, r, fixed(mask, 64)?, long(total)?, listed, labels)?;
+        Ok(OK)
     }
 }
 
-/// CSNDRKD.
-///
-/// # Safety
-/// The C contract of CSNDRKD.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDRKD(
-    rc: *mut c_long,
-    rs: *mut c_long,
-    _exit_len: *mut c_long,
-    _exit: *mut c_uchar,
-    count: *mut c_long,
-    rule_array: *mut c_uchar,
-    key: *mut c_uchar,
-) {
-    // SAFETY: the C contract.
-    unsafe {
-        enter("CSNDRKD", rc, rs, |m| {
-            let (n, r) = rules(count, rule_array)?;
-            verbs::csndrkd(m, n, r, fixed(key, 64)?)?;
-            Ok(OK)
-        })
+cca_verb! {
+    /// CSNDRKD.
+    fn CSNDRKD(|m, n, r| key: *mut c_uchar) {
+        verbs::csndrkd(m, n, r, fixed(key, 64)?)?;
+        Ok(OK)
     }
 }
 
+/// CSNDPKH and CSNDPKR: the same parameters, each its verbs.rs function.
 macro_rules! registry_verb {
     ($name:ident, $f:path) => {
-        /// CSNDPKH / CSNDPKR.
-        ///
-        /// # Safety
-        /// The C contract of the verb.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(
-            rc: *mut c_long,
-            rs: *mut c_long,
-            _exit_len: *mut c_long,
-            _exit: *mut c_uchar,
-            count: *mut c_long,
-            rule_array: *mut c_uchar,
-            name: *mut c_uchar,
-            data_len: *mut c_long,
-            data: *mut c_uchar,
-        ) {
-            // SAFETY: the C contract.
-            unsafe {
-                enter(stringify!($name), rc, rs, |m| {
-                    let (n, r) = rules(count, rule_array)?;
-                    $f(m, n, r, fixed(name, 64)?, slice(data_len, data)?)?;
-                    Ok(OK)
-                })
+        cca_verb! {
+            /// CSNDPKH / CSNDPKR.
+            fn $name(|m, n, r| name: *mut c_uchar, data_len: *mut c_long, data: *mut c_uchar) {
+                $f(m, n, r, fixed(name, 64)?, slice(data_len, data)?)?;
+                Ok(OK)
             }
         }
     };
@@ -464,127 +354,70 @@ macro_rules! registry_verb {
 registry_verb!(CSNDPKH, verbs::csndpkh);
 registry_verb!(CSNDPKR, verbs::csndpkr);
 
-/// CSUAMKD.
-///
-/// # Safety
-/// The C contract of CSUAMKD.
-#[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn CSUAMKD(
-    rc: *mut c_long,
-    rs: *mut c_long,
-    _exit_len: *mut c_long,
-    _exit: *mut c_uchar,
-    count: *mut c_long,
-    rule_array: *mut c_uchar,
-    share_index: *mut c_long,
-    private_key: *mut c_uchar,
-    certifying_key: *mut c_uchar,
-    cert_len: *mut c_long,
-    cert: *mut c_uchar,
-    key_len: *mut c_long,
-    key: *mut c_uchar,
-    info_len: *mut c_long,
-    info: *mut c_uchar,
-) {
-    // SAFETY: the C contract.
-    unsafe {
-        enter("CSUAMKD", rc, rs, |m| {
-            let (n, r) = rules(count, rule_array)?;
-            let index = *long(share_index)?;
-            let k = slice(key_len, key)?;
-            let i = slice(info_len, info)?;
-            verbs::csuamkd(
-                m,
-                n,
-                r,
-                index,
-                fixed(private_key, 64)?,
-                fixed(certifying_key, 64)?,
-                slice(cert_len, cert)?,
-                (long(key_len)?, k),
-                (long(info_len)?, i),
-            )
-        })
+cca_verb! {
+    /// CSUAMKD.
+    fn CSUAMKD(|m, n, r|
+        share_index: *mut c_long,
+        private_key: *mut c_uchar,
+        certifying_key: *mut c_uchar,
+        cert_len: *mut c_long, cert: *mut c_uchar,
+        key_len: *mut c_long, key: *mut c_uchar,
+        info_len: *mut c_long, info: *mut c_uchar,
+    ) {
+        let index = *long(share_index)?;
+        let (k, i) = (slice(key_len, key)?, slice(info_len, info)?);
+        let (private_key, certifying_key) = (fixed(private_key, 64)?, fixed(certifying_key, 64)?);
+        let cert = slice(cert_len, cert)?;
+        let (key, info) = ((long(key_len)?, k), (long(info_len)?, i));
+        verbs::csuamkd(m, n, r, index, private_key, certifying_key, cert, key, info)
     }
 }
 
-/// CSNBMKP (libcsulccamk.so exports it; so does this library).
-///
-/// # Safety
-/// The C contract of CSNBMKP.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBMKP(
-    rc: *mut c_long,
-    rs: *mut c_long,
-    _exit_len: *mut c_long,
-    _exit: *mut c_uchar,
-    count: *mut c_long,
-    rule_array: *mut c_uchar,
-    _key_part: *mut c_uchar,
-) {
-    // SAFETY: the C contract.
-    unsafe {
-        enter("CSNBMKP", rc, rs, |m| {
-            let (n, r) = rules(count, rule_array)?;
-            verbs::csnbmkp(m, n, r)
-        })
+cca_verb! {
+    /// CSNBMKP (libcsulccamk.so exports it; so does this library).
+    fn CSNBMKP(|m, n, r| _key_part: *mut c_uchar) {
+        verbs::csnbmkp(m, n, r)
     }
 }
 
-/// PROJECT-ASSIGNED (never in IBM's library): one request message in mkclone's own
-/// encoding (crates/cca) to the allocated card, the reply message back.
-///
-/// # Safety
-/// `request` holds `*request_length` bytes; `reply` has room for `*reply_length` bytes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn mkclone_simlib_ext(
-    rc: *mut c_long,
-    rs: *mut c_long,
-    request_length: *mut c_long,
-    request: *mut c_uchar,
-    reply_length: *mut c_long,
-    reply: *mut c_uchar,
-) {
-    // SAFETY: the C contract above.
-    unsafe {
-        enter("mkclone_simlib_ext", rc, rs, |m| {
-            let message = slice(request_length, request)?.to_vec();
-            let out = slice(reply_length, reply)?;
-            let apqn = m.apqn()?;
-            let answer = m.exchange(apqn, &message)?;
-            verbs::put((long(reply_length)?, out), &answer)?;
-            Ok(OK)
-        })
+export! {
+    /// PROJECT-ASSIGNED (never in IBM's library): one request message in mkclone's own
+    /// encoding (crates/cca) to the allocated card, the reply message back.
+    ///
+    /// # Safety
+    /// `request` holds `*request_length` bytes; `reply` has room for `*reply_length` bytes.
+    fn mkclone_simlib_ext(|m|
+        request_length: *mut c_long,
+        request: *mut c_uchar,
+        reply_length: *mut c_long,
+        reply: *mut c_uchar,
+    ) {
+        let message = slice(request_length, request)?.to_vec();
+        let out = slice(reply_length, reply)?;
+        let apqn = m.apqn()?;
+        let answer = m.exchange(apqn, &message)?;
+        verbs::put((long(reply_length)?, out), &answer)?;
+        Ok(OK)
     }
 }
 
-/// PROJECT-ASSIGNED (never in IBM's library): create a factory-fresh simulated card with
-/// this serial number as the next adapter of the library's domain (`mkclone sim init`).
-/// Return code 0: created; 4/0: a card with this serial exists already.
-///
-/// # Safety
-/// `serial` holds `*serial_length` bytes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn mkclone_simlib_create_card(
-    rc: *mut c_long,
-    rs: *mut c_long,
-    serial_length: *mut c_long,
-    serial: *mut c_uchar,
-) {
-    // SAFETY: the C contract above.
-    unsafe {
-        enter("mkclone_simlib_create_card", rc, rs, |m| {
-            let text = slice(serial_length, serial)?;
-            let serial = std::str::from_utf8(text)
-                .ok()
-                .and_then(|t| mkclone_backend::SerialNumber::new(t.trim_end()).ok())
-                .ok_or(machine::project::UNSUPPORTED)?;
-            Ok(if m.create_card(&serial)? {
-                OK
-            } else {
-                machine::codes(4, 0)
-            })
+export! {
+    /// PROJECT-ASSIGNED (never in IBM's library): create a factory-fresh simulated card
+    /// with this serial number as the next adapter of the library's domain (`mkclone sim
+    /// init`). Return code 0: created; 4/0: a card with this serial exists already.
+    ///
+    /// # Safety
+    /// `serial` holds `*serial_length` bytes.
+    fn mkclone_simlib_create_card(|m| serial_length: *mut c_long, serial: *mut c_uchar) {
+        let text = slice(serial_length, serial)?;
+        let serial = std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| mkclone_backend::SerialNumber::new(t.trim_end()).ok())
+            .ok_or(machine::project::UNSUPPORTED)?;
+        Ok(if m.create_card(&serial)? {
+            OK
+        } else {
+            machine::codes(4, 0)
         })
     }
 }

@@ -307,6 +307,15 @@ pub fn csndpkb(
     put(token, &skeleton)
 }
 
+/// Run `request` on the card and write the public-key token it answers (CSNDPKG's and
+/// CSNDPKX's output) to `out`.
+fn public_key(m: &mut Machine, request: &Request, out: Out<'_>) -> Result<(), Codes> {
+    match ok(m.run(request)?)? {
+        ReplyBody::PublicKey(t) => put(out, t.as_bytes()),
+        _ => Err(project::CARD_UNAVAILABLE),
+    }
+}
+
 /// CSNDPKG RETAIN [CLONE] with this library's skeleton: the card generates and keeps the
 /// key; the output is its public-key token.
 pub fn csndpkg(
@@ -336,10 +345,7 @@ pub fn csndpkg(
         clone: r.contains(&"CLONE"),
         bits,
     };
-    match ok(m.run(&request)?)? {
-        ReplyBody::PublicKey(t) => put(out, t.as_bytes()),
-        _ => Err(project::CARD_UNAVAILABLE),
-    }
+    public_key(m, &request, out)
 }
 
 /// CSNDPKX of a retained key's label.
@@ -357,10 +363,7 @@ pub fn csndpkx(
     let request = Request::RetainedPublicKey {
         label: label(source)?,
     };
-    match ok(m.run(&request)?)? {
-        ReplyBody::PublicKey(t) => put(out, t.as_bytes()),
-        _ => Err(project::CARD_UNAVAILABLE),
-    }
+    public_key(m, &request, out)
 }
 
 /// CSNDRKL: the labels matching the mask (a trailing `*` matches any suffix).

@@ -98,21 +98,35 @@ pub struct HostlibBackend {
 /// The role audited when the node names none.
 pub const DEFAULT_ROLE: &str = "DEFAULT";
 
-/// The adapter whose serial (CSUACFQ STATCRD2 element 15) is `serial`, trying CRP01..CRPn
-/// where n is STATCRD2's element 1 (s390-tools zkey/cca.c, select_cca_adapter).
-fn serial_of(shared: &mut crate::library::Shared, adapter: u8) -> Result<String, HostlibError> {
+/// CSUACFQ STATCRD2 on adapter CRPnn (`adapter`): element 1 is the number of adapters,
+/// element 15 the serial number. A nonzero return code is an error `during` this.
+fn statcrd2(
+    shared: &mut crate::library::Shared,
+    adapter: u8,
+    during: &str,
+) -> Result<crate::args::Args, HostlibError> {
     select(shared, adapter)?;
     let mut q = verbs::query("STATCRD2", 0);
     shared.call(&mut q)?;
     if q.return_code != 0 {
-        return Err(HostlibError::Verb {
-            verb: "CSUACFQ",
-            during: "reading the adapter's serial number (STATCRD2)".into(),
-            return_code: q.return_code,
-            reason_code: q.reason_code,
-            message: mkclone_cca::rc::message(q.return_code as u16, q.reason_code as u16).into(),
-        });
+        return Err(HostlibError::verb(
+            "CSUACFQ",
+            during,
+            q.return_code,
+            q.reason_code,
+        ));
     }
+    Ok(q)
+}
+
+/// The adapter whose serial (CSUACFQ STATCRD2 element 15) is `serial`, trying CRP01..CRPn
+/// where n is STATCRD2's element 1 (s390-tools zkey/cca.c, select_cca_adapter).
+fn serial_of(shared: &mut crate::library::Shared, adapter: u8) -> Result<String, HostlibError> {
+    let q = statcrd2(
+        shared,
+        adapter,
+        "reading the adapter's serial number (STATCRD2)",
+    )?;
     let e = q.element(14).ok_or_else(|| HostlibError::Malformed {
         verb: "CSUACFQ",
         detail: "STATCRD2 returned fewer than 15 elements".into(),
@@ -155,22 +169,7 @@ pub fn list_adapters(
     let shared = open_shared(library, mk_library)?;
     let mut guard = shared.lock().unwrap_or_else(|p| p.into_inner());
     let simulated = guard.is_simulated();
-    let mut count = verbs::query("STATCRD2", 0);
-    select(&mut guard, 1)?;
-    guard.call(&mut count)?;
-    if count.return_code != 0 {
-        return Err(HostlibError::Verb {
-            verb: "CSUACFQ",
-            during: "counting the adapters (STATCRD2)".into(),
-            return_code: count.return_code,
-            reason_code: count.reason_code,
-            message: mkclone_cca::rc::message(
-                u16::try_from(count.return_code).unwrap_or(u16::MAX),
-                u16::try_from(count.reason_code).unwrap_or(u16::MAX),
-            )
-            .into(),
-        });
-    }
+    let count = statcrd2(&mut guard, 1, "counting the adapters (STATCRD2)")?;
     let n: u8 = count
         .element(0)
         .and_then(|e| String::from_utf8_lossy(e).trim().parse().ok())

@@ -66,3 +66,23 @@ pub enum HostlibError {
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+impl HostlibError {
+    /// A verb that answered a nonzero return code: the codes with IBM's message for them
+    /// (a code outside 0..=65535 is looked up as 65535, which has no message).
+    pub fn verb(
+        verb: &'static str,
+        during: impl Into<String>,
+        return_code: i64,
+        reason_code: i64,
+    ) -> Self {
+        let code = |v: i64| u16::try_from(v).unwrap_or(u16::MAX);
+        Self::Verb {
+            verb,
+            during: during.into(),
+            return_code,
+            reason_code,
+            message: mkclone_cca::rc::message(code(return_code), code(reason_code)).into(),
+        }
+    }
+}

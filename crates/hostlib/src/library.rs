@@ -187,17 +187,12 @@ impl Shared {
         match (rc, rs) {
             (0, _) => Ok(true),
             (4, 0) => Ok(false),
-            _ => Err(HostlibError::Verb {
-                verb: SIM_CREATE_CARD_SYMBOL,
-                during: format!("creating a simulated card with serial {serial}"),
-                return_code: rc,
-                reason_code: rs,
-                message: mkclone_cca::rc::message(
-                    u16::try_from(rc).unwrap_or(u16::MAX),
-                    u16::try_from(rs).unwrap_or(u16::MAX),
-                )
-                .into(),
-            }),
+            _ => Err(HostlibError::verb(
+                SIM_CREATE_CARD_SYMBOL,
+                format!("creating a simulated card with serial {serial}"),
+                rc,
+                rs,
+            )),
         }
     }
 
@@ -260,23 +255,59 @@ fn shape_error(verb: Verb) -> HostlibError {
     HostlibError::Internal(format!("{verb}: argument vector of the wrong shape"))
 }
 
-fn buf(p: &mut Param) -> Option<(&mut Long, *mut Bytes)> {
-    match p {
-        Param::Buf { len, data } => Some((len, data.as_mut_ptr())),
-        _ => None,
+/// What each parameter after the head is, in the order vendor-headers/csulcca.h lists
+/// them: a length with the buffer it measures (`long*`, `unsigned char*`), a field of the
+/// size the verb fixes (`unsigned char*`), or one `long*`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Slot {
+    Buf,
+    Field,
+    Int,
+}
+
+/// The parameter list of `verb` after the head (the header's declaration of ffi::<VERB>_t).
+fn slots(verb: Verb) -> &'static [Slot] {
+    use Slot::{Buf, Field, Int};
+    match verb {
+        Verb::Csuacfq | Verb::Csuacra | Verb::Csuacrd | Verb::Csuacfv => &[Buf],
+        Verb::Csuaacm | Verb::Csndpkh | Verb::Csndpkr => &[Field, Buf],
+        Verb::Csndpkb => &[Buf; 8],
+        Verb::Csndpkg => &[Buf, Buf, Field, Buf],
+        Verb::Csndpkx => &[Buf, Buf],
+        Verb::Csndrkl => &[Field, Int, Int, Field],
+        Verb::Csndrkd | Verb::Csnbmkp => &[Field],
+        Verb::Csuamkd => &[Int, Field, Field, Buf, Buf, Buf],
     }
 }
-fn field(p: &mut Param) -> Option<*mut Bytes> {
-    match p {
-        Param::Field(d) => Some(d.as_mut_ptr()),
-        _ => None,
+
+/// The pointers `params` pass after the head, in the header's order (a buffer passes its
+/// length, then its data), once each parameter is proven the kind its position takes.
+fn pointers(verb: Verb, params: &mut [Param]) -> Result<Vec<*mut libc::c_void>, HostlibError> {
+    let slots = slots(verb);
+    if slots.len() != params.len() {
+        return Err(shape_error(verb));
     }
+    let mut out = Vec::with_capacity(2 * params.len());
+    for (slot, p) in slots.iter().zip(params.iter_mut()) {
+        match (slot, p) {
+            (Slot::Buf, Param::Buf { len, data }) => {
+                out.push(std::ptr::from_mut::<Long>(len).cast());
+                out.push(data.as_mut_ptr().cast());
+            }
+            (Slot::Field, Param::Field(d)) => out.push(d.as_mut_ptr().cast()),
+            (Slot::Int, Param::Int(v)) => out.push(std::ptr::from_mut::<Long>(v).cast()),
+            _ => return Err(shape_error(verb)),
+        }
+    }
+    Ok(out)
 }
-fn int(p: &mut Param) -> Option<&mut Long> {
-    match p {
-        Param::Int(v) => Some(v),
-        _ => None,
-    }
+
+/// The `N` pointers a verb's function type takes after the head (`pointers` made them).
+fn take<const N: usize>(
+    pointers: &[*mut libc::c_void],
+    verb: Verb,
+) -> Result<[*mut libc::c_void; N], HostlibError> {
+    pointers.try_into().map_err(|_| shape_error(verb))
 }
 
 /// Call the function at `address` with `args`, through the type the header gives its verb.
@@ -289,253 +320,133 @@ fn dispatch(address: *const (), args: &mut Args) -> Result<(), HostlibError> {
         exit: [0; 4],
         count: args.rule_count,
     };
-    let rules = args.rule_array.as_mut_ptr();
-    let p = &mut args.params;
+    let r = args.rule_array.as_mut_ptr();
+    let p = pointers(verb, &mut args.params)?;
     let bad = || shape_error(verb);
+    let (rc, rs, el, ex, n): (*mut Long, *mut Long, *mut Long, *mut Bytes, *mut Long) = (
+        &mut h.rc,
+        &mut h.rs,
+        &mut h.exit_len,
+        h.exit.as_mut_ptr(),
+        &mut h.count,
+    );
     // SAFETY (every arm): `address` is the library's export of `verb`, transmuted to the
-    // function type vendor-headers/csulcca.h declares for it (ffi::<VERB>_t). Every pointer
-    // passed points into `h` or `args`, which outlive the call; `check_shape` proved each
-    // buffer at least as long as its length, and fixed fields have the verb's sizes
-    // (64-byte names, 24-byte key part, 8-byte role name: crate::verbs builds them).
+    // function type vendor-headers/csulcca.h declares for it (ffi::<VERB>_t), and called
+    // with as many pointers as that type takes (`take`), in the header's order and of the
+    // kinds `slots` gives (`pointers` checked them; each `cast` is to the pointer type of
+    // its position). Every pointer points into `h` or `args`, which outlive the call;
+    // `check_shape` proved each buffer at least as long as its length, and fixed fields
+    // have the verb's sizes (64-byte names, 24-byte key part, 8-byte role name:
+    // crate::verbs builds them).
     unsafe {
         match verb {
             Verb::Csuacfq | Verb::Csuacra | Verb::Csuacrd => {
                 let f: ffi::CSUACFQ_t = std::mem::transmute(address);
-                let f = f.ok_or_else(bad)?;
-                let [a] = &mut p[..] else { return Err(bad()) };
-                let (l, d) = buf(a).ok_or_else(bad)?;
-                f(
-                    &mut h.rc,
-                    &mut h.rs,
-                    &mut h.exit_len,
-                    h.exit.as_mut_ptr(),
-                    &mut h.count,
-                    rules,
-                    l,
-                    d,
-                );
+                let [l, d] = take(&p, verb)?;
+                f.ok_or_else(bad)?(rc, rs, el, ex, n, r, l.cast(), d.cast());
             }
             Verb::Csuacfv => {
                 let f: ffi::CSUACFV_t = std::mem::transmute(address);
-                let f = f.ok_or_else(bad)?;
-                let [a] = &mut p[..] else { return Err(bad()) };
-                let (l, d) = buf(a).ok_or_else(bad)?;
-                f(
-                    &mut h.rc,
-                    &mut h.rs,
-                    &mut h.exit_len,
-                    h.exit.as_mut_ptr(),
-                    l,
-                    d,
-                );
+                let [l, d] = take(&p, verb)?;
+                f.ok_or_else(bad)?(rc, rs, el, ex, l.cast(), d.cast());
             }
             Verb::Csuaacm => {
                 let f: ffi::CSUAACM_t = std::mem::transmute(address);
-                let f = f.ok_or_else(bad)?;
-                let [n, o] = &mut p[..] else {
-                    return Err(bad());
-                };
-                let n = field(n).ok_or_else(bad)?;
-                let (l, d) = buf(o).ok_or_else(bad)?;
-                f(
-                    &mut h.rc,
-                    &mut h.rs,
-                    &mut h.exit_len,
-                    h.exit.as_mut_ptr(),
-                    &mut h.count,
-                    rules,
-                    n,
-                    l,
-                    d,
-                );
+                let [a, l, d] = take(&p, verb)?;
+                f.ok_or_else(bad)?(rc, rs, el, ex, n, r, a.cast(), l.cast(), d.cast());
+            }
+            Verb::Csndpkh | Verb::Csndpkr => {
+                // CSNDPKR_t is CSNDPKH_t's type (the header's two declarations are alike).
+                let f: ffi::CSNDPKH_t = std::mem::transmute(address);
+                let [a, l, d] = take(&p, verb)?;
+                f.ok_or_else(bad)?(rc, rs, el, ex, n, r, a.cast(), l.cast(), d.cast());
             }
             Verb::Csndpkb => {
                 let f: ffi::CSNDPKB_t = std::mem::transmute(address);
-                let f = f.ok_or_else(bad)?;
-                let [a, b, c, d, e, g, i, t] = &mut p[..] else {
-                    return Err(bad());
-                };
-                let (al, ad) = buf(a).ok_or_else(bad)?;
-                let (bl, bd) = buf(b).ok_or_else(bad)?;
-                let (cl, cd) = buf(c).ok_or_else(bad)?;
-                let (dl, dd) = buf(d).ok_or_else(bad)?;
-                let (el, ed) = buf(e).ok_or_else(bad)?;
-                let (gl, gd) = buf(g).ok_or_else(bad)?;
-                let (il, id) = buf(i).ok_or_else(bad)?;
-                let (tl, td) = buf(t).ok_or_else(bad)?;
-                f(
-                    &mut h.rc,
-                    &mut h.rs,
-                    &mut h.exit_len,
-                    h.exit.as_mut_ptr(),
-                    &mut h.count,
-                    rules,
-                    al,
-                    ad,
-                    bl,
-                    bd,
-                    cl,
-                    cd,
-                    dl,
-                    dd,
+                let [a, b, c, d, e, g, i, j, k, l, m, o, q, s, t, u] = take(&p, verb)?;
+                f.ok_or_else(bad)?(
+                    rc,
+                    rs,
                     el,
-                    ed,
-                    gl,
-                    gd,
-                    il,
-                    id,
-                    tl,
-                    td,
+                    ex,
+                    n,
+                    r,
+                    a.cast(),
+                    b.cast(),
+                    c.cast(),
+                    d.cast(),
+                    e.cast(),
+                    g.cast(),
+                    i.cast(),
+                    j.cast(),
+                    k.cast(),
+                    l.cast(),
+                    m.cast(),
+                    o.cast(),
+                    q.cast(),
+                    s.cast(),
+                    t.cast(),
+                    u.cast(),
                 );
             }
             Verb::Csndpkg => {
                 let f: ffi::CSNDPKG_t = std::mem::transmute(address);
-                let f = f.ok_or_else(bad)?;
-                let [r, s, t, g] = &mut p[..] else {
-                    return Err(bad());
-                };
-                let (rl, rd) = buf(r).ok_or_else(bad)?;
-                let (sl, sd) = buf(s).ok_or_else(bad)?;
-                let td = field(t).ok_or_else(bad)?;
-                let (gl, gd) = buf(g).ok_or_else(bad)?;
-                f(
-                    &mut h.rc,
-                    &mut h.rs,
-                    &mut h.exit_len,
-                    h.exit.as_mut_ptr(),
-                    &mut h.count,
-                    rules,
-                    rl,
-                    rd,
-                    sl,
-                    sd,
-                    td,
-                    gl,
-                    gd,
+                let [a, b, c, d, e, g, i] = take(&p, verb)?;
+                f.ok_or_else(bad)?(
+                    rc,
+                    rs,
+                    el,
+                    ex,
+                    n,
+                    r,
+                    a.cast(),
+                    b.cast(),
+                    c.cast(),
+                    d.cast(),
+                    e.cast(),
+                    g.cast(),
+                    i.cast(),
                 );
             }
             Verb::Csndpkx => {
                 let f: ffi::CSNDPKX_t = std::mem::transmute(address);
-                let f = f.ok_or_else(bad)?;
-                let [s, t] = &mut p[..] else {
-                    return Err(bad());
-                };
-                let (sl, sd) = buf(s).ok_or_else(bad)?;
-                let (tl, td) = buf(t).ok_or_else(bad)?;
-                f(
-                    &mut h.rc,
-                    &mut h.rs,
-                    &mut h.exit_len,
-                    h.exit.as_mut_ptr(),
-                    &mut h.count,
-                    rules,
-                    sl,
-                    sd,
-                    tl,
-                    td,
-                );
+                let [a, b, c, e] = take(&p, verb)?;
+                f.ok_or_else(bad)?(rc, rs, el, ex, n, r, a.cast(), b.cast(), c.cast(), e.cast());
             }
             Verb::Csndrkl => {
                 let f: ffi::CSNDRKL_t = std::mem::transmute(address);
-                let f = f.ok_or_else(bad)?;
-                let [m, rc, lc, l] = &mut p[..] else {
-                    return Err(bad());
-                };
-                let md = field(m).ok_or_else(bad)?;
-                let rc = int(rc).ok_or_else(bad)? as *mut Long;
-                let lc = int(lc).ok_or_else(bad)? as *mut Long;
-                let ld = field(l).ok_or_else(bad)?;
-                f(
-                    &mut h.rc,
-                    &mut h.rs,
-                    &mut h.exit_len,
-                    h.exit.as_mut_ptr(),
-                    &mut h.count,
-                    rules,
-                    md,
-                    rc,
-                    lc,
-                    ld,
-                );
+                let [a, b, c, e] = take(&p, verb)?;
+                f.ok_or_else(bad)?(rc, rs, el, ex, n, r, a.cast(), b.cast(), c.cast(), e.cast());
             }
             Verb::Csndrkd => {
                 let f: ffi::CSNDRKD_t = std::mem::transmute(address);
-                let f = f.ok_or_else(bad)?;
-                let [k] = &mut p[..] else { return Err(bad()) };
-                let k = field(k).ok_or_else(bad)?;
-                f(
-                    &mut h.rc,
-                    &mut h.rs,
-                    &mut h.exit_len,
-                    h.exit.as_mut_ptr(),
-                    &mut h.count,
-                    rules,
-                    k,
-                );
-            }
-            Verb::Csndpkh | Verb::Csndpkr => {
-                let f: ffi::CSNDPKH_t = std::mem::transmute(address);
-                let f = f.ok_or_else(bad)?;
-                let [n, d] = &mut p[..] else {
-                    return Err(bad());
-                };
-                let n = field(n).ok_or_else(bad)?;
-                let (l, d) = buf(d).ok_or_else(bad)?;
-                f(
-                    &mut h.rc,
-                    &mut h.rs,
-                    &mut h.exit_len,
-                    h.exit.as_mut_ptr(),
-                    &mut h.count,
-                    rules,
-                    n,
-                    l,
-                    d,
-                );
-            }
-            Verb::Csuamkd => {
-                let f: ffi::CSUAMKD_t = std::mem::transmute(address);
-                let f = f.ok_or_else(bad)?;
-                let [i, k, c, cert, key, info] = &mut p[..] else {
-                    return Err(bad());
-                };
-                let i = int(i).ok_or_else(bad)? as *mut Long;
-                let k = field(k).ok_or_else(bad)?;
-                let c = field(c).ok_or_else(bad)?;
-                let (cl, cd) = buf(cert).ok_or_else(bad)?;
-                let (kl, kd) = buf(key).ok_or_else(bad)?;
-                let (il, id) = buf(info).ok_or_else(bad)?;
-                f(
-                    &mut h.rc,
-                    &mut h.rs,
-                    &mut h.exit_len,
-                    h.exit.as_mut_ptr(),
-                    &mut h.count,
-                    rules,
-                    i,
-                    k,
-                    c,
-                    cl,
-                    cd,
-                    kl,
-                    kd,
-                    il,
-                    id,
-                );
+                let [k] = take(&p, verb)?;
+                f.ok_or_else(bad)?(rc, rs, el, ex, n, r, k.cast());
             }
             Verb::Csnbmkp => {
                 let f: ffi::CSNBMKP_t = std::mem::transmute(address);
-                let f = f.ok_or_else(bad)?;
-                let [k] = &mut p[..] else { return Err(bad()) };
-                let k = field(k).ok_or_else(bad)?;
-                f(
-                    &mut h.rc,
-                    &mut h.rs,
-                    &mut h.exit_len,
-                    h.exit.as_mut_ptr(),
-                    &mut h.count,
-                    rules,
-                    k,
+                let [k] = take(&p, verb)?;
+                f.ok_or_else(bad)?(rc, rs, el, ex, n, r, k.cast());
+            }
+            Verb::Csuamkd => {
+                let f: ffi::CSUAMKD_t = std::mem::transmute(address);
+                let [a, b, c, d, e, g, i, j, k] = take(&p, verb)?;
+                f.ok_or_else(bad)?(
+                    rc,
+                    rs,
+                    el,
+                    ex,
+                    n,
+                    r,
+                    a.cast(),
+                    b.cast(),
+                    c.cast(),
+                    d.cast(),
+                    e.cast(),
+                    g.cast(),
+                    i.cast(),
+                    j.cast(),
+                    k.cast(),
                 );
             }
         }
@@ -837,6 +748,22 @@ mod tests {
         dispatch(fake_csndpkx_overlong as *const (), &mut args).expect("dispatched");
         let e = args.output(1).expect_err("refused");
         assert!(e.contains("larger than its buffer"), "{e}");
+    }
+
+    /// A parameter of another kind than its position takes (a name where CSUAMKD's share
+    /// index, a `long`, goes), or one too few, is refused before the verb is called.
+    #[test]
+    fn a_parameter_of_the_wrong_kind_or_count_is_never_handed_over() {
+        let mut args = verbs::obtain(CloneableKind::Sym, 2, "MKCLONE.CSS", "MKCLONE.SA", &[1]);
+        args.params[0] = Param::Field(vec![0; 64]);
+        let e = dispatch(fake_csuamkd as *const (), &mut args).expect_err("refused");
+        assert!(e.to_string().contains("wrong shape"), "{e}");
+        let mut args = verbs::obtain(CloneableKind::Sym, 2, "MKCLONE.CSS", "MKCLONE.SA", &[1]);
+        args.params.pop();
+        let e = dispatch(fake_csuamkd as *const (), &mut args).expect_err("refused");
+        assert!(e.to_string().contains("wrong shape"), "{e}");
+        assert!(take().is_empty(), "the verb was not called");
+        assert_eq!((args.return_code, args.reason_code), (-1, -1));
     }
 
     #[test]

@@ -369,17 +369,12 @@ pub(crate) fn select(shared: &mut Shared, adapter: u8) -> Result<(), crate::Host
     shared.call(&mut allocate)?;
     if allocate.return_code != 0 {
         shared.allocated = None;
-        return Err(crate::HostlibError::Verb {
-            verb: "CSUACRA",
-            during: format!("allocating adapter CRP{adapter:02}"),
-            return_code: allocate.return_code,
-            reason_code: allocate.reason_code,
-            message: mkclone_cca::rc::message(
-                code(allocate.return_code),
-                code(allocate.reason_code),
-            )
-            .into(),
-        });
+        return Err(crate::HostlibError::verb(
+            "CSUACRA",
+            format!("allocating adapter CRP{adapter:02}"),
+            allocate.return_code,
+            allocate.reason_code,
+        ));
     }
     shared.allocated = Some(adapter);
     Ok(())

@@ -175,17 +175,15 @@ pub fn obtain(
     sa_name: &str,
     certificate: &[u8],
 ) -> Args {
-    Args::new(
-        Verb::Csuamkd,
-        &["OBTAIN", kind.keyword()],
-        vec![
-            Param::Int(i64::from(index)),
-            Param::Field(name64(css_label)),
-            Param::Field(name64(sa_name)),
-            input(certificate),
-            output(SHARE_ROOM),
-            output(SHARE_ROOM),
-        ],
+    let outputs = [output(SHARE_ROOM), output(SHARE_ROOM)];
+    csuamkd(
+        "OBTAIN",
+        kind,
+        index,
+        css_label,
+        sa_name,
+        certificate,
+        outputs,
     )
 }
 
@@ -200,16 +198,40 @@ pub fn install(
     encrypting_key: &[u8],
     clone_info: &[u8],
 ) -> Args {
+    let share = [input(encrypting_key), input(clone_info)];
+    csuamkd(
+        "INSTALL",
+        kind,
+        index,
+        csr_label,
+        sa_name,
+        certificate,
+        share,
+    )
+}
+
+/// CSUAMKD's parameter list: the share index, the retained key's label (CSS for OBTAIN,
+/// CSR for INSTALL), the SA key's name, the certificate, and the two share buffers
+/// (outputs for OBTAIN, inputs for INSTALL).
+fn csuamkd(
+    rule: &str,
+    kind: CloneableKind,
+    index: u8,
+    key_label: &str,
+    sa_name: &str,
+    certificate: &[u8],
+    [key, info]: [Param; 2],
+) -> Args {
     Args::new(
         Verb::Csuamkd,
-        &["INSTALL", kind.keyword()],
+        &[rule, kind.keyword()],
         vec![
             Param::Int(i64::from(index)),
-            Param::Field(name64(csr_label)),
+            Param::Field(name64(key_label)),
             Param::Field(name64(sa_name)),
             input(certificate),
-            input(encrypting_key),
-            input(clone_info),
+            key,
+            info,
         ],
     )
 }
