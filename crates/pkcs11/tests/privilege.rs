@@ -913,3 +913,126 @@ fn a_changed_retained_key_is_left_behind_by_deleting_its_companion_and_made_agai
         "the changed key is gone"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// What a user-PIN holder can still do: each said where mkclone says what it cannot protect
+// ---------------------------------------------------------------------------------------
+
+/// The value of the one data object whose label starts with `label`.
+fn record_value(attacker: &Attacker, label: &str) -> Vec<u8> {
+    let h = object(attacker, ObjectClass::DATA, label);
+    match attacker
+        .session
+        .get_attributes(h, &[AttributeType::Value])
+        .unwrap()
+        .pop()
+    {
+        Some(Attribute::Value(v)) => v,
+        other => panic!("{label}: {other:?}"),
+    }
+}
+
+/// The share key's template, as the CSR key's `CKA_UNWRAP_TEMPLATE` demands it.
+fn share_key_template() -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::DES3),
+        Attribute::Token(false),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::WrapWithTrusted(true),
+        Attribute::Encrypt(false),
+        Attribute::Decrypt(true),
+        Attribute::Wrap(false),
+        Attribute::Unwrap(false),
+        Attribute::Sign(false),
+        Attribute::Verify(false),
+        Attribute::Derive(false),
+        Attribute::Copyable(false),
+        Attribute::Modifiable(false),
+    ]
+}
+
+/// `share` opened as mkclone's INSTALL opens it, in the attacker's own session: the
+/// share key unwrapped with the CSR key into the one template it allows, which decrypts.
+fn open_as_install(
+    attacker: &Attacker,
+    share: &SealedShare,
+    css: &mkclone_formats::pka::RsaPublicKey,
+) -> mkclone_formats::clone_info::CloneInfo {
+    let csr = csr_private_key(attacker);
+    let parts = SealedShareParts::decode(share).unwrap();
+    mkclone_formats::seal::open_in_device(
+        &parts,
+        |wrapped, area| {
+            let key = attacker
+                .session
+                .unwrap_key(&oaep(), csr, wrapped, &share_key_template())?;
+            let clear = attacker
+                .session
+                .decrypt(&Mechanism::Des3Cbc([0; 8]), key, area)
+                .map(Zeroizing::new);
+            let _ = attacker.session.destroy_object(key);
+            clear
+        },
+        css,
+        None,
+    )
+    .unwrap_or_else(|e| panic!("the share did not open: {e:?}"))
+}
+
+/// The limits a node reports (what `status` prints under "what this node cannot protect").
+fn limits_of(config: &Pkcs11NodeConfig) -> Vec<String> {
+    open(config).limits().to_vec()
+}
+
+#[test]
+fn a_target_user_pin_holder_opens_the_held_shares_and_the_limits_say_so() {
+    let after = ceremony("priv-held-open");
+    let (css, source_pattern) = {
+        let mut source = open(&after.source);
+        let token = source
+            .retained_public_key(&label(CSS_LABEL))
+            .unwrap()
+            .unwrap();
+        let view = mkclone_formats::pka::PublicKeyTokenView::decode(&token).unwrap();
+        (
+            view.key,
+            pattern(&mut source, CloneableKind::Asym, "current").unwrap(),
+        )
+    };
+    let attacker = Attacker::login(&after.target);
+    // The share the target holds between installs, read from the token itself: no share
+    // file is needed for it.
+    let record: serde_json::Value =
+        serde_json::from_slice(&record_value(&attacker, "mkclone/share/")).unwrap();
+    let held: SealedShare = serde_json::from_value(record["sealed"].clone()).unwrap();
+    assert_eq!(held, after.held);
+    let opened = open_as_install(&attacker, &held, &css);
+    // With it, one share file more than the token holds rebuilds the master key (m = 2).
+    let other = open_as_install(&attacker, &after.file, &css);
+    let key = mkclone_formats::shamir::combine(&[
+        (opened.index, opened.share.clone()),
+        (other.index, other.share.clone()),
+    ])
+    .unwrap();
+    assert_eq!(
+        mkclone_formats::mkvp::sha1_method(key.as_bytes()),
+        source_pattern,
+        "the attacker rebuilt the source's ASYM master key"
+    );
+    drop(attacker);
+    // mkclone says so, and does not say the opposite.
+    let limits = limits_of(&after.target);
+    assert!(
+        limits
+            .iter()
+            .any(|l| l.contains("the shares a target holds between installs")),
+        "{limits:#?}"
+    );
+    assert!(
+        !limits.iter().any(|l| l.contains("no key on the token decrypts")),
+        "{limits:#?}"
+    );
+}

@@ -24,10 +24,11 @@ const INHERENT: [&str; 3] = [
     "a user-PIN holder can use each key for its one purpose: sign with the retained SA and CSS keys, compute \
      the share polynomials' coefficients with the seed, unwrap share keys with the CSR key; and can destroy \
      mkclone's objects (mkclone then reports the damage)",
-    "a user-PIN holder on a target who holds a share file for it can open that share through the CSR key as \
-     mkclone's INSTALL does (PKCS#11 cannot tell mkclone's session from theirs): the unwrapped key is a \
-     session key, sensitive and decrypt-only, but it decrypts; the m share files for one target rebuild the \
-     key. A share the target holds between installs stays sealed (no key on the token decrypts it)",
+    "a user-PIN holder on a target can open every share for it that they can read, through the CSR key as \
+     mkclone's INSTALL does (PKCS#11 cannot tell mkclone's session from theirs; the unwrapped key is a session \
+     key, sensitive and decrypt-only, but it decrypts): the shares a target holds between installs (kept \
+     sealed in the token, but readable with the PIN) and any share file for it; once they are m, they rebuild \
+     the key. Keep share files as secret as the PIN",
 ];
 
 /// SoftHSM's own limit (its token info's manufacturer).
