@@ -15,7 +15,7 @@
 //! | `mkclone/regkey/<name>` | data | the public key (certificate) registered under that name |
 //! | `mkclone/map/<generation>` | data | the register map: the one root of everything below |
 //! | `mkclone/mofn/<id>` | data | m-of-n and the id of the coefficient seed |
-//! | `mkclone/seed/<id>` | generic secret, sensitive, never extractable, sign only | the HMAC seed of the share polynomials |
+//! | `mkclone/seed/<id>` | generic secret, sensitive, wrapped out only with a key the SO trusts, no use in the token | the HMAC seed of the share polynomials |
 //! | `mkclone/mk/<id>` | DES3 secret key, sensitive, wrapped out only with a key the SO trusts | a master-key register value |
 //! | `mkclone/mkvp/<id>` | data | its SHA-1-method pattern and `CKA_CHECK_VALUE` |
 //! | `mkclone/table/<id>` | data | one master key's share tables and received-share records |

@@ -837,7 +837,8 @@ fn a_look_alike_key_in_place_of_the_seed_is_named_at_the_next_open() {
     let seed = object(&attacker, ObjectClass::SECRET_KEY, "mkclone/seed/");
     let label = attacker.label(seed);
     attacker.session.destroy_object(seed).unwrap();
-    // The same template as mkclone's, but for one flag.
+    // The same template as mkclone's, but for one flag: a seed that computes MACs in the
+    // token, for anyone with the PIN.
     attacker
         .session
         .generate_key(
@@ -848,14 +849,14 @@ fn a_look_alike_key_in_place_of_the_seed_is_named_at_the_next_open() {
                 Attribute::Token(true),
                 Attribute::Private(true),
                 Attribute::Sensitive(true),
-                Attribute::Extractable(false),
+                Attribute::Extractable(true),
                 Attribute::WrapWithTrusted(true),
                 Attribute::Encrypt(false),
                 Attribute::Decrypt(false),
                 Attribute::Wrap(false),
                 Attribute::Unwrap(false),
                 Attribute::Sign(true),
-                Attribute::Verify(true),
+                Attribute::Verify(false),
                 Attribute::Derive(false),
                 Attribute::Copyable(false),
                 Attribute::Modifiable(false),
@@ -868,7 +869,7 @@ fn a_look_alike_key_in_place_of_the_seed_is_named_at_the_next_open() {
     let err = open_error(&config);
     assert!(
         err.contains(&label)
-            && err.contains("CKA_VERIFY is true")
+            && err.contains("CKA_SIGN is true")
             && err.contains("changed outside mkclone"),
         "{err}"
     );
@@ -1032,7 +1033,65 @@ fn a_target_user_pin_holder_opens_the_held_shares_and_the_limits_say_so() {
         "{limits:#?}"
     );
     assert!(
-        !limits.iter().any(|l| l.contains("no key on the token decrypts")),
+        !limits
+            .iter()
+            .any(|l| l.contains("no key on the token decrypts")),
         "{limits:#?}"
     );
+}
+#[test]
+fn a_source_user_pin_holder_cannot_compute_the_share_coefficients() {
+    // Were the coefficients computable, one share opened on a target (by its own PIN
+    // holder) would give the master key: m-of-n would be 1-of-n.
+    let after = ceremony("priv-seed-share");
+    let (css, source_pattern) = {
+        let mut source = open(&after.source);
+        let token = source
+            .retained_public_key(&label(CSS_LABEL))
+            .unwrap()
+            .unwrap();
+        let view = mkclone_formats::pka::PublicKeyTokenView::decode(&token).unwrap();
+        (
+            view.key,
+            pattern(&mut source, CloneableKind::Asym, "current").unwrap(),
+        )
+    };
+    let attacker = Attacker::login(&after.source);
+    let seed = object(&attacker, ObjectClass::SECRET_KEY, "mkclone/seed/");
+    // The seed is not wrapped out with keys of one's own...
+    for (how, result) in attacker.wrap_out(seed) {
+        assert!(result.is_err(), "the seed was wrapped out with the {how}");
+    }
+    // ...nor used to compute a MAC: mkclone's coefficient row j is HMAC-SHA256 under the
+    // seed over (domain, kind, m, j, the key's pattern).
+    let mut input = b"mkclone-pkcs11-coefficient".to_vec();
+    input.extend([2, 2, 1]); // ASYM, m = 2, row 1
+    input.extend_from_slice(source_pattern.bytes());
+    if let Ok(mac) = attacker.session.sign(&Mechanism::Sha256Hmac, seed, &input) {
+        // What it gives: the key, from the row and one share opened on the target.
+        let row: [u8; 24] = mac[..24].try_into().unwrap();
+        let share = open_as_install(&Attacker::login(&after.target), &after.file, &css);
+        let offset = mkclone_formats::shamir::Polynomial::new(&[0; 24], vec![row])
+            .unwrap()
+            .share(share.index);
+        let mut key = [0u8; 24];
+        for ((k, s), o) in key
+            .iter_mut()
+            .zip(share.share.as_bytes())
+            .zip(offset.as_bytes())
+        {
+            *k = s ^ o;
+        }
+        assert_ne!(
+            mkclone_formats::mkvp::sha1_method(&key),
+            source_pattern,
+            "the source's user-PIN holder computed the coefficients with the seed and, with one share \
+             opened on a target, rebuilt the master key"
+        );
+        panic!("the seed computed a MAC with CKM_SHA256_HMAC");
+    }
+    for mechanism in [Mechanism::Sha1Hmac, Mechanism::Sha512Hmac] {
+        let mac = attacker.session.sign(&mechanism, seed, &input);
+        assert!(mac.is_err(), "the seed computed a MAC with {mechanism:?}");
+    }
 }

@@ -71,7 +71,7 @@ const REG_APPLICATION: &[u8] = b"mkclone/reg";
 const REGKEY_APPLICATION: &[u8] = b"mkclone/regkey";
 
 /// Mechanisms mkclone needs, each with what it is for.
-const MECHANISMS: [(MechanismType, &str); 8] = [
+const MECHANISMS: [(MechanismType, &str); 7] = [
     (
         MechanismType::RSA_PKCS_KEY_PAIR_GEN,
         "generating retained RSA keys",
@@ -86,10 +86,6 @@ const MECHANISMS: [(MechanismType, &str); 8] = [
     ),
     (MechanismType::DES3_KEY_GEN, "loading a random master key"),
     (MechanismType::DES3_CBC, "decrypting received shares"),
-    (
-        MechanismType::SHA256_HMAC,
-        "deriving the share polynomial's coefficients",
-    ),
     (
         MechanismType::GENERIC_SECRET_KEY_GEN,
         "creating the coefficient seed",

@@ -21,9 +21,8 @@ use crate::session::CallResult;
 const INHERENT: [&str; 3] = [
     "a holder of both the user PIN and the security officer's PIN can export the master keys, as mkclone's \
      share export does: the SO marks a wrapping key of theirs CKA_TRUSTED",
-    "a user-PIN holder can use each key for its one purpose: sign with the retained SA and CSS keys, compute \
-     the share polynomials' coefficients with the seed, unwrap share keys with the CSR key; and can destroy \
-     mkclone's objects (mkclone then reports the damage)",
+    "a user-PIN holder can use each key for its one purpose: sign with the retained SA and CSS keys, unwrap \
+     share keys with the CSR key; and can destroy mkclone's objects (mkclone then reports the damage)",
     "a user-PIN holder on a target can open every share for it that they can read, through the CSR key as \
      mkclone's INSTALL does (PKCS#11 cannot tell mkclone's session from theirs; the unwrapped key is a session \
      key, sensitive and decrypt-only, but it decrypts): the shares a target holds between installs (kept \
