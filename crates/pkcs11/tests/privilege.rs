@@ -1095,3 +1095,75 @@ fn a_source_user_pin_holder_cannot_compute_the_share_coefficients() {
         assert!(mac.is_err(), "the seed computed a MAC with {mechanism:?}");
     }
 }
+
+#[test]
+fn a_token_holding_a_key_the_so_trusted_is_refused_at_open() {
+    // The security officer once made a trusted wrapping key on the token (for a backup, for
+    // another tool...): a token object, public, as the SO can only make public ones.
+    let after = ceremony("priv-trusted");
+    let config = &after.source;
+    {
+        let so = user_session(config);
+        so.logout().unwrap();
+        so.login(UserType::So, Some(&AuthPin::new(SO_PIN.into())))
+            .unwrap();
+        so.generate_key_pair(
+            &Mechanism::RsaPkcsKeyPairGen,
+            &[
+                Attribute::Token(true),
+                Attribute::Private(false),
+                Attribute::ModulusBits(2048.into()),
+                Attribute::PublicExponent(vec![1, 0, 1]),
+                Attribute::Trusted(true),
+                Attribute::Wrap(true),
+                Attribute::Label(b"backup-wrap".to_vec()),
+            ],
+            &[
+                Attribute::Token(true),
+                Attribute::Private(false),
+                Attribute::Decrypt(true),
+                Attribute::Label(b"backup-wrap".to_vec()),
+            ],
+        )
+        .unwrap();
+        so.logout().unwrap();
+    }
+    // With it, the user PIN alone takes every master key out.
+    let attacker = Attacker::login(config);
+    let public = object(&attacker, ObjectClass::PUBLIC_KEY, "backup-wrap");
+    let private = object(&attacker, ObjectClass::PRIVATE_KEY, "backup-wrap");
+    for (key, label) in attacker.master_keys() {
+        let wrapped = attacker.session.wrap_key(&oaep(), public, key).unwrap();
+        let clear = Zeroizing::new(
+            attacker
+                .session
+                .decrypt(&oaep(), private, &wrapped)
+                .unwrap(),
+        );
+        assert_eq!(clear.len(), 24, "{label}: the master key in clear");
+    }
+    drop(attacker);
+    // mkclone refuses the token, naming the key and what it allows.
+    let err = open_error(config);
+    assert!(
+        err.contains("backup-wrap")
+            && err.contains("CKA_TRUSTED")
+            && err.contains("treat them as exposed"),
+        "{err}"
+    );
+    // Once the security officer deletes it, the token opens again.
+    {
+        let so = user_session(config);
+        so.logout().unwrap();
+        so.login(UserType::So, Some(&AuthPin::new(SO_PIN.into())))
+            .unwrap();
+        for h in so
+            .find_objects(&[Attribute::Label(b"backup-wrap".to_vec())])
+            .unwrap()
+        {
+            so.destroy_object(h).unwrap();
+        }
+        so.logout().unwrap();
+    }
+    drop(open(config));
+}

@@ -310,6 +310,8 @@ impl Pkcs11Backend {
             .check_all()
             .map_err(|e| backend.check_error_at_open(e))?;
         backend.recover()?;
+        // A key the SO trusted opens every master key to the user PIN.
+        backend.refuse_trusted_keys()?;
         info!(
             "pkcs11: token {:?} (serial {}) open, register map generation {}",
             backend.label, backend.token_serial, backend.map.generation

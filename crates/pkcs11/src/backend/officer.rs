@@ -12,7 +12,7 @@
 //! false): the SO cannot make private ones, and the user's logout would destroy them.
 //! (docs/ARCHITECTURE.md, "PKCS#11": why a session key and not a token key.)
 
-use cryptoki::object::{Attribute, ObjectHandle};
+use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
 use log::{debug, info};
 use mkclone_backend::{BackendError, Operation, Result};
 use zeroize::Zeroizing;
@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 use super::Pkcs11Backend;
 use super::login::{self, Who};
 use crate::config::{PinSource, resolve_pin};
+use crate::error::Pkcs11Error;
 use crate::templates::Made;
 
 /// The label of the export key pair (session objects).
@@ -131,5 +132,29 @@ impl Pkcs11Backend {
             operation,
             detail: format!("token {:?}: {detail}", self.label),
         }
+    }
+}
+
+impl Pkcs11Backend {
+    /// Refuse a token that holds a key its security officer marked trusted (a token
+    /// object: mkclone's export key is a session object of its own session, and the
+    /// recovery at open has removed any token object under its label). Every
+    /// `CKA_WRAP_WITH_TRUSTED` key — the master keys, the seed — can be wrapped out with it
+    /// by anyone who knows the user PIN.
+    pub(super) fn refuse_trusted_keys(&mut self) -> std::result::Result<(), Pkcs11Error> {
+        for class in [ObjectClass::PUBLIC_KEY, ObjectClass::SECRET_KEY] {
+            let found = self
+                .find_objects(class, [Attribute::Trusted(true)])
+                .map_err(|e| self.open_error(e))?;
+            if let Some(&h) = found.first() {
+                let key = self.token.label(h).map_err(|e| self.open_error(e))?;
+                return Err(Pkcs11Error::TrustedKey {
+                    label: self.label.clone(),
+                    class: class.to_string(),
+                    key,
+                });
+            }
+        }
+        Ok(())
     }
 }
