@@ -679,7 +679,7 @@ fn softhsm_enforces_what_mkclone_relies_on_and_the_rest_is_said() {
     // token leaves to its PIN holders, and SoftHSM's own.
     let limits = node.limits().to_vec();
     assert_eq!(node.capabilities().limits, limits);
-    assert_eq!(limits.len(), 4, "{limits:#?}");
+    assert_eq!(limits.len(), 5, "{limits:#?}");
     assert!(
         limits
             .iter()
@@ -1166,4 +1166,133 @@ fn a_token_holding_a_key_the_so_trusted_is_refused_at_open() {
         so.logout().unwrap();
     }
     drop(open(config));
+}
+
+/// The highest register map on the token: (its generation, its JSON).
+fn register_map(attacker: &Attacker) -> (u64, serde_json::Value) {
+    let mut maps: Vec<(u64, ObjectHandle)> = attacker
+        .session
+        .find_objects(&[Attribute::Token(true), Attribute::Class(ObjectClass::DATA)])
+        .unwrap()
+        .into_iter()
+        .filter_map(|h| {
+            let label = attacker.label(h);
+            let generation = u64::from_str_radix(label.strip_prefix("mkclone/map/")?, 16).ok()?;
+            Some((generation, h))
+        })
+        .collect();
+    maps.sort_by_key(|(g, _)| *g);
+    let (generation, h) = maps.pop().expect("a register map");
+    let value = match attacker
+        .session
+        .get_attributes(h, &[AttributeType::Value])
+        .unwrap()
+        .pop()
+    {
+        Some(Attribute::Value(v)) => v,
+        other => panic!("{other:?}"),
+    };
+    (generation, serde_json::from_slice(&value).unwrap())
+}
+
+/// A private, unmodifiable mkclone record, as mkclone makes them.
+fn create_record(attacker: &Attacker, label: &str, value: &serde_json::Value) {
+    attacker
+        .session
+        .create_object(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Application(b"mkclone".to_vec()),
+            Attribute::Copyable(false),
+            Attribute::Modifiable(false),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Value(serde_json::to_vec(value).unwrap()),
+        ])
+        .unwrap();
+}
+
+#[test]
+fn a_master_key_of_a_user_pin_holders_own_made_as_mkclone_makes_it_is_said_to_be_undetectable() {
+    let (config, mut node) = token_node("priv-swap", "SWAP");
+    node.set_m_of_n(MofN::new(2, 3).unwrap()).unwrap();
+    node.load_random_master_key(CloneableKind::Sym).unwrap();
+    let genuine = pattern(&mut node, CloneableKind::Sym, "current").unwrap();
+    drop(node);
+
+    // The attacker's key, whose value they know, made exactly as mkclone makes a register
+    // (C_CreateObject, as INSTALL does), with its pattern record and the next map.
+    let known: [u8; 24] = *b"attacker-knows-this-key!";
+    let id = "00a77ac4e5000001";
+    let attacker = Attacker::login(&config);
+    let key = attacker
+        .session
+        .create_object(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::DES3),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(true),
+            Attribute::WrapWithTrusted(true),
+            Attribute::Encrypt(false),
+            Attribute::Decrypt(false),
+            Attribute::Wrap(false),
+            Attribute::Unwrap(false),
+            Attribute::Sign(false),
+            Attribute::Verify(false),
+            Attribute::Derive(false),
+            Attribute::Copyable(false),
+            Attribute::Modifiable(false),
+            Attribute::Label(format!("mkclone/mk/{id}").into_bytes()),
+            Attribute::Id(hex::decode(id).unwrap()),
+            Attribute::Value(known.to_vec()),
+        ])
+        .unwrap();
+    let check_value = match attacker
+        .session
+        .get_attributes(key, &[AttributeType::CheckValue])
+        .unwrap()
+        .pop()
+    {
+        Some(Attribute::CheckValue(v)) => v,
+        other => panic!("{other:?}"),
+    };
+    let theirs = mkclone_formats::mkvp::sha1_method(&known);
+    create_record(
+        &attacker,
+        &format!("mkclone/mkvp/{id}"),
+        &serde_json::json!({
+            "format": "mkclone-pkcs11-pattern",
+            "version": 1,
+            "kind": CloneableKind::Sym,
+            "pattern": theirs,
+            "check_value": hex::encode(check_value),
+        }),
+    );
+    let (generation, mut map) = register_map(&attacker);
+    map["generation"] = serde_json::json!(generation + 1);
+    map["sym"]["current"] = serde_json::json!(id);
+    create_record(
+        &attacker,
+        &format!("mkclone/map/{:016x}", generation + 1),
+        &map,
+    );
+    drop(attacker);
+
+    // mkclone cannot tell it from its own: the source's CURRENT is now the attacker's key,
+    // which a clone would spread to every target. Only the pattern, read out beforehand
+    // and pinned (`source_patterns`), shows it.
+    let mut node = open(&config);
+    let now = pattern(&mut node, CloneableKind::Sym, "current").unwrap();
+    assert_eq!(now, theirs);
+    assert_ne!(now, genuine);
+    // So mkclone says it.
+    let limits = node.limits().to_vec();
+    assert!(
+        limits
+            .iter()
+            .any(|l| l.contains("a key of their own") && l.contains("source_patterns")),
+        "{limits:#?}"
+    );
 }

@@ -18,11 +18,16 @@ use crate::error::Pkcs11Error;
 use crate::session::CallResult;
 
 /// What every PKCS#11 token leaves to a holder of its PINs, whatever mkclone does.
-const INHERENT: [&str; 3] = [
+const INHERENT: [&str; 4] = [
     "a holder of both the user PIN and the security officer's PIN can export the master keys, as mkclone's \
      share export does: the SO marks a wrapping key of theirs CKA_TRUSTED",
     "a user-PIN holder can use each key for its one purpose: sign with the retained SA and CSS keys, unwrap \
      share keys with the CSR key; and can destroy mkclone's objects (mkclone then reports the damage)",
+    "a user-PIN holder can put objects in place of mkclone's made exactly as mkclone makes them, which mkclone \
+     cannot tell from its own: a master key whose value they know, with its records, becomes a key of their own \
+     in a register, and a clone from that source spreads it to the targets. Pin the source's master-key \
+     patterns in the configuration (source_patterns, read out from the source before the ceremony), so that \
+     a ceremony refuses a source key that changed, and compare each target's patterns with them after",
     "a user-PIN holder on a target can open every share for it that they can read, through the CSR key as \
      mkclone's INSTALL does (PKCS#11 cannot tell mkclone's session from theirs; the unwrapped key is a session \
      key, sensitive and decrypt-only, but it decrypts): the shares a target holds between installs (kept \
