@@ -1296,3 +1296,185 @@ fn a_master_key_of_a_user_pin_holders_own_made_as_mkclone_makes_it_is_said_to_be
         "{limits:#?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The security officer's window, raced and cut
+// ---------------------------------------------------------------------------------------
+
+const WINDOW_TOKEN: &str = "MKCLONE_TEST_PRIVILEGE_WINDOW_TOKEN";
+const WINDOW_MODULE: &str = "MKCLONE_TEST_PRIVILEGE_WINDOW_MODULE";
+const WINDOW_CSR: &str = "MKCLONE_TEST_PRIVILEGE_WINDOW_CSR";
+const IN_THE_WINDOW: &str = "MKCLONE IS IN THE SO WINDOW";
+
+/// The child's part of `the_so_window_gives_another_process_nothing_and_a_kill_in_it_leaves_nothing`:
+/// mkclone's share export stopped right inside the security officer's step — the SO
+/// logged in, the trusted export key made — where the process then waits to be killed.
+fn stop_in_the_so_window(token: String, module: String, csr: String) {
+    let config = Pkcs11NodeConfig {
+        module: module.into(),
+        token,
+        expect_token_serial: None,
+        pin: PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
+        so_pin: Some(PinSource::Env(SO_PIN_VARIABLE.into())),
+    };
+    let csr = mkclone_backend::Certificate::new(hex::decode(csr).unwrap()).unwrap();
+    let request = obtain_request(CloneableKind::Sym, 1, &csr);
+    for calls in 0..200 {
+        let mut node = open(&config);
+        node.stop_after_calls(calls);
+        assert!(node.obtain_share(&request).is_err());
+        // A session of this process shows the login state of the process (PKCS#11 keeps it
+        // per application) and the export key (a public session object).
+        let probe = user_session_or_so(&config);
+        let so = probe.get_session_info().unwrap().session_state()
+            == cryptoki::session::SessionState::RwSecurityOfficer;
+        let export = probe
+            .find_objects(&[Attribute::Label(b"mkclone/export".to_vec())])
+            .unwrap()
+            .len();
+        if so && export == 2 {
+            println!("{IN_THE_WINDOW}");
+            use std::io::Write;
+            std::io::stdout().flush().unwrap();
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            return;
+        }
+        drop(probe);
+        drop(node);
+    }
+    panic!("the share export never reached the security officer's step");
+}
+
+/// A session of this process on the token, logged in as whoever the process is (no login
+/// is attempted: the state is the process's).
+fn user_session_or_so(config: &Pkcs11NodeConfig) -> Session {
+    let pkcs11 = mkclone_pkcs11::shared_module(&config.module).unwrap();
+    let slot = pkcs11
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| pkcs11.get_token_info(*s).unwrap().label().trim_end() == config.token)
+        .unwrap();
+    pkcs11.open_rw_session(slot).unwrap()
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_so_window_gives_another_process_nothing_and_a_kill_in_it_leaves_nothing() {
+    if let (Ok(token), Ok(module), Ok(csr)) = (
+        std::env::var(WINDOW_TOKEN),
+        std::env::var(WINDOW_MODULE),
+        std::env::var(WINDOW_CSR),
+    ) {
+        stop_in_the_so_window(token, module, csr);
+        return;
+    }
+    let (config, csr) = source_ready("priv-window");
+    let mut child = Killed(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "the_so_window_gives_another_process_nothing_and_a_kill_in_it_leaves_nothing",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(WINDOW_TOKEN, &config.token)
+            .env(WINDOW_MODULE, &config.module)
+            .env(WINDOW_CSR, hex::encode(csr.as_bytes()))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    {
+        use std::io::BufRead;
+        let stdout = child.0.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains(IN_THE_WINDOW) => break,
+                Some(Ok(_)) => {}
+                other => panic!("the child ended before the SO's step: {other:?}"),
+            }
+        }
+    }
+
+    // While mkclone's process has the SO logged in and the trusted key made: a user who
+    // knows the PIN, in a process of their own.
+    let attacker = Attacker::login(&config);
+    assert_eq!(
+        attacker.session.get_session_info().unwrap().session_state(),
+        cryptoki::session::SessionState::RwUser,
+        "the SO's login is mkclone's process's, not the token's"
+    );
+    let trusted = attacker.session.generate_key(
+        &Mechanism::AesKeyGen,
+        &[
+            Attribute::Token(false),
+            Attribute::ValueLen(32.into()),
+            Attribute::Wrap(true),
+            Attribute::Trusted(true),
+        ],
+    );
+    assert!(trusted.is_err(), "a user made a trusted key: {trusted:?}");
+    let own = attacker.own_aes();
+    let marked = attacker
+        .session
+        .update_attributes(own, &[Attribute::Trusted(true)]);
+    assert!(marked.is_err(), "a user marked a key trusted");
+    assert!(
+        attacker
+            .session
+            .find_objects(&[Attribute::Label(b"mkclone/export".to_vec())])
+            .unwrap()
+            .is_empty(),
+        "another process sees the export key"
+    );
+    let publics = attacker
+        .session
+        .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY)])
+        .unwrap();
+    for (key, label) in attacker.master_keys() {
+        for public in &publics {
+            assert!(
+                attacker.session.wrap_key(&oaep(), *public, key).is_err(),
+                "{label} was wrapped out during the SO's step"
+            );
+        }
+        for (how, result) in attacker.wrap_out(key) {
+            assert!(result.is_err(), "{label}: {how}");
+        }
+    }
+    drop(attacker);
+
+    // The worst moment to crash: mkclone is killed inside the window.
+    drop(child);
+    let attacker = Attacker::login(&config);
+    assert!(
+        attacker
+            .session
+            .find_objects(&[Attribute::Trusted(true)])
+            .unwrap()
+            .is_empty(),
+        "a trusted key outlived the killed process"
+    );
+    attacker.session.logout().unwrap();
+    attacker
+        .session
+        .login(UserType::So, Some(&AuthPin::new(SO_PIN.into())))
+        .expect("nobody is left logged in as the SO");
+    attacker.session.logout().unwrap();
+    drop(attacker);
+    // And the export runs again.
+    let mut node = open(&config);
+    obtain(&mut node, CloneableKind::Sym, 1, &csr);
+}
