@@ -1478,3 +1478,38 @@ fn the_so_window_gives_another_process_nothing_and_a_kill_in_it_leaves_nothing()
     let mut node = open(&config);
     obtain(&mut node, CloneableKind::Sym, 1, &csr);
 }
+
+#[test]
+fn a_copy_of_the_csr_key_is_identical_and_goes_with_it() {
+    // The one key a user can copy (it is made by C_CopyObject, and a copy cannot clear
+    // CKA_COPYABLE): the copy can change nothing, and deleting the key deletes it.
+    let (config, mut node) = token_node("priv-copy", "COPY");
+    generate(&mut node, CSR_LABEL, KeyRole::Csr);
+    drop(node);
+    let attacker = Attacker::login(&config);
+    let csr = csr_private_key(&attacker);
+    for change in [
+        Attribute::Label(b"mine".to_vec()),
+        Attribute::Id(b"mine".to_vec()),
+        Attribute::Token(false),
+        Attribute::Sign(true),
+        Attribute::Decrypt(true),
+        Attribute::Modifiable(true),
+    ] {
+        let copy = attacker
+            .session
+            .copy_object(csr, std::slice::from_ref(&change));
+        assert!(copy.is_err(), "the CSR key was copied with {change:?}");
+    }
+    attacker.session.copy_object(csr, &[]).unwrap();
+    drop(attacker);
+    let mut node = open(&config);
+    node.delete_retained_key(&label(CSR_LABEL)).unwrap();
+    drop(node);
+    let attacker = Attacker::login(&config);
+    let left = attacker
+        .session
+        .find_objects(&[Attribute::Label(CSR_LABEL.as_bytes().to_vec())])
+        .unwrap();
+    assert!(left.is_empty(), "{} CSR key objects left", left.len());
+}
