@@ -54,5 +54,5 @@ pub use session::CallStats;
 /// Test seams (the `test-seams` feature; never in a release of mkclone).
 #[cfg(feature = "test-seams")]
 pub mod test_seams {
-    pub use crate::backend::leave_objects_modifiable;
+    pub use crate::backend::{leave_objects_modifiable, make_export_keys_token_objects};
 }

@@ -220,6 +220,10 @@ impl Made {
             Self::SigningKey | Self::CsrKey | Self::PublicKey => {
                 "the key may have been used or read outside mkclone: delete it and generate it again"
             }
+            Self::ExportPublic | Self::ExportPrivate => {
+                "the token did not make the security officer's export key as mkclone asked, so mkclone \
+                 destroyed it and exported nothing: this token cannot serve as a source"
+            }
             _ => "mkclone's record may have been read or replaced",
         }
     }

@@ -534,7 +534,15 @@ fn a_share_export_needs_the_security_officer() {
         count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(Zeroizing::new(SO_PIN.to_string()))
     });
+    assert!(
+        node.holds_user_pin(),
+        "kept for the login after the SO's step"
+    );
     node.obtain_share(&request).unwrap();
+    assert!(
+        !node.holds_user_pin(),
+        "not kept once the SO's step is done"
+    );
     node.obtain_share(&obtain_request(CloneableKind::Sym, 2, &csr))
         .unwrap();
     assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
@@ -1512,4 +1520,37 @@ fn a_copy_of_the_csr_key_is_identical_and_goes_with_it() {
         .find_objects(&[Attribute::Label(CSR_LABEL.as_bytes().to_vec())])
         .unwrap();
     assert!(left.is_empty(), "{} CSR key objects left", left.len());
+}
+
+#[test]
+fn an_export_key_the_token_did_not_make_as_asked_is_destroyed_unused() {
+    // A token that ignores CKA_TOKEN false (test seam): the trusted export key would be a
+    // token object, which every user-PIN holder could wrap the master keys out with.
+    let token = "priv-export-token";
+    let (config, csr) = source_ready(token);
+    mkclone_pkcs11::test_seams::make_export_keys_token_objects(token);
+    let mut node = open(&config);
+    let before = node.share_status().unwrap();
+    match node.obtain_share(&obtain_request(CloneableKind::Sym, 1, &csr)) {
+        Err(e @ BackendError::ChangedOutsideMkclone { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("mkclone/export") && text.contains("CKA_TOKEN is true"),
+                "{text}"
+            );
+        }
+        other => panic!("the export went on with a token-object export key: {other:?}"),
+    }
+    // While mkclone still runs, no trusted key is left for a user to wrap with.
+    let attacker = Attacker::login(&config);
+    assert!(
+        attacker
+            .session
+            .find_objects(&[Attribute::Token(true), Attribute::Trusted(true)])
+            .unwrap()
+            .is_empty(),
+        "a trusted token key is left"
+    );
+    drop(attacker);
+    assert_eq!(node.share_status().unwrap(), before);
 }

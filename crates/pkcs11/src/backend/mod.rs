@@ -26,6 +26,8 @@ mod settings;
 mod store;
 
 #[cfg(feature = "test-seams")]
+pub use officer::make_export_keys_token_objects;
+#[cfg(feature = "test-seams")]
 pub use probe::leave_objects_modifiable;
 
 use std::path::PathBuf;
@@ -354,6 +356,13 @@ impl Pkcs11Backend {
     #[cfg(feature = "test-seams")]
     pub fn stop_after_calls(&mut self, calls: u64) {
         self.token.stop_after(calls);
+    }
+
+    /// Whether the backend still holds the user PIN (test seam): a node with `so_pin`
+    /// keeps it, zeroizing, only until the security officer's step is done.
+    #[cfg(feature = "test-seams")]
+    pub fn holds_user_pin(&self) -> bool {
+        self.user_pin.is_some()
     }
 
     /// Calls made since [`Pkcs11Backend::stop_after_calls`] (test seam).

@@ -13,7 +13,7 @@
 //! (docs/ARCHITECTURE.md, "PKCS#11": why a session key and not a token key.)
 
 use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
-use log::{debug, info};
+use log::{debug, info, warn};
 use mkclone_backend::{BackendError, Operation, Result};
 use zeroize::Zeroizing;
 
@@ -25,6 +25,21 @@ use crate::templates::Made;
 
 /// The label of the export key pair (session objects).
 pub(crate) const EXPORT_LABEL: &str = "mkclone/export";
+
+/// Test seam: tokens that make the export key pair as token objects whatever mkclone asks
+/// (a token that ignores `CKA_TOKEN` false), so that a test sees mkclone refuse the pair.
+#[cfg(feature = "test-seams")]
+static TOKEN_OBJECT_EXPORT_KEYS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Test seam: from now on, the export key pair of the token labelled `token` is made as
+/// token objects (as a token that ignored `CKA_TOKEN` false would make it).
+#[cfg(feature = "test-seams")]
+pub fn make_export_keys_token_objects(token: &str) {
+    TOKEN_OBJECT_EXPORT_KEYS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(token.to_string());
+}
 
 impl Pkcs11Backend {
     /// This session's export key pair, (wrapping half, decrypting half): made by the
@@ -47,6 +62,9 @@ impl Pkcs11Backend {
         let back = self.log_in_again(op, &user_pin);
         let pair = made?;
         back?;
+        // The pair lasts as long as the session: the user PIN, kept for this login only,
+        // is not needed again (dropping it zeroizes it).
+        self.user_pin = None;
         info!(
             "pkcs11: token {:?}: the security officer made this session's export key (a session object: \
              it goes when the session closes)",
@@ -78,7 +96,36 @@ impl Pkcs11Backend {
         ]);
         let mut private = Made::ExportPrivate.attributes(&self.support);
         private.push(label());
-        self.generate_rsa_pair(op, &public, &private)
+        #[cfg(feature = "test-seams")]
+        if TOKEN_OBJECT_EXPORT_KEYS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&self.label)
+        {
+            for template in [&mut public, &mut private] {
+                template.push(Attribute::Token(true));
+                template.retain(|a| *a != Attribute::Token(false));
+            }
+        }
+        let pair = self.generate_rsa_pair(op, &public, &private)?;
+        // Read back before any use: a token that made it otherwise than asked (a token
+        // object every user-PIN holder could wrap with, a readable private half...) has
+        // the pair destroyed, and nothing is exported through it.
+        for (h, made) in [(pair.0, Made::ExportPublic), (pair.1, Made::ExportPrivate)] {
+            if let Err(e) = self.check_object(h, EXPORT_LABEL, made) {
+                for h in [pair.0, pair.1] {
+                    if let Err(d) = self.token.destroy(h) {
+                        warn!(
+                            "pkcs11: token {:?}: the export key made otherwise than asked stays: {}",
+                            self.label,
+                            d.describe()
+                        );
+                    }
+                }
+                return Err(self.check_error(op, e));
+            }
+        }
+        Ok(pair)
     }
 
     /// Log whoever is logged in out and the user in with `pin`; find the register map
