@@ -1554,3 +1554,74 @@ fn an_export_key_the_token_did_not_make_as_asked_is_destroyed_unused() {
     drop(attacker);
     assert_eq!(node.share_status().unwrap(), before);
 }
+
+#[test]
+fn no_master_key_or_seed_can_be_used_for_anything() {
+    // Each use is tried on a key of the attacker's own of the same type that allows it
+    // first, so that a refusal is about mkclone's key. (Wrapping and deriving with them:
+    // CKA_WRAP, CKA_UNWRAP and CKA_DERIVE false, checked with every template; SoftHSM has
+    // no triple-DES key wrap, cryptoki no triple-DES derivation, to try them with.)
+    let after = ceremony("priv-use");
+    let attacker = Attacker::login(&after.source);
+    let s = &attacker.session;
+    let data = [0u8; 16];
+    let usable = |mechanism: Mechanism, template: &[Attribute]| {
+        let mut t = vec![Attribute::Token(false)];
+        t.extend_from_slice(template);
+        s.generate_key(&mechanism, &t).unwrap()
+    };
+    let des3_control = usable(
+        Mechanism::Des3KeyGen,
+        &[Attribute::Encrypt(true), Attribute::Decrypt(true)],
+    );
+    let hmac_control = usable(
+        Mechanism::GenericSecretKeyGen,
+        &[
+            Attribute::ValueLen(32.into()),
+            Attribute::Sign(true),
+            Attribute::Verify(true),
+        ],
+    );
+    let mac = s.sign(&Mechanism::Sha256Hmac, hmac_control, &data).unwrap();
+    let des3_uses = |key: ObjectHandle| -> Vec<(&str, cryptoki::error::Result<()>)> {
+        vec![
+            (
+                "encrypt",
+                s.encrypt(&Mechanism::Des3Ecb, key, &data).map(drop),
+            ),
+            (
+                "decrypt",
+                s.decrypt(&Mechanism::Des3Ecb, key, &data).map(drop),
+            ),
+        ]
+    };
+    let hmac_uses = |key: ObjectHandle| -> Vec<(&str, cryptoki::error::Result<()>)> {
+        vec![
+            ("sign", s.sign(&Mechanism::Sha256Hmac, key, &data).map(drop)),
+            ("verify", s.verify(&Mechanism::Sha256Hmac, key, &data, &mac)),
+        ]
+    };
+    for (what, result) in des3_uses(des3_control)
+        .into_iter()
+        .chain(hmac_uses(hmac_control))
+    {
+        assert!(result.is_ok(), "control key: {what}: {result:?}");
+    }
+    let seed = object(&attacker, ObjectClass::SECRET_KEY, "mkclone/seed/");
+    let mut tries: Vec<(String, &str, cryptoki::error::Result<()>)> = Vec::new();
+    for (key, label) in attacker.master_keys() {
+        tries.extend(
+            des3_uses(key)
+                .into_iter()
+                .map(|(w, r)| (label.clone(), w, r)),
+        );
+    }
+    tries.extend(
+        hmac_uses(seed)
+            .into_iter()
+            .map(|(w, r)| ("the seed".to_string(), w, r)),
+    );
+    for (label, what, result) in tries {
+        assert!(result.is_err(), "{label}: {what} succeeded");
+    }
+}
