@@ -100,6 +100,31 @@ enum RawNode {
     Sim(RawSimNode),
     Zcrypt(RawZcryptNode),
     Pkcs11(RawPkcs11Node),
+    Cca(RawCcaNode),
+}
+
+/// `backend = "cca"`: a coprocessor through IBM's CCA host library (crates/hostlib).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCcaNode {
+    #[serde(default)]
+    library: Option<PathBuf>,
+    #[serde(default)]
+    mk_library: Option<PathBuf>,
+    /// "CRP01" or 1.
+    #[serde(default)]
+    adapter: Option<String>,
+    #[serde(default)]
+    expect_serial: Option<String>,
+    #[serde(default)]
+    domain: Option<u16>,
+    #[serde(default)]
+    trace: Option<PathBuf>,
+    /// The role the dry run's access-control audit reads (default DEFAULT).
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    eid: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,6 +182,8 @@ pub enum NodeBackend {
     Zcrypt(crate::zcrypt::ZcryptNodeConfig),
     /// A PKCS#11 token, found by label in a module.
     Pkcs11(mkclone_pkcs11::Pkcs11NodeConfig),
+    /// A coprocessor through IBM's CCA host library, loaded at run time.
+    Cca(mkclone_hostlib::HostlibNodeConfig),
 }
 
 impl NodeBackend {
@@ -165,6 +192,7 @@ impl NodeBackend {
             Self::Sim { .. } => "sim",
             Self::Zcrypt(_) => "zcrypt",
             Self::Pkcs11(_) => "pkcs11",
+            Self::Cca(_) => "cca",
         }
     }
 
@@ -176,6 +204,18 @@ impl NodeBackend {
             }
             Self::Zcrypt(z) => format!("coprocessor {}", z.apqn),
             Self::Pkcs11(t) => format!("token {:?} of {}", t.token, t.module.display()),
+            Self::Cca(c) => format!(
+                "CCA adapter {} of {}",
+                c.expect_serial
+                    .as_ref()
+                    .map(|s| format!("with serial {s}"))
+                    .or_else(|| c.adapter.map(|a| format!("CRP{a:02}")))
+                    .unwrap_or_default(),
+                c.library
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "libcsulcca.so".into())
+            ),
         }
     }
 }
@@ -300,6 +340,49 @@ impl Config {
                         so_pin: t.so_pin.map(relative),
                     };
                     (eid_of(t.eid.as_deref())?, NodeBackend::Pkcs11(cfg))
+                }
+                RawNode::Cca(c) => {
+                    let adapter = c
+                        .adapter
+                        .as_deref()
+                        .map(|a| {
+                            a.trim_start_matches("CRP").parse::<u8>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                                invalid(format!(
+                                    "[nodes.{name}] adapter: {a:?} is not an adapter name; write \"CRP01\" (or 1)"
+                                ))
+                            })
+                        })
+                        .transpose()?;
+                    let cfg = mkclone_hostlib::HostlibNodeConfig {
+                        library: c.library.map(|l| {
+                            if l.components().count() > 1 {
+                                base.join(l)
+                            } else {
+                                l
+                            }
+                        }),
+                        mk_library: c.mk_library.map(|l| {
+                            if l.components().count() > 1 {
+                                base.join(l)
+                            } else {
+                                l
+                            }
+                        }),
+                        adapter,
+                        expect_serial: serial_of(c.expect_serial.as_deref(), "expect_serial")?,
+                        domain: c.domain,
+                        trace: c.trace.map(|t| base.join(t)),
+                        role: c.role,
+                    };
+                    if cfg.adapter.is_none() && cfg.expect_serial.is_none() {
+                        return Err(invalid(format!(
+                            "[nodes.{name}] names no card: add `expect_serial = \"...\"` (selects the adapter with that serial) or `adapter = \"CRP01\"`"
+                        )));
+                    }
+                    if let Some(pin) = &cfg.expect_serial {
+                        pins.insert(name.clone(), pin.clone());
+                    }
+                    (eid_of(c.eid.as_deref())?, NodeBackend::Cca(cfg))
                 }
             };
             nodes.insert(name.clone(), NodeConfig { name, eid, backend });

@@ -36,6 +36,14 @@ pub fn open(node: &NodeConfig) -> Result<Box<dyn Backend>, NodeError> {
             })?;
             Ok(Box::new(backend))
         }
+        NodeBackend::Cca(cfg) => {
+            let backend =
+                mkclone_hostlib::HostlibBackend::open(cfg).map_err(|e| NodeError::Open {
+                    node: node.name.clone(),
+                    message: e.to_string(),
+                })?;
+            Ok(Box::new(backend))
+        }
         NodeBackend::Pkcs11(cfg) => {
             let fail = |message: String| NodeError::Open {
                 node: node.name.clone(),
@@ -124,6 +132,15 @@ impl Nodes for ConfiguredNodes<'_> {
                 .node(name)
                 .map_err(|e| unavailable(e.to_string()))?;
             let backend = open(cfg).map_err(|e| unavailable(e.to_string()))?;
+            // The rehearsal rule for what the configuration cannot see: a CCA host library
+            // that is mkclone's simulation keeps its keys in plain files.
+            if backend.capabilities().rehearsal_only && !self.config.plan.rehearsal {
+                return Err(unavailable(
+                    "this node is simulated (keys in plain files: mkclone's simulated CCA host library); \
+                     add `rehearsal = true` to [ceremony] to run the plan as a rehearsal"
+                        .into(),
+                ));
+            }
             self.open.insert(name.to_string(), backend);
         }
         match self.open.get_mut(name) {

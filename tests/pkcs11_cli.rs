@@ -6,55 +6,16 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const PIN: &str = "user-pin-5678";
-const SO_PIN: &str = "so-pin-0000";
-const MODULES: [&str; 2] = [
-    "/usr/lib/softhsm/libsofthsm2.so",
-    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-];
+mod common;
+use common::softhsm_module as module;
 
-fn module() -> PathBuf {
-    MODULES.iter().map(PathBuf::from).find(|p| p.exists()).unwrap_or_else(|| {
-        panic!("libsofthsm2.so not found in {MODULES:?}: install softhsm2 (scripts/test does) to run these tests")
-    })
-}
-
-/// A private SoftHSM with the given tokens.
+/// A private SoftHSM with the given tokens, all with the user PIN [`PIN`].
 fn softhsm(dir: &Path, tokens: &[&str]) -> PathBuf {
-    let tokdir = dir.join("tokens");
-    std::fs::create_dir_all(&tokdir).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokdir.display()
-        ),
-    )
-    .unwrap();
-    for t in tokens {
-        let out = Command::new("softhsm2-util")
-            .env("SOFTHSM2_CONF", &conf)
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                t,
-                "--so-pin",
-                SO_PIN,
-                "--pin",
-                PIN,
-            ])
-            .output()
-            .expect("softhsm2-util is missing: install softhsm2 (scripts/test does)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    conf
+    common::softhsm(dir, tokens, PIN)
 }
+
+const PIN: &str = "user-pin-5678";
+const SO_PIN: &str = common::SOFTHSM_SO_PIN;
 
 fn run(conf: &Path, args: &[&str], pin: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mkclone"));
@@ -307,8 +268,9 @@ fn sim_init_leaves_a_token_source_alone_and_names_master_key_random() {
     );
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     assert!(
-        text(&refused).contains("is a pkcs11 node, and `sim init` touches simulated nodes only")
-            && text(&refused).contains("mkclone master-key random --config"),
+        text(&refused).contains(
+            "is a pkcs11 node that is not simulated, and `sim init` touches simulated nodes only"
+        ) && text(&refused).contains("mkclone master-key random --config"),
         "{}",
         text(&refused)
     );

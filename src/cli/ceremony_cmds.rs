@@ -99,13 +99,14 @@ fn dry_run(
 ) -> Result<(), Failure> {
     let mut nodes = ConfiguredNodes::new(config);
     let layout = Layout::new(&config.directory);
-    let problems = dry_run::dry_run(
+    let report = dry_run::dry_run_report(
         &config.plan,
         &layout,
         &mut nodes,
         &scope,
         DryRunOptions { replace_current },
     );
+    let problems = report.problems;
     if json {
         let doc = serde_json::json!({
             "dry_run": true,
@@ -113,6 +114,7 @@ fn dry_run(
             "targets": scope.targets,
             "changed": false,
             "problems": problems,
+            "access_controls": report.access,
         });
         println!(
             "{}",
@@ -130,6 +132,7 @@ fn dry_run(
             })
         };
     }
+    print_access_controls(&report.access);
     if problems.is_empty() {
         println!(
             "dry run: phases {} for {}: no problem found; nothing was changed",
@@ -155,6 +158,30 @@ fn dry_run(
             mkclone::ceremony::Problems(problems)
         ),
     })
+}
+
+/// The "Audit access controls" task: per node, each point its steps need and whether its
+/// role enables it, then what to check by hand.
+fn print_access_controls(access: &[dry_run::NodeAccess]) {
+    for n in access {
+        println!(
+            "access controls of {} (role {}, phases {}):",
+            n.node,
+            n.audit.role.as_deref().unwrap_or("-"),
+            n.phases.join(", ")
+        );
+        for c in &n.audit.checked {
+            println!(
+                "  {:<8} {} for {}",
+                if c.enabled { "enabled" } else { "MISSING" },
+                c.point,
+                c.operation
+            );
+        }
+        for m in &n.audit.by_hand {
+            println!("  by hand  {}: {}", m.operation, m.what);
+        }
+    }
 }
 
 /// Identity pinning: every node this command uses reports the pinned serial and no other

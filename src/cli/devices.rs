@@ -18,6 +18,13 @@ struct ModuleSlots {
 }
 
 #[derive(Serialize)]
+struct HostLibrary {
+    library: PathBuf,
+    found: Option<mkclone_hostlib::LibraryAdapters>,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
 struct Devices {
     /// CCA coprocessors; `None` with the reason when there is no AP bus here.
     cca: Option<Vec<mkclone::zcrypt::CcaCard>>,
@@ -26,6 +33,8 @@ struct Devices {
     /// The capture kit's results, when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     capture: Option<Vec<Captured>>,
+    /// The adapters of the CCA host libraries `backend = "cca"` nodes name.
+    cca_host_libraries: Vec<HostLibrary>,
 }
 
 /// One domain the capture kit asked.
@@ -52,7 +61,27 @@ pub fn run(
     let capture = capture_dir
         .map(|dir| capture_kit(&dir, sysfs, config.as_ref(), cca.as_deref().unwrap_or(&[])));
     let mut pkcs11 = Vec::new();
+    let mut cca_host_libraries = Vec::new();
     if let Some(config) = &config {
+        let libraries: BTreeSet<(PathBuf, PathBuf)> = config
+            .nodes
+            .values()
+            .filter_map(|n| match &n.backend {
+                NodeBackend::Cca(c) => Some(c.library_paths()),
+                _ => None,
+            })
+            .collect();
+        for (library, mk_library) in libraries {
+            let (found, error) = match mkclone_hostlib::list_adapters(&library, &mk_library) {
+                Ok(found) => (Some(found), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            cca_host_libraries.push(HostLibrary {
+                library,
+                found,
+                error,
+            });
+        }
         let modules: BTreeSet<PathBuf> = config
             .nodes
             .values()
@@ -86,6 +115,7 @@ pub fn run(
         cca_error,
         pkcs11,
         capture,
+        cca_host_libraries,
     };
     if json {
         println!(
@@ -123,6 +153,29 @@ pub fn run(
                 }
             }
             (None, Some(e)) => println!("  {e}"),
+            (None, None) => {}
+        }
+    }
+    for h in &devices.cca_host_libraries {
+        match (&h.found, &h.error) {
+            (Some(found), _) => {
+                println!(
+                    "\nCCA host library {}{}:",
+                    h.library.display(),
+                    if found.simulated {
+                        " (mkclone's simulated library: rehearsal only)"
+                    } else {
+                        ""
+                    }
+                );
+                if found.adapters.is_empty() {
+                    println!("  no adapters");
+                }
+                for (a, serial) in &found.adapters {
+                    println!("  CRP{a:02}  serial {serial}");
+                }
+            }
+            (None, Some(e)) => println!("\nCCA host library {}: {e}", h.library.display()),
             (None, None) => {}
         }
     }

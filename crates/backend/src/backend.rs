@@ -205,6 +205,19 @@ pub trait Backend {
 
     fn capabilities(&self) -> Capabilities;
 
+    /// The access-control audit of `operations` on the plan's master keys `kinds`: the
+    /// points of the device's role each needs and whether it has them, and what to check
+    /// by hand. A device without access-control roles answers an empty audit (the
+    /// default).
+    fn access_audit(
+        &mut self,
+        operations: &[Operation],
+        kinds: &[CloneableKind],
+    ) -> Result<crate::access::AccessAudit> {
+        let _ = (operations, kinds);
+        Ok(crate::access::AccessAudit::default())
+    }
+
     not_supported_by_default! {
         fn status(&mut self) -> Result<NodeStatus> = Status;
 

@@ -251,6 +251,11 @@ impl<T: Transport> CcaBackend<T> {
                 })
             }
             rs::SHARE_DATA_ERROR => Some(BackendError::ShareRejected),
+            // The share's enciphering key does not decipher under this node's CSR key: as
+            // any other share that does not decrypt (the simulator answers SHARE_DATA_ERROR).
+            rs::SHARE_KEY_FAILED if op == Operation::InstallShare => {
+                Some(BackendError::ShareRejected)
+            }
             rs::WRONG_TARGET => Some(BackendError::WrongTarget {
                 expected_eid: "(named in the share)".into(),
                 expected_key: "(named in the share)".into(),
