@@ -88,6 +88,17 @@ impl Attacker {
         }
     }
 
+    /// The `CKA_VALUE` of data object `h`.
+    fn value(&self, h: ObjectHandle) -> Vec<u8> {
+        match self.session.get_attributes(h, &[AttributeType::Value]) {
+            Ok(mut a) => match a.pop() {
+                Some(Attribute::Value(v)) => v,
+                other => panic!("no value: {other:?}"),
+            },
+            Err(e) => panic!("no value: {e}"),
+        }
+    }
+
     fn id(&self, h: ObjectHandle) -> Vec<u8> {
         match self.session.get_attributes(h, &[AttributeType::Id]) {
             Ok(mut a) => match a.pop() {
@@ -180,6 +191,44 @@ impl Attacker {
                 &[Attribute::Token(false), Attribute::Extractable(true)],
             )
             .unwrap()
+    }
+
+    /// How many master keys were wrapped out, with every public key this session sees
+    /// (mkclone's export key, were it visible) and with keys of one's own.
+    fn master_keys_wrapped_out(&self) -> usize {
+        let publics = self
+            .session
+            .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY)])
+            .unwrap();
+        let mut wrapped = 0;
+        for (key, _) in self.master_keys() {
+            for public in &publics {
+                wrapped += usize::from(self.session.wrap_key(&oaep(), *public, key).is_ok());
+            }
+            for (_, result) in self.wrap_out(key) {
+                wrapped += usize::from(result.is_ok());
+            }
+        }
+        wrapped
+    }
+
+    /// The user can neither make a key trusted nor mark one of theirs trusted.
+    fn cannot_mark_a_key_trusted(&self) {
+        let trusted = self.session.generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Token(false),
+                Attribute::ValueLen(32.into()),
+                Attribute::Wrap(true),
+                Attribute::Trusted(true),
+            ],
+        );
+        assert!(trusted.is_err(), "a user made a trusted key: {trusted:?}");
+        let own = self.own_aes();
+        let marked = self
+            .session
+            .update_attributes(own, &[Attribute::Trusted(true)]);
+        assert!(marked.is_err(), "a user marked a key trusted");
     }
 
     /// Every way of wrapping `key` out with keys of one's own: each wrapped blob.
@@ -409,6 +458,43 @@ fn a_held_share_cannot_be_decrypted_with_any_key_the_token_keeps() {
     }
 }
 
+/// A session of the test's own on the token, logged in as its security officer.
+fn security_officer(config: &Pkcs11NodeConfig) -> Session {
+    let session = user_session(config);
+    session.logout().unwrap();
+    session
+        .login(UserType::So, Some(&AuthPin::new(SO_PIN.into())))
+        .expect("the security officer logs in");
+    session
+}
+
+/// The security officer makes a trusted RSA key pair labelled `label` on the token: token
+/// objects, public (the SO can make no private ones), the public half wrapping, the
+/// private half decrypting.
+fn trusted_pair_made_by_the_so(config: &Pkcs11NodeConfig, label: &str) {
+    let so = security_officer(config);
+    let named = |mut t: Vec<Attribute>| {
+        t.extend([
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ]);
+        t
+    };
+    so.generate_key_pair(
+        &Mechanism::RsaPkcsKeyPairGen,
+        &named(vec![
+            Attribute::ModulusBits(2048.into()),
+            Attribute::PublicExponent(vec![1, 0, 1]),
+            Attribute::Trusted(true),
+            Attribute::Wrap(true),
+        ]),
+        &named(vec![Attribute::Decrypt(true)]),
+    )
+    .unwrap();
+    so.logout().unwrap();
+}
+
 /// The token `config` names, opened by mkclone: the error text if it refuses.
 fn open_error(config: &Pkcs11NodeConfig) -> String {
     match Pkcs11Backend::open(config, Zeroizing::new(USER_PIN.into())) {
@@ -430,15 +516,7 @@ fn a_look_alike_in_place_of_an_mkclone_object_is_detected_at_the_next_open() {
             .find_objects(&[Attribute::Label(b"mkclone/eid".to_vec())])
             .unwrap();
         assert_eq!(found.len(), 1);
-        let value = match attacker
-            .session
-            .get_attributes(found[0], &[AttributeType::Value])
-            .unwrap()
-            .pop()
-        {
-            Some(Attribute::Value(v)) => v,
-            other => panic!("{other:?}"),
-        };
+        let value = attacker.value(found[0]);
         attacker.session.destroy_object(found[0]).unwrap();
         attacker
             .session
@@ -548,6 +626,17 @@ fn a_share_export_needs_the_security_officer() {
     assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
+/// The node a child process of a test opens: the token `token` in `module`.
+fn child_config(token: String, module: String, so_pin: Option<PinSource>) -> Pkcs11NodeConfig {
+    Pkcs11NodeConfig {
+        module: module.into(),
+        token,
+        expect_token_serial: None,
+        pin: PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
+        so_pin,
+    }
+}
+
 const ATTACKER_TOKEN: &str = "MKCLONE_TEST_PRIVILEGE_ATTACKER_TOKEN";
 const ATTACKER_MODULE: &str = "MKCLONE_TEST_PRIVILEGE_ATTACKER_MODULE";
 
@@ -555,33 +644,13 @@ const ATTACKER_MODULE: &str = "MKCLONE_TEST_PRIVILEGE_ATTACKER_MODULE";
 /// who knows the PIN, in a process of their own, while mkclone's session holds the export
 /// key. It reports what it saw and what it wrapped out.
 fn attack_from_another_process(token: String, module: String) {
-    let config = Pkcs11NodeConfig {
-        module: module.into(),
-        token,
-        expect_token_serial: None,
-        pin: PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
-        so_pin: None,
-    };
+    let config = child_config(token, module, None);
     let attacker = Attacker::login(&config);
     let exports = attacker
         .session
         .find_objects(&[Attribute::Label(b"mkclone/export".to_vec())])
         .unwrap();
-    let publics = attacker
-        .session
-        .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY)])
-        .unwrap();
-    let mut wrapped = 0;
-    for (key, _) in attacker.master_keys() {
-        for public in &publics {
-            if attacker.session.wrap_key(&oaep(), *public, key).is_ok() {
-                wrapped += 1;
-            }
-        }
-        for (_, result) in attacker.wrap_out(key) {
-            wrapped += usize::from(result.is_ok());
-        }
-    }
+    let wrapped = attacker.master_keys_wrapped_out();
     println!("ATTACKER SAW {} WRAPPED {wrapped}", exports.len());
 }
 
@@ -636,34 +705,7 @@ fn a_trusted_key_left_under_the_export_label_is_removed_at_open() {
     let (config, node) = token_node("priv-left", "LEFT BEHIND");
     drop(node);
     // The security officer makes a token object that looks like an export key.
-    {
-        let attacker = Attacker::login(&config);
-        attacker.session.logout().unwrap();
-        attacker
-            .session
-            .login(UserType::So, Some(&AuthPin::new(SO_PIN.into())))
-            .unwrap();
-        attacker
-            .session
-            .generate_key_pair(
-                &Mechanism::RsaPkcsKeyPairGen,
-                &[
-                    Attribute::Token(true),
-                    Attribute::Private(false),
-                    Attribute::ModulusBits(1024.into()),
-                    Attribute::Trusted(true),
-                    Attribute::Wrap(true),
-                    Attribute::Label(b"mkclone/export".to_vec()),
-                ],
-                &[
-                    Attribute::Token(true),
-                    Attribute::Private(false),
-                    Attribute::Label(b"mkclone/export".to_vec()),
-                ],
-            )
-            .unwrap();
-        attacker.session.logout().unwrap();
-    }
+    trusted_pair_made_by_the_so(&config, "mkclone/export");
     let node = open(&config);
     drop(node);
     let attacker = Attacker::login(&config);
@@ -702,17 +744,7 @@ fn softhsm_enforces_what_mkclone_relies_on_and_the_rest_is_said() {
     );
     drop(node);
     // And directly: a user cannot mark a key trusted.
-    let attacker = Attacker::login(&config);
-    let trusted = attacker.session.generate_key(
-        &Mechanism::AesKeyGen,
-        &[
-            Attribute::Token(false),
-            Attribute::ValueLen(32.into()),
-            Attribute::Wrap(true),
-            Attribute::Trusted(true),
-        ],
-    );
-    assert!(trusted.is_err(), "{trusted:?}");
+    Attacker::login(&config).cannot_mark_a_key_trusted();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -852,25 +884,18 @@ fn a_look_alike_key_in_place_of_the_seed_is_named_at_the_next_open() {
         .generate_key(
             &Mechanism::GenericSecretKeyGen,
             &[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::GENERIC_SECRET),
-                Attribute::Token(true),
-                Attribute::Private(true),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(true),
-                Attribute::WrapWithTrusted(true),
-                Attribute::Encrypt(false),
-                Attribute::Decrypt(false),
-                Attribute::Wrap(false),
-                Attribute::Unwrap(false),
-                Attribute::Sign(true),
-                Attribute::Verify(false),
-                Attribute::Derive(false),
-                Attribute::Copyable(false),
-                Attribute::Modifiable(false),
-                Attribute::ValueLen(32.into()),
-                Attribute::Label(label.clone().into_bytes()),
-            ],
+                secret_key_template(
+                    KeyType::GENERIC_SECRET,
+                    true,
+                    true,
+                    Some(AttributeType::Sign),
+                ),
+                vec![
+                    Attribute::ValueLen(32.into()),
+                    Attribute::Label(label.clone().into_bytes()),
+                ],
+            ]
+            .concat(),
         )
         .unwrap();
     drop(attacker);
@@ -927,40 +952,45 @@ fn a_changed_retained_key_is_left_behind_by_deleting_its_companion_and_made_agai
 // What a user-PIN holder can still do: each said where mkclone says what it cannot protect
 // ---------------------------------------------------------------------------------------
 
-/// The value of the one data object whose label starts with `label`.
-fn record_value(attacker: &Attacker, label: &str) -> Vec<u8> {
-    let h = object(attacker, ObjectClass::DATA, label);
-    match attacker
-        .session
-        .get_attributes(h, &[AttributeType::Value])
-        .unwrap()
-        .pop()
-    {
-        Some(Attribute::Value(v)) => v,
-        other => panic!("{label}: {other:?}"),
-    }
+/// A secret key's template as mkclone makes its keys (written out here, not taken from
+/// the crate): private, sensitive, `CKA_WRAP_WITH_TRUSTED`, every usage flag false but
+/// `usage`, not copyable, not modifiable (last).
+fn secret_key_template(
+    key_type: KeyType,
+    token: bool,
+    extractable: bool,
+    usage: Option<AttributeType>,
+) -> Vec<Attribute> {
+    let mut t = vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(key_type),
+        Attribute::Token(token),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(extractable),
+        Attribute::WrapWithTrusted(true),
+    ];
+    let flags: [fn(bool) -> Attribute; 7] = [
+        Attribute::Encrypt,
+        Attribute::Decrypt,
+        Attribute::Wrap,
+        Attribute::Unwrap,
+        Attribute::Sign,
+        Attribute::Verify,
+        Attribute::Derive,
+    ];
+    t.extend(
+        flags
+            .iter()
+            .map(|f| f(Some(f(true).attribute_type()) == usage)),
+    );
+    t.extend([Attribute::Copyable(false), Attribute::Modifiable(false)]);
+    t
 }
 
 /// The share key's template, as the CSR key's `CKA_UNWRAP_TEMPLATE` demands it.
 fn share_key_template() -> Vec<Attribute> {
-    vec![
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(KeyType::DES3),
-        Attribute::Token(false),
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::WrapWithTrusted(true),
-        Attribute::Encrypt(false),
-        Attribute::Decrypt(true),
-        Attribute::Wrap(false),
-        Attribute::Unwrap(false),
-        Attribute::Sign(false),
-        Attribute::Verify(false),
-        Attribute::Derive(false),
-        Attribute::Copyable(false),
-        Attribute::Modifiable(false),
-    ]
+    secret_key_template(KeyType::DES3, false, false, Some(AttributeType::Decrypt))
 }
 
 /// `share` opened as mkclone's INSTALL opens it, in the attacker's own session: the
@@ -991,6 +1021,25 @@ fn open_as_install(
     .unwrap_or_else(|e| panic!("the share did not open: {e:?}"))
 }
 
+/// The source's CSS public key and its ASYM master key's pattern.
+fn css_key_and_asym_pattern(
+    after: &After,
+) -> (
+    mkclone_formats::pka::RsaPublicKey,
+    mkclone_backend::VerificationPattern,
+) {
+    let mut source = open(&after.source);
+    let token = source
+        .retained_public_key(&label(CSS_LABEL))
+        .unwrap()
+        .unwrap();
+    let view = mkclone_formats::pka::PublicKeyTokenView::decode(&token).unwrap();
+    (
+        view.key,
+        pattern(&mut source, CloneableKind::Asym, "current").unwrap(),
+    )
+}
+
 /// The limits a node reports (what `status` prints under "what this node cannot protect").
 fn limits_of(config: &Pkcs11NodeConfig) -> Vec<String> {
     open(config).limits().to_vec()
@@ -999,23 +1048,16 @@ fn limits_of(config: &Pkcs11NodeConfig) -> Vec<String> {
 #[test]
 fn a_target_user_pin_holder_opens_the_held_shares_and_the_limits_say_so() {
     let after = ceremony("priv-held-open");
-    let (css, source_pattern) = {
-        let mut source = open(&after.source);
-        let token = source
-            .retained_public_key(&label(CSS_LABEL))
-            .unwrap()
-            .unwrap();
-        let view = mkclone_formats::pka::PublicKeyTokenView::decode(&token).unwrap();
-        (
-            view.key,
-            pattern(&mut source, CloneableKind::Asym, "current").unwrap(),
-        )
-    };
+    let (css, source_pattern) = css_key_and_asym_pattern(&after);
     let attacker = Attacker::login(&after.target);
     // The share the target holds between installs, read from the token itself: no share
     // file is needed for it.
-    let record: serde_json::Value =
-        serde_json::from_slice(&record_value(&attacker, "mkclone/share/")).unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&attacker.value(object(
+        &attacker,
+        ObjectClass::DATA,
+        "mkclone/share/",
+    )))
+    .unwrap();
     let held: SealedShare = serde_json::from_value(record["sealed"].clone()).unwrap();
     assert_eq!(held, after.held);
     let opened = open_as_install(&attacker, &held, &css);
@@ -1047,23 +1089,13 @@ fn a_target_user_pin_holder_opens_the_held_shares_and_the_limits_say_so() {
         "{limits:#?}"
     );
 }
+
 #[test]
 fn a_source_user_pin_holder_cannot_compute_the_share_coefficients() {
     // Were the coefficients computable, one share opened on a target (by its own PIN
     // holder) would give the master key: m-of-n would be 1-of-n.
     let after = ceremony("priv-seed-share");
-    let (css, source_pattern) = {
-        let mut source = open(&after.source);
-        let token = source
-            .retained_public_key(&label(CSS_LABEL))
-            .unwrap()
-            .unwrap();
-        let view = mkclone_formats::pka::PublicKeyTokenView::decode(&token).unwrap();
-        (
-            view.key,
-            pattern(&mut source, CloneableKind::Asym, "current").unwrap(),
-        )
-    };
+    let (css, source_pattern) = css_key_and_asym_pattern(&after);
     let attacker = Attacker::login(&after.source);
     let seed = object(&attacker, ObjectClass::SECRET_KEY, "mkclone/seed/");
     // The seed is not wrapped out with keys of one's own...
@@ -1107,35 +1139,10 @@ fn a_source_user_pin_holder_cannot_compute_the_share_coefficients() {
 #[test]
 fn a_token_holding_a_key_the_so_trusted_is_refused_at_open() {
     // The security officer once made a trusted wrapping key on the token (for a backup, for
-    // another tool...): a token object, public, as the SO can only make public ones.
+    // another tool...).
     let after = ceremony("priv-trusted");
     let config = &after.source;
-    {
-        let so = user_session(config);
-        so.logout().unwrap();
-        so.login(UserType::So, Some(&AuthPin::new(SO_PIN.into())))
-            .unwrap();
-        so.generate_key_pair(
-            &Mechanism::RsaPkcsKeyPairGen,
-            &[
-                Attribute::Token(true),
-                Attribute::Private(false),
-                Attribute::ModulusBits(2048.into()),
-                Attribute::PublicExponent(vec![1, 0, 1]),
-                Attribute::Trusted(true),
-                Attribute::Wrap(true),
-                Attribute::Label(b"backup-wrap".to_vec()),
-            ],
-            &[
-                Attribute::Token(true),
-                Attribute::Private(false),
-                Attribute::Decrypt(true),
-                Attribute::Label(b"backup-wrap".to_vec()),
-            ],
-        )
-        .unwrap();
-        so.logout().unwrap();
-    }
+    trusted_pair_made_by_the_so(config, "backup-wrap");
     // With it, the user PIN alone takes every master key out.
     let attacker = Attacker::login(config);
     let public = object(&attacker, ObjectClass::PUBLIC_KEY, "backup-wrap");
@@ -1161,10 +1168,7 @@ fn a_token_holding_a_key_the_so_trusted_is_refused_at_open() {
     );
     // Once the security officer deletes it, the token opens again.
     {
-        let so = user_session(config);
-        so.logout().unwrap();
-        so.login(UserType::So, Some(&AuthPin::new(SO_PIN.into())))
-            .unwrap();
+        let so = security_officer(config);
         for h in so
             .find_objects(&[Attribute::Label(b"backup-wrap".to_vec())])
             .unwrap()
@@ -1191,16 +1195,10 @@ fn register_map(attacker: &Attacker) -> (u64, serde_json::Value) {
         .collect();
     maps.sort_by_key(|(g, _)| *g);
     let (generation, h) = maps.pop().expect("a register map");
-    let value = match attacker
-        .session
-        .get_attributes(h, &[AttributeType::Value])
-        .unwrap()
-        .pop()
-    {
-        Some(Attribute::Value(v)) => v,
-        other => panic!("{other:?}"),
-    };
-    (generation, serde_json::from_slice(&value).unwrap())
+    (
+        generation,
+        serde_json::from_slice(&attacker.value(h)).unwrap(),
+    )
 }
 
 /// A private, unmodifiable mkclone record, as mkclone makes them.
@@ -1235,27 +1233,17 @@ fn a_master_key_of_a_user_pin_holders_own_made_as_mkclone_makes_it_is_said_to_be
     let attacker = Attacker::login(&config);
     let key = attacker
         .session
-        .create_object(&[
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::DES3),
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(true),
-            Attribute::WrapWithTrusted(true),
-            Attribute::Encrypt(false),
-            Attribute::Decrypt(false),
-            Attribute::Wrap(false),
-            Attribute::Unwrap(false),
-            Attribute::Sign(false),
-            Attribute::Verify(false),
-            Attribute::Derive(false),
-            Attribute::Copyable(false),
-            Attribute::Modifiable(false),
-            Attribute::Label(format!("mkclone/mk/{id}").into_bytes()),
-            Attribute::Id(hex::decode(id).unwrap()),
-            Attribute::Value(known.to_vec()),
-        ])
+        .create_object(
+            &[
+                secret_key_template(KeyType::DES3, true, true, None),
+                vec![
+                    Attribute::Label(format!("mkclone/mk/{id}").into_bytes()),
+                    Attribute::Id(hex::decode(id).unwrap()),
+                    Attribute::Value(known.to_vec()),
+                ],
+            ]
+            .concat(),
+        )
         .unwrap();
     let check_value = match attacker
         .session
@@ -1318,13 +1306,7 @@ const IN_THE_WINDOW: &str = "MKCLONE IS IN THE SO WINDOW";
 /// mkclone's share export stopped right inside the security officer's step — the SO
 /// logged in, the trusted export key made — where the process then waits to be killed.
 fn stop_in_the_so_window(token: String, module: String, csr: String) {
-    let config = Pkcs11NodeConfig {
-        module: module.into(),
-        token,
-        expect_token_serial: None,
-        pin: PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
-        so_pin: Some(PinSource::Env(SO_PIN_VARIABLE.into())),
-    };
+    let config = child_config(token, module, Some(PinSource::Env(SO_PIN_VARIABLE.into())));
     let csr = mkclone_backend::Certificate::new(hex::decode(csr).unwrap()).unwrap();
     let request = obtain_request(CloneableKind::Sym, 1, &csr);
     for calls in 0..200 {
@@ -1424,21 +1406,7 @@ fn the_so_window_gives_another_process_nothing_and_a_kill_in_it_leaves_nothing()
         cryptoki::session::SessionState::RwUser,
         "the SO's login is mkclone's process's, not the token's"
     );
-    let trusted = attacker.session.generate_key(
-        &Mechanism::AesKeyGen,
-        &[
-            Attribute::Token(false),
-            Attribute::ValueLen(32.into()),
-            Attribute::Wrap(true),
-            Attribute::Trusted(true),
-        ],
-    );
-    assert!(trusted.is_err(), "a user made a trusted key: {trusted:?}");
-    let own = attacker.own_aes();
-    let marked = attacker
-        .session
-        .update_attributes(own, &[Attribute::Trusted(true)]);
-    assert!(marked.is_err(), "a user marked a key trusted");
+    attacker.cannot_mark_a_key_trusted();
     assert!(
         attacker
             .session
@@ -1447,21 +1415,11 @@ fn the_so_window_gives_another_process_nothing_and_a_kill_in_it_leaves_nothing()
             .is_empty(),
         "another process sees the export key"
     );
-    let publics = attacker
-        .session
-        .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY)])
-        .unwrap();
-    for (key, label) in attacker.master_keys() {
-        for public in &publics {
-            assert!(
-                attacker.session.wrap_key(&oaep(), *public, key).is_err(),
-                "{label} was wrapped out during the SO's step"
-            );
-        }
-        for (how, result) in attacker.wrap_out(key) {
-            assert!(result.is_err(), "{label}: {how}");
-        }
-    }
+    assert_eq!(
+        attacker.master_keys_wrapped_out(),
+        0,
+        "a master key was wrapped out during the SO's step"
+    );
     drop(attacker);
 
     // The worst moment to crash: mkclone is killed inside the window.
@@ -1475,13 +1433,9 @@ fn the_so_window_gives_another_process_nothing_and_a_kill_in_it_leaves_nothing()
             .is_empty(),
         "a trusted key outlived the killed process"
     );
-    attacker.session.logout().unwrap();
-    attacker
-        .session
-        .login(UserType::So, Some(&AuthPin::new(SO_PIN.into())))
-        .expect("nobody is left logged in as the SO");
-    attacker.session.logout().unwrap();
     drop(attacker);
+    // Nobody is left logged in as the SO: the SO logs in.
+    security_officer(&config).logout().unwrap();
     // And the export runs again.
     let mut node = open(&config);
     obtain(&mut node, CloneableKind::Sym, 1, &csr);

@@ -29,16 +29,13 @@ pub(crate) const EXPORT_LABEL: &str = "mkclone/export";
 /// Test seam: tokens that make the export key pair as token objects whatever mkclone asks
 /// (a token that ignores `CKA_TOKEN` false), so that a test sees mkclone refuse the pair.
 #[cfg(feature = "test-seams")]
-static TOKEN_OBJECT_EXPORT_KEYS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+static TOKEN_OBJECT_EXPORT_KEYS: super::probe::SeamTokens = super::probe::SeamTokens::new();
 
 /// Test seam: from now on, the export key pair of the token labelled `token` is made as
 /// token objects (as a token that ignored `CKA_TOKEN` false would make it).
 #[cfg(feature = "test-seams")]
 pub fn make_export_keys_token_objects(token: &str) {
-    TOKEN_OBJECT_EXPORT_KEYS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(token.to_string());
+    TOKEN_OBJECT_EXPORT_KEYS.add(token);
 }
 
 impl Pkcs11Backend {
@@ -97,11 +94,7 @@ impl Pkcs11Backend {
         let mut private = Made::ExportPrivate.attributes(&self.support);
         private.push(label());
         #[cfg(feature = "test-seams")]
-        if TOKEN_OBJECT_EXPORT_KEYS
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&self.label)
-        {
+        if TOKEN_OBJECT_EXPORT_KEYS.has(&self.label) {
             for template in [&mut public, &mut private] {
                 template.push(Attribute::Token(true));
                 template.retain(|a| *a != Attribute::Token(false));

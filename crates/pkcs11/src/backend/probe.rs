@@ -46,19 +46,40 @@ enum Check {
     Unchecked(String),
 }
 
+/// Test seam: the labels of the tokens a test made behave otherwise.
+#[cfg(feature = "test-seams")]
+pub(super) struct SeamTokens(std::sync::Mutex<Vec<String>>);
+
+#[cfg(feature = "test-seams")]
+impl SeamTokens {
+    pub(super) const fn new() -> Self {
+        Self(std::sync::Mutex::new(Vec::new()))
+    }
+    pub(super) fn add(&self, token: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(token.to_string());
+    }
+    pub(super) fn has(&self, token: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|t| t == token)
+    }
+}
+
 /// Test seam: tokens whose objects mkclone makes `CKA_MODIFIABLE` true.
 #[cfg(feature = "test-seams")]
-static MODIFIABLE_TOKENS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+static MODIFIABLE_TOKENS: SeamTokens = SeamTokens::new();
 
 /// Test seam: from now on, mkclone makes the objects of the token labelled `token`
 /// `CKA_MODIFIABLE` true (and expects them so), so that a test can change an attribute
 /// SoftHSM would otherwise refuse to change, and see the next open name it.
 #[cfg(feature = "test-seams")]
 pub fn leave_objects_modifiable(token: &str) {
-    MODIFIABLE_TOKENS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(token.to_string());
+    MODIFIABLE_TOKENS.add(token);
 }
 
 fn refused<T>(result: &CallResult<T>) -> bool {
@@ -83,10 +104,7 @@ impl Pkcs11Backend {
     pub(super) fn probe(&mut self) -> Result<(), Pkcs11Error> {
         #[cfg(feature = "test-seams")]
         {
-            self.support.modifiable = MODIFIABLE_TOKENS
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&self.label);
+            self.support.modifiable = MODIFIABLE_TOKENS.has(&self.label);
         }
         let mut made: Vec<ObjectHandle> = Vec::new();
         let mut limits: Vec<String> = Vec::new();
