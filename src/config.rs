@@ -130,12 +130,18 @@ struct RawCcaNode {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPkcs11Node {
-    module: PathBuf,
+    /// The module's path, or a `pkcs11:` URI with `module-path` (or in `token`'s URI).
+    #[serde(default)]
+    module: Option<String>,
+    /// The token's label, or a `pkcs11:` URI (RFC 7512; mkclone_pkcs11's config.rs says
+    /// what each attribute means).
     token: String,
     #[serde(default)]
     expect_token_serial: Option<String>,
-    /// `{ env = "VAR" }`, `{ file = "path" }` or `"prompt"`; never the PIN itself.
-    pin: mkclone_pkcs11::PinSource,
+    /// `{ env = "VAR" }`, `{ file = "path" }` or `"prompt"`; never the PIN itself (or
+    /// `pin-source=file:/path` in `token`'s URI).
+    #[serde(default)]
+    pin: Option<mkclone_pkcs11::PinSource>,
     /// The security officer's PIN, in the same forms: the source's share export needs it.
     #[serde(default)]
     so_pin: Option<mkclone_pkcs11::PinSource>,
@@ -180,8 +186,8 @@ pub enum NodeBackend {
     },
     /// A real Crypto Express coprocessor domain through the Linux zcrypt driver.
     Zcrypt(crate::zcrypt::ZcryptNodeConfig),
-    /// A PKCS#11 token, found by label in a module.
-    Pkcs11(mkclone_pkcs11::Pkcs11NodeConfig),
+    /// A PKCS#11 token, found by label in a module (boxed: it is the largest by far).
+    Pkcs11(Box<mkclone_pkcs11::Pkcs11NodeConfig>),
     /// A coprocessor through IBM's CCA host library, loaded at run time.
     Cca(mkclone_hostlib::HostlibNodeConfig),
 }
@@ -203,7 +209,11 @@ impl NodeBackend {
                 format!("sim card {apqn} in {}", sim_dir.display())
             }
             Self::Zcrypt(z) => format!("coprocessor {}", z.apqn),
-            Self::Pkcs11(t) => format!("token {:?} of {}", t.token, t.module.display()),
+            // A pinned serial names the token whatever module reaches it.
+            Self::Pkcs11(t) => match &t.expect_token_serial {
+                Some(serial) => format!("token {:?} with serial {}", t.token, serial.trim()),
+                None => format!("token {:?} of {}", t.token, t.module.display()),
+            },
             Self::Cca(c) => format!(
                 "CCA adapter {} of {}",
                 c.expect_serial
@@ -319,12 +329,6 @@ impl Config {
                     (eid_of(z.eid.as_deref())?, NodeBackend::Zcrypt(cfg))
                 }
                 RawNode::Pkcs11(t) => {
-                    if t.token.trim().is_empty() {
-                        return Err(invalid_at(
-                            &["nodes", &name, "token"],
-                            format!("[nodes.{name}] token: the token label may not be empty"),
-                        ));
-                    }
                     // A PIN file named relative to the configuration file.
                     let relative = |source| match source {
                         mkclone_pkcs11::PinSource::File(f) => {
@@ -332,14 +336,24 @@ impl Config {
                         }
                         other => other,
                     };
-                    let cfg = mkclone_pkcs11::Pkcs11NodeConfig {
-                        module: t.module,
-                        token: t.token,
-                        expect_token_serial: t.expect_token_serial,
-                        pin: relative(t.pin),
-                        so_pin: t.so_pin.map(relative),
-                    };
-                    (eid_of(t.eid.as_deref())?, NodeBackend::Pkcs11(cfg))
+                    let cfg = mkclone_pkcs11::Pkcs11NodeConfig::from_fields(
+                        t.module.as_deref(),
+                        &t.token,
+                        t.expect_token_serial,
+                        t.pin.map(relative),
+                        t.so_pin.map(relative),
+                    )
+                    .map_err(|e| {
+                        let field = match &e {
+                            mkclone_pkcs11::Pkcs11Error::Config { field, .. } => *field,
+                            _ => "token",
+                        };
+                        invalid_at(&["nodes", &name, field], format!("[nodes.{name}] {e}"))
+                    })?;
+                    (
+                        eid_of(t.eid.as_deref())?,
+                        NodeBackend::Pkcs11(Box::new(cfg)),
+                    )
                 }
                 RawNode::Cca(c) => {
                     let adapter = c

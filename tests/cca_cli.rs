@@ -152,7 +152,12 @@ fn cca_nodes_mixed_with_sim_and_softhsm_nodes_under_the_rehearsal_rule() {
     let dir = tempfile::tempdir().unwrap();
     library_in(dir.path());
     let conf = softhsm(dir.path(), &["target2"], PIN);
-    let env: &[(&str, &Path)] = &[("SOFTHSM2_CONF", &conf)];
+    // The token's lock beside the test's SoftHSM, not in the machine's /run/lock/mkclone.
+    let locks = dir.path().join("locks");
+    let env: &[(&str, &Path)] = &[
+        ("SOFTHSM2_CONF", &conf),
+        (mkclone::pkcs11::LOCK_DIR_ENV, &locks),
+    ];
     let nodes = sim_node("sa", 1)
         + &cca_node("source", "CCA00002")
         + &cca_node("target1", "CCA00003")
@@ -176,7 +181,11 @@ fn cca_nodes_mixed_with_sim_and_softhsm_nodes_under_the_rehearsal_rule() {
     check_clone_finished_env(
         cfg.to_str().unwrap(),
         2,
-        &[("SOFTHSM2_CONF", conf), ("MKCLONE_TEST_PIN", PIN)],
+        &[
+            ("SOFTHSM2_CONF", conf),
+            ("MKCLONE_TEST_PIN", PIN),
+            (mkclone::pkcs11::LOCK_DIR_ENV, locks.to_str().unwrap()),
+        ],
     );
 }
 

@@ -19,8 +19,11 @@ const SO_PIN: &str = common::SOFTHSM_SO_PIN;
 
 fn run(conf: &Path, args: &[&str], pin: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mkclone"));
+    // Token locks beside the test's SoftHSM, not in the machine's /run/lock/mkclone.
+    let locks = conf.parent().unwrap().join("locks");
     cmd.args(args)
         .env("SOFTHSM2_CONF", conf)
+        .env(mkclone::pkcs11::LOCK_DIR_ENV, locks)
         .env("MKCLONE_TEST_SO_PIN", SO_PIN)
         .env_remove("MKCLONE_TEST_PIN");
     if let Some(p) = pin {
@@ -279,4 +282,198 @@ fn sim_init_leaves_a_token_source_alone_and_names_master_key_random() {
         assert_eq!(register["current"], "invalid", "nothing loaded: {v}");
     }
     assert!(!dir.path().join("ceremony").exists(), "nothing journaled");
+}
+
+#[test]
+fn devices_prints_each_tokens_uri_and_a_node_may_name_its_token_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = softhsm(dir.path(), &["source", "R&D; 100%"]);
+    let cfg = dir.path().join("mkclone.toml");
+    let cards = dir.path().join("cards");
+    let sims = sim_node("sa", &cards, 1, "SIM SA") + &sim_node("target1", &cards, 3, "SIM T1");
+    std::fs::write(
+        &cfg,
+        plan("rehearsal = true") + &sims + &token_node("source", "SOURCE"),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let devices = run(&conf, &["devices", "--config", c, "--json"], None);
+    assert!(devices.status.success(), "{}", text(&devices));
+    let v: serde_json::Value = serde_json::from_slice(&devices.stdout).unwrap();
+    let tokens: Vec<&serde_json::Value> = v["pkcs11"][0]["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["token"].as_object().map(|_| &s["token"]))
+        .filter(|t| t["initialized"] == true)
+        .collect();
+    assert_eq!(tokens.len(), 2, "{v}");
+    let uri_of = |label: &str| {
+        tokens
+            .iter()
+            .find(|t| t["label"] == label)
+            .unwrap_or_else(|| panic!("no token {label:?}: {v}"))["uri"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let source = uri_of("source");
+    let serial = tokens.iter().find(|t| t["label"] == "source").unwrap()["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        source,
+        format!(
+            "pkcs11:token=source;manufacturer=SoftHSM%20project;model=SoftHSM%20v2;serial={serial}\
+             ?module-path={}",
+            module().display()
+        )
+    );
+    // A label with characters a URI must encode.
+    assert!(
+        uri_of("R&D; 100%").starts_with("pkcs11:token=R%26D%3B%20100%25;"),
+        "{}",
+        uri_of("R&D; 100%")
+    );
+    // The text listing shows the URI under each token.
+    let listing = run(&conf, &["devices", "--config", c], None);
+    assert!(text(&listing).contains(&source), "{}", text(&listing));
+
+    // The node names its token by the URI alone: module, label and serial from it.
+    let by_uri = format!(
+        "\n[nodes.source]\nbackend = \"pkcs11\"\ntoken = \"{source}\"\n\
+         pin = {{ env = \"MKCLONE_TEST_PIN\" }}\neid = \"SOURCE\"\n"
+    );
+    std::fs::write(&cfg, plan("rehearsal = true") + &sims + &by_uri).unwrap();
+    let ok = run(&conf, &["status", "--config", c, "source"], Some(PIN));
+    assert!(ok.status.success(), "{}", text(&ok));
+    // Another serial in the URI: refused, both serials named.
+    let wrong = by_uri.replace(&format!("serial={serial}"), "serial=0000000000000000");
+    std::fs::write(&cfg, plan("rehearsal = true") + &sims + &wrong).unwrap();
+    let refused = run(&conf, &["status", "--config", c, "source"], Some(PIN));
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("0000000000000000") && text(&refused).contains(&serial),
+        "{}",
+        text(&refused)
+    );
+    // A PIN in the URI: the configuration is refused, the PIN never shown.
+    let with_pin = by_uri.replace("?module-path", "?pin-value=31337&module-path");
+    std::fs::write(&cfg, plan("rehearsal = true") + &sims + &with_pin).unwrap();
+    let refused = run(&conf, &["status", "--config", c, "source"], Some(PIN));
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("[nodes.source] `token`: pin-value is refused"),
+        "{}",
+        text(&refused)
+    );
+    assert!(!text(&refused).contains("31337"), "{}", text(&refused));
+}
+
+/// The private opencryptoki fixture of crates/pkcs11's tests (private namespaces, its own
+/// pkcsslotd; fails, never skips, without opencryptoki).
+#[path = "../crates/pkcs11/tests/common/opencryptoki.rs"]
+mod opencryptoki;
+
+#[test]
+fn a_clone_onto_an_opencryptoki_target_then_abort() {
+    if !opencryptoki::in_private_opencryptoki("a_clone_onto_an_opencryptoki_target_then_abort") {
+        return;
+    }
+    let ock = opencryptoki::Opencryptoki::start();
+    ock.init_token("ocktarget");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = softhsm(dir.path(), &["sa", "source"]);
+    let cfg = dir.path().join("mkclone.toml");
+    let ock_node = format!(
+        "\n[nodes.target1]\nbackend = \"pkcs11\"\n\
+         token = \"pkcs11:token=ocktarget?module-path={}\"\n\
+         pin = {{ env = \"MKCLONE_TEST_OCK_PIN\" }}\neid = \"OCK TARGET\"\n",
+        opencryptoki::MODULE
+    );
+    std::fs::write(
+        &cfg,
+        plan("")
+            + &token_node("sa", "SA TOKEN")
+            + &token_node("source", "SOURCE TOKEN")
+            + &ock_node,
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let mkclone = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mkclone"))
+            .args(args)
+            .env("SOFTHSM2_CONF", &conf)
+            .env(mkclone::pkcs11::LOCK_DIR_ENV, dir.path().join("locks"))
+            .env("MKCLONE_TEST_PIN", PIN)
+            .env("MKCLONE_TEST_OCK_PIN", opencryptoki::USER_PIN)
+            .env("MKCLONE_TEST_SO_PIN", SO_PIN)
+            .output()
+            .unwrap()
+    };
+    for step in [
+        &["phase1", "--config", c][..],
+        &["master-key", "random", "--config", c, "--node", "source"],
+    ] {
+        let out = mkclone(step);
+        assert!(out.status.success(), "{step:?}: {}", text(&out));
+    }
+    let clone = mkclone(&["clone", "--config", c]);
+    assert!(clone.status.success(), "{}", text(&clone));
+    // What opencryptoki 3.8.1 cannot protect is said when the token is opened, and by status.
+    let limit = "this token does not know CKA_WRAP_WITH_TRUSTED";
+    assert!(text(&clone).contains(limit), "{}", text(&clone));
+    let status = mkclone(&["status", "--config", c, "target1"]);
+    assert!(
+        text(&status).contains("cannot protect") && text(&status).contains(limit),
+        "{}",
+        text(&status)
+    );
+    // The target's CURRENT is the source's, read through the CLI on both tokens.
+    let current = |node: &str| {
+        let out = mkclone(&["status", "--config", c, node, "--json"]);
+        assert!(out.status.success(), "{node}: {}", text(&out));
+        let s = String::from_utf8_lossy(&out.stdout).to_string();
+        let v: serde_json::Value = serde_json::from_str(&s[s.find('{').unwrap()..]).unwrap();
+        v["status"]["registers"].clone()
+    };
+    let source = current("source");
+    let target = current("target1");
+    for kind in 0..2 {
+        assert!(
+            source[kind]["current_patterns"]
+                .as_array()
+                .is_some_and(|p| p.len() == 1),
+            "{source}"
+        );
+        assert_eq!(
+            target[kind]["current_patterns"], source[kind]["current_patterns"],
+            "source {source}\ntarget {target}"
+        );
+    }
+    // Abort on the opencryptoki target (no CKA_CHECK_VALUE there): every step runs.
+    let abort = mkclone(&[
+        "abort",
+        "--config",
+        c,
+        "--target",
+        "target1",
+        "--clear-new",
+        "--delete-keys",
+        "--unregister-sa",
+    ]);
+    assert!(abort.status.success(), "{}", text(&abort));
+    let after = mkclone(&["status", "--config", c, "target1", "--json"]);
+    assert!(after.status.success(), "{}", text(&after));
+    let devices = mkclone(&["devices", "--config", c]);
+    assert!(
+        text(&devices).contains(&format!(
+            "pkcs11:token=ocktarget;manufacturer=IBM%20Corp.;model=IBM%20SoftTok;serial=123\
+             ?module-path={}",
+            opencryptoki::MODULE
+        )),
+        "{}",
+        text(&devices)
+    );
 }

@@ -136,18 +136,26 @@ pub fn run(
             (Some(slots), _) => {
                 for s in slots {
                     match &s.token {
-                        Some(t) => println!(
-                            "  slot {:<12} token {:<24} serial {:<16} {}{}",
-                            s.slot_id,
-                            format!("{:?}", t.label),
-                            t.serial,
-                            t.model,
-                            if t.initialized {
-                                ""
-                            } else {
-                                " (not initialized)"
-                            }
-                        ),
+                        Some(t) => {
+                            println!(
+                                "  slot {:<12} token {:<24} serial {:<16} {}{}",
+                                s.slot_id,
+                                format!("{:?}", t.label),
+                                // A blank serial: the derived identity pins it.
+                                if t.serial.is_empty() {
+                                    &t.identity
+                                } else {
+                                    &t.serial
+                                },
+                                t.model,
+                                if t.initialized {
+                                    ""
+                                } else {
+                                    " (not initialized)"
+                                }
+                            );
+                            println!("    {}", t.uri);
+                        }
                         None => println!("  slot {:<12} (no token) {}", s.slot_id, s.description),
                     }
                 }

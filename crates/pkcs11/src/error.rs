@@ -83,6 +83,26 @@ impl fmt::Display for PinOrigin {
     }
 }
 
+/// Where a failing call was made: the module, and the slot and token label when known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenPlace {
+    pub module: PathBuf,
+    pub slot: Option<u64>,
+    pub label: Option<String>,
+}
+
+impl fmt::Display for TokenPlace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.label, self.slot) {
+            (Some(label), Some(slot)) => write!(f, "token {label:?} in slot {slot} of "),
+            (Some(label), None) => write!(f, "token {label:?} of "),
+            (None, Some(slot)) => write!(f, "the token in slot {slot} of "),
+            (None, None) => Ok(()),
+        }?;
+        write!(f, "PKCS#11 module {}", self.module.display())
+    }
+}
+
 /// An object of mkclone's whose attribute differs from the template mkclone made it with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectChange {
@@ -109,6 +129,20 @@ impl fmt::Display for ObjectChange {
 /// Why a PKCS#11 node could not be opened (or its slots listed).
 #[derive(Debug, Error)]
 pub enum Pkcs11Error {
+    #[error("`{field}`: {detail}")]
+    Config { field: &'static str, detail: String },
+    #[error("{place}: {function} failed: {detail}")]
+    TokenCall {
+        place: TokenPlace,
+        function: &'static str,
+        detail: String,
+    },
+    #[error(
+        "the token lock directory {dir} cannot be used: {reason}. mkclone locks each token it \
+         opens, in one directory for the whole machine, so that two commands never change a \
+         token at once"
+    )]
+    LockDirUnusable { dir: PathBuf, reason: String },
     #[error(
         "PKCS#11 module {path} does not exist: give the path of the vendor's PKCS#11 library \
          (SoftHSM: /usr/lib/softhsm/libsofthsm2.so, from the softhsm2 package)"
@@ -148,6 +182,17 @@ pub enum Pkcs11Error {
     )]
     TokenSerialMismatch {
         label: String,
+        expected: String,
+        found: String,
+    },
+    #[error(
+        "token {label:?} has {attribute} {found:?}, not {expected:?} as the configuration's \
+         pkcs11: URI asks: this is another token (or another module) with the same label. \
+         Do not proceed until you know which token this is"
+    )]
+    TokenAttributeMismatch {
+        label: String,
+        attribute: &'static str,
         expected: String,
         found: String,
     },
@@ -361,6 +406,36 @@ mod tests {
             e.to_string(),
             "the PIN for token \"src\" is wrong: the token says ONE try remains: one more wrong PIN locks it. \
              Check the PIN source and try again"
+        );
+    }
+
+    #[test]
+    fn a_failing_call_names_the_module_and_the_slot_and_label_it_knows() {
+        let place = |slot, label: Option<&str>| TokenPlace {
+            module: "/usr/lib/x.so".into(),
+            slot,
+            label: label.map(String::from),
+        };
+        let e = Pkcs11Error::TokenCall {
+            place: place(Some(3), None),
+            function: "C_GetTokenInfo",
+            detail: "CKR_DEVICE_ERROR".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the token in slot 3 of PKCS#11 module /usr/lib/x.so: C_GetTokenInfo failed: CKR_DEVICE_ERROR"
+        );
+        assert_eq!(
+            place(Some(3), Some("src")).to_string(),
+            "token \"src\" in slot 3 of PKCS#11 module /usr/lib/x.so"
+        );
+        assert_eq!(
+            place(None, Some("src")).to_string(),
+            "token \"src\" of PKCS#11 module /usr/lib/x.so"
+        );
+        assert_eq!(
+            place(None, None).to_string(),
+            "PKCS#11 module /usr/lib/x.so"
         );
     }
 }

@@ -31,25 +31,30 @@
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
-// `unsafe` only in raw.rs (the module's own function list, for the one attribute cryptoki
-// cannot carry), which allows it for itself.
+// `unsafe` only in raw.rs (the module's own function list: the one attribute cryptoki
+// cannot carry, and token information cryptoki cannot parse), which allows it for itself.
 #![deny(unsafe_code)]
 
 mod backend;
 mod config;
 mod error;
+mod identity;
 mod lock;
 mod module;
 mod objects;
 mod raw;
 mod session;
 mod templates;
+mod uri;
 
 pub use backend::{KEY_EXPOSURE_NOTICE, Pkcs11Backend};
-pub use config::{PinSource, Pkcs11NodeConfig, resolve_pin};
-pub use error::{ObjectChange, PinOrigin, PinTries, Pkcs11Error};
+pub use config::{PinSource, Pkcs11NodeConfig, TokenMatch, resolve_pin};
+pub use error::{ObjectChange, PinOrigin, PinTries, Pkcs11Error, TokenPlace};
+pub use identity::{DERIVED_PREFIX, TokenIdentity};
+pub use lock::{LOCK_DIR_ENV, lock_dir};
 pub use module::{SlotInfo, TokenSummary, list_slots, shared_module};
 pub use session::CallStats;
+pub use uri::{LibraryVersion, Pkcs11Uri, UriError};
 
 /// Test seams (the `test-seams` feature; never in a release of mkclone).
 #[cfg(feature = "test-seams")]

@@ -1,15 +1,29 @@
-//! The one attribute cryptoki 0.12 cannot carry: `CKA_UNWRAP_TEMPLATE`, an *array*
-//! attribute (`CKF_ARRAY_ATTRIBUTE`: its value is an array of `CK_ATTRIBUTE`s, each pointing
-//! at its own value). cryptoki's `Attribute` has no variant for it and its
-//! `get_attributes` cannot fill the inner values, so key generation with an unwrap
-//! template and reading one back call the module's own `C_GenerateKey`,
-//! `C_GenerateKeyPair` and `C_GetAttributeValue`, through the function list the module
-//! returns from `C_GetFunctionList`.
+//! The module's own function list, for what cryptoki 0.12 cannot do:
+//!
+//! - `CKA_UNWRAP_TEMPLATE`, an *array* attribute (`CKF_ARRAY_ATTRIBUTE`: its value is an
+//!   array of `CK_ATTRIBUTE`s, each pointing at its own value). cryptoki's `Attribute` has no
+//!   variant for it and its `get_attributes` cannot fill the inner values, so key generation
+//!   with an unwrap template and reading one back call the module's own `C_GenerateKey`,
+//!   `C_GenerateKeyPair` and `C_GetAttributeValue`.
+//! - Token information cryptoki cannot parse: its `get_token_info` converts every field and
+//!   fails the whole call when a token that sets `CKF_CLOCK_ON_TOKEN` reports a `utcTime` it
+//!   cannot parse. opencryptoki 3.8.1 (Debian 12) reports `"03:02:26        "` (a time of day,
+//!   not the `YYYYMMDDhhmmss00` PKCS#11 v2.40 §3.2 prescribes), so no token of that module
+//!   could even be listed. mkclone needs the label, manufacturer, model, serial number and
+//!   flags, never the clock: [`RawModule::token_info`] reads those (`module.rs` asks cryptoki
+//!   first).
 //!
 //! The module is opened a second time with `dlopen` (libloading): the dynamic loader hands
-//! back the library cryptoki already loaded and initialized (same code, same state), so
-//! the session handles cryptoki opened are valid here. This is the crate's one module of
-//! `unsafe` code.
+//! back the library cryptoki already loaded and initialized (same code, same state), and its
+//! `C_GetFunctionList` (PKCS#11 v2.40 §5.2) returns the one function list cryptoki uses, so
+//! the session handles cryptoki opened are valid here. A proxy may instead return a fresh
+//! instance per call (p11-kit's proxy does): the list is therefore initialized here too
+//! (`CKR_CRYPTOKI_ALREADY_INITIALIZED` is the usual answer), right after cryptoki's (`module.rs`),
+//! so that both instances number the slots alike (p11-kit fixes its numbering when an instance
+//! is initialized) and the token information read here is that of the same slot; such an
+//! instance knows none of cryptoki's sessions, so the calls that take one refuse
+//! ([`RawModule::own_instance`]) and the probe says what that costs. Never finalized, as no
+//! module is. This is the crate's one module of `unsafe` code.
 
 #![allow(unsafe_code)]
 
@@ -23,13 +37,18 @@ use cryptoki::error::{Error as CkError, Result as CkResult, Rv};
 use cryptoki::object::{Attribute, ObjectHandle};
 use cryptoki::session::Session;
 use cryptoki_sys::{
-    CK_ATTRIBUTE, CK_FUNCTION_LIST, CK_MECHANISM, CK_MECHANISM_TYPE, CK_OBJECT_HANDLE, CK_RV,
-    CK_ULONG, CK_UNAVAILABLE_INFORMATION, CKA_UNWRAP_TEMPLATE, CKR_OK,
+    CK_ATTRIBUTE, CK_C_INITIALIZE_ARGS, CK_FLAGS, CK_FUNCTION_LIST, CK_MECHANISM,
+    CK_MECHANISM_TYPE, CK_OBJECT_HANDLE, CK_RV, CK_SLOT_ID, CK_TOKEN_INFO, CK_ULONG,
+    CK_UNAVAILABLE_INFORMATION, CKA_UNWRAP_TEMPLATE, CKF_OS_LOCKING_OK,
+    CKR_CRYPTOKI_ALREADY_INITIALIZED, CKR_OK,
 };
 
 /// The function list of one loaded PKCS#11 module.
 pub(crate) struct RawModule {
     functions: CK_FUNCTION_LIST,
+    /// `C_Initialize` of this list succeeded rather than finding it initialized: it is an
+    /// instance of its own (a proxy's), which knows none of cryptoki's sessions.
+    own_instance: bool,
     /// Keeps the library loaded as long as the function pointers are used (it is never
     /// unloaded anyway: cryptoki's instance holds it too).
     _library: libloading::Library,
@@ -77,12 +96,111 @@ pub(crate) fn raw_module(path: &Path) -> Result<Arc<RawModule>, String> {
         }
         *list
     };
+    let initialize = functions
+        .C_Initialize
+        .ok_or_else(|| "the module's function list has no C_Initialize".to_string())?;
+    let mut args = CK_C_INITIALIZE_ARGS {
+        CreateMutex: None,
+        DestroyMutex: None,
+        LockMutex: None,
+        UnlockMutex: None,
+        flags: CKF_OS_LOCKING_OK,
+        pReserved: std::ptr::null_mut(),
+    };
+    // SAFETY: C_Initialize takes a pointer to a valid CK_C_INITIALIZE_ARGS (no mutex
+    // callbacks: the OS's locking), alive across the call; the module keeps no reference
+    // to it (PKCS#11 v2.40 §5.4).
+    let rv = unsafe { initialize((&mut args as *mut CK_C_INITIALIZE_ARGS).cast::<c_void>()) };
+    let own_instance = match rv {
+        CKR_CRYPTOKI_ALREADY_INITIALIZED => false,
+        CKR_OK => true,
+        rv => {
+            return Err(format!(
+                "C_Initialize of its function list: {}",
+                match Rv::from(rv) {
+                    Rv::Error(e) => e.to_string(),
+                    Rv::Ok => rv.to_string(),
+                }
+            ));
+        }
+    };
     let raw = Arc::new(RawModule {
         functions,
+        own_instance,
         _library: library,
     });
     table.insert(key, Arc::clone(&raw));
     Ok(raw)
+}
+
+/// What a token says about itself, as mkclone reads it: the text fields with their blank
+/// (and NUL) padding removed, and the raw flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RawTokenInfo {
+    pub label: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub serial: String,
+    pub flags: CK_FLAGS,
+}
+
+impl RawTokenInfo {
+    /// Decode the fields mkclone uses; `utcTime` and the counters are never looked at.
+    pub fn from_ck(info: &CK_TOKEN_INFO) -> Self {
+        Self {
+            label: padded_text(&info.label),
+            manufacturer: padded_text(&info.manufacturerID),
+            model: padded_text(&info.model),
+            serial: padded_text(&info.serialNumber),
+            flags: info.flags,
+        }
+    }
+
+    /// The same fields from cryptoki's parse (for tokens it can parse); the flags mkclone
+    /// reads are rebuilt from its accessors.
+    pub fn from_cryptoki(info: &cryptoki::slot::TokenInfo) -> Self {
+        use cryptoki_sys::*;
+        let flags = [
+            (info.token_initialized(), CKF_TOKEN_INITIALIZED),
+            (info.user_pin_initialized(), CKF_USER_PIN_INITIALIZED),
+            (info.login_required(), CKF_LOGIN_REQUIRED),
+            (info.user_pin_count_low(), CKF_USER_PIN_COUNT_LOW),
+            (info.user_pin_final_try(), CKF_USER_PIN_FINAL_TRY),
+            (info.user_pin_locked(), CKF_USER_PIN_LOCKED),
+            (info.user_pin_to_be_changed(), CKF_USER_PIN_TO_BE_CHANGED),
+            (info.so_pin_count_low(), CKF_SO_PIN_COUNT_LOW),
+            (info.so_pin_final_try(), CKF_SO_PIN_FINAL_TRY),
+            (info.so_pin_locked(), CKF_SO_PIN_LOCKED),
+        ]
+        .into_iter()
+        .filter(|(set, _)| *set)
+        .fold(0, |flags, (_, flag)| flags | flag);
+        Self {
+            label: info.label().trim_end_matches([' ', '\0']).to_string(),
+            manufacturer: info
+                .manufacturer_id()
+                .trim_end_matches([' ', '\0'])
+                .to_string(),
+            model: info.model().trim_end_matches([' ', '\0']).to_string(),
+            serial: info
+                .serial_number()
+                .trim_end_matches([' ', '\0'])
+                .to_string(),
+            flags,
+        }
+    }
+
+    pub fn has(&self, flag: CK_FLAGS) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+/// A blank-padded PKCS#11 text field (PKCS#11 v2.40 §3.2: "padded with the blank
+/// character"); some modules pad with NULs instead, which are removed too.
+fn padded_text(field: &[u8]) -> String {
+    String::from_utf8_lossy(field)
+        .trim_end_matches([' ', '\0'])
+        .to_string()
 }
 
 /// `CK_ATTRIBUTE`s pointing into `attributes` (valid as long as they are).
@@ -123,6 +241,38 @@ fn handle(raw: CK_OBJECT_HANDLE) -> ObjectHandle {
 }
 
 impl RawModule {
+    /// This list is an instance of its own (see the module documentation): the calls that
+    /// take one of cryptoki's sessions refuse.
+    pub(crate) fn own_instance(&self) -> bool {
+        self.own_instance
+    }
+
+    /// Refuse a call with one of cryptoki's sessions on an instance of its own.
+    fn shared_sessions(&self, function: Function) -> CkResult<()> {
+        if self.own_instance {
+            return Err(CkError::Pkcs11(
+                cryptoki::error::RvError::FunctionNotSupported,
+                function,
+            ));
+        }
+        Ok(())
+    }
+
+    /// `C_GetTokenInfo` of `slot`, the fields mkclone uses.
+    pub(crate) fn token_info(&self, slot: CK_SLOT_ID) -> CkResult<RawTokenInfo> {
+        let f = self
+            .functions
+            .C_GetTokenInfo
+            .ok_or(CkError::NullFunctionPointer)?;
+        let mut info = CK_TOKEN_INFO::default();
+        // SAFETY: the module is initialized; `info` is a valid, writable CK_TOKEN_INFO of
+        // the layout cryptoki-sys generated from pkcs11t.h for this platform; the module
+        // writes only inside it.
+        let rv = unsafe { f(slot, &mut info) };
+        check(rv, Function::GetTokenInfo)?;
+        Ok(RawTokenInfo::from_ck(&info))
+    }
+
     /// C_GenerateKey (`mechanism` without parameters) with `template` and the unwrap
     /// template `unwrap`.
     pub(crate) fn generate_key(
@@ -132,6 +282,7 @@ impl RawModule {
         template: &[Attribute],
         unwrap: &[Attribute],
     ) -> CkResult<ObjectHandle> {
+        self.shared_sessions(Function::GenerateKey)?;
         let f = self
             .functions
             .C_GenerateKey
@@ -165,6 +316,7 @@ impl RawModule {
         private: &[Attribute],
         unwrap: &[Attribute],
     ) -> CkResult<(ObjectHandle, ObjectHandle)> {
+        self.shared_sessions(Function::GenerateKeyPair)?;
         let f = self
             .functions
             .C_GenerateKeyPair
@@ -199,6 +351,7 @@ impl RawModule {
         session: &Session,
         object: ObjectHandle,
     ) -> CkResult<Option<Vec<Attribute>>> {
+        self.shared_sessions(Function::GetAttributeValue)?;
         let f = self
             .functions
             .C_GetAttributeValue
@@ -288,6 +441,7 @@ fn read_unwrap_template(
     drop(buffers);
     Ok(Some(out))
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,5 +507,37 @@ mod tests {
             read_unwrap_template(huge),
             Err(CkError::InvalidValue)
         ));
+    }
+
+    #[test]
+    fn fields_lose_their_padding_and_the_clock_is_never_read() {
+        let padded = |text: &[u8], len: usize, pad: u8| {
+            let mut field = vec![pad; len];
+            field[..text.len()].copy_from_slice(text);
+            field
+        };
+        let mut info = CK_TOKEN_INFO {
+            // What opencryptoki 3.8.1 puts in utcTime with CKF_CLOCK_ON_TOKEN set.
+            utcTime: *b"03:02:26        ",
+            flags: cryptoki_sys::CKF_CLOCK_ON_TOKEN | cryptoki_sys::CKF_TOKEN_INITIALIZED,
+            ..CK_TOKEN_INFO::default()
+        };
+        info.label.copy_from_slice(&padded(b"source", 32, b' '));
+        info.manufacturerID
+            .copy_from_slice(&padded(b"IBM Corp.", 32, b' '));
+        info.model.copy_from_slice(&padded(b"IBM SoftTok", 16, 0));
+        info.serialNumber.copy_from_slice(&padded(b"123", 16, b' '));
+        let raw = RawTokenInfo::from_ck(&info);
+        assert_eq!(raw.label, "source");
+        assert_eq!(raw.manufacturer, "IBM Corp.");
+        assert_eq!(raw.model, "IBM SoftTok");
+        assert_eq!(raw.serial, "123");
+        assert!(raw.has(cryptoki_sys::CKF_TOKEN_INITIALIZED));
+        assert!(!raw.has(cryptoki_sys::CKF_USER_PIN_INITIALIZED));
+        // cryptoki's own conversion refuses this token outright.
+        assert!(cryptoki::slot::TokenInfo::try_from(info).is_err());
+        // A blank serial is empty.
+        info.serialNumber = [b' '; 16];
+        assert_eq!(RawTokenInfo::from_ck(&info).serial, "");
     }
 }

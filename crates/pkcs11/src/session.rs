@@ -13,7 +13,33 @@ use cryptoki::error::{Error as CkError, Result as CkResult};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
 use cryptoki::session::Session;
+use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
+
+/// How a token makes an RSASSA-PKCS1-v1_5 signature with SHA-256 (RFC 8017 §8.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RsaSigning {
+    /// `CKM_SHA256_RSA_PKCS`: the token hashes and pads.
+    Sha256RsaPkcs,
+    /// `CKM_RSA_PKCS` over the DER `DigestInfo` of the SHA-256 hash, computed on the host:
+    /// for tokens without `CKM_SHA256_RSA_PKCS` (opencryptoki 3.8.1). The signature is the
+    /// same (PKCS#1 v1.5 is deterministic), and the private key never leaves the token.
+    RsaPkcsOverDigestInfo,
+}
+
+/// The DER `DigestInfo` of a SHA-256 hash up to the hash itself (RFC 8017 §9.2, note 1):
+/// `SEQUENCE { SEQUENCE { OID 2.16.840.1.101.3.4.2.1, NULL }, OCTET STRING (32 bytes) }`.
+pub(crate) const SHA256_DIGEST_INFO_PREFIX: [u8; 19] = [
+    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+    0x00, 0x04, 0x20,
+];
+
+/// The `DigestInfo` `CKM_RSA_PKCS` signs for SHA-256 over `data`.
+pub(crate) fn sha256_digest_info(data: &[u8]) -> Vec<u8> {
+    let mut out = SHA256_DIGEST_INFO_PREFIX.to_vec();
+    out.extend_from_slice(&Sha256::digest(data));
+    out
+}
 
 /// How many PKCS#11 calls a node made and how long they took.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
@@ -72,6 +98,9 @@ pub(crate) struct Token {
     stop_after: Option<u64>,
     since_armed: u64,
     stopped: bool,
+    /// Test seam: answer every `CKA_CHECK_VALUE` as empty, as opencryptoki 3.27 does for a
+    /// created triple-DES key.
+    withhold_check_values: bool,
 }
 
 impl Token {
@@ -82,7 +111,14 @@ impl Token {
             stop_after: None,
             since_armed: 0,
             stopped: false,
+            withhold_check_values: false,
         }
+    }
+
+    /// Answer every `CKA_CHECK_VALUE` as empty from now on (test seam).
+    #[cfg(feature = "test-seams")]
+    pub fn withhold_check_values(&mut self) {
+        self.withhold_check_values = true;
     }
 
     pub fn stats(&self) -> CallStats {
@@ -141,8 +177,20 @@ impl Token {
         object: ObjectHandle,
         types: &[AttributeType],
     ) -> CallResult<Vec<Attribute>> {
-        self.call("C_GetAttributeValue", false, |s| {
+        let withhold = self.withhold_check_values;
+        let attributes = self.call("C_GetAttributeValue", false, |s| {
             s.get_attributes(object, types)
+        })?;
+        Ok(if withhold {
+            attributes
+                .into_iter()
+                .map(|a| match a {
+                    Attribute::CheckValue(_) => Attribute::CheckValue(Vec::new()),
+                    other => other,
+                })
+                .collect()
+        } else {
+            attributes
         })
     }
 
@@ -230,6 +278,23 @@ impl Token {
         self.call("C_Sign", false, |s| s.sign(mechanism, key, data))
     }
 
+    /// An RSASSA-PKCS1-v1_5 signature with SHA-256 over `data` by `key`, inside the token,
+    /// made as `how` says.
+    pub fn sign_sha256_rsa(
+        &mut self,
+        how: RsaSigning,
+        key: ObjectHandle,
+        data: &[u8],
+    ) -> CallResult<Vec<u8>> {
+        match how {
+            RsaSigning::Sha256RsaPkcs => self.sign(&Mechanism::Sha256RsaPkcs, key, data),
+            RsaSigning::RsaPkcsOverDigestInfo => {
+                let digest_info = sha256_digest_info(data);
+                self.sign(&Mechanism::RsaPkcs, key, &digest_info)
+            }
+        }
+    }
+
     pub fn decrypt(
         &mut self,
         mechanism: &Mechanism,
@@ -275,5 +340,38 @@ impl Token {
         self.call("C_DigestUpdate", false, |s| s.digest_update(prefix))?;
         self.call("C_DigestKey", false, |s| s.digest_key(key))?;
         self.call("C_DigestFinal", false, |s| s.digest_final())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sha256_digest_info_is_rfc_8017s() {
+        // Assembled from the DER of RFC 8017 §9.2's DigestInfo for id-sha256 (RFC 8017
+        // appendix A.2.4: id-sha256 = 2.16.840.1.101.3.4.2.1, parameters NULL).
+        let oid = [
+            0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
+        ];
+        let null = [0x05, 0x00];
+        let mut algorithm = vec![0x30, (oid.len() + null.len()) as u8];
+        algorithm.extend(oid);
+        algorithm.extend(null);
+        let hash = [0xab; 32];
+        let mut octets = vec![0x04, 32];
+        octets.extend(hash);
+        let mut expected = vec![0x30, (algorithm.len() + octets.len()) as u8];
+        expected.extend(&algorithm);
+        expected.extend(&octets);
+        assert_eq!(expected.len(), 51);
+        assert_eq!(&expected[..19], &SHA256_DIGEST_INFO_PREFIX);
+        // And over real data: the prefix, then SHA-256 (FIPS 180-2's "abc" vector).
+        let info = sha256_digest_info(b"abc");
+        assert_eq!(&info[..19], &SHA256_DIGEST_INFO_PREFIX);
+        assert_eq!(
+            hex::encode(&info[19..]),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

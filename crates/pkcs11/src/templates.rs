@@ -21,6 +21,10 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 pub(crate) struct TokenSupport {
     /// The token knows `CKA_COPYABLE` (PKCS#11 2.40).
     pub copyable: bool,
+    /// The token knows `CKA_WRAP_WITH_TRUSTED` (and so `CKA_TRUSTED` on the export key).
+    /// opencryptoki 3.8.1 knows neither: the templates then leave both out, and the probe
+    /// says what that leaves open.
+    pub wrap_with_trusted: bool,
     /// The token accepts `CKA_UNWRAP_TEMPLATE` on a key.
     pub unwrap_template: bool,
     /// Test seam (`test-seams`): objects are made `CKA_MODIFIABLE` true, so that a test can
@@ -32,6 +36,7 @@ impl Default for TokenSupport {
     fn default() -> Self {
         Self {
             copyable: true,
+            wrap_with_trusted: true,
             unwrap_template: true,
             modifiable: false,
         }
@@ -116,11 +121,14 @@ impl Made {
             ]
         };
         let kept = |extractable: bool| {
-            [
+            let mut t = vec![
                 Attribute::Sensitive(true),
                 Attribute::Extractable(extractable),
-                Attribute::WrapWithTrusted(true),
-            ]
+            ];
+            if support.wrap_with_trusted {
+                t.push(Attribute::WrapWithTrusted(true));
+            }
+            t
         };
         let secret = |key_type, token, extractable, usage| {
             let mut t = key(ObjectClass::SECRET_KEY, key_type, token, true);
@@ -155,7 +163,9 @@ impl Made {
             Self::PublicKey => public(true, true, None),
             Self::ExportPublic => {
                 let mut t = public(false, false, Some(AttributeType::Wrap));
-                t.push(Attribute::Trusted(true));
+                if support.wrap_with_trusted {
+                    t.push(Attribute::Trusted(true));
+                }
                 t
             }
         };

@@ -19,13 +19,7 @@ fn open_with(config: &Pkcs11NodeConfig) -> Result<Pkcs11Backend, Pkcs11Error> {
 
 /// Every token object's label, read around mkclone (a session of the test's own), sorted.
 fn raw_objects(label: &str) -> Vec<String> {
-    let session = user_session(&Pkcs11NodeConfig {
-        module: module_path().into(),
-        token: label.into(),
-        expect_token_serial: None,
-        pin: mkclone_pkcs11::PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
-        so_pin: None,
-    });
+    let session = user_session(&node_config(module_path(), label));
     let mut labels: Vec<String> = session
         .find_objects(&[Attribute::Token(true)])
         .unwrap()
@@ -50,6 +44,27 @@ fn in_flight(objects: &[String]) -> bool {
         && !objects.iter().any(|l| l.starts_with("mkclone/map/"))
 }
 
+/// `node` (on the token of `config`) stopped in the middle of RANDOM (a new register value,
+/// its pattern and share table, then the map): stopped after each number of calls until its
+/// new objects exist and the map does not, the state of a process between creating objects
+/// and committing them.
+fn stopped_in_flight(config: &Pkcs11NodeConfig, mut node: Pkcs11Backend) -> Pkcs11Backend {
+    for k in 0..32 {
+        node.stop_after_calls(k);
+        let result = node.load_random_master_key(CloneableKind::Sym);
+        assert!(
+            matches!(result, Err(BackendError::OutcomeUnknown { .. })),
+            "stopped after {k} calls: {result:?}"
+        );
+        if in_flight(&raw_objects(&config.token)) {
+            return node;
+        }
+        drop(node);
+        node = open(config);
+    }
+    panic!("RANDOM never left uncommitted objects");
+}
+
 /// The token's lock file, from the error of an open it refused.
 fn refused(config: &Pkcs11NodeConfig) -> (Pkcs11Error, String, Option<u32>, std::path::PathBuf) {
     let err = open_with(config).expect_err("the token is in use");
@@ -70,28 +85,10 @@ fn refused(config: &Pkcs11NodeConfig) -> (Pkcs11Error, String, Option<u32>, std:
 
 #[test]
 fn a_second_open_while_an_operation_is_in_flight_is_refused_and_destroys_nothing() {
-    let (config, mut first) = token_node("lock-busy", "FIRST");
+    let (config, first) = token_node("lock-busy", "FIRST");
     let serial = first.token_serial().to_string();
 
-    // Stop RANDOM (a new register value, its pattern and share table, then the map) after
-    // each number of calls until its new objects exist and the map does not: the state of a
-    // process between creating objects and committing them.
-    let mut found = false;
-    for k in 0..32 {
-        first.stop_after_calls(k);
-        let result = first.load_random_master_key(CloneableKind::Sym);
-        assert!(
-            matches!(result, Err(BackendError::OutcomeUnknown { .. })),
-            "stopped after {k} calls: {result:?}"
-        );
-        if in_flight(&raw_objects("lock-busy")) {
-            found = true;
-            break;
-        }
-        drop(first);
-        first = open(&config);
-    }
-    assert!(found, "RANDOM never left uncommitted objects");
+    let first = stopped_in_flight(&config, first);
     let before = raw_objects("lock-busy");
 
     let (err, err_serial, holder_pid, path) = refused(&config);
@@ -185,13 +182,7 @@ const HELPER_TOKEN: &str = "MKCLONE_TEST_LOCK_HELPER_TOKEN";
 /// closes.
 fn hold_a_token_open(label: String) {
     let module = std::env::var_os("MKCLONE_TEST_LOCK_HELPER_MODULE").unwrap();
-    let config = Pkcs11NodeConfig {
-        module: module.into(),
-        token: label,
-        expect_token_serial: None,
-        pin: mkclone_pkcs11::PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
-        so_pin: None,
-    };
+    let config = node_config(std::path::Path::new(&module), &label);
     let node = open_with(&config).unwrap();
     println!("HOLDING {}", node.token_serial());
     std::io::stdout().flush().unwrap();
@@ -250,4 +241,115 @@ fn a_token_open_in_another_process_is_refused() {
     for _ in lines {}
     assert!(child.wait().unwrap().success());
     drop(open_with(&config).unwrap());
+}
+
+const TRY_TOKEN: &str = "MKCLONE_TEST_LOCK_TRY_TOKEN";
+const TRY_MODULE: &str = "MKCLONE_TEST_LOCK_TRY_MODULE";
+
+/// Where p11-kit's proxy module is (Debian's p11-kit-modules): it offers every module p11-kit
+/// is configured with, SoftHSM among them (/usr/share/p11-kit/modules/softhsm2.module).
+const P11_KIT_PROXY: &str = "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so";
+
+/// Run this test binary's `another_path_to_a_held_token_is_refused` as a child that opens
+/// token `label` through `module` (sharing this process's SoftHSM through SOFTHSM2_CONF and
+/// its lock directory through the environment) and reports what happened.
+fn try_in_child(label: &str, module: &std::path::Path) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "another_path_to_a_held_token_is_refused",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(TRY_TOKEN, label)
+        .env(TRY_MODULE, module)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "the child failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r.to_string()))
+        .unwrap_or_else(|| panic!("the child reported nothing: {stdout}"))
+}
+
+#[test]
+fn another_path_to_a_held_token_is_refused() {
+    // In the child: try to open the token through the module named, and say what happened.
+    if let (Ok(label), Some(module)) = (std::env::var(TRY_TOKEN), std::env::var_os(TRY_MODULE)) {
+        match open_with(&node_config(std::path::Path::new(&module), &label)) {
+            Ok(node) => println!(
+                "RESULT OPENED {} LIMITS {}",
+                node.token_serial(),
+                node.limits().join(" | ")
+            ),
+            Err(e) => println!("RESULT REFUSED {e}"),
+        }
+        return;
+    }
+    assert!(
+        std::path::Path::new(P11_KIT_PROXY).exists(),
+        "{P11_KIT_PROXY} is missing: install p11-kit-modules (scripts/test does)"
+    );
+    let (config, holder) = token_node("lock-paths", "HOLDER");
+    // The holder is between creating objects and committing them.
+    let holder = stopped_in_flight(&config, holder);
+    let before = raw_objects("lock-paths");
+
+    // Other files that lead to the same token: a copy of the module (another inode, so
+    // another instance of SoftHSM in the child), a link to that copy, and p11-kit's proxy.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("libsofthsm2-copy.so");
+    std::fs::copy(module_path(), &copy).unwrap();
+    let link = dir.path().join("link-to-copy.so");
+    std::os::unix::fs::symlink(&copy, &link).unwrap();
+    for module in [
+        copy.as_path(),
+        link.as_path(),
+        std::path::Path::new(P11_KIT_PROXY),
+    ] {
+        let result = try_in_child("lock-paths", module);
+        for part in [
+            "REFUSED token \"lock-paths\"".to_string(),
+            format!("(serial {})", holder.token_serial()),
+            format!(
+                "is in use by another mkclone command, pid {}",
+                std::process::id()
+            ),
+            "wait for that command to finish".into(),
+        ] {
+            assert!(
+                result.contains(&part),
+                "{}: {part:?} missing from: {result}",
+                module.display()
+            );
+        }
+        assert_eq!(
+            raw_objects("lock-paths"),
+            before,
+            "{}: the refused open destroyed nothing",
+            module.display()
+        );
+    }
+    // Once the holder is gone, each path opens the token (and its recovery tidies up).
+    // Through p11-kit's proxy, mkclone's own calls reach an instance of their own, which
+    // cannot set the CSR key's unwrap template: said at open, and only there.
+    drop(holder);
+    let proxy_limit = "through which mkclone cannot set it";
+    for (module, proxy) in [
+        (copy.as_path(), false),
+        (std::path::Path::new(P11_KIT_PROXY), true),
+    ] {
+        let result = try_in_child("lock-paths", module);
+        assert!(
+            result.starts_with("OPENED ") && result.contains(proxy_limit) == proxy,
+            "{}: {result}",
+            module.display()
+        );
+    }
+    assert!(!in_flight(&raw_objects("lock-paths")));
 }

@@ -626,17 +626,6 @@ fn a_share_export_needs_the_security_officer() {
     assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
-/// The node a child process of a test opens: the token `token` in `module`.
-fn child_config(token: String, module: String, so_pin: Option<PinSource>) -> Pkcs11NodeConfig {
-    Pkcs11NodeConfig {
-        module: module.into(),
-        token,
-        expect_token_serial: None,
-        pin: PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
-        so_pin,
-    }
-}
-
 const ATTACKER_TOKEN: &str = "MKCLONE_TEST_PRIVILEGE_ATTACKER_TOKEN";
 const ATTACKER_MODULE: &str = "MKCLONE_TEST_PRIVILEGE_ATTACKER_MODULE";
 
@@ -644,7 +633,10 @@ const ATTACKER_MODULE: &str = "MKCLONE_TEST_PRIVILEGE_ATTACKER_MODULE";
 /// who knows the PIN, in a process of their own, while mkclone's session holds the export
 /// key. It reports what it saw and what it wrapped out.
 fn attack_from_another_process(token: String, module: String) {
-    let config = child_config(token, module, None);
+    let config = Pkcs11NodeConfig {
+        so_pin: None,
+        ..node_config(std::path::Path::new(&module), &token)
+    };
     let attacker = Attacker::login(&config);
     let exports = attacker
         .session
@@ -883,19 +875,15 @@ fn a_look_alike_key_in_place_of_the_seed_is_named_at_the_next_open() {
         .session
         .generate_key(
             &Mechanism::GenericSecretKeyGen,
-            &[
-                secret_key_template(
-                    KeyType::GENERIC_SECRET,
-                    true,
-                    true,
-                    Some(AttributeType::Sign),
-                ),
+            &look_alike_secret(
+                KeyType::GENERIC_SECRET,
+                true,
+                &[AttributeType::Sign],
                 vec![
                     Attribute::ValueLen(32.into()),
                     Attribute::Label(label.clone().into_bytes()),
                 ],
-            ]
-            .concat(),
+            ),
         )
         .unwrap();
     drop(attacker);
@@ -952,45 +940,16 @@ fn a_changed_retained_key_is_left_behind_by_deleting_its_companion_and_made_agai
 // What a user-PIN holder can still do: each said where mkclone says what it cannot protect
 // ---------------------------------------------------------------------------------------
 
-/// A secret key's template as mkclone makes its keys (written out here, not taken from
-/// the crate): private, sensitive, `CKA_WRAP_WITH_TRUSTED`, every usage flag false but
-/// `usage`, not copyable, not modifiable (last).
-fn secret_key_template(
-    key_type: KeyType,
-    token: bool,
-    extractable: bool,
-    usage: Option<AttributeType>,
-) -> Vec<Attribute> {
-    let mut t = vec![
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(key_type),
-        Attribute::Token(token),
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(extractable),
-        Attribute::WrapWithTrusted(true),
-    ];
-    let flags: [fn(bool) -> Attribute; 7] = [
-        Attribute::Encrypt,
-        Attribute::Decrypt,
-        Attribute::Wrap,
-        Attribute::Unwrap,
-        Attribute::Sign,
-        Attribute::Verify,
-        Attribute::Derive,
-    ];
-    t.extend(
-        flags
-            .iter()
-            .map(|f| f(Some(f(true).attribute_type()) == usage)),
-    );
-    t.extend([Attribute::Copyable(false), Attribute::Modifiable(false)]);
-    t
-}
-
 /// The share key's template, as the CSR key's `CKA_UNWRAP_TEMPLATE` demands it.
 fn share_key_template() -> Vec<Attribute> {
-    secret_key_template(KeyType::DES3, false, false, Some(AttributeType::Decrypt))
+    // A session object (the only difference from a token key mkclone makes).
+    look_alike_secret(KeyType::DES3, false, &[AttributeType::Decrypt], vec![])
+        .into_iter()
+        .map(|a| match a {
+            Attribute::Token(_) => Attribute::Token(false),
+            other => other,
+        })
+        .collect()
 }
 
 /// `share` opened as mkclone's INSTALL opens it, in the attacker's own session: the
@@ -1233,17 +1192,16 @@ fn a_master_key_of_a_user_pin_holders_own_made_as_mkclone_makes_it_is_said_to_be
     let attacker = Attacker::login(&config);
     let key = attacker
         .session
-        .create_object(
-            &[
-                secret_key_template(KeyType::DES3, true, true, None),
-                vec![
-                    Attribute::Label(format!("mkclone/mk/{id}").into_bytes()),
-                    Attribute::Id(hex::decode(id).unwrap()),
-                    Attribute::Value(known.to_vec()),
-                ],
-            ]
-            .concat(),
-        )
+        .create_object(&look_alike_secret(
+            KeyType::DES3,
+            true,
+            &[],
+            vec![
+                Attribute::Label(format!("mkclone/mk/{id}").into_bytes()),
+                Attribute::Id(hex::decode(id).unwrap()),
+                Attribute::Value(known.to_vec()),
+            ],
+        ))
         .unwrap();
     let check_value = match attacker
         .session
@@ -1306,7 +1264,7 @@ const IN_THE_WINDOW: &str = "MKCLONE IS IN THE SO WINDOW";
 /// mkclone's share export stopped right inside the security officer's step — the SO
 /// logged in, the trusted export key made — where the process then waits to be killed.
 fn stop_in_the_so_window(token: String, module: String, csr: String) {
-    let config = child_config(token, module, Some(PinSource::Env(SO_PIN_VARIABLE.into())));
+    let config = node_config(std::path::Path::new(&module), &token);
     let csr = mkclone_backend::Certificate::new(hex::decode(csr).unwrap()).unwrap();
     let request = obtain_request(CloneableKind::Sym, 1, &csr);
     for calls in 0..200 {

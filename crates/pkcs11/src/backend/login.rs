@@ -1,11 +1,12 @@
 //! Logging in and out: the user at open and again after the security officer's step, the
 //! security officer for that step (officer.rs). One place reads what a refused login means.
 
-use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::session::UserType;
-use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
+use cryptoki_sys::{
+    CK_FLAGS, CKF_SO_PIN_COUNT_LOW, CKF_SO_PIN_FINAL_TRY, CKF_SO_PIN_LOCKED, CKF_USER_PIN_LOCKED,
+};
 use mkclone_backend::{BackendError, Operation};
 
 use super::Pkcs11Backend;
@@ -45,24 +46,24 @@ pub(super) enum LoginFailure {
 }
 
 /// What a token's flags say about the SO PIN's tries, in one sentence.
-fn so_tries(info: &cryptoki::slot::TokenInfo) -> String {
-    if info.so_pin_locked() {
+fn so_tries(flags: CK_FLAGS) -> String {
+    if flags & CKF_SO_PIN_LOCKED != 0 {
         "the token now reports the SO PIN LOCKED".into()
-    } else if info.so_pin_final_try() {
+    } else if flags & CKF_SO_PIN_FINAL_TRY != 0 {
         "the token says ONE try remains: one more wrong SO PIN locks it".into()
-    } else if info.so_pin_count_low() {
+    } else if flags & CKF_SO_PIN_COUNT_LOW != 0 {
         "the token says wrong SO PINs were entered since the last good login".into()
     } else {
         "the token reports nothing about remaining tries".into()
     }
 }
 
-/// Log `who` in on `token` (a token in `slot` of `pkcs11`) with `pin`. Already logged in
-/// as `who` is success.
+/// Log `who` in on `token` with `pin`; `flags` reads the token's `CK_TOKEN_INFO.flags` (for
+/// what a refused PIN leaves: module.rs's `token_info`, which reads tokens cryptoki cannot
+/// parse too). Already logged in as `who` is success.
 pub(super) fn log_in(
     token: &mut Token,
-    pkcs11: &Pkcs11,
-    slot: Slot,
+    flags: &dyn Fn() -> Option<CK_FLAGS>,
     who: Who,
     pin: &str,
 ) -> Result<(), LoginFailure> {
@@ -81,20 +82,17 @@ pub(super) fn log_in(
     };
     match error {
         CkError::Pkcs11(RvError::PinIncorrect | RvError::PinLenRange | RvError::PinInvalid, _) => {
-            let info = pkcs11.get_token_info(slot).ok();
-            let locked = info.as_ref().is_some_and(|i| match who {
-                Who::User => i.user_pin_locked(),
-                Who::SecurityOfficer => i.so_pin_locked(),
+            let flags = flags();
+            let locked = flags.is_some_and(|f| match who {
+                Who::User => f & CKF_USER_PIN_LOCKED != 0,
+                Who::SecurityOfficer => f & CKF_SO_PIN_LOCKED != 0,
             });
             if locked {
                 return Err(LoginFailure::Locked { who });
             }
-            let tries = info
-                .as_ref()
-                .map(PinTries::from_token_info)
-                .unwrap_or_default();
-            let text = match (&info, who) {
-                (Some(i), Who::SecurityOfficer) => so_tries(i),
+            let tries = flags.map(PinTries::from_flags).unwrap_or_default();
+            let text = match (flags, who) {
+                (Some(f), Who::SecurityOfficer) => so_tries(f),
                 _ => tries.to_string(),
             };
             Err(LoginFailure::Wrong { who, tries, text })

@@ -49,12 +49,12 @@ use mkclone_backend::{
 use zeroize::Zeroizing;
 
 use crate::config::{PinSource, Pkcs11NodeConfig};
-use crate::error::{Pkcs11Error, explain};
+use crate::error::{Pkcs11Error, TokenPlace, explain};
 use crate::lock::TokenLock;
-use crate::module::{find_token, shared_module};
+use crate::module::{Found, find_token, loaded, token_info};
 use crate::objects::RegisterMap;
-use crate::raw::{RawModule, raw_module};
-use crate::session::{CallError, CallStats, Token};
+use crate::raw::RawModule;
+use crate::session::{CallError, CallStats, RsaSigning, Token};
 use crate::templates::TokenSupport;
 use login::Who;
 
@@ -72,15 +72,12 @@ const KEY_APPLICATION: &[u8] = b"mkclone/key";
 const REG_APPLICATION: &[u8] = b"mkclone/reg";
 const REGKEY_APPLICATION: &[u8] = b"mkclone/regkey";
 
-/// Mechanisms mkclone needs, each with what it is for.
-const MECHANISMS: [(MechanismType, &str); 7] = [
+/// Mechanisms mkclone needs, each with what it is for. Signing (SHA-256 with PKCS#1 v1.5)
+/// needs `CKM_SHA256_RSA_PKCS` or, failing it, `CKM_RSA_PKCS` ([`RsaSigning`]).
+const MECHANISMS: [(MechanismType, &str); 6] = [
     (
         MechanismType::RSA_PKCS_KEY_PAIR_GEN,
         "generating retained RSA keys",
-    ),
-    (
-        MechanismType::SHA256_RSA_PKCS,
-        "signing certificates and shares",
     ),
     (
         MechanismType::RSA_PKCS_OAEP,
@@ -118,8 +115,11 @@ pub struct Pkcs11Backend {
     token: Token,
     label: String,
     module: PathBuf,
+    /// The token's identity: its serial number, or the derived one (`identity.rs`).
     token_serial: String,
     serial: SerialNumber,
+    /// How this token signs (SHA-256, PKCS#1 v1.5).
+    signing: RsaSigning,
     /// The register map in force (this backend is the token's one writer: it holds `lock`).
     map: RegisterMap,
     map_handle: Option<ObjectHandle>,
@@ -162,22 +162,6 @@ impl std::fmt::Debug for Pkcs11Backend {
             .field("lock", &self.lock.path())
             .finish_non_exhaustive()
     }
-}
-
-/// The node serial CCA structures carry (8 characters): the token serial's last 8.
-fn node_serial(token_serial: &str) -> SerialNumber {
-    let trimmed = token_serial.trim();
-    let tail: String = trimmed
-        .chars()
-        .rev()
-        .take(SerialNumber::LEN)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    SerialNumber::new(&tail).unwrap_or_else(|_| {
-        SerialNumber::new("PKCS11").unwrap_or_else(|_| unreachable!("a valid literal"))
-    })
 }
 
 /// Return values that mean "this ciphertext or wrapped key is not acceptable" rather than
@@ -232,57 +216,74 @@ impl Pkcs11Backend {
     /// another backend, in this process or another, has the token open, this fails with
     /// [`Pkcs11Error::TokenInUse`] before touching the token.
     pub fn open(config: &Pkcs11NodeConfig, pin: Zeroizing<String>) -> Result<Self, Pkcs11Error> {
-        let pkcs11 = shared_module(&config.module)?;
-        let (slot, info) = find_token(
-            &pkcs11,
-            &config.module,
-            &config.token,
-            config.expect_token_serial.as_deref(),
-        )?;
+        let module = loaded(&config.module)?;
+        let Found {
+            slot,
+            info,
+            identity,
+        } = find_token(&module, config)?;
+        let pkcs11 = module.pkcs11.clone();
         let label = config.token.clone();
-        let token_serial = info.serial_number().trim().to_string();
+        let place = TokenPlace {
+            module: config.module.clone(),
+            slot: Some(slot.id()),
+            label: Some(label.clone()),
+        };
+        let failed = |function: &'static str, e: &CkError| Pkcs11Error::TokenCall {
+            place: place.clone(),
+            function,
+            detail: explain(e),
+        };
         // Before anything else, and above all before recovery destroys what no map
-        // references: another process may be between creating objects and committing them.
-        let lock = TokenLock::acquire(&config.module, &label, &token_serial)?;
-        if !info.user_pin_initialized() {
+        // references: another process may be between creating objects and committing them,
+        // whichever module it reached the token through.
+        let lock = TokenLock::acquire(&identity, &label)?;
+        if !info.has(cryptoki_sys::CKF_USER_PIN_INITIALIZED) {
             return Err(Pkcs11Error::UserPinNotInitialized { label });
         }
-        if info.user_pin_locked() {
+        if info.has(cryptoki_sys::CKF_USER_PIN_LOCKED) {
             return Err(Pkcs11Error::PinLocked { label });
         }
+        let has = |mechanism: MechanismType| match pkcs11.get_mechanism_info(slot, mechanism) {
+            Ok(info) => Ok(Some(info)),
+            Err(CkError::Pkcs11(RvError::MechanismInvalid, _)) => Ok(None),
+            Err(e) => Err(failed("C_GetMechanismInfo", &e)),
+        };
         for (mechanism, needed_for) in MECHANISMS {
-            match pkcs11.get_mechanism_info(slot, mechanism) {
-                Ok(_) => {}
-                Err(CkError::Pkcs11(RvError::MechanismInvalid, _)) => {
-                    return Err(Pkcs11Error::MechanismMissing {
-                        label,
-                        mechanism: mechanism.to_string(),
-                        needed_for,
-                    });
-                }
-                Err(e) => {
-                    return Err(Pkcs11Error::Session {
-                        label,
-                        function: "C_GetMechanismInfo",
-                        detail: explain(&e),
-                    });
-                }
+            if has(mechanism)?.is_none() {
+                return Err(Pkcs11Error::MechanismMissing {
+                    label,
+                    mechanism: mechanism.to_string(),
+                    needed_for,
+                });
             }
         }
-        let raw = raw_module(&config.module).map_err(|detail| Pkcs11Error::Session {
-            label: label.clone(),
-            function: "C_GetFunctionList",
-            detail,
-        })?;
+        let signing = if has(MechanismType::SHA256_RSA_PKCS)?.is_some() {
+            RsaSigning::Sha256RsaPkcs
+        } else if has(MechanismType::RSA_PKCS)?.is_some_and(|i| i.sign()) {
+            info!(
+                "pkcs11: token {label:?} has no CKM_SHA256_RSA_PKCS: it signs with CKM_RSA_PKCS \
+                 over the SHA-256 DigestInfo (the same signatures)"
+            );
+            RsaSigning::RsaPkcsOverDigestInfo
+        } else {
+            return Err(Pkcs11Error::MechanismMissing {
+                label,
+                mechanism: "CKM_SHA256_RSA_PKCS (nor CKM_RSA_PKCS with CKF_SIGN)".into(),
+                needed_for: "signing certificates and shares",
+            });
+        };
+        let raw = Arc::clone(&module.raw);
         let session = pkcs11
             .open_rw_session(slot)
-            .map_err(|e| Pkcs11Error::Session {
-                label: label.clone(),
-                function: "C_OpenSession",
-                detail: explain(&e),
-            })?;
+            .map_err(|e| failed("C_OpenSession", &e))?;
         let mut token = Token::new(session);
-        login::log_in(&mut token, &pkcs11, slot, Who::User, &pin)
+        let flags = || {
+            token_info(&pkcs11, &raw, &config.module, slot)
+                .ok()
+                .map(|i| i.flags)
+        };
+        login::log_in(&mut token, &flags, Who::User, &pin)
             .map_err(|failure| failure.at_open(&label))?;
         // A node that may export its master key logs in again after the SO's step.
         let user_pin = config.so_pin.is_some().then_some(pin);
@@ -293,8 +294,9 @@ impl Pkcs11Backend {
             slot,
             support: TokenSupport::default(),
             limits: Vec::new(),
-            serial: node_serial(&token_serial),
-            token_serial,
+            serial: identity.node_serial(),
+            token_serial: identity.id,
+            signing,
             label,
             module: config.module.clone(),
             map: RegisterMap::default(),
@@ -340,7 +342,8 @@ impl Pkcs11Backend {
         &self.label
     }
 
-    /// The token's serial number as the token reports it.
+    /// The token's identity: its serial number as the token reports it, or for a token
+    /// with a blank serial its derived identity (`mkclone-` and 16 hex digits).
     pub fn token_serial(&self) -> &str {
         &self.token_serial
     }
@@ -363,6 +366,25 @@ impl Pkcs11Backend {
     #[cfg(feature = "test-seams")]
     pub fn holds_user_pin(&self) -> bool {
         self.user_pin.is_some()
+    }
+
+    /// Answer every `CKA_CHECK_VALUE` as empty from now on, as opencryptoki 3.27 does for a
+    /// created triple-DES key (test seam; 3.8.1 gives none at all).
+    #[cfg(feature = "test-seams")]
+    pub fn withhold_check_values(&mut self) {
+        self.token.withhold_check_values();
+    }
+
+    /// Sign with `CKM_RSA_PKCS` over the SHA-256 `DigestInfo` from now on, as on a token
+    /// without `CKM_SHA256_RSA_PKCS` (test seam).
+    #[cfg(feature = "test-seams")]
+    pub fn sign_through_rsa_pkcs(&mut self) {
+        self.signing = RsaSigning::RsaPkcsOverDigestInfo;
+    }
+
+    /// Whether this token signs through `CKM_RSA_PKCS` (it lacks `CKM_SHA256_RSA_PKCS`).
+    pub fn signs_through_rsa_pkcs(&self) -> bool {
+        self.signing == RsaSigning::RsaPkcsOverDigestInfo
     }
 
     /// Calls made since [`Pkcs11Backend::stop_after_calls`] (test seam).
@@ -479,17 +501,5 @@ impl Backend for Pkcs11Backend {
         clear_new(kind: CloneableKind) -> Result<Applied<()>> => clear_new_internal;
         load_random_master_key(kind: CloneableKind) -> Result<Applied<()>>
             => load_random_master_key_internal;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn node_serial_keeps_the_last_eight_characters() {
-        assert_eq!(node_serial("d8e157d09f375158").as_str(), "9f375158");
-        assert_eq!(node_serial("1234").as_str(), "1234");
-        assert_eq!(node_serial("   ").as_str(), "PKCS11");
     }
 }

@@ -1,7 +1,6 @@
 //! OBTAIN (source): the master key and the coefficient seed exported to split the key,
 //! and the share sealed for one target.
 
-use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectHandle;
 use mkclone_backend::rules;
 use mkclone_backend::{
@@ -87,12 +86,13 @@ impl Pkcs11Backend {
         };
         let mut rng = rand::rng();
         let mut sign_failure = None;
+        let signing = self.signing;
         let parts = seal::seal(
             &info,
             &request.css_label,
             |bytes| {
                 self.token
-                    .sign(&Mechanism::Sha256RsaPkcs, css_handle, bytes)
+                    .sign_sha256_rsa(signing, css_handle, bytes)
                     .map_err(|e| {
                         sign_failure = Some(e);
                     })

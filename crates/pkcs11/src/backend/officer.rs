@@ -21,6 +21,7 @@ use super::Pkcs11Backend;
 use super::login::{self, Who};
 use crate::config::{PinSource, resolve_pin};
 use crate::error::Pkcs11Error;
+use crate::module::token_info;
 use crate::templates::Made;
 
 /// The label of the export key pair (session objects).
@@ -76,14 +77,13 @@ impl Pkcs11Backend {
         op: Operation,
         so_pin: &str,
     ) -> Result<(ObjectHandle, ObjectHandle)> {
-        login::log_in(
-            &mut self.token,
-            &self.pkcs11,
-            self.slot,
-            Who::SecurityOfficer,
-            so_pin,
-        )
-        .map_err(|f| f.in_operation(op, self))?;
+        let flags = || {
+            token_info(&self.pkcs11, &self.raw, &self.module, self.slot)
+                .ok()
+                .map(|i| i.flags)
+        };
+        login::log_in(&mut self.token, &flags, Who::SecurityOfficer, so_pin)
+            .map_err(|f| f.in_operation(op, self))?;
         let label = || Attribute::Label(EXPORT_LABEL.as_bytes().to_vec());
         let mut public = Made::ExportPublic.attributes(&self.support);
         public.extend([
@@ -125,7 +125,12 @@ impl Pkcs11Backend {
     /// again (handles of private objects do not survive a logout).
     fn log_in_again(&mut self, op: Operation, pin: &str) -> Result<()> {
         login::log_out(&mut self.token).map_err(|e| self.device(op, e))?;
-        login::log_in(&mut self.token, &self.pkcs11, self.slot, Who::User, pin)
+        let flags = || {
+            token_info(&self.pkcs11, &self.raw, &self.module, self.slot)
+                .ok()
+                .map(|i| i.flags)
+        };
+        login::log_in(&mut self.token, &flags, Who::User, pin)
             .map_err(|f| f.in_operation(op, self))?;
         self.map_handle = self.find_map_handle(op)?;
         Ok(())

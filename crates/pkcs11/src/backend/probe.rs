@@ -15,6 +15,7 @@ use log::{info, warn};
 
 use super::Pkcs11Backend;
 use crate::error::Pkcs11Error;
+use crate::module::token_info;
 use crate::session::CallResult;
 
 /// What every PKCS#11 token leaves to a holder of its PINs, whatever mkclone does.
@@ -43,6 +44,8 @@ const SOFTHSM: &str = "SoftHSM is software: its attribute checks bind only calle
 enum Check {
     Enforced,
     NotEnforced,
+    /// The token does not know the attribute at all (a PKCS#11 2.20 token).
+    Unknown,
     Unchecked(String),
 }
 
@@ -80,6 +83,22 @@ static MODIFIABLE_TOKENS: SeamTokens = SeamTokens::new();
 #[cfg(feature = "test-seams")]
 pub fn leave_objects_modifiable(token: &str) {
     MODIFIABLE_TOKENS.add(token);
+}
+
+/// The unwrap check's outcome where mkclone cannot set `CKA_UNWRAP_TEMPLATE`: through a
+/// proxy's instance of its own (`proxy`; raw.rs: it knows none of mkclone's sessions), or on a
+/// token that does not know the attribute.
+fn template_out_check(proxy: bool) -> Check {
+    if proxy {
+        Check::Unchecked(
+            "this module gives mkclone's own calls an instance of their own (a proxy, such as \
+             p11-kit's), through which mkclone cannot set it; open the token through its own \
+             module to have it"
+                .into(),
+        )
+    } else {
+        Check::Unknown
+    }
 }
 
 fn refused<T>(result: &CallResult<T>) -> bool {
@@ -176,7 +195,7 @@ impl Pkcs11Backend {
             made.push(key);
             limits.push(
                 "this token lets the user mark a key CKA_TRUSTED: a user-PIN holder can wrap the master keys \
-                 out with a key of their own"
+                 and the coefficient seed out with a key of their own"
                     .into(),
             );
         }
@@ -187,7 +206,7 @@ impl Pkcs11Backend {
             (
                 wrap,
                 "CKA_WRAP_WITH_TRUSTED",
-                "a user-PIN holder can wrap the master keys out with a key of their own",
+                "a user-PIN holder can wrap the master keys and the coefficient seed out with a key of their own",
             ),
             (
                 unwrap,
@@ -200,6 +219,10 @@ impl Pkcs11Backend {
                 Check::NotEnforced => {
                     limits.push(format!("this token does not enforce {what}: {consequence}"))
                 }
+                Check::Unknown => limits.push(format!(
+                    "this token does not know {what}, so mkclone's templates leave it out: \
+                     {consequence}"
+                )),
                 Check::Unchecked(why) => limits.push(format!(
                     "mkclone could not check whether this token enforces {what} ({why})"
                 )),
@@ -212,10 +235,8 @@ impl Pkcs11Backend {
         for limit in &limits {
             warn!("pkcs11: token {:?}: {limit}", self.label);
         }
-        let softhsm = self
-            .pkcs11
-            .get_token_info(self.slot)
-            .map(|i| i.manufacturer_id().trim() == "SoftHSM project")
+        let softhsm = token_info(&self.pkcs11, &self.raw, &self.module, self.slot)
+            .map(|i| i.manufacturer == "SoftHSM project")
             .unwrap_or(false);
         let inherent = INHERENT.iter().copied().chain(softhsm.then_some(SOFTHSM));
         for limit in inherent.clone() {
@@ -226,9 +247,59 @@ impl Pkcs11Backend {
         Ok(())
     }
 
+    /// Whether the token takes `CKA_UNWRAP_TEMPLATE` on a key it generates (a session
+    /// triple-DES key, made through the module's own function list: raw.rs); `false` where it
+    /// does not know the attribute.
+    fn unwrap_template_known(&mut self, made: &mut Vec<ObjectHandle>) -> bool {
+        let raw = std::sync::Arc::clone(&self.raw);
+        let key = self.token.call("C_GenerateKey", false, |s| {
+            raw.generate_key(
+                s,
+                cryptoki_sys::CKM_DES3_KEY_GEN,
+                &[Attribute::Token(false), Attribute::Unwrap(true)],
+                &[Attribute::Sensitive(true)],
+            )
+        });
+        match key {
+            Ok(k) => {
+                made.push(k);
+                true
+            }
+            Err(_) => !type_unknown(&key),
+        }
+    }
+
     /// Check `CKA_WRAP_WITH_TRUSTED` and `CKA_UNWRAP_TEMPLATE` (sets `support`), keeping
     /// what was made in `made`.
     fn probe_wrapping(&mut self, made: &mut Vec<ObjectHandle>) -> (Check, Check) {
+        // Whether the token knows the two attributes at all (opencryptoki 3.8.1 knows
+        // neither): then the templates leave them out, and the limit is said.
+        let known = self.token.generate_key(
+            &Mechanism::Des3KeyGen,
+            &[
+                Attribute::Token(false),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(true),
+                Attribute::WrapWithTrusted(true),
+            ],
+        );
+        match known {
+            Ok(key) => made.push(key),
+            Err(_) if type_unknown(&known) => self.support.wrap_with_trusted = false,
+            Err(_) => {}
+        }
+        // Where the template cannot be set at all: through a proxy's instance (true) or
+        // because the token does not know it (false).
+        let template_out = if self.raw.own_instance() {
+            Some(true)
+        } else if !self.unwrap_template_known(made) {
+            Some(false)
+        } else {
+            None
+        };
+        if template_out.is_some() {
+            self.support.unwrap_template = false;
+        }
         for mechanism in [MechanismType::AES_KEY_GEN, MechanismType::AES_KEY_WRAP] {
             if self
                 .pkcs11
@@ -237,8 +308,22 @@ impl Pkcs11Backend {
             {
                 let why =
                     || Check::Unchecked(format!("the check needs {mechanism}, which it lacks"));
-                return (why(), why());
+                let wrap = if self.support.wrap_with_trusted {
+                    why()
+                } else {
+                    Check::Unknown
+                };
+                let unwrap = template_out.map_or_else(why, template_out_check);
+                return (wrap, unwrap);
             }
+        }
+        if !self.support.wrap_with_trusted {
+            // Nothing to try: every key the token wraps, it wraps for anyone.
+            let unwrap = template_out.map_or_else(
+                || Check::Unchecked("it knows no CKA_WRAP_WITH_TRUSTED to try it with".into()),
+                template_out_check,
+            );
+            return (Check::Unknown, unwrap);
         }
         let base = [Attribute::Token(false), Attribute::ValueLen(32.into())];
         let mut wrapping = base.to_vec();
@@ -291,10 +376,11 @@ impl Pkcs11Backend {
             Err(_) => Check::Enforced,
         };
         if !template_kept {
-            return (
-                wrap,
-                Check::Unchecked("it does not accept CKA_UNWRAP_TEMPLATE".into()),
+            let unwrap = template_out.map_or_else(
+                || Check::Unchecked("it does not accept CKA_UNWRAP_TEMPLATE".into()),
+                template_out_check,
             );
+            return (wrap, unwrap);
         }
         let unwrap_as = |sensitive: bool| {
             [

@@ -63,8 +63,13 @@ impl Pkcs11Backend {
         })
     }
 
-    /// A register's pattern, cross-checked: the key object must exist and its
-    /// `CKA_CHECK_VALUE` must equal the one recorded when it was made.
+    /// A register's pattern, cross-checked against its key object: the key must exist and
+    /// be the one its pattern object was recorded for. Where the token gives a
+    /// `CKA_CHECK_VALUE` and one was recorded, they must be equal; otherwise (a token that
+    /// gives none, or an empty one: opencryptoki 3.27 for a created triple-DES key) the
+    /// SHA-1-method pattern is computed inside the token (C_DigestKey) and must equal the
+    /// recorded one. So no token's check-value habits can make a sound register look damaged,
+    /// and a key object replaced outside mkclone is noticed on every token.
     pub(super) fn register_pattern(
         &mut self,
         op: Operation,
@@ -84,19 +89,54 @@ impl Pkcs11Backend {
             ));
         }
         let actual = self.check_value(op, key)?;
-        if !recorded.check_value.is_empty() && actual != recorded.check_value {
-            return Err(self.corrupt(
-                op,
-                format!(
-                    "the {kind} register key {} has check value {} but its pattern object records {}: \
-                     the key object was replaced outside mkclone",
-                    Managed::MasterKey.label(id),
-                    hex::encode_upper(&actual),
-                    hex::encode_upper(&recorded.check_value)
-                ),
-            ));
+        if !recorded.check_value.is_empty() && !actual.is_empty() {
+            if actual != recorded.check_value {
+                return Err(self.corrupt(
+                    op,
+                    format!(
+                        "the {kind} register key {} has check value {} but its pattern object records {}: \
+                         the key object was replaced outside mkclone",
+                        Managed::MasterKey.label(id),
+                        hex::encode_upper(&actual),
+                        hex::encode_upper(&recorded.check_value)
+                    ),
+                ));
+            }
+        } else {
+            let in_token = self.pattern_in_token(op, key)?;
+            if in_token != recorded.pattern {
+                return Err(self.corrupt(
+                    op,
+                    format!(
+                        "the {kind} register key {} has pattern {} (computed in the token) but its \
+                         pattern object records {}: the key object was replaced outside mkclone",
+                        Managed::MasterKey.label(id),
+                        in_token,
+                        recorded.pattern
+                    ),
+                ));
+            }
         }
         Ok((key, recorded.pattern))
+    }
+
+    /// The SHA-1-method pattern of the triple-DES key `key`, computed inside the token
+    /// (C_DigestKey: SHA-1 over X'01' and the key value; the key never reaches the host).
+    pub(super) fn pattern_in_token(
+        &mut self,
+        op: Operation,
+        key: ObjectHandle,
+    ) -> Result<VerificationPattern> {
+        let digest = self
+            .token
+            .digest_with_key(&Mechanism::Sha1, &[0x01], key)
+            .map_err(|e| self.device(op, e))?;
+        digest
+            .get(..8)
+            .and_then(|p| {
+                VerificationPattern::new(mkclone_backend::PatternAlgorithm::Sha1Method, p).ok()
+            })
+            .ok_or_else(|| self.corrupt(op, "the token's SHA-1 digest is short"))
     }
 
     /// The template of master-key register `id`'s key object (its value given or
@@ -124,16 +164,18 @@ impl Pkcs11Backend {
             .token
             .create(template)
             .map_err(|e| self.device(op, e))?;
-        let expected = des3_check_value(key);
+        // What the token says, checked against what it must say, is recorded: never a value
+        // the token does not give (an empty check value is recorded empty, and the pattern
+        // then stands in for it).
         let actual = self.check_value(op, handle)?;
-        if !actual.is_empty() && actual != expected {
+        if !actual.is_empty() && actual != des3_check_value(key) {
             return Err(self.corrupt(
                 op,
                 "the token computes another CKA_CHECK_VALUE for the new register than EDE3(key, 0)",
             ));
         }
         let pattern = mkvp::sha1_method(key);
-        self.create_pattern(op, kind, id, pattern, expected.to_vec())?;
+        self.create_pattern(op, kind, id, pattern, actual)?;
         Ok(id)
     }
 
@@ -229,16 +271,7 @@ impl Pkcs11Backend {
             .generate_key(&Mechanism::Des3KeyGen, &self.register_key_template(id))
             .map_err(|e| self.device(op, e))?;
         let check_value = self.check_value(op, key)?;
-        let digest = self
-            .token
-            .digest_with_key(&Mechanism::Sha1, &[0x01], key)
-            .map_err(|e| self.device(op, e))?;
-        let pattern = digest
-            .get(..8)
-            .and_then(|p| {
-                VerificationPattern::new(mkclone_backend::PatternAlgorithm::Sha1Method, p).ok()
-            })
-            .ok_or_else(|| self.corrupt(op, "the token's SHA-1 digest is short"))?;
+        let pattern = self.pattern_in_token(op, key)?;
         self.create_pattern(op, kind, id, pattern, check_value)?;
         self.commit_as_current(op, kind, regs, id, m_of_n, garbage)
     }

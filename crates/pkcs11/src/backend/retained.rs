@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki_sys::CKM_RSA_PKCS_KEY_PAIR_GEN;
 use log::{Level, debug};
@@ -292,7 +291,7 @@ impl Pkcs11Backend {
 
     /// Sign `bytes` (SHA-256, PKCS#1 v1.5) inside the token.
     fn sign(&mut self, key: ObjectHandle, bytes: &[u8]) -> CallResult<Vec<u8>> {
-        self.token.sign(&Mechanism::Sha256RsaPkcs, key, bytes)
+        self.token.sign_sha256_rsa(self.signing, key, bytes)
     }
 
     fn make_certificate(

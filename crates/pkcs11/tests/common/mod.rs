@@ -12,10 +12,13 @@
 //! one free slot at a time).
 #![allow(dead_code)]
 
+pub mod opencryptoki;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use mkclone_backend::{
@@ -92,6 +95,9 @@ pub fn softhsm() -> &'static SoftHsm {
             std::env::set_var("SOFTHSM2_CONF", &conf);
             // Every test token's SO PIN, which a source's share export reads (`so_pin`).
             std::env::set_var(SO_PIN_VARIABLE, SO_PIN);
+            // Token locks in this directory too, not the machine's /run/lock/mkclone (a
+            // child process of a test inherits it, so it sees the same locks).
+            std::env::set_var(mkclone_pkcs11::LOCK_DIR_ENV, dir.join("locks"));
         }
         SoftHsm { module, dir }
     })
@@ -148,12 +154,19 @@ pub fn new_token(label: &str) -> Pkcs11NodeConfig {
     session.init_pin(&AuthPin::new(USER_PIN.into())).unwrap();
     session.logout().unwrap();
     drop(session);
+    node_config(&hsm.module, label)
+}
+
+/// A node's configuration for the token labelled `label` in `module` (its PIN is passed to
+/// `open` directly).
+pub fn node_config(module: &Path, label: &str) -> Pkcs11NodeConfig {
     Pkcs11NodeConfig {
-        module: hsm.module.clone(),
+        module: module.into(),
         token: label.into(),
         expect_token_serial: None,
         pin: PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
         so_pin: Some(PinSource::Env(SO_PIN_VARIABLE.into())),
+        token_match: Default::default(),
     }
 }
 
@@ -174,6 +187,44 @@ pub fn user_session(config: &Pkcs11NodeConfig) -> Session {
         Err(e) => panic!("login: {e}"),
     }
     session
+}
+
+/// A secret key's template as mkclone makes its keys (crates/pkcs11/src/templates.rs), with
+/// `usage` the usage flags that are true and `extra` (label, id, value or size): the
+/// look-alike a user-PIN holder can make in place of one of mkclone's keys.
+pub fn look_alike_secret(
+    key_type: KeyType,
+    extractable: bool,
+    usage: &[AttributeType],
+    extra: Vec<Attribute>,
+) -> Vec<Attribute> {
+    let flags: [fn(bool) -> Attribute; 7] = [
+        Attribute::Encrypt,
+        Attribute::Decrypt,
+        Attribute::Wrap,
+        Attribute::Unwrap,
+        Attribute::Sign,
+        Attribute::Verify,
+        Attribute::Derive,
+    ];
+    let mut template = vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(key_type),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(extractable),
+        Attribute::WrapWithTrusted(true),
+    ];
+    template.extend(
+        flags
+            .iter()
+            .map(|make| make(usage.contains(&make(true).attribute_type()))),
+    );
+    template.extend(extra);
+    // Last, as in mkclone's templates (SoftHSM applies a template in order).
+    template.extend([Attribute::Copyable(false), Attribute::Modifiable(false)]);
+    template
 }
 
 pub fn open(config: &Pkcs11NodeConfig) -> Pkcs11Backend {
@@ -216,6 +267,19 @@ pub use mkclone_conformance::{
     SaKey, Snapshot, certify, generate, install_request, install_sa, obtain_request,
     sa_key as phase1, snapshot,
 };
+
+/// Every master key loaded at random on `source`, then phase 2 on it: the CSS certificate.
+pub fn random_source(
+    sa_node: &mut dyn Backend,
+    sa: &SaKey,
+    source: &mut dyn Backend,
+    m_of_n: MofN,
+) -> Certificate {
+    for kind in CloneableKind::ALL {
+        source.load_random_master_key(kind).unwrap();
+    }
+    phase2(sa_node, sa, source, m_of_n)
+}
 
 /// Phases 2a + 2b on the source: m-of-n, SA key installed, CSS certified.
 pub fn phase2(
@@ -312,6 +376,44 @@ pub fn clone_into(
         Some(expected),
         "{kind}: CURRENT after SET"
     );
+}
+
+/// CLEAR NEW (as `abort --clear-new` runs it) on a target whose `kind` CURRENT is the
+/// source's, m = 2: a new key on the source and one share of it installed, cleared; then the
+/// whole new key (shares 1 and 2, NEW full), cleared. NEW ends empty and CURRENT unchanged
+/// each time, and share status reads throughout.
+pub fn clear_new_after_one_share_and_after_all(
+    source: &mut dyn Backend,
+    css: &Certificate,
+    target: &mut dyn Backend,
+    csr: &Certificate,
+    kind: CloneableKind,
+) {
+    let current = pattern(target, kind, "current");
+    assert!(current.is_some());
+    source.load_random_master_key(kind).unwrap();
+    let one = obtain(source, kind, 3, csr);
+    assert_eq!(
+        install(target, kind, css, one).unwrap().value(),
+        InstallProgress::NeedMore { received: 1, m: 2 }
+    );
+    target.share_status().unwrap();
+    assert!(!target.clear_new(kind).unwrap().was_already_done());
+    assert!(target.clear_new(kind).unwrap().was_already_done());
+    assert_eq!(pattern(target, kind, "new"), None);
+    assert_eq!(pattern(target, kind, "current"), current);
+    for i in [1, 2] {
+        let share = obtain(source, kind, i, csr);
+        install(target, kind, css, share).unwrap();
+    }
+    assert_eq!(
+        pattern(target, kind, "new"),
+        pattern(source, kind, "current")
+    );
+    assert!(!target.clear_new(kind).unwrap().was_already_done());
+    assert_eq!(pattern(target, kind, "new"), None);
+    assert_eq!(pattern(target, kind, "current"), current);
+    target.share_status().unwrap();
 }
 
 /// A token's object labels with the random ids and map generations blanked: the shape of
