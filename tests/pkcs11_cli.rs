@@ -213,7 +213,7 @@ fn pin_problems_are_named() {
     assert!(text(&ok).contains("pkcs11 backend"), "{}", text(&ok));
     // What the token cannot protect is said with its status.
     assert!(
-        text(&ok).contains("what this node cannot protect (4):")
+        text(&ok).contains("what this node cannot protect (5):")
             && text(&ok).contains("SoftHSM is software"),
         "{}",
         text(&ok)

@@ -405,8 +405,8 @@ pub fn resolve_pin(source: &PinSource) -> Result<Zeroizing<String>, Pkcs11Error>
         }
         PinSource::File(path) => {
             let origin = || PinOrigin::File(path.clone());
-            let text = match std::fs::read(path) {
-                Ok(bytes) => Zeroizing::new(bytes),
+            let text = match read_pin_file(path) {
+                Ok(bytes) => bytes,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     return Err(Pkcs11Error::PinFileMissing { origin: origin() });
                 }
@@ -417,7 +417,6 @@ pub fn resolve_pin(source: &PinSource) -> Result<Zeroizing<String>, Pkcs11Error>
                     });
                 }
             };
-            warn_if_readable_by_others(path);
             let Ok(text) = std::str::from_utf8(&text) else {
                 return Err(Pkcs11Error::PinNotUnicode { origin: origin() });
             };
@@ -441,22 +440,66 @@ fn non_empty(
     Ok(pin)
 }
 
-#[cfg(unix)]
-fn warn_if_readable_by_others(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o077 != 0
+/// The longest PIN file read, newline included (PKCS#11 PINs are far shorter).
+const MAX_PIN_FILE: usize = 1024;
+
+/// The PIN file's bytes, in zeroizing memory. Only a regular file (symbolic links
+/// followed) of at most [`MAX_PIN_FILE`] bytes is read: a FIFO planted in its place would
+/// keep mkclone waiting for a writer (it is opened without waiting and refused), a device
+/// or a huge file would never end.
+fn read_pin_file(path: &Path) -> io::Result<Zeroizing<Vec<u8>>> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
     {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let mut file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other(
+            "it is not a regular file (a FIFO, a device or a directory): `file` must name a file \
+             holding the PIN",
+        ));
+    }
+    warn_if_others_can_reach(path, &meta);
+    let mut buffer = Zeroizing::new(vec![0u8; MAX_PIN_FILE]);
+    let mut len = 0;
+    loop {
+        let Some(rest) = buffer.get_mut(len..).filter(|r| !r.is_empty()) else {
+            return Err(io::Error::other(format!(
+                "it is longer than {MAX_PIN_FILE} bytes, which no PIN is: is it the right file?"
+            )));
+        };
+        match file.read(rest) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buffer.truncate(len);
+    Ok(buffer)
+}
+
+#[cfg(unix)]
+fn warn_if_others_can_reach(path: &Path, meta: &std::fs::Metadata) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
         warn!(
-            "PIN file {} is readable by others (mode {:o}); make it 0600",
+            "PIN file {} can be read{} by others (mode {:o}); make it 0600",
             path.display(),
-            meta.permissions().mode() & 0o777
+            if mode & 0o022 != 0 { " or changed" } else { "" },
+            mode & 0o777
         );
     }
 }
 
 #[cfg(not(unix))]
-fn warn_if_readable_by_others(_path: &Path) {}
+fn warn_if_others_can_reach(_path: &Path, _meta: &std::fs::Metadata) {}
 
 #[cfg(test)]
 mod tests {
@@ -512,6 +555,47 @@ mod tests {
         let err = resolve_pin(&PinSource::File(missing)).unwrap_err();
         assert!(matches!(err, Pkcs11Error::PinFileMissing { .. }));
         assert!(err.to_string().contains("absent"), "{err}");
+    }
+
+    /// `resolve_pin(File(path))` in a thread: its answer, or `None` if it does not come
+    /// within a few seconds (a read that waits on a writer, or never ends).
+    fn resolve_in_time(path: &Path) -> Option<Result<Zeroizing<String>, Pkcs11Error>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let source = PinSource::File(path.to_path_buf());
+        std::thread::spawn(move || {
+            let _ = tx.send(resolve_pin(&source));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(5)).ok()
+    }
+
+    #[test]
+    fn a_pin_file_planted_as_a_fifo_or_a_huge_file_is_refused_at_once() {
+        // Someone who can write where the PIN file lives puts a FIFO there (mkclone would
+        // wait for a writer, holding the token's lock) or a file that is not a PIN.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.pin");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo (coreutils)");
+        assert!(made.success());
+        match resolve_in_time(&fifo) {
+            Some(Err(e @ Pkcs11Error::PinFileUnreadable { .. })) => {
+                assert!(e.to_string().contains("not a regular file"), "{e}")
+            }
+            Some(other) => panic!("a FIFO as the PIN file: {other:?}"),
+            None => panic!("reading a FIFO as the PIN file waited for a writer"),
+        }
+        let huge = dir.path().join("huge.pin");
+        std::fs::write(&huge, "1".repeat(64 * 1024)).unwrap();
+        match resolve_in_time(&huge) {
+            Some(Err(e @ Pkcs11Error::PinFileUnreadable { .. })) => {
+                let text = e.to_string();
+                assert!(text.contains("longer than"), "{text}");
+                assert!(!text.contains("1111"), "no PIN in the message: {text}");
+            }
+            other => panic!("a 64 KiB PIN file: {:?}", other.map(|r| r.map(|p| p.len()))),
+        }
     }
 
     #[test]

@@ -283,6 +283,19 @@ pub enum Pkcs11Error {
         label: String,
         change: Box<ObjectChange>,
     },
+    #[error(
+        "token {label:?} holds a {class} labelled {key:?} that the token's security officer marked \
+         CKA_TRUSTED: with it, anyone who knows the user PIN can wrap the master keys and the coefficient \
+         seed out of the token (CKA_WRAP_WITH_TRUSTED keeps them only from keys nobody trusted). If master \
+         keys were on this token while it existed, treat them as exposed. mkclone will not use this token \
+         while it holds such a key: have the security officer delete it (e.g. pkcs11-tool --login \
+         --login-type so --delete-object --label LABEL --type pubkey or secrkey) or use another token"
+    )]
+    TrustedKey {
+        label: String,
+        class: String,
+        key: String,
+    },
 }
 
 /// Who holds a token's lock, for [`Pkcs11Error::TokenInUse`].

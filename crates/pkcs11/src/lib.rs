@@ -59,5 +59,5 @@ pub use uri::{LibraryVersion, Pkcs11Uri, UriError};
 /// Test seams (the `test-seams` feature; never in a release of mkclone).
 #[cfg(feature = "test-seams")]
 pub mod test_seams {
-    pub use crate::backend::leave_objects_modifiable;
+    pub use crate::backend::{leave_objects_modifiable, make_export_keys_token_objects};
 }

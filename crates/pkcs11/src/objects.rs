@@ -15,11 +15,11 @@
 //! | `mkclone/regkey/<name>` | data | the public key (certificate) registered under that name |
 //! | `mkclone/map/<generation>` | data | the register map: the one root of everything below |
 //! | `mkclone/mofn/<id>` | data | m-of-n and the id of the coefficient seed |
-//! | `mkclone/seed/<id>` | generic secret, sensitive, never extractable, sign only | the HMAC seed of the share polynomials |
+//! | `mkclone/seed/<id>` | generic secret, sensitive, wrapped out only with a key the SO trusts, no use in the token | the HMAC seed of the share polynomials |
 //! | `mkclone/mk/<id>` | DES3 secret key, sensitive, wrapped out only with a key the SO trusts | a master-key register value |
 //! | `mkclone/mkvp/<id>` | data | its SHA-1-method pattern and `CKA_CHECK_VALUE` |
 //! | `mkclone/table/<id>` | data | one master key's share tables and received-share records |
-//! | `mkclone/share/<id>` | data | a received share held until the m-th, still sealed (its key wrapped to the CSR key) |
+//! | `mkclone/share/<id>` | data | a received share held until the m-th, still sealed (its key wrapped to the CSR key: only an unwrap with the CSR key opens it) |
 //!
 //! Objects below the map are immutable and named by a random 8-byte id; a change creates
 //! new objects, then a new map of the next generation (the commit: one C_CreateObject),
@@ -348,7 +348,8 @@ impl TableObject {
 }
 
 /// `mkclone/share/<id>`: a received share held until the m-th, as it arrived: still sealed
-/// (its triple-DES key wrapped to the CSR key), so that no key on the token decrypts it.
+/// (its triple-DES key wrapped to the CSR key), so that no key on the token decrypts it
+/// directly; a user-PIN holder opens it as INSTALL does (the README's per-backend guarantee).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ShareObject {

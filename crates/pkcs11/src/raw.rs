@@ -356,67 +356,158 @@ impl RawModule {
             .functions
             .C_GetAttributeValue
             .ok_or(CkError::NullFunctionPointer)?;
-        let get = |outer: &mut CK_ATTRIBUTE| -> CK_RV {
-            // SAFETY: `outer` and the buffers it points to (set up by the caller below)
+        read_unwrap_template(|outer: &mut CK_ATTRIBUTE| -> CK_RV {
+            // SAFETY: `outer` and the buffers it points to (set up by `read_unwrap_template`)
             // outlive the call; the module writes at most `ulValueLen` bytes to each.
             unsafe { f(session.handle(), object.handle(), outer, 1) }
+        })
+    }
+}
+
+/// The most inner attributes, and the longest inner value, an unwrap template read back
+/// may have: mkclone's has 16 attributes of at most 8 bytes. More is a token answering
+/// otherwise than PKCS#11 says, refused before anything is allocated for it.
+const MAX_TEMPLATE_ATTRIBUTES: usize = 64;
+const MAX_TEMPLATE_VALUE: usize = 1024;
+
+/// A `CKA_UNWRAP_TEMPLATE` read with `get` (one `C_GetAttributeValue` of that attribute
+/// alone): its size, then each inner attribute's type and length, then the values.
+/// Lengths the token reports are bounded, and a value longer than its buffer is refused,
+/// never read.
+fn read_unwrap_template(
+    mut get: impl FnMut(&mut CK_ATTRIBUTE) -> CK_RV,
+) -> CkResult<Option<Vec<Attribute>>> {
+    // 1: the array's size.
+    let mut outer = CK_ATTRIBUTE {
+        type_: CKA_UNWRAP_TEMPLATE,
+        pValue: std::ptr::null_mut(),
+        ulValueLen: 0,
+    };
+    let rv = get(&mut outer);
+    if rv != CKR_OK || outer.ulValueLen == CK_UNAVAILABLE_INFORMATION {
+        return match Rv::from(rv) {
+            Rv::Ok => Ok(None),
+            Rv::Error(cryptoki::error::RvError::AttributeTypeInvalid) => Ok(None),
+            other => other
+                .into_result(Function::GetAttributeValue)
+                .map(|()| None),
         };
-        // 1: the array's size.
-        let mut outer = CK_ATTRIBUTE {
-            type_: CKA_UNWRAP_TEMPLATE,
+    }
+    let size = std::mem::size_of::<CK_ATTRIBUTE>();
+    let count = usize::try_from(outer.ulValueLen).unwrap_or(usize::MAX) / size;
+    if count == 0 {
+        return Ok(None);
+    }
+    if count > MAX_TEMPLATE_ATTRIBUTES {
+        return Err(CkError::InvalidValue);
+    }
+    // 2: each inner attribute's type and length (all inner values NULL).
+    let mut inner = vec![
+        CK_ATTRIBUTE {
+            type_: 0,
             pValue: std::ptr::null_mut(),
             ulValueLen: 0,
         };
-        let rv = get(&mut outer);
-        if rv != CKR_OK || outer.ulValueLen == CK_UNAVAILABLE_INFORMATION {
-            return match Rv::from(rv) {
-                Rv::Ok => Ok(None),
-                Rv::Error(cryptoki::error::RvError::AttributeTypeInvalid) => Ok(None),
-                other => other
-                    .into_result(Function::GetAttributeValue)
-                    .map(|()| None),
-            };
-        }
-        let size = std::mem::size_of::<CK_ATTRIBUTE>();
-        let count = usize::try_from(outer.ulValueLen).unwrap_or(0) / size;
-        if count == 0 {
-            return Ok(None);
-        }
-        // 2: each inner attribute's type and length (all inner values NULL).
-        let mut inner = vec![
-            CK_ATTRIBUTE {
-                type_: 0,
-                pValue: std::ptr::null_mut(),
-                ulValueLen: 0,
-            };
-            count
-        ];
-        outer.pValue = inner.as_mut_ptr().cast::<c_void>();
-        outer.ulValueLen = ck_len(count * size);
-        check(get(&mut outer), Function::GetAttributeValue)?;
-        // 3: the values, into buffers of those lengths.
-        let mut buffers: Vec<Vec<u8>> = inner
-            .iter()
-            .map(|a| vec![0u8; usize::try_from(a.ulValueLen).unwrap_or(0)])
-            .collect();
-        for (a, buffer) in inner.iter_mut().zip(buffers.iter_mut()) {
-            a.pValue = buffer.as_mut_ptr().cast::<c_void>();
-        }
-        outer.pValue = inner.as_mut_ptr().cast::<c_void>();
-        check(get(&mut outer), Function::GetAttributeValue)?;
-        let mut out = Vec::with_capacity(count);
-        for a in inner {
-            // Reads the buffer `a.pValue` points to, still alive in `buffers`.
-            out.push(Attribute::try_from(a)?);
-        }
-        drop(buffers);
-        Ok(Some(out))
+        count
+    ];
+    outer.pValue = inner.as_mut_ptr().cast::<c_void>();
+    outer.ulValueLen = ck_len(count * size);
+    check(get(&mut outer), Function::GetAttributeValue)?;
+    let lengths = inner
+        .iter()
+        .map(|a| match usize::try_from(a.ulValueLen) {
+            Ok(len) if len <= MAX_TEMPLATE_VALUE => Ok(len),
+            _ => Err(CkError::InvalidValue),
+        })
+        .collect::<CkResult<Vec<usize>>>()?;
+    // 3: the values, into buffers of those lengths.
+    let mut buffers: Vec<Vec<u8>> = lengths.iter().map(|&len| vec![0u8; len]).collect();
+    for (a, buffer) in inner.iter_mut().zip(buffers.iter_mut()) {
+        a.pValue = buffer.as_mut_ptr().cast::<c_void>();
     }
+    outer.pValue = inner.as_mut_ptr().cast::<c_void>();
+    check(get(&mut outer), Function::GetAttributeValue)?;
+    let mut out = Vec::with_capacity(count);
+    for (a, buffer) in inner.into_iter().zip(&buffers) {
+        // A length beyond the buffer would read past it: refused.
+        if usize::try_from(a.ulValueLen).map_or(true, |len| len > buffer.len())
+            || a.pValue != buffer.as_ptr().cast_mut().cast::<c_void>()
+        {
+            return Err(CkError::InvalidValue);
+        }
+        // Reads the buffer `a.pValue` points to, still alive in `buffers`.
+        out.push(Attribute::try_from(a)?);
+    }
+    drop(buffers);
+    Ok(Some(out))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cryptoki_sys::{CKA_SENSITIVE, CKR_ATTRIBUTE_TYPE_INVALID};
+
+    /// A token answering `C_GetAttributeValue(CKA_UNWRAP_TEMPLATE)` with one inner
+    /// attribute, `CKA_SENSITIVE` true, reporting `announced` as its length in step 2 and
+    /// `written` after writing the value in step 3.
+    fn token(announced: CK_ULONG, written: CK_ULONG) -> impl FnMut(&mut CK_ATTRIBUTE) -> CK_RV {
+        let mut step = 0;
+        move |outer: &mut CK_ATTRIBUTE| {
+            step += 1;
+            match step {
+                1 => outer.ulValueLen = ck_len(std::mem::size_of::<CK_ATTRIBUTE>()),
+                _ => {
+                    // SAFETY: `outer.pValue` points to the one CK_ATTRIBUTE the reader
+                    // allocated for the size announced in step 1.
+                    let inner = unsafe { &mut *outer.pValue.cast::<CK_ATTRIBUTE>() };
+                    inner.type_ = CKA_SENSITIVE;
+                    if step == 2 {
+                        inner.ulValueLen = announced;
+                    } else {
+                        // SAFETY: the reader gave a buffer of the announced length (1).
+                        unsafe { *inner.pValue.cast::<u8>() = 1 };
+                        inner.ulValueLen = written;
+                    }
+                }
+            }
+            CKR_OK
+        }
+    }
+
+    #[test]
+    fn a_template_read_back_as_the_token_reports_it() {
+        assert_eq!(
+            read_unwrap_template(token(1, 1)).unwrap(),
+            Some(vec![Attribute::Sensitive(true)])
+        );
+        let none = read_unwrap_template(|_: &mut CK_ATTRIBUTE| CKR_ATTRIBUTE_TYPE_INVALID);
+        assert_eq!(none.unwrap(), None);
+    }
+
+    #[test]
+    fn lengths_a_hostile_token_reports_are_refused_not_allocated_or_read() {
+        // A value "unavailable", or far longer than any template's: nothing is allocated.
+        for announced in [CK_UNAVAILABLE_INFORMATION, 1 << 40] {
+            assert!(matches!(
+                read_unwrap_template(token(announced, 1)),
+                Err(CkError::InvalidValue)
+            ));
+        }
+        // A value written longer than the buffer it was given: never read past it.
+        assert!(matches!(
+            read_unwrap_template(token(1, 1 << 20)),
+            Err(CkError::InvalidValue)
+        ));
+        // An array larger than any template.
+        let huge = |outer: &mut CK_ATTRIBUTE| {
+            outer.ulValueLen = 1 << 40;
+            CKR_OK
+        };
+        assert!(matches!(
+            read_unwrap_template(huge),
+            Err(CkError::InvalidValue)
+        ));
+    }
 
     #[test]
     fn fields_lose_their_padding_and_the_clock_is_never_read() {

@@ -295,18 +295,6 @@ impl Token {
         }
     }
 
-    /// A signature whose value is secret (an HMAC under the seed): zeroizing.
-    pub fn sign_secret(
-        &mut self,
-        mechanism: &Mechanism,
-        key: ObjectHandle,
-        data: &[u8],
-    ) -> CallResult<Zeroizing<Vec<u8>>> {
-        self.call("C_Sign", false, |s| {
-            s.sign(mechanism, key, data).map(Zeroizing::new)
-        })
-    }
-
     pub fn decrypt(
         &mut self,
         mechanism: &Mechanism,

@@ -4,9 +4,10 @@
 //! "Object templates") has the table, with the reason for every attribute.
 //!
 //! Every key is a token object (`CKA_TOKEN`), private (`CKA_PRIVATE`: usable only after the
-//! user logs in), sensitive, never extractable except the master-key registers (the share
-//! export wraps them, and only through a key the token's security officer trusts:
-//! `CKA_WRAP_WITH_TRUSTED`), with every usage flag false but the one its step needs, and
+//! user logs in), sensitive, never extractable except the master-key registers and the
+//! coefficient seed (the share export wraps them, and only through a key the token's
+//! security officer trusts: `CKA_WRAP_WITH_TRUSTED`), with every usage flag false but the
+//! one its step needs, and
 //! `CKA_MODIFIABLE` and `CKA_COPYABLE` false. The exceptions are session objects that live
 //! for one step (a share key, the export key pair).
 
@@ -49,7 +50,10 @@ pub(crate) enum Made {
     Data(&'static [u8]),
     /// A master-key register value (`mkclone/mk/<id>`).
     MasterKey,
-    /// The HMAC seed of the share polynomials (`mkclone/seed/<id>`).
+    /// The HMAC seed of the share polynomials (`mkclone/seed/<id>`). It is exported like a
+    /// master key and used on the host, never in the token: a key that computed the
+    /// coefficients in the token would compute them for every user-PIN holder, and the
+    /// coefficients with one share give the key.
     Seed,
     /// The private half of a retained signing key (SA, CSS).
     SigningKey,
@@ -151,12 +155,7 @@ impl Made {
                 Attribute::Application(application.to_vec()),
             ],
             Self::MasterKey => secret(KeyType::DES3, true, true, None),
-            Self::Seed => secret(
-                KeyType::GENERIC_SECRET,
-                true,
-                false,
-                Some(AttributeType::Sign),
-            ),
+            Self::Seed => secret(KeyType::GENERIC_SECRET, true, true, None),
             Self::ShareKey => secret(KeyType::DES3, false, false, Some(AttributeType::Decrypt)),
             Self::SigningKey => private(true, true, Some(AttributeType::Sign)),
             Self::CsrKey => private(true, true, Some(AttributeType::Unwrap)),
@@ -187,7 +186,8 @@ impl Made {
     /// `CKA_NEVER_EXTRACTABLE`). Checked, never set.
     pub fn implied(self) -> Vec<Attribute> {
         match self {
-            Self::Seed | Self::SigningKey | Self::CsrKey => vec![
+            Self::Seed => vec![Attribute::Local(true), Attribute::AlwaysSensitive(true)],
+            Self::SigningKey | Self::CsrKey => vec![
                 Attribute::Local(true),
                 Attribute::AlwaysSensitive(true),
                 Attribute::NeverExtractable(true),
@@ -229,6 +229,10 @@ impl Made {
             }
             Self::SigningKey | Self::CsrKey | Self::PublicKey => {
                 "the key may have been used or read outside mkclone: delete it and generate it again"
+            }
+            Self::ExportPublic | Self::ExportPrivate => {
+                "the token did not make the security officer's export key as mkclone asked, so mkclone \
+                 destroyed it and exported nothing: this token cannot serve as a source"
             }
             _ => "mkclone's record may have been read or replaced",
         }
@@ -393,7 +397,7 @@ mod tests {
         let support = TokenSupport::default();
         for (made, allowed) in [
             (Made::MasterKey, None),
-            (Made::Seed, Some(AttributeType::Sign)),
+            (Made::Seed, None),
             (Made::ShareKey, Some(AttributeType::Decrypt)),
             (Made::SigningKey, Some(AttributeType::Sign)),
             (Made::CsrKey, Some(AttributeType::Unwrap)),
@@ -428,10 +432,14 @@ mod tests {
                     Some(&Attribute::Sensitive(true)),
                     "{made:?}"
                 );
-                // Only a master-key register may leave the token, wrapped by a trusted key.
+                // Only a master-key register and the seed may leave the token, wrapped by
+                // a trusted key.
                 assert_eq!(
                     value_of(&t, AttributeType::Extractable),
-                    Some(&Attribute::Extractable(made == Made::MasterKey)),
+                    Some(&Attribute::Extractable(matches!(
+                        made,
+                        Made::MasterKey | Made::Seed
+                    ))),
                     "{made:?}"
                 );
                 assert_eq!(

@@ -39,7 +39,7 @@ fn ock_node(ock: &Opencryptoki, label: &str, eid: &str) -> Pkcs11Backend {
     for unknown in [
         "this token does not know CKA_COPYABLE",
         "this token does not know CKA_WRAP_WITH_TRUSTED, so mkclone's templates leave it out: \
-         a user-PIN holder can wrap the master keys out with a key of their own",
+         a user-PIN holder can wrap the master keys and the coefficient seed out with a key of their own",
         "this token does not know CKA_UNWRAP_TEMPLATE, so mkclone's templates leave it out: \
          a user-PIN holder can unwrap a share key with the CSR key as a key they can read",
     ] {

@@ -88,6 +88,17 @@ impl Attacker {
         }
     }
 
+    /// The `CKA_VALUE` of data object `h`.
+    fn value(&self, h: ObjectHandle) -> Vec<u8> {
+        match self.session.get_attributes(h, &[AttributeType::Value]) {
+            Ok(mut a) => match a.pop() {
+                Some(Attribute::Value(v)) => v,
+                other => panic!("no value: {other:?}"),
+            },
+            Err(e) => panic!("no value: {e}"),
+        }
+    }
+
     fn id(&self, h: ObjectHandle) -> Vec<u8> {
         match self.session.get_attributes(h, &[AttributeType::Id]) {
             Ok(mut a) => match a.pop() {
@@ -180,6 +191,44 @@ impl Attacker {
                 &[Attribute::Token(false), Attribute::Extractable(true)],
             )
             .unwrap()
+    }
+
+    /// How many master keys were wrapped out, with every public key this session sees
+    /// (mkclone's export key, were it visible) and with keys of one's own.
+    fn master_keys_wrapped_out(&self) -> usize {
+        let publics = self
+            .session
+            .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY)])
+            .unwrap();
+        let mut wrapped = 0;
+        for (key, _) in self.master_keys() {
+            for public in &publics {
+                wrapped += usize::from(self.session.wrap_key(&oaep(), *public, key).is_ok());
+            }
+            for (_, result) in self.wrap_out(key) {
+                wrapped += usize::from(result.is_ok());
+            }
+        }
+        wrapped
+    }
+
+    /// The user can neither make a key trusted nor mark one of theirs trusted.
+    fn cannot_mark_a_key_trusted(&self) {
+        let trusted = self.session.generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Token(false),
+                Attribute::ValueLen(32.into()),
+                Attribute::Wrap(true),
+                Attribute::Trusted(true),
+            ],
+        );
+        assert!(trusted.is_err(), "a user made a trusted key: {trusted:?}");
+        let own = self.own_aes();
+        let marked = self
+            .session
+            .update_attributes(own, &[Attribute::Trusted(true)]);
+        assert!(marked.is_err(), "a user marked a key trusted");
     }
 
     /// Every way of wrapping `key` out with keys of one's own: each wrapped blob.
@@ -409,6 +458,43 @@ fn a_held_share_cannot_be_decrypted_with_any_key_the_token_keeps() {
     }
 }
 
+/// A session of the test's own on the token, logged in as its security officer.
+fn security_officer(config: &Pkcs11NodeConfig) -> Session {
+    let session = user_session(config);
+    session.logout().unwrap();
+    session
+        .login(UserType::So, Some(&AuthPin::new(SO_PIN.into())))
+        .expect("the security officer logs in");
+    session
+}
+
+/// The security officer makes a trusted RSA key pair labelled `label` on the token: token
+/// objects, public (the SO can make no private ones), the public half wrapping, the
+/// private half decrypting.
+fn trusted_pair_made_by_the_so(config: &Pkcs11NodeConfig, label: &str) {
+    let so = security_officer(config);
+    let named = |mut t: Vec<Attribute>| {
+        t.extend([
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ]);
+        t
+    };
+    so.generate_key_pair(
+        &Mechanism::RsaPkcsKeyPairGen,
+        &named(vec![
+            Attribute::ModulusBits(2048.into()),
+            Attribute::PublicExponent(vec![1, 0, 1]),
+            Attribute::Trusted(true),
+            Attribute::Wrap(true),
+        ]),
+        &named(vec![Attribute::Decrypt(true)]),
+    )
+    .unwrap();
+    so.logout().unwrap();
+}
+
 /// The token `config` names, opened by mkclone: the error text if it refuses.
 fn open_error(config: &Pkcs11NodeConfig) -> String {
     match Pkcs11Backend::open(config, Zeroizing::new(USER_PIN.into())) {
@@ -430,15 +516,7 @@ fn a_look_alike_in_place_of_an_mkclone_object_is_detected_at_the_next_open() {
             .find_objects(&[Attribute::Label(b"mkclone/eid".to_vec())])
             .unwrap();
         assert_eq!(found.len(), 1);
-        let value = match attacker
-            .session
-            .get_attributes(found[0], &[AttributeType::Value])
-            .unwrap()
-            .pop()
-        {
-            Some(Attribute::Value(v)) => v,
-            other => panic!("{other:?}"),
-        };
+        let value = attacker.value(found[0]);
         attacker.session.destroy_object(found[0]).unwrap();
         attacker
             .session
@@ -534,7 +612,15 @@ fn a_share_export_needs_the_security_officer() {
         count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(Zeroizing::new(SO_PIN.to_string()))
     });
+    assert!(
+        node.holds_user_pin(),
+        "kept for the login after the SO's step"
+    );
     node.obtain_share(&request).unwrap();
+    assert!(
+        !node.holds_user_pin(),
+        "not kept once the SO's step is done"
+    );
     node.obtain_share(&obtain_request(CloneableKind::Sym, 2, &csr))
         .unwrap();
     assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
@@ -556,21 +642,7 @@ fn attack_from_another_process(token: String, module: String) {
         .session
         .find_objects(&[Attribute::Label(b"mkclone/export".to_vec())])
         .unwrap();
-    let publics = attacker
-        .session
-        .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY)])
-        .unwrap();
-    let mut wrapped = 0;
-    for (key, _) in attacker.master_keys() {
-        for public in &publics {
-            if attacker.session.wrap_key(&oaep(), *public, key).is_ok() {
-                wrapped += 1;
-            }
-        }
-        for (_, result) in attacker.wrap_out(key) {
-            wrapped += usize::from(result.is_ok());
-        }
-    }
+    let wrapped = attacker.master_keys_wrapped_out();
     println!("ATTACKER SAW {} WRAPPED {wrapped}", exports.len());
 }
 
@@ -625,34 +697,7 @@ fn a_trusted_key_left_under_the_export_label_is_removed_at_open() {
     let (config, node) = token_node("priv-left", "LEFT BEHIND");
     drop(node);
     // The security officer makes a token object that looks like an export key.
-    {
-        let attacker = Attacker::login(&config);
-        attacker.session.logout().unwrap();
-        attacker
-            .session
-            .login(UserType::So, Some(&AuthPin::new(SO_PIN.into())))
-            .unwrap();
-        attacker
-            .session
-            .generate_key_pair(
-                &Mechanism::RsaPkcsKeyPairGen,
-                &[
-                    Attribute::Token(true),
-                    Attribute::Private(false),
-                    Attribute::ModulusBits(1024.into()),
-                    Attribute::Trusted(true),
-                    Attribute::Wrap(true),
-                    Attribute::Label(b"mkclone/export".to_vec()),
-                ],
-                &[
-                    Attribute::Token(true),
-                    Attribute::Private(false),
-                    Attribute::Label(b"mkclone/export".to_vec()),
-                ],
-            )
-            .unwrap();
-        attacker.session.logout().unwrap();
-    }
+    trusted_pair_made_by_the_so(&config, "mkclone/export");
     let node = open(&config);
     drop(node);
     let attacker = Attacker::login(&config);
@@ -676,7 +721,7 @@ fn softhsm_enforces_what_mkclone_relies_on_and_the_rest_is_said() {
     // token leaves to its PIN holders, and SoftHSM's own.
     let limits = node.limits().to_vec();
     assert_eq!(node.capabilities().limits, limits);
-    assert_eq!(limits.len(), 4, "{limits:#?}");
+    assert_eq!(limits.len(), 5, "{limits:#?}");
     assert!(
         limits
             .iter()
@@ -691,17 +736,7 @@ fn softhsm_enforces_what_mkclone_relies_on_and_the_rest_is_said() {
     );
     drop(node);
     // And directly: a user cannot mark a key trusted.
-    let attacker = Attacker::login(&config);
-    let trusted = attacker.session.generate_key(
-        &Mechanism::AesKeyGen,
-        &[
-            Attribute::Token(false),
-            Attribute::ValueLen(32.into()),
-            Attribute::Wrap(true),
-            Attribute::Trusted(true),
-        ],
-    );
-    assert!(trusted.is_err(), "{trusted:?}");
+    Attacker::login(&config).cannot_mark_a_key_trusted();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -834,15 +869,16 @@ fn a_look_alike_key_in_place_of_the_seed_is_named_at_the_next_open() {
     let seed = object(&attacker, ObjectClass::SECRET_KEY, "mkclone/seed/");
     let label = attacker.label(seed);
     attacker.session.destroy_object(seed).unwrap();
-    // The same template as mkclone's, but for one flag.
+    // The same template as mkclone's, but for one flag: a seed that computes MACs in the
+    // token, for anyone with the PIN.
     attacker
         .session
         .generate_key(
             &Mechanism::GenericSecretKeyGen,
             &look_alike_secret(
                 KeyType::GENERIC_SECRET,
-                false,
-                &[AttributeType::Sign, AttributeType::Verify],
+                true,
+                &[AttributeType::Sign],
                 vec![
                     Attribute::ValueLen(32.into()),
                     Attribute::Label(label.clone().into_bytes()),
@@ -854,7 +890,7 @@ fn a_look_alike_key_in_place_of_the_seed_is_named_at_the_next_open() {
     let err = open_error(&config);
     assert!(
         err.contains(&label)
-            && err.contains("CKA_VERIFY is true")
+            && err.contains("CKA_SIGN is true")
             && err.contains("changed outside mkclone"),
         "{err}"
     );
@@ -898,4 +934,606 @@ fn a_changed_retained_key_is_left_behind_by_deleting_its_companion_and_made_agai
         Some(false),
         "the changed key is gone"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// What a user-PIN holder can still do: each said where mkclone says what it cannot protect
+// ---------------------------------------------------------------------------------------
+
+/// The share key's template, as the CSR key's `CKA_UNWRAP_TEMPLATE` demands it.
+fn share_key_template() -> Vec<Attribute> {
+    // A session object (the only difference from a token key mkclone makes).
+    look_alike_secret(KeyType::DES3, false, &[AttributeType::Decrypt], vec![])
+        .into_iter()
+        .map(|a| match a {
+            Attribute::Token(_) => Attribute::Token(false),
+            other => other,
+        })
+        .collect()
+}
+
+/// `share` opened as mkclone's INSTALL opens it, in the attacker's own session: the
+/// share key unwrapped with the CSR key into the one template it allows, which decrypts.
+fn open_as_install(
+    attacker: &Attacker,
+    share: &SealedShare,
+    css: &mkclone_formats::pka::RsaPublicKey,
+) -> mkclone_formats::clone_info::CloneInfo {
+    let csr = csr_private_key(attacker);
+    let parts = SealedShareParts::decode(share).unwrap();
+    mkclone_formats::seal::open_in_device(
+        &parts,
+        |wrapped, area| {
+            let key = attacker
+                .session
+                .unwrap_key(&oaep(), csr, wrapped, &share_key_template())?;
+            let clear = attacker
+                .session
+                .decrypt(&Mechanism::Des3Cbc([0; 8]), key, area)
+                .map(Zeroizing::new);
+            let _ = attacker.session.destroy_object(key);
+            clear
+        },
+        css,
+        None,
+    )
+    .unwrap_or_else(|e| panic!("the share did not open: {e:?}"))
+}
+
+/// The source's CSS public key and its ASYM master key's pattern.
+fn css_key_and_asym_pattern(
+    after: &After,
+) -> (
+    mkclone_formats::pka::RsaPublicKey,
+    mkclone_backend::VerificationPattern,
+) {
+    let mut source = open(&after.source);
+    let token = source
+        .retained_public_key(&label(CSS_LABEL))
+        .unwrap()
+        .unwrap();
+    let view = mkclone_formats::pka::PublicKeyTokenView::decode(&token).unwrap();
+    (
+        view.key,
+        pattern(&mut source, CloneableKind::Asym, "current").unwrap(),
+    )
+}
+
+/// The limits a node reports (what `status` prints under "what this node cannot protect").
+fn limits_of(config: &Pkcs11NodeConfig) -> Vec<String> {
+    open(config).limits().to_vec()
+}
+
+#[test]
+fn a_target_user_pin_holder_opens_the_held_shares_and_the_limits_say_so() {
+    let after = ceremony("priv-held-open");
+    let (css, source_pattern) = css_key_and_asym_pattern(&after);
+    let attacker = Attacker::login(&after.target);
+    // The share the target holds between installs, read from the token itself: no share
+    // file is needed for it.
+    let record: serde_json::Value = serde_json::from_slice(&attacker.value(object(
+        &attacker,
+        ObjectClass::DATA,
+        "mkclone/share/",
+    )))
+    .unwrap();
+    let held: SealedShare = serde_json::from_value(record["sealed"].clone()).unwrap();
+    assert_eq!(held, after.held);
+    let opened = open_as_install(&attacker, &held, &css);
+    // With it, one share file more than the token holds rebuilds the master key (m = 2).
+    let other = open_as_install(&attacker, &after.file, &css);
+    let key = mkclone_formats::shamir::combine(&[
+        (opened.index, opened.share.clone()),
+        (other.index, other.share.clone()),
+    ])
+    .unwrap();
+    assert_eq!(
+        mkclone_formats::mkvp::sha1_method(key.as_bytes()),
+        source_pattern,
+        "the attacker rebuilt the source's ASYM master key"
+    );
+    drop(attacker);
+    // mkclone says so, and does not say the opposite.
+    let limits = limits_of(&after.target);
+    assert!(
+        limits
+            .iter()
+            .any(|l| l.contains("the shares a target holds between installs")),
+        "{limits:#?}"
+    );
+    assert!(
+        !limits
+            .iter()
+            .any(|l| l.contains("no key on the token decrypts")),
+        "{limits:#?}"
+    );
+}
+
+#[test]
+fn a_source_user_pin_holder_cannot_compute_the_share_coefficients() {
+    // Were the coefficients computable, one share opened on a target (by its own PIN
+    // holder) would give the master key: m-of-n would be 1-of-n.
+    let after = ceremony("priv-seed-share");
+    let (css, source_pattern) = css_key_and_asym_pattern(&after);
+    let attacker = Attacker::login(&after.source);
+    let seed = object(&attacker, ObjectClass::SECRET_KEY, "mkclone/seed/");
+    // The seed is not wrapped out with keys of one's own...
+    for (how, result) in attacker.wrap_out(seed) {
+        assert!(result.is_err(), "the seed was wrapped out with the {how}");
+    }
+    // ...nor used to compute a MAC: mkclone's coefficient row j is HMAC-SHA256 under the
+    // seed over (domain, kind, m, j, the key's pattern).
+    let mut input = b"mkclone-pkcs11-coefficient".to_vec();
+    input.extend([2, 2, 1]); // ASYM, m = 2, row 1
+    input.extend_from_slice(source_pattern.bytes());
+    if let Ok(mac) = attacker.session.sign(&Mechanism::Sha256Hmac, seed, &input) {
+        // What it gives: the key, from the row and one share opened on the target.
+        let row: [u8; 24] = mac[..24].try_into().unwrap();
+        let share = open_as_install(&Attacker::login(&after.target), &after.file, &css);
+        let offset = mkclone_formats::shamir::Polynomial::new(&[0; 24], vec![row])
+            .unwrap()
+            .share(share.index);
+        let mut key = [0u8; 24];
+        for ((k, s), o) in key
+            .iter_mut()
+            .zip(share.share.as_bytes())
+            .zip(offset.as_bytes())
+        {
+            *k = s ^ o;
+        }
+        assert_ne!(
+            mkclone_formats::mkvp::sha1_method(&key),
+            source_pattern,
+            "the source's user-PIN holder computed the coefficients with the seed and, with one share \
+             opened on a target, rebuilt the master key"
+        );
+        panic!("the seed computed a MAC with CKM_SHA256_HMAC");
+    }
+    for mechanism in [Mechanism::Sha1Hmac, Mechanism::Sha512Hmac] {
+        let mac = attacker.session.sign(&mechanism, seed, &input);
+        assert!(mac.is_err(), "the seed computed a MAC with {mechanism:?}");
+    }
+}
+
+#[test]
+fn a_token_holding_a_key_the_so_trusted_is_refused_at_open() {
+    // The security officer once made a trusted wrapping key on the token (for a backup, for
+    // another tool...).
+    let after = ceremony("priv-trusted");
+    let config = &after.source;
+    trusted_pair_made_by_the_so(config, "backup-wrap");
+    // With it, the user PIN alone takes every master key out.
+    let attacker = Attacker::login(config);
+    let public = object(&attacker, ObjectClass::PUBLIC_KEY, "backup-wrap");
+    let private = object(&attacker, ObjectClass::PRIVATE_KEY, "backup-wrap");
+    for (key, label) in attacker.master_keys() {
+        let wrapped = attacker.session.wrap_key(&oaep(), public, key).unwrap();
+        let clear = Zeroizing::new(
+            attacker
+                .session
+                .decrypt(&oaep(), private, &wrapped)
+                .unwrap(),
+        );
+        assert_eq!(clear.len(), 24, "{label}: the master key in clear");
+    }
+    drop(attacker);
+    // mkclone refuses the token, naming the key and what it allows.
+    let err = open_error(config);
+    assert!(
+        err.contains("backup-wrap")
+            && err.contains("CKA_TRUSTED")
+            && err.contains("treat them as exposed"),
+        "{err}"
+    );
+    // Once the security officer deletes it, the token opens again.
+    {
+        let so = security_officer(config);
+        for h in so
+            .find_objects(&[Attribute::Label(b"backup-wrap".to_vec())])
+            .unwrap()
+        {
+            so.destroy_object(h).unwrap();
+        }
+        so.logout().unwrap();
+    }
+    drop(open(config));
+}
+
+/// The highest register map on the token: (its generation, its JSON).
+fn register_map(attacker: &Attacker) -> (u64, serde_json::Value) {
+    let mut maps: Vec<(u64, ObjectHandle)> = attacker
+        .session
+        .find_objects(&[Attribute::Token(true), Attribute::Class(ObjectClass::DATA)])
+        .unwrap()
+        .into_iter()
+        .filter_map(|h| {
+            let label = attacker.label(h);
+            let generation = u64::from_str_radix(label.strip_prefix("mkclone/map/")?, 16).ok()?;
+            Some((generation, h))
+        })
+        .collect();
+    maps.sort_by_key(|(g, _)| *g);
+    let (generation, h) = maps.pop().expect("a register map");
+    (
+        generation,
+        serde_json::from_slice(&attacker.value(h)).unwrap(),
+    )
+}
+
+/// A private, unmodifiable mkclone record, as mkclone makes them.
+fn create_record(attacker: &Attacker, label: &str, value: &serde_json::Value) {
+    attacker
+        .session
+        .create_object(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Application(b"mkclone".to_vec()),
+            Attribute::Copyable(false),
+            Attribute::Modifiable(false),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Value(serde_json::to_vec(value).unwrap()),
+        ])
+        .unwrap();
+}
+
+#[test]
+fn a_master_key_of_a_user_pin_holders_own_made_as_mkclone_makes_it_is_said_to_be_undetectable() {
+    let (config, mut node) = token_node("priv-swap", "SWAP");
+    node.set_m_of_n(MofN::new(2, 3).unwrap()).unwrap();
+    node.load_random_master_key(CloneableKind::Sym).unwrap();
+    let genuine = pattern(&mut node, CloneableKind::Sym, "current").unwrap();
+    drop(node);
+
+    // The attacker's key, whose value they know, made exactly as mkclone makes a register
+    // (C_CreateObject, as INSTALL does), with its pattern record and the next map.
+    let known: [u8; 24] = *b"attacker-knows-this-key!";
+    let id = "00a77ac4e5000001";
+    let attacker = Attacker::login(&config);
+    let key = attacker
+        .session
+        .create_object(&look_alike_secret(
+            KeyType::DES3,
+            true,
+            &[],
+            vec![
+                Attribute::Label(format!("mkclone/mk/{id}").into_bytes()),
+                Attribute::Id(hex::decode(id).unwrap()),
+                Attribute::Value(known.to_vec()),
+            ],
+        ))
+        .unwrap();
+    let check_value = match attacker
+        .session
+        .get_attributes(key, &[AttributeType::CheckValue])
+        .unwrap()
+        .pop()
+    {
+        Some(Attribute::CheckValue(v)) => v,
+        other => panic!("{other:?}"),
+    };
+    let theirs = mkclone_formats::mkvp::sha1_method(&known);
+    create_record(
+        &attacker,
+        &format!("mkclone/mkvp/{id}"),
+        &serde_json::json!({
+            "format": "mkclone-pkcs11-pattern",
+            "version": 1,
+            "kind": CloneableKind::Sym,
+            "pattern": theirs,
+            "check_value": hex::encode(check_value),
+        }),
+    );
+    let (generation, mut map) = register_map(&attacker);
+    map["generation"] = serde_json::json!(generation + 1);
+    map["sym"]["current"] = serde_json::json!(id);
+    create_record(
+        &attacker,
+        &format!("mkclone/map/{:016x}", generation + 1),
+        &map,
+    );
+    drop(attacker);
+
+    // mkclone cannot tell it from its own: the source's CURRENT is now the attacker's key,
+    // which a clone would spread to every target. Only the pattern, read out beforehand
+    // and pinned (`source_patterns`), shows it.
+    let mut node = open(&config);
+    let now = pattern(&mut node, CloneableKind::Sym, "current").unwrap();
+    assert_eq!(now, theirs);
+    assert_ne!(now, genuine);
+    // So mkclone says it.
+    let limits = node.limits().to_vec();
+    assert!(
+        limits
+            .iter()
+            .any(|l| l.contains("a key of their own") && l.contains("source_patterns")),
+        "{limits:#?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The security officer's window, raced and cut
+// ---------------------------------------------------------------------------------------
+
+const WINDOW_TOKEN: &str = "MKCLONE_TEST_PRIVILEGE_WINDOW_TOKEN";
+const WINDOW_MODULE: &str = "MKCLONE_TEST_PRIVILEGE_WINDOW_MODULE";
+const WINDOW_CSR: &str = "MKCLONE_TEST_PRIVILEGE_WINDOW_CSR";
+const IN_THE_WINDOW: &str = "MKCLONE IS IN THE SO WINDOW";
+
+/// The child's part of `the_so_window_gives_another_process_nothing_and_a_kill_in_it_leaves_nothing`:
+/// mkclone's share export stopped right inside the security officer's step — the SO
+/// logged in, the trusted export key made — where the process then waits to be killed.
+fn stop_in_the_so_window(token: String, module: String, csr: String) {
+    let config = node_config(std::path::Path::new(&module), &token);
+    let csr = mkclone_backend::Certificate::new(hex::decode(csr).unwrap()).unwrap();
+    let request = obtain_request(CloneableKind::Sym, 1, &csr);
+    for calls in 0..200 {
+        let mut node = open(&config);
+        node.stop_after_calls(calls);
+        assert!(node.obtain_share(&request).is_err());
+        // A session of this process shows the login state of the process (PKCS#11 keeps it
+        // per application) and the export key (a public session object).
+        let probe = user_session_or_so(&config);
+        let so = probe.get_session_info().unwrap().session_state()
+            == cryptoki::session::SessionState::RwSecurityOfficer;
+        let export = probe
+            .find_objects(&[Attribute::Label(b"mkclone/export".to_vec())])
+            .unwrap()
+            .len();
+        if so && export == 2 {
+            println!("{IN_THE_WINDOW}");
+            use std::io::Write;
+            std::io::stdout().flush().unwrap();
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            return;
+        }
+        drop(probe);
+        drop(node);
+    }
+    panic!("the share export never reached the security officer's step");
+}
+
+/// A session of this process on the token, logged in as whoever the process is (no login
+/// is attempted: the state is the process's).
+fn user_session_or_so(config: &Pkcs11NodeConfig) -> Session {
+    let pkcs11 = mkclone_pkcs11::shared_module(&config.module).unwrap();
+    let slot = pkcs11
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| pkcs11.get_token_info(*s).unwrap().label().trim_end() == config.token)
+        .unwrap();
+    pkcs11.open_rw_session(slot).unwrap()
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_so_window_gives_another_process_nothing_and_a_kill_in_it_leaves_nothing() {
+    if let (Ok(token), Ok(module), Ok(csr)) = (
+        std::env::var(WINDOW_TOKEN),
+        std::env::var(WINDOW_MODULE),
+        std::env::var(WINDOW_CSR),
+    ) {
+        stop_in_the_so_window(token, module, csr);
+        return;
+    }
+    let (config, csr) = source_ready("priv-window");
+    let mut child = Killed(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "the_so_window_gives_another_process_nothing_and_a_kill_in_it_leaves_nothing",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(WINDOW_TOKEN, &config.token)
+            .env(WINDOW_MODULE, &config.module)
+            .env(WINDOW_CSR, hex::encode(csr.as_bytes()))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    {
+        use std::io::BufRead;
+        let stdout = child.0.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains(IN_THE_WINDOW) => break,
+                Some(Ok(_)) => {}
+                other => panic!("the child ended before the SO's step: {other:?}"),
+            }
+        }
+    }
+
+    // While mkclone's process has the SO logged in and the trusted key made: a user who
+    // knows the PIN, in a process of their own.
+    let attacker = Attacker::login(&config);
+    assert_eq!(
+        attacker.session.get_session_info().unwrap().session_state(),
+        cryptoki::session::SessionState::RwUser,
+        "the SO's login is mkclone's process's, not the token's"
+    );
+    attacker.cannot_mark_a_key_trusted();
+    assert!(
+        attacker
+            .session
+            .find_objects(&[Attribute::Label(b"mkclone/export".to_vec())])
+            .unwrap()
+            .is_empty(),
+        "another process sees the export key"
+    );
+    assert_eq!(
+        attacker.master_keys_wrapped_out(),
+        0,
+        "a master key was wrapped out during the SO's step"
+    );
+    drop(attacker);
+
+    // The worst moment to crash: mkclone is killed inside the window.
+    drop(child);
+    let attacker = Attacker::login(&config);
+    assert!(
+        attacker
+            .session
+            .find_objects(&[Attribute::Trusted(true)])
+            .unwrap()
+            .is_empty(),
+        "a trusted key outlived the killed process"
+    );
+    drop(attacker);
+    // Nobody is left logged in as the SO: the SO logs in.
+    security_officer(&config).logout().unwrap();
+    // And the export runs again.
+    let mut node = open(&config);
+    obtain(&mut node, CloneableKind::Sym, 1, &csr);
+}
+
+#[test]
+fn a_copy_of_the_csr_key_is_identical_and_goes_with_it() {
+    // The one key a user can copy (it is made by C_CopyObject, and a copy cannot clear
+    // CKA_COPYABLE): the copy can change nothing, and deleting the key deletes it.
+    let (config, mut node) = token_node("priv-copy", "COPY");
+    generate(&mut node, CSR_LABEL, KeyRole::Csr);
+    drop(node);
+    let attacker = Attacker::login(&config);
+    let csr = csr_private_key(&attacker);
+    for change in [
+        Attribute::Label(b"mine".to_vec()),
+        Attribute::Id(b"mine".to_vec()),
+        Attribute::Token(false),
+        Attribute::Sign(true),
+        Attribute::Decrypt(true),
+        Attribute::Modifiable(true),
+    ] {
+        let copy = attacker
+            .session
+            .copy_object(csr, std::slice::from_ref(&change));
+        assert!(copy.is_err(), "the CSR key was copied with {change:?}");
+    }
+    attacker.session.copy_object(csr, &[]).unwrap();
+    drop(attacker);
+    let mut node = open(&config);
+    node.delete_retained_key(&label(CSR_LABEL)).unwrap();
+    drop(node);
+    let attacker = Attacker::login(&config);
+    let left = attacker
+        .session
+        .find_objects(&[Attribute::Label(CSR_LABEL.as_bytes().to_vec())])
+        .unwrap();
+    assert!(left.is_empty(), "{} CSR key objects left", left.len());
+}
+
+#[test]
+fn an_export_key_the_token_did_not_make_as_asked_is_destroyed_unused() {
+    // A token that ignores CKA_TOKEN false (test seam): the trusted export key would be a
+    // token object, which every user-PIN holder could wrap the master keys out with.
+    let token = "priv-export-token";
+    let (config, csr) = source_ready(token);
+    mkclone_pkcs11::test_seams::make_export_keys_token_objects(token);
+    let mut node = open(&config);
+    let before = node.share_status().unwrap();
+    match node.obtain_share(&obtain_request(CloneableKind::Sym, 1, &csr)) {
+        Err(e @ BackendError::ChangedOutsideMkclone { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("mkclone/export") && text.contains("CKA_TOKEN is true"),
+                "{text}"
+            );
+        }
+        other => panic!("the export went on with a token-object export key: {other:?}"),
+    }
+    // While mkclone still runs, no trusted key is left for a user to wrap with.
+    let attacker = Attacker::login(&config);
+    assert!(
+        attacker
+            .session
+            .find_objects(&[Attribute::Token(true), Attribute::Trusted(true)])
+            .unwrap()
+            .is_empty(),
+        "a trusted token key is left"
+    );
+    drop(attacker);
+    assert_eq!(node.share_status().unwrap(), before);
+}
+
+#[test]
+fn no_master_key_or_seed_can_be_used_for_anything() {
+    // Each use is tried on a key of the attacker's own of the same type that allows it
+    // first, so that a refusal is about mkclone's key. (Wrapping and deriving with them:
+    // CKA_WRAP, CKA_UNWRAP and CKA_DERIVE false, checked with every template; SoftHSM has
+    // no triple-DES key wrap, cryptoki no triple-DES derivation, to try them with.)
+    let after = ceremony("priv-use");
+    let attacker = Attacker::login(&after.source);
+    let s = &attacker.session;
+    let data = [0u8; 16];
+    let usable = |mechanism: Mechanism, template: &[Attribute]| {
+        let mut t = vec![Attribute::Token(false)];
+        t.extend_from_slice(template);
+        s.generate_key(&mechanism, &t).unwrap()
+    };
+    let des3_control = usable(
+        Mechanism::Des3KeyGen,
+        &[Attribute::Encrypt(true), Attribute::Decrypt(true)],
+    );
+    let hmac_control = usable(
+        Mechanism::GenericSecretKeyGen,
+        &[
+            Attribute::ValueLen(32.into()),
+            Attribute::Sign(true),
+            Attribute::Verify(true),
+        ],
+    );
+    let mac = s.sign(&Mechanism::Sha256Hmac, hmac_control, &data).unwrap();
+    let des3_uses = |key: ObjectHandle| -> Vec<(&str, cryptoki::error::Result<()>)> {
+        vec![
+            (
+                "encrypt",
+                s.encrypt(&Mechanism::Des3Ecb, key, &data).map(drop),
+            ),
+            (
+                "decrypt",
+                s.decrypt(&Mechanism::Des3Ecb, key, &data).map(drop),
+            ),
+        ]
+    };
+    let hmac_uses = |key: ObjectHandle| -> Vec<(&str, cryptoki::error::Result<()>)> {
+        vec![
+            ("sign", s.sign(&Mechanism::Sha256Hmac, key, &data).map(drop)),
+            ("verify", s.verify(&Mechanism::Sha256Hmac, key, &data, &mac)),
+        ]
+    };
+    for (what, result) in des3_uses(des3_control)
+        .into_iter()
+        .chain(hmac_uses(hmac_control))
+    {
+        assert!(result.is_ok(), "control key: {what}: {result:?}");
+    }
+    let seed = object(&attacker, ObjectClass::SECRET_KEY, "mkclone/seed/");
+    let mut tries: Vec<(String, &str, cryptoki::error::Result<()>)> = Vec::new();
+    for (key, label) in attacker.master_keys() {
+        tries.extend(
+            des3_uses(key)
+                .into_iter()
+                .map(|(w, r)| (label.clone(), w, r)),
+        );
+    }
+    tries.extend(
+        hmac_uses(seed)
+            .into_iter()
+            .map(|(w, r)| ("the seed".to_string(), w, r)),
+    );
+    for (label, what, result) in tries {
+        assert!(result.is_err(), "{label}: {what} succeeded");
+    }
 }

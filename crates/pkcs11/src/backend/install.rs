@@ -196,7 +196,8 @@ impl Pkcs11Backend {
             drop(key);
             map.registers_mut(kind).new = Some(id);
         } else {
-            // Held as it arrived, still sealed: no key on the token decrypts it.
+            // Held as it arrived, still sealed: no key on the token decrypts it directly
+            // (a user-PIN holder opens it through the CSR key, as this step does).
             let id = ObjId::random();
             self.create_data(
                 op,

@@ -26,6 +26,8 @@ mod settings;
 mod store;
 
 #[cfg(feature = "test-seams")]
+pub use officer::make_export_keys_token_objects;
+#[cfg(feature = "test-seams")]
 pub use probe::leave_objects_modifiable;
 
 use std::path::PathBuf;
@@ -72,7 +74,7 @@ const REGKEY_APPLICATION: &[u8] = b"mkclone/regkey";
 
 /// Mechanisms mkclone needs, each with what it is for. Signing (SHA-256 with PKCS#1 v1.5)
 /// needs `CKM_SHA256_RSA_PKCS` or, failing it, `CKM_RSA_PKCS` ([`RsaSigning`]).
-const MECHANISMS: [(MechanismType, &str); 7] = [
+const MECHANISMS: [(MechanismType, &str); 6] = [
     (
         MechanismType::RSA_PKCS_KEY_PAIR_GEN,
         "generating retained RSA keys",
@@ -83,10 +85,6 @@ const MECHANISMS: [(MechanismType, &str); 7] = [
     ),
     (MechanismType::DES3_KEY_GEN, "loading a random master key"),
     (MechanismType::DES3_CBC, "decrypting received shares"),
-    (
-        MechanismType::SHA256_HMAC,
-        "deriving the share polynomial's coefficients",
-    ),
     (
         MechanismType::GENERIC_SECRET_KEY_GEN,
         "creating the coefficient seed",
@@ -316,6 +314,8 @@ impl Pkcs11Backend {
             .check_all()
             .map_err(|e| backend.check_error_at_open(e))?;
         backend.recover()?;
+        // A key the SO trusted opens every master key to the user PIN.
+        backend.refuse_trusted_keys()?;
         info!(
             "pkcs11: token {:?} (serial {}) open, register map generation {}",
             backend.label, backend.token_serial, backend.map.generation
@@ -359,6 +359,13 @@ impl Pkcs11Backend {
     #[cfg(feature = "test-seams")]
     pub fn stop_after_calls(&mut self, calls: u64) {
         self.token.stop_after(calls);
+    }
+
+    /// Whether the backend still holds the user PIN (test seam): a node with `so_pin`
+    /// keeps it, zeroizing, only until the security officer's step is done.
+    #[cfg(feature = "test-seams")]
+    pub fn holds_user_pin(&self) -> bool {
+        self.user_pin.is_some()
     }
 
     /// Answer every `CKA_CHECK_VALUE` as empty from now on, as opencryptoki 3.27 does for a

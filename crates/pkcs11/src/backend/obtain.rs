@@ -1,7 +1,6 @@
-//! OBTAIN (source): the master key exported to be split, the share polynomial derived
-//! in the token, and the share sealed for one target.
+//! OBTAIN (source): the master key and the coefficient seed exported to split the key,
+//! and the share sealed for one target.
 
-use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectHandle;
 use mkclone_backend::rules;
 use mkclone_backend::{
@@ -13,6 +12,7 @@ use mkclone_formats::mkvp;
 use mkclone_formats::pka::PublicKeyTokenView;
 use mkclone_formats::seal;
 use mkclone_formats::shamir::Polynomial;
+use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{Pkcs11Backend, kind_code, oaep};
@@ -20,6 +20,9 @@ use crate::objects::Managed;
 
 /// Domain string of the coefficient HMAC (a project definition).
 const COEFFICIENT_DOMAIN: &[u8] = b"mkclone-pkcs11-coefficient";
+
+/// The coefficient seed's length (settings.rs makes it).
+pub(super) const SEED_LEN: u64 = 32;
 
 impl Pkcs11Backend {
     pub(super) fn obtain_share_internal(&mut self, request: &ObtainRequest) -> Result<SealedShare> {
@@ -125,24 +128,28 @@ impl Pkcs11Backend {
         Ok(sealed)
     }
 
-    /// The master key in host memory, to be split: wrapped with RSA-OAEP(SHA-1) to this
-    /// session's export key, which the security officer made trusted (officer.rs), and
-    /// decrypted with its private half.
+    /// `key` (a master-key register or the seed) in host memory: wrapped with
+    /// RSA-OAEP(SHA-1) to this session's export key, which the security officer made
+    /// trusted (officer.rs), and decrypted with its private half.
+    fn export_secret(&mut self, op: Operation, key: ObjectHandle) -> Result<Zeroizing<Vec<u8>>> {
+        let (public, private) = self.export_key(op)?;
+        let wrapped = self
+            .token
+            .wrap(&oaep(), public, key)
+            .map_err(|e| self.device(op, e))?;
+        self.token
+            .decrypt(&oaep(), private, &wrapped)
+            .map_err(|e| self.device(op, e))
+    }
+
+    /// The master key in host memory, to be split.
     fn export_master_key(
         &mut self,
         op: Operation,
         key: ObjectHandle,
         pattern: &VerificationPattern,
     ) -> Result<Zeroizing<[u8; 24]>> {
-        let (public, private) = self.export_key(op)?;
-        let wrapped = self
-            .token
-            .wrap(&oaep(), public, key)
-            .map_err(|e| self.device(op, e))?;
-        let clear = self
-            .token
-            .decrypt(&oaep(), private, &wrapped)
-            .map_err(|e| self.device(op, e))?;
+        let clear = self.export_secret(op, key)?;
         let mut out = Zeroizing::new([0u8; 24]);
         if clear.len() != 24 {
             return Err(self.corrupt(
@@ -161,7 +168,10 @@ impl Pkcs11Backend {
     }
 
     /// Coefficient row `j` (1..m) of `kind`'s share polynomial: HMAC-SHA256 under the seed
-    /// over (domain, kind, m, j, the key's pattern), first 24 bytes.
+    /// over (domain, kind, m, j, the key's pattern), first 24 bytes. The seed is exported
+    /// (as the master key is) and the MAC computed on the host: a seed that signed in the
+    /// token would compute the coefficients for every user-PIN holder, and the
+    /// coefficients with a single share give the key.
     fn coefficients(
         &mut self,
         op: Operation,
@@ -170,20 +180,22 @@ impl Pkcs11Backend {
         m: u8,
         pattern: &VerificationPattern,
     ) -> Result<Zeroizing<Vec<[u8; 24]>>> {
+        use hmac::{KeyInit, Mac};
+        let seed = self.export_secret(op, seed)?;
+        if u64::try_from(seed.len()) != Ok(SEED_LEN) {
+            return Err(self.corrupt(op, format!("the coefficient seed is {} bytes", seed.len())));
+        }
         let mut rows = Zeroizing::new(Vec::with_capacity(usize::from(m.saturating_sub(1))));
         for j in 1..m {
-            let mut input = COEFFICIENT_DOMAIN.to_vec();
-            input.extend([kind_code(kind), m, j]);
-            input.extend_from_slice(pattern.bytes());
-            let mac = self
-                .token
-                .sign_secret(&Mechanism::Sha256Hmac, seed, &input)
-                .map_err(|e| self.device(op, e))?;
+            let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&seed)
+                .map_err(|_| self.corrupt(op, "the coefficient seed is not an HMAC key"))?;
+            mac.update(COEFFICIENT_DOMAIN);
+            mac.update(&[kind_code(kind), m, j]);
+            mac.update(pattern.bytes());
+            let mut full = mac.finalize().into_bytes();
             let mut row = [0u8; 24];
-            match mac.get(..24) {
-                Some(bytes) => row.copy_from_slice(bytes),
-                None => return Err(self.corrupt(op, "the coefficient seed's HMAC is short")),
-            }
+            row.copy_from_slice(&full[..24]);
+            full.as_mut_slice().zeroize();
             rows.push(row);
             row.zeroize();
         }

@@ -12,19 +12,32 @@
 //! false): the SO cannot make private ones, and the user's logout would destroy them.
 //! (docs/ARCHITECTURE.md, "PKCS#11": why a session key and not a token key.)
 
-use cryptoki::object::{Attribute, ObjectHandle};
-use log::{debug, info};
+use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
+use log::{debug, info, warn};
 use mkclone_backend::{BackendError, Operation, Result};
 use zeroize::Zeroizing;
 
 use super::Pkcs11Backend;
 use super::login::{self, Who};
 use crate::config::{PinSource, resolve_pin};
+use crate::error::Pkcs11Error;
 use crate::module::token_info;
 use crate::templates::Made;
 
 /// The label of the export key pair (session objects).
 pub(crate) const EXPORT_LABEL: &str = "mkclone/export";
+
+/// Test seam: tokens that make the export key pair as token objects whatever mkclone asks
+/// (a token that ignores `CKA_TOKEN` false), so that a test sees mkclone refuse the pair.
+#[cfg(feature = "test-seams")]
+static TOKEN_OBJECT_EXPORT_KEYS: super::probe::SeamTokens = super::probe::SeamTokens::new();
+
+/// Test seam: from now on, the export key pair of the token labelled `token` is made as
+/// token objects (as a token that ignored `CKA_TOKEN` false would make it).
+#[cfg(feature = "test-seams")]
+pub fn make_export_keys_token_objects(token: &str) {
+    TOKEN_OBJECT_EXPORT_KEYS.add(token);
+}
 
 impl Pkcs11Backend {
     /// This session's export key pair, (wrapping half, decrypting half): made by the
@@ -47,6 +60,9 @@ impl Pkcs11Backend {
         let back = self.log_in_again(op, &user_pin);
         let pair = made?;
         back?;
+        // The pair lasts as long as the session: the user PIN, kept for this login only,
+        // is not needed again (dropping it zeroizes it).
+        self.user_pin = None;
         info!(
             "pkcs11: token {:?}: the security officer made this session's export key (a session object: \
              it goes when the session closes)",
@@ -77,7 +93,32 @@ impl Pkcs11Backend {
         ]);
         let mut private = Made::ExportPrivate.attributes(&self.support);
         private.push(label());
-        self.generate_rsa_pair(op, &public, &private)
+        #[cfg(feature = "test-seams")]
+        if TOKEN_OBJECT_EXPORT_KEYS.has(&self.label) {
+            for template in [&mut public, &mut private] {
+                template.push(Attribute::Token(true));
+                template.retain(|a| *a != Attribute::Token(false));
+            }
+        }
+        let pair = self.generate_rsa_pair(op, &public, &private)?;
+        // Read back before any use: a token that made it otherwise than asked (a token
+        // object every user-PIN holder could wrap with, a readable private half...) has
+        // the pair destroyed, and nothing is exported through it.
+        for (h, made) in [(pair.0, Made::ExportPublic), (pair.1, Made::ExportPrivate)] {
+            if let Err(e) = self.check_object(h, EXPORT_LABEL, made) {
+                for h in [pair.0, pair.1] {
+                    if let Err(d) = self.token.destroy(h) {
+                        warn!(
+                            "pkcs11: token {:?}: the export key made otherwise than asked stays: {}",
+                            self.label,
+                            d.describe()
+                        );
+                    }
+                }
+                return Err(self.check_error(op, e));
+            }
+        }
+        Ok(pair)
     }
 
     /// Log whoever is logged in out and the user in with `pin`; find the register map
@@ -136,5 +177,29 @@ impl Pkcs11Backend {
             operation,
             detail: format!("token {:?}: {detail}", self.label),
         }
+    }
+}
+
+impl Pkcs11Backend {
+    /// Refuse a token that holds a key its security officer marked trusted (a token
+    /// object: mkclone's export key is a session object of its own session, and the
+    /// recovery at open has removed any token object under its label). Every
+    /// `CKA_WRAP_WITH_TRUSTED` key — the master keys, the seed — can be wrapped out with it
+    /// by anyone who knows the user PIN.
+    pub(super) fn refuse_trusted_keys(&mut self) -> std::result::Result<(), Pkcs11Error> {
+        for class in [ObjectClass::PUBLIC_KEY, ObjectClass::SECRET_KEY] {
+            let found = self
+                .find_objects(class, [Attribute::Trusted(true)])
+                .map_err(|e| self.open_error(e))?;
+            if let Some(&h) = found.first() {
+                let key = self.token.label(h).map_err(|e| self.open_error(e))?;
+                return Err(Pkcs11Error::TrustedKey {
+                    label: self.label.clone(),
+                    class: class.to_string(),
+                    key,
+                });
+            }
+        }
+        Ok(())
     }
 }

@@ -19,16 +19,21 @@ use crate::module::token_info;
 use crate::session::CallResult;
 
 /// What every PKCS#11 token leaves to a holder of its PINs, whatever mkclone does.
-const INHERENT: [&str; 3] = [
+const INHERENT: [&str; 4] = [
     "a holder of both the user PIN and the security officer's PIN can export the master keys, as mkclone's \
      share export does: the SO marks a wrapping key of theirs CKA_TRUSTED",
-    "a user-PIN holder can use each key for its one purpose: sign with the retained SA and CSS keys, compute \
-     the share polynomials' coefficients with the seed, unwrap share keys with the CSR key; and can destroy \
-     mkclone's objects (mkclone then reports the damage)",
-    "a user-PIN holder on a target who holds a share file for it can open that share through the CSR key as \
-     mkclone's INSTALL does (PKCS#11 cannot tell mkclone's session from theirs): the unwrapped key is a \
-     session key, sensitive and decrypt-only, but it decrypts; the m share files for one target rebuild the \
-     key. A share the target holds between installs stays sealed (no key on the token decrypts it)",
+    "a user-PIN holder can use each key for its one purpose: sign with the retained SA and CSS keys, unwrap \
+     share keys with the CSR key; and can destroy mkclone's objects (mkclone then reports the damage)",
+    "a user-PIN holder can put objects in place of mkclone's made exactly as mkclone makes them, which mkclone \
+     cannot tell from its own: a master key whose value they know, with its records, becomes a key of their own \
+     in a register, and a clone from that source spreads it to the targets. Pin the source's master-key \
+     patterns in the configuration (source_patterns, read out from the source before the ceremony), so that \
+     a ceremony refuses a source key that changed, and compare each target's patterns with them after",
+    "a user-PIN holder on a target can open every share for it that they can read, through the CSR key as \
+     mkclone's INSTALL does (PKCS#11 cannot tell mkclone's session from theirs; the unwrapped key is a session \
+     key, sensitive and decrypt-only, but it decrypts): the shares a target holds between installs (kept \
+     sealed in the token, but readable with the PIN) and any share file for it; once they are m, they rebuild \
+     the key. Keep share files as secret as the PIN",
 ];
 
 /// SoftHSM's own limit (its token info's manufacturer).
@@ -44,19 +49,40 @@ enum Check {
     Unchecked(String),
 }
 
+/// Test seam: the labels of the tokens a test made behave otherwise.
+#[cfg(feature = "test-seams")]
+pub(super) struct SeamTokens(std::sync::Mutex<Vec<String>>);
+
+#[cfg(feature = "test-seams")]
+impl SeamTokens {
+    pub(super) const fn new() -> Self {
+        Self(std::sync::Mutex::new(Vec::new()))
+    }
+    pub(super) fn add(&self, token: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(token.to_string());
+    }
+    pub(super) fn has(&self, token: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|t| t == token)
+    }
+}
+
 /// Test seam: tokens whose objects mkclone makes `CKA_MODIFIABLE` true.
 #[cfg(feature = "test-seams")]
-static MODIFIABLE_TOKENS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+static MODIFIABLE_TOKENS: SeamTokens = SeamTokens::new();
 
 /// Test seam: from now on, mkclone makes the objects of the token labelled `token`
 /// `CKA_MODIFIABLE` true (and expects them so), so that a test can change an attribute
 /// SoftHSM would otherwise refuse to change, and see the next open name it.
 #[cfg(feature = "test-seams")]
 pub fn leave_objects_modifiable(token: &str) {
-    MODIFIABLE_TOKENS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(token.to_string());
+    MODIFIABLE_TOKENS.add(token);
 }
 
 /// The unwrap check's outcome where mkclone cannot set `CKA_UNWRAP_TEMPLATE`: through a
@@ -97,10 +123,7 @@ impl Pkcs11Backend {
     pub(super) fn probe(&mut self) -> Result<(), Pkcs11Error> {
         #[cfg(feature = "test-seams")]
         {
-            self.support.modifiable = MODIFIABLE_TOKENS
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&self.label);
+            self.support.modifiable = MODIFIABLE_TOKENS.has(&self.label);
         }
         let mut made: Vec<ObjectHandle> = Vec::new();
         let mut limits: Vec<String> = Vec::new();
@@ -172,7 +195,7 @@ impl Pkcs11Backend {
             made.push(key);
             limits.push(
                 "this token lets the user mark a key CKA_TRUSTED: a user-PIN holder can wrap the master keys \
-                 out with a key of their own"
+                 and the coefficient seed out with a key of their own"
                     .into(),
             );
         }
@@ -183,7 +206,7 @@ impl Pkcs11Backend {
             (
                 wrap,
                 "CKA_WRAP_WITH_TRUSTED",
-                "a user-PIN holder can wrap the master keys out with a key of their own",
+                "a user-PIN holder can wrap the master keys and the coefficient seed out with a key of their own",
             ),
             (
                 unwrap,

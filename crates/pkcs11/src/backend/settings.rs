@@ -56,7 +56,7 @@ impl Pkcs11Backend {
         let seed = ObjId::random();
         let mut template = Made::Seed.attributes(&self.support);
         template.extend([
-            Attribute::ValueLen(32.into()),
+            Attribute::ValueLen(super::obtain::SEED_LEN.into()),
             Attribute::Label(Managed::Seed.label(seed).into_bytes()),
             Attribute::Id(seed.bytes().to_vec()),
         ]);
