@@ -60,4 +60,5 @@ pub use uri::{LibraryVersion, Pkcs11Uri, UriError};
 #[cfg(feature = "test-seams")]
 pub mod test_seams {
     pub use crate::backend::leave_objects_modifiable;
+    pub use crate::templates::SECRET_USAGES;
 }
