@@ -73,25 +73,18 @@ pub struct Pkcs11NodeConfig {
     pub token_match: TokenMatch,
 }
 
-/// Attributes of a `pkcs11:` URI beyond the label and serial: each one given must match.
+/// Attributes of a `pkcs11:` URI beyond the label and serial: each one given must match
+/// (a missing one is `None`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct TokenMatch {
-    #[serde(default)]
     pub manufacturer: Option<String>,
-    #[serde(default)]
     pub model: Option<String>,
-    #[serde(default)]
     pub slot_id: Option<u64>,
-    #[serde(default)]
     pub slot_description: Option<String>,
-    #[serde(default)]
     pub slot_manufacturer: Option<String>,
-    #[serde(default)]
     pub library_manufacturer: Option<String>,
-    #[serde(default)]
     pub library_description: Option<String>,
-    #[serde(default)]
     pub library_version: Option<LibraryVersion>,
 }
 
