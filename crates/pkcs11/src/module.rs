@@ -19,11 +19,11 @@ use cryptoki_sys::{CKF_LOGIN_REQUIRED, CKF_TOKEN_INITIALIZED, CKF_USER_PIN_INITI
 use log::debug;
 use serde::Serialize;
 
-use crate::config::{Pkcs11NodeConfig, TokenMatch};
+use crate::config::Pkcs11NodeConfig;
 use crate::error::{PinTries, Pkcs11Error, TokenPlace, explain};
 use crate::identity::TokenIdentity;
 use crate::raw::{RawModule, RawTokenInfo, raw_module};
-use crate::uri::{LibraryVersion, Pkcs11Uri};
+use crate::uri::{LibraryVersion, Pkcs11Uri, TokenMatch};
 
 /// A module as this process loaded it: cryptoki's context and the raw `C_GetTokenInfo`.
 #[derive(Clone)]
@@ -178,9 +178,12 @@ impl TokenSummary {
         let identity = TokenIdentity::of(module, info);
         let uri = Pkcs11Uri {
             token: Some(info.label.clone()),
-            manufacturer: Some(info.manufacturer.clone()),
-            model: Some(info.model.clone()),
             serial: Some(info.serial.clone()),
+            token_match: TokenMatch {
+                manufacturer: Some(info.manufacturer.clone()),
+                model: Some(info.model.clone()),
+                ..TokenMatch::default()
+            },
             module_path: Some(module.to_string_lossy().into_owned()),
             ..Pkcs11Uri::default()
         };
