@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod common;
-use common::softhsm_module as module;
+use common::{softhsm_module as module, text};
 
 /// A private SoftHSM with the given tokens, all with the user PIN [`PIN`].
 fn softhsm(dir: &Path, tokens: &[&str]) -> PathBuf {
@@ -58,14 +58,6 @@ fn status_json(conf: &Path, c: &str, node: &str) -> serde_json::Value {
     serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap()
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// A token node; the source's share export reads its SO PIN from `MKCLONE_TEST_SO_PIN`.
 fn token_node(name: &str, eid: &str) -> String {
     token_node_without_so_pin(name, eid) + "so_pin = { env = \"MKCLONE_TEST_SO_PIN\" }\n"
@@ -76,11 +68,6 @@ fn token_node_without_so_pin(name: &str, eid: &str) -> String {
         "\n[nodes.{name}]\nbackend = \"pkcs11\"\nmodule = \"{}\"\ntoken = \"{name}\"\npin = {{ env = \"MKCLONE_TEST_PIN\" }}\neid = \"{eid}\"\n",
         module().display()
     )
-}
-
-/// A simulated SA and target around the token node `source` (a rehearsal).
-fn around_a_token_source(cards: &Path, source: String) -> String {
-    sim_node("sa", cards, 1, "SIM SA") + &source + &sim_node("target1", cards, 3, "SIM T1")
 }
 
 fn sim_node(name: &str, cards: &Path, card: u8, eid: &str) -> String {
@@ -111,6 +98,25 @@ fn three_tokens(dir: &Path) -> (PathBuf, PathBuf) {
     )
     .unwrap();
     (conf, cfg)
+}
+
+/// A private SoftHSM with the token `source`, and a rehearsal plan with the token node
+/// `source` (see [`token_source_plan`]): (the SoftHSM configuration, the plan's path).
+fn a_token_source(dir: &Path, source: String) -> (PathBuf, PathBuf) {
+    let conf = softhsm(dir, &["source"]);
+    let cfg = dir.join("mkclone.toml");
+    std::fs::write(&cfg, token_source_plan(dir, source)).unwrap();
+    (conf, cfg)
+}
+
+/// A rehearsal plan with the token node `source` between a simulated SA and target, whose
+/// cards are in `dir/cards`.
+fn token_source_plan(dir: &Path, source: String) -> String {
+    let cards = dir.join("cards");
+    plan("rehearsal = true")
+        + &sim_node("sa", &cards, 1, "SIM SA")
+        + &source
+        + &sim_node("target1", &cards, 3, "SIM T1")
 }
 
 #[test]
@@ -157,13 +163,8 @@ fn a_mixed_plan_is_a_rehearsal_and_must_say_so() {
     let cfg = dir.path().join("mkclone.toml");
     std::fs::write(&cfg, plan("") + &nodes).unwrap();
     let c = cfg.to_str().unwrap();
-    let refused = run(&conf, &["clone", "--config", c], Some(PIN));
-    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
-    assert!(
-        text(&refused).contains("rehearsal = true"),
-        "{}",
-        text(&refused)
-    );
+    let refused = common::exit_code(&run(&conf, &["clone", "--config", c], Some(PIN)), 3);
+    assert!(refused.contains("rehearsal = true"), "{refused}");
 
     std::fs::write(&cfg, plan("rehearsal = true") + &nodes).unwrap();
     let out = init_and_clone(&conf, c);
@@ -179,11 +180,7 @@ fn a_mixed_plan_is_a_rehearsal_and_must_say_so() {
 #[test]
 fn pin_problems_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    let conf = softhsm(dir.path(), &["source"]);
-    let cfg = dir.path().join("mkclone.toml");
-    let cards = dir.path().join("cards");
-    let nodes = around_a_token_source(&cards, token_node("source", "SOURCE"));
-    std::fs::write(&cfg, plan("rehearsal = true") + &nodes).unwrap();
+    let (conf, cfg) = a_token_source(dir.path(), token_node("source", "SOURCE"));
     let c = cfg.to_str().unwrap();
     let missing = run(&conf, &["status", "--config", c, "source"], None);
     assert!(!missing.status.success());
@@ -223,15 +220,8 @@ fn pin_problems_are_named() {
 #[test]
 fn a_source_without_so_pin_stops_at_its_share_export_and_resumes_once_it_has_one() {
     let dir = tempfile::tempdir().unwrap();
-    let conf = softhsm(dir.path(), &["source"]);
-    let cards = dir.path().join("cards");
-    let cfg = dir.path().join("mkclone.toml");
-    let nodes = |source| around_a_token_source(&cards, source);
-    std::fs::write(
-        &cfg,
-        plan("rehearsal = true") + &nodes(token_node_without_so_pin("source", "SOURCE")),
-    )
-    .unwrap();
+    let source = token_node_without_so_pin("source", "SOURCE");
+    let (conf, cfg) = a_token_source(dir.path(), source);
     let c = cfg.to_str().unwrap();
     for args in [
         &["sim", "init", "--config", c][..],
@@ -249,11 +239,8 @@ fn a_source_without_so_pin_stops_at_its_share_export_and_resumes_once_it_has_one
         text(&stopped)
     );
     assert!(!text(&stopped).contains(SO_PIN));
-    std::fs::write(
-        &cfg,
-        plan("rehearsal = true") + &nodes(token_node("source", "SOURCE")),
-    )
-    .unwrap();
+    let source = token_node("source", "SOURCE");
+    std::fs::write(&cfg, token_source_plan(dir.path(), source)).unwrap();
     let resumed = run(&conf, &["clone", "--config", c], Some(PIN));
     assert!(resumed.status.success(), "{}", text(&resumed));
     assert!(!text(&resumed).contains(SO_PIN));

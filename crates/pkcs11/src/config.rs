@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::{PinOrigin, Pkcs11Error};
-use crate::uri::{LibraryVersion, Pkcs11Uri, UriError};
+use crate::uri::{Pkcs11Uri, TokenMatch, UriError};
 
 /// One PKCS#11 node: a token, found by label in a module.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,34 +71,6 @@ pub struct Pkcs11NodeConfig {
     /// Further attributes the token, its slot and its module must have (from a URI).
     #[serde(default, skip_serializing_if = "TokenMatch::is_empty")]
     pub token_match: TokenMatch,
-}
-
-/// Attributes of a `pkcs11:` URI beyond the label and serial: each one given must match.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenMatch {
-    #[serde(default)]
-    pub manufacturer: Option<String>,
-    #[serde(default)]
-    pub model: Option<String>,
-    #[serde(default)]
-    pub slot_id: Option<u64>,
-    #[serde(default)]
-    pub slot_description: Option<String>,
-    #[serde(default)]
-    pub slot_manufacturer: Option<String>,
-    #[serde(default)]
-    pub library_manufacturer: Option<String>,
-    #[serde(default)]
-    pub library_description: Option<String>,
-    #[serde(default)]
-    pub library_version: Option<LibraryVersion>,
-}
-
-impl TokenMatch {
-    pub fn is_empty(&self) -> bool {
-        self == &Self::default()
-    }
 }
 
 /// A configuration field's error.
@@ -229,19 +201,19 @@ fn library_match(
         field,
         "library-manufacturer",
         &mut token_match.library_manufacturer,
-        uri.library_manufacturer.clone(),
+        uri.token_match.library_manufacturer.clone(),
     )?;
     agree(
         field,
         "library-description",
         &mut token_match.library_description,
-        uri.library_description.clone(),
+        uri.token_match.library_description.clone(),
     )?;
     agree(
         field,
         "library-version",
         &mut token_match.library_version,
-        uri.library_version,
+        uri.token_match.library_version,
     )
 }
 
@@ -270,11 +242,17 @@ impl Pkcs11NodeConfig {
                 let token_attributes = [
                     (uri.token.is_some(), "token"),
                     (uri.serial.is_some(), "serial"),
-                    (uri.manufacturer.is_some(), "manufacturer"),
-                    (uri.model.is_some(), "model"),
-                    (uri.slot_id.is_some(), "slot-id"),
-                    (uri.slot_description.is_some(), "slot-description"),
-                    (uri.slot_manufacturer.is_some(), "slot-manufacturer"),
+                    (uri.token_match.manufacturer.is_some(), "manufacturer"),
+                    (uri.token_match.model.is_some(), "model"),
+                    (uri.token_match.slot_id.is_some(), "slot-id"),
+                    (
+                        uri.token_match.slot_description.is_some(),
+                        "slot-description",
+                    ),
+                    (
+                        uri.token_match.slot_manufacturer.is_some(),
+                        "slot-manufacturer",
+                    ),
                     (uri.pin_source.is_some(), "pin-source"),
                 ];
                 if let Some((_, name)) = token_attributes.iter().find(|(given, _)| *given) {
@@ -337,12 +315,15 @@ impl Pkcs11NodeConfig {
                 }
                 pin = Some(pin_source(source)?);
             }
-            token_match.manufacturer = uri.manufacturer.clone();
-            token_match.model = uri.model.clone();
-            token_match.slot_id = uri.slot_id;
-            token_match.slot_description = uri.slot_description.clone();
-            token_match.slot_manufacturer = uri.slot_manufacturer.clone();
+            // The token's attributes come from here only (the module's URI may not carry
+            // them); the library's may come from both, and must then agree.
             library_match(field, &uri, &mut token_match)?;
+            token_match = TokenMatch {
+                library_manufacturer: token_match.library_manufacturer,
+                library_description: token_match.library_description,
+                library_version: token_match.library_version,
+                ..uri.token_match.clone()
+            };
             label
         } else {
             token.to_string()
@@ -504,6 +485,7 @@ fn warn_if_others_can_reach(_path: &Path, _meta: &std::fs::Metadata) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::uri::LibraryVersion;
 
     #[test]
     fn pin_sources_parse_from_their_three_spellings() {

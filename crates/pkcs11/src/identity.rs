@@ -233,35 +233,18 @@ mod tests {
 
     #[test]
     fn the_lock_key_ignores_the_module_and_sees_serial_and_label() {
-        let (name, a) = TokenIdentity::of(Path::new(A), &info("src", "0001")).lock_key();
+        let lock_key = |module: &str, label: &str, serial: &str| {
+            TokenIdentity::of(Path::new(module), &info(label, serial)).lock_key()
+        };
+        let (name, a) = lock_key(A, "src", "0001");
         assert_eq!(name, "0001");
-        assert_eq!(
-            TokenIdentity::of(Path::new(B), &info("src", "0001"))
-                .lock_key()
-                .1,
-            a
-        );
-        assert_ne!(
-            TokenIdentity::of(Path::new(A), &info("tgt", "0001"))
-                .lock_key()
-                .1,
-            a
-        );
-        assert_ne!(
-            TokenIdentity::of(Path::new(A), &info("src", "0002"))
-                .lock_key()
-                .1,
-            a
-        );
+        assert_eq!(lock_key(B, "src", "0001").1, a);
+        assert_ne!(lock_key(A, "tgt", "0001").1, a);
+        assert_ne!(lock_key(A, "src", "0002").1, a);
         // Blank serials: one lock through every module.
-        let (name, blank) = TokenIdentity::of(Path::new(A), &info("src", "")).lock_key();
+        let (name, blank) = lock_key(A, "src", "");
         assert_eq!(name, "blank-serial");
-        assert_eq!(
-            TokenIdentity::of(Path::new(B), &info("src", ""))
-                .lock_key()
-                .1,
-            blank
-        );
+        assert_eq!(lock_key(B, "src", "").1, blank);
         assert_ne!(blank, a);
     }
 }

@@ -48,16 +48,17 @@ mod templates;
 mod uri;
 
 pub use backend::{KEY_EXPOSURE_NOTICE, Pkcs11Backend};
-pub use config::{PinSource, Pkcs11NodeConfig, TokenMatch, resolve_pin};
+pub use config::{PinSource, Pkcs11NodeConfig, resolve_pin};
 pub use error::{ObjectChange, PinOrigin, PinTries, Pkcs11Error, TokenPlace};
 pub use identity::{DERIVED_PREFIX, TokenIdentity};
 pub use lock::{LOCK_DIR_ENV, lock_dir};
 pub use module::{SlotInfo, TokenSummary, list_slots, shared_module};
 pub use session::CallStats;
-pub use uri::{LibraryVersion, Pkcs11Uri, UriError};
+pub use uri::{LibraryVersion, Pkcs11Uri, TokenMatch, UriError};
 
 /// Test seams (the `test-seams` feature; never in a release of mkclone).
 #[cfg(feature = "test-seams")]
 pub mod test_seams {
     pub use crate::backend::{leave_objects_modifiable, make_export_keys_token_objects};
+    pub use crate::templates::SECRET_USAGES;
 }

@@ -19,11 +19,11 @@ use cryptoki_sys::{CKF_LOGIN_REQUIRED, CKF_TOKEN_INITIALIZED, CKF_USER_PIN_INITI
 use log::debug;
 use serde::Serialize;
 
-use crate::config::{Pkcs11NodeConfig, TokenMatch};
+use crate::config::Pkcs11NodeConfig;
 use crate::error::{PinTries, Pkcs11Error, TokenPlace, explain};
 use crate::identity::TokenIdentity;
 use crate::raw::{RawModule, RawTokenInfo, raw_module};
-use crate::uri::{LibraryVersion, Pkcs11Uri};
+use crate::uri::{LibraryVersion, Pkcs11Uri, TokenMatch};
 
 /// A module as this process loaded it: cryptoki's context and the raw `C_GetTokenInfo`.
 #[derive(Clone)]
@@ -178,9 +178,12 @@ impl TokenSummary {
         let identity = TokenIdentity::of(module, info);
         let uri = Pkcs11Uri {
             token: Some(info.label.clone()),
-            manufacturer: Some(info.manufacturer.clone()),
-            model: Some(info.model.clone()),
             serial: Some(info.serial.clone()),
+            token_match: TokenMatch {
+                manufacturer: Some(info.manufacturer.clone()),
+                model: Some(info.model.clone()),
+                ..TokenMatch::default()
+            },
             module_path: Some(module.to_string_lossy().into_owned()),
             ..Pkcs11Uri::default()
         };
@@ -234,6 +237,20 @@ pub(crate) struct Found {
     pub identity: TokenIdentity,
 }
 
+/// An attribute a node names (its name, the value wanted if any) and what the token reports.
+type Wanted<'a> = (&'static str, &'a Option<String>, &'a str);
+
+/// The first of `pairs` whose wanted value (trailing blanks ignored) is not what was
+/// found: (attribute, expected, found).
+fn first_difference(pairs: &[Wanted<'_>]) -> Option<(&'static str, String, String)> {
+    pairs.iter().find_map(|&(attribute, expected, found)| {
+        expected
+            .as_ref()
+            .filter(|e| e.trim_end() != found)
+            .map(|e| (attribute, e.clone(), found.to_string()))
+    })
+}
+
 /// The first attribute of `wanted` that `token` (in `slot` of the module) does not have:
 /// (attribute, expected, found).
 fn mismatch(
@@ -243,15 +260,14 @@ fn mismatch(
     info: &RawTokenInfo,
     wanted: &TokenMatch,
 ) -> Result<Option<(&'static str, String, String)>, Pkcs11Error> {
-    let differs = |attribute: &'static str, expected: &Option<String>, found: &str| {
-        expected
-            .as_ref()
-            .filter(|e| e.trim_end() != found)
-            .map(|e| (attribute, e.clone(), found.to_string()))
-    };
-    if let Some(m) = differs("manufacturer", &wanted.manufacturer, &info.manufacturer)
-        .or_else(|| differs("model", &wanted.model, &info.model))
-    {
+    if let Some(m) = first_difference(&[
+        (
+            "manufacturer",
+            &wanted.manufacturer,
+            info.manufacturer.as_str(),
+        ),
+        ("model", &wanted.model, info.model.as_str()),
+    ]) {
         return Ok(Some(m));
     }
     if let Some(id) = wanted.slot_id
@@ -264,18 +280,18 @@ fn mismatch(
             .pkcs11
             .get_slot_info(slot)
             .map_err(|e| call_failure(module, Some(slot.id()), None, "C_GetSlotInfo", &e))?;
-        if let Some(m) = differs(
-            "slot-description",
-            &wanted.slot_description,
-            s.slot_description().trim_end(),
-        )
-        .or_else(|| {
-            differs(
+        if let Some(m) = first_difference(&[
+            (
+                "slot-description",
+                &wanted.slot_description,
+                s.slot_description().trim_end(),
+            ),
+            (
                 "slot-manufacturer",
                 &wanted.slot_manufacturer,
                 s.manufacturer_id().trim_end(),
-            )
-        }) {
+            ),
+        ]) {
             return Ok(Some(m));
         }
     }
@@ -291,18 +307,18 @@ fn mismatch(
             major: l.library_version().major(),
             minor: l.library_version().minor(),
         };
-        if let Some(m) = differs(
-            "library-manufacturer",
-            &wanted.library_manufacturer,
-            l.manufacturer_id().trim_end(),
-        )
-        .or_else(|| {
-            differs(
+        if let Some(m) = first_difference(&[
+            (
+                "library-manufacturer",
+                &wanted.library_manufacturer,
+                l.manufacturer_id().trim_end(),
+            ),
+            (
                 "library-description",
                 &wanted.library_description,
                 l.library_description().trim_end(),
-            )
-        }) {
+            ),
+        ]) {
             return Ok(Some(m));
         }
         if let Some(v) = wanted.library_version

@@ -74,8 +74,9 @@ pub(crate) enum Made {
 /// A boolean attribute's constructor.
 type Flag = fn(bool) -> Attribute;
 
-/// The usage flags of each class of key (PKCS#11 2.40, §4.7-4.9).
-const SECRET_USAGES: [Flag; 7] = [
+/// The usage flags of each class of key (PKCS#11 2.40, §4.7-4.9). The secret-key list is
+/// also a test seam (`test_seams::SECRET_USAGES`): the tests build look-alike keys from it.
+pub const SECRET_USAGES: [Flag; 7] = [
     Attribute::Encrypt,
     Attribute::Decrypt,
     Attribute::Wrap,

@@ -78,19 +78,14 @@ impl fmt::Display for LibraryVersion {
 pub struct Pkcs11Uri {
     // The path (RFC 7512 §2.3, pk11-path-attr).
     pub token: Option<String>,
-    pub manufacturer: Option<String>,
     pub serial: Option<String>,
-    pub model: Option<String>,
-    pub library_manufacturer: Option<String>,
-    pub library_description: Option<String>,
-    pub library_version: Option<LibraryVersion>,
+    /// manufacturer, model, slot-id, slot-description, slot-manufacturer and the
+    /// library-* attributes: what a node's configuration matches a token by.
+    pub token_match: TokenMatch,
     pub object: Option<String>,
     /// `type`: public, private, cert, secret-key or data.
     pub object_type: Option<String>,
     pub id: Option<Vec<u8>>,
-    pub slot_description: Option<String>,
-    pub slot_manufacturer: Option<String>,
-    pub slot_id: Option<u64>,
     // The query (pk11-query-attr).
     pub pin_source: Option<String>,
     /// A `pin-value` was given (its value is not kept).
@@ -99,6 +94,35 @@ pub struct Pkcs11Uri {
     pub module_path: Option<String>,
     /// Vendor-specific attributes (names only: their values are not kept).
     pub vendor: Vec<String>,
+}
+
+/// Attributes of a `pkcs11:` URI beyond the label and serial that describe a token, its
+/// slot and its module: in a node's configuration, each one given must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenMatch {
+    #[serde(default)]
+    pub manufacturer: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub slot_id: Option<u64>,
+    #[serde(default)]
+    pub slot_description: Option<String>,
+    #[serde(default)]
+    pub slot_manufacturer: Option<String>,
+    #[serde(default)]
+    pub library_manufacturer: Option<String>,
+    #[serde(default)]
+    pub library_description: Option<String>,
+    #[serde(default)]
+    pub library_version: Option<LibraryVersion>,
+}
+
+impl TokenMatch {
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// The two components, for messages.
@@ -323,13 +347,13 @@ impl Pkcs11Uri {
             "slot-id" => {
                 let value = text(name, decoded)?;
                 digits(name, &value)?;
-                self.slot_id = Some(value.parse().map_err(|_| UriError::BadValue {
+                self.token_match.slot_id = Some(value.parse().map_err(|_| UriError::BadValue {
                     attribute: name.into(),
                     reason: "is larger than any slot id (CK_SLOT_ID)".into(),
                 })?);
             }
             "library-version" => {
-                self.library_version = Some(library_version(&text(name, decoded)?)?);
+                self.token_match.library_version = Some(library_version(&text(name, decoded)?)?);
             }
             "type" => {
                 let value = text(name, decoded)?;
@@ -346,14 +370,14 @@ impl Pkcs11Uri {
                 let value = Some(text(name, decoded)?);
                 match name {
                     "token" => self.token = value,
-                    "manufacturer" => self.manufacturer = value,
+                    "manufacturer" => self.token_match.manufacturer = value,
                     "serial" => self.serial = value,
-                    "model" => self.model = value,
-                    "library-manufacturer" => self.library_manufacturer = value,
-                    "library-description" => self.library_description = value,
+                    "model" => self.token_match.model = value,
+                    "library-manufacturer" => self.token_match.library_manufacturer = value,
+                    "library-description" => self.token_match.library_description = value,
                     "object" => self.object = value,
-                    "slot-description" => self.slot_description = value,
-                    "slot-manufacturer" => self.slot_manufacturer = value,
+                    "slot-description" => self.token_match.slot_description = value,
+                    "slot-manufacturer" => self.token_match.slot_manufacturer = value,
                     "pin-source" => self.pin_source = value,
                     "module-name" => self.module_name = value,
                     "module-path" => self.module_path = value,
@@ -391,11 +415,11 @@ impl fmt::Display for Pkcs11Uri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = String::from("pkcs11:");
         let mut first = true;
-        let slot_id = self.slot_id.map(|s| s.to_string());
+        let slot_id = self.token_match.slot_id.map(|s| s.to_string());
         for (name, value) in [
             ("token", self.token.as_deref()),
-            ("manufacturer", self.manufacturer.as_deref()),
-            ("model", self.model.as_deref()),
+            ("manufacturer", self.token_match.manufacturer.as_deref()),
+            ("model", self.token_match.model.as_deref()),
             ("serial", self.serial.as_deref()),
             ("slot-id", slot_id.as_deref()),
         ] {
@@ -446,8 +470,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(u.token.as_deref(), Some("The Software PKCS#11 Softtoken"));
-        assert_eq!(u.manufacturer.as_deref(), Some("Snake Oil, Inc."));
-        assert_eq!(u.model.as_deref(), Some("1.0"));
+        assert_eq!(
+            u.token_match.manufacturer.as_deref(),
+            Some("Snake Oil, Inc.")
+        );
+        assert_eq!(u.token_match.model.as_deref(), Some("1.0"));
         assert_eq!(u.object.as_deref(), Some("my-certificate"));
         assert_eq!(u.object_type.as_deref(), Some("cert"));
         assert_eq!(
@@ -478,17 +505,26 @@ mod tests {
         assert!(!format!("{u:?}").contains("the-pin"), "the PIN is not kept");
 
         let u = Pkcs11Uri::parse("pkcs11:slot-description=Sun%20Metaslot").unwrap();
-        assert_eq!(u.slot_description.as_deref(), Some("Sun Metaslot"));
+        assert_eq!(
+            u.token_match.slot_description.as_deref(),
+            Some("Sun Metaslot")
+        );
 
         let u = Pkcs11Uri::parse(
             "pkcs11:library-manufacturer=Snake%20Oil,%20Inc.;\
              library-description=Soft%20Token%20Library;library-version=1.23",
         )
         .unwrap();
-        assert_eq!(u.library_manufacturer.as_deref(), Some("Snake Oil, Inc."));
-        assert_eq!(u.library_description.as_deref(), Some("Soft Token Library"));
         assert_eq!(
-            u.library_version,
+            u.token_match.library_manufacturer.as_deref(),
+            Some("Snake Oil, Inc.")
+        );
+        assert_eq!(
+            u.token_match.library_description.as_deref(),
+            Some("Soft Token Library")
+        );
+        assert_eq!(
+            u.token_match.library_version,
             Some(LibraryVersion {
                 major: 1,
                 minor: 23
@@ -503,7 +539,7 @@ mod tests {
         .unwrap();
         assert_eq!(u.token.as_deref(), Some("My token% created by Joe"));
         assert_eq!(
-            u.library_version,
+            u.token_match.library_version,
             Some(LibraryVersion { major: 3, minor: 0 })
         );
         assert_eq!(
@@ -652,10 +688,13 @@ mod tests {
     fn written_uris_read_back_unchanged() {
         let u = Pkcs11Uri {
             token: Some("R&D; 100% \"ok\" #1 \u{e1}".into()),
-            manufacturer: Some("SoftHSM project".into()),
-            model: Some("SoftHSM v2".into()),
             serial: Some("d8e157d09f375158".into()),
-            slot_id: Some(1_234_567),
+            token_match: TokenMatch {
+                manufacturer: Some("SoftHSM project".into()),
+                model: Some("SoftHSM v2".into()),
+                slot_id: Some(1_234_567),
+                ..TokenMatch::default()
+            },
             module_path: Some("/usr/lib/softhsm/lib softhsm2.so".into()),
             ..Pkcs11Uri::default()
         };

@@ -77,13 +77,7 @@ impl Pkcs11Backend {
         op: Operation,
         so_pin: &str,
     ) -> Result<(ObjectHandle, ObjectHandle)> {
-        let flags = || {
-            token_info(&self.pkcs11, &self.raw, &self.module, self.slot)
-                .ok()
-                .map(|i| i.flags)
-        };
-        login::log_in(&mut self.token, &flags, Who::SecurityOfficer, so_pin)
-            .map_err(|f| f.in_operation(op, self))?;
+        self.log_in_as(op, Who::SecurityOfficer, so_pin)?;
         let label = || Attribute::Label(EXPORT_LABEL.as_bytes().to_vec());
         let mut public = Made::ExportPublic.attributes(&self.support);
         public.extend([
@@ -125,15 +119,20 @@ impl Pkcs11Backend {
     /// again (handles of private objects do not survive a logout).
     fn log_in_again(&mut self, op: Operation, pin: &str) -> Result<()> {
         login::log_out(&mut self.token).map_err(|e| self.device(op, e))?;
+        self.log_in_as(op, Who::User, pin)?;
+        self.map_handle = self.find_map_handle(op)?;
+        Ok(())
+    }
+
+    /// Log `who` in with `pin` on the open session (the token's flags name a locked or
+    /// low PIN in the error).
+    fn log_in_as(&mut self, op: Operation, who: Who, pin: &str) -> Result<()> {
         let flags = || {
             token_info(&self.pkcs11, &self.raw, &self.module, self.slot)
                 .ok()
                 .map(|i| i.flags)
         };
-        login::log_in(&mut self.token, &flags, Who::User, pin)
-            .map_err(|f| f.in_operation(op, self))?;
-        self.map_handle = self.find_map_handle(op)?;
-        Ok(())
+        login::log_in(&mut self.token, &flags, who, pin).map_err(|f| f.in_operation(op, self))
     }
 
     /// Destroy this session's export key (closing the session would as well).

@@ -26,6 +26,7 @@ use mkclone_backend::{
     KeyRole, MofN, SealedShare, VerificationPattern,
 };
 use mkclone_hw_sim::{Apqn, SimBackend, memory_card};
+use mkclone_pkcs11::test_seams::SECRET_USAGES;
 use mkclone_pkcs11::{PinSource, Pkcs11Backend, Pkcs11NodeConfig, SlotInfo, TokenSummary};
 use zeroize::Zeroizing;
 
@@ -198,15 +199,6 @@ pub fn look_alike_secret(
     usage: &[AttributeType],
     extra: Vec<Attribute>,
 ) -> Vec<Attribute> {
-    let flags: [fn(bool) -> Attribute; 7] = [
-        Attribute::Encrypt,
-        Attribute::Decrypt,
-        Attribute::Wrap,
-        Attribute::Unwrap,
-        Attribute::Sign,
-        Attribute::Verify,
-        Attribute::Derive,
-    ];
     let mut template = vec![
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(key_type),
@@ -217,7 +209,7 @@ pub fn look_alike_secret(
         Attribute::WrapWithTrusted(true),
     ];
     template.extend(
-        flags
+        SECRET_USAGES
             .iter()
             .map(|make| make(usage.contains(&make(true).attribute_type()))),
     );
@@ -288,9 +280,7 @@ pub fn phase2(
     source: &mut dyn Backend,
     m_of_n: MofN,
 ) -> Certificate {
-    source.set_m_of_n(m_of_n).unwrap();
-    install_sa(source, sa);
-    certify(sa_node, source, CSS_LABEL, KeyRole::Css)
+    prepare(sa_node, sa, source, m_of_n, (CSS_LABEL, KeyRole::Css))
 }
 
 /// Phases 3a + 3b on a target: m-of-n, SA key installed, CSR certified.
@@ -300,9 +290,22 @@ pub fn phase3ab(
     target: &mut dyn Backend,
     m_of_n: MofN,
 ) -> Certificate {
-    target.set_m_of_n(m_of_n).unwrap();
-    install_sa(target, sa);
-    certify(sa_node, target, CSR_LABEL, KeyRole::Csr)
+    prepare(sa_node, sa, target, m_of_n, (CSR_LABEL, KeyRole::Csr))
+}
+
+/// What phases 2 and 3 do alike on a node: m-of-n set, the SA key installed, then the
+/// node's key (`label`, `role`: CSS on the source, CSR on a target) made and certified by
+/// the SA node.
+fn prepare(
+    sa_node: &mut dyn Backend,
+    sa: &SaKey,
+    node: &mut dyn Backend,
+    m_of_n: MofN,
+    (label, role): (&str, KeyRole),
+) -> Certificate {
+    node.set_m_of_n(m_of_n).unwrap();
+    install_sa(node, sa);
+    certify(sa_node, node, label, role)
 }
 
 pub fn obtain(
