@@ -816,6 +816,9 @@ impl Request {
     }
 }
 
+/// The smallest `vp` pattern entry: kind, register, algorithm and length bytes.
+const MIN_PATTERN_ENTRY: usize = 4;
+
 const KINDS: [(u8, MasterKeyKind); 4] = [
     (1, MasterKeyKind::Sym),
     (2, MasterKeyKind::Asym),
@@ -989,7 +992,10 @@ impl ReplyBody {
                 let serial =
                     SerialNumber::from_wire(r.take(8, "serial")?).map_err(domain("serial"))?;
                 let count = r.u8("pattern count")?;
-                let mut entries = Vec::with_capacity(usize::from(count));
+                // Room for no more entries than the bytes left can hold (4 each at least):
+                // the count alone must not size an allocation (tests/allocation.rs).
+                let mut entries =
+                    Vec::with_capacity(usize::from(count).min(r.remaining() / MIN_PATTERN_ENTRY));
                 for _ in 0..count {
                     let kind = from_code(&KINDS, r.u8("kind")?, "kind")?;
                     let register = from_code(&REGS, r.u8("register")?, "register")?;

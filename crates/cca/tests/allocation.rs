@@ -1,0 +1,161 @@
+//! No length or count field makes a decoder allocate more than the input justifies: each
+//! reply here claims the most its field can say (255 patterns, 65535 keys, a 65535-byte
+//! verb data) and carries almost nothing, and the largest single allocation the decoder
+//! makes must stay within a few bytes per input byte.
+//!
+//! Found by the `cprb_reply` fuzz target (fuzz/regressions/cprb_reply/): a `vp` reply with
+//! a pattern count of 255 and no entries made the decoder reserve room for 255 entries
+//! (10200 bytes) from a 300-byte message.
+//!
+//! The check is a global allocator of this test binary that records, per thread, the
+//! largest allocation asked for.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use common::*;
+use mkclone_cca::cprb::{CPRBX_LEN, Cprbx};
+use mkclone_cca::parm::ParmBlock;
+use mkclone_cca::verbs::{Reply, Request};
+
+thread_local! {
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Records the largest allocation of the current thread, then allocates with `System`.
+struct LargestAllocation;
+
+fn note(size: usize) {
+    // `try_with`: an allocation while the thread is being torn down is not recorded.
+    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+}
+
+// SAFETY: every method forwards its own arguments to `System` unchanged, after recording
+// a size; the contract of `GlobalAlloc` is `System`'s.
+unsafe impl GlobalAlloc for LargestAllocation {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size);
+        // SAFETY: forwarded unchanged; `ptr` came from `System` through this allocator.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged; `ptr` came from `System` through this allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: LargestAllocation = LargestAllocation;
+
+/// Bytes a decoder may allocate at once per byte of its input.
+const PER_INPUT_BYTE: usize = 8;
+
+/// Decode `message` as the reply to `request`: it must be refused, and no allocation may
+/// exceed [`PER_INPUT_BYTE`] times the message's length.
+#[track_caller]
+fn refused_within_bounds(message: &[u8], request: &Request) {
+    LARGEST.with(|l| l.set(0));
+    let decoded = Reply::from_message(message, request);
+    let largest = LARGEST.with(Cell::get);
+    assert!(decoded.is_err(), "{decoded:?}");
+    assert!(
+        largest <= PER_INPUT_BYTE * message.len(),
+        "a {}-byte message made the decoder allocate {largest} bytes at once",
+        message.len()
+    );
+}
+
+#[test]
+fn pattern_count_of_255_with_no_entries() {
+    let parm = cat(&[
+        b"vp",         //  0 function code
+        &EMPTY,        //  2 rule-array length 2
+        &[0x00, 0x0B], //  4 verb-data length 11
+        b"SER1    ",   //  6 serial
+        &[0xFF],       // 14 count 255, and no entry follows
+        &EMPTY,        // 15 key-block length 2
+    ]);
+    refused_within_bounds(&reply(0x11, 0, 0, &parm), &Request::Patterns);
+}
+
+/// The crash input the fuzzer found (a mutated `vp` reply: a count of 255, then 36 bytes
+/// of entries that do not decode), cut where the zcrypt transport cuts a reply: after the
+/// `rpld_parml` parameter bytes its CPRBX claims.
+#[test]
+fn the_fuzzers_pattern_count_input() {
+    let written = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/regressions/cprb_reply/vp-pattern-count-255"
+    ))
+    .expect("the regression input is in the repository");
+    let header = Cprbx::decode(&written).expect("the input has a CPRBX");
+    let message = &written[..CPRBX_LEN + header.rpld_parml as usize];
+    refused_within_bounds(message, &Request::Patterns);
+}
+
+#[test]
+fn key_count_of_65535_with_no_entries() {
+    let parm = cat(&[
+        b"kl",         // 0 function code
+        &EMPTY,        // 2 rule-array length 2
+        &[0x00, 0x04], // 4 verb-data length 4
+        &[0xFF, 0xFF], // 6 count 65535, and no entry follows
+        &EMPTY,        // 8 key-block length 2
+    ]);
+    refused_within_bounds(&reply(0x0A, 0, 0, &parm), &Request::ListRetained);
+}
+
+#[test]
+fn registration_count_of_65535_with_no_entries() {
+    let parm = cat(&[
+        b"rg",         // 0 function code
+        &EMPTY,        // 2 rule-array length 2
+        &[0x00, 0x04], // 4 verb-data length 4
+        &[0xFF, 0xFF], // 6 count 65535, and no entry follows
+        &EMPTY,        // 8 key-block length 2
+    ]);
+    refused_within_bounds(&reply(0x0A, 0, 0, &parm), &Request::ListRegistrations);
+}
+
+#[test]
+fn share_table_count_of_255_with_no_tables() {
+    let parm = cat(&[
+        b"st",               // 0 function code
+        &EMPTY,              // 2 rule-array length 2
+        &[0x00, 0x05],       // 4 verb-data length 5
+        &[0x03, 0x05, 0xFF], // 6 m 3, n 5, count 255, and no table follows
+        &EMPTY,              // 9 key-block length 2
+    ]);
+    refused_within_bounds(&reply(0x0B, 0, 0, &parm), &Request::ShareTables);
+}
+
+#[test]
+fn parameter_block_lengths_of_65535_over_a_few_bytes() {
+    for parm in [
+        cat(&[b"vp", &[0xFF, 0xFA], b"SET     "]), // rule array of 8190 keywords, one given
+        cat(&[b"vp", &EMPTY, &[0xFF, 0xFF], &[0; 8]]), // 65533 bytes of verb data, 8 given
+        cat(&[b"vp", &EMPTY, &EMPTY, &[0xFF, 0xFF], &[0xFF, 0xFF, 0, 0]]), // key block, entry
+    ] {
+        LARGEST.with(|l| l.set(0));
+        let decoded = ParmBlock::decode(&parm);
+        let largest = LARGEST.with(Cell::get);
+        assert!(decoded.is_err(), "{decoded:?}");
+        assert!(
+            largest <= PER_INPUT_BYTE * parm.len() + 256,
+            "a {}-byte parameter block made the decoder allocate {largest} bytes at once",
+            parm.len()
+        );
+    }
+}
