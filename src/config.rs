@@ -42,8 +42,13 @@ pub enum ConfigError {
     },
     #[error("configuration file {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("configuration file {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    /// `at`: the line and column of the value (or table) at fault, when the file has it.
+    #[error("configuration file {path}{}: {message}", line_column(.at))]
+    Invalid {
+        path: PathBuf,
+        message: String,
+        at: Option<(usize, usize)>,
+    },
 }
 
 /// The file as written.
@@ -95,6 +100,31 @@ enum RawNode {
     Sim(RawSimNode),
     Zcrypt(RawZcryptNode),
     Pkcs11(RawPkcs11Node),
+    Cca(RawCcaNode),
+}
+
+/// `backend = "cca"`: a coprocessor through IBM's CCA host library (crates/hostlib).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCcaNode {
+    #[serde(default)]
+    library: Option<PathBuf>,
+    #[serde(default)]
+    mk_library: Option<PathBuf>,
+    /// "CRP01" or 1.
+    #[serde(default)]
+    adapter: Option<String>,
+    #[serde(default)]
+    expect_serial: Option<String>,
+    #[serde(default)]
+    domain: Option<u16>,
+    #[serde(default)]
+    trace: Option<PathBuf>,
+    /// The role the dry run's access-control audit reads (default DEFAULT).
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    eid: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,6 +136,9 @@ struct RawPkcs11Node {
     expect_token_serial: Option<String>,
     /// `{ env = "VAR" }`, `{ file = "path" }` or `"prompt"`; never the PIN itself.
     pin: mkclone_pkcs11::PinSource,
+    /// The security officer's PIN, in the same forms: the source's share export needs it.
+    #[serde(default)]
+    so_pin: Option<mkclone_pkcs11::PinSource>,
     #[serde(default)]
     eid: Option<String>,
 }
@@ -149,6 +182,8 @@ pub enum NodeBackend {
     Zcrypt(crate::zcrypt::ZcryptNodeConfig),
     /// A PKCS#11 token, found by label in a module.
     Pkcs11(mkclone_pkcs11::Pkcs11NodeConfig),
+    /// A coprocessor through IBM's CCA host library, loaded at run time.
+    Cca(mkclone_hostlib::HostlibNodeConfig),
 }
 
 impl NodeBackend {
@@ -157,6 +192,30 @@ impl NodeBackend {
             Self::Sim { .. } => "sim",
             Self::Zcrypt(_) => "zcrypt",
             Self::Pkcs11(_) => "pkcs11",
+            Self::Cca(_) => "cca",
+        }
+    }
+
+    /// The device this backend reaches, in words: two nodes may not name the same one.
+    pub fn device(&self) -> String {
+        match self {
+            Self::Sim { sim_dir, apqn, .. } => {
+                format!("sim card {apqn} in {}", sim_dir.display())
+            }
+            Self::Zcrypt(z) => format!("coprocessor {}", z.apqn),
+            Self::Pkcs11(t) => format!("token {:?} of {}", t.token, t.module.display()),
+            Self::Cca(c) => format!(
+                "CCA adapter {} of {}",
+                c.expect_serial
+                    .as_ref()
+                    .map(|s| format!("with serial {s}"))
+                    .or_else(|| c.adapter.map(|a| format!("CRP{a:02}")))
+                    .unwrap_or_default(),
+                c.library
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "libcsulcca.so".into())
+            ),
         }
     }
 }
@@ -178,6 +237,9 @@ pub struct Config {
     /// Where the ceremony's files live (absolute or relative to the working directory).
     pub directory: PathBuf,
     pub nodes: BTreeMap<String, NodeConfig>,
+    /// Lowercase hex SHA-256 of the file's bytes as read: journaled at the start of each
+    /// run (`run-start`) and printed in the report.
+    pub sha256: String,
 }
 
 impl Config {
@@ -194,10 +256,17 @@ impl Config {
             path: path.into(),
             message: e.to_string().trim_end().replace('\n', "\n  "),
         })?;
-        let invalid = |message: String| ConfigError::Invalid {
+        // A value error names the key path it is about; the file gives its line and column.
+        let document = toml::de::DeTable::parse(text).ok();
+        let invalid_at = |keys: &[&str], message: String| ConfigError::Invalid {
             path: path.into(),
             message,
+            at: document
+                .as_ref()
+                .and_then(|d| locate(d.get_ref(), keys))
+                .map(|offset| line_and_column(text, offset)),
         };
+        let invalid = |message: String| invalid_at(&[], message);
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -207,19 +276,23 @@ impl Config {
         let mut pins = BTreeMap::new();
         for (name, node) in raw.nodes {
             let apqn_of = |text: &str| -> Result<Apqn, ConfigError> {
-                text.parse()
-                    .map_err(|e| invalid(format!("[nodes.{name}] apqn: {e}")))
+                text.parse().map_err(|e| {
+                    invalid_at(
+                        &["nodes", &name, "apqn"],
+                        format!("[nodes.{name}] apqn: {e}"),
+                    )
+                })
             };
             let serial_of =
                 |text: Option<&str>, key: &str| -> Result<Option<SerialNumber>, ConfigError> {
-                    text.map(SerialNumber::new)
-                        .transpose()
-                        .map_err(|e| invalid(format!("[nodes.{name}] {key}: {e}")))
+                    text.map(SerialNumber::new).transpose().map_err(|e| {
+                        invalid_at(&["nodes", &name, key], format!("[nodes.{name}] {key}: {e}"))
+                    })
                 };
             let eid_of = |text: Option<&str>| -> Result<Option<Eid>, ConfigError> {
-                text.map(Eid::new)
-                    .transpose()
-                    .map_err(|e| invalid(format!("[nodes.{name}] eid: {e}")))
+                text.map(Eid::new).transpose().map_err(|e| {
+                    invalid_at(&["nodes", &name, "eid"], format!("[nodes.{name}] eid: {e}"))
+                })
             };
             let (eid, backend) = match node {
                 RawNode::Sim(sim) => {
@@ -240,18 +313,20 @@ impl Config {
                     if let Some(pin) = &cfg.expect_serial {
                         pins.insert(name.clone(), pin.clone());
                     }
-                    cfg.validate()
-                        .map_err(|e| invalid(format!("[nodes.{name}] {e}")))?;
+                    cfg.validate().map_err(|e| {
+                        invalid_at(&["nodes", &name], format!("[nodes.{name}] {e}"))
+                    })?;
                     (eid_of(z.eid.as_deref())?, NodeBackend::Zcrypt(cfg))
                 }
                 RawNode::Pkcs11(t) => {
                     if t.token.trim().is_empty() {
-                        return Err(invalid(format!(
-                            "[nodes.{name}] token: the token label may not be empty"
-                        )));
+                        return Err(invalid_at(
+                            &["nodes", &name, "token"],
+                            format!("[nodes.{name}] token: the token label may not be empty"),
+                        ));
                     }
-                    let pin = match t.pin {
-                        // A PIN file named relative to the configuration file.
+                    // A PIN file named relative to the configuration file.
+                    let relative = |source| match source {
                         mkclone_pkcs11::PinSource::File(f) => {
                             mkclone_pkcs11::PinSource::File(base.join(f))
                         }
@@ -261,9 +336,53 @@ impl Config {
                         module: t.module,
                         token: t.token,
                         expect_token_serial: t.expect_token_serial,
-                        pin,
+                        pin: relative(t.pin),
+                        so_pin: t.so_pin.map(relative),
                     };
                     (eid_of(t.eid.as_deref())?, NodeBackend::Pkcs11(cfg))
+                }
+                RawNode::Cca(c) => {
+                    let adapter = c
+                        .adapter
+                        .as_deref()
+                        .map(|a| {
+                            a.trim_start_matches("CRP").parse::<u8>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                                invalid(format!(
+                                    "[nodes.{name}] adapter: {a:?} is not an adapter name; write \"CRP01\" (or 1)"
+                                ))
+                            })
+                        })
+                        .transpose()?;
+                    let cfg = mkclone_hostlib::HostlibNodeConfig {
+                        library: c.library.map(|l| {
+                            if l.components().count() > 1 {
+                                base.join(l)
+                            } else {
+                                l
+                            }
+                        }),
+                        mk_library: c.mk_library.map(|l| {
+                            if l.components().count() > 1 {
+                                base.join(l)
+                            } else {
+                                l
+                            }
+                        }),
+                        adapter,
+                        expect_serial: serial_of(c.expect_serial.as_deref(), "expect_serial")?,
+                        domain: c.domain,
+                        trace: c.trace.map(|t| base.join(t)),
+                        role: c.role,
+                    };
+                    if cfg.adapter.is_none() && cfg.expect_serial.is_none() {
+                        return Err(invalid(format!(
+                            "[nodes.{name}] names no card: add `expect_serial = \"...\"` (selects the adapter with that serial) or `adapter = \"CRP01\"`"
+                        )));
+                    }
+                    if let Some(pin) = &cfg.expect_serial {
+                        pins.insert(name.clone(), pin.clone());
+                    }
+                    (eid_of(c.eid.as_deref())?, NodeBackend::Cca(cfg))
                 }
             };
             nodes.insert(name.clone(), NodeConfig { name, eid, backend });
@@ -273,18 +392,15 @@ impl Config {
         // the same node twice in the plan, not two nodes for one device.
         let mut devices: BTreeMap<String, &str> = BTreeMap::new();
         for n in nodes.values() {
-            let id = match &n.backend {
-                NodeBackend::Sim { sim_dir, apqn, .. } => {
-                    format!("sim card {apqn} in {}", sim_dir.display())
-                }
-                NodeBackend::Zcrypt(z) => format!("coprocessor {}", z.apqn),
-                NodeBackend::Pkcs11(t) => format!("token {:?} of {}", t.token, t.module.display()),
-            };
+            let id = n.backend.device();
             if let Some(other) = devices.insert(id.clone(), &n.name) {
-                return Err(invalid(format!(
-                    "[nodes.{other}] and [nodes.{}] are the same device ({id}): keep one node and name it in every role it plays",
-                    n.name
-                )));
+                return Err(invalid_at(
+                    &["nodes", &n.name],
+                    format!(
+                        "[nodes.{other}] and [nodes.{}] are the same device ({id}): keep one node and name it in every role it plays",
+                        n.name
+                    ),
+                ));
             }
         }
         let p = raw.ceremony;
@@ -292,74 +408,115 @@ impl Config {
             if nodes.contains_key(name) {
                 Ok(())
             } else {
-                Err(invalid(format!(
-                    "[ceremony] {role} = {name:?} names no node; define [nodes.{name}] or fix the name (nodes: {})",
-                    nodes.keys().cloned().collect::<Vec<_>>().join(", ")
-                )))
+                Err(invalid_at(
+                    &["ceremony", role],
+                    format!(
+                        "[ceremony] {role} = {name:?} names no node; define [nodes.{name}] or fix the name (nodes: {})",
+                        nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ))
             }
         };
         known("sa", &p.sa)?;
         known("source", &p.source)?;
         if p.targets.is_empty() {
-            return Err(invalid(
+            return Err(invalid_at(
+                &["ceremony", "targets"],
                 "[ceremony] targets is empty: name at least one target node".into(),
             ));
         }
         for t in &p.targets {
             known("targets", t)?;
             if *t == p.source {
-                return Err(invalid(format!(
-                    "[ceremony] {t:?} is both the source and a target"
-                )));
+                return Err(invalid_at(
+                    &["ceremony", "targets"],
+                    format!("[ceremony] {t:?} is both the source and a target"),
+                ));
             }
         }
         let mut seen = std::collections::BTreeSet::new();
         for t in &p.targets {
             if !seen.insert(t) {
-                return Err(invalid(format!("[ceremony] target {t:?} is named twice")));
+                return Err(invalid_at(
+                    &["ceremony", "targets"],
+                    format!("[ceremony] target {t:?} is named twice"),
+                ));
             }
         }
-        let m_of_n = MofN::new(p.threshold, p.shares)
-            .map_err(|e| invalid(format!("[ceremony] threshold/shares: {e}")))?;
+        let m_of_n = MofN::new(p.threshold, p.shares).map_err(|e| {
+            invalid_at(
+                &["ceremony", "threshold"],
+                format!("[ceremony] threshold/shares: {e}"),
+            )
+        })?;
         if p.master_keys.is_empty() {
-            return Err(invalid(
+            return Err(invalid_at(
+                &["ceremony", "master_keys"],
                 "[ceremony] master_keys is empty: use [\"sym\"], [\"asym\"] or both".into(),
             ));
         }
         let mut kinds = Vec::new();
         for k in &p.master_keys {
-            let kind = CloneableKind::parse(k)
-                .map_err(|e| invalid(format!("[ceremony] master_keys: {e}")))?;
+            let kind = CloneableKind::parse(k).map_err(|e| {
+                invalid_at(
+                    &["ceremony", "master_keys"],
+                    format!("[ceremony] master_keys: {e}"),
+                )
+            })?;
             if !kinds.contains(&kind) {
                 kinds.push(kind);
             }
         }
-        let bits = RsaModulusBits::from_bits(p.key_bits.unwrap_or(2048))
-            .map_err(|e: DomainError| invalid(format!("[ceremony] key_bits: {e}")))?;
+        let bits =
+            RsaModulusBits::from_bits(p.key_bits.unwrap_or(2048)).map_err(|e: DomainError| {
+                invalid_at(
+                    &["ceremony", "key_bits"],
+                    format!("[ceremony] key_bits: {e}"),
+                )
+            })?;
         let indices = match p.share_indices {
             None => (1..=m_of_n.m()).collect::<Vec<u8>>(),
             Some(list) => list,
         };
-        let share_indices = mkclone_ceremony::plan::share_indices(&indices, m_of_n)
-            .map_err(|e| invalid(format!("[ceremony] share_indices: {e}")))?;
+        let share_indices =
+            mkclone_ceremony::plan::share_indices(&indices, m_of_n).map_err(|e| {
+                invalid_at(
+                    &["ceremony", "share_indices"],
+                    format!("[ceremony] share_indices: {e}"),
+                )
+            })?;
 
         let sa_fingerprint = p
             .sa_fingerprint
             .as_deref()
             .map(mkclone_ceremony::trust::SaFingerprint::parse)
             .transpose()
-            .map_err(|e| invalid(format!("[ceremony] sa_fingerprint: {e}")))?;
+            .map_err(|e| {
+                invalid_at(
+                    &["ceremony", "sa_fingerprint"],
+                    format!("[ceremony] sa_fingerprint: {e}"),
+                )
+            })?;
         let mut source_patterns = Vec::new();
         for (k, text) in p.source_patterns.unwrap_or_default() {
-            let kind = CloneableKind::parse(&k)
-                .map_err(|e| invalid(format!("[ceremony] source_patterns: {e}")))?;
+            let kind = CloneableKind::parse(&k).map_err(|e| {
+                invalid_at(
+                    &["ceremony", "source_patterns", &k],
+                    format!("[ceremony] source_patterns: {e}"),
+                )
+            })?;
             if !kinds.contains(&kind) {
-                return Err(invalid(format!(
-                    "[ceremony] source_patterns names {k:?}, which is not in master_keys"
-                )));
+                return Err(invalid_at(
+                    &["ceremony", "source_patterns", &k],
+                    format!("[ceremony] source_patterns names {k:?}, which is not in master_keys"),
+                ));
             }
-            let pattern = mkclone_ceremony::trust::parse_pattern(&text)
-                .map_err(|e| invalid(format!("[ceremony] source_patterns.{k}: {e}")))?;
+            let pattern = mkclone_ceremony::trust::parse_pattern(&text).map_err(|e| {
+                invalid_at(
+                    &["ceremony", "source_patterns", &k],
+                    format!("[ceremony] source_patterns.{k}: {e}"),
+                )
+            })?;
             source_patterns.push((kind, pattern));
         }
 
@@ -383,9 +540,12 @@ impl Config {
             .chain(p.targets.iter())
         {
             if eid_of(role).is_none() {
-                return Err(invalid(format!(
-                    "[nodes.{role}] takes part in the ceremony and needs `eid = \"...\"` (the Environment ID it must carry)"
-                )));
+                return Err(invalid_at(
+                    &["nodes", role],
+                    format!(
+                        "[nodes.{role}] takes part in the ceremony and needs `eid = \"...\"` (the Environment ID it must carry)"
+                    ),
+                ));
             }
         }
         let plan = mkclone_ceremony::Plan::new(mkclone_ceremony::PlanSpec {
@@ -418,13 +578,14 @@ impl Config {
             sa_fingerprint,
             source_patterns,
         })
-        .map_err(|e| invalid(format!("[ceremony] {e}")))?;
+        .map_err(|e| invalid_at(&["ceremony"], format!("[ceremony] {e}")))?;
 
         Ok(Self {
             path: path.into(),
             plan,
             directory: base.join(p.directory),
             nodes,
+            sha256: mkclone_ceremony::host::config_sha256(text.as_bytes()),
         })
     }
 
@@ -435,6 +596,35 @@ impl Config {
                 "no node named {name:?} (nodes: {})",
                 self.nodes.keys().cloned().collect::<Vec<_>>().join(", ")
             ),
+            at: None,
         })
     }
+}
+
+/// `:LINE:COLUMN` for an error's location, or nothing.
+fn line_column(at: &Option<(usize, usize)>) -> String {
+    at.map(|(line, column)| format!(":{line}:{column}"))
+        .unwrap_or_default()
+}
+
+/// The byte offset of the value at `keys` in `table` (of the table itself for a key path
+/// naming one, e.g. `[nodes.x]`); the deepest key found when the path goes further.
+fn locate(table: &toml::de::DeTable<'_>, keys: &[&str]) -> Option<usize> {
+    let (first, rest) = keys.split_first()?;
+    let (_, value) = table.iter().find(|(k, _)| k.get_ref() == first)?;
+    let nested = match value.get_ref() {
+        toml::de::DeValue::Table(inner) => locate(inner, rest),
+        _ => None,
+    };
+    nested.or(Some(value.span().start))
+}
+
+/// The 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
 }

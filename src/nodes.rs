@@ -36,6 +36,14 @@ pub fn open(node: &NodeConfig) -> Result<Box<dyn Backend>, NodeError> {
             })?;
             Ok(Box::new(backend))
         }
+        NodeBackend::Cca(cfg) => {
+            let backend =
+                mkclone_hostlib::HostlibBackend::open(cfg).map_err(|e| NodeError::Open {
+                    node: node.name.clone(),
+                    message: e.to_string(),
+                })?;
+            Ok(Box::new(backend))
+        }
         NodeBackend::Pkcs11(cfg) => {
             let fail = |message: String| NodeError::Open {
                 node: node.name.clone(),
@@ -43,12 +51,20 @@ pub fn open(node: &NodeConfig) -> Result<Box<dyn Backend>, NodeError> {
             };
             let pin = match &cfg.pin {
                 mkclone_pkcs11::PinSource::Prompt => {
-                    crate::pin::prompt(&node.name, &cfg.token).map_err(fail)?
+                    crate::pin::prompt(&node.name, &cfg.token, crate::pin::Whose::User)
+                        .map_err(fail)?
                 }
                 source => mkclone_pkcs11::resolve_pin(source).map_err(|e| fail(e.to_string()))?,
             };
-            let backend =
+            let mut backend =
                 mkclone_pkcs11::Pkcs11Backend::open(cfg, pin).map_err(|e| fail(e.to_string()))?;
+            if cfg.so_pin == Some(mkclone_pkcs11::PinSource::Prompt) {
+                // Asked at the source's first share export, not before.
+                let (name, token) = (node.name.clone(), cfg.token.clone());
+                backend.set_so_pin_prompt(move || {
+                    crate::pin::prompt(&name, &token, crate::pin::Whose::SecurityOfficer)
+                });
+            }
             Ok(Box::new(backend))
         }
     }
@@ -116,6 +132,15 @@ impl Nodes for ConfiguredNodes<'_> {
                 .node(name)
                 .map_err(|e| unavailable(e.to_string()))?;
             let backend = open(cfg).map_err(|e| unavailable(e.to_string()))?;
+            // The rehearsal rule for what the configuration cannot see: a CCA host library
+            // that is mkclone's simulation keeps its keys in plain files.
+            if backend.capabilities().rehearsal_only && !self.config.plan.rehearsal {
+                return Err(unavailable(
+                    "this node is simulated (keys in plain files: mkclone's simulated CCA host library); \
+                     add `rehearsal = true` to [ceremony] to run the plan as a rehearsal"
+                        .into(),
+                ));
+            }
             self.open.insert(name.to_string(), backend);
         }
         match self.open.get_mut(name) {

@@ -162,6 +162,9 @@ fn the_per_phase_flow_runs_as_separate_processes_on_separate_servers() {
         "{}",
         text(&early)
     );
+    // A copy of the source's journal as it stood before 3c (for the report's checks).
+    let source_before_3c = dir.path().join("source-journal-before-3c.jsonl");
+    std::fs::copy(servers[1].join("ceremony/journal.jsonl"), &source_before_3c).unwrap();
     ok(&["phase3c", "--config", src, "--target", "target1"]);
     carry(&servers[1], &servers[2], "shares");
     let out = ok(&["phase3d", "--config", tgt, "--target", "target1"]);
@@ -190,6 +193,133 @@ fn the_per_phase_flow_runs_as_separate_processes_on_separate_servers() {
         assert!(journal.lines().count() > 3, "{}", s.display());
         assert!(journal.contains("\"rehearsal\":true"));
     }
+    the_journals_of_every_server_make_one_record(&servers, tgt, &source_before_3c);
+}
+
+/// After the per-phase flow above: on the target server, `report --journal` merges the SA's
+/// and the source's journals with its own into one complete record, and refuses journals
+/// that do not make one (each refusal names the journal and the record).
+fn the_journals_of_every_server_make_one_record(servers: &[PathBuf], tgt: &str, old: &Path) {
+    let journal = |i: usize| servers[i].join("ceremony/journal.jsonl");
+    let (sa_j, src_j) = (journal(0), journal(1));
+    let report = |journals: &[&Path]| {
+        let mut args = vec!["report", "--config", tgt, "--json"];
+        for j in journals {
+            args.extend(["--journal", j.to_str().unwrap()]);
+        }
+        mkclone(&args)
+    };
+
+    // Alone, the target's journal is not the whole ceremony.
+    let alone = report(&[]);
+    assert_eq!(alone.status.code(), Some(5), "{}", text(&alone));
+
+    // Merged: complete (the consumed files and registrations are the open items).
+    let out = report(&[&sa_j, &src_j]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["complete"], true, "{:#}", v["missing"]);
+    let journals = v["journals"].as_array().unwrap();
+    assert_eq!(journals.len(), 3);
+    for (j, label) in journals.iter().zip(["A", "B", "C"]) {
+        assert_eq!(j["label"], label);
+        assert_eq!(j["verified"], true);
+        assert_eq!(j["end_to_end"], true, "{j:#}");
+        assert_eq!(j["hosts"].as_array().unwrap().len(), 1, "{j:#}");
+    }
+    // Every record of every journal, each journal's own order kept.
+    let timeline = v["timeline"].as_array().unwrap();
+    for label in ["A", "B", "C"] {
+        let seqs: Vec<u64> = timeline
+            .iter()
+            .filter(|e| e["journal"] == label)
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{label}: {seqs:?}");
+    }
+    // The runs say which command ran where, with the configuration's digest.
+    let commands: Vec<&str> = v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_start"]["command"].as_str().unwrap())
+        .collect();
+    for c in [
+        "phase1", "phase2a", "phase2b", "phase3a", "phase3b", "phase3c", "phase3d",
+    ] {
+        assert!(commands.contains(&c), "{c}: {commands:?}");
+    }
+    assert!(commands.contains(&"register-sa-key"), "{commands:?}");
+    let digest = v["generated_by"]["config_sha256"].as_str().unwrap();
+    assert_eq!(digest.len(), 64);
+    // Dual control, as the source's and the target's journals recorded it.
+    for (node, hash, key) in [("source", "alice", "bob"), ("target1", "dave", "erin")] {
+        let g = v["sa_registrations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["node"] == node)
+            .unwrap();
+        assert_eq!(
+            (g["hash_by"].as_str(), g["key_by"].as_str()),
+            (Some(hash), Some(key))
+        );
+        assert_eq!(g["control"], "two operators");
+    }
+    // The page names records by journal.
+    let md = exit_code(
+        &mkclone(&[
+            "report",
+            "--config",
+            tgt,
+            "--journal",
+            sa_j.to_str().unwrap(),
+            "--journal",
+            src_j.to_str().unwrap(),
+        ]),
+        6,
+    );
+    assert!(md.contains("record B14 is record 14 of journal B"), "{md}");
+
+    let refused = |journals: &[&Path], says: &[&str]| {
+        let out = report(journals);
+        let t = exit_code(&out, 3);
+        for s in says {
+            assert!(t.contains(s), "{s}: {t}");
+        }
+        assert!(out.stdout.is_empty(), "nothing written: {t}");
+    };
+    // The same journal twice; an older copy beside the newer.
+    refused(&[&sa_j, &sa_j], &["journal C", "given twice"]);
+    refused(
+        &[&sa_j, &src_j, old],
+        &["journal D", "older copy of journal C"],
+    );
+    // Alone, the older copy lacks the record the bundles name (their 3c mark).
+    let records_before = std::fs::read_to_string(old).unwrap().lines().count();
+    refused(
+        &[&sa_j, old],
+        &[
+            "journal C",
+            "target1.sym.1.share",
+            "ran source's phases",
+            &format!("ends at record {records_before}"),
+        ],
+    );
+    // A copy changed in one line.
+    let edited = servers[0].join("edited.jsonl");
+    let text_of = std::fs::read_to_string(&src_j).unwrap();
+    std::fs::write(
+        &edited,
+        text_of.replacen("\"phase\":\"2a\"", "\"phase\":\"2b\"", 1),
+    )
+    .unwrap();
+    refused(&[&sa_j, &edited], &["edited.jsonl", "line "]);
+    // A journal that is not there.
+    let missing = servers[0].join("nope.jsonl");
+    let out = report(&[&missing]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("nope.jsonl"), "{}", text(&out));
 }
 
 #[test]

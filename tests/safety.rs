@@ -224,13 +224,19 @@ fn abort_at_several_points_does_only_what_is_asked() {
     let status = |n: &str| node_status(c, n);
     // Nothing asked: refused.
     let none = mkclone(&["abort", "--config", c]);
-    assert!(!none.status.success());
+    assert_eq!(
+        none.status.code(),
+        Some(2),
+        "a usage error: {}",
+        text(&none)
+    );
     assert!(text(&none).contains("no step was asked"), "{}", text(&none));
 
-    // Interrupt 3d after its first share is installed (a real abort of the process).
+    // Interrupt 3d after its first share is installed (a real abort of the process): its
+    // records are run-start, phase-start, node-status, the install's intent and outcome.
     let killed = Command::new(env!("CARGO_BIN_EXE_mkclone"))
         .args(["phase3d", "--config", c, "--target", "t1"])
-        .env("MKCLONE_TEST_ONLY_ABORT_AFTER_JOURNAL_RECORD", "4")
+        .env("MKCLONE_TEST_ONLY_ABORT_AFTER_JOURNAL_RECORD", "5")
         .output()
         .unwrap();
     assert!(!killed.status.success());

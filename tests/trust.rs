@@ -101,6 +101,29 @@ impl Server {
         assert!(self.cards() == before, "no node changed");
         out
     }
+    /// `args` refused with no card changed, saying each of `words`; what the command said.
+    #[track_caller]
+    fn refused_saying(&self, args: &[&str], words: &[&str]) -> String {
+        let out = self.refused_unchanged(args);
+        for word in words {
+            assert!(out.contains(word), "{word:?} not said: {out}");
+        }
+        out
+    }
+    /// `journal accept-loss` for target1, by carol: the documented way forward when the
+    /// journal is lost and no copy exists. What the command said.
+    fn accept_loss(&self) -> String {
+        ok(&[
+            "journal",
+            "accept-loss",
+            "--config",
+            self.c(),
+            "--node",
+            "target1",
+            "--operator",
+            "carol",
+        ])
+    }
     fn nonce(&self) -> String {
         read::<SaDb>(&self.file("sa.db"), SA_DB_FORMAT)
             .provenance
@@ -589,37 +612,21 @@ fn a_deleted_journal_is_noticed_and_accepting_the_loss_is_recorded() {
     std::fs::remove_file(&journal).unwrap();
     // The dry run says so too, among every other problem.
     let target1 = s.on_target1("phase3d");
-    let out = s.refused_unchanged(&[&target1[..], &["--dry-run"]].concat());
-    assert!(
-        out.contains("is empty") && out.contains("accept-loss"),
-        "{out}"
-    );
-    let out = s.refused_unchanged(&s.on_target1("phase3d"));
-    assert!(
-        out.contains("journal") && out.contains("is empty") && out.contains("accept-loss"),
-        "{out}"
-    );
+    let dry_run = [&target1[..], &["--dry-run"]].concat();
+    s.refused_saying(&dry_run, &["is empty", "accept-loss"]);
+    s.refused_saying(&target1, &["journal", "is empty", "accept-loss"]);
     // The documented way forward when no copy exists.
-    let out = ok(&[
-        "journal",
-        "accept-loss",
-        "--config",
-        s.c(),
-        "--node",
-        "target1",
-        "--operator",
-        "carol",
-    ]);
+    let out = s.accept_loss();
     assert!(
         out.contains("carol") && out.contains("lost for good"),
         "{out}"
     );
     ok(&s.on_target1("phase3d"));
-    let report = ok(&["report", "--config", s.c(), "--json"]);
-    let v = json_in(&report);
-    assert_eq!(v["journal"]["end_to_end"], false, "{report}");
+    let v = report_json(s.c());
+    let report = v.to_string();
+    assert_eq!(v["journals"][0]["end_to_end"], false, "{report}");
     assert!(
-        v["journal"]["gaps"].to_string().contains("carol"),
+        v["journals"][0]["gaps"].to_string().contains("carol"),
         "{report}"
     );
 }
@@ -636,8 +643,7 @@ fn a_journal_cut_at_a_record_is_noticed() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&journal, &keep).unwrap();
-    let out = s.refused_unchanged(&s.on_target1("phase3d"));
-    assert!(out.contains("ends at record"), "{out}");
+    s.refused_saying(&s.on_target1("phase3d"), &["ends at record"]);
 }
 
 #[test]
@@ -647,19 +653,18 @@ fn a_journal_swapped_from_another_run_with_the_same_id_is_noticed() {
     other.to_2b();
     copy(&other.file("journal.jsonl"), &s.file("journal.jsonl"));
     let target1 = s.on_target1("phase3d");
-    let out = s.refused_unchanged(&[&target1[..], &["--dry-run"]].concat());
-    assert!(out.contains("another run of ceremony"), "{out}");
-    let out = s.refused_unchanged(&s.on_target1("phase3d"));
-    assert!(out.contains("another run of ceremony"), "{out}");
+    let dry_run = [&target1[..], &["--dry-run"]].concat();
+    s.refused_saying(&dry_run, &["another run of ceremony"]);
+    s.refused_saying(&target1, &["another run of ceremony"]);
 }
 
 #[test]
 fn a_clean_run_reports_its_chain_verified_end_to_end() {
     let (_root, s) = to_3c();
     ok(&s.on_target1("phase3d"));
-    let report = ok(&["report", "--config", s.c(), "--json"]);
-    let v = json_in(&report);
-    assert_eq!(v["journal"]["end_to_end"], true, "{report}");
+    let v = report_json(s.c());
+    let report = v.to_string();
+    assert_eq!(v["journals"][0]["end_to_end"], true, "{report}");
     assert_eq!(
         v["set"][0]["confirmed_against"], "signed-shares",
         "{report}"
@@ -698,8 +703,8 @@ fn source_patterns_in_the_plan_are_what_targets_confirm_against() {
     ok(&s.on_target1("phase3c"));
     let out = ok(&s.on_target1("phase3d"));
     assert!(out.contains("the plan's source_patterns"), "{out}");
-    let report = ok(&["report", "--config", s.c(), "--json"]);
-    let v = json_in(&report);
+    let v = report_json(s.c());
+    let report = v.to_string();
     assert_eq!(v["set"][0]["confirmed_against"], "plan", "{report}");
 }
 
@@ -722,7 +727,7 @@ fn a_key_without_a_planned_pattern_is_confirmed_against_the_signed_shares() {
         "{out}"
     );
     assert!(out.contains("signed in every share"), "{out}");
-    let v = json_in(&ok(&["report", "--config", s.c(), "--json"]));
+    let v = report_json(s.c());
     let against: Vec<_> = v["set"]
         .as_array()
         .unwrap()
@@ -796,11 +801,8 @@ fn a_foreign_sa_already_registered_names_the_way_out() {
     card.register_public_key_hash(&plan.sa_label(), &foreign, true)
         .unwrap();
     drop(card);
-    let out = s.refused_unchanged(&s.on_target1("phase3a"));
-    assert!(
-        out.contains("abort") && out.contains("--target target1 --unregister-sa"),
-        "{out}"
-    );
+    let phase3a = s.on_target1("phase3a");
+    s.refused_saying(&phase3a, &["abort", "--target target1 --unregister-sa"]);
     // The way out named, then 3a again.
     ok(&[
         "abort",
@@ -810,7 +812,7 @@ fn a_foreign_sa_already_registered_names_the_way_out() {
         "target1",
         "--unregister-sa",
     ]);
-    ok(&s.on_target1("phase3a"));
+    ok(&phase3a);
 }
 
 #[test]
@@ -916,8 +918,7 @@ fn a_public_key_whose_self_signed_section_was_edited_is_never_certified() {
         db.public_key = mkclone::backend::PublicKeyToken::new(raw).unwrap();
     });
     let args = [&s.on_target1("phase3b")[..], &["--csr-fingerprint", &csr]].concat();
-    let out = s.refused_unchanged(&args);
-    assert!(out.contains("self-signed"), "{out}");
+    s.refused_saying(&args, &["self-signed"]);
 }
 
 #[test]
@@ -937,23 +938,14 @@ fn a_deleted_journal_is_noticed_even_with_the_files_marks_stripped() {
         });
     }
     // target1 holds this ceremony's CSR key, and the journal knows nothing of it.
-    let out = s.refused_unchanged(&s.on_target1("phase3d"));
-    assert!(
-        out.contains("no record of any phase on target1") && out.contains("accept-loss"),
-        "{out}"
+    let phase3d = s.on_target1("phase3d");
+    s.refused_saying(
+        &phase3d,
+        &["no record of any phase on target1", "accept-loss"],
     );
     // The documented way forward, recorded; the report then says "not end to end".
-    ok(&[
-        "journal",
-        "accept-loss",
-        "--config",
-        s.c(),
-        "--node",
-        "target1",
-        "--operator",
-        "carol",
-    ]);
-    ok(&s.on_target1("phase3d"));
-    let v = json_in(&ok(&["report", "--config", s.c(), "--json"]));
-    assert_eq!(v["journal"]["end_to_end"], false);
+    s.accept_loss();
+    ok(&phase3d);
+    let v = report_json(s.c());
+    assert_eq!(v["journals"][0]["end_to_end"], false);
 }

@@ -48,7 +48,8 @@ typedef unsigned int mkc_u32;
 /* ica_xcRB.user_defined: let the kernel choose the card. */
 #define AUTOSELECT 0xFFFFFFFFU
 /* CPRBX.domain: let the kernel choose the domain (it writes the chosen one back).
- * Name from drivers/s390/crypto/zcrypt_api.h. */
+ * Defined in the uapi header itself (arch/s390/include/uapi/asm/zcrypt.h, beside
+ * AUTOSELECT and AUTOSEL_AP, as a __u16). */
 #define AUTOSEL_DOM 0xFFFFU
 
 /* Highest card and domain index the extended status interfaces address. */
@@ -70,7 +71,9 @@ typedef unsigned int mkc_u32;
 /* ---- struct CPRBX: the CCA request/reply control block, 220 bytes ------------------- */
 /* Each "address" is a 16-byte slot: padding, then a pointer (8 bytes on s390x). The
  * kernel header calls the 12 bytes at offset 172 usage_domain, cntrl_domain and
- * S390enf_mask; newer kernels check them for zero. */
+ * S390enf_mask, with the comment that they are checked for zeros; no kernel code checks
+ * them (the kernel checks only cprb_ver_id in a reply, zcrypt_msgtype6.c). mkclone sends
+ * zeros and does not require zeros in a reply. */
 struct CPRBX {
     mkc_u16 cprb_len;       /*   0: 220 */
     mkc_u8 cprb_ver_id;     /*   2: 0x02 */
@@ -107,7 +110,7 @@ struct CPRBX {
     mkc_u8 mac_content_flgs;/* 168 */
     mkc_u8 pad_002;         /* 169 */
     mkc_u16 domain;         /* 170: usage domain, or AUTOSEL_DOM */
-    mkc_u8 reserved[12];    /* 172: zero */
+    mkc_u8 reserved[12];    /* 172: sent as zeros */
     mkc_u8 pad_004[36];     /* 184 */
 } __attribute__((packed));
 

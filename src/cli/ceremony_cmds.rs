@@ -77,6 +77,17 @@ fn rehearsal_banner(config: &Config) {
             mkclone::pkcs11::KEY_EXPOSURE_NOTICE
         );
     }
+    // A PKCS#11 source exports its key only through its security officer's key (phase 3c).
+    if let Some(mkclone::config::NodeBackend::Pkcs11(source)) =
+        config.nodes.get(&plan.source.name).map(|n| &n.backend)
+        && source.so_pin.is_none()
+    {
+        eprintln!(
+            "NOTE for {}: its share export (phase 3c) needs the token's security officer's PIN: set so_pin \
+             in [nodes.{}] (env, file or \"prompt\"; read for that step only)",
+            plan.source.name, plan.source.name
+        );
+    }
 }
 
 /// `--dry-run`: every check, every problem at once, nothing changed.
@@ -88,13 +99,14 @@ fn dry_run(
 ) -> Result<(), Failure> {
     let mut nodes = ConfiguredNodes::new(config);
     let layout = Layout::new(&config.directory);
-    let problems = dry_run::dry_run(
+    let report = dry_run::dry_run_report(
         &config.plan,
         &layout,
         &mut nodes,
         &scope,
         DryRunOptions { replace_current },
     );
+    let problems = report.problems;
     if json {
         let doc = serde_json::json!({
             "dry_run": true,
@@ -102,6 +114,7 @@ fn dry_run(
             "targets": scope.targets,
             "changed": false,
             "problems": problems,
+            "access_controls": report.access,
         });
         println!(
             "{}",
@@ -119,6 +132,7 @@ fn dry_run(
             })
         };
     }
+    print_access_controls(&report.access);
     if problems.is_empty() {
         println!(
             "dry run: phases {} for {}: no problem found; nothing was changed",
@@ -144,6 +158,30 @@ fn dry_run(
             mkclone::ceremony::Problems(problems)
         ),
     })
+}
+
+/// The "Audit access controls" task: per node, each point its steps need and whether its
+/// role enables it, then what to check by hand.
+fn print_access_controls(access: &[dry_run::NodeAccess]) {
+    for n in access {
+        println!(
+            "access controls of {} (role {}, phases {}):",
+            n.node,
+            n.audit.role.as_deref().unwrap_or("-"),
+            n.phases.join(", ")
+        );
+        for c in &n.audit.checked {
+            println!(
+                "  {:<8} {} for {}",
+                if c.enabled { "enabled" } else { "MISSING" },
+                c.point,
+                c.operation
+            );
+        }
+        for m in &n.audit.by_hand {
+            println!("  by hand  {}: {}", m.operation, m.what);
+        }
+    }
 }
 
 /// Identity pinning: every node this command uses reports the pinned serial and no other
@@ -197,10 +235,17 @@ fn lock_existing_ceremony(config: &Config) -> Result<Option<DirLock>, Failure> {
     Ok(Some(lock))
 }
 
+/// What the journal's `run-start` note of `command` records: this host, this mkclone, the
+/// configuration's SHA-256.
+pub(super) fn run_start(config: &Config, command: &str) -> mkclone_ceremony::event::RunStart {
+    mkclone_ceremony::event::RunStart::here(command, Some(config.sha256.clone()))
+}
+
 /// Open the ceremony (under `lock` when taken already) and, the nodes being open (any PIN
 /// asked), install the SIGINT/SIGTERM handlers whose flag the ceremony checks.
 fn open_ceremony(
     config: &Config,
+    command: &str,
     run: &RunArgs,
     replace_current: bool,
     lock: Option<DirLock>,
@@ -209,7 +254,8 @@ fn open_ceremony(
         Some(lock) => Ceremony::open_locked(lock, config.plan.clone())?,
         None => Ceremony::open(&config.directory, config.plan.clone())?,
     };
-    ceremony.set_operator(run.operator.clone());
+    ceremony.set_operator(run.operator.clone())?;
+    ceremony.set_run_start(run_start(config, command));
     ceremony.set_replace_current(replace_current);
     ceremony.set_interrupt_flag(signals::install()?);
     Ok(ceremony)
@@ -245,7 +291,7 @@ pub fn clone(
     // anything is written.
     let mut nodes = ConfiguredNodes::new(&config);
     check_identities(&config, &mut nodes, &all)?;
-    let mut ceremony = open_ceremony(&config, run, replace_current, lock)?;
+    let mut ceremony = open_ceremony(&config, "clone", run, replace_current, lock)?;
     let bar = (!json && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(run::phase_count(config.plan.targets.len()));
         bar.set_style(
@@ -336,7 +382,8 @@ pub fn phase(
         &mut nodes,
         &phase_nodes(&config, phase, target.unwrap_or_default()),
     )?;
-    let mut ceremony = open_ceremony(&config, run, replace_current, lock)?;
+    let command = format!("phase{}", phase.name());
+    let mut ceremony = open_ceremony(&config, &command, run, replace_current, lock)?;
     let t = target.unwrap_or_default();
     let report = match phase {
         Phase::P1 => phases::phase1(&mut ceremony, nodes.node(&plan.sa.name)?)?,
@@ -373,6 +420,12 @@ pub fn register_sa(
     rehearsal_banner(&config);
     // The ceremony lock first, then the node.
     let mut ceremony = Ceremony::open(&config.directory, config.plan.clone())?;
+    let command = if key {
+        "register-sa-key"
+    } else {
+        "register-sa-hash"
+    };
+    ceremony.set_run_start(run_start(&config, command));
     let mut nodes = ConfiguredNodes::new(&config);
     let backend = nodes.node(node)?;
     ceremony.set_interrupt_flag(signals::install()?);
@@ -397,7 +450,8 @@ pub fn abort(
     // The ceremony lock first, then the nodes: every node the steps touch is opened (any
     // PIN asked) before the signal handlers are installed.
     let mut ceremony = Ceremony::open(&config.directory, config.plan.clone())?;
-    ceremony.set_operator(operator);
+    ceremony.set_operator(operator)?;
+    ceremony.set_run_start(run_start(&config, "abort"));
     let mut nodes = ConfiguredNodes::new(&config);
     for name in abort_nodes(&config, steps) {
         nodes.node(name)?;
@@ -422,7 +476,8 @@ pub fn accept_journal_loss(config_path: &Path, node: &str, operator: &str) -> Re
     let config = Config::load(config_path)?;
     config.node(node)?;
     let mut ceremony = Ceremony::open(&config.directory, config.plan.clone())?;
-    ceremony.set_operator(Some(operator.to_string()));
+    ceremony.set_operator(Some(operator.to_string()))?;
+    ceremony.set_run_start(run_start(&config, "journal accept-loss"));
     let Some(accepted) = ceremony.accept_journal_loss(node)? else {
         println!(
             "nothing to accept: the journal holds {node}'s records and every journal mark of {node} \

@@ -1,5 +1,6 @@
 //! `mkclone devices`: the CCA coprocessors this machine sees (sysfs, as lszcrypt users
-//! know them) and the slots and tokens of the PKCS#11 modules a configuration names.
+//! know them) and the slots and tokens of the PKCS#11 modules a configuration names; with
+//! `--capture DIR` (or MKCLONE_CAPTURE_DIR), the capture kit (src/zcrypt/capture.rs).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -17,21 +18,70 @@ struct ModuleSlots {
 }
 
 #[derive(Serialize)]
+struct HostLibrary {
+    library: PathBuf,
+    found: Option<mkclone_hostlib::LibraryAdapters>,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
 struct Devices {
     /// CCA coprocessors; `None` with the reason when there is no AP bus here.
     cca: Option<Vec<mkclone::zcrypt::CcaCard>>,
     cca_error: Option<String>,
     pkcs11: Vec<ModuleSlots>,
+    /// The capture kit's results, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capture: Option<Vec<Captured>>,
+    /// The adapters of the CCA host libraries `backend = "cca"` nodes name.
+    cca_host_libraries: Vec<HostLibrary>,
 }
 
-pub fn run(sysfs: &Path, config: Option<&Path>, json: bool) -> Result<(), Failure> {
+/// One domain the capture kit asked.
+#[derive(Serialize)]
+struct Captured {
+    apqn: String,
+    device: PathBuf,
+    files: Vec<PathBuf>,
+    error: Option<String>,
+}
+
+pub fn run(
+    sysfs: &Path,
+    config: Option<&Path>,
+    json: bool,
+    capture: Option<PathBuf>,
+) -> Result<(), Failure> {
     let (cca, cca_error) = match mkclone::zcrypt::discover(sysfs) {
         Ok(cards) => (Some(cards), None),
         Err(e) => (None, Some(e.to_string())),
     };
+    let config = config.map(Config::load).transpose()?;
+    let capture_dir = capture.or_else(mkclone::zcrypt::capture_dir_from_env);
+    let capture = capture_dir
+        .map(|dir| capture_kit(&dir, sysfs, config.as_ref(), cca.as_deref().unwrap_or(&[])));
     let mut pkcs11 = Vec::new();
-    if let Some(path) = config {
-        let config = Config::load(path)?;
+    let mut cca_host_libraries = Vec::new();
+    if let Some(config) = &config {
+        let libraries: BTreeSet<(PathBuf, PathBuf)> = config
+            .nodes
+            .values()
+            .filter_map(|n| match &n.backend {
+                NodeBackend::Cca(c) => Some(c.library_paths()),
+                _ => None,
+            })
+            .collect();
+        for (library, mk_library) in libraries {
+            let (found, error) = match mkclone_hostlib::list_adapters(&library, &mk_library) {
+                Ok(found) => (Some(found), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            cca_host_libraries.push(HostLibrary {
+                library,
+                found,
+                error,
+            });
+        }
         let modules: BTreeSet<PathBuf> = config
             .nodes
             .values()
@@ -55,17 +105,24 @@ pub fn run(sysfs: &Path, config: Option<&Path>, json: bool) -> Result<(), Failur
             }
         }
     }
+    let failed_captures = capture
+        .iter()
+        .flatten()
+        .filter(|c| c.error.is_some())
+        .count();
     let devices = Devices {
         cca,
         cca_error,
         pkcs11,
+        capture,
+        cca_host_libraries,
     };
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&devices).map_err(|e| Failure::failed(e.to_string()))?
         );
-        return Ok(());
+        return capture_result(failed_captures);
     }
     match (&devices.cca, &devices.cca_error) {
         (Some(cards), _) => print!("{}", mkclone::zcrypt::format_devices(cards)),
@@ -99,5 +156,101 @@ pub fn run(sysfs: &Path, config: Option<&Path>, json: bool) -> Result<(), Failur
             (None, None) => {}
         }
     }
-    Ok(())
+    for h in &devices.cca_host_libraries {
+        match (&h.found, &h.error) {
+            (Some(found), _) => {
+                println!(
+                    "\nCCA host library {}{}:",
+                    h.library.display(),
+                    if found.simulated {
+                        " (mkclone's simulated library: rehearsal only)"
+                    } else {
+                        ""
+                    }
+                );
+                if found.adapters.is_empty() {
+                    println!("  no adapters");
+                }
+                for (a, serial) in &found.adapters {
+                    println!("  CRP{a:02}  serial {serial}");
+                }
+            }
+            (None, Some(e)) => println!("\nCCA host library {}: {e}", h.library.display()),
+            (None, None) => {}
+        }
+    }
+    if let Some(captured) = &devices.capture {
+        println!();
+        if captured.is_empty() {
+            println!("capture: no CCA domain to ask (none online in sysfs, none configured)");
+        }
+        for c in captured {
+            match &c.error {
+                None => println!(
+                    "capture: {} through {}: {} exchanges written",
+                    c.apqn,
+                    c.device.display(),
+                    c.files.len()
+                ),
+                Some(e) => println!("capture: {} through {}: {e}", c.apqn, c.device.display()),
+            }
+        }
+    }
+    capture_result(failed_captures)
+}
+
+/// A capture that failed on some domain fails the command (after everything is shown).
+fn capture_result(failed: usize) -> Result<(), Failure> {
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(Failure::failed(format!(
+            "the capture failed on {failed} domain(s); see above"
+        )))
+    }
+}
+
+/// The capture kit on the configuration's zcrypt nodes, or else on every online CCA
+/// domain in sysfs through /dev/z90crypt.
+fn capture_kit(
+    dir: &Path,
+    sysfs: &Path,
+    config: Option<&Config>,
+    cards: &[mkclone::zcrypt::CcaCard],
+) -> Vec<Captured> {
+    let mut targets: Vec<(mkclone::cca::Apqn, PathBuf)> = config
+        .map(|c| {
+            c.nodes
+                .values()
+                .filter_map(|n| match &n.backend {
+                    NodeBackend::Zcrypt(z) => Some((z.apqn, z.device_path())),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if targets.is_empty() {
+        targets = cards
+            .iter()
+            .filter(|c| c.status == "online")
+            .flat_map(|c| c.queues.iter().filter(|q| q.status == "online"))
+            .map(|q| (q.apqn, PathBuf::from(mkclone::zcrypt::DEFAULT_DEVICE)))
+            .collect();
+    }
+    targets
+        .into_iter()
+        .map(|(apqn, device)| {
+            let result = mkclone::zcrypt::capture_facility(dir, sysfs, apqn, &device);
+            let (files, error) = match result {
+                Ok(files) => (files, None),
+                Err(e) => (Vec::new(), Some(e.to_string())),
+            };
+            Captured {
+                apqn: apqn.to_string(),
+                device,
+                files,
+                error,
+            }
+        })
+        .collect()
 }

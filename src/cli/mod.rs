@@ -5,11 +5,14 @@
 mod ceremony_cmds;
 mod demo;
 mod devices;
+mod master_key;
 mod output;
 mod report;
+mod shell;
 mod signals;
 mod sim;
 mod status;
+mod worksheet;
 
 use std::path::PathBuf;
 
@@ -25,6 +28,8 @@ Exit codes:
   2  usage error (bad arguments)
   3  the configuration or a ceremony file is invalid
   4  a preflight found problems; nothing was changed
+  5  report: the record was written; the ceremony is NOT complete
+  6  report: the record was written; the ceremony is complete, with open items
   130  interrupted by SIGINT (Ctrl-C) at a safe point, journaled; nothing is half-done:
        run the same command to resume
   143  interrupted by SIGTERM, likewise
@@ -48,9 +53,17 @@ pub struct Cli {
 
 #[derive(clap::Args, Clone)]
 pub struct ConfigArg {
-    /// The ceremony configuration (TOML).
-    #[arg(long, short = 'c', value_name = "FILE")]
+    /// The ceremony configuration (TOML). Default: the MKCLONE_CONFIG environment variable.
+    #[arg(long, short = 'c', value_name = "FILE", env = "MKCLONE_CONFIG")]
     pub config: PathBuf,
+}
+
+/// `--operator NAME`: held to the safe character set of operator names (a usage error
+/// otherwise, before anything is opened).
+fn operator_name(name: &str) -> Result<String, String> {
+    mkclone_ceremony::operator::check(name)
+        .map(|()| name.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// Options every ceremony command takes.
@@ -61,7 +74,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Who runs this command: recorded in the journal (never assumed).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = operator_name)]
     pub operator: Option<String>,
     /// The SA key's fingerprint as phase 1 printed it on the SA node (64 hex digits,
     /// spaces allowed): the trust anchor, when the configuration does not pin it with
@@ -137,7 +150,7 @@ pub struct RegisterSaArgs {
     #[arg(long, value_name = "NODE")]
     pub node: String,
     /// Who registers it (recorded in the journal).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = operator_name)]
     pub operator: String,
     /// The SA key's fingerprint (see `phase2a --help`), unless the configuration pins it.
     #[arg(long, value_name = "HEX")]
@@ -238,7 +251,7 @@ pub enum Command {
         #[arg(long)]
         unregister_sa: bool,
         /// Who runs this (recorded in the journal).
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", value_parser = operator_name)]
         operator: Option<String>,
     },
     /// A node's registers, patterns, EID, m-of-n, share tables, retained and registered keys.
@@ -253,8 +266,9 @@ pub enum Command {
     },
     /// The CCA coprocessors this machine sees and the PKCS#11 tokens of a configuration.
     Devices {
-        /// Also list the slots and tokens of the PKCS#11 modules this configuration names.
-        #[arg(long, short = 'c', value_name = "FILE")]
+        /// Also list the slots and tokens of the PKCS#11 modules this configuration names
+        /// (default: the MKCLONE_CONFIG environment variable, when set).
+        #[arg(long, short = 'c', value_name = "FILE", env = "MKCLONE_CONFIG")]
         config: Option<PathBuf>,
         /// The sysfs root (for tests and chroots).
         #[arg(long, default_value = "/sys", value_name = "DIR")]
@@ -262,9 +276,18 @@ pub enum Command {
         /// Print as JSON.
         #[arg(long)]
         json: bool,
+        /// Capture kit: send the public facility queries (FQ STATICSA, STATICSB) to each
+        /// CCA domain (the configuration's zcrypt nodes, else every online one in sysfs)
+        /// and write every request and reply into DIR (0700; files 0600), with the kernel
+        /// and card versions, for golden vectors. Only FQ is sent. Also
+        /// MKCLONE_CAPTURE_DIR=DIR.
+        #[arg(long, value_name = "DIR")]
+        capture: Option<PathBuf>,
     },
-    /// Write the ceremony report: nodes and identities, who did what and when, patterns
-    /// before and after, shares issued and installed, the journal's final hash.
+    /// Write the ceremony record: nodes and identities, who did what and when, patterns
+    /// before and after, shares issued and installed, open items, the journals' final
+    /// hashes. Exit code 0 when complete with nothing open, 5 when not complete, 6 when
+    /// complete with open items (the record is written in every case).
     Report {
         #[command(flatten)]
         config: ConfigArg,
@@ -282,13 +305,47 @@ pub enum Command {
         /// Print the report's data as JSON instead.
         #[arg(long)]
         json: bool,
+        /// A copy of another server's journal of this ceremony (repeatable): each is
+        /// verified, checked to be this run of the ceremony and against the journal marks
+        /// the carried files record, and merged with this directory's into one record.
+        #[arg(long, value_name = "FILE")]
+        journal: Vec<PathBuf>,
     },
+    /// Print the ceremony's worksheet before it starts: every task with its node, and blanks
+    /// for the profile, role and responsible individual (as CNM's cloning procedure asks),
+    /// then the cloning information each operator needs.
+    Worksheet {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// HTML (printable) instead of text.
+        #[arg(long, conflicts_with = "json")]
+        html: bool,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A node's master key, outside the cloning ceremony.
+    #[command(subcommand)]
+    MasterKey(MasterKeyCommand),
     /// Simulated cards: create them for a rehearsal.
     #[command(subcommand)]
     Sim(SimCommand),
     /// The ceremony journal of this server.
     #[command(subcommand)]
     Journal(JournalCommand),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell), e.g.
+    /// `mkclone completions bash > /etc/bash_completion.d/mkclone`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a directory, e.g.
+    /// `mkclone man --out /usr/local/share/man/man1`.
+    Man {
+        /// Write mkclone.1 and mkclone-COMMAND.1 into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -304,9 +361,45 @@ pub enum JournalCommand {
         #[arg(long, value_name = "NODE")]
         node: String,
         /// Who accepts the loss (recorded in the journal).
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", value_parser = operator_name)]
         operator: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum MasterKeyCommand {
+    /// Generate a random master key inside NODE and set it (CSNBMKP RANDOM, then SET),
+    /// journaled: how a fresh source gets the key the ceremony clones. Refused over a
+    /// valid CURRENT unless --replace-current. Under the plan's dual control one person
+    /// requests it and a second person (another --operator) runs the same command. A run
+    /// cut short is resumed by running the same command again.
+    Random {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The node (as named in the configuration).
+        #[arg(long, value_name = "NODE")]
+        node: String,
+        /// Only this master key (sym or asym; repeatable). Default: the plan's.
+        #[arg(long, value_name = "KIND", value_parser = parse_kind)]
+        kind: Vec<mkclone_backend::CloneableKind>,
+        /// Allow a valid CURRENT to be replaced (it becomes OLD; every key enciphered under
+        /// it must then be re-enciphered).
+        #[arg(long)]
+        replace_current: bool,
+        /// Who runs this (recorded in the journal; required under dual control).
+        #[arg(long, value_name = "NAME", value_parser = operator_name)]
+        operator: Option<String>,
+        /// Cancel the request open on NODE instead (journaled).
+        #[arg(long, conflicts_with_all = ["kind", "replace_current"])]
+        cancel: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_kind(text: &str) -> Result<mkclone_backend::CloneableKind, String> {
+    mkclone_backend::CloneableKind::parse(text).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -365,6 +458,10 @@ pub fn run(command: Command) -> Result<(), Failure> {
                 erase_files,
                 unregister_sa,
             };
+            // Naming no step is a usage error (exit 2), found before any file or node.
+            if steps.is_empty() {
+                return Err(Failure::usage(mkclone::ceremony::abort::NO_STEP));
+            }
             ceremony_cmds::abort(&config.config, &steps, operator)
         }
         Command::Status { config, node, json } => status::run(&config.config, &node, json),
@@ -374,17 +471,46 @@ pub fn run(command: Command) -> Result<(), Failure> {
             force,
             html,
             json,
-        } => report::run(&config.config, out.as_deref(), force, html, json),
+            journal,
+        } => report::run(&report::ReportArgs {
+            config: &config.config,
+            out: out.as_deref(),
+            force,
+            html,
+            json,
+            journals: &journal,
+        }),
         Command::Devices {
             config,
             sysfs,
             json,
-        } => devices::run(&sysfs, config.as_deref(), json),
+            capture,
+        } => devices::run(&sysfs, config.as_deref(), json, capture),
         Command::Journal(JournalCommand::AcceptLoss {
             config,
             node,
             operator,
         }) => ceremony_cmds::accept_journal_loss(&config.config, &node, &operator),
+        Command::Worksheet { config, html, json } => worksheet::run(&config.config, html, json),
+        Command::Completions { shell } => shell::completions(shell),
+        Command::Man { out } => shell::man(out.as_deref()),
+        Command::MasterKey(MasterKeyCommand::Random {
+            config,
+            node,
+            kind,
+            replace_current,
+            operator,
+            cancel,
+            json,
+        }) => master_key::random(master_key::RandomArgs {
+            config: &config.config,
+            node: &node,
+            kinds: kind,
+            replace_current,
+            operator,
+            cancel,
+            json,
+        }),
         Command::Sim(SimCommand::Init {
             config,
             load_source_keys,

@@ -17,6 +17,12 @@ impl Failure {
             message: message.into(),
         }
     }
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: 2,
+            message: message.into(),
+        }
+    }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self {
             code: 3,
@@ -39,6 +45,7 @@ impl From<CeremonyError> for Failure {
             CeremonyError::Interrupted { signal, .. } => {
                 u8::try_from(128 + i64::from(*signal)).unwrap_or(1)
             }
+            CeremonyError::InvalidOperator(_) => 2,
             // Another process holds the ceremony: nothing is wrong with the files.
             CeremonyError::File(FileError::Locked { .. }) => 1,
             CeremonyError::File(_)
@@ -50,7 +57,8 @@ impl From<CeremonyError> for Failure {
             | CeremonyError::SaAnchorMissing { .. }
             | CeremonyError::JournalGap(_)
             | CeremonyError::JournalLacksNode { .. }
-            | CeremonyError::ForeignJournal { .. } => 3,
+            | CeremonyError::ForeignJournal { .. }
+            | CeremonyError::JournalMerge { .. } => 3,
             _ => 1,
         };
         Self {
@@ -58,6 +66,11 @@ impl From<CeremonyError> for Failure {
             message: e.to_string(),
         }
     }
+}
+
+/// A command's JSON document, pretty-printed.
+pub fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Failure> {
+    serde_json::to_string_pretty(value).map_err(|e| Failure::failed(e.to_string()))
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -1,11 +1,17 @@
-//! `mkclone report`: the ceremony report, as a printable page (Markdown or HTML) or JSON,
+//! `mkclone report`: the ceremony record, as a printable page (Markdown or HTML) or JSON,
 //! on standard output or into a file outside the ceremony directory (`--out`), never over
-//! an existing file without `--force`.
+//! an existing file without `--force`; `--journal FILE` (repeatable) merges the journals
+//! of the ceremony's other servers into one record.
 //!
-//! Reads only: the configuration, the ceremony directory (journal verified, never opened
+//! Reads only: the configuration, the ceremony directory (journals verified, never opened
 //! for appending) and each node's status. A node that cannot be opened or read is shown as
 //! "unavailable: <reason>" in the report; it is not a failure (in a ceremony whose nodes
 //! sit in different servers, most nodes are elsewhere).
+//!
+//! The exit code says what the record says: 0 complete with nothing left open,
+//! [`EXIT_NOT_COMPLETE`] when a step is missing or a journal does not verify,
+//! [`EXIT_OPEN_ITEMS`] when complete with open items (files, registrations or keys left);
+//! the record is written in every case.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,6 +24,11 @@ use mkclone_ceremony::report;
 use super::output::Failure;
 use mkclone::config::Config;
 use mkclone::nodes;
+
+/// The record was written; the ceremony is not complete.
+pub const EXIT_NOT_COMPLETE: u8 = 5;
+/// The record was written; the ceremony is complete, with open items.
+pub const EXIT_OPEN_ITEMS: u8 = 6;
 
 /// Nodes read (name, status) and nodes that could not be (name, reason).
 type NodesRead = (Vec<(String, NodeStatus)>, Vec<(String, String)>);
@@ -145,29 +156,37 @@ fn write(destination: &Destination, text: &str) -> Result<(), Failure> {
     }
 }
 
+/// What `mkclone report` is asked for.
+pub struct ReportArgs<'a> {
+    pub config: &'a Path,
+    pub out: Option<&'a Path>,
+    pub force: bool,
+    pub html: bool,
+    pub json: bool,
+    /// Copies of the other servers' journals, merged into the record.
+    pub journals: &'a [PathBuf],
+}
+
 /// `mkclone report`: the Markdown (or `html`) page, or the JSON data (`json`), on standard
-/// output, or written into `out` (see [`destination`]; replaced only with `force`).
-pub fn run(
-    config: &Path,
-    out: Option<&Path>,
-    force: bool,
-    html: bool,
-    json: bool,
-) -> Result<(), Failure> {
-    let config = Config::load(config)?;
-    let destination = destination(out, force, &config.directory)?;
+/// output, or written into `out` (see [`destination`]; replaced only with `force`); the
+/// exit code says whether the ceremony is complete (see the module documentation).
+pub fn run(args: &ReportArgs<'_>) -> Result<(), Failure> {
+    let config = Config::load(args.config)?;
+    let destination = destination(args.out, args.force, &config.directory)?;
     let (read, unavailable) = read_nodes(&config);
-    let report = report::build_with(&config.directory, &config.plan, &read, &unavailable)?;
-    if json {
+    let report = report::build(&report::Inputs {
+        dir: &config.directory,
+        plan: &config.plan,
+        nodes: &read,
+        unavailable: &unavailable,
+        journals: args.journals,
+        generator: report::Generator::here(Some(config.sha256.clone())),
+    })?;
+    let text = if args.json {
         let text =
             serde_json::to_string_pretty(&report).map_err(|e| Failure::failed(e.to_string()))?;
-        write(&destination, &format!("{text}\n"))?;
-        if let Destination::File { path, .. } = &destination {
-            println!("Report (JSON) written to {}", path.display());
-        }
-        return Ok(());
-    }
-    let text = if html {
+        format!("{text}\n")
+    } else if args.html {
         report::render_html(&report)
     } else {
         report::render_markdown(&report)
@@ -179,36 +198,58 @@ pub fn run(
         Destination::File { .. } => println!("{line}"),
     };
     if report.rehearsal {
-        say(format!("REHEARSAL report of ceremony {}", report.ceremony));
+        say(format!("REHEARSAL record of ceremony {}", report.ceremony));
     }
     if let Destination::File { path, .. } = &destination {
-        say(format!("Report written to {}", path.display()));
-    }
-    if report.complete {
-        say("The ceremony is complete.".into());
-    } else {
         say(format!(
-            "The ceremony is NOT complete: {} item(s) missing (listed in the report).",
-            report.missing.len()
+            "{} written to {}",
+            if args.json { "Report (JSON)" } else { "Report" },
+            path.display()
         ));
     }
     for (node, why) in &unavailable {
         say(format!("  node {node}: unavailable ({why})"));
     }
-    match &report.journal.head_hash {
-        Some(hash) => say(format!(
-            "Journal: {} records, final hash {hash}{}",
-            report.journal.records,
-            if report.journal.verified {
-                ""
-            } else {
-                " (NOT verified)"
-            }
-        )),
-        None => say(format!(
-            "Journal: {}",
-            report.journal.problem.as_deref().unwrap_or("not verified")
-        )),
+    for j in &report.journals {
+        say(match &j.head_hash {
+            Some(hash) => format!(
+                "Journal {} ({}): {} records, final hash {hash}{}",
+                j.label,
+                j.file.display(),
+                j.records,
+                if j.verified { "" } else { " (NOT verified)" }
+            ),
+            None => format!(
+                "Journal {} ({}): {}",
+                j.label,
+                j.file.display(),
+                j.problem.as_deref().unwrap_or("not verified")
+            ),
+        });
     }
-    Ok(())
+    for item in &report.open_items {
+        say(format!("  open: {item}"));
+    }
+    let status = report::status_line(&report);
+    match (report.complete, report.open_items.is_empty()) {
+        (true, true) => {
+            say(format!("The ceremony is {status}"));
+            Ok(())
+        }
+        (true, false) => Err(Failure {
+            code: EXIT_OPEN_ITEMS,
+            message: format!("the ceremony is {status}"),
+        }),
+        (false, _) => Err(Failure {
+            code: EXIT_NOT_COMPLETE,
+            message: format!(
+                "the ceremony is {status}{}",
+                if report.missing.is_empty() {
+                    String::new()
+                } else {
+                    format!("\n  - {}", report.missing.join("\n  - "))
+                }
+            ),
+        }),
+    }
 }

@@ -3,8 +3,7 @@
 use std::path::Path;
 
 use mkclone_backend::{
-    Backend, Capabilities, GenerationState, NodeStatus, ReceptionState, Registration,
-    RetainedKeyInfo, ShareStatus,
+    Backend, Capabilities, NodeStatus, Registration, RetainedKeyInfo, ShareStatus,
 };
 use serde::Serialize;
 
@@ -38,25 +37,6 @@ pub fn read(name: &str, backend: &mut dyn Backend) -> Result<NodeView, Failure> 
         capabilities: backend.capabilities(),
         status,
     })
-}
-
-fn gen_char(g: GenerationState) -> char {
-    match g {
-        GenerationState::Cannot => '0',
-        GenerationState::Can => '1',
-        GenerationState::Generated => '2',
-        GenerationState::DistributedOnce => '3',
-        GenerationState::DistributedMore => '4',
-    }
-}
-
-fn recv_char(r: ReceptionState) -> char {
-    match r {
-        ReceptionState::Cannot => '0',
-        ReceptionState::Can => '1',
-        ReceptionState::Received => '3',
-        ReceptionState::ReceivedMore => '4',
-    }
 }
 
 pub fn render(v: &NodeView) -> String {
@@ -98,11 +78,17 @@ pub fn render(v: &NodeView) -> String {
                 .unwrap_or_else(|| "(not set)".into())
         ));
         for t in &s.tables {
-            let g: String = t.generation.iter().map(|x| gen_char(*x)).collect();
-            let r: String = t.reception.iter().map(|x| recv_char(*x)).collect();
+            let g: String = t.generation.iter().map(|x| char::from(x.digit())).collect();
+            let r: String = t.reception.iter().map(|x| char::from(x.digit())).collect();
             out.push_str(&format!(
                 "  {:<5} shares generated {g}  received {r}  (STATMOFN digits, index 1..15)\n",
                 t.kind
+            ));
+        }
+        if !s.tables.is_empty() {
+            out.push_str(&format!(
+                "  (STATMOFN digits: {})\n",
+                mkclone_backend::rules::statmofn::LEGEND
             ));
         }
     }
@@ -131,6 +117,14 @@ pub fn render(v: &NodeView) -> String {
                 }
             )
         });
+    }
+    if !v.capabilities.limits.is_empty() {
+        list(
+            &mut out,
+            "what this node cannot protect",
+            &v.capabilities.limits,
+            |l| l.clone(),
+        );
     }
     out
 }

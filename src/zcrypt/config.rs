@@ -4,7 +4,7 @@
 //! [nodes.cex]
 //! backend = "zcrypt"
 //! apqn = "03.000d"                # card 0x03, domain 0x000d, as lszcrypt writes it
-//! device = "/dev/zcrypt-mkclone"  # optional; default /dev/z90crypt
+//! device = "/dev/zcrypt_0"        # optional; default /dev/z90crypt
 //! expect_serial = "93AABEG5"      # optional; refused if the card reports another
 //! ```
 //!
@@ -41,7 +41,7 @@ pub struct ZcryptNodeConfig {
     pub backend: Option<ZcryptTag>,
     /// Card and domain, `"03.000d"`.
     pub apqn: Apqn,
-    /// `/dev/z90crypt` (default) or a `/dev/zcrypt-<name>` node.
+    /// `/dev/z90crypt` (default) or a zcdn node `/dev/<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<PathBuf>,
     /// The coprocessor serial the APQN must report; checked when the node is opened.
@@ -49,14 +49,20 @@ pub struct ZcryptNodeConfig {
     pub expect_serial: Option<SerialNumber>,
 }
 
+/// The longest name of a zcdn node: the kernel copies the name written to
+/// /sys/class/zcrypt/create into `char name[ZCDN_MAX_NAME]` (32) with strscpy, so at most
+/// 31 bytes survive (drivers/s390/crypto/zcrypt_api.c, `zcdn_create_store`).
+pub const ZCDN_MAX_NAME_LEN: usize = 31;
+
 /// A zcrypt node configuration that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ZcryptConfigError {
     #[error(
-        "device {path:?} is not a zcrypt device node: use /dev/z90crypt or a /dev/zcrypt-<name> node \
-         (created by writing <name> to /sys/class/zcrypt/create)"
+        "device {path:?} cannot be a zcrypt device node: {reason}. Use /dev/z90crypt, or a node made by \
+         writing its name to /sys/class/zcrypt/create (the kernel makes /dev/<name>; with no name, \
+         /dev/zcrypt_<n>; `zcryptctl list` shows them)"
     )]
-    Device { path: PathBuf },
+    Device { path: PathBuf, reason: &'static str },
 }
 
 impl ZcryptNodeConfig {
@@ -77,25 +83,53 @@ impl ZcryptNodeConfig {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DEVICE))
     }
 
-    /// Check what serde cannot: the device is an absolute path to `z90crypt` or a
-    /// `zcrypt-<name>` node. (The APQN and serial are checked as they are parsed.)
+    /// Check what serde cannot: the device is an absolute path without `.` or `..`
+    /// components whose name a zcrypt node can have. Where it lives is not checked: the
+    /// kernel makes /dev/z90crypt and `/dev/<name>`, but a container or a udev rule may
+    /// place a node elsewhere; a file that is not a zcrypt device answers the first
+    /// request with ENOTTY, which mkclone reports as such.
     pub fn validate(&self) -> Result<(), ZcryptConfigError> {
-        if let Some(path) = &self.device
-            && !is_zcrypt_node(path)
-        {
-            return Err(ZcryptConfigError::Device { path: path.clone() });
+        match &self.device {
+            Some(path) => check_node_path(path).map_err(|reason| ZcryptConfigError::Device {
+                path: path.clone(),
+                reason,
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
-fn is_zcrypt_node(path: &Path) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    path.is_absolute()
-        && (name == "z90crypt"
-            || name
-                .strip_prefix("zcrypt-")
-                .is_some_and(|rest| !rest.is_empty()))
+/// Whether `path` can name a zcrypt node: /dev/z90crypt (the misc device), or a zcdn
+/// node, which the kernel names `<name>` (1 to 31 bytes as written to
+/// /sys/class/zcrypt/create, leading and trailing blanks stripped: `zcdn_create_store`,
+/// `skip_spaces` and `strim`) or, with no name given, `zcrypt_<minor>` (`zcdn_create`:
+/// `dev_set_name(..., ZCRYPT_NAME "_%d", MINOR(devt))`), and udev creates as /dev/<name>.
+fn check_node_path(path: &Path) -> Result<(), &'static str> {
+    use std::os::unix::ffi::OsStrExt;
+    if !path.is_absolute() {
+        return Err("it is not an absolute path");
+    }
+    // On the bytes: `Path::components` drops a `.` that is not first.
+    if path
+        .as_os_str()
+        .as_bytes()
+        .split(|&b| b == b'/')
+        .any(|c| c == b"." || c == b"..")
+    {
+        return Err("it has a . or .. component");
+    }
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Err("it has no file name");
+    };
+    if name.len() > ZCDN_MAX_NAME_LEN {
+        return Err("a zcrypt node's name has at most 31 bytes");
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(
+            "the kernel strips blanks from a node name and a name holds no control character",
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -109,12 +143,12 @@ mod tests {
     #[test]
     fn a_full_node_parses_and_validates() {
         let cfg = parse(
-            r#"{"backend": "zcrypt", "apqn": "03.000d", "device": "/dev/zcrypt-mkclone",
+            r#"{"backend": "zcrypt", "apqn": "03.000d", "device": "/dev/zcrypt_0",
                 "expect_serial": "93AABEG5"}"#,
         )
         .unwrap();
         assert_eq!(cfg.apqn, Apqn::new(3, 0x0d).unwrap());
-        assert_eq!(cfg.device_path(), PathBuf::from("/dev/zcrypt-mkclone"));
+        assert_eq!(cfg.device_path(), PathBuf::from("/dev/zcrypt_0"));
         assert_eq!(cfg.expect_serial.as_ref().unwrap().as_str(), "93AABEG5");
         cfg.validate().unwrap();
     }
@@ -153,13 +187,50 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_serial_or_device_is_refused() {
+    fn a_bad_serial_is_refused() {
         let e = parse(r#"{"apqn": "03.000d", "expect_serial": "TOO-LONG-SERIAL"}"#).unwrap_err();
         assert!(e.contains("1 to 8 printable ASCII characters"), "{e}");
-        for bad in ["/dev/null", "dev/z90crypt", "/dev/zcrypt-", "/tmp/card"] {
+    }
+
+    /// The node names the kernel makes (zcrypt_api.c, `zcdn_create`): the name written to
+    /// /sys/class/zcrypt/create, or `zcrypt_<minor>` when none was written; and
+    /// /dev/z90crypt.
+    #[test]
+    fn every_node_name_the_kernel_can_make_is_accepted() {
+        let longest = format!("/dev/{}", "n".repeat(ZCDN_MAX_NAME_LEN));
+        for good in [
+            "/dev/z90crypt",
+            "/dev/zcrypt_0",
+            "/dev/zcrypt_255",
+            "/dev/mkclone",
+            "/dev/zcrypt-mkclone",
+            "/dev/ccaNode.1",
+            longest.as_str(),
+            // Placed elsewhere by a container or a udev rule.
+            "/run/zcrypt/zcrypt_1",
+        ] {
+            let cfg = parse(&format!(r#"{{"apqn": "03.000d", "device": "{good}"}}"#)).unwrap();
+            cfg.validate().unwrap_or_else(|e| panic!("{good}: {e}"));
+            assert_eq!(cfg.device_path(), PathBuf::from(good));
+        }
+    }
+
+    #[test]
+    fn a_path_no_zcrypt_node_can_have_is_refused_with_the_reason() {
+        let too_long = format!("/dev/{}", "n".repeat(ZCDN_MAX_NAME_LEN + 1));
+        for (bad, says) in [
+            ("dev/z90crypt", "not an absolute path"),
+            ("zcrypt_0", "not an absolute path"),
+            ("/dev/../tmp/card", ". or .. component"),
+            ("/dev/./zcrypt_0", ". or .. component"),
+            (too_long.as_str(), "at most 31 bytes"),
+            ("/dev/zcrypt 0", "strips blanks"),
+            ("/", "no file name"),
+        ] {
             let cfg = parse(&format!(r#"{{"apqn": "03.000d", "device": "{bad}"}}"#)).unwrap();
             let e = cfg.validate().unwrap_err().to_string();
-            assert!(e.contains("not a zcrypt device node"), "{bad}: {e}");
+            assert!(e.contains(says), "{bad}: {e}");
+            assert!(e.contains("/sys/class/zcrypt/create"), "{bad}: {e}");
         }
     }
 

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
+use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
 use nix::sys::stat::Mode;
 
 use super::abi::{self, ica_xcRB};
@@ -208,7 +209,7 @@ impl<'a> XcrbCall<'a> {
     }
 }
 
-/// A zcrypt device node opened read-write: `/dev/z90crypt` or a `/dev/zcrypt-*` node.
+/// A zcrypt device node opened read-write: `/dev/z90crypt` or a zcdn node `/dev/<name>`.
 #[derive(Debug)]
 pub struct DeviceFile {
     fd: OwnedFd,
@@ -231,7 +232,33 @@ impl ZcryptDevice for DeviceFile {
         &self.path
     }
 
+    /// The ioctl, with every catchable signal blocked in this thread while it lasts.
+    ///
+    /// Why: the kernel waits for the card's reply with `wait_for_completion_interruptible`
+    /// (drivers/s390/crypto/zcrypt_msgtype6.c, `zcrypt_msgtype6_send_cprb`). A signal
+    /// ends that wait: the kernel calls `ap_cancel_message`, which drops the reply but
+    /// not a request the card already has, and returns -ERESTARTSYS. Without SA_RESTART
+    /// the caller sees EINTR (outcome unknown); with SA_RESTART, which signal-hook's
+    /// handlers (mkclone's SIGINT/SIGTERM) use, the kernel restarts the ioctl and the
+    /// request goes to the card a second time. Blocked, a signal stays pending until the
+    /// reply is in and is handled then; the ceremony checks its flag at its next safe
+    /// point. SIGKILL and SIGSTOP cannot be blocked (the journal's intent records cover a
+    /// kill).
     fn send_cprb(&mut self, call: &mut XcrbCall<'_>) -> Result<(), Errno> {
+        let mut previous = SigSet::empty();
+        pthread_sigmask(
+            SigmaskHow::SIG_BLOCK,
+            Some(&SigSet::all()),
+            Some(&mut previous),
+        )?;
+        let result = self.ioctl(call);
+        pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None)?;
+        result
+    }
+}
+
+impl DeviceFile {
+    fn ioctl(&mut self, call: &mut XcrbCall<'_>) -> Result<(), Errno> {
         let xcrb: *mut ica_xcRB = &mut call.xcrb;
         // SAFETY: `xcrb` points to the live ica_xcRB inside `call`, borrowed mutably for
         // the whole ioctl. Its request pointer and length come from `call.request` and its

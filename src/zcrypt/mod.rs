@@ -9,23 +9,28 @@
 //!   provenance guard;
 //! - [`discover`] and [`format_devices`]: the CCA coprocessors, domains and master-key
 //!   states from sysfs, listed as lszcrypt users expect;
-//! - [`ZcryptNodeConfig`]: a node's configuration; [`open_backend`] opens it.
+//! - [`ZcryptNodeConfig`]: a node's configuration; [`open_backend`] opens it;
+//! - [`capture`]: the capture kit, CPRB exchanges written for users with hardware to send.
 //!
-//! What works on real hardware: discovery, and status through public encodings only
-//! (FQ STATCCAE, STATEID, STATICSA, STATICSB). The cloning verbs' encodings are not
-//! public; mkclone refuses to send its own (project-assigned) encodings to a real card
-//! (docs/ARCHITECTURE.md, "Provenance" and "zcrypt").
+//! What works on real hardware: discovery, and the public facility queries (FQ STATICSA,
+//! STATICSB: serial, ASYM/AES/APKA registers). The cloning verbs' encodings are not
+//! public, nor are those of FQ STATCCAE and STATEID; mkclone refuses to send its own
+//! (project-assigned) encodings to a real card (docs/ARCHITECTURE.md, "Provenance" and
+//! "zcrypt").
 
 pub mod abi;
+pub mod capture;
 pub mod config;
 mod error;
 pub mod ioctl;
 pub mod sysfs;
 mod transport;
 
-use mkclone_backend::Backend;
-use mkclone_cca::CcaBackend;
+use std::path::{Path, PathBuf};
 
+use mkclone_cca::{Apqn, CcaBackend};
+
+pub use capture::{CAPTURE_ENV, Capture, CaptureError, Exchange, Machine, read_exchange};
 pub use config::{DEFAULT_DEVICE, ZcryptConfigError, ZcryptNodeConfig};
 pub use error::ZcryptError;
 pub use ioctl::{DeviceFile, XcrbCall, ZSECSENDCPRB, ZcryptDevice};
@@ -43,17 +48,58 @@ pub type ZcryptBackend = CcaBackend<IoctlTransport>;
 ///
 /// Project-assigned encodings are refused unless the environment variable
 /// [`OVERRIDE_ENV`] (`MKCLONE_I_KNOW_PROJECT_ENCODINGS_ARE_NOT_IBMS`) is exactly `1`: an
-/// override for experiments, never for a ceremony.
+/// override for experiments, never for a ceremony. When [`CAPTURE_ENV`] names a
+/// directory, every exchange is captured there, and only FQ is sent.
 pub fn open_backend(cfg: &ZcryptNodeConfig) -> Result<ZcryptBackend, ZcryptError> {
     cfg.validate()?;
-    let transport = IoctlTransport::open(&cfg.device_path(), cfg.apqn)?
+    let mut transport = IoctlTransport::open(&cfg.device_path(), cfg.apqn)?
         .with_project_encodings(ProjectEncodings::from_env());
+    if let Some(dir) = capture_dir_from_env() {
+        transport = transport.with_capture(open_capture(&dir, Path::new("/sys"), cfg.apqn)?);
+    }
     let mut backend = CcaBackend::new(transport);
     check_serial(&mut backend, cfg)?;
     Ok(backend)
 }
 
-/// Compare the serial the node reports with `cfg.expect_serial`, if set.
+/// The capture directory [`CAPTURE_ENV`] names, if set and not empty.
+pub fn capture_dir_from_env() -> Option<PathBuf> {
+    std::env::var_os(CAPTURE_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+fn open_capture(dir: &Path, sysfs: &Path, apqn: Apqn) -> Result<Capture, ZcryptError> {
+    Capture::open(dir, Machine::read(sysfs, apqn))
+        .map_err(|source| ZcryptError::Capture { apqn, source })
+}
+
+/// The capture kit's run on one APQN: the public facility queries (FQ STATICSA and
+/// STATICSB) sent through `device` with every exchange captured into `dir`, the card
+/// described from `sysfs`. The files written.
+pub fn capture_facility(
+    dir: &Path,
+    sysfs: &Path,
+    apqn: Apqn,
+    device: &Path,
+) -> Result<Vec<PathBuf>, ZcryptError> {
+    let transport =
+        IoctlTransport::open(device, apqn)?.with_capture(open_capture(dir, sysfs, apqn)?);
+    let mut backend = CcaBackend::new(transport);
+    let queried = backend.facility_query();
+    let written = backend
+        .transport()
+        .capture()
+        .map(Capture::written)
+        .unwrap_or_default();
+    queried.map_err(|source| ZcryptError::Status { apqn, source })?;
+    Ok(written)
+}
+
+/// Compare the serial the node reports with `cfg.expect_serial`, if set. The serial is
+/// read through FQ STATICSA, a public encoding (the same query that fills sysfs
+/// `serialnr`: zcrypt_cex4.c `cca_serialnr_show` -> zcrypt_ccamisc.c `cca_get_info`), so
+/// this works on a real device without project encodings.
 pub fn check_serial<D: ZcryptDevice>(
     backend: &mut CcaBackend<IoctlTransport<D>>,
     cfg: &ZcryptNodeConfig,
@@ -61,15 +107,17 @@ pub fn check_serial<D: ZcryptDevice>(
     let Some(expected) = &cfg.expect_serial else {
         return Ok(());
     };
-    let status = backend.status().map_err(|source| ZcryptError::Status {
-        apqn: cfg.apqn,
-        source,
-    })?;
-    if &status.identity.serial != expected {
+    let (facility, _) = backend
+        .facility_query()
+        .map_err(|source| ZcryptError::Status {
+            apqn: cfg.apqn,
+            source,
+        })?;
+    if &facility.serial != expected {
         return Err(ZcryptError::SerialMismatch {
             apqn: cfg.apqn,
             expected: expected.clone(),
-            actual: status.identity.serial,
+            actual: facility.serial,
         });
     }
     Ok(())

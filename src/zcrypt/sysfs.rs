@@ -5,10 +5,17 @@
 //! - cards `<root>/bus/ap/devices/cardXX`: `type` ("CEX7C", zcrypt_card.c), `hwtype`
 //!   (decimal, ap_card.c), `ap_functions` ("0x%08X", ap_card.c), `online` (zcrypt_card.c),
 //!   `config` and `chkstop` (ap_card.c), `serialnr` (CCA cards, zcrypt_cex4.c);
-//! - queues `<root>/bus/ap/devices/XX.YYYY`: `online` (zcrypt_queue.c), `mkvps` (CCA
-//!   queues, zcrypt_cex4.c): lines "AES NEW: full 0x0123456789abcdef", for AES and APKA
-//!   (newer kernels may add ASYM, whose pattern is 16 bytes) and NEW/CUR/OLD; NEW is
-//!   empty/partial/full, CUR and OLD invalid/valid.
+//! - queues `<root>/bus/ap/devices/XX.YYYY`: `online` (zcrypt_queue.c), `config` and
+//!   `chkstop` (ap_queue.c, newer kernels), `mkvps` (CCA queues, zcrypt_cex4.c
+//!   `cca_mkvps_show`): lines "AES NEW: full 0x0123456789abcdef" for AES and APKA
+//!   (`"%s NEW: %s 0x%016llx"`), and in newer kernels three ASYM lines whose 16-byte
+//!   pattern is printed as two 64-bit words (`"ASYM NEW: %s 0x%016llx%016llx"`, in s390x
+//!   byte order: the bytes as they stand); NEW is empty/partial/full, CUR and OLD
+//!   invalid/valid, and "- -" when the state is not one of those.
+//!
+//! The status words are lszcrypt's (s390-tools zconf/zcrypt/lszcrypt.c,
+//! `read_rec_default` and `read_subdev_rec_default`): "deconfig" when `config` is 0,
+//! else "chkstop" when `chkstop` is 1, else "online"/"offline".
 //!
 //! A card is a CCA coprocessor when its function field has the coprocessor bit and not
 //! the accelerator bit (the kernel's zcrypt_cex4.c tests the accelerator bit first);
@@ -105,6 +112,9 @@ pub struct MasterKeyRegister {
 pub struct CcaQueue {
     pub apqn: Apqn,
     pub online: bool,
+    /// "online", "offline", "deconfig" or "chkstop" from the queue's own attributes, as
+    /// lszcrypt writes a queue's status.
+    pub status: &'static str,
     /// `None` when the queue has no readable `mkvps`.
     pub master_keys: Option<Vec<MasterKeyRegister>>,
 }
@@ -121,7 +131,7 @@ pub struct CcaCard {
     /// "CCA-Coproc", as lszcrypt writes the mode.
     pub mode: &'static str,
     pub online: bool,
-    /// "online", "offline", "deconfig" or "checkstop", as lszcrypt writes the status.
+    /// "online", "offline", "deconfig" or "chkstop", as lszcrypt writes the status.
     pub status: &'static str,
     /// `ap_functions`.
     pub functions: u32,
@@ -193,15 +203,11 @@ pub fn cards_from(
             .filter(|t| !t.is_empty())
             .unwrap_or_else(|| derived_type(hwtype));
         let online = attr("online").as_deref() == Some("1");
-        let status = if attr("config").as_deref() == Some("0") {
-            "deconfig"
-        } else if attr("chkstop").as_deref() == Some("1") {
-            "checkstop"
-        } else if online {
-            "online"
-        } else {
-            "offline"
-        };
+        let status = lszcrypt_status(
+            attr("config").as_deref(),
+            attr("chkstop").as_deref(),
+            online,
+        );
         let serial = attr("serialnr").filter(|s| !s.is_empty());
 
         let prefix = format!("{card:02x}.");
@@ -218,13 +224,18 @@ pub fn cards_from(
                 continue;
             };
             let qdir = devices.join(qname);
-            let online = read(&qdir.join("online"))
-                .map(|s| s.trim() == "1")
-                .unwrap_or(false);
+            let mut qattr = |a: &str| read(&qdir.join(a)).ok().map(|s| s.trim().to_string());
+            let online = qattr("online").as_deref() == Some("1");
+            let status = lszcrypt_status(
+                qattr("config").as_deref(),
+                qattr("chkstop").as_deref(),
+                online,
+            );
             let master_keys = read_mkvps(&qdir.join("mkvps"), read, pause);
             queues.push(CcaQueue {
                 apqn,
                 online,
+                status,
                 master_keys,
             });
         }
@@ -241,6 +252,22 @@ pub fn cards_from(
         });
     }
     cards
+}
+
+/// A card's or queue's status as lszcrypt words it (`read_rec_default`,
+/// `read_subdev_rec_default`): `config` 0 is "deconfig"; otherwise `chkstop` above 0 is
+/// "chkstop"; otherwise `online`.
+fn lszcrypt_status(config: Option<&str>, chkstop: Option<&str>, online: bool) -> &'static str {
+    let number = |v: Option<&str>| v.and_then(|v| v.parse::<i64>().ok());
+    if number(config) == Some(0) {
+        "deconfig"
+    } else if number(chkstop).is_some_and(|c| c > 0) {
+        "chkstop"
+    } else if online {
+        "online"
+    } else {
+        "offline"
+    }
 }
 
 /// The CCA APQNs of `cards`, online or not.
@@ -369,10 +396,9 @@ pub fn format_devices(cards: &[CcaCard]) -> String {
             card.serial.as_deref().unwrap_or("-")
         ));
         for queue in &card.queues {
-            let status = match (card.status, queue.online) {
-                ("online", true) => "online",
-                ("online", false) => "offline",
-                (card_status, _) => card_status,
+            let status = match card.status {
+                "online" => queue.status,
+                card_status => card_status,
             };
             out.push_str(&format!(
                 "{:<12} {:<6} {:<11} {:<9}\n",

@@ -10,8 +10,12 @@
 //! them. After the ioctl the reply is the reply CPRBX plus `rpld_parml` bytes of reply
 //! parameter block at +220, within the length the kernel wrote back.
 //!
-//! The transport refuses project-assigned function codes itself (the provenance guard;
-//! `CcaBackend` refuses them earlier), unless the experiment override is on.
+//! The transport refuses project encodings itself, by the bytes (function code, and for
+//! FQ the rule form; the provenance guard, `CcaBackend` refuses them earlier), unless the
+//! experiment override is on. An errno is "outcome unknown" for a state-changing request
+//! whenever the kernel can return it after the request reached the card
+//! ([`reached_card_before_failing`]). With a capture on (`capture`), only FQ is sent and
+//! every exchange is written.
 
 // Only src/zcrypt/ioctl.rs may hold unsafe code (docs/ARCHITECTURE.md, "zcrypt").
 #![forbid(unsafe_code)]
@@ -21,10 +25,11 @@ use std::time::Duration;
 
 use log::{debug, warn};
 use mkclone_cca::cprb::CPRBX_LEN;
-use mkclone_cca::function::{FunctionCode, Provenance};
+use mkclone_cca::function::{Encoding, FunctionCode, Provenance};
 use mkclone_cca::{Apqn, Transport, TransportError};
 use nix::errno::Errno;
 
+use super::capture::{CAPTURE_FORMAT, Capture, Exchange, Machine};
 use super::error::ZcryptError;
 use super::ioctl::{DeviceFile, XcrbCall, ZcryptDevice};
 
@@ -104,10 +109,11 @@ pub struct IoctlTransport<D: ZcryptDevice = DeviceFile> {
     apqn: Apqn,
     encodings: ProjectEncodings,
     retry: RetryPolicy,
+    capture: Option<Capture>,
 }
 
 impl IoctlTransport<DeviceFile> {
-    /// Open `path` (`/dev/z90crypt` or a `/dev/zcrypt-*` node) for the coprocessor
+    /// Open `path` (`/dev/z90crypt` or a zcdn node `/dev/<name>`) for the coprocessor
     /// domain `apqn`.
     pub fn open(path: &Path, apqn: Apqn) -> Result<Self, ZcryptError> {
         let device = DeviceFile::open(path)
@@ -124,7 +130,19 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
             apqn,
             encodings: ProjectEncodings::Refuse,
             retry: RetryPolicy::default(),
+            capture: None,
         }
+    }
+
+    /// Capture every exchange into `capture`; with a capture on, only FQ is sent
+    /// (`capture` module).
+    pub fn with_capture(mut self, capture: Capture) -> Self {
+        self.capture = Some(capture);
+        self
+    }
+
+    pub fn capture(&self) -> Option<&Capture> {
+        self.capture.as_ref()
     }
 
     pub fn with_project_encodings(mut self, encodings: ProjectEncodings) -> Self {
@@ -163,9 +181,9 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
         self.encodings
     }
 
-    /// The function code of `request`, refused when its encoding is not IBM's (unless
-    /// the override is on).
-    fn check_function(&self, request: &[u8]) -> Result<FunctionCode, ZcryptError> {
+    /// What `request` asks for (its function code, and for FQ its rule form), refused
+    /// when no public source shows its encoding (unless the override is on).
+    fn check_function(&self, request: &[u8]) -> Result<Encoding, ZcryptError> {
         if request.len() < CPRBX_LEN + 2 {
             return Err(ZcryptError::MalformedRequest {
                 detail: format!(
@@ -175,25 +193,29 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
                 ),
             });
         }
-        let code = [request[CPRBX_LEN], request[CPRBX_LEN + 1]];
-        let function =
-            FunctionCode::from_bytes(code).map_err(|_| ZcryptError::UnknownFunction {
-                code: String::from_utf8_lossy(&code).into_owned(),
-            })?;
-        match function.provenance() {
-            Provenance::Public { .. } => Ok(function),
+        let parm = &request[CPRBX_LEN..];
+        let code = |n: usize| String::from_utf8_lossy(&parm[..n.min(parm.len())]).into_owned();
+        let encoding = Encoding::of(parm).map_err(|_| ZcryptError::UnknownFunction {
+            code: if parm.starts_with(b"FQ") {
+                format!("FQ {}", code(12).get(4..).unwrap_or("").trim_end())
+            } else {
+                code(2)
+            },
+        })?;
+        match encoding.provenance {
+            Provenance::Public { .. } => Ok(encoding),
             Provenance::ProjectAssigned
                 if self.encodings == ProjectEncodings::SendAnywayIKnowTheyAreNotIbms =>
             {
                 warn!(
-                    "APQN {}: sending project-assigned {function} to a real device (override {OVERRIDE_ENV})",
-                    self.apqn
+                    "APQN {}: sending the project's encoding of {} to a real device (override {OVERRIDE_ENV})",
+                    self.apqn, encoding.what
                 );
-                Ok(function)
+                Ok(encoding)
             }
             Provenance::ProjectAssigned => Err(ZcryptError::ProjectAssigned {
-                verb: function.info().verb,
-                code: String::from_utf8_lossy(&code).into_owned(),
+                what: encoding.what,
+                code: code(2),
                 apqn: self.apqn,
             }),
         }
@@ -207,7 +229,16 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
         reply_capacity: usize,
         idempotent: bool,
     ) -> Result<CprbReply, ZcryptError> {
-        let function = self.check_function(request)?;
+        let encoding = self.check_function(request)?;
+        let function = encoding.what;
+        if let Some(capture) = &self.capture
+            && encoding.function != FunctionCode::FacilityQuery
+        {
+            return Err(ZcryptError::CaptureRefused {
+                what: function,
+                dir: capture.dir().to_path_buf(),
+            });
+        }
         let domain = u16::from_be_bytes([request[cprbx::DOMAIN], request[cprbx::DOMAIN + 1]]);
         if domain != self.apqn.domain {
             return Err(ZcryptError::MalformedRequest {
@@ -254,9 +285,11 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
                 request.len(),
                 capacity
             );
-            match self.device.send_cprb(&mut call) {
+            let sent = self.device.send_cprb(&mut call);
+            self.record(request, function, &call, sent.err())?;
+            match sent {
                 Ok(()) => return self.read_reply(&call, function, idempotent),
-                Err(errno @ (Errno::EAGAIN | Errno::EIO)) if attempt < attempts => {
+                Err(errno @ (Errno::EAGAIN | Errno::EIO | Errno::EINTR)) if attempt < attempts => {
                     warn!(
                         "APQN {}: {function} failed with {errno}; retrying (attempt {attempt} of {attempts}, \
                          the request only reads)",
@@ -265,16 +298,65 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
                     std::thread::sleep(self.retry.backoff);
                 }
                 Err(errno) => {
-                    return Err(self.map_errno(errno, function, idempotent, attempt, capacity));
+                    let failure = Failure {
+                        errno,
+                        status: call.status(),
+                        attempts: attempt,
+                        capacity,
+                    };
+                    return Err(self.map_errno(failure, function, idempotent));
                 }
             }
         }
     }
 
+    /// Write the exchange to the capture, when one is on.
+    fn record(
+        &self,
+        request: &[u8],
+        what: &str,
+        call: &XcrbCall<'_>,
+        errno: Option<Errno>,
+    ) -> Result<(), ZcryptError> {
+        let Some(capture) = &self.capture else {
+            return Ok(());
+        };
+        let written = call.reply_control_len() as usize;
+        let reply = match errno {
+            None => call.reply_buffer()[..written.min(call.reply_buffer().len())].to_vec(),
+            Some(_) => Vec::new(),
+        };
+        let exchange = Exchange {
+            format: CAPTURE_FORMAT.into(),
+            version: 1,
+            mkclone: env!("CARGO_PKG_VERSION").into(),
+            captured_at_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            device: self.device.path().to_path_buf(),
+            apqn: self.apqn.to_string(),
+            machine: Machine::default(),
+            what: what.to_string(),
+            request: request.to_vec(),
+            errno: errno.map(|e| format!("{e}")),
+            status: call.status(),
+            reply_length: call.reply_control_len(),
+            reply,
+        };
+        capture
+            .record(exchange)
+            .map(drop)
+            .map_err(|source| ZcryptError::Capture {
+                apqn: self.apqn,
+                source,
+            })
+    }
+
     fn read_reply(
         &self,
         call: &XcrbCall<'_>,
-        function: FunctionCode,
+        function: &str,
         idempotent: bool,
     ) -> Result<CprbReply, ZcryptError> {
         let malformed = |detail: String| ZcryptError::MalformedReply {
@@ -325,16 +407,19 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
         })
     }
 
-    fn map_errno(
-        &self,
-        errno: Errno,
-        function: FunctionCode,
-        idempotent: bool,
-        attempts: u32,
-        capacity: usize,
-    ) -> ZcryptError {
+    /// The error for a failed ZSECSENDCPRB, split by whether the request may have
+    /// reached the card (`reached_card_before_failing`): for a state-changing request
+    /// every errno the kernel can return after delivery is "outcome unknown".
+    fn map_errno(&self, failure: Failure, function: &str, idempotent: bool) -> ZcryptError {
         let path = self.device.path().to_path_buf();
         let name = function.to_string();
+        let Failure {
+            errno,
+            status,
+            attempts,
+            capacity,
+        } = failure;
+        let outcome_unknown = !idempotent && reached_card_before_failing(errno);
         match errno {
             Errno::ENODEV => ZcryptError::NotOnline {
                 path,
@@ -344,12 +429,13 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
             Errno::EPERM => ZcryptError::IoctlNotAllowed { path },
             Errno::EACCES => ZcryptError::PermissionDenied { path },
             Errno::ENOTTY => ZcryptError::NotZcrypt { path },
-            Errno::EAGAIN | Errno::EIO if idempotent => ZcryptError::CardFailure {
+            Errno::EOPNOTSUPP => ZcryptError::Unsupported { path },
+            Errno::EAGAIN | Errno::EIO | Errno::EINTR if idempotent => ZcryptError::CardFailure {
                 apqn: self.apqn,
                 errno,
                 attempts,
             },
-            Errno::EAGAIN | Errno::EIO => ZcryptError::CardFailureOutcomeUnknown {
+            Errno::EAGAIN | Errno::EIO | Errno::EINTR => ZcryptError::CardFailureOutcomeUnknown {
                 apqn: self.apqn,
                 errno,
                 function: name,
@@ -357,13 +443,62 @@ impl<D: ZcryptDevice> IoctlTransport<D> {
             Errno::EMSGSIZE => ZcryptError::ReplyTooLarge {
                 function: name,
                 capacity,
-                outcome_unknown: !idempotent,
+                outcome_unknown,
             },
-            Errno::EINVAL => ZcryptError::Rejected { function: name },
-            Errno::EFAULT => ZcryptError::BadAddress,
-            errno => ZcryptError::Ioctl { path, errno },
+            Errno::EINVAL => ZcryptError::Rejected {
+                function: name,
+                status,
+                outcome_unknown,
+            },
+            Errno::EFAULT => ZcryptError::BadAddress {
+                function: name,
+                outcome_unknown,
+            },
+            errno => ZcryptError::Ioctl {
+                path,
+                errno,
+                outcome_unknown,
+            },
         }
     }
+}
+
+/// What a failed ioctl left: its errno, `ica_xcRB.status` as the kernel wrote it back
+/// (zsecsendcprb_ioctl copies the structure back on failure too), the attempts made and
+/// the reply capacity offered.
+struct Failure {
+    errno: Errno,
+    status: u32,
+    attempts: u32,
+    capacity: usize,
+}
+
+/// Whether ZSECSENDCPRB can fail with `errno` after the request reached the card, by
+/// the kernel's code paths (drivers/s390/crypto, current mainline):
+/// - ENOTTY: not a zcrypt device, or an ioctl number the driver does not know
+///   (`zcrypt_unlocked_ioctl`: -ENOIOCTLCMD); EPERM: the node's ioctlmask
+///   (`zcrypt_check_ioctl`, before anything else); ENODEV: no eligible card or queue, or
+///   the domain outside a zcdn node's masks; EOPNOTSUPP: a zcdn node and a CPRB that is
+///   neither usage nor administrative (`_zcrypt_send_cprb`, before `send_cprb`). All
+///   before delivery.
+/// - EINVAL: malformed lengths or header (`xcrb_msg_to_type6cprb_msgx`), before; but also
+///   an error reply from the card or the AP firmware (`convert_response_xcrb` ->
+///   `convert_error` in zcrypt_error.h: reply codes 0x82, 0x8A, 0x8B "filtered by
+///   hypervisor", ...), after.
+/// - EFAULT: copying the ica_xcRB or the request in, before; copying the reply out
+///   (`convert_type86_xcrb`) or the ica_xcRB back (`zsecsendcprb_ioctl`), after the card
+///   ran the request.
+/// - EINTR: the wait for the reply was interrupted (`zcrypt_msgtype6_send_cprb`:
+///   `wait_for_completion_interruptible`, then `ap_cancel_message`, which drops the
+///   reply, not a request the card already has).
+/// - EIO: a failure the kernel retried itself (EAGAIN, up to TRACK_AGAIN_MAX times in
+///   `zsecsendcprb_ioctl`) before giving up; EMSGSIZE: the reply did not fit, after.
+/// - anything else: not known to come only before delivery, so treated as after.
+pub(crate) fn reached_card_before_failing(errno: Errno) -> bool {
+    !matches!(
+        errno,
+        Errno::ENOTTY | Errno::EPERM | Errno::ENODEV | Errno::EOPNOTSUPP | Errno::EACCES
+    )
 }
 
 /// Round up to a multiple of 4 (the kernel's CEIL4).

@@ -6,8 +6,15 @@ use std::process::{Command, Output};
 
 /// Run the binary under test.
 pub fn mkclone(args: &[&str]) -> Output {
+    mkclone_env(args, &[])
+}
+
+/// Run the binary under test with these environment variables set (a SoftHSM
+/// configuration, a PIN variable).
+pub fn mkclone_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mkclone"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }
@@ -29,7 +36,11 @@ pub fn exit_code(out: &Output, code: i32) -> String {
 }
 
 pub fn ok(args: &[&str]) -> String {
-    let o = mkclone(args);
+    ok_env(args, &[])
+}
+
+pub fn ok_env(args: &[&str], env: &[(&str, &str)]) -> String {
+    let o = mkclone_env(args, env);
     assert!(o.status.success(), "mkclone {args:?} failed:\n{}", text(&o));
     text(&o)
 }
@@ -122,6 +133,12 @@ pub fn write_plan(dir: &Path, body: &str) -> PathBuf {
     path
 }
 
+/// The [`sim_plan`] of `targets` targets written into `dir` (cards in `dir/cards`, the
+/// ceremony in `dir/ceremony`); nothing created yet. The configuration's path.
+pub fn plan_in(dir: &Path, targets: usize) -> PathBuf {
+    write_plan(dir, &sim_plan(&dir.join("cards"), "ceremony", targets))
+}
+
 /// `sim init --load-source-keys`: the cards of the plan's simulated nodes created, the
 /// source's master keys loaded.
 pub fn sim_init(config: &Path) {
@@ -137,7 +154,7 @@ pub fn sim_init(config: &Path) {
 /// A rehearsal in `dir`: the [`sim_plan`] of `targets` targets written, its cards created
 /// and the source's master keys loaded; the configuration's path.
 pub fn rehearsal(dir: &Path, targets: usize) -> PathBuf {
-    let cfg = write_plan(dir, &sim_plan(&dir.join("cards"), "ceremony", targets));
+    let cfg = plan_in(dir, targets);
     sim_init(&cfg);
     cfg
 }
@@ -145,6 +162,19 @@ pub fn rehearsal(dir: &Path, targets: usize) -> PathBuf {
 /// The JSON document in a command's output (after anything printed before it).
 pub fn json_in(out: &str) -> serde_json::Value {
     serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap()
+}
+
+/// `mkclone report --json`, parsed: the record is written whatever the ceremony's state
+/// (exit code 0 complete, 5 not complete, 6 complete with open items).
+#[track_caller]
+pub fn report_json(config: &str) -> serde_json::Value {
+    let out = mkclone(&["report", "--config", config, "--json"]);
+    assert!(
+        matches!(out.status.code(), Some(0 | 5 | 6)),
+        "{}",
+        text(&out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// A dual-control step (`register-sa-hash` or `register-sa-key`) on `node` by `operator`.
@@ -180,17 +210,29 @@ pub fn phase3b<'a>(config: &'a str, target: &'a str, csr: &'a str) -> [&'a str; 
 
 /// `mkclone status NODE --json`, parsed.
 pub fn node_status(config: &str, node: &str) -> serde_json::Value {
-    json_in(&ok(&["status", "--config", config, node, "--json"]))
+    node_status_env(config, node, &[])
+}
+
+pub fn node_status_env(config: &str, node: &str, env: &[(&str, &str)]) -> serde_json::Value {
+    json_in(&ok_env(
+        &["status", "--config", config, node, "--json"],
+        env,
+    ))
 }
 
 /// After a finished `clone` of `targets` targets: every target's CURRENT equals the
 /// source's for both kinds, and nothing was done twice (one retained key per node, one SA
 /// registration on the source and each target, SET once: OLD still empty).
 pub fn check_clone_finished(config: &str, targets: usize) {
-    let source = node_status(config, "source");
+    check_clone_finished_env(config, targets, &[])
+}
+
+/// [`check_clone_finished`] for nodes that need environment variables.
+pub fn check_clone_finished_env(config: &str, targets: usize, env: &[(&str, &str)]) {
+    let source = node_status_env(config, "source", env);
     for t in 1..=targets {
         let name = format!("target{t}");
-        let target = node_status(config, &name);
+        let target = node_status_env(config, &name, env);
         for kind in 0..2 {
             let s = &source["status"]["registers"][kind];
             let r = &target["status"]["registers"][kind];
@@ -208,7 +250,7 @@ pub fn check_clone_finished(config: &str, targets: usize) {
     let mut names = vec!["sa".to_string(), "source".to_string()];
     names.extend((1..=targets).map(|t| format!("target{t}")));
     for name in names {
-        let st = node_status(config, &name);
+        let st = node_status_env(config, &name, env);
         assert_eq!(
             st["retained_keys"].as_array().unwrap().len(),
             1,
@@ -220,4 +262,87 @@ pub fn check_clone_finished(config: &str, targets: usize) {
             "{name}: registrations"
         );
     }
+}
+
+const SOFTHSM_MODULES: [&str; 2] = [
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+];
+
+/// SoftHSM 2's PKCS#11 module.
+pub fn softhsm_module() -> PathBuf {
+    SOFTHSM_MODULES.iter().map(PathBuf::from).find(|p| p.exists()).unwrap_or_else(|| {
+        panic!("libsofthsm2.so not found in {SOFTHSM_MODULES:?}: install softhsm2 (scripts/test does) to run these tests")
+    })
+}
+
+/// The security officer's PIN of every token [`softhsm`] makes.
+pub const SOFTHSM_SO_PIN: &str = "so-pin-0000";
+
+/// A private SoftHSM in `dir` with the given tokens, all with user PIN `pin`; the path of
+/// its configuration (for SOFTHSM2_CONF).
+pub fn softhsm(dir: &Path, tokens: &[&str], pin: &str) -> PathBuf {
+    let tokdir = dir.join("tokens");
+    std::fs::create_dir_all(&tokdir).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokdir.display()
+        ),
+    )
+    .unwrap();
+    for t in tokens {
+        let out = Command::new("softhsm2-util")
+            .env("SOFTHSM2_CONF", &conf)
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                t,
+                "--so-pin",
+                SOFTHSM_SO_PIN,
+                "--pin",
+                pin,
+            ])
+            .output()
+            .expect("softhsm2-util is missing: install softhsm2 (scripts/test does)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    conf
+}
+
+/// The name cargo gives mkclone's simulated CCA host library (crates/hostlib-sim).
+pub const SIMULATED_CCA_LIBRARY: &str = "libmkclone_simcca.so";
+
+/// The simulated CCA host library cargo built for this test run. mkclone's root package
+/// dev-depends on crates/hostlib-sim, so cargo builds the cdylib before these tests, into
+/// `<target>/<profile>/deps/` (and `<target>/<profile>/` when it was built on its own).
+/// The test binary lives in that same `deps/` directory, whatever `CARGO_TARGET_DIR`,
+/// profile or target triple, so the search starts from it; `deps/` first, as it is the
+/// copy of this very build.
+pub fn simulated_cca_library() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let deps = exe
+        .parent()
+        .expect("the test binary is in <target>/<profile>/deps");
+    let mut looked = Vec::new();
+    for dir in [Some(deps), deps.parent()].into_iter().flatten() {
+        let candidate = dir.join(SIMULATED_CCA_LIBRARY);
+        if candidate.is_file() {
+            return candidate;
+        }
+        looked.push(candidate.display().to_string());
+    }
+    panic!(
+        "{SIMULATED_CCA_LIBRARY} (crates/hostlib-sim) was not found; looked at {looked:?}. cargo builds it \
+         before mkclone's tests because the root package dev-depends on mkclone-hostlib-sim: run the tests \
+         through cargo (`cargo test`), or build it with `cargo build -p mkclone-hostlib-sim` into the same \
+         target directory"
+    );
 }

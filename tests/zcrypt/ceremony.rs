@@ -4,8 +4,9 @@
 //! The phase driver is the conformance suite's (`mkclone_conformance`). The
 //! transports say they are real devices, so this runs with the experiment override
 //! (ProjectEncodings::SendAnywayIKnowTheyAreNotIbms): the cloning verbs' encodings are the
-//! project's own, which only the simulator understands. Status takes the real-device path:
-//! FQ STATCCAE, STATEID, STATICSA, STATICSB.
+//! project's own, which only the simulator understands, as are the FQ forms STATCCAE and
+//! STATEID that status sends beside the public STATICSA and STATICSB. `run_ceremony` is
+//! also the FUSE-served ceremony's (fuse_ceremony.rs).
 
 use mkclone::backend::{
     Applied, Backend, CloneableKind, Eid, InstallProgress, KeyRole, MasterKeyKind, MofN,
@@ -34,31 +35,14 @@ fn pattern<B: Backend>(
     }
 }
 
-#[test]
-fn a_whole_ceremony_runs_through_the_ioctl_transport_and_a_fake_kernel() {
-    let bus = Bus::new();
-    let apqn = |card: u8| Apqn::new(card, 0x0d).unwrap();
-    for (card, serial) in [
-        (1, "SA000001"),
-        (2, "SRC00002"),
-        (3, "TGT00003"),
-        (4, "TGT00004"),
-    ] {
-        bus.add_card(apqn(card), serial);
-    }
-    let open = |card: u8| {
-        backend(
-            &bus,
-            apqn(card),
-            ProjectEncodings::SendAnywayIKnowTheyAreNotIbms,
-        )
-    };
-    let mut sa = open(1);
-    let mut source = open(2);
-    let mut targets = [open(3), open(4)];
+/// SA node, a source, two targets, SYM and ASYM, 3-of-5, shares 1, 3 and 5: the whole
+/// ceremony on four nodes whose serials are `SA000001`, `SRC00002`, `TGT00003`,
+/// `TGT00004`, through the conformance suite's phase driver. Checks every result the
+/// way a ceremony does (install progress, NEW against the source's CURRENT, SET).
+pub fn run_ceremony<B: Backend>(mut sa: B, mut source: B, mut targets: [B; 2]) {
     let m_of_n = MofN::new(3, 5).unwrap();
 
-    // Every node reports itself through the public encodings.
+    // Every node reports itself.
     assert_eq!(sa.status().unwrap().identity.serial.as_str(), "SA000001");
     assert!(sa.capabilities().operations.len() > 1);
     assert!(
@@ -138,6 +122,31 @@ fn a_whole_ceremony_runs_through_the_ioctl_transport_and_a_fake_kernel() {
         ]
     );
     assert_eq!(status.identity.serial.as_str(), "TGT00003");
+}
+
+/// The four cards of [`run_ceremony`], at domain 0x0d of cards 1 to 4.
+pub const CARDS: [(u8, &str); 4] = [
+    (1, "SA000001"),
+    (2, "SRC00002"),
+    (3, "TGT00003"),
+    (4, "TGT00004"),
+];
+
+#[test]
+fn a_whole_ceremony_runs_through_the_ioctl_transport_and_a_fake_kernel() {
+    let bus = Bus::new();
+    let apqn = |card: u8| Apqn::new(card, 0x0d).unwrap();
+    for (card, serial) in CARDS {
+        bus.add_card(apqn(card), serial);
+    }
+    let open = |card: u8| {
+        backend(
+            &bus,
+            apqn(card),
+            ProjectEncodings::SendAnywayIKnowTheyAreNotIbms,
+        )
+    };
+    run_ceremony(open(1), open(2), [open(3), open(4)]);
 
     // Every request crossed the fake kernel, addressed to its card and domain 0x0d, and
     // none failed.
@@ -150,7 +159,7 @@ fn a_whole_ceremony_runs_through_the_ioctl_transport_and_a_fake_kernel() {
     );
     assert!(calls.iter().any(|c| c.card == 4 && &c.function == b"md"));
     assert!(calls.iter().any(|c| &c.function == b"FQ"));
-    // Status used the public FQ queries; `vp` only added the SHA-1-method patterns the
+    // Status used the FQ queries; `vp` only added the SHA-1-method patterns the
     // simulator cannot give as MDC-4 (project encodings are allowed in this experiment).
     let fq = calls.iter().filter(|c| &c.function == b"FQ").count();
     let vp = calls.iter().filter(|c| &c.function == b"vp").count();

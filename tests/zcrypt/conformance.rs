@@ -1,8 +1,9 @@
 //! The Backend contract (crates/conformance) through CcaBackend -> IoctlTransport ->
 //! ica_xcRB -> fake kernel -> hw-sim, with the experiment override the whole-ceremony
 //! test uses (the cloning verbs' encodings are the project's own). Without the override
-//! a real-device node offers status only: the capabilities clause checks that every
-//! other operation answers NotSupported.
+//! a real-device node offers no `Backend` operation at all (status too needs the project
+//! encodings of FQ STATCCAE and STATEID): the capabilities clause checks that every one
+//! answers NotSupported; the public facility query works.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -54,8 +55,12 @@ mod with_project_encodings {
 fn without_project_encodings_every_cloning_verb_answers_not_supported() {
     let factory = ZcryptNodes::new(ProjectEncodings::Refuse);
     clauses::capabilities_are_honest(&factory);
-    // Only status went to the card: FQ, a public encoding.
+    // Nothing went to a card: even status needs FQ STATCCAE and STATEID, whose encodings
+    // are the project's own.
+    assert!(factory.bus.calls().is_empty(), "{:?}", factory.bus.calls());
+    // The public facility query does go, as FQ.
+    factory.fresh_node().facility_query().unwrap();
     let calls = factory.bus.calls();
-    assert!(!calls.is_empty());
+    assert_eq!(calls.len(), 2);
     assert!(calls.iter().all(|c| &c.function == b"FQ"), "{calls:?}");
 }

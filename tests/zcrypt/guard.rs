@@ -1,10 +1,10 @@
 //! The provenance guard: a project-assigned verb is refused on a real device node (by
-//! CcaBackend and by the transport itself) and goes through to hw-sim. Status on a real
-//! device uses public encodings only.
+//! CcaBackend and by the transport itself) and goes through to hw-sim. On a real device
+//! only public encodings are sent: FQ STATICSA and STATICSB, never STATCCAE or STATEID.
 
 use mkclone::backend::{
-    Backend, BackendError, CurrentState, GenerateRequest, KeyLabel, KeyRole, MasterKeyKind,
-    NewState, Operation, RsaModulusBits,
+    Backend, BackendError, CurrentState, GenerateRequest, KeyLabel, KeyRole, Operation,
+    RsaModulusBits,
 };
 use mkclone::cca::verbs::{Query, Request};
 use mkclone::cca::{Apqn, Transport, TransportError};
@@ -52,9 +52,10 @@ fn a_project_assigned_verb_is_refused_on_a_real_device_and_nothing_reaches_the_k
     assert!(text.contains("simulator"), "{text}");
     assert!(bus.calls().is_empty(), "nothing may reach the device");
 
-    // The capabilities say so before any phase runs: status only.
+    // The capabilities say so before any phase runs: nothing, not even status (FQ
+    // STATCCAE and STATEID are project encodings).
     let caps = node.capabilities();
-    assert!(caps.operations.contains(&Operation::Status));
+    assert!(caps.operations.is_empty(), "{:?}", caps.operations);
     assert!(!caps.operations.contains(&Operation::GenerateRetainedKey));
     assert!(!caps.operations.contains(&Operation::ObtainShare));
     assert!(!caps.operations.contains(&Operation::SetEid));
@@ -127,8 +128,12 @@ fn an_unknown_function_code_is_not_sent() {
     assert!(bus.calls().is_empty());
 }
 
+/// FQ STATCCAE and STATEID: the function code is public, their CPRB encoding is not (the
+/// kernel sends only STATICSA and STATICSB: zcrypt_ccamisc.c `cca_get_info`). On a real
+/// device without the override, status is refused before anything is sent, naming where
+/// the EID can be read; the public facility query still works.
 #[test]
-fn status_on_a_real_device_uses_public_encodings_only() {
+fn status_on_a_real_device_sends_public_encodings_only() {
     let bus = Bus::new();
     bus.add_card(apqn(), "CARD0003");
     // Give the simulated card master keys (with the override: the card is a simulator).
@@ -142,20 +147,52 @@ fn status_on_a_real_device_uses_public_encodings_only() {
     }
     let before = bus.calls().len();
     let mut node = backend(&bus, apqn(), ProjectEncodings::Refuse);
-    let status = node.status().unwrap();
-    assert_eq!(status.identity.serial.as_str(), "CARD0003");
-    assert_eq!(status.identity.eid, None);
-    let sym = status.register(MasterKeyKind::Sym).unwrap();
-    assert_eq!(
-        (sym.new, sym.current),
-        (NewState::Empty, CurrentState::Valid)
-    );
-    assert_eq!(sym.current_patterns.len(), 1);
-    let asym = status.register(MasterKeyKind::Asym).unwrap();
-    assert_eq!(asym.current, CurrentState::Valid);
+    assert!(!node.capabilities().supports(Operation::Status));
+    let e = node.status().unwrap_err();
+    assert!(matches!(e, BackendError::NotSupported { .. }), "{e:?}");
+    let text = e.to_string();
+    for says in ["STATCCAE", "CCA host library", "EID", "STATICSA"] {
+        assert!(text.contains(says), "{text}");
+    }
+    assert_eq!(bus.calls().len(), before, "nothing was sent");
+
+    let (a, b) = node.facility_query().unwrap();
+    assert_eq!(a.serial.as_str(), "CARD0003");
+    assert_eq!(a.asym.current, Some(CurrentState::Valid));
     // A real card reports the ASYM MDC-4 pattern here; the simulator computes no MDC-4
     // and leaves the field zero, which is "not reported" - never a made-up value.
-    assert!(asym.current_patterns.is_empty());
+    assert_eq!(a.asym.current_pattern, None);
+    assert!(b.sym_current_pattern.is_some());
     let codes: Vec<[u8; 2]> = bus.calls()[before..].iter().map(|c| c.function).collect();
-    assert_eq!(codes, [*b"FQ"; 4], "STATCCAE, STATEID, STATICSA, STATICSB");
+    assert_eq!(codes, [*b"FQ"; 2], "STATICSA, STATICSB");
+}
+
+#[test]
+fn the_transport_itself_refuses_fq_statccae_and_stateid_on_a_real_device() {
+    let bus = Bus::new();
+    bus.add_card(apqn(), "CARD0003");
+    let mut t = transport(&bus, apqn());
+    for query in [Query::StatCcae, Query::StatEid] {
+        let message = Request::Query(query)
+            .to_message(apqn().domain, 4096)
+            .unwrap();
+        let e = t.send_cprb(&message, 4096, true).unwrap_err();
+        assert!(matches!(e, ZcryptError::ProjectAssigned { .. }), "{e:?}");
+        assert!(e.to_string().contains("IBM has not published"), "{e}");
+    }
+    // An FQ rule mkclone does not know is not sent either.
+    let mut message = Request::Query(Query::StatCcae)
+        .to_message(apqn().domain, 4096)
+        .unwrap();
+    message[224..232].copy_from_slice(b"STATAES ");
+    let e = t.send_cprb(&message, 4096, true).unwrap_err();
+    assert!(matches!(e, ZcryptError::UnknownFunction { .. }), "{e:?}");
+    assert!(e.to_string().contains("FQ STATAES"), "{e}");
+    assert!(bus.calls().is_empty());
+    // The public forms go.
+    let message = Request::Query(Query::StatIcsa)
+        .to_message(apqn().domain, 12 * 1024)
+        .unwrap();
+    t.send_cprb(&message, 12 * 1024, true).unwrap();
+    assert_eq!(bus.calls().len(), 1);
 }

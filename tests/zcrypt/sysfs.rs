@@ -45,6 +45,7 @@ fn write(root: &Path, rel: &str, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+#[derive(Clone, Copy)]
 struct Card<'a> {
     id: &'a str,
     card_type: Option<&'a str>,
@@ -360,4 +361,143 @@ fn a_machine_without_an_ap_bus_is_a_clear_error() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// lszcrypt's status words (s390-tools zconf/zcrypt/lszcrypt.c, `read_rec_default` and
+/// `read_subdev_rec_default`): config 0 is "deconfig" whatever else; chkstop above 0 is
+/// "chkstop" (not "checkstop"); for cards and, in newer kernels, for queues.
+#[test]
+fn a_checkstopped_card_or_queue_reads_chkstop_as_lszcrypt_prints_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let base = Card {
+        id: "01",
+        card_type: Some("CEX8C"),
+        hwtype: 14,
+        functions: "0x92800000",
+        online: "1",
+        config: "1",
+        serial: Some("CHK00001"),
+    };
+    card(root, &base);
+    write(root, "bus/ap/devices/card01/chkstop", "1\n");
+    queue(root, "01.000d", "1", None);
+    card(root, &Card { id: "02", ..base });
+    queue(root, "02.000d", "1", None);
+    queue(root, "02.000e", "1", None);
+    queue(root, "02.000f", "0", None);
+    write(root, "bus/ap/devices/02.000d/chkstop", "1\n");
+    write(root, "bus/ap/devices/02.000d/config", "1\n");
+    write(root, "bus/ap/devices/02.000e/config", "0\n");
+    write(root, "bus/ap/devices/02.000e/chkstop", "1\n");
+    // config 0 wins over chkstop 1, for a card too.
+    card(
+        root,
+        &Card {
+            id: "04",
+            config: "0",
+            ..base
+        },
+    );
+    write(root, "bus/ap/devices/card04/chkstop", "1\n");
+
+    let cards = discover(root).unwrap();
+    let status = |card: u8| cards.iter().find(|c| c.card == card).unwrap().status;
+    assert_eq!(status(0x01), "chkstop");
+    assert_eq!(status(0x02), "online");
+    assert_eq!(status(0x04), "deconfig");
+    let queues: Vec<(String, &str)> = cards[1]
+        .queues
+        .iter()
+        .map(|q| (q.apqn.to_string(), q.status))
+        .collect();
+    assert_eq!(
+        queues,
+        [
+            ("02.000d".to_string(), "chkstop"),
+            ("02.000e".to_string(), "deconfig"),
+            ("02.000f".to_string(), "offline"),
+        ]
+    );
+    let text = format_devices(&cards);
+    assert!(
+        text.contains("01           CEX8C  CCA-Coproc  chkstop"),
+        "{text}"
+    );
+    // A checkstopped card's domains show the card's status.
+    assert!(
+        text.contains("01.000d      CEX8C  CCA-Coproc  chkstop"),
+        "{text}"
+    );
+    assert!(
+        text.contains("02.000d      CEX8C  CCA-Coproc  chkstop"),
+        "{text}"
+    );
+    assert!(
+        text.contains("02.000e      CEX8C  CCA-Coproc  deconfig"),
+        "{text}"
+    );
+    assert!(!text.contains("checkstop"), "{text}");
+}
+
+/// `mkvps` as zcrypt_cex4.c `cca_mkvps_show` prints it in newer kernels: AES and APKA
+/// with `"%s NEW: %s 0x%016llx"`, then ASYM with `"ASYM NEW: %s 0x%016llx%016llx"` (the
+/// 16-byte pattern as two 64-bit words, big-endian on s390x: its bytes in order), and
+/// "- -" where the state digit is not known. Built here with the same formats.
+#[test]
+fn the_asym_lines_of_newer_kernels_are_parsed() {
+    let asym_new: [u8; 16] = *b"\x01\x23\x45\x67\x89\xab\xcd\xef\xfe\xdc\xba\x98\x76\x54\x32\x10";
+    let asym_cur: [u8; 16] = [0xA5; 16];
+    let word = |b: &[u8; 16], i: usize| u64::from_be_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
+    let mut text = String::new();
+    text += &format!("AES NEW: {} 0x{:016x}\n", "empty", 0u64);
+    text += &format!("AES CUR: {} 0x{:016x}\n", "valid", 0x1122_3344_5566_7788u64);
+    text += "AES OLD: - -\n";
+    text += &format!("APKA NEW: {} 0x{:016x}\n", "partial", 0u64);
+    text += &format!("APKA CUR: {} 0x{:016x}\n", "invalid", 0u64);
+    text += &format!("APKA OLD: {} 0x{:016x}\n", "invalid", 0u64);
+    text += &format!(
+        "ASYM NEW: {} 0x{:016x}{:016x}\n",
+        "full",
+        word(&asym_new, 0),
+        word(&asym_new, 1)
+    );
+    text += &format!(
+        "ASYM CUR: {} 0x{:016x}{:016x}\n",
+        "valid",
+        word(&asym_cur, 0),
+        word(&asym_cur, 1)
+    );
+    text += "ASYM OLD: - -\n";
+    let regs = mkclone::zcrypt::sysfs::parse_mkvps(&text);
+    assert_eq!(regs.len(), 9);
+    let asym: Vec<_> = regs
+        .iter()
+        .filter(|r| r.kind == MasterKeyKind::Asym)
+        .collect();
+    assert_eq!(
+        asym.iter()
+            .map(|r| (r.register, r.state))
+            .collect::<Vec<_>>(),
+        [
+            (RegisterName::New, RegisterState::Full),
+            (RegisterName::Current, RegisterState::Valid),
+            (RegisterName::Old, RegisterState::Unknown),
+        ]
+    );
+    let new = asym[0].pattern.as_ref().unwrap();
+    assert_eq!(new.algorithm(), PatternAlgorithm::Mdc4);
+    assert_eq!(new.bytes(), &asym_new);
+    assert_eq!(asym[1].pattern.as_ref().unwrap().bytes(), &asym_cur);
+    assert_eq!(asym[2].pattern, None);
+    // AES: CUR's pattern, OLD unknown; APKA partial has no pattern.
+    assert_eq!(
+        regs[1].pattern.as_ref().unwrap().bytes(),
+        &0x1122_3344_5566_7788u64.to_be_bytes()
+    );
+    assert_eq!(regs[2].state, RegisterState::Unknown);
+    assert_eq!(
+        (regs[3].state, &regs[3].pattern),
+        (RegisterState::Partial, &None)
+    );
 }

@@ -101,6 +101,10 @@ pub struct Capabilities {
     /// the share format is mkclone's and the check is ours: the simulator, PKCS#11. Not
     /// claimed for a real coprocessor, whose firmware's shares are not documented.)
     pub install_checks_signed_pattern: bool,
+    /// What this node cannot protect, in sentences (a PKCS#11 token: what a holder of its
+    /// user PIN, or of its SO PIN, can still do). Said when it is opened and by `status`.
+    #[serde(default)]
+    pub limits: Vec<String>,
 }
 
 impl Capabilities {
@@ -200,6 +204,19 @@ pub trait Backend {
     fn backend_name(&self) -> &'static str;
 
     fn capabilities(&self) -> Capabilities;
+
+    /// The access-control audit of `operations` on the plan's master keys `kinds`: the
+    /// points of the device's role each needs and whether it has them, and what to check
+    /// by hand. A device without access-control roles answers an empty audit (the
+    /// default).
+    fn access_audit(
+        &mut self,
+        operations: &[Operation],
+        kinds: &[CloneableKind],
+    ) -> Result<crate::access::AccessAudit> {
+        let _ = (operations, kinds);
+        Ok(crate::access::AccessAudit::default())
+    }
 
     not_supported_by_default! {
         fn status(&mut self) -> Result<NodeStatus> = Status;

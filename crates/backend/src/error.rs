@@ -160,6 +160,27 @@ pub enum BackendError {
     )]
     EidAlreadySet { current: Eid, requested: Eid },
 
+    /// An object the node keeps no longer has the attributes the backend gave it (a
+    /// PKCS#11 key made sensitive, never extractable, not modifiable... found otherwise).
+    #[error(
+        "{object}: {attribute} is {found}, but mkclone made it {expected}: it was changed outside \
+         mkclone; {consequence}. mkclone will not use it: see \"Changed outside mkclone\" in the README"
+    )]
+    ChangedOutsideMkclone {
+        object: String,
+        attribute: String,
+        expected: String,
+        found: String,
+        consequence: String,
+    },
+    /// The operation needs a credential the node does not have or that was refused (the
+    /// PKCS#11 security officer's PIN); nothing changed.
+    #[error("{operation}: {detail}")]
+    Credential {
+        operation: Operation,
+        detail: String,
+    },
+
     // --- device and transport ----------------------------------------------------------
     /// The request may or may not have been carried out. Read the node's state to learn.
     #[error(

@@ -18,6 +18,7 @@ macro_rules! display_as {
     };
 }
 
+pub mod access;
 mod backend;
 mod error;
 mod outcome;

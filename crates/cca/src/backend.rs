@@ -20,7 +20,7 @@ use mkclone_formats::seal::SealedShareParts;
 
 use crate::REPLY_CAPACITY;
 use crate::facility::{MasterKeyRegisters, StaticsA, StaticsB};
-use crate::function::FunctionCode;
+use crate::function::{Encoding, FunctionCode};
 use crate::parm::Keyword;
 use crate::rc::{self, rs, rt};
 use crate::transport::{Transport, TransportError};
@@ -117,26 +117,56 @@ impl<T: Transport> CcaBackend<T> {
         !function.is_project_assigned() || self.transport.allows_project_encodings()
     }
 
-    /// `NotSupported` for `op` when `function` may not be sent here (the provenance guard).
-    fn guard(&self, op: Operation, function: FunctionCode) -> Result<()> {
-        if self.may_send(function) {
+    /// The provenance guard for one request: its function code, and for FQ its rule
+    /// form (`function::QUERY_RULES`).
+    fn may_send_request(&self, request: &Request) -> bool {
+        !request.encoding().is_project_assigned() || self.transport.allows_project_encodings()
+    }
+
+    /// `NotSupported` for `op` when a request of `encoding` may not be sent here (the
+    /// provenance guard).
+    fn guard(&self, op: Operation, encoding: Encoding) -> Result<()> {
+        if !encoding.is_project_assigned() || self.transport.allows_project_encodings() {
             return Ok(());
         }
+        let hint = if encoding.function == FunctionCode::FacilityQuery {
+            format!(
+                "no public source shows the CPRB encoding of {}: mkclone's is its own and is sent only to \
+                 the simulator. Through public encodings mkclone reads the serial and the ASYM, AES and \
+                 APKA master-key registers (FQ STATICSA/STATICSB; `mkclone devices` shows the same from \
+                 sysfs). The EID and the SYM register states cannot be read without IBM's CCA host library \
+                 (CSUACFQ, as IBM's CNM utility and panel.exe call it)",
+                encoding.what
+            )
+        } else {
+            format!(
+                "IBM has not published the encoding of {}; mkclone's encoding for it is its own and runs only \
+                 on the simulator (backend = \"sim\"). On this coprocessor use IBM's CNM utility or TKE for this step",
+                encoding.what
+            )
+        };
         Err(BackendError::NotSupported {
             operation: op,
             backend: self.transport.backend_name(),
-            hint: format!(
-                "IBM has not published the encoding of {}; mkclone's encoding for it is its own and runs only \
-                 on the simulator (backend = \"sim\"). On this coprocessor use IBM's CNM utility or TKE for this step",
-                function.info().verb
-            ),
+            hint,
         })
+    }
+
+    /// The public facility queries, FQ STATICSA and STATICSB, as the kernel sends them:
+    /// the serial, the ASYM, AES and APKA register states and patterns, and the SYM
+    /// patterns. Allowed on every transport (public encodings).
+    pub fn facility_query(&mut self) -> Result<(StaticsA, StaticsB)> {
+        let a: StaticsA = read_reply!(self, Operation::Status, Request::Query(Query::StatIcsa),
+            ReplyBody::StaticsA(a) => *a)?;
+        let b: StaticsB = read_reply!(self, Operation::Status, Request::Query(Query::StatIcsb),
+            ReplyBody::StaticsB(b) => *b)?;
+        Ok((a, b))
     }
 
     /// Send one request and decode its reply (codes not yet interpreted).
     fn call(&mut self, op: Operation, request: &Request) -> Result<Reply> {
         let function = request.function();
-        self.guard(op, function)?;
+        self.guard(op, request.encoding())?;
         let message = request
             .to_message(self.transport.domain(), REPLY_CAPACITY)
             .map_err(|e| BackendError::Transport {
@@ -221,6 +251,11 @@ impl<T: Transport> CcaBackend<T> {
                 })
             }
             rs::SHARE_DATA_ERROR => Some(BackendError::ShareRejected),
+            // The share's enciphering key does not decipher under this node's CSR key: as
+            // any other share that does not decrypt (the simulator answers SHARE_DATA_ERROR).
+            rs::SHARE_KEY_FAILED if op == Operation::InstallShare => {
+                Some(BackendError::ShareRejected)
+            }
             rs::WRONG_TARGET => Some(BackendError::WrongTarget {
                 expected_eid: "(named in the share)".into(),
                 expected_key: "(named in the share)".into(),
@@ -321,17 +356,20 @@ impl<T: Transport> CcaBackend<T> {
             })
     }
 
-    /// Status on a real coprocessor, from public encodings only: STATCCAE (SYM register
-    /// states), STATEID (EID), STATICSA (serial; ASYM and AES states and patterns) and
-    /// STATICSB (APKA states and patterns; SYM patterns). AES and APKA are listed when
-    /// the card reports states mkclone knows.
+    /// Status on a real coprocessor: STATICSA (serial; ASYM and AES states and patterns)
+    /// and STATICSB (APKA states and patterns; SYM patterns), which are public, and
+    /// STATCCAE (SYM register states) and STATEID (EID), which are not: without project
+    /// encodings this answers `NotSupported` (see `facility_query` for the public part).
+    /// AES and APKA are listed when the card reports states mkclone knows.
     fn status_public(&mut self) -> Result<NodeStatus> {
+        // STATCCAE and STATEID are project encodings (`function::QUERY_RULES`): refused
+        // before anything is sent unless project encodings may go to this device.
+        for query in [Query::StatCcae, Query::StatEid] {
+            self.guard(Operation::Status, Request::Query(query).encoding())?;
+        }
         let states = self.query(Query::StatCcae)?;
         let eid = self.eid()?;
-        let a: StaticsA = read_reply!(self, Operation::Status, Request::Query(Query::StatIcsa),
-            ReplyBody::StaticsA(a) => *a)?;
-        let b: StaticsB = read_reply!(self, Operation::Status, Request::Query(Query::StatIcsb),
-            ReplyBody::StaticsB(b) => *b)?;
+        let (a, b) = self.facility_query()?;
         let mut registers = vec![RegisterStatus {
             kind: MasterKeyKind::Sym,
             new: new_state(states.first())?,
@@ -482,9 +520,15 @@ impl<T: Transport> Backend for CcaBackend<T> {
                 }
             }
         };
+        // Status (and SET EID, which reads the EID back on a rerun) also needs the FQ
+        // forms STATCCAE and STATEID, whose encodings are the project's own.
+        let project_queries = [Query::StatCcae, Query::StatEid]
+            .iter()
+            .all(|q| self.may_send_request(&Request::Query(*q)));
         let operations: BTreeSet<Operation> = Operation::ALL
             .into_iter()
             .filter(|op| needs(*op).iter().all(|f| self.may_send(*f)))
+            .filter(|op| project_queries || !matches!(op, Operation::Status | Operation::SetEid))
             .collect();
         Capabilities {
             backend: self.transport.backend_name(),
@@ -492,6 +536,7 @@ impl<T: Transport> Backend for CcaBackend<T> {
             key_stays_in_device: true,
             rehearsal_only: !self.transport.is_real_device(),
             install_checks_signed_pattern: !self.transport.is_real_device(),
+            limits: Vec::new(),
         }
     }
 
@@ -732,7 +777,7 @@ impl<T: Transport> Backend for CcaBackend<T> {
     fn install_share(&mut self, request: &InstallRequest) -> Result<Applied<InstallProgress>> {
         let op = Operation::InstallShare;
         // Where the verb cannot be sent, say so whatever the share (before reading it).
-        self.guard(op, FunctionCode::MasterKeyDistribution)?;
+        self.guard(op, FunctionCode::MasterKeyDistribution.encoding())?;
         // The header is checked first, on the host, so that a share for another node gets
         // its own error before any cryptography runs.
         let parts =

@@ -39,8 +39,13 @@ mod off {
     pub const RESERVED_LEN: usize = 12;
 }
 
-/// The CPRBX fields mkclone reads or writes. Everything else is zero on encode and
-/// ignored on decode (except the reserved bytes, which newer kernels require to be zero).
+/// The CPRBX fields mkclone reads or writes. Everything else is zero on encode.
+///
+/// Two decoders: [`Cprbx::decode`] for requests (the simulator reads mkclone's own
+/// requests: one encoding per meaning, so cprb_len, version, func_id "T2" and zero
+/// reserved bytes are required), and [`Cprbx::decode_reply`] for replies, which checks no
+/// more than the kernel does. (The uapi header's comment on the 12 bytes at 172 says they
+/// are "checked for zeros"; no kernel code checks them, in requests or replies.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Cprbx {
     /// Request parameter block length.
@@ -97,15 +102,22 @@ impl Cprbx {
         b
     }
 
+    /// Decode a reply CPRBX as the kernel accepts it: at least 220 bytes and
+    /// cprb_ver_id X'02'. That is the only field the kernel checks in a CPRB reply
+    /// (drivers/s390/crypto/zcrypt_msgtype6.c, `convert_response_xcrb` and
+    /// `zcrypt_msgtype6_receive`: a type 86 reply whose `cprbx.cprb_ver_id` is 0x02 is
+    /// copied to user space, anything else is an unknown response). cprb_len, func_id
+    /// and the reserved bytes 172..184 are not looked at: the kernel's own readers take
+    /// the reply parameter block at reply + 220 whatever cprb_len says
+    /// (zcrypt_ccamisc.c, `cca_query_crypto_facility`).
+    pub fn decode_reply(bytes: &[u8]) -> Result<Self, CodecError> {
+        let b = header(bytes)?;
+        check_version(b)?;
+        Ok(Self::fields(b))
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
-        let b: &[u8; CPRBX_LEN] = bytes
-            .get(..CPRBX_LEN)
-            .and_then(|s| s.try_into().ok())
-            .ok_or(CodecError::Truncated {
-                what: "CPRBX",
-                needed: CPRBX_LEN,
-                available: bytes.len(),
-            })?;
+        let b = header(bytes)?;
         let cprb_len = get_u16(b, off::CPRB_LEN);
         if usize::from(cprb_len) != CPRBX_LEN {
             return Err(CodecError::Field {
@@ -114,13 +126,7 @@ impl Cprbx {
                 detail: format!("{cprb_len}, expected 220"),
             });
         }
-        if b[off::VER_ID] != CPRBX_VERSION {
-            return Err(CodecError::Field {
-                what: "CPRBX",
-                field: "cprb_ver_id",
-                detail: format!("X'{:02X}', expected X'02'", b[off::VER_ID]),
-            });
-        }
+        check_version(b)?;
         if b[off::FUNC_ID..off::FUNC_ID + 2] != FUNC_ID_T2 {
             return Err(CodecError::Field {
                 what: "CPRBX",
@@ -141,7 +147,11 @@ impl Cprbx {
                 detail: "must be zero".into(),
             });
         }
-        Ok(Self {
+        Ok(Self::fields(b))
+    }
+
+    fn fields(b: &[u8; CPRBX_LEN]) -> Self {
+        Self {
             req_parml: get_u32(b, off::REQ_PARML),
             req_datal: get_u32(b, off::REQ_DATAL),
             rpl_msgbl: get_u32(b, off::RPL_MSGBL),
@@ -153,8 +163,32 @@ impl Cprbx {
             ccp_rtcode: get_u16(b, off::CCP_RTCODE),
             ccp_rscode: get_u16(b, off::CCP_RSCODE),
             domain: get_u16(b, off::DOMAIN),
-        })
+        }
     }
+}
+
+/// The first 220 bytes of `bytes`.
+fn header(bytes: &[u8]) -> Result<&[u8; CPRBX_LEN], CodecError> {
+    bytes
+        .get(..CPRBX_LEN)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(CodecError::Truncated {
+            what: "CPRBX",
+            needed: CPRBX_LEN,
+            available: bytes.len(),
+        })
+}
+
+/// cprb_ver_id must be X'02', in requests and replies alike.
+fn check_version(b: &[u8; CPRBX_LEN]) -> Result<(), CodecError> {
+    if b[off::VER_ID] != CPRBX_VERSION {
+        return Err(CodecError::Field {
+            what: "CPRBX",
+            field: "cprb_ver_id",
+            detail: format!("X'{:02X}', expected X'02'", b[off::VER_ID]),
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn len_u32(len: usize, what: &'static str) -> Result<u32, CodecError> {

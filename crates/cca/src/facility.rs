@@ -600,6 +600,32 @@ mod tests {
         fq_reply(&elements, &vd)
     }
 
+    /// A STATICSA reply shaped as the kernel hands one to user space and no stricter
+    /// than the kernel reads it (zcrypt_msgtype6.c `convert_response_xcrb`: cprb_ver_id
+    /// X'02' only; zcrypt_ccamisc.c `cca_query_crypto_facility`: rule array and verb data
+    /// by their lengths): func_id not "T2", the 12 bytes at 172 not zero, no key block,
+    /// and bytes after the verb data inside rpld_parml and after rpld_parml.
+    #[test]
+    fn a_real_kernel_shaped_staticsa_reply_is_decoded() {
+        let clean = staticsa_vector(*b"322322");
+        let mut m = clean[..220].to_vec();
+        m[6..8].copy_from_slice(b"T3"); // func_id other than "T2"
+        for (i, b) in m[172..184].iter_mut().enumerate() {
+            *b = 0xA0 + i as u8; // reserved bytes not zero
+        }
+        // The parameter block without its key-block length, then 6 bytes nobody reads.
+        let parm = &clean[220..clean.len() - 2];
+        let mut p = parm.to_vec();
+        p.extend_from_slice(&[0x00, 0x07, 0xC5, 0xC9, 0xC4, 0x40]);
+        m[24..28].copy_from_slice(&(p.len() as u32).to_be_bytes()); // rpld_parml
+        m.extend_from_slice(&p);
+        m.extend_from_slice(&[0; 3]); // beyond rpld_parml: what the buffer held
+        assert_eq!(decode_a(&m).unwrap(), decode_a(&clean).unwrap());
+        // The one field the kernel checks, cprb_ver_id, is still checked.
+        m[2] = 0x01;
+        assert!(matches!(decode_a(&m), Err(CodecError::Field { .. })));
+    }
+
     #[test]
     fn staticsb_decodes_apka_states_and_patterns_and_the_sym_patterns() {
         let b = decode_b(&staticsb_vector(*b"322", (0x0F07, 0x0F06))).unwrap();
@@ -649,6 +675,27 @@ mod tests {
         // The encoder writes the SYM block headers the decoder checks.
         assert_eq!(&vd[132..136], &[0x00, 0x0C, 0x0F, 0x07]);
         assert_eq!(&vd[144..148], &[0x00, 0x0C, 0x0F, 0x06]);
+    }
+
+    #[test]
+    fn every_query_has_its_row_and_only_the_kernels_forms_are_public() {
+        use crate::function::Encoding;
+        for (query, public) in [
+            (Query::StatIcsa, true),
+            (Query::StatIcsb, true),
+            (Query::StatCcae, false),
+            (Query::StatEid, false),
+        ] {
+            let request = Request::Query(query);
+            assert_eq!(
+                request.encoding().is_project_assigned(),
+                !public,
+                "{query:?}"
+            );
+            // The same answer from the bytes, as the zcrypt transport reads them.
+            let m = request.to_message(0x000d, 4096).unwrap();
+            assert_eq!(Encoding::of(&m[220..]).unwrap(), request.encoding());
+        }
     }
 
     #[test]

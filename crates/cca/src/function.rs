@@ -170,6 +170,107 @@ pub const TABLE: &[FunctionInfo] = &[
     },
 ];
 
+/// One rule form of Cryptographic_Facility_Query with its provenance. The function code
+/// "FQ" is public, but only the forms the kernel itself sends are public down to the
+/// bytes: a request whose encoding no public source shows is mkclone's own guess, even
+/// where CCA's keyword and its host-library (CSUACFQ) reply layout are documented.
+pub struct QueryRule {
+    pub keyword: [u8; 8],
+    pub what: &'static str,
+    pub provenance: Provenance,
+}
+
+/// THE table of FQ rule forms mkclone sends.
+pub const QUERY_RULES: &[QueryRule] = &[
+    QueryRule {
+        keyword: *b"STATICSA",
+        what: "FQ STATICSA (serial; ASYM and AES master-key registers)",
+        provenance: Provenance::Public {
+            source: "Linux kernel drivers/s390/crypto/zcrypt_ccamisc.c (cca_get_info: the request bytes and the reply offsets)",
+        },
+    },
+    QueryRule {
+        keyword: *b"STATICSB",
+        what: "FQ STATICSB (APKA master-key registers)",
+        provenance: Provenance::Public {
+            source: "Linux kernel drivers/s390/crypto/zcrypt_ccamisc.c (cca_get_info: the request bytes and the reply offsets)",
+        },
+    },
+    // STATCCAE and STATEID: no public source shows their CPRB encoding. The kernel never
+    // sends them; opencryptoki and other users call the CCA host library (CSUACFQ), which
+    // builds the CPRB itself. mkclone's request (the keyword, no verb data) and its reading
+    // of the reply (8-byte rule-array elements, as the host library returns them) are
+    // therefore project encodings: sent only where project encodings may be sent.
+    QueryRule {
+        keyword: *b"STATCCAE",
+        what: "FQ STATCCAE (SYM master-key register states; CPRB encoding not public)",
+        provenance: Provenance::ProjectAssigned,
+    },
+    QueryRule {
+        keyword: *b"STATEID ",
+        what: "FQ STATEID (the environment identifier; CPRB encoding not public)",
+        provenance: Provenance::ProjectAssigned,
+    },
+];
+
+/// What a request message's parameter block asks for, and whether its encoding is
+/// public: the function code, and for FQ the rule form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Encoding {
+    pub function: FunctionCode,
+    /// The verb, or for FQ the rule form.
+    pub what: &'static str,
+    pub provenance: Provenance,
+}
+
+impl Encoding {
+    /// The encoding of the parameter block `parm` (the bytes after the CPRBX): its
+    /// function code, and for FQ its first rule keyword. An unknown code or FQ rule is
+    /// an error: nothing mkclone does not know is sent.
+    pub fn of(parm: &[u8]) -> Result<Self, CodecError> {
+        let code = parm.get(..2).ok_or(CodecError::Truncated {
+            what: "function code",
+            needed: 2,
+            available: parm.len(),
+        })?;
+        let function = FunctionCode::from_bytes([code[0], code[1]])?;
+        if function != FunctionCode::FacilityQuery {
+            return Ok(function.encoding());
+        }
+        let keyword: [u8; 8] =
+            parm.get(4..12)
+                .and_then(|k| k.try_into().ok())
+                .ok_or(CodecError::Truncated {
+                    what: "FQ rule array",
+                    needed: 12,
+                    available: parm.len(),
+                })?;
+        let rule = QueryRule::find(keyword).ok_or_else(|| CodecError::Field {
+            what: "FQ request",
+            field: "rule array",
+            detail: format!(
+                "query {:?} is not one mkclone sends",
+                String::from_utf8_lossy(&keyword).trim_end()
+            ),
+        })?;
+        Ok(Self {
+            function,
+            what: rule.what,
+            provenance: rule.provenance,
+        })
+    }
+
+    pub fn is_project_assigned(&self) -> bool {
+        self.provenance == Provenance::ProjectAssigned
+    }
+}
+
+impl QueryRule {
+    pub fn find(keyword: [u8; 8]) -> Option<&'static QueryRule> {
+        QUERY_RULES.iter().find(|r| r.keyword == keyword)
+    }
+}
+
 impl FunctionCode {
     pub fn info(self) -> &'static FunctionInfo {
         // Every variant has exactly one row (checked by a unit test).
@@ -186,6 +287,16 @@ impl FunctionCode {
     }
     pub fn is_project_assigned(self) -> bool {
         self.provenance() == Provenance::ProjectAssigned
+    }
+    /// The encoding of a request for this function whatever its rules (for FQ, the
+    /// function code alone: a request's own [`Encoding`] adds the rule form).
+    pub fn encoding(self) -> Encoding {
+        let info = self.info();
+        Encoding {
+            function: self,
+            what: info.verb,
+            provenance: info.provenance,
+        }
     }
     pub fn from_bytes(code: [u8; 2]) -> Result<Self, CodecError> {
         TABLE
@@ -238,6 +349,29 @@ mod tests {
                 assert_ne!(a.code, b.code);
             }
         }
+    }
+
+    #[test]
+    fn only_the_fq_forms_the_kernel_sends_are_public() {
+        let fq = |rule: &[u8; 8]| {
+            let mut parm = b"FQ\x00\x0a".to_vec();
+            parm.extend_from_slice(rule);
+            Encoding::of(&parm).unwrap()
+        };
+        assert!(!fq(b"STATICSA").is_project_assigned());
+        assert!(!fq(b"STATICSB").is_project_assigned());
+        assert!(fq(b"STATCCAE").is_project_assigned());
+        assert!(fq(b"STATEID ").is_project_assigned());
+        let mut unknown = b"FQ\x00\x0a".to_vec();
+        unknown.extend_from_slice(b"STATAES ");
+        assert!(Encoding::of(&unknown).is_err());
+        assert!(Encoding::of(b"F").is_err());
+        assert!(Encoding::of(b"FQ\x00\x02").is_err(), "an FQ without a rule");
+        assert_eq!(
+            Encoding::of(b"vp").unwrap().function,
+            FunctionCode::Patterns
+        );
+        assert!(Encoding::of(b"vp").unwrap().is_project_assigned());
     }
 
     #[test]

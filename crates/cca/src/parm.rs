@@ -114,8 +114,32 @@ impl ParmBlock {
         Ok(out)
     }
 
-    /// Decode exactly `bytes` (no trailing bytes allowed: one encoding per meaning).
+    /// Decode exactly `bytes` (no trailing bytes allowed: one encoding per meaning). For
+    /// requests: the simulator reads mkclone's own requests.
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        let (block, trailing) = Self::decode_fields(bytes, KeyBlock::Required)?;
+        if trailing != 0 {
+            return Err(CodecError::Trailing {
+                what: "parameter block",
+                count: trailing,
+            });
+        }
+        Ok(block)
+    }
+
+    /// Decode a reply parameter block as the kernel reads one: the function code, the
+    /// rule array and the verb data by their length fields; the key block when what
+    /// follows reads as one (else, or when absent, an empty one); whatever follows
+    /// the last field is left alone and counted (the returned `usize`). The kernel reads
+    /// no more than the rule-array and verb-data lengths (drivers/s390/crypto/
+    /// zcrypt_ccamisc.c, `cca_query_crypto_facility`: "check and possibly copy reply rule
+    /// array", then the "var array"), so a valid reply from a real card may carry bytes
+    /// mkclone's own encoder never writes.
+    pub fn decode_reply(bytes: &[u8]) -> Result<(Self, usize), CodecError> {
+        Self::decode_fields(bytes, KeyBlock::Optional)
+    }
+
+    fn decode_fields(bytes: &[u8], key_block: KeyBlock) -> Result<(Self, usize), CodecError> {
         let mut r = Reader { bytes, at: 0 };
         let code = r.take(2, "function code")?;
         let function = FunctionCode::from_bytes([code[0], code[1]])?;
@@ -148,44 +172,69 @@ impl ParmBlock {
             )?
             .to_vec();
 
-        let keys_len = usize::from(r.u16("key-block length")?);
-        let key_bytes = r.take(
-            keys_len
-                .checked_sub(2)
-                .ok_or_else(|| short("key-block length", keys_len))?,
-            "key block",
-        )?;
-        let mut kr = Reader {
-            bytes: key_bytes,
-            at: 0,
+        let keys = match key_block {
+            KeyBlock::Required => read_key_block(&mut r)?,
+            // What follows the verb data of a reply is a key block only if it reads as
+            // one; otherwise it is left alone like any other trailing bytes (the kernel
+            // reads nothing after the verb data).
+            KeyBlock::Optional => {
+                let mut attempt = Reader { bytes, at: r.at };
+                match read_key_block(&mut attempt) {
+                    Ok(keys) => {
+                        r.at = attempt.at;
+                        keys
+                    }
+                    Err(_) => Vec::new(),
+                }
+            }
         };
-        let mut keys = Vec::new();
-        while kr.remaining() > 0 {
-            let len = usize::from(kr.u16("key-block entry length")?);
-            let flag = kr.u16("key-block entry flag")?;
-            let token = kr.take(
-                len.checked_sub(4)
-                    .ok_or_else(|| short("key-block entry length", len))?,
-                "key-block entry",
-            )?;
-            keys.push(KeyEntry {
-                flag,
-                token: token.to_vec(),
-            });
-        }
-        if r.remaining() != 0 {
-            return Err(CodecError::Trailing {
-                what: "parameter block",
-                count: r.remaining(),
-            });
-        }
-        Ok(Self {
+        let block = Self {
             function,
             rules,
             verb_data,
             keys,
-        })
+        };
+        Ok((block, r.remaining()))
     }
+}
+
+/// The key block at `r`: its length (counting itself), then entries of u16 length
+/// (counting itself), u16 flag and token.
+fn read_key_block(r: &mut Reader<'_>) -> Result<Vec<KeyEntry>, CodecError> {
+    let keys_len = usize::from(r.u16("key-block length")?);
+    let key_bytes = r.take(
+        keys_len
+            .checked_sub(2)
+            .ok_or_else(|| short("key-block length", keys_len))?,
+        "key block",
+    )?;
+    let mut kr = Reader {
+        bytes: key_bytes,
+        at: 0,
+    };
+    let mut keys = Vec::new();
+    while kr.remaining() > 0 {
+        let len = usize::from(kr.u16("key-block entry length")?);
+        let flag = kr.u16("key-block entry flag")?;
+        let token = kr.take(
+            len.checked_sub(4)
+                .ok_or_else(|| short("key-block entry length", len))?,
+            "key-block entry",
+        )?;
+        keys.push(KeyEntry {
+            flag,
+            token: token.to_vec(),
+        });
+    }
+    Ok(keys)
+}
+
+/// Whether a parameter block must end with a key block (requests) or may stop after the
+/// verb data (replies, as the kernel reads them).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyBlock {
+    Required,
+    Optional,
 }
 
 fn short(field: &'static str, len: usize) -> CodecError {

@@ -34,6 +34,22 @@ pub mod rs {
     pub const SHARE_DISTRIBUTION_ERROR: u16 = 1037;
     pub const HASH_NOT_FOR_CLONING: u16 = 1038;
     pub const KEY_DOES_NOT_MATCH_HASH: u16 = 1039;
+    /// 8/1040 (X'410'): the master-key share enciphering key failed ([BSR 2.54] Appendix A,
+    /// Figure A-4, page 5 of 6). On INSTALL it is the share's clone-info-encrypting key
+    /// that does not decipher under the CSR key: one more "share rejected".
+    pub const SHARE_KEY_FAILED: u16 = 1040;
+
+    // --- IBM, codes every verb may answer ([BSR 2.54] Figure A-4, page 1 of 6) ---
+    /// A rule array or other parameter specifies a keyword that is not valid.
+    pub const BAD_KEYWORD: u16 = 33;
+    /// A rule-array keyword combination is not valid.
+    pub const BAD_KEYWORD_COMBINATION: u16 = 34;
+    /// A rule-array count is not valid.
+    pub const BAD_RULE_COUNT: u16 = 35;
+    /// The verb data, or its length, is not valid (IBM's CCA for Linux on IBM Z, "Verb data
+    /// returned for CSUACFQ keywords"; the simulated host library also answers it for an
+    /// output buffer too small for the answer).
+    pub const BAD_VERB_DATA_LENGTH: u16 = 72;
 
     // --- project-assigned (no IBM code published for these conditions) ---
     pub const PROJECT_BASE: u16 = 0xF000;
@@ -113,6 +129,13 @@ pub fn message(return_code: u16, reason_code: u16) -> &'static str {
         (_, SHARE_DISTRIBUTION_ERROR) => "share distribution error",
         (_, HASH_NOT_FOR_CLONING) => "the registered hash is not marked for cloning",
         (_, KEY_DOES_NOT_MATCH_HASH) => "the registered key does not match the registered hash",
+        (_, SHARE_KEY_FAILED) => "the master-key share enciphering key failed",
+        (8, BAD_KEYWORD) => "a rule-array keyword or other keyword parameter is not valid",
+        (8, BAD_KEYWORD_COMBINATION) => "the rule-array keyword combination is not valid",
+        (8, BAD_RULE_COUNT) => "the rule-array count is not valid",
+        (8, BAD_VERB_DATA_LENGTH) => {
+            "the verb data or its length is not valid (an output buffer too small for the answer)"
+        }
         (_, WRONG_TARGET) => "[mkclone] the share is addressed to another node",
         (_, BAD_MOFN) => "[mkclone] m-of-n out of range",
         (_, INDEX_OUT_OF_RANGE) => "[mkclone] share index outside 1..n",

@@ -45,26 +45,3 @@ pub enum TransportError {
     #[error("{0}")]
     OutcomeUnknown(String),
 }
-
-impl<T: Transport + ?Sized> Transport for Box<T> {
-    fn backend_name(&self) -> &'static str {
-        (**self).backend_name()
-    }
-    fn is_real_device(&self) -> bool {
-        (**self).is_real_device()
-    }
-    fn allows_project_encodings(&self) -> bool {
-        (**self).allows_project_encodings()
-    }
-    fn domain(&self) -> u16 {
-        (**self).domain()
-    }
-    fn send(
-        &mut self,
-        request: &[u8],
-        reply_capacity: usize,
-        idempotent: bool,
-    ) -> Result<Vec<u8>, TransportError> {
-        (**self).send(request, reply_capacity, idempotent)
-    }
-}

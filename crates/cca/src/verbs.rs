@@ -2,12 +2,15 @@
 //! encodings. Shared by `CcaBackend` (encodes requests, decodes replies) and the
 //! simulator (decodes requests, encodes replies).
 //!
-//! Only `FQ` (Cryptographic_Facility_Query) follows a public layout: rules STATCCAE and
-//! STATEID (rule keywords in, 8-byte rule-array elements out; IBM CCA Basic Services
-//! Reference 2.54, CSUACFQ), and STATICSA and STATICSB (as the Linux kernel sends and reads
-//! them; [`crate::facility`]). Every other verb here is project-assigned (see
-//! [`crate::function`]); its layout is mkclone's own, documented on each variant and in
-//! docs/ARCHITECTURE.md, and valid only between mkclone and its simulator.
+//! Only `FQ` (Cryptographic_Facility_Query) with the rules STATICSA and STATICSB follows a
+//! public layout down to the bytes: as the Linux kernel sends and reads them
+//! ([`crate::facility`]). STATCCAE and STATEID are CCA's keywords, and their reply as the
+//! host library returns it (8-byte rule-array elements) is documented (IBM CCA Basic
+//! Services Reference 2.54, CSUACFQ), but not their CPRB encoding: mkclone's form of them
+//! is a project encoding (`crate::function::QUERY_RULES`). Every other verb here is
+//! project-assigned (see [`crate::function`]); its layout is mkclone's own, documented on
+//! each variant and in docs/ARCHITECTURE.md, and valid only between mkclone and its
+//! simulator.
 
 use mkclone_backend::rules::statmofn;
 use mkclone_backend::{
@@ -19,7 +22,7 @@ use mkclone_backend::{
 use crate::cprb::{CPRBX_LEN, Cprbx};
 use crate::error::CodecError;
 use crate::facility::{FQ_VERB_DATA_SPACE, StaticsA, StaticsB};
-use crate::function::FunctionCode;
+use crate::function::{Encoding, FunctionCode, Provenance, QueryRule};
 use crate::parm::{KeyEntry, Keyword, ParmBlock, Reader};
 
 /// Rule-array keywords. CCA's own where CCA has them (CSUACFQ, CSUAMKD, CSNBMKP,
@@ -420,7 +423,46 @@ fn expect_no_verb_data(p: &ParmBlock, what: &'static str) -> Result<(), CodecErr
     Ok(())
 }
 
+impl Query {
+    /// The rule keyword that selects this query.
+    pub fn keyword(self) -> Keyword {
+        match self {
+            Self::StatCcae => kw::STATCCAE,
+            Self::StatEid => kw::STATEID,
+            Self::StatIcsa => kw::STATICSA,
+            Self::StatIcsb => kw::STATICSB,
+        }
+    }
+}
+
 impl Request {
+    /// What this request is and whether its encoding is public (`function::TABLE`, and
+    /// for FQ `function::QUERY_RULES`).
+    pub fn encoding(&self) -> Encoding {
+        let function = self.function();
+        match self {
+            Self::Query(q) => match QueryRule::find(q.keyword().bytes()) {
+                Some(rule) => Encoding {
+                    function,
+                    what: rule.what,
+                    provenance: rule.provenance,
+                },
+                // Every query is in QUERY_RULES (a unit test checks it); a missing row
+                // would be treated as the project's own, never as public.
+                None => Encoding {
+                    function,
+                    what: function.info().verb,
+                    provenance: Provenance::ProjectAssigned,
+                },
+            },
+            _ => Encoding {
+                function,
+                what: function.info().verb,
+                provenance: function.provenance(),
+            },
+        }
+    }
+
     pub fn function(&self) -> FunctionCode {
         match self {
             Self::Query(_) => FunctionCode::FacilityQuery,
@@ -967,24 +1009,23 @@ impl ReplyBody {
 
     /// Decode the body of a successful reply to `request`.
     fn from_parm(p: &ParmBlock, request: &Request) -> Result<Self, CodecError> {
-        expect_zero_flags(p, "reply")?;
+        if !matches!(request, Request::Query(_)) {
+            expect_zero_flags(p, "reply")?;
+        }
         let only_key = |what: &'static str| -> Result<Vec<u8>, CodecError> {
             expect_keys(p, 1, what)?;
             expect_no_verb_data(p, what)?;
             Ok(p.keys[0].token.clone())
         };
         let body = match request {
-            Request::Query(Query::StatCcae | Query::StatEid) => {
-                expect_no_verb_data(p, "FQ reply")?;
-                expect_keys(p, 0, "FQ reply")?;
-                Self::Elements(p.rules.clone())
-            }
+            // FQ replies are read as the kernel reads them: the rule array and the verb
+            // data; a key block (and its flags) is not looked at
+            // (zcrypt_ccamisc.c, `cca_query_crypto_facility`).
+            Request::Query(Query::StatCcae | Query::StatEid) => Self::Elements(p.rules.clone()),
             Request::Query(Query::StatIcsa) => {
-                expect_keys(p, 0, "FQ STATICSA reply")?;
                 Self::StaticsA(Box::new(StaticsA::decode(&p.rules, &p.verb_data)?))
             }
             Request::Query(Query::StatIcsb) => {
-                expect_keys(p, 0, "FQ STATICSB reply")?;
                 Self::StaticsB(Box::new(StaticsB::decode(&p.rules, &p.verb_data)?))
             }
             Request::Patterns => {
@@ -1172,10 +1213,27 @@ impl Reply {
     }
 
     /// Decode a reply to `request`. A reply with return code 8 or more carries no body.
+    ///
+    /// The reply is read as the kernel reads one, no stricter: the CPRBX by
+    /// [`Cprbx::decode_reply`] (cprb_ver_id X'02'), the parameter block at +220 by
+    /// [`ParmBlock::decode_reply`] (rule array and verb data by their lengths, the key
+    /// block when present). `rpld_parml` may not claim more bytes than are present;
+    /// bytes after it, or after the last field inside it, are ignored (a real reply
+    /// copied from the kernel's buffer may carry them). The function code must echo the
+    /// request's (mkclone's own check).
     pub fn from_message(bytes: &[u8], request: &Request) -> Result<Self, CodecError> {
-        let (header, parm_bytes) =
-            split_message(bytes, "reply CPRBX", "rpld_parml", |h| h.rpld_parml)?;
-        let parm = ParmBlock::decode(parm_bytes)?;
+        let header = Cprbx::decode_reply(bytes)?;
+        let available = bytes.len() - CPRBX_LEN;
+        let declared = header.rpld_parml as usize;
+        if declared > available {
+            return Err(CodecError::Field {
+                what: "reply CPRBX",
+                field: "rpld_parml",
+                detail: format!("{declared} but only {available} parameter bytes follow"),
+            });
+        }
+        let parm_bytes = &bytes[CPRBX_LEN..CPRBX_LEN + declared];
+        let (parm, _trailing) = ParmBlock::decode_reply(parm_bytes)?;
         if parm.function != request.function() {
             return Err(CodecError::Field {
                 what: "reply",

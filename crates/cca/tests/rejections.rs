@@ -2,6 +2,12 @@
 //! trailing bytes, a wrong cprb_len / version / func_id, non-zero reserved bytes, a
 //! parameter length that disagrees with the bytes present, a reply to another function,
 //! an unknown function code, and truncation. Messages are assembled by hand (`common`).
+//!
+//! Requests (mkclone's own, read by the simulator) are held to one encoding per meaning.
+//! Replies are read as the Linux kernel reads them and no stricter
+//! (drivers/s390/crypto/zcrypt_msgtype6.c `convert_response_xcrb`: only cprb_ver_id X'02';
+//! zcrypt_ccamisc.c `cca_query_crypto_facility`: the rule-array and verb-data lengths), so
+//! the reply cases below check what is accepted as much as what is refused.
 
 mod common;
 
@@ -106,14 +112,36 @@ fn parameter_block_rejects_trailing_bytes() {
 }
 
 #[test]
-fn reply_rejects_trailing_bytes_after_the_parameter_block() {
+fn reply_accepts_trailing_bytes_after_the_parameter_block_as_the_kernel_does() {
+    // Inside rpld_parml, after the key block: not read, as the kernel does not read them.
+    let expected = Reply::from_message(&vp_reply(), &Request::Patterns).unwrap();
     let msg = vp_reply();
-    let parm = cat(&[&msg[CPRBX_LEN..], &[0x00, 0x00]]);
-    let msg = reply(parm.len() as u32, 0, 0, &parm);
-    assert_trailing(
-        Reply::from_message(&msg, &Request::Patterns),
-        "parameter block",
-        2,
+    for extra in [&[0x00, 0x00][..], &[0xFF], &[0xDE, 0xAD, 0xBE, 0xEF, 0x01]] {
+        let parm = cat(&[&msg[CPRBX_LEN..], extra]);
+        let msg = reply(parm.len() as u32, 0, 0, &parm);
+        assert_eq!(
+            Reply::from_message(&msg, &Request::Patterns).unwrap(),
+            expected
+        );
+        // After rpld_parml (what a reply buffer holds beyond the reply): ignored too.
+        let msg = cat(&[&vp_reply(), extra]);
+        assert_eq!(
+            Reply::from_message(&msg, &Request::Patterns).unwrap(),
+            expected
+        );
+    }
+}
+
+#[test]
+fn reply_without_a_key_block_is_read_as_one_with_an_empty_key_block() {
+    let expected = Reply::from_message(&vp_reply(), &Request::Patterns).unwrap();
+    let msg = vp_reply();
+    // The last two bytes are the key-block length X'0002'.
+    let parm = &msg[CPRBX_LEN..msg.len() - 2];
+    let msg = reply(parm.len() as u32, 0, 0, parm);
+    assert_eq!(
+        Reply::from_message(&msg, &Request::Patterns).unwrap(),
+        expected
     );
 }
 
@@ -265,25 +293,34 @@ fn reply_verb_data_rejects_trailing_bytes() {
 // CPRBX header fields
 // ---------------------------------------------------------------------------------------
 
-/// Run all three message-level decoders on `msg` (a request) and `reply_msg` (a reply
-/// with the same header change), expecting `Field { what: "CPRBX", field }` from each.
+/// The request decoders refuse the change with `Field { what: "CPRBX", field }`; the
+/// reply decoder refuses it too when `reply_refused`, and otherwise reads the changed
+/// reply exactly as the unchanged one (the kernel does not look at the field).
 #[track_caller]
-fn assert_header_refused(change: impl Fn(&mut Vec<u8>), field: &str) {
+fn assert_header_checked(change: impl Fn(&mut Vec<u8>), field: &str, reply_refused: bool) {
     let mut req = mn_request();
     change(&mut req);
     assert_field(Cprbx::decode(&req), "CPRBX", field);
     assert_field(Request::from_message(&req), "CPRBX", field);
     let mut rpl = vp_reply();
     change(&mut rpl);
-    assert_field(
-        Reply::from_message(&rpl, &Request::Patterns),
-        "CPRBX",
-        field,
-    );
+    if reply_refused {
+        assert_field(Cprbx::decode_reply(&rpl), "CPRBX", field);
+        assert_field(
+            Reply::from_message(&rpl, &Request::Patterns),
+            "CPRBX",
+            field,
+        );
+    } else {
+        assert_eq!(
+            Reply::from_message(&rpl, &Request::Patterns).unwrap(),
+            Reply::from_message(&vp_reply(), &Request::Patterns).unwrap()
+        );
+    }
 }
 
 #[test]
-fn wrong_cprb_len_is_refused() {
+fn wrong_cprb_len_is_refused_in_a_request_and_ignored_in_a_reply() {
     for len in [
         [0x00, 0x00],
         [0x00, 0xDB],
@@ -291,29 +328,30 @@ fn wrong_cprb_len_is_refused() {
         [0xDC, 0x00],
         [0x01, 0xDC],
     ] {
-        assert_header_refused(|m| m[0..2].copy_from_slice(&len), "cprb_len");
+        assert_header_checked(|m| m[0..2].copy_from_slice(&len), "cprb_len", false);
     }
 }
 
 #[test]
-fn wrong_version_is_refused() {
+fn wrong_version_is_refused_in_requests_and_replies() {
+    // The one field the kernel checks in a reply (zcrypt_msgtype6.c: cprb_ver_id 0x02).
     for ver in [0x00, 0x01, 0x03, 0x12, 0xFF] {
-        assert_header_refused(|m| m[2] = ver, "cprb_ver_id");
+        assert_header_checked(|m| m[2] = ver, "cprb_ver_id", true);
     }
 }
 
 #[test]
-fn func_id_other_than_t2_is_refused() {
+fn func_id_other_than_t2_is_refused_in_a_request_and_ignored_in_a_reply() {
     for id in [b"T3", b"T5", b"T6", b"T7", b"t2", b"2T", b"\0\0", b"T "] {
-        assert_header_refused(|m| m[6..8].copy_from_slice(id), "func_id");
+        assert_header_checked(|m| m[6..8].copy_from_slice(id), "func_id", false);
     }
 }
 
 #[test]
-fn non_zero_reserved_bytes_are_refused() {
+fn non_zero_reserved_bytes_are_refused_in_a_request_and_ignored_in_a_reply() {
     for at in 172..184 {
         for v in [0x01, 0x80, 0xFF] {
-            assert_header_refused(|m| m[at] = v, "reserved");
+            assert_header_checked(|m| m[at] = v, "reserved", false);
         }
     }
 }
@@ -349,9 +387,10 @@ fn req_parml_that_disagrees_with_the_bytes_is_refused() {
 }
 
 #[test]
-fn rpld_parml_that_disagrees_with_the_bytes_is_refused() {
+fn rpld_parml_beyond_the_bytes_is_refused_and_short_of_them_cuts_the_reply() {
     let good = vp_reply();
-    for parml in [0u32, 0x10, 0x12, u32::MAX] {
+    // More than is present: refused.
+    for parml in [0x12u32, 0x1200, u32::MAX] {
         let mut msg = good.clone();
         msg[24..28].copy_from_slice(&parml.to_be_bytes());
         assert_field(
@@ -365,6 +404,17 @@ fn rpld_parml_that_disagrees_with_the_bytes_is_refused() {
         "reply CPRBX",
         "rpld_parml",
     );
+    // Less: only rpld_parml bytes are the reply. Cutting the key-block length leaves a
+    // reply without a key block (accepted); cutting into the verb data leaves it short.
+    let mut msg = good.clone();
+    msg[24..28].copy_from_slice(&0x0Fu32.to_be_bytes());
+    assert!(Reply::from_message(&msg, &Request::Patterns).is_ok());
+    let mut msg = good.clone();
+    msg[24..28].copy_from_slice(&0x10u32.to_be_bytes());
+    assert!(Reply::from_message(&msg, &Request::Patterns).is_ok());
+    let mut msg = good;
+    msg[24..28].copy_from_slice(&0x0Eu32.to_be_bytes());
+    assert_truncated(Reply::from_message(&msg, &Request::Patterns), "verb data");
 }
 
 #[test]

@@ -96,12 +96,15 @@ fn check_erasable(path: &Path) -> std::result::Result<(), FileError> {
     }
 }
 
+/// Why an abort that names no step is refused.
+pub const NO_STEP: &str = "no step was asked for: choose among --clear-new, --delete-keys, --erase-files, --unregister-sa";
+
 /// Run the asked steps.
 pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Result<PhaseReport> {
     if steps.is_empty() {
         return Err(CeremonyError::Conflict {
             what: "abort".into(),
-            detail: "no step was asked for: choose among --clear-new, --delete-keys, --erase-files, --unregister-sa".into(),
+            detail: NO_STEP.into(),
         });
     }
     let plan = c.plan.clone();

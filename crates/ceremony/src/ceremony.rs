@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::dbs::{self, Carried, JournalMark, Layout, SA_DB_FORMAT, SaDb};
 use crate::durable::DirLock;
-use crate::event::{Action, LostMark, Note, Outcome, StepResult};
+use crate::event::{Action, LostMark, Note, Outcome, RunStart, StepResult};
 use crate::failure::{CeremonyError, Result, signal_name};
 use crate::journal::{Journal, Kind};
 use crate::marks::Chain;
@@ -67,6 +67,8 @@ pub struct Ceremony {
     pub layout: Layout,
     journal: Journal,
     operator: Option<String>,
+    /// Journaled right before the first record this handle appends.
+    run_start: Option<RunStart>,
     appended: u64,
     crash_after: Option<u64>,
     fail_after: Option<u64>,
@@ -135,6 +137,7 @@ impl Ceremony {
             layout,
             journal,
             operator: None,
+            run_start: None,
             appended: 0,
             crash_after,
             fail_after: None,
@@ -325,8 +328,25 @@ impl Ceremony {
         Ok(Some(missing))
     }
 
-    pub fn set_operator(&mut self, operator: Option<String>) {
+    /// Who runs this command, recorded on every record it appends; refused outside the
+    /// safe character set of [`crate::operator`].
+    pub fn set_operator(&mut self, operator: Option<String>) -> Result<()> {
+        if let Some(name) = &operator {
+            crate::operator::check(name)?;
+        }
         self.operator = operator;
+        Ok(())
+    }
+
+    /// Where and with what this command runs: journaled as a `run-start` note right
+    /// before the first record it appends (a command that appends nothing leaves none).
+    pub fn set_run_start(&mut self, run: RunStart) {
+        self.run_start = Some(run);
+    }
+
+    /// Who runs this command, as given (recorded in every record it appends).
+    pub fn operator(&self) -> Option<&str> {
+        self.operator.as_deref()
     }
 
     pub fn journal(&self) -> &Journal {
@@ -357,6 +377,10 @@ impl Ceremony {
         event: &str,
         detail: Value,
     ) -> Result<u64> {
+        if let Some(run) = self.run_start.take() {
+            let (event, detail) = Note::RunStart(run).parts();
+            self.append(phase, "", Kind::Note, &event, detail)?;
+        }
         let at = self.journal.append(
             phase.name(),
             node,
@@ -495,35 +519,18 @@ fn action_name(action: &Action) -> &'static str {
         Action::ClearNew { .. } => "clear NEW",
         Action::DeleteRetainedKey { .. } => "delete a retained key",
         Action::UnregisterSaKey { .. } => "unregister the SA key",
+        Action::LoadRandomMasterKey { .. } => "load a random master key",
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use mkclone_backend::{CloneableKind, Eid, MofN, RsaModulusBits};
+    use mkclone_backend::CloneableKind;
 
     use super::*;
-    use crate::plan::PlanSpec;
 
     fn plan() -> Plan {
-        let m_of_n = MofN::new(2, 3).unwrap();
-        let eid = |s: &str| Eid::new(s).unwrap();
-        Plan::new(PlanSpec {
-            id: "interrupt-test".into(),
-            sa: ("sa".into(), eid("SA")),
-            source: ("source".into(), eid("SOURCE")),
-            targets: vec![("target1".into(), eid("TARGET1"))],
-            kinds: vec![CloneableKind::Sym],
-            m_of_n,
-            bits: RsaModulusBits::B2048,
-            rehearsal: true,
-            share_indices: crate::plan::share_indices(&[1, 2], m_of_n).unwrap(),
-            dual_control: false,
-            pinned_serials: Default::default(),
-            sa_fingerprint: None,
-            source_patterns: Vec::new(),
-        })
-        .unwrap()
+        crate::plan::test_plan("interrupt-test", true)
     }
 
     fn events(c: &Ceremony) -> Vec<(Kind, String)> {

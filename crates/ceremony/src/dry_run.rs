@@ -2,6 +2,7 @@
 //! all at once; nothing is changed anywhere (no node request that writes, no file written,
 //! not even the ceremony directory created).
 
+use mkclone_backend::access::AccessAudit;
 use mkclone_backend::{Backend, CloneableKind, CurrentState, NewState, NodeStatus, Operation};
 use mkclone_formats::pka::{CertificateSection, PublicKeyTokenView};
 
@@ -109,6 +110,74 @@ fn capabilities(node: &mut dyn Backend, name: &str, phases: &[Phase], problems: 
     }
 }
 
+/// A node's access-control audit for the phases it runs in scope (empty for a device
+/// without access-control roles).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeAccess {
+    pub node: String,
+    pub phases: Vec<String>,
+    pub audit: AccessAudit,
+}
+
+/// Everything a dry run finds: the problems (none: the plan can run) and each node's
+/// access-control audit (the points found missing are problems too).
+#[derive(Debug, Clone, Default)]
+pub struct DryRunReport {
+    pub problems: Vec<Problem>,
+    pub access: Vec<NodeAccess>,
+}
+
+/// The "Audit access controls" task of the cloning procedure, for one node: every point
+/// the role lacks is a problem; the audit is kept for the report.
+fn access_controls(
+    node: &mut dyn Backend,
+    name: &str,
+    phases: &[Phase],
+    kinds: &[CloneableKind],
+    problems: &mut Vec<Problem>,
+    report: &mut Vec<NodeAccess>,
+) {
+    let mut ops: Vec<Operation> = Vec::new();
+    for phase in phases {
+        for op in phase.needed_operations() {
+            if !ops.contains(op) {
+                ops.push(*op);
+            }
+        }
+    }
+    let audit = match node.access_audit(&ops, kinds) {
+        Ok(a) => a,
+        Err(e) => {
+            problem(
+                problems,
+                name,
+                format!("the access-control audit failed: {e}"),
+            );
+            return;
+        }
+    };
+    for missing in audit.missing() {
+        problem(
+            problems,
+            name,
+            format!(
+                "role {} does not enable access-control point {}, which {} needs ({}): enable it with TKE",
+                audit.role.as_deref().unwrap_or("?"),
+                missing.point,
+                missing.operation,
+                missing.point.source
+            ),
+        );
+    }
+    if !audit.is_empty() {
+        report.push(NodeAccess {
+            node: name.to_string(),
+            phases: phases.iter().map(|p| p.name().to_string()).collect(),
+            audit,
+        });
+    }
+}
+
 fn current(st: &NodeStatus, kind: CloneableKind) -> Option<mkclone_backend::VerificationPattern> {
     let reg = st.register(kind.kind())?;
     (reg.current == CurrentState::Valid)
@@ -189,7 +258,19 @@ pub fn dry_run(
     scope: &DryRunScope,
     options: DryRunOptions,
 ) -> Vec<Problem> {
+    dry_run_report(plan, layout, nodes, scope, options).problems
+}
+
+/// [`dry_run`], with each node's access-control audit.
+pub fn dry_run_report(
+    plan: &Plan,
+    layout: &Layout,
+    nodes: &mut dyn Nodes,
+    scope: &DryRunScope,
+    options: DryRunOptions,
+) -> DryRunReport {
     let mut problems = Vec::new();
+    let mut access = Vec::new();
     let p = &mut problems;
 
     // The ceremony directory, when there is one, must be usable (a real directory of this
@@ -255,6 +336,7 @@ pub fn dry_run(
         && let Ok(node) = nodes.node(&plan.sa.name)
     {
         capabilities(node, &plan.sa.name, &sa_phases, p);
+        access_controls(node, &plan.sa.name, &sa_phases, &plan.kinds, p, &mut access);
         // sa.db must hold the SA key this node retains.
         if let Some(db) = &sa_db
             && let Ok(Some(token)) = node.retained_public_key(&plan.sa_label())
@@ -309,6 +391,14 @@ pub fn dry_run(
             }
             if let Ok(node) = nodes.node(&plan.source.name) {
                 capabilities(node, &plan.source.name, &source_phases, p);
+                access_controls(
+                    node,
+                    &plan.source.name,
+                    &source_phases,
+                    &plan.kinds,
+                    p,
+                    &mut access,
+                );
                 if scope.has(Phase::P3c) && plan.dual_control {
                     dual_control_pending(node, plan, &plan.source.name, p);
                 }
@@ -366,13 +456,14 @@ pub fn dry_run(
             }
             if let Ok(node) = nodes.node(t) {
                 capabilities(node, t, &target_phases, p);
+                access_controls(node, t, &target_phases, &plan.kinds, p, &mut access);
                 if scope.has(Phase::P3d) && plan.dual_control {
                     dual_control_pending(node, plan, t, p);
                 }
             }
         }
     }
-    problems
+    DryRunReport { problems, access }
 }
 
 /// Under dual control `clone` does not register the SA key itself: say so where it is

@@ -197,16 +197,10 @@ mod tests {
             }
             other => panic!("{other}"),
         }
+        let holder = format!("pid {} ({})", std::process::id(), holder_command());
         let msg = err.to_string();
         assert!(msg.contains("another mkclone is working in"), "{msg}");
-        assert!(
-            msg.contains(&format!(
-                "pid {} ({})",
-                std::process::id(),
-                holder_command()
-            )),
-            "{msg}"
-        );
+        assert!(msg.contains(&holder), "{msg}");
         let exe = std::env::current_exe().unwrap();
         assert!(
             holder_command().starts_with(&*exe.file_name().unwrap().to_string_lossy()),

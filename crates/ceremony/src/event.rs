@@ -76,6 +76,14 @@ pub enum Action {
     UnregisterSaKey {
         name: KeyLabel,
     },
+    /// `master-key random`: CSNBMKP RANDOM then SET, inside the node.
+    LoadRandomMasterKey {
+        kind: CloneableKind,
+        /// The valid CURRENT this replaces (it becomes OLD), if any.
+        replaces: Option<VerificationPattern>,
+        /// Under dual control: who requested it (another person).
+        requested_by: Option<String>,
+    },
 }
 
 /// What an abort was asked to do.
@@ -97,10 +105,40 @@ pub struct LostMark {
     pub seq: u64,
 }
 
+/// The version of the journal's typed events that this mkclone writes, recorded in every
+/// [`RunStart`]: 1, the events of the first journals with ceremony nonces; 2 adds
+/// `run-start`. A reader meets a higher version's unknown events as unreadable records
+/// (shown, never guessed at); journals of version 1 stay readable (they have no
+/// `run-start`: the report says where, and with what, their runs ran is not recorded).
+pub const EVENTS_VERSION: u32 = 2;
+
+/// A command began working in this ceremony directory: the first record it appends. Where
+/// it ran and with what, for the printed record (host, mkclone version, configuration
+/// digest, local time beside UTC).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStart {
+    /// The command: `clone`, `phase3d`, `register-sa-hash`, `abort`…
+    pub command: String,
+    /// Lowercase hex SHA-256 of the configuration file's bytes as this command read them.
+    pub config_sha256: Option<String>,
+    /// [`EVENTS_VERSION`] of the mkclone that wrote this run's records.
+    pub events_version: u32,
+    /// This host's name (as the kernel reports it).
+    pub host: String,
+    pub mkclone_version: String,
+    /// The host's IANA time zone, when it can be named.
+    pub time_zone: Option<String>,
+    /// The host's UTC offset when the run began, `+HH:MM` or `-HH:MM`: the local time of
+    /// this run's records.
+    pub utc_offset: String,
+}
+
 /// Everything else worth recording.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", content = "detail", rename_all = "kebab-case")]
 pub enum Note {
+    /// Before the first record a command appends (events version 2).
+    RunStart(RunStart),
     PhaseStart {},
     /// The node's status when the phase began (the report's "before").
     NodeStatus(Box<NodeStatus>),
@@ -140,6 +178,22 @@ pub enum Note {
     JournalLossAccepted {
         marks: Vec<LostMark>,
         records_now: u64,
+    },
+    /// `master-key random` under dual control: the first person's request; a second runs it.
+    RandomKeyRequested {
+        kinds: Vec<CloneableKind>,
+        replace_current: bool,
+        /// The valid CURRENT patterns the request would replace.
+        replaces: Vec<VerificationPattern>,
+    },
+    /// `master-key random --cancel`: the open request of record `request` is dropped.
+    RandomKeyRequestCancelled {
+        request: u64,
+    },
+    /// `master-key random`: an interrupted step's key was found CURRENT on the node.
+    RandomKeyReconciled {
+        kind: CloneableKind,
+        current: VerificationPattern,
     },
     /// A signal stopped the command at a safe point.
     Interrupted {
@@ -282,7 +336,8 @@ impl Action {
             Self::ObtainShare { kind, .. }
             | Self::InstallShare { kind, .. }
             | Self::SetMasterKey { kind }
-            | Self::ClearNew { kind } => Some(*kind),
+            | Self::ClearNew { kind }
+            | Self::LoadRandomMasterKey { kind, .. } => Some(*kind),
             _ => None,
         }
     }
@@ -340,6 +395,21 @@ impl Action {
             Self::ClearNew { kind } => format!("clear {kind} NEW"),
             Self::DeleteRetainedKey { label } => format!("delete {label}"),
             Self::UnregisterSaKey { name } => format!("unregister {name}"),
+            Self::LoadRandomMasterKey {
+                kind,
+                replaces,
+                requested_by,
+            } => format!(
+                "random {kind} master key, SET{}{}",
+                replaces
+                    .as_ref()
+                    .map(|p| format!(" (CURRENT {p} becomes OLD)"))
+                    .unwrap_or_default(),
+                requested_by
+                    .as_ref()
+                    .map(|b| format!(", requested by {b}"))
+                    .unwrap_or_default()
+            ),
         }
     }
 }
@@ -393,6 +463,14 @@ impl Note {
     pub fn describe(&self) -> String {
         match self {
             Self::PhaseStart {} => String::new(),
+            Self::RunStart(r) => format!(
+                "{} on {}, mkclone {}, configuration SHA-256 {}, UTC{}",
+                r.command,
+                r.host,
+                r.mkclone_version,
+                r.config_sha256.as_deref().unwrap_or("not recorded"),
+                r.utc_offset
+            ),
             Self::NodeStatus(st) => status_text(st),
             Self::PhaseDone { actions } | Self::AbortDone { actions } => actions.join("; "),
             Self::DualControlOff { note } => note.clone(),
@@ -431,6 +509,29 @@ impl Note {
             Self::Interrupted { during, signal, .. } => {
                 format!("interrupted by {signal} during {during}")
             }
+            Self::RandomKeyRequestCancelled { request } => {
+                format!("the random master-key request of record {request} is cancelled")
+            }
+            Self::RandomKeyReconciled { kind, current } => {
+                format!("{kind}: the interrupted random-key step took effect: CURRENT {current}")
+            }
+            Self::RandomKeyRequested {
+                kinds,
+                replace_current,
+                replaces,
+            } => format!(
+                "random {} master key requested{}",
+                kinds
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                if *replace_current && !replaces.is_empty() {
+                    format!(", replacing CURRENT {}", patterns_text(replaces))
+                } else {
+                    String::new()
+                }
+            ),
             Self::JournalLossAccepted { marks, records_now } => format!(
                 "{} lost record(s) accepted ({}); the journal then had {records_now} records",
                 marks.len(),

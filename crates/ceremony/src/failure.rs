@@ -150,6 +150,17 @@ pub enum CeremonyError {
     #[error(transparent)]
     JournalGap(Box<JournalGap>),
 
+    #[error(transparent)]
+    InvalidOperator(#[from] crate::operator::InvalidOperator),
+
+    /// Journals given to the report together do not make one record.
+    #[error("{journal}{}: {detail}", record.map(|r| format!(", record {r}")).unwrap_or_default())]
+    JournalMerge {
+        journal: String,
+        record: Option<u64>,
+        detail: String,
+    },
+
     #[error(
         "{node} already holds this ceremony's key {key}, but {journal} has no record of any phase on {node}: \
          the journal was deleted, cut before its first record or replaced. Nothing was changed. Restore this \

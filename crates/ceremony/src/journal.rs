@@ -437,6 +437,10 @@ impl Journal {
         if phase.is_empty() || event.is_empty() {
             return Err(invalid("phase and event must not be empty".into()));
         }
+        // The last line of defence: callers check names where they enter.
+        if let Some(name) = operator {
+            crate::operator::check(name).map_err(|e| invalid(e.to_string()))?;
+        }
         let Some(nonce) = self.nonce.clone() else {
             return Err(invalid(
                 "the journal has no ceremony nonce yet: phase 1 draws it, and sa.db carries it to the other \

@@ -38,7 +38,7 @@ impl<'a> Chain<'a> {
     }
 
     /// What the chain has where `mark` should be, for a message.
-    fn instead(&self, mark: &JournalMark) -> String {
+    pub(crate) fn instead(&self, mark: &JournalMark) -> String {
         match (self.hash_of(mark.seq), self.record(mark.seq)) {
             (Some(h), Some(r)) if h == mark.hash => format!(
                 "has record {} of phase {}, not {}",

@@ -192,3 +192,28 @@ impl Plan {
         self.label("CSR")
     }
 }
+
+/// A plan for unit tests: SA "sa", source "source", target "target1", SYM, 2-of-3 with
+/// share indices 1 and 2, nothing pinned, dual control off.
+#[cfg(test)]
+pub(crate) fn test_plan(id: &str, rehearsal: bool) -> Plan {
+    use mkclone_backend::{CloneableKind, Eid, MofN, RsaModulusBits};
+    let m_of_n = MofN::new(2, 3).unwrap();
+    let eid = |s: &str| Eid::new(s).unwrap();
+    Plan::new(PlanSpec {
+        id: id.into(),
+        sa: ("sa".into(), eid("SA")),
+        source: ("source".into(), eid("SOURCE")),
+        targets: vec![("target1".into(), eid("TARGET1"))],
+        kinds: vec![CloneableKind::Sym],
+        m_of_n,
+        bits: RsaModulusBits::B2048,
+        rehearsal,
+        share_indices: share_indices(&[1, 2], m_of_n).unwrap(),
+        dual_control: false,
+        pinned_serials: Default::default(),
+        sa_fingerprint: None,
+        source_patterns: Vec::new(),
+    })
+    .unwrap()
+}

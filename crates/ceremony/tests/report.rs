@@ -7,7 +7,8 @@ use std::path::Path;
 
 use mkclone_backend::{Backend, CloneableKind, CurrentState, NodeStatus};
 use mkclone_ceremony::dbs::{Layout, SA_DB_FORMAT, SaDb, read_optional};
-use mkclone_ceremony::journal::{Journal, Kind};
+use mkclone_ceremony::event::RunStart;
+use mkclone_ceremony::journal::{Journal, Kind, Record};
 use mkclone_ceremony::report::{self, Report};
 use mkclone_ceremony::run::{Nodes, run_clone};
 use mkclone_ceremony::{Ceremony, CeremonyError, Plan};
@@ -68,8 +69,21 @@ fn statuses(root: &Path, names: &[&str]) -> Vec<(String, NodeStatus)> {
 
 /// Run `clone` (stopped after `crash_after` records when given) with operator "Alice Operator".
 fn run(root: &Path, plan: &Plan, crash_after: Option<u64>) -> Result<(), CeremonyError> {
+    run_as(root, plan, crash_after, None)
+}
+
+/// [`run`], journaling `run_start` first when given.
+fn run_as(
+    root: &Path,
+    plan: &Plan,
+    crash_after: Option<u64>,
+    run_start: Option<RunStart>,
+) -> Result<(), CeremonyError> {
     let mut ceremony = Ceremony::open(&root.join("ceremony"), plan.clone())?;
-    ceremony.set_operator(Some("Alice Operator".into()));
+    ceremony.set_operator(Some("Alice Operator".into()))?;
+    if let Some(r) = run_start {
+        ceremony.set_run_start(r);
+    }
     if let Some(k) = crash_after {
         ceremony.inject_crash_after(k);
     }
@@ -119,7 +133,7 @@ fn a_finished_ceremony_report_names_every_node_share_and_set() {
             .before
             .as_ref()
             .expect("node-status recorded in the journal");
-        assert!(before.seq.is_some());
+        assert!(before.record.is_some());
         assert_eq!(n.kinds.len(), 2);
     }
     for kind in kinds {
@@ -188,9 +202,9 @@ fn a_finished_ceremony_report_names_every_node_share_and_set() {
 
     // The journal: every record, its final hash and count, verified.
     let journal = Journal::open(&dir, &plan.id, false).unwrap();
-    assert!(r.journal.verified);
-    assert_eq!(r.journal.head_hash, Some(journal.head_hash()));
-    assert_eq!(r.journal.records, journal.records().len());
+    assert!(r.journals[0].verified);
+    assert_eq!(r.journals[0].head_hash, Some(journal.head_hash()));
+    assert_eq!(r.journals[0].records, journal.records().len());
     let shown: usize = r
         .timeline
         .iter()
@@ -230,7 +244,21 @@ fn a_finished_ceremony_report_names_every_node_share_and_set() {
         }
         assert!(page.contains("= source"));
     }
-    assert!(md.starts_with("# mkclone ceremony report: report-test\n"));
+    assert!(md.starts_with("# mkclone ceremony record: report-test\n"));
+    // No Rust Debug text anywhere.
+    for page in [&md, &html] {
+        for debug in [
+            "NeedMore",
+            "Some(",
+            "None)",
+            "None,",
+            "{ m:",
+            "Complete {",
+            "\\\"",
+        ] {
+            assert!(!page.contains(debug), "{debug}");
+        }
+    }
     assert!(md.contains("## Signatures"));
     assert!(md.contains("Name: Alice Operator"));
     assert!(html.starts_with("<!DOCTYPE html>"));
@@ -239,7 +267,7 @@ fn a_finished_ceremony_report_names_every_node_share_and_set() {
     // JSON: the same data.
     let v = serde_json::to_value(&r).unwrap();
     assert_eq!(v["format"], report::FORMAT);
-    assert_eq!(v["journal"]["head_hash"], json!(journal.head_hash()));
+    assert_eq!(v["journals"][0]["head_hash"], json!(journal.head_hash()));
     assert_eq!(v["nodes"].as_array().unwrap().len(), 4);
 }
 
@@ -266,7 +294,11 @@ fn a_rehearsal_report_says_rehearsal_in_its_title_and_every_section() {
     assert!(html.contains("<title>REHEARSAL"));
     assert!(html.contains("<h1>REHEARSAL"));
     assert!(html.contains("class=\"rehearsal\""));
-    assert!(html.contains("<div class=\"rehearsal-mark\">REHEARSAL</div>"));
+    // On every printed page: the page's top-right margin box.
+    assert!(
+        html.contains("@top-right { content: \"REHEARSAL\""),
+        "{html}"
+    );
     let h2: Vec<&str> = html.lines().filter(|l| l.starts_with("<h2>")).collect();
     assert_eq!(h2.len(), sections.len());
     for h in h2 {
@@ -305,8 +337,8 @@ fn an_unfinished_ceremony_report_shows_what_is_missing() {
     let r = report::build_with(&dir, &plan, &nodes, &unavailable).unwrap();
 
     assert!(!r.complete);
-    assert!(r.journal.verified);
-    assert_eq!(r.journal.records as u64, first_install);
+    assert!(r.journals[0].verified);
+    assert_eq!(r.journals[0].records as u64, first_install);
     for kind in ["SYM", "ASYM"] {
         assert!(
             r.missing
@@ -349,7 +381,8 @@ fn an_unfinished_ceremony_report_shows_what_is_missing() {
 
     let md = report::render_markdown(&r);
     assert!(md.contains("NOT COMPLETE"));
-    assert!(md.contains("## What is missing"));
+    assert!(md.contains("## Findings"));
+    assert!(md.contains("### Missing steps"));
     assert!(md.contains("unavailable: powered off"));
     assert!(md.contains("NO OUTCOME RECORDED"));
     assert!(md.contains("SET of the ASYM master key (phase 3d on target1)"));
@@ -363,9 +396,9 @@ fn an_unfinished_ceremony_report_shows_what_is_missing() {
     )
     .unwrap();
     let r = report::build_with(&dir, &plan, &nodes, &unavailable).unwrap();
-    assert!(!r.journal.verified && !r.complete);
-    assert_eq!(r.journal.head_hash, None);
-    assert!(r.journal.problem.as_deref().unwrap().contains("line 1"));
+    assert!(!r.journals[0].verified && !r.complete);
+    assert_eq!(r.journals[0].head_hash, None);
+    assert!(r.journals[0].problem.as_deref().unwrap().contains("line 1"));
     assert!(
         r.missing[0].starts_with("a journal that verifies"),
         "{:?}",
@@ -382,7 +415,7 @@ fn a_ceremony_not_started_lists_every_step() {
     let root = tempfile::tempdir().unwrap();
     let plan = plan(&["target1"], &[CloneableKind::Sym], 1, 1, false);
     let r = report::build_with(root.path(), &plan, &[], &[]).unwrap();
-    assert!(!r.complete && !r.journal.present);
+    assert!(!r.complete && !r.journals[0].present);
     for expected in [
         "the journal: no phase has run in this directory",
         "sa.db: the SA key (phase 1 on sa)",
@@ -401,35 +434,83 @@ fn a_ceremony_not_started_lists_every_step() {
     assert!(report::build_with(&root.path().join("nope"), &plan, &[], &[]).is_err());
 }
 
+/// Append records to the journal in `dir` line by line, chained as mkclone chains them but
+/// without its checks: what an older mkclone or an edit by hand leaves. Returns nothing;
+/// the file is what it is.
+fn write_raw_journal(dir: &Path, plan: &Plan, lines: &[(Kind, &str, &str, serde_json::Value)]) {
+    let mut prev = mkclone_ceremony::journal::GENESIS_PREV.to_string();
+    let mut out = Vec::new();
+    for (i, (kind, operator, event, detail)) in lines.iter().enumerate() {
+        let record = Record {
+            seq: i as u64 + 1,
+            prev: prev.clone(),
+            time: format!("2026-05-01T10:00:{:02}.000Z", i + 1),
+            ceremony: plan.id.clone(),
+            nonce: "00112233445566778899aabbccddeeff".into(),
+            rehearsal: plan.rehearsal,
+            phase: "1".into(),
+            node: "sa".into(),
+            kind: *kind,
+            operator: Some(operator.to_string()),
+            event: event.to_string(),
+            detail: detail.clone(),
+        };
+        let line = serde_json::to_vec(&record).unwrap();
+        prev = mkclone_ceremony::journal::line_hash(&line);
+        out.extend(line);
+        out.push(b'\n');
+    }
+    std::fs::write(dir.join("journal.jsonl"), out).unwrap();
+}
+
 #[test]
 fn hostile_text_is_escaped_in_html_and_markdown() {
     let root = tempfile::tempdir().unwrap();
     let plan = plan(&["target1"], &[CloneableKind::Sym], 1, 1, false);
     let hostile =
         "</td><script>alert(\"x\")</script><img src=x onerror=alert(1)> | **b** & 'q'\n# h";
+    // Today's mkclone refuses such a name where it enters, and so does the journal.
     let mut j = Journal::open(root.path(), &plan.id, false).unwrap();
     j.set_nonce("00112233445566778899aabbccddeeff").unwrap();
-    j.append(
-        "1",
-        "sa",
-        Kind::Intent,
-        Some(hostile),
-        "set-eid",
-        json!({"eid": hostile}),
-    )
-    .unwrap();
-    j.append(
-        "1",
-        "sa",
-        Kind::Outcome,
-        Some(hostile),
-        "set-eid",
-        json!({"result": "failed", "error": hostile}),
-    )
-    .unwrap();
+    let refused = j
+        .append("1", "sa", Kind::Note, Some(hostile), "x", json!({}))
+        .unwrap_err();
+    assert!(refused.to_string().contains("operator name"), "{refused}");
     drop(j);
+    // A journal written otherwise still gets printed safely.
+    write_raw_journal(
+        root.path(),
+        &plan,
+        &[
+            (Kind::Intent, hostile, "set-eid", json!({"eid": hostile})),
+            (
+                Kind::Outcome,
+                hostile,
+                "set-eid",
+                json!({"result": "failed", "error": hostile, "intent": 1}),
+            ),
+            (Kind::Note, "~~x~~", "phase-start", json!({})),
+            (Kind::Note, "Tom &amp; Jerry", "phase-start", json!({})),
+            (
+                Kind::Note,
+                "http://evil.example/[a](b)",
+                "phase-start",
+                json!({}),
+            ),
+        ],
+    );
     let r = report::build_with(root.path(), &plan, &[], &[]).unwrap();
-    assert_eq!(r.operators, [hostile]);
+    assert!(r.journals[0].verified, "{:?}", r.journals[0].problem);
+    assert_eq!(r.operators[0], hostile);
+    for name in &r.operators {
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("is refused") && w.contains(&format!("{name:?}"))),
+            "{name}: {:?}",
+            r.warnings
+        );
+    }
 
     let html = report::render_html(&r);
     assert!(!html.contains("<script>"), "{html}");
@@ -437,6 +518,7 @@ fn hostile_text_is_escaped_in_html_and_markdown() {
     assert!(!html.contains("</td><script"));
     assert!(html.contains("&lt;/td&gt;&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"));
     assert!(html.contains("&amp; &#39;q&#39;"));
+    assert!(html.contains("Tom &amp;amp; Jerry"));
     // Only our own tags: every '<' opens a tag mkclone writes.
     for (i, _) in html.match_indices('<') {
         let rest = &html[i + 1..];
@@ -446,7 +528,7 @@ fn hostile_text_is_escaped_in_html_and_markdown() {
                 "/style", "body", "/body", "h1", "/h1", "h2", "/h2", "h3", "/h3", "p", "/p", "ul",
                 "/ul", "li", "/li", "table", "/table", "thead", "/thead", "tbody", "/tbody", "tr",
                 "/tr", "th", "/th", "td", "/td", "section", "/section", "span", "/span", "div",
-                "/div",
+                "/div", "b>", "/b>",
             ]
             .iter()
             .any(|t| rest.starts_with(t)),
@@ -458,18 +540,28 @@ fn hostile_text_is_escaped_in_html_and_markdown() {
     let md = report::render_markdown(&r);
     let row = md
         .lines()
-        .find(|l| l.starts_with("| 1 |"))
+        .find(|l| l.starts_with("| `1` |"))
         .expect("the timeline row");
     let unescaped_pipes = row
         .char_indices()
         .filter(|(i, c)| *c == '|' && (*i == 0 || row.as_bytes()[i - 1] != b'\\'))
         .count();
-    assert_eq!(unescaped_pipes, 9, "8 columns stay 8 columns: {row}");
-    assert!(row.contains("\\<script>") && !row.contains(" <script"));
+    assert_eq!(unescaped_pipes, 6, "5 columns stay 5 columns: {row}");
+    assert!(row.contains("\\<script\\>") && !row.contains(" <script"));
     assert!(
         !md.lines().any(|l| l.starts_with("# h")),
         "no injected heading"
     );
+    // The operators named in the timeline's note: no strike-through, entity or link.
+    assert!(md.contains("\\~\\~x\\~\\~"), "{md}");
+    assert!(md.contains("Tom \\&amp; Jerry"), "{md}");
+    assert!(md.contains("http://evil.example/\\[a\\](b)"), "{md}");
+    // (The signature lines are a fenced block: literal text, no markup.)
+    let unescaped = md
+        .lines()
+        .filter(|l| !l.starts_with("Name: "))
+        .find(|l| l.contains("~~x~~") || l.contains(" &amp; "));
+    assert_eq!(unescaped, None);
 }
 
 #[test]
@@ -478,18 +570,38 @@ fn files_erased_by_the_clean_up_are_recorded_not_missing() {
     let root = finished(&plan);
     let root = root.path();
     let dir = root.join("ceremony");
-    {
+    let report_now = || {
+        let nodes = statuses(root, &["sa", "source", "target1"]);
+        report::build_with(&dir, &plan, &nodes, &[]).unwrap()
+    };
+    // Done, with what the ceremony left still open: the files, the SA key's
+    // registrations, the retained keys.
+    let r = report_now();
+    assert!(r.complete, "{:?}", r.missing);
+    assert_eq!(r.open_items.len(), 3, "{:#?}", r.open_items);
+    assert!(r.open_items[0].starts_with("target1: 2 share bundle(s)"));
+    assert!(r.open_items[0].contains("`target1.csr.db`"));
+    assert!(r.open_items[0].contains("--target target1 --erase-files"));
+    assert!(r.open_items[1].contains("still registered on source, target1"));
+    assert!(r.open_items[1].contains("--unregister-sa"));
+    assert!(r.open_items[2].contains("`MKCLONE."));
+    assert!(r.open_items[2].contains("--delete-keys"));
+    let md = report::render_markdown(&r);
+    assert!(md.contains("COMPLETE, with 3 open item(s)"), "{md}");
+    assert!(md.contains("### Open items\n\n- target1: 2 share bundle(s) `shares/target1.*.share`"));
+    assert!(!md.contains("None: no share bundle"));
+
+    let abort = |steps: mkclone_ceremony::abort::AbortSteps| {
         let mut ceremony = Ceremony::open(&dir, plan.clone()).unwrap();
         let mut cards = open_cards(root);
-        let steps = mkclone_ceremony::abort::AbortSteps {
-            erase_files: true,
-            ..Default::default()
-        };
         mkclone_ceremony::abort::abort(&mut ceremony, &mut cards, &steps).unwrap();
-    }
+    };
+    abort(mkclone_ceremony::abort::AbortSteps {
+        erase_files: true,
+        ..Default::default()
+    });
     assert!(!dir.join("target1.csr.db").exists());
-    let nodes = statuses(root, &["sa", "source", "target1"]);
-    let r = report::build_with(&dir, &plan, &nodes, &[]).unwrap();
+    let r = report_now();
     assert!(r.aborted.is_some());
     assert!(r.complete, "{:?}", r.missing);
     let csr = r.keys.iter().find(|k| k.role == "CSR").unwrap();
@@ -498,6 +610,112 @@ fn files_erased_by_the_clean_up_are_recorded_not_missing() {
         assert!(s.bundle.starts_with("erased (record "), "{s:?}");
         assert!(s.issued() && s.installed.is_some());
     }
+    assert_eq!(r.open_items.len(), 2, "{:#?}", r.open_items);
     let md = report::render_markdown(&r);
-    assert!(md.contains("ABORT / CLEAN-UP recorded at"));
+    assert!(md.contains("**ABORT / CLEAN-UP recorded** at"));
+
+    // The clean-up finished: nothing open.
+    abort(mkclone_ceremony::abort::AbortSteps {
+        unregister_sa: true,
+        delete_keys: true,
+        ..Default::default()
+    });
+    let r = report_now();
+    assert!(r.complete && r.open_items.is_empty(), "{:#?}", r.open_items);
+    assert!(report::status_line(&r).contains("nothing is left open"));
+    assert!(report::render_html(&r).contains("None: no share bundle or csr.db is left"));
+}
+
+#[test]
+fn runs_are_recorded_and_reruns_are_one_line_of_the_printed_timeline() {
+    let plan = plan(&["target1", "target2"], &CloneableKind::ALL, 2, 3, false);
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    setup(root);
+    let start = |offset: &str| {
+        let mut r = RunStart::here("clone", Some("ab".repeat(32)));
+        r.utc_offset = offset.into();
+        Some(r)
+    };
+    run_as(root, &plan, None, start("+05:30")).unwrap();
+    run_as(root, &plan, None, start("-03:00")).unwrap();
+    let dir = root.join("ceremony");
+    let nodes = statuses(root, &["sa", "source", "target1", "target2"]);
+    let r = report::build_with(&dir, &plan, &nodes, &[]).unwrap();
+    assert!(r.complete, "{:?}", r.missing);
+
+    // Two runs, each with its host, mkclone, configuration digest and offset.
+    assert_eq!(r.runs.len(), 2, "{:#?}", r.runs);
+    for (run, offset) in r.runs.iter().zip(["+05:30", "-03:00"]) {
+        let s = run.run_start.as_ref().unwrap();
+        assert_eq!(s.host, mkclone_ceremony::host::host_name());
+        assert_eq!(s.mkclone_version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(s.config_sha256.as_deref(), Some("ab".repeat(32).as_str()));
+        assert_eq!(s.utc_offset, offset);
+        assert_eq!(run.operators, ["Alice Operator"]);
+        assert!(run.started.local.as_deref().unwrap().ends_with(offset));
+    }
+    assert_eq!(r.runs[0].first_seq, 1);
+    assert_eq!(r.runs[1].first_seq, r.runs[0].last_seq + 1);
+    assert_eq!(r.runs[1].last_seq as usize, r.journals[0].records);
+    // Every record's local time is its own run's.
+    for e in &r.timeline {
+        let offset = if e.seq <= r.runs[0].last_seq {
+            "+05:30"
+        } else {
+            "-03:00"
+        };
+        assert!(e.time.local.as_deref().unwrap().ends_with(offset), "{e:?}");
+    }
+
+    // The rerun: the phases that found everything done are one line, a 3d that only
+    // confirmed the key already SET is one line; the first run is shown in full.
+    let md = report::render_markdown(&r);
+    let rerun = &r.runs[1];
+    let collapsed: Vec<&str> = md
+        .lines()
+        .filter(|l| l.contains("run again; nothing changed"))
+        .collect();
+    assert!(!collapsed.is_empty(), "{md}");
+    assert!(
+        collapsed[0].contains(&format!("records `{}–", rerun.first_seq)),
+        "{collapsed:?}"
+    );
+    assert_eq!(
+        md.lines()
+            .filter(|l| l.contains("CURRENT already held that key"))
+            .count(),
+        2,
+        "one line per target"
+    );
+    let timeline_rows = md
+        .lines()
+        .skip_while(|l| !l.starts_with("## Appendix"))
+        .filter(|l| l.starts_with("| `"))
+        .count();
+    let rows_in_rerun = md
+        .lines()
+        .skip_while(|l| !l.starts_with("## Appendix"))
+        .filter(|l| l.starts_with("| `"))
+        .filter_map(|l| l[3..].split('`').next()?.parse::<u64>().ok())
+        .filter(|seq| *seq >= rerun.first_seq)
+        .count();
+    assert_eq!(rows_in_rerun, 0, "no line of the rerun but its summaries");
+    // The first run: one line per action, and its confirmations.
+    let first_run = r
+        .timeline
+        .iter()
+        .filter(|e| e.seq <= r.runs[0].last_seq)
+        .filter(|e| e.entry == "action" || e.event == "confirmed")
+        .count();
+    assert_eq!(timeline_rows, first_run);
+    // Local times beside UTC in the timeline.
+    assert!(md.contains("+05:30`"), "{md}");
+    // JSON keeps every record.
+    let shown: usize = r
+        .timeline
+        .iter()
+        .map(|e| 1 + usize::from(e.outcome.is_some()))
+        .sum();
+    assert_eq!(shown, r.journals[0].records);
 }

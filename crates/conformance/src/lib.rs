@@ -26,9 +26,10 @@ pub use factory::NodeFactory;
 /// The phases the suite drives, for a backend's own tests: phase 1 ([`sa_key`]), the SA
 /// key registered ([`install_sa`]), a key generated and certified ([`certify`]), the
 /// requests that move a share ([`obtain_request`], [`install_request`]), and "nothing
-/// changed" comparisons ([`snapshot`]).
+/// changed" comparisons ([`snapshot`]), and the check of a finished clone
+/// ([`assert_holds_source_keys`]).
 pub use rig::{SaKey, certify, generate, install_request, install_sa, obtain_request, sa_key};
-pub use support::{Snapshot, snapshot};
+pub use support::{Snapshot, assert_holds_source_keys, snapshot};
 
 /// One `#[test]` per clause of the contract, each run on nodes from `$factory` (an
 /// expression evaluated once per test).

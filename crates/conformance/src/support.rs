@@ -3,10 +3,10 @@
 use std::fmt::Debug;
 
 use mkclone_backend::{
-    Applied, Backend, BackendError, Certificate, CloneableKind, Eid, GenerateRequest,
-    HashAlgorithm, InstallRequest, KeyLabel, KeyRole, MofN, NodeStatus, ObtainRequest, Operation,
-    PublicKeyHash, PublicKeyToken, RegisterStatus, Registration, RetainedKeyInfo, RsaModulusBits,
-    SealedShare, ShareIndex, ShareStatus, SubjectInfo, VerificationPattern,
+    Applied, Backend, BackendError, Certificate, CloneableKind, CurrentState, Eid, GenerateRequest,
+    HashAlgorithm, InstallRequest, KeyLabel, KeyRole, MofN, NewState, NodeStatus, ObtainRequest,
+    Operation, PublicKeyHash, PublicKeyToken, RegisterStatus, Registration, RetainedKeyInfo,
+    RsaModulusBits, SealedShare, ShareIndex, ShareStatus, SubjectInfo, VerificationPattern,
 };
 
 pub const SA_LABEL: &str = "MKCLONE.SA";
@@ -239,6 +239,27 @@ pub fn registers<N: Backend>(node: &mut N, kind: CloneableKind) -> RegisterStatu
         .register(kind.kind())
         .cloned()
         .unwrap_or_else(|| panic!("status reports no {kind} registers: {status:?}"))
+}
+
+/// `target` holds the source's master keys, as a finished clone leaves it: for every
+/// cloneable kind, NEW empty and CURRENT valid with the CURRENT patterns of `source` (the
+/// source's status).
+#[track_caller]
+pub fn assert_holds_source_keys<N: Backend + ?Sized>(target: &mut N, source: &NodeStatus) {
+    let status = ok(target.status(), "status");
+    for kind in CloneableKind::ALL {
+        let reg = status
+            .register(kind.kind())
+            .unwrap_or_else(|| panic!("the target reports no {kind} registers: {status:?}"));
+        assert_eq!(reg.current, CurrentState::Valid, "{kind}: {reg:?}");
+        assert_eq!(reg.new, NewState::Empty, "{kind}: {reg:?}");
+        let source_current = source.register(kind.kind()).map(|r| &r.current_patterns);
+        assert_eq!(
+            Some(&reg.current_patterns),
+            source_current,
+            "{kind}: the target's CURRENT is the source's"
+        );
+    }
 }
 
 /// The pattern of CURRENT (the first the node reports).

@@ -6,8 +6,9 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+use crate::entry::{Expected, check_entry};
 use crate::error::{DurableError, io_error};
-use crate::open::{effective_uid, kind_of};
+use crate::open::effective_uid;
 
 /// fsync a directory, so that a rename or creation in it is durable. Filesystems that cannot
 /// sync a directory (EINVAL) are tolerated.
@@ -41,27 +42,7 @@ pub fn check_private_dir(dir: &Path) -> Result<(), DurableError> {
 fn check_private_dir_as(dir: &Path, euid: u32) -> Result<(), DurableError> {
     let meta =
         fs::symlink_metadata(dir).map_err(io_error(dir, "examine the ceremony directory"))?;
-    let file_type = meta.file_type();
-    if file_type.is_symlink() {
-        return Err(DurableError::SymbolicLink {
-            path: dir.into(),
-            what: "directory",
-        });
-    }
-    if !file_type.is_dir() {
-        return Err(DurableError::NotADirectory {
-            path: dir.into(),
-            kind: kind_of(file_type),
-        });
-    }
-    if meta.uid() != euid {
-        return Err(DurableError::NotOwned {
-            path: dir.into(),
-            what: "directory",
-            owner: meta.uid(),
-            euid,
-        });
-    }
+    check_entry(dir, &meta, Expected::Directory, Some(euid))?;
     let mode = meta.mode() & 0o7777;
     if mode & 0o022 != 0 {
         return Err(DurableError::DirectoryNotPrivate {
@@ -123,13 +104,12 @@ fn restrict_dir(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::mode;
+    use crate::test_support::{Scratch, mode};
 
     #[test]
     fn a_private_directory_passes_and_others_are_refused_with_the_fix() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().join("ceremony");
-        fs::create_dir(&d).unwrap();
+        let s = Scratch::new();
+        let d = s.subdir("ceremony");
         for ok in [0o700, 0o750, 0o755, 0o500] {
             fs::set_permissions(&d, Permissions::from_mode(ok)).unwrap();
             check_private_dir(&d).unwrap();
@@ -151,30 +131,16 @@ mod tests {
         }
         fs::set_permissions(&d, Permissions::from_mode(0o700)).unwrap();
 
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&d, &link).unwrap();
+        let link = s.symlink("link", &d);
         let err = check_private_dir(&link).unwrap_err();
         assert!(
-            matches!(
-                &err,
-                DurableError::SymbolicLink {
-                    what: "directory",
-                    ..
-                }
-            ),
+            matches!(&err, DurableError::SymbolicLink { path, what: "directory" } if *path == link),
             "{err}"
         );
-        let file = dir.path().join("file");
-        fs::write(&file, b"").unwrap();
+        let file = s.file("file", b"");
         let err = check_private_dir(&file).unwrap_err();
         assert!(
-            matches!(
-                &err,
-                DurableError::NotADirectory {
-                    kind: "a regular file",
-                    ..
-                }
-            ),
+            matches!(&err, DurableError::NotADirectory { path, kind: "a regular file" } if *path == file),
             "{err}"
         );
         let other = effective_uid().wrapping_add(1);
@@ -185,7 +151,7 @@ mod tests {
             "{err}"
         );
         assert!(
-            check_private_dir(&dir.path().join("none"))
+            check_private_dir(&s.path("none"))
                 .unwrap_err()
                 .is_not_found()
         );
@@ -193,18 +159,17 @@ mod tests {
 
     #[test]
     fn create_private_dir_makes_every_missing_level_0700_and_only_checks_existing_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().join("a/b/ceremony");
+        let s = Scratch::new();
+        let d = s.path("a/b/ceremony");
         create_private_dir(&d).unwrap();
         for p in ["a", "a/b", "a/b/ceremony"] {
-            assert_eq!(mode(&dir.path().join(p)), 0o700, "{p}");
+            assert_eq!(mode(&s.path(p)), 0o700, "{p}");
         }
         create_private_dir(&d).unwrap();
         create_private_dir(&d.join("shares")).unwrap();
         assert_eq!(mode(&d.join("shares")), 0o700);
 
-        let wide = dir.path().join("wide");
-        fs::create_dir(&wide).unwrap();
+        let wide = s.subdir("wide");
         fs::set_permissions(&wide, Permissions::from_mode(0o777)).unwrap();
         let err = create_private_dir(&wide).unwrap_err();
         assert!(
@@ -213,13 +178,9 @@ mod tests {
         );
         assert_eq!(mode(&wide), 0o777, "never changed behind the user's back");
 
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(dir.path().join("target"), &link).unwrap();
+        let link = s.symlink("link", &s.path("target"));
         let err = create_private_dir(&link).unwrap_err();
         assert!(matches!(err, DurableError::SymbolicLink { .. }), "{err}");
-        assert!(
-            !dir.path().join("target").exists(),
-            "nothing made through it"
-        );
+        assert!(!s.path("target").exists(), "nothing made through it");
     }
 }

@@ -36,6 +36,7 @@
 )]
 
 mod dir;
+mod entry;
 mod error;
 mod lock;
 mod mode;

@@ -17,14 +17,15 @@
 //! the lock therefore checks that the file it locked is still the one at the path, and
 //! tries again if its last holder removed it meanwhile.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, File, Metadata, OpenOptions, TryLockError};
 use std::io::Read;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::entry::kind_of;
 use crate::error::{DurableError, io_error};
-use crate::open::{kind_of, open_no_follow};
+use crate::open::open_no_follow;
 use crate::process::holder_command;
 
 /// How often a waiting [`LockFile::acquire_within`] tries the lock again.
@@ -157,8 +158,9 @@ impl Drop for LockFile {
 /// Open (or create, mode 0600) the lock file at `path`, refusing anything but a plain file
 /// of its own: a symbolic or hard link could point elsewhere, a FIFO or device could block.
 fn open_lock_file(path: &Path) -> Result<File, DurableError> {
+    let check = |meta: &Metadata| check_lock_file(path, meta);
     if let Ok(meta) = fs::symlink_metadata(path) {
-        check_lock_file(path, &meta)?;
+        check(&meta)?;
     }
     let mut options = OpenOptions::new();
     options
@@ -168,16 +170,14 @@ fn open_lock_file(path: &Path) -> Result<File, DurableError> {
         .truncate(false)
         .mode(0o600);
     let actions = ("open the lock file", "examine the lock file");
-    let (file, meta) =
-        open_no_follow(&mut options, path, actions, || DurableError::NotALockFile {
-            path: path.into(),
-            what: "a symbolic link",
-        })?;
-    check_lock_file(path, &meta)?;
-    Ok(file)
+    let on_link = || DurableError::NotALockFile {
+        path: path.into(),
+        what: "a symbolic link",
+    };
+    open_no_follow(&mut options, path, actions, on_link, check)
 }
 
-fn check_lock_file(path: &Path, meta: &fs::Metadata) -> Result<(), DurableError> {
+fn check_lock_file(path: &Path, meta: &Metadata) -> Result<(), DurableError> {
     let what = if meta.file_type().is_symlink() {
         "a symbolic link"
     } else if !meta.is_file() {
@@ -220,16 +220,21 @@ fn read_holder(file: &File) -> (Option<u32>, Option<String>) {
 
 #[cfg(test)]
 mod tests {
-
     use std::sync::mpsc;
 
     use super::*;
-    use crate::test_support::mode;
+    use crate::test_support::{Scratch, mode};
+
+    /// A scratch directory, and the path of a lock file in it (not made yet).
+    fn lock_path() -> (Scratch, PathBuf) {
+        let s = Scratch::new();
+        let path = s.path("x.lock");
+        (s, path)
+    }
 
     #[test]
     fn the_holder_names_itself_is_named_to_others_and_clears_its_name_on_release() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.lock");
+        let (_dir, path) = lock_path();
         let lock = LockFile::try_acquire(&path).unwrap();
         assert_eq!(lock.path(), path);
         assert_eq!(mode(&path), 0o600);
@@ -253,15 +258,9 @@ mod tests {
             }
             other => panic!("{other}"),
         }
+        let holder = format!("pid {} ({})", std::process::id(), holder_command());
         let msg = err.to_string();
-        assert!(
-            msg.contains(&format!(
-                "is held by pid {} ({})",
-                std::process::id(),
-                holder_command()
-            )),
-            "{msg}"
-        );
+        assert!(msg.contains(&format!("is held by {holder}")), "{msg}");
         drop(lock);
         assert_eq!(fs::read_to_string(&path).unwrap(), "", "cleared on release");
         drop(LockFile::try_acquire(&path).unwrap());
@@ -270,8 +269,7 @@ mod tests {
 
     #[test]
     fn a_holder_that_wrote_nothing_yet_is_named_as_such() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.lock");
+        let (_dir, path) = lock_path();
         let held = File::create(&path).unwrap();
         held.lock().unwrap();
         let err = LockFile::try_acquire(&path).unwrap_err();
@@ -291,8 +289,7 @@ mod tests {
 
     #[test]
     fn acquire_within_polls_then_fails_or_takes_the_released_lock() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.lock");
+        let (_dir, path) = lock_path();
         let held = LockFile::try_acquire(&path).unwrap();
         let start = Instant::now();
         let err = LockFile::acquire_within(&path, Duration::from_millis(200)).unwrap_err();
@@ -317,8 +314,7 @@ mod tests {
 
     #[test]
     fn acquire_waits_for_release() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.lock");
+        let (_dir, path) = lock_path();
         let first = LockFile::acquire(&path).unwrap();
         let (tx, rx) = mpsc::channel();
         let p = path.clone();
@@ -336,8 +332,7 @@ mod tests {
 
     #[test]
     fn a_removed_lock_file_is_taken_anew_by_who_waited_on_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.lock");
+        let (_dir, path) = lock_path();
         let mut first = LockFile::try_acquire(&path).unwrap();
         first.remove_on_release();
         let (tx, rx) = mpsc::channel();
@@ -368,14 +363,10 @@ mod tests {
 
     #[test]
     fn links_and_special_files_are_never_used_as_lock_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let victim = dir.path().join("victim");
-        fs::write(&victim, "keep me").unwrap();
-        let path = dir.path().join("x.lock");
-        let dangling = dir.path().join("dangling.lock");
-        std::os::unix::fs::symlink(&victim, &path).unwrap();
-        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
-        for p in [&path, &dangling] {
+        let s = Scratch::new();
+        let planted = s.plant_links("x.lock", "dangling.lock");
+        let path = &planted.link;
+        for p in [path, &planted.dangling] {
             let err = LockFile::try_acquire(p).unwrap_err();
             assert!(
                 matches!(&err, DurableError::NotALockFile { what: "a symbolic link", path } if path == p),
@@ -383,15 +374,15 @@ mod tests {
             );
             assert!(err.to_string().contains("not mkclone's lock file"), "{err}");
         }
-        assert!(!dir.path().join("nowhere").exists());
-        fs::remove_file(&path).unwrap();
-        fs::hard_link(&victim, &path).unwrap();
-        let err = LockFile::try_acquire(&path).unwrap_err();
+        planted.assert_not_followed();
+        fs::remove_file(path).unwrap();
+        fs::hard_link(&planted.target, path).unwrap();
+        let err = LockFile::try_acquire(path).unwrap_err();
         assert!(err.to_string().contains("hard link"), "{err}");
-        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
-        fs::remove_file(&path).unwrap();
-        fs::create_dir(&path).unwrap();
-        let err = LockFile::try_acquire(&path).unwrap_err();
+        planted.assert_not_followed();
+        fs::remove_file(path).unwrap();
+        fs::create_dir(path).unwrap();
+        let err = LockFile::try_acquire(path).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -406,8 +397,8 @@ mod tests {
 
     #[test]
     fn a_lock_in_a_missing_directory_is_an_io_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = LockFile::try_acquire(&dir.path().join("nope/x.lock")).unwrap_err();
+        let s = Scratch::new();
+        let err = LockFile::try_acquire(&s.path("nope/x.lock")).unwrap_err();
         assert!(
             matches!(
                 err,

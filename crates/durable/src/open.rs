@@ -2,10 +2,11 @@
 //! device, directory or socket, never in a linked directory; to erase, never a file with
 //! other hard links or of another user.
 
-use std::fs::{self, File, FileType, Metadata, OpenOptions};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
+use crate::entry::{Expected, check_entry};
 use crate::error::{DurableError, io_error};
 use crate::split_target;
 
@@ -46,8 +47,8 @@ fn open_regular_as(path: &Path, access: Access, euid: u32) -> Result<File, Durab
             what: "directory",
         });
     }
-    let named = fs::symlink_metadata(path).map_err(io_error(path, "examine the file"))?;
-    check_regular(path, &named, access, euid)?;
+    let check = |meta: &Metadata| check_regular(path, meta, access, euid);
+    check(&fs::symlink_metadata(path).map_err(io_error(path, "examine the file"))?)?;
     let mut options = OpenOptions::new();
     match access {
         Access::Read => options.read(true),
@@ -55,92 +56,51 @@ fn open_regular_as(path: &Path, access: Access, euid: u32) -> Result<File, Durab
         Access::Erase => options.write(true),
     };
     let actions = ("open the file", "examine the opened file");
-    let (file, opened) =
-        open_no_follow(&mut options, path, actions, || DurableError::SymbolicLink {
-            path: path.into(),
-            what: "file",
-        })?;
-    check_regular(path, &opened, access, euid)?;
-    Ok(file)
+    let on_link = || DurableError::SymbolicLink {
+        path: path.into(),
+        what: "file",
+    };
+    open_no_follow(&mut options, path, actions, on_link, check)
 }
 
 /// Open `path` with `options` never through a symbolic link and never blocking
-/// (`O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC`), and return what was opened with its `fstat`,
-/// whatever the name points to now. A link put there since the caller's `lstat` is
-/// `on_link`'s error; `(open, examine)` say what failed in the others.
+/// (`O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC`), and `check` the `fstat` of what was opened,
+/// whatever the name points to now (the caller checked the name's `lstat` before). A link
+/// put there since that `lstat` is `on_link`'s error; `(open, examine)` say what failed in
+/// the others.
 pub(crate) fn open_no_follow(
     options: &mut OpenOptions,
     path: &Path,
     (open, examine): (&'static str, &'static str),
     on_link: impl FnOnce() -> DurableError,
-) -> Result<(File, Metadata), DurableError> {
+    check: impl FnOnce(&Metadata) -> Result<(), DurableError>,
+) -> Result<File, DurableError> {
     options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
     let file = match options.open(path) {
         Ok(f) => f,
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(on_link()),
         Err(e) => return Err(io_error(path, open)(e)),
     };
-    let meta = file.metadata().map_err(io_error(path, examine))?;
-    Ok((file, meta))
+    check(&file.metadata().map_err(io_error(path, examine))?)?;
+    Ok(file)
 }
 
+/// [`check_entry`] of a file to open for `access`; to erase, also this user's, with one name.
 fn check_regular(
     path: &Path,
     meta: &Metadata,
     access: Access,
     euid: u32,
 ) -> Result<(), DurableError> {
-    let file_type = meta.file_type();
-    if file_type.is_symlink() {
-        return Err(DurableError::SymbolicLink {
+    let erase = access == Access::Erase;
+    check_entry(path, meta, Expected::File, erase.then_some(euid))?;
+    if erase && meta.nlink() > 1 {
+        return Err(DurableError::HardLinked {
             path: path.into(),
-            what: "file",
+            links: meta.nlink(),
         });
-    }
-    if !file_type.is_file() {
-        return Err(DurableError::NotRegularFile {
-            path: path.into(),
-            kind: kind_of(file_type),
-        });
-    }
-    if access == Access::Erase {
-        if meta.uid() != euid {
-            return Err(DurableError::NotOwned {
-                path: path.into(),
-                what: "file",
-                owner: meta.uid(),
-                euid,
-            });
-        }
-        if meta.nlink() > 1 {
-            return Err(DurableError::HardLinked {
-                path: path.into(),
-                links: meta.nlink(),
-            });
-        }
     }
     Ok(())
-}
-
-/// What a file of `file_type` is, for messages.
-pub(crate) fn kind_of(file_type: FileType) -> &'static str {
-    if file_type.is_fifo() {
-        "a named pipe (FIFO)"
-    } else if file_type.is_char_device() {
-        "a character device"
-    } else if file_type.is_block_device() {
-        "a block device"
-    } else if file_type.is_socket() {
-        "a socket"
-    } else if file_type.is_dir() {
-        "a directory"
-    } else if file_type.is_symlink() {
-        "a symbolic link"
-    } else if file_type.is_file() {
-        "a regular file"
-    } else {
-        "of an unknown kind"
-    }
 }
 
 /// The effective user id of this process.
@@ -153,19 +113,18 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::test_support::mkfifo;
+    use crate::test_support::{Scratch, mkfifo};
 
     const ACCESSES: [Access; 3] = [Access::Read, Access::Append, Access::Erase];
 
     #[test]
     fn open_regular_opens_a_regular_file_for_each_access() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("sa.db");
-        fs::write(&p, b"content").unwrap();
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut open_regular(&p, Access::Read).unwrap(), &mut s)
+        let s = Scratch::new();
+        let p = s.file("sa.db", b"content");
+        let mut read = String::new();
+        std::io::Read::read_to_string(&mut open_regular(&p, Access::Read).unwrap(), &mut read)
             .unwrap();
-        assert_eq!(s, "content");
+        assert_eq!(read, "content");
         open_regular(&p, Access::Append)
             .unwrap()
             .write_all(b"+")
@@ -180,15 +139,10 @@ mod tests {
 
     #[test]
     fn open_regular_never_follows_a_link() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("outside");
-        fs::write(&target, b"precious").unwrap();
-        let link = dir.path().join("journal.jsonl");
-        std::os::unix::fs::symlink(&target, &link).unwrap();
-        let dangling = dir.path().join("sa.db");
-        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        let s = Scratch::new();
+        let planted = s.plant_links("journal.jsonl", "sa.db");
         for access in ACCESSES {
-            for p in [&link, &dangling] {
+            for p in [&planted.link, &planted.dangling] {
                 let err = open_regular(p, access).unwrap_err();
                 assert!(
                     matches!(&err, DurableError::SymbolicLink { path, what: "file" } if path == p),
@@ -203,18 +157,15 @@ mod tests {
                 );
             }
         }
-        assert_eq!(fs::read(&target).unwrap(), b"precious");
-        assert!(!dir.path().join("nowhere").exists());
+        planted.assert_not_followed();
     }
 
     #[test]
     fn open_regular_refuses_a_file_in_a_linked_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let real = dir.path().join("elsewhere");
-        fs::create_dir(&real).unwrap();
+        let s = Scratch::new();
+        let real = s.subdir("elsewhere");
         fs::write(real.join("t1.sym.1.share"), b"x").unwrap();
-        let shares = dir.path().join("shares");
-        std::os::unix::fs::symlink(&real, &shares).unwrap();
+        let shares = s.symlink("shares", &real);
         for access in ACCESSES {
             let err = open_regular(&shares.join("t1.sym.1.share"), access).unwrap_err();
             assert!(
@@ -227,12 +178,11 @@ mod tests {
 
     #[test]
     fn open_regular_refuses_fifos_directories_and_sockets_without_blocking() {
-        let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("fifo");
+        let s = Scratch::new();
+        let fifo = s.path("fifo");
         mkfifo(&fifo);
-        let sub = dir.path().join("sub");
-        fs::create_dir(&sub).unwrap();
-        let socket = dir.path().join("socket");
+        let sub = s.subdir("sub");
+        let socket = s.path("socket");
         let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
         for (p, kind) in [
             (&fifo, "a named pipe (FIFO)"),
@@ -269,10 +219,9 @@ mod tests {
 
     #[test]
     fn erase_access_refuses_hard_links_and_other_users_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let outside = dir.path().join("outside");
-        fs::write(&outside, b"precious").unwrap();
-        let inside = dir.path().join("t1.csr.db");
+        let s = Scratch::new();
+        let outside = s.file("outside", b"precious");
+        let inside = s.path("t1.csr.db");
         fs::hard_link(&outside, &inside).unwrap();
         // Reading through another name is harmless; zero-filling is not.
         open_regular(&inside, Access::Read).unwrap();
@@ -297,13 +246,13 @@ mod tests {
 
     #[test]
     fn open_regular_says_when_a_file_is_missing() {
-        let dir = tempfile::tempdir().unwrap();
-        for p in [dir.path().join("none"), dir.path().join("no/dir")] {
+        let s = Scratch::new();
+        for p in [s.path("none"), s.path("no/dir")] {
             for access in ACCESSES {
                 let err = open_regular(&p, access).unwrap_err();
                 assert!(err.is_not_found(), "{err}");
             }
         }
-        assert!(!dir.path().join("none").exists(), "nothing created");
+        assert!(!s.path("none").exists(), "nothing created");
     }
 }

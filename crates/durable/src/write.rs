@@ -110,7 +110,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::test_support::{mode, names};
+    use crate::test_support::{Scratch, mode, names};
 
     /// `create` makes `p` secret (0600) with its bytes, then refuses to make it again
     /// ([`DurableError::AlreadyExists`]), leaving the first contents.
@@ -127,28 +127,27 @@ mod tests {
 
     #[test]
     fn atomic_write_modes_and_no_leftovers() {
-        let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("bundle");
-        let public = dir.path().join("sa.db");
+        let s = Scratch::new();
+        let secret = s.path("bundle");
+        let public = s.path("sa.db");
         write_atomic(&secret, b"s1", Sensitivity::Secret).unwrap();
         write_atomic(&public, b"p1", Sensitivity::Public).unwrap();
         assert_eq!(mode(&secret), 0o600);
         assert_eq!(mode(&public), 0o644);
         assert_eq!(fs::read(&secret).unwrap(), b"s1");
-        assert_eq!(names(dir.path()), ["bundle", "sa.db"]);
+        assert_eq!(names(s.dir()), ["bundle", "sa.db"]);
 
         // Overwrite: new contents, and the new sensitivity's mode.
         write_atomic(&public, b"p2", Sensitivity::Secret).unwrap();
         assert_eq!(fs::read(&public).unwrap(), b"p2");
         assert_eq!(mode(&public), 0o600);
-        assert_eq!(names(dir.path()), ["bundle", "sa.db"]);
+        assert_eq!(names(s.dir()), ["bundle", "sa.db"]);
     }
 
     #[test]
     fn modes_do_not_depend_on_a_wide_existing_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x");
-        fs::write(&p, b"old").unwrap();
+        let s = Scratch::new();
+        let p = s.file("x", b"old");
         fs::set_permissions(&p, Permissions::from_mode(0o666)).unwrap();
         write_atomic(&p, b"new", Sensitivity::Secret).unwrap();
         assert_eq!(mode(&p), 0o600);
@@ -156,51 +155,48 @@ mod tests {
 
     #[test]
     fn failed_rename_removes_temp() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("d");
-        fs::create_dir(&target).unwrap();
+        let s = Scratch::new();
+        let target = s.subdir("d");
         fs::write(target.join("inside"), b"x").unwrap();
         let err = write_atomic(&target, b"x", Sensitivity::Secret).unwrap_err();
         assert!(matches!(err, DurableError::Io { .. }), "{err}");
         assert!(err.to_string().contains(&*target.to_string_lossy()));
-        assert_eq!(names(dir.path()), ["d"]);
+        assert_eq!(names(s.dir()), ["d"]);
     }
 
     #[test]
     fn missing_directory_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("nope").join("f");
+        let s = Scratch::new();
+        let target = s.path("nope/f");
         let err = write_atomic(&target, b"x", Sensitivity::Public).unwrap_err();
         assert!(matches!(err, DurableError::Io { .. }), "{err}");
     }
 
     #[test]
     fn exclusive_create_never_overwrites() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("share-1");
+        let s = Scratch::new();
+        let p = s.path("share-1");
         creates_once_then_refuses(create_new_exclusive, &p);
-        assert_eq!(names(dir.path()), ["share-1"]);
+        assert_eq!(names(s.dir()), ["share-1"]);
 
-        let q = dir.path().join("pub");
+        let q = s.path("pub");
         create_new_exclusive(&q, b"x", Sensitivity::Public).unwrap();
         assert_eq!(mode(&q), 0o644);
-        assert_eq!(names(dir.path()), ["pub", "share-1"]);
+        assert_eq!(names(s.dir()), ["pub", "share-1"]);
     }
 
     #[test]
     fn exclusive_create_refuses_a_dangling_symlink() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("link");
-        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &p).unwrap();
+        let s = Scratch::new();
+        let p = s.symlink("link", &s.path("elsewhere"));
         let err = create_new_exclusive(&p, b"x", Sensitivity::Secret).unwrap_err();
         assert!(matches!(err, DurableError::AlreadyExists { .. }), "{err}");
-        assert!(!dir.path().join("elsewhere").exists());
+        assert!(!s.path("elsewhere").exists());
     }
 
     #[test]
     fn direct_fallback_creates_and_refuses() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        creates_once_then_refuses(create_direct, &p);
+        let s = Scratch::new();
+        creates_once_then_refuses(create_direct, &s.path("f"));
     }
 }

@@ -145,37 +145,29 @@ fn clone_info() -> impl Strategy<Value = SignedCloneInfo> {
         )
 }
 
+fn share_header() -> impl Strategy<Value = ShareHeader> {
+    (eid(), any::<[u8; 32]>(), kind(), 1u8..=15, eid()).prop_map(
+        |(target_eid, csr_fingerprint, kind, index, origin_eid)| ShareHeader {
+            target_eid,
+            csr_fingerprint,
+            kind,
+            index: ShareIndex::new(index).unwrap(),
+            origin_eid,
+        },
+    )
+}
+
 fn container() -> impl Strategy<Value = SealedShareParts> {
     (
-        eid(),
-        any::<[u8; 32]>(),
-        kind(),
-        1u8..=15,
-        eid(),
+        share_header(),
         proptest::collection::vec(any::<u8>(), 0..600),
         proptest::collection::vec(any::<u8>(), 0..1000),
     )
         .prop_map(
-            |(
-                target_eid,
-                csr_fingerprint,
-                kind,
-                index,
-                origin_eid,
+            |(header, wrapped_key, encrypted_clone_info)| SealedShareParts {
+                header,
                 wrapped_key,
                 encrypted_clone_info,
-            )| {
-                SealedShareParts {
-                    header: ShareHeader {
-                        target_eid,
-                        csr_fingerprint,
-                        kind,
-                        index: ShareIndex::new(index).unwrap(),
-                        origin_eid,
-                    },
-                    wrapped_key,
-                    encrypted_clone_info,
-                }
             },
         )
 }

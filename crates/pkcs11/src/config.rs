@@ -7,9 +7,12 @@
 //! token = "source"
 //! expect_token_serial = "d8e157d09f375158"   # optional
 //! pin = { env = "SOURCE_PIN" }                # or { file = "/run/keys/source.pin" }, or "prompt"
+//! so_pin = "prompt"                           # the source only: its share export (optional)
 //! ```
 //!
-//! A PIN is never taken from the command line.
+//! A PIN is never taken from the command line. The security officer's PIN (`so_pin`, the
+//! same three forms) is read only when the source exports its master key to split it
+//! (phase 3c): the SO makes the one key the master keys may be wrapped with.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -33,6 +36,10 @@ pub struct Pkcs11NodeConfig {
     pub expect_token_serial: Option<String>,
     /// Where the user PIN comes from.
     pub pin: PinSource,
+    /// Where the security officer's PIN comes from, on a node that exports its master key
+    /// (the source); read only for that export.
+    #[serde(default)]
+    pub so_pin: Option<PinSource>,
 }
 
 /// Where a node's user PIN comes from: `{ env = "VAR" }`, `{ file = "path" }` or `"prompt"`.

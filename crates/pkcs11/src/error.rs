@@ -83,6 +83,29 @@ impl fmt::Display for PinOrigin {
     }
 }
 
+/// An object of mkclone's whose attribute differs from the template mkclone made it with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectChange {
+    /// The object's label and what it is.
+    pub object: String,
+    /// `CKA_...`.
+    pub attribute: String,
+    pub expected: String,
+    pub found: String,
+    /// What the change may have allowed.
+    pub consequence: String,
+}
+
+impl fmt::Display for ObjectChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} is {}, but mkclone made it {}: it was changed outside mkclone; {}",
+            self.object, self.attribute, self.found, self.expected, self.consequence
+        )
+    }
+}
+
 /// Why a PKCS#11 node could not be opened (or its slots listed).
 #[derive(Debug, Error)]
 pub enum Pkcs11Error {
@@ -207,6 +230,14 @@ pub enum Pkcs11Error {
          Nothing was modified; inspect the token's objects"
     )]
     Corrupt { label: String, detail: String },
+    #[error(
+        "token {label:?}: {change}. mkclone will not use this token until that object is dealt with: \
+         see \"Changed outside mkclone\" in the README"
+    )]
+    ChangedOutside {
+        label: String,
+        change: Box<ObjectChange>,
+    },
 }
 
 /// Who holds a token's lock, for [`Pkcs11Error::TokenInUse`].

@@ -9,8 +9,16 @@
 //!
 //! Shares are byte for byte those of the simulated coprocessor (`mkclone-formats` builds
 //! and reads them); signatures are made inside the token (CKM_SHA256_RSA_PKCS), a received
-//! share's key is unwrapped inside the token with the CSR key (CKM_RSA_PKCS_OAEP, SHA-1) and
-//! the share decrypted there (CKM_DES3_CBC).
+//! share's key is unwrapped inside the token with the CSR key (CKM_RSA_PKCS_OAEP, SHA-1), into
+//! the only template the CSR key's `CKA_UNWRAP_TEMPLATE` allows, and the share decrypted there
+//! (CKM_DES3_CBC).
+//!
+//! **Least privilege** (docs/ARCHITECTURE.md, "Object templates"): every object comes from one
+//! template (`templates.rs`) — sensitive, every usage flag off but its step's, not modifiable,
+//! not copyable — and is checked against it at open, in `status` and before each use. A master
+//! key leaves the token only wrapped by the export key the token's security officer makes, as a
+//! session object, at the source's first share export (`so_pin`). What the token cannot protect
+//! is found at open and reported ([`Pkcs11Backend::limits`]).
 //!
 //! **What reaches host memory** ([`KEY_EXPOSURE_NOTICE`]): PKCS#11 has no secret-sharing
 //! mechanism, so the master key is whole in host memory while a share is obtained
@@ -23,7 +31,9 @@
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
-#![forbid(unsafe_code)]
+// `unsafe` only in raw.rs (the module's own function list, for the one attribute cryptoki
+// cannot carry), which allows it for itself.
+#![deny(unsafe_code)]
 
 mod backend;
 mod config;
@@ -31,10 +41,18 @@ mod error;
 mod lock;
 mod module;
 mod objects;
+mod raw;
 mod session;
+mod templates;
 
 pub use backend::{KEY_EXPOSURE_NOTICE, Pkcs11Backend};
 pub use config::{PinSource, Pkcs11NodeConfig, resolve_pin};
-pub use error::{PinOrigin, PinTries, Pkcs11Error};
+pub use error::{ObjectChange, PinOrigin, PinTries, Pkcs11Error};
 pub use module::{SlotInfo, TokenSummary, list_slots, shared_module};
 pub use session::CallStats;
+
+/// Test seams (the `test-seams` feature; never in a release of mkclone).
+#[cfg(feature = "test-seams")]
+pub mod test_seams {
+    pub use crate::backend::leave_objects_modifiable;
+}

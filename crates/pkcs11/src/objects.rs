@@ -2,8 +2,9 @@
 //! encoding (docs/ARCHITECTURE.md, "PKCS#11").
 //!
 //! Every object is a token object (`CKA_TOKEN`), private (`CKA_PRIVATE`: readable only after
-//! the user logs in). Data objects carry `CKA_APPLICATION` = `mkclone` and a JSON value
-//! with a `format` and `version`; no data object holds a secret.
+//! the user logs in), made from its template in `crate::templates` (which has every
+//! attribute). Data objects carry `CKA_APPLICATION` = `mkclone` and a JSON value with a
+//! `format` and `version`; no data object holds a secret.
 //!
 //! | label | class | what |
 //! |---|---|---|
@@ -15,11 +16,10 @@
 //! | `mkclone/map/<generation>` | data | the register map: the one root of everything below |
 //! | `mkclone/mofn/<id>` | data | m-of-n and the id of the coefficient seed |
 //! | `mkclone/seed/<id>` | generic secret, sensitive, never extractable, sign only | the HMAC seed of the share polynomials |
-//! | `mkclone/mk/<id>` | DES3 secret key, sensitive, extractable only by wrapping | a master-key register value |
+//! | `mkclone/mk/<id>` | DES3 secret key, sensitive, wrapped out only with a key the SO trusts | a master-key register value |
 //! | `mkclone/mkvp/<id>` | data | its SHA-1-method pattern and `CKA_CHECK_VALUE` |
 //! | `mkclone/table/<id>` | data | one master key's share tables and received-share records |
-//! | `mkclone/sharekey/<id>` | DES3 secret key, sensitive, never extractable, decrypt only | a received share's triple-DES key, unwrapped in the token |
-//! | `mkclone/share/<id>` | data | that share's still-encrypted cloning-information token |
+//! | `mkclone/share/<id>` | data | a received share held until the m-th, still sealed (its key wrapped to the CSR key) |
 //!
 //! Objects below the map are immutable and named by a random 8-byte id; a change creates
 //! new objects, then a new map of the next generation (the commit: one C_CreateObject),
@@ -31,9 +31,11 @@ use std::fmt;
 use mkclone_backend::rules::{ShareFacts, statmofn, tables};
 use mkclone_backend::{
     Certificate, CloneableKind, Eid, GenerationState, KeyLabel, KeyRole, MofN, PublicKeyHash,
-    PublicKeyToken, RetainedKeyInfo, SerialNumber, ShareIndex, VerificationPattern,
+    PublicKeyToken, RetainedKeyInfo, SealedShare, SerialNumber, ShareIndex, VerificationPattern,
 };
 use rand::Rng;
+
+use crate::templates::Made;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -96,18 +98,16 @@ pub(crate) enum Managed {
     MasterKey,
     Pattern,
     Table,
-    ShareKey,
     Share,
 }
 
 impl Managed {
-    pub const ALL: [Managed; 7] = [
+    pub const ALL: [Managed; 6] = [
         Self::MofN,
         Self::Seed,
         Self::MasterKey,
         Self::Pattern,
         Self::Table,
-        Self::ShareKey,
         Self::Share,
     ];
     pub fn word(self) -> &'static str {
@@ -117,13 +117,20 @@ impl Managed {
             Self::MasterKey => "mk",
             Self::Pattern => "mkvp",
             Self::Table => "table",
-            Self::ShareKey => "sharekey",
             Self::Share => "share",
         }
     }
     /// Secret-key objects (the rest are data objects).
     pub fn is_key(self) -> bool {
-        matches!(self, Self::Seed | Self::MasterKey | Self::ShareKey)
+        matches!(self, Self::Seed | Self::MasterKey)
+    }
+    /// The template the object is made from.
+    pub fn made(self) -> Made {
+        match self {
+            Self::Seed => Made::Seed,
+            Self::MasterKey => Made::MasterKey,
+            _ => Made::Data(APPLICATION),
+        }
     }
     pub fn label(self, id: ObjId) -> String {
         format!("{PREFIX}{}/{id}", self.word())
@@ -340,18 +347,20 @@ impl TableObject {
     }
 }
 
-/// `mkclone/share/<id>`: a received share, still encrypted under its key object.
+/// `mkclone/share/<id>`: a received share held until the m-th, as it arrived: still sealed
+/// (its triple-DES key wrapped to the CSR key), so that no key on the token decrypts it.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ShareObject {
     pub kind: CloneableKind,
     pub index: ShareIndex,
-    /// The X'1D' token as it arrived: clear 36-byte header, then EDE3-CBC ciphertext.
-    #[serde(with = "hex::serde")]
-    pub encrypted_clone_info: Vec<u8>,
+    /// The sealed share as it arrived (`formats::seal`).
+    pub sealed: SealedShare,
 }
 impl Stored for ShareObject {
     const FORMAT: &'static str = "mkclone-pkcs11-share";
+    /// Version 1 held the cloning-information token with its key as a token object.
+    const VERSION: u32 = 2;
 }
 
 /// `mkclone/key/<label>`: a retained key's companion.

@@ -103,7 +103,7 @@ impl Token {
         self.since_armed
     }
 
-    fn call<T>(
+    pub(crate) fn call<T>(
         &mut self,
         function: &'static str,
         mutating: bool,

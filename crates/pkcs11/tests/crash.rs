@@ -73,15 +73,16 @@ fn state(node: &mut Pkcs11Backend) -> State {
 /// and must complete it: from the state before, it does the operation; from the state
 /// after, it finds it done (an INSTALL repeated marks the share received more than once,
 /// STATMOFN's reception state 4, as a repeated INSTALL does on a coprocessor).
-fn crash_at_every_call(
-    rig: &Rig,
+fn crash_at_every_call<R>(
+    rig: &R,
+    config: &Pkcs11NodeConfig,
     what: &str,
-    prepare: impl Fn(&Rig, &mut Pkcs11Backend),
-    operation: impl Fn(&Rig, &mut Pkcs11Backend) -> Result<(), BackendError>,
-    rerun: impl Fn(&Rig, &mut Pkcs11Backend),
+    prepare: impl Fn(&R, &mut Pkcs11Backend),
+    operation: impl Fn(&R, &mut Pkcs11Backend) -> Result<(), BackendError>,
+    rerun: impl Fn(&R, &mut Pkcs11Backend),
 ) {
     // A clean run: the states before and after, and how many calls it takes.
-    let mut node = open(&rig.config);
+    let mut node = open(config);
     prepare(rig, &mut node);
     let before = state(&mut node);
     node.stop_after_calls(u64::MAX);
@@ -95,7 +96,7 @@ fn crash_at_every_call(
 
     let (mut as_before, mut as_after) = (0, 0);
     for k in 0..calls {
-        let mut node = open(&rig.config);
+        let mut node = open(config);
         prepare(rig, &mut node);
         node.stop_after_calls(k);
         let result = operation(rig, &mut node);
@@ -106,7 +107,7 @@ fn crash_at_every_call(
         drop(node);
 
         // The crash: a new process opens the token and recovers.
-        let mut node = open(&rig.config);
+        let mut node = open(config);
         let recovered = state(&mut node);
         let expected = if recovered == before {
             as_before += 1;
@@ -143,6 +144,7 @@ fn install_survives_a_crash_at_every_call() {
     // The first share: held, encrypted, in the token.
     crash_at_every_call(
         &rig,
+        &rig.config,
         "install of the first share",
         reset,
         |rig, node| install_share(rig, node, 0).map(|_| ()),
@@ -154,6 +156,7 @@ fn install_survives_a_crash_at_every_call() {
     // The m-th share: the held shares are combined into NEW and destroyed.
     crash_at_every_call(
         &rig,
+        &rig.config,
         "install of the m-th share",
         |rig, node| {
             reset(rig, node);
@@ -188,6 +191,7 @@ fn set_survives_a_crash_at_every_call() {
     }
     crash_at_every_call(
         &rig,
+        &rig.config,
         "SET",
         fill_new,
         |_, node| node.set_master_key(KIND).map(|_| ()),
@@ -210,6 +214,7 @@ fn set_mofn_survives_a_crash_at_every_call() {
     // SET-MOFN replaces the seed, the m-of-n object and both share tables at once.
     crash_at_every_call(
         &rig,
+        &rig.config,
         "SET-MOFN",
         |_, node| {
             node.set_m_of_n(two).unwrap();
@@ -219,4 +224,51 @@ fn set_mofn_survives_a_crash_at_every_call() {
             node.set_m_of_n(three).unwrap();
         },
     );
+}
+
+/// Every object with the export key's label the token shows any session of this process
+/// (session objects of open sessions included).
+fn export_keys(config: &Pkcs11NodeConfig) -> usize {
+    user_session(config)
+        .find_objects(&[cryptoki::object::Attribute::Label(
+            b"mkclone/export".to_vec(),
+        )])
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn obtain_survives_a_crash_at_every_call_and_leaves_no_export_key() {
+    // A SoftHSM source; the first OBTAIN of a session includes the security officer's step
+    // (user out, SO in, the export key made, SO out, user in).
+    let m_of_n = MofN::new(2, 5).unwrap();
+    let mut sa_node = sim_node(1, "SA NODE");
+    let (config, mut source) = token_node("crash-obtain", "SOURCE");
+    source.load_random_master_key(KIND).unwrap();
+    let sa = phase1(&mut sa_node);
+    phase2(&mut sa_node, &sa, &mut source, m_of_n);
+    drop(source);
+    let mut target = sim_node(3, "TARGET");
+    let csr = phase3ab(&mut sa_node, &sa, &mut target, m_of_n);
+    crash_at_every_call(
+        &csr,
+        &config,
+        "obtain (with the SO's step)",
+        |_, node| {
+            // A crashed session's export key went with its session.
+            assert_eq!(
+                export_keys(&config),
+                0,
+                "an export key outlived its session"
+            );
+            // Fresh share tables: no share distributed yet.
+            node.set_m_of_n(MofN::new(3, 5).unwrap()).unwrap();
+            node.set_m_of_n(m_of_n).unwrap();
+        },
+        |csr, node| node.obtain_share(&obtain_request(KIND, 1, csr)).map(|_| ()),
+        |csr, node| {
+            obtain(node, KIND, 1, csr);
+        },
+    );
+    assert_eq!(export_keys(&config), 0);
 }

@@ -8,12 +8,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 use common::*;
-use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::object::{Attribute, AttributeType};
-use cryptoki::session::UserType;
-use cryptoki::types::AuthPin;
 use mkclone_backend::{Backend, BackendError, CloneableKind};
-use mkclone_pkcs11::{Pkcs11Backend, Pkcs11Error, Pkcs11NodeConfig, shared_module};
+use mkclone_pkcs11::{Pkcs11Backend, Pkcs11Error, Pkcs11NodeConfig};
 use zeroize::Zeroizing;
 
 fn open_with(config: &Pkcs11NodeConfig) -> Result<Pkcs11Backend, Pkcs11Error> {
@@ -22,18 +19,13 @@ fn open_with(config: &Pkcs11NodeConfig) -> Result<Pkcs11Backend, Pkcs11Error> {
 
 /// Every token object's label, read around mkclone (a session of the test's own), sorted.
 fn raw_objects(label: &str) -> Vec<String> {
-    let pkcs11 = shared_module(module_path()).unwrap();
-    let slot = pkcs11
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| pkcs11.get_token_info(*s).unwrap().label().trim_end() == label)
-        .unwrap();
-    let session = pkcs11.open_rw_session(slot).unwrap();
-    match session.login(UserType::User, Some(&AuthPin::new(USER_PIN.into()))) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-        Err(e) => panic!("login: {e}"),
-    }
+    let session = user_session(&Pkcs11NodeConfig {
+        module: module_path().into(),
+        token: label.into(),
+        expect_token_serial: None,
+        pin: mkclone_pkcs11::PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
+        so_pin: None,
+    });
     let mut labels: Vec<String> = session
         .find_objects(&[Attribute::Token(true)])
         .unwrap()
@@ -198,6 +190,7 @@ fn hold_a_token_open(label: String) {
         token: label,
         expect_token_serial: None,
         pin: mkclone_pkcs11::PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
+        so_pin: None,
     };
     let node = open_with(&config).unwrap();
     println!("HOLDING {}", node.token_serial());

@@ -247,16 +247,11 @@ pub fn check_rebuilt(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::test_values::{idx, mofn};
     use crate::types::PatternAlgorithm;
 
     const SYM: CloneableKind = CloneableKind::Sym;
 
-    fn idx(i: u8) -> ShareIndex {
-        ShareIndex::new(i).unwrap()
-    }
-    fn mofn(m: u8, n: u8) -> MofN {
-        MofN::new(m, n).unwrap()
-    }
     fn pattern(b: u8) -> VerificationPattern {
         VerificationPattern::new(PatternAlgorithm::Sha1Method, &[b; 8]).unwrap()
     }

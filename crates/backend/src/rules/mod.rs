@@ -15,6 +15,8 @@ pub mod admission;
 pub mod rerun;
 pub mod statmofn;
 pub mod tables;
+#[cfg(test)]
+mod test_values;
 
 pub use admission::{
     Admission, HeldShares, IncomingShare, Refusal, RefusalReason, ShareFacts, admit, check_rebuilt,

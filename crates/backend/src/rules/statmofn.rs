@@ -29,6 +29,11 @@ const RECEPTION: [(u8, ReceptionState); 4] = [
     (b'4', ReceptionState::ReceivedMore),
 ];
 
+/// What each digit means, for a person reading the rows (`mkclone status`).
+pub const LEGEND: &str = "generated: 0 cannot be, 1 can be, 2 generated, 3 distributed once, \
+     4 distributed more than once; received: 0 cannot be, 1 can be, 3 received, 4 received \
+     more than once";
+
 fn bad_digit(row: &'static str, digit: u8) -> DomainError {
     DomainError::Structure {
         what: row,
@@ -131,6 +136,22 @@ fn parse_row<S: Copy>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_legend_names_every_digit_of_both_rows_once() {
+        let (generated, received) = LEGEND.split_once("; received: ").unwrap();
+        for (row, table) in [
+            (generated, GENERATION.map(|(d, _)| d).to_vec()),
+            (received, RECEPTION.map(|(d, _)| d).to_vec()),
+        ] {
+            // Each digit stands after a space (or a row's start) and before one.
+            let row = format!(" {row}");
+            for d in b'0'..=b'9' {
+                let named = row.matches(&format!(" {} ", char::from(d))).count();
+                assert_eq!(named, usize::from(table.contains(&d)), "{d} in {row:?}");
+            }
+        }
+    }
 
     const GENERATION_STATES: [GenerationState; 5] = [
         GenerationState::Cannot,

@@ -86,26 +86,23 @@ pub fn share_tables(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn idx(i: u8) -> ShareIndex {
-        ShareIndex::new(i).unwrap()
-    }
+    use crate::rules::test_values::{idx, mofn};
 
     #[test]
     fn a_fresh_row_follows_n() {
-        let row = fresh_generation(Some(MofN::new(3, 5).unwrap()));
+        let row = fresh_generation(Some(mofn(3, 5)));
         assert_eq!(
             &crate::rules::statmofn::generation_digits(&row),
             b"111110000000000"
         );
         assert_eq!(fresh_generation(None), [GenerationState::Cannot; ROW_LEN]);
-        let all = fresh_generation(Some(MofN::new(1, 15).unwrap()));
+        let all = fresh_generation(Some(mofn(1, 15)));
         assert_eq!(all, [GenerationState::Can; ROW_LEN]);
     }
 
     #[test]
     fn obtain_marks_once_then_more() {
-        let mut row = fresh_generation(Some(MofN::new(2, 3).unwrap()));
+        let mut row = fresh_generation(Some(mofn(2, 3)));
         assert!(distribute(&mut row, idx(2)));
         assert_eq!(row[1], GenerationState::DistributedOnce);
         assert!(distribute(&mut row, idx(2)));
@@ -121,7 +118,7 @@ mod tests {
 
     #[test]
     fn reception_marks_received_and_more_within_n() {
-        let row = reception(Some(MofN::new(2, 4).unwrap()), [idx(1), idx(3)], [idx(3)]);
+        let row = reception(Some(mofn(2, 4)), [idx(1), idx(3)], [idx(3)]);
         assert_eq!(
             &crate::rules::statmofn::reception_digits(&row),
             b"314100000000000"
@@ -130,7 +127,7 @@ mod tests {
         let t = share_tables(
             CloneableKind::Asym,
             fresh_generation(None),
-            Some(MofN::new(1, 1).unwrap()),
+            Some(mofn(1, 1)),
             [idx(1)],
             [],
         );

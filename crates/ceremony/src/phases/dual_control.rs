@@ -27,7 +27,7 @@ pub(super) fn dual_control_begin(
     operator: &str,
     db: &SaDb,
 ) -> Result<(Phase, PhaseReport)> {
-    c.set_operator(Some(operator.to_string()));
+    c.set_operator(Some(operator.to_string()))?;
     let phase = if plan_node.name == c.plan.source.name {
         Phase::P2a
     } else {
@@ -48,6 +48,7 @@ pub(super) fn require_operator(operator: &str) -> Result<()> {
                 .into(),
         ));
     }
+    crate::operator::check(operator)?;
     Ok(())
 }
 

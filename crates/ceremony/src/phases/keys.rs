@@ -101,15 +101,27 @@ pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
          (or give it with --sa-fingerprint): {}",
         fingerprint.config_line()
     ));
-    report.carry(
-        c.layout.sa_db(),
-        &c.plan.source.name,
+    carry_sa_db_to_source_and_targets(
+        c,
+        &mut report,
         "phase 2a installs the SA key",
+        "phase 3a installs the SA key",
     );
-    for t in &c.plan.targets {
-        report.carry(c.layout.sa_db(), &t.name, "phase 3a installs the SA key");
-    }
     end(c, report)
+}
+
+/// Carry `sa.db` to the source (`source_why`: what uses it there) and to every target
+/// (`target_why`).
+fn carry_sa_db_to_source_and_targets(
+    c: &Ceremony,
+    report: &mut PhaseReport,
+    source_why: &str,
+    target_why: &str,
+) {
+    report.carry(c.layout.sa_db(), &c.plan.source.name, source_why);
+    for t in &c.plan.targets {
+        report.carry(c.layout.sa_db(), &t.name, target_why);
+    }
 }
 
 /// Phase 2a, on the source: EID, m-of-n, the SA key installed, the CSS key.
@@ -204,18 +216,12 @@ pub fn phase2b(
         write_sa_db(c, &mut db, Phase::P2b, &sa_plan.name)?;
         report.did("CSS key certified by SA into sa.db");
     }
-    report.carry(
-        c.layout.sa_db(),
-        &c.plan.source.name,
+    carry_sa_db_to_source_and_targets(
+        c,
+        &mut report,
         "phase 3c signs shares with the certified CSS key",
+        "phase 3d checks shares against the CSS certificate",
     );
-    for t in &c.plan.targets {
-        report.carry(
-            c.layout.sa_db(),
-            &t.name,
-            "phase 3d checks shares against the CSS certificate",
-        );
-    }
     end(c, report)
 }
 

@@ -6,20 +6,59 @@ use super::*;
 // Building
 // ----------------------------------------------------------------------------------------
 
-/// Build the report of the ceremony in `dir` for `plan`, with the statuses of the nodes
-/// the caller could read (`nodes`, by plan name) and the nodes that could not be opened or
-/// read and why (`unavailable`, by plan name): their status is "unavailable: <reason>".
-///
-/// Fails only when `dir` is not a directory, fails the check of a ceremony directory
-/// ([`durable::check_private_dir`]: a link, another user's, writable by others), or the
-/// journal exists but cannot be read (a link, a FIFO…); every other problem is in the
-/// report.
+/// What a report is built from.
+pub struct Inputs<'a> {
+    /// The ceremony directory (its journal is journal A).
+    pub dir: &'a Path,
+    pub plan: &'a Plan,
+    /// The statuses of the nodes the caller could read, by plan name.
+    pub nodes: &'a [(String, NodeStatus)],
+    /// The nodes that could not be opened or read, and why, by plan name: their status is
+    /// "unavailable: <reason>".
+    pub unavailable: &'a [(String, String)],
+    /// Copies of the journals of the other servers of the ceremony, merged with this
+    /// directory's (journals B, C, …): see [`build`].
+    pub journals: &'a [PathBuf],
+    /// Who makes the report.
+    pub generator: Generator,
+}
+
+/// [`build`] from this directory's journal alone, made on this host with no configuration
+/// digest.
 pub fn build_with(
     dir: &Path,
     plan: &Plan,
     nodes: &[(String, NodeStatus)],
     unavailable: &[(String, String)],
 ) -> Result<Report, CeremonyError> {
+    build(&Inputs {
+        dir,
+        plan,
+        nodes,
+        unavailable,
+        journals: &[],
+        generator: Generator::here(None),
+    })
+}
+
+/// Build the report of the ceremony in `inputs.dir` for its plan.
+///
+/// Fails when the directory is not a directory, fails the check of a ceremony directory
+/// ([`durable::check_private_dir`]: a link, another user's, writable by others), or its
+/// journal exists but cannot be read (a link, a FIFO…); with other journals given, also
+/// when any journal does not verify, when they are not one run of this ceremony (id,
+/// nonce, each server's journal once), or when one lacks a journal mark that a carried
+/// file records for a node whose phases it ran: each error names the journal and the
+/// record. Every other problem is in the report.
+pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
+    let Inputs {
+        dir,
+        plan,
+        nodes,
+        unavailable,
+        journals: others,
+        ..
+    } = *inputs;
     if !dir.is_dir() {
         return Err(CeremonyError::MissingFile {
             path: dir.into(),
@@ -34,27 +73,41 @@ pub fn build_with(
     let mut missing = Vec::new();
     let mut warnings = Vec::new();
 
-    let (mut journal_view, records) = read_journal(&layout, plan)?;
-    journal_view.gaps = chain_gaps(&layout, plan, &records, journal_view.head_hash.as_deref());
-    journal_view.end_to_end = journal_view.verified && journal_view.gaps.is_empty();
-    if !journal_view.present {
-        missing.push("the journal: no phase has run in this directory".to_string());
-    } else if let Some(problem) = journal_view
-        .problem
-        .as_ref()
-        .filter(|_| !journal_view.verified)
-    {
-        missing.push(format!(
-            "a journal that verifies: {problem} (the records below are shown as found, unverified)"
-        ));
+    let strict = !others.is_empty();
+    let mut sources = read_all(&layout, plan, others)?;
+    let single = sources.len() == 1;
+    let files = crate::dbs::carried_files(&layout, plan);
+    let sa_db = layout.sa_db().display().to_string();
+    let sa_nonce = files
+        .iter()
+        .find(|(f, _)| *f == sa_db)
+        .map(|(_, p)| p.nonce.as_str());
+    match check_one_ceremony(&sources, sa_nonce, &plan.id) {
+        Err(e) if strict => return Err(e),
+        Err(e) => missing.push(format!("a journal of this run of the ceremony: {e}")),
+        Ok(()) => {}
     }
-    if let Some(n) = journal_view.torn_tail_bytes {
-        warnings.push(format!(
-            "the journal ends with a torn line ({n} bytes) left by an interrupted append; it was \
-             never acknowledged and is not counted"
-        ));
+    warnings.extend(check_marks(&mut sources, &files, strict)?);
+    for s in &sources {
+        let j = &s.view;
+        if !j.present {
+            missing.push("the journal: no phase has run in this directory".to_string());
+        } else if let Some(problem) = j.problem.as_ref().filter(|_| !j.verified) {
+            missing.push(format!(
+                "a journal that verifies: {problem} (the records below are shown as found, unverified)"
+            ));
+        }
+        if let Some(n) = j.torn_tail_bytes {
+            warnings.push(format!(
+                "journal {} ends with a torn line ({n} bytes) left by an interrupted append; it \
+                 was never acknowledged and is not counted",
+                j.label
+            ));
+        }
     }
-    let rehearsal = plan.rehearsal || records.iter().any(|r| r.rehearsal);
+    let records = merged(&sources);
+    let nonce = records.first().map(|r| r.record.nonce.clone());
+    let rehearsal = plan.rehearsal || records.iter().any(|r| r.record.rehearsal);
     let timeline = timeline(&records);
     for e in timeline
         .iter()
@@ -63,12 +116,28 @@ pub fn build_with(
         warnings.push(format!(
             "record {} ({} on {}, phase {}) has no outcome: the run stopped there; a later run \
              may have done it again",
-            e.seq, e.event, e.node, e.phase
+            record_name(&e.journal, e.seq, single),
+            e.event,
+            e.node,
+            e.phase
         ));
     }
     let operators = operators(&records);
+    for name in &operators {
+        if let Err(e) = crate::operator::check(name) {
+            warnings.push(format!(
+                "{e}. It was written by an older mkclone or edited in; it is printed escaped"
+            ));
+        }
+    }
 
-    let (keys, sa_fingerprint) = keys(&layout, plan, &timeline, &mut missing, &mut warnings);
+    let (keys, sa_fingerprint) = keys(
+        &layout,
+        plan,
+        (&timeline, single),
+        &mut missing,
+        &mut warnings,
+    );
     let bundles = bundles(&layout, plan, &mut warnings);
 
     // The source's CURRENT patterns, per kind: read now, else as the bundles or the
@@ -141,7 +210,7 @@ pub fn build_with(
             ));
         }
         let before = first_node_status(&records, name);
-        if before.is_none() && journal_view.present {
+        if before.is_none() && sources.iter().any(|s| s.view.present) {
             warnings.push(format!(
                 "node {name}: its patterns before the ceremony are {NOT_RECORDED} in the journal"
             ));
@@ -270,12 +339,23 @@ pub fn build_with(
             .iter()
             .any(|e| matches!(e.note, Some(Note::DualControlOff { .. })) && e.node == n.name);
         let control = match (&hash, &key) {
-            (None, _) | (_, None) => "not recorded in this journal".to_string(),
+            (None, _) | (_, None) if single => "not recorded in this journal".to_string(),
+            (None, _) | (_, None) => "not recorded in these journals".to_string(),
             _ if off => "one command (the plan sets dual_control = false)".to_string(),
             (Some((Some(a), _)), Some((Some(b), _))) if a != b => "two operators".to_string(),
             (Some((Some(a), _)), Some((Some(_), _))) => format!("ONE operator ({a}) did both"),
             _ => "operators not recorded".to_string(),
         };
+        if let (Some((by, _)), None) = (&hash, &key) {
+            // Half of dual control: nothing goes on without the key.
+            missing.push(format!(
+                "{}: the SA public key is not registered, only its hash (by {}): a second \
+                 person runs `mkclone register-sa-key --config FILE --node {} --operator NAME`",
+                n.name,
+                or_dash(by.as_deref()),
+                n.name
+            ));
+        }
         let (hash_by, hash_at) = hash.unwrap_or((None, None));
         let (key_by, key_at) = key.unwrap_or((None, None));
         sa_registrations.push(SaRegistrationView {
@@ -299,7 +379,7 @@ pub fn build_with(
                     None => match bundle_problem(&path, &warnings) {
                         Some(problem) => problem,
                         None => match erased(&timeline, &path) {
-                            Some(e) => format!("erased (record {}, {})", e.seq, e.time),
+                            Some(e) => erased_text(e, single),
                             None => "absent".to_string(),
                         },
                     },
@@ -321,6 +401,7 @@ pub fn build_with(
                     kind: kind.to_string(),
                     index: index.get(),
                     planned: true,
+                    file: crate::dbs::bundle_name(&t.name, *kind, *index),
                     bundle,
                     obtained,
                     installed,
@@ -346,7 +427,8 @@ pub fn build_with(
                 kind: b.kind.to_string(),
                 index: b.index.get(),
                 planned: false,
-                bundle: format!("present ({})", file_name(path)),
+                file: file_name(path),
+                bundle: "present".into(),
                 obtained: None,
                 installed: None,
             });
@@ -432,18 +514,29 @@ pub fn build_with(
         }
     }
 
-    let complete = missing.is_empty() && journal_view.verified;
+    let complete = missing.is_empty() && sources.iter().all(|s| s.view.verified);
+    let open_items = open_items(&layout, plan, &timeline, &shares, &set, complete);
     let aborted = timeline
         .iter()
         .rev()
         .find(|e| matches!(e.note, Some(Note::AbortStart { .. })))
-        .map(|e| e.time.clone());
+        .map(|e| At {
+            record: e.record(),
+            time: e.time.clone(),
+        });
+    let journals: Vec<JournalView> = sources.into_iter().map(|s| s.view).collect();
+    let runs = runs(&timeline, &journals);
     Ok(Report {
         format: FORMAT,
         version: VERSION,
         ceremony: plan.id.clone(),
+        nonce,
         rehearsal,
-        generated: journal::rfc3339_utc(SystemTime::now()),
+        generated: Stamp::new(
+            &journal::rfc3339_utc(SystemTime::now()),
+            Some(&inputs.generator.utc_offset),
+        ),
+        generated_by: inputs.generator.clone(),
         directory: dir.to_path_buf(),
         complete,
         aborted,
@@ -454,12 +547,138 @@ pub fn build_with(
         sa_registrations,
         shares,
         set,
+        runs,
         timeline,
         operators,
-        journal: journal_view,
+        journals,
         missing,
+        open_items,
         warnings,
     })
+}
+
+/// What the ceremony left that should not stay once it is over, with the command that
+/// closes each: per target whose SET is done, its share bundles and csr.db still on disk;
+/// once the whole ceremony is complete, the SA public key still registered and the
+/// ceremony's retained keys (CSS, CSR) still on the nodes, as the journals show them.
+fn open_items(
+    layout: &Layout,
+    plan: &Plan,
+    timeline: &[TimelineEntry],
+    shares: &[ShareView],
+    set: &[SetView],
+    complete: bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in &plan.targets {
+        let done = set
+            .iter()
+            .filter(|s| s.target == t.name)
+            .all(|s| s.set.is_some() || s.current_equals_source == Some(true));
+        if !done {
+            continue;
+        }
+        let bundles = shares
+            .iter()
+            .filter(|s| s.target == t.name && s.bundle.starts_with("present"))
+            .count();
+        let mut left = Vec::new();
+        if bundles > 0 {
+            left.push(format!(
+                "{bundles} share bundle(s) `shares/{}.*.share`",
+                t.name
+            ));
+        }
+        let csr = layout.csr_db(&t.name);
+        if std::fs::symlink_metadata(&csr).is_ok() {
+            left.push(format!("`{}`", file_name(&csr)));
+        }
+        if !left.is_empty() {
+            out.push(format!(
+                "{}: {} still on disk after SET: erase with `mkclone abort --config FILE \
+                 --target {} --erase-files`",
+                t.name,
+                left.join(" and "),
+                t.name
+            ));
+        }
+    }
+    if !complete {
+        return out;
+    }
+    // What the journals say is still in place: the last successful action of `put` on
+    // a node, not followed by a successful `take` of the same thing there.
+    let still = |put: &dyn Fn(&Action) -> Option<String>,
+                 take: &dyn Fn(&Action) -> Option<String>| {
+        let mut held: Vec<(String, String)> = Vec::new();
+        for e in timeline.iter().filter(|e| e.ok()) {
+            let Some(a) = &e.action else { continue };
+            if let Some(what) = put(a) {
+                if !held.contains(&(e.node.clone(), what.clone())) {
+                    held.push((e.node.clone(), what));
+                }
+            } else if let Some(what) = take(a) {
+                held.retain(|h| *h != (e.node.clone(), what.clone()));
+            }
+        }
+        held
+    };
+    let registered = still(&sa_registered, &sa_unregistered);
+    if !registered.is_empty() {
+        let nodes: Vec<&str> = registered.iter().map(|(n, _)| n.as_str()).collect();
+        out.push(format!(
+            "the SA public key is still registered on {}: unregister it with `mkclone abort \
+             --config FILE --unregister-sa`",
+            nodes.join(", ")
+        ));
+    }
+    let retained = still(&retained_key, &deleted_key);
+    if !retained.is_empty() {
+        out.push(format!(
+            "the ceremony's retained keys are still on the nodes ({}): delete them with \
+             `mkclone abort --config FILE --delete-keys`",
+            retained
+                .iter()
+                .map(|(node, label)| format!("`{label}` on {node}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    out
+}
+
+/// The SA key an action registers (its hash or the key) on its node.
+fn sa_registered(a: &Action) -> Option<String> {
+    match a {
+        Action::RegisterSaHash { name, .. } | Action::RegisterSaKey { name, .. } => {
+            Some(name.to_string())
+        }
+        _ => None,
+    }
+}
+
+fn sa_unregistered(a: &Action) -> Option<String> {
+    match a {
+        Action::UnregisterSaKey { name } => Some(name.to_string()),
+        _ => None,
+    }
+}
+
+/// The CSS or CSR key an action generates (the SA key stays: it is the SA node's).
+fn retained_key(a: &Action) -> Option<String> {
+    match a {
+        Action::GenerateRetainedKey { label, role, .. } if *role != KeyRole::Sa => {
+            Some(label.to_string())
+        }
+        _ => None,
+    }
+}
+
+fn deleted_key(a: &Action) -> Option<String> {
+    match a {
+        Action::DeleteRetainedKey { label } => Some(label.to_string()),
+        _ => None,
+    }
 }
 
 pub(super) fn plan_view(plan: &Plan) -> PlanView {

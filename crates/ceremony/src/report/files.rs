@@ -1,5 +1,4 @@
-//! What the ceremony files say: the journal (verified, and whether end to end), sa.db,
-//! the csr.db files and the share bundles.
+//! What the ceremony files say: sa.db, the csr.db files and the share bundles.
 
 use super::*;
 
@@ -7,118 +6,6 @@ pub(super) fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string())
-}
-
-/// What keeps the chain from being verified end to end: journal marks that files carry for
-/// the nodes whose phases ran in this journal but that it lacks, and accepted losses.
-pub(super) fn chain_gaps(
-    layout: &Layout,
-    plan: &Plan,
-    records: &[Record],
-    head: Option<&str>,
-) -> Vec<String> {
-    let local: Vec<&str> = records
-        .iter()
-        .filter(|r| matches!(r.note(), Some(Note::PhaseStart {})))
-        .map(|r| r.node.as_str())
-        .collect();
-    let chain = Chain {
-        records,
-        head: head.unwrap_or(journal::GENESIS_PREV),
-    };
-    let files = crate::dbs::carried_files(layout, plan);
-    let mut gaps: Vec<String> = chain
-        .missing(&files, |n| local.contains(&n))
-        .into_iter()
-        .map(|(file, node, mark)| {
-            format!(
-                "{}: record {} of this journal (phase {} on {node}) is not in it",
-                file_name(Path::new(file)),
-                mark.seq,
-                mark.phase
-            )
-        })
-        .collect();
-    for r in records {
-        let Some(Note::JournalLossAccepted { marks, .. }) = r.note() else {
-            continue;
-        };
-        let count = marks.len();
-        gaps.push(format!(
-            "lost records accepted at record {} by {} at {} ({count} file mark(s) of {})",
-            r.seq,
-            r.operator.as_deref().unwrap_or("an unnamed operator"),
-            r.time,
-            r.node
-        ));
-    }
-    gaps
-}
-
-/// Read and verify the journal's bytes; an unverifiable journal is read leniently.
-pub(super) fn read_journal(
-    layout: &Layout,
-    plan: &Plan,
-) -> Result<(JournalView, Vec<Record>), CeremonyError> {
-    let path = layout.journal();
-    let bytes = match crate::envelope::read_bytes(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.is_not_found() => {
-            return Ok((
-                JournalView {
-                    file: path,
-                    present: false,
-                    records: 0,
-                    head_hash: None,
-                    verified: false,
-                    problem: Some("there is no journal: no phase has run in this directory".into()),
-                    torn_tail_bytes: None,
-                    end_to_end: false,
-                    gaps: Vec::new(),
-                },
-                Vec::new(),
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    Ok(
-        match journal::verify(&path, &bytes, Some(&plan.id), Some(plan.rehearsal)) {
-            Ok(v) => (
-                JournalView {
-                    file: path,
-                    present: true,
-                    records: v.records.len(),
-                    head_hash: Some(v.head_hash),
-                    verified: true,
-                    problem: None,
-                    torn_tail_bytes: v.torn_tail,
-                    end_to_end: false,
-                    gaps: Vec::new(),
-                },
-                v.records,
-            ),
-            Err(e) => {
-                let records: Vec<Record> = bytes
-                    .split(|&b| b == b'\n')
-                    .filter_map(|line| serde_json::from_slice::<Record>(line).ok())
-                    .collect();
-                (
-                    JournalView {
-                        file: path,
-                        present: true,
-                        records: records.len(),
-                        head_hash: None,
-                        verified: false,
-                        problem: Some(e.to_string()),
-                        torn_tail_bytes: None,
-                        end_to_end: false,
-                        gaps: Vec::new(),
-                    },
-                    records,
-                )
-            }
-        },
-    )
 }
 
 // ----------------------------------------------------------------------------------------
@@ -152,20 +39,51 @@ pub(super) fn verify_cert(
     })
 }
 
-pub(super) fn certified_state(
+/// What a CSS or CSR key's certification is checked against.
+pub(super) struct Certification<'a> {
+    /// "the CSR key of target1", for `missing`.
+    pub(super) what: String,
+    /// The phase that certifies it ("phase 3b on sa").
+    pub(super) step: String,
+    /// The record of a journal where the SA certified it, if any.
+    pub(super) recorded: Option<String>,
+    pub(super) missing: &'a mut Vec<String>,
+}
+
+/// A CSS or CSR key as its file holds it: `who` (role, node, file), `key` (its public-key
+/// token and the SA's certificate, if any). A missing or failing certificate is added to
+/// the missing steps, unless (missing) a journal records the SA certifying the key: the
+/// certified copy of the file is then on another server, as in a ceremony whose nodes sit
+/// in different servers.
+pub(super) fn certified_key(
     plan: &Plan,
     sa: Option<&RsaPublicKey>,
-    cert: Option<&Certificate>,
-    missing_step: String,
-    missing: &mut Vec<String>,
-    what: &str,
-) -> (String, bool, Option<bool>) {
-    match cert {
-        None => {
+    who: (&'static str, &str, String),
+    key: (&PublicKeyToken, Option<&Certificate>),
+    c: Certification<'_>,
+) -> KeyView {
+    let (role, node, file) = who;
+    let (token, cert) = key;
+    let Certification {
+        what,
+        step: missing_step,
+        recorded,
+        missing,
+    } = c;
+    let (state, certified, verified) = match (cert, recorded) {
+        (None, Some(record)) => (
+            format!(
+                "public key present; the SA certified it (record {record}), this copy of the \
+                 file predates that"
+            ),
+            true,
+            None,
+        ),
+        (None, None) => {
             missing.push(format!("{what}: not certified yet ({missing_step})"));
             ("public key present, not certified yet".into(), false, None)
         }
-        Some(cert) => match verify_cert(plan, sa, cert) {
+        (Some(cert), _) => match verify_cert(plan, sa, cert) {
             None => (
                 "certified (not checked: the SA key is not readable)".into(),
                 true,
@@ -187,13 +105,22 @@ pub(super) fn certified_state(
                 )
             }
         },
+    };
+    KeyView {
+        role,
+        node: node.to_string(),
+        file,
+        state,
+        fingerprint: token_fingerprint(token),
+        certified,
+        verified,
     }
 }
 
 pub(super) fn keys(
     layout: &Layout,
     plan: &Plan,
-    timeline: &[TimelineEntry],
+    (timeline, single): (&[TimelineEntry], bool),
     missing: &mut Vec<String>,
     warnings: &mut Vec<String>,
 ) -> (Vec<KeyView>, Option<String>) {
@@ -228,6 +155,15 @@ pub(super) fn keys(
         }
     };
     let sa_key = db.as_ref().and_then(sa_key_of);
+    // The SA's certification of `node`'s key, as a journal recorded it.
+    let certified = |node: &str| {
+        actions(
+            timeline,
+            |a| matches!(a, Action::Certify { subject, .. } if subject == node),
+        )
+        .find(|e| e.ok())
+        .map(|e| record_name(&e.journal, e.seq, single))
+    };
     let fingerprint = db.as_ref().map(|db| db.sa_hash.fingerprint());
     if let Some(db) = &db {
         out.push(KeyView {
@@ -257,25 +193,18 @@ pub(super) fn keys(
                 "absent".into(),
             ));
         }
-        Some(css) => {
-            let (state, certified, verified) = certified_state(
-                plan,
-                sa_key.as_ref(),
-                css.certificate.as_ref(),
-                format!("phase 2b on {}", plan.sa.name),
+        Some(css) => out.push(certified_key(
+            plan,
+            sa_key.as_ref(),
+            ("CSS", &css.node, "sa.db".into()),
+            (&css.public_key, css.certificate.as_ref()),
+            Certification {
+                what: "the CSS key".into(),
+                step: format!("phase 2b on {}", plan.sa.name),
+                recorded: certified(&css.node),
                 missing,
-                "the CSS key",
-            );
-            out.push(KeyView {
-                role: "CSS",
-                node: css.node.clone(),
-                file: "sa.db".into(),
-                state,
-                fingerprint: token_fingerprint(&css.public_key),
-                certified,
-                verified,
-            });
-        }
+            },
+        )),
     }
     for t in &plan.targets {
         let path = layout.csr_db(&t.name);
@@ -289,7 +218,7 @@ pub(super) fn keys(
             Ok(None) => {
                 // Erased by the clean-up after 3d or by an abort: recorded, not missing.
                 let state = match erased(timeline, &path) {
-                    Some(e) => format!("erased (record {}, {})", e.seq, e.time),
+                    Some(e) => erased_text(e, single),
                     None => {
                         missing.push(format!(
                             "{file}: the CSR key of {} (phase 3a on {})",
@@ -300,25 +229,18 @@ pub(super) fn keys(
                 };
                 out.push(absent("CSR", &t.name, file, state));
             }
-            Ok(Some(db)) => {
-                let (state, certified, verified) = certified_state(
-                    plan,
-                    sa_key.as_ref(),
-                    db.certificate.as_ref(),
-                    format!("phase 3b on {}", plan.sa.name),
+            Ok(Some(db)) => out.push(certified_key(
+                plan,
+                sa_key.as_ref(),
+                ("CSR", &db.target, file),
+                (&db.public_key, db.certificate.as_ref()),
+                Certification {
+                    what: format!("the CSR key of {}", t.name),
+                    step: format!("phase 3b on {}", plan.sa.name),
+                    recorded: certified(&db.target),
                     missing,
-                    &format!("the CSR key of {}", t.name),
-                );
-                out.push(KeyView {
-                    role: "CSR",
-                    node: db.target.clone(),
-                    file,
-                    state,
-                    fingerprint: token_fingerprint(&db.public_key),
-                    certified,
-                    verified,
-                });
-            }
+                },
+            )),
         }
     }
     (out, fingerprint)

@@ -8,16 +8,20 @@ pub struct Report {
     pub format: &'static str,
     pub version: u32,
     pub ceremony: String,
+    /// The ceremony nonce the journals carry (None: no journal record).
+    pub nonce: Option<String>,
     /// A rehearsal: the plan says so, or a journal record does.
     pub rehearsal: bool,
-    /// When this report was made (RFC 3339 UTC, this host's clock).
-    pub generated: String,
+    /// When this report was made (this host's clock).
+    pub generated: Stamp,
+    /// Where and with what this report was made.
+    pub generated_by: Generator,
     pub directory: PathBuf,
     /// Every planned step is recorded as done, the target patterns equal the source's
-    /// where they could be read, and the journal verified.
+    /// where they could be read, and every journal verified.
     pub complete: bool,
-    /// When the journal last recorded the start of an abort or clean-up (`abort-start`).
-    pub aborted: Option<String>,
+    /// When a journal last recorded the start of an abort or clean-up (`abort-start`).
+    pub aborted: Option<At>,
     pub plan: PlanView,
     pub nodes: Vec<NodeView>,
     /// The SA key's registration-hash fingerprint from `sa.db` (compared in person).
@@ -30,16 +34,74 @@ pub struct Report {
     pub shares: Vec<ShareView>,
     /// One row per planned (target, kind).
     pub set: Vec<SetView>,
-    /// Every journal record, oldest first; an intent carries its outcome.
+    /// The commands that wrote the journals: each journal's records from one `run-start`
+    /// to the next (records before a journal's first `run-start`, written by an mkclone
+    /// that did not record runs, make one run without a `run_start`).
+    pub runs: Vec<RunView>,
+    /// Every journal record, merged in time order (each journal's own order kept); an
+    /// intent carries its outcome.
     pub timeline: Vec<TimelineEntry>,
-    /// The operators named in the journal, in order of first appearance.
+    /// The operators named in the journals, in order of first appearance.
     pub operators: Vec<String>,
-    pub journal: JournalView,
+    /// This directory's journal first (label A), then the journals given with `--journal`.
+    pub journals: Vec<JournalView>,
     /// What the ceremony has not done yet (empty when complete).
     pub missing: Vec<String>,
+    /// What the ceremony left that should not stay once it is over (share bundles on
+    /// disk, the SA key still registered, the ceremony's retained keys), each with the
+    /// command that closes it.
+    pub open_items: Vec<String>,
     /// What this report could not establish (nodes not read, unreadable files,
     /// intents without an outcome, …).
     pub warnings: Vec<String>,
+}
+
+/// A time of the record: UTC as the journal holds it (RFC 3339, milliseconds) and the local
+/// time of the host that wrote it, when its run recorded its UTC offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stamp {
+    pub utc: String,
+    /// `YYYY-MM-DDTHH:MM:SS+HH:MM` (None: the offset is not recorded).
+    pub local: Option<String>,
+}
+
+impl Stamp {
+    pub(super) fn new(utc: &str, offset: Option<&str>) -> Self {
+        Self {
+            utc: utc.to_string(),
+            local: offset.and_then(|o| crate::host::local_time(utc, o)),
+        }
+    }
+}
+
+/// When a step was done: the record of its intent and the time of its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct At {
+    pub record: RecordRef,
+    pub time: Stamp,
+}
+
+/// The mkclone, host and configuration of the report itself.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Generator {
+    pub mkclone_version: String,
+    pub host: String,
+    /// The SHA-256 of the configuration the report was made with (None: not given).
+    pub config_sha256: Option<String>,
+    pub utc_offset: String,
+}
+
+impl Generator {
+    /// This host, this mkclone, and the configuration's digest when known.
+    pub fn here(config_sha256: Option<String>) -> Self {
+        let (_, utc_offset) = crate::host::local_zone();
+        Self {
+            mkclone_version: crate::host::MKCLONE_VERSION.to_string(),
+            host: crate::host::host_name(),
+            config_sha256,
+            utc_offset,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,7 +155,7 @@ pub struct NodeView {
     /// From the status read now, else from the journal's first `node-status` record.
     pub serial: Option<String>,
     pub eid: Option<String>,
-    /// The first `node-status` record of this node in the journal.
+    /// The first `node-status` record of this node in the journals.
     pub before: Option<Snapshot>,
     /// The status read now.
     pub after: Option<Snapshot>,
@@ -105,8 +167,8 @@ pub struct NodeView {
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
     /// The journal record it comes from (None: read now).
-    pub seq: Option<u64>,
-    pub time: Option<String>,
+    pub record: Option<RecordRef>,
+    pub time: Option<Stamp>,
     pub phase: Option<String>,
     pub serial: Option<String>,
     pub eid: Option<String>,
@@ -114,6 +176,13 @@ pub struct Snapshot {
     /// The status it was made from, for comparisons (its text is in `registers`).
     #[serde(skip)]
     pub(super) status: Option<NodeStatus>,
+}
+
+/// One record of one journal: its label (A, B, …) and its `seq` there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordRef {
+    pub journal: String,
+    pub seq: u64,
 }
 
 /// One master key's registers: states ("empty", "partial", "full" for NEW; "valid",
@@ -165,9 +234,9 @@ pub struct KeyView {
 pub struct SaRegistrationView {
     pub node: String,
     pub hash_by: Option<String>,
-    pub hash_at: Option<String>,
+    pub hash_at: Option<At>,
     pub key_by: Option<String>,
-    pub key_at: Option<String>,
+    pub key_at: Option<At>,
     /// In words: "two operators", "one command (dual_control = false)", …
     pub control: String,
 }
@@ -180,16 +249,18 @@ pub struct ShareView {
     pub index: u8,
     /// The plan names it.
     pub planned: bool,
-    /// "present", "absent", or why the bundle cannot be read.
+    /// The bundle's file name in `shares/`.
+    pub file: String,
+    /// "present", "absent", "erased (record …)", or why the bundle cannot be read.
     pub bundle: String,
-    /// When the journal recorded it obtained (result ok).
-    pub obtained: Option<String>,
-    /// When the journal recorded it installed (result ok).
-    pub installed: Option<String>,
+    /// When a journal recorded it obtained (result ok).
+    pub obtained: Option<At>,
+    /// When a journal recorded it installed (result ok).
+    pub installed: Option<At>,
 }
 
 impl ShareView {
-    /// Issued: its bundle is here or the journal recorded it obtained.
+    /// Issued: its bundle is here or a journal recorded it obtained.
     pub fn issued(&self) -> bool {
         self.bundle == "present" || self.obtained.is_some()
     }
@@ -200,8 +271,8 @@ impl ShareView {
 pub struct SetView {
     pub target: String,
     pub kind: String,
-    /// When the journal recorded SET (result ok).
-    pub set: Option<String>,
+    /// When a journal recorded SET (result ok).
+    pub set: Option<At>,
     /// The NEW pattern confirmed equal to the source's before SET.
     pub confirmed: Option<String>,
     /// What it was confirmed against: "plan" (the plan's source_patterns) or
@@ -212,11 +283,31 @@ pub struct SetView {
     pub current_equals_source: Option<bool>,
 }
 
+/// One command's records in one journal.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunView {
+    pub journal: String,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub started: Stamp,
+    pub ended: Stamp,
+    /// What its `run-start` note recorded (None: its journal recorded none).
+    pub run_start: Option<RunStart>,
+    pub operators: Vec<String>,
+    /// "3d on target1", in order.
+    pub phases: Vec<String>,
+    /// Every step it took was already done and it wrote nothing else of consequence (a
+    /// rerun): the printed timeline shows it as one line.
+    pub changed_nothing: bool,
+}
+
 /// One journal record; an intent carries its outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct TimelineEntry {
+    /// The journal's label (A, B, …).
+    pub journal: String,
     pub seq: u64,
-    pub time: String,
+    pub time: Stamp,
     pub phase: String,
     pub node: String,
     pub operator: Option<String>,
@@ -238,30 +329,71 @@ impl TimelineEntry {
     pub(super) fn ok(&self) -> bool {
         self.outcome.as_ref().is_some_and(|o| o.outcome.ok())
     }
-    pub(super) fn done_at(&self) -> Option<String> {
+    pub(super) fn done_at(&self) -> Option<At> {
         self.outcome
             .as_ref()
             .filter(|o| o.outcome.ok())
-            .map(|o| o.time.clone())
+            .map(|o| At {
+                record: self.record(),
+                time: o.time.clone(),
+            })
+    }
+    pub(super) fn record(&self) -> RecordRef {
+        RecordRef {
+            journal: self.journal.clone(),
+            seq: self.seq,
+        }
     }
     /// The master key of an action, if it concerns one.
     pub(super) fn kind(&self) -> Option<CloneableKind> {
         self.action.as_ref().and_then(Action::kind)
     }
+    /// Changes nothing: a step the node said was already done, or a note that only
+    /// records where things stand.
+    pub(super) fn changes_nothing(&self) -> bool {
+        match (self.entry, &self.note, &self.outcome) {
+            ("action", _, Some(o)) => matches!(
+                o.outcome.result,
+                StepResult::Ok {
+                    already_done: true,
+                    ..
+                }
+            ),
+            ("note", Some(n), _) => bookkeeping(n) || matches!(n, Note::Confirmed { .. }),
+            _ => false,
+        }
+    }
+}
+
+/// A note that records where things stand or what runs, not a change: a run or phase
+/// begins or ends, a node's status, dual control off.
+pub(super) fn bookkeeping(note: &Note) -> bool {
+    matches!(
+        note,
+        Note::RunStart(_)
+            | Note::PhaseStart {}
+            | Note::NodeStatus(_)
+            | Note::PhaseDone { .. }
+            | Note::DualControlOff { .. }
+    )
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct OutcomeView {
     pub seq: u64,
-    pub time: String,
+    pub time: Stamp,
     pub operator: Option<String>,
     pub outcome: Outcome,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct JournalView {
+    /// A, B, …: how the printed record names it ("record B14").
+    pub label: String,
     pub file: PathBuf,
     pub present: bool,
+    /// The hosts its `run-start` notes name.
+    pub hosts: Vec<String>,
     /// Records read (verified ones when `verified`).
     pub records: usize,
     /// The hash of the last verified line (the journal's final hash).
@@ -272,8 +404,8 @@ pub struct JournalView {
     /// A torn last line, never acknowledged (an interrupted append).
     pub torn_tail_bytes: Option<usize>,
     /// Verified, and every journal mark the ceremony files carry for the nodes whose
-    /// phases ran here is in it, and no loss was accepted: nothing is missing before the
-    /// final hash.
+    /// phases ran in it is in it (or in another journal given that ran them too), and no
+    /// loss was accepted: nothing is missing before the final hash.
     pub end_to_end: bool,
     /// Why not end to end: marks this journal lacks, losses accepted with who and when.
     pub gaps: Vec<String>,

@@ -37,7 +37,7 @@ pub(super) fn register_view(r: &RegisterStatus) -> RegisterView {
 
 pub(super) fn snapshot_of(st: &NodeStatus) -> Snapshot {
     Snapshot {
-        seq: None,
+        record: None,
         time: None,
         phase: None,
         serial: Some(st.identity.serial.to_string()),
@@ -100,15 +100,15 @@ pub(super) fn compare(
 }
 
 /// The first `node-status` note of `node`: the node before the ceremony touched it.
-pub(super) fn first_node_status(records: &[Record], node: &str) -> Option<Snapshot> {
+pub(super) fn first_node_status(records: &[Rec<'_>], node: &str) -> Option<Snapshot> {
     records
         .iter()
-        .filter(|r| r.node == node)
-        .find_map(|r| match r.note() {
+        .filter(|r| r.record.node == node)
+        .find_map(|r| match r.record.note() {
             Some(Note::NodeStatus(st)) => Some(Snapshot {
-                seq: Some(r.seq),
-                time: Some(r.time.clone()),
-                phase: Some(r.phase.clone()),
+                record: Some(r.reference()),
+                time: Some(r.stamp()),
+                phase: Some(r.record.phase.clone()),
                 ..snapshot_of(&st)
             }),
             _ => None,

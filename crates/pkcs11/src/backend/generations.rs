@@ -9,6 +9,7 @@ use log::{Level, debug, info, warn};
 use mkclone_backend::{Applied, CloneableKind, MofN, Operation, Result};
 
 use super::Pkcs11Backend;
+use super::officer::EXPORT_LABEL;
 use crate::error::Pkcs11Error;
 use crate::objects::{
     APPLICATION, Managed, MofNObject, ObjId, RegisterMap, Stored, TableObject, map_label,
@@ -137,7 +138,7 @@ impl Pkcs11Backend {
         let mut out = Self::table_object(table_id);
         for r in &table.received {
             if let Some(s) = r.share {
-                out.extend([(Managed::ShareKey, s), (Managed::Share, s)]);
+                out.push((Managed::Share, s));
             }
         }
         out
@@ -194,6 +195,23 @@ impl Pkcs11Backend {
                 self.token.destroy(handle).map_err(|e| self.open_error(e))?;
                 removed += 1;
             }
+        }
+        // A token object with the export key's label is never mkclone's (the export key
+        // is a session object, officer.rs): one made by anyone else is removed, so that
+        // no trusted key of that name outlives a session.
+        for h in self
+            .token
+            .find(&[
+                Attribute::Token(true),
+                Attribute::Label(EXPORT_LABEL.as_bytes().to_vec()),
+            ])
+            .map_err(|e| self.open_error(e))?
+        {
+            warn!(
+                "pkcs11: removing a token object labelled {EXPORT_LABEL}, which mkclone never makes"
+            );
+            self.token.destroy(h).map_err(|e| self.open_error(e))?;
+            removed += 1;
         }
         if removed > 0 {
             info!(

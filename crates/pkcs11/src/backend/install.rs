@@ -2,24 +2,23 @@
 //! the key rebuilt into NEW.
 
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, KeyType, ObjectHandle};
+use cryptoki::object::ObjectHandle;
 use log::{Level, debug, warn};
 use mkclone_backend::rules::{Admission, HeldShares, Refusal, ShareFacts, admission};
 use mkclone_backend::{
     Applied, BackendError, CloneableKind, InstallProgress, InstallRequest, KeyUsage, MofN,
     Operation, Result, ShareIndex,
 };
-use mkclone_formats::clone_info::{CLEAR_HEADER_LEN, CloneInfo, SignedCloneInfo};
-use mkclone_formats::pka::PublicKeyTokenView;
+use mkclone_formats::clone_info::CloneInfo;
+use mkclone_formats::pka::{PublicKeyTokenView, RsaPublicKey};
 use mkclone_formats::seal::{self, SealedShareParts};
 use mkclone_formats::shamir;
 use mkclone_formats::{ShareValue, mkvp};
 use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
 
 use super::{Pkcs11Backend, is_session_failure, kind_code, oaep};
 use crate::objects::{APPLICATION, Managed, ObjId, Received, ShareObject};
-use crate::session::CallError;
+use crate::templates::Made;
 
 /// A share refused by the rules: the typed error every backend gives it.
 fn refused(refusal: Refusal) -> BackendError {
@@ -75,56 +74,66 @@ impl Pkcs11Backend {
         let sa = self.sa_key(op, &request.sa_name)?;
         let css = Self::certified(&request.css_certificate, &request.sa_name, &sa)?;
 
-        // Unwrap the share key inside the token (a session object: nothing stays if the
-        // share is refused) and decrypt the token there. Every failure from here on is one
-        // answer: no padding oracle.
+        let info = self
+            .open_sealed(op, &parts, csr_handle, &css.key)?
+            .ok_or(BackendError::ShareRejected)?;
+        self.install_opened(op, request, info, (csr_handle, &css.key), m_of_n)
+    }
+
+    /// Open a sealed share inside the token: its triple-DES key unwrapped with the CSR key
+    /// into a session object of the share key's template (the only one the CSR key's
+    /// unwrap template allows: sensitive, never extractable, decrypt only), the token's
+    /// bytes from offset 36 decrypted there, the key destroyed; the clear token parsed and
+    /// its CSS signature verified on the host. `None`: the share is refused, whatever the
+    /// reason (one answer: no padding oracle); an error: the session failed.
+    fn open_sealed(
+        &mut self,
+        op: Operation,
+        parts: &SealedShareParts,
+        csr: ObjectHandle,
+        css_key: &RsaPublicKey,
+    ) -> Result<Option<CloneInfo>> {
+        let template = Made::ShareKey.attributes(&self.support);
         let mut session_key = None;
         let mut failure = None;
-        let mut share_key = Self::secret_key_template(KeyType::DES3, false, false);
-        share_key.extend([Attribute::Decrypt(true), Attribute::Encrypt(false)]);
         let opened = seal::open_in_device(
-            &parts,
+            parts,
             |wrapped, area| {
                 let key = self
                     .token
-                    .unwrap(&oaep(), csr_handle, wrapped, &share_key)
+                    .unwrap(&oaep(), csr, wrapped, &template)
                     .map_err(|e| failure = Some(e))?;
                 session_key = Some(key);
                 self.token
                     .decrypt(&Mechanism::Des3Cbc([0; 8]), key, area)
                     .map_err(|e| failure = Some(e))
             },
-            &css.key,
+            css_key,
             None,
         );
-        let result = self.install_opened(op, request, &parts, opened, failure, session_key, m_of_n);
         if let Some(key) = session_key {
-            let stays = "session key stays until the session ends";
+            let stays = "a share key (a session object) stays until the session ends";
             self.destroy_or_leave(op, key, Level::Debug, stays)?;
         }
-        result
-    }
-
-    /// The rest of INSTALL once the share was opened (or refused) inside the token.
-    #[allow(clippy::too_many_arguments)]
-    fn install_opened(
-        &mut self,
-        op: Operation,
-        request: &InstallRequest,
-        parts: &SealedShareParts,
-        opened: std::result::Result<CloneInfo, seal::OpenError>,
-        failure: Option<CallError>,
-        session_key: Option<ObjectHandle>,
-        m_of_n: MofN,
-    ) -> Result<Applied<InstallProgress>> {
-        let kind = request.kind;
         if let Some(e) = failure
             && is_session_failure(&e)
         {
             return Err(self.device(op, e));
         }
-        let info = opened.map_err(|_| BackendError::ShareRejected)?;
-        let session_key = session_key.ok_or(BackendError::ShareRejected)?;
+        Ok(opened.ok())
+    }
+
+    /// The rest of INSTALL once the share was opened inside the token. `opener` (the CSR
+    /// key and the CSS key) opens the shares held so far, at the m-th.
+    fn install_opened(
+        &mut self,
+        op: Operation,
+        request: &InstallRequest,
+        info: CloneInfo,
+        opener: (ObjectHandle, &RsaPublicKey),
+        m_of_n: MofN,
+    ) -> Result<Applied<InstallProgress>> {
+        let kind = request.kind;
         let regs = *self.map.registers(kind);
         let table = self.table(op, kind, Some(m_of_n))?;
         let digest = share_digest(kind, info.index, &info.share);
@@ -162,14 +171,14 @@ impl Pkcs11Backend {
         let mut map = self.map.clone();
         let mut garbage = Self::table_object(regs.table);
         if complete {
-            // The m-th share: the held shares are decrypted inside the token and the key
-            // is whole in host memory until the NEW register object is created.
+            // The m-th share: the held shares are opened inside the token again, and the
+            // key is whole in host memory until the NEW register object is created.
             let mut shares = Vec::with_capacity(count);
             for r in &table.received {
-                let held = self.open_held(op, kind, r)?;
+                let held = self.open_held(op, kind, r, opener)?;
                 shares.push((held.index, held.value));
                 if let Some(s) = r.share {
-                    garbage.extend([(Managed::ShareKey, s), (Managed::Share, s)]);
+                    garbage.push((Managed::Share, s));
                 }
             }
             shares.push((index, info.share.clone()));
@@ -187,18 +196,8 @@ impl Pkcs11Backend {
             drop(key);
             map.registers_mut(kind).new = Some(id);
         } else {
-            // Keep the share encrypted, its key a token object that never leaves.
+            // Held as it arrived, still sealed: no key on the token decrypts it.
             let id = ObjId::random();
-            self.token
-                .copy(
-                    session_key,
-                    &[
-                        Attribute::Token(true),
-                        Attribute::Label(Managed::ShareKey.label(id).into_bytes()),
-                        Attribute::Id(id.bytes().to_vec()),
-                    ],
-                )
-                .map_err(|e| self.device(op, e))?;
             self.create_data(
                 op,
                 APPLICATION,
@@ -206,11 +205,12 @@ impl Pkcs11Backend {
                 &ShareObject {
                     kind,
                     index,
-                    encrypted_clone_info: parts.encrypted_clone_info.clone(),
+                    sealed: request.share.clone(),
                 },
             )?;
             record.share = Some(id);
         }
+        drop(info);
         let mut updated = table;
         if complete {
             // The held shares' objects are destroyed with this commit.
@@ -223,41 +223,30 @@ impl Pkcs11Backend {
         Ok(admission.applied())
     }
 
-    /// Decrypt a held share inside the token (its key never leaves) and decode it.
+    /// Open a held share inside the token again (as it was when it arrived) and check it
+    /// is the one recorded.
     fn open_held(
         &mut self,
         op: Operation,
         kind: CloneableKind,
         received: &Received,
+        (csr, css_key): (ObjectHandle, &RsaPublicKey),
     ) -> Result<Opened> {
         let id = received.share.ok_or_else(|| {
             self.corrupt(op, format!("{kind} share {} is not held", received.index))
         })?;
         let stored: ShareObject = self.read_managed(op, Managed::Share, id)?;
-        let key = self.managed_key(op, Managed::ShareKey, id)?;
-        let area = stored
-            .encrypted_clone_info
-            .get(CLEAR_HEADER_LEN..)
-            .unwrap_or(&[]);
-        let clear_area = self
-            .token
-            .decrypt(&Mechanism::Des3Cbc([0; 8]), key, area)
-            .map_err(|e| self.device(op, e))?;
-        let mut clear = Zeroizing::new(
-            stored
-                .encrypted_clone_info
-                .get(..CLEAR_HEADER_LEN)
-                .unwrap_or(&[])
-                .to_vec(),
-        );
-        clear.extend_from_slice(&clear_area);
-        let signed = SignedCloneInfo::decode(&clear).map_err(|_| {
-            self.corrupt(
-                op,
-                format!("held {kind} share {} no longer decodes", received.index),
+        let no_longer = || {
+            format!(
+                "held {kind} share {} no longer opens with this node's CSR key",
+                received.index
             )
-        })?;
-        let info = signed.info;
+        };
+        let parts =
+            SealedShareParts::decode(&stored.sealed).map_err(|_| self.corrupt(op, no_longer()))?;
+        let info = self
+            .open_sealed(op, &parts, csr, css_key)?
+            .ok_or_else(|| self.corrupt(op, no_longer()))?;
         if info.kind != kind
             || info.index != received.index
             || share_digest(kind, info.index, &info.share) != received.digest

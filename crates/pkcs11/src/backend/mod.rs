@@ -12,23 +12,31 @@
 //! `registry.rs` (registered hashes and keys), `obtain.rs` (source side of a share) and
 //! `install.rs` (target side).
 
+mod check;
 mod generations;
 mod install;
+mod login;
 mod obtain;
+mod officer;
+mod probe;
 mod registers;
 mod registry;
 mod retained;
 mod settings;
 mod store;
 
-use std::path::PathBuf;
+#[cfg(feature = "test-seams")]
+pub use probe::leave_objects_modifiable;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
-use cryptoki::session::UserType;
-use cryptoki::types::AuthPin;
+use cryptoki::slot::Slot;
 use log::info;
 use mkclone_backend::{
     Applied, Backend, BackendError, Capabilities, Certificate, CloneableKind, Eid, GenerateRequest,
@@ -38,12 +46,18 @@ use mkclone_backend::{
 };
 use zeroize::Zeroizing;
 
-use crate::config::Pkcs11NodeConfig;
-use crate::error::{PinTries, Pkcs11Error, explain};
+use crate::config::{PinSource, Pkcs11NodeConfig};
+use crate::error::{Pkcs11Error, explain};
 use crate::lock::TokenLock;
 use crate::module::{find_token, shared_module};
 use crate::objects::RegisterMap;
+use crate::raw::{RawModule, raw_module};
 use crate::session::{CallError, CallStats, Token};
+use crate::templates::TokenSupport;
+use login::Who;
+
+/// The command line's prompt for the security officer's PIN.
+type SoPinPrompt = Box<dyn FnMut() -> std::result::Result<Zeroizing<String>, String> + Send>;
 
 /// What the preflight and the docs say about this backend.
 pub const KEY_EXPOSURE_NOTICE: &str = "pkcs11: PKCS#11 has no secret-sharing mechanism, so on this backend the master key is \
@@ -111,11 +125,34 @@ pub struct Pkcs11Backend {
     /// The register map in force (this backend is the token's one writer: it holds `lock`).
     map: RegisterMap,
     map_handle: Option<ObjectHandle>,
-    /// Session key pair the master key is wrapped to, to be split (obtain).
+    /// The module's own function list (raw.rs: the unwrap template).
+    raw: Arc<RawModule>,
+    pkcs11: Pkcs11,
+    slot: Slot,
+    /// What the token accepts (probe.rs), which the templates follow.
+    support: TokenSupport,
+    /// What this token cannot protect (probe.rs), said at open and by `capabilities`.
+    limits: Vec<String>,
+    /// The export key pair the security officer made for this session (officer.rs):
+    /// (wrapping half, decrypting half).
     export_pair: Option<(ObjectHandle, ObjectHandle)>,
+    /// Where the security officer's PIN comes from (a source node).
+    so_pin: Option<PinSource>,
+    /// The command line's prompt for `so_pin = "prompt"`.
+    so_pin_prompt: Option<SoPinPrompt>,
+    /// The user PIN, kept (zeroizing) only on a node with `so_pin`: the user logs in again
+    /// after the security officer's step.
+    user_pin: Option<Zeroizing<String>>,
     /// The token's exclusive lock, held as long as this backend lives (declared last: it is
     /// released after the session is closed).
     lock: TokenLock,
+}
+
+impl Drop for Pkcs11Backend {
+    fn drop(&mut self) {
+        // Closing the session destroys the export key too; this says so explicitly.
+        self.destroy_export_key();
+    }
 }
 
 impl std::fmt::Debug for Pkcs11Backend {
@@ -188,8 +225,10 @@ fn strip_zeros(bytes: &[u8]) -> Vec<u8> {
 }
 
 impl Pkcs11Backend {
-    /// Open the token `config.token` names in `config.module`, log in with `pin`, and
-    /// recover mkclone's state (finish or undo an operation a crash interrupted).
+    /// Open the token `config.token` names in `config.module`, log in with `pin`, find
+    /// what the token enforces (`limits`), check every object mkclone keeps against its
+    /// template ([`Pkcs11Error::ChangedOutside`] names one that differs), and recover
+    /// mkclone's state (finish or undo an operation a crash interrupted).
     ///
     /// The backend holds the token's exclusive lock until it is dropped (`lock.rs`): while
     /// another backend, in this process or another, has the token open, this fails with
@@ -232,6 +271,11 @@ impl Pkcs11Backend {
                 }
             }
         }
+        let raw = raw_module(&config.module).map_err(|detail| Pkcs11Error::Session {
+            label: label.clone(),
+            function: "C_GetFunctionList",
+            detail,
+        })?;
         let session = pkcs11
             .open_rw_session(slot)
             .map_err(|e| Pkcs11Error::Session {
@@ -239,38 +283,18 @@ impl Pkcs11Backend {
                 function: "C_OpenSession",
                 detail: explain(&e),
             })?;
-        let auth = AuthPin::new(pin.as_str().into());
-        drop(pin);
-        match session.login(UserType::User, Some(&auth)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(CkError::Pkcs11(
-                RvError::PinIncorrect | RvError::PinLenRange | RvError::PinInvalid,
-                _,
-            )) => {
-                let tries = pkcs11
-                    .get_token_info(slot)
-                    .map(|i| PinTries::from_token_info(&i))
-                    .unwrap_or_default();
-                return Err(if tries.locked {
-                    Pkcs11Error::PinLocked { label }
-                } else {
-                    Pkcs11Error::WrongPin { label, tries }
-                });
-            }
-            Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
-                return Err(Pkcs11Error::PinLocked { label });
-            }
-            Err(e) => {
-                return Err(Pkcs11Error::Session {
-                    label,
-                    function: "C_Login",
-                    detail: explain(&e),
-                });
-            }
-        }
-        drop(auth);
+        let mut token = Token::new(session);
+        login::log_in(&mut token, &pkcs11, slot, Who::User, &pin)
+            .map_err(|failure| failure.at_open(&label))?;
+        // A node that may export its master key logs in again after the SO's step.
+        let user_pin = config.so_pin.is_some().then_some(pin);
         let mut backend = Self {
-            token: Token::new(session),
+            token,
+            raw,
+            pkcs11,
+            slot,
+            support: TokenSupport::default(),
+            limits: Vec::new(),
             serial: node_serial(&token_serial),
             token_serial,
             label,
@@ -278,14 +302,37 @@ impl Pkcs11Backend {
             map: RegisterMap::default(),
             map_handle: None,
             export_pair: None,
+            so_pin: config.so_pin.clone(),
+            so_pin_prompt: None,
+            user_pin,
             lock,
         };
+        // What the token enforces (said in the log), then every object against its
+        // template, before recovery destroys or anything uses one.
+        backend.probe()?;
+        backend
+            .check_all()
+            .map_err(|e| backend.check_error_at_open(e))?;
         backend.recover()?;
         info!(
             "pkcs11: token {:?} (serial {}) open, register map generation {}",
             backend.label, backend.token_serial, backend.map.generation
         );
         Ok(backend)
+    }
+
+    /// How the security officer's PIN is asked for when `so_pin = "prompt"` (the command
+    /// line's no-echo prompt): called at the first share export, not before.
+    pub fn set_so_pin_prompt(
+        &mut self,
+        prompt: impl FnMut() -> std::result::Result<Zeroizing<String>, String> + Send + 'static,
+    ) {
+        self.so_pin_prompt = Some(Box::new(prompt));
+    }
+
+    /// What this token cannot protect (also in [`Backend::capabilities`]).
+    pub fn limits(&self) -> &[String] {
+        &self.limits
     }
 
     /// The token's label.
@@ -393,6 +440,7 @@ impl Backend for Pkcs11Backend {
             rehearsal_only: false,
             // `install_share` compares the rebuilt key's pattern with the signed one.
             install_checks_signed_pattern: true,
+            limits: self.limits.clone(),
         }
     }
 

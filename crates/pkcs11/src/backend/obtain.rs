@@ -2,7 +2,7 @@
 //! in the token, and the share sealed for one target.
 
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, ObjectHandle};
+use cryptoki::object::ObjectHandle;
 use mkclone_backend::rules;
 use mkclone_backend::{
     BackendError, CloneableKind, KeyUsage, ObtainRequest, Operation, Result, SealedShare,
@@ -44,8 +44,7 @@ impl Pkcs11Backend {
             what: "this node's EID".into(),
             detail: "no EID is set, so shares cannot name their origin: set the EID first".into(),
         })?;
-        let (css, css_handle) =
-            self.usable(op, &request.css_label, KeyUsage::SignatureOnly, "signing")?;
+        let (css, _) = self.usable(op, &request.css_label, KeyUsage::SignatureOnly, "signing")?;
         let sa = self.sa_key(op, &request.sa_name)?;
         let csr = Self::certified(&request.csr_certificate, &request.sa_name, &sa)?;
         let target_eid = csr
@@ -58,6 +57,11 @@ impl Pkcs11Backend {
         let css_view = PublicKeyTokenView::decode(&css.token)
             .map_err(|e| self.corrupt(op, format!("the token of {}: {e}", request.css_label)))?;
 
+        // The security officer's step (at a session's first export) logs the user out,
+        // which invalidates the handles of private objects: the keys are found after it.
+        self.export_key(op)?;
+        let (_, css_handle) =
+            self.usable(op, &request.css_label, KeyUsage::SignatureOnly, "signing")?;
         let (key_handle, pattern) = self.register_pattern(op, kind, current)?;
         let seed = self.managed_key(op, Managed::Seed, mofn.seed)?;
         let mut rows = self.coefficients(op, seed, kind, m_of_n.m(), &pattern)?;
@@ -120,40 +124,16 @@ impl Pkcs11Backend {
         Ok(sealed)
     }
 
-    /// The session key pair the master key is wrapped to for splitting (made once per
-    /// session; session objects vanish when the session closes).
-    fn export_pair(&mut self, op: Operation) -> Result<(ObjectHandle, ObjectHandle)> {
-        if let Some(pair) = self.export_pair {
-            return Ok(pair);
-        }
-        let public = [
-            Attribute::Token(false),
-            Attribute::ModulusBits(2048.into()),
-            Attribute::PublicExponent(vec![1, 0, 1]),
-            Attribute::Wrap(true),
-            Attribute::Encrypt(false),
-            Attribute::Verify(false),
-        ];
-        let mut private = Self::key_protection(false, false).to_vec();
-        private.extend([
-            Attribute::Decrypt(true),
-            Attribute::Sign(false),
-            Attribute::Unwrap(false),
-        ]);
-        let pair = self.generate_rsa_pair(op, &public, &private)?;
-        self.export_pair = Some(pair);
-        Ok(pair)
-    }
-
-    /// The master key in host memory, to be split: wrapped to the session key pair with
-    /// RSA-OAEP(SHA-1) and decrypted with its private half.
+    /// The master key in host memory, to be split: wrapped with RSA-OAEP(SHA-1) to this
+    /// session's export key, which the security officer made trusted (officer.rs), and
+    /// decrypted with its private half.
     fn export_master_key(
         &mut self,
         op: Operation,
         key: ObjectHandle,
         pattern: &VerificationPattern,
     ) -> Result<Zeroizing<[u8; 24]>> {
-        let (public, private) = self.export_pair(op)?;
+        let (public, private) = self.export_key(op)?;
         let wrapped = self
             .token
             .wrap(&oaep(), public, key)

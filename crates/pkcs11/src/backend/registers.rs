@@ -2,7 +2,7 @@
 //! hold a register's value.
 
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectHandle};
+use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
 use mkclone_backend::{
     Applied, BackendError, CloneableKind, CurrentState, Identity, MofN, NewState, NodeStatus,
     Operation, RegisterStatus, Result, VerificationPattern,
@@ -12,10 +12,13 @@ use zeroize::Zeroize;
 
 use super::{Pkcs11Backend, attribute_bytes};
 use crate::objects::{APPLICATION, Managed, ObjId, PatternObject, TableObject};
+use crate::templates::Made;
 
 impl Pkcs11Backend {
     pub(super) fn status_internal(&mut self) -> Result<NodeStatus> {
         let op = Operation::Status;
+        // Every object against its template: a change made since open shows here.
+        self.check_all().map_err(|e| self.check_error(op, e))?;
         let eid = self.eid(op)?;
         let mut registers = Vec::new();
         for kind in CloneableKind::ALL {
@@ -97,15 +100,10 @@ impl Pkcs11Backend {
     }
 
     /// The template of master-key register `id`'s key object (its value given or
-    /// generated): triple DES, extractable only by wrapping (no encrypt, decrypt, wrap or
-    /// unwrap use).
-    fn register_key_template(id: ObjId) -> Vec<Attribute> {
-        let mut template = Self::secret_key_template(KeyType::DES3, true, true);
+    /// generated): `Made::MasterKey`, its label and id.
+    fn register_key_template(&self, id: ObjId) -> Vec<Attribute> {
+        let mut template = Made::MasterKey.attributes(&self.support);
         template.extend([
-            Attribute::Encrypt(false),
-            Attribute::Decrypt(false),
-            Attribute::Wrap(false),
-            Attribute::Unwrap(false),
             Attribute::Label(Managed::MasterKey.label(id).into_bytes()),
             Attribute::Id(id.bytes().to_vec()),
         ]);
@@ -120,7 +118,7 @@ impl Pkcs11Backend {
         key: &[u8; 24],
     ) -> Result<ObjId> {
         let id = ObjId::random();
-        let mut template = Self::register_key_template(id);
+        let mut template = self.register_key_template(id);
         template.push(Attribute::Value(key.to_vec()));
         let handle = self
             .token
@@ -228,7 +226,7 @@ impl Pkcs11Backend {
         let id = ObjId::random();
         let key = self
             .token
-            .generate_key(&Mechanism::Des3KeyGen, &Self::register_key_template(id))
+            .generate_key(&Mechanism::Des3KeyGen, &self.register_key_template(id))
             .map_err(|e| self.device(op, e))?;
         let check_value = self.check_value(op, key)?;
         let digest = self

@@ -114,16 +114,7 @@ impl Pkcs11Backend {
 
     pub(super) fn list_registrations_internal(&mut self) -> Result<Vec<Registration>> {
         let op = Operation::ListRegistrations;
-        let handles = self
-            .find_application(REG_APPLICATION)
-            .map_err(|e| self.device(op, e))?;
-        let mut names = Vec::new();
-        for h in handles {
-            let text = self.token.label(h).map_err(|e| self.device(op, e))?;
-            let name = self.listed_name(op, &text, REGISTRATION_PREFIX, "registration")?;
-            names.push(name);
-        }
-        names.sort();
+        let names = self.listed(op, REG_APPLICATION, REGISTRATION_PREFIX, "registration")?;
         let mut out = Vec::with_capacity(names.len());
         for name in names {
             if let Some((reg, key)) = self.registration(op, &name)? {

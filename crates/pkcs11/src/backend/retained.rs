@@ -1,8 +1,11 @@
 //! Retained RSA keys: generation, listing, reading, deletion, and certifying a public key
 //! with one.
 
+use std::sync::Arc;
+
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
+use cryptoki_sys::CKM_RSA_PKCS_KEY_PAIR_GEN;
 use log::{Level, debug};
 use mkclone_backend::rules::rerun;
 use mkclone_backend::{
@@ -13,9 +16,11 @@ use mkclone_formats::pka::{
     CertInfo, CertificateBuilder, CertificateSection, PublicKeyTokenView, RsaPublicKey,
 };
 
+use super::check::retained_private;
 use super::{KEY_APPLICATION, Pkcs11Backend, attribute_bytes, strip_zeros};
-use crate::objects::{KEY_COMPANION_PREFIX, KeyCompanion, ObjId, Stored, key_companion_label};
+use crate::objects::{KEY_COMPANION_PREFIX, KeyCompanion, ObjId, key_companion_label};
 use crate::session::CallResult;
+use crate::templates::{self, Made};
 
 impl Pkcs11Backend {
     pub(super) fn generate_retained_key_internal(
@@ -60,31 +65,44 @@ impl Pkcs11Backend {
         }
 
         let id = ObjId::random();
-        let key_id = KeyCompanion::key_id(id);
         let csr = usage == KeyUsage::KeyManagementOnly;
-        let label_bytes = label.as_str().as_bytes().to_vec();
-        let public = [
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Label(label_bytes.clone()),
-            Attribute::Id(key_id.clone()),
+        let named = |mut template: Vec<Attribute>| {
+            template.extend([
+                Attribute::Label(label.as_str().as_bytes().to_vec()),
+                Attribute::Id(KeyCompanion::key_id(id)),
+            ]);
+            template
+        };
+        let mut public = named(Made::PublicKey.attributes(&self.support));
+        public.extend([
             Attribute::ModulusBits(u64::from(request.bits.bits()).into()),
             Attribute::PublicExponent(vec![1, 0, 1]),
-            Attribute::Verify(!csr),
-            Attribute::Encrypt(false),
-            Attribute::Wrap(csr),
-        ];
-        // The private key signs its own certificate, then a CSR key loses CKA_SIGN: it
-        // only unwraps share keys (KM-ONLY).
-        let mut private = Self::key_protection(true, false).to_vec();
-        private.extend([
-            Attribute::Label(label_bytes),
-            Attribute::Id(key_id),
-            Attribute::Sign(true),
-            Attribute::Decrypt(false),
-            Attribute::Unwrap(csr),
         ]);
-        let (public_handle, private_handle) = self.generate_rsa_pair(op, &public, &private)?;
+        // A signing key is made as it stays. The CSR key signs its own certificate as a
+        // session key first, and becomes a token key that only unwraps share keys after.
+        let (public_handle, private_handle) = if csr {
+            let private = named(templates::csr_generation(&self.support));
+            match Made::CsrKey.unwrap_template(&self.support) {
+                Some(unwrap) => {
+                    let raw = Arc::clone(&self.raw);
+                    self.token
+                        .call("C_GenerateKeyPair", true, |s| {
+                            raw.generate_key_pair(
+                                s,
+                                CKM_RSA_PKCS_KEY_PAIR_GEN,
+                                &public,
+                                &private,
+                                &unwrap,
+                            )
+                        })
+                        .map_err(|e| self.device(op, e))?
+                }
+                None => self.generate_rsa_pair(op, &public, &private)?,
+            }
+        } else {
+            let private = named(Made::SigningKey.attributes(&self.support));
+            self.generate_rsa_pair(op, &public, &private)?
+        };
         let key = self.public_key_of(op, public_handle)?;
         let info = CertInfo {
             user_data: None,
@@ -107,8 +125,10 @@ impl Pkcs11Backend {
         .map_err(|e| self.corrupt(op, format!("the new key's token: {e}")))?;
         if csr {
             self.token
-                .update(private_handle, &[Attribute::Sign(false)])
+                .copy(private_handle, &templates::csr_copy(&self.support))
                 .map_err(|e| self.device(op, e))?;
+            let stays = "the CSR key's session original stays until the session ends";
+            self.destroy_or_leave(op, private_handle, Level::Debug, stays)?;
         }
         self.create_data(
             op,
@@ -136,26 +156,17 @@ impl Pkcs11Backend {
 
     pub(super) fn list_retained_keys_internal(&mut self) -> Result<Vec<RetainedKeyInfo>> {
         let op = Operation::ListRetainedKeys;
-        let handles = self
-            .find_application(KEY_APPLICATION)
-            .map_err(|e| self.device(op, e))?;
         let mut out = Vec::new();
-        for h in handles {
-            let attrs = self
-                .token
-                .attributes(h, &[AttributeType::Label, AttributeType::Value])
-                .map_err(|e| self.device(op, e))?;
-            let text = attribute_bytes(attrs.clone(), AttributeType::Label)
-                .and_then(|l| String::from_utf8(l).ok())
-                .unwrap_or_default();
-            let value = attribute_bytes(attrs, AttributeType::Value).unwrap_or_default();
-            let name =
-                self.listed_name(op, &text, KEY_COMPANION_PREFIX, "retained-key companion")?;
-            let companion = KeyCompanion::decode(&value)
-                .map_err(|e| self.corrupt(op, format!("{text}: {e}")))?;
-            out.push(companion.info(name));
+        for name in self.listed(
+            op,
+            KEY_APPLICATION,
+            KEY_COMPANION_PREFIX,
+            "retained-key companion",
+        )? {
+            if let Some(companion) = self.companion(op, &name)? {
+                out.push(companion.info(name));
+            }
         }
-        out.sort_by(|a, b| a.label.cmp(&b.label));
         Ok(out)
     }
 
@@ -187,20 +198,23 @@ impl Pkcs11Backend {
             .map(|(_, c)| c))
     }
 
-    /// A retained key's private half.
-    fn private_key(&mut self, op: Operation, label: &KeyLabel, id: ObjId) -> Result<ObjectHandle> {
-        self.find_key(
+    /// A retained key's private half, checked against the template of its `usage`.
+    fn private_key(
+        &mut self,
+        op: Operation,
+        label: &KeyLabel,
+        id: ObjId,
+        usage: KeyUsage,
+    ) -> Result<ObjectHandle> {
+        let what = format!("the private key of retained key {label}");
+        let found = self.find_key(
             op,
             ObjectClass::PRIVATE_KEY,
             vec![Attribute::Id(KeyCompanion::key_id(id))],
-            &format!("the private key of {label}"),
-        )?
-        .ok_or_else(|| {
-            self.corrupt(
-                op,
-                format!("the private key of retained key {label} is missing"),
-            )
-        })
+            retained_private(usage),
+            &what,
+        )?;
+        self.required(op, found, &what)
     }
 
     /// A retained key with `usage` and the CLONE mark (what OBTAIN and INSTALL need).
@@ -227,7 +241,7 @@ impl Pkcs11Backend {
                 },
             });
         }
-        let handle = self.private_key(op, label, companion.id)?;
+        let handle = self.private_key(op, label, companion.id, usage)?;
         Ok((companion, handle))
     }
 
@@ -258,7 +272,7 @@ impl Pkcs11Backend {
         })?;
         let signer_view = PublicKeyTokenView::decode(&companion.token)
             .map_err(|e| self.corrupt(op, format!("the token of {signer}: {e}")))?;
-        let handle = self.private_key(op, signer, companion.id)?;
+        let handle = self.private_key(op, signer, companion.id, KeyUsage::SignatureOnly)?;
         let section = self.make_certificate(
             op,
             signer,

@@ -1,7 +1,7 @@
 //! The node's settings: its EID, m-of-n, and the share tables m-of-n governs.
 
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, KeyType};
+use cryptoki::object::Attribute;
 use mkclone_backend::rules::{self, rerun};
 use mkclone_backend::{
     Applied, CloneableKind, Eid, MofN, Operation, Result, ShareIndex, ShareStatus,
@@ -9,6 +9,7 @@ use mkclone_backend::{
 
 use super::Pkcs11Backend;
 use crate::objects::{APPLICATION, EID_LABEL, EidObject, Managed, MofNObject, ObjId, TableObject};
+use crate::templates::Made;
 
 impl Pkcs11Backend {
     pub(super) fn eid(&mut self, op: Operation) -> Result<Option<Eid>> {
@@ -53,13 +54,8 @@ impl Pkcs11Backend {
         }
 
         let seed = ObjId::random();
-        let mut template = Self::secret_key_template(KeyType::GENERIC_SECRET, true, false);
+        let mut template = Made::Seed.attributes(&self.support);
         template.extend([
-            Attribute::Sign(true),
-            Attribute::Verify(false),
-            Attribute::Encrypt(false),
-            Attribute::Decrypt(false),
-            Attribute::Derive(false),
             Attribute::ValueLen(32.into()),
             Attribute::Label(Managed::Seed.label(seed).into_bytes()),
             Attribute::Id(seed.bytes().to_vec()),

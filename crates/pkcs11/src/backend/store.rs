@@ -2,13 +2,14 @@
 //! (`crate::objects` describes them).
 
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use log::{Level, log};
 use mkclone_backend::{KeyLabel, Operation, Result};
 
-use super::Pkcs11Backend;
-use crate::objects::{APPLICATION, Managed, ObjId, Stored};
+use super::{Pkcs11Backend, attribute_bytes};
+use crate::objects::{APPLICATION, Managed, ObjId, Stored, map_label};
 use crate::session::CallResult;
+use crate::templates::Made;
 
 impl Pkcs11Backend {
     /// The token objects of `class` that have `attributes`.
@@ -30,33 +31,6 @@ impl Pkcs11Backend {
         )
     }
 
-    /// How every key mkclone makes is kept: a token or a session object, private (used
-    /// only after login), sensitive, and extractable only when `extractable` (a
-    /// master-key register, which leaves the token only wrapped).
-    pub(super) fn key_protection(token: bool, extractable: bool) -> [Attribute; 4] {
-        [
-            Attribute::Token(token),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(extractable),
-        ]
-    }
-
-    /// A secret key's template up to its uses: its class and type, and how it is kept
-    /// ([`Self::key_protection`]).
-    pub(super) fn secret_key_template(
-        key_type: KeyType,
-        token: bool,
-        extractable: bool,
-    ) -> Vec<Attribute> {
-        let mut template = vec![
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(key_type),
-        ];
-        template.extend(Self::key_protection(token, extractable));
-        template
-    }
-
     /// Generate an RSA key pair with these templates.
     pub(super) fn generate_rsa_pair(
         &mut self,
@@ -69,27 +43,34 @@ impl Pkcs11Backend {
             .map_err(|e| self.device(op, e))
     }
 
-    /// The key label in the object label `text` after `prefix` (one of mkclone's lists
-    /// names its objects so); another label is damage, `what` says of which list.
-    pub(super) fn listed_name(
-        &self,
+    /// The names in one of mkclone's lists, sorted: the labels of `application`'s data
+    /// objects after `prefix`; another label is damage (`what` says of which list).
+    pub(super) fn listed(
+        &mut self,
         op: Operation,
-        text: &str,
+        application: &[u8],
         prefix: &str,
         what: &str,
-    ) -> Result<KeyLabel> {
-        text.strip_prefix(prefix)
-            .and_then(|n| KeyLabel::new(n).ok())
-            .ok_or_else(|| self.corrupt(op, format!("{what} {text:?}")))
+    ) -> Result<Vec<KeyLabel>> {
+        let handles = self
+            .find_application(application)
+            .map_err(|e| self.device(op, e))?;
+        let mut names = Vec::with_capacity(handles.len());
+        for h in handles {
+            let text = self.token.label(h).map_err(|e| self.device(op, e))?;
+            let name = text
+                .strip_prefix(prefix)
+                .and_then(|n| KeyLabel::new(n).ok())
+                .ok_or_else(|| self.corrupt(op, format!("{what} {text:?}")))?;
+            names.push(name);
+        }
+        names.sort();
+        Ok(names)
     }
 
-    fn data_template(application: &[u8], label: &str) -> Vec<Attribute> {
-        vec![
-            Attribute::Class(ObjectClass::DATA),
-            Attribute::Token(true),
-            Attribute::Application(application.to_vec()),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ]
+    /// `found`, or damage: `label` is missing.
+    pub(super) fn required<T>(&self, op: Operation, found: Option<T>, label: &str) -> Result<T> {
+        found.ok_or_else(|| self.corrupt(op, format!("{label} is missing")))
     }
 
     pub(super) fn find_data(
@@ -97,7 +78,13 @@ impl Pkcs11Backend {
         application: &[u8],
         label: &str,
     ) -> CallResult<Vec<ObjectHandle>> {
-        self.token.find(&Self::data_template(application, label))
+        self.find_objects(
+            ObjectClass::DATA,
+            [
+                Attribute::Application(application.to_vec()),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ],
+        )
     }
 
     /// Destroy `handle`, which nothing needs any more. A failure leaves it behind, said at
@@ -120,26 +107,42 @@ impl Pkcs11Backend {
         }
     }
 
-    /// The one data object labelled `label`, decoded.
+    /// The one object of `handles`, none, or damage: `what` says what they are.
+    pub(super) fn one_of(
+        &self,
+        op: Operation,
+        handles: Vec<ObjectHandle>,
+        what: &str,
+    ) -> Result<Option<ObjectHandle>> {
+        match handles.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(*one)),
+            more => Err(self.corrupt(op, format!("{} objects are {what}", more.len()))),
+        }
+    }
+
+    /// The one data object labelled `label`, checked against its template and decoded.
     pub(super) fn read<T: Stored>(
         &mut self,
         op: Operation,
-        application: &[u8],
+        application: &'static [u8],
         label: &str,
     ) -> Result<Option<(ObjectHandle, T)>> {
         let handles = self
             .find_data(application, label)
             .map_err(|e| self.device(op, e))?;
-        let handle = match handles.as_slice() {
-            [] => return Ok(None),
-            [one] => *one,
-            more => {
-                return Err(
-                    self.corrupt(op, format!("{} objects are labelled {label}", more.len()))
-                );
-            }
+        let Some(handle) = self.one_of(op, handles, &format!("labelled {label}"))? else {
+            return Ok(None);
         };
-        let bytes = self.token.value(handle).map_err(|e| self.device(op, e))?;
+        let attrs = self
+            .read_checked(
+                handle,
+                label,
+                Made::Data(application),
+                &[AttributeType::Value],
+            )
+            .map_err(|e| self.check_error(op, e))?;
+        let bytes = attribute_bytes(attrs, AttributeType::Value).unwrap_or_default();
         let value = T::decode(&bytes).map_err(|e| self.corrupt(op, format!("{label}: {e}")))?;
         Ok(Some((handle, value)))
     }
@@ -152,45 +155,61 @@ impl Pkcs11Backend {
         id: ObjId,
     ) -> Result<T> {
         let label = kind.label(id);
-        self.read::<T>(op, APPLICATION, &label)?
-            .map(|(_, v)| v)
-            .ok_or_else(|| self.corrupt(op, format!("{label} is missing")))
+        let found = self.read::<T>(op, APPLICATION, &label)?;
+        self.required(op, found.map(|(_, v)| v), &label)
     }
 
     pub(super) fn create_data<T: Stored>(
         &mut self,
         op: Operation,
-        application: &[u8],
+        application: &'static [u8],
         label: &str,
         value: &T,
     ) -> Result<ObjectHandle> {
-        let mut template = Self::data_template(application, label);
+        let mut template = Made::Data(application).attributes(&self.support);
         template.extend([
-            Attribute::Private(true),
-            Attribute::Modifiable(false),
+            Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Value(value.encode()),
         ]);
         self.token.create(template).map_err(|e| self.device(op, e))
     }
 
+    /// The register map in force's object (after a logout, which invalidates handles).
+    pub(super) fn find_map_handle(&mut self, op: Operation) -> Result<Option<ObjectHandle>> {
+        if self.map_handle.is_none() {
+            return Ok(None);
+        }
+        let label = map_label(self.map.generation);
+        let handles = self
+            .find_data(APPLICATION, &label)
+            .map_err(|e| self.device(op, e))?;
+        let found = self.one_of(op, handles, &format!("labelled {label}"))?;
+        self.required(op, found, &label).map(Some)
+    }
+
+    /// The one key of `class` with `template`, checked against `made`'s template; `what`
+    /// names it in messages.
     pub(super) fn find_key(
         &mut self,
         op: Operation,
         class: ObjectClass,
         template: Vec<Attribute>,
+        made: Made,
         what: &str,
     ) -> Result<Option<ObjectHandle>> {
         let handles = self
             .find_objects(class, template)
             .map_err(|e| self.device(op, e))?;
-        match handles.as_slice() {
-            [] => Ok(None),
-            [one] => Ok(Some(*one)),
-            more => Err(self.corrupt(op, format!("{} objects are {what}", more.len()))),
-        }
+        let Some(handle) = self.one_of(op, handles, what)? else {
+            return Ok(None);
+        };
+        let label = self.token.label(handle).map_err(|e| self.device(op, e))?;
+        self.check_object(handle, &label, made)
+            .map_err(|e| self.check_error(op, e))?;
+        Ok(Some(handle))
     }
 
-    /// The secret-key object of a managed key (master-key register, seed, share key).
+    /// The secret-key object of a managed key (master-key register, seed), checked.
     pub(super) fn managed_key(
         &mut self,
         op: Operation,
@@ -198,12 +217,13 @@ impl Pkcs11Backend {
         id: ObjId,
     ) -> Result<ObjectHandle> {
         let label = kind.label(id);
-        self.find_key(
+        let found = self.find_key(
             op,
             ObjectClass::SECRET_KEY,
             vec![Attribute::Label(label.as_bytes().to_vec())],
+            kind.made(),
             &label,
-        )?
-        .ok_or_else(|| self.corrupt(op, format!("{label} is missing")))
+        )?;
+        self.required(op, found, &label)
     }
 }

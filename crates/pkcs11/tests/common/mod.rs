@@ -15,7 +15,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use cryptoki::session::UserType;
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use mkclone_backend::{
     Applied, Backend, BackendError, Certificate, CloneableKind, Eid, InstallProgress, KeyLabel,
@@ -26,6 +27,8 @@ use mkclone_pkcs11::{PinSource, Pkcs11Backend, Pkcs11NodeConfig, SlotInfo, Token
 use zeroize::Zeroizing;
 
 pub const SO_PIN: &str = "so-pin-for-tests";
+/// The environment variable the test tokens' `so_pin` names.
+pub const SO_PIN_VARIABLE: &str = "MKCLONE_TEST_SO_PIN";
 pub const USER_PIN: &str = "user-pin-1234";
 
 /// Where Debian's softhsm2 package puts the module (either path; one is a symlink).
@@ -85,7 +88,11 @@ pub fn softhsm() -> &'static SoftHsm {
         // this process (every test reaches a module only through this fixture, so no
         // C code reads the environment concurrently); std's own environment accesses are
         // serialized by std.
-        unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
+        unsafe {
+            std::env::set_var("SOFTHSM2_CONF", &conf);
+            // Every test token's SO PIN, which a source's share export reads (`so_pin`).
+            std::env::set_var(SO_PIN_VARIABLE, SO_PIN);
+        }
         SoftHsm { module, dir }
     })
 }
@@ -115,7 +122,8 @@ fn remove_stale(base: &Path) {
 }
 
 /// Initialize a fresh token labelled `label` (SO PIN, then the user PIN) and return the
-/// configuration of a node on it, its PIN from the environment variable `pin_var`.
+/// configuration of a node on it (`open` gives the user PIN; the SO PIN comes from
+/// `SO_PIN_VARIABLE`).
 pub fn new_token(label: &str) -> Pkcs11NodeConfig {
     let hsm = softhsm();
     let _guard = TOKEN_INIT.lock().unwrap_or_else(|p| p.into_inner());
@@ -145,7 +153,27 @@ pub fn new_token(label: &str) -> Pkcs11NodeConfig {
         token: label.into(),
         expect_token_serial: None,
         pin: PinSource::Env("MKCLONE_TEST_UNUSED_PIN_VARIABLE".into()),
+        so_pin: Some(PinSource::Env(SO_PIN_VARIABLE.into())),
     }
+}
+
+/// A session of the test's own on the token `config` names, logged in with the user PIN
+/// (around mkclone, as any program with the PIN could). Sessions of one process share their
+/// login: one already made is success.
+pub fn user_session(config: &Pkcs11NodeConfig) -> Session {
+    let pkcs11 = mkclone_pkcs11::shared_module(&config.module).expect("the module");
+    let slot = pkcs11
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| pkcs11.get_token_info(*s).unwrap().label().trim_end() == config.token)
+        .unwrap_or_else(|| panic!("token {} is present", config.token));
+    let session = pkcs11.open_rw_session(slot).unwrap();
+    match session.login(UserType::User, Some(&AuthPin::new(USER_PIN.into()))) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(e) => panic!("login: {e}"),
+    }
+    session
 }
 
 pub fn open(config: &Pkcs11NodeConfig) -> Pkcs11Backend {

@@ -1,0 +1,851 @@
+//! Loading IBM's CCA host library at run time and calling its verbs: the only module of
+//! this crate with `unsafe` code (dlopen, dlsym, and the calls through the C ABI).
+//!
+//! As opencryptoki's CCA token and s390-tools' zkey do (cca_specific.c; zkey/cca.c), the
+//! library is opened by name with dlopen and each verb resolved with dlsym; nothing is
+//! linked, so mkclone builds and runs where CCA is not installed. A library is opened once
+//! per process and path and shared by every node that names it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use libloading::Library;
+
+use crate::args::{Args, Param, Verb};
+use crate::error::HostlibError;
+use crate::ffi;
+use crate::trace::Trace;
+
+/// The name opencryptoki (CCASHAREDLIB) and zkey (CCA_LIBRARY_NAME) open: the dynamic
+/// loader finds it where IBM's package installed it.
+pub const DEFAULT_LIBRARY: &str = "libcsulcca.so";
+/// The library that exports CSNBMKP (opencryptoki loads the verb from it since 2024).
+pub const DEFAULT_MK_LIBRARY: &str = "libcsulccamk.so";
+/// Where IBM's host libraries are offered (the address zkey's message gives).
+pub const INSTALL_HINT: &str = "install IBM's CCA host libraries and tools for this platform (see \
+     http://www.ibm.com/security/cryptocards), or name the library's path with `library = \"...\"` \
+     (and `mk_library` for CSNBMKP) in the node's table";
+
+/// The symbol only mkclone's simulated library exports: it marks the library as a
+/// simulation (rehearsal only) and carries the project's own encodings.
+pub const SIM_EXT_SYMBOL: &str = "mkclone_simlib_ext";
+/// The simulated library's second extra symbol: create a simulated card (`sim init`).
+pub const SIM_CREATE_CARD_SYMBOL: &str = "mkclone_simlib_create_card";
+
+/// One opened library file with the verbs resolved from it.
+pub struct Loaded {
+    path: PathBuf,
+    // Kept alive as long as the function pointers below are used.
+    _lib: Library,
+    verbs: BTreeMap<Verb, *const ()>,
+    ext: ffi::mkclone_simlib_ext_t,
+    create_card: ffi::mkclone_simlib_create_card_t,
+}
+
+// SAFETY: the raw pointers are addresses of functions in a library that stays loaded as
+// long as `Loaded` lives; calling them is serialised by the caller's lock (`Shared`).
+unsafe impl Send for Loaded {}
+unsafe impl Sync for Loaded {}
+
+impl Loaded {
+    /// dlopen `name` (a path, or a bare name the loader searches for) and resolve `verbs`.
+    fn open(name: &Path, verbs: &[Verb], what: &str) -> Result<Self, HostlibError> {
+        // SAFETY: loading a shared library runs its initialisers. That is what opening the
+        // CCA host library means (opencryptoki and zkey do the same); the path is the
+        // user's configuration or IBM's default name.
+        let lib = unsafe { Library::new(name) }.map_err(|e| HostlibError::LibraryMissing {
+            what: what.to_string(),
+            path: name.to_path_buf(),
+            cause: e.to_string(),
+        })?;
+        let mut resolved = BTreeMap::new();
+        for verb in verbs {
+            let symbol = format!("{}\0", verb.symbol());
+            // SAFETY: the symbol is looked up as an untyped address; it is only ever called
+            // through the function type vendor-headers/csulcca.h gives that verb (`call`).
+            let address = unsafe { lib.get::<*const ()>(symbol.as_bytes()) }
+                .map(|s| *s)
+                .map_err(|e| HostlibError::SymbolMissing {
+                    symbol: verb.symbol(),
+                    path: name.to_path_buf(),
+                    cause: e.to_string(),
+                })?;
+            resolved.insert(*verb, address);
+        }
+        let ext_name = format!("{SIM_EXT_SYMBOL}\0");
+        // SAFETY: as above; typed as mkclone_simlib_ext_t, the header's declaration.
+        let ext = unsafe { lib.get::<ffi::mkclone_simlib_ext_t>(ext_name.as_bytes()) }
+            .ok()
+            .and_then(|s| *s);
+        let create_name = format!("{SIM_CREATE_CARD_SYMBOL}\0");
+        // SAFETY: as above; typed as mkclone_simlib_create_card_t, the header's declaration.
+        let create_card =
+            unsafe { lib.get::<ffi::mkclone_simlib_create_card_t>(create_name.as_bytes()) }
+                .ok()
+                .and_then(|s| *s);
+        Ok(Self {
+            path: name.to_path_buf(),
+            _lib: lib,
+            verbs: resolved,
+            ext,
+            create_card,
+        })
+    }
+}
+
+/// A library as nodes share it: the main library, CSNBMKP's library (opened when first
+/// needed), and the adapter currently allocated (CSUACRA is process state of the library).
+pub struct Shared {
+    pub main: Loaded,
+    pub mk: Option<Loaded>,
+    pub mk_path: PathBuf,
+    /// The adapter this process allocated last (`None`: autoselect was not disabled yet).
+    pub allocated: Option<u8>,
+    pub trace: Option<Trace>,
+}
+
+/// The library at `path`, opened once per process (`mk_path` names CSNBMKP's library).
+pub fn open_shared(path: &Path, mk_path: &Path) -> Result<Arc<Mutex<Shared>>, HostlibError> {
+    static OPEN: OnceLock<Mutex<BTreeMap<PathBuf, Arc<Mutex<Shared>>>>> = OnceLock::new();
+    let registry = OPEN.get_or_init(|| Mutex::new(BTreeMap::new()));
+    let mut map = registry.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(found) = map.get(path) {
+        return Ok(found.clone());
+    }
+    let main = Loaded::open(path, &Verb::MAIN, "the CCA host library")?;
+    let shared = Arc::new(Mutex::new(Shared {
+        main,
+        mk: None,
+        mk_path: mk_path.to_path_buf(),
+        allocated: None,
+        trace: None,
+    }));
+    map.insert(path.to_path_buf(), shared.clone());
+    Ok(shared)
+}
+
+impl Shared {
+    pub fn path(&self) -> &Path {
+        &self.main.path
+    }
+
+    /// True when the library is mkclone's simulation (it exports the extension symbol).
+    pub fn is_simulated(&self) -> bool {
+        self.main.ext.is_some()
+    }
+
+    /// Run one verb call. The arguments are checked first (every buffer at least as long
+    /// as its length); the call is traced when tracing is on.
+    pub fn call(&mut self, args: &mut Args) -> Result<(), HostlibError> {
+        args.check_shape().map_err(HostlibError::Internal)?;
+        let lengths_in = args.lengths();
+        let rules_in = args.rule_keywords();
+        let address = if args.verb == Verb::Csnbmkp {
+            if self.mk.is_none() {
+                let mk_path = self.mk_path.clone();
+                self.mk = Some(Loaded::open(
+                    &mk_path,
+                    &[Verb::Csnbmkp],
+                    "the CCA master-key library (CSNBMKP)",
+                )?);
+            }
+            self.mk
+                .as_ref()
+                .and_then(|l| l.verbs.get(&Verb::Csnbmkp).copied())
+        } else {
+            self.main.verbs.get(&args.verb).copied()
+        };
+        let Some(address) = address else {
+            return Err(HostlibError::Internal(format!(
+                "{} was not resolved",
+                args.verb
+            )));
+        };
+        dispatch(address, args)?;
+        if let Some(trace) = &mut self.trace {
+            trace.record(args, &rules_in, &lengths_in);
+        }
+        Ok(())
+    }
+
+    /// The simulated library's card factory (`mkclone sim init`): a factory-fresh card with
+    /// `serial` as the next adapter. `Ok(true)` created, `Ok(false)` one with this serial
+    /// exists already.
+    pub fn create_simulated_card(&mut self, serial: &str) -> Result<bool, HostlibError> {
+        let Some(f) = self.main.create_card else {
+            return Err(HostlibError::NotSimulated {
+                path: self.main.path.clone(),
+            });
+        };
+        let mut text = serial.as_bytes().to_vec();
+        let mut len = text.len() as libc::c_long;
+        let (mut rc, mut rs): (libc::c_long, libc::c_long) = (-1, -1);
+        // SAFETY: the buffer is as long as the length passed with it; the function is the
+        // simulated library's, typed as the header declares it.
+        unsafe { f(&mut rc, &mut rs, &mut len, text.as_mut_ptr()) };
+        match (rc, rs) {
+            (0, _) => Ok(true),
+            (4, 0) => Ok(false),
+            _ => Err(HostlibError::Verb {
+                verb: SIM_CREATE_CARD_SYMBOL,
+                during: format!("creating a simulated card with serial {serial}"),
+                return_code: rc,
+                reason_code: rs,
+                message: mkclone_cca::rc::message(
+                    u16::try_from(rc).unwrap_or(u16::MAX),
+                    u16::try_from(rs).unwrap_or(u16::MAX),
+                )
+                .into(),
+            }),
+        }
+    }
+
+    /// The simulated library's extension: one request message in, the reply message out.
+    pub fn ext_call(
+        &mut self,
+        request: &[u8],
+        room: usize,
+    ) -> Result<(i64, i64, Vec<u8>), HostlibError> {
+        let Some(f) = self.main.ext else {
+            return Err(HostlibError::Internal(
+                "the project extension is only in mkclone's simulated library".into(),
+            ));
+        };
+        let mut request = request.to_vec();
+        let mut request_len = request.len() as libc::c_long;
+        let mut reply = vec![0u8; room];
+        let mut reply_len = room as libc::c_long;
+        let (mut rc, mut rs): (libc::c_long, libc::c_long) = (-1, -1);
+        // SAFETY: both buffers are as long as the lengths passed with them; the function
+        // is the simulated library's, typed as the header declares it.
+        unsafe {
+            f(
+                &mut rc,
+                &mut rs,
+                &mut request_len,
+                request.as_mut_ptr(),
+                &mut reply_len,
+                reply.as_mut_ptr(),
+            )
+        };
+        let n = usize::try_from(reply_len).unwrap_or(usize::MAX);
+        if n > reply.len() {
+            return Err(HostlibError::Internal(format!(
+                "the extension returned {n} bytes for a buffer of {room}"
+            )));
+        }
+        reply.truncate(n);
+        if let Some(trace) = &mut self.trace {
+            trace.record_ext(rc, rs, request.len(), n);
+        }
+        Ok((rc, rs, reply))
+    }
+}
+
+type Long = libc::c_long;
+type Bytes = libc::c_uchar;
+
+/// The pointers of the head: return and reason codes, exit data (always length 0: mkclone
+/// passes no exit data), the rule-array count and the rule array.
+struct Head {
+    rc: Long,
+    rs: Long,
+    exit_len: Long,
+    exit: [Bytes; 4],
+    count: Long,
+}
+
+fn shape_error(verb: Verb) -> HostlibError {
+    HostlibError::Internal(format!("{verb}: argument vector of the wrong shape"))
+}
+
+fn buf(p: &mut Param) -> Option<(&mut Long, *mut Bytes)> {
+    match p {
+        Param::Buf { len, data } => Some((len, data.as_mut_ptr())),
+        _ => None,
+    }
+}
+fn field(p: &mut Param) -> Option<*mut Bytes> {
+    match p {
+        Param::Field(d) => Some(d.as_mut_ptr()),
+        _ => None,
+    }
+}
+fn int(p: &mut Param) -> Option<&mut Long> {
+    match p {
+        Param::Int(v) => Some(v),
+        _ => None,
+    }
+}
+
+/// Call the function at `address` with `args`, through the type the header gives its verb.
+fn dispatch(address: *const (), args: &mut Args) -> Result<(), HostlibError> {
+    let verb = args.verb;
+    let mut h = Head {
+        rc: -1,
+        rs: -1,
+        exit_len: 0,
+        exit: [0; 4],
+        count: args.rule_count,
+    };
+    let rules = args.rule_array.as_mut_ptr();
+    let p = &mut args.params;
+    let bad = || shape_error(verb);
+    // SAFETY (every arm): `address` is the library's export of `verb`, transmuted to the
+    // function type vendor-headers/csulcca.h declares for it (ffi::<VERB>_t). Every pointer
+    // passed points into `h` or `args`, which outlive the call; `check_shape` proved each
+    // buffer at least as long as its length, and fixed fields have the verb's sizes
+    // (64-byte names, 24-byte key part, 8-byte role name: crate::verbs builds them).
+    unsafe {
+        match verb {
+            Verb::Csuacfq | Verb::Csuacra | Verb::Csuacrd => {
+                let f: ffi::CSUACFQ_t = std::mem::transmute(address);
+                let f = f.ok_or_else(bad)?;
+                let [a] = &mut p[..] else { return Err(bad()) };
+                let (l, d) = buf(a).ok_or_else(bad)?;
+                f(
+                    &mut h.rc,
+                    &mut h.rs,
+                    &mut h.exit_len,
+                    h.exit.as_mut_ptr(),
+                    &mut h.count,
+                    rules,
+                    l,
+                    d,
+                );
+            }
+            Verb::Csuacfv => {
+                let f: ffi::CSUACFV_t = std::mem::transmute(address);
+                let f = f.ok_or_else(bad)?;
+                let [a] = &mut p[..] else { return Err(bad()) };
+                let (l, d) = buf(a).ok_or_else(bad)?;
+                f(
+                    &mut h.rc,
+                    &mut h.rs,
+                    &mut h.exit_len,
+                    h.exit.as_mut_ptr(),
+                    l,
+                    d,
+                );
+            }
+            Verb::Csuaacm => {
+                let f: ffi::CSUAACM_t = std::mem::transmute(address);
+                let f = f.ok_or_else(bad)?;
+                let [n, o] = &mut p[..] else {
+                    return Err(bad());
+                };
+                let n = field(n).ok_or_else(bad)?;
+                let (l, d) = buf(o).ok_or_else(bad)?;
+                f(
+                    &mut h.rc,
+                    &mut h.rs,
+                    &mut h.exit_len,
+                    h.exit.as_mut_ptr(),
+                    &mut h.count,
+                    rules,
+                    n,
+                    l,
+                    d,
+                );
+            }
+            Verb::Csndpkb => {
+                let f: ffi::CSNDPKB_t = std::mem::transmute(address);
+                let f = f.ok_or_else(bad)?;
+                let [a, b, c, d, e, g, i, t] = &mut p[..] else {
+                    return Err(bad());
+                };
+                let (al, ad) = buf(a).ok_or_else(bad)?;
+                let (bl, bd) = buf(b).ok_or_else(bad)?;
+                let (cl, cd) = buf(c).ok_or_else(bad)?;
+                let (dl, dd) = buf(d).ok_or_else(bad)?;
+                let (el, ed) = buf(e).ok_or_else(bad)?;
+                let (gl, gd) = buf(g).ok_or_else(bad)?;
+                let (il, id) = buf(i).ok_or_else(bad)?;
+                let (tl, td) = buf(t).ok_or_else(bad)?;
+                f(
+                    &mut h.rc,
+                    &mut h.rs,
+                    &mut h.exit_len,
+                    h.exit.as_mut_ptr(),
+                    &mut h.count,
+                    rules,
+                    al,
+                    ad,
+                    bl,
+                    bd,
+                    cl,
+                    cd,
+                    dl,
+                    dd,
+                    el,
+                    ed,
+                    gl,
+                    gd,
+                    il,
+                    id,
+                    tl,
+                    td,
+                );
+            }
+            Verb::Csndpkg => {
+                let f: ffi::CSNDPKG_t = std::mem::transmute(address);
+                let f = f.ok_or_else(bad)?;
+                let [r, s, t, g] = &mut p[..] else {
+                    return Err(bad());
+                };
+                let (rl, rd) = buf(r).ok_or_else(bad)?;
+                let (sl, sd) = buf(s).ok_or_else(bad)?;
+                let td = field(t).ok_or_else(bad)?;
+                let (gl, gd) = buf(g).ok_or_else(bad)?;
+                f(
+                    &mut h.rc,
+                    &mut h.rs,
+                    &mut h.exit_len,
+                    h.exit.as_mut_ptr(),
+                    &mut h.count,
+                    rules,
+                    rl,
+                    rd,
+                    sl,
+                    sd,
+                    td,
+                    gl,
+                    gd,
+                );
+            }
+            Verb::Csndpkx => {
+                let f: ffi::CSNDPKX_t = std::mem::transmute(address);
+                let f = f.ok_or_else(bad)?;
+                let [s, t] = &mut p[..] else {
+                    return Err(bad());
+                };
+                let (sl, sd) = buf(s).ok_or_else(bad)?;
+                let (tl, td) = buf(t).ok_or_else(bad)?;
+                f(
+                    &mut h.rc,
+                    &mut h.rs,
+                    &mut h.exit_len,
+                    h.exit.as_mut_ptr(),
+                    &mut h.count,
+                    rules,
+                    sl,
+                    sd,
+                    tl,
+                    td,
+                );
+            }
+            Verb::Csndrkl => {
+                let f: ffi::CSNDRKL_t = std::mem::transmute(address);
+                let f = f.ok_or_else(bad)?;
+                let [m, rc, lc, l] = &mut p[..] else {
+                    return Err(bad());
+                };
+                let md = field(m).ok_or_else(bad)?;
+                let rc = int(rc).ok_or_else(bad)? as *mut Long;
+                let lc = int(lc).ok_or_else(bad)? as *mut Long;
+                let ld = field(l).ok_or_else(bad)?;
+                f(
+                    &mut h.rc,
+                    &mut h.rs,
+                    &mut h.exit_len,
+                    h.exit.as_mut_ptr(),
+                    &mut h.count,
+                    rules,
+                    md,
+                    rc,
+                    lc,
+                    ld,
+                );
+            }
+            Verb::Csndrkd => {
+                let f: ffi::CSNDRKD_t = std::mem::transmute(address);
+                let f = f.ok_or_else(bad)?;
+                let [k] = &mut p[..] else { return Err(bad()) };
+                let k = field(k).ok_or_else(bad)?;
+                f(
+                    &mut h.rc,
+                    &mut h.rs,
+                    &mut h.exit_len,
+                    h.exit.as_mut_ptr(),
+                    &mut h.count,
+                    rules,
+                    k,
+                );
+            }
+            Verb::Csndpkh | Verb::Csndpkr => {
+                let f: ffi::CSNDPKH_t = std::mem::transmute(address);
+                let f = f.ok_or_else(bad)?;
+                let [n, d] = &mut p[..] else {
+                    return Err(bad());
+                };
+                let n = field(n).ok_or_else(bad)?;
+                let (l, d) = buf(d).ok_or_else(bad)?;
+                f(
+                    &mut h.rc,
+                    &mut h.rs,
+                    &mut h.exit_len,
+                    h.exit.as_mut_ptr(),
+                    &mut h.count,
+                    rules,
+                    n,
+                    l,
+                    d,
+                );
+            }
+            Verb::Csuamkd => {
+                let f: ffi::CSUAMKD_t = std::mem::transmute(address);
+                let f = f.ok_or_else(bad)?;
+                let [i, k, c, cert, key, info] = &mut p[..] else {
+                    return Err(bad());
+                };
+                let i = int(i).ok_or_else(bad)? as *mut Long;
+                let k = field(k).ok_or_else(bad)?;
+                let c = field(c).ok_or_else(bad)?;
+                let (cl, cd) = buf(cert).ok_or_else(bad)?;
+                let (kl, kd) = buf(key).ok_or_else(bad)?;
+                let (il, id) = buf(info).ok_or_else(bad)?;
+                f(
+                    &mut h.rc,
+                    &mut h.rs,
+                    &mut h.exit_len,
+                    h.exit.as_mut_ptr(),
+                    &mut h.count,
+                    rules,
+                    i,
+                    k,
+                    c,
+                    cl,
+                    cd,
+                    kl,
+                    kd,
+                    il,
+                    id,
+                );
+            }
+            Verb::Csnbmkp => {
+                let f: ffi::CSNBMKP_t = std::mem::transmute(address);
+                let f = f.ok_or_else(bad)?;
+                let [k] = &mut p[..] else { return Err(bad()) };
+                let k = field(k).ok_or_else(bad)?;
+                f(
+                    &mut h.rc,
+                    &mut h.rs,
+                    &mut h.exit_len,
+                    h.exit.as_mut_ptr(),
+                    &mut h.count,
+                    rules,
+                    k,
+                );
+            }
+        }
+    }
+    args.return_code = h.rc;
+    args.reason_code = h.rs;
+    args.rule_count = h.count;
+    Ok(())
+}
+
+/// `dispatch` hands each parameter to the C function in the position the header gives it:
+/// fake verbs with the header's signatures record what they receive (read through the
+/// pointers, as a library would) and answer through the output pointers; the records
+/// are compared with what the published parameter list says each position holds.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verbs;
+    use mkclone_backend::CloneableKind;
+    use std::cell::RefCell;
+
+    thread_local! {
+        static SEEN: RefCell<Vec<(String, Vec<u8>)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn seen(name: &str, bytes: &[u8]) {
+        SEEN.with(|s| s.borrow_mut().push((name.to_string(), bytes.to_vec())));
+    }
+
+    fn take() -> Vec<(String, Vec<u8>)> {
+        SEEN.with(|s| std::mem::take(&mut *s.borrow_mut()))
+    }
+
+    /// # Safety
+    /// `len` points to a `long` and `p` to that many bytes.
+    unsafe fn bytes(len: *mut Long, p: *mut Bytes) -> Vec<u8> {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts(p, *len as usize).to_vec() }
+    }
+
+    /// The common head: codes answered, no exit data, the rule array recorded.
+    ///
+    /// # Safety
+    /// The head's pointers as the header declares them.
+    unsafe fn head(
+        rc: *mut Long,
+        rs: *mut Long,
+        exit_len: *mut Long,
+        count: *mut Long,
+        rules: *mut Bytes,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            seen("exit_data_length", &(*exit_len).to_be_bytes());
+            seen("rules", &bytes(&mut (*count * 8), rules));
+            *rc = 4;
+            *rs = 1024;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe extern "C" fn fake_csuamkd(
+        rc: *mut Long,
+        rs: *mut Long,
+        exit_len: *mut Long,
+        _exit: *mut Bytes,
+        count: *mut Long,
+        rules: *mut Bytes,
+        share_index: *mut Long,
+        private_key_name: *mut Bytes,
+        certifying_key_name: *mut Bytes,
+        certificate_length: *mut Long,
+        certificate: *mut Bytes,
+        key_length: *mut Long,
+        key: *mut Bytes,
+        info_length: *mut Long,
+        info: *mut Bytes,
+    ) {
+        // SAFETY: called by `dispatch` with the header's CSUAMKD parameters.
+        unsafe {
+            head(rc, rs, exit_len, count, rules);
+            seen("share_index", &(*share_index).to_be_bytes());
+            seen("private_key_name", &bytes(&mut 64, private_key_name));
+            seen("certifying_key_name", &bytes(&mut 64, certifying_key_name));
+            seen("certificate", &bytes(certificate_length, certificate));
+            seen("key room", &(*key_length).to_be_bytes());
+            seen("info room", &(*info_length).to_be_bytes());
+            // OBTAIN's outputs: 3 bytes of key, 2 of clone info, lengths written back.
+            *key = 0xC1;
+            *key.add(1) = 0xC2;
+            *key.add(2) = 0xC3;
+            *key_length = 3;
+            *info = 0xD1;
+            *info.add(1) = 0xD2;
+            *info_length = 2;
+        }
+    }
+
+    #[test]
+    fn csuamkd_parameters_arrive_in_the_published_order() {
+        let mut args = verbs::obtain(
+            CloneableKind::Sym,
+            2,
+            "MKCLONE.CSS",
+            "MKCLONE.SA",
+            &[0x40, 0, 0, 4],
+        );
+        dispatch(fake_csuamkd as *const (), &mut args).expect("dispatched");
+        let mut css = b"MKCLONE.CSS".to_vec();
+        css.resize(64, b' ');
+        let mut sa = b"MKCLONE.SA".to_vec();
+        sa.resize(64, b' ');
+        let expected: Vec<(String, Vec<u8>)> = vec![
+            ("exit_data_length".into(), 0i64.to_be_bytes().to_vec()),
+            ("rules".into(), b"OBTAIN  SYM-MK  ".to_vec()),
+            ("share_index".into(), 2i64.to_be_bytes().to_vec()),
+            ("private_key_name".into(), css),
+            ("certifying_key_name".into(), sa),
+            ("certificate".into(), vec![0x40, 0, 0, 4]),
+            ("key room".into(), 4096i64.to_be_bytes().to_vec()),
+            ("info room".into(), 4096i64.to_be_bytes().to_vec()),
+        ];
+        assert_eq!(take(), expected);
+        assert_eq!((args.return_code, args.reason_code), (4, 1024));
+        assert_eq!(args.output(4).expect("key"), [0xC1, 0xC2, 0xC3]);
+        assert_eq!(args.output(5).expect("info"), [0xD1, 0xD2]);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe extern "C" fn fake_csndpkb(
+        rc: *mut Long,
+        rs: *mut Long,
+        exit_len: *mut Long,
+        _exit: *mut Bytes,
+        count: *mut Long,
+        rules: *mut Bytes,
+        kvs_len: *mut Long,
+        kvs: *mut Bytes,
+        name_len: *mut Long,
+        name: *mut Bytes,
+        cd_len: *mut Long,
+        _cd: *mut Bytes,
+        r2_len: *mut Long,
+        _r2: *mut Bytes,
+        r3_len: *mut Long,
+        _r3: *mut Bytes,
+        r4_len: *mut Long,
+        _r4: *mut Bytes,
+        r5_len: *mut Long,
+        _r5: *mut Bytes,
+        token_len: *mut Long,
+        token: *mut Bytes,
+    ) {
+        // SAFETY: called by `dispatch` with the header's CSNDPKB parameters.
+        unsafe {
+            head(rc, rs, exit_len, count, rules);
+            seen("key_values_structure", &bytes(kvs_len, kvs));
+            seen("key_name", &bytes(name_len, name));
+            let reserved = [*cd_len, *r2_len, *r3_len, *r4_len, *r5_len];
+            seen(
+                "customer data and reserved lengths",
+                &reserved.map(|l| l as u8),
+            );
+            seen("token room", &(*token_len).to_be_bytes());
+            *token = 0x1E;
+            *token_len = 1;
+        }
+    }
+
+    #[test]
+    fn csndpkb_parameters_arrive_in_the_published_order() {
+        let mut args =
+            verbs::build_skeleton("MKCLONE.SA", mkclone_backend::KeyUsage::SignatureOnly, 2048);
+        dispatch(fake_csndpkb as *const (), &mut args).expect("dispatched");
+        let mut name = b"MKCLONE.SA".to_vec();
+        name.resize(64, b' ');
+        let expected: Vec<(String, Vec<u8>)> = vec![
+            ("exit_data_length".into(), 0i64.to_be_bytes().to_vec()),
+            ("rules".into(), b"RSA-CRT SIG-ONLY".to_vec()),
+            (
+                "key_values_structure".into(),
+                vec![
+                    8, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1,
+                ],
+            ),
+            ("key_name".into(), name),
+            ("customer data and reserved lengths".into(), vec![0; 5]),
+            ("token room".into(), 8000i64.to_be_bytes().to_vec()),
+        ];
+        assert_eq!(take(), expected);
+        assert_eq!(args.output(7).expect("token"), [0x1E]);
+    }
+
+    unsafe extern "C" fn fake_csuacfq(
+        rc: *mut Long,
+        rs: *mut Long,
+        exit_len: *mut Long,
+        _exit: *mut Bytes,
+        count: *mut Long,
+        rules: *mut Bytes,
+        data_len: *mut Long,
+        _data: *mut Bytes,
+    ) {
+        // SAFETY: called by `dispatch` with the header's CSUACFQ parameters.
+        unsafe {
+            head(rc, rs, exit_len, count, rules);
+            seen("verb data room", &(*data_len).to_be_bytes());
+            // The answer goes over the rule array, the count updated (two elements).
+            std::ptr::copy_nonoverlapping(b"3       CCA00001".as_ptr(), rules, 16);
+            *count = 2;
+            *data_len = 0;
+            *rc = 0;
+            *rs = 0;
+        }
+    }
+
+    #[test]
+    fn csuacfq_answers_over_the_rule_array() {
+        let mut args = verbs::query("STATCRD2", 0);
+        dispatch(fake_csuacfq as *const (), &mut args).expect("dispatched");
+        let seen = take();
+        assert_eq!(seen[1], ("rules".to_string(), b"STATCRD2".to_vec()));
+        assert_eq!(
+            seen[2],
+            ("verb data room".to_string(), 0i64.to_be_bytes().to_vec())
+        );
+        assert_eq!(args.rule_keywords(), ["3", "CCA00001"]);
+        assert_eq!(args.element(1), Some(&b"CCA00001"[..]));
+        assert_eq!(args.element(2), None);
+    }
+
+    unsafe extern "C" fn fake_csndrkl(
+        rc: *mut Long,
+        rs: *mut Long,
+        exit_len: *mut Long,
+        _exit: *mut Bytes,
+        count: *mut Long,
+        rules: *mut Bytes,
+        mask: *mut Bytes,
+        retained_keys_count: *mut Long,
+        key_labels_count: *mut Long,
+        labels: *mut Bytes,
+    ) {
+        // SAFETY: called by `dispatch` with the header's CSNDRKL parameters.
+        unsafe {
+            head(rc, rs, exit_len, count, rules);
+            seen("key_label_mask", &bytes(&mut 64, mask));
+            seen("key_labels_count", &(*key_labels_count).to_be_bytes());
+            *retained_keys_count = 7;
+            *key_labels_count = 1;
+            std::ptr::copy_nonoverlapping(b"MKCLONE.SA".as_ptr(), labels, 10);
+        }
+    }
+
+    #[test]
+    fn csndrkl_counts_go_in_and_out_through_their_own_pointers() {
+        let mut args = verbs::list_retained("*");
+        dispatch(fake_csndrkl as *const (), &mut args).expect("dispatched");
+        let mut mask = b"*".to_vec();
+        mask.resize(64, b' ');
+        let seen = take();
+        assert_eq!(seen[1], ("rules".to_string(), Vec::new()));
+        assert_eq!(seen[2], ("key_label_mask".to_string(), mask));
+        assert_eq!(
+            seen[3],
+            (
+                "key_labels_count".to_string(),
+                256i64.to_be_bytes().to_vec()
+            )
+        );
+        assert_eq!((args.int(1), args.int(2)), (Some(7), Some(1)));
+        assert_eq!(&args.output(3).expect("labels")[..10], b"MKCLONE.SA");
+    }
+
+    /// A length the library writes back beyond the buffer is never read.
+    unsafe extern "C" fn fake_csndpkx_overlong(
+        rc: *mut Long,
+        rs: *mut Long,
+        _exit_len: *mut Long,
+        _exit: *mut Bytes,
+        _count: *mut Long,
+        _rules: *mut Bytes,
+        _src_len: *mut Long,
+        _src: *mut Bytes,
+        out_len: *mut Long,
+        _out: *mut Bytes,
+    ) {
+        // SAFETY: called by `dispatch` with the header's CSNDPKX parameters.
+        unsafe {
+            *rc = 0;
+            *rs = 0;
+            *out_len = 1_000_000;
+        }
+    }
+
+    #[test]
+    fn an_overlong_returned_length_is_refused_not_read() {
+        let mut args = verbs::public_key_extract("MKCLONE.CSR");
+        dispatch(fake_csndpkx_overlong as *const (), &mut args).expect("dispatched");
+        let e = args.output(1).expect_err("refused");
+        assert!(e.contains("larger than its buffer"), "{e}");
+    }
+
+    #[test]
+    fn a_vector_whose_length_exceeds_its_buffer_is_never_handed_over() {
+        let mut args = verbs::public_key_extract("MKCLONE.CSR");
+        args.params[1] = Param::Buf {
+            len: 9000,
+            data: vec![0; 10],
+        };
+        assert!(args.check_shape().is_err());
+    }
+}

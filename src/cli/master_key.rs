@@ -1,0 +1,152 @@
+//! `mkclone master-key random`: a random master key generated and set inside a node,
+//! journaled (crates/ceremony `master_key`).
+
+use std::path::Path;
+
+use mkclone_backend::CloneableKind;
+use mkclone_ceremony::master_key::{self, RandomKeyRequest, RandomKeyResult};
+use mkclone_ceremony::{Ceremony, phases};
+use serde::Serialize;
+
+use super::output::{Failure, to_json};
+use super::signals;
+use mkclone::config::Config;
+use mkclone::nodes;
+
+/// The options of `master-key random`.
+pub struct RandomArgs<'a> {
+    pub config: &'a Path,
+    pub node: &'a str,
+    /// Empty: the plan's master keys.
+    pub kinds: Vec<CloneableKind>,
+    pub replace_current: bool,
+    pub operator: Option<String>,
+    pub cancel: bool,
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct Pattern {
+    kind: &'static str,
+    algorithm: &'static str,
+    pattern: String,
+}
+
+#[derive(Serialize)]
+struct Output {
+    format: &'static str,
+    version: u32,
+    node: String,
+    /// "requested", "done", "cancelled" or "nothing-to-cancel".
+    result: &'static str,
+    actions: Vec<String>,
+    current_patterns: Vec<Pattern>,
+    journal: String,
+    journal_hash: String,
+}
+
+pub fn random(args: RandomArgs<'_>) -> Result<(), Failure> {
+    let config = Config::load(args.config)?;
+    let node_config = config.node(args.node)?;
+    let kinds = if args.kinds.is_empty() {
+        config.plan.kinds.clone()
+    } else {
+        let mut kinds = Vec::new();
+        for k in args.kinds {
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+        kinds
+    };
+    // The ceremony's lock first, then the node (any PIN asked), then the identity check
+    // of a node of the plan, before anything is written.
+    let mut ceremony = Ceremony::open(&config.directory, config.plan.clone())?;
+    ceremony.set_operator(args.operator.clone())?;
+    ceremony.set_run_start(super::ceremony_cmds::run_start(
+        &config,
+        "master-key random",
+    ));
+    let outcome = if args.cancel {
+        master_key::cancel_request(&mut ceremony, args.node)?
+    } else {
+        let mut backend = nodes::open(node_config).map_err(|e| Failure::failed(e.to_string()))?;
+        if let Some(plan_node) = config
+            .plan
+            .nodes()
+            .into_iter()
+            .find(|n| n.name == args.node)
+        {
+            phases::check_identity(plan_node, backend.as_mut())?;
+        }
+        ceremony.set_interrupt_flag(signals::install()?);
+        let request = RandomKeyRequest {
+            node: args.node.to_string(),
+            kinds,
+            replace_current: args.replace_current,
+        };
+        master_key::random_master_key(&mut ceremony, backend.as_mut(), &request)?
+    };
+    let (result, actions, patterns) = match outcome {
+        RandomKeyResult::Requested(report) => ("requested", report.actions, Vec::new()),
+        RandomKeyResult::Done { report, patterns } => ("done", report.actions, patterns),
+        RandomKeyResult::Cancelled(true) => (
+            "cancelled",
+            vec!["the open request is cancelled".to_string()],
+            Vec::new(),
+        ),
+        RandomKeyResult::Cancelled(false) => (
+            "nothing-to-cancel",
+            vec![format!("no request is open on {}", args.node)],
+            Vec::new(),
+        ),
+    };
+    let out = Output {
+        format: "mkclone.master-key",
+        version: 1,
+        node: args.node.to_string(),
+        result,
+        actions,
+        current_patterns: patterns
+            .iter()
+            .map(|(k, p)| Pattern {
+                kind: k.kind().name(),
+                algorithm: p.algorithm().name(),
+                pattern: hex::encode(p.bytes()),
+            })
+            .collect(),
+        journal: ceremony.layout.journal().display().to_string(),
+        journal_hash: ceremony.journal().head_hash(),
+    };
+    if args.json {
+        println!("{}", to_json(&out)?);
+        return Ok(());
+    }
+    println!("master-key random on {}:", out.node);
+    for a in &out.actions {
+        println!("  {a}");
+    }
+    if result == "requested" {
+        println!(
+            "\nDual control: a second person now runs\n  mkclone master-key random --config {} --node {} --operator OTHER{}",
+            args.config.display(),
+            args.node,
+            if args.replace_current {
+                " --replace-current"
+            } else {
+                ""
+            }
+        );
+    }
+    if !patterns.is_empty() {
+        println!(
+            "\nWrite these CURRENT patterns down: they are what every target must show after the ceremony,\n\
+             and what `source_patterns` in [ceremony] can pin:"
+        );
+        for (kind, pattern) in &patterns {
+            println!("  {} = \"{pattern}\"", kind.to_string().to_lowercase());
+        }
+    }
+    println!("\nJournal: {} (hash {})", out.journal, out.journal_hash);
+    Ok(())
+}
