@@ -216,7 +216,9 @@ pub fn cprb_reply(data: &[u8]) {
     // The transport's own buffers are the reply capacity, whatever the input.
     let cap = binary_cap(data.len()).saturating_add(2 * REPLY_CAPACITY);
     match capped(cap, || {
-        transport.send_cprb(message, REPLY_CAPACITY, request.is_idempotent())
+        transport
+            .send_cprb(message, REPLY_CAPACITY, request.is_idempotent())
+            .map_err(Box::new)
     }) {
         Ok(reply) => {
             assert!(
