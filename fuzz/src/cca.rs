@@ -159,8 +159,8 @@ fn reply_round_trip(message: &[u8], request: &Request) {
             return;
         }
     };
-    let domain = Cprbx::decode(message)
-        .expect("a decoded reply has a CPRBX")
+    let domain = Cprbx::decode_reply(message)
+        .expect("a decoded reply has a reply CPRBX")
         .domain;
     let again = reply
         .to_message(request.function(), domain)

@@ -1007,6 +1007,12 @@ impl ReplyBody {
         Ok(p)
     }
 
+    /// Whether this body encodes to a parameter block with nothing in it.
+    fn is_bare(&self, function: FunctionCode) -> Result<bool, CodecError> {
+        let p = self.to_parm(function)?;
+        Ok(p.rules.is_empty() && p.verb_data.is_empty() && p.keys.is_empty())
+    }
+
     /// Decode the body of a successful reply to `request`.
     fn from_parm(p: &ParmBlock, request: &Request) -> Result<Self, CodecError> {
         if !matches!(request, Request::Query(_)) {
@@ -1245,15 +1251,23 @@ impl Reply {
                 ),
             });
         }
+        let warning = header.ccp_rtcode == crate::rc::rt::WARNING;
         let body = if header.ccp_rtcode >= crate::rc::rt::ERROR
-            || (header.ccp_rtcode == crate::rc::rt::WARNING
+            || (warning
                 && parm.rules.is_empty()
                 && parm.verb_data.is_empty()
                 && parm.keys.is_empty())
         {
             ReplyBody::Empty
         } else {
-            ReplyBody::from_parm(&parm, request)?
+            match ReplyBody::from_parm(&parm, request)? {
+                // A warning whose body says nothing (FQ elements: none, the rest of the
+                // block unread) is the empty warning: the bare block it encodes to reads
+                // back as `Empty`, so one meaning keeps one encoding (found by the
+                // cprb_reply fuzz target; tests/rejections.rs).
+                body if warning && body.is_bare(request.function())? => ReplyBody::Empty,
+                body => body,
+            }
         };
         Ok(Self {
             return_code: header.ccp_rtcode,

@@ -688,3 +688,31 @@ fn share_tables_count_overflow_is_an_encode_error() {
         Err(CodecError::TooLong { .. })
     ));
 }
+
+/// A warning (return code 4) to FQ STATCCAE whose parameter block holds no element and
+/// only a key block, which FQ does not read, says nothing: it is the empty warning, as
+/// the bare block it encodes to is. Before the fix it decoded to `Elements([])`, whose
+/// encoding read back as `Empty`: two meanings, one encoding. Found by the `cprb_reply`
+/// fuzz target (fuzz/regressions/cprb_reply/fq-warning-with-an-unread-key-block).
+#[test]
+fn fq_warning_holding_only_what_fq_does_not_read_is_the_empty_warning() {
+    let token = [0x00, 0x01, b'S', b'H', b'A', b'R', b'E', 0xFF];
+    let parm = cat(&[
+        b"FQ",                               // 0 function code
+        &EMPTY,                              // 2 rule-array length 2: no element
+        &EMPTY,                              // 4 verb-data length 2
+        &keys(0x0E, &[entry(0x0C, &token)]), // 6 key block of one entry, not read by FQ
+    ]);
+    let request = Request::Query(Query::StatCcae);
+    let found = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/regressions/cprb_reply/fq-warning-with-an-unread-key-block"
+    ))
+    .expect("the regression input is in the repository");
+    for msg in [reply(0x14, 4, 0, &parm), found] {
+        let decoded = Reply::from_message(&msg, &request).unwrap();
+        assert_eq!(decoded, Reply::code(4, 0));
+        let again = decoded.to_message(request.function(), DOMAIN).unwrap();
+        assert_eq!(Reply::from_message(&again, &request).unwrap(), decoded);
+    }
+}
