@@ -197,6 +197,31 @@ module = "/usr/lib/softhsm/libsofthsm2.so"
 token = "spare"
 pin = "prompt"
 """)
+    put("config", "cca.toml", CONFIG_HEAD + """
+[nodes.sa]
+backend = "cca"
+library = "/opt/IBM/CCA/lib/libcsulcca.so"
+mk_library = "libcsulccamk.so"
+adapter = "CRP01"
+expect_serial = "93AABEG5"
+domain = 13
+trace = "trace/sa.log"
+role = "DEFAULT"
+eid = "SA NODE"
+
+[nodes.source]
+backend = "cca"
+adapter = "2"
+eid = "SOURCE NODE"
+
+[nodes.target1]
+backend = "pkcs11"
+module = "/usr/lib/softhsm/libsofthsm2.so"
+token = "target1"
+pin = { env = "MKCLONE_TARGET_PIN" }
+so_pin = "prompt"
+eid = "TARGET NODE 1"
+""")
 
 
 MKVPS = """AES NEW: empty 0x0000000000000000
@@ -228,7 +253,8 @@ def sysfs():
     ]
     put("sysfs", "machine", dump(
         card("03", "CEX7C", 13, "0x92800000", 1, 1, "93AABEG5")
-        + [("03.000d/online", "1\n"), ("03.000d/mkvps", MKVPS), ("03.0004/online", "1\n"),
+        + [("03.000d/online", "1\n"), ("03.000d/config", "1\n"), ("03.000d/chkstop", "0\n"),
+           ("03.000d/mkvps", MKVPS), ("03.0004/online", "1\n"), ("03.0004/config", "0\n"),
            ("03.0004/mkvps", MKVPS_ASYM)]
         + card("05", "CEX5C", 11, "0x92800000", 0, 1, "")
         + [("05.000d/online", "0\n"), ("05.000d/mkvps", MKVPS_UNKNOWN)]
