@@ -268,8 +268,9 @@ fn sim_init_leaves_a_token_source_alone_and_names_master_key_random() {
     );
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     assert!(
-        text(&refused).contains("is a pkcs11 node, and `sim init` touches simulated nodes only")
-            && text(&refused).contains("mkclone master-key random --config"),
+        text(&refused).contains(
+            "is a pkcs11 node that is not simulated, and `sim init` touches simulated nodes only"
+        ) && text(&refused).contains("mkclone master-key random --config"),
         "{}",
         text(&refused)
     );

@@ -59,19 +59,31 @@ pub fn init(config_path: &Path, load_source_keys: bool) -> Result<(), Failure> {
     }
     if load_source_keys {
         let source = config.node(&config.plan.source.name)?;
-        // `sim` touches simulated nodes only: a real token or card gets its master key
-        // through `master-key random`, journaled, under the plan's dual control.
-        if !matches!(source.backend, NodeBackend::Sim { .. }) {
-            return Err(Failure::usage(format!(
-                "--load-source-keys: the source {name:?} is a {} node, and `sim init` touches simulated \
-                 nodes only; give it its master key with\n  mkclone master-key random --config {} --node {name}\n\
+        // `sim` touches simulated nodes only (a sim card, or a cca node on mkclone's
+        // simulated host library): a real token or card gets its master key through
+        // `master-key random`, journaled, under the plan's dual control. A cca node is
+        // opened to ask its library; no other kind is opened (no PIN asked for nothing).
+        let refuse = || {
+            Failure::usage(format!(
+                "--load-source-keys: the source {name:?} is a {} node that is not simulated, and \
+                 `sim init` touches simulated nodes only; give it its master key with\n  \
+                 mkclone master-key random --config {} --node {name}\n\
                  (journaled; refused over a valid CURRENT unless --replace-current)",
                 source.backend.name(),
                 config_path.display(),
                 name = source.name,
-            )));
+            ))
+        };
+        if !matches!(
+            source.backend,
+            NodeBackend::Sim { .. } | NodeBackend::Cca(_)
+        ) {
+            return Err(refuse());
         }
         let mut backend = nodes::open(source).map_err(|e| Failure::failed(e.to_string()))?;
+        if !backend.capabilities().rehearsal_only {
+            return Err(refuse());
+        }
         let status = backend
             .status()
             .map_err(|e| Failure::failed(e.to_string()))?;
