@@ -13,7 +13,7 @@ use mkclone_cca::cprb::{CPRBX_LEN, Cprbx};
 use mkclone_cca::facility::{StaticsA, StaticsB};
 use mkclone_cca::parm::Keyword;
 use mkclone_cca::verbs::{MkAction, Query, Reply, Request};
-use mkclone_cca::{Apqn, REPLY_CAPACITY};
+use mkclone_cca::{Apqn, CodecError, REPLY_CAPACITY};
 use nix::errno::Errno;
 
 use crate::alloc_cap::{binary_cap, capped};
@@ -247,23 +247,38 @@ pub fn fq_statics(data: &[u8]) {
         .chunks_exact(8)
         .map(|c| Keyword::from_bytes(c.try_into().expect("chunks of 8")))
         .collect();
-    let cap = binary_cap(data.len());
+    statics_round_trip(
+        "STATICSA",
+        &elements,
+        verb_data,
+        StaticsA::decode,
+        StaticsA::encode,
+    );
+    statics_round_trip(
+        "STATICSB",
+        &elements,
+        verb_data,
+        StaticsB::decode,
+        StaticsB::encode,
+    );
+}
 
-    match capped(cap, || StaticsA::decode(&elements, verb_data)) {
-        Ok(a) => {
-            let (e, v) = a.encode();
-            let back = StaticsA::decode(&e, &v).expect("an encoded STATICSA reply decodes");
-            assert_eq!(back, a, "STATICSA: decode(encode(decode(x))) differs");
-        }
-        Err(e) => {
-            shown(&e, cap);
-        }
-    }
-    match capped(cap, || StaticsB::decode(&elements, verb_data)) {
-        Ok(b) => {
-            let (e, v) = b.encode();
-            let back = StaticsB::decode(&e, &v).expect("an encoded STATICSB reply decodes");
-            assert_eq!(back, b, "STATICSB: decode(encode(decode(x))) differs");
+/// Decode one FQ reply layout (`what`); a decoded reply re-encodes (as the simulator
+/// answers) to the same values.
+fn statics_round_trip<T: PartialEq + std::fmt::Debug>(
+    what: &str,
+    elements: &[Keyword],
+    verb_data: &[u8],
+    decode: fn(&[Keyword], &[u8]) -> Result<T, CodecError>,
+    encode: fn(&T) -> (Vec<Keyword>, Vec<u8>),
+) {
+    let cap = binary_cap(elements.len() * 8 + verb_data.len() + 1);
+    match capped(cap, || decode(elements, verb_data)) {
+        Ok(decoded) => {
+            let (e, v) = encode(&decoded);
+            let back = decode(&e, &v)
+                .unwrap_or_else(|e| panic!("an encoded {what} reply does not decode: {e}"));
+            assert_eq!(back, decoded, "{what}: decode(encode(decode(x))) differs");
         }
         Err(e) => {
             shown(&e, cap);
