@@ -160,7 +160,7 @@ pub fn discover_with(
     if !devices.is_dir() {
         return Err(DiscoveryError::NoApBus { path: devices });
     }
-    let mut names: Vec<String> = std::fs::read_dir(&devices)
+    let names: Vec<String> = std::fs::read_dir(&devices)
         .map_err(|source| DiscoveryError::List {
             path: devices.clone(),
             source,
@@ -168,8 +168,19 @@ pub fn discover_with(
         .filter_map(|entry| entry.ok())
         .filter_map(|entry| entry.file_name().into_string().ok())
         .collect();
-    names.sort();
+    Ok(cards_from(&devices, names, read, pause))
+}
 
+/// The CCA coprocessors among the entries `names` of the AP bus directory `devices`, their
+/// attributes read through `read` (the part of [`discover_with`] after listing the
+/// directory; the fuzz target `sysfs` drives it with attribute text of its own).
+pub fn cards_from(
+    devices: &Path,
+    mut names: Vec<String>,
+    read: &mut dyn FnMut(&Path) -> io::Result<String>,
+    pause: Duration,
+) -> Vec<CcaCard> {
+    names.sort();
     let mut cards = Vec::new();
     for name in &names {
         let Some(card) = name
@@ -240,7 +251,7 @@ pub fn discover_with(
             queues,
         });
     }
-    Ok(cards)
+    cards
 }
 
 /// A card's or queue's status as lszcrypt words it (`read_rec_default`,

@@ -385,12 +385,18 @@ fn hex_upper(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
+// The tests' vectors are written out as fuzz seeds when MKCLONE_FUZZ_SEEDS is set.
+#[cfg(test)]
+#[path = "../../../fuzz/seed_export.rs"]
+mod seed_export;
+
 #[cfg(test)]
 mod tests {
     //! Hand-assembled byte vectors: every field placed at the offset the module table
     //! (the kernel's zcrypt_ccamisc.c) gives, then decoded through the same path a reply
     //! from a card takes (`Reply::from_message`).
 
+    use super::seed_export;
     use super::*;
     use crate::verbs::{Query, Reply, ReplyBody, Request};
 
@@ -418,6 +424,12 @@ mod tests {
         p.extend_from_slice(&2u16.to_be_bytes());
         let mut m = reply_cprbx(p.len(), 0x000d);
         m.extend_from_slice(&p);
+        seed_export::write("cprb_reply", &m);
+        // The fq_statics target's input: element count, elements, verb data.
+        let mut statics = vec![elements.len() as u8];
+        statics.extend(elements.iter().flatten());
+        statics.extend_from_slice(verb_data);
+        seed_export::write("fq_statics", &statics);
         m
     }
 

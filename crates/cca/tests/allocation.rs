@@ -106,27 +106,20 @@ fn the_fuzzers_pattern_count_input() {
 }
 
 #[test]
-fn key_count_of_65535_with_no_entries() {
-    let parm = cat(&[
-        b"kl",         // 0 function code
-        &EMPTY,        // 2 rule-array length 2
-        &[0x00, 0x04], // 4 verb-data length 4
-        &[0xFF, 0xFF], // 6 count 65535, and no entry follows
-        &EMPTY,        // 8 key-block length 2
-    ]);
-    refused_within_bounds(&reply(0x0A, 0, 0, &parm), &Request::ListRetained);
-}
-
-#[test]
-fn registration_count_of_65535_with_no_entries() {
-    let parm = cat(&[
-        b"rg",         // 0 function code
-        &EMPTY,        // 2 rule-array length 2
-        &[0x00, 0x04], // 4 verb-data length 4
-        &[0xFF, 0xFF], // 6 count 65535, and no entry follows
-        &EMPTY,        // 8 key-block length 2
-    ]);
-    refused_within_bounds(&reply(0x0A, 0, 0, &parm), &Request::ListRegistrations);
+fn key_and_registration_counts_of_65535_with_no_entries() {
+    for (code, request) in [
+        (b"kl", Request::ListRetained),
+        (b"rg", Request::ListRegistrations),
+    ] {
+        let parm = cat(&[
+            code,          // 0 function code
+            &EMPTY,        // 2 rule-array length 2
+            &[0x00, 0x04], // 4 verb-data length 4
+            &[0xFF, 0xFF], // 6 count 65535, and no entry follows
+            &EMPTY,        // 8 key-block length 2
+        ]);
+        refused_within_bounds(&reply(0x0A, 0, 0, &parm), &request);
+    }
 }
 
 #[test]

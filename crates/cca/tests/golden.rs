@@ -56,6 +56,7 @@ fn golden_request(msg: &[u8]) -> Request {
 /// Decode a golden reply to `request`, check its header, re-encode it to the identical
 /// bytes, and return it for field-by-field checks.
 fn golden_reply(msg: &[u8], request: &Request) -> Reply {
+    seed_export::write("cprb_reply", msg);
     let header = Cprbx::decode(msg).expect("golden reply header decodes");
     assert_eq!(
         header.rpld_parml as usize,

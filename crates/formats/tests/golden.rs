@@ -81,6 +81,8 @@ fn public_key_token_with_certificate_section() {
     ]);
     assert_eq!(golden.len(), 880);
 
+    seed_export::write("pka_token", &golden);
+    seed_export::write("certificate", &golden[8 + 271..]);
     let token = PublicKeyToken::new(golden.clone()).unwrap();
     let view = PublicKeyTokenView::decode(&token).unwrap();
     assert_eq!(view.key.modulus(), &n[..]);
@@ -112,6 +114,7 @@ fn public_key_token_with_certificate_section() {
         &[0x1E, 0x00, 0x01, 0x17, 0, 0, 0, 0],
         &key_subsection(0x04, &n),
     ]);
+    seed_export::write("pka_token", &bare);
     let bare_view = PublicKeyTokenView::from_bytes(&bare).unwrap();
     assert!(bare_view.certificate.is_none());
     assert_eq!(bare_view.encode().unwrap().as_bytes(), &bare[..]);
@@ -139,6 +142,7 @@ fn certificate_with_information() -> Vec<u8> {
 fn certificate_section_with_information_subsection() {
     let golden = certificate_with_information();
     assert_eq!(golden.len(), 646);
+    seed_export::write("certificate", &golden);
     let cert = CertificateSection::decode(&Certificate::new(golden.clone()).unwrap()).unwrap();
     assert_eq!(cert.key.modulus(), &layout_modulus()[..]);
     assert_eq!(cert.info.user_data.as_deref(), Some(&b"HELLO"[..]));
@@ -166,6 +170,7 @@ fn certificate_with_cca_ids_decodes_but_is_not_verifiable_here() {
     assert_eq!(golden[sig_at], 0x45);
     golden[sig_at + 4] = 0x01; // hash id: SHA-1 (CCA's)
     golden[sig_at + 5] = 0x01; // format id: ISO 9796-1 (CCA's)
+    seed_export::write("certificate", &golden);
     let cert = CertificateSection::from_bytes(&golden).unwrap();
     assert_eq!(cert.signatures[0].hash_id, ids::HASH_SHA1);
     assert_eq!(cert.signatures[0].format_id, ids::FORMAT_ISO9796_1);
@@ -224,6 +229,7 @@ fn clone_info_token_in_the_clear() {
     let golden = clone_info_token(&sig);
     assert_eq!(golden.len(), 412);
     assert_eq!((golden.len() - 36) % 8, 0);
+    seed_export::write("clone_info", &golden);
 
     let decoded = SignedCloneInfo::decode(&golden).unwrap();
     let expected = sample_info(3);
@@ -263,6 +269,7 @@ fn sealed_share_container() {
         &encrypted,                // encrypted cloning information
     ]);
     assert_eq!(golden.len(), 750);
+    seed_export::write("sealed_share", &golden);
     let parts = SealedShareParts::decode(&SealedShare::new(golden.clone()).unwrap()).unwrap();
     assert_eq!(parts.header.target_eid, eid("TARGET.1"));
     assert_eq!(&parts.header.csr_fingerprint[..], &fingerprint[..]);

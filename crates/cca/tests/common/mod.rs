@@ -5,6 +5,10 @@
 
 #![allow(dead_code)]
 
+// Writes golden vectors out as fuzz seeds when MKCLONE_FUZZ_SEEDS is set.
+#[path = "../../../../fuzz/seed_export.rs"]
+pub mod seed_export;
+
 /// The usage domain every golden request names (APQN xx.000d).
 pub const DOMAIN: u16 = 0x000D;
 /// rpl_msgbl of every golden request: 12 KiB, the zcrypt default message limit.

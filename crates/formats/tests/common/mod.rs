@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+// Writes golden vectors out as fuzz seeds when MKCLONE_FUZZ_SEEDS is set.
+#[path = "../../../../fuzz/seed_export.rs"]
+pub mod seed_export;
+
 use std::sync::OnceLock;
 
 use mkclone_backend::{
