@@ -12,7 +12,7 @@ use mkclone_ceremony::{Ceremony, CeremonyError, Phase, PhaseReport, Role, phases
 
 use super::RunArgs;
 use super::console::{Console, Verbosity};
-use super::output::{Failure, pattern_table};
+use super::output::{Failure, pattern_table, print_json};
 use super::signals;
 use mkclone::config::Config;
 use mkclone::nodes::ConfiguredNodes;
@@ -49,8 +49,34 @@ fn print_carry(r: &PhaseReport) {
         return;
     }
     println!("\nNext, carry:");
-    for (file, to, why) in &r.carry {
-        println!("  {}  ->  {to}   ({why})", file.display());
+    for c in &r.carry {
+        println!("  {}  ->  {}   ({})", c.file.display(), c.to, c.why);
+    }
+}
+
+/// The `mkclone-phase` document of a phase command, `register-sa-hash` and
+/// `register-sa-key` (docs/JSON.md).
+#[derive(serde::Serialize)]
+struct PhaseDocument<'a> {
+    #[serde(flatten)]
+    report: &'a PhaseReport,
+    /// The target a per-target phase worked for.
+    target: Option<&'a str>,
+    /// Commands the operators may run next (e.g. erasing a finished target's files).
+    next: Vec<String>,
+    journal: String,
+    journal_hash: String,
+}
+
+impl<'a> PhaseDocument<'a> {
+    fn new(report: &'a PhaseReport, target: Option<&'a str>, ceremony: &Ceremony) -> Self {
+        Self {
+            report,
+            target,
+            next: Vec::new(),
+            journal: ceremony.layout.journal().display().to_string(),
+            journal_hash: ceremony.journal().head_hash(),
+        }
     }
 }
 
@@ -118,20 +144,19 @@ fn dry_run(
             "problems": problems,
             "access_controls": report.access,
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&doc).map_err(|e| Failure::failed(e.to_string()))?
-        );
+        print_json("dry-run", &doc)?;
         return if problems.is_empty() {
             Ok(())
         } else {
-            Err(Failure {
-                code: 4,
-                message: format!(
+            Err(Failure::with_code(
+                4,
+                "preflight",
+                format!(
                     "dry run found {} problem(s); nothing was changed",
                     problems.len()
                 ),
-            })
+            )
+            .documented())
         };
     }
     print_access_controls(&report.access);
@@ -152,14 +177,15 @@ fn dry_run(
         );
         return Ok(());
     }
-    Err(Failure {
-        code: 4,
-        message: format!(
+    Err(Failure::with_code(
+        4,
+        "preflight",
+        format!(
             "dry run found {} problem(s); nothing was changed:\n{}",
             problems.len(),
             mkclone::ceremony::Problems(problems)
         ),
-    })
+    ))
 }
 
 /// The "Audit access controls" task: per node, each point its steps need and whether its
@@ -318,9 +344,7 @@ pub fn clone(config_path: &Path, run: &RunArgs, args: &CloneArgs) -> Result<(), 
     console.finish();
     let summary = summary?;
     if args.json {
-        let text =
-            serde_json::to_string_pretty(&summary).map_err(|e| Failure::failed(e.to_string()))?;
-        println!("{text}");
+        print_json("clone", &summary)?;
     } else if let Some(wait) = &summary.waiting {
         println!("\n{}", dual_control_stop(config_path, run, &config, wait));
         println!("{}", journal_line(&ceremony));
@@ -337,18 +361,31 @@ pub fn clone(config_path: &Path, run: &RunArgs, args: &CloneArgs) -> Result<(), 
         );
     }
     match &summary.waiting {
-        Some(wait) => Err(Failure {
-            code: super::EXIT_DUAL_CONTROL,
-            message: format!(
-                "stopped for dual control: the SA key's registration waits for two people on {} \
-                 (the commands are above); then run the same command again to finish",
-                wait.pending
-                    .iter()
-                    .map(|p| p.node.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }),
+        Some(wait) => {
+            let failure = Failure::with_code(
+                super::EXIT_DUAL_CONTROL,
+                "dual-control",
+                format!(
+                    "stopped for dual control: the SA key's registration waits for two people on {} \
+                     (the commands are above); then run the same command again to finish",
+                    wait.pending
+                        .iter()
+                        .map(|p| p.node.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            let failure = failure.hint(
+                "two people run the register-sa-hash and register-sa-key commands for each node \
+                 waiting, comparing the SA key fingerprint in person; then run the same command again",
+            );
+            // Under --json the document's `waiting` says it all.
+            Err(if args.json {
+                failure.documented()
+            } else {
+                failure
+            })
+        }
         None => Ok(()),
     }
 }
@@ -429,6 +466,7 @@ pub fn phase(
     run: &RunArgs,
     replace_current: bool,
     fingerprint: Option<String>,
+    json: bool,
 ) -> Result<(), Failure> {
     let confirmation = fingerprint
         .map(phases::KeyConfirmation::Fingerprint)
@@ -453,7 +491,7 @@ pub fn phase(
             phases: vec![phase],
             targets: target.map(|t| vec![t.to_string()]).unwrap_or_default(),
         };
-        return dry_run(&config, scope, replace_current, false);
+        return dry_run(&config, scope, replace_current, json);
     }
     let lock = lock_existing_ceremony(&config)?;
     let mut nodes = ConfiguredNodes::new(&config);
@@ -475,6 +513,17 @@ pub fn phase(
         Phase::P3d => phases::phase3d(&mut ceremony, nodes.node(t)?, t)?,
         other => return Err(Failure::invalid(format!("{other} is not a phase command"))),
     };
+    let erase = format!(
+        "mkclone abort --config {} --target {t} --erase-files",
+        shell_word(&config_path.display().to_string())
+    );
+    if json {
+        let mut doc = PhaseDocument::new(&report, target, &ceremony);
+        if phase == Phase::P3d {
+            doc.next.push(erase);
+        }
+        return print_json("phase", &doc);
+    }
     print_report(&report);
     print_carry(&report);
     if phase == Phase::P3d {
@@ -495,6 +544,7 @@ pub fn register_sa(
     operator: &str,
     key: bool,
     sa_fingerprint: Option<&str>,
+    json: bool,
 ) -> Result<(), Failure> {
     let config = load_config(config_path, sa_fingerprint)?;
     rehearsal_banner(&config);
@@ -514,6 +564,9 @@ pub fn register_sa(
     } else {
         phases::register_sa_hash(&mut ceremony, backend, node, operator)?
     };
+    if json {
+        return print_json(command, &PhaseDocument::new(&report, None, &ceremony));
+    }
     print_report(&report);
     println!("\n{}", journal_line(&ceremony));
     Ok(())
@@ -524,6 +577,7 @@ pub fn abort(
     config_path: &Path,
     steps: &mkclone::ceremony::abort::AbortSteps,
     operator: Option<String>,
+    json: bool,
 ) -> Result<(), Failure> {
     let config = Config::load(config_path)?;
     rehearsal_banner(&config);
@@ -538,6 +592,24 @@ pub fn abort(
     }
     ceremony.set_interrupt_flag(signals::install()?);
     let report = mkclone::ceremony::abort::abort(&mut ceremony, &mut nodes, steps)?;
+    if json {
+        #[derive(serde::Serialize)]
+        struct AbortDocument<'a> {
+            steps: &'a mkclone::ceremony::abort::AbortSteps,
+            actions: &'a [mkclone_ceremony::PhaseAction],
+            journal: String,
+            journal_hash: String,
+        }
+        return print_json(
+            "abort",
+            &AbortDocument {
+                steps,
+                actions: &report.actions,
+                journal: ceremony.layout.journal().display().to_string(),
+                journal_hash: ceremony.journal().head_hash(),
+            },
+        );
+    }
     println!("abort:");
     for a in &report.actions {
         println!("  {a}");
@@ -547,7 +619,12 @@ pub fn abort(
 }
 
 /// `journal accept-loss`.
-pub fn accept_journal_loss(config_path: &Path, node: &str, operator: &str) -> Result<(), Failure> {
+pub fn accept_journal_loss(
+    config_path: &Path,
+    node: &str,
+    operator: &str,
+    json: bool,
+) -> Result<(), Failure> {
     if operator.trim().is_empty() {
         return Err(Failure::invalid(
             "--operator NAME: say who accepts the loss; it is recorded".to_string(),
@@ -558,7 +635,47 @@ pub fn accept_journal_loss(config_path: &Path, node: &str, operator: &str) -> Re
     let mut ceremony = Ceremony::open(&config.directory, config.plan.clone())?;
     ceremony.set_operator(Some(operator.to_string()))?;
     ceremony.set_run_start(run_start(&config, "journal accept-loss"));
-    let Some(accepted) = ceremony.accept_journal_loss(node)? else {
+    let accepted = ceremony.accept_journal_loss(node)?;
+    if json {
+        #[derive(serde::Serialize)]
+        struct LostRecord<'a> {
+            seq: u64,
+            phase: &'a str,
+            hash: &'a str,
+            named_by: &'a str,
+        }
+        #[derive(serde::Serialize)]
+        struct AcceptLossDocument<'a> {
+            node: &'a str,
+            operator: &'a str,
+            /// false: nothing to accept (the journal holds what the files name).
+            recorded: bool,
+            lost_records: Vec<LostRecord<'a>>,
+            journal: String,
+            journal_hash: String,
+        }
+        return print_json(
+            "journal-accept-loss",
+            &AcceptLossDocument {
+                node,
+                operator,
+                recorded: accepted.is_some(),
+                lost_records: accepted
+                    .iter()
+                    .flatten()
+                    .map(|(file, mark)| LostRecord {
+                        seq: mark.seq,
+                        phase: mark.phase.as_str(),
+                        hash: mark.hash.as_str(),
+                        named_by: file.as_str(),
+                    })
+                    .collect(),
+                journal: ceremony.layout.journal().display().to_string(),
+                journal_hash: ceremony.journal().head_hash(),
+            },
+        );
+    }
+    let Some(accepted) = accepted else {
         println!(
             "nothing to accept: the journal holds {node}'s records and every journal mark of {node} \
              the ceremony files name"

@@ -265,7 +265,7 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
                     }
                 };
                 KindPatterns {
-                    kind: kind.to_string(),
+                    kind: *kind,
                     current_before: match &before {
                         None => NOT_RECORDED.to_string(),
                         Some(reg) => {
@@ -398,7 +398,7 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
                 .find_map(TimelineEntry::done_at);
                 shares.push(ShareView {
                     target: t.name.clone(),
-                    kind: kind.to_string(),
+                    kind: *kind,
                     index: index.get(),
                     planned: true,
                     file: crate::dbs::bundle_name(&t.name, *kind, *index),
@@ -424,7 +424,7 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
             ));
             shares.push(ShareView {
                 target: b.target.clone(),
-                kind: b.kind.to_string(),
+                kind: b.kind,
                 index: b.index.get(),
                 planned: false,
                 file: file_name(path),
@@ -457,11 +457,11 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
             let confirmed = confirmation.map(|(_, p)| p.to_string());
             let confirmed_against = confirmation.map(|(a, _)| a.name().to_string());
             let current_equals_source = view
-                .and_then(|v| v.kinds.iter().find(|k| k.kind == kind.to_string()))
+                .and_then(|v| v.kinds.iter().find(|k| k.kind == *kind))
                 .and_then(|k| k.equals_source);
             set.push(SetView {
                 target: t.name.clone(),
-                kind: kind.to_string(),
+                kind: *kind,
                 set: done,
                 confirmed,
                 confirmed_against,
@@ -473,10 +473,8 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
     // What is missing, in ceremony order.
     for t in &plan.targets {
         for kind in &plan.kinds {
-            let of = |s: &&ShareView| s.planned && s.target == t.name && s.kind == kind.to_string();
-            let s = set
-                .iter()
-                .find(|s| s.target == t.name && s.kind == kind.to_string());
+            let of = |s: &&ShareView| s.planned && s.target == t.name && s.kind == *kind;
+            let s = set.iter().find(|s| s.target == t.name && s.kind == *kind);
             let was_set = s.is_some_and(|s| s.set.is_some());
             let equal_now = s.and_then(|s| s.current_equals_source);
             for share in shares.iter().filter(of) {
@@ -527,8 +525,6 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
     let journals: Vec<JournalView> = sources.into_iter().map(|s| s.view).collect();
     let runs = runs(&timeline, &journals);
     Ok(Report {
-        format: FORMAT,
-        version: VERSION,
         ceremony: plan.id.clone(),
         nonce,
         rehearsal,
@@ -686,7 +682,7 @@ pub(super) fn plan_view(plan: &Plan) -> PlanView {
         id: plan.id.clone(),
         m: plan.m_of_n.m(),
         n: plan.m_of_n.n(),
-        kinds: plan.kinds.iter().map(ToString::to_string).collect(),
+        kinds: plan.kinds.clone(),
         share_indices: plan.share_indices.iter().map(|i| i.get()).collect(),
         rsa_bits: plan.bits.bits(),
         rehearsal: plan.rehearsal,

@@ -38,8 +38,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use mkclone_backend::{
-    Certificate, CloneableKind, CurrentState, KeyRole, NewState, NodeStatus, PublicKeyToken,
-    RegisterStatus, VerificationPattern,
+    Certificate, CloneableKind, CurrentState, KeyRole, MasterKeyKind, NewState, NodeStatus,
+    PublicKeyToken, RegisterStatus, VerificationPattern,
 };
 use mkclone_formats::pka::{
     CertificateSection, PublicKeyTokenView, RsaPublicKey, registration_hash,
@@ -80,13 +80,13 @@ use nodes::*;
 use page::*;
 use timeline::*;
 
-/// `format` of the JSON report.
-pub const FORMAT: &str = "mkclone-ceremony-report";
-/// `version` of the JSON report. 2: timeline entries carry typed `action`, `note` and
-/// `outcome` instead of a raw `detail`. 3: `journals` (A, B, …) instead of `journal`,
-/// times as `{utc, local}`, record references as `{journal, seq}`, `runs`, `open_items`,
-/// `nonce`, `generated_by`, and each share's `file`.
-pub const VERSION: u32 = 3;
+/// `version` of the JSON report (`format` "mkclone-report", docs/JSON.md; the command
+/// line adds both). 2: timeline entries carry typed `action`, `note` and `outcome`
+/// instead of a raw `detail`. 3: `journals` (A, B, …) instead of `journal`, times as
+/// `{utc, local}`, record references as `{journal, seq}`, `runs`, `open_items`, `nonce`,
+/// `generated_by`, and each share's `file`. 4: `format` "mkclone-report" (was
+/// "mkclone-ceremony-report") with `mkclone`; master-key kinds spelled "sym", "asym".
+pub const VERSION: u32 = 4;
 
 /// Shown where the journal holds no `node-status` record of a node.
 pub const NOT_RECORDED: &str = "not recorded";

@@ -5,8 +5,6 @@ use super::*;
 /// Everything a ceremony report says.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    pub format: &'static str,
-    pub version: u32,
     pub ceremony: String,
     /// The ceremony nonce the journals carry (None: no journal record).
     pub nonce: Option<String>,
@@ -109,7 +107,7 @@ pub struct PlanView {
     pub id: String,
     pub m: u8,
     pub n: u8,
-    pub kinds: Vec<String>,
+    pub kinds: Vec<CloneableKind>,
     pub share_indices: Vec<u8>,
     pub rsa_bits: u16,
     pub rehearsal: bool,
@@ -189,7 +187,7 @@ pub struct RecordRef {
 /// "invalid" for CURRENT and OLD) and patterns ("SHA-1 0123…").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RegisterView {
-    pub kind: String,
+    pub kind: MasterKeyKind,
     pub new: String,
     pub current: String,
     pub old: String,
@@ -201,7 +199,7 @@ pub struct RegisterView {
 /// One planned master key of one node: CURRENT before → after, NEW and OLD after.
 #[derive(Debug, Clone, Serialize)]
 pub struct KindPatterns {
-    pub kind: String,
+    pub kind: CloneableKind,
     pub current_before: String,
     pub current_after: String,
     pub new_after: String,
@@ -245,7 +243,7 @@ pub struct SaRegistrationView {
 #[derive(Debug, Clone, Serialize)]
 pub struct ShareView {
     pub target: String,
-    pub kind: String,
+    pub kind: CloneableKind,
     pub index: u8,
     /// The plan names it.
     pub planned: bool,
@@ -270,7 +268,7 @@ impl ShareView {
 #[derive(Debug, Clone, Serialize)]
 pub struct SetView {
     pub target: String,
-    pub kind: String,
+    pub kind: CloneableKind,
     /// When a journal recorded SET (result ok).
     pub set: Option<At>,
     /// The NEW pattern confirmed equal to the source's before SET.

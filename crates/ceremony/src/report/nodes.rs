@@ -25,7 +25,7 @@ pub(super) fn current_state_name(s: CurrentState) -> &'static str {
 pub(super) fn register_view(r: &RegisterStatus) -> RegisterView {
     let texts = |list: &[VerificationPattern]| list.iter().map(ToString::to_string).collect();
     RegisterView {
-        kind: r.kind.name().to_string(),
+        kind: r.kind,
         new: new_state_name(r.new).into(),
         current: current_state_name(r.current).into(),
         old: current_state_name(r.old).into(),
@@ -48,10 +48,7 @@ pub(super) fn snapshot_of(st: &NodeStatus) -> Snapshot {
 }
 
 pub(super) fn register_of(s: &Snapshot, kind: CloneableKind) -> Option<RegisterView> {
-    s.registers
-        .iter()
-        .find(|r| r.kind.eq_ignore_ascii_case(kind.kind().name()))
-        .cloned()
+    s.registers.iter().find(|r| r.kind == kind.kind()).cloned()
 }
 
 pub(super) fn current_text(

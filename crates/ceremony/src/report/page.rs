@@ -222,18 +222,14 @@ fn register_rich(state: &str, patterns: &[String]) -> Rich {
 /// One register of `kind` in a snapshot; `none` when there is no snapshot.
 fn snapshot_register(
     s: Option<&Snapshot>,
-    kind: &str,
+    kind: CloneableKind,
     none: &str,
     field: impl Fn(&RegisterView) -> (&String, &Vec<String>),
 ) -> Rich {
     let Some(s) = s else {
         return vec![t(none)];
     };
-    match s
-        .registers
-        .iter()
-        .find(|r| r.kind.eq_ignore_ascii_case(kind))
-    {
+    match s.registers.iter().find(|r| r.kind == kind.kind()) {
         None => vec![t("not reported")],
         Some(r) => {
             let (state, patterns) = field(r);
@@ -407,7 +403,11 @@ fn plan_section(p: &PlanView) -> Section {
                 vec![t(format!(
                     "{}; m-of-n {} of {} (any {} shares rebuild a key); share indices {} for \
                      each target; RSA keys of {} bits",
-                    p.kinds.join(", "),
+                    p.kinds
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     p.m,
                     p.n,
                     p.m,
@@ -486,21 +486,21 @@ fn nodes_section(r: &Report, rec: &dyn Fn(&str, u64) -> String) -> Section {
     for n in &r.nodes {
         for k in &n.kinds {
             let current = |s: Option<&Snapshot>, none: &str| {
-                snapshot_register(s, &k.kind, none, |r| (&r.current, &r.current_patterns))
+                snapshot_register(s, k.kind, none, |r| (&r.current, &r.current_patterns))
             };
-            let mut new_old = snapshot_register(n.after.as_ref(), &k.kind, "not read", |r| {
+            let mut new_old = snapshot_register(n.after.as_ref(), k.kind, "not read", |r| {
                 (&r.new, &r.new_patterns)
             });
             new_old.push(t(" / "));
             new_old.extend(snapshot_register(
                 n.after.as_ref(),
-                &k.kind,
+                k.kind,
                 "not read",
                 |r| (&r.old, &r.old_patterns),
             ));
             rows.push(Row::Cells(vec![
                 vec![m(&n.name)],
-                vec![t(&k.kind)],
+                vec![t(k.kind.to_string())],
                 current(n.before.as_ref(), NOT_RECORDED),
                 current(n.after.as_ref(), "not read"),
                 new_old,
@@ -629,7 +629,7 @@ fn shares_section(r: &Report, rec: &dyn Fn(&str, u64) -> String) -> Section {
             }
             Row::Cells(vec![
                 vec![m(&s.target)],
-                vec![t(&s.kind)],
+                vec![t(s.kind.to_string())],
                 vec![t(shares
                     .iter()
                     .map(|x| x.index.to_string())
