@@ -136,15 +136,28 @@ fn dry_run(
     );
     let problems = report.problems;
     if json {
-        let doc = serde_json::json!({
-            "dry_run": true,
-            "phases": scope.phases,
-            "targets": scope.targets,
-            "changed": false,
-            "problems": problems,
-            "access_controls": report.access,
-        });
-        print_json("dry-run", &doc)?;
+        /// The `mkclone-dry-run` document.
+        #[derive(serde::Serialize)]
+        struct DryRunDocument<'a> {
+            dry_run: bool,
+            phases: &'a [Phase],
+            targets: &'a [String],
+            /// Always false: a dry run changes nothing.
+            changed: bool,
+            problems: &'a [mkclone_ceremony::Problem],
+            access_controls: &'a [dry_run::NodeAccess],
+        }
+        print_json(
+            "dry-run",
+            &DryRunDocument {
+                dry_run: true,
+                phases: &scope.phases,
+                targets: &scope.targets,
+                changed: false,
+                problems: &problems,
+                access_controls: &report.access,
+            },
+        )?;
         return if problems.is_empty() {
             Ok(())
         } else {

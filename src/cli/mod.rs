@@ -587,3 +587,54 @@ pub fn report_usage_error(error: &clap::Error) {
     }
     let _ = output::print_json("error", &output::ErrorDocument::from(&failure));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command of the tree, its words joined by '-' ("master-key-random").
+    fn leaves(command: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        let subcommands: Vec<&clap::Command> = command
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .collect();
+        if subcommands.is_empty() {
+            out.push((path.to_string(), command.clone()));
+        }
+        for c in subcommands {
+            let name = if path.is_empty() {
+                c.get_name().to_string()
+            } else {
+                format!("{path}-{}", c.get_name())
+            };
+            leaves(c, &name, out);
+        }
+    }
+
+    /// `--json` reaches every command (a global flag), and a command added later gets it
+    /// too; tests/json.rs runs each of them with it.
+    #[test]
+    fn every_command_takes_json() {
+        let mut cli = Cli::command();
+        cli.build();
+        let mut all = Vec::new();
+        leaves(&cli, "", &mut all);
+        assert!(all.len() > 15, "{}", all.len());
+        for (name, command) in all {
+            assert!(
+                command
+                    .get_arguments()
+                    .any(|a| a.get_long() == Some("json")),
+                "{name} has no --json"
+            );
+            // A dry run, where a command has one, is JSON too (tests/json.rs).
+            if command
+                .get_arguments()
+                .any(|a| a.get_long() == Some("dry-run"))
+            {
+                assert!(name == "clone" || name.starts_with("phase"), "{name}");
+            }
+        }
+    }
+}

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use mkclone_backend::CloneableKind;
 use mkclone_ceremony::dbs::{Layout, bundle_name};
-use mkclone_ceremony::{Plan, PlanNode};
+use mkclone_ceremony::{Plan, PlanNode, Role};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -35,7 +35,8 @@ pub struct Task {
 /// A node of the plan (name, EID, pinned serial) as the worksheet lists it.
 #[derive(Serialize, Debug)]
 pub struct NodeLine {
-    pub role: &'static str,
+    /// "sa", "source", "target".
+    pub role: Role,
     pub device: String,
     #[serde(flatten)]
     pub node: PlanNode,
@@ -47,7 +48,7 @@ impl NodeLine {
     /// The cells of the node's row, as [`Self::HEADER`] names them.
     fn cells(&self) -> [String; 5] {
         [
-            self.role.to_string(),
+            self.role.name().to_string(),
             self.node.name.clone(),
             self.node.eid.to_string().trim_end().to_string(),
             self.node
@@ -226,13 +227,16 @@ pub fn build(config: &Config, text: &[u8]) -> Worksheet {
             .map(|n| n.backend.device())
             .unwrap_or_default()
     };
-    let node_line = |role: &'static str, n: &PlanNode| NodeLine {
+    let node_line = |role: Role, n: &PlanNode| NodeLine {
         role,
         device: device(&n.name),
         node: n.clone(),
     };
-    let mut nodes = vec![node_line("SA", &plan.sa), node_line("source", &plan.source)];
-    nodes.extend(plan.targets.iter().map(|t| node_line("target", t)));
+    let mut nodes = vec![
+        node_line(Role::Sa, &plan.sa),
+        node_line(Role::Source, &plan.source),
+    ];
+    nodes.extend(plan.targets.iter().map(|t| node_line(Role::Target, t)));
     let layout = Layout::new("");
     let targets = plan
         .targets

@@ -154,11 +154,7 @@ fn a_finished_ceremony_report_names_every_node_share_and_set() {
         assert_eq!(s.current_after, src);
         assert_eq!(s.mark, "source");
         for t in ["target1", "target2"] {
-            let k = node(&r, t)
-                .kinds
-                .iter()
-                .find(|k| k.kind == kind)
-                .unwrap();
+            let k = node(&r, t).kinds.iter().find(|k| k.kind == kind).unwrap();
             assert_eq!(k.current_before, "empty", "{t} {kind}");
             assert_eq!(k.current_after, src, "{t} {kind}");
             assert_eq!(k.new_after, "empty");

@@ -187,11 +187,15 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
     };
 
     // Nodes.
-    let mut names: Vec<(&str, &'static str, &PlanNode)> = vec![
-        (plan.sa.name.as_str(), "SA", &plan.sa),
-        (plan.source.name.as_str(), "source", &plan.source),
+    let mut names: Vec<(&str, Role, &PlanNode)> = vec![
+        (plan.sa.name.as_str(), Role::Sa, &plan.sa),
+        (plan.source.name.as_str(), Role::Source, &plan.source),
     ];
-    names.extend(plan.targets.iter().map(|t| (t.name.as_str(), "target", t)));
+    names.extend(
+        plan.targets
+            .iter()
+            .map(|t| (t.name.as_str(), Role::Target, t)),
+    );
     let mut node_views: Vec<NodeView> = Vec::new();
     for (name, role, planned) in names {
         if let Some(v) = node_views.iter_mut().find(|v| v.name == name) {
@@ -238,8 +242,8 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
         });
     }
     for v in &mut node_views {
-        let is_target = v.roles.contains(&"target");
-        let is_source = v.roles.contains(&"source");
+        let is_target = v.roles.contains(&Role::Target);
+        let is_source = v.roles.contains(&Role::Source);
         v.kinds = plan
             .kinds
             .iter()

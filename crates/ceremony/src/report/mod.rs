@@ -54,6 +54,7 @@ use crate::event::{Action, Entry, Note, Outcome, RunStart, StepResult};
 use crate::failure::CeremonyError;
 use crate::journal::{self, GENESIS_PREV, Record};
 use crate::marks::Chain;
+use crate::phase::Role;
 use crate::plan::{Plan, PlanNode};
 
 mod build;

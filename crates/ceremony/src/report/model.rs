@@ -143,8 +143,8 @@ impl From<&PlanNode> for PlanNodeView {
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeView {
     pub name: String,
-    /// "SA", "source", "target".
-    pub roles: Vec<&'static str>,
+    /// "sa", "source", "target" (as every JSON document spells a node's role).
+    pub roles: Vec<Role>,
     pub planned_eid: String,
     /// The serial number the plan pins, if any.
     pub pinned_serial: Option<String>,
@@ -213,8 +213,8 @@ pub struct KindPatterns {
 /// A key of the ceremony as its file holds it.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyView {
-    /// "SA", "CSS", "CSR".
-    pub role: &'static str,
+    /// "sa", "css", "csr" (as every JSON document spells a key's role).
+    pub role: KeyRole,
     pub node: String,
     pub file: String,
     /// What the file says, in words.

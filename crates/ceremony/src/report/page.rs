@@ -464,7 +464,12 @@ fn nodes_section(r: &Report, rec: &dyn Fn(&str, u64) -> String) -> Section {
             }
             vec![
                 vec![m(&n.name)],
-                vec![t(n.roles.join(", "))],
+                vec![t(n
+                    .roles
+                    .iter()
+                    .map(|r| r.name())
+                    .collect::<Vec<_>>()
+                    .join(", "))],
                 vec![t(&n.status)],
                 mono_or_dash(n.serial.as_deref()),
                 mono_or_dash(n.pinned_serial.as_deref()),
@@ -544,7 +549,12 @@ fn keys_section(r: &Report, rec: &dyn Fn(&str, u64) -> String) -> Section {
             if let Some(f) = &k.fingerprint {
                 state.extend([t("; fingerprint "), m(f)]);
             }
-            vec![vec![t(k.role)], vec![m(&k.node)], vec![m(&k.file)], state]
+            vec![
+                vec![t(k.role.name())],
+                vec![m(&k.node)],
+                vec![m(&k.file)],
+                state,
+            ]
         },
     )];
     blocks.push(Block::Subheading(
