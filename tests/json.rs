@@ -55,6 +55,7 @@ fn check_envelope(doc: &Value, format: &str) {
 #[derive(Default)]
 struct Runner {
     ran: BTreeSet<String>,
+    formats: BTreeSet<String>,
 }
 
 impl Runner {
@@ -76,6 +77,7 @@ impl Runner {
             [] => panic!("no command in {args:?}"),
         };
         self.ran.insert(name);
+        self.formats.insert(format.to_string());
         let mut all = args.to_vec();
         all.push("--json");
         let out = mkclone(&all);
@@ -355,6 +357,15 @@ fn every_command_prints_one_json_document() {
         missing.is_empty(),
         "commands without a JSON case here (add one, and its example to docs/JSON.md): {missing:?}"
     );
+    // docs/JSON.md shows an example of every document.
+    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/JSON.md"))
+        .unwrap();
+    for format in &r.formats {
+        assert!(
+            docs.contains(&format!("\"format\": \"{format}\"")),
+            "docs/JSON.md has no example of {format}"
+        );
+    }
 }
 
 #[test]
