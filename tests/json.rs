@@ -131,6 +131,20 @@ fn action<'a>(doc: &'a Value, action: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {action} in {doc:#}"))
 }
 
+/// `journal accept-loss` of node sa by `who`.
+fn accept_loss<'a>(config: &'a str, who: &'a str) -> [&'a str; 8] {
+    [
+        "journal",
+        "accept-loss",
+        "--config",
+        config,
+        "--node",
+        "sa",
+        "--operator",
+        who,
+    ]
+}
+
 /// Actions are objects with a name, never prose strings; carry lines likewise.
 #[track_caller]
 fn check_structured(phase: &Value) {
@@ -283,16 +297,7 @@ fn every_command_prints_one_json_document() {
         "{doc:#}"
     );
     let doc = r.run(
-        &[
-            "journal",
-            "accept-loss",
-            "--config",
-            c,
-            "--node",
-            "sa",
-            "--operator",
-            "alice",
-        ],
+        &accept_loss(c, "alice"),
         &[0],
         "mkclone-journal-accept-loss",
     );
@@ -458,26 +463,9 @@ fn failures_are_one_error_document_with_the_exit_code() {
         &["worksheet", "--config", n],
         &["abort", "--config", n, "--erase-files"],
         &["sim", "init", "--config", n],
-        &[
-            "register-sa-hash",
-            "--config",
-            n,
-            "--node",
-            "source",
-            "--operator",
-            "a",
-        ],
+        &register("register-sa-hash", n, "source", "a"),
         &["master-key", "random", "--config", n, "--node", "source"],
-        &[
-            "journal",
-            "accept-loss",
-            "--config",
-            n,
-            "--node",
-            "sa",
-            "--operator",
-            "a",
-        ],
+        &accept_loss(n, "a"),
     ] {
         let doc = error_of(args, 3, "config-unreadable");
         assert!(doc["message"].as_str().unwrap().contains("nowhere.toml"));

@@ -128,7 +128,7 @@ fn under_dual_control_one_person_requests_and_another_runs_it() {
         "{json}"
     );
     assert_eq!(
-        json["current_patterns"][0]["pattern"],
+        json["current_patterns"][0]["bytes"],
         registers(&c, 0)["current_patterns"][0]["bytes"],
         "{json}"
     );

@@ -55,7 +55,7 @@ pub struct Cli {
     pub verbose: u8,
     /// Print the result as one JSON document on standard output (docs/JSON.md), also on
     /// failure (format mkclone-error); human text goes to standard error. Before or
-    /// after the command: `mkclone --json status …` = `mkclone status … --json`.
+    /// after the command (`mkclone --json status` = `mkclone status --json`).
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]

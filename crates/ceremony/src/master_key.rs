@@ -33,7 +33,7 @@ use crate::ceremony::{Ceremony, Done, PhaseReport};
 use crate::event::{Action, Entry, Note};
 use crate::failure::{CeremonyError, Result};
 use crate::phase::Phase;
-use crate::phase_action::PhaseAction;
+use crate::phase_action::{PhaseAction, kinds_text};
 
 /// What `master-key random` is asked to do.
 #[derive(Clone, Debug)]
@@ -165,14 +165,6 @@ fn would_replace(node: &str, kind: CloneableKind, current: &VerificationPattern)
              --replace-current only if that is intended"
         ),
     }
-}
-
-fn kinds_text(kinds: &[CloneableKind]) -> String {
-    kinds
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(" and ")
 }
 
 /// Make, resume or run the request of `request` on `backend`; see the module's

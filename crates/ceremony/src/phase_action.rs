@@ -200,7 +200,7 @@ pub enum PhaseAction {
 }
 
 /// "SYM and ASYM".
-fn kinds_text(kinds: &[CloneableKind]) -> String {
+pub(crate) fn kinds_text(kinds: &[CloneableKind]) -> String {
     kinds
         .iter()
         .map(ToString::to_string)

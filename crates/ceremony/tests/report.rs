@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use mkclone_backend::{Backend, CloneableKind, CurrentState, NodeStatus};
+use mkclone_backend::{Backend, CloneableKind, CurrentState, KeyRole, NodeStatus};
 use mkclone_ceremony::dbs::{Layout, SA_DB_FORMAT, SaDb, read_optional};
 use mkclone_ceremony::event::RunStart;
 use mkclone_ceremony::journal::{Journal, Kind, Record};
@@ -189,9 +189,9 @@ fn a_finished_ceremony_report_names_every_node_share_and_set() {
         .unwrap()
         .unwrap();
     assert_eq!(r.sa_fingerprint, Some(sa_db.sa_hash.fingerprint()));
-    let roles: Vec<&str> = r.keys.iter().map(|k| k.role).collect();
+    let roles: Vec<&str> = r.keys.iter().map(|k| k.role.name()).collect();
     assert_eq!(roles, ["SA", "CSS", "CSR", "CSR"]);
-    for k in r.keys.iter().filter(|k| k.role != "SA") {
+    for k in r.keys.iter().filter(|k| k.role != KeyRole::Sa) {
         assert!(k.certified && k.verified == Some(true), "{k:?}");
         assert!(k.fingerprint.is_some());
     }
@@ -608,7 +608,7 @@ fn files_erased_by_the_clean_up_are_recorded_not_missing() {
     let r = report_now();
     assert!(r.aborted.is_some());
     assert!(r.complete, "{:?}", r.missing);
-    let csr = r.keys.iter().find(|k| k.role == "CSR").unwrap();
+    let csr = r.keys.iter().find(|k| k.role == KeyRole::Csr).unwrap();
     assert!(csr.state.starts_with("erased (record "), "{csr:?}");
     for s in &r.shares {
         assert!(s.bundle.starts_with("erased (record "), "{s:?}");

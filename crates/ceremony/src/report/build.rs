@@ -251,7 +251,7 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
                 let before = v.before.as_ref().map(|s| register_of(s, *kind));
                 let after = v.after.as_ref().map(|s| register_of(s, *kind));
                 let equals_source = match (&after, is_target && !is_source) {
-                    (Some(Some(reg)), true) if reg.current == "valid" => v
+                    (Some(Some(reg)), true) if reg.current == CurrentState::Valid => v
                         .after
                         .as_ref()
                         .and_then(|s| s.status.as_ref())
@@ -272,15 +272,11 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
                     kind: *kind,
                     current_before: match &before {
                         None => NOT_RECORDED.to_string(),
-                        Some(reg) => {
-                            current_text(reg.as_ref(), |r| (&r.current, &r.current_patterns))
-                        }
+                        Some(reg) => current_text(reg.as_ref(), Register::Current),
                     },
                     current_after: match &after {
                         None => "not read".to_string(),
-                        Some(reg) => {
-                            current_text(reg.as_ref(), |r| (&r.current, &r.current_patterns))
-                        }
+                        Some(reg) => current_text(reg.as_ref(), Register::Current),
                     },
                     new_after: match &after {
                         None => "not read".to_string(),
@@ -288,7 +284,7 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
                     },
                     old_after: match &after {
                         None => "not read".to_string(),
-                        Some(reg) => current_text(reg.as_ref(), |r| (&r.old, &r.old_patterns)),
+                        Some(reg) => current_text(reg.as_ref(), Register::Old),
                     },
                     equals_source,
                     mark,

@@ -38,8 +38,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use mkclone_backend::{
-    Certificate, CloneableKind, CurrentState, KeyRole, MasterKeyKind, NewState, NodeStatus,
-    PublicKeyToken, RegisterStatus, VerificationPattern,
+    Certificate, CloneableKind, CurrentState, KeyRole, NewState, NodeStatus, PublicKeyToken,
+    RegisterStatus, VerificationPattern,
 };
 use mkclone_formats::pka::{
     CertificateSection, PublicKeyTokenView, RsaPublicKey, registration_hash,
@@ -86,7 +86,8 @@ use timeline::*;
 /// instead of a raw `detail`. 3: `journals` (A, B, …) instead of `journal`, times as
 /// `{utc, local}`, record references as `{journal, seq}`, `runs`, `open_items`, `nonce`,
 /// `generated_by`, and each share's `file`. 4: `format` "mkclone-report" (was
-/// "mkclone-ceremony-report") with `mkclone`; master-key kinds spelled "sym", "asym".
+/// "mkclone-ceremony-report") with `mkclone`; master-key kinds spelled "sym", "asym",
+/// roles "sa", "css", "csr"; snapshot registers as `status` gives them.
 pub const VERSION: u32 = 4;
 
 /// Shown where the journal holds no `node-status` record of a node.

@@ -170,8 +170,9 @@ pub struct Snapshot {
     pub phase: Option<String>,
     pub serial: Option<String>,
     pub eid: Option<String>,
-    pub registers: Vec<RegisterView>,
-    /// The status it was made from, for comparisons (its text is in `registers`).
+    /// As `status` gives them (docs/JSON.md: one spelling; the page words them).
+    pub registers: Vec<RegisterStatus>,
+    /// The status it was made from, for comparisons.
     #[serde(skip)]
     pub(super) status: Option<NodeStatus>,
 }
@@ -181,19 +182,6 @@ pub struct Snapshot {
 pub struct RecordRef {
     pub journal: String,
     pub seq: u64,
-}
-
-/// One master key's registers: states ("empty", "partial", "full" for NEW; "valid",
-/// "invalid" for CURRENT and OLD) and patterns ("SHA-1 0123…").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RegisterView {
-    pub kind: MasterKeyKind,
-    pub new: String,
-    pub current: String,
-    pub old: String,
-    pub new_patterns: Vec<String>,
-    pub current_patterns: Vec<String>,
-    pub old_patterns: Vec<String>,
 }
 
 /// One planned master key of one node: CURRENT before → after, NEW and OLD after.

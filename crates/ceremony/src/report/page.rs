@@ -224,7 +224,7 @@ fn snapshot_register(
     s: Option<&Snapshot>,
     kind: CloneableKind,
     none: &str,
-    field: impl Fn(&RegisterView) -> (&String, &Vec<String>),
+    which: Register,
 ) -> Rich {
     let Some(s) = s else {
         return vec![t(none)];
@@ -232,8 +232,8 @@ fn snapshot_register(
     match s.registers.iter().find(|r| r.kind == kind.kind()) {
         None => vec![t("not reported")],
         Some(r) => {
-            let (state, patterns) = field(r);
-            register_rich(state, patterns)
+            let (state, patterns) = register_texts(r, which);
+            register_rich(state, &patterns)
         }
     }
 }
@@ -491,17 +491,16 @@ fn nodes_section(r: &Report, rec: &dyn Fn(&str, u64) -> String) -> Section {
     for n in &r.nodes {
         for k in &n.kinds {
             let current = |s: Option<&Snapshot>, none: &str| {
-                snapshot_register(s, k.kind, none, |r| (&r.current, &r.current_patterns))
+                snapshot_register(s, k.kind, none, Register::Current)
             };
-            let mut new_old = snapshot_register(n.after.as_ref(), k.kind, "not read", |r| {
-                (&r.new, &r.new_patterns)
-            });
+            let mut new_old =
+                snapshot_register(n.after.as_ref(), k.kind, "not read", Register::New);
             new_old.push(t(" / "));
             new_old.extend(snapshot_register(
                 n.after.as_ref(),
                 k.kind,
                 "not read",
-                |r| (&r.old, &r.old_patterns),
+                Register::Old,
             ));
             rows.push(Row::Cells(vec![
                 vec![m(&n.name)],
