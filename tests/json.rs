@@ -331,6 +331,18 @@ fn every_command_prints_one_json_document() {
     sim_init(&cfg);
     let d = cfg.to_str().unwrap();
     let doc = r.run(&["clone", "--config", d], &[7], "mkclone-clone");
+    let next: Vec<&str> = doc["next"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(next.len(), 4, "{doc:#}");
+    assert!(
+        next[0].starts_with("mkclone register-sa-hash --config ")
+            && next[0].contains("--node source --operator NAME --sa-fingerprint"),
+        "{next:?}"
+    );
     let anchor = doc["waiting"]["sa_fingerprint"]
         .as_str()
         .unwrap()

@@ -357,7 +357,26 @@ pub fn clone(config_path: &Path, run: &RunArgs, args: &CloneArgs) -> Result<(), 
     console.finish();
     let summary = summary?;
     if args.json {
-        print_json("clone", &summary)?;
+        /// The `mkclone-clone` document: the summary, and under dual control the
+        /// registration commands two people run (`next`), then `clone` again.
+        #[derive(serde::Serialize)]
+        struct CloneDocument<'a> {
+            #[serde(flatten)]
+            summary: &'a run::CloneSummary,
+            next: Vec<String>,
+        }
+        let next = summary
+            .waiting
+            .as_ref()
+            .map(|w| dual_control_commands(config_path, run, &config, w))
+            .unwrap_or_default();
+        print_json(
+            "clone",
+            &CloneDocument {
+                summary: &summary,
+                next,
+            },
+        )?;
     } else if let Some(wait) = &summary.waiting {
         println!("\n{}", dual_control_stop(config_path, run, &config, wait));
         println!("{}", journal_line(&ceremony));
@@ -403,6 +422,46 @@ pub fn clone(config_path: &Path, run: &RunArgs, args: &CloneArgs) -> Result<(), 
     }
 }
 
+/// `mkclone STEP --config … --node NODE --operator WHO [--sa-fingerprint …]`: a
+/// registration command of a dual-control stop (the anchor unless the configuration file
+/// pins it).
+fn register_command(
+    config_path: &Path,
+    run: &RunArgs,
+    config: &Config,
+    wait: &run::DualControlWait,
+) -> impl Fn(&str, &str, &str) -> String {
+    let config_arg = shell_word(&config_path.display().to_string());
+    let anchor = if run.sa_fingerprint.is_some() || config.plan.sa_fingerprint.is_none() {
+        format!(" --sa-fingerprint \"{}\"", wait.sa_fingerprint)
+    } else {
+        String::new()
+    };
+    move |step: &str, node: &str, who: &str| {
+        format!("mkclone {step} --config {config_arg} --node {node} --operator {who}{anchor}")
+    }
+}
+
+/// The commands of a dual-control stop in order (`next` of the `mkclone-clone` document):
+/// per node waiting, register-sa-hash (unless registered) by NAME, then register-sa-key by
+/// OTHER-NAME, then the same `clone` again.
+fn dual_control_commands(
+    config_path: &Path,
+    run: &RunArgs,
+    config: &Config,
+    wait: &run::DualControlWait,
+) -> Vec<String> {
+    let command = register_command(config_path, run, config, wait);
+    let mut out = Vec::new();
+    for p in &wait.pending {
+        if !p.hash_registered {
+            out.push(command("register-sa-hash", &p.node, "NAME"));
+        }
+        out.push(command("register-sa-key", &p.node, "OTHER-NAME"));
+    }
+    out
+}
+
 /// What the operators do when a dual-control `clone` stops: for each node still missing
 /// the SA key's registration, the exact commands, and the fingerprint to compare.
 fn dual_control_stop(
@@ -411,16 +470,7 @@ fn dual_control_stop(
     config: &Config,
     wait: &run::DualControlWait,
 ) -> String {
-    let config_arg = shell_word(&config_path.display().to_string());
-    // The register commands need the anchor unless the configuration file pins it.
-    let anchor = if run.sa_fingerprint.is_some() || config.plan.sa_fingerprint.is_none() {
-        format!(" --sa-fingerprint \"{}\"", wait.sa_fingerprint)
-    } else {
-        String::new()
-    };
-    let command = |step: &str, node: &str, who: &str| {
-        format!("mkclone {step} --config {config_arg} --node {node} --operator {who}{anchor}")
-    };
+    let command = register_command(config_path, run, config, wait);
     let mut out = String::from(
         "Dual control: every phase one person may run is done. Before any share leaves the source, \
          the SA public key must be registered on each node below by two people: one registers its \
