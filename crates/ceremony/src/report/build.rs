@@ -232,7 +232,7 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
             name: name.to_string(),
             roles: vec![role],
             planned_eid: planned.eid.to_string(),
-            pinned_serial: planned.expect_serial.as_ref().map(ToString::to_string),
+            expect_serial: planned.expect_serial.as_ref().map(ToString::to_string),
             status,
             serial,
             eid,
@@ -295,7 +295,7 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
 
     // Identity pinning.
     for v in &node_views {
-        if let (Some(pinned), Some(after)) = (&v.pinned_serial, &v.after)
+        if let (Some(pinned), Some(after)) = (&v.expect_serial, &v.after)
             && after.serial.as_deref() != Some(pinned.as_str())
         {
             missing.push(format!(
@@ -687,9 +687,9 @@ pub(super) fn plan_view(plan: &Plan) -> PlanView {
         rsa_bits: plan.bits.bits(),
         rehearsal: plan.rehearsal,
         dual_control: plan.dual_control,
-        sa: (&plan.sa).into(),
-        source: (&plan.source).into(),
-        targets: plan.targets.iter().map(Into::into).collect(),
+        sa: plan.sa.clone(),
+        source: plan.source.clone(),
+        targets: plan.targets.clone(),
         sa_label: plan.sa_label().to_string(),
         css_label: plan.css_label().to_string(),
         csr_label: plan.csr_label().to_string(),

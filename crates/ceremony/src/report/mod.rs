@@ -87,7 +87,8 @@ use timeline::*;
 /// `{utc, local}`, record references as `{journal, seq}`, `runs`, `open_items`, `nonce`,
 /// `generated_by`, and each share's `file`. 4: `format` "mkclone-report" (was
 /// "mkclone-ceremony-report") with `mkclone`; master-key kinds spelled "sym", "asym",
-/// roles "sa", "css", "csr"; snapshot registers as `status` gives them.
+/// roles "sa", "css", "csr"; snapshot registers as `status` gives them; `expect_serial`
+/// (the plan's nodes as the plan gives them) instead of `pinned_serial`.
 pub const VERSION: u32 = 4;
 
 /// Shown where the journal holds no `node-status` record of a node.

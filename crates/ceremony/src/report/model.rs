@@ -113,30 +113,14 @@ pub struct PlanView {
     pub rehearsal: bool,
     /// The SA key is registered on each node by two named operators (hash, then key).
     pub dual_control: bool,
-    pub sa: PlanNodeView,
-    pub source: PlanNodeView,
-    pub targets: Vec<PlanNodeView>,
+    /// The plan's nodes as the plan (and the worksheet) gives them: `name`, `eid`,
+    /// `expect_serial` (docs/JSON.md: one spelling).
+    pub sa: PlanNode,
+    pub source: PlanNode,
+    pub targets: Vec<PlanNode>,
     pub sa_label: String,
     pub css_label: String,
     pub csr_label: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PlanNodeView {
-    pub name: String,
-    pub eid: String,
-    /// The serial number the node must report (identity pinning).
-    pub pinned_serial: Option<String>,
-}
-
-impl From<&PlanNode> for PlanNodeView {
-    fn from(n: &PlanNode) -> Self {
-        Self {
-            name: n.name.clone(),
-            eid: n.eid.to_string(),
-            pinned_serial: n.expect_serial.as_ref().map(ToString::to_string),
-        }
-    }
 }
 
 /// One node of the plan.
@@ -147,7 +131,7 @@ pub struct NodeView {
     pub roles: Vec<Role>,
     pub planned_eid: String,
     /// The serial number the plan pins, if any.
-    pub pinned_serial: Option<String>,
+    pub expect_serial: Option<String>,
     /// "read", "unavailable: <reason>" or "not read".
     pub status: String,
     /// From the status read now, else from the journal's first `node-status` record.

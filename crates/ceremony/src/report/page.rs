@@ -376,13 +376,18 @@ pub(super) fn page(r: &Report) -> Page {
 
 fn plan_section(p: &PlanView) -> Section {
     let mut nodes = Vec::new();
-    let mut node = |role: &str, n: &PlanNodeView| {
+    let mut node = |role: &str, n: &PlanNode| {
         if !nodes.is_empty() {
             nodes.push(t("; "));
         }
-        nodes.extend([t(format!("{role} ")), m(&n.name), t(" (EID "), m(&n.eid)]);
-        if let Some(serial) = &n.pinned_serial {
-            nodes.extend([t(", serial "), m(serial), t(" pinned")]);
+        nodes.extend([
+            t(format!("{role} ")),
+            m(&n.name),
+            t(" (EID "),
+            m(n.eid.to_string()),
+        ]);
+        if let Some(serial) = &n.expect_serial {
+            nodes.extend([t(", serial "), m(serial.to_string()), t(" pinned")]);
         }
         nodes.push(t(")"));
     };
@@ -472,7 +477,7 @@ fn nodes_section(r: &Report, rec: &dyn Fn(&str, u64) -> String) -> Section {
                     .join(", "))],
                 vec![t(&n.status)],
                 mono_or_dash(n.serial.as_deref()),
-                mono_or_dash(n.pinned_serial.as_deref()),
+                mono_or_dash(n.expect_serial.as_deref()),
                 eid,
                 match n.before.as_ref().and_then(|b| b.record.as_ref()) {
                     Some(at) => vec![
