@@ -69,7 +69,8 @@ pub struct LibraryVersion {
 
 impl fmt::Display for LibraryVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.major, self.minor)
+        let Self { major, minor } = self;
+        write!(f, "{major}.{minor}")
     }
 }
 
@@ -99,23 +100,16 @@ pub struct Pkcs11Uri {
 /// Attributes of a `pkcs11:` URI beyond the label and serial that describe a token, its
 /// slot and its module: in a node's configuration, each one given must match.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+// Every attribute is optional: one left out matches any token.
+#[serde(deny_unknown_fields, default)]
 pub struct TokenMatch {
-    #[serde(default)]
     pub manufacturer: Option<String>,
-    #[serde(default)]
     pub model: Option<String>,
-    #[serde(default)]
     pub slot_id: Option<u64>,
-    #[serde(default)]
     pub slot_description: Option<String>,
-    #[serde(default)]
     pub slot_manufacturer: Option<String>,
-    #[serde(default)]
     pub library_manufacturer: Option<String>,
-    #[serde(default)]
     pub library_description: Option<String>,
-    #[serde(default)]
     pub library_version: Option<LibraryVersion>,
 }
 
@@ -644,35 +638,25 @@ mod tests {
         for (uri, expected) in cases {
             assert_eq!(Pkcs11Uri::parse(uri), Err(expected), "{uri}");
         }
-        for (uri, attribute, says) in [
+        // Each URI is "pkcs11:" and the first of these.
+        for (rest, attribute, says) in [
+            ("token=my token", "token", "a space must be percent-encoded"),
             (
-                "pkcs11:token=my token",
-                "token",
-                "a space must be percent-encoded",
-            ),
-            (
-                "pkcs11:token=a/b",
+                "token=a/b",
                 "token",
                 "\"/\" must be percent-encoded in the URI's path",
             ),
-            ("pkcs11:token=50%", "token", "two hex digits"),
-            ("pkcs11:token=%zz", "token", "two hex digits"),
-            ("pkcs11:token=%ff", "token", "not UTF-8"),
-            ("pkcs11:token=a?module-path=/a&b", "b", ""),
-            (
-                "pkcs11:library-version=1.256",
-                "library-version",
-                "at most 255",
-            ),
-            (
-                "pkcs11:library-version=1.",
-                "library-version",
-                "decimal number",
-            ),
-            ("pkcs11:type=key", "type", "public, private"),
-            ("pkcs11:token=a?pin-value=zq xv", "pin-value", "a space"),
+            ("token=50%", "token", "two hex digits"),
+            ("token=%zz", "token", "two hex digits"),
+            ("token=%ff", "token", "not UTF-8"),
+            ("token=a?module-path=/a&b", "b", ""),
+            ("library-version=1.256", "library-version", "at most 255"),
+            ("library-version=1.", "library-version", "decimal number"),
+            ("type=key", "type", "public, private"),
+            ("token=a?pin-value=zq xv", "pin-value", "a space"),
         ] {
-            let err = Pkcs11Uri::parse(uri).unwrap_err();
+            let uri = format!("pkcs11:{rest}");
+            let err = Pkcs11Uri::parse(&uri).unwrap_err();
             let msg = err.to_string();
             assert!(msg.contains(&format!("{attribute:?}")), "{uri}: {msg}");
             assert!(msg.contains(says), "{uri}: {msg}");

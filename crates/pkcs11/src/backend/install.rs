@@ -40,8 +40,7 @@ impl Pkcs11Backend {
         &mut self,
         request: &InstallRequest,
     ) -> Result<Applied<InstallProgress>> {
-        let op = Operation::InstallShare;
-        let kind = request.kind;
+        let (op, kind) = (Operation::InstallShare, request.kind);
         let parts =
             SealedShareParts::decode(&request.share).map_err(|_| BackendError::ShareRejected)?;
         // The header is checked first, so that a share for another node gets its own
