@@ -100,16 +100,23 @@ pub struct Pkcs11Uri {
 /// Attributes of a `pkcs11:` URI beyond the label and serial that describe a token, its
 /// slot and its module: in a node's configuration, each one given must match.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-// Every attribute is optional: one left out matches any token.
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct TokenMatch {
+    #[serde(default)]
     pub manufacturer: Option<String>,
+    #[serde(default)]
     pub model: Option<String>,
+    #[serde(default)]
     pub slot_id: Option<u64>,
+    #[serde(default)]
     pub slot_description: Option<String>,
+    #[serde(default)]
     pub slot_manufacturer: Option<String>,
+    #[serde(default)]
     pub library_manufacturer: Option<String>,
+    #[serde(default)]
     pub library_description: Option<String>,
+    #[serde(default)]
     pub library_version: Option<LibraryVersion>,
 }
 
