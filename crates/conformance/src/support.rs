@@ -229,7 +229,7 @@ pub const SNAPSHOT_READS: [Operation; 4] = [
 ];
 
 /// Everything a node reports about its state, for "nothing changed" comparisons.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
     pub status: NodeStatus,
     pub shares: ShareStatus,

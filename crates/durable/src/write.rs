@@ -11,7 +11,7 @@ use crate::mode::{Sensitivity, set_exact_mode};
 use crate::split_target;
 use crate::temp::{TempFile, clean_before_write};
 
-/// Replace `path` atomically with `bytes`, created with the file mode of `mode`: a
+/// Replace `path` atomically with `bytes`, created with the mode of `sensitivity`: a
 /// temporary file in the same directory (created `O_EXCL` with the final mode) is written
 /// and fsynced, renamed over the target, and the directory is fsynced. A reader (or a
 /// crash) sees either the old contents or the new, never a mix. Stale temporary files of
@@ -20,29 +20,17 @@ use crate::temp::{TempFile, clean_before_write};
 /// On success no temporary file is left; on failure the temporary file is removed and the
 /// target is unchanged (unless the failure is the final fsync of the directory, after the
 /// rename: then the new contents are in place but possibly not yet durable).
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: Sensitivity) -> Result<(), DurableError> {
-    let (dir, tmp) = staged(path, bytes, mode, false)?;
-    tmp.rename_onto(path)?;
-    sync_dir(dir)
-}
-
-/// `bytes` in a new temporary file next to `path`, written and fsynced, once stale
-/// temporary files of the same target are removed; with `exclusive`, refused
-/// ([`DurableError::AlreadyExists`]) when `path` exists. Also the directory to fsync.
-fn staged<'a>(
-    path: &'a Path,
+pub fn write_atomic(
+    path: &Path,
     bytes: &[u8],
     sensitivity: Sensitivity,
-    exclusive: bool,
-) -> Result<(&'a Path, TempFile), DurableError> {
+) -> Result<(), DurableError> {
     let (dir, name) = split_target(path)?;
-    if exclusive && fs::symlink_metadata(path).is_ok() {
-        return Err(DurableError::AlreadyExists { path: path.into() });
-    }
     clean_before_write(dir, name);
     let mut tmp = TempFile::create(dir, name, sensitivity)?;
     tmp.write_and_sync(bytes)?;
-    Ok((dir, tmp))
+    tmp.rename_onto(path)?;
+    sync_dir(dir)
 }
 
 /// Create `path` with `bytes`, refusing ([`DurableError::AlreadyExists`]) when it exists, in
@@ -56,7 +44,13 @@ pub fn create_new_exclusive(
     bytes: &[u8],
     sensitivity: Sensitivity,
 ) -> Result<(), DurableError> {
-    let (dir, tmp) = staged(path, bytes, sensitivity, true)?;
+    let (dir, name) = split_target(path)?;
+    if fs::symlink_metadata(path).is_ok() {
+        return Err(DurableError::AlreadyExists { path: path.into() });
+    }
+    clean_before_write(dir, name);
+    let mut tmp = TempFile::create(dir, name, sensitivity)?;
+    tmp.write_and_sync(bytes)?;
     match fs::hard_link(&tmp.path, path) {
         Ok(()) => {
             tmp.remove();
