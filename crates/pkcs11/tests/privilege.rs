@@ -238,14 +238,17 @@ impl Attacker {
     }
 }
 
+/// A boolean attribute, by its constructor (`Attribute::Wrap`).
+type Flag = fn(bool) -> Attribute;
+
 /// A template of the attacker's own session object (`CKA_TOKEN` false): `attributes`, then
 /// each flag of `flags` true.
-fn own(attributes: &[Attribute], flags: &[fn(bool) -> Attribute]) -> Vec<Attribute> {
+fn own(attributes: &[Attribute], flags: &[Flag]) -> Vec<Attribute> {
     [&[Attribute::Token(false)], attributes, &all_true(flags)].concat()
 }
 
 /// Each of `flags`, true.
-fn all_true(flags: &[fn(bool) -> Attribute]) -> Vec<Attribute> {
+fn all_true(flags: &[Flag]) -> Vec<Attribute> {
     flags.iter().map(|flag| flag(true)).collect()
 }
 
@@ -773,7 +776,7 @@ fn a_flag_changed_on_a_test_token_is_named_at_the_next_open_and_before_the_next_
         ObjectClass::PUBLIC_KEY,
     );
     // (class, label, the flag set true (then back), the attribute's name)
-    let changes: [(ObjectClass, &str, fn(bool) -> Attribute, &str); 5] = [
+    let changes: [(ObjectClass, &str, Flag, &str); 5] = [
         (secret, "mkclone/mk/", Attribute::Decrypt, "CKA_DECRYPT"),
         (secret, "mkclone/seed/", Attribute::Derive, "CKA_DERIVE"),
         (private, CSS_LABEL, Attribute::Decrypt, "CKA_DECRYPT"),
