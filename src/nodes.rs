@@ -1,6 +1,7 @@
 //! Opening the nodes a configuration names, each with its backend.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use mkclone_backend::{Backend, SerialNumber};
 use mkclone_ceremony::CeremonyError;
@@ -121,43 +122,37 @@ impl<'a> ConfiguredNodes<'a> {
 }
 
 impl ConfiguredNodes<'_> {
-    /// Open `name` unless it is open already.
-    fn ensure_open(&mut self, name: &str) -> Result<(), CeremonyError> {
-        if !self.open.contains_key(name) {
-            let unavailable = |message: String| CeremonyError::NodeUnavailable {
-                node: name.into(),
-                message,
-            };
-            let cfg = self
-                .config
-                .node(name)
-                .map_err(|e| unavailable(e.to_string()))?;
-            let backend = open(cfg).map_err(|e| unavailable(e.to_string()))?;
-            // The rehearsal rule for what the configuration cannot see: a CCA host library
-            // that is mkclone's simulation keeps its keys in plain files.
-            if backend.capabilities().rehearsal_only && !self.config.plan.rehearsal {
-                return Err(unavailable(
-                    "this node is simulated (keys in plain files: mkclone's simulated CCA host library); \
-                     add `rehearsal = true` to [ceremony] to run the plan as a rehearsal"
-                        .into(),
-                ));
-            }
-            self.open.insert(name.to_string(), backend);
+    /// The node `name`, opened unless it is open already.
+    fn ensure_open(&mut self, name: &str) -> Result<&mut Box<dyn Backend + Send>, CeremonyError> {
+        let vacant = match self.open.entry(name.to_string()) {
+            Entry::Occupied(open) => return Ok(open.into_mut()),
+            Entry::Vacant(vacant) => vacant,
+        };
+        let unavailable = |message: String| CeremonyError::NodeUnavailable {
+            node: name.into(),
+            message,
+        };
+        let cfg = self
+            .config
+            .node(name)
+            .map_err(|e| unavailable(e.to_string()))?;
+        let backend = open(cfg).map_err(|e| unavailable(e.to_string()))?;
+        // The rehearsal rule for what the configuration cannot see: a CCA host library
+        // that is mkclone's simulation keeps its keys in plain files.
+        if backend.capabilities().rehearsal_only && !self.config.plan.rehearsal {
+            return Err(unavailable(
+                "this node is simulated (keys in plain files: mkclone's simulated CCA host library); \
+                 add `rehearsal = true` to [ceremony] to run the plan as a rehearsal"
+                    .into(),
+            ));
         }
-        Ok(())
+        Ok(vacant.insert(backend))
     }
 }
 
 impl Nodes for ConfiguredNodes<'_> {
     fn node(&mut self, name: &str) -> Result<&mut dyn Backend, CeremonyError> {
-        self.ensure_open(name)?;
-        match self.open.get_mut(name) {
-            Some(b) => Ok(b.as_mut()),
-            None => Err(CeremonyError::NodeUnavailable {
-                node: name.into(),
-                message: "could not be opened".into(),
-            }),
-        }
+        Ok(self.ensure_open(name)?.as_mut())
     }
 
     fn nodes_mut(

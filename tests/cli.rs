@@ -15,8 +15,7 @@ fn current(cfg: &Path, node: &str, kind: usize) -> serde_json::Value {
 
 #[test]
 fn clone_from_a_config_clones_into_every_target() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = rehearsal(dir.path(), 2);
+    let (dir, cfg) = fresh_rehearsal(2);
     let c = cfg.to_str().unwrap();
     let out = ok(&["clone", "--config", c]);
     assert_eq!(out.matches("= source").count(), 2, "{out}");
@@ -328,8 +327,7 @@ fn the_journals_of_every_server_make_one_record(servers: &[PathBuf], tgt: &str, 
 #[test]
 fn a_killed_clone_is_finished_by_a_rerun() {
     for k in [3u32, 17, 40, 60] {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = rehearsal(dir.path(), 1);
+        let (_dir, cfg) = fresh_rehearsal(1);
         let c = cfg.to_str().unwrap();
         let killed = Command::new(env!("CARGO_BIN_EXE_mkclone"))
             .args(["clone", "--config", c])
@@ -359,8 +357,7 @@ fn a_killed_clone_is_finished_by_a_rerun() {
 
 #[test]
 fn a_tampered_bundle_is_refused_and_the_target_is_unchanged() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = rehearsal(dir.path(), 1);
+    let (dir, cfg) = fresh_rehearsal(1);
     let c = cfg.to_str().unwrap();
     phases_to_3c(c, "target1");
     let before = node_status(c, "target1");
@@ -417,8 +414,7 @@ fn a_tampered_bundle_is_refused_and_the_target_is_unchanged() {
 
 #[test]
 fn a_corrupt_sa_db_is_a_clear_error_and_left_untouched() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = rehearsal(dir.path(), 1);
+    let (dir, cfg) = fresh_rehearsal(1);
     let c = cfg.to_str().unwrap();
     ok(&["phase1", "--config", c]);
     let sa_db = dir.path().join("ceremony/sa.db");

@@ -273,10 +273,23 @@ fn dual_control_stops_with_the_commands_and_a_rerun_after_them_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = two_targets(dir.path(), "dual_control = true");
 
-    let out = clone_in(
-        dir.path(),
-        &["clone", "--config", &cfg, "--operator", "carol"],
-    );
+    // Carol runs the ceremony, and reruns the same command.
+    let carol = || {
+        clone_in(
+            dir.path(),
+            &["clone", "--config", &cfg, "--operator", "carol"],
+        )
+    };
+    // The `step`-th command printed for each node (`placeholder` the operator to fill in),
+    // run by `operator`: each succeeds.
+    let everywhere = |printed: &str, step: usize, placeholder: &str, operator: &str| {
+        for node in ["source", "target1", "target2"] {
+            let command = &stop_commands(printed, node)[step];
+            let o = run_printed(dir.path(), command, placeholder, operator);
+            assert!(o.status.success(), "{}", text(&o));
+        }
+    };
+    let out = carol();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(7), "{stdout}\n{stderr}");
@@ -324,15 +337,8 @@ fn dual_control_stops_with_the_commands_and_a_rerun_after_them_finishes() {
 
     // Alice registers the hashes; a rerun still stops, now naming only the key steps and
     // who may not do them.
-    for node in ["source", "target1", "target2"] {
-        let hash = &stop_commands(&stdout, node)[0];
-        let o = run_printed(dir.path(), hash, "NAME", "alice");
-        assert!(o.status.success(), "{}", text(&o));
-    }
-    let again = clone_in(
-        dir.path(),
-        &["clone", "--config", &cfg, "--operator", "carol"],
-    );
+    everywhere(&stdout, 0, "NAME", "alice");
+    let again = carol();
     let again_out = String::from_utf8_lossy(&again.stdout).to_string();
     assert_eq!(again.status.code(), Some(7), "{}", text(&again));
     for node in ["source", "target1", "target2"] {
@@ -353,17 +359,10 @@ fn dual_control_stops_with_the_commands_and_a_rerun_after_them_finishes() {
         "{}",
         text(&refused)
     );
-    for node in ["source", "target1", "target2"] {
-        let key = &stop_commands(&again_out, node)[0];
-        let o = run_printed(dir.path(), key, "OTHER-NAME", "bob");
-        assert!(o.status.success(), "{}", text(&o));
-    }
+    everywhere(&again_out, 0, "OTHER-NAME", "bob");
 
     // Both registrations made everywhere: the same command finishes the ceremony.
-    let done = clone_in(
-        dir.path(),
-        &["clone", "--config", &cfg, "--operator", "carol"],
-    );
+    let done = carol();
     let done_out = text(&done);
     assert!(done.status.success(), "{done_out}");
     assert_eq!(done_out.matches("= source").count(), 2, "{done_out}");

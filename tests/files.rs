@@ -364,9 +364,9 @@ fn a_ceremony_directory_others_can_write_or_a_link_is_refused() {
             );
         }
         // The dry run reports it (exit 4) and changes nothing.
-        let out = run(dir.path(), None, &["clone", "--config", c, "--dry-run"]);
-        exit_code(&out, 4);
-        assert!(text(&out).contains("chmod 700"), "{}", text(&out));
+        let dry_run = ["clone", "--config", c, "--dry-run"];
+        let t = exit_code(&run(dir.path(), None, &dry_run), 4);
+        assert!(t.contains("chmod 700"), "{t}");
         assert_eq!(tree(&dir.path().join("cards")), cards, "no node changed");
     }
 

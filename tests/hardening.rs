@@ -88,6 +88,7 @@ struct ChildResult {
 
 fn harden_in_a_child(mode: &str) -> ChildResult {
     let exe = std::env::current_exe().unwrap();
+    // The child's stderr is this test's (inherited).
     let mut child = Command::new(exe)
         .args([
             "hardening_child",
@@ -98,7 +99,6 @@ fn harden_in_a_child(mode: &str) -> ChildResult {
         .env(CHILD_ENV, mode)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();

@@ -15,8 +15,7 @@ use common::*;
 
 #[test]
 fn report_exit_codes_say_what_the_record_says() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = rehearsal(dir.path(), 1);
+    let (_dir, cfg) = fresh_rehearsal(1);
     let c = cfg.to_str().unwrap();
 
     // Not complete: 5, the record written all the same, the missing steps named.
@@ -62,8 +61,7 @@ fn report_exit_codes_say_what_the_record_says() {
 
 #[test]
 fn operator_names_outside_the_safe_set_are_refused_where_they_enter() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = rehearsal(dir.path(), 1);
+    let (dir, cfg) = fresh_rehearsal(1);
     let c = cfg.to_str().unwrap();
     for args in [
         vec!["clone", "--config", c, "--operator", "~~x~~"],
@@ -208,8 +206,7 @@ const MAX_PAGES: usize = 4;
 fn the_printed_record_of_a_1_to_2_ceremony_survives_chromium_and_text_extraction() {
     let pdftotext = tool(&["pdftotext"], "MKCLONE_PDFTOTEXT", "poppler-utils");
     let pdfinfo = tool(&["pdfinfo"], "MKCLONE_PDFINFO", "poppler-utils");
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = rehearsal(dir.path(), 2);
+    let (dir, cfg) = fresh_rehearsal(2);
     let c = cfg.to_str().unwrap();
     // The ceremony, and a rerun that finds it done (collapsed in the record).
     ok(&["clone", "--config", c, "--operator", "Alice Operator"]);

@@ -159,6 +159,14 @@ pub fn rehearsal(dir: &Path, targets: usize) -> PathBuf {
     cfg
 }
 
+/// A fresh directory with a [`rehearsal`] of `targets` targets in it, and the
+/// configuration's path. The directory goes when the first is dropped.
+pub fn fresh_rehearsal(targets: usize) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = rehearsal(dir.path(), targets);
+    (dir, cfg)
+}
+
 /// The JSON document in a command's output (after anything printed before it).
 pub fn json_in(out: &str) -> serde_json::Value {
     serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap()

@@ -72,6 +72,20 @@ macro_rules! clause_name {
 }
 pub(crate) use clause_name;
 
+/// What a clause runs on, made by `$make($first, clause, &$needed, $rest…)` with `clause`
+/// this clause's name and `needed` the operations it needs (`Rig::installing`,
+/// `Rig::with_keys`, `Rig::build`, [`supporting`]); or, where the backend lacks one of
+/// them, the clause returns (`supports` has said so on standard error).
+macro_rules! clause_setup {
+    ($make:path, $first:expr, $needed:expr $(, $rest:expr)*) => {
+        match $make($first, $crate::support::clause_name!(), &$needed $(, $rest)*) {
+            Some(it) => it,
+            None => return,
+        }
+    };
+}
+pub(crate) use clause_setup;
+
 /// Register `hash` under `name` with the CLONE mark `clone`, which must succeed.
 pub fn register_hash<N: Backend + ?Sized>(
     node: &mut N,
@@ -215,7 +229,7 @@ pub const SNAPSHOT_READS: [Operation; 4] = [
 ];
 
 /// Everything a node reports about its state, for "nothing changed" comparisons.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
     pub status: NodeStatus,
     pub shares: ShareStatus,

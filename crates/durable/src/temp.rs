@@ -305,20 +305,12 @@ mod tests {
         let n = temp_name(OsStr::new("a.b.db"), 42, 7);
         assert_eq!(n, ".a.b.db.42.7.mkclone-tmp");
         assert_eq!(parse_temp_name(n.as_bytes()), Some((&b"a.b.db"[..], 42)));
-        for bad in [
-            &b".x.1.mkclone-tmp"[..],
-            b"x.1.2.mkclone-tmp",
-            b"..1.2.mkclone-tmp",
-            b".x.y.2.mkclone-tmp",
-            b".x.1.z.mkclone-tmp",
-            b".x.1.2.tmp",
-        ] {
-            assert_eq!(
-                parse_temp_name(bad),
-                None,
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
+        // Too few parts, no dot first, an empty target, a pid or counter not a number, or
+        // another suffix.
+        let bad = ".x.1.mkclone-tmp x.1.2.mkclone-tmp ..1.2.mkclone-tmp .x.y.2.mkclone-tmp \
+                   .x.1.z.mkclone-tmp .x.1.2.tmp";
+        for bad in bad.split_whitespace() {
+            assert_eq!(parse_temp_name(bad.as_bytes()), None, "{bad}");
         }
     }
 }

@@ -44,8 +44,6 @@ use crate::reader::{Reader, TLV_HEAD_LEN, Writer};
 use crate::secret::ShareValue;
 use crate::signature::{self, SIGNATURE_PREFIX_LEN, SignatureError, SignatureSubsection};
 
-const STRUCTURE: &str = "cloning-information token";
-
 /// Bytes before the TLVs; the bytes from here on are encrypted when sealed.
 pub const CLEAR_HEADER_LEN: usize = 36;
 /// The X'01' share TLV's length (X'001D').
@@ -54,6 +52,9 @@ pub const SHARE_TLV_LEN: usize = 29;
 pub const MKCLONE_TLV_LEN: usize = 16;
 /// The TLV area is padded to a multiple of this.
 pub const PAD_MULTIPLE: usize = 8;
+
+/// What errors name this structure.
+const STRUCTURE: &str = "cloning-information token";
 
 /// The meaning of a cloning-information token, without its signature.
 #[derive(Clone, PartialEq, Eq, Debug)]

@@ -16,7 +16,7 @@ use mkclone_formats::clone_info::SignedCloneInfo;
 use mkclone_formats::pka::{
     CertInfo, CertificateSection, PublicKeyTokenView, SignatureSubsection, registration_hash,
 };
-use mkclone_formats::seal::{SealedShareParts, TdesKey, open, seal_with_key};
+use mkclone_formats::seal::{Recipient, SealedShareParts, TdesKey, open, seal_with_key};
 use mkclone_formats::{SignatureError, ids};
 use rand::SeedableRng;
 use sha2::{Digest, Sha256};
@@ -290,13 +290,17 @@ fn share_sealed_with_a_fixed_key_checked_layer_by_layer() {
     let tdes = TdesKey::from_bytes(fixed.clone().try_into().unwrap());
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let info = sample_info(3);
+    let target = eid("TARGET.1");
+    let to = Recipient {
+        eid: &target,
+        csr_key: &csr,
+    };
     let parts = seal_with_key(
         &info,
         &css_label(),
         |bytes| Ok::<_, std::convert::Infallible>(sign(&k.css, bytes)),
         256,
-        &eid("TARGET.1"),
-        &csr,
+        to,
         &tdes,
         &mut rng,
     )

@@ -256,6 +256,15 @@ fn canonical_container(bytes: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// `$value` encodes, and its bytes decode (`$decode`) to it again: the bytes.
+macro_rules! prop_assert_round_trip {
+    ($value:expr, $decode:path) => {{
+        let bytes = $value.encode().unwrap();
+        prop_assert_eq!($decode(&bytes).unwrap(), $value);
+        bytes
+    }};
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -263,28 +272,24 @@ proptest! {
 
     #[test]
     fn certificate_round_trips(c in certificate()) {
-        let bytes = c.encode().unwrap();
-        prop_assert_eq!(CertificateSection::decode(&bytes).unwrap(), c);
+        prop_assert_round_trip!(c, CertificateSection::decode);
     }
 
     #[test]
     fn token_round_trips(t in token()) {
-        let bytes = t.encode().unwrap();
-        prop_assert_eq!(PublicKeyTokenView::decode(&bytes).unwrap(), t);
+        prop_assert_round_trip!(t, PublicKeyTokenView::decode);
     }
 
     #[test]
     fn clone_info_round_trips(c in clone_info()) {
-        let bytes = c.encode().unwrap();
+        let bytes = prop_assert_round_trip!(c, SignedCloneInfo::decode);
         prop_assert_eq!((bytes.len() - 36) % 8, 0);
         prop_assert_eq!(usize::from(u16::from_be_bytes([bytes[2], bytes[3]])), bytes.len());
-        prop_assert_eq!(SignedCloneInfo::decode(&bytes).unwrap(), c);
     }
 
     #[test]
     fn container_round_trips(p in container()) {
-        let bytes = p.encode().unwrap();
-        prop_assert_eq!(SealedShareParts::decode(&bytes).unwrap(), p);
+        prop_assert_round_trip!(p, SealedShareParts::decode);
     }
 
     #[test]
@@ -316,26 +321,29 @@ proptest! {
         c.extend_from_slice(&bytes);
         canonical_container(&c)?;
     }
+}
 
-    // --- mutations of valid encodings ----------------------------------------------------
+// --- mutations of valid encodings --------------------------------------------------------
 
-    #[test]
-    fn mutated_tokens(t in token(), ms in mutations()) {
-        canonical_token(&mutate(t.encode().unwrap().into_bytes(), &ms))?;
-    }
+/// One property test per format: every mutation of a valid encoding (`$bytes` takes the
+/// encoding's bytes) decodes to something that re-encodes canonically, or is refused.
+macro_rules! mutation_tests {
+    ($($name:ident: $strategy:expr, $bytes:ident, $check:ident;)*) => {
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+            $(
+                #[test]
+                fn $name(value in $strategy, ms in mutations()) {
+                    $check(&mutate(value.encode().unwrap().$bytes(), &ms))?;
+                }
+            )*
+        }
+    };
+}
 
-    #[test]
-    fn mutated_certificates(c in certificate(), ms in mutations()) {
-        canonical_certificate(&mutate(c.encode().unwrap().into_bytes(), &ms))?;
-    }
-
-    #[test]
-    fn mutated_clone_info(c in clone_info(), ms in mutations()) {
-        canonical_clone_info(&mutate(c.encode().unwrap().to_vec(), &ms))?;
-    }
-
-    #[test]
-    fn mutated_containers(p in container(), ms in mutations()) {
-        canonical_container(&mutate(p.encode().unwrap().into_bytes(), &ms))?;
-    }
+mutation_tests! {
+    mutated_tokens: token(), into_bytes, canonical_token;
+    mutated_certificates: certificate(), into_bytes, canonical_certificate;
+    mutated_clone_info: clone_info(), to_vec, canonical_clone_info;
+    mutated_containers: container(), into_bytes, canonical_container;
 }

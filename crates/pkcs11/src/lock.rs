@@ -293,6 +293,14 @@ mod tests {
         drop(lock);
     }
 
+    /// `take` in `dir` refused, the message saying `says`.
+    #[cfg(unix)]
+    fn refused(dir: &Path, says: &str) -> Pkcs11Error {
+        let err = take(dir, "0004").unwrap_err();
+        assert!(err.to_string().contains(says), "{err}");
+        err
+    }
+
     #[cfg(unix)]
     #[test]
     fn a_planted_directory_or_link_is_refused_with_the_fix() {
@@ -303,19 +311,14 @@ mod tests {
         std::fs::create_dir(&real).unwrap();
         let link = base.path().join("link");
         std::os::unix::fs::symlink(&real, &link).unwrap();
-        let err = take(&link, "0004").unwrap_err();
-        assert!(
-            matches!(err, Pkcs11Error::LockDirUnusable { .. })
-                && err.to_string().contains("symbolic link"),
-            "{err}"
-        );
+        let err = refused(&link, "symbolic link");
+        assert!(matches!(err, Pkcs11Error::LockDirUnusable { .. }), "{err}");
         assert_eq!(std::fs::read_dir(&real).unwrap().count(), 0);
         // A directory others can write into.
         let wide = base.path().join("wide");
         std::fs::create_dir(&wide).unwrap();
         std::fs::set_permissions(&wide, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let err = take(&wide, "0004").unwrap_err();
-        assert!(err.to_string().contains("chmod 700"), "{err}");
+        refused(&wide, "chmod 700");
         assert_eq!(std::fs::read_dir(&wide).unwrap().count(), 0);
         // A link in place of the lock file.
         let dir = base.path().join("locks");
@@ -324,16 +327,11 @@ mod tests {
         std::fs::write(&victim, "keep me").unwrap();
         let path = dir.join(lock_file_name(&identity(MODULE, "tok", "0004")));
         std::os::unix::fs::symlink(&victim, &path).unwrap();
-        let err = take(&dir, "0004").unwrap_err();
-        assert!(
-            matches!(err, Pkcs11Error::TokenLockFailed { .. })
-                && err.to_string().contains("symbolic link"),
-            "{err}"
-        );
+        let err = refused(&dir, "symbolic link");
+        assert!(matches!(err, Pkcs11Error::TokenLockFailed { .. }), "{err}");
         std::fs::remove_file(&path).unwrap();
         std::fs::hard_link(&victim, &path).unwrap();
-        let err = take(&dir, "0004").unwrap_err();
-        assert!(err.to_string().contains("hard link"), "{err}");
+        refused(&dir, "hard link");
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
     }
 }

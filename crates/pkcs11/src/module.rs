@@ -280,16 +280,17 @@ fn mismatch(
             .pkcs11
             .get_slot_info(slot)
             .map_err(|e| call_failure(module, Some(slot.id()), None, "C_GetSlotInfo", &e))?;
+        let (description, manufacturer) = (s.slot_description(), s.manufacturer_id());
         if let Some(m) = first_difference(&[
             (
                 "slot-description",
                 &wanted.slot_description,
-                s.slot_description().trim_end(),
+                description.trim_end(),
             ),
             (
                 "slot-manufacturer",
                 &wanted.slot_manufacturer,
-                s.manufacturer_id().trim_end(),
+                manufacturer.trim_end(),
             ),
         ]) {
             return Ok(Some(m));

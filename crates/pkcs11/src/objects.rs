@@ -74,7 +74,9 @@ impl fmt::Display for ObjId {
 }
 impl fmt::Debug for ObjId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ObjId({self})")
+        f.write_str("ObjId(")?;
+        fmt::Display::fmt(self, f)?;
+        f.write_str(")")
     }
 }
 impl TryFrom<String> for ObjId {

@@ -247,15 +247,16 @@ impl RawModule {
         self.own_instance
     }
 
-    /// Refuse a call with one of cryptoki's sessions on an instance of its own.
-    fn shared_sessions(&self, function: Function) -> CkResult<()> {
+    /// The module's entry point `entry` for `function`, a call that takes one of cryptoki's
+    /// sessions: refused on an instance of its own, and where the module gives none.
+    fn shared_entry<F>(&self, function: Function, entry: Option<F>) -> CkResult<F> {
         if self.own_instance {
             return Err(CkError::Pkcs11(
                 cryptoki::error::RvError::FunctionNotSupported,
                 function,
             ));
         }
-        Ok(())
+        entry.ok_or(CkError::NullFunctionPointer)
     }
 
     /// `C_GetTokenInfo` of `slot`, the fields mkclone uses.
@@ -282,11 +283,7 @@ impl RawModule {
         template: &[Attribute],
         unwrap: &[Attribute],
     ) -> CkResult<ObjectHandle> {
-        self.shared_sessions(Function::GenerateKey)?;
-        let f = self
-            .functions
-            .C_GenerateKey
-            .ok_or(CkError::NullFunctionPointer)?;
+        let f = self.shared_entry(Function::GenerateKey, self.functions.C_GenerateKey)?;
         let mut inner = ck_attributes(unwrap);
         let mut outer = with_unwrap_template(template, &mut inner);
         let mut m = mechanism(mechanism_type);
@@ -316,11 +313,7 @@ impl RawModule {
         private: &[Attribute],
         unwrap: &[Attribute],
     ) -> CkResult<(ObjectHandle, ObjectHandle)> {
-        self.shared_sessions(Function::GenerateKeyPair)?;
-        let f = self
-            .functions
-            .C_GenerateKeyPair
-            .ok_or(CkError::NullFunctionPointer)?;
+        let f = self.shared_entry(Function::GenerateKeyPair, self.functions.C_GenerateKeyPair)?;
         let mut public_ck = ck_attributes(public);
         let mut inner = ck_attributes(unwrap);
         let mut private_ck = with_unwrap_template(private, &mut inner);
@@ -351,11 +344,10 @@ impl RawModule {
         session: &Session,
         object: ObjectHandle,
     ) -> CkResult<Option<Vec<Attribute>>> {
-        self.shared_sessions(Function::GetAttributeValue)?;
-        let f = self
-            .functions
-            .C_GetAttributeValue
-            .ok_or(CkError::NullFunctionPointer)?;
+        let f = self.shared_entry(
+            Function::GetAttributeValue,
+            self.functions.C_GetAttributeValue,
+        )?;
         read_unwrap_template(|outer: &mut CK_ATTRIBUTE| -> CK_RV {
             // SAFETY: `outer` and the buffers it points to (set up by `read_unwrap_template`)
             // outlive the call; the module writes at most `ulValueLen` bytes to each.

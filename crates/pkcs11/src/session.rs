@@ -248,16 +248,6 @@ impl Token {
         })
     }
 
-    pub fn generate_key(
-        &mut self,
-        mechanism: &Mechanism,
-        template: &[Attribute],
-    ) -> CallResult<ObjectHandle> {
-        self.call("C_GenerateKey", true, |s| {
-            s.generate_key(mechanism, template)
-        })
-    }
-
     pub fn generate_key_pair(
         &mut self,
         mechanism: &Mechanism,
@@ -266,6 +256,16 @@ impl Token {
     ) -> CallResult<(ObjectHandle, ObjectHandle)> {
         self.call("C_GenerateKeyPair", true, |s| {
             s.generate_key_pair(mechanism, public, private)
+        })
+    }
+
+    pub fn generate_key(
+        &mut self,
+        mechanism: &Mechanism,
+        template: &[Attribute],
+    ) -> CallResult<ObjectHandle> {
+        self.call("C_GenerateKey", true, |s| {
+            s.generate_key(mechanism, template)
         })
     }
 

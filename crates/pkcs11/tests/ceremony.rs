@@ -284,10 +284,11 @@ fn registry_and_retained_keys_converge_on_rerun() {
     let (_, mut node) = token_node("reg-node", "NODE");
     let (_, mut other) = token_node("reg-other", "OTHER");
     let sa = phase1(&mut other);
-    // Key before hash: refused.
+    let name = label(SA_LABEL);
+    // Key before hash: refused, the name said.
     assert!(matches!(
-        node.register_public_key(&label(SA_LABEL), &sa.certificate, true),
-        Err(BackendError::HashNotRegistered { .. })
+        node.register_public_key(&name, &sa.certificate, true),
+        Err(BackendError::HashNotRegistered { name: named }) if named == name
     ));
     assert_done_then_already_done(|| {
         node.register_public_key_hash(&label(SA_LABEL), &sa.hash, true)

@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use common::*;
 use cryptoki::object::{Attribute, AttributeType};
@@ -199,18 +199,12 @@ fn a_token_open_in_another_process_is_refused() {
         return;
     }
     let config = new_token("lock-other");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_token_open_in_another_process_is_refused",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    // The child's stderr is this test's (inherited).
+    let mut child = this_test_in_a_child("a_token_open_in_another_process_is_refused")
         .env(HELPER_TOKEN, &config.token)
         .env("MKCLONE_TEST_LOCK_HELPER_MODULE", module_path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -254,13 +248,7 @@ const P11_KIT_PROXY: &str = "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so";
 /// token `label` through `module` (sharing this process's SoftHSM through SOFTHSM2_CONF and
 /// its lock directory through the environment) and reports what happened.
 fn try_in_child(label: &str, module: &std::path::Path) -> String {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "another_path_to_a_held_token_is_refused",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let out = this_test_in_a_child("another_path_to_a_held_token_is_refused")
         .env(TRY_TOKEN, label)
         .env(TRY_MODULE, module)
         .output()

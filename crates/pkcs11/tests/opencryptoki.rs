@@ -19,13 +19,25 @@ use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
-use mkclone_backend::{Backend, CloneableKind, Eid, MofN};
+use mkclone_backend::{Backend, Certificate, CloneableKind, Eid, MofN};
 use mkclone_pkcs11::{Pkcs11Backend, Pkcs11NodeConfig, list_slots, shared_module};
 use zeroize::Zeroizing;
 
 fn open_ock(config: &Pkcs11NodeConfig) -> Pkcs11Backend {
     Pkcs11Backend::open(config, Zeroizing::new(USER_PIN.into()))
         .unwrap_or_else(|e| panic!("opening the opencryptoki token: {e}"))
+}
+
+/// In the private opencryptoki of `test` (None once `test` ran there in a child): the
+/// daemon started, and its fresh token `label` opened with EID `eid`. The daemon is kept
+/// with the node: it must outlive it.
+fn ock_started(test: &str, label: &str, eid: &str) -> Option<(Opencryptoki, Pkcs11Backend)> {
+    if !in_private_opencryptoki(test) {
+        return None;
+    }
+    let ock = Opencryptoki::start();
+    let node = ock_node(&ock, label, eid);
+    Some((ock, node))
 }
 
 /// The opencryptoki token labelled `label`, fresh, opened, its EID set.
@@ -215,16 +227,13 @@ fn sha1_of(data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn opencryptoki_as_the_target() {
-    if !in_private_opencryptoki("opencryptoki_as_the_target") {
+    let test = "opencryptoki_as_the_target";
+    let Some((_ock, mut target)) = ock_started(test, "ock-target", "OCK TARGET") else {
         return;
-    }
-    let ock = Opencryptoki::start();
-    let mut target = ock_node(&ock, "ock-target", "OCK TARGET");
+    };
     let m_of_n = MofN::new(2, 3).unwrap();
-    let mut sa_node = sim_node(1, "SA NODE");
-    let sa = phase1(&mut sa_node);
-    let (_, mut source) = token_node("hsm-source", "HSM SOURCE");
-    let css = random_source(&mut sa_node, &sa, &mut source, m_of_n);
+    let (mut sa_node, sa) = sim_sa();
+    let (mut source, css) = hsm_source(&mut sa_node, &sa, m_of_n);
     let csr = phase3ab(&mut sa_node, &sa, &mut target, m_of_n);
     for kind in CloneableKind::ALL {
         clone_into(&mut source, &css, &mut target, &csr, kind, &[1, 3], 2);
@@ -242,6 +251,14 @@ fn opencryptoki_as_the_target() {
     assert_eq!(pattern(&mut target, kind, "new"), None);
 }
 
+/// A fresh SoftHSM token as the source: every master key random, phase 2 done (the CSS
+/// certificate).
+fn hsm_source(sa_node: &mut dyn Backend, sa: &SaKey, m_of_n: MofN) -> (Pkcs11Backend, Certificate) {
+    let (_, mut source) = token_node("hsm-source", "HSM SOURCE");
+    let css = random_source(sa_node, sa, &mut source, m_of_n);
+    (source, css)
+}
+
 /// The configuration of the opencryptoki token `label` (already initialized).
 fn ock_config(label: &str) -> Pkcs11NodeConfig {
     Pkcs11NodeConfig::from_fields(
@@ -256,52 +273,33 @@ fn ock_config(label: &str) -> Pkcs11NodeConfig {
 
 #[test]
 fn opencryptoki_as_the_source() {
-    if !in_private_opencryptoki("opencryptoki_as_the_source") {
+    let test = "opencryptoki_as_the_source";
+    let Some((_ock, mut source)) = ock_started(test, "ock-source", "OCK SOURCE") else {
         return;
-    }
-    let ock = Opencryptoki::start();
-    let mut source = ock_node(&ock, "ock-source", "OCK SOURCE");
+    };
+    let (mut sa_node, sa) = sim_sa();
     let m_of_n = MofN::new(2, 3).unwrap();
-    let mut sa_node = sim_node(1, "SA NODE");
-    let sa = phase1(&mut sa_node);
     let css = random_source(&mut sa_node, &sa, &mut source, m_of_n);
-    let (_, mut hsm_target) = token_node("hsm-target", "HSM TARGET");
-    let hsm_csr = phase3ab(&mut sa_node, &sa, &mut hsm_target, m_of_n);
-    let mut sim_target = sim_node(3, "SIM TARGET");
-    let sim_csr = phase3ab(&mut sa_node, &sa, &mut sim_target, m_of_n);
+    // A SoftHSM target and a simulated one.
+    let (_, mut hsm) = token_node("hsm-target", "HSM TARGET");
+    let hsm_csr = phase3ab(&mut sa_node, &sa, &mut hsm, m_of_n);
+    let mut sim = sim_node(3, "SIM TARGET");
+    let sim_csr = phase3ab(&mut sa_node, &sa, &mut sim, m_of_n);
     for kind in CloneableKind::ALL {
-        clone_into(
-            &mut source,
-            &css,
-            &mut hsm_target,
-            &hsm_csr,
-            kind,
-            &[2, 3],
-            2,
-        );
-        clone_into(
-            &mut source,
-            &css,
-            &mut sim_target,
-            &sim_csr,
-            kind,
-            &[1, 2],
-            2,
-        );
+        clone_into(&mut source, &css, &mut hsm, &hsm_csr, kind, &[2, 3], 2);
+        clone_into(&mut source, &css, &mut sim, &sim_csr, kind, &[1, 2], 2);
     }
 }
 
 #[test]
 fn opencryptoki_as_the_sa() {
-    if !in_private_opencryptoki("opencryptoki_as_the_sa") {
+    let test = "opencryptoki_as_the_sa";
+    let Some((_ock, mut sa_node)) = ock_started(test, "ock-sa", "OCK SA") else {
         return;
-    }
-    let ock = Opencryptoki::start();
-    let mut sa_node = ock_node(&ock, "ock-sa", "OCK SA");
-    let m_of_n = MofN::new(2, 2).unwrap();
+    };
     let sa = phase1(&mut sa_node);
-    let (_, mut source) = token_node("hsm-source", "HSM SOURCE");
-    let css = random_source(&mut sa_node, &sa, &mut source, m_of_n);
+    let m_of_n = MofN::new(2, 2).unwrap();
+    let (mut source, css) = hsm_source(&mut sa_node, &sa, m_of_n);
     let mut target = sim_node(3, "SIM TARGET");
     let csr = phase3ab(&mut sa_node, &sa, &mut target, m_of_n);
     for kind in CloneableKind::ALL {

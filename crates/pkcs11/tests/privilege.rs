@@ -42,15 +42,8 @@ fn ceremony(prefix: &str) -> After {
     let css = phase2(&mut sa_node, &sa, &mut source, m_of_n);
     let (target_config, mut target) = token_node(&format!("{prefix}-target"), "TARGET");
     let csr = phase3ab(&mut sa_node, &sa, &mut target, m_of_n);
-    clone_into(
-        &mut source,
-        &css,
-        &mut target,
-        &csr,
-        CloneableKind::Sym,
-        &[1, 2],
-        2,
-    );
+    let kind = CloneableKind::Sym;
+    clone_into(&mut source, &css, &mut target, &csr, kind, &[1, 2], 2);
     let held = obtain(&mut source, CloneableKind::Asym, 1, &csr);
     let file = obtain(&mut source, CloneableKind::Asym, 2, &csr);
     let progress = install(&mut target, CloneableKind::Asym, &css, held.clone()).unwrap();
@@ -78,13 +71,15 @@ impl Attacker {
         }
     }
 
+    /// Attribute `t` of `h`, where the session may read it.
+    fn attribute(&self, h: ObjectHandle, t: AttributeType) -> Option<Attribute> {
+        self.session.get_attributes(h, &[t]).ok()?.pop()
+    }
+
     fn label(&self, h: ObjectHandle) -> String {
-        match self.session.get_attributes(h, &[AttributeType::Label]) {
-            Ok(mut a) => match a.pop() {
-                Some(Attribute::Label(l)) => String::from_utf8_lossy(&l).into_owned(),
-                _ => String::new(),
-            },
-            Err(_) => String::new(),
+        match self.attribute(h, AttributeType::Label) {
+            Some(Attribute::Label(l)) => String::from_utf8_lossy(&l).into_owned(),
+            _ => String::new(),
         }
     }
 
@@ -100,13 +95,15 @@ impl Attacker {
     }
 
     fn id(&self, h: ObjectHandle) -> Vec<u8> {
-        match self.session.get_attributes(h, &[AttributeType::Id]) {
-            Ok(mut a) => match a.pop() {
-                Some(Attribute::Id(id)) => id,
-                _ => Vec::new(),
-            },
-            Err(_) => Vec::new(),
+        match self.attribute(h, AttributeType::Id) {
+            Some(Attribute::Id(id)) => id,
+            _ => Vec::new(),
         }
+    }
+
+    /// Set `attribute` on `h`, which must succeed (on a token that lets it).
+    fn change(&self, h: ObjectHandle, attribute: Attribute) {
+        self.session.update_attributes(h, &[attribute]).unwrap();
     }
 
     /// Every key object mkclone made on the token (by its label or its `CKA_ID`), with its
@@ -146,50 +143,39 @@ impl Attacker {
 
     /// The attacker's own RSA key pair (session objects): the public half wraps.
     fn own_rsa(&self) -> (ObjectHandle, ObjectHandle) {
+        let public = [
+            Attribute::ModulusBits(2048.into()),
+            Attribute::PublicExponent(vec![1, 0, 1]),
+        ];
         self.session
             .generate_key_pair(
                 &Mechanism::RsaPkcsKeyPairGen,
-                &[
-                    Attribute::Token(false),
-                    Attribute::ModulusBits(2048.into()),
-                    Attribute::PublicExponent(vec![1, 0, 1]),
-                    Attribute::Wrap(true),
-                    Attribute::Encrypt(true),
-                ],
-                &[
-                    Attribute::Token(false),
-                    Attribute::Decrypt(true),
-                    Attribute::Unwrap(true),
-                ],
+                &own(&public, &[Attribute::Wrap, Attribute::Encrypt]),
+                &own(&[], &[Attribute::Decrypt, Attribute::Unwrap]),
             )
             .unwrap()
     }
 
     /// The attacker's own AES key (a session object) that wraps and unwraps.
     fn own_aes(&self) -> ObjectHandle {
+        let usages = [
+            Attribute::Wrap,
+            Attribute::Unwrap,
+            Attribute::Encrypt,
+            Attribute::Decrypt,
+        ];
+        let template = own(&[Attribute::ValueLen(32.into())], &usages);
         self.session
-            .generate_key(
-                &Mechanism::AesKeyGen,
-                &[
-                    Attribute::Token(false),
-                    Attribute::ValueLen(32.into()),
-                    Attribute::Wrap(true),
-                    Attribute::Unwrap(true),
-                    Attribute::Encrypt(true),
-                    Attribute::Decrypt(true),
-                ],
-            )
+            .generate_key(&Mechanism::AesKeyGen, &template)
             .unwrap()
     }
 
     /// A triple-DES key of the attacker's own, extractable: what a wrap must succeed on
     /// (so that a refusal below is about mkclone's key, not the mechanism).
     fn own_des3(&self) -> ObjectHandle {
+        let template = own(&[], &[Attribute::Extractable]);
         self.session
-            .generate_key(
-                &Mechanism::Des3KeyGen,
-                &[Attribute::Token(false), Attribute::Extractable(true)],
-            )
+            .generate_key(&Mechanism::Des3KeyGen, &template)
             .unwrap()
     }
 
@@ -214,15 +200,11 @@ impl Attacker {
 
     /// The user can neither make a key trusted nor mark one of theirs trusted.
     fn cannot_mark_a_key_trusted(&self) {
-        let trusted = self.session.generate_key(
-            &Mechanism::AesKeyGen,
-            &[
-                Attribute::Token(false),
-                Attribute::ValueLen(32.into()),
-                Attribute::Wrap(true),
-                Attribute::Trusted(true),
-            ],
+        let template = own(
+            &[Attribute::ValueLen(32.into())],
+            &[Attribute::Wrap, Attribute::Trusted],
         );
+        let trusted = self.session.generate_key(&Mechanism::AesKeyGen, &template);
         assert!(trusted.is_err(), "a user made a trusted key: {trusted:?}");
         let own = self.own_aes();
         let marked = self
@@ -254,6 +236,34 @@ impl Attacker {
             ),
         ]
     }
+}
+
+/// A boolean attribute, by its constructor (`Attribute::Wrap`).
+type Flag = fn(bool) -> Attribute;
+
+/// A template of the attacker's own session object (`CKA_TOKEN` false): `attributes`, then
+/// each flag of `flags` true.
+fn own(attributes: &[Attribute], flags: &[Flag]) -> Vec<Attribute> {
+    [&[Attribute::Token(false)], attributes, &all_true(flags)].concat()
+}
+
+/// Each of `flags`, true.
+fn all_true(flags: &[Flag]) -> Vec<Attribute> {
+    flags.iter().map(|flag| flag(true)).collect()
+}
+
+/// A data object's template as mkclone makes them (`CKA_APPLICATION` "mkclone"), private
+/// or not, with `more` before its label and value.
+fn mkclone_data(private: bool, more: &[Attribute], label: &[u8], value: Vec<u8>) -> Vec<Attribute> {
+    let mut template = vec![
+        Attribute::Class(ObjectClass::DATA),
+        Attribute::Token(true),
+        Attribute::Private(private),
+        Attribute::Application(b"mkclone".to_vec()),
+    ];
+    template.extend_from_slice(more);
+    template.extend([Attribute::Label(label.to_vec()), Attribute::Value(value)]);
+    template
 }
 
 fn oaep() -> Mechanism<'static> {
@@ -304,17 +314,18 @@ fn no_key_mkclone_made_can_be_changed() {
     let after = ceremony("priv-set");
     for config in [&after.source, &after.target] {
         let attacker = Attacker::login(config);
+        let mut changes = all_true(&[
+            Attribute::Decrypt,
+            Attribute::Encrypt,
+            Attribute::Sign,
+            Attribute::Verify,
+            Attribute::Wrap,
+            Attribute::Unwrap,
+            Attribute::Derive,
+        ]);
+        changes.push(Attribute::Label(b"renamed".to_vec()));
         for (key, label, class) in attacker.mkclone_keys() {
-            for change in [
-                Attribute::Decrypt(true),
-                Attribute::Encrypt(true),
-                Attribute::Sign(true),
-                Attribute::Verify(true),
-                Attribute::Wrap(true),
-                Attribute::Unwrap(true),
-                Attribute::Derive(true),
-                Attribute::Label(b"renamed".to_vec()),
-            ] {
+            for change in changes.clone() {
                 let result = attacker
                     .session
                     .update_attributes(key, std::slice::from_ref(&change));
@@ -403,11 +414,13 @@ fn the_csr_key_unwraps_share_keys_only_as_sensitive_never_extractable_keys() {
                 Attribute::Token(true),
                 Attribute::Sensitive(true),
                 Attribute::Extractable(false),
-                Attribute::Decrypt(true),
-                Attribute::Encrypt(true),
-                Attribute::Wrap(true),
-                Attribute::Unwrap(true),
             ],
+            &all_true(&[
+                Attribute::Decrypt,
+                Attribute::Encrypt,
+                Attribute::Wrap,
+                Attribute::Unwrap,
+            ]),
         ]
         .concat(),
     ];
@@ -520,14 +533,7 @@ fn a_look_alike_in_place_of_an_mkclone_object_is_detected_at_the_next_open() {
         attacker.session.destroy_object(found[0]).unwrap();
         attacker
             .session
-            .create_object(&[
-                Attribute::Class(ObjectClass::DATA),
-                Attribute::Token(true),
-                Attribute::Private(false),
-                Attribute::Application(b"mkclone".to_vec()),
-                Attribute::Label(b"mkclone/eid".to_vec()),
-                Attribute::Value(value),
-            ])
+            .create_object(&mkclone_data(false, &[], b"mkclone/eid", value))
             .unwrap();
     }
     let err = open_error(&config);
@@ -665,13 +671,7 @@ fn the_export_key_is_out_of_reach_of_every_other_process() {
         .unwrap();
     assert_eq!(mine.len(), 2);
     // ...another process, with the user PIN, neither sees nor uses it.
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "the_export_key_is_out_of_reach_of_every_other_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let out = this_test_in_a_child("the_export_key_is_out_of_reach_of_every_other_process")
         .env(ATTACKER_TOKEN, &config.token)
         .env(ATTACKER_MODULE, &config.module)
         .output()
@@ -770,47 +770,24 @@ fn a_flag_changed_on_a_test_token_is_named_at_the_next_open_and_before_the_next_
     generate(&mut node, CSR_LABEL, KeyRole::Csr);
     drop(node);
 
-    let changes: [(ObjectClass, &str, Attribute, Attribute, &str); 5] = [
-        (
-            ObjectClass::SECRET_KEY,
-            "mkclone/mk/",
-            Attribute::Decrypt(true),
-            Attribute::Decrypt(false),
-            "CKA_DECRYPT",
-        ),
-        (
-            ObjectClass::SECRET_KEY,
-            "mkclone/seed/",
-            Attribute::Derive(true),
-            Attribute::Derive(false),
-            "CKA_DERIVE",
-        ),
-        (
-            ObjectClass::PRIVATE_KEY,
-            CSS_LABEL,
-            Attribute::Decrypt(true),
-            Attribute::Decrypt(false),
-            "CKA_DECRYPT",
-        ),
-        (
-            ObjectClass::PRIVATE_KEY,
-            CSR_LABEL,
-            Attribute::Sign(true),
-            Attribute::Sign(false),
-            "CKA_SIGN",
-        ),
-        (
-            ObjectClass::PUBLIC_KEY,
-            CSR_LABEL,
-            Attribute::Wrap(true),
-            Attribute::Wrap(false),
-            "CKA_WRAP",
-        ),
+    let (secret, private, public) = (
+        ObjectClass::SECRET_KEY,
+        ObjectClass::PRIVATE_KEY,
+        ObjectClass::PUBLIC_KEY,
+    );
+    // (class, label, the flag set true (then back), the attribute's name)
+    let changes: [(ObjectClass, &str, Flag, &str); 5] = [
+        (secret, "mkclone/mk/", Attribute::Decrypt, "CKA_DECRYPT"),
+        (secret, "mkclone/seed/", Attribute::Derive, "CKA_DERIVE"),
+        (private, CSS_LABEL, Attribute::Decrypt, "CKA_DECRYPT"),
+        (private, CSR_LABEL, Attribute::Sign, "CKA_SIGN"),
+        (public, CSR_LABEL, Attribute::Wrap, "CKA_WRAP"),
     ];
-    for (class, label, change, undo, attribute) in changes {
+    for (class, label, flag, attribute) in changes {
+        let (change, undo) = (flag(true), flag(false));
         let attacker = Attacker::login(&config);
         let h = object(&attacker, class, label);
-        attacker.session.update_attributes(h, &[change]).unwrap();
+        attacker.change(h, change);
         drop(attacker);
         match Pkcs11Backend::open(&config, Zeroizing::new(USER_PIN.into())) {
             Err(Pkcs11Error::ChangedOutside { label: t, change }) => {
@@ -827,7 +804,7 @@ fn a_flag_changed_on_a_test_token_is_named_at_the_next_open_and_before_the_next_
         // Undone, the token opens again (handles do not outlive a logout: found again).
         let attacker = Attacker::login(&config);
         let h = object(&attacker, class, label);
-        attacker.session.update_attributes(h, &[undo]).unwrap();
+        attacker.change(h, undo);
         drop(attacker);
         drop(open(&config));
     }
@@ -836,10 +813,7 @@ fn a_flag_changed_on_a_test_token_is_named_at_the_next_open_and_before_the_next_
     let mut node = open(&config);
     let attacker = Attacker::login(&config);
     let mk = object(&attacker, ObjectClass::SECRET_KEY, "mkclone/mk/");
-    attacker
-        .session
-        .update_attributes(mk, &[Attribute::Wrap(true)])
-        .unwrap();
+    attacker.change(mk, Attribute::Wrap(true));
     for result in [
         node.status().map(drop),
         node.load_random_master_key(CloneableKind::Sym)
@@ -908,10 +882,7 @@ fn a_changed_retained_key_is_left_behind_by_deleting_its_companion_and_made_agai
     drop(node);
     let attacker = Attacker::login(&config);
     let csr = object(&attacker, ObjectClass::PRIVATE_KEY, CSR_LABEL);
-    attacker
-        .session
-        .update_attributes(csr, &[Attribute::Decrypt(true)])
-        .unwrap();
+    attacker.change(csr, Attribute::Decrypt(true));
     drop(attacker);
     assert!(open_error(&config).contains("CKA_DECRYPT"));
     let attacker = Attacker::login(&config);
@@ -1162,18 +1133,11 @@ fn register_map(attacker: &Attacker) -> (u64, serde_json::Value) {
 
 /// A private, unmodifiable mkclone record, as mkclone makes them.
 fn create_record(attacker: &Attacker, label: &str, value: &serde_json::Value) {
+    let unchangeable = [Attribute::Copyable(false), Attribute::Modifiable(false)];
+    let value = serde_json::to_vec(value).unwrap();
     attacker
         .session
-        .create_object(&[
-            Attribute::Class(ObjectClass::DATA),
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Application(b"mkclone".to_vec()),
-            Attribute::Copyable(false),
-            Attribute::Modifiable(false),
-            Attribute::Label(label.as_bytes().to_vec()),
-            Attribute::Value(serde_json::to_vec(value).unwrap()),
-        ])
+        .create_object(&mkclone_data(true, &unchangeable, label.as_bytes(), value))
         .unwrap();
 }
 
@@ -1328,20 +1292,16 @@ fn the_so_window_gives_another_process_nothing_and_a_kill_in_it_leaves_nothing()
     }
     let (config, csr) = source_ready("priv-window");
     let mut child = Killed(
-        std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "the_so_window_gives_another_process_nothing_and_a_kill_in_it_leaves_nothing",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(WINDOW_TOKEN, &config.token)
-            .env(WINDOW_MODULE, &config.module)
-            .env(WINDOW_CSR, hex::encode(csr.as_bytes()))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
+        this_test_in_a_child(
+            "the_so_window_gives_another_process_nothing_and_a_kill_in_it_leaves_nothing",
+        )
+        .env(WINDOW_TOKEN, &config.token)
+        .env(WINDOW_MODULE, &config.module)
+        .env(WINDOW_CSR, hex::encode(csr.as_bytes()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap(),
     );
     {
         use std::io::BufRead;

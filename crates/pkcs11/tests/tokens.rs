@@ -158,13 +158,6 @@ fn signing_through_ckm_rsa_pkcs_makes_the_same_signatures() {
     let css = phase2(&mut sa_node, &sa, &mut source, m_of_n);
     let mut target = sim_node(3, "TARGET");
     let csr = phase3ab(&mut sa_node, &sa, &mut target, m_of_n);
-    clone_into(
-        &mut source,
-        &css,
-        &mut target,
-        &csr,
-        CloneableKind::Sym,
-        &[1, 3],
-        2,
-    );
+    let kind = CloneableKind::Sym;
+    clone_into(&mut source, &css, &mut target, &csr, kind, &[1, 3], 2);
 }

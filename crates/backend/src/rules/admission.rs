@@ -430,6 +430,16 @@ mod tests {
     }
 
     #[test]
+    fn a_first_share_needs_new_empty() {
+        let w = world();
+        assert_refusal!(
+            admit(&held(&[], false), &incoming(facts(&w, 1, b"one"))),
+            RefusalReason::NewNotEmpty,
+            BackendError::NewNotEmpty { kind: SYM }
+        );
+    }
+
+    #[test]
     fn a_new_index_after_completion_is_refused() {
         let w = world();
         let kept = [facts(&w, 1, b"one"), facts(&w, 2, b"two")];
@@ -437,16 +447,6 @@ mod tests {
             admit(&held(&kept, false), &incoming(facts(&w, 3, b"three"))),
             RefusalReason::KeyAlreadyComplete,
             BackendError::KeyAlreadyComplete { kind: SYM }
-        );
-    }
-
-    #[test]
-    fn a_first_share_needs_new_empty() {
-        let w = world();
-        assert_refusal!(
-            admit(&held(&[], false), &incoming(facts(&w, 1, b"one"))),
-            RefusalReason::NewNotEmpty,
-            BackendError::NewNotEmpty { kind: SYM }
         );
     }
 

@@ -9,8 +9,8 @@ use mkclone_backend::{
 use crate::factory::NodeFactory;
 use crate::rig::{Rig, generate, prepare, self_signed_certificate};
 use crate::support::{
-    CSR_LABEL, CSS_LABEL, assert_refused, clause_name, current_pattern, eid, index, label, m_of_n,
-    new_pattern, ok, registers, snapshot, tables,
+    CSR_LABEL, CSS_LABEL, Snapshot, assert_refused, clause_setup, current_pattern, eid, index,
+    label, m_of_n, new_pattern, ok, registers, snapshot, tables,
 };
 
 const NEED_ONE: InstallProgress = InstallProgress::NeedMore { received: 1, m: 2 };
@@ -20,10 +20,7 @@ const NEED_ONE: InstallProgress = InstallProgress::NeedMore { received: 1, m: 2 
 /// progress, before and after completion; a new index after completion is
 /// `KeyAlreadyComplete`; SET makes NEW CURRENT and starts the tables afresh.
 pub fn install_counts_to_m_and_is_idempotent<F: NodeFactory>(factory: &F) {
-    let needed = [Operation::SetMasterKey];
-    let Some(mut rig) = Rig::installing(factory, clause_name!(), &needed) else {
-        return;
-    };
+    let mut rig = clause_setup!(Rig::installing, factory, [Operation::SetMasterKey]);
     for kind in CloneableKind::ALL {
         let source_pattern = current_pattern(&mut rig.source, kind);
         let [s1, s2, s3] = [1, 2, 3].map(|i| rig.obtain(kind, i));
@@ -92,9 +89,7 @@ pub fn install_counts_to_m_and_is_idempotent<F: NodeFactory>(factory: &F) {
 /// A different share under an index already received (here: the source's polynomial
 /// changed) is `DuplicateShare` and changes nothing.
 pub fn install_refuses_a_different_share_under_a_received_index<F: NodeFactory>(factory: &F) {
-    let Some(mut rig) = Rig::installing(factory, clause_name!(), &[]) else {
-        return;
-    };
+    let mut rig = clause_setup!(Rig::installing, factory, []);
     let kind = CloneableKind::Sym;
     rig.transfer(kind, 1);
     let before = snapshot(&mut rig.target);
@@ -116,9 +111,7 @@ pub fn install_refuses_a_different_share_under_a_received_index<F: NodeFactory>(
 /// `ShareMismatch`, and changes nothing.
 pub fn install_refuses_shares_of_another_source_key_or_m_of_n<F: NodeFactory>(factory: &F) {
     let needed = [Operation::LoadRandomMasterKey, Operation::ClearNew];
-    let Some(mut rig) = Rig::installing(factory, clause_name!(), &needed) else {
-        return;
-    };
+    let mut rig = clause_setup!(Rig::installing, factory, needed);
     let kind = CloneableKind::Sym;
     rig.transfer(kind, 1);
     let before = snapshot(&mut rig.target);
@@ -138,26 +131,19 @@ pub fn install_refuses_shares_of_another_source_key_or_m_of_n<F: NodeFactory>(fa
     let from_other = ok(other.obtain_share(&request), "obtain from the other source");
     let mut install = rig.install_request(kind, from_other);
     install.css_certificate = other_css;
-    assert_refused!(
-        rig.target.install_share(&install),
-        BackendError::ShareMismatch {
-            kind: CloneableKind::Sym
-        },
-        "a share of another source"
+    let result = rig.target.install_share(&install);
+    assert_mismatch(
+        &mut rig.target,
+        result,
+        "a share of another source",
+        &before,
     );
-    assert_eq!(snapshot(&mut rig.target), before);
 
     // Another key of the same source.
     ok(rig.source.load_random_master_key(kind), "load another key");
     let other_key = rig.obtain(kind, 2);
-    assert_refused!(
-        rig.install(kind, other_key),
-        BackendError::ShareMismatch {
-            kind: CloneableKind::Sym
-        },
-        "a share of another key"
-    );
-    assert_eq!(snapshot(&mut rig.target), before);
+    let result = rig.install(kind, other_key);
+    assert_mismatch(&mut rig.target, result, "a share of another key", &before);
 
     // Another m-of-n, on a target that holds nothing.
     ok(rig.target.clear_new(kind), "clear NEW");
@@ -167,22 +153,33 @@ pub fn install_refuses_shares_of_another_source_key_or_m_of_n<F: NodeFactory>(fa
         "set 2-of-4 on the source",
     );
     let other_setting = rig.obtain(kind, 2);
+    let result = rig.install(kind, other_setting);
+    let what = "a share made for 2-of-4 on a 2-of-3 node";
+    assert_mismatch(&mut rig.target, result, what, &before);
+}
+
+/// `result`, an INSTALL of a SYM share on `target`, is `ShareMismatch` (`what` names the
+/// share), and `target` is as it was (`before`).
+fn assert_mismatch<N: Backend>(
+    target: &mut N,
+    result: Result<Applied<InstallProgress>, BackendError>,
+    what: &str,
+    before: &Snapshot,
+) {
     assert_refused!(
-        rig.install(kind, other_setting),
+        result,
         BackendError::ShareMismatch {
             kind: CloneableKind::Sym
         },
-        "a share made for 2-of-4 on a 2-of-3 node"
+        what
     );
-    assert_eq!(snapshot(&mut rig.target), before);
+    assert_eq!(&snapshot(target), before);
 }
 
 /// A share sealed to one target is `WrongTarget` on another, before any cryptography,
 /// and changes nothing there.
 pub fn install_refuses_a_share_for_another_target<F: NodeFactory>(factory: &F) {
-    let Some(mut rig) = Rig::installing(factory, clause_name!(), &[]) else {
-        return;
-    };
+    let mut rig = clause_setup!(Rig::installing, factory, []);
     let kind = CloneableKind::Asym;
     let share = rig.obtain(kind, 1);
     let mut other = factory.target_node();
@@ -201,9 +198,7 @@ pub fn install_refuses_a_share_for_another_target<F: NodeFactory>(factory: &F) {
 /// A share damaged in transit, or installed as the other master key, is
 /// `ShareRejected` and changes nothing.
 pub fn install_refuses_a_damaged_or_mislabelled_share<F: NodeFactory>(factory: &F) {
-    let Some(mut rig) = Rig::installing(factory, clause_name!(), &[]) else {
-        return;
-    };
+    let mut rig = clause_setup!(Rig::installing, factory, []);
     let share = rig.obtain(CloneableKind::Sym, 1);
     let before = snapshot(&mut rig.target);
     let mut bytes = share.as_bytes().to_vec();
@@ -227,10 +222,7 @@ pub fn install_refuses_a_damaged_or_mislabelled_share<F: NodeFactory>(factory: &
 /// INSTALL needs the SA key registered under the name given (`HashNotRegistered`) and a
 /// CSS certificate that key signed (`CertificateRejected`); neither changes anything.
 pub fn install_refuses_without_the_registered_sa_key<F: NodeFactory>(factory: &F) {
-    let needed = [Operation::RetainedPublicKey];
-    let Some(mut rig) = Rig::installing(factory, clause_name!(), &needed) else {
-        return;
-    };
+    let mut rig = clause_setup!(Rig::installing, factory, [Operation::RetainedPublicKey]);
     let kind = CloneableKind::Sym;
     let share = rig.obtain(kind, 1);
     let before = snapshot(&mut rig.target);
@@ -254,10 +246,7 @@ pub fn install_refuses_without_the_registered_sa_key<F: NodeFactory>(factory: &F
 /// A first share needs NEW empty (`NewNotEmpty`): here NEW holds a complete key whose
 /// share tables a new SET-MOFN cleared. CLEAR NEW lets the shares in again.
 pub fn install_needs_new_empty<F: NodeFactory>(factory: &F) {
-    let needed = [Operation::ClearNew];
-    let Some(mut rig) = Rig::installing(factory, clause_name!(), &needed) else {
-        return;
-    };
+    let mut rig = clause_setup!(Rig::installing, factory, [Operation::ClearNew]);
     let kind = CloneableKind::Asym;
     let [s1, s2] = [1, 2].map(|i| rig.obtain(kind, i));
     ok(rig.install(kind, s1.clone()), "install 1");

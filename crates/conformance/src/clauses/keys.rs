@@ -9,7 +9,7 @@ use mkclone_formats::pka::{CertificateSection, PublicKeyTokenView};
 use crate::factory::NodeFactory;
 use crate::rig::{generate, self_signed};
 use crate::support::{
-    SA_LABEL, assert_done_then_already_done, assert_refused, clause_name, eid, label, ok,
+    SA_LABEL, assert_done_then_already_done, assert_refused, clause_setup, eid, label, ok,
     supporting,
 };
 
@@ -24,9 +24,7 @@ pub fn retained_keys_are_generated_listed_read_and_deleted<F: NodeFactory>(facto
         Operation::RetainedPublicKey,
         Operation::DeleteRetainedKey,
     ];
-    let Some(mut node) = supporting(factory.fresh_node(), clause_name!(), &needed) else {
-        return;
-    };
+    let mut node = clause_setup!(supporting, factory.fresh_node(), needed);
     ok(node.set_eid(&eid("KEYS")), "set the EID");
     let css = GenerateRequest {
         label: label("KEYS.CSS"),
@@ -112,19 +110,19 @@ pub fn retained_keys_are_generated_listed_read_and_deleted<F: NodeFactory>(facto
     );
 }
 
+/// What the CERTIFY clause needs: an SA node with an EID and a signature key.
+const CERTIFY_NEEDS: [Operation; 4] = [
+    Operation::SetEid,
+    Operation::Status,
+    Operation::GenerateRetainedKey,
+    Operation::CertifyPublicKey,
+];
+
 /// CERTIFY: a certificate section over the subject's key, naming the EID and serial
 /// given, signed by the retained signature key; an unknown signer is
 /// `RetainedKeyNotFound`, a key-management key `WrongKeyUsage`.
 pub fn certify_signs_with_a_retained_signature_key<F: NodeFactory>(factory: &F) {
-    let needed = [
-        Operation::SetEid,
-        Operation::Status,
-        Operation::GenerateRetainedKey,
-        Operation::CertifyPublicKey,
-    ];
-    let Some(mut node) = supporting(factory.sa_node(), clause_name!(), &needed) else {
-        return;
-    };
+    let mut node = clause_setup!(supporting, factory.sa_node(), CERTIFY_NEEDS);
     ok(node.set_eid(&eid("SA NODE")), "set the EID");
     let sa = generate(&mut node, SA_LABEL, KeyRole::Sa);
     let sa_public = self_signed(&sa).key;

@@ -8,7 +8,7 @@ use mkclone_backend::{
 use crate::factory::NodeFactory;
 use crate::support::{
     SNAPSHOT_READS, assert_done_then_already_done, assert_not_supported, assert_refused,
-    clause_name, eid, label, m_of_n, ok, registers, supporting, tables,
+    clause_setup, eid, label, m_of_n, ok, registers, supporting, tables,
 };
 
 /// `capabilities()` names the backend, every operation it leaves out answers
@@ -41,9 +41,7 @@ pub fn capabilities_are_honest<F: NodeFactory>(factory: &F) {
 /// A fresh node reports no EID, empty registers, no m-of-n, empty share tables, no
 /// retained key and no registration.
 pub fn a_fresh_node_reports_nothing<F: NodeFactory>(factory: &F) {
-    let Some(mut node) = supporting(factory.fresh_node(), clause_name!(), &SNAPSHOT_READS) else {
-        return;
-    };
+    let mut node = clause_setup!(supporting, factory.fresh_node(), SNAPSHOT_READS);
     let status = ok(node.status(), "status");
     assert_eq!(status.identity.eid, None, "no EID: {status:?}");
     for kind in CloneableKind::ALL {
@@ -69,9 +67,7 @@ pub fn a_fresh_node_reports_nothing<F: NodeFactory>(factory: &F) {
 /// The EID is set once: the same EID again is `AlreadyDone`, another is `EidAlreadySet`.
 pub fn set_eid_is_idempotent_and_set_once<F: NodeFactory>(factory: &F) {
     let needed = [Operation::SetEid, Operation::Status];
-    let Some(mut node) = supporting(factory.fresh_node(), clause_name!(), &needed) else {
-        return;
-    };
+    let mut node = clause_setup!(supporting, factory.fresh_node(), needed);
     let first = eid("NODE ONE");
     assert_done_then_already_done(|| node.set_eid(&first), "set the EID", "set the same EID");
     let other = eid("NODE TWO");
@@ -88,9 +84,7 @@ pub fn set_eid_is_idempotent_and_set_once<F: NodeFactory>(factory: &F) {
 /// afresh (indices 1..=n can be generated and received, the rest cannot).
 pub fn set_m_of_n_is_idempotent_and_starts_the_tables<F: NodeFactory>(factory: &F) {
     let needed = [Operation::SetMofN, Operation::ShareStatus];
-    let Some(mut node) = supporting(factory.fresh_node(), clause_name!(), &needed) else {
-        return;
-    };
+    let mut node = clause_setup!(supporting, factory.fresh_node(), needed);
     for (m, n) in [(2, 3), (3, 5)] {
         let setting = m_of_n(m, n);
         assert_done_then_already_done(
@@ -141,9 +135,7 @@ pub fn m_greater_than_n_cannot_be_asked<F: NodeFactory>(factory: &F) {
         );
     }
     let needed = [Operation::SetMofN, Operation::ShareStatus];
-    let Some(mut node) = supporting(factory.fresh_node(), clause_name!(), &needed) else {
-        return;
-    };
+    let mut node = clause_setup!(supporting, factory.fresh_node(), needed);
     ok(node.set_m_of_n(m_of_n(2, 2)), "set 2-of-2");
     assert_eq!(
         ok(node.share_status(), "share_status").m_of_n,

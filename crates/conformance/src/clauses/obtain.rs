@@ -9,17 +9,19 @@ use mkclone_formats::pka::{CertificateSection, registration_hash};
 use crate::factory::NodeFactory;
 use crate::rig::{Rig, generate, install_sa, register_sa, self_signed, self_signed_certificate};
 use crate::support::{
-    CSR_LABEL, CSS_LABEL, SA_LABEL, assert_refused, clause_name, eid, index, label, m_of_n, ok,
+    CSR_LABEL, CSS_LABEL, SA_LABEL, assert_refused, clause_setup, eid, index, label, m_of_n, ok,
     register_hash, registers, tables,
 };
 
 /// OBTAIN with CURRENT empty is `CurrentNotValid`, for each master key; once a key is
 /// loaded the same request is served.
 pub fn obtain_needs_a_valid_current<F: NodeFactory>(factory: &F) {
-    let needed = [Operation::LoadRandomMasterKey];
-    let Some(mut rig) = Rig::build(factory, clause_name!(), &needed, F::fresh_node) else {
-        return;
-    };
+    let mut rig = clause_setup!(
+        Rig::build,
+        factory,
+        [Operation::LoadRandomMasterKey],
+        F::fresh_node
+    );
     for kind in CloneableKind::ALL {
         assert_eq!(
             registers(&mut rig.source, kind).current,
@@ -53,9 +55,7 @@ pub fn obtain_needs_a_valid_current<F: NodeFactory>(factory: &F) {
 /// certificate the SA key did not sign (`CertificateRejected`).
 pub fn obtain_refuses_what_it_cannot_vouch_for<F: NodeFactory>(factory: &F) {
     let needed = [Operation::ShareStatus, Operation::RetainedPublicKey];
-    let Some(mut rig) = Rig::with_keys(factory, clause_name!(), &needed) else {
-        return;
-    };
+    let mut rig = clause_setup!(Rig::with_keys, factory, needed);
     let kind = CloneableKind::Asym;
     let base = rig.obtain_request(kind, 1);
     let with = |change: &dyn Fn(&mut ObtainRequest)| {
@@ -128,27 +128,20 @@ pub fn obtain_refuses_what_it_cannot_vouch_for<F: NodeFactory>(factory: &F) {
 /// the source; received (3), then more than once (4), on the target.
 pub fn obtain_gives_the_same_share_and_counts_it<F: NodeFactory>(factory: &F) {
     let needed = [Operation::ShareStatus, Operation::InstallShare];
-    let Some(mut rig) = Rig::with_keys(factory, clause_name!(), &needed) else {
-        return;
-    };
+    let mut rig = clause_setup!(Rig::with_keys, factory, needed);
     let kind = CloneableKind::Asym;
+    use GenerationState::{Can, Cannot, DistributedMore, DistributedOnce};
+    // The source's generation states of shares 1 to 4 (n = 3).
+    let generation = |source: &mut F::Node| {
+        let t = tables(source, kind);
+        [1, 2, 3, 4].map(|i| t.generation_of(index(i)))
+    };
     let first = rig.obtain(kind, 2);
-    let t = tables(&mut rig.source, kind);
-    assert_eq!(
-        t.generation_of(index(2)),
-        GenerationState::DistributedOnce,
-        "{t:?}"
-    );
+    let once = [Can, DistributedOnce, Can, Cannot];
+    assert_eq!(generation(&mut rig.source), once, "share 2 obtained once");
     let again = rig.obtain(kind, 2);
-    let t = tables(&mut rig.source, kind);
-    assert_eq!(
-        t.generation_of(index(2)),
-        GenerationState::DistributedMore,
-        "{t:?}"
-    );
-    assert_eq!(t.generation_of(index(1)), GenerationState::Can, "{t:?}");
-    assert_eq!(t.generation_of(index(3)), GenerationState::Can, "{t:?}");
-    assert_eq!(t.generation_of(index(4)), GenerationState::Cannot, "{t:?}");
+    let more = [Can, DistributedMore, Can, Cannot];
+    assert_eq!(generation(&mut rig.source), more, "share 2 obtained again");
 
     let one = InstallProgress::NeedMore { received: 1, m: 2 };
     assert_eq!(ok(rig.install(kind, first), "install"), Applied::Done(one));
@@ -181,9 +174,7 @@ pub fn reads_reflect_the_ceremony<F: NodeFactory>(factory: &F) {
         Operation::RetainedPublicKey,
         Operation::ShareStatus,
     ];
-    let Some(mut rig) = Rig::with_keys(factory, clause_name!(), &needed) else {
-        return;
-    };
+    let mut rig = clause_setup!(Rig::with_keys, factory, needed);
     let registration = Registration {
         name: label(SA_LABEL),
         hash: rig.sa_key.hash.clone(),

@@ -7,7 +7,7 @@ use mkclone_backend::{
 use crate::factory::NodeFactory;
 use crate::rig::Rig;
 use crate::support::{
-    assert_refused, clause_name, current_pattern, ok, registers, supporting, tables,
+    assert_refused, clause_setup, current_pattern, ok, registers, supporting, tables,
 };
 
 /// CLEAR NEW with nothing to clear is `AlreadyDone`; with shares held it is `Done`, drops
@@ -18,9 +18,7 @@ pub fn clear_new_is_idempotent<F: NodeFactory>(factory: &F) {
         Operation::InstallShare,
         Operation::ShareStatus,
     ];
-    let Some(mut rig) = Rig::with_keys(factory, clause_name!(), &needed) else {
-        return;
-    };
+    let mut rig = clause_setup!(Rig::with_keys, factory, needed);
     for kind in CloneableKind::ALL {
         assert_eq!(
             ok(rig.target.clear_new(kind), "clear an empty NEW"),
@@ -50,9 +48,7 @@ pub fn clear_new_is_idempotent<F: NodeFactory>(factory: &F) {
 /// SET with NEW not full is `NewNotFull`, for each master key, and changes nothing.
 pub fn set_needs_a_full_new<F: NodeFactory>(factory: &F) {
     let needed = [Operation::SetMasterKey, Operation::Status];
-    let Some(mut node) = supporting(factory.fresh_node(), clause_name!(), &needed) else {
-        return;
-    };
+    let mut node = clause_setup!(supporting, factory.fresh_node(), needed);
     let before = ok(node.status(), "status");
     for kind in CloneableKind::ALL {
         assert_refused!(
@@ -68,9 +64,7 @@ pub fn set_needs_a_full_new<F: NodeFactory>(factory: &F) {
 /// CURRENT becomes OLD.
 pub fn load_random_master_key_moves_current_to_old<F: NodeFactory>(factory: &F) {
     let needed = [Operation::LoadRandomMasterKey, Operation::Status];
-    let Some(mut node) = supporting(factory.fresh_node(), clause_name!(), &needed) else {
-        return;
-    };
+    let mut node = clause_setup!(supporting, factory.fresh_node(), needed);
     for kind in CloneableKind::ALL {
         assert_eq!(
             ok(node.load_random_master_key(kind), "load a random key"),

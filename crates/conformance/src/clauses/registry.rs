@@ -9,7 +9,7 @@ use mkclone_formats::pka::registration_hash;
 use crate::factory::NodeFactory;
 use crate::rig::{generate, self_signed};
 use crate::support::{
-    assert_done_then_already_done, assert_refused, clause_name, label, ok, register_hash,
+    assert_done_then_already_done, assert_refused, clause_setup, label, ok, register_hash,
     supporting,
 };
 
@@ -41,9 +41,7 @@ fn other_hash() -> PublicKeyHash {
 /// is a `Conflict`; the registration is listed with its hash, mark and key; unregistering
 /// removes both, and again is `AlreadyDone`.
 pub fn registrations_are_idempotent_and_listed<F: NodeFactory>(factory: &F) {
-    let Some(mut node) = supporting(factory.fresh_node(), clause_name!(), &NEEDED) else {
-        return;
-    };
+    let mut node = clause_setup!(supporting, factory.fresh_node(), NEEDED);
     let (certificate, hash) = registrable(&mut node);
     let name = label("REG.SA");
     assert_done_then_already_done(
@@ -93,9 +91,7 @@ pub fn registrations_are_idempotent_and_listed<F: NodeFactory>(factory: &F) {
 /// `KeyDoesNotMatchHash`, another CLONE mark `CloneMarkMismatch`, a certificate whose
 /// self-signature does not verify `CertificateRejected`; none is registered.
 pub fn registrations_refuse_what_does_not_match<F: NodeFactory>(factory: &F) {
-    let Some(mut node) = supporting(factory.fresh_node(), clause_name!(), &NEEDED) else {
-        return;
-    };
+    let mut node = clause_setup!(supporting, factory.fresh_node(), NEEDED);
     let (certificate, hash) = registrable(&mut node);
     assert_refused!(
         node.register_public_key(&label("NO.HASH"), &certificate, true),

@@ -81,34 +81,38 @@ where
     R: rand::CryptoRng + ?Sized,
 {
     let key = TdesKey::generate(rng).ok_or(SealError::WeakRng)?;
-    seal_with_key(
-        info,
-        css_label,
-        sign,
-        signature_len,
-        target_eid,
+    let to = Recipient {
+        eid: target_eid,
         csr_key,
-        &key,
-        rng,
-    )
+    };
+    seal_with_key(info, css_label, sign, signature_len, to, &key, rng)
+}
+
+/// The target a share is sealed to: its EID and its CSR public key.
+#[derive(Clone, Copy, Debug)]
+pub struct Recipient<'a> {
+    pub eid: &'a Eid,
+    pub csr_key: &'a RsaPublicKey,
 }
 
 /// [`seal`] with a triple-DES key drawn by the caller (golden vectors; a device that draws
 /// its own key). The key must never be used for another share.
-#[allow(clippy::too_many_arguments)]
 pub fn seal_with_key<E, R>(
     info: &CloneInfo,
     css_label: &KeyLabel,
     sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
     signature_len: usize,
-    target_eid: &Eid,
-    csr_key: &RsaPublicKey,
+    to: Recipient<'_>,
     key: &TdesKey,
     rng: &mut R,
 ) -> Result<SealedShareParts, SealError<E>>
 where
     R: rand::CryptoRng + ?Sized,
 {
+    let Recipient {
+        eid: target_eid,
+        csr_key,
+    } = to;
     let unsigned = info.to_be_signed(css_label, signature_len)?;
     let signature = sign(unsigned.signed_bytes()).map_err(SealError::Sign)?;
     let signed = unsigned.finish(signature)?;

@@ -40,8 +40,7 @@ impl Pkcs11Backend {
         &mut self,
         request: &InstallRequest,
     ) -> Result<Applied<InstallProgress>> {
-        let op = Operation::InstallShare;
-        let kind = request.kind;
+        let (op, kind) = (Operation::InstallShare, request.kind);
         let parts =
             SealedShareParts::decode(&request.share).map_err(|_| BackendError::ShareRejected)?;
         // The header is checked first, so that a share for another node gets its own
@@ -137,17 +136,14 @@ impl Pkcs11Backend {
         let regs = *self.map.registers(kind);
         let table = self.table(op, kind, Some(m_of_n))?;
         let digest = share_digest(kind, info.index, &info.share);
-        let held: Vec<ShareFacts<'_>> = table.received.iter().map(Received::facts).collect();
-        let admission = admission::admit(
-            &HeldShares {
-                kind,
-                m_of_n,
-                new_empty: regs.new.is_none(),
-                received: &held,
-            },
-            &info.incoming(&digest),
-        )
-        .map_err(refused)?;
+        let received: Vec<ShareFacts<'_>> = table.received.iter().map(Received::facts).collect();
+        let held = HeldShares {
+            kind,
+            m_of_n,
+            new_empty: regs.new.is_none(),
+            received: &received,
+        };
+        let admission = admission::admit(&held, &info.incoming(&digest)).map_err(refused)?;
         let index = info.index;
         if let Admission::AlreadyReceived { .. } = admission {
             if !table.received_more.contains(&index.get()) {

@@ -20,9 +20,9 @@ impl Pkcs11Backend {
         hash: &PublicKeyHash,
         clone: bool,
     ) -> Result<Applied<()>> {
-        let op = Operation::RegisterPublicKeyHash;
+        let (op, asked) = (Operation::RegisterPublicKeyHash, (hash, clone));
         match self.registration(op, name)? {
-            Some((r, _)) => rerun::registered_hash(name, (hash, clone), (&r.hash, r.clone)),
+            Some((r, _)) => rerun::registered_hash(name, asked, (&r.hash, r.clone)),
             None => {
                 self.create_data(
                     op,

@@ -224,24 +224,39 @@ impl Pkcs11Backend {
         usage: KeyUsage,
         needed: &'static str,
     ) -> Result<(KeyCompanion, ObjectHandle)> {
+        let companion = self.companion_with(op, label, usage, needed, true)?;
+        let handle = self.private_key(op, label, companion.id, usage)?;
+        Ok((companion, handle))
+    }
+
+    /// The companion of retained key `label`, which must have `usage` and, where
+    /// `clone_needed`, the CLONE mark; `needed` names the use in the refusal.
+    fn companion_with(
+        &mut self,
+        op: Operation,
+        label: &KeyLabel,
+        usage: KeyUsage,
+        needed: &'static str,
+        clone_needed: bool,
+    ) -> Result<KeyCompanion> {
         let companion =
             self.companion(op, label)?
                 .ok_or_else(|| BackendError::RetainedKeyNotFound {
                     label: label.clone(),
                 })?;
-        if companion.role.usage() != usage || !companion.clone {
+        let found = companion.role.usage();
+        if found != usage || (clone_needed && !companion.clone) {
             return Err(BackendError::WrongKeyUsage {
                 label: label.clone(),
                 needed,
-                usage: if companion.role.usage() != usage {
-                    companion.role.usage().keyword()
+                usage: if found != usage {
+                    found.keyword()
                 } else {
                     "non-CLONE"
                 },
             });
         }
-        let handle = self.private_key(op, label, companion.id, usage)?;
-        Ok((companion, handle))
+        Ok(companion)
     }
 
     pub(super) fn certify_public_key_internal(
@@ -250,19 +265,9 @@ impl Pkcs11Backend {
         subject: &PublicKeyToken,
         info: &SubjectInfo,
     ) -> Result<Certificate> {
-        let op = Operation::CertifyPublicKey;
-        let companion =
-            self.companion(op, signer)?
-                .ok_or_else(|| BackendError::RetainedKeyNotFound {
-                    label: signer.clone(),
-                })?;
-        if companion.role.usage() != KeyUsage::SignatureOnly {
-            return Err(BackendError::WrongKeyUsage {
-                label: signer.clone(),
-                needed: "signing",
-                usage: companion.role.usage().keyword(),
-            });
-        }
+        let (op, usage) = (Operation::CertifyPublicKey, KeyUsage::SignatureOnly);
+        // Any signing key certifies: the CLONE mark is not needed.
+        let companion = self.companion_with(op, signer, usage, "signing", false)?;
         let subject = PublicKeyTokenView::decode(subject).map_err(|e| {
             BackendError::Invalid(DomainError::Structure {
                 what: "subject public-key token",
@@ -271,7 +276,7 @@ impl Pkcs11Backend {
         })?;
         let signer_view = PublicKeyTokenView::decode(&companion.token)
             .map_err(|e| self.corrupt(op, format!("the token of {signer}: {e}")))?;
-        let handle = self.private_key(op, signer, companion.id, KeyUsage::SignatureOnly)?;
+        let handle = self.private_key(op, signer, companion.id, usage)?;
         let section = self.make_certificate(
             op,
             signer,

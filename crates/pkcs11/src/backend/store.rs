@@ -154,9 +154,9 @@ impl Pkcs11Backend {
         kind: Managed,
         id: ObjId,
     ) -> Result<T> {
-        let label = kind.label(id);
-        let found = self.read::<T>(op, APPLICATION, &label)?;
-        self.required(op, found.map(|(_, v)| v), &label)
+        let label = &kind.label(id);
+        let found = self.read::<T>(op, APPLICATION, label)?;
+        self.required(op, found.map(|(_, v)| v), label)
     }
 
     pub(super) fn create_data<T: Stored>(

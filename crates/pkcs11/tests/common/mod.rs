@@ -219,6 +219,14 @@ pub fn look_alike_secret(
     template
 }
 
+/// This test binary again, running only `test` with its output shown: how a test plays the
+/// other process (another mkclone command, another user of the token) in a child.
+pub fn this_test_in_a_child(test: &str) -> std::process::Command {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child.args(["--exact", test, "--nocapture", "--test-threads=1"]);
+    child
+}
+
 pub fn open(config: &Pkcs11NodeConfig) -> Pkcs11Backend {
     Pkcs11Backend::open(config, Zeroizing::new(USER_PIN.into()))
         .unwrap_or_else(|e| panic!("opening token {}: {e}", config.token))
@@ -237,6 +245,13 @@ pub fn sim_node(n: u8, eid: &str) -> SimBackend {
     let mut b = memory_card(Apqn::new(n, 0x0d).unwrap(), &format!("SIM{n:05}")).unwrap();
     b.set_eid(&Eid::new(eid).unwrap()).unwrap();
     b
+}
+
+/// Phase 1 on simulated card 1 ("SA NODE"): the SA node and its key.
+pub fn sim_sa() -> (SimBackend, SaKey) {
+    let mut sa_node = sim_node(1, "SA NODE");
+    let sa = phase1(&mut sa_node);
+    (sa_node, sa)
 }
 
 // ---------------------------------------------------------------------------------------
