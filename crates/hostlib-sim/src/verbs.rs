@@ -257,17 +257,21 @@ pub fn get_role(m: &mut Machine, rules: Rules<'_>, name: &[u8], out: Out<'_>) ->
     for acp in disabled.into_iter().filter(|a| *a < 0x400) {
         bitmap[usize::from(acp / 8)] &= !(0x80 >> (acp % 8));
     }
-    let mut role = vec![0x01, 0x00, 0x00, 0x00];
-    role.extend_from_slice(b"MKCLONE SIMULATED   ");
-    role.extend_from_slice(&[0, 0, 0, 0]);
-    role.extend_from_slice(b"DEFAULT ");
-    role.extend_from_slice(&[0x00, 0x00, 0x00, 0x00, 0x17, 0x3B, 0xFE, 0x00]);
-    role.extend_from_slice(&[0x00, 0x01, 0x00, 0x00]);
-    role.extend_from_slice(&0u16.to_be_bytes());
-    role.extend_from_slice(&0x03FFu16.to_be_bytes());
-    role.extend_from_slice(&(bitmap.len() as u16).to_be_bytes());
-    role.extend_from_slice(&[0, 0]);
-    role.extend_from_slice(&bitmap);
+    let bitmap_len = (bitmap.len() as u16).to_be_bytes();
+    let mut role = [
+        &[0x01, 0x00, 0x00, 0x00][..], // version X'0100', length (written below)
+        b"MKCLONE SIMULATED   ",       // comment
+        &[0, 0, 0, 0],                 // checksum, reserved
+        b"DEFAULT ",                   // role ID
+        // authentication strength 0, time limits 00:00-23:59, valid days X'FE', reserved
+        &[0x00, 0x00, 0x00, 0x00, 0x17, 0x3B, 0xFE, 0x00],
+        &[0x00, 0x01, 0x00, 0x00], // one segment, reserved
+        &[0x00, 0x00, 0x03, 0xFF], // its first and last points: X'0000'-X'03FF'
+        &bitmap_len,               // its bitmap's bytes
+        &[0, 0],                   // reserved
+        &bitmap,
+    ]
+    .concat();
     let length = role.len() as u16;
     role[2..4].copy_from_slice(&length.to_be_bytes());
     put(out, &role)
