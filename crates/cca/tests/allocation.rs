@@ -32,23 +32,15 @@ fn note(size: usize) {
     let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
 }
 
-// SAFETY: every method forwards its own arguments to `System` unchanged, after recording
-// a size; the contract of `GlobalAlloc` is `System`'s.
+// SAFETY: both methods forward their own arguments to `System` unchanged, after
+// recording a size; the contract of `GlobalAlloc` is `System`'s. The provided
+// `alloc_zeroed` and `realloc` allocate through `alloc`, so every size asked for, a
+// reallocation's new size too, is recorded.
 unsafe impl GlobalAlloc for LargestAllocation {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note(layout.size());
         // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
         unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        // SAFETY: forwarded unchanged; `ptr` came from `System` through this allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: forwarded unchanged; `ptr` came from `System` through this allocator.

@@ -450,12 +450,9 @@ mod tests {
 
     fake_verb! {
         fn fake_csuamkd(rc, rs, exit_len, count, rules;
-            share_index: *mut Long,
-            private_key_name: *mut Bytes,
-            certifying_key_name: *mut Bytes,
+            share_index: *mut Long, private_key_name: *mut Bytes, certifying_key_name: *mut Bytes,
             certificate_length: *mut Long, certificate: *mut Bytes,
-            key_length: *mut Long, key: *mut Bytes,
-            info_length: *mut Long, info: *mut Bytes,
+            key_length: *mut Long, key: *mut Bytes, info_length: *mut Long, info: *mut Bytes,
         ) {
             // SAFETY: called by `dispatch` with the header's CSUAMKD parameters.
             unsafe {
@@ -510,14 +507,10 @@ mod tests {
 
     fake_verb! {
         fn fake_csndpkb(rc, rs, exit_len, count, rules;
-            kvs_len: *mut Long, kvs: *mut Bytes,
-            name_len: *mut Long, name: *mut Bytes,
-            cd_len: *mut Long, _cd: *mut Bytes,
-            r2_len: *mut Long, _r2: *mut Bytes,
-            r3_len: *mut Long, _r3: *mut Bytes,
-            r4_len: *mut Long, _r4: *mut Bytes,
-            r5_len: *mut Long, _r5: *mut Bytes,
-            token_len: *mut Long, token: *mut Bytes,
+            kvs_len: *mut Long, kvs: *mut Bytes, name_len: *mut Long, name: *mut Bytes,
+            cd_len: *mut Long, _cd: *mut Bytes, r2_len: *mut Long, _r2: *mut Bytes,
+            r3_len: *mut Long, _r3: *mut Bytes, r4_len: *mut Long, _r4: *mut Bytes,
+            r5_len: *mut Long, _r5: *mut Bytes, token_len: *mut Long, token: *mut Bytes,
         ) {
             // SAFETY: called by `dispatch` with the header's CSNDPKB parameters.
             unsafe {
@@ -595,10 +588,8 @@ mod tests {
 
     fake_verb! {
         fn fake_csndrkl(rc, rs, exit_len, count, rules;
-            mask: *mut Bytes,
-            retained_keys_count: *mut Long,
-            key_labels_count: *mut Long,
-            labels: *mut Bytes,
+            mask: *mut Bytes, retained_keys_count: *mut Long,
+            key_labels_count: *mut Long, labels: *mut Bytes,
         ) {
             // SAFETY: called by `dispatch` with the header's CSNDRKL parameters.
             unsafe {
@@ -635,8 +626,7 @@ mod tests {
     fake_verb! {
         /// A length the library writes back beyond the buffer is never read.
         fn fake_csndpkx_overlong(rc, rs, _exit_len, _count, _rules;
-            _src_len: *mut Long, _src: *mut Bytes,
-            out_len: *mut Long, _out: *mut Bytes,
+            _src_len: *mut Long, _src: *mut Bytes, out_len: *mut Long, _out: *mut Bytes,
         ) {
             // SAFETY: called by `dispatch` with the header's CSNDPKX parameters.
             unsafe {
