@@ -383,10 +383,7 @@ fn vp_patterns() {
     let sym_cur = [0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17];
     let asym_new: Vec<u8> = (0x20..0x30).collect();
     let aes_old = [0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37];
-    let parm = cat(&[
-        b"vp",          //  0 function code
-        &EMPTY,         //  2 rule-array length 2
-        &[0x00, 0x37],  //  4 verb-data length 55 = 2 + 8 + 1 + 12 + 20 + 12
+    let data: &[&[u8]] = &[
         b"5A2B0007",    //  6 serial
         &[0x03],        // 14 count 3
         &[1, 2, 1, 8],  // 15 SYM, CURRENT, SHA-1 method, length 8
@@ -395,8 +392,8 @@ fn vp_patterns() {
         &asym_new,      // 31 pattern
         &[3, 3, 3, 8],  // 47 AES, OLD, SHA-256 method, length 8
         &aes_old,       // 51 pattern
-        &EMPTY,         // 59 key-block length 2
-    ]);
+    ];
+    let parm = data_only(b"vp", 55, data);
     let r = golden_reply(&reply(0x3D, 0, 0, &parm), &req);
     let ReplyBody::Patterns { serial, entries } = &r.body else {
         panic!("{:?}", r.body)
@@ -422,14 +419,11 @@ fn vp_patterns() {
 
 #[test]
 fn vp_patterns_short_serial_and_no_entries() {
-    let parm = cat(&[
-        b"vp",         //  0 function code
-        &EMPTY,        //  2 rule-array length 2
-        &[0x00, 0x0B], //  4 verb-data length 11
-        b"42      ",   //  6 serial "42", blank padded
-        &[0x00],       // 14 count 0
-        &EMPTY,        // 15 key-block length 2
-    ]);
+    let data: &[&[u8]] = &[
+        b"42      ", //  6 serial "42", blank padded
+        &[0x00],     // 14 count 0
+    ];
+    let parm = data_only(b"vp", 11, data);
     let r = golden_reply(&reply(0x11, 0, 0, &parm), &Request::Patterns);
     let ReplyBody::Patterns { serial, entries } = &r.body else {
         panic!("{:?}", r.body)
@@ -441,13 +435,8 @@ fn vp_patterns_short_serial_and_no_entries() {
 
 #[test]
 fn ei_set_eid() {
-    let parm = cat(&[
-        b"ei",               //  0 function code
-        &EMPTY,              //  2 rule-array length 2
-        &[0x00, 0x12],       //  4 verb-data length 18
-        b"TARGETNODE02    ", //  6 EID, blank padded
-        &EMPTY,              // 22 key-block length 2
-    ]);
+    //  6 EID, blank padded
+    let parm = data_only(b"ei", 18, &[b"TARGETNODE02    "]);
     let req = golden_request(&request(0x18, &parm));
     let Request::SetEid(eid) = &req else {
         panic!("{req:?}")
@@ -477,10 +466,7 @@ fn st_share_tables() {
     let req = golden_request(&request(0x08, &bare_parm(b"st")));
     assert_eq!(req, Request::ShareTables);
 
-    let parm = cat(&[
-        b"st",               //  0 function code
-        &EMPTY,              //  2 rule-array length 2
-        &[0x00, 0x43],       //  4 verb-data length 67 = 2 + 3 + 2 * 31
+    let data: &[&[u8]] = &[
         &[0x03, 0x05, 0x02], //  6 m 3, n 5, count 2
         &[0x01],             //  9 kind SYM
         b"342110000000000",  // 10 generation digits
@@ -488,8 +474,8 @@ fn st_share_tables() {
         &[0x02],             // 40 kind ASYM
         b"111110000000000",  // 41 generation digits
         b"314110000000000",  // 56 reception digits
-        &EMPTY,              // 71 key-block length 2
-    ]);
+    ];
+    let parm = data_only(b"st", 67, data);
     let r = golden_reply(&reply(0x49, 0, 0, &parm), &req);
     let ReplyBody::ShareTables { m_of_n, tables } = &r.body else {
         panic!("{:?}", r.body)
@@ -523,13 +509,8 @@ fn st_share_tables() {
 
 #[test]
 fn st_share_tables_unset() {
-    let parm = cat(&[
-        b"st",               // 0 function code
-        &EMPTY,              // 2 rule-array length 2
-        &[0x00, 0x05],       // 4 verb-data length 5
-        &[0x00, 0x00, 0x00], // 6 m 0, n 0 (unset), count 0
-        &EMPTY,              // 9 key-block length 2
-    ]);
+    // 6 m 0, n 0 (unset), count 0
+    let parm = data_only(b"st", 5, &[&[0x00, 0x00, 0x00]]);
     let r = golden_reply(&reply(0x0B, 0, 0, &parm), &Request::ShareTables);
     assert_eq!(
         r.body,
@@ -651,10 +632,7 @@ fn kl_list_retained() {
     let req = golden_request(&request(0x08, &bare_parm(b"kl")));
     assert_eq!(req, Request::ListRetained);
 
-    let parm = cat(&[
-        b"kl",                    //   0 function code
-        &EMPTY,                   //   2 rule-array length 2
-        &[0x00, 0x8C],            //   4 verb-data length 140 = 2 + 2 + 2 * 68
+    let data: &[&[u8]] = &[
         &[0x00, 0x02],            //   6 count 2
         &label("MKCLONE.SA.KEY"), //   8 label 1
         &[0x01],                  //  72 usage SIG-ONLY
@@ -664,8 +642,8 @@ fn kl_list_retained() {
         &[0x02],                  // 140 usage KM-ONLY
         &[0x01],                  // 141 clone yes
         &[0x0C, 0x00],            // 142 bits 3072
-        &EMPTY,                   // 144 key-block length 2
-    ]);
+    ];
+    let parm = data_only(b"kl", 140, data);
     let r = golden_reply(&reply(0x92, 0, 0, &parm), &req);
     let ReplyBody::RetainedKeys(list) = &r.body else {
         panic!("{:?}", r.body)
@@ -683,13 +661,8 @@ fn kl_list_retained() {
 
 #[test]
 fn kl_list_retained_empty() {
-    let parm = cat(&[
-        b"kl",         // 0 function code
-        &EMPTY,        // 2 rule-array length 2
-        &[0x00, 0x04], // 4 verb-data length 4
-        &[0x00, 0x00], // 6 count 0
-        &EMPTY,        // 8 key-block length 2
-    ]);
+    // 6 count 0
+    let parm = data_only(b"kl", 4, &[&[0x00, 0x00]]);
     let r = golden_reply(&reply(0x0A, 0, 0, &parm), &Request::ListRetained);
     assert_eq!(r.body, ReplyBody::RetainedKeys(vec![]));
 }
@@ -1088,14 +1061,11 @@ fn install_request() -> Vec<u8> {
 }
 
 fn install_reply(rt: u16, rs: u16, received: u8, m: u8) -> Vec<u8> {
-    let parm = cat(&[
-        b"md",         // 0 function code
-        &EMPTY,        // 2 rule-array length 2
-        &[0x00, 0x04], // 4 verb-data length 4
-        &[received],   // 6 shares received
-        &[m],          // 7 m
-        &EMPTY,        // 8 key-block length 2
-    ]);
+    let data: &[&[u8]] = &[
+        &[received], // 6 shares received
+        &[m],        // 7 m
+    ];
+    let parm = data_only(b"md", 4, data);
     reply(0x0A, rt, rs, &parm)
 }
 
