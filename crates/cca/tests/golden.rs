@@ -527,13 +527,11 @@ fn st_share_tables_unset() {
 
 fn public_key_reply(code: &[u8; 2]) -> Vec<u8> {
     let parm = cat(&[
-        code,          //  0 function code
-        &EMPTY,        //  2 rule-array length 2
-        &EMPTY,        //  4 verb-data length 2
-        &[0x00, 0x12], //  6 key-block length 18
-        &[0x00, 0x10], //  8 entry length 16
-        &[0x00, 0x00], // 10 entry flag
-        &PK_TOKEN,     // 12 public-key token (12 bytes)
+        code,                      //  0 function code
+        &EMPTY,                    //  2 rule-array length 2
+        &EMPTY,                    //  4 verb-data length 2
+        &[0x00, 0x12],             //  6 key-block length 18
+        &entry(0x0010, &PK_TOKEN), //  8 entry, length 16: public-key token (12 bytes)
     ]);
     reply(0x18, 0, 0, &parm)
 }
@@ -576,17 +574,15 @@ fn check_generate(msg: &[u8], label: &str, usage: KeyUsage, clone: bool, bits: u
 #[test]
 fn kg_generate_retained() {
     let parm = cat(&[
-        b"kg",                    //   0 function code
-        &[0x00, 0x1A],            //   2 rule-array length 26
-        b"RETAIN  ",              //   4
-        b"SIG-ONLY",              //  12
-        b"CLONE   ",              //  20
-        &[0x00, 0x04],            //  28 verb-data length 4
-        &[0x08, 0x00],            //  30 modulus bits 2048
-        &[0x00, 0x46],            //  32 key-block length 70
-        &[0x00, 0x44],            //  34 entry length 68
-        &[0x00, 0x00],            //  36 entry flag
-        &label("MKCLONE.SA.KEY"), //  38 label (64)
+        b"kg",                                    //   0 function code
+        &[0x00, 0x1A],                            //   2 rule-array length 26
+        b"RETAIN  ",                              //   4
+        b"SIG-ONLY",                              //  12
+        b"CLONE   ",                              //  20
+        &[0x00, 0x04],                            //  28 verb-data length 4
+        &[0x08, 0x00],                            //  30 modulus bits 2048
+        &[0x00, 0x46],                            //  32 key-block length 70
+        &entry(0x0044, &label("MKCLONE.SA.KEY")), //  34 entry, length 68: label (64)
     ]);
     let req = check_generate(
         &request(0x66, &parm),
@@ -708,16 +704,14 @@ fn check_register_hash(
 #[test]
 fn hr_register_hash_sha256_clone() {
     let parm = cat(&[
-        b"hr",                //   0 function code
-        &[0x00, 0x12],        //   2 rule-array length 18
-        b"SHA-256 ",          //   4
-        b"CLONE   ",          //  12
-        &[0x00, 0x22],        //  20 verb-data length 34
-        &hash32(),            //  22 hash (32)
-        &[0x00, 0x46],        //  54 key-block length 70
-        &[0x00, 0x44],        //  56 entry length 68
-        &[0x00, 0x00],        //  58 entry flag
-        &label("TARGET.CSR"), //  60 name
+        b"hr",                                //   0 function code
+        &[0x00, 0x12],                        //   2 rule-array length 18
+        b"SHA-256 ",                          //   4
+        b"CLONE   ",                          //  12
+        &[0x00, 0x22],                        //  20 verb-data length 34
+        &hash32(),                            //  22 hash (32)
+        &[0x00, 0x46],                        //  54 key-block length 70
+        &entry(0x0044, &label("TARGET.CSR")), //  56 entry, length 68: name
     ]);
     let req = check_register_hash(
         &request(0x7C, &parm),
@@ -748,17 +742,13 @@ fn hr_register_hash_sha1() {
 
 fn pr_request() -> Vec<u8> {
     let parm = cat(&[
-        b"pr",                //  0 function code
-        &[0x00, 0x0A],        //  2 rule-array length 10
-        b"CLONE   ",          //  4
-        &EMPTY,               // 12 verb-data length 2
-        &[0x00, 0x52],        // 14 key-block length 82 = 2 + 68 + 12
-        &[0x00, 0x44],        // 16 entry 1 length 68
-        &[0x00, 0x00],        // 18 entry 1 flag
-        &label("TARGET.CSR"), // 20 name
-        &[0x00, 0x0C],        // 84 entry 2 length 12
-        &[0x00, 0x00],        // 86 entry 2 flag
-        &CERT,                // 88 certificate section (8)
+        b"pr",                                //  0 function code
+        &[0x00, 0x0A],                        //  2 rule-array length 10
+        b"CLONE   ",                          //  4
+        &EMPTY,                               // 12 verb-data length 2
+        &[0x00, 0x52],                        // 14 key-block length 82 = 2 + 68 + 12
+        &entry(0x0044, &label("TARGET.CSR")), // 16 entry 1, length 68: name
+        &entry(0x000C, &CERT),                // 84 entry 2, length 12: certificate section (8)
     ]);
     request(0x60, &parm)
 }
@@ -826,26 +816,24 @@ fn rg_list_registrations() {
     assert_eq!(req, Request::ListRegistrations);
 
     let parm = cat(&[
-        b"rg",                //   0 function code
-        &EMPTY,               //   2 rule-array length 2
-        &[0x00, 0xC0],        //   4 verb-data length 192 = 2 + 2 + 100 + 88
-        &[0x00, 0x02],        //   6 count 2
-        &label("SOURCE.CSS"), //   8 name 1
-        &[0x01],              //  72 clone yes
-        &[0x02],              //  73 hash algorithm SHA-256
-        &[0x20],              //  74 hash length 32
-        &hash32(),            //  75 hash
-        &[0x01],              // 107 key present
-        &label("SA"),         // 108 name 2
-        &[0x00],              // 172 clone no
-        &[0x01],              // 173 hash algorithm SHA-1
-        &[0x14],              // 174 hash length 20
-        &hash20(),            // 175 hash
-        &[0x00],              // 195 key absent
-        &[0x00, 0x0E],        // 196 key-block length 14
-        &[0x00, 0x0C],        // 198 entry length 12
-        &[0x00, 0x00],        // 200 entry flag
-        &CERT,                // 202 certificate of entry 1
+        b"rg",                 //   0 function code
+        &EMPTY,                //   2 rule-array length 2
+        &[0x00, 0xC0],         //   4 verb-data length 192 = 2 + 2 + 100 + 88
+        &[0x00, 0x02],         //   6 count 2
+        &label("SOURCE.CSS"),  //   8 name 1
+        &[0x01],               //  72 clone yes
+        &[0x02],               //  73 hash algorithm SHA-256
+        &[0x20],               //  74 hash length 32
+        &hash32(),             //  75 hash
+        &[0x01],               // 107 key present
+        &label("SA"),          // 108 name 2
+        &[0x00],               // 172 clone no
+        &[0x01],               // 173 hash algorithm SHA-1
+        &[0x14],               // 174 hash length 20
+        &hash20(),             // 175 hash
+        &[0x00],               // 195 key absent
+        &[0x00, 0x0E],         // 196 key-block length 14
+        &entry(0x000C, &CERT), // 198 entry, length 12: certificate of entry 1
     ]);
     let r = golden_reply(&reply(0xD2, 0, 0, &parm), &req);
     let ReplyBody::Registrations(list) = &r.body else {
@@ -925,19 +913,15 @@ fn check_certify(msg: &[u8], signer: &str, eid: Option<&str>, serial: Option<&st
 #[test]
 fn ce_certify_with_eid_and_serial() {
     let parm = cat(&[
-        b"ce",                    //   0 function code
-        &EMPTY,                   //   2 rule-array length 2
-        &[0x00, 0x1B],            //   4 verb-data length 27
-        &[0x03],                  //   6 flags: EID and serial present
-        &eid16("TARGETNODE02"),   //   7 EID
-        b"93AABC12",              //  23 serial
-        &[0x00, 0x56],            //  31 key-block length 86 = 2 + 68 + 16
-        &[0x00, 0x44],            //  33 entry 1 length 68
-        &[0x00, 0x00],            //  35 entry 1 flag
-        &label("MKCLONE.SA.KEY"), //  37 signer
-        &[0x00, 0x10],            // 101 entry 2 length 16
-        &[0x00, 0x00],            // 103 entry 2 flag
-        &PK_TOKEN,                // 105 subject token (12)
+        b"ce",                                    //   0 function code
+        &EMPTY,                                   //   2 rule-array length 2
+        &[0x00, 0x1B],                            //   4 verb-data length 27
+        &[0x03],                                  //   6 flags: EID and serial present
+        &eid16("TARGETNODE02"),                   //   7 EID
+        b"93AABC12",                              //  23 serial
+        &[0x00, 0x56],                            //  31 key-block length 86 = 2 + 68 + 16
+        &entry(0x0044, &label("MKCLONE.SA.KEY")), //  33 entry 1, length 68: signer
+        &entry(0x0010, &PK_TOKEN),                // 101 entry 2, length 16: subject token (12)
     ]);
     let req = check_certify(
         &request(0x75, &parm),
@@ -947,13 +931,11 @@ fn ce_certify_with_eid_and_serial() {
     );
 
     let parm = cat(&[
-        b"ce",         //  0 function code
-        &EMPTY,        //  2 rule-array length 2
-        &EMPTY,        //  4 verb-data length 2
-        &[0x00, 0x0E], //  6 key-block length 14
-        &[0x00, 0x0C], //  8 entry length 12
-        &[0x00, 0x00], // 10 entry flag
-        &CERT,         // 12 certificate section
+        b"ce",                 //  0 function code
+        &EMPTY,                //  2 rule-array length 2
+        &EMPTY,                //  4 verb-data length 2
+        &[0x00, 0x0E],         //  6 key-block length 14
+        &entry(0x000C, &CERT), //  8 entry, length 12: certificate section
     ]);
     let r = golden_reply(&reply(0x14, 0, 0, &parm), &req);
     let ReplyBody::Certificate(c) = &r.body else {
@@ -986,22 +968,16 @@ fn ce_certify_with_serial_only() {
 #[test]
 fn md_obtain() {
     let parm = cat(&[
-        b"md",                     //   0 function code
-        &[0x00, 0x12],             //   2 rule-array length 18
-        b"OBTAIN  ",               //   4
-        b"SYM-MK  ",               //  12
-        &[0x00, 0x06],             //  20 verb-data length 6
-        &[0x00, 0x00, 0x00, 0x02], //  22 share index 2
-        &[0x00, 0x96],             //  26 key-block length 150 = 2 + 68 + 68 + 12
-        &[0x00, 0x44],             //  28 entry 1 length 68
-        &[0x00, 0x00],             //  30 entry 1 flag
-        &label("MKCLONE.CSS.KEY"), //  32 CSS label
-        &[0x00, 0x44],             //  96 entry 2 length 68
-        &[0x00, 0x00],             //  98 entry 2 flag
-        &label("MKCLONE.SA.KEY"),  // 100 SA name
-        &[0x00, 0x0C],             // 164 entry 3 length 12
-        &[0x00, 0x00],             // 166 entry 3 flag
-        &CERT,                     // 168 CSR certificate section
+        b"md",                                     //   0 function code
+        &[0x00, 0x12],                             //   2 rule-array length 18
+        b"OBTAIN  ",                               //   4
+        b"SYM-MK  ",                               //  12
+        &[0x00, 0x06],                             //  20 verb-data length 6
+        &[0x00, 0x00, 0x00, 0x02],                 //  22 share index 2
+        &[0x00, 0x96],                             //  26 key-block length 150 = 2 + 68 + 68 + 12
+        &entry(0x0044, &label("MKCLONE.CSS.KEY")), //  28 entry 1, length 68: CSS label
+        &entry(0x0044, &label("MKCLONE.SA.KEY")),  //  96 entry 2, length 68: SA name
+        &entry(0x000C, &CERT), // 164 entry 3, length 12: CSR certificate section
     ]);
     let req = golden_request(&request(0xB0, &parm));
     let Request::Obtain {
@@ -1021,13 +997,11 @@ fn md_obtain() {
     assert_eq!(csr_certificate.as_bytes(), CERT);
 
     let parm = cat(&[
-        b"md",         //  0 function code
-        &EMPTY,        //  2 rule-array length 2
-        &EMPTY,        //  4 verb-data length 2
-        &[0x00, 0x0E], //  6 key-block length 14
-        &[0x00, 0x0C], //  8 entry length 12
-        &[0x00, 0x00], // 10 entry flag
-        &SHARE,        // 12 sealed share (8)
+        b"md",                  //  0 function code
+        &EMPTY,                 //  2 rule-array length 2
+        &EMPTY,                 //  4 verb-data length 2
+        &[0x00, 0x0E],          //  6 key-block length 14
+        &entry(0x000C, &SHARE), //  8 entry, length 12: sealed share (8)
     ]);
     let r = golden_reply(&reply(0x14, 0, 0, &parm), &req);
     let ReplyBody::Share(s) = &r.body else {
@@ -1038,24 +1012,16 @@ fn md_obtain() {
 
 fn install_request() -> Vec<u8> {
     let parm = cat(&[
-        b"md",                     //   0 function code
-        &[0x00, 0x12],             //   2 rule-array length 18
-        b"INSTALL ",               //   4
-        b"ASYM-MK ",               //  12
-        &EMPTY,                    //  20 verb-data length 2
-        &[0x00, 0xA2],             //  22 key-block length 162 = 2 + 68 + 68 + 12 + 12
-        &[0x00, 0x44],             //  24 entry 1 length 68
-        &[0x00, 0x00],             //  26 entry 1 flag
-        &label("MKCLONE.CSR.KEY"), //  28 CSR label
-        &[0x00, 0x44],             //  92 entry 2 length 68
-        &[0x00, 0x00],             //  94 entry 2 flag
-        &label("MKCLONE.SA.KEY"),  //  96 SA name
-        &[0x00, 0x0C],             // 160 entry 3 length 12
-        &[0x00, 0x00],             // 162 entry 3 flag
-        &CERT,                     // 164 CSS certificate section
-        &[0x00, 0x0C],             // 172 entry 4 length 12
-        &[0x00, 0x00],             // 174 entry 4 flag
-        &SHARE,                    // 176 sealed share
+        b"md",                                     //   0 function code
+        &[0x00, 0x12],                             //   2 rule-array length 18
+        b"INSTALL ",                               //   4
+        b"ASYM-MK ",                               //  12
+        &EMPTY,                                    //  20 verb-data length 2
+        &[0x00, 0xA2], //  22 key-block length 162 = 2 + 68 + 68 + 12 + 12
+        &entry(0x0044, &label("MKCLONE.CSR.KEY")), //  24 entry 1, length 68: CSR label
+        &entry(0x0044, &label("MKCLONE.SA.KEY")), //  92 entry 2, length 68: SA name
+        &entry(0x000C, &CERT), // 160 entry 3, length 12: CSS certificate section
+        &entry(0x000C, &SHARE), // 172 entry 4, length 12: sealed share
     ]);
     request(0xB8, &parm)
 }
