@@ -980,21 +980,14 @@ fn md_obtain() {
         &entry(0x000C, &CERT), // 164 entry 3, length 12: CSR certificate section
     ]);
     let req = golden_request(&request(0xB0, &parm));
-    let Request::Obtain {
-        kind,
-        index,
-        css_label,
-        sa_name,
-        csr_certificate,
-    } = &req
-    else {
+    let Request::Obtain(o) = &req else {
         panic!("{req:?}")
     };
-    assert_eq!(*kind, CloneableKind::Sym);
-    assert_eq!(*index, 2);
-    assert_eq!(css_label.as_str(), "MKCLONE.CSS.KEY");
-    assert_eq!(sa_name.as_str(), "MKCLONE.SA.KEY");
-    assert_eq!(csr_certificate.as_bytes(), CERT);
+    assert_eq!(o.kind, CloneableKind::Sym);
+    assert_eq!(o.index, 2);
+    assert_eq!(o.css_label.as_str(), "MKCLONE.CSS.KEY");
+    assert_eq!(o.sa_name.as_str(), "MKCLONE.SA.KEY");
+    assert_eq!(o.csr_certificate.as_bytes(), CERT);
 
     let parm = cat(&[
         b"md",                  //  0 function code
@@ -1038,21 +1031,14 @@ fn install_reply(rt: u16, rs: u16, received: u8, m: u8) -> Vec<u8> {
 #[test]
 fn md_install() {
     let req = golden_request(&install_request());
-    let Request::Install {
-        kind,
-        csr_label,
-        sa_name,
-        css_certificate,
-        share,
-    } = &req
-    else {
+    let Request::Install(i) = &req else {
         panic!("{req:?}")
     };
-    assert_eq!(*kind, CloneableKind::Asym);
-    assert_eq!(csr_label.as_str(), "MKCLONE.CSR.KEY");
-    assert_eq!(sa_name.as_str(), "MKCLONE.SA.KEY");
-    assert_eq!(css_certificate.as_bytes(), CERT);
-    assert_eq!(share.as_bytes(), SHARE);
+    assert_eq!(i.kind, CloneableKind::Asym);
+    assert_eq!(i.csr_label.as_str(), "MKCLONE.CSR.KEY");
+    assert_eq!(i.sa_name.as_str(), "MKCLONE.SA.KEY");
+    assert_eq!(i.css_certificate.as_bytes(), CERT);
+    assert_eq!(i.share.as_bytes(), SHARE);
 
     let r = golden_reply(&install_reply(0, 0, 1, 3), &req);
     assert_eq!((r.return_code, r.reason_code), (0, 0));

@@ -8,7 +8,7 @@ use mkclone_backend::{
     ShareIndex,
 };
 use mkclone_cca::parm::Keyword;
-use mkclone_cca::verbs::{MkAction, Query, Reply, ReplyBody, Request};
+use mkclone_cca::verbs::{InstallShare, MkAction, ObtainShare, Query, Reply, ReplyBody, Request};
 use mkclone_formats::pka::PublicKeyTokenView;
 use mkclone_formats::seal::{SealedShareParts, ShareHeader};
 
@@ -471,13 +471,13 @@ pub fn csuamkd(
     let private = label(private_key)?;
     let sa_name = label(certifying_key)?;
     if r[0] == "OBTAIN" {
-        let request = Request::Obtain {
+        let request = Request::Obtain(ObtainShare {
             kind,
             index: u32::try_from(index).map_err(|_| project::UNSUPPORTED)?,
             css_label: private,
             sa_name,
             csr_certificate: certificate,
-        };
+        });
         let share = match ok(m.run(&request)?)? {
             ReplyBody::Share(s) => s,
             _ => return Err(project::CARD_UNAVAILABLE),
@@ -535,13 +535,13 @@ pub fn csuamkd(
     }
     .encode()
     .map_err(|_| codes(8, 1030))?;
-    let request = Request::Install {
+    let request = Request::Install(InstallShare {
         kind,
         csr_label: private,
         sa_name,
         css_certificate: certificate,
         share,
-    };
+    });
     let reply = m.run(&request)?;
     match (reply.return_code, reply.reason_code) {
         (0, _) | (4, _) => Ok(codes(reply.return_code.into(), reply.reason_code.into())),
