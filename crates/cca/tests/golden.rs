@@ -306,11 +306,10 @@ fn parameter_block_with_empty_entry_token() {
 #[test]
 fn fq_statccae() {
     let parm = cat(&[
-        b"FQ",         //  0 function code
-        &[0x00, 0x0A], //  2 rule-array length 10
-        b"STATCCAE",   //  4 keyword
-        &[0x00, 0x02], // 12 verb-data length 2
-        &[0x00, 0x02], // 14 key-block length 2
+        b"FQ",                         //  0 function code
+        &rules(0x000A, &["STATCCAE"]), //  2 rule array, length 10
+        &[0x00, 0x02],                 // 12 verb-data length 2
+        &[0x00, 0x02],                 // 14 key-block length 2
     ]);
     let msg = cat(&[&cprbx(0x10, RPL_MSGBL, 0, 0, 0, DOMAIN), &parm]);
     assert_eq!(msg.len(), 236);
@@ -345,11 +344,10 @@ fn fq_statccae() {
 #[test]
 fn fq_stateid() {
     let parm = cat(&[
-        b"FQ",         //  0 function code
-        &[0x00, 0x0A], //  2 rule-array length 10
-        b"STATEID ",   //  4 keyword
-        &[0x00, 0x02], // 12 verb-data length 2
-        &[0x00, 0x02], // 14 key-block length 2
+        b"FQ",                        //  0 function code
+        &rules(0x000A, &["STATEID"]), //  2 rule array, length 10
+        &[0x00, 0x02],                // 12 verb-data length 2
+        &[0x00, 0x02],                // 14 key-block length 2
     ]);
     let req = golden_request(&request(0x10, &parm));
     assert_eq!(req, Request::Query(Query::StatEid));
@@ -449,12 +447,11 @@ fn ei_set_eid() {
 #[test]
 fn mn_set_mofn() {
     let parm = cat(&[
-        b"mn",         //  0 function code
-        &[0x00, 0x0A], //  2 rule-array length 10
-        b"SET-MOFN",   //  4 keyword
-        &[0x00, 0x04], // 12 verb-data length 4
-        &[0x03, 0x05], // 14 m 3, n 5
-        &EMPTY,        // 16 key-block length 2
+        b"mn",                         //  0 function code
+        &rules(0x000A, &["SET-MOFN"]), //  2 rule array, length 10
+        &[0x00, 0x04],                 // 12 verb-data length 4
+        &[0x03, 0x05],                 // 14 m 3, n 5
+        &EMPTY,                        // 16 key-block length 2
     ]);
     let req = golden_request(&request(0x12, &parm));
     assert_eq!(req, Request::SetMofN { m: 3, n: 5 });
@@ -574,15 +571,12 @@ fn check_generate(msg: &[u8], label: &str, usage: KeyUsage, clone: bool, bits: u
 #[test]
 fn kg_generate_retained() {
     let parm = cat(&[
-        b"kg",                                    //   0 function code
-        &[0x00, 0x1A],                            //   2 rule-array length 26
-        b"RETAIN  ",                              //   4
-        b"SIG-ONLY",                              //  12
-        b"CLONE   ",                              //  20
-        &[0x00, 0x04],                            //  28 verb-data length 4
-        &[0x08, 0x00],                            //  30 modulus bits 2048
-        &[0x00, 0x46],                            //  32 key-block length 70
-        &entry(0x0044, &label("MKCLONE.SA.KEY")), //  34 entry, length 68: label (64)
+        b"kg",                                            //   0 function code
+        &rules(0x001A, &["RETAIN", "SIG-ONLY", "CLONE"]), //   2 rule array, length 26
+        &[0x00, 0x04],                                    //  28 verb-data length 4
+        &[0x08, 0x00],                                    //  30 modulus bits 2048
+        &[0x00, 0x46],                                    //  32 key-block length 70
+        &entry(0x0044, &label("MKCLONE.SA.KEY")),         //  34 entry, length 68: label (64)
     ]);
     let req = check_generate(
         &request(0x66, &parm),
@@ -704,14 +698,12 @@ fn check_register_hash(
 #[test]
 fn hr_register_hash_sha256_clone() {
     let parm = cat(&[
-        b"hr",                                //   0 function code
-        &[0x00, 0x12],                        //   2 rule-array length 18
-        b"SHA-256 ",                          //   4
-        b"CLONE   ",                          //  12
-        &[0x00, 0x22],                        //  20 verb-data length 34
-        &hash32(),                            //  22 hash (32)
-        &[0x00, 0x46],                        //  54 key-block length 70
-        &entry(0x0044, &label("TARGET.CSR")), //  56 entry, length 68: name
+        b"hr",                                 //   0 function code
+        &rules(0x0012, &["SHA-256", "CLONE"]), //   2 rule array, length 18
+        &[0x00, 0x22],                         //  20 verb-data length 34
+        &hash32(),                             //  22 hash (32)
+        &[0x00, 0x46],                         //  54 key-block length 70
+        &entry(0x0044, &label("TARGET.CSR")),  //  56 entry, length 68: name
     ]);
     let req = check_register_hash(
         &request(0x7C, &parm),
@@ -743,8 +735,7 @@ fn hr_register_hash_sha1() {
 fn pr_request() -> Vec<u8> {
     let parm = cat(&[
         b"pr",                                //  0 function code
-        &[0x00, 0x0A],                        //  2 rule-array length 10
-        b"CLONE   ",                          //  4
+        &rules(0x000A, &["CLONE"]),           //  2 rule array, length 10
         &EMPTY,                               // 12 verb-data length 2
         &[0x00, 0x52],                        // 14 key-block length 82 = 2 + 68 + 12
         &entry(0x0044, &label("TARGET.CSR")), // 16 entry 1, length 68: name
@@ -969,9 +960,7 @@ fn ce_certify_with_serial_only() {
 fn md_obtain() {
     let parm = cat(&[
         b"md",                                     //   0 function code
-        &[0x00, 0x12],                             //   2 rule-array length 18
-        b"OBTAIN  ",                               //   4
-        b"SYM-MK  ",                               //  12
+        &rules(0x0012, &["OBTAIN", "SYM-MK"]),     //   2 rule array, length 18
         &[0x00, 0x06],                             //  20 verb-data length 6
         &[0x00, 0x00, 0x00, 0x02],                 //  22 share index 2
         &[0x00, 0x96],                             //  26 key-block length 150 = 2 + 68 + 68 + 12
@@ -1006,9 +995,7 @@ fn md_obtain() {
 fn install_request() -> Vec<u8> {
     let parm = cat(&[
         b"md",                                     //   0 function code
-        &[0x00, 0x12],                             //   2 rule-array length 18
-        b"INSTALL ",                               //   4
-        b"ASYM-MK ",                               //  12
+        &rules(0x0012, &["INSTALL", "ASYM-MK"]),   //   2 rule array, length 18
         &EMPTY,                                    //  20 verb-data length 2
         &[0x00, 0xA2], //  22 key-block length 162 = 2 + 68 + 68 + 12 + 12
         &entry(0x0044, &label("MKCLONE.CSR.KEY")), //  24 entry 1, length 68: CSR label
