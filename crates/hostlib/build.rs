@@ -23,9 +23,5 @@ fn main() {
         env: "MKCLONE_CSULCCA_BINDINGS",
         what: "CCA host-library",
     };
-    csulcca.run(|builder, _| {
-        builder
-            .ctypes_prefix("libc")
-            .allowlist_type(VERB_TYPES)
-    });
+    csulcca.run(|builder, _| builder.ctypes_prefix("libc").allowlist_type(VERB_TYPES));
 }
