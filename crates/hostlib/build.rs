@@ -7,6 +7,13 @@
 #[path = "../../build-support/bindings.rs"]
 mod bindings;
 
+/// The verb types mkclone calls (crate::library's `dispatch`; CSUACRA and CSUACRD go
+/// through CSUACFQ_t and CSNDPKR through CSNDPKH_t, the header declaring them alike) and
+/// the simulated library's two extensions. Only these are generated: the header's other
+/// declarations are not used.
+const VERB_TYPES: &str = "CSUACF[QV]_t|CSUAACM_t|CSNDPK[BGHX]_t|CSNDRK[DL]_t|CSNBMKP_t|CSUAMKD_t|\
+                          mkclone_simlib_[a-z_]+_t";
+
 fn main() {
     println!("cargo:rerun-if-changed=../../build-support/bindings.rs");
     let csulcca = bindings::Bindings {
@@ -16,9 +23,5 @@ fn main() {
         env: "MKCLONE_CSULCCA_BINDINGS",
         what: "CCA host-library",
     };
-    csulcca.run(|builder, _| {
-        builder
-            .ctypes_prefix("libc")
-            .allowlist_type("CSU[A-Z]+_t|CSN[BD][A-Z]+_t|mkclone_simlib_[a-z_]+_t")
-    });
+    csulcca.run(|builder, _| builder.ctypes_prefix("libc").allowlist_type(VERB_TYPES));
 }

@@ -38,6 +38,13 @@ def put(target, name, data):
     (d / name).write_bytes(data if isinstance(data, bytes) else data.encode())
 
 
+def softhsm_node(name, *lines):
+    """A configuration's [nodes.NAME] table of a SoftHSM token labelled NAME, then LINES."""
+    head = [f"[nodes.{name}]", 'backend = "pkcs11"', 'module = "/usr/lib/softhsm/libsofthsm2.so"',
+            f'token = "{name}"']
+    return "\n".join(head + list(lines)) + "\n"
+
+
 def js(value):
     """Compact JSON of a string or number, as serde_json writes them (ASCII here)."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
@@ -176,27 +183,10 @@ eid = "SA NODE"
 serial = "SIM00001"
 expect_serial = "SIM00001"
 
-[nodes.source]
-backend = "pkcs11"
-module = "/usr/lib/softhsm/libsofthsm2.so"
-token = "source"
-expect_token_serial = "0123456789abcdef"
-pin = { env = "MKCLONE_SOURCE_PIN" }
-eid = "SOURCE NODE"
-
-[nodes.target1]
-backend = "pkcs11"
-module = "/usr/lib/softhsm/libsofthsm2.so"
-token = "target1"
-pin = { file = "target1.pin" }
-eid = "TARGET NODE 1"
-
-[nodes.spare]
-backend = "pkcs11"
-module = "/usr/lib/softhsm/libsofthsm2.so"
-token = "spare"
-pin = "prompt"
-""")
+""" + softhsm_node("source", 'expect_token_serial = "0123456789abcdef"',
+                   'pin = { env = "MKCLONE_SOURCE_PIN" }', 'eid = "SOURCE NODE"')
+        + "\n" + softhsm_node("target1", 'pin = { file = "target1.pin" }', 'eid = "TARGET NODE 1"')
+        + "\n" + softhsm_node("spare", 'pin = "prompt"'))
     put("config", "cca.toml", CONFIG_HEAD + """
 [nodes.sa]
 backend = "cca"
@@ -214,14 +204,8 @@ backend = "cca"
 adapter = "2"
 eid = "SOURCE NODE"
 
-[nodes.target1]
-backend = "pkcs11"
-module = "/usr/lib/softhsm/libsofthsm2.so"
-token = "target1"
-pin = { env = "MKCLONE_TARGET_PIN" }
-so_pin = "prompt"
-eid = "TARGET NODE 1"
-""")
+""" + softhsm_node("target1", 'pin = { env = "MKCLONE_TARGET_PIN" }', 'so_pin = "prompt"',
+                   'eid = "TARGET NODE 1"'))
 
 
 MKVPS = """AES NEW: empty 0x0000000000000000

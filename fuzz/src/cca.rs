@@ -12,7 +12,7 @@ use mkclone_backend::{
 use mkclone_cca::cprb::{CPRBX_LEN, Cprbx};
 use mkclone_cca::facility::{StaticsA, StaticsB};
 use mkclone_cca::parm::Keyword;
-use mkclone_cca::verbs::{MkAction, Query, Reply, Request};
+use mkclone_cca::verbs::{InstallShare, MkAction, ObtainShare, Query, Reply, Request};
 use mkclone_cca::{Apqn, CodecError, REPLY_CAPACITY};
 use nix::errno::Errno;
 
@@ -75,20 +75,20 @@ fn requests() -> &'static [(Request, Vec<u8>)] {
                 eid: Some(eid),
                 serial: Some(serial),
             },
-            Request::Obtain {
+            Request::Obtain(ObtainShare {
                 kind,
                 index: 1,
                 css_label: label("MKCLONE.CSS.KEY"),
                 sa_name: label("MKCLONE.SA.KEY"),
                 csr_certificate: certificate.clone(),
-            },
-            Request::Install {
+            }),
+            Request::Install(InstallShare {
                 kind,
                 csr_label: label("MKCLONE.CSR.KEY"),
                 sa_name: label("MKCLONE.SA.KEY"),
                 css_certificate: certificate,
                 share: SealedShare::new(vec![0]).expect("fixture share"),
-            },
+            }),
             Request::MasterKey {
                 action: MkAction::Set,
                 kind,
@@ -125,8 +125,8 @@ fn every_variant_is_listed(r: &Request) {
         | Request::RegisterKey { .. }
         | Request::ListRegistrations
         | Request::Certify { .. }
-        | Request::Obtain { .. }
-        | Request::Install { .. }
+        | Request::Obtain(_)
+        | Request::Install(_)
         | Request::MasterKey { .. } => {}
     }
 }

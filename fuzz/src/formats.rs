@@ -15,25 +15,39 @@ use zeroize::Zeroizing;
 use crate::alloc_cap::{binary_cap, capped};
 use crate::shown;
 
+/// `decode` under the allocation cap of `data`. A refusal is formatted (`shown`), and its
+/// text returned as the error; a decoded value must encode back to `data` byte for byte
+/// (the decoders are canonical: one byte string per meaning).
+fn canonical<T, E, F, B>(
+    data: &[u8],
+    cap: usize,
+    what: &str,
+    decode: impl FnOnce() -> Result<T, E>,
+    encode: impl FnOnce(&T) -> Result<B, F>,
+) -> Result<T, String>
+where
+    E: std::fmt::Display + std::fmt::Debug,
+    F: std::fmt::Display,
+    B: AsRef<[u8]>,
+{
+    let value = capped(cap, decode).map_err(|e| shown(&e, cap))?;
+    let encoded = encode(&value).unwrap_or_else(|e| panic!("a decoded {what} does not encode: {e}"));
+    assert_eq!(encoded.as_ref(), data, "a decoded {what} is not canonical");
+    Ok(value)
+}
+
 /// Target `pka_token`: a public-key token (X'1E' header, X'04' section, optional X'40').
 /// Decoded: canonical; its key is one the `rsa` crate accepts (the decoder promises a
 /// key valid by construction), and its fingerprint and `Debug` work.
 pub fn pka_token(data: &[u8]) {
     let cap = binary_cap(data.len());
-    match capped(cap, || PublicKeyTokenView::from_bytes(data)) {
-        Ok(view) => {
-            let encoded = view
-                .encode()
-                .unwrap_or_else(|e| panic!("a decoded token does not encode: {e}"));
-            assert_eq!(encoded.as_bytes(), data, "a decoded token is not canonical");
-            if let Err(e) = view.key.to_rsa() {
-                panic!("a decoded key is refused by the rsa crate: {e}");
-            }
-            let _ = format!("{view:?}");
+    let decode = || PublicKeyTokenView::from_bytes(data);
+    let encode = |v: &PublicKeyTokenView| v.encode().map(|t| t.as_bytes().to_vec());
+    if let Ok(view) = canonical(data, cap, "token", decode, encode) {
+        if let Err(e) = view.key.to_rsa() {
+            panic!("a decoded key is refused by the rsa crate: {e}");
         }
-        Err(e) => {
-            shown(&e, cap);
-        }
+        let _ = format!("{view:?}");
     }
 }
 
@@ -42,24 +56,13 @@ pub fn pka_token(data: &[u8]) {
 /// (a typed refusal or a pass, never a panic).
 pub fn certificate(data: &[u8]) {
     let cap = binary_cap(data.len());
-    match capped(cap, || CertificateSection::from_bytes(data)) {
-        Ok(section) => {
-            let encoded = section
-                .encode()
-                .unwrap_or_else(|e| panic!("a decoded certificate section does not encode: {e}"));
-            assert_eq!(
-                encoded.as_bytes(),
-                data,
-                "a decoded certificate section is not canonical"
-            );
-            registration_hash(&section)
-                .unwrap_or_else(|e| panic!("a decoded section has no registration hash: {e}"));
-            let signer = section.signatures[0].signer.clone();
-            if let Err(e) = section.verify(&signer, &section.key) {
-                shown(&e, cap);
-            }
-        }
-        Err(e) => {
+    let decode = || CertificateSection::from_bytes(data);
+    let encode = |s: &CertificateSection| s.encode().map(|c| c.as_bytes().to_vec());
+    if let Ok(section) = canonical(data, cap, "certificate section", decode, encode) {
+        registration_hash(&section)
+            .unwrap_or_else(|e| panic!("a decoded section has no registration hash: {e}"));
+        let signer = section.signatures[0].signer.clone();
+        if let Err(e) = section.verify(&signer, &section.key) {
             shown(&e, cap);
         }
     }
@@ -161,12 +164,9 @@ pub fn clone_info(data: &[u8]) {
             assert!(!shows_bytes(text, share), "the share shows in: {text}");
         }
     };
-    match capped(cap, || SignedCloneInfo::decode(data)) {
+    let decode = || SignedCloneInfo::decode(data);
+    match canonical(data, cap, "token", decode, |t| t.encode()) {
         Ok(token) => {
-            let encoded = token
-                .encode()
-                .unwrap_or_else(|e| panic!("a decoded token does not encode: {e}"));
-            assert_eq!(&encoded[..], data, "a decoded token is not canonical");
             let signed = token
                 .signed_bytes()
                 .unwrap_or_else(|e| panic!("a decoded token has no signed bytes: {e}"));
@@ -176,7 +176,7 @@ pub fn clone_info(data: &[u8]) {
             );
             never_shows_share(&format!("{token:?}"));
         }
-        Err(e) => never_shows_share(&shown(&e, cap)),
+        Err(text) => never_shows_share(&text),
     }
 }
 
@@ -203,21 +203,11 @@ fn opening_fixture() -> &'static (RsaPublicKey, [u8; 24]) {
 /// undifferentiated `Rejected` (no oracle), never a panic.
 pub fn sealed_share(data: &[u8]) {
     let cap = binary_cap(data.len());
-    let parts = match capped(cap, || SealedShareParts::from_bytes(data)) {
-        Ok(parts) => parts,
-        Err(e) => {
-            shown(&e, cap);
-            return;
-        }
+    let decode = || SealedShareParts::from_bytes(data);
+    let encode = |p: &SealedShareParts| p.encode().map(|c| c.as_bytes().to_vec());
+    let Ok(parts) = canonical(data, cap, "container", decode, encode) else {
+        return;
     };
-    let encoded = parts
-        .encode()
-        .unwrap_or_else(|e| panic!("a decoded container does not encode: {e}"));
-    assert_eq!(
-        encoded.as_bytes(),
-        data,
-        "a decoded container is not canonical"
-    );
     let (css_key, tdes) = opening_fixture();
     let opened = capped(cap, || {
         open(

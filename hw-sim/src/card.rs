@@ -9,13 +9,14 @@ use log::debug;
 use mkclone_backend::rules::{self, Admission, HeldShares, ShareFacts, admission, statmofn};
 use mkclone_backend::{
     CloneableKind, CurrentState, Eid, KeyLabel, KeyUsage, MasterKeyKind, MofN, NewState,
-    PublicKeyHash, PublicKeyToken, Registration, RetainedKeyInfo, SealedShare, SerialNumber,
-    ShareIndex,
+    PublicKeyHash, PublicKeyToken, Registration, RetainedKeyInfo, SerialNumber, ShareIndex,
 };
 use mkclone_cca::facility::{MasterKeyRegisters, StaticsA, StaticsB};
 use mkclone_cca::parm::Keyword;
 use mkclone_cca::rc::{self as rc, rs, rt};
-use mkclone_cca::verbs::{MkAction, PatternEntry, Query, Register, Reply, ReplyBody, Request};
+use mkclone_cca::verbs::{
+    InstallShare, MkAction, ObtainShare, PatternEntry, Query, Register, Reply, ReplyBody, Request,
+};
 use mkclone_formats::ShareValue;
 use mkclone_formats::clone_info::CloneInfo;
 use mkclone_formats::mkvp;
@@ -130,28 +131,8 @@ pub fn execute<R: Rng + CryptoRng>(card: &mut CardState, request: Request, rng: 
             eid,
             serial,
         } => certify(card, &signer, &subject, eid, serial),
-        Request::Obtain {
-            kind,
-            index,
-            css_label,
-            sa_name,
-            csr_certificate,
-        } => obtain(
-            card,
-            kind,
-            index,
-            &css_label,
-            &sa_name,
-            &csr_certificate,
-            rng,
-        ),
-        Request::Install {
-            kind,
-            csr_label,
-            sa_name,
-            css_certificate,
-            share,
-        } => install(card, kind, &csr_label, &sa_name, &css_certificate, &share),
+        Request::Obtain(o) => obtain(card, &o, rng),
+        Request::Install(i) => install(card, &i),
         Request::MasterKey { action, kind } => Ok(master_key(card, action, kind, rng)),
     };
     result.unwrap_or_else(|failure| failure)
@@ -549,13 +530,11 @@ fn usable(card: &CardState, label: &KeyLabel, usage: KeyUsage) -> Step<PrivateKe
 
 fn obtain<R: Rng + CryptoRng>(
     card: &mut CardState,
-    kind: CloneableKind,
-    index: u32,
-    css_label: &KeyLabel,
-    sa_name: &KeyLabel,
-    csr_certificate: &mkclone_backend::Certificate,
+    request: &ObtainShare,
     rng: &mut R,
 ) -> Step<Outcome> {
+    let (kind, index, css_label) = (request.kind, request.index, &request.css_label);
+    let (sa_name, csr_certificate) = (&request.sa_name, &request.csr_certificate);
     let current = card
         .keys(kind)
         .current
@@ -624,14 +603,9 @@ fn obtain<R: Rng + CryptoRng>(
     Ok(done(ReplyBody::Share(sealed)))
 }
 
-fn install(
-    card: &mut CardState,
-    kind: CloneableKind,
-    csr_label: &KeyLabel,
-    sa_name: &KeyLabel,
-    css_certificate: &mkclone_backend::Certificate,
-    share: &SealedShare,
-) -> Step<Outcome> {
+fn install(card: &mut CardState, request: &InstallShare) -> Step<Outcome> {
+    let (kind, csr_label, sa_name) = (request.kind, &request.csr_label, &request.sa_name);
+    let (css_certificate, share) = (&request.css_certificate, &request.share);
     let parts = SealedShareParts::decode(share).map_err(|_| fail(rs::SHARE_DATA_ERROR))?;
     // The header is checked first: a share for another card gets its own answer.
     let eid = card.eid.clone().ok_or_else(|| fail(rs::EID_DATA_ERROR))?;

@@ -29,6 +29,13 @@ fn machine() -> Machine {
     Machine::new(&[(card(), "ERRNO003")])
 }
 
+/// A machine whose next call meets `fault`.
+fn machine_failing_next(fault: Fault) -> Machine {
+    let m = machine();
+    m.node.model().fault_next(fault);
+    m
+}
+
 /// The card behind a node made through /sys/class/zcrypt/create, `/dev/mkclone`, whose
 /// masks pass the ioctls `ioctls`, card 3 and the usage domain `domain`.
 fn zcdn_machine(ioctls: &[u8], domain: u16) -> Machine {
@@ -161,16 +168,13 @@ fn emsgsize_comes_after_the_card_ran() {
     let m = machine();
     let mut t = m.transport(card(), ProjectEncodings::SendAnywayIKnowTheyAreNotIbms);
     let e = t.send_cprb(&read_request(), 224, true).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            ZcryptError::ReplyTooLarge {
-                outcome_unknown: false,
-                capacity: 224,
-                ..
-            }
-        ),
-        "{e:?}"
+    assert_matches!(
+        e,
+        ZcryptError::ReplyTooLarge {
+            outcome_unknown: false,
+            capacity: 224,
+            ..
+        }
     );
     let change = Request::SetMofN { m: 2, n: 3 }
         .to_message(0x0d, 224)
@@ -195,16 +199,13 @@ fn eio_after_the_kernels_own_retries() {
         m.node.model().fault(k, Fault::Again(10));
     }
     let e = send_cprb(&m, &read_request(), true);
-    assert!(
-        matches!(
-            e,
-            ZcryptError::CardFailure {
-                errno: Errno::EIO,
-                attempts: 3,
-                ..
-            }
-        ),
-        "{e:?}"
+    assert_matches!(
+        e,
+        ZcryptError::CardFailure {
+            errno: Errno::EIO,
+            attempts: 3,
+            ..
+        }
     );
     assert!(!e.outcome_unknown());
     assert!(e.to_string().contains("Nothing was changed"), "{e}");
@@ -250,47 +251,37 @@ fn einval_before_delivery_from_a_malformed_control_block() {
     // answer.
     m.node.model().fault_next(Fault::Before(Errno::EINVAL));
     let e = send_cprb(&m, &change_request(), false);
-    assert!(
-        matches!(
-            e,
-            ZcryptError::Rejected {
-                status: 0,
-                outcome_unknown: true,
-                ..
-            }
-        ),
-        "{e:?}"
+    assert_matches!(
+        e,
+        ZcryptError::Rejected {
+            status: 0,
+            outcome_unknown: true,
+            ..
+        }
     );
     m.node.model().fault_next(Fault::Before(Errno::EINVAL));
     let e = send_cprb(&m, &read_request(), true);
-    assert!(
-        matches!(
-            e,
-            ZcryptError::Rejected {
-                outcome_unknown: false,
-                ..
-            }
-        ),
-        "{e:?}"
+    assert_matches!(
+        e,
+        ZcryptError::Rejected {
+            outcome_unknown: false,
+            ..
+        }
     );
     assert!(e.to_string().contains("Nothing was changed"), "{e}");
 }
 
 #[test]
 fn einval_after_delivery_from_an_error_reply_is_outcome_unknown_for_a_change() {
-    let m = machine();
-    m.node.model().fault_next(Fault::ErrorReply);
+    let m = machine_failing_next(Fault::ErrorReply);
     let e = send_cprb(&m, &change_request(), false);
-    assert!(
-        matches!(
-            e,
-            ZcryptError::Rejected {
-                status: STATUS_INVALID_PARM,
-                outcome_unknown: true,
-                ..
-            }
-        ),
-        "{e:?}"
+    assert_matches!(
+        e,
+        ZcryptError::Rejected {
+            status: STATUS_INVALID_PARM,
+            outcome_unknown: true,
+            ..
+        }
     );
     let text = e.to_string();
     for says in [
@@ -313,41 +304,23 @@ fn einval_after_delivery_from_an_error_reply_is_outcome_unknown_for_a_change() {
 
 #[test]
 fn efault_on_the_reply_copy_comes_after_the_card_ran() {
-    let m = machine();
-    m.node.model().fault_next(Fault::ReplyCopy);
+    let m = machine_failing_next(Fault::ReplyCopy);
     let e = send_cprb(&m, &change_request(), false);
-    assert!(
-        matches!(
-            e,
-            ZcryptError::BadAddress {
-                outcome_unknown: true,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert_matches!(e, ZcryptError::BadAddress { .. });
+    assert!(e.outcome_unknown(), "{e:?}");
     assert!(m.node.model().calls()[0].card_ran);
     assert!(m_of_n_is_set(&m), "the card ran the request");
 
     // The ica_xcRB copied back last: the same.
-    let m = machine();
-    m.node.model().fault_next(Fault::XcrbCopyBack);
+    let m = machine_failing_next(Fault::XcrbCopyBack);
     outcome_unknown(send(&m, &change_request(), false));
     assert!(m_of_n_is_set(&m));
 
     // A read: a defect, nothing changed.
     m.node.model().fault_next(Fault::ReplyCopy);
     let e = send_cprb(&m, &read_request(), true);
-    assert!(
-        matches!(
-            e,
-            ZcryptError::BadAddress {
-                outcome_unknown: false,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert_matches!(e, ZcryptError::BadAddress { .. });
+    assert!(!e.outcome_unknown(), "{e:?}");
 }
 
 #[test]
@@ -357,15 +330,12 @@ fn eintr_leaves_a_change_with_the_card_and_a_read_is_asked_again() {
     // the reply, not the request).
     m.node.model().fault_next(Fault::After(Errno::EINTR));
     let e = send_cprb(&m, &change_request(), false);
-    assert!(
-        matches!(
-            e,
-            ZcryptError::CardFailureOutcomeUnknown {
-                errno: Errno::EINTR,
-                ..
-            }
-        ),
-        "{e:?}"
+    assert_matches!(
+        e,
+        ZcryptError::CardFailureOutcomeUnknown {
+            errno: Errno::EINTR,
+            ..
+        }
     );
     assert!(e.to_string().contains("interrupted"), "{e}");
     assert_eq!(m.node.model().calls().len(), 1, "never repeated");

@@ -2,6 +2,15 @@
 //! kernel that enforces ZSECSENDCPRB's rules and hands requests to hw-sim, real file
 //! descriptors that are not zcrypt devices, and fake sysfs trees.
 
+/// Assert that `value` matches `pattern`, showing the value when it does not (as the
+/// unstable `std::assert_matches!` does).
+macro_rules! assert_matches {
+    ($value:expr, $pattern:pat $(if $guard:expr)? $(,)?) => {
+        let value = &$value;
+        assert!(matches!(value, $pattern $(if $guard)?), "{value:?}");
+    };
+}
+
 mod capture;
 mod ceremony;
 mod conformance;

@@ -420,23 +420,17 @@ fn a_checkstopped_card_or_queue_reads_chkstop_as_lszcrypt_prints_it() {
         ]
     );
     let text = format_devices(&cards);
-    assert!(
-        text.contains("01           CEX8C  CCA-Coproc  chkstop"),
-        "{text}"
-    );
-    // A checkstopped card's domains show the card's status.
-    assert!(
-        text.contains("01.000d      CEX8C  CCA-Coproc  chkstop"),
-        "{text}"
-    );
-    assert!(
-        text.contains("02.000d      CEX8C  CCA-Coproc  chkstop"),
-        "{text}"
-    );
-    assert!(
-        text.contains("02.000e      CEX8C  CCA-Coproc  deconfig"),
-        "{text}"
-    );
+    // The card, then its domains: a checkstopped card's domains show the card's status.
+    // Each row as lszcrypt lays it out: CARD.DOMAIN in 12 columns, TYPE in 6, MODE in 11.
+    for (apqn, status) in [
+        ("01", "chkstop"),
+        ("01.000d", "chkstop"),
+        ("02.000d", "chkstop"),
+        ("02.000e", "deconfig"),
+    ] {
+        let row = format!("{apqn:<12} CEX8C  CCA-Coproc  {status}");
+        assert!(text.contains(&row), "{row:?} in {text}");
+    }
     assert!(!text.contains("checkstop"), "{text}");
 }
 

@@ -9,7 +9,9 @@ use mkclone_backend::{
     GenerationState, MasterKeyKind, PatternAlgorithm, ReceptionState, Registration,
     RetainedKeyInfo, ShareTables, VerificationPattern,
 };
-use mkclone_cca::verbs::{MkAction, PatternEntry, Query, Register, Reply, ReplyBody, Request};
+use mkclone_cca::verbs::{
+    InstallShare, MkAction, ObtainShare, PatternEntry, Query, Register, Reply, ReplyBody, Request,
+};
 
 fn requests() -> Vec<(&'static str, Request, ReplyBody)> {
     let label = KeyLabel::new("MKCLONE.CABCDEF1.CSS").unwrap();
@@ -67,24 +69,24 @@ fn requests() -> Vec<(&'static str, Request, ReplyBody)> {
         ),
         (
             "md OBTAIN",
-            Request::Obtain {
+            Request::Obtain(ObtainShare {
                 kind: CloneableKind::Sym,
                 index: 3,
                 css_label: label.clone(),
                 sa_name: sa.clone(),
                 csr_certificate: cert.clone(),
-            },
+            }),
             ReplyBody::Share(share.clone()),
         ),
         (
             "md INSTALL",
-            Request::Install {
+            Request::Install(InstallShare {
                 kind: CloneableKind::Asym,
                 csr_label: label,
                 sa_name: sa,
                 css_certificate: cert,
                 share,
-            },
+            }),
             ReplyBody::InstallProgress { received: 2, m: 3 },
         ),
         (

@@ -24,7 +24,9 @@ use crate::function::{Encoding, FunctionCode};
 use crate::parm::Keyword;
 use crate::rc::{self, rs, rt};
 use crate::transport::{Transport, TransportError};
-use crate::verbs::{MkAction, Query, Register, Reply, ReplyBody, Request};
+use crate::verbs::{
+    InstallShare, MkAction, ObtainShare, Query, Register, Reply, ReplyBody, Request,
+};
 
 /// The codes of a deletion that finds nothing to delete: already done.
 const ALREADY_DELETED: (u16, u16) = (rt::ERROR, rs::NAME_NOT_FOUND);
@@ -750,13 +752,13 @@ impl<T: Transport> Backend for CcaBackend<T> {
 
     fn obtain_share(&mut self, request: &ObtainRequest) -> Result<SealedShare> {
         let op = Operation::ObtainShare;
-        let req = Request::Obtain {
+        let req = Request::Obtain(ObtainShare {
             kind: request.kind,
             index: u32::from(request.index.get()),
             css_label: request.css_label.clone(),
             sa_name: request.sa_name.clone(),
             csr_certificate: request.csr_certificate.clone(),
-        };
+        });
         let reply = self.call(op, &req)?;
         if reply.return_code == rt::OK {
             return match reply.body {
@@ -809,13 +811,13 @@ impl<T: Transport> Backend for CcaBackend<T> {
             return Err(BackendError::ShareRejected);
         }
 
-        let req = Request::Install {
+        let req = Request::Install(InstallShare {
             kind: request.kind,
             csr_label: request.csr_label.clone(),
             sa_name: request.sa_name.clone(),
             css_certificate: request.css_certificate.clone(),
             share: request.share.clone(),
-        };
+        });
         let reply = self.call(op, &req)?;
         let progress = |body: &ReplyBody| match body {
             ReplyBody::InstallProgress { received, m } if received >= m => {

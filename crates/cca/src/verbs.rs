@@ -175,27 +175,37 @@ pub enum Request {
     },
     /// `md` OBTAIN: rules OBTAIN, SYM-MK|ASYM-MK; verb data = share index (u32); key
     /// block = CSS label, SA name, CSR certificate section.
-    Obtain {
-        kind: CloneableKind,
-        index: u32,
-        css_label: KeyLabel,
-        sa_name: KeyLabel,
-        csr_certificate: Certificate,
-    },
+    Obtain(ObtainShare),
     /// `md` INSTALL: rules INSTALL, SYM-MK|ASYM-MK; key block = CSR label, SA name, CSS
     /// certificate section, sealed share.
-    Install {
-        kind: CloneableKind,
-        csr_label: KeyLabel,
-        sa_name: KeyLabel,
-        css_certificate: Certificate,
-        share: SealedShare,
-    },
+    Install(InstallShare),
     /// `mp`: rules SET|CLEAR|RANDOM, SYM-MK|ASYM-MK.
     MasterKey {
         action: MkAction,
         kind: CloneableKind,
     },
+}
+
+/// What `md` OBTAIN carries: one variant's fields, as one value every layer (codec,
+/// transport, simulator) hands on whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObtainShare {
+    pub kind: CloneableKind,
+    /// The share index as the verb data carries it (any u32: the card checks it).
+    pub index: u32,
+    pub css_label: KeyLabel,
+    pub sa_name: KeyLabel,
+    pub csr_certificate: Certificate,
+}
+
+/// What `md` INSTALL carries (see [`ObtainShare`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstallShare {
+    pub kind: CloneableKind,
+    pub csr_label: KeyLabel,
+    pub sa_name: KeyLabel,
+    pub css_certificate: Certificate,
+    pub share: SealedShare,
 }
 
 /// A master-key pattern entry of a `vp` reply.
@@ -479,7 +489,7 @@ impl Request {
             Self::RegisterKey { .. } => FunctionCode::RegisterKey,
             Self::ListRegistrations => FunctionCode::ListRegistrations,
             Self::Certify { .. } => FunctionCode::Certify,
-            Self::Obtain { .. } | Self::Install { .. } => FunctionCode::MasterKeyDistribution,
+            Self::Obtain(_) | Self::Install(_) => FunctionCode::MasterKeyDistribution,
             Self::MasterKey { .. } => FunctionCode::MasterKeyProcess,
         }
     }
@@ -564,34 +574,22 @@ impl Request {
                 p.keys
                     .extend([label_entry(signer), KeyEntry::new(subject.as_bytes())]);
             }
-            Self::Obtain {
-                kind,
-                index,
-                css_label,
-                sa_name,
-                csr_certificate,
-            } => {
-                p.rules.extend([kw::OBTAIN, kind_keyword(*kind)]);
-                p.verb_data = index.to_be_bytes().to_vec();
+            Self::Obtain(o) => {
+                p.rules.extend([kw::OBTAIN, kind_keyword(o.kind)]);
+                p.verb_data = o.index.to_be_bytes().to_vec();
                 p.keys.extend([
-                    label_entry(css_label),
-                    label_entry(sa_name),
-                    KeyEntry::new(csr_certificate.as_bytes()),
+                    label_entry(&o.css_label),
+                    label_entry(&o.sa_name),
+                    KeyEntry::new(o.csr_certificate.as_bytes()),
                 ]);
             }
-            Self::Install {
-                kind,
-                csr_label,
-                sa_name,
-                css_certificate,
-                share,
-            } => {
-                p.rules.extend([kw::INSTALL, kind_keyword(*kind)]);
+            Self::Install(i) => {
+                p.rules.extend([kw::INSTALL, kind_keyword(i.kind)]);
                 p.keys.extend([
-                    label_entry(csr_label),
-                    label_entry(sa_name),
-                    KeyEntry::new(css_certificate.as_bytes()),
-                    KeyEntry::new(share.as_bytes()),
+                    label_entry(&i.csr_label),
+                    label_entry(&i.sa_name),
+                    KeyEntry::new(i.css_certificate.as_bytes()),
+                    KeyEntry::new(i.share.as_bytes()),
                 ]);
             }
             Self::MasterKey { action, kind } => {
@@ -803,23 +801,23 @@ impl Request {
                     let mut r = Reader::new(&p.verb_data);
                     let index = r.u32("share index")?;
                     r.finish("OBTAIN verb data")?;
-                    Self::Obtain {
+                    Self::Obtain(ObtainShare {
                         kind,
                         index,
                         css_label: label_at(p, 0, "CSS key label")?,
                         sa_name: label_at(p, 1, "SA key name")?,
                         csr_certificate: bytes_at(p, 2, "CSR certificate", Certificate::new)?,
-                    }
+                    })
                 } else if p.rules[0] == kw::INSTALL {
                     expect_keys(p, 4, "INSTALL request")?;
                     expect_no_verb_data(p, "INSTALL request")?;
-                    Self::Install {
+                    Self::Install(InstallShare {
                         kind,
                         csr_label: label_at(p, 0, "CSR key label")?,
                         sa_name: label_at(p, 1, "SA key name")?,
                         css_certificate: bytes_at(p, 2, "CSS certificate", Certificate::new)?,
                         share: bytes_at(p, 3, "sealed share", SealedShare::new)?,
-                    }
+                    })
                 } else {
                     return Err(CodecError::MissingRule {
                         function: "Master_Key_Distribution",
@@ -1176,10 +1174,10 @@ impl ReplyBody {
             Request::Certify { .. } => Self::Certificate(
                 Certificate::new(only_key("certify reply")?).map_err(domain("certificate"))?,
             ),
-            Request::Obtain { .. } => Self::Share(
+            Request::Obtain(_) => Self::Share(
                 SealedShare::new(only_key("OBTAIN reply")?).map_err(domain("sealed share"))?,
             ),
-            Request::Install { .. } => {
+            Request::Install(_) => {
                 expect_keys(p, 0, "INSTALL reply")?;
                 let mut r = Reader::new(&p.verb_data);
                 let received = r.u8("shares received")?;

@@ -32,23 +32,15 @@ fn note(size: usize) {
     let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
 }
 
-// SAFETY: every method forwards its own arguments to `System` unchanged, after recording
-// a size; the contract of `GlobalAlloc` is `System`'s.
+// SAFETY: both methods forward their own arguments to `System` unchanged, after
+// recording a size; the contract of `GlobalAlloc` is `System`'s. The provided
+// `alloc_zeroed` and `realloc` allocate through `alloc`, so every size asked for, a
+// reallocation's new size too, is recorded.
 unsafe impl GlobalAlloc for LargestAllocation {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note(layout.size());
         // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
         unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        // SAFETY: forwarded unchanged; `ptr` came from `System` through this allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: forwarded unchanged; `ptr` came from `System` through this allocator.
@@ -79,14 +71,11 @@ fn refused_within_bounds(message: &[u8], request: &Request) {
 
 #[test]
 fn pattern_count_of_255_with_no_entries() {
-    let parm = cat(&[
-        b"vp",         //  0 function code
-        &EMPTY,        //  2 rule-array length 2
-        &[0x00, 0x0B], //  4 verb-data length 11
-        b"SER1    ",   //  6 serial
-        &[0xFF],       // 14 count 255, and no entry follows
-        &EMPTY,        // 15 key-block length 2
-    ]);
+    let data: &[&[u8]] = &[
+        b"SER1    ", //  6 serial
+        &[0xFF],     // 14 count 255, and no entry follows
+    ];
+    let parm = data_only(b"vp", 11, data);
     refused_within_bounds(&reply(0x11, 0, 0, &parm), &Request::Patterns);
 }
 
@@ -111,26 +100,16 @@ fn key_and_registration_counts_of_65535_with_no_entries() {
         (b"kl", Request::ListRetained),
         (b"rg", Request::ListRegistrations),
     ] {
-        let parm = cat(&[
-            code,          // 0 function code
-            &EMPTY,        // 2 rule-array length 2
-            &[0x00, 0x04], // 4 verb-data length 4
-            &[0xFF, 0xFF], // 6 count 65535, and no entry follows
-            &EMPTY,        // 8 key-block length 2
-        ]);
+        // 6 count 65535, and no entry follows
+        let parm = data_only(code, 4, &[&[0xFF, 0xFF]]);
         refused_within_bounds(&reply(0x0A, 0, 0, &parm), &request);
     }
 }
 
 #[test]
 fn share_table_count_of_255_with_no_tables() {
-    let parm = cat(&[
-        b"st",               // 0 function code
-        &EMPTY,              // 2 rule-array length 2
-        &[0x00, 0x05],       // 4 verb-data length 5
-        &[0x03, 0x05, 0xFF], // 6 m 3, n 5, count 255, and no table follows
-        &EMPTY,              // 9 key-block length 2
-    ]);
+    // 6 m 3, n 5, count 255, and no table follows
+    let parm = data_only(b"st", 5, &[&[0x03, 0x05, 0xFF]]);
     refused_within_bounds(&reply(0x0B, 0, 0, &parm), &Request::ShareTables);
 }
 

@@ -306,11 +306,10 @@ fn parameter_block_with_empty_entry_token() {
 #[test]
 fn fq_statccae() {
     let parm = cat(&[
-        b"FQ",         //  0 function code
-        &[0x00, 0x0A], //  2 rule-array length 10
-        b"STATCCAE",   //  4 keyword
-        &[0x00, 0x02], // 12 verb-data length 2
-        &[0x00, 0x02], // 14 key-block length 2
+        b"FQ",                         //  0 function code
+        &rules(0x000A, &["STATCCAE"]), //  2 rule array, length 10
+        &[0x00, 0x02],                 // 12 verb-data length 2
+        &[0x00, 0x02],                 // 14 key-block length 2
     ]);
     let msg = cat(&[&cprbx(0x10, RPL_MSGBL, 0, 0, 0, DOMAIN), &parm]);
     assert_eq!(msg.len(), 236);
@@ -345,11 +344,10 @@ fn fq_statccae() {
 #[test]
 fn fq_stateid() {
     let parm = cat(&[
-        b"FQ",         //  0 function code
-        &[0x00, 0x0A], //  2 rule-array length 10
-        b"STATEID ",   //  4 keyword
-        &[0x00, 0x02], // 12 verb-data length 2
-        &[0x00, 0x02], // 14 key-block length 2
+        b"FQ",                        //  0 function code
+        &rules(0x000A, &["STATEID"]), //  2 rule array, length 10
+        &[0x00, 0x02],                // 12 verb-data length 2
+        &[0x00, 0x02],                // 14 key-block length 2
     ]);
     let req = golden_request(&request(0x10, &parm));
     assert_eq!(req, Request::Query(Query::StatEid));
@@ -383,10 +381,7 @@ fn vp_patterns() {
     let sym_cur = [0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17];
     let asym_new: Vec<u8> = (0x20..0x30).collect();
     let aes_old = [0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37];
-    let parm = cat(&[
-        b"vp",          //  0 function code
-        &EMPTY,         //  2 rule-array length 2
-        &[0x00, 0x37],  //  4 verb-data length 55 = 2 + 8 + 1 + 12 + 20 + 12
+    let data: &[&[u8]] = &[
         b"5A2B0007",    //  6 serial
         &[0x03],        // 14 count 3
         &[1, 2, 1, 8],  // 15 SYM, CURRENT, SHA-1 method, length 8
@@ -395,8 +390,8 @@ fn vp_patterns() {
         &asym_new,      // 31 pattern
         &[3, 3, 3, 8],  // 47 AES, OLD, SHA-256 method, length 8
         &aes_old,       // 51 pattern
-        &EMPTY,         // 59 key-block length 2
-    ]);
+    ];
+    let parm = data_only(b"vp", 55, data);
     let r = golden_reply(&reply(0x3D, 0, 0, &parm), &req);
     let ReplyBody::Patterns { serial, entries } = &r.body else {
         panic!("{:?}", r.body)
@@ -422,14 +417,11 @@ fn vp_patterns() {
 
 #[test]
 fn vp_patterns_short_serial_and_no_entries() {
-    let parm = cat(&[
-        b"vp",         //  0 function code
-        &EMPTY,        //  2 rule-array length 2
-        &[0x00, 0x0B], //  4 verb-data length 11
-        b"42      ",   //  6 serial "42", blank padded
-        &[0x00],       // 14 count 0
-        &EMPTY,        // 15 key-block length 2
-    ]);
+    let data: &[&[u8]] = &[
+        b"42      ", //  6 serial "42", blank padded
+        &[0x00],     // 14 count 0
+    ];
+    let parm = data_only(b"vp", 11, data);
     let r = golden_reply(&reply(0x11, 0, 0, &parm), &Request::Patterns);
     let ReplyBody::Patterns { serial, entries } = &r.body else {
         panic!("{:?}", r.body)
@@ -441,13 +433,8 @@ fn vp_patterns_short_serial_and_no_entries() {
 
 #[test]
 fn ei_set_eid() {
-    let parm = cat(&[
-        b"ei",               //  0 function code
-        &EMPTY,              //  2 rule-array length 2
-        &[0x00, 0x12],       //  4 verb-data length 18
-        b"TARGETNODE02    ", //  6 EID, blank padded
-        &EMPTY,              // 22 key-block length 2
-    ]);
+    //  6 EID, blank padded
+    let parm = data_only(b"ei", 18, &[b"TARGETNODE02    "]);
     let req = golden_request(&request(0x18, &parm));
     let Request::SetEid(eid) = &req else {
         panic!("{req:?}")
@@ -460,12 +447,11 @@ fn ei_set_eid() {
 #[test]
 fn mn_set_mofn() {
     let parm = cat(&[
-        b"mn",         //  0 function code
-        &[0x00, 0x0A], //  2 rule-array length 10
-        b"SET-MOFN",   //  4 keyword
-        &[0x00, 0x04], // 12 verb-data length 4
-        &[0x03, 0x05], // 14 m 3, n 5
-        &EMPTY,        // 16 key-block length 2
+        b"mn",                         //  0 function code
+        &rules(0x000A, &["SET-MOFN"]), //  2 rule array, length 10
+        &[0x00, 0x04],                 // 12 verb-data length 4
+        &[0x03, 0x05],                 // 14 m 3, n 5
+        &EMPTY,                        // 16 key-block length 2
     ]);
     let req = golden_request(&request(0x12, &parm));
     assert_eq!(req, Request::SetMofN { m: 3, n: 5 });
@@ -477,10 +463,7 @@ fn st_share_tables() {
     let req = golden_request(&request(0x08, &bare_parm(b"st")));
     assert_eq!(req, Request::ShareTables);
 
-    let parm = cat(&[
-        b"st",               //  0 function code
-        &EMPTY,              //  2 rule-array length 2
-        &[0x00, 0x43],       //  4 verb-data length 67 = 2 + 3 + 2 * 31
+    let data: &[&[u8]] = &[
         &[0x03, 0x05, 0x02], //  6 m 3, n 5, count 2
         &[0x01],             //  9 kind SYM
         b"342110000000000",  // 10 generation digits
@@ -488,8 +471,8 @@ fn st_share_tables() {
         &[0x02],             // 40 kind ASYM
         b"111110000000000",  // 41 generation digits
         b"314110000000000",  // 56 reception digits
-        &EMPTY,              // 71 key-block length 2
-    ]);
+    ];
+    let parm = data_only(b"st", 67, data);
     let r = golden_reply(&reply(0x49, 0, 0, &parm), &req);
     let ReplyBody::ShareTables { m_of_n, tables } = &r.body else {
         panic!("{:?}", r.body)
@@ -523,13 +506,8 @@ fn st_share_tables() {
 
 #[test]
 fn st_share_tables_unset() {
-    let parm = cat(&[
-        b"st",               // 0 function code
-        &EMPTY,              // 2 rule-array length 2
-        &[0x00, 0x05],       // 4 verb-data length 5
-        &[0x00, 0x00, 0x00], // 6 m 0, n 0 (unset), count 0
-        &EMPTY,              // 9 key-block length 2
-    ]);
+    // 6 m 0, n 0 (unset), count 0
+    let parm = data_only(b"st", 5, &[&[0x00, 0x00, 0x00]]);
     let r = golden_reply(&reply(0x0B, 0, 0, &parm), &Request::ShareTables);
     assert_eq!(
         r.body,
@@ -546,13 +524,11 @@ fn st_share_tables_unset() {
 
 fn public_key_reply(code: &[u8; 2]) -> Vec<u8> {
     let parm = cat(&[
-        code,          //  0 function code
-        &EMPTY,        //  2 rule-array length 2
-        &EMPTY,        //  4 verb-data length 2
-        &[0x00, 0x12], //  6 key-block length 18
-        &[0x00, 0x10], //  8 entry length 16
-        &[0x00, 0x00], // 10 entry flag
-        &PK_TOKEN,     // 12 public-key token (12 bytes)
+        code,                      //  0 function code
+        &EMPTY,                    //  2 rule-array length 2
+        &EMPTY,                    //  4 verb-data length 2
+        &[0x00, 0x12],             //  6 key-block length 18
+        &entry(0x0010, &PK_TOKEN), //  8 entry, length 16: public-key token (12 bytes)
     ]);
     reply(0x18, 0, 0, &parm)
 }
@@ -595,17 +571,12 @@ fn check_generate(msg: &[u8], label: &str, usage: KeyUsage, clone: bool, bits: u
 #[test]
 fn kg_generate_retained() {
     let parm = cat(&[
-        b"kg",                    //   0 function code
-        &[0x00, 0x1A],            //   2 rule-array length 26
-        b"RETAIN  ",              //   4
-        b"SIG-ONLY",              //  12
-        b"CLONE   ",              //  20
-        &[0x00, 0x04],            //  28 verb-data length 4
-        &[0x08, 0x00],            //  30 modulus bits 2048
-        &[0x00, 0x46],            //  32 key-block length 70
-        &[0x00, 0x44],            //  34 entry length 68
-        &[0x00, 0x00],            //  36 entry flag
-        &label("MKCLONE.SA.KEY"), //  38 label (64)
+        b"kg",                                            //   0 function code
+        &rules(0x001A, &["RETAIN", "SIG-ONLY", "CLONE"]), //   2 rule array, length 26
+        &[0x00, 0x04],                                    //  28 verb-data length 4
+        &[0x08, 0x00],                                    //  30 modulus bits 2048
+        &[0x00, 0x46],                                    //  32 key-block length 70
+        &entry(0x0044, &label("MKCLONE.SA.KEY")),         //  34 entry, length 68: label (64)
     ]);
     let req = check_generate(
         &request(0x66, &parm),
@@ -651,10 +622,7 @@ fn kl_list_retained() {
     let req = golden_request(&request(0x08, &bare_parm(b"kl")));
     assert_eq!(req, Request::ListRetained);
 
-    let parm = cat(&[
-        b"kl",                    //   0 function code
-        &EMPTY,                   //   2 rule-array length 2
-        &[0x00, 0x8C],            //   4 verb-data length 140 = 2 + 2 + 2 * 68
+    let data: &[&[u8]] = &[
         &[0x00, 0x02],            //   6 count 2
         &label("MKCLONE.SA.KEY"), //   8 label 1
         &[0x01],                  //  72 usage SIG-ONLY
@@ -664,8 +632,8 @@ fn kl_list_retained() {
         &[0x02],                  // 140 usage KM-ONLY
         &[0x01],                  // 141 clone yes
         &[0x0C, 0x00],            // 142 bits 3072
-        &EMPTY,                   // 144 key-block length 2
-    ]);
+    ];
+    let parm = data_only(b"kl", 140, data);
     let r = golden_reply(&reply(0x92, 0, 0, &parm), &req);
     let ReplyBody::RetainedKeys(list) = &r.body else {
         panic!("{:?}", r.body)
@@ -683,13 +651,8 @@ fn kl_list_retained() {
 
 #[test]
 fn kl_list_retained_empty() {
-    let parm = cat(&[
-        b"kl",         // 0 function code
-        &EMPTY,        // 2 rule-array length 2
-        &[0x00, 0x04], // 4 verb-data length 4
-        &[0x00, 0x00], // 6 count 0
-        &EMPTY,        // 8 key-block length 2
-    ]);
+    // 6 count 0
+    let parm = data_only(b"kl", 4, &[&[0x00, 0x00]]);
     let r = golden_reply(&reply(0x0A, 0, 0, &parm), &Request::ListRetained);
     assert_eq!(r.body, ReplyBody::RetainedKeys(vec![]));
 }
@@ -735,16 +698,12 @@ fn check_register_hash(
 #[test]
 fn hr_register_hash_sha256_clone() {
     let parm = cat(&[
-        b"hr",                //   0 function code
-        &[0x00, 0x12],        //   2 rule-array length 18
-        b"SHA-256 ",          //   4
-        b"CLONE   ",          //  12
-        &[0x00, 0x22],        //  20 verb-data length 34
-        &hash32(),            //  22 hash (32)
-        &[0x00, 0x46],        //  54 key-block length 70
-        &[0x00, 0x44],        //  56 entry length 68
-        &[0x00, 0x00],        //  58 entry flag
-        &label("TARGET.CSR"), //  60 name
+        b"hr",                                 //   0 function code
+        &rules(0x0012, &["SHA-256", "CLONE"]), //   2 rule array, length 18
+        &[0x00, 0x22],                         //  20 verb-data length 34
+        &hash32(),                             //  22 hash (32)
+        &[0x00, 0x46],                         //  54 key-block length 70
+        &entry(0x0044, &label("TARGET.CSR")),  //  56 entry, length 68: name
     ]);
     let req = check_register_hash(
         &request(0x7C, &parm),
@@ -775,17 +734,12 @@ fn hr_register_hash_sha1() {
 
 fn pr_request() -> Vec<u8> {
     let parm = cat(&[
-        b"pr",                //  0 function code
-        &[0x00, 0x0A],        //  2 rule-array length 10
-        b"CLONE   ",          //  4
-        &EMPTY,               // 12 verb-data length 2
-        &[0x00, 0x52],        // 14 key-block length 82 = 2 + 68 + 12
-        &[0x00, 0x44],        // 16 entry 1 length 68
-        &[0x00, 0x00],        // 18 entry 1 flag
-        &label("TARGET.CSR"), // 20 name
-        &[0x00, 0x0C],        // 84 entry 2 length 12
-        &[0x00, 0x00],        // 86 entry 2 flag
-        &CERT,                // 88 certificate section (8)
+        b"pr",                                //  0 function code
+        &rules(0x000A, &["CLONE"]),           //  2 rule array, length 10
+        &EMPTY,                               // 12 verb-data length 2
+        &[0x00, 0x52],                        // 14 key-block length 82 = 2 + 68 + 12
+        &entry(0x0044, &label("TARGET.CSR")), // 16 entry 1, length 68: name
+        &entry(0x000C, &CERT),                // 84 entry 2, length 12: certificate section (8)
     ]);
     request(0x60, &parm)
 }
@@ -853,26 +807,24 @@ fn rg_list_registrations() {
     assert_eq!(req, Request::ListRegistrations);
 
     let parm = cat(&[
-        b"rg",                //   0 function code
-        &EMPTY,               //   2 rule-array length 2
-        &[0x00, 0xC0],        //   4 verb-data length 192 = 2 + 2 + 100 + 88
-        &[0x00, 0x02],        //   6 count 2
-        &label("SOURCE.CSS"), //   8 name 1
-        &[0x01],              //  72 clone yes
-        &[0x02],              //  73 hash algorithm SHA-256
-        &[0x20],              //  74 hash length 32
-        &hash32(),            //  75 hash
-        &[0x01],              // 107 key present
-        &label("SA"),         // 108 name 2
-        &[0x00],              // 172 clone no
-        &[0x01],              // 173 hash algorithm SHA-1
-        &[0x14],              // 174 hash length 20
-        &hash20(),            // 175 hash
-        &[0x00],              // 195 key absent
-        &[0x00, 0x0E],        // 196 key-block length 14
-        &[0x00, 0x0C],        // 198 entry length 12
-        &[0x00, 0x00],        // 200 entry flag
-        &CERT,                // 202 certificate of entry 1
+        b"rg",                 //   0 function code
+        &EMPTY,                //   2 rule-array length 2
+        &[0x00, 0xC0],         //   4 verb-data length 192 = 2 + 2 + 100 + 88
+        &[0x00, 0x02],         //   6 count 2
+        &label("SOURCE.CSS"),  //   8 name 1
+        &[0x01],               //  72 clone yes
+        &[0x02],               //  73 hash algorithm SHA-256
+        &[0x20],               //  74 hash length 32
+        &hash32(),             //  75 hash
+        &[0x01],               // 107 key present
+        &label("SA"),          // 108 name 2
+        &[0x00],               // 172 clone no
+        &[0x01],               // 173 hash algorithm SHA-1
+        &[0x14],               // 174 hash length 20
+        &hash20(),             // 175 hash
+        &[0x00],               // 195 key absent
+        &[0x00, 0x0E],         // 196 key-block length 14
+        &entry(0x000C, &CERT), // 198 entry, length 12: certificate of entry 1
     ]);
     let r = golden_reply(&reply(0xD2, 0, 0, &parm), &req);
     let ReplyBody::Registrations(list) = &r.body else {
@@ -952,19 +904,15 @@ fn check_certify(msg: &[u8], signer: &str, eid: Option<&str>, serial: Option<&st
 #[test]
 fn ce_certify_with_eid_and_serial() {
     let parm = cat(&[
-        b"ce",                    //   0 function code
-        &EMPTY,                   //   2 rule-array length 2
-        &[0x00, 0x1B],            //   4 verb-data length 27
-        &[0x03],                  //   6 flags: EID and serial present
-        &eid16("TARGETNODE02"),   //   7 EID
-        b"93AABC12",              //  23 serial
-        &[0x00, 0x56],            //  31 key-block length 86 = 2 + 68 + 16
-        &[0x00, 0x44],            //  33 entry 1 length 68
-        &[0x00, 0x00],            //  35 entry 1 flag
-        &label("MKCLONE.SA.KEY"), //  37 signer
-        &[0x00, 0x10],            // 101 entry 2 length 16
-        &[0x00, 0x00],            // 103 entry 2 flag
-        &PK_TOKEN,                // 105 subject token (12)
+        b"ce",                                    //   0 function code
+        &EMPTY,                                   //   2 rule-array length 2
+        &[0x00, 0x1B],                            //   4 verb-data length 27
+        &[0x03],                                  //   6 flags: EID and serial present
+        &eid16("TARGETNODE02"),                   //   7 EID
+        b"93AABC12",                              //  23 serial
+        &[0x00, 0x56],                            //  31 key-block length 86 = 2 + 68 + 16
+        &entry(0x0044, &label("MKCLONE.SA.KEY")), //  33 entry 1, length 68: signer
+        &entry(0x0010, &PK_TOKEN),                // 101 entry 2, length 16: subject token (12)
     ]);
     let req = check_certify(
         &request(0x75, &parm),
@@ -974,13 +922,11 @@ fn ce_certify_with_eid_and_serial() {
     );
 
     let parm = cat(&[
-        b"ce",         //  0 function code
-        &EMPTY,        //  2 rule-array length 2
-        &EMPTY,        //  4 verb-data length 2
-        &[0x00, 0x0E], //  6 key-block length 14
-        &[0x00, 0x0C], //  8 entry length 12
-        &[0x00, 0x00], // 10 entry flag
-        &CERT,         // 12 certificate section
+        b"ce",                 //  0 function code
+        &EMPTY,                //  2 rule-array length 2
+        &EMPTY,                //  4 verb-data length 2
+        &[0x00, 0x0E],         //  6 key-block length 14
+        &entry(0x000C, &CERT), //  8 entry, length 12: certificate section
     ]);
     let r = golden_reply(&reply(0x14, 0, 0, &parm), &req);
     let ReplyBody::Certificate(c) = &r.body else {
@@ -1013,48 +959,31 @@ fn ce_certify_with_serial_only() {
 #[test]
 fn md_obtain() {
     let parm = cat(&[
-        b"md",                     //   0 function code
-        &[0x00, 0x12],             //   2 rule-array length 18
-        b"OBTAIN  ",               //   4
-        b"SYM-MK  ",               //  12
-        &[0x00, 0x06],             //  20 verb-data length 6
-        &[0x00, 0x00, 0x00, 0x02], //  22 share index 2
-        &[0x00, 0x96],             //  26 key-block length 150 = 2 + 68 + 68 + 12
-        &[0x00, 0x44],             //  28 entry 1 length 68
-        &[0x00, 0x00],             //  30 entry 1 flag
-        &label("MKCLONE.CSS.KEY"), //  32 CSS label
-        &[0x00, 0x44],             //  96 entry 2 length 68
-        &[0x00, 0x00],             //  98 entry 2 flag
-        &label("MKCLONE.SA.KEY"),  // 100 SA name
-        &[0x00, 0x0C],             // 164 entry 3 length 12
-        &[0x00, 0x00],             // 166 entry 3 flag
-        &CERT,                     // 168 CSR certificate section
+        b"md",                                     //   0 function code
+        &rules(0x0012, &["OBTAIN", "SYM-MK"]),     //   2 rule array, length 18
+        &[0x00, 0x06],                             //  20 verb-data length 6
+        &[0x00, 0x00, 0x00, 0x02],                 //  22 share index 2
+        &[0x00, 0x96],                             //  26 key-block length 150 = 2 + 68 + 68 + 12
+        &entry(0x0044, &label("MKCLONE.CSS.KEY")), //  28 entry 1, length 68: CSS label
+        &entry(0x0044, &label("MKCLONE.SA.KEY")),  //  96 entry 2, length 68: SA name
+        &entry(0x000C, &CERT), // 164 entry 3, length 12: CSR certificate section
     ]);
     let req = golden_request(&request(0xB0, &parm));
-    let Request::Obtain {
-        kind,
-        index,
-        css_label,
-        sa_name,
-        csr_certificate,
-    } = &req
-    else {
+    let Request::Obtain(o) = &req else {
         panic!("{req:?}")
     };
-    assert_eq!(*kind, CloneableKind::Sym);
-    assert_eq!(*index, 2);
-    assert_eq!(css_label.as_str(), "MKCLONE.CSS.KEY");
-    assert_eq!(sa_name.as_str(), "MKCLONE.SA.KEY");
-    assert_eq!(csr_certificate.as_bytes(), CERT);
+    assert_eq!(o.kind, CloneableKind::Sym);
+    assert_eq!(o.index, 2);
+    assert_eq!(o.css_label.as_str(), "MKCLONE.CSS.KEY");
+    assert_eq!(o.sa_name.as_str(), "MKCLONE.SA.KEY");
+    assert_eq!(o.csr_certificate.as_bytes(), CERT);
 
     let parm = cat(&[
-        b"md",         //  0 function code
-        &EMPTY,        //  2 rule-array length 2
-        &EMPTY,        //  4 verb-data length 2
-        &[0x00, 0x0E], //  6 key-block length 14
-        &[0x00, 0x0C], //  8 entry length 12
-        &[0x00, 0x00], // 10 entry flag
-        &SHARE,        // 12 sealed share (8)
+        b"md",                  //  0 function code
+        &EMPTY,                 //  2 rule-array length 2
+        &EMPTY,                 //  4 verb-data length 2
+        &[0x00, 0x0E],          //  6 key-block length 14
+        &entry(0x000C, &SHARE), //  8 entry, length 12: sealed share (8)
     ]);
     let r = golden_reply(&reply(0x14, 0, 0, &parm), &req);
     let ReplyBody::Share(s) = &r.body else {
@@ -1065,58 +994,38 @@ fn md_obtain() {
 
 fn install_request() -> Vec<u8> {
     let parm = cat(&[
-        b"md",                     //   0 function code
-        &[0x00, 0x12],             //   2 rule-array length 18
-        b"INSTALL ",               //   4
-        b"ASYM-MK ",               //  12
-        &EMPTY,                    //  20 verb-data length 2
-        &[0x00, 0xA2],             //  22 key-block length 162 = 2 + 68 + 68 + 12 + 12
-        &[0x00, 0x44],             //  24 entry 1 length 68
-        &[0x00, 0x00],             //  26 entry 1 flag
-        &label("MKCLONE.CSR.KEY"), //  28 CSR label
-        &[0x00, 0x44],             //  92 entry 2 length 68
-        &[0x00, 0x00],             //  94 entry 2 flag
-        &label("MKCLONE.SA.KEY"),  //  96 SA name
-        &[0x00, 0x0C],             // 160 entry 3 length 12
-        &[0x00, 0x00],             // 162 entry 3 flag
-        &CERT,                     // 164 CSS certificate section
-        &[0x00, 0x0C],             // 172 entry 4 length 12
-        &[0x00, 0x00],             // 174 entry 4 flag
-        &SHARE,                    // 176 sealed share
+        b"md",                                     //   0 function code
+        &rules(0x0012, &["INSTALL", "ASYM-MK"]),   //   2 rule array, length 18
+        &EMPTY,                                    //  20 verb-data length 2
+        &[0x00, 0xA2], //  22 key-block length 162 = 2 + 68 + 68 + 12 + 12
+        &entry(0x0044, &label("MKCLONE.CSR.KEY")), //  24 entry 1, length 68: CSR label
+        &entry(0x0044, &label("MKCLONE.SA.KEY")), //  92 entry 2, length 68: SA name
+        &entry(0x000C, &CERT), // 160 entry 3, length 12: CSS certificate section
+        &entry(0x000C, &SHARE), // 172 entry 4, length 12: sealed share
     ]);
     request(0xB8, &parm)
 }
 
 fn install_reply(rt: u16, rs: u16, received: u8, m: u8) -> Vec<u8> {
-    let parm = cat(&[
-        b"md",         // 0 function code
-        &EMPTY,        // 2 rule-array length 2
-        &[0x00, 0x04], // 4 verb-data length 4
-        &[received],   // 6 shares received
-        &[m],          // 7 m
-        &EMPTY,        // 8 key-block length 2
-    ]);
+    let data: &[&[u8]] = &[
+        &[received], // 6 shares received
+        &[m],        // 7 m
+    ];
+    let parm = data_only(b"md", 4, data);
     reply(0x0A, rt, rs, &parm)
 }
 
 #[test]
 fn md_install() {
     let req = golden_request(&install_request());
-    let Request::Install {
-        kind,
-        csr_label,
-        sa_name,
-        css_certificate,
-        share,
-    } = &req
-    else {
+    let Request::Install(i) = &req else {
         panic!("{req:?}")
     };
-    assert_eq!(*kind, CloneableKind::Asym);
-    assert_eq!(csr_label.as_str(), "MKCLONE.CSR.KEY");
-    assert_eq!(sa_name.as_str(), "MKCLONE.SA.KEY");
-    assert_eq!(css_certificate.as_bytes(), CERT);
-    assert_eq!(share.as_bytes(), SHARE);
+    assert_eq!(i.kind, CloneableKind::Asym);
+    assert_eq!(i.csr_label.as_str(), "MKCLONE.CSR.KEY");
+    assert_eq!(i.sa_name.as_str(), "MKCLONE.SA.KEY");
+    assert_eq!(i.css_certificate.as_bytes(), CERT);
+    assert_eq!(i.share.as_bytes(), SHARE);
 
     let r = golden_reply(&install_reply(0, 0, 1, 3), &req);
     assert_eq!((r.return_code, r.reason_code), (0, 0));

@@ -9,7 +9,9 @@ use mkclone_backend::{
 };
 use mkclone_cca::cprb::{CPRBX_LEN, Cprbx};
 use mkclone_cca::parm::{KeyEntry, Keyword, ParmBlock};
-use mkclone_cca::verbs::{MkAction, PatternEntry, Query, Register, Reply, ReplyBody, Request};
+use mkclone_cca::verbs::{
+    InstallShare, MkAction, ObtainShare, PatternEntry, Query, Register, Reply, ReplyBody, Request,
+};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -170,15 +172,15 @@ fn obtain() -> impl Strategy<Value = Request> {
         key_label(),
         certificate(),
     )
-        .prop_map(
-            |(kind, index, css_label, sa_name, csr_certificate)| Request::Obtain {
+        .prop_map(|(kind, index, css_label, sa_name, csr_certificate)| {
+            Request::Obtain(ObtainShare {
                 kind,
                 index,
                 css_label,
                 sa_name,
                 csr_certificate,
-            },
-        )
+            })
+        })
 }
 
 fn install() -> impl Strategy<Value = Request> {
@@ -189,15 +191,15 @@ fn install() -> impl Strategy<Value = Request> {
         certificate(),
         sealed_share(),
     )
-        .prop_map(
-            |(kind, csr_label, sa_name, css_certificate, share)| Request::Install {
+        .prop_map(|(kind, csr_label, sa_name, css_certificate, share)| {
+            Request::Install(InstallShare {
                 kind,
                 csr_label,
                 sa_name,
                 css_certificate,
                 share,
-            },
-        )
+            })
+        })
 }
 
 fn master_key() -> impl Strategy<Value = Request> {
@@ -522,20 +524,20 @@ fn sample_requests() -> Vec<Request> {
             eid: None,
             serial: None,
         },
-        Request::Obtain {
+        Request::Obtain(ObtainShare {
             kind: CloneableKind::Sym,
             index: 1,
             css_label: label.clone(),
             sa_name: label.clone(),
             csr_certificate: cert.clone(),
-        },
-        Request::Install {
+        }),
+        Request::Install(InstallShare {
             kind: CloneableKind::Asym,
             csr_label: label.clone(),
             sa_name: label,
             css_certificate: cert,
             share: SealedShare::new(vec![1]).unwrap(),
-        },
+        }),
         Request::MasterKey {
             action: MkAction::Set,
             kind: CloneableKind::Sym,

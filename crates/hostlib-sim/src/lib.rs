@@ -22,6 +22,7 @@ use std::sync::Mutex;
 use libc::{c_long, c_uchar};
 
 use machine::{Codes, Machine, ibm};
+use verbs::Rules;
 
 static MACHINE: Mutex<Option<Machine>> = Mutex::new(None);
 
@@ -121,22 +122,24 @@ unsafe fn long<'a>(p: *mut c_long) -> Result<&'a mut i64, Codes> {
 ///
 /// # Safety
 /// `count` points to a `long`; `rules` to `count * 8` bytes.
-unsafe fn rules<'a>(count: *mut c_long, rules: *mut c_uchar) -> Result<(i64, &'a [u8]), Codes> {
+unsafe fn rules<'a>(count: *mut c_long, rules: *mut c_uchar) -> Result<Rules<'a>, Codes> {
     // SAFETY: the caller's contract.
     let n = unsafe { count.as_ref() }.copied().ok_or(ibm::BAD_COUNT)?;
     if !(0..=16).contains(&n) {
         return Err(ibm::BAD_COUNT);
     }
     if n == 0 {
-        return Ok((0, &[]));
+        return Ok(Rules {
+            count: 0,
+            array: &[],
+        });
     }
     if rules.is_null() {
         return Err(ibm::BAD_COUNT);
     }
     // SAFETY: the caller's contract.
-    Ok((n, unsafe {
-        std::slice::from_raw_parts(rules, n as usize * 8)
-    }))
+    let array = unsafe { std::slice::from_raw_parts(rules, n as usize * 8) };
+    Ok(Rules { count: n, array })
 }
 
 const OK: Codes = machine::codes(0, 0);
@@ -174,7 +177,7 @@ macro_rules! export {
 macro_rules! cca_verb {
     (
         $(#[$doc:meta])*
-        fn $name:ident(|$m:pat_param, $n:ident, $r:ident| $($param:ident: $ty:ty),* $(,)?)
+        fn $name:ident(|$m:pat_param, $r:ident| $($param:ident: $ty:ty),* $(,)?)
         $body:block
     ) => {
         export! {
@@ -189,7 +192,7 @@ macro_rules! cca_verb {
                 rule_array: *mut c_uchar,
                 $($param: $ty),*
             ) {
-                let ($n, $r) = rules(count, rule_array)?;
+                let $r = rules(count, rule_array)?;
                 $body
             }
         }
@@ -210,15 +213,16 @@ export! {
         verb_data_length: *mut c_long,
         verb_data: *mut c_uchar,
     ) {
-        let (n, input) = rules(count, rule_array)?;
-        let input = input.to_vec();
+        // Copied: the answer is written over the rule array.
+        let input = rules(count, rule_array)?;
+        let (n, input) = (input.count, input.array.to_vec());
         let data = slice(verb_data_length, verb_data)?;
         let mut none = 0i64;
         let len = match long(verb_data_length) {
             Ok(l) => l,
             Err(_) => &mut none,
         };
-        let elements = verbs::csuacfq(m, n, &input, (len, data))?;
+        let elements = verbs::csuacfq(m, Rules { count: n, array: &input }, (len, data))?;
         let out = std::slice::from_raw_parts_mut(rule_array, elements.len() * 8);
         for (i, e) in elements.iter().enumerate() {
             out[i * 8..i * 8 + 8].copy_from_slice(e);
@@ -245,8 +249,8 @@ macro_rules! resource_verb {
     ($name:ident, $allocate:expr) => {
         cca_verb! {
             /// CSUACRA / CSUACRD.
-            fn $name(|m, n, r| name_len: *mut c_long, name: *mut c_uchar) {
-                verbs::resource(m, $allocate, n, r, slice(name_len, name)?)?;
+            fn $name(|m, r| name_len: *mut c_long, name: *mut c_uchar) {
+                verbs::resource(m, $allocate, r, slice(name_len, name)?)?;
                 Ok(OK)
             }
         }
@@ -257,9 +261,9 @@ resource_verb!(CSUACRD, false);
 
 cca_verb! {
     /// CSUAACM.
-    fn CSUAACM(|m, n, r| name: *mut c_uchar, out_len: *mut c_long, out: *mut c_uchar) {
+    fn CSUAACM(|m, r| name: *mut c_uchar, out_len: *mut c_long, out: *mut c_uchar) {
         let data = slice(out_len, out)?;
-        verbs::get_role(m, n, r, fixed(name, 8)?, (long(out_len)?, data))?;
+        verbs::get_role(m, r, fixed(name, 8)?, (long(out_len)?, data))?;
         Ok(OK)
     }
 }
@@ -267,7 +271,7 @@ cca_verb! {
 // One line per CCA parameter: a (length, buffer) pair or a fixed field.
 cca_verb! {
     /// CSNDPKB.
-    fn CSNDPKB(|_, n, r|
+    fn CSNDPKB(|_, r|
         kvs_len: *mut c_long, kvs: *mut c_uchar,
         name_len: *mut c_long, name: *mut c_uchar,
         _cd_len: *mut c_long, _cd: *mut c_uchar,
@@ -279,14 +283,14 @@ cca_verb! {
     ) {
         let out = slice(token_len, token)?;
         let (kvs, name) = (slice(kvs_len, kvs)?, slice(name_len, name)?);
-        verbs::csndpkb(n, r, kvs, name, (long(token_len)?, out))?;
+        verbs::csndpkb(r, kvs, name, (long(token_len)?, out))?;
         Ok(OK)
     }
 }
 
 cca_verb! {
     /// CSNDPKG.
-    fn CSNDPKG(|m, n, r|
+    fn CSNDPKG(|m, r|
         regen_len: *mut c_long, regen: *mut c_uchar,
         skel_len: *mut c_long, skel: *mut c_uchar,
         _transport: *mut c_uchar,
@@ -294,26 +298,26 @@ cca_verb! {
     ) {
         let o = slice(out_len, out)?;
         let (regen, skel) = (slice(regen_len, regen)?, slice(skel_len, skel)?);
-        verbs::csndpkg(m, n, r, regen, skel, (long(out_len)?, o))?;
+        verbs::csndpkg(m, r, regen, skel, (long(out_len)?, o))?;
         Ok(OK)
     }
 }
 
 cca_verb! {
     /// CSNDPKX.
-    fn CSNDPKX(|m, n, r|
+    fn CSNDPKX(|m, r|
         src_len: *mut c_long, src: *mut c_uchar,
         out_len: *mut c_long, out: *mut c_uchar,
     ) {
         let o = slice(out_len, out)?;
-        verbs::csndpkx(m, n, r, slice(src_len, src)?, (long(out_len)?, o))?;
+        verbs::csndpkx(m, r, slice(src_len, src)?, (long(out_len)?, o))?;
         Ok(OK)
     }
 }
 
 cca_verb! {
     /// CSNDRKL: `labels` holds `*listed` 64-byte labels.
-    fn CSNDRKL(|m, n, r|
+    fn CSNDRKL(|m, r|
         mask: *mut c_uchar,
         total: *mut c_long,
         listed: *mut c_long,
@@ -326,15 +330,15 @@ cca_verb! {
         } else {
             fixed(labels, room * 64)?
         };
-        verbs::csndrkl(m, n, r, fixed(mask, 64)?, long(total)?, listed, labels)?;
+        verbs::csndrkl(m, r, fixed(mask, 64)?, long(total)?, listed, labels)?;
         Ok(OK)
     }
 }
 
 cca_verb! {
     /// CSNDRKD.
-    fn CSNDRKD(|m, n, r| key: *mut c_uchar) {
-        verbs::csndrkd(m, n, r, fixed(key, 64)?)?;
+    fn CSNDRKD(|m, r| key: *mut c_uchar) {
+        verbs::csndrkd(m, r, fixed(key, 64)?)?;
         Ok(OK)
     }
 }
@@ -344,8 +348,8 @@ macro_rules! registry_verb {
     ($name:ident, $f:path) => {
         cca_verb! {
             /// CSNDPKH / CSNDPKR.
-            fn $name(|m, n, r| name: *mut c_uchar, data_len: *mut c_long, data: *mut c_uchar) {
-                $f(m, n, r, fixed(name, 64)?, slice(data_len, data)?)?;
+            fn $name(|m, r| name: *mut c_uchar, data_len: *mut c_long, data: *mut c_uchar) {
+                $f(m, r, fixed(name, 64)?, slice(data_len, data)?)?;
                 Ok(OK)
             }
         }
@@ -356,7 +360,7 @@ registry_verb!(CSNDPKR, verbs::csndpkr);
 
 cca_verb! {
     /// CSUAMKD.
-    fn CSUAMKD(|m, n, r|
+    fn CSUAMKD(|m, r|
         share_index: *mut c_long,
         private_key: *mut c_uchar,
         certifying_key: *mut c_uchar,
@@ -369,14 +373,14 @@ cca_verb! {
         let (private_key, certifying_key) = (fixed(private_key, 64)?, fixed(certifying_key, 64)?);
         let cert = slice(cert_len, cert)?;
         let (key, info) = ((long(key_len)?, k), (long(info_len)?, i));
-        verbs::csuamkd(m, n, r, index, private_key, certifying_key, cert, key, info)
+        verbs::csuamkd(m, r, index, private_key, certifying_key, cert, key, info)
     }
 }
 
 cca_verb! {
     /// CSNBMKP (libcsulccamk.so exports it; so does this library).
-    fn CSNBMKP(|m, n, r| _key_part: *mut c_uchar) {
-        verbs::csnbmkp(m, n, r)
+    fn CSNBMKP(|m, r| _key_part: *mut c_uchar) {
+        verbs::csnbmkp(m, r)
     }
 }
 

@@ -8,7 +8,7 @@ use mkclone_backend::{
     ShareIndex,
 };
 use mkclone_cca::parm::Keyword;
-use mkclone_cca::verbs::{MkAction, Query, Reply, ReplyBody, Request};
+use mkclone_cca::verbs::{InstallShare, MkAction, ObtainShare, Query, Reply, ReplyBody, Request};
 use mkclone_formats::pka::PublicKeyTokenView;
 use mkclone_formats::seal::{SealedShareParts, ShareHeader};
 
@@ -16,9 +16,27 @@ use crate::machine::{Codes, Machine, codes, ibm, project};
 
 pub type Out<'a> = (&'a mut i64, &'a mut [u8]);
 
+/// A verb's rule array as the caller passed it: `count` keywords of 8 bytes in `array`.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules<'a> {
+    pub count: i64,
+    pub array: &'a [u8],
+}
+
+impl Rules<'_> {
+    /// The keywords, each checked against `groups` ([`parse_rules`]); at most `max`.
+    pub fn parse(
+        &self,
+        groups: &[(&'static [&'static str], bool)],
+        max: i64,
+    ) -> Result<Vec<&'static str>, Codes> {
+        parse_rules(self.count, self.array, groups, max)
+    }
+}
+
 /// The rule array's keywords, each checked against `groups`: every keyword must belong to
 /// a group, at most one per group, and every `required` group must be present.
-pub fn parse_rules(
+fn parse_rules(
     count: i64,
     array: &[u8],
     groups: &[(&'static [&'static str], bool)],
@@ -95,14 +113,13 @@ const KINDS: &[&str] = &["SYM-MK", "ASYM-MK"];
 /// data for STATICSA/STATICSB). Returns the output elements.
 pub fn csuacfq(
     m: &mut Machine,
-    count: i64,
-    rules: &[u8],
+    rules: Rules<'_>,
     verb_data: Out<'_>,
 ) -> Result<Vec<[u8; 8]>, Codes> {
     const INFO: &[&str] = &[
         "STATCCAE", "STATEID", "STATICSA", "STATICSB", "STATMOFN", "STATCRD2",
     ];
-    let r = parse_rules(count, rules, &[(INFO, true)], 2)?;
+    let r = rules.parse(&[(INFO, true)], 2)?;
     let element = |t: &str| Keyword::new(t).bytes();
     match r[0] {
         "STATCRD2" => {
@@ -194,11 +211,10 @@ pub fn csuacfq(
 pub fn resource(
     m: &mut Machine,
     allocate: bool,
-    count: i64,
-    rules: &[u8],
+    rules: Rules<'_>,
     name: &[u8],
 ) -> Result<(), Codes> {
-    let r = parse_rules(count, rules, &[(&["DEVICE", "DEV-ANY"], true)], 1)?;
+    let r = rules.parse(&[(&["DEVICE", "DEV-ANY"], true)], 1)?;
     let text = std::str::from_utf8(name)
         .map_err(|_| ibm::BAD_KEYWORD)?
         .trim_end();
@@ -231,14 +247,8 @@ pub fn resource(
 /// simulated card has one role, DEFAULT, with one segment X'0000'-X'03FF': every point
 /// enabled except `simlib.json`'s `disabled_acps`. Another role ID: 8/772, "the requested
 /// role was not found" ([BSR 2.54] Figure A-4).
-pub fn get_role(
-    m: &mut Machine,
-    count: i64,
-    rules: &[u8],
-    name: &[u8],
-    out: Out<'_>,
-) -> Result<(), Codes> {
-    parse_rules(count, rules, &[(&["GET-ROLE"], true)], 1)?;
+pub fn get_role(m: &mut Machine, rules: Rules<'_>, name: &[u8], out: Out<'_>) -> Result<(), Codes> {
+    rules.parse(&[(&["GET-ROLE"], true)], 1)?;
     if name != b"DEFAULT " {
         return Err(codes(8, 772));
     }
@@ -247,17 +257,21 @@ pub fn get_role(
     for acp in disabled.into_iter().filter(|a| *a < 0x400) {
         bitmap[usize::from(acp / 8)] &= !(0x80 >> (acp % 8));
     }
-    let mut role = vec![0x01, 0x00, 0x00, 0x00];
-    role.extend_from_slice(b"MKCLONE SIMULATED   ");
-    role.extend_from_slice(&[0, 0, 0, 0]);
-    role.extend_from_slice(b"DEFAULT ");
-    role.extend_from_slice(&[0x00, 0x00, 0x00, 0x00, 0x17, 0x3B, 0xFE, 0x00]);
-    role.extend_from_slice(&[0x00, 0x01, 0x00, 0x00]);
-    role.extend_from_slice(&0u16.to_be_bytes());
-    role.extend_from_slice(&0x03FFu16.to_be_bytes());
-    role.extend_from_slice(&(bitmap.len() as u16).to_be_bytes());
-    role.extend_from_slice(&[0, 0]);
-    role.extend_from_slice(&bitmap);
+    let bitmap_len = (bitmap.len() as u16).to_be_bytes();
+    let mut role = [
+        &[0x01, 0x00, 0x00, 0x00][..], // version X'0100', length (written below)
+        b"MKCLONE SIMULATED   ",       // comment
+        &[0, 0, 0, 0],                 // checksum, reserved
+        b"DEFAULT ",                   // role ID
+        // authentication strength 0, time limits 00:00-23:59, valid days X'FE', reserved
+        &[0x00, 0x00, 0x00, 0x00, 0x17, 0x3B, 0xFE, 0x00],
+        &[0x00, 0x01, 0x00, 0x00], // one segment, reserved
+        &[0x00, 0x00, 0x03, 0xFF], // its first and last points: X'0000'-X'03FF'
+        &bitmap_len,               // its bitmap's bytes
+        &[0, 0],                   // reserved
+        &bitmap,
+    ]
+    .concat();
     let length = role.len() as u16;
     role[2..4].copy_from_slice(&length.to_be_bytes());
     put(out, &role)
@@ -272,15 +286,12 @@ const SKELETON_MAGIC: &[u8; 8] = b"MKCSKEL1";
 /// CSNDPKB: RSA-CRT with SIG-ONLY, KM-ONLY (or KEY-MGMT); the key-values structure's
 /// modulus bits (offset 0) and exponent (length at 4, value at 18) — 65537 only.
 pub fn csndpkb(
-    count: i64,
-    rules: &[u8],
+    rules: Rules<'_>,
     key_values: &[u8],
     key_name: &[u8],
     token: Out<'_>,
 ) -> Result<(), Codes> {
-    let r = parse_rules(
-        count,
-        rules,
+    let r = rules.parse(
         &[
             (&["RSA-CRT"], true),
             (&["SIG-ONLY", "KM-ONLY", "KEY-MGMT"], false),
@@ -320,13 +331,12 @@ fn public_key(m: &mut Machine, request: &Request, out: Out<'_>) -> Result<(), Co
 /// key; the output is its public-key token.
 pub fn csndpkg(
     m: &mut Machine,
-    count: i64,
-    rules: &[u8],
+    rules: Rules<'_>,
     regeneration: &[u8],
     skeleton: &[u8],
     out: Out<'_>,
 ) -> Result<(), Codes> {
-    let r = parse_rules(count, rules, &[(&["RETAIN"], true), (&["CLONE"], false)], 2)?;
+    let r = rules.parse(&[(&["RETAIN"], true), (&["CLONE"], false)], 2)?;
     if !regeneration.is_empty() {
         return Err(project::UNSUPPORTED);
     }
@@ -351,12 +361,11 @@ pub fn csndpkg(
 /// CSNDPKX of a retained key's label.
 pub fn csndpkx(
     m: &mut Machine,
-    count: i64,
-    rules: &[u8],
+    rules: Rules<'_>,
     source: &[u8],
     out: Out<'_>,
 ) -> Result<(), Codes> {
-    parse_rules(count, rules, &[], 0)?;
+    rules.parse(&[], 0)?;
     if source.len() != 64 {
         return Err(codes(8, 43));
     }
@@ -369,14 +378,13 @@ pub fn csndpkx(
 /// CSNDRKL: the labels matching the mask (a trailing `*` matches any suffix).
 pub fn csndrkl(
     m: &mut Machine,
-    count: i64,
-    rules: &[u8],
+    rules: Rules<'_>,
     mask: &[u8],
     total: &mut i64,
     listed: &mut i64,
     labels: &mut [u8],
 ) -> Result<(), Codes> {
-    parse_rules(count, rules, &[], 0)?;
+    rules.parse(&[], 0)?;
     let mask = std::str::from_utf8(mask)
         .map_err(|_| codes(8, 32))?
         .trim_end();
@@ -403,27 +411,16 @@ pub fn csndrkl(
     Ok(())
 }
 
-pub fn csndrkd(m: &mut Machine, count: i64, rules: &[u8], key: &[u8]) -> Result<(), Codes> {
-    parse_rules(count, rules, &[], 0)?;
+pub fn csndrkd(m: &mut Machine, rules: Rules<'_>, key: &[u8]) -> Result<(), Codes> {
+    rules.parse(&[], 0)?;
     ok(m.run(&Request::DeleteRetained { label: label(key)? })?).map(drop)
 }
 
 // ---- registry ---------------------------------------------------------------------------
 
 /// CSNDPKH: SHA-1 (IBM's) or SHA-256 (the simulated card's hash), and CLONE.
-pub fn csndpkh(
-    m: &mut Machine,
-    count: i64,
-    rules: &[u8],
-    name: &[u8],
-    hash: &[u8],
-) -> Result<(), Codes> {
-    let r = parse_rules(
-        count,
-        rules,
-        &[(&["SHA-1", "SHA-256"], true), (&["CLONE"], false)],
-        2,
-    )?;
+pub fn csndpkh(m: &mut Machine, rules: Rules<'_>, name: &[u8], hash: &[u8]) -> Result<(), Codes> {
+    let r = rules.parse(&[(&["SHA-1", "SHA-256"], true), (&["CLONE"], false)], 2)?;
     let algorithm = if r[0] == "SHA-1" {
         HashAlgorithm::Sha1
     } else {
@@ -439,14 +436,8 @@ pub fn csndpkh(
 }
 
 /// CSNDPKR: zero or one keyword (CLONE).
-pub fn csndpkr(
-    m: &mut Machine,
-    count: i64,
-    rules: &[u8],
-    name: &[u8],
-    cert: &[u8],
-) -> Result<(), Codes> {
-    let r = parse_rules(count, rules, &[(&["CLONE"], false)], 1)?;
+pub fn csndpkr(m: &mut Machine, rules: Rules<'_>, name: &[u8], cert: &[u8]) -> Result<(), Codes> {
+    let r = rules.parse(&[(&["CLONE"], false)], 1)?;
     let certificate = Certificate::new(cert.to_vec()).map_err(|_| codes(8, 1035))?;
     let request = Request::RegisterKey {
         name: label(name)?,
@@ -466,8 +457,7 @@ pub fn csndpkr(
 #[allow(clippy::too_many_arguments)]
 pub fn csuamkd(
     m: &mut Machine,
-    count: i64,
-    rules: &[u8],
+    rules: Rules<'_>,
     index: i64,
     private_key: &[u8],
     certifying_key: &[u8],
@@ -475,24 +465,19 @@ pub fn csuamkd(
     key: Out<'_>,
     info: Out<'_>,
 ) -> Result<Codes, Codes> {
-    let r = parse_rules(
-        count,
-        rules,
-        &[(&["OBTAIN", "INSTALL"], true), (KINDS, false)],
-        2,
-    )?;
+    let r = rules.parse(&[(&["OBTAIN", "INSTALL"], true), (KINDS, false)], 2)?;
     let kind = kind_of(r.get(1).copied().unwrap_or(""))?;
     let certificate = Certificate::new(certificate.to_vec()).map_err(|_| codes(8, 1035))?;
     let private = label(private_key)?;
     let sa_name = label(certifying_key)?;
     if r[0] == "OBTAIN" {
-        let request = Request::Obtain {
+        let request = Request::Obtain(ObtainShare {
             kind,
             index: u32::try_from(index).map_err(|_| project::UNSUPPORTED)?,
             css_label: private,
             sa_name,
             csr_certificate: certificate,
-        };
+        });
         let share = match ok(m.run(&request)?)? {
             ReplyBody::Share(s) => s,
             _ => return Err(project::CARD_UNAVAILABLE),
@@ -550,13 +535,13 @@ pub fn csuamkd(
     }
     .encode()
     .map_err(|_| codes(8, 1030))?;
-    let request = Request::Install {
+    let request = Request::Install(InstallShare {
         kind,
         csr_label: private,
         sa_name,
         css_certificate: certificate,
         share,
-    };
+    });
     let reply = m.run(&request)?;
     match (reply.return_code, reply.reason_code) {
         (0, _) | (4, _) => Ok(codes(reply.return_code.into(), reply.reason_code.into())),
@@ -565,13 +550,8 @@ pub fn csuamkd(
 }
 
 /// CSNBMKP SET, CLEAR or RANDOM on SYM-MK or ASYM-MK.
-pub fn csnbmkp(m: &mut Machine, count: i64, rules: &[u8]) -> Result<Codes, Codes> {
-    let r = parse_rules(
-        count,
-        rules,
-        &[(&["SET", "CLEAR", "RANDOM"], true), (KINDS, true)],
-        2,
-    )?;
+pub fn csnbmkp(m: &mut Machine, rules: Rules<'_>) -> Result<Codes, Codes> {
+    let r = rules.parse(&[(&["SET", "CLEAR", "RANDOM"], true), (KINDS, true)], 2)?;
     let action = match r[0] {
         "SET" => MkAction::Set,
         "CLEAR" => MkAction::Clear,

@@ -329,6 +329,24 @@ impl HostlibBackend {
     }
 }
 
+/// `Backend` methods that run `CcaBackend`'s logic as it is, each over this library; a
+/// `gated` one only where this library runs the operation (`runs`), refused with the
+/// reason otherwise (`refuse`).
+macro_rules! forward {
+    ($($(gated($op:expr))? fn $name:ident(&mut self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        $(
+            fn $name(&mut self $(, $arg: $ty)*) -> $ret {
+                $(
+                    if !self.runs($op) {
+                        return self.refuse($op);
+                    }
+                )?
+                self.inner.$name($($arg),*)
+            }
+        )*
+    };
+}
+
 impl Backend for HostlibBackend {
     fn backend_name(&self) -> &'static str {
         "cca"
@@ -341,10 +359,6 @@ impl Backend for HostlibBackend {
         caps.rehearsal_only = self.simulated;
         caps.install_checks_signed_pattern = self.simulated;
         caps
-    }
-
-    fn status(&mut self) -> Result<NodeStatus> {
-        self.inner.status()
     }
 
     /// The points each step's verb needs (crate::access, each cited), read from the role
@@ -448,90 +462,32 @@ impl Backend for HostlibBackend {
         }
     }
 
-    fn share_status(&mut self) -> Result<ShareStatus> {
-        self.inner.share_status()
-    }
-
-    fn generate_retained_key(&mut self, r: &GenerateRequest) -> Result<Applied<PublicKeyToken>> {
-        self.inner.generate_retained_key(r)
-    }
-
-    fn retained_public_key(&mut self, label: &KeyLabel) -> Result<Option<PublicKeyToken>> {
-        self.inner.retained_public_key(label)
-    }
-
-    fn list_retained_keys(&mut self) -> Result<Vec<RetainedKeyInfo>> {
-        if !self.runs(Operation::ListRetainedKeys) {
-            return self.refuse(Operation::ListRetainedKeys);
-        }
-        self.inner.list_retained_keys()
-    }
-
-    fn delete_retained_key(&mut self, label: &KeyLabel) -> Result<Applied<()>> {
-        self.inner.delete_retained_key(label)
-    }
-
-    fn register_public_key_hash(
-        &mut self,
-        name: &KeyLabel,
-        hash: &PublicKeyHash,
-        clone: bool,
-    ) -> Result<Applied<()>> {
-        self.inner.register_public_key_hash(name, hash, clone)
-    }
-
-    fn register_public_key(
-        &mut self,
-        name: &KeyLabel,
-        certificate: &Certificate,
-        clone: bool,
-    ) -> Result<Applied<()>> {
-        self.inner.register_public_key(name, certificate, clone)
-    }
-
-    fn unregister_public_key(&mut self, name: &KeyLabel) -> Result<Applied<()>> {
-        if !self.runs(Operation::UnregisterPublicKey) {
-            return self.refuse(Operation::UnregisterPublicKey);
-        }
-        self.inner.unregister_public_key(name)
-    }
-
-    fn list_registrations(&mut self) -> Result<Vec<Registration>> {
-        if !self.runs(Operation::ListRegistrations) {
-            return self.refuse(Operation::ListRegistrations);
-        }
-        self.inner.list_registrations()
-    }
-
-    fn certify_public_key(
-        &mut self,
-        signer: &KeyLabel,
-        subject: &PublicKeyToken,
-        info: &SubjectInfo,
-    ) -> Result<Certificate> {
-        if !self.runs(Operation::CertifyPublicKey) {
-            return self.refuse(Operation::CertifyPublicKey);
-        }
-        self.inner.certify_public_key(signer, subject, info)
-    }
-
-    fn obtain_share(&mut self, request: &ObtainRequest) -> Result<SealedShare> {
-        self.inner.obtain_share(request)
-    }
-
-    fn install_share(&mut self, request: &InstallRequest) -> Result<Applied<InstallProgress>> {
-        self.inner.install_share(request)
-    }
-
-    fn set_master_key(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
-        self.inner.set_master_key(kind)
-    }
-
-    fn clear_new(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
-        self.inner.clear_new(kind)
-    }
-
-    fn load_random_master_key(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
-        self.inner.load_random_master_key(kind)
+    // Every other operation: CcaBackend's logic over the library's verbs.
+    forward! {
+        fn status(&mut self) -> Result<NodeStatus>;
+        fn share_status(&mut self) -> Result<ShareStatus>;
+        fn generate_retained_key(&mut self, r: &GenerateRequest)
+            -> Result<Applied<PublicKeyToken>>;
+        fn retained_public_key(&mut self, label: &KeyLabel) -> Result<Option<PublicKeyToken>>;
+        fn delete_retained_key(&mut self, label: &KeyLabel) -> Result<Applied<()>>;
+        fn register_public_key_hash(&mut self, name: &KeyLabel, hash: &PublicKeyHash, clone: bool)
+            -> Result<Applied<()>>;
+        fn register_public_key(&mut self, name: &KeyLabel, certificate: &Certificate, clone: bool)
+            -> Result<Applied<()>>;
+        fn obtain_share(&mut self, request: &ObtainRequest) -> Result<SealedShare>;
+        fn install_share(&mut self, request: &InstallRequest)
+            -> Result<Applied<InstallProgress>>;
+        fn set_master_key(&mut self, kind: CloneableKind) -> Result<Applied<()>>;
+        fn clear_new(&mut self, kind: CloneableKind) -> Result<Applied<()>>;
+        fn load_random_master_key(&mut self, kind: CloneableKind) -> Result<Applied<()>>;
+        gated(Operation::ListRetainedKeys)
+        fn list_retained_keys(&mut self) -> Result<Vec<RetainedKeyInfo>>;
+        gated(Operation::UnregisterPublicKey)
+        fn unregister_public_key(&mut self, name: &KeyLabel) -> Result<Applied<()>>;
+        gated(Operation::ListRegistrations)
+        fn list_registrations(&mut self) -> Result<Vec<Registration>>;
+        gated(Operation::CertifyPublicKey)
+        fn certify_public_key(&mut self, signer: &KeyLabel, subject: &PublicKeyToken, info: &SubjectInfo)
+            -> Result<Certificate>;
     }
 }

@@ -12,18 +12,6 @@ pub type CSUACFQ_t = ::std::option::Option<
         verb_data: *mut libc::c_uchar,
     ),
 >;
-pub type CSUACFC_t = ::std::option::Option<
-    unsafe extern "C" fn(
-        return_code: *mut libc::c_long,
-        reason_code: *mut libc::c_long,
-        exit_data_length: *mut libc::c_long,
-        exit_data: *mut libc::c_uchar,
-        rule_array_count: *mut libc::c_long,
-        rule_array: *mut libc::c_uchar,
-        verb_data_length: *mut libc::c_long,
-        verb_data: *mut libc::c_uchar,
-    ),
->;
 pub type CSUACFV_t = ::std::option::Option<
     unsafe extern "C" fn(
         return_code: *mut libc::c_long,
@@ -32,30 +20,6 @@ pub type CSUACFV_t = ::std::option::Option<
         exit_data: *mut libc::c_uchar,
         version_data_length: *mut libc::c_long,
         version_data: *mut libc::c_uchar,
-    ),
->;
-pub type CSUACRA_t = ::std::option::Option<
-    unsafe extern "C" fn(
-        return_code: *mut libc::c_long,
-        reason_code: *mut libc::c_long,
-        exit_data_length: *mut libc::c_long,
-        exit_data: *mut libc::c_uchar,
-        rule_array_count: *mut libc::c_long,
-        rule_array: *mut libc::c_uchar,
-        resource_name_length: *mut libc::c_long,
-        resource_name: *mut libc::c_uchar,
-    ),
->;
-pub type CSUACRD_t = ::std::option::Option<
-    unsafe extern "C" fn(
-        return_code: *mut libc::c_long,
-        reason_code: *mut libc::c_long,
-        exit_data_length: *mut libc::c_long,
-        exit_data: *mut libc::c_uchar,
-        rule_array_count: *mut libc::c_long,
-        rule_array: *mut libc::c_uchar,
-        resource_name_length: *mut libc::c_long,
-        resource_name: *mut libc::c_uchar,
     ),
 >;
 pub type CSUAACM_t = ::std::option::Option<
@@ -166,19 +130,6 @@ pub type CSNDPKH_t = ::std::option::Option<
         hash_data: *mut libc::c_uchar,
     ),
 >;
-pub type CSNDPKR_t = ::std::option::Option<
-    unsafe extern "C" fn(
-        return_code: *mut libc::c_long,
-        reason_code: *mut libc::c_long,
-        exit_data_length: *mut libc::c_long,
-        exit_data: *mut libc::c_uchar,
-        rule_array_count: *mut libc::c_long,
-        rule_array: *mut libc::c_uchar,
-        public_key_name: *mut libc::c_uchar,
-        public_key_certificate_length: *mut libc::c_long,
-        public_key_certificate: *mut libc::c_uchar,
-    ),
->;
 pub type CSUAMKD_t = ::std::option::Option<
     unsafe extern "C" fn(
         return_code: *mut libc::c_long,
@@ -196,46 +147,6 @@ pub type CSUAMKD_t = ::std::option::Option<
         clone_info_encrypting_key: *mut libc::c_uchar,
         clone_info_length: *mut libc::c_long,
         clone_info: *mut libc::c_uchar,
-    ),
->;
-pub type CSNDDSG_t = ::std::option::Option<
-    unsafe extern "C" fn(
-        return_code: *mut libc::c_long,
-        reason_code: *mut libc::c_long,
-        exit_data_length: *mut libc::c_long,
-        exit_data: *mut libc::c_uchar,
-        rule_array_count: *mut libc::c_long,
-        rule_array: *mut libc::c_uchar,
-        PKA_private_key_id_length: *mut libc::c_long,
-        PKA_private_key_id: *mut libc::c_uchar,
-        hash_length: *mut libc::c_long,
-        hash: *mut libc::c_uchar,
-        signature_field_length: *mut libc::c_long,
-        signature_bit_length: *mut libc::c_long,
-        signature_field: *mut libc::c_uchar,
-    ),
->;
-pub type CSNDKTC_t = ::std::option::Option<
-    unsafe extern "C" fn(
-        return_code: *mut libc::c_long,
-        reason_code: *mut libc::c_long,
-        exit_data_length: *mut libc::c_long,
-        exit_data: *mut libc::c_uchar,
-        rule_array_count: *mut libc::c_long,
-        rule_array: *mut libc::c_uchar,
-        key_id_length: *mut libc::c_long,
-        key_id: *mut libc::c_uchar,
-    ),
->;
-pub type CSNBKTC_t = ::std::option::Option<
-    unsafe extern "C" fn(
-        return_code: *mut libc::c_long,
-        reason_code: *mut libc::c_long,
-        exit_data_length: *mut libc::c_long,
-        exit_data: *mut libc::c_uchar,
-        rule_array_count: *mut libc::c_long,
-        rule_array: *mut libc::c_uchar,
-        key_identifier: *mut libc::c_uchar,
     ),
 >;
 pub type CSNBMKP_t = ::std::option::Option<

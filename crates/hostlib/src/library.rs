@@ -338,117 +338,35 @@ fn dispatch(address: *const (), args: &mut Args) -> Result<(), HostlibError> {
     // `check_shape` proved each buffer at least as long as its length, and fixed fields
     // have the verb's sizes (64-byte names, 24-byte key part, 8-byte role name:
     // crate::verbs builds them).
+    // One verb call: `address` as the verb's function type, called with the head and the
+    // pointers `pointers` made, each cast to the pointer type of its position (one name a
+    // pointer, in the header's order).
+    macro_rules! call {
+        ($ty:ty; $($x:ident)*) => {{
+            let f: $ty = std::mem::transmute(address);
+            let [$($x),*] = take(&p, verb)?;
+            f.ok_or_else(bad)?(rc, rs, el, ex, n, r, $($x.cast()),*)
+        }};
+    }
     unsafe {
         match verb {
-            Verb::Csuacfq | Verb::Csuacra | Verb::Csuacrd => {
-                let f: ffi::CSUACFQ_t = std::mem::transmute(address);
-                let [l, d] = take(&p, verb)?;
-                f.ok_or_else(bad)?(rc, rs, el, ex, n, r, l.cast(), d.cast());
-            }
+            Verb::Csuacfq | Verb::Csuacra | Verb::Csuacrd => call!(ffi::CSUACFQ_t; l d),
             Verb::Csuacfv => {
+                // CSUACFV alone has no rule array.
                 let f: ffi::CSUACFV_t = std::mem::transmute(address);
                 let [l, d] = take(&p, verb)?;
                 f.ok_or_else(bad)?(rc, rs, el, ex, l.cast(), d.cast());
             }
-            Verb::Csuaacm => {
-                let f: ffi::CSUAACM_t = std::mem::transmute(address);
-                let [a, l, d] = take(&p, verb)?;
-                f.ok_or_else(bad)?(rc, rs, el, ex, n, r, a.cast(), l.cast(), d.cast());
-            }
-            Verb::Csndpkh | Verb::Csndpkr => {
-                // CSNDPKR_t is CSNDPKH_t's type (the header's two declarations are alike).
-                let f: ffi::CSNDPKH_t = std::mem::transmute(address);
-                let [a, l, d] = take(&p, verb)?;
-                f.ok_or_else(bad)?(rc, rs, el, ex, n, r, a.cast(), l.cast(), d.cast());
-            }
-            Verb::Csndpkb => {
-                let f: ffi::CSNDPKB_t = std::mem::transmute(address);
-                let [a, b, c, d, e, g, i, j, k, l, m, o, q, s, t, u] = take(&p, verb)?;
-                f.ok_or_else(bad)?(
-                    rc,
-                    rs,
-                    el,
-                    ex,
-                    n,
-                    r,
-                    a.cast(),
-                    b.cast(),
-                    c.cast(),
-                    d.cast(),
-                    e.cast(),
-                    g.cast(),
-                    i.cast(),
-                    j.cast(),
-                    k.cast(),
-                    l.cast(),
-                    m.cast(),
-                    o.cast(),
-                    q.cast(),
-                    s.cast(),
-                    t.cast(),
-                    u.cast(),
-                );
-            }
-            Verb::Csndpkg => {
-                let f: ffi::CSNDPKG_t = std::mem::transmute(address);
-                let [a, b, c, d, e, g, i] = take(&p, verb)?;
-                f.ok_or_else(bad)?(
-                    rc,
-                    rs,
-                    el,
-                    ex,
-                    n,
-                    r,
-                    a.cast(),
-                    b.cast(),
-                    c.cast(),
-                    d.cast(),
-                    e.cast(),
-                    g.cast(),
-                    i.cast(),
-                );
-            }
-            Verb::Csndpkx => {
-                let f: ffi::CSNDPKX_t = std::mem::transmute(address);
-                let [a, b, c, e] = take(&p, verb)?;
-                f.ok_or_else(bad)?(rc, rs, el, ex, n, r, a.cast(), b.cast(), c.cast(), e.cast());
-            }
-            Verb::Csndrkl => {
-                let f: ffi::CSNDRKL_t = std::mem::transmute(address);
-                let [a, b, c, e] = take(&p, verb)?;
-                f.ok_or_else(bad)?(rc, rs, el, ex, n, r, a.cast(), b.cast(), c.cast(), e.cast());
-            }
-            Verb::Csndrkd => {
-                let f: ffi::CSNDRKD_t = std::mem::transmute(address);
-                let [k] = take(&p, verb)?;
-                f.ok_or_else(bad)?(rc, rs, el, ex, n, r, k.cast());
-            }
-            Verb::Csnbmkp => {
-                let f: ffi::CSNBMKP_t = std::mem::transmute(address);
-                let [k] = take(&p, verb)?;
-                f.ok_or_else(bad)?(rc, rs, el, ex, n, r, k.cast());
-            }
-            Verb::Csuamkd => {
-                let f: ffi::CSUAMKD_t = std::mem::transmute(address);
-                let [a, b, c, d, e, g, i, j, k] = take(&p, verb)?;
-                f.ok_or_else(bad)?(
-                    rc,
-                    rs,
-                    el,
-                    ex,
-                    n,
-                    r,
-                    a.cast(),
-                    b.cast(),
-                    c.cast(),
-                    d.cast(),
-                    e.cast(),
-                    g.cast(),
-                    i.cast(),
-                    j.cast(),
-                    k.cast(),
-                );
-            }
+            Verb::Csuaacm => call!(ffi::CSUAACM_t; a l d),
+            // CSNDPKR_t is CSNDPKH_t's type (the header's two declarations are alike).
+            Verb::Csndpkh | Verb::Csndpkr => call!(ffi::CSNDPKH_t; a l d),
+            Verb::Csndpkb => call!(ffi::CSNDPKB_t; a b c d e g i j k l m o q s t u),
+            Verb::Csndpkg => call!(ffi::CSNDPKG_t; a b c d e g i),
+            Verb::Csndpkx => call!(ffi::CSNDPKX_t; a b c e),
+            Verb::Csndrkl => call!(ffi::CSNDRKL_t; a b c e),
+            Verb::Csndrkd => call!(ffi::CSNDRKD_t; k),
+            Verb::Csnbmkp => call!(ffi::CSNBMKP_t; k),
+            Verb::Csuamkd => call!(ffi::CSUAMKD_t; a b c d e g i j k),
         }
     }
     args.return_code = h.rc;
@@ -507,41 +425,53 @@ mod tests {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    unsafe extern "C" fn fake_csuamkd(
-        rc: *mut Long,
-        rs: *mut Long,
-        exit_len: *mut Long,
-        _exit: *mut Bytes,
-        count: *mut Long,
-        rules: *mut Bytes,
-        share_index: *mut Long,
-        private_key_name: *mut Bytes,
-        certifying_key_name: *mut Bytes,
-        certificate_length: *mut Long,
-        certificate: *mut Bytes,
-        key_length: *mut Long,
-        key: *mut Bytes,
-        info_length: *mut Long,
-        info: *mut Bytes,
-    ) {
-        // SAFETY: called by `dispatch` with the header's CSUAMKD parameters.
-        unsafe {
-            head(rc, rs, exit_len, count, rules);
-            seen("share_index", &(*share_index).to_be_bytes());
-            seen("private_key_name", &bytes(&mut 64, private_key_name));
-            seen("certifying_key_name", &bytes(&mut 64, certifying_key_name));
-            seen("certificate", &bytes(certificate_length, certificate));
-            seen("key room", &(*key_length).to_be_bytes());
-            seen("info room", &(*info_length).to_be_bytes());
-            // OBTAIN's outputs: 3 bytes of key, 2 of clone info, lengths written back.
-            *key = 0xC1;
-            *key.add(1) = 0xC2;
-            *key.add(2) = 0xC3;
-            *key_length = 3;
-            *info = 0xD1;
-            *info.add(1) = 0xD2;
-            *info_length = 2;
+    /// A fake verb with the header's signature: the head every verb takes (return and
+    /// reason codes, exit-data length and data, rule-array count and rule array; the caller
+    /// names the ones it reads) and then the verb's own parameters.
+    macro_rules! fake_verb {
+        (
+            $(#[$doc:meta])*
+            fn $name:ident($rc:ident, $rs:ident, $el:ident, $count:ident, $rules:ident;
+                $($p:ident: $t:ty),* $(,)?) $body:block
+        ) => {
+            $(#[$doc])*
+            #[allow(clippy::too_many_arguments)]
+            unsafe extern "C" fn $name(
+                $rc: *mut Long,
+                $rs: *mut Long,
+                $el: *mut Long,
+                _exit: *mut Bytes,
+                $count: *mut Long,
+                $rules: *mut Bytes,
+                $($p: $t),*
+            ) $body
+        };
+    }
+
+    fake_verb! {
+        fn fake_csuamkd(rc, rs, exit_len, count, rules;
+            share_index: *mut Long, private_key_name: *mut Bytes, certifying_key_name: *mut Bytes,
+            certificate_length: *mut Long, certificate: *mut Bytes,
+            key_length: *mut Long, key: *mut Bytes, info_length: *mut Long, info: *mut Bytes,
+        ) {
+            // SAFETY: called by `dispatch` with the header's CSUAMKD parameters.
+            unsafe {
+                head(rc, rs, exit_len, count, rules);
+                seen("share_index", &(*share_index).to_be_bytes());
+                seen("private_key_name", &bytes(&mut 64, private_key_name));
+                seen("certifying_key_name", &bytes(&mut 64, certifying_key_name));
+                seen("certificate", &bytes(certificate_length, certificate));
+                seen("key room", &(*key_length).to_be_bytes());
+                seen("info room", &(*info_length).to_be_bytes());
+                // OBTAIN's outputs: 3 bytes of key, 2 of clone info, lengths written back.
+                *key = 0xC1;
+                *key.add(1) = 0xC2;
+                *key.add(2) = 0xC3;
+                *key_length = 3;
+                *info = 0xD1;
+                *info.add(1) = 0xD2;
+                *info_length = 2;
+            }
         }
     }
 
@@ -575,44 +505,27 @@ mod tests {
         assert_eq!(args.output(5).expect("info"), [0xD1, 0xD2]);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    unsafe extern "C" fn fake_csndpkb(
-        rc: *mut Long,
-        rs: *mut Long,
-        exit_len: *mut Long,
-        _exit: *mut Bytes,
-        count: *mut Long,
-        rules: *mut Bytes,
-        kvs_len: *mut Long,
-        kvs: *mut Bytes,
-        name_len: *mut Long,
-        name: *mut Bytes,
-        cd_len: *mut Long,
-        _cd: *mut Bytes,
-        r2_len: *mut Long,
-        _r2: *mut Bytes,
-        r3_len: *mut Long,
-        _r3: *mut Bytes,
-        r4_len: *mut Long,
-        _r4: *mut Bytes,
-        r5_len: *mut Long,
-        _r5: *mut Bytes,
-        token_len: *mut Long,
-        token: *mut Bytes,
-    ) {
-        // SAFETY: called by `dispatch` with the header's CSNDPKB parameters.
-        unsafe {
-            head(rc, rs, exit_len, count, rules);
-            seen("key_values_structure", &bytes(kvs_len, kvs));
-            seen("key_name", &bytes(name_len, name));
-            let reserved = [*cd_len, *r2_len, *r3_len, *r4_len, *r5_len];
-            seen(
-                "customer data and reserved lengths",
-                &reserved.map(|l| l as u8),
-            );
-            seen("token room", &(*token_len).to_be_bytes());
-            *token = 0x1E;
-            *token_len = 1;
+    fake_verb! {
+        fn fake_csndpkb(rc, rs, exit_len, count, rules;
+            kvs_len: *mut Long, kvs: *mut Bytes, name_len: *mut Long, name: *mut Bytes,
+            cd_len: *mut Long, _cd: *mut Bytes, r2_len: *mut Long, _r2: *mut Bytes,
+            r3_len: *mut Long, _r3: *mut Bytes, r4_len: *mut Long, _r4: *mut Bytes,
+            r5_len: *mut Long, _r5: *mut Bytes, token_len: *mut Long, token: *mut Bytes,
+        ) {
+            // SAFETY: called by `dispatch` with the header's CSNDPKB parameters.
+            unsafe {
+                head(rc, rs, exit_len, count, rules);
+                seen("key_values_structure", &bytes(kvs_len, kvs));
+                seen("key_name", &bytes(name_len, name));
+                let reserved = [*cd_len, *r2_len, *r3_len, *r4_len, *r5_len];
+                seen(
+                    "customer data and reserved lengths",
+                    &reserved.map(|l| l as u8),
+                );
+                seen("token room", &(*token_len).to_be_bytes());
+                *token = 0x1E;
+                *token_len = 1;
+            }
         }
     }
 
@@ -640,26 +553,21 @@ mod tests {
         assert_eq!(args.output(7).expect("token"), [0x1E]);
     }
 
-    unsafe extern "C" fn fake_csuacfq(
-        rc: *mut Long,
-        rs: *mut Long,
-        exit_len: *mut Long,
-        _exit: *mut Bytes,
-        count: *mut Long,
-        rules: *mut Bytes,
-        data_len: *mut Long,
-        _data: *mut Bytes,
-    ) {
-        // SAFETY: called by `dispatch` with the header's CSUACFQ parameters.
-        unsafe {
-            head(rc, rs, exit_len, count, rules);
-            seen("verb data room", &(*data_len).to_be_bytes());
-            // The answer goes over the rule array, the count updated (two elements).
-            std::ptr::copy_nonoverlapping(b"3       CCA00001".as_ptr(), rules, 16);
-            *count = 2;
-            *data_len = 0;
-            *rc = 0;
-            *rs = 0;
+    fake_verb! {
+        fn fake_csuacfq(rc, rs, exit_len, count, rules;
+            data_len: *mut Long, _data: *mut Bytes,
+        ) {
+            // SAFETY: called by `dispatch` with the header's CSUACFQ parameters.
+            unsafe {
+                head(rc, rs, exit_len, count, rules);
+                seen("verb data room", &(*data_len).to_be_bytes());
+                // The answer goes over the rule array, the count updated (two elements).
+                std::ptr::copy_nonoverlapping(b"3       CCA00001".as_ptr(), rules, 16);
+                *count = 2;
+                *data_len = 0;
+                *rc = 0;
+                *rs = 0;
+            }
         }
     }
 
@@ -678,26 +586,20 @@ mod tests {
         assert_eq!(args.element(2), None);
     }
 
-    unsafe extern "C" fn fake_csndrkl(
-        rc: *mut Long,
-        rs: *mut Long,
-        exit_len: *mut Long,
-        _exit: *mut Bytes,
-        count: *mut Long,
-        rules: *mut Bytes,
-        mask: *mut Bytes,
-        retained_keys_count: *mut Long,
-        key_labels_count: *mut Long,
-        labels: *mut Bytes,
-    ) {
-        // SAFETY: called by `dispatch` with the header's CSNDRKL parameters.
-        unsafe {
-            head(rc, rs, exit_len, count, rules);
-            seen("key_label_mask", &bytes(&mut 64, mask));
-            seen("key_labels_count", &(*key_labels_count).to_be_bytes());
-            *retained_keys_count = 7;
-            *key_labels_count = 1;
-            std::ptr::copy_nonoverlapping(b"MKCLONE.SA".as_ptr(), labels, 10);
+    fake_verb! {
+        fn fake_csndrkl(rc, rs, exit_len, count, rules;
+            mask: *mut Bytes, retained_keys_count: *mut Long,
+            key_labels_count: *mut Long, labels: *mut Bytes,
+        ) {
+            // SAFETY: called by `dispatch` with the header's CSNDRKL parameters.
+            unsafe {
+                head(rc, rs, exit_len, count, rules);
+                seen("key_label_mask", &bytes(&mut 64, mask));
+                seen("key_labels_count", &(*key_labels_count).to_be_bytes());
+                *retained_keys_count = 7;
+                *key_labels_count = 1;
+                std::ptr::copy_nonoverlapping(b"MKCLONE.SA".as_ptr(), labels, 10);
+            }
         }
     }
 
@@ -721,24 +623,17 @@ mod tests {
         assert_eq!(&args.output(3).expect("labels")[..10], b"MKCLONE.SA");
     }
 
-    /// A length the library writes back beyond the buffer is never read.
-    unsafe extern "C" fn fake_csndpkx_overlong(
-        rc: *mut Long,
-        rs: *mut Long,
-        _exit_len: *mut Long,
-        _exit: *mut Bytes,
-        _count: *mut Long,
-        _rules: *mut Bytes,
-        _src_len: *mut Long,
-        _src: *mut Bytes,
-        out_len: *mut Long,
-        _out: *mut Bytes,
-    ) {
-        // SAFETY: called by `dispatch` with the header's CSNDPKX parameters.
-        unsafe {
-            *rc = 0;
-            *rs = 0;
-            *out_len = 1_000_000;
+    fake_verb! {
+        /// A length the library writes back beyond the buffer is never read.
+        fn fake_csndpkx_overlong(rc, rs, _exit_len, _count, _rules;
+            _src_len: *mut Long, _src: *mut Bytes, out_len: *mut Long, _out: *mut Bytes,
+        ) {
+            // SAFETY: called by `dispatch` with the header's CSNDPKX parameters.
+            unsafe {
+                *rc = 0;
+                *rs = 0;
+                *out_len = 1_000_000;
+            }
         }
     }
 

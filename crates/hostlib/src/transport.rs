@@ -227,13 +227,9 @@ impl LibTransport {
                 step!(self.verb(shared, args));
                 Ok(Reply::ok(ReplyBody::Empty))
             }
-            Request::Obtain {
-                kind,
-                index,
-                css_label,
-                sa_name,
-                csr_certificate,
-            } => {
+            Request::Obtain(o) => {
+                let (kind, index, css_label) = (&o.kind, &o.index, &o.css_label);
+                let (sa_name, csr_certificate) = (&o.sa_name, &o.csr_certificate);
                 // The container's header names the target from the certificate the SA
                 // signed (its key and EID) and the origin from this node's STATEID; the two
                 // outputs of CSUAMKD OBTAIN are carried as they are.
@@ -277,13 +273,9 @@ impl LibTransport {
                 .map_err(|e| malformed(Verb::Csuamkd, e))?;
                 Ok(Reply::ok(ReplyBody::Share(share)))
             }
-            Request::Install {
-                kind,
-                csr_label,
-                sa_name,
-                css_certificate,
-                share,
-            } => {
+            Request::Install(i) => {
+                let (kind, csr_label, sa_name) = (&i.kind, &i.csr_label, &i.sa_name);
+                let (css_certificate, share) = (&i.css_certificate, &i.share);
                 let parts = SealedShareParts::decode(share)
                     .map_err(|e| TransportError::NotSent(format!("the share: {e}")))?;
                 let args = verbs::install(

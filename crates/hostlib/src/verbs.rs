@@ -456,6 +456,20 @@ mod tests {
         );
     }
 
+    /// CSUAMKD's parameters as the published list orders them: share_index,
+    /// private_key_name (the retained key), certifying_key_name (MKCLONE.SA), certificate,
+    /// then the share's two buffers (clone-info encrypting key, clone info).
+    fn csuamkd_params(index: i64, key: &[u8], cert: &[u8], share: [Param; 2]) -> Vec<Param> {
+        let mut params = vec![
+            Param::Int(index),
+            Param::Field(padded(key, 64)),
+            Param::Field(padded(b"MKCLONE.SA", 64)),
+            buf(cert.to_vec()),
+        ];
+        params.extend(share);
+        params
+    }
+
     #[test]
     fn csuamkd_obtain_and_install() {
         let cert = vec![0x40, 0x00, 0x00, 0x04];
@@ -468,14 +482,7 @@ mod tests {
                 Verb::Csuamkd,
                 b"OBTAIN  ASYM-MK ",
                 2,
-                vec![
-                    Param::Int(3),
-                    Param::Field(padded(b"MKCLONE.CSS", 64)),
-                    Param::Field(padded(b"MKCLONE.SA", 64)),
-                    buf(cert.clone()),
-                    room(4096),
-                    room(4096),
-                ]
+                csuamkd_params(3, b"MKCLONE.CSS", &cert, [room(4096), room(4096)])
             )
         );
         let key = vec![1u8; 256];
@@ -494,14 +501,7 @@ mod tests {
                 Verb::Csuamkd,
                 b"INSTALL SYM-MK  ",
                 2,
-                vec![
-                    Param::Int(2),
-                    Param::Field(padded(b"MKCLONE.CSR", 64)),
-                    Param::Field(padded(b"MKCLONE.SA", 64)),
-                    buf(cert),
-                    buf(key),
-                    buf(info),
-                ]
+                csuamkd_params(2, b"MKCLONE.CSR", &cert, [buf(key), buf(info)])
             )
         );
     }

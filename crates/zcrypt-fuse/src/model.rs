@@ -601,25 +601,21 @@ mod tests {
             domains: [0x0d, 0x0e].into_iter().collect(),
             control_domains: [0x0e].into_iter().collect(),
         }));
-        let user = caller(3, &fq(0x0d), 8192);
+        let mut user = caller(3, &fq(0x0d), 8192);
         assert_eq!(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT), 0);
         // An administrative CPRB ("T3") for a domain outside the control mask: ENODEV; a
         // CPRB of no known class: EOPNOTSUPP.
-        let mut admin = fq(0x0d);
-        admin[6..8].copy_from_slice(b"T3");
-        let user = caller(3, &admin, 8192);
-        assert_eq!(
-            errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)),
-            Some(Errno::ENODEV)
-        );
-        let mut other = fq(0x0d);
-        other[6..8].copy_from_slice(b"X9");
-        let user = caller(3, &other, 8192);
-        assert_eq!(
-            errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)),
-            Some(Errno::EOPNOTSUPP)
-        );
-        // Without ZSECSENDCPRB in the mask: EPERM, before anything is read.
+        for (class, errno) in [(b"T3", Errno::ENODEV), (b"X9", Errno::EOPNOTSUPP)] {
+            let mut cprb = fq(0x0d);
+            cprb[6..8].copy_from_slice(class);
+            user = caller(3, &cprb, 8192);
+            assert_eq!(
+                errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)),
+                Some(errno)
+            );
+        }
+        // Without ZSECSENDCPRB in the mask: EPERM, before anything is read (the CPRB of no
+        // known class would be EOPNOTSUPP).
         m.set_masks(Some(ZcdnMasks::default()));
         assert_eq!(
             errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, 0x10)),

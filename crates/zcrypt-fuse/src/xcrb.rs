@@ -7,17 +7,11 @@
 /// sizeof(struct ica_xcRB).
 pub const XCRB_LEN: usize = 94;
 
+/// The offsets the kernel writes back: the reply lengths and `status` (the table of
+/// getters below gives every offset it reads).
 mod off {
-    pub const AGENT_ID: usize = 0;
-    pub const USER_DEFINED: usize = 2;
-    pub const REQUEST_CONTROL_BLK_LENGTH: usize = 8;
-    pub const REQUEST_CONTROL_BLK_ADDR: usize = 20;
-    pub const REQUEST_DATA_LENGTH: usize = 28;
-    pub const REQUEST_DATA_ADDRESS: usize = 40;
     pub const REPLY_CONTROL_BLK_LENGTH: usize = 48;
-    pub const REPLY_CONTROL_BLK_ADDR: usize = 60;
     pub const REPLY_DATA_LENGTH: usize = 68;
-    pub const REPLY_DATA_ADDR: usize = 80;
     pub const STATUS: usize = 90;
 }
 
@@ -37,18 +31,11 @@ impl Xcrb {
         &self.bytes
     }
 
-    fn u16(&self, at: usize) -> u16 {
-        u16::from_ne_bytes([self.bytes[at], self.bytes[at + 1]])
-    }
-    fn u32(&self, at: usize) -> u32 {
-        let mut w = [0u8; 4];
-        w.copy_from_slice(&self.bytes[at..at + 4]);
-        u32::from_ne_bytes(w)
-    }
-    fn u64(&self, at: usize) -> u64 {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&self.bytes[at..at + 8]);
-        u64::from_ne_bytes(w)
+    /// The `N` bytes at `at`, in the host's byte order as the kernel reads them.
+    fn field<const N: usize>(&self, at: usize) -> [u8; N] {
+        let mut w = [0u8; N];
+        w.copy_from_slice(&self.bytes[at..at + N]);
+        w
     }
     fn set_u32(&mut self, at: usize, v: u32) {
         self.bytes[at..at + 4].copy_from_slice(&v.to_ne_bytes());
@@ -56,37 +43,7 @@ impl Xcrb {
 
     /// `agent_ID` as the two bytes in memory ("CA").
     pub fn agent_id(&self) -> [u8; 2] {
-        self.u16(off::AGENT_ID).to_ne_bytes()
-    }
-    pub fn user_defined(&self) -> u32 {
-        self.u32(off::USER_DEFINED)
-    }
-    pub fn request_control_blk_length(&self) -> u32 {
-        self.u32(off::REQUEST_CONTROL_BLK_LENGTH)
-    }
-    pub fn request_control_blk_addr(&self) -> u64 {
-        self.u64(off::REQUEST_CONTROL_BLK_ADDR)
-    }
-    pub fn request_data_length(&self) -> u32 {
-        self.u32(off::REQUEST_DATA_LENGTH)
-    }
-    pub fn request_data_address(&self) -> u64 {
-        self.u64(off::REQUEST_DATA_ADDRESS)
-    }
-    pub fn reply_control_blk_length(&self) -> u32 {
-        self.u32(off::REPLY_CONTROL_BLK_LENGTH)
-    }
-    pub fn reply_control_blk_addr(&self) -> u64 {
-        self.u64(off::REPLY_CONTROL_BLK_ADDR)
-    }
-    pub fn reply_data_length(&self) -> u32 {
-        self.u32(off::REPLY_DATA_LENGTH)
-    }
-    pub fn reply_data_addr(&self) -> u64 {
-        self.u64(off::REPLY_DATA_ADDR)
-    }
-    pub fn status(&self) -> u32 {
-        self.u32(off::STATUS)
+        self.field(0)
     }
 
     pub fn set_reply_lengths(&mut self, control: u32, data: u32) {
@@ -96,6 +53,30 @@ impl Xcrb {
     pub fn set_status(&mut self, status: u32) {
         self.set_u32(off::STATUS, status);
     }
+}
+
+/// A getter for each field of `struct ica_xcRB` the kernel reads: name, type and offset.
+macro_rules! getters {
+    ($($name:ident: $ty:ty = $at:expr),* $(,)?) => {
+        impl Xcrb {
+            $(
+                pub fn $name(&self) -> $ty {
+                    <$ty>::from_ne_bytes(self.field($at))
+                }
+            )*
+        }
+    };
+}
+
+// One line a block the request points to: its length, then its address (an address in
+// the second half of its 16-byte slot).
+getters! {
+    user_defined: u32 = 2,
+    request_control_blk_length: u32 = 8, request_control_blk_addr: u64 = 20,
+    request_data_length: u32 = 28, request_data_address: u64 = 40,
+    reply_control_blk_length: u32 = off::REPLY_CONTROL_BLK_LENGTH, reply_control_blk_addr: u64 = 60,
+    reply_data_length: u32 = off::REPLY_DATA_LENGTH, reply_data_addr: u64 = 80,
+    status: u32 = off::STATUS
 }
 
 #[cfg(test)]

@@ -145,6 +145,13 @@ pub const CERT: [u8; 8] = [0x40, 0x00, 0x00, 0x08, 0xCA, 0xFE, 0xBA, 0xBE];
 /// An opaque 8-byte stand-in sealed share.
 pub const SHARE: [u8; 8] = [0x00, 0x01, 0x53, 0x48, 0x41, 0x52, 0x45, 0xFF];
 
+/// A parameter block with verb data only: `code`, an empty rule array (length 2 at offset
+/// 2), the verb data — its length `verb_len` (counting itself, written by hand) at offset
+/// 4, then `data` from offset 6 — and an empty key block (length 2).
+pub fn data_only(code: &[u8; 2], verb_len: u16, data: &[&[u8]]) -> Vec<u8> {
+    cat(&[code, &EMPTY, &verb(verb_len, &data.concat()), &EMPTY])
+}
+
 /// A parameter block with no rules and no verb data: `code`, then `key_block`.
 pub fn keys_only(code: &[u8; 2], key_block: &[u8]) -> Vec<u8> {
     cat(&[code, &EMPTY, &EMPTY, key_block])
