@@ -88,7 +88,9 @@ pub fn run(
         }
     }
     let mut setup = PhaseReport::new(mkclone_ceremony::Phase::Setup, "source");
-    setup.did("random SYM and ASYM master keys loaded and set");
+    setup.did(mkclone_ceremony::PhaseAction::SourceKeysLoaded {
+        kinds: mkclone_backend::CloneableKind::ALL.to_vec(),
+    });
     progress(&setup);
 
     let mut ceremony = Ceremony::open(&dir.path().join("ceremony"), plan)?;

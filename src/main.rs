@@ -10,7 +10,21 @@ fn main() -> ExitCode {
     // Before any secret can be in memory: no core files, not dumpable, memory locked
     // where the platform allows (logged once the logger is up).
     let hardening = mkclone::hardening::harden_process();
-    let args = cli::Cli::parse();
+    // Under --json a command-line error is also a JSON document (mkclone-error).
+    let wants_json = std::env::args_os().skip(1).any(|a| a == "--json");
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let informative =
+                matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+            if wants_json && !informative {
+                cli::report_usage_error(&e);
+                return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+            }
+            e.exit()
+        }
+    };
     let level = match args.verbose {
         0 => "warn",
         1 => "info",
@@ -18,10 +32,10 @@ fn main() -> ExitCode {
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     hardening.log();
-    match cli::run(args.command) {
+    match cli::run(args.command, args.json) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("mkclone: {}", failure.message);
+            cli::report_failure(&failure, args.json);
             ExitCode::from(failure.code)
         }
     }

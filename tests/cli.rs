@@ -286,7 +286,10 @@ fn the_journals_of_every_server_make_one_record(servers: &[PathBuf], tgt: &str, 
         for s in says {
             assert!(t.contains(s), "{s}: {t}");
         }
-        assert!(out.stdout.is_empty(), "nothing written: {t}");
+        // No record: under --json standard output holds the error document only.
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["format"], "mkclone-error", "nothing written: {t}");
+        assert_eq!(doc["exit_code"], 3, "{t}");
     };
     // The same journal twice; an older copy beside the newer.
     refused(&[&sa_j, &sa_j], &["journal C", "given twice"]);

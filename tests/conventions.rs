@@ -242,7 +242,7 @@ fn the_worksheet_lists_every_task_and_what_to_fill_in() {
     assert!(!dir.path().join("ceremony").exists());
 
     let json = json_in(&worksheet(&["--json"]));
-    assert_eq!(json["format"], "mkclone.worksheet");
+    assert_eq!(json["format"], "mkclone-worksheet");
     assert_eq!(json["version"], 1);
     let tasks = json["tasks"].as_array().unwrap();
     // 4 audits, phase 1, 2a (2 rows), 2b, 6 per target (3a ×2, 3b, 3c, 3d, one SET per

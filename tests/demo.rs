@@ -31,11 +31,12 @@ fn demo_json_reports_equal_current_patterns() {
     let out = mkclone().args(["demo", "--json"]).output().unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["format"], "mkclone-demo");
+    assert_eq!(v["summary"]["nodes"][0]["node"], "sa");
     let nodes = v["summary"]["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 4);
-    let current = |i: usize, kind: usize| {
-        nodes[i][1]["registers"][kind]["current_patterns"][0]["bytes"].clone()
-    };
+    let current =
+        |i: usize, kind: usize| nodes[i]["registers"][kind]["current_patterns"][0]["bytes"].clone();
     for kind in 0..2 {
         assert!(current(1, kind).is_string());
         assert_eq!(current(2, kind), current(1, kind));

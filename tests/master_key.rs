@@ -119,7 +119,7 @@ fn under_dual_control_one_person_requests_and_another_runs_it() {
     );
 
     let json = json_in(&exit_code(&random(&c, &["--operator", "bob", "--json"]), 0));
-    assert_eq!(json["format"], "mkclone.master-key");
+    assert_eq!(json["format"], "mkclone-master-key-random");
     assert_eq!(json["version"], 1);
     assert_eq!(json["result"], "done");
     assert_eq!(
@@ -128,7 +128,7 @@ fn under_dual_control_one_person_requests_and_another_runs_it() {
         "{json}"
     );
     assert_eq!(
-        json["current_patterns"][0]["pattern"],
+        json["current_patterns"][0]["bytes"],
         registers(&c, 0)["current_patterns"][0]["bytes"],
         "{json}"
     );

@@ -737,9 +737,9 @@ fn a_key_without_a_planned_pattern_is_confirmed_against_the_signed_shares() {
     assert_eq!(
         against,
         [
-            (serde_json::json!("SYM"), serde_json::json!("plan")),
+            (serde_json::json!("sym"), serde_json::json!("plan")),
             (
-                serde_json::json!("ASYM"),
+                serde_json::json!("asym"),
                 serde_json::json!("signed-shares")
             )
         ]

@@ -12,7 +12,7 @@ use mkclone_ceremony::{Ceremony, CeremonyError, Phase, PhaseReport, Role, phases
 
 use super::RunArgs;
 use super::console::{Console, Verbosity};
-use super::output::{Failure, pattern_table};
+use super::output::{Failure, pattern_table, print_json};
 use super::signals;
 use mkclone::config::Config;
 use mkclone::nodes::ConfiguredNodes;
@@ -49,8 +49,34 @@ fn print_carry(r: &PhaseReport) {
         return;
     }
     println!("\nNext, carry:");
-    for (file, to, why) in &r.carry {
-        println!("  {}  ->  {to}   ({why})", file.display());
+    for c in &r.carry {
+        println!("  {}  ->  {}   ({})", c.file.display(), c.to, c.why);
+    }
+}
+
+/// The `mkclone-phase` document of a phase command, `register-sa-hash` and
+/// `register-sa-key` (docs/JSON.md).
+#[derive(serde::Serialize)]
+struct PhaseDocument<'a> {
+    #[serde(flatten)]
+    report: &'a PhaseReport,
+    /// The target a per-target phase worked for.
+    target: Option<&'a str>,
+    /// Commands the operators may run next (e.g. erasing a finished target's files).
+    next: Vec<String>,
+    journal: String,
+    journal_hash: String,
+}
+
+impl<'a> PhaseDocument<'a> {
+    fn new(report: &'a PhaseReport, target: Option<&'a str>, ceremony: &Ceremony) -> Self {
+        Self {
+            report,
+            target,
+            next: Vec::new(),
+            journal: ceremony.layout.journal().display().to_string(),
+            journal_hash: ceremony.journal().head_hash(),
+        }
     }
 }
 
@@ -110,28 +136,40 @@ fn dry_run(
     );
     let problems = report.problems;
     if json {
-        let doc = serde_json::json!({
-            "dry_run": true,
-            "phases": scope.phases,
-            "targets": scope.targets,
-            "changed": false,
-            "problems": problems,
-            "access_controls": report.access,
-        });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&doc).map_err(|e| Failure::failed(e.to_string()))?
-        );
+        /// The `mkclone-dry-run` document.
+        #[derive(serde::Serialize)]
+        struct DryRunDocument<'a> {
+            dry_run: bool,
+            phases: &'a [Phase],
+            targets: &'a [String],
+            /// Always false: a dry run changes nothing.
+            changed: bool,
+            problems: &'a [mkclone_ceremony::Problem],
+            access_controls: &'a [dry_run::NodeAccess],
+        }
+        print_json(
+            "dry-run",
+            &DryRunDocument {
+                dry_run: true,
+                phases: &scope.phases,
+                targets: &scope.targets,
+                changed: false,
+                problems: &problems,
+                access_controls: &report.access,
+            },
+        )?;
         return if problems.is_empty() {
             Ok(())
         } else {
-            Err(Failure {
-                code: 4,
-                message: format!(
+            Err(Failure::with_code(
+                4,
+                "preflight",
+                format!(
                     "dry run found {} problem(s); nothing was changed",
                     problems.len()
                 ),
-            })
+            )
+            .documented())
         };
     }
     print_access_controls(&report.access);
@@ -152,14 +190,15 @@ fn dry_run(
         );
         return Ok(());
     }
-    Err(Failure {
-        code: 4,
-        message: format!(
+    Err(Failure::with_code(
+        4,
+        "preflight",
+        format!(
             "dry run found {} problem(s); nothing was changed:\n{}",
             problems.len(),
             mkclone::ceremony::Problems(problems)
         ),
-    })
+    ))
 }
 
 /// The "Audit access controls" task: per node, each point its steps need and whether its
@@ -318,9 +357,26 @@ pub fn clone(config_path: &Path, run: &RunArgs, args: &CloneArgs) -> Result<(), 
     console.finish();
     let summary = summary?;
     if args.json {
-        let text =
-            serde_json::to_string_pretty(&summary).map_err(|e| Failure::failed(e.to_string()))?;
-        println!("{text}");
+        /// The `mkclone-clone` document: the summary, and under dual control the
+        /// registration commands two people run (`next`), then `clone` again.
+        #[derive(serde::Serialize)]
+        struct CloneDocument<'a> {
+            #[serde(flatten)]
+            summary: &'a run::CloneSummary,
+            next: Vec<String>,
+        }
+        let next = summary
+            .waiting
+            .as_ref()
+            .map(|w| dual_control_commands(config_path, run, &config, w))
+            .unwrap_or_default();
+        print_json(
+            "clone",
+            &CloneDocument {
+                summary: &summary,
+                next,
+            },
+        )?;
     } else if let Some(wait) = &summary.waiting {
         println!("\n{}", dual_control_stop(config_path, run, &config, wait));
         println!("{}", journal_line(&ceremony));
@@ -337,20 +393,73 @@ pub fn clone(config_path: &Path, run: &RunArgs, args: &CloneArgs) -> Result<(), 
         );
     }
     match &summary.waiting {
-        Some(wait) => Err(Failure {
-            code: super::EXIT_DUAL_CONTROL,
-            message: format!(
-                "stopped for dual control: the SA key's registration waits for two people on {} \
-                 (the commands are above); then run the same command again to finish",
-                wait.pending
-                    .iter()
-                    .map(|p| p.node.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }),
+        Some(wait) => {
+            let failure = Failure::with_code(
+                super::EXIT_DUAL_CONTROL,
+                "dual-control",
+                format!(
+                    "stopped for dual control: the SA key's registration waits for two people on {} \
+                     (the commands are above); then run the same command again to finish",
+                    wait.pending
+                        .iter()
+                        .map(|p| p.node.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            let failure = failure.hint(
+                "two people run the register-sa-hash and register-sa-key commands for each node \
+                 waiting, comparing the SA key fingerprint in person; then run the same command again",
+            );
+            // Under --json the document's `waiting` says it all.
+            Err(if args.json {
+                failure.documented()
+            } else {
+                failure
+            })
+        }
         None => Ok(()),
     }
+}
+
+/// `mkclone STEP --config … --node NODE --operator WHO [--sa-fingerprint …]`: a
+/// registration command of a dual-control stop (the anchor unless the configuration file
+/// pins it).
+fn register_command(
+    config_path: &Path,
+    run: &RunArgs,
+    config: &Config,
+    wait: &run::DualControlWait,
+) -> impl Fn(&str, &str, &str) -> String {
+    let config_arg = shell_word(&config_path.display().to_string());
+    let anchor = if run.sa_fingerprint.is_some() || config.plan.sa_fingerprint.is_none() {
+        format!(" --sa-fingerprint \"{}\"", wait.sa_fingerprint)
+    } else {
+        String::new()
+    };
+    move |step: &str, node: &str, who: &str| {
+        format!("mkclone {step} --config {config_arg} --node {node} --operator {who}{anchor}")
+    }
+}
+
+/// The commands of a dual-control stop in order (`next` of the `mkclone-clone` document):
+/// per node waiting, register-sa-hash (unless registered) by NAME, then register-sa-key by
+/// OTHER-NAME, then the same `clone` again.
+fn dual_control_commands(
+    config_path: &Path,
+    run: &RunArgs,
+    config: &Config,
+    wait: &run::DualControlWait,
+) -> Vec<String> {
+    let command = register_command(config_path, run, config, wait);
+    let mut out = Vec::new();
+    for p in &wait.pending {
+        if !p.hash_registered {
+            out.push(command("register-sa-hash", &p.node, "NAME"));
+        }
+        out.push(command("register-sa-key", &p.node, "OTHER-NAME"));
+    }
+    out
 }
 
 /// What the operators do when a dual-control `clone` stops: for each node still missing
@@ -361,16 +470,7 @@ fn dual_control_stop(
     config: &Config,
     wait: &run::DualControlWait,
 ) -> String {
-    let config_arg = shell_word(&config_path.display().to_string());
-    // The register commands need the anchor unless the configuration file pins it.
-    let anchor = if run.sa_fingerprint.is_some() || config.plan.sa_fingerprint.is_none() {
-        format!(" --sa-fingerprint \"{}\"", wait.sa_fingerprint)
-    } else {
-        String::new()
-    };
-    let command = |step: &str, node: &str, who: &str| {
-        format!("mkclone {step} --config {config_arg} --node {node} --operator {who}{anchor}")
-    };
+    let command = register_command(config_path, run, config, wait);
     let mut out = String::from(
         "Dual control: every phase one person may run is done. Before any share leaves the source, \
          the SA public key must be registered on each node below by two people: one registers its \
@@ -429,6 +529,7 @@ pub fn phase(
     run: &RunArgs,
     replace_current: bool,
     fingerprint: Option<String>,
+    json: bool,
 ) -> Result<(), Failure> {
     let confirmation = fingerprint
         .map(phases::KeyConfirmation::Fingerprint)
@@ -453,7 +554,7 @@ pub fn phase(
             phases: vec![phase],
             targets: target.map(|t| vec![t.to_string()]).unwrap_or_default(),
         };
-        return dry_run(&config, scope, replace_current, false);
+        return dry_run(&config, scope, replace_current, json);
     }
     let lock = lock_existing_ceremony(&config)?;
     let mut nodes = ConfiguredNodes::new(&config);
@@ -475,6 +576,17 @@ pub fn phase(
         Phase::P3d => phases::phase3d(&mut ceremony, nodes.node(t)?, t)?,
         other => return Err(Failure::invalid(format!("{other} is not a phase command"))),
     };
+    let erase = format!(
+        "mkclone abort --config {} --target {t} --erase-files",
+        shell_word(&config_path.display().to_string())
+    );
+    if json {
+        let mut doc = PhaseDocument::new(&report, target, &ceremony);
+        if phase == Phase::P3d {
+            doc.next.push(erase);
+        }
+        return print_json("phase", &doc);
+    }
     print_report(&report);
     print_carry(&report);
     if phase == Phase::P3d {
@@ -495,6 +607,7 @@ pub fn register_sa(
     operator: &str,
     key: bool,
     sa_fingerprint: Option<&str>,
+    json: bool,
 ) -> Result<(), Failure> {
     let config = load_config(config_path, sa_fingerprint)?;
     rehearsal_banner(&config);
@@ -514,6 +627,9 @@ pub fn register_sa(
     } else {
         phases::register_sa_hash(&mut ceremony, backend, node, operator)?
     };
+    if json {
+        return print_json(command, &PhaseDocument::new(&report, None, &ceremony));
+    }
     print_report(&report);
     println!("\n{}", journal_line(&ceremony));
     Ok(())
@@ -524,6 +640,7 @@ pub fn abort(
     config_path: &Path,
     steps: &mkclone::ceremony::abort::AbortSteps,
     operator: Option<String>,
+    json: bool,
 ) -> Result<(), Failure> {
     let config = Config::load(config_path)?;
     rehearsal_banner(&config);
@@ -538,6 +655,24 @@ pub fn abort(
     }
     ceremony.set_interrupt_flag(signals::install()?);
     let report = mkclone::ceremony::abort::abort(&mut ceremony, &mut nodes, steps)?;
+    if json {
+        #[derive(serde::Serialize)]
+        struct AbortDocument<'a> {
+            steps: &'a mkclone::ceremony::abort::AbortSteps,
+            actions: &'a [mkclone_ceremony::PhaseAction],
+            journal: String,
+            journal_hash: String,
+        }
+        return print_json(
+            "abort",
+            &AbortDocument {
+                steps,
+                actions: &report.actions,
+                journal: ceremony.layout.journal().display().to_string(),
+                journal_hash: ceremony.journal().head_hash(),
+            },
+        );
+    }
     println!("abort:");
     for a in &report.actions {
         println!("  {a}");
@@ -547,7 +682,12 @@ pub fn abort(
 }
 
 /// `journal accept-loss`.
-pub fn accept_journal_loss(config_path: &Path, node: &str, operator: &str) -> Result<(), Failure> {
+pub fn accept_journal_loss(
+    config_path: &Path,
+    node: &str,
+    operator: &str,
+    json: bool,
+) -> Result<(), Failure> {
     if operator.trim().is_empty() {
         return Err(Failure::invalid(
             "--operator NAME: say who accepts the loss; it is recorded".to_string(),
@@ -558,7 +698,47 @@ pub fn accept_journal_loss(config_path: &Path, node: &str, operator: &str) -> Re
     let mut ceremony = Ceremony::open(&config.directory, config.plan.clone())?;
     ceremony.set_operator(Some(operator.to_string()))?;
     ceremony.set_run_start(run_start(&config, "journal accept-loss"));
-    let Some(accepted) = ceremony.accept_journal_loss(node)? else {
+    let accepted = ceremony.accept_journal_loss(node)?;
+    if json {
+        #[derive(serde::Serialize)]
+        struct LostRecord<'a> {
+            seq: u64,
+            phase: &'a str,
+            hash: &'a str,
+            named_by: &'a str,
+        }
+        #[derive(serde::Serialize)]
+        struct AcceptLossDocument<'a> {
+            node: &'a str,
+            operator: &'a str,
+            /// false: nothing to accept (the journal holds what the files name).
+            recorded: bool,
+            lost_records: Vec<LostRecord<'a>>,
+            journal: String,
+            journal_hash: String,
+        }
+        return print_json(
+            "journal-accept-loss",
+            &AcceptLossDocument {
+                node,
+                operator,
+                recorded: accepted.is_some(),
+                lost_records: accepted
+                    .iter()
+                    .flatten()
+                    .map(|(file, mark)| LostRecord {
+                        seq: mark.seq,
+                        phase: mark.phase.as_str(),
+                        hash: mark.hash.as_str(),
+                        named_by: file.as_str(),
+                    })
+                    .collect(),
+                journal: ceremony.layout.journal().display().to_string(),
+                journal_hash: ceremony.journal().head_hash(),
+            },
+        );
+    }
+    let Some(accepted) = accepted else {
         println!(
             "nothing to accept: the journal holds {node}'s records and every journal mark of {node} \
              the ceremony files name"

@@ -66,21 +66,14 @@ impl Console {
                 phase,
                 node,
                 target,
-                text,
-            } => self.line(&self.format(*phase, node, *target, text)),
+                action,
+            } => self.line(&self.format(*phase, node, *target, &action.to_string())),
             Progress::Carry {
                 phase,
                 node,
                 target,
-                file,
-                to,
-                why,
-            } => self.line(&self.format(
-                *phase,
-                node,
-                *target,
-                &format!("carry {} -> {to} ({why})", file.display()),
-            )),
+                carry,
+            } => self.line(&self.format(*phase, node, *target, &carry.to_string())),
             Progress::PhaseDone { report, target } => {
                 let name = running_name(report.phase, &report.node, *target);
                 self.update_running(|running| running.retain(|r| *r != name));

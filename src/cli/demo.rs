@@ -1,6 +1,6 @@
 //! `mkclone demo`.
 
-use super::output::{Failure, pattern_table};
+use super::output::{Failure, pattern_table, print_json};
 
 pub fn run(json: bool) -> Result<(), Failure> {
     if !json {
@@ -17,10 +17,7 @@ pub fn run(json: bool) -> Result<(), Failure> {
     })
     .map_err(|e| Failure::failed(format!("demo: {e}")))?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| Failure::failed(e.to_string()))?
-        );
+        print_json("demo", &report)?;
     } else {
         println!(
             "\n{}",

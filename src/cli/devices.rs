@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use mkclone::config::{Config, NodeBackend};
 use serde::Serialize;
 
-use super::output::Failure;
+use super::output::{Failure, print_json};
 
 #[derive(Serialize)]
 struct ModuleSlots {
@@ -118,11 +118,8 @@ pub fn run(
         cca_host_libraries,
     };
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&devices).map_err(|e| Failure::failed(e.to_string()))?
-        );
-        return capture_result(failed_captures);
+        print_json("devices", &devices)?;
+        return capture_result(failed_captures).map_err(Failure::documented);
     }
     match (&devices.cca, &devices.cca_error) {
         (Some(cards), _) => print!("{}", mkclone::zcrypt::format_devices(cards)),

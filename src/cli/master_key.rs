@@ -8,7 +8,7 @@ use mkclone_ceremony::master_key::{self, RandomKeyRequest, RandomKeyResult};
 use mkclone_ceremony::{Ceremony, phases};
 use serde::Serialize;
 
-use super::output::{Failure, to_json};
+use super::output::{Failure, print_json};
 use super::signals;
 use mkclone::config::Config;
 use mkclone::nodes;
@@ -25,21 +25,21 @@ pub struct RandomArgs<'a> {
     pub json: bool,
 }
 
+/// A CURRENT pattern after the command (the kind, and the pattern as `status` gives it).
 #[derive(Serialize)]
 struct Pattern {
-    kind: &'static str,
-    algorithm: &'static str,
-    pattern: String,
+    kind: CloneableKind,
+    #[serde(flatten)]
+    pattern: mkclone_backend::VerificationPattern,
 }
 
+/// The `mkclone-master-key-random` document.
 #[derive(Serialize)]
 struct Output {
-    format: &'static str,
-    version: u32,
     node: String,
     /// "requested", "done", "cancelled" or "nothing-to-cancel".
     result: &'static str,
-    actions: Vec<String>,
+    actions: Vec<mkclone_ceremony::PhaseAction>,
     current_patterns: Vec<Pattern>,
     journal: String,
     journal_hash: String,
@@ -90,41 +90,34 @@ pub fn random(args: RandomArgs<'_>) -> Result<(), Failure> {
     let (result, actions, patterns) = match outcome {
         RandomKeyResult::Requested(report) => ("requested", report.actions, Vec::new()),
         RandomKeyResult::Done { report, patterns } => ("done", report.actions, patterns),
-        RandomKeyResult::Cancelled(true) => (
-            "cancelled",
-            vec!["the open request is cancelled".to_string()],
-            Vec::new(),
-        ),
-        RandomKeyResult::Cancelled(false) => (
-            "nothing-to-cancel",
-            vec![format!("no request is open on {}", args.node)],
-            Vec::new(),
-        ),
+        RandomKeyResult::Cancelled(true) => ("cancelled", Vec::new(), Vec::new()),
+        RandomKeyResult::Cancelled(false) => ("nothing-to-cancel", Vec::new(), Vec::new()),
     };
     let out = Output {
-        format: "mkclone.master-key",
-        version: 1,
         node: args.node.to_string(),
         result,
         actions,
         current_patterns: patterns
             .iter()
-            .map(|(k, p)| Pattern {
-                kind: k.kind().name(),
-                algorithm: p.algorithm().name(),
-                pattern: hex::encode(p.bytes()),
+            .map(|(kind, pattern)| Pattern {
+                kind: *kind,
+                pattern: pattern.clone(),
             })
             .collect(),
         journal: ceremony.layout.journal().display().to_string(),
         journal_hash: ceremony.journal().head_hash(),
     };
     if args.json {
-        println!("{}", to_json(&out)?);
-        return Ok(());
+        return print_json("master-key-random", &out);
     }
     println!("master-key random on {}:", out.node);
     for a in &out.actions {
         println!("  {a}");
+    }
+    match result {
+        "cancelled" => println!("  the open request is cancelled"),
+        "nothing-to-cancel" => println!("  no request is open on {}", args.node),
+        _ => {}
     }
     if result == "requested" {
         println!(

@@ -53,6 +53,11 @@ pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Print the result as one JSON document on standard output (docs/JSON.md), also on
+    /// failure (format mkclone-error); human text goes to standard error. Before or
+    /// after the command (`mkclone --json status` = `mkclone status --json`).
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -106,7 +111,7 @@ pub struct PhaseArgs {
 }
 
 impl PhaseArgs {
-    fn run(&self, phase: Phase, fingerprint: Option<String>) -> Result<(), Failure> {
+    fn run(&self, phase: Phase, fingerprint: Option<String>, json: bool) -> Result<(), Failure> {
         ceremony_cmds::phase(
             &self.config.config,
             phase,
@@ -114,6 +119,7 @@ impl PhaseArgs {
             &self.run,
             false,
             fingerprint,
+            json,
         )
     }
 }
@@ -135,6 +141,7 @@ impl TargetPhaseArgs {
         phase: Phase,
         replace_current: bool,
         fingerprint: Option<String>,
+        json: bool,
     ) -> Result<(), Failure> {
         ceremony_cmds::phase(
             &self.config.config,
@@ -143,6 +150,7 @@ impl TargetPhaseArgs {
             &self.run,
             replace_current,
             fingerprint,
+            json,
         )
     }
 }
@@ -164,13 +172,14 @@ pub struct RegisterSaArgs {
 }
 
 impl RegisterSaArgs {
-    fn run(&self, key: bool) -> Result<(), Failure> {
+    fn run(&self, key: bool, json: bool) -> Result<(), Failure> {
         ceremony_cmds::register_sa(
             &self.config.config,
             &self.node,
             &self.operator,
             key,
             self.sa_fingerprint.as_deref(),
+            json,
         )
     }
 }
@@ -178,11 +187,7 @@ impl RegisterSaArgs {
 #[derive(Subcommand)]
 pub enum Command {
     /// Rehearse a whole ceremony on temporary simulated cards (needs no file).
-    Demo {
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Demo,
     /// Run every phase of the plan for every target, the targets in parallel; run it again
     /// to resume.
     ///
@@ -196,9 +201,6 @@ pub enum Command {
         /// Allow SET over a target's valid, different CURRENT master key (it becomes OLD).
         #[arg(long)]
         replace_current: bool,
-        /// Print the summary as JSON.
-        #[arg(long)]
-        json: bool,
         /// Quiet: no action lines and no progress bar; the result, errors and what the
         /// operators must do are still printed.
         #[arg(long, short = 'q')]
@@ -281,9 +283,6 @@ pub enum Command {
         config: ConfigArg,
         /// The node (as named in the configuration).
         node: String,
-        /// Print as JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// The CCA coprocessors this machine sees and the PKCS#11 tokens of a configuration.
     Devices {
@@ -294,9 +293,6 @@ pub enum Command {
         /// The sysfs root (for tests and chroots).
         #[arg(long, default_value = "/sys", value_name = "DIR")]
         sysfs: PathBuf,
-        /// Print as JSON.
-        #[arg(long)]
-        json: bool,
         /// Capture kit: send the public facility queries (FQ STATICSA, STATICSB) to each
         /// CCA domain (the configuration's zcrypt nodes, else every online one in sysfs)
         /// and write every request and reply into DIR (0700; files 0600), with the kernel
@@ -321,11 +317,8 @@ pub enum Command {
         #[arg(long, requires = "out")]
         force: bool,
         /// HTML instead of Markdown.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "json")]
         html: bool,
-        /// Print the report's data as JSON instead.
-        #[arg(long)]
-        json: bool,
         /// A copy of another server's journal of this ceremony (repeatable): each is
         /// verified, checked to be this run of the ceremony and against the journal marks
         /// the carried files record, and merged with this directory's into one record.
@@ -341,9 +334,6 @@ pub enum Command {
         /// HTML (printable) instead of text.
         #[arg(long, conflicts_with = "json")]
         html: bool,
-        /// Print as JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// A node's master key, outside the cloning ceremony.
     #[command(subcommand)]
@@ -413,9 +403,6 @@ pub enum MasterKeyCommand {
         /// Cancel the request open on NODE instead (journaled).
         #[arg(long, conflicts_with_all = ["kind", "replace_current"])]
         cancel: bool,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -436,14 +423,13 @@ pub enum SimCommand {
     },
 }
 
-/// Run one command.
-pub fn run(command: Command) -> Result<(), Failure> {
+/// Run one command; `json`: every result as one JSON document on standard output.
+pub fn run(command: Command, json: bool) -> Result<(), Failure> {
     match command {
-        Command::Demo { json } => demo::run(json),
+        Command::Demo => demo::run(json),
         Command::Clone {
             args,
             replace_current,
-            json,
             quiet,
             jobs,
         } => ceremony_cmds::clone(
@@ -456,24 +442,24 @@ pub fn run(command: Command) -> Result<(), Failure> {
                 jobs,
             },
         ),
-        Command::Phase1(args) => args.run(Phase::P1, None),
-        Command::Phase2a(args) => args.run(Phase::P2a, None),
+        Command::Phase1(args) => args.run(Phase::P1, None, json),
+        Command::Phase2a(args) => args.run(Phase::P2a, None, json),
         Command::Phase2b {
             args,
             css_fingerprint,
-        } => args.run(Phase::P2b, css_fingerprint),
-        Command::Phase3a(args) => args.run(Phase::P3a, false, None),
+        } => args.run(Phase::P2b, css_fingerprint, json),
+        Command::Phase3a(args) => args.run(Phase::P3a, false, None, json),
         Command::Phase3b {
             args,
             csr_fingerprint,
-        } => args.run(Phase::P3b, false, csr_fingerprint),
-        Command::Phase3c(args) => args.run(Phase::P3c, false, None),
+        } => args.run(Phase::P3b, false, csr_fingerprint, json),
+        Command::Phase3c(args) => args.run(Phase::P3c, false, None, json),
         Command::Phase3d {
             args,
             replace_current,
-        } => args.run(Phase::P3d, replace_current, None),
-        Command::RegisterSaHash(args) => args.run(false),
-        Command::RegisterSaKey(args) => args.run(true),
+        } => args.run(Phase::P3d, replace_current, None, json),
+        Command::RegisterSaHash(args) => args.run(false, json),
+        Command::RegisterSaKey(args) => args.run(true, json),
         Command::Abort {
             config,
             target,
@@ -494,15 +480,14 @@ pub fn run(command: Command) -> Result<(), Failure> {
             if steps.is_empty() {
                 return Err(Failure::usage(mkclone::ceremony::abort::NO_STEP));
             }
-            ceremony_cmds::abort(&config.config, &steps, operator)
+            ceremony_cmds::abort(&config.config, &steps, operator, json)
         }
-        Command::Status { config, node, json } => status::run(&config.config, &node, json),
+        Command::Status { config, node } => status::run(&config.config, &node, json),
         Command::Report {
             config,
             out,
             force,
             html,
-            json,
             journal,
         } => report::run(&report::ReportArgs {
             config: &config.config,
@@ -515,17 +500,22 @@ pub fn run(command: Command) -> Result<(), Failure> {
         Command::Devices {
             config,
             sysfs,
-            json,
             capture,
         } => devices::run(&sysfs, config.as_deref(), json, capture),
         Command::Journal(JournalCommand::AcceptLoss {
             config,
             node,
             operator,
-        }) => ceremony_cmds::accept_journal_loss(&config.config, &node, &operator),
-        Command::Worksheet { config, html, json } => worksheet::run(&config.config, html, json),
-        Command::Completions { shell } => shell::completions(shell),
-        Command::Man { out } => shell::man(out.as_deref()),
+        }) => ceremony_cmds::accept_journal_loss(&config.config, &node, &operator, json),
+        Command::Worksheet { config, html } => worksheet::run(&config.config, html, json),
+        Command::Completions { shell } => {
+            refuse_json(json, "completions")?;
+            shell::completions(shell)
+        }
+        Command::Man { out } => {
+            refuse_json(json, "man")?;
+            shell::man(out.as_deref())
+        }
         Command::MasterKey(MasterKeyCommand::Random {
             config,
             node,
@@ -533,7 +523,6 @@ pub fn run(command: Command) -> Result<(), Failure> {
             replace_current,
             operator,
             cancel,
-            json,
         }) => master_key::random(master_key::RandomArgs {
             config: &config.config,
             node: &node,
@@ -546,6 +535,106 @@ pub fn run(command: Command) -> Result<(), Failure> {
         Command::Sim(SimCommand::Init {
             config,
             load_source_keys,
-        }) => sim::init(&config.config, load_source_keys),
+        }) => sim::init(&config.config, load_source_keys, json),
+    }
+}
+
+/// `completions` and `man` print a script and a manual page, not data: `--json` is a
+/// usage error there (exit 2), said before anything is printed.
+fn refuse_json(json: bool, command: &str) -> Result<(), Failure> {
+    if json {
+        return Err(Failure::usage(format!(
+            "`{command}` prints a {}, not data: --json does not apply; run it without --json",
+            if command == "man" {
+                "manual page"
+            } else {
+                "shell script"
+            }
+        ))
+        .kind("json-not-supported"));
+    }
+    Ok(())
+}
+
+/// Print a failure: the message on standard error, and under `--json` the
+/// `mkclone-error` document on standard output (unless the command's own document
+/// already said the outcome).
+pub fn report_failure(failure: &Failure, json: bool) {
+    eprintln!("mkclone: {}", failure.message);
+    if json && !failure.documented {
+        // The document cannot fail to serialize; if stdout is gone there is no one to tell.
+        let _ = output::print_json("error", &output::ErrorDocument::from(failure));
+    }
+}
+
+/// Print a command-line (clap) error under `--json`: the `mkclone-error` document with
+/// kind "usage" and clap's exit code, beside clap's own message on standard error.
+pub fn report_usage_error(error: &clap::Error) {
+    let code = u8::try_from(error.exit_code()).unwrap_or(2);
+    let _ = error.print();
+    // clap's text: "error: WHAT\n  DETAIL…\n\nUsage: …\n\nFor more information, …".
+    let text = error.render().to_string();
+    let mut parts = text.split("\n\n");
+    let message = parts
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .trim_end();
+    let usage = parts.find(|p| p.starts_with("Usage:")).map(str::trim_end);
+    let mut failure = Failure::with_code(code, "usage", message);
+    if let Some(usage) = usage {
+        failure = failure.hint(format!("{usage} (see --help)"));
+    }
+    let _ = output::print_json("error", &output::ErrorDocument::from(&failure));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command of the tree, its words joined by '-' ("master-key-random").
+    fn leaves(command: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        let subcommands: Vec<&clap::Command> = command
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .collect();
+        if subcommands.is_empty() {
+            out.push((path.to_string(), command.clone()));
+        }
+        for c in subcommands {
+            let name = if path.is_empty() {
+                c.get_name().to_string()
+            } else {
+                format!("{path}-{}", c.get_name())
+            };
+            leaves(c, &name, out);
+        }
+    }
+
+    /// `--json` reaches every command (a global flag), and a command added later gets it
+    /// too; tests/json.rs runs each of them with it.
+    #[test]
+    fn every_command_takes_json() {
+        let mut cli = Cli::command();
+        cli.build();
+        let mut all = Vec::new();
+        leaves(&cli, "", &mut all);
+        assert!(all.len() > 15, "{}", all.len());
+        for (name, command) in all {
+            assert!(
+                command
+                    .get_arguments()
+                    .any(|a| a.get_long() == Some("json")),
+                "{name} has no --json"
+            );
+            // A dry run, where a command has one, is JSON too (tests/json.rs).
+            if command
+                .get_arguments()
+                .any(|a| a.get_long() == Some("dry-run"))
+            {
+                assert!(name == "clone" || name.starts_with("phase"), "{name}");
+            }
+        }
     }
 }

@@ -8,32 +8,66 @@ use mkclone_ceremony::{CeremonyError, FileError};
 pub struct Failure {
     pub code: u8,
     pub message: String,
+    /// A stable, machine-readable name of what went wrong (the `kind` of the
+    /// `mkclone-error` document, docs/JSON.md).
+    pub kind: &'static str,
+    /// What to do about it, where the error says so apart from its message.
+    pub hint: Option<String>,
+    /// Under `--json`, the command already printed its document, which says the outcome
+    /// (a dry run's problems, a report not complete, `clone` waiting for dual control):
+    /// no `mkclone-error` document follows it.
+    pub documented: bool,
 }
 
 impl Failure {
-    pub fn failed(message: impl Into<String>) -> Self {
+    fn new(code: u8, kind: &'static str, message: impl Into<String>) -> Self {
         Self {
-            code: 1,
+            code,
             message: message.into(),
+            kind,
+            hint: None,
+            documented: false,
         }
+    }
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new(1, "failed", message)
     }
     pub fn usage(message: impl Into<String>) -> Self {
-        Self {
-            code: 2,
-            message: message.into(),
-        }
+        Self::new(2, "usage", message)
     }
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self {
-            code: 3,
-            message: message.into(),
-        }
+        Self::new(3, "invalid", message)
+    }
+    /// A failure with its own exit code and kind.
+    pub fn with_code(code: u8, kind: &'static str, message: impl Into<String>) -> Self {
+        Self::new(code, kind, message)
+    }
+    /// The same failure, named `kind`.
+    pub fn kind(mut self, kind: &'static str) -> Self {
+        self.kind = kind;
+        self
+    }
+    /// The same failure, with what to do.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+    /// The same failure, its outcome already in the command's JSON document.
+    pub fn documented(mut self) -> Self {
+        self.documented = true;
+        self
     }
 }
 
 impl From<mkclone::config::ConfigError> for Failure {
     fn from(e: mkclone::config::ConfigError) -> Self {
-        Self::invalid(e.to_string())
+        use mkclone::config::ConfigError;
+        let kind = match &e {
+            ConfigError::Read { .. } => "config-unreadable",
+            ConfigError::Parse { .. } => "config-syntax",
+            _ => "config-invalid",
+        };
+        Self::invalid(e.to_string()).kind(kind)
     }
 }
 
@@ -61,9 +95,128 @@ impl From<CeremonyError> for Failure {
             | CeremonyError::JournalMerge { .. } => 3,
             _ => 1,
         };
+        let hint = match &e {
+            CeremonyError::MissingFile { hint, .. } => Some(hint.clone()),
+            CeremonyError::Interrupted { .. } => Some("run the same command to resume".into()),
+            CeremonyError::WouldReplaceCurrent { .. } => {
+                Some("rerun with --replace-current if replacing CURRENT is intended".into())
+            }
+            CeremonyError::File(FileError::Locked { .. }) => {
+                Some("wait for the command holding the ceremony to finish, then run again".into())
+            }
+            CeremonyError::JournalGap(_)
+            | CeremonyError::JournalLacksNode { .. }
+            | CeremonyError::ForeignJournal { .. } => Some(
+                "restore this ceremony's journal from its copy; if it is lost for good, \
+                 record the loss with `mkclone journal accept-loss`"
+                    .into(),
+            ),
+            _ => None,
+        };
         Self {
-            code,
-            message: e.to_string(),
+            kind: ceremony_error_kind(&e),
+            hint,
+            ..Self::new(code, "", e.to_string())
+        }
+    }
+}
+
+/// The stable name of a ceremony error (the `kind` of its `mkclone-error` document).
+fn ceremony_error_kind(e: &CeremonyError) -> &'static str {
+    match e {
+        CeremonyError::File(FileError::Locked { .. }) => "locked",
+        CeremonyError::File(_) => "file",
+        CeremonyError::Backend { .. } => "node",
+        CeremonyError::Domain(_) => "domain",
+        CeremonyError::Format { .. } => "malformed",
+        CeremonyError::Preflight { .. } => "preflight",
+        CeremonyError::PatternMismatch { .. } => "pattern-mismatch",
+        CeremonyError::MissingFile { .. } => "missing-file",
+        CeremonyError::Conflict { .. } => "conflict",
+        CeremonyError::IdentityMismatch { .. } => "identity-mismatch",
+        CeremonyError::WouldReplaceCurrent { .. } => "would-replace-current",
+        CeremonyError::DualControl(_) => "dual-control",
+        CeremonyError::Interrupted { .. } => "interrupted",
+        CeremonyError::InjectedCrash { .. } => "injected-crash",
+        CeremonyError::NodeUnavailable { .. } => "node-unavailable",
+        CeremonyError::NotInPlan { .. } => "not-in-plan",
+        CeremonyError::UntrustedFile { .. } => "untrusted-file",
+        CeremonyError::SaKeyNotPinned { .. } => "sa-key-not-pinned",
+        CeremonyError::SaAnchorMissing { .. } => "sa-anchor-missing",
+        CeremonyError::JournalGap(_) => "journal-gap",
+        CeremonyError::InvalidOperator(_) => "usage",
+        CeremonyError::JournalMerge { .. } => "journal-merge",
+        CeremonyError::JournalLacksNode { .. } => "journal-lacks-node",
+        CeremonyError::ForeignJournal { .. } => "foreign-journal",
+    }
+}
+
+/// The schema version of the document `mkclone-<what>` (docs/JSON.md: a new version
+/// means a field was removed, renamed or changed its meaning or type; a new field does not
+/// change it). The report kept its own count from before the contract.
+pub fn json_version(what: &str) -> u32 {
+    match what {
+        "report" => mkclone_ceremony::report::VERSION,
+        _ => 1,
+    }
+}
+
+/// Every JSON document mkclone prints: `format` names what it is ("mkclone-status", …),
+/// `version` its schema ([`json_version`]), `mkclone` the program that wrote it, then the
+/// document's own fields.
+#[derive(serde::Serialize)]
+struct Envelope<'a, T: serde::Serialize + ?Sized> {
+    format: String,
+    version: u32,
+    mkclone: &'static str,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+/// The document `body` as `format` (`mkclone-<what>`), with the envelope, pretty-printed.
+pub fn json_document<T: serde::Serialize + ?Sized>(
+    what: &str,
+    body: &T,
+) -> Result<String, Failure> {
+    to_json(&Envelope {
+        format: format!("mkclone-{what}"),
+        version: json_version(what),
+        mkclone: env!("CARGO_PKG_VERSION"),
+        body,
+    })
+}
+
+/// Print the document `body` as `format` `mkclone-<what>` on standard output: the one
+/// thing a command prints there under `--json`.
+pub fn print_json<T: serde::Serialize + ?Sized>(what: &str, body: &T) -> Result<(), Failure> {
+    let text = json_document(what, body)?;
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    // A closed standard output (`| head`) is not the command's failure.
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::failed(format!(
+            "cannot write the JSON document: {e}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The `mkclone-error` document of a failure (docs/JSON.md).
+#[derive(serde::Serialize)]
+pub struct ErrorDocument<'a> {
+    pub exit_code: u8,
+    pub kind: &'a str,
+    pub message: &'a str,
+    pub hint: Option<&'a str>,
+}
+
+impl<'a> From<&'a Failure> for ErrorDocument<'a> {
+    fn from(f: &'a Failure) -> Self {
+        Self {
+            exit_code: f.code,
+            kind: f.kind,
+            message: &f.message,
+            hint: f.hint.as_deref(),
         }
     }
 }

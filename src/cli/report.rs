@@ -21,7 +21,7 @@ use mkclone_ceremony::FileError;
 use mkclone_ceremony::durable::{DurableError, Sensitivity, create_new_exclusive, write_atomic};
 use mkclone_ceremony::report;
 
-use super::output::Failure;
+use super::output::{Failure, json_document};
 use mkclone::config::Config;
 use mkclone::nodes;
 
@@ -73,7 +73,7 @@ enum Destination {
 
 /// A refused `--out`: a usage error (exit code 2), nothing written.
 fn usage(message: String) -> Failure {
-    Failure { code: 2, message }
+    Failure::usage(message)
 }
 
 /// Where `--out` sends the report: standard output without it or for `-`; else a file
@@ -183,19 +183,18 @@ pub fn run(args: &ReportArgs<'_>) -> Result<(), Failure> {
         generator: report::Generator::here(Some(config.sha256.clone())),
     })?;
     let text = if args.json {
-        let text =
-            serde_json::to_string_pretty(&report).map_err(|e| Failure::failed(e.to_string()))?;
-        format!("{text}\n")
+        format!("{}\n", json_document("report", &report)?)
     } else if args.html {
         report::render_html(&report)
     } else {
         report::render_markdown(&report)
     };
     write(&destination, &text)?;
-    // The summary goes where it does not mix with the report.
+    // The summary goes where it does not mix with the report (under --json, never on
+    // standard output, which holds the JSON document or nothing).
     let say = |line: String| match &destination {
-        Destination::Stdout => eprintln!("{line}"),
-        Destination::File { .. } => println!("{line}"),
+        Destination::File { .. } if !args.json => println!("{line}"),
+        _ => eprintln!("{line}"),
     };
     if report.rehearsal {
         say(format!("REHEARSAL record of ceremony {}", report.ceremony));
@@ -231,18 +230,20 @@ pub fn run(args: &ReportArgs<'_>) -> Result<(), Failure> {
         say(format!("  open: {item}"));
     }
     let status = report::status_line(&report);
-    match (report.complete, report.open_items.is_empty()) {
+    let failure = match (report.complete, report.open_items.is_empty()) {
         (true, true) => {
             say(format!("The ceremony is {status}"));
-            Ok(())
+            return Ok(());
         }
-        (true, false) => Err(Failure {
-            code: EXIT_OPEN_ITEMS,
-            message: format!("the ceremony is {status}"),
-        }),
-        (false, _) => Err(Failure {
-            code: EXIT_NOT_COMPLETE,
-            message: format!(
+        (true, false) => Failure::with_code(
+            EXIT_OPEN_ITEMS,
+            "open-items",
+            format!("the ceremony is {status}"),
+        ),
+        (false, _) => Failure::with_code(
+            EXIT_NOT_COMPLETE,
+            "not-complete",
+            format!(
                 "the ceremony is {status}{}",
                 if report.missing.is_empty() {
                     String::new()
@@ -250,6 +251,12 @@ pub fn run(args: &ReportArgs<'_>) -> Result<(), Failure> {
                     format!("\n  - {}", report.missing.join("\n  - "))
                 }
             ),
-        }),
-    }
+        ),
+    };
+    // Under --json the report document (`complete`, `missing`, `open_items`) says it.
+    Err(if args.json {
+        failure.documented()
+    } else {
+        failure
+    })
 }

@@ -7,7 +7,7 @@ use mkclone_backend::{
 };
 use serde::Serialize;
 
-use super::output::{Failure, hex};
+use super::output::{Failure, hex, print_json};
 use mkclone::config::Config;
 use mkclone::nodes;
 
@@ -143,10 +143,7 @@ pub fn run(config_path: &Path, node: &str, json: bool) -> Result<(), Failure> {
     let mut backend = nodes::open(cfg).map_err(|e| Failure::failed(e.to_string()))?;
     let view = read(node, backend.as_mut())?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&view).map_err(|e| Failure::failed(e.to_string()))?
-        );
+        print_json("status", &view)?;
     } else {
         print!("{}", render(&view));
     }

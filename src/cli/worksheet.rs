@@ -12,18 +12,14 @@ use std::path::Path;
 
 use mkclone_backend::CloneableKind;
 use mkclone_ceremony::dbs::{Layout, bundle_name};
-use mkclone_ceremony::{Plan, PlanNode};
+use mkclone_ceremony::{Plan, PlanNode, Role};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use mkclone_ceremony::report::escape_html as html_escape;
 
-use super::output::{Failure, hex, to_json};
+use super::output::{Failure, hex, print_json};
 use mkclone::config::Config;
-
-/// The JSON document's name and version (docs/JSON.md).
-const FORMAT: &str = "mkclone.worksheet";
-const VERSION: u32 = 1;
 
 /// One task of the responsibilities table.
 #[derive(Serialize, Debug, PartialEq, Eq)]
@@ -39,7 +35,8 @@ pub struct Task {
 /// A node of the plan (name, EID, pinned serial) as the worksheet lists it.
 #[derive(Serialize, Debug)]
 pub struct NodeLine {
-    pub role: &'static str,
+    /// "sa", "source", "target".
+    pub role: Role,
     pub device: String,
     #[serde(flatten)]
     pub node: PlanNode,
@@ -51,7 +48,7 @@ impl NodeLine {
     /// The cells of the node's row, as [`Self::HEADER`] names them.
     fn cells(&self) -> [String; 5] {
         [
-            self.role.to_string(),
+            self.role.name().to_string(),
             self.node.name.clone(),
             self.node.eid.to_string().trim_end().to_string(),
             self.node
@@ -74,26 +71,34 @@ pub struct TargetLine {
 
 #[derive(Serialize, Debug)]
 pub struct Worksheet {
-    pub format: &'static str,
-    pub version: u32,
     pub ceremony: String,
     pub rehearsal: bool,
     pub configuration: String,
     pub configuration_sha256: String,
     pub directory: String,
-    pub master_keys: Vec<&'static str>,
-    pub threshold: u8,
-    pub shares: u8,
+    /// The master keys cloned ("sym", "asym"; the report's `plan.kinds`).
+    pub kinds: Vec<CloneableKind>,
+    /// m of m-of-n.
+    pub m: u8,
+    /// n of m-of-n.
+    pub n: u8,
     pub share_indices: Vec<u8>,
-    pub key_bits: u16,
+    pub rsa_bits: u16,
     pub dual_control: bool,
     /// Pinned in the configuration, or `None`: to be written in after phase 1.
     pub sa_fingerprint: Option<String>,
     /// Pinned source CURRENT patterns by kind, or `None` for each to be written in.
-    pub source_patterns: Vec<(&'static str, Option<String>)>,
+    pub source_patterns: Vec<SourcePattern>,
     pub nodes: Vec<NodeLine>,
     pub targets: Vec<TargetLine>,
     pub tasks: Vec<Task>,
+}
+
+/// A source CURRENT pattern the plan pins (`None`: to be written in).
+#[derive(Serialize, Debug)]
+pub struct SourcePattern {
+    pub kind: CloneableKind,
+    pub pattern: Option<String>,
 }
 
 /// The tasks of `plan` in the order they run, each with its node.
@@ -222,13 +227,16 @@ pub fn build(config: &Config, text: &[u8]) -> Worksheet {
             .map(|n| n.backend.device())
             .unwrap_or_default()
     };
-    let node_line = |role: &'static str, n: &PlanNode| NodeLine {
+    let node_line = |role: Role, n: &PlanNode| NodeLine {
         role,
         device: device(&n.name),
         node: n.clone(),
     };
-    let mut nodes = vec![node_line("SA", &plan.sa), node_line("source", &plan.source)];
-    nodes.extend(plan.targets.iter().map(|t| node_line("target", t)));
+    let mut nodes = vec![
+        node_line(Role::Sa, &plan.sa),
+        node_line(Role::Source, &plan.source),
+    ];
+    nodes.extend(plan.targets.iter().map(|t| node_line(Role::Target, t)));
     let layout = Layout::new("");
     let targets = plan
         .targets
@@ -248,24 +256,25 @@ pub fn build(config: &Config, text: &[u8]) -> Worksheet {
         })
         .collect();
     Worksheet {
-        format: FORMAT,
-        version: VERSION,
         ceremony: plan.id.clone(),
         rehearsal: plan.rehearsal,
         configuration: config.path.display().to_string(),
         configuration_sha256: hex(&Sha256::digest(text)),
         directory: config.directory.display().to_string(),
-        master_keys: plan.kinds.iter().map(|k| k.kind().name()).collect(),
-        threshold: plan.m_of_n.m(),
-        shares: plan.m_of_n.n(),
+        kinds: plan.kinds.clone(),
+        m: plan.m_of_n.m(),
+        n: plan.m_of_n.n(),
         share_indices: indices(plan),
-        key_bits: plan.bits.bits(),
+        rsa_bits: plan.bits.bits(),
         dual_control: plan.dual_control,
         sa_fingerprint: plan.sa_fingerprint.as_ref().map(|f| f.to_string()),
         source_patterns: plan
             .kinds
             .iter()
-            .map(|k| (k.kind().name(), pattern(plan, *k)))
+            .map(|k| SourcePattern {
+                kind: *k,
+                pattern: pattern(plan, *k),
+            })
             .collect(),
         nodes,
         targets,
@@ -356,13 +365,20 @@ pub fn render_text(w: &Worksheet) -> String {
 fn information(w: &Worksheet) -> Vec<(&'static str, String)> {
     let mut info = vec![
         ("ceremony directory", w.directory.clone()),
-        ("master keys", w.master_keys.join(", ")),
+        (
+            "master keys",
+            w.kinds
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         (
             "m-of-n",
             format!(
                 "{} of {} (each target receives shares {})",
-                w.threshold,
-                w.shares,
+                w.m,
+                w.n,
                 w.share_indices
                     .iter()
                     .map(u8::to_string)
@@ -370,7 +386,7 @@ fn information(w: &Worksheet) -> Vec<(&'static str, String)> {
                     .join(", ")
             ),
         ),
-        ("RSA key bits (SA, CSS, CSR)", w.key_bits.to_string()),
+        ("RSA key bits (SA, CSS, CSR)", w.rsa_bits.to_string()),
         (
             "dual control",
             if w.dual_control {
@@ -385,9 +401,9 @@ fn information(w: &Worksheet) -> Vec<(&'static str, String)> {
         ),
         ("CSS fingerprint (phase 2a)", BLANK.to_string()),
     ];
-    for (kind, p) in &w.source_patterns {
+    for SourcePattern { kind, pattern: p } in &w.source_patterns {
         info.push((
-            if *kind == "SYM" {
+            if *kind == CloneableKind::Sym {
                 "source CURRENT pattern, SYM"
             } else {
                 "source CURRENT pattern, ASYM"
@@ -502,7 +518,7 @@ pub fn run(config_path: &Path, html: bool, json: bool) -> Result<(), Failure> {
     let config = Config::parse(config_path, &text)?;
     let sheet = build(&config, text.as_bytes());
     if json {
-        println!("{}", to_json(&sheet)?);
+        print_json("worksheet", &sheet)?;
     } else if html {
         print!("{}", render_html(&sheet));
     } else {

@@ -18,6 +18,8 @@ use crate::types::{
 pub enum Operation {
     Status,
     SetEid,
+    /// "set-m-of-n", as the journal spells the step (docs/JSON.md: one spelling).
+    #[serde(rename = "set-m-of-n", alias = "set-mof-n")]
     SetMofN,
     ShareStatus,
     GenerateRetainedKey,

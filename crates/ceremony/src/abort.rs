@@ -21,10 +21,11 @@ use crate::error::{FileError, io_error};
 use crate::event::{Action, Note};
 use crate::failure::{CeremonyError, Result};
 use crate::phase::Phase;
+use crate::phase_action::{ActionResult, PhaseAction};
 use crate::run::Nodes;
 
 /// The clean-up steps to run. Nothing else is done.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct AbortSteps {
     /// Targets concerned (empty: every target of the plan).
     pub targets: Vec<String>,
@@ -40,23 +41,22 @@ impl AbortSteps {
     }
 }
 
-/// One journaled abort step on node `name`, reported as `what` and whether it had anything
-/// to do.
+/// One journaled abort step on node `name`, reported by `what` with whether it had
+/// anything to do.
 fn reported_step(
     c: &mut Ceremony,
     report: &mut PhaseReport,
     name: &str,
     action: Action,
     request: impl FnMut() -> std::result::Result<Applied<()>, BackendError>,
-    what: String,
+    what: impl FnOnce(ActionResult) -> PhaseAction,
 ) -> Result<()> {
     let a = c.step(Phase::Abort, name, action, request, Done::applied)?;
-    let word = if a.was_already_done() {
-        "nothing to do"
+    report.did(what(if a.was_already_done() {
+        ActionResult::NothingToDo
     } else {
-        "done"
-    };
-    report.did(format!("{what} ({word})"));
+        ActionResult::Done
+    }));
     Ok(())
 }
 
@@ -176,15 +176,17 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
                     .and_then(|r| r.new_patterns.first().cloned())
                     .is_some_and(|new| bundle_patterns(c, t, kind).contains(&new));
                 if !(received || new_full) {
-                    report.did(format!(
-                        "{t}: {kind} NEW: no share received, nothing to clear"
-                    ));
+                    report.did(PhaseAction::NothingToClear {
+                        target: t.to_string(),
+                        kind,
+                    });
                     continue;
                 }
                 if new_full && !received && !ours {
-                    report.did(format!(
-                        "{t}: {kind} NEW holds a key that is not this ceremony's: left as is"
-                    ));
+                    report.did(PhaseAction::ForeignNewLeft {
+                        target: t.to_string(),
+                        kind,
+                    });
                     continue;
                 }
                 reported_step(
@@ -193,7 +195,11 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
                     t,
                     Action::ClearNew { kind },
                     || node.clear_new(kind),
-                    format!("{t}: {kind} NEW cleared"),
+                    |result| PhaseAction::ClearNew {
+                        target: t.to_string(),
+                        kind,
+                        result,
+                    },
                 )?;
             }
         }
@@ -217,7 +223,11 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
                     label: label.clone(),
                 },
                 || node.delete_retained_key(&label),
-                format!("{name}: retained key {label} deleted"),
+                |result| PhaseAction::DeleteRetainedKey {
+                    node: name.clone(),
+                    label: label.to_string(),
+                    result,
+                },
             )?;
         }
     }
@@ -238,7 +248,11 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
                     name: label.clone(),
                 },
                 || node.unregister_public_key(&label),
-                format!("{name}: SA public key {label} unregistered"),
+                |result| PhaseAction::UnregisterSaKey {
+                    node: name.clone(),
+                    label: label.to_string(),
+                    result,
+                },
             )?;
         }
     }
@@ -252,7 +266,9 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
                         file: f.display().to_string(),
                     },
                 )?;
-                report.did(format!("{} erased", f.display()));
+                report.did(PhaseAction::EraseFile {
+                    file: f.display().to_string(),
+                });
             }
         }
     }
@@ -260,7 +276,8 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
         Phase::Abort,
         "",
         Note::AbortDone {
-            actions: report.actions.clone(),
+            // The journal keeps each action as its line (the journal's format).
+            actions: report.actions.iter().map(ToString::to_string).collect(),
         },
     )?;
     Ok(report)

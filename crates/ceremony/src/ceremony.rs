@@ -18,6 +18,7 @@ use crate::failure::{CeremonyError, Result, signal_name};
 use crate::journal::{Journal, Kind};
 use crate::marks::Chain;
 use crate::phase::Phase;
+use crate::phase_action::{Carry, PhaseAction};
 use crate::plan::Plan;
 use crate::progress::{Observer, Progress};
 use crate::trust::SaFingerprint;
@@ -38,10 +39,10 @@ pub const PAUSE_HOOK_ENV: &str = "MKCLONE_TEST_ONLY_PAUSE_AFTER_JOURNAL_RECORD";
 pub struct PhaseReport {
     pub phase: Phase,
     pub node: String,
-    /// What happened, one line each ("done" or "already done").
-    pub actions: Vec<String>,
-    /// Files to carry: (file, to which node, why).
-    pub carry: Vec<(PathBuf, String, String)>,
+    /// What happened, in order (each shown as one line through `Display`).
+    pub actions: Vec<PhaseAction>,
+    /// Files to carry to other nodes.
+    pub carry: Vec<Carry>,
     /// Where each action goes as it happens (`clone`'s console), besides `actions`.
     #[serde(skip)]
     observer: Option<Observer>,
@@ -64,31 +65,33 @@ impl PhaseReport {
             ..Self::new(phase, node)
         }
     }
-    pub fn did(&mut self, what: impl Into<String>) {
-        let what = what.into();
+    pub fn did(&mut self, action: PhaseAction) {
         if let Some(o) = &self.observer {
             o.emit(&Progress::Action {
                 phase: self.phase,
                 node: &self.node,
                 target: o.target(),
-                text: &what,
+                action: &action,
             });
         }
-        self.actions.push(what);
+        self.actions.push(action);
     }
     /// A file to carry to a node, and why.
     pub fn carry(&mut self, file: PathBuf, to: &str, why: &str) {
+        let carry = Carry {
+            file,
+            to: to.into(),
+            why: why.into(),
+        };
         if let Some(o) = &self.observer {
             o.emit(&Progress::Carry {
                 phase: self.phase,
                 node: &self.node,
                 target: o.target(),
-                file: &file,
-                to,
-                why,
+                carry: &carry,
             });
         }
-        self.carry.push((file, to.into(), why.into()));
+        self.carry.push(carry);
     }
 }
 

@@ -33,6 +33,7 @@ use crate::ceremony::{Ceremony, Done, PhaseReport};
 use crate::event::{Action, Entry, Note};
 use crate::failure::{CeremonyError, Result};
 use crate::phase::Phase;
+use crate::phase_action::{PhaseAction, kinds_text};
 
 /// What `master-key random` is asked to do.
 #[derive(Clone, Debug)]
@@ -166,14 +167,6 @@ fn would_replace(node: &str, kind: CloneableKind, current: &VerificationPattern)
     }
 }
 
-fn kinds_text(kinds: &[CloneableKind]) -> String {
-    kinds
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(" and ")
-}
-
 /// Make, resume or run the request of `request` on `backend`; see the module's
 /// documentation. The ceremony's operator is the person running it.
 pub fn random_master_key(
@@ -262,12 +255,10 @@ pub fn random_master_key(
                 },
             )?;
             if c.plan.dual_control {
-                report.did(format!(
-                    "requested by {}: a random {} master key; a second person runs the same command \
-                     with another --operator",
-                    me.unwrap_or_default(),
-                    kinds_text(&request.kinds)
-                ));
+                report.did(PhaseAction::RandomKeyRequested {
+                    operator: me.unwrap_or_default().to_string(),
+                    kinds: request.kinds.clone(),
+                });
                 return Ok(RandomKeyResult::Requested(report));
             }
             open_request(c, node).ok_or_else(|| CeremonyError::Conflict {
@@ -283,7 +274,7 @@ pub fn random_master_key(
     };
     for &kind in &open.kinds {
         if open.done.contains(&kind) {
-            report.did(format!("{kind}: set by an earlier run"));
+            report.did(PhaseAction::RandomKeySetEarlier { kind });
             continue;
         }
         let now = current(backend, node, kind)?;
@@ -300,9 +291,10 @@ pub fn random_master_key(
                     current: now.clone(),
                 },
             )?;
-            report.did(format!(
-                "{kind}: the interrupted step took effect: CURRENT {now}"
-            ));
+            report.did(PhaseAction::RandomKeyTookEffect {
+                kind,
+                pattern: now.clone(),
+            });
             continue;
         }
         if let Some(now) = &now
@@ -321,11 +313,9 @@ pub fn random_master_key(
             || backend.load_random_master_key(kind),
             Done::applied,
         )?;
-        report.did(match &now {
-            Some(old) => {
-                format!("{kind}: random key generated and set; the former CURRENT {old} is OLD")
-            }
-            None => format!("{kind}: random key generated and set"),
+        report.did(PhaseAction::RandomKeySet {
+            kind,
+            replaced: now,
         });
     }
     let mut patterns = Vec::new();
@@ -335,7 +325,10 @@ pub fn random_master_key(
             detail: "the node reports no valid CURRENT after SET: check it with `mkclone status`"
                 .into(),
         })?;
-        report.did(format!("{kind} CURRENT pattern: {now}"));
+        report.did(PhaseAction::CurrentPattern {
+            kind,
+            pattern: now.clone(),
+        });
         patterns.push((kind, now));
     }
     Ok(RandomKeyResult::Done { report, patterns })

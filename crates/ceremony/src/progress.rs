@@ -4,12 +4,12 @@
 //! parallel mode several worker threads report at once: the observer is called from each
 //! of them, one whole event at a time.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::ceremony::PhaseReport;
 use crate::failure::CeremonyError;
 use crate::phase::Phase;
+use crate::phase_action::{Carry, PhaseAction};
 
 /// One thing that happened.
 #[derive(Debug)]
@@ -21,21 +21,19 @@ pub enum Progress<'a> {
         /// The target a per-target phase (3a-3d) works for.
         target: Option<&'a str>,
     },
-    /// One action of a phase, the line its report keeps.
+    /// One action of a phase, as its report keeps it.
     Action {
         phase: Phase,
         node: &'a str,
         target: Option<&'a str>,
-        text: &'a str,
+        action: &'a PhaseAction,
     },
     /// A file the phase's output must be carried with, to a node, and why.
     Carry {
         phase: Phase,
         node: &'a str,
         target: Option<&'a str>,
-        file: &'a Path,
-        to: &'a str,
-        why: &'a str,
+        carry: &'a Carry,
     },
     /// A phase finished.
     PhaseDone {

@@ -120,13 +120,28 @@ impl CloneOptions {
 pub struct CloneSummary {
     /// Every phase that ran, in the order they finished.
     pub phases: Vec<PhaseReport>,
-    /// Every node's status at the end, by name.
+    /// Every node's status at the end, by name (as objects: `node` beside the status).
+    #[serde(serialize_with = "named_statuses")]
     pub nodes: Vec<(String, NodeStatus)>,
     /// The journal's final hash (for the ceremony report).
     pub journal_head: String,
     /// Dual control: the registrations two people must make before `clone` can go on
     /// (`None` when the ceremony went to its end).
     pub waiting: Option<DualControlWait>,
+}
+
+/// `[{"node": NAME, "identity": …, "registers": …}, …]`: each status with its node's name.
+fn named_statuses<S: serde::Serializer>(
+    nodes: &[(String, NodeStatus)],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    #[derive(serde::Serialize)]
+    struct Named<'a> {
+        node: &'a str,
+        #[serde(flatten)]
+        status: &'a NodeStatus,
+    }
+    s.collect_seq(nodes.iter().map(|(node, status)| Named { node, status }))
 }
 
 /// Where a dual-control `clone` stopped: the SA key's registrations still missing.

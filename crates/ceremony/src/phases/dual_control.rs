@@ -34,10 +34,9 @@ pub(super) fn dual_control_begin(
         Phase::P3a
     };
     let mut report = begin(c, phase, plan_node, node)?;
-    report.did(format!(
-        "SA key fingerprint to compare in person: {}",
-        db.sa_hash.fingerprint()
-    ));
+    report.did(PhaseAction::CompareSaFingerprint {
+        fingerprint: db.sa_hash.fingerprint().to_string(),
+    });
     Ok((phase, report))
 }
 
@@ -77,13 +76,12 @@ pub fn register_sa_hash(
     let (phase, mut report) = dual_control_begin(c, node, &plan_node, operator, &db)?;
     check_registered_sa(c, node, node_name, &db)?;
     let a = register_sa_hash_step(c, phase, node, node_name, &db, true)?;
-    report.did(format!(
-        "SA public-key hash registered by {operator}, CLONE ({})",
-        applied_word(&a)
-    ));
-    report.did(
-        "next: a second person registers the key itself with `mkclone register-sa-key`".to_string(),
-    );
+    report.did(PhaseAction::RegisterSaHash {
+        operator: Some(operator.to_string()),
+        fingerprint: None,
+        result: applied_result(&a),
+    });
+    report.did(PhaseAction::NextRegisterSaKey);
     end(c, report)
 }
 
@@ -135,9 +133,9 @@ pub fn register_sa_key(
     }
     let (phase, mut report) = dual_control_begin(c, node, &plan_node, operator, &db)?;
     let a = register_sa_key_step(c, phase, node, node_name, &db, Some(hash_by.clone()))?;
-    report.did(format!(
-        "SA public key registered by {operator}, CLONE, matching its hash ({})",
-        applied_word(&a)
-    ));
+    report.did(PhaseAction::RegisterSaKey {
+        operator: Some(operator.to_string()),
+        result: applied_result(&a),
+    });
     end(c, report)
 }

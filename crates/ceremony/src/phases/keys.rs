@@ -44,11 +44,11 @@ pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
     let mut report = begin(c, Phase::P1, &plan_node, sa)?;
     ensure_eid(c, Phase::P1, sa, &plan_node, &mut report)?;
     let token = generate(c, Phase::P1, sa, &plan_node.name, KeyRole::Sa)?;
-    report.did(format!(
-        "SA key {} ({})",
-        c.plan.sa_label(),
-        applied_word(&token)
-    ));
+    report.did(PhaseAction::GenerateKey {
+        role: KeyRole::Sa,
+        label: c.plan.sa_label().to_string(),
+        result: applied_result(&token),
+    });
     let token = token.value();
     let section = PublicKeyTokenView::decode(&token)
         .map_err(format_err("the SA public-key token"))?
@@ -72,7 +72,10 @@ pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
     match dbs::read_optional::<SaDb>(&c.layout.sa_db(), SA_DB_FORMAT, &c.plan)? {
         Some(existing) if existing.sa_certificate == fresh.sa_certificate => {
             trust::check_sa_db(&c.plan, &existing, Some(&fingerprint))?;
-            report.did("sa.db (already written)")
+            report.did(PhaseAction::WriteFile {
+                file: "sa.db".into(),
+                result: ActionResult::AlreadyDone,
+            })
         }
         Some(other) => {
             let found = SaFingerprint::of_certificate(&other.sa_certificate)
@@ -89,18 +92,18 @@ pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
         }
         None => {
             write_sa_db(c, &mut fresh, Phase::P1, &plan_node.name)?;
-            report.did("sa.db written");
+            report.did(PhaseAction::WriteFile {
+                file: "sa.db".into(),
+                result: ActionResult::Done,
+            });
         }
     }
-    report.did(format!(
-        "SA key fingerprint (compare in person): {}",
-        sa_hash.fingerprint()
-    ));
-    report.did(format!(
-        "pin it on every server: add this line to the [ceremony] table of the configuration \
-         (or give it with --sa-fingerprint): {}",
-        fingerprint.config_line()
-    ));
+    report.did(PhaseAction::SaFingerprint {
+        fingerprint: sa_hash.fingerprint().to_string(),
+    });
+    report.did(PhaseAction::PinSaFingerprint {
+        config_line: fingerprint.config_line().to_string(),
+    });
     carry_sa_db_to_source_and_targets(
         c,
         &mut report,
@@ -142,7 +145,9 @@ pub fn phase2a(c: &mut Ceremony, source: &mut dyn Backend) -> Result<PhaseReport
     )?;
     match &db.css {
         Some(css) if css.public_key == token && css.node == plan_node.name => {
-            report.did("CSS public key in sa.db (already)")
+            report.did(PhaseAction::AddCssKey {
+                result: ActionResult::AlreadyDone,
+            })
         }
         Some(css) if css.certificate.is_some() => {
             return Err(CeremonyError::Conflict {
@@ -161,7 +166,9 @@ pub fn phase2a(c: &mut Ceremony, source: &mut dyn Backend) -> Result<PhaseReport
                 certificate: None,
             });
             write_sa_db(c, &mut db, Phase::P2a, &plan_node.name)?;
-            report.did("CSS public key added to sa.db");
+            report.did(PhaseAction::AddCssKey {
+                result: ActionResult::Done,
+            });
         }
     }
     report.carry(
@@ -194,7 +201,11 @@ pub fn phase2b(
     };
     if let Some(cert) = &css.certificate {
         verify_issued(c, &db, cert, "sa.db: the CSS certificate")?;
-        report.did("CSS key certified (already)");
+        report.did(PhaseAction::Certify {
+            role: KeyRole::Css,
+            target: None,
+            result: ActionResult::AlreadyDone,
+        });
     } else {
         confirm_key(
             &css.public_key,
@@ -203,10 +214,11 @@ pub fn phase2b(
             "phase 2a on the source",
             "--css-fingerprint",
         )?;
-        report.did(format!(
-            "CSS key fingerprint confirmed: {}",
-            key_fingerprint(&css.public_key)?
-        ));
+        report.did(PhaseAction::ConfirmFingerprint {
+            role: KeyRole::Css,
+            target: None,
+            fingerprint: key_fingerprint(&css.public_key)?.to_string(),
+        });
         let plan_source = c.plan.source.clone();
         let cert = certify(c, Phase::P2b, sa, &css.public_key, &plan_source)?;
         verify_issued(c, &db, &cert, "the new CSS certificate")?;
@@ -214,7 +226,11 @@ pub fn phase2b(
             entry.certificate = Some(cert);
         }
         write_sa_db(c, &mut db, Phase::P2b, &sa_plan.name)?;
-        report.did("CSS key certified by SA into sa.db");
+        report.did(PhaseAction::Certify {
+            role: KeyRole::Css,
+            target: None,
+            result: ActionResult::Done,
+        });
     }
     carry_sa_db_to_source_and_targets(
         c,
@@ -250,7 +266,10 @@ pub fn phase3a(
         Some(existing) if existing.public_key == token => {
             check_nonce(c, &path, &existing.provenance)?;
             trust::check_csr_db(&c.plan, &plan_node, &existing)?;
-            report.did(format!("{} (already written)", path.display()))
+            report.did(PhaseAction::WriteFile {
+                file: path.display().to_string(),
+                result: ActionResult::AlreadyDone,
+            })
         }
         Some(_) => {
             return Err(CeremonyError::Conflict {
@@ -268,7 +287,10 @@ pub fn phase3a(
             };
             c.stamp(&mut db, Phase::P3a, target)?;
             write_csr_db(c, &db)?;
-            report.did(format!("{} written", path.display()));
+            report.did(PhaseAction::WriteFile {
+                file: path.display().to_string(),
+                result: ActionResult::Done,
+            });
         }
     }
     report.carry(path, &c.plan.sa.name, "phase 3b certifies the CSR key");
@@ -290,7 +312,11 @@ pub fn phase3b(
     let mut report = begin(c, Phase::P3b, &sa_plan, sa)?;
     if let Some(cert) = &db.certificate {
         verify_issued(c, &sa_db, cert, "the CSR certificate")?;
-        report.did(format!("CSR key of {target} certified (already)"));
+        report.did(PhaseAction::Certify {
+            role: KeyRole::Csr,
+            target: Some(target.into()),
+            result: ActionResult::AlreadyDone,
+        });
     } else {
         confirm_key(
             &db.public_key,
@@ -299,16 +325,21 @@ pub fn phase3b(
             &format!("phase 3a on {target}"),
             "--csr-fingerprint",
         )?;
-        report.did(format!(
-            "CSR key fingerprint of {target} confirmed: {}",
-            key_fingerprint(&db.public_key)?
-        ));
+        report.did(PhaseAction::ConfirmFingerprint {
+            role: KeyRole::Csr,
+            target: Some(target.into()),
+            fingerprint: key_fingerprint(&db.public_key)?.to_string(),
+        });
         let cert = certify(c, Phase::P3b, sa, &db.public_key, &plan_node)?;
         verify_issued(c, &sa_db, &cert, "the new CSR certificate")?;
         db.certificate = Some(cert);
         c.stamp(&mut db, Phase::P3b, &sa_plan.name)?;
         write_csr_db(c, &db)?;
-        report.did(format!("CSR key of {target} certified by SA"));
+        report.did(PhaseAction::Certify {
+            role: KeyRole::Csr,
+            target: Some(target.into()),
+            result: ActionResult::Done,
+        });
     }
     report.carry(
         c.layout.csr_db(target),

@@ -22,6 +22,7 @@ use mkclone_formats::pka::{
 use crate::ceremony::{Ceremony, Done, PhaseReport};
 use crate::event::{Action, Note};
 use crate::phase::Phase;
+use crate::phase_action::{ActionResult, PhaseAction};
 use mkclone_formats::seal::SealedShareParts;
 
 use crate::dbs::{
@@ -51,12 +52,8 @@ use files::*;
 use preflight::*;
 use steps::*;
 
-pub(super) fn applied_word<T>(a: &Applied<T>) -> &'static str {
-    if a.was_already_done() {
-        "already done"
-    } else {
-        "done"
-    }
+pub(super) fn applied_result<T>(a: &Applied<T>) -> ActionResult {
+    ActionResult::applied(a.was_already_done())
 }
 
 pub(super) fn format_err(
@@ -186,7 +183,8 @@ pub(super) fn end(c: &mut Ceremony, report: PhaseReport) -> Result<PhaseReport> 
         report.phase,
         &report.node,
         Note::PhaseDone {
-            actions: report.actions.clone(),
+            // The journal keeps each action as its line (the journal's format).
+            actions: report.actions.iter().map(ToString::to_string).collect(),
         },
     )?;
     Ok(report)

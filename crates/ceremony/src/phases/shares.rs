@@ -37,9 +37,12 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
                     && check_nonce(c, &path, &b.provenance).is_ok()
                     && trust::check_bundle(&c.plan, &plan_target, kind, index, &b).is_ok()
                 {
-                    report.did(format!(
-                        "{kind} share {index} for {target} (already obtained)"
-                    ));
+                    report.did(PhaseAction::ObtainShare {
+                        kind,
+                        index,
+                        target: target.to_string(),
+                        result: ActionResult::AlreadyDone,
+                    });
                     continue;
                 }
                 // Never overwritten: it may be the only copy of something someone needs.
@@ -101,7 +104,12 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
                     file: path.display().to_string(),
                 },
             )?;
-            report.did(format!("{kind} share {index} for {target} obtained"));
+            report.did(PhaseAction::ObtainShare {
+                kind,
+                index,
+                target: target.to_string(),
+                result: ActionResult::Done,
+            });
         }
     }
     let _ = ready.css_certificate;
@@ -235,9 +243,10 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
             && let Some(current) = current_pattern(&st, kind)
             && current == expected
         {
-            report.did(format!(
-                "{kind}: CURRENT already equals the source's ({current}; the plan's source_patterns)"
-            ));
+            report.did(PhaseAction::CurrentEqualsSource {
+                kind,
+                pattern: current,
+            });
             continue;
         }
         // Every share is installed, also when NEW is already full: the device answers
@@ -264,11 +273,11 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
                     ..Done::applied(p)
                 },
             )?;
-            report.did(format!(
-                "{kind} share {} installed ({})",
-                b.index,
-                applied_word(&progress)
-            ));
+            report.did(PhaseAction::InstallShare {
+                kind,
+                index: b.index,
+                result: applied_result(&progress),
+            });
             if progress.value() == InstallProgress::Complete {
                 complete = true;
                 break;
@@ -303,14 +312,11 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
                 pattern: new.clone(),
             },
         )?;
-        report.did(format!(
-            "{kind}: NEW confirmed equal to the source's CURRENT ({new}; {})",
-            match authority {
-                PatternAuthority::Plan => "the plan's source_patterns",
-                PatternAuthority::SignedShares =>
-                    "the pattern the source's CSS key signed in every share, checked by this device",
-            }
-        ));
+        report.did(PhaseAction::ConfirmNew {
+            kind,
+            pattern: new.clone(),
+            against: authority,
+        });
         // CURRENT already holds that very key (a SET an earlier run made, whose outcome
         // this run cannot otherwise trust): NEW is cleared and no SET is made, which would
         // destroy the OLD key.
@@ -322,9 +328,7 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
                 || node.clear_new(kind),
                 Done::applied,
             )?;
-            report.did(format!(
-                "{kind}: CURRENT already holds it (an earlier SET): NEW cleared, no SET"
-            ));
+            report.did(PhaseAction::AlreadySet { kind });
             continue;
         }
         to_set.push((kind, new));
@@ -351,9 +355,10 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
                     kind: *kind,
                 },
             )?;
-            report.did(format!(
-                "{kind}: CURRENT {current} becomes OLD (--replace-current): re-encipher the keys enciphered under it"
-            ));
+            report.did(PhaseAction::ReplaceCurrent {
+                kind: *kind,
+                pattern: current,
+            });
         }
     }
     for (kind, incoming) in to_set {
@@ -382,7 +387,10 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
                 detail: "after SET it does not hold the source's key".into(),
             });
         }
-        report.did(format!("{kind}: SET; CURRENT = {incoming}"));
+        report.did(PhaseAction::Set {
+            kind,
+            pattern: incoming,
+        });
     }
     end(c, report)
 }

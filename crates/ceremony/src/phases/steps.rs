@@ -18,7 +18,10 @@ pub(super) fn ensure_eid(
     let current = status(node, &plan.name)?.identity.eid;
     match current {
         Some(eid) if eid == plan.eid => {
-            report.did(format!("EID {} (already set)", plan.eid));
+            report.did(PhaseAction::SetEid {
+                eid: plan.eid.to_string(),
+                result: ActionResult::AlreadyDone,
+            });
             Ok(())
         }
         Some(eid) => Err(CeremonyError::Conflict {
@@ -37,7 +40,10 @@ pub(super) fn ensure_eid(
                 || node.set_eid(&eid),
                 Done::applied,
             )?;
-            report.did(format!("EID {} ({})", plan.eid, applied_word(&a)));
+            report.did(PhaseAction::SetEid {
+                eid: plan.eid.to_string(),
+                result: applied_result(&a),
+            });
             Ok(())
         }
     }
@@ -63,14 +69,15 @@ pub(super) fn install_sa_key(
         || node.set_m_of_n(m_of_n),
         Done::applied,
     )?;
-    report.did(format!("m-of-n {m_of_n} ({})", applied_word(&a)));
+    report.did(PhaseAction::SetMOfN {
+        m_of_n,
+        result: applied_result(&a),
+    });
     if c.plan.dual_control {
-        report.did(format!(
-            "SA public key: registered under dual control, by two people: \
-             `mkclone register-sa-hash --node {name} --operator NAME`, then \
-             `mkclone register-sa-key --node {name} --operator NAME` (fingerprint {})",
-            db.sa_hash.fingerprint()
-        ));
+        report.did(PhaseAction::SaKeyDualControl {
+            node: name.to_string(),
+            fingerprint: db.sa_hash.fingerprint().to_string(),
+        });
         return Ok(());
     }
     c.note(
@@ -82,16 +89,16 @@ pub(super) fn install_sa_key(
         },
     )?;
     let a = register_sa_hash_step(c, phase, node, name, db, false)?;
-    report.did(format!(
-        "SA public-key hash registered, CLONE ({}): {}",
-        applied_word(&a),
-        db.sa_hash.fingerprint()
-    ));
+    report.did(PhaseAction::RegisterSaHash {
+        operator: None,
+        fingerprint: Some(db.sa_hash.fingerprint().to_string()),
+        result: applied_result(&a),
+    });
     let a = register_sa_key_step(c, phase, node, name, db, None)?;
-    report.did(format!(
-        "SA public key registered, CLONE, matching its hash ({})",
-        applied_word(&a)
-    ));
+    report.did(PhaseAction::RegisterSaKey {
+        operator: None,
+        result: applied_result(&a),
+    });
     Ok(())
 }
 
@@ -227,16 +234,21 @@ pub(super) fn generate_announced(
     } else {
         Phase::P3b
     };
-    report.did(format!(
-        "{role} key fingerprint (read it to the SA operator for phase {certified_at}): {}",
-        key_fingerprint(token.value_ref())?
-    ));
+    report.did(PhaseAction::KeyFingerprint {
+        role,
+        certified_at,
+        fingerprint: key_fingerprint(token.value_ref())?.to_string(),
+    });
     let label = if role == KeyRole::Css {
         c.plan.css_label()
     } else {
         c.plan.csr_label()
     };
-    report.did(format!("{role} key {label} ({})", applied_word(&token)));
+    report.did(PhaseAction::GenerateKey {
+        role,
+        label: label.to_string(),
+        result: applied_result(&token),
+    });
     Ok(token.value())
 }
 

@@ -187,11 +187,15 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
     };
 
     // Nodes.
-    let mut names: Vec<(&str, &'static str, &PlanNode)> = vec![
-        (plan.sa.name.as_str(), "SA", &plan.sa),
-        (plan.source.name.as_str(), "source", &plan.source),
+    let mut names: Vec<(&str, Role, &PlanNode)> = vec![
+        (plan.sa.name.as_str(), Role::Sa, &plan.sa),
+        (plan.source.name.as_str(), Role::Source, &plan.source),
     ];
-    names.extend(plan.targets.iter().map(|t| (t.name.as_str(), "target", t)));
+    names.extend(
+        plan.targets
+            .iter()
+            .map(|t| (t.name.as_str(), Role::Target, t)),
+    );
     let mut node_views: Vec<NodeView> = Vec::new();
     for (name, role, planned) in names {
         if let Some(v) = node_views.iter_mut().find(|v| v.name == name) {
@@ -228,7 +232,7 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
             name: name.to_string(),
             roles: vec![role],
             planned_eid: planned.eid.to_string(),
-            pinned_serial: planned.expect_serial.as_ref().map(ToString::to_string),
+            expect_serial: planned.expect_serial.as_ref().map(ToString::to_string),
             status,
             serial,
             eid,
@@ -238,8 +242,8 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
         });
     }
     for v in &mut node_views {
-        let is_target = v.roles.contains(&"target");
-        let is_source = v.roles.contains(&"source");
+        let is_target = v.roles.contains(&Role::Target);
+        let is_source = v.roles.contains(&Role::Source);
         v.kinds = plan
             .kinds
             .iter()
@@ -247,7 +251,7 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
                 let before = v.before.as_ref().map(|s| register_of(s, *kind));
                 let after = v.after.as_ref().map(|s| register_of(s, *kind));
                 let equals_source = match (&after, is_target && !is_source) {
-                    (Some(Some(reg)), true) if reg.current == "valid" => v
+                    (Some(Some(reg)), true) if reg.current == CurrentState::Valid => v
                         .after
                         .as_ref()
                         .and_then(|s| s.status.as_ref())
@@ -265,18 +269,14 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
                     }
                 };
                 KindPatterns {
-                    kind: kind.to_string(),
+                    kind: *kind,
                     current_before: match &before {
                         None => NOT_RECORDED.to_string(),
-                        Some(reg) => {
-                            current_text(reg.as_ref(), |r| (&r.current, &r.current_patterns))
-                        }
+                        Some(reg) => current_text(reg.as_ref(), Register::Current),
                     },
                     current_after: match &after {
                         None => "not read".to_string(),
-                        Some(reg) => {
-                            current_text(reg.as_ref(), |r| (&r.current, &r.current_patterns))
-                        }
+                        Some(reg) => current_text(reg.as_ref(), Register::Current),
                     },
                     new_after: match &after {
                         None => "not read".to_string(),
@@ -284,7 +284,7 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
                     },
                     old_after: match &after {
                         None => "not read".to_string(),
-                        Some(reg) => current_text(reg.as_ref(), |r| (&r.old, &r.old_patterns)),
+                        Some(reg) => current_text(reg.as_ref(), Register::Old),
                     },
                     equals_source,
                     mark,
@@ -295,7 +295,7 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
 
     // Identity pinning.
     for v in &node_views {
-        if let (Some(pinned), Some(after)) = (&v.pinned_serial, &v.after)
+        if let (Some(pinned), Some(after)) = (&v.expect_serial, &v.after)
             && after.serial.as_deref() != Some(pinned.as_str())
         {
             missing.push(format!(
@@ -398,7 +398,7 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
                 .find_map(TimelineEntry::done_at);
                 shares.push(ShareView {
                     target: t.name.clone(),
-                    kind: kind.to_string(),
+                    kind: *kind,
                     index: index.get(),
                     planned: true,
                     file: crate::dbs::bundle_name(&t.name, *kind, *index),
@@ -424,7 +424,7 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
             ));
             shares.push(ShareView {
                 target: b.target.clone(),
-                kind: b.kind.to_string(),
+                kind: b.kind,
                 index: b.index.get(),
                 planned: false,
                 file: file_name(path),
@@ -457,11 +457,11 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
             let confirmed = confirmation.map(|(_, p)| p.to_string());
             let confirmed_against = confirmation.map(|(a, _)| a.name().to_string());
             let current_equals_source = view
-                .and_then(|v| v.kinds.iter().find(|k| k.kind == kind.to_string()))
+                .and_then(|v| v.kinds.iter().find(|k| k.kind == *kind))
                 .and_then(|k| k.equals_source);
             set.push(SetView {
                 target: t.name.clone(),
-                kind: kind.to_string(),
+                kind: *kind,
                 set: done,
                 confirmed,
                 confirmed_against,
@@ -473,10 +473,8 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
     // What is missing, in ceremony order.
     for t in &plan.targets {
         for kind in &plan.kinds {
-            let of = |s: &&ShareView| s.planned && s.target == t.name && s.kind == kind.to_string();
-            let s = set
-                .iter()
-                .find(|s| s.target == t.name && s.kind == kind.to_string());
+            let of = |s: &&ShareView| s.planned && s.target == t.name && s.kind == *kind;
+            let s = set.iter().find(|s| s.target == t.name && s.kind == *kind);
             let was_set = s.is_some_and(|s| s.set.is_some());
             let equal_now = s.and_then(|s| s.current_equals_source);
             for share in shares.iter().filter(of) {
@@ -527,8 +525,6 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
     let journals: Vec<JournalView> = sources.into_iter().map(|s| s.view).collect();
     let runs = runs(&timeline, &journals);
     Ok(Report {
-        format: FORMAT,
-        version: VERSION,
         ceremony: plan.id.clone(),
         nonce,
         rehearsal,
@@ -686,14 +682,14 @@ pub(super) fn plan_view(plan: &Plan) -> PlanView {
         id: plan.id.clone(),
         m: plan.m_of_n.m(),
         n: plan.m_of_n.n(),
-        kinds: plan.kinds.iter().map(ToString::to_string).collect(),
+        kinds: plan.kinds.clone(),
         share_indices: plan.share_indices.iter().map(|i| i.get()).collect(),
         rsa_bits: plan.bits.bits(),
         rehearsal: plan.rehearsal,
         dual_control: plan.dual_control,
-        sa: (&plan.sa).into(),
-        source: (&plan.source).into(),
-        targets: plan.targets.iter().map(Into::into).collect(),
+        sa: plan.sa.clone(),
+        source: plan.source.clone(),
+        targets: plan.targets.clone(),
         sa_label: plan.sa_label().to_string(),
         css_label: plan.css_label().to_string(),
         csr_label: plan.csr_label().to_string(),

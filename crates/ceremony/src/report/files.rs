@@ -58,7 +58,7 @@ pub(super) struct Certification<'a> {
 pub(super) fn certified_key(
     plan: &Plan,
     sa: Option<&RsaPublicKey>,
-    who: (&'static str, &str, String),
+    who: (KeyRole, &str, String),
     key: (&PublicKeyToken, Option<&Certificate>),
     c: Certification<'_>,
 ) -> KeyView {
@@ -126,7 +126,7 @@ pub(super) fn keys(
 ) -> (Vec<KeyView>, Option<String>) {
     let mut out = Vec::new();
     // A key no file vouches for (absent, unreadable, erased): no fingerprint, not certified.
-    let absent = |role: &'static str, node: &str, file: String, state: String| KeyView {
+    let absent = |role: KeyRole, node: &str, file: String, state: String| KeyView {
         role,
         node: node.to_string(),
         file,
@@ -139,14 +139,19 @@ pub(super) fn keys(
         Ok(Some(db)) => Some(db),
         Ok(None) => {
             missing.push(format!("sa.db: the SA key (phase 1 on {})", plan.sa.name));
-            out.push(absent("SA", &plan.sa.name, "sa.db".into(), "absent".into()));
+            out.push(absent(
+                KeyRole::Sa,
+                &plan.sa.name,
+                "sa.db".into(),
+                "absent".into(),
+            ));
             None
         }
         Err(e) => {
             warnings.push(e.to_string());
             missing.push("a readable sa.db".into());
             out.push(absent(
-                "SA",
+                KeyRole::Sa,
                 &plan.sa.name,
                 "sa.db".into(),
                 format!("unreadable: {e}"),
@@ -167,7 +172,7 @@ pub(super) fn keys(
     let fingerprint = db.as_ref().map(|db| db.sa_hash.fingerprint());
     if let Some(db) = &db {
         out.push(KeyView {
-            role: "SA",
+            role: KeyRole::Sa,
             node: db.sa_node.clone(),
             file: "sa.db".into(),
             state: if sa_key.is_some() {
@@ -187,7 +192,7 @@ pub(super) fn keys(
                 plan.source.name
             ));
             out.push(absent(
-                "CSS",
+                KeyRole::Css,
                 &plan.source.name,
                 "sa.db".into(),
                 "absent".into(),
@@ -196,7 +201,7 @@ pub(super) fn keys(
         Some(css) => out.push(certified_key(
             plan,
             sa_key.as_ref(),
-            ("CSS", &css.node, "sa.db".into()),
+            (KeyRole::Css, &css.node, "sa.db".into()),
             (&css.public_key, css.certificate.as_ref()),
             Certification {
                 what: "the CSS key".into(),
@@ -213,7 +218,12 @@ pub(super) fn keys(
             Err(e) => {
                 warnings.push(e.to_string());
                 missing.push(format!("a readable {file}"));
-                out.push(absent("CSR", &t.name, file, format!("unreadable: {e}")));
+                out.push(absent(
+                    KeyRole::Csr,
+                    &t.name,
+                    file,
+                    format!("unreadable: {e}"),
+                ));
             }
             Ok(None) => {
                 // Erased by the clean-up after 3d or by an abort: recorded, not missing.
@@ -227,12 +237,12 @@ pub(super) fn keys(
                         "absent".into()
                     }
                 };
-                out.push(absent("CSR", &t.name, file, state));
+                out.push(absent(KeyRole::Csr, &t.name, file, state));
             }
             Ok(Some(db)) => out.push(certified_key(
                 plan,
                 sa_key.as_ref(),
-                ("CSR", &db.target, file),
+                (KeyRole::Csr, &db.target, file),
                 (&db.public_key, db.certificate.as_ref()),
                 Certification {
                     what: format!("the CSR key of {}", t.name),

@@ -54,6 +54,7 @@ use crate::event::{Action, Entry, Note, Outcome, RunStart, StepResult};
 use crate::failure::CeremonyError;
 use crate::journal::{self, GENESIS_PREV, Record};
 use crate::marks::Chain;
+use crate::phase::Role;
 use crate::plan::{Plan, PlanNode};
 
 mod build;
@@ -80,13 +81,15 @@ use nodes::*;
 use page::*;
 use timeline::*;
 
-/// `format` of the JSON report.
-pub const FORMAT: &str = "mkclone-ceremony-report";
-/// `version` of the JSON report. 2: timeline entries carry typed `action`, `note` and
-/// `outcome` instead of a raw `detail`. 3: `journals` (A, B, …) instead of `journal`,
-/// times as `{utc, local}`, record references as `{journal, seq}`, `runs`, `open_items`,
-/// `nonce`, `generated_by`, and each share's `file`.
-pub const VERSION: u32 = 3;
+/// `version` of the JSON report (`format` "mkclone-report", docs/JSON.md; the command
+/// line adds both). 2: timeline entries carry typed `action`, `note` and `outcome`
+/// instead of a raw `detail`. 3: `journals` (A, B, …) instead of `journal`, times as
+/// `{utc, local}`, record references as `{journal, seq}`, `runs`, `open_items`, `nonce`,
+/// `generated_by`, and each share's `file`. 4: `format` "mkclone-report" (was
+/// "mkclone-ceremony-report") with `mkclone`; master-key kinds spelled "sym", "asym",
+/// roles "sa", "css", "csr"; snapshot registers as `status` gives them; `expect_serial`
+/// (the plan's nodes as the plan gives them) instead of `pinned_serial`.
+pub const VERSION: u32 = 4;
 
 /// Shown where the journal holds no `node-status` record of a node.
 pub const NOT_RECORDED: &str = "not recorded";

@@ -5,8 +5,6 @@ use super::*;
 /// Everything a ceremony report says.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    pub format: &'static str,
-    pub version: u32,
     pub ceremony: String,
     /// The ceremony nonce the journals carry (None: no journal record).
     pub nonce: Option<String>,
@@ -109,47 +107,31 @@ pub struct PlanView {
     pub id: String,
     pub m: u8,
     pub n: u8,
-    pub kinds: Vec<String>,
+    pub kinds: Vec<CloneableKind>,
     pub share_indices: Vec<u8>,
     pub rsa_bits: u16,
     pub rehearsal: bool,
     /// The SA key is registered on each node by two named operators (hash, then key).
     pub dual_control: bool,
-    pub sa: PlanNodeView,
-    pub source: PlanNodeView,
-    pub targets: Vec<PlanNodeView>,
+    /// The plan's nodes as the plan (and the worksheet) gives them: `name`, `eid`,
+    /// `expect_serial` (docs/JSON.md: one spelling).
+    pub sa: PlanNode,
+    pub source: PlanNode,
+    pub targets: Vec<PlanNode>,
     pub sa_label: String,
     pub css_label: String,
     pub csr_label: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PlanNodeView {
-    pub name: String,
-    pub eid: String,
-    /// The serial number the node must report (identity pinning).
-    pub pinned_serial: Option<String>,
-}
-
-impl From<&PlanNode> for PlanNodeView {
-    fn from(n: &PlanNode) -> Self {
-        Self {
-            name: n.name.clone(),
-            eid: n.eid.to_string(),
-            pinned_serial: n.expect_serial.as_ref().map(ToString::to_string),
-        }
-    }
 }
 
 /// One node of the plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeView {
     pub name: String,
-    /// "SA", "source", "target".
-    pub roles: Vec<&'static str>,
+    /// "sa", "source", "target" (as every JSON document spells a node's role).
+    pub roles: Vec<Role>,
     pub planned_eid: String,
     /// The serial number the plan pins, if any.
-    pub pinned_serial: Option<String>,
+    pub expect_serial: Option<String>,
     /// "read", "unavailable: <reason>" or "not read".
     pub status: String,
     /// From the status read now, else from the journal's first `node-status` record.
@@ -172,8 +154,9 @@ pub struct Snapshot {
     pub phase: Option<String>,
     pub serial: Option<String>,
     pub eid: Option<String>,
-    pub registers: Vec<RegisterView>,
-    /// The status it was made from, for comparisons (its text is in `registers`).
+    /// As `status` gives them (docs/JSON.md: one spelling; the page words them).
+    pub registers: Vec<RegisterStatus>,
+    /// The status it was made from, for comparisons.
     #[serde(skip)]
     pub(super) status: Option<NodeStatus>,
 }
@@ -185,23 +168,10 @@ pub struct RecordRef {
     pub seq: u64,
 }
 
-/// One master key's registers: states ("empty", "partial", "full" for NEW; "valid",
-/// "invalid" for CURRENT and OLD) and patterns ("SHA-1 0123…").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RegisterView {
-    pub kind: String,
-    pub new: String,
-    pub current: String,
-    pub old: String,
-    pub new_patterns: Vec<String>,
-    pub current_patterns: Vec<String>,
-    pub old_patterns: Vec<String>,
-}
-
 /// One planned master key of one node: CURRENT before → after, NEW and OLD after.
 #[derive(Debug, Clone, Serialize)]
 pub struct KindPatterns {
-    pub kind: String,
+    pub kind: CloneableKind,
     pub current_before: String,
     pub current_after: String,
     pub new_after: String,
@@ -215,8 +185,8 @@ pub struct KindPatterns {
 /// A key of the ceremony as its file holds it.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyView {
-    /// "SA", "CSS", "CSR".
-    pub role: &'static str,
+    /// "sa", "css", "csr" (as every JSON document spells a key's role).
+    pub role: KeyRole,
     pub node: String,
     pub file: String,
     /// What the file says, in words.
@@ -245,7 +215,7 @@ pub struct SaRegistrationView {
 #[derive(Debug, Clone, Serialize)]
 pub struct ShareView {
     pub target: String,
-    pub kind: String,
+    pub kind: CloneableKind,
     pub index: u8,
     /// The plan names it.
     pub planned: bool,
@@ -270,7 +240,7 @@ impl ShareView {
 #[derive(Debug, Clone, Serialize)]
 pub struct SetView {
     pub target: String,
-    pub kind: String,
+    pub kind: CloneableKind,
     /// When a journal recorded SET (result ok).
     pub set: Option<At>,
     /// The NEW pattern confirmed equal to the source's before SET.

@@ -22,16 +22,23 @@ pub(super) fn current_state_name(s: CurrentState) -> &'static str {
     }
 }
 
-pub(super) fn register_view(r: &RegisterStatus) -> RegisterView {
+/// One register of a master key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Register {
+    New,
+    Current,
+    Old,
+}
+
+/// The state of register `which` of `r` in words ("empty", "partial", "full" for NEW;
+/// "valid", "invalid" for CURRENT and OLD) and its patterns as the page shows them
+/// ("SHA-1 0123…").
+pub(super) fn register_texts(r: &RegisterStatus, which: Register) -> (&'static str, Vec<String>) {
     let texts = |list: &[VerificationPattern]| list.iter().map(ToString::to_string).collect();
-    RegisterView {
-        kind: r.kind.name().to_string(),
-        new: new_state_name(r.new).into(),
-        current: current_state_name(r.current).into(),
-        old: current_state_name(r.old).into(),
-        new_patterns: texts(&r.new_patterns),
-        current_patterns: texts(&r.current_patterns),
-        old_patterns: texts(&r.old_patterns),
+    match which {
+        Register::New => (new_state_name(r.new), texts(&r.new_patterns)),
+        Register::Current => (current_state_name(r.current), texts(&r.current_patterns)),
+        Register::Old => (current_state_name(r.old), texts(&r.old_patterns)),
     }
 }
 
@@ -42,27 +49,21 @@ pub(super) fn snapshot_of(st: &NodeStatus) -> Snapshot {
         phase: None,
         serial: Some(st.identity.serial.to_string()),
         eid: st.identity.eid.as_ref().map(ToString::to_string),
-        registers: st.registers.iter().map(register_view).collect(),
+        registers: st.registers.clone(),
         status: Some(st.clone()),
     }
 }
 
-pub(super) fn register_of(s: &Snapshot, kind: CloneableKind) -> Option<RegisterView> {
-    s.registers
-        .iter()
-        .find(|r| r.kind.eq_ignore_ascii_case(kind.kind().name()))
-        .cloned()
+pub(super) fn register_of(s: &Snapshot, kind: CloneableKind) -> Option<RegisterStatus> {
+    s.registers.iter().find(|r| r.kind == kind.kind()).cloned()
 }
 
-pub(super) fn current_text(
-    reg: Option<&RegisterView>,
-    field: impl Fn(&RegisterView) -> (&String, &Vec<String>),
-) -> String {
+pub(super) fn current_text(reg: Option<&RegisterStatus>, which: Register) -> String {
     let Some(reg) = reg else {
         return "not reported".into();
     };
-    let (state, patterns) = field(reg);
-    match state.as_str() {
+    let (state, patterns) = register_texts(reg, which);
+    match state {
         "valid" if patterns.is_empty() => "valid (no pattern reported)".into(),
         "valid" => patterns.join(", "),
         "invalid" => "empty".into(),
@@ -70,12 +71,12 @@ pub(super) fn current_text(
     }
 }
 
-pub(super) fn new_text(reg: Option<&RegisterView>) -> String {
+pub(super) fn new_text(reg: Option<&RegisterStatus>) -> String {
     let Some(reg) = reg else {
         return "not reported".into();
     };
-    match (reg.new.as_str(), reg.new_patterns.is_empty()) {
-        ("full", false) => format!("full: {}", reg.new_patterns.join(", ")),
+    match register_texts(reg, Register::New) {
+        ("full", patterns) if !patterns.is_empty() => format!("full: {}", patterns.join(", ")),
         (state, _) => state.to_string(),
     }
 }

@@ -222,22 +222,18 @@ fn register_rich(state: &str, patterns: &[String]) -> Rich {
 /// One register of `kind` in a snapshot; `none` when there is no snapshot.
 fn snapshot_register(
     s: Option<&Snapshot>,
-    kind: &str,
+    kind: CloneableKind,
     none: &str,
-    field: impl Fn(&RegisterView) -> (&String, &Vec<String>),
+    which: Register,
 ) -> Rich {
     let Some(s) = s else {
         return vec![t(none)];
     };
-    match s
-        .registers
-        .iter()
-        .find(|r| r.kind.eq_ignore_ascii_case(kind))
-    {
+    match s.registers.iter().find(|r| r.kind == kind.kind()) {
         None => vec![t("not reported")],
         Some(r) => {
-            let (state, patterns) = field(r);
-            register_rich(state, patterns)
+            let (state, patterns) = register_texts(r, which);
+            register_rich(state, &patterns)
         }
     }
 }
@@ -380,13 +376,18 @@ pub(super) fn page(r: &Report) -> Page {
 
 fn plan_section(p: &PlanView) -> Section {
     let mut nodes = Vec::new();
-    let mut node = |role: &str, n: &PlanNodeView| {
+    let mut node = |role: &str, n: &PlanNode| {
         if !nodes.is_empty() {
             nodes.push(t("; "));
         }
-        nodes.extend([t(format!("{role} ")), m(&n.name), t(" (EID "), m(&n.eid)]);
-        if let Some(serial) = &n.pinned_serial {
-            nodes.extend([t(", serial "), m(serial), t(" pinned")]);
+        nodes.extend([
+            t(format!("{role} ")),
+            m(&n.name),
+            t(" (EID "),
+            m(n.eid.to_string()),
+        ]);
+        if let Some(serial) = &n.expect_serial {
+            nodes.extend([t(", serial "), m(serial.to_string()), t(" pinned")]);
         }
         nodes.push(t(")"));
     };
@@ -407,7 +408,11 @@ fn plan_section(p: &PlanView) -> Section {
                 vec![t(format!(
                     "{}; m-of-n {} of {} (any {} shares rebuild a key); share indices {} for \
                      each target; RSA keys of {} bits",
-                    p.kinds.join(", "),
+                    p.kinds
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     p.m,
                     p.n,
                     p.m,
@@ -464,10 +469,15 @@ fn nodes_section(r: &Report, rec: &dyn Fn(&str, u64) -> String) -> Section {
             }
             vec![
                 vec![m(&n.name)],
-                vec![t(n.roles.join(", "))],
+                vec![t(n
+                    .roles
+                    .iter()
+                    .map(|r| r.name())
+                    .collect::<Vec<_>>()
+                    .join(", "))],
                 vec![t(&n.status)],
                 mono_or_dash(n.serial.as_deref()),
-                mono_or_dash(n.pinned_serial.as_deref()),
+                mono_or_dash(n.expect_serial.as_deref()),
                 eid,
                 match n.before.as_ref().and_then(|b| b.record.as_ref()) {
                     Some(at) => vec![
@@ -486,21 +496,20 @@ fn nodes_section(r: &Report, rec: &dyn Fn(&str, u64) -> String) -> Section {
     for n in &r.nodes {
         for k in &n.kinds {
             let current = |s: Option<&Snapshot>, none: &str| {
-                snapshot_register(s, &k.kind, none, |r| (&r.current, &r.current_patterns))
+                snapshot_register(s, k.kind, none, Register::Current)
             };
-            let mut new_old = snapshot_register(n.after.as_ref(), &k.kind, "not read", |r| {
-                (&r.new, &r.new_patterns)
-            });
+            let mut new_old =
+                snapshot_register(n.after.as_ref(), k.kind, "not read", Register::New);
             new_old.push(t(" / "));
             new_old.extend(snapshot_register(
                 n.after.as_ref(),
-                &k.kind,
+                k.kind,
                 "not read",
-                |r| (&r.old, &r.old_patterns),
+                Register::Old,
             ));
             rows.push(Row::Cells(vec![
                 vec![m(&n.name)],
-                vec![t(&k.kind)],
+                vec![t(k.kind.to_string())],
                 current(n.before.as_ref(), NOT_RECORDED),
                 current(n.after.as_ref(), "not read"),
                 new_old,
@@ -544,7 +553,12 @@ fn keys_section(r: &Report, rec: &dyn Fn(&str, u64) -> String) -> Section {
             if let Some(f) = &k.fingerprint {
                 state.extend([t("; fingerprint "), m(f)]);
             }
-            vec![vec![t(k.role)], vec![m(&k.node)], vec![m(&k.file)], state]
+            vec![
+                vec![t(k.role.name())],
+                vec![m(&k.node)],
+                vec![m(&k.file)],
+                state,
+            ]
         },
     )];
     blocks.push(Block::Subheading(
@@ -629,7 +643,7 @@ fn shares_section(r: &Report, rec: &dyn Fn(&str, u64) -> String) -> Section {
             }
             Row::Cells(vec![
                 vec![m(&s.target)],
-                vec![t(&s.kind)],
+                vec![t(s.kind.to_string())],
                 vec![t(shares
                     .iter()
                     .map(|x| x.index.to_string())

@@ -96,10 +96,13 @@ fn the_first_readable_node_status_is_the_before() {
         })
     );
     assert_eq!(s.serial.as_deref(), Some("S1"));
-    assert_eq!(s.registers[0].current_patterns, ["SHA-1 0101010101010101"]);
+    assert_eq!(
+        s.registers[0].current_patterns[0].to_string(),
+        "SHA-1 0101010101010101"
+    );
     let sym = register_of(&s, CloneableKind::Sym);
     assert_eq!(
-        current_text(sym.as_ref(), |r| (&r.current, &r.current_patterns)),
+        current_text(sym.as_ref(), Register::Current),
         "SHA-1 0101010101010101"
     );
     assert!(first_node_status(&recs(&records), "other").is_none());
