@@ -348,8 +348,10 @@ impl FileCard {
         let mut state = current(path, last)?.clone();
         let (out, changed) = f(&mut state);
         if changed {
-            // A failed write leaves `last` as it is: still the file, if the path still
-            // names it (a write that failed after its rename does not).
+            // Let go of the old file before replacing it, as a store that keeps nothing
+            // would: the rename frees it. After a failed write, the next request reads the
+            // file again.
+            *last = None;
             *last = Some(write(path, state)?);
         }
         Ok(out)
