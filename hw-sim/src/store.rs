@@ -449,6 +449,19 @@ mod tests {
         path
     }
 
+    /// This test binary run again as another process, for its test `name` alone, with `env`
+    /// set to the card file `path`; its standard input and output are pipes.
+    fn spawn_child(name: &str, env: &str, path: &Path) -> std::process::Child {
+        Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(env, path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// Not a test of its own: the other process of
     /// `a_card_held_by_another_process_fails_after_the_short_wait_naming_it`, which runs this
     /// test binary again with `HOLDER_ENV` set. It holds the card through a request until its
@@ -477,19 +490,7 @@ mod tests {
         // Our store has used the card before: its lock file is open, and names us.
         let store = Store::open_file(&path).unwrap();
         store.with_state(|_| ((), false)).unwrap();
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "store::tests::card_holder_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(HOLDER_ENV, &path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_child("store::tests::card_holder_child", HOLDER_ENV, &path);
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         assert!(
             lines
@@ -656,19 +657,7 @@ mod tests {
         let store = Store::open_file(&path).unwrap();
         let read_eid = || store.with_state(|s| (s.eid.clone(), false)).unwrap();
         assert_eq!(read_eid(), None);
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "store::tests::card_writer_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(WRITER_ENV, &path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_child("store::tests::card_writer_child", WRITER_ENV, &path);
         let mut to_child = child.stdin.take().unwrap();
         let mut answers = BufReader::new(child.stdout.take().unwrap())
             .lines()

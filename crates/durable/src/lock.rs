@@ -392,6 +392,22 @@ mod tests {
         (s, path)
     }
 
+    /// `err` says that the lock at `path` is held by this process, named as it names itself.
+    fn assert_locked_by_this_process(err: &DurableError, path: &Path) {
+        match err {
+            DurableError::Locked {
+                lock_file,
+                pid,
+                command,
+            } => {
+                assert_eq!(lock_file, path);
+                assert_eq!(*pid, Some(std::process::id()));
+                assert_eq!(command.as_deref(), Some(holder_command().as_str()));
+            }
+            other => panic!("{other}"),
+        }
+    }
+
     #[test]
     fn the_holder_names_itself_is_named_to_others_and_clears_its_name_on_release() {
         let (_dir, path) = lock_path();
@@ -406,18 +422,7 @@ mod tests {
         let start = Instant::now();
         let err = LockFile::try_acquire(&path).unwrap_err();
         assert!(start.elapsed() < Duration::from_millis(500));
-        match &err {
-            DurableError::Locked {
-                lock_file,
-                pid,
-                command,
-            } => {
-                assert_eq!(lock_file, &path);
-                assert_eq!(*pid, Some(std::process::id()));
-                assert_eq!(command.as_deref(), Some(holder_command().as_str()));
-            }
-            other => panic!("{other}"),
-        }
+        assert_locked_by_this_process(&err, &path);
         let holder = format!("pid {} ({})", std::process::id(), holder_command());
         let msg = err.to_string();
         assert!(msg.contains(&format!("is held by {holder}")), "{msg}");
@@ -622,18 +627,7 @@ mod tests {
             .hold_within(Duration::from_millis(200))
             .unwrap_err();
         assert!(start.elapsed() >= Duration::from_millis(200));
-        match &err {
-            DurableError::Locked {
-                lock_file,
-                pid,
-                command,
-            } => {
-                assert_eq!(lock_file, &path);
-                assert_eq!(*pid, Some(std::process::id()));
-                assert_eq!(command.as_deref(), Some(holder_command().as_str()));
-            }
-            other => panic!("{other}"),
-        }
+        assert_locked_by_this_process(&err, &path);
         drop(held);
         drop(reusable.hold_within(Duration::ZERO).unwrap());
     }
