@@ -13,10 +13,12 @@
 //!
 //! and, after criterion's runs, a breakdown of each configuration: wall time, the process's
 //! CPU time, each category of primitives (RSA, 3DES, SHA: calls, wall and CPU time) and
-//! fsync (calls, wall), and our own CPU (the process's CPU time minus the primitives' and
-//! fsync's CPU time), and, for serial runs, the rest of the wall time (wall minus every
-//! category's wall: the figure tracked before); then the demo's wall time and peak memory. Figures are recorded in
-//! docs/PERFORMANCE.md.
+//! fsync (calls, wall / CPU: a durable write counts whole), and our own CPU (the process's
+//! CPU time minus the primitives' and fsync's CPU time), and, for serial runs, the rest of
+//! the wall time (wall minus every category's wall: the figure tracked before); then one
+//! card's requests through its store, file-backed and in memory (CPU per request: what the
+//! simulator's card file protocol costs at each request); then the demo's wall time and
+//! peak memory. Figures are recorded in docs/PERFORMANCE.md.
 //!
 //!     cargo bench --bench ceremony            # everything
 //!     cargo bench --bench ceremony -- none    # only the breakdown and the demo figures
@@ -248,7 +250,7 @@ fn breakdown(runs: u32) {
          categories: calls, wall summed over threads / CPU)"
     );
     println!(
-        "{:<28} {:>8} {:>8} {:>22} {:>13} {:>9} {:>16} {:>9} {:>14} {:>7} {:>7} {:>13}",
+        "{:<28} {:>8} {:>8} {:>22} {:>13} {:>9} {:>18} {:>9} {:>14} {:>7} {:>7} {:>13}",
         "configuration",
         "wall",
         "CPU",
@@ -304,7 +306,7 @@ fn breakdown(runs: u32) {
                 .unwrap_or_default()
         };
         println!(
-            "{label:<28} {:>8.1} {:>8.1} {:>5.0} {:>7.1}/{:>7.1} {:>3.0} {:>4.1}/{:>4.1} {:>3.0} {:>4.1} {:>4.0} {:>10.1} {:>9.0} {:>14.1} {:>6.1}% {:>6.1}% {rest:>13}{vs_serial}",
+            "{label:<28} {:>8.1} {:>8.1} {:>5.0} {:>7.1}/{:>7.1} {:>3.0} {:>4.1}/{:>4.1} {:>3.0} {:>4.1} {:>4.0} {:>7.1}/{:>5.1} {:>9.0} {:>14.1} {:>6.1}% {:>6.1}% {rest:>13}{vs_serial}",
             b.wall / 1e6,
             b.process_cpu / 1e6,
             rsa.0,
@@ -317,10 +319,65 @@ fn breakdown(runs: u32) {
             sha.1,
             fsync.0,
             fsync.1,
+            fsync.2,
             b.requests,
             ours,
             100.0 * ours * 1e6 / b.wall,
             100.0 * ours * 1e6 / b.process_cpu,
+        );
+    }
+}
+
+/// The simulator's card protocol alone: requests on one card through its store (the
+/// source's card after a 1 -> 1 ceremony: retained keys, registrations, master keys),
+/// file-backed and in memory. `reads` requests that leave the card unchanged, then a tenth
+/// as many that change it (its EID, to one of two values of the same length); process CPU
+/// per request, and for the changes the CPU inside the fsync category (the durable write).
+fn card_requests(reads: u32) {
+    println!(
+        "\none card's requests through its store (the source card after a 1 -> 1 ceremony): \
+         CPU per request (us)"
+    );
+    for memory_cards in [false, true] {
+        let config = Config {
+            targets: 1,
+            jobs: 1,
+            latency: Duration::ZERO,
+            memory_cards,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut cards = setup(dir.path(), config);
+        one_ceremony(dir.path(), &mut cards, config);
+        let store = cards["source"].transport().store().clone();
+        let start = timing::process_cpu_nanos();
+        for _ in 0..reads {
+            store.with_state(|s| (s.eid.is_some(), false)).unwrap();
+        }
+        let read = (timing::process_cpu_nanos() - start) as f64 / f64::from(reads) / 1e3;
+        let changes = (reads / 10).max(1);
+        let eids = [Eid::new("SOURCE").unwrap(), Eid::new("SOURCX").unwrap()];
+        let before = timing::snapshot();
+        let start = timing::process_cpu_nanos();
+        for i in 0..changes {
+            let eid = eids[i as usize % 2].clone();
+            store
+                .with_state(|s| {
+                    s.eid = Some(eid);
+                    ((), true)
+                })
+                .unwrap();
+        }
+        let per_change = |nanos: u64| nanos as f64 / f64::from(changes) / 1e3;
+        let change = per_change(timing::process_cpu_nanos() - start);
+        let fsync = per_change(
+            timing::snapshot()
+                .since(&before)
+                .cpu_nanos(Category::FileSync),
+        );
+        let kind = if memory_cards { "in memory" } else { "file" };
+        println!(
+            "  card {kind:<9}: unchanged {read:>7.1} ({reads} requests); changed {change:>7.1}, \
+             of which {fsync:.1} in the fsync category ({changes} requests)"
         );
     }
 }
@@ -377,6 +434,7 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(5);
     breakdown(runs);
+    card_requests(2000);
     if std::env::var_os("MKCLONE_BENCH_ONLY").is_none() {
         demo_figures(10);
     }

@@ -3,9 +3,18 @@
 //!
 //! A file card is locked for the whole of each request: read, run the verb, write. The
 //! lock, the writes and the clean-up are mkclone's one durable module (`mkclone_durable`):
-//! the lock is its [`LockFile`] on `<file>.lock`; writes are its atomic replacement
+//! the lock is an `flock` of `<file>.lock`, kept open by each store from one request to
+//! the next ([`ReusableLock`]: one `flock`, `lstat` and `pread` per request, the file
+//! opened anew if it was removed or replaced); writes are its atomic replacement
 //! (temporary file in the same directory, created 0600, fsync, rename, fsync of the
 //! directory), and the card file is 0600: it holds keys in the clear (REHEARSAL ONLY).
+//!
+//! Every request sees the card as its file holds it then, whoever wrote it last, for one
+//! `stat` when the file has not changed: a store keeps the card file it last read or wrote
+//! open, with its state, and reads the file again only when the path names another file
+//! (every write replaces the file, so it has another inode, and the kept file's inode
+//! cannot be reused while it is open) or when its size or times changed (a file written in
+//! place, by hand); it parses the file again only when its bytes differ.
 //!
 //! The lock is never waited for silently without end: a request whose card is locked by
 //! another process polls for at most [`LOCK_WAIT`], then fails with
@@ -14,13 +23,16 @@
 //! `card-XX.json.tmp.<pid>` as an earlier mkclone named them) that a killed process left
 //! behind is removed when the card is next opened, once its process is gone.
 
-use std::fs;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mkclone_backend::timing::{self, Category};
-use mkclone_durable::{DurableError, LockFile, Sensitivity};
+use mkclone_durable::{DurableError, LockFile, ReusableLock, Sensitivity};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
@@ -88,18 +100,69 @@ impl StoreError {
 #[derive(Clone, Debug)]
 pub enum Store {
     Memory(Arc<Mutex<CardState>>),
-    File(PathBuf, Parsed),
+    File(FileCard),
 }
 
-/// The last state parsed from a card file, with the bytes it was parsed from. Every request
-/// reads the file again (another process may have changed it) but parses it, and checks it,
-/// only when its bytes differ: most requests of a ceremony read a card that has not changed
-/// since the last one.
-#[derive(Clone, Debug, Default)]
-pub struct Parsed(Arc<Mutex<Option<LastRead>>>);
+/// A card file as this process uses it. The clones of a store share, and take turns on
+/// (one request at a time, under a mutex), the card's lock kept open and the card as it
+/// was last read or written.
+#[derive(Clone)]
+pub struct FileCard {
+    path: Arc<Path>,
+    shared: Arc<Mutex<CardFile>>,
+}
 
-/// The bytes of a card file and the state parsed from them.
-type LastRead = (Zeroizing<Vec<u8>>, CardState);
+impl fmt::Debug for FileCard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the card's contents: it holds keys in the clear.
+        f.debug_struct("FileCard")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The card's lock, kept open from one request to the next, and the card last seen.
+struct CardFile {
+    lock: ReusableLock,
+    last: Option<LastSeen>,
+}
+
+/// The card file as this process last read or wrote it, kept open. While the card's path
+/// names this very file (same device and inode: no other file can have that inode while
+/// this one is open) with the same size and times, nobody has replaced it, and the state is
+/// reused without reading the file; otherwise the file at the path is read, and parsed and
+/// checked only if its bytes differ from these.
+struct LastSeen {
+    _file: File,
+    stamp: Stamp,
+    bytes: Zeroizing<Vec<u8>>,
+    state: CardState,
+}
+
+/// What `stat` says of a card file that changes whenever the file does: mkclone replaces a
+/// card file (a new inode, see [`LastSeen`]); the size and times change when a file is
+/// written in place (by hand), except by a write of the same size within the filesystem's
+/// timestamp granularity of the last one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(meta: &fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
 
 impl Store {
     pub fn memory(state: CardState) -> Self {
@@ -109,8 +172,12 @@ impl Store {
     /// Create a card file (refusing to overwrite one).
     pub fn create_file(path: &Path, state: &CardState) -> Result<Self, StoreError> {
         let _lock = lock(path)?;
-        write(path, state, mkclone_durable::create_new_exclusive)?;
-        Ok(Self::File(path.into(), Parsed::default()))
+        let json = to_json(path, state)?;
+        timing::measure(Category::FileSync, || {
+            mkclone_durable::create_new_exclusive(path, &json, Sensitivity::Secret)
+        })
+        .map_err(|e| StoreError::from_durable(path, e))?;
+        Ok(Self::File(FileCard::new(path)))
     }
 
     /// Open an existing card file (checked on every request). Temporary files that killed
@@ -120,7 +187,7 @@ impl Store {
             return Err(StoreError::Missing { path: path.into() });
         }
         remove_stale_temps(path);
-        Ok(Self::File(path.into(), Parsed::default()))
+        Ok(Self::File(FileCard::new(path)))
     }
 
     /// Run `f` on the card's state under the card's lock; save when `f` says the state
@@ -147,15 +214,7 @@ impl Store {
                 let (out, _) = f(&mut guard);
                 Ok(out)
             }
-            Self::File(path, parsed) => {
-                let _lock = lock_within(path, wait)?;
-                let mut state = parsed.read(path)?;
-                let (out, changed) = f(&mut state);
-                if changed {
-                    write(path, &state, mkclone_durable::write_atomic)?;
-                }
-                Ok(out)
-            }
+            Self::File(card) => card.with_state_within(wait, f),
         }
     }
 
@@ -169,6 +228,17 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.into(),
         source,
+    }
+}
+
+/// [`io`], or [`StoreError::Missing`] when the card file is not there.
+fn missing_or_io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            StoreError::Missing { path: path.into() }
+        } else {
+            io(path)(e)
+        }
     }
 }
 
@@ -244,49 +314,118 @@ fn earlier_temp_writer(path: &Path, name: &std::ffi::OsStr) -> Option<u32> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
-impl Parsed {
-    /// The card's state as its file holds it now (read under the card's lock).
-    fn read(&self, path: &Path) -> Result<CardState, StoreError> {
-        let bytes = match fs::read(path) {
-            Ok(b) => Zeroizing::new(b),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::Missing { path: path.into() });
-            }
-            Err(e) => return Err(io(path)(e)),
-        };
-        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((seen, state)) = last.as_ref()
-            && *seen == bytes
-        {
-            return Ok(state.clone());
+impl FileCard {
+    fn new(path: &Path) -> Self {
+        Self {
+            path: path.into(),
+            shared: Arc::new(Mutex::new(CardFile {
+                lock: ReusableLock::new(&lock_path(path)),
+                last: None,
+            })),
         }
-        let state: CardState = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            path: path.into(),
-            detail: e.to_string(),
-        })?;
-        state.validate().map_err(|detail| StoreError::Corrupt {
-            path: path.into(),
-            detail,
-        })?;
-        *last = Some((bytes, state.clone()));
-        Ok(state)
+    }
+
+    /// One request: the card's lock, the state as the file holds it now, `f`, and the
+    /// durable write of the new state if `f` changed it.
+    fn with_state_within<T>(
+        &self,
+        wait: Duration,
+        f: impl FnOnce(&mut CardState) -> (T, bool),
+    ) -> Result<T, StoreError> {
+        let path = &*self.path;
+        let mut shared = self.shared.lock().unwrap_or_else(|poisoned| {
+            // A thread panicked mid-request: forget what it may have left half done.
+            let mut shared = poisoned.into_inner();
+            shared.last = None;
+            shared
+        });
+        self.shared.clear_poison();
+        let CardFile { lock, last } = &mut *shared;
+        let _hold = lock
+            .hold_within(wait)
+            .map_err(|e| StoreError::from_durable(path, e))?;
+        // The verb runs on a copy: one that fails half-way leaves the card as it was.
+        let mut state = current(path, last)?.clone();
+        let (out, changed) = f(&mut state);
+        if changed {
+            // Let go of the old file before replacing it, as a store that keeps nothing
+            // would: the rename frees it. After a failed write, the next request reads the
+            // file again.
+            *last = None;
+            *last = Some(write(path, state)?);
+        }
+        Ok(out)
     }
 }
 
-/// Write the card's state with `how` (atomic replacement, or exclusive creation), 0600.
-fn write(
-    path: &Path,
-    state: &CardState,
-    how: fn(&Path, &[u8], Sensitivity) -> Result<(), DurableError>,
-) -> Result<(), StoreError> {
-    let json = zeroize::Zeroizing::new(serde_json::to_vec_pretty(state).map_err(|e| {
-        StoreError::Corrupt {
+/// The card's state as its file holds it now (under the card's lock): `last`'s, if the
+/// path still names the file it was read from, unchanged; else read from the file (and
+/// parsed and checked if its bytes differ from `last`'s), and remembered in `last`.
+fn current<'a>(path: &Path, last: &'a mut Option<LastSeen>) -> Result<&'a CardState, StoreError> {
+    let now = Stamp::of(&fs::metadata(path).map_err(missing_or_io(path))?);
+    let seen = match last.take() {
+        Some(l) if l.stamp == now => l,
+        previous => read(path, previous)?,
+    };
+    Ok(&last.insert(seen).state)
+}
+
+/// The card file read anew; parsed and checked only if its bytes differ from `previous`'s.
+fn read(path: &Path, previous: Option<LastSeen>) -> Result<LastSeen, StoreError> {
+    let mut file = File::open(path).map_err(missing_or_io(path))?;
+    let meta = file.metadata().map_err(io(path))?;
+    let stamp = Stamp::of(&meta);
+    // Room for the whole file at once: no reallocation leaves a copy of it unzeroed.
+    let capacity = usize::try_from(meta.len()).unwrap_or(0).saturating_add(1);
+    let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
+    file.read_to_end(&mut bytes).map_err(io(path))?;
+    let state = match previous {
+        Some(l) if l.bytes == bytes => l.state,
+        _ => parse(path, &bytes)?,
+    };
+    Ok(LastSeen {
+        _file: file,
+        stamp,
+        bytes,
+        state,
+    })
+}
+
+/// The state a card file's bytes hold, checked.
+fn parse(path: &Path, bytes: &[u8]) -> Result<CardState, StoreError> {
+    let corrupt = |detail| StoreError::Corrupt {
+        path: path.into(),
+        detail,
+    };
+    let state: CardState = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    state.validate().map_err(corrupt)?;
+    Ok(state)
+}
+
+/// The card file's bytes for `state`.
+fn to_json(path: &Path, state: &CardState) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    serde_json::to_vec_pretty(state)
+        .map(Zeroizing::new)
+        .map_err(|e| StoreError::Corrupt {
             path: path.into(),
             detail: e.to_string(),
-        }
-    })?);
-    timing::measure(Category::FileSync, || how(path, &json, Sensitivity::Secret))
-        .map_err(|e| StoreError::from_durable(path, e))
+        })
+}
+
+/// Replace the card file with `state`, durably (0600), keeping the new file open.
+fn write(path: &Path, state: CardState) -> Result<LastSeen, StoreError> {
+    let bytes = to_json(path, &state)?;
+    let file = timing::measure(Category::FileSync, || {
+        mkclone_durable::write_atomic_kept(path, &bytes, Sensitivity::Secret)
+    })
+    .map_err(|e| StoreError::from_durable(path, e))?;
+    let stamp = Stamp::of(&file.metadata().map_err(io(path))?);
+    Ok(LastSeen {
+        _file: file,
+        stamp,
+        bytes,
+        state,
+    })
 }
 
 #[cfg(test)]
@@ -308,6 +447,19 @@ mod tests {
         let path = dir.join("card-03.000d.json");
         Store::create_file(&path, &CardState::new(SerialNumber::new("S3").unwrap())).unwrap();
         path
+    }
+
+    /// This test binary run again as another process, for its test `name` alone, with `env`
+    /// set to the card file `path`; its standard input and output are pipes.
+    fn spawn_child(name: &str, env: &str, path: &Path) -> std::process::Child {
+        Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(env, path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
     }
 
     /// Not a test of its own: the other process of
@@ -335,19 +487,10 @@ mod tests {
     fn a_card_held_by_another_process_fails_after_the_short_wait_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = card(dir.path());
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "store::tests::card_holder_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(HOLDER_ENV, &path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        // Our store has used the card before: its lock file is open, and names us.
+        let store = Store::open_file(&path).unwrap();
+        store.with_state(|_| ((), false)).unwrap();
+        let mut child = spawn_child("store::tests::card_holder_child", HOLDER_ENV, &path);
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         assert!(
             lines
@@ -363,7 +506,6 @@ mod tests {
             "{recorded:?}"
         );
 
-        let store = Store::open_file(&path).unwrap();
         let start = Instant::now();
         let err = store.with_state(|_| ((), false)).unwrap_err();
         let waited = start.elapsed();
@@ -470,6 +612,146 @@ mod tests {
         );
         drop(held);
         backend.status().unwrap();
+    }
+
+    const WRITER_ENV: &str = "MKCLONE_TEST_ONLY_SIM_CARD_WRITER";
+
+    fn eid(text: &str) -> Option<mkclone_backend::Eid> {
+        Some(mkclone_backend::Eid::new(text).unwrap())
+    }
+
+    /// Not a test of its own: the other process of
+    /// `changes_made_by_another_process_between_two_requests_are_seen`. For each line
+    /// `<expected EID> <new EID>` of its standard input it checks that the card shows the
+    /// expected EID, sets the new one, and answers `ANSWER OK` (or what it found).
+    #[test]
+    fn card_writer_child() {
+        let Ok(path) = std::env::var(WRITER_ENV) else {
+            return;
+        };
+        let store = Store::open_file(Path::new(&path)).unwrap();
+        for line in std::io::stdin().lines() {
+            let line = line.unwrap();
+            let (expected, new) = line.split_once(' ').unwrap();
+            let found = store
+                .with_state(|s| {
+                    let found = s.eid.clone();
+                    s.eid = eid(new);
+                    (found, true)
+                })
+                .unwrap();
+            // On a line of its own: the harness prints the test's name without a newline.
+            if found == eid(expected) {
+                println!("\nANSWER OK");
+            } else {
+                println!("\nANSWER found {found:?}");
+            }
+            std::io::stdout().flush().unwrap();
+        }
+    }
+
+    #[test]
+    fn changes_made_by_another_process_between_two_requests_are_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = card(dir.path());
+        let store = Store::open_file(&path).unwrap();
+        let read_eid = || store.with_state(|s| (s.eid.clone(), false)).unwrap();
+        assert_eq!(read_eid(), None);
+        let mut child = spawn_child("store::tests::card_writer_child", WRITER_ENV, &path);
+        let mut to_child = child.stdin.take().unwrap();
+        let mut answers = BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| l.strip_prefix("ANSWER ").map(str::to_owned));
+        // Turn about, in quick succession: each side changes the card (to a file of the same
+        // size: an EID of the same length) and reads the other's change at its next request.
+        // Every write replaces the file; a filesystem may give a freed inode number again at
+        // once, and times may fall within one tick of its clock: the store keeps the file it
+        // last saw open, so that its inode number cannot be given to the next one.
+        for i in 0..50 {
+            let ours = format!("P{i:04}");
+            store
+                .with_state(|s| {
+                    s.eid = eid(&ours);
+                    ((), true)
+                })
+                .unwrap();
+            let theirs = format!("C{i:04}");
+            writeln!(to_child, "{ours} {theirs}").unwrap();
+            assert_eq!(answers.next().as_deref(), Some("OK"), "round {i}");
+            assert_eq!(read_eid(), eid(&theirs), "round {i}");
+        }
+        drop(to_child);
+        assert!(child.wait().unwrap().success());
+    }
+
+    #[test]
+    fn a_card_file_replaced_or_edited_in_place_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = card(dir.path());
+        let store = Store::open_file(&path).unwrap();
+        let read_eid = || store.with_state(|s| (s.eid.clone(), false)).unwrap();
+        assert_eq!(read_eid(), None);
+        let mut state = store.snapshot().unwrap();
+        // Replaced as another mkclone would, outside this store.
+        state.eid = eid("REPLACED");
+        mkclone_durable::write_atomic(
+            &path,
+            &serde_json::to_vec_pretty(&state).unwrap(),
+            Sensitivity::Secret,
+        )
+        .unwrap();
+        assert_eq!(read_eid(), eid("REPLACED"));
+        // Written in place (the same inode), to another size.
+        state.eid = eid("EDITED IN PLACE");
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(&serde_json::to_vec_pretty(&state).unwrap())
+            .unwrap();
+        drop(file);
+        assert_eq!(read_eid(), eid("EDITED IN PLACE"));
+        // Removed: said so, as before.
+        fs::remove_file(&path).unwrap();
+        let err = store.with_state(|_| ((), false)).unwrap_err();
+        assert!(matches!(err, StoreError::Missing { .. }), "{err}");
+    }
+
+    #[test]
+    fn clones_of_a_store_take_turns_and_see_each_others_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = card(dir.path());
+        let store = Store::open_file(&path).unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..10 {
+                        store
+                            .with_state(|s| {
+                                let state = s.keys_mut(mkclone_backend::CloneableKind::Sym);
+                                state.received_more.push(t);
+                                ((), true)
+                            })
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // Every change of every thread is there: none was made on a stale state.
+        let fresh = Store::open_file(&path).unwrap().snapshot().unwrap();
+        let seen = &fresh
+            .keys(mkclone_backend::CloneableKind::Sym)
+            .received_more;
+        assert_eq!(seen.len(), 40);
+        for t in 0..4 {
+            assert_eq!(seen.iter().filter(|&&x| x == t).count(), 10);
+        }
     }
 
     /// Temporary files of a card named `name(card file, pid)`: those of dead processes are

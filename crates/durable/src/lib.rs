@@ -9,8 +9,13 @@
 //! - [`create_new_exclusive`] creates a file that must never be overwritten (share bundles):
 //!   the same temporary file, then a hard link to the target name, which fails atomically
 //!   when the target exists; the target is therefore either absent or complete.
+//!   [`write_atomic_kept`] is [`write_atomic`] returning the file written, still open: its
+//!   holder can tell later, from the path's device and inode, that the path still names it.
 //! - [`LockFile`] is the one lock: an exclusive `flock` on a lock file whose path the caller
 //!   chooses, created 0600, in which the holder names itself (pid and command).
+//!   [`ReusableLock`] is the same lock kept open by one holder that takes it again and again
+//!   (a simulated card's, at each request): opened and checked once, one `flock`, one
+//!   `lstat` and one `pread` per hold.
 //! - [`open_regular`] opens a file to read, append or erase it: never through a symbolic
 //!   link, never a FIFO, device, directory or socket, never in a linked directory; to
 //!   erase, never a file with other hard links or of another user.
@@ -53,12 +58,12 @@ use std::path::Path;
 
 pub use dir::{check_private_dir, create_private_dir, sync_dir};
 pub use error::{DurableError, io_error};
-pub use lock::LockFile;
+pub use lock::{LockFile, LockHold, ReusableLock};
 pub use mode::{Sensitivity, set_exact_mode};
 pub use open::{Access, effective_uid, open_regular};
 pub use process::{holder_command, pid_may_be_alive};
 pub use temp::{remove_stale_files, remove_stale_temps, remove_stale_temps_of};
-pub use write::{create_new_exclusive, write_atomic};
+pub use write::{create_new_exclusive, write_atomic, write_atomic_kept};
 
 /// Directory and file name of a target path (the directory of a bare name is ".").
 fn split_target(path: &Path) -> Result<(&Path, &OsStr), DurableError> {

@@ -174,6 +174,14 @@ impl TempFile {
             .map_err(io_error(&self.path, "write and sync the temporary file"))
     }
 
+    /// A second handle on the file (`dup`), for a caller that keeps it open after the
+    /// rename.
+    pub(crate) fn keep_open(&self) -> Result<File, DurableError> {
+        self.file
+            .try_clone()
+            .map_err(io_error(&self.path, "keep the written file open"))
+    }
+
     pub(crate) fn rename_onto(mut self, target: &Path) -> Result<(), DurableError> {
         fs::rename(&self.path, target)
             .map_err(io_error(target, "rename the temporary file onto"))?;

@@ -1,6 +1,6 @@
 //! Writing a file durably: atomic replacement and exclusive creation.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -25,12 +25,37 @@ pub fn write_atomic(
     bytes: &[u8],
     sensitivity: Sensitivity,
 ) -> Result<(), DurableError> {
+    replace(path, bytes, sensitivity, |_| Ok(()))
+}
+
+/// [`write_atomic`], returning the file written, open (for writing) at its new name. Kept
+/// open, its inode cannot be freed and given to another file: while the path's device and
+/// inode are the returned file's, the path still names these contents unless someone
+/// wrote into the file itself (which mkclone never does: it replaces files).
+pub fn write_atomic_kept(
+    path: &Path,
+    bytes: &[u8],
+    sensitivity: Sensitivity,
+) -> Result<File, DurableError> {
+    replace(path, bytes, sensitivity, TempFile::keep_open)
+}
+
+/// The steps of [`write_atomic`]; `keep` takes what the caller keeps of the temporary file
+/// once it is written and synced, before it is renamed.
+fn replace<T>(
+    path: &Path,
+    bytes: &[u8],
+    sensitivity: Sensitivity,
+    keep: impl FnOnce(&TempFile) -> Result<T, DurableError>,
+) -> Result<T, DurableError> {
     let (dir, name) = split_target(path)?;
     clean_before_write(dir, name);
     let mut tmp = TempFile::create(dir, name, sensitivity)?;
     tmp.write_and_sync(bytes)?;
+    let kept = keep(&tmp)?;
     tmp.rename_onto(path)?;
-    sync_dir(dir)
+    sync_dir(dir)?;
+    Ok(kept)
 }
 
 /// Create `path` with `bytes`, refusing ([`DurableError::AlreadyExists`]) when it exists, in
@@ -142,6 +167,26 @@ mod tests {
         assert_eq!(fs::read(&public).unwrap(), b"p2");
         assert_eq!(mode(&public), 0o600);
         assert_eq!(names(s.dir()), ["bundle", "sa.db"]);
+    }
+
+    #[test]
+    fn a_kept_atomic_write_returns_the_file_now_at_the_path() {
+        use std::os::unix::fs::MetadataExt;
+        let s = Scratch::new();
+        let p = s.file("card.json", b"old");
+        let kept = write_atomic_kept(&p, b"new", Sensitivity::Secret).unwrap();
+        let (named, open) = (fs::metadata(&p).unwrap(), kept.metadata().unwrap());
+        assert_eq!((named.dev(), named.ino()), (open.dev(), open.ino()));
+        assert_eq!(open.len(), 3);
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+        assert_eq!(mode(&p), 0o600);
+        assert_eq!(names(s.dir()), ["card.json"]);
+        // Replaced again: the path names another file, the kept one stays open.
+        write_atomic(&p, b"newer", Sensitivity::Secret).unwrap();
+        assert_ne!(
+            fs::metadata(&p).unwrap().ino(),
+            kept.metadata().unwrap().ino()
+        );
     }
 
     #[test]
