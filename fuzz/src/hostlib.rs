@@ -98,14 +98,7 @@ const EXPORTS: [(&str, bool, &[P]); 16] = [
     (
         "CSUAMKD",
         true,
-        &[
-            P::Long,
-            P::Field(64),
-            P::Field(64),
-            P::Buf,
-            P::Buf,
-            P::Buf,
-        ],
+        &[P::Long, P::Field(64), P::Field(64), P::Buf, P::Buf, P::Buf],
     ),
     ("CSNBMKP", true, &[P::Field(24)]),
     ("mkclone_simlib_ext", false, &[P::Buf, P::Buf]),
@@ -292,10 +285,37 @@ pub fn cca_host_args(data: &[u8]) {
     // with it (fixed fields as long as the verb fixes them); all outlive the call.
     capped(cap, || unsafe {
         match export {
-            0 => sim::CSUACFQ(rc, rs, exit_len, exit, count_p, rules, a(0).cast(), a(1).cast()),
+            0 => sim::CSUACFQ(
+                rc,
+                rs,
+                exit_len,
+                exit,
+                count_p,
+                rules,
+                a(0).cast(),
+                a(1).cast(),
+            ),
             1 => sim::CSUACFV(rc, rs, exit_len, exit, a(0).cast(), a(1).cast()),
-            2 => sim::CSUACRA(rc, rs, exit_len, exit, count_p, rules, a(0).cast(), a(1).cast()),
-            3 => sim::CSUACRD(rc, rs, exit_len, exit, count_p, rules, a(0).cast(), a(1).cast()),
+            2 => sim::CSUACRA(
+                rc,
+                rs,
+                exit_len,
+                exit,
+                count_p,
+                rules,
+                a(0).cast(),
+                a(1).cast(),
+            ),
+            3 => sim::CSUACRD(
+                rc,
+                rs,
+                exit_len,
+                exit,
+                count_p,
+                rules,
+                a(0).cast(),
+                a(1).cast(),
+            ),
             4 => sim::CSUAACM(
                 rc,
                 rs,
@@ -411,7 +431,9 @@ pub fn cca_host_args(data: &[u8]) {
                 a(8).cast(),
             ),
             13 => sim::CSNBMKP(rc, rs, exit_len, exit, count_p, rules, a(0).cast()),
-            14 => sim::mkclone_simlib_ext(rc, rs, a(0).cast(), a(1).cast(), a(2).cast(), a(3).cast()),
+            14 => {
+                sim::mkclone_simlib_ext(rc, rs, a(0).cast(), a(1).cast(), a(2).cast(), a(3).cast())
+            }
             _ => sim::mkclone_simlib_create_card(rc, rs, a(0).cast(), a(1).cast()),
         }
     });
@@ -562,7 +584,17 @@ unsafe extern "C" fn csuacfv(rc: L, rs: L, _el: L, _ex: B, l: L, d: B) {
     }
 }
 
-unsafe extern "C" fn name_and_buffer(rc: L, rs: L, _el: L, _ex: B, _n: L, _r: B, _f: B, l: L, d: B) {
+unsafe extern "C" fn name_and_buffer(
+    rc: L,
+    rs: L,
+    _el: L,
+    _ex: B,
+    _n: L,
+    _r: B,
+    _f: B,
+    l: L,
+    d: B,
+) {
     // SAFETY: as above (CSUAACM's role out; CSNDPKH's and CSNDPKR's inputs, which a
     // library may scribble on).
     unsafe {
@@ -573,9 +605,28 @@ unsafe extern "C" fn name_and_buffer(rc: L, rs: L, _el: L, _ex: B, _n: L, _r: B,
 
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C" fn csndpkb(
-    rc: L, rs: L, _el: L, _ex: B, _n: L, _r: B,
-    _l1: L, _d1: B, _l2: L, _d2: B, _l3: L, _d3: B, _l4: L, _d4: B,
-    _l5: L, _d5: B, _l6: L, _d6: B, _l7: L, _d7: B, l8: L, d8: B,
+    rc: L,
+    rs: L,
+    _el: L,
+    _ex: B,
+    _n: L,
+    _r: B,
+    _l1: L,
+    _d1: B,
+    _l2: L,
+    _d2: B,
+    _l3: L,
+    _d3: B,
+    _l4: L,
+    _d4: B,
+    _l5: L,
+    _d5: B,
+    _l6: L,
+    _d6: B,
+    _l7: L,
+    _d7: B,
+    l8: L,
+    d8: B,
 ) {
     // SAFETY: as above.
     unsafe {
@@ -586,8 +637,19 @@ unsafe extern "C" fn csndpkb(
 
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C" fn csndpkg(
-    rc: L, rs: L, _el: L, _ex: B, _n: L, _r: B,
-    _l1: L, _d1: B, _l2: L, _d2: B, _t: B, l: L, d: B,
+    rc: L,
+    rs: L,
+    _el: L,
+    _ex: B,
+    _n: L,
+    _r: B,
+    _l1: L,
+    _d1: B,
+    _l2: L,
+    _d2: B,
+    _t: B,
+    l: L,
+    d: B,
 ) {
     // SAFETY: as above.
     unsafe {
@@ -597,7 +659,18 @@ unsafe extern "C" fn csndpkg(
 }
 
 #[allow(clippy::too_many_arguments)]
-unsafe extern "C" fn csndpkx(rc: L, rs: L, _el: L, _ex: B, _n: L, _r: B, _l1: L, _d1: B, l: L, d: B) {
+unsafe extern "C" fn csndpkx(
+    rc: L,
+    rs: L,
+    _el: L,
+    _ex: B,
+    _n: L,
+    _r: B,
+    _l1: L,
+    _d1: B,
+    l: L,
+    d: B,
+) {
     // SAFETY: as above.
     unsafe {
         codes(rc, rs);
@@ -606,7 +679,18 @@ unsafe extern "C" fn csndpkx(rc: L, rs: L, _el: L, _ex: B, _n: L, _r: B, _l1: L,
 }
 
 #[allow(clippy::too_many_arguments)]
-unsafe extern "C" fn csndrkl(rc: L, rs: L, _el: L, _ex: B, _n: L, _r: B, _m: B, total: L, listed: L, _labels: B) {
+unsafe extern "C" fn csndrkl(
+    rc: L,
+    rs: L,
+    _el: L,
+    _ex: B,
+    _n: L,
+    _r: B,
+    _m: B,
+    total: L,
+    listed: L,
+    _labels: B,
+) {
     // SAFETY: as above.
     unsafe {
         codes(rc, rs);
@@ -622,8 +706,21 @@ unsafe extern "C" fn one_field(rc: L, rs: L, _el: L, _ex: B, _n: L, _r: B, _f: B
 
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C" fn csuamkd(
-    rc: L, rs: L, _el: L, _ex: B, _n: L, _r: B,
-    _index: L, _private: B, _certifying: B, _cl: L, _cd: B, kl: L, kd: B, il: L, id: B,
+    rc: L,
+    rs: L,
+    _el: L,
+    _ex: B,
+    _n: L,
+    _r: B,
+    _index: L,
+    _private: B,
+    _certifying: B,
+    _cl: L,
+    _cd: B,
+    kl: L,
+    kd: B,
+    il: L,
+    id: B,
 ) {
     // SAFETY: as above (OBTAIN's outputs; INSTALL's inputs, which a library may scribble
     // on and whose lengths it may change).
@@ -838,9 +935,10 @@ pub fn hostlib_answers(data: &[u8]) {
                                 .iter()
                                 .filter(|c| c.operation == op && c.point == point)
                                 .count();
-                            let by_hand = audit.by_hand.iter().any(|m| {
-                                m.operation == op && m.what.contains(&point.to_string())
-                            });
+                            let by_hand = audit
+                                .by_hand
+                                .iter()
+                                .any(|m| m.operation == op && m.what.contains(&point.to_string()));
                             assert!(
                                 checked == 1 || (checked == 0 && by_hand),
                                 "the audit lost point {point} of {op:?} (checked {checked} times)"
@@ -865,7 +963,11 @@ fn role_bytes(bytes: &[u8], offset: u16, cap: usize) {
     };
     let mut points = vec![offset, access::READ_ROLE.offset];
     for op in Operation::ALL {
-        points.extend(access::required(op, &CloneableKind::ALL).iter().map(|p| p.offset));
+        points.extend(
+            access::required(op, &CloneableKind::ALL)
+                .iter()
+                .map(|p| p.offset),
+        );
     }
     for p in points {
         assert_eq!(
@@ -887,7 +989,8 @@ fn enabled_by_hand(bytes: &[u8], point: u16) -> bool {
         let (first, last, n) = (be(at), be(at + 2), be(at + 4));
         let bitmap = &bytes[at + 8..at + 8 + n];
         let p = usize::from(point);
-        if (first..=last).contains(&p) && bitmap[(p - first) / 8] & (0x80 >> ((p - first) % 8)) != 0 {
+        if (first..=last).contains(&p) && bitmap[(p - first) / 8] & (0x80 >> ((p - first) % 8)) != 0
+        {
             return true;
         }
         at += 8 + n;

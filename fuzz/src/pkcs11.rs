@@ -44,7 +44,10 @@ pub fn pkcs11_objects(data: &[u8]) {
                     String::from_utf8_lossy(&d.encoded)
                 );
                 if let Err(e) = &d.promises {
-                    panic!("{format}: {} decodes, but breaks its types' promise: {e}", d.debug);
+                    panic!(
+                        "{format}: {} decodes, but breaks its types' promise: {e}",
+                        d.debug
+                    );
                 }
                 if let Err(e) = &d.checks {
                     capped(cap, || e.len());

@@ -138,9 +138,15 @@ fn deserialized_patterns_and_hashes_have_their_algorithms_length() {
     let error = hash(&format!(r#"{{"algorithm":"sha256","bytes":"{twenty}"}}"#))
         .unwrap_err()
         .to_string();
-    assert!(error.contains("a SHA-256 hash is 32 bytes, not 20"), "{error}");
+    assert!(
+        error.contains("a SHA-256 hash is 32 bytes, not 20"),
+        "{error}"
+    );
     let sha1 = hash(&format!(r#"{{"algorithm":"sha1","bytes":"{twenty}"}}"#)).unwrap();
-    assert_eq!(sha1, PublicKeyHash::new(HashAlgorithm::Sha1, &[0xA5; 20]).unwrap());
+    assert_eq!(
+        sha1,
+        PublicKeyHash::new(HashAlgorithm::Sha1, &[0xA5; 20]).unwrap()
+    );
     // The fuzzer's form: the member twice, the last one (20 bytes) counting.
     let twice = format!(
         r#"{{"algorithm":"sha256","bytes":"{}","bytes":"{twenty}"}}"#,
@@ -160,8 +166,8 @@ fn deserialized_patterns_and_hashes_have_their_algorithms_length() {
         let error = pattern(bad).unwrap_err().to_string();
         assert!(error.contains("verification pattern"), "{bad}: {error}");
     }
-    let good = pattern(r#"{"algorithm":"mdc4","bytes":"0102030405060708090a0b0c0d0e0f10"}"#)
-        .unwrap();
+    let good =
+        pattern(r#"{"algorithm":"mdc4","bytes":"0102030405060708090a0b0c0d0e0f10"}"#).unwrap();
     assert_eq!(
         good,
         VerificationPattern::new(PatternAlgorithm::Mdc4, &(1..=16).collect::<Vec<u8>>()).unwrap()

@@ -61,6 +61,11 @@ impl ObjId {
         &self.0
     }
     pub fn parse(text: &str) -> Option<Self> {
+        // Only the form `Display` writes: one id, one label (found by the `pkcs11_objects`
+        // fuzz target: "mkclone/mkvp/8899aAbb…" named the object of "mkclone/mkvp/8899aabb…").
+        if !is_lower_hex(text) {
+            return None;
+        }
         let mut id = [0u8; 8];
         hex::decode_to_slice(text, &mut id).ok()?;
         Some(Self(id))
@@ -152,10 +157,17 @@ pub(crate) fn map_label(generation: u64) -> String {
 }
 pub(crate) fn parse_map_label(label: &str) -> Option<u64> {
     let digits = label.strip_prefix(MAP_PREFIX)?;
-    if digits.len() != 16 {
+    // The form `map_label` writes only: not "+…" nor upper case, which `from_str_radix`
+    // also reads (one generation, one label).
+    if digits.len() != 16 || !is_lower_hex(digits) {
         return None;
     }
     u64::from_str_radix(digits, 16).ok()
+}
+
+/// Lower-case hex digits only, as object ids and map generations are written.
+fn is_lower_hex(text: &str) -> bool {
+    text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 pub(crate) fn key_companion_label(label: &str) -> String {
     format!("{PREFIX}key/{label}")
@@ -453,6 +465,35 @@ mod tests {
         assert_eq!(parse_map_label("mkclone/map/2a"), None);
     }
 
+    /// A label names an object only in the form mkclone writes it (found by the
+    /// `pkcs11_objects` fuzz target, fuzz/regressions/pkcs11_objects/): upper-case hex or a
+    /// sign would let a second object stand for the same id or generation.
+    #[test]
+    fn labels_parse_only_in_the_form_they_are_written() {
+        assert_eq!(Managed::parse("mkclone/mkvp/8899aAbbccddeeff"), None);
+        assert_eq!(
+            Managed::parse("mkclone/mk/0011223344556677").map(|(k, _)| k),
+            Some(Managed::MasterKey)
+        );
+        assert_eq!(
+            ObjId::parse("0011223344556677")
+                .map(|i| i.to_string())
+                .as_deref(),
+            Some("0011223344556677")
+        );
+        assert_eq!(ObjId::parse("00112233445566FF"), None);
+        assert_eq!(parse_map_label("mkclone/map/000000000000002A"), None);
+        assert_eq!(parse_map_label("mkclone/map/+00000000000002a"), None);
+        assert_eq!(parse_map_label("mkclone/map/000000000000002a"), Some(42));
+        // An id in a stored value is read the same way.
+        let upper = r#"{"format":"mkclone-pkcs11-m-of-n","version":1,"m_of_n":[2,3],"seed":"00112233445566FF"}"#;
+        assert!(
+            MofNObject::decode(upper.as_bytes())
+                .unwrap_err()
+                .contains("object id")
+        );
+    }
+
     #[test]
     fn stored_values_carry_format_and_version() {
         let mut map = RegisterMap {
@@ -579,7 +620,8 @@ pub mod fuzzing {
 
     /// The labels of the managed objects a map references, each of which must parse back.
     fn labels_of(map: &RegisterMap) -> Result<(), String> {
-        let mut ids: Vec<(Managed, ObjId)> = map.mofn.map(|m| (Managed::MofN, m)).into_iter().collect();
+        let mut ids: Vec<(Managed, ObjId)> =
+            map.mofn.map(|m| (Managed::MofN, m)).into_iter().collect();
         for kind in CloneableKind::ALL {
             let r = map.registers(kind);
             for id in [r.new, r.current, r.old].into_iter().flatten() {
@@ -616,22 +658,30 @@ pub mod fuzzing {
                     .ok_or(label)
             }),
             one_with::<PatternObject>(bytes, |_| Ok(()), |p| pattern(&p.pattern)),
-            one_with::<TableObject>(bytes, |t| {
-                t.check()?;
-                let row = t.generation_row()?;
-                let mut again = t.clone();
-                again.set_generation_row(&row);
-                if again.generation != t.generation {
-                    return Err(format!(
-                        "generation digits {:?} rewrite as {:?}",
-                        t.generation, again.generation
-                    ));
-                }
-                for r in &t.received {
-                    let _ = r.facts();
-                }
-                Ok(())
-            }, |t| t.received.iter().try_for_each(|r| pattern(&r.source_pattern))),
+            one_with::<TableObject>(
+                bytes,
+                |t| {
+                    t.check()?;
+                    let row = t.generation_row()?;
+                    let mut again = t.clone();
+                    again.set_generation_row(&row);
+                    if again.generation != t.generation {
+                        return Err(format!(
+                            "generation digits {:?} rewrite as {:?}",
+                            t.generation, again.generation
+                        ));
+                    }
+                    for r in &t.received {
+                        let _ = r.facts();
+                    }
+                    Ok(())
+                },
+                |t| {
+                    t.received
+                        .iter()
+                        .try_for_each(|r| pattern(&r.source_pattern))
+                },
+            ),
             one::<ShareObject>(bytes, |s| {
                 SealedShareParts::decode(&s.sealed)
                     .map(drop)
@@ -642,11 +692,15 @@ pub mod fuzzing {
                 token(&k.token)
             }),
             one::<EidObject>(bytes, |_| Ok(())),
-            one_with::<RegistrationObject>(bytes, |_| Ok(()), |r| {
-                PublicKeyHash::new(r.hash.algorithm(), r.hash.bytes())
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            }),
+            one_with::<RegistrationObject>(
+                bytes,
+                |_| Ok(()),
+                |r| {
+                    PublicKeyHash::new(r.hash.algorithm(), r.hash.bytes())
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                },
+            ),
             one::<RegisteredKeyObject>(bytes, |r| {
                 CertificateSection::decode(&r.certificate)
                     .map(drop)
