@@ -19,24 +19,9 @@ exported seeds (fuzz/README.md). Run from the repository root:
 python3 fuzz/seeds/make_host_seeds.py
 """
 
-import pathlib
 import struct
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-SEEDS = ROOT / "fuzz" / "seeds"
-
-
-def golden(target, prefix):
-    matches = sorted((SEEDS / target).glob(prefix + "*"))
-    if not matches:
-        raise SystemExit(f"no seed {target}/{prefix}*: export the golden seeds first")
-    return matches[0].read_bytes()
-
-
-def put(target, name, data):
-    d = SEEDS / target
-    d.mkdir(parents=True, exist_ok=True)
-    (d / name).write_bytes(data if isinstance(data, bytes) else data.encode())
+from seedlib import golden, put
 
 
 def kw(text):
