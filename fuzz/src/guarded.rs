@@ -19,7 +19,10 @@ fn arena() -> usize {
     static ARENA: OnceLock<usize> = OnceLock::new();
     *ARENA.get_or_init(|| {
         let page = page_size();
-        assert!(SLOT % page == 0, "the slot size is a whole number of pages");
+        assert!(
+            SLOT.is_multiple_of(page),
+            "the slot size is a whole number of pages"
+        );
         let total = SLOTS * (SLOT + page);
         // SAFETY: an anonymous private mapping of `total` bytes at an address the kernel
         // chooses; nothing else refers to that memory.
@@ -67,12 +70,4 @@ pub fn place(slot: usize, bytes: &[u8]) -> *mut u8 {
     // and does not overlap `bytes` (a Rust allocation).
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), start, bytes.len()) };
     start
-}
-
-/// The `len` bytes at `p` (a pointer `place` returned for a buffer of `len` bytes), as
-/// the C function left them.
-pub fn read(p: *const u8, len: usize) -> Vec<u8> {
-    // SAFETY: the caller's contract: `p` came from `place` with a buffer of `len` bytes,
-    // inside the mapping, which lives as long as the process.
-    unsafe { std::slice::from_raw_parts(p, len) }.to_vec()
 }
