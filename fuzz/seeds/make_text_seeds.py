@@ -18,24 +18,8 @@ Run from the repository root: python3 fuzz/seeds/make_text_seeds.py
 
 import hashlib
 import json
-import pathlib
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-SEEDS = ROOT / "fuzz" / "seeds"
-
-
-def golden(target, prefix):
-    """The bytes of the exported golden seed of `target` whose name starts with `prefix`."""
-    matches = sorted((SEEDS / target).glob(prefix + "*"))
-    if not matches:
-        raise SystemExit(f"no seed {target}/{prefix}*: export the golden seeds first")
-    return matches[0].read_bytes()
-
-
-def put(target, name, data):
-    d = SEEDS / target
-    d.mkdir(parents=True, exist_ok=True)
-    (d / name).write_bytes(data if isinstance(data, bytes) else data.encode())
+from seedlib import ROOT, golden, put
 
 
 def softhsm_node(name, *lines):

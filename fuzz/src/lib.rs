@@ -15,7 +15,10 @@ pub mod alloc_cap;
 pub mod cca;
 pub mod files;
 pub mod formats;
+pub mod guarded;
 pub mod host;
+pub mod hostlib;
+pub mod pkcs11;
 
 #[global_allocator]
 static ALLOC: alloc_cap::CappedAlloc = alloc_cap::CappedAlloc;

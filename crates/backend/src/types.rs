@@ -492,17 +492,36 @@ impl PatternAlgorithm {
 
 /// A master-key verification pattern with the algorithm that made it.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "AlgorithmBytes<PatternAlgorithm>")]
 pub struct VerificationPattern {
     algorithm: PatternAlgorithm,
     #[serde(with = "lower_hex")]
     bytes: Vec<u8>,
 }
 
+/// A verification pattern or public-key hash as serde reads it, before the constructor
+/// checks it: deserializing goes through `new`, so that a file or token object cannot
+/// carry bytes of another length than the algorithm's (found by the `pkcs11_objects` fuzz
+/// target: a registered SHA-256 hash of 20 bytes decoded).
+#[derive(Deserialize)]
+struct AlgorithmBytes<A> {
+    algorithm: A,
+    #[serde(with = "lower_hex")]
+    bytes: Vec<u8>,
+}
+
 /// What a verification pattern and a public-key hash have alike: bytes of the length
 /// their algorithm gives (refused otherwise with `DomainError::$error`, naming `$what`),
-/// shown as the algorithm's name and upper-case hex.
+/// also when deserialized, shown as the algorithm's name and upper-case hex.
 macro_rules! algorithm_bytes {
     ($name:ident, $algorithm:ty, $error:ident, what = $what:literal) => {
+        impl TryFrom<AlgorithmBytes<$algorithm>> for $name {
+            type Error = DomainError;
+            fn try_from(raw: AlgorithmBytes<$algorithm>) -> Result<Self, DomainError> {
+                Self::new(raw.algorithm, &raw.bytes)
+            }
+        }
+
         impl $name {
             pub fn new(algorithm: $algorithm, bytes: &[u8]) -> Result<Self, DomainError> {
                 if bytes.len() != algorithm.len() {
@@ -686,6 +705,7 @@ impl HashAlgorithm {
 /// The hash of a public key's certificate section (signatures excluded), as registered by
 /// CSNDPKH before the key itself.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "AlgorithmBytes<HashAlgorithm>")]
 pub struct PublicKeyHash {
     algorithm: HashAlgorithm,
     #[serde(with = "lower_hex")]

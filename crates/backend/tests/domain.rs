@@ -126,3 +126,55 @@ proptest! {
         prop_assert!(MofN::new(m, n).is_ok());
     }
 }
+
+/// A pattern or hash read from JSON (a ceremony file, a card file, a PKCS#11 token's data
+/// object) is checked as `new` checks it: found by the `pkcs11_objects` fuzz target, a
+/// registered SHA-256 hash of 20 bytes decoded from a token object
+/// (fuzz/regressions/pkcs11_objects/sha256-hash-of-20-bytes). Hand-written JSON.
+#[test]
+fn deserialized_patterns_and_hashes_have_their_algorithms_length() {
+    let hash = |text: &str| serde_json::from_str::<PublicKeyHash>(text);
+    let twenty = "a5".repeat(20);
+    let error = hash(&format!(r#"{{"algorithm":"sha256","bytes":"{twenty}"}}"#))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("a SHA-256 hash is 32 bytes, not 20"),
+        "{error}"
+    );
+    let sha1 = hash(&format!(r#"{{"algorithm":"sha1","bytes":"{twenty}"}}"#)).unwrap();
+    assert_eq!(
+        sha1,
+        PublicKeyHash::new(HashAlgorithm::Sha1, &[0xA5; 20]).unwrap()
+    );
+    // The fuzzer's form: the member twice, the last one (20 bytes) counting.
+    let twice = format!(
+        r#"{{"algorithm":"sha256","bytes":"{}","bytes":"{twenty}"}}"#,
+        "a5".repeat(32)
+    );
+    assert!(serde_json::from_str::<serde_json::Value>(&twice).is_ok());
+    assert!(
+        serde_json::from_value::<PublicKeyHash>(serde_json::from_str(&twice).unwrap()).is_err()
+    );
+
+    let pattern = |text: &str| serde_json::from_str::<VerificationPattern>(text);
+    for bad in [
+        r#"{"algorithm":"sha1-method","bytes":""}"#,
+        r#"{"algorithm":"sha1-method","bytes":"0102030405060708090a0b0c0d0e0f10"}"#,
+        r#"{"algorithm":"mdc4","bytes":"0102030405060708"}"#,
+    ] {
+        let error = pattern(bad).unwrap_err().to_string();
+        assert!(error.contains("verification pattern"), "{bad}: {error}");
+    }
+    let good =
+        pattern(r#"{"algorithm":"mdc4","bytes":"0102030405060708090a0b0c0d0e0f10"}"#).unwrap();
+    assert_eq!(
+        good,
+        VerificationPattern::new(PatternAlgorithm::Mdc4, &(1..=16).collect::<Vec<u8>>()).unwrap()
+    );
+    // Written as before: the members in order, lower-case hex.
+    assert_eq!(
+        serde_json::to_string(&good).unwrap(),
+        r#"{"algorithm":"mdc4","bytes":"0102030405060708090a0b0c0d0e0f10"}"#
+    );
+}

@@ -194,7 +194,10 @@ impl Role {
             .to_string();
         let count = usize::from(u16_at(bytes, ROLE_HEADER)?);
         let mut at = ROLE_HEADER + 4;
-        let mut segments = Vec::with_capacity(count);
+        // Room for the segments the bytes left can hold (8 bytes of head each), never for
+        // the count alone: a count of 65535 in a 48-byte role reserved 2 MiB (found by the
+        // `hostlib_answers` fuzz target).
+        let mut segments = Vec::with_capacity(count.min((length - (ROLE_HEADER + 4)) / 8));
         for _ in 0..count {
             let first = u16_at(bytes, at)?;
             let last = u16_at(bytes, at + 2)?;

@@ -491,3 +491,30 @@ impl Backend for HostlibBackend {
             -> Result<Certificate>;
     }
 }
+
+#[cfg(feature = "fuzzing")]
+impl HostlibBackend {
+    /// For fuzz/ only (the `fuzzing` feature): a node over `shared`
+    /// (`library::fuzzing::shared_over`) on adapter `adapter`, without the adapter
+    /// discovery of [`HostlibBackend::open`], auditing `role`.
+    #[doc(hidden)]
+    pub fn over_shared(
+        shared: std::sync::Arc<std::sync::Mutex<crate::library::Shared>>,
+        adapter: u8,
+        simulated: bool,
+        role: &str,
+    ) -> Self {
+        let transport = LibTransport {
+            shared,
+            adapter,
+            domain: 0,
+            simulated,
+        };
+        Self {
+            inner: CcaBackend::new(transport),
+            simulated,
+            serial: None,
+            role: role.to_string(),
+        }
+    }
+}

@@ -671,3 +671,42 @@ mod tests {
         assert!(args.check_shape().is_err());
     }
 }
+
+/// For fuzz/ only (the `fuzzing` feature): a library made of function pointers instead of
+/// a file, so that a fuzz target can play a hostile library in process and drive the host
+/// side's reading of its answers through the real call path (`Shared::call`, `dispatch`).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// A `Shared` whose verbs are `verbs` (each an `extern "C"` function of the type
+    /// vendor-headers/csulcca.h declares for its verb, cast to `*const ()`), with the
+    /// simulated library's two extra entry points when given. CSNBMKP, when listed, is
+    /// taken as already loaded from the master-key library.
+    ///
+    /// # Safety
+    /// Every address is a function of the type its verb's `ffi::<VERB>_t` declares.
+    pub unsafe fn shared_over(
+        verbs: &[(Verb, *const ())],
+        ext: ffi::mkclone_simlib_ext_t,
+        create_card: ffi::mkclone_simlib_create_card_t,
+    ) -> Arc<Mutex<Shared>> {
+        let loaded = |verbs: BTreeMap<Verb, *const ()>, ext, create_card| Loaded {
+            path: PathBuf::from("/fuzz/libcsulcca.so"),
+            // The process itself: a handle that keeps nothing extra loaded.
+            _lib: libloading::os::unix::Library::this().into(),
+            verbs,
+            ext,
+            create_card,
+        };
+        let (mk, main): (Vec<_>, Vec<_>) = verbs.iter().partition(|(v, _)| *v == Verb::Csnbmkp);
+        Arc::new(Mutex::new(Shared {
+            main: loaded(main.into_iter().collect(), ext, create_card),
+            mk: (!mk.is_empty()).then(|| loaded(mk.into_iter().collect(), None, None)),
+            mk_path: PathBuf::from("/fuzz/libcsulccamk.so"),
+            allocated: None,
+            trace: None,
+        }))
+    }
+}

@@ -62,3 +62,11 @@ pub mod test_seams {
     pub use crate::backend::{leave_objects_modifiable, make_export_keys_token_objects};
     pub use crate::templates::SECRET_USAGES;
 }
+
+/// For fuzz/ only (the `fuzzing` feature): the decoding of the token's data objects and
+/// labels, which a user who knows the token's PIN can write.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::objects::fuzzing::*;
+}

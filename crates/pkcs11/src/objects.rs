@@ -61,6 +61,11 @@ impl ObjId {
         &self.0
     }
     pub fn parse(text: &str) -> Option<Self> {
+        // Only the form `Display` writes: one id, one label (found by the `pkcs11_objects`
+        // fuzz target: "mkclone/mkvp/8899aAbb…" named the object of "mkclone/mkvp/8899aabb…").
+        if !is_lower_hex(text) {
+            return None;
+        }
         let mut id = [0u8; 8];
         hex::decode_to_slice(text, &mut id).ok()?;
         Some(Self(id))
@@ -154,10 +159,17 @@ pub(crate) fn map_label(generation: u64) -> String {
 }
 pub(crate) fn parse_map_label(label: &str) -> Option<u64> {
     let digits = label.strip_prefix(MAP_PREFIX)?;
-    if digits.len() != 16 {
+    // The form `map_label` writes only: not "+…" nor upper case, which `from_str_radix`
+    // also reads (one generation, one label).
+    if digits.len() != 16 || !is_lower_hex(digits) {
         return None;
     }
     u64::from_str_radix(digits, 16).ok()
+}
+
+/// Lower-case hex digits only, as object ids and map generations are written.
+fn is_lower_hex(text: &str) -> bool {
+    text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 pub(crate) fn key_companion_label(label: &str) -> String {
     format!("{PREFIX}key/{label}")
@@ -455,6 +467,35 @@ mod tests {
         assert_eq!(parse_map_label("mkclone/map/2a"), None);
     }
 
+    /// A label names an object only in the form mkclone writes it (found by the
+    /// `pkcs11_objects` fuzz target, fuzz/regressions/pkcs11_objects/): upper-case hex or a
+    /// sign would let a second object stand for the same id or generation.
+    #[test]
+    fn labels_parse_only_in_the_form_they_are_written() {
+        assert_eq!(Managed::parse("mkclone/mkvp/8899aAbbccddeeff"), None);
+        assert_eq!(
+            Managed::parse("mkclone/mk/0011223344556677").map(|(k, _)| k),
+            Some(Managed::MasterKey)
+        );
+        assert_eq!(
+            ObjId::parse("0011223344556677")
+                .map(|i| i.to_string())
+                .as_deref(),
+            Some("0011223344556677")
+        );
+        assert_eq!(ObjId::parse("00112233445566FF"), None);
+        assert_eq!(parse_map_label("mkclone/map/000000000000002A"), None);
+        assert_eq!(parse_map_label("mkclone/map/+00000000000002a"), None);
+        assert_eq!(parse_map_label("mkclone/map/000000000000002a"), Some(42));
+        // An id in a stored value is read the same way.
+        let upper = r#"{"format":"mkclone-pkcs11-m-of-n","version":1,"m_of_n":[2,3],"seed":"00112233445566FF"}"#;
+        assert!(
+            MofNObject::decode(upper.as_bytes())
+                .unwrap_err()
+                .contains("object id")
+        );
+    }
+
     #[test]
     fn stored_values_carry_format_and_version() {
         let mut map = RegisterMap {
@@ -517,5 +558,176 @@ mod tests {
             check_value: vec![1, 2, 3],
         };
         assert_eq!(PatternObject::decode(&p.encode()).unwrap(), p);
+    }
+}
+
+/// For fuzz/ only (the `fuzzing` feature, re-exported as `mkclone_pkcs11::fuzzing`): each
+/// data object's value and each label as the backend reads them from the token, with the
+/// checks the backend then makes, so that a fuzz target reaches the crate-private types.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use super::*;
+    use mkclone_formats::pka::{CertificateSection, PublicKeyTokenView};
+    use mkclone_formats::seal::SealedShareParts;
+
+    /// One format's reading of a value.
+    #[derive(Debug)]
+    pub struct Decoded {
+        /// The value's `Debug`.
+        pub debug: String,
+        /// The value encoded again.
+        pub encoded: Vec<u8>,
+        /// Whether decoding `encoded` gives the same value.
+        pub round_trip: bool,
+        /// The checks the backend makes on the value after decoding it (the table's
+        /// digits, the tokens, certificate and share it carries, the labels of what it
+        /// references): `Err` with the refusal.
+        pub checks: Result<(), String>,
+        /// The promises of the domain types inside (a verification pattern or public-key
+        /// hash as long as its algorithm makes it): `Err` names one decoding broke.
+        pub promises: Result<(), String>,
+    }
+
+    fn one<T: Stored + PartialEq + fmt::Debug>(
+        bytes: &[u8],
+        checks: impl Fn(&T) -> Result<(), String>,
+    ) -> (&'static str, Result<Decoded, String>) {
+        one_with(bytes, checks, |_| Ok(()))
+    }
+
+    fn one_with<T: Stored + PartialEq + fmt::Debug>(
+        bytes: &[u8],
+        checks: impl Fn(&T) -> Result<(), String>,
+        promises: impl Fn(&T) -> Result<(), String>,
+    ) -> (&'static str, Result<Decoded, String>) {
+        let decoded = T::decode(bytes).map(|value| {
+            let encoded = value.encode();
+            Decoded {
+                debug: format!("{value:?}"),
+                round_trip: T::decode(&encoded).as_ref() == Ok(&value),
+                encoded,
+                checks: checks(&value),
+                promises: promises(&value),
+            }
+        });
+        (T::FORMAT, decoded)
+    }
+
+    /// A pattern the constructor accepts.
+    fn pattern(p: &VerificationPattern) -> Result<(), String> {
+        VerificationPattern::new(p.algorithm(), p.bytes())
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The labels of the managed objects a map references, each of which must parse back.
+    fn labels_of(map: &RegisterMap) -> Result<(), String> {
+        let mut ids: Vec<(Managed, ObjId)> =
+            map.mofn.map(|m| (Managed::MofN, m)).into_iter().collect();
+        for kind in CloneableKind::ALL {
+            let r = map.registers(kind);
+            for id in [r.new, r.current, r.old].into_iter().flatten() {
+                ids.push((Managed::MasterKey, id));
+            }
+            ids.extend(r.table.map(|t| (Managed::Table, t)));
+        }
+        for (kind, id) in ids {
+            if Managed::parse(&kind.label(id)) != Some((kind, id)) {
+                return Err(format!("{} does not parse back", kind.label(id)));
+            }
+        }
+        if parse_map_label(&map_label(map.generation)) != Some(map.generation) {
+            return Err(format!("{} does not parse back", map_label(map.generation)));
+        }
+        Ok(())
+    }
+
+    /// `bytes` read as the value of every kind of data object mkclone keeps (the register
+    /// map and each object below it, the key companion, EID and registry objects): each
+    /// format's name and what it decodes to, or the refusal.
+    pub fn decode_value(bytes: &[u8]) -> Vec<(&'static str, Result<Decoded, String>)> {
+        let token = |t: &PublicKeyToken| {
+            PublicKeyTokenView::decode(t)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        vec![
+            one::<RegisterMap>(bytes, labels_of),
+            one::<MofNObject>(bytes, |o| {
+                let label = Managed::Seed.label(o.seed);
+                (Managed::parse(&label) == Some((Managed::Seed, o.seed)))
+                    .then_some(())
+                    .ok_or(label)
+            }),
+            one_with::<PatternObject>(bytes, |_| Ok(()), |p| pattern(&p.pattern)),
+            one_with::<TableObject>(
+                bytes,
+                |t| {
+                    t.check()?;
+                    let row = t.generation_row()?;
+                    let mut again = t.clone();
+                    again.set_generation_row(&row);
+                    if again.generation != t.generation {
+                        return Err(format!(
+                            "generation digits {:?} rewrite as {:?}",
+                            t.generation, again.generation
+                        ));
+                    }
+                    for r in &t.received {
+                        let _ = r.facts();
+                    }
+                    Ok(())
+                },
+                |t| {
+                    t.received
+                        .iter()
+                        .try_for_each(|r| pattern(&r.source_pattern))
+                },
+            ),
+            one::<ShareObject>(bytes, |s| {
+                SealedShareParts::decode(&s.sealed)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }),
+            one::<KeyCompanion>(bytes, |k| {
+                let _ = KeyCompanion::key_id(k.id);
+                token(&k.token)
+            }),
+            one::<EidObject>(bytes, |_| Ok(())),
+            one_with::<RegistrationObject>(
+                bytes,
+                |_| Ok(()),
+                |r| {
+                    PublicKeyHash::new(r.hash.algorithm(), r.hash.bytes())
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                },
+            ),
+            one::<RegisteredKeyObject>(bytes, |r| {
+                CertificateSection::decode(&r.certificate)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }),
+        ]
+    }
+
+    /// What a label means to the backend when it lists the token's objects: a register
+    /// map's generation, a managed object's kind and id (with the label each gives back),
+    /// a key companion's or registration's name.
+    #[derive(Debug, PartialEq, Eq)]
+    pub struct LabelMeaning {
+        pub map: Option<(u64, String)>,
+        pub managed: Option<(&'static str, String, String)>,
+        pub companion_of: Option<String>,
+        pub registration_of: Option<String>,
+    }
+
+    pub fn parse_label(label: &str) -> LabelMeaning {
+        LabelMeaning {
+            map: parse_map_label(label).map(|g| (g, map_label(g))),
+            managed: Managed::parse(label).map(|(k, id)| (k.word(), id.to_string(), k.label(id))),
+            companion_of: label.strip_prefix(KEY_COMPANION_PREFIX).map(str::to_string),
+            registration_of: label.strip_prefix(REGISTRATION_PREFIX).map(str::to_string),
+        }
     }
 }
