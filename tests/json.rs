@@ -495,6 +495,26 @@ fn failures_are_one_error_document_with_the_exit_code() {
         "{doc:#}"
     );
     error_of(&["status", "--config", c, "nosuch"], 3, "config-invalid");
+    // A preflight that refuses (exit 4): every problem as a dry run gives it, by `kind`.
+    let doc = error_of(
+        &["phase3d", "--config", c, "--target", "target1"],
+        4,
+        "preflight",
+    );
+    let problems = doc["problems"].as_array().unwrap();
+    assert!(problems.iter().all(|p| p["kind"].is_string()), "{doc:#}");
+    assert!(
+        problems.iter().any(|p| p["kind"] == "missing-file"
+            && p["master_key"] == "sym"
+            && p["share_index"] == 1
+            && p["file"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("target1.sym.1.share"))),
+        "{doc:#}"
+    );
+    // Other errors carry no `problems`.
+    let doc = error_of(&["phase2a", "--config", c], 3, "missing-file");
+    assert!(doc.get("problems").is_none(), "{doc:#}");
     // Usage errors: ours (abort naming no step) and clap's.
     error_of(&["abort", "--config", c], 2, "usage");
     let doc = error_of(&["status", "--config", c], 2, "usage");
@@ -528,6 +548,22 @@ fn a_dry_run_with_problems_is_its_own_document_only() {
     let doc = one_document(&out.stdout);
     check_envelope(&doc, "mkclone-dry-run");
     assert_eq!(doc["phases"], serde_json::json!(["3d"]));
-    assert!(!doc["problems"].as_array().unwrap().is_empty(), "{doc:#}");
+    let problems = doc["problems"].as_array().unwrap();
+    assert!(!problems.is_empty(), "{doc:#}");
+    // Each problem named for a script: a kebab-case `kind`, the node, and the words.
+    for p in problems {
+        let kind = p["kind"].as_str().unwrap_or_else(|| panic!("{p}"));
+        assert!(
+            !kind.is_empty() && kind.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+            "{p}"
+        );
+        assert!(p["node"].is_string() && p["what"].is_string(), "{p}");
+    }
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["kind"] == "node-unavailable" && p["node"] == "target1"),
+        "{doc:#}"
+    );
     assert!(!Path::new(&dir.path().join("ceremony")).exists());
 }

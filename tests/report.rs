@@ -13,6 +13,25 @@ use std::time::{Duration, Instant};
 mod common;
 use common::*;
 
+/// The report's `member` (missing, open_items, warnings): objects only, each with a
+/// kebab-case `kind` and its words in `what`, as the page prints them.
+fn findings<'a>(v: &'a serde_json::Value, member: &str) -> &'a Vec<serde_json::Value> {
+    let items = v[member]
+        .as_array()
+        .unwrap_or_else(|| panic!("{member}: {v:#}"));
+    for i in items {
+        let kind = i["kind"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{member}: {i}"));
+        assert!(
+            !kind.is_empty() && kind.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+            "{member}: {i}"
+        );
+        assert!(i["what"].as_str().is_some_and(|w| !w.is_empty()), "{i}");
+    }
+    items
+}
+
 #[test]
 fn report_exit_codes_say_what_the_record_says() {
     let (_dir, cfg) = fresh_rehearsal(1);
@@ -29,6 +48,35 @@ fn report_exit_codes_say_what_the_record_says() {
         t.contains("SET of the SYM master key (phase 3d on target1)"),
         "{t}"
     );
+    // The same findings as objects: each a `kind`, its words, and the fields it names.
+    let v = report_json(c);
+    assert_eq!(v["version"], 5);
+    let missing = findings(&v, "missing");
+    let set = missing
+        .iter()
+        .find(|m| m["kind"] == "set-not-done")
+        .unwrap_or_else(|| panic!("{missing:#?}"));
+    assert_eq!(set["node"], "target1");
+    assert_eq!(set["master_key"], "sym");
+    assert_eq!(set["phase"], "3d");
+    assert_eq!(
+        set["what"],
+        "target1: SET of the SYM master key (phase 3d on target1)"
+    );
+    let share = missing
+        .iter()
+        .find(|m| m["kind"] == "share-not-obtained")
+        .unwrap_or_else(|| panic!("{missing:#?}"));
+    assert_eq!(share["share_index"], 1);
+    assert_eq!(share["phase"], "3c");
+    let css = missing
+        .iter()
+        .find(|m| m["kind"] == "key-missing" && m["key"] == "css")
+        .unwrap_or_else(|| panic!("{missing:#?}"));
+    assert_eq!(css["file"], "sa.db");
+    assert_eq!(css["node"], "source");
+    findings(&v, "warnings");
+    assert!(findings(&v, "open_items").is_empty());
 
     // Complete, with what the ceremony left: 6, each open item named.
     ok(&["clone", "--config", c, "--operator", "Alice Operator"]);
@@ -41,7 +89,19 @@ fn report_exit_codes_say_what_the_record_says() {
     );
     let v = report_json(c);
     assert_eq!(v["complete"], true);
-    assert_eq!(v["open_items"].as_array().unwrap().len(), 3);
+    let open = findings(&v, "open_items");
+    let kinds: Vec<&str> = open.iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["files-after-set", "sa-key-registered", "retained-keys"]
+    );
+    assert_eq!(open[0]["node"], "target1");
+    assert_eq!(
+        open[0]["command"],
+        "mkclone abort --config FILE --target target1 --erase-files"
+    );
+    assert_eq!(open[1]["nodes"], serde_json::json!(["source", "target1"]));
+    assert!(findings(&v, "missing").is_empty());
 
     // Closed: 0.
     ok(&[

@@ -174,6 +174,33 @@ fn a_dry_run_reports_every_kind_of_problem_at_once_and_changes_nothing() {
     ] {
         assert!(t.contains(expected), "missing {expected:?} in:\n{t}");
     }
+    // The same problems for a script: each named by `kind`, with the register, master
+    // key and file it is about.
+    let out = mkclone(&["clone", "--config", c, "--dry-run", "--json"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = doc["problems"].as_array().unwrap();
+    let has = |node: &str, kind: &str| {
+        problems
+            .iter()
+            .find(|p| p["node"] == node && p["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} problem on {node}: {doc:#}"))
+    };
+    has("t_missing", "node-unavailable");
+    has("t_pinned", "identity-mismatch");
+    has("t_eid", "identity-mismatch");
+    let p = has("source", "register-not-valid");
+    assert_eq!(
+        (&p["master_key"], &p["register"]),
+        (&"sym".into(), &"current".into())
+    );
+    let p = has("t_new", "new-register-occupied");
+    assert_eq!(
+        (&p["master_key"], &p["register"]),
+        (&"sym".into(), &"new".into())
+    );
+    let p = has("sa", "file");
+    assert!(p["file"].as_str().unwrap().ends_with("sa.db"), "{p}");
     assert_eq!(snapshot(dir.path()), before, "nothing changed");
 }
 

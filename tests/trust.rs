@@ -629,6 +629,17 @@ fn a_deleted_journal_is_noticed_and_accepting_the_loss_is_recorded() {
         v["journals"][0]["gaps"].to_string().contains("carol"),
         "{report}"
     );
+    // Named for a script: the loss accepted, by whom, on which node.
+    assert!(
+        v["journals"][0]["gaps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["kind"] == "loss-accepted"
+                && g["operator"] == "carol"
+                && g["node"] == "target1"),
+        "{report}"
+    );
 }
 
 #[test]

@@ -17,6 +17,9 @@ pub struct Failure {
     /// (a dry run's problems, a report not complete, `clone` waiting for dual control):
     /// no `mkclone-error` document follows it.
     pub documented: bool,
+    /// A preflight's problems, each named by `kind` (the `problems` of the
+    /// `mkclone-error` document, as a dry run gives them).
+    pub problems: Vec<mkclone_ceremony::Problem>,
 }
 
 impl Failure {
@@ -27,6 +30,7 @@ impl Failure {
             kind,
             hint: None,
             documented: false,
+            problems: Vec::new(),
         }
     }
     pub fn failed(message: impl Into<String>) -> Self {
@@ -113,41 +117,16 @@ impl From<CeremonyError> for Failure {
             ),
             _ => None,
         };
+        let problems = match &e {
+            CeremonyError::Preflight { problems } => problems.0.clone(),
+            _ => Vec::new(),
+        };
         Self {
-            kind: ceremony_error_kind(&e),
+            kind: e.kind(),
             hint,
+            problems,
             ..Self::new(code, "", e.to_string())
         }
-    }
-}
-
-/// The stable name of a ceremony error (the `kind` of its `mkclone-error` document).
-fn ceremony_error_kind(e: &CeremonyError) -> &'static str {
-    match e {
-        CeremonyError::File(FileError::Locked { .. }) => "locked",
-        CeremonyError::File(_) => "file",
-        CeremonyError::Backend { .. } => "node",
-        CeremonyError::Domain(_) => "domain",
-        CeremonyError::Format { .. } => "malformed",
-        CeremonyError::Preflight { .. } => "preflight",
-        CeremonyError::PatternMismatch { .. } => "pattern-mismatch",
-        CeremonyError::MissingFile { .. } => "missing-file",
-        CeremonyError::Conflict { .. } => "conflict",
-        CeremonyError::IdentityMismatch { .. } => "identity-mismatch",
-        CeremonyError::WouldReplaceCurrent { .. } => "would-replace-current",
-        CeremonyError::DualControl(_) => "dual-control",
-        CeremonyError::Interrupted { .. } => "interrupted",
-        CeremonyError::InjectedCrash { .. } => "injected-crash",
-        CeremonyError::NodeUnavailable { .. } => "node-unavailable",
-        CeremonyError::NotInPlan { .. } => "not-in-plan",
-        CeremonyError::UntrustedFile { .. } => "untrusted-file",
-        CeremonyError::SaKeyNotPinned { .. } => "sa-key-not-pinned",
-        CeremonyError::SaAnchorMissing { .. } => "sa-anchor-missing",
-        CeremonyError::JournalGap(_) => "journal-gap",
-        CeremonyError::InvalidOperator(_) => "usage",
-        CeremonyError::JournalMerge { .. } => "journal-merge",
-        CeremonyError::JournalLacksNode { .. } => "journal-lacks-node",
-        CeremonyError::ForeignJournal { .. } => "foreign-journal",
     }
 }
 
@@ -208,6 +187,9 @@ pub struct ErrorDocument<'a> {
     pub kind: &'a str,
     pub message: &'a str,
     pub hint: Option<&'a str>,
+    /// `kind` "preflight": every problem found, as a dry run gives them.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub problems: &'a [mkclone_ceremony::Problem],
 }
 
 impl<'a> From<&'a Failure> for ErrorDocument<'a> {
@@ -217,6 +199,7 @@ impl<'a> From<&'a Failure> for ErrorDocument<'a> {
             kind: f.kind,
             message: &f.message,
             hint: f.hint.as_deref(),
+            problems: &f.problems,
         }
     }
 }

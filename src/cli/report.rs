@@ -248,7 +248,11 @@ pub fn run(args: &ReportArgs<'_>) -> Result<(), Failure> {
                 if report.missing.is_empty() {
                     String::new()
                 } else {
-                    format!("\n  - {}", report.missing.join("\n  - "))
+                    report
+                        .missing
+                        .iter()
+                        .map(|m| format!("\n  - {m}"))
+                        .collect::<String>()
                 }
             ),
         ),

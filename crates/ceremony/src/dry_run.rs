@@ -48,11 +48,8 @@ pub struct DryRunOptions {
     pub replace_current: bool,
 }
 
-fn problem(problems: &mut Vec<Problem>, node: &str, what: impl Into<String>) {
-    problems.push(Problem {
-        node: node.into(),
-        what: what.into(),
-    });
+fn problem(problems: &mut Vec<Problem>, node: &str, kind: &'static str, what: impl Into<String>) {
+    problems.push(Problem::new(node, kind, what));
 }
 
 /// Open a node and check its identity; `None` (with the problem recorded) when it cannot
@@ -65,14 +62,17 @@ fn reach(
     let node = match nodes.node(&plan_node.name) {
         Ok(n) => n,
         Err(e) => {
-            problem(problems, &plan_node.name, format!("unreachable: {e}"));
+            problems.push(Problem {
+                what: format!("unreachable: {e}"),
+                ..Problem::error(&plan_node.name, &e)
+            });
             return None;
         }
     };
     match check_identity(plan_node, node) {
         Ok(st) => Some(st),
         Err(e) => {
-            problem(problems, &plan_node.name, e.to_string());
+            problems.push(Problem::error(&plan_node.name, &e));
             None
         }
     }
@@ -89,9 +89,9 @@ fn capabilities(node: &mut dyn Backend, name: &str, phases: &[Phase], problems: 
         }
     }
     for op in missing {
-        problem(
-            problems,
+        let p = Problem::new(
             name,
+            "capability",
             format!(
                 "the {} backend cannot {op}, which phase(s) {} need{}",
                 caps.backend,
@@ -107,6 +107,7 @@ fn capabilities(node: &mut dyn Backend, name: &str, phases: &[Phase], problems: 
                 }
             ),
         );
+        problems.push(p.with_operation(op));
     }
 }
 
@@ -151,15 +152,16 @@ fn access_controls(
             problem(
                 problems,
                 name,
+                "node",
                 format!("the access-control audit failed: {e}"),
             );
             return;
         }
     };
     for missing in audit.missing() {
-        problem(
-            problems,
+        let p = Problem::new(
             name,
+            "access-control",
             format!(
                 "role {} does not enable access-control point {}, which {} needs ({}): enable it with TKE",
                 audit.role.as_deref().unwrap_or("?"),
@@ -168,6 +170,7 @@ fn access_controls(
                 missing.point.source
             ),
         );
+        problems.push(p.with_operation(missing.operation));
     }
     if !audit.is_empty() {
         report.push(NodeAccess {
@@ -201,14 +204,14 @@ fn journal_problems(
         // No journal: as an empty one (files that name its records show the loss).
         Err(e) if e.is_not_found() => Default::default(),
         Err(e) => {
-            problem(p, "journal", e.to_string());
+            p.push(Problem::file_error("journal", &e));
             return;
         }
     };
     let verified = match journal::verify(&path, &bytes, Some(&plan.id), Some(plan.rehearsal)) {
         Ok(v) => v,
         Err(e) => {
-            problem(p, "journal", e.to_string());
+            p.push(Problem::file_error("journal", &e));
             return;
         }
     };
@@ -221,7 +224,7 @@ fn journal_problems(
             journal_nonce: first.nonce.clone(),
             file_nonce: db.provenance.nonce.clone(),
         };
-        problem(p, "journal", e.to_string());
+        p.push(Problem::error("journal", &e));
         return;
     }
     let chain = Chain {
@@ -245,7 +248,10 @@ fn journal_problems(
     }
     for node in nodes {
         if let Some(gap) = chain.first_gap(&files, node, &path.display().to_string()) {
-            problem(p, node, gap.to_string());
+            p.push(Problem::error(
+                node,
+                &crate::CeremonyError::JournalGap(Box::new(gap)),
+            ));
         }
     }
 }
@@ -276,14 +282,14 @@ pub fn dry_run_report(
     // The ceremony directory, when there is one, must be usable (a real directory of this
     // user that nobody else can write into).
     if let Err(e) = layout.check_dirs() {
-        problem(p, "ceremony directory", e.to_string());
+        p.push(Problem::file_error("ceremony directory", &e));
     }
 
     // Files already there must be readable and belong to this ceremony.
     let sa_db = match dbs::read_optional::<SaDb>(&layout.sa_db(), SA_DB_FORMAT, plan) {
         Ok(db) => db,
         Err(e) => {
-            problem(p, &plan.sa.name, e.to_string());
+            p.push(Problem::file_error(&plan.sa.name, &e));
             None
         }
     };
@@ -299,22 +305,23 @@ pub fn dry_run_report(
         problem(
             p,
             &plan.sa.name,
+            "sa-anchor-missing",
             "no SA fingerprint is pinned: add the sa_fingerprint line phase 1 printed to [ceremony], or give --sa-fingerprint",
         );
     }
     if let Some(db) = &sa_db
         && let Err(e) = crate::trust::check_sa_db(plan, db, plan.sa_fingerprint.as_ref())
     {
-        problem(p, &plan.sa.name, e.to_string());
+        p.push(Problem::error(&plan.sa.name, &e));
     }
     journal_problems(plan, layout, scope, sa_db.as_ref(), p);
     for t in &scope.targets {
         if plan.target(t).is_none() {
-            problem(p, t, "is not a target of this plan");
+            problem(p, t, "not-in-plan", "is not a target of this plan");
             continue;
         }
         if let Err(e) = dbs::read_optional::<CsrDb>(&layout.csr_db(t), CSR_DB_FORMAT, plan) {
-            problem(p, t, e.to_string());
+            p.push(Problem::file_error(t, &e));
         }
         for kind in &plan.kinds {
             for index in &plan.share_indices {
@@ -323,7 +330,7 @@ pub fn dry_run_report(
                     BUNDLE_FORMAT,
                     plan,
                 ) {
-                    problem(p, t, e.to_string());
+                    p.push(Problem::file_error(t, &e).with_share(*kind, index.get()));
                 }
             }
         }
@@ -346,10 +353,13 @@ pub fn dry_run_report(
             if let (Ok(a), Ok(b)) = (in_db, on_node)
                 && a != b
             {
-                problem(
-                    p,
-                    &plan.sa.name,
-                    "sa.db holds another SA key than the one this node retains",
+                p.push(
+                    Problem::new(
+                        &plan.sa.name,
+                        "key-mismatch",
+                        "sa.db holds another SA key than the one this node retains",
+                    )
+                    .with_file(layout.sa_db().display().to_string()),
                 );
             }
         }
@@ -382,10 +392,14 @@ pub fn dry_run_report(
             for kind in &plan.kinds {
                 match current(&st, *kind) {
                     Some(pattern) => source_patterns.push((*kind, pattern)),
-                    None => problem(
-                        p,
-                        &plan.source.name,
-                        format!("the {kind} CURRENT register is not valid: nothing to clone"),
+                    None => p.push(
+                        Problem::new(
+                            &plan.source.name,
+                            "register-not-valid",
+                            format!("the {kind} CURRENT register is not valid: nothing to clone"),
+                        )
+                        .with_master_key(*kind)
+                        .with_register("current"),
                     ),
                 }
             }
@@ -425,32 +439,44 @@ pub fn dry_run_report(
                     .find(|(k, _)| k == kind)
                     .map(|(_, pat)| pat);
                 if reg.new == NewState::Partial {
-                    problem(
-                        p,
-                        t,
-                        format!("the {kind} NEW register is partially loaded: clear it first"),
+                    p.push(
+                        Problem::new(
+                            t,
+                            "new-register-partial",
+                            format!("the {kind} NEW register is partially loaded: clear it first"),
+                        )
+                        .with_master_key(*kind)
+                        .with_register("new"),
                     );
                 }
                 if reg.new == NewState::Full && reg.new_patterns.first() != source {
-                    problem(
-                        p,
-                        t,
-                        format!(
-                            "the {kind} NEW register holds another key: clear it first (mkclone abort --clear-new)"
-                        ),
+                    p.push(
+                        Problem::new(
+                            t,
+                            "new-register-occupied",
+                            format!(
+                                "the {kind} NEW register holds another key: clear it first (mkclone abort --clear-new)"
+                            ),
+                        )
+                        .with_master_key(*kind)
+                        .with_register("new"),
                     );
                 }
                 if let (Some(cur), Some(src)) = (current(&st, *kind), source)
                     && &cur != src
                     && !options.replace_current
                 {
-                    problem(
-                        p,
-                        t,
-                        format!(
-                            "the {kind} CURRENT register holds another valid key ({cur}): SET would make it OLD; \
-                             keys enciphered under it must then be re-enciphered. Use --replace-current if intended"
-                        ),
+                    p.push(
+                        Problem::new(
+                            t,
+                            "would-replace-current",
+                            format!(
+                                "the {kind} CURRENT register holds another valid key ({cur}): SET would make it OLD; \
+                                 keys enciphered under it must then be re-enciphered. Use --replace-current if intended"
+                            ),
+                        )
+                        .with_master_key(*kind)
+                        .with_register("current"),
                     );
                 }
             }
@@ -480,6 +506,7 @@ fn dual_control_pending(node: &mut dyn Backend, plan: &Plan, name: &str, p: &mut
         problem(
             p,
             name,
+            "dual-control",
             format!(
                 "dual control: the SA key is not registered yet; two people run `mkclone register-sa-hash --node {name}` \
                  and `mkclone register-sa-key --node {name}` (after phase {}), or the plan sets dual_control = false",

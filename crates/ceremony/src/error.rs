@@ -168,6 +168,26 @@ pub enum FileError {
 }
 
 impl FileError {
+    /// The file it is about, where it names one.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::Locked { lock_file, .. } => Some(lock_file),
+            Self::Corrupt { path, .. }
+            | Self::WrongFormat { path, .. }
+            | Self::NewerVersion { path, .. }
+            | Self::OlderVersion { path, .. }
+            | Self::InvalidVersion { path, .. }
+            | Self::ForeignCeremony { path, .. }
+            | Self::RehearsalMismatch { path, .. }
+            | Self::DigestMismatch { path, .. }
+            | Self::NonCanonical { path, .. }
+            | Self::JournalCorrupt { path, .. }
+            | Self::JournalChanged { path, .. }
+            | Self::InvalidEntry { path, .. } => Some(path),
+            Self::Durable(_) | Self::Encode { .. } => None,
+        }
+    }
+
     /// The file (or a directory on its path) does not exist: an I/O error of kind
     /// `NotFound`, for callers to which a missing file is not an error.
     pub fn is_not_found(&self) -> bool {

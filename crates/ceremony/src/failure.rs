@@ -8,11 +8,82 @@ use thiserror::Error;
 
 use crate::error::FileError;
 
-/// One problem found by a preflight.
+/// One problem found by a preflight or a dry run: `what` says it in words; `kind` names
+/// it for a script (the `kind` of the `mkclone-error` document where the problem is a
+/// typed error, else the problem's family: docs/JSON.md lists them), with the file,
+/// master key, register or share it is about.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
     pub node: String,
+    pub kind: &'static str,
     pub what: String,
+    /// The file it is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The master key it is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master_key: Option<CloneableKind>,
+    /// The master-key register it is about: "current" or "new".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub register: Option<&'static str>,
+    /// The share it is about (with `master_key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_index: Option<u8>,
+    /// The operation a backend or a role lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+}
+
+impl Problem {
+    pub fn new(node: impl Into<String>, kind: &'static str, what: impl Into<String>) -> Self {
+        Self {
+            node: node.into(),
+            kind,
+            what: what.into(),
+            file: None,
+            master_key: None,
+            register: None,
+            share_index: None,
+            operation: None,
+        }
+    }
+    /// The problem a typed error is: its kind and the file it names.
+    pub fn error(node: impl Into<String>, e: &CeremonyError) -> Self {
+        let file = e.file().map(|f| f.display().to_string());
+        Self {
+            file,
+            ..Self::new(node, e.kind(), e.to_string())
+        }
+    }
+    /// The problem a file error is.
+    pub fn file_error(node: impl Into<String>, e: &FileError) -> Self {
+        let file = e.path().map(|f| f.display().to_string());
+        Self {
+            file,
+            ..Self::new(node, file_error_kind(e), e.to_string())
+        }
+    }
+    pub fn with_file(mut self, file: impl Into<String>) -> Self {
+        self.file = Some(file.into());
+        self
+    }
+    pub fn with_master_key(mut self, kind: CloneableKind) -> Self {
+        self.master_key = Some(kind);
+        self
+    }
+    pub fn with_register(mut self, register: &'static str) -> Self {
+        self.register = Some(register);
+        self
+    }
+    pub fn with_share(mut self, kind: CloneableKind, index: u8) -> Self {
+        self.master_key = Some(kind);
+        self.share_index = Some(index);
+        self
+    }
+    pub fn with_operation(mut self, operation: impl fmt::Display) -> Self {
+        self.operation = Some(operation.to_string());
+        self
+    }
 }
 
 impl fmt::Display for Problem {
@@ -204,7 +275,58 @@ pub struct JournalGap {
     pub found: String,
 }
 
+fn file_error_kind(e: &FileError) -> &'static str {
+    match e {
+        FileError::Locked { .. } => "locked",
+        _ => "file",
+    }
+}
+
 impl CeremonyError {
+    /// The stable name of this error: the `kind` of its `mkclone-error` document and of
+    /// the problem it makes (docs/JSON.md).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CeremonyError::File(e) => file_error_kind(e),
+            CeremonyError::Backend { .. } => "node",
+            CeremonyError::Domain(_) => "domain",
+            CeremonyError::Format { .. } => "malformed",
+            CeremonyError::Preflight { .. } => "preflight",
+            CeremonyError::PatternMismatch { .. } => "pattern-mismatch",
+            CeremonyError::MissingFile { .. } => "missing-file",
+            CeremonyError::Conflict { .. } => "conflict",
+            CeremonyError::IdentityMismatch { .. } => "identity-mismatch",
+            CeremonyError::WouldReplaceCurrent { .. } => "would-replace-current",
+            CeremonyError::DualControl(_) => "dual-control",
+            CeremonyError::Interrupted { .. } => "interrupted",
+            CeremonyError::InjectedCrash { .. } => "injected-crash",
+            CeremonyError::NodeUnavailable { .. } => "node-unavailable",
+            CeremonyError::NotInPlan { .. } => "not-in-plan",
+            CeremonyError::UntrustedFile { .. } => "untrusted-file",
+            CeremonyError::SaKeyNotPinned { .. } => "sa-key-not-pinned",
+            CeremonyError::SaAnchorMissing { .. } => "sa-anchor-missing",
+            CeremonyError::JournalGap(_) => "journal-gap",
+            CeremonyError::InvalidOperator(_) => "usage",
+            CeremonyError::JournalMerge { .. } => "journal-merge",
+            CeremonyError::JournalLacksNode { .. } => "journal-lacks-node",
+            CeremonyError::ForeignJournal { .. } => "foreign-journal",
+        }
+    }
+
+    /// The file this error is about, where it names one.
+    pub fn file(&self) -> Option<PathBuf> {
+        match self {
+            CeremonyError::File(e) => e.path().map(Into::into),
+            CeremonyError::MissingFile { path, .. } => Some(path.clone()),
+            CeremonyError::UntrustedFile { file, .. } => Some(file.into()),
+            CeremonyError::JournalGap(g) => Some(g.file.as_str().into()),
+            CeremonyError::JournalMerge { journal, .. }
+            | CeremonyError::JournalLacksNode { journal, .. }
+            | CeremonyError::ForeignJournal { journal, .. } => Some(journal.into()),
+            _ => None,
+        }
+    }
+
     pub fn backend<'a>(
         node: &'a str,
         step: &'static str,

@@ -345,17 +345,23 @@ fn an_unfinished_ceremony_report_shows_what_is_missing() {
     assert_eq!(r.journals[0].records as u64, first_install);
     for kind in ["SYM", "ASYM"] {
         assert!(
-            r.missing
-                .iter()
-                .any(|m| m.contains(&format!("SET of the {kind} master key"))),
+            r.missing.iter().any(
+                |m| m.what.contains(&format!("SET of the {kind} master key"))
+                    && m.kind == "set-not-done"
+                    && m.node.as_deref() == Some("target1")
+                    && m.master_key.map(|k| k.to_string()).as_deref() == Some(kind)
+            ),
             "{:?}",
             r.missing
         );
     }
     for index in [1, 2] {
         assert!(
-            r.missing.iter().any(|m| m
-                == &format!("SYM share {index} for target1: not installed (phase 3d on target1)")),
+            r.missing.iter().any(|m| m.what
+                == format!("SYM share {index} for target1: not installed (phase 3d on target1)")
+                && m.kind == "share-not-installed"
+                && m.share_index == Some(index)
+                && m.phase.as_deref() == Some("3d")),
             "{:?}",
             r.missing
         );
@@ -370,11 +376,12 @@ fn an_unfinished_ceremony_report_shows_what_is_missing() {
     let stopped = r.timeline.iter().find(|e| e.seq == first_install).unwrap();
     assert_eq!(stopped.event, "install-share");
     assert_eq!(stopped.result, "NO OUTCOME RECORDED");
-    assert!(
-        r.warnings
-            .iter()
-            .any(|w| w.contains(&format!("record {first_install} (install-share on target1")))
-    );
+    assert!(r.warnings.iter().any(|w| {
+        w.what
+            .contains(&format!("record {first_install} (install-share on target1"))
+            && w.kind == "no-outcome"
+            && w.record == Some(first_install)
+    }));
     let t = node(&r, "target1");
     assert_eq!(t.status, "unavailable: powered off");
     assert!(t.after.is_none());
@@ -404,7 +411,8 @@ fn an_unfinished_ceremony_report_shows_what_is_missing() {
     assert_eq!(r.journals[0].head_hash, None);
     assert!(r.journals[0].problem.as_deref().unwrap().contains("line 1"));
     assert!(
-        r.missing[0].starts_with("a journal that verifies"),
+        r.missing[0].what.starts_with("a journal that verifies")
+            && r.missing[0].kind == "journal-unverified",
         "{:?}",
         r.missing
     );
@@ -420,15 +428,29 @@ fn a_ceremony_not_started_lists_every_step() {
     let plan = plan(&["target1"], &[CloneableKind::Sym], 1, 1, false);
     let r = report::build_with(root.path(), &plan, &[], &[]).unwrap();
     assert!(!r.complete && !r.journals[0].present);
-    for expected in [
-        "the journal: no phase has run in this directory",
-        "sa.db: the SA key (phase 1 on sa)",
-        "target1.csr.db: the CSR key of target1 (phase 3a on target1)",
-        "SYM share 1 for target1: not obtained (phase 3c on source)",
-        "target1: SET of the SYM master key (phase 3d on target1)",
+    for (kind, expected) in [
+        (
+            "journal-absent",
+            "the journal: no phase has run in this directory",
+        ),
+        ("key-missing", "sa.db: the SA key (phase 1 on sa)"),
+        (
+            "key-missing",
+            "target1.csr.db: the CSR key of target1 (phase 3a on target1)",
+        ),
+        (
+            "share-not-obtained",
+            "SYM share 1 for target1: not obtained (phase 3c on source)",
+        ),
+        (
+            "set-not-done",
+            "target1: SET of the SYM master key (phase 3d on target1)",
+        ),
     ] {
         assert!(
-            r.missing.iter().any(|m| m == expected),
+            r.missing
+                .iter()
+                .any(|m| m.what == expected && m.kind == kind),
             "{expected}: {:?}",
             r.missing
         );
@@ -508,9 +530,9 @@ fn hostile_text_is_escaped_in_html_and_markdown() {
     assert_eq!(r.operators[0], hostile);
     for name in &r.operators {
         assert!(
-            r.warnings
-                .iter()
-                .any(|w| w.contains("is refused") && w.contains(&format!("{name:?}"))),
+            r.warnings.iter().any(|w| w.what.contains("is refused")
+                && w.what.contains(&format!("{name:?}"))
+                && w.kind == "operator-name"),
             "{name}: {:?}",
             r.warnings
         );
@@ -583,13 +605,34 @@ fn files_erased_by_the_clean_up_are_recorded_not_missing() {
     let r = report_now();
     assert!(r.complete, "{:?}", r.missing);
     assert_eq!(r.open_items.len(), 3, "{:#?}", r.open_items);
-    assert!(r.open_items[0].starts_with("target1: 2 share bundle(s)"));
-    assert!(r.open_items[0].contains("`target1.csr.db`"));
-    assert!(r.open_items[0].contains("--target target1 --erase-files"));
-    assert!(r.open_items[1].contains("still registered on source, target1"));
-    assert!(r.open_items[1].contains("--unregister-sa"));
-    assert!(r.open_items[2].contains("`MKCLONE."));
-    assert!(r.open_items[2].contains("--delete-keys"));
+    assert!(
+        r.open_items[0]
+            .what
+            .starts_with("target1: 2 share bundle(s)")
+    );
+    assert!(r.open_items[0].what.contains("`target1.csr.db`"));
+    assert!(
+        r.open_items[0]
+            .what
+            .contains("--target target1 --erase-files")
+    );
+    assert_eq!(r.open_items[0].kind, "files-after-set");
+    assert_eq!(r.open_items[0].node.as_deref(), Some("target1"));
+    assert_eq!(
+        r.open_items[0].command.as_deref(),
+        Some("mkclone abort --config FILE --target target1 --erase-files")
+    );
+    assert!(
+        r.open_items[1]
+            .what
+            .contains("still registered on source, target1")
+    );
+    assert!(r.open_items[1].what.contains("--unregister-sa"));
+    assert_eq!(r.open_items[1].kind, "sa-key-registered");
+    assert_eq!(r.open_items[1].nodes, ["source", "target1"]);
+    assert!(r.open_items[2].what.contains("`MKCLONE."));
+    assert!(r.open_items[2].what.contains("--delete-keys"));
+    assert_eq!(r.open_items[2].kind, "retained-keys");
     let md = report::render_markdown(&r);
     assert!(md.contains("COMPLETE, with 3 open item(s)"), "{md}");
     assert!(md.contains("### Open items\n\n- target1: 2 share bundle(s) `shares/target1.*.share`"));

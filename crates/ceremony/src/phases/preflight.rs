@@ -17,20 +17,20 @@ pub fn preflight_source(
     problems: &mut Vec<Problem>,
 ) -> Option<SourceReady> {
     let src = c.plan.source.name.clone();
-    let mut p = |node: &str, what: String| {
-        problems.push(Problem {
-            node: node.into(),
-            what,
-        })
-    };
+    let mut p = |problem: Problem| problems.push(problem);
     let caps = source.capabilities();
     for op in caps.missing(Phase::P3c.needed_operations()) {
-        p(&src, format!("the {} backend cannot {op}", caps.backend));
+        p(Problem::new(
+            &src,
+            "capability",
+            format!("the {} backend cannot {op}", caps.backend),
+        )
+        .with_operation(op));
     }
     let sa_db = match trusted_sa_db(c, "phase 3c") {
         Ok(db) => Some(db),
         Err(e) => {
-            p(&src, e.to_string());
+            p(Problem::error(&src, &e));
             None
         }
     };
@@ -40,10 +40,12 @@ pub fn preflight_source(
     {
         Some(Some(cert)) => Some(cert),
         Some(None) => {
-            p(
+            p(Problem::new(
                 &src,
-                "sa.db holds no certified CSS key: run phases 2a and 2b first".into(),
-            );
+                "not-certified",
+                "sa.db holds no certified CSS key: run phases 2a and 2b first",
+            )
+            .with_file(c.layout.sa_db().display().to_string()));
             None
         }
         None => None,
@@ -51,42 +53,43 @@ pub fn preflight_source(
     let csr = match trusted_csr_db(c, target) {
         Ok(db) => Some(db),
         Err(e) => {
-            p(target, e.to_string());
+            p(Problem::error(target, &e));
             None
         }
     };
     let mut csr_certificate = None;
     if let (Some(sa_db), Some(csr)) = (&sa_db, &csr) {
         match &csr.certificate {
-            None => p(
+            None => p(Problem::new(
                 target,
-                format!(
-                    "{}.csr.db holds no certificate: run phase 3b on the SA node",
-                    target
-                ),
-            ),
+                "not-certified",
+                format!("{target}.csr.db holds no certificate: run phase 3b on the SA node"),
+            )
+            .with_file(c.layout.csr_db(target).display().to_string())),
             Some(cert) => match verify_issued(c, sa_db, cert, "the CSR certificate") {
                 Ok(section) => {
                     let planned = c.plan.target(target).map(|t| t.eid.clone());
                     if section.info.eid != planned {
-                        p(
+                        p(Problem::new(
                             target,
+                            "identity-mismatch",
                             format!(
                                 "the CSR certificate names EID {:?}, the plan {:?}",
                                 section.info.eid, planned
                             ),
-                        );
+                        )
+                        .with_file(c.layout.csr_db(target).display().to_string()));
                     }
                     csr_certificate = Some(cert.clone());
                 }
-                Err(e) => p(target, e.to_string()),
+                Err(e) => p(Problem::error(target, &e)),
             },
         }
         if let Some(css) = &sa_db.css
             && let Some(cert) = &css.certificate
             && let Err(e) = verify_issued(c, sa_db, cert, "the CSS certificate")
         {
-            p(&css.node, e.to_string());
+            p(Problem::error(&css.node, &e));
         }
     }
     // The certified CSS key must be the one this source holds.
@@ -98,83 +101,116 @@ pub fn preflight_source(
                 if let (Ok(a), Ok(b)) = (&certified, &held)
                     && a != b
                 {
-                    p(&src, "the CSS key certified in sa.db is not the one this source holds: sa.db comes from elsewhere".into());
+                    p(Problem::new(&src, "key-mismatch", "the CSS key certified in sa.db is not the one this source holds: sa.db comes from elsewhere")
+                        .with_file(c.layout.sa_db().display().to_string()));
                 }
             }
-            Ok(None) => p(
+            Ok(None) => p(Problem::new(
                 &src,
+                "key-missing",
                 format!(
                     "the CSS key {} is not on this source: run phase 2a",
                     c.plan.css_label()
                 ),
-            ),
-            Err(e) => p(&src, format!("cannot read the CSS key: {e}")),
+            )),
+            Err(e) => p(Problem::new(
+                &src,
+                "node",
+                format!("cannot read the CSS key: {e}"),
+            )),
         }
     }
     match source.status() {
-        Err(e) => p(&src, format!("cannot read status: {e}")),
+        Err(e) => p(Problem::new(
+            &src,
+            "node",
+            format!("cannot read status: {e}"),
+        )),
         Ok(st) => {
             if st.identity.eid.as_ref() != Some(&c.plan.source.eid) {
-                p(
+                p(Problem::new(
                     &src,
+                    "identity-mismatch",
                     format!(
                         "EID is {:?}, the plan says {:?}",
                         st.identity.eid, c.plan.source.eid
                     ),
-                );
+                ));
             }
             for kind in &c.plan.kinds {
                 match (current_pattern(&st, *kind), c.plan.source_pattern(*kind)) {
-                    (None, _) => p(
+                    (None, _) => p(Problem::new(
                         &src,
+                        "register-not-valid",
                         format!(
                             "the {kind} CURRENT master-key register is not valid: there is nothing to clone"
                         ),
-                    ),
-                    (Some(current), Some(planned)) if &current != planned => p(
+                    )
+                    .with_master_key(*kind)
+                    .with_register("current")),
+                    (Some(current), Some(planned)) if &current != planned => p(Problem::new(
                         &src,
+                        "pattern-mismatch",
                         format!(
                             "the {kind} CURRENT master key is {current}, the plan's source_patterns say {planned}: \
                              this is not the key the plan clones"
                         ),
-                    ),
+                    )
+                    .with_master_key(*kind)
+                    .with_register("current")),
                     _ => {}
                 }
             }
         }
     }
     match source.share_status() {
-        Err(e) => p(&src, format!("cannot read share tables: {e}")),
-        Ok(s) if s.m_of_n != Some(c.plan.m_of_n) => p(
+        Err(e) => p(Problem::new(
             &src,
+            "node",
+            format!("cannot read share tables: {e}"),
+        )),
+        Ok(s) if s.m_of_n != Some(c.plan.m_of_n) => p(Problem::new(
+            &src,
+            "m-of-n-mismatch",
             format!(
                 "m-of-n is {:?}, the plan says {}: run phase 2a",
                 s.m_of_n.map(|x| x.to_string()),
                 c.plan.m_of_n
             ),
-        ),
+        )),
         Ok(_) => {}
     }
     match source.list_registrations() {
-        Err(e) => p(&src, format!("cannot list registrations: {e}")),
+        Err(e) => p(Problem::new(
+            &src,
+            "node",
+            format!("cannot list registrations: {e}"),
+        )),
         Ok(list) => match list.iter().find(|r| r.name == c.plan.sa_label()) {
-            None => p(
+            None => p(Problem::new(
                 &src,
-                "the SA public key is not registered: run phase 2a".into(),
-            ),
-            Some(r) if r.key.is_none() => p(
+                "sa-not-registered",
+                "the SA public key is not registered: run phase 2a",
+            )),
+            Some(r) if r.key.is_none() => p(Problem::new(
                 &src,
-                "the SA public-key hash is registered but not the key: complete phase 2a".into(),
-            ),
-            Some(r) if !r.clone => p(
+                "sa-not-registered",
+                "the SA public-key hash is registered but not the key: complete phase 2a",
+            )),
+            Some(r) if !r.clone => p(Problem::new(
                 &src,
-                "the SA public key is registered without the CLONE mark".into(),
-            ),
+                "sa-not-registered",
+                "the SA public key is registered without the CLONE mark",
+            )),
             Some(r) => {
                 if let Some(db) = &sa_db
                     && r.hash != db.sa_hash
                 {
-                    p(&src, "the registered SA key is not the one in sa.db".into());
+                    p(Problem::new(
+                        &src,
+                        "key-mismatch",
+                        "the registered SA key is not the one in sa.db",
+                    ));
                 }
             }
         },
@@ -212,14 +248,13 @@ pub(super) fn bundles(
     problems: &mut Vec<Problem>,
 ) -> Vec<ShareBundle> {
     let mut out = Vec::new();
-    let mut problem = |what: String| {
-        problems.push(Problem {
-            node: target.into(),
-            what,
-        })
-    };
+    let mut problem = |p: Problem| problems.push(p);
     let Some(plan_node) = c.plan.target(target).cloned() else {
-        problem(format!("{target} is not a target of the plan"));
+        problem(Problem::new(
+            target,
+            "not-in-plan",
+            format!("{target} is not a target of the plan"),
+        ));
         return out;
     };
     for index in &c.plan.share_indices {
@@ -229,21 +264,34 @@ pub(super) fn bundles(
                 .and_then(|()| trust::check_bundle(&c.plan, &plan_node, kind, *index, &b))
             {
                 Ok(()) => out.push(b),
-                Err(e) => problem(e.to_string()),
+                Err(e) => problem(Problem::error(target, &e).with_share(kind, index.get())),
             },
-            Ok(None) => problem(format!(
-                "{} is missing: run phase 3c on the source and carry the shares here",
-                path.display()
-            )),
-            Err(e) => problem(e.to_string()),
+            Ok(None) => problem(
+                Problem::new(
+                    target,
+                    "missing-file",
+                    format!(
+                        "{} is missing: run phase 3c on the source and carry the shares here",
+                        path.display()
+                    ),
+                )
+                .with_file(path.display().to_string())
+                .with_share(kind, index.get()),
+            ),
+            Err(e) => problem(Problem::file_error(target, &e).with_share(kind, index.get())),
         }
     }
     if let Some(first) = out.first()
         && out.iter().any(|b| b.source_pattern != first.source_pattern)
     {
-        problem(format!(
-            "the {kind} bundles come from different source keys"
-        ));
+        problem(
+            Problem::new(
+                target,
+                "bundle-mismatch",
+                format!("the {kind} bundles come from different source keys"),
+            )
+            .with_master_key(kind),
+        );
     }
     out
 }
@@ -255,32 +303,37 @@ pub fn preflight_target(
     target: &str,
     problems: &mut Vec<Problem>,
 ) -> Option<Certificate> {
-    let mut p = |what: String| {
-        problems.push(Problem {
-            node: target.into(),
-            what,
-        })
-    };
+    let mut p = |p: Problem| problems.push(p);
     let caps = node.capabilities();
     for op in caps.missing(Phase::P3d.needed_operations()) {
-        p(format!("the {} backend cannot {op}", caps.backend));
+        p(Problem::new(
+            target,
+            "capability",
+            format!("the {} backend cannot {op}", caps.backend),
+        )
+        .with_operation(op));
     }
     let sa_db = trusted_sa_db(c, "phase 3d");
     let sa_hash = sa_db.as_ref().ok().map(|db| db.sa_hash.clone());
     let css_cert = match sa_db {
         Err(e) => {
-            p(e.to_string());
+            p(Problem::error(target, &e));
             None
         }
         Ok(db) => match db.css.as_ref().and_then(|css| css.certificate.clone()) {
             None => {
-                p("sa.db holds no certified CSS key: carry the sa.db of phase 2b here".into());
+                p(Problem::new(
+                    target,
+                    "not-certified",
+                    "sa.db holds no certified CSS key: carry the sa.db of phase 2b here",
+                )
+                .with_file(c.layout.sa_db().display().to_string()));
                 None
             }
             Some(cert) => match verify_issued(c, &db, &cert, "the CSS certificate") {
                 Ok(_) => Some(cert),
                 Err(e) => {
-                    p(e.to_string());
+                    p(Problem::error(target, &e));
                     None
                 }
             },
@@ -288,13 +341,21 @@ pub fn preflight_target(
     };
     let plan = c.plan.target(target).cloned();
     match node.status() {
-        Err(e) => p(format!("cannot read status: {e}")),
+        Err(e) => p(Problem::new(
+            target,
+            "node",
+            format!("cannot read status: {e}"),
+        )),
         Ok(st) => {
             if st.identity.eid.as_ref() != plan.as_ref().map(|t| &t.eid) {
-                p(format!(
-                    "EID is {:?}, the plan says {:?}",
-                    st.identity.eid,
-                    plan.map(|t| t.eid)
+                p(Problem::new(
+                    target,
+                    "identity-mismatch",
+                    format!(
+                        "EID is {:?}, the plan says {:?}",
+                        st.identity.eid,
+                        plan.map(|t| t.eid)
+                    ),
                 ));
             }
             for kind in &c.plan.kinds {
@@ -302,35 +363,61 @@ pub fn preflight_target(
                 if let Some(reg) = reg
                     && reg.new == NewState::Partial
                 {
-                    p(format!(
-                        "the {kind} NEW register is partially loaded: clear it first"
-                    ));
+                    p(Problem::new(
+                        target,
+                        "new-register-partial",
+                        format!("the {kind} NEW register is partially loaded: clear it first"),
+                    )
+                    .with_master_key(*kind)
+                    .with_register("new"));
                 }
             }
         }
     }
     match node.share_status() {
-        Err(e) => p(format!("cannot read share tables: {e}")),
-        Ok(s) if s.m_of_n != Some(c.plan.m_of_n) => p(format!(
-            "m-of-n is {:?}, the plan says {}: run phase 3a",
-            s.m_of_n.map(|x| x.to_string()),
-            c.plan.m_of_n
+        Err(e) => p(Problem::new(
+            target,
+            "node",
+            format!("cannot read share tables: {e}"),
+        )),
+        Ok(s) if s.m_of_n != Some(c.plan.m_of_n) => p(Problem::new(
+            target,
+            "m-of-n-mismatch",
+            format!(
+                "m-of-n is {:?}, the plan says {}: run phase 3a",
+                s.m_of_n.map(|x| x.to_string()),
+                c.plan.m_of_n
+            ),
         )),
         Ok(_) => {}
     }
     match node.list_registrations() {
-        Err(e) => p(format!("cannot list registrations: {e}")),
+        Err(e) => p(Problem::new(
+            target,
+            "node",
+            format!("cannot list registrations: {e}"),
+        )),
         Ok(list) => match list.iter().find(|r| r.name == c.plan.sa_label()) {
-            Some(r) if sa_hash.as_ref().is_some_and(|h| &r.hash != h) => p(format!(
-                "the SA key registered here ({}) is not the pinned one: remove it with \
-                 `mkclone abort --target {target} --unregister-sa` and register the pinned key",
-                r.hash.fingerprint()
+            Some(r) if sa_hash.as_ref().is_some_and(|h| &r.hash != h) => p(Problem::new(
+                target,
+                "key-mismatch",
+                format!(
+                    "the SA key registered here ({}) is not the pinned one: remove it with \
+                     `mkclone abort --target {target} --unregister-sa` and register the pinned key",
+                    r.hash.fingerprint()
+                ),
             )),
             Some(r) if r.key.is_some() && r.clone => {}
-            Some(_) => p(
-                "the SA public key is not fully registered with CLONE: complete phase 3a".into(),
-            ),
-            None => p("the SA public key is not registered: run phase 3a".into()),
+            Some(_) => p(Problem::new(
+                target,
+                "sa-not-registered",
+                "the SA public key is not fully registered with CLONE: complete phase 3a",
+            )),
+            None => p(Problem::new(
+                target,
+                "sa-not-registered",
+                "the SA public key is not registered: run phase 3a",
+            )),
         },
     }
     css_cert
@@ -354,13 +441,18 @@ pub fn overwrite_guard(
             current_pattern(source, *kind),
         ) && cur != src
         {
-            problems.push(Problem {
-                node: target_name.into(),
-                what: format!(
-                    "the {kind} CURRENT register holds another valid key ({cur}): SET would make it OLD and destroy \
-                     the OLD key; keys enciphered under it must then be re-enciphered. Use --replace-current if intended"
-                ),
-            });
+            problems.push(
+                Problem::new(
+                    target_name,
+                    "would-replace-current",
+                    format!(
+                        "the {kind} CURRENT register holds another valid key ({cur}): SET would make it OLD and destroy \
+                         the OLD key; keys enciphered under it must then be re-enciphered. Use --replace-current if intended"
+                    ),
+                )
+                .with_master_key(*kind)
+                .with_register("current"),
+            );
         }
     }
 }

@@ -143,13 +143,17 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
         for (_, list) in &per_kind {
             for b in list {
                 if !sealed_for(b, fingerprint, b.kind, b.index) {
-                    problems.push(Problem {
-                        node: target.into(),
-                        what: format!(
-                            "the {} share {} is sealed to another CSR key than this target's: it came from another run of phase 3c",
-                            b.kind, b.index
-                        ),
-                    });
+                    problems.push(
+                        Problem::new(
+                            target,
+                            "bundle-mismatch",
+                            format!(
+                                "the {} share {} is sealed to another CSR key than this target's: it came from another run of phase 3c",
+                                b.kind, b.index
+                            ),
+                        )
+                        .with_share(b.kind, b.index.get()),
+                    );
                 }
             }
         }
@@ -164,9 +168,10 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
         .map(ToString::to_string)
         .collect();
     if !unpinned.is_empty() && !node.capabilities().install_checks_signed_pattern {
-        problems.push(Problem {
-            node: target.into(),
-            what: format!(
+        problems.push(Problem::new(
+            target,
+            "pattern-unconfirmable",
+            format!(
                 "the {} backend does not report checking the rebuilt key against the source's signed pattern, \
                  so NEW ({}) cannot be confirmed from the shares: add source_patterns to the plan (the source's \
                  operator reads them from `mkclone status {}`)",
@@ -174,7 +179,7 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
                 unpinned.join(", "),
                 c.plan.source.name
             ),
-        });
+        ));
     }
     // Registers that hold something else than the incoming key stop the ceremony here.
     if let Ok(st) = node.status() {
@@ -187,26 +192,36 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
             if let (Some(new), Some(incoming)) = (new_pattern(&st, *kind), &incoming)
                 && &new != incoming
             {
-                problems.push(Problem {
-                    node: target.into(),
-                    what: format!(
-                        "the {kind} NEW register holds another key ({new}); clear it first"
-                    ),
-                });
+                problems.push(
+                    Problem::new(
+                        target,
+                        "new-register-occupied",
+                        format!(
+                            "the {kind} NEW register holds another key ({new}); clear it first"
+                        ),
+                    )
+                    .with_master_key(*kind)
+                    .with_register("new"),
+                );
             }
             // The overwrite guard: SET would turn a valid, different CURRENT into OLD.
             if let (Some(current), Some(incoming)) = (current_pattern(&st, *kind), &incoming)
                 && &current != incoming
                 && !c.replace_current()
             {
-                problems.push(Problem {
-                    node: target.into(),
-                    what: format!(
-                        "the {kind} CURRENT register holds another valid key ({current}): SET would make it OLD \
-                         and destroy the OLD key. Keys enciphered under it must be re-enciphered afterwards; \
-                         rerun with --replace-current if that is intended"
-                    ),
-                });
+                problems.push(
+                    Problem::new(
+                        target,
+                        "would-replace-current",
+                        format!(
+                            "the {kind} CURRENT register holds another valid key ({current}): SET would make it OLD \
+                             and destroy the OLD key. Keys enciphered under it must be re-enciphered afterwards; \
+                             rerun with --replace-current if that is intended"
+                        ),
+                    )
+                    .with_master_key(*kind)
+                    .with_register("current"),
+                );
             }
         }
     }

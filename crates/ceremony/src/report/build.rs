@@ -1,6 +1,7 @@
 //! Building the report from the ceremony directory, the journal and the nodes' statuses.
 
 use super::*;
+use crate::phase::Phase;
 
 // ----------------------------------------------------------------------------------------
 // Building
@@ -84,25 +85,50 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
         .map(|(_, p)| p.nonce.as_str());
     match check_one_ceremony(&sources, sa_nonce, &plan.id) {
         Err(e) if strict => return Err(e),
-        Err(e) => missing.push(format!("a journal of this run of the ceremony: {e}")),
+        Err(e) => missing.push(Finding::error(
+            &e,
+            format!("a journal of this run of the ceremony: {e}"),
+        )),
         Ok(()) => {}
     }
     warnings.extend(check_marks(&mut sources, &files, strict)?);
     for s in &sources {
         let j = &s.view;
+        let file = j.file.display().to_string();
         if !j.present {
-            missing.push("the journal: no phase has run in this directory".to_string());
+            missing.push(
+                Finding::new(
+                    "journal-absent",
+                    "the journal: no phase has run in this directory",
+                )
+                .record(&j.label, None)
+                .file(file.clone()),
+            );
         } else if let Some(problem) = j.problem.as_ref().filter(|_| !j.verified) {
-            missing.push(format!(
-                "a journal that verifies: {problem} (the records below are shown as found, unverified)"
-            ));
+            missing.push(
+                Finding::new(
+                    "journal-unverified",
+                    format!(
+                        "a journal that verifies: {problem} (the records below are shown as found, unverified)"
+                    ),
+                )
+                .record(&j.label, None)
+                .file(file.clone()),
+            );
         }
         if let Some(n) = j.torn_tail_bytes {
-            warnings.push(format!(
-                "journal {} ends with a torn line ({n} bytes) left by an interrupted append; it \
-                 was never acknowledged and is not counted",
-                j.label
-            ));
+            warnings.push(
+                Finding::new(
+                    "journal-torn-tail",
+                    format!(
+                        "journal {} ends with a torn line ({n} bytes) left by an interrupted append; it \
+                         was never acknowledged and is not counted",
+                        j.label
+                    ),
+                )
+                .record(&j.label, None)
+                .file(file),
+            );
         }
     }
     let records = merged(&sources);
@@ -113,20 +139,31 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
         .iter()
         .filter(|e| e.entry == "action" && e.outcome.is_none())
     {
-        warnings.push(format!(
-            "record {} ({} on {}, phase {}) has no outcome: the run stopped there; a later run \
-             may have done it again",
-            record_name(&e.journal, e.seq, single),
-            e.event,
-            e.node,
-            e.phase
-        ));
+        warnings.push(
+            Finding::new(
+                "no-outcome",
+                format!(
+                    "record {} ({} on {}, phase {}) has no outcome: the run stopped there; a later run \
+                     may have done it again",
+                    record_name(&e.journal, e.seq, single),
+                    e.event,
+                    e.node,
+                    e.phase
+                ),
+            )
+            .record(&e.journal, Some(e.seq))
+            .node(&e.node)
+            .phase(&e.phase),
+        );
     }
     let operators = operators(&records);
     for name in &operators {
         if let Err(e) = crate::operator::check(name) {
-            warnings.push(format!(
-                "{e}. It was written by an older mkclone or edited in; it is printed escaped"
+            warnings.push(Finding::new(
+                "operator-name",
+                format!(
+                    "{e}. It was written by an older mkclone or edited in; it is printed escaped"
+                ),
             ));
         }
     }
@@ -209,15 +246,27 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
             (None, None) => "not read".to_string(),
         };
         if after_status.is_none() {
-            warnings.push(format!(
-                "node {name}: {status}; its patterns after the ceremony are not in this report"
-            ));
+            warnings.push(
+                Finding::new(
+                    "node-not-read",
+                    format!(
+                        "node {name}: {status}; its patterns after the ceremony are not in this report"
+                    ),
+                )
+                .node(name),
+            );
         }
         let before = first_node_status(&records, name);
         if before.is_none() && sources.iter().any(|s| s.view.present) {
-            warnings.push(format!(
-                "node {name}: its patterns before the ceremony are {NOT_RECORDED} in the journal"
-            ));
+            warnings.push(
+                Finding::new(
+                    "status-not-recorded",
+                    format!(
+                        "node {name}: its patterns before the ceremony are {NOT_RECORDED} in the journal"
+                    ),
+                )
+                .node(name),
+            );
         }
         let after = after_status.map(snapshot_of);
         let serial = after
@@ -298,11 +347,17 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
         if let (Some(pinned), Some(after)) = (&v.expect_serial, &v.after)
             && after.serial.as_deref() != Some(pinned.as_str())
         {
-            missing.push(format!(
-                "node {}: it reports serial {}, the plan pins {pinned}: it is not the planned node",
-                v.name,
-                or_dash(after.serial.as_deref())
-            ));
+            missing.push(
+                Finding::new(
+                    "identity-mismatch",
+                    format!(
+                        "node {}: it reports serial {}, the plan pins {pinned}: it is not the planned node",
+                        v.name,
+                        or_dash(after.serial.as_deref())
+                    ),
+                )
+                .node(&v.name),
+            );
         }
     }
 
@@ -348,13 +403,23 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
         };
         if let (Some((by, _)), None) = (&hash, &key) {
             // Half of dual control: nothing goes on without the key.
-            missing.push(format!(
-                "{}: the SA public key is not registered, only its hash (by {}): a second \
-                 person runs `mkclone register-sa-key --config FILE --node {} --operator NAME`",
-                n.name,
-                or_dash(by.as_deref()),
+            let command = format!(
+                "mkclone register-sa-key --config FILE --node {} --operator NAME",
                 n.name
-            ));
+            );
+            missing.push(
+                Finding::new(
+                    "sa-key-not-registered",
+                    format!(
+                        "{}: the SA public key is not registered, only its hash (by {}): a second \
+                         person runs `{command}`",
+                        n.name,
+                        or_dash(by.as_deref()),
+                    ),
+                )
+                .node(&n.name)
+                .command(command),
+            );
         }
         let (hash_by, hash_at) = hash.unwrap_or((None, None));
         let (key_by, key_at) = key.unwrap_or((None, None));
@@ -415,13 +480,21 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
             && plan.share_indices.contains(&b.index)
             && *path == layout.bundle(&b.target, b.kind, b.index);
         if !planned {
-            warnings.push(format!(
-                "{} is a share bundle the plan does not name (target {}, {} share {})",
-                path.display(),
-                b.target,
-                b.kind,
-                b.index
-            ));
+            warnings.push(
+                Finding::new(
+                    "unplanned-bundle",
+                    format!(
+                        "{} is a share bundle the plan does not name (target {}, {} share {})",
+                        path.display(),
+                        b.target,
+                        b.kind,
+                        b.index
+                    ),
+                )
+                .node(&b.target)
+                .file(path.display().to_string())
+                .share(b.kind, b.index.get()),
+            );
             shares.push(ShareView {
                 target: b.target.clone(),
                 kind: b.kind,
@@ -479,34 +552,74 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Report, CeremonyError> {
             let equal_now = s.and_then(|s| s.current_equals_source);
             for share in shares.iter().filter(of) {
                 if !share.issued() && !was_set && equal_now != Some(true) {
-                    missing.push(format!(
-                        "{} share {} for {}: not obtained (phase 3c on {})",
-                        share.kind, share.index, share.target, plan.source.name
-                    ));
+                    missing.push(
+                        Finding::new(
+                            "share-not-obtained",
+                            format!(
+                                "{} share {} for {}: not obtained (phase 3c on {})",
+                                share.kind, share.index, share.target, plan.source.name
+                            ),
+                        )
+                        .node(&share.target)
+                        .phase(Phase::P3c)
+                        .share(share.kind, share.index)
+                        .file(share.file.clone()),
+                    );
                 }
             }
             for share in shares.iter().filter(of) {
                 if share.installed.is_none() && !was_set && equal_now != Some(true) {
-                    missing.push(format!(
-                        "{} share {} for {}: not installed (phase 3d on {})",
-                        share.kind, share.index, share.target, share.target
-                    ));
+                    missing.push(
+                        Finding::new(
+                            "share-not-installed",
+                            format!(
+                                "{} share {} for {}: not installed (phase 3d on {})",
+                                share.kind, share.index, share.target, share.target
+                            ),
+                        )
+                        .node(&share.target)
+                        .phase(Phase::P3d)
+                        .share(share.kind, share.index)
+                        .file(share.file.clone()),
+                    );
                 }
             }
             match (was_set, equal_now) {
-                (_, Some(false)) => missing.push(format!(
-                    "{}: the {kind} CURRENT register does not hold the source's key",
-                    t.name
-                )),
-                (false, Some(true)) => warnings.push(format!(
-                    "{}: SET of the {kind} master key is not recorded in this journal, but its \
-                     CURRENT equals the source's (done from another directory?)",
-                    t.name
-                )),
-                (false, None) => missing.push(format!(
-                    "{}: SET of the {kind} master key (phase 3d on {})",
-                    t.name, t.name
-                )),
+                (_, Some(false)) => missing.push(
+                    Finding::new(
+                        "current-differs",
+                        format!(
+                            "{}: the {kind} CURRENT register does not hold the source's key",
+                            t.name
+                        ),
+                    )
+                    .node(&t.name)
+                    .master_key(*kind),
+                ),
+                (false, Some(true)) => warnings.push(
+                    Finding::new(
+                        "set-not-recorded",
+                        format!(
+                            "{}: SET of the {kind} master key is not recorded in this journal, but its \
+                             CURRENT equals the source's (done from another directory?)",
+                            t.name
+                        ),
+                    )
+                    .node(&t.name)
+                    .master_key(*kind),
+                ),
+                (false, None) => missing.push(
+                    Finding::new(
+                        "set-not-done",
+                        format!(
+                            "{}: SET of the {kind} master key (phase 3d on {})",
+                            t.name, t.name
+                        ),
+                    )
+                    .node(&t.name)
+                    .phase(Phase::P3d)
+                    .master_key(*kind),
+                ),
                 (true, _) => {}
             }
         }
@@ -564,7 +677,7 @@ fn open_items(
     shares: &[ShareView],
     set: &[SetView],
     complete: bool,
-) -> Vec<String> {
+) -> Vec<Finding> {
     let mut out = Vec::new();
     for t in &plan.targets {
         let done = set
@@ -590,13 +703,22 @@ fn open_items(
             left.push(format!("`{}`", file_name(&csr)));
         }
         if !left.is_empty() {
-            out.push(format!(
-                "{}: {} still on disk after SET: erase with `mkclone abort --config FILE \
-                 --target {} --erase-files`",
-                t.name,
-                left.join(" and "),
+            let command = format!(
+                "mkclone abort --config FILE --target {} --erase-files",
                 t.name
-            ));
+            );
+            out.push(
+                Finding::new(
+                    "files-after-set",
+                    format!(
+                        "{}: {} still on disk after SET: erase with `{command}`",
+                        t.name,
+                        left.join(" and "),
+                    ),
+                )
+                .node(&t.name)
+                .command(command),
+            );
         }
     }
     if !complete {
@@ -621,24 +743,44 @@ fn open_items(
     };
     let registered = still(&sa_registered, &sa_unregistered);
     if !registered.is_empty() {
-        let nodes: Vec<&str> = registered.iter().map(|(n, _)| n.as_str()).collect();
-        out.push(format!(
-            "the SA public key is still registered on {}: unregister it with `mkclone abort \
-             --config FILE --unregister-sa`",
-            nodes.join(", ")
-        ));
+        let nodes: Vec<String> = registered.iter().map(|(n, _)| n.clone()).collect();
+        let command = "mkclone abort --config FILE --unregister-sa";
+        out.push(Finding {
+            nodes: nodes.clone(),
+            ..Finding::new(
+                "sa-key-registered",
+                format!(
+                    "the SA public key is still registered on {}: unregister it with `{command}`",
+                    nodes.join(", ")
+                ),
+            )
+            .command(command)
+        });
     }
     let retained = still(&retained_key, &deleted_key);
     if !retained.is_empty() {
-        out.push(format!(
-            "the ceremony's retained keys are still on the nodes ({}): delete them with \
-             `mkclone abort --config FILE --delete-keys`",
-            retained
-                .iter()
-                .map(|(node, label)| format!("`{label}` on {node}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        let command = "mkclone abort --config FILE --delete-keys";
+        let mut nodes: Vec<String> = Vec::new();
+        for (node, _) in &retained {
+            if !nodes.contains(node) {
+                nodes.push(node.clone());
+            }
+        }
+        out.push(Finding {
+            nodes,
+            ..Finding::new(
+                "retained-keys",
+                format!(
+                    "the ceremony's retained keys are still on the nodes ({}): delete them with `{command}`",
+                    retained
+                        .iter()
+                        .map(|(node, label)| format!("`{label}` on {node}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .command(command)
+        });
     }
     out
 }

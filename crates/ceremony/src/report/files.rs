@@ -1,6 +1,7 @@
 //! What the ceremony files say: sa.db, the csr.db files and the share bundles.
 
 use super::*;
+use crate::phase::Phase;
 
 pub(super) fn file_name(path: &Path) -> String {
     path.file_name()
@@ -47,7 +48,7 @@ pub(super) struct Certification<'a> {
     pub(super) step: String,
     /// The record of a journal where the SA certified it, if any.
     pub(super) recorded: Option<String>,
-    pub(super) missing: &'a mut Vec<String>,
+    pub(super) missing: &'a mut Vec<Finding>,
 }
 
 /// A CSS or CSR key as its file holds it: `who` (role, node, file), `key` (its public-key
@@ -63,6 +64,12 @@ pub(super) fn certified_key(
     c: Certification<'_>,
 ) -> KeyView {
     let (role, node, file) = who;
+    let finding = |kind: &'static str, text: String| {
+        Finding::new(kind, text)
+            .node(node)
+            .key(role)
+            .file(file.clone())
+    };
     let (token, cert) = key;
     let Certification {
         what,
@@ -80,7 +87,10 @@ pub(super) fn certified_key(
             None,
         ),
         (None, None) => {
-            missing.push(format!("{what}: not certified yet ({missing_step})"));
+            missing.push(finding(
+                "not-certified",
+                format!("{what}: not certified yet ({missing_step})"),
+            ));
             ("public key present, not certified yet".into(), false, None)
         }
         (Some(cert), _) => match verify_cert(plan, sa, cert) {
@@ -95,7 +105,10 @@ pub(super) fn certified_key(
                 Some(true),
             ),
             Some(Err(why)) => {
-                missing.push(format!("{what}: the certificate does not verify ({why})"));
+                missing.push(finding(
+                    "certificate-invalid",
+                    format!("{what}: the certificate does not verify ({why})"),
+                ));
                 (
                     format!(
                         "certified, but the certificate does NOT verify under the SA key: {why}"
@@ -121,8 +134,8 @@ pub(super) fn keys(
     layout: &Layout,
     plan: &Plan,
     (timeline, single): (&[TimelineEntry], bool),
-    missing: &mut Vec<String>,
-    warnings: &mut Vec<String>,
+    missing: &mut Vec<Finding>,
+    warnings: &mut Vec<Finding>,
 ) -> (Vec<KeyView>, Option<String>) {
     let mut out = Vec::new();
     // A key no file vouches for (absent, unreadable, erased): no fingerprint, not certified.
@@ -138,7 +151,16 @@ pub(super) fn keys(
     let db = match dbs::read_optional::<SaDb>(&layout.sa_db(), SA_DB_FORMAT, plan) {
         Ok(Some(db)) => Some(db),
         Ok(None) => {
-            missing.push(format!("sa.db: the SA key (phase 1 on {})", plan.sa.name));
+            missing.push(
+                Finding::new(
+                    "key-missing",
+                    format!("sa.db: the SA key (phase 1 on {})", plan.sa.name),
+                )
+                .key(KeyRole::Sa)
+                .node(&plan.sa.name)
+                .phase(Phase::P1)
+                .file("sa.db"),
+            );
             out.push(absent(
                 KeyRole::Sa,
                 &plan.sa.name,
@@ -148,8 +170,8 @@ pub(super) fn keys(
             None
         }
         Err(e) => {
-            warnings.push(e.to_string());
-            missing.push("a readable sa.db".into());
+            warnings.push(unreadable(&e, e.to_string()));
+            missing.push(Finding::new("file-unreadable", "a readable sa.db").file("sa.db"));
             out.push(absent(
                 KeyRole::Sa,
                 &plan.sa.name,
@@ -187,10 +209,16 @@ pub(super) fn keys(
     }
     match db.as_ref().and_then(|db| db.css.as_ref()) {
         None => {
-            missing.push(format!(
-                "the CSS key in sa.db (phase 2a on {})",
-                plan.source.name
-            ));
+            missing.push(
+                Finding::new(
+                    "key-missing",
+                    format!("the CSS key in sa.db (phase 2a on {})", plan.source.name),
+                )
+                .key(KeyRole::Css)
+                .node(&plan.source.name)
+                .phase(Phase::P2a)
+                .file("sa.db"),
+            );
             out.push(absent(
                 KeyRole::Css,
                 &plan.source.name,
@@ -216,8 +244,12 @@ pub(super) fn keys(
         let file = file_name(&path);
         match dbs::read_optional::<CsrDb>(&path, CSR_DB_FORMAT, plan) {
             Err(e) => {
-                warnings.push(e.to_string());
-                missing.push(format!("a readable {file}"));
+                warnings.push(unreadable(&e, e.to_string()));
+                missing.push(
+                    Finding::new("file-unreadable", format!("a readable {file}"))
+                        .node(&t.name)
+                        .file(file.clone()),
+                );
                 out.push(absent(
                     KeyRole::Csr,
                     &t.name,
@@ -230,10 +262,19 @@ pub(super) fn keys(
                 let state = match erased(timeline, &path) {
                     Some(e) => erased_text(e, single),
                     None => {
-                        missing.push(format!(
-                            "{file}: the CSR key of {} (phase 3a on {})",
-                            t.name, t.name
-                        ));
+                        missing.push(
+                            Finding::new(
+                                "key-missing",
+                                format!(
+                                    "{file}: the CSR key of {} (phase 3a on {})",
+                                    t.name, t.name
+                                ),
+                            )
+                            .key(KeyRole::Csr)
+                            .node(&t.name)
+                            .phase(Phase::P3a)
+                            .file(file.clone()),
+                        );
                         "absent".into()
                     }
                 };
@@ -261,7 +302,7 @@ pub(super) fn keys(
 pub(super) fn bundles(
     layout: &Layout,
     plan: &Plan,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Finding>,
 ) -> Vec<(PathBuf, ShareBundle)> {
     let dir = layout.shares_dir();
     let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -277,17 +318,29 @@ pub(super) fn bundles(
         match dbs::read_optional::<ShareBundle>(&path, BUNDLE_FORMAT, plan) {
             Ok(Some(b)) => out.push((path, b)),
             Ok(None) => {}
-            Err(e) => warnings.push(format!("{}: unreadable: {e}", path.display())),
+            Err(e) => warnings.push(
+                unreadable(&e, format!("{}: unreadable: {e}", path.display()))
+                    .file(path.display().to_string()),
+            ),
         }
     }
     out
 }
 
 /// The reason an expected bundle could not be read, if `bundles` reported one.
-pub(super) fn bundle_problem(path: &Path, warnings: &[String]) -> Option<String> {
-    let prefix = format!("{}: ", path.display());
+pub(super) fn bundle_problem(path: &Path, warnings: &[Finding]) -> Option<String> {
+    let path = path.display().to_string();
     warnings
         .iter()
-        .find(|w| w.starts_with(&prefix))
+        .find(|w| w.kind == "file-unreadable" && w.file.as_deref() == Some(path.as_str()))
         .map(|_| "present but unreadable (see the warnings)".to_string())
+}
+
+/// The warning that a ceremony file cannot be read (`what` as the page says it).
+fn unreadable(e: &crate::error::FileError, what: String) -> Finding {
+    let finding = Finding::new("file-unreadable", what);
+    match e.path() {
+        Some(path) => finding.file(path.display().to_string()),
+        None => finding,
+    }
 }

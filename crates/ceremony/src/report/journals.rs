@@ -259,9 +259,9 @@ pub(super) fn check_marks(
     sources: &mut [Source],
     files: &[(String, Provenance)],
     strict: bool,
-) -> Result<Vec<String>, CeremonyError> {
+) -> Result<Vec<Finding>, CeremonyError> {
     let mut uncovered = Vec::new();
-    let mut gaps: Vec<Vec<String>> = vec![Vec::new(); sources.len()];
+    let mut gaps: Vec<Vec<Finding>> = vec![Vec::new(); sources.len()];
     for (file, provenance) in files {
         for (node, mark) in &provenance.written {
             let covering: Vec<usize> = (0..sources.len())
@@ -270,12 +270,20 @@ pub(super) fn check_marks(
             let name = file_name(Path::new(file));
             if covering.is_empty() {
                 if strict {
-                    uncovered.push(format!(
-                        "{name} names record {} (phase {} on {node}) of the journal of the server \
-                         that ran {node}'s phases; no journal given ran a phase on {node}: add it \
-                         with --journal",
-                        mark.seq, mark.phase
-                    ));
+                    uncovered.push(
+                        Finding::new(
+                            "journal-not-given",
+                            format!(
+                                "{name} names record {} (phase {} on {node}) of the journal of the server \
+                                 that ran {node}'s phases; no journal given ran a phase on {node}: add it \
+                                 with --journal",
+                                mark.seq, mark.phase
+                            ),
+                        )
+                        .file(name.clone())
+                        .node(node.clone())
+                        .phase(&mark.phase),
+                    );
                 }
                 continue;
             }
@@ -306,10 +314,19 @@ pub(super) fn check_marks(
                 });
             }
             for i in covering {
-                gaps[i].push(format!(
-                    "{name}: record {} of this journal (phase {} on {node}) is not in it",
-                    mark.seq, mark.phase
-                ));
+                gaps[i].push(
+                    Finding::new(
+                        "record-not-in-journal",
+                        format!(
+                            "{name}: record {} of this journal (phase {} on {node}) is not in it",
+                            mark.seq, mark.phase
+                        ),
+                    )
+                    .file(name.clone())
+                    .node(node.clone())
+                    .phase(&mark.phase)
+                    .record(&sources[i].view.label, Some(mark.seq)),
+                );
             }
         }
     }
@@ -318,14 +335,22 @@ pub(super) fn check_marks(
             let Some(Note::JournalLossAccepted { marks, .. }) = r.note() else {
                 continue;
             };
-            gaps.push(format!(
-                "lost records accepted at record {} by {} at {} ({} file mark(s) of {})",
-                r.seq,
-                r.operator.as_deref().unwrap_or("an unnamed operator"),
-                r.time,
-                marks.len(),
-                r.node
-            ));
+            gaps.push(Finding {
+                operator: r.operator.clone(),
+                ..Finding::new(
+                    "loss-accepted",
+                    format!(
+                        "lost records accepted at record {} by {} at {} ({} file mark(s) of {})",
+                        r.seq,
+                        r.operator.as_deref().unwrap_or("an unnamed operator"),
+                        r.time,
+                        marks.len(),
+                        r.node
+                    ),
+                )
+                .node(r.node.clone())
+                .record(&source.view.label, Some(r.seq))
+            });
         }
         source.view.end_to_end = source.view.verified && gaps.is_empty();
         source.view.gaps = gaps;

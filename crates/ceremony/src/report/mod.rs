@@ -88,8 +88,10 @@ use timeline::*;
 /// `generated_by`, and each share's `file`. 4: `format` "mkclone-report" (was
 /// "mkclone-ceremony-report") with `mkclone`; master-key kinds spelled "sym", "asym",
 /// roles "sa", "css", "csr"; snapshot registers as `status` gives them; `expect_serial`
-/// (the plan's nodes as the plan gives them) instead of `pinned_serial`.
-pub const VERSION: u32 = 4;
+/// (the plan's nodes as the plan gives them) instead of `pinned_serial`. 5: `missing`,
+/// `open_items`, `warnings` and each journal's `gaps` are objects ([`Finding`]: `kind`, `what` and the node,
+/// phase, file, master key, share, record or command named) instead of strings.
+pub const VERSION: u32 = 5;
 
 /// Shown where the journal holds no `node-status` record of a node.
 pub const NOT_RECORDED: &str = "not recorded";

@@ -1,5 +1,7 @@
 //! The report as data: what `--json` prints and the page is made from.
 
+use std::fmt;
+
 use super::*;
 
 /// Everything a ceremony report says.
@@ -44,14 +46,120 @@ pub struct Report {
     /// This directory's journal first (label A), then the journals given with `--journal`.
     pub journals: Vec<JournalView>,
     /// What the ceremony has not done yet (empty when complete).
-    pub missing: Vec<String>,
+    pub missing: Vec<Finding>,
     /// What the ceremony left that should not stay once it is over (share bundles on
     /// disk, the SA key still registered, the ceremony's retained keys), each with the
     /// command that closes it.
-    pub open_items: Vec<String>,
+    pub open_items: Vec<Finding>,
     /// What this report could not establish (nodes not read, unreadable files,
     /// intents without an outcome, …).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Finding>,
+}
+
+/// One item of `missing`, `open_items`, `warnings` or a journal's `gaps`: `what` says it as the page does,
+/// `kind` names it for a script (docs/JSON.md lists the kinds), with the node, phase,
+/// file, master key, share, journal record or command it names (absent members: it names
+/// none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub kind: &'static str,
+    pub what: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Several nodes (an SA key still registered on each, the retained keys).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+    /// The phase that does what is missing ("3d").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master_key: Option<CloneableKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_index: Option<u8>,
+    /// The key's role (a CSS or CSR key not certified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<KeyRole>,
+    /// The journal (its label, A, B, …) and record it names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<u64>,
+    /// Who did it (a loss accepted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// The command that closes an open item.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+}
+
+impl Finding {
+    pub(super) fn new(kind: &'static str, what: impl Into<String>) -> Self {
+        Self {
+            kind,
+            what: what.into(),
+            node: None,
+            nodes: Vec::new(),
+            phase: None,
+            file: None,
+            master_key: None,
+            share_index: None,
+            key: None,
+            journal: None,
+            record: None,
+            operator: None,
+            command: None,
+        }
+    }
+    pub(super) fn node(mut self, node: impl Into<String>) -> Self {
+        self.node = Some(node.into());
+        self
+    }
+    pub(super) fn phase(mut self, phase: impl fmt::Display) -> Self {
+        self.phase = Some(phase.to_string());
+        self
+    }
+    pub(super) fn file(mut self, file: impl Into<String>) -> Self {
+        self.file = Some(file.into());
+        self
+    }
+    pub(super) fn master_key(mut self, kind: CloneableKind) -> Self {
+        self.master_key = Some(kind);
+        self
+    }
+    pub(super) fn share(mut self, kind: CloneableKind, index: u8) -> Self {
+        self.master_key = Some(kind);
+        self.share_index = Some(index);
+        self
+    }
+    pub(super) fn key(mut self, role: KeyRole) -> Self {
+        self.key = Some(role);
+        self
+    }
+    pub(super) fn record(mut self, journal: impl Into<String>, seq: Option<u64>) -> Self {
+        self.journal = Some(journal.into());
+        self.record = seq;
+        self
+    }
+    pub(super) fn command(mut self, command: impl Into<String>) -> Self {
+        self.command = Some(command.into());
+        self
+    }
+    /// The finding a typed error is: its kind and the file it names.
+    pub(super) fn error(e: &CeremonyError, what: String) -> Self {
+        let file = e.file().map(|f| f.display().to_string());
+        Self {
+            file,
+            ..Self::new(e.kind(), what)
+        }
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.what)
+    }
 }
 
 /// A time of the record: UTC as the journal holds it (RFC 3339, milliseconds) and the local
@@ -378,5 +486,5 @@ pub struct JournalView {
     /// loss was accepted: nothing is missing before the final hash.
     pub end_to_end: bool,
     /// Why not end to end: marks this journal lacks, losses accepted with who and when.
-    pub gaps: Vec<String>,
+    pub gaps: Vec<Finding>,
 }

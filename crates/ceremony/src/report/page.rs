@@ -698,11 +698,11 @@ fn shares_section(r: &Report, rec: &dyn Fn(&str, u64) -> String) -> Section {
 }
 
 fn findings_section(r: &Report) -> Section {
-    let list = |items: &[String], none: &str| {
+    let list = |items: &[Finding], none: &str| {
         if items.is_empty() {
             Block::Para(vec![t(none)])
         } else {
-            Block::List(items.iter().map(|i| prose(i)).collect())
+            Block::List(items.iter().map(|i| prose(&i.what)).collect())
         }
     };
     let mut blocks = vec![
@@ -837,7 +837,14 @@ fn journals_section(r: &Report) -> Section {
             } else if j.gaps.is_empty() {
                 "; not end to end".to_string()
             } else {
-                format!("; NOT end to end: {}", j.gaps.join("; "))
+                format!(
+                    "; NOT end to end: {}",
+                    j.gaps
+                        .iter()
+                        .map(|g| g.what.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
             }));
             let mut file = vec![Inline::Path(j.file.display().to_string())];
             if !j.hosts.is_empty() {
