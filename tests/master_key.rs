@@ -46,6 +46,16 @@ fn before_phase_1_the_command_says_to_run_it_first() {
     let t = exit_code(&random(c, &[]), 1);
     assert!(t.contains("run phase 1 first"), "{t}");
     assert_eq!(registers(c, 0)["current"], "invalid", "nothing done");
+    // "Nothing was done" holds for the ceremony directory too: no empty journal left for
+    // a later report to show as a journal of 0 records, in either form of the command.
+    let t = exit_code(&random(c, &["--cancel"]), 1);
+    assert!(t.contains("run phase 1 first"), "{t}");
+    let journal = dir.path().join("ceremony").join("journal.jsonl");
+    assert!(
+        !journal.exists(),
+        "a refused command left {}",
+        journal.display()
+    );
 }
 
 #[test]

@@ -24,12 +24,14 @@
 //! once phase 1 has drawn it (on the SA node's server) or sa.db has brought it here.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use mkclone_backend::{
     Backend, BackendError, CloneableKind, CurrentState, Operation, VerificationPattern,
 };
 
 use crate::ceremony::{Ceremony, Done, PhaseReport};
+use crate::dbs::Layout;
 use crate::event::{Action, Entry, Note};
 use crate::failure::{CeremonyError, Result};
 use crate::phase::Phase;
@@ -339,13 +341,27 @@ fn need_nonce(c: &Ceremony, node: &str) -> Result<()> {
     if c.nonce().is_some() {
         return Ok(());
     }
-    Err(CeremonyError::Conflict {
+    Err(no_nonce(node))
+}
+
+/// Before the ceremony directory is opened (which creates its journal): a directory whose
+/// journal is absent or empty has no nonce, so the command is refused without leaving an
+/// empty journal behind, which a later report would show as a journal of 0 records.
+pub fn refuse_before_phase_1(dir: &Path, node: &str) -> Result<()> {
+    match std::fs::symlink_metadata(Layout::new(dir).journal()) {
+        Ok(meta) if meta.len() > 0 => Ok(()),
+        _ => Err(no_nonce(node)),
+    }
+}
+
+fn no_nonce(node: &str) -> CeremonyError {
+    CeremonyError::Conflict {
         what: format!("{node}: master-key random"),
         detail: "this ceremony directory has no journal nonce yet, and the command is journaled in the \
                  ceremony: run phase 1 first (on the SA node's server), or carry sa.db here from it, \
                  then run this command again. Nothing was done"
             .into(),
-    })
+    }
 }
 
 /// Cancel the open request on `node`, journaled. `Cancelled(false)` when none is open.
