@@ -12,44 +12,14 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use common::*;
 use mkclone_cca::cprb::{CPRBX_LEN, Cprbx};
 use mkclone_cca::parm::ParmBlock;
 use mkclone_cca::verbs::{Reply, Request};
 
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Records the largest allocation of the current thread, then allocates with `System`.
-struct LargestAllocation;
-
-fn note(size: usize) {
-    // `try_with`: an allocation while the thread is being torn down is not recorded.
-    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
-}
-
-// SAFETY: both methods forward their own arguments to `System` unchanged, after
-// recording a size; the contract of `GlobalAlloc` is `System`'s. The provided
-// `alloc_zeroed` and `realloc` allocate through `alloc`, so every size asked for, a
-// reallocation's new size too, is recorded.
-unsafe impl GlobalAlloc for LargestAllocation {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged; `ptr` came from `System` through this allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: LargestAllocation = LargestAllocation;
+#[path = "../../../build-support/largest_allocation.rs"]
+mod largest_allocation;
+use largest_allocation::largest;
 
 /// Bytes a decoder may allocate at once per byte of its input.
 const PER_INPUT_BYTE: usize = 8;
@@ -58,9 +28,7 @@ const PER_INPUT_BYTE: usize = 8;
 /// exceed [`PER_INPUT_BYTE`] times the message's length.
 #[track_caller]
 fn refused_within_bounds(message: &[u8], request: &Request) {
-    LARGEST.with(|l| l.set(0));
-    let decoded = Reply::from_message(message, request);
-    let largest = LARGEST.with(Cell::get);
+    let (decoded, largest) = largest(|| Reply::from_message(message, request));
     assert!(decoded.is_err(), "{decoded:?}");
     assert!(
         largest <= PER_INPUT_BYTE * message.len(),
@@ -120,9 +88,7 @@ fn parameter_block_lengths_of_65535_over_a_few_bytes() {
         cat(&[b"vp", &EMPTY, &[0xFF, 0xFF], &[0; 8]]), // 65533 bytes of verb data, 8 given
         cat(&[b"vp", &EMPTY, &EMPTY, &[0xFF, 0xFF], &[0xFF, 0xFF, 0, 0]]), // key block, entry
     ] {
-        LARGEST.with(|l| l.set(0));
-        let decoded = ParmBlock::decode(&parm);
-        let largest = LARGEST.with(Cell::get);
+        let (decoded, largest) = largest(|| ParmBlock::decode(&parm));
         assert!(decoded.is_err(), "{decoded:?}");
         assert!(
             largest <= PER_INPUT_BYTE * parm.len() + 256,

@@ -66,14 +66,12 @@ impl PhaseReport {
         }
     }
     pub fn did(&mut self, action: PhaseAction) {
-        if let Some(o) = &self.observer {
-            o.emit(&Progress::Action {
-                phase: self.phase,
-                node: &self.node,
-                target: o.target(),
-                action: &action,
-            });
-        }
+        self.show(|phase, node, target| Progress::Action {
+            phase,
+            node,
+            target,
+            action: &action,
+        });
         self.actions.push(action);
     }
     /// A file to carry to a node, and why.
@@ -83,15 +81,19 @@ impl PhaseReport {
             to: to.into(),
             why: why.into(),
         };
-        if let Some(o) = &self.observer {
-            o.emit(&Progress::Carry {
-                phase: self.phase,
-                node: &self.node,
-                target: o.target(),
-                carry: &carry,
-            });
-        }
+        self.show(|phase, node, target| Progress::Carry {
+            phase,
+            node,
+            target,
+            carry: &carry,
+        });
         self.carry.push(carry);
+    }
+    /// Show an event of this phase to the observer, when there is one, as it happens.
+    fn show<'a>(&'a self, event: impl FnOnce(Phase, &'a str, Option<&'a str>) -> Progress<'a>) {
+        if let Some(o) = &self.observer {
+            o.emit(&event(self.phase, &self.node, o.target()));
+        }
     }
 }
 

@@ -301,16 +301,12 @@ pub fn run_clone(
         .collect();
     let jobs = options.jobs_for(plan.targets.len());
     let mut reports = Vec::new();
-    {
+    // One stage of the graph on every node of the plan, each usable from its own thread.
+    let stage = |c: &mut Ceremony, nodes: &mut dyn Nodes, tasks: &[Task], reports: &mut Vec<_>| {
         let slots = node_slots(nodes, &names)?;
-        run_stage(
-            c,
-            &slots,
-            &keys_stage(plan.targets.len()),
-            jobs,
-            &mut reports,
-        )?;
-    }
+        run_stage(c, &slots, tasks, jobs, reports)
+    };
+    stage(c, nodes, &keys_stage(plan.targets.len()), &mut reports)?;
     // The SA key must be on every node before shares move. Under dual control, two
     // people register it with their own commands: stop here until they have.
     if plan.dual_control {
@@ -330,16 +326,7 @@ pub fn run_clone(
         }
     }
     preflight(c, nodes)?;
-    {
-        let slots = node_slots(nodes, &names)?;
-        run_stage(
-            c,
-            &slots,
-            &shares_stage(plan.targets.len()),
-            jobs,
-            &mut reports,
-        )?;
-    }
+    stage(c, nodes, &shares_stage(plan.targets.len()), &mut reports)?;
     Ok(CloneSummary {
         phases: reports,
         nodes: statuses(nodes, &names)?,
