@@ -13,7 +13,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use mkclone_backend::{Applied, BackendError, NewState};
+use mkclone_backend::{Applied, Backend, BackendError, KeyLabel, NewState};
 
 use crate::ceremony::{Ceremony, Done, PhaseReport};
 use crate::durable::{self, Access};
@@ -57,6 +57,31 @@ fn reported_step(
     } else {
         ActionResult::Done
     }));
+    Ok(())
+}
+
+/// Take one labelled thing off each `(node, label)` of `on`, in order: journaled as
+/// `action`, done by `request`, reported as `what` (--delete-keys, --unregister-sa).
+fn remove_each(
+    c: &mut Ceremony,
+    report: &mut PhaseReport,
+    nodes: &mut dyn Nodes,
+    on: Vec<(String, KeyLabel)>,
+    action: fn(KeyLabel) -> Action,
+    request: fn(&mut dyn Backend, &KeyLabel) -> std::result::Result<Applied<()>, BackendError>,
+    what: fn(String, String, ActionResult) -> PhaseAction,
+) -> Result<()> {
+    for (name, label) in on {
+        let node = nodes.node(&name)?;
+        reported_step(
+            c,
+            report,
+            &name,
+            action(label.clone()),
+            || request(&mut *node, &label),
+            |result| what(name.clone(), label.to_string(), result),
+        )?;
+    }
     Ok(())
 }
 
@@ -208,53 +233,46 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
     // aborting one target must leave the others able to finish.
     let whole = steps.targets.is_empty();
     if steps.delete_keys {
-        let mut keys: Vec<(String, mkclone_backend::KeyLabel)> = Vec::new();
+        let mut keys: Vec<(String, KeyLabel)> = Vec::new();
         if whole {
             keys.push((plan.source.name.clone(), plan.css_label()));
         }
         keys.extend(targets.iter().map(|t| (t.clone(), plan.csr_label())));
-        for (name, label) in keys {
-            let node = nodes.node(&name)?;
-            reported_step(
-                c,
-                &mut report,
-                &name,
-                Action::DeleteRetainedKey {
-                    label: label.clone(),
-                },
-                || node.delete_retained_key(&label),
-                |result| PhaseAction::DeleteRetainedKey {
-                    node: name.clone(),
-                    label: label.to_string(),
-                    result,
-                },
-            )?;
-        }
+        remove_each(
+            c,
+            &mut report,
+            nodes,
+            keys,
+            |label| Action::DeleteRetainedKey { label },
+            |node, label| node.delete_retained_key(label),
+            |node, label, result| PhaseAction::DeleteRetainedKey {
+                node,
+                label,
+                result,
+            },
+        )?;
     }
     if steps.unregister_sa {
         let label = plan.sa_label();
-        let names: Vec<String> = whole
+        let registrations: Vec<(String, KeyLabel)> = whole
             .then(|| plan.source.name.clone())
             .into_iter()
             .chain(targets.iter().cloned())
+            .map(|name| (name, label.clone()))
             .collect();
-        for name in names {
-            let node = nodes.node(&name)?;
-            reported_step(
-                c,
-                &mut report,
-                &name,
-                Action::UnregisterSaKey {
-                    name: label.clone(),
-                },
-                || node.unregister_public_key(&label),
-                |result| PhaseAction::UnregisterSaKey {
-                    node: name.clone(),
-                    label: label.to_string(),
-                    result,
-                },
-            )?;
-        }
+        remove_each(
+            c,
+            &mut report,
+            nodes,
+            registrations,
+            |name| Action::UnregisterSaKey { name },
+            |node, label| node.unregister_public_key(label),
+            |node, label, result| PhaseAction::UnregisterSaKey {
+                node,
+                label,
+                result,
+            },
+        )?;
     }
     if steps.erase_files {
         for (t, f) in erasable {
