@@ -60,16 +60,60 @@ fn reported_step(
     Ok(())
 }
 
-/// Take one labelled thing off each `(node, label)` of `on`, in order: journaled as
-/// `action`, done by `request`, reported as `what` (--delete-keys, --unregister-sa).
+/// What `--delete-keys` and `--unregister-sa` take off a node.
+#[derive(Clone, Copy)]
+enum Removal {
+    /// One of the ceremony's retained keys (CSS, CSR).
+    RetainedKey,
+    /// The SA public key's registration.
+    SaKey,
+}
+
+impl Removal {
+    /// The journaled action that takes `label` off.
+    fn action(self, label: KeyLabel) -> Action {
+        match self {
+            Self::RetainedKey => Action::DeleteRetainedKey { label },
+            Self::SaKey => Action::UnregisterSaKey { name: label },
+        }
+    }
+
+    /// The node's call that takes it off.
+    fn request(
+        self,
+        node: &mut dyn Backend,
+        label: &KeyLabel,
+    ) -> std::result::Result<Applied<()>, BackendError> {
+        match self {
+            Self::RetainedKey => node.delete_retained_key(label),
+            Self::SaKey => node.unregister_public_key(label),
+        }
+    }
+
+    /// The report's line for it.
+    fn reported(self, node: String, label: String, result: ActionResult) -> PhaseAction {
+        match self {
+            Self::RetainedKey => PhaseAction::DeleteRetainedKey {
+                node,
+                label,
+                result,
+            },
+            Self::SaKey => PhaseAction::UnregisterSaKey {
+                node,
+                label,
+                result,
+            },
+        }
+    }
+}
+
+/// Take `removal` off each `(node, label)` of `on`, in order, each a journaled step.
 fn remove_each(
     c: &mut Ceremony,
     report: &mut PhaseReport,
     nodes: &mut dyn Nodes,
     on: Vec<(String, KeyLabel)>,
-    action: fn(KeyLabel) -> Action,
-    request: fn(&mut dyn Backend, &KeyLabel) -> std::result::Result<Applied<()>, BackendError>,
-    what: fn(String, String, ActionResult) -> PhaseAction,
+    removal: Removal,
 ) -> Result<()> {
     for (name, label) in on {
         let node = nodes.node(&name)?;
@@ -77,9 +121,9 @@ fn remove_each(
             c,
             report,
             &name,
-            action(label.clone()),
-            || request(&mut *node, &label),
-            |result| what(name.clone(), label.to_string(), result),
+            removal.action(label.clone()),
+            || removal.request(&mut *node, &label),
+            |result| removal.reported(name.clone(), label.to_string(), result),
         )?;
     }
     Ok(())
@@ -238,19 +282,7 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
             keys.push((plan.source.name.clone(), plan.css_label()));
         }
         keys.extend(targets.iter().map(|t| (t.clone(), plan.csr_label())));
-        remove_each(
-            c,
-            &mut report,
-            nodes,
-            keys,
-            |label| Action::DeleteRetainedKey { label },
-            |node, label| node.delete_retained_key(label),
-            |node, label, result| PhaseAction::DeleteRetainedKey {
-                node,
-                label,
-                result,
-            },
-        )?;
+        remove_each(c, &mut report, nodes, keys, Removal::RetainedKey)?;
     }
     if steps.unregister_sa {
         let label = plan.sa_label();
@@ -260,19 +292,7 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
             .chain(targets.iter().cloned())
             .map(|name| (name, label.clone()))
             .collect();
-        remove_each(
-            c,
-            &mut report,
-            nodes,
-            registrations,
-            |name| Action::UnregisterSaKey { name },
-            |node, label| node.unregister_public_key(label),
-            |node, label, result| PhaseAction::UnregisterSaKey {
-                node,
-                label,
-                result,
-            },
-        )?;
+        remove_each(c, &mut report, nodes, registrations, Removal::SaKey)?;
     }
     if steps.erase_files {
         for (t, f) in erasable {

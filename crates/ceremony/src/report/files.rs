@@ -139,10 +139,10 @@ pub(super) fn keys(
 ) -> (Vec<KeyView>, Option<String>) {
     let mut out = Vec::new();
     // A key no file vouches for (absent, unreadable, erased): no fingerprint, not certified.
-    let absent = |role: KeyRole, node: &str, file: String, state: String| KeyView {
+    let absent = |role: KeyRole, node: &str, file: &str, state: String| KeyView {
         role,
         node: node.to_string(),
-        file,
+        file: file.to_string(),
         state,
         fingerprint: None,
         certified: false,
@@ -156,12 +156,7 @@ pub(super) fn keys(
                 Phase::P1,
                 format!("sa.db: the SA key (phase 1 on {})", plan.sa.name),
             ));
-            out.push(absent(
-                KeyRole::Sa,
-                &plan.sa.name,
-                "sa.db".into(),
-                "absent".into(),
-            ));
+            out.push(absent(KeyRole::Sa, &plan.sa.name, "sa.db", "absent".into()));
             None
         }
         Err(e) => {
@@ -170,7 +165,7 @@ pub(super) fn keys(
             out.push(absent(
                 KeyRole::Sa,
                 &plan.sa.name,
-                "sa.db".into(),
+                "sa.db",
                 format!("unreadable: {e}"),
             ));
             None
@@ -212,7 +207,7 @@ pub(super) fn keys(
             out.push(absent(
                 KeyRole::Css,
                 &plan.source.name,
-                "sa.db".into(),
+                "sa.db",
                 "absent".into(),
             ));
         }
@@ -243,7 +238,7 @@ pub(super) fn keys(
                 out.push(absent(
                     KeyRole::Csr,
                     &t.name,
-                    file,
+                    &file,
                     format!("unreadable: {e}"),
                 ));
             }
@@ -260,7 +255,7 @@ pub(super) fn keys(
                         "absent".into()
                     }
                 };
-                out.push(absent(KeyRole::Csr, &t.name, file, state));
+                out.push(absent(KeyRole::Csr, &t.name, &file, state));
             }
             Ok(Some(db)) => out.push(certified_key(
                 plan,
