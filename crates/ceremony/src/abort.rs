@@ -13,7 +13,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use mkclone_backend::{Applied, BackendError, NewState};
+use mkclone_backend::{Applied, Backend, BackendError, KeyLabel, NewState};
 
 use crate::ceremony::{Ceremony, Done, PhaseReport};
 use crate::durable::{self, Access};
@@ -57,6 +57,75 @@ fn reported_step(
     } else {
         ActionResult::Done
     }));
+    Ok(())
+}
+
+/// What `--delete-keys` and `--unregister-sa` take off a node.
+#[derive(Clone, Copy)]
+enum Removal {
+    /// One of the ceremony's retained keys (CSS, CSR).
+    RetainedKey,
+    /// The SA public key's registration.
+    SaKey,
+}
+
+impl Removal {
+    /// The journaled action that takes `label` off.
+    fn action(self, label: KeyLabel) -> Action {
+        match self {
+            Self::RetainedKey => Action::DeleteRetainedKey { label },
+            Self::SaKey => Action::UnregisterSaKey { name: label },
+        }
+    }
+
+    /// The node's call that takes it off.
+    fn request(
+        self,
+        node: &mut dyn Backend,
+        label: &KeyLabel,
+    ) -> std::result::Result<Applied<()>, BackendError> {
+        match self {
+            Self::RetainedKey => node.delete_retained_key(label),
+            Self::SaKey => node.unregister_public_key(label),
+        }
+    }
+
+    /// The report's line for it.
+    fn reported(self, node: String, label: String, result: ActionResult) -> PhaseAction {
+        match self {
+            Self::RetainedKey => PhaseAction::DeleteRetainedKey {
+                node,
+                label,
+                result,
+            },
+            Self::SaKey => PhaseAction::UnregisterSaKey {
+                node,
+                label,
+                result,
+            },
+        }
+    }
+}
+
+/// Take `removal` off each `(node, label)` of `on`, in order, each a journaled step.
+fn remove_each(
+    c: &mut Ceremony,
+    report: &mut PhaseReport,
+    nodes: &mut dyn Nodes,
+    on: Vec<(String, KeyLabel)>,
+    removal: Removal,
+) -> Result<()> {
+    for (name, label) in on {
+        let node = nodes.node(&name)?;
+        reported_step(
+            c,
+            report,
+            &name,
+            removal.action(label.clone()),
+            || removal.request(&mut *node, &label),
+            |result| removal.reported(name.clone(), label.to_string(), result),
+        )?;
+    }
     Ok(())
 }
 
@@ -208,53 +277,22 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
     // aborting one target must leave the others able to finish.
     let whole = steps.targets.is_empty();
     if steps.delete_keys {
-        let mut keys: Vec<(String, mkclone_backend::KeyLabel)> = Vec::new();
+        let mut keys: Vec<(String, KeyLabel)> = Vec::new();
         if whole {
             keys.push((plan.source.name.clone(), plan.css_label()));
         }
         keys.extend(targets.iter().map(|t| (t.clone(), plan.csr_label())));
-        for (name, label) in keys {
-            let node = nodes.node(&name)?;
-            reported_step(
-                c,
-                &mut report,
-                &name,
-                Action::DeleteRetainedKey {
-                    label: label.clone(),
-                },
-                || node.delete_retained_key(&label),
-                |result| PhaseAction::DeleteRetainedKey {
-                    node: name.clone(),
-                    label: label.to_string(),
-                    result,
-                },
-            )?;
-        }
+        remove_each(c, &mut report, nodes, keys, Removal::RetainedKey)?;
     }
     if steps.unregister_sa {
         let label = plan.sa_label();
-        let names: Vec<String> = whole
+        let registrations: Vec<(String, KeyLabel)> = whole
             .then(|| plan.source.name.clone())
             .into_iter()
             .chain(targets.iter().cloned())
+            .map(|name| (name, label.clone()))
             .collect();
-        for name in names {
-            let node = nodes.node(&name)?;
-            reported_step(
-                c,
-                &mut report,
-                &name,
-                Action::UnregisterSaKey {
-                    name: label.clone(),
-                },
-                || node.unregister_public_key(&label),
-                |result| PhaseAction::UnregisterSaKey {
-                    node: name.clone(),
-                    label: label.to_string(),
-                    result,
-                },
-            )?;
-        }
+        remove_each(c, &mut report, nodes, registrations, Removal::SaKey)?;
     }
     if steps.erase_files {
         for (t, f) in erasable {

@@ -18,14 +18,8 @@ pub fn preflight_source(
 ) -> Option<SourceReady> {
     let src = c.plan.source.name.clone();
     let mut p = |problem: Problem| problems.push(problem);
-    let caps = source.capabilities();
-    for op in caps.missing(Phase::P3c.needed_operations()) {
-        p(Problem::new(
-            &src,
-            "capability",
-            format!("the {} backend cannot {op}", caps.backend),
-        )
-        .with_operation(op));
+    for problem in capability_problems(&src, source, Phase::P3c) {
+        p(problem);
     }
     let sa_db = match trusted_sa_db(c, "phase 3c") {
         Ok(db) => Some(db),
@@ -163,22 +157,8 @@ pub fn preflight_source(
             }
         }
     }
-    match source.share_status() {
-        Err(e) => p(Problem::new(
-            &src,
-            "node",
-            format!("cannot read share tables: {e}"),
-        )),
-        Ok(s) if s.m_of_n != Some(c.plan.m_of_n) => p(Problem::new(
-            &src,
-            "m-of-n-mismatch",
-            format!(
-                "m-of-n is {:?}, the plan says {}: run phase 2a",
-                s.m_of_n.map(|x| x.to_string()),
-                c.plan.m_of_n
-            ),
-        )),
-        Ok(_) => {}
+    if let Some(problem) = m_of_n_problem(c, &src, source, "phase 2a") {
+        p(problem);
     }
     match source.list_registrations() {
         Err(e) => p(Problem::new(
@@ -296,6 +276,49 @@ pub(super) fn bundles(
     out
 }
 
+/// One problem for each operation `phase` needs that `node`'s backend cannot do.
+fn capability_problems(node: &str, backend: &dyn Backend, phase: Phase) -> Vec<Problem> {
+    let caps = backend.capabilities();
+    caps.missing(phase.needed_operations())
+        .into_iter()
+        .map(|op| {
+            Problem::new(
+                node,
+                "capability",
+                format!("the {} backend cannot {op}", caps.backend),
+            )
+            .with_operation(op)
+        })
+        .collect()
+}
+
+/// The problem with `node`'s share tables, if any: unreadable, or an m-of-n other than
+/// the plan's (which `step` sets).
+fn m_of_n_problem(
+    c: &Ceremony,
+    node: &str,
+    backend: &mut dyn Backend,
+    step: &str,
+) -> Option<Problem> {
+    match backend.share_status() {
+        Err(e) => Some(Problem::new(
+            node,
+            "node",
+            format!("cannot read share tables: {e}"),
+        )),
+        Ok(s) if s.m_of_n != Some(c.plan.m_of_n) => Some(Problem::new(
+            node,
+            "m-of-n-mismatch",
+            format!(
+                "m-of-n is {:?}, the plan says {}: run {step}",
+                s.m_of_n.map(|x| x.to_string()),
+                c.plan.m_of_n
+            ),
+        )),
+        Ok(_) => None,
+    }
+}
+
 /// The preflight of phase 3d: every problem at once.
 pub fn preflight_target(
     c: &Ceremony,
@@ -304,14 +327,8 @@ pub fn preflight_target(
     problems: &mut Vec<Problem>,
 ) -> Option<Certificate> {
     let mut p = |p: Problem| problems.push(p);
-    let caps = node.capabilities();
-    for op in caps.missing(Phase::P3d.needed_operations()) {
-        p(Problem::new(
-            target,
-            "capability",
-            format!("the {} backend cannot {op}", caps.backend),
-        )
-        .with_operation(op));
+    for problem in capability_problems(target, node, Phase::P3d) {
+        p(problem);
     }
     let sa_db = trusted_sa_db(c, "phase 3d");
     let sa_hash = sa_db.as_ref().ok().map(|db| db.sa_hash.clone());
@@ -374,22 +391,8 @@ pub fn preflight_target(
             }
         }
     }
-    match node.share_status() {
-        Err(e) => p(Problem::new(
-            target,
-            "node",
-            format!("cannot read share tables: {e}"),
-        )),
-        Ok(s) if s.m_of_n != Some(c.plan.m_of_n) => p(Problem::new(
-            target,
-            "m-of-n-mismatch",
-            format!(
-                "m-of-n is {:?}, the plan says {}: run phase 3a",
-                s.m_of_n.map(|x| x.to_string()),
-                c.plan.m_of_n
-            ),
-        )),
-        Ok(_) => {}
+    if let Some(problem) = m_of_n_problem(c, target, node, "phase 3a") {
+        p(problem);
     }
     match node.list_registrations() {
         Err(e) => p(Problem::new(

@@ -724,24 +724,25 @@ fn open_items(
     if !complete {
         return out;
     }
-    // What the journals say is still in place: the last successful action of `put` on
-    // a node, not followed by a successful `take` of the same thing there.
-    let still = |put: &dyn Fn(&Action) -> Option<String>,
-                 take: &dyn Fn(&Action) -> Option<String>| {
+    // What the journals say is still in place: the last successful action that puts a
+    // thing on a node, not followed by a successful one that takes it away there.
+    let still = |change: &dyn Fn(&Action) -> Option<(Held, String)>| {
         let mut held: Vec<(String, String)> = Vec::new();
         for e in timeline.iter().filter(|e| e.ok()) {
             let Some(a) = &e.action else { continue };
-            if let Some(what) = put(a) {
-                if !held.contains(&(e.node.clone(), what.clone())) {
-                    held.push((e.node.clone(), what));
-                }
-            } else if let Some(what) = take(a) {
-                held.retain(|h| *h != (e.node.clone(), what.clone()));
+            let Some((change, what)) = change(a) else {
+                continue;
+            };
+            let here = (e.node.clone(), what);
+            match change {
+                Held::Put if !held.contains(&here) => held.push(here),
+                Held::Put => {}
+                Held::Taken => held.retain(|h| *h != here),
             }
         }
         held
     };
-    let registered = still(&sa_registered, &sa_unregistered);
+    let registered = still(&sa_registration);
     if !registered.is_empty() {
         let nodes: Vec<String> = registered.iter().map(|(n, _)| n.clone()).collect();
         let command = "mkclone abort --config FILE --unregister-sa";
@@ -757,7 +758,7 @@ fn open_items(
             .command(command)
         });
     }
-    let retained = still(&retained_key, &deleted_key);
+    let retained = still(&retained_key);
     if !retained.is_empty() {
         let command = "mkclone abort --config FILE --delete-keys";
         let mut nodes: Vec<String> = Vec::new();
@@ -785,36 +786,33 @@ fn open_items(
     out
 }
 
-/// The SA key an action registers (its hash or the key) on its node.
-fn sa_registered(a: &Action) -> Option<String> {
+/// What an action does to a thing the ceremony leaves on its node.
+enum Held {
+    /// Puts it there.
+    Put,
+    /// Takes it away.
+    Taken,
+}
+
+/// The SA key an action registers (its hash or the key) on its node, or unregisters.
+fn sa_registration(a: &Action) -> Option<(Held, String)> {
     match a {
         Action::RegisterSaHash { name, .. } | Action::RegisterSaKey { name, .. } => {
-            Some(name.to_string())
+            Some((Held::Put, name.to_string()))
         }
+        Action::UnregisterSaKey { name } => Some((Held::Taken, name.to_string())),
         _ => None,
     }
 }
 
-fn sa_unregistered(a: &Action) -> Option<String> {
-    match a {
-        Action::UnregisterSaKey { name } => Some(name.to_string()),
-        _ => None,
-    }
-}
-
-/// The CSS or CSR key an action generates (the SA key stays: it is the SA node's).
-fn retained_key(a: &Action) -> Option<String> {
+/// The CSS or CSR key an action generates (the SA key stays: it is the SA node's), or
+/// deletes.
+fn retained_key(a: &Action) -> Option<(Held, String)> {
     match a {
         Action::GenerateRetainedKey { label, role, .. } if *role != KeyRole::Sa => {
-            Some(label.to_string())
+            Some((Held::Put, label.to_string()))
         }
-        _ => None,
-    }
-}
-
-fn deleted_key(a: &Action) -> Option<String> {
-    match a {
-        Action::DeleteRetainedKey { label } => Some(label.to_string()),
+        Action::DeleteRetainedKey { label } => Some((Held::Taken, label.to_string())),
         _ => None,
     }
 }

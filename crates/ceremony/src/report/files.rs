@@ -139,10 +139,10 @@ pub(super) fn keys(
 ) -> (Vec<KeyView>, Option<String>) {
     let mut out = Vec::new();
     // A key no file vouches for (absent, unreadable, erased): no fingerprint, not certified.
-    let absent = |role: KeyRole, node: &str, file: String, state: String| KeyView {
+    let absent = |role: KeyRole, node: &str, file: &str, state: String| KeyView {
         role,
         node: node.to_string(),
-        file,
+        file: file.to_string(),
         state,
         fingerprint: None,
         certified: false,
@@ -151,22 +151,12 @@ pub(super) fn keys(
     let db = match dbs::read_optional::<SaDb>(&layout.sa_db(), SA_DB_FORMAT, plan) {
         Ok(Some(db)) => Some(db),
         Ok(None) => {
-            missing.push(
-                Finding::new(
-                    "key-missing",
-                    format!("sa.db: the SA key (phase 1 on {})", plan.sa.name),
-                )
-                .key(KeyRole::Sa)
-                .node(&plan.sa.name)
-                .phase(Phase::P1)
-                .file("sa.db"),
-            );
-            out.push(absent(
-                KeyRole::Sa,
-                &plan.sa.name,
-                "sa.db".into(),
-                "absent".into(),
+            missing.push(key_missing(
+                (KeyRole::Sa, &plan.sa.name, "sa.db"),
+                Phase::P1,
+                format!("sa.db: the SA key (phase 1 on {})", plan.sa.name),
             ));
+            out.push(absent(KeyRole::Sa, &plan.sa.name, "sa.db", "absent".into()));
             None
         }
         Err(e) => {
@@ -175,7 +165,7 @@ pub(super) fn keys(
             out.push(absent(
                 KeyRole::Sa,
                 &plan.sa.name,
-                "sa.db".into(),
+                "sa.db",
                 format!("unreadable: {e}"),
             ));
             None
@@ -209,20 +199,15 @@ pub(super) fn keys(
     }
     match db.as_ref().and_then(|db| db.css.as_ref()) {
         None => {
-            missing.push(
-                Finding::new(
-                    "key-missing",
-                    format!("the CSS key in sa.db (phase 2a on {})", plan.source.name),
-                )
-                .key(KeyRole::Css)
-                .node(&plan.source.name)
-                .phase(Phase::P2a)
-                .file("sa.db"),
-            );
+            missing.push(key_missing(
+                (KeyRole::Css, &plan.source.name, "sa.db"),
+                Phase::P2a,
+                format!("the CSS key in sa.db (phase 2a on {})", plan.source.name),
+            ));
             out.push(absent(
                 KeyRole::Css,
                 &plan.source.name,
-                "sa.db".into(),
+                "sa.db",
                 "absent".into(),
             ));
         }
@@ -253,7 +238,7 @@ pub(super) fn keys(
                 out.push(absent(
                     KeyRole::Csr,
                     &t.name,
-                    file,
+                    &file,
                     format!("unreadable: {e}"),
                 ));
             }
@@ -262,23 +247,15 @@ pub(super) fn keys(
                 let state = match erased(timeline, &path) {
                     Some(e) => erased_text(e, single),
                     None => {
-                        missing.push(
-                            Finding::new(
-                                "key-missing",
-                                format!(
-                                    "{file}: the CSR key of {} (phase 3a on {})",
-                                    t.name, t.name
-                                ),
-                            )
-                            .key(KeyRole::Csr)
-                            .node(&t.name)
-                            .phase(Phase::P3a)
-                            .file(file.clone()),
-                        );
+                        missing.push(key_missing(
+                            (KeyRole::Csr, &t.name, &file),
+                            Phase::P3a,
+                            format!("{file}: the CSR key of {} (phase 3a on {})", t.name, t.name),
+                        ));
                         "absent".into()
                     }
                 };
-                out.push(absent(KeyRole::Csr, &t.name, file, state));
+                out.push(absent(KeyRole::Csr, &t.name, &file, state));
             }
             Ok(Some(db)) => out.push(certified_key(
                 plan,
@@ -334,6 +311,16 @@ pub(super) fn bundle_problem(path: &Path, warnings: &[Finding]) -> Option<String
         .iter()
         .find(|w| w.kind == "file-unreadable" && w.file.as_deref() == Some(path.as_str()))
         .map(|_| "present but unreadable (see the warnings)".to_string())
+}
+
+/// The finding that the `role` key of `node` is not in `file`, where `phase` puts it
+/// (`what` as the page says it).
+fn key_missing((role, node, file): (KeyRole, &str, &str), phase: Phase, what: String) -> Finding {
+    Finding::new("key-missing", what)
+        .key(role)
+        .node(node)
+        .phase(phase)
+        .file(file)
 }
 
 /// The warning that a ceremony file cannot be read (`what` as the page says it).
