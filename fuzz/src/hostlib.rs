@@ -279,162 +279,38 @@ pub fn cca_host_args(data: &[u8]) {
     let exit: *mut c_uchar = null_mut();
     let a = |i: usize| args[i];
     let cap = binary_cap(total.saturating_add(data.len()));
+    // One export's call: the head its C declaration begins with (by default the CCA
+    // head: codes, exit data, rule-array count and array), then `args` at these indices.
+    macro_rules! call {
+        ($f:path; $($i:literal),*) => {
+            call!($f[rc, rs, exit_len, exit, count_p, rules]; $($i),*)
+        };
+        ($f:path[$($head:expr),*]; $($i:literal),*) => {
+            $f($($head,)* $(a($i).cast()),*)
+        };
+    }
     // SAFETY: each export is called with the parameter list its C declaration has
     // (vendor-headers/csulcca.h; hostlib-sim's lib.rs), every pointer null or to a `long`
     // in `longs` or to a guarded buffer exactly as long as the length or count handed
     // with it (fixed fields as long as the verb fixes them); all outlive the call.
     capped(cap, || unsafe {
         match export {
-            0 => sim::CSUACFQ(
-                rc,
-                rs,
-                exit_len,
-                exit,
-                count_p,
-                rules,
-                a(0).cast(),
-                a(1).cast(),
-            ),
-            1 => sim::CSUACFV(rc, rs, exit_len, exit, a(0).cast(), a(1).cast()),
-            2 => sim::CSUACRA(
-                rc,
-                rs,
-                exit_len,
-                exit,
-                count_p,
-                rules,
-                a(0).cast(),
-                a(1).cast(),
-            ),
-            3 => sim::CSUACRD(
-                rc,
-                rs,
-                exit_len,
-                exit,
-                count_p,
-                rules,
-                a(0).cast(),
-                a(1).cast(),
-            ),
-            4 => sim::CSUAACM(
-                rc,
-                rs,
-                exit_len,
-                exit,
-                count_p,
-                rules,
-                a(0).cast(),
-                a(1).cast(),
-                a(2).cast(),
-            ),
-            5 => sim::CSNDPKB(
-                rc,
-                rs,
-                exit_len,
-                exit,
-                count_p,
-                rules,
-                a(0).cast(),
-                a(1).cast(),
-                a(2).cast(),
-                a(3).cast(),
-                a(4).cast(),
-                a(5).cast(),
-                a(6).cast(),
-                a(7).cast(),
-                a(8).cast(),
-                a(9).cast(),
-                a(10).cast(),
-                a(11).cast(),
-                a(12).cast(),
-                a(13).cast(),
-                a(14).cast(),
-                a(15).cast(),
-            ),
-            6 => sim::CSNDPKG(
-                rc,
-                rs,
-                exit_len,
-                exit,
-                count_p,
-                rules,
-                a(0).cast(),
-                a(1).cast(),
-                a(2).cast(),
-                a(3).cast(),
-                a(4).cast(),
-                a(5).cast(),
-                a(6).cast(),
-            ),
-            7 => sim::CSNDPKX(
-                rc,
-                rs,
-                exit_len,
-                exit,
-                count_p,
-                rules,
-                a(0).cast(),
-                a(1).cast(),
-                a(2).cast(),
-                a(3).cast(),
-            ),
-            8 => sim::CSNDRKL(
-                rc,
-                rs,
-                exit_len,
-                exit,
-                count_p,
-                rules,
-                a(0).cast(),
-                a(1).cast(),
-                a(2).cast(),
-                a(3).cast(),
-            ),
-            9 => sim::CSNDRKD(rc, rs, exit_len, exit, count_p, rules, a(0).cast()),
-            10 => sim::CSNDPKH(
-                rc,
-                rs,
-                exit_len,
-                exit,
-                count_p,
-                rules,
-                a(0).cast(),
-                a(1).cast(),
-                a(2).cast(),
-            ),
-            11 => sim::CSNDPKR(
-                rc,
-                rs,
-                exit_len,
-                exit,
-                count_p,
-                rules,
-                a(0).cast(),
-                a(1).cast(),
-                a(2).cast(),
-            ),
-            12 => sim::CSUAMKD(
-                rc,
-                rs,
-                exit_len,
-                exit,
-                count_p,
-                rules,
-                a(0).cast(),
-                a(1).cast(),
-                a(2).cast(),
-                a(3).cast(),
-                a(4).cast(),
-                a(5).cast(),
-                a(6).cast(),
-                a(7).cast(),
-                a(8).cast(),
-            ),
-            13 => sim::CSNBMKP(rc, rs, exit_len, exit, count_p, rules, a(0).cast()),
-            14 => {
-                sim::mkclone_simlib_ext(rc, rs, a(0).cast(), a(1).cast(), a(2).cast(), a(3).cast())
-            }
-            _ => sim::mkclone_simlib_create_card(rc, rs, a(0).cast(), a(1).cast()),
+            0 => call!(sim::CSUACFQ; 0, 1),
+            1 => call!(sim::CSUACFV[rc, rs, exit_len, exit]; 0, 1),
+            2 => call!(sim::CSUACRA; 0, 1),
+            3 => call!(sim::CSUACRD; 0, 1),
+            4 => call!(sim::CSUAACM; 0, 1, 2),
+            5 => call!(sim::CSNDPKB; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            6 => call!(sim::CSNDPKG; 0, 1, 2, 3, 4, 5, 6),
+            7 => call!(sim::CSNDPKX; 0, 1, 2, 3),
+            8 => call!(sim::CSNDRKL; 0, 1, 2, 3),
+            9 => call!(sim::CSNDRKD; 0),
+            10 => call!(sim::CSNDPKH; 0, 1, 2),
+            11 => call!(sim::CSNDPKR; 0, 1, 2),
+            12 => call!(sim::CSUAMKD; 0, 1, 2, 3, 4, 5, 6, 7, 8),
+            13 => call!(sim::CSNBMKP; 0),
+            14 => call!(sim::mkclone_simlib_ext[rc, rs]; 0, 1, 2, 3),
+            _ => call!(sim::mkclone_simlib_create_card[rc, rs]; 0, 1),
         }
     });
     let after = longs;
@@ -555,10 +431,52 @@ type B = *mut c_uchar;
 // answers codes, then its outputs. The host side (crates/hostlib `dispatch`) calls them
 // with its own buffers, each at least as long as the length handed with it.
 
+/// Hostile functions that answer codes, then each (length, buffer) pair listed after `=>`
+/// as `output` does (a pair among the inputs is one a library may scribble on and whose
+/// length it may change). Every function begins with the return and reason codes; a `cca`
+/// one has the CCA head (exit data, rule-array count and array) before the parameters
+/// given, a `plain` one only those.
+macro_rules! hostile_fns {
+    ($($head:ident fn $name:ident($($p:ident: $t:ty),*) => [$($l:ident, $d:ident);*];)*) => {$(
+        hostile_fns!(@$head $name($($p: $t),*) [$($l, $d);*]);
+    )*};
+    (@cca $name:ident($($p:ident: $t:ty),*) [$($out:tt)*]) => {
+        hostile_fns!(@plain $name(_el: L, _ex: B, _n: L, _r: B, $($p: $t),*) [$($out)*]);
+    };
+    (@plain $name:ident($($p:ident: $t:ty),*) [$($l:ident, $d:ident);*]) => {
+        #[allow(clippy::too_many_arguments)]
+        unsafe extern "C" fn $name(rc: L, rs: L, $($p: $t),*) {
+            // SAFETY: the host side's pointers, as `output` and `codes` require.
+            unsafe {
+                codes(rc, rs);
+                $(output($l, $d);)*
+            }
+        }
+    };
+}
+
+hostile_fns! {
+    // CSUACRA, CSUACRD.
+    cca fn resource(_l: L, _d: B) => [];
+    plain fn csuacfv(_el: L, _ex: B, l: L, d: B) => [l, d];
+    // CSUAACM's role out; CSNDPKH's and CSNDPKR's inputs.
+    cca fn name_and_buffer(_f: B, l: L, d: B) => [l, d];
+    cca fn csndpkb(_l1: L, _d1: B, _l2: L, _d2: B, _l3: L, _d3: B, _l4: L, _d4: B,
+        _l5: L, _d5: B, _l6: L, _d6: B, _l7: L, _d7: B, l8: L, d8: B) => [l8, d8];
+    cca fn csndpkg(_l1: L, _d1: B, _l2: L, _d2: B, _t: B, l: L, d: B) => [l, d];
+    cca fn csndpkx(_l1: L, _d1: B, l: L, d: B) => [l, d];
+    // CSNDRKD, CSNBMKP.
+    cca fn one_field(_f: B) => [];
+    // OBTAIN's outputs; INSTALL's inputs.
+    cca fn csuamkd(_index: L, _private: B, _certifying: B, _cl: L, _cd: B, kl: L, kd: B,
+        il: L, id: B) => [kl, kd; il, id];
+    plain fn ext(_ql: L, _q: B, l: L, d: B) => [l, d];
+    plain fn create_card(_l: L, _d: B) => [];
+}
+
 unsafe extern "C" fn csuacfq(rc: L, rs: L, _el: L, _ex: B, count: L, rules: B, vl: L, vd: B) {
-    // SAFETY (this and every function below): the host side's pointers, as `output`
-    // and `codes` require; CSUACFQ's rule array has the room crates/hostlib gives it
-    // (`verbs::RULE_ROOM` elements).
+    // SAFETY: the host side's pointers, as `output` and `codes` require; CSUACFQ's rule
+    // array has the room crates/hostlib gives it (`verbs::RULE_ROOM` elements).
     unsafe {
         codes(rc, rs);
         let returned = c_long::from(script_byte() as i8);
@@ -568,113 +486,6 @@ unsafe extern "C" fn csuacfq(rc: L, rs: L, _el: L, _ex: B, count: L, rules: B, v
         }
         *count = returned;
         output(vl, vd);
-    }
-}
-
-unsafe extern "C" fn resource(rc: L, rs: L, _el: L, _ex: B, _count: L, _rules: B, _l: L, _d: B) {
-    // SAFETY: as above.
-    unsafe { codes(rc, rs) }
-}
-
-unsafe extern "C" fn csuacfv(rc: L, rs: L, _el: L, _ex: B, l: L, d: B) {
-    // SAFETY: as above.
-    unsafe {
-        codes(rc, rs);
-        output(l, d);
-    }
-}
-
-unsafe extern "C" fn name_and_buffer(
-    rc: L,
-    rs: L,
-    _el: L,
-    _ex: B,
-    _n: L,
-    _r: B,
-    _f: B,
-    l: L,
-    d: B,
-) {
-    // SAFETY: as above (CSUAACM's role out; CSNDPKH's and CSNDPKR's inputs, which a
-    // library may scribble on).
-    unsafe {
-        codes(rc, rs);
-        output(l, d);
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-unsafe extern "C" fn csndpkb(
-    rc: L,
-    rs: L,
-    _el: L,
-    _ex: B,
-    _n: L,
-    _r: B,
-    _l1: L,
-    _d1: B,
-    _l2: L,
-    _d2: B,
-    _l3: L,
-    _d3: B,
-    _l4: L,
-    _d4: B,
-    _l5: L,
-    _d5: B,
-    _l6: L,
-    _d6: B,
-    _l7: L,
-    _d7: B,
-    l8: L,
-    d8: B,
-) {
-    // SAFETY: as above.
-    unsafe {
-        codes(rc, rs);
-        output(l8, d8);
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-unsafe extern "C" fn csndpkg(
-    rc: L,
-    rs: L,
-    _el: L,
-    _ex: B,
-    _n: L,
-    _r: B,
-    _l1: L,
-    _d1: B,
-    _l2: L,
-    _d2: B,
-    _t: B,
-    l: L,
-    d: B,
-) {
-    // SAFETY: as above.
-    unsafe {
-        codes(rc, rs);
-        output(l, d);
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-unsafe extern "C" fn csndpkx(
-    rc: L,
-    rs: L,
-    _el: L,
-    _ex: B,
-    _n: L,
-    _r: B,
-    _l1: L,
-    _d1: B,
-    l: L,
-    d: B,
-) {
-    // SAFETY: as above.
-    unsafe {
-        codes(rc, rs);
-        output(l, d);
     }
 }
 
@@ -691,57 +502,13 @@ unsafe extern "C" fn csndrkl(
     listed: L,
     _labels: B,
 ) {
-    // SAFETY: as above.
+    // SAFETY: the host side's pointers, as `codes` requires; `total` and `listed` point to
+    // the host side's `long`s.
     unsafe {
         codes(rc, rs);
         *total = c_long::from(script_i16());
         *listed = returned_length(*listed);
     }
-}
-
-unsafe extern "C" fn one_field(rc: L, rs: L, _el: L, _ex: B, _n: L, _r: B, _f: B) {
-    // SAFETY: as above (CSNDRKD, CSNBMKP).
-    unsafe { codes(rc, rs) }
-}
-
-#[allow(clippy::too_many_arguments)]
-unsafe extern "C" fn csuamkd(
-    rc: L,
-    rs: L,
-    _el: L,
-    _ex: B,
-    _n: L,
-    _r: B,
-    _index: L,
-    _private: B,
-    _certifying: B,
-    _cl: L,
-    _cd: B,
-    kl: L,
-    kd: B,
-    il: L,
-    id: B,
-) {
-    // SAFETY: as above (OBTAIN's outputs; INSTALL's inputs, which a library may scribble
-    // on and whose lengths it may change).
-    unsafe {
-        codes(rc, rs);
-        output(kl, kd);
-        output(il, id);
-    }
-}
-
-unsafe extern "C" fn ext(rc: L, rs: L, _ql: L, _q: B, l: L, d: B) {
-    // SAFETY: as above.
-    unsafe {
-        codes(rc, rs);
-        output(l, d);
-    }
-}
-
-unsafe extern "C" fn create_card(rc: L, rs: L, _l: L, _d: B) {
-    // SAFETY: as above.
-    unsafe { codes(rc, rs) }
 }
 
 /// The hostile library, as the host side's `Shared` (one per "simulated" flag: a library
