@@ -31,7 +31,8 @@ where
     B: AsRef<[u8]>,
 {
     let value = capped(cap, decode).map_err(|e| shown(&e, cap))?;
-    let encoded = encode(&value).unwrap_or_else(|e| panic!("a decoded {what} does not encode: {e}"));
+    let encoded =
+        encode(&value).unwrap_or_else(|e| panic!("a decoded {what} does not encode: {e}"));
     assert_eq!(encoded.as_ref(), data, "a decoded {what} is not canonical");
     Ok(value)
 }
