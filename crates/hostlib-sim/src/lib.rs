@@ -52,6 +52,8 @@ fn own_path() -> Option<PathBuf> {
 ///
 /// # Safety
 /// `rc` and `rs` are null or point to writable `long`s.
+// SAFETY: a contract for callers, stated under "# Safety" above; every caller is an
+// exported verb handing on the application's pointers, which CCA's convention makes valid.
 unsafe fn enter(
     verb: &str,
     rc: *mut c_long,
@@ -84,6 +86,8 @@ unsafe fn enter(
 /// # Safety
 /// When `*len > 0`, `p` points to at least `*len` readable bytes that no one else uses
 /// during the call.
+// SAFETY: a contract for callers, stated under "# Safety" above; every caller is an
+// exported verb handing on the application's pointers, which CCA's convention makes valid.
 unsafe fn slice<'a>(len: *mut c_long, p: *mut c_uchar) -> Result<&'a mut [u8], Codes> {
     // SAFETY: the caller's contract.
     let n = unsafe { len.as_ref() }.copied().unwrap_or(0);
@@ -101,6 +105,8 @@ unsafe fn slice<'a>(len: *mut c_long, p: *mut c_uchar) -> Result<&'a mut [u8], C
 ///
 /// # Safety
 /// `p` is null or points to `n` bytes.
+// SAFETY: a contract for callers, stated under "# Safety" above; every caller is an
+// exported verb handing on the application's pointers, which CCA's convention makes valid.
 unsafe fn fixed<'a>(p: *mut c_uchar, n: usize) -> Result<&'a mut [u8], Codes> {
     if p.is_null() {
         return Err(ibm::BAD_KEYWORD);
@@ -113,6 +119,8 @@ unsafe fn fixed<'a>(p: *mut c_uchar, n: usize) -> Result<&'a mut [u8], Codes> {
 ///
 /// # Safety
 /// `p` is null or points to a writable `long`.
+// SAFETY: a contract for callers, stated under "# Safety" above; every caller is an
+// exported verb handing on the application's pointers, which CCA's convention makes valid.
 unsafe fn long<'a>(p: *mut c_long) -> Result<&'a mut i64, Codes> {
     // SAFETY: the caller's contract; `c_long` is `i64` on the 64-bit targets mkclone builds for.
     unsafe { p.cast::<i64>().as_mut() }.ok_or(ibm::TOO_SMALL)
@@ -122,6 +130,8 @@ unsafe fn long<'a>(p: *mut c_long) -> Result<&'a mut i64, Codes> {
 ///
 /// # Safety
 /// `count` points to a `long`; `rules` to `count * 8` bytes.
+// SAFETY: a contract for callers, stated under "# Safety" above; every caller is an
+// exported verb handing on the application's pointers, which CCA's convention makes valid.
 unsafe fn rules<'a>(count: *mut c_long, rules: *mut c_uchar) -> Result<Rules<'a>, Codes> {
     // SAFETY: the caller's contract.
     let n = unsafe { count.as_ref() }.copied().ok_or(ibm::BAD_COUNT)?;
