@@ -171,6 +171,18 @@ pub fn discover_with(
     Ok(cards_from(&devices, names, read, pause))
 }
 
+/// A number of an AP bus entry's name as the kernel writes it: exactly `digits` lower-case
+/// hex digits (`card%02x`, `%02x.%04x`: drivers/s390/crypto/ap_card.c, ap_queue.c). Not
+/// `from_str_radix` alone, which also takes upper case and a leading `+`: "cardB3" or
+/// "card+f" would name a card the listing spells otherwise, or one card twice.
+fn kernel_hex(text: &str, digits: usize) -> Option<u32> {
+    let ok = text.len() == digits
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    ok.then(|| u32::from_str_radix(text, 16).ok()).flatten()
+}
+
 /// The CCA coprocessors among the entries `names` of the AP bus directory `devices`, their
 /// attributes read through `read` (the part of [`discover_with`] after listing the
 /// directory; the fuzz target `sysfs` drives it with attribute text of its own).
@@ -185,8 +197,8 @@ pub fn cards_from(
     for name in &names {
         let Some(card) = name
             .strip_prefix("card")
-            .filter(|n| n.len() == 2)
-            .and_then(|n| u8::from_str_radix(n, 16).ok())
+            .and_then(|n| kernel_hex(n, 2))
+            .and_then(|n| u8::try_from(n).ok())
         else {
             continue;
         };
@@ -215,8 +227,8 @@ pub fn cards_from(
         for qname in names.iter().filter(|n| n.starts_with(&prefix)) {
             let Some(domain) = qname
                 .strip_prefix(&prefix)
-                .filter(|d| d.len() == 4)
-                .and_then(|d| u16::from_str_radix(d, 16).ok())
+                .and_then(|d| kernel_hex(d, 4))
+                .and_then(|d| u16::try_from(d).ok())
             else {
                 continue;
             };

@@ -495,3 +495,36 @@ fn the_asym_lines_of_newer_kernels_are_parsed() {
         (RegisterState::Partial, &None)
     );
 }
+
+/// The kernel names a card `card%02x` and a queue `%02x.%04x`, in lower case (drivers/s390/
+/// crypto/ap_card.c and ap_queue.c). Any other spelling of the same number ("cardB3",
+/// "card+f", "03.000D", "03.+00d") is not the kernel's: left out, so that one card is never
+/// listed twice nor a queue under a name the listing does not have. Found by the `sysfs`
+/// fuzz target (an entry "cardB3" was listed as card b3).
+#[test]
+fn entries_not_spelled_as_the_kernel_names_them_are_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for id in ["b3", "B3", "+f", "0F"] {
+        card(
+            root,
+            &Card {
+                id,
+                card_type: Some("CEX7C"),
+                hwtype: 13,
+                functions: "0x92800000",
+                online: "1",
+                config: "1",
+                serial: None,
+            },
+        );
+    }
+    for apqn in ["b3.000d", "b3.000D", "b3.+00e", "B3.000c"] {
+        queue(root, apqn, "1", Some(MKVPS_FULL));
+    }
+    let cards = discover(dir.path()).unwrap();
+    let listed: Vec<u8> = cards.iter().map(|c| c.card).collect();
+    assert_eq!(listed, [0xb3], "only the kernel's spelling is a card");
+    let apqns: Vec<String> = cca_apqns(&cards).iter().map(|a| a.to_string()).collect();
+    assert_eq!(apqns, ["b3.000d"]);
+}

@@ -49,7 +49,11 @@ impl FromStr for Apqn {
         let (card, domain) = text
             .split_once('.')
             .ok_or_else(|| err("a period separates card and domain"))?;
-        if card.len() != 2 || domain.len() != 4 {
+        // Hex digits only: `from_str_radix` would also take a leading '+'.
+        if card.len() != 2
+            || domain.len() != 4
+            || !(card.bytes().chain(domain.bytes())).all(|b| b.is_ascii_hexdigit())
+        {
             return Err(err("the card has 2 hex digits and the domain 4"));
         }
         let card = u8::from_str_radix(card, 16).map_err(|_| err("the card is not hexadecimal"))?;
@@ -97,6 +101,8 @@ mod tests {
             "03000d",
             "zz.0001",
             "03.0100",
+            "+3.000d",
+            "03.+00d",
             "",
         ] {
             assert!(bad.parse::<Apqn>().is_err(), "{bad}");
