@@ -140,12 +140,79 @@ fn setup(dir: &Path, config: Config) -> Cards {
 }
 
 fn one_ceremony(dir: &Path, cards: &mut Cards, config: Config) {
+    one_observed_ceremony(dir, cards, config, None);
+}
+
+fn one_observed_ceremony(
+    dir: &Path,
+    cards: &mut Cards,
+    config: Config,
+    observer: Option<mkclone::ceremony::progress::Observer>,
+) {
     let mut ceremony = Ceremony::open(&dir.join("ceremony"), plan(config.targets)).unwrap();
     let options = CloneOptions {
         jobs: std::num::NonZeroUsize::new(config.jobs),
-        observer: None,
+        observer,
     };
     run_clone(&mut ceremony, cards, &options).unwrap();
+}
+
+/// Where the wall time of one ceremony goes: each phase's start and end (ms from the
+/// start), in the order they started, and the time no phase ran (the preflight, the
+/// stages' set-up). `MKCLONE_BENCH_TIMELINE=<configuration>` (e.g. `1_to_10_parallel`).
+fn timeline(name: &str) {
+    let Some(config) = configs(Duration::ZERO, &[1, 3, 10])
+        .into_iter()
+        .find(|c| c.name() == name)
+    else {
+        eprintln!("MKCLONE_BENCH_TIMELINE: no configuration {name}");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cards = setup(dir.path(), config);
+    let start = Instant::now();
+    let events: std::sync::Arc<std::sync::Mutex<Vec<(String, bool, f64)>>> = Default::default();
+    let sink = events.clone();
+    let observer = mkclone::ceremony::progress::Observer::new(move |p| {
+        use mkclone::ceremony::progress::Progress;
+        let at = start.elapsed().as_secs_f64() * 1e3;
+        let (phase, node, begins) = match p {
+            Progress::PhaseStarted { phase, node, .. } => (*phase, node.to_string(), true),
+            Progress::PhaseDone { report, .. } => (report.phase, report.node.clone(), false),
+            _ => return,
+        };
+        let target = p.target().map(|t| format!(" for {t}")).unwrap_or_default();
+        sink.lock()
+            .unwrap()
+            .push((format!("{phase} on {node}{target}"), begins, at));
+    });
+    one_observed_ceremony(dir.path(), &mut cards, config, Some(observer));
+    let total = start.elapsed().as_secs_f64() * 1e3;
+    let events = events.lock().unwrap();
+    println!("\ntimeline of one {name} ceremony (ms from its start; total {total:.1})");
+    let mut open = 0usize;
+    let mut idle = 0.0;
+    let mut last = 0.0;
+    for (what, begins, at) in events.iter() {
+        if open == 0 {
+            idle += at - last;
+        }
+        open = if *begins {
+            open + 1
+        } else {
+            open.saturating_sub(1)
+        };
+        last = *at;
+        if *begins {
+            let end = events
+                .iter()
+                .find(|(w, b, t)| w == what && !b && t >= at)
+                .map_or(f64::NAN, |e| e.2);
+            println!("{at:>8.1} {end:>8.1} {:>7.1}  {what}", end - at);
+        }
+    }
+    idle += total - last;
+    println!("no phase running: {idle:.1} ms");
 }
 
 fn bench_group(c: &mut Criterion, group: &str, configs: &[Config]) {
@@ -425,6 +492,10 @@ fn demo_figures(runs: u32) {
 criterion_group!(benches, bench_clone);
 
 fn main() {
+    if let Ok(name) = std::env::var("MKCLONE_BENCH_TIMELINE") {
+        timeline(&name);
+        return;
+    }
     benches();
     criterion::Criterion::default()
         .configure_from_args()

@@ -6,7 +6,7 @@
 use crate::dbs::{JournalMark, Provenance};
 use crate::event::Note;
 use crate::failure::JournalGap;
-use crate::journal::Record;
+use crate::journal::{Kind, Record};
 
 /// A journal's verified records and head hash.
 #[derive(Clone, Copy)]
@@ -54,6 +54,7 @@ impl<'a> Chain<'a> {
     pub fn accepted_losses(&self) -> Vec<(u64, String)> {
         self.records
             .iter()
+            .filter(|r| r.kind == Kind::Note)
             .filter_map(|r| match r.note() {
                 Some(Note::JournalLossAccepted { marks, .. }) => Some(marks),
                 _ => None,
@@ -70,10 +71,17 @@ impl<'a> Chain<'a> {
         node: &str,
         journal: &str,
     ) -> Option<JournalGap> {
-        let accepted = self.accepted_losses();
+        // The accepted losses are read (every note decoded) only when a mark is missing:
+        // a phase start checks every file its node wrote, and in a ceremony that runs
+        // well none is, so this stays one lookup per mark instead of decoding the journal.
+        let accepted = std::cell::OnceCell::new();
         files.iter().find_map(|(file, provenance)| {
             let mark = provenance.written.get(node)?;
-            if self.holds(mark) || accepted.contains(&(mark.seq, mark.hash.clone())) {
+            if self.holds(mark)
+                || accepted
+                    .get_or_init(|| self.accepted_losses())
+                    .contains(&(mark.seq, mark.hash.clone()))
+            {
                 return None;
             }
             Some(JournalGap {
