@@ -49,16 +49,19 @@ impl FromStr for Apqn {
         let (card, domain) = text
             .split_once('.')
             .ok_or_else(|| err("a period separates card and domain"))?;
-        // Hex digits only: `from_str_radix` would also take a leading '+'.
-        if card.len() != 2
-            || domain.len() != 4
-            || !(card.bytes().chain(domain.bytes())).all(|b| b.is_ascii_hexdigit())
-        {
+        if card.len() != 2 || domain.len() != 4 {
             return Err(err("the card has 2 hex digits and the domain 4"));
         }
-        let card = u8::from_str_radix(card, 16).map_err(|_| err("the card is not hexadecimal"))?;
-        let domain =
-            u16::from_str_radix(domain, 16).map_err(|_| err("the domain is not hexadecimal"))?;
+        // Hex digits only: `from_str_radix` would also take a leading '+'.
+        let hex = |t: &str| t.bytes().all(|b| b.is_ascii_hexdigit());
+        let card = u8::from_str_radix(card, 16)
+            .ok()
+            .filter(|_| hex(card))
+            .ok_or_else(|| err("the card is not hexadecimal"))?;
+        let domain = u16::from_str_radix(domain, 16)
+            .ok()
+            .filter(|_| hex(domain))
+            .ok_or_else(|| err("the domain is not hexadecimal"))?;
         Self::new(card, domain).map_err(|_| err("the domain is at most 0x00ff"))
     }
 }
