@@ -171,7 +171,8 @@ fn timeline(name: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut cards = setup(dir.path(), config);
     let start = Instant::now();
-    let events: std::sync::Arc<std::sync::Mutex<Vec<(String, bool, f64)>>> = Default::default();
+    type Event = (String, bool, f64, u64);
+    let events: std::sync::Arc<std::sync::Mutex<Vec<Event>>> = Default::default();
     let sink = events.clone();
     let observer = mkclone::ceremony::progress::Observer::new(move |p| {
         use mkclone::ceremony::progress::Progress;
@@ -182,18 +183,25 @@ fn timeline(name: &str) {
             _ => return,
         };
         let target = p.target().map(|t| format!(" for {t}")).unwrap_or_default();
-        sink.lock()
-            .unwrap()
-            .push((format!("{phase} on {node}{target}"), begins, at));
+        // The observer runs on the phase's thread: its CPU clock is the phase's.
+        sink.lock().unwrap().push((
+            format!("{phase} on {node}{target}"),
+            begins,
+            at,
+            timing::thread_cpu_nanos(),
+        ));
     });
     one_observed_ceremony(dir.path(), &mut cards, config, Some(observer));
     let total = start.elapsed().as_secs_f64() * 1e3;
     let events = events.lock().unwrap();
-    println!("\ntimeline of one {name} ceremony (ms from its start; total {total:.1})");
+    println!(
+        "\ntimeline of one {name} ceremony (ms from its start; total {total:.1}): start, end, \
+         wall, CPU of the phase's thread"
+    );
     let mut open = 0usize;
     let mut idle = 0.0;
     let mut last = 0.0;
-    for (what, begins, at) in events.iter() {
+    for (what, begins, at, cpu) in events.iter() {
         if open == 0 {
             idle += at - last;
         }
@@ -204,11 +212,15 @@ fn timeline(name: &str) {
         };
         last = *at;
         if *begins {
-            let end = events
+            let (end, end_cpu) = events
                 .iter()
-                .find(|(w, b, t)| w == what && !b && t >= at)
-                .map_or(f64::NAN, |e| e.2);
-            println!("{at:>8.1} {end:>8.1} {:>7.1}  {what}", end - at);
+                .find(|(w, b, t, _)| w == what && !b && t >= at)
+                .map_or((f64::NAN, *cpu), |e| (e.2, e.3));
+            println!(
+                "{at:>8.1} {end:>8.1} {:>7.1} {:>7.1}  {what}",
+                end - at,
+                (end_cpu - cpu) as f64 / 1e6
+            );
         }
     }
     idle += total - last;

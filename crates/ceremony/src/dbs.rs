@@ -159,7 +159,7 @@ impl Layout {
 
 /// Read `path` if it exists. It must belong to `plan`'s ceremony and carry its rehearsal
 /// mark (a rehearsal's files are never read by a production run, nor the other way).
-pub fn read_optional<T: Serialize + for<'de> Deserialize<'de>>(
+pub fn read_optional<T: Serialize + for<'de> Deserialize<'de> + Clone + Send + Sync + 'static>(
     path: &Path,
     format: &str,
     plan: &crate::plan::Plan,
@@ -172,14 +172,15 @@ pub fn read_optional<T: Serialize + for<'de> Deserialize<'de>>(
     decode_bytes(path, &bytes, format, plan).map(Some)
 }
 
-/// Decode the bytes of `path` (see [`read_optional`]).
-fn decode_bytes<T: Serialize + for<'de> Deserialize<'de>>(
+/// Decode the bytes of `path` (see [`read_optional`]). sa.db and csr.db decode once per
+/// version of their bytes ([`decoded_cache`]); share bundles, sensitive, are not kept.
+fn decode_bytes<T: Serialize + for<'de> Deserialize<'de> + Clone + Send + Sync + 'static>(
     path: &Path,
     bytes: &[u8],
     format: &str,
     plan: &crate::plan::Plan,
 ) -> Result<T, FileError> {
-    let decoded =
+    let decode = || {
         envelope::decode::<T>(path, bytes, format, VERSION, Some(&plan.id)).map_err(|e| {
             // A file of an older version fails as a body of another layout: say so plainly.
             match envelope::peek(path, bytes) {
@@ -198,9 +199,133 @@ fn decode_bytes<T: Serialize + for<'de> Deserialize<'de>>(
                 }
                 _ => e,
             }
-        })?;
+        })
+    };
+    let decoded = if format == BUNDLE_FORMAT {
+        decode()?
+    } else {
+        decoded_cache::decode(bytes, format, &plan.id, decode)?
+    };
     decoded.require_rehearsal(path, plan.rehearsal)?;
     Ok(decoded.body)
+}
+
+/// sa.db and csr.db decoded once for each version of their bytes. A `clone` reads them
+/// again at every phase (each phase holds what it reads to the anchor and the plan,
+/// whoever may have changed the files meanwhile), and most of the time they have not
+/// changed: decoding (three JSON passes and a digest) is what this saves, not the reading.
+/// Decoding is a function of the bytes, the format, the version supported and the
+/// ceremony id, so a success replayed for the same SHA-256 of the bytes is the same
+/// success; failures are never kept (their messages name the path). Only public files:
+/// what is kept stays in memory until the process ends.
+mod decoded_cache {
+    use std::any::{Any, TypeId};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use sha2::{Digest, Sha256};
+
+    use crate::envelope::Decoded;
+    use crate::error::FileError;
+
+    type Key = (TypeId, String, String, [u8; 32]);
+    type Entry = Arc<dyn Any + Send + Sync>;
+
+    /// Enough for every sa.db and csr.db version of a 1 -> 15 ceremony; emptied when full.
+    const CAPACITY: usize = 256;
+
+    static CACHE: Mutex<Option<HashMap<Key, Entry>>> = Mutex::new(None);
+
+    pub(super) fn decode<T: Clone + Send + Sync + 'static>(
+        bytes: &[u8],
+        format: &str,
+        ceremony: &str,
+        decode: impl FnOnce() -> Result<Decoded<T>, FileError>,
+    ) -> Result<Decoded<T>, FileError> {
+        let key: Key = (
+            TypeId::of::<T>(),
+            format.to_owned(),
+            ceremony.to_owned(),
+            Sha256::digest(bytes).into(),
+        );
+        let hit = {
+            let cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+            cache
+                .as_ref()
+                .and_then(|c| c.get(&key))
+                .and_then(|e| e.downcast_ref::<Decoded<T>>())
+                .cloned()
+        };
+        if let Some(decoded) = hit {
+            return Ok(decoded);
+        }
+        let decoded = decode()?;
+        let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+        let cache = cache.get_or_insert_with(HashMap::new);
+        if cache.len() >= CAPACITY {
+            cache.clear();
+        }
+        cache.insert(key, Arc::new(decoded.clone()));
+        Ok(decoded)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use std::path::Path;
+
+        #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        struct Body {
+            value: u32,
+        }
+
+        fn decoded(value: u32) -> Decoded<Body> {
+            Decoded {
+                format: "mkclone-test".into(),
+                version: 1,
+                ceremony: "c".into(),
+                rehearsal: true,
+                digest: String::new(),
+                body: Body { value },
+            }
+        }
+
+        /// The same bytes decode once; other bytes, another ceremony id or another format
+        /// decode anew; a failure is not kept, so the next read decodes again.
+        #[test]
+        fn decodes_once_per_bytes_and_never_keeps_a_failure() {
+            let calls = std::cell::Cell::new(0);
+            let run = |bytes: &[u8], format: &str, ceremony: &str, ok: bool| {
+                decode(bytes, format, ceremony, || {
+                    calls.set(calls.get() + 1);
+                    if ok {
+                        Ok(decoded(bytes.len() as u32))
+                    } else {
+                        Err(FileError::Corrupt {
+                            path: Path::new("x").into(),
+                            detail: "changed".into(),
+                        })
+                    }
+                })
+            };
+            let unique = b"decoded-cache-test-bytes-1";
+            assert_eq!(run(unique, "f", "c", true).unwrap(), decoded(26));
+            assert_eq!(run(unique, "f", "c", true).unwrap(), decoded(26));
+            assert_eq!(calls.get(), 1, "the same bytes are decoded once");
+            run(b"decoded-cache-test-bytes-2", "f", "c", true).unwrap();
+            run(unique, "f", "other ceremony", true).unwrap();
+            run(unique, "g", "c", true).unwrap();
+            assert_eq!(
+                calls.get(),
+                4,
+                "other bytes, ceremony or format: decoded anew"
+            );
+            let tampered = b"decoded-cache-test-bytes-X";
+            assert!(run(tampered, "f", "c", false).is_err());
+            assert!(run(tampered, "f", "c", false).is_err());
+            assert_eq!(calls.get(), 6, "a failure is decoded again, never replayed");
+        }
+    }
 }
 
 /// Write `body` as a file of this format and version, put in place as `put` says.
@@ -256,14 +381,41 @@ pub fn files_written_by(
 
 /// The provenance of ceremony files, decoded once for each version of their bytes: a phase
 /// start reads again every file its node wrote (the journal marks), and in a long `clone`
-/// most of them have not changed. Keyed by the SHA-256 of the bytes read, so never stale.
+/// most of them have not changed. Keyed by the SHA-256 of the bytes read, so never stale;
+/// a file whose `lstat` (device, inode, size, mode, mtime and ctime, to the nanosecond) is
+/// the one seen when it was last read is not read again. Its bytes cannot change without
+/// changing that: a replacement is another inode, a write in place moves the ctime, which
+/// no user can set (only a change of the system clock by root could forge it).
 #[derive(Debug, Default)]
 pub struct ProvenanceCache {
     decoded: std::sync::Mutex<BTreeMap<PathBuf, Decoded>>,
 }
 
-/// The SHA-256 of a file's bytes, and its provenance if it decoded.
-type Decoded = ([u8; 32], Option<Provenance>);
+/// What `lstat` says of a file, as far as its contents go.
+type Signature = (u64, u64, u64, u32, i64, i64, i64, i64);
+
+/// A file's signature when read, the SHA-256 of its bytes, and its provenance if it decoded.
+#[derive(Clone, Debug)]
+struct Decoded {
+    signature: Signature,
+    digest: [u8; 32],
+    provenance: Option<Provenance>,
+}
+
+fn signature(path: &Path) -> Option<Signature> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).ok()?;
+    Some((
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mode(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
+}
 
 impl ProvenanceCache {
     /// The files of [`files_written_by`] `node` that decode, with their provenance (files
@@ -274,31 +426,58 @@ impl ProvenanceCache {
         plan: &crate::plan::Plan,
         node: &str,
     ) -> Vec<(String, Provenance)> {
-        use sha2::Digest;
-        let mut decoded = self
-            .decoded
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut out = Vec::new();
         for (path, format) in files_written_by(layout, plan, node) {
-            let Ok(bytes) = envelope::read_bytes(&path) else {
-                decoded.remove(&path);
-                continue;
-            };
-            let digest: [u8; 32] = sha2::Sha256::digest(&bytes[..]).into();
-            let provenance = match decoded.get(&path) {
-                Some((d, p)) if *d == digest => p.clone(),
-                _ => {
-                    let p = provenance_of(&path, &bytes, format, plan);
-                    decoded.insert(path.clone(), (digest, p.clone()));
-                    p
-                }
-            };
-            if let Some(p) = provenance {
+            if let Some(p) = self.provenance(&path, format, plan) {
                 out.push((path.display().to_string(), p));
             }
         }
         out
+    }
+
+    /// The provenance of one file: from the cache when its signature has not changed, else
+    /// read (the lock is not held while reading: phases on other threads check theirs).
+    fn provenance(
+        &self,
+        path: &Path,
+        format: &'static str,
+        plan: &crate::plan::Plan,
+    ) -> Option<Provenance> {
+        use sha2::Digest;
+        let lock = || {
+            self.decoded
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        // Taken before reading: a change after it makes the next signature differ.
+        let Some(signature) = signature(path) else {
+            lock().remove(path);
+            return None;
+        };
+        let cached = lock().get(path).cloned();
+        if let Some(c) = &cached
+            && c.signature == signature
+        {
+            return c.provenance.clone();
+        }
+        let Ok(bytes) = envelope::read_bytes(path) else {
+            lock().remove(path);
+            return None;
+        };
+        let digest: [u8; 32] = sha2::Sha256::digest(&bytes[..]).into();
+        let provenance = match cached {
+            Some(c) if c.digest == digest => c.provenance,
+            _ => provenance_of(path, &bytes, format, plan),
+        };
+        lock().insert(
+            path.to_path_buf(),
+            Decoded {
+                signature,
+                digest,
+                provenance: provenance.clone(),
+            },
+        );
+        provenance
     }
 }
 

@@ -460,7 +460,12 @@ impl Journal {
             kind,
             operator: operator.map(str::to_owned),
             event: event.into(),
-            detail: sort_keys(&detail),
+            // serde_json's map keeps its keys sorted already: copy only when it does not.
+            detail: if detail_is_sorted(&detail) {
+                detail
+            } else {
+                sort_keys(&detail)
+            },
         };
         let line = encode_line(&record).map_err(|e| invalid(e.to_string()))?;
         // Never write a line that the next open would refuse.

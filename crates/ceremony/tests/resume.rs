@@ -292,3 +292,56 @@ fn a_crash_at_any_point_of_a_parallel_clone_is_finished_by_a_rerun() {
         check_parallel_finished(dir.path(), &plan);
     }
 }
+
+/// A phase start skips reading a file whose `lstat` has not changed since it was last read
+/// (the journal marks' cache). Someone who rewrites a carried file in place, same size,
+/// and puts its modification time back, still changes its ctime: the next phase start
+/// reads it again and finds the mark this journal does not hold.
+#[test]
+fn a_file_rewritten_in_place_with_its_old_mtime_is_read_again_at_the_next_phase_start() {
+    use mkclone_ceremony::dbs::{self, CSR_DB_FORMAT, CsrDb};
+    use mkclone_ceremony::durable::Sensitivity;
+    use mkclone_ceremony::phases;
+
+    let plan = plan(vec![CloneableKind::Sym], 1, 1);
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let mut cards = open(dir.path());
+    let mut c = Ceremony::open(&dir.path().join("ceremony"), plan.clone()).unwrap();
+    phases::phase1(&mut c, cards.get_mut("sa").unwrap()).unwrap();
+    phases::phase3a(&mut c, cards.get_mut("target1").unwrap(), "target1").unwrap();
+    let path = c.layout.csr_db("target1");
+    c.check_journal_marks("target1").unwrap(); // read once: now cached
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+
+    // The same file, its target1 mark pointing at another record (a hash of the same
+    // length), encoded with a valid digest elsewhere and written into the same inode.
+    let mut db: CsrDb = dbs::read_optional(&path, CSR_DB_FORMAT, &plan)
+        .unwrap()
+        .unwrap();
+    let mark = db.provenance.written.get_mut("target1").unwrap();
+    mark.hash = "f".repeat(mark.hash.len());
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let forged = elsewhere.join("target1.csr.db");
+    dbs::write(
+        &forged,
+        CSR_DB_FORMAT,
+        &plan.id,
+        plan.rehearsal,
+        &db,
+        Sensitivity::Public,
+        Put::Replace,
+    )
+    .unwrap();
+    let bytes = std::fs::read(&forged).unwrap();
+    assert_eq!(bytes.len() as u64, std::fs::metadata(&path).unwrap().len());
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::io::Write::write_all(&mut &file, &bytes).unwrap();
+    file.set_modified(mtime).unwrap();
+    drop(file);
+    assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+
+    let err = c.check_journal_marks("target1").unwrap_err();
+    assert!(matches!(err, CeremonyError::JournalGap(_)), "{err}");
+}

@@ -36,9 +36,35 @@ pub fn remove_stale_temps_of(path: &Path) -> Result<Vec<PathBuf>, DurableError> 
     remove_stale_temps_for(dir, Some(name))
 }
 
-/// Best-effort cleaning before a write: failures are logged, never fatal.
-pub(crate) fn clean_before_write(dir: &Path, name: &OsStr) {
-    if let Err(e) = remove_stale_temps_for(dir, Some(name)) {
+/// Best-effort cleaning before a write: failures are logged, never fatal. Done at the
+/// first write of this process into `dir` (all targets' temporary files whose writer is
+/// gone), not at every write: a crashed writer is an earlier process, whose files the
+/// first write finds, and listing a ceremony directory of a 1 -> 10 clone at each of its
+/// hundreds of writes cost more than anything else the writes do besides syncing.
+/// Directories are told apart by device and inode (one directory reached by two paths is
+/// one); a long-lived process that wants another pass calls [`remove_stale_temps`].
+pub(crate) fn clean_before_write(dir: &Path) {
+    use std::collections::HashSet;
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::{Mutex, PoisonError};
+    static CLEANED: Mutex<Option<HashSet<(u64, u64)>>> = Mutex::new(None);
+
+    let id = match fs::metadata(dir) {
+        Ok(m) => (m.dev(), m.ino()),
+        Err(e) => {
+            log::warn!(
+                "could not look for stale temporary files in {}: {e}",
+                dir.display()
+            );
+            return;
+        }
+    };
+    let mut cleaned = CLEANED.lock().unwrap_or_else(PoisonError::into_inner);
+    if !cleaned.get_or_insert_with(HashSet::new).insert(id) {
+        return;
+    }
+    drop(cleaned);
+    if let Err(e) = remove_stale_temps_for(dir, None) {
         log::warn!("could not look for stale temporary files: {e}");
     }
 }
@@ -245,7 +271,8 @@ mod tests {
     fn crash_before_rename_leaves_target_alone_and_next_write_cleans() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("sa.db");
-        write_atomic(&target, b"old", Sensitivity::Public).unwrap();
+        // Written by an earlier process (this one has not written here yet).
+        fs::write(&target, b"old").unwrap();
 
         // A process (now dead) wrote and synced its temp file, then crashed before renaming.
         let mut tmp = TempFile::create_for_pid(
