@@ -24,6 +24,7 @@
 //!     cargo bench --bench ceremony -- none    # only the breakdown and the demo figures
 //!     MKCLONE_BENCH_RUNS=3 cargo bench --bench ceremony -- none   # fewer breakdown runs
 //!     MKCLONE_BENCH_ONLY=1_to_10 cargo bench --bench ceremony -- none   # those breakdowns only
+//!     MKCLONE_BENCH_TIMELINE=1_to_10_parallel cargo bench --bench ceremony   # one timeline only
 
 use std::collections::BTreeMap;
 use std::path::Path;
