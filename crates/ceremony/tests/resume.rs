@@ -126,19 +126,26 @@ fn lost_replies_are_reconciled() {
     }
 }
 
+/// A 1-of-1 SYM ceremony on fresh cards, run through phase 1 and 3a for target1.
+fn after_phase_3a() -> (Plan, tempfile::TempDir, Cards, Ceremony) {
+    let plan = plan(vec![CloneableKind::Sym], 1, 1);
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let mut cards = open(dir.path());
+    let mut c = Ceremony::open(&dir.path().join("ceremony"), plan.clone()).unwrap();
+    mkclone_ceremony::phases::phase1(&mut c, cards.get_mut("sa").unwrap()).unwrap();
+    mkclone_ceremony::phases::phase3a(&mut c, cards.get_mut("target1").unwrap(), "target1")
+        .unwrap();
+    (plan, dir, cards, c)
+}
+
 #[test]
 fn a_key_swapped_into_a_carried_file_is_never_certified() {
     use mkclone_ceremony::dbs::{self, CSR_DB_FORMAT, CsrDb};
     use mkclone_ceremony::durable::Sensitivity;
     use mkclone_ceremony::phases::{self, KeyConfirmation};
 
-    let plan = plan(vec![CloneableKind::Sym], 1, 1);
-    let dir = tempfile::tempdir().unwrap();
-    setup(dir.path());
-    let mut cards = open(dir.path());
-    let mut c = Ceremony::open(&dir.path().join("ceremony"), plan.clone()).unwrap();
-    phases::phase1(&mut c, cards.get_mut("sa").unwrap()).unwrap();
-    phases::phase3a(&mut c, cards.get_mut("target1").unwrap(), "target1").unwrap();
+    let (plan, dir, mut cards, mut c) = after_phase_3a();
     let genuine: CsrDb = dbs::read_optional(&c.layout.csr_db("target1"), CSR_DB_FORMAT, &plan)
         .unwrap()
         .unwrap();
@@ -301,15 +308,8 @@ fn a_crash_at_any_point_of_a_parallel_clone_is_finished_by_a_rerun() {
 fn a_file_rewritten_in_place_with_its_old_mtime_is_read_again_at_the_next_phase_start() {
     use mkclone_ceremony::dbs::{self, CSR_DB_FORMAT, CsrDb};
     use mkclone_ceremony::durable::Sensitivity;
-    use mkclone_ceremony::phases;
 
-    let plan = plan(vec![CloneableKind::Sym], 1, 1);
-    let dir = tempfile::tempdir().unwrap();
-    setup(dir.path());
-    let mut cards = open(dir.path());
-    let mut c = Ceremony::open(&dir.path().join("ceremony"), plan.clone()).unwrap();
-    phases::phase1(&mut c, cards.get_mut("sa").unwrap()).unwrap();
-    phases::phase3a(&mut c, cards.get_mut("target1").unwrap(), "target1").unwrap();
+    let (plan, dir, _cards, c) = after_phase_3a();
     let path = c.layout.csr_db("target1");
     c.check_journal_marks("target1").unwrap(); // read once: now cached
     let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
