@@ -173,7 +173,8 @@ pub fn read_optional<T: Serialize + for<'de> Deserialize<'de> + Clone + Send + S
 }
 
 /// Decode the bytes of `path` (see [`read_optional`]). sa.db and csr.db decode once per
-/// version of their bytes ([`decoded_cache`]); share bundles, sensitive, are not kept.
+/// version of their bytes ([`decoded_cache`]); other files (share bundles, sensitive) are
+/// not kept.
 fn decode_bytes<T: Serialize + for<'de> Deserialize<'de> + Clone + Send + Sync + 'static>(
     path: &Path,
     bytes: &[u8],
@@ -201,10 +202,11 @@ fn decode_bytes<T: Serialize + for<'de> Deserialize<'de> + Clone + Send + Sync +
             }
         })
     };
-    let decoded = if format == BUNDLE_FORMAT {
-        decode()?
-    } else {
+    // Only the public files (an allow-list: a format added later is not kept by default).
+    let decoded = if format == SA_DB_FORMAT || format == CSR_DB_FORMAT {
         decoded_cache::decode(bytes, format, &plan.id, decode)?
+    } else {
+        decode()?
     };
     decoded.require_rehearsal(path, plan.rehearsal)?;
     Ok(decoded.body)
@@ -381,31 +383,39 @@ pub fn files_written_by(
 
 /// The provenance of ceremony files, decoded once for each version of their bytes: a phase
 /// start reads again every file its node wrote (the journal marks), and in a long `clone`
-/// most of them have not changed. Keyed by the SHA-256 of the bytes read, so never stale;
-/// a file whose `lstat` (device, inode, size, mode, mtime and ctime, to the nanosecond) is
-/// the one seen when it was last read is not read again. Its bytes cannot change without
-/// changing that: a replacement is another inode, a write in place moves the ctime, which
-/// no user can set (only a change of the system clock by root could forge it).
+/// most of them have not changed. An entry holds the SHA-256 of the bytes read and the
+/// `fstat` of the very file they were read from (device, inode, size, mode, mtime and ctime
+/// to the nanosecond); a file whose `lstat` is that signature is not read again, unless the
+/// entry is "racy" (git's word): read less than [`RACY`] after the file's ctime, when a
+/// rewrite within the same tick of a coarse filesystem clock could keep the ctime. Beyond
+/// that, the bytes cannot change without changing the signature: a replacement is another
+/// inode, a write in place moves the ctime, which no user can set (only a change of the
+/// system clock by root could forge it).
 #[derive(Debug, Default)]
 pub struct ProvenanceCache {
     decoded: std::sync::Mutex<BTreeMap<PathBuf, Decoded>>,
 }
 
-/// What `lstat` says of a file, as far as its contents go.
+/// How long after a file's ctime its signature is trusted to tell its changes: above the
+/// coarsest timestamp granularity of the filesystems mkclone may run on (one second).
+const RACY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What `lstat`/`fstat` say of a file, as far as its contents go.
 type Signature = (u64, u64, u64, u32, i64, i64, i64, i64);
 
 /// A file's signature when read, the SHA-256 of its bytes, and its provenance if it decoded.
 #[derive(Clone, Debug)]
 struct Decoded {
     signature: Signature,
+    /// Not to be trusted alone: read within [`RACY`] of the file's ctime.
+    racy: bool,
     digest: [u8; 32],
     provenance: Option<Provenance>,
 }
 
-fn signature(path: &Path) -> Option<Signature> {
+fn signature_of(m: &std::fs::Metadata) -> Signature {
     use std::os::unix::fs::MetadataExt;
-    let m = std::fs::symlink_metadata(path).ok()?;
-    Some((
+    (
         m.dev(),
         m.ino(),
         m.size(),
@@ -414,7 +424,20 @@ fn signature(path: &Path) -> Option<Signature> {
         m.mtime_nsec(),
         m.ctime(),
         m.ctime_nsec(),
-    ))
+    )
+}
+
+/// Was `m` read less than [`RACY`] after its file's ctime (or is the clock behind it)?
+fn racy(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let ctime = std::time::UNIX_EPOCH
+        + std::time::Duration::new(
+            u64::try_from(m.ctime()).unwrap_or(0),
+            u32::try_from(m.ctime_nsec()).unwrap_or(0),
+        );
+    std::time::SystemTime::now()
+        .duration_since(ctime)
+        .map_or(true, |age| age < RACY)
 }
 
 impl ProvenanceCache {
@@ -435,8 +458,9 @@ impl ProvenanceCache {
         out
     }
 
-    /// The provenance of one file: from the cache when its signature has not changed, else
-    /// read (the lock is not held while reading: phases on other threads check theirs).
+    /// The provenance of one file: from the cache when its signature has not changed (and
+    /// the entry is not racy), else read (the lock is not held while reading: phases on
+    /// other threads check theirs).
     fn provenance(
         &self,
         path: &Path,
@@ -449,18 +473,17 @@ impl ProvenanceCache {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         };
-        // Taken before reading: a change after it makes the next signature differ.
-        let Some(signature) = signature(path) else {
-            lock().remove(path);
-            return None;
-        };
         let cached = lock().get(path).cloned();
         if let Some(c) = &cached
-            && c.signature == signature
+            && !c.racy
+            && std::fs::symlink_metadata(path).is_ok_and(|m| signature_of(&m) == c.signature)
         {
             return c.provenance.clone();
         }
-        let Ok(bytes) = envelope::read_bytes(path) else {
+        // The signature is the opened file's: the one the bytes come from, whatever the
+        // path names by the time of the next look.
+        let read = envelope::read_bytes_with_metadata(path);
+        let Ok((bytes, metadata)) = read else {
             lock().remove(path);
             return None;
         };
@@ -472,7 +495,8 @@ impl ProvenanceCache {
         lock().insert(
             path.to_path_buf(),
             Decoded {
-                signature,
+                signature: signature_of(&metadata),
+                racy: racy(&metadata),
                 digest,
                 provenance: provenance.clone(),
             },
@@ -525,4 +549,18 @@ pub fn carried_files(layout: &Layout, plan: &crate::plan::Plan) -> Vec<(String, 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod provenance_cache_tests {
+    /// A file just written is racy: its signature alone does not vouch for its bytes until
+    /// two seconds after its ctime (a coarse filesystem clock could keep the ctime across
+    /// a rewrite within one tick).
+    #[test]
+    fn a_file_read_right_after_it_was_written_is_racy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sa.db");
+        std::fs::write(&path, b"{}").unwrap();
+        assert!(super::racy(&std::fs::metadata(&path).unwrap()));
+    }
 }

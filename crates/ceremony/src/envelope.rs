@@ -310,16 +310,25 @@ pub fn read_file<T: Serialize + DeserializeOwned>(
 /// ([`durable::open_regular`]: never through a link, never a FIFO or device) and read into
 /// a buffer sized once, so that no copy of a share is left behind by a reallocation.
 pub fn read_bytes(path: &Path) -> Result<Zeroizing<Vec<u8>>, FileError> {
+    read_bytes_with_metadata(path).map(|(bytes, _)| bytes)
+}
+
+/// [`read_bytes`], with the `fstat` of the file the bytes were read from (taken before
+/// reading them).
+pub fn read_bytes_with_metadata(
+    path: &Path,
+) -> Result<(Zeroizing<Vec<u8>>, std::fs::Metadata), FileError> {
     let mut file = durable::open_regular(path, durable::Access::Read)?;
-    let len = file
+    let metadata = file
         .metadata()
-        .map_err(io_error(path, "read the file's size"))?
-        .len();
+        .map_err(io_error(path, "read the file's size"))?;
     let mut bytes = Zeroizing::new(Vec::with_capacity(
-        usize::try_from(len).unwrap_or(0).saturating_add(1),
+        usize::try_from(metadata.len())
+            .unwrap_or(0)
+            .saturating_add(1),
     ));
     std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io_error(path, "read the file"))?;
-    Ok(bytes)
+    Ok((bytes, metadata))
 }
 
 /// How [`write_file`] puts a file in place.

@@ -26,7 +26,7 @@
 //!
 //! Temporary files are named `.<target name>.<pid>.<counter>.mkclone-tmp`. A crash can leave
 //! one behind; readers never look at them (they read the target name only), and a process's
-//! first write into the directory removes those whose process no longer exists
+//! first write of the same target removes those whose process no longer exists
 //! ([`remove_stale_temps`] does it for a whole directory, [`remove_stale_temps_of`] for one
 //! target). "No longer exists" is judged by `/proc/<pid>` in this host's process namespace
 //! ([`pid_may_be_alive`]); without `/proc` nothing is removed.

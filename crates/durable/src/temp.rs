@@ -36,36 +36,33 @@ pub fn remove_stale_temps_of(path: &Path) -> Result<Vec<PathBuf>, DurableError> 
     remove_stale_temps_for(dir, Some(name))
 }
 
-/// Best-effort cleaning before a write: failures are logged, never fatal. Done at the
-/// first write of this process into `dir` (all targets' temporary files whose writer is
-/// gone), not at every write: a crashed writer is an earlier process, whose files the
-/// first write finds, and listing a ceremony directory of a 1 -> 10 clone at each of its
-/// hundreds of writes cost more than anything else the writes do besides syncing.
-/// Directories are told apart by device and inode (one directory reached by two paths is
-/// one); a long-lived process that wants another pass calls [`remove_stale_temps`].
-pub(crate) fn clean_before_write(dir: &Path) {
+/// Best-effort cleaning before a write: failures are logged, never fatal. The temporary
+/// files of this target whose writer is gone, looked for at the first write of the target
+/// by this process, not at every write: a crashed writer is an earlier process (or one that
+/// crashed meanwhile, whose files the next opening or process finds), and listing a
+/// ceremony or card directory at each of the hundreds of writes of a 1 -> 10 clone cost
+/// more than anything the writes do besides syncing. Only this target's files: the others
+/// may be a live writer's, under a lock this process does not hold, seen as gone from
+/// another pid namespace. Keyed by the path as given (a directory removed and made again
+/// under the same path in one process is not listed again; nothing of an earlier process
+/// can be in it); a listing that fails is tried again at the next write.
+pub(crate) fn clean_before_write(dir: &Path, name: &OsStr) {
     use std::collections::HashSet;
-    use std::os::unix::fs::MetadataExt;
     use std::sync::{Mutex, PoisonError};
-    static CLEANED: Mutex<Option<HashSet<(u64, u64)>>> = Mutex::new(None);
+    static CLEANED: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
 
-    let id = match fs::metadata(dir) {
-        Ok(m) => (m.dev(), m.ino()),
-        Err(e) => {
-            log::warn!(
-                "could not look for stale temporary files in {}: {e}",
-                dir.display()
-            );
-            return;
-        }
-    };
-    let mut cleaned = CLEANED.lock().unwrap_or_else(PoisonError::into_inner);
-    if !cleaned.get_or_insert_with(HashSet::new).insert(id) {
+    let target = dir.join(name);
+    let cleaned =
+        |set: &mut Option<HashSet<PathBuf>>| set.get_or_insert_with(HashSet::new).contains(&target);
+    if cleaned(&mut CLEANED.lock().unwrap_or_else(PoisonError::into_inner)) {
         return;
     }
-    drop(cleaned);
-    if let Err(e) = remove_stale_temps_for(dir, None) {
-        log::warn!("could not look for stale temporary files: {e}");
+    match remove_stale_temps_for(dir, Some(name)) {
+        Ok(_) => {
+            let mut set = CLEANED.lock().unwrap_or_else(PoisonError::into_inner);
+            set.get_or_insert_with(HashSet::new).insert(target);
+        }
+        Err(e) => log::warn!("could not look for stale temporary files: {e}"),
     }
 }
 
@@ -271,7 +268,7 @@ mod tests {
     fn crash_before_rename_leaves_target_alone_and_next_write_cleans() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("sa.db");
-        // Written by an earlier process (this one has not written here yet).
+        // Written by an earlier process (this one has not written this target yet).
         fs::write(&target, b"old").unwrap();
 
         // A process (now dead) wrote and synced its temp file, then crashed before renaming.

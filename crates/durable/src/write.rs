@@ -49,7 +49,7 @@ fn replace<T>(
     keep: impl FnOnce(&TempFile) -> Result<T, DurableError>,
 ) -> Result<T, DurableError> {
     let (dir, name) = split_target(path)?;
-    clean_before_write(dir);
+    clean_before_write(dir, name);
     let mut tmp = TempFile::create(dir, name, sensitivity)?;
     tmp.write_and_sync(bytes)?;
     let kept = keep(&tmp)?;
@@ -73,7 +73,7 @@ pub fn create_new_exclusive(
     if fs::symlink_metadata(path).is_ok() {
         return Err(DurableError::AlreadyExists { path: path.into() });
     }
-    clean_before_write(dir);
+    clean_before_write(dir, name);
     let mut tmp = TempFile::create(dir, name, sensitivity)?;
     tmp.write_and_sync(bytes)?;
     match fs::hard_link(&tmp.path, path) {
