@@ -36,34 +36,60 @@ pub fn remove_stale_temps_of(path: &Path) -> Result<Vec<PathBuf>, DurableError> 
     remove_stale_temps_for(dir, Some(name))
 }
 
-/// Best-effort cleaning before a write: failures are logged, never fatal. The temporary
-/// files of this target whose writer is gone, looked for at the first write of the target
-/// by this process, not at every write: a crashed writer is an earlier process (or one that
-/// crashed meanwhile, whose files the next opening or process finds), and listing a
-/// ceremony or card directory at each of the hundreds of writes of a 1 -> 10 clone cost
-/// more than anything the writes do besides syncing. Only this target's files: the others
-/// may be a live writer's, under a lock this process does not hold, seen as gone from
-/// another pid namespace. Keyed by the path as given (a directory removed and made again
-/// under the same path in one process is not listed again; nothing of an earlier process
-/// can be in it); a listing that fails is tried again at the next write.
+/// Best-effort cleaning before a write: failures are logged, never fatal. A process lists a
+/// directory for temporary files whose writer is gone once, at its first write there, and
+/// notes the targets they belong to; each target's are removed at that target's first
+/// write (only this target's: another target's may be a live writer's, under a lock this
+/// process does not hold, seen as gone from another pid namespace). Not at every write:
+/// a crashed writer is an earlier process (one that crashes meanwhile leaves files that
+/// the next opening or process finds), and listing a ceremony directory at each of the
+/// hundreds of writes of a 1 -> 10 clone cost more than anything the writes do besides
+/// syncing. Keyed by the path as given (a directory removed and made again under the same
+/// path in one process is not listed again: nothing of an earlier process can be in it); a
+/// listing that fails is tried again at the next write.
 pub(crate) fn clean_before_write(dir: &Path, name: &OsStr) {
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
     use std::sync::{Mutex, PoisonError};
-    static CLEANED: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+    /// By directory: the targets with temporary files of a writer that was gone when the
+    /// directory was listed, not yet cleaned.
+    static STALE: Mutex<Option<HashMap<PathBuf, HashSet<Vec<u8>>>>> = Mutex::new(None);
 
-    let target = dir.join(name);
-    let cleaned =
-        |set: &mut Option<HashSet<PathBuf>>| set.get_or_insert_with(HashSet::new).contains(&target);
-    if cleaned(&mut CLEANED.lock().unwrap_or_else(PoisonError::into_inner)) {
-        return;
-    }
-    match remove_stale_temps_for(dir, Some(name)) {
-        Ok(_) => {
-            let mut set = CLEANED.lock().unwrap_or_else(PoisonError::into_inner);
-            set.get_or_insert_with(HashSet::new).insert(target);
+    let mut stale = STALE.lock().unwrap_or_else(PoisonError::into_inner);
+    let stale = stale.get_or_insert_with(HashMap::new);
+    if !stale.contains_key(dir) {
+        match stale_targets(dir) {
+            Ok(targets) => {
+                stale.insert(dir.to_path_buf(), targets);
+            }
+            Err(e) => {
+                log::warn!("could not look for stale temporary files: {e}");
+                return;
+            }
         }
-        Err(e) => log::warn!("could not look for stale temporary files: {e}"),
     }
+    let Some(targets) = stale.get_mut(dir) else {
+        return;
+    };
+    if targets.remove(name.as_bytes())
+        && let Err(e) = remove_stale_temps_for(dir, Some(name))
+    {
+        log::warn!("could not remove stale temporary files: {e}");
+    }
+}
+
+/// The targets (names) of the temporary files in `dir` whose writer no longer exists.
+fn stale_targets(dir: &Path) -> Result<std::collections::HashSet<Vec<u8>>, DurableError> {
+    let entries = fs::read_dir(dir).map_err(io_error(dir, "list the directory"))?;
+    let mut targets = std::collections::HashSet::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error(dir, "list the directory"))?;
+        if let Some((name, pid)) = parse_temp_name(entry.file_name().as_bytes())
+            && !pid_may_be_alive(pid)
+        {
+            targets.insert(name.to_vec());
+        }
+    }
+    Ok(targets)
 }
 
 fn remove_stale_temps_for(
@@ -305,6 +331,21 @@ mod tests {
             "a live process's temp file is left alone"
         );
         assert!(dir.path().join(".notes").exists());
+    }
+
+    /// A write removes the dead writers' temporary files of its own target only; another
+    /// target's wait for that target's first write (its writer may hold a lock of its own).
+    #[test]
+    fn a_write_removes_only_its_own_targets_stale_temps() {
+        let dir = tempfile::tempdir().unwrap();
+        leave_dead_temps(dir.path(), &["card-03.json", "card-04.json"]);
+        write_atomic(&dir.path().join("card-03.json"), b"3", Sensitivity::Public).unwrap();
+        let left = names(dir.path());
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left.iter().any(|n| n.contains("card-04.json")), "{left:?}");
+        write_atomic(&dir.path().join("card-04.json"), b"4", Sensitivity::Public).unwrap();
+        let left = names(dir.path());
+        assert_eq!(left, ["card-03.json", "card-04.json"], "{left:?}");
     }
 
     #[test]
