@@ -427,16 +427,19 @@ fn work(c: &Ceremony, slots: &[SlotRef<'_>], tasks: &[Task], board: &Mutex<Board
     let lock = || board.lock().unwrap_or_else(PoisonError::into_inner);
     loop {
         let mut b = lock();
+        let ready = |b: &Board, skip: Option<usize>| {
+            tasks.iter().enumerate().position(|(i, t)| {
+                Some(i) != skip
+                    && !b.started[i]
+                    && t.after.iter().all(|a| b.done[*a])
+                    && t.nodes.iter().all(|n| !b.busy[slots[*n].index])
+            })
+        };
         let next = loop {
             if b.stop || b.started.iter().all(|s| *s) {
                 break None;
             }
-            let ready = tasks.iter().enumerate().position(|(i, t)| {
-                !b.started[i]
-                    && t.after.iter().all(|a| b.done[*a])
-                    && t.nodes.iter().all(|n| !b.busy[slots[*n].index])
-            });
-            match ready {
+            match ready(&b, None) {
                 Some(i) => break Some(i),
                 // Nothing can start and nothing runs: what is left waits for a failed phase.
                 None if b.running == 0 => break None,
@@ -454,7 +457,14 @@ fn work(c: &Ceremony, slots: &[SlotRef<'_>], tasks: &[Task], board: &Mutex<Board
         for n in &nodes {
             b.busy[*n] = true;
         }
+        // Wake one more worker only when another task can start now: each woken worker
+        // does the same, so a phase that makes many ready (phase 1: every 3a) wakes as many
+        // workers as there are tasks, and one that makes none wakes nobody in vain.
+        let more = ready(&b, Some(i)).is_some();
         drop(b);
+        if more {
+            wake.notify_one();
+        }
         let running = Running {
             board,
             wake,
@@ -523,8 +533,15 @@ impl Drop for Running<'_> {
             // The thread is unwinding from a panic: stop; the scope re-raises it.
             None => b.stop = true,
         }
+        let stop = b.stop;
         drop(b);
-        self.wake.notify_all();
+        // A task ended: its nodes are free and its successors may be ready. One worker
+        // wakes (it wakes the next if more can start); after a failure, all of them, to end.
+        if stop {
+            self.wake.notify_all();
+        } else {
+            self.wake.notify_one();
+        }
     }
 }
 
