@@ -46,6 +46,7 @@ pub struct Loaded {
 // SAFETY: the raw pointers are addresses of functions in a library that stays loaded as
 // long as `Loaded` lives; calling them is serialised by the caller's lock (`Shared`).
 unsafe impl Send for Loaded {}
+// SAFETY: as for Send: the addresses are only read, and calls through them are serialised.
 unsafe impl Sync for Loaded {}
 
 impl Loaded {
@@ -79,8 +80,8 @@ impl Loaded {
             .ok()
             .and_then(|s| *s);
         let create_name = format!("{SIM_CREATE_CARD_SYMBOL}\0");
-        // SAFETY: as above; typed as mkclone_simlib_create_card_t, the header's declaration.
         let create_card =
+            // SAFETY: as above; typed as mkclone_simlib_create_card_t, the header's declaration.
             unsafe { lib.get::<ffi::mkclone_simlib_create_card_t>(create_name.as_bytes()) }
                 .ok()
                 .and_then(|s| *s);
@@ -348,6 +349,7 @@ fn dispatch(address: *const (), args: &mut Args) -> Result<(), HostlibError> {
             f.ok_or_else(bad)?(rc, rs, el, ex, n, r, $($x.cast()),*)
         }};
     }
+    // SAFETY: see "SAFETY (every arm)" above the macro.
     unsafe {
         match verb {
             Verb::Csuacfq | Verb::Csuacra | Verb::Csuacrd => call!(ffi::CSUACFQ_t; l d),
@@ -400,6 +402,7 @@ mod tests {
 
     /// # Safety
     /// `len` points to a `long` and `p` to that many bytes.
+    // SAFETY: callers uphold the contract above (the fake verbs pass the header's pointers).
     unsafe fn bytes(len: *mut Long, p: *mut Bytes) -> Vec<u8> {
         // SAFETY: the caller's contract.
         unsafe { std::slice::from_raw_parts(p, *len as usize).to_vec() }
@@ -409,6 +412,7 @@ mod tests {
     ///
     /// # Safety
     /// The head's pointers as the header declares them.
+    // SAFETY: callers uphold the contract above (the fake verbs pass the header's pointers).
     unsafe fn head(
         rc: *mut Long,
         rs: *mut Long,
