@@ -110,6 +110,9 @@ pub struct Ceremony {
     interrupt: Arc<AtomicUsize>,
     /// Where phases show their actions as they happen, if anywhere.
     observer: Option<Observer>,
+    /// Phase 3c writes each bundle on a second thread while the source obtains the next
+    /// share (`clone` with more than one job); else one action at a time.
+    write_behind: bool,
 }
 
 /// What every handle of one open ceremony directory shares.
@@ -220,6 +223,7 @@ impl Ceremony {
             replace_current: false,
             interrupt: Arc::new(AtomicUsize::new(0)),
             observer: None,
+            write_behind: false,
         })
     }
 
@@ -234,7 +238,18 @@ impl Ceremony {
             replace_current: self.replace_current,
             interrupt: self.interrupt.clone(),
             observer: self.observer.clone(),
+            write_behind: self.write_behind,
         }
+    }
+
+    /// Let phase 3c write its bundles on a second thread while the source obtains the next
+    /// share (`clone` with more than one job). Off by default: one action at a time.
+    pub(crate) fn set_write_behind(&mut self, yes: bool) {
+        self.write_behind = yes;
+    }
+
+    pub(crate) fn write_behind(&self) -> bool {
+        self.write_behind
     }
 
     /// Show every action of the phases this handle runs, as it happens, to `observer`.

@@ -13,6 +13,8 @@
 //! target at once, and 3d on one target overlaps 3c for the next and 3d on the others.
 //! `jobs` bounds the phases running at once; with 1 the order is exactly that of the
 //! per-phase commands (1, 2a, 2b, then 3a and 3b per target, then 3c and 3d per target).
+//! With more, 3c also writes each bundle on a second thread while the source obtains the
+//! next share (the source's chain of 3c is the critical path; see `phases::shares`).
 //!
 //! **The journal stays one ordered chain**: every thread appends through the ceremony's one
 //! writer, each record whole and synced before the next (see [`Ceremony::worker`]). Records
@@ -405,11 +407,11 @@ fn run_stage(
     let wake = Condvar::new();
     let workers = jobs.clamp(1, tasks.len().max(1));
     if workers == 1 {
-        work(c, slots, tasks, &board, &wake);
+        work(c, slots, tasks, &board, &wake, false);
     } else {
         std::thread::scope(|scope| {
             for _ in 0..workers {
-                scope.spawn(|| work(c, slots, tasks, &board, &wake));
+                scope.spawn(|| work(c, slots, tasks, &board, &wake, true));
             }
         });
     }
@@ -422,8 +424,16 @@ fn run_stage(
 }
 
 /// One worker: take the first task (in list order) whose predecessors are done and whose
-/// nodes are free, run it, repeat; stop when none is left or a phase failed.
-fn work(c: &Ceremony, slots: &[SlotRef<'_>], tasks: &[Task], board: &Mutex<Board>, wake: &Condvar) {
+/// nodes are free, run it, repeat; stop when none is left or a phase failed. With
+/// `write_behind` (more than one job), phase 3c writes its bundles on a thread of its own.
+fn work(
+    c: &Ceremony,
+    slots: &[SlotRef<'_>],
+    tasks: &[Task],
+    board: &Mutex<Board>,
+    wake: &Condvar,
+    write_behind: bool,
+) {
     let lock = || board.lock().unwrap_or_else(PoisonError::into_inner);
     loop {
         let mut b = lock();
@@ -476,6 +486,7 @@ fn work(c: &Ceremony, slots: &[SlotRef<'_>], tasks: &[Task], board: &Mutex<Board
         let target = task.step.target().map(|t| c.plan.targets[t].name.clone());
         let mut handle = c.worker();
         handle.set_observer(c.observer().map(|o| o.for_target(target.as_deref())));
+        handle.set_write_behind(write_behind);
         let result = run_step(&mut handle, slots, task);
         if let Some(o) = handle.observer() {
             match &result {

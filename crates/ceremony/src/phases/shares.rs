@@ -2,6 +2,7 @@
 //! confirmed, SET.
 
 use super::*;
+use mkclone_backend::ShareIndex;
 
 /// Phase 3c, on the source: the preflight, then the shares for one target into bundles.
 pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Result<PhaseReport> {
@@ -23,94 +24,86 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
         .fingerprint();
     let mut report = begin(c, Phase::P3c, &src, source)?;
     let st = status(source, &src.name)?;
-    for kind in c.plan.kinds.clone() {
-        let pattern = current_pattern(&st, kind).ok_or_else(|| CeremonyError::Conflict {
-            what: format!("{}: {kind} CURRENT", src.name),
-            detail: "became invalid during the phase".into(),
-        })?;
-        for index in c.plan.share_indices.clone() {
-            let path = c.layout.bundle(target, kind, index);
-            if let Some(b) = dbs::read_optional::<ShareBundle>(&path, BUNDLE_FORMAT, &c.plan)? {
-                if b.source_pattern == pattern
-                    && b.target == target
-                    && sealed_for(&b, csr_fingerprint, kind, index)
-                    && check_nonce(c, &path, &b.provenance).is_ok()
-                    && trust::check_bundle(&c.plan, &plan_target, kind, index, &b).is_ok()
-                {
-                    report.did(PhaseAction::ObtainShare {
-                        kind,
-                        index,
-                        target: target.to_string(),
-                        result: ActionResult::AlreadyDone,
+    let mut obtain = |c: &mut Ceremony, bundles: &mut Bundles<'_>, report: &mut PhaseReport| {
+        for kind in c.plan.kinds.clone() {
+            let pattern = current_pattern(&st, kind).ok_or_else(|| CeremonyError::Conflict {
+                what: format!("{}: {kind} CURRENT", src.name),
+                detail: "became invalid during the phase".into(),
+            })?;
+            for index in c.plan.share_indices.clone() {
+                // A bundle the other thread wrote meanwhile, or its failure, shows first.
+                bundles.collect(report, false)?;
+                let path = c.layout.bundle(target, kind, index);
+                if let Some(b) = dbs::read_optional::<ShareBundle>(&path, BUNDLE_FORMAT, &c.plan)? {
+                    if b.source_pattern == pattern
+                        && b.target == target
+                        && sealed_for(&b, csr_fingerprint, kind, index)
+                        && check_nonce(c, &path, &b.provenance).is_ok()
+                        && trust::check_bundle(&c.plan, &plan_target, kind, index, &b).is_ok()
+                    {
+                        report.did(obtained(kind, index, target, ActionResult::AlreadyDone));
+                        continue;
+                    }
+                    // Never overwritten: it may be the only copy of something someone needs.
+                    return Err(CeremonyError::Conflict {
+                        what: path.display().to_string(),
+                        detail: format!(
+                            "this bundle was made for another key (another CSR key of {target}, or another source \
+                             master key); it was left untouched. Erase it with `mkclone abort --target {target} \
+                             --erase-files` and run phase 3c again"
+                        ),
                     });
-                    continue;
                 }
-                // Never overwritten: it may be the only copy of something someone needs.
-                return Err(CeremonyError::Conflict {
-                    what: path.display().to_string(),
-                    detail: format!(
-                        "this bundle was made for another key (another CSR key of {target}, or another source \
-                         master key); it was left untouched. Erase it with `mkclone abort --target {target} \
-                         --erase-files` and run phase 3c again"
-                    ),
-                });
-            }
-            let request = ObtainRequest {
-                kind,
-                index,
-                css_label: c.plan.css_label(),
-                sa_name: c.plan.sa_label(),
-                csr_certificate: ready.csr_certificate.clone(),
-            };
-            let sealed = c.step(
-                Phase::P3c,
-                &src.name,
-                Action::ObtainShare {
-                    index: index.get(),
+                let request = ObtainRequest {
                     kind,
+                    index,
+                    css_label: c.plan.css_label(),
+                    sa_name: c.plan.sa_label(),
+                    csr_certificate: ready.csr_certificate.clone(),
+                };
+                let sealed = c.step(
+                    Phase::P3c,
+                    &src.name,
+                    Action::ObtainShare {
+                        index: index.get(),
+                        kind,
+                        target: target.into(),
+                    },
+                    || source.obtain_share(&request),
+                    |s| Done {
+                        share_bytes: Some(s.as_bytes().len()),
+                        ..Done::default()
+                    },
+                )?;
+                let mut bundle = ShareBundle {
                     target: target.into(),
-                },
-                || source.obtain_share(&request),
-                |s| Done {
-                    share_bytes: Some(s.as_bytes().len()),
-                    ..Done::default()
-                },
-            )?;
-            let mut bundle = ShareBundle {
-                target: target.into(),
-                target_eid: plan_target.eid.clone(),
-                kind,
-                index,
-                source: src.name.clone(),
-                source_eid: src.eid.clone(),
-                source_pattern: pattern.clone(),
-                sealed,
-                provenance: Default::default(),
-            };
-            c.stamp(&mut bundle, Phase::P3c, &src.name)?;
-            // Never over an existing file, even one that appeared meanwhile.
-            put_file(
-                c,
-                &path,
-                BUNDLE_FORMAT,
-                &bundle,
-                Sensitivity::Secret,
-                Put::CreateNew,
-            )?;
-            c.note(
-                Phase::P3c,
-                &src.name,
-                Note::BundleWritten {
-                    file: path.display().to_string(),
-                },
-            )?;
-            report.did(PhaseAction::ObtainShare {
-                kind,
-                index,
-                target: target.to_string(),
-                result: ActionResult::Done,
-            });
+                    target_eid: plan_target.eid.clone(),
+                    kind,
+                    index,
+                    source: src.name.clone(),
+                    source_eid: src.eid.clone(),
+                    source_pattern: pattern.clone(),
+                    sealed,
+                    provenance: Default::default(),
+                };
+                // Stamped here: the mark names this share's outcome, whichever thread writes.
+                c.stamp(&mut bundle, Phase::P3c, &src.name)?;
+                bundles.write(c, report, Obtained { path, bundle })?;
+            }
         }
+        Ok(())
+    };
+    if c.write_behind() {
+        let writer = c.worker();
+        std::thread::scope(|scope| {
+            let mut bundles = Bundles::behind(scope, writer, &src.name, target);
+            let obtained = obtain(c, &mut bundles, &mut report);
+            // Whatever was obtained is written before the phase ends, even after a failure.
+            let written = bundles.collect(&mut report, true);
+            obtained.and(written)
+        })?;
+    } else {
+        obtain(c, &mut Bundles::Inline, &mut report)?;
     }
     let _ = ready.css_certificate;
     report.carry(
@@ -119,6 +112,139 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
         &format!("phase 3d installs the files {target}.*.share"),
     );
     end(c, report)
+}
+
+fn obtained(
+    kind: CloneableKind,
+    index: ShareIndex,
+    target: &str,
+    result: ActionResult,
+) -> PhaseAction {
+    PhaseAction::ObtainShare {
+        kind,
+        index,
+        target: target.to_string(),
+        result,
+    }
+}
+
+/// A share the source gave, in its bundle, and where the bundle goes.
+struct Obtained {
+    path: std::path::PathBuf,
+    bundle: ShareBundle,
+}
+
+/// Write one bundle (never over an existing file, even one that appeared meanwhile) and
+/// journal it.
+fn write_bundle(c: &mut Ceremony, source: &str, o: &Obtained) -> Result<()> {
+    put_file(
+        c,
+        &o.path,
+        BUNDLE_FORMAT,
+        &o.bundle,
+        Sensitivity::Secret,
+        Put::CreateNew,
+    )?;
+    c.note(
+        Phase::P3c,
+        source,
+        Note::BundleWritten {
+            file: o.path.display().to_string(),
+        },
+    )
+}
+
+/// Where phase 3c's bundles are written: right after each share is obtained (one job:
+/// one action at a time), or behind, by a second thread with a handle of its own, while
+/// the source obtains the next share. With more than one job the source's chain of 3c
+/// phases is the ceremony's critical path, and a bundle's durable write and its note need
+/// no node. Behind, the states a crash can leave are those of one action at a time: each
+/// bundle is written after its share's outcome is journaled, and one that is not yet
+/// written when the process dies is obtained again by the next run, as after a crash
+/// between an outcome and its bundle today.
+enum Bundles<'scope> {
+    Inline,
+    Behind {
+        queue: Option<std::sync::mpsc::Sender<Obtained>>,
+        written: std::sync::mpsc::Receiver<Result<(CloneableKind, ShareIndex)>>,
+        thread: Option<std::thread::ScopedJoinHandle<'scope, ()>>,
+        target: String,
+    },
+}
+
+impl<'scope> Bundles<'scope> {
+    fn behind<'env>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        mut writer: Ceremony,
+        source: &str,
+        target: &str,
+    ) -> Self {
+        let (queue, to_write) = std::sync::mpsc::channel::<Obtained>();
+        let (done, written) = std::sync::mpsc::channel();
+        let source = source.to_string();
+        let thread = scope.spawn(move || {
+            for o in to_write {
+                let result = write_bundle(&mut writer, &source, &o);
+                let failed = result.is_err();
+                let sent = done.send(result.map(|()| (o.bundle.kind, o.bundle.index)));
+                // After a failure nothing more is written: the phase stops there.
+                if failed || sent.is_err() {
+                    break;
+                }
+            }
+        });
+        Self::Behind {
+            queue: Some(queue),
+            written,
+            thread: Some(thread),
+            target: target.to_string(),
+        }
+    }
+
+    /// Write `o` now, or hand it to the writing thread.
+    fn write(&mut self, c: &mut Ceremony, report: &mut PhaseReport, o: Obtained) -> Result<()> {
+        match self {
+            Self::Inline => {
+                write_bundle(c, &c.plan.source.name.clone(), &o)?;
+                let b = &o.bundle;
+                report.did(obtained(b.kind, b.index, &b.target, ActionResult::Done));
+                Ok(())
+            }
+            Self::Behind { queue, .. } => match queue.as_ref().map(|q| q.send(o).is_ok()) {
+                Some(true) => Ok(()),
+                // The thread stops only after a failure (or a panic): collect gives it.
+                _ => self.collect(report, true),
+            },
+        }
+    }
+
+    /// The bundles written since the last call, into `report`, and the first failure;
+    /// with `all`, after every bundle handed over is written (or the thread stopped).
+    fn collect(&mut self, report: &mut PhaseReport, all: bool) -> Result<()> {
+        let Self::Behind {
+            queue,
+            written,
+            thread,
+            target,
+        } = self
+        else {
+            return Ok(());
+        };
+        if all {
+            // The thread ends once the queue is closed and drained.
+            queue.take();
+            if let Some(t) = thread.take()
+                && let Err(panic) = t.join()
+            {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        while let Ok(result) = written.try_recv() {
+            let (kind, index) = result?;
+            report.did(obtained(kind, index, target, ActionResult::Done));
+        }
+        Ok(())
+    }
 }
 
 /// Phase 3d, on a target: every share of every master key installed and each NEW
@@ -408,4 +534,139 @@ pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result
         });
     }
     end(c, report)
+}
+
+#[cfg(test)]
+mod tests {
+    use mkclone_backend::{PatternAlgorithm, SealedShare};
+
+    use super::*;
+    use crate::journal::Kind;
+
+    fn ceremony(dir: &std::path::Path) -> Ceremony {
+        let mut c = Ceremony::open(dir, crate::plan::test_plan("bundles-test", true)).unwrap();
+        c.ensure_nonce().unwrap();
+        std::fs::create_dir_all(c.layout.shares_dir()).unwrap();
+        c
+    }
+
+    fn share(c: &Ceremony, index: u8) -> Obtained {
+        let index = ShareIndex::from_u32(u32::from(index)).unwrap();
+        let target = &c.plan.targets[0];
+        Obtained {
+            path: c.layout.bundle(&target.name, CloneableKind::Sym, index),
+            bundle: ShareBundle {
+                target: target.name.clone(),
+                target_eid: target.eid.clone(),
+                kind: CloneableKind::Sym,
+                index,
+                source: c.plan.source.name.clone(),
+                source_eid: c.plan.source.eid.clone(),
+                source_pattern: VerificationPattern::new(PatternAlgorithm::Sha1Method, &[7; 8])
+                    .unwrap(),
+                sealed: SealedShare::new(vec![index.get(); 64]).unwrap(),
+                provenance: Default::default(),
+            },
+        }
+    }
+
+    fn notes(c: &Ceremony) -> Vec<String> {
+        c.journal()
+            .records()
+            .iter()
+            .filter(|r| r.kind == Kind::Note && r.event == "bundle-written")
+            .map(|r| r.detail["file"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Written behind, every bundle lands, each with its note, and the report lists them
+    /// in the order they were obtained.
+    #[test]
+    fn bundles_written_behind_are_all_written_journaled_and_reported_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = ceremony(dir.path());
+        let mut report = PhaseReport::new(Phase::P3c, "source");
+        let shares: Vec<Obtained> = (1..=3).map(|i| share(&c, i)).collect();
+        let paths: Vec<String> = shares
+            .iter()
+            .map(|o| o.path.display().to_string())
+            .collect();
+        std::thread::scope(|scope| {
+            let mut bundles = Bundles::behind(scope, c.worker(), "source", "target1");
+            for o in shares {
+                bundles.write(&mut c, &mut report, o).unwrap();
+            }
+            bundles.collect(&mut report, true).unwrap();
+        });
+        for p in &paths {
+            assert!(std::path::Path::new(p).is_file(), "{p}");
+        }
+        assert_eq!(notes(&c), paths);
+        let indices: Vec<u8> = report
+            .actions
+            .iter()
+            .map(|a| match a {
+                PhaseAction::ObtainShare {
+                    index,
+                    result: ActionResult::Done,
+                    ..
+                } => index.get(),
+                other => panic!("unexpected action {other:?}"),
+            })
+            .collect();
+        assert_eq!(indices, [1, 2, 3]);
+    }
+
+    /// Someone plants a file (here a symbolic link) where a bundle is about to go, after
+    /// the phase looked: the writing thread refuses to write over it, the phase gets that
+    /// failure, the planted link is left as it was, and nothing is written after it.
+    #[test]
+    fn a_file_planted_at_a_bundles_path_stops_the_writer_and_is_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = ceremony(dir.path());
+        let mut report = PhaseReport::new(Phase::P3c, "source");
+        let (first, second, third) = (share(&c, 1), share(&c, 2), share(&c, 3));
+        let decoy = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&decoy, &second.path).unwrap();
+        let (second_path, third_path) = (second.path.clone(), third.path.clone());
+        let failure = std::thread::scope(|scope| {
+            let mut bundles = Bundles::behind(scope, c.worker(), "source", "target1");
+            bundles.write(&mut c, &mut report, first).unwrap();
+            bundles.write(&mut c, &mut report, second).unwrap();
+            // The third is refused at hand-over once the failure is known, or stays unwritten.
+            let third = bundles.write(&mut c, &mut report, third);
+            let all = bundles.collect(&mut report, true);
+            third
+                .err()
+                .or(all.err())
+                .expect("the planted link must stop the phase")
+        });
+        assert!(
+            failure
+                .to_string()
+                .contains(&*second_path.to_string_lossy()),
+            "the error names the file: {failure}"
+        );
+        assert!(
+            second_path.is_symlink() && !decoy.exists(),
+            "the link is untouched"
+        );
+        assert!(!third_path.exists(), "nothing is written after the failure");
+        assert_eq!(notes(&c).len(), 1, "only the first bundle was written");
+        assert_eq!(report.actions.len(), 1);
+    }
+
+    /// One action at a time (`--jobs 1`): each bundle is written before `write` returns.
+    #[test]
+    fn bundles_written_inline_are_on_disk_when_write_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = ceremony(dir.path());
+        let mut report = PhaseReport::new(Phase::P3c, "source");
+        let o = share(&c, 1);
+        let path = o.path.clone();
+        Bundles::Inline.write(&mut c, &mut report, o).unwrap();
+        assert!(path.is_file());
+        assert_eq!(notes(&c), [path.display().to_string()]);
+        assert_eq!(report.actions.len(), 1);
+    }
 }
