@@ -556,7 +556,8 @@ fn obtain<R: Rng + CryptoRng>(
 
     // The polynomial is made once and kept, so share i is the same every time.
     let set = card.keys_mut(kind);
-    if set.polynomial.is_none() {
+    let first = set.polynomial.is_none();
+    if first {
         let rows = (1..m_of_n.m())
             .map(|_| {
                 let mut row = [0u8; 24];
@@ -598,9 +599,14 @@ fn obtain<R: Rng + CryptoRng>(
     let set = card.keys_mut(kind);
     let mut generation = statmofn::parse_generation(&set.generation)
         .map_err(|_| fail(rs::SHARE_DISTRIBUTION_ERROR))?;
-    rules::tables::distribute(&mut generation, index);
+    let moved = rules::tables::distribute(&mut generation, index);
     set.generation = statmofn::generation_digits(&generation).to_vec();
-    Ok(done(ReplyBody::Share(sealed)))
+    // Saved only when something changed: from an index's third OBTAIN on, nothing does.
+    Ok(if first || moved {
+        done(ReplyBody::Share(sealed))
+    } else {
+        read(ReplyBody::Share(sealed))
+    })
 }
 
 fn install(card: &mut CardState, request: &InstallShare) -> Step<Outcome> {

@@ -131,6 +131,53 @@ fn share_i_is_the_same_share_however_often_and_for_whichever_target() {
     );
 }
 
+/// OBTAIN saves the card only when its state changes: the polynomial made at the first
+/// OBTAIN of a key, an index's generation state moved (distributed once, then more than
+/// once). From the third OBTAIN of an index on, nothing changes and the card file is left
+/// as it was (a save replaces the file: a new inode), as a real card writes nothing.
+#[test]
+fn an_obtain_that_changes_no_state_leaves_the_card_file_as_it_was() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bus = mkclone_hw_sim::SimBus::new(dir.path().join("cards"));
+    let apqn = Apqn::new(2, 0x0d).unwrap();
+    let mut source = bus
+        .create_card(apqn, &mkclone_backend::SerialNumber::new("S2").unwrap())
+        .unwrap();
+    source
+        .set_eid(&mkclone_backend::Eid::new("SOURCE").unwrap())
+        .unwrap();
+    let file = bus.card_path(apqn);
+    let mut rig = rig_with_source(source, 2, 3, 1);
+    let csr = rig.targets[0].1.clone();
+    let kind = CloneableKind::Sym;
+    let inode = || std::fs::metadata(&file).unwrap().ino();
+    let mut obtain_saves = |index: u8| {
+        let before = inode();
+        obtain(&mut rig.source, kind, index, &csr);
+        inode() != before
+    };
+    assert!(
+        obtain_saves(1),
+        "the first OBTAIN makes the polynomial: saved"
+    );
+    assert!(obtain_saves(1), "distributed once -> more than once: saved");
+    assert!(!obtain_saves(1), "nothing changes: not saved");
+    assert!(!obtain_saves(1), "nothing changes: not saved");
+    assert!(obtain_saves(2), "another index's first OBTAIN: saved");
+    let tables = rig.source.share_status().unwrap();
+    let t = tables.tables(kind).unwrap();
+    use mkclone_backend::GenerationState::{DistributedMore, DistributedOnce};
+    assert_eq!(
+        t.generation_of(ShareIndex::new(1).unwrap()),
+        DistributedMore
+    );
+    assert_eq!(
+        t.generation_of(ShareIndex::new(2).unwrap()),
+        DistributedOnce
+    );
+}
+
 #[test]
 fn a_repeated_install_is_reported_and_not_counted_twice() {
     let kind = CloneableKind::Sym;

@@ -108,9 +108,13 @@ pub struct Rig {
 }
 
 pub fn rig(m: u8, n: u8, targets: usize) -> Rig {
+    rig_with_source(card(2, "SOURCE"), m, n, targets)
+}
+
+/// [`rig`] around `source` (a card with its EID set, e.g. one kept in a file).
+pub fn rig_with_source(mut source: SimBackend, m: u8, n: u8, targets: usize) -> Rig {
     let m_of_n = MofN::new(m, n).unwrap();
     let mut sa = phase1(card(1, "SA NODE"));
-    let mut source = card(2, "SOURCE");
     for kind in CloneableKind::ALL {
         source.load_random_master_key(kind).unwrap();
     }
