@@ -25,6 +25,12 @@
 //!     MKCLONE_BENCH_RUNS=3 cargo bench --bench ceremony -- none   # fewer breakdown runs
 //!     MKCLONE_BENCH_ONLY=1_to_10 cargo bench --bench ceremony -- none   # those breakdowns only
 //!     MKCLONE_BENCH_TIMELINE=1_to_10_parallel cargo bench --bench ceremony   # one timeline only
+//!     MKCLONE_BENCH_PAIRED=30 cargo bench --bench ceremony   # the 1 -> 10 ratio, paired runs only
+//!
+//! The paired mode runs 1 -> 10 serial and parallel alternately, each on fresh cards, and
+//! gives the parallel / serial ratio with its 95 % interval: the two runs of a pair see the
+//! same state of the machine, so a drift of the machine (other guests on the host, the
+//! disk's cache) moves both, where two criterion groups minutes apart see two states.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -226,6 +232,42 @@ fn timeline(name: &str) {
     }
     idle += total - last;
     println!("no phase running: {idle:.1} ms");
+}
+
+/// `pairs` pairs of 1 -> 10 ceremonies, serial then parallel, each on fresh cards: the wall
+/// time of each, and the parallel / serial ratio of their means with the 95 % interval of
+/// the per-pair ratio's mean (normal approximation).
+fn paired(pairs: usize) {
+    let configs = configs(Duration::ZERO, &[10]);
+    let mut walls = [Vec::new(), Vec::new()];
+    for _ in 0..pairs {
+        for (i, config) in configs.iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let mut cards = setup(dir.path(), *config);
+            let start = Instant::now();
+            one_ceremony(dir.path(), &mut cards, *config);
+            walls[i].push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let sd = |v: &[f64]| {
+        let m = mean(v);
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64).sqrt()
+    };
+    let ratios: Vec<f64> = walls[1].iter().zip(&walls[0]).map(|(p, s)| p / s).collect();
+    let half = 1.96 * sd(&ratios) / (ratios.len() as f64).sqrt();
+    println!(
+        "1 -> 10, {pairs} pairs (ms): serial mean {:.1} (sd {:.1}), parallel mean {:.1} (sd {:.1}); \
+         parallel / serial {:.3} (ratio of means); per-pair ratio {:.3} [{:.3}, {:.3}]",
+        mean(&walls[0]),
+        sd(&walls[0]),
+        mean(&walls[1]),
+        sd(&walls[1]),
+        mean(&walls[1]) / mean(&walls[0]),
+        mean(&ratios),
+        mean(&ratios) - half,
+        mean(&ratios) + half,
+    );
 }
 
 fn bench_group(c: &mut Criterion, group: &str, configs: &[Config]) {
@@ -507,6 +549,13 @@ criterion_group!(benches, bench_clone);
 fn main() {
     if let Ok(name) = std::env::var("MKCLONE_BENCH_TIMELINE") {
         timeline(&name);
+        return;
+    }
+    if let Some(pairs) = std::env::var("MKCLONE_BENCH_PAIRED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        paired(pairs);
         return;
     }
     benches();
