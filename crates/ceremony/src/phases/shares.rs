@@ -86,7 +86,9 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
                     sealed,
                     provenance: Default::default(),
                 };
-                // Stamped here: the mark names this share's outcome, whichever thread writes.
+                // Stamped here, after the outcome is synced: the mark names the last record of
+                // this phase on the source (this outcome, or the writer's last note), whichever
+                // thread writes the file.
                 c.stamp(&mut bundle, Phase::P3c, &src.name)?;
                 bundles.write(c, report, Obtained { path, bundle })?;
             }
@@ -100,7 +102,7 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
             let obtained = obtain(c, &mut bundles, &mut report);
             // Whatever was obtained is written before the phase ends, even after a failure.
             let written = bundles.collect(&mut report, true);
-            obtained.and(written)
+            settle(target, obtained, written)
         })?;
     } else {
         obtain(c, &mut Bundles::Inline, &mut report)?;
@@ -125,6 +127,19 @@ fn obtained(
         index,
         target: target.to_string(),
         result,
+    }
+}
+
+/// The outcome of a phase 3c whose bundles were written behind: when both sides failed, a
+/// bundle that could not be written (a file planted at its path, a full disk) is what the
+/// operator must see; the obtaining side's failure (an interrupt, a device error) is logged.
+fn settle(target: &str, obtained: Result<()>, written: Result<()>) -> Result<()> {
+    match (obtained, written) {
+        (Err(other), Err(writing)) => {
+            log::warn!("phase 3c for {target}: {other}");
+            Err(writing)
+        }
+        (obtained, written) => obtained.and(written),
     }
 }
 
@@ -165,7 +180,9 @@ fn write_bundle(c: &mut Ceremony, source: &str, o: &Obtained) -> Result<()> {
 enum Bundles<'scope> {
     Inline,
     Behind {
-        queue: Option<std::sync::mpsc::Sender<Obtained>>,
+        /// A rendezvous: the source obtains share i+1 while bundle i is written, and no
+        /// further: after a failed write, at most one more share has been obtained.
+        queue: Option<std::sync::mpsc::SyncSender<Obtained>>,
         written: std::sync::mpsc::Receiver<Result<(CloneableKind, ShareIndex)>>,
         thread: Option<std::thread::ScopedJoinHandle<'scope, ()>>,
         target: String,
@@ -179,7 +196,7 @@ impl<'scope> Bundles<'scope> {
         source: &str,
         target: &str,
     ) -> Self {
-        let (queue, to_write) = std::sync::mpsc::channel::<Obtained>();
+        let (queue, to_write) = std::sync::mpsc::sync_channel::<Obtained>(0);
         let (done, written) = std::sync::mpsc::channel();
         let source = source.to_string();
         let thread = scope.spawn(move || {
@@ -210,11 +227,20 @@ impl<'scope> Bundles<'scope> {
                 report.did(obtained(b.kind, b.index, &b.target, ActionResult::Done));
                 Ok(())
             }
-            Self::Behind { queue, .. } => match queue.as_ref().map(|q| q.send(o).is_ok()) {
-                Some(true) => Ok(()),
+            Self::Behind { queue, .. } => {
+                let path = o.path.display().to_string();
+                if queue.as_ref().is_some_and(|q| q.send(o).is_ok()) {
+                    return Ok(());
+                }
                 // The thread stops only after a failure (or a panic): collect gives it.
-                _ => self.collect(report, true),
-            },
+                self.collect(report, true)?;
+                Err(CeremonyError::Conflict {
+                    what: path,
+                    detail: "the thread writing the bundles had stopped: nothing was written for this share; \
+                             run phase 3c again"
+                        .into(),
+                })
+            }
         }
     }
 
@@ -619,7 +645,8 @@ mod tests {
 
     /// Someone plants a file (here a symbolic link) where a bundle is about to go, after
     /// the phase looked: the writing thread refuses to write over it, the phase gets that
-    /// failure, the planted link is left as it was, and nothing is written after it.
+    /// failure at the very next hand-over (one more share obtained at most), the planted
+    /// link is left as it was, and nothing is written after it.
     #[test]
     fn a_file_planted_at_a_bundles_path_stops_the_writer_and_is_left_untouched() {
         let dir = tempfile::tempdir().unwrap();
@@ -633,13 +660,13 @@ mod tests {
             let mut bundles = Bundles::behind(scope, c.worker(), "source", "target1");
             bundles.write(&mut c, &mut report, first).unwrap();
             bundles.write(&mut c, &mut report, second).unwrap();
-            // The third is refused at hand-over once the failure is known, or stays unwritten.
+            // The hand-over of the third waits for the writer, which stopped at the second.
             let third = bundles.write(&mut c, &mut report, third);
-            let all = bundles.collect(&mut report, true);
-            third
-                .err()
-                .or(all.err())
-                .expect("the planted link must stop the phase")
+            assert!(
+                bundles.collect(&mut report, true).is_ok(),
+                "the failure is given once"
+            );
+            third.expect_err("the planted link stops the phase at the next hand-over")
         });
         assert!(
             failure
@@ -654,6 +681,29 @@ mod tests {
         assert!(!third_path.exists(), "nothing is written after the failure");
         assert_eq!(notes(&c).len(), 1, "only the first bundle was written");
         assert_eq!(report.actions.len(), 1);
+    }
+
+    /// Both sides failed: the bundle that could not be written is the error shown.
+    #[test]
+    fn a_failed_bundle_write_is_shown_before_an_interrupt() {
+        let interrupted = || CeremonyError::Interrupted {
+            signal: 2,
+            during: "obtain-share".into(),
+        };
+        let planted = || CeremonyError::Conflict {
+            what: "shares/target1.sym.2.share".into(),
+            detail: "exists".into(),
+        };
+        let shown = settle("target1", Err(interrupted()), Err(planted())).unwrap_err();
+        assert!(matches!(shown, CeremonyError::Conflict { .. }), "{shown}");
+        let shown = settle("target1", Err(interrupted()), Ok(())).unwrap_err();
+        assert!(
+            matches!(shown, CeremonyError::Interrupted { .. }),
+            "{shown}"
+        );
+        let shown = settle("target1", Ok(()), Err(planted())).unwrap_err();
+        assert!(matches!(shown, CeremonyError::Conflict { .. }), "{shown}");
+        assert!(settle("target1", Ok(()), Ok(())).is_ok());
     }
 
     /// One action at a time (`--jobs 1`): each bundle is written before `write` returns.
