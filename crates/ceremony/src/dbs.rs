@@ -386,7 +386,7 @@ pub fn files_written_by(
 /// most of them have not changed. An entry holds the SHA-256 of the bytes read and the
 /// `fstat` of the very file they were read from (device, inode, size, mode, mtime and ctime
 /// to the nanosecond); a file whose `lstat` is that signature is not read again, unless the
-/// entry is "racy" (git's word): read less than [`RACY`] after the file's ctime, when a
+/// entry is "racy" (git's word): read less than `RACY` (2 s) after the file's ctime, when a
 /// rewrite within the same tick of a coarse filesystem clock could keep the ctime. Beyond
 /// that, the bytes cannot change without changing the signature: a replacement is another
 /// inode, a write in place moves the ctime, which no user can set (only a change of the

@@ -4,7 +4,9 @@
 use super::*;
 use mkclone_backend::ShareIndex;
 
-/// Phase 3c, on the source: the preflight, then the shares for one target into bundles.
+/// Phase 3c, on the source: the preflight, then the shares for one target into bundles
+/// (written by a second thread while the source obtains the next share when `clone` runs
+/// more than one job: `Bundles`).
 pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Result<PhaseReport> {
     let plan_target = plan_target(c, target)?;
     let src = c.plan.source.clone();
