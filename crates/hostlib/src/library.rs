@@ -691,6 +691,8 @@ pub mod fuzzing {
     ///
     /// # Safety
     /// Every address is a function of the type its verb's `ffi::<VERB>_t` declares.
+    // SAFETY: unsafe to call: the addresses are called later through `dispatch` as the types
+    // above; the caller vouches for them (the fuzz target passes its own `extern "C"` fakes).
     pub unsafe fn shared_over(
         verbs: &[(Verb, *const ())],
         ext: ffi::mkclone_simlib_ext_t,

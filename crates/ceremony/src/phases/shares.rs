@@ -100,7 +100,7 @@ pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Resu
     if c.write_behind() {
         let writer = c.worker();
         std::thread::scope(|scope| {
-            let mut bundles = Bundles::behind(scope, writer, &src.name, target);
+            let mut bundles = Bundles::behind(scope, writer, target);
             let obtained = obtain(c, &mut bundles, &mut report);
             // Whatever was obtained is written before the phase ends, even after a failure.
             let written = bundles.collect(&mut report, true);
@@ -152,8 +152,8 @@ struct Obtained {
 }
 
 /// Write one bundle (never over an existing file, even one that appeared meanwhile) and
-/// journal it.
-fn write_bundle(c: &mut Ceremony, source: &str, o: &Obtained) -> Result<()> {
+/// journal it, as the plan's source.
+fn write_bundle(c: &mut Ceremony, o: &Obtained) -> Result<()> {
     put_file(
         c,
         &o.path,
@@ -162,9 +162,10 @@ fn write_bundle(c: &mut Ceremony, source: &str, o: &Obtained) -> Result<()> {
         Sensitivity::Secret,
         Put::CreateNew,
     )?;
+    let source = c.plan.source.name.clone();
     c.note(
         Phase::P3c,
-        source,
+        &source,
         Note::BundleWritten {
             file: o.path.display().to_string(),
         },
@@ -195,15 +196,13 @@ impl<'scope> Bundles<'scope> {
     fn behind<'env>(
         scope: &'scope std::thread::Scope<'scope, 'env>,
         mut writer: Ceremony,
-        source: &str,
         target: &str,
     ) -> Self {
         let (queue, to_write) = std::sync::mpsc::sync_channel::<Obtained>(0);
         let (done, written) = std::sync::mpsc::channel();
-        let source = source.to_string();
         let thread = scope.spawn(move || {
             for o in to_write {
-                let result = write_bundle(&mut writer, &source, &o);
+                let result = write_bundle(&mut writer, &o);
                 let failed = result.is_err();
                 let sent = done.send(result.map(|()| (o.bundle.kind, o.bundle.index)));
                 // After a failure nothing more is written: the phase stops there.
@@ -224,7 +223,7 @@ impl<'scope> Bundles<'scope> {
     fn write(&mut self, c: &mut Ceremony, report: &mut PhaseReport, o: Obtained) -> Result<()> {
         match self {
             Self::Inline => {
-                write_bundle(c, &c.plan.source.name.clone(), &o)?;
+                write_bundle(c, &o)?;
                 let b = &o.bundle;
                 report.did(obtained(b.kind, b.index, &b.target, ActionResult::Done));
                 Ok(())
@@ -620,7 +619,7 @@ mod tests {
             .map(|o| o.path.display().to_string())
             .collect();
         std::thread::scope(|scope| {
-            let mut bundles = Bundles::behind(scope, c.worker(), "source", "target1");
+            let mut bundles = Bundles::behind(scope, c.worker(), "target1");
             for o in shares {
                 bundles.write(&mut c, &mut report, o).unwrap();
             }
@@ -659,7 +658,7 @@ mod tests {
         std::os::unix::fs::symlink(&decoy, &second.path).unwrap();
         let (second_path, third_path) = (second.path.clone(), third.path.clone());
         let failure = std::thread::scope(|scope| {
-            let mut bundles = Bundles::behind(scope, c.worker(), "source", "target1");
+            let mut bundles = Bundles::behind(scope, c.worker(), "target1");
             bundles.write(&mut c, &mut report, first).unwrap();
             bundles.write(&mut c, &mut report, second).unwrap();
             // The hand-over of the third waits for the writer, which stopped at the second.
