@@ -256,23 +256,30 @@ fn keys_stage(targets: usize) -> Vec<Task> {
     tasks
 }
 
-/// After the preflight: 3c then 3d for each target, in that order.
-fn shares_stage(targets: usize) -> Vec<Task> {
-    let mut tasks = Vec::new();
-    for t in 0..targets {
-        let c = tasks.len();
-        tasks.push(Task {
-            step: Step::P3c(t),
-            nodes: vec![SOURCE],
-            after: vec![],
-        });
-        tasks.push(Task {
-            step: Step::P3d(t),
-            nodes: vec![2 + t],
-            after: vec![c],
-        });
+/// After the preflight: 3c then 3d for each target. With one job, in that order (the
+/// per-phase commands'). With more, every 3c is listed before every 3d: the source's chain
+/// of 3c is the critical path, and a worker takes the first ready task in list order, so
+/// the worker whose 3c just freed the source starts the next 3c at once, and the 3d it made
+/// ready goes to another worker (waking one takes a few milliseconds on a busy machine).
+fn shares_stage(targets: usize, jobs: usize) -> Vec<Task> {
+    let three_c = |t: usize| Task {
+        step: Step::P3c(t),
+        nodes: vec![SOURCE],
+        after: vec![],
+    };
+    let three_d = |t: usize, c: usize| Task {
+        step: Step::P3d(t),
+        nodes: vec![2 + t],
+        after: vec![c],
+    };
+    if jobs <= 1 {
+        (0..targets)
+            .flat_map(|t| [three_c(t), three_d(t, 2 * t)])
+            .collect()
+    } else {
+        let c = (0..targets).map(three_c);
+        c.chain((0..targets).map(|t| three_d(t, t))).collect()
     }
-    tasks
 }
 
 /// Run every phase. Each phase's actions go to `options.observer` as they happen.
@@ -328,7 +335,12 @@ pub fn run_clone(
         }
     }
     preflight(c, nodes)?;
-    stage(c, nodes, &shares_stage(plan.targets.len()), &mut reports)?;
+    stage(
+        c,
+        nodes,
+        &shares_stage(plan.targets.len(), jobs),
+        &mut reports,
+    )?;
     Ok(CloneSummary {
         phases: reports,
         nodes: statuses(nodes, &names)?,
@@ -675,17 +687,21 @@ mod tests {
     use super::*;
 
     /// With one worker, the first ready task in list order is the list itself: the order
-    /// of the per-phase commands.
+    /// of the per-phase commands. With more, the shares stage lists the source's 3c first.
     #[test]
     fn the_stages_list_every_phase_after_what_it_needs() {
         for targets in [1, 3, 10] {
-            for stage in [keys_stage(targets), shares_stage(targets)] {
+            for stage in [
+                keys_stage(targets),
+                shares_stage(targets, 1),
+                shares_stage(targets, targets),
+            ] {
                 for (i, t) in stage.iter().enumerate() {
                     assert!(t.after.iter().all(|a| *a < i), "{:?}", t.step);
                 }
             }
             assert_eq!(
-                (keys_stage(targets).len() + shares_stage(targets).len()) as u64,
+                (keys_stage(targets).len() + shares_stage(targets, 1).len()) as u64,
                 phase_count(targets)
             );
         }
@@ -700,6 +716,33 @@ mod tests {
                 Step::P3b(0),
                 Step::P3a(1),
                 Step::P3b(1)
+            ]
+        );
+        let steps = |stage: Vec<Task>| -> Vec<(Step, Vec<Step>)> {
+            let all: Vec<Step> = stage.iter().map(|t| t.step).collect();
+            stage
+                .iter()
+                .map(|t| (t.step, t.after.iter().map(|a| all[*a]).collect()))
+                .collect()
+        };
+        use Step::{P3c, P3d};
+        assert_eq!(
+            steps(shares_stage(2, 1)),
+            [
+                (P3c(0), vec![]),
+                (P3d(0), vec![P3c(0)]),
+                (P3c(1), vec![]),
+                (P3d(1), vec![P3c(1)])
+            ]
+        );
+        // More than one job: the source's chain first, each 3d still after its own 3c.
+        assert_eq!(
+            steps(shares_stage(2, 3)),
+            [
+                (P3c(0), vec![]),
+                (P3c(1), vec![]),
+                (P3d(0), vec![P3c(0)]),
+                (P3d(1), vec![P3c(1)])
             ]
         );
     }
