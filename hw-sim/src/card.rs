@@ -84,21 +84,16 @@ fn remove_named<T>(list: &mut Vec<T>, named: impl Fn(&T) -> bool) -> Outcome {
     }
 }
 
-/// Run `request` on `card`.
-pub fn execute<R: Rng + CryptoRng>(card: &mut CardState, request: Request, rng: &mut R) -> Outcome {
-    debug!("card {}: {:?}", card.serial, request.function());
+/// Run `request` on `card` when it is one that only reads the card (the queries, the
+/// reads of retained keys and registrations, a certification): the card is borrowed
+/// shared, so such a verb cannot change it. Any other request is handed back untouched,
+/// for [`execute`].
+pub fn execute_read(card: &CardState, request: Request) -> Result<Outcome, Request> {
+    let function = request.function();
     let result = match request {
         Request::Query(q) => Ok(query(card, q)),
         Request::Patterns => Ok(patterns(card)),
-        Request::SetEid(eid) => Ok(set_eid(card, eid)),
-        Request::SetMofN { m, n } => Ok(set_m_of_n(card, m, n)),
         Request::ShareTables => Ok(share_tables(card)),
-        Request::GenerateRetained {
-            label,
-            usage,
-            clone,
-            bits,
-        } => generate(card, label, usage, clone, bits, rng),
         Request::RetainedPublicKey { label } => Ok(match card.retained(&label) {
             Some(k) => read(ReplyBody::PublicKey(k.public_token.clone())),
             None => fail(rs::NAME_NOT_FOUND),
@@ -114,6 +109,43 @@ pub fn execute<R: Rng + CryptoRng>(card: &mut CardState, request: Request, rng: 
                 })
                 .collect(),
         ))),
+        Request::ListRegistrations => Ok(read(ReplyBody::Registrations(card.registry.clone()))),
+        Request::Certify {
+            signer,
+            subject,
+            eid,
+            serial,
+        } => certify(card, &signer, &subject, eid, serial),
+        other => return Err(other),
+    };
+    debug!("card {}: {:?}", card.serial, function);
+    Ok(result.unwrap_or_else(|failure| failure))
+}
+
+/// Run `request` on `card`.
+pub fn execute<R: Rng + CryptoRng>(card: &mut CardState, request: Request, rng: &mut R) -> Outcome {
+    let request = match execute_read(card, request) {
+        Ok(outcome) => return outcome,
+        Err(request) => request,
+    };
+    debug!("card {}: {:?}", card.serial, request.function());
+    let result = match request {
+        // Answered by `execute_read` above, which hands back only the other requests.
+        Request::Query(_)
+        | Request::Patterns
+        | Request::ShareTables
+        | Request::RetainedPublicKey { .. }
+        | Request::ListRetained
+        | Request::ListRegistrations
+        | Request::Certify { .. } => Err(fail(rs::MALFORMED_REQUEST)),
+        Request::SetEid(eid) => Ok(set_eid(card, eid)),
+        Request::SetMofN { m, n } => Ok(set_m_of_n(card, m, n)),
+        Request::GenerateRetained {
+            label,
+            usage,
+            clone,
+            bits,
+        } => generate(card, label, usage, clone, bits, rng),
         Request::DeleteRetained { label } => {
             Ok(remove_named(&mut card.retained, |k| k.label == label))
         }
@@ -124,13 +156,6 @@ pub fn execute<R: Rng + CryptoRng>(card: &mut CardState, request: Request, rng: 
             clone,
         } => Ok(register_key(card, name, certificate, clone)),
         Request::UnregisterKey { name } => Ok(remove_named(&mut card.registry, |r| r.name == name)),
-        Request::ListRegistrations => Ok(read(ReplyBody::Registrations(card.registry.clone()))),
-        Request::Certify {
-            signer,
-            subject,
-            eid,
-            serial,
-        } => certify(card, &signer, &subject, eid, serial),
         Request::Obtain(o) => obtain(card, &o, rng),
         Request::Install(i) => install(card, &i),
         Request::MasterKey { action, kind } => Ok(master_key(card, action, kind, rng)),
@@ -765,5 +790,84 @@ fn master_key<R: Rng + CryptoRng>(
 fn fix_des_parity(key: &mut [u8]) {
     for b in key {
         *b = (*b & 0xFE) | u8::from((*b >> 1).count_ones() % 2 == 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The requests answered without the right to change the card are exactly those that
+    /// only read it: `execute` gives the same reply for each and says nothing changed, and
+    /// every request that may change the card is handed back to `execute`.
+    #[test]
+    fn only_requests_that_read_the_card_skip_the_copy_of_its_state() {
+        let mut rng = rand::rng();
+        let mut card = CardState::new(SerialNumber::new("S1").unwrap());
+        let label = KeyLabel::new("MKCLONE.TEST.KEY").unwrap();
+        for setup in [
+            Request::SetEid(Eid::new("TEST.EID").unwrap()),
+            Request::MasterKey {
+                action: MkAction::Random,
+                kind: CloneableKind::Sym,
+            },
+            Request::GenerateRetained {
+                label: label.clone(),
+                usage: KeyUsage::SignatureOnly,
+                clone: true,
+                bits: 2048,
+            },
+        ] {
+            assert!(execute(&mut card, setup, &mut rng).changed);
+        }
+
+        let reading = [
+            Request::Query(Query::StatCcae),
+            Request::Query(Query::StatEid),
+            Request::Query(Query::StatIcsa),
+            Request::Query(Query::StatIcsb),
+            Request::Patterns,
+            Request::ShareTables,
+            Request::RetainedPublicKey {
+                label: label.clone(),
+            },
+            Request::ListRetained,
+            Request::ListRegistrations,
+        ];
+        for request in reading {
+            let read = execute_read(&card, request.clone())
+                .unwrap_or_else(|r| panic!("{:?} was handed back", r.function()));
+            let mut copy = card.clone();
+            let full = execute(&mut copy, request.clone(), &mut rng);
+            assert_eq!(read.reply, full.reply, "{:?}", request.function());
+            assert!(!read.changed && !full.changed, "{:?}", request.function());
+        }
+
+        let changing = [
+            Request::SetEid(Eid::new("OTHER.EID").unwrap()),
+            Request::SetMofN { m: 2, n: 3 },
+            Request::GenerateRetained {
+                label: KeyLabel::new("MKCLONE.TEST.OTHER").unwrap(),
+                usage: KeyUsage::SignatureOnly,
+                clone: false,
+                bits: 2048,
+            },
+            Request::DeleteRetained {
+                label: label.clone(),
+            },
+            Request::UnregisterKey {
+                name: label.clone(),
+            },
+            Request::MasterKey {
+                action: MkAction::Clear,
+                kind: CloneableKind::Sym,
+            },
+        ];
+        for request in changing {
+            match execute_read(&card, request.clone()) {
+                Err(back) => assert_eq!(back, request),
+                Ok(_) => panic!("{:?} was answered as a read", request.function()),
+            }
+        }
     }
 }

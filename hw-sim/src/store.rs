@@ -218,6 +218,28 @@ impl Store {
         }
     }
 
+    /// One request that may only read the card, under the card's lock: `read` runs on the
+    /// state as it is, without the copy a change is made on (the type of `read` keeps it
+    /// from changing anything); when it hands its input back, the request may change the
+    /// card, and `change` runs as `f` does in [`with_state_within`](Self::with_state_within).
+    pub fn read_or_change_within<T, R>(
+        &self,
+        wait: Duration,
+        read: impl FnOnce(&CardState) -> Result<T, R>,
+        change: impl FnOnce(&mut CardState, R) -> (T, bool),
+    ) -> Result<T, StoreError> {
+        match self {
+            Self::Memory(m) => {
+                let mut guard = m.lock().unwrap_or_else(|p| p.into_inner());
+                Ok(match read(&guard) {
+                    Ok(out) => out,
+                    Err(input) => change(&mut guard, input).0,
+                })
+            }
+            Self::File(card) => card.read_or_change_within(wait, read, change),
+        }
+    }
+
     /// A snapshot of the state (tests, status displays).
     pub fn snapshot(&self) -> Result<CardState, StoreError> {
         self.with_state(|s| (s.clone(), false))
@@ -332,6 +354,18 @@ impl FileCard {
         wait: Duration,
         f: impl FnOnce(&mut CardState) -> (T, bool),
     ) -> Result<T, StoreError> {
+        self.read_or_change_within(wait, |_| Err(()), |state, ()| f(state))
+    }
+
+    /// One request: the card's lock, the state as the file holds it now, `read` on it;
+    /// when `read` hands its input back, `change` on a copy, and the durable write of the
+    /// copy if `change` changed it.
+    fn read_or_change_within<T, R>(
+        &self,
+        wait: Duration,
+        read: impl FnOnce(&CardState) -> Result<T, R>,
+        change: impl FnOnce(&mut CardState, R) -> (T, bool),
+    ) -> Result<T, StoreError> {
         let path = &*self.path;
         let mut shared = self.shared.lock().unwrap_or_else(|poisoned| {
             // A thread panicked mid-request: forget what it may have left half done.
@@ -344,9 +378,15 @@ impl FileCard {
         let _hold = lock
             .hold_within(wait)
             .map_err(|e| StoreError::from_durable(path, e))?;
-        // The verb runs on a copy: one that fails half-way leaves the card as it was.
-        let mut state = current(path, last)?.clone();
-        let (out, changed) = f(&mut state);
+        let now = current(path, last)?;
+        let input = match read(now) {
+            Ok(out) => return Ok(out),
+            Err(input) => input,
+        };
+        // A verb that may change the card runs on a copy: one that fails half-way leaves
+        // the card as it was.
+        let mut state = now.clone();
+        let (out, changed) = change(&mut state, input);
         if changed {
             // Let go of the old file before replacing it, as a store that keeps nothing
             // would: the rename frees it. After a failed write, the next request reads the
@@ -656,6 +696,16 @@ mod tests {
         let path = card(dir.path());
         let store = Store::open_file(&path).unwrap();
         let read_eid = || store.with_state(|s| (s.eid.clone(), false)).unwrap();
+        // The read-only path (no copy of the state) must see the other's changes too.
+        let only_read_eid = || {
+            store
+                .read_or_change_within(
+                    LOCK_WAIT,
+                    |s| Ok::<_, ()>(s.eid.clone()),
+                    |_, ()| panic!("a read was handed over to change the card"),
+                )
+                .unwrap()
+        };
         assert_eq!(read_eid(), None);
         let mut child = spawn_child("store::tests::card_writer_child", WRITER_ENV, &path);
         let mut to_child = child.stdin.take().unwrap();
@@ -679,7 +729,14 @@ mod tests {
             let theirs = format!("C{i:04}");
             writeln!(to_child, "{ours} {theirs}").unwrap();
             assert_eq!(answers.next().as_deref(), Some("OK"), "round {i}");
-            assert_eq!(read_eid(), eid(&theirs), "round {i}");
+            if i % 2 == 0 {
+                assert_eq!(read_eid(), eid(&theirs), "round {i}");
+            } else {
+                let stamp = std::fs::metadata(&path).unwrap().ino();
+                assert_eq!(only_read_eid(), eid(&theirs), "round {i}");
+                // And it writes nothing.
+                assert_eq!(std::fs::metadata(&path).unwrap().ino(), stamp, "round {i}");
+            }
         }
         drop(to_child);
         assert!(child.wait().unwrap().success());

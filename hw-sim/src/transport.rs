@@ -82,10 +82,16 @@ impl SimTransport {
                 } else {
                     LOCK_WAIT
                 };
-                let result = self.store.with_state_within(wait, |state| {
-                    let out = card::execute(state, request, &mut rng);
-                    (out.reply, out.changed)
-                });
+                // A request that only reads the card runs without the copy of its state
+                // that a change is made on.
+                let result = self.store.read_or_change_within(
+                    wait,
+                    |state| card::execute_read(state, request).map(|out| out.reply),
+                    |state, request| {
+                        let out = card::execute(state, request, &mut rng);
+                        (out.reply, out.changed)
+                    },
+                );
                 self.card_busy = matches!(result, Err(StoreError::InUse { .. }));
                 let reply = result.map_err(|e| TransportError::NotSent(e.to_string()))?;
                 (function, header.domain, reply)
