@@ -458,9 +458,19 @@ impl ProvenanceCache {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         };
         let cached = lock().get(path).cloned();
+        let now = std::fs::symlink_metadata(path);
+        // Most of the files a node may write do not exist yet (the bundles of later
+        // targets): one `lstat` says so.
+        if now
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        {
+            lock().remove(path);
+            return None;
+        }
         if let Some(c) = &cached
             && !c.racy
-            && std::fs::symlink_metadata(path).is_ok_and(|m| signature_of(&m) == c.signature)
+            && now.is_ok_and(|m| signature_of(&m) == c.signature)
         {
             return c.provenance.clone();
         }
