@@ -386,16 +386,19 @@ pub fn files_written_by(
 /// most of them have not changed. An entry holds the SHA-256 of the bytes read and the
 /// `fstat` of the very file they were read from (device, inode, size, mode, mtime and ctime
 /// to the nanosecond); a file whose `lstat` is that signature is not read again, unless the
-/// entry is "racy" (git's word, [`durable::is_racy`]): read within a tick of the
-/// filesystem's clock after the file's ctime (50 ms on ext4, XFS, Btrfs and tmpfs with
-/// nanosecond stamps, 2 s elsewhere), when a rewrite within that tick could keep the ctime.
-/// Beyond that, the bytes cannot change without changing the signature: a replacement is
-/// another inode, a write in place moves the ctime, which no user can set (only a change
-/// of the system clock by root could forge it).
+/// entry is "racy" (git's word): read less than `RACY` (2 s) after the file's ctime, when a
+/// rewrite within the same tick of a coarse filesystem clock could keep the ctime. Beyond
+/// that, the bytes cannot change without changing the signature: a replacement is another
+/// inode, a write in place moves the ctime, which no user can set (only a change of the
+/// system clock by root could forge it).
 #[derive(Debug, Default)]
 pub struct ProvenanceCache {
     decoded: std::sync::Mutex<BTreeMap<PathBuf, Decoded>>,
 }
+
+/// How long after a file's ctime its signature is trusted to tell its changes: above the
+/// coarsest timestamp granularity of the filesystems mkclone may run on (one second).
+const RACY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What `lstat`/`fstat` say of a file, as far as its contents go.
 type Signature = (u64, u64, u64, u32, i64, i64, i64, i64);
@@ -404,7 +407,7 @@ type Signature = (u64, u64, u64, u32, i64, i64, i64, i64);
 #[derive(Clone, Debug)]
 struct Decoded {
     signature: Signature,
-    /// Not to be trusted alone: read within a clock tick of the file's ctime.
+    /// Not to be trusted alone: read within [`RACY`] of the file's ctime.
     racy: bool,
     digest: [u8; 32],
     provenance: Option<Provenance>,
@@ -422,6 +425,19 @@ fn signature_of(m: &std::fs::Metadata) -> Signature {
         m.ctime(),
         m.ctime_nsec(),
     )
+}
+
+/// Was `m` read less than [`RACY`] after its file's ctime (or is the clock behind it)?
+fn racy(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let ctime = std::time::UNIX_EPOCH
+        + std::time::Duration::new(
+            u64::try_from(m.ctime()).unwrap_or(0),
+            u32::try_from(m.ctime_nsec()).unwrap_or(0),
+        );
+    std::time::SystemTime::now()
+        .duration_since(ctime)
+        .map_or(true, |age| age < RACY)
 }
 
 impl ProvenanceCache {
@@ -477,7 +493,7 @@ impl ProvenanceCache {
         // The signature is the opened file's: the one the bytes come from, whatever the
         // path names by the time of the next look.
         let read = envelope::read_bytes_with_metadata(path);
-        let Ok((bytes, metadata, racy)) = read else {
+        let Ok((bytes, metadata)) = read else {
             lock().remove(path);
             return None;
         };
@@ -490,7 +506,7 @@ impl ProvenanceCache {
             path.to_path_buf(),
             Decoded {
                 signature: signature_of(&metadata),
-                racy,
+                racy: racy(&metadata),
                 digest,
                 provenance: provenance.clone(),
             },
@@ -543,4 +559,18 @@ pub fn carried_files(layout: &Layout, plan: &crate::plan::Plan) -> Vec<(String, 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod provenance_cache_tests {
+    /// A file just written is racy: its signature alone does not vouch for its bytes until
+    /// two seconds after its ctime (a coarse filesystem clock could keep the ctime across
+    /// a rewrite within one tick).
+    #[test]
+    fn a_file_read_right_after_it_was_written_is_racy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sa.db");
+        std::fs::write(&path, b"{}").unwrap();
+        assert!(super::racy(&std::fs::metadata(&path).unwrap()));
+    }
 }

@@ -15,7 +15,7 @@ use mkclone_durable::LockFile;
 
 use crate::FileError;
 
-pub use mkclone_durable::{Access, DurableError, Sensitivity, effective_uid, is_racy};
+pub use mkclone_durable::{Access, DurableError, Sensitivity, effective_uid};
 
 /// Name of the lock file inside a locked directory.
 pub const LOCK_FILE_NAME: &str = ".mkclone.lock";

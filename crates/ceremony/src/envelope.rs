@@ -310,28 +310,25 @@ pub fn read_file<T: Serialize + DeserializeOwned>(
 /// ([`durable::open_regular`]: never through a link, never a FIFO or device) and read into
 /// a buffer sized once, so that no copy of a share is left behind by a reallocation.
 pub fn read_bytes(path: &Path) -> Result<Zeroizing<Vec<u8>>, FileError> {
-    read_bytes_with_metadata(path).map(|(bytes, ..)| bytes)
+    read_bytes_with_metadata(path).map(|(bytes, _)| bytes)
 }
 
 /// [`read_bytes`], with the `fstat` of the file the bytes were read from (taken before
-/// reading them) and whether that `fstat` was racy ([`durable::is_racy`]: a rewrite in
-/// place within the same tick of the filesystem's clock could leave it as it is).
+/// reading them).
 pub fn read_bytes_with_metadata(
     path: &Path,
-) -> Result<(Zeroizing<Vec<u8>>, std::fs::Metadata, bool), FileError> {
+) -> Result<(Zeroizing<Vec<u8>>, std::fs::Metadata), FileError> {
     let mut file = durable::open_regular(path, durable::Access::Read)?;
     let metadata = file
         .metadata()
         .map_err(io_error(path, "read the file's size"))?;
-    // Before reading: a rewrite during the read must count as after the `fstat`.
-    let racy = durable::is_racy(&file, &metadata, std::time::SystemTime::now());
     let mut bytes = Zeroizing::new(Vec::with_capacity(
         usize::try_from(metadata.len())
             .unwrap_or(0)
             .saturating_add(1),
     ));
     std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io_error(path, "read the file"))?;
-    Ok((bytes, metadata, racy))
+    Ok((bytes, metadata))
 }
 
 /// How [`write_file`] puts a file in place.

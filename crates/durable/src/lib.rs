@@ -24,11 +24,6 @@
 //!   [`create_private_dir`] creates one (and the missing directories above it) mode 0700
 //!   whatever the umask, then checks it.
 //!
-//! - [`is_racy`] tells whether a file's `fstat` can be trusted to show a later change of its
-//!   bytes (a cache that skips unchanged files needs it): not within a tick of the
-//!   filesystem's clock after its ctime ([`RACY_FINE`] on filesystems known to keep
-//!   nanoseconds, [`RACY_COARSE`] elsewhere).
-//!
 //! Temporary files are named `.<target name>.<pid>.<counter>.mkclone-tmp`. A crash can leave
 //! one behind; readers never look at them (they read the target name only), and a process's
 //! first write of the same target removes those whose process no longer exists
@@ -52,7 +47,6 @@ mod lock;
 mod mode;
 mod open;
 mod process;
-mod stamp;
 mod temp;
 #[cfg(test)]
 mod test_support;
@@ -68,7 +62,6 @@ pub use lock::{LockFile, LockHold, ReusableLock};
 pub use mode::{Sensitivity, set_exact_mode};
 pub use open::{Access, effective_uid, open_regular};
 pub use process::{holder_command, pid_may_be_alive};
-pub use stamp::{RACY_COARSE, RACY_FINE, is_racy};
 pub use temp::{remove_stale_files, remove_stale_temps, remove_stale_temps_of};
 pub use write::{create_new_exclusive, write_atomic, write_atomic_kept};
 
