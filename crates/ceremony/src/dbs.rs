@@ -383,61 +383,42 @@ pub fn files_written_by(
 
 /// The provenance of ceremony files, decoded once for each version of their bytes: a phase
 /// start reads again every file its node wrote (the journal marks), and in a long `clone`
-/// most of them have not changed. An entry holds the SHA-256 of the bytes read and the
-/// `fstat` of the very file they were read from (device, inode, size, mode, mtime and ctime
-/// to the nanosecond); a file whose `lstat` is that signature is not read again, unless the
-/// entry is "racy" (git's word): read less than `RACY` (2 s) after the file's ctime, when a
-/// rewrite within the same tick of a coarse filesystem clock could keep the ctime. Beyond
-/// that, the bytes cannot change without changing the signature: a replacement is another
-/// inode, a write in place moves the ctime, which no user can set (only a change of the
-/// system clock by root could forge it).
+/// most of them have not changed. An entry keeps the file it was read from **open**, with
+/// the SHA-256 of its bytes. The next look is one `lstat` of the path: when it names that
+/// same file (device and inode; a kept file's inode cannot be given to another file while
+/// it is open), its bytes are read again through the kept descriptor (`pread`) and hashed,
+/// and decoded only if the hash differs; any other file at the path is opened and read as
+/// the first time.
+///
+/// The bytes are always read: no timestamp or size is trusted to tell a change. A write
+/// through a shared mapping changes a file's bytes without moving its mtime or ctime until
+/// the page is written back (on tmpfs, never), and `write(2)` moves them before it copies
+/// the bytes (a write stalled in between looks old); a cache keyed by `lstat` missed both.
+/// At most [`KEPT_FILES`] files stay open; beyond, an entry keeps only its hash.
 #[derive(Debug, Default)]
 pub struct ProvenanceCache {
     decoded: std::sync::Mutex<BTreeMap<PathBuf, Decoded>>,
 }
 
-/// How long after a file's ctime its signature is trusted to tell its changes: above the
-/// coarsest timestamp granularity of the filesystems mkclone may run on (one second).
-const RACY: std::time::Duration = std::time::Duration::from_secs(2);
+/// How many files the cache keeps open (a 1 -> 10 clone has 60 bundles; the soft limit of
+/// open files is commonly 1024).
+const KEPT_FILES: usize = 256;
 
-/// What `lstat`/`fstat` say of a file, as far as its contents go.
-type Signature = (u64, u64, u64, u32, i64, i64, i64, i64);
-
-/// A file's signature when read, the SHA-256 of its bytes, and its provenance if it decoded.
+/// A file's bytes as last read: the file itself, still open (with its device and inode),
+/// the SHA-256 of the bytes, and their provenance if they decoded.
 #[derive(Clone, Debug)]
 struct Decoded {
-    signature: Signature,
-    /// Not to be trusted alone: read within [`RACY`] of the file's ctime.
-    racy: bool,
+    kept: Option<Kept>,
     digest: [u8; 32],
     provenance: Option<Provenance>,
 }
 
-fn signature_of(m: &std::fs::Metadata) -> Signature {
-    use std::os::unix::fs::MetadataExt;
-    (
-        m.dev(),
-        m.ino(),
-        m.size(),
-        m.mode(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec(),
-    )
-}
-
-/// Was `m` read less than [`RACY`] after its file's ctime (or is the clock behind it)?
-fn racy(m: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let ctime = std::time::UNIX_EPOCH
-        + std::time::Duration::new(
-            u64::try_from(m.ctime()).unwrap_or(0),
-            u32::try_from(m.ctime_nsec()).unwrap_or(0),
-        );
-    std::time::SystemTime::now()
-        .duration_since(ctime)
-        .map_or(true, |age| age < RACY)
+/// An open file and the device and inode it had when opened.
+#[derive(Clone, Debug)]
+struct Kept {
+    file: std::sync::Arc<std::fs::File>,
+    dev: u64,
+    ino: u64,
 }
 
 impl ProvenanceCache {
@@ -458,9 +439,9 @@ impl ProvenanceCache {
         out
     }
 
-    /// The provenance of one file: from the cache when its signature has not changed (and
-    /// the entry is not racy), else read (the lock is not held while reading: phases on
-    /// other threads check theirs).
+    /// The provenance of one file, read now: through the kept descriptor when the path
+    /// still names the kept file, else opened anew; decoded only when its hash changed (the
+    /// lock is not held while reading: phases on other threads check theirs).
     fn provenance(
         &self,
         path: &Path,
@@ -468,32 +449,37 @@ impl ProvenanceCache {
         plan: &crate::plan::Plan,
     ) -> Option<Provenance> {
         use sha2::Digest;
+        use std::os::unix::fs::MetadataExt;
         let lock = || {
             self.decoded
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         };
         let cached = lock().get(path).cloned();
-        let now = std::fs::symlink_metadata(path);
         // Most of the files a node may write do not exist yet (the bundles of later
         // targets): one `lstat` says so.
-        if now
-            .as_ref()
-            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
-        {
+        let Ok(now) = std::fs::symlink_metadata(path) else {
             lock().remove(path);
             return None;
-        }
-        if let Some(c) = &cached
-            && !c.racy
-            && now.is_ok_and(|m| signature_of(&m) == c.signature)
-        {
-            return c.provenance.clone();
-        }
-        // The signature is the opened file's: the one the bytes come from, whatever the
-        // path names by the time of the next look.
-        let read = envelope::read_bytes_with_metadata(path);
-        let Ok((bytes, metadata)) = read else {
+        };
+        let same = cached
+            .as_ref()
+            .and_then(|c| c.kept.clone())
+            .filter(|k| now.file_type().is_file() && now.dev() == k.dev && now.ino() == k.ino);
+        let read = match same {
+            Some(kept) => envelope::read_all_at(&kept.file)
+                .ok()
+                .map(|bytes| (bytes, Some(kept))),
+            None => envelope::read_bytes_kept(path).ok().map(|(bytes, file)| {
+                let kept = file.metadata().ok().map(|m| Kept {
+                    dev: m.dev(),
+                    ino: m.ino(),
+                    file: std::sync::Arc::new(file),
+                });
+                (bytes, kept)
+            }),
+        };
+        let Some((bytes, kept)) = read else {
             lock().remove(path);
             return None;
         };
@@ -502,11 +488,14 @@ impl ProvenanceCache {
             Some(c) if c.digest == digest => c.provenance,
             _ => provenance_of(path, &bytes, format, plan),
         };
-        lock().insert(
+        let mut entries = lock();
+        let open = entries.values().filter(|d| d.kept.is_some()).count();
+        let kept_before = entries.get(path).is_some_and(|d| d.kept.is_some());
+        let kept = kept.filter(|_| kept_before || open < KEPT_FILES);
+        entries.insert(
             path.to_path_buf(),
             Decoded {
-                signature: signature_of(&metadata),
-                racy: racy(&metadata),
+                kept,
                 digest,
                 provenance: provenance.clone(),
             },
@@ -563,14 +552,48 @@ pub fn carried_files(layout: &Layout, plan: &crate::plan::Plan) -> Vec<(String, 
 
 #[cfg(test)]
 mod provenance_cache_tests {
-    /// A file just written is racy: its signature alone does not vouch for its bytes until
-    /// two seconds after its ctime (a coarse filesystem clock could keep the ctime across
-    /// a rewrite within one tick).
+    use super::*;
+
+    /// Every file looked at has an entry, and no more than `KEPT_FILES` of them keep their
+    /// file open (the process's limit of open files); those beyond are read anew each time.
     #[test]
-    fn a_file_read_right_after_it_was_written_is_racy() {
+    fn at_most_kept_files_stay_open() {
         let dir = tempfile::tempdir().unwrap();
+        let plan = crate::plan::test_plan("cache", true);
+        let cache = ProvenanceCache::default();
+        let count = KEPT_FILES + 20;
+        for i in 0..count {
+            let path = dir.path().join(format!("f{i}"));
+            std::fs::write(&path, b"not a ceremony file").unwrap();
+            assert!(cache.provenance(&path, SA_DB_FORMAT, &plan).is_none());
+            // A second look goes through the kept file, or reads anew: the same answer.
+            assert!(cache.provenance(&path, SA_DB_FORMAT, &plan).is_none());
+        }
+        let entries = cache.decoded.lock().unwrap();
+        assert_eq!(entries.len(), count);
+        let open = entries.values().filter(|d| d.kept.is_some()).count();
+        assert_eq!(open, KEPT_FILES);
+    }
+
+    /// A file gone, or replaced by another (a new inode), is never answered from the kept
+    /// one.
+    #[test]
+    fn a_removed_or_replaced_file_is_not_answered_from_the_kept_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = crate::plan::test_plan("cache", true);
+        let cache = ProvenanceCache::default();
         let path = dir.path().join("sa.db");
-        std::fs::write(&path, b"{}").unwrap();
-        assert!(super::racy(&std::fs::metadata(&path).unwrap()));
+        let digest_of = |cache: &ProvenanceCache| cache.decoded.lock().unwrap()[&path].digest;
+        std::fs::write(&path, b"first").unwrap();
+        cache.provenance(&path, SA_DB_FORMAT, &plan);
+        let first = digest_of(&cache);
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"second").unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        cache.provenance(&path, SA_DB_FORMAT, &plan);
+        assert_ne!(digest_of(&cache), first);
+        std::fs::remove_file(&path).unwrap();
+        assert!(cache.provenance(&path, SA_DB_FORMAT, &plan).is_none());
+        assert!(!cache.decoded.lock().unwrap().contains_key(&path));
     }
 }

@@ -310,25 +310,40 @@ pub fn read_file<T: Serialize + DeserializeOwned>(
 /// ([`durable::open_regular`]: never through a link, never a FIFO or device) and read into
 /// a buffer sized once, so that no copy of a share is left behind by a reallocation.
 pub fn read_bytes(path: &Path) -> Result<Zeroizing<Vec<u8>>, FileError> {
-    read_bytes_with_metadata(path).map(|(bytes, _)| bytes)
+    read_bytes_kept(path).map(|(bytes, _)| bytes)
 }
 
-/// [`read_bytes`], with the `fstat` of the file the bytes were read from (taken before
-/// reading them).
-pub fn read_bytes_with_metadata(
-    path: &Path,
-) -> Result<(Zeroizing<Vec<u8>>, std::fs::Metadata), FileError> {
-    let mut file = durable::open_regular(path, durable::Access::Read)?;
-    let metadata = file
-        .metadata()
-        .map_err(io_error(path, "read the file's size"))?;
-    let mut bytes = Zeroizing::new(Vec::with_capacity(
-        usize::try_from(metadata.len())
-            .unwrap_or(0)
-            .saturating_add(1),
-    ));
-    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io_error(path, "read the file"))?;
-    Ok((bytes, metadata))
+/// [`read_bytes`], with the file the bytes were read from, still open.
+pub fn read_bytes_kept(path: &Path) -> Result<(Zeroizing<Vec<u8>>, std::fs::File), FileError> {
+    let file = durable::open_regular(path, durable::Access::Read)?;
+    let bytes = read_all_at(&file).map_err(io_error(path, "read the file"))?;
+    Ok((bytes, file))
+}
+
+/// Every byte of the open `file`, from its start whatever its offset (`pread`), into a
+/// buffer sized once from its `fstat` (grown only if the file grew meanwhile).
+pub fn read_all_at(file: &std::fs::File) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    use std::os::unix::fs::FileExt;
+    let size = usize::try_from(file.metadata()?.len()).unwrap_or(0);
+    // One more byte than the size: a read that fills it means the file grew.
+    let mut bytes = Zeroizing::new(vec![0u8; size.saturating_add(1)]);
+    let mut filled = 0;
+    loop {
+        if filled == bytes.len() {
+            // Grown since the fstat: double, moving the bytes read so far into a buffer
+            // that is zeroized in its turn (the old one is, on drop).
+            let mut larger = Zeroizing::new(vec![0u8; bytes.len().saturating_mul(2)]);
+            larger[..filled].copy_from_slice(&bytes[..filled]);
+            bytes = larger;
+        }
+        let n = file.read_at(&mut bytes[filled..], filled as u64)?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    bytes.truncate(filled);
+    Ok(bytes)
 }
 
 /// How [`write_file`] puts a file in place.

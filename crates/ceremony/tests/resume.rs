@@ -300,11 +300,10 @@ fn a_crash_at_any_point_of_a_parallel_clone_is_finished_by_a_rerun() {
     }
 }
 
-/// A phase start skips reading a file whose `lstat` has not changed since it was last read
-/// (the journal marks' cache), once that read is 2 s past the file's ctime. Someone who
-/// rewrites a carried file in place, same size, and puts its modification time back, still
-/// changes its ctime: the next phase start reads it again and finds the mark this journal
-/// does not hold.
+/// A phase start reads every file its node wrote again (the journal marks' cache keeps the
+/// file open and decodes only when the bytes' hash changed). Someone who rewrites a carried
+/// file in place, same size, and puts its modification time back: the next phase start
+/// finds the mark this journal does not hold.
 #[test]
 fn a_file_rewritten_in_place_with_its_old_mtime_is_read_again_at_the_next_phase_start() {
     use mkclone_ceremony::dbs::{self, CSR_DB_FORMAT, CsrDb};
@@ -312,8 +311,8 @@ fn a_file_rewritten_in_place_with_its_old_mtime_is_read_again_at_the_next_phase_
 
     let (plan, dir, _cards, c) = after_phase_3a();
     let path = c.layout.csr_db("target1");
-    // Past the cache's racy window (2 s after the file's ctime), then read once: the
-    // entry's signature alone now decides whether the file is read again.
+    // Long enough after the write for any clock's tick (a cache trusting timestamps, as
+    // an earlier one did, would skip the file from here on), then read once.
     std::thread::sleep(std::time::Duration::from_millis(2100));
     c.check_journal_marks("target1").unwrap();
     let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
@@ -348,4 +347,94 @@ fn a_file_rewritten_in_place_with_its_old_mtime_is_read_again_at_the_next_phase_
 
     let err = c.check_journal_marks("target1").unwrap_err();
     assert!(matches!(err, CeremonyError::JournalGap(_)), "{err}");
+}
+
+/// A rewrite through a shared writable mapping whose page is already dirty changes a file's
+/// bytes and no field of its `lstat` (the mtime and ctime move at the first write fault
+/// only, and again when the page is written back: on tmpfs, never). The journal marks'
+/// check must find the forged mark all the same. (A cache that skipped files whose `lstat`
+/// had not changed since a read 2 s after their ctime missed it.)
+#[test]
+fn a_file_rewritten_through_a_shared_mapping_is_read_again_at_the_next_phase_start() {
+    use mkclone_ceremony::dbs::{self, CSR_DB_FORMAT, CsrDb};
+    use mkclone_ceremony::durable::Sensitivity;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+
+    let (plan, dir, _cards, c) = after_phase_3a();
+    let path = c.layout.csr_db("target1");
+    // The forgery, made beforehand: the same file with its target1 mark pointing at
+    // another record (a hash of the same length), of the same size.
+    let mut db: CsrDb = dbs::read_optional(&path, CSR_DB_FORMAT, &plan)
+        .unwrap()
+        .unwrap();
+    let mark = db.provenance.written.get_mut("target1").unwrap();
+    mark.hash = "f".repeat(mark.hash.len());
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let forged = elsewhere.join("target1.csr.db");
+    dbs::write(
+        &forged,
+        CSR_DB_FORMAT,
+        &plan.id,
+        plan.rehearsal,
+        &db,
+        Sensitivity::Public,
+        Put::Replace,
+    )
+    .unwrap();
+    let bytes = std::fs::read(&forged).unwrap();
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    assert_eq!(bytes.len(), len);
+
+    // The insider maps the file shared and writable and stores its first byte back: the
+    // write fault moves the ctime once; the bytes are unchanged.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    // SAFETY: a fresh shared mapping of `len` bytes of an open file, checked against
+    // MAP_FAILED below, written only within those bytes and unmapped at the end.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(map, libc::MAP_FAILED);
+    let at = map.cast::<u8>();
+    // SAFETY: `at` is the start of the mapping, `len` > 0 bytes long.
+    unsafe { at.write_volatile(at.read_volatile()) };
+
+    // Past any clock tick, the file is read: a cache trusting its `lstat` would skip it from
+    // here on.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    c.check_journal_marks("target1").unwrap();
+    let before = std::fs::symlink_metadata(&path).unwrap();
+
+    // The rewrite, through the dirty page: no fault, no timestamp.
+    // SAFETY: `bytes` holds `len` bytes and the mapping is `len` bytes long; they do not
+    // overlap.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), at, len) };
+    let after = std::fs::symlink_metadata(&path).unwrap();
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the file holds the forgery"
+    );
+    let result = c.check_journal_marks("target1");
+    // SAFETY: the mapping made above, of `len` bytes, no longer used.
+    unsafe { libc::munmap(map, len) };
+    let err = result.unwrap_err();
+    assert!(matches!(err, CeremonyError::JournalGap(_)), "{err}");
+    // What makes this attack: nothing of the file's lstat moved (when the kernel wrote the
+    // page back meanwhile, the ctime did, and the test proves less; it still passes).
+    if (before.ctime(), before.ctime_nsec()) == (after.ctime(), after.ctime_nsec()) {
+        assert_eq!(before.mtime_nsec(), after.mtime_nsec());
+    }
 }
