@@ -300,26 +300,14 @@ fn a_crash_at_any_point_of_a_parallel_clone_is_finished_by_a_rerun() {
     }
 }
 
-/// A phase start reads every file its node wrote again (the journal marks' cache keeps the
-/// file open and decodes only when the bytes' hash changed). Someone who rewrites a carried
-/// file in place, same size, and puts its modification time back: the next phase start
-/// finds the mark this journal does not hold.
-#[test]
-fn a_file_rewritten_in_place_with_its_old_mtime_is_read_again_at_the_next_phase_start() {
+/// The bytes of target1's csr.db at `path` with its target1 mark pointing at another record
+/// (a hash of the same length), encoded with a valid digest in a directory of `dir` of its
+/// own: a forgery of the same size, to write into the file in place.
+fn forged_csr_db(plan: &Plan, dir: &tempfile::TempDir, path: &Path) -> Vec<u8> {
     use mkclone_ceremony::dbs::{self, CSR_DB_FORMAT, CsrDb};
     use mkclone_ceremony::durable::Sensitivity;
 
-    let (plan, dir, _cards, c) = after_phase_3a();
-    let path = c.layout.csr_db("target1");
-    // Long enough after the write for any clock's tick (a cache trusting timestamps, as
-    // an earlier one did, would skip the file from here on), then read once.
-    std::thread::sleep(std::time::Duration::from_millis(2100));
-    c.check_journal_marks("target1").unwrap();
-    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
-
-    // The same file, its target1 mark pointing at another record (a hash of the same
-    // length), encoded with a valid digest elsewhere and written into the same inode.
-    let mut db: CsrDb = dbs::read_optional(&path, CSR_DB_FORMAT, &plan)
+    let mut db: CsrDb = dbs::read_optional(path, CSR_DB_FORMAT, plan)
         .unwrap()
         .unwrap();
     let mark = db.provenance.written.get_mut("target1").unwrap();
@@ -338,7 +326,26 @@ fn a_file_rewritten_in_place_with_its_old_mtime_is_read_again_at_the_next_phase_
     )
     .unwrap();
     let bytes = std::fs::read(&forged).unwrap();
-    assert_eq!(bytes.len() as u64, std::fs::metadata(&path).unwrap().len());
+    assert_eq!(bytes.len() as u64, std::fs::metadata(path).unwrap().len());
+    bytes
+}
+
+/// A phase start reads every file its node wrote again (the journal marks' cache keeps the
+/// file open and decodes only when the bytes' hash changed). Someone who rewrites a carried
+/// file in place, same size, and puts its modification time back: the next phase start
+/// finds the mark this journal does not hold.
+#[test]
+fn a_file_rewritten_in_place_with_its_old_mtime_is_read_again_at_the_next_phase_start() {
+    let (plan, dir, _cards, c) = after_phase_3a();
+    let path = c.layout.csr_db("target1");
+    // Long enough after the write for any clock's tick (a cache trusting timestamps, as
+    // an earlier one did, would skip the file from here on), then read once.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    c.check_journal_marks("target1").unwrap();
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+
+    // The forgery, written into the same inode.
+    let bytes = forged_csr_db(&plan, &dir, &path);
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     std::io::Write::write_all(&mut &file, &bytes).unwrap();
     file.set_modified(mtime).unwrap();
@@ -356,36 +363,14 @@ fn a_file_rewritten_in_place_with_its_old_mtime_is_read_again_at_the_next_phase_
 /// had not changed since a read 2 s after their ctime missed it.)
 #[test]
 fn a_file_rewritten_through_a_shared_mapping_is_read_again_at_the_next_phase_start() {
-    use mkclone_ceremony::dbs::{self, CSR_DB_FORMAT, CsrDb};
-    use mkclone_ceremony::durable::Sensitivity;
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
 
     let (plan, dir, _cards, c) = after_phase_3a();
     let path = c.layout.csr_db("target1");
-    // The forgery, made beforehand: the same file with its target1 mark pointing at
-    // another record (a hash of the same length), of the same size.
-    let mut db: CsrDb = dbs::read_optional(&path, CSR_DB_FORMAT, &plan)
-        .unwrap()
-        .unwrap();
-    let mark = db.provenance.written.get_mut("target1").unwrap();
-    mark.hash = "f".repeat(mark.hash.len());
-    let elsewhere = dir.path().join("elsewhere");
-    std::fs::create_dir(&elsewhere).unwrap();
-    let forged = elsewhere.join("target1.csr.db");
-    dbs::write(
-        &forged,
-        CSR_DB_FORMAT,
-        &plan.id,
-        plan.rehearsal,
-        &db,
-        Sensitivity::Public,
-        Put::Replace,
-    )
-    .unwrap();
-    let bytes = std::fs::read(&forged).unwrap();
-    let len = std::fs::metadata(&path).unwrap().len() as usize;
-    assert_eq!(bytes.len(), len);
+    // The forgery, made beforehand.
+    let bytes = forged_csr_db(&plan, &dir, &path);
+    let len = bytes.len();
 
     // The insider maps the file shared and writable and stores its first byte back: the
     // write fault moves the ctime once; the bytes are unchanged.
