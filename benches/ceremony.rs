@@ -26,6 +26,8 @@
 //!     MKCLONE_BENCH_ONLY=1_to_10 cargo bench --bench ceremony -- none   # those breakdowns only
 //!     MKCLONE_BENCH_TIMELINE=1_to_10_parallel cargo bench --bench ceremony   # one timeline only
 //!     MKCLONE_BENCH_PAIRED=30 cargo bench --bench ceremony   # the 1 -> 10 ratio, paired runs only
+//!     MKCLONE_BENCH_CHECKS=all-first …    # parallel runs check every target first
+//!                                         # (`clone --check-all-first`), not each before its shares
 //!
 //! The paired mode runs 1 -> 10 serial and parallel alternately, each on fresh cards, and
 //! gives the parallel / serial ratio with its 95 % interval: the two runs of a pair see the
@@ -40,7 +42,7 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, Criterion, criterion_group};
 use mkclone::backend::timing::{self, Category};
 use mkclone::backend::{Backend, CloneableKind, Eid, MofN, RsaModulusBits, SerialNumber};
-use mkclone::ceremony::run::{CloneOptions, run_clone};
+use mkclone::ceremony::run::{Checks, CloneOptions, run_clone};
 use mkclone::ceremony::{Ceremony, Plan, PlanSpec};
 use mkclone::sim::{Apqn, SimBackend, SimBus};
 
@@ -146,6 +148,15 @@ fn setup(dir: &Path, config: Config) -> Cards {
     cards
 }
 
+/// `MKCLONE_BENCH_CHECKS=all-first`: `clone --check-all-first`; otherwise the default.
+fn checks() -> Checks {
+    match std::env::var("MKCLONE_BENCH_CHECKS").as_deref() {
+        Ok("all-first") => Checks::AllFirst,
+        Ok("each-target") | Err(_) => Checks::EachTarget,
+        Ok(other) => panic!("MKCLONE_BENCH_CHECKS={other:?}: use all-first or each-target"),
+    }
+}
+
 fn one_ceremony(dir: &Path, cards: &mut Cards, config: Config) {
     one_observed_ceremony(dir, cards, config, None);
 }
@@ -160,6 +171,7 @@ fn one_observed_ceremony(
     let options = CloneOptions {
         jobs: std::num::NonZeroUsize::new(config.jobs),
         observer,
+        checks: checks(),
     };
     run_clone(&mut ceremony, cards, &options).unwrap();
 }

@@ -101,6 +101,7 @@ pub fn run(
                 progress(report);
             }
         })),
+        ..CloneOptions::default()
     };
     let summary = run_clone(&mut ceremony, &mut nodes, &options)?;
     Ok(DemoReport { m_of_n, summary })

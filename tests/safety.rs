@@ -242,6 +242,76 @@ fn the_overwrite_guard_refuses_set_over_a_different_current_unless_asked() {
     );
 }
 
+/// The share bundles in the ceremony directory, by file name.
+fn bundle_names(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir.join("ceremony/shares")) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".share"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Of two targets, t2 holds a valid key of its own. `--check-all-first`: the preflight of
+/// every target refuses before any 3c starts, and no share is made. By default each target
+/// is checked by its 3c: t2's 3c fails on its checks and t2 gets no share.
+#[test]
+fn a_target_whose_checks_fail_gets_no_share_with_or_without_check_all_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &["t1", "t2"],
+        &[
+            node("sa", 1),
+            node("source", 2),
+            node("t1", 3),
+            node("t2", 4),
+        ],
+        "",
+    );
+    sim_init(&cfg);
+    let c = cfg.to_str().unwrap();
+    let bus = SimBus::new(dir.path().join("cards"));
+    let mut t2 = bus.open_card(Apqn::new(4, 0x0d).unwrap()).unwrap();
+    for kind in CloneableKind::ALL {
+        t2.load_random_master_key(kind).unwrap();
+    }
+    let own_current = current(&cfg, "t2", 0)["current_patterns"].clone();
+    let is_3c = |line: &&str| line.split_whitespace().nth(1) == Some("3c");
+
+    let all_first = mkclone(&["clone", "--config", c, "--check-all-first"]);
+    exit_code(&all_first, 4);
+    let out = text(&all_first);
+    assert!(out.contains("re-enciphered"), "{out}");
+    assert_eq!(
+        out.lines().filter(is_3c).count(),
+        0,
+        "no 3c started:\n{out}"
+    );
+    assert_eq!(bundle_names(dir.path()), Vec::<String>::new());
+
+    let each = mkclone(&["clone", "--config", c]);
+    exit_code(&each, 4);
+    let out = text(&each);
+    assert!(
+        out.lines()
+            .filter(is_3c)
+            .any(|l| l.starts_with("t2 ") && l.contains("FAILED: the preflight")),
+        "t2's 3c refused by its checks:\n{out}"
+    );
+    assert!(out.contains("re-enciphered"), "{out}");
+    let names = bundle_names(dir.path());
+    assert!(names.iter().all(|n| n.starts_with("t1.")), "{names:?}");
+    assert_eq!(
+        current(&cfg, "t2", 0)["current_patterns"],
+        own_current,
+        "CURRENT untouched"
+    );
+}
+
 #[test]
 fn abort_at_several_points_does_only_what_is_asked() {
     let dir = tempfile::tempdir().unwrap();

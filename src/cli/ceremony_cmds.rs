@@ -310,6 +310,8 @@ pub struct CloneArgs {
     pub quiet: bool,
     /// Phases at once (`--jobs`; default one per target).
     pub jobs: Option<std::num::NonZeroUsize>,
+    /// When the targets are checked (`--check-all-first`).
+    pub checks: run::Checks,
 }
 
 /// `mkclone clone`.
@@ -352,6 +354,7 @@ pub fn clone(config_path: &Path, run: &RunArgs, args: &CloneArgs) -> Result<(), 
     let options = run::CloneOptions {
         jobs: args.jobs,
         observer: Some(Observer::new(move |event| shown.observe(event))),
+        checks: args.checks,
     };
     let summary = run::run_clone(&mut ceremony, &mut nodes, &options);
     console.finish();

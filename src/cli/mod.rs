@@ -28,7 +28,8 @@ Exit codes:
   1  the operation failed (the message says why and what to do)
   2  usage error (bad arguments)
   3  the configuration or a ceremony file is invalid
-  4  a preflight found problems; nothing was changed
+  4  a preflight found problems and changed nothing (clone: the phases it printed as
+     done before it stand, journaled; fix the problems and run it again to go on)
   5  report: the record was written; the ceremony is NOT complete
   6  report: the record was written; the ceremony is complete, with open items
   7  clone: stopped for dual control; it printed the register-sa-hash /
@@ -210,6 +211,13 @@ pub enum Command {
         /// the per-phase commands.
         #[arg(long, short = 'j', value_name = "N")]
         jobs: Option<std::num::NonZeroUsize>,
+        /// Check every target before the first share leaves the source (every problem of
+        /// every node at once), instead of each target right before its own shares. The
+        /// way with --jobs 1 and under dual control. Either way no share leaves for a
+        /// target its checks have not passed; `--dry-run` lists beforehand every problem
+        /// that can be known before the keys exist.
+        #[arg(long)]
+        check_all_first: bool,
     },
     /// Phase 1, on the SA node: generate the SA key, write sa.db.
     Phase1(PhaseArgs),
@@ -432,6 +440,7 @@ pub fn run(command: Command, json: bool) -> Result<(), Failure> {
             replace_current,
             quiet,
             jobs,
+            check_all_first,
         } => ceremony_cmds::clone(
             &args.config.config,
             &args.run,
@@ -440,6 +449,11 @@ pub fn run(command: Command, json: bool) -> Result<(), Failure> {
                 json,
                 quiet,
                 jobs,
+                checks: if check_all_first {
+                    mkclone_ceremony::run::Checks::AllFirst
+                } else {
+                    mkclone_ceremony::run::Checks::EachTarget
+                },
             },
         ),
         Command::Phase1(args) => args.run(Phase::P1, None, json),

@@ -127,7 +127,7 @@ pub enum CeremonyError {
     #[error("{what} is malformed: {detail}")]
     Format { what: String, detail: String },
 
-    #[error("the preflight found {} problem(s); nothing was changed:\n{problems}", problems.0.len())]
+    #[error("the preflight found {} problem(s) and changed nothing:\n{problems}", problems.0.len())]
     Preflight { problems: Problems },
 
     #[error(

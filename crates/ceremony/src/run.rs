@@ -5,16 +5,26 @@
 //! phase reconciles with the nodes' real state and with the files already written.
 //!
 //! **Parallel targets.** The phases form a graph: 1 (SA) → 2a (source) → 2b (SA); 1 → 3a
-//! (each target) → 3b (SA, for that target); then, once every problem of every node is
-//! known at once (the preflight, before any share leaves the source), 3c (source, for a
-//! target) → 3d (that target). A phase starts when the phases it needs are done and its
-//! nodes are free: a node is never used by two threads at once, so the SA's steps (1, 2b,
-//! every 3b) and the source's (2a, every 3c) stay one after another, while 3a runs on every
-//! target at once, and 3d on one target overlaps 3c for the next and 3d on the others.
-//! `jobs` bounds the phases running at once; with 1 the order is exactly that of the
-//! per-phase commands (1, 2a, 2b, then 3a and 3b per target, then 3c and 3d per target).
-//! With more, 3c also writes each bundle on a second thread while the source obtains the
-//! next share (the source's chain of 3c is the critical path; see `phases::shares`).
+//! (each target) → 3b (SA, for that target); then 3c (source, for a target) → 3d (that
+//! target). A phase starts when the phases it needs are done and its nodes are free: a
+//! node is never used by two threads at once, so the SA's steps (1, 2b, every 3b) and the
+//! source's (2a, every 3c) stay one after another, while 3a runs on every target at once,
+//! and 3d on one target overlaps 3c for the next and 3d on the others. `jobs` bounds the
+//! phases running at once; with 1 the order is exactly that of the per-phase commands (1,
+//! 2a, 2b, then 3a and 3b per target, then 3c and 3d per target). With more, 3c also
+//! writes each bundle on a second thread while the source obtains the next share (the
+//! source's chain of 3c is the critical path; see `phases::shares`).
+//!
+//! **Checks before shares leave** ([`Checks`]). No share ever leaves the source for a target
+//! before the preflight of that target — the source's side, the target's side and the
+//! overwrite guard — has found nothing. With one job, under dual control, or when asked
+//! ([`Checks::AllFirst`]), every target is checked at once after every 3b, before the
+//! first 3c: every problem of every node is known before any share leaves. Otherwise
+//! ([`Checks::EachTarget`]) a target's 3c starts as soon as its own 3b and 2b are done,
+//! behind the checks of that one target, so the source's shares overlap the other targets'
+//! key generations; a problem on one target then stops the ceremony after the targets
+//! already served (a rerun finishes them all once it is fixed), and `--dry-run` lists
+//! beforehand every problem that can be known before the keys exist.
 //!
 //! **The journal stays one ordered chain**: every thread appends through the ceremony's one
 //! writer, each record whole and synced before the next (see [`Ceremony::worker`]). Records
@@ -92,6 +102,18 @@ fn unavailable(name: &str) -> CeremonyError {
     }
 }
 
+/// When `clone` checks the targets before shares leave the source for them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Checks {
+    /// Each target right before its own shares (its 3c), once its own key is certified:
+    /// the shares of one target need not wait for the others' keys. With one job or under
+    /// dual control this is [`Checks::AllFirst`], which costs nothing more there.
+    #[default]
+    EachTarget,
+    /// Every target at once after every 3b, before the first share leaves the source.
+    AllFirst,
+}
+
 /// How `clone` runs.
 #[derive(Clone, Debug, Default)]
 pub struct CloneOptions {
@@ -100,6 +122,8 @@ pub struct CloneOptions {
     pub jobs: Option<NonZeroUsize>,
     /// Where every action is shown as it happens.
     pub observer: Option<Observer>,
+    /// When the targets are checked before shares leave the source.
+    pub checks: Checks,
 }
 
 impl CloneOptions {
@@ -107,13 +131,23 @@ impl CloneOptions {
     pub fn serial() -> Self {
         Self {
             jobs: NonZeroUsize::new(1),
-            observer: None,
+            ..Self::default()
         }
     }
 
     /// The number of phases running at once for a plan of `targets` targets.
     pub fn jobs_for(&self, targets: usize) -> usize {
         self.jobs.map_or(targets.max(1), NonZeroUsize::get)
+    }
+
+    /// The checks a plan gets: every target first with one job or under dual control
+    /// (whose stop for the registrations comes after every 3b anyway), else as asked.
+    pub fn checks_for(&self, plan: &crate::Plan) -> Checks {
+        if self.jobs_for(plan.targets.len()) <= 1 || plan.dual_control {
+            Checks::AllFirst
+        } else {
+            self.checks
+        }
     }
 }
 
@@ -213,65 +247,58 @@ struct Task {
     step: Step,
     nodes: Vec<usize>,
     after: Vec<usize>,
+    /// 3c under [`Checks::EachTarget`]: its target's preflight first (source, target,
+    /// overwrite guard), on the two nodes the task holds.
+    check_target: bool,
+}
+
+impl Task {
+    fn new(step: Step, nodes: Vec<usize>, after: Vec<usize>) -> Self {
+        Self {
+            step,
+            nodes,
+            after,
+            check_target: false,
+        }
+    }
 }
 
 /// Node slots: 0 the SA, 1 the source, 2.. the targets.
 const SA: usize = 0;
 const SOURCE: usize = 1;
 
-/// Up to the preflight: 1, 2a, 2b, and 3a then 3b for each target, in that order.
+/// Up to the checks: 1, 2a, 2b, and 3a then 3b for each target, in that order.
 fn keys_stage(targets: usize) -> Vec<Task> {
     let mut tasks = vec![
-        Task {
-            step: Step::P1,
-            nodes: vec![SA],
-            after: vec![],
-        },
-        Task {
-            step: Step::P2a,
-            nodes: vec![SOURCE],
-            after: vec![0],
-        },
+        Task::new(Step::P1, vec![SA], vec![]),
+        Task::new(Step::P2a, vec![SOURCE], vec![0]),
         // 2b reads the CSS key from the source to confirm it.
-        Task {
-            step: Step::P2b,
-            nodes: vec![SA, SOURCE],
-            after: vec![1],
-        },
+        Task::new(Step::P2b, vec![SA, SOURCE], vec![1]),
     ];
     for t in 0..targets {
         let a = tasks.len();
-        tasks.push(Task {
-            step: Step::P3a(t),
-            nodes: vec![2 + t],
-            after: vec![0],
-        });
+        tasks.push(Task::new(Step::P3a(t), vec![2 + t], vec![0]));
         // 3b reads the CSR key from the target to confirm it.
-        tasks.push(Task {
-            step: Step::P3b(t),
-            nodes: vec![SA, 2 + t],
-            after: vec![a],
-        });
+        tasks.push(Task::new(Step::P3b(t), vec![SA, 2 + t], vec![a]));
     }
     tasks
 }
 
-/// After the preflight: 3c then 3d for each target. With one job, in that order (the
-/// per-phase commands'). With more, every 3c is listed before every 3d: the source's chain
-/// of 3c is the critical path, and a worker takes the first ready task in list order, so
-/// the worker whose 3c just freed the source starts the next 3c at once, and the 3d it made
-/// ready goes to another worker (waking one takes a few milliseconds on a busy machine).
+/// The index of 2b and of each target's 3b in [`keys_stage`].
+const P2B_TASK: usize = 2;
+fn p3b_task(t: usize) -> usize {
+    4 + 2 * t
+}
+
+/// After the checks of every target: 3c then 3d for each target. With one job, in that
+/// order (the per-phase commands'). With more, every 3c is listed before every 3d: the
+/// source's chain of 3c is the critical path, and a worker takes the first ready task in
+/// list order, so the worker whose 3c just freed the source starts the next 3c at once,
+/// and the 3d it made ready goes to another worker (waking one takes a few milliseconds on
+/// a busy machine).
 fn shares_stage(targets: usize, jobs: usize) -> Vec<Task> {
-    let three_c = |t: usize| Task {
-        step: Step::P3c(t),
-        nodes: vec![SOURCE],
-        after: vec![],
-    };
-    let three_d = |t: usize, c: usize| Task {
-        step: Step::P3d(t),
-        nodes: vec![2 + t],
-        after: vec![c],
-    };
+    let three_c = |t: usize| Task::new(Step::P3c(t), vec![SOURCE], vec![]);
+    let three_d = |t: usize, c: usize| Task::new(Step::P3d(t), vec![2 + t], vec![c]);
     if jobs <= 1 {
         (0..targets)
             .flat_map(|t| [three_c(t), three_d(t, 2 * t)])
@@ -280,6 +307,29 @@ fn shares_stage(targets: usize, jobs: usize) -> Vec<Task> {
         let c = (0..targets).map(three_c);
         c.chain((0..targets).map(|t| three_d(t, t))).collect()
     }
+}
+
+/// [`Checks::EachTarget`]: the whole ceremony as one graph. Each target's 3c waits for 2b
+/// and that target's 3b only, holds the source and that target (its checks read both),
+/// and checks that target first; every 3c is listed before every 3d, as in
+/// [`shares_stage`].
+fn each_target_graph(targets: usize) -> Vec<Task> {
+    let mut tasks = keys_stage(targets);
+    let first_c = tasks.len();
+    for t in 0..targets {
+        tasks.push(Task {
+            check_target: true,
+            ..Task::new(
+                Step::P3c(t),
+                vec![SOURCE, 2 + t],
+                vec![P2B_TASK, p3b_task(t)],
+            )
+        });
+    }
+    for t in 0..targets {
+        tasks.push(Task::new(Step::P3d(t), vec![2 + t], vec![first_c + t]));
+    }
+    tasks
 }
 
 /// Run every phase. Each phase's actions go to `options.observer` as they happen.
@@ -315,6 +365,20 @@ pub fn run_clone(
         let slots = node_slots(nodes, &names)?;
         run_stage(c, &slots, tasks, jobs, reports)
     };
+    if options.checks_for(&plan) == Checks::EachTarget {
+        stage(
+            c,
+            nodes,
+            &each_target_graph(plan.targets.len()),
+            &mut reports,
+        )?;
+        return Ok(CloneSummary {
+            phases: reports,
+            nodes: statuses(nodes, &names)?,
+            journal_head: c.journal().head_hash(),
+            waiting: None,
+        });
+    }
     stage(c, nodes, &keys_stage(plan.targets.len()), &mut reports)?;
     // The SA key must be on every node before shares move. Under dual control, two
     // people register it with their own commands: stop here until they have.
@@ -612,9 +676,42 @@ fn run_step(c: &mut Ceremony, slots: &[SlotRef<'_>], task: &Task) -> Result<Phas
             let csr = read_retained(*guard(2 + t), target(t), &plan.csr_label())?;
             phases::phase3b(c, *guard(SA), target(t), &csr)
         }
-        Step::P3c(t) => phases::phase3c(c, *guard(SOURCE), target(t)),
+        Step::P3c(t) => {
+            if task.check_target {
+                check_target(c, slots, t)?;
+            }
+            phases::phase3c(c, *guard(SOURCE), target(t))
+        }
         Step::P3d(t) => phases::phase3d(c, *guard(2 + t), target(t)),
     }
+}
+
+/// [`Checks::EachTarget`], before any share leaves the source for target `t`: the
+/// preflight of that target, as [`preflight`] makes it for every target. The source and
+/// the target are locked one after the other (one node may hold both roles).
+fn check_target(c: &Ceremony, slots: &[SlotRef<'_>], t: usize) -> Result<()> {
+    let name = c.plan.targets[t].name.as_str();
+    let lock = |slot: usize| {
+        slots[slot]
+            .slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    };
+    let mut problems = Vec::new();
+    let source_status = {
+        let mut source = lock(SOURCE);
+        phases::preflight_source(c, *source, name, &mut problems);
+        source.status().ok()
+    };
+    let target_status = {
+        let mut node = lock(2 + t);
+        phases::preflight_target(c, *node, name, &mut problems);
+        node.status().ok()
+    };
+    if let (Some(source), Some(target)) = (source_status, target_status) {
+        phases::overwrite_guard(c, &source, &target, name, &mut problems);
+    }
+    found(problems)
 }
 
 /// Before any share leaves the source: every problem of every node, at once.
@@ -633,6 +730,11 @@ fn preflight(c: &Ceremony, nodes: &mut dyn Nodes) -> Result<()> {
         }
     }
     // Bundles are made by 3c: their absence is not a problem yet.
+    found(problems)
+}
+
+/// A preflight's verdict: every problem at once, or none.
+fn found(mut problems: Vec<crate::failure::Problem>) -> Result<()> {
     problems.dedup();
     if problems.is_empty() {
         Ok(())
@@ -744,6 +846,71 @@ mod tests {
                 (P3d(0), vec![P3c(0)]),
                 (P3d(1), vec![P3c(1)])
             ]
+        );
+    }
+
+    /// Each target checked before its own shares: its 3c waits for 2b and its own 3b and
+    /// nothing else, holds the source and its target, and is the only kind of task that
+    /// checks; every phase of the per-phase commands is there once.
+    #[test]
+    fn each_target_is_checked_before_its_own_shares_and_waits_for_no_other_target() {
+        use Step::{P2b, P3b, P3c, P3d};
+        for targets in [1, 3, 10] {
+            let graph = each_target_graph(targets);
+            assert_eq!(graph.len() as u64, phase_count(targets));
+            let all: Vec<Step> = graph.iter().map(|t| t.step).collect();
+            for (i, task) in graph.iter().enumerate() {
+                assert!(task.after.iter().all(|a| *a < i), "{:?}", task.step);
+                let after: Vec<Step> = task.after.iter().map(|a| all[*a]).collect();
+                match task.step {
+                    P3c(t) => {
+                        assert!(task.check_target);
+                        assert_eq!(after, [P2b, P3b(t)]);
+                        assert_eq!(task.nodes, [SOURCE, 2 + t]);
+                    }
+                    P3d(t) => {
+                        assert!(!task.check_target);
+                        assert_eq!(after, [P3c(t)]);
+                    }
+                    _ => assert!(!task.check_target),
+                }
+            }
+            // Every 3c before every 3d, as in the shares stage with more than one job.
+            let first_d = all.iter().position(|s| matches!(s, P3d(_))).unwrap();
+            assert!(all[first_d..].iter().all(|s| matches!(s, P3d(_))));
+        }
+    }
+
+    /// One job and dual control always check every target first; otherwise as asked.
+    #[test]
+    fn one_job_and_dual_control_check_every_target_first() {
+        let one_target = crate::plan::test_plan("checks", true);
+        let plan = |dual_control: bool| {
+            let mut plan = one_target.clone();
+            let mut second = plan.targets[0].clone();
+            second.name = "target2".into();
+            plan.targets.push(second);
+            plan.dual_control = dual_control;
+            plan
+        };
+        let options = |jobs: usize, checks: Checks| CloneOptions {
+            jobs: NonZeroUsize::new(jobs),
+            checks,
+            ..CloneOptions::default()
+        };
+        assert_eq!(CloneOptions::default().checks, Checks::EachTarget);
+        let each = Checks::EachTarget;
+        assert_eq!(options(2, each).checks_for(&plan(false)), each);
+        assert_eq!(options(1, each).checks_for(&plan(false)), Checks::AllFirst);
+        assert_eq!(options(2, each).checks_for(&plan(true)), Checks::AllFirst);
+        assert_eq!(
+            options(2, Checks::AllFirst).checks_for(&plan(false)),
+            Checks::AllFirst
+        );
+        // The default jobs: one per target, so one target means one job.
+        assert_eq!(
+            CloneOptions::default().checks_for(&one_target),
+            Checks::AllFirst
         );
     }
 }

@@ -233,7 +233,7 @@ fn run_parallel(root: &Path, plan: &Plan, crash_after: Option<u64>) -> Result<u6
     let mut cards = open_cards(root, &PARALLEL_NODES);
     let options = CloneOptions {
         jobs: std::num::NonZeroUsize::new(3),
-        observer: None,
+        ..CloneOptions::default()
     };
     let result = run_clone(&mut ceremony, &mut cards, &options);
     let appended = ceremony.records_appended();

@@ -1,0 +1,218 @@
+//! `clone`'s checks before shares leave the source: no share ever leaves for a target
+//! whose preflight found a problem, whichever way the targets are checked; checked each
+//! before its own shares, a target's shares do not wait for another target's key.
+
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use mkclone_backend::{Backend, CloneableKind, NewState};
+use mkclone_ceremony::progress::{Observer, Progress};
+use mkclone_ceremony::run::{Checks, CloneOptions, run_clone};
+use mkclone_ceremony::{Ceremony, CeremonyError, Phase, Plan};
+
+mod common;
+use common::*;
+
+const NODES: [(&str, u8); 5] = [
+    ("sa", 1),
+    ("source", 2),
+    ("target1", 3),
+    ("target2", 4),
+    ("target3", 5),
+];
+const TARGETS: [&str; 3] = ["target1", "target2", "target3"];
+
+fn plan() -> Plan {
+    common::plan("checks", &TARGETS, &[CloneableKind::Sym], 2, 3, true)
+}
+
+fn options(checks: Checks, observer: Option<Observer>) -> CloneOptions {
+    CloneOptions {
+        jobs: std::num::NonZeroUsize::new(3),
+        observer,
+        checks,
+    }
+}
+
+fn clone(root: &Path, options: &CloneOptions, replace_current: bool) -> Result<(), CeremonyError> {
+    let mut ceremony = Ceremony::open(&root.join("ceremony"), plan())?;
+    ceremony.set_replace_current(replace_current);
+    let mut cards = open_cards(root, &NODES);
+    run_clone(&mut ceremony, &mut cards, options).map(|_| ())
+}
+
+/// The bundles of `target` in the ceremony directory.
+fn bundles(root: &Path, target: &str) -> Vec<std::path::PathBuf> {
+    let ceremony = Ceremony::open(&root.join("ceremony"), plan()).unwrap();
+    let plan = plan();
+    let paths = plan.share_indices.iter().map(|i| {
+        ceremony
+            .layout
+            .bundle(target, CloneableKind::Sym, *i)
+            .to_path_buf()
+    });
+    paths.filter(|p| p.exists()).collect()
+}
+
+fn sym_register(root: &Path, node: &str) -> mkclone_backend::RegisterStatus {
+    let mut cards = open_cards(root, &NODES);
+    let status = cards.get_mut(node).unwrap().status().unwrap();
+    status.register(CloneableKind::Sym.kind()).unwrap().clone()
+}
+
+/// target2 holds a valid master key of its own: the overwrite guard of its checks refuses
+/// its shares. Checked each before its shares or all first, target2 gets no share and
+/// keeps its key; all first, no target gets one. Asked to replace it, a rerun finishes.
+#[test]
+fn a_target_whose_checks_fail_gets_no_share_whichever_way_targets_are_checked() {
+    for checks in [Checks::EachTarget, Checks::AllFirst] {
+        let dir = tempfile::tempdir().unwrap();
+        create_cards(dir.path(), &NODES);
+        bus(dir.path())
+            .open_card(apqn(4))
+            .unwrap()
+            .load_random_master_key(CloneableKind::Sym)
+            .unwrap();
+        let own = sym_register(dir.path(), "target2");
+
+        match clone(dir.path(), &options(checks, None), false) {
+            Err(CeremonyError::Preflight { problems }) => {
+                assert!(!problems.0.is_empty());
+                for p in &problems.0 {
+                    assert_eq!(
+                        (p.node.as_str(), p.kind),
+                        ("target2", "would-replace-current")
+                    );
+                }
+            }
+            other => panic!("{checks:?}: expected target2's checks to refuse, got {other:?}"),
+        }
+        assert_eq!(
+            bundles(dir.path(), "target2"),
+            Vec::<std::path::PathBuf>::new()
+        );
+        let after = sym_register(dir.path(), "target2");
+        assert_eq!(after.current_patterns, own.current_patterns, "{checks:?}");
+        assert_eq!(after.new, NewState::Empty, "{checks:?}: no share installed");
+        if checks == Checks::AllFirst {
+            for t in TARGETS {
+                assert!(
+                    bundles(dir.path(), t).is_empty(),
+                    "all first: {t} got a share"
+                );
+            }
+        }
+
+        clone(dir.path(), &options(checks, None), true)
+            .unwrap_or_else(|e| panic!("{checks:?}: rerun with replace-current: {e}"));
+        let source = sym_register(dir.path(), "source");
+        for t in TARGETS {
+            let reg = sym_register(dir.path(), t);
+            assert_eq!(
+                reg.current_patterns, source.current_patterns,
+                "{checks:?} {t}"
+            );
+        }
+        assert_eq!(
+            sym_register(dir.path(), "target2").old_patterns,
+            own.current_patterns,
+            "{checks:?}: target2's own key is OLD now"
+        );
+    }
+}
+
+/// What a gate saw: whether target1's 3c ended while target3's 3a was held, and the order
+/// in which phases ended.
+#[derive(Default)]
+struct Seen {
+    target1_shares_made: bool,
+    ended: Vec<(Phase, String)>,
+}
+
+/// An observer that holds target3's 3a at its start (its node's lock held, its key not
+/// made) until target1's 3c has ended or `patience` has passed.
+fn gate(patience: Duration) -> (Observer, Arc<(Mutex<Seen>, Condvar)>) {
+    let shared = Arc::new((Mutex::new(Seen::default()), Condvar::new()));
+    let seen = shared.clone();
+    let observer = Observer::new(move |event| {
+        let (lock, cv) = &*seen;
+        match event {
+            Progress::PhaseStarted {
+                phase: Phase::P3a,
+                target: Some("target3"),
+                ..
+            } => {
+                let guard = lock.lock().unwrap();
+                let _held = cv
+                    .wait_timeout_while(guard, patience, |s| !s.target1_shares_made)
+                    .unwrap();
+            }
+            Progress::PhaseDone { report, target } => {
+                let mut s = lock.lock().unwrap();
+                if report.phase == Phase::P3c && *target == Some("target1") {
+                    s.target1_shares_made = true;
+                }
+                s.ended
+                    .push((report.phase, target.unwrap_or_default().to_string()));
+                cv.notify_all();
+            }
+            _ => {}
+        }
+    });
+    (observer, shared)
+}
+
+/// Checked each before its own shares, target1's shares are made while target3's key
+/// generation is held back; checked all first, none is made until every key is
+/// certified (the gate gives up, and every 3c ends after every 3b).
+#[test]
+fn a_targets_shares_wait_for_another_targets_key_only_when_every_target_is_checked_first() {
+    let dir = tempfile::tempdir().unwrap();
+    create_cards(dir.path(), &NODES);
+    // Long enough for target1's whole chain on a loaded machine: the gate opens as soon as
+    // target1's 3c ends, so this bounds only a failing run.
+    let (observer, seen) = gate(Duration::from_secs(60));
+    clone(
+        dir.path(),
+        &options(Checks::EachTarget, Some(observer)),
+        false,
+    )
+    .unwrap();
+    let seen = seen.0.lock().unwrap();
+    let at = |phase: Phase, target: &str| {
+        seen.ended
+            .iter()
+            .position(|(p, t)| *p == phase && t == target)
+            .unwrap_or_else(|| panic!("{phase:?} for {target} never ended"))
+    };
+    assert!(
+        at(Phase::P3c, "target1") < at(Phase::P3a, "target3"),
+        "target1's shares waited for target3's key: {:?}",
+        seen.ended
+    );
+    drop(seen);
+
+    let dir = tempfile::tempdir().unwrap();
+    create_cards(dir.path(), &NODES);
+    // All first, target1's 3c cannot start before target3's 3b: the gate can only give up.
+    let (observer, seen) = gate(Duration::from_secs(2));
+    clone(
+        dir.path(),
+        &options(Checks::AllFirst, Some(observer)),
+        false,
+    )
+    .unwrap();
+    let seen = seen.0.lock().unwrap();
+    let last_3b = seen
+        .ended
+        .iter()
+        .rposition(|(p, _)| *p == Phase::P3b)
+        .unwrap();
+    let first_3c = seen
+        .ended
+        .iter()
+        .position(|(p, _)| *p == Phase::P3c)
+        .unwrap();
+    assert!(last_3b < first_3c, "{:?}", seen.ended);
+}
