@@ -24,6 +24,7 @@ mod error;
 mod outcome;
 pub mod rules;
 mod status;
+mod status_cache;
 pub mod timing;
 mod types;
 
@@ -36,6 +37,7 @@ pub use status::{
     CurrentState, GenerationState, Identity, NewState, NodeStatus, ReceptionState, RegisterStatus,
     ShareStatus, ShareTables,
 };
+pub use status_cache::StatusCache;
 pub use types::{
     Certificate, CloneableKind, Eid, HashAlgorithm, KeyLabel, KeyRole, KeyUsage, MasterKeyKind,
     MofN, PatternAlgorithm, PublicKeyHash, PublicKeyToken, Registration, RetainedKeyInfo,

@@ -42,7 +42,7 @@
 use std::num::NonZeroUsize;
 use std::sync::{Condvar, Mutex, PoisonError};
 
-use mkclone_backend::{Backend, NodeStatus};
+use mkclone_backend::{Backend, NodeStatus, StatusCache};
 
 use crate::ceremony::{Ceremony, PhaseReport};
 use crate::failure::{CeremonyError, Problems, Result};
@@ -677,35 +677,41 @@ fn run_step(c: &mut Ceremony, slots: &[SlotRef<'_>], task: &Task) -> Result<Phas
             phases::phase3b(c, *guard(SA), target(t), &csr)
         }
         Step::P3c(t) => {
+            let mut held = guard(SOURCE);
+            let mut source = StatusCache::new(&mut **held);
             if task.check_target {
-                check_target(c, slots, t)?;
+                check_target(c, &mut source, slots, t)?;
             }
-            phases::phase3c(c, *guard(SOURCE), target(t))
+            phases::phase3c(c, &mut source, target(t))
         }
         Step::P3d(t) => phases::phase3d(c, *guard(2 + t), target(t)),
     }
 }
 
 /// [`Checks::EachTarget`], before any share leaves the source for target `t`: the
-/// preflight of that target, as [`preflight`] makes it for every target. The source and
-/// the target are locked one after the other (one node may hold both roles).
-fn check_target(c: &Ceremony, slots: &[SlotRef<'_>], t: usize) -> Result<()> {
+/// preflight of that target, as [`preflight`] makes it for every target. `source` is the
+/// source the 3c task holds (the status read here serves the 3c that follows, nothing
+/// having changed it); the target is locked here, unless one node holds both roles.
+fn check_target(
+    c: &Ceremony,
+    source: &mut StatusCache<'_>,
+    slots: &[SlotRef<'_>],
+    t: usize,
+) -> Result<()> {
     let name = c.plan.targets[t].name.as_str();
-    let lock = |slot: usize| {
-        slots[slot]
+    let mut problems = Vec::new();
+    phases::preflight_source(c, source, name, &mut problems);
+    let source_status = source.status().ok();
+    let target_status = if slots[2 + t].index == slots[SOURCE].index {
+        phases::preflight_target(c, source, name, &mut problems);
+        source.status().ok()
+    } else {
+        let mut held = slots[2 + t]
             .slot
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    };
-    let mut problems = Vec::new();
-    let source_status = {
-        let mut source = lock(SOURCE);
-        phases::preflight_source(c, *source, name, &mut problems);
-        source.status().ok()
-    };
-    let target_status = {
-        let mut node = lock(2 + t);
-        phases::preflight_target(c, *node, name, &mut problems);
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut node = StatusCache::new(&mut **held);
+        phases::preflight_target(c, &mut node, name, &mut problems);
         node.status().ok()
     };
     if let (Some(source), Some(target)) = (source_status, target_status) {
@@ -714,18 +720,27 @@ fn check_target(c: &Ceremony, slots: &[SlotRef<'_>], t: usize) -> Result<()> {
     found(problems)
 }
 
-/// Before any share leaves the source: every problem of every node, at once.
+/// Before any share leaves the source: every problem of every node, at once. Nothing
+/// changes a node here: each node's status is read once and serves every check of it.
 fn preflight(c: &Ceremony, nodes: &mut dyn Nodes) -> Result<()> {
     let plan = c.plan.clone();
     let mut problems = Vec::new();
+    let source_status = nodes.node(&plan.source.name)?.status().ok();
+    let mut target_statuses = Vec::new();
     for t in &plan.targets {
-        phases::preflight_source(c, nodes.node(&plan.source.name)?, &t.name, &mut problems);
-        phases::preflight_target(c, nodes.node(&t.name)?, &t.name, &mut problems);
+        let target_status = nodes.node(&t.name)?.status().ok();
+        let source = nodes.node(&plan.source.name)?;
+        let mut source = StatusCache::with_status(source, source_status.clone());
+        phases::preflight_source(c, &mut source, &t.name, &mut problems);
+        let node = nodes.node(&t.name)?;
+        let mut node = StatusCache::with_status(node, target_status.clone());
+        phases::preflight_target(c, &mut node, &t.name, &mut problems);
+        target_statuses.push(target_status);
     }
-    if let Ok(source_status) = nodes.node(&plan.source.name)?.status() {
-        for t in &plan.targets {
-            if let Ok(st) = nodes.node(&t.name)?.status() {
-                phases::overwrite_guard(c, &source_status, &st, &t.name, &mut problems);
+    if let Some(source_status) = &source_status {
+        for (t, st) in plan.targets.iter().zip(&target_statuses) {
+            if let Some(st) = st {
+                phases::overwrite_guard(c, source_status, st, &t.name, &mut problems);
             }
         }
     }

@@ -8,6 +8,8 @@ use super::*;
 
 /// Phase 1, on the SA node: the SA key and `sa.db`.
 pub fn phase1(c: &mut Ceremony, sa: &mut dyn Backend) -> Result<PhaseReport> {
+    // One status read per stretch without a change (mkclone_backend::StatusCache).
+    let sa = &mut StatusCache::new(sa);
     let plan_node = c.plan.sa.clone();
     // A pinned SA key must be the one this node holds: a fresh key could never match it.
     if let Some(pinned) = c.sa_anchor() {
@@ -129,6 +131,8 @@ fn carry_sa_db_to_source_and_targets(
 
 /// Phase 2a, on the source: EID, m-of-n, the SA key installed, the CSS key.
 pub fn phase2a(c: &mut Ceremony, source: &mut dyn Backend) -> Result<PhaseReport> {
+    // One status read per stretch without a change (mkclone_backend::StatusCache).
+    let source = &mut StatusCache::new(source);
     let plan_node = c.plan.source.clone();
     let mut db = trusted_sa_db(c, "phase 2a")?;
     let mut report = begin(c, Phase::P2a, &plan_node, source)?;
@@ -185,6 +189,8 @@ pub fn phase2b(
     sa: &mut dyn Backend,
     confirmation: &KeyConfirmation,
 ) -> Result<PhaseReport> {
+    // One status read per stretch without a change (mkclone_backend::StatusCache).
+    let sa = &mut StatusCache::new(sa);
     anchor_from_sa_node(c, sa)?;
     let mut db = trusted_sa_db(c, "phase 2b")?;
     let sa_plan = c.plan.sa.clone();
@@ -247,6 +253,8 @@ pub fn phase3a(
     target_node: &mut dyn Backend,
     target: &str,
 ) -> Result<PhaseReport> {
+    // One status read per stretch without a change (mkclone_backend::StatusCache).
+    let target_node = &mut StatusCache::new(target_node);
     let plan_node = plan_target(c, target)?;
     let db = trusted_sa_db(c, "phase 3a")?;
     let mut report = begin(c, Phase::P3a, &plan_node, target_node)?;
@@ -304,6 +312,8 @@ pub fn phase3b(
     target: &str,
     confirmation: &KeyConfirmation,
 ) -> Result<PhaseReport> {
+    // One status read per stretch without a change (mkclone_backend::StatusCache).
+    let sa = &mut StatusCache::new(sa);
     let plan_node = plan_target(c, target)?;
     anchor_from_sa_node(c, sa)?;
     let sa_db = trusted_sa_db(c, "phase 3b")?;

@@ -13,7 +13,7 @@
 use mkclone_backend::{
     Applied, Backend, BackendError, Certificate, CloneableKind, CurrentState, Eid, GenerateRequest,
     InstallProgress, InstallRequest, KeyRole, NewState, NodeStatus, ObtainRequest, PublicKeyToken,
-    SubjectInfo, VerificationPattern,
+    StatusCache, SubjectInfo, VerificationPattern,
 };
 use mkclone_formats::pka::{
     CertificateSection, PublicKeyTokenView, RsaPublicKey, registration_hash,

@@ -8,6 +8,8 @@ use mkclone_backend::ShareIndex;
 /// (written by a second thread while the source obtains the next share when `clone` runs
 /// more than one job: `Bundles`).
 pub fn phase3c(c: &mut Ceremony, source: &mut dyn Backend, target: &str) -> Result<PhaseReport> {
+    // One status read per stretch without a change (mkclone_backend::StatusCache).
+    let source = &mut StatusCache::new(source);
     let plan_target = plan_target(c, target)?;
     let src = c.plan.source.clone();
     let mut problems = Vec::new();
@@ -278,6 +280,8 @@ impl<'scope> Bundles<'scope> {
 /// confirmed equal to the source's CURRENT, then SET — no SET before every key is
 /// confirmed, so a bad bundle of one key leaves the other unSET too.
 pub fn phase3d(c: &mut Ceremony, node: &mut dyn Backend, target: &str) -> Result<PhaseReport> {
+    // One status read per stretch without a change (mkclone_backend::StatusCache).
+    let node = &mut StatusCache::new(node);
     plan_target(c, target)?;
     let mut problems = Vec::new();
     let css_cert = preflight_target(c, node, target, &mut problems);
