@@ -33,6 +33,10 @@
 //! gives the parallel / serial ratio with its 95 % interval: the two runs of a pair see the
 //! same state of the machine, so a drift of the machine (other guests on the host, the
 //! disk's cache) moves both, where two criterion groups minutes apart see two states.
+//!
+//! Every run's simulated cards generate their RSA keys from a seed (`setup`): the two runs
+//! of a pair, and the n-th run of each configuration in the breakdown and in criterion,
+//! generate the same keys, so that they do the same RSA work.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -120,8 +124,13 @@ fn plan(targets: usize) -> Plan {
     .unwrap()
 }
 
-/// Fresh cards (SA 1, source 2 with random master keys, targets 3..) in `dir`.
-fn setup(dir: &Path, config: Config) -> Cards {
+/// Fresh cards (SA 1, source 2 with random master keys, targets 3..) in `dir`, whose RSA
+/// keys derive from `seed` (`SimTransport::set_keygen_seed`): the runs a figure compares
+/// (serial and parallel of one pair, or the n-th run of each configuration) get one seed,
+/// so that they generate the same keys and differ only by how they run. A key
+/// generation's time varies by a factor of three with where its primes fall: unseeded,
+/// that variation was the largest noise of a comparison.
+fn setup(dir: &Path, config: Config, seed: u64) -> Cards {
     let bus = SimBus::new(dir.join("cards"));
     let mut cards = BTreeMap::new();
     let names = ["sa".to_string(), "source".to_string()]
@@ -143,6 +152,7 @@ fn setup(dir: &Path, config: Config) -> Cards {
             }
         }
         b.transport_mut().set_latency(config.latency);
+        b.transport_mut().set_keygen_seed(seed);
         cards.insert(name, b);
     }
     cards
@@ -188,7 +198,7 @@ fn timeline(name: &str) {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut cards = setup(dir.path(), config);
+    let mut cards = setup(dir.path(), config, 0);
     let start = Instant::now();
     type Event = (String, bool, f64, u64);
     let events: std::sync::Arc<std::sync::Mutex<Vec<Event>>> = Default::default();
@@ -252,10 +262,10 @@ fn timeline(name: &str) {
 fn paired(pairs: usize) {
     let configs = configs(Duration::ZERO, &[10]);
     let mut walls = [Vec::new(), Vec::new()];
-    for _ in 0..pairs {
+    for pair in 0..pairs {
         for (i, config) in configs.iter().enumerate() {
             let dir = tempfile::tempdir().unwrap();
-            let mut cards = setup(dir.path(), *config);
+            let mut cards = setup(dir.path(), *config, pair as u64);
             let start = Instant::now();
             one_ceremony(dir.path(), &mut cards, *config);
             walls[i].push(start.elapsed().as_secs_f64() * 1e3);
@@ -286,11 +296,14 @@ fn bench_group(c: &mut Criterion, group: &str, configs: &[Config]) {
     let mut g = c.benchmark_group(group);
     g.sample_size(10).measurement_time(Duration::from_secs(10));
     for &config in configs {
+        // Every configuration draws the same sequence of seeds.
+        let mut seed = 0;
         g.bench_function(config.name(), |b| {
             b.iter_batched(
                 || {
                     let dir = tempfile::tempdir().unwrap();
-                    let cards = setup(dir.path(), config);
+                    seed += 1;
+                    let cards = setup(dir.path(), config, seed);
                     (dir, cards)
                 },
                 |(dir, mut cards)| {
@@ -338,9 +351,9 @@ fn measure(config: Config, runs: u32) -> Breakdown {
     let mut process_cpu = 0u64;
     let mut totals = timing::Totals::default();
     let mut requests = 0u64;
-    for _ in 0..runs {
+    for run in 0..runs {
         let dir = tempfile::tempdir().unwrap();
-        let mut cards = setup(dir.path(), config);
+        let mut cards = setup(dir.path(), config, u64::from(run));
         let before = timing::snapshot();
         let cpu_before = timing::process_cpu_nanos();
         let start = Instant::now();
@@ -480,7 +493,7 @@ fn card_requests(reads: u32) {
             memory_cards,
         };
         let dir = tempfile::tempdir().unwrap();
-        let mut cards = setup(dir.path(), config);
+        let mut cards = setup(dir.path(), config, 0);
         one_ceremony(dir.path(), &mut cards, config);
         let store = cards["source"].transport().store().clone();
         let start = timing::process_cpu_nanos();
