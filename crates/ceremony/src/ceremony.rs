@@ -424,7 +424,7 @@ impl Ceremony {
         let files = self
             .shared
             .provenance
-            .written_by(&self.layout, &self.plan, node);
+            .written_by(&self.layout, &self.plan, node)?;
         let journal = self.journal();
         let path = journal.path().display().to_string();
         match chain(&journal).first_gap(&files, node, &path) {

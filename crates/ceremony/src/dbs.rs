@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::durable::{self, Sensitivity};
 use crate::envelope;
-use crate::error::FileError;
+use crate::error::{FileError, io_error};
 
 pub const SA_DB_FORMAT: &str = "mkclone-sa-db";
 pub const CSR_DB_FORMAT: &str = "mkclone-csr-db";
@@ -400,9 +400,16 @@ pub struct ProvenanceCache {
     decoded: std::sync::Mutex<BTreeMap<PathBuf, Decoded>>,
 }
 
-/// How many files the cache keeps open (a 1 -> 10 clone has 60 bundles; the soft limit of
-/// open files is commonly 1024).
+/// How many files the cache keeps open at most (a 1 -> 10 clone has 71 files to watch), and
+/// never more than a quarter of the process's soft limit of open files (commonly 1024;
+/// hardened hosts set 256), so that the phases' own opens do not run out.
 const KEPT_FILES: usize = 256;
+
+fn kept_files_budget() -> usize {
+    let quarter = mkclone_durable::open_files_limit()
+        .map_or(0, |soft| usize::try_from(soft / 4).unwrap_or(usize::MAX));
+    KEPT_FILES.min(quarter)
+}
 
 /// A file's bytes as last read: the file itself, still open (with its device and inode),
 /// the SHA-256 of the bytes, and their provenance if they decoded.
@@ -423,31 +430,34 @@ struct Kept {
 
 impl ProvenanceCache {
     /// The files of [`files_written_by`] `node` that decode, with their provenance (files
-    /// that do not decode are for the phases to report), by path.
+    /// that do not decode are for the phases to report), by path. A file that exists and
+    /// cannot be read (a link or a FIFO put at its path, an I/O error, no descriptor left)
+    /// is an error naming it: its marks cannot be left unchecked.
     pub fn written_by(
         &self,
         layout: &Layout,
         plan: &crate::plan::Plan,
         node: &str,
-    ) -> Vec<(String, Provenance)> {
+    ) -> Result<Vec<(String, Provenance)>, FileError> {
         let mut out = Vec::new();
         for (path, format) in files_written_by(layout, plan, node) {
-            if let Some(p) = self.provenance(&path, format, plan) {
+            if let Some(p) = self.provenance(&path, format, plan)? {
                 out.push((path.display().to_string(), p));
             }
         }
-        out
+        Ok(out)
     }
 
     /// The provenance of one file, read now: through the kept descriptor when the path
     /// still names the kept file, else opened anew; decoded only when its hash changed (the
-    /// lock is not held while reading: phases on other threads check theirs).
+    /// lock is not held while reading: phases on other threads check theirs). `None` when
+    /// no file is there or it does not decode.
     fn provenance(
         &self,
         path: &Path,
         format: &'static str,
         plan: &crate::plan::Plan,
-    ) -> Option<Provenance> {
+    ) -> Result<Option<Provenance>, FileError> {
         use sha2::Digest;
         use std::os::unix::fs::MetadataExt;
         let lock = || {
@@ -455,43 +465,45 @@ impl ProvenanceCache {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         };
+        let forget = |e: FileError| {
+            lock().remove(path);
+            if e.is_not_found() { Ok(None) } else { Err(e) }
+        };
         let cached = lock().get(path).cloned();
         // Most of the files a node may write do not exist yet (the bundles of later
         // targets): one `lstat` says so.
-        let Ok(now) = std::fs::symlink_metadata(path) else {
-            lock().remove(path);
-            return None;
+        let now = match std::fs::symlink_metadata(path) {
+            Ok(now) => now,
+            Err(e) => return forget(io_error(path, "examine the file for its journal marks")(e)),
         };
         let same = cached
             .as_ref()
             .and_then(|c| c.kept.clone())
             .filter(|k| now.file_type().is_file() && now.dev() == k.dev && now.ino() == k.ino);
-        let read = match same {
-            Some(kept) => envelope::read_all_at(&kept.file)
+        // A read through the kept descriptor that fails (EIO, a handle gone stale) is made
+        // again on the file opened anew, which reports its own failure.
+        let read = same.and_then(|kept| {
+            envelope::read_all_at(&kept.file)
                 .ok()
-                .map(|bytes| (bytes, Some(kept))),
-            None => envelope::read_bytes_kept(path).ok().map(|(bytes, file)| {
-                let kept = file.metadata().ok().map(|m| Kept {
-                    dev: m.dev(),
-                    ino: m.ino(),
-                    file: std::sync::Arc::new(file),
-                });
-                (bytes, kept)
-            }),
-        };
-        let Some((bytes, kept)) = read else {
-            lock().remove(path);
-            return None;
+                .map(|bytes| (bytes, Some(kept)))
+        });
+        let (bytes, kept) = match read {
+            Some(read) => read,
+            None => match envelope::read_bytes_kept(path) {
+                Ok((bytes, file)) => (bytes, keepable(file)),
+                Err(e) => return forget(e),
+            },
         };
         let digest: [u8; 32] = sha2::Sha256::digest(&bytes[..]).into();
         let provenance = match cached {
             Some(c) if c.digest == digest => c.provenance,
             _ => provenance_of(path, &bytes, format, plan),
         };
+        let budget = kept_files_budget();
         let mut entries = lock();
         let open = entries.values().filter(|d| d.kept.is_some()).count();
         let kept_before = entries.get(path).is_some_and(|d| d.kept.is_some());
-        let kept = kept.filter(|_| kept_before || open < KEPT_FILES);
+        let kept = kept.filter(|_| kept_before || open < budget);
         entries.insert(
             path.to_path_buf(),
             Decoded {
@@ -500,8 +512,25 @@ impl ProvenanceCache {
                 provenance: provenance.clone(),
             },
         );
-        provenance
+        Ok(provenance)
     }
+}
+
+/// A file just read, to keep open for the next look: only on a local filesystem, where the
+/// same device and inode name the same file while it is open and a read sees every write
+/// at once. On NFS, a read through a descriptor kept open may be served from the client's
+/// cache, which only a new open revalidates.
+fn keepable(file: std::fs::File) -> Option<Kept> {
+    use std::os::unix::fs::MetadataExt;
+    if !mkclone_durable::is_local_filesystem(&file) {
+        return None;
+    }
+    let meta = file.metadata().ok()?;
+    Some(Kept {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        file: std::sync::Arc::new(file),
+    })
 }
 
 /// The provenance of a ceremony file of `format`, if it decodes.
@@ -554,46 +583,116 @@ pub fn carried_files(layout: &Layout, plan: &crate::plan::Plan) -> Vec<(String, 
 mod provenance_cache_tests {
     use super::*;
 
-    /// Every file looked at has an entry, and no more than `KEPT_FILES` of them keep their
-    /// file open (the process's limit of open files); those beyond are read anew each time.
+    /// A temporary directory on a local filesystem (where files are kept open): TMPDIR's,
+    /// else /dev/shm.
+    fn local_tempdir() -> tempfile::TempDir {
+        let local = |dir: tempfile::TempDir| {
+            let probe = dir.path().join("probe");
+            std::fs::write(&probe, b"").unwrap();
+            let file = std::fs::File::open(&probe).unwrap();
+            mkclone_durable::is_local_filesystem(&file).then_some(dir)
+        };
+        local(tempfile::tempdir().unwrap())
+            .or_else(|| local(tempfile::tempdir_in("/dev/shm").ok()?))
+            .expect("these tests need TMPDIR or /dev/shm on ext2/3/4, XFS, Btrfs or tmpfs")
+    }
+
+    /// Every file looked at has an entry, and no more than `KEPT_FILES` of them (or a
+    /// quarter of the process's limit of open files) keep their file open; those beyond
+    /// are read anew each time.
     #[test]
     fn at_most_kept_files_stay_open() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = local_tempdir();
         let plan = crate::plan::test_plan("cache", true);
         let cache = ProvenanceCache::default();
         let count = KEPT_FILES + 20;
         for i in 0..count {
             let path = dir.path().join(format!("f{i}"));
             std::fs::write(&path, b"not a ceremony file").unwrap();
-            assert!(cache.provenance(&path, SA_DB_FORMAT, &plan).is_none());
+            assert!(
+                cache
+                    .provenance(&path, SA_DB_FORMAT, &plan)
+                    .unwrap()
+                    .is_none()
+            );
             // A second look goes through the kept file, or reads anew: the same answer.
-            assert!(cache.provenance(&path, SA_DB_FORMAT, &plan).is_none());
+            assert!(
+                cache
+                    .provenance(&path, SA_DB_FORMAT, &plan)
+                    .unwrap()
+                    .is_none()
+            );
         }
         let entries = cache.decoded.lock().unwrap();
         assert_eq!(entries.len(), count);
         let open = entries.values().filter(|d| d.kept.is_some()).count();
-        assert_eq!(open, KEPT_FILES);
+        assert_eq!(open, kept_files_budget());
+        assert!(kept_files_budget() <= KEPT_FILES);
     }
 
     /// A file gone, or replaced by another (a new inode), is never answered from the kept
     /// one.
     #[test]
     fn a_removed_or_replaced_file_is_not_answered_from_the_kept_one() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = local_tempdir();
         let plan = crate::plan::test_plan("cache", true);
         let cache = ProvenanceCache::default();
         let path = dir.path().join("sa.db");
         let digest_of = |cache: &ProvenanceCache| cache.decoded.lock().unwrap()[&path].digest;
         std::fs::write(&path, b"first").unwrap();
-        cache.provenance(&path, SA_DB_FORMAT, &plan);
+        cache.provenance(&path, SA_DB_FORMAT, &plan).unwrap();
+        assert!(cache.decoded.lock().unwrap()[&path].kept.is_some());
         let first = digest_of(&cache);
         let other = dir.path().join("other");
         std::fs::write(&other, b"second").unwrap();
         std::fs::rename(&other, &path).unwrap();
-        cache.provenance(&path, SA_DB_FORMAT, &plan);
+        cache.provenance(&path, SA_DB_FORMAT, &plan).unwrap();
         assert_ne!(digest_of(&cache), first);
         std::fs::remove_file(&path).unwrap();
-        assert!(cache.provenance(&path, SA_DB_FORMAT, &plan).is_none());
+        assert!(
+            cache
+                .provenance(&path, SA_DB_FORMAT, &plan)
+                .unwrap()
+                .is_none()
+        );
         assert!(!cache.decoded.lock().unwrap().contains_key(&path));
+    }
+
+    /// A link or a FIFO put where a node's file belongs, kept open before or not, is an
+    /// error naming the path: the marks of a file that exists are never skipped.
+    #[test]
+    fn a_link_or_fifo_at_a_watched_path_is_an_error_naming_it() {
+        let dir = local_tempdir();
+        let plan = crate::plan::test_plan("cache", true);
+        let cache = ProvenanceCache::default();
+        let path = dir.path().join("sa.db");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::write(&elsewhere, b"not a ceremony file").unwrap();
+        std::fs::write(&path, b"not a ceremony file").unwrap();
+        assert!(
+            cache
+                .provenance(&path, SA_DB_FORMAT, &plan)
+                .unwrap()
+                .is_none()
+        );
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        let err = cache.provenance(&path, SA_DB_FORMAT, &plan).unwrap_err();
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        assert!(!cache.decoded.lock().unwrap().contains_key(&path));
+        std::fs::remove_file(&path).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let err = cache.provenance(&path, SA_DB_FORMAT, &plan).unwrap_err();
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
     }
 }

@@ -320,19 +320,42 @@ pub fn read_bytes_kept(path: &Path) -> Result<(Zeroizing<Vec<u8>>, std::fs::File
     Ok((bytes, file))
 }
 
+/// The largest file [`read_all_at`] reads: the largest ceremony file, a 1 -> 15 journal,
+/// is a few megabytes; a larger one (or one that keeps growing, or a sparse file claiming
+/// terabytes) is not one mkclone wrote, and is refused before it is allocated.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
 /// Every byte of the open `file`, from its start whatever its offset (`pread`), into a
-/// buffer sized once from its `fstat` (grown only if the file grew meanwhile).
+/// buffer sized once from its `fstat` (grown only if the file grew meanwhile), at most
+/// [`MAX_FILE_BYTES`].
 pub fn read_all_at(file: &std::fs::File) -> std::io::Result<Zeroizing<Vec<u8>>> {
     use std::os::unix::fs::FileExt;
-    let size = usize::try_from(file.metadata()?.len()).unwrap_or(0);
+    let too_large = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than {} MiB, which no ceremony file is",
+                MAX_FILE_BYTES >> 20
+            ),
+        )
+    };
+    let size = file.metadata()?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    let size = usize::try_from(size).map_err(|_| too_large())?;
     // One more byte than the size: a read that fills it means the file grew.
     let mut bytes = Zeroizing::new(vec![0u8; size.saturating_add(1)]);
     let mut filled = 0;
     loop {
+        if filled as u64 > MAX_FILE_BYTES {
+            return Err(too_large());
+        }
         if filled == bytes.len() {
             // Grown since the fstat: double, moving the bytes read so far into a buffer
             // that is zeroized in its turn (the old one is, on drop).
-            let mut larger = Zeroizing::new(vec![0u8; bytes.len().saturating_mul(2)]);
+            let cap = usize::try_from(MAX_FILE_BYTES + 1).unwrap_or(usize::MAX);
+            let mut larger = Zeroizing::new(vec![0u8; bytes.len().saturating_mul(2).min(cap)]);
             larger[..filled].copy_from_slice(&bytes[..filled]);
             bytes = larger;
         }
@@ -500,6 +523,28 @@ mod tests {
         let s = std::str::from_utf8(bytes).unwrap();
         assert!(s.contains(from), "{from} not in {s}");
         s.replacen(from, to, 1).into_bytes()
+    }
+
+    /// A file larger than any ceremony file (here a sparse one) is refused before a byte
+    /// of it is allocated, with its path.
+    #[test]
+    fn a_file_larger_than_any_ceremony_file_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sa.db");
+        let file = fs::File::create(&path).unwrap();
+        file.set_len(MAX_FILE_BYTES + 1).unwrap();
+        drop(file);
+        let err = read_bytes(&path).unwrap_err().to_string();
+        assert!(err.contains("larger than 64 MiB"), "{err}");
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        // At the limit it is read.
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(MAX_FILE_BYTES)
+            .unwrap();
+        assert_eq!(read_bytes(&path).unwrap().len() as u64, MAX_FILE_BYTES);
     }
 
     #[test]

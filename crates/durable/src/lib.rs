@@ -60,7 +60,7 @@ pub use dir::{check_private_dir, create_private_dir, sync_dir};
 pub use error::{DurableError, io_error};
 pub use lock::{LockFile, LockHold, ReusableLock};
 pub use mode::{Sensitivity, set_exact_mode};
-pub use open::{Access, effective_uid, open_regular};
+pub use open::{Access, effective_uid, is_local_filesystem, open_files_limit, open_regular};
 pub use process::{holder_command, pid_may_be_alive};
 pub use temp::{remove_stale_files, remove_stale_temps, remove_stale_temps_of};
 pub use write::{create_new_exclusive, write_atomic, write_atomic_kept};

@@ -108,6 +108,37 @@ pub fn effective_uid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
+/// Whether the open `file` is on a local filesystem whose inode numbers name one file for
+/// as long as it is open and whose reads see every write of this machine at once (ext2/3/4,
+/// XFS, Btrfs, tmpfs): where a file kept open may be read again instead of opened anew.
+/// Not on NFS (attributes and pages cached per client, revalidated only at open), FUSE
+/// (whatever its server answers) or anything else unknown; false when the filesystem
+/// cannot be told.
+pub fn is_local_filesystem(file: &File) -> bool {
+    use nix::sys::statfs::{
+        BTRFS_SUPER_MAGIC, EXT2_SUPER_MAGIC, EXT3_SUPER_MAGIC, EXT4_SUPER_MAGIC, TMPFS_MAGIC,
+        XFS_SUPER_MAGIC, fstatfs,
+    };
+    fstatfs(file).is_ok_and(|s| {
+        [
+            EXT2_SUPER_MAGIC,
+            EXT3_SUPER_MAGIC,
+            EXT4_SUPER_MAGIC,
+            XFS_SUPER_MAGIC,
+            BTRFS_SUPER_MAGIC,
+            TMPFS_MAGIC,
+        ]
+        .contains(&s.filesystem_type())
+    })
+}
+
+/// The soft limit of open files of this process (`RLIMIT_NOFILE`), if it can be read.
+pub fn open_files_limit() -> Option<u64> {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(soft, _)| soft)
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -254,5 +285,19 @@ mod tests {
             }
         }
         assert!(!s.path("none").exists(), "nothing created");
+    }
+
+    /// Files kept open are read again only on the filesystems named: tmpfs is one, procfs
+    /// (as NFS or FUSE would be) is not.
+    #[test]
+    fn only_local_filesystems_are_local() {
+        let dir = tempfile::tempdir_in("/dev/shm").expect("this test needs /dev/shm (tmpfs)");
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"x").unwrap();
+        assert!(is_local_filesystem(&File::open(&p).unwrap()));
+        assert!(!is_local_filesystem(
+            &File::open("/proc/self/status").unwrap()
+        ));
+        assert!(open_files_limit().is_some_and(|n| n > 0));
     }
 }
