@@ -597,6 +597,24 @@ mod provenance_cache_tests {
             .expect("these tests need TMPDIR or /dev/shm on ext2/3/4, XFS, Btrfs or tmpfs")
     }
 
+    /// The provenance the cache gives `path` now, which must not be an error.
+    fn read(cache: &ProvenanceCache, path: &Path, plan: &crate::plan::Plan) -> Option<Provenance> {
+        cache.provenance(path, SA_DB_FORMAT, plan).unwrap()
+    }
+
+    /// A cache, a plan, and the path of an sa.db in a local temporary directory.
+    fn cache_and_sa_db() -> (
+        tempfile::TempDir,
+        crate::plan::Plan,
+        ProvenanceCache,
+        PathBuf,
+    ) {
+        let dir = local_tempdir();
+        let path = dir.path().join("sa.db");
+        let plan = crate::plan::test_plan("cache", true);
+        (dir, plan, ProvenanceCache::default(), path)
+    }
+
     /// Every file looked at has an entry, and no more than `KEPT_FILES` of them (or a
     /// quarter of the process's limit of open files) keep their file open; those beyond
     /// are read anew each time.
@@ -609,19 +627,9 @@ mod provenance_cache_tests {
         for i in 0..count {
             let path = dir.path().join(format!("f{i}"));
             std::fs::write(&path, b"not a ceremony file").unwrap();
-            assert!(
-                cache
-                    .provenance(&path, SA_DB_FORMAT, &plan)
-                    .unwrap()
-                    .is_none()
-            );
+            assert!(read(&cache, &path, &plan).is_none());
             // A second look goes through the kept file, or reads anew: the same answer.
-            assert!(
-                cache
-                    .provenance(&path, SA_DB_FORMAT, &plan)
-                    .unwrap()
-                    .is_none()
-            );
+            assert!(read(&cache, &path, &plan).is_none());
         }
         let entries = cache.decoded.lock().unwrap();
         assert_eq!(entries.len(), count);
@@ -634,27 +642,19 @@ mod provenance_cache_tests {
     /// one.
     #[test]
     fn a_removed_or_replaced_file_is_not_answered_from_the_kept_one() {
-        let dir = local_tempdir();
-        let plan = crate::plan::test_plan("cache", true);
-        let cache = ProvenanceCache::default();
-        let path = dir.path().join("sa.db");
+        let (dir, plan, cache, path) = cache_and_sa_db();
         let digest_of = |cache: &ProvenanceCache| cache.decoded.lock().unwrap()[&path].digest;
         std::fs::write(&path, b"first").unwrap();
-        cache.provenance(&path, SA_DB_FORMAT, &plan).unwrap();
+        read(&cache, &path, &plan);
         assert!(cache.decoded.lock().unwrap()[&path].kept.is_some());
         let first = digest_of(&cache);
         let other = dir.path().join("other");
         std::fs::write(&other, b"second").unwrap();
         std::fs::rename(&other, &path).unwrap();
-        cache.provenance(&path, SA_DB_FORMAT, &plan).unwrap();
+        read(&cache, &path, &plan);
         assert_ne!(digest_of(&cache), first);
         std::fs::remove_file(&path).unwrap();
-        assert!(
-            cache
-                .provenance(&path, SA_DB_FORMAT, &plan)
-                .unwrap()
-                .is_none()
-        );
+        assert!(read(&cache, &path, &plan).is_none());
         assert!(!cache.decoded.lock().unwrap().contains_key(&path));
     }
 
@@ -662,19 +662,11 @@ mod provenance_cache_tests {
     /// error naming the path: the marks of a file that exists are never skipped.
     #[test]
     fn a_link_or_fifo_at_a_watched_path_is_an_error_naming_it() {
-        let dir = local_tempdir();
-        let plan = crate::plan::test_plan("cache", true);
-        let cache = ProvenanceCache::default();
-        let path = dir.path().join("sa.db");
+        let (dir, plan, cache, path) = cache_and_sa_db();
         let elsewhere = dir.path().join("elsewhere");
         std::fs::write(&elsewhere, b"not a ceremony file").unwrap();
         std::fs::write(&path, b"not a ceremony file").unwrap();
-        assert!(
-            cache
-                .provenance(&path, SA_DB_FORMAT, &plan)
-                .unwrap()
-                .is_none()
-        );
+        assert!(read(&cache, &path, &plan).is_none());
         std::fs::remove_file(&path).unwrap();
         std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
         let err = cache.provenance(&path, SA_DB_FORMAT, &plan).unwrap_err();

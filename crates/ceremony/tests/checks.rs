@@ -163,56 +163,38 @@ fn gate(patience: Duration) -> (Observer, Arc<(Mutex<Seen>, Condvar)>) {
     (observer, shared)
 }
 
+/// A clone of the three targets checked as `checks` says, target3's 3a held by the gate
+/// for at most `patience`: the phases in the order they ended.
+fn gated_clone(checks: Checks, patience: Duration) -> Vec<(Phase, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    create_cards(dir.path(), &NODES);
+    let (observer, seen) = gate(patience);
+    clone(dir.path(), &options(checks, Some(observer)), false).unwrap();
+    std::mem::take(&mut seen.0.lock().unwrap().ended)
+}
+
 /// Checked each before its own shares, target1's shares are made while target3's key
 /// generation is held back; checked all first, none is made until every key is
 /// certified (the gate gives up, and every 3c ends after every 3b).
 #[test]
 fn a_targets_shares_wait_for_another_targets_key_only_when_every_target_is_checked_first() {
-    let dir = tempfile::tempdir().unwrap();
-    create_cards(dir.path(), &NODES);
     // Long enough for target1's whole chain on a loaded machine: the gate opens as soon as
     // target1's 3c ends, so this bounds only a failing run.
-    let (observer, seen) = gate(Duration::from_secs(60));
-    clone(
-        dir.path(),
-        &options(Checks::EachTarget, Some(observer)),
-        false,
-    )
-    .unwrap();
-    let seen = seen.0.lock().unwrap();
+    let ended = gated_clone(Checks::EachTarget, Duration::from_secs(60));
     let at = |phase: Phase, target: &str| {
-        seen.ended
+        ended
             .iter()
             .position(|(p, t)| *p == phase && t == target)
             .unwrap_or_else(|| panic!("{phase:?} for {target} never ended"))
     };
     assert!(
         at(Phase::P3c, "target1") < at(Phase::P3a, "target3"),
-        "target1's shares waited for target3's key: {:?}",
-        seen.ended
+        "target1's shares waited for target3's key: {ended:?}"
     );
-    drop(seen);
 
-    let dir = tempfile::tempdir().unwrap();
-    create_cards(dir.path(), &NODES);
     // All first, target1's 3c cannot start before target3's 3b: the gate can only give up.
-    let (observer, seen) = gate(Duration::from_secs(2));
-    clone(
-        dir.path(),
-        &options(Checks::AllFirst, Some(observer)),
-        false,
-    )
-    .unwrap();
-    let seen = seen.0.lock().unwrap();
-    let last_3b = seen
-        .ended
-        .iter()
-        .rposition(|(p, _)| *p == Phase::P3b)
-        .unwrap();
-    let first_3c = seen
-        .ended
-        .iter()
-        .position(|(p, _)| *p == Phase::P3c)
-        .unwrap();
-    assert!(last_3b < first_3c, "{:?}", seen.ended);
+    let ended = gated_clone(Checks::AllFirst, Duration::from_secs(2));
+    let last_3b = ended.iter().rposition(|(p, _)| *p == Phase::P3b).unwrap();
+    let first_3c = ended.iter().position(|(p, _)| *p == Phase::P3c).unwrap();
+    assert!(last_3b < first_3c, "{ended:?}");
 }
