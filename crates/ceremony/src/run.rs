@@ -714,10 +714,36 @@ fn check_target(
         phases::preflight_target(c, &mut node, name, &mut problems);
         node.status().ok()
     };
-    if let (Some(source), Some(target)) = (source_status, target_status) {
-        phases::overwrite_guard(c, &source, &target, name, &mut problems);
-    }
+    guard_or_problem(
+        c,
+        source_status.as_ref(),
+        target_status.as_ref(),
+        name,
+        &mut problems,
+    );
     found(problems)
+}
+
+/// The overwrite guard of one target; when a status it needs could not be read, a problem
+/// saying so (the preflights report the read's own error too): never a guard skipped.
+fn guard_or_problem(
+    c: &Ceremony,
+    source: Option<&NodeStatus>,
+    target: Option<&NodeStatus>,
+    name: &str,
+    problems: &mut Vec<crate::failure::Problem>,
+) {
+    match (source, target) {
+        (Some(source), Some(target)) => {
+            phases::overwrite_guard(c, source, target, name, problems);
+        }
+        _ => problems.push(crate::failure::Problem::new(
+            name,
+            "node",
+            "the overwrite guard could not read the source's and this target's status: \
+             check the devices and run the command again",
+        )),
+    }
 }
 
 /// Before any share leaves the source: every problem of every node, at once. Nothing
@@ -725,24 +751,27 @@ fn check_target(
 fn preflight(c: &Ceremony, nodes: &mut dyn Nodes) -> Result<()> {
     let plan = c.plan.clone();
     let mut problems = Vec::new();
-    let source_status = nodes.node(&plan.source.name)?.status().ok();
+    // The statuses the checks read, kept for the next checks and the overwrite guard: a
+    // read that failed is retried by the next check, and reported by it.
+    let mut source_status = None;
     let mut target_statuses = Vec::new();
     for t in &plan.targets {
-        let target_status = nodes.node(&t.name)?.status().ok();
         let source = nodes.node(&plan.source.name)?;
-        let mut source = StatusCache::with_status(source, source_status.clone());
+        let mut source = StatusCache::with_status(source, source_status.take());
         phases::preflight_source(c, &mut source, &t.name, &mut problems);
-        let node = nodes.node(&t.name)?;
-        let mut node = StatusCache::with_status(node, target_status.clone());
+        source_status = source.status().ok();
+        let mut node = StatusCache::new(nodes.node(&t.name)?);
         phases::preflight_target(c, &mut node, &t.name, &mut problems);
-        target_statuses.push(target_status);
+        target_statuses.push(node.status().ok());
     }
-    if let Some(source_status) = &source_status {
-        for (t, st) in plan.targets.iter().zip(&target_statuses) {
-            if let Some(st) = st {
-                phases::overwrite_guard(c, source_status, st, &t.name, &mut problems);
-            }
-        }
+    for (t, st) in plan.targets.iter().zip(&target_statuses) {
+        guard_or_problem(
+            c,
+            source_status.as_ref(),
+            st.as_ref(),
+            &t.name,
+            &mut problems,
+        );
     }
     // Bundles are made by 3c: their absence is not a problem yet.
     found(problems)

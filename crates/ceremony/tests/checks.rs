@@ -2,14 +2,23 @@
 //! whose preflight found a problem, whichever way the targets are checked; checked each
 //! before its own shares, a target's shares do not wait for another target's key.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use mkclone_backend::{Backend, CloneableKind, NewState};
+use mkclone_backend::access::AccessAudit;
+use mkclone_backend::{
+    Applied, Backend, BackendError, Capabilities, Certificate, CloneableKind, Eid, GenerateRequest,
+    InstallProgress, InstallRequest, KeyLabel, MofN, NewState, NodeStatus, ObtainRequest,
+    Operation, PublicKeyHash, PublicKeyToken, Registration, RetainedKeyInfo, SealedShare,
+    ShareStatus, SubjectInfo,
+};
 use mkclone_ceremony::progress::{Observer, Progress};
 use mkclone_ceremony::run::{Checks, CloneOptions, run_clone};
 use mkclone_ceremony::{Ceremony, CeremonyError, Phase, Plan};
+use mkclone_hw_sim::SimBackend;
 
 mod common;
 use common::*;
@@ -197,4 +206,159 @@ fn a_targets_shares_wait_for_another_targets_key_only_when_every_target_is_check
     let last_3b = ended.iter().rposition(|(p, _)| *p == Phase::P3b).unwrap();
     let first_3c = ended.iter().position(|(p, _)| *p == Phase::P3c).unwrap();
     assert!(last_3b < first_3c, "{ended:?}");
+}
+
+/// A simulated card whose next status read fails once when `fail` is raised (a transport
+/// error on a real card, once).
+struct Flaky {
+    card: SimBackend,
+    fail: Arc<AtomicBool>,
+}
+
+impl Backend for Flaky {
+    fn backend_name(&self) -> &'static str {
+        self.card.backend_name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.card.capabilities()
+    }
+    fn access_audit(
+        &mut self,
+        operations: &[Operation],
+        kinds: &[CloneableKind],
+    ) -> mkclone_backend::Result<AccessAudit> {
+        self.card.access_audit(operations, kinds)
+    }
+    fn status(&mut self) -> mkclone_backend::Result<NodeStatus> {
+        if self.fail.swap(false, Ordering::SeqCst) {
+            return Err(BackendError::Transport {
+                operation: Operation::Status,
+                cause: "the test's one failed read".into(),
+            });
+        }
+        self.card.status()
+    }
+    fn set_eid(&mut self, eid: &Eid) -> mkclone_backend::Result<Applied<()>> {
+        self.card.set_eid(eid)
+    }
+    fn set_m_of_n(&mut self, m_of_n: MofN) -> mkclone_backend::Result<Applied<()>> {
+        self.card.set_m_of_n(m_of_n)
+    }
+    fn share_status(&mut self) -> mkclone_backend::Result<ShareStatus> {
+        self.card.share_status()
+    }
+    fn generate_retained_key(
+        &mut self,
+        request: &GenerateRequest,
+    ) -> mkclone_backend::Result<Applied<PublicKeyToken>> {
+        self.card.generate_retained_key(request)
+    }
+    fn retained_public_key(
+        &mut self,
+        label: &KeyLabel,
+    ) -> mkclone_backend::Result<Option<PublicKeyToken>> {
+        self.card.retained_public_key(label)
+    }
+    fn list_retained_keys(&mut self) -> mkclone_backend::Result<Vec<RetainedKeyInfo>> {
+        self.card.list_retained_keys()
+    }
+    fn register_public_key_hash(
+        &mut self,
+        name: &KeyLabel,
+        hash: &PublicKeyHash,
+        clone: bool,
+    ) -> mkclone_backend::Result<Applied<()>> {
+        self.card.register_public_key_hash(name, hash, clone)
+    }
+    fn register_public_key(
+        &mut self,
+        name: &KeyLabel,
+        certificate: &Certificate,
+        clone: bool,
+    ) -> mkclone_backend::Result<Applied<()>> {
+        self.card.register_public_key(name, certificate, clone)
+    }
+    fn list_registrations(&mut self) -> mkclone_backend::Result<Vec<Registration>> {
+        self.card.list_registrations()
+    }
+    fn certify_public_key(
+        &mut self,
+        signer: &KeyLabel,
+        subject: &PublicKeyToken,
+        info: &SubjectInfo,
+    ) -> mkclone_backend::Result<Certificate> {
+        self.card.certify_public_key(signer, subject, info)
+    }
+    fn obtain_share(&mut self, request: &ObtainRequest) -> mkclone_backend::Result<SealedShare> {
+        self.card.obtain_share(request)
+    }
+    fn install_share(
+        &mut self,
+        request: &InstallRequest,
+    ) -> mkclone_backend::Result<Applied<InstallProgress>> {
+        self.card.install_share(request)
+    }
+    fn set_master_key(&mut self, kind: CloneableKind) -> mkclone_backend::Result<Applied<()>> {
+        self.card.set_master_key(kind)
+    }
+    fn clear_new(&mut self, kind: CloneableKind) -> mkclone_backend::Result<Applied<()>> {
+        self.card.clear_new(kind)
+    }
+}
+
+/// target2 holds a key of its own (the overwrite guard must refuse its shares), and the
+/// first status read of it after its 3b fails once. Whichever way the targets are checked
+/// and with one job, the checks refuse, and no share leaves for target2: a failed read is a
+/// problem, never a check skipped (it was, in the all-first preflight, found by a review).
+#[test]
+fn a_status_read_that_fails_once_never_skips_a_targets_checks() {
+    for (checks, jobs) in [
+        (Checks::EachTarget, 3),
+        (Checks::AllFirst, 3),
+        (Checks::EachTarget, 1),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        create_cards(dir.path(), &NODES);
+        bus(dir.path())
+            .open_card(apqn(4))
+            .unwrap()
+            .load_random_master_key(CloneableKind::Sym)
+            .unwrap();
+        let fail = Arc::new(AtomicBool::new(false));
+        let mut cards: BTreeMap<String, Flaky> = open_cards(dir.path(), &NODES)
+            .into_iter()
+            .map(|(name, card)| {
+                let fail = if name == "target2" {
+                    fail.clone()
+                } else {
+                    Arc::default()
+                };
+                (name, Flaky { card, fail })
+            })
+            .collect();
+        let observer = Observer::new(move |event| {
+            if let Progress::PhaseDone { report, target } = event
+                && report.phase == Phase::P3b
+                && *target == Some("target2")
+            {
+                fail.store(true, Ordering::SeqCst);
+            }
+        });
+        let options = CloneOptions {
+            jobs: std::num::NonZeroUsize::new(jobs),
+            observer: Some(observer),
+            checks,
+        };
+        let mut ceremony = Ceremony::open(&dir.path().join("ceremony"), plan()).unwrap();
+        let result = run_clone(&mut ceremony, &mut cards, &options);
+        assert!(
+            matches!(result, Err(CeremonyError::Preflight { .. })),
+            "{checks:?}, {jobs} job(s): {result:?}"
+        );
+        drop(ceremony);
+        assert!(
+            bundles(dir.path(), "target2").is_empty(),
+            "{checks:?}, {jobs} job(s): shares left for target2"
+        );
+    }
 }
