@@ -70,19 +70,25 @@ fn sym_register(root: &Path, node: &str) -> mkclone_backend::RegisterStatus {
     status.register(CloneableKind::Sym.kind()).unwrap().clone()
 }
 
+/// Fresh cards in a new directory, target2's holding a SYM master key of its own.
+fn target2_holding_its_own_key() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    create_cards(dir.path(), &NODES);
+    bus(dir.path())
+        .open_card(apqn(4))
+        .unwrap()
+        .load_random_master_key(CloneableKind::Sym)
+        .unwrap();
+    dir
+}
+
 /// target2 holds a valid master key of its own: the overwrite guard of its checks refuses
 /// its shares. Checked each before its shares or all first, target2 gets no share and
 /// keeps its key; all first, no target gets one. Asked to replace it, a rerun finishes.
 #[test]
 fn a_target_whose_checks_fail_gets_no_share_whichever_way_targets_are_checked() {
     for checks in [Checks::EachTarget, Checks::AllFirst] {
-        let dir = tempfile::tempdir().unwrap();
-        create_cards(dir.path(), &NODES);
-        bus(dir.path())
-            .open_card(apqn(4))
-            .unwrap()
-            .load_random_master_key(CloneableKind::Sym)
-            .unwrap();
+        let dir = target2_holding_its_own_key();
         let own = sym_register(dir.path(), "target2");
 
         match clone(dir.path(), &options(checks, None), false) {
@@ -317,13 +323,7 @@ fn a_status_read_that_fails_once_never_skips_a_targets_checks() {
         (Checks::AllFirst, 3),
         (Checks::EachTarget, 1),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        create_cards(dir.path(), &NODES);
-        bus(dir.path())
-            .open_card(apqn(4))
-            .unwrap()
-            .load_random_master_key(CloneableKind::Sym)
-            .unwrap();
+        let dir = target2_holding_its_own_key();
         let fail = Arc::new(AtomicBool::new(false));
         let mut cards: BTreeMap<String, Flaky> = open_cards(dir.path(), &NODES)
             .into_iter()
