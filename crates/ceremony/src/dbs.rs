@@ -405,10 +405,15 @@ pub struct ProvenanceCache {
 /// hardened hosts set 256), so that the phases' own opens do not run out.
 const KEPT_FILES: usize = 256;
 
+/// [`KEPT_FILES`], or a quarter of the soft limit if lower: read once per process (not at
+/// every look at a file).
 fn kept_files_budget() -> usize {
-    let quarter = mkclone_durable::open_files_limit()
-        .map_or(0, |soft| usize::try_from(soft / 4).unwrap_or(usize::MAX));
-    KEPT_FILES.min(quarter)
+    static BUDGET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let quarter = mkclone_durable::open_files_limit()
+            .map_or(0, |soft| usize::try_from(soft / 4).unwrap_or(usize::MAX));
+        KEPT_FILES.min(quarter)
+    })
 }
 
 /// A file's bytes as last read: the file itself, still open (with its device and inode),

@@ -284,12 +284,6 @@ fn keys_stage(targets: usize) -> Vec<Task> {
     tasks
 }
 
-/// The index of 2b and of each target's 3b in [`keys_stage`].
-const P2B_TASK: usize = 2;
-fn p3b_task(t: usize) -> usize {
-    4 + 2 * t
-}
-
 /// After the checks of every target: 3c then 3d for each target. With one job, in that
 /// order (the per-phase commands'). With more, every 3c is listed before every 3d: the
 /// source's chain of 3c is the critical path, and a worker takes the first ready task in
@@ -315,15 +309,16 @@ fn shares_stage(targets: usize, jobs: usize) -> Vec<Task> {
 /// [`shares_stage`].
 fn each_target_graph(targets: usize) -> Vec<Task> {
     let mut tasks = keys_stage(targets);
+    let index = |tasks: &[Task], step: Step| tasks.iter().position(|t| t.step == step);
     let first_c = tasks.len();
     for t in 0..targets {
+        let after = [Step::P2b, Step::P3b(t)]
+            .into_iter()
+            .filter_map(|step| index(&tasks, step))
+            .collect();
         tasks.push(Task {
             check_target: true,
-            ..Task::new(
-                Step::P3c(t),
-                vec![SOURCE, 2 + t],
-                vec![P2B_TASK, p3b_task(t)],
-            )
+            ..Task::new(Step::P3c(t), vec![SOURCE, 2 + t], after)
         });
     }
     for t in 0..targets {
@@ -366,45 +361,36 @@ pub fn run_clone(
         run_stage(c, &slots, tasks, jobs, reports)
     };
     if options.checks_for(&plan) == Checks::EachTarget {
+        let graph = each_target_graph(plan.targets.len());
+        stage(c, nodes, &graph, &mut reports)?;
+    } else {
+        stage(c, nodes, &keys_stage(plan.targets.len()), &mut reports)?;
+        // The SA key must be on every node before shares move. Under dual control, two
+        // people register it with their own commands: stop here until they have.
+        if plan.dual_control {
+            let pending = pending_registrations(c, nodes)?;
+            if !pending.is_empty() {
+                let db = phases::trusted_sa_db(c, "clone")?;
+                return Ok(CloneSummary {
+                    phases: reports,
+                    nodes: statuses(nodes, &names)?,
+                    journal_head: c.journal().head_hash(),
+                    waiting: Some(DualControlWait {
+                        sa_fingerprint: c.sa_anchor().map(|a| a.grouped()).unwrap_or_default(),
+                        registration_fingerprint: db.sa_hash.fingerprint(),
+                        pending,
+                    }),
+                });
+            }
+        }
+        preflight(c, nodes)?;
         stage(
             c,
             nodes,
-            &each_target_graph(plan.targets.len()),
+            &shares_stage(plan.targets.len(), jobs),
             &mut reports,
         )?;
-        return Ok(CloneSummary {
-            phases: reports,
-            nodes: statuses(nodes, &names)?,
-            journal_head: c.journal().head_hash(),
-            waiting: None,
-        });
     }
-    stage(c, nodes, &keys_stage(plan.targets.len()), &mut reports)?;
-    // The SA key must be on every node before shares move. Under dual control, two
-    // people register it with their own commands: stop here until they have.
-    if plan.dual_control {
-        let pending = pending_registrations(c, nodes)?;
-        if !pending.is_empty() {
-            let db = phases::trusted_sa_db(c, "clone")?;
-            return Ok(CloneSummary {
-                phases: reports,
-                nodes: statuses(nodes, &names)?,
-                journal_head: c.journal().head_hash(),
-                waiting: Some(DualControlWait {
-                    sa_fingerprint: c.sa_anchor().map(|a| a.grouped()).unwrap_or_default(),
-                    registration_fingerprint: db.sa_hash.fingerprint(),
-                    pending,
-                }),
-            });
-        }
-    }
-    preflight(c, nodes)?;
-    stage(
-        c,
-        nodes,
-        &shares_stage(plan.targets.len(), jobs),
-        &mut reports,
-    )?;
     Ok(CloneSummary {
         phases: reports,
         nodes: statuses(nodes, &names)?,
