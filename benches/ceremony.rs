@@ -24,6 +24,7 @@
 //!     cargo bench --bench ceremony -- none    # only the breakdown and the demo figures
 //!     MKCLONE_BENCH_RUNS=3 cargo bench --bench ceremony -- none   # fewer breakdown runs
 //!     MKCLONE_BENCH_ONLY=1_to_10 cargo bench --bench ceremony -- none   # those breakdowns only
+//!     MKCLONE_BENCH_ONLY='1_to_10_parallel$' …   # that row only (`$`: the whole label)
 //!     MKCLONE_BENCH_TIMELINE=1_to_10_parallel cargo bench --bench ceremony   # one timeline only
 //!     MKCLONE_BENCH_PAIRED=30 cargo bench --bench ceremony   # the 1 -> 10 ratio, paired runs only
 //!     MKCLONE_BENCH_CHECKS=all-first …    # parallel runs check every target first
@@ -74,6 +75,15 @@ impl Config {
             ""
         };
         format!("1_to_{}_{mode}{cards}", self.targets)
+    }
+
+    /// The breakdown's row label: the name, and the device latency if any.
+    fn label(&self) -> String {
+        if self.latency.is_zero() {
+            self.name()
+        } else {
+            format!("{} +{}ms", self.name(), self.latency.as_millis())
+        }
     }
 }
 
@@ -380,8 +390,34 @@ fn measure(config: Config, runs: u32) -> Breakdown {
     }
 }
 
+/// What one counted measurement (`timing::measure`) costs, in ns: (outside the span it
+/// counts, which "ours" includes; inside it, which a category includes). The median of 5
+/// rounds of 20 000 empty measurements on this thread, the process otherwise idle. A
+/// ceremony that nobody measures pays neither: counting is the benchmark's
+/// (`timing::enable`).
+fn probe_cost() -> (f64, f64) {
+    const CALLS: u32 = 20_000;
+    let mut rounds: Vec<(f64, f64)> = (0..5)
+        .map(|_| {
+            let before = timing::snapshot();
+            let cpu = timing::process_cpu_nanos();
+            for _ in 0..CALLS {
+                timing::measure(Category::Sha, || std::hint::black_box(()));
+            }
+            let total = timing::process_cpu_nanos() - cpu;
+            let inside = timing::snapshot().since(&before).cpu_nanos(Category::Sha);
+            let per_call = |ns: u64| ns as f64 / f64::from(CALLS);
+            (per_call(total.saturating_sub(inside)), per_call(inside))
+        })
+        .collect();
+    rounds.sort_by(|a, b| (a.0 + a.1).total_cmp(&(b.0 + b.1)));
+    rounds[rounds.len() / 2]
+}
+
 /// Every configuration's breakdown, `runs` ceremonies each.
 fn breakdown(runs: u32) {
+    timing::enable();
+    let (probe_out, probe_in) = probe_cost();
     let only = std::env::var("MKCLONE_BENCH_ONLY").unwrap_or_default();
     let all: Vec<Config> = configs(Duration::ZERO, &[1, 3, 10])
         .into_iter()
@@ -390,14 +426,23 @@ fn breakdown(runs: u32) {
             memory_cards: true,
             ..c
         }))
-        .filter(|c| c.name().contains(&only))
+        .filter(|c| match only.strip_suffix('$') {
+            Some(exact) => c.label() == exact,
+            None => c.label().contains(&only),
+        })
         .collect();
     println!(
         "\nclone, SYM+ASYM, 3-of-5, RSA-2048, file-backed simulated cards: mean of {runs} runs (ms; \
          categories: calls, wall summed over threads / CPU)"
     );
     println!(
-        "{:<28} {:>8} {:>8} {:>22} {:>13} {:>9} {:>18} {:>9} {:>14} {:>7} {:>7} {:>13}",
+        "the counters' own cost per measurement: {probe_out:.0} ns outside what it counts \
+         (in \"ours\"), {probe_in:.0} ns inside; \"counters\" is the outside part over the \
+         run's measurements, and \"%CPU uncounted\" the share of ours in a run that counts \
+         nothing (as a ceremony outside this benchmark)"
+    );
+    println!(
+        "{:<28} {:>8} {:>8} {:>22} {:>13} {:>9} {:>18} {:>9} {:>14} {:>7} {:>7} {:>9} {:>14} {:>13}",
         "configuration",
         "wall",
         "CPU",
@@ -409,6 +454,8 @@ fn breakdown(runs: u32) {
         "ours CPU",
         "%wall",
         "%CPU",
+        "counters",
+        "%CPU uncounted",
         "rest of wall"
     );
     let mut serial_wall = BTreeMap::new();
@@ -429,11 +476,12 @@ fn breakdown(runs: u32) {
             cat(Category::FileSync),
         );
         let ours = (b.process_cpu - b.totals.measured_cpu_nanos() as f64 / n) / 1e6;
-        let label = if config.latency.is_zero() {
-            config.name()
-        } else {
-            format!("{} +{}ms", config.name(), config.latency.as_millis())
-        };
+        // Without the counters: ours loses their outside part, the process both parts.
+        let measurements = b.totals.calls.iter().sum::<u64>() as f64 / n;
+        let counters = measurements * probe_out / 1e6;
+        let uncounted = 100.0 * (ours - counters) * 1e6
+            / (b.process_cpu - measurements * (probe_out + probe_in));
+        let label = config.label();
         // Serial, no latency: the figure docs/PERFORMANCE.md tracked before CPU clocks,
         // wall time minus the wall time of every category, as a share of the wall.
         let rest = if config.jobs == 1 && config.latency.is_zero() {
@@ -453,7 +501,7 @@ fn breakdown(runs: u32) {
                 .unwrap_or_default()
         };
         println!(
-            "{label:<28} {:>8.1} {:>8.1} {:>5.0} {:>7.1}/{:>7.1} {:>3.0} {:>4.1}/{:>4.1} {:>3.0} {:>4.1} {:>4.0} {:>7.1}/{:>5.1} {:>9.0} {:>14.1} {:>6.1}% {:>6.1}% {rest:>13}{vs_serial}",
+            "{label:<28} {:>8.1} {:>8.1} {:>5.0} {:>7.1}/{:>7.1} {:>3.0} {:>4.1}/{:>4.1} {:>3.0} {:>4.1} {:>4.0} {:>7.1}/{:>5.1} {:>9.0} {:>14.1} {:>6.1}% {:>6.1}% {counters:>9.1} {uncounted:>13.1}% {rest:>13}{vs_serial}",
             b.wall / 1e6,
             b.process_cpu / 1e6,
             rsa.0,
@@ -481,6 +529,7 @@ fn breakdown(runs: u32) {
 /// as many that change it (its EID, to one of two values of the same length); process CPU
 /// per request, and for the changes the CPU inside the fsync category (the durable write).
 fn card_requests(reads: u32) {
+    timing::enable();
     println!(
         "\none card's requests through its store (the source card after a 1 -> 1 ceremony): \
          CPU per request (us)"

@@ -344,10 +344,23 @@ fn set_m_of_n(card: &mut CardState, m: u8, n: u8) -> Outcome {
 // ------------------------------------------------------------------------------------
 
 fn private_key(key: &RetainedKey) -> Step<PrivateKey> {
-    let der = Zeroizing::new(
-        hex::decode(key.private_pkcs1.as_str()).map_err(|_| fail(rs::KEY_USE_ERROR))?,
-    );
+    // Decoded into a buffer sized once: `hex::decode` collects into a growing Vec, and each
+    // reallocation would leave a copy of the private key behind, never zeroized.
+    let text = key.private_pkcs1.as_bytes();
+    let mut der = Zeroizing::new(vec![0u8; text.len() / 2]);
+    hex::decode_to_slice(text, &mut der[..]).map_err(|_| fail(rs::KEY_USE_ERROR))?;
     timing::measure(Category::Rsa, || PrivateKey::from_pkcs1_der(&der))
+        .map_err(|_| fail(rs::KEY_USE_ERROR))
+}
+
+/// Lowercase hex of secret bytes, written into a buffer sized once (no reallocation leaves
+/// a copy behind) that is zeroized on drop.
+fn secret_hex(bytes: &[u8]) -> Step<Zeroizing<String>> {
+    let mut text = Zeroizing::new(vec![0u8; bytes.len() * 2]);
+    hex::encode_to_slice(bytes, &mut text[..]).map_err(|_| fail(rs::KEY_USE_ERROR))?;
+    // Moves the buffer, not a copy; hex digits are always UTF-8.
+    String::from_utf8(std::mem::take(&mut *text))
+        .map(Zeroizing::new)
         .map_err(|_| fail(rs::KEY_USE_ERROR))
 }
 
@@ -417,7 +430,7 @@ fn generate<R: Rng + CryptoRng>(
         usage,
         clone,
         bits,
-        private_pkcs1: Zeroizing::new(hex::encode(der.as_bytes())),
+        private_pkcs1: secret_hex(der.as_bytes())?,
         public_token: token.clone(),
     });
     Ok(done(ReplyBody::PublicKey(token)))
@@ -796,6 +809,44 @@ fn fix_des_parity(key: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A retained key's private half goes to hex and back through buffers sized once; the
+    /// text is what `hex` writes, and damaged text is the key-use error, never a panic.
+    #[test]
+    fn a_retained_keys_hex_text_round_trips_and_damaged_text_is_a_key_use_error() {
+        let mut rng = rand::rng();
+        let mut card = CardState::new(SerialNumber::new("S1").unwrap());
+        let request = Request::GenerateRetained {
+            label: KeyLabel::new("MKCLONE.TEST.KEY").unwrap(),
+            usage: KeyUsage::SignatureOnly,
+            clone: false,
+            bits: 2048,
+        };
+        assert!(execute(&mut card, request, &mut rng).changed);
+        let key = card.retained[0].clone();
+        let der = hex::decode(key.private_pkcs1.as_str()).unwrap();
+        let (Ok(text), Ok(private)) = (secret_hex(&der), private_key(&key)) else {
+            panic!("the generated key does not go to hex and back");
+        };
+        assert_eq!(*text, hex::encode(&der));
+        assert_eq!(private.to_pkcs1_der().unwrap().as_bytes(), &der[..]);
+
+        let key_use = |text: String| {
+            let damaged = RetainedKey {
+                private_pkcs1: Zeroizing::new(text),
+                ..key.clone()
+            };
+            match private_key(&damaged) {
+                Ok(_) => false,
+                Err(outcome) => outcome.reply.reason_code == rs::KEY_USE_ERROR,
+            }
+        };
+        let text = key.private_pkcs1.as_str();
+        assert!(key_use(text[1..].to_string()), "odd length");
+        assert!(key_use(format!("zz{}", &text[2..])), "not hex");
+        assert!(key_use(format!("00{}", &text[2..])), "not DER");
+        assert!(key_use(String::new()), "empty");
+    }
 
     /// The requests answered without the right to change the card are exactly those that
     /// only read it: `execute` gives the same reply for each and says nothing changed, and

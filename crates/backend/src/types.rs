@@ -94,11 +94,10 @@ impl KeyLabel {
         if label.bytes().any(|b| b.is_ascii_lowercase()) {
             return Err(bad("CCA labels are upper case: write it in capitals"));
         }
-        let tokens: Vec<&str> = label.split('.').collect();
-        if tokens.len() > 8 {
+        if label.split('.').count() > 8 {
             return Err(bad("a label has at most 8 period-separated tokens"));
         }
-        for token in tokens {
+        for token in label.split('.') {
             if token.is_empty() || token.len() > 8 {
                 return Err(bad(
                     "each period-separated token has 1 to 8 characters (e.g. MKCLONE.SA.KEY)",

@@ -243,6 +243,7 @@ mod tests {
     #[test]
     fn durable_writes_count_as_file_sync_time() {
         let dir = tempfile::tempdir().unwrap();
+        timing::enable();
         let before = timing::snapshot();
         write_atomic(&dir.path().join("sa.db"), b"x", Sensitivity::Public).unwrap();
         create_new_exclusive(&dir.path().join("share"), b"y", Sensitivity::Secret).unwrap();

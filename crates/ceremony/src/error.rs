@@ -208,10 +208,10 @@ fn rehearsal_text(rehearsal: bool) -> &'static str {
 }
 
 /// `map_err` helper: an I/O error on `path` while doing `action`.
-pub(crate) fn io_error(
-    path: &std::path::Path,
+pub(crate) fn io_error<'a>(
+    path: &'a std::path::Path,
     action: &'static str,
-) -> impl FnOnce(io::Error) -> FileError {
+) -> impl FnOnce(io::Error) -> FileError + 'a {
     let io_error = mkclone_durable::io_error(path, action);
     move |source| FileError::Durable(io_error(source))
 }

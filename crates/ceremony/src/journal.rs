@@ -585,9 +585,12 @@ fn sort_keys(v: &Value) -> Value {
 
 /// RFC 3339 UTC with milliseconds: `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn rfc3339_utc(t: SystemTime) -> String {
-    let millis: i128 = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i128,
-        Err(e) => -(e.duration().as_millis() as i128),
+    // i64 milliseconds reach 292 million years either way; i128 arithmetic here was a
+    // library division per field at every journal record.
+    let clamp = |ms: u128| i64::try_from(ms).unwrap_or(i64::MAX);
+    let millis: i64 = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => clamp(d.as_millis()),
+        Err(e) => -clamp(e.duration().as_millis()),
     };
     let secs = millis.div_euclid(1000);
     let ms = millis.rem_euclid(1000);
@@ -603,7 +606,7 @@ pub fn rfc3339_utc(t: SystemTime) -> String {
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(days: i128) -> (i128, i128, i128) {
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -612,7 +615,7 @@ fn civil_from_days(days: i128) -> (i128, i128, i128) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i128::from(m <= 2);
+    let y = yoe + era * 400 + i64::from(m <= 2);
     (y, m, d)
 }
 
@@ -1000,6 +1003,11 @@ mod tests {
         );
         let now = rfc3339_utc(SystemTime::now());
         assert_eq!(now.len(), 24, "{now}");
+        // Far beyond 9999 the year just has more digits (no overflow, no panic).
+        let far = UNIX_EPOCH
+            .checked_add(Duration::from_secs(1 << 40))
+            .unwrap();
+        assert_eq!(rfc3339_utc(far), "36812-02-20T00:36:16.000Z");
     }
 
     proptest! {

@@ -162,11 +162,14 @@ fn holder_text(pid: &Option<u32>, command: &Option<String>) -> String {
     }
 }
 
-/// `map_err` helper: an I/O error on `path` while doing `action`.
-pub fn io_error(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> DurableError {
-    let path = path.to_path_buf();
+/// `map_err` helper: an I/O error on `path` while doing `action`. The path is copied only
+/// when there is an error (this sits on every file operation's success path too).
+pub fn io_error<'a>(
+    path: &'a Path,
+    action: &'static str,
+) -> impl FnOnce(io::Error) -> DurableError + 'a {
     move |source| DurableError::Io {
-        path,
+        path: path.to_path_buf(),
         action,
         source,
     }
