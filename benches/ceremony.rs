@@ -14,8 +14,10 @@
 //! and, after criterion's runs, a breakdown of each configuration: wall time, the process's
 //! CPU time, each category of primitives (RSA, 3DES, SHA: calls, wall and CPU time) and
 //! fsync (calls, wall / CPU: a durable write counts whole), and our own CPU (the process's
-//! CPU time minus the primitives' and fsync's CPU time), and, for serial runs, the rest of
-//! the wall time (wall minus every category's wall: the figure tracked before); then one
+//! CPU time minus the primitives' and fsync's CPU time), of which the simulated cards' own
+//! code (`Category::Card`: what a real coprocessor runs in the card) and the host's part
+//! (the rest: mkclone itself), and, for serial runs, the rest of the wall time (wall minus
+//! the wall of the primitives and fsync: the figure tracked before); then one
 //! card's requests through its store, file-backed and in memory (CPU per request: what the
 //! simulator's card file protocol costs at each request); then the demo's wall time and
 //! peak memory. Figures are recorded in docs/PERFORMANCE.md.
@@ -370,12 +372,7 @@ fn measure(config: Config, runs: u32) -> Breakdown {
         one_ceremony(dir.path(), &mut cards, config);
         wall += start.elapsed();
         process_cpu += timing::process_cpu_nanos() - cpu_before;
-        let d = timing::snapshot().since(&before);
-        for i in 0..4 {
-            totals.nanos[i] += d.nanos[i];
-            totals.cpu_nanos[i] += d.cpu_nanos[i];
-            totals.calls[i] += d.calls[i];
-        }
+        totals.add(&timing::snapshot().since(&before));
         requests += cards
             .values()
             .map(|c| c.transport().requests())
@@ -442,7 +439,13 @@ fn breakdown(runs: u32) {
          nothing (as a ceremony outside this benchmark)"
     );
     println!(
-        "{:<28} {:>8} {:>8} {:>22} {:>13} {:>9} {:>18} {:>9} {:>14} {:>7} {:>7} {:>9} {:>14} {:>13}",
+        "ours counts the simulated cards' own code (\"card\": a request's handling outside \
+         its primitives and fsyncs, which a real coprocessor does in the card); \"host\" is \
+         ours without it, what mkclone itself costs the host, as a share of the process's \
+         CPU in a run that counts nothing"
+    );
+    println!(
+        "{:<28} {:>8} {:>8} {:>22} {:>13} {:>9} {:>18} {:>9} {:>14} {:>7} {:>7} {:>9} {:>14} {:>9} {:>14} {:>13}",
         "configuration",
         "wall",
         "CPU",
@@ -456,6 +459,8 @@ fn breakdown(runs: u32) {
         "%CPU",
         "counters",
         "%CPU uncounted",
+        "card CPU",
+        "host %CPU unc.",
         "rest of wall"
     );
     let mut serial_wall = BTreeMap::new();
@@ -475,17 +480,27 @@ fn breakdown(runs: u32) {
             cat(Category::Sha),
             cat(Category::FileSync),
         );
-        let ours = (b.process_cpu - b.totals.measured_cpu_nanos() as f64 / n) / 1e6;
-        // Without the counters: ours loses their outside part, the process both parts.
-        let measurements = b.totals.calls.iter().sum::<u64>() as f64 / n;
-        let counters = measurements * probe_out / 1e6;
-        let uncounted = 100.0 * (ours - counters) * 1e6
-            / (b.process_cpu - measurements * (probe_out + probe_in));
+        // Ours: everything outside the primitives and fsync, the simulated cards' own code
+        // included; the host's part: without it.
+        let card = b.totals.cpu_nanos(Category::Card) as f64 / n / 1e6;
+        let host = (b.process_cpu - b.totals.measured_cpu_nanos() as f64 / n) / 1e6;
+        let ours = host + card;
+        // Without the counters: ours loses every measurement's outside part and the card
+        // spans' inside part; the host part the outside part of the measurements not made
+        // inside a card's span; the process both parts of every measurement.
+        let measurements = b.totals.all_calls() as f64 / n;
+        let top_level = measurements - b.totals.nested_calls as f64 / n;
+        let card_spans = b.totals.calls(Category::Card) as f64 / n;
+        let counters = (measurements * probe_out + card_spans * probe_in) / 1e6;
+        let uncounted_cpu = b.process_cpu - measurements * (probe_out + probe_in);
+        let uncounted = 100.0 * (ours - counters) * 1e6 / uncounted_cpu;
+        let host_uncounted = 100.0 * (host - top_level * probe_out / 1e6) * 1e6 / uncounted_cpu;
         let label = config.label();
         // Serial, no latency: the figure docs/PERFORMANCE.md tracked before CPU clocks,
         // wall time minus the wall time of every category, as a share of the wall.
         let rest = if config.jobs == 1 && config.latency.is_zero() {
-            let rest = b.wall - b.totals.measured_nanos() as f64 / n;
+            let rest =
+                b.wall - (b.totals.measured_nanos() - b.totals.nanos(Category::Card)) as f64 / n;
             format!("{:.1} {:.1}%", rest / 1e6, 100.0 * rest / b.wall)
         } else {
             String::new()
@@ -501,7 +516,7 @@ fn breakdown(runs: u32) {
                 .unwrap_or_default()
         };
         println!(
-            "{label:<28} {:>8.1} {:>8.1} {:>5.0} {:>7.1}/{:>7.1} {:>3.0} {:>4.1}/{:>4.1} {:>3.0} {:>4.1} {:>4.0} {:>7.1}/{:>5.1} {:>9.0} {:>14.1} {:>6.1}% {:>6.1}% {counters:>9.1} {uncounted:>13.1}% {rest:>13}{vs_serial}",
+            "{label:<28} {:>8.1} {:>8.1} {:>5.0} {:>7.1}/{:>7.1} {:>3.0} {:>4.1}/{:>4.1} {:>3.0} {:>4.1} {:>4.0} {:>7.1}/{:>5.1} {:>9.0} {:>14.1} {:>6.1}% {:>6.1}% {counters:>9.1} {uncounted:>13.1}% {card:>9.1} {host_uncounted:>13.1}% {rest:>13}{vs_serial}",
             b.wall / 1e6,
             b.process_cpu / 1e6,
             rsa.0,

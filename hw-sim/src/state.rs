@@ -24,7 +24,25 @@ pub const NOTICE: &str = "REHEARSAL ONLY: simulated coprocessor; master keys and
 /// 24 secret bytes (a master key, a share, a polynomial row): zeroized on drop,
 /// hex in the card file, redacted in Debug.
 #[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop, Serialize, Deserialize)]
-pub struct Secret24(#[serde(with = "hex::serde")] pub [u8; 24]);
+pub struct Secret24(
+    #[serde(
+        serialize_with = "hex_from_a_wiped_buffer",
+        deserialize_with = "hex::serde::deserialize"
+    )]
+    pub [u8; 24],
+);
+
+/// Lower-case hex, as `hex::serde` writes it, from a buffer on the stack wiped after use:
+/// `hex::serde` builds a `String` of the key and frees it without zeroizing it.
+fn hex_from_a_wiped_buffer<S: serde::Serializer>(
+    bytes: &[u8; 24],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::Error;
+    let mut text = Zeroizing::new([0u8; 48]);
+    hex::encode_to_slice(bytes, &mut text[..]).map_err(S::Error::custom)?;
+    serializer.serialize_str(std::str::from_utf8(&text[..]).map_err(S::Error::custom)?)
+}
 
 impl fmt::Debug for Secret24 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -204,4 +222,23 @@ impl MasterKeySet {
 /// A fresh generation row as the card file keeps it: STATMOFN digits.
 fn generation_row(m_of_n: Option<MofN>) -> Vec<u8> {
     statmofn::generation_digits(&tables::fresh_generation(m_of_n)).to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key is written as lower-case hex, as card files have always held it, and read
+    /// back from it; text that is not 48 hex digits is refused.
+    #[test]
+    fn a_secret_is_lower_case_hex_in_a_card_file() {
+        let key = Secret24(std::array::from_fn(|i| (i as u8) * 11));
+        let text = serde_json::to_string(&key).unwrap();
+        assert_eq!(text, "\"000b16212c37424d58636e79848f9aa5b0bbc6d1dce7f2fd\"");
+        assert!(serde_json::from_str::<Secret24>(&text).unwrap() == key);
+        let upper = text.to_uppercase();
+        assert!(serde_json::from_str::<Secret24>(&upper).unwrap() == key);
+        assert!(serde_json::from_str::<Secret24>("\"000b16\"").is_err());
+        assert!(serde_json::from_str::<Secret24>(&text.replace("0b", "0g")).is_err());
+    }
 }

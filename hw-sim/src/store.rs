@@ -172,7 +172,7 @@ impl Store {
     /// Create a card file (refusing to overwrite one).
     pub fn create_file(path: &Path, state: &CardState) -> Result<Self, StoreError> {
         let _lock = lock(path)?;
-        let json = to_json(path, state)?;
+        let json = to_json(path, state, 0)?;
         timing::measure(Category::FileSync, || {
             mkclone_durable::create_new_exclusive(path, &json, Sensitivity::Secret)
         })
@@ -391,8 +391,9 @@ impl FileCard {
             // Let go of the old file before replacing it, as a store that keeps nothing
             // would: the rename frees it. After a failed write, the next request reads the
             // file again.
+            let size_hint = last.as_ref().map_or(0, |l| l.bytes.len());
             *last = None;
-            *last = Some(write(path, state)?);
+            *last = Some(write(path, state, size_hint)?);
         }
         Ok(out)
     }
@@ -442,19 +443,51 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<CardState, StoreError> {
     Ok(state)
 }
 
-/// The card file's bytes for `state`.
-fn to_json(path: &Path, state: &CardState) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-    serde_json::to_vec_pretty(state)
-        .map(Zeroizing::new)
-        .map_err(|e| StoreError::Corrupt {
-            path: path.into(),
-            detail: e.to_string(),
-        })
+/// The card file's bytes for `state`, in a buffer of about `size_hint` bytes to begin with
+/// (the card file's last size).
+fn to_json(
+    path: &Path,
+    state: &CardState,
+    size_hint: usize,
+) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    let mut out = WipingBuffer(Zeroizing::new(Vec::with_capacity(
+        size_hint.saturating_add(size_hint / 8).saturating_add(4096),
+    )));
+    serde_json::to_writer_pretty(&mut out, state).map_err(|e| StoreError::Corrupt {
+        path: path.into(),
+        detail: e.to_string(),
+    })?;
+    Ok(out.0)
+}
+
+/// A buffer that wipes what it leaves behind: when it must grow, it copies its bytes into
+/// a larger buffer and zeroizes the old one, where a `Vec`'s own growth frees the old
+/// block with the card's keys in it.
+struct WipingBuffer(Zeroizing<Vec<u8>>);
+
+impl std::io::Write for WipingBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let needed = self.0.len().saturating_add(bytes.len());
+        if needed > self.0.capacity() {
+            let mut larger = Zeroizing::new(Vec::with_capacity(
+                needed.max(self.0.capacity().saturating_mul(2)),
+            ));
+            larger.extend_from_slice(&self.0);
+            // The old buffer is zeroized as it is dropped.
+            self.0 = larger;
+        }
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Replace the card file with `state`, durably (0600), keeping the new file open.
-fn write(path: &Path, state: CardState) -> Result<LastSeen, StoreError> {
-    let bytes = to_json(path, &state)?;
+fn write(path: &Path, state: CardState, size_hint: usize) -> Result<LastSeen, StoreError> {
+    let bytes = to_json(path, &state, size_hint)?;
     let file = timing::measure(Category::FileSync, || {
         mkclone_durable::write_atomic_kept(path, &bytes, Sensitivity::Secret)
     })
@@ -482,6 +515,24 @@ mod tests {
     /// A pid no process can have (above Linux's PID_MAX_LIMIT of 2^22).
     const DEAD_PID: u32 = 999_999_999;
     const HOLDER_ENV: &str = "MKCLONE_TEST_ONLY_SIM_CARD_HOLDER";
+
+    /// The card text's buffer keeps every byte across its growth, and a card's text is
+    /// the same whatever buffer it starts in (hw-sim/tests/freed_memory.rs checks that
+    /// the blocks it leaves hold no key).
+    #[test]
+    fn the_wiping_buffer_keeps_every_byte_as_it_grows() {
+        let mut out = WipingBuffer(Zeroizing::new(Vec::with_capacity(3)));
+        let pieces: [&[u8]; 4] = [b"ab", b"cdefg", &[7; 100], b"z"];
+        for piece in pieces {
+            out.write_all(piece).unwrap();
+        }
+        assert_eq!(*out.0, pieces.concat());
+        let state = CardState::new(SerialNumber::new("WIPING").unwrap());
+        let path = Path::new("card.json");
+        let small = to_json(path, &state, 0).unwrap();
+        assert_eq!(*small, serde_json::to_vec_pretty(&state).unwrap());
+        assert_eq!(*to_json(path, &state, 1 << 20).unwrap(), *small);
+    }
 
     fn card(dir: &Path) -> PathBuf {
         let path = dir.join("card-03.000d.json");

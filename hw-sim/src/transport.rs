@@ -3,6 +3,7 @@
 //! the card's state, and encodes the reply.
 
 use log::debug;
+use mkclone_backend::timing::{self, Category};
 use mkclone_cca::rc::{rs, rt};
 use mkclone_cca::verbs::{Reply, Request};
 use mkclone_cca::{Transport, TransportError};
@@ -83,8 +84,13 @@ impl SimTransport {
         self.requests
     }
 
-    /// Decode, run and encode one request on the card.
+    /// Decode, run and encode one request on the card, counted as the card's work
+    /// (`timing::Category::Card`: on a real coprocessor it does not run on the host).
     fn run(&mut self, message: &[u8]) -> Result<Vec<u8>, TransportError> {
+        timing::measure(Category::Card, || self.run_on_card(message))
+    }
+
+    fn run_on_card(&mut self, message: &[u8]) -> Result<Vec<u8>, TransportError> {
         let decoded = Request::from_message(message);
         let mut rng = rand::rng();
         let (function, domain, reply) = match decoded {
