@@ -709,11 +709,14 @@ fn install(card: &mut CardState, request: &InstallShare) -> Step<Outcome> {
     }
 
     let new_key = if admission.is_complete() {
-        let mut received: Vec<(ShareIndex, ShareValue)> = set
-            .received
-            .iter()
-            .map(|s| (s.index, ShareValue::new(s.value.0)))
-            .collect();
+        // Sized once: a Vec that grows frees its old block unwiped, shares and all.
+        let mut received: Vec<(ShareIndex, ShareValue)> =
+            Vec::with_capacity(set.received.len() + 1);
+        received.extend(
+            set.received
+                .iter()
+                .map(|s| (s.index, ShareValue::new(s.value.0))),
+        );
         received.push((info.index, info.share.clone()));
         let key = shamir::combine(&received).map_err(|_| fail(rs::SHARE_DISTRIBUTION_ERROR))?;
         // The rebuilt key must be the source's: its pattern travelled signed in the share.
@@ -730,13 +733,16 @@ fn install(card: &mut CardState, request: &InstallShare) -> Step<Outcome> {
     };
 
     let set = card.keys_mut(kind);
-    set.received.push(ReceivedShare {
-        index: info.index,
-        value: Secret24(*info.share.as_bytes()),
-        origin_eid: info.origin_eid.clone(),
-        origin_serial: info.origin_serial.clone(),
-        source_pattern: info.source_pattern.clone(),
-    });
+    push_wiping(
+        &mut set.received,
+        ReceivedShare {
+            index: info.index,
+            value: Secret24(*info.share.as_bytes()),
+            origin_eid: info.origin_eid.clone(),
+            origin_serial: info.origin_serial.clone(),
+            source_pattern: info.source_pattern.clone(),
+        },
+    );
     if let Some(key) = new_key {
         set.new = Some(key);
         return Ok(Outcome {
@@ -749,6 +755,20 @@ fn install(card: &mut CardState, request: &InstallShare) -> Step<Outcome> {
         });
     }
     Ok(done(progress))
+}
+
+/// Add `share` to the shares a card holds. When the list is full, its shares are cloned
+/// into a larger one and the old ones dropped, which wipes their values ([`Secret24`]);
+/// a plain `push` would move them bytewise and free the old block with the shares in it.
+fn push_wiping(received: &mut Vec<ReceivedShare>, share: ReceivedShare) {
+    if received.len() == received.capacity() {
+        // 15 shares at most (n ≤ 15): one larger list is the last.
+        let mut larger =
+            Vec::with_capacity(usize::from(mkclone_backend::MAX_SHARES).max(received.len() + 1));
+        larger.extend(received.iter().cloned());
+        *received = larger;
+    }
+    received.push(share);
 }
 
 /// A share refused by the rules, answered with its reason code.

@@ -8,8 +8,8 @@ use std::fmt;
 
 use mkclone_backend::rules::{ShareFacts, statmofn, tables};
 use mkclone_backend::{
-    CloneableKind, Eid, KeyLabel, KeyUsage, MofN, PublicKeyToken, Registration, SerialNumber,
-    ShareIndex, VerificationPattern,
+    CloneableKind, Eid, KeyLabel, KeyUsage, MAX_SHARES, MofN, PublicKeyToken, Registration,
+    SerialNumber, ShareIndex, VerificationPattern,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -44,6 +44,49 @@ fn hex_from_a_wiped_buffer<S: serde::Serializer>(
     serializer.serialize_str(std::str::from_utf8(&text[..]).map_err(S::Error::custom)?)
 }
 
+/// A list of secrets (received shares, polynomial rows: 15 at most, as shares are) read
+/// into a `Vec` sized once for 15. serde's own grows the `Vec` as it reads, moving the
+/// secrets bytewise and freeing each outgrown block with them in it. Longer is refused.
+fn list_sized_once<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct SizedOnce<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for SizedOnce<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a list of at most {MAX_SHARES} entries")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let max = usize::from(MAX_SHARES);
+            let mut list = Vec::with_capacity(max);
+            while let Some(entry) = seq.next_element()? {
+                if list.len() == max {
+                    return Err(serde::de::Error::invalid_length(max + 1, &self));
+                }
+                list.push(entry);
+            }
+            Ok(list)
+        }
+    }
+    deserializer.deserialize_seq(SizedOnce(std::marker::PhantomData))
+}
+
+/// [`list_sized_once`] for a list that may be absent (`null`).
+fn optional_list_sized_once<'de, D, T>(deserializer: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(bound = "T: Deserialize<'de>")]
+    struct List<T>(#[serde(deserialize_with = "list_sized_once")] Vec<T>);
+    Ok(Option::<List<T>>::deserialize(deserializer)?.map(|list| list.0))
+}
+
 impl fmt::Debug for Secret24 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret24(<redacted>)")
@@ -58,10 +101,12 @@ pub struct MasterKeySet {
     pub old: Option<Secret24>,
     /// The share polynomial's coefficient rows (m-1 of them), made at the first OBTAIN
     /// and kept until SET or a new SET-MOFN, so that share i is the same every time.
+    #[serde(default, deserialize_with = "optional_list_sized_once")]
     pub polynomial: Option<Vec<Secret24>>,
     /// STATMOFN generation states, one ASCII digit per index ('0'..'4').
     pub generation: Vec<u8>,
     /// Shares received so far.
+    #[serde(deserialize_with = "list_sized_once")]
     pub received: Vec<ReceivedShare>,
     /// Indices received more than once (STATMOFN reception state 4).
     pub received_more: Vec<u8>,
@@ -240,5 +285,40 @@ mod tests {
         assert!(serde_json::from_str::<Secret24>(&upper).unwrap() == key);
         assert!(serde_json::from_str::<Secret24>("\"000b16\"").is_err());
         assert!(serde_json::from_str::<Secret24>(&text.replace("0b", "0g")).is_err());
+    }
+
+    /// The lists of secrets are read into room for 15 entries (no growth, hence no
+    /// outgrown block freed with secrets in it); a 16th entry is refused; a polynomial
+    /// may be absent or null.
+    #[test]
+    fn secret_lists_are_read_sized_once_and_at_most_fifteen_long() {
+        let row = "\"000b16212c37424d58636e79848f9aa5b0bbc6d1dce7f2fd\"";
+        let set = |rows: usize| {
+            let rows = vec![row; rows].join(",");
+            format!(
+                r#"{{"new":null,"current":null,"old":null,"polynomial":[{rows}],"generation":[],"received":[],"received_more":[]}}"#
+            )
+        };
+        let read: MasterKeySet = serde_json::from_str(&set(14)).unwrap();
+        let rows = read.polynomial.unwrap();
+        assert_eq!(rows.len(), 14);
+        assert_eq!(rows.capacity(), usize::from(MAX_SHARES));
+        assert_eq!(read.received.capacity(), usize::from(MAX_SHARES));
+        let err = serde_json::from_str::<MasterKeySet>(&set(16)).unwrap_err();
+        assert!(err.to_string().contains("at most 15 entries"), "{err}");
+        let absent = r#"{"new":null,"current":null,"old":null,"generation":[],"received":[],"received_more":[]}"#;
+        assert!(
+            serde_json::from_str::<MasterKeySet>(absent)
+                .unwrap()
+                .polynomial
+                .is_none()
+        );
+        let null = absent.replace(r#""old":null,"#, r#""old":null,"polynomial":null,"#);
+        assert!(
+            serde_json::from_str::<MasterKeySet>(&null)
+                .unwrap()
+                .polynomial
+                .is_none()
+        );
     }
 }

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mkclone_backend::timing::{self, Category};
-use mkclone_durable::{DurableError, LockFile, ReusableLock, Sensitivity};
+use mkclone_durable::{DurableError, LockFile, ReusableLock, Sensitivity, WipingBuffer};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
@@ -450,39 +450,14 @@ fn to_json(
     state: &CardState,
     size_hint: usize,
 ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-    let mut out = WipingBuffer(Zeroizing::new(Vec::with_capacity(
-        size_hint.saturating_add(size_hint / 8).saturating_add(4096),
-    )));
+    // Built where no outgrown block keeps the card's keys.
+    let mut out =
+        WipingBuffer::with_capacity(size_hint.saturating_add(size_hint / 8).saturating_add(4096));
     serde_json::to_writer_pretty(&mut out, state).map_err(|e| StoreError::Corrupt {
         path: path.into(),
         detail: e.to_string(),
     })?;
-    Ok(out.0)
-}
-
-/// A buffer that wipes what it leaves behind: when it must grow, it copies its bytes into
-/// a larger buffer and zeroizes the old one, where a `Vec`'s own growth frees the old
-/// block with the card's keys in it.
-struct WipingBuffer(Zeroizing<Vec<u8>>);
-
-impl std::io::Write for WipingBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let needed = self.0.len().saturating_add(bytes.len());
-        if needed > self.0.capacity() {
-            let mut larger = Zeroizing::new(Vec::with_capacity(
-                needed.max(self.0.capacity().saturating_mul(2)),
-            ));
-            larger.extend_from_slice(&self.0);
-            // The old buffer is zeroized as it is dropped.
-            self.0 = larger;
-        }
-        self.0.extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    Ok(out.into_bytes())
 }
 
 /// Replace the card file with `state`, durably (0600), keeping the new file open.
@@ -516,17 +491,10 @@ mod tests {
     const DEAD_PID: u32 = 999_999_999;
     const HOLDER_ENV: &str = "MKCLONE_TEST_ONLY_SIM_CARD_HOLDER";
 
-    /// The card text's buffer keeps every byte across its growth, and a card's text is
-    /// the same whatever buffer it starts in (hw-sim/tests/freed_memory.rs checks that
-    /// the blocks it leaves hold no key).
+    /// A card's text is the same whatever buffer it starts in
+    /// (hw-sim/tests/freed_memory.rs checks that the blocks it leaves hold no key).
     #[test]
-    fn the_wiping_buffer_keeps_every_byte_as_it_grows() {
-        let mut out = WipingBuffer(Zeroizing::new(Vec::with_capacity(3)));
-        let pieces: [&[u8]; 4] = [b"ab", b"cdefg", &[7; 100], b"z"];
-        for piece in pieces {
-            out.write_all(piece).unwrap();
-        }
-        assert_eq!(*out.0, pieces.concat());
+    fn a_card_text_does_not_depend_on_its_first_buffer() {
         let state = CardState::new(SerialNumber::new("WIPING").unwrap());
         let path = Path::new("card.json");
         let small = to_json(path, &state, 0).unwrap();

@@ -1,21 +1,26 @@
-//! A simulated card's master keys are not left in freed heap memory by its card file's
-//! writes and reads: an allocator that looks at every block this test binary frees, while
-//! armed, for the key's bytes and for its hex text (what the card file holds).
+//! A simulated card's master keys and the shares it received are not left in freed heap
+//! memory by its card file's writes and reads, nor by the rebuilding of a key from its
+//! shares: an allocator that looks at every block this test binary frees, while
+//! armed, for the key's bytes and for its hex text (what the card file holds), or for the
+//! shares' bytes.
 //!
 //! Rehearsal keys are in the card file in the clear anyway (docs/ARCHITECTURE.md,
 //! "Rehearsal and production"); what this guards is that the simulator's code does not
 //! scatter further copies where a core dump or a later allocation of this process finds
 //! them. Its own binary: the allocator is process-wide.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+mod common;
 
 use mkclone_backend::{
-    CloneableKind, HashAlgorithm, KeyLabel, PublicKeyHash, Registration, SerialNumber,
+    CloneableKind, Eid, HashAlgorithm, KeyLabel, PatternAlgorithm, PublicKeyHash, Registration,
+    SealedShare, SerialNumber, ShareIndex, VerificationPattern,
 };
-use mkclone_hw_sim::state::Secret24;
+use mkclone_freed_watch::{Watching, copies_freed_during, needle};
+use mkclone_hw_sim::state::{ReceivedShare, Secret24};
 use mkclone_hw_sim::{CardState, Store};
+
+#[global_allocator]
+static ALLOCATOR: Watching = Watching;
 
 /// The master key this test writes: bytes no other data of a card holds.
 const KEY: [u8; 24] = [
@@ -24,43 +29,6 @@ const KEY: [u8; 24] = [
 ];
 /// The first 16 bytes of its hex text: a copy of the text's start is found with them.
 const KEY_HEX_START: &[u8; 16] = b"c35a960fe12d78b4";
-
-static ARMED: AtomicBool = AtomicBool::new(false);
-static FOUND: AtomicUsize = AtomicUsize::new(0);
-
-struct Watching;
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-// SAFETY: every call is handed to `System` unchanged; `dealloc` only reads the block it is
-// about to free (valid for `layout.size()` bytes until then) and touches atomics, without
-// allocating.
-unsafe impl GlobalAlloc for Watching {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded as received.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if ARMED.load(Ordering::Relaxed) && layout.size() >= KEY_HEX_START.len() {
-            // SAFETY: `ptr` is a live block of `layout.size()` bytes until freed below.
-            let block = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
-            if contains(block, &KEY[..16]) || contains(block, KEY_HEX_START) {
-                FOUND.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        // SAFETY: forwarded as received.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Watching = Watching;
-
-/// One test at a time arms the allocator.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 /// A card holding [`KEY`] in both registers of both kinds, and after them in its file
 /// enough registrations that the text outgrows the buffer it is first written into.
@@ -71,6 +39,19 @@ fn card_with_the_key() -> CardState {
         keys.current = Some(Secret24(KEY));
         keys.new = Some(Secret24(KEY));
     }
+    // And as many received shares as a card can hold, each holding the key's bytes: read
+    // back, the list must not grow through blocks it leaves unwiped.
+    let keys = state.keys_mut(CloneableKind::Sym);
+    keys.received = (1..=mkclone_backend::MAX_SHARES)
+        .map(|i| ReceivedShare {
+            index: ShareIndex::new(i).unwrap(),
+            value: Secret24(KEY),
+            origin_eid: Eid::new("SOURCE").unwrap(),
+            origin_serial: SerialNumber::new("SIM00002").unwrap(),
+            source_pattern: VerificationPattern::new(PatternAlgorithm::Sha1Method, &[i; 8])
+                .unwrap(),
+        })
+        .collect();
     state.registry = (0..80u8)
         .map(|i| Registration {
             name: KeyLabel::new(&format!("SA.KEY.K{i:02}")).unwrap(),
@@ -82,14 +63,9 @@ fn card_with_the_key() -> CardState {
     state
 }
 
-/// How many freed blocks held the key while `f` ran.
-fn copies_freed_during(f: impl FnOnce()) -> usize {
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    FOUND.store(0, Ordering::Relaxed);
-    ARMED.store(true, Ordering::Relaxed);
-    f();
-    ARMED.store(false, Ordering::Relaxed);
-    FOUND.load(Ordering::Relaxed)
+/// The key's first 16 bytes and the first 16 characters of its hex text.
+fn key_needles() -> [[u8; 16]; 2] {
+    [needle(&KEY), *KEY_HEX_START]
 }
 
 #[test]
@@ -97,7 +73,7 @@ fn writing_and_reading_a_card_file_frees_no_copy_of_its_master_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("card.json");
     let state = card_with_the_key();
-    let found = copies_freed_during(|| {
+    let found = copies_freed_during(&key_needles(), || {
         let store = Store::create_file(&path, &state).unwrap();
         let written = std::fs::metadata(&path).unwrap().len();
         assert!(
@@ -122,16 +98,45 @@ fn writing_and_reading_a_card_file_frees_no_copy_of_its_master_key() {
     assert_eq!(found, 0, "freed blocks holding the master key");
 }
 
-/// The watch itself works: a `Vec` that grows past its capacity frees a block holding
-/// what it held, and the allocator sees it.
+/// The watch itself works in this binary.
 #[test]
-fn the_watch_sees_a_key_left_in_a_freed_block() {
-    let found = copies_freed_during(|| {
-        let mut v: Vec<u8> = Vec::with_capacity(24);
-        v.extend_from_slice(&KEY);
-        v.extend_from_slice(&[0; 64]);
-        // `v`'s last block is wiped, as `Zeroizing` would: only the first one counts.
-        zeroize::Zeroize::zeroize(&mut v);
+fn a_copy_left_in_a_freed_block_is_seen() {
+    assert!(mkclone_freed_watch::sees_a_copy_left_in_a_freed_block());
+}
+
+/// A target that rebuilds a master key from m shares frees no block holding a share it
+/// had received (m of them are the key): neither the list the shares are combined from
+/// nor the card's own list of received shares as it grows.
+#[test]
+fn rebuilding_a_key_from_shares_frees_no_copy_of_a_share() {
+    let kind = CloneableKind::Sym;
+    let mut rig = common::rig(5, 5, 1);
+    let csr = rig.targets[0].1.clone();
+    let shares: Vec<SealedShare> = (1..=5)
+        .map(|i| common::obtain(&mut rig.source, kind, i, &csr))
+        .collect();
+    let mut shares = shares.into_iter();
+    let target = &mut rig.targets[0].0;
+    for share in shares.by_ref().take(4) {
+        common::install(target, kind, &rig.css_certificate, share).value();
+    }
+    let held = target.transport().store().snapshot().unwrap();
+    let needles: Vec<[u8; 16]> = held
+        .keys(kind)
+        .received
+        .iter()
+        .map(|share| needle(&share.value.0))
+        .collect();
+    assert_eq!(needles.len(), 4);
+    drop(held);
+    let last = shares.next().unwrap();
+    let found = copies_freed_during(&needles, || {
+        common::install(target, kind, &rig.css_certificate, last).value();
     });
-    assert_eq!(found, 1);
+    assert_eq!(found, 0, "freed blocks holding a received share");
+    // The shares did rebuild the source's key.
+    assert_eq!(
+        common::new_pattern(target, kind),
+        common::current_pattern(&mut rig.source, kind)
+    );
 }

@@ -39,7 +39,8 @@ pub use status::{
 };
 pub use status_cache::StatusCache;
 pub use types::{
-    Certificate, CloneableKind, Eid, HashAlgorithm, KeyLabel, KeyRole, KeyUsage, MasterKeyKind,
-    MofN, PatternAlgorithm, PublicKeyHash, PublicKeyToken, Registration, RetainedKeyInfo,
-    RsaModulusBits, SealedShare, SerialNumber, ShareIndex, VerificationPattern, grouped_hex,
+    Certificate, CloneableKind, Eid, HashAlgorithm, KeyLabel, KeyRole, KeyUsage, MAX_SHARES,
+    MasterKeyKind, MofN, PatternAlgorithm, PublicKeyHash, PublicKeyToken, Registration,
+    RetainedKeyInfo, RsaModulusBits, SealedShare, SerialNumber, ShareIndex, VerificationPattern,
+    grouped_hex,
 };

@@ -748,9 +748,16 @@ pub struct Registration {
 macro_rules! opaque_bytes {
     ($(#[$doc:meta])* $name:ident, first = $first:expr, min = $min:expr, max = $max:expr, what = $what:expr) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "HexBytes", into = "HexBytes")]
+        #[derive(Clone, PartialEq, Eq, Hash, Deserialize)]
+        #[serde(try_from = "HexBytes")]
         pub struct $name(Vec<u8>);
+
+        // By reference: serde's `into` would clone the bytes and drop the copy.
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                lower_hex::serialize(&self.0, s)
+            }
+        }
 
         impl $name {
             /// Checks the leading identifier byte and the length bounds only; the full
@@ -775,8 +782,17 @@ macro_rules! opaque_bytes {
             pub fn as_bytes(&self) -> &[u8] {
                 &self.0
             }
-            pub fn into_bytes(self) -> Vec<u8> {
-                self.0
+            pub fn into_bytes(mut self) -> Vec<u8> {
+                std::mem::take(&mut self.0)
+            }
+        }
+
+        // Wiped when dropped, as every copy a ceremony makes of a share should be (a
+        // sealed share is ciphertext for a target's key, but a copy left in freed memory
+        // is one more to account for); certificates and tokens alike, for one rule.
+        impl Drop for $name {
+            fn drop(&mut self) {
+                zeroize::Zeroize::zeroize(&mut self.0);
             }
         }
 
@@ -791,29 +807,50 @@ macro_rules! opaque_bytes {
                 Self::new(v.0)
             }
         }
-        impl From<$name> for HexBytes {
-            fn from(v: $name) -> HexBytes {
-                HexBytes(v.0)
-            }
-        }
     };
 }
 
 /// Bytes as a lowercase hex string in serde formats: `hex::serde`'s text, written through a
 /// byte buffer (`hex::encode_to_slice`) rather than a `char` at a time; every certificate,
 /// token and sealed share of every ceremony file, card file and journal record goes
-/// through it.
+/// through it. Both ways go through buffers sized once and the text is wiped after use:
+/// `hex`'s own decoding collects into a `Vec` that grows, freeing each outgrown block
+/// with the bytes it held.
 mod lower_hex {
+    use serde::de::{self, Deserializer, Visitor};
     use serde::{Serializer, ser::Error};
+    use zeroize::Zeroizing;
 
     pub fn serialize<S: Serializer, T: AsRef<[u8]>>(data: &T, s: S) -> Result<S::Ok, S::Error> {
         let bytes = data.as_ref();
-        let mut text = vec![0u8; bytes.len() * 2];
+        let mut text = Zeroizing::new(vec![0u8; bytes.len() * 2]);
         hex::encode_to_slice(bytes, &mut text).map_err(S::Error::custom)?;
         s.serialize_str(std::str::from_utf8(&text).map_err(S::Error::custom)?)
     }
 
-    pub use hex::serde::deserialize;
+    /// Hex text (either case, as `hex::serde` reads it) into a `Vec` of exactly its size.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct HexText;
+        impl Visitor<'_> for HexText {
+            type Value = Vec<u8>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string of hex digits")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Vec<u8>, E> {
+                let mut bytes = vec![0u8; text.len() / 2];
+                match hex::decode_to_slice(text, &mut bytes) {
+                    Ok(()) => Ok(bytes),
+                    Err(e) => {
+                        zeroize::Zeroize::zeroize(&mut bytes);
+                        Err(E::custom(e))
+                    }
+                }
+            }
+        }
+        d.deserialize_str(HexText)
+    }
 }
 
 /// Bytes serialized as a hex string.
@@ -852,6 +889,29 @@ mod lower_hex_tests {
         assert_eq!(
             serde_json::to_string(&HexBytes(Vec::new())).unwrap(),
             "\"\""
+        );
+    }
+
+    /// Read back into a buffer of exactly its size, from either case; what is not hex,
+    /// or not whole bytes, is refused as `hex::serde` refused it.
+    #[test]
+    fn lower_hex_reads_into_a_buffer_sized_once() {
+        let back: HexBytes = serde_json::from_str("\"00aBcD1e\"").unwrap();
+        assert_eq!(back.0, [0x00, 0xAB, 0xCD, 0x1E]);
+        assert_eq!(back.0.capacity(), 4);
+        // An escaped character reaches the decoder as a transient string: the same bytes.
+        let escaped: HexBytes = serde_json::from_str("\"\\u0030a\"").unwrap();
+        assert_eq!(escaped.0, [0x0A]);
+        for bad in ["\"abc\"", "\"0g\"", "\"\\u00e900\"", "12", "[1]"] {
+            assert!(serde_json::from_str::<HexBytes>(bad).is_err(), "{bad}");
+        }
+        let share = SealedShare::new(vec![0xC1, 0x0D]).unwrap();
+        let text = serde_json::to_string(&share).unwrap();
+        assert_eq!(text, "\"c10d\"");
+        assert_eq!(serde_json::from_str::<SealedShare>(&text).unwrap(), share);
+        assert!(
+            serde_json::from_str::<SealedShare>("\"\"").is_err(),
+            "min 1 byte"
         );
     }
 }

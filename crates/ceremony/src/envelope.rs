@@ -25,6 +25,11 @@
 //! ([`FileError::Encode`]). Unknown envelope members are refused; unknown body fields make
 //! the file non-canonical (re-encoding drops them) and are refused too.
 //!
+//! **Copies.** A file's shares leave no copy in freed memory on the way: its JSON is built
+//! in buffers that wipe what they outgrow (`mkclone_durable::WipingBuffer`), read into one
+//! sized once ([`read_bytes`]), [`peek`] skips the body unkept, and the hex text and the
+//! share types wipe themselves (crates/ceremony/tests/freed_memory.rs watches it).
+//!
 //! **Versions.** `version` ≥ 1. A reader states the highest version it understands; a newer
 //! file is refused ("upgrade mkclone"). To read several versions with different body types,
 //! [`peek`] the header first and decode with the matching type.
@@ -139,11 +144,10 @@ pub fn encode<T: Serialize + DeserializeOwned>(
         return Err(encode_error("version 0 is reserved".into()));
     }
     // The body must survive a decode unchanged, or the file could never be read back.
-    let first = Zeroizing::new(serde_json::to_vec(body).map_err(|e| encode_error(e.to_string()))?);
+    let first = json_of(body, 4096).map_err(encode_error)?;
     let back: T = serde_json::from_slice(&first)
         .map_err(|e| encode_error(format!("the encoded body does not decode again: {e}")))?;
-    let second =
-        Zeroizing::new(serde_json::to_vec(&back).map_err(|e| encode_error(e.to_string()))?);
+    let second = json_of(&back, first.len()).map_err(encode_error)?;
     if *first != *second {
         return Err(encode_error(
             "the body does not encode to the same bytes twice".into(),
@@ -176,15 +180,28 @@ fn signed_bytes<T: Serialize>(
     rehearsal: bool,
     body: &T,
 ) -> Result<Zeroizing<Vec<u8>>, String> {
-    serde_json::to_vec(&Signed {
-        format,
-        version,
-        ceremony,
-        rehearsal,
-        body,
-    })
-    .map(Zeroizing::new)
-    .map_err(|e| e.to_string())
+    json_of(
+        &Signed {
+            format,
+            version,
+            ceremony,
+            rehearsal,
+            body,
+        },
+        4096,
+    )
+}
+
+/// The compact JSON of `value`, built in a buffer of `capacity` bytes to begin with that
+/// wipes the blocks it outgrows ([`mkclone_durable::WipingBuffer`]): a `Vec`'s own growth
+/// would free copies of the shares a file holds.
+fn json_of<T: Serialize + ?Sized>(
+    value: &T,
+    capacity: usize,
+) -> Result<Zeroizing<Vec<u8>>, String> {
+    let mut out = mkclone_durable::WipingBuffer::with_capacity(capacity);
+    serde_json::to_writer(&mut out, value).map_err(|e| e.to_string())?;
+    Ok(out.into_bytes())
 }
 
 /// The file bytes: the digest input without its `}`, then `,"digest":"<digest>"}` and `\n`.
@@ -411,17 +428,18 @@ pub fn peek(path: &Path, bytes: &[u8]) -> Result<Header, FileError> {
     if bytes.is_empty() {
         return Err(corrupt("the file is empty".into()));
     }
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+    let HeaderMembers(object) = serde_json::from_slice(bytes).map_err(|e| {
         corrupt(match e.classify() {
             serde_json::error::Category::Eof => {
                 format!("truncated: it ends in the middle of the document ({e})")
             }
+            // Only a document that is not an object is refused for its data here.
+            serde_json::error::Category::Data => {
+                "not a ceremony file: not a JSON object".to_owned()
+            }
             _ => format!("not JSON: {e}"),
         })
     })?;
-    let object = value
-        .as_object()
-        .ok_or_else(|| corrupt("not a ceremony file: not a JSON object".into()))?;
     let text = |name: &str| -> Result<String, FileError> {
         object
             .get(name)
@@ -447,6 +465,40 @@ pub fn peek(path: &Path, bytes: &[u8]) -> Result<Header, FileError> {
         ceremony,
         rehearsal,
     })
+}
+
+/// The members of a document [`peek`] looks at, the others (the body) checked as JSON and
+/// skipped unkept: a `serde_json::Value` of the whole file would copy every share into a
+/// `String`, freed unwiped.
+struct HeaderMembers(serde_json::Map<String, serde_json::Value>);
+
+impl<'de> Deserialize<'de> for HeaderMembers {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = HeaderMembers;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<HeaderMembers, A::Error> {
+                let mut members = serde_json::Map::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    if ["format", "version", "ceremony", "rehearsal"].contains(&name.as_str()) {
+                        members.insert(name, map.next_value()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(HeaderMembers(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
 }
 
 fn digest_of(signed: &[u8]) -> String {

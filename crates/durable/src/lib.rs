@@ -31,6 +31,9 @@
 //! target). "No longer exists" is judged by `/proc/<pid>` in this host's process namespace
 //! ([`pid_may_be_alive`]); without `/proc` nothing is removed.
 //!
+//! - [`WipingBuffer`] is where the text of a file holding secrets is built: it wipes the
+//!   blocks it outgrows.
+//!
 //! Every error is a [`DurableError`] naming the file and saying what to do. This crate
 //! depends on no other crate of mkclone.
 
@@ -50,6 +53,7 @@ mod process;
 mod temp;
 #[cfg(test)]
 mod test_support;
+mod wiping;
 mod write;
 
 use std::ffi::OsStr;
@@ -63,6 +67,7 @@ pub use mode::{Sensitivity, set_exact_mode};
 pub use open::{Access, effective_uid, is_local_filesystem, open_files_limit, open_regular};
 pub use process::{holder_command, pid_may_be_alive};
 pub use temp::{remove_stale_files, remove_stale_temps, remove_stale_temps_of};
+pub use wiping::WipingBuffer;
 pub use write::{create_new_exclusive, write_atomic, write_atomic_kept};
 
 /// Directory and file name of a target path (the directory of a bare name is ".").

@@ -378,7 +378,9 @@ pub fn resolve_pin(source: &PinSource) -> Result<Zeroizing<String>, Pkcs11Error>
                 Err(std::env::VarError::NotPresent) => {
                     return Err(Pkcs11Error::PinEnvMissing { origin: origin() });
                 }
-                Err(std::env::VarError::NotUnicode(_)) => {
+                Err(std::env::VarError::NotUnicode(value)) => {
+                    // The copy is the PIN all the same: wiped, not just dropped.
+                    wipe_os_string(value);
                     return Err(Pkcs11Error::PinNotUnicode { origin: origin() });
                 }
             };
@@ -409,6 +411,16 @@ pub fn resolve_pin(source: &PinSource) -> Result<Zeroizing<String>, Pkcs11Error>
         }
         PinSource::Prompt => Err(Pkcs11Error::PinNeedsPrompt),
     }
+}
+
+fn wipe_os_string(value: std::ffi::OsString) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        drop(Zeroizing::new(value.into_vec()));
+    }
+    #[cfg(not(unix))]
+    drop(value);
 }
 
 fn non_empty(

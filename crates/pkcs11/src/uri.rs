@@ -222,6 +222,25 @@ fn decode(component: &'static str, attribute: &str, value: &str) -> Result<Vec<u
     Ok(out)
 }
 
+/// Whether `value` is well-formed in `component` by the rules [`decode`] applies, checked
+/// without decoding it (for a value that is a secret).
+fn well_formed(component: &str, value: &[u8]) -> bool {
+    let mut rest = value;
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = if b == b'%' {
+            match tail {
+                [h, l, after @ ..] if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => after,
+                _ => return false,
+            }
+        } else if may_stand(component, b) {
+            tail
+        } else {
+            return false;
+        };
+    }
+    true
+}
+
 fn text(attribute: &str, bytes: Vec<u8>) -> Result<String, UriError> {
     String::from_utf8(bytes).map_err(|_| UriError::BadValue {
         attribute: attribute.into(),
@@ -331,9 +350,19 @@ impl Pkcs11Uri {
             });
         }
         if name == "pin-value" {
-            // Checked like any value, then dropped: never kept, never shown.
-            let mut decoded = decode(component, name, value)?;
-            zeroize::Zeroize::zeroize(&mut decoded);
+            // Checked, never decoded (no copy of the PIN to wipe), never kept, and never
+            // quoted: the error a malformed one gets names no character of it.
+            if !well_formed(component, value.as_bytes()) {
+                return Err(UriError::BadValue {
+                    attribute: name.into(),
+                    reason: format!(
+                        "it is not well-formed in the URI's {component} (a character that must be \
+                         percent-encoded, or a \"%\" without two hex digits; RFC 7512 §2.3); its \
+                         characters are not shown. A PIN does not belong in a URI: name where to \
+                         read it with pin-source"
+                    ),
+                });
+            }
             self.pin_value_given = true;
             return Ok(());
         }
@@ -660,7 +689,11 @@ mod tests {
             ("library-version=1.256", "library-version", "at most 255"),
             ("library-version=1.", "library-version", "decimal number"),
             ("type=key", "type", "public, private"),
-            ("token=a?pin-value=zq xv", "pin-value", "a space"),
+            (
+                "token=a?pin-value=zq xv",
+                "pin-value",
+                "characters are not shown",
+            ),
         ] {
             let uri = format!("pkcs11:{rest}");
             let err = Pkcs11Uri::parse(&uri).unwrap_err();
@@ -673,6 +706,33 @@ mod tests {
         let u = Pkcs11Uri::parse("pkcs11:token=R&D?module-path=/opt/x|y?.so").unwrap();
         assert_eq!(u.token.as_deref(), Some("R&D"));
         assert_eq!(u.module_path.as_deref(), Some("/opt/x|y?.so"));
+    }
+
+    #[test]
+    fn a_malformed_pin_value_is_refused_without_showing_any_of_it() {
+        // Each PIN has one character that must be percent-encoded; the error names neither
+        // that character nor any other of the PIN.
+        for pin in ["Zq^Wx", "Zq\"Wx", "Zq%4Wx", "Zq%G1Wx", "Zq Wx", "Zq<Wx"] {
+            let err = Pkcs11Uri::parse(&format!("pkcs11:token=a?pin-value={pin}")).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("\"pin-value\""), "{pin}: {msg}");
+            assert!(msg.contains("not shown"), "{pin}: {msg}");
+            for shown in ["Zq", "Wx", "^", "%4", "G1", "<", "a space"] {
+                assert!(!msg.contains(shown), "{pin}: {shown:?} shown in {msg}");
+            }
+        }
+        // The check agrees with the decoder's rules on every other attribute.
+        for value in [
+            "", "a", "%41", "%4", "%", "%zz", "a b", "/x?y|z", "&", "~-._", "[@]",
+        ] {
+            for component in [PATH, QUERY] {
+                assert_eq!(
+                    well_formed(component, value.as_bytes()),
+                    decode(component, "x", value).is_ok(),
+                    "{component} {value:?}"
+                );
+            }
+        }
     }
 
     #[test]

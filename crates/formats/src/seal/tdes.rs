@@ -54,7 +54,7 @@ impl TdesKey {
     pub(crate) fn encrypt_cbc(&self, data: &mut [u8]) -> Option<()> {
         cbc_blocks(
             data,
-            || cbc::Encryptor::<TdesEde3>::new(&self.0.into(), &[0u8; BLOCK].into()),
+            || cbc::Encryptor::<TdesEde3>::new((&self.0).into(), &[0u8; BLOCK].into()),
             |enc, block| enc.encrypt_block(block),
         )
     }
@@ -63,7 +63,7 @@ impl TdesKey {
     pub(crate) fn decrypt_cbc(&self, data: &mut [u8]) -> Option<()> {
         cbc_blocks(
             data,
-            || cbc::Decryptor::<TdesEde3>::new(&self.0.into(), &[0u8; BLOCK].into()),
+            || cbc::Decryptor::<TdesEde3>::new((&self.0).into(), &[0u8; BLOCK].into()),
             |dec, block| dec.decrypt_block(block),
         )
     }
@@ -110,6 +110,25 @@ fn has_odd_parity(key: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What encrypts a share wipes its key schedule and chaining state when dropped (the
+    /// `zeroize` features of des and cbc, root Cargo.toml): this does not compile without
+    /// them.
+    #[test]
+    fn the_cipher_states_are_wiped_when_dropped() {
+        fn wiped_on_drop<T: ZeroizeOnDrop>() {}
+        wiped_on_drop::<TdesEde3>();
+        wiped_on_drop::<cbc::Encryptor<TdesEde3>>();
+        wiped_on_drop::<cbc::Decryptor<TdesEde3>>();
+        wiped_on_drop::<TdesKey>();
+        // And the key is handed to them by reference, not as a copy on the stack.
+        let key = TdesKey::from_bytes([0x5B; 24]);
+        let mut data = [0x11; 16];
+        key.encrypt_cbc(&mut data).unwrap();
+        assert_ne!(data, [0x11; 16]);
+        key.decrypt_cbc(&mut data).unwrap();
+        assert_eq!(data, [0x11; 16]);
+    }
 
     #[test]
     fn parity_is_fixed() {

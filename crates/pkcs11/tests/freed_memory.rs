@@ -1,0 +1,99 @@
+//! A PIN read from its source is not left in freed heap memory: neither the PIN that is
+//! used, nor one refused for not being UTF-8 (the refused copy is the PIN all the same).
+//! An allocator looks in every block this test binary frees while armed
+//! (`mkclone_freed_watch`); its own binary, as the allocator is process-wide.
+//!
+//! The environment is set for a child run of this binary, never in this one (setting a
+//! variable in a running process is unsound while another thread reads the environment).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::process::Command;
+
+use mkclone_freed_watch::{Watching, copies_freed_during, needle};
+use mkclone_pkcs11::{PinSource, Pkcs11Error, resolve_pin};
+
+#[global_allocator]
+static ALLOCATOR: Watching = Watching;
+
+/// The variable the child runs read their PIN from.
+const PIN_VAR: &str = "MKCLONE_TEST_ONLY_FREED_MEMORY_PIN";
+/// A PIN that is not UTF-8 (0xFF stands in no UTF-8 text), and one that is.
+const NOT_UNICODE_PIN: &[u8] = b"\xFFpin-not-utf8-31d7e";
+const GOOD_PIN: &[u8] = b"pin-is-utf8-9c04b2";
+
+/// Run the test `name` of this binary again with the PIN variable set to `pin`; the
+/// child does the checking (it finds the variable set).
+fn in_a_child_with_the_pin(name: &str, pin: &[u8]) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--test-threads=1", "--nocapture"])
+        .env(PIN_VAR, OsStr::from_bytes(pin))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the child run of {name} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_pin_refused_for_not_being_utf8_is_wiped_not_just_dropped() {
+    if std::env::var_os(PIN_VAR).is_none() {
+        return in_a_child_with_the_pin(
+            "a_pin_refused_for_not_being_utf8_is_wiped_not_just_dropped",
+            NOT_UNICODE_PIN,
+        );
+    }
+    let source = PinSource::Env(PIN_VAR.into());
+    let found = copies_freed_during(&[needle(NOT_UNICODE_PIN)], || {
+        let err = resolve_pin(&source).unwrap_err();
+        assert!(matches!(err, Pkcs11Error::PinNotUnicode { .. }), "{err}");
+        assert!(!err.to_string().contains("pin-not-utf8"), "{err}");
+    });
+    assert_eq!(found, 0, "freed blocks holding the refused PIN");
+}
+
+#[test]
+fn a_pin_read_from_the_environment_is_wiped_when_dropped() {
+    if std::env::var_os(PIN_VAR).is_none() {
+        return in_a_child_with_the_pin(
+            "a_pin_read_from_the_environment_is_wiped_when_dropped",
+            GOOD_PIN,
+        );
+    }
+    let source = PinSource::Env(PIN_VAR.into());
+    let found = copies_freed_during(&[needle(GOOD_PIN)], || {
+        let pin = resolve_pin(&source).unwrap();
+        assert_eq!(pin.as_bytes(), GOOD_PIN);
+    });
+    assert_eq!(found, 0, "freed blocks holding the PIN");
+}
+
+#[test]
+fn a_pin_read_from_a_file_is_wiped_when_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pin");
+    let mut text = GOOD_PIN.to_vec();
+    text.push(b'\n');
+    std::fs::write(&path, &text).unwrap();
+    let found = copies_freed_during(&[needle(GOOD_PIN)], || {
+        let pin = resolve_pin(&PinSource::File(path.clone())).unwrap();
+        assert_eq!(pin.as_bytes(), GOOD_PIN);
+        // And the file of a PIN that is not UTF-8.
+        std::fs::write(&path, NOT_UNICODE_PIN).unwrap();
+    });
+    assert_eq!(found, 0, "freed blocks holding the PIN");
+    let found = copies_freed_during(&[needle(NOT_UNICODE_PIN)], || {
+        let err = resolve_pin(&PinSource::File(path.clone())).unwrap_err();
+        assert!(matches!(err, Pkcs11Error::PinNotUnicode { .. }), "{err}");
+    });
+    assert_eq!(found, 0, "freed blocks holding the refused PIN");
+}
+
+/// The watch itself works in this binary.
+#[test]
+fn a_copy_left_in_a_freed_block_is_seen() {
+    assert!(mkclone_freed_watch::sees_a_copy_left_in_a_freed_block());
+}
