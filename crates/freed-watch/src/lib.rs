@@ -16,7 +16,8 @@
 //!
 //! Each of its tests then checks one piece of work:
 //! `assert_eq!(copies_freed_during(&[needle], || work()), 0)`. Blocks freed by other threads
-//! while armed are looked at too; the armed calls are serialized.
+//! while armed are looked at too (the armed calls are serialized, the other tests of the
+//! binary are not): give each test needles of its own.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;

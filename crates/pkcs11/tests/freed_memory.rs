@@ -21,6 +21,10 @@ const PIN_VAR: &str = "MKCLONE_TEST_ONLY_FREED_MEMORY_PIN";
 /// A PIN that is not UTF-8 (0xFF stands in no UTF-8 text), and one that is.
 const NOT_UNICODE_PIN: &[u8] = b"\xFFpin-not-utf8-31d7e";
 const GOOD_PIN: &[u8] = b"pin-is-utf8-9c04b2";
+/// The file test's own PINs: the other tests hand theirs to a child run (its environment
+/// is built and freed in this process) while this one may be watching.
+const FILE_PIN: &[u8] = b"file-pin-utf8-58e1a";
+const FILE_NOT_UNICODE_PIN: &[u8] = b"\xFEfile-pin-not-utf8-d3";
 
 /// Run the test `name` of this binary again with the PIN variable set to `pin`; the
 /// child does the checking (it finds the variable set).
@@ -75,17 +79,17 @@ fn a_pin_read_from_the_environment_is_wiped_when_dropped() {
 fn a_pin_read_from_a_file_is_wiped_when_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pin");
-    let mut text = GOOD_PIN.to_vec();
+    let mut text = FILE_PIN.to_vec();
     text.push(b'\n');
     std::fs::write(&path, &text).unwrap();
-    let found = copies_freed_during(&[needle(GOOD_PIN)], || {
+    let found = copies_freed_during(&[needle(FILE_PIN)], || {
         let pin = resolve_pin(&PinSource::File(path.clone())).unwrap();
-        assert_eq!(pin.as_bytes(), GOOD_PIN);
+        assert_eq!(pin.as_bytes(), FILE_PIN);
         // And the file of a PIN that is not UTF-8.
-        std::fs::write(&path, NOT_UNICODE_PIN).unwrap();
+        std::fs::write(&path, FILE_NOT_UNICODE_PIN).unwrap();
     });
     assert_eq!(found, 0, "freed blocks holding the PIN");
-    let found = copies_freed_during(&[needle(NOT_UNICODE_PIN)], || {
+    let found = copies_freed_during(&[needle(FILE_NOT_UNICODE_PIN)], || {
         let err = resolve_pin(&PinSource::File(path.clone())).unwrap_err();
         assert!(matches!(err, Pkcs11Error::PinNotUnicode { .. }), "{err}");
     });
