@@ -26,9 +26,18 @@ const GOOD_PIN: &[u8] = b"pin-is-utf8-9c04b2";
 const FILE_PIN: &[u8] = b"file-pin-utf8-58e1a";
 const FILE_NOT_UNICODE_PIN: &[u8] = b"\xFEfile-pin-not-utf8-d3";
 
-/// Run the test `name` of this binary again with the PIN variable set to `pin`; the
-/// child does the checking (it finds the variable set).
-fn in_a_child_with_the_pin(name: &str, pin: &[u8]) {
+/// In a child run of this binary's test `name` with the PIN variable set to `pin` (the
+/// parent only starts it and checks that it passed): how many freed blocks held `pin` while
+/// `resolve_pin` read it and `check` looked at the outcome.
+fn pin_copies_freed_in_a_child(
+    name: &str,
+    pin: &[u8],
+    check: impl FnOnce(Result<zeroize::Zeroizing<String>, Pkcs11Error>),
+) -> usize {
+    if std::env::var_os(PIN_VAR).is_some() {
+        let source = PinSource::Env(PIN_VAR.into());
+        return copies_freed_during(&[needle(pin)], || check(resolve_pin(&source)));
+    }
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", name, "--test-threads=1", "--nocapture"])
         .env(PIN_VAR, OsStr::from_bytes(pin))
@@ -40,38 +49,30 @@ fn in_a_child_with_the_pin(name: &str, pin: &[u8]) {
         "the child run of {name} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    0
 }
 
 #[test]
 fn a_pin_refused_for_not_being_utf8_is_wiped_not_just_dropped() {
-    if std::env::var_os(PIN_VAR).is_none() {
-        return in_a_child_with_the_pin(
-            "a_pin_refused_for_not_being_utf8_is_wiped_not_just_dropped",
-            NOT_UNICODE_PIN,
-        );
-    }
-    let source = PinSource::Env(PIN_VAR.into());
-    let found = copies_freed_during(&[needle(NOT_UNICODE_PIN)], || {
-        let err = resolve_pin(&source).unwrap_err();
-        assert!(matches!(err, Pkcs11Error::PinNotUnicode { .. }), "{err}");
-        assert!(!err.to_string().contains("pin-not-utf8"), "{err}");
-    });
+    let found = pin_copies_freed_in_a_child(
+        "a_pin_refused_for_not_being_utf8_is_wiped_not_just_dropped",
+        NOT_UNICODE_PIN,
+        |outcome| {
+            let err = outcome.unwrap_err();
+            assert!(matches!(err, Pkcs11Error::PinNotUnicode { .. }), "{err}");
+            assert!(!err.to_string().contains("pin-not-utf8"), "{err}");
+        },
+    );
     assert_eq!(found, 0, "freed blocks holding the refused PIN");
 }
 
 #[test]
 fn a_pin_read_from_the_environment_is_wiped_when_dropped() {
-    if std::env::var_os(PIN_VAR).is_none() {
-        return in_a_child_with_the_pin(
-            "a_pin_read_from_the_environment_is_wiped_when_dropped",
-            GOOD_PIN,
-        );
-    }
-    let source = PinSource::Env(PIN_VAR.into());
-    let found = copies_freed_during(&[needle(GOOD_PIN)], || {
-        let pin = resolve_pin(&source).unwrap();
-        assert_eq!(pin.as_bytes(), GOOD_PIN);
-    });
+    let found = pin_copies_freed_in_a_child(
+        "a_pin_read_from_the_environment_is_wiped_when_dropped",
+        GOOD_PIN,
+        |outcome| assert_eq!(outcome.unwrap().as_bytes(), GOOD_PIN),
+    );
     assert_eq!(found, 0, "freed blocks holding the PIN");
 }
 
