@@ -763,6 +763,9 @@ macro_rules! opaque_bytes {
             /// Checks the leading identifier byte and the length bounds only; the full
             /// structure is parsed by `mkclone-formats`.
             pub fn new(bytes: Vec<u8>) -> Result<Self, DomainError> {
+                // Held from the start, so that refused bytes are wiped too (`Drop`).
+                let value = Self(bytes);
+                let bytes = &value.0;
                 if bytes.len() < $min || bytes.len() > $max {
                     return Err(DomainError::Structure {
                         what: $what,
@@ -777,7 +780,7 @@ macro_rules! opaque_bytes {
                         });
                     }
                 }
-                Ok(Self(bytes))
+                Ok(value)
             }
             pub fn as_bytes(&self) -> &[u8] {
                 &self.0

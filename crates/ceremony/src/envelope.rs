@@ -28,7 +28,9 @@
 //! **Copies.** A file's shares leave no copy in freed memory on the way: its JSON is built
 //! in buffers that wipe what they outgrow (`mkclone_durable::WipingBuffer`), read into one
 //! sized once ([`read_bytes`]), [`peek`] skips the body unkept, and the hex text and the
-//! share types wipe themselves (crates/ceremony/tests/freed_memory.rs watches it).
+//! share types wipe themselves (crates/ceremony/tests/freed_memory.rs watches it). One copy
+//! is out of reach: a string written with escapes (which no canonical file has) is unescaped
+//! by serde_json into a scratch buffer it frees as it is.
 //!
 //! **Versions.** `version` ≥ 1. A reader states the highest version it understands; a newer
 //! file is refused ("upgrade mkclone"). To read several versions with different body types,
@@ -153,7 +155,7 @@ pub fn encode<T: Serialize + DeserializeOwned>(
             "the body does not encode to the same bytes twice".into(),
         ));
     }
-    encode_unchecked(format, version, ceremony, rehearsal, body)
+    encode_unchecked(format, version, ceremony, rehearsal, body, first.len())
         .map(|(bytes, _)| bytes)
         .map_err(encode_error)
 }
@@ -165,20 +167,23 @@ fn encode_unchecked<T: Serialize>(
     ceremony: &str,
     rehearsal: bool,
     body: &T,
+    body_len: usize,
 ) -> Result<(Vec<u8>, String), String> {
-    let signed = signed_bytes(format, version, ceremony, rehearsal, body)?;
+    let signed = signed_bytes(format, version, ceremony, rehearsal, body, body_len + 256)?;
     let digest = digest_of(&signed);
     let bytes = assemble(&signed, &digest)?;
     Ok((bytes, digest))
 }
 
 /// The digest input: `{"format":…,"version":…,"ceremony":…,"rehearsal":…,"body":…}`.
+/// `capacity`: the bytes expected (the buffer grows, wiping, past it).
 fn signed_bytes<T: Serialize>(
     format: &str,
     version: u32,
     ceremony: &str,
     rehearsal: bool,
     body: &T,
+    capacity: usize,
 ) -> Result<Zeroizing<Vec<u8>>, String> {
     json_of(
         &Signed {
@@ -188,7 +193,7 @@ fn signed_bytes<T: Serialize>(
             rehearsal,
             body,
         },
-        4096,
+        capacity,
     )
 }
 
@@ -284,6 +289,7 @@ pub fn decode<T: Serialize + DeserializeOwned>(
         &doc.ceremony,
         doc.rehearsal,
         &doc.body,
+        bytes.len(),
     )
     .map_err(encode_error)?;
     let canonical = Zeroizing::new(assemble(&signed, &doc.digest).map_err(encode_error)?);
@@ -467,8 +473,8 @@ pub fn peek(path: &Path, bytes: &[u8]) -> Result<Header, FileError> {
     })
 }
 
-/// The members of a document [`peek`] looks at, the others (the body) checked as JSON and
-/// skipped unkept: a `serde_json::Value` of the whole file would copy every share into a
+/// The members of a document [`peek`] looks at, the others (the body) checked as JSON
+/// ([`WellFormed`]) and kept nowhere: a `serde_json::Value` of the whole file would copy every share into a
 /// `String`, freed unwiped.
 struct HeaderMembers(serde_json::Map<String, serde_json::Value>);
 
@@ -491,13 +497,67 @@ impl<'de> Deserialize<'de> for HeaderMembers {
                     if ["format", "version", "ceremony", "rehearsal"].contains(&name.as_str()) {
                         members.insert(name, map.next_value()?);
                     } else {
-                        map.next_value::<serde::de::IgnoredAny>()?;
+                        map.next_value::<WellFormed>()?;
                     }
                 }
                 Ok(HeaderMembers(members))
             }
         }
         deserializer.deserialize_map(Members)
+    }
+}
+
+/// Any JSON value, checked as `serde_json::Value` would check it (strings valid UTF-8 and
+/// their escapes whole, numbers in range, nesting within serde_json's limit) and kept
+/// nowhere. `IgnoredAny` would skip a body without those checks, and a damaged body would
+/// then be refused for its header before it is found corrupt.
+struct WellFormed;
+
+impl<'de> Deserialize<'de> for WellFormed {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(WellFormed)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for WellFormed {
+    type Value = WellFormed;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<WellFormed, E> {
+        Ok(WellFormed)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<WellFormed, E> {
+        Ok(WellFormed)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<WellFormed, E> {
+        Ok(WellFormed)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<WellFormed, E> {
+        Ok(WellFormed)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<WellFormed, E> {
+        Ok(WellFormed)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<WellFormed, E> {
+        Ok(WellFormed)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<WellFormed, A::Error> {
+        while seq.next_element::<WellFormed>()?.is_some() {}
+        Ok(WellFormed)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<WellFormed, A::Error> {
+        while map.next_entry::<WellFormed, WellFormed>()?.is_some() {}
+        Ok(WellFormed)
     }
 }
 
@@ -680,6 +740,43 @@ mod tests {
         }
         let err = dec(&bytes[..bytes.len() / 2]).unwrap_err();
         says(&err, "truncated");
+    }
+
+    /// A body that is not well-formed JSON is found corrupt first, whatever its header
+    /// says: peek checks the body as it skips it (a lone surrogate, a number out of range,
+    /// nesting past serde_json's limit, bytes that are not UTF-8 in a string).
+    #[test]
+    fn a_damaged_body_is_corrupt_before_its_header_is_judged() {
+        let other = encode("mkclone-other", 9, "C-9", true, &body()).unwrap();
+        let text = String::from_utf8(other).unwrap();
+        let (head, _) = text.split_once("\"body\":").unwrap();
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        for damaged in [
+            r#""\ud800""#.to_owned(),
+            "1e999".to_owned(),
+            deep,
+            r#"{"a":"\q"}"#.to_owned(),
+        ] {
+            let bytes = format!("{head}\"body\":{damaged},\"digest\":\"x\"}}\n");
+            let err = dec(bytes.as_bytes()).unwrap_err();
+            assert!(
+                matches!(err, FileError::Corrupt { .. }),
+                "{damaged:.20}: {err}"
+            );
+        }
+        let mut bytes = format!("{head}\"body\":\"ab\",\"digest\":\"x\"}}\n").into_bytes();
+        let at = bytes.windows(4).position(|w| w == b"\"ab\"").unwrap() + 1;
+        bytes[at] = 0xFF;
+        let err = dec(&bytes).unwrap_err();
+        assert!(matches!(err, FileError::Corrupt { .. }), "{err}");
+        // And a body that is well-formed is skipped: the header is judged.
+        let fine = format!(
+            "{head}\"body\":[{{\"a\":[1,-2,3.5,null,true,\"\\u00e9\"]}}],\"digest\":\"x\"}}\n"
+        );
+        assert!(matches!(
+            dec(fine.as_bytes()),
+            Err(FileError::WrongFormat { .. })
+        ));
     }
 
     #[test]

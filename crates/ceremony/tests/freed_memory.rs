@@ -30,13 +30,20 @@ fn shares() -> Vec<SealedShare> {
         .collect()
 }
 
-/// For each share, its first 16 bytes and the first 16 digits of its hex text.
+/// For each share, 16 bytes of its start, middle and end, and the first 16 digits of its
+/// hex text: a block holding any part of a share is seen.
 fn needles(shares: &[SealedShare]) -> Vec<[u8; 16]> {
     shares
         .iter()
         .flat_map(|s| {
-            let hex = hex::encode(&s.as_bytes()[..8]);
-            [needle(s.as_bytes()), needle(hex.as_bytes())]
+            let bytes = s.as_bytes();
+            let hex = hex::encode(&bytes[..8]);
+            [
+                needle(bytes),
+                needle(&bytes[bytes.len() / 2..]),
+                needle(&bytes[bytes.len() - 16..]),
+                needle(hex.as_bytes()),
+            ]
         })
         .collect()
 }
@@ -55,12 +62,31 @@ fn writing_and_reading_a_file_of_shares_frees_no_copy_of_them() {
     let found = copies_freed_during(&needles, || {
         let body = shares();
         envelope::write_file(&path, &header, &body, Sensitivity::Secret, Put::Replace).unwrap();
+        // A file never overwritten (a share bundle) is written the other way.
+        let bundle = dir.path().join("bundle.json");
+        envelope::write_file(&bundle, &header, &body, Sensitivity::Secret, Put::CreateNew).unwrap();
         let read =
             envelope::read_file::<Vec<SealedShare>>(&path, FORMAT, 1, Some("C-FREED")).unwrap();
         assert!(read.body == body);
         assert!(std::fs::metadata(&path).unwrap().len() > 18_000);
     });
     assert_eq!(found, 0, "freed blocks holding a share");
+}
+
+/// A share refused for its length is wiped as one accepted: the bytes decoded before the
+/// refusal are not left behind.
+#[test]
+fn a_share_refused_when_read_leaves_no_copy() {
+    let too_long: Vec<u8> = (0..16_385u32)
+        .map(|i| (i.wrapping_mul(193) % 241) as u8 ^ 0x3C)
+        .collect();
+    let text = serde_json::to_string(&hex::encode(&too_long)).unwrap();
+    let watched = [needle(&too_long), needle(&too_long[8000..])];
+    let found = copies_freed_during(&watched, || {
+        let err = serde_json::from_str::<SealedShare>(&text).unwrap_err();
+        assert!(err.to_string().contains("sealed share"), "{err}");
+    });
+    assert_eq!(found, 0, "freed blocks holding the refused share");
 }
 
 /// The watch itself works in this binary.

@@ -40,13 +40,21 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// The allocator: the system's, which looks in each block it frees while armed.
 pub struct Watching;
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+/// Whether the `len` bytes at `block` hold `needle`. Read with volatile reads, byte by
+/// byte: a freed block's bytes past what its owner wrote were never initialized, which a
+/// `&[u8]` over them may not claim.
+fn contains(block: *const u8, len: usize, needle: &[u8; NEEDLE]) -> bool {
+    // SAFETY (of each read below): `block` is valid for `len` bytes, per the caller.
+    let at = |i: usize| unsafe { std::ptr::read_volatile(block.add(i)) };
+    (0..=len.saturating_sub(NEEDLE))
+        .filter(|&start| len >= NEEDLE && at(start) == needle[0])
+        .any(|start| (1..NEEDLE).all(|k| at(start + k) == needle[k]))
 }
 
 // SAFETY: every call is handed to `System` unchanged; `dealloc` only reads the block it is
-// about to free (valid for `layout.size()` bytes until then), touches atomics and takes a
-// lock that is never held while armed except by another `dealloc`, without allocating.
+// about to free (valid for `layout.size()` bytes until then, read volatile), touches atomics
+// and takes a lock that is never held while armed except by another `dealloc` (needles are
+// set only while disarmed, and disarming survives a panic), without allocating.
 unsafe impl GlobalAlloc for Watching {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded as received.
@@ -56,10 +64,12 @@ unsafe impl GlobalAlloc for Watching {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if ARMED.load(Ordering::Relaxed) && layout.size() >= NEEDLE {
             let needles = NEEDLES.lock().unwrap_or_else(|e| e.into_inner());
-            // SAFETY: `ptr` is a live block of `layout.size()` bytes until freed below.
-            let block = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
             let (list, count) = &*needles;
-            if list[..*count].iter().any(|needle| contains(block, needle)) {
+            // `ptr` is a live block of `layout.size()` bytes until freed below.
+            if list[..*count]
+                .iter()
+                .any(|needle| contains(ptr, layout.size(), needle))
+            {
                 FOUND.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -89,10 +99,19 @@ pub fn copies_freed_during(needles: &[[u8; NEEDLE]], work: impl FnOnce()) -> usi
         set.0[..needles.len()].copy_from_slice(needles);
         set.1 = needles.len();
     }
+    /// Disarms when dropped: also when `work` panics, so that the rest of the binary runs
+    /// unwatched (and no needle is set while armed).
+    struct Armed;
+    impl Drop for Armed {
+        fn drop(&mut self) {
+            ARMED.store(false, Ordering::Relaxed);
+        }
+    }
     FOUND.store(0, Ordering::Relaxed);
     ARMED.store(true, Ordering::Relaxed);
+    let armed = Armed;
     work();
-    ARMED.store(false, Ordering::Relaxed);
+    drop(armed);
     FOUND.load(Ordering::Relaxed)
 }
 
