@@ -26,23 +26,11 @@ pub const NOTICE: &str = "REHEARSAL ONLY: simulated coprocessor; master keys and
 #[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop, Serialize, Deserialize)]
 pub struct Secret24(
     #[serde(
-        serialize_with = "hex_from_a_wiped_buffer",
+        serialize_with = "mkclone_backend::lower_hex::serialize",
         deserialize_with = "hex::serde::deserialize"
     )]
     pub [u8; 24],
 );
-
-/// Lower-case hex, as `hex::serde` writes it, from a buffer on the stack wiped after use:
-/// `hex::serde` builds a `String` of the key and frees it without zeroizing it.
-fn hex_from_a_wiped_buffer<S: serde::Serializer>(
-    bytes: &[u8; 24],
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    use serde::ser::Error;
-    let mut text = Zeroizing::new([0u8; 48]);
-    hex::encode_to_slice(bytes, &mut text[..]).map_err(S::Error::custom)?;
-    serializer.serialize_str(std::str::from_utf8(&text[..]).map_err(S::Error::custom)?)
-}
 
 /// A list of secrets (received shares, polynomial rows: 15 at most, as shares are) read
 /// into a `Vec` sized once for 15. serde's own grows the `Vec` as it reads, moving the

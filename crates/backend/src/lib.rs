@@ -38,6 +38,7 @@ pub use status::{
     ShareStatus, ShareTables,
 };
 pub use status_cache::StatusCache;
+pub use types::lower_hex;
 pub use types::{
     Certificate, CloneableKind, Eid, HashAlgorithm, KeyLabel, KeyRole, KeyUsage, MAX_SHARES,
     MasterKeyKind, MofN, PatternAlgorithm, PublicKeyHash, PublicKeyToken, Registration,

@@ -816,10 +816,11 @@ macro_rules! opaque_bytes {
 /// Bytes as a lowercase hex string in serde formats: `hex::serde`'s text, written through a
 /// byte buffer (`hex::encode_to_slice`) rather than a `char` at a time; every certificate,
 /// token and sealed share of every ceremony file, card file and journal record goes
-/// through it. Both ways go through buffers sized once and the text is wiped after use:
-/// `hex`'s own decoding collects into a `Vec` that grows, freeing each outgrown block
-/// with the bytes it held.
-mod lower_hex {
+/// through it, and the simulator's keys (`#[serde(serialize_with =
+/// "mkclone_backend::lower_hex::serialize")]`). Both ways go through buffers sized once and
+/// the text is wiped after use: `hex`'s own decoding collects into a `Vec` that grows,
+/// freeing each outgrown block with the bytes it held.
+pub mod lower_hex {
     use serde::de::{self, Deserializer, Visitor};
     use serde::{Serializer, ser::Error};
     use zeroize::Zeroizing;

@@ -474,8 +474,8 @@ pub fn peek(path: &Path, bytes: &[u8]) -> Result<Header, FileError> {
 }
 
 /// The members of a document [`peek`] looks at, the others (the body) checked as JSON
-/// ([`WellFormed`]) and kept nowhere: a `serde_json::Value` of the whole file would copy every share into a
-/// `String`, freed unwiped.
+/// ([`WellFormed`]) and kept nowhere: a `serde_json::Value` of the whole file would copy
+/// every share into a `String`, freed unwiped.
 struct HeaderMembers(serde_json::Map<String, serde_json::Value>);
 
 impl<'de> Deserialize<'de> for HeaderMembers {

@@ -43,8 +43,11 @@ pub struct Watching;
 /// Whether the `len` bytes at `block` hold `needle`. Read with volatile reads, byte by
 /// byte: a freed block's bytes past what its owner wrote were never initialized, which a
 /// `&[u8]` over them may not claim.
-fn contains(block: *const u8, len: usize, needle: &[u8; NEEDLE]) -> bool {
-    // SAFETY (of each read below): `block` is valid for `len` bytes, per the caller.
+///
+/// # Safety
+/// `block` must be valid for reads of `len` bytes.
+unsafe fn contains(block: *const u8, len: usize, needle: &[u8; NEEDLE]) -> bool {
+    // SAFETY: `i < len` at every call below, and `block` is valid for `len` bytes.
     let at = |i: usize| unsafe { std::ptr::read_volatile(block.add(i)) };
     (0..=len.saturating_sub(NEEDLE))
         .filter(|&start| len >= NEEDLE && at(start) == needle[0])
@@ -56,19 +59,22 @@ fn contains(block: *const u8, len: usize, needle: &[u8; NEEDLE]) -> bool {
 // and takes a lock that is never held while armed except by another `dealloc` (needles are
 // set only while disarmed, and disarming survives a panic), without allocating.
 unsafe impl GlobalAlloc for Watching {
+    // SAFETY: the caller keeps `GlobalAlloc::alloc`'s contract, which `System` needs.
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded as received.
         unsafe { System.alloc(layout) }
     }
 
+    // SAFETY: the caller keeps `GlobalAlloc::dealloc`'s contract: `ptr` is a live block
+    // of `layout.size()` bytes from this allocator.
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if ARMED.load(Ordering::Relaxed) && layout.size() >= NEEDLE {
             let needles = NEEDLES.lock().unwrap_or_else(|e| e.into_inner());
             let (list, count) = &*needles;
-            // `ptr` is a live block of `layout.size()` bytes until freed below.
+            // SAFETY: `ptr` is a live block of `layout.size()` bytes until freed below.
             if list[..*count]
                 .iter()
-                .any(|needle| contains(ptr, layout.size(), needle))
+                .any(|needle| unsafe { contains(ptr, layout.size(), needle) })
             {
                 FOUND.fetch_add(1, Ordering::Relaxed);
             }

@@ -121,7 +121,8 @@ mod tests {
         wiped_on_drop::<cbc::Encryptor<TdesEde3>>();
         wiped_on_drop::<cbc::Decryptor<TdesEde3>>();
         wiped_on_drop::<TdesKey>();
-        // And the key is handed to them by reference, not as a copy on the stack.
+        // And they still encrypt and decrypt with the key handed by reference (no copy
+        // of it on the stack).
         let key = TdesKey::from_bytes([0x5B; 24]);
         let mut data = [0x11; 16];
         key.encrypt_cbc(&mut data).unwrap();
