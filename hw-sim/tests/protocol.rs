@@ -178,6 +178,22 @@ fn an_obtain_that_changes_no_state_leaves_the_card_file_as_it_was() {
     );
 }
 
+/// An install reads of the target only what the share's header is checked against, its
+/// EID (STATEID) and its CSR key, then sends the share: three requests, not a whole status
+/// (three more on the simulator, five on a real card) for the EID alone.
+#[test]
+fn an_install_reads_the_eid_and_the_csr_key_and_nothing_more() {
+    let kind = CloneableKind::Sym;
+    let (mut rig, _csr, s1) = rig_with_a_share(1, kind, 1);
+    let target = &mut rig.targets[0].0;
+    let before = target.transport().requests();
+    assert_eq!(
+        install(target, kind, &rig.css_certificate, s1),
+        Applied::Done(InstallProgress::NeedMore { received: 1, m: 2 })
+    );
+    assert_eq!(target.transport().requests() - before, 3);
+}
+
 #[test]
 fn a_repeated_install_is_reported_and_not_counted_twice() {
     let kind = CloneableKind::Sym;

@@ -581,7 +581,7 @@ impl<T: Transport> Backend for CcaBackend<T> {
         let reply = self.call(Operation::SetEid, &Request::SetEid(eid.clone()))?;
         match (reply.return_code, reply.reason_code) {
             (rt::OK, _) => Ok(Applied::Done(())),
-            (_, rs::EID_ALREADY_SET) => match self.status()?.identity.eid {
+            (_, rs::EID_ALREADY_SET) => match self.eid()? {
                 Some(current) => rerun::eid(eid, current),
                 None => Err(self.failure(Operation::SetEid, &reply, Ctx::default())),
             },
@@ -784,7 +784,8 @@ impl<T: Transport> Backend for CcaBackend<T> {
         // its own error before any cryptography runs.
         let parts =
             SealedShareParts::decode(&request.share).map_err(|_| BackendError::ShareRejected)?;
-        let eid = self.status()?.identity.eid;
+        // The EID alone (STATEID), not the whole status: one request, not three or five.
+        let eid = self.eid()?;
         let csr = self
             .retained_public_key(&request.csr_label)?
             .ok_or_else(|| BackendError::RetainedKeyNotFound {

@@ -225,8 +225,6 @@ mod decoded_cache {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex, PoisonError};
 
-    use sha2::{Digest, Sha256};
-
     use crate::envelope::Decoded;
     use crate::error::FileError;
 
@@ -248,7 +246,7 @@ mod decoded_cache {
             TypeId::of::<T>(),
             format.to_owned(),
             ceremony.to_owned(),
-            Sha256::digest(bytes).into(),
+            crate::digest::sha256(bytes),
         );
         let hit = {
             let cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
@@ -463,7 +461,6 @@ impl ProvenanceCache {
         format: &'static str,
         plan: &crate::plan::Plan,
     ) -> Result<Option<Provenance>, FileError> {
-        use sha2::Digest;
         use std::os::unix::fs::MetadataExt;
         let lock = || {
             self.decoded
@@ -499,7 +496,7 @@ impl ProvenanceCache {
                 Err(e) => return forget(e),
             },
         };
-        let digest: [u8; 32] = sha2::Sha256::digest(&bytes[..]).into();
+        let digest = crate::digest::sha256(&bytes[..]);
         let provenance = match cached {
             Some(c) if c.digest == digest => c.provenance,
             _ => provenance_of(path, &bytes, format, plan),

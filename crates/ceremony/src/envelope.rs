@@ -40,7 +40,6 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::FileError;
@@ -562,7 +561,10 @@ impl<'de> serde::de::Visitor<'de> for WellFormed {
 }
 
 fn digest_of(signed: &[u8]) -> String {
-    format!("{DIGEST_PREFIX}{}", hex::encode(Sha256::digest(signed)))
+    format!(
+        "{DIGEST_PREFIX}{}",
+        hex::encode(crate::digest::sha256(signed))
+    )
 }
 
 fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
@@ -583,6 +585,7 @@ mod tests {
 
     use super::*;
     use crate::durable::DurableError;
+    use sha2::{Digest, Sha256};
 
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     struct Body {

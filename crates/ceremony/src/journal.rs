@@ -52,7 +52,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::FileError;
 use crate::durable::{self, sync_dir};
@@ -541,7 +540,7 @@ impl Journal {
 
 /// Lowercase hex SHA-256 of a line's bytes (without its newline).
 pub fn line_hash(line: &[u8]) -> String {
-    hex::encode(Sha256::digest(line))
+    hex::encode(crate::digest::sha256(line))
 }
 
 /// The canonical line of a record (without newline), `detail` keys sorted.
@@ -629,6 +628,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use sha2::{Digest, Sha256};
 
     fn open(dir: &Path) -> Result<Journal, FileError> {
         let mut j = Journal::open(dir, "C-1", false)?;

@@ -31,6 +31,7 @@ pub use error::FileError;
 pub mod abort;
 mod ceremony;
 pub mod dbs;
+mod digest;
 pub mod dry_run;
 pub mod event;
 mod failure;
