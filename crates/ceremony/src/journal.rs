@@ -475,7 +475,8 @@ impl Journal {
         }
         self.prepare_tail()?;
 
-        let mut buf = line.clone();
+        // The line and its newline in one write, without a copy of the line.
+        let mut buf = line;
         buf.push(b'\n');
         self.failed_append = true;
         self.file
@@ -488,7 +489,7 @@ impl Journal {
         self.failed_append = false;
 
         self.verified_len += buf.len() as u64;
-        self.head = line_hash(&line);
+        self.head = line_hash(&buf[..buf.len() - 1]);
         self.records.push(record);
         Ok(RecordHash {
             seq: self.records.len() as u64,
