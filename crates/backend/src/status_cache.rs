@@ -312,26 +312,6 @@ mod tests {
     }
 
     #[test]
-    fn reads_are_answered_once_until_a_request_that_may_change_the_node() {
-        let mut node = Counting::default();
-        let mut cache = StatusCache::new(&mut node);
-        assert_eq!(eid(&mut cache), "E0");
-        assert_eq!(eid(&mut cache), "E0");
-        // Other reads keep it.
-        cache.list_registrations().unwrap();
-        assert_eq!(eid(&mut cache), "E0");
-        // A change, even a refused one or one whose outcome is unknown, forgets it.
-        cache.set_eid(&Eid::new("X").unwrap()).unwrap();
-        assert_eq!(eid(&mut cache), "E1");
-        assert!(cache.clear_new(CloneableKind::Sym).is_err());
-        assert_eq!(eid(&mut cache), "E1");
-        cache.forget();
-        assert_eq!(eid(&mut cache), "E1");
-        drop(cache);
-        assert_eq!(node.reads, 4);
-    }
-
-    #[test]
     fn a_failed_read_is_not_kept() {
         let mut node = Counting {
             fail_next: true,
