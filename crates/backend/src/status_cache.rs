@@ -223,7 +223,7 @@ mod tests {
     }
 
     impl Counting {
-        /// An answer to the read `what`, or the failure `fail_next` asked for.
+        /// An answer to the read `what`, or the failure `failing_reads` asked for.
         fn read<T>(&mut self, what: &'static str, answer: T) -> Result<T> {
             self.other_reads.push(what);
             if self.failing_reads > 0 {

@@ -475,6 +475,7 @@ impl Journal {
         }
         self.prepare_tail()?;
 
+        let head = line_hash(&line);
         // The line and its newline in one write, without a copy of the line.
         let mut buf = line;
         buf.push(b'\n');
@@ -489,7 +490,7 @@ impl Journal {
         self.failed_append = false;
 
         self.verified_len += buf.len() as u64;
-        self.head = line_hash(&buf[..buf.len() - 1]);
+        self.head = head;
         self.records.push(record);
         Ok(RecordHash {
             seq: self.records.len() as u64,

@@ -46,11 +46,15 @@ pub struct Watching;
 ///
 /// # Safety
 /// `block` must be valid for reads of `len` bytes.
+// SAFETY: an unsafe fn for its contract above; it only reads, within `len` bytes.
 unsafe fn contains(block: *const u8, len: usize, needle: &[u8; NEEDLE]) -> bool {
+    if len < NEEDLE {
+        return false;
+    }
     // SAFETY: `i < len` at every call below, and `block` is valid for `len` bytes.
     let at = |i: usize| unsafe { std::ptr::read_volatile(block.add(i)) };
-    (0..=len.saturating_sub(NEEDLE))
-        .filter(|&start| len >= NEEDLE && at(start) == needle[0])
+    (0..=len - NEEDLE)
+        .filter(|&start| at(start) == needle[0])
         .any(|start| (1..NEEDLE).all(|k| at(start + k) == needle[k]))
 }
 
@@ -71,11 +75,11 @@ unsafe impl GlobalAlloc for Watching {
         if ARMED.load(Ordering::Relaxed) && layout.size() >= NEEDLE {
             let needles = NEEDLES.lock().unwrap_or_else(|e| e.into_inner());
             let (list, count) = &*needles;
-            // SAFETY: `ptr` is a live block of `layout.size()` bytes until freed below.
-            if list[..*count]
-                .iter()
-                .any(|needle| unsafe { contains(ptr, layout.size(), needle) })
-            {
+            let holds_a_needle = list[..*count].iter().any(|needle| {
+                // SAFETY: `ptr` is a live block of `layout.size()` bytes until freed below.
+                unsafe { contains(ptr, layout.size(), needle) }
+            });
+            if holds_a_needle {
                 FOUND.fetch_add(1, Ordering::Relaxed);
             }
         }
