@@ -194,6 +194,111 @@ fn an_install_reads_the_eid_and_the_csr_key_and_nothing_more() {
     assert_eq!(target.transport().requests() - before, 3);
 }
 
+/// The installs of one key, one after the other, read the EID and the CSR key once: an
+/// install changes neither, and nothing else went to the card in between. Any other
+/// request in between, and the next install reads them again.
+#[test]
+fn consecutive_installs_read_the_eid_and_the_csr_key_once() {
+    let kind = CloneableKind::Sym;
+    let mut rig = rig(3, 5, 1);
+    let csr = rig.targets[0].1.clone();
+    let shares: Vec<_> = (1..=3)
+        .map(|i| obtain(&mut rig.source, kind, i, &csr))
+        .collect();
+    let target = &mut rig.targets[0].0;
+    let sent = |target: &mut SimBackend, share| {
+        let before = target.transport().requests();
+        let progress = install(target, kind, &rig.css_certificate, share);
+        (progress, target.transport().requests() - before)
+    };
+    assert_eq!(
+        sent(target, shares[0].clone()),
+        (
+            Applied::Done(InstallProgress::NeedMore { received: 1, m: 3 }),
+            3
+        )
+    );
+    assert_eq!(
+        sent(target, shares[1].clone()),
+        (
+            Applied::Done(InstallProgress::NeedMore { received: 2, m: 3 }),
+            1
+        ),
+        "the second install sends the share alone"
+    );
+    target.share_status().unwrap();
+    assert_eq!(
+        sent(target, shares[2].clone()),
+        (Applied::Done(InstallProgress::Complete), 3),
+        "after another request, the EID and the CSR key are read again"
+    );
+}
+
+/// Another program changes the target between two of our installs: its EID, or the key
+/// under the CSR label. The second install checks the share's header against what the
+/// first read; the card checks it against what it holds now and refuses the share, and
+/// the install after that failure reads the node again and refuses it on the host, naming
+/// what the node holds now. No share is taken in either case.
+#[test]
+fn a_target_changed_by_another_program_between_two_installs_takes_no_share() {
+    let kind = CloneableKind::Asym;
+    for change in ["eid", "csr key"] {
+        let mut rig = rig(3, 5, 2);
+        let csr = rig.targets[0].1.clone();
+        let s1 = obtain(&mut rig.source, kind, 1, &csr);
+        let s2 = obtain(&mut rig.source, kind, 2, &csr);
+        let other_csr = rig.targets[1]
+            .0
+            .transport()
+            .store()
+            .snapshot()
+            .unwrap()
+            .retained(&label(CSR_LABEL))
+            .unwrap()
+            .clone();
+        let target = &mut rig.targets[0].0;
+        assert_eq!(
+            install(target, kind, &rig.css_certificate, s1),
+            Applied::Done(InstallProgress::NeedMore { received: 1, m: 3 })
+        );
+        // The other program, on the same card.
+        target
+            .transport()
+            .store()
+            .with_state(|card| {
+                match change {
+                    "eid" => card.eid = Some(mkclone_backend::Eid::new("SOMEONE ELSE").unwrap()),
+                    _ => {
+                        card.retained.retain(|k| k.label != other_csr.label);
+                        card.retained.push(other_csr.clone());
+                    }
+                }
+                ((), true)
+            })
+            .unwrap();
+        let request = install_request(kind, &rig.css_certificate, s2);
+        let by_card = target.install_share(&request).unwrap_err();
+        let by_host = target.install_share(&request).unwrap_err();
+        assert!(
+            matches!(by_host, BackendError::WrongTarget { .. }),
+            "{change}: {by_host}"
+        );
+        if change == "eid" {
+            assert!(by_host.to_string().contains("SOMEONE ELSE"), "{by_host}");
+        }
+        assert!(
+            matches!(by_card, BackendError::WrongTarget { .. }),
+            "{change}: the card refuses the share: {by_card}"
+        );
+        let tables = target.share_status().unwrap();
+        assert_eq!(
+            tables.tables(kind).unwrap().received().len(),
+            1,
+            "{change}: the second share was not taken ({by_card})"
+        );
+    }
+}
+
 #[test]
 fn a_repeated_install_is_reported_and_not_counted_twice() {
     let kind = CloneableKind::Sym;

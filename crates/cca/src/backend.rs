@@ -36,6 +36,24 @@ const ALREADY_IN_PLACE: (u16, u16) = (rt::WARNING, rs::ALREADY_IN_STATE);
 /// A CCA node: a coprocessor domain behind a transport.
 pub struct CcaBackend<T: Transport> {
     transport: T,
+    /// What the last request, a successful install, checked its share's header against;
+    /// every request sent forgets it (see [`InstallContext`]).
+    install_context: Option<InstallContext>,
+}
+
+/// The node's EID and CSR key fingerprint, as an install read them to check a share's
+/// header (the host's early check, which gives a share for another node its own error
+/// before any cryptography runs). The next install reuses them only if it is the very next
+/// request and names the same CSR key: installing a share changes neither, and nothing
+/// else was sent in between. Any request forgets them, so a phase's installs of one key
+/// read them once, not once per share (two requests each, milliseconds on a real card).
+/// Another program acting on the card between two installs is not seen by that check,
+/// as by any check of a device as of its last read; the share stays bound to the CSR
+/// key's holder by the key wrapped to it, which the card alone can unwrap.
+struct InstallContext {
+    csr_label: KeyLabel,
+    eid: Eid,
+    csr_fingerprint: [u8; 32],
 }
 
 /// What a failure message needs to name.
@@ -97,7 +115,10 @@ macro_rules! read_reply {
 
 impl<T: Transport> CcaBackend<T> {
     pub fn new(transport: T) -> Self {
-        Self { transport }
+        Self {
+            transport,
+            install_context: None,
+        }
     }
 
     pub fn transport(&self) -> &T {
@@ -167,6 +188,8 @@ impl<T: Transport> CcaBackend<T> {
 
     /// Send one request and decode its reply (codes not yet interpreted).
     fn call(&mut self, op: Operation, request: &Request) -> Result<Reply> {
+        // Whatever this request is, the install context is no longer the last request's.
+        self.install_context = None;
         let function = request.function();
         self.guard(op, request.encoding())?;
         let message = request
@@ -356,6 +379,35 @@ impl<T: Transport> CcaBackend<T> {
                 operation: Operation::Status,
                 detail: format!("STATEID: {e}"),
             })
+    }
+
+    /// The node's EID and the fingerprint of its CSR key `csr_label`, read to check a
+    /// share's header: the EID alone (STATEID, one request, not a whole status: three on
+    /// the simulator, five on a real card) and the CSR public key.
+    fn install_context_of(&mut self, csr_label: &KeyLabel) -> Result<InstallContext> {
+        let op = Operation::InstallShare;
+        let eid = self.eid()?;
+        let csr = self.retained_public_key(csr_label)?.ok_or_else(|| {
+            BackendError::RetainedKeyNotFound {
+                label: csr_label.clone(),
+            }
+        })?;
+        let csr_view =
+            PublicKeyTokenView::decode(&csr).map_err(|e| BackendError::MalformedReply {
+                operation: op,
+                detail: format!("CSR public-key token: {e}"),
+            })?;
+        let Some(eid) = eid else {
+            return Err(BackendError::Conflict {
+                what: "this node's EID".into(),
+                detail: "no EID is set, so no share can be addressed to it: set the EID first (phase 3a)".into(),
+            });
+        };
+        Ok(InstallContext {
+            csr_label: csr_label.clone(),
+            eid,
+            csr_fingerprint: csr_view.key.fingerprint(),
+        })
     }
 
     /// Status on a real coprocessor: STATICSA (serial; ASYM and AES states and patterns)
@@ -784,26 +836,13 @@ impl<T: Transport> Backend for CcaBackend<T> {
         // its own error before any cryptography runs.
         let parts =
             SealedShareParts::decode(&request.share).map_err(|_| BackendError::ShareRejected)?;
-        // The EID alone (STATEID), not the whole status: one request, not three or five.
-        let eid = self.eid()?;
-        let csr = self
-            .retained_public_key(&request.csr_label)?
-            .ok_or_else(|| BackendError::RetainedKeyNotFound {
-                label: request.csr_label.clone(),
-            })?;
-        let csr_view =
-            PublicKeyTokenView::decode(&csr).map_err(|e| BackendError::MalformedReply {
-                operation: op,
-                detail: format!("CSR public-key token: {e}"),
-            })?;
-        let fingerprint = csr_view.key.fingerprint();
-        let Some(eid) = eid else {
-            return Err(BackendError::Conflict {
-                what: "this node's EID".into(),
-                detail: "no EID is set, so no share can be addressed to it: set the EID first (phase 3a)".into(),
-            });
+        let context = match self.install_context.take() {
+            Some(c) if c.csr_label == request.csr_label => c,
+            _ => self.install_context_of(&request.csr_label)?,
         };
-        parts.header.check_addressed_to(&eid, &fingerprint)?;
+        parts
+            .header
+            .check_addressed_to(&context.eid, &context.csr_fingerprint)?;
         if parts.header.kind != request.kind {
             warn!(
                 "share header names the {} master key, the request {}",
@@ -830,7 +869,7 @@ impl<T: Transport> Backend for CcaBackend<T> {
             }),
             _ => None,
         };
-        match (reply.return_code, reply.reason_code) {
+        let outcome = match (reply.return_code, reply.reason_code) {
             (rt::OK, _) | (rt::WARNING, rs::SUFFICIENT_SHARES) => progress(&reply.body)
                 .map(Applied::Done)
                 .ok_or_else(|| unexpected(op, &reply.body)),
@@ -847,7 +886,13 @@ impl<T: Transport> Backend for CcaBackend<T> {
                 );
                 Err(self.failure(op, &reply, ctx))
             }
+        };
+        // Kept for the next request only if the card took the share: after any failure
+        // the next install reads the node again.
+        if outcome.is_ok() {
+            self.install_context = Some(context);
         }
+        outcome
     }
 
     fn set_master_key(&mut self, kind: CloneableKind) -> Result<Applied<()>> {
