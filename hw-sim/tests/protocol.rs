@@ -196,13 +196,14 @@ fn an_install_reads_the_eid_and_the_csr_key_and_nothing_more() {
 
 /// The installs of one key, one after the other, read the EID and the CSR key once: an
 /// install changes neither, and nothing else went to the card in between. Any other
-/// request in between, and the next install reads them again.
+/// request in between, or a hand on the transport (through which anything may be sent),
+/// and the next install reads them again.
 #[test]
 fn consecutive_installs_read_the_eid_and_the_csr_key_once() {
     let kind = CloneableKind::Sym;
-    let mut rig = rig(3, 5, 1);
+    let mut rig = rig(4, 5, 1);
     let csr = rig.targets[0].1.clone();
-    let shares: Vec<_> = (1..=3)
+    let shares: Vec<_> = (1..=4)
         .map(|i| obtain(&mut rig.source, kind, i, &csr))
         .collect();
     let target = &mut rig.targets[0].0;
@@ -211,26 +212,24 @@ fn consecutive_installs_read_the_eid_and_the_csr_key_once() {
         let progress = install(target, kind, &rig.css_certificate, share);
         (progress, target.transport().requests() - before)
     };
-    assert_eq!(
-        sent(target, shares[0].clone()),
-        (
-            Applied::Done(InstallProgress::NeedMore { received: 1, m: 3 }),
-            3
-        )
-    );
+    let need = |received| Applied::Done(InstallProgress::NeedMore { received, m: 4 });
+    assert_eq!(sent(target, shares[0].clone()), (need(1), 3));
     assert_eq!(
         sent(target, shares[1].clone()),
-        (
-            Applied::Done(InstallProgress::NeedMore { received: 2, m: 3 }),
-            1
-        ),
+        (need(2), 1),
         "the second install sends the share alone"
     );
     target.share_status().unwrap();
     assert_eq!(
         sent(target, shares[2].clone()),
-        (Applied::Done(InstallProgress::Complete), 3),
+        (need(3), 3),
         "after another request, the EID and the CSR key are read again"
+    );
+    target.transport_mut();
+    assert_eq!(
+        sent(target, shares[3].clone()),
+        (Applied::Done(InstallProgress::Complete), 3),
+        "after a hand on the transport, the EID and the CSR key are read again"
     );
 }
 

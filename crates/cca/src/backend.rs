@@ -125,7 +125,10 @@ impl<T: Transport> CcaBackend<T> {
         &self.transport
     }
 
+    /// The transport, to configure or to send through directly: whatever is sent that
+    /// way, the next install reads the node again (the install context is forgotten).
     pub fn transport_mut(&mut self) -> &mut T {
+        self.install_context = None;
         &mut self.transport
     }
 
