@@ -424,6 +424,78 @@ fn a_finished_clone_gives_every_action_as_an_object() {
     assert!(doc["waiting"].is_null());
 }
 
+/// A `clone` that fails says, besides the error, which phases this run completed (as
+/// `mkclone-clone` gives them) and every phase that failed: with targets in parallel the
+/// others go on until the failure, and a script must know which targets got their key.
+#[test]
+fn a_failed_clone_names_the_phases_it_completed_and_each_phase_that_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = rehearsal(dir.path(), 2);
+    let c = cfg.to_str().unwrap();
+    // target2 holds a key of its own: its shares are refused (would replace CURRENT).
+    ok(&["phase1", "--config", c]);
+    ok(&[
+        "master-key",
+        "random",
+        "--config",
+        c,
+        "--node",
+        "target2",
+        "--operator",
+        "alice",
+    ]);
+    let doc = error_of(&["clone", "--config", c, "--jobs", "2"], 4, "preflight");
+    let phases = doc["phases"].as_array().unwrap();
+    for p in phases {
+        check_structured(p);
+    }
+    let done = |phase: &str, node: &str| {
+        phases
+            .iter()
+            .filter(|p| p["phase"] == phase && p["node"] == node)
+            .count()
+    };
+    for (phase, node) in [
+        ("1", "sa"),
+        ("2a", "source"),
+        ("2b", "sa"),
+        ("3a", "target2"),
+    ] {
+        assert_eq!(done(phase, node), 1, "{phase} on {node}: {doc:#}");
+    }
+    assert_eq!(done("3d", "target2"), 0, "{doc:#}");
+    assert_eq!(
+        doc["failed_phases"],
+        serde_json::json!([{
+            "phase": "3c",
+            "node": "source",
+            "target": "target2",
+            "kind": "preflight",
+            "message": doc["message"],
+        }]),
+        "{doc:#}"
+    );
+    // Whether target1 got through 3d before the failure stopped the run depends on the
+    // order the threads ran in; what the document says must be what target1 holds.
+    let status =
+        |node: &str| one_document(&mkclone(&["status", "--config", c, node, "--json"]).stdout);
+    let (source, target1) = (status("source"), status("target1"));
+    let current = |d: &Value| d["status"]["registers"][0]["current_patterns"].clone();
+    assert_eq!(
+        done("3d", "target1") == 1,
+        current(&target1) == current(&source),
+        "{doc:#}"
+    );
+    // A clone that fails before any phase has no such members.
+    let nowhere = dir.path().join("nowhere.toml");
+    let doc = error_of(
+        &["clone", "--config", nowhere.to_str().unwrap()],
+        3,
+        "config-unreadable",
+    );
+    assert!(doc.get("phases").is_none() && doc.get("failed_phases").is_none());
+}
+
 #[test]
 fn json_goes_before_or_after_the_command() {
     let dir = tempfile::tempdir().unwrap();

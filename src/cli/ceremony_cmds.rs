@@ -351,14 +351,23 @@ pub fn clone(config_path: &Path, run: &RunArgs, args: &CloneArgs) -> Result<(), 
         &all,
     ));
     let shown = console.clone();
+    let log = Arc::new(super::clone_log::CloneLog::default());
+    let logged = log.clone();
     let options = run::CloneOptions {
         jobs: args.jobs,
-        observer: Some(Observer::new(move |event| shown.observe(event))),
+        observer: Some(Observer::new(move |event| {
+            logged.observe(event);
+            shown.observe(event);
+        })),
         checks: args.checks,
     };
     let summary = run::run_clone(&mut ceremony, &mut nodes, &options);
     console.finish();
-    let summary = summary?;
+    // A failure says which phases this run completed and every phase that failed.
+    let summary = summary.map_err(|e| Failure {
+        clone: Some(Box::new(log.outcome())),
+        ..Failure::from(e)
+    })?;
     if args.json {
         /// The `mkclone-clone` document: the summary, and under dual control the
         /// registration commands two people run (`next`), then `clone` again.

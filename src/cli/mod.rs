@@ -3,6 +3,7 @@
 //! an exit code.
 
 mod ceremony_cmds;
+mod clone_log;
 mod console;
 mod demo;
 mod devices;

@@ -20,6 +20,9 @@ pub struct Failure {
     /// A preflight's problems, each named by `kind` (the `problems` of the
     /// `mkclone-error` document, as a dry run gives them).
     pub problems: Vec<mkclone_ceremony::Problem>,
+    /// `clone`, once its phases began: the phases the run completed and every phase that
+    /// failed (the `phases` and `failed_phases` of the `mkclone-error` document).
+    pub clone: Option<Box<super::clone_log::CloneOutcome>>,
 }
 
 impl Failure {
@@ -31,6 +34,7 @@ impl Failure {
             hint: None,
             documented: false,
             problems: Vec::new(),
+            clone: None,
         }
     }
     pub fn failed(message: impl Into<String>) -> Self {
@@ -190,6 +194,9 @@ pub struct ErrorDocument<'a> {
     /// `kind` "preflight": every problem found, as a dry run gives them.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub problems: &'a [mkclone_ceremony::Problem],
+    /// `clone`, once its phases began: `phases` (done in this run) and `failed_phases`.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub clone: Option<&'a super::clone_log::CloneOutcome>,
 }
 
 impl<'a> From<&'a Failure> for ErrorDocument<'a> {
@@ -200,6 +207,7 @@ impl<'a> From<&'a Failure> for ErrorDocument<'a> {
             message: &f.message,
             hint: f.hint.as_deref(),
             problems: &f.problems,
+            clone: f.clone.as_deref(),
         }
     }
 }
