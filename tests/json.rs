@@ -486,6 +486,17 @@ fn a_failed_clone_names_the_phases_it_completed_and_each_phase_that_failed() {
         current(&target1) == current(&source),
         "{doc:#}"
     );
+    // A refusal that is not a phase's (every target checked at once, before any share
+    // moves): no phase failed, and the phases before it are listed.
+    let doc = error_of(
+        &["clone", "--config", c, "--check-all-first"],
+        4,
+        "preflight",
+    );
+    assert_eq!(doc["failed_phases"], serde_json::json!([]), "{doc:#}");
+    let phases = doc["phases"].as_array().unwrap();
+    let certified = phases.iter().filter(|p| p["phase"] == "3b").count();
+    assert_eq!(certified, 2, "3b for each target: {doc:#}");
     // A clone that fails before any phase has no such members.
     let nowhere = dir.path().join("nowhere.toml");
     let doc = error_of(

@@ -18,9 +18,10 @@ pub struct CloneLog {
 /// The phases of a failed `clone` run (docs/JSON.md, "Errors").
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct CloneOutcome {
-    /// The phases this run completed, in the order they finished.
+    /// The phases this run completed, in the order they were reported.
     pub phases: Vec<PhaseReport>,
-    /// Every phase that failed, in the order they failed.
+    /// Every phase that failed, in the order they were reported (the error the command
+    /// returns is one of them, the one the scheduler recorded first).
     pub failed_phases: Vec<FailedPhase>,
 }
 
