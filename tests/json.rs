@@ -497,7 +497,7 @@ fn a_failed_clone_names_the_phases_it_completed_and_each_phase_that_failed() {
     let phases = doc["phases"].as_array().unwrap();
     let certified = phases.iter().filter(|p| p["phase"] == "3b").count();
     assert_eq!(certified, 2, "3b for each target: {doc:#}");
-    // A clone that fails before any phase has no such members.
+    // A clone that fails before it opens the ceremony has no such members.
     let nowhere = dir.path().join("nowhere.toml");
     let doc = error_of(
         &["clone", "--config", nowhere.to_str().unwrap()],

@@ -1,7 +1,7 @@
 //! What a `clone` run did, phase by phase, for its `mkclone-error` document when it fails:
 //! the phases it completed (as the `mkclone-clone` document gives them) and every phase that
 //! failed. In parallel mode the phases running when one fails finish first, and more than
-//! one may fail; the error the command returns is the first, so without this a script
+//! one may fail; the error the command returns is one of them, so without this a script
 //! learns neither which targets got their shares nor what else went wrong.
 
 use std::sync::{Mutex, PoisonError};

@@ -20,8 +20,8 @@ pub struct Failure {
     /// A preflight's problems, each named by `kind` (the `problems` of the
     /// `mkclone-error` document, as a dry run gives them).
     pub problems: Vec<mkclone_ceremony::Problem>,
-    /// `clone`, once its phases began: the phases the run completed and every phase that
-    /// failed (the `phases` and `failed_phases` of the `mkclone-error` document).
+    /// `clone`, once it has opened the ceremony: the phases the run completed and every
+    /// phase that failed (the `phases` and `failed_phases` of the `mkclone-error` document).
     pub clone: Option<Box<super::clone_log::CloneOutcome>>,
 }
 
@@ -194,7 +194,8 @@ pub struct ErrorDocument<'a> {
     /// `kind` "preflight": every problem found, as a dry run gives them.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub problems: &'a [mkclone_ceremony::Problem],
-    /// `clone`, once its phases began: `phases` (done in this run) and `failed_phases`.
+    /// `clone`, once it has opened the ceremony: `phases` (done in this run) and
+    /// `failed_phases`.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub clone: Option<&'a super::clone_log::CloneOutcome>,
 }
