@@ -6,7 +6,7 @@ use std::collections::btree_map::Entry;
 use mkclone_backend::{Backend, SerialNumber};
 use mkclone_ceremony::CeremonyError;
 use mkclone_ceremony::run::Nodes;
-use mkclone_hw_sim::SimBus;
+use mkclone_hw_sim::{SimBus, StoreError};
 
 use crate::config::{Config, NodeBackend, NodeConfig};
 
@@ -24,9 +24,13 @@ pub fn open(node: &NodeConfig) -> Result<Box<dyn Backend + Send>, NodeError> {
             let bus = SimBus::new(sim_dir);
             let backend = bus.open_card(*apqn).map_err(|e| NodeError::Open {
                 node: node.name.clone(),
-                message: format!(
-                    "{e} (run `mkclone sim init --config ...` to create the simulated cards)"
-                ),
+                // Only a missing card is made by `sim init`: it refuses to overwrite one.
+                message: match e {
+                    StoreError::Missing { .. } => format!(
+                        "{e} (run `mkclone sim init --config ...` to create the simulated cards)"
+                    ),
+                    _ => e.to_string(),
+                },
             })?;
             Ok(Box::new(backend))
         }

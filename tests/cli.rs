@@ -433,6 +433,47 @@ fn a_corrupt_sa_db_is_a_clear_error_and_left_untouched() {
     assert_eq!(std::fs::read(&sa_db).unwrap(), bytes);
 }
 
+/// A missing card file names the command that makes it; a corrupt one does not (`sim init`
+/// refuses to overwrite a card), and is left as it was.
+#[test]
+fn a_missing_card_names_sim_init_and_a_corrupt_one_does_not() {
+    let (dir, cfg) = fresh_rehearsal(1);
+    let c = cfg.to_str().unwrap();
+    let cards: Vec<_> = std::fs::read_dir(dir.path().join("cards"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert_eq!(cards.len(), 3, "{cards:?}");
+    let hint = "run `mkclone sim init --config";
+    let target_card = |dir: &Path| {
+        // The target's card: the one status of target1 reads.
+        let out = ok(&["status", "--config", c, "target1", "--json"]);
+        let serial = json_in(&out)["status"]["identity"]["serial"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        cards
+            .iter()
+            .find(|p| std::fs::read_to_string(p).unwrap().contains(&serial))
+            .unwrap_or_else(|| panic!("no card of {serial} in {}", dir.display()))
+            .clone()
+    };
+    let card = target_card(dir.path());
+
+    let saved = std::fs::read(&card).unwrap();
+    std::fs::remove_file(&card).unwrap();
+    let t = exit_code(&mkclone(&["status", "--config", c, "target1"]), 1);
+    assert!(t.contains("does not exist") && t.contains(hint), "{t}");
+    assert!(!t.contains("sim create"), "{t}");
+
+    let corrupt = &saved[..saved.len() / 2];
+    std::fs::write(&card, corrupt).unwrap();
+    let t = exit_code(&mkclone(&["status", "--config", c, "target1"]), 1);
+    assert!(t.contains("corrupt") && !t.contains(hint), "{t}");
+    assert_eq!(std::fs::read(&card).unwrap(), corrupt);
+}
+
 #[test]
 fn configuration_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();

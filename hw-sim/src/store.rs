@@ -40,9 +40,7 @@ use crate::state::CardState;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error(
-        "simulated card file {path} does not exist: create the card first (mkclone sim create, or the demo)"
-    )]
+    #[error("simulated card file {path} does not exist: create the card first")]
     Missing { path: PathBuf },
     #[error("simulated card file {path} already exists; it was left untouched")]
     Exists { path: PathBuf },
