@@ -27,8 +27,9 @@ fn clone_from_a_config_clones_into_every_target() {
         assert_eq!(current(&cfg, "target2", kind), source);
     }
     // Running it again finds everything done and changes nothing.
-    let again = ok(&["clone", "--config", c, "--json"]);
-    let summary: serde_json::Value = serde_json::from_str(&again).unwrap();
+    let again = mkclone(&["clone", "--config", c, "--json"]);
+    exit_code(&again, 0);
+    let summary: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert!(
         summary["journal_head"]
             .as_str()

@@ -32,6 +32,7 @@ fn demo_json_reports_equal_current_patterns() {
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["format"], "mkclone-demo");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REHEARSAL"));
     assert_eq!(v["summary"]["nodes"][0]["node"], "sa");
     let nodes = v["summary"]["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 4);

@@ -393,6 +393,9 @@ fn a_finished_clone_gives_every_action_as_an_object() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let doc = one_document(&out.stdout);
     check_envelope(&doc, "mkclone-clone");
+    // The rehearsal banner is not dropped under --json: it goes to standard error.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("REHEARSAL"), "{stderr}");
     let phases = doc["phases"].as_array().unwrap();
     assert_eq!(phases.len(), 3 + 4 * 2);
     for p in phases {

@@ -58,6 +58,56 @@ fn before_phase_1_the_command_says_to_run_it_first() {
     );
 }
 
+/// The source's server has no journal before phase 2a: the sa.db carried from the SA
+/// node's server brings the ceremony's nonce, and the command runs. An sa.db of another
+/// ceremony is named, and leaves no journal behind.
+#[test]
+fn a_carried_sa_db_alone_is_enough_and_a_foreign_one_is_named() {
+    let sa_server = tempfile::tempdir().unwrap();
+    fresh(sa_server.path(), false);
+    let plan = sim_plan_with(&sa_server.path().join("cards"), "ceremony", 1, "");
+    let carry_sa_db = |server: &Path| {
+        std::fs::create_dir_all(server.join("ceremony")).unwrap();
+        std::fs::copy(
+            sa_server.path().join("ceremony/sa.db"),
+            server.join("ceremony/sa.db"),
+        )
+        .unwrap();
+    };
+
+    let source_server = tempfile::tempdir().unwrap();
+    let cfg = write_plan(source_server.path(), &plan);
+    let c = cfg.to_str().unwrap();
+    carry_sa_db(source_server.path());
+    let out = exit_code(&random(c, &["--operator", "alice"]), 0);
+    assert!(out.contains("SYM: random key generated and set"), "{out}");
+    assert_eq!(registers(c, 0)["current"], "valid");
+    let journal = source_server.path().join("ceremony/journal.jsonl");
+    let nonce = |journal: &Path| {
+        let first = std::fs::read_to_string(journal).unwrap();
+        let first: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+        first["nonce"].as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        nonce(&journal),
+        nonce(&sa_server.path().join("ceremony/journal.jsonl")),
+        "the journal takes the ceremony's nonce from the carried sa.db"
+    );
+
+    let other_server = tempfile::tempdir().unwrap();
+    let cfg = write_plan(
+        other_server.path(),
+        &plan.replace("id = \"e2e\"", "id = \"another\""),
+    );
+    carry_sa_db(other_server.path());
+    let t = exit_code(&random(cfg.to_str().unwrap(), &[]), 3);
+    assert!(t.contains("sa.db"), "{t}");
+    assert!(
+        !other_server.path().join("ceremony/journal.jsonl").exists(),
+        "a refused command left a journal"
+    );
+}
+
 #[test]
 fn a_fresh_source_gets_a_key_and_a_valid_current_is_never_replaced_unasked() {
     let dir = tempfile::tempdir().unwrap();

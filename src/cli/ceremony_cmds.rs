@@ -317,9 +317,8 @@ pub struct CloneArgs {
 /// `mkclone clone`.
 pub fn clone(config_path: &Path, run: &RunArgs, args: &CloneArgs) -> Result<(), Failure> {
     let config = load_config(config_path, run.sa_fingerprint.as_deref())?;
-    if !args.json {
-        rehearsal_banner(&config);
-    }
+    // On standard error, also under --json: where the key is exposed is said every time.
+    rehearsal_banner(&config);
     if run.dry_run {
         return dry_run(
             &config,

@@ -3,10 +3,12 @@
 use super::output::{Failure, pattern_table, print_json};
 
 pub fn run(json: bool) -> Result<(), Failure> {
-    if !json {
-        println!(
-            "mkclone demo: REHEARSAL on temporary simulated cards (keys in plain files in a temporary directory)\n"
-        );
+    let banner = "mkclone demo: REHEARSAL on temporary simulated cards (keys in plain files in a temporary directory)";
+    if json {
+        // Standard output carries the document alone.
+        eprintln!("{banner}");
+    } else {
+        println!("{banner}\n");
     }
     let report = mkclone::demo::run(move |r| {
         if !json {

@@ -61,7 +61,7 @@ pub fn random(args: RandomArgs<'_>) -> Result<(), Failure> {
     };
     // The ceremony's lock first, then the node (any PIN asked), then the identity check
     // of a node of the plan, before anything is written.
-    master_key::refuse_before_phase_1(&config.directory, args.node)?;
+    master_key::refuse_before_phase_1(&config.directory, &config.plan, args.node)?;
     let mut ceremony = Ceremony::open(&config.directory, config.plan.clone())?;
     ceremony.set_operator(args.operator.clone())?;
     ceremony.set_run_start(super::ceremony_cmds::run_start(

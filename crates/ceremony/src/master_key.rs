@@ -31,11 +31,12 @@ use mkclone_backend::{
 };
 
 use crate::ceremony::{Ceremony, Done, PhaseReport};
-use crate::dbs::Layout;
+use crate::dbs::{self, Layout, SA_DB_FORMAT, SaDb};
 use crate::event::{Action, Entry, Note};
 use crate::failure::{CeremonyError, Result};
 use crate::phase::Phase;
 use crate::phase_action::{PhaseAction, kinds_text};
+use crate::plan::Plan;
 
 /// What `master-key random` is asked to do.
 #[derive(Clone, Debug)]
@@ -345,12 +346,19 @@ fn need_nonce(c: &Ceremony, node: &str) -> Result<()> {
 }
 
 /// Before the ceremony directory is opened (which creates its journal): a directory whose
-/// journal is absent or empty has no nonce, so the command is refused without leaving an
-/// empty journal behind, which a later report would show as a journal of 0 records.
-pub fn refuse_before_phase_1(dir: &Path, node: &str) -> Result<()> {
-    match std::fs::symlink_metadata(Layout::new(dir).journal()) {
-        Ok(meta) if meta.len() > 0 => Ok(()),
-        _ => Err(no_nonce(node)),
+/// journal is absent or empty, and which holds no sa.db of `plan`'s ceremony, has no nonce,
+/// so the command is refused without leaving an empty journal behind, which a later report
+/// would show as a journal of 0 records. An sa.db carried here brings the nonce (the
+/// ceremony takes it from there when it opens); one that does not belong to the ceremony is
+/// named with what is wrong with it.
+pub fn refuse_before_phase_1(dir: &Path, plan: &Plan, node: &str) -> Result<()> {
+    let layout = Layout::new(dir);
+    if matches!(std::fs::symlink_metadata(layout.journal()), Ok(meta) if meta.len() > 0) {
+        return Ok(());
+    }
+    match dbs::read_optional::<SaDb>(&layout.sa_db(), SA_DB_FORMAT, plan)? {
+        Some(_) => Ok(()),
+        None => Err(no_nonce(node)),
     }
 }
 
