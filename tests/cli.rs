@@ -515,6 +515,12 @@ fn configuration_errors_name_the_problem() {
             Some(3),
             &["are the same device"][..],
         ),
+        (
+            "f",
+            ("eid = \"TARGET1\"", "eid = \"SOURCE\""),
+            Some(3),
+            &["source and target1 both have the EID \"SOURCE\""][..],
+        ),
     ];
     for (sub, (from, to), code, names) in cases {
         let cfg = write_plan(&dir.path().join(sub), &base.replace(from, to));

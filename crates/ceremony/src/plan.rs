@@ -75,6 +75,16 @@ pub enum PlanError {
     NodeName(String),
     #[error("{0}")]
     Indices(String),
+    #[error(
+        "nodes {first} and {second} both have the EID {eid:?}: a share names its source and its \
+         target by EID, so each node of the ceremony needs an EID of its own (set a distinct `eid` \
+         for one of them)"
+    )]
+    SharedEid {
+        first: String,
+        second: String,
+        eid: String,
+    },
     #[error(transparent)]
     Domain(#[from] DomainError),
 }
@@ -110,6 +120,22 @@ impl Plan {
     pub fn new(spec: PlanSpec) -> Result<Self, PlanError> {
         if !valid_name(&spec.id, 40) {
             return Err(PlanError::Id(spec.id));
+        }
+        // A node named in two roles (SA and source on one device) is one node; two names are
+        // two devices, which must not answer to one EID.
+        let named = std::iter::once(&spec.sa)
+            .chain(std::iter::once(&spec.source))
+            .chain(spec.targets.iter());
+        let mut seen: Vec<&(String, Eid)> = Vec::new();
+        for node in named {
+            if let Some(other) = seen.iter().find(|o| o.1 == node.1 && o.0 != node.0) {
+                return Err(PlanError::SharedEid {
+                    first: other.0.clone(),
+                    second: node.0.clone(),
+                    eid: node.1.to_string(),
+                });
+            }
+            seen.push(node);
         }
         let pins = spec.pinned_serials;
         let node = |(name, eid): (String, Eid)| {
@@ -216,4 +242,56 @@ pub(crate) fn test_plan(id: &str, rehearsal: bool) -> Plan {
         source_patterns: Vec::new(),
     })
     .unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two devices may not share an EID; one device named in two roles is one node.
+    #[test]
+    fn two_nodes_with_one_eid_are_refused_one_node_in_two_roles_is_not() {
+        use mkclone_backend::{CloneableKind, Eid, MofN, RsaModulusBits};
+        let m_of_n = MofN::new(2, 3).unwrap();
+        let eid = |s: &str| Eid::new(s).unwrap();
+        let spec = |sa: (&str, &str), source: (&str, &str), targets: &[(&str, &str)]| PlanSpec {
+            id: "p".into(),
+            sa: (sa.0.into(), eid(sa.1)),
+            source: (source.0.into(), eid(source.1)),
+            targets: targets.iter().map(|t| (t.0.into(), eid(t.1))).collect(),
+            kinds: vec![CloneableKind::Sym],
+            m_of_n,
+            bits: RsaModulusBits::B2048,
+            rehearsal: true,
+            share_indices: share_indices(&[1, 2], m_of_n).unwrap(),
+            dual_control: false,
+            pinned_serials: Default::default(),
+            sa_fingerprint: None,
+            source_patterns: Vec::new(),
+        };
+        let err = Plan::new(spec(
+            ("sa", "SA"),
+            ("source", "SRC"),
+            &[("t1", "T1"), ("t2", "T1")],
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err,
+            PlanError::SharedEid {
+                first: "t1".into(),
+                second: "t2".into(),
+                eid: "T1".into()
+            }
+        );
+        assert!(
+            err.to_string().contains("t1 and t2 both have the EID"),
+            "{err}"
+        );
+        assert!(matches!(
+            Plan::new(spec(("sa", "SA"), ("source", "SA"), &[("t1", "T1")])),
+            Err(PlanError::SharedEid { .. })
+        ));
+        // SA and source played by one node: one name, one EID.
+        Plan::new(spec(("node", "N"), ("node", "N"), &[("t1", "T1")])).unwrap();
+    }
 }
