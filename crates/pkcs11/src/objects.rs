@@ -410,6 +410,12 @@ impl KeyCompanion {
         out.extend_from_slice(id.bytes());
         out
     }
+
+    /// Whether `cka_id` has the shape of a retained key pair's `CKA_ID` (`key_id`: the
+    /// prefix and 8 bytes): the ids recovery may treat as mkclone's.
+    pub fn is_key_id(cka_id: &[u8]) -> bool {
+        cka_id.len() == KEY_ID_PREFIX.len() + 8 && cka_id.starts_with(KEY_ID_PREFIX)
+    }
 }
 
 /// `mkclone/eid`.
@@ -465,6 +471,20 @@ mod tests {
         assert_eq!(parse_map_label(&map_label(42)), Some(42));
         assert_eq!(map_label(42), "mkclone/map/000000000000002a");
         assert_eq!(parse_map_label("mkclone/map/2a"), None);
+    }
+
+    #[test]
+    fn only_the_shape_of_a_retained_key_id_is_a_key_id() {
+        let id = KeyCompanion::key_id(ObjId::parse("0011223344556677").unwrap());
+        assert!(KeyCompanion::is_key_id(&id));
+        // Recovery destroys halves by this shape: a shorter or longer id under the prefix,
+        // or another prefix, is not mkclone's.
+        assert!(!KeyCompanion::is_key_id(&id[..id.len() - 1]));
+        assert!(!KeyCompanion::is_key_id(&[id.as_slice(), &[0]].concat()));
+        assert!(!KeyCompanion::is_key_id(b"mkclonE/01234567"));
+        assert!(!KeyCompanion::is_key_id(&[
+            0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77
+        ]));
     }
 
     /// A label names an object only in the form mkclone writes it (found by the

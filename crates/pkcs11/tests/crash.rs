@@ -1,6 +1,8 @@
 //! A crash between any two PKCS#11 calls of SET or INSTALL leaves the token either as it
 //! was before the operation or as it is after it, never in between; opening the token again
 //! removes what the interrupted operation left; and running the operation again completes.
+//! DELETE RETAINED KEY, which destroys several objects with no commit point, leaves the key
+//! listed until its last call, so its rerun completes it.
 //!
 //! The crash is the test seam `stop_after_calls(k)`: calls 1..=k reach the token, every
 //! later one fails as if the process had died; the backend is then dropped (its session
@@ -10,8 +12,12 @@
 mod common;
 
 use common::*;
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
 use mkclone_backend::{
-    Applied, Backend, BackendError, Certificate, CloneableKind, InstallProgress, MofN, SealedShare,
+    Applied, Backend, BackendError, Certificate, CloneableKind, InstallProgress, KeyRole, MofN,
+    SealedShare,
 };
 use mkclone_hw_sim::SimBackend;
 use mkclone_pkcs11::{Pkcs11Backend, Pkcs11NodeConfig};
@@ -271,4 +277,186 @@ fn obtain_survives_a_crash_at_every_call_and_leaves_no_export_key() {
         },
     );
     assert_eq!(export_keys(&config), 0);
+}
+
+/// The handle of the private key labelled `label`, found in `session` (the test's own, as
+/// any user-PIN holder could find it), if the token holds one.
+fn private_key(session: &Session, label: &str) -> Option<ObjectHandle> {
+    let found = session
+        .find_objects(&[
+            Attribute::Token(true),
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ])
+        .unwrap();
+    assert!(
+        found.len() <= 1,
+        "{} private keys labelled {label}",
+        found.len()
+    );
+    found.first().copied()
+}
+
+/// Whether the key `handle` still signs. `session` must have stayed open since the handle
+/// was found: SoftHSM invalidates the handles of private objects when the last session of
+/// the process closes (the login goes with it), which would make every key look gone.
+fn signs(session: &Session, handle: ObjectHandle) -> bool {
+    session
+        .sign(&Mechanism::Sha256RsaPkcs, handle, b"anything")
+        .is_ok()
+}
+
+/// Every token object labelled with the CSS key's label (its halves).
+fn css_halves(config: &Pkcs11NodeConfig) -> usize {
+    user_session(config)
+        .find_objects(&[
+            Attribute::Token(true),
+            Attribute::Label(CSS_LABEL.as_bytes().to_vec()),
+        ])
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn delete_retained_key_survives_a_crash_at_every_call_and_leaves_no_usable_key() {
+    // The halves go before the companion, so a crash at any point leaves the key listed
+    // (the companion is the last call) and the rerun finishes the deletion: it answers
+    // Done, never "already done" over a key that still signs; after it no half is left.
+    let (config, mut node) = token_node("crash-delete", "NODE");
+    let css = label(CSS_LABEL);
+    generate(&mut node, CSS_LABEL, KeyRole::Css);
+    let empty = object_shape(&mut node)
+        .into_iter()
+        .filter(|l| l != CSS_LABEL && *l != format!("mkclone/key/{CSS_LABEL}"))
+        .collect::<Vec<_>>();
+    node.stop_after_calls(u64::MAX);
+    let clean = node.delete_retained_key(&css).unwrap();
+    assert!(!clean.was_already_done());
+    let calls = node.calls_since_armed();
+    assert_eq!(
+        object_shape(&mut node),
+        empty,
+        "a clean DELETE removes the key"
+    );
+    drop(node);
+
+    // Crashes that left some halves destroyed and the companion in place.
+    let mut partial = 0;
+    for k in 0..calls {
+        let mut node = open(&config);
+        generate(&mut node, CSS_LABEL, KeyRole::Css);
+        // A user-PIN holder's session, open through the crash and the rerun.
+        let session = user_session(&config);
+        let private = private_key(&session, CSS_LABEL).expect("the CSS private key");
+        assert!(signs(&session, private));
+        node.stop_after_calls(k);
+        match node.delete_retained_key(&css) {
+            Err(BackendError::OutcomeUnknown { .. }) => {}
+            other => panic!("DELETE stopped after {k} of {calls} calls answered {other:?}"),
+        }
+        drop(node);
+
+        // The crash: a new process opens the token and recovers, which leaves the key
+        // (its companion names it), listed, whichever halves are left.
+        let mut node = open(&config);
+        let left = css_halves(&config);
+        partial += usize::from(left < 2);
+        let listed = node.list_retained_keys().unwrap();
+        assert_eq!(
+            listed.iter().map(|k| k.label.as_str()).collect::<Vec<_>>(),
+            [CSS_LABEL],
+            "after a crash following call {k} of {calls} ({left} halves left), the key is listed"
+        );
+        let rerun = node.delete_retained_key(&css).unwrap();
+        assert!(
+            !rerun.was_already_done(),
+            "after a crash following call {k} of {calls}, the rerun deletes"
+        );
+        assert!(node.list_retained_keys().unwrap().is_empty());
+        assert_eq!(object_shape(&mut node), empty, "crash after call {k}");
+        drop(node);
+        assert_eq!(
+            css_halves(&config),
+            0,
+            "crash after call {k}: a half is left"
+        );
+        assert_eq!(
+            private_key(&session, CSS_LABEL),
+            None,
+            "crash after call {k}"
+        );
+        assert!(
+            !signs(&session, private),
+            "crash after call {k}: the deleted private key still signs"
+        );
+    }
+    assert!(
+        partial > 0,
+        "no crash fell between the halves and the companion"
+    );
+}
+
+#[test]
+fn halves_no_companion_names_are_removed_at_open_and_no_other_key() {
+    // What a DELETE that destroyed the companion first (as mkclone did before) left when it
+    // was cut right after it, and what a generation cut before its companion leaves: key
+    // halves under mkclone's CKA_ID that no companion names. The next open removes them;
+    // a key of the same label with an id that is not mkclone's stays.
+    let (config, mut node) = token_node("crash-orphans", "NODE");
+    generate(&mut node, CSS_LABEL, KeyRole::Css);
+    generate(&mut node, SA_LABEL, KeyRole::Sa);
+    drop(node);
+    // A user-PIN holder's session, open throughout (the handles stay valid).
+    let session = user_session(&config);
+    let private = private_key(&session, CSS_LABEL).expect("the CSS private key");
+    let companion = session
+        .find_objects(&[
+            Attribute::Token(true),
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Label(format!("mkclone/key/{CSS_LABEL}").into_bytes()),
+        ])
+        .unwrap();
+    assert_eq!(companion.len(), 1);
+    session.destroy_object(companion[0]).unwrap();
+    // Someone else's key pair under the same label, with an id of their own.
+    let theirs = |extra: Vec<Attribute>| {
+        [
+            vec![
+                Attribute::Token(true),
+                Attribute::Label(CSS_LABEL.as_bytes().to_vec()),
+                Attribute::Id(b"not-mkclone".to_vec()),
+            ],
+            extra,
+        ]
+        .concat()
+    };
+    let (_, their_private) = session
+        .generate_key_pair(
+            &Mechanism::RsaPkcsKeyPairGen,
+            &theirs(vec![
+                Attribute::ModulusBits(2048.into()),
+                Attribute::Verify(true),
+            ]),
+            &theirs(vec![Attribute::Private(true), Attribute::Sign(true)]),
+        )
+        .unwrap();
+    assert!(signs(&session, private) && signs(&session, their_private));
+    assert_eq!(css_halves(&config), 4);
+
+    let mut node = open(&config);
+    assert_eq!(css_halves(&config), 2, "mkclone's CSS halves are removed");
+    assert!(!signs(&session, private), "the CSS private key still signs");
+    assert!(
+        signs(&session, their_private),
+        "a key mkclone did not make stays"
+    );
+    // The SA key, which its companion names, is untouched: listed, and it signs.
+    let listed = node.list_retained_keys().unwrap();
+    assert_eq!(
+        listed.iter().map(|k| k.label.as_str()).collect::<Vec<_>>(),
+        [SA_LABEL]
+    );
+    drop(node);
+    let sa = private_key(&session, SA_LABEL).expect("the SA private key");
+    assert!(signs(&session, sa));
 }

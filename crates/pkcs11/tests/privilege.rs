@@ -873,8 +873,8 @@ fn a_look_alike_key_in_place_of_the_seed_is_named_at_the_next_open() {
 #[test]
 fn a_changed_retained_key_is_left_behind_by_deleting_its_companion_and_made_again() {
     // The README's way forward for a retained key that changed: delete its companion
-    // record; the token opens, the key is no longer mkclone's, and generating it again
-    // removes its halves.
+    // record; the token opens, the key is no longer mkclone's and its halves are removed
+    // (recovery), and it is generated again.
     let token = "priv-again";
     mkclone_pkcs11::test_seams::leave_objects_modifiable(token);
     let (config, mut node) = token_node(token, "AGAIN");
@@ -895,6 +895,17 @@ fn a_changed_retained_key_is_left_behind_by_deleting_its_companion_and_made_agai
     drop(attacker);
     let mut node = open(&config);
     assert!(node.list_retained_keys().unwrap().is_empty());
+    let attacker = Attacker::login(&config);
+    let left = attacker
+        .session
+        .find_objects(&[Attribute::Label(CSR_LABEL.as_bytes().to_vec())])
+        .unwrap();
+    assert!(
+        left.is_empty(),
+        "{} halves of the changed key left",
+        left.len()
+    );
+    drop(attacker);
     let again = generate(&mut node, CSR_LABEL, KeyRole::Csr);
     assert_ne!(again, before, "a new key");
     drop(node);
@@ -1215,6 +1226,74 @@ fn a_master_key_of_a_user_pin_holders_own_made_as_mkclone_makes_it_is_said_to_be
     );
 }
 
+/// The SYM CURRENT register's key on `config`'s token swapped for a key the attacker
+/// knows, made as mkclone makes it (the same label and id), and its pattern record made
+/// again with that key's check value beside the genuine pattern. The same state as a key
+/// found offline (about 2^24 triple-DES trials) whose 3-byte check value equals the
+/// recorded one, without the search. Returns the pattern of the key the register now holds.
+fn swap_sym_current_keeping_the_recorded_check_value(
+    config: &Pkcs11NodeConfig,
+) -> mkclone_backend::VerificationPattern {
+    let attacker = Attacker::login(config);
+    let (_, map) = register_map(&attacker);
+    let id = map["sym"]["current"].as_str().unwrap().to_string();
+    let key_label = format!("mkclone/mk/{id}");
+    let genuine = object(&attacker, ObjectClass::SECRET_KEY, &key_label);
+    attacker.session.destroy_object(genuine).unwrap();
+    let known: [u8; 24] = *b"attacker-knows-this-key!";
+    let theirs = attacker
+        .session
+        .create_object(&look_alike_secret(
+            KeyType::DES3,
+            true,
+            &[],
+            vec![
+                Attribute::Label(key_label.into_bytes()),
+                Attribute::Id(hex::decode(&id).unwrap()),
+                Attribute::Value(known.to_vec()),
+            ],
+        ))
+        .unwrap();
+    let check_value = match attacker.attribute(theirs, AttributeType::CheckValue) {
+        Some(Attribute::CheckValue(v)) if v.len() == 3 => v,
+        other => panic!("SoftHSM gives a 3-byte check value: {other:?}"),
+    };
+    let record_label = format!("mkclone/mkvp/{id}");
+    let record = object(&attacker, ObjectClass::DATA, &record_label);
+    let mut value: serde_json::Value = serde_json::from_slice(&attacker.value(record)).unwrap();
+    assert_ne!(value["check_value"], hex::encode(&check_value));
+    value["check_value"] = serde_json::json!(hex::encode(&check_value));
+    attacker.session.destroy_object(record).unwrap();
+    create_record(&attacker, &record_label, &value);
+    mkclone_formats::mkvp::sha1_method(&known)
+}
+
+#[test]
+fn a_register_key_swapped_for_one_with_the_recorded_check_value_is_reported_replaced() {
+    // The check value is 3 bytes and the record is the attacker's to make: only the
+    // pattern computed in the token tells the key. On the source, status would report the
+    // genuine pattern for the attacker's key; on a target after the clone it would equal
+    // the source's, so the comparison the README recommends after a clone would pass.
+    let after = ceremony("priv-cv");
+    let kind = CloneableKind::Sym;
+    for (role, config) in [("source", &after.source), ("target", &after.target)] {
+        let genuine = pattern(&mut open(config), kind, "current").unwrap();
+        let theirs = swap_sym_current_keeping_the_recorded_check_value(config);
+        assert_ne!(theirs, genuine);
+        let mut node = open(config);
+        match node.status() {
+            Err(BackendError::MalformedReply { detail, .. }) => assert!(
+                detail.contains("mkclone/mk/")
+                    && detail.contains(&format!("has pattern {theirs} (computed in the token)"))
+                    && detail.contains(&format!("records {genuine}"))
+                    && detail.contains("replaced outside mkclone"),
+                "{role}: {detail}"
+            ),
+            other => panic!("{role}: the swapped key went unnoticed: {other:?}"),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The security officer's window, raced and cut
 // ---------------------------------------------------------------------------------------
@@ -1357,6 +1436,51 @@ fn the_so_window_gives_another_process_nothing_and_a_kill_in_it_leaves_nothing()
     // And the export runs again.
     let mut node = open(&config);
     obtain(&mut node, CloneableKind::Sym, 1, &csr);
+}
+
+#[test]
+fn a_retained_key_whose_private_half_cannot_be_destroyed_is_not_reported_deleted() {
+    // A test-only token (mkclone's objects modifiable, so copies may differ): a copy of the
+    // CSR private key (copies keep its CKA_ID, so DELETE destroys them with it) made
+    // CKA_DESTROYABLE false. DELETE fails, naming the call, and the key stays mkclone's
+    // (listed, its companion kept) so that DELETE can be run again; the copy still
+    // unwraps, which a "done" would have hidden.
+    let token = "priv-undestroyable";
+    mkclone_pkcs11::test_seams::leave_objects_modifiable(token);
+    let (config, mut node) = token_node(token, "KEEP");
+    generate(&mut node, CSR_LABEL, KeyRole::Csr);
+    drop(node);
+    let attacker = Attacker::login(&config);
+    let csr = csr_private_key(&attacker);
+    let copy = attacker
+        .session
+        .copy_object(csr, &[Attribute::Destroyable(false)])
+        .unwrap();
+    let mut node = open(&config);
+    match node.delete_retained_key(&label(CSR_LABEL)) {
+        Err(e) => assert!(e.to_string().contains("DestroyObject"), "{e}"),
+        Ok(answer) => panic!(
+            "DELETE answered {} with a half left on the token",
+            if answer.was_already_done() {
+                "already done"
+            } else {
+                "done"
+            }
+        ),
+    }
+    let listed = node.list_retained_keys().unwrap();
+    assert_eq!(
+        listed.iter().map(|k| k.label.as_str()).collect::<Vec<_>>(),
+        [CSR_LABEL],
+        "the companion is kept while a half is left"
+    );
+    assert_eq!(
+        flag(&attacker, copy, AttributeType::Unwrap),
+        Some(true),
+        "the copy is still there"
+    );
+    // And again: the same refusal, never "already done".
+    assert!(node.delete_retained_key(&label(CSR_LABEL)).is_err());
 }
 
 #[test]

@@ -100,7 +100,8 @@ impl Pkcs11Backend {
             }
         }
         // Retained key pairs, through their companions (halves without one are the
-        // remains of an interrupted generation, which the next generation removes).
+        // remains of an interrupted generation or deletion, which recovery removes next:
+        // `remove_uncommitted_halves`).
         for h in self.find_application(KEY_APPLICATION)? {
             let label = self.token.label(h)?;
             let value = self.token.value(h)?;

@@ -196,6 +196,8 @@ impl Pkcs11Backend {
                 removed += 1;
             }
         }
+        // Retained-key halves no companion names (retained.rs).
+        removed += self.remove_uncommitted_halves()?;
         // A token object with the export key's label is never mkclone's (the export key
         // is a session object, officer.rs): one made by anyone else is removed, so that
         // no trusted key of that name outlives a session.

@@ -64,12 +64,22 @@ impl Pkcs11Backend {
     }
 
     /// A register's pattern, cross-checked against its key object: the key must exist and
-    /// be the one its pattern object was recorded for. Where the token gives a
-    /// `CKA_CHECK_VALUE` and one was recorded, they must be equal; otherwise (a token that
-    /// gives none, or an empty one: opencryptoki 3.27 for a created triple-DES key) the
-    /// SHA-1-method pattern is computed inside the token (C_DigestKey) and must equal the
-    /// recorded one. So no token's check-value habits can make a sound register look damaged,
-    /// and a key object replaced outside mkclone is noticed on every token.
+    /// be the one its pattern object was recorded for, which is decided by the SHA-1-method
+    /// pattern computed inside the token (C_DigestKey) on every read, never by the record
+    /// alone. The 3-byte `CKA_CHECK_VALUE` cannot decide it: a user-PIN holder finds a
+    /// triple-DES key with a given check value in about 2^24 trials offline, or rewrites the
+    /// pattern object with their own key's check value beside the genuine pattern; with
+    /// either, status would report the recorded pattern for a register holding their key.
+    /// Where the token gives a check value and one was recorded they are compared too,
+    /// first (a cheap, weaker check that names the usual replacement). A token that gives
+    /// none or an empty one (opencryptoki 3.8.1; 3.27 for a created triple-DES key) is
+    /// checked by the pattern alone, so no token's check-value habits can make a sound
+    /// register look damaged, and a key object replaced outside mkclone is noticed on every
+    /// token.
+    ///
+    /// A token that cannot digest the key (C_DigestKey refused, e.g.
+    /// `CKR_FUNCTION_NOT_SUPPORTED` or `CKR_KEY_INDIGESTIBLE`) fails closed: the call's
+    /// error is returned and no pattern is reported or used (`pattern_in_token`).
     pub(super) fn register_pattern(
         &mut self,
         op: Operation,
@@ -89,39 +99,40 @@ impl Pkcs11Backend {
             ));
         }
         let actual = self.check_value(op, key)?;
-        if !recorded.check_value.is_empty() && !actual.is_empty() {
-            if actual != recorded.check_value {
-                return Err(self.corrupt(
-                    op,
-                    format!(
-                        "the {kind} register key {} has check value {} but its pattern object records {}: \
-                         the key object was replaced outside mkclone",
-                        Managed::MasterKey.label(id),
-                        hex::encode_upper(&actual),
-                        hex::encode_upper(&recorded.check_value)
-                    ),
-                ));
-            }
-        } else {
-            let in_token = self.pattern_in_token(op, key)?;
-            if in_token != recorded.pattern {
-                return Err(self.corrupt(
-                    op,
-                    format!(
-                        "the {kind} register key {} has pattern {} (computed in the token) but its \
-                         pattern object records {}: the key object was replaced outside mkclone",
-                        Managed::MasterKey.label(id),
-                        in_token,
-                        recorded.pattern
-                    ),
-                ));
-            }
+        if !recorded.check_value.is_empty() && !actual.is_empty() && actual != recorded.check_value
+        {
+            return Err(self.corrupt(
+                op,
+                format!(
+                    "the {kind} register key {} has check value {} but its pattern object records {}: \
+                     the key object was replaced outside mkclone",
+                    Managed::MasterKey.label(id),
+                    hex::encode_upper(&actual),
+                    hex::encode_upper(&recorded.check_value)
+                ),
+            ));
         }
-        Ok((key, recorded.pattern))
+        let in_token = self.pattern_in_token(op, key)?;
+        if in_token != recorded.pattern {
+            return Err(self.corrupt(
+                op,
+                format!(
+                    "the {kind} register key {} has pattern {} (computed in the token) but its \
+                     pattern object records {}: the key object was replaced outside mkclone",
+                    Managed::MasterKey.label(id),
+                    in_token,
+                    recorded.pattern
+                ),
+            ));
+        }
+        // The pattern of the key the register holds (equal to the record here).
+        Ok((key, in_token))
     }
 
     /// The SHA-1-method pattern of the triple-DES key `key`, computed inside the token
     /// (C_DigestKey: SHA-1 over X'01' and the key value; the key never reaches the host).
+    /// A refusal by the token is the call's error (`device`: it names C_DigestKey and the
+    /// return value), never a pattern taken from elsewhere.
     pub(super) fn pattern_in_token(
         &mut self,
         op: Operation,

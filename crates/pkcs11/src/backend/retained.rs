@@ -1,11 +1,12 @@
 //! Retained RSA keys: generation, listing, reading, deletion, and certifying a public key
 //! with one.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki_sys::CKM_RSA_PKCS_KEY_PAIR_GEN;
-use log::{Level, debug};
+use log::{Level, debug, warn};
 use mkclone_backend::rules::rerun;
 use mkclone_backend::{
     Applied, BackendError, Certificate, DomainError, GenerateRequest, KeyLabel, KeyUsage,
@@ -17,7 +18,8 @@ use mkclone_formats::pka::{
 
 use super::check::retained_private;
 use super::{KEY_APPLICATION, Pkcs11Backend, attribute_bytes, strip_zeros};
-use crate::objects::{KEY_COMPANION_PREFIX, KeyCompanion, ObjId, key_companion_label};
+use crate::error::Pkcs11Error;
+use crate::objects::{KEY_COMPANION_PREFIX, KeyCompanion, ObjId, Stored, key_companion_label};
 use crate::session::CallResult;
 use crate::templates::{self, Made};
 
@@ -35,8 +37,9 @@ impl Pkcs11Backend {
             rerun::retained_key(request, &existing.info(label.clone()))?;
             return Ok(Applied::AlreadyDone(existing.token));
         }
-        // Halves of a generation a crash interrupted (no companion): remove them. A key
-        // with this label that mkclone did not make is left alone, and refused.
+        // Halves of a generation that failed earlier (no companion; those a crash left
+        // were removed at open): remove them. A key with this label that mkclone did not
+        // make is left alone, and refused.
         for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
             let handles = self
                 .find_objects(
@@ -176,19 +179,79 @@ impl Pkcs11Backend {
         else {
             return Ok(Applied::AlreadyDone(()));
         };
-        // The companion goes first: without it the key is no longer mkclone's, and a
-        // crash after this leaves only halves that the next generation removes.
-        self.token.destroy(handle).map_err(|e| self.device(op, e))?;
-        let stays = format!("a half of deleted key {label} stays");
+        // The halves go first, the private one (and any copy of a CSR key: copies keep its
+        // CKA_ID) before the public one, and the companion last: it is the record that the
+        // key is mkclone's, so while any half is left it stays, the key stays listed, and a
+        // rerun after a crash finds it and finishes. (Destroying the companion first left a
+        // crash in between with a usable private key and a rerun that answered "already
+        // done".) A half that cannot be destroyed is an error, not a warning: the key would
+        // still sign or unwrap, so DELETE is not done.
         for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
             let handles = self
                 .find_objects(class, [Attribute::Id(KeyCompanion::key_id(companion.id))])
                 .map_err(|e| self.device(op, e))?;
             for h in handles {
-                self.destroy_or_leave(op, h, Level::Warn, &stays)?;
+                self.token.destroy(h).map_err(|e| self.device(op, e))?;
             }
         }
+        self.token.destroy(handle).map_err(|e| self.device(op, e))?;
         Ok(Applied::Done(()))
+    }
+
+    /// Recovery at open: destroy every private or public token key whose `CKA_ID` has the
+    /// shape of a retained key's (`KeyCompanion::is_key_id`) and that no companion names.
+    /// Such a half is the remains of a generation interrupted before its companion (the
+    /// commit), or of a deletion an older mkclone interrupted after the companion (it
+    /// destroyed that first), or a key made in mkclone's namespace outside it; none is a
+    /// key mkclone counts as its own, and the ones left by a deletion still sign or unwrap.
+    /// Safe because it runs under the token's lock, before any operation: no generation or
+    /// deletion is in progress in this process or another (generation makes the halves and
+    /// then the companion within one operation; deletion now destroys the companion last).
+    /// The companions were checked by `check_all` just before; one that does not decode
+    /// fails the open here too, before anything is destroyed. Returns how many it removed.
+    pub(super) fn remove_uncommitted_halves(&mut self) -> Result<usize, Pkcs11Error> {
+        let mut named = BTreeSet::new();
+        for h in self
+            .find_application(KEY_APPLICATION)
+            .map_err(|e| self.open_error(e))?
+        {
+            let label = self.token.label(h).map_err(|e| self.open_error(e))?;
+            let value = self.token.value(h).map_err(|e| self.open_error(e))?;
+            let companion = KeyCompanion::decode(&value).map_err(|e| Pkcs11Error::Corrupt {
+                label: self.label.clone(),
+                detail: format!("{label}: {e}"),
+            })?;
+            named.insert(KeyCompanion::key_id(companion.id));
+        }
+        let mut removed = 0usize;
+        for (class, half) in [
+            (ObjectClass::PRIVATE_KEY, "private"),
+            (ObjectClass::PUBLIC_KEY, "public"),
+        ] {
+            for h in self
+                .find_objects(class, [])
+                .map_err(|e| self.open_error(e))?
+            {
+                let attrs = self
+                    .token
+                    .attributes(h, &[AttributeType::Id, AttributeType::Label])
+                    .map_err(|e| self.open_error(e))?;
+                let id = attribute_bytes(attrs.clone(), AttributeType::Id).unwrap_or_default();
+                if !KeyCompanion::is_key_id(&id) || named.contains(&id) {
+                    continue;
+                }
+                let label = attribute_bytes(attrs, AttributeType::Label).unwrap_or_default();
+                warn!(
+                    "pkcs11: removing the {half} key {:?} (CKA_ID {}): no retained-key companion \
+                     names it (the remains of an interrupted generation or deletion)",
+                    String::from_utf8_lossy(&label),
+                    hex::encode(&id),
+                );
+                self.token.destroy(h).map_err(|e| self.open_error(e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     fn companion(&mut self, op: Operation, label: &KeyLabel) -> Result<Option<KeyCompanion>> {
