@@ -5,8 +5,15 @@
 //!
 //! [`XcrbCall`] owns the `ica_xcRB` and borrows the request and reply buffers its pointers
 //! describe, for exactly as long as the call lasts. Its fields are private and only
-//! [`XcrbCall::new`] sets the pointers, each from the slice whose length goes next to it,
+//! [`XcrbCall::new`] sets the lengths, each from the slice whose address goes next to it,
 //! so that the kernel can never be handed a pointer that outlives or overruns its buffer.
+//! The pointers the kernel writes and reads through are taken again from the buffers, in
+//! their final place inside the `XcrbCall`, immediately before the ioctl
+//! (`XcrbCall::for_the_kernel`): a pointer taken in `new` would not survive `new` moving
+//! the `&mut` reply into `Self` (under Rust's aliasing rules the move reasserts the
+//! reference's exclusive access, which invalidates pointers derived from it earlier), so
+//! the kernel writing through it would be undefined behaviour. The addresses `new` writes
+//! have the same values; fake kernels compare and resolve them as numbers only.
 //! A fake kernel reaches the buffers through [`XcrbCall::request_block`] and
 //! [`XcrbCall::reply_block`], which resolve the pointers in the `ica_xcRB` the way the
 //! kernel's `copy_from_user` would, but only inside the borrowed buffers: a wrong pointer
@@ -75,7 +82,8 @@ impl<'a> XcrbCall<'a> {
             request_ID: 0,
             request_control_blk_length: request_len,
             padding1: [0; 8],
-            // The kernel only reads the request; the field is `char *` in the ABI.
+            // The values the kernel will get, for fake kernels (`request_block`,
+            // `request_address`); `for_the_kernel` takes the pointers again before the ioctl.
             request_control_blk_addr: request.as_ptr().cast_mut().cast(),
             request_data_length: 0,
             padding2: [0; 8],
@@ -94,6 +102,18 @@ impl<'a> XcrbCall<'a> {
             request,
             reply,
         })
+    }
+
+    /// The `ica_xcRB` as the kernel receives it: both buffer addresses taken again from the
+    /// buffers in their final place (`self.request`, `self.reply`), then a pointer to the
+    /// control block. Call it immediately before the ioctl and touch `self` no more until the
+    /// ioctl has returned: the returned pointer and the two inside it stay usable only
+    /// while nothing else reborrows `self` or its buffers.
+    fn for_the_kernel(&mut self) -> *mut ica_xcRB {
+        // The kernel only reads the request; the field is `char *` in the ABI.
+        self.xcrb.request_control_blk_addr = self.request.as_ptr().cast_mut().cast();
+        self.xcrb.reply_control_blk_addr = self.reply.as_mut_ptr().cast();
+        &raw mut self.xcrb
     }
 
     /// The control block as it stands (after the call: with the lengths the kernel wrote
@@ -259,15 +279,16 @@ impl ZcryptDevice for DeviceFile {
 
 impl DeviceFile {
     fn ioctl(&mut self, call: &mut XcrbCall<'_>) -> Result<(), Errno> {
-        let xcrb: *mut ica_xcRB = &mut call.xcrb;
-        // SAFETY: `xcrb` points to the live ica_xcRB inside `call`, borrowed mutably for
-        // the whole ioctl. Its request pointer and length come from `call.request` and its
-        // reply pointer and length from `call.reply` (XcrbCall::new sets both from the same
-        // slices, and nothing else can change them), both borrowed by `call` for the
-        // duration of this call; the data-block pointers are null with length 0. The
-        // kernel reads at most request_control_blk_length bytes of the request, writes at
-        // most reply_control_blk_length bytes of the reply, and writes back only fields of
-        // the ica_xcRB; the fd is open and owned by `self`.
+        let xcrb = call.for_the_kernel();
+        // SAFETY: `xcrb` points to the live ica_xcRB inside `call`, and its request and reply
+        // pointers were taken from `call.request` and `call.reply` just now, in their final
+        // place (`for_the_kernel`); `call` is borrowed mutably for the whole ioctl and not
+        // touched until it returns, so all three pointers stay valid for the kernel's reads
+        // and writes. The lengths next to them are the slices' own (`XcrbCall::new` sets
+        // them and nothing outside this module can change them); the data-block pointers
+        // are null with length 0. The kernel reads at most request_control_blk_length bytes
+        // of the request, writes at most reply_control_blk_length bytes of the reply, and
+        // writes back only fields of the ica_xcRB; the fd is open and owned by `self`.
         unsafe { zsecsendcprb(self.fd.as_raw_fd(), xcrb) }.map(|_| ())
     }
 }
@@ -294,6 +315,41 @@ mod tests {
         // So is an address outside it.
         call.xcrb.reply_control_blk_addr = std::ptr::null_mut();
         assert_eq!(call.reply_block().map(|b| b.len()), Err(Errno::EFAULT));
+    }
+
+    /// What the kernel does with the `ica_xcRB` `DeviceFile::ioctl` hands it in
+    /// ZSECSENDCPRB (copy_from_user of the request, copy_to_user of the reply through the
+    /// addresses in the control block, the reply length written back into it), then what
+    /// `IoctlTransport::read_reply` does (reads `call.reply_buffer()`). Written for Miri,
+    /// which checks that the pointers are still valid when the kernel uses them; they were
+    /// not while `XcrbCall::new` took them before moving the reply into `Self`. Miri is not
+    /// run in CI: run it by hand after touching this module, under both aliasing models:
+    /// `cargo +nightly miri test --lib the_kernel_writes_through_the_control_block` and the
+    /// same with `MIRIFLAGS=-Zmiri-tree-borrows`. Without Miri the test still checks that
+    /// the addresses lead into the buffers.
+    #[test]
+    fn the_kernel_writes_through_the_control_block_into_the_reply_the_transport_reads() {
+        let request = vec![7u8; 224];
+        let mut reply = vec![0u8; 300];
+        let mut call = XcrbCall::new(3, &request, &mut reply).unwrap();
+        let xcrb = call.for_the_kernel();
+        // SAFETY: as the kernel uses the control block `DeviceFile::ioctl` hands it: `xcrb`
+        // and the addresses in it were just taken by `for_the_kernel`, `call` is not touched
+        // until the kernel is done, and every access is inside the lengths next to them.
+        unsafe {
+            let request_at = std::ptr::addr_of!((*xcrb).request_control_blk_addr).read_unaligned();
+            let reply_at = std::ptr::addr_of!((*xcrb).reply_control_blk_addr).read_unaligned();
+            let sent = std::slice::from_raw_parts(request_at.cast::<u8>(), 224);
+            assert!(sent.iter().all(|&b| b == 7));
+            let into = std::slice::from_raw_parts_mut(reply_at.cast::<u8>(), 300);
+            into[..4].copy_from_slice(&[0x42, 0x43, 0x44, 0x45]);
+            std::ptr::addr_of_mut!((*xcrb).reply_control_blk_length).write_unaligned(4);
+        }
+        assert_eq!(call.reply_control_len(), 4);
+        assert_eq!(call.reply_buffer()[..5], [0x42, 0x43, 0x44, 0x45, 0]);
+        // The addresses fakes compare are those the kernel was given.
+        assert_eq!(call.reply_address(), call.reply_buffer().as_ptr() as usize);
+        assert_eq!(call.request_block().unwrap(), &request[..]);
     }
 
     #[test]
