@@ -4,7 +4,7 @@ mod common;
 
 use common::SimMachine;
 use mkclone_backend::CloneableKind;
-use mkclone_hostlib::args::Verb;
+use mkclone_hostlib::args::{Args, Param, Verb};
 use mkclone_hostlib::library::{Shared, open_shared};
 use mkclone_hostlib::{HostlibBackend, HostlibError, verbs};
 
@@ -80,8 +80,8 @@ fn wrong_rule_keywords_are_refused_with_ibms_codes() {
         lib.call(&mut twice).expect("called");
         assert_eq!((twice.return_code, twice.reason_code), (8, 34));
         let mut count = verbs::query("STATCCAE", 0);
+        // The rule array has room for 32 elements (the answer goes over it).
         count.rule_count = 3;
-        count.rule_array.resize(24, b' ');
         lib.call(&mut count).expect("called");
         assert_eq!((count.return_code, count.reason_code), (8, 35));
     });
@@ -101,5 +101,56 @@ fn a_too_small_output_buffer_gets_8_72_and_the_length_needed() {
             q.output(0).is_err(),
             "a length beyond the buffer is never read"
         );
+    });
+}
+
+/// `Shared::call` is public and the library reads and writes each fixed field at the size
+/// its verb's C prototype fixes, whatever the vector holds: a field of another size, a
+/// label list with less room than its count, or a CSUACFQ rule array without room for the
+/// answer is refused with the typed error before the library is called. (A 0-byte "64-byte
+/// label" had the library read 64 bytes at an empty Vec's dangling pointer: SIGSEGV.)
+#[test]
+fn a_field_of_another_size_than_its_verb_reads_is_refused_before_the_call() {
+    with_library(|lib| {
+        let refused = |lib: &mut Shared, mut args: Args, says: &str| {
+            let e = lib.call(&mut args).expect_err("refused");
+            assert!(
+                matches!(&e, HostlibError::Internal(m) if m.contains(says)),
+                "{says}: {e:?}"
+            );
+            assert_eq!((args.return_code, args.reason_code), (-1, -1), "not called");
+        };
+        let empty_label = Args::new(Verb::Csndrkd, &[], vec![Param::Field(Vec::new())]);
+        refused(lib, empty_label, "field of 0 bytes, the verb's is 64");
+        let mut short_key_part = verbs::master_key("CLEAR", CloneableKind::Sym);
+        short_key_part.params[0] = Param::Field(vec![0; 23]);
+        refused(lib, short_key_part, "field of 23 bytes, the verb's is 24");
+        let mut long_role = verbs::get_role(b"DEFAULT ");
+        long_role.params[0] = Param::Field(b"DEFAULT  ".to_vec());
+        refused(lib, long_role, "field of 9 bytes, the verb's is 8");
+        let mut no_room_for_labels = verbs::list_retained("*");
+        no_room_for_labels.params[3] = Param::Field(Vec::new());
+        refused(
+            lib,
+            no_room_for_labels,
+            "room for 0 labels of 64 bytes, the count before it says 256",
+        );
+        let mut negative_count = verbs::list_retained("*");
+        negative_count.params[2] = Param::Int(-1);
+        refused(lib, negative_count, "the count before it says -1");
+        let mut no_room_for_the_answer = verbs::query("STATCRD2", 0);
+        no_room_for_the_answer.rule_array.truncate(8);
+        refused(lib, no_room_for_the_answer, "rule array of 8 bytes");
+        let mut wrong_kind = verbs::delete_retained("MKCLONE.SA");
+        wrong_kind.params[0] = Param::Int(0);
+        refused(lib, wrong_kind, "wrong shape");
+
+        // The builders' vectors have the sizes: the library is called and answers.
+        let mut delete = verbs::delete_retained("NO.SUCH.KEY");
+        lib.call(&mut delete).expect("called");
+        assert_ne!(delete.return_code, -1);
+        let mut list = verbs::list_retained("*");
+        lib.call(&mut list).expect("called");
+        assert_eq!(list.return_code, 0);
     });
 }

@@ -77,6 +77,46 @@ impl fmt::Display for Verb {
     }
 }
 
+/// The size of one key label or name field (CCA's 64-byte labels).
+pub const LABEL_LEN: usize = 64;
+
+/// What each parameter after the head is, in the order vendor-headers/csulcca.h lists
+/// them for the verb (its `ffi::<VERB>_t`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Slot {
+    /// A length (`long *`, in/out) and the buffer it measures (`unsigned char *`).
+    Buf,
+    /// An `unsigned char *` the library reads or writes at the size the verb fixes.
+    Field(usize),
+    /// CSNDRKL's key_labels: [`LABEL_LEN`] bytes per label, as many as the `Int` before it
+    /// (key_labels_count) says.
+    Labels,
+    /// One `long *`.
+    Int,
+}
+
+/// The parameter list of `verb` after the head, with each fixed field's size, from the
+/// parameter list the header cites for it ([BSR 2.54] Format tables; the same table is
+/// fuzz/src/hostlib.rs's `EXPORTS`): names and labels are 64 bytes (CSNDPKG's
+/// transport_key_identifier, a key label or null key token, too), CSUAACM's role name 8,
+/// CSNBMKP's key part 24.
+pub fn layout(verb: Verb) -> &'static [Slot] {
+    use Slot::{Buf, Field, Int, Labels};
+    const NAME: Slot = Field(LABEL_LEN);
+    match verb {
+        Verb::Csuacfq | Verb::Csuacra | Verb::Csuacrd | Verb::Csuacfv => &[Buf],
+        Verb::Csuaacm => &[Field(8), Buf],
+        Verb::Csndpkh | Verb::Csndpkr => &[NAME, Buf],
+        Verb::Csndpkb => &[Buf; 8],
+        Verb::Csndpkg => &[Buf, Buf, NAME, Buf],
+        Verb::Csndpkx => &[Buf, Buf],
+        Verb::Csndrkl => &[NAME, Int, Int, Labels],
+        Verb::Csndrkd => &[NAME],
+        Verb::Csnbmkp => &[Field(24)],
+        Verb::Csuamkd => &[Int, NAME, NAME, Buf, Buf, Buf],
+    }
+}
+
 /// One parameter after the common head.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Param {
@@ -168,9 +208,16 @@ impl Args {
         self.rule_array.get(i * 8..i * 8 + 8)
     }
 
-    /// Check that every buffer is at least as long as the length that describes it, so
-    /// that the library can never be told to read or write past one. (The wrappers build
-    /// them so; this is the guard before any pointer is handed over.)
+    /// Check the vector against its verb's parameter list ([`layout`]) before any pointer
+    /// is handed over: a rule array of at least `rule_count` elements (CSUACFQ's of
+    /// [`crate::verbs::RULE_ROOM`], the room for its answer), as many parameters as the verb
+    /// takes, each of the kind its position takes, every buffer at least as long as the
+    /// length that describes it, every fixed field exactly the verb's size, and CSNDRKL's
+    /// label list room for as many labels as its count says. The library reads and writes
+    /// each pointer as the verb's C prototype says (a 64-byte name is read as 64 bytes
+    /// whatever the `Vec` holds), so this is what keeps it inside the vector's buffers. The
+    /// builders in [`crate::verbs`] make vectors that pass; `Args` and `Param` are public,
+    /// so the check does not rely on them.
     pub fn check_shape(&self) -> Result<(), String> {
         if self.rule_count < 0 || (self.rule_count as usize) * 8 > self.rule_array.len() {
             return Err(format!(
@@ -180,16 +227,68 @@ impl Args {
                 self.rule_count
             ));
         }
-        for (i, p) in self.params.iter().enumerate() {
-            if let Param::Buf { len, data } = p
-                && (*len < 0 || *len as usize > data.len())
-            {
-                return Err(format!(
-                    "{}: parameter {} says {len} bytes for a buffer of {}",
-                    self.verb,
-                    i + 1,
-                    data.len()
-                ));
+        // CSUACFQ writes its answer's elements over the rule array, and nothing tells the
+        // library how much room there is: the caller gives the room IBM's callers give.
+        let room = crate::verbs::RULE_ROOM;
+        if self.verb == Verb::Csuacfq && self.rule_array.len() < room * 8 {
+            return Err(format!(
+                "{}: rule array of {} bytes, the answer's elements need {} ({room} elements)",
+                self.verb,
+                self.rule_array.len(),
+                room * 8
+            ));
+        }
+        let layout = layout(self.verb);
+        if layout.len() != self.params.len() {
+            return Err(format!(
+                "{}: argument vector of the wrong shape ({} parameters, the verb takes {})",
+                self.verb,
+                self.params.len(),
+                layout.len()
+            ));
+        }
+        // The last `Int` seen: CSNDRKL's label count, which sizes the label list after it.
+        let mut count: Option<i64> = None;
+        for (i, (slot, p)) in layout.iter().zip(&self.params).enumerate() {
+            let n = i + 1;
+            match (slot, p) {
+                (Slot::Buf, Param::Buf { len, data }) => {
+                    if *len < 0 || *len as usize > data.len() {
+                        return Err(format!(
+                            "{}: parameter {n} says {len} bytes for a buffer of {}",
+                            self.verb,
+                            data.len()
+                        ));
+                    }
+                }
+                (Slot::Field(size), Param::Field(d)) => {
+                    if d.len() != *size {
+                        return Err(format!(
+                            "{}: parameter {n} is a field of {} bytes, the verb's is {size}",
+                            self.verb,
+                            d.len()
+                        ));
+                    }
+                }
+                (Slot::Labels, Param::Field(d)) => {
+                    let room = d.len() / LABEL_LEN;
+                    let wanted = count.unwrap_or(-1);
+                    if usize::try_from(wanted).map_or(true, |w| w > room) {
+                        return Err(format!(
+                            "{}: parameter {n} has room for {room} labels of {LABEL_LEN} bytes, \
+                             the count before it says {wanted}",
+                            self.verb
+                        ));
+                    }
+                }
+                (Slot::Int, Param::Int(v)) => count = Some(*v),
+                _ => {
+                    return Err(format!(
+                        "{}: argument vector of the wrong shape (parameter {n} is {p:?}, the verb \
+                         takes {slot:?} there)",
+                        self.verb
+                    ));
+                }
             }
         }
         Ok(())

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use libloading::Library;
 
-use crate::args::{Args, Param, Verb};
+use crate::args::{Args, Param, Slot, Verb, layout};
 use crate::error::HostlibError;
 use crate::ffi;
 use crate::trace::Trace;
@@ -256,35 +256,10 @@ fn shape_error(verb: Verb) -> HostlibError {
     HostlibError::Internal(format!("{verb}: argument vector of the wrong shape"))
 }
 
-/// What each parameter after the head is, in the order vendor-headers/csulcca.h lists
-/// them: a length with the buffer it measures (`long*`, `unsigned char*`), a field of the
-/// size the verb fixes (`unsigned char*`), or one `long*`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Slot {
-    Buf,
-    Field,
-    Int,
-}
-
-/// The parameter list of `verb` after the head (the header's declaration of ffi::<VERB>_t).
-fn slots(verb: Verb) -> &'static [Slot] {
-    use Slot::{Buf, Field, Int};
-    match verb {
-        Verb::Csuacfq | Verb::Csuacra | Verb::Csuacrd | Verb::Csuacfv => &[Buf],
-        Verb::Csuaacm | Verb::Csndpkh | Verb::Csndpkr => &[Field, Buf],
-        Verb::Csndpkb => &[Buf; 8],
-        Verb::Csndpkg => &[Buf, Buf, Field, Buf],
-        Verb::Csndpkx => &[Buf, Buf],
-        Verb::Csndrkl => &[Field, Int, Int, Field],
-        Verb::Csndrkd | Verb::Csnbmkp => &[Field],
-        Verb::Csuamkd => &[Int, Field, Field, Buf, Buf, Buf],
-    }
-}
-
 /// The pointers `params` pass after the head, in the header's order (a buffer passes its
 /// length, then its data), once each parameter is proven the kind its position takes.
 fn pointers(verb: Verb, params: &mut [Param]) -> Result<Vec<*mut libc::c_void>, HostlibError> {
-    let slots = slots(verb);
+    let slots = layout(verb);
     if slots.len() != params.len() {
         return Err(shape_error(verb));
     }
@@ -295,7 +270,7 @@ fn pointers(verb: Verb, params: &mut [Param]) -> Result<Vec<*mut libc::c_void>, 
                 out.push(std::ptr::from_mut::<Long>(len).cast());
                 out.push(data.as_mut_ptr().cast());
             }
-            (Slot::Field, Param::Field(d)) => out.push(d.as_mut_ptr().cast()),
+            (Slot::Field(_) | Slot::Labels, Param::Field(d)) => out.push(d.as_mut_ptr().cast()),
             (Slot::Int, Param::Int(v)) => out.push(std::ptr::from_mut::<Long>(v).cast()),
             _ => return Err(shape_error(verb)),
         }
@@ -312,7 +287,10 @@ fn take<const N: usize>(
 }
 
 /// Call the function at `address` with `args`, through the type the header gives its verb.
+/// `args` is checked against the verb's parameter list first (`Args::check_shape`), here
+/// where the pointers are made, so that no path to the call can skip it.
 fn dispatch(address: *const (), args: &mut Args) -> Result<(), HostlibError> {
+    args.check_shape().map_err(HostlibError::Internal)?;
     let verb = args.verb;
     let mut h = Head {
         rc: -1,
@@ -334,11 +312,15 @@ fn dispatch(address: *const (), args: &mut Args) -> Result<(), HostlibError> {
     // SAFETY (every arm): `address` is the library's export of `verb`, transmuted to the
     // function type vendor-headers/csulcca.h declares for it (ffi::<VERB>_t), and called
     // with as many pointers as that type takes (`take`), in the header's order and of the
-    // kinds `slots` gives (`pointers` checked them; each `cast` is to the pointer type of
-    // its position). Every pointer points into `h` or `args`, which outlive the call;
-    // `check_shape` proved each buffer at least as long as its length, and fixed fields
-    // have the verb's sizes (64-byte names, 24-byte key part, 8-byte role name:
-    // crate::verbs builds them).
+    // kinds `args::layout` gives (`pointers` checked them; each `cast` is to the pointer type
+    // of its position). Every pointer points into `h` or `args`, which outlive the call and
+    // are not touched during it. `check_shape`, run at the top of this function, proved
+    // every buffer at least as long as the length passed with it, every fixed field exactly
+    // the size the verb reads or writes (64-byte names, 24-byte key part, 8-byte role
+    // name), CSNDRKL's label list room for the count passed before it, and the rule array
+    // at least `count` elements (CSUACFQ's `verbs::RULE_ROOM`, the room opencryptoki's CCA
+    // token gives the elements it answers over the array); the C prototypes the header
+    // cites have the library read and write no more than that.
     // One verb call: `address` as the verb's function type, called with the head and the
     // pointers `pointers` made, each cast to the pointer type of its position (one name a
     // pointer, in the header's order).
@@ -673,6 +655,70 @@ mod tests {
             data: vec![0; 10],
         };
         assert!(args.check_shape().is_err());
+    }
+
+    /// The library reads and writes a fixed field at the size its verb's C prototype fixes,
+    /// whatever the vector holds: every builder's fields have those sizes, and a field one
+    /// byte short or long, or a label list with room for fewer labels than its count, is
+    /// refused by `dispatch` itself, before the verb is called.
+    #[test]
+    fn a_fixed_field_of_another_size_is_never_handed_over() {
+        use mkclone_backend::{HashAlgorithm, KeyUsage};
+        let built = [
+            verbs::get_role(b"DEFAULT "),
+            verbs::build_skeleton("MKCLONE.SA", KeyUsage::SignatureOnly, 2048),
+            verbs::generate_retained(&[1], true),
+            verbs::list_retained("*"),
+            verbs::delete_retained("MKCLONE.SA"),
+            verbs::register_hash("MKCLONE.SA", HashAlgorithm::Sha256, &[0; 32], true),
+            verbs::register_key("MKCLONE.SA", &[1], true),
+            verbs::obtain(CloneableKind::Sym, 2, "MKCLONE.CSS", "MKCLONE.SA", &[1]),
+            verbs::install(
+                CloneableKind::Asym,
+                1,
+                "MKCLONE.CSR",
+                "MKCLONE.SA",
+                &[1],
+                &[2],
+                &[3],
+            ),
+            verbs::master_key("SET", CloneableKind::Sym),
+            verbs::query("STATCRD2", 0),
+            verbs::resource(Verb::Csuacra, Some(1)),
+            verbs::version(),
+        ];
+        let mut fields = 0;
+        for args in built {
+            assert_eq!(args.check_shape(), Ok(()), "{}", args.verb);
+            for (i, (slot, p)) in layout(args.verb).iter().zip(&args.params).enumerate() {
+                let Param::Field(d) = p else { continue };
+                let wrong: &[usize] = match slot {
+                    Slot::Field(n) => {
+                        assert_eq!(d.len(), *n, "{} parameter {}", args.verb, i + 1);
+                        &[0, n - 1, n + 1]
+                    }
+                    // Room for more labels than the count is room enough.
+                    _ => &[0, d.len() - 1],
+                };
+                for &len in wrong {
+                    let mut bad = args.clone();
+                    bad.params[i] = Param::Field(vec![b' '; len]);
+                    assert!(bad.check_shape().is_err(), "{} {len} bytes", args.verb);
+                    fields += 1;
+                }
+            }
+        }
+        assert_eq!(
+            fields,
+            3 * 11 + 2,
+            "every fixed field of every builder was tried"
+        );
+
+        let mut args = verbs::list_retained("*");
+        args.params[3] = Param::Field(vec![b' '; 64]);
+        let e = dispatch(fake_csndrkl as *const (), &mut args).expect_err("refused");
+        assert!(e.to_string().contains("room for 1 labels"), "{e}");
+        assert!(take().is_empty(), "the verb was not called");
     }
 }
 
