@@ -61,6 +61,30 @@ pub enum HostlibError {
          mkclone_simlib_create_card): its adapters are real cards, and `mkclone sim init` creates none"
     )]
     NotSimulated { path: PathBuf },
+    #[error(
+        "{path:?} is the CCA host library another node opened as {first_path:?} (one library loaded once \
+         per process, whose allocated adapter all its nodes share), and that node names {first_mk:?} as \
+         the master-key library (CSNBMKP), this one {mk:?}: {detail}. Name the same `mk_library` for \
+         every node on this library"
+    )]
+    MkLibraryMismatch {
+        path: PathBuf,
+        first_path: PathBuf,
+        first_mk: PathBuf,
+        mk: PathBuf,
+        detail: String,
+    },
+    #[error(
+        "the master-key library {mk:?} (CSNBMKP) is already used with the CCA host library {owner:?}; \
+         {path:?} is another loaded copy of the host library, and CSNBMKP calls through both would \
+         share one library's adapter allocation without taking turns. Name one host library for these \
+         nodes, or a master-key library of each copy's own"
+    )]
+    MkLibraryShared {
+        mk: PathBuf,
+        owner: PathBuf,
+        path: PathBuf,
+    },
     #[error("node configuration: {0}")]
     Config(String),
     #[error("internal error: {0}")]

@@ -3,8 +3,10 @@
 //!
 //! As opencryptoki's CCA token and s390-tools' zkey do (cca_specific.c; zkey/cca.c), the
 //! library is opened by name with dlopen and each verb resolved with dlsym; nothing is
-//! linked, so mkclone builds and runs where CCA is not installed. A library is opened once
-//! per process and path and shared by every node that names it.
+//! linked, so mkclone builds and runs where CCA is not installed. Each loaded instance of
+//! the library has one [`Shared`] per process, whichever name each node gives it
+//! ([`open_shared`]): the adapter the library has allocated is process state of that
+//! instance, so its nodes take turns under one lock and share one record of it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,7 +46,11 @@ pub struct Loaded {
 }
 
 // SAFETY: the raw pointers are addresses of functions in a library that stays loaded as
-// long as `Loaded` lives; calling them is serialised by the caller's lock (`Shared`).
+// long as `Loaded` lives. They are called only through `Shared`'s methods, that is under
+// the `Mutex<Shared>` of the one `Shared` the process has for that library instance:
+// `open_shared` keys its registry on the instance (not on the name a node gives it), and
+// a CSNBMKP is claimed by one `Shared` only (`claim_mk`). So no two threads call into one
+// instance at once.
 unsafe impl Send for Loaded {}
 // SAFETY: as for Send: the addresses are only read, and calls through them are serialised.
 unsafe impl Sync for Loaded {}
@@ -93,28 +99,113 @@ impl Loaded {
             create_card,
         })
     }
+
+    /// Which loaded instance of a library this is: the address `verb` resolved to.
+    ///
+    /// The dynamic loader maps a library once per process and hands that one object back
+    /// for every name leading to it: the same path, a bare name it finds on its search
+    /// path, a symbolic or hard link (glibc compares the file's device and inode, and a
+    /// bare name with the sonames of loaded objects). So the address is the same however a
+    /// node spells the library, and another for another copy of it, which has code and
+    /// state of its own. A key made by mkclone from the name (as written, `canonicalize`d,
+    /// or `stat`ed) would have to redo the loader's search for a bare name and could
+    /// disagree with it; this is the loader's own answer. Should `verb` come from a library
+    /// the named one depends on, the address is that library's, whose state is the one
+    /// the calls share. The registry keeps every instance it keys loaded, so no other
+    /// library can later be mapped at an address that is a key.
+    fn instance(&self, verb: Verb) -> Option<usize> {
+        self.verbs.get(&verb).map(|a| *a as usize)
+    }
+
+    /// The address of CSNBMKP when this library exports it too (mkclone's simulated library
+    /// does; IBM's libcsulcca.so does not, libcsulccamk.so does).
+    fn csnbmkp(&self) -> Option<usize> {
+        let name = format!("{}\0", Verb::Csnbmkp.symbol());
+        // SAFETY: looked up as an untyped address, only compared, never called from here.
+        unsafe { self._lib.get::<*const ()>(name.as_bytes()) }
+            .ok()
+            .map(|s| *s as usize)
+    }
 }
 
 /// A library as nodes share it: the main library, CSNBMKP's library (opened when first
 /// needed), and the adapter currently allocated (CSUACRA is process state of the library).
+/// One per loaded instance of the library ([`open_shared`]), so that its lock serialises
+/// every call into the instance and `allocated` is the instance's own record.
 pub struct Shared {
     pub main: Loaded,
     pub mk: Option<Loaded>,
-    pub mk_path: PathBuf,
+    /// CSNBMKP's library as the first node named it; the registry compares later nodes'
+    /// with its own copy, so it is not changed after `open_shared`.
+    pub(crate) mk_path: PathBuf,
     /// The adapter this process allocated last (`None`: autoselect was not disabled yet).
     pub allocated: Option<u8>,
     pub trace: Option<Trace>,
 }
 
-/// The library at `path`, opened once per process (`mk_path` names CSNBMKP's library).
+/// One loaded instance of the host library, as the registry keeps it.
+struct Registered {
+    shared: Arc<Mutex<Shared>>,
+    /// The name the first node gave the library (`Shared::path`), for messages.
+    path: PathBuf,
+    /// CSNBMKP's library as the first node named it (`Shared::mk_path`), kept here so that a
+    /// later node's can be compared without taking the `Shared`'s lock.
+    mk_path: PathBuf,
+}
+
+/// The process's loaded host libraries.
+#[derive(Default)]
+struct Registry {
+    /// Each instance by its key (`Loaded::instance` of CSUACRA, the verb that allocates
+    /// the adapter).
+    libraries: BTreeMap<usize, Registered>,
+    /// Each CSNBMKP a `Shared` calls, or exports itself, by its address: that `Shared`'s key.
+    /// A master-key library called from two `Shared`s would take calls from both locks at
+    /// once, and go to whichever adapter its instance allocated last.
+    mk_owners: BTreeMap<usize, usize>,
+}
+
+/// The registry, locked. A poisoned lock still holds valid entries. Taken while a
+/// `Shared` is locked (`claim_mk`), never the other way round.
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
+    REGISTRY
+        .get_or_init(|| Mutex::new(Registry::default()))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// The library at `path` (`mk_path` names CSNBMKP's library), with one `Shared` per loaded
+/// instance and process: a node naming an instance already open gets its `Shared`, however
+/// it spells the library (`Loaded::instance` says why the key is the loader's answer),
+/// provided it names the same master-key library (`same_mk_library`).
 pub fn open_shared(path: &Path, mk_path: &Path) -> Result<Arc<Mutex<Shared>>, HostlibError> {
-    static OPEN: OnceLock<Mutex<BTreeMap<PathBuf, Arc<Mutex<Shared>>>>> = OnceLock::new();
-    let registry = OPEN.get_or_init(|| Mutex::new(BTreeMap::new()));
-    let mut map = registry.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(found) = map.get(path) {
-        return Ok(found.clone());
-    }
+    let mut registry = registry();
+    // Loaded before the registry is consulted: only the loader knows whether `path` is an
+    // instance already loaded under another name. If it is, `main` is one more reference
+    // the loader counts, dropped (dlclose) on return; the registry's keeps it loaded.
     let main = Loaded::open(path, &Verb::MAIN, "the CCA host library")?;
+    let key = main
+        .instance(Verb::Csuacra)
+        .ok_or_else(|| HostlibError::Internal("CSUACRA was not resolved".into()))?;
+    if let Some(found) = registry.libraries.get(&key) {
+        same_mk_library(found, path, mk_path)?;
+        return Ok(found.shared.clone());
+    }
+    // A library that exports CSNBMKP itself: that CSNBMKP runs on this instance's state, so
+    // no other `Shared` may call it as its master-key library (`claim_mk`).
+    if let Some(own_mk) = main.csnbmkp() {
+        if let Some(owner) = registry.mk_owners.get(&own_mk).copied()
+            && owner != key
+        {
+            return Err(HostlibError::MkLibraryShared {
+                mk: path.to_path_buf(),
+                owner: owner_path(&registry, owner),
+                path: path.to_path_buf(),
+            });
+        }
+        registry.mk_owners.insert(own_mk, key);
+    }
     let shared = Arc::new(Mutex::new(Shared {
         main,
         mk: None,
@@ -122,8 +213,74 @@ pub fn open_shared(path: &Path, mk_path: &Path) -> Result<Arc<Mutex<Shared>>, Ho
         allocated: None,
         trace: None,
     }));
-    map.insert(path.to_path_buf(), shared.clone());
+    registry.libraries.insert(
+        key,
+        Registered {
+            shared: shared.clone(),
+            path: path.to_path_buf(),
+            mk_path: mk_path.to_path_buf(),
+        },
+    );
     Ok(shared)
+}
+
+/// The name the first node gave the library registered under `key`.
+fn owner_path(registry: &Registry, key: usize) -> PathBuf {
+    registry
+        .libraries
+        .get(&key)
+        .map_or_else(|| PathBuf::from("(unknown)"), |r| r.path.clone())
+}
+
+/// A node opening an instance already open must name the master-key library its `Shared`
+/// loads (`mk_path`, the first node's): a second name would otherwise be ignored and the
+/// node's CSNBMKP calls go to a library it did not name. The same name passes; another
+/// name passes only if the loader resolves both to the same CSNBMKP, which needs both
+/// loaded to compare (they are released again here).
+fn same_mk_library(found: &Registered, path: &Path, mk_path: &Path) -> Result<(), HostlibError> {
+    if found.mk_path == mk_path {
+        return Ok(());
+    }
+    let what = "the CCA master-key library (CSNBMKP)";
+    let first = Loaded::open(&found.mk_path, &[Verb::Csnbmkp], what);
+    let this = Loaded::open(mk_path, &[Verb::Csnbmkp], what);
+    let detail = match (&first, &this) {
+        (Ok(a), Ok(b)) if a.instance(Verb::Csnbmkp) == b.instance(Verb::Csnbmkp) => {
+            return Ok(());
+        }
+        (Ok(_), Ok(_)) => "two different libraries".to_string(),
+        (Err(e), _) | (_, Err(e)) => format!("which could not be compared: {e}"),
+    };
+    Err(HostlibError::MkLibraryMismatch {
+        path: path.to_path_buf(),
+        first_path: found.path.clone(),
+        first_mk: found.mk_path.clone(),
+        mk: mk_path.to_path_buf(),
+        detail,
+    })
+}
+
+/// Record that `shared` calls the CSNBMKP of `mk`, unless another `Shared` does (or is the
+/// library that exports it): then refused, as the calls would go to that library's
+/// adapter and not be serialised with its other calls. A `Shared` whose library has no
+/// CSUACRA (only the fuzzing entry point makes one) has no key and claims nothing.
+fn claim_mk(shared: &Shared, mk: &Loaded) -> Result<(), HostlibError> {
+    let (Some(key), Some(address)) = (
+        shared.main.instance(Verb::Csuacra),
+        mk.instance(Verb::Csnbmkp),
+    ) else {
+        return Ok(());
+    };
+    let mut registry = registry();
+    let owner = *registry.mk_owners.entry(address).or_insert(key);
+    if owner == key {
+        return Ok(());
+    }
+    Err(HostlibError::MkLibraryShared {
+        mk: mk.path.clone(),
+        owner: owner_path(&registry, owner),
+        path: shared.main.path.clone(),
+    })
 }
 
 impl Shared {
@@ -136,20 +293,24 @@ impl Shared {
         self.main.ext.is_some()
     }
 
-    /// Run one verb call. The arguments are checked first (every buffer at least as long
-    /// as its length); the call is traced when tracing is on.
+    /// Run one verb call. The arguments are checked first against the verb's parameter
+    /// list (`Args::check_shape`: kinds, buffer lengths, fixed-field sizes); the call is
+    /// traced when tracing is on.
     pub fn call(&mut self, args: &mut Args) -> Result<(), HostlibError> {
+        // Before CSNBMKP's library is loaded for a vector that would be refused anyway
+        // (`dispatch` checks again, where the pointers are made).
         args.check_shape().map_err(HostlibError::Internal)?;
         let lengths_in = args.lengths();
         let rules_in = args.rule_keywords();
         let address = if args.verb == Verb::Csnbmkp {
             if self.mk.is_none() {
-                let mk_path = self.mk_path.clone();
-                self.mk = Some(Loaded::open(
-                    &mk_path,
+                let mk = Loaded::open(
+                    &self.mk_path,
                     &[Verb::Csnbmkp],
                     "the CCA master-key library (CSNBMKP)",
-                )?);
+                )?;
+                claim_mk(self, &mk)?;
+                self.mk = Some(mk);
             }
             self.mk
                 .as_ref()
