@@ -154,7 +154,7 @@ impl std::ops::Deref for JournalGuard<'_> {
 impl Ceremony {
     /// Open (creating if needed, mode 0700) the ceremony directory `dir` for `plan`, check
     /// it and its `shares/` ([`durable::check_private_dir`](crate::durable::check_private_dir)),
-    /// lock it, and open its journal.
+    /// lock it, and open its journal ([`open_locked`](Self::open_locked)).
     pub fn open(dir: &Path, plan: Plan) -> Result<Self> {
         crate::durable::create_private_dir(dir)?;
         Layout::new(dir).check_dirs()?;
@@ -165,7 +165,9 @@ impl Ceremony {
 
     /// Open the ceremony directory whose lock the caller already holds, for `plan`. A
     /// command takes the ceremony lock before it opens any node (whose locks come second),
-    /// so that it never waits on a node for a ceremony it could not enter anyway.
+    /// so that it never waits on a node for a ceremony it could not enter anyway. Once the
+    /// journal is found to be this ceremony's, the temporary files that killed writers left
+    /// beside the ceremony's files are removed (`Layout::remove_stale_temps`).
     pub fn open_locked(lock: DirLock, plan: Plan) -> Result<Self> {
         let dir = lock.dir().to_path_buf();
         let dir = dir.as_path();
@@ -189,6 +191,9 @@ impl Ceremony {
                 None => journal.set_nonce(&file_nonce)?,
             }
         }
+        // Only now, in a directory whose journal is this ceremony's, and under its lock,
+        // which every writer of its files holds (the writers' pids are checked all the same).
+        layout.remove_stale_temps(&plan);
         if let Some(bytes) = journal.torn_tail() {
             warn!(
                 "the journal's last record was torn ({bytes} bytes): an earlier run stopped mid-write; it is dropped"

@@ -3,7 +3,7 @@
 //! envelope (crate::envelope): versioned, canonical, digest-protected, bound to its
 //! ceremony, written atomically.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use mkclone_backend::{
@@ -142,6 +142,31 @@ impl Layout {
     }
     pub fn journal(&self) -> PathBuf {
         self.dir.join("journal.jsonl")
+    }
+
+    /// Remove the temporary files that killed writers of this directory left beside the
+    /// ceremony files of `plan` (sa.db, the csr.db and the share bundles of its targets)
+    /// here and in `shares/` ([`durable::remove_stale_temps`]); for the holder of the
+    /// directory's lock, as it opens the directory. Elsewhere a dead writer's temporary file
+    /// is removed only at the next write of its file, and a bundle is never written again:
+    /// the second name that a writer killed between linking a bundle and unlinking its
+    /// temporary name leaves would stay, and the erase of the bundle (`abort
+    /// --erase-files`, the clean-up after 3d) refuses a file with another hard link.
+    pub(crate) fn remove_stale_temps(&self, plan: &crate::plan::Plan) {
+        let name = |path: PathBuf| path.file_name().map(ToOwned::to_owned);
+        let mut files = HashSet::new();
+        let mut bundles = HashSet::new();
+        files.extend(name(self.sa_db()));
+        for t in &plan.targets {
+            files.extend(name(self.csr_db(&t.name)));
+            for kind in &plan.kinds {
+                for index in &plan.share_indices {
+                    bundles.extend(name(self.bundle(&t.name, *kind, *index)));
+                }
+            }
+        }
+        durable::remove_stale_temps(&self.dir, &files);
+        durable::remove_stale_temps(&self.shares_dir(), &bundles);
     }
 
     /// [`durable::check_private_dir`] the ceremony directory and its `shares/`, those that

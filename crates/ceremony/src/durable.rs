@@ -7,6 +7,8 @@
 //! the directory's [`DirLock`]. The rules (temporary files and their removal, modes, what
 //! is refused) are `mkclone_durable`'s.
 
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -57,6 +59,25 @@ pub fn check_private_dir(dir: &Path) -> Result<(), FileError> {
 /// check it ([`mkclone_durable::create_private_dir`]).
 pub fn create_private_dir(dir: &Path) -> Result<(), FileError> {
     Ok(mkclone_durable::create_private_dir(dir)?)
+}
+
+/// Remove the temporary files that killed writers left in the private directory `dir`
+/// beside the existing files of `names` ([`mkclone_durable::remove_stale_temps_in_private_dir`]:
+/// only a dead writer's, only regular files named as mkclone names them, only where the
+/// file they were written for exists). Best effort: what fails is logged, and the command
+/// goes on (a second name left of a bundle refuses its erase, which says what to do). A
+/// missing `dir` has nothing to clean. Call it holding the directory's [`DirLock`], which
+/// every writer of these files holds.
+pub(crate) fn remove_stale_temps(dir: &Path, names: &HashSet<OsString>) {
+    let ours = |target: &OsStr| names.contains(target);
+    match mkclone_durable::remove_stale_temps_in_private_dir(dir, ours) {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => log::warn!(
+            "stale temporary files of {} not removed: {e}",
+            dir.display()
+        ),
+    }
 }
 
 /// Run a durable write, counting its time as file sync (what dominates it).

@@ -423,3 +423,130 @@ fn a_file_rewritten_through_a_shared_mapping_is_read_again_at_the_next_phase_sta
         assert_eq!(before.mtime_nsec(), after.mtime_nsec());
     }
 }
+
+/// A pid no process can have (above Linux's PID_MAX_LIMIT of 2^22): a writer killed since.
+const DEAD_PID: u32 = 999_999_999;
+
+/// The names of mkclone's temporary files in `dir`, sorted.
+fn temporary_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".mkclone-tmp"))
+        .collect();
+    names.sort();
+    names
+}
+
+fn nlink(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().nlink()
+}
+
+/// What `durable::create_new_exclusive` leaves when its process is killed (a second
+/// Ctrl-C, SIGKILL, power loss) between linking the file to its name and unlinking its
+/// temporary name: the temporary name of writer `pid`, a second hard link of `file`.
+fn second_name_left_by(file: &Path, pid: u32) -> std::path::PathBuf {
+    let name = file.file_name().unwrap().to_string_lossy();
+    let tmp = file.with_file_name(format!(".{name}.{pid}.0.mkclone-tmp"));
+    std::fs::hard_link(file, &tmp).unwrap();
+    tmp
+}
+
+/// `abort --erase-files` (the clean-up after 3d) of every target, the ceremony opened as
+/// the command opens it.
+fn erase_files(root: &Path, plan: &Plan) -> Result<mkclone_ceremony::PhaseReport, CeremonyError> {
+    let mut c = Ceremony::open(&root.join("ceremony"), plan.clone())?;
+    let mut cards = open(root);
+    mkclone_ceremony::abort::abort(
+        &mut c,
+        &mut cards,
+        &mkclone_ceremony::abort::AbortSteps {
+            erase_files: true,
+            ..Default::default()
+        },
+    )
+}
+
+/// A bundle is never written again (a rerun finds it done), so its writer's dead
+/// temporary name, a second hard link of the bundle, used to stay for good, and the erase
+/// refused the hard-linked bundle, and with it every file. Opening the ceremony, under
+/// its lock, removes it: at the rerun, or at the abort itself; the erase then succeeds and
+/// leaves no name of any share behind.
+#[test]
+fn a_bundles_second_name_left_by_a_killed_writer_is_removed_at_opening_and_the_erase_succeeds() {
+    let plan = plan(vec![CloneableKind::Sym], 1, 1);
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    setup(root);
+    run(root, &plan, None).unwrap();
+    let dir = root.join("ceremony");
+    let shares = dir.join("shares");
+    let bundle = shares.join("target1.sym.1.share");
+    let contents = std::fs::read(&bundle).unwrap();
+
+    // Killed in 3c, then the rerun: it finds the bundle done, and the second name gone.
+    let tmp = second_name_left_by(&bundle, DEAD_PID);
+    assert_eq!(nlink(&bundle), 2);
+    run(root, &plan, None).unwrap();
+    check_finished(root, &plan);
+    assert!(
+        !tmp.exists(),
+        "the rerun left the dead writer's second name of the bundle"
+    );
+    assert_eq!(nlink(&bundle), 1);
+    assert_eq!(std::fs::read(&bundle).unwrap(), contents);
+
+    // Killed again, and no rerun: the abort's own opening removes it.
+    let tmp = second_name_left_by(&bundle, DEAD_PID);
+    let report = erase_files(root, &plan).unwrap_or_else(|e| panic!("the erase refused: {e}"));
+    assert!(!tmp.exists());
+    assert!(!bundle.exists() && !dir.join("target1.csr.db").exists());
+    let erased: Vec<_> = report
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            mkclone_ceremony::PhaseAction::EraseFile { file } => Some(file.clone()),
+            _ => None,
+        })
+        .collect();
+    let expected = [&dir.join("target1.csr.db"), &bundle].map(|p| p.display().to_string());
+    assert_eq!(erased, expected);
+    let left: Vec<_> = std::fs::read_dir(&shares).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "a name of a share survives the erase: {left:?}"
+    );
+    assert!(
+        temporary_files(&dir).is_empty(),
+        "{:?}",
+        temporary_files(&dir)
+    );
+}
+
+/// A temporary name whose writer still runs (here this process, as another mkclone would)
+/// is never removed; the erase then refuses the hard-linked bundle, as it refuses any, and
+/// erases nothing.
+#[test]
+fn a_bundles_second_name_of_a_live_writer_is_kept_and_the_erase_refuses_it() {
+    use mkclone_ceremony::FileError;
+    use mkclone_ceremony::durable::DurableError;
+
+    let plan = plan(vec![CloneableKind::Sym], 1, 1);
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    setup(root);
+    run(root, &plan, None).unwrap();
+    let dir = root.join("ceremony");
+    let bundle = dir.join("shares").join("target1.sym.1.share");
+    let tmp = second_name_left_by(&bundle, std::process::id());
+
+    let err = erase_files(root, &plan).unwrap_err();
+    assert!(
+        matches!(&err, CeremonyError::File(FileError::Durable(DurableError::HardLinked { path, links: 2 }))
+            if *path == bundle),
+        "{err}"
+    );
+    assert!(tmp.exists() && bundle.exists() && dir.join("target1.csr.db").exists());
+    assert_eq!(nlink(&bundle), 2);
+}

@@ -14,6 +14,11 @@ use crate::open::effective_uid;
 /// sync a directory (EINVAL) are tolerated.
 pub fn sync_dir(dir: &Path) -> Result<(), DurableError> {
     let d = File::open(dir).map_err(io_error(dir, "open the directory to sync it"))?;
+    sync_open_dir(&d, dir)
+}
+
+/// [`sync_dir`] of the directory `d`, open already (`dir` names it in messages).
+pub(crate) fn sync_open_dir(d: &File, dir: &Path) -> Result<(), DurableError> {
     match d.sync_all() {
         Ok(()) => Ok(()),
         Err(e)
@@ -42,7 +47,18 @@ pub fn check_private_dir(dir: &Path) -> Result<(), DurableError> {
 fn check_private_dir_as(dir: &Path, euid: u32) -> Result<(), DurableError> {
     let meta =
         fs::symlink_metadata(dir).map_err(io_error(dir, "examine the ceremony directory"))?;
-    check_entry(dir, &meta, Expected::Directory, Some(euid))?;
+    check_private(dir, &meta, euid)
+}
+
+/// [`check_private_dir`] of what `meta` shows of `dir`: the `lstat` of its name, or the
+/// `fstat` of the directory once opened (what a caller working through the open directory
+/// relies on, whatever the name points to by then).
+pub(crate) fn check_private(
+    dir: &Path,
+    meta: &fs::Metadata,
+    euid: u32,
+) -> Result<(), DurableError> {
+    check_entry(dir, meta, Expected::Directory, Some(euid))?;
     let mode = meta.mode() & 0o7777;
     if mode & 0o022 != 0 {
         return Err(DurableError::DirectoryNotPrivate {

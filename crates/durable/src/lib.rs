@@ -28,8 +28,14 @@
 //! one behind; readers never look at them (they read the target name only), and a process's
 //! first write of the same target removes those whose process no longer exists
 //! ([`remove_stale_temps`] does it for a whole directory, [`remove_stale_temps_of`] for one
-//! target). "No longer exists" is judged by `/proc/<pid>` in this host's process namespace
-//! ([`pid_may_be_alive`]); without `/proc` nothing is removed.
+//! target). A target never written again (a share bundle) would keep its own for good, and a
+//! writer of [`create_new_exclusive`] killed between its link and its unlink leaves a second
+//! name of the file it created: [`remove_stale_temps_in_private_dir`], for the holder of a
+//! private directory's lock as it opens it, removes a dead writer's temporary files whose
+//! target exists (never through a link, only regular files of this user, and not one whose
+//! target is missing: it may hold the only copy of a write cut short). "No longer exists" is
+//! judged by `/proc/<pid>` in this host's process namespace ([`pid_may_be_alive`]); without
+//! `/proc` nothing is removed.
 //!
 //! - [`WipingBuffer`] is where the text of a file holding secrets is built: it wipes the
 //!   blocks it outgrows.
@@ -66,7 +72,10 @@ pub use lock::{LockFile, LockHold, ReusableLock};
 pub use mode::{Sensitivity, set_exact_mode};
 pub use open::{Access, effective_uid, is_local_filesystem, open_files_limit, open_regular};
 pub use process::{holder_command, pid_may_be_alive};
-pub use temp::{remove_stale_files, remove_stale_temps, remove_stale_temps_of};
+pub use temp::{
+    remove_stale_files, remove_stale_temps, remove_stale_temps_in_private_dir,
+    remove_stale_temps_of,
+};
 pub use wiping::WipingBuffer;
 pub use write::{create_new_exclusive, write_atomic, write_atomic_kept};
 

@@ -4,18 +4,22 @@
 //! pid, so that a later writer can tell whether it is still at work. Readers never look at
 //! them (they read the target name only); [`remove_stale_temps`] and
 //! [`remove_stale_temps_of`] remove those whose process no longer exists
-//! ([`pid_may_be_alive`]).
+//! ([`pid_may_be_alive`]), and [`remove_stale_temps_in_private_dir`] those of them whose
+//! target exists, in a private directory, when it is opened.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::dir::{check_private, sync_open_dir};
 use crate::error::{DurableError, io_error};
 use crate::mode::{Sensitivity, set_exact_mode};
+use crate::open::effective_uid;
 use crate::process::pid_may_be_alive;
 use crate::split_target;
 
@@ -143,6 +147,176 @@ pub fn remove_stale_files(
     Ok(removed)
 }
 
+/// Remove the temporary files that crashed writers left in the private directory `dir`
+/// beside targets that exist, for the targets `is_target` accepts (by name); returns their
+/// paths. For a directory whose every writer holds one lock (a ceremony directory), by the
+/// holder of that lock when it opens the directory: a target that is never written again
+/// (a share bundle) has its dead writers' temporary files removed here or nowhere, since
+/// the others are removed at their target's next write.
+///
+/// `dir` is opened once, never through a symbolic link, and checked private on the open
+/// directory (the rules of [`check_private_dir`](crate::check_private_dir): a directory
+/// of this user, writable by nobody else); every name is then examined and removed
+/// relative to that open directory (`fstatat`, `unlinkat`): no other user can put or
+/// change a name in it, and no link or rename above it can send a removal elsewhere. A
+/// file is removed only when
+/// - its name is this crate's temporary name of a target that `is_target` accepts,
+///   `.<target>.<pid>.<counter>.mkclone-tmp`, and process `pid` no longer exists
+///   ([`pid_may_be_alive`]): a live writer's file is never removed;
+/// - it is a regular file of this user: never a symbolic link (whatever it points to), a
+///   directory or anything else whose name happens to match;
+/// - its target exists, a regular file. The target holds the last complete contents then,
+///   and the temporary file is either a second name of it (a writer of
+///   [`create_new_exclusive`](crate::create_new_exclusive) killed between its link and its
+///   unlink), or a later write never put in place, which no reader reads. One whose target
+///   does not exist is left: it may hold the only copy of a write cut short (a bundle
+///   written but not yet named); the target's next write removes it, as before every write.
+///
+/// Best effort for each file: one that cannot be examined or removed is logged and left.
+/// An error only when `dir` cannot be opened or listed, or is not private (then nothing is
+/// removed).
+pub fn remove_stale_temps_in_private_dir(
+    dir: &Path,
+    is_target: impl Fn(&OsStr) -> bool,
+) -> Result<Vec<PathBuf>, DurableError> {
+    let euid = effective_uid();
+    // The name first, for an error that says what is there instead (a link, a file, a
+    // directory others can write in); then the directory as opened, whatever the name
+    // points to by now, since every name below is looked up in it.
+    crate::dir::check_private_dir(dir)?;
+    let open = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir);
+    let handle = match open {
+        Ok(handle) => handle,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(DurableError::SymbolicLink {
+                path: dir.into(),
+                what: "directory",
+            });
+        }
+        Err(e) => return Err(io_error(dir, "open the directory")(e)),
+    };
+    let meta = handle
+        .metadata()
+        .map_err(io_error(dir, "examine the directory"))?;
+    check_private(dir, &meta, euid)?;
+
+    let mut removed = Vec::new();
+    for (name, pid, target) in dead_writers_temps(&handle, dir, &is_target)? {
+        let path = dir.join(&name);
+        match leftover_beside(&handle, &name, &target, euid) {
+            Ok(Leftover::Remove) => {}
+            Ok(Leftover::Keep(why)) => {
+                log::info!(
+                    "left {}, a temporary file of an interrupted mkclone (pid {pid}): {why}",
+                    path.display()
+                );
+                continue;
+            }
+            Err(e) => {
+                log::warn!(
+                    "could not examine stale temporary file {}: {e}",
+                    path.display()
+                );
+                continue;
+            }
+        }
+        match nix::unistd::unlinkat(
+            handle.as_fd(),
+            name.as_os_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        ) {
+            Ok(()) => {
+                log::warn!(
+                    "removed {}, a temporary file left by an interrupted mkclone (pid {pid})",
+                    path.display()
+                );
+                removed.push(path);
+            }
+            Err(e) => log::warn!(
+                "could not remove stale temporary file {}: {e}",
+                path.display()
+            ),
+        }
+    }
+    // Not durable, a removal may come back after a crash: it is removed again at the next
+    // opening. Hence only logged.
+    if !removed.is_empty()
+        && let Err(e) = sync_open_dir(&handle, dir)
+    {
+        log::warn!("{e}");
+    }
+    Ok(removed)
+}
+
+/// The names in the open directory `handle` (`dir`) that are this crate's temporary names
+/// of a target `is_target` accepts, written by a process that no longer exists: (name,
+/// writer's pid, target name).
+fn dead_writers_temps(
+    handle: &File,
+    dir: &Path,
+    is_target: &impl Fn(&OsStr) -> bool,
+) -> Result<Vec<(OsString, u32, OsString)>, DurableError> {
+    let list = |e: nix::Error| io_error(dir, "list the directory")(e.into());
+    // A descriptor of its own for the listing (fdopendir takes it over); the names are
+    // looked up and removed through `handle`.
+    let listed = handle
+        .try_clone()
+        .map_err(io_error(dir, "list the directory"))?;
+    let mut listing = nix::dir::Dir::from_fd(listed.into()).map_err(list)?;
+    let mut found = Vec::new();
+    for entry in listing.iter() {
+        let entry = entry.map_err(list)?;
+        let name = OsStr::from_bytes(entry.file_name().to_bytes());
+        if let Some((target, pid)) = parse_temp_name(name.as_bytes()) {
+            let target = OsStr::from_bytes(target);
+            if is_target(target) && !pid_may_be_alive(pid) {
+                found.push((name.to_owned(), pid, target.to_owned()));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Whether a dead writer's temporary file is removed: [`remove_stale_temps_in_private_dir`].
+enum Leftover {
+    Remove,
+    /// Left, for this reason.
+    Keep(&'static str),
+}
+
+/// What to do with the dead writer's temporary file `name` of `target`, both names in the
+/// open directory `handle`, neither followed if a link.
+fn leftover_beside(
+    handle: &File,
+    name: &OsStr,
+    target: &OsStr,
+    euid: u32,
+) -> nix::Result<Leftover> {
+    use nix::fcntl::AtFlags;
+    use nix::sys::stat::fstatat;
+
+    let is_regular = |mode: libc::mode_t| mode & libc::S_IFMT == libc::S_IFREG;
+    let tmp = fstatat(handle.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+    if !is_regular(tmp.st_mode) {
+        return Ok(Leftover::Keep("it is not a regular file"));
+    }
+    if tmp.st_uid != euid {
+        return Ok(Leftover::Keep("it belongs to another user"));
+    }
+    match fstatat(handle.as_fd(), target, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(t) if is_regular(t.st_mode) => Ok(Leftover::Remove),
+        Ok(_) => Ok(Leftover::Keep("its target is not a regular file")),
+        Err(nix::Error::ENOENT) => Ok(Leftover::Keep(
+            "its target does not exist, so it may hold the only copy of an interrupted write; \
+             the target's next write removes it",
+        )),
+        Err(e) => Err(e),
+    }
+}
+
 /// `.<name>.<pid>.<counter>.mkclone-tmp` → (name, pid).
 fn parse_temp_name(file_name: &[u8]) -> Option<(&[u8], u32)> {
     let inner = file_name.strip_prefix(b".")?.strip_suffix(TEMP_SUFFIX)?;
@@ -268,7 +442,7 @@ impl Drop for TempFile {
 mod tests {
 
     use super::*;
-    use crate::test_support::{DEAD_PID, mode, names};
+    use crate::test_support::{DEAD_PID, Scratch, mkfifo, mode, names};
     use crate::write_atomic;
 
     /// Leave in `dir` a temporary file for each of `targets`, as a crashed (dead) writer would.
@@ -371,6 +545,184 @@ mod tests {
         assert!(removed[0].to_string_lossy().contains("card-03.json"));
         assert_eq!(names(dir.path()).len(), 2, "{:?}", names(dir.path()));
         assert!(dir_match.is_dir());
+    }
+
+    /// The name of a temporary file of `target` written by process `pid`.
+    fn tmp_name(target: &str, pid: u32) -> String {
+        temp_name(OsStr::new(target), pid, 0).into_string().unwrap()
+    }
+
+    /// The path of a temporary file of `target` in `dir` written by process `pid`.
+    fn temp_of(dir: &Path, target: &str, pid: u32) -> PathBuf {
+        dir.join(tmp_name(target, pid))
+    }
+
+    fn nlink(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(path).unwrap().nlink()
+    }
+
+    /// A writer of `create_new_exclusive` killed between its link and its unlink leaves a
+    /// second name of the file it created; a writer of `write_atomic` killed before its
+    /// rename leaves a later write never put in place. Both are removed at opening, and
+    /// the targets keep their contents, each with one name.
+    #[test]
+    fn at_opening_a_dead_writers_temporary_files_beside_existing_targets_are_removed() {
+        let s = Scratch::new();
+        let bundle = s.path("t.sym.1.share");
+        crate::create_new_exclusive(&bundle, b"share", Sensitivity::Secret).unwrap();
+        let second_name = temp_of(s.dir(), "t.sym.1.share", DEAD_PID);
+        fs::hard_link(&bundle, &second_name).unwrap();
+        assert_eq!(nlink(&bundle), 2);
+        let db = s.file("sa.db", b"old");
+        let unplaced = s.file(&tmp_name("sa.db", DEAD_PID), b"new");
+
+        let mut removed = remove_stale_temps_in_private_dir(s.dir(), |_| true).unwrap();
+        removed.sort();
+        let mut expected = vec![second_name, unplaced];
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert_eq!(names(s.dir()), ["sa.db", "t.sym.1.share"]);
+        assert_eq!(nlink(&bundle), 1);
+        assert_eq!(fs::read(&bundle).unwrap(), b"share");
+        assert_eq!(fs::read(&db).unwrap(), b"old");
+        // Nothing left: a second opening removes nothing.
+        assert!(
+            remove_stale_temps_in_private_dir(s.dir(), |_| true)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    /// A dead writer's temporary file whose target does not exist may hold the only copy of
+    /// a write cut short (a bundle written, not yet named): it is left at opening, and
+    /// removed, as before, by the target's next write.
+    #[test]
+    fn at_opening_a_dead_writers_temporary_file_without_its_target_is_left() {
+        let s = Scratch::new();
+        let mut tmp = TempFile::create_for_pid(
+            s.dir(),
+            OsStr::new("t.sym.2.share"),
+            Sensitivity::Secret,
+            DEAD_PID,
+        )
+        .unwrap();
+        tmp.write_and_sync(b"only copy").unwrap();
+        let only_copy = tmp.path.clone();
+        tmp.abandon();
+
+        let removed = remove_stale_temps_in_private_dir(s.dir(), |_| true).unwrap();
+        assert!(removed.is_empty(), "{removed:?}");
+        assert_eq!(fs::read(&only_copy).unwrap(), b"only copy");
+
+        crate::create_new_exclusive(&s.path("t.sym.2.share"), b"share", Sensitivity::Secret)
+            .unwrap();
+        assert_eq!(names(s.dir()), ["t.sym.2.share"]);
+    }
+
+    /// A temporary file of a process that still runs (this one, another mkclone) is never
+    /// removed, even a second name of an existing target; once that process is gone, it is.
+    #[test]
+    fn at_opening_a_live_writers_temporary_file_is_left_until_its_process_is_gone() {
+        let s = Scratch::new();
+        let target = s.file("t.sym.1.share", b"share");
+        let mine = temp_of(s.dir(), "t.sym.1.share", std::process::id());
+        fs::hard_link(&target, &mine).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let childs = temp_of(s.dir(), "t.sym.1.share", child.id());
+        fs::hard_link(&target, &childs).unwrap();
+
+        let removed = remove_stale_temps_in_private_dir(s.dir(), |_| true);
+        // The child is ended before any assertion, whatever they find.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(removed.unwrap().is_empty());
+        assert!(mine.exists() && childs.exists());
+        assert_eq!(nlink(&target), 3);
+
+        if Path::new("/proc/self").exists() {
+            let removed = remove_stale_temps_in_private_dir(s.dir(), |_| true).unwrap();
+            assert_eq!(removed, [childs]);
+            assert!(mine.exists(), "this process still runs");
+        }
+    }
+
+    /// Only regular files of this user, named as this crate names temporary files of a
+    /// target the caller accepts, are removed: not a symbolic link (nor what it points
+    /// to), a directory or a FIFO that happens to match, not another name, not the
+    /// temporary file of a target that is itself a link, not another user's file.
+    #[test]
+    fn at_opening_only_this_users_temporary_files_of_accepted_targets_are_removed() {
+        let s = Scratch::new();
+        for t in ["sa.db", "card-03.json", "a", "b", "c", "d"] {
+            s.file(t, b"x");
+        }
+        let link_target = s.file("outside", b"precious");
+        let kept = [
+            // A target the caller does not accept (a simulated card kept there).
+            s.file(&tmp_name("card-03.json", DEAD_PID), b"card"),
+            s.symlink(&tmp_name("a", DEAD_PID), &link_target),
+            s.subdir(&tmp_name("b", DEAD_PID)),
+            s.file(".c.999999999.0.tmp", b"x"),
+            s.file("c.999999999.0.mkclone-tmp", b"x"),
+        ];
+        let fifo = temp_of(s.dir(), "d", DEAD_PID);
+        mkfifo(&fifo);
+        // A temporary file whose target is a link.
+        s.symlink("e", &link_target);
+        let beside_link = s.file(&tmp_name("e", DEAD_PID), b"x");
+        let ours = s.file(&tmp_name("sa.db", DEAD_PID), b"x");
+        // Another user's (when this test may give it away: as root).
+        let others = s.file(&tmp_name("f", DEAD_PID), b"x");
+        s.file("f", b"x");
+        let chowned =
+            effective_uid() == 0 && std::os::unix::fs::chown(&others, Some(12345), None).is_ok();
+
+        let mut removed =
+            remove_stale_temps_in_private_dir(s.dir(), |t| t != "card-03.json").unwrap();
+        removed.sort();
+        if chowned {
+            assert_eq!(removed, [ours]);
+            assert!(others.exists(), "another user's file is left");
+        } else {
+            let mut expected = vec![ours, others];
+            expected.sort();
+            assert_eq!(removed, expected);
+        }
+        for k in kept.iter().chain([&fifo, &beside_link]) {
+            assert!(fs::symlink_metadata(k).is_ok(), "{} removed", k.display());
+        }
+        assert_eq!(fs::read(&link_target).unwrap(), b"precious");
+    }
+
+    /// A directory others can write in, or a link to one, is not cleaned at all: a name in
+    /// it may be someone else's doing.
+    #[test]
+    fn at_opening_a_directory_not_private_or_a_link_is_refused_and_left_untouched() {
+        use std::os::unix::fs::PermissionsExt;
+        let s = Scratch::new();
+        let d = s.subdir("ceremony");
+        fs::write(d.join("f"), b"f").unwrap();
+        let tmp = temp_of(&d, "f", DEAD_PID);
+        fs::hard_link(d.join("f"), &tmp).unwrap();
+
+        let link = s.symlink("link", &d);
+        let err = remove_stale_temps_in_private_dir(&link, |_| true).unwrap_err();
+        assert!(
+            matches!(&err, DurableError::SymbolicLink { path, .. } if *path == link),
+            "{err}"
+        );
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = remove_stale_temps_in_private_dir(&d, |_| true).unwrap_err();
+        assert!(
+            matches!(err, DurableError::DirectoryNotPrivate { .. }),
+            "{err}"
+        );
+        assert!(tmp.exists());
+        assert_eq!(nlink(&d.join("f")), 2);
     }
 
     #[test]
