@@ -338,7 +338,7 @@ pub fn read_bytes(path: &Path) -> Result<Zeroizing<Vec<u8>>, FileError> {
 /// [`read_bytes`], with the file the bytes were read from, still open.
 pub fn read_bytes_kept(path: &Path) -> Result<(Zeroizing<Vec<u8>>, std::fs::File), FileError> {
     let file = durable::open_regular(path, durable::Access::Read)?;
-    let bytes = read_all_at(&file).map_err(io_error(path, "read the file"))?;
+    let bytes = read_all_capped(&file, path, "read the file")?;
     Ok((bytes, file))
 }
 
@@ -347,31 +347,77 @@ pub fn read_bytes_kept(path: &Path) -> Result<(Zeroizing<Vec<u8>>, std::fs::File
 /// terabytes) is not one mkclone wrote, and is refused before it is allocated.
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
 
+/// [`read_all_at`] of the open `file` at `path`: a file over [`MAX_FILE_BYTES`] is
+/// [`FileError::TooLarge`], any other failure an I/O error while doing `action`. For every
+/// reader of a ceremony file or journal that knows its path.
+pub(crate) fn read_all_capped(
+    file: &std::fs::File,
+    path: &Path,
+    action: &'static str,
+) -> Result<Zeroizing<Vec<u8>>, FileError> {
+    read_all_at(file).map_err(|e| match TooLarge::in_error(&e) {
+        Some(size) => FileError::TooLarge {
+            path: path.into(),
+            size,
+            limit: MAX_FILE_BYTES,
+        },
+        None => io_error(path, action)(e),
+    })
+}
+
+/// Why [`read_all_at`] refused a file: carried in its `io::Error` (of kind `InvalidData`),
+/// so that [`read_all_capped`] can tell it from a failed read and name the size.
+#[derive(Debug)]
+struct TooLarge {
+    /// The file's size, or what was read of it when it grew past the limit meanwhile.
+    size: u64,
+}
+
+impl TooLarge {
+    fn error(size: u64) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, Self { size })
+    }
+
+    /// The size, when `e` is this refusal.
+    fn in_error(e: &std::io::Error) -> Option<u64> {
+        e.get_ref()?.downcast_ref::<Self>().map(|t| t.size)
+    }
+}
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} bytes, larger than {} MiB, which no ceremony file is",
+            self.size,
+            MAX_FILE_BYTES >> 20
+        )
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
 /// Every byte of the open `file`, from its start whatever its offset (`pread`), into a
 /// buffer sized once from its `fstat` (grown only if the file grew meanwhile), at most
 /// [`MAX_FILE_BYTES`].
 pub fn read_all_at(file: &std::fs::File) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    read_all_at_sized(file, file.metadata()?.len())
+}
+
+/// [`read_all_at`], `size` being the file's size as its `fstat` gave it (a test gives a
+/// smaller one, as if the file had grown since).
+fn read_all_at_sized(file: &std::fs::File, size: u64) -> std::io::Result<Zeroizing<Vec<u8>>> {
     use std::os::unix::fs::FileExt;
-    let too_large = || {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!(
-                "larger than {} MiB, which no ceremony file is",
-                MAX_FILE_BYTES >> 20
-            ),
-        )
-    };
-    let size = file.metadata()?.len();
     if size > MAX_FILE_BYTES {
-        return Err(too_large());
+        return Err(TooLarge::error(size));
     }
-    let size = usize::try_from(size).map_err(|_| too_large())?;
+    let size = usize::try_from(size).map_err(|_| TooLarge::error(size))?;
     // One more byte than the size: a read that fills it means the file grew.
     let mut bytes = Zeroizing::new(vec![0u8; size.saturating_add(1)]);
     let mut filled = 0;
     loop {
         if filled as u64 > MAX_FILE_BYTES {
-            return Err(too_large());
+            return Err(TooLarge::error(filled as u64));
         }
         if filled == bytes.len() {
             // Grown since the fstat: double, moving the bytes read so far into a buffer
@@ -649,7 +695,12 @@ mod tests {
         let file = fs::File::create(&path).unwrap();
         file.set_len(MAX_FILE_BYTES + 1).unwrap();
         drop(file);
-        let err = read_bytes(&path).unwrap_err().to_string();
+        let err = read_bytes(&path).unwrap_err();
+        assert!(
+            matches!(&err, FileError::TooLarge { path: p, size, .. } if *p == path && *size == MAX_FILE_BYTES + 1),
+            "{err}"
+        );
+        let err = err.to_string();
         assert!(err.contains("larger than 64 MiB"), "{err}");
         assert!(err.contains(&path.display().to_string()), "{err}");
         // At the limit it is read.
@@ -660,6 +711,28 @@ mod tests {
             .set_len(MAX_FILE_BYTES)
             .unwrap();
         assert_eq!(read_bytes(&path).unwrap().len() as u64, MAX_FILE_BYTES);
+    }
+
+    /// A file that grows past the limit between its `fstat` and its read (here read with
+    /// the size it had before) is refused as well, when what was read passes the limit;
+    /// one that grows and stays under it is read whole.
+    #[test]
+    fn a_file_growing_past_the_limit_while_it_is_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sa.db");
+        fs::write(&path, [7u8; 100]).unwrap();
+        let file = fs::File::open(&path).unwrap();
+        assert_eq!(&read_all_at_sized(&file, 10).unwrap()[..], &[7u8; 100][..]);
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(MAX_FILE_BYTES + 1)
+            .unwrap();
+        let err = read_all_at_sized(&file, 100).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert_eq!(TooLarge::in_error(&err), Some(MAX_FILE_BYTES + 1));
+        assert!(err.to_string().contains("larger than 64 MiB"), "{err}");
     }
 
     #[test]

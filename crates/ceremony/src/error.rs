@@ -132,6 +132,26 @@ pub enum FileError {
         offset: usize,
     },
 
+    /// Larger than any ceremony file or journal mkclone writes
+    /// ([`MAX_FILE_BYTES`](crate::envelope::MAX_FILE_BYTES)): refused before it is read
+    /// into memory (a sparse file can claim terabytes), and left untouched.
+    #[error(
+        "{path} is {size} bytes, larger than {} MiB, which no ceremony file or journal that \
+         mkclone writes ever is: it was not read, and was left untouched. Something other than \
+         mkclone made it or made it grow; keep it as evidence, move it out of the ceremony \
+         directory and put back a good copy (of a carried file, the copy it was carried from; \
+         of a journal, its copy whose last line has the head hash written on the paper record), \
+         then run the command again",
+        .limit >> 20
+    )]
+    TooLarge {
+        path: PathBuf,
+        /// Its size; for a file that grew while it was read, the bytes read by then.
+        size: u64,
+        /// The largest size read, in bytes.
+        limit: u64,
+    },
+
     /// The journal's chain is broken before its last line.
     #[error(
         "journal {path} is corrupt at line {line}: {reason}. mkclone did not change it: keep it \
@@ -181,6 +201,7 @@ impl FileError {
             | Self::RehearsalMismatch { path, .. }
             | Self::DigestMismatch { path, .. }
             | Self::NonCanonical { path, .. }
+            | Self::TooLarge { path, .. }
             | Self::JournalCorrupt { path, .. }
             | Self::JournalChanged { path, .. }
             | Self::InvalidEntry { path, .. } => Some(path),

@@ -34,7 +34,9 @@
 //! **Locking.** [`Journal::open`] reads and verifies; appends must be made while holding
 //! the directory's [`DirLock`](crate::durable::DirLock) for the whole life of the open
 //! `Journal`. Opening never changes the file, except creating it when missing; a torn tail
-//! is removed only right before the next append.
+//! is removed only right before the next append. A journal larger than any ceremony file
+//! ([`MAX_FILE_BYTES`](crate::envelope::MAX_FILE_BYTES)) is refused before it is read
+//! ([`FileError::TooLarge`]), as every ceremony file is.
 //!
 //! **Torn tail.** A crash during an append can leave a last line without its newline, or a
 //! last line that is not JSON. Such a line was never acknowledged (an append returns only
@@ -45,7 +47,7 @@
 //! run, from its report, is what settles it.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -307,10 +309,12 @@ impl Journal {
     /// `ceremony`. See the module documentation for what is verified and tolerated.
     pub fn open(dir: &Path, ceremony: &str, rehearsal: bool) -> Result<Self, FileError> {
         let path = dir.join(FILE_NAME);
-        let mut file = Self::open_or_create(dir, &path)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(io_error(&path, "read the journal"))?;
+        let file = Self::open_or_create(dir, &path)?;
+        // Capped as every ceremony file is read (the report and the dry run read the journal
+        // so too): a sparse or growing file is refused before it is allocated, and a journal
+        // over the cap is never taken for one with a torn last line, to be cut at the next
+        // append.
+        let bytes = crate::envelope::read_all_capped(&file, &path, "read the journal")?;
         let v = verify(&path, &bytes, Some(ceremony), Some(rehearsal))?;
         if let Some(n) = v.torn_tail {
             log::warn!(
@@ -969,6 +973,66 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, FileError::JournalChanged { .. }), "{err}");
         assert_eq!(open(dir.path()).unwrap().records().len(), 2);
+    }
+
+    /// A journal over the limit of every ceremony file (here a good journal grown sparse
+    /// past it, then one claiming a terabyte) is refused before it is read into memory,
+    /// naming the file, its size and the limit, and is left as it was: never taken for a
+    /// journal with a torn last line, which the next append would cut.
+    #[test]
+    fn a_journal_larger_than_any_ceremony_file_is_refused_unread_and_left_untouched() {
+        use crate::envelope::MAX_FILE_BYTES;
+        use std::os::unix::fs::{FileExt, MetadataExt};
+
+        let dir = tempfile::tempdir().unwrap();
+        let good = journal_with(dir.path(), 2);
+        let path = dir.path().join(FILE_NAME);
+        for size in [MAX_FILE_BYTES + 1, 1 << 40] {
+            fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(size)
+                .unwrap();
+            let blocks = fs::metadata(&path).unwrap().blocks();
+            let err = Journal::open(dir.path(), "C-1", false).unwrap_err();
+            assert!(
+                matches!(&err, FileError::TooLarge { path: p, size: s, limit }
+                    if *p == path && *s == size && *limit == MAX_FILE_BYTES),
+                "{err}"
+            );
+            let msg = err.to_string();
+            for words in [
+                &*path.display().to_string(),
+                &format!("is {size} bytes"),
+                "larger than 64 MiB",
+                "left untouched",
+                "put back a good copy",
+            ] {
+                assert!(msg.contains(words), "{words:?} not in: {msg}");
+            }
+            let meta = fs::metadata(&path).unwrap();
+            assert_eq!(
+                (meta.len(), meta.blocks()),
+                (size, blocks),
+                "left untouched"
+            );
+            let mut start = vec![0u8; good.len()];
+            fs::File::open(&path)
+                .unwrap()
+                .read_exact_at(&mut start, 0)
+                .unwrap();
+            assert_eq!(start, good);
+        }
+        // Cut back to its records by hand, it opens again, whole.
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(good.len() as u64)
+            .unwrap();
+        let j = open(dir.path()).unwrap();
+        assert_eq!((j.records().len(), j.torn_tail()), (2, None));
     }
 
     #[test]
