@@ -3,9 +3,10 @@
 //!
 //! - clear NEW on targets that received shares of this ceremony;
 //! - delete the ceremony's CSS and CSR keys (retained-key storage is small);
-//! - erase `<target>.csr.db` and the share bundles (CNM erases csr.db after 3d): each file
-//!   is overwritten with zeros, synced, then removed; only regular files of this user with
-//!   no other hard link, never through a link, all checked before any is erased;
+//! - erase `<target>.csr.db` and the share bundles (CNM erases csr.db after 3d), and the
+//!   temporary files of them that killed writers left: each file is overwritten with zeros,
+//!   synced, then removed; only regular files of this user with no other hard link, never
+//!   through a link, all checked before any is erased;
 //! - unregister the SA key from source and targets.
 //!
 //! After a successful 3d the same erasing of the consumed files is the clean-up.
@@ -195,11 +196,19 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
     let mut erasable = Vec::new();
     if steps.erase_files {
         for t in &targets {
-            erasable.push((t, c.layout.csr_db(t)));
+            let mut files = vec![c.layout.csr_db(t)];
             for kind in &plan.kinds {
                 for index in &plan.share_indices {
-                    erasable.push((t, c.layout.bundle(t, *kind, *index)));
+                    files.push(c.layout.bundle(t, *kind, *index));
                 }
+            }
+            for f in files {
+                // A dead writer's temporary file of it that the opening left (its file
+                // never got its name, so it may hold the only copy of those contents: a
+                // sealed share) is erased with it: nothing of a share outlives the erase.
+                let leftovers = durable::dead_writers_temps_of(&f)?;
+                erasable.push((t, f));
+                erasable.extend(leftovers.into_iter().map(|l| (t, l)));
             }
         }
         for (_, f) in &erasable {

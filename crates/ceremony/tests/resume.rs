@@ -524,6 +524,45 @@ fn a_bundles_second_name_left_by_a_killed_writer_is_removed_at_opening_and_the_e
     );
 }
 
+/// A dead writer's temporary file whose bundle never got its name (the writer killed
+/// before the link) may be the only copy of that write, so the opening leaves it; the
+/// erase erases it with the files it erases, and reports it.
+#[test]
+fn a_dead_writers_bundle_that_never_got_its_name_is_erased_with_the_files() {
+    let plan = plan(vec![CloneableKind::Sym], 1, 1);
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    setup(root);
+    run(root, &plan, None).unwrap();
+    let dir = root.join("ceremony");
+    let shares = dir.join("shares");
+    let bundle = shares.join("target1.sym.1.share");
+    let tmp = shares.join(format!(".target1.sym.1.share.{DEAD_PID}.3.mkclone-tmp"));
+    std::fs::rename(&bundle, &tmp).unwrap();
+    // Another target's leftover, of a file this erase does not erase, stays.
+    let other = shares.join(format!(".target9.sym.1.share.{DEAD_PID}.4.mkclone-tmp"));
+    std::fs::write(&other, b"not this erase's").unwrap();
+
+    let report = erase_files(root, &plan).unwrap_or_else(|e| panic!("the erase refused: {e}"));
+    assert!(!tmp.exists(), "the unnamed bundle survives the erase");
+    let erased: Vec<_> = report
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            mkclone_ceremony::PhaseAction::EraseFile { file } => Some(file.clone()),
+            _ => None,
+        })
+        .collect();
+    let expected = [&dir.join("target1.csr.db"), &tmp].map(|p| p.display().to_string());
+    assert_eq!(erased, expected);
+    assert!(other.exists());
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    assert!(
+        journal.contains(&tmp.display().to_string()),
+        "not journaled"
+    );
+}
+
 /// A temporary name whose writer still runs (here this process, as another mkclone would)
 /// is never removed; the erase then refuses the hard-linked bundle, as it refuses any, and
 /// erases nothing.

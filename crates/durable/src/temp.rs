@@ -40,6 +40,35 @@ pub fn remove_stale_temps_of(path: &Path) -> Result<Vec<PathBuf>, DurableError> 
     remove_stale_temps_for(dir, Some(name))
 }
 
+/// The temporary files of `path` that writers no longer alive left beside it, whether or
+/// not `path` exists (the names this crate gives, `.<name>.<pid>.<counter>.mkclone-tmp`,
+/// of a pid that no longer exists); nothing is changed. For an erase of `path`, which
+/// erases these too: one whose target never got its name holds a copy of the contents
+/// that was never put in place, and [`remove_stale_temps_in_private_dir`] leaves it (it
+/// may be the only copy). What each one is (a regular file of this user, one link) is for
+/// the eraser to check as it opens it. A missing directory has none.
+pub fn dead_writers_temps_of(path: &Path) -> Result<Vec<PathBuf>, DurableError> {
+    let (dir, name) = split_target(path)?;
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error(dir, "list the directory")(e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error(dir, "list the directory"))?;
+        let file_name = entry.file_name();
+        if let Some((target, pid)) = parse_temp_name(file_name.as_bytes())
+            && target == name.as_bytes()
+            && !pid_may_be_alive(pid)
+        {
+            found.push(dir.join(&file_name));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
 /// Best-effort cleaning before a write: failures are logged, never fatal. A process lists a
 /// directory for temporary files whose writer is gone once, at its first write there, and
 /// notes the targets they belong to; each target's are removed at that target's first
@@ -618,6 +647,28 @@ mod tests {
         crate::create_new_exclusive(&s.path("t.sym.2.share"), b"share", Sensitivity::Secret)
             .unwrap();
         assert_eq!(names(s.dir()), ["t.sym.2.share"]);
+    }
+
+    /// For an erase: a dead writer's temporary files of one target, whether the target
+    /// exists or not; not a live writer's, not another target's; none in a missing
+    /// directory. Nothing is changed.
+    #[test]
+    fn dead_writers_temps_of_one_target_are_listed_for_its_erase() {
+        let s = Scratch::new();
+        let target = s.path("t.sym.1.share");
+        let dead = s.file(&tmp_name("t.sym.1.share", DEAD_PID), b"sealed");
+        s.file(&tmp_name("t.sym.1.share", std::process::id()), b"live");
+        s.file(&tmp_name("t.sym.2.share", DEAD_PID), b"other");
+        assert_eq!(
+            dead_writers_temps_of(&target).unwrap(),
+            std::slice::from_ref(&dead)
+        );
+        assert!(dead.exists() && !target.exists());
+        assert!(
+            dead_writers_temps_of(&s.path("gone").join("t.sym.1.share"))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     /// A temporary file of a process that still runs (this one, another mkclone) is never
