@@ -453,6 +453,28 @@ fn second_name_left_by(file: &Path, pid: u32) -> std::path::PathBuf {
     tmp
 }
 
+/// A ceremony of one target (SYM) run to its end; its root directory (dropped with the
+/// first) and its plan.
+fn one_finished_target() -> (tempfile::TempDir, Plan) {
+    let plan = plan(vec![CloneableKind::Sym], 1, 1);
+    let root = tempfile::tempdir().unwrap();
+    setup(root.path());
+    run(root.path(), &plan, None).unwrap();
+    (root, plan)
+}
+
+/// The files an abort reports it erased, in order.
+fn erased_files(report: &mkclone_ceremony::PhaseReport) -> Vec<String> {
+    report
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            mkclone_ceremony::PhaseAction::EraseFile { file } => Some(file.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// `abort --erase-files` (the clean-up after 3d) of every target, the ceremony opened as
 /// the command opens it.
 fn erase_files(root: &Path, plan: &Plan) -> Result<mkclone_ceremony::PhaseReport, CeremonyError> {
@@ -475,11 +497,8 @@ fn erase_files(root: &Path, plan: &Plan) -> Result<mkclone_ceremony::PhaseReport
 /// leaves no name of any share behind.
 #[test]
 fn a_bundles_second_name_left_by_a_killed_writer_is_removed_at_opening_and_the_erase_succeeds() {
-    let plan = plan(vec![CloneableKind::Sym], 1, 1);
-    let root = tempfile::tempdir().unwrap();
-    let root = root.path();
-    setup(root);
-    run(root, &plan, None).unwrap();
+    let (scratch, plan) = one_finished_target();
+    let root = scratch.path();
     let dir = root.join("ceremony");
     let shares = dir.join("shares");
     let bundle = shares.join("target1.sym.1.share");
@@ -502,14 +521,7 @@ fn a_bundles_second_name_left_by_a_killed_writer_is_removed_at_opening_and_the_e
     let report = erase_files(root, &plan).unwrap_or_else(|e| panic!("the erase refused: {e}"));
     assert!(!tmp.exists());
     assert!(!bundle.exists() && !dir.join("target1.csr.db").exists());
-    let erased: Vec<_> = report
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            mkclone_ceremony::PhaseAction::EraseFile { file } => Some(file.clone()),
-            _ => None,
-        })
-        .collect();
+    let erased = erased_files(&report);
     let expected = [&dir.join("target1.csr.db"), &bundle].map(|p| p.display().to_string());
     assert_eq!(erased, expected);
     let left: Vec<_> = std::fs::read_dir(&shares).unwrap().collect();
@@ -529,11 +541,8 @@ fn a_bundles_second_name_left_by_a_killed_writer_is_removed_at_opening_and_the_e
 /// erase erases it with the files it erases, and reports it.
 #[test]
 fn a_dead_writers_bundle_that_never_got_its_name_is_erased_with_the_files() {
-    let plan = plan(vec![CloneableKind::Sym], 1, 1);
-    let root = tempfile::tempdir().unwrap();
-    let root = root.path();
-    setup(root);
-    run(root, &plan, None).unwrap();
+    let (scratch, plan) = one_finished_target();
+    let root = scratch.path();
     let dir = root.join("ceremony");
     let shares = dir.join("shares");
     let bundle = shares.join("target1.sym.1.share");
@@ -545,14 +554,7 @@ fn a_dead_writers_bundle_that_never_got_its_name_is_erased_with_the_files() {
 
     let report = erase_files(root, &plan).unwrap_or_else(|e| panic!("the erase refused: {e}"));
     assert!(!tmp.exists(), "the unnamed bundle survives the erase");
-    let erased: Vec<_> = report
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            mkclone_ceremony::PhaseAction::EraseFile { file } => Some(file.clone()),
-            _ => None,
-        })
-        .collect();
+    let erased = erased_files(&report);
     let expected = [&dir.join("target1.csr.db"), &tmp].map(|p| p.display().to_string());
     assert_eq!(erased, expected);
     assert!(other.exists());
@@ -571,11 +573,8 @@ fn a_bundles_second_name_of_a_live_writer_is_kept_and_the_erase_refuses_it() {
     use mkclone_ceremony::FileError;
     use mkclone_ceremony::durable::DurableError;
 
-    let plan = plan(vec![CloneableKind::Sym], 1, 1);
-    let root = tempfile::tempdir().unwrap();
-    let root = root.path();
-    setup(root);
-    run(root, &plan, None).unwrap();
+    let (scratch, plan) = one_finished_target();
+    let root = scratch.path();
     let dir = root.join("ceremony");
     let bundle = dir.join("shares").join("target1.sym.1.share");
     let tmp = second_name_left_by(&bundle, std::process::id());

@@ -159,19 +159,8 @@ pub fn remove_stale_files(
         if !fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file()) {
             continue;
         }
-        match fs::remove_file(&path) {
-            Ok(()) => {
-                log::warn!(
-                    "removed {}, a temporary file left by an interrupted mkclone (pid {pid})",
-                    path.display()
-                );
-                removed.push(path);
-            }
-            Err(e) => log::warn!(
-                "could not remove stale temporary file {}: {e}",
-                path.display()
-            ),
-        }
+        let unlinked = fs::remove_file(&path);
+        log_removal(unlinked, path, pid, &mut removed);
     }
     Ok(removed)
 }
@@ -252,23 +241,12 @@ pub fn remove_stale_temps_in_private_dir(
                 continue;
             }
         }
-        match nix::unistd::unlinkat(
+        let unlinked = nix::unistd::unlinkat(
             handle.as_fd(),
             name.as_os_str(),
             nix::unistd::UnlinkatFlags::NoRemoveDir,
-        ) {
-            Ok(()) => {
-                log::warn!(
-                    "removed {}, a temporary file left by an interrupted mkclone (pid {pid})",
-                    path.display()
-                );
-                removed.push(path);
-            }
-            Err(e) => log::warn!(
-                "could not remove stale temporary file {}: {e}",
-                path.display()
-            ),
-        }
+        );
+        log_removal(unlinked, path, pid, &mut removed);
     }
     // Not durable, a removal may come back after a crash: it is removed again at the next
     // opening. Hence only logged.
@@ -343,6 +321,29 @@ fn leftover_beside(
              the target's next write removes it",
         )),
         Err(e) => Err(e),
+    }
+}
+
+/// Say what became of a dead writer's (`pid`) temporary file `path`, and list it in
+/// `removed` when it went.
+fn log_removal<E: std::fmt::Display>(
+    unlinked: Result<(), E>,
+    path: PathBuf,
+    pid: u32,
+    removed: &mut Vec<PathBuf>,
+) {
+    match unlinked {
+        Ok(()) => {
+            log::warn!(
+                "removed {}, a temporary file left by an interrupted mkclone (pid {pid})",
+                path.display()
+            );
+            removed.push(path);
+        }
+        Err(e) => log::warn!(
+            "could not remove stale temporary file {}: {e}",
+            path.display()
+        ),
     }
 }
 
