@@ -4,8 +4,9 @@
 //! This is the only module of mkclone with `unsafe` code: the ioctl itself.
 //!
 //! [`XcrbCall`] owns the `ica_xcRB` and borrows the request and reply buffers its pointers
-//! describe, for exactly as long as the call lasts. Its fields are private and only
-//! [`XcrbCall::new`] sets the lengths, each from the slice whose address goes next to it,
+//! describe, for exactly as long as the call lasts. Its fields are private, and every
+//! length the kernel is handed is set from the slice whose address goes next to it
+//! (`XcrbCall::for_the_kernel`, whatever a fake kernel's `set_reply_lengths` wrote before),
 //! so that the kernel can never be handed a pointer that outlives or overruns its buffer.
 //! The pointers the kernel writes and reads through are taken again from the buffers, in
 //! their final place inside the `XcrbCall`, immediately before the ioctl
@@ -113,6 +114,15 @@ impl<'a> XcrbCall<'a> {
         // The kernel only reads the request; the field is `char *` in the ABI.
         self.xcrb.request_control_blk_addr = self.request.as_ptr().cast_mut().cast();
         self.xcrb.reply_control_blk_addr = self.reply.as_mut_ptr().cast();
+        // Each length from its own slice, whatever was set since `new` (a fake kernel's
+        // write-back, `set_reply_lengths`, is public): the kernel must never be told a
+        // buffer is longer than it is. `new` refused lengths beyond u32; 0 would be safe.
+        self.xcrb.request_control_blk_length = u32::try_from(self.request.len()).unwrap_or(0);
+        self.xcrb.reply_control_blk_length = u32::try_from(self.reply.len()).unwrap_or(0);
+        self.xcrb.request_data_length = 0;
+        self.xcrb.request_data_address = std::ptr::null_mut();
+        self.xcrb.reply_data_length = 0;
+        self.xcrb.reply_data_addr = std::ptr::null_mut();
         &raw mut self.xcrb
     }
 
@@ -284,9 +294,9 @@ impl DeviceFile {
         // pointers were taken from `call.request` and `call.reply` just now, in their final
         // place (`for_the_kernel`); `call` is borrowed mutably for the whole ioctl and not
         // touched until it returns, so all three pointers stay valid for the kernel's reads
-        // and writes. The lengths next to them are the slices' own (`XcrbCall::new` sets
-        // them and nothing outside this module can change them); the data-block pointers
-        // are null with length 0. The kernel reads at most request_control_blk_length bytes
+        // and writes. The lengths next to them were set from the same slices just now, in
+        // `for_the_kernel` (whatever `set_reply_lengths` wrote before); the data-block
+        // pointers are null with length 0. The kernel reads at most request_control_blk_length bytes
         // of the request, writes at most reply_control_blk_length bytes of the reply, and
         // writes back only fields of the ica_xcRB; the fd is open and owned by `self`.
         unsafe { zsecsendcprb(self.fd.as_raw_fd(), xcrb) }.map(|_| ())
@@ -350,6 +360,26 @@ mod tests {
         // The addresses fakes compare are those the kernel was given.
         assert_eq!(call.reply_address(), call.reply_buffer().as_ptr() as usize);
         assert_eq!(call.request_block().unwrap(), &request[..]);
+    }
+
+    /// Lengths set after `new` (the public write-back a fake kernel uses) never reach the
+    /// kernel: it is told each buffer's own length, and no data blocks.
+    #[test]
+    fn the_kernel_is_told_each_buffers_own_length_whatever_was_set_before() {
+        let request = vec![7u8; 224];
+        let mut reply = vec![0u8; 8];
+        let mut call = XcrbCall::new(3, &request, &mut reply).unwrap();
+        call.set_reply_lengths(1 << 20, 4096);
+        call.for_the_kernel();
+        let xcrb = call.xcrb();
+        let (reply_len, reply_data, request_len, request_data) = (
+            xcrb.reply_control_blk_length,
+            xcrb.reply_data_length,
+            xcrb.request_control_blk_length,
+            xcrb.request_data_length,
+        );
+        assert_eq!((reply_len, reply_data), (8, 0));
+        assert_eq!((request_len, request_data), (224, 0));
     }
 
     #[test]

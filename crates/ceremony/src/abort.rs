@@ -203,12 +203,30 @@ pub fn abort(c: &mut Ceremony, nodes: &mut dyn Nodes, steps: &AbortSteps) -> Res
                 }
             }
             for f in files {
-                // A dead writer's temporary file of it that the opening left (its file
-                // never got its name, so it may hold the only copy of those contents: a
-                // sealed share) is erased with it: nothing of a share outlives the erase.
-                let leftovers = durable::dead_writers_temps_of(&f)?;
+                // A temporary file of it that the opening left (its file never got its
+                // name, so it may hold the only copy of those contents: a sealed share) is
+                // erased with it: nothing of a share outlives the erase. Every writer of
+                // these files holds the ceremony's lock, which this command holds, so none
+                // is writing; a temporary file whose pid is alive names a process that got
+                // the pid since (after a restart): said, not skipped in silence.
+                let leftovers = durable::temps_of(&f)?;
+                if let Some(live) = leftovers.iter().find(|l| l.pid_alive) {
+                    return Err(CeremonyError::Conflict {
+                        what: "abort --erase-files".into(),
+                        detail: format!(
+                            "{} is a temporary file of {} written by pid {}, and a process with \
+                             that pid is running. No mkclone writes this ceremony while this \
+                             command holds its lock, so that process most likely got the pid \
+                             after a restart: check it, then remove the file (it may hold a \
+                             sealed share) and run the command again. Nothing was erased",
+                            live.path.display(),
+                            f.display(),
+                            live.pid
+                        ),
+                    });
+                }
                 erasable.push((t, f));
-                erasable.extend(leftovers.into_iter().map(|l| (t, l)));
+                erasable.extend(leftovers.into_iter().map(|l| (t, l.path)));
             }
         }
         for (_, f) in &erasable {

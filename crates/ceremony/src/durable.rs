@@ -80,10 +80,9 @@ pub(crate) fn remove_stale_temps(dir: &Path, names: &HashSet<OsString>) {
     }
 }
 
-/// The temporary files of `path` that dead writers left beside it
-/// ([`mkclone_durable::dead_writers_temps_of`]), for its erase.
-pub fn dead_writers_temps_of(path: &Path) -> Result<Vec<PathBuf>, FileError> {
-    Ok(mkclone_durable::dead_writers_temps_of(path)?)
+/// The temporary files of `path` beside it ([`mkclone_durable::temps_of`]), for its erase.
+pub fn temps_of(path: &Path) -> Result<Vec<mkclone_durable::TempOf>, FileError> {
+    Ok(mkclone_durable::temps_of(path)?)
 }
 
 /// Run a durable write, counting its time as file sync (what dominates it).

@@ -73,8 +73,8 @@ pub use mode::{Sensitivity, set_exact_mode};
 pub use open::{Access, effective_uid, is_local_filesystem, open_files_limit, open_regular};
 pub use process::{holder_command, pid_may_be_alive};
 pub use temp::{
-    dead_writers_temps_of, remove_stale_files, remove_stale_temps,
-    remove_stale_temps_in_private_dir, remove_stale_temps_of,
+    TempOf, remove_stale_files, remove_stale_temps, remove_stale_temps_in_private_dir,
+    remove_stale_temps_of, temps_of,
 };
 pub use wiping::WipingBuffer;
 pub use write::{create_new_exclusive, write_atomic, write_atomic_kept};

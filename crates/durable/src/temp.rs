@@ -40,14 +40,25 @@ pub fn remove_stale_temps_of(path: &Path) -> Result<Vec<PathBuf>, DurableError> 
     remove_stale_temps_for(dir, Some(name))
 }
 
-/// The temporary files of `path` that writers no longer alive left beside it, whether or
-/// not `path` exists (the names this crate gives, `.<name>.<pid>.<counter>.mkclone-tmp`,
-/// of a pid that no longer exists); nothing is changed. For an erase of `path`, which
-/// erases these too: one whose target never got its name holds a copy of the contents
-/// that was never put in place, and [`remove_stale_temps_in_private_dir`] leaves it (it
-/// may be the only copy). What each one is (a regular file of this user, one link) is for
-/// the eraser to check as it opens it. A missing directory has none.
-pub fn dead_writers_temps_of(path: &Path) -> Result<Vec<PathBuf>, DurableError> {
+/// A temporary file of a target, as [`temps_of`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TempOf {
+    pub path: PathBuf,
+    /// The writer's pid, from the name.
+    pub pid: u32,
+    /// Whether a process with that pid exists now ([`pid_may_be_alive`]): the writer, or
+    /// another process that got the pid since (after a restart, pids are used again).
+    pub pid_alive: bool,
+}
+
+/// The temporary files of `path` beside it (the names this crate gives,
+/// `.<name>.<pid>.<counter>.mkclone-tmp`), whether or not `path` exists, each with whether
+/// its writer's pid is alive; sorted, nothing changed. For an erase of `path`, which erases
+/// these too: one whose target never got its name holds a copy of the contents that was
+/// never put in place, and [`remove_stale_temps_in_private_dir`] leaves it (it may be the
+/// only copy). What each one is (a regular file of this user, one link) is for the eraser
+/// to check as it opens it. A missing directory has none.
+pub fn temps_of(path: &Path) -> Result<Vec<TempOf>, DurableError> {
     let (dir, name) = split_target(path)?;
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -60,12 +71,15 @@ pub fn dead_writers_temps_of(path: &Path) -> Result<Vec<PathBuf>, DurableError> 
         let file_name = entry.file_name();
         if let Some((target, pid)) = parse_temp_name(file_name.as_bytes())
             && target == name.as_bytes()
-            && !pid_may_be_alive(pid)
         {
-            found.push(dir.join(&file_name));
+            found.push(TempOf {
+                path: dir.join(&file_name),
+                pid,
+                pid_alive: pid_may_be_alive(pid),
+            });
         }
     }
-    found.sort();
+    found.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(found)
 }
 
@@ -650,23 +664,33 @@ mod tests {
         assert_eq!(names(s.dir()), ["t.sym.2.share"]);
     }
 
-    /// For an erase: a dead writer's temporary files of one target, whether the target
-    /// exists or not; not a live writer's, not another target's; none in a missing
-    /// directory. Nothing is changed.
+    /// For an erase: every temporary file of one target, whether the target exists or
+    /// not, each with whether its writer's pid is alive; not another target's; none in a
+    /// missing directory. Nothing is changed.
     #[test]
-    fn dead_writers_temps_of_one_target_are_listed_for_its_erase() {
+    fn the_temporary_files_of_one_target_are_listed_for_its_erase() {
         let s = Scratch::new();
         let target = s.path("t.sym.1.share");
         let dead = s.file(&tmp_name("t.sym.1.share", DEAD_PID), b"sealed");
-        s.file(&tmp_name("t.sym.1.share", std::process::id()), b"live");
+        let live = s.file(&tmp_name("t.sym.1.share", std::process::id()), b"live");
         s.file(&tmp_name("t.sym.2.share", DEAD_PID), b"other");
-        assert_eq!(
-            dead_writers_temps_of(&target).unwrap(),
-            std::slice::from_ref(&dead)
-        );
+        let mut expected = vec![
+            TempOf {
+                path: dead.clone(),
+                pid: DEAD_PID,
+                pid_alive: false,
+            },
+            TempOf {
+                path: live,
+                pid: std::process::id(),
+                pid_alive: true,
+            },
+        ];
+        expected.sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(temps_of(&target).unwrap(), expected);
         assert!(dead.exists() && !target.exists());
         assert!(
-            dead_writers_temps_of(&s.path("gone").join("t.sym.1.share"))
+            temps_of(&s.path("gone").join("t.sym.1.share"))
                 .unwrap()
                 .is_empty()
         );

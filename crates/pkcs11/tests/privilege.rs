@@ -1481,6 +1481,25 @@ fn a_retained_key_whose_private_half_cannot_be_destroyed_is_not_reported_deleted
     );
     // And again: the same refusal, never "already done".
     assert!(node.delete_retained_key(&label(CSR_LABEL)).is_err());
+    drop(node);
+    // The way forward (its companion deleted): the key is no longer mkclone's, the halves
+    // that can go go at the next open, and the one that cannot is left without locking
+    // the token out of every later open.
+    let companion = object(
+        &attacker,
+        ObjectClass::DATA,
+        &format!("mkclone/key/{CSR_LABEL}"),
+    );
+    attacker.session.destroy_object(companion).unwrap();
+    let mut node = open(&config);
+    assert!(node.list_retained_keys().unwrap().is_empty());
+    assert_eq!(
+        flag(&attacker, copy, AttributeType::Unwrap),
+        Some(true),
+        "the undestroyable copy is left"
+    );
+    drop(node);
+    open(&config);
 }
 
 #[test]

@@ -208,7 +208,8 @@ impl Pkcs11Backend {
     /// deletion is in progress in this process or another (generation makes the halves and
     /// then the companion within one operation; deletion now destroys the companion last).
     /// The companions were checked by `check_all` just before; one that does not decode
-    /// fails the open here too, before anything is destroyed. Returns how many it removed.
+    /// fails the open here too, before anything is destroyed. A half that cannot be
+    /// destroyed is logged and left, and the open goes on. Returns how many it removed.
     pub(super) fn remove_uncommitted_halves(&mut self) -> Result<usize, Pkcs11Error> {
         let mut named = BTreeSet::new();
         for h in self
@@ -247,8 +248,24 @@ impl Pkcs11Backend {
                     String::from_utf8_lossy(&label),
                     hex::encode(&id),
                 );
-                self.token.destroy(h).map_err(|e| self.open_error(e))?;
-                removed += 1;
+                // One that cannot be destroyed (CKA_DESTROYABLE false, which a user-PIN
+                // holder can set on a key made in this id space) is left and said: failing
+                // the open for it would lock every later open out of the token, and a key
+                // no companion names is not one mkclone counts as its own.
+                match self.token.destroy(h) {
+                    Ok(()) => removed += 1,
+                    // The test seam's crash ends the work here as a crash would.
+                    Err(e) if e.is_stop() => return Err(self.open_error(e)),
+                    Err(e) => warn!(
+                        "pkcs11: the {half} key {:?} (CKA_ID {}) could not be removed ({}: {}); \
+                         it is left on the token, where it is not mkclone's: a holder of the \
+                         user PIN may still use it. Remove it with the token's own tools",
+                        String::from_utf8_lossy(&label),
+                        hex::encode(&id),
+                        e.function(),
+                        e.describe(),
+                    ),
+                }
             }
         }
         Ok(removed)
