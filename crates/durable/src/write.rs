@@ -61,9 +61,10 @@ fn replace<T>(
 /// Create `path` with `bytes`, refusing ([`DurableError::AlreadyExists`]) when it exists, in
 /// which case it is left untouched. The file is complete or absent, even after a crash:
 /// the contents are written to a temporary file first and linked to `path` (O_EXCL
-/// semantics: the link fails if the name exists). On a filesystem without hard links (FAT),
-/// `path` is created directly with O_EXCL instead, and a crash may leave it incomplete (a
-/// warning is logged).
+/// semantics: the link fails if the name exists). On a filesystem without hard links (FAT:
+/// [`links_unsupported`]), `path` is created directly with O_EXCL instead, and a crash may
+/// leave it incomplete (a warning is logged); any other failure of the link is an error,
+/// with nothing left behind.
 pub fn create_new_exclusive(
     path: &Path,
     bytes: &[u8],
@@ -85,7 +86,7 @@ pub fn create_new_exclusive(
             tmp.remove();
             Err(DurableError::AlreadyExists { path: path.into() })
         }
-        Err(e) => {
+        Err(e) if links_unsupported(&e) => {
             log::warn!(
                 "{}: cannot hard-link a temporary file ({e}); creating the file directly, which \
                  a crash could leave incomplete",
@@ -95,7 +96,26 @@ pub fn create_new_exclusive(
             create_direct(path, bytes, sensitivity)?;
             sync_dir(dir)
         }
+        Err(e) => {
+            tmp.remove();
+            Err(io_error(
+                path,
+                "link the written temporary file to its name",
+            )(e))
+        }
     }
+}
+
+/// Whether a failed link(2) says that the file system has no hard links (FAT and exFAT
+/// answer EPERM, a FUSE file system without them ENOSYS, others EOPNOTSUPP): the one case
+/// where [`create_new_exclusive`] creates the file directly instead. Any other failure (no
+/// space, an I/O error, a quota, a read-only file system) is an error: a direct write would
+/// fail alike, or succeed only to leave a file a crash could cut.
+fn links_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EPERM | libc::EOPNOTSUPP | libc::ENOSYS)
+    )
 }
 
 /// The O_EXCL fallback of [`create_new_exclusive`]: removes what it created on failure.
@@ -237,6 +257,30 @@ mod tests {
         let err = create_new_exclusive(&p, b"x", Sensitivity::Secret).unwrap_err();
         assert!(matches!(err, DurableError::AlreadyExists { .. }), "{err}");
         assert!(!s.path("elsewhere").exists());
+    }
+
+    #[test]
+    fn only_a_file_system_without_hard_links_falls_back_to_a_direct_write() {
+        for errno in [libc::EPERM, libc::EOPNOTSUPP, libc::ENOSYS] {
+            assert!(
+                links_unsupported(&io::Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
+        }
+        for errno in [
+            libc::ENOSPC,
+            libc::EIO,
+            libc::EDQUOT,
+            libc::EROFS,
+            libc::EMLINK,
+            libc::EACCES,
+            libc::EXDEV,
+        ] {
+            assert!(
+                !links_unsupported(&io::Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
+        }
     }
 
     #[test]
