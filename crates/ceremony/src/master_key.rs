@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use mkclone_backend::{
-    Backend, BackendError, CloneableKind, CurrentState, Operation, VerificationPattern,
+    Applied, Backend, BackendError, CloneableKind, CurrentState, Operation, VerificationPattern,
 };
 
 use crate::ceremony::{Ceremony, Done, PhaseReport};
@@ -305,6 +305,8 @@ pub fn random_master_key(
         {
             return Err(would_replace(node, kind, now));
         }
+        let replaces = now.clone();
+        let mut attempts = 0u32;
         c.step(
             Phase::Setup,
             node,
@@ -313,7 +315,26 @@ pub fn random_master_key(
                 replaces: now.clone(),
                 requested_by: requested_by.clone(),
             },
-            || backend.load_random_master_key(kind),
+            || {
+                attempts += 1;
+                // `step` repeats a request whose outcome is unknown, but RANDOM then SET is
+                // not idempotent: a second one would move the first random key to OLD,
+                // over the key the request meant to keep there. So the repetition reads
+                // the node first, as a resumed request does: a valid CURRENT other than
+                // the one this step replaces means the first attempt took effect. (One
+                // that stopped after RANDOM left NEW only: repeating it loses nothing.)
+                if attempts > 1 {
+                    let status = backend.status()?;
+                    let current = status
+                        .register(kind.kind())
+                        .filter(|r| r.current == CurrentState::Valid)
+                        .and_then(|r| r.current_patterns.first().cloned());
+                    if current.is_some() && current != replaces {
+                        return Ok(Applied::AlreadyDone(()));
+                    }
+                }
+                backend.load_random_master_key(kind)
+            },
             Done::applied,
         )?;
         report.did(PhaseAction::RandomKeySet {
