@@ -673,6 +673,53 @@ fn files_erased_by_the_clean_up_are_recorded_not_missing() {
     assert!(report::render_html(&r).contains("None: no share bundle or csr.db is left"));
 }
 
+/// A journal cut after 3b (its end lost, or rolled back) while the devices show every
+/// target holding the source's key: the report may say COMPLETE from the devices, but its
+/// verdict never says the steps are recorded as done and the journals verified when its
+/// own findings say they are not.
+#[test]
+fn a_complete_ceremony_with_a_cut_journal_is_not_called_a_whole_record() {
+    let plan = plan(&["target1"], &[CloneableKind::Sym], 1, 1, false);
+    let root = finished(&plan);
+    let root = root.path();
+    let dir = root.join("ceremony");
+    let names = ["sa", "source", "target1"];
+    let whole = report::build_with(&dir, &plan, &statuses(root, &names), &[]).unwrap();
+    assert!(report::status_line(&whole).contains("every planned step is recorded as done"));
+
+    let journal = dir.join("journal.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let first_3c = text
+        .lines()
+        .position(|l| l.contains("\"phase\":\"3c\""))
+        .expect("a 3c record");
+    let cut: String = text
+        .lines()
+        .take(first_3c)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&journal, cut).unwrap();
+
+    let r = report::build_with(&dir, &plan, &statuses(root, &names), &[]).unwrap();
+    let line = report::status_line(&r);
+    assert!(
+        !r.warnings.is_empty() || r.journals.iter().any(|j| !j.end_to_end),
+        "the cut is not noticed at all: {:#?}",
+        r.journals
+    );
+    assert!(
+        !line.contains("every planned step is recorded as done"),
+        "{line}"
+    );
+    if r.complete {
+        assert!(line.contains("the record is not whole"), "{line}");
+    }
+    assert!(
+        !report::render_markdown(&r).contains("None: every planned step is recorded as done"),
+        "the findings claim it too"
+    );
+}
+
 #[test]
 fn runs_are_recorded_and_reruns_are_one_line_of_the_printed_timeline() {
     let plan = plan(&["target1", "target2"], &CloneableKind::ALL, 2, 3, false);

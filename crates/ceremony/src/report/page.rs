@@ -241,15 +241,33 @@ fn snapshot_register(
 /// The record's verdict in one sentence: "COMPLETE: …", "COMPLETE, with 2 open
 /// item(s): …", "NOT COMPLETE: 3 item(s) missing; …".
 pub fn status_line(r: &Report) -> String {
-    match (r.complete, r.open_items.len()) {
-        (true, 0) => "COMPLETE: every planned step is recorded as done, the journals verified, \
-                      and nothing is left open."
-            .into(),
-        (true, n) => format!(
-            "COMPLETE, with {n} open item(s): every planned step is recorded as done and the \
-             journals verified; see \"Open items\" for what is still to close."
+    // The sentence says the record is whole only when nothing on the page says otherwise:
+    // a warning (a step the journals do not record, a node not read) or a journal not
+    // verified end to end (a record the ceremony files point to and it lacks) makes it say
+    // what the verdict rests on instead, for the people who sign it.
+    let gaps: usize = r.journals.iter().map(|j| j.gaps.len()).sum();
+    let whole = r.warnings.is_empty() && r.journals.iter().all(|j| j.end_to_end);
+    let open = match r.open_items.len() {
+        0 => String::new(),
+        n => format!(", with {n} open item(s)"),
+    };
+    match (r.complete, whole, r.open_items.len()) {
+        (true, true, 0) => {
+            "COMPLETE: every planned step is recorded as done, the journals verified, \
+                            and nothing is left open."
+                .into()
+        }
+        (true, true, _) => format!(
+            "COMPLETE{open}: every planned step is recorded as done and the journals verified; \
+             see \"Open items\" for what is still to close."
         ),
-        (false, _) => format!(
+        (true, false, _) => format!(
+            "COMPLETE{open}, as far as the devices and the journals show, but the record is not \
+             whole: {} thing(s) it could not establish and {gaps} journal gap(s) are listed under \
+             \"Findings\" and \"Journals\"; check them before signing.",
+            r.warnings.len()
+        ),
+        (false, _, _) => format!(
             "NOT COMPLETE: {} item(s) missing; see \"Findings\".",
             r.missing.len()
         ),
@@ -707,7 +725,14 @@ fn findings_section(r: &Report) -> Section {
     };
     let mut blocks = vec![
         Block::Subheading("Missing steps".into()),
-        list(&r.missing, "None: every planned step is recorded as done."),
+        list(
+            &r.missing,
+            if r.warnings.is_empty() {
+                "None: every planned step is recorded as done."
+            } else {
+                "None missing; what this record could not establish is listed below."
+            },
+        ),
         Block::Subheading("Open items".into()),
         list(
             &r.open_items,
