@@ -264,7 +264,7 @@ impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.into(),
-            message: e.to_string().trim_end().replace('\n', "\n  "),
+            message: parse_message(&e, text),
         })?;
         // A value error names the key path it is about; the file gives its line and column.
         let document = toml::de::DeTable::parse(text).ok();
@@ -623,6 +623,21 @@ fn line_column(at: &Option<(usize, usize)>) -> String {
 
 /// The byte offset of the value at `keys` in `table` (of the table itself for a key path
 /// naming one, e.g. `[nodes.x]`); the deepest key found when the path goes further.
+/// A parse error as the user reads it: the toml crate's text, which quotes the line at
+/// fault, except where that line may hold a PIN (a `pin` or `so_pin` that is none of its
+/// forms, `PinSource`'s refusal): then its line and column only.
+fn parse_message(e: &toml::de::Error, text: &str) -> String {
+    let pin_refused = e.message().contains(mkclone_pkcs11::PIN_SOURCE_FORMS);
+    match (pin_refused, e.span()) {
+        (true, Some(span)) => {
+            let (line, column) = line_and_column(text, span.start);
+            format!("line {line}, column {column}: {}", e.message())
+        }
+        (true, None) => e.message().to_string(),
+        (false, _) => e.to_string().trim_end().replace('\n', "\n  "),
+    }
+}
+
 fn locate(table: &toml::de::DeTable<'_>, keys: &[&str]) -> Option<usize> {
     let (first, rest) = keys.split_first()?;
     let (_, value) = table.iter().find(|(k, _)| k.get_ref() == first)?;

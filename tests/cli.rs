@@ -475,6 +475,78 @@ fn a_missing_card_names_sim_init_and_a_corrupt_one_does_not() {
     assert_eq!(std::fs::read(&card).unwrap(), corrupt);
 }
 
+/// A PIN written where its source belongs (`pin = "482913"` for `pin = { env = "VAR" }`)
+/// is refused without being shown: not in the message, not in the line quoted, not in the
+/// `--json` document.
+#[test]
+fn a_pin_written_in_the_configuration_is_refused_without_being_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = sim_plan(&dir.path().join("cards"), "ceremony", 1);
+    for (i, pin) in [
+        "pin = \"482913\"",
+        "pin = 482913",
+        "so_pin = { env = 482913 }",
+    ]
+    .iter()
+    .enumerate()
+    {
+        // The SA node's block (up to its eid line) made a PKCS#11 node's.
+        let start = base.find("[nodes.sa]\n").unwrap();
+        let end = start + base[start..].find("eid = ").unwrap();
+        let node = format!(
+            "[nodes.sa]\nbackend = \"pkcs11\"\nmodule = \"/nonexistent/module.so\"\n\
+             token = \"sa\"\n{pin}\n"
+        );
+        let body = format!("{}{node}{}", &base[..start], &base[end..]);
+        let cfg = write_plan(&dir.path().join(i.to_string()), &body);
+        let c = cfg.to_str().unwrap();
+        for json in [false, true] {
+            let mut args = vec!["worksheet", "--config", c];
+            if json {
+                args.push("--json");
+            }
+            let t = exit_code(&mkclone(&args), 3);
+            assert!(
+                t.contains("must be { env") && !t.contains("482913"),
+                "{pin}: {t}"
+            );
+        }
+    }
+}
+
+/// An escape sequence planted in a journal (or any file) reaches no terminal raw: the
+/// messages quoting it show it escaped.
+#[test]
+fn an_escape_sequence_in_a_journal_reaches_no_terminal() {
+    let (dir, cfg) = fresh_rehearsal(1);
+    let c = cfg.to_str().unwrap();
+    ok(&["phase1", "--config", c]);
+    let journal = dir.path().join("ceremony/journal.jsonl");
+    let original = std::fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<String> = original.lines().map(str::to_string).collect();
+    let kind = lines[1]
+        .find("\"kind\":\"")
+        .expect("a kind in the second record");
+    let end = kind + 8 + lines[1][kind + 8..].find('"').unwrap();
+    lines[1].replace_range(kind + 8..end, "\\u001b]0;PWNED\\u0007\\u001b[2J");
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    for args in [
+        &["report", "--config", c][..],
+        &["phase2a", "--config", c][..],
+    ] {
+        let out = mkclone(args);
+        assert!(!out.status.success(), "{args:?}");
+        for stream in [&out.stdout, &out.stderr] {
+            assert!(
+                !stream.iter().any(|&b| b == 0x1b || b == 0x07),
+                "{args:?}: {}",
+                String::from_utf8_lossy(stream)
+            );
+        }
+        assert!(text(&out).contains("\\u{1b}"), "{args:?}: {}", text(&out));
+    }
+}
+
 #[test]
 fn configuration_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();

@@ -92,7 +92,7 @@ impl Console {
                 // A signal stops every phase alike: the final message says it once.
                 if !matches!(error, CeremonyError::Interrupted { .. }) {
                     let text = self.format(*phase, node, *target, &format!("FAILED: {error}"));
-                    self.suspended(|| eprintln!("{text}"));
+                    self.suspended(|| eprintln!("{}", super::output::terminal_text(&text)));
                 }
             }
         }
@@ -128,7 +128,7 @@ impl Console {
         self.suspended(|| {
             let mut out = std::io::stdout().lock();
             // A closed standard output (`| head`) must not stop the ceremony.
-            let _ = writeln!(out, "{line}");
+            let _ = writeln!(out, "{}", super::output::terminal_text(line));
             let _ = out.flush();
         });
     }

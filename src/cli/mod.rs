@@ -575,7 +575,7 @@ fn refuse_json(json: bool, command: &str) -> Result<(), Failure> {
 /// `mkclone-error` document on standard output (unless the command's own document
 /// already said the outcome).
 pub fn report_failure(failure: &Failure, json: bool) {
-    eprintln!("mkclone: {}", failure.message);
+    eprintln!("mkclone: {}", output::terminal_text(&failure.message));
     if json && !failure.documented {
         // The document cannot fail to serialize; if stdout is gone there is no one to tell.
         let _ = output::print_json("error", &output::ErrorDocument::from(failure));

@@ -169,6 +169,28 @@ pub fn json_document<T: serde::Serialize + ?Sized>(
     })
 }
 
+/// `text` as it may go to a terminal: every control character but newline and tab shown
+/// escaped (`\u{1b}`), never sent raw. Error messages and action lines quote what came
+/// from carried files, journals, configurations and devices, and an escape sequence in
+/// one (a title change, a cleared screen, a faked line) must not reach the operator's
+/// terminal as one. JSON documents need no such care: serde_json escapes control
+/// characters itself.
+pub fn terminal_text(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Print the document `body` as `format` `mkclone-<what>` on standard output: the one
 /// thing a command prints there under `--json`.
 pub fn print_json<T: serde::Serialize + ?Sized>(what: &str, body: &T) -> Result<(), Failure> {
@@ -272,4 +294,18 @@ pub fn pattern_table(nodes: &[(String, NodeStatus)], source: &str, targets: &[St
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod terminal_tests {
+    use super::terminal_text;
+
+    #[test]
+    fn control_characters_reach_no_terminal_raw() {
+        assert_eq!(terminal_text("plain\n\tline"), "plain\n\tline");
+        let evil = "kind \u{1b}]0;PWNED\u{7}\u{1b}[2J\r done";
+        let shown = terminal_text(evil);
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+        assert_eq!(shown, "kind \\u{1b}]0;PWNED\\u{7}\\u{1b}[2J\\u{d} done");
+    }
 }

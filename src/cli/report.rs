@@ -192,9 +192,12 @@ pub fn run(args: &ReportArgs<'_>) -> Result<(), Failure> {
     write(&destination, &text)?;
     // The summary goes where it does not mix with the report (under --json, never on
     // standard output, which holds the JSON document or nothing).
-    let say = |line: String| match &destination {
-        Destination::File { .. } if !args.json => println!("{line}"),
-        _ => eprintln!("{line}"),
+    let say = |line: String| {
+        let line = super::output::terminal_text(&line);
+        match &destination {
+            Destination::File { .. } if !args.json => println!("{line}"),
+            _ => eprintln!("{line}"),
+        }
     };
     if report.rehearsal {
         say(format!("REHEARSAL record of ceremony {}", report.ceremony));

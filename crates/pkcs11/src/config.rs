@@ -357,8 +357,8 @@ impl Pkcs11NodeConfig {
 }
 
 /// Where a node's user PIN comes from: `{ env = "VAR" }`, `{ file = "path" }` or `"prompt"`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PinSource {
     /// An environment variable holds the PIN.
     Env(String),
@@ -366,6 +366,69 @@ pub enum PinSource {
     File(PathBuf),
     /// The command line prompts for it (the CLI resolves this; [`resolve_pin`] refuses).
     Prompt,
+}
+
+/// What a `pin` or `so_pin` that is none of its three forms is told. It never shows the
+/// value: the likeliest mistake is the PIN itself written there (`pin = "482913"`), and
+/// the message goes to the terminal, the `--json` error document and any log. (A parser
+/// that quotes the line at fault must not, for this message.)
+pub const PIN_SOURCE_FORMS: &str = "must be { env = \"VAR\" }, { file = \"path\" } or \"prompt\" \
+    (the value written there is not shown: if it is a PIN, remove it from the file and change the PIN)";
+
+/// Written by hand rather than derived: serde's own messages quote the value they refuse
+/// ("unknown variant `482913`", "invalid type: integer `482913`"), which here may be a PIN.
+impl<'de> Deserialize<'de> for PinSource {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, MapAccess, Visitor};
+        struct Forms;
+        impl<'de> Visitor<'de> for Forms {
+            type Value = PinSource;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(PIN_SOURCE_FORMS)
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<PinSource, E> {
+                match v {
+                    "prompt" => Ok(PinSource::Prompt),
+                    _ => Err(E::custom(PIN_SOURCE_FORMS)),
+                }
+            }
+            fn visit_bytes<E: Error>(self, _: &[u8]) -> Result<PinSource, E> {
+                Err(E::custom(PIN_SOURCE_FORMS))
+            }
+            fn visit_char<E: Error>(self, _: char) -> Result<PinSource, E> {
+                Err(E::custom(PIN_SOURCE_FORMS))
+            }
+            fn visit_i64<E: Error>(self, _: i64) -> Result<PinSource, E> {
+                Err(E::custom(PIN_SOURCE_FORMS))
+            }
+            fn visit_u64<E: Error>(self, _: u64) -> Result<PinSource, E> {
+                Err(E::custom(PIN_SOURCE_FORMS))
+            }
+            fn visit_f64<E: Error>(self, _: f64) -> Result<PinSource, E> {
+                Err(E::custom(PIN_SOURCE_FORMS))
+            }
+            fn visit_bool<E: Error>(self, _: bool) -> Result<PinSource, E> {
+                Err(E::custom(PIN_SOURCE_FORMS))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PinSource, A::Error> {
+                let forms = || A::Error::custom(PIN_SOURCE_FORMS);
+                let key: String = map.next_key()?.ok_or_else(forms)?;
+                let source = match key.as_str() {
+                    "env" => PinSource::Env(map.next_value().map_err(|_| forms())?),
+                    "file" => {
+                        PinSource::File(map.next_value::<String>().map_err(|_| forms())?.into())
+                    }
+                    _ => return Err(forms()),
+                };
+                // One form only.
+                if map.next_key::<String>().map_err(|_| forms())?.is_some() {
+                    return Err(forms());
+                }
+                Ok(source)
+            }
+        }
+        deserializer.deserialize_any(Forms)
+    }
 }
 
 /// Read the PIN from its source. The prompt is the CLI's to resolve.
@@ -509,6 +572,34 @@ mod tests {
         assert_eq!(prompt, PinSource::Prompt);
         assert!(serde_json::from_str::<PinSource>(r#"{"argv": "1234"}"#).is_err());
         assert!(serde_json::from_str::<PinSource>(r#"{"env": "A", "file": "b"}"#).is_err());
+    }
+
+    /// A PIN written where its source belongs is refused without being shown, whatever
+    /// its form (serde's own messages quote the refused value).
+    #[test]
+    fn a_pin_written_in_place_of_its_source_is_never_shown() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Node {
+            pin: PinSource,
+        }
+        for text in [
+            r#"{"pin": "482913"}"#,
+            r#"{"pin": 482913}"#,
+            r#"{"pin": -482913}"#,
+            r#"{"pin": 482913.5}"#,
+            r#"{"pin": {"env": 482913}}"#,
+            r#"{"pin": {"file": 482913}}"#,
+            r#"{"pin": {"482913": "x"}}"#,
+            r#"{"pin": {"env": "A", "pin": "482913"}}"#,
+            r#"{"pin": [482913]}"#,
+        ] {
+            let err = serde_json::from_str::<Node>(text).unwrap_err().to_string();
+            assert!(
+                err.contains("must be { env") && !err.contains("482913"),
+                "{text}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -48,7 +48,7 @@ mod templates;
 mod uri;
 
 pub use backend::{KEY_EXPOSURE_NOTICE, Pkcs11Backend};
-pub use config::{PinSource, Pkcs11NodeConfig, resolve_pin};
+pub use config::{PIN_SOURCE_FORMS, PinSource, Pkcs11NodeConfig, resolve_pin};
 pub use error::{ObjectChange, PinOrigin, PinTries, Pkcs11Error, TokenPlace};
 pub use identity::{DERIVED_PREFIX, TokenIdentity};
 pub use lock::{LOCK_DIR_ENV, lock_dir};
