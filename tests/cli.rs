@@ -547,6 +547,22 @@ fn an_escape_sequence_in_a_journal_reaches_no_terminal() {
     }
 }
 
+/// Paths and names from the configuration reach no terminal raw in `worksheet`'s text.
+#[test]
+fn an_escape_sequence_in_the_configuration_reaches_no_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = sim_plan(&dir.path().join("cards"), "cer\\u001b[31mmony", 1);
+    let cfg = write_plan(dir.path(), &body);
+    let out = mkclone(&["worksheet", "--config", cfg.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !out.stdout.contains(&0x1b),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(text(&out).contains("cer\\u{1b}[31mmony"), "{}", text(&out));
+}
+
 #[test]
 fn configuration_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,6 +3,7 @@
 //! `--capture DIR` (or MKCLONE_CAPTURE_DIR), the capture kit (src/zcrypt/capture.rs).
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use mkclone::config::{Config, NodeBackend};
@@ -121,20 +122,31 @@ pub fn run(
         print_json("devices", &devices)?;
         return capture_result(failed_captures).map_err(Failure::documented);
     }
+    // Built whole, then shown with its control characters escaped: labels, serials, models
+    // and slot descriptions are what the modules and devices say.
+    let mut out = String::new();
+    macro_rules! outln {
+        () => {
+            out.push('\n')
+        };
+        ($($arg:tt)+) => {{
+            let _ = writeln!(out, $($arg)+);
+        }};
+    }
     match (&devices.cca, &devices.cca_error) {
-        (Some(cards), _) => print!("{}", mkclone::zcrypt::format_devices(cards)),
-        (None, Some(e)) => println!("CCA coprocessors: none ({e})"),
+        (Some(cards), _) => out.push_str(&mkclone::zcrypt::format_devices(cards)),
+        (None, Some(e)) => outln!("CCA coprocessors: none ({e})"),
         (None, None) => {}
     }
     for m in &devices.pkcs11 {
-        println!("\nPKCS#11 module {}:", m.module.display());
+        outln!("\nPKCS#11 module {}:", m.module.display());
         match (&m.slots, &m.error) {
-            (Some(slots), _) if slots.is_empty() => println!("  no slots"),
+            (Some(slots), _) if slots.is_empty() => outln!("  no slots"),
             (Some(slots), _) => {
                 for s in slots {
                     match &s.token {
                         Some(t) => {
-                            println!(
+                            outln!(
                                 "  slot {:<12} token {:<24} serial {:<16} {}{}",
                                 s.slot_id,
                                 format!("{:?}", t.label),
@@ -151,20 +163,20 @@ pub fn run(
                                     " (not initialized)"
                                 }
                             );
-                            println!("    {}", t.uri);
+                            outln!("    {}", t.uri);
                         }
-                        None => println!("  slot {:<12} (no token) {}", s.slot_id, s.description),
+                        None => outln!("  slot {:<12} (no token) {}", s.slot_id, s.description),
                     }
                 }
             }
-            (None, Some(e)) => println!("  {e}"),
+            (None, Some(e)) => outln!("  {e}"),
             (None, None) => {}
         }
     }
     for h in &devices.cca_host_libraries {
         match (&h.found, &h.error) {
             (Some(found), _) => {
-                println!(
+                outln!(
                     "\nCCA host library {}{}:",
                     h.library.display(),
                     if found.simulated {
@@ -174,33 +186,34 @@ pub fn run(
                     }
                 );
                 if found.adapters.is_empty() {
-                    println!("  no adapters");
+                    outln!("  no adapters");
                 }
                 for (a, serial) in &found.adapters {
-                    println!("  CRP{a:02}  serial {serial}");
+                    outln!("  CRP{a:02}  serial {serial}");
                 }
             }
-            (None, Some(e)) => println!("\nCCA host library {}: {e}", h.library.display()),
+            (None, Some(e)) => outln!("\nCCA host library {}: {e}", h.library.display()),
             (None, None) => {}
         }
     }
     if let Some(captured) = &devices.capture {
-        println!();
+        outln!();
         if captured.is_empty() {
-            println!("capture: no CCA domain to ask (none online in sysfs, none configured)");
+            outln!("capture: no CCA domain to ask (none online in sysfs, none configured)");
         }
         for c in captured {
             match &c.error {
-                None => println!(
+                None => outln!(
                     "capture: {} through {}: {} exchanges written",
                     c.apqn,
                     c.device.display(),
                     c.files.len()
                 ),
-                Some(e) => println!("capture: {} through {}: {e}", c.apqn, c.device.display()),
+                Some(e) => outln!("capture: {} through {}: {e}", c.apqn, c.device.display()),
             }
         }
     }
+    print!("{}", super::output::terminal_text(&out));
     capture_result(failed_captures)
 }
 

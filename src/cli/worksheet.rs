@@ -522,7 +522,9 @@ pub fn run(config_path: &Path, html: bool, json: bool) -> Result<(), Failure> {
     } else if html {
         print!("{}", render_html(&sheet));
     } else {
-        print!("{}", render_text(&sheet));
+        // The plan's paths and names as the configuration wrote them: no control character
+        // reaches the terminal raw.
+        print!("{}", super::output::terminal_text(&render_text(&sheet)));
     }
     Ok(())
 }
