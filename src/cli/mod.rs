@@ -38,8 +38,8 @@ Exit codes:
   130  interrupted by SIGINT (Ctrl-C) at a safe point, journaled; nothing is half-done:
        run the same command to resume
   143  interrupted by SIGTERM, likewise
-A second Ctrl-C (or SIGTERM) ends the process at once, with the same code, as a crash
-would: run the same command to resume.";
+A second Ctrl-C (or SIGTERM) ends the process at once, with that signal's code, as a
+crash would: run the same command to resume.";
 
 /// Clone a cryptographic coprocessor's master key into others by m-of-n shares.
 ///
@@ -313,7 +313,8 @@ pub enum Command {
     /// Write the ceremony record: nodes and identities, who did what and when, patterns
     /// before and after, shares issued and installed, open items, the journals' final
     /// hashes. Exit code 0 when complete with nothing open, 5 when not complete, 6 when
-    /// complete with open items (the record is written in every case).
+    /// complete with open items (the record is written in every case but one: journals given
+    /// with --journal that cannot be merged into one record, exit 3, nothing written).
     Report {
         #[command(flatten)]
         config: ConfigArg,

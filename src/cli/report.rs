@@ -11,7 +11,8 @@
 //! The exit code says what the record says: 0 complete with nothing left open,
 //! [`EXIT_NOT_COMPLETE`] when a step is missing or a journal does not verify,
 //! [`EXIT_OPEN_ITEMS`] when complete with open items (files, registrations or keys left);
-//! the record is written in every case.
+//! the record is written in every case but one: journals given with `--journal` that
+//! cannot be merged into one record are refused (exit 3), and nothing is written.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
