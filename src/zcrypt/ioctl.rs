@@ -73,36 +73,53 @@ impl<'a> XcrbCall<'a> {
     /// [`abi::AUTOSELECT`]) and offering `reply` for the reply CPRBX and parameter block.
     /// No data blocks: mkclone carries everything in the parameter blocks.
     pub fn new(card: u32, request: &'a [u8], reply: &'a mut [u8]) -> Result<Self, LengthTooLarge> {
-        let request_len =
-            u32::try_from(request.len()).map_err(|_| LengthTooLarge { len: request.len() })?;
-        let reply_len =
-            u32::try_from(reply.len()).map_err(|_| LengthTooLarge { len: reply.len() })?;
+        for len in [request.len(), reply.len()] {
+            u32::try_from(len).map_err(|_| LengthTooLarge { len })?;
+        }
         let xcrb = ica_xcRB {
             agent_ID: u16::from_ne_bytes(AGENT_ID),
             user_defined: card,
             request_ID: 0,
-            request_control_blk_length: request_len,
+            request_control_blk_length: 0,
             padding1: [0; 8],
-            // The values the kernel will get, for fake kernels (`request_block`,
-            // `request_address`); `for_the_kernel` takes the pointers again before the ioctl.
-            request_control_blk_addr: request.as_ptr().cast_mut().cast(),
+            request_control_blk_addr: std::ptr::null_mut(),
             request_data_length: 0,
             padding2: [0; 8],
             request_data_address: std::ptr::null_mut(),
-            reply_control_blk_length: reply_len,
+            reply_control_blk_length: 0,
             padding3: [0; 8],
-            reply_control_blk_addr: reply.as_mut_ptr().cast(),
+            reply_control_blk_addr: std::ptr::null_mut(),
             reply_data_length: 0,
             padding4: [0; 8],
             reply_data_addr: std::ptr::null_mut(),
             priority_window: 0,
             status: 0,
         };
-        Ok(Self {
+        let mut call = Self {
             xcrb,
             request,
             reply,
-        })
+        };
+        // The values the kernel will get, for fake kernels (`request_block`,
+        // `request_address`); `for_the_kernel` describes the buffers again before the ioctl.
+        call.describe_buffers();
+        Ok(call)
+    }
+
+    /// Point the control block at the two buffers as they lie now, each with its own length
+    /// (whatever was set since, e.g. a fake kernel's write-back through the public
+    /// `set_reply_lengths`: the kernel must never be told a buffer is longer than it is),
+    /// and no data blocks. `new` refused lengths beyond u32; 0 would be safe.
+    fn describe_buffers(&mut self) {
+        // The kernel only reads the request; the field is `char *` in the ABI.
+        self.xcrb.request_control_blk_addr = self.request.as_ptr().cast_mut().cast();
+        self.xcrb.reply_control_blk_addr = self.reply.as_mut_ptr().cast();
+        self.xcrb.request_control_blk_length = u32::try_from(self.request.len()).unwrap_or(0);
+        self.xcrb.reply_control_blk_length = u32::try_from(self.reply.len()).unwrap_or(0);
+        self.xcrb.request_data_length = 0;
+        self.xcrb.request_data_address = std::ptr::null_mut();
+        self.xcrb.reply_data_length = 0;
+        self.xcrb.reply_data_addr = std::ptr::null_mut();
     }
 
     /// The `ica_xcRB` as the kernel receives it: both buffer addresses taken again from the
@@ -111,18 +128,7 @@ impl<'a> XcrbCall<'a> {
     /// ioctl has returned: the returned pointer and the two inside it stay usable only
     /// while nothing else reborrows `self` or its buffers.
     fn for_the_kernel(&mut self) -> *mut ica_xcRB {
-        // The kernel only reads the request; the field is `char *` in the ABI.
-        self.xcrb.request_control_blk_addr = self.request.as_ptr().cast_mut().cast();
-        self.xcrb.reply_control_blk_addr = self.reply.as_mut_ptr().cast();
-        // Each length from its own slice, whatever was set since `new` (a fake kernel's
-        // write-back, `set_reply_lengths`, is public): the kernel must never be told a
-        // buffer is longer than it is. `new` refused lengths beyond u32; 0 would be safe.
-        self.xcrb.request_control_blk_length = u32::try_from(self.request.len()).unwrap_or(0);
-        self.xcrb.reply_control_blk_length = u32::try_from(self.reply.len()).unwrap_or(0);
-        self.xcrb.request_data_length = 0;
-        self.xcrb.request_data_address = std::ptr::null_mut();
-        self.xcrb.reply_data_length = 0;
-        self.xcrb.reply_data_addr = std::ptr::null_mut();
+        self.describe_buffers();
         &raw mut self.xcrb
     }
 

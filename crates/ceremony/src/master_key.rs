@@ -27,7 +27,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use mkclone_backend::{
-    Applied, Backend, BackendError, CloneableKind, CurrentState, Operation, VerificationPattern,
+    Applied, Backend, BackendError, CloneableKind, CurrentState, NodeStatus, Operation,
+    VerificationPattern,
 };
 
 use crate::ceremony::{Ceremony, Done, PhaseReport};
@@ -152,10 +153,15 @@ fn current(
         step: "read the master-key registers",
         source: Box::new(e),
     })?;
-    Ok(status
+    Ok(valid_current(&status, kind))
+}
+
+/// The pattern of `kind`'s CURRENT when it holds a valid key.
+fn valid_current(status: &NodeStatus, kind: CloneableKind) -> Option<VerificationPattern> {
+    status
         .register(kind.kind())
         .filter(|r| r.current == CurrentState::Valid)
-        .and_then(|r| r.current_patterns.first().cloned()))
+        .and_then(|r| r.current_patterns.first().cloned())
 }
 
 /// The refusal to replace a valid CURRENT without being asked.
@@ -324,11 +330,7 @@ pub fn random_master_key(
                 // the one this step replaces means the first attempt took effect. (One
                 // that stopped after RANDOM left NEW only: repeating it loses nothing.)
                 if attempts > 1 {
-                    let status = backend.status()?;
-                    let current = status
-                        .register(kind.kind())
-                        .filter(|r| r.current == CurrentState::Valid)
-                        .and_then(|r| r.current_patterns.first().cloned());
+                    let current = valid_current(&backend.status()?, kind);
                     if current.is_some() && current != replaces {
                         return Ok(Applied::AlreadyDone(()));
                     }

@@ -216,24 +216,16 @@ pub fn remove_stale_temps_in_private_dir(
     // directory others can write in); then the directory as opened, whatever the name
     // points to by now, since every name below is looked up in it.
     crate::dir::check_private_dir(dir)?;
-    let open = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(dir);
-    let handle = match open {
-        Ok(handle) => handle,
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(DurableError::SymbolicLink {
-                path: dir.into(),
-                what: "directory",
-            });
-        }
-        Err(e) => return Err(io_error(dir, "open the directory")(e)),
-    };
-    let meta = handle
-        .metadata()
-        .map_err(io_error(dir, "examine the directory"))?;
-    check_private(dir, &meta, euid)?;
+    let handle = crate::open::open_no_follow(
+        OpenOptions::new().read(true),
+        dir,
+        ("open the directory", "examine the directory"),
+        || DurableError::SymbolicLink {
+            path: dir.into(),
+            what: "directory",
+        },
+        |meta| check_private(dir, meta, euid),
+    )?;
 
     let mut removed = Vec::new();
     for (name, pid, target) in dead_writers_temps(&handle, dir, &is_target)? {
