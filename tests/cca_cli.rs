@@ -102,13 +102,22 @@ fn a_whole_ceremony_on_cca_nodes_through_the_simulated_host_library() {
     assert!(init.contains("simulated CCA card CCA00003"), "{init}");
     let again = ok(&cfg, &["sim", "init"], &[]);
     assert_eq!(again.matches(": exists").count(), 4, "{again}");
-    // `devices --config` lists the library's adapters by serial, and says what it is.
+    // `devices --config` lists the library's adapters by serial, and says what it is and
+    // the version it reports of itself (CSUACFV).
     let devices = ok(&cfg, &["devices"], &[]);
     assert!(
         devices.contains("(mkclone's simulated library: rehearsal only)")
+            && devices.contains("  version 0.0.0zMKCLONE-SIM\n")
             && devices.contains("CRP01  serial CCA00001")
             && devices.contains("CRP04  serial CCA00004"),
         "{devices}"
+    );
+    let out = run(&cfg, &["devices", "--json"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        listed["cca_host_libraries"][0]["found"]["version"], "0.0.0zMKCLONE-SIM",
+        "{listed}"
     );
 
     // The configuration cannot see that the library is a simulation; opening the node
@@ -534,6 +543,7 @@ fn the_trace_records_every_call_and_no_buffer() {
     assert!(lines.len() > 10, "{text_of_trace}");
     let verbs = [
         "CSUACFQ",
+        "CSUACFV",
         "CSUACRA",
         "CSUACRD",
         "CSUAACM",

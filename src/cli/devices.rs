@@ -185,6 +185,10 @@ pub fn run(
                         ""
                     }
                 );
+                match &found.version {
+                    Some(version) => outln!("  version {version}"),
+                    None => outln!("  version unknown (CSUACFV failed: see the log, -v)"),
+                }
                 if found.adapters.is_empty() {
                     outln!("  no adapters");
                 }

@@ -243,13 +243,15 @@ export! {
 }
 
 export! {
-    /// CSUACFV: the version string (zkey parses "%u.%u.%uz%s").
+    /// CSUACFV: the version string (zkey parses "%u.%u.%uz%s"). It fits, with its NUL, the
+    /// 20-byte buffer zkey (s390-tools zkey/cca.c, get_cca_version) and opencryptoki's CCA
+    /// token (cca_get_version) hand over; the version "0.0.0" is no IBM release.
     ///
     /// # Safety
     /// The C contract of CSUACFV.
     fn CSUACFV(|_| _exit_len: *mut c_long, _exit: *mut c_uchar, len: *mut c_long, data: *mut c_uchar) {
         let out = slice(len, data)?;
-        verbs::put((long(len)?, out), b"0.0.0zMKCLONE-SIMULATED\0")?;
+        verbs::put((long(len)?, out), b"0.0.0zMKCLONE-SIM\0")?;
         Ok(OK)
     }
 }

@@ -56,6 +56,22 @@ fn a_serial_no_adapter_has_is_refused_listing_the_adapters() {
     );
 }
 
+/// The version (CSUACFV) is shown and logged, never relied on: a library that will not say
+/// it still lists its adapters and opens its nodes.
+#[test]
+fn the_version_is_read_and_a_failing_version_verb_leaves_it_unknown() {
+    let m = SimMachine::new();
+    m.card("HL000001");
+    let (library, mk_library) = m.config("HL000001").library_paths();
+    let listed = mkclone_hostlib::list_adapters(&library, &mk_library).expect("listed");
+    assert_eq!(listed.version.as_deref(), Some("0.0.0zMKCLONE-SIM"));
+    m.control(serde_json::json!({ "fail": { "CSUACFV": [12, 338] } }));
+    let listed = mkclone_hostlib::list_adapters(&library, &mk_library).expect("listed");
+    assert_eq!(listed.version, None);
+    assert_eq!(listed.adapters, vec![(1, "HL000001".to_string())]);
+    HostlibBackend::open(&m.config("HL000001")).expect("the node opens all the same");
+}
+
 /// The simulated library with one card (HL000001), opened as a node opens it.
 fn with_library(f: impl FnOnce(&mut Shared)) {
     let m = SimMachine::new();

@@ -119,6 +119,28 @@ fn statcrd2(
     Ok(q)
 }
 
+/// The version the library reports of itself (CSUACFV): its version data up to the first
+/// NUL, trailing blanks cut. zkey reads it the same way and parses "%u.%u.%uz%s" from it
+/// (s390-tools zkey/cca.c, get_cca_version); it is shown and logged as text, not parsed.
+fn library_version(shared: &mut crate::library::Shared) -> Result<String, HostlibError> {
+    let mut v = verbs::version();
+    shared.call(&mut v)?;
+    if v.return_code != 0 {
+        return Err(HostlibError::verb(
+            "CSUACFV",
+            "reading the library's version",
+            v.return_code,
+            v.reason_code,
+        ));
+    }
+    let data = v.output(0).map_err(|detail| HostlibError::Malformed {
+        verb: "CSUACFV",
+        detail,
+    })?;
+    let text = data.split(|b| *b == 0).next().unwrap_or_default();
+    Ok(String::from_utf8_lossy(text).trim_end().to_string())
+}
+
 /// The adapter whose serial (CSUACFQ STATCRD2 element 15) is `serial`, trying CRP01..CRPn
 /// where n is STATCRD2's element 1 (s390-tools zkey/cca.c, select_cca_adapter).
 fn serial_of(shared: &mut crate::library::Shared, adapter: u8) -> Result<String, HostlibError> {
@@ -152,12 +174,15 @@ pub fn create_simulated_card(cfg: &HostlibNodeConfig) -> std::result::Result<boo
 }
 
 /// What `mkclone devices --config` shows of a CCA host library: whether it is mkclone's
-/// simulation, and its adapters CRP01..CRPn (n from CSUACFQ STATCRD2 element 1) with each
-/// one's serial number (element 15), as zkey walks them.
+/// simulation, its version (CSUACFV), and its adapters CRP01..CRPn (n from CSUACFQ
+/// STATCRD2 element 1) with each one's serial number (element 15), as zkey walks them.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct LibraryAdapters {
     pub library: PathBuf,
     pub simulated: bool,
+    /// The version the library reports of itself (CSUACFV); `None` when it would not say
+    /// (the reason is logged as a warning: the version is shown, never relied on).
+    pub version: Option<String>,
     /// (adapter number, serial number).
     pub adapters: Vec<(u8, String)>,
 }
@@ -169,6 +194,9 @@ pub fn list_adapters(
     let shared = open_shared(library, mk_library)?;
     let mut guard = shared.lock().unwrap_or_else(|p| p.into_inner());
     let simulated = guard.is_simulated();
+    let version = library_version(&mut guard)
+        .inspect_err(|e| log::warn!("CCA host library {}: {e}", library.display()))
+        .ok();
     let count = statcrd2(&mut guard, 1, "counting the adapters (STATCRD2)")?;
     let n: u8 = count
         .element(0)
@@ -181,6 +209,7 @@ pub fn list_adapters(
     Ok(LibraryAdapters {
         library: library.to_path_buf(),
         simulated,
+        version,
         adapters,
     })
 }
@@ -216,6 +245,14 @@ impl HostlibBackend {
             })?);
         }
         let simulated = guard.is_simulated();
+        // Which library build runs the node's verbs: worth a line in the log of a ceremony.
+        match library_version(&mut guard) {
+            Ok(version) => log::info!(
+                "CCA host library {}: version {version:?}",
+                library.display()
+            ),
+            Err(e) => log::warn!("CCA host library {}: {e}", library.display()),
+        }
         let adapter = match (cfg.adapter, &cfg.expect_serial) {
             (Some(a), pinned) => {
                 let actual = serial_of(&mut guard, a)?;
