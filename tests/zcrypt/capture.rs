@@ -177,18 +177,20 @@ fn a_capture_sends_and_keeps_nothing_but_fq() {
         .with_project_encodings(ProjectEncodings::SendAnywayIKnowTheyAreNotIbms)
         .with_capture(capture);
     let change = Request::SetMofN { m: 2, n: 3 }
-        .to_message(0x0d, 12 * 1024)
+        .to_message(0x0d, mkclone_cca::REPLY_CAPACITY)
         .unwrap();
-    let e = t.send_cprb(&change, 12 * 1024, false).unwrap_err();
+    let e = t
+        .send_cprb(&change, mkclone_cca::REPLY_CAPACITY, false)
+        .unwrap_err();
     assert!(matches!(e, ZcryptError::CaptureRefused { .. }), "{e:?}");
     assert!(e.to_string().contains("never holds key material"), "{e}");
     assert!(m.node.model().calls().is_empty(), "nothing was sent");
     assert!(files(&dir).is_empty(), "nothing was written");
     // FQ, the project's STATCCAE form included, is sent and captured.
     let fq = Request::Query(Query::StatCcae)
-        .to_message(0x0d, 12 * 1024)
+        .to_message(0x0d, mkclone_cca::REPLY_CAPACITY)
         .unwrap();
-    t.send_cprb(&fq, 12 * 1024, true).unwrap();
+    t.send_cprb(&fq, mkclone_cca::REPLY_CAPACITY, true).unwrap();
     assert_eq!(files(&dir).len(), 1);
 }
 

@@ -20,7 +20,7 @@ fn apqn() -> Apqn {
 
 fn query(q: Query) -> Vec<u8> {
     Request::Query(q)
-        .to_message(apqn().domain, 12 * 1024)
+        .to_message(apqn().domain, mkclone_cca::REPLY_CAPACITY)
         .unwrap()
 }
 
@@ -39,7 +39,7 @@ fn says(e: &ZcryptError, parts: &[&str]) {
 fn dev_null_is_not_a_zcrypt_device() {
     let mut t = IoctlTransport::open(Path::new("/dev/null"), apqn()).unwrap();
     let e = t
-        .send_cprb(&query(Query::StatIcsa), 12 * 1024, true)
+        .send_cprb(&query(Query::StatIcsa), mkclone_cca::REPLY_CAPACITY, true)
         .unwrap_err();
     assert!(matches!(e, ZcryptError::NotZcrypt { .. }), "{e:?}");
     says(
@@ -48,7 +48,7 @@ fn dev_null_is_not_a_zcrypt_device() {
     );
     // Through the Transport trait: nothing was sent.
     assert!(matches!(
-        t.send(&query(Query::StatIcsa), 12 * 1024, true),
+        t.send(&query(Query::StatIcsa), mkclone_cca::REPLY_CAPACITY, true),
         Err(TransportError::NotSent(_))
     ));
 }
@@ -96,7 +96,7 @@ fn a_file_without_permission() {
         Ok(mut t) => {
             assert!(privileged, "only a privileged user opens a mode-000 file");
             let e = t
-                .send_cprb(&query(Query::StatIcsa), 12 * 1024, true)
+                .send_cprb(&query(Query::StatIcsa), mkclone_cca::REPLY_CAPACITY, true)
                 .unwrap_err();
             assert!(matches!(e, ZcryptError::NotZcrypt { .. }), "{e:?}");
         }
@@ -118,7 +118,7 @@ fn fail_first_with(errno: Errno) -> ZcryptError {
         attempts: 1,
         backoff: std::time::Duration::ZERO,
     });
-    t.send_cprb(&query(Query::StatIcsa), 12 * 1024, true)
+    t.send_cprb(&query(Query::StatIcsa), mkclone_cca::REPLY_CAPACITY, true)
         .unwrap_err()
 }
 
@@ -195,7 +195,7 @@ fn eagain_on_an_idempotent_request_is_retried() {
     bus.fault(2, KernelFault::After(Errno::EIO));
     let mut t = transport(&bus, apqn());
     let reply = t
-        .send_cprb(&query(Query::StatIcsa), 12 * 1024, true)
+        .send_cprb(&query(Query::StatIcsa), mkclone_cca::REPLY_CAPACITY, true)
         .unwrap();
     assert_eq!(reply.return_code, 0);
     assert_eq!(bus.calls().len(), 3);
@@ -277,7 +277,7 @@ fn a_cca_failure_is_a_reply_not_an_errno() {
     ));
     let mut t = transport(&bus, apqn());
     let reply = t
-        .send_cprb(&query(Query::StatIcsa), 12 * 1024, true)
+        .send_cprb(&query(Query::StatIcsa), mkclone_cca::REPLY_CAPACITY, true)
         .unwrap();
     assert_eq!((reply.return_code, reply.reason_code), (8, 43));
     assert!(bus.calls()[0].errno.is_none());

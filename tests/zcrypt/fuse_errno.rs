@@ -19,7 +19,7 @@ use nix::errno::Errno;
 
 use crate::fuse_node::{Machine, apqn};
 
-const CAPACITY: usize = 12 * 1024;
+const CAPACITY: usize = mkclone_cca::REPLY_CAPACITY;
 
 fn card() -> Apqn {
     apqn(3, 0x0d)

@@ -70,13 +70,15 @@ fn the_transport_refuses_a_project_assigned_request_itself_and_hw_sim_accepts_th
         clone: true,
         bits: 2048,
     };
-    let message = request.to_message(apqn().domain, 12 * 1024).unwrap();
+    let message = request
+        .to_message(apqn().domain, mkclone_cca::REPLY_CAPACITY)
+        .unwrap();
 
     // Through the ioctl transport (the guard inside the transport, below CcaBackend).
     let bus = Bus::new();
     bus.add_card(apqn(), "CARD0003");
     let mut t = transport(&bus, apqn());
-    match t.send(&message, 12 * 1024, false) {
+    match t.send(&message, mkclone_cca::REPLY_CAPACITY, false) {
         Err(TransportError::NotSent(m)) => {
             assert!(
                 m.contains("IBM has not published the encoding of PKA_Key_Generate"),
@@ -88,7 +90,7 @@ fn the_transport_refuses_a_project_assigned_request_itself_and_hw_sim_accepts_th
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        t.send_cprb(&message, 12 * 1024, false),
+        t.send_cprb(&message, mkclone_cca::REPLY_CAPACITY, false),
         Err(ZcryptError::ProjectAssigned { .. })
     ));
     assert!(bus.calls().is_empty());
@@ -97,7 +99,7 @@ fn the_transport_refuses_a_project_assigned_request_itself_and_hw_sim_accepts_th
     let mut sim = memory_card(apqn(), "CARD0003").unwrap();
     let reply = sim
         .transport_mut()
-        .send(&message, 12 * 1024, false)
+        .send(&message, mkclone_cca::REPLY_CAPACITY, false)
         .unwrap();
     let decoded = mkclone::cca::verbs::Reply::from_message(&reply, &request).unwrap();
     assert_eq!(decoded.return_code, 0);
@@ -106,7 +108,9 @@ fn the_transport_refuses_a_project_assigned_request_itself_and_hw_sim_accepts_th
     let mut t = transport(&bus, apqn())
         .with_project_encodings(ProjectEncodings::SendAnywayIKnowTheyAreNotIbms);
     assert!(t.allows_project_encodings());
-    let reply = t.send_cprb(&message, 12 * 1024, false).unwrap();
+    let reply = t
+        .send_cprb(&message, mkclone_cca::REPLY_CAPACITY, false)
+        .unwrap();
     assert_eq!((reply.return_code, reply.reason_code), (0, 0));
     assert_eq!(bus.calls().len(), 1);
     assert_eq!(&bus.calls()[0].function, b"kg");
@@ -191,8 +195,9 @@ fn the_transport_itself_refuses_fq_statccae_and_stateid_on_a_real_device() {
     assert!(bus.calls().is_empty());
     // The public forms go.
     let message = Request::Query(Query::StatIcsa)
-        .to_message(apqn().domain, 12 * 1024)
+        .to_message(apqn().domain, mkclone_cca::REPLY_CAPACITY)
         .unwrap();
-    t.send_cprb(&message, 12 * 1024, true).unwrap();
+    t.send_cprb(&message, mkclone_cca::REPLY_CAPACITY, true)
+        .unwrap();
     assert_eq!(bus.calls().len(), 1);
 }

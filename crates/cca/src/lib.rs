@@ -27,5 +27,10 @@ pub use error::CodecError;
 pub use transport::{Transport, TransportError};
 
 /// Reply capacity offered with each request: the zcrypt driver's default card message
-/// size limit (12 KiB, `reference/zcrypt-abi.md`).
-pub const REPLY_CAPACITY: usize = 12 * 1024;
+/// size limit (12 KiB, `reference/zcrypt-abi.md`) less the 48-byte type 86 reply header
+/// (`sizeof(struct type86_fmt2_msg)`, zcrypt_msgtype6.h). Kernels before the AP message
+/// buffer rework refuse with EINVAL a ZSECSENDCPRB whose reply control block, rounded up
+/// to a multiple of 4, and that header together exceed MSGTYPE06_MAX_MSG_SIZE (12 KiB)
+/// (XCRB_msg_to_type6CPRB_msgX); 12 KiB itself was refused there. Every reply of the
+/// verbs mkclone sends is far smaller.
+pub const REPLY_CAPACITY: usize = 12 * 1024 - 48;

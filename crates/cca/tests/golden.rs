@@ -126,7 +126,7 @@ fn cprbx_request_header() {
     // Every byte written out; only the four non-zero fields differ from zero.
     let golden = header(&[
         (12, &[0x00, 0x00, 0x00, 0x10]), //  12 req_parml 16
-        (20, &[0x00, 0x00, 0x30, 0x00]), //  20 rpl_msgbl 12288
+        (20, &[0x00, 0x00, 0x2F, 0xD0]), //  20 rpl_msgbl 12240
         (170, &[0x00, 0x0D]),            // 170 domain 13
     ]);
     assert_eq!(&golden[..], &cprbx(16, RPL_MSGBL, 0, 0, 0, DOMAIN)[..]);
@@ -134,7 +134,7 @@ fn cprbx_request_header() {
     let h = Cprbx::decode(&golden).expect("request header decodes");
     assert_eq!(h.req_parml, 16);
     assert_eq!(h.req_datal, 0);
-    assert_eq!(h.rpl_msgbl, 12288);
+    assert_eq!(h.rpl_msgbl, 12240);
     assert_eq!(h.rpld_parml, 0);
     assert_eq!(h.rpl_datal, 0);
     assert_eq!(h.rpld_datal, 0);

@@ -9,7 +9,8 @@
 //!    attempt answers EAGAIN, at most TRACK_AGAIN_MAX times, then EIO; copy the
 //!    `ica_xcRB` back whatever happened (EFAULT).
 //! 3. `_zcrypt_send_cprb` and `prep_cca_ap_msg` -> `xcrb_msg_to_type6cprb_msgx`: status
-//!    0; the length checks (EINVAL); the request control block copied in (EFAULT) and
+//!    0; the length checks (EINVAL), with the reply-length check of older kernels that
+//!    mainline dropped (a reply offered beyond 12 KiB with its 48-byte header); the request control block copied in (EFAULT) and
 //!    padded to a multiple of 4; cprb_len plus the function code inside it (EINVAL); the
 //!    CPRB class from func_id ("T2" usage, "T3"/"T5"/"T6"/"T7" administrative); a zcdn
 //!    node's masks (ENODEV, EOPNOTSUPP); the card and queue (online, configured, not
@@ -60,6 +61,9 @@ pub const STATUS_INVALID_PARM: u32 = 0x0008_044D;
 /// AP_DEFAULT_MAX_MSG_SIZE), which holds the 88-byte type 6 header and the request.
 pub const AP_DEFAULT_MAX_MSG_SIZE: usize = 12 * 1024;
 const TYPE6_HDR_LEN: usize = 0x58;
+/// `sizeof(struct type86_fmt2_msg)`: the 8-byte `type86_hdr` and the 40-byte
+/// `type86_fmt2_ext` (zcrypt_msgtype6.h).
+pub const TYPE86_FMT2_MSG_LEN: usize = 48;
 
 fn ceil4(n: usize) -> usize {
     n.div_ceil(4) * 4
@@ -340,6 +344,18 @@ impl ZcryptModel {
         if (xcrb.reply_control_blk_length() as usize) < CPRBX_LEN {
             return Err(Errno::EINVAL);
         }
+        // Kernels before the AP message buffer rework, whose zcrypt_msgtype6.h defines
+        // MSGTYPE06_MAX_MSG_SIZE (12 KiB), also refuse a reply that would not fit that
+        // buffer with its type 86 header: `replylen = sizeof(struct type86_fmt2_msg) +
+        // CEIL4(reply_control_blk_length) + reply_data_length` above it is EINVAL
+        // (XCRB_msg_to_type6CPRB_msgX). Current mainline has no such check; the model keeps
+        // it, so that what this model takes, those kernels take too.
+        let replylen = TYPE86_FMT2_MSG_LEN
+            + ceil4(xcrb.reply_control_blk_length() as usize)
+            + xcrb.reply_data_length() as usize;
+        if replylen > AP_DEFAULT_MAX_MSG_SIZE {
+            return Err(Errno::EINVAL);
+        }
         // The request control block, padded with zeros to req_cblen.
         let mut block = memory.read(xcrb.request_control_blk_addr(), req_len)?;
         block.resize(req_cblen, 0);
@@ -590,6 +606,25 @@ mod tests {
             Some(Errno::ENODEV)
         );
         assert!(m.calls().iter().all(|c| !c.card_ran));
+    }
+
+    /// The reply-length check of kernels before the AP message buffer rework: a reply
+    /// buffer that would not fit their 12 KiB message buffer with the 48-byte type 86
+    /// header is EINVAL before the card sees the request; one that fits is taken, and
+    /// mkclone's own offer fits.
+    #[test]
+    fn a_reply_beyond_the_older_kernels_message_buffer_is_refused() {
+        let mut m = model();
+        let user = caller(3, &fq(0x0d), 12 * 1024);
+        assert_eq!(
+            errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)),
+            Some(Errno::EINVAL)
+        );
+        assert!(m.calls().iter().all(|c| !c.card_ran));
+        let largest = 12 * 1024 - TYPE86_FMT2_MSG_LEN;
+        assert_eq!(mkclone_cca::REPLY_CAPACITY, largest);
+        let user = caller(3, &fq(0x0d), largest as u32);
+        assert_eq!(errno_of(m.ioctl(&user, 7, ZSECSENDCPRB, XCRB_AT)), None);
     }
 
     #[test]

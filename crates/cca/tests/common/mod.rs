@@ -11,8 +11,9 @@ pub mod seed_export;
 
 /// The usage domain every golden request names (APQN xx.000d).
 pub const DOMAIN: u16 = 0x000D;
-/// rpl_msgbl of every golden request: 12 KiB, the zcrypt default message limit.
-pub const RPL_MSGBL: u32 = 0x0000_3000;
+/// rpl_msgbl of every golden request: 12240, the zcrypt default message limit (12 KiB)
+/// less the 48-byte type 86 reply header (older kernels refuse a larger reply buffer).
+pub const RPL_MSGBL: u32 = 0x0000_2FD0;
 
 pub fn cat(parts: &[&[u8]]) -> Vec<u8> {
     parts.concat()
