@@ -119,6 +119,37 @@ fn token_source_plan(dir: &Path, source: String) -> String {
         + &sim_node("target1", &cards, 3, "SIM T1")
 }
 
+/// What a PKCS#11 module says of its tokens reaches the terminal with its control
+/// characters escaped: a token whose label holds an escape sequence (anyone with the SO
+/// PIN of a token on the module can label it so) cannot retitle the terminal, or hide
+/// lines, through `devices`.
+#[test]
+fn a_token_label_with_an_escape_sequence_is_shown_escaped_by_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let label = "evil\u{1b}]0;pwned\u{7}\u{1b}[2J";
+    let conf = softhsm(dir.path(), &["source", label]);
+    let cfg = dir.path().join("mkclone.toml");
+    std::fs::write(
+        &cfg,
+        plan("")
+            + &token_node("sa", "SA TOKEN")
+            + &token_node("source", "SOURCE TOKEN")
+            + &token_node("target1", "TARGET TOKEN"),
+    )
+    .unwrap();
+    let devices = run(&conf, &["devices", "--config", cfg.to_str().unwrap()], None);
+    let shown = String::from_utf8_lossy(&devices.stdout);
+    assert!(devices.status.success(), "{}", text(&devices));
+    assert!(
+        !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+        "a control character reached the terminal: {shown:?}"
+    );
+    assert!(
+        shown.contains("evil\\u{1b}]0;pwned\\u{7}\\u{1b}[2J"),
+        "the label is shown, escaped: {shown}"
+    );
+}
+
 #[test]
 fn a_whole_clone_on_softhsm_tokens() {
     let dir = tempfile::tempdir().unwrap();
