@@ -78,6 +78,59 @@ fn the_manual_pages_render_without_a_warning() {
     assert!(t.contains("not a directory; create it first"), "{t}");
 }
 
+/// `man --out DIR` never writes through a symbolic link: a link planted at a page's name
+/// (to an existing file, or dangling) is refused before any page is written, naming the
+/// link, and its target is neither written nor created; DIR itself as a link is refused
+/// too. A directory of real pages is replaced page by page (atomically: no temporary file
+/// left).
+#[test]
+fn man_out_never_writes_through_a_symbolic_link() {
+    use std::os::unix::fs::symlink;
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("man1");
+    std::fs::create_dir(&dir).unwrap();
+    let victim = scratch.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let absent = scratch.path().join("absent");
+    let out = dir.to_str().unwrap();
+    for (page, target) in [("mkclone-clone.1", &victim), ("mkclone.1", &absent)] {
+        let link = dir.join(page);
+        symlink(target, &link).unwrap();
+        let t = exit_code(&mkclone(&["man", "--out", out]), 2);
+        assert!(
+            t.contains(&*link.to_string_lossy())
+                && t.contains("is a symbolic link")
+                && t.contains("no page was written"),
+            "{t}"
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert!(!absent.exists(), "the dangling link's target was created");
+        assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        std::fs::remove_file(&link).unwrap();
+    }
+
+    let linked = scratch.path().join("linked");
+    symlink(&dir, &linked).unwrap();
+    let t = exit_code(&mkclone(&["man", "--out", linked.to_str().unwrap()]), 2);
+    assert!(
+        t.contains(&*linked.to_string_lossy()) && t.contains("is a symbolic link"),
+        "{t}"
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+
+    // Real pages (an earlier run's) are replaced, and nothing else is left in DIR.
+    ok(&["man", "--out", out]);
+    let pages = std::fs::read_dir(&dir).unwrap().count();
+    std::fs::write(dir.join("mkclone-clone.1"), b"old").unwrap();
+    ok(&["man", "--out", out]);
+    let clone = std::fs::read_to_string(dir.join("mkclone-clone.1")).unwrap();
+    assert!(clone.contains(".TH mkclone-clone 1"), "{clone}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), pages);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+}
+
 #[test]
 fn mkclone_config_names_the_configuration_and_an_option_overrides_it() {
     let dir = tempfile::tempdir().unwrap();

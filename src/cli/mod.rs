@@ -363,7 +363,10 @@ pub enum Command {
     /// Print the manual page (roff), or write one page per command into a directory, e.g.
     /// `mkclone man --out /usr/local/share/man/man1`.
     Man {
-        /// Write mkclone.1 and mkclone-COMMAND.1 into DIR instead.
+        /// Write mkclone.1 and mkclone-COMMAND.1 into DIR instead, each atomically (a
+        /// temporary file in DIR renamed over the page), replacing the pages of an earlier
+        /// run. Never through a symbolic link: DIR itself must not be one, and a link at a
+        /// page's name is refused (exit code 2, nothing written); remove it and run again.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },

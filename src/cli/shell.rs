@@ -5,6 +5,7 @@ use std::path::Path;
 
 use clap::CommandFactory;
 use clap_complete::Shell;
+use mkclone_durable::{Sensitivity, write_atomic};
 
 use super::Cli;
 use super::output::Failure;
@@ -32,19 +33,74 @@ pub fn man(out: Option<&Path>) -> Result<(), Failure> {
                 .write_all(&page)
                 .map_err(|e| Failure::failed(format!("cannot write the manual page: {e}")))
         }
-        Some(dir) => {
-            if !dir.is_dir() {
-                return Err(Failure::usage(format!(
-                    "--out {}: not a directory; create it first",
-                    dir.display()
-                )));
+        Some(dir) => write_pages(command, dir),
+    }
+}
+
+/// `man --out DIR`: every page rendered first, then each written atomically (a temporary
+/// file in DIR, renamed over the page's name: [`write_atomic`]), so a reader sees a whole
+/// page, old or new. Never through a symbolic link: DIR itself must not be one, and a link
+/// at a page's name is refused before any page is written; one planted after that check is
+/// replaced by the rename, never followed. Real pages of an earlier run are replaced.
+fn write_pages(command: clap::Command, dir: &Path) -> Result<(), Failure> {
+    let link = |path: &Path| {
+        Failure::usage(format!(
+            "{} is a symbolic link: mkclone never writes a manual page through a link; no page \
+             was written. Remove the link (and find out who put it there){}, then run the \
+             command again",
+            path.display(),
+            if path == dir {
+                " or give the directory it points to"
+            } else {
+                ""
             }
-            clap_mangen::generate_to(command, dir).map_err(|e| {
-                Failure::failed(format!(
-                    "cannot write the manual pages into {}: {e}",
-                    dir.display()
-                ))
-            })
+        ))
+    };
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.file_type().is_symlink() => return Err(link(dir)),
+        Ok(meta) if meta.is_dir() => {}
+        _ => {
+            return Err(Failure::usage(format!(
+                "--out {}: not a directory; create it first",
+                dir.display()
+            )));
         }
     }
+    let pages = render_pages(command)?;
+    for (name, _) in &pages {
+        let path = dir.join(name);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(link(&path));
+        }
+    }
+    for (name, page) in &pages {
+        write_atomic(&dir.join(name), page, Sensitivity::Public).map_err(|e| {
+            Failure::failed(format!(
+                "cannot write the manual pages into {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Each page `mkclone man --out` writes, as clap_mangen's `generate_to` names and renders
+/// them (`mkclone.1`, `mkclone-clone.1`, `mkclone-master-key-random.1`, …), in memory.
+fn render_pages(command: clap::Command) -> Result<Vec<(String, Vec<u8>)>, Failure> {
+    fn render(command: clap::Command, pages: &mut Vec<(String, Vec<u8>)>) -> std::io::Result<()> {
+        for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+            render(sub.clone(), pages)?;
+        }
+        let man = clap_mangen::Man::new(command);
+        let mut page = Vec::new();
+        man.render(&mut page)?;
+        pages.push((man.get_filename(), page));
+        Ok(())
+    }
+    let mut command = command.disable_help_subcommand(true);
+    command.build();
+    let mut pages = Vec::new();
+    render(command, &mut pages)
+        .map_err(|e| Failure::failed(format!("cannot render the manual pages: {e}")))?;
+    Ok(pages)
 }
