@@ -169,6 +169,69 @@ fn operator_names_outside_the_safe_set_are_refused_where_they_enter() {
     assert!(journal.contains("\"operator\":\"J. R. O'Brien-Müller\""));
 }
 
+/// Values of a forged journal (a line break or a control character before a block marker)
+/// reach the Markdown record escaped, each on the line the report writes it on: no line of
+/// the record that opens a block (heading, quote, list item, fence, HTML) holds one of them,
+/// and every marker of theirs outside a code span is escaped.
+#[test]
+fn a_forged_journal_value_opens_no_block_in_the_markdown_record() {
+    let (dir, cfg) = fresh_rehearsal(1);
+    let c = cfg.to_str().unwrap();
+    ok(&["phase1", "--config", c]);
+    let journal = dir.path().join("ceremony/journal.jsonl");
+    let original = std::fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<String> = original.lines().map(str::to_string).collect();
+    let forged = [
+        ("\"host\":\"", "\\n# VERDICT-HOST: COMPLETE"),
+        (
+            "\"event\":\"",
+            "\\u0007# VERDICT-EVENT: COMPLETE\\n> VERDICT-QUOTE\\n<b>VERDICT-HTML",
+        ),
+    ];
+    for (line, (field, value)) in lines.iter_mut().zip(forged) {
+        let at = line.find(field).expect("the field in the record") + field.len();
+        let end = at + line[at..].find('"').unwrap();
+        line.replace_range(at..end, value);
+    }
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    let out = mkclone(&["report", "--config", c]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let page = String::from_utf8(out.stdout).unwrap();
+    for marker in [
+        "VERDICT-HOST",
+        "VERDICT-EVENT",
+        "VERDICT-QUOTE",
+        "VERDICT-HTML",
+    ] {
+        assert!(
+            page.contains(marker),
+            "{marker} is not in the record: {page}"
+        );
+    }
+    for line in page.lines().filter(|l| l.contains("VERDICT")) {
+        let start = line.trim_start_matches(' ');
+        assert!(
+            (start.starts_with("| ") || start.starts_with("- ")) && line.len() - start.len() == 0,
+            "a forged value on a line of its own: {line}"
+        );
+        // Outside code spans, every marker of the forged values is escaped: with each
+        // backslash escape taken out, none is left.
+        let mut unescaped = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                chars.next();
+            } else {
+                unescaped.push(c);
+            }
+        }
+        let prose: String = unescaped.split('`').step_by(2).collect();
+        for bare in ["# VERDICT", "> VERDICT", "<b>"] {
+            assert!(!prose.contains(bare), "{bare} unescaped: {line}");
+        }
+    }
+}
+
 /// A program the test needs, from `$MKCLONE_<NAME>` or the PATH; a clear failure
 /// otherwise (never a skip).
 fn tool(names: &[&str], env: &str, package: &str) -> PathBuf {
