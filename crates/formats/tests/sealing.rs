@@ -290,3 +290,26 @@ fn opening_inside_a_device_gives_the_same_share() {
         Err(OpenError::Rejected)
     );
 }
+
+/// A control opens at the target's CSR key as a share does (OAEP unwrap, EDE3-CBC with a
+/// zero IV), to its clear block; each is fresh, and another target's key does not open it.
+#[test]
+fn a_control_opens_as_a_share_does() {
+    use cbc::cipher::{BlockModeDecrypt, KeyIvInit};
+    let k = keys();
+    let mut rng = StdRng::seed_from_u64(7);
+    let control = mkclone_formats::seal::control(&public(&k.csr), &mut rng).unwrap();
+    let key = unwrap_key(&k.csr, &control.wrapped_key).unwrap();
+    assert_eq!(key.len(), 24);
+    let mut block = control.encrypted;
+    let mut dec = cbc::Decryptor::<des::TdesEde3>::new_from_slices(&key, &[0u8; 8]).unwrap();
+    for b in block.chunks_exact_mut(8) {
+        dec.decrypt_block(b.try_into().unwrap());
+    }
+    assert_eq!(block, control.clear);
+    assert_ne!(control.encrypted, control.clear);
+    let again = mkclone_formats::seal::control(&public(&k.csr), &mut rng).unwrap();
+    assert_ne!(again.clear, control.clear);
+    assert_ne!(again.wrapped_key, control.wrapped_key);
+    assert!(unwrap_key(&k.other, &control.wrapped_key).is_err());
+}

@@ -335,15 +335,60 @@ pub(crate) fn explain(error: &CkError) -> String {
                 RvError::TokenWriteProtected => " (the token is write-protected)",
                 _ => "",
             };
-            format!("{function}: {rv}{advice}")
+            format!("{function}: {}: {rv}{advice}", return_value_name(rv))
         }
         other => other.to_string(),
+    }
+}
+
+/// The name PKCS#11 gives a return value (`CKR_GENERAL_ERROR`), from cryptoki's variant
+/// name (`GeneralError`); a vendor's or an unknown value as cryptoki writes it, with its
+/// number.
+pub(crate) fn return_value_name(rv: &RvError) -> String {
+    match rv {
+        RvError::VendorDefined(_) | RvError::UnknownErrorCode(_) => rv.to_string(),
+        named => {
+            let mut name = String::from("CKR");
+            for c in format!("{named:?}").chars() {
+                if c.is_ascii_uppercase() {
+                    name.push('_');
+                }
+                name.push(c.to_ascii_uppercase());
+            }
+            name
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Messages name a return value as PKCS#11 does.
+    #[test]
+    fn return_values_are_named_as_pkcs11_names_them() {
+        for (rv, name) in [
+            (RvError::GeneralError, "CKR_GENERAL_ERROR"),
+            (RvError::DeviceError, "CKR_DEVICE_ERROR"),
+            (RvError::SessionHandleInvalid, "CKR_SESSION_HANDLE_INVALID"),
+            (RvError::WrappedKeyLenRange, "CKR_WRAPPED_KEY_LEN_RANGE"),
+            (RvError::Cancel, "CKR_CANCEL"),
+        ] {
+            assert_eq!(return_value_name(&rv), name);
+        }
+        assert_eq!(
+            return_value_name(&RvError::VendorDefined(0x8000_0001)),
+            "CKR_VENDOR_DEFINED(0x80000001)"
+        );
+        let text = explain(&CkError::Pkcs11(
+            RvError::DeviceMemory,
+            cryptoki::context::Function::UnwrapKey,
+        ));
+        assert!(
+            text.contains("CKR_DEVICE_MEMORY") && text.contains("out of memory"),
+            "{text}"
+        );
+    }
     use cryptoki_sys::{
         CKF_LOGIN_REQUIRED, CKF_TOKEN_INITIALIZED, CKF_USER_PIN_COUNT_LOW, CKF_USER_PIN_FINAL_TRY,
         CKF_USER_PIN_LOCKED, CKF_USER_PIN_TO_BE_CHANGED,

@@ -78,6 +78,24 @@ impl CallError {
     pub fn is_stop(&self) -> bool {
         matches!(self, Self::Stopped { .. })
     }
+    /// The function and the return value it answered (`C_UnwrapKey answered
+    /// CKR_DEVICE_ERROR`), without PKCS#11's words for it; [`CallError::describe`] has them.
+    pub fn answer(&self) -> String {
+        match self {
+            Self::Token {
+                function,
+                error: CkError::Pkcs11(rv, _),
+                ..
+            } => format!(
+                "{function} answered {}",
+                crate::error::return_value_name(rv)
+            ),
+            Self::Token {
+                function, error, ..
+            } => format!("{function}: {error}"),
+            Self::Stopped { .. } => self.describe(),
+        }
+    }
     pub fn describe(&self) -> String {
         match self {
             Self::Token { error, .. } => crate::error::explain(error),
@@ -101,6 +119,18 @@ pub(crate) struct Token {
     /// Test seam: answer every `CKA_CHECK_VALUE` as empty, as opencryptoki 3.27 does for a
     /// created triple-DES key.
     withhold_check_values: bool,
+    /// Test seam: the next calls of a function that fail with a return value instead of
+    /// reaching the token (a token fault, or a token's answer about the data).
+    #[cfg(feature = "test-seams")]
+    failing: Option<Failing>,
+}
+
+/// The calls [`Token::fail_calls`] makes fail.
+#[cfg(feature = "test-seams")]
+struct Failing {
+    function: &'static str,
+    rv: cryptoki::error::RvError,
+    times: u32,
 }
 
 impl Token {
@@ -112,7 +142,45 @@ impl Token {
             since_armed: 0,
             stopped: false,
             withhold_check_values: false,
+            #[cfg(feature = "test-seams")]
+            failing: None,
         }
+    }
+
+    /// Answer the next `times` calls of `function` (`"C_UnwrapKey"`) with `rv`, without
+    /// making them (test seam; `times` 0 disarms it).
+    #[cfg(feature = "test-seams")]
+    pub fn fail_calls(&mut self, function: &'static str, rv: cryptoki::error::RvError, times: u32) {
+        self.failing = (times > 0).then_some(Failing {
+            function,
+            rv,
+            times,
+        });
+    }
+
+    /// The return value the seam of [`Token::fail_calls`] answers to this call of
+    /// `function`, if it is armed for it.
+    #[cfg(feature = "test-seams")]
+    fn injected(&mut self, function: &'static str) -> Option<CkError> {
+        use cryptoki::context::Function;
+        let failing = self.failing.as_mut().filter(|f| f.function == function)?;
+        failing.times -= 1;
+        let rv = failing.rv;
+        if failing.times == 0 {
+            self.failing = None;
+        }
+        let named = match function {
+            "C_UnwrapKey" => Function::UnwrapKey,
+            "C_Decrypt" => Function::Decrypt,
+            "C_DestroyObject" => Function::DestroyObject,
+            _ => Function::GetFunctionList,
+        };
+        Some(CkError::Pkcs11(rv, named))
+    }
+
+    #[cfg(not(feature = "test-seams"))]
+    fn injected(&mut self, _function: &'static str) -> Option<CkError> {
+        None
     }
 
     /// Answer every `CKA_CHECK_VALUE` as empty from now on (test seam).
@@ -157,6 +225,13 @@ impl Token {
             });
         }
         self.since_armed = self.since_armed.saturating_add(1);
+        if let Some(error) = self.injected(function) {
+            return Err(CallError::Token {
+                function,
+                error,
+                mutating,
+            });
+        }
         let start = Instant::now();
         let result = f(&self.session);
         self.stats.time_in_calls = self.stats.time_in_calls.saturating_add(start.elapsed());

@@ -151,6 +151,90 @@ fn tampered_bundles_are_rejected_and_change_nothing() {
     assert_eq!(done.value(), mkclone_backend::InstallProgress::Complete);
 }
 
+/// A token that fails while it opens a share (CKR_GENERAL_ERROR, CKR_DEVICE_ERROR, ...) is
+/// reported as the token's fault, naming the token and the return value and saying to
+/// check the token and run the command again, not as a refused share (which says the
+/// bundle may be tampered with); nothing changes, and once the token answers again the
+/// same share installs. A return value that says the data is bad (CKR_WRAPPED_KEY_INVALID,
+/// ...) still refuses the share; a fault the token shows once (it then opens a control
+/// share mkclone sealed itself, and the share) does not stop the install. (SoftHSM answers
+/// CKR_GENERAL_ERROR for a wrapped key that does not decrypt: the tampered "wrapped key"
+/// above is still refused.)
+#[test]
+fn a_token_fault_while_opening_a_share_is_the_tokens_not_a_refused_share() {
+    use cryptoki::error::RvError;
+    let mut r = rig("fault");
+    let kind = CloneableKind::Sym;
+    let good = obtain(&mut r.source, kind, 2, &r.csr);
+    let before = snapshot(&mut r.target);
+    let objects = r.target.managed_objects().unwrap();
+    let mut install_failing = |function: &'static str, rv: RvError| {
+        r.target.fail_calls(function, rv, u32::MAX);
+        let result = install(&mut r.target, kind, &r.css, good.clone());
+        r.target.fail_calls(function, rv, 0);
+        let err = result.expect_err(function);
+        assert_eq!(snapshot(&mut r.target), before, "{function} {rv:?}");
+        assert_eq!(r.target.managed_objects().unwrap(), objects);
+        err
+    };
+    for (function, rv, name) in [
+        ("C_UnwrapKey", RvError::GeneralError, "CKR_GENERAL_ERROR"),
+        (
+            "C_UnwrapKey",
+            RvError::FunctionFailed,
+            "CKR_FUNCTION_FAILED",
+        ),
+        ("C_UnwrapKey", RvError::DeviceError, "CKR_DEVICE_ERROR"),
+        ("C_UnwrapKey", RvError::DeviceMemory, "CKR_DEVICE_MEMORY"),
+        ("C_UnwrapKey", RvError::HostMemory, "CKR_HOST_MEMORY"),
+        (
+            "C_UnwrapKey",
+            RvError::SessionHandleInvalid,
+            "CKR_SESSION_HANDLE_INVALID",
+        ),
+        (
+            "C_UnwrapKey",
+            RvError::TokenNotPresent,
+            "CKR_TOKEN_NOT_PRESENT",
+        ),
+        ("C_UnwrapKey", RvError::DeviceRemoved, "CKR_DEVICE_REMOVED"),
+        ("C_Decrypt", RvError::GeneralError, "CKR_GENERAL_ERROR"),
+        ("C_Decrypt", RvError::DeviceError, "CKR_DEVICE_ERROR"),
+    ] {
+        let err = install_failing(function, rv);
+        let text = err.to_string();
+        assert!(
+            !matches!(err, BackendError::ShareRejected)
+                && text.contains("token \"fault-target\"")
+                && text.contains(function)
+                && text.contains(name)
+                && text.contains("not the share")
+                && text.contains("check the token")
+                && text.contains("run the same command again")
+                && !text.contains("tampered"),
+            "{function} {name}: {text}"
+        );
+    }
+    for (function, rv) in [
+        ("C_UnwrapKey", RvError::WrappedKeyInvalid),
+        ("C_UnwrapKey", RvError::WrappedKeyLenRange),
+        ("C_UnwrapKey", RvError::EncryptedDataInvalid),
+        ("C_UnwrapKey", RvError::DataInvalid),
+        ("C_Decrypt", RvError::EncryptedDataLenRange),
+        ("C_Decrypt", RvError::DataLenRange),
+    ] {
+        let err = install_failing(function, rv);
+        assert!(
+            matches!(err, BackendError::ShareRejected),
+            "{function} {rv:?}: {err}"
+        );
+    }
+    // Once only: the token opens the control share, then the share itself.
+    r.target.fail_calls("C_UnwrapKey", RvError::GeneralError, 1);
+    let done = install(&mut r.target, kind, &r.css, good).unwrap();
+    assert_eq!(done.value(), mkclone_backend::InstallProgress::Complete);
+}
+
 #[test]
 fn wrong_target_and_wrong_kind_are_refused_before_any_cryptography() {
     let mut r = rig("wrong");

@@ -123,14 +123,7 @@ where
         field: "TLV area",
         reason: "not a multiple of 8 bytes".into(),
     })?;
-    let csr_rsa = csr_key.to_rsa()?;
-    let wrapped_key =
-        mkclone_backend::timing::measure(mkclone_backend::timing::Category::Rsa, || {
-            csr_rsa.encrypt(rng, Oaep::<Sha1>::new(), key.as_bytes())
-        })
-        .map_err(|e| SealError::Wrap {
-            reason: e.to_string(),
-        })?;
+    let wrapped_key = wrap(key, csr_key, rng)?;
     // Past offset 36 the token is now ciphertext; the clear header holds no secret.
     let encrypted_clone_info = std::mem::take(&mut *token);
     Ok(SealedShareParts {
@@ -143,6 +136,60 @@ where
         },
         wrapped_key,
         encrypted_clone_info,
+    })
+}
+
+/// `key` wrapped raw to `csr_key` with RSA-OAEP (SHA-1, MGF1-SHA1, no label), as every
+/// sealed share's key is.
+fn wrap<E, R>(key: &TdesKey, csr_key: &RsaPublicKey, rng: &mut R) -> Result<Vec<u8>, SealError<E>>
+where
+    R: rand::CryptoRng + ?Sized,
+{
+    let csr_rsa = csr_key.to_rsa()?;
+    mkclone_backend::timing::measure(mkclone_backend::timing::Category::Rsa, || {
+        csr_rsa.encrypt(rng, Oaep::<Sha1>::new(), key.as_bytes())
+    })
+    .map_err(|e| SealError::Wrap {
+        reason: e.to_string(),
+    })
+}
+
+/// What a device that opens shares must do with a [`control`]: unwrap `wrapped_key` with
+/// its CSR private key and decrypt `encrypted` (EDE3-CBC, zero IV, no padding) under the
+/// key, giving `clear`.
+#[derive(Clone, Debug)]
+pub struct Control {
+    pub wrapped_key: Vec<u8>,
+    pub encrypted: [u8; 16],
+    pub clear: [u8; 16],
+}
+
+/// A control for a device that opens shares ([`open_in_device`]'s unwrap and decrypt): a
+/// fresh triple-DES key wrapped to `csr_key` as a sealed share's is, and a random block
+/// encrypted under it. A device that opens it works; one that cannot is failing, whatever
+/// it answered for a share: with it a caller tells a device fault from a share that does
+/// not open, when the device's answer could be either. It holds no secret of anyone's.
+pub fn control<R>(
+    csr_key: &RsaPublicKey,
+    rng: &mut R,
+) -> Result<Control, SealError<std::convert::Infallible>>
+where
+    R: rand::CryptoRng + ?Sized,
+{
+    let key = TdesKey::generate(rng).ok_or(SealError::WeakRng)?;
+    let mut clear = [0; 16];
+    rng.fill_bytes(&mut clear);
+    let mut encrypted = clear;
+    key.encrypt_cbc(&mut encrypted)
+        .ok_or(FormatError::Unencodable {
+            structure: "control block",
+            field: "data",
+            reason: "not a multiple of 8 bytes".into(),
+        })?;
+    Ok(Control {
+        wrapped_key: wrap(&key, csr_key, rng)?,
+        encrypted,
+        clear,
     })
 }
 

@@ -16,8 +16,9 @@ use mkclone_formats::shamir;
 use mkclone_formats::{ShareValue, mkvp};
 use sha2::{Digest, Sha256};
 
-use super::{Pkcs11Backend, is_session_failure, kind_code, oaep};
+use super::{Blame, Pkcs11Backend, blame, kind_code, oaep};
 use crate::objects::{APPLICATION, Managed, ObjId, Received, ShareObject};
+use crate::session::CallError;
 use crate::templates::Made;
 
 /// A share refused by the rules: the typed error every backend gives it.
@@ -28,6 +29,19 @@ fn refused(refusal: Refusal) -> BackendError {
 
 /// Domain string of the share digest (a project definition).
 const SHARE_DIGEST_DOMAIN: &[u8] = b"mkclone-pkcs11-share-digest";
+
+/// What opens a share on this token: the CSR key (its handle, and its public key, to seal
+/// a control share to it), and the source's CSS key that signed the share.
+#[derive(Clone, Copy)]
+struct Opener<'a> {
+    csr: ObjectHandle,
+    csr_key: &'a RsaPublicKey,
+    css_key: &'a RsaPublicKey,
+}
+
+/// One attempt to open a share inside the token: what it gave (`None`: it does not decrypt
+/// and verify), and the call that failed, if one did.
+type Attempt = (Option<CloneInfo>, Option<CallError>);
 
 /// The shares of one key held until the m-th arrives, as they come out of the token.
 struct Opened {
@@ -73,10 +87,15 @@ impl Pkcs11Backend {
         let sa = self.sa_key(op, &request.sa_name)?;
         let css = Self::certified(&request.css_certificate, &request.sa_name, &sa)?;
 
+        let opener = Opener {
+            csr: csr_handle,
+            csr_key: &csr_view.key,
+            css_key: &css.key,
+        };
         let info = self
-            .open_sealed(op, &parts, csr_handle, &css.key)?
+            .open_sealed(op, &parts, opener)?
             .ok_or(BackendError::ShareRejected)?;
-        self.install_opened(op, request, info, (csr_handle, &css.key), m_of_n)
+        self.install_opened(op, request, info, opener, m_of_n)
     }
 
     /// Open a sealed share inside the token: its triple-DES key unwrapped with the CSR key
@@ -84,14 +103,56 @@ impl Pkcs11Backend {
     /// unwrap template allows: sensitive, never extractable, decrypt only), the token's
     /// bytes from offset 36 decrypted there, the key destroyed; the clear token parsed and
     /// its CSS signature verified on the host. `None`: the share is refused, whatever the
-    /// reason (one answer: no padding oracle); an error: the session failed.
+    /// reason (one answer: no padding oracle); an error: the token failed, not the share.
+    ///
+    /// Whose fault a failed call is ([`blame`]): a return value that says the data is bad
+    /// refuses the share; one that says the token, its session or the module failed is the
+    /// token's fault (nothing was installed: check the token and run again); any other
+    /// (`CKR_GENERAL_ERROR`, SoftHSM's answer to a wrapped key that does not decrypt, or
+    /// `CKR_FUNCTION_FAILED`) is decided by a control share sealed on the host to the CSR
+    /// key: a token that cannot open it is failing; one that can is given the share once
+    /// more (a fault it showed once does not stop the install), and what it answers then
+    /// stands.
     fn open_sealed(
         &mut self,
         op: Operation,
         parts: &SealedShareParts,
-        csr: ObjectHandle,
-        css_key: &RsaPublicKey,
+        opener: Opener<'_>,
     ) -> Result<Option<CloneInfo>> {
+        let (opened, failure) = self.open_once(op, parts, opener)?;
+        let Some(error) = failure else {
+            return Ok(opened);
+        };
+        match blame(&error) {
+            Blame::Share => Ok(None),
+            Blame::Token => Err(self.share_fault(op, parts, &error, None)),
+            Blame::Unclear => {
+                if let Some(control) = self.open_control(op, opener)? {
+                    return Err(self.share_fault(op, parts, &error, Some(&control)));
+                }
+                debug!(
+                    "pkcs11: {} while opening a share, but the token opens a control share: \
+                     the share is opened once more",
+                    error.describe()
+                );
+                match self.open_once(op, parts, opener)? {
+                    (_, Some(again)) if blame(&again) == Blame::Token => {
+                        Err(self.share_fault(op, parts, &again, None))
+                    }
+                    (opened, _) => Ok(opened),
+                }
+            }
+        }
+    }
+
+    /// One attempt of [`Pkcs11Backend::open_sealed`]; the session key it unwrapped is
+    /// destroyed (an error only when the work was stopped).
+    fn open_once(
+        &mut self,
+        op: Operation,
+        parts: &SealedShareParts,
+        Opener { csr, css_key, .. }: Opener<'_>,
+    ) -> Result<Attempt> {
         let template = Made::ShareKey.attributes(&self.support);
         let mut session_key = None;
         let mut failure = None;
@@ -114,22 +175,72 @@ impl Pkcs11Backend {
             let stays = "a share key (a session object) stays until the session ends";
             self.destroy_or_leave(op, key, Level::Debug, stays)?;
         }
-        if let Some(e) = failure
-            && is_session_failure(&e)
-        {
-            return Err(self.device(op, e));
-        }
-        Ok(opened.ok())
+        Ok((opened.ok(), failure))
     }
 
-    /// The rest of INSTALL once the share was opened inside the token. `opener` (the CSR
-    /// key and the CSS key) opens the shares held so far, at the m-th.
+    /// Open a control share ([`seal::control`]: a fresh triple-DES key wrapped on the host
+    /// to the CSR key, and a block encrypted under it) as a share is opened. `None`: the
+    /// token opened it; otherwise how it failed.
+    fn open_control(&mut self, op: Operation, opener: Opener<'_>) -> Result<Option<String>> {
+        let control = seal::control(opener.csr_key, &mut rand::rng())
+            .map_err(|e| self.corrupt(op, format!("sealing a control share: {e}")))?;
+        let template = Made::ShareKey.attributes(&self.support);
+        let key = match self
+            .token
+            .unwrap(&oaep(), opener.csr, &control.wrapped_key, &template)
+        {
+            Ok(key) => key,
+            Err(e) => return Ok(Some(e.answer())),
+        };
+        let clear = self
+            .token
+            .decrypt(&Mechanism::Des3Cbc([0; 8]), key, &control.encrypted);
+        let stays = "a control share key (a session object) stays until the session ends";
+        self.destroy_or_leave(op, key, Level::Debug, stays)?;
+        Ok(match clear {
+            Ok(clear) if clear.as_slice() == control.clear => None,
+            Ok(_) => Some("C_Decrypt gave another block than the one encrypted".into()),
+            Err(e) => Some(e.answer()),
+        })
+    }
+
+    /// The token failed (`error`) while opening the share of `parts`, not the share; with
+    /// `control`, how it failed to open a control share too.
+    fn share_fault(
+        &self,
+        op: Operation,
+        parts: &SealedShareParts,
+        error: &CallError,
+        control: Option<&str>,
+    ) -> BackendError {
+        let control = control
+            .map(|c| {
+                format!(
+                    "; it could not open a control share mkclone sealed to its CSR key either \
+                     ({c})"
+                )
+            })
+            .unwrap_or_default();
+        let cause = format!(
+            "token {:?} failed while opening {} share {}: {}{control}. The fault is the \
+             token's, not the share's: nothing was installed; check the token (its connection, \
+             its log, its memory), then run the same command again",
+            self.label,
+            parts.header.kind,
+            parts.header.index,
+            error.answer()
+        );
+        Self::device_because(op, error, cause)
+    }
+
+    /// The rest of INSTALL once the share was opened inside the token. `opener` opens the
+    /// shares held so far, at the m-th.
     fn install_opened(
         &mut self,
         op: Operation,
         request: &InstallRequest,
         info: CloneInfo,
-        opener: (ObjectHandle, &RsaPublicKey),
+        opener: Opener<'_>,
         m_of_n: MofN,
     ) -> Result<Applied<InstallProgress>> {
         let kind = request.kind;
@@ -227,7 +338,7 @@ impl Pkcs11Backend {
         op: Operation,
         kind: CloneableKind,
         received: &Received,
-        (csr, css_key): (ObjectHandle, &RsaPublicKey),
+        opener: Opener<'_>,
     ) -> Result<Opened> {
         let id = received.share.ok_or_else(|| {
             self.corrupt(op, format!("{kind} share {} is not held", received.index))
@@ -242,7 +353,7 @@ impl Pkcs11Backend {
         let parts =
             SealedShareParts::decode(&stored.sealed).map_err(|_| self.corrupt(op, no_longer()))?;
         let info = self
-            .open_sealed(op, &parts, csr, css_key)?
+            .open_sealed(op, &parts, opener)?
             .ok_or_else(|| self.corrupt(op, no_longer()))?;
         if info.kind != kind
             || info.index != received.index

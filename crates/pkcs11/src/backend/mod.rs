@@ -164,28 +164,58 @@ impl std::fmt::Debug for Pkcs11Backend {
     }
 }
 
-/// Return values that mean "this ciphertext or wrapped key is not acceptable" rather than
-/// "the token or session failed".
-fn is_session_failure(error: &CallError) -> bool {
-    match error {
-        CallError::Stopped { .. } => true,
-        CallError::Token { error, .. } => matches!(
-            error,
-            CkError::Pkcs11(
-                RvError::SessionHandleInvalid
-                    | RvError::SessionClosed
-                    | RvError::DeviceRemoved
-                    | RvError::DeviceError
-                    | RvError::DeviceMemory
-                    | RvError::HostMemory
-                    | RvError::TokenNotPresent
-                    | RvError::UserNotLoggedIn
-                    | RvError::CryptokiNotInitialized
-                    | RvError::OperationActive,
-                _
-            ) | CkError::LibraryLoading(_)
-                | CkError::NullFunctionPointer
-        ),
+/// Whose fault a failed call of a share's opening (C_UnwrapKey with the CSR key, C_Decrypt
+/// under the share key) is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Blame {
+    /// The token says the data is bad (`CKR_WRAPPED_KEY_INVALID`,
+    /// `CKR_ENCRYPTED_DATA_INVALID`, `CKR_DATA_INVALID`, ... and their length ranges): the
+    /// share is refused.
+    Share,
+    /// The token, its session, the module or the host failed (`CKR_DEVICE_ERROR`,
+    /// `CKR_DEVICE_MEMORY`, `CKR_HOST_MEMORY`, `CKR_SESSION_HANDLE_INVALID`,
+    /// `CKR_TOKEN_NOT_PRESENT`, `CKR_DEVICE_REMOVED`, ...), or the work stopped: the share is
+    /// not judged.
+    Token,
+    /// Either (`CKR_GENERAL_ERROR`, which is SoftHSM's answer to a wrapped key that does not
+    /// decrypt; `CKR_FUNCTION_FAILED`; any other value): a control share decides
+    /// (install.rs).
+    Unclear,
+}
+
+fn blame(error: &CallError) -> Blame {
+    let rv = match error {
+        CallError::Stopped { .. } => return Blame::Token,
+        CallError::Token {
+            error: CkError::Pkcs11(rv, _),
+            ..
+        } => rv,
+        // The module could not be called at all (not loaded, a missing function, ...).
+        CallError::Token { .. } => return Blame::Token,
+    };
+    match rv {
+        RvError::WrappedKeyInvalid
+        | RvError::WrappedKeyLenRange
+        | RvError::EncryptedDataInvalid
+        | RvError::EncryptedDataLenRange
+        | RvError::DataInvalid
+        | RvError::DataLenRange
+        | RvError::SignatureInvalid
+        | RvError::SignatureLenRange => Blame::Share,
+        RvError::SessionHandleInvalid
+        | RvError::SessionClosed
+        | RvError::DeviceRemoved
+        | RvError::DeviceError
+        | RvError::DeviceMemory
+        | RvError::HostMemory
+        | RvError::TokenNotPresent
+        | RvError::TokenNotRecognized
+        | RvError::UserNotLoggedIn
+        | RvError::CryptokiNotInitialized
+        | RvError::OperationActive
+        | RvError::FunctionCanceled
+        | RvError::CantLock => Blame::Token,
+        _ => Blame::Unclear,
     }
 }
 
@@ -361,6 +391,14 @@ impl Pkcs11Backend {
         self.token.stop_after(calls);
     }
 
+    /// Test seam: the next `times` calls of `function` (`"C_UnwrapKey"`, `"C_Decrypt"`)
+    /// answer `rv` without reaching the token, as a failing token (or one that finds the
+    /// data bad) would; `times` 0 disarms it.
+    #[cfg(feature = "test-seams")]
+    pub fn fail_calls(&mut self, function: &'static str, rv: RvError, times: u32) {
+        self.token.fail_calls(function, rv, times);
+    }
+
     /// Whether the backend still holds the user PIN (test seam): a node with `so_pin`
     /// keeps it, zeroizing, only until the security officer's step is done.
     #[cfg(feature = "test-seams")]
@@ -416,6 +454,11 @@ impl Pkcs11Backend {
 
     fn device(&self, operation: Operation, error: CallError) -> BackendError {
         let cause = format!("token {:?}: {}", self.label, error.describe());
+        Self::device_because(operation, &error, cause)
+    }
+
+    /// [`Pkcs11Backend::device`] of `error`, said as `cause`.
+    fn device_because(operation: Operation, error: &CallError, cause: String) -> BackendError {
         match error {
             CallError::Stopped { .. } | CallError::Token { mutating: true, .. } => {
                 BackendError::OutcomeUnknown { operation, cause }
