@@ -188,8 +188,9 @@ pub enum BackendError {
          Read the node's status before retrying; mkclone's resume does this for you"
     )]
     OutcomeUnknown { operation: Operation, cause: String },
-    /// The request never reached the device; nothing changed.
-    #[error("{operation}: could not reach the device: {cause}")]
+    /// The device did not carry out the request (it never reached it, or it failed
+    /// before changing anything: a PKCS#11 token's session-object work); nothing changed.
+    #[error("{operation}: the device did not carry out the request; nothing changed: {cause}")]
     Transport { operation: Operation, cause: String },
     /// A CCA return/reason code without a more specific meaning.
     #[error(
