@@ -518,18 +518,9 @@ fn a_pin_written_in_the_configuration_is_refused_without_being_shown() {
 /// messages quoting it show it escaped.
 #[test]
 fn an_escape_sequence_in_a_journal_reaches_no_terminal() {
-    let (dir, cfg) = fresh_rehearsal(1);
+    let (_dir, cfg) =
+        common::phase1_with_forged_journal(&[(1, "kind", "\\u001b]0;PWNED\\u0007\\u001b[2J")]);
     let c = cfg.to_str().unwrap();
-    ok(&["phase1", "--config", c]);
-    let journal = dir.path().join("ceremony/journal.jsonl");
-    let original = std::fs::read_to_string(&journal).unwrap();
-    let mut lines: Vec<String> = original.lines().map(str::to_string).collect();
-    let kind = lines[1]
-        .find("\"kind\":\"")
-        .expect("a kind in the second record");
-    let end = kind + 8 + lines[1][kind + 8..].find('"').unwrap();
-    lines[1].replace_range(kind + 8..end, "\\u001b]0;PWNED\\u0007\\u001b[2J");
-    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
     for args in [
         &["report", "--config", c][..],
         &["phase2a", "--config", c][..],

@@ -87,7 +87,16 @@ fn plan(extra: &str) -> String {
 /// A private SoftHSM with tokens sa, source and target1, and the plan naming them as those
 /// roles: (the SoftHSM configuration, the plan's path).
 fn three_tokens(dir: &Path) -> (PathBuf, PathBuf) {
-    let conf = softhsm(dir, &["sa", "source", "target1"]);
+    three_tokens_and(dir, &[])
+}
+
+/// [`three_tokens`], with more tokens labelled `others` on the same SoftHSM.
+fn three_tokens_and(dir: &Path, others: &[&str]) -> (PathBuf, PathBuf) {
+    let labels: Vec<&str> = ["sa", "source", "target1"]
+        .into_iter()
+        .chain(others.iter().copied())
+        .collect();
+    let conf = softhsm(dir, &labels);
     let cfg = dir.join("mkclone.toml");
     std::fs::write(
         &cfg,
@@ -127,16 +136,7 @@ fn token_source_plan(dir: &Path, source: String) -> String {
 fn a_token_label_with_an_escape_sequence_is_shown_escaped_by_devices() {
     let dir = tempfile::tempdir().unwrap();
     let label = "evil\u{1b}]0;pwned\u{7}\u{1b}[2J";
-    let conf = softhsm(dir.path(), &["source", label]);
-    let cfg = dir.path().join("mkclone.toml");
-    std::fs::write(
-        &cfg,
-        plan("")
-            + &token_node("sa", "SA TOKEN")
-            + &token_node("source", "SOURCE TOKEN")
-            + &token_node("target1", "TARGET TOKEN"),
-    )
-    .unwrap();
+    let (conf, cfg) = three_tokens_and(dir.path(), &[label]);
     let devices = run(&conf, &["devices", "--config", cfg.to_str().unwrap()], None);
     let shown = String::from_utf8_lossy(&devices.stdout);
     assert!(devices.status.success(), "{}", text(&devices));

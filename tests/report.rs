@@ -175,25 +175,15 @@ fn operator_names_outside_the_safe_set_are_refused_where_they_enter() {
 /// and every marker of theirs outside a code span is escaped.
 #[test]
 fn a_forged_journal_value_opens_no_block_in_the_markdown_record() {
-    let (dir, cfg) = fresh_rehearsal(1);
-    let c = cfg.to_str().unwrap();
-    ok(&["phase1", "--config", c]);
-    let journal = dir.path().join("ceremony/journal.jsonl");
-    let original = std::fs::read_to_string(&journal).unwrap();
-    let mut lines: Vec<String> = original.lines().map(str::to_string).collect();
-    let forged = [
-        ("\"host\":\"", "\\n# VERDICT-HOST: COMPLETE"),
+    let (_dir, cfg) = common::phase1_with_forged_journal(&[
+        (0, "host", "\\n# VERDICT-HOST: COMPLETE"),
         (
-            "\"event\":\"",
+            1,
+            "event",
             "\\u0007# VERDICT-EVENT: COMPLETE\\n> VERDICT-QUOTE\\n<b>VERDICT-HTML",
         ),
-    ];
-    for (line, (field, value)) in lines.iter_mut().zip(forged) {
-        let at = line.find(field).expect("the field in the record") + field.len();
-        let end = at + line[at..].find('"').unwrap();
-        line.replace_range(at..end, value);
-    }
-    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    ]);
+    let c = cfg.to_str().unwrap();
     let out = mkclone(&["report", "--config", c]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     let page = String::from_utf8(out.stdout).unwrap();

@@ -167,6 +167,26 @@ pub fn fresh_rehearsal(targets: usize) -> (tempfile::TempDir, PathBuf) {
     (dir, cfg)
 }
 
+/// A [`fresh_rehearsal`] of one target after phase 1, its journal forged: in each
+/// `(line, field, value)`, the string value of `"field"` on that line (0-based) replaced
+/// by `value`, written as it stands between the quotes (JSON escapes and all).
+pub fn phase1_with_forged_journal(forged: &[(usize, &str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    let (dir, cfg) = fresh_rehearsal(1);
+    ok(&["phase1", "--config", cfg.to_str().unwrap()]);
+    let journal = dir.path().join("ceremony/journal.jsonl");
+    let original = std::fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<String> = original.lines().map(str::to_string).collect();
+    for (line, field, value) in forged {
+        let key = format!("\"{field}\":\"");
+        let line = &mut lines[*line];
+        let at = line.find(&key).expect("the field in the record") + key.len();
+        let end = at + line[at..].find('"').unwrap();
+        line.replace_range(at..end, value);
+    }
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    (dir, cfg)
+}
+
 /// The JSON document in a command's output (after anything printed before it).
 pub fn json_in(out: &str) -> serde_json::Value {
     serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap()
