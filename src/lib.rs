@@ -20,4 +20,5 @@ pub mod demo;
 pub mod hardening;
 pub mod nodes;
 mod pin;
+pub mod signals;
 pub mod zcrypt;

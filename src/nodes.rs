@@ -15,6 +15,10 @@ use crate::config::{Config, NodeBackend, NodeConfig};
 pub enum NodeError {
     #[error("node {node}: {message}")]
     Open { node: String, message: String },
+    /// A signal cancelled the node's PIN prompt (with the ceremony's handlers installed:
+    /// without them the signal ended the process).
+    #[error("node {node}: signal {signal} cancelled its PIN prompt")]
+    Interrupted { node: String, signal: i32 },
 }
 
 /// Open one node.
@@ -55,10 +59,18 @@ pub fn open(node: &NodeConfig) -> Result<Box<dyn Backend + Send>, NodeError> {
                 message,
             };
             let pin = match &cfg.pin {
-                mkclone_pkcs11::PinSource::Prompt => {
-                    crate::pin::prompt(&node.name, &cfg.token, crate::pin::Whose::User)
-                        .map_err(fail)?
-                }
+                mkclone_pkcs11::PinSource::Prompt => crate::pin::prompt(
+                    &node.name,
+                    &cfg.token,
+                    crate::pin::Whose::User,
+                )
+                .map_err(|e| match e {
+                    crate::pin::PromptError::Interrupted { signal } => NodeError::Interrupted {
+                        node: node.name.clone(),
+                        signal,
+                    },
+                    crate::pin::PromptError::Failed(message) => fail(message),
+                })?,
                 source => mkclone_pkcs11::resolve_pin(source).map_err(|e| fail(e.to_string()))?,
             };
             let mut backend =
@@ -140,7 +152,14 @@ impl ConfiguredNodes<'_> {
             .config
             .node(name)
             .map_err(|e| unavailable(e.to_string()))?;
-        let backend = open(cfg).map_err(|e| unavailable(e.to_string()))?;
+        let backend = open(cfg).map_err(|e| match e {
+            // Ctrl-C at a PIN prompt under the ceremony's handlers: their stop.
+            NodeError::Interrupted { signal, .. } => CeremonyError::Interrupted {
+                signal,
+                during: format!("the opening of node {name} (at its PIN prompt)"),
+            },
+            e => unavailable(e.to_string()),
+        })?;
         // The rehearsal rule for what the configuration cannot see: a CCA host library
         // that is mkclone's simulation keeps its keys in plain files.
         if backend.capabilities().rehearsal_only && !self.config.plan.rehearsal {

@@ -277,6 +277,221 @@ fn a_source_without_so_pin_stops_at_its_share_export_and_resumes_once_it_has_one
     assert!(!text(&resumed).contains(SO_PIN));
 }
 
+/// mkclone with `args`, with the pty's slave side as its controlling terminal (`setsid
+/// --ctty`: a new session whose terminal is its standard input), so that a key typed at
+/// the master side is what the person at the terminal types: Ctrl-C sends SIGINT to
+/// mkclone. Its standard output and error are captured.
+fn on_a_terminal(conf: &Path, args: &[&str], tty: &std::fs::File) -> std::process::Child {
+    let locks = conf.parent().unwrap().join("locks");
+    Command::new("setsid")
+        .args(["--ctty", env!("CARGO_BIN_EXE_mkclone")])
+        .args(args)
+        .env("SOFTHSM2_CONF", conf)
+        .env(mkclone::pkcs11::LOCK_DIR_ENV, locks)
+        .env("MKCLONE_TEST_PIN", PIN)
+        .stdin(tty.try_clone().unwrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("setsid (util-linux)")
+}
+
+/// Read the terminal's screen at `person` into `shown` until it holds `wanted`, for at most
+/// `within`; whether it did.
+fn screen_shows(
+    person: &std::fs::File,
+    shown: &mut Vec<u8>,
+    wanted: &str,
+    within: std::time::Duration,
+) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let deadline = std::time::Instant::now() + within;
+    let mut chunk = [0u8; 256];
+    while !String::from_utf8_lossy(shown).contains(wanted) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let left = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        if left == 0 {
+            return false;
+        }
+        let mut fds = [PollFd::new(person.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, PollTimeout::from(left)).unwrap_or(0) == 0 {
+            continue;
+        }
+        match (&*person).read(&mut chunk) {
+            Ok(n) if n > 0 => shown.extend_from_slice(&chunk[..n]),
+            // EIO: no process holds the terminal's side any more.
+            _ => return false,
+        }
+    }
+    true
+}
+
+fn echo_on(tty: &std::fs::File) -> bool {
+    use nix::sys::termios::{LocalFlags, tcgetattr};
+    tcgetattr(tty)
+        .unwrap()
+        .local_flags
+        .contains(LocalFlags::ECHO)
+}
+
+/// Ctrl-C at a user PIN prompt (`pin = "prompt"`, asked when the node opens, before the
+/// ceremony's signal handlers exist): the command ends by SIGINT as before, but with the
+/// terminal's echo back on (it stayed off under a shell that does not restore the
+/// terminal, such as dash).
+#[test]
+fn ctrl_c_at_a_user_pin_prompt_ends_the_command_with_echo_back() {
+    use std::io::Write;
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let source = token_node("source", "SOURCE")
+        .replace("pin = { env = \"MKCLONE_TEST_PIN\" }", "pin = \"prompt\"");
+    let (conf, cfg) = a_token_source(dir.path(), source);
+    let c = cfg.to_str().unwrap();
+    let question = "PIN for token \"source\" (node source): ";
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let (person, tty) = (
+        std::fs::File::from(pty.master),
+        std::fs::File::from(pty.slave),
+    );
+    let child = on_a_terminal(&conf, &["status", "--config", c, "source"], &tty);
+    let mut shown = Vec::new();
+    let asked = screen_shows(&person, &mut shown, question, Duration::from_secs(60));
+    let echo_at_the_question = echo_on(&tty);
+    (&person).write_all(b"\x03").unwrap();
+    let out = child.wait_with_output().unwrap();
+    screen_shows(
+        &person,
+        &mut shown,
+        &format!("{question}\r\n"),
+        Duration::from_secs(1),
+    );
+    let shown = String::from_utf8_lossy(&shown).into_owned();
+    assert!(asked, "{shown:?}\n{}", text(&out));
+    assert!(!echo_at_the_question, "the prompt waits with echo off");
+    assert_eq!(
+        out.status.signal(),
+        Some(2),
+        "ended by SIGINT: {}",
+        text(&out)
+    );
+    assert!(echo_on(&tty), "the terminal's echo is back");
+    assert_eq!(shown, format!("{question}\r\n"));
+}
+
+/// Ctrl-C at the source's SO PIN prompt (`so_pin = "prompt"`, asked at its first share
+/// export in phase 3c, the ceremony's signal handlers in place): the prompt is cancelled at
+/// once and the terminal's echo comes back; the SO PIN typed afterwards is not read, no
+/// share is exported, and `clone` stops as interrupted (exit 130, journaled, "run the same
+/// command to resume"). Run again, it asks again and finishes. (Before, the first Ctrl-C
+/// did not cancel the prompt: the PIN typed after it exported a share before the stop.)
+#[test]
+fn ctrl_c_at_the_so_pin_prompt_stops_the_clone_before_any_export_with_echo_back() {
+    use std::io::Write;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let source = token_node_without_so_pin("source", "SOURCE") + "so_pin = \"prompt\"\n";
+    let (conf, cfg) = a_token_source(dir.path(), source);
+    let c = cfg.to_str().unwrap();
+    for args in [
+        &["sim", "init", "--config", c][..],
+        &["phase1", "--config", c],
+        &["master-key", "random", "--config", c, "--node", "source"],
+    ] {
+        let setup = run(&conf, args, Some(PIN));
+        assert!(setup.status.success(), "{}", text(&setup));
+    }
+    let question = "security officer's (SO) PIN for token \"source\" (node source): ";
+
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let (person, tty) = (
+        std::fs::File::from(pty.master),
+        std::fs::File::from(pty.slave),
+    );
+    let child = on_a_terminal(&conf, &["clone", "--config", c], &tty);
+    let mut shown = Vec::new();
+    let asked = screen_shows(&person, &mut shown, question, Duration::from_secs(300));
+    let echo_at_the_question = echo_on(&tty);
+    // Ctrl-C, then the SO PIN typed all the same.
+    (&person).write_all(b"\x03").unwrap();
+    let woken = screen_shows(
+        &person,
+        &mut shown,
+        &format!("{question}\r\n"),
+        Duration::from_secs(5),
+    );
+    (&person)
+        .write_all(format!("{SO_PIN}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&shown).into_owned();
+    assert!(asked, "{shown:?}\n{}", text(&out));
+    assert!(!echo_at_the_question, "the prompt waits with echo off");
+    assert!(woken, "Ctrl-C did not cancel the prompt: {shown:?}");
+    assert!(echo_on(&tty), "the terminal's echo is back");
+    let stopped = common::exit_code(&out, 130);
+    assert!(
+        stopped.contains("interrupted by SIGINT during phase 3c on source (before obtain-share)")
+            && stopped.contains("run the same command to resume"),
+        "{stopped}"
+    );
+    assert!(!stopped.contains(SO_PIN) && !shown.contains(SO_PIN));
+    // Nothing exported: no share bundle, and the journal's obtain-share failed, saying
+    // nothing was sent, followed by the interrupted note.
+    let shares = dir.path().join("ceremony/shares");
+    let bundles = std::fs::read_dir(&shares).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(bundles, 0, "no share exported");
+    let journal = std::fs::read_to_string(dir.path().join("ceremony/journal.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let obtains: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["event"] == "obtain-share" && r["kind"] == "outcome")
+        .collect();
+    assert_eq!(obtains.len(), 1, "{journal}");
+    assert_eq!(obtains[0]["detail"]["result"], "failed", "{journal}");
+    assert!(
+        obtains[0]["detail"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("SIGINT cancelled it before anything was sent to the node"),
+        "{journal}"
+    );
+    let last = records.last().unwrap();
+    assert_eq!(
+        (&last["kind"], &last["event"]),
+        (
+            &serde_json::json!("note"),
+            &serde_json::json!("interrupted")
+        ),
+        "{journal}"
+    );
+
+    // Run again: asked again; with the SO PIN typed, the clone finishes.
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let (person, tty) = (
+        std::fs::File::from(pty.master),
+        std::fs::File::from(pty.slave),
+    );
+    let child = on_a_terminal(&conf, &["clone", "--config", c], &tty);
+    let mut shown = Vec::new();
+    let asked = screen_shows(&person, &mut shown, question, Duration::from_secs(300));
+    (&person)
+        .write_all(format!("{SO_PIN}\n").as_bytes())
+        .unwrap();
+    let resumed = child.wait_with_output().unwrap();
+    assert!(asked, "{:?}", String::from_utf8_lossy(&shown));
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert!(!text(&resumed).contains(SO_PIN));
+    assert!(echo_on(&tty));
+    // Two shares (the threshold) of each of the two master keys for the target.
+    assert_eq!(std::fs::read_dir(&shares).unwrap().count(), 4);
+}
+
 #[test]
 fn sim_init_leaves_a_token_source_alone_and_names_master_key_random() {
     let dir = tempfile::tempdir().unwrap();

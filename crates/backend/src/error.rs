@@ -180,6 +180,14 @@ pub enum BackendError {
         operation: Operation,
         detail: String,
     },
+    /// A signal cancelled the operation before any request left for the node (the PKCS#11
+    /// security officer's PIN prompt, at Ctrl-C); nothing changed. The ceremony stops there
+    /// as at a safe point.
+    #[error(
+        "{operation}: {} cancelled it before anything was sent to the node; nothing changed",
+        signal_name(*.signal)
+    )]
+    Interrupted { operation: Operation, signal: i32 },
 
     // --- device and transport ----------------------------------------------------------
     /// The request may or may not have been carried out. Read the node's state to learn.
@@ -214,5 +222,25 @@ impl BackendError {
     /// True when the request may have taken effect although no success was reported.
     pub fn is_outcome_unknown(&self) -> bool {
         matches!(self, Self::OutcomeUnknown { .. })
+    }
+
+    /// The signal that cancelled the operation before any request left
+    /// ([`BackendError::Interrupted`]).
+    pub fn interrupted_by(&self) -> Option<i32> {
+        match self {
+            Self::Interrupted { signal, .. } => Some(*signal),
+            _ => None,
+        }
+    }
+}
+
+/// The usual name of the signals that interrupt mkclone (Linux numbers).
+fn signal_name(signal: i32) -> String {
+    match signal {
+        1 => "SIGHUP".into(),
+        2 => "SIGINT".into(),
+        3 => "SIGQUIT".into(),
+        15 => "SIGTERM".into(),
+        n => format!("signal {n}"),
     }
 }

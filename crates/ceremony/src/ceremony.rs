@@ -291,6 +291,18 @@ impl Ceremony {
             return Ok(());
         }
         let signal = i32::try_from(signal).unwrap_or(i32::MAX);
+        Err(self.stop_interrupted(phase, node, before, signal))
+    }
+
+    /// Journal the `interrupted` note of `signal`, stopping before `before`: the error
+    /// `Interrupted` (or the journal's, if the note cannot be written).
+    fn stop_interrupted(
+        &mut self,
+        phase: Phase,
+        node: &str,
+        before: &str,
+        signal: i32,
+    ) -> CeremonyError {
         let place = if phase.role().is_some() {
             format!("phase {phase}")
         } else {
@@ -305,7 +317,7 @@ impl Ceremony {
             "interrupted by {}: stopping before {before}",
             signal_name(signal)
         );
-        self.note(
+        let noted = self.note(
             phase,
             node,
             Note::Interrupted {
@@ -313,8 +325,11 @@ impl Ceremony {
                 during: during.clone(),
                 signal: signal_name(signal).to_string(),
             },
-        )?;
-        Err(CeremonyError::Interrupted { signal, during })
+        );
+        match noted {
+            Ok(_) => CeremonyError::Interrupted { signal, during },
+            Err(e) => e,
+        }
     }
 
     /// Tests: stop with [`CeremonyError::InjectedCrash`] right after the n-th journal
@@ -652,6 +667,12 @@ impl Ceremony {
                         error: e.to_string(),
                     }),
                 )?;
+                // A signal cancelled the request before it left (the SO PIN prompt): the
+                // same stop as at the safe point before the intent, journaled after the
+                // failed outcome that says nothing was sent.
+                if let Some(signal) = e.interrupted_by() {
+                    return Err(self.stop_interrupted(phase, node, &event, signal));
+                }
                 Err(CeremonyError::Backend {
                     node: node.into(),
                     step: action_name(&action),
@@ -833,6 +854,69 @@ mod tests {
                 .count(),
             1,
             "phase 2b never started"
+        );
+    }
+
+    /// A request that a signal cancelled before it left (the SO PIN prompt, at Ctrl-C):
+    /// the stop is the interrupted one, journaled after an outcome saying nothing was sent,
+    /// not a node failure.
+    #[test]
+    fn a_request_a_signal_cancelled_before_it_left_is_an_interrupted_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Ceremony::open(dir.path(), plan()).unwrap();
+        c.ensure_nonce().unwrap();
+        // The flag the ceremony's handler raised along with the prompt's cancellation.
+        c.set_interrupt_flag(Arc::new(AtomicUsize::new(0)));
+        let err = c
+            .step(
+                Phase::P3c,
+                "source",
+                Action::ObtainShare {
+                    index: 1,
+                    kind: CloneableKind::Sym,
+                    target: "target1".into(),
+                },
+                || -> std::result::Result<(), BackendError> {
+                    Err(BackendError::Interrupted {
+                        operation: mkclone_backend::Operation::ObtainShare,
+                        signal: 2,
+                    })
+                },
+                |_| Done::default(),
+            )
+            .unwrap_err();
+        match &err {
+            CeremonyError::Interrupted { signal, during } => {
+                assert_eq!(*signal, 2);
+                assert_eq!(during, "phase 3c on source (before obtain-share)");
+            }
+            other => panic!("{other}"),
+        }
+        assert!(
+            err.to_string().ends_with("run the same command to resume"),
+            "{err}"
+        );
+        assert_eq!(
+            events(&c),
+            [
+                (Kind::Intent, "obtain-share".to_string()),
+                (Kind::Outcome, "obtain-share".to_string()),
+                (Kind::Note, "interrupted".to_string()),
+            ]
+        );
+        let journal = c.journal();
+        let records = journal.records();
+        let outcome: Outcome = serde_json::from_value(records[1].detail.clone()).unwrap();
+        match outcome.result {
+            StepResult::Failed { error } => assert!(
+                error.contains("SIGINT cancelled it before anything was sent to the node"),
+                "{error}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(records[2].note(), Some(Note::Interrupted { signal, before, .. })
+                if signal == "SIGINT" && before == "obtain-share"),
         );
     }
 }

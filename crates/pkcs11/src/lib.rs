@@ -47,7 +47,7 @@ mod session;
 mod templates;
 mod uri;
 
-pub use backend::{KEY_EXPOSURE_NOTICE, Pkcs11Backend};
+pub use backend::{KEY_EXPOSURE_NOTICE, PinPromptError, Pkcs11Backend};
 pub use config::{PIN_SOURCE_FORMS, PinSource, Pkcs11NodeConfig, resolve_pin};
 pub use error::{ObjectChange, PinOrigin, PinTries, Pkcs11Error, TokenPlace};
 pub use identity::{DERIVED_PREFIX, TokenIdentity};

@@ -612,6 +612,15 @@ fn a_share_export_needs_the_security_officer() {
     let mut node = open(&with_so_pin(&config, Some(PinSource::Prompt)));
     let err = credential_detail(node.obtain_share(&request));
     assert!(err.contains("set_so_pin_prompt"), "{err}");
+    // A prompt a signal cancelled (Ctrl-C): no PIN, nothing sent, and not a credential
+    // problem but the interruption the ceremony stops at; the PIN is asked again after.
+    node.set_so_pin_prompt(|| Err(mkclone_pkcs11::PinPromptError::Interrupted { signal: 2 }));
+    match node.obtain_share(&request) {
+        Err(BackendError::Interrupted { signal: 2, .. }) => {}
+        other => panic!("expected the interruption, got {other:?}"),
+    }
+    assert_eq!(node.share_status().unwrap(), before);
+    assert!(node.holds_user_pin(), "the user is still logged in");
     let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let count = std::sync::Arc::clone(&asked);
     node.set_so_pin_prompt(move || {

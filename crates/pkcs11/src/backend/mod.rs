@@ -59,7 +59,27 @@ use crate::templates::TokenSupport;
 use login::Who;
 
 /// The command line's prompt for the security officer's PIN.
-type SoPinPrompt = Box<dyn FnMut() -> std::result::Result<Zeroizing<String>, String> + Send>;
+type SoPinPrompt =
+    Box<dyn FnMut() -> std::result::Result<Zeroizing<String>, PinPromptError> + Send>;
+
+/// Why a PIN prompt gave no PIN.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PinPromptError {
+    /// A signal (its number) cancelled the prompt: nothing is asked of the token, and the
+    /// share export fails with `BackendError::Interrupted`, which the ceremony turns into
+    /// its interrupted stop.
+    #[error("signal {signal} cancelled the PIN prompt")]
+    Interrupted { signal: i32 },
+    /// No PIN, and why (never the PIN itself).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for PinPromptError {
+    fn from(why: String) -> Self {
+        Self::Failed(why)
+    }
+}
 
 /// What the preflight and the docs say about this backend.
 pub const KEY_EXPOSURE_NOTICE: &str = "pkcs11: PKCS#11 has no secret-sharing mechanism, so on this backend the master key is \
@@ -354,10 +374,12 @@ impl Pkcs11Backend {
     }
 
     /// How the security officer's PIN is asked for when `so_pin = "prompt"` (the command
-    /// line's no-echo prompt): called at the first share export, not before.
+    /// line's no-echo prompt): called at the first share export, not before. A prompt a
+    /// signal cancelled ([`PinPromptError::Interrupted`]) fails the export with
+    /// `BackendError::Interrupted` before anything is sent to the token.
     pub fn set_so_pin_prompt(
         &mut self,
-        prompt: impl FnMut() -> std::result::Result<Zeroizing<String>, String> + Send + 'static,
+        prompt: impl FnMut() -> std::result::Result<Zeroizing<String>, PinPromptError> + Send + 'static,
     ) {
         self.so_pin_prompt = Some(Box::new(prompt));
     }

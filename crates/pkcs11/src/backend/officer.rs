@@ -17,8 +17,8 @@ use log::{debug, info, warn};
 use mkclone_backend::{BackendError, Operation, Result};
 use zeroize::Zeroizing;
 
-use super::Pkcs11Backend;
 use super::login::{self, Who};
+use super::{PinPromptError, Pkcs11Backend};
 use crate::config::{PinSource, resolve_pin};
 use crate::error::Pkcs11Error;
 use crate::module::token_info;
@@ -159,7 +159,18 @@ impl Pkcs11Backend {
                     .to_string(),
             ),
             Some(PinSource::Prompt) => match self.so_pin_prompt.as_mut() {
-                Some(prompt) => prompt(),
+                Some(prompt) => match prompt() {
+                    Ok(pin) => Ok(pin),
+                    // Cancelled by a signal: no PIN, nothing sent, and not a credential
+                    // problem (the ceremony stops as at a safe point).
+                    Err(PinPromptError::Interrupted { signal }) => {
+                        return Err(BackendError::Interrupted {
+                            operation: op,
+                            signal,
+                        });
+                    }
+                    Err(PinPromptError::Failed(why)) => Err(why),
+                },
                 None => Err("so_pin is \"prompt\", but nothing here can prompt for it (a library caller sets \
                      Pkcs11Backend::set_so_pin_prompt)"
                     .to_string()),
