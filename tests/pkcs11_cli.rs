@@ -32,19 +32,22 @@ fn run(conf: &Path, args: &[&str], pin: Option<&str>) -> Output {
     cmd.output().unwrap()
 }
 
-/// `sim init` (the simulated nodes' cards), phase 1 (the ceremony's nonce),
-/// `master-key random` on the source, then `clone`, all successful; the clone's output.
-fn init_and_clone(conf: &Path, c: &str) -> Output {
-    let setup = run(conf, &["sim", "init", "--config", c], None);
-    assert!(setup.status.success(), "{}", text(&setup));
-    let phase1 = run(conf, &["phase1", "--config", c], Some(PIN));
-    assert!(phase1.status.success(), "{}", text(&phase1));
-    let key = run(
-        conf,
+/// `sim init` (the simulated nodes' cards), phase 1 (the ceremony's nonce) and
+/// `master-key random` on the source, all successful: a ceremony ready for `clone`.
+fn set_up(conf: &Path, c: &str) {
+    for args in [
+        &["sim", "init", "--config", c][..],
+        &["phase1", "--config", c],
         &["master-key", "random", "--config", c, "--node", "source"],
-        Some(PIN),
-    );
-    assert!(key.status.success(), "{}", text(&key));
+    ] {
+        let setup = run(conf, args, Some(PIN));
+        assert!(setup.status.success(), "{}", text(&setup));
+    }
+}
+
+/// [`set_up`], then `clone`, successful; the clone's output.
+fn init_and_clone(conf: &Path, c: &str) -> Output {
+    set_up(conf, c);
     let out = run(conf, &["clone", "--config", c], Some(PIN));
     assert!(out.status.success(), "{}", text(&out));
     out
@@ -254,14 +257,7 @@ fn a_source_without_so_pin_stops_at_its_share_export_and_resumes_once_it_has_one
     let source = token_node_without_so_pin("source", "SOURCE");
     let (conf, cfg) = a_token_source(dir.path(), source);
     let c = cfg.to_str().unwrap();
-    for args in [
-        &["sim", "init", "--config", c][..],
-        &["phase1", "--config", c],
-        &["master-key", "random", "--config", c, "--node", "source"],
-    ] {
-        let setup = run(&conf, args, Some(PIN));
-        assert!(setup.status.success(), "{}", text(&setup));
-    }
+    set_up(&conf, c);
     let stopped = run(&conf, &["clone", "--config", c], Some(PIN));
     assert!(!stopped.status.success(), "{}", text(&stopped));
     assert!(
@@ -395,14 +391,7 @@ fn ctrl_c_at_the_so_pin_prompt_stops_the_clone_before_any_export_with_echo_back(
     let source = token_node_without_so_pin("source", "SOURCE") + "so_pin = \"prompt\"\n";
     let (conf, cfg) = a_token_source(dir.path(), source);
     let c = cfg.to_str().unwrap();
-    for args in [
-        &["sim", "init", "--config", c][..],
-        &["phase1", "--config", c],
-        &["master-key", "random", "--config", c, "--node", "source"],
-    ] {
-        let setup = run(&conf, args, Some(PIN));
-        assert!(setup.status.success(), "{}", text(&setup));
-    }
+    set_up(&conf, c);
     let question = "security officer's (SO) PIN for token \"source\" (node source): ";
 
     let pty = nix::pty::openpty(None, None).unwrap();

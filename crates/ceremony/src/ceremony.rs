@@ -796,13 +796,7 @@ mod tests {
             )
             .unwrap_err();
         assert!(!sent, "the request never left");
-        match &err {
-            CeremonyError::Interrupted { signal, during } => {
-                assert_eq!(*signal, 2);
-                assert_eq!(during, "phase 3c on source (before obtain-share)");
-            }
-            other => panic!("{other}"),
-        }
+        assert_sigint_stop(&err, "phase 3c on source (before obtain-share)");
         assert_eq!(
             err.to_string(),
             "interrupted by SIGINT during phase 3c on source (before obtain-share); nothing is \
@@ -857,6 +851,18 @@ mod tests {
         );
     }
 
+    /// `err` is the interrupted stop of a SIGINT, `during` what it says.
+    #[track_caller]
+    fn assert_sigint_stop(err: &CeremonyError, during: &str) {
+        match err {
+            CeremonyError::Interrupted { signal, during: d } => {
+                assert_eq!(*signal, 2);
+                assert_eq!(d, during);
+            }
+            other => panic!("{other}"),
+        }
+    }
+
     /// A request that a signal cancelled before it left (the SO PIN prompt, at Ctrl-C):
     /// the stop is the interrupted one, journaled after an outcome saying nothing was sent,
     /// not a node failure.
@@ -885,13 +891,7 @@ mod tests {
                 |_| Done::default(),
             )
             .unwrap_err();
-        match &err {
-            CeremonyError::Interrupted { signal, during } => {
-                assert_eq!(*signal, 2);
-                assert_eq!(during, "phase 3c on source (before obtain-share)");
-            }
-            other => panic!("{other}"),
-        }
+        assert_sigint_stop(&err, "phase 3c on source (before obtain-share)");
         assert!(
             err.to_string().ends_with("run the same command to resume"),
             "{err}"
