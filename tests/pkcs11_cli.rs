@@ -383,6 +383,21 @@ fn ctrl_c_at_a_user_pin_prompt_ends_the_command_with_echo_back() {
 /// share is exported, and `clone` stops as interrupted (exit 130, journaled, "run the same
 /// command to resume"). Run again, it asks again and finishes. (Before, the first Ctrl-C
 /// did not cancel the prompt: the PIN typed after it exported a share before the stop.)
+/// `clone` on a new pseudo-terminal: (the side a person types into, mkclone's terminal,
+/// the running command).
+fn clone_on_a_new_terminal(
+    conf: &Path,
+    c: &str,
+) -> (std::fs::File, std::fs::File, std::process::Child) {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let (person, tty) = (
+        std::fs::File::from(pty.master),
+        std::fs::File::from(pty.slave),
+    );
+    let child = on_a_terminal(conf, &["clone", "--config", c], &tty);
+    (person, tty, child)
+}
+
 #[test]
 fn ctrl_c_at_the_so_pin_prompt_stops_the_clone_before_any_export_with_echo_back() {
     use std::io::Write;
@@ -394,12 +409,7 @@ fn ctrl_c_at_the_so_pin_prompt_stops_the_clone_before_any_export_with_echo_back(
     set_up(&conf, c);
     let question = "security officer's (SO) PIN for token \"source\" (node source): ";
 
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let (person, tty) = (
-        std::fs::File::from(pty.master),
-        std::fs::File::from(pty.slave),
-    );
-    let child = on_a_terminal(&conf, &["clone", "--config", c], &tty);
+    let (person, tty, child) = clone_on_a_new_terminal(&conf, c);
     let mut shown = Vec::new();
     let asked = screen_shows(&person, &mut shown, question, Duration::from_secs(300));
     let echo_at_the_question = echo_on(&tty);
@@ -461,12 +471,7 @@ fn ctrl_c_at_the_so_pin_prompt_stops_the_clone_before_any_export_with_echo_back(
     );
 
     // Run again: asked again; with the SO PIN typed, the clone finishes.
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let (person, tty) = (
-        std::fs::File::from(pty.master),
-        std::fs::File::from(pty.slave),
-    );
-    let child = on_a_terminal(&conf, &["clone", "--config", c], &tty);
+    let (person, tty, child) = clone_on_a_new_terminal(&conf, c);
     let mut shown = Vec::new();
     let asked = screen_shows(&person, &mut shown, question, Duration::from_secs(300));
     (&person)
