@@ -113,12 +113,26 @@ fn man_out_never_writes_through_a_symbolic_link() {
 
     let linked = scratch.path().join("linked");
     symlink(&dir, &linked).unwrap();
-    let t = exit_code(&mkclone(&["man", "--out", linked.to_str().unwrap()]), 2);
-    assert!(
-        t.contains(&*linked.to_string_lossy()) && t.contains("is a symbolic link"),
-        "{t}"
-    );
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    // lstat(2) resolves `linked/` and `linked/.`: each is the link all the same.
+    let linked = linked.to_str().unwrap();
+    for out in [
+        linked.to_string(),
+        format!("{linked}/"),
+        format!("{linked}/."),
+        format!("{linked}/./"),
+    ] {
+        let t = exit_code(&mkclone(&["man", "--out", &out]), 2);
+        assert!(
+            t.contains(&format!("{linked} is a symbolic link"))
+                && t.contains("no page was written"),
+            "--out {out}: {t}"
+        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "--out {out}");
+    }
+    // `..` of a link is where the link leads, not a directory the user named.
+    let t = exit_code(&mkclone(&["man", "--out", &format!("{linked}/..")]), 2);
+    assert!(t.contains("name the directory itself"), "{t}");
+    assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 3);
 
     // Real pages (an earlier run's) are replaced, and nothing else is left in DIR.
     ok(&["man", "--out", out]);

@@ -1,7 +1,7 @@
 //! `mkclone completions SHELL` and `mkclone man`: generated from the clap definitions the
 //! command line itself is parsed with, so they cannot drift from it.
 
-use std::path::Path;
+use std::path::{Component, Path};
 
 use clap::CommandFactory;
 use clap_complete::Shell;
@@ -43,6 +43,18 @@ pub fn man(out: Option<&Path>) -> Result<(), Failure> {
 /// at a page's name is refused before any page is written; one planted after that check is
 /// replaced by the rename, never followed. Real pages of an earlier run are replaced.
 fn write_pages(command: clap::Command, dir: &Path) -> Result<(), Failure> {
+    // `DIR/` and `DIR/.` name what DIR names, but lstat(2) resolves a path that ends in a
+    // slash or a `.`: as written, a link at DIR would pass for a directory. Its components
+    // name DIR itself (`components` drops a trailing slash and every `.` but a leading one).
+    let named = dir;
+    let dir: &Path = &dir.components().collect::<std::path::PathBuf>();
+    if dir.file_name().is_none() && dir.components().next_back() == Some(Component::ParentDir) {
+        return Err(Failure::usage(format!(
+            "--out {}: name the directory itself, not `..` of another (where `..` leads \
+             depends on links along the way); no page was written",
+            named.display()
+        )));
+    }
     let link = |path: &Path| {
         Failure::usage(format!(
             "{} is a symbolic link: mkclone never writes a manual page through a link; no page \
