@@ -153,6 +153,39 @@ fn a_whole_ceremony_on_cca_nodes_through_the_simulated_host_library() {
     assert_eq!(node_status(c, "target2"), before);
 }
 
+/// A library's version (CSUACFV) is whatever the library says: one that holds a newline and a
+/// line of its own making is shown on its one line, escaped, and never adds a line to what
+/// `devices` lists (the adapters an operator picks from).
+#[test]
+fn a_library_version_cannot_add_a_line_to_the_devices_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let library = library_in(dir.path());
+    let cfg = common::write_plan(dir.path(), &(plan("rehearsal = true") + &all_cca_nodes()));
+    ok(&cfg, &["sim", "init"], &[]);
+    std::fs::write(
+        library.parent().unwrap().join("simlib.json"),
+        r#"{"version": "1z\r\t\nCRP09 serial X"}"#,
+    )
+    .unwrap();
+    let devices = ok(&cfg, &["devices"], &[]);
+    assert!(
+        devices.contains("  version 1z\\u{d}\\u{9}\\u{a}CRP09 serial X\n"),
+        "{devices}"
+    );
+    assert!(
+        !devices.lines().any(|l| l.trim_start().starts_with("CRP09")),
+        "{devices}"
+    );
+    // (19 bytes and a NUL: the 20 bytes IBM's callers hand CSUACFV.) The JSON document
+    // carries the version as the library gave it (serde_json escapes it).
+    let out = run(&cfg, &["devices", "--json"], &[]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        listed["cca_host_libraries"][0]["found"]["version"], "1z\r\t\nCRP09 serial X",
+        "{listed}"
+    );
+}
+
 /// CCA nodes mixed with a simulated node and a SoftHSM token: the SA is the simulated
 /// card (on IBM's library the SA's certification is refused, so a rehearsal's SA is a
 /// sim or PKCS#11 node), the source and target1 are CCA adapters, target2 a token.

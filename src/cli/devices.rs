@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use mkclone::config::{Config, NodeBackend};
 use serde::Serialize;
 
-use super::output::{Failure, print_json};
+use super::output::{Failure, one_line, print_json};
 
 #[derive(Serialize)]
 struct ModuleSlots {
@@ -151,12 +151,12 @@ pub fn run(
                                 s.slot_id,
                                 format!("{:?}", t.label),
                                 // A blank serial: the derived identity pins it.
-                                if t.serial.is_empty() {
+                                one_line(if t.serial.is_empty() {
                                     &t.identity
                                 } else {
                                     &t.serial
-                                },
-                                t.model,
+                                }),
+                                one_line(&t.model),
                                 if t.initialized {
                                     ""
                                 } else {
@@ -165,7 +165,11 @@ pub fn run(
                             );
                             outln!("    {}", t.uri);
                         }
-                        None => outln!("  slot {:<12} (no token) {}", s.slot_id, s.description),
+                        None => outln!(
+                            "  slot {:<12} (no token) {}",
+                            s.slot_id,
+                            one_line(&s.description)
+                        ),
                     }
                 }
             }
@@ -186,14 +190,14 @@ pub fn run(
                     }
                 );
                 match &found.version {
-                    Some(version) => outln!("  version {version}"),
+                    Some(version) => outln!("  version {}", one_line(version)),
                     None => outln!("  version unknown (CSUACFV failed: see the log, -v)"),
                 }
                 if found.adapters.is_empty() {
                     outln!("  no adapters");
                 }
                 for (a, serial) in &found.adapters {
-                    outln!("  CRP{a:02}  serial {serial}");
+                    outln!("  CRP{a:02}  serial {}", one_line(serial));
                 }
             }
             (None, Some(e)) => outln!("\nCCA host library {}: {e}", h.library.display()),

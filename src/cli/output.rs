@@ -176,8 +176,20 @@ pub fn json_document<T: serde::Serialize + ?Sized>(
 /// terminal as one. JSON documents need no such care: serde_json escapes control
 /// characters itself.
 pub fn terminal_text(text: &str) -> std::borrow::Cow<'_, str> {
-    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
-    if !text.chars().any(unsafe_char) {
+    escaped(text, |c| c.is_control() && c != '\n' && c != '\t')
+}
+
+/// What a device, module or library says of itself (a version, a serial, a model, a slot's
+/// description), as it may stand within one line of text: every control character, newline
+/// and tab included, shown escaped, so that a value cannot end its line and fake the next
+/// one. [`terminal_text`] keeps newlines: the text around such values needs them.
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    escaped(text, char::is_control)
+}
+
+/// `text` with every character `unsafe_char` picks shown as its `\u{..}` escape.
+fn escaped(text: &str, unsafe_char: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(&unsafe_char) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
@@ -298,7 +310,7 @@ pub fn pattern_table(nodes: &[(String, NodeStatus)], source: &str, targets: &[St
 
 #[cfg(test)]
 mod terminal_tests {
-    use super::terminal_text;
+    use super::{one_line, terminal_text};
 
     #[test]
     fn control_characters_reach_no_terminal_raw() {
@@ -307,5 +319,14 @@ mod terminal_tests {
         let shown = terminal_text(evil);
         assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
         assert_eq!(shown, "kind \\u{1b}]0;PWNED\\u{7}\\u{1b}[2J\\u{d} done");
+    }
+
+    #[test]
+    fn a_device_value_stays_on_its_line() {
+        assert_eq!(one_line("CCA 7.5.1"), "CCA 7.5.1");
+        assert_eq!(
+            one_line("7.5\n  CRP09\t\u{1b}[2J"),
+            "7.5\\u{a}  CRP09\\u{9}\\u{1b}[2J"
+        );
     }
 }

@@ -249,9 +249,12 @@ export! {
     ///
     /// # Safety
     /// The C contract of CSUACFV.
-    fn CSUACFV(|_| _exit_len: *mut c_long, _exit: *mut c_uchar, len: *mut c_long, data: *mut c_uchar) {
+    fn CSUACFV(|m| _exit_len: *mut c_long, _exit: *mut c_uchar, len: *mut c_long, data: *mut c_uchar) {
         let out = slice(len, data)?;
-        verbs::put((long(len)?, out), b"0.0.0zMKCLONE-SIM\0")?;
+        match m.control().version {
+            Some(version) => verbs::put((long(len)?, out), &[version.as_bytes(), b"\0"].concat())?,
+            None => verbs::put((long(len)?, out), b"0.0.0zMKCLONE-SIM\0")?,
+        }
         Ok(OK)
     }
 }

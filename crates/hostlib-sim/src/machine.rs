@@ -71,6 +71,10 @@ pub struct Control {
     /// Access-control points CSUAACM GET-ROLE reports disabled.
     #[serde(default)]
     pub disabled_acps: Vec<u16>,
+    /// The version data CSUACFV answers instead of its own, as a library of another make
+    /// (or a hostile one) might: any bytes but NUL, which it appends.
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 pub struct Machine {
