@@ -235,6 +235,56 @@ fn a_token_fault_while_opening_a_share_is_the_tokens_not_a_refused_share() {
     assert_eq!(done.value(), mkclone_backend::InstallProgress::Complete);
 }
 
+/// A share whose wrapped key is not one block of the CSR key (a byte cut or added, the
+/// container re-encoded so that it decodes) or whose encrypted token is not whole
+/// triple-DES blocks is refused on the host: the token is never asked to unwrap it (a
+/// token that would fail every unwrap shows no fault), and the target is unchanged.
+#[test]
+fn a_share_of_impossible_lengths_is_refused_before_the_token_is_asked() {
+    use cryptoki::error::RvError;
+    let mut r = rig("lengths");
+    let kind = CloneableKind::Sym;
+    let good = obtain(&mut r.source, kind, 2, &r.csr);
+    let before = snapshot(&mut r.target);
+    let parts = SealedShareParts::decode(&good).unwrap();
+    let reencoded = |change: &dyn Fn(&mut SealedShareParts)| {
+        let mut p = SealedShareParts::decode(&good).unwrap();
+        change(&mut p);
+        p.encode().unwrap()
+    };
+    let cases: [(&str, SealedShare); 4] = [
+        (
+            "wrapped key cut",
+            reencoded(&|p| p.wrapped_key.truncate(255)),
+        ),
+        (
+            "wrapped key extended",
+            reencoded(&|p| p.wrapped_key.push(0)),
+        ),
+        ("wrapped key empty", reencoded(&|p| p.wrapped_key.clear())),
+        (
+            "token not whole blocks",
+            reencoded(&|p| {
+                p.encrypted_clone_info.pop();
+            }),
+        ),
+    ];
+    assert_eq!(parts.wrapped_key.len(), 256, "RSA-2048 CSR key");
+    for (what, share) in cases {
+        r.target
+            .fail_calls("C_UnwrapKey", RvError::DeviceError, u32::MAX);
+        let result = install(&mut r.target, kind, &r.css, share);
+        r.target.fail_calls("C_UnwrapKey", RvError::DeviceError, 0);
+        assert!(
+            matches!(result, Err(BackendError::ShareRejected)),
+            "{what}: {result:?}"
+        );
+        assert_eq!(snapshot(&mut r.target), before, "{what}");
+    }
+    let done = install(&mut r.target, kind, &r.css, good).unwrap();
+    assert_eq!(done.value(), mkclone_backend::InstallProgress::Complete);
+}
+
 #[test]
 fn wrong_target_and_wrong_kind_are_refused_before_any_cryptography() {
     let mut r = rig("wrong");

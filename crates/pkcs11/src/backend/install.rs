@@ -9,7 +9,7 @@ use mkclone_backend::{
     Applied, BackendError, CloneableKind, InstallProgress, InstallRequest, KeyUsage, MofN,
     Operation, Result, ShareIndex,
 };
-use mkclone_formats::clone_info::CloneInfo;
+use mkclone_formats::clone_info::{CLEAR_HEADER_LEN, CloneInfo};
 use mkclone_formats::pka::{PublicKeyTokenView, RsaPublicKey};
 use mkclone_formats::seal::{self, SealedShareParts};
 use mkclone_formats::shamir;
@@ -25,6 +25,30 @@ use crate::templates::Made;
 fn refused(refusal: Refusal) -> BackendError {
     debug!("pkcs11: {refusal}");
     BackendError::from(refusal)
+}
+
+/// A share whose parts cannot be what a source seals is refused on the host, before the
+/// token is asked: the wrapped key is one RSA-OAEP block of the CSR key (as long as its
+/// modulus, RFC 8017 7.1.2), and the encrypted part of the token whole triple-DES blocks.
+/// A token asked anyway would most likely answer a length error, but may answer
+/// `CKR_GENERAL_ERROR` (SoftHSM does for a wrapped key that does not decrypt), which costs
+/// a control share and a second attempt to learn what the lengths already say.
+fn check_lengths(parts: &SealedShareParts, csr_key: &RsaPublicKey) -> Result<()> {
+    let area = parts
+        .encrypted_clone_info
+        .len()
+        .checked_sub(CLEAR_HEADER_LEN);
+    let wrapped = parts.wrapped_key.len();
+    if wrapped != csr_key.modulus_len() || !area.is_some_and(|n| n > 0 && n % 8 == 0) {
+        debug!(
+            "pkcs11: share refused on the host: a wrapped key of {wrapped} bytes for a {}-byte \
+             modulus, {} bytes of token",
+            csr_key.modulus_len(),
+            parts.encrypted_clone_info.len()
+        );
+        return Err(BackendError::ShareRejected);
+    }
+    Ok(())
 }
 
 /// Domain string of the share digest (a project definition).
@@ -92,6 +116,7 @@ impl Pkcs11Backend {
             csr_key: &csr_view.key,
             css_key: &css.key,
         };
+        check_lengths(&parts, &csr_view.key)?;
         let info = self
             .open_sealed(op, &parts, opener)?
             .ok_or(BackendError::ShareRejected)?;
