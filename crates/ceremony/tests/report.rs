@@ -720,6 +720,44 @@ fn a_complete_ceremony_with_a_cut_journal_is_not_called_a_whole_record() {
     );
 }
 
+/// A journal emptied after the ceremony (every record gone, the file left) verifies: an
+/// empty chain has nothing to break. But the directory's files carry the marks of the
+/// journals that wrote them, so a journal holding no record is not "verified end to end":
+/// the report says what is wrong and what to do, and does not call the record whole.
+#[test]
+fn an_emptied_journal_is_not_verified_end_to_end() {
+    let plan = plan(&["target1"], &[CloneableKind::Sym], 1, 1, false);
+    let root = finished(&plan);
+    let root = root.path();
+    let dir = root.join("ceremony");
+    let names = ["sa", "source", "target1"];
+    std::fs::write(dir.join("journal.jsonl"), b"").unwrap();
+
+    let r = report::build_with(&dir, &plan, &statuses(root, &names), &[]).unwrap();
+    let journal = &r.journals[0];
+    assert!(journal.verified && journal.records == 0, "{journal:#?}");
+    assert!(!journal.end_to_end, "{journal:#?}");
+    let gap = journal
+        .gaps
+        .iter()
+        .find(|g| g.kind == "journal-empty")
+        .unwrap_or_else(|| panic!("no journal-empty finding: {:#?}", journal.gaps));
+    assert!(
+        gap.what.contains("holds no record")
+            && gap.what.contains("emptied or replaced")
+            && gap.what.contains("--journal"),
+        "{}",
+        gap.what
+    );
+    let line = report::status_line(&r);
+    assert!(
+        !line.contains("every planned step is recorded as done"),
+        "{line}"
+    );
+    let page = report::render_markdown(&r);
+    assert!(!page.contains("chain verified end to end"), "{page}");
+}
+
 #[test]
 fn runs_are_recorded_and_reruns_are_one_line_of_the_printed_timeline() {
     let plan = plan(&["target1", "target2"], &CloneableKind::ALL, 2, 3, false);

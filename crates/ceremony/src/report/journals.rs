@@ -330,6 +330,27 @@ pub(super) fn check_marks(
             }
         }
     }
+    // An empty chain verifies: nothing in it can break. But phases journal before they
+    // write, so files carrying marks beside a journal that holds no record mean it was
+    // emptied or replaced, or that the phases ran on other servers, whose journals are
+    // needed: either way nothing here is verified end to end. (A journal cut before its
+    // first record of a node cannot be told from another server's by the marks, which
+    // name no server: ARCHITECTURE, "Evidence that vanishes".)
+    let marked = files.iter().filter(|(_, p)| !p.written.is_empty()).count();
+    for (source, gaps) in sources.iter().zip(gaps.iter_mut()) {
+        if source.view.verified && source.records.is_empty() && marked > 0 {
+            gaps.push(Finding::new(
+                "journal-empty",
+                format!(
+                    "{} holds no record, yet {marked} ceremony file(s) here carry the journal marks \
+                     of the phases that wrote them: if a phase ran on this server, its journal was \
+                     emptied or replaced (restore it from its copy); if none did, give the \
+                     journals of the servers that ran them (--journal)",
+                    source.name()
+                ),
+            ));
+        }
+    }
     for (source, mut gaps) in sources.iter_mut().zip(gaps) {
         for r in &source.records {
             let Some(Note::JournalLossAccepted { marks, .. }) = r.note() else {
