@@ -657,6 +657,43 @@ fn a_journal_cut_at_a_record_is_noticed() {
     s.refused_saying(&s.on_target1("phase3d"), &["ends at record"]);
 }
 
+/// An insider rewrites the journal from its first record on (a time changed, every `prev`
+/// computed again: the chain is unkeyed, so it verifies). The marks of the carried files
+/// name the journal that wrote them by its first record: a phase refuses the rewritten one
+/// as another journal, and the report does not call it verified end to end.
+#[test]
+fn a_journal_rewritten_from_its_first_record_is_named_as_another() {
+    use sha2::Digest;
+    let (_root, s) = to_3c();
+    let journal = s.file("journal.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let mut prev = String::new();
+    let mut rewritten = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let mut line = line.to_string();
+        if i == 0 {
+            let at = line.find("\"time\":\"").unwrap() + "\"time\":\"".len();
+            // The year: 2026 -> 2025, a valid time either way.
+            line.replace_range(at..at + 4, "2025");
+        } else {
+            let at = line.find("\"prev\":\"").unwrap() + "\"prev\":\"".len();
+            line.replace_range(at..at + 64, &prev);
+        }
+        prev = hex::encode(sha2::Sha256::digest(line.as_bytes()));
+        rewritten.push_str(&line);
+        rewritten.push('\n');
+    }
+    std::fs::write(&journal, &rewritten).unwrap();
+    s.refused_saying(
+        &s.on_target1("phase3d"),
+        &["is not the journal that wrote the file"],
+    );
+    let v = report_json(s.c());
+    let report = v.to_string();
+    assert_eq!(v["journals"][0]["verified"], true, "{report}");
+    assert_eq!(v["journals"][0]["end_to_end"], false, "{report}");
+}
+
 #[test]
 fn a_journal_swapped_from_another_run_with_the_same_id_is_noticed() {
     let (root, s) = to_3c();
@@ -841,6 +878,7 @@ fn files_and_journals_of_mkclone_0_1_are_named_as_such() {
     }
     let path = s.file("sa.db");
     let d = envelope::read_file::<SaDb>(&path, SA_DB_FORMAT, VERSION, None).unwrap();
+    let body = d.body.clone();
     let v1 = SaDbV1 {
         sa_node: d.body.sa_node,
         sa_eid: d.body.sa_eid,
@@ -853,6 +891,11 @@ fn files_and_journals_of_mkclone_0_1_are_named_as_such() {
     std::fs::write(&path, old).unwrap();
     let out = refused(&s.on_target1("phase3a"));
     assert!(out.contains("older mkclone"), "{out}");
+    // Version 1 with today's layout: no mkclone wrote it, refused all the same.
+    let relabelled = envelope::encode(SA_DB_FORMAT, 1, &d.ceremony, d.rehearsal, &body).unwrap();
+    std::fs::write(&path, relabelled).unwrap();
+    let out = refused(&s.on_target1("phase3a"));
+    assert!(out.contains("older mkclone"), "{out}");
     std::fs::write(&path, good).unwrap();
     // A journal as 0.1 wrote it: no nonce.
     let journal = s.file("journal.jsonl");
@@ -861,6 +904,53 @@ fn files_and_journals_of_mkclone_0_1_are_named_as_such() {
     std::fs::write(&journal, text.replace(&nonce, "")).unwrap();
     let out = refused(&s.on_target1("phase3a"));
     assert!(out.contains("older mkclone"), "{out}");
+}
+
+/// A ceremony begun with mkclone 0.2-0.x (files of version 2: marks that name no journal)
+/// goes on: the files are read, and a phase that writes one again writes version 3, its
+/// old marks kept as they were. A version 2 file that was altered is refused as altered,
+/// not as "written by an older mkclone".
+#[test]
+fn a_ceremony_begun_with_version_2_files_goes_on() {
+    let root = tempfile::tempdir().unwrap();
+    let s = Server::new(root.path().join("server"), false);
+    s.to_2b();
+    let path = s.file("sa.db");
+    let d = envelope::read_file::<SaDb>(&path, SA_DB_FORMAT, VERSION, None).unwrap();
+    assert!(
+        d.body
+            .provenance
+            .written
+            .values()
+            .all(|m| m.journal.is_some()),
+        "{:?}",
+        d.body.provenance
+    );
+    let mut v2 = d.body.clone();
+    for mark in v2.provenance.written.values_mut() {
+        mark.journal = None;
+    }
+    let old = envelope::encode(SA_DB_FORMAT, 2, &d.ceremony, d.rehearsal, &v2).unwrap();
+    assert!(!String::from_utf8_lossy(&old).contains("\"journal\""));
+    // Altered (no longer JSON of its layout): refused for what it is.
+    let altered =
+        String::from_utf8(old.to_vec())
+            .unwrap()
+            .replacen("\"seq\":", "\"seq\":\"x\",\"y\":", 1);
+    std::fs::write(&path, altered).unwrap();
+    let out = refused(&s.on_target1("phase3a"));
+    assert!(!out.contains("older mkclone"), "{out}");
+    assert!(out.contains("sa.db"), "{out}");
+    // Whole: read, and the ceremony goes on to its end.
+    std::fs::write(&path, &old).unwrap();
+    ok(&s.on_target1("phase3a"));
+    let csr = s.file("target1.csr.db");
+    let d = envelope::read_file::<CsrDb>(&csr, CSR_DB_FORMAT, VERSION, None).unwrap();
+    assert_eq!(d.version, VERSION);
+    assert!(d.body.provenance.written["target1"].journal.is_some());
+    let kept = envelope::read_file::<SaDb>(&path, SA_DB_FORMAT, VERSION, None).unwrap();
+    assert_eq!(kept.version, 2, "sa.db is not written by 3a");
+    assert_eq!(kept.body.provenance, v2.provenance);
 }
 
 #[test]

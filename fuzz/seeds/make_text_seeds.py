@@ -50,9 +50,15 @@ NONCE = "00112233445566778899aabbccddeeff"
 HASH = "9f" * 32
 
 
-def provenance(written):
+JOURNAL = "5e" * 32
+
+
+def provenance(written, version=3):
+    """Version 3 marks name their journal (the hash of its first record); version 2 ones do not."""
+    named = ',"journal":' + js(JOURNAL) if version >= 3 else ""
     marks = ",".join(
-        js(node) + ':{"phase":' + js(phase) + ',"seq":' + str(seq) + ',"hash":' + js(HASH) + "}"
+        js(node) + ':{"phase":' + js(phase) + ',"seq":' + str(seq) + ',"hash":' + js(HASH) + named
+        + "}"
         for node, phase, seq in written
     )
     return '"provenance":{"nonce":' + js(NONCE) + ',"written":{' + marks + "}}"
@@ -63,37 +69,47 @@ def sa_db():
         '{"node":"source","eid":"SOURCE.1","public_key":' + js(TOKEN)
         + ',"certificate":' + js(CERT) + "}"
     )
-    sa_hash = '{"algorithm":"sha-256","bytes":' + js(hashlib.sha256(b"x").hexdigest()) + "}"
+    sa_hash = '{"algorithm":"sha256","bytes":' + js(hashlib.sha256(b"x").hexdigest()) + "}"
     for name, css_member, rehearsal, version in [
-        ("full", css, False, 2),
-        ("no_css", "null", True, 2),
+        ("full", css, False, 3),
+        ("no_css", "null", True, 3),
+        ("version_2", css, False, 2),
         ("version_1", "null", False, 1),
     ]:
         body = (
             '{"sa_node":"sa","sa_eid":"SA.1","sa_certificate":' + js(CERT) + ',"sa_hash":' + sa_hash
-            + ',"css":' + css_member + "," + provenance([("sa", "1", 4), ("source", "2a", 7)]) + "}"
+            + ',"css":' + css_member + ","
+            + provenance([("sa", "1", 4), ("source", "2a", 7)], version) + "}"
         )
         put("sa_db", name, envelope("mkclone-sa-db", version, "C-1", rehearsal, body))
 
 
 def csr_db():
-    for name, cert in [("certified", js(CERT)), ("uncertified", "null")]:
+    for name, cert, version in [
+        ("certified", js(CERT), 3),
+        ("uncertified", "null", 3),
+        ("version_2", js(CERT), 2),
+    ]:
         body = (
             '{"target":"target1","eid":"TARGET.1","public_key":' + js(TOKEN) + ',"certificate":' + cert
-            + "," + provenance([("target1", "3a", 2)]) + "}"
+            + "," + provenance([("target1", "3a", 2)], version) + "}"
         )
-        put("csr_db", name, envelope("mkclone-csr-db", 2, "C-1", False, body))
+        put("csr_db", name, envelope("mkclone-csr-db", version, "C-1", False, body))
 
 
 def bundle():
-    for name, kind, index in [("sym_3", "sym", 3), ("asym_1", "asym", 1)]:
+    for name, kind, index, version in [
+        ("sym_3", "sym", 3, 3),
+        ("asym_1", "asym", 1, 3),
+        ("version_2", "sym", 2, 2),
+    ]:
         body = (
             '{"target":"target1","target_eid":"TARGET.1","kind":' + js(kind) + ',"index":' + str(index)
             + ',"source":"source","source_eid":"SOURCE.1",'
             + '"source_pattern":{"algorithm":"sha1-method","bytes":"0102030405060708"},'
-            + '"sealed":' + js(SEALED) + "," + provenance([("source", "3c", 9)]) + "}"
+            + '"sealed":' + js(SEALED) + "," + provenance([("source", "3c", 9)], version) + "}"
         )
-        put("bundle", name, envelope("mkclone-share-bundle", 2, "C-1", False, body))
+        put("bundle", name, envelope("mkclone-share-bundle", version, "C-1", False, body))
 
 
 def journal():

@@ -431,6 +431,7 @@ impl Ceremony {
                 phase: phase.to_string(),
                 seq,
                 hash,
+                journal: chain.first_hash().map(str::to_owned),
             },
         );
         Ok(())

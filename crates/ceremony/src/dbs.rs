@@ -20,8 +20,11 @@ pub const SA_DB_FORMAT: &str = "mkclone-sa-db";
 pub const CSR_DB_FORMAT: &str = "mkclone-csr-db";
 pub const BUNDLE_FORMAT: &str = "mkclone-share-bundle";
 /// Version 2 added [`Provenance`] (ceremony nonce, journal marks); version 1 files are
-/// refused with [`FileError::OlderVersion`].
-pub const VERSION: u32 = 2;
+/// refused with [`FileError::OlderVersion`]. Version 3 added [`JournalMark::journal`]; a
+/// version 2 file is read (its marks name no journal) and written again as version 3.
+pub const VERSION: u32 = 3;
+/// The oldest version read.
+pub const OLDEST_VERSION: u32 = 2;
 
 /// Where a file comes from: the run of the ceremony (the nonce phase 1 drew) and, for each
 /// node whose phase wrote it, where that server's journal stood at the time. A server
@@ -39,6 +42,12 @@ pub struct JournalMark {
     pub phase: String,
     pub seq: u64,
     pub hash: String,
+    /// Which journal: the hash of its first record (a run's `run-start`, which names the
+    /// host and the time), so the journal that began with it must hold the mark even when
+    /// it was cut before its first record of the node. Absent in version 2 files (and in
+    /// their marks kept by a later write).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
 }
 
 /// The ceremony files, which all carry a [`Provenance`].
@@ -214,13 +223,13 @@ fn decode_bytes<T: Serialize + for<'de> Deserialize<'de> + Clone + Send + Sync +
                     if matches!(e, FileError::Corrupt { .. })
                         && h.format == format
                         && h.version >= 1
-                        && h.version < VERSION =>
+                        && h.version < OLDEST_VERSION =>
                 {
                     FileError::OlderVersion {
                         path: path.into(),
                         format: h.format,
                         found: h.version,
-                        supported: VERSION,
+                        supported: OLDEST_VERSION,
                     }
                 }
                 _ => e,
@@ -233,6 +242,16 @@ fn decode_bytes<T: Serialize + for<'de> Deserialize<'de> + Clone + Send + Sync +
     } else {
         decode()?
     };
+    // The layout alone does not make a file new: a version no mkclone writes any more is
+    // refused even with a body of today's layout (an edit, never a writer).
+    if decoded.version < OLDEST_VERSION {
+        return Err(FileError::OlderVersion {
+            path: path.into(),
+            format: format.into(),
+            found: decoded.version,
+            supported: OLDEST_VERSION,
+        });
+    }
     decoded.require_rehearsal(path, plan.rehearsal)?;
     Ok(decoded.body)
 }

@@ -31,14 +31,38 @@ impl<'a> Chain<'a> {
         })
     }
 
-    /// Does the chain hold `mark` (the record at its seq has its hash and phase)?
+    /// The hash of its first record, which names the journal (a mark's `journal`).
+    pub fn first_hash(&self) -> Option<&'a str> {
+        self.hash_of(1)
+    }
+
+    /// Is this the journal `mark` names (none named: unknown, version 2 files)?
+    pub fn named_by(&self, mark: &JournalMark) -> bool {
+        mark.journal.is_some() && mark.journal.as_deref() == self.first_hash()
+    }
+
+    /// Does the chain hold `mark` (the record at its seq has its hash and phase, and the
+    /// chain is the journal the mark names, if it names one)? A hash covers every record
+    /// before it, the first included, so a mark whose record is held but whose journal is
+    /// another was edited: not held.
     pub fn holds(&self, mark: &JournalMark) -> bool {
         self.hash_of(mark.seq) == Some(mark.hash.as_str())
             && self.record(mark.seq).is_some_and(|r| r.phase == mark.phase)
+            && mark
+                .journal
+                .as_deref()
+                .is_none_or(|named| Some(named) == self.first_hash())
     }
 
     /// What the chain has where `mark` should be, for a message.
     pub(crate) fn instead(&self, mark: &JournalMark) -> String {
+        if let (Some(named), Some(first)) = (mark.journal.as_deref(), self.first_hash())
+            && named != first
+        {
+            return format!(
+                "is not the journal that wrote the file: that one began with the record of hash                  {named}, this one begins with {first}"
+            );
+        }
         match (self.hash_of(mark.seq), self.record(mark.seq)) {
             (Some(h), Some(r)) if h == mark.hash => format!(
                 "has record {} of phase {}, not {}",

@@ -758,6 +758,47 @@ fn an_emptied_journal_is_not_verified_end_to_end() {
     assert!(!page.contains("chain verified end to end"), "{page}");
 }
 
+/// A journal cut to its first record (the run-start, before any phase) verifies, and
+/// names no node: the marks of the files it wrote used to be taken for other servers'
+/// and the journal read "verified end to end". A mark names its journal (the hash of its
+/// first record), so the journal that began with that record must hold it.
+#[test]
+fn a_journal_cut_before_its_first_phase_is_not_verified_end_to_end() {
+    let plan = plan(&["target1"], &[CloneableKind::Sym], 1, 1, false);
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    setup(root);
+    // As the CLI does: a run-start before the first record.
+    run_as(root, &plan, None, Some(RunStart::here("clone", None))).unwrap();
+    let dir = root.join("ceremony");
+    let names = ["sa", "source", "target1"];
+    let path = dir.join("journal.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let first = text.split_inclusive('\n').next().unwrap();
+    assert!(first.contains("run-start"), "{first}");
+    std::fs::write(&path, first).unwrap();
+
+    let r = report::build_with(&dir, &plan, &statuses(root, &names), &[]).unwrap();
+    let journal = &r.journals[0];
+    assert!(journal.verified && journal.records == 1, "{journal:#?}");
+    assert!(!journal.end_to_end, "{journal:#?}");
+    let missing: Vec<_> = journal
+        .gaps
+        .iter()
+        .filter(|g| g.kind == "record-not-in-journal")
+        .collect();
+    // sa.db (phases 1, 2a, 2b), the csr.db (3a, 3b) and the bundle (3c): every node's.
+    for node in names {
+        assert!(
+            missing.iter().any(|g| g.node.as_deref() == Some(node)),
+            "no missing record of {node}: {:#?}",
+            journal.gaps
+        );
+    }
+    let page = report::render_markdown(&r);
+    assert!(!page.contains("chain verified end to end"), "{page}");
+}
+
 #[test]
 fn runs_are_recorded_and_reruns_are_one_line_of_the_printed_timeline() {
     let plan = plan(&["target1", "target2"], &CloneableKind::ALL, 2, 3, false);

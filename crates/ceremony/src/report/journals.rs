@@ -77,7 +77,7 @@ impl Source {
 
     /// The hash of its first line: a server's journal is the one that begins with it.
     fn first_hash(&self) -> Option<&str> {
-        self.chain().hash_of(1)
+        self.chain().first_hash()
     }
 }
 
@@ -264,8 +264,14 @@ pub(super) fn check_marks(
     let mut gaps: Vec<Vec<Finding>> = vec![Vec::new(); sources.len()];
     for (file, provenance) in files {
         for (node, mark) in &provenance.written {
+            // The journals that must hold the mark: the one it names (cut before its first
+            // record of the node, it ran no phase there any more) and those that ran the
+            // node's phases (a version 2 file's marks name no journal).
             let covering: Vec<usize> = (0..sources.len())
-                .filter(|&i| sources[i].view.verified && sources[i].ran(node))
+                .filter(|&i| {
+                    sources[i].view.verified
+                        && (sources[i].ran(node) || sources[i].chain().named_by(mark))
+                })
                 .collect();
             let name = file_name(Path::new(file));
             if covering.is_empty() {
@@ -330,12 +336,11 @@ pub(super) fn check_marks(
             }
         }
     }
-    // An empty chain verifies: nothing in it can break. But phases journal before they
-    // write, so files carrying marks beside a journal that holds no record mean it was
-    // emptied or replaced, or that the phases ran on other servers, whose journals are
-    // needed: either way nothing here is verified end to end. (A journal cut before its
-    // first record of a node cannot be told from another server's by the marks, which
-    // name no server: ARCHITECTURE, "Evidence that vanishes".)
+    // An empty chain verifies: nothing in it can break, and it has no first record for a
+    // mark to name. But phases journal before they write, so files carrying marks beside a
+    // journal that holds no record mean it was emptied or replaced, or that the phases ran
+    // on other servers, whose journals are needed: either way nothing here is verified end
+    // to end.
     let marked = files.iter().filter(|(_, p)| !p.written.is_empty()).count();
     for (source, gaps) in sources.iter().zip(gaps.iter_mut()) {
         if source.view.verified && source.records.is_empty() && marked > 0 {
