@@ -266,6 +266,37 @@ fn the_journals_of_every_server_make_one_record(servers: &[PathBuf], tgt: &str, 
         );
         assert_eq!(g["control"], "two operators");
     }
+    // The source's journal left out: each file that carries its marks says so, naming the
+    // journal by its first record (the hash of its first line) and the option to give it.
+    let out = report(&[&sa_j]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = std::fs::read_to_string(&src_j).unwrap();
+    let first = first.lines().next().unwrap();
+    let named = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(first.as_bytes()))
+    };
+    let not_given: Vec<&serde_json::Value> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["kind"] == "journal-not-given")
+        .collect();
+    assert!(
+        not_given
+            .iter()
+            .any(|w| w["node"] == "source" && w["file"] == "sa.db" && w["phase"] == "2a"),
+        "{not_given:#?}"
+    );
+    for w in &not_given {
+        assert_eq!(w["node"], "source", "{w:#}");
+        let what = w["what"].as_str().unwrap();
+        assert!(
+            what.contains(&named) && what.contains("--journal"),
+            "{what}"
+        );
+    }
+
     // The page names records by journal.
     let md = exit_code(
         &mkclone(&[

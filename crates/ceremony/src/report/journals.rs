@@ -281,9 +281,14 @@ pub(super) fn check_marks(
                             "journal-not-given",
                             format!(
                                 "{name} names record {} (phase {} on {node}) of the journal of the server \
-                                 that ran {node}'s phases; no journal given ran a phase on {node}: add it \
-                                 with --journal",
-                                mark.seq, mark.phase
+                                 that ran {node}'s phases{}; no journal given is that one or ran a phase \
+                                 on {node}: add it with --journal",
+                                mark.seq,
+                                mark.phase,
+                                mark.journal
+                                    .as_deref()
+                                    .map(|j| format!(" (the journal whose first record has hash {j})"))
+                                    .unwrap_or_default()
                             ),
                         )
                         .file(name.clone())
