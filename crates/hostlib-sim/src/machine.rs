@@ -1,7 +1,7 @@
 //! The simulated machine behind the library: where its cards live, which domain the
 //! library serves (CSU_DEFAULT_DOMAIN, read once, as IBM's library reads it when loaded:
 //! s390-tools zkey/cca.c reloads the library after changing it), which adapter is
-//! allocated (CSUACRA), and the test controls (`simlib.json`).
+//! allocated (CSUACRA, per thread as IBM scopes it), and the test controls (`simlib.json`).
 //!
 //! Home: `MKCLONE_SIMLIB_DIR`, else the directory the library file is in. Cards are
 //! hw-sim's files `card-XX.DDDD.json` there (SimBus); adapter CRPnn is the n-th card
@@ -53,6 +53,21 @@ pub mod project {
     pub const CARD_UNAVAILABLE: Codes = codes(12, 0xF013);
     /// A parameter's value is not one the simulated card implements.
     pub const UNSUPPORTED: Codes = codes(8, 0xF014);
+    /// CSUACRA while the calling thread has an adapter allocated: IBM documents the
+    /// refusal ("You cannot allocate a cryptographic resource while one is already
+    /// allocated"), not its codes.
+    pub const ALREADY_ALLOCATED: Codes = codes(8, 0xF015);
+}
+
+std::thread_local! {
+    /// The adapter this thread allocated (CSUACRA): IBM scopes coprocessor allocation to
+    /// the thread ("Coprocessor allocation is scoped to a thread, and domain allocation is
+    /// scoped to a process", CCA for Linux on IBM Z, CSUACRA), so another thread of the
+    /// process is routed to the default adapter.
+    static ALLOCATED: std::cell::Cell<Option<u8>> = const { std::cell::Cell::new(None) };
+    /// Whether this thread's calls with no adapter allocated go to the default one (CRP01);
+    /// CSUACRD DEV-ANY turns it off. Per thread, as the allocation it stands in for.
+    static AUTOSELECT: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
 }
 
 /// `simlib.json`: what a test asks the library to do wrong.
@@ -80,8 +95,6 @@ pub struct Control {
 pub struct Machine {
     pub home: PathBuf,
     pub domain: u16,
-    pub allocated: Option<u8>,
-    pub autoselect: bool,
     calls: u64,
 }
 
@@ -98,8 +111,6 @@ impl Machine {
         Self {
             home,
             domain,
-            allocated: None,
-            autoselect: true,
             calls: 0,
         }
     }
@@ -154,12 +165,26 @@ impl Machine {
         cards
     }
 
-    /// The APQN the calls go to: the allocated adapter, else (autoselect) the first.
+    /// The adapter the calling thread allocated.
+    pub fn allocated(&self) -> Option<u8> {
+        ALLOCATED.get()
+    }
+
+    pub fn set_allocated(&mut self, adapter: Option<u8>) {
+        ALLOCATED.set(adapter);
+    }
+
+    pub fn set_autoselect(&mut self, on: bool) {
+        AUTOSELECT.set(on);
+    }
+
+    /// The APQN the calling thread's calls go to: its allocated adapter, else
+    /// (autoselect) the first.
     pub fn apqn(&self) -> Result<Apqn, Codes> {
         let cards = self.adapters();
-        let card = match self.allocated {
+        let card = match ALLOCATED.get() {
             Some(n) => cards.get(usize::from(n).wrapping_sub(1)).copied(),
-            None if self.autoselect => cards.first().copied(),
+            None if AUTOSELECT.get() => cards.first().copied(),
             None => None,
         };
         card.and_then(|c| Apqn::new(c, self.domain).ok())

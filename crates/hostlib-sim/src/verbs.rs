@@ -207,7 +207,9 @@ pub fn csuacfq(
 // ---- adapters ---------------------------------------------------------------------------
 
 /// CSUACRA (allocate) and CSUACRD (deallocate): DEVICE "CRPnn" or DEV-ANY "CRP00", as
-/// zkey uses them: deallocating DEV-ANY turns autoselect off.
+/// zkey uses them: deallocating DEV-ANY turns autoselect off. Both are the calling
+/// thread's (`machine.rs`); allocating while the thread holds an adapter is refused, as
+/// IBM documents.
 pub fn resource(
     m: &mut Machine,
     allocate: bool,
@@ -223,16 +225,19 @@ pub fn resource(
         .and_then(|d| d.parse().ok())
         .ok_or(project::NO_ADAPTER)?;
     match (r[0], allocate) {
-        ("DEV-ANY", a) => m.autoselect = a,
+        ("DEV-ANY", a) => m.set_autoselect(a),
         (_, true) => {
             if n == 0 || usize::from(n) > m.adapters().len() {
                 return Err(project::NO_ADAPTER);
             }
-            m.allocated = Some(n);
+            if m.allocated().is_some() {
+                return Err(project::ALREADY_ALLOCATED);
+            }
+            m.set_allocated(Some(n));
         }
         (_, false) => {
-            if m.allocated == Some(n) {
-                m.allocated = None;
+            if m.allocated() == Some(n) {
+                m.set_allocated(None);
             }
         }
     }

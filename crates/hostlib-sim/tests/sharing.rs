@@ -1,6 +1,7 @@
-//! Nodes on one loaded library: the adapter the library has allocated (CSUACRA) is process
-//! state of the loaded instance, so every node on an instance must go through its one
-//! `Shared` (one lock, one record of the allocation), however the node names the library.
+//! Nodes on one loaded library: the adapter the library has allocated (CSUACRA) is state
+//! of the loaded instance and of the thread that allocated it, so every node on an
+//! instance must go through its one `Shared` (one lock, one thread that makes the calls,
+//! one record of the allocation), however the node names the library.
 //! The loader hands back one instance for the same file under another name (a symbolic
 //! link here; a bare name it finds on its search path in a child process), and a new
 //! instance for a copy of the file.
@@ -53,6 +54,45 @@ fn two_spellings_of_one_library_share_one_allocation() {
         Some(1),
         "the one record says what the library allocated last"
     );
+}
+
+/// IBM scopes an adapter's allocation to the thread that made it (the simulated library
+/// does too): a thread that allocated nothing goes to the default adapter (CRP01). `clone`
+/// opens the nodes on one thread and runs the targets' phases on others; each node's calls
+/// must still reach its own card, from any thread, in any order: the library's calls are
+/// made on its one thread.
+#[test]
+fn nodes_opened_on_one_thread_reach_their_own_cards_from_any_other() {
+    let m = SimMachine::new();
+    m.card("HLA00001");
+    m.card("HLB00002");
+    m.card("HLC00003");
+    let mut a = HostlibBackend::open(&m.config("HLA00001")).expect("node A");
+    let mut b = HostlibBackend::open(&m.config("HLB00002")).expect("node B");
+    let mut c = HostlibBackend::open(&m.config("HLC00003")).expect("node C");
+    // One thread each, then one thread for all, then back here.
+    std::thread::scope(|scope| {
+        let seen: Vec<_> = [
+            (&mut a, "HLA00001"),
+            (&mut b, "HLB00002"),
+            (&mut c, "HLC00003"),
+        ]
+        .into_iter()
+        .map(|(node, expected)| scope.spawn(move || (serial(node), expected)))
+        .collect();
+        for handle in seen {
+            let (got, expected) = handle.join().unwrap();
+            assert_eq!(got, expected, "a node's call from another thread");
+        }
+    });
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            assert_eq!(serial(&mut c), "HLC00003");
+            assert_eq!(serial(&mut b), "HLB00002");
+            assert_eq!(serial(&mut a), "HLA00001");
+        });
+    });
+    assert_eq!(serial(&mut b), "HLB00002");
 }
 
 /// The child's side of `a_bare_name_the_loader_finds_shares_the_instance_opened_by_path`.

@@ -87,6 +87,12 @@ pub enum HostlibError {
     },
     #[error("node configuration: {0}")]
     Config(String),
+    /// The thread that makes every call of one library instance (`library_thread.rs`).
+    #[error(
+        "the thread that calls the CCA host library {0}. Run the command again: a request \
+         whose outcome is unknown is settled by the rerun"
+    )]
+    LibraryThread(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -5,7 +5,9 @@
 //!   citation per verb);
 //! - [`args`], [`verbs`]: the argument vector of each call, built from the published
 //!   parameter lists (pure, unit-tested against hand-assembled vectors);
-//! - [`library`]: dlopen, dlsym and the calls (the crate's only `unsafe`);
+//! - [`library`]: dlopen, dlsym and the calls (the crate's only `unsafe`), each made on
+//!   the library instance's own thread (`library_thread`: IBM scopes adapter allocation to
+//!   the thread; signals stay off it);
 //! - [`trace`]: the opt-in trace of every call (lengths and codes, never contents);
 //! - [`HostlibBackend`]: the `Backend` trait mapped to the documented verbs.
 
@@ -14,6 +16,7 @@ pub mod args;
 mod error;
 pub mod ffi;
 pub mod library;
+mod library_thread;
 pub mod trace;
 pub mod verbs;
 

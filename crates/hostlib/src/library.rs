@@ -5,8 +5,10 @@
 //! library is opened by name with dlopen and each verb resolved with dlsym; nothing is
 //! linked, so mkclone builds and runs where CCA is not installed. Each loaded instance of
 //! the library has one [`Shared`] per process, whichever name each node gives it
-//! ([`open_shared`]): the adapter the library has allocated is process state of that
-//! instance, so its nodes take turns under one lock and share one record of it.
+//! ([`open_shared`]): the adapter the library has allocated is state of that instance and
+//! of the thread that allocated it (IBM scopes it to the thread), so its nodes take turns
+//! under one lock, every call is made on the instance's one thread (`library_thread.rs`,
+//! which also keeps signals off the calls), and they share one record of the allocation.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use libloading::Library;
 use crate::args::{Args, Param, Slot, Verb, layout};
 use crate::error::HostlibError;
 use crate::ffi;
+use crate::library_thread::{LibraryThread, Runner};
 use crate::trace::Trace;
 
 /// The name opencryptoki (CCASHAREDLIB) and zkey (CCA_LIBRARY_NAME) open: the dynamic
@@ -47,7 +50,8 @@ pub struct Loaded {
 
 // SAFETY: the raw pointers are addresses of functions in a library that stays loaded as
 // long as `Loaded` lives. They are called only through `Shared`'s methods, that is under
-// the `Mutex<Shared>` of the one `Shared` the process has for that library instance:
+// the `Mutex<Shared>` of the one `Shared` the process has for that library instance, and
+// on that `Shared`'s library thread:
 // `open_shared` keys its registry on the instance (not on the name a node gives it), and
 // a CSNBMKP is claimed by one `Shared` only (`claim_mk`). So no two threads call into one
 // instance at once.
@@ -129,19 +133,31 @@ impl Loaded {
 }
 
 /// A library as nodes share it: the main library, CSNBMKP's library (opened when first
-/// needed), and the adapter currently allocated (CSUACRA is process state of the library).
-/// One per loaded instance of the library ([`open_shared`]), so that its lock serialises
-/// every call into the instance and `allocated` is the instance's own record.
+/// needed), the thread every call into it runs on, and the adapter that thread allocated
+/// (IBM scopes adapter allocation to the thread: `library_thread.rs`). One per loaded
+/// instance of the library ([`open_shared`]), so that its lock serialises every call into
+/// the instance, one thread makes them, and `allocated` is that thread's record.
 pub struct Shared {
     pub main: Loaded,
     pub mk: Option<Loaded>,
     /// CSNBMKP's library as the first node named it; the registry compares later nodes'
     /// with its own copy, so it is not changed after `open_shared`.
     pub(crate) mk_path: PathBuf,
-    /// The adapter this process allocated last (`None`: autoselect was not disabled yet).
+    /// The adapter the library thread allocated last (`None`: autoselect was not disabled
+    /// yet).
     pub allocated: Option<u8>,
     pub trace: Option<Trace>,
+    /// Where the calls run: the instance's own thread.
+    runner: Runner,
 }
+
+/// A function of a loaded library, moved to the library thread for one call.
+struct Function(*const ());
+
+// SAFETY: an address in a library that stays loaded while the `Shared` that owns it lives,
+// and the `Shared` is borrowed (its lock held) until the library thread has made the call
+// and answered (`Runner::run` waits). The address is called only there, one call at a time.
+unsafe impl Send for Function {}
 
 /// One loaded instance of the host library, as the registry keeps it.
 struct Registered {
@@ -212,6 +228,7 @@ pub fn open_shared(path: &Path, mk_path: &Path) -> Result<Arc<Mutex<Shared>>, Ho
         mk_path: mk_path.to_path_buf(),
         allocated: None,
         trace: None,
+        runner: Runner::Thread(LibraryThread::start()?),
     }));
     registry.libraries.insert(
         key,
@@ -324,7 +341,17 @@ impl Shared {
                 args.verb
             )));
         };
-        dispatch(address, args)?;
+        // Moved to the library thread and back (a placeholder meanwhile, of the same verb).
+        let sent = std::mem::replace(args, Args::new(args.verb, &[], Vec::new()));
+        let function = Function(address);
+        let (back, called) = self.runner.run(move || {
+            let function = function;
+            let mut sent = sent;
+            let called = dispatch(function.0, &mut sent);
+            (sent, called)
+        })?;
+        *args = back;
+        called?;
         if let Some(trace) = &mut self.trace {
             trace.record(args, &rules_in, &lengths_in);
         }
@@ -341,11 +368,15 @@ impl Shared {
             });
         };
         let mut text = serial.as_bytes().to_vec();
-        let mut len = text.len() as libc::c_long;
-        let (mut rc, mut rs): (libc::c_long, libc::c_long) = (-1, -1);
-        // SAFETY: the buffer is as long as the length passed with it; the function is the
-        // simulated library's, typed as the header declares it.
-        unsafe { f(&mut rc, &mut rs, &mut len, text.as_mut_ptr()) };
+        let (rc, rs) = self.runner.run(move || {
+            let mut len = text.len() as libc::c_long;
+            let (mut rc, mut rs): (libc::c_long, libc::c_long) = (-1, -1);
+            // SAFETY: the buffer is as long as the length passed with it; the function is
+            // the simulated library's, typed as the header declares it, and stays loaded
+            // until this returns (`Function`).
+            unsafe { f(&mut rc, &mut rs, &mut len, text.as_mut_ptr()) };
+            (rc, rs)
+        })?;
         match (rc, rs) {
             (0, _) => Ok(true),
             (4, 0) => Ok(false),
@@ -370,22 +401,27 @@ impl Shared {
             ));
         };
         let mut request = request.to_vec();
-        let mut request_len = request.len() as libc::c_long;
-        let mut reply = vec![0u8; room];
-        let mut reply_len = room as libc::c_long;
-        let (mut rc, mut rs): (libc::c_long, libc::c_long) = (-1, -1);
-        // SAFETY: both buffers are as long as the lengths passed with them; the function
-        // is the simulated library's, typed as the header declares it.
-        unsafe {
-            f(
-                &mut rc,
-                &mut rs,
-                &mut request_len,
-                request.as_mut_ptr(),
-                &mut reply_len,
-                reply.as_mut_ptr(),
-            )
-        };
+        let request_bytes = request.len();
+        let (rc, rs, reply_len, mut reply) = self.runner.run(move || {
+            let mut request_len = request.len() as libc::c_long;
+            let mut reply = vec![0u8; room];
+            let mut reply_len = room as libc::c_long;
+            let (mut rc, mut rs): (libc::c_long, libc::c_long) = (-1, -1);
+            // SAFETY: both buffers are as long as the lengths passed with them; the
+            // function is the simulated library's, typed as the header declares it, and
+            // stays loaded until this returns (`Function`).
+            unsafe {
+                f(
+                    &mut rc,
+                    &mut rs,
+                    &mut request_len,
+                    request.as_mut_ptr(),
+                    &mut reply_len,
+                    reply.as_mut_ptr(),
+                )
+            };
+            (rc, rs, reply_len, reply)
+        })?;
         let n = usize::try_from(reply_len).unwrap_or(usize::MAX);
         if n > reply.len() {
             return Err(HostlibError::Internal(format!(
@@ -394,7 +430,7 @@ impl Shared {
         }
         reply.truncate(n);
         if let Some(trace) = &mut self.trace {
-            trace.record_ext(rc, rs, request.len(), n);
+            trace.record_ext(rc, rs, request_bytes, n);
         }
         Ok((rc, rs, reply))
     }
@@ -718,6 +754,68 @@ mod tests {
         }
     }
 
+    /// Where each call of `fake_csuacfq_where` ran, and whether SIGINT and SIGTERM were
+    /// blocked there.
+    static WHERE: Mutex<Vec<(std::thread::ThreadId, bool)>> = Mutex::new(Vec::new());
+
+    fake_verb! {
+        fn fake_csuacfq_where(rc, rs, _exit_len, _count, _rules;
+            _data_len: *mut Long, _data: *mut Bytes,
+        ) {
+            use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+            let mut mask = SigSet::empty();
+            let read = pthread_sigmask(SigmaskHow::SIG_BLOCK, None, Some(&mut mask)).is_ok();
+            let blocked = read && mask.contains(Signal::SIGINT) && mask.contains(Signal::SIGTERM);
+            WHERE
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((std::thread::current().id(), blocked));
+            // SAFETY: called by `dispatch` with the header's CSUACFQ parameters.
+            unsafe {
+                *rc = 0;
+                *rs = 0;
+            }
+        }
+    }
+
+    /// Every call of a library `open_shared` loads runs on the library's one thread (IBM
+    /// scopes adapter allocation to the thread), whichever thread asks, with the signals
+    /// that would make the kernel send a card request twice blocked there.
+    #[test]
+    fn every_call_runs_on_the_library_thread_with_signals_blocked() {
+        let shared = Mutex::new(Shared {
+            main: Loaded {
+                path: PathBuf::from("/test/libcsulcca.so"),
+                _lib: libloading::os::unix::Library::this().into(),
+                verbs: [(Verb::Csuacfq, fake_csuacfq_where as *const ())].into(),
+                ext: None,
+                create_card: None,
+            },
+            mk: None,
+            mk_path: PathBuf::from("/test/libcsulccamk.so"),
+            allocated: None,
+            trace: None,
+            runner: Runner::Thread(LibraryThread::start().expect("thread")),
+        });
+        let call = || {
+            let mut args = verbs::query("STATCRD2", 0);
+            shared.lock().unwrap().call(&mut args).expect("called");
+            assert_eq!(args.return_code, 0);
+        };
+        call();
+        std::thread::scope(|scope| {
+            for _ in 0..3 {
+                scope.spawn(call);
+            }
+        });
+        call();
+        let seen = WHERE.lock().unwrap().clone();
+        assert_eq!(seen.len(), 5, "{seen:?}");
+        assert!(seen.iter().all(|(id, _)| *id == seen[0].0), "{seen:?}");
+        assert_ne!(seen[0].0, std::thread::current().id());
+        assert!(seen.iter().all(|(_, blocked)| *blocked), "{seen:?}");
+    }
+
     #[test]
     fn csuacfq_answers_over_the_rule_array() {
         let mut args = verbs::query("STATCRD2", 0);
@@ -920,6 +1018,7 @@ pub mod fuzzing {
             mk_path: PathBuf::from("/fuzz/libcsulccamk.so"),
             allocated: None,
             trace: None,
+            runner: Runner::Inline,
         }))
     }
 }

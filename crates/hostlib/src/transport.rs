@@ -49,14 +49,22 @@ fn malformed(verb: Verb, detail: impl std::fmt::Display) -> TransportError {
     TransportError::OutcomeUnknown(format!("the answer to {verb} is malformed: {detail}"))
 }
 
+/// A call that failed: not sent, unless the library thread ended during it (a request
+/// may have reached the card).
+fn not_sent(e: crate::HostlibError) -> TransportError {
+    match e {
+        crate::HostlibError::LibraryThread(_) => TransportError::OutcomeUnknown(e.to_string()),
+        e => TransportError::NotSent(e.to_string()),
+    }
+}
+
 impl LibTransport {
-    /// Make sure this node's adapter is the one allocated, then run `args` (the library's
-    /// adapter is process state: s390-tools zkey/cca.c, select_cca_adapter).
+    /// Make sure this node's adapter is the one allocated, then run `args` (the adapter
+    /// allocated is state of the library and of the thread that calls it, the library
+    /// thread: s390-tools zkey/cca.c, select_cca_adapter; `library_thread.rs`).
     fn call(&self, shared: &mut Shared, args: &mut Args) -> Result<(), TransportError> {
-        select(shared, self.adapter).map_err(|e| TransportError::NotSent(e.to_string()))?;
-        shared
-            .call(args)
-            .map_err(|e| TransportError::NotSent(e.to_string()))
+        select(shared, self.adapter).map_err(not_sent)?;
+        shared.call(args).map_err(not_sent)
     }
 
     /// One verb; `Ok(Err(reply))` when it answered a failure.
@@ -103,13 +111,13 @@ impl LibTransport {
                 request.function().info().verb
             )));
         }
-        select(shared, self.adapter).map_err(|e| TransportError::NotSent(e.to_string()))?;
+        select(shared, self.adapter).map_err(not_sent)?;
         let message = request
             .to_message(self.domain, mkclone_cca::REPLY_CAPACITY)
             .map_err(|e| TransportError::NotSent(e.to_string()))?;
         let (rc, rs, reply) = shared
             .ext_call(&message, mkclone_cca::REPLY_CAPACITY)
-            .map_err(|e| TransportError::NotSent(e.to_string()))?;
+            .map_err(not_sent)?;
         if rc != 0 {
             return Ok(Reply::code(code(rc), code(rs)));
         }
