@@ -34,11 +34,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use cryptoki::context::Function;
 use cryptoki::error::{Error as CkError, Result as CkResult, Rv};
-use cryptoki::object::{Attribute, ObjectHandle};
+use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
 use cryptoki::session::Session;
 use cryptoki_sys::{
-    CK_ATTRIBUTE, CK_C_INITIALIZE_ARGS, CK_FLAGS, CK_FUNCTION_LIST, CK_MECHANISM,
-    CK_MECHANISM_TYPE, CK_OBJECT_HANDLE, CK_RV, CK_SLOT_ID, CK_TOKEN_INFO, CK_ULONG,
+    CK_ATTRIBUTE, CK_ATTRIBUTE_TYPE, CK_C_INITIALIZE_ARGS, CK_FLAGS, CK_FUNCTION_LIST,
+    CK_MECHANISM, CK_MECHANISM_TYPE, CK_OBJECT_HANDLE, CK_RV, CK_SLOT_ID, CK_TOKEN_INFO, CK_ULONG,
     CK_UNAVAILABLE_INFORMATION, CKA_UNWRAP_TEMPLATE, CKF_OS_LOCKING_OK,
     CKR_CRYPTOKI_ALREADY_INITIALIZED, CKR_OK,
 };
@@ -338,22 +338,44 @@ impl RawModule {
     }
 
     /// `object`'s `CKA_UNWRAP_TEMPLATE`, each inner attribute with its value; `None` when
-    /// the object has none (or the token does not know the attribute).
+    /// the object has none (or the token does not know the attribute). Only inner
+    /// attributes of the types `allowed` lists, each of its type's fixed size, are decoded
+    /// ([`ReadTemplate`]).
     pub(crate) fn unwrap_template(
         &self,
         session: &Session,
         object: ObjectHandle,
-    ) -> CkResult<Option<Vec<Attribute>>> {
+        allowed: &[AttributeType],
+    ) -> CkResult<Option<ReadTemplate>> {
         let f = self.shared_entry(
             Function::GetAttributeValue,
             self.functions.C_GetAttributeValue,
         )?;
-        read_unwrap_template(|outer: &mut CK_ATTRIBUTE| -> CK_RV {
-            // SAFETY: `outer` and the buffers it points to (set up by `read_unwrap_template`)
-            // outlive the call; the module writes at most `ulValueLen` bytes to each.
-            unsafe { f(session.handle(), object.handle(), outer, 1) }
-        })
+        read_unwrap_template(
+            |outer: &mut CK_ATTRIBUTE| -> CK_RV {
+                // SAFETY: `outer` and the buffers it points to (set up by
+                // `read_unwrap_template`) outlive the call; the module writes at most
+                // `ulValueLen` bytes to each.
+                unsafe { f(session.handle(), object.handle(), outer, 1) }
+            },
+            allowed,
+        )
     }
+}
+
+/// An unwrap template as read back.
+#[derive(Debug, PartialEq)]
+pub(crate) enum ReadTemplate {
+    /// Every inner attribute of a type asked for, and of that type's size.
+    Attributes(Vec<Attribute>),
+    /// An inner attribute of another type, or of another size than its type has (the
+    /// first such): never decoded. cryptoki's decoder takes a type's size for granted (a
+    /// date of 1 byte would be read 8 bytes long, past its buffer; a version of 0 bytes
+    /// panics), and a token's user may put any type and length in a template.
+    Foreign {
+        attribute: CK_ATTRIBUTE_TYPE,
+        len: usize,
+    },
 }
 
 /// The most inner attributes, and the longest inner value, an unwrap template read back
@@ -368,7 +390,8 @@ const MAX_TEMPLATE_VALUE: usize = 1024;
 /// never read.
 fn read_unwrap_template(
     mut get: impl FnMut(&mut CK_ATTRIBUTE) -> CK_RV,
-) -> CkResult<Option<Vec<Attribute>>> {
+    allowed: &[AttributeType],
+) -> CkResult<Option<ReadTemplate>> {
     // 1: the array's size.
     let mut outer = CK_ATTRIBUTE {
         type_: CKA_UNWRAP_TEMPLATE,
@@ -422,16 +445,27 @@ fn read_unwrap_template(
     let mut out = Vec::with_capacity(count);
     for (a, buffer) in inner.into_iter().zip(&buffers) {
         // A length beyond the buffer would read past it: refused.
-        if usize::try_from(a.ulValueLen).map_or(true, |len| len > buffer.len())
-            || a.pValue != buffer.as_ptr().cast_mut().cast::<c_void>()
-        {
+        let len = match usize::try_from(a.ulValueLen) {
+            Ok(len) if len <= buffer.len() => len,
+            _ => return Err(CkError::InvalidValue),
+        };
+        if a.pValue != buffer.as_ptr().cast_mut().cast::<c_void>() {
             return Err(CkError::InvalidValue);
+        }
+        // Decoded only as a type asked for, of its exact size: what cryptoki assumes.
+        let decodable = AttributeType::try_from(a.type_)
+            .is_ok_and(|t| allowed.contains(&t) && t.fixed_size() == Some(len));
+        if !decodable {
+            return Ok(Some(ReadTemplate::Foreign {
+                attribute: a.type_,
+                len,
+            }));
         }
         // Reads the buffer `a.pValue` points to, still alive in `buffers`.
         out.push(Attribute::try_from(a)?);
     }
     drop(buffers);
-    Ok(Some(out))
+    Ok(Some(ReadTemplate::Attributes(out)))
 }
 
 #[cfg(test)]
@@ -439,10 +473,22 @@ mod tests {
     use super::*;
     use cryptoki_sys::{CKA_SENSITIVE, CKR_ATTRIBUTE_TYPE_INVALID};
 
+    /// What mkclone's template holds, as the reader is told.
+    const ALLOWED: &[AttributeType] = &[AttributeType::Sensitive, AttributeType::Class];
+
     /// A token answering `C_GetAttributeValue(CKA_UNWRAP_TEMPLATE)` with one inner
     /// attribute, `CKA_SENSITIVE` true, reporting `announced` as its length in step 2 and
     /// `written` after writing the value in step 3.
     fn token(announced: CK_ULONG, written: CK_ULONG) -> impl FnMut(&mut CK_ATTRIBUTE) -> CK_RV {
+        typed(CKA_SENSITIVE, announced, written)
+    }
+
+    /// [`token`] with an inner attribute of type `type_` (its value bytes all 1).
+    fn typed(
+        type_: CK_ATTRIBUTE_TYPE,
+        announced: CK_ULONG,
+        written: CK_ULONG,
+    ) -> impl FnMut(&mut CK_ATTRIBUTE) -> CK_RV {
         let mut step = 0;
         move |outer: &mut CK_ATTRIBUTE| {
             step += 1;
@@ -452,12 +498,13 @@ mod tests {
                     // SAFETY: `outer.pValue` points to the one CK_ATTRIBUTE the reader
                     // allocated for the size announced in step 1.
                     let inner = unsafe { &mut *outer.pValue.cast::<CK_ATTRIBUTE>() };
-                    inner.type_ = CKA_SENSITIVE;
+                    inner.type_ = type_;
                     if step == 2 {
                         inner.ulValueLen = announced;
                     } else {
-                        // SAFETY: the reader gave a buffer of the announced length (1).
-                        unsafe { *inner.pValue.cast::<u8>() = 1 };
+                        let room = usize::try_from(announced).unwrap_or(0);
+                        // SAFETY: the reader gave a buffer of the announced length.
+                        unsafe { std::ptr::write_bytes(inner.pValue.cast::<u8>(), 1, room) };
                         inner.ulValueLen = written;
                     }
                 }
@@ -469,11 +516,40 @@ mod tests {
     #[test]
     fn a_template_read_back_as_the_token_reports_it() {
         assert_eq!(
-            read_unwrap_template(token(1, 1)).unwrap(),
-            Some(vec![Attribute::Sensitive(true)])
+            read_unwrap_template(token(1, 1), ALLOWED).unwrap(),
+            Some(ReadTemplate::Attributes(vec![Attribute::Sensitive(true)]))
         );
-        let none = read_unwrap_template(|_: &mut CK_ATTRIBUTE| CKR_ATTRIBUTE_TYPE_INVALID);
+        let none = read_unwrap_template(|_: &mut CK_ATTRIBUTE| CKR_ATTRIBUTE_TYPE_INVALID, ALLOWED);
         assert_eq!(none.unwrap(), None);
+    }
+
+    /// A user of the token can put any type and length in a template (SoftHSM keeps an
+    /// unknown inner type as bytes). cryptoki's decoder takes each type's size for granted:
+    /// a 0-byte CKA_VALIDATION_VERSION made it panic, a 1-byte CKA_START_DATE made it read
+    /// 8 bytes. Such an attribute is reported, never decoded; so is a type mkclone does not
+    /// put there, or one of its own types at another size.
+    #[test]
+    fn an_inner_attribute_of_another_type_or_size_is_reported_not_decoded() {
+        for (type_, len) in [
+            (cryptoki_sys::CKA_VALIDATION_VERSION, 0),
+            (cryptoki_sys::CKA_START_DATE, 1),
+            (cryptoki_sys::CKA_END_DATE, 8),
+            (cryptoki_sys::CKA_LABEL, 3),
+            (CKA_SENSITIVE, 0),
+            (CKA_SENSITIVE, 2),
+            (cryptoki_sys::CKA_CLASS, 1),
+            (0x8000_0001, 4),
+        ] {
+            let read = read_unwrap_template(typed(type_, len, len), ALLOWED).unwrap();
+            assert_eq!(
+                read,
+                Some(ReadTemplate::Foreign {
+                    attribute: type_,
+                    len: len as usize
+                }),
+                "type {type_:#x}, {len} bytes"
+            );
+        }
     }
 
     #[test]
@@ -481,13 +557,13 @@ mod tests {
         // A value "unavailable", or far longer than any template's: nothing is allocated.
         for announced in [CK_UNAVAILABLE_INFORMATION, 1 << 40] {
             assert!(matches!(
-                read_unwrap_template(token(announced, 1)),
+                read_unwrap_template(token(announced, 1), ALLOWED),
                 Err(CkError::InvalidValue)
             ));
         }
         // A value written longer than the buffer it was given: never read past it.
         assert!(matches!(
-            read_unwrap_template(token(1, 1 << 20)),
+            read_unwrap_template(token(1, 1 << 20), ALLOWED),
             Err(CkError::InvalidValue)
         ));
         // An array larger than any template.
@@ -496,7 +572,7 @@ mod tests {
             CKR_OK
         };
         assert!(matches!(
-            read_unwrap_template(huge),
+            read_unwrap_template(huge, ALLOWED),
             Err(CkError::InvalidValue)
         ));
     }

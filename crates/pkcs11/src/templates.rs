@@ -15,6 +15,8 @@ use std::fmt;
 
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 
+use crate::raw::ReadTemplate;
+
 /// What the token accepts, as far as the templates depend on it (found at open by
 /// `backend/probe.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -361,7 +363,7 @@ pub(crate) fn checked_types(made: Made, support: &TokenSupport) -> Vec<Attribute
 pub(crate) fn unwrap_template_drift(
     object: &str,
     expected: &[Attribute],
-    found: Option<&[Attribute]>,
+    found: Option<&ReadTemplate>,
 ) -> Option<Drift> {
     let drift = |found: String| Drift {
         object: object.to_string(),
@@ -370,8 +372,15 @@ pub(crate) fn unwrap_template_drift(
         expected: "the share key's template".into(),
         found,
     };
-    let Some(found) = found else {
-        return Some(drift("absent".into()));
+    let found = match found {
+        None => return Some(drift("absent".into())),
+        Some(ReadTemplate::Foreign { attribute, len }) => {
+            return Some(drift(format!(
+                "a template holding attribute type {attribute:#x} of {len} byte(s), which \
+                 mkclone's template does not hold in that size"
+            )));
+        }
+        Some(ReadTemplate::Attributes(found)) => found.as_slice(),
     };
     if let Some(inner) = first_drift(object, Made::ShareKey, expected, found) {
         return Some(drift(format!(
@@ -521,11 +530,25 @@ mod tests {
         let share = Made::ShareKey.attributes(&support);
         let mut reversed = share.clone();
         reversed.reverse();
-        assert_eq!(unwrap_template_drift("csr", &share, Some(&reversed)), None);
+        let read = |t: Vec<Attribute>| ReadTemplate::Attributes(t);
+        assert_eq!(
+            unwrap_template_drift("csr", &share, Some(&read(reversed))),
+            None
+        );
         assert!(unwrap_template_drift("csr", &share, None).is_some());
         let loose = replaced(share.clone(), &[Attribute::Extractable(true)]);
-        let drift = unwrap_template_drift("csr", &share, Some(&loose)).unwrap();
+        let drift = unwrap_template_drift("csr", &share, Some(&read(loose))).unwrap();
         assert_eq!(drift.attribute, "CKA_UNWRAP_TEMPLATE");
         assert!(drift.found.contains("CKA_EXTRACTABLE is true"), "{drift}");
+        // An attribute that could not be decoded safely is drift, named by type and size.
+        let foreign = ReadTemplate::Foreign {
+            attribute: cryptoki_sys::CKA_START_DATE,
+            len: 1,
+        };
+        let drift = unwrap_template_drift("csr", &share, Some(&foreign)).unwrap();
+        assert!(
+            drift.found.contains("0x110") && drift.found.contains("1 byte"),
+            "{drift}"
+        );
     }
 }

@@ -60,10 +60,11 @@ impl Pkcs11Backend {
         }
         if let Some(template) = made.unwrap_template(&self.support) {
             let raw = Arc::clone(&self.raw);
+            let allowed: Vec<_> = template.iter().map(Attribute::attribute_type).collect();
             let read = self.token.call("C_GetAttributeValue", false, |s| {
-                raw.unwrap_template(s, handle)
+                raw.unwrap_template(s, handle, &allowed)
             })?;
-            if let Some(drift) = unwrap_template_drift(label, &template, read.as_deref()) {
+            if let Some(drift) = unwrap_template_drift(label, &template, read.as_ref()) {
                 return Err(CheckError::Drift(drift));
             }
         }
