@@ -279,7 +279,9 @@ impl ZcryptDevice for DeviceFile {
     /// request goes to the card a second time. Blocked, a signal stays pending until the
     /// reply is in and is handled then; the ceremony checks its flag at its next safe
     /// point. SIGKILL and SIGSTOP cannot be blocked (the journal's intent records cover a
-    /// kill).
+    /// kill). SIGSTOP, and the cgroup or suspend freezer, end the wait too and, with no
+    /// handler to run, the kernel restarts the ioctl on SIGCONT or thaw: the request goes
+    /// to the card twice, which no mask can prevent (docs/ARCHITECTURE.md, zcrypt driver).
     fn send_cprb(&mut self, call: &mut XcrbCall<'_>) -> Result<(), Errno> {
         let mut previous = SigSet::empty();
         pthread_sigmask(
