@@ -282,6 +282,8 @@ impl ZcryptDevice for DeviceFile {
     /// kill). SIGSTOP, and the cgroup or suspend freezer, end the wait too and, with no
     /// handler to run, the kernel restarts the ioctl on SIGCONT or thaw: the request goes
     /// to the card twice, which no mask can prevent (docs/ARCHITECTURE.md, zcrypt driver).
+    /// So does SIGTSTP taken by another thread of the process: the stop is the whole
+    /// process's, and it ends this thread's wait whatever its mask.
     fn send_cprb(&mut self, call: &mut XcrbCall<'_>) -> Result<(), Errno> {
         let mut previous = SigSet::empty();
         pthread_sigmask(

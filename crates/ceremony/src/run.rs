@@ -22,8 +22,9 @@
 //! first 3c: every problem of every node is known before any share leaves. Otherwise
 //! ([`Checks::EachTarget`]) a target's 3c starts as soon as its own 3b and 2b are done,
 //! behind the checks of that one target, so the source's shares overlap the other targets'
-//! key generations; a problem on one target then stops the ceremony after the targets
-//! already served (a rerun finishes them all once it is fixed), and `--dry-run` lists
+//! key generations; a problem on one target then stops the ceremony: no phase starts after
+//! it, so a target whose 3c is done may be left before its 3d (a rerun finishes them all
+//! once it is fixed; docs/ARCHITECTURE.md says so), and `--dry-run` lists
 //! beforehand every problem that can be known before the keys exist.
 //!
 //! **The journal stays one ordered chain**: every thread appends through the ceremony's one
