@@ -23,8 +23,8 @@
 //! ([`Checks::EachTarget`]) a target's 3c starts as soon as its own 3b and 2b are done,
 //! behind the checks of that one target, so the source's shares overlap the other targets'
 //! key generations; a problem on one target then stops the ceremony: no phase starts after
-//! it, so a target whose 3c is done may be left before its 3d (a rerun finishes them all
-//! once it is fixed; docs/ARCHITECTURE.md says so), and `--dry-run` lists
+//! it but the 3d of a target whose 3c is done (its shares have left the source; see
+//! [`Stop`]), a rerun finishes the rest once it is fixed, and `--dry-run` lists
 //! beforehand every problem that can be known before the keys exist.
 //!
 //! **The journal stays one ordered chain**: every thread appends through the ceremony's one
@@ -32,7 +32,7 @@
 //! of concurrent phases interleave; each names its phase and node, and an outcome names its
 //! intent's seq, so the report pairs them whatever lies between. A signal stops every
 //! thread at its next safe point; a failure lets the running phases finish and starts no
-//! other.
+//! other but the 3d of a target whose shares have left the source.
 //!
 //! **Dual control.** With the plan's `dual_control` on, the SA key's registration on the
 //! source and each target needs two people and two commands. `clone` runs everything one
@@ -442,8 +442,8 @@ struct Board {
     /// Distinct nodes in use.
     busy: Vec<bool>,
     running: usize,
-    /// A phase failed: no other starts.
-    stop: bool,
+    /// Why phases no longer start, once one failed or a thread panicked.
+    stop: Option<Stop>,
     reports: Vec<PhaseReport>,
     errors: Vec<CeremonyError>,
 }
@@ -463,7 +463,7 @@ fn run_stage(
         done: vec![false; tasks.len()],
         busy: vec![false; distinct],
         running: 0,
-        stop: false,
+        stop: None,
         reports: Vec::new(),
         errors: Vec::new(),
     });
@@ -487,7 +487,7 @@ fn run_stage(
 }
 
 /// One worker: take the first task (in list order) whose predecessors are done and whose
-/// nodes are free, run it, repeat; stop when none is left or a phase failed. With
+/// nodes are free, run it, repeat; stop when none is left that may start. With
 /// `write_behind` (more than one job), phase 3c writes its bundles on a thread of its own.
 fn work(
     c: &Ceremony,
@@ -504,17 +504,20 @@ fn work(
             tasks.iter().enumerate().position(|(i, t)| {
                 Some(i) != skip
                     && !b.started[i]
+                    && b.stop.is_none_or(|stop| stop.still_starts(t.step))
                     && t.after.iter().all(|a| b.done[*a])
                     && t.nodes.iter().all(|n| !b.busy[slots[*n].index])
             })
         };
         let next = loop {
-            if b.stop || b.started.iter().all(|s| *s) {
+            if b.started.iter().all(|s| *s) {
                 break None;
             }
             match ready(&b, None) {
                 Some(i) => break Some(i),
-                // Nothing can start and nothing runs: what is left waits for a failed phase.
+                // Nothing can start and nothing runs: what is left waits for a failed
+                // phase, or was stopped. (While phases run, one of them may yet make a
+                // task ready: after a failure, a running 3c makes its target's 3d ready.)
                 None if b.running == 0 => break None,
                 None => b = wake.wait(b).unwrap_or_else(PoisonError::into_inner),
             }
@@ -572,7 +575,7 @@ fn work(
 }
 
 /// A task taken off the board: whatever happens to its thread, even a panic, the board is
-/// told it ended (its nodes freed, no other task started after a failure) and the other
+/// told it ended (its nodes freed, after a failure only what [`Stop`] allows started) and the other
 /// workers are woken, so none waits forever.
 struct Running<'a> {
     board: &'a Mutex<Board>,
@@ -601,13 +604,17 @@ impl Drop for Running<'_> {
                 b.reports.push(report);
             }
             Some(Err(e)) => {
-                b.stop = true;
+                let stop = match e {
+                    CeremonyError::Interrupted { .. } => Stop::Halted,
+                    _ => Stop::Failed,
+                };
+                b.stop = b.stop.max(Some(stop));
                 b.errors.push(e);
             }
             // The thread is unwinding from a panic: stop; the scope re-raises it.
-            None => b.stop = true,
+            None => b.stop = Some(Stop::Halted),
         }
-        let stop = b.stop;
+        let stop = b.stop.is_some();
         drop(b);
         // A task ended: its nodes are free and its successors may be ready. One worker
         // wakes (it wakes the next if more can start); after a failure, all of them, to end.
@@ -616,6 +623,26 @@ impl Drop for Running<'_> {
         } else {
             self.wake.notify_one();
         }
+    }
+}
+
+/// Why the scheduler starts no more phases (the worse reason wins).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Stop {
+    /// A phase failed. Only the 3d of a target whose 3c is done still starts: that target's
+    /// shares have left the source, and setting them needs only its own node, which failed
+    /// nothing (its own 3d is the only phase that could have, and it has not started).
+    /// Stopping it too would leave a sound target with its bundles on disk and its master
+    /// key not set until a rerun.
+    Failed,
+    /// A signal stopped a phase at a safe point, or a thread panicked: nothing starts.
+    Halted,
+}
+
+impl Stop {
+    fn still_starts(self, step: Step) -> bool {
+        // A task starts only once every task it waits for is done: a 3d's is its 3c.
+        self == Self::Failed && matches!(step, Step::P3d(_))
     }
 }
 
@@ -818,6 +845,38 @@ fn statuses(nodes: &mut dyn Nodes, names: &[&str]) -> Result<Vec<(String, NodeSt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// After a failure only a 3d starts (its 3c being done, as it waits for it); after a
+    /// signal or a panic nothing does, whatever failed before or after.
+    #[test]
+    fn after_a_failure_only_the_3d_of_a_target_whose_shares_left_starts() {
+        use Step::*;
+        for step in [P1, P2a, P2b, P3a(0), P3b(1), P3c(2), P3d(0), P3d(3)] {
+            let d = matches!(step, P3d(_));
+            assert_eq!(Stop::Failed.still_starts(step), d, "{step:?}");
+            assert!(!Stop::Halted.still_starts(step), "{step:?}");
+        }
+        assert_eq!(
+            Some(Stop::Failed).max(Some(Stop::Halted)),
+            Some(Stop::Halted)
+        );
+        assert_eq!(
+            Some(Stop::Halted).max(Some(Stop::Failed)),
+            Some(Stop::Halted)
+        );
+        assert_eq!(None.max(Some(Stop::Failed)), Some(Stop::Failed));
+        // Every 3d waits for its own 3c, in every graph: "done before it starts" holds.
+        for tasks in [shares_stage(3, 1), shares_stage(3, 3), each_target_graph(3)] {
+            for t in tasks.iter().filter(|t| matches!(t.step, P3d(_))) {
+                let P3d(n) = t.step else { unreachable!() };
+                assert!(
+                    t.after.iter().any(|a| tasks[*a].step == P3c(n)),
+                    "{:?}",
+                    t.step
+                );
+            }
+        }
+    }
 
     /// With one worker, the first ready task in list order is the list itself: the order
     /// of the per-phase commands. With more, the shares stage lists the source's 3c first.

@@ -362,3 +362,91 @@ fn a_status_read_that_fails_once_never_skips_a_targets_checks() {
         );
     }
 }
+
+/// An observer that holds target3's 3a at its start (one worker busy, its node's lock
+/// held) until target2's 3c has failed or `patience` has passed, and records which
+/// phases ended.
+fn hold_target3_until_target2_fails(patience: Duration) -> (Observer, Arc<(Mutex<Seen>, Condvar)>) {
+    let shared = Arc::new((Mutex::new(Seen::default()), Condvar::new()));
+    let seen = shared.clone();
+    let observer = Observer::new(move |event| {
+        let (lock, cv) = &*seen;
+        match event {
+            Progress::PhaseStarted {
+                phase: Phase::P3a,
+                target: Some("target3"),
+                ..
+            } => {
+                let guard = lock.lock().unwrap();
+                let _held = cv
+                    .wait_timeout_while(guard, patience, |s| !s.target1_shares_made)
+                    .unwrap();
+            }
+            Progress::PhaseFailed {
+                phase: Phase::P3c,
+                target: Some("target2"),
+                ..
+            } => {
+                // `target1_shares_made` stands for "the gate may open" here.
+                lock.lock().unwrap().target1_shares_made = true;
+                cv.notify_all();
+            }
+            Progress::PhaseDone { report, target } => {
+                let mut s = lock.lock().unwrap();
+                s.ended
+                    .push((report.phase, target.unwrap_or_default().to_string()));
+            }
+            _ => {}
+        }
+    });
+    (observer, shared)
+}
+
+/// Checked each before its shares, with two jobs: one worker is held in target3's 3a while
+/// the other serves target1 up to its 3c, then takes target2's 3c (listed before every 3d),
+/// whose checks fail (target2 holds its own key). target1's shares have left the source by
+/// then; nothing is wrong with target1, so its 3d still runs and its master key is set: a
+/// failure stops every phase not started except the 3d of a target whose shares are out
+/// (it left target1 with its bundles on disk and no key set, found by a review). target3
+/// gets nothing after the 3a that was running, and target2 keeps its own key.
+#[test]
+fn a_check_failure_on_one_target_still_finishes_a_target_whose_shares_have_left() {
+    let dir = target2_holding_its_own_key();
+    let own = sym_register(dir.path(), "target2");
+    let (observer, seen) = hold_target3_until_target2_fails(Duration::from_secs(60));
+    let options = CloneOptions {
+        jobs: std::num::NonZeroUsize::new(2),
+        observer: Some(observer),
+        checks: Checks::EachTarget,
+    };
+
+    let result = clone(dir.path(), &options, false);
+    assert!(
+        matches!(result, Err(CeremonyError::Preflight { .. })),
+        "{result:?}"
+    );
+    let ended = std::mem::take(&mut seen.0.lock().unwrap().ended);
+    let ended_for = |target: &str| -> Vec<Phase> {
+        ended
+            .iter()
+            .filter(|(_, t)| t == target)
+            .map(|(p, _)| *p)
+            .collect()
+    };
+    assert_eq!(
+        ended_for("target1"),
+        [Phase::P3a, Phase::P3b, Phase::P3c, Phase::P3d],
+        "{ended:?}"
+    );
+    assert_eq!(
+        sym_register(dir.path(), "target1").current_patterns,
+        sym_register(dir.path(), "source").current_patterns,
+        "target1's master key is set"
+    );
+    assert_eq!(ended_for("target3"), [Phase::P3a], "{ended:?}");
+    assert!(bundles(dir.path(), "target2").is_empty());
+    assert!(bundles(dir.path(), "target3").is_empty());
+    let target2 = sym_register(dir.path(), "target2");
+    assert_eq!(target2.current_patterns, own.current_patterns);
+    assert_eq!(target2.new, NewState::Empty);
+}
