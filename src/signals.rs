@@ -17,6 +17,18 @@
 //! before anything is sent); otherwise the signal takes its default effect, the process
 //! ending as the signal says.
 //!
+//! **Job control during a ceremony** (installed with the ceremony's handlers): SIGTSTP
+//! (Ctrl-Z), SIGTTIN and SIGTTOU stop the process only once no device call is in flight
+//! (`mkclone_backend::device_calls`). Their default action stopped it at once, and a stop
+//! ends a thread's wait in the zcrypt ioctl whatever its signal mask: the kernel restarted
+//! the ioctl on continue and the card ran the request twice. Each is caught and handed to
+//! a thread of its own, which holds back new device calls, waits for those in flight to
+//! end, then stops the process (SIGSTOP); once it continues, the calls held back go on.
+//! Ctrl-Z at an open prompt is the prompt's, which stops the same way once the terminal is
+//! restored. A background process under `stty tostop` writing to the terminal (SIGTTOU),
+//! or reading a PIN from it (SIGTTIN), takes the signal again at each retry of its write
+//! or read until the stop comes: a busy wait as long as the calls in flight last.
+//!
 //! signal-hook leaves its handler in place once a signal has had an action, even when the
 //! last one is unregistered (the signal would then be ignored). So the first prompt also
 //! registers, for good, an action per caught signal that emulates the signal's default
@@ -30,7 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use signal_hook::SigId;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTSTP};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTSTP, SIGTTIN, SIGTTOU};
 use signal_hook::flag;
 use signal_hook::low_level::{self, pipe};
 
@@ -39,6 +51,13 @@ pub const CEREMONY_SIGNALS: [i32; 2] = [SIGINT, SIGTERM];
 
 /// The signals a prompt catches while it is open.
 pub(crate) const PROMPT_SIGNALS: [i32; 5] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP];
+
+/// The job-control signals a ceremony catches: each stops the process once no device call
+/// is in flight.
+pub const JOB_CONTROL_SIGNALS: [i32; 3] = [SIGTSTP, SIGTTIN, SIGTTOU];
+
+/// Whether the job-control signals are caught (see the module's documentation).
+static JOB_CONTROL_CAUGHT: AtomicBool = AtomicBool::new(false);
 
 /// The ceremony's flag, once its handlers are installed.
 static CEREMONY: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
@@ -62,8 +81,10 @@ struct State {
 struct Defaults {
     /// SIGINT and SIGTERM: no prompt open and no ceremony handler installed.
     ceremony_signals: Arc<AtomicBool>,
-    /// SIGHUP, SIGQUIT, SIGTSTP: no prompt open.
+    /// SIGHUP, SIGQUIT: no prompt open.
     others: Arc<AtomicBool>,
+    /// SIGTSTP: no prompt open and the job-control signals not caught.
+    stop: Arc<AtomicBool>,
     /// The prompt's signals this process did not ignore at the first prompt: only these
     /// are caught (`nohup` keeps SIGHUP ignored, a background job of a script SIGINT and
     /// SIGQUIT).
@@ -76,6 +97,8 @@ impl State {
             let unhandled = !self.prompt_open && CEREMONY.get().is_none();
             d.ceremony_signals.store(unhandled, Ordering::SeqCst);
             d.others.store(!self.prompt_open, Ordering::SeqCst);
+            let caught = JOB_CONTROL_CAUGHT.load(Ordering::SeqCst);
+            d.stop.store(!self.prompt_open && !caught, Ordering::SeqCst);
         }
     }
 
@@ -88,6 +111,7 @@ impl State {
         let defaults = Defaults {
             ceremony_signals: Arc::new(AtomicBool::new(false)),
             others: Arc::new(AtomicBool::new(false)),
+            stop: Arc::new(AtomicBool::new(false)),
             caught: PROMPT_SIGNALS
                 .into_iter()
                 .filter(|s| ignored & (1 << (s - 1)) == 0)
@@ -100,6 +124,8 @@ impl State {
         for &signal in &d.caught {
             let condition = if CEREMONY_SIGNALS.contains(&signal) {
                 &d.ceremony_signals
+            } else if signal == SIGTSTP {
+                &d.stop
             } else {
                 &d.others
             };
@@ -145,12 +171,71 @@ pub fn install_ceremony_handlers() -> Result<Arc<AtomicUsize>, (i32, io::Error)>
         flag::register(signal, armed.clone()).map_err(fail)?;
         flag::register_usize(signal, raised.clone(), signal as usize).map_err(fail)?;
     }
+    catch_job_control().map_err(|e| (SIGTSTP, e))?;
     let flag = CEREMONY.get_or_init(|| raised).clone();
     // From here the ceremony's handlers take SIGINT and SIGTERM: the default action a
     // prompt left in place no longer applies to them. (Until this update, a signal still
     // took the default action first, as it did before the install.)
     state().update();
     Ok(flag)
+}
+
+/// Catch the job-control signals this process does not ignore, for good: each arrival
+/// wakes a thread that stops the process once no device call is in flight (the module's
+/// documentation says why). Ctrl-Z while a prompt is open is left to the prompt.
+fn catch_job_control() -> io::Result<()> {
+    let ignored = ignored_signals();
+    let (wake, write) = UnixStream::pair()?;
+    let tstp = Arc::new(AtomicBool::new(false));
+    let others = Arc::new(AtomicBool::new(false));
+    for signal in JOB_CONTROL_SIGNALS {
+        if ignored & (1 << (signal - 1)) != 0 {
+            continue;
+        }
+        // The flag first, then the pipe: woken, the thread finds which signal it was.
+        let arrived = if signal == SIGTSTP { &tstp } else { &others };
+        flag::register(signal, arrived.clone())?;
+        pipe::register(signal, write.try_clone()?)?;
+    }
+    std::thread::Builder::new()
+        .name("mkclone-stop".into())
+        .spawn(move || {
+            let mut drain = [0u8; 64];
+            loop {
+                match (&wake).read(&mut drain) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        log::error!("job-control signals: reading their pipe failed: {e}");
+                        return;
+                    }
+                }
+                let tstp = tstp.swap(false, Ordering::SeqCst);
+                let other = others.swap(false, Ordering::SeqCst);
+                // A prompt open stops the process itself, once its terminal is restored.
+                if other || (tstp && !state().prompt_open) {
+                    stop_when_quiet();
+                }
+            }
+        })?;
+    // Only now that a thread reads the pipe: until here a signal took its default action.
+    JOB_CONTROL_CAUGHT.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Stop the process as SIGTSTP's default action would, once no device call is in flight
+/// (new ones are held back until it continues); returns when it continues.
+pub(crate) fn stop_when_quiet() {
+    let waiting = mkclone_backend::device_calls::in_flight();
+    if waiting > 0 {
+        log::info!("stopping once the {waiting} device call(s) in flight have their replies");
+    }
+    mkclone_backend::device_calls::stop_when_quiet(|| {
+        if let Err(e) = low_level::emulate_default_handler(SIGTSTP) {
+            log::error!("could not stop the process: {e}");
+        }
+    });
 }
 
 /// The flag of the ceremony's handlers, if they are installed.
@@ -255,7 +340,11 @@ impl Drop for PromptSignals {
 
 /// Give `signal` its default effect now: the process ends (SIGINT, SIGTERM, SIGHUP,
 /// SIGQUIT) or stops until continued (SIGTSTP: stopped with SIGSTOP, as signal-hook
-/// emulates it), after which this returns.
+/// emulates it, once no device call is in flight), after which this returns.
 pub(crate) fn take_default_action(signal: i32) -> io::Result<()> {
+    if signal == SIGTSTP {
+        stop_when_quiet();
+        return Ok(());
+    }
     low_level::emulate_default_handler(signal)
 }

@@ -23,6 +23,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use mkclone_backend::device_calls::DeviceCall;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
 use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
@@ -282,9 +283,13 @@ impl ZcryptDevice for DeviceFile {
     /// kill). SIGSTOP, and the cgroup or suspend freezer, end the wait too and, with no
     /// handler to run, the kernel restarts the ioctl on SIGCONT or thaw: the request goes
     /// to the card twice, which no mask can prevent (docs/ARCHITECTURE.md, zcrypt driver).
-    /// So does SIGTSTP taken by another thread of the process: the stop is the whole
-    /// process's, and it ends this thread's wait whatever its mask.
+    /// So does SIGTSTP taken with its default action by another thread of the process: the
+    /// stop is the whole process's, and it ends this thread's wait whatever its mask. So
+    /// the call counts itself in flight ([`DeviceCall`]): during a ceremony the command
+    /// line catches SIGTSTP, SIGTTIN and SIGTTOU and stops the process only once no call
+    /// is (`mkclone::signals`).
     fn send_cprb(&mut self, call: &mut XcrbCall<'_>) -> Result<(), Errno> {
+        let _in_flight = DeviceCall::enter();
         let mut previous = SigSet::empty();
         pthread_sigmask(
             SigmaskHow::SIG_BLOCK,

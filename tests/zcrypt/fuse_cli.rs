@@ -10,6 +10,8 @@ use std::path::Path;
 use mkclone::backend::{Backend, CloneableKind, MasterKeyKind};
 use mkclone::zcrypt::OVERRIDE_ENV;
 
+use mkclone_zcrypt_fuse::Fault;
+
 use crate::fuse_node::{Machine, mkclone, run_mkclone};
 
 fn plan(dir: &Path, device: &Path, patterns: &str) -> std::path::PathBuf {
@@ -31,13 +33,10 @@ fn plan(dir: &Path, device: &Path, patterns: &str) -> std::path::PathBuf {
     path
 }
 
-#[test]
-fn mkclone_clone_runs_on_zcrypt_nodes_served_through_fuse() {
-    let m = Machine::for_ceremony();
-    let open = |card: u8| m.sim_node(card);
-    // The source's master keys, loaded through the node; their CURRENT patterns go into
-    // the plan as the source's operator reads them out.
-    let mut source = open(2);
+/// The source's master keys, loaded through the node; their CURRENT patterns, as the
+/// plan's `source_patterns` says them (the source's operator reads them out).
+fn load_source_keys(m: &Machine) -> String {
+    let mut source = m.sim_node(2);
     let mut patterns = Vec::new();
     for kind in CloneableKind::ALL {
         source.load_random_master_key(kind).unwrap();
@@ -48,20 +47,12 @@ fn mkclone_clone_runs_on_zcrypt_nodes_served_through_fuse() {
             kind.kind().name().to_lowercase()
         ));
     }
-    let before = m.node.model().calls().len();
-    let config = plan(m.path(), &m.device(), &patterns.join(", "));
+    patterns.join(", ")
+}
 
-    let (ok, text) = run_mkclone(
-        mkclone()
-            .args(["clone", "--config"])
-            .arg(&config)
-            .env(OVERRIDE_ENV, "1")
-            .current_dir(m.path()),
-    );
-    assert!(ok, "mkclone clone failed:\n{text}");
-    let calls = m.node.model().calls()[before..].to_vec();
-
-    // Both targets hold the source's keys in CURRENT.
+/// Both targets (cards 3 and 4) hold the source's keys in CURRENT.
+fn assert_targets_cloned(m: &Machine) {
+    let open = |card: u8| m.sim_node(card);
     let source_status = open(2).status().unwrap();
     for target in [3, 4] {
         let status = open(target).status().unwrap();
@@ -73,6 +64,26 @@ fn mkclone_clone_runs_on_zcrypt_nodes_served_through_fuse() {
             );
         }
     }
+}
+
+#[test]
+fn mkclone_clone_runs_on_zcrypt_nodes_served_through_fuse() {
+    let m = Machine::for_ceremony();
+    let patterns = load_source_keys(&m);
+    let before = m.node.model().calls().len();
+    let config = plan(m.path(), &m.device(), &patterns);
+
+    let (ok, text) = run_mkclone(
+        mkclone()
+            .args(["clone", "--config"])
+            .arg(&config)
+            .env(OVERRIDE_ENV, "1")
+            .current_dir(m.path()),
+    );
+    assert!(ok, "mkclone clone failed:\n{text}");
+    let calls = m.node.model().calls()[before..].to_vec();
+
+    assert_targets_cloned(&m);
     // Every request of the run came from the binary (another process), to its card's
     // domain 0x0d, and none failed.
     assert!(calls.len() > 50, "{} calls", calls.len());
@@ -83,4 +94,96 @@ fn mkclone_clone_runs_on_zcrypt_nodes_served_through_fuse() {
             "a call from this process: {c:?}"
         );
     }
+}
+
+/// The state letter of process `pid` (`R`, `S`, `T` when stopped...), from /proc.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: the state follows the last.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Ctrl-Z while a request is on the card: `clone` stops only once the card has answered,
+/// so the kernel's wait for the reply is never cut (on a real zcrypt node a cut wait makes
+/// the kernel send the request again when the process continues), and once continued it
+/// finishes the ceremony. The default action of SIGTSTP stopped every thread at once, the
+/// one waiting in the ioctl included, whatever its signal mask (found by a review; on that
+/// code this test sees the process stopped while the card still holds the request).
+/// (Through FUSE the cut wait is not seen at the node: the kernel drops its
+/// FUSE_INTERRUPT when the single-threaded server's reply ends the request.)
+#[test]
+fn ctrl_z_while_a_request_is_on_the_card_stops_clone_after_the_reply() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    let m = Machine::for_ceremony();
+    let patterns = load_source_keys(&m);
+    let config = plan(m.path(), &m.device(), &patterns);
+    // The 30th request of the run (past the SA's and the source's first phases) stays on
+    // the card for 2 s.
+    let delays = {
+        let mut model = m.node.model();
+        let k = model.calls().len() as u64 + 30;
+        model.fault(k, Fault::Delay(Duration::from_secs(2)));
+        model.delays()
+    };
+    let log = m.path().join("clone.log");
+    let mut child = mkclone()
+        .args(["clone", "--config"])
+        .arg(&config)
+        .env(OVERRIDE_ENV, "1")
+        .current_dir(m.path())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(m.path().join("clone.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Whatever fails below, the child does not outlive the test, stopped.
+    struct KillOnDrop(u32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = kill(Pid::from_raw(self.0 as i32), Signal::SIGKILL);
+        }
+    }
+    let kill_guard = KillOnDrop(pid);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while delays.begun.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the delayed request never came");
+        assert!(child.try_wait().unwrap().is_none(), "clone ended early");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The request is on the card: Ctrl-Z (the terminal sends SIGTSTP to the process).
+    std::thread::sleep(Duration::from_millis(200));
+    kill(Pid::from_raw(pid as i32), Signal::SIGTSTP).unwrap();
+
+    // It stops, once the card has answered (1.8 s later).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while process_state(pid) != Some('T') {
+        assert!(
+            Instant::now() < deadline,
+            "clone did not stop on SIGTSTP: state {:?}",
+            process_state(pid)
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(
+        delays.ended.load(Ordering::SeqCst),
+        1,
+        "clone stopped while its request was on the card"
+    );
+    let calls_when_stopped = m.node.model().calls().len();
+    // Stopped, it sends nothing.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(m.node.model().calls().len(), calls_when_stopped);
+
+    kill(Pid::from_raw(pid as i32), Signal::SIGCONT).unwrap();
+    let status = child.wait().unwrap();
+    // Reaped: its pid may be another process's from now on.
+    std::mem::forget(kill_guard);
+    let text = std::fs::read_to_string(&log).unwrap()
+        + &std::fs::read_to_string(m.path().join("clone.err")).unwrap();
+    assert!(status.success(), "clone after SIGCONT: {status}\n{text}");
+    assert_targets_cloned(&m);
 }

@@ -391,7 +391,9 @@ fn a_signal_during_a_request_waits_for_the_reply() {
             "signal {signal}: {blocked:#x}"
         );
     }
-    assert_eq!(m.node.interrupts(), 0, "no FUSE_INTERRUPT reached the node");
+    // (`m.node.interrupts()` cannot show a cut wait here: the kernel drops the interrupt
+    // of a request once it is answered, and the server answers the delayed request before
+    // it reads anything else. The mask above is what keeps the wait whole.)
     assert!(m_of_n_is_set(&m));
 }
 

@@ -20,6 +20,7 @@ macro_rules! display_as {
 
 pub mod access;
 mod backend;
+pub mod device_calls;
 mod error;
 mod outcome;
 pub mod rules;

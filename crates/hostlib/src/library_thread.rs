@@ -20,10 +20,14 @@
 //! thread blocks every asynchronous signal for its life, so the kernel delivers the
 //! process's signals to another thread and the ceremony sees them at its next safe point.
 //! (SIGKILL and SIGSTOP cannot be blocked; the fault signals are left as they are, so a
-//! fault still ends the process as it should.)
+//! fault still ends the process as it should.) A stop of the process ends the wait all the
+//! same, whatever the mask: each call counts itself in flight
+//! (`mkclone_backend::device_calls`), and during a ceremony the command line stops the
+//! process on Ctrl-Z only once no call is.
 
 use std::sync::mpsc;
 
+use mkclone_backend::device_calls::DeviceCall;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 
 use crate::HostlibError;
@@ -110,6 +114,10 @@ impl LibraryThread {
         &self,
         job: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, HostlibError> {
+        // The library makes the ioctl itself: the call is in flight from here to its
+        // answer, and a stop of the process during a ceremony waits for it
+        // (`mkclone_backend::device_calls`).
+        let _in_flight = DeviceCall::enter();
         let (answer, result) = mpsc::sync_channel(1);
         self.jobs
             .send(Box::new(move || {
@@ -161,6 +169,28 @@ mod tests {
         let mut mine = SigSet::empty();
         pthread_sigmask(SigmaskHow::SIG_BLOCK, None, Some(&mut mine)).unwrap();
         assert!(!mine.contains(Signal::SIGINT));
+    }
+
+    /// A call counts itself in flight while it runs, so that a stop of the process (Ctrl-Z
+    /// during a ceremony) waits for it; a stop under way holds the next call back.
+    #[test]
+    fn a_call_is_a_device_call_in_flight_and_waits_for_a_stop_under_way() {
+        use mkclone_backend::device_calls::{in_flight, stop_when_quiet};
+        let thread = LibraryThread::start().unwrap();
+        assert!(thread.run(in_flight).unwrap() >= 1);
+        let (stopped, seen) = mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                stop_when_quiet(|| {
+                    stopped.send(()).unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                })
+            });
+            seen.recv().unwrap();
+            let held = std::time::Instant::now();
+            thread.run(|| ()).unwrap();
+            assert!(held.elapsed() >= std::time::Duration::from_millis(150));
+        });
     }
 
     #[test]

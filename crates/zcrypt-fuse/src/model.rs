@@ -180,6 +180,17 @@ pub struct ZcryptModel {
     masks: Option<ZcdnMasks>,
     faults: BTreeMap<u64, Fault>,
     calls: Vec<CallRecord>,
+    /// The [`Fault::Delay`]s begun and ended, readable without the model's lock (which a
+    /// delay holds).
+    delays: std::sync::Arc<Delays>,
+}
+
+/// How many [`Fault::Delay`]s have begun, and how many have ended (the card has the
+/// request from the first to the second; its reply follows).
+#[derive(Debug, Default)]
+pub struct Delays {
+    pub begun: std::sync::atomic::AtomicU64,
+    pub ended: std::sync::atomic::AtomicU64,
 }
 
 impl ZcryptModel {
@@ -245,6 +256,12 @@ impl ZcryptModel {
 
     pub fn calls(&self) -> &[CallRecord] {
         &self.calls
+    }
+
+    /// The counts of [`Fault::Delay`]s begun and ended: a test reads them while a delay
+    /// holds the model's lock, to act while a request is on the card.
+    pub fn delays(&self) -> std::sync::Arc<Delays> {
+        self.delays.clone()
     }
 
     /// One ioctl on the node: 0 or -errno, as `zcrypt_unlocked_ioctl` returns.
@@ -416,7 +433,12 @@ impl ZcryptModel {
 
         match fault {
             Some(Fault::Before(errno)) => return Err(*errno),
-            Some(Fault::Delay(pause)) => std::thread::sleep(*pause),
+            Some(Fault::Delay(pause)) => {
+                use std::sync::atomic::Ordering::SeqCst;
+                self.delays.begun.fetch_add(1, SeqCst);
+                std::thread::sleep(*pause);
+                self.delays.ended.fetch_add(1, SeqCst);
+            }
             Some(Fault::ErrorReply) => {
                 xcrb.set_status(STATUS_INVALID_PARM);
                 return Err(Errno::EINVAL);

@@ -163,8 +163,14 @@ impl ZcryptNode {
         &self.path
     }
 
-    /// How many FUSE_INTERRUPT requests the kernel sent: one for each signal that
-    /// interrupted a caller waiting on the node (fs/fuse/dev.c, `request_wait_answer`).
+    /// How many FUSE_INTERRUPT requests this server read. The kernel queues one when a
+    /// signal or a stop ends a caller's wait on the node (fs/fuse/dev.c,
+    /// `request_wait_answer`), but drops it unread once the request is answered
+    /// (`fuse_request_end`), and this server answers each request before it reads the
+    /// next: an interrupt of a request the model is still working on (a [`Fault::Delay`])
+    /// is never counted. A test of a cut wait looks at the caller instead.
+    ///
+    /// [`Fault::Delay`]: crate::Fault::Delay
     pub fn interrupts(&self) -> u64 {
         self.interrupts.load(Ordering::SeqCst)
     }
