@@ -21,4 +21,5 @@ pub mod hardening;
 pub mod nodes;
 mod pin;
 pub mod signals;
+pub mod terminal;
 pub mod zcrypt;

@@ -21,12 +21,35 @@ pub enum NodeError {
     Interrupted { node: String, signal: i32 },
 }
 
+/// Environment variable for tests that need one simulated node slower than the others:
+/// `<ms>` (every simulated card) or `<node>=<ms>,<node>=<ms>...`; each request to the
+/// simulated card of such a node takes that many milliseconds more, as a real card's
+/// work does. Simulated cards only. Its name is long on purpose.
+pub const SIM_LATENCY_ENV: &str = "MKCLONE_TEST_ONLY_SIM_LATENCY_MS";
+
+/// The latency [`SIM_LATENCY_ENV`] gives the simulated card of `node`, if any.
+fn sim_latency(node: &str) -> Option<std::time::Duration> {
+    latency_for(&std::env::var(SIM_LATENCY_ENV).ok()?, node)
+}
+
+/// [`SIM_LATENCY_ENV`]'s `value` for `node`.
+fn latency_for(value: &str, node: &str) -> Option<std::time::Duration> {
+    let ms = match value.trim().parse::<u64>() {
+        Ok(all) => all,
+        Err(_) => value.split(',').find_map(|entry| {
+            let (name, ms) = entry.split_once('=')?;
+            (name.trim() == node).then(|| ms.trim().parse().ok())?
+        })?,
+    };
+    Some(std::time::Duration::from_millis(ms))
+}
+
 /// Open one node.
 pub fn open(node: &NodeConfig) -> Result<Box<dyn Backend + Send>, NodeError> {
     match &node.backend {
         NodeBackend::Sim { sim_dir, apqn, .. } => {
             let bus = SimBus::new(sim_dir);
-            let backend = bus.open_card(*apqn).map_err(|e| NodeError::Open {
+            let mut backend = bus.open_card(*apqn).map_err(|e| NodeError::Open {
                 node: node.name.clone(),
                 // Only a missing card is made by `sim init`: it refuses to overwrite one.
                 message: match e {
@@ -36,6 +59,9 @@ pub fn open(node: &NodeConfig) -> Result<Box<dyn Backend + Send>, NodeError> {
                     _ => e.to_string(),
                 },
             })?;
+            if let Some(latency) = sim_latency(&node.name) {
+                backend.transport_mut().set_latency(latency);
+            }
             Ok(Box::new(backend))
         }
         NodeBackend::Zcrypt(cfg) => {
@@ -191,5 +217,27 @@ impl Nodes for ConfiguredNodes<'_> {
                 .map(|(n, b)| (n.as_str(), b.as_mut() as &mut (dyn Backend + Send))),
             names,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_sim_latency_is_for_every_node_or_for_those_named() {
+        assert_eq!(latency_for("40", "sa"), Some(Duration::from_millis(40)));
+        assert_eq!(
+            latency_for("sa=250, target1 = 5", "target1"),
+            Some(Duration::from_millis(5))
+        );
+        assert_eq!(
+            latency_for("sa=250", "sa"),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(latency_for("sa=250", "target1"), None);
+        assert_eq!(latency_for("sa=soon", "sa"), None);
+        assert_eq!(latency_for("", "sa"), None);
     }
 }

@@ -80,11 +80,15 @@ pub fn prompt(node: &str, token: &str, whose: Whose) -> Result<Zeroizing<String>
         )
     })?;
     let ceremony = crate::signals::ceremony_flag();
-    prompt_on(
-        &tty,
-        &format!("{what} for token {token:?} (node {node}): "),
-        ceremony.as_deref(),
-    )
+    // The terminal is the prompt's until it is answered: `clone`'s other threads write
+    // nothing under the question, and its progress bar is cleared (crate::terminal).
+    crate::terminal::prompting(|| {
+        prompt_on(
+            &tty,
+            &format!("{what} for token {token:?} (node {node}): "),
+            ceremony.as_deref(),
+        )
+    })
 }
 
 /// Turn echo off on `tty`, write `question`, read one line, and restore the terminal's

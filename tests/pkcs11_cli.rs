@@ -486,6 +486,80 @@ fn ctrl_c_at_the_so_pin_prompt_stops_the_clone_before_any_export_with_echo_back(
     assert_eq!(std::fs::read_dir(&shares).unwrap().count(), 4);
 }
 
+/// The SO PIN's question stays whole while other targets' phases run. `clone` with two
+/// jobs, its standard output and error on the terminal too (action lines and the progress
+/// bar): target1's 3c asks for the source's SO PIN while target2's 3b runs on a slow SA.
+/// From the question to the answer nothing else reaches the terminal; the lines held back
+/// come after it, and the clone finishes. Before, target2's lines were written under the
+/// question and the bar, redrawn, erased the line it was on.
+#[test]
+fn the_so_pin_question_is_not_written_over_by_other_targets_phases() {
+    use std::io::Write;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = softhsm(dir.path(), &["source"]);
+    let cards = dir.path().join("cards");
+    let cfg = dir.path().join("mkclone.toml");
+    let plan = plan("rehearsal = true").replace(
+        "targets = [\"target1\"]",
+        "targets = [\"target1\", \"target2\"]",
+    ) + &sim_node("sa", &cards, 1, "SIM SA")
+        + &(token_node_without_so_pin("source", "SOURCE") + "so_pin = \"prompt\"\n")
+        + &sim_node("target1", &cards, 3, "SIM T1")
+        + &sim_node("target2", &cards, 4, "SIM T2");
+    std::fs::write(&cfg, plan).unwrap();
+    let c = cfg.to_str().unwrap();
+    set_up(&conf, c);
+    let question = "security officer's (SO) PIN for token \"source\" (node source): ";
+
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let (person, tty) = (
+        std::fs::File::from(pty.master),
+        std::fs::File::from(pty.slave),
+    );
+    let locks = dir.path().join("locks");
+    let child = Command::new("setsid")
+        .args(["--ctty", env!("CARGO_BIN_EXE_mkclone")])
+        .args(["clone", "--config", c, "--jobs", "2"])
+        .env("SOFTHSM2_CONF", &conf)
+        .env(mkclone::pkcs11::LOCK_DIR_ENV, locks)
+        .env("MKCLONE_TEST_PIN", PIN)
+        .env("TERM", "xterm")
+        // Every request to the SA takes 250 ms: target2's 3b outlasts target1's checks.
+        .env(mkclone::nodes::SIM_LATENCY_ENV, "sa=250")
+        .stdin(tty.try_clone().unwrap())
+        .stdout(tty.try_clone().unwrap())
+        .stderr(tty.try_clone().unwrap())
+        .spawn()
+        .expect("setsid (util-linux)");
+    drop(tty);
+    let mut shown = Vec::new();
+    let asked = screen_shows(&person, &mut shown, question, Duration::from_secs(300));
+    let at_question = String::from_utf8_lossy(&shown)
+        .rfind(question)
+        .map(|i| i + question.len());
+    // Whatever reaches the terminal in the next 3 s (target2's 3b needs more than one SA
+    // request, each 250 ms).
+    screen_shows(&person, &mut shown, "\u{0}never", Duration::from_secs(3));
+    let during = String::from_utf8_lossy(&shown)[at_question.unwrap_or(0)..].to_string();
+    (&person)
+        .write_all(format!("{SO_PIN}\n").as_bytes())
+        .unwrap();
+    // The rest, until the command ends and the terminal's side closes (EIO).
+    screen_shows(&person, &mut shown, "\u{0}never", Duration::from_secs(300));
+    let out = child.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&shown).into_owned();
+    assert!(asked, "{screen:?}");
+    assert_eq!(during, "", "written under the question: {screen:?}");
+    assert!(out.status.success(), "{screen}");
+    assert!(!screen.contains(SO_PIN));
+    let after = &screen[at_question.unwrap()..];
+    assert!(
+        after.contains("target2  3b  on sa: CSR key of target2 certified by SA"),
+        "target2's 3b lines came after the answer: {screen:?}"
+    );
+}
+
 #[test]
 fn sim_init_leaves_a_token_source_alone_and_names_master_key_random() {
     let dir = tempfile::tempdir().unwrap();

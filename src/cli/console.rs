@@ -46,6 +46,13 @@ impl Console {
             );
             bar
         });
+        if let Some(bar) = &bar {
+            // A PIN prompt (the source's SO PIN, in 3c) clears the bar while it is open.
+            let bar = bar.clone();
+            mkclone::terminal::set_hide(Some(std::sync::Arc::new(move |f: &mut dyn FnMut()| {
+                bar.suspend(f)
+            })));
+        }
         Self {
             bar,
             verbosity,
@@ -100,6 +107,7 @@ impl Console {
 
     /// Clear the bar for good.
     pub fn finish(&self) {
+        mkclone::terminal::set_hide(None);
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
@@ -133,11 +141,13 @@ impl Console {
         });
     }
 
+    /// Write with the bar cleared, and never while a PIN prompt is open (the prompt's
+    /// question would be written over: `mkclone::terminal`).
     fn suspended(&self, f: impl FnOnce()) {
-        match &self.bar {
+        mkclone::terminal::exclusive(|| match &self.bar {
             Some(bar) => bar.suspend(f),
             None => f(),
-        }
+        })
     }
 
     fn update_running(&self, change: impl FnOnce(&mut Vec<String>)) {
