@@ -180,39 +180,80 @@ pub fn install_ceremony_handlers() -> Result<Arc<AtomicUsize>, (i32, io::Error)>
     Ok(flag)
 }
 
+/// The job-control signals' pipe and flags, once caught.
+struct JobControl {
+    /// Read side of the pipe their actions write to (non-blocking).
+    wake: UnixStream,
+    /// SIGTSTP arrived.
+    tstp: Arc<AtomicBool>,
+    /// SIGTTIN or SIGTTOU arrived.
+    others: Arc<AtomicBool>,
+}
+
+impl JobControl {
+    /// Wait until a signal wrote to the pipe (or it failed: false).
+    fn wait(&self) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        loop {
+            let mut fds = [PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => return true,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    log::error!("job-control signals: waiting on their pipe failed: {e}");
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Forget every signal arrived so far (the pipe emptied first, then the flags, as
+    /// [`PromptSignals::take`] does): the stop about to happen serves them. Without this a
+    /// SIGTTOU repeated while the calls in flight ended (a background write under
+    /// `stty tostop` takes it at each retry) stopped the process again right after `fg`.
+    fn served(&self) {
+        let mut drain = [0u8; 64];
+        while matches!((&self.wake).read(&mut drain), Ok(n) if n > 0) {}
+        self.tstp.store(false, Ordering::SeqCst);
+        self.others.store(false, Ordering::SeqCst);
+    }
+}
+
+static JOB_CONTROL: OnceLock<JobControl> = OnceLock::new();
+
 /// Catch the job-control signals this process does not ignore, for good: each arrival
 /// wakes a thread that stops the process once no device call is in flight (the module's
 /// documentation says why). Ctrl-Z while a prompt is open is left to the prompt.
 fn catch_job_control() -> io::Result<()> {
     let ignored = ignored_signals();
     let (wake, write) = UnixStream::pair()?;
-    let tstp = Arc::new(AtomicBool::new(false));
-    let others = Arc::new(AtomicBool::new(false));
+    wake.set_nonblocking(true)?;
+    let caught = JOB_CONTROL.get_or_init(|| JobControl {
+        wake,
+        tstp: Arc::new(AtomicBool::new(false)),
+        others: Arc::new(AtomicBool::new(false)),
+    });
     for signal in JOB_CONTROL_SIGNALS {
         if ignored & (1 << (signal - 1)) != 0 {
             continue;
         }
         // The flag first, then the pipe: woken, the thread finds which signal it was.
-        let arrived = if signal == SIGTSTP { &tstp } else { &others };
+        let arrived = if signal == SIGTSTP {
+            &caught.tstp
+        } else {
+            &caught.others
+        };
         flag::register(signal, arrived.clone())?;
         pipe::register(signal, write.try_clone()?)?;
     }
     std::thread::Builder::new()
         .name("mkclone-stop".into())
         .spawn(move || {
-            let mut drain = [0u8; 64];
-            loop {
-                match (&wake).read(&mut drain) {
-                    Ok(0) => return,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        log::error!("job-control signals: reading their pipe failed: {e}");
-                        return;
-                    }
-                }
-                let tstp = tstp.swap(false, Ordering::SeqCst);
-                let other = others.swap(false, Ordering::SeqCst);
+            while caught.wait() {
+                let mut drain = [0u8; 64];
+                while matches!((&caught.wake).read(&mut drain), Ok(n) if n > 0) {}
+                let tstp = caught.tstp.swap(false, Ordering::SeqCst);
+                let other = caught.others.swap(false, Ordering::SeqCst);
                 // A prompt open stops the process itself, once its terminal is restored.
                 if other || (tstp && !state().prompt_open) {
                     stop_when_quiet();
@@ -225,13 +266,17 @@ fn catch_job_control() -> io::Result<()> {
 }
 
 /// Stop the process as SIGTSTP's default action would, once no device call is in flight
-/// (new ones are held back until it continues); returns when it continues.
+/// (new ones are held back until it continues); returns when it continues. The job-control
+/// signals that arrived before the stop are served by it.
 pub(crate) fn stop_when_quiet() {
     let waiting = mkclone_backend::device_calls::in_flight();
     if waiting > 0 {
         log::info!("stopping once the {waiting} device call(s) in flight have their replies");
     }
     mkclone_backend::device_calls::stop_when_quiet(|| {
+        if let Some(caught) = JOB_CONTROL.get() {
+            caught.served();
+        }
         if let Err(e) = low_level::emulate_default_handler(SIGTSTP) {
             log::error!("could not stop the process: {e}");
         }
