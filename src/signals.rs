@@ -249,6 +249,12 @@ fn catch_job_control() -> io::Result<()> {
     std::thread::Builder::new()
         .name("mkclone-stop".into())
         .spawn(move || {
+            // This thread never takes SIGTTIN/SIGTTOU: were it to write to the terminal in
+            // the background, its write would go through rather than raise them again.
+            let mut job_control = nix::sys::signal::SigSet::empty();
+            job_control.add(nix::sys::signal::Signal::SIGTTIN);
+            job_control.add(nix::sys::signal::Signal::SIGTTOU);
+            let _ = job_control.thread_block();
             while caught.wait() {
                 let mut drain = [0u8; 64];
                 while matches!((&caught.wake).read(&mut drain), Ok(n) if n > 0) {}
@@ -256,31 +262,68 @@ fn catch_job_control() -> io::Result<()> {
                 let other = caught.others.swap(false, Ordering::SeqCst);
                 // A prompt open stops the process itself, once its terminal is restored.
                 if other || (tstp && !state().prompt_open) {
-                    stop_when_quiet();
+                    stop_when_quiet(StopBy::Catcher);
                 }
             }
         })?;
     // Only now that a thread reads the pipe: until here a signal took its default action.
+    // The default a prompt left for SIGTSTP stops applying at the same time.
+    let state = state();
     JOB_CONTROL_CAUGHT.store(true, Ordering::SeqCst);
+    state.update();
     Ok(())
+}
+
+/// Who stops the process.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopBy {
+    /// The job-control signals' thread: a prompt that opened meanwhile stops it instead.
+    Catcher,
+    /// A PIN prompt, its terminal restored.
+    Prompt,
 }
 
 /// Stop the process as SIGTSTP's default action would, once no device call is in flight
 /// (new ones are held back until it continues); returns when it continues. The job-control
-/// signals that arrived before the stop are served by it.
-pub(crate) fn stop_when_quiet() {
-    let waiting = mkclone_backend::device_calls::in_flight();
-    if waiting > 0 {
-        log::info!("stopping once the {waiting} device call(s) in flight have their replies");
-    }
-    mkclone_backend::device_calls::stop_when_quiet(|| {
+/// signals that arrived before the stop, or were pending when it continued, are served by
+/// it (the kernel's SIGCONT drops pending stop signals too).
+///
+/// Nothing is written before the stop: a thread writing to the terminal in the background
+/// under `stty tostop` holds standard error while SIGTTOU repeats, and a log line here
+/// would wait for it forever. Not stopped at all: when the ceremony's SIGINT/SIGTERM came
+/// meanwhile (it stops at its next safe point, and a stop would hold that back until
+/// `fg`), and, for the catcher, when a PIN prompt opened meanwhile (its echo may be off:
+/// the prompt is handed the stop, which it makes with its terminal restored).
+pub(crate) fn stop_when_quiet(by: StopBy) {
+    let interrupted = || ceremony_flag().is_some_and(|f| f.load(Ordering::SeqCst) != 0);
+    let stopped = mkclone_backend::device_calls::stop_when_quiet(|| {
+        if interrupted() {
+            return false;
+        }
+        // Held across the stop: no prompt opens (its echo off) between the look and it.
+        let state = state();
+        if by == StopBy::Catcher && state.prompt_open {
+            drop(state);
+            // The prompt's own action wakes it; the catcher, woken too, leaves it to it.
+            let _ = low_level::raise(SIGTSTP);
+            return false;
+        }
         if let Some(caught) = JOB_CONTROL.get() {
             caught.served();
         }
-        if let Err(e) = low_level::emulate_default_handler(SIGTSTP) {
+        let stop = low_level::emulate_default_handler(SIGTSTP);
+        if let Some(caught) = JOB_CONTROL.get() {
+            caught.served();
+        }
+        drop(state);
+        if let Err(e) = stop {
             log::error!("could not stop the process: {e}");
         }
+        true
     });
+    if stopped {
+        log::debug!("continued after a stop made once no device call was in flight");
+    }
 }
 
 /// The flag of the ceremony's handlers, if they are installed.
@@ -388,7 +431,7 @@ impl Drop for PromptSignals {
 /// emulates it, once no device call is in flight), after which this returns.
 pub(crate) fn take_default_action(signal: i32) -> io::Result<()> {
     if signal == SIGTSTP {
-        stop_when_quiet();
+        stop_when_quiet(StopBy::Prompt);
         return Ok(());
     }
     low_level::emulate_default_handler(signal)

@@ -103,6 +103,100 @@ fn process_state(pid: u32) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
+/// `clone` of the FUSE-served cards, its 30th request (past the SA's and the source's first
+/// phases) held on the card for 2 s; returned once that request is on the card: the
+/// machine, the command, the delays' counts, and a guard that kills the command if the test
+/// fails (`disarm` it once the command is reaped).
+struct HeldRequest {
+    m: Machine,
+    child: std::process::Child,
+    pid: nix::unistd::Pid,
+    delays: std::sync::Arc<mkclone_zcrypt_fuse::model::Delays>,
+    armed: bool,
+}
+
+impl HeldRequest {
+    fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        use std::time::{Duration, Instant};
+        let m = Machine::for_ceremony();
+        let patterns = load_source_keys(&m);
+        let config = plan(m.path(), &m.device(), &patterns);
+        let delays = {
+            let mut model = m.node.model();
+            let k = model.calls().len() as u64 + 30;
+            model.fault(k, Fault::Delay(Duration::from_secs(2)));
+            model.delays()
+        };
+        let mut child = mkclone()
+            .args(["clone", "--config"])
+            .arg(&config)
+            .env(OVERRIDE_ENV, "1")
+            .current_dir(m.path())
+            .stdout(std::fs::File::create(m.path().join("clone.out")).unwrap())
+            .stderr(std::fs::File::create(m.path().join("clone.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while delays.begun.load(Ordering::SeqCst) == 0 {
+            if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+                let _ = child.kill();
+                panic!("the delayed request never came");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Self {
+            m,
+            child,
+            pid,
+            delays,
+            armed: true,
+        }
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(self.pid, signal).unwrap();
+    }
+
+    fn state(&self) -> Option<char> {
+        process_state(self.pid.as_raw() as u32)
+    }
+
+    fn held(&self) -> bool {
+        self.delays.ended.load(std::sync::atomic::Ordering::SeqCst) == 0
+    }
+
+    /// Wait for the command to end, failing if it is seen stopped meanwhile: its status
+    /// and its output.
+    fn end_without_stopping(&mut self) -> (std::process::ExitStatus, String) {
+        use std::time::{Duration, Instant};
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert_ne!(self.state(), Some('T'), "clone is stopped");
+            assert!(Instant::now() < deadline, "clone did not end");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        // Reaped: its pid may be another process's from now on.
+        self.armed = false;
+        let text = std::fs::read_to_string(self.m.path().join("clone.out")).unwrap()
+            + &std::fs::read_to_string(self.m.path().join("clone.err")).unwrap();
+        (status, text)
+    }
+}
+
+impl Drop for HeldRequest {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Ctrl-Z while a request is on the card: `clone` stops only once the card has answered,
 /// so the kernel's wait for the reply is never cut (on a real zcrypt node a cut wait makes
 /// the kernel send the request again when the process continues), and once continued it
@@ -113,90 +207,72 @@ fn process_state(pid: u32) -> Option<char> {
 /// FUSE_INTERRUPT when the single-threaded server's reply ends the request.)
 #[test]
 fn ctrl_z_while_a_request_is_on_the_card_stops_clone_after_the_reply() {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
-    use std::sync::atomic::Ordering;
+    use nix::sys::signal::Signal;
     use std::time::{Duration, Instant};
 
-    let m = Machine::for_ceremony();
-    let patterns = load_source_keys(&m);
-    let config = plan(m.path(), &m.device(), &patterns);
-    // The 30th request of the run (past the SA's and the source's first phases) stays on
-    // the card for 2 s.
-    let delays = {
-        let mut model = m.node.model();
-        let k = model.calls().len() as u64 + 30;
-        model.fault(k, Fault::Delay(Duration::from_secs(2)));
-        model.delays()
-    };
-    let log = m.path().join("clone.log");
-    let mut child = mkclone()
-        .args(["clone", "--config"])
-        .arg(&config)
-        .env(OVERRIDE_ENV, "1")
-        .current_dir(m.path())
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(m.path().join("clone.err")).unwrap())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    // Whatever fails below, the child does not outlive the test, stopped.
-    struct KillOnDrop(u32);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = kill(Pid::from_raw(self.0 as i32), Signal::SIGKILL);
-        }
-    }
-    let kill_guard = KillOnDrop(pid);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while delays.begun.load(Ordering::SeqCst) == 0 {
-        assert!(Instant::now() < deadline, "the delayed request never came");
-        assert!(child.try_wait().unwrap().is_none(), "clone ended early");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut run = HeldRequest::start();
     // The request is on the card: Ctrl-Z (the terminal sends SIGTSTP to the process), and
     // once more while mkclone waits for the reply: one stop serves both, as the kernel's
     // would.
     std::thread::sleep(Duration::from_millis(200));
-    kill(Pid::from_raw(pid as i32), Signal::SIGTSTP).unwrap();
+    run.signal(Signal::SIGTSTP);
+    // Sent while the card held the request (else this test would prove nothing).
+    assert!(run.held(), "sent too late");
     std::thread::sleep(Duration::from_millis(300));
-    kill(Pid::from_raw(pid as i32), Signal::SIGTSTP).unwrap();
+    run.signal(Signal::SIGTSTP);
 
-    // It stops, once the card has answered (1.8 s later).
+    // It stops, once the card has answered (1.5 s later).
     let deadline = Instant::now() + Duration::from_secs(60);
-    while process_state(pid) != Some('T') {
+    while run.state() != Some('T') {
         assert!(
             Instant::now() < deadline,
             "clone did not stop on SIGTSTP: state {:?}",
-            process_state(pid)
+            run.state()
         );
         std::thread::sleep(Duration::from_millis(2));
     }
-    assert_eq!(
-        delays.ended.load(Ordering::SeqCst),
-        1,
+    assert!(
+        !run.held(),
         "clone stopped while its request was on the card"
     );
-    let calls_when_stopped = m.node.model().calls().len();
+    let calls_when_stopped = run.m.node.model().calls().len();
     // Stopped, it sends nothing.
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(m.node.model().calls().len(), calls_when_stopped);
+    assert_eq!(run.m.node.model().calls().len(), calls_when_stopped);
 
-    kill(Pid::from_raw(pid as i32), Signal::SIGCONT).unwrap();
+    run.signal(Signal::SIGCONT);
     // It goes on to the end, not stopped again for the second Ctrl-Z.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert_ne!(process_state(pid), Some('T'), "stopped again after SIGCONT");
-        assert!(Instant::now() < deadline, "clone did not end after SIGCONT");
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    // Reaped: its pid may be another process's from now on.
-    std::mem::forget(kill_guard);
-    let text = std::fs::read_to_string(&log).unwrap()
-        + &std::fs::read_to_string(m.path().join("clone.err")).unwrap();
+    let (status, text) = run.end_without_stopping();
     assert!(status.success(), "clone after SIGCONT: {status}\n{text}");
-    assert_targets_cloned(&m);
+    assert_targets_cloned(&run.m);
+}
+
+/// Ctrl-Z while a request is on the card, then Ctrl-C before its reply: the stop waiting
+/// for the reply is cancelled, and `clone` stops at its next safe point as interrupted
+/// (exit 130) without ever being stopped (which would have held the Ctrl-C back until
+/// `fg`). Run again, it finishes.
+#[test]
+fn ctrl_c_while_a_ctrl_z_waits_for_the_card_ends_the_clone_at_a_safe_point() {
+    use nix::sys::signal::Signal;
+    use std::time::Duration;
+
+    let mut run = HeldRequest::start();
+    std::thread::sleep(Duration::from_millis(200));
+    run.signal(Signal::SIGTSTP);
+    std::thread::sleep(Duration::from_millis(300));
+    run.signal(Signal::SIGINT);
+    assert!(run.held(), "both sent while the card held the request");
+    let (status, text) = run.end_without_stopping();
+    assert_eq!(status.code(), Some(130), "{text}");
+    assert!(text.contains("run the same command to resume"), "{text}");
+
+    let (ok, text) = run_mkclone(
+        mkclone()
+            .args(["clone", "--config"])
+            .arg(run.m.path().join("mkclone.toml"))
+            .env(OVERRIDE_ENV, "1")
+            .current_dir(run.m.path()),
+    );
+    assert!(ok, "the rerun: {text}");
+    assert_targets_cloned(&run.m);
 }

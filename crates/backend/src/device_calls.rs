@@ -12,10 +12,14 @@
 //! through [`stop_when_quiet`]: no device call starts any more, the calls in flight get
 //! their replies, then the process stops; once it continues, the calls held back go on.
 //!
-//! Only the calls that can be cut that way take part ([`DeviceCall::enter`]: the zcrypt
-//! ioctl, a call into the CCA host library). A PKCS#11 call does not: a stopped process
-//! does not make a token run a function twice.
+//! The calls that can be cut that way take part ([`DeviceCall::enter`]): the zcrypt ioctl,
+//! a call into the CCA host library, and every operation of a PKCS#11 token (openCryptoki's
+//! CCA and EP11 tokens make the same ioctl inside their functions). A thread may enter
+//! again while it holds a call (a nested call passes the gate: the stop waits for the
+//! outer one anyway); [`outside_calls`] lets a thread that holds calls wait for a person
+//! (a PIN prompt inside a token's operation) without holding a stop back.
 
+use std::cell::Cell;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 /// What the gate knows.
@@ -39,34 +43,78 @@ fn gate() -> MutexGuard<'static, Gate> {
     GATE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+thread_local! {
+    /// The calls this thread holds.
+    static HELD: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Count `n` calls of this thread in flight, waiting first while a stop is under way.
+fn count_in(n: usize) {
+    let mut g = gate();
+    while g.stopping {
+        g = CHANGED.wait(g).unwrap_or_else(PoisonError::into_inner);
+    }
+    g.in_flight += n;
+}
+
+/// Count `n` calls of this thread out; wake a stop waiting once none is in flight.
+fn count_out(n: usize) {
+    let mut g = gate();
+    g.in_flight -= n;
+    let quiet = g.in_flight == 0;
+    drop(g);
+    if quiet {
+        CHANGED.notify_all();
+    }
+}
+
 /// A device call in flight, from [`DeviceCall::enter`] until dropped.
 #[must_use = "the call is in flight only while this lives"]
 pub struct DeviceCall(());
 
 impl DeviceCall {
     /// Count a device call in flight, waiting first while a stop of the process is under
-    /// way. A thread must not enter while it holds a `DeviceCall` already: a stop would
-    /// wait for the first and the second for the stop.
+    /// way, unless this thread holds a call already (the stop waits for that one: waiting
+    /// here would wait for the stop, which waits for this thread).
     pub fn enter() -> Self {
-        let mut g = gate();
-        while g.stopping {
-            g = CHANGED.wait(g).unwrap_or_else(PoisonError::into_inner);
+        let held = HELD.get();
+        if held == 0 {
+            count_in(1);
+        } else {
+            gate().in_flight += 1;
         }
-        g.in_flight += 1;
+        HELD.set(held + 1);
         DeviceCall(())
     }
 }
 
 impl Drop for DeviceCall {
     fn drop(&mut self) {
-        let mut g = gate();
-        g.in_flight -= 1;
-        let quiet = g.in_flight == 0;
-        drop(g);
-        if quiet {
-            CHANGED.notify_all();
+        HELD.set(HELD.get().saturating_sub(1));
+        count_out(1);
+    }
+}
+
+/// Run `wait` (a PIN prompt: waiting for a person) with this thread's calls not in flight,
+/// so that a stop need not wait for it; then count them in again, waiting first while a
+/// stop is under way. A thread that holds no call runs `wait` as it is.
+pub fn outside_calls<R>(wait: impl FnOnce() -> R) -> R {
+    let held = HELD.get();
+    if held == 0 {
+        return wait();
+    }
+    count_out(held);
+    HELD.set(0);
+    // Counted in again even if `wait` panics: the calls' guards count themselves out.
+    struct Again(usize);
+    impl Drop for Again {
+        fn drop(&mut self) {
+            count_in(self.0);
+            HELD.set(self.0);
         }
     }
+    let _again = Again(held);
+    wait()
 }
 
 /// Hold back new device calls, wait until the calls in flight have ended, run `stop`
@@ -151,6 +199,62 @@ mod tests {
         assert_eq!(stop_when_quiet(|| 7), 7);
         let _again = DeviceCall::enter();
         assert_eq!(in_flight(), 1);
+    }
+
+    /// A thread that holds a call enters again at once while a stop waits for it (it
+    /// would wait for the stop, which waits for it); outside its calls (a prompt) it holds
+    /// the stop back no more, and counted in again it waits for the stop to end.
+    #[test]
+    fn a_nested_call_passes_and_a_prompt_lets_the_stop_happen() {
+        let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        let (events, seen) = mpsc::channel::<&'static str>();
+        let (stopping, stop_began) = mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let caller = events.clone();
+            s.spawn(move || {
+                let _outer = DeviceCall::enter();
+                stop_began.recv().unwrap();
+                while !gate().stopping {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                // The stop waits for `_outer`: a nested call must not wait for the stop.
+                let nested = DeviceCall::enter();
+                caller.send("nested call entered").unwrap();
+                drop(nested);
+                outside_calls(|| {
+                    // A person is asked: the stop goes on meanwhile.
+                    std::thread::sleep(Duration::from_millis(300));
+                    caller.send("answered").unwrap();
+                });
+                caller.send("back in the call").unwrap();
+            });
+            let stopper = events.clone();
+            s.spawn(move || {
+                // Wait until the caller is in its call.
+                while in_flight() == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                stopping.send(()).unwrap();
+                stop_when_quiet(|| {
+                    stopper.send("stopped").unwrap();
+                    std::thread::sleep(Duration::from_millis(500));
+                    stopper.send("continued").unwrap();
+                });
+            });
+        });
+        drop(events);
+        let order: Vec<_> = seen.iter().collect();
+        assert_eq!(
+            order,
+            [
+                "nested call entered",
+                "stopped",
+                "answered",
+                "continued",
+                "back in the call"
+            ]
+        );
+        assert_eq!(in_flight(), 0);
     }
 
     /// A stop that panics does not leave the gate closed.

@@ -441,6 +441,8 @@ struct Board {
     done: Vec<bool>,
     /// Distinct nodes in use.
     busy: Vec<bool>,
+    /// Distinct nodes a failed phase held: nothing starts on them after the failure.
+    failed: Vec<bool>,
     running: usize,
     /// Why phases no longer start, once one failed or a thread panicked.
     stop: Option<Stop>,
@@ -462,6 +464,7 @@ fn run_stage(
         started: vec![false; tasks.len()],
         done: vec![false; tasks.len()],
         busy: vec![false; distinct],
+        failed: vec![false; distinct],
         running: 0,
         stop: None,
         reports: Vec::new(),
@@ -502,11 +505,12 @@ fn work(
         let mut b = lock();
         let ready = |b: &Board, skip: Option<usize>| {
             tasks.iter().enumerate().position(|(i, t)| {
+                let nodes = || t.nodes.iter().map(|n| slots[*n].index);
                 Some(i) != skip
                     && !b.started[i]
-                    && b.stop.is_none_or(|stop| stop.still_starts(t.step))
+                    && b.may_start(t.step, nodes())
                     && t.after.iter().all(|a| b.done[*a])
-                    && t.nodes.iter().all(|n| !b.busy[slots[*n].index])
+                    && nodes().all(|n| !b.busy[n])
             })
         };
         let next = loop {
@@ -604,6 +608,9 @@ impl Drop for Running<'_> {
                 b.reports.push(report);
             }
             Some(Err(e)) => {
+                for n in &self.nodes {
+                    b.failed[*n] = true;
+                }
                 let stop = match e {
                     CeremonyError::Interrupted { .. } => Stop::Halted,
                     _ => Stop::Failed,
@@ -626,12 +633,23 @@ impl Drop for Running<'_> {
     }
 }
 
+impl Board {
+    /// Whether what has failed lets a task of `step` on the distinct nodes `nodes` start.
+    fn may_start(&self, step: Step, mut nodes: impl Iterator<Item = usize>) -> bool {
+        match self.stop {
+            None => true,
+            Some(stop) => stop.still_starts(step) && nodes.all(|n| !self.failed[n]),
+        }
+    }
+}
+
 /// Why the scheduler starts no more phases (the worse reason wins).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Stop {
-    /// A phase failed. Only the 3d of a target whose 3c is done still starts: that target's
-    /// shares have left the source, and setting them needs only its own node, which failed
-    /// nothing (its own 3d is the only phase that could have, and it has not started).
+    /// A phase failed. Only the 3d of a target whose 3c is done still starts, on a node no
+    /// failed phase held: that target's shares have left the source, and setting them
+    /// needs only its own node. (Its node can have failed only as another role's: the SA's
+    /// node may also be a target, and then a failed 3b for another target holds it.)
     /// Stopping it too would leave a sound target with its bundles on disk and its master
     /// key not set until a rerun.
     Failed,
@@ -865,6 +883,22 @@ mod tests {
             Some(Stop::Halted)
         );
         assert_eq!(None.max(Some(Stop::Failed)), Some(Stop::Failed));
+        // Nothing starts on a node a failed phase held, not even a 3d.
+        let board = |stop| Board {
+            started: vec![],
+            done: vec![],
+            busy: vec![false; 3],
+            failed: vec![false, true, false],
+            running: 0,
+            stop,
+            reports: vec![],
+            errors: vec![],
+        };
+        assert!(board(None).may_start(P3a(0), [1].into_iter()));
+        assert!(board(Some(Stop::Failed)).may_start(P3d(0), [2].into_iter()));
+        assert!(!board(Some(Stop::Failed)).may_start(P3d(0), [1].into_iter()));
+        assert!(!board(Some(Stop::Failed)).may_start(P3b(0), [2].into_iter()));
+        assert!(!board(Some(Stop::Halted)).may_start(P3d(0), [2].into_iter()));
         // Every 3d waits for its own 3c, in every graph: "done before it starts" holds.
         for tasks in [shares_stage(3, 1), shares_stage(3, 3), each_target_graph(3)] {
             for t in tasks.iter().filter(|t| matches!(t.step, P3d(_))) {

@@ -625,8 +625,31 @@ fn a_share_export_needs_the_security_officer() {
     let count = std::sync::Arc::clone(&asked);
     node.set_so_pin_prompt(move || {
         count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // The person is asked outside the export's device call: a stop of the process
+        // (Ctrl-Z) made meanwhile does not wait for the answer.
+        let (stopped, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            mkclone_backend::device_calls::stop_when_quiet(|| ());
+            let _ = stopped.send(());
+        });
+        done.recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a stop waited for the person at the prompt");
         Ok(Zeroizing::new(SO_PIN.to_string()))
     });
+    // Every operation is a device call (openCryptoki's CCA and EP11 tokens make the zcrypt
+    // ioctl inside theirs): one that comes while a stop is under way waits for its end.
+    let (stopping, began) = std::sync::mpsc::channel();
+    let stop = std::thread::spawn(move || {
+        mkclone_backend::device_calls::stop_when_quiet(|| {
+            stopping.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        })
+    });
+    began.recv().unwrap();
+    let held = std::time::Instant::now();
+    node.share_status().unwrap();
+    assert!(held.elapsed() >= std::time::Duration::from_millis(250));
+    stop.join().unwrap();
     assert!(
         node.holds_user_pin(),
         "kept for the login after the SO's step"

@@ -510,11 +510,16 @@ impl Pkcs11Backend {
 }
 
 /// The `Backend` operations, each forwarded (as parsec's providers do) to the method of the
-/// `impl Pkcs11Backend` that implements it in its family's file.
+/// `impl Pkcs11Backend` that implements it in its family's file. Each is a device call in
+/// flight while it runs (`mkclone_backend::device_calls`): openCryptoki's CCA and EP11
+/// tokens make the zcrypt ioctl inside their functions, and a stop of the process (Ctrl-Z)
+/// during one would make the kernel send the request to the card again. The SO PIN prompt
+/// inside an export waits outside the call (`officer.rs`).
 macro_rules! forward {
     ($($operation:ident($($arg:ident: $ty:ty),*) -> $ret:ty => $method:ident;)*) => {
         $(
             fn $operation(&mut self $(, $arg: $ty)*) -> $ret {
+                let _in_flight = mkclone_backend::device_calls::DeviceCall::enter();
                 self.$method($($arg),*)
             }
         )*

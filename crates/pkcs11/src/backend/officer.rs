@@ -159,7 +159,9 @@ impl Pkcs11Backend {
                     .to_string(),
             ),
             Some(PinSource::Prompt) => match self.so_pin_prompt.as_mut() {
-                Some(prompt) => match prompt() {
+                // Asked outside the export's device call: a Ctrl-Z meanwhile need not wait
+                // for the person to answer (`mkclone_backend::device_calls`).
+                Some(prompt) => match mkclone_backend::device_calls::outside_calls(prompt) {
                     Ok(pin) => Ok(pin),
                     // Cancelled by a signal: no PIN, nothing sent, and not a credential
                     // problem (the ceremony stops as at a safe point).
