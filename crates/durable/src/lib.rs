@@ -8,7 +8,9 @@
 //!   target, and the directory is fsynced ([`sync_dir`]).
 //! - [`create_new_exclusive`] creates a file that must never be overwritten (share bundles):
 //!   the same temporary file, then a hard link to the target name, which fails atomically
-//!   when the target exists; the target is therefore either absent or complete.
+//!   when the target exists (without hard links, a rename with `RENAME_NOREPLACE`); the
+//!   target is therefore either absent or complete, except on a file system that takes
+//!   neither, where it is written directly (a warning says a crash could cut it).
 //!   [`write_atomic_kept`] is [`write_atomic`] returning the file written, still open: its
 //!   holder can tell later, from the path's device and inode, that the path still names it.
 //! - [`LockFile`] is the one lock: an exclusive `flock` on a lock file whose path the caller

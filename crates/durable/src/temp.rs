@@ -448,6 +448,22 @@ impl TempFile {
         Ok(())
     }
 
+    /// Give the file the name `target` unless `target` exists (`RENAME_NOREPLACE`, through
+    /// `naming`); on failure the temporary file is handed back with the error.
+    pub(crate) fn rename_no_replace(
+        mut self,
+        target: &Path,
+        naming: &crate::write::Naming,
+    ) -> Result<(), (Self, io::Error)> {
+        match (naming.rename_no_replace)(&self.path, target) {
+            Ok(()) => {
+                self.armed = false;
+                Ok(())
+            }
+            Err(e) => Err((self, e)),
+        }
+    }
+
     /// Remove now (logging a failure) instead of silently on drop.
     pub(crate) fn remove(mut self) {
         self.armed = false;

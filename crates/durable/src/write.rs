@@ -61,14 +61,46 @@ fn replace<T>(
 /// Create `path` with `bytes`, refusing ([`DurableError::AlreadyExists`]) when it exists, in
 /// which case it is left untouched. The file is complete or absent, even after a crash:
 /// the contents are written to a temporary file first and linked to `path` (O_EXCL
-/// semantics: the link fails if the name exists). On a filesystem without hard links (FAT:
-/// [`links_unsupported`]), `path` is created directly with O_EXCL instead, and a crash may
-/// leave it incomplete (a warning is logged); any other failure of the link is an error,
+/// semantics: the link fails if the name exists). On a filesystem without hard links (FAT
+/// and exFAT, a FUSE file system without them: [`links_unsupported`]), the temporary file
+/// is renamed to `path` with `RENAME_NOREPLACE` instead, which fails as the link does when
+/// the name exists and is as atomic (vfat, exFAT and FUSE take the flag). Only where the
+/// rename refuses the flag too (EINVAL) is `path` created directly with O_EXCL, and then a
+/// crash may leave it incomplete (a warning is logged). Any other failure is an error,
 /// with nothing left behind.
 pub fn create_new_exclusive(
     path: &Path,
     bytes: &[u8],
     sensitivity: Sensitivity,
+) -> Result<(), DurableError> {
+    create_new_exclusive_with(path, bytes, sensitivity, &SYSTEM)
+}
+
+/// The two calls [`create_new_exclusive`] names its file with (tests give others, to play
+/// a file system without hard links, or without `RENAME_NOREPLACE` either).
+pub(crate) struct Naming {
+    pub(crate) link: fn(&Path, &Path) -> io::Result<()>,
+    pub(crate) rename_no_replace: fn(&Path, &Path) -> io::Result<()>,
+}
+
+const SYSTEM: Naming = Naming {
+    link: |from, to| fs::hard_link(from, to),
+    rename_no_replace,
+};
+
+/// renameat2(2) with `RENAME_NOREPLACE`: `from` gets the name `to` unless `to` exists
+/// (EEXIST), atomically.
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE)
+        .map_err(|errno| io::Error::from_raw_os_error(errno as i32))
+}
+
+fn create_new_exclusive_with(
+    path: &Path,
+    bytes: &[u8],
+    sensitivity: Sensitivity,
+    naming: &Naming,
 ) -> Result<(), DurableError> {
     let (dir, name) = split_target(path)?;
     if fs::symlink_metadata(path).is_ok() {
@@ -77,7 +109,7 @@ pub fn create_new_exclusive(
     clean_before_write(dir, name);
     let mut tmp = TempFile::create(dir, name, sensitivity)?;
     tmp.write_and_sync(bytes)?;
-    match fs::hard_link(&tmp.path, path) {
+    match (naming.link)(&tmp.path, path) {
         Ok(()) => {
             tmp.remove();
             sync_dir(dir)
@@ -86,16 +118,30 @@ pub fn create_new_exclusive(
             tmp.remove();
             Err(DurableError::AlreadyExists { path: path.into() })
         }
-        Err(e) if links_unsupported(&e) => {
-            log::warn!(
-                "{}: cannot hard-link a temporary file ({e}); creating the file directly, which \
-                 a crash could leave incomplete",
-                path.display()
-            );
-            tmp.remove();
-            create_direct(path, bytes, sensitivity)?;
-            sync_dir(dir)
-        }
+        Err(e) if links_unsupported(&e) => match tmp.rename_no_replace(path, naming) {
+            Ok(()) => sync_dir(dir),
+            Err((tmp, e)) if e.kind() == io::ErrorKind::AlreadyExists => {
+                tmp.remove();
+                Err(DurableError::AlreadyExists { path: path.into() })
+            }
+            Err((tmp, e)) if e.raw_os_error() == Some(libc::EINVAL) => {
+                log::warn!(
+                    "{}: cannot hard-link a temporary file nor rename it without replacing \
+                     ({e}); creating the file directly, which a crash could leave incomplete",
+                    path.display()
+                );
+                tmp.remove();
+                create_direct(path, bytes, sensitivity)?;
+                sync_dir(dir)
+            }
+            Err((tmp, e)) => {
+                tmp.remove();
+                Err(io_error(
+                    path,
+                    "rename the written temporary file to its name",
+                )(e))
+            }
+        },
         Err(e) => {
             tmp.remove();
             Err(io_error(
@@ -281,6 +327,68 @@ mod tests {
                 "{errno}"
             );
         }
+    }
+
+    /// Without hard links (vfat and exFAT answer EPERM), the written temporary file is
+    /// renamed to its name without replacing: complete or absent, as with a link, and an
+    /// existing file is refused and left as it was. Only a rename that refuses the flag too
+    /// (EINVAL) makes the direct write. (A torn bundle under its final name, left by a crash
+    /// in the direct write on a FAT stick, stopped 3c until removed by hand: found by the
+    /// durable-files review.)
+    #[test]
+    fn without_hard_links_the_file_is_renamed_into_place_without_replacing() {
+        let eperm = |_: &Path, _: &Path| Err(io::Error::from_raw_os_error(libc::EPERM));
+        let fat = Naming {
+            link: eperm,
+            rename_no_replace,
+        };
+        let s = Scratch::new();
+        let p = s.path("t1.sym.1.share");
+        create_new_exclusive_with(&p, b"first", Sensitivity::Secret, &fat).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"first");
+        assert_eq!(mode(&p), 0o600);
+        let err = create_new_exclusive_with(&p, b"second", Sensitivity::Secret, &fat).unwrap_err();
+        assert!(matches!(err, DurableError::AlreadyExists { .. }), "{err}");
+        assert_eq!(fs::read(&p).unwrap(), b"first");
+        assert_eq!(names(s.dir()), ["t1.sym.1.share"], "no temporary file left");
+
+        // The name never holds part of the contents: the rename comes after the write and
+        // its fsync, so a crash before it leaves the name free (the rename is seen only
+        // whole).
+        let seen_at_rename = |from: &Path, to: &Path| {
+            assert!(!to.exists(), "the name was taken before the rename");
+            assert_eq!(fs::read(from)?, b"whole contents");
+            rename_no_replace(from, to)
+        };
+        let q = s.path("t1.sym.2.share");
+        let checked = Naming {
+            link: eperm,
+            rename_no_replace: seen_at_rename,
+        };
+        create_new_exclusive_with(&q, b"whole contents", Sensitivity::Secret, &checked).unwrap();
+        assert_eq!(fs::read(&q).unwrap(), b"whole contents");
+
+        // A file system that takes neither: the direct write, refusing an existing name.
+        let neither = Naming {
+            link: eperm,
+            rename_no_replace: |_, _| Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        };
+        let r = s.path("t1.sym.3.share");
+        create_new_exclusive_with(&r, b"direct", Sensitivity::Secret, &neither).unwrap();
+        assert_eq!(fs::read(&r).unwrap(), b"direct");
+        let err =
+            create_new_exclusive_with(&r, b"again", Sensitivity::Secret, &neither).unwrap_err();
+        assert!(matches!(err, DurableError::AlreadyExists { .. }), "{err}");
+        // Any other failure of the rename is an error, with nothing left behind.
+        let enospc = Naming {
+            link: eperm,
+            rename_no_replace: |_, _| Err(io::Error::from_raw_os_error(libc::ENOSPC)),
+        };
+        let t = s.path("t1.sym.4.share");
+        let err = create_new_exclusive_with(&t, b"x", Sensitivity::Secret, &enospc).unwrap_err();
+        assert!(matches!(err, DurableError::Io { .. }), "{err}");
+        assert!(!t.exists());
+        assert_eq!(names(s.dir()).len(), 3, "no temporary file left");
     }
 
     #[test]
