@@ -137,45 +137,53 @@ fn a_target_whose_checks_fail_gets_no_share_whichever_way_targets_are_checked() 
     }
 }
 
-/// What a gate saw: whether target1's 3c ended while target3's 3a was held, and the order
-/// in which phases ended.
+/// What a gate saw: whether it opened (the awaited event came) while target3's 3a was
+/// held, and the order in which phases ended.
 #[derive(Default)]
 struct Seen {
-    target1_shares_made: bool,
+    open: bool,
     ended: Vec<(Phase, String)>,
 }
 
 /// An observer that holds target3's 3a at its start (its node's lock held, its key not
-/// made) until target1's 3c has ended or `patience` has passed.
-fn gate(patience: Duration) -> (Observer, Arc<(Mutex<Seen>, Condvar)>) {
+/// made) until an event `opens` says opens the gate has come, or `patience` has passed.
+fn gate_until(
+    patience: Duration,
+    opens: impl Fn(&Progress<'_>) -> bool + Send + Sync + 'static,
+) -> (Observer, Arc<(Mutex<Seen>, Condvar)>) {
     let shared = Arc::new((Mutex::new(Seen::default()), Condvar::new()));
     let seen = shared.clone();
     let observer = Observer::new(move |event| {
         let (lock, cv) = &*seen;
-        match event {
-            Progress::PhaseStarted {
-                phase: Phase::P3a,
-                target: Some("target3"),
-                ..
-            } => {
-                let guard = lock.lock().unwrap();
-                let _held = cv
-                    .wait_timeout_while(guard, patience, |s| !s.target1_shares_made)
-                    .unwrap();
-            }
-            Progress::PhaseDone { report, target } => {
-                let mut s = lock.lock().unwrap();
-                if report.phase == Phase::P3c && *target == Some("target1") {
-                    s.target1_shares_made = true;
-                }
-                s.ended
-                    .push((report.phase, target.unwrap_or_default().to_string()));
-                cv.notify_all();
-            }
-            _ => {}
+        if let Progress::PhaseStarted {
+            phase: Phase::P3a,
+            target: Some("target3"),
+            ..
+        } = event
+        {
+            let guard = lock.lock().unwrap();
+            let _held = cv.wait_timeout_while(guard, patience, |s| !s.open).unwrap();
+            return;
+        }
+        let mut s = lock.lock().unwrap();
+        if let Progress::PhaseDone { report, target } = event {
+            s.ended
+                .push((report.phase, target.unwrap_or_default().to_string()));
+        }
+        if opens(event) {
+            s.open = true;
+            cv.notify_all();
         }
     });
     (observer, shared)
+}
+
+/// [`gate_until`] target1's 3c has ended.
+fn gate(patience: Duration) -> (Observer, Arc<(Mutex<Seen>, Condvar)>) {
+    gate_until(patience, |event| {
+        matches!(event, Progress::PhaseDone { report, target }
+            if report.phase == Phase::P3c && *target == Some("target1"))
+    })
 }
 
 /// A clone of the three targets checked as `checks` says, target3's 3a held by the gate
@@ -363,45 +371,6 @@ fn a_status_read_that_fails_once_never_skips_a_targets_checks() {
     }
 }
 
-/// An observer that holds target3's 3a at its start (one worker busy, its node's lock
-/// held) until target2's 3c has failed or `patience` has passed, and records which
-/// phases ended.
-fn hold_target3_until_target2_fails(patience: Duration) -> (Observer, Arc<(Mutex<Seen>, Condvar)>) {
-    let shared = Arc::new((Mutex::new(Seen::default()), Condvar::new()));
-    let seen = shared.clone();
-    let observer = Observer::new(move |event| {
-        let (lock, cv) = &*seen;
-        match event {
-            Progress::PhaseStarted {
-                phase: Phase::P3a,
-                target: Some("target3"),
-                ..
-            } => {
-                let guard = lock.lock().unwrap();
-                let _held = cv
-                    .wait_timeout_while(guard, patience, |s| !s.target1_shares_made)
-                    .unwrap();
-            }
-            Progress::PhaseFailed {
-                phase: Phase::P3c,
-                target: Some("target2"),
-                ..
-            } => {
-                // `target1_shares_made` stands for "the gate may open" here.
-                lock.lock().unwrap().target1_shares_made = true;
-                cv.notify_all();
-            }
-            Progress::PhaseDone { report, target } => {
-                let mut s = lock.lock().unwrap();
-                s.ended
-                    .push((report.phase, target.unwrap_or_default().to_string()));
-            }
-            _ => {}
-        }
-    });
-    (observer, shared)
-}
-
 /// Checked each before its shares, with two jobs: one worker is held in target3's 3a while
 /// the other serves target1 up to its 3c, then takes target2's 3c (listed before every 3d),
 /// whose checks fail (target2 holds its own key). target1's shares have left the source by
@@ -413,7 +382,17 @@ fn hold_target3_until_target2_fails(patience: Duration) -> (Observer, Arc<(Mutex
 fn a_check_failure_on_one_target_still_finishes_a_target_whose_shares_have_left() {
     let dir = target2_holding_its_own_key();
     let own = sym_register(dir.path(), "target2");
-    let (observer, seen) = hold_target3_until_target2_fails(Duration::from_secs(60));
+    // target3's 3a held until target2's 3c has failed.
+    let (observer, seen) = gate_until(Duration::from_secs(60), |event| {
+        matches!(
+            event,
+            Progress::PhaseFailed {
+                phase: Phase::P3c,
+                target: Some("target2"),
+                ..
+            }
+        )
+    });
     let options = CloneOptions {
         jobs: std::num::NonZeroUsize::new(2),
         observer: Some(observer),
