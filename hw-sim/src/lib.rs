@@ -62,18 +62,26 @@ impl SimBus {
     }
 
     /// Install a factory-fresh card at `apqn`.
+    /// The directory is created private (0700) if missing, and must be this user's and
+    /// writable by nobody else: another local user could otherwise put card state of
+    /// their own (keys they know) in place of a card's, or hold its lock.
     pub fn create_card(&self, apqn: Apqn, serial: &SerialNumber) -> Result<SimBackend, StoreError> {
-        std::fs::create_dir_all(&self.dir).map_err(|source| StoreError::Io {
-            path: self.dir.clone(),
-            source,
-        })?;
+        mkclone_durable::create_private_dir(&self.dir)
+            .map_err(|e| StoreError::from_durable(&self.dir, e))?;
         let store = Store::create_file(&self.card_path(apqn), &CardState::new(serial.clone()))?;
         Ok(CcaBackend::new(SimTransport::new(apqn, store)))
     }
 
-    /// Open the card at `apqn`.
+    /// Open the card at `apqn`; its directory must be this user's and writable by nobody
+    /// else, as [`SimBus::create_card`] makes it.
     pub fn open_card(&self, apqn: Apqn) -> Result<SimBackend, StoreError> {
-        let store = Store::open_file(&self.card_path(apqn))?;
+        let path = self.card_path(apqn);
+        match mkclone_durable::check_private_dir(&self.dir) {
+            Err(e) if e.is_not_found() => return Err(StoreError::Missing { path }),
+            Err(e) => return Err(StoreError::from_durable(&self.dir, e)),
+            Ok(()) => {}
+        }
+        let store = Store::open_file(&path)?;
         Ok(CcaBackend::new(SimTransport::new(apqn, store)))
     }
 }

@@ -75,7 +75,7 @@ pub enum StoreError {
 
 impl StoreError {
     /// The durable module's error on the card file `path`, as the simulator says it.
-    fn from_durable(path: &Path, e: DurableError) -> Self {
+    pub(crate) fn from_durable(path: &Path, e: DurableError) -> Self {
         match e {
             DurableError::Locked {
                 lock_file,
@@ -401,7 +401,8 @@ impl FileCard {
 /// path still names the file it was read from, unchanged; else read from the file (and
 /// parsed and checked if its bytes differ from `last`'s), and remembered in `last`.
 fn current<'a>(path: &Path, last: &'a mut Option<LastSeen>) -> Result<&'a CardState, StoreError> {
-    let now = Stamp::of(&fs::metadata(path).map_err(missing_or_io(path))?);
+    // lstat: a link planted at the path has a stamp of its own, and is refused when read.
+    let now = Stamp::of(&fs::symlink_metadata(path).map_err(missing_or_io(path))?);
     let seen = match last.take() {
         Some(l) if l.stamp == now => l,
         previous => read(path, previous)?,
@@ -409,15 +410,45 @@ fn current<'a>(path: &Path, last: &'a mut Option<LastSeen>) -> Result<&'a CardSt
     Ok(&last.insert(seen).state)
 }
 
+/// The largest card file read: far above any card's state (a few retained keys and
+/// registrations), far below what would exhaust memory.
+const MAX_CARD_FILE: u64 = 16 << 20;
+
 /// The card file read anew; parsed and checked only if its bytes differ from `previous`'s.
+/// Never through a symbolic link, never a FIFO or device (opening one would block with the
+/// card's lock held), never more than [`MAX_CARD_FILE`] bytes.
 fn read(path: &Path, previous: Option<LastSeen>) -> Result<LastSeen, StoreError> {
-    let mut file = File::open(path).map_err(missing_or_io(path))?;
+    let file = mkclone_durable::open_regular(path, mkclone_durable::Access::Read).map_err(|e| {
+        if e.is_not_found() {
+            StoreError::Missing { path: path.into() }
+        } else {
+            StoreError::from_durable(path, e)
+        }
+    })?;
     let meta = file.metadata().map_err(io(path))?;
+    if meta.len() > MAX_CARD_FILE {
+        return Err(StoreError::Corrupt {
+            path: path.into(),
+            detail: format!(
+                "{} bytes, more than any card's state ({MAX_CARD_FILE} at most): not a card file",
+                meta.len()
+            ),
+        });
+    }
     let stamp = Stamp::of(&meta);
     // Room for the whole file at once: no reallocation leaves a copy of it unzeroed.
     let capacity = usize::try_from(meta.len()).unwrap_or(0).saturating_add(1);
     let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
-    file.read_to_end(&mut bytes).map_err(io(path))?;
+    (&file)
+        .take(MAX_CARD_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io(path))?;
+    if bytes.len() as u64 > MAX_CARD_FILE {
+        return Err(StoreError::Corrupt {
+            path: path.into(),
+            detail: "it grew past any card's state while read: not a card file".into(),
+        });
+    }
     let state = match previous {
         Some(l) if l.bytes == bytes => l.state,
         _ => parse(path, &bytes)?,

@@ -132,10 +132,25 @@ impl DirLock {
         take: impl FnOnce(&Path) -> Result<LockFile, DurableError>,
     ) -> Result<Self, FileError> {
         match take(&dir.join(LOCK_FILE_NAME)) {
-            Ok(lock) => Ok(Self {
-                lock,
-                dir: dir.into(),
-            }),
+            Ok(lock) => {
+                // The lock keeps out the mkclone processes of this machine; on a network or
+                // FUSE file system perhaps not another machine's, nor do pids say whether
+                // another machine's writer is alive: said, every time.
+                if std::fs::File::open(dir)
+                    .is_ok_and(|d| mkclone_durable::is_network_filesystem(&d))
+                {
+                    log::warn!(
+                        "{}: the ceremony directory is on a network or FUSE file system, where its \
+                         lock may not keep out mkclone on another machine: run the ceremony's \
+                         commands for this directory from one server at a time",
+                        dir.display()
+                    );
+                }
+                Ok(Self {
+                    lock,
+                    dir: dir.into(),
+                })
+            }
             Err(DurableError::Locked {
                 lock_file,
                 pid,

@@ -36,8 +36,9 @@
 //! private directory's lock as it opens it, removes a dead writer's temporary files whose
 //! target exists (never through a link, only regular files of this user, and not one whose
 //! target is missing: it may hold the only copy of a write cut short). "No longer exists" is
-//! judged by `/proc/<pid>` in this host's process namespace ([`pid_may_be_alive`]); without
-//! `/proc` nothing is removed.
+//! judged by `/proc/<pid>` in this host's process namespace: no process has the pid, or the
+//! one that has it started after the file was last written (pids are given again after a
+//! crash and a restart: [`writer_may_be_alive`]); without `/proc` nothing is removed.
 //!
 //! - [`WipingBuffer`] is where the text of a file holding secrets is built: it wipes the
 //!   blocks it outgrows.
@@ -72,8 +73,11 @@ pub use dir::{check_private_dir, create_private_dir, sync_dir};
 pub use error::{DurableError, io_error};
 pub use lock::{LockFile, LockHold, ReusableLock};
 pub use mode::{Sensitivity, set_exact_mode};
-pub use open::{Access, effective_uid, is_local_filesystem, open_files_limit, open_regular};
-pub use process::{holder_command, pid_may_be_alive};
+pub use open::{
+    Access, effective_uid, is_local_filesystem, is_network_filesystem, open_files_limit,
+    open_regular,
+};
+pub use process::{holder_command, pid_may_be_alive, writer_may_be_alive};
 pub use temp::{
     TempOf, remove_stale_files, remove_stale_temps, remove_stale_temps_in_private_dir,
     remove_stale_temps_of, temps_of,

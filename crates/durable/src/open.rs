@@ -132,6 +132,34 @@ pub fn is_local_filesystem(file: &File) -> bool {
     })
 }
 
+/// Whether `file` is on a network or FUSE file system (NFS, SMB/CIFS, Ceph, 9P, AFS,
+/// Lustre, GFS2, OCFS2, sshfs and other FUSE), where `flock` may keep out only the
+/// processes of this machine (NFS mounted `nolock` or `local_lock=flock`, a FUSE file system
+/// without locks) and a pid says nothing of another machine's processes.
+pub fn is_network_filesystem(file: &File) -> bool {
+    nix::sys::statfs::fstatfs(file).is_ok_and(|s| is_network_magic(s.filesystem_type().0 as u64))
+}
+
+/// The statfs(2) magic numbers of network and FUSE file systems (linux/magic.h; CIFS's and
+/// SMB2's from fs/smb/client).
+fn is_network_magic(magic: u64) -> bool {
+    const NETWORK: [u64; 12] = [
+        0x6969,      // NFS
+        0x517B,      // SMB
+        0xFF53_4D42, // CIFS
+        0xFE53_4D42, // SMB2
+        0x00C3_6400, // Ceph
+        0x0102_1997, // 9P
+        0x5346_414F, // AFS
+        0x6B41_4653, // kAFS
+        0x0BD0_0BD0, // Lustre
+        0x0116_1970, // GFS2
+        0x7461_636F, // OCFS2
+        0x6573_5546, // FUSE
+    ];
+    NETWORK.contains(&magic)
+}
+
 /// The soft limit of open files of this process (`RLIMIT_NOFILE`), if it can be read.
 pub fn open_files_limit() -> Option<u64> {
     nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
@@ -295,6 +323,13 @@ mod tests {
         let p = dir.path().join("f");
         std::fs::write(&p, b"x").unwrap();
         assert!(is_local_filesystem(&File::open(&p).unwrap()));
+        assert!(!is_network_filesystem(&File::open(&p).unwrap()));
+        for magic in [0x6969, 0xFF53_4D42, 0x6573_5546] {
+            assert!(is_network_magic(magic), "{magic:#x}");
+        }
+        for magic in [0xEF53, 0x0102_1994, 0x5846_5342, 0x4d44] {
+            assert!(!is_network_magic(magic), "{magic:#x}");
+        }
         assert!(!is_local_filesystem(
             &File::open("/proc/self/status").unwrap()
         ));

@@ -4,7 +4,7 @@
 //! pid, so that a later writer can tell whether it is still at work. Readers never look at
 //! them (they read the target name only); [`remove_stale_temps`] and
 //! [`remove_stale_temps_of`] remove those whose process no longer exists
-//! ([`pid_may_be_alive`]), and [`remove_stale_temps_in_private_dir`] those of them whose
+//! ([`writer_may_be_alive`]), and [`remove_stale_temps_in_private_dir`] those of them whose
 //! target exists, in a private directory, when it is opened.
 
 use std::ffi::{OsStr, OsString};
@@ -20,7 +20,12 @@ use crate::dir::{check_private, sync_open_dir};
 use crate::error::{DurableError, io_error};
 use crate::mode::{Sensitivity, set_exact_mode};
 use crate::open::effective_uid;
-use crate::process::pid_may_be_alive;
+use crate::process::writer_may_be_alive;
+
+/// When the directory entry `entry` (not followed) was last modified, if known.
+fn written(entry: &fs::DirEntry) -> Option<std::time::SystemTime> {
+    entry.metadata().ok()?.modified().ok()
+}
 use crate::split_target;
 
 const TEMP_SUFFIX: &[u8] = b".mkclone-tmp";
@@ -46,8 +51,9 @@ pub struct TempOf {
     pub path: PathBuf,
     /// The writer's pid, from the name.
     pub pid: u32,
-    /// Whether a process with that pid exists now ([`pid_may_be_alive`]): the writer, or
-    /// another process that got the pid since (after a restart, pids are used again).
+    /// Whether the writer may still run ([`writer_may_be_alive`]): a process has that pid
+    /// now and did not start after the file was last written (after a restart, pids are
+    /// used again; such a process may still not be the writer).
     pub pid_alive: bool,
 }
 
@@ -75,7 +81,7 @@ pub fn temps_of(path: &Path) -> Result<Vec<TempOf>, DurableError> {
             found.push(TempOf {
                 path: dir.join(&file_name),
                 pid,
-                pid_alive: pid_may_be_alive(pid),
+                pid_alive: writer_may_be_alive(pid, written(&entry)),
             });
         }
     }
@@ -131,7 +137,7 @@ fn stale_targets(dir: &Path) -> Result<std::collections::HashSet<Vec<u8>>, Durab
     for entry in entries {
         let entry = entry.map_err(io_error(dir, "list the directory"))?;
         if let Some((name, pid)) = parse_temp_name(entry.file_name().as_bytes())
-            && !pid_may_be_alive(pid)
+            && !writer_may_be_alive(pid, written(&entry))
         {
             targets.insert(name.to_vec());
         }
@@ -151,7 +157,7 @@ fn remove_stale_temps_for(
 
 /// Remove the files of `dir` that `writer_of` names as written by a process (it returns
 /// the writer's pid from the file name, `None` for any other file) that no longer exists
-/// ([`pid_may_be_alive`]); returns their paths. Only plain files are removed, never what
+/// ([`writer_may_be_alive`]); returns their paths. Only plain files are removed, never what
 /// a link points to. For temporary files named otherwise than this crate names them (those
 /// of an earlier mkclone); [`remove_stale_temps`] is this with this crate's names.
 pub fn remove_stale_files(
@@ -165,7 +171,7 @@ pub fn remove_stale_files(
         let Some(pid) = writer_of(&entry.file_name()) else {
             continue;
         };
-        if pid_may_be_alive(pid) {
+        if writer_may_be_alive(pid, written(&entry)) {
             continue;
         }
         let path = entry.path();
@@ -194,7 +200,7 @@ pub fn remove_stale_files(
 /// file is removed only when
 /// - its name is this crate's temporary name of a target that `is_target` accepts,
 ///   `.<target>.<pid>.<counter>.mkclone-tmp`, and process `pid` no longer exists
-///   ([`pid_may_be_alive`]): a live writer's file is never removed;
+///   ([`writer_may_be_alive`]): a live writer's file is never removed;
 /// - it is a regular file of this user: never a symbolic link (whatever it points to), a
 ///   directory or anything else whose name happens to match;
 /// - its target exists, a regular file. The target holds the last complete contents then,
@@ -285,7 +291,16 @@ fn dead_writers_temps(
         let name = OsStr::from_bytes(entry.file_name().to_bytes());
         if let Some((target, pid)) = parse_temp_name(name.as_bytes()) {
             let target = OsStr::from_bytes(target);
-            if is_target(target) && !pid_may_be_alive(pid) {
+            // Not followed: the entry's own time (a link's is refused later anyway).
+            let written =
+                nix::sys::stat::fstatat(handle, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .ok()
+                    .and_then(|st| {
+                        let secs = u64::try_from(st.st_mtime).ok()?;
+                        let nanos = u32::try_from(st.st_mtime_nsec).ok()?;
+                        Some(std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos))
+                    });
+            if is_target(target) && !writer_may_be_alive(pid, written) {
                 found.push((name.to_owned(), pid, target.to_owned()));
             }
         }
@@ -504,6 +519,38 @@ mod tests {
                 .unwrap()
                 .abandon();
         }
+    }
+
+    /// After a crash and a restart, a leftover temporary file's pid may be another
+    /// process's: one that started after the file was written is not its writer, and the
+    /// file is removed; one that started before is left alone.
+    #[test]
+    fn a_pid_given_again_after_the_file_was_written_is_not_its_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reuser = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = reuser.id();
+        let old = TempFile::create_for_pid(dir.path(), OsStr::new("old"), Sensitivity::Secret, pid)
+            .unwrap();
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        old.file.set_modified(an_hour_ago).unwrap();
+        let old_path = old.path.clone();
+        old.abandon();
+        let new = TempFile::create_for_pid(dir.path(), OsStr::new("new"), Sensitivity::Secret, pid)
+            .unwrap();
+        let new_path = new.path.clone();
+        new.abandon();
+        let removed = remove_stale_temps(dir.path()).unwrap();
+        let _ = reuser.kill();
+        let _ = reuser.wait();
+        assert_eq!(removed, std::slice::from_ref(&old_path));
+        assert!(!old_path.exists());
+        assert!(
+            new_path.exists(),
+            "its writer may be the process with that pid"
+        );
     }
 
     #[test]

@@ -74,15 +74,26 @@ pub fn lock_dir() -> Result<PathBuf, Pkcs11Error> {
 
 /// Create (or check) the lock directory, with what to do when it cannot be used.
 fn ready_dir(dir: &Path) -> Result<(), Pkcs11Error> {
+    mkclone_durable::create_private_dir(dir).map_err(|e| unusable_dir(dir, e))
+}
+
+/// Why the lock directory `dir` cannot be used, and what to do.
+fn unusable_dir(dir: &Path, e: DurableError) -> Pkcs11Error {
     let unusable = |reason: String| Pkcs11Error::LockDirUnusable {
         dir: dir.into(),
         reason,
     };
-    mkclone_durable::create_private_dir(dir).map_err(|e| match e {
+    match e {
+        // /run/lock is writable by everyone (mode 1777): any local user can make this
+        // directory first. Running as its owner would hand that user the ceremony's process,
+        // so the advice is to find out who made it, and to use a directory of one's own.
         DurableError::NotOwned { owner, euid, .. } => unusable(format!(
-            "it belongs to uid {owner}, and this mkclone runs as uid {euid}: token locks work \
-             only between commands of one user, so run every mkclone on this machine as uid \
-             {owner} (or, when no mkclone is running, remove the directory)"
+            "it belongs to uid {owner}, and this mkclone runs as uid {euid}; since the \
+             directory above it is writable by every user, another user may have made it to \
+             block or watch mkclone's token locks: have an administrator check who uid {owner} \
+             is and remove the directory, or set {LOCK_DIR_ENV} to a directory of your own \
+             (the same for every mkclone that opens these tokens); do not run mkclone as uid \
+             {owner} to get around it"
         )),
         DurableError::DirectoryNotPrivate { mode, .. } => unusable(format!(
             "others can write into it (mode {mode:04o}) and could plant files in it: \
@@ -96,7 +107,7 @@ fn ready_dir(dir: &Path) -> Result<(), Pkcs11Error> {
         ),
         DurableError::NotADirectory { kind, .. } => unusable(format!("it is {kind}: move it away")),
         other => unusable(other.to_string()),
-    })
+    }
 }
 
 /// The lock file's name: the readable part of the token's lock key, escaped, and 16 hex
@@ -333,5 +344,24 @@ mod tests {
         std::fs::hard_link(&victim, &path).unwrap();
         refused(&dir, "hard link");
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        // Another user's directory (any user can make it first in /run/lock): the advice is
+        // an administrator and a directory of one's own, never to run as its owner.
+        let planted = base.path().join("planted");
+        let err = unusable_dir(
+            &planted,
+            DurableError::NotOwned {
+                path: planted.clone(),
+                what: "directory",
+                owner: 1001,
+                euid: 0,
+            },
+        )
+        .to_string();
+        assert!(
+            err.contains("another user may have made it")
+                && err.contains(LOCK_DIR_ENV)
+                && err.contains("do not run mkclone as uid 1001"),
+            "{err}"
+        );
     }
 }
