@@ -260,9 +260,16 @@ fn catch_job_control() -> io::Result<()> {
                 while matches!((&caught.wake).read(&mut drain), Ok(n) if n > 0) {}
                 let tstp = caught.tstp.swap(false, Ordering::SeqCst);
                 let other = caught.others.swap(false, Ordering::SeqCst);
-                // A prompt open stops the process itself, once its terminal is restored.
-                if other || (tstp && !state().prompt_open) {
-                    stop_when_quiet(StopBy::Catcher);
+                // Ctrl-Z at an open prompt is the prompt's: it stops the process once its
+                // terminal is restored. SIGTTIN/SIGTTOU are not (the prompt's own read or
+                // tcsetattr in the background raises them again at each restart, and never
+                // gets back to the prompt's loop): those stop the process here, prompt or not
+                // (the shell keeps a stopped job's terminal modes and gives them back on
+                // `fg`).
+                if other {
+                    stop_when_quiet(StopBy::Background);
+                } else if tstp && !state().prompt_open {
+                    stop_when_quiet(StopBy::CtrlZ);
                 }
             }
         })?;
@@ -277,8 +284,12 @@ fn catch_job_control() -> io::Result<()> {
 /// Who stops the process.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StopBy {
-    /// The job-control signals' thread: a prompt that opened meanwhile stops it instead.
-    Catcher,
+    /// The job-control signals' thread, for Ctrl-Z (SIGTSTP): a prompt that opened
+    /// meanwhile is handed the stop.
+    CtrlZ,
+    /// The job-control signals' thread, for a background read or write of the terminal
+    /// (SIGTTIN, SIGTTOU): stopped whatever is open.
+    Background,
     /// A PIN prompt, its terminal restored.
     Prompt,
 }
@@ -292,8 +303,8 @@ pub(crate) enum StopBy {
 /// under `stty tostop` holds standard error while SIGTTOU repeats, and a log line here
 /// would wait for it forever. Not stopped at all: when the ceremony's SIGINT/SIGTERM came
 /// meanwhile (it stops at its next safe point, and a stop would hold that back until
-/// `fg`), and, for the catcher, when a PIN prompt opened meanwhile (its echo may be off:
-/// the prompt is handed the stop, which it makes with its terminal restored).
+/// `fg`), and, for Ctrl-Z, when a PIN prompt opened meanwhile (its echo may be off: the
+/// prompt is handed the stop, which it makes with its terminal restored).
 pub(crate) fn stop_when_quiet(by: StopBy) {
     let interrupted = || ceremony_flag().is_some_and(|f| f.load(Ordering::SeqCst) != 0);
     let stopped = mkclone_backend::device_calls::stop_when_quiet(|| {
@@ -302,7 +313,7 @@ pub(crate) fn stop_when_quiet(by: StopBy) {
         }
         // Held across the stop: no prompt opens (its echo off) between the look and it.
         let state = state();
-        if by == StopBy::Catcher && state.prompt_open {
+        if by == StopBy::CtrlZ && state.prompt_open {
             drop(state);
             // The prompt's own action wakes it; the catcher, woken too, leaves it to it.
             let _ = low_level::raise(SIGTSTP);

@@ -560,6 +560,108 @@ fn the_so_pin_question_is_not_written_over_by_other_targets_phases() {
     );
 }
 
+/// The SO PIN prompt of a `clone` run in the background (a job of an interactive shell,
+/// not the terminal's foreground): its echo off is a `tcsetattr` the terminal answers with
+/// SIGTTOU. Caught during a ceremony (so that a stop waits for the device calls in flight),
+/// it must still stop the process, as the default action did, not make the prompt's call
+/// restart forever: the process is seen stopped, as `bg`/`fg` users expect. (A first version
+/// handed SIGTTOU to the prompt, which never got back to its loop: a busy loop, never
+/// stopped.)
+#[test]
+fn a_clone_in_the_background_stops_at_its_so_pin_prompt() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let source = token_node_without_so_pin("source", "SOURCE") + "so_pin = \"prompt\"\n";
+    let (conf, cfg) = a_token_source(dir.path(), source);
+    let c = cfg.to_str().unwrap();
+    set_up(&conf, c);
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let (_person, tty) = (
+        std::fs::File::from(pty.master),
+        std::fs::File::from(pty.slave),
+    );
+    let pid_file = dir.path().join("clone.pid");
+    // An interactive-like shell (job control on) that owns the terminal and runs clone as a
+    // background job, staying alive (a stopped job of an exited shell would be sent SIGHUP).
+    let mut shell = Command::new("setsid")
+        .args(["--ctty", "bash", "-m", "-c"])
+        .arg(r#""$0" clone --config "$1" 2>"$3" & echo $! > "$2"; while kill -0 $! 2>/dev/null; do sleep 0.1; done"#)
+        .args([env!("CARGO_BIN_EXE_mkclone"), c])
+        .arg(&pid_file)
+        .arg(dir.path().join("clone.err"))
+        .env("SOFTHSM2_CONF", &conf)
+        .env(mkclone::pkcs11::LOCK_DIR_ENV, dir.path().join("locks"))
+        .env("MKCLONE_TEST_PIN", PIN)
+        .stdin(tty.try_clone().unwrap())
+        .stdout(std::process::Stdio::null())
+        // bash's job control works on its standard error's terminal.
+        .stderr(tty.try_clone().unwrap())
+        .spawn()
+        .expect("setsid and bash");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the background job never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let state = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .and_then(|(_, r)| r.trim_start().chars().next())
+            })
+    };
+    let mut seen = None;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        seen = state();
+        if seen == Some('T') || seen.is_none() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = |pid: i32| {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    };
+    // What the job was doing, for a failure's message.
+    let doing: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|t| {
+            let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
+            format!("{} in {:?}", read("comm").trim(), read("wchan"))
+        })
+        .collect();
+    let said = std::fs::read_to_string(dir.path().join("clone.err")).unwrap_or_default();
+    kill(pid);
+    kill(shell.id() as i32);
+    let _ = shell.wait();
+    assert_eq!(
+        seen,
+        Some('T'),
+        "the background clone was not stopped at its prompt: {doing:?}\n{said}"
+    );
+    // Stopped before any share left the source: nothing exported.
+    let shares = dir.path().join("ceremony/shares");
+    assert_eq!(
+        std::fs::read_dir(&shares).map(|d| d.count()).unwrap_or(0),
+        0
+    );
+}
+
 #[test]
 fn sim_init_leaves_a_token_source_alone_and_names_master_key_random() {
     let dir = tempfile::tempdir().unwrap();
