@@ -301,14 +301,17 @@ pub(crate) enum StopBy {
 ///
 /// Nothing is written before the stop: a thread writing to the terminal in the background
 /// under `stty tostop` holds standard error while SIGTTOU repeats, and a log line here
-/// would wait for it forever. Not stopped at all: when the ceremony's SIGINT/SIGTERM came
-/// meanwhile (it stops at its next safe point, and a stop would hold that back until
-/// `fg`), and, for Ctrl-Z, when a PIN prompt opened meanwhile (its echo may be off: the
-/// prompt is handed the stop, which it makes with its terminal restored).
+/// would wait for it forever. Not stopped at all, for Ctrl-Z: when the ceremony's
+/// SIGINT/SIGTERM came meanwhile (it stops at its next safe point, and a stop would hold
+/// that back until `fg`), and when a PIN prompt opened meanwhile (its echo may be off: the
+/// prompt is handed the stop, which it makes with its terminal restored). A background stop
+/// (SIGTTIN/SIGTTOU) is made whatever came: the call that raised it restarts and raises it
+/// again until the process is stopped or in the foreground, and nothing else ends that (a
+/// `kill %1`, SIGTERM then SIGCONT, to a job stopped at its prompt spun forever).
 pub(crate) fn stop_when_quiet(by: StopBy) {
     let interrupted = || ceremony_flag().is_some_and(|f| f.load(Ordering::SeqCst) != 0);
     let stopped = mkclone_backend::device_calls::stop_when_quiet(|| {
-        if interrupted() {
+        if by != StopBy::Background && interrupted() {
             return false;
         }
         // Held across the stop: no prompt opens (its echo off) between the look and it.

@@ -17,10 +17,22 @@ const PIN: &str = "user-pin-5678";
 /// A copy of the simulated library in `dir/simlib` (its cards are created beside it).
 fn library_in(dir: &Path) -> PathBuf {
     let home = dir.join("simlib");
-    std::fs::create_dir_all(&home).unwrap();
+    private_dir(&home);
     let library = home.join("libcsulcca.so");
     std::fs::copy(simulated_cca_library(), &library).unwrap();
     library
+}
+
+/// A directory for simulated cards: private (0700) whatever the umask, as `sim init` makes
+/// one (a card directory others can write is refused).
+fn private_dir(dir: &Path) {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .unwrap();
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
 }
 
 fn run(config: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
@@ -253,7 +265,7 @@ fn crash_plan(library: &Path) -> String {
 
 /// A copy of the prepared machine (configuration and card files) in `to`.
 fn copy_machine(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to.join("cards")).unwrap();
+    private_dir(&to.join("cards"));
     std::fs::copy(from.join("mkclone.toml"), to.join("mkclone.toml")).unwrap();
     for e in std::fs::read_dir(from.join("cards")).unwrap() {
         let e = e.unwrap();
@@ -361,7 +373,7 @@ fn a_crash_at_every_verb_call_is_finished_by_a_rerun() {
     std::fs::create_dir_all(library.parent().unwrap()).unwrap();
     std::fs::copy(simulated_cca_library(), &library).unwrap();
     let template = root.path().join("template");
-    std::fs::create_dir_all(template.join("cards")).unwrap();
+    private_dir(&template.join("cards"));
     std::fs::write(template.join("mkclone.toml"), crash_plan(&library)).unwrap();
     let init = on_machine(&template, &["sim", "init", "--load-source-keys"], None);
     assert!(init.status.success(), "{}", text(&init));

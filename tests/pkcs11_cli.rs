@@ -635,6 +635,26 @@ fn a_clone_in_the_background_stops_at_its_so_pin_prompt() {
             nix::sys::signal::Signal::SIGKILL,
         );
     };
+    // `kill %1` of a stopped job: SIGTERM, then SIGCONT. Continued, the prompt's echo-off
+    // raises SIGTTOU again: the job stops again (or ends), and never spins.
+    let mut again = None;
+    if seen == Some('T') {
+        for signal in [
+            nix::sys::signal::Signal::SIGTERM,
+            nix::sys::signal::Signal::SIGCONT,
+        ] {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            again = state();
+            if again == Some('T') || again.is_none() || Instant::now() > until {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     // What the job was doing, for a failure's message.
     let doing: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
@@ -653,6 +673,10 @@ fn a_clone_in_the_background_stops_at_its_so_pin_prompt() {
         seen,
         Some('T'),
         "the background clone was not stopped at its prompt: {doing:?}\n{said}"
+    );
+    assert!(
+        matches!(again, Some('T') | None),
+        "after kill %1 the job neither stopped again nor ended: {again:?} {doing:?}"
     );
     // Stopped before any share left the source: nothing exported.
     let shares = dir.path().join("ceremony/shares");

@@ -67,6 +67,14 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The directory of the simulated cards can be written by other users.
+    #[error(
+        "the simulated cards' directory {path} is writable by other users (mode {mode:04o}): \
+         one could put card state with keys they know in place of a card's, so mkclone does \
+         not use it. Restrict it with `chmod 700 {path}` (and check its files), then run the \
+         command again"
+    )]
+    DirNotPrivate { path: PathBuf, mode: u32 },
     /// Another refusal of the durable module, e.g. something other than a lock file at the
     /// card's lock path (a link, a FIFO…).
     #[error(transparent)]
@@ -88,6 +96,7 @@ impl StoreError {
                 command,
             },
             DurableError::AlreadyExists { .. } => Self::Exists { path: path.into() },
+            DurableError::DirectoryNotPrivate { path, mode } => Self::DirNotPrivate { path, mode },
             DurableError::Io { path, source, .. } => Self::Io { path, source },
             other => Self::File(other),
         }

@@ -87,9 +87,12 @@ fn a_card_directory_others_can_write_is_refused() {
     let (_dir, bus) = bus_with_two_cards();
     std::fs::set_permissions(bus.dir(), std::fs::Permissions::from_mode(0o777)).unwrap();
     match bus.open_card(card(1)) {
-        Err(StoreError::File(e)) => {
+        Err(e @ StoreError::DirNotPrivate { .. }) => {
             let error = e.to_string();
-            assert!(error.contains(&bus.dir().display().to_string()), "{error}");
+            assert!(
+                error.contains(&bus.dir().display().to_string()) && error.contains("chmod 700"),
+                "{error}"
+            );
         }
         Err(other) => panic!("expected the directory refused, got {other}"),
         Ok(_) => panic!("a card directory others can write was used"),

@@ -168,6 +168,10 @@ pub struct Pkcs11Backend {
 
 impl Drop for Pkcs11Backend {
     fn drop(&mut self) {
+        // A device call as the operations are (openCryptoki's CCA and EP11 tokens make the
+        // zcrypt ioctl inside C_DestroyObject). The session's close after it is not gated:
+        // repeated by a restarted ioctl, it changes nothing.
+        let _in_flight = mkclone_backend::device_calls::DeviceCall::enter();
         // Closing the session destroys the export key too; this says so explicitly.
         self.destroy_export_key();
     }
