@@ -212,14 +212,19 @@ impl JobControl {
     /// SIGTTOU repeated while the calls in flight ended (a background write under
     /// `stty tostop` takes it at each retry) stopped the process again right after `fg`.
     fn served(&self) {
-        let mut drain = [0u8; 64];
-        while matches!((&self.wake).read(&mut drain), Ok(n) if n > 0) {}
+        drain(&self.wake);
         self.tstp.store(false, Ordering::SeqCst);
         self.others.store(false, Ordering::SeqCst);
     }
 }
 
 static JOB_CONTROL: OnceLock<JobControl> = OnceLock::new();
+
+/// Empty a signal pipe's (non-blocking) read side.
+fn drain(pipe: &UnixStream) {
+    let mut bytes = [0u8; 64];
+    while matches!((&*pipe).read(&mut bytes), Ok(n) if n > 0) {}
+}
 
 /// Catch the job-control signals this process does not ignore, for good: each arrival
 /// wakes a thread that stops the process once no device call is in flight (the module's
@@ -256,8 +261,7 @@ fn catch_job_control() -> io::Result<()> {
             job_control.add(nix::sys::signal::Signal::SIGTTOU);
             let _ = job_control.thread_block();
             while caught.wait() {
-                let mut drain = [0u8; 64];
-                while matches!((&caught.wake).read(&mut drain), Ok(n) if n > 0) {}
+                drain(&caught.wake);
                 let tstp = caught.tstp.swap(false, Ordering::SeqCst);
                 let other = caught.others.swap(false, Ordering::SeqCst);
                 // Ctrl-Z at an open prompt is the prompt's: it stops the process once its
@@ -396,8 +400,7 @@ impl PromptSignals {
     /// ends the process before SIGTSTP. (The pipe is emptied first, then the flags read: a
     /// signal in between wakes the prompt once more, never not at all.)
     pub(crate) fn take(&self) -> Option<i32> {
-        let mut drain = [0u8; 64];
-        while matches!((&self.wake).read(&mut drain), Ok(n) if n > 0) {}
+        drain(&self.wake);
         let mut taken = None;
         for (signal, arrived) in &self.arrived {
             if arrived.swap(false, Ordering::SeqCst) && taken.is_none_or(|t| t == SIGTSTP) {

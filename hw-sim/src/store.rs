@@ -25,7 +25,6 @@
 
 use std::fmt;
 use std::fs::{self, File};
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -434,30 +433,21 @@ fn read(path: &Path, previous: Option<LastSeen>) -> Result<LastSeen, StoreError>
             StoreError::from_durable(path, e)
         }
     })?;
-    let meta = file.metadata().map_err(io(path))?;
-    if meta.len() > MAX_CARD_FILE {
-        return Err(StoreError::Corrupt {
-            path: path.into(),
-            detail: format!(
-                "{} bytes, more than any card's state ({MAX_CARD_FILE} at most): not a card file",
-                meta.len()
-            ),
-        });
-    }
-    let stamp = Stamp::of(&meta);
-    // Room for the whole file at once: no reallocation leaves a copy of it unzeroed.
-    let capacity = usize::try_from(meta.len()).unwrap_or(0).saturating_add(1);
-    let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
-    (&file)
-        .take(MAX_CARD_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io(path))?;
-    if bytes.len() as u64 > MAX_CARD_FILE {
-        return Err(StoreError::Corrupt {
-            path: path.into(),
-            detail: "it grew past any card's state while read: not a card file".into(),
-        });
-    }
+    let stamp = Stamp::of(&file.metadata().map_err(io(path))?);
+    // Sized once from the file (no reallocation leaves a copy of it unzeroed), capped.
+    let bytes = mkclone_durable::read_all_capped(&file, MAX_CARD_FILE).map_err(|e| {
+        match mkclone_durable::TooLarge::in_error(&e) {
+            Some(refused) => StoreError::Corrupt {
+                path: path.into(),
+                detail: format!(
+                    "{} bytes, more than any card's state ({MAX_CARD_FILE} at most): not a card \
+                     file",
+                    refused.size
+                ),
+            },
+            None => io(path)(e),
+        }
+    })?;
     let state = match previous {
         Some(l) if l.bytes == bytes => l.state,
         _ => parse(path, &bytes)?,

@@ -355,86 +355,20 @@ pub(crate) fn read_all_capped(
     path: &Path,
     action: &'static str,
 ) -> Result<Zeroizing<Vec<u8>>, FileError> {
-    read_all_at(file).map_err(|e| match TooLarge::in_error(&e) {
-        Some(size) => FileError::TooLarge {
+    read_all_at(file).map_err(|e| match mkclone_durable::TooLarge::in_error(&e) {
+        Some(refused) => FileError::TooLarge {
             path: path.into(),
-            size,
+            size: refused.size,
             limit: MAX_FILE_BYTES,
         },
         None => io_error(path, action)(e),
     })
 }
 
-/// Why [`read_all_at`] refused a file: carried in its `io::Error` (of kind `InvalidData`),
-/// so that [`read_all_capped`] can tell it from a failed read and name the size.
-#[derive(Debug)]
-struct TooLarge {
-    /// The file's size, or what was read of it when it grew past the limit meanwhile.
-    size: u64,
-}
-
-impl TooLarge {
-    fn error(size: u64) -> std::io::Error {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, Self { size })
-    }
-
-    /// The size, when `e` is this refusal.
-    fn in_error(e: &std::io::Error) -> Option<u64> {
-        e.get_ref()?.downcast_ref::<Self>().map(|t| t.size)
-    }
-}
-
-impl std::fmt::Display for TooLarge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} bytes, larger than {} MiB, which no ceremony file is",
-            self.size,
-            MAX_FILE_BYTES >> 20
-        )
-    }
-}
-
-impl std::error::Error for TooLarge {}
-
-/// Every byte of the open `file`, from its start whatever its offset (`pread`), into a
-/// buffer sized once from its `fstat` (grown only if the file grew meanwhile), at most
-/// [`MAX_FILE_BYTES`].
+/// Every byte of the open `file`, from its start whatever its offset, at most
+/// [`MAX_FILE_BYTES`] (`mkclone_durable::read_all_capped`).
 pub fn read_all_at(file: &std::fs::File) -> std::io::Result<Zeroizing<Vec<u8>>> {
-    read_all_at_sized(file, file.metadata()?.len())
-}
-
-/// [`read_all_at`], `size` being the file's size as its `fstat` gave it (a test gives a
-/// smaller one, as if the file had grown since).
-fn read_all_at_sized(file: &std::fs::File, size: u64) -> std::io::Result<Zeroizing<Vec<u8>>> {
-    use std::os::unix::fs::FileExt;
-    if size > MAX_FILE_BYTES {
-        return Err(TooLarge::error(size));
-    }
-    let size = usize::try_from(size).map_err(|_| TooLarge::error(size))?;
-    // One more byte than the size: a read that fills it means the file grew.
-    let mut bytes = Zeroizing::new(vec![0u8; size.saturating_add(1)]);
-    let mut filled = 0;
-    loop {
-        if filled as u64 > MAX_FILE_BYTES {
-            return Err(TooLarge::error(filled as u64));
-        }
-        if filled == bytes.len() {
-            // Grown since the fstat: double, moving the bytes read so far into a buffer
-            // that is zeroized in its turn (the old one is, on drop).
-            let cap = usize::try_from(MAX_FILE_BYTES + 1).unwrap_or(usize::MAX);
-            let mut larger = Zeroizing::new(vec![0u8; bytes.len().saturating_mul(2).min(cap)]);
-            larger[..filled].copy_from_slice(&bytes[..filled]);
-            bytes = larger;
-        }
-        let n = file.read_at(&mut bytes[filled..], filled as u64)?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    bytes.truncate(filled);
-    Ok(bytes)
+    mkclone_durable::read_all_capped(file, MAX_FILE_BYTES)
 }
 
 /// How [`write_file`] puts a file in place.
@@ -711,28 +645,6 @@ mod tests {
             .set_len(MAX_FILE_BYTES)
             .unwrap();
         assert_eq!(read_bytes(&path).unwrap().len() as u64, MAX_FILE_BYTES);
-    }
-
-    /// A file that grows past the limit between its `fstat` and its read (here read with
-    /// the size it had before) is refused as well, when what was read passes the limit;
-    /// one that grows and stays under it is read whole.
-    #[test]
-    fn a_file_growing_past_the_limit_while_it_is_read_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sa.db");
-        fs::write(&path, [7u8; 100]).unwrap();
-        let file = fs::File::open(&path).unwrap();
-        assert_eq!(&read_all_at_sized(&file, 10).unwrap()[..], &[7u8; 100][..]);
-        fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(MAX_FILE_BYTES + 1)
-            .unwrap();
-        let err = read_all_at_sized(&file, 100).unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
-        assert_eq!(TooLarge::in_error(&err), Some(MAX_FILE_BYTES + 1));
-        assert!(err.to_string().contains("larger than 64 MiB"), "{err}");
     }
 
     #[test]

@@ -59,6 +59,7 @@ mod lock;
 mod mode;
 mod open;
 mod process;
+mod read;
 mod temp;
 #[cfg(test)]
 mod test_support;
@@ -78,6 +79,7 @@ pub use open::{
     open_regular,
 };
 pub use process::{holder_command, pid_may_be_alive, writer_may_be_alive};
+pub use read::{TooLarge, read_all_capped};
 pub use temp::{
     TempOf, remove_stale_files, remove_stale_temps, remove_stale_temps_in_private_dir,
     remove_stale_temps_of, temps_of,
